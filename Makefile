@@ -1,0 +1,105 @@
+# osprey — one binary (build/osprey), one test runner, one Makefile.
+#   make            build build/osprey (CUDA backend too when nvcc is found; CUDA=0 to skip it)
+#   make test       install what is missing, build, run every CPU test (ends with Check's summary)
+#   make serve      generate the default model if needed and serve it on 127.0.0.1:8000
+#   make test-gpu   GPU kernel checks and the HF oracle (on a machine with a GPU)
+#   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each
+# V=1 prints every command; SANITIZE=1 builds with ASan + UBSan.
+
+CC       ?= cc
+PKGS     := libmicrohttpd libcjson libuv libpcre2-8 libutf8proc libxxhash libsystemd
+Q        := $(if $(V),,@)
+BUILD    ?= build$(if $(SANITIZE),-san)
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes -Wno-unused-parameter \
+            -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+ifneq ($(SANITIZE),)
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+# CUDA: on when nvcc is found unless CUDA=0. The CPU build needs no CUDA at all.
+NVCC     ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+CUDA     ?= $(if $(NVCC),1,0)
+ifeq ($(CUDA),1)
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  NVFLAGS   += -O3 -std=c++17 -I. -MMD -MP -lineinfo -Xcompiler -fPIC \
+               -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90a,code=compute_90a
+  CFLAGS    += -DOSPREY_CUDA -I$(CUDA_HOME)/include
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++
+  CU_SRCS   := $(wildcard kernels/*.cu)
+  CUDA_SRCS := $(wildcard engine/cuda/*.c)
+endif
+
+# Everything but main() goes into one library shared by the binary and the tests.
+LIB_SRCS  := $(wildcard engine/*.c engine/cpu/*.c scheduler/*.c config/*.c server/*.c) $(CUDA_SRCS)
+LIB_SRCS  := $(filter-out server/main.c,$(LIB_SRCS))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(CU_SRCS:%.cu=$(BUILD)/%.o)
+TEST_SRCS := $(wildcard tests/unit/*.c tests/integration/*.c)
+TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
+GPU_SRCS  := $(wildcard tests/gpu/*.c)
+GPU_OBJS  := $(GPU_SRCS:%.c=$(BUILD)/%.o)
+
+.PHONY: all test test-unit test-gpu serve fuzz deps clean
+all: $(BUILD)/osprey
+
+$(BUILD)/osprey: $(BUILD)/server/main.o $(BUILD)/libosprey.a
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+
+$(BUILD)/libosprey.a: $(LIB_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  NVCC    $<")
+	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
+
+# The test runner: every tests/unit and tests/integration file defines Suite *<name>_suite(void);
+# the list is generated so that adding a file is all it takes to add a suite.
+$(BUILD)/tests/suites.h: $(TEST_SRCS)
+	@mkdir -p $(@D)
+	$(Q)grep -ho '^Suite \*[a-z0-9_]*_suite(void)' $(TEST_SRCS) | sed 's/^Suite \*\(.*\)(void)/SUITE(\1)/' | sort > $@.tmp
+	$(Q)cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+
+$(BUILD)/tests/unit/test_main.o: $(BUILD)/tests/suites.h
+$(BUILD)/tests/%.o: CFLAGS += -I$(BUILD)/tests $(shell pkg-config --cflags check)
+
+$(BUILD)/osprey-tests: $(TEST_OBJS) $(BUILD)/libosprey.a
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)
+	@echo "  LD      $@"
+
+$(BUILD)/osprey-gpu-tests: $(GPU_OBJS) $(BUILD)/libosprey.a
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+
+# Install missing Debian packages (as root) and the npm test tools.
+deps:
+	$(Q)scripts/install-deps.sh
+
+# make test: CPU unit + integration tests. The last line is Check's summary.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(BUILD)/osprey-tests
+	$(Q)scripts/run-tests.sh $(BUILD)
+
+# make test-gpu: kernels against the CPU reference, graphs against eager (needs a GPU).
+test-gpu: all $(BUILD)/osprey-gpu-tests
+	$(Q)$(BUILD)/osprey-gpu-tests
+
+# make serve: the default model (generated once) on 127.0.0.1:8000.
+MODEL ?= models/default
+serve: deps all
+	$(Q)test -f $(MODEL)/config.json || $(BUILD)/osprey gen-model --config tiny --out $(MODEL)
+	$(Q)$(BUILD)/osprey serve --model $(MODEL)
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(GPU_OBJS:.o=.d) $(BUILD)/server/main.d

@@ -1,0 +1,176 @@
+/* backend.h — the op vtable that the layer loop (engine/forward.c) runs on, and the device
+ * view of a step. Two implementations: cpu (engine/cpu/, the numerical reference: f32
+ * activations and KV cache, bf16/f32 weights) and cuda (engine/cuda/ + kernels/: bf16
+ * activations and cache, cuBLAS). Every pointer an op takes is the backend's device memory
+ * (host memory on cpu); ops are asynchronous on the backend's one stream and capturable
+ * in a CUDA graph: none allocates, none synchronizes with the host. Every op returns 0 or
+ * a negative errno (-EIO for a device error, which makes the engine dead).
+ *
+ * The KV cache update and the attention are separate ops: attention never writes the
+ * cache (forward_includes_kv_cache_update is false for both backends). */
+#ifndef OSPREY_BACKEND_H
+#define OSPREY_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/model.h"     /* struct tensor_ref, enum dtype */
+#include "engine/sampler.h"   /* struct sample_row, struct sample_result */
+#include "scheduler/batch.h"  /* struct step_batch, KV_MAX_GROUPS */
+
+struct backend;
+
+/* A weight on the device: [rows, cols] row-major (linear layers: rows = out features). */
+struct bk_weight {
+    void *data;
+    enum dtype dtype;
+    int rows, cols;
+};
+
+/* The step batch as ops see it: counts include padding; pointers are device copies that the
+ * backend keeps at fixed addresses (graphs replay against them). */
+struct bk_batch {
+    int num_reqs, num_tokens, num_sample;   /* padded counts */
+    int max_query_len, max_seq_len;         /* upper bounds for dispatch */
+    int num_kv_groups, max_blocks_per_req;
+    const int32_t *input_ids;               /* [num_tokens] */
+    const int32_t *positions;               /* [num_tokens] */
+    const int32_t *query_start_loc;         /* [num_reqs + 1] */
+    const int32_t *seq_lens;                /* [num_reqs] */
+    const int32_t *logits_indices;          /* [num_sample] */
+    const int32_t *block_table[KV_MAX_GROUPS];   /* [num_reqs, max_blocks_per_req] */
+    const int64_t *slot_mapping[KV_MAX_GROUPS];  /* [num_tokens], KV_PADDING_SLOT = -1 */
+};
+
+/* Paged cache of one layer, for K and for V alike: [num_blocks, block_size, num_kv_heads,
+ * head_dim] in the backend's activation dtype; slot s is block s / block_size, row
+ * s % block_size. */
+struct cache_layout {
+    int num_blocks, block_size, num_kv_heads, head_dim;
+};
+
+struct rope_params {
+    int num_heads, num_kv_heads, head_dim;
+    int stride;                /* elements between consecutive tokens' rows of q and of k */
+    const float *inv_freq;     /* [head_dim / 2] device, rope scaling already applied */
+};
+
+struct attn_params {
+    int num_heads, num_kv_heads, head_dim;
+    float scale;               /* softmax scale, head_dim^-0.5 for Llama */
+    float softcap;             /* tanh soft-cap of the logits; 0 = off */
+    int window;                /* sliding window in tokens; 0 = full causal */
+    struct cache_layout cache;
+};
+
+struct backend_ops {
+    const char *name;                       /* "cpu", "cuda" */
+    bool forward_includes_kv_cache_update;  /* false: the layer calls cache_update itself */
+    enum dtype act_dtype;                   /* activations and KV cache: F32 (cpu), BF16 (cuda) */
+
+    void (*destroy)(struct backend *be);
+
+    /* Memory. alloc returns zeroed device memory or NULL (message in err). mem_info reports
+     * free and total device bytes (for sizing the KV cache). */
+    void *(*alloc)(struct backend *be, size_t bytes, char *err);
+    void (*free)(struct backend *be, void *p);
+    int (*mem_info)(struct backend *be, size_t *free_bytes, size_t *total_bytes);
+    int (*upload)(struct backend *be, void *dst, const void *src, size_t bytes);   /* sync */
+    int (*download)(struct backend *be, void *dst, const void *src, size_t bytes); /* sync */
+
+    /* Uploads a weight made of `nparts` tensors stacked by rows (q,k,v → qkv; gate,up →
+     * gate_up); every part has the same cols (1-D tensors: cols 1, stacked). The backend
+     * picks the device dtype (cpu: bf16 or f32 as stored, f16 → f32; cuda: bf16). */
+    int (*upload_weight)(struct backend *be, struct bk_weight *out,
+                         const struct tensor_ref *parts, int nparts, char *err);
+    void (*free_weight)(struct backend *be, struct bk_weight *w);
+
+    /* Copies a host step batch and its sampling rows ([b->num_sample]) into the backend's
+     * persistent buffers (cuda: one async copy from pinned memory) and fills *dev. */
+    int (*stage)(struct backend *be, const struct step_batch *b, const struct sample_row *rows,
+                 struct bk_batch *dev);
+
+    /* --- the ops; n is a number of token rows --- */
+    /* x[n, hidden] = table[ids[i]] */
+    int (*embedding)(struct backend *be, void *x, const int32_t *ids, const struct bk_weight *table, int n);
+    /* residual == NULL: out = rmsnorm(x) * w. Else residual += x (in place), then
+     * out = rmsnorm(residual) * w: the residual add fused with the norm. */
+    int (*rmsnorm)(struct backend *be, void *out, void *residual, const void *x,
+                   const struct bk_weight *w, int n, float eps);
+    /* out[n, w.rows] = x[n, w.cols] · wᵀ (+ bias[w.rows] when bias != NULL) */
+    int (*matmul)(struct backend *be, void *out, const void *x, const struct bk_weight *w,
+                  const struct bk_weight *bias, int n);
+    /* In place RMSNorm of each head_dim vector of x (row stride `stride`, `heads` heads per
+     * row) times w[head_dim]: Qwen3's q/k norm. */
+    int (*head_rmsnorm)(struct backend *be, void *x, int stride, int heads, int head_dim,
+                        const struct bk_weight *w, int n, float eps);
+    /* In place rotate-half RoPE of q[n, num_heads, head_dim] and k[n, num_kv_heads, head_dim]
+     * at positions[n], angles in f32. */
+    int (*rope)(struct backend *be, void *q, void *k, const int32_t *positions, int n,
+                const struct rope_params *p);
+    /* Kernel 1: writes K and V rows of each token i into slot slot_mapping[i] of the layer's
+     * cache; a slot of KV_PADDING_SLOT writes nothing; no other slot is touched. */
+    int (*cache_update)(struct backend *be, const void *k, const void *v, int kv_stride,
+                        const int64_t *slot_mapping, int n, void *k_cache, void *v_cache,
+                        const struct cache_layout *l);
+    /* Kernel 2: out[num_tokens, num_heads * head_dim] = paged attention of q (row stride
+     * q_stride) over the cache, K/V read only from the cache through the block table of
+     * `group`; varlen (query_start_loc), causal within each request's new tokens, GQA,
+     * optional window and soft-cap. Rows of padding requests (seq_len 0) are zeros. */
+    int (*attention)(struct backend *be, void *out, const void *q, int q_stride,
+                     const void *k_cache, const void *v_cache, const struct bk_batch *b,
+                     int group, const struct attn_params *p);
+    /* out[n, ffn] = silu(gate_up[:, :ffn]) * gate_up[:, ffn:] */
+    int (*silu_mul)(struct backend *be, void *out, const void *gate_up, int n, int ffn);
+    /* out[i] = x[rows[i]] for i < n; rows of width dim */
+    int (*gather_rows)(struct backend *be, void *out, const void *x, const int32_t *rows, int n, int dim);
+    /* logits[n, w.rows] in f32 = x[n, w.cols] · wᵀ */
+    int (*lm_head)(struct backend *be, float *logits, const void *x, const struct bk_weight *w, int n);
+    /* Samples every row of logits[b->num_sample, vocab] with the rows staged by stage();
+     * results stay on the device until fetch_results. Capturable. */
+    int (*sample)(struct backend *be, const float *logits, int vocab, const struct bk_batch *b);
+    /* Waits for the step and copies n results to the host. */
+    int (*fetch_results)(struct backend *be, struct sample_result *out, int n);
+
+    /* Optional (NULL when absent): RoPE of q and k plus the cache write of k and v in one
+     * pass; same contract as rope followed by cache_update. */
+    int (*rope_cache_update)(struct backend *be, void *q, void *k, const void *v,
+                             const int32_t *positions, const int64_t *slot_mapping, int n,
+                             const struct rope_params *p, void *k_cache, void *v_cache,
+                             const struct cache_layout *l);
+
+    /* Optional CUDA graphs (NULL on cpu): capture whatever body launches as the graph for
+     * `size`; replay it. */
+    int (*graph_capture)(struct backend *be, int size, int (*body)(void *arg), void *arg);
+    int (*graph_replay)(struct backend *be, int size);
+};
+
+struct backend {
+    const struct backend_ops *ops;
+};
+
+struct backend_options {
+    int num_threads;           /* cpu: worker threads for matmul and attention; 0 = all cores */
+    int device;                /* cuda: device ordinal */
+    int max_tokens;            /* largest num_tokens_padded of a step (staging buffers) */
+    int max_reqs;              /* largest num_reqs_padded of a step */
+    int max_blocks_per_req;
+    int num_kv_groups;
+    int vocab_size;            /* for sampling buffers */
+};
+
+/* Creates the named backend ("cpu" or "cuda"). Returns 0, or -ENODEV ("cuda" without a
+ * GPU, or a build without CUDA) / -ENOMEM with a message. */
+int backend_create(struct backend **out, const char *name, const struct backend_options *opt, char *err);
+void backend_destroy(struct backend *be);
+
+/* True when the build has CUDA and a device is present: the default backend is then "cuda". */
+bool backend_cuda_available(void);
+
+int backend_cpu_create(struct backend **out, const struct backend_options *opt, char *err);
+#ifdef OSPREY_CUDA
+int backend_cuda_create(struct backend **out, const struct backend_options *opt, char *err);
+#endif
+
+#endif
