@@ -97,4 +97,12 @@ void model_close(struct model *m);
 
 const char *model_arch_name(enum model_arch a);
 
+/* KV-cache groups (DESIGN.md): layers with the same attention kind share block tables and
+ * slot mappings. Fills group_window[g] (0 = full attention, else the window in tokens) and
+ * layer_group[l] for every layer; full attention is group 0 when present, the others follow
+ * in order of first appearance. Returns the number of groups, or -EINVAL when the model
+ * needs more than max_groups. */
+int model_kv_groups(const struct model_config *cfg, int *group_window, int *layer_group,
+                    int max_groups);
+
 #endif

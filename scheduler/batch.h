@@ -44,7 +44,16 @@ struct step_batch {
     int max_seq_len;           /* over real requests */
 
     struct sched_request **reqs;  /* [num_reqs] borrowed: the scheduler owns them */
+
+    /* capacity of the arrays above (batch_init) */
+    int cap_tokens, cap_reqs;
 };
+
+/* Allocates every array for at most cap_tokens tokens and cap_reqs requests (padding
+ * included) in num_kv_groups groups. Returns 0 or -ENOMEM. */
+int batch_init(struct step_batch *b, int cap_tokens, int cap_reqs, int num_kv_groups,
+               int max_blocks_per_req);
+void batch_fini(struct step_batch *b);
 
 /* Pads a built batch to num_tokens_padded tokens: input_ids/positions 0, slot_mapping
  * KV_PADDING_SLOT in every group. A decode-only batch also gets padding requests (one per
