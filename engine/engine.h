@@ -1,0 +1,110 @@
+/* engine.h — the engine: model + backend + runner + scheduler driven by one thread with a
+ * libuv loop (DESIGN.md "Threads"). Any thread submits and aborts requests; the engine
+ * thread runs steps and hands each request's new tokens and text to its callback.
+ * Usable without HTTP: `osprey bench` and `osprey generate` are built on it.
+ *
+ * Lifetime of a request: engine_submit() copies everything it needs; the callback runs on
+ * the engine thread after every step that produced output for the request, and exactly
+ * once with `finished` set — for every accepted request, whatever ends it (stop, length,
+ * abort, error, shutdown). After that call the engine never touches `user` again. */
+#ifndef OSPREY_ENGINE_H
+#define OSPREY_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/sampler.h"     /* struct gen_params, struct sample_result */
+#include "scheduler/request.h"  /* enum finish_reason */
+
+struct engine;
+struct tokenizer;
+struct model_config;
+
+struct engine_options {
+    const char *model_dir;
+    const char *backend;              /* "cpu", "cuda", or NULL/"auto": cuda when present */
+    const struct tokenizer *tokenizer;   /* borrowed; detokenizes outputs; NULL: no text */
+    int num_threads;                  /* cpu backend workers, 0 = all cores */
+    /* KV cache: explicit bytes, or (0) a fraction of free GPU memory / a CPU default */
+    size_t kv_cache_bytes;
+    float gpu_memory_utilization;
+    int block_size;
+    int max_num_seqs;
+    int max_num_batched_tokens;
+    int max_model_len;                /* 0 = the model's max_position_embeddings */
+    bool enable_prefix_caching;
+    bool enforce_eager;               /* no CUDA graphs */
+    const int *graph_sizes;           /* decode batch sizes to capture (borrowed) */
+    int num_graph_sizes;
+    bool fused_rope_cache;
+    int max_waiting;                  /* submit answers -EAGAIN past this many waiting */
+    uint64_t seed;                    /* base for requests without a seed; 0 = from the clock */
+};
+
+/* Defaults: cpu/auto backend, block 16, 256 seqs, 8192 tokens, prefix caching on, graphs on,
+ * max_waiting 1024. */
+void engine_options_init(struct engine_options *o);
+
+/* One delivery to a request's callback. Pointers are valid during the call only. */
+struct engine_output {
+    uint64_t id;
+    const int32_t *token_ids;         /* [num_tokens] new tokens since the last delivery */
+    const struct sample_result *samples;   /* [num_tokens] logprobs (when asked) */
+    int num_tokens;
+    const char *text;                 /* new text: complete UTF-8, stop strings cut */
+    size_t text_len;
+    bool finished;
+    enum finish_reason finish_reason;
+    const char *error;                /* FINISH_ERROR: why; else NULL */
+    int num_prompt_tokens;
+    int num_output_tokens;            /* so far */
+    int num_cached_tokens;            /* prompt tokens served from the prefix cache */
+    double arrival_s, first_token_s, now_s;   /* now_s() clock */
+};
+
+typedef void (*engine_output_cb)(void *user, const struct engine_output *out);
+
+struct engine_request_desc {
+    const int32_t *prompt;            /* copied */
+    int num_prompt;
+    const struct gen_params *params;  /* deep-copied (stop strings, stop ids) */
+    engine_output_cb cb;
+    void *user;
+};
+
+/* Loads the model, creates backend, runner (captures graphs) and scheduler. Returns 0 or a
+ * negative errno with a message. Does not start the thread. */
+int engine_create(struct engine **out, const struct engine_options *o, char *err);
+/* Starts the engine thread. */
+int engine_start(struct engine *e, char *err);
+/* Stops accepting, lets running and waiting requests finish for up to grace_s seconds,
+ * aborts the rest (finish_reason FINISH_ABORT), stops and joins the thread. */
+void engine_shutdown(struct engine *e, double grace_s);
+/* Shuts down if needed and frees everything. NULL-safe. */
+void engine_destroy(struct engine *e);
+
+/* Thread-safe. Returns 0 with *id set, or: -EAGAIN (waiting queue full; retry later),
+ * -E2BIG (prompt + max_tokens can never fit), -EINVAL (bad request), -ESHUTDOWN
+ * (draining), -EIO (engine dead). The callback is called only after a 0 return. */
+int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_t *id, char *err);
+/* Thread-safe, idempotent; an unknown or finished id is ignored. The request ends with
+ * FINISH_ABORT and its blocks are freed before the next step. */
+void engine_abort(struct engine *e, uint64_t id);
+
+struct engine_stats {
+    int num_running, num_waiting;
+    int num_blocks, num_free_blocks;          /* KV cache usage = 1 - free / blocks */
+    uint64_t prefix_queries, prefix_hits;     /* tokens */
+    uint64_t num_preemptions;
+    uint64_t prompt_tokens, generation_tokens;   /* counters since start */
+    uint64_t num_steps;
+    bool healthy;                             /* false once a step failed beyond recovery */
+    bool ready;                               /* model loaded, graphs captured, thread running */
+};
+void engine_get_stats(struct engine *e, struct engine_stats *st);
+
+const struct model_config *engine_model_config(const struct engine *e);
+int engine_max_model_len(const struct engine *e);
+
+#endif

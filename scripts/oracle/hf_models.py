@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""hf_models.py — the outside oracle: tiny random-weight models built with Hugging Face
+transformers, saved with save_pretrained, and what transformers computes for them.
+
+For each model it writes OUT/<name>/ with config.json, generation_config.json and
+model.safetensors exactly as save_pretrained writes them, plus
+  expected.json  prompt ids, the greedy continuation, the shape of the logits
+  logits.f32     little-endian float32 logits [len(prompt) + len(greedy) - 1, vocab]
+                 of one forward pass over prompt + greedy tokens (teacher forcing)
+
+osprey's CPU tests (tests/unit/test_hf_oracle.c) load these folders and must give the same
+greedy tokens and the same logits within float32 tolerance. Run on a machine with torch and
+transformers (the GPU machine has both; no network is needed):
+
+    python3 scripts/oracle/hf_models.py tests/data/hf
+
+Seeds are fixed; the command and the transformers version are recorded in expected.json.
+"""
+import json
+import os
+import struct
+import sys
+
+import torch
+import transformers
+from transformers import (AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config,
+                          Qwen3Config)
+
+VOCAB = 384
+PROMPT_LEN = 21
+NEW_TOKENS = 12
+
+
+def common(**kw):
+    base = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=None)
+    base.update(kw)
+    # transformers 5 takes rope settings as one rope_parameters object (and writes config.json
+    # that way); older versions take rope_theta + rope_scaling.
+    theta = base.pop("rope_theta", 10000.0)
+    scaling = base.pop("rope_scaling", None)
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        rp = {"rope_type": "default", "rope_theta": theta}
+        if scaling:
+            rp.update(scaling)
+        base["rope_parameters"] = rp
+    else:
+        base["rope_theta"] = theta
+        if scaling:
+            base["rope_scaling"] = scaling
+    return base
+
+
+def configs():
+    return {
+        # Llama 3.x shape: GQA 4:2, llama3 rope scaling with a small original context so the
+        # scaling changes low frequencies at short positions, tied embeddings, head_dim 32
+        # while hidden / heads = 16.
+        "llama3-tied": LlamaConfig(**common(
+            head_dim=32, tie_word_embeddings=True, rope_theta=500000.0,
+            rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                          "high_freq_factor": 4.0, "original_max_position_embeddings": 32})),
+        # Llama 2 shape: no GQA, untied, default rope.
+        "llama2": LlamaConfig(**common(num_key_value_heads=4, num_hidden_layers=3,
+                                       tie_word_embeddings=False, rope_theta=10000.0)),
+        # Qwen2: q/k/v biases.
+        "qwen2": Qwen2Config(**common(tie_word_embeddings=False, rope_theta=1000000.0)),
+        # Qwen3: q/k RMSNorm, head_dim independent of hidden / heads.
+        "qwen3": Qwen3Config(**common(head_dim=24, tie_word_embeddings=True,
+                                      rope_theta=1000000.0)),
+        # Mistral: every layer slides over a window shorter than the prompt.
+        "mistral-window": MistralConfig(**common(sliding_window=8, tie_word_embeddings=False,
+                                                 rope_theta=10000.0, head_dim=16)),
+        # Qwen3 with layer 0 full attention and layer 1 sliding: two KV-cache groups.
+        "qwen3-mixed": Qwen3Config(**common(head_dim=16, use_sliding_window=True,
+                                            sliding_window=8, max_window_layers=1,
+                                            tie_word_embeddings=False,
+                                            rope_theta=1000000.0)),
+    }
+
+
+def build(name, cfg, out_root, seed):
+    torch.manual_seed(seed)
+    # eager attention: the plain masked softmax, sliding window included
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    # Norm weights start at 1 and biases at 0; give them random values so that a loader
+    # that ignored them (or swapped q_norm with k_norm) would fail.
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "norm" in pname:
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif pname.endswith(".bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.08 * torch.randn_like(p))
+    out = os.path.join(out_root, name)
+    os.makedirs(out, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+
+    g = torch.Generator().manual_seed(seed + 1)
+    prompt = torch.randint(3, VOCAB, (1, PROMPT_LEN), generator=g)
+    with torch.no_grad():
+        gen = model.generate(prompt, max_new_tokens=NEW_TOKENS, do_sample=False,
+                             min_new_tokens=NEW_TOKENS, eos_token_id=None, pad_token_id=0)
+        greedy = gen[0, PROMPT_LEN:].tolist()
+        full = gen[:, :-1]
+        logits = model(full).logits[0].float().contiguous()
+    # Greedy must be argmax of the teacher-forced logits (same computation path): check.
+    am = logits[PROMPT_LEN - 1:].argmax(-1).tolist()
+    if am != greedy:
+        print(f"warning: {name}: generate() and argmax of the full forward differ", file=sys.stderr)
+    with open(os.path.join(out, "logits.f32"), "wb") as f:
+        f.write(struct.pack("<%df" % logits.numel(), *logits.flatten().tolist()))
+    exp = {
+        "command": "python3 scripts/oracle/hf_models.py " + out_root,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "seed": seed,
+        "prompt_ids": prompt[0].tolist(),
+        "greedy_ids": greedy,
+        "logits_shape": list(logits.shape),
+    }
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump(exp, f, indent=1)
+    print(f"{name}: {sum(p.numel() for p in model.parameters())} params, greedy {greedy}")
+
+
+def main():
+    out_root = sys.argv[1] if len(sys.argv) > 1 else "tests/data/hf"
+    for i, (name, cfg) in enumerate(configs().items()):
+        build(name, cfg, out_root, 1000 + i)
+
+
+if __name__ == "__main__":
+    main()
