@@ -1,0 +1,31 @@
+/* gen_model.h — writes a complete random-weight Hugging Face model folder (config.json,
+ * generation_config.json, model.safetensors, tokenizer.json, tokenizer_config.json) from a
+ * preset or a config.json-shaped file: what tests, benchmarks and `make serve` run on.
+ * The same options and seed give a byte-identical folder. */
+#ifndef OSPREY_GEN_MODEL_H
+#define OSPREY_GEN_MODEL_H
+
+#include <stdint.h>
+
+struct gen_model_opts {
+    const char *config;          /* a preset name (gen_model_preset_name) or a config.json */
+    const char *out_dir;         /* created when missing */
+    uint64_t seed;
+    const char *tokenizer_dir;   /* copy this folder's tokenizer; NULL = generate a BPE */
+    const char *dtype;           /* "bf16", "f16", "f32"; NULL = the config's (bf16 default) */
+};
+
+struct gen_model_stats {
+    int num_tensors;
+    uint64_t weight_bytes;       /* model.safetensors data */
+    double seconds;              /* writing model.safetensors */
+};
+
+/* Writes the folder. Returns 0, or a negative errno with a one-line message naming the
+ * file, field or preset in err. stats may be NULL. */
+int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stats, char *err);
+
+/* Preset i's name, or NULL past the last one. */
+const char *gen_model_preset_name(int i);
+
+#endif

@@ -1,0 +1,77 @@
+/* model_fixtures.c — scratch folders and file helpers for the model-folder suites. */
+
+#include "model_fixtures.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "engine/gen_model.h"
+#include "engine/util.h"
+
+int fixture_tmpdir(char *path)
+{
+    const char *base = getenv("OSPREY_TEST_TMP");
+
+    snprintf(path, FIXTURE_PATH, "%s/osprey-model-XXXXXX", base && *base ? base : "/tmp");
+    return mkdtemp(path) ? 0 : -errno;
+}
+
+static int unlink_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(p);
+}
+
+void fixture_rmtree(const char *path)
+{
+    nftw(path, unlink_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int fixture_write(const char *dir, const char *name, const void *data, size_t len)
+{
+    char path[FIXTURE_PATH + 256];
+    FILE *f;
+    int rc = 0;
+
+    if (dir)
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+    else
+        snprintf(path, sizeof path, "%s", name);
+    if (!(f = fopen(path, "wb")))
+        return -errno;
+    if (fwrite(data, 1, len, f) != len)
+        rc = -EIO;
+    if (fclose(f) != 0)
+        rc = -EIO;
+    return rc;
+}
+
+int fixture_gen(const char *dir, const char *preset, uint64_t seed)
+{
+    struct gen_model_opts o = { .config = preset, .out_dir = dir, .seed = seed };
+    char err[ERR_LEN] = "";
+    int rc = gen_model_write(&o, NULL, err);
+
+    if (rc)
+        fprintf(stderr, "fixture_gen %s: %s\n", preset, err);
+    return rc;
+}
+
+uint64_t fixture_hash(const char *dir, const char *name)
+{
+    char path[FIXTURE_PATH + 256], *buf;
+    size_t len;
+    uint64_t h;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (read_file(path, &buf, &len, NULL))
+        return 0;
+    h = XXH64(buf, len, 0);
+    free(buf);
+    return h;
+}
