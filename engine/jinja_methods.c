@@ -1,0 +1,1064 @@
+/* jinja_methods.c — the Python a chat template may call: the globals transformers and
+ * Jinja provide (range, namespace, dict, raise_exception, strftime_now), the str methods
+ * templates use (strip, split, startswith, replace, format …), dict.get/items/keys/values,
+ * loop.cycle, and the sandbox's refusal of methods that mutate (append, update …). Also
+ * the string helpers the filters share, and printf-style `str % args`. */
+#include "engine/jinja.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <utf8proc.h>
+
+#include "engine/util.h" /* errf, ERR_LEN, MIN */
+
+enum jinja_builtin {
+    B_RANGE, B_NAMESPACE, B_DICT, B_RAISE, B_STRFTIME,
+    M_STRIP, M_LSTRIP, M_RSTRIP, M_SPLIT, M_RSPLIT, M_SPLITLINES, M_STARTSWITH, M_ENDSWITH,
+    M_UPPER, M_LOWER, M_TITLE, M_CAPITALIZE, M_REPLACE, M_FORMAT, M_JOIN, M_FIND, M_RFIND,
+    M_COUNT, M_ISDIGIT, M_ISALPHA, M_ISALNUM, M_ISSPACE, M_ISUPPER, M_ISLOWER,
+    M_REMOVEPREFIX, M_REMOVESUFFIX,
+    M_GET, M_ITEMS, M_KEYS, M_VALUES,
+    M_LIST_INDEX, M_LIST_COUNT,
+    M_CYCLE,
+};
+
+static const struct { const char *name; } globals[] = {   /* in enum jinja_builtin order */
+    { "range" }, { "namespace" }, { "dict" }, { "raise_exception" }, { "strftime_now" },
+};
+
+/* Methods by the type they belong to; id < 0 marks one the sandbox refuses. */
+static const struct { uint8_t type; const char *name; int id; } methods[] = {
+    { JV_STR, "strip", M_STRIP }, { JV_STR, "lstrip", M_LSTRIP }, { JV_STR, "rstrip", M_RSTRIP },
+    { JV_STR, "split", M_SPLIT }, { JV_STR, "rsplit", M_RSPLIT }, { JV_STR, "splitlines", M_SPLITLINES },
+    { JV_STR, "startswith", M_STARTSWITH }, { JV_STR, "endswith", M_ENDSWITH },
+    { JV_STR, "upper", M_UPPER }, { JV_STR, "lower", M_LOWER }, { JV_STR, "title", M_TITLE },
+    { JV_STR, "capitalize", M_CAPITALIZE }, { JV_STR, "replace", M_REPLACE },
+    { JV_STR, "format", M_FORMAT }, { JV_STR, "join", M_JOIN }, { JV_STR, "find", M_FIND },
+    { JV_STR, "rfind", M_RFIND }, { JV_STR, "count", M_COUNT }, { JV_STR, "isdigit", M_ISDIGIT },
+    { JV_STR, "isalpha", M_ISALPHA }, { JV_STR, "isalnum", M_ISALNUM }, { JV_STR, "isspace", M_ISSPACE },
+    { JV_STR, "isupper", M_ISUPPER }, { JV_STR, "islower", M_ISLOWER },
+    { JV_STR, "removeprefix", M_REMOVEPREFIX }, { JV_STR, "removesuffix", M_REMOVESUFFIX },
+    { JV_DICT, "get", M_GET }, { JV_DICT, "items", M_ITEMS }, { JV_DICT, "keys", M_KEYS },
+    { JV_DICT, "values", M_VALUES },
+    { JV_DICT, "pop", -1 }, { JV_DICT, "popitem", -1 }, { JV_DICT, "setdefault", -1 },
+    { JV_DICT, "update", -1 }, { JV_DICT, "clear", -1 },
+    { JV_LIST, "index", M_LIST_INDEX }, { JV_LIST, "count", M_LIST_COUNT },
+    { JV_LIST, "append", -1 }, { JV_LIST, "extend", -1 }, { JV_LIST, "insert", -1 },
+    { JV_LIST, "pop", -1 }, { JV_LIST, "remove", -1 }, { JV_LIST, "reverse", -1 },
+    { JV_LIST, "sort", -1 }, { JV_LIST, "clear", -1 },
+    { JV_LOOP, "cycle", M_CYCLE },
+};
+
+static bool name_is(const char *name, size_t len, const char *s)
+{
+    return len == strlen(s) && !memcmp(name, s, len);
+}
+
+static struct jv make_func(struct jinja_render *r, int id, struct jv self, int *status)
+{
+    struct jv v = { .type = JV_FUNC };
+
+    if (!(v.func = jr_alloc(r, sizeof *v.func))) {
+        *status = -ENOMEM;
+        return jv_none();
+    }
+    v.func->id = id;
+    v.func->self = self;
+    return v;
+}
+
+bool jinja_global_find(const char *name, size_t len, struct jv *out)
+{
+    /* Globals never change: one static function object each serves every render. */
+    static struct jv_func funcs[] = { { .id = B_RANGE }, { .id = B_NAMESPACE }, { .id = B_DICT },
+                                      { .id = B_RAISE }, { .id = B_STRFTIME } };
+
+    for (size_t i = 0; i < ARRAY_LEN(globals); i++)
+        if (name_is(name, len, globals[i].name)) {
+            out->type = JV_FUNC;
+            out->flags = 0;
+            out->func = &funcs[i];
+            return true;
+        }
+    return false;
+}
+
+bool jinja_method_find(struct jinja_render *r, struct jv self, const char *name, size_t len,
+                       struct jv *out, int *status)
+{
+    uint8_t type = self.type == JV_NS ? JV_DICT : self.type;
+
+    *status = 0;
+    if (self.type == JV_LIST && (self.flags & JV_F_GEN))
+        return false;
+    for (size_t i = 0; i < ARRAY_LEN(methods); i++) {
+        if (methods[i].type != type || !name_is(name, len, methods[i].name))
+            continue;
+        if (methods[i].id < 0)
+            *out = jinja_undef(r, "access to attribute '%.*s' of '%s' object is unsafe.", (int)len, name,
+                               jv_type_name(self));
+        else
+            *out = make_func(r, methods[i].id, self, status);
+        return true;
+    }
+    if (len >= 2 && name[0] == '_' && name[1] == '_') {
+        *out = jinja_undef(r, "access to attribute '%.*s' of '%s' object is unsafe.", (int)MIN(len, 100),
+                           name, jv_type_name(self));
+        return true;
+    }
+    return false;
+}
+
+/* ---- string helpers ---- */
+
+static int put_cp(struct jinja_render *r, struct jbuf *b, int32_t cp)
+{
+    char tmp[4];
+
+    if (cp >= 0xdc80 && cp <= 0xdcff) {   /* an undecodable byte goes back out as itself */
+        tmp[0] = (char)(cp - 0xdc00);
+        return jbuf_put(r, b, tmp, 1);
+    }
+    return jbuf_put(r, b, tmp, (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)tmp));
+}
+
+static int buf_to_val(struct jinja_render *r, struct jbuf *b, struct jv *out)
+{
+    bool ok;
+
+    *out = jv_str_copy(r, b->p ? b->p : "", b->len, &ok);
+    jbuf_fini(b);
+    return ok ? 0 : -ENOMEM;
+}
+
+static bool in_chars(int32_t cp, struct jv chars)
+{
+    int32_t c;
+
+    if (chars.type != JV_STR)
+        return py_isspace(cp);
+    for (size_t i = 0; i < chars.s.len;) {
+        i = u8_next(chars.s.p, chars.s.len, i, &c);
+        if (c == cp)
+            return true;
+    }
+    return false;
+}
+
+int jstr_strip(struct jinja_render *r, struct jv s, struct jv chars, bool left, bool right, struct jv *out)
+{
+    size_t b = 0, e = s.s.len;
+    int32_t cp;
+
+    if (chars.type != JV_STR && chars.type != JV_NONE && chars.type != JV_UNDEF)
+        return jr_fail(r, "strip arg must be None or str");
+    while (left && b < e) {
+        size_t next = u8_next(s.s.p, e, b, &cp);
+
+        if (!in_chars(cp, chars))
+            break;
+        b = next;
+    }
+    while (right && e > b) {
+        size_t i = e - 1;
+
+        while (i > b && ((unsigned char)s.s.p[i] & 0xc0) == 0x80 && e - i < 4)
+            i--;
+        if (u8_next(s.s.p, e, i, &cp) != e)
+            i = e - 1, cp = 0xdc00 + (unsigned char)s.s.p[e - 1];
+        if (!in_chars(cp, chars))
+            break;
+        e = i;
+    }
+    *out = jv_str(s.s.p + b, e - b);
+    return jr_charge(r, s.s.len / 64);
+}
+
+static bool is_cased(int32_t cp, int *kind /* 1 upper, 2 lower, 3 title */)
+{
+    switch (utf8proc_category(cp)) {
+    case UTF8PROC_CATEGORY_LU: *kind = 1; return true;
+    case UTF8PROC_CATEGORY_LL: *kind = 2; return true;
+    case UTF8PROC_CATEGORY_LT: *kind = 3; return true;
+    default: *kind = 0; return false;
+    }
+}
+
+static bool jinja_title_sep(int32_t cp)
+{
+    return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || py_isspace(cp);
+}
+
+int jstr_case(struct jinja_render *r, struct jv s, int mode, struct jv *out)
+{
+    struct jbuf b = { .max = r->lim->max_output_bytes };
+    bool prev_cased = false, word_start = true;
+    int rc = 0, kind;
+
+    for (size_t i = 0, n = 0; i < s.s.len && !rc; n++) {
+        int32_t cp, o;
+        bool cased;
+
+        i = u8_next(s.s.p, s.s.len, i, &cp);
+        if (cp >= 0xdc80 && cp <= 0xdcff) {
+            rc = put_cp(r, &b, cp);
+            continue;
+        }
+        switch (mode) {
+        case JCASE_UPPER: o = utf8proc_toupper(cp); break;
+        case JCASE_LOWER: o = utf8proc_tolower(cp); break;
+        case JCASE_CAPITALIZE: o = n == 0 ? utf8proc_totitle(cp) : utf8proc_tolower(cp); break;
+        case JCASE_TITLE_PY:
+            /* str.title(): a cased character after a cased one is lowered, else titled */
+            cased = is_cased(cp, &kind);
+            o = !cased ? cp : prev_cased ? utf8proc_tolower(cp) : utf8proc_totitle(cp);
+            prev_cased = cased;
+            break;
+        default:
+            /* Jinja's title filter: upper after - ( { [ < or whitespace, lower elsewhere */
+            if (jinja_title_sep(cp)) {
+                o = cp;
+                word_start = true;
+            } else {
+                o = word_start ? utf8proc_toupper(cp) : utf8proc_tolower(cp);
+                word_start = false;
+            }
+        }
+        rc = put_cp(r, &b, o);
+    }
+    if (rc) {
+        jbuf_fini(&b);
+        return rc;
+    }
+    return buf_to_val(r, &b, out);
+}
+
+int jstr_replace(struct jinja_render *r, struct jv s, struct jv old, struct jv new_, int64_t count,
+                 struct jv *out)
+{
+    struct jbuf b = { .max = r->lim->max_output_bytes };
+    size_t i = 0;
+    int rc = 0;
+
+    if (old.type != JV_STR || new_.type != JV_STR)
+        return jr_fail(r, "replace() arguments must be str");
+    if (!old.s.len) {
+        /* Python puts new before every character and at the end. */
+        int32_t cp;
+
+        while (!rc && count != 0) {
+            rc = jbuf_put(r, &b, new_.s.p, new_.s.len);
+            if (count > 0)
+                count--;
+            if (i >= s.s.len)
+                break;
+            {
+                size_t next = u8_next(s.s.p, s.s.len, i, &cp);
+
+                if (!rc)
+                    rc = jbuf_put(r, &b, s.s.p + i, next - i);
+                i = next;
+            }
+        }
+    } else {
+        while (!rc && count != 0) {
+            const char *hit = memmem(s.s.p + i, s.s.len - i, old.s.p, old.s.len);
+
+            if (!hit)
+                break;
+            rc = jbuf_put(r, &b, s.s.p + i, (size_t)(hit - s.s.p) - i);
+            if (!rc)
+                rc = jbuf_put(r, &b, new_.s.p, new_.s.len);
+            i = (size_t)(hit - s.s.p) + old.s.len;
+            if (count > 0)
+                count--;
+        }
+    }
+    if (!rc)
+        rc = jbuf_put(r, &b, s.s.p + i, s.s.len - i);
+    if (!rc)
+        rc = jr_charge(r, s.s.len / 16);
+    if (rc) {
+        jbuf_fini(&b);
+        return rc;
+    }
+    return buf_to_val(r, &b, out);
+}
+
+/* Line boundaries of str.splitlines: \n \r \r\n \v \f \x1c-\x1e \x85 \u2028 \u2029. */
+static size_t line_break(const char *p, size_t len, size_t i, size_t *end)
+{
+    int32_t cp;
+    size_t next = u8_next(p, len, i, &cp);
+
+    if (cp == '\r' && next < len && p[next] == '\n')
+        next++;
+    else if (!(cp == '\n' || cp == '\r' || cp == '\v' || cp == '\f' || (cp >= 0x1c && cp <= 0x1e) ||
+               cp == 0x85 || cp == 0x2028 || cp == 0x2029))
+        return 0;
+    *end = next;
+    return 1;
+}
+
+int jstr_splitlines(struct jinja_render *r, struct jv s, struct jv_list **out)
+{
+    struct jv_list *l = jv_list_new(r, 0);
+    size_t start = 0;
+    int32_t cp;
+
+    if (!l)
+        return -ENOMEM;
+    for (size_t i = 0; i < s.s.len;) {
+        size_t end;
+
+        if (line_break(s.s.p, s.s.len, i, &end)) {
+            if (jv_list_push(r, l, jv_str(s.s.p + start, i - start)))
+                return -ENOMEM;
+            start = i = end;
+        } else {
+            i = u8_next(s.s.p, s.s.len, i, &cp);
+        }
+    }
+    if (start < s.s.len && jv_list_push(r, l, jv_str(s.s.p + start, s.s.len - start)))
+        return -ENOMEM;
+    *out = l;
+    return jr_charge(r, s.s.len / 16);
+}
+
+/* str.split / str.rsplit. sep NONE: runs of whitespace, no empty strings. */
+static int str_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsplit, bool from_right,
+                     struct jv *out)
+{
+    struct jv_list *l = jv_list_new(r, 0);
+    const char *p = s.s.p;
+    size_t len = s.s.len;
+    int rc = 0;
+
+    if (!l)
+        return -ENOMEM;
+    if (sep.type == JV_STR && !sep.s.len)
+        return jr_fail(r, "empty separator");
+    if (sep.type != JV_STR && sep.type != JV_NONE)
+        return jr_fail(r, "must be str or None, not %s", jv_type_name(sep));
+    if (sep.type == JV_STR && !from_right) {
+        size_t i = 0;
+
+        while (maxsplit != 0) {
+            const char *hit = memmem(p + i, len - i, sep.s.p, sep.s.len);
+
+            if (!hit)
+                break;
+            if ((rc = jv_list_push(r, l, jv_str(p + i, (size_t)(hit - p) - i))))
+                return rc;
+            i = (size_t)(hit - p) + sep.s.len;
+            if (maxsplit > 0)
+                maxsplit--;
+        }
+        rc = jv_list_push(r, l, jv_str(p + i, len - i));
+    } else if (sep.type == JV_STR) {
+        /* rsplit: cut from the right, then put the pieces back in order */
+        size_t e = len;
+
+        while (maxsplit != 0 && e >= sep.s.len) {
+            size_t k = e - sep.s.len + 1, found = SIZE_MAX;
+
+            while (k-- > 0)
+                if (!memcmp(p + k, sep.s.p, sep.s.len)) {
+                    found = k;
+                    break;
+                }
+            if (found == SIZE_MAX)
+                break;
+            if ((rc = jv_list_push(r, l, jv_str(p + found + sep.s.len, e - found - sep.s.len))))
+                return rc;
+            e = found;
+            if (maxsplit > 0)
+                maxsplit--;
+        }
+        if (!(rc = jv_list_push(r, l, jv_str(p, e))))
+            for (size_t a = 0, b = l->len - 1; a < b; a++, b--) {
+                struct jv t = l->items[a];
+
+                l->items[a] = l->items[b];
+                l->items[b] = t;
+            }
+    } else {
+        /* whitespace runs; maxsplit counts splits from the chosen side */
+        struct jv_list *parts = jv_list_new(r, 0);
+        size_t i = 0;
+        int32_t cp;
+
+        if (!parts)
+            return -ENOMEM;
+        while (i < len) {
+            size_t w0, w1;
+
+            while (i < len) {   /* skip whitespace */
+                size_t next = u8_next(p, len, i, &cp);
+
+                if (!py_isspace(cp))
+                    break;
+                i = next;
+            }
+            if (i >= len)
+                break;
+            w0 = i;
+            while (i < len) {
+                size_t next = u8_next(p, len, i, &cp);
+
+                if (py_isspace(cp))
+                    break;
+                i = next;
+            }
+            w1 = i;
+            if ((rc = jv_list_push(r, parts, jv_str(p + w0, w1 - w0))))
+                return rc;
+        }
+        if (maxsplit < 0 || (uint64_t)maxsplit + 1 >= parts->len) {
+            l = parts;
+        } else if (!from_right) {
+            /* the first maxsplit words, then the rest of the string from the next word on,
+             * with its trailing whitespace stripped */
+            for (int64_t k = 0; k < maxsplit; k++)
+                if ((rc = jv_list_push(r, l, parts->items[k])))
+                    return rc;
+            {
+                const char *rest = parts->items[maxsplit].s.p;
+                struct jv tail = jv_str(rest, (size_t)(p + len - rest)), t;
+
+                if ((rc = jstr_strip(r, tail, jv_none(), false, true, &t)) || (rc = jv_list_push(r, l, t)))
+                    return rc;
+            }
+        } else {
+            size_t first = parts->len - (size_t)maxsplit;
+            const struct jv last = parts->items[first - 1];
+            struct jv head = jv_str(p, (size_t)(last.s.p + last.s.len - p)), t;
+
+            if ((rc = jstr_strip(r, head, jv_none(), true, false, &t)) || (rc = jv_list_push(r, l, t)))
+                return rc;
+            for (size_t k = first; k < parts->len; k++)
+                if ((rc = jv_list_push(r, l, parts->items[k])))
+                    return rc;
+        }
+    }
+    if (rc)
+        return rc;
+    *out = jv_list_val(l, 0);
+    return jr_charge(r, len / 16);
+}
+
+static int affix(struct jinja_render *r, struct jv s, struct jv what, bool end, bool *res)
+{
+    *res = false;
+    if (what.type == JV_LIST && (what.flags & JV_F_TUPLE)) {
+        for (size_t i = 0; i < what.list->len && !*res; i++) {
+            int rc = affix(r, s, what.list->items[i], end, res);
+
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    if (what.type != JV_STR)
+        return jr_fail(r, "%s first arg must be str or a tuple of str, not %s",
+                       end ? "endswith" : "startswith", jv_type_name(what));
+    *res = what.s.len <= s.s.len &&
+           !memcmp(end ? s.s.p + s.s.len - what.s.len : s.s.p, what.s.p, what.s.len);
+    return 0;
+}
+
+/* isdigit / isalpha / isalnum / isspace / isupper / islower, as Python (non-empty). */
+static bool str_is(struct jv s, int id)
+{
+    bool any_cased = false;
+    int kind;
+
+    if (!s.s.len)
+        return false;
+    for (size_t i = 0; i < s.s.len;) {
+        int32_t cp;
+        utf8proc_category_t c;
+
+        i = u8_next(s.s.p, s.s.len, i, &cp);
+        c = utf8proc_category(cp);
+        switch (id) {
+        case M_ISDIGIT:
+            if (c != UTF8PROC_CATEGORY_ND && c != UTF8PROC_CATEGORY_NO)
+                return false;
+            break;
+        case M_ISALPHA:
+            if (c < UTF8PROC_CATEGORY_LU || c > UTF8PROC_CATEGORY_LO)
+                return false;
+            break;
+        case M_ISALNUM:
+            if ((c < UTF8PROC_CATEGORY_LU || c > UTF8PROC_CATEGORY_LO) &&
+                (c < UTF8PROC_CATEGORY_ND || c > UTF8PROC_CATEGORY_NO))
+                return false;
+            break;
+        case M_ISSPACE:
+            if (!py_isspace(cp))
+                return false;
+            break;
+        default:
+            if (is_cased(cp, &kind)) {
+                if ((id == M_ISUPPER && kind != 1) || (id == M_ISLOWER && kind != 2))
+                    return false;
+                any_cased = true;
+            }
+        }
+    }
+    return id == M_ISUPPER || id == M_ISLOWER ? any_cased : true;
+}
+
+/* ---- str.format: {} {0} {name}, with !s / !r; no format specs ---- */
+
+static int str_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *a, struct jv *out)
+{
+    struct jbuf b = { .max = r->lim->max_output_bytes };
+    const char *p = fmt.s.p;
+    size_t len = fmt.s.len, i = 0;
+    int auto_idx = 0, rc = 0;
+
+    while (i < len && !rc) {
+        char c = p[i];
+
+        if ((c == '{' || c == '}') && i + 1 < len && p[i + 1] == c) {
+            rc = jbuf_putc(r, &b, c);
+            i += 2;
+        } else if (c == '}') {
+            rc = jr_fail(r, "Single '}' encountered in format string");
+        } else if (c == '{') {
+            size_t j = i + 1, name_end;
+            char conv = 's';
+            struct jv v = jv_undef(NULL);
+
+            while (j < len && p[j] != '}' && p[j] != '!' && p[j] != ':')
+                j++;
+            name_end = j;
+            if (j < len && p[j] == '!' && j + 2 < len) {
+                conv = p[j + 1];
+                j += 2;
+            }
+            if (j >= len || p[j] != '}') {
+                rc = jr_fail(r, "format string: only {}, {N}, {name} and !s / !r are supported");
+                break;
+            }
+            if (name_end == i + 1) {
+                if (auto_idx >= a->npos) {
+                    rc = jr_fail(r, "Replacement index %d out of range for positional args tuple", auto_idx);
+                    break;
+                }
+                v = a->pos[auto_idx++];
+            } else if (p[i + 1] >= '0' && p[i + 1] <= '9') {
+                int idx = atoi(p + i + 1);
+
+                if (idx >= a->npos) {
+                    rc = jr_fail(r, "Replacement index %d out of range for positional args tuple", idx);
+                    break;
+                }
+                v = a->pos[idx];
+            } else {
+                int k;
+
+                for (k = 0; k < a->nkw; k++)
+                    if (a->kw_len[k] == name_end - i - 1 && !memcmp(a->kw_name[k], p + i + 1, a->kw_len[k]))
+                        break;
+                if (k == a->nkw) {
+                    rc = jr_fail(r, "format string: no argument named '%.*s'", (int)MIN(name_end - i - 1, 60), p + i + 1);
+                    break;
+                }
+                v = a->kw[k];
+            }
+            rc = conv == 'r' ? jv_write_repr(r, &b, v, 0) : jv_write_str(r, &b, v);
+            i = j + 1;
+        } else {
+            size_t j = i;
+
+            while (j < len && p[j] != '{' && p[j] != '}')
+                j++;
+            rc = jbuf_put(r, &b, p + i, j - i);
+            i = j;
+        }
+    }
+    if (rc) {
+        jbuf_fini(&b);
+        return rc;
+    }
+    return buf_to_val(r, &b, out);
+}
+
+/* ---- printf-style: str % args ---- */
+
+int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, struct jv *out)
+{
+    struct jbuf b = { .max = r->lim->max_output_bytes };
+    const struct jv *argv = &args;
+    size_t argc = 1, used = 0, i = 0;
+    const char *p = fmt.s.p;
+    int rc = 0;
+
+    if (args.type == JV_LIST && (args.flags & JV_F_TUPLE)) {
+        argv = args.list->items;
+        argc = args.list->len;
+    }
+    while (i < fmt.s.len && !rc) {
+        char spec[32], tmp[512], conv;
+        size_t k = 0;
+        struct jv v;
+
+        if (p[i] != '%') {
+            const char *pct = memchr(p + i, '%', fmt.s.len - i);
+            size_t j = pct ? (size_t)(pct - p) : fmt.s.len;
+
+            rc = jbuf_put(r, &b, p + i, j - i);
+            i = j;
+            continue;
+        }
+        i++;
+        spec[k++] = '%';
+        if (i < fmt.s.len && p[i] == '(') {
+            const char *close = memchr(p + i, ')', fmt.s.len - i);
+
+            if (!close || args.type != JV_DICT) {
+                rc = jr_fail(r, "format requires a mapping");
+                break;
+            }
+            if (!jv_dict_get(args.dict, jv_str(p + i + 1, (size_t)(close - p) - i - 1), &v)) {
+                rc = jr_fail(r, "KeyError: '%.*s'", (int)MIN((size_t)(close - p) - i - 1, 60), p + i + 1);
+                break;
+            }
+            i = (size_t)(close - p) + 1;
+            argv = &v;
+            argc = 1;
+            used = 0;
+        }
+        while (i < fmt.s.len && k < 20 && strchr("-+ #0123456789.", p[i]))
+            spec[k++] = p[i++];
+        if (i >= fmt.s.len) {
+            rc = jr_fail(r, "incomplete format");
+            break;
+        }
+        conv = p[i++];
+        if (conv == '%') {
+            rc = jbuf_putc(r, &b, '%');
+            continue;
+        }
+        if (used >= argc) {
+            rc = jr_fail(r, "not enough arguments for format string");
+            break;
+        }
+        v = argv[used++];
+        switch (conv) {
+        case 's': case 'r': {
+            struct jbuf s = { .max = r->lim->max_output_bytes };
+
+            rc = conv == 'r' ? jv_write_repr(r, &s, v, 0) : jv_write_str(r, &s, v);
+            if (!rc) {
+                /* width and precision, in bytes (exact for ASCII) */
+                int width = 0, prec = -1;
+                bool left = memchr(spec, '-', k) != NULL;
+                const char *dot = memchr(spec, '.', k);
+                size_t n = s.len;
+
+                for (size_t q = 1; q < k && spec[q] != '.'; q++)
+                    if (spec[q] >= '1' && spec[q] <= '9') {
+                        width = atoi(spec + q);
+                        break;
+                    }
+                if (dot)
+                    prec = atoi(dot + 1);
+                if (prec >= 0 && (size_t)prec < n)
+                    n = (size_t)prec;
+                for (int pad = width - (int)n; !left && pad > 0 && !rc; pad--)
+                    rc = jbuf_putc(r, &b, ' ');
+                if (!rc)
+                    rc = jbuf_put(r, &b, s.p ? s.p : "", n);
+                for (int pad = width - (int)n; left && pad > 0 && !rc; pad--)
+                    rc = jbuf_putc(r, &b, ' ');
+            }
+            jbuf_fini(&s);
+            break;
+        }
+        case 'd': case 'i': case 'u': case 'x': case 'X': case 'o': case 'c':
+        case 'f': case 'F': case 'e': case 'E': case 'g': case 'G': {
+            bool integral = strchr("diuxXoc", conv) != NULL;
+            long long iv;
+            double fv;
+            char full[48];
+            int n;
+
+            if (!jv_is_num(v)) {
+                rc = jr_fail(r, "%%%c format: a real number is required, not %s", conv, jv_type_name(v));
+                break;
+            }
+            fv = v.type == JV_FLOAT ? v.f : (double)(v.type == JV_INT ? v.i : v.b);
+            iv = v.type == JV_FLOAT ? (fabs(v.f) < 9.2e18 ? (long long)v.f : 0) : v.type == JV_INT ? v.i : v.b;
+            spec[k] = '\0';
+            if (strspn(spec + 1, "-+ #0") < k - 1 && atoi(spec + 1 + strspn(spec + 1, "-+ #0")) > 200) {
+                rc = jr_fail(r, "format width over 200");
+                break;
+            }
+            snprintf(full, sizeof full, "%s%s%c", spec, integral && conv != 'c' ? "ll" : "",
+                     conv == 'u' ? 'd' : conv);
+            if (conv == 'c')
+                n = snprintf(tmp, sizeof tmp, "%c", (char)iv);
+            else if (integral)
+                n = snprintf(tmp, sizeof tmp, full, iv);
+            else
+                n = snprintf(tmp, sizeof tmp, full, fv);
+            rc = n < 0 ? jr_fail(r, "bad format") : jbuf_put(r, &b, tmp, MIN((size_t)n, sizeof tmp - 1));
+            break;
+        }
+        default:
+            rc = jr_fail(r, "unsupported format character '%c'", conv);
+        }
+    }
+    if (!rc && args.type != JV_DICT && used < argc)
+        rc = jr_fail(r, "not all arguments converted during string formatting");
+    if (rc) {
+        jbuf_fini(&b);
+        return rc;
+    }
+    return buf_to_val(r, &b, out);
+}
+
+/* ---- calls ---- */
+
+static int to_index(struct jinja_render *r, struct jv v, int64_t *out, const char *what)
+{
+    if (v.type == JV_INT || v.type == JV_BOOL) {
+        *out = v.type == JV_INT ? v.i : v.b;
+        return 0;
+    }
+    return jr_fail(r, "%s: '%s' object cannot be interpreted as an integer", what, jv_type_name(v));
+}
+
+static int call_range(struct jinja_render *r, const struct jcall_args *a, struct jv *out)
+{
+    int64_t v[3] = { 0, 0, 1 }, n;
+    struct jv_list *l;
+    int rc;
+
+    if (a->nkw || a->npos < 1 || a->npos > 3)
+        return jr_fail(r, "range expected 1 to 3 integer arguments");
+    for (int i = 0; i < a->npos; i++)
+        if ((rc = to_index(r, a->pos[i], &v[a->npos == 1 ? 1 : i], "range")))
+            return rc;
+    if (!v[2])
+        return jr_fail(r, "range() arg 3 must not be zero");
+    if (v[2] > 0)
+        n = v[1] > v[0] ? (int64_t)(((uint64_t)v[1] - (uint64_t)v[0] - 1) / (uint64_t)v[2]) + 1 : 0;
+    else
+        n = v[0] > v[1] ? (int64_t)(((uint64_t)v[0] - (uint64_t)v[1] - 1) / ((uint64_t)(-(v[2] + 1)) + 1)) + 1 : 0;
+    if (n > 100000)
+        return jr_fail(r, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+    if (!(l = jv_list_new(r, (size_t)n)))
+        return -ENOMEM;
+    for (int64_t i = 0; i < n; i++)
+        l->items[i] = jv_int(v[0] + i * v[2]);
+    l->len = (size_t)n;
+    *out = jv_list_val(l, 0);
+    return jr_charge(r, (uint64_t)n);
+}
+
+static int call_dict(struct jinja_render *r, const struct jcall_args *a, bool ns, struct jv *out)
+{
+    struct jv_dict *d = jv_dict_new(r, 0);
+    int rc;
+
+    if (!d)
+        return -ENOMEM;
+    if (a->npos > 1)
+        return jr_fail(r, "%s expected at most 1 positional argument", ns ? "namespace" : "dict");
+    if (a->npos == 1) {
+        struct jv src = a->pos[0];
+
+        if (src.type != JV_DICT && src.type != JV_NS)
+            return jr_fail(r, "%s() positional argument must be a mapping", ns ? "namespace" : "dict");
+        for (size_t i = 0; i < src.dict->len; i++)
+            if ((rc = jv_dict_set(r, d, src.dict->keys[i], src.dict->vals[i])))
+                return rc;
+    }
+    for (int k = 0; k < a->nkw; k++)
+        if ((rc = jv_dict_set(r, d, jv_str(a->kw_name[k], a->kw_len[k]), a->kw[k])))
+            return rc;
+    out->type = ns ? JV_NS : JV_DICT;
+    out->flags = 0;
+    out->dict = d;
+    return 0;
+}
+
+static int call_raise(struct jinja_render *r, const struct jcall_args *a)
+{
+    struct jv msg = a->npos ? a->pos[0] : jv_str("", 0);
+    int rc;
+
+    if ((rc = jv_to_str(r, msg, &msg)))
+        return rc;
+    if (!r->failed) {
+        /* The template's own words reach the user as they are, without a line prefix. */
+        errf(r->err, "%.*s", (int)MIN(msg.s.len, ERR_LEN - 1), msg.s.p);
+        r->failed = true;
+        r->raised = true;
+    }
+    return -EINVAL;
+}
+
+static int call_strftime(struct jinja_render *r, const struct jcall_args *a, struct jv *out)
+{
+    char fmt[256], tmp[512];
+    time_t now = time(NULL);
+    struct tm tm;
+    size_t n;
+    bool ok;
+
+    if (a->npos != 1 || a->pos[0].type != JV_STR || a->pos[0].s.len >= sizeof fmt)
+        return jr_fail(r, "strftime_now takes one format string (under %zu bytes)", sizeof fmt);
+    memcpy(fmt, a->pos[0].s.p, a->pos[0].s.len);
+    fmt[a->pos[0].s.len] = '\0';
+    localtime_r(&now, &tm);
+    n = strftime(tmp, sizeof tmp, fmt, &tm);
+    *out = jv_str_copy(r, tmp, n, &ok);
+    return ok ? 0 : -ENOMEM;
+}
+
+static int list_of(struct jinja_render *r, const struct jv_dict *d, int what, struct jv *out)
+{
+    struct jv_list *l = jv_list_new(r, d->len);
+
+    if (!l)
+        return -ENOMEM;
+    for (size_t i = 0; i < d->len; i++) {
+        if (what == M_ITEMS) {
+            struct jv_list *pair = jv_list_new(r, 2);
+
+            if (!pair)
+                return -ENOMEM;
+            pair->items[0] = d->keys[i];
+            pair->items[1] = d->vals[i];
+            pair->len = 2;
+            l->items[i] = jv_list_val(pair, JV_F_TUPLE);
+        } else {
+            l->items[i] = what == M_KEYS ? d->keys[i] : d->vals[i];
+        }
+    }
+    l->len = d->len;
+    *out = jv_list_val(l, 0);
+    return jr_charge(r, d->len);
+}
+
+static int call_str_method(struct jinja_render *r, int id, struct jv s, const struct jcall_args *a,
+                           struct jv *out)
+{
+    static const char *const strip_p[] = { "chars" }, *const split_p[] = { "sep", "maxsplit" },
+                             *const affix_p[] = { "prefix" }, *const repl_p[] = { "old", "new", "count" },
+                             *const one_p[] = { "x" };
+    struct jv v[3];
+    bool given[3], res;
+    int rc;
+
+    switch (id) {
+    case M_STRIP: case M_LSTRIP: case M_RSTRIP:
+        if ((rc = jargs_bind(r, "strip", a, strip_p, 1, v, given)))
+            return rc;
+        return jstr_strip(r, s, given[0] ? v[0] : jv_none(), id != M_RSTRIP, id != M_LSTRIP, out);
+    case M_SPLIT: case M_RSPLIT: {
+        int64_t maxsplit = -1;
+
+        if ((rc = jargs_bind(r, "split", a, split_p, 2, v, given)))
+            return rc;
+        if (given[1] && (rc = to_index(r, v[1], &maxsplit, "split")))
+            return rc;
+        return str_split(r, s, given[0] ? v[0] : jv_none(), maxsplit, id == M_RSPLIT, out);
+    }
+    case M_SPLITLINES: {
+        struct jv_list *l;
+
+        if ((rc = jstr_splitlines(r, s, &l)))
+            return rc;
+        *out = jv_list_val(l, 0);
+        return 0;
+    }
+    case M_STARTSWITH: case M_ENDSWITH:
+        if ((rc = jargs_bind(r, id == M_STARTSWITH ? "startswith" : "endswith", a, affix_p, 1, v, given)))
+            return rc;
+        if (!given[0])
+            return jr_fail(r, "startswith/endswith takes at least 1 argument");
+        rc = affix(r, s, v[0], id == M_ENDSWITH, &res);
+        *out = jv_bool(res);
+        return rc;
+    case M_UPPER: return jstr_case(r, s, JCASE_UPPER, out);
+    case M_LOWER: return jstr_case(r, s, JCASE_LOWER, out);
+    case M_TITLE: return jstr_case(r, s, JCASE_TITLE_PY, out);
+    case M_CAPITALIZE: return jstr_case(r, s, JCASE_CAPITALIZE, out);
+    case M_REPLACE: {
+        int64_t count = -1;
+
+        if ((rc = jargs_bind(r, "replace", a, repl_p, 3, v, given)))
+            return rc;
+        if (!given[0] || !given[1])
+            return jr_fail(r, "replace expected at least 2 arguments");
+        if (given[2] && (rc = to_index(r, v[2], &count, "replace")))
+            return rc;
+        return jstr_replace(r, s, v[0], v[1], count, out);
+    }
+    case M_FORMAT:
+        return str_format(r, s, a, out);
+    case M_JOIN: {
+        struct jv_list *l;
+        struct jbuf b = { .max = r->lim->max_output_bytes };
+
+        if ((rc = jargs_bind(r, "join", a, one_p, 1, v, given)))
+            return rc;
+        if ((rc = jv_iterate(r, given[0] ? v[0] : jv_none(), &l)))
+            return rc;
+        for (size_t i = 0; i < l->len && !rc; i++) {
+            if (l->items[i].type != JV_STR)
+                rc = jr_fail(r, "sequence item %zu: expected str instance, %s found", i,
+                             jv_type_name(l->items[i]));
+            else if (!(rc = i ? jbuf_put(r, &b, s.s.p, s.s.len) : 0))
+                rc = jbuf_put(r, &b, l->items[i].s.p, l->items[i].s.len);
+        }
+        if (rc) {
+            jbuf_fini(&b);
+            return rc;
+        }
+        return buf_to_val(r, &b, out);
+    }
+    case M_FIND: case M_RFIND: case M_COUNT: {
+        const char *hit = NULL;
+        int64_t count = 0;
+
+        if ((rc = jargs_bind(r, "find", a, one_p, 1, v, given)))
+            return rc;
+        if (!given[0] || v[0].type != JV_STR)
+            return jr_fail(r, "must be str, not %s", jv_type_name(v[0]));
+        if (id == M_COUNT) {
+            if (!v[0].s.len) {
+                *out = jv_int((int64_t)u8_count(s.s.p, s.s.len) + 1);
+                return 0;
+            }
+            for (size_t i = 0; (hit = memmem(s.s.p + i, s.s.len - i, v[0].s.p, v[0].s.len)); count++)
+                i = (size_t)(hit - s.s.p) + v[0].s.len;
+            *out = jv_int(count);
+            return jr_charge(r, s.s.len / 16);
+        }
+        if (id == M_FIND) {
+            hit = memmem(s.s.p, s.s.len, v[0].s.p, v[0].s.len);
+        } else {
+            for (size_t i = s.s.len - MIN(v[0].s.len, s.s.len) + 1; i-- > 0 && v[0].s.len <= s.s.len;)
+                if (!memcmp(s.s.p + i, v[0].s.p, v[0].s.len)) {
+                    hit = s.s.p + i;
+                    break;
+                }
+        }
+        *out = jv_int(hit ? (int64_t)u8_count(s.s.p, (size_t)(hit - s.s.p)) : -1);
+        return jr_charge(r, s.s.len / 16);
+    }
+    case M_ISDIGIT: case M_ISALPHA: case M_ISALNUM: case M_ISSPACE: case M_ISUPPER: case M_ISLOWER:
+        *out = jv_bool(str_is(s, id));
+        return 0;
+    case M_REMOVEPREFIX: case M_REMOVESUFFIX:
+        if ((rc = jargs_bind(r, "removeprefix", a, one_p, 1, v, given)))
+            return rc;
+        if (!given[0] || v[0].type != JV_STR)
+            return jr_fail(r, "removeprefix/removesuffix takes one str argument");
+        rc = affix(r, s, v[0], id == M_REMOVESUFFIX, &res);
+        *out = !res ? s : jv_str(s.s.p + (id == M_REMOVEPREFIX ? v[0].s.len : 0), s.s.len - v[0].s.len);
+        return rc;
+    }
+    return jr_fail(r, "unknown str method");
+}
+
+int jinja_func_call(struct jinja_render *r, const struct jv_func *f, const struct jcall_args *a,
+                    struct jv *out)
+{
+    static const char *const get_p[] = { "key", "default" }, *const one_p[] = { "x" };
+    struct jv self = f->self, v[2];
+    bool given[2];
+    int rc;
+
+    switch (f->id) {
+    case B_RANGE: return call_range(r, a, out);
+    case B_NAMESPACE: return call_dict(r, a, true, out);
+    case B_DICT: return call_dict(r, a, false, out);
+    case B_RAISE: return call_raise(r, a);
+    case B_STRFTIME: return call_strftime(r, a, out);
+    case M_GET:
+        if ((rc = jargs_bind(r, "get", a, get_p, 2, v, given)))
+            return rc;
+        if (!given[0])
+            return jr_fail(r, "get expected at least 1 argument, got 0");
+        if (!jv_dict_get(self.dict, v[0], out))
+            *out = given[1] ? v[1] : jv_none();
+        return 0;
+    case M_ITEMS: case M_KEYS: case M_VALUES:
+        if (a->npos || a->nkw)
+            return jr_fail(r, "items(), keys() and values() take no arguments");
+        return list_of(r, self.dict, f->id, out);
+    case M_LIST_INDEX: case M_LIST_COUNT: {
+        int64_t count = 0;
+
+        if ((rc = jargs_bind(r, "index", a, one_p, 1, v, given)))
+            return rc;
+        for (size_t i = 0; i < self.list->len; i++) {
+            bool eq;
+
+            if ((rc = jr_charge(r, 1)) || (rc = jv_eq(r, self.list->items[i], v[0], &eq)))
+                return rc;
+            if (eq && f->id == M_LIST_INDEX) {
+                *out = jv_int((int64_t)i);
+                return 0;
+            }
+            count += eq;
+        }
+        if (f->id == M_LIST_INDEX)
+            return jr_fail(r, "list.index(x): x not in list");
+        *out = jv_int(count);
+        return 0;
+    }
+    case M_CYCLE:
+        if (!a->npos)
+            return jr_fail(r, "no items for cycling given");
+        *out = a->pos[self.loop->index0 % (size_t)a->npos];
+        return 0;
+    default:
+        if (self.type == JV_STR)
+            return call_str_method(r, f->id, self, a, out);
+        return jr_fail(r, "cannot call this builtin");
+    }
+}
+
+int jargs_bind(struct jinja_render *r, const char *fname, const struct jcall_args *a,
+               const char *const *names, int n, struct jv *vals, bool *given)
+{
+    for (int i = 0; i < n; i++) {
+        vals[i] = jv_undef(NULL);
+        given[i] = false;
+    }
+    if (a->npos > n)
+        return jr_fail(r, "%s() takes at most %d argument(s) (%d given)", fname, n, a->npos);
+    for (int i = 0; i < a->npos; i++) {
+        vals[i] = a->pos[i];
+        given[i] = true;
+    }
+    for (int k = 0; k < a->nkw; k++) {
+        int i;
+
+        for (i = 0; i < n; i++)
+            if (name_is(a->kw_name[k], a->kw_len[k], names[i]))
+                break;
+        if (i == n)
+            return jr_fail(r, "%s() got an unexpected keyword argument '%.*s'", fname,
+                           (int)MIN(a->kw_len[k], 60), a->kw_name[k]);
+        if (given[i])
+            return jr_fail(r, "%s() got multiple values for argument '%s'", fname, names[i]);
+        vals[i] = a->kw[k];
+        given[i] = true;
+    }
+    return 0;
+}
