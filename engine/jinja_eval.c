@@ -371,7 +371,8 @@ static int int_pow(struct jinja_render *r, int64_t base, int64_t e, struct jv *o
 static int num_arith(struct jinja_render *r, int op, struct jv a, struct jv b, struct jv *out)
 {
     bool ints = a.type != JV_FLOAT && b.type != JV_FLOAT;
-    int64_t x = a.type == JV_INT ? a.i : a.b, y = b.type == JV_INT ? b.i : b.b, z;
+    int64_t x = a.type == JV_INT ? a.i : a.type == JV_BOOL ? a.b : 0;
+    int64_t y = b.type == JV_INT ? b.i : b.type == JV_BOOL ? b.b : 0, z;
     double fx = a.type == JV_FLOAT ? a.f : (double)x, fy = b.type == JV_FLOAT ? b.f : (double)y;
 
     switch (op) {

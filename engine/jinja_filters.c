@@ -5,6 +5,7 @@
  * resolves names to table indices; unknown names fail when the template loads. */
 #include "engine/jinja.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -369,8 +370,10 @@ static int f_int(struct jinja_render *r, struct jv in, const struct jcall_args *
             b++;
         while (e > b && py_isspace((unsigned char)in.s.p[e - 1]))
             e--;
+        /* Python drops a single underscore between two digits: int("1_000") is 1000 */
         for (size_t i = b; i < e && n < sizeof buf - 1; i++)
-            if (in.s.p[i] != '_' || (i > b && i + 1 < e && in.s.p[i + 1] != '_'))
+            if (in.s.p[i] != '_' || !(i > b && i + 1 < e && isalnum((unsigned char)in.s.p[i - 1]) &&
+                                      isalnum((unsigned char)in.s.p[i + 1])))
                 buf[n++] = in.s.p[i];
         buf[n] = '\0';
         if (n && e - b < sizeof buf - 1) {
@@ -733,12 +736,20 @@ static int f_round(struct jinja_render *r, struct jv in, const struct jcall_args
         return jr_fail(r, "type %s doesn't define __round__ method", jv_type_name(in));
     x = in.type == JV_FLOAT ? in.f : in.type == JV_INT ? (double)in.i : in.b;
     m = pow(10.0, (double)prec);
-    if (method[0] == 'c' && method[1] == 'e')
+    if (method[0] == 'c' && method[1] == 'e') {
         y = ceil(x * m) / m;
-    else if (method[0] == 'f')
+    } else if (method[0] == 'f') {
         y = floor(x * m) / m;
-    else
-        y = nearbyint(x * m) / m;   /* Python's round(): half to even */
+    } else if (prec >= 0 && prec <= 30 && isfinite(x)) {
+        /* Python's round(): the exact binary value rounded, ties to even. printf does
+         * exactly that (2.675 is 2.67499999… and rounds down). */
+        char buf[400];
+
+        snprintf(buf, sizeof buf, "%.*f", (int)prec, x);
+        y = strtod(buf, NULL);
+    } else {
+        y = nearbyint(x * m) / m;
+    }
     if (in.type != JV_FLOAT && method[0] == 'c' && method[1] == 'o')
         *out = jv_int((int64_t)y);
     else

@@ -418,27 +418,24 @@ static int str_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t
             if ((rc = jv_list_push(r, parts, jv_str(p + w0, w1 - w0))))
                 return rc;
         }
-        if (maxsplit < 0 || (uint64_t)maxsplit + 1 >= parts->len) {
+        if (maxsplit < 0 || (uint64_t)maxsplit >= parts->len) {
             l = parts;
         } else if (!from_right) {
             /* the first maxsplit words, then the rest of the string from the next word on,
-             * with its trailing whitespace stripped */
+             * its trailing whitespace kept ('a b c '.split(maxsplit=1) is ['a', 'b c ']) */
             for (int64_t k = 0; k < maxsplit; k++)
                 if ((rc = jv_list_push(r, l, parts->items[k])))
                     return rc;
             {
                 const char *rest = parts->items[maxsplit].s.p;
-                struct jv tail = jv_str(rest, (size_t)(p + len - rest)), t;
 
-                if ((rc = jstr_strip(r, tail, jv_none(), false, true, &t)) || (rc = jv_list_push(r, l, t)))
-                    return rc;
+                rc = jv_list_push(r, l, jv_str(rest, (size_t)(p + len - rest)));
             }
         } else {
             size_t first = parts->len - (size_t)maxsplit;
             const struct jv last = parts->items[first - 1];
-            struct jv head = jv_str(p, (size_t)(last.s.p + last.s.len - p)), t;
 
-            if ((rc = jstr_strip(r, head, jv_none(), true, false, &t)) || (rc = jv_list_push(r, l, t)))
+            if ((rc = jv_list_push(r, l, jv_str(p, (size_t)(last.s.p + last.s.len - p)))))
                 return rc;
             for (size_t k = first; k < parts->len; k++)
                 if ((rc = jv_list_push(r, l, parts->items[k])))
@@ -638,6 +635,7 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
         }
         while (i < fmt.s.len && k < 20 && strchr("-+ #0123456789.", p[i]))
             spec[k++] = p[i++];
+        spec[k] = '\0';
         if (i >= fmt.s.len) {
             rc = jr_fail(r, "incomplete format");
             break;

@@ -1146,7 +1146,7 @@ static struct jnode *parse_body(struct parser *p, const char *const *ends, const
             if (ends) {
                 const char *const *e = ends;
 
-                while (e[1])
+                while (e[1] && strncmp(*e, "end", 3))
                     e++;
                 fail_at(p, t, "unexpected end of template: '%s' is missing (the innermost open "
                         "block is '%s')", *e, block);

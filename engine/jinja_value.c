@@ -386,12 +386,11 @@ struct jv_list *jv_list_new(struct jinja_render *r, size_t cap)
 
     if (!l)
         return NULL;
-    if (cap) {
-        l->items = jr_alloc(r, cap * sizeof *l->items);
-        if (!l->items)
-            return NULL;
-        l->cap = cap;
-    }
+    /* Never a NULL items array, so that copying zero items stays defined. */
+    cap = cap ? cap : 1;
+    if (!(l->items = jr_alloc(r, cap * sizeof *l->items)))
+        return NULL;
+    l->cap = cap;
     return l;
 }
 
