@@ -183,6 +183,8 @@ int jv_write_json(struct jinja_render *r, struct jbuf *b, struct jv v, const str
 int jbuf_put(struct jinja_render *r, struct jbuf *b, const char *p, size_t n);
 int jbuf_putc(struct jinja_render *r, struct jbuf *b, char c);
 void jbuf_fini(struct jbuf *b);
+/* Copies the buffer into the arena as a STR value and frees the buffer. */
+int jbuf_to_str(struct jinja_render *r, struct jbuf *b, struct jv *out);
 size_t py_float_repr(double f, char *buf /* >= 32 bytes */);
 
 /* jinja_utf8 helpers (jinja_value.c): code points as Python counts them; a byte that is
@@ -287,7 +289,7 @@ struct jcall_args {
 int jargs_bind(struct jinja_render *r, const char *fname, const struct jcall_args *a,
                const char *const *names, int n, struct jv *vals, bool *given);
 
-/* jinja_filters.c: tables resolved at parse time, applied at render time */
+/* jinja_filters.c and jinja_tests.c: tables resolved at parse time, applied at render time */
 int jinja_filter_find(const char *name, size_t len);  /* index, or -1 */
 int jinja_test_find(const char *name, size_t len);
 int jinja_filter_apply(struct jinja_render *r, int id, struct jv in, const struct jcall_args *a,
@@ -295,25 +297,39 @@ int jinja_filter_apply(struct jinja_render *r, int id, struct jv in, const struc
 int jinja_test_apply(struct jinja_render *r, int id, struct jv in, const struct jcall_args *a,
                      bool *out);
 
-/* jinja_eval.c: attribute and item access as Jinja's sandbox does them */
+/* jinja_ops.c: attribute and item access as Jinja's sandbox does them */
 int jinja_getattr(struct jinja_render *r, struct jv obj, const char *name, size_t len, struct jv *out);
 int jinja_getitem(struct jinja_render *r, struct jv obj, struct jv key, struct jv *out);
-/* Calls a macro or a builtin with evaluated arguments. */
+/* jinja_filters_seq.c: the filters over sequences, named by jinja_filters.c's table. */
+#define JINJA_FILTER(name) \
+    int jinja_filter_##name(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+JINJA_FILTER(dictsort); JINJA_FILTER(first); JINJA_FILTER(last); JINJA_FILTER(items); JINJA_FILTER(join);
+JINJA_FILTER(length); JINJA_FILTER(list); JINJA_FILTER(select); JINJA_FILTER(reject);
+JINJA_FILTER(selectattr); JINJA_FILTER(rejectattr); JINJA_FILTER(map); JINJA_FILTER(reverse);
+JINJA_FILTER(sort); JINJA_FILTER(unique); JINJA_FILTER(max); JINJA_FILTER(min); JINJA_FILTER(sum);
+
+/* jinja_ops.c: Python's operators (enum jt_op) and seq[start:stop:step] (NONE for a
+ * missing bound). */
+int jinja_arith(struct jinja_render *r, int op, struct jv a, struct jv b, struct jv *out);
+int jinja_compare(struct jinja_render *r, int op, struct jv a, struct jv b, bool *res);
+int jinja_slice(struct jinja_render *r, struct jv obj, struct jv start, struct jv stop, struct jv step,
+                struct jv *out);
+/* Calls a macro or a builtin with evaluated arguments (jinja_eval.c). */
 int jinja_call(struct jinja_render *r, struct jv callee, const struct jcall_args *a, struct jv *out);
 /* An Undefined whose use fails with the printf-style message. */
 struct jv jinja_undef(struct jinja_render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* jinja_methods.c: globals (range, namespace, dict, raise_exception, strftime_now),
- * methods of str and dict, loop.cycle */
+ * methods of str, dict and list, loop.cycle */
 bool jinja_global_find(const char *name, size_t len, struct jv *out);
 bool jinja_method_find(struct jinja_render *r, struct jv self, const char *name, size_t len,
                        struct jv *out, int *status);
 int jinja_func_call(struct jinja_render *r, const struct jv_func *f, const struct jcall_args *a,
                     struct jv *out);
-/* Python's str % args, for the % operator and the format filter. */
+/* Python's str % args, for the % operator and the format filter (jinja_strings.c). */
 int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, struct jv *out);
 
-/* String helpers the filters and methods share (jinja_methods.c). */
+/* jinja_strings.c: Python's str operations, shared by filters and methods. */
 int jstr_strip(struct jinja_render *r, struct jv s, struct jv chars, bool left, bool right,
                struct jv *out);
 int jstr_case(struct jinja_render *r, struct jv s, int mode, struct jv *out);  /* JCASE_* */
@@ -321,5 +337,11 @@ enum { JCASE_UPPER, JCASE_LOWER, JCASE_CAPITALIZE, JCASE_TITLE_PY, JCASE_TITLE_J
 int jstr_replace(struct jinja_render *r, struct jv s, struct jv old, struct jv new_, int64_t count,
                  struct jv *out);
 int jstr_splitlines(struct jinja_render *r, struct jv s, struct jv_list **out);
+/* str.split / str.rsplit; sep NONE splits on whitespace runs; maxsplit < 0: no limit. */
+int jstr_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsplit, bool from_right,
+               struct jv *out);
+int jstr_affix(struct jinja_render *r, struct jv s, struct jv what, bool end, bool *res);  /* endswith */
+bool jstr_is(struct jv s, char what);
+int jstr_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *a, struct jv *out);
 
 #endif

@@ -56,6 +56,15 @@ void jbuf_fini(struct jbuf *b)
     b->len = b->cap = 0;
 }
 
+int jbuf_to_str(struct jinja_render *r, struct jbuf *b, struct jv *out)
+{
+    bool ok;
+
+    *out = jv_str_copy(r, b->p ? b->p : "", b->len, &ok);
+    jbuf_fini(b);
+    return ok ? 0 : -ENOMEM;
+}
+
 /* ---- numbers ---- */
 
 size_t py_float_repr(double f, char *buf)
