@@ -265,6 +265,49 @@ struct jinja_template {
     const struct jnode *body;
 };
 
+/* The parser's state, shared by jinja_parser.c (statements) and jinja_expr.c. */
+#define JINJA_MAX_NESTING 100
+struct jparser {
+    struct jinja_arena *a;
+    const struct jtoken *t;
+    size_t n, i;
+    int depth;          /* open blocks + expression recursion */
+    int loops;          /* for blocks around the statement being parsed */
+    const char *block;  /* the innermost open block, for error messages */
+    char *err;
+    bool failed;
+};
+
+static inline const struct jtoken *jp_cur(const struct jparser *p) { return &p->t[p->i]; }
+static inline const struct jtoken *jp_peek(const struct jparser *p, size_t k)
+{
+    return &p->t[p->i + k < p->n ? p->i + k : p->n - 1];
+}
+static inline void jp_advance(struct jparser *p)
+{
+    if (p->i + 1 < p->n)
+        p->i++;
+}
+
+static inline bool jp_tok_name(const struct jtoken *t, const char *name)
+{
+    return t->type == JT_NAME && t->len == strlen(name) && !memcmp(t->p, name, t->len);
+}
+static inline bool jp_tok_op(const struct jtoken *t, int op) { return t->type == JT_OP && t->op == op; }
+
+void jp__describe(const struct jtoken *t, char *buf, size_t n);
+int jp__fail_at(struct jparser *p, const struct jtoken *t, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int jp__fail_expected(struct jparser *p, const char *what);
+struct jnode *jp__node(struct jparser *p, int kind, const struct jtoken *at);
+int jp__expect_op(struct jparser *p, int op, const char *what);
+int jp__enter(struct jparser *p);   /* one nesting level deeper; fails past JINJA_MAX_NESTING */
+struct jnode *jp__expression(struct jparser *p, bool with_condexpr);
+/* a, b, … as a tuple, or one expression alone; stops before end_name (a NAME) if given */
+struct jnode *jp__tuple(struct jparser *p, bool with_condexpr, const char *end_name, bool explicit_parens);
+/* | f(args) | g …, or with start_inline a first filter without its | */
+struct jnode *jp__filter(struct jparser *p, struct jnode *n, bool start_inline);
+
 /* Parses src; on failure err says "line L, column C: …". */
 int jinja_parse(struct jinja_template **out, const char *src, size_t len, char *err);
 void jinja_template_destroy(struct jinja_template *t);
