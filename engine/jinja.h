@@ -331,6 +331,14 @@ struct jcall_args {
 /* Binds args to parameter names (Python rules); given[i] says whether names[i] was passed. */
 int jargs_bind(struct jinja_render *r, const char *fname, const struct jcall_args *a,
                const char *const *names, int n, struct jv *vals, bool *given);
+/* In a filter with `a`, `v[]`, `given[]` and `rc` in scope: binds the parameters named,
+ * or returns the error. JARGS_BIND("indent", "width", "first", "blank"); */
+#define JARGS_BIND(fname, ...)                                                               \
+    do {                                                                                     \
+        static const char *const names_[] = { __VA_ARGS__ };                                 \
+        if ((rc = jargs_bind(r, fname, a, names_, (int)(sizeof names_ / sizeof *names_), v, given))) \
+            return rc;                                                                       \
+    } while (0)
 
 /* jinja_filters.c and jinja_tests.c: tables resolved at parse time, applied at render time */
 int jinja_filter_find(const char *name, size_t len);  /* index, or -1 */

@@ -14,14 +14,6 @@
 
 #include "engine/util.h" /* ARRAY_LEN, MIN */
 
-/* Binds a filter's arguments after its input; names[] lists the parameters. */
-#define BIND(fname, ...)                                                                     \
-    do {                                                                                     \
-        static const char *const names_[] = { __VA_ARGS__ };                                 \
-        if ((rc = jargs_bind(r, fname, a, names_, (int)ARRAY_LEN(names_), v, given)))        \
-            return rc;                                                                       \
-    } while (0)
-
 static int str_of(struct jinja_render *r, struct jv in, struct jv *out)
 {
     return jv_to_str(r, in, out);
@@ -57,7 +49,7 @@ static int f_attr(struct jinja_render *r, struct jv in, const struct jcall_args 
     bool given[1];
     int rc, status;
 
-    BIND("attr", "name");
+    JARGS_BIND("attr", "name");
     if (v[0].type != JV_STR)
         return jr_fail(r, "attribute name must be a string");
     if (in.type == JV_DICT) {
@@ -69,36 +61,35 @@ static int f_attr(struct jinja_render *r, struct jv in, const struct jcall_args 
     return jinja_getattr(r, in, v[0].s.p, v[0].s.len, out);
 }
 
-static int f_capitalize(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int case_filter(struct jinja_render *r, struct jv in, int mode, struct jv *out)
 {
     int rc = str_of(r, in, &in);
 
+    return rc ? rc : jstr_case(r, in, mode, out);
+}
+
+static int f_capitalize(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+{
     (void)a;
-    return rc ? rc : jstr_case(r, in, JCASE_CAPITALIZE, out);
+    return case_filter(r, in, JCASE_CAPITALIZE, out);
 }
 
 static int f_lower(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
 {
-    int rc = str_of(r, in, &in);
-
     (void)a;
-    return rc ? rc : jstr_case(r, in, JCASE_LOWER, out);
+    return case_filter(r, in, JCASE_LOWER, out);
 }
 
 static int f_upper(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
 {
-    int rc = str_of(r, in, &in);
-
     (void)a;
-    return rc ? rc : jstr_case(r, in, JCASE_UPPER, out);
+    return case_filter(r, in, JCASE_UPPER, out);
 }
 
 static int f_title(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
 {
-    int rc = str_of(r, in, &in);
-
     (void)a;
-    return rc ? rc : jstr_case(r, in, JCASE_TITLE_JINJA, out);
+    return case_filter(r, in, JCASE_TITLE_JINJA, out);
 }
 
 static int f_default(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
@@ -107,7 +98,7 @@ static int f_default(struct jinja_render *r, struct jv in, const struct jcall_ar
     bool given[2];
     int rc;
 
-    BIND("default", "default_value", "boolean");
+    JARGS_BIND("default", "default_value", "boolean");
     if (in.type == JV_UNDEF || (given[1] && jv_truthy(v[1]) && !jv_truthy(in)))
         *out = given[0] ? v[0] : jv_str("", 0);
     else
@@ -118,7 +109,6 @@ static int f_default(struct jinja_render *r, struct jv in, const struct jcall_ar
 static int f_escape(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
 {
     struct jbuf b = { .max = r->lim->max_output_bytes };
-    bool ok;
     int rc = 0;
 
     (void)a;
@@ -138,11 +128,12 @@ static int f_escape(struct jinja_render *r, struct jv in, const struct jcall_arg
         default: rc = jbuf_putc(r, &b, in.s.p[i]);
         }
     }
-    if (!rc)
-        *out = jv_str_copy(r, b.p ? b.p : "", b.len, &ok), rc = ok ? 0 : -ENOMEM;
-    jbuf_fini(&b);
+    if (rc || (rc = jbuf_to_str(r, &b, out))) {
+        jbuf_fini(&b);
+        return rc;
+    }
     out->flags |= JV_F_SAFE;
-    return rc;
+    return 0;
 }
 
 static int f_safe(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
@@ -182,7 +173,7 @@ static int f_float(struct jinja_render *r, struct jv in, const struct jcall_args
     double d;
     int rc;
 
-    BIND("float", "default");
+    JARGS_BIND("float", "default");
     if (jv_is_num(in))
         *out = jv_float(in.type == JV_FLOAT ? in.f : in.type == JV_INT ? (double)in.i : in.b);
     else if (in.type == JV_STR && parse_float(in, &d))
@@ -199,7 +190,7 @@ static int f_int(struct jinja_render *r, struct jv in, const struct jcall_args *
     double d;
     int rc;
 
-    BIND("int", "default", "base");
+    JARGS_BIND("int", "default", "base");
     *out = given[0] ? v[0] : jv_int(0);
     if (in.type == JV_INT || in.type == JV_BOOL) {
         *out = jv_int(in.type == JV_INT ? in.i : in.b);
@@ -247,7 +238,7 @@ static int f_indent(struct jinja_render *r, struct jv in, const struct jcall_arg
     struct jbuf b = { .max = r->lim->max_output_bytes };
     int rc;
 
-    BIND("indent", "width", "first", "blank");
+    JARGS_BIND("indent", "width", "first", "blank");
     if ((rc = str_of(r, in, &in)))
         return rc;
     if (given[0] && v[0].type == JV_STR) {
@@ -294,12 +285,8 @@ static int f_indent(struct jinja_render *r, struct jv in, const struct jcall_arg
         jbuf_fini(&b);
         b = c;
     }
-    if (!rc) {
-        bool ok;
-
-        *out = jv_str_copy(r, b.p ? b.p : "", b.len, &ok);
-        rc = ok ? 0 : -ENOMEM;
-    }
+    if (!rc)
+        return jbuf_to_str(r, &b, out);
     jbuf_fini(&b);
     return rc;
 }
@@ -311,7 +298,7 @@ static int f_replace(struct jinja_render *r, struct jv in, const struct jcall_ar
     int64_t count = -1;
     int rc;
 
-    BIND("replace", "old", "new", "count");
+    JARGS_BIND("replace", "old", "new", "count");
     if (!given[0] || !given[1])
         return jr_fail(r, "replace() needs old and new");
     if ((rc = str_of(r, in, &in)) || (rc = str_of(r, v[0], &v[0])) || (rc = str_of(r, v[1], &v[1])))
@@ -333,7 +320,7 @@ static int f_round(struct jinja_render *r, struct jv in, const struct jcall_args
     const char *method = "common";
     int rc;
 
-    BIND("round", "precision", "method");
+    JARGS_BIND("round", "precision", "method");
     if (given[0] && (v[0].type != JV_INT || v[0].i < -300 || v[0].i > 300))
         return jr_fail(r, "round() precision must be an integer");
     prec = given[0] ? v[0].i : 0;
@@ -378,13 +365,13 @@ static int f_string(struct jinja_render *r, struct jv in, const struct jcall_arg
 static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
 {
     struct jv v[4];
-    bool given[4], ok;
+    bool given[4];
     struct jv_json_opts o = { .item_sep = ", ", .key_sep = ": " };
     struct jbuf b = { .max = r->lim->max_output_bytes };
     char spaces[65];
     int rc;
 
-    BIND("tojson", "ensure_ascii", "indent", "separators", "sort_keys");
+    JARGS_BIND("tojson", "ensure_ascii", "indent", "separators", "sort_keys");
     o.ensure_ascii = given[0] && jv_truthy(v[0]);
     o.sort_keys = given[3] && jv_truthy(v[3]);
     if (given[1] && v[1].type != JV_NONE) {
@@ -425,9 +412,7 @@ static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_arg
         jbuf_fini(&b);
         return rc;
     }
-    *out = jv_str_copy(r, b.p ? b.p : "", b.len, &ok);
-    jbuf_fini(&b);
-    return ok ? 0 : -ENOMEM;
+    return jbuf_to_str(r, &b, out);
 }
 
 static int f_trim(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
@@ -436,7 +421,7 @@ static int f_trim(struct jinja_render *r, struct jv in, const struct jcall_args 
     bool given[1];
     int rc;
 
-    BIND("trim", "chars");
+    JARGS_BIND("trim", "chars");
     if ((rc = str_of(r, in, &in)))
         return rc;
     return jstr_strip(r, in, given[0] ? v[0] : jv_none(), true, true, out);

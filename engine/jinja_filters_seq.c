@@ -19,13 +19,6 @@ static struct jv gen(struct jv_list *l)
     return jv_list_val(l, JV_F_GEN);
 }
 
-#define BIND(fname, ...)                                                                     \
-    do {                                                                                     \
-        static const char *const names_[] = { __VA_ARGS__ };                                 \
-        if ((rc = jargs_bind(r, fname, a, names_, (int)ARRAY_LEN(names_), v, given)))        \
-            return rc;                                                                       \
-    } while (0)
-
 /* Jinja's make_attrgetter: "a.b.0" walks item lookups; missing gives Undefined. */
 static int attr_get(struct jinja_render *r, struct jv item, struct jv attr, struct jv *out)
 {
@@ -116,7 +109,7 @@ int jinja_filter_dictsort(struct jinja_render *r, struct jv in, const struct jca
     struct jv_list *l;
     int rc;
 
-    BIND("dictsort", "case_sensitive", "by", "reverse");
+    JARGS_BIND("dictsort", "case_sensitive", "by", "reverse");
     if (in.type != JV_DICT)
         return in.type == JV_UNDEF ? jr_undefined(r, in) : jr_fail(r, "dictsort needs a mapping");
     {
@@ -191,12 +184,12 @@ int jinja_filter_items(struct jinja_render *r, struct jv in, const struct jcall_
 int jinja_filter_join(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
 {
     struct jv v[2];
-    bool given[2], ok;
+    bool given[2];
     struct jv_list *l;
     struct jbuf b = { .max = r->lim->max_output_bytes };
     int rc;
 
-    BIND("join", "d", "attribute");
+    JARGS_BIND("join", "d", "attribute");
     if ((rc = iter(r, in, &l)))
         return rc;
     if (given[0] && (rc = jv_to_str(r, v[0], &v[0])))
@@ -211,10 +204,8 @@ int jinja_filter_join(struct jinja_render *r, struct jv in, const struct jcall_a
         if (!rc)
             rc = jv_write_str(r, &b, item);
     }
-    if (!rc) {
-        *out = jv_str_copy(r, b.p ? b.p : "", b.len, &ok);
-        rc = ok ? 0 : -ENOMEM;
-    }
+    if (!rc)
+        return jbuf_to_str(r, &b, out);
     jbuf_fini(&b);
     return rc;
 }
@@ -410,7 +401,7 @@ int jinja_filter_sort(struct jinja_render *r, struct jv in, const struct jcall_a
     struct jv_list *l, *res;
     int rc;
 
-    BIND("sort", "reverse", "case_sensitive", "attribute");
+    JARGS_BIND("sort", "reverse", "case_sensitive", "attribute");
     if ((rc = iter(r, in, &l)) ||
         (rc = sort_items(r, l, given[2] ? v[2] : jv_undef(NULL), given[1] && jv_truthy(v[1]),
                          given[0] && jv_truthy(v[0]), &res)))
@@ -427,7 +418,7 @@ int jinja_filter_unique(struct jinja_render *r, struct jv in, const struct jcall
     struct jv_dict *seen = jv_dict_new(r, 0);
     int rc;
 
-    BIND("unique", "case_sensitive", "attribute");
+    JARGS_BIND("unique", "case_sensitive", "attribute");
     if (!seen)
         return -ENOMEM;
     if ((rc = iter(r, in, &l)))
@@ -499,7 +490,7 @@ int jinja_filter_sum(struct jinja_render *r, struct jv in, const struct jcall_ar
     struct jv_list *l;
     int rc;
 
-    BIND("sum", "attribute", "start");
+    JARGS_BIND("sum", "attribute", "start");
     acc = given[1] ? v[1] : jv_int(0);
     if ((rc = iter(r, in, &l)))
         return rc;

@@ -279,7 +279,6 @@ int jv_write_str(struct jinja_render *r, struct jbuf *b, struct jv v)
 int jv_to_str(struct jinja_render *r, struct jv v, struct jv *out)
 {
     struct jbuf b = { .max = r->lim->max_output_bytes };
-    bool ok;
     int rc;
 
     if (v.type == JV_STR) {
@@ -291,9 +290,7 @@ int jv_to_str(struct jinja_render *r, struct jv v, struct jv *out)
         jbuf_fini(&b);
         return rc;
     }
-    *out = jv_str_copy(r, b.p ? b.p : "", b.len, &ok);
-    jbuf_fini(&b);
-    return ok ? 0 : -ENOMEM;
+    return jbuf_to_str(r, &b, out);
 }
 
 /* ---- json.dumps ---- */
