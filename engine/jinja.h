@@ -45,6 +45,11 @@ enum jv_type {
 #define JV_F_TUPLE 1u  /* list printed as (a, b) and not equal to a list */
 #define JV_F_GEN   2u  /* a generator (map, select …): always truthy, no len(), no [] */
 #define JV_F_SAFE  4u  /* Markup: escape() leaves it as it is */
+/* dict.items() / keys() / values(): a list that prints as dict_items([…]) and has no [] */
+#define JV_F_ITEMS  8u
+#define JV_F_KEYS   16u
+#define JV_F_VALUES 32u
+#define JV_F_VIEW   (JV_F_ITEMS | JV_F_KEYS | JV_F_VALUES)
 
 struct jv {
     uint8_t type;   /* enum jv_type */

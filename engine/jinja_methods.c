@@ -93,7 +93,7 @@ bool jinja_method_find(struct jinja_render *r, struct jv self, const char *name,
     uint8_t type = self.type == JV_NS ? JV_DICT : self.type;
 
     *status = 0;
-    if (self.type == JV_LIST && (self.flags & JV_F_GEN))
+    if (self.type == JV_LIST && (self.flags & (JV_F_GEN | JV_F_VIEW)))
         return false;
     for (size_t i = 0; i < ARRAY_LEN(methods); i++) {
         if (methods[i].type != type || !name_is(name, len, methods[i].name))
@@ -234,7 +234,7 @@ static int list_of(struct jinja_render *r, const struct jv_dict *d, int what, st
         }
     }
     l->len = d->len;
-    *out = jv_list_val(l, 0);
+    *out = jv_list_val(l, what == M_ITEMS ? JV_F_ITEMS : what == M_KEYS ? JV_F_KEYS : JV_F_VALUES);
     return jr_charge(r, d->len);
 }
 

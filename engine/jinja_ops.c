@@ -88,7 +88,7 @@ int jinja_getitem(struct jinja_render *r, struct jv obj, struct jv key, struct j
         return jr_undefined(r, obj);
     if ((obj.type == JV_DICT) && jv_dict_get(obj.dict, key, out))
         return 0;
-    if (obj.type == JV_LIST && !(obj.flags & JV_F_GEN) && (key.type == JV_INT || key.type == JV_BOOL)) {
+    if (obj.type == JV_LIST && !(obj.flags & (JV_F_GEN | JV_F_VIEW)) && (key.type == JV_INT || key.type == JV_BOOL)) {
         int64_t i = index_of(key.type == JV_INT ? key.i : key.b, obj.list->len);
 
         if (i >= 0) {
@@ -183,7 +183,7 @@ int jinja_slice(struct jinja_render *r, struct jv obj, struct jv start_v, struct
 
     if (obj.type == JV_UNDEF)
         return jr_undefined(r, obj);
-    if (obj.type == JV_LIST && !(obj.flags & JV_F_GEN)) {
+    if (obj.type == JV_LIST && !(obj.flags & (JV_F_GEN | JV_F_VIEW))) {
         struct jv_list *l;
 
         if ((rc = slice_plan(r, start_v, stop_v, step_v, obj.list->len, &start, &count, &step)) ||
@@ -389,13 +389,13 @@ int jinja_arith(struct jinja_render *r, int op, struct jv a, struct jv b, struct
         return concat_str(r, a, b, out);
     if (op == OP_MOD && a.type == JV_STR)
         return jinja_percent_format(r, a, b, out);
-    if (op == OP_MUL && (a.type == JV_STR || (a.type == JV_LIST && !(a.flags & JV_F_GEN))) &&
+    if (op == OP_MUL && (a.type == JV_STR || (a.type == JV_LIST && !(a.flags & (JV_F_GEN | JV_F_VIEW)))) &&
         (b.type == JV_INT || b.type == JV_BOOL))
         return repeat(r, a, b.type == JV_INT ? b.i : b.b, out);
-    if (op == OP_MUL && (b.type == JV_STR || (b.type == JV_LIST && !(b.flags & JV_F_GEN))) &&
+    if (op == OP_MUL && (b.type == JV_STR || (b.type == JV_LIST && !(b.flags & (JV_F_GEN | JV_F_VIEW)))) &&
         (a.type == JV_INT || a.type == JV_BOOL))
         return repeat(r, b, a.type == JV_INT ? a.i : a.b, out);
-    if (op == OP_ADD && a.type == JV_LIST && b.type == JV_LIST && !((a.flags | b.flags) & JV_F_GEN) &&
+    if (op == OP_ADD && a.type == JV_LIST && b.type == JV_LIST && !((a.flags | b.flags) & (JV_F_GEN | JV_F_VIEW)) &&
         (a.flags & JV_F_TUPLE) == (b.flags & JV_F_TUPLE)) {
         struct jv_list *l = jv_list_new(r, a.list->len + b.list->len);
 

@@ -230,6 +230,14 @@ int jv_write_repr(struct jinja_render *r, struct jbuf *b, struct jv v, int depth
 
         if (v.flags & JV_F_GEN)
             return jbuf_puts(r, b, "<generator object>");
+        if (v.flags & JV_F_VIEW) {
+            struct jv plain = jv_list_val(v.list, 0);
+
+            if ((rc = jbuf_puts(r, b, jv_type_name(v))) || (rc = jbuf_putc(r, b, '(')) ||
+                (rc = jv_write_repr(r, b, plain, depth + 1)))
+                return rc;
+            return jbuf_putc(r, b, ')');
+        }
         rc = jbuf_putc(r, b, tuple ? '(' : '[');
         for (size_t i = 0; i < v.list->len && !rc; i++) {
             if (i)
@@ -445,7 +453,7 @@ int jv_write_json(struct jinja_render *r, struct jbuf *b, struct jv v, const str
     case JV_STR: return json_str(r, b, v.s.p, v.s.len, o->ensure_ascii);
     case JV_DICT: return json_dict(r, b, v.dict, o, level);
     case JV_LIST:
-        if (!(v.flags & JV_F_GEN)) {
+        if (!(v.flags & (JV_F_GEN | JV_F_VIEW))) {
             if (!v.list->len)
                 return jbuf_put(r, b, "[]", 2);
             rc = jbuf_putc(r, b, '[');
@@ -461,7 +469,7 @@ int jv_write_json(struct jinja_render *r, struct jbuf *b, struct jv v, const str
                 rc = json_newline(r, b, o, level);
             return rc ? rc : jbuf_putc(r, b, ']');
         }
-        return jr_fail(r, "Object of type generator is not JSON serializable");
+        return jr_fail(r, "Object of type %s is not JSON serializable", jv_type_name(v));
     default:
         return jr_fail(r, "Object of type %s is not JSON serializable", jv_type_name(v));
     }

@@ -86,7 +86,7 @@ int jinja_test_apply(struct jinja_render *r, int id, struct jv in, const struct 
     case T_ITERABLE: *out = in.type == JV_STR || in.type == JV_LIST || in.type == JV_DICT ||
                             in.type == JV_UNDEF || in.type == JV_LOOP; break;
     case T_SEQUENCE: *out = in.type == JV_STR || in.type == JV_DICT || in.type == JV_UNDEF ||
-                            (in.type == JV_LIST && !(in.flags & JV_F_GEN)); break;
+                            (in.type == JV_LIST && !(in.flags & (JV_F_GEN | JV_F_VIEW))); break;
     case T_TRUE: *out = in.type == JV_BOOL && in.b; break;
     case T_FALSE: *out = in.type == JV_BOOL && !in.b; break;
     case T_CALLABLE: *out = in.type == JV_MACRO || in.type == JV_FUNC || in.type == JV_UNDEF ||

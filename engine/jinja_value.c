@@ -210,7 +210,10 @@ const char *jv_type_name(struct jv v)
     case JV_INT: return "int";
     case JV_FLOAT: return "float";
     case JV_STR: return "str";
-    case JV_LIST: return v.flags & JV_F_GEN ? "generator" : v.flags & JV_F_TUPLE ? "tuple" : "list";
+    case JV_LIST:
+        if (v.flags & JV_F_VIEW)
+            return v.flags & JV_F_ITEMS ? "dict_items" : v.flags & JV_F_KEYS ? "dict_keys" : "dict_values";
+        return v.flags & JV_F_GEN ? "generator" : v.flags & JV_F_TUPLE ? "tuple" : "list";
     case JV_DICT: return "dict";
     case JV_NS: return "Namespace";
     case JV_MACRO: return "Macro";
@@ -278,7 +281,7 @@ int jv_eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
         *out = a.s.len == b.s.len && !memcmp(a.s.p, b.s.p, a.s.len);
         return jr_charge(r, a.s.len / 64);
     case JV_LIST:
-        if ((a.flags & (JV_F_TUPLE | JV_F_GEN)) != (b.flags & (JV_F_TUPLE | JV_F_GEN)))
+        if ((a.flags & (JV_F_TUPLE | JV_F_GEN | JV_F_VIEW)) != (b.flags & (JV_F_TUPLE | JV_F_GEN | JV_F_VIEW)))
             return 0;
         if (a.flags & JV_F_GEN) {
             *out = a.list == b.list;
@@ -356,7 +359,7 @@ int jv_lt(struct jinja_render *r, struct jv a, struct jv b, bool *out)
         *out = c < 0 || (c == 0 && a.s.len < b.s.len);
         return jr_charge(r, a.s.len / 64);
     }
-    if (a.type == JV_LIST && b.type == JV_LIST && !((a.flags | b.flags) & JV_F_GEN) &&
+    if (a.type == JV_LIST && b.type == JV_LIST && !((a.flags | b.flags) & (JV_F_GEN | JV_F_VIEW)) &&
         (a.flags & JV_F_TUPLE) == (b.flags & JV_F_TUPLE)) {
         size_t n = MIN(a.list->len, b.list->len);
 

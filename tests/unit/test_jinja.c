@@ -308,6 +308,8 @@ START_TEST(python_string_and_dict_methods)
                    NULL, "x\n|x|TrueTrue|They'Re|1 2|a-b");
     ASSERT_RENDERS("{{ d.get('a') }}{{ d.get('z') }}{{ d.get('z', 0) }}{{ d.keys()|list }}{{ d['a'] }}{{ d.a }}",
                    "{\"d\": {\"a\": 1}}", "1None0['a']11");
+    ASSERT_RENDERS("{{ d.items() }}{{ d.values() }}|{{ d.keys()[0] }}|", "{\"d\": {\"a\": 1}}",
+                   "dict_items([('a', 1)])dict_values([1])||");
     ASSERT_RENDERS("{{ '%s=%d' % ('n', 3) }}|{{ '%-3s|' % 'a' }}", NULL, "n=3|a  |");
     ASSERT_FAILS("{{ [1].append(2) }}", NULL, "unsafe");
 }
