@@ -93,9 +93,10 @@ int runner_padded_size(const struct runner *r, const struct step_batch *b)
     return size ? size : b->num_tokens;
 }
 
-/* Pads b (to `size` or to itself), checks it fits our buffers and stages it. A graph batch
- * stages fixed bounds for the scalars a graph bakes in. */
-static int stage(struct runner *r, struct step_batch *b, int size, const struct sample_row *rows)
+/* Pads b to `size`, checks it fits our buffers and stages it. A graph step (capture or
+ * replay) stages fixed bounds for the scalars a graph bakes in. */
+static int stage(struct runner *r, struct step_batch *b, int size, bool graph,
+                 const struct sample_row *rows)
 {
     struct step_batch sb;
     int rc = batch_pad(b, size);
@@ -111,7 +112,7 @@ static int stage(struct runner *r, struct step_batch *b, int size, const struct 
         return -EINVAL;
     }
     sb = *b;
-    if (r->num_graphs && b->decode_only && size != b->num_tokens) {
+    if (graph) {
         sb.max_query_len = 1;
         sb.max_seq_len = r->opt.max_model_len;
     }
@@ -125,7 +126,7 @@ int runner_execute(struct runner *r, struct step_batch *b, const struct sample_r
 
     if (b->num_tokens <= 0)
         return 0;
-    if ((rc = stage(r, b, size ? size : b->num_tokens, rows)))
+    if ((rc = stage(r, b, size ? size : b->num_tokens, size > 0, rows)))
         return rc;
     rc = size ? r->be->ops->graph_replay(r->be, size) : step_body(r);
     if (rc)
@@ -137,7 +138,7 @@ int runner_logits(struct runner *r, struct step_batch *b, float *logits)
 {
     int rc;
 
-    if ((rc = stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), NULL)) ||
+    if ((rc = stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, NULL)) ||
         (rc = forward(&r->fwd, &r->dev)))
         return rc;
     return r->be->ops->download(r->be, logits, r->fwd.logits,
@@ -246,7 +247,7 @@ static int capture_graphs(struct runner *r, char *err)
         d->num_reqs = d->num_tokens = d->num_sample = 0;
         d->decode_only = true;
         d->query_start_loc[0] = 0;
-        if ((rc = stage(r, d, size, NULL)) ||
+        if ((rc = stage(r, d, size, true, NULL)) ||
             (rc = r->be->ops->graph_capture(r->be, size, step_body, r))) {
             errf(err, "runner: capturing the graph of decode batch size %d failed (%s)", size,
                  strerror(-rc));

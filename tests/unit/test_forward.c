@@ -627,7 +627,17 @@ static struct backend_ops patched_ops;
 static const struct backend_ops *cpu_ops;
 static int (*graph_body[MAX_SEQS + 1])(void *);
 static void *graph_arg[MAX_SEQS + 1];
-static int captures, replays, fused_calls;
+static struct bk_batch last_staged, graph_staged[MAX_SEQS + 1];
+static int captures, replays, exact_replays, fused_calls;
+
+static int fake_stage(struct backend *be, const struct step_batch *b, const struct sample_row *rows,
+                      struct bk_batch *dev)
+{
+    int rc = cpu_ops->stage(be, b, rows, dev);
+
+    last_staged = *dev;
+    return rc;
+}
 
 static int fake_capture(struct backend *be, int size, int (*body)(void *), void *arg)
 {
@@ -635,13 +645,24 @@ static int fake_capture(struct backend *be, int size, int (*body)(void *), void 
         return -EINVAL;
     graph_body[size] = body;
     graph_arg[size] = arg;
+    graph_staged[size] = last_staged;
     captures++;
     return 0;
 }
 
+/* A real graph replays the scalars it was captured with: the staged batch must carry
+ * exactly those, whatever the batch (only the arrays behind the pointers change). */
 static int fake_replay(struct backend *be, int size)
 {
+    const struct bk_batch *c = &graph_staged[size], *n = &last_staged;
+
+    if (c->num_tokens != size || n->num_tokens != size || n->num_reqs != c->num_reqs ||
+        n->num_sample != c->num_sample || n->max_query_len != c->max_query_len ||
+        n->max_seq_len != c->max_seq_len || n->max_blocks_per_req != c->max_blocks_per_req ||
+        n->num_kv_groups != c->num_kv_groups)
+        return -EINVAL;
     replays++;
+    exact_replays += graph_body[size] != NULL && n->seq_lens[n->num_reqs - 1] > 0;
     return graph_body[size](graph_arg[size]);
 }
 
@@ -660,6 +681,7 @@ static void patch_ops(struct backend *be)
 {
     cpu_ops = be->ops;
     patched_ops = *be->ops;
+    patched_ops.stage = fake_stage;
     patched_ops.graph_capture = fake_capture;
     patched_ops.graph_replay = fake_replay;
     patched_ops.rope_cache_update = fake_rope_cache_update;
@@ -677,7 +699,7 @@ START_TEST(graph_replay_of_padded_decode_batches_gives_the_eager_tokens)
     struct sim_req re[3], rg[3];
 
     spec.seed = 101;
-    captures = replays = 0;
+    captures = replays = exact_replays = 0;
     sim_create(&eager, &spec, &eager_so);
     sim_create(&graph, &spec, &graph_so);
     ck_assert_int_eq(captures, 4);
@@ -689,6 +711,7 @@ START_TEST(graph_replay_of_padded_decode_batches_gives_the_eager_tokens)
     run_greedy(&graph, rg, 3);
     ck_assert_int_gt(replays, 3);
     ck_assert_int_gt(graph.padded_replays, 0);
+    ck_assert_int_gt(exact_replays, 0);        /* a batch of exactly a graph size, unpadded */
     ck_assert_int_eq(eager.padded_replays, 0);
     for (int i = 0; i < 3; i++)
         ck_assert_mem_eq(re[i].tokens, rg[i].tokens, sizeof(int32_t) * re[i].len);
