@@ -5,7 +5,7 @@
 
 #include "engine/cpu/cpu_ops.h"
 
-/* out[dim] = in * rsqrt(mean(in²) + eps) * w[w_off ..] */
+/* out[dim] = in * rsqrt(mean(in²) + eps) * w */
 static void rmsnorm_row(float *out, const float *in, const struct bk_weight *w, int dim,
                         float eps)
 {

@@ -24,6 +24,13 @@ static int32_t sample(const float *logits, int vocab, const struct sample_row *r
     return res.token;
 }
 
+/* Logits whose softmax is p. */
+static void logits_of(float *l, const double *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        l[i] = (float)log(p[i]);
+}
+
 /* Draws with counters 0 .. n-1 and counts the tokens. */
 static void draw_counts(const float *logits, int vocab, struct sample_row row, int n, int *counts)
 {
@@ -254,8 +261,7 @@ START_TEST(a_three_token_distribution_is_sampled_at_its_frequencies)
     int counts[3], n = 20000;
     struct sample_row row = row_init();
 
-    for (int i = 0; i < 3; i++)
-        l[i] = (float)log(p[i]) + 7.0f;     /* softmax is shift-free */
+    logits_of(l, p, 3);
     draw_counts(l, 3, row, n, counts);
     for (int i = 0; i < 3; i++)
         ck_assert_double_eq_tol((double)counts[i] / n, p[i], 0.015);
@@ -297,8 +303,7 @@ START_TEST(top_p_keeps_the_smallest_prefix_that_reaches_it_crossing_token_includ
     struct sample_row row = row_init();
     int counts[4], n = 6000;
 
-    for (int i = 0; i < 4; i++)
-        l[i] = (float)log(p[i]);
+    logits_of(l, p, 4);
     row.top_p = 0.75f;               /* 0.5 < 0.75 <= 0.8: tokens 0 and 1 */
     draw_counts(l, 4, row, n, counts);
     ck_assert_int_eq(counts[2] + counts[3], 0);
@@ -334,8 +339,7 @@ START_TEST(top_p_is_taken_over_what_min_p_and_top_k_kept)
     struct sample_row row = row_init();
     int counts[4];
 
-    for (int i = 0; i < 4; i++)
-        l[i] = (float)log(p[i]);
+    logits_of(l, p, 4);
     /* top_k 2 leaves 0.4 : 0.3 = 0.571 : 0.429; top_p 0.5 then keeps token 0 alone */
     row.top_k = 2;
     row.top_p = 0.5f;
@@ -356,8 +360,7 @@ START_TEST(min_p_drops_tokens_below_a_fraction_of_the_top_probability)
     struct sample_row row = row_init();
     int counts[4], n = 6000;
 
-    for (int i = 0; i < 4; i++)
-        l[i] = (float)log(p[i]);
+    logits_of(l, p, 4);
     row.min_p = 0.2f;                /* threshold 0.1: token 3 out */
     draw_counts(l, 4, row, n, counts);
     ck_assert_int_eq(counts[3], 0);
