@@ -1,0 +1,88 @@
+/* cpu_ops.h — the CPU reference ops, one file per op family (engine/cpu/<op>.c), called by
+ * the vtable in backend_cpu.c and directly by tests. Activations and the KV cache are f32;
+ * weights are bf16 or f32 (struct bk_weight); every sum is taken in f32 or better. Each op
+ * has the argument list of its backend_ops entry, with the thread pool in place of the
+ * backend, and returns 0 or -EINVAL for a shape or index it cannot honour (nothing is read
+ * or written out of bounds then). */
+#ifndef OSPREY_CPU_OPS_H
+#define OSPREY_CPU_OPS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "engine/backend.h"
+#include "engine/cpu/threadpool.h"
+
+/* Element i of a weight (or bias, or norm) in f32: bf16 widens by a shift. */
+static inline float weight_at(const struct bk_weight *w, size_t i)
+{
+    if (w->dtype == DT_BF16)
+        return bf16_to_f32(((const uint16_t *)w->data)[i]);
+    return ((const float *)w->data)[i];
+}
+
+/* Row r of a weight as f32 into dst[cols] (a plain copy for f32; a shift for bf16, written
+ * so that the compiler vectorizes it). */
+static inline void weight_row_f32(float *dst, const struct bk_weight *w, int r, int c0, int nc)
+{
+    size_t base = (size_t)r * w->cols + c0;
+
+    if (w->dtype == DT_BF16) {
+        const uint16_t *src = (const uint16_t *)w->data + base;
+        for (int i = 0; i < nc; i++) {
+            uint32_t u = (uint32_t)src[i] << 16;
+            memcpy(&dst[i], &u, sizeof u);
+        }
+    } else {
+        memcpy(dst, (const float *)w->data + base, (size_t)nc * sizeof *dst);
+    }
+}
+
+/* Dot product of two f32 vectors with 16 independent partial sums, so that -O2/-O3 turn
+ * the inner loop into SIMD without -ffast-math (the summation order is fixed). */
+static inline float dot_f32(const float *a, const float *b, int n)
+{
+    float acc[16] = { 0 };
+    float s = 0.0f;
+    int i = 0;
+
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++)
+            acc[k] += a[i + k] * b[i + k];
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    for (int k = 0; k < 16; k++)
+        s += acc[k];
+    return s;
+}
+
+/* embedding.c */
+int embedding_cpu(float *x, const int32_t *ids, const struct bk_weight *table, int n);
+int gather_rows_cpu(float *out, const float *x, const int32_t *rows, int n, int dim);
+
+/* rmsnorm.c */
+int rmsnorm_cpu(float *out, float *residual, const float *x, const struct bk_weight *w, int n,
+                float eps);
+int head_rmsnorm_cpu(float *x, int stride, int heads, int head_dim, const struct bk_weight *w,
+                     int n, float eps);
+
+/* matmul.c: out[n, w.rows] = x[n, w.cols] · wᵀ (+ bias), threaded over output rows */
+int matmul_cpu(struct threadpool *tp, float *out, const float *x, const struct bk_weight *w,
+               const struct bk_weight *bias, int n);
+
+/* rope.c */
+int rope_cpu(float *q, float *k, const int32_t *positions, int n, const struct rope_params *p);
+
+/* cache_update.c */
+int cache_update_cpu(const float *k, const float *v, int kv_stride, const int64_t *slot_mapping,
+                     int n, float *k_cache, float *v_cache, const struct cache_layout *l);
+
+/* attention.c: threaded over (request, head) */
+int attention_cpu(struct threadpool *tp, float *out, const float *q, int q_stride,
+                  const float *k_cache, const float *v_cache, const struct bk_batch *b,
+                  int group, const struct attn_params *p);
+
+/* activation.c */
+int silu_mul_cpu(float *out, const float *gate_up, int n, int ffn);
+
+#endif

@@ -1,0 +1,14 @@
+/* backend_cuda.h — the CUDA backend's entry points as engine/backend.c sees them (the
+ * backend itself lives in engine/cuda/ and kernels/, built only with OSPREY_CUDA). */
+#ifndef OSPREY_BACKEND_CUDA_H
+#define OSPREY_BACKEND_CUDA_H
+
+#include "engine/backend.h"
+
+/* Creates the CUDA backend on opt->device. Returns 0, or -ENODEV / -ENOMEM with a message. */
+int backend_cuda_create(struct backend **out, const struct backend_options *opt, char *err);
+
+/* Number of usable CUDA devices; 0 when there is no driver or no device (never an error). */
+int cuda_device_count(void);
+
+#endif

@@ -1,0 +1,41 @@
+/* forward.h — one step of the model over backend ops: the layer loop (llama2.c's forward(),
+ * with paged attention). The runner owns everything a step touches and lends it here in a
+ * struct forward_ctx; forward() only launches ops, so a CUDA graph can capture it. */
+#ifndef OSPREY_FORWARD_H
+#define OSPREY_FORWARD_H
+
+#include <stdbool.h>
+
+#include "engine/backend.h"
+#include "engine/model.h"
+#include "engine/weights.h"
+
+/* Borrowed pointers, all owned by the runner. Activation buffers are device memory in the
+ * backend's act_dtype with room for max_tokens rows (the sampled ones for max_sample). */
+struct forward_ctx {
+    struct backend *be;
+    const struct model_config *cfg;
+    const struct weights *w;
+    const int *layer_group;        /* [num_layers] KV group of each layer */
+    void **k_cache, **v_cache;     /* [num_layers] each [num_blocks, block_size, KV, D] */
+    struct cache_layout cache;
+    const float *inv_freq;         /* [head_dim / 2] device, f32 */
+    bool fused_rope_cache;         /* use be->ops->rope_cache_update when the backend has it */
+
+    void *residual;                /* [max_tokens, hidden] the residual stream */
+    void *x;                       /* [max_tokens, hidden] a sublayer's output */
+    void *xn;                      /* [max_tokens, hidden] normalized input of a sublayer */
+    void *qkv;                     /* [max_tokens, (H + 2 KV) * D] */
+    void *attn;                    /* [max_tokens, H * D] */
+    void *gate_up;                 /* [max_tokens, 2 * ffn] */
+    void *act;                     /* [max_tokens, ffn] */
+    void *sel_residual, *sel_x;    /* [max_sample, hidden] the sampled rows */
+    float *logits;                 /* [max_sample, vocab] f32 */
+};
+
+/* Runs the model over the staged batch b and leaves f32 logits of its b->num_sample rows
+ * (logits_indices) in f->logits. Attention never writes the cache: each layer calls
+ * cache_update (or rope_cache_update) first. Returns 0 or the first op's error. */
+int forward(const struct forward_ctx *f, const struct bk_batch *b);
+
+#endif

@@ -1,0 +1,19 @@
+/* rope.h — the rotary embedding's inverse frequencies for a model config, with the rope
+ * scaling of config.json applied (default, linear, llama3), as Hugging Face computes them.
+ * The runner uploads them once; the rope op turns pair (i, i + head_dim/2) by pos * inv_freq[i]. */
+#ifndef OSPREY_ROPE_H
+#define OSPREY_ROPE_H
+
+#include "engine/model.h"   /* struct rope_scaling */
+
+/* inv_freq[head_dim / 2] = theta^(-2i / head_dim), then scaled:
+ *   linear: / factor
+ *   llama3: HF's _compute_llama3_parameters — wavelengths longer than
+ *           original_max_position_embeddings / low_freq_factor are divided by factor, shorter
+ *           than original_max_position_embeddings / high_freq_factor kept, and those between
+ *           interpolated smoothly.
+ * Returns 0, or -EINVAL with a message for an odd head_dim or bad scaling parameters. */
+int rope_inv_freq(float *inv_freq, int head_dim, double theta, const struct rope_scaling *s,
+                  char *err);
+
+#endif

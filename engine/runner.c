@@ -1,0 +1,392 @@
+/* runner.c — the model runner: weights, KV cache and activation buffers on the backend, and
+ * one step's life: pad → stage → graph replay or eager forward() → sample → fetch. Graphs
+ * (CUDA) are captured at creation for decode batches of the configured sizes from an
+ * all-padding batch; the host-dependent scalars of a graph batch (max_seq_len, max_query_len)
+ * are staged as fixed bounds so that replaying it for any batch of that size is exact. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/forward.h"
+#include "engine/log.h"
+#include "engine/rope.h"
+#include "engine/runner.h"
+#include "engine/weights.h"
+
+struct runner {
+    struct backend *be;              /* borrowed */
+    const struct model *m;           /* borrowed */
+    struct runner_options opt;       /* graph_sizes points at our sorted copy */
+    int *graph_sizes;                /* [num_graphs] captured sizes, ascending */
+    int num_graphs;
+    int cap_tokens, cap_sample;      /* rows of the activation and logits buffers */
+    int max_blocks_per_req;
+    int num_kv_groups;
+    int group_window[KV_MAX_GROUPS];
+    int layer_group[MODEL_MAX_LAYERS];
+
+    struct weights w;
+    void **k_cache, **v_cache;       /* [num_layers] device */
+    float *inv_freq;                 /* [head_dim / 2] device */
+    struct forward_ctx fwd;          /* the buffers below, lent to forward() */
+    struct bk_batch dev;             /* the staged batch; graphs replay against it */
+    struct step_batch pad_batch;     /* all-padding decode batch for graph capture */
+    struct sample_row *greedy_rows;  /* [cap_sample] rows used when the caller gives none */
+};
+
+int runner_backend_options(const struct model_config *cfg, const struct runner_options *o,
+                           struct backend_options *bo)
+{
+    int windows[KV_MAX_GROUPS], groups[MODEL_MAX_LAYERS], largest = 0, n;
+
+    if (cfg->num_layers < 1 || cfg->num_layers > MODEL_MAX_LAYERS || o->block_size < 1)
+        return -EINVAL;
+    n = model_kv_groups(cfg, windows, groups, KV_MAX_GROUPS);
+    if (n < 0)
+        return n;
+    for (int i = 0; i < o->num_graph_sizes; i++)
+        largest = MAX(largest, o->graph_sizes[i]);
+    bo->max_tokens = MAX(o->max_num_batched_tokens, largest);
+    bo->max_reqs = MAX(o->max_num_seqs, largest);
+    bo->max_blocks_per_req = (o->max_model_len + o->block_size - 1) / o->block_size;
+    bo->num_kv_groups = n;
+    bo->vocab_size = cfg->vocab_size;
+    return 0;
+}
+
+size_t runner_kv_block_bytes(const struct model_config *cfg, const struct backend *be,
+                             int block_size)
+{
+    return (size_t)cfg->num_layers * 2 * block_size * cfg->num_kv_heads * cfg->head_dim *
+           dtype_size(be->ops->act_dtype);
+}
+
+/* ---- a step ---- */
+
+/* forward + sample: the whole of a step that runs on the device (and in a graph) */
+static int step_body(void *arg)
+{
+    struct runner *r = arg;
+    int rc = forward(&r->fwd, &r->dev);
+
+    if (rc)
+        return rc;
+    return r->be->ops->sample(r->be, r->fwd.logits, r->m->cfg.vocab_size, &r->dev);
+}
+
+/* The captured size for a decode-only batch, 0 when it runs eagerly. */
+static int graph_size(const struct runner *r, const struct step_batch *b)
+{
+    if (!b->decode_only || b->num_tokens <= 0)
+        return 0;
+    for (int i = 0; i < r->num_graphs; i++)
+        if (r->graph_sizes[i] >= b->num_tokens)
+            return r->graph_sizes[i] <= b->cap_tokens && r->graph_sizes[i] <= b->cap_reqs
+                   ? r->graph_sizes[i] : 0;
+    return 0;
+}
+
+int runner_padded_size(const struct runner *r, const struct step_batch *b)
+{
+    int size = graph_size(r, b);
+    return size ? size : b->num_tokens;
+}
+
+/* Pads b to `size`, checks it fits our buffers and stages it. A graph step (capture or
+ * replay) stages fixed bounds for the scalars a graph bakes in. */
+static int stage(struct runner *r, struct step_batch *b, int size, bool graph,
+                 const struct sample_row *rows)
+{
+    struct step_batch sb;
+    int rc = batch_pad(b, size);
+
+    if (rc)
+        return rc;
+    if (b->num_tokens_padded > r->cap_tokens || b->num_sample_padded > r->cap_sample ||
+        b->num_kv_groups != r->num_kv_groups || b->max_blocks_per_req > r->max_blocks_per_req) {
+        LOG(LL_ERR, "runner", "batch does not fit the runner: tokens %d/%d, sampled %d/%d, "
+            "groups %d/%d, blocks per request %d/%d", b->num_tokens_padded, r->cap_tokens,
+            b->num_sample_padded, r->cap_sample, b->num_kv_groups, r->num_kv_groups,
+            b->max_blocks_per_req, r->max_blocks_per_req);
+        return -EINVAL;
+    }
+    sb = *b;
+    if (graph) {
+        sb.max_query_len = 1;
+        sb.max_seq_len = r->opt.max_model_len;
+    }
+    return r->be->ops->stage(r->be, &sb, rows ? rows : r->greedy_rows, &r->dev);
+}
+
+int runner_execute(struct runner *r, struct step_batch *b, const struct sample_row *rows,
+                   struct sample_result *results)
+{
+    int size = graph_size(r, b), rc;
+
+    if (b->num_tokens <= 0)
+        return 0;
+    if ((rc = stage(r, b, size ? size : b->num_tokens, size > 0, rows)))
+        return rc;
+    rc = size ? r->be->ops->graph_replay(r->be, size) : step_body(r);
+    if (rc)
+        return rc;
+    return r->be->ops->fetch_results(r->be, results, b->num_sample);
+}
+
+int runner_logits(struct runner *r, struct step_batch *b, float *logits)
+{
+    int rc;
+
+    if ((rc = stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, NULL)) ||
+        (rc = forward(&r->fwd, &r->dev)))
+        return rc;
+    return r->be->ops->download(r->be, logits, r->fwd.logits,
+                                (size_t)b->num_sample_padded * r->m->cfg.vocab_size * sizeof(float));
+}
+
+/* ---- creation ---- */
+
+static int check_config(const struct model_config *c, const struct runner_options *o, char *err)
+{
+    if (c->num_layers < 1 || c->num_layers > MODEL_MAX_LAYERS || c->hidden_size < 1 ||
+        c->intermediate_size < 1 || c->vocab_size < 1 || c->num_heads < 1 ||
+        c->num_kv_heads < 1 || c->num_heads % c->num_kv_heads || c->head_dim < 2 ||
+        c->head_dim % 2) {
+        errf(err, "runner: unsupported model shape (layers %d, hidden %d, heads %d/%d, "
+             "head_dim %d)", c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads,
+             c->head_dim);
+        return -EINVAL;
+    }
+    if (o->block_size < 1 || o->num_blocks < 1 || o->max_num_batched_tokens < 1 ||
+        o->max_num_seqs < 1 || o->max_model_len < 1 || o->num_graph_sizes < 0) {
+        errf(err, "runner: block_size %d, num_blocks %d, max_num_batched_tokens %d, "
+             "max_num_seqs %d and max_model_len %d must be positive", o->block_size,
+             o->num_blocks, o->max_num_batched_tokens, o->max_num_seqs, o->max_model_len);
+        return -EINVAL;
+    }
+    for (int i = 0; i < o->num_graph_sizes; i++)
+        if (o->graph_sizes[i] < 1) {
+            errf(err, "runner: graph size %d must be positive", o->graph_sizes[i]);
+            return -EINVAL;
+        }
+    if ((double)o->num_blocks * o->block_size * c->num_kv_heads * c->head_dim > 1e15) {
+        errf(err, "runner: KV cache of %d blocks of %d tokens is too large", o->num_blocks,
+             o->block_size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+/* A zeroed device buffer of n elements of `size` bytes. */
+static void *dev_buf(struct runner *r, size_t n, size_t size, char *err)
+{
+    return r->be->ops->alloc(r->be, n * size, err);
+}
+
+static int alloc_buffers(struct runner *r, char *err)
+{
+    const struct model_config *c = &r->m->cfg;
+    struct forward_ctx *f = &r->fwd;
+    size_t e = dtype_size(r->be->ops->act_dtype), T = r->cap_tokens, S = r->cap_sample;
+    size_t cache = (size_t)r->opt.num_blocks * r->opt.block_size * c->num_kv_heads * c->head_dim;
+
+    r->k_cache = calloc(c->num_layers, sizeof *r->k_cache);
+    r->v_cache = calloc(c->num_layers, sizeof *r->v_cache);
+    if (!r->k_cache || !r->v_cache) {
+        errf(err, "runner: out of memory");
+        return -ENOMEM;
+    }
+    for (int l = 0; l < c->num_layers; l++)
+        if (!(r->k_cache[l] = dev_buf(r, cache, e, err)) ||
+            !(r->v_cache[l] = dev_buf(r, cache, e, err)))
+            return -ENOMEM;
+    if (!(f->residual = dev_buf(r, T * c->hidden_size, e, err)) ||
+        !(f->x = dev_buf(r, T * c->hidden_size, e, err)) ||
+        !(f->xn = dev_buf(r, T * c->hidden_size, e, err)) ||
+        !(f->qkv = dev_buf(r, T * (c->num_heads + 2 * c->num_kv_heads) * c->head_dim, e, err)) ||
+        !(f->attn = dev_buf(r, T * c->num_heads * c->head_dim, e, err)) ||
+        !(f->gate_up = dev_buf(r, T * 2 * c->intermediate_size, e, err)) ||
+        !(f->act = dev_buf(r, T * c->intermediate_size, e, err)) ||
+        !(f->sel_residual = dev_buf(r, S * c->hidden_size, e, err)) ||
+        !(f->sel_x = dev_buf(r, S * c->hidden_size, e, err)) ||
+        !(f->logits = dev_buf(r, S * c->vocab_size, sizeof(float), err)) ||
+        !(r->inv_freq = dev_buf(r, c->head_dim / 2, sizeof(float), err)))
+        return -ENOMEM;
+    return 0;
+}
+
+static int upload_inv_freq(struct runner *r, char *err)
+{
+    const struct model_config *c = &r->m->cfg;
+    float *host = malloc(c->head_dim / 2 * sizeof *host);
+    int rc = host ? rope_inv_freq(host, c->head_dim, c->rope_theta, &c->rope_scaling, err) : -ENOMEM;
+
+    if (!rc)
+        rc = r->be->ops->upload(r->be, r->inv_freq, host, c->head_dim / 2 * sizeof *host);
+    free(host);
+    return rc;
+}
+
+/* One graph per size, each captured from an all-padding decode batch of that size. */
+static int capture_graphs(struct runner *r, char *err)
+{
+    struct step_batch *d = &r->pad_batch;
+    int largest = r->graph_sizes[r->num_graphs - 1], rc;
+
+    if ((rc = batch_init(d, largest, largest, r->num_kv_groups, r->max_blocks_per_req)))
+        return rc;
+    for (int i = 0; i < r->num_graphs; i++) {
+        int size = r->graph_sizes[i];
+
+        d->num_reqs = d->num_tokens = d->num_sample = 0;
+        d->decode_only = true;
+        d->query_start_loc[0] = 0;
+        if ((rc = stage(r, d, size, true, NULL)) ||
+            (rc = r->be->ops->graph_capture(r->be, size, step_body, r))) {
+            errf(err, "runner: capturing the graph of decode batch size %d failed (%s)", size,
+                 strerror(-rc));
+            return rc;
+        }
+    }
+    LOG(LL_INFO, "runner", "captured %d graphs, decode batches of 1 to %d", r->num_graphs, largest);
+    return 0;
+}
+
+int runner_create(struct runner **out, struct backend *be, const struct model *m,
+                  const struct runner_options *o, char *err)
+{
+    const struct model_config *c = &m->cfg;
+    struct runner *r;
+    int rc;
+
+    *out = NULL;
+    if ((rc = check_config(c, o, err)))
+        return rc;
+    if (!(r = calloc(1, sizeof *r))) {
+        errf(err, "runner: out of memory");
+        return -ENOMEM;
+    }
+    r->be = be;
+    r->m = m;
+    r->opt = *o;
+    r->max_blocks_per_req = (o->max_model_len + o->block_size - 1) / o->block_size;
+    r->num_kv_groups = model_kv_groups(c, r->group_window, r->layer_group, KV_MAX_GROUPS);
+    if (r->num_kv_groups < 0) {
+        errf(err, "runner: the model needs more than %d KV-cache groups (attention kinds)",
+             KV_MAX_GROUPS);
+        rc = -EINVAL;
+        goto fail;
+    }
+    /* graphs only where the backend has them; sizes sorted, duplicates dropped */
+    if (be->ops->graph_capture && be->ops->graph_replay && !o->enforce_eager && o->num_graph_sizes) {
+        if (!(r->graph_sizes = malloc(o->num_graph_sizes * sizeof *r->graph_sizes))) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        memcpy(r->graph_sizes, o->graph_sizes, o->num_graph_sizes * sizeof *r->graph_sizes);
+        qsort(r->graph_sizes, o->num_graph_sizes, sizeof *r->graph_sizes, cmp_int);
+        for (int i = 0; i < o->num_graph_sizes; i++)
+            if (i == 0 || r->graph_sizes[i] != r->graph_sizes[r->num_graphs - 1])
+                r->graph_sizes[r->num_graphs++] = r->graph_sizes[i];
+    }
+    r->opt.graph_sizes = r->graph_sizes;
+    r->opt.num_graph_sizes = r->num_graphs;
+    r->cap_tokens = MAX(o->max_num_batched_tokens, r->num_graphs ? r->graph_sizes[r->num_graphs - 1] : 0);
+    r->cap_sample = MAX(o->max_num_seqs, r->num_graphs ? r->graph_sizes[r->num_graphs - 1] : 0);
+    r->greedy_rows = calloc(r->cap_sample, sizeof *r->greedy_rows);
+    if (!r->greedy_rows) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < r->cap_sample; i++)
+        r->greedy_rows[i] = (struct sample_row){ .top_p = 1.0f, .repetition_penalty = 1.0f,
+                                                 .num_logprobs = -1 };
+    if ((rc = weights_upload(&r->w, be, m, err)) || (rc = alloc_buffers(r, err)) ||
+        (rc = upload_inv_freq(r, err)))
+        goto fail;
+    r->fwd.be = be;
+    r->fwd.cfg = c;
+    r->fwd.w = &r->w;
+    r->fwd.layer_group = r->layer_group;
+    r->fwd.k_cache = r->k_cache;
+    r->fwd.v_cache = r->v_cache;
+    r->fwd.cache = (struct cache_layout){ o->num_blocks, o->block_size, c->num_kv_heads, c->head_dim };
+    r->fwd.inv_freq = r->inv_freq;
+    r->fwd.fused_rope_cache = o->fused_rope_cache;
+    if (r->num_graphs && (rc = capture_graphs(r, err)))
+        goto fail;
+    LOG(LL_INFO, "runner", "%s on %s: %d layers, %d KV blocks of %d tokens (%zu MiB), %d KV groups",
+        c->arch_name, be->ops->name, c->num_layers, o->num_blocks, o->block_size,
+        runner_kv_block_bytes(c, be, o->block_size) * o->num_blocks >> 20, r->num_kv_groups);
+    *out = r;
+    return 0;
+fail:
+    if (rc == -ENOMEM && err && !err[0])
+        errf(err, "runner: out of memory");
+    runner_destroy(r);
+    return rc;
+}
+
+void runner_destroy(struct runner *r)
+{
+    struct backend *be;
+    void *bufs[16];
+    int n = 0;
+
+    if (!r)
+        return;
+    be = r->be;
+    for (int l = 0; l < r->m->cfg.num_layers; l++) {
+        if (r->k_cache && r->k_cache[l])
+            be->ops->free(be, r->k_cache[l]);
+        if (r->v_cache && r->v_cache[l])
+            be->ops->free(be, r->v_cache[l]);
+    }
+    free(r->k_cache);
+    free(r->v_cache);
+    bufs[n++] = r->fwd.residual;
+    bufs[n++] = r->fwd.x;
+    bufs[n++] = r->fwd.xn;
+    bufs[n++] = r->fwd.qkv;
+    bufs[n++] = r->fwd.attn;
+    bufs[n++] = r->fwd.gate_up;
+    bufs[n++] = r->fwd.act;
+    bufs[n++] = r->fwd.sel_residual;
+    bufs[n++] = r->fwd.sel_x;
+    bufs[n++] = r->fwd.logits;
+    bufs[n++] = r->inv_freq;
+    for (int i = 0; i < n; i++)
+        if (bufs[i])
+            be->ops->free(be, bufs[i]);
+    weights_free(&r->w, be);
+    batch_fini(&r->pad_batch);
+    free(r->greedy_rows);
+    free(r->graph_sizes);
+    free(r);
+}
+
+int runner_num_kv_groups(const struct runner *r)
+{
+    return r->num_kv_groups;
+}
+
+int runner_group_window(const struct runner *r, int group)
+{
+    return group >= 0 && group < r->num_kv_groups ? r->group_window[group] : 0;
+}
+
+int runner_layer_group(const struct runner *r, int layer)
+{
+    return layer >= 0 && layer < r->m->cfg.num_layers ? r->layer_group[layer] : 0;
+}
+
+int runner_max_blocks_per_req(const struct runner *r)
+{
+    return r->max_blocks_per_req;
+}

@@ -1,0 +1,70 @@
+/* runner.h — the model runner: owns the weights on the backend, the paged KV cache of every
+ * layer, the activation buffers and (on backends that have them) the CUDA graphs of
+ * decode steps. One call runs one engine step: stage the batch, run the model (replay a
+ * graph or run forward() eagerly), sample, fetch the tokens. */
+#ifndef OSPREY_RUNNER_H
+#define OSPREY_RUNNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/backend.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "scheduler/batch.h"
+
+struct runner;
+
+struct runner_options {
+    int block_size;              /* tokens per KV block */
+    int num_blocks;              /* KV blocks per layer (engine sizes it: runner_kv_block_bytes) */
+    int max_num_batched_tokens;  /* token budget of a step */
+    int max_num_seqs;            /* requests in a step */
+    int max_model_len;           /* context length: prompt + output tokens */
+    bool enforce_eager;          /* never capture graphs */
+    const int *graph_sizes;      /* [num_graph_sizes] decode batch sizes to capture; borrowed */
+    int num_graph_sizes;
+    bool fused_rope_cache;       /* rope + cache_update in one op where the backend has it */
+};
+
+/* Fills the capacities a backend needs for this model and these options (max_tokens,
+ * max_reqs, max_blocks_per_req, num_kv_groups, vocab_size); num_threads and device are left
+ * as they were. Returns 0 or -EINVAL (too many KV groups). */
+int runner_backend_options(const struct model_config *cfg, const struct runner_options *o,
+                           struct backend_options *bo);
+
+/* Bytes one KV block takes over all layers, K and V, in the backend's cache dtype: what
+ * each unit of num_blocks costs. */
+size_t runner_kv_block_bytes(const struct model_config *cfg, const struct backend *be,
+                             int block_size);
+
+/* Uploads the weights and allocates the KV cache and buffers on be (borrowed; it must
+ * outlive the runner), then captures a graph per graph size when the backend has graphs and
+ * enforce_eager is off. m must stay open while the runner lives (the cpu backend uses its
+ * mapping in place). Returns 0, or a negative errno with a message. */
+int runner_create(struct runner **out, struct backend *be, const struct model *m,
+                  const struct runner_options *o, char *err);
+void runner_destroy(struct runner *r);
+
+/* Runs one step: stage → (graph replay for a decode-only batch padded to a captured size,
+ * when the backend has graphs) or eager forward → sample → fetch. b is padded in place
+ * (batch_pad). rows: [b->num_sample], or NULL for greedy. results: [b->num_sample].
+ * Returns 0, or a negative errno (-EIO: the device failed, the engine is dead). */
+int runner_execute(struct runner *r, struct step_batch *b, const struct sample_row *rows,
+                   struct sample_result *results);
+
+/* The captured size a decode-only batch pads to, or b->num_tokens. */
+int runner_padded_size(const struct runner *r, const struct step_batch *b);
+
+/* Runs the model eagerly over b and copies the f32 logits of its sampled rows to the host,
+ * logits[b->num_sample_padded, vocab]: for tests and the HF oracle. A batch already padded
+ * (b->num_tokens_padded > b->num_tokens) runs padded; otherwise it is padded to itself. */
+int runner_logits(struct runner *r, struct step_batch *b, float *logits);
+
+/* What the scheduler needs to build batches for this runner. */
+int runner_num_kv_groups(const struct runner *r);
+int runner_group_window(const struct runner *r, int group);   /* 0 = full attention */
+int runner_layer_group(const struct runner *r, int layer);
+int runner_max_blocks_per_req(const struct runner *r);        /* ceil(max_model_len / block_size) */
+
+#endif

@@ -1,0 +1,97 @@
+/* weights.c — uploads a struct model to a backend: fuses q/k/v (and biases) and gate/up by
+ * stacking rows, shares the embedding with the LM head when tied. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/weights.h"
+
+/* Uploads the parts that are present (data != NULL); all absent leaves *out empty. */
+static int upload(struct backend *be, struct bk_weight *out, const struct tensor_ref *parts,
+                  int nparts, char *err)
+{
+    int present = 0;
+
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < nparts; i++)
+        present += parts[i].data != NULL;
+    if (present == 0)
+        return 0;
+    if (present != nparts) {
+        errf(err, "weights: %s: some of the fused tensors are missing",
+             parts[0].name ? parts[0].name : "?");
+        return -EINVAL;
+    }
+    return be->ops->upload_weight(be, out, parts, nparts, err);
+}
+
+static int upload_layer(struct backend *be, struct layer_weights *lw, const struct layer_tensors *t,
+                        char *err)
+{
+    const struct tensor_ref qkv[3] = { t->q, t->k, t->v };
+    const struct tensor_ref qkv_bias[3] = { t->q_bias, t->k_bias, t->v_bias };
+    const struct tensor_ref gate_up[2] = { t->gate, t->up };
+    int rc;
+
+    if ((rc = upload(be, &lw->input_norm, &t->input_norm, 1, err)) ||
+        (rc = upload(be, &lw->qkv, qkv, 3, err)) ||
+        (rc = upload(be, &lw->qkv_bias, qkv_bias, 3, err)) ||
+        (rc = upload(be, &lw->q_norm, &t->q_norm, 1, err)) ||
+        (rc = upload(be, &lw->k_norm, &t->k_norm, 1, err)) ||
+        (rc = upload(be, &lw->o, &t->o, 1, err)) ||
+        (rc = upload(be, &lw->post_norm, &t->post_norm, 1, err)) ||
+        (rc = upload(be, &lw->gate_up, gate_up, 2, err)) ||
+        (rc = upload(be, &lw->down, &t->down, 1, err)))
+        return rc;
+    return 0;
+}
+
+int weights_upload(struct weights *w, struct backend *be, const struct model *m, char *err)
+{
+    int rc;
+
+    memset(w, 0, sizeof *w);
+    w->layers = calloc(m->cfg.num_layers, sizeof *w->layers);
+    if (!w->layers) {
+        errf(err, "weights: out of memory");
+        return -ENOMEM;
+    }
+    w->num_layers = m->cfg.num_layers;
+    if ((rc = upload(be, &w->embed, &m->embed, 1, err)) ||
+        (rc = upload(be, &w->final_norm, &m->final_norm, 1, err)))
+        goto fail;
+    w->tied = m->cfg.tie_word_embeddings || !m->lm_head.data || m->lm_head.data == m->embed.data;
+    if (w->tied)
+        w->lm_head = w->embed;
+    else if ((rc = upload(be, &w->lm_head, &m->lm_head, 1, err)))
+        goto fail;
+    for (int l = 0; l < m->cfg.num_layers; l++)
+        if ((rc = upload_layer(be, &w->layers[l], &m->layers[l], err)))
+            goto fail;
+    return 0;
+fail:
+    weights_free(w, be);
+    return rc;
+}
+
+void weights_free(struct weights *w, struct backend *be)
+{
+    for (int l = 0; w->layers && l < w->num_layers; l++) {
+        struct bk_weight *all[] = { &w->layers[l].input_norm, &w->layers[l].qkv,
+                                    &w->layers[l].qkv_bias, &w->layers[l].q_norm,
+                                    &w->layers[l].k_norm, &w->layers[l].o,
+                                    &w->layers[l].post_norm, &w->layers[l].gate_up,
+                                    &w->layers[l].down };
+        for (size_t i = 0; i < ARRAY_LEN(all); i++)
+            if (all[i]->data)
+                be->ops->free_weight(be, all[i]);
+    }
+    free(w->layers);
+    if (w->embed.data)
+        be->ops->free_weight(be, &w->embed);
+    if (!w->tied && w->lm_head.data)
+        be->ops->free_weight(be, &w->lm_head);
+    if (w->final_norm.data)
+        be->ops->free_weight(be, &w->final_norm);
+    memset(w, 0, sizeof *w);
+}

@@ -1,0 +1,39 @@
+/* weights.h — a model's tensors on the backend, in the shapes the layer loop wants: q, k and
+ * v fused into one [q; k; v] projection (and their biases), gate and up into [gate; up].
+ * The backend picks the dtype and whether it copies (engine/backend.h upload_weight). */
+#ifndef OSPREY_WEIGHTS_H
+#define OSPREY_WEIGHTS_H
+
+#include <stdbool.h>
+
+#include "engine/backend.h"
+#include "engine/model.h"
+
+/* One decoder layer. Optional weights have data == NULL. Norms are [dim] (rows dim, cols 1). */
+struct layer_weights {
+    struct bk_weight input_norm;   /* [hidden] */
+    struct bk_weight qkv;          /* [(H + 2 KV) * D, hidden]: rows of q, then k, then v */
+    struct bk_weight qkv_bias;     /* [(H + 2 KV) * D] or none (Qwen2) */
+    struct bk_weight q_norm, k_norm; /* [D] or none (Qwen3) */
+    struct bk_weight o;            /* [hidden, H * D] */
+    struct bk_weight post_norm;    /* [hidden] */
+    struct bk_weight gate_up;      /* [2 * ffn, hidden]: rows of gate, then up */
+    struct bk_weight down;         /* [hidden, ffn] */
+};
+
+struct weights {
+    struct bk_weight embed;        /* [vocab, hidden] */
+    struct bk_weight final_norm;   /* [hidden] */
+    struct bk_weight lm_head;      /* [vocab, hidden]; a copy of embed's handle when tied */
+    bool tied;                     /* lm_head shares embed's memory: freed once */
+    struct layer_weights *layers;  /* [num_layers] */
+    int num_layers;
+};
+
+/* Uploads every tensor of m through be->upload_weight. Returns 0, or a negative errno with
+ * the backend's message in err; on failure nothing stays allocated. */
+int weights_upload(struct weights *w, struct backend *be, const struct model *m, char *err);
+/* Frees what weights_upload allocated; safe on a zeroed or partly filled struct. */
+void weights_free(struct weights *w, struct backend *be);
+
+#endif

@@ -1,0 +1,182 @@
+/* model_fixture.c — builds random small models in memory (see model_fixture.h). Weights
+ * are scaled so that activations stay of order one through a few layers: linear weights
+ * uniform in ±1.5/sqrt(in), norms 1 ± 0.2, embeddings ±1. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/unit/model_fixture.h"
+
+double test_rand(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+float test_randf(uint64_t *state, float lo, float hi)
+{
+    return lo + (hi - lo) * (float)test_rand(state);
+}
+
+int test_randint(uint64_t *state, int n)
+{
+    return (int)(test_rand(state) * n);
+}
+
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1);   /* round to nearest even; test values are finite */
+    return (uint16_t)(u >> 16);
+}
+
+static float from_f16(uint16_t h)
+{
+    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    float v = e ? ldexpf(1.0f + m / 1024.0f, e - 15) : ldexpf(m / 1024.0f, -14);
+
+    return h & 0x8000 ? -v : v;
+}
+
+double fixture_tensor_at(const struct tensor_ref *t, size_t i)
+{
+    if (t->dtype == DT_F32)
+        return ((const float *)t->data)[i];
+    if (t->dtype == DT_F16)
+        return from_f16(((const uint16_t *)t->data)[i]);
+    uint32_t u = (uint32_t)((const uint16_t *)t->data)[i] << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* A tensor of `rows` x `cols` (cols 0: 1-D) with values center + U(-scale, scale). */
+static int make_tensor(struct model_fixture *fx, struct tensor_ref *t, const char *name,
+                       int rows, int cols, float center, float scale, enum dtype dt,
+                       uint64_t *rng)
+{
+    size_t n = (size_t)rows * (cols ? cols : 1), es = dt == DT_F32 ? 4 : 2;
+    void *data = malloc(n * es), **blobs;
+
+    blobs = realloc(fx->blobs, (fx->num_blobs + 1) * sizeof *blobs);
+    if (!data || !blobs) {
+        free(data);
+        if (blobs)
+            fx->blobs = blobs;
+        return -ENOMEM;
+    }
+    fx->blobs = blobs;
+    fx->blobs[fx->num_blobs++] = data;
+    for (size_t i = 0; i < n; i++) {
+        float v = center + test_randf(rng, -scale, scale);
+        if (dt == DT_F32)
+            ((float *)data)[i] = v;
+        else if (dt == DT_BF16)
+            ((uint16_t *)data)[i] = to_bf16(v);
+        else
+            ((uint16_t *)data)[i] = f32_to_f16(v);
+    }
+    *t = (struct tensor_ref){ .name = name, .data = data, .dtype = dt, .ndim = cols ? 2 : 1,
+                              .shape = { rows, cols }, .nbytes = n * es };
+    return 0;
+}
+
+static const char *arch_names[] = {
+    [ARCH_LLAMA] = "LlamaForCausalLM", [ARCH_QWEN2] = "Qwen2ForCausalLM",
+    [ARCH_QWEN3] = "Qwen3ForCausalLM", [ARCH_MISTRAL] = "MistralForCausalLM",
+};
+
+static int make_layer(struct model_fixture *fx, struct layer_tensors *t, const struct fixture_spec *s,
+                      uint64_t *rng)
+{
+    int H = s->heads * s->head_dim, KV = s->kv_heads * s->head_dim, h = s->hidden, f = s->ffn;
+    float ah = 1.5f / sqrtf((float)h), aq = 1.5f / sqrtf((float)H), af = 1.5f / sqrtf((float)f);
+    enum dtype d = s->dtype;
+
+    if (make_tensor(fx, &t->input_norm, "input_layernorm", h, 0, 1.0f, 0.2f, d, rng) ||
+        make_tensor(fx, &t->q, "q_proj", H, h, 0.0f, ah, d, rng) ||
+        make_tensor(fx, &t->k, "k_proj", KV, h, 0.0f, ah, d, rng) ||
+        make_tensor(fx, &t->v, "v_proj", KV, h, 0.0f, ah, d, rng) ||
+        make_tensor(fx, &t->o, "o_proj", h, H, 0.0f, aq, d, rng) ||
+        make_tensor(fx, &t->post_norm, "post_attention_layernorm", h, 0, 1.0f, 0.2f, d, rng) ||
+        make_tensor(fx, &t->gate, "gate_proj", f, h, 0.0f, ah, d, rng) ||
+        make_tensor(fx, &t->up, "up_proj", f, h, 0.0f, ah, d, rng) ||
+        make_tensor(fx, &t->down, "down_proj", h, f, 0.0f, af, d, rng))
+        return -ENOMEM;
+    if (s->bias &&
+        (make_tensor(fx, &t->q_bias, "q_proj.bias", H, 0, 0.0f, 0.3f, d, rng) ||
+         make_tensor(fx, &t->k_bias, "k_proj.bias", KV, 0, 0.0f, 0.3f, d, rng) ||
+         make_tensor(fx, &t->v_bias, "v_proj.bias", KV, 0, 0.0f, 0.3f, d, rng)))
+        return -ENOMEM;
+    if (s->qk_norm &&
+        (make_tensor(fx, &t->q_norm, "q_norm", s->head_dim, 0, 1.0f, 0.2f, d, rng) ||
+         make_tensor(fx, &t->k_norm, "k_norm", s->head_dim, 0, 1.0f, 0.2f, d, rng)))
+        return -ENOMEM;
+    return 0;
+}
+
+int model_fixture_create(struct model_fixture *fx, const struct fixture_spec *s)
+{
+    struct model_config *c = &fx->m.cfg;
+    uint64_t rng = s->seed;
+
+    memset(fx, 0, sizeof *fx);
+    c->arch = s->arch;
+    snprintf(c->arch_name, sizeof c->arch_name, "%s", arch_names[s->arch]);
+    c->vocab_size = s->vocab;
+    c->hidden_size = s->hidden;
+    c->intermediate_size = s->ffn;
+    c->num_layers = s->layers;
+    c->num_heads = s->heads;
+    c->num_kv_heads = s->kv_heads;
+    c->head_dim = s->head_dim;
+    c->max_position_embeddings = 4096;
+    c->rms_norm_eps = 1e-5f;
+    c->rope_theta = s->rope_theta > 0 ? s->rope_theta : 10000.0;
+    c->rope_scaling = s->rope;
+    c->tie_word_embeddings = s->tied;
+    c->attention_bias = s->bias;
+    c->qk_norm = s->qk_norm;
+    for (int l = 0; l < s->layers; l++)
+        c->layer_window[l] = s->windows ? s->windows[l] : 0;
+    c->dtype = s->dtype;
+    c->bos_token_id = 1;
+    c->eos_token_ids[0] = 2;
+    c->num_eos_token_ids = 1;
+    c->gen_temperature = c->gen_top_p = -1.0f;
+
+    fx->m.layers = calloc(s->layers, sizeof *fx->m.layers);
+    if (!fx->m.layers ||
+        make_tensor(fx, &fx->m.embed, "embed_tokens", s->vocab, s->hidden, 0.0f, 1.0f, s->dtype, &rng) ||
+        make_tensor(fx, &fx->m.final_norm, "norm", s->hidden, 0, 1.0f, 0.2f, s->dtype, &rng))
+        goto fail;
+    if (s->tied)
+        fx->m.lm_head = fx->m.embed;
+    else if (make_tensor(fx, &fx->m.lm_head, "lm_head", s->vocab, s->hidden, 0.0f,
+                         3.0f / sqrtf((float)s->hidden), s->dtype, &rng))
+        goto fail;
+    for (int l = 0; l < s->layers; l++)
+        if (make_layer(fx, &fx->m.layers[l], s, &rng))
+            goto fail;
+    return 0;
+fail:
+    model_fixture_destroy(fx);
+    return -ENOMEM;
+}
+
+void model_fixture_destroy(struct model_fixture *fx)
+{
+    for (int i = 0; i < fx->num_blobs; i++)
+        free(fx->blobs[i]);
+    free(fx->blobs);
+    free(fx->m.layers);
+    memset(fx, 0, sizeof *fx);
+}

@@ -1,0 +1,44 @@
+/* model_fixture.h — random small models built in memory for the engine's tests: a struct
+ * model as model_open() would give, for any shape the runner supports (GQA, tied
+ * embeddings, head_dim != hidden / heads, Qwen2 biases, Qwen3 q/k norm, sliding-window
+ * layers, rope scaling) with bf16, f16 or f32 weights. Also the tests' seeded random numbers. */
+#ifndef OSPREY_TEST_MODEL_FIXTURE_H
+#define OSPREY_TEST_MODEL_FIXTURE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/model.h"
+
+struct fixture_spec {
+    enum model_arch arch;      /* sets arch_name; biases and q/k norm follow the flags below */
+    int vocab, hidden, ffn, layers, heads, kv_heads, head_dim;
+    bool tied;                 /* lm_head is embed */
+    bool bias;                 /* q/k/v biases (Qwen2) */
+    bool qk_norm;              /* per-head q/k RMSNorm (Qwen3) */
+    enum dtype dtype;          /* of every tensor */
+    const int *windows;        /* [layers] sliding window per layer (0 = full), or NULL */
+    struct rope_scaling rope;  /* zeroed = ROPE_DEFAULT */
+    double rope_theta;         /* 0 = 10000 */
+    uint64_t seed;
+};
+
+struct model_fixture {
+    struct model m;
+    void **blobs;              /* every tensor's data, freed by model_fixture_destroy */
+    int num_blobs;
+};
+
+/* Returns 0 or -ENOMEM. */
+int model_fixture_create(struct model_fixture *fx, const struct fixture_spec *s);
+void model_fixture_destroy(struct model_fixture *fx);
+
+/* Element i of a tensor as a double (bf16, f16 or f32), decoded here independently. */
+double fixture_tensor_at(const struct tensor_ref *t, size_t i);
+
+/* Seeded random numbers (splitmix64): uniform in [0, 1), in [lo, hi), and an int in [0, n). */
+double test_rand(uint64_t *state);
+float test_randf(uint64_t *state, float lo, float hi);
+int test_randint(uint64_t *state, int n);
+
+#endif

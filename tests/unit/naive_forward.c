@@ -1,0 +1,151 @@
+/* naive_forward.c — the tests' independent reference forward, in the llama2.c style: one
+ * sequence, one token at a time, contiguous K/V arrays, no paging or slots, every sum in
+ * double. It reads the model's tensors directly (struct model), so nothing of engine/ is
+ * shared with what it checks but the fixture's tensors. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "tests/unit/model_fixture.h"
+#include "tests/unit/naive_forward.h"
+
+static double tv(const struct tensor_ref *t, size_t i)
+{
+    return fixture_tensor_at(t, i);
+}
+
+/* out[rows] = w[rows, cols] · x (+ bias) */
+static void ref_linear(double *out, const struct tensor_ref *w, const struct tensor_ref *bias,
+                       const double *x, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        double s = bias && bias->data ? tv(bias, r) : 0.0;
+        for (int c = 0; c < cols; c++)
+            s += tv(w, (size_t)r * cols + c) * x[c];
+        out[r] = s;
+    }
+}
+
+static void ref_rmsnorm(double *out, const double *x, const struct tensor_ref *w, int n, double eps)
+{
+    double ss = 0.0, r;
+
+    for (int i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    r = 1.0 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++)
+        out[i] = x[i] * r * tv(w, i);
+}
+
+/* HF's inverse frequencies, default / linear / llama3, in double. */
+static void ref_inv_freq(const struct model_config *c, double *inv)
+{
+    const struct rope_scaling *s = &c->rope_scaling;
+
+    for (int i = 0; i < c->head_dim / 2; i++) {
+        double f = pow(c->rope_theta, -2.0 * i / c->head_dim);
+
+        if (s->type == ROPE_LINEAR) {
+            f /= s->factor;
+        } else if (s->type == ROPE_LLAMA3) {
+            double old = s->original_max_position_embeddings, wavelen = 2 * M_PI / f;
+            if (wavelen > old / s->low_freq_factor) {
+                f /= s->factor;
+            } else if (wavelen >= old / s->high_freq_factor) {
+                double sm = (old / wavelen - s->low_freq_factor) /
+                            (s->high_freq_factor - s->low_freq_factor);
+                f = (1 - sm) * f / s->factor + sm * f;
+            }
+        }
+        inv[i] = f;
+    }
+}
+
+/* rotate_half: pair (i, i + D/2) turns by pos * inv[i] */
+static void ref_rope(double *v, int pos, const double *inv, int D)
+{
+    for (int i = 0; i < D / 2; i++) {
+        double a = pos * inv[i], x0 = v[i], x1 = v[i + D / 2];
+        v[i] = x0 * cos(a) - x1 * sin(a);
+        v[i + D / 2] = x1 * cos(a) + x0 * sin(a);
+    }
+}
+
+void naive_forward(const struct model *m, const int32_t *tokens, int len, double *logits)
+{
+    const struct model_config *c = &m->cfg;
+    int h = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, D = c->head_dim;
+    int F = c->intermediate_size, V = c->vocab_size, L = c->num_layers, group = H / KV;
+    double eps = c->rms_norm_eps;
+    double *kc = malloc(sizeof(double) * L * len * KV * D), *vc = malloc(sizeof(double) * L * len * KV * D);
+    double *x = malloc(sizeof(double) * h), *xn = malloc(sizeof(double) * h);
+    double *tmp = malloc(sizeof(double) * h), *q = malloc(sizeof(double) * H * D);
+    double *att = malloc(sizeof(double) * H * D), *g = malloc(sizeof(double) * F);
+    double *u = malloc(sizeof(double) * F), *sc = malloc(sizeof(double) * len);
+    double *inv = malloc(sizeof(double) * D / 2);
+
+    ref_inv_freq(c, inv);
+    for (int pos = 0; pos < len; pos++) {
+        for (int i = 0; i < h; i++)
+            x[i] = tv(&m->embed, (size_t)tokens[pos] * h + i);
+        for (int l = 0; l < L; l++) {
+            const struct layer_tensors *lt = &m->layers[l];
+            double *k = kc + ((size_t)l * len + pos) * KV * D, *v = vc + ((size_t)l * len + pos) * KV * D;
+            int w = c->layer_window[l], lo = w ? MAX(0, pos - w + 1) : 0;
+
+            ref_rmsnorm(xn, x, &lt->input_norm, h, eps);
+            ref_linear(q, &lt->q, &lt->q_bias, xn, H * D, h);
+            ref_linear(k, &lt->k, &lt->k_bias, xn, KV * D, h);
+            ref_linear(v, &lt->v, &lt->v_bias, xn, KV * D, h);
+            for (int hd = 0; hd < H; hd++) {
+                if (c->qk_norm)
+                    ref_rmsnorm(q + hd * D, q + hd * D, &lt->q_norm, D, eps);
+                ref_rope(q + hd * D, pos, inv, D);
+            }
+            for (int hd = 0; hd < KV; hd++) {
+                if (c->qk_norm)
+                    ref_rmsnorm(k + hd * D, k + hd * D, &lt->k_norm, D, eps);
+                ref_rope(k + hd * D, pos, inv, D);
+            }
+            for (int hd = 0; hd < H; hd++) {
+                const double *qh = q + hd * D;
+                int kvh = hd / group;
+                double mx = -INFINITY, z = 0.0;
+
+                for (int t = lo; t <= pos; t++) {
+                    const double *kt = kc + ((size_t)l * len + t) * KV * D + kvh * D;
+                    double d = 0.0;
+                    for (int j = 0; j < D; j++)
+                        d += qh[j] * kt[j];
+                    sc[t] = d / sqrt(D);
+                    mx = MAX(mx, sc[t]);
+                }
+                for (int j = 0; j < D; j++)
+                    att[hd * D + j] = 0.0;
+                for (int t = lo; t <= pos; t++) {
+                    const double *vt = vc + ((size_t)l * len + t) * KV * D + kvh * D;
+                    double e = exp(sc[t] - mx);
+                    z += e;
+                    for (int j = 0; j < D; j++)
+                        att[hd * D + j] += e * vt[j];
+                }
+                for (int j = 0; j < D; j++)
+                    att[hd * D + j] /= z;
+            }
+            ref_linear(tmp, &lt->o, NULL, att, h, H * D);
+            for (int i = 0; i < h; i++)
+                x[i] += tmp[i];
+            ref_rmsnorm(xn, x, &lt->post_norm, h, eps);
+            ref_linear(g, &lt->gate, NULL, xn, F, h);
+            ref_linear(u, &lt->up, NULL, xn, F, h);
+            for (int i = 0; i < F; i++)
+                g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+            ref_linear(tmp, &lt->down, NULL, g, h, F);
+            for (int i = 0; i < h; i++)
+                x[i] += tmp[i];
+        }
+        ref_rmsnorm(xn, x, &m->final_norm, h, eps);
+        ref_linear(logits + (size_t)pos * V, &m->lm_head, NULL, xn, V, h);
+    }
+    free(kc); free(vc); free(x); free(xn); free(tmp); free(q);
+    free(att); free(g); free(u); free(sc); free(inv);
+}

@@ -1,0 +1,14 @@
+/* naive_forward.h — an independent reference forward for the engine's tests (llama2.c
+ * style, double precision): every Llama-family feature the runner supports (GQA, biases,
+ * q/k norm, rope scaling, sliding windows, tied embeddings). */
+#ifndef OSPREY_TEST_NAIVE_FORWARD_H
+#define OSPREY_TEST_NAIVE_FORWARD_H
+
+#include <stdint.h>
+
+#include "engine/model.h"
+
+/* Logits of every position of tokens[0..len): logits[len, vocab]. */
+void naive_forward(const struct model *m, const int32_t *tokens, int len, double *logits);
+
+#endif
