@@ -33,7 +33,7 @@ ifeq ($(CUDA),1)
   CUDA_SRCS := $(wildcard engine/cuda/*.c)
 endif
 
-# Everything but main() goes into one library shared by the binary and the tests.
+# Everything but main() is shared by the binary and the test runners.
 LIB_SRCS  := $(wildcard engine/*.c engine/cpu/*.c scheduler/*.c config/*.c server/*.c) $(CUDA_SRCS)
 LIB_SRCS  := $(filter-out server/main.c,$(LIB_SRCS))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(CU_SRCS:%.cu=$(BUILD)/%.o)
@@ -45,12 +45,9 @@ GPU_OBJS  := $(GPU_SRCS:%.c=$(BUILD)/%.o)
 .PHONY: all test test-unit test-gpu serve fuzz deps clean
 all: $(BUILD)/osprey
 
-$(BUILD)/osprey: $(BUILD)/server/main.o $(BUILD)/libosprey.a
+$(BUILD)/osprey: $(BUILD)/server/main.o $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 	@echo "  LD      $@"
-
-$(BUILD)/libosprey.a: $(LIB_OBJS)
-	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -75,11 +72,11 @@ $(BUILD)/tests/suites.h: $(TEST_SRCS)
 $(BUILD)/tests/unit/test_main.o: $(BUILD)/tests/suites.h
 $(BUILD)/tests/%.o: CFLAGS += -I$(BUILD)/tests $(shell pkg-config --cflags check)
 
-$(BUILD)/osprey-tests: $(TEST_OBJS) $(BUILD)/libosprey.a
+$(BUILD)/osprey-tests: $(TEST_OBJS) $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)
 	@echo "  LD      $@"
 
-$(BUILD)/osprey-gpu-tests: $(GPU_OBJS) $(BUILD)/libosprey.a
+$(BUILD)/osprey-gpu-tests: $(GPU_OBJS) $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 	@echo "  LD      $@"
 
