@@ -420,22 +420,7 @@ static int template_parse(struct tokenizer *t, const cJSON *j, const char *where
         char sub[256];
 
         snprintf(sub, sizeof sub, "%s.single[%d]", where, i++);
-        if (cJSON_IsString(e)) {
-            /* The string form: "$A", "$A:0", "<s>", "<s>:0". */
-            char name[128];
-
-            snprintf(name, sizeof name, "%s", e->valuestring);
-            if (strchr(name, ':'))
-                *strchr(name, ':') = '\0';
-            if (name[0] == '$') {
-                if (strcmp(name, "$") && strcmp(name, "$A") && strcmp(name, "$0")) {
-                    errf(err, "%s: %s: \"%s\" is not the single sequence $A", file, sub, name);
-                    return -EINVAL;
-                }
-                rc = item_add(p, true, NULL, 0);
-            } else
-                rc = template_special(p, special, name, sub, file, err);
-        } else if (!cJSON_IsString(id)) {
+        if (!cJSON_IsString(id)) {
             errf(err, "%s: %s: expected {\"SpecialToken\": {\"id\": …}} or {\"Sequence\": {\"id\": \"A\"}}",
                  file, sub);
             return -EINVAL;

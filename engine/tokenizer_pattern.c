@@ -10,17 +10,68 @@
 #include "engine/tokenizer_internal.h"
 #include "engine/util.h"
 
+/* Unicode White_Space, which is what \s means to Oniguruma (Hugging Face's engine). PCRE2's
+ * \s also takes U+180E, a format character since Unicode 6.3, which would split
+ * differently; so \s is spelled out. */
+#define WHITE_SPACE "\\t-\\r\\x20\\x85\\xa0\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+
+/* Copies the pattern with \s replaced by WHITE_SPACE (in a class, or as a class of its
+ * own) and, outside classes, \S by its complement. Other escapes and POSIX [:names:] are
+ * copied as they are. */
+static int rewrite_spaces(const char *src, size_t len, struct tk_buf *out)
+{
+    bool in_class = false;
+
+    for (size_t i = 0; i < len; i++) {
+        const char *put = NULL;
+        size_t n = 1;
+
+        if (src[i] == '\\' && i + 1 < len) {
+            n = 2;
+            if (src[i + 1] == 's')
+                put = in_class ? WHITE_SPACE : "[" WHITE_SPACE "]";
+            else if (src[i + 1] == 'S' && !in_class)
+                put = "[^" WHITE_SPACE "]";
+        } else if (!in_class && src[i] == '[') {
+            /* [ opens a class; a ] right after [ or [^ is a member, not its end. */
+            in_class = true;
+            if (i + n < len && src[i + n] == '^')
+                n++;
+            if (i + n < len && src[i + n] == ']')
+                n++;
+        } else if (in_class && src[i] == '[' && i + 1 < len && src[i + 1] == ':') {
+            const char *end = memmem(src + i + 2, len - i - 2, ":]", 2);
+
+            if (end)
+                n = (size_t)(end - (src + i)) + 2;
+        } else if (in_class && src[i] == ']')
+            in_class = false;
+        if (put ? tk__buf_put(out, put, strlen(put)) : tk__buf_put(out, src + i, n))
+            return -ENOMEM;
+        i += n - 1;
+    }
+    return 0;
+}
+
 int tk__regex_compile(pcre2_code **re, const char *src, size_t len, const char *where,
                       const char *file, char *err)
 {
+    struct tk_buf pat = { 0 };
     int code;
     PCRE2_SIZE at;
     PCRE2_UCHAR msg[160];
 
-    *re = pcre2_compile((PCRE2_SPTR)src, len, PCRE2_UTF | PCRE2_UCP, &code, &at, NULL);
+    *re = NULL;
+    if (rewrite_spaces(src, len, &pat)) {
+        errf(err, "%s: %s: out of memory", file, where);
+        return -ENOMEM;
+    }
+    *re = pcre2_compile((PCRE2_SPTR)(pat.p ? pat.p : ""), pat.len, PCRE2_UTF | PCRE2_UCP, &code,
+                        &at, NULL);
+    tk__buf_free(&pat);
     if (!*re) {
         pcre2_get_error_message(code, msg, sizeof msg);
-        errf(err, "%s: %s: bad regex at offset %zu: %s", file, where, (size_t)at, (char *)msg);
+        errf(err, "%s: %s: bad regex (%s)", file, where, (char *)msg);
         return -EINVAL;
     }
     /* No JIT on this CPU or build is fine: pcre2_match interprets. */

@@ -260,6 +260,89 @@ static void stream_check(const struct tokenizer *t, const int32_t *ids, int n, b
     free(all.p);
 }
 
+static uint32_t rnd(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/* A random string over the characters that stress pre-tokenizer regexes: ASCII, odd
+ * whitespace, combining marks, CJK, Hangul, emoji with ZWJ and variation selectors, digits
+ * of other scripts, characters beyond the BMP, apostrophes. */
+static size_t random_text(uint32_t *x, char *out, size_t cap)
+{
+    static const uint32_t pick[][2] = {
+        { 0x20, 0x7e }, { 0x20, 0x7e }, { 0x20, 0x7e }, { 0x61, 0x7a }, { 0x61, 0x7a },
+        { 0x09, 0x0d }, { 0xa0, 0xff }, { 0x300, 0x36f }, { 0x4e00, 0x9fff }, { 0xac00, 0xd7a3 },
+        { 0x1f300, 0x1faff }, { 0x200d, 0x200d }, { 0xfe0f, 0xfe0f }, { 0x660, 0x669 },
+        { 0x20000, 0x2a6df }, { 0x27, 0x27 }, { 0x3000, 0x3000 }, { 0x2028, 0x2029 },
+        { 0x0590, 0x06ff }, { 0xff01, 0xff5e },
+    };
+    size_t n = 0, chars = 1 + rnd(x) % 60;
+
+    for (size_t i = 0; i < chars && n + 4 < cap; i++) {
+        const uint32_t *r = pick[rnd(x) % ARRAY_LEN(pick)];
+        utf8proc_int32_t cp = (utf8proc_int32_t)(r[0] + rnd(x) % (r[1] - r[0] + 1));
+
+        if (utf8proc_codepoint_valid(cp))
+            n += (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)out + n);
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* Byte-level BPE loses nothing: Llama 3 gives back any text; Qwen3 gives back its NFC
+ * (its normalizer; computed here by utf8proc). */
+START_TEST(random_text_round_trips_through_byte_level_tokenizers)
+{
+    struct tokenizer *t = get(_i);
+    uint32_t x = 99991u + (uint32_t)_i;
+    char s[512], err[ERR_LEN];
+
+    for (int round = 0; round < 400; round++) {
+        size_t len = random_text(&x, s, sizeof s), back_len;
+        char *back, *want = _i ? (char *)utf8proc_NFC((utf8proc_uint8_t *)s) : strdup(s);
+        int32_t *ids;
+        int n;
+
+        ck_assert_int_eq(tokenizer_encode(t, s, len, false, &ids, &n, err), 0);
+        ck_assert_int_eq(tokenizer_decode(t, ids, n, false, &back, &back_len, err), 0);
+        ck_assert_msg(back_len == strlen(want) && !memcmp(back, want, back_len),
+                      "%s: \"%s\" came back as \"%s\"", NAMES[_i], s, back);
+        stream_check(t, ids, n, false, s);
+        free(ids);
+        free(back);
+        free(want);
+    }
+}
+END_TEST
+
+/* Random bytes are not UTF-8; they still encode, and decode to valid UTF-8. */
+START_TEST(random_bytes_encode_and_decode_to_valid_utf8)
+{
+    struct tokenizer *t = get(_i);
+    uint32_t x = 4242u + (uint32_t)_i;
+    char s[64], err[ERR_LEN];
+
+    for (int round = 0; round < 300; round++) {
+        size_t len = 1 + rnd(&x) % sizeof s, back_len;
+        int32_t *ids;
+        char *back;
+        int n;
+
+        for (size_t k = 0; k < len; k++)
+            s[k] = (char)(rnd(&x) % 4 ? 0x80 + rnd(&x) % 0x80 : rnd(&x) % 0x80);
+        ck_assert_int_eq(tokenizer_encode(t, s, len, true, &ids, &n, err), 0);
+        ck_assert_int_eq(tokenizer_decode(t, ids, n, false, &back, &back_len, err), 0);
+        ck_assert(valid_utf8(back, back_len));
+        free(ids);
+        free(back);
+    }
+}
+END_TEST
+
 START_TEST(streaming_decode_equals_full_decode_for_every_string)
 {
     struct tokenizer *t = get(_i);
@@ -520,6 +603,8 @@ Suite *tokenizer_suite(void)
     tcase_add_loop_test(tc, encode_matches_both_oracles, 0, N_TOK);
     tcase_add_loop_test(tc, decode_matches_both_oracles, 0, N_TOK);
     tcase_add_loop_test(tc, byte_level_decode_of_encode_gives_the_text_back, 0, 2);
+    tcase_add_loop_test(tc, random_text_round_trips_through_byte_level_tokenizers, 0, 2);
+    tcase_add_loop_test(tc, random_bytes_encode_and_decode_to_valid_utf8, 0, N_TOK);
     tcase_add_loop_test(tc, streaming_decode_equals_full_decode_for_every_string, 0, N_TOK);
     tcase_add_loop_test(tc, streaming_decode_equals_full_decode_for_random_ids, 0, N_TOK);
     tcase_add_loop_test(tc, vocab_size_bos_eos_and_chat_template_match_the_oracles, 0, N_TOK);
