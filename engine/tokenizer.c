@@ -72,6 +72,27 @@ int tk__json_char(const cJSON *obj, const char *key, const char *dflt, char rep[
     return 0;
 }
 
+int tk__json_each(struct tokenizer *t, const cJSON *obj, const char *key, const char *where,
+                  const char *file, char *err,
+                  int (*parse)(struct tokenizer *t, const cJSON *j, const char *where,
+                               const char *file, char *err))
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(obj, key), *e;
+    char sub[256];
+    int i = 0, rc;
+
+    if (!cJSON_IsArray(list)) {
+        errf(err, "%s: %s.%s: expected an array", file, where, key);
+        return -EINVAL;
+    }
+    cJSON_ArrayForEach(e, list) {
+        snprintf(sub, sizeof sub, "%s.%s[%d]", where, key, i++);
+        if ((rc = parse(t, e, sub, file, err)))
+            return rc;
+    }
+    return 0;
+}
+
 /* --- added tokens ---------------------------------------------------------------------- */
 
 static int find_added(const struct tokenizer *t, const char *s, size_t len)

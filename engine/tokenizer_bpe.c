@@ -357,15 +357,8 @@ static int heap_push(struct tk_bpe_work *w, struct tk_merge_entry e)
 {
     int i;
 
-    if (w->heap_n == w->heap_cap) {
-        int cap = w->heap_cap ? w->heap_cap * 2 : 64;
-        struct tk_merge_entry *h = realloc(w->heap, cap * sizeof *h);
-
-        if (!h)
-            return -ENOMEM;
-        w->heap = h;
-        w->heap_cap = cap;
-    }
+    if (TK_GROW(w->heap, w->heap_cap, w->heap_n))
+        return -ENOMEM;
     for (i = w->heap_n++; i > 0 && entry_less(&e, &w->heap[(i - 1) / 2]); i = (i - 1) / 2)
         w->heap[i] = w->heap[(i - 1) / 2];
     w->heap[i] = e;
@@ -396,33 +389,17 @@ static struct tk_merge_entry heap_pop(struct tk_bpe_work *w)
 
 static int sym_push(struct tk_bpe_work *w, int32_t id)
 {
-    if (w->n == w->cap) {
-        int cap = w->cap ? w->cap * 2 : 64;
-        int32_t *a = realloc(w->id, cap * sizeof *a), *b, *c;
-
-        if (a)
-            w->id = a;
-        b = realloc(w->prev, cap * sizeof *b);
-        if (b)
-            w->prev = b;
-        c = realloc(w->next, cap * sizeof *c);
-        if (c)
-            w->next = c;
-        if (!a || !b || !c)
-            return -ENOMEM;
-        w->cap = cap;
-    }
-    w->id[w->n++] = id;
+    if (TK_GROW(w->sym, w->cap, w->n))
+        return -ENOMEM;
+    w->sym[w->n++].id = id;
     return 0;
 }
 
 void tk__bpe_work_free(struct tk_bpe_work *w)
 {
-    free(w->id);
-    free(w->prev);
-    free(w->next);
+    free(w->sym);
     free(w->heap);
-    tk__buf_free(&w->sym);
+    tk__buf_free(&w->chr);
     memset(w, 0, sizeof *w);
 }
 
@@ -442,13 +419,13 @@ static int initial_symbols(const struct tokenizer *t, struct tk_bpe_work *wk, co
         int32_t id;
 
         if ((i > 0 && t->cont_prefix) || (i + k == len && t->end_suffix)) {
-            wk->sym.len = 0;
-            if ((i > 0 && t->cont_prefix && tk__buf_put(&wk->sym, t->cont_prefix, strlen(t->cont_prefix))) ||
-                tk__buf_put(&wk->sym, w + i, k) ||
-                (i + k == len && t->end_suffix && tk__buf_put(&wk->sym, t->end_suffix, strlen(t->end_suffix))))
+            wk->chr.len = 0;
+            if ((i > 0 && t->cont_prefix && tk__buf_put(&wk->chr, t->cont_prefix, strlen(t->cont_prefix))) ||
+                tk__buf_put(&wk->chr, w + i, k) ||
+                (i + k == len && t->end_suffix && tk__buf_put(&wk->chr, t->end_suffix, strlen(t->end_suffix))))
                 return -ENOMEM;
-            s = wk->sym.p;
-            n = wk->sym.len;
+            s = wk->chr.p;
+            n = wk->chr.len;
         }
         i += k;
         if ((id = vocab_get(t, s, n)) >= 0) {
@@ -482,9 +459,22 @@ static int initial_symbols(const struct tokenizer *t, struct tk_bpe_work *wk, co
     return 0;
 }
 
+/* The merge of symbols i and its right neighbour onto the heap, if the pair merges. */
+static int push_pair(const struct tokenizer *t, struct tk_bpe_work *wk, int i)
+{
+    int right = wk->sym[i].next;
+    int32_t merged;
+    int64_t rank;
+
+    if (right < 0 || (rank = merge_get(&t->merges, wk->sym[i].id, wk->sym[right].id, &merged)) < 0)
+        return 0;
+    return heap_push(wk, (struct tk_merge_entry){ (uint32_t)rank, (uint32_t)i, merged });
+}
+
 int tk__bpe_encode(const struct tokenizer *t, struct tk_bpe_work *wk, const char *w, size_t len,
                    int32_t **ids, int *n, int *cap)
 {
+    struct tk_sym *sym;
     int32_t merged;
     int rc;
 
@@ -498,40 +488,34 @@ int tk__bpe_encode(const struct tokenizer *t, struct tk_bpe_work *wk, const char
     }
     if ((rc = initial_symbols(t, wk, w, len)))
         return rc;
-    wk->heap_n = 0;
+    sym = wk->sym;
     for (int i = 0; i < wk->n; i++) {
-        int64_t rank;
-
-        wk->prev[i] = i - 1;
-        wk->next[i] = i + 1 < wk->n ? i + 1 : -1;
-        if (i + 1 < wk->n && (rank = merge_get(&t->merges, wk->id[i], wk->id[i + 1], &merged)) >= 0 &&
-            heap_push(wk, (struct tk_merge_entry){ (uint32_t)rank, (uint32_t)i, merged }))
-            return -ENOMEM;
+        sym[i].prev = i - 1;
+        sym[i].next = i + 1 < wk->n ? i + 1 : -1;
     }
+    wk->heap_n = 0;
+    for (int i = 0; i < wk->n; i++)
+        if (push_pair(t, wk, i))
+            return -ENOMEM;
     while (wk->heap_n) {
         struct tk_merge_entry top = heap_pop(wk);
-        int pos = (int)top.pos, right = wk->next[pos], p;
-        int64_t rank;
+        int pos = (int)top.pos, right = sym[pos].next;
 
         /* Skip stale entries: the left symbol was merged away (id -1), is now last, or the
          * pair changed so that it no longer merges into the same token. */
-        if (wk->id[pos] < 0 || right < 0 ||
-            merge_get(&t->merges, wk->id[pos], wk->id[right], &merged) < 0 || merged != top.merged)
+        if (sym[pos].id < 0 || right < 0 ||
+            merge_get(&t->merges, sym[pos].id, sym[right].id, &merged) < 0 || merged != top.merged)
             continue;
-        wk->id[pos] = top.merged;
-        wk->id[right] = -1;
-        wk->next[pos] = wk->next[right];
-        if (wk->next[right] >= 0)
-            wk->prev[wk->next[right]] = pos;
-        if ((p = wk->prev[pos]) >= 0 && (rank = merge_get(&t->merges, wk->id[p], wk->id[pos], &merged)) >= 0 &&
-            heap_push(wk, (struct tk_merge_entry){ (uint32_t)rank, (uint32_t)p, merged }))
-            return -ENOMEM;
-        if ((p = wk->next[pos]) >= 0 && (rank = merge_get(&t->merges, wk->id[pos], wk->id[p], &merged)) >= 0 &&
-            heap_push(wk, (struct tk_merge_entry){ (uint32_t)rank, (uint32_t)pos, merged }))
+        sym[pos].id = top.merged;
+        sym[right].id = -1;
+        sym[pos].next = sym[right].next;
+        if (sym[right].next >= 0)
+            sym[sym[right].next].prev = pos;
+        if ((sym[pos].prev >= 0 && push_pair(t, wk, sym[pos].prev)) || push_pair(t, wk, pos))
             return -ENOMEM;
     }
-    for (int i = 0; i >= 0 && i < wk->n; i = wk->next[i])
-        if (tk__ids_push(ids, n, cap, wk->id[i]))
+    for (int i = 0; i >= 0 && i < wk->n; i = sym[i].next)
+        if (tk__ids_push(ids, n, cap, sym[i].id))
             return -ENOMEM;
     return 0;
 }

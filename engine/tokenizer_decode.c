@@ -20,21 +20,8 @@ static int dec_parse(struct tokenizer *t, const cJSON *j, const char *where, con
 
     if (!type)
         return -EINVAL;
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "decoders"), *e;
-        int i = 0;
-
-        if (!cJSON_IsArray(list)) {
-            errf(err, "%s: %s.decoders: expected an array", file, where);
-            return -EINVAL;
-        }
-        cJSON_ArrayForEach(e, list) {
-            snprintf(sub, sizeof sub, "%s.decoders[%d]", where, i++);
-            if ((rc = dec_parse(t, e, sub, file, err)))
-                return rc;
-        }
-        return 0;
-    }
+    if (!strcmp(type, "Sequence"))
+        return tk__json_each(t, j, "decoders", where, file, err, dec_parse);
     if (t->n_dec == TK_MAX_STEPS) {
         errf(err, "%s: %s: more than %d decoders", file, where, TK_MAX_STEPS);
         return -EINVAL;
@@ -172,7 +159,8 @@ static int byte_token(const char *s, size_t len)
     return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
 }
 
-#define PIECE(list, i) ((list)->buf.p + (list)->off[i])
+#define PIECE(list, i) ((list)->buf.p + (list)->v[i].off)
+#define PIECE_LEN(list, i) ((list)->v[i].len)
 
 /* Appends s to out's buffer as a new piece. */
 static int piece_put(struct tk_pieces *out, const char *s, size_t n)
@@ -184,7 +172,7 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
 {
     bytes->len = 0;
     for (int i = 0; i <= in->n; i++) {
-        int b = i < in->n ? byte_token(PIECE(in, i), in->len[i]) : -1;
+        int b = i < in->n ? byte_token(PIECE(in, i), PIECE_LEN(in, i)) : -1;
 
         if (b >= 0) {
             char c = (char)b;
@@ -204,7 +192,7 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
                         return -ENOMEM;
             bytes->len = 0;
         }
-        if (i < in->n && piece_put(out, PIECE(in, i), in->len[i]))
+        if (i < in->n && piece_put(out, PIECE(in, i), PIECE_LEN(in, i)))
             return -ENOMEM;
     }
     return 0;
@@ -220,7 +208,7 @@ static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, str
     bytes->len = 0;
     for (int i = 0; i < in->n; i++) {
         const char *s = PIECE(in, i);
-        size_t len = in->len[i], start = bytes->len, k = 0;
+        size_t len = PIECE_LEN(in, i), start = bytes->len, k = 0;
         uint32_t cp;
         int n;
 
@@ -288,22 +276,22 @@ static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_d
     case TD_FUSE:
         tmp->len = 0;
         for (int i = 0; i < in->n; i++)
-            if (tk__buf_put(tmp, PIECE(in, i), in->len[i]))
+            if (tk__buf_put(tmp, PIECE(in, i), PIECE_LEN(in, i)))
                 return -ENOMEM;
         return piece_put(out, tmp->p ? tmp->p : "", tmp->len);
     case TD_STRIP:
         for (int i = 0; i < in->n && !rc; i++)
-            rc = strip(d, PIECE(in, i), in->len[i], out);
+            rc = strip(d, PIECE(in, i), PIECE_LEN(in, i), out);
         return rc;
     case TD_METASPACE:
         for (int i = 0; i < in->n && !rc; i++)
-            rc = metaspace(d, i, PIECE(in, i), in->len[i], out);
+            rc = metaspace(d, i, PIECE(in, i), PIECE_LEN(in, i), out);
         return rc;
     case TD_REPLACE:
         for (int i = 0; i < in->n && !rc; i++) {
             size_t off = out->buf.len;
 
-            rc = tk__replace(&d->pat, md, PIECE(in, i), in->len[i], d->content, d->content_len,
+            rc = tk__replace(&d->pat, md, PIECE(in, i), PIECE_LEN(in, i), d->content, d->content_len,
                              &out->buf);
             if (!rc)
                 rc = tk__pieces_add_ref(out, off, out->buf.len - off, false);
@@ -348,7 +336,7 @@ static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool ski
     rc = -ENOMEM;
     for (int i = 0; i < a.n; i++)
         if ((i > 0 && !t->has_decoder && tk__buf_put(out, " ", 1)) ||
-            tk__buf_put(out, PIECE(&a, i), a.len[i]))
+            tk__buf_put(out, PIECE(&a, i), PIECE_LEN(&a, i)))
             goto out;
     rc = 0;
 out:

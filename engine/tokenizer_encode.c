@@ -14,15 +14,8 @@
 
 int tk__ids_push(int32_t **ids, int *n, int *cap, int32_t id)
 {
-    if (*n == *cap) {
-        int c = *cap ? *cap * 2 : 64;
-        int32_t *p = realloc(*ids, c * sizeof *p);
-
-        if (!p)
-            return -ENOMEM;
-        *ids = p;
-        *cap = c;
-    }
+    if (tk__grow((void **)ids, cap, *n, sizeof **ids))
+        return -ENOMEM;
     (*ids)[(*n)++] = id;
     return 0;
 }
@@ -112,15 +105,8 @@ int tk__added_prepare(struct tokenizer *t, char *err)
 
 static int segs_push(struct tk_segs *sg, size_t a, size_t b, int32_t id)
 {
-    if (sg->n == sg->cap) {
-        int cap = sg->cap ? sg->cap * 2 : 16;
-        struct tk_seg *v = realloc(sg->v, cap * sizeof *v);
-
-        if (!v)
-            return -ENOMEM;
-        sg->v = v;
-        sg->cap = cap;
-    }
+    if (TK_GROW(sg->v, sg->cap, sg->n))
+        return -ENOMEM;
     sg->v[sg->n++] = (struct tk_seg){ a, b, id };
     return 0;
 }
@@ -197,11 +183,14 @@ static int split_added(const struct tokenizer *t, const struct tk_matcher *m, bo
                 continue;
         }
         if (a->lstrip)   /* the whitespace before it, unless an earlier token took it */
-            start = MAX(space_run_before(s, start), start_offset);
+            start = space_run_before(s, start);
         if (a->rstrip)
             while (stop < len && (n = tk__utf8_decode(s + stop, len - stop, &cp)) > 0 &&
                    tk__is_space(cp))
                 stop += n;
+        /* A token inside the spaces an earlier rstrip took starts where that one ended. */
+        start = MAX(start, start_offset);
+        stop = MAX(stop, start);
         if (start_offset < start && segs_push(out, start_offset, start, -1))
             return -ENOMEM;
         if (segs_push(out, start, stop, a->id))
@@ -222,8 +211,8 @@ static int encode_piece(const struct tokenizer *t, struct tk_scratch *sc, const 
     int rc = tk__pretokenize(t, sc, s, len, at0);
 
     for (int i = 0; !rc && i < sc->pieces.n; i++)
-        rc = tk__bpe_encode(t, &sc->bpe, sc->pieces.buf.p + sc->pieces.off[i], sc->pieces.len[i],
-                            &sc->ids, &sc->n_ids, &sc->cap_ids);
+        rc = tk__bpe_encode(t, &sc->bpe, sc->pieces.buf.p + sc->pieces.v[i].off,
+                            sc->pieces.v[i].len, &sc->ids, &sc->n_ids, &sc->cap_ids);
     return rc;
 }
 
@@ -470,22 +459,8 @@ static int post_parse(struct tokenizer *t, const cJSON *j, const char *where, co
 
     if (!type)
         return -EINVAL;
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "processors"), *e;
-        char sub[256];
-        int i = 0, rc;
-
-        if (!cJSON_IsArray(list)) {
-            errf(err, "%s: %s.processors: expected an array", file, where);
-            return -EINVAL;
-        }
-        cJSON_ArrayForEach(e, list) {
-            snprintf(sub, sizeof sub, "%s.processors[%d]", where, i++);
-            if ((rc = post_parse(t, e, sub, file, err)))
-                return rc;
-        }
-        return 0;
-    }
+    if (!strcmp(type, "Sequence"))
+        return tk__json_each(t, j, "processors", where, file, err, post_parse);
     if (!strcmp(type, "ByteLevel"))
         return 0;   /* only moves offsets */
     if (!strcmp(type, "TemplateProcessing"))

@@ -1,9 +1,9 @@
 /* tokenizer_internal.h — what the tokenizer*.c files share and nothing else includes: the
- * loaded tokenizer (vocabulary, merges, pipeline steps), the string lists the pipeline
- * passes between steps, and the helpers each file exports to the others (tk__ prefix).
- * tokenizer.c loads and answers queries, tokenizer_encode.c runs the encode pipeline,
- * tokenizer_bpe.c merges, tokenizer_normalize.c / tokenizer_pretok.c transform text,
- * tokenizer_decode.c decodes and streams. */
+ * loaded tokenizer (vocabulary, merges, pipeline steps), the per-call scratch, and the
+ * helpers each file lends the others (tk__ prefix). tokenizer.c loads and answers queries,
+ * tokenizer_encode.c runs the encode pipeline, tokenizer_bpe.c merges, tokenizer_normalize.c
+ * and tokenizer_pretok.c transform text, tokenizer_pattern.c matches patterns,
+ * tokenizer_decode.c decodes and streams, tokenizer_util.c holds the small pieces. */
 #ifndef OSPREY_TOKENIZER_INTERNAL_H
 #define OSPREY_TOKENIZER_INTERNAL_H
 
@@ -28,8 +28,10 @@ struct tk_buf {
 /* A list of strings stored back to back in one buffer: pre-tokens, decoder tokens. */
 struct tk_pieces {
     struct tk_buf buf;
-    size_t *off, *len;    /* [n] byte offset into buf.p, byte length */
-    bool *at0;            /* [n] piece starts at offset 0 of the original text (Metaspace "first") */
+    struct tk_piece {
+        size_t off, len;  /* bytes into buf.p */
+        bool at0;         /* starts at offset 0 of the original text (Metaspace "first") */
+    } *v;
     int n, cap;
 };
 
@@ -174,8 +176,7 @@ struct tokenizer {
 
 /* Ranges of a piece of text, each a pattern match or not (Pattern::find_matches). */
 struct tk_spans {
-    size_t *start, *end;      /* [n] byte offsets */
-    bool *match;              /* [n] */
+    struct tk_span { size_t start, end; bool match; } *v;   /* byte offsets */
     int n, cap;
 };
 
@@ -187,11 +188,11 @@ struct tk_segs {
 
 /* BPE's work arrays for one word: symbols as a linked list, and the merge heap. */
 struct tk_bpe_work {
-    int32_t *id, *prev, *next;        /* [cap] symbol id (-1 once merged away), list links */
+    struct tk_sym { int32_t id, prev, next; } *sym;   /* id -1 once merged away; list links */
     int n, cap;
     struct tk_merge_entry *heap;
     int heap_n, heap_cap;
-    struct tk_buf sym;                /* a character with its subword prefix / suffix */
+    struct tk_buf chr;                /* a character with its subword prefix / suffix */
 };
 
 /* Everything one tokenizer_encode call allocates, so concurrent calls share nothing. */
@@ -231,6 +232,9 @@ bool tk__is_word(uint32_t cp);                                  /* regex \w */
 bool tk__is_numeric(uint32_t cp);                               /* Nd, Nl, No */
 bool tk__is_punct(uint32_t cp);                                 /* ASCII or Unicode punctuation */
 uint64_t tk__hash(const void *s, size_t n);
+/* Makes room for element n of the array *arr (elem bytes each), doubling *cap. */
+int tk__grow(void **arr, int *cap, int n, size_t elem);
+#define TK_GROW(arr, cap, n) tk__grow((void **)&(arr), &(cap), (n), sizeof *(arr))
 
 /* tokenizer_pattern.c: Split / Replace patterns */
 int tk__pattern_parse(struct tk_pattern *p, const cJSON *j, const char *where, const char *file, char *err);
@@ -293,5 +297,10 @@ int tk__json_bool(const cJSON *obj, const char *key, bool dflt, bool *out, const
                   const char *file, char *err);
 int tk__json_char(const cJSON *obj, const char *key, const char *dflt, char rep[5], int *rep_len,
                   const char *where, const char *file, char *err);
+/* A Sequence: parse on each element of the array obj[key], named where.key[i] in errors. */
+int tk__json_each(struct tokenizer *t, const cJSON *obj, const char *key, const char *where,
+                  const char *file, char *err,
+                  int (*parse)(struct tokenizer *t, const cJSON *j, const char *where,
+                               const char *file, char *err));
 
 #endif

@@ -21,21 +21,8 @@ static int norm_parse(struct tokenizer *t, const cJSON *j, const char *where, co
 
     if (!type)
         return -EINVAL;
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "normalizers"), *e;
-        int i = 0;
-
-        if (!cJSON_IsArray(list)) {
-            errf(err, "%s: %s.normalizers: expected an array", file, where);
-            return -EINVAL;
-        }
-        cJSON_ArrayForEach(e, list) {
-            snprintf(sub, sizeof sub, "%s.normalizers[%d]", where, i++);
-            if ((rc = norm_parse(t, e, sub, file, err)))
-                return rc;
-        }
-        return 0;
-    }
+    if (!strcmp(type, "Sequence"))
+        return tk__json_each(t, j, "normalizers", where, file, err, norm_parse);
     if (t->n_norm == TK_MAX_STEPS) {
         errf(err, "%s: %s: more than %d normalizers", file, where, TK_MAX_STEPS);
         return -EINVAL;

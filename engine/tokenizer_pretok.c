@@ -97,21 +97,8 @@ static int pretok_parse(struct tokenizer *t, const cJSON *j, const char *where, 
 
     if (!type)
         return -EINVAL;
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "pretokenizers"), *e;
-        int i = 0;
-
-        if (!cJSON_IsArray(list)) {
-            errf(err, "%s: %s.pretokenizers: expected an array", file, where);
-            return -EINVAL;
-        }
-        cJSON_ArrayForEach(e, list) {
-            snprintf(sub, sizeof sub, "%s.pretokenizers[%d]", where, i++);
-            if ((rc = pretok_parse(t, e, sub, file, err)))
-                return rc;
-        }
-        return 0;
-    }
+    if (!strcmp(type, "Sequence"))
+        return tk__json_each(t, j, "pretokenizers", where, file, err, pretok_parse);
     /* BertPreTokenizer is WhitespaceSplit then Punctuation: two steps. */
     if (t->n_pretok + 2 > TK_MAX_STEPS) {
         errf(err, "%s: %s: more than %d pre-tokenizers", file, where, TK_MAX_STEPS);
@@ -184,35 +171,15 @@ void tk__pretok_free(struct tk_pretok *p)
 
 static int spans_push(struct tk_spans *sp, size_t a, size_t b, bool m)
 {
-    if (sp->n == sp->cap) {
-        int cap = sp->cap ? sp->cap * 2 : 64;
-        size_t *start = realloc(sp->start, cap * sizeof *start), *end;
-        bool *match;
-
-        if (start)
-            sp->start = start;
-        end = realloc(sp->end, cap * sizeof *end);
-        if (end)
-            sp->end = end;
-        match = realloc(sp->match, cap * sizeof *match);
-        if (match)
-            sp->match = match;
-        if (!start || !end || !match)
-            return -ENOMEM;
-        sp->cap = cap;
-    }
-    sp->start[sp->n] = a;
-    sp->end[sp->n] = b;
-    sp->match[sp->n] = m;
-    sp->n++;
+    if (TK_GROW(sp->v, sp->cap, sp->n))
+        return -ENOMEM;
+    sp->v[sp->n++] = (struct tk_span){ a, b, m };
     return 0;
 }
 
 void tk__spans_free(struct tk_spans *sp)
 {
-    free(sp->start);
-    free(sp->end);
-    free(sp->match);
+    free(sp->v);
     memset(sp, 0, sizeof *sp);
 }
 
@@ -264,53 +231,43 @@ static int spans_chars(bool (*pred)(uint32_t cp, const void *arg), const void *a
  * "remove". Works in place: the write index never passes the read index. */
 static void spans_fold(struct tk_spans *sp, enum tk_split_behavior b)
 {
+    struct tk_span *v = sp->v;
     bool prev = false;
     int w = 0;
 
     switch (b) {
     case TS_ISOLATED:
-        memset(sp->match, 0, sp->n * sizeof *sp->match);
+        for (int i = 0; i < sp->n; i++)
+            v[i].match = false;
         return;
     case TS_REMOVED:
         return;
     case TS_CONTIGUOUS:
     case TS_MERGED_PREV:
         for (int i = 0; i < sp->n; i++) {
-            size_t a = sp->start[i], e = sp->end[i];
-            bool m = sp->match[i];
-            bool join = b == TS_CONTIGUOUS ? m == prev : (m && !prev);
+            struct tk_span x = v[i];
+            bool join = b == TS_CONTIGUOUS ? x.match == prev : (x.match && !prev);
 
             if (join && w > 0)
-                sp->end[w - 1] = e;
-            else {
-                sp->start[w] = a;
-                sp->end[w] = e;
-                sp->match[w] = false;
-                w++;
-            }
-            prev = m;
+                v[w - 1].end = x.end;
+            else
+                v[w++] = (struct tk_span){ x.start, x.end, false };
+            prev = x.match;
         }
         sp->n = w;
         return;
     case TS_MERGED_NEXT:
         w = sp->n;
         for (int i = sp->n - 1; i >= 0; i--) {
-            size_t a = sp->start[i], e = sp->end[i];
-            bool m = sp->match[i];
+            struct tk_span x = v[i];
 
-            if (m && !prev && w < sp->n)
-                sp->start[w] = a;
-            else {
-                w--;
-                sp->start[w] = a;
-                sp->end[w] = e;
-                sp->match[w] = false;
-            }
-            prev = m;
+            if (x.match && !prev && w < sp->n)
+                v[w].start = x.start;
+            else
+                v[--w] = (struct tk_span){ x.start, x.end, false };
+            prev = x.match;
         }
-        memmove(sp->start, sp->start + w, (sp->n - w) * sizeof *sp->start);
-        memmove(sp->end, sp->end + w, (sp->n - w) * sizeof *sp->end);
-        memmove(sp->match, sp->match + w, (sp->n - w) * sizeof *sp->match);
+        memmove(v, v + w, (sp->n - w) * sizeof *v);
         sp->n -= w;
         return;
     }
@@ -319,10 +276,13 @@ static void spans_fold(struct tk_spans *sp, enum tk_split_behavior b)
 /* Adds the kept, non-empty spans of s to out. */
 static int spans_emit(const struct tk_spans *sp, const char *s, bool at0, struct tk_pieces *out)
 {
-    for (int i = 0; i < sp->n; i++)
-        if (!sp->match[i] && sp->end[i] > sp->start[i] &&
-            tk__pieces_add(out, s + sp->start[i], sp->end[i] - sp->start[i], at0 && sp->start[i] == 0))
+    for (int i = 0; i < sp->n; i++) {
+        const struct tk_span *x = &sp->v[i];
+
+        if (!x->match && x->end > x->start &&
+            tk__pieces_add(out, s + x->start, x->end - x->start, at0 && x->start == 0))
             return -ENOMEM;
+    }
     return 0;
 }
 
@@ -351,17 +311,18 @@ static int byte_level(const struct tokenizer *t, const struct tk_pretok *p, stru
     } else if (spans_push(sp, 0, b->len, false))
         return -ENOMEM;
     for (int i = 0; i < sp->n; i++) {
+        const struct tk_span *x = &sp->v[i];
         size_t off = out->buf.len;
 
-        if (sp->end[i] == sp->start[i])
+        if (x->end == x->start)
             continue;
-        for (size_t k = sp->start[i]; k < sp->end[i]; k++) {
+        for (size_t k = x->start; k < x->end; k++) {
             unsigned char c = (unsigned char)b->p[k];
 
             if (tk__buf_put(&out->buf, t->byte_char[c], t->byte_char_len[c]))
                 return -ENOMEM;
         }
-        if (tk__pieces_add_ref(out, off, out->buf.len - off, at0 && sp->start[i] == 0))
+        if (tk__pieces_add_ref(out, off, out->buf.len - off, at0 && x->start == 0))
             return -ENOMEM;
     }
     return 0;
@@ -416,13 +377,13 @@ static int step(const struct tokenizer *t, const struct tk_pretok *p, struct tk_
         rc = spans_pattern(&p->pat, sc->md, s, len, sp);
         if (!rc && p->invert)
             for (int i = 0; i < sp->n; i++)
-                sp->match[i] = !sp->match[i];
+                sp->v[i].match = !sp->v[i].match;
         behavior = p->behavior;
         break;
     case TP_WHITESPACE:
         rc = spans_pattern(&p->pat, sc->md, s, len, sp);
         for (int i = 0; !rc && i < sp->n; i++)
-            sp->match[i] = !sp->match[i];
+            sp->v[i].match = !sp->v[i].match;
         break;
     case TP_DIGITS:
         rc = spans_chars(is_numeric_cb, NULL, s, len, sp);
@@ -455,7 +416,8 @@ int tk__pretokenize(const struct tokenizer *t, struct tk_scratch *sc, const char
 
         tk__pieces_clear(out);
         for (int k = 0; k < in->n; k++) {
-            int rc = step(t, &t->pretok[i], sc, in->buf.p + in->off[k], in->len[k], in->at0[k], out);
+            const struct tk_piece *x = &in->v[k];
+            int rc = step(t, &t->pretok[i], sc, in->buf.p + x->off, x->len, x->at0, out);
 
             if (rc)
                 return rc;

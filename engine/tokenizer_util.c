@@ -51,37 +51,27 @@ void tk__pieces_clear(struct tk_pieces *p)
     p->n = 0;
 }
 
-static int pieces_grow(struct tk_pieces *p)
+int tk__grow(void **arr, int *cap, int n, size_t elem)
 {
-    int cap = p->cap ? p->cap * 2 : 16;
-    size_t *off, *len;
-    bool *at0;
+    int c = *cap ? *cap * 2 : 16;
+    void *p;
 
-    if (p->n < p->cap)
+    if (n < *cap)
         return 0;
-    off = realloc(p->off, cap * sizeof *off);
-    if (off)
-        p->off = off;
-    len = realloc(p->len, cap * sizeof *len);
-    if (len)
-        p->len = len;
-    at0 = realloc(p->at0, cap * sizeof *at0);
-    if (at0)
-        p->at0 = at0;
-    if (!off || !len || !at0)
+    if (c <= n)
+        c = n + 1;
+    if (!(p = realloc(*arr, (size_t)c * elem)))
         return -ENOMEM;
-    p->cap = cap;
+    *arr = p;
+    *cap = c;
     return 0;
 }
 
 int tk__pieces_add_ref(struct tk_pieces *p, size_t off, size_t n, bool at0)
 {
-    if (pieces_grow(p))
+    if (TK_GROW(p->v, p->cap, p->n))
         return -ENOMEM;
-    p->off[p->n] = off;
-    p->len[p->n] = n;
-    p->at0[p->n] = at0;
-    p->n++;
+    p->v[p->n++] = (struct tk_piece){ off, n, at0 };
     return 0;
 }
 
@@ -97,9 +87,7 @@ int tk__pieces_add(struct tk_pieces *p, const char *s, size_t n, bool at0)
 void tk__pieces_free(struct tk_pieces *p)
 {
     tk__buf_free(&p->buf);
-    free(p->off);
-    free(p->len);
-    free(p->at0);
+    free(p->v);
     memset(p, 0, sizeof *p);
 }
 

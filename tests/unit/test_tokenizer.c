@@ -3,7 +3,8 @@
  * against ids and text computed by independent implementations: transformers.js
  * (expected_<name>.json) and Hugging Face tokenizers (expected_<name>.hf.json), both written
  * by scripts/oracle/tokenizer_expected.{mjs,py} over tests/data/tokenizer/strings.json.
- * Also streaming detokenization, invalid UTF-8, concurrency and speed. */
+ * Also streaming detokenization, invalid UTF-8, concurrency, speed, the folder loader and
+ * the tokenize / detokenize commands. */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 
 #include "engine/tokenizer.h"
 #include "engine/util.h"
+#include "server/commands.h"
 
 static const char *const NAMES[] = { "llama3", "qwen3", "llama2" };
 enum { N_TOK = 3 };
@@ -593,6 +595,158 @@ START_TEST(llama3_loads_and_encodes_10k_tokens_quickly)
 }
 END_TEST
 
+/* --- the folder loader and the commands ------------------------------------------------ */
+
+static char tmpdir[64];
+
+static void write_text(const char *name, const char *text)
+{
+    char path[256];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(load_reads_the_folder_and_chat_template_jinja)
+{
+    static const char *const files[] = { "tokenizer.json", "tokenizer_config.json", "chat_template.jinja" };
+    struct tokenizer *t;
+    char err[ERR_LEN], path[256];
+
+    strcpy(tmpdir, "/tmp/osprey-tok-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    write_text("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"<s>\": 0, \"</s>\": 1, \"a\": 2},"
+               " \"merges\": []}, \"added_tokens\": [{\"id\": 1, \"content\": \"</s>\", \"special\": true}]}");
+    ck_assert_msg(tokenizer_load(&t, tmpdir, err) == 0, "%s", err);   /* no config: fine */
+    ck_assert_ptr_null(tokenizer_chat_template(t));
+    ck_assert_int_eq(tokenizer_eos_id(t), -1);
+    tokenizer_destroy(t);
+    write_text("tokenizer_config.json", "{\"eos_token\": \"</s>\"}");
+    write_text("chat_template.jinja", "{{ messages }}");
+    ck_assert_msg(tokenizer_load(&t, tmpdir, err) == 0, "%s", err);
+    ck_assert_str_eq(tokenizer_chat_template(t), "{{ messages }}");
+    ck_assert_int_eq(tokenizer_eos_id(t), 1);
+    tokenizer_destroy(t);
+    for (int i = 0; i < (int)ARRAY_LEN(files); i++) {
+        snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
+        unlink(path);
+    }
+    rmdir(tmpdir);
+    ck_assert_int_lt(tokenizer_load(&t, tmpdir, err), 0);
+    ck_assert_ptr_null(t);
+    ck_assert_msg(strstr(err, tmpdir) && strstr(err, "tokenizer.json"), "%s", err);
+}
+END_TEST
+
+/* Runs a command with stdin from `in` (or left alone when NULL) and stdout / stderr
+ * captured. */
+static int run_cmd(int (*cmd)(int, char **), char **argv, const char *in, char *out, size_t out_len,
+                   char *errs, size_t errs_len)
+{
+    int argc = 0, rc, si = dup(0), so = dup(1), se = dup(2);
+    FILE *fi = tmpfile(), *fo = tmpfile(), *fe = tmpfile();
+    size_t n;
+
+    while (argv[argc])
+        argc++;
+    if (in) {
+        fputs(in, fi);
+        rewind(fi);
+        dup2(fileno(fi), 0);
+        clearerr(stdin);
+    }
+    fflush(stdout);
+    fflush(stderr);
+    dup2(fileno(fo), 1);
+    dup2(fileno(fe), 2);
+    rc = cmd(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(si, 0);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(si);
+    close(so);
+    close(se);
+    rewind(fo);
+    rewind(fe);
+    n = fread(out, 1, out_len - 1, fo);
+    out[n] = '\0';
+    n = fread(errs, 1, errs_len - 1, fe);
+    errs[n] = '\0';
+    fclose(fi);
+    fclose(fo);
+    fclose(fe);
+    return rc;
+}
+
+/* The ids of a case as the commands print them. */
+static void ids_line(const cJSON *arr, char *out, size_t cap)
+{
+    const cJSON *e;
+    size_t n = (size_t)snprintf(out, cap, "[");
+
+    cJSON_ArrayForEach(e, arr)
+        n += (size_t)snprintf(out + n, cap - n, e == arr->child ? "%d" : ", %d", e->valueint);
+    snprintf(out + n, cap - n, "]\n");
+}
+
+START_TEST(tokenize_and_detokenize_commands_print_the_oracles_ids_and_text)
+{
+    const cJSON *c = oracle_case(2, "Hello, world!");
+    char *dir = model_dir(2), out[1024], errs[1024], want[1024], ids[512];
+
+    get(2);
+    ids_line(cJSON_GetObjectItem(c, "ids_special"), want, sizeof want);
+    ck_assert_int_eq(run_cmd(cmd_tokenize, (char *[]){ "tokenize", "--tokenizer", dir, "--add-special", "Hello, world!", NULL },
+                             NULL, out, sizeof out, errs, sizeof errs), 0);
+    ck_assert_str_eq(out, want);
+    ck_assert_int_eq(run_cmd(cmd_tokenize, (char *[]){ "tokenize", "--tokenizer", dir, "-", NULL },
+                             "Hello, world!", out, sizeof out, errs, sizeof errs), 0);
+    ids_line(cJSON_GetObjectItem(c, "ids"), want, sizeof want);
+    ck_assert_str_eq(out, want);
+    ids_line(cJSON_GetObjectItem(c, "ids_special"), ids, sizeof ids);
+    ids[strlen(ids) - 1] = '\0';
+    ck_assert_int_eq(run_cmd(cmd_detokenize, (char *[]){ "detokenize", "--tokenizer", dir, ids, NULL },
+                             NULL, out, sizeof out, errs, sizeof errs), 0);
+    snprintf(want, sizeof want, "%s\n", cJSON_GetObjectItem(c, "decode_skip")->valuestring);
+    ck_assert_str_eq(out, want);
+    ck_assert_int_eq(run_cmd(cmd_detokenize, (char *[]){ "detokenize", "--keep-special", "--tokenizer", dir, ids, NULL },
+                             NULL, out, sizeof out, errs, sizeof errs), 0);
+    snprintf(want, sizeof want, "%s\n", cJSON_GetObjectItem(c, "decode")->valuestring);
+    ck_assert_str_eq(out, want);
+    ck_assert_int_eq(run_cmd(cmd_tokenize, (char *[]){ "tokenize", "--help", NULL }, NULL, out, sizeof out, errs, sizeof errs), 0);
+    ck_assert(strstr(out, "usage: osprey tokenize"));
+    ck_assert_int_eq(run_cmd(cmd_detokenize, (char *[]){ "detokenize", "--help", NULL }, NULL, out, sizeof out, errs, sizeof errs), 0);
+    ck_assert(strstr(out, "--keep-special"));
+    /* A wrong flag, missing parts, a missing folder, bad ids: one line on stderr, non-zero. */
+    {
+        char *bad[][6] = {
+            { "tokenize", "--tokenizer", dir, "--frobnicate", "x", NULL },
+            { "tokenize", "--tokenizer", dir, NULL },
+            { "tokenize", "x", NULL },
+            { "tokenize", "--tokenizer", "/nonexistent/osprey", "x", NULL },
+            { "tokenize", "--tokenizer", dir, "x", "y", NULL },
+            { "detokenize", "--tokenizer", dir, "[1, \"a\"]", NULL },
+            { "detokenize", "--tokenizer", dir, "not json", NULL },
+            { "detokenize", "--tokenizer", dir, "[1e12]", NULL },
+        };
+
+        for (int i = 0; i < (int)ARRAY_LEN(bad); i++) {
+            ck_assert_int_ne(run_cmd(i < 5 ? cmd_tokenize : cmd_detokenize, bad[i], NULL, out, sizeof out,
+                                     errs, sizeof errs), 0);
+            ck_assert_str_eq(out, "");
+            ck_assert_msg(errs[0] && strchr(errs, '\n') == errs + strlen(errs) - 1,
+                          "case %d: stderr is not one line: \"%s\"", i, errs);
+        }
+    }
+}
+END_TEST
+
 Suite *tokenizer_suite(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -612,6 +766,8 @@ Suite *tokenizer_suite(void)
     tcase_add_loop_test(tc, empty_text_is_no_ids_but_may_get_bos, 0, N_TOK);
     tcase_add_loop_test(tc, concurrent_encodes_on_one_tokenizer_agree, 0, N_TOK);
     tcase_add_test(tc, llama3_loads_and_encodes_10k_tokens_quickly);
+    tcase_add_test(tc, load_reads_the_folder_and_chat_template_jinja);
+    tcase_add_test(tc, tokenize_and_detokenize_commands_print_the_oracles_ids_and_text);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,20 +3,16 @@
  * tokenizers 0.23 through its node binding): merge order, ignore_merges, byte fallback and
  * unk, added tokens and their flags, Split behaviors, Metaspace schemes, the other
  * pre-tokenizers, normalizers, decoders, post-processors and tokenizer_config.json. Then the
- * errors a broken file must give (never a crash, with a fuzzing loop) and the commands. */
+ * errors a broken file must give (never a crash, with a fuzzing loop). */
 #include <check.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "engine/log.h"
 #include "engine/tokenizer.h"
 #include "engine/util.h"
-#include "server/commands.h"
 
 /* Tokenizer JSON in single quotes ('x' → "x"), so that the tests stay readable. */
 struct parts {
@@ -70,24 +66,31 @@ static struct tokenizer *make(const struct parts *p)
     return make_cfg(p, NULL);
 }
 
-/* expect_ids(t, text, add_special, n, id...) */
-static void expect_ids(const struct tokenizer *t, const char *text, bool add_special, int n, ...)
+static void vexpect_ids(const struct tokenizer *t, const char *text, bool add_special, int n,
+                        va_list ap)
 {
     char err[ERR_LEN];
     int32_t *ids;
     int got;
-    va_list ap;
 
     ck_assert_int_eq(tokenizer_encode(t, text, strlen(text), add_special, &ids, &got, err), 0);
     ck_assert_msg(got == n, "\"%s\": %d ids, want %d (first %d)", text, got, n, got ? ids[0] : -1);
-    va_start(ap, n);
     for (int i = 0; i < n; i++) {
         int want = va_arg(ap, int);
 
         ck_assert_msg(ids[i] == want, "\"%s\": id %d is %d, want %d", text, i, ids[i], want);
     }
-    va_end(ap);
     free(ids);
+}
+
+/* expect_ids(t, text, add_special, n, id...) */
+static void expect_ids(const struct tokenizer *t, const char *text, bool add_special, int n, ...)
+{
+    va_list ap;
+
+    va_start(ap, n);
+    vexpect_ids(t, text, add_special, n, ap);
+    va_end(ap);
 }
 
 /* expect_text(t, skip_special, want, n, id...): decode, and the streamed decode too. */
@@ -336,22 +339,16 @@ END_TEST
 static const char SMALL_VOCAB[] =
     "{'a': 0, 'x1': 1, '1': 2, '2': 3, '3': 4, '123': 5, ' ': 6, '!': 7, 'b': 8, 'a!': 9, '!!': 10, 'ab': 11, 'a1': 12}";
 
+/* The ids of text through a tokenizer with this pre-tokenizer. */
 static void expect_pre(const char *pre, const char *text, int n, ...)
 {
     struct parts p = { .vocab = SMALL_VOCAB, .model_opts = ", 'ignore_merges': true", .pre = pre };
     struct tokenizer *t = make(&p);
-    char err[ERR_LEN];
-    int32_t *ids;
-    int got;
     va_list ap;
 
-    ck_assert_int_eq(tokenizer_encode(t, text, strlen(text), false, &ids, &got, err), 0);
-    ck_assert_msg(got == n, "%s on \"%s\": %d ids, want %d", pre, text, got, n);
     va_start(ap, n);
-    for (int i = 0; i < n; i++)
-        ck_assert_int_eq(ids[i], va_arg(ap, int));
+    vexpect_ids(t, text, false, n, ap);
     va_end(ap);
-    free(ids);
     tokenizer_destroy(t);
 }
 
@@ -392,24 +389,18 @@ END_TEST
 
 /* --- normalizers ------------------------------------------------------------------------ */
 
+/* The ids of text through a tokenizer with this normalizer. */
 static void expect_norm(const char *norm, const char *text, int n, ...)
 {
     struct parts p = { .vocab = "{'f': 0, 'i': 1, 'a': 2, 'b': 3, '\xe2\x96\x81': 4, 'x': 5, '\xc3\xa9': 6,"
                                 " 'e': 7, '\xcc\x81': 8, 'A': 9}",
                        .normalizer = norm };
     struct tokenizer *t = make(&p);
-    char err[ERR_LEN];
-    int32_t *ids;
-    int got;
     va_list ap;
 
-    ck_assert_int_eq(tokenizer_encode(t, text, strlen(text), false, &ids, &got, err), 0);
-    ck_assert_msg(got == n, "%s on \"%s\": %d ids, want %d", norm, text, got, n);
     va_start(ap, n);
-    for (int i = 0; i < n; i++)
-        ck_assert_int_eq(ids[i], va_arg(ap, int));
+    vexpect_ids(t, text, false, n, ap);
     va_end(ap);
-    free(ids);
     tokenizer_destroy(t);
 }
 
@@ -678,144 +669,6 @@ START_TEST(truncated_and_mutated_files_never_crash)
 }
 END_TEST
 
-/* --- the folder loader and the commands -------------------------------------------------- */
-
-static char tmpdir[64];
-
-static void write_text(const char *name, const char *text)
-{
-    char path[256];
-    FILE *f;
-
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void make_folder(void)
-{
-    struct parts p = { .vocab = "{'<s>': 0, '</s>': 1, 'a': 2, 'b': 3, 'ab': 4, ' ': 5}", .merges = "['a b']",
-                       .added = SPECIALS, .post = TEMPLATE, .decoder = "{'type': 'Fuse'}" };
-    char *json = build(&p);
-
-    strcpy(tmpdir, "/tmp/osprey-tok-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    write_text("tokenizer.json", json);
-    free(json);
-}
-
-static void remove_folder(void)
-{
-    char path[256];
-
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/%s", tmpdir,
-                 (const char *[]){ "tokenizer.json", "tokenizer_config.json", "chat_template.jinja" }[i]);
-        unlink(path);
-    }
-    rmdir(tmpdir);
-}
-
-START_TEST(load_reads_the_folder_and_chat_template_jinja)
-{
-    struct tokenizer *t;
-    char err[ERR_LEN];
-
-    make_folder();
-    ck_assert_int_eq(tokenizer_load(&t, tmpdir, err), 0);   /* no config: fine */
-    ck_assert_ptr_null(tokenizer_chat_template(t));
-    tokenizer_destroy(t);
-    write_text("tokenizer_config.json", "{\"eos_token\": \"</s>\"}");
-    write_text("chat_template.jinja", "{{ messages }}");
-    ck_assert_int_eq(tokenizer_load(&t, tmpdir, err), 0);
-    ck_assert_str_eq(tokenizer_chat_template(t), "{{ messages }}");
-    ck_assert_int_eq(tokenizer_eos_id(t), 1);
-    tokenizer_destroy(t);
-    remove_folder();
-    ck_assert_int_lt(tokenizer_load(&t, "/nonexistent/osprey", err), 0);
-    ck_assert_ptr_null(t);
-    ck_assert_msg(strstr(err, "/nonexistent/osprey/tokenizer.json"), "%s", err);
-}
-END_TEST
-
-/* Runs a command with stdout and stderr captured into out / errs. */
-static int run_cmd(int (*cmd)(int, char **), char **argv, char *out, size_t out_len, char *errs,
-                   size_t errs_len)
-{
-    int argc = 0, rc, so = dup(1), se = dup(2);
-    FILE *fo = tmpfile(), *fe = tmpfile();
-    size_t n;
-
-    while (argv[argc])
-        argc++;
-    fflush(stdout);
-    fflush(stderr);
-    dup2(fileno(fo), 1);
-    dup2(fileno(fe), 2);
-    rc = cmd(argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(so, 1);
-    dup2(se, 2);
-    close(so);
-    close(se);
-    rewind(fo);
-    rewind(fe);
-    n = fread(out, 1, out_len - 1, fo);
-    out[n] = '\0';
-    n = fread(errs, 1, errs_len - 1, fe);
-    errs[n] = '\0';
-    fclose(fo);
-    fclose(fe);
-    return rc;
-}
-
-START_TEST(tokenize_and_detokenize_commands_print_ids_and_text)
-{
-    char out[512], errs[512];
-
-    make_folder();
-    ck_assert_int_eq(run_cmd(cmd_tokenize, (char *[]){ "tokenize", "--tokenizer", tmpdir, "--add-special", "ab a", NULL },
-                             out, sizeof out, errs, sizeof errs), 0);
-    ck_assert_str_eq(out, "[0, 4, 5, 2, 1, 1]\n");
-    ck_assert_int_eq(run_cmd(cmd_tokenize, (char *[]){ "tokenize", "--tokenizer", tmpdir, "ab", NULL },
-                             out, sizeof out, errs, sizeof errs), 0);
-    ck_assert_str_eq(out, "[4]\n");
-    ck_assert_int_eq(run_cmd(cmd_detokenize, (char *[]){ "detokenize", "--tokenizer", tmpdir, "[0, 4, 5, 2, 1]", NULL },
-                             out, sizeof out, errs, sizeof errs), 0);
-    ck_assert_str_eq(out, "ab a\n");
-    ck_assert_int_eq(run_cmd(cmd_detokenize, (char *[]){ "detokenize", "--tokenizer", tmpdir, "--keep-special", "[0, 4]", NULL },
-                             out, sizeof out, errs, sizeof errs), 0);
-    ck_assert_str_eq(out, "<s>ab\n");
-    ck_assert_int_eq(run_cmd(cmd_tokenize, (char *[]){ "tokenize", "--help", NULL }, out, sizeof out, errs, sizeof errs), 0);
-    ck_assert(strstr(out, "usage: osprey tokenize"));
-    ck_assert_int_eq(run_cmd(cmd_detokenize, (char *[]){ "detokenize", "--help", NULL }, out, sizeof out, errs, sizeof errs), 0);
-    ck_assert(strstr(out, "--keep-special"));
-    /* Wrong flags, missing parts, a missing folder, bad ids: one line on stderr, non-zero. */
-    {
-        char *bad[][6] = {
-            { "tokenize", "--tokenizer", tmpdir, "--frobnicate", "x", NULL },
-            { "tokenize", "--tokenizer", tmpdir, NULL },
-            { "tokenize", "x", NULL },
-            { "tokenize", "--tokenizer", "/nonexistent/osprey", "x", NULL },
-            { "detokenize", "--tokenizer", tmpdir, "[1, \"a\"]", NULL },
-            { "detokenize", "--tokenizer", tmpdir, "not json", NULL },
-        };
-
-        for (int i = 0; i < (int)ARRAY_LEN(bad); i++) {
-            ck_assert_int_ne(run_cmd(i < 4 ? cmd_tokenize : cmd_detokenize, bad[i], out, sizeof out,
-                                     errs, sizeof errs), 0);
-            ck_assert_str_eq(out, "");
-            ck_assert_msg(errs[0] && strchr(errs, '\n') == errs + strlen(errs) - 1,
-                          "case %d: stderr is not one line: \"%s\"", i, errs);
-        }
-    }
-    remove_folder();
-}
-END_TEST
-
 Suite *tokenizer_parts_suite(void)
 {
     Suite *s = suite_create("tokenizer_parts");
@@ -840,8 +693,6 @@ Suite *tokenizer_parts_suite(void)
     tcase_add_test(tc, broken_files_fail_with_a_message_naming_the_field);
     tcase_add_test(tc, too_many_steps_is_an_error_not_an_overflow);
     tcase_add_test(tc, truncated_and_mutated_files_never_crash);
-    tcase_add_test(tc, load_reads_the_folder_and_chat_template_jinja);
-    tcase_add_test(tc, tokenize_and_detokenize_commands_print_ids_and_text);
     suite_add_tcase(s, tc);
     return s;
 }
