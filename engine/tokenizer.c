@@ -441,8 +441,8 @@ void tokenizer_destroy(struct tokenizer *t)
     free(t->added);
     free(t->added_of);
     free(t->special);
-    free(t->raw_match.order);
-    free(t->norm_match.order);
+    free(t->raw_match.node);
+    free(t->norm_match.node);
     free(t->tok);
     free(t->tok_len);
     tk__strmap_free(&t->vocab);

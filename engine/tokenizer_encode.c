@@ -28,40 +28,49 @@ static const char *added_text(const struct tk_added *a, bool norm, size_t *len)
     return norm ? a->norm : a->content;
 }
 
-static int cmp_added(const void *x, const void *y, void *arg)
+/* Adds the text of added token k to the trie. */
+static int trie_add(struct tk_matcher *m, const char *s, size_t len, int k)
 {
-    const struct tokenizer *t = arg;
-    const struct tk_added *a = &t->added[*(const int *)x], *b = &t->added[*(const int *)y];
-    size_t la, lb;
-    const unsigned char *sa = (const unsigned char *)added_text(a, a->normalized, &la);
-    const unsigned char *sb = (const unsigned char *)added_text(b, b->normalized, &lb);
+    int32_t parent = -1, cur = -1;
 
-    if (sa[0] != sb[0])
-        return sa[0] < sb[0] ? -1 : 1;
-    return la != lb ? (la > lb ? -1 : 1) : 0;   /* longest first */
+    for (size_t i = 0; i < len; i++) {
+        uint8_t b = (uint8_t)s[i];
+        int32_t prev = -1;
+
+        cur = parent < 0 ? m->root[b] : m->node[parent].child;
+        while (cur >= 0 && m->node[cur].byte != b) {
+            prev = cur;
+            cur = m->node[cur].sibling;
+        }
+        if (cur < 0) {
+            if (TK_GROW(m->node, m->cap, m->n))
+                return -ENOMEM;
+            cur = m->n++;
+            m->node[cur] = (struct tk_trie_node){ -1, -1, -1, b };
+            if (prev >= 0)
+                m->node[prev].sibling = cur;
+            else if (parent >= 0)
+                m->node[parent].child = cur;
+            else
+                m->root[b] = cur;
+        }
+        parent = cur;
+    }
+    m->node[cur].added = k;   /* a repeated text: the later entry, as a map would keep */
+    m->n_tokens++;
+    return 0;
 }
 
 static int matcher_build(struct tokenizer *t, struct tk_matcher *m, bool norm)
 {
-    int b = 0;
-
-    m->order = malloc(MAX(t->n_added, 1) * sizeof *m->order);
-    if (!m->order)
-        return -ENOMEM;
-    m->n = 0;
+    for (int b = 0; b < 256; b++)
+        m->root[b] = -1;
     for (int i = 0; i < t->n_added; i++) {
         size_t len;
+        const char *s = added_text(&t->added[i], norm, &len);
 
-        if (t->added[i].normalized == norm && (added_text(&t->added[i], norm, &len), len > 0))
-            m->order[m->n++] = i;
-    }
-    qsort_r(m->order, m->n, sizeof *m->order, cmp_added, t);
-    for (int i = 0; i <= m->n; i++) {
-        size_t len;
-        int first = i < m->n ? (unsigned char)added_text(&t->added[m->order[i]], norm, &len)[0] : 256;
-
-        while (b <= first)
-            m->start[b++] = i;
+        if (t->added[i].normalized == norm && len > 0 && trie_add(m, s, len, i))
+            return -ENOMEM;
     }
     return 0;
 }
@@ -112,22 +121,25 @@ static int segs_push(struct tk_segs *sg, size_t a, size_t b, int32_t id)
 }
 
 /* The leftmost, then longest, added token at or after pos; -1 for none. */
-static int next_added(const struct tokenizer *t, const struct tk_matcher *m, bool norm,
-                      const char *s, size_t len, size_t pos, size_t *at)
+static int next_added(const struct tk_matcher *m, const char *s, size_t len, size_t pos, size_t *at)
 {
-    if (m->n == 0)
+    if (m->n_tokens == 0)
         return -1;
     for (size_t i = pos; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+        int32_t node = m->root[(unsigned char)s[i]];
+        int found = -1;
 
-        for (int k = m->start[c]; k < m->start[c + 1]; k++) {
-            size_t tl;
-            const char *tok = added_text(&t->added[m->order[k]], norm, &tl);
-
-            if (tl <= len - i && !memcmp(s + i, tok, tl)) {
-                *at = i;
-                return m->order[k];
-            }
+        for (size_t k = i + 1; node >= 0; k++) {
+            if (m->node[node].added >= 0)
+                found = m->node[node].added;
+            if (k == len)
+                break;
+            for (node = m->node[node].child; node >= 0 && m->node[node].byte != (uint8_t)s[k];)
+                node = m->node[node].sibling;
+        }
+        if (found >= 0) {
+            *at = i;
+            return found;
         }
     }
     return -1;
@@ -166,7 +178,7 @@ static int split_added(const struct tokenizer *t, const struct tk_matcher *m, bo
     int k;
 
     out->n = 0;
-    while ((k = next_added(t, m, norm, s, len, pos, &ms)) >= 0) {
+    while ((k = next_added(m, s, len, pos, &ms)) >= 0) {
         const struct tk_added *a = &t->added[k];
         size_t tl, start = ms, stop;
         uint32_t cp;
@@ -225,7 +237,7 @@ static int encode_text(const struct tokenizer *t, struct tk_scratch *sc, const c
 
     if ((rc = tk__normalize(t, sc->md, s, len, &sc->norm, &sc->tmp)))
         return rc;
-    if (t->norm_match.n == 0)
+    if (t->norm_match.n_tokens == 0)
         return encode_piece(t, sc, sc->norm.p, sc->norm.len, at0);
     if ((rc = split_added(t, &t->norm_match, true, sc->norm.p, sc->norm.len, sg)))
         return rc;

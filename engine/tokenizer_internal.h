@@ -120,11 +120,17 @@ struct tk_mergemap {
     uint32_t mask;
 };
 
-/* Added-token matcher: tokens bucketed by first byte, longest first within a bucket. */
+/* Added-token matcher: a byte trie of the tokens' texts. Node 0 is the root; children
+ * are linked lists of siblings, except the root's, which are indexed by byte. */
 struct tk_matcher {
-    int *order;               /* [n] indices into tokenizer.added */
-    int start[257];           /* bucket b is order[start[b] .. start[b + 1]) */
-    int n;
+    struct tk_trie_node {
+        int32_t child, sibling;   /* node indices, -1 for none */
+        int32_t added;            /* index into tokenizer.added of the token ending here, or -1 */
+        uint8_t byte;
+    } *node;
+    int n, cap;               /* nodes */
+    int32_t root[256];        /* child of the root for each first byte, or -1 */
+    int n_tokens;
 };
 
 struct tk_chunk;

@@ -91,6 +91,32 @@ static int oracles(int i, cJSON *out[2])
     return n;
 }
 
+/* Whether case c of oracle document d is checked: always for Hugging Face; for
+ * transformers.js only where it agrees with Hugging Face (when both exist), since the
+ * JavaScript regex engine has a different \s (it takes U+FEFF and leaves U+0085). *twin
+ * walks the Hugging Face cases beside docs[0]'s. */
+static bool checked(int i, int d, const cJSON *c, const cJSON **twin, bool note)
+{
+    bool same;
+
+    if (d > 0 || !expected_hf[i])
+        return true;
+    ck_assert_msg(*twin && !strcmp(cJSON_GetObjectItem(c, "text")->valuestring,
+                                   cJSON_GetObjectItem(*twin, "text")->valuestring),
+                  "%s: the two oracle files list different strings", NAMES[i]);
+    same = cJSON_Compare(c, *twin, true);
+    if (!same && note)
+        fprintf(stderr, "tokenizer: %s: transformers.js differs from Hugging Face on \"%s\"; "
+                "checked against Hugging Face only\n", NAMES[i], cJSON_GetObjectItem(c, "text")->valuestring);
+    *twin = (*twin)->next;
+    return same;
+}
+
+static const cJSON *first_hf_case(int i)
+{
+    return expected_hf[i] ? cJSON_GetObjectItem(expected_hf[i], "cases")->child : NULL;
+}
+
 static const char *oracle_name(const cJSON *doc)
 {
     return cJSON_GetObjectItem(doc, "oracle")->valuestring;
@@ -142,6 +168,7 @@ START_TEST(encode_matches_both_oracles)
     struct tokenizer *t = get(_i);
     cJSON *docs[2], *c;
     int n_docs = oracles(_i, docs), count = 0;
+    const cJSON *twin = first_hf_case(_i);
 
     for (int d = 0; d < n_docs; d++)
         cJSON_ArrayForEach(c, cJSON_GetObjectItem(docs[d], "cases")) {
@@ -150,6 +177,8 @@ START_TEST(encode_matches_both_oracles)
             int32_t *ids;
             int n;
 
+            if (!checked(_i, d, c, &twin, true))
+                continue;
             ck_assert_int_eq(tokenizer_encode(t, text, strlen(text), false, &ids, &n, err), 0);
             assert_ids(cJSON_GetObjectItem(c, "ids"), ids, n, "encode", text, oracle_name(docs[d]));
             free(ids);
@@ -168,12 +197,16 @@ START_TEST(decode_matches_both_oracles)
     struct tokenizer *t = get(_i);
     cJSON *docs[2], *c;
     int n_docs = oracles(_i, docs);
+    const cJSON *twin = first_hf_case(_i);
 
     for (int d = 0; d < n_docs; d++)
         cJSON_ArrayForEach(c, cJSON_GetObjectItem(docs[d], "cases")) {
             int n;
-            int32_t *ids = ids_of(cJSON_GetObjectItem(c, "ids_special"), &n);
+            int32_t *ids;
 
+            if (!checked(_i, d, c, &twin, false))
+                continue;
+            ids = ids_of(cJSON_GetObjectItem(c, "ids_special"), &n);
             for (int skip = 0; skip < 2; skip++) {
                 const char *want = cJSON_GetObjectItem(c, skip ? "decode_skip" : "decode")->valuestring;
                 char err[ERR_LEN], *text;
