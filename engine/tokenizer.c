@@ -338,9 +338,9 @@ static int load(struct tokenizer *t, const char *json, size_t len, const char *f
         (rc = tk__norm_parse(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), file, err)) ||
         (rc = tk__pretok_parse(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), file, err)) ||
         (rc = tk__post_parse(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), file, err)) ||
-        (rc = tk__dec_parse(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), file, err)) ||
-        (rc = tk__added_prepare(t, err)))
+        (rc = tk__dec_parse(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), file, err)))
         goto out;
+    rc = tk__added_prepare(t, file, err);
 out:
     if (rc == -ENOMEM)
         errf(err, "%s: out of memory", file);

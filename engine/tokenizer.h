@@ -60,9 +60,11 @@ const char *tokenizer_chat_template(const struct tokenizer *t);
  * only complete UTF-8 text that can no longer change (never a broken sequence); the
  * concatenation of all deltas plus detok_flush equals tokenizer_decode of all ids.
  * It decodes a short window (the ids since the last emitted text, plus the ids of that
- * text as context), so a push costs a few tokens, not the whole sequence. Text is held back
- * while it ends in U+FFFD (an unfinished UTF-8 sequence) or in a run of byte-fallback
- * tokens, which the ByteFallback decoder only settles when the run ends.
+ * text as context), so a push costs a few tokens, not the whole sequence; for the rare
+ * decoders whose output a window cannot reproduce (a regex Replace or a trailing Strip
+ * after the tokens are joined) it decodes every id each time. Text is held back while it
+ * ends in U+FFFD (an unfinished UTF-8 sequence) or in a run of byte-fallback tokens, which
+ * the ByteFallback decoder only settles when the run ends.
  * Caller-allocated; one detok per stream, used by one thread at a time; the tokenizer
  * itself may be shared. */
 struct detok {

@@ -75,7 +75,7 @@ static int matcher_build(struct tokenizer *t, struct tk_matcher *m, bool norm)
     return 0;
 }
 
-int tk__added_prepare(struct tokenizer *t, char *err)
+int tk__added_prepare(struct tokenizer *t, const char *file, char *err)
 {
     struct tk_scratch sc = { 0 };
     int rc = 0;
@@ -103,7 +103,7 @@ int tk__added_prepare(struct tokenizer *t, char *err)
         }
     }
     if (rc)
-        errf(err, "added_tokens: cannot normalize a normalized token (%d)", rc);
+        errf(err, "%s: added_tokens: the normalizer failed on a normalized token", file);
     if (!rc)
         rc = matcher_build(t, &t->raw_match, false);
     if (!rc)

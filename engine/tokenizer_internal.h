@@ -286,7 +286,8 @@ char *tk__arena_add(struct tokenizer *t, const char *s, size_t n);    /* stable 
 void tk__arena_free(struct tokenizer *t);
 
 /* tokenizer_encode.c */
-int tk__added_prepare(struct tokenizer *t, char *err);
+/* The added-token matchers, once the normalizer is known. */
+int tk__added_prepare(struct tokenizer *t, const char *file, char *err);
 int tk__post_parse(struct tokenizer *t, const cJSON *j, const char *file, char *err);
 int tk__post_override(struct tokenizer *t, bool add_bos, bool add_eos);
 void tk__post_free(struct tk_post *p);
