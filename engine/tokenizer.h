@@ -1,9 +1,8 @@
-/* tokenizer.h — Hugging Face tokenizer.json (BPE) for encoding prompts and decoding tokens.
- * Supports what Llama 2/3, Mistral, Qwen2/3 and GPT-2 style files use: byte-level BPE
- * with a Split regex (PCRE2, UTF + UCP), SentencePiece-style BPE with byte fallback, the
- * usual normalizers, pre-tokenizers, decoders and post-processors, and added tokens.
- * Anything else (WordPiece, Unigram, unknown component types) fails at load with an error
- * naming the field. Results follow the Hugging Face `tokenizers` library. */
+/* tokenizer.h — Hugging Face tokenizer.json (BPE) for encoding prompts and decoding tokens:
+ * byte-level BPE with a Split regex (Llama 3, Qwen2/3, GPT-2; PCRE2 with UTF and UCP) and
+ * SentencePiece-style BPE with byte fallback (Llama 2, Mistral), with their normalizers,
+ * pre-tokenizers, decoders, post-processors and added tokens, giving what Hugging Face's
+ * `tokenizers` gives. Anything else fails at load with an error naming the field. */
 #ifndef OSPREY_TOKENIZER_H
 #define OSPREY_TOKENIZER_H
 

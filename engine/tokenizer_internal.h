@@ -1,9 +1,8 @@
-/* tokenizer_internal.h — what the tokenizer*.c files share and nothing else includes: the
- * loaded tokenizer (vocabulary, merges, pipeline steps), the per-call scratch, and the
- * helpers each file lends the others (tk__ prefix). tokenizer.c loads and answers queries,
- * tokenizer_encode.c runs the encode pipeline, tokenizer_bpe.c merges, tokenizer_normalize.c
- * and tokenizer_pretok.c transform text, tokenizer_pattern.c matches patterns,
- * tokenizer_decode.c decodes and streams, tokenizer_util.c holds the small pieces. */
+/* tokenizer_internal.h — shared by the tokenizer*.c files only: the loaded tokenizer, the
+ * per-call scratch, and what each file lends the others (tk__ prefix). tokenizer.c loads;
+ * tokenizer_encode.c runs the pipeline; tokenizer_bpe.c merges; tokenizer_normalize.c,
+ * tokenizer_pretok.c and tokenizer_pattern.c transform and match text;
+ * tokenizer_decode.c decodes and streams; tokenizer_util.c holds the small pieces. */
 #ifndef OSPREY_TOKENIZER_INTERNAL_H
 #define OSPREY_TOKENIZER_INTERNAL_H
 

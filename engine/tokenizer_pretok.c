@@ -1,9 +1,8 @@
-/* tokenizer_pretok.c — tokenizer.json "pre_tokenizer": parsed into a flat list of steps
- * (Sequence is flattened); each step splits every piece of the list into smaller ones
- * (Split, ByteLevel, Metaspace, Digits, Whitespace, WhitespaceSplit, Punctuation), the way
- * Hugging Face's NormalizedString::split does: find the matches, mark them, fold them per
- * the split behavior, drop empty pieces. ByteLevel also maps bytes to its 256-character
- * alphabet, whose table lives here. */
+/* tokenizer_pretok.c — tokenizer.json "pre_tokenizer" as a flat list of steps (Sequence is
+ * flattened), each splitting every piece into smaller ones the way Hugging Face's
+ * NormalizedString::split does: find the matches, fold them per the split behavior, drop
+ * empty pieces. Split, ByteLevel (and its 256-character alphabet), Metaspace, Digits,
+ * Whitespace, WhitespaceSplit, Punctuation, BertPreTokenizer. */
 #include <errno.h>
 #include <stdio.h>     /* snprintf */
 #include <stdlib.h>

