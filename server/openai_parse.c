@@ -1,0 +1,649 @@
+/* openai_parse.c — request bodies → struct oai_request. Every field's type and range is
+ * checked here, before anything reaches the engine, and a failure names the field the way
+ * OpenAI does ("Invalid type for 'n': expected an integer, but got a string instead.").
+ * null counts as absent; unknown fields are ignored (vLLM's choice, not OpenAI's). */
+#include "server/openai.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define INT_FIELD_MAX 1000000000LL   /* cap for "unbounded" integer fields */
+
+int openai_error(struct oai_error *e, int status, const char *code, const char *param,
+                 const char *fmt, ...)
+{
+    va_list ap;
+
+    e->status = status;
+    e->type = status >= 500 ? "server_error" : "invalid_request_error";
+    e->code = code;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return status >= 500 ? -EIO : -EINVAL;
+}
+
+void openai_request_init(struct oai_request *r)
+{
+    memset(r, 0, sizeof *r);
+    arena_init(&r->arena);
+    gen_params_init(&r->params);
+    r->n = 1;
+    r->add_generation_prompt = true;
+}
+
+void openai_request_fini(struct oai_request *r)
+{
+    cJSON_Delete(r->root);
+    arena_fini(&r->arena);
+    memset(r, 0, sizeof *r);
+}
+
+static int no_memory(struct oai_error *e)
+{
+    openai_error(e, 500, "internal_error", NULL, "out of memory");
+    return -ENOMEM;
+}
+
+static const char *json_type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNumber(v)) return v->valuedouble == floor(v->valuedouble) ? "an integer" : "a number";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "null";
+}
+
+static int bad_type(struct oai_error *e, const char *key, const char *want, const cJSON *got)
+{
+    return openai_error(e, 400, "invalid_type", key,
+                        "Invalid type for '%s': expected %s, but got %s instead.",
+                        key, want, json_type_name(got));
+}
+
+static int bad_value(struct oai_error *e, const char *key, const char *fmt, double lo, double got)
+{
+    char want[64];
+
+    snprintf(want, sizeof want, fmt, lo);
+    return openai_error(e, 400, "invalid_value", key,
+                        "Invalid '%s': expected a value %s, but got %.17g instead.", key, want, got);
+}
+
+/* The field, or NULL when absent or null. */
+static const cJSON *field(const cJSON *root, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+/* Each get_* returns 1 when the field was given (and *out set), 0 when absent, or a
+ * negative errno with e filled. */
+static int get_bool(const cJSON *root, const char *key, bool *out, struct oai_error *e)
+{
+    const cJSON *v = field(root, key);
+
+    if (!v)
+        return 0;
+    if (!cJSON_IsBool(v))
+        return bad_type(e, key, "a boolean", v);
+    *out = cJSON_IsTrue(v);
+    return 1;
+}
+
+static bool is_integer(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble);
+}
+
+/* An integer in [lo, hi]; a number with a fraction is a type error, as in OpenAI's API. */
+static int get_int(const cJSON *root, const char *key, long long lo, long long hi, int *out,
+                   struct oai_error *e)
+{
+    const cJSON *v = field(root, key);
+
+    if (!v)
+        return 0;
+    if (!is_integer(v))
+        return bad_type(e, key, "an integer", v);
+    if (v->valuedouble < (double)lo)
+        return bad_value(e, key, ">= %.0f", (double)lo, v->valuedouble);
+    if (v->valuedouble > (double)hi)
+        return bad_value(e, key, "<= %.0f", (double)hi, v->valuedouble);
+    *out = (int)v->valuedouble;
+    return 1;
+}
+
+/* A number in [lo, hi], or (lo, hi] when lo_open. */
+static int get_num(const cJSON *root, const char *key, double lo, bool lo_open, double hi,
+                   float *out, struct oai_error *e)
+{
+    const cJSON *v = field(root, key);
+    double d;
+
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return bad_type(e, key, "a number", v);
+    d = v->valuedouble;
+    if (lo_open ? d <= lo : d < lo)
+        return bad_value(e, key, lo_open ? "> %g" : ">= %g", lo, d);
+    if (d > hi)
+        return bad_value(e, key, "<= %g", hi, d);
+    *out = (float)d;
+    return 1;
+}
+
+static int get_string(const cJSON *root, const char *key, const char **out, struct oai_error *e)
+{
+    const cJSON *v = field(root, key);
+
+    if (!v)
+        return 0;
+    if (!cJSON_IsString(v))
+        return bad_type(e, key, "a string", v);
+    *out = v->valuestring;
+    return 1;
+}
+
+/* A field osprey cannot honour: refused unless absent or its harmless value. */
+static int unsupported(const char *key, struct oai_error *e)
+{
+    return openai_error(e, 400, "unsupported_parameter", key,
+                        "Unsupported parameter: '%s' is not supported by osprey.", key);
+}
+
+static int check_unsupported(const cJSON *root, enum oai_kind kind, struct oai_error *e)
+{
+    const cJSON *v;
+
+    if ((v = field(root, "logit_bias")) && !(cJSON_IsObject(v) && !v->child))
+        return unsupported("logit_bias", e);
+    if ((v = field(root, "response_format"))) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "type");
+        if (!cJSON_IsObject(v) || !cJSON_IsString(t) || strcmp(t->valuestring, "text"))
+            return unsupported("response_format", e);
+    }
+    if (kind == OAI_COMPLETION) {
+        if ((v = field(root, "suffix")) && !(cJSON_IsString(v) && !v->valuestring[0]))
+            return unsupported("suffix", e);
+        if ((v = field(root, "best_of")) && !(is_integer(v) && v->valuedouble == 1))
+            return unsupported("best_of", e);
+    } else {
+        if ((v = field(root, "tools")) && !(cJSON_IsArray(v) && !v->child))
+            return unsupported("tools", e);
+        if ((v = field(root, "functions")) && !(cJSON_IsArray(v) && !v->child))
+            return unsupported("functions", e);
+        if ((v = field(root, "tool_choice")) && !(cJSON_IsString(v) && !strcmp(v->valuestring, "none")))
+            return unsupported("tool_choice", e);
+    }
+    return 0;
+}
+
+static int parse_body(struct oai_request *r, enum oai_kind kind, const char *body, size_t len,
+                      struct oai_error *e)
+{
+    const char *end = NULL;
+
+    r->kind = kind;
+    r->root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    if (r->root && end && (size_t)(end - body) < len) {
+        /* cJSON stops after the value; only whitespace may follow. */
+        for (; (size_t)(end - body) < len && strchr(" \t\r\n", *end) && *end; end++)
+            ;
+        if ((size_t)(end - body) < len) {
+            cJSON_Delete(r->root);
+            r->root = NULL;
+        }
+    }
+    if (!r->root)
+        return openai_error(e, 400, "invalid_json", NULL,
+                            "We could not parse the JSON body of your request: invalid JSON at byte %zu.",
+                            end && end >= body ? (size_t)(end - body) : 0);
+    if (!cJSON_IsObject(r->root))
+        return openai_error(e, 400, "invalid_json", NULL,
+                            "The request body must be a JSON object, not %s.", json_type_name(r->root));
+    return 0;
+}
+
+static int parse_model(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    int rc = get_string(r->root, "model", &r->model, e);
+
+    if (rc < 0)
+        return rc;
+    if (r->model && c->served_model && strcmp(r->model, c->served_model))
+        return openai_error(e, 404, "model_not_found", "model",
+                            "The model '%.200s' does not exist.", r->model);
+    return 0;
+}
+
+/* Token ids in [0, vocab) into the arena. */
+static int parse_ids(struct oai_request *r, const cJSON *arr, const char *key,
+                     const struct oai_config *c, int32_t **ids, int *n, struct oai_error *e)
+{
+    int count = cJSON_GetArraySize(arr), i = 0;
+    const cJSON *v;
+
+    if (!(*ids = arena_calloc(&r->arena, count ? (size_t)count : 1, sizeof **ids)))
+        return no_memory(e);
+    cJSON_ArrayForEach(v, arr) {
+        if (!is_integer(v))
+            return openai_error(e, 400, "invalid_type", key,
+                                "Invalid type for '%s[%d]': expected a token id (an integer), but got %s instead.",
+                                key, i, json_type_name(v));
+        if (v->valuedouble < 0 || v->valuedouble >= c->vocab_size)
+            return openai_error(e, 400, "invalid_value", key,
+                                "Invalid '%s[%d]': token id %.17g is outside the vocabulary [0, %d).",
+                                key, i, v->valuedouble, c->vocab_size);
+        (*ids)[i++] = (int32_t)v->valuedouble;
+    }
+    *n = count;
+    return 0;
+}
+
+/* prompt: a string, a list of strings, a list of token ids or a list of lists of ids. */
+static int parse_prompt(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *p = field(r->root, "prompt"), *v;
+    int count, i = 0, rc;
+
+    if (!p)
+        return openai_error(e, 400, "missing_required_parameter", "prompt",
+                            "Missing required parameter: 'prompt'.");
+    if (cJSON_IsString(p)) {
+        if (!(r->prompts = arena_calloc(&r->arena, 1, sizeof *r->prompts)))
+            return no_memory(e);
+        r->prompts[0].text = p->valuestring;
+        r->prompts[0].text_len = strlen(p->valuestring);
+        r->num_prompts = 1;
+        return 0;
+    }
+    if (!cJSON_IsArray(p))
+        return bad_type(e, "prompt", "a string or an array", p);
+    if (!(count = cJSON_GetArraySize(p)))
+        return openai_error(e, 400, "invalid_value", "prompt", "Invalid 'prompt': empty array.");
+    if (is_integer(p->child)) {                   /* one prompt of token ids */
+        if (!(r->prompts = arena_calloc(&r->arena, 1, sizeof *r->prompts)))
+            return no_memory(e);
+        r->num_prompts = 1;
+        return parse_ids(r, p, "prompt", c, &r->prompts[0].ids, &r->prompts[0].num_ids, e);
+    }
+    if (!(r->prompts = arena_calloc(&r->arena, (size_t)count, sizeof *r->prompts)))
+        return no_memory(e);
+    r->num_prompts = count;
+    cJSON_ArrayForEach(v, p) {
+        struct oai_prompt *q = &r->prompts[i];
+
+        if (cJSON_IsString(v) && cJSON_IsString(p->child)) {
+            q->text = v->valuestring;
+            q->text_len = strlen(v->valuestring);
+        } else if (cJSON_IsArray(v) && cJSON_IsArray(p->child)) {
+            if ((rc = parse_ids(r, v, "prompt", c, &q->ids, &q->num_ids, e)))
+                return rc;
+            if (q->num_ids == 0)
+                return openai_error(e, 400, "invalid_value", "prompt",
+                                    "Invalid 'prompt[%d]': empty list of token ids.", i);
+        } else {
+            return openai_error(e, 400, "invalid_type", "prompt",
+                                "Invalid type for 'prompt[%d]': expected %s like prompt[0], but got %s instead.",
+                                i, cJSON_IsString(p->child) ? "a string" :
+                                   cJSON_IsArray(p->child) ? "an array of token ids" : "a string or an array",
+                                json_type_name(v));
+        }
+        i++;
+    }
+    return 0;
+}
+
+static int parse_stop(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *s = field(r->root, "stop"), *v;
+    int count, i = 0;
+
+    if (!s)
+        return 0;
+    if (!cJSON_IsString(s) && !cJSON_IsArray(s))
+        return bad_type(e, "stop", "a string or an array of strings", s);
+    count = cJSON_IsString(s) ? 1 : cJSON_GetArraySize(s);
+    if (count > c->max_stop_strings)
+        return openai_error(e, 400, "invalid_value", "stop",
+                            "Invalid 'stop': %d stop strings, at most %d are allowed.",
+                            count, c->max_stop_strings);
+    if (count && !(r->params.stop = arena_calloc(&r->arena, (size_t)count, sizeof(char *))))
+        return no_memory(e);
+    for (v = cJSON_IsString(s) ? s : s->child; v && i < count; v = v->next, i++) {
+        size_t n;
+
+        if (!cJSON_IsString(v))
+            return openai_error(e, 400, "invalid_type", "stop",
+                                "Invalid type for 'stop[%d]': expected a string, but got %s instead.",
+                                i, json_type_name(v));
+        n = strlen(v->valuestring);
+        if (n == 0 || n > (size_t)c->max_stop_length)
+            return openai_error(e, 400, "invalid_value", "stop",
+                                "Invalid 'stop[%d]': %zu bytes, a stop string has 1 to %d.",
+                                i, n, c->max_stop_length);
+        r->params.stop[i] = v->valuestring;
+    }
+    r->params.num_stop = count;
+    return 0;
+}
+
+static int parse_seed(struct oai_request *r, struct oai_error *e)
+{
+    const cJSON *v = field(r->root, "seed");
+
+    if (!v)
+        return 0;
+    if (!is_integer(v))
+        return bad_type(e, "seed", "an integer", v);
+    /* Any 64-bit value, signed or not: negative seeds wrap as two's complement. */
+    if (v->valuedouble < -9223372036854775808.0 || v->valuedouble >= 18446744073709551616.0)
+        return bad_value(e, "seed", ">= %.0f and < 2^64", -9223372036854775808.0, v->valuedouble);
+    r->params.has_seed = true;
+    r->params.seed = v->valuedouble < 0 ? (uint64_t)(int64_t)v->valuedouble
+                                        : (uint64_t)v->valuedouble;
+    return 0;
+}
+
+static int parse_stream(struct oai_request *r, struct oai_error *e)
+{
+    const cJSON *so = field(r->root, "stream_options");
+    int rc;
+
+    if ((rc = get_bool(r->root, "stream", &r->stream, e)) < 0)
+        return rc;
+    if (!so)
+        return 0;
+    if (!cJSON_IsObject(so))
+        return bad_type(e, "stream_options", "an object", so);
+    if (!r->stream)
+        return openai_error(e, 400, "invalid_value", "stream_options",
+                            "Invalid 'stream_options': only allowed when 'stream' is true.");
+    rc = get_bool(so, "include_usage", &r->include_usage, e);
+    if (rc < 0)
+        snprintf(e->param, sizeof e->param, "stream_options.include_usage");
+    return rc < 0 ? rc : 0;
+}
+
+/* The fields completions and chat share. */
+static int parse_common(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    struct gen_params *p = &r->params;
+    const cJSON *v;
+    int rc, max_n = c->max_n > 0 ? c->max_n : 1;
+    long long max_tokens = c->max_tokens_limit > 0 ? c->max_tokens_limit : INT_FIELD_MAX;
+
+    if ((rc = parse_model(r, c, e)) || (rc = check_unsupported(r->root, r->kind, e)))
+        return rc;
+    p->temperature = c->default_temperature >= 0 ? c->default_temperature : 1.0f;
+    p->top_p = c->default_top_p > 0 ? c->default_top_p : 1.0f;
+    p->top_k = c->default_top_k > 0 ? c->default_top_k : 0;
+    if (r->kind == OAI_CHAT && (rc = get_int(r->root, "max_completion_tokens", 1, max_tokens,
+                                             &p->max_tokens, e)))
+        r->max_tokens_set = true;
+    if (rc < 0)
+        return rc;
+    if (!r->max_tokens_set && (rc = get_int(r->root, "max_tokens", 1, max_tokens, &p->max_tokens, e)))
+        r->max_tokens_set = true;
+    if (rc < 0 ||
+        (rc = get_num(r->root, "temperature", 0, false, 2, &p->temperature, e)) < 0 ||
+        (rc = get_num(r->root, "top_p", 0, true, 1, &p->top_p, e)) < 0 ||
+        (rc = get_num(r->root, "min_p", 0, false, 1, &p->min_p, e)) < 0 ||
+        (rc = get_num(r->root, "presence_penalty", -2, false, 2, &p->presence_penalty, e)) < 0 ||
+        (rc = get_num(r->root, "frequency_penalty", -2, false, 2, &p->frequency_penalty, e)) < 0 ||
+        (rc = get_num(r->root, "repetition_penalty", 0, true, 2, &p->repetition_penalty, e)) < 0 ||
+        (rc = get_int(r->root, "top_k", -1, INT_FIELD_MAX, &p->top_k, e)) < 0 ||
+        (rc = get_int(r->root, "n", 1, max_n, &r->n, e)) < 0 ||
+        (rc = get_int(r->root, "min_tokens", 0, max_tokens, &p->min_tokens, e)) < 0 ||
+        (rc = get_bool(r->root, "ignore_eos", &p->ignore_eos, e)) < 0 ||
+        (rc = get_bool(r->root, "skip_special_tokens", &p->skip_special_tokens, e)) < 0 ||
+        (rc = get_bool(r->root, "add_special_tokens", &r->add_special_tokens, e)) < 0 ||
+        (rc = get_string(r->root, "user", &r->user, e)) < 0 ||
+        (rc = parse_seed(r, e)) < 0 || (rc = parse_stop(r, c, e)) < 0 || (rc = parse_stream(r, e)) < 0)
+        return rc;
+    if (p->top_k < 0)
+        p->top_k = 0;                             /* -1 is vLLM's "off" */
+    if (r->max_tokens_set && p->min_tokens > p->max_tokens)
+        return openai_error(e, 400, "invalid_value", "min_tokens",
+                            "Invalid 'min_tokens': %d is more than max_tokens %d.",
+                            p->min_tokens, p->max_tokens);
+    if ((v = field(r->root, "stop_token_ids"))) {
+        if (!cJSON_IsArray(v))
+            return bad_type(e, "stop_token_ids", "an array of token ids", v);
+        if ((rc = parse_ids(r, v, "stop_token_ids", c, &p->stop_token_ids, &p->num_stop_token_ids, e)))
+            return rc;
+    }
+    return 0;
+}
+
+static int check_choices(const struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    if ((long long)r->num_prompts * r->n > c->max_n)
+        return openai_error(e, 400, "invalid_value", "n",
+                            "Invalid 'n': %d prompts times n = %d asks for %lld choices, at most %d are allowed.",
+                            r->num_prompts, r->n, (long long)r->num_prompts * r->n, c->max_n);
+    return 0;
+}
+
+int openai_parse_completion(struct oai_request *r, const char *body, size_t len,
+                            const struct oai_config *c, struct oai_error *e)
+{
+    int rc, top = 0, max_top = MIN(5, c->max_logprobs);
+
+    r->add_special_tokens = true;
+    if ((rc = parse_body(r, OAI_COMPLETION, body, len, e)) || (rc = parse_common(r, c, e)) ||
+        (rc = parse_prompt(r, c, e)) || (rc = check_choices(r, c, e)))
+        return rc;
+    if ((rc = get_bool(r->root, "echo", &r->echo, e)) < 0 ||
+        (rc = get_int(r->root, "logprobs", 0, max_top, &top, e)) < 0)
+        return rc;
+    if (rc) {
+        r->logprobs = true;
+        r->top_logprobs = top;
+        r->params.logprobs = top;
+        if (r->echo)
+            return openai_error(e, 400, "unsupported_parameter", "echo",
+                                "Unsupported parameter: 'echo' together with 'logprobs' (prompt "
+                                "logprobs) is not supported by osprey.");
+    }
+    return 0;
+}
+
+/* content: a string, null, or a list of {type: "text", text} parts, joined here with "\n"
+ * into one string (vLLM's "string" content format), which every chat template takes. */
+static int normalize_content(struct oai_request *r, cJSON *msg, int i, struct oai_error *e)
+{
+    cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content"), *part, *s;
+    size_t total = 0, at = 0;
+    char *joined;
+
+    if (!content || cJSON_IsString(content) || cJSON_IsNull(content))
+        return 0;
+    if (!cJSON_IsArray(content))
+        return openai_error(e, 400, "invalid_type", "messages",
+                            "Invalid type for 'messages[%d].content': expected a string or an array "
+                            "of content parts, but got %s instead.", i, json_type_name(content));
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text"))
+            return openai_error(e, 400, "invalid_value", "messages",
+                                "Invalid 'messages[%d].content': only parts of type 'text' are supported.", i);
+        if (!cJSON_IsString(text))
+            return openai_error(e, 400, "invalid_type", "messages",
+                                "Invalid type for 'messages[%d].content[].text': expected a string.", i);
+        total += strlen(text->valuestring) + 1;
+    }
+    if (!(joined = arena_alloc(&r->arena, total + 1)))
+        return no_memory(e);
+    cJSON_ArrayForEach(part, content) {
+        const char *t = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
+        size_t n = strlen(t);
+
+        if (at)
+            joined[at++] = '\n';
+        memcpy(joined + at, t, n);
+        at += n;
+    }
+    joined[at] = '\0';
+    if (!(s = cJSON_CreateString(joined)) || !cJSON_ReplaceItemInObjectCaseSensitive(msg, "content", s)) {
+        cJSON_Delete(s);
+        return no_memory(e);
+    }
+    return 0;
+}
+
+static int parse_messages(struct oai_request *r, struct oai_error *e)
+{
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(r->root, "messages"), *msg;
+    const cJSON *kw;
+    int i = 0, rc;
+
+    if (!m || cJSON_IsNull(m))
+        return openai_error(e, 400, "missing_required_parameter", "messages",
+                            "Missing required parameter: 'messages'.");
+    if (!cJSON_IsArray(m))
+        return bad_type(e, "messages", "an array", m);
+    if (!m->child)
+        return openai_error(e, 400, "invalid_value", "messages",
+                            "Invalid 'messages': empty array. Expected an array with minimum length 1.");
+    cJSON_ArrayForEach(msg, m) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+
+        if (!cJSON_IsObject(msg))
+            return openai_error(e, 400, "invalid_type", "messages",
+                                "Invalid type for 'messages[%d]': expected an object, but got %s instead.",
+                                i, json_type_name(msg));
+        if (!cJSON_IsString(role) || !role->valuestring[0])
+            return openai_error(e, 400, "invalid_value", "messages",
+                                "Invalid 'messages[%d].role': expected a non-empty string.", i);
+        if ((rc = normalize_content(r, msg, i, e)))
+            return rc;
+        i++;
+    }
+    r->messages = m;
+    if ((kw = field(r->root, "chat_template_kwargs")) && !cJSON_IsObject(kw))
+        return bad_type(e, "chat_template_kwargs", "an object", kw);
+    r->template_kwargs = kw;
+    rc = get_bool(r->root, "add_generation_prompt", &r->add_generation_prompt, e);
+    return rc < 0 ? rc : 0;
+}
+
+int openai_parse_chat(struct oai_request *r, const char *body, size_t len,
+                      const struct oai_config *c, struct oai_error *e)
+{
+    int rc, max_top = MIN(SAMPLE_MAX_LOGPROBS, c->max_logprobs);
+    bool top_set;
+
+    r->add_special_tokens = false;    /* the template writes BOS itself */
+    r->num_prompts = 1;
+    if ((rc = parse_body(r, OAI_CHAT, body, len, e)) || (rc = parse_common(r, c, e)) ||
+        (rc = parse_messages(r, e)) || (rc = check_choices(r, c, e)))
+        return rc;
+    r->num_prompts = 0;               /* the prompt comes from rendering the messages */
+    if ((rc = get_bool(r->root, "logprobs", &r->logprobs, e)) < 0 ||
+        (rc = get_int(r->root, "top_logprobs", 0, max_top, &r->top_logprobs, e)) < 0)
+        return rc;
+    top_set = rc == 1;
+    if (top_set && !r->logprobs)
+        return openai_error(e, 400, "invalid_value", "top_logprobs",
+                            "Invalid 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is given.");
+    r->params.logprobs = r->logprobs ? r->top_logprobs : -1;
+    return 0;
+}
+
+int openai_parse_tokenize(struct oai_request *r, const char *body, size_t len,
+                          const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *p;
+    int rc;
+
+    if ((rc = parse_body(r, OAI_TOKENIZE, body, len, e)) || (rc = parse_model(r, c, e)))
+        return rc;
+    if (field(r->root, "messages")) {
+        r->add_special_tokens = false;
+        if ((rc = parse_messages(r, e)))
+            return rc;
+    } else {
+        r->add_special_tokens = true;
+        if (!(p = field(r->root, "prompt")))
+            return openai_error(e, 400, "missing_required_parameter", "prompt",
+                                "Missing required parameter: 'prompt' (or 'messages').");
+        if (!cJSON_IsString(p))
+            return bad_type(e, "prompt", "a string", p);
+        if (!(r->prompts = arena_calloc(&r->arena, 1, sizeof *r->prompts)))
+            return no_memory(e);
+        r->prompts[0].text = p->valuestring;
+        r->prompts[0].text_len = strlen(p->valuestring);
+        r->num_prompts = 1;
+    }
+    rc = get_bool(r->root, "add_special_tokens", &r->add_special_tokens, e);
+    return rc < 0 ? rc : 0;
+}
+
+int openai_parse_detokenize(struct oai_request *r, const char *body, size_t len,
+                            const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *t;
+    int rc;
+
+    if ((rc = parse_body(r, OAI_DETOKENIZE, body, len, e)) || (rc = parse_model(r, c, e)))
+        return rc;
+    if (!(t = field(r->root, "tokens")))
+        return openai_error(e, 400, "missing_required_parameter", "tokens",
+                            "Missing required parameter: 'tokens'.");
+    if (!cJSON_IsArray(t))
+        return bad_type(e, "tokens", "an array of token ids", t);
+    if (!(r->prompts = arena_calloc(&r->arena, 1, sizeof *r->prompts)))
+        return no_memory(e);
+    r->num_prompts = 1;
+    return parse_ids(r, t, "tokens", c, &r->prompts[0].ids, &r->prompts[0].num_ids, e);
+}
+
+int openai_fit_context(const struct oai_request *r, int num_prompt, const struct oai_config *c,
+                       int *max_tokens, struct oai_error *e)
+{
+    int max_prompt = c->max_prompt_tokens > 0 ? MIN(c->max_prompt_tokens, c->max_model_len)
+                                              : c->max_model_len;
+    int room = c->max_model_len - num_prompt;
+    const char *what = r->kind == OAI_CHAT ? "messages" : "prompt";
+
+    if (num_prompt == 0)
+        return openai_error(e, 400, "invalid_value", what, "Invalid '%s': the prompt is empty (0 tokens).", what);
+    if (num_prompt >= c->max_model_len)
+        return openai_error(e, 400, "context_length_exceeded", what,
+                            "This model's maximum context length is %d tokens. However, your %s is "
+                            "%d tokens, which leaves no room for the completion. Please reduce the "
+                            "length of the %s.", c->max_model_len, what, num_prompt, what);
+    if (num_prompt > max_prompt)
+        return openai_error(e, 400, "context_length_exceeded", what,
+                            "Your %s is %d tokens; this server accepts at most %d prompt tokens.",
+                            what, num_prompt, max_prompt);
+    if (!r->max_tokens_set) {
+        *max_tokens = r->kind == OAI_CHAT ? room : MIN(16, room);
+        if (c->max_tokens_limit > 0)
+            *max_tokens = MIN(*max_tokens, c->max_tokens_limit);
+        if (r->params.min_tokens > *max_tokens)
+            return openai_error(e, 400, "invalid_value", "min_tokens",
+                                "Invalid 'min_tokens': %d is more than the %d tokens left for the completion.",
+                                r->params.min_tokens, *max_tokens);
+        return 0;
+    }
+    if (r->params.max_tokens > room)
+        return openai_error(e, 400, "context_length_exceeded", "max_tokens",
+                            "This model's maximum context length is %d tokens. However, you requested "
+                            "%d tokens (%d in the %s, %d in the completion). Please reduce the length "
+                            "of the %s or completion.", c->max_model_len, num_prompt + r->params.max_tokens,
+                            num_prompt, what, r->params.max_tokens, what);
+    *max_tokens = r->params.max_tokens;
+    return 0;
+}

@@ -1,0 +1,291 @@
+/* openai_render.c — responses, stream chunks and error objects in OpenAI's JSON shapes,
+ * fields in the order OpenAI's documentation shows them. Runs on the HTTP threads (never on
+ * the engine thread): the engine only hands over token ids, text and logprobs.
+ * Every builder returns NULL when out of memory; a container owns its children from the
+ * moment they are added, so one cJSON_Delete of the top object cleans up any failure. */
+#include "server/openai.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Appends item to an array (key NULL) or an object; deletes it when it cannot. */
+static bool add(cJSON *obj, const char *key, cJSON *item)
+{
+    if (!item)
+        return false;
+    if (!obj || !(key ? cJSON_AddItemToObject(obj, key, item) : cJSON_AddItemToArray(obj, item))) {
+        cJSON_Delete(item);
+        return false;
+    }
+    return true;
+}
+
+/* A string of len bytes, not necessarily NUL-terminated. */
+static cJSON *string_n(const char *s, size_t len)
+{
+    char *tmp = malloc(len + 1);
+    cJSON *item;
+
+    if (!tmp)
+        return NULL;
+    if (len)
+        memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    item = cJSON_CreateString(tmp);
+    free(tmp);
+    return item;
+}
+
+/* A string of the prefix followed by the text (echo), without a copy when there is none. */
+static cJSON *choice_text(const struct oai_choice *c)
+{
+    char *tmp;
+    cJSON *item;
+
+    if (!c->prefix_len)
+        return string_n(c->text, c->text_len);
+    if (!(tmp = malloc(c->prefix_len + c->text_len + 1)))
+        return NULL;
+    memcpy(tmp, c->prefix, c->prefix_len);
+    if (c->text_len)
+        memcpy(tmp + c->prefix_len, c->text, c->text_len);
+    tmp[c->prefix_len + c->text_len] = '\0';
+    item = cJSON_CreateString(tmp);
+    free(tmp);
+    return item;
+}
+
+static cJSON *string_or_null(const char *s)
+{
+    return s ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+/* Renders and frees obj; NULL when obj is NULL or printing fails. */
+static char *print(cJSON *obj, bool ok, size_t *len)
+{
+    char *s = ok && obj ? cJSON_PrintUnformatted(obj) : NULL;
+
+    cJSON_Delete(obj);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+static cJSON *head_object(const struct oai_head *h, bool chunk)
+{
+    cJSON *o = cJSON_CreateObject();
+    const char *object = h->kind == OAI_CHAT ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                                             : "text_completion";
+    bool ok = add(o, "id", cJSON_CreateString(h->id)) &&
+              add(o, "object", cJSON_CreateString(object)) &&
+              add(o, "created", cJSON_CreateNumber((double)h->created)) &&
+              add(o, "model", cJSON_CreateString(h->model));
+
+    if (ok && h->system_fingerprint)
+        ok = add(o, "system_fingerprint", cJSON_CreateString(h->system_fingerprint));
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static cJSON *usage_object(const struct oai_usage *u)
+{
+    cJSON *o = cJSON_CreateObject(), *d;
+    bool ok = add(o, "prompt_tokens", cJSON_CreateNumber(u->prompt_tokens)) &&
+              add(o, "completion_tokens", cJSON_CreateNumber(u->completion_tokens)) &&
+              add(o, "total_tokens", cJSON_CreateNumber((double)u->prompt_tokens + u->completion_tokens)) &&
+              (d = cJSON_AddObjectToObject(o, "prompt_tokens_details")) &&
+              add(d, "cached_tokens", cJSON_CreateNumber(u->cached_tokens));
+
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static cJSON *byte_array(const char *s, size_t len)
+{
+    cJSON *a = cJSON_CreateArray();
+
+    for (size_t i = 0; a && i < len; i++)
+        if (!add(a, NULL, cJSON_CreateNumber((unsigned char)s[i]))) {
+            cJSON_Delete(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* Chat: {token, logprob, bytes}, and an empty top_logprobs list when with_top. */
+static cJSON *chat_logprob_entry(const struct oai_vocab *v, int32_t id, float logprob, bool with_top)
+{
+    size_t len = 0;
+    char *piece = v->piece(v->ctx, id, &len);
+    cJSON *o = cJSON_CreateObject();
+    bool ok = piece && add(o, "token", string_n(piece, len)) &&
+              add(o, "logprob", cJSON_CreateNumber(logprob)) &&
+              add(o, "bytes", byte_array(piece, len)) &&
+              (!with_top || cJSON_AddArrayToObject(o, "top_logprobs"));
+
+    free(piece);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Chat: {"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}. */
+static cJSON *chat_logprobs(const struct oai_choice *c, int top_n, const struct oai_vocab *v)
+{
+    cJSON *o = cJSON_CreateObject(), *content = cJSON_AddArrayToObject(o, "content");
+    bool ok = content != NULL;
+
+    for (int i = 0; ok && i < c->num_tokens; i++) {
+        const struct sample_result *s = &c->samples[i];
+        cJSON *entry = chat_logprob_entry(v, c->ids[i], s->logprob, true);
+        cJSON *top = cJSON_GetObjectItemCaseSensitive(entry, "top_logprobs");
+
+        ok = add(content, NULL, entry);
+        for (int j = 0; ok && j < MIN(top_n, s->num_top); j++)
+            ok = add(top, NULL, chat_logprob_entry(v, s->top_ids[j], s->top_logprobs[j], false));
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* One completions top_logprobs dict: the top_n tokens, then the chosen one when it is not
+ * among them (vLLM reports both); tokens with the same text keep their first entry. */
+static cJSON *completion_top_dict(const struct sample_result *s, int top_n, const char *chosen,
+                                  const struct oai_vocab *v)
+{
+    cJSON *d = cJSON_CreateObject();
+    bool ok = d != NULL;
+
+    for (int j = 0; ok && j < MIN(top_n, s->num_top); j++) {
+        size_t n;
+        char *piece = v->piece(v->ctx, s->top_ids[j], &n);
+
+        ok = piece != NULL;
+        if (ok && !cJSON_GetObjectItemCaseSensitive(d, piece))
+            ok = add(d, piece, cJSON_CreateNumber(s->top_logprobs[j]));
+        free(piece);
+    }
+    if (ok && !cJSON_GetObjectItemCaseSensitive(d, chosen))
+        ok = add(d, chosen, cJSON_CreateNumber(s->logprob));
+    if (!ok) {
+        cJSON_Delete(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* Completions: {tokens, token_logprobs, top_logprobs, text_offset (bytes into the text)}. */
+static cJSON *completion_logprobs(const struct oai_choice *c, int top_n, const struct oai_vocab *v)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
+    cJSON *lps = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs");
+    cJSON *offsets = cJSON_AddArrayToObject(o, "text_offset");
+    size_t off = c->text_offset;
+    bool ok = tokens && lps && tops && offsets;
+
+    for (int i = 0; ok && i < c->num_tokens; i++) {
+        size_t len = 0;
+        char *piece = v->piece(v->ctx, c->ids[i], &len);
+
+        ok = piece && add(tokens, NULL, string_n(piece, len)) &&
+             add(lps, NULL, cJSON_CreateNumber(c->samples[i].logprob)) &&
+             add(tops, NULL, completion_top_dict(&c->samples[i], top_n, piece, v)) &&
+             add(offsets, NULL, cJSON_CreateNumber((double)off));
+        off += len;
+        free(piece);
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static cJSON *logprobs_or_null(enum oai_kind kind, const struct oai_choice *c, bool logprobs,
+                               int top_n, const struct oai_vocab *v)
+{
+    if (!logprobs || !c->samples)
+        return cJSON_CreateNull();
+    return kind == OAI_CHAT ? chat_logprobs(c, top_n, v) : completion_logprobs(c, top_n, v);
+}
+
+/* A choice of a response (chunk false) or of a chunk. */
+static cJSON *choice_object(enum oai_kind kind, const struct oai_choice *c, bool chunk,
+                            bool logprobs, int top_n, const struct oai_vocab *v)
+{
+    cJSON *o = cJSON_CreateObject(), *m = NULL;
+    bool ok;
+
+    if (kind == OAI_COMPLETION) {
+        ok = add(o, "text", choice_text(c)) && add(o, "index", cJSON_CreateNumber(c->index));
+    } else {
+        ok = add(o, "index", cJSON_CreateNumber(c->index)) &&
+             (m = cJSON_AddObjectToObject(o, chunk ? "delta" : "message"));
+        if (ok && (!chunk || c->role))
+            ok = add(m, "role", cJSON_CreateString("assistant"));
+        if (ok && (!chunk || c->role || c->text_len))
+            ok = add(m, "content", string_n(c->text, c->text_len));
+    }
+    ok = ok && add(o, "logprobs", logprobs_or_null(kind, c, logprobs, top_n, v)) &&
+         add(o, "finish_reason", string_or_null(c->finish_reason));
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+char *openai_render_response(const struct oai_head *h, const struct oai_choice *choices, int n,
+                             const struct oai_usage *u, bool logprobs, int top_n,
+                             const struct oai_vocab *v, size_t *len)
+{
+    cJSON *o = head_object(h, false), *list = cJSON_AddArrayToObject(o, "choices");
+    bool ok = list != NULL;
+
+    for (int i = 0; ok && i < n; i++)
+        ok = add(list, NULL, choice_object(h->kind, &choices[i], false, logprobs, top_n, v));
+    ok = ok && add(o, "usage", usage_object(u));
+    return print(o, ok, len);
+}
+
+char *openai_render_chunk(const struct oai_head *h, const struct oai_choice *c, bool logprobs,
+                          int top_n, bool usage_null, const struct oai_vocab *v, size_t *len)
+{
+    cJSON *o = head_object(h, true), *list = cJSON_AddArrayToObject(o, "choices");
+    bool ok = add(list, NULL, choice_object(h->kind, c, true, logprobs, top_n, v));
+
+    if (ok && usage_null)
+        ok = add(o, "usage", cJSON_CreateNull());
+    return print(o, ok, len);
+}
+
+char *openai_render_usage_chunk(const struct oai_head *h, const struct oai_usage *u, size_t *len)
+{
+    cJSON *o = head_object(h, true);
+    bool ok = cJSON_AddArrayToObject(o, "choices") && add(o, "usage", usage_object(u));
+
+    return print(o, ok, len);
+}
+
+char *openai_render_error(const struct oai_error *e, size_t *len)
+{
+    cJSON *o = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(o, "error");
+    bool ok = err && add(err, "message", cJSON_CreateString(e->message)) &&
+              add(err, "type", cJSON_CreateString(e->type ? e->type : "server_error")) &&
+              add(err, "param", string_or_null(e->param[0] ? e->param : NULL)) &&
+              add(err, "code", string_or_null(e->code));
+
+    return print(o, ok, len);
+}
