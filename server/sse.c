@@ -1,0 +1,177 @@
+/* sse.c — per-choice pending output and the byte queue of a Server-Sent Events stream.
+ * Both grow by doubling; the queue compacts (moves its unsent bytes to the front) instead of
+ * growing whenever at least half of it has been sent, so a stream that is read as fast as
+ * it is written stays at the size of a few chunks. */
+#include "server/sse.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/util.h"   /* MIN */
+
+void sse_pending_init(struct sse_pending *p)
+{
+    memset(p, 0, sizeof *p);
+}
+
+void sse_pending_fini(struct sse_pending *p)
+{
+    free(p->text);
+    free(p->ids);
+    free(p->samples);
+    sse_pending_init(p);
+}
+
+static size_t grow(size_t cap, size_t need, size_t first)
+{
+    size_t c = cap ? cap : first;
+
+    while (c < need && c <= SIZE_MAX / 2)
+        c *= 2;
+    return c < need ? need : c;
+}
+
+int sse_pending_append(struct sse_pending *p, const char *text, size_t len, const int32_t *ids,
+                       const struct sample_result *samples, int n)
+{
+    if (len && p->text_len + len + 1 > p->text_cap) {
+        size_t cap = grow(p->text_cap, p->text_len + len + 1, 64);
+        char *t = realloc(p->text, cap);
+
+        if (!t)
+            return -ENOMEM;
+        p->text = t;
+        p->text_cap = cap;
+    }
+    if (n > 0 && p->num_tokens + n > p->cap_tokens) {
+        int cap = (int)grow((size_t)p->cap_tokens, (size_t)p->num_tokens + (size_t)n, 16);
+        int32_t *i = realloc(p->ids, (size_t)cap * sizeof *i);
+
+        if (!i)
+            return -ENOMEM;
+        p->ids = i;
+        if (samples || p->samples) {
+            struct sample_result *s = realloc(p->samples, (size_t)cap * sizeof *s);
+
+            if (!s)
+                return -ENOMEM;   /* ids grew, nothing appended yet: still consistent */
+            p->samples = s;
+        }
+        p->cap_tokens = cap;
+    }
+    if (len) {
+        memcpy(p->text + p->text_len, text, len);
+        p->text_len += len;
+        p->text[p->text_len] = '\0';
+    }
+    if (n > 0) {
+        memcpy(p->ids + p->num_tokens, ids, (size_t)n * sizeof *ids);
+        if (samples && p->samples)
+            memcpy(p->samples + p->num_tokens, samples, (size_t)n * sizeof *samples);
+        p->num_tokens += n;
+    }
+    return 0;
+}
+
+size_t sse_pending_bytes(const struct sse_pending *p)
+{
+    return p->text_len + (size_t)p->num_tokens *
+           (sizeof *p->ids + (p->samples ? sizeof *p->samples : 0));
+}
+
+void sse_pending_take(struct sse_pending *p, struct sse_pending *out)
+{
+    sse_pending_fini(out);
+    *out = *p;
+    sse_pending_init(p);
+}
+
+void sse_buf_init(struct sse_buf *b, size_t limit)
+{
+    memset(b, 0, sizeof *b);
+    b->limit = limit;
+}
+
+void sse_buf_fini(struct sse_buf *b)
+{
+    free(b->data);
+    sse_buf_init(b, b->limit);
+}
+
+size_t sse_buf_waiting(const struct sse_buf *b)
+{
+    return b->len - b->off;
+}
+
+/* Room for n more bytes at the end: compact first, grow if still short. */
+static int reserve(struct sse_buf *b, size_t n)
+{
+    if (b->cap - b->len >= n)
+        return 0;
+    if (b->off) {
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+        if (b->cap - b->len >= n)
+            return 0;
+    }
+    if (n > SIZE_MAX - b->len)
+        return -ENOMEM;
+    size_t cap = grow(b->cap, b->len + n, 1024);
+    char *d = realloc(b->data, cap);
+
+    if (!d)
+        return -ENOMEM;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+static int append(struct sse_buf *b, const char *s, size_t n)
+{
+    int rc = reserve(b, n);
+
+    if (rc)
+        return rc;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+int sse_buf_event(struct sse_buf *b, const char *json, size_t len)
+{
+    static const char head[] = "data: ", tail[] = "\n\n";
+    size_t n = sizeof head - 1 + len + sizeof tail - 1;
+    int rc;
+
+    if (len > b->limit || sse_buf_waiting(b) + n > b->limit)
+        return -ENOBUFS;
+    if ((rc = reserve(b, n)))
+        return rc;
+    append(b, head, sizeof head - 1);
+    append(b, json, len);
+    append(b, tail, sizeof tail - 1);
+    return 0;
+}
+
+int sse_buf_done(struct sse_buf *b)
+{
+    static const char done[] = "data: [DONE]\n\n";
+
+    return append(b, done, sizeof done - 1);
+}
+
+size_t sse_buf_read(struct sse_buf *b, char *dst, size_t max)
+{
+    size_t n = MIN(max, sse_buf_waiting(b));
+
+    if (n == 0)
+        return 0;
+    memcpy(dst, b->data + b->off, n);
+    b->off += n;
+    if (b->off == b->len)
+        b->off = b->len = 0;
+    return n;
+}
