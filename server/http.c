@@ -230,6 +230,12 @@ static void respond_errorf(struct http_request *r, int status, const char *code,
 
 /* ---- deferred answers and streams ---- */
 
+void http_attach(struct http_request *r, const struct http_job_ops *ops, void *job)
+{
+    r->ops = ops;
+    r->job = job;
+}
+
 void http_defer(struct http_request *r, const struct http_job_ops *ops, void *job)
 {
     r->ops = ops;
@@ -704,30 +710,19 @@ static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
     LOG(LL_INFO, "mhd", "%s", msg);   /* mostly clients hanging up; real failures we report */
 }
 
-static int parse_origins(struct http_server *s, const char *list, char *err)
+static int copy_origins(struct http_server *s, char *const *list, int n, char *err)
 {
-    const char *p = list;
-
-    while (p && *p) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-
-        while (n && (*p == ' ' || *p == '\t'))
-            p++, n--;
-        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-            n--;
-        if (n == 1 && *p == '*')
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(list[i], "*")) {
             s->any_origin = true;
-        else if (n) {
-            if (s->num_origins == MAX_ORIGINS || n >= sizeof s->origins[0]) {
-                errf(err, "cors-origins: at most %d origins of %zu bytes each", MAX_ORIGINS,
-                     sizeof s->origins[0] - 1);
-                return -EINVAL;
-            }
-            memcpy(s->origins[s->num_origins], p, n);
-            s->origins[s->num_origins++][n] = '\0';
+            continue;
         }
-        p = end ? end + 1 : NULL;
+        if (s->num_origins == MAX_ORIGINS || strlen(list[i]) >= sizeof s->origins[0]) {
+            errf(err, "cors-origins: at most %d origins of %zu bytes each", MAX_ORIGINS,
+                 sizeof s->origins[0] - 1);
+            return -EINVAL;
+        }
+        snprintf(s->origins[s->num_origins++], sizeof s->origins[0], "%s", list[i]);
     }
     return 0;
 }
@@ -765,7 +760,7 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
     s->o = *o;
     pthread_mutex_init(&s->conns_lock, NULL);
     pthread_cond_init(&s->watcher_cond, NULL);
-    if (parse_origins(s, o->cors_origins, err) || resolve(o->host, o->port, &ss, err)) {
+    if (copy_origins(s, o->cors_origins, o->num_cors_origins, err) || resolve(o->host, o->port, &ss, err)) {
         http_server_stop(s);
         return -EINVAL;
     }

@@ -43,7 +43,8 @@ struct http_options {
     int idle_timeout_s;      /* a connection silent this long is closed; 0 = never */
     const char *api_key;     /* NULL or "": no key needed */
     bool metrics_require_key;
-    const char *cors_origins;   /* comma-separated origins, "*" for any; NULL or "": no CORS */
+    char *const *cors_origins;  /* [num_cors_origins] allowed origins, "*" for any; none: no CORS */
+    int num_cors_origins;
     const struct http_route *routes;   /* borrowed for the server's life */
     int num_routes;
     void *app;               /* passed to handlers */
@@ -98,6 +99,10 @@ struct http_job_ops {
     void (*free)(void *job);
 };
 
+/* Ties job to the request without answering yet: from now on ops->closed and ops->free
+ * run as described, whatever the answer (an error answered right after a partial submit
+ * still leaves the job alive for the engine's callbacks). Handler thread only. */
+void http_attach(struct http_request *r, const struct http_job_ops *ops, void *job);
 /* Hands the request to job: the connection sleeps until http_wake(), then ops->resume
  * runs. Handler thread only. */
 void http_defer(struct http_request *r, const struct http_job_ops *ops, void *job);
