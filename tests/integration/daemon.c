@@ -1,0 +1,184 @@
+/* daemon.c — start, find and stop the real `osprey serve` for integration tests. */
+#include "tests/integration/daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/gen_model.h"
+#include "engine/util.h"
+#include "tests/integration/http_client.h"
+
+extern char **environ;
+
+static const char *tmp_dir(void)
+{
+    const char *t = getenv("OSPREY_TEST_TMP");
+
+    return t && t[0] ? t : "/tmp";
+}
+
+const char *daemon_bin(void)
+{
+    const char *b = getenv("OSPREY_BIN");
+
+    return b && b[0] ? b : "build/osprey";
+}
+
+const char *daemon_model_dir(void)
+{
+    static char dir[512];
+    char cfg[600], err[ERR_LEN];
+    struct stat st;
+
+    /* Under run-tests.sh's per-run folder; by hand, one per parent (the Check runner). */
+    if (getenv("OSPREY_TEST_TMP"))
+        snprintf(dir, sizeof dir, "%s/tiny-model", tmp_dir());
+    else
+        snprintf(dir, sizeof dir, "/tmp/osprey-it-tiny.%d", (int)getppid());
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    if (stat(cfg, &st) != 0) {
+        /* Written once: under a temporary name, then renamed, so that a concurrent reader
+         * never sees half a folder. */
+        char part[600];
+        struct gen_model_opts o = { .config = "tiny", .seed = 1 };
+
+        snprintf(part, sizeof part, "%s.part.%d", dir, (int)getpid());
+        o.out_dir = part;
+        if (gen_model_write(&o, NULL, err)) {
+            fprintf(stderr, "daemon_model_dir: %s\n", err);
+            return dir;
+        }
+        if (rename(part, dir)) {
+            char cmd[1300];
+
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", part);   /* another test won the race */
+            if (system(cmd)) {}
+        }
+    }
+    return dir;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *read_log(const struct daemon *d)
+{
+    char *text = NULL;
+    size_t len;
+
+    if (read_file(d->log_path, &text, &len, NULL))
+        return NULL;
+    return text;
+}
+
+bool daemon_log_has(const struct daemon *d, const char *needle)
+{
+    char *text = read_log(d);
+    bool has = text && strstr(text, needle);
+
+    free(text);
+    return has;
+}
+
+void daemon_print_log(const struct daemon *d)
+{
+    char *text = read_log(d);
+
+    fprintf(stderr, "---- %s ----\n%s---- end ----\n", d->log_path, text ? text : "(none)\n");
+    free(text);
+}
+
+int daemon_start(struct daemon *d, const char *const *extra)
+{
+    static int counter;
+    const char *args[64] = { daemon_bin(), "serve", "--model", daemon_model_dir(), "--port", "0",
+                             "--backend", "cpu", "--kv-cache-memory", "32MiB", "--threads", "1",
+                             "--log-level", "info", "--shutdown-grace", "10", "--served-model-name", "tiny" };
+    int n = 18;
+    char *env[256];
+    int num_env = 0;
+    posix_spawn_file_actions_t fa;
+    double end;
+
+    /* The daemon reads OSPREY_* variables as options: keep the caller's out of the test. */
+    for (char **e = environ; *e && num_env < 255; e++)
+        if (strncmp(*e, "OSPREY_", 7))
+            env[num_env++] = *e;
+    env[num_env] = NULL;
+    memset(d, 0, sizeof *d);
+    for (; extra && *extra && n < 62; extra++)
+        args[n++] = *extra;
+    args[n] = NULL;
+    snprintf(d->log_path, sizeof d->log_path, "%s/osprey-it-%d-%d.log", tmp_dir(), (int)getpid(), counter++);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, d->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (posix_spawn(&d->pid, args[0], &fa, NULL, (char *const *)args, env)) {
+        posix_spawn_file_actions_destroy(&fa);
+        fprintf(stderr, "daemon_start: cannot run %s\n", args[0]);
+        return -1;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    for (end = mono_s() + 30; mono_s() < end; usleep(20000)) {
+        char *text = read_log(d), *at = text ? strstr(text, "listening on http://127.0.0.1:") : NULL;
+        int status;
+
+        if (at)
+            d->port = atoi(at + strlen("listening on http://127.0.0.1:"));
+        free(text);
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+            d->pid = 0;
+            break;
+        }
+        if (d->port) {
+            struct hc_response r;
+
+            hc_request(d->port, "GET", "/health", NULL, NULL, &r, 2);
+            status = r.status;
+            hc_response_fini(&r);
+            if (status == 200) {
+                snprintf(d->url, sizeof d->url, "http://127.0.0.1:%d", d->port);
+                return 0;
+            }
+        }
+    }
+    daemon_print_log(d);
+    if (d->pid)
+        daemon_stop(d, SIGKILL, 5);
+    return -1;
+}
+
+int daemon_stop(struct daemon *d, int sig, double timeout_s)
+{
+    double end = mono_s() + timeout_s;
+    int status;
+
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, sig);
+    while (mono_s() < end) {
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+            d->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        usleep(10000);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &status, 0);
+    d->pid = 0;
+    return -1;
+}

@@ -1,0 +1,157 @@
+/* it_util.c — JSON and SSE helpers for the integration suites. */
+#include "tests/integration/it_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* cJSON strings end at a NUL: show \u0000 (which generated text may hold) as U+2400. */
+static void visible_nuls(char *body)
+{
+    for (char *p = body ? strstr(body, "\\u0000") : NULL; p; p = strstr(p, "\\u0000"))
+        memcpy(p, "\\u2400", 6);
+}
+
+cJSON *it_post_h(const struct daemon *d, const char *path, const char *headers, const char *body,
+                 int *status)
+{
+    struct hc_response r;
+    cJSON *j;
+
+    hc_request(d->port, body ? "POST" : "GET", path, headers, body, &r, 60);
+    *status = r.status;
+    visible_nuls(r.body);
+    j = r.body ? cJSON_Parse(r.body) : NULL;
+    hc_response_fini(&r);
+    return j;
+}
+
+cJSON *it_post(const struct daemon *d, const char *path, const char *body, int *status)
+{
+    return it_post_h(d, path, NULL, body, status);
+}
+
+static void append(char **dst, const char *s)
+{
+    size_t a = *dst ? strlen(*dst) : 0, b = strlen(s);
+    char *p = realloc(*dst, a + b + 1);
+
+    memcpy(p + a, s, b + 1);
+    *dst = p;
+}
+
+int it_stream(const struct daemon *d, const char *path, const char *body, struct it_stream *s)
+{
+    struct hc_response r;
+    char *p;
+
+    memset(s, 0, sizeof *s);
+    s->events = cJSON_CreateArray();
+    hc_request(d->port, "POST", path, NULL, body, &r, 120);
+    s->status = r.status;
+    s->clean = r.body != NULL;
+    visible_nuls(r.body);
+    for (p = r.body; p && *p;) {
+        char *end = strstr(p, "\n\n");
+        cJSON *ev;
+
+        if (!end || strncmp(p, "data: ", 6)) {
+            s->clean = false;
+            break;
+        }
+        *end = '\0';
+        if (!strcmp(p + 6, "[DONE]")) {
+            s->done = end[2] == '\0';
+        } else if ((ev = cJSON_Parse(p + 6))) {
+            const cJSON *c;
+
+            cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(ev, "choices")) {
+                int i = cJSON_GetObjectItemCaseSensitive(c, "index")->valueint;
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text");
+                const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
+
+                if (i < 0 || i >= 16)
+                    continue;
+                if (!t)
+                    t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "delta"), "content");
+                append(&s->text[i], cJSON_IsString(t) ? t->valuestring : "");
+                if (cJSON_IsString(f)) {
+                    free(s->finish[i]);
+                    s->finish[i] = strdup(f->valuestring);
+                }
+            }
+            cJSON_AddItemToArray(s->events, ev);
+        } else {
+            s->clean = false;
+        }
+        p = end + 2;
+    }
+    hc_response_fini(&r);
+    return s->status == 200 ? 0 : -1;
+}
+
+void it_stream_fini(struct it_stream *s)
+{
+    cJSON_Delete(s->events);
+    for (int i = 0; i < 16; i++) {
+        free(s->text[i]);
+        free(s->finish[i]);
+    }
+    memset(s, 0, sizeof *s);
+}
+
+static const cJSON *choice(const cJSON *resp, int i)
+{
+    return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "choices"), i);
+}
+
+const char *it_choice_text(const cJSON *resp, int i)
+{
+    const cJSON *c = choice(resp, i), *t = cJSON_GetObjectItemCaseSensitive(c, "text");
+
+    if (!t)
+        t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "message"), "content");
+    return cJSON_IsString(t) ? t->valuestring : NULL;
+}
+
+const char *it_choice_finish(const cJSON *resp, int i)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(choice(resp, i), "finish_reason");
+
+    return cJSON_IsString(f) ? f->valuestring : NULL;
+}
+
+int it_usage(const cJSON *resp, const char *field)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(resp, "usage"), field);
+
+    return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+double it_metric(const struct daemon *d, const char *sample)
+{
+    struct hc_response r;
+    double v = NAN;
+    size_t n = strlen(sample);
+
+    hc_request(d->port, "GET", "/metrics", NULL, NULL, &r, 10);
+    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, sample, n) && p[n] == ' ') {
+            v = strtod(p + n + 1, NULL);
+            break;
+        }
+    hc_response_fini(&r);
+    return v;
+}
+
+bool it_wait_metric(const struct daemon *d, const char *sample, double want, double timeout_s)
+{
+    for (double t = 0; t < timeout_s; t += 0.05) {
+        if (it_metric(d, sample) == want)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}

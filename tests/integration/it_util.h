@@ -1,0 +1,42 @@
+/* it_util.h — what the integration suites share on top of the daemon and the HTTP client:
+ * JSON requests and answers, Server-Sent Event streams taken apart, /metrics values. */
+#ifndef OSPREY_TEST_IT_UTIL_H
+#define OSPREY_TEST_IT_UTIL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "tests/integration/daemon.h"
+#include "tests/integration/http_client.h"
+
+/* POSTs body (JSON) to path; returns the parsed answer (NULL when not JSON) and its status.
+ * headers as hc_request's (may be NULL). */
+cJSON *it_post(const struct daemon *d, const char *path, const char *body, int *status);
+cJSON *it_post_h(const struct daemon *d, const char *path, const char *headers, const char *body,
+                 int *status);
+
+/* A stream taken apart: every data event's JSON (in order), whether [DONE] ended it, and
+ * each choice's text joined (completions' text or chat's delta.content). */
+struct it_stream {
+    int status;
+    cJSON *events;           /* array of the chunk objects */
+    bool done;               /* "data: [DONE]" was the last event */
+    bool clean;              /* every event was "data: <json or [DONE]>\n\n" */
+    char *text[16];          /* per choice index; NULL when the choice never appeared */
+    char *finish[16];        /* per choice: the finish_reason of its last chunk */
+};
+int it_stream(const struct daemon *d, const char *path, const char *body, struct it_stream *s);
+void it_stream_fini(struct it_stream *s);
+
+/* Non-streamed answer helpers: choice i's text (completions) or message content (chat). */
+const char *it_choice_text(const cJSON *resp, int i);
+const char *it_choice_finish(const cJSON *resp, int i);
+int it_usage(const cJSON *resp, const char *field);   /* usage.<field>, -1 when absent */
+
+/* A /metrics sample's value ("osprey_requests_running", or with labels
+ * "osprey_requests_finished_total{finish_reason=\"abort\"}"); NaN when absent. */
+double it_metric(const struct daemon *d, const char *sample);
+/* Polls /metrics until sample == want or timeout_s; returns whether it got there. */
+bool it_wait_metric(const struct daemon *d, const char *sample, double want, double timeout_s);
+
+#endif
