@@ -518,6 +518,60 @@ START_TEST(error_helper_picks_the_type_by_status)
 }
 END_TEST
 
+/* xorshift64*: a fixed stream of mutations, the same on every run. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+START_TEST(mutated_bodies_never_crash_and_fail_with_a_status)
+{
+    static const char *seeds[] = {
+        "{\"prompt\":[\"a\",\"b\"],\"n\":2,\"stop\":[\"x\"],\"logprobs\":2,\"seed\":-3,\"stream\":true,"
+        "\"stream_options\":{\"include_usage\":true},\"stop_token_ids\":[1,2],\"echo\":false}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}],"
+        "\"logprobs\":true,\"top_logprobs\":3,\"max_completion_tokens\":5,\"chat_template_kwargs\":{}}",
+        "{\"prompt\":[[1,2],[3]],\"temperature\":0.5,\"top_p\":0.9,\"top_k\":5,\"min_p\":0.1}",
+        "{\"tokens\":[1,2,3],\"prompt\":\"x\",\"add_special_tokens\":false}",
+    };
+    static const parse_fn fns[] = { openai_parse_completion, openai_parse_chat, openai_parse_tokenize,
+                                    openai_parse_detokenize };
+    char buf[512];
+
+    for (int iter = 0; iter < 20000; iter++) {
+        const char *seed = seeds[iter % 4];
+        size_t len = strlen(seed);
+        int edits = 1 + (int)(rng() % 4);
+
+        memcpy(buf, seed, len);
+        for (int k = 0; k < edits; k++) {
+            size_t at = rng() % len;
+
+            switch (rng() % 3) {
+            case 0: buf[at] = (char)(rng() & 0xff); break;                   /* any byte */
+            case 1: buf[at] = "{}[],:\"0-9.e tfn\\"[rng() % 18]; break;      /* a JSON-ish one */
+            default: len = at + 1; break;                                     /* truncate */
+            }
+        }
+        for (int f = 0; f < 4; f++) {
+            openai_request_fini(&req);
+            openai_request_init(&req);
+            memset(&err, 0, sizeof err);
+            if (fns[f](&req, buf, len, &config, &err) != 0)
+                ck_assert_msg(err.status == 400 || err.status == 404, "status %d for %.*s", err.status,
+                              (int)len, buf);
+            else if (req.kind == OAI_COMPLETION || req.kind == OAI_DETOKENIZE)
+                ck_assert_int_ge(req.num_prompts, 1);
+        }
+    }
+}
+END_TEST
+
 Suite *openai_parse_suite(void)
 {
     Suite *s = suite_create("openai_parse");
@@ -550,6 +604,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, fit_context_defaults_max_tokens_and_reports_both_lengths);
     tcase_add_test(tc, max_prompt_tokens_refuses_longer_prompts);
     tcase_add_test(tc, error_helper_picks_the_type_by_status);
+    tcase_add_test(tc, mutated_bodies_never_crash_and_fail_with_a_status);
     suite_add_tcase(s, tc);
     return s;
 }
