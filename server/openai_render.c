@@ -5,6 +5,8 @@
  * moment they are added, so one cJSON_Delete of the top object cleans up any failure. */
 #include "server/openai.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,37 +22,53 @@ static bool add(cJSON *obj, const char *key, cJSON *item)
     return true;
 }
 
-/* A string of len bytes, not necessarily NUL-terminated. */
-static cJSON *string_n(const char *s, size_t len)
+cJSON *openai_json_string(const char *s, size_t len)
 {
-    char *tmp = malloc(len + 1);
+    char *out = len <= (SIZE_MAX - 3) / 6 ? malloc(6 * len + 3) : NULL, *p = out;
     cJSON *item;
 
-    if (!tmp)
+    if (!out)
         return NULL;
-    if (len)
-        memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    item = cJSON_CreateString(tmp);
-    free(tmp);
+    *p++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        switch (c) {
+        case '"': *p++ = '\\'; *p++ = '"'; break;
+        case '\\': *p++ = '\\'; *p++ = '\\'; break;
+        case '\b': *p++ = '\\'; *p++ = 'b'; break;
+        case '\f': *p++ = '\\'; *p++ = 'f'; break;
+        case '\n': *p++ = '\\'; *p++ = 'n'; break;
+        case '\r': *p++ = '\\'; *p++ = 'r'; break;
+        case '\t': *p++ = '\\'; *p++ = 't'; break;
+        default:
+            if (c < 0x20)
+                p += sprintf(p, "\\u%04x", c);
+            else
+                *p++ = (char)c;
+        }
+    }
+    *p++ = '"';
+    *p = '\0';
+    item = cJSON_CreateRaw(out);
+    free(out);
     return item;
 }
 
-/* A string of the prefix followed by the text (echo), without a copy when there is none. */
+/* The prefix followed by the text (echo), without a copy when there is none. */
 static cJSON *choice_text(const struct oai_choice *c)
 {
     char *tmp;
     cJSON *item;
 
     if (!c->prefix_len)
-        return string_n(c->text, c->text_len);
+        return openai_json_string(c->text, c->text_len);
     if (!(tmp = malloc(c->prefix_len + c->text_len + 1)))
         return NULL;
     memcpy(tmp, c->prefix, c->prefix_len);
     if (c->text_len)
         memcpy(tmp + c->prefix_len, c->text, c->text_len);
-    tmp[c->prefix_len + c->text_len] = '\0';
-    item = cJSON_CreateString(tmp);
+    item = openai_json_string(tmp, c->prefix_len + c->text_len);
     free(tmp);
     return item;
 }
@@ -123,7 +141,7 @@ static cJSON *chat_logprob_entry(const struct oai_vocab *v, int32_t id, float lo
     size_t len = 0;
     char *piece = v->piece(v->ctx, id, &len);
     cJSON *o = cJSON_CreateObject();
-    bool ok = piece && add(o, "token", string_n(piece, len)) &&
+    bool ok = piece && add(o, "token", openai_json_string(piece, len)) &&
               add(o, "logprob", cJSON_CreateNumber(logprob)) &&
               add(o, "bytes", byte_array(piece, len)) &&
               (!with_top || cJSON_AddArrayToObject(o, "top_logprobs"));
@@ -199,7 +217,7 @@ static cJSON *completion_logprobs(const struct oai_choice *c, int top_n, const s
         size_t len = 0;
         char *piece = v->piece(v->ctx, c->ids[i], &len);
 
-        ok = piece && add(tokens, NULL, string_n(piece, len)) &&
+        ok = piece && add(tokens, NULL, openai_json_string(piece, len)) &&
              add(lps, NULL, cJSON_CreateNumber(c->samples[i].logprob)) &&
              add(tops, NULL, completion_top_dict(&c->samples[i], top_n, piece, v)) &&
              add(offsets, NULL, cJSON_CreateNumber((double)off));
@@ -236,7 +254,7 @@ static cJSON *choice_object(enum oai_kind kind, const struct oai_choice *c, bool
         if (ok && (!chunk || c->role))
             ok = add(m, "role", cJSON_CreateString("assistant"));
         if (ok && (!chunk || c->role || c->text_len))
-            ok = add(m, "content", string_n(c->text, c->text_len));
+            ok = add(m, "content", openai_json_string(c->text, c->text_len));
     }
     ok = ok && add(o, "logprobs", logprobs_or_null(kind, c, logprobs, top_n, v)) &&
          add(o, "finish_reason", string_or_null(c->finish_reason));

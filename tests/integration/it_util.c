@@ -1,11 +1,27 @@
 /* it_util.c — JSON and SSE helpers for the integration suites. */
 #include "tests/integration/it_util.h"
 
+#include <check.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+void it_up(struct daemon *d, const char *const *extra)
+{
+    ck_assert_msg(daemon_start(d, extra) == 0, "the daemon did not start");
+}
+
+void it_down(struct daemon *d)
+{
+    int status = daemon_stop(d, SIGTERM, 20);
+
+    if (status != 0)
+        daemon_print_log(d);
+    ck_assert_int_eq(status, 0);
+}
 
 /* cJSON strings end at a NUL: show \u0000 (which generated text may hold) as U+2400. */
 static void visible_nuls(char *body)

@@ -9,6 +9,12 @@
 #include "tests/integration/daemon.h"
 #include "tests/integration/http_client.h"
 
+/* daemon_start, failing the test when it does not come up. */
+void it_up(struct daemon *d, const char *const *extra);
+/* The clean stop every test ends with: SIGTERM, and the exit status must be 0 (the log is
+ * printed when it is not). */
+void it_down(struct daemon *d);
+
 /* POSTs body (JSON) to path; returns the parsed answer (NULL when not JSON) and its status.
  * headers as hc_request's (may be NULL). */
 cJSON *it_post(const struct daemon *d, const char *path, const char *body, int *status);

@@ -255,6 +255,17 @@ START_TEST(rendered_json_parses_back_to_the_same_text)
 }
 END_TEST
 
+START_TEST(nul_bytes_and_controls_survive_as_escapes)
+{
+    struct oai_choice c = { .index = 0, .text = "a\0b\x1f\"\\\t", .text_len = 7 };
+    size_t len;
+    char *s = openai_render_chunk(&compl_head, &c, false, 0, false, &vocab, &len);
+
+    ck_assert_ptr_nonnull(strstr(s, "\"text\":\"a\\u0000b\\u001f\\\"\\\\\\t\""));
+    free(s);
+}
+END_TEST
+
 Suite *openai_render_suite(void)
 {
     Suite *s = suite_create("openai_render");
@@ -276,6 +287,7 @@ Suite *openai_render_suite(void)
     tcase_add_test(tc, usage_chunk_has_empty_choices);
     tcase_add_test(tc, error_object_has_message_type_param_code);
     tcase_add_test(tc, rendered_json_parses_back_to_the_same_text);
+    tcase_add_test(tc, nul_bytes_and_controls_survive_as_escapes);
     suite_add_tcase(s, tc);
     return s;
 }
