@@ -226,10 +226,12 @@ int config_parse_json(struct osprey_config *c, const char *json, size_t len, con
                      options_quote(v->string, q, sizeof q), near->key);
             else
                 errf(err, "%s: unknown key %s", path, options_quote(v->string, q, sizeof q));
+            rc = -EINVAL;
             goto out;
         }
         if (seen[o - options_table]++) {
             errf(err, "%s: %s: given twice", path, o->key);
+            rc = -EINVAL;
             goto out;
         }
         snprintf(src, sizeof src, "%s: %s", path, o->key);
@@ -274,7 +276,7 @@ int config_load_env(struct osprey_config *c, char **envp, char *err)
     for (char **e = envp; e && *e; e++) {
         const char *eq = strchr(*e, '='), *name = *e + 7;
         const struct config_option *o = NULL;
-        char key[OPTIONS_KEY_MAX + 1], env[OPTIONS_KEY_MAX + 8];
+        char key[OPTIONS_KEY_MAX + 1] = "", env[OPTIONS_KEY_MAX + 8];
         size_t len;
         int rc;
 

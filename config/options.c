@@ -469,6 +469,9 @@ static int parse_list(const struct config_option *o, struct osprey_config *c, co
     if (n == 0) {
         free(items);
         items = NULL;
+    } else {
+        char *fit = realloc(items, (size_t)n * cap);  /* give back the unused tail */
+        items = fit ? fit : items;
     }
     *field = items;
     *count = n;
