@@ -179,14 +179,33 @@ static void disturb(struct run *x)
     }
 }
 
+/* The running request first in (priority, arrival) order, or NULL: it may never be preempted. */
+static struct sched_request *first_running(const struct run *x)
+{
+    struct sched_request *first = NULL;
+
+    for (int i = 0; i < x->num_live; i++) {
+        struct sched_request *r = x->live[i]->r;
+
+        if (r->status == SCHED_RUNNING && (!first || r->priority < first->priority ||
+                                           (r->priority == first->priority && r->id < first->id)))
+            first = r;
+    }
+    return first;
+}
+
 /* One engine step; false when the scheduler had nothing to run. */
 static bool step(struct run *x)
 {
-    struct sched_request *held[512], **fin;
+    struct sched_request *held[512], **fin, *first = first_running(x);
+    int first_preemptions = first ? first->num_preemptions : 0;
     struct step_batch *b = sched_schedule(x->s);
     int32_t sampled[512];
     int nf, num_stopping = 0;
 
+    if (first)
+        CHECK(first->num_preemptions == first_preemptions && first->status == SCHED_RUNNING,
+              "req %llu, first in order, was preempted", (unsigned long long)first->id);
     if (!b) {
         CHECK_EQ(x->num_live, 0);
         return false;

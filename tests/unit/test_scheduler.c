@@ -278,6 +278,34 @@ START_TEST(preemption_takes_the_newest_which_later_finishes_with_all_its_tokens)
 }
 END_TEST
 
+/* Blocks of 4, a pool of 5: a (prompt 8) takes the last free block at position 8; then b
+ * (prompt 6), the newest, needs one at its position 8: b preempts itself, a is untouched. */
+START_TEST(newest_request_short_of_a_block_preempts_itself_not_an_older_one)
+{
+    struct fixture f;
+    struct sched_request *a, *b;
+    struct step_batch *bt;
+
+    fx_init(&f, config(4, 5, 4, 32, 64));
+    a = fx_add(&f, 8, 12, 1);
+    b = fx_add(&f, 6, 10, 2);
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(fx_step(&f, -1)->num_reqs, 2);
+    bt = fx_step(&f, -1);
+    ck_assert_int_eq(bt->num_reqs, 1);
+    ck_assert_ptr_eq(bt->reqs[0], a);
+    ck_assert_int_eq(b->status, SCHED_PREEMPTED);
+    ck_assert_int_eq(a->status, SCHED_RUNNING);
+    while (fx_step(&f, -1))
+        ;
+    ck_assert_int_eq(a->num_preemptions, 0);
+    ck_assert_int_eq(b->num_preemptions, 1);
+    ck_assert_int_eq(b->finish_reason, FINISH_LENGTH);
+    ck_assert_int_eq(b->num_tokens, 16);
+    fx_fini(&f);
+}
+END_TEST
+
 START_TEST(abort_in_each_state_frees_everything)
 {
     struct fixture f;
@@ -596,6 +624,7 @@ Suite *scheduler_suite(void)
     tcase_add_test(tc, max_num_seqs_caps_requests_per_step_in_fcfs_order);
     tcase_add_test(tc, waiting_request_that_fits_does_not_overtake_the_head);
     tcase_add_test(tc, preemption_takes_the_newest_which_later_finishes_with_all_its_tokens);
+    tcase_add_test(tc, newest_request_short_of_a_block_preempts_itself_not_an_older_one);
     tcase_add_test(tc, abort_in_each_state_frees_everything);
     tcase_add_test(tc, eos_finishes_with_stop_and_keeps_the_eos_token);
     tcase_add_test(tc, stop_token_id_finishes_with_stop);
