@@ -306,6 +306,40 @@ START_TEST(newest_request_short_of_a_block_preempts_itself_not_an_older_one)
 }
 END_TEST
 
+/* Priorities put b (prio 0, a long prompt) before a (prio 5, decoding) in order. Blocks of 4,
+ * a pool of 12, budget 8: at step 7 b's chunk needs an 11th block while a's decode is
+ * already in the step; a, last in order, is preempted and must leave the batch. */
+START_TEST(preempting_an_already_scheduled_decode_takes_it_out_of_the_batch)
+{
+    struct fixture f;
+    struct sched_request *a, *b;
+    struct step_batch *bt;
+    int32_t want[24];
+
+    fx_init(&f, config(4, 12, 4, 8, 64));
+    a = fx_add_prio(&f, 4, 20, 1, 5);
+    fx_step(&f, -1);
+    b = fx_add_prio(&f, 40, 4, 2, 0);
+    for (int k = 0; k < 5; k++)
+        ck_assert_int_eq(fx_step(&f, -1)->num_reqs, 2);
+    bt = fx_step(&f, -1);
+    ck_assert_int_eq(bt->num_reqs, 1);
+    ck_assert_ptr_eq(bt->reqs[0], b);
+    ck_assert_int_eq(row_tokens(bt, 0), 5);
+    ck_assert_int_eq(a->status, SCHED_PREEMPTED);
+    ck_assert_int_eq(a->num_tokens, 4 + 6);
+    memcpy(want, a->token_ids, 4 * sizeof *want);
+    for (int k = 0; k < 20; k++)
+        want[4 + k] = 1000 * 1 + k;
+    while (fx_step(&f, -1))
+        ;
+    ck_assert_int_eq(b->num_preemptions, 0);
+    ck_assert_int_eq(a->finish_reason, FINISH_LENGTH);
+    ck_assert_mem_eq(a->token_ids, want, sizeof want);
+    fx_fini(&f);
+}
+END_TEST
+
 START_TEST(abort_in_each_state_frees_everything)
 {
     struct fixture f;
@@ -625,6 +659,7 @@ Suite *scheduler_suite(void)
     tcase_add_test(tc, waiting_request_that_fits_does_not_overtake_the_head);
     tcase_add_test(tc, preemption_takes_the_newest_which_later_finishes_with_all_its_tokens);
     tcase_add_test(tc, newest_request_short_of_a_block_preempts_itself_not_an_older_one);
+    tcase_add_test(tc, preempting_an_already_scheduled_decode_takes_it_out_of_the_batch);
     tcase_add_test(tc, abort_in_each_state_frees_everything);
     tcase_add_test(tc, eos_finishes_with_stop_and_keeps_the_eos_token);
     tcase_add_test(tc, stop_token_id_finishes_with_stop);
