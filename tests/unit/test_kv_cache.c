@@ -308,6 +308,41 @@ START_TEST(window_group_hit_needs_only_the_blocks_in_the_window)
 }
 END_TEST
 
+/* Two groups, a pool of 4. a's cached blocks (0 in group 0, 1 in group 1) are the least
+ * recently freed; b hits both and needs one new block per group. Group 0's new block must
+ * not evict block 1 before group 1 has taken it. */
+START_TEST(hits_in_every_group_are_taken_before_any_allocation_evicts_them)
+{
+    const int win[KV_MAX_GROUPS] = { 0, 0 };
+    struct kv_cache kv;
+    struct kv_req a, c, b;
+    int32_t t[5], u[5];
+
+    treq_tokens(t, 5, 5, 100);
+    treq_tokens(u, 5, 6, 100);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, 4, 2, win, 64, true), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &a, 8), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &c, 8), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &b, 8), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 4), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &c, u, 0, 0, 4), 0);
+    ck_assert_int_eq(a.block_table[0][0], 0);
+    ck_assert_int_eq(a.block_table[1][0], 1);
+    kv_cache_free(&kv, &a);
+    kv_cache_free(&kv, &c);
+    ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 5), 4);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 4, 4, 1), 0);
+    ck_assert_int_eq(b.block_table[0][0], 0);
+    ck_assert_int_eq(b.block_table[1][0], 1);
+    ck_assert_int_eq(b.block_table[0][1], 2);   /* c's blocks were evicted instead */
+    ck_assert_int_eq(b.block_table[1][1], 3);
+    kv_cache_req_fini(&kv, &a);
+    kv_cache_req_fini(&kv, &c);
+    kv_cache_req_fini(&kv, &b);
+    kv_cache_fini(&kv);
+}
+END_TEST
+
 START_TEST(failed_allocation_changes_nothing)
 {
     struct kv_cache kv;
@@ -357,6 +392,7 @@ Suite *kv_cache_suite(void)
     tcase_add_test(tc, prefix_lookup_serves_full_blocks_and_leaves_the_last_token);
     tcase_add_test(tc, freed_prefix_is_revived_from_the_free_list);
     tcase_add_test(tc, window_group_hit_needs_only_the_blocks_in_the_window);
+    tcase_add_test(tc, hits_in_every_group_are_taken_before_any_allocation_evicts_them);
     tcase_add_test(tc, failed_allocation_changes_nothing);
     tcase_add_test(tc, worst_case_bound_per_group);
     suite_add_tcase(s, tc);
