@@ -246,6 +246,10 @@ START_TEST(double_free_is_caught_as_an_invariant)
     if (pid == 0) {
         if (!freopen("/dev/null", "w", stderr))
             _exit(2);
+        /* The hash state sits behind an aligned (interior) pointer: under valgrind the
+         * aborting child would report it as possibly lost. */
+        XXH3_freeState(p.xxh_state);
+        p.xxh_state = NULL;
         block_pool_free(&p, id);   /* ref count would go below zero */
         _exit(0);
     }

@@ -7,7 +7,6 @@
  * The test keeps its own copy of every request's tokens and its own finish rules. */
 #include <check.h>
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -283,7 +282,6 @@ static void run_random(const struct run_params *p, uint32_t seed)
     for (int w = FINISH_STOP; w <= FINISH_ABORT; w++)
         ck_assert_msg(x.num_by_reason[w] > 0, "no request finished with reason %d", w);
     ck_assert_msg(x.num_preempted_finished > 0, "no preempted request finished");
-    if (getenv("DBG")) fprintf(stderr, "steps %d preempt %llu hits %llu/%llu stop %d length %d abort %d preempted-finished %d\n", steps, (unsigned long long)st.num_preemptions, (unsigned long long)st.prefix_hits, (unsigned long long)st.prefix_queries, x.num_by_reason[FINISH_STOP], x.num_by_reason[FINISH_LENGTH], x.num_by_reason[FINISH_ABORT], x.num_preempted_finished);
     for (int i = 0; i < p->num_requests; i++) {
         ck_assert(x.t[i].done);
         free(x.t[i].want);

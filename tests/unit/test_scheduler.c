@@ -381,128 +381,67 @@ START_TEST(abort_in_each_state_frees_everything)
 }
 END_TEST
 
-/* Steps with the given sampled tokens, one per step, until r finishes; returns the steps. */
-static int run_until_finished(struct fixture *f, struct sched_request *r, const int32_t *toks,
-                              int n)
+/* Finish rules: one request, one sampled token per step from toks; it must finish at step
+ * want_steps (1-based) with want_reason and no earlier. */
+struct finish_case {
+    const char *claim;
+    int prompt, max_tokens, max_model_len, min_tokens;
+    bool ignore_eos, stop_id;
+    int32_t toks[5];
+    int want_steps;
+    enum finish_reason want_reason;
+};
+
+static const struct finish_case finish_cases[] = {
+    { "EOS finishes with stop and keeps the EOS token", 3, 10, 64, 0, false, false,
+      { 5, 6, EOS, 7, 8 }, 3, FINISH_STOP },
+    { "a stop token id finishes with stop", 3, 10, 64, 0, false, true,
+      { 5, STOP_ID, 7, 8, 9 }, 2, FINISH_STOP },
+    { "max_tokens finishes with length after exactly that many", 3, 3, 64, 0, false, false,
+      { 5, 6, 7, 8, 9 }, 3, FINISH_LENGTH },
+    { "filling max_model_len finishes with length", 12, 4, 16, 0, false, false,
+      { 5, 6, 7, 8, 9 }, 4, FINISH_LENGTH },
+    { "min_tokens holds back EOS until the min_tokens-th output", 3, 10, 64, 3, false, false,
+      { EOS, EOS, EOS, 5, 6 }, 3, FINISH_STOP },
+    { "min_tokens holds back stop ids too", 3, 10, 64, 2, false, true,
+      { STOP_ID, STOP_ID, STOP_ID, 5, 6 }, 2, FINISH_STOP },
+    { "ignore_eos runs on to max_tokens", 3, 4, 64, 0, true, false,
+      { EOS, EOS, EOS, EOS, EOS }, 4, FINISH_LENGTH },
+    { "ignore_eos still stops on a stop id", 3, 10, 64, 0, true, true,
+      { EOS, STOP_ID, EOS, 5, 6 }, 2, FINISH_STOP },
+};
+
+START_TEST(finish_case_ends_at_its_step_with_its_reason)
 {
-    for (int k = 0; k < n; k++) {
-        ck_assert_ptr_nonnull(fx_step(f, toks[k]));
-        if (r->status == SCHED_FINISHED) {
-            ck_assert_int_eq(f->num_fin, 1);
-            ck_assert_ptr_eq(f->fin[0], r);
-            return k + 1;
-        }
-        ck_assert_int_eq(f->num_fin, 0);
+    const struct finish_case *fc = &finish_cases[_i];
+    static const int32_t stop[2] = { 40, STOP_ID };
+    struct fixture f;
+    struct sched_request *r;
+    int32_t p[16];
+    int k;
+
+    fx_init(&f, config(4, 16, 4, 32, fc->max_model_len));
+    treq_tokens(p, fc->prompt, 1, 1000);
+    r = treq_new(0, p, fc->prompt, fc->max_tokens);
+    r->min_tokens = fc->min_tokens;
+    r->ignore_eos = fc->ignore_eos;
+    if (fc->stop_id) {
+        r->stop_token_ids = stop;
+        r->num_stop_token_ids = 2;
     }
-    return -1;
-}
-
-START_TEST(eos_finishes_with_stop_and_keeps_the_eos_token)
-{
-    struct fixture f;
-    struct sched_request *r;
-    const int32_t toks[] = { 5, 6, EOS, 7 };
-
-    fx_init(&f, config(4, 16, 4, 32, 64));
-    r = fx_add(&f, 3, 10, 1);
-    ck_assert_int_eq(run_until_finished(&f, r, toks, 4), 3);
-    ck_assert_int_eq(r->finish_reason, FINISH_STOP);
-    ck_assert_int_eq(r->num_tokens, 6);
-    ck_assert_int_eq(r->token_ids[5], EOS);
-    ck_assert_ptr_null(fx_step(&f, 5));
-    checker_pool_full(&f.ck);
-    fx_fini(&f);
-}
-END_TEST
-
-START_TEST(stop_token_id_finishes_with_stop)
-{
-    struct fixture f;
-    struct sched_request *r;
-    const int32_t stop[2] = { 40, STOP_ID }, toks[] = { 5, STOP_ID, 7 };
-
-    fx_init(&f, config(4, 16, 4, 32, 64));
-    r = treq_new(0, (int32_t[]){ 9, 9, 9 }, 3, 10);
-    r->stop_token_ids = stop;
-    r->num_stop_token_ids = 2;
     ck_assert_int_eq(sched_add(f.s, r, NULL), 0);
     f.reqs[f.num_reqs++] = r;
-    ck_assert_int_eq(run_until_finished(&f, r, toks, 3), 2);
-    ck_assert_int_eq(r->finish_reason, FINISH_STOP);
-    fx_fini(&f);
-}
-END_TEST
-
-START_TEST(max_tokens_finishes_with_length_after_exactly_that_many)
-{
-    struct fixture f;
-    struct sched_request *r;
-    const int32_t toks[] = { 5, 6, 7, 8, 9 };
-
-    fx_init(&f, config(4, 16, 4, 32, 64));
-    r = fx_add(&f, 3, 3, 1);
-    ck_assert_int_eq(run_until_finished(&f, r, toks, 5), 3);
-    ck_assert_int_eq(r->finish_reason, FINISH_LENGTH);
-    ck_assert_int_eq(r->num_tokens, 6);
-    fx_fini(&f);
-}
-END_TEST
-
-START_TEST(filling_max_model_len_finishes_with_length)
-{
-    struct fixture f;
-    struct sched_request *r;
-    const int32_t toks[] = { 5, 6, 7, 8, 9 };
-
-    fx_init(&f, config(4, 16, 4, 32, 16));
-    r = fx_add(&f, 12, 4, 1);
-    ck_assert_int_eq(run_until_finished(&f, r, toks, 5), 4);
-    ck_assert_int_eq(r->finish_reason, FINISH_LENGTH);
-    ck_assert_int_eq(r->num_tokens, 16);
-    fx_fini(&f);
-}
-END_TEST
-
-START_TEST(min_tokens_holds_back_eos_and_stop_ids)
-{
-    struct fixture f;
-    struct sched_request *r, *q;
-    const int32_t stop[1] = { STOP_ID };
-    const int32_t toks[] = { EOS, STOP_ID, EOS, 5 }, toks2[] = { STOP_ID, STOP_ID, STOP_ID };
-
-    fx_init(&f, config(4, 16, 4, 32, 64));
-    r = fx_add(&f, 3, 10, 1);
-    r->min_tokens = 3;
-    ck_assert_int_eq(run_until_finished(&f, r, toks, 4), 3);   /* the third output may stop */
-    ck_assert_int_eq(r->finish_reason, FINISH_STOP);
-    q = fx_add(&f, 3, 10, 2);
-    q->min_tokens = 2;
-    q->stop_token_ids = stop;
-    q->num_stop_token_ids = 1;
-    ck_assert_int_eq(run_until_finished(&f, q, toks2, 3), 2);
-    ck_assert_int_eq(q->finish_reason, FINISH_STOP);
-    fx_fini(&f);
-}
-END_TEST
-
-START_TEST(ignore_eos_runs_to_max_tokens_but_stop_ids_still_stop)
-{
-    struct fixture f;
-    struct sched_request *r, *q;
-    const int32_t stop[1] = { STOP_ID };
-    const int32_t toks[] = { EOS, EOS, EOS, EOS }, toks2[] = { EOS, STOP_ID, EOS };
-
-    fx_init(&f, config(4, 16, 4, 32, 64));
-    r = fx_add(&f, 3, 3, 1);
-    r->ignore_eos = true;
-    ck_assert_int_eq(run_until_finished(&f, r, toks, 4), 3);
-    ck_assert_int_eq(r->finish_reason, FINISH_LENGTH);
-    q = fx_add(&f, 3, 10, 2);
-    q->ignore_eos = true;
-    q->stop_token_ids = stop;
-    q->num_stop_token_ids = 1;
-    ck_assert_int_eq(run_until_finished(&f, q, toks2, 3), 2);
-    ck_assert_int_eq(q->finish_reason, FINISH_STOP);
+    for (k = 0; k < 5 && r->status != SCHED_FINISHED; k++) {
+        ck_assert_ptr_nonnull(fx_step(&f, fc->toks[k]));
+        ck_assert_int_eq(f.num_fin, r->status == SCHED_FINISHED);
+    }
+    ck_assert_msg(k == fc->want_steps && r->finish_reason == fc->want_reason,
+                  "%s: finished after %d steps with reason %d", fc->claim, k, r->finish_reason);
+    ck_assert_ptr_eq(f.fin[0], r);
+    ck_assert_int_eq(r->num_tokens, fc->prompt + k);
+    ck_assert_mem_eq(r->token_ids + fc->prompt, fc->toks, k * sizeof *fc->toks);
+    ck_assert_ptr_null(fx_step(&f, 5));
+    checker_pool_full(&f.ck);
     fx_fini(&f);
 }
 END_TEST
@@ -661,12 +600,8 @@ Suite *scheduler_suite(void)
     tcase_add_test(tc, newest_request_short_of_a_block_preempts_itself_not_an_older_one);
     tcase_add_test(tc, preempting_an_already_scheduled_decode_takes_it_out_of_the_batch);
     tcase_add_test(tc, abort_in_each_state_frees_everything);
-    tcase_add_test(tc, eos_finishes_with_stop_and_keeps_the_eos_token);
-    tcase_add_test(tc, stop_token_id_finishes_with_stop);
-    tcase_add_test(tc, max_tokens_finishes_with_length_after_exactly_that_many);
-    tcase_add_test(tc, filling_max_model_len_finishes_with_length);
-    tcase_add_test(tc, min_tokens_holds_back_eos_and_stop_ids);
-    tcase_add_test(tc, ignore_eos_runs_to_max_tokens_but_stop_ids_still_stop);
+    tcase_add_loop_test(tc, finish_case_ends_at_its_step_with_its_reason, 0,
+                        (int)(sizeof finish_cases / sizeof finish_cases[0]));
     tcase_add_test(tc, sched_finish_ends_a_request_at_once);
     tcase_add_test(tc, admission_refuses_what_can_never_fit_with_a_message);
     tcase_add_test(tc, bad_config_is_refused_with_a_message);
