@@ -99,6 +99,8 @@ struct engine_stats {
     uint64_t num_preemptions;
     uint64_t prompt_tokens, generation_tokens;   /* counters since start */
     uint64_t num_steps;
+    uint64_t num_decode_steps;                /* decode-only steps and the seconds they took */
+    double decode_step_s;                     /* (runner_execute, the graph replay on cuda) */
     bool healthy;                             /* false once a step failed beyond recovery */
     bool ready;                               /* model loaded, graphs captured, thread running */
 };
