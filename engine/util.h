@@ -19,8 +19,12 @@ void errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
 void assert_fail_(const char *expr, const char *file, int line) __attribute__((noreturn));
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#ifndef MIN   /* <sys/param.h> (through uv.h) has the same two */
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 
 /* Element types of weights, activations and caches. */
 enum dtype { DT_F32, DT_F16, DT_BF16 };

@@ -112,6 +112,13 @@ static void unhash(struct block_pool *p, int id)
     p->num_hashed--;
 }
 
+void block_pool_forget(struct block_pool *p, int id)
+{
+    ASSERT(id >= 0 && id < p->num_blocks);
+    if (p->blocks[id].group >= 0)
+        unhash(p, id);
+}
+
 int block_pool_alloc(struct block_pool *p)
 {
     int id = p->free_head;

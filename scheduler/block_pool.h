@@ -61,6 +61,8 @@ int block_pool_lookup(const struct block_pool *p, int group, struct block_hash h
  * block unhashed) when another block already holds that key: two requests computed the same
  * block at once, and the first one to register keeps it. */
 bool block_pool_register(struct block_pool *p, int id, int group, struct block_hash h);
+/* Drops block id's prefix-cache entry, if it has one: its contents can no longer be trusted. */
+void block_pool_forget(struct block_pool *p, int id);
 
 /* The hash of a full block: parent is the previous block's hash, or NULL for the first. */
 struct block_hash block_pool_hash(struct block_pool *p, const struct block_hash *parent,

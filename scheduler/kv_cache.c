@@ -228,6 +228,14 @@ void kv_cache_free(struct kv_cache *kv, struct kv_req *kr)
     }
 }
 
+void kv_cache_forget(struct kv_cache *kv, struct kv_req *kr)
+{
+    for (int g = 0; g < kv->num_groups; g++)
+        for (int j = kr->first_live[g]; j < kr->num_blocks[g]; j++)
+            if (block_pool_ref_count(&kv->pool, kr->block_table[g][j]) == 1)
+                block_pool_forget(&kv->pool, kr->block_table[g][j]);
+}
+
 int64_t kv_cache_slot(const struct kv_cache *kv, const struct kv_req *kr, int g, int pos)
 {
     int32_t id;

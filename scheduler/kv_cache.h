@@ -80,6 +80,10 @@ int kv_cache_allocate(struct kv_cache *kv, struct kv_req *kr, const int32_t *tok
 /* Releases every block (last block first, so that a prefix outlives its tail in the LRU);
  * keeps the tables' memory and the hashes for a later recomputation. */
 void kv_cache_free(struct kv_cache *kv, struct kv_req *kr);
+/* Before freeing a request whose step failed: blocks it alone holds lose their prefix-cache
+ * hash, since the failed step may have left them half written. Blocks shared with other
+ * requests were computed in an earlier step and keep theirs. */
+void kv_cache_forget(struct kv_cache *kv, struct kv_req *kr);
 
 /* First position the query at pos attends to in group g. */
 static inline int kv_cache_window_start(const struct kv_cache *kv, int g, int pos)

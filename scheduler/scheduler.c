@@ -381,6 +381,19 @@ int sched_update(struct scheduler *s, const struct step_batch *b, const int32_t 
     return 0;
 }
 
+void sched_fail_step(struct scheduler *s, struct step_batch *b)
+{
+    ASSERT(s->in_step && b == &s->batch);
+    s->in_step = false;
+    for (int i = 0; i < b->num_reqs; i++) {
+        struct sched_request *r = b->reqs[i];
+        if (!r->held)
+            continue;
+        kv_cache_forget(&s->kv, &r->kv);
+        release(s, r, FINISH_ERROR);
+    }
+}
+
 void sched_get_stats(const struct scheduler *s, struct sched_stats *st)
 {
     st->num_running = s->running.len;

@@ -84,6 +84,10 @@ int sched_update(struct scheduler *s, const struct step_batch *b, const int32_t 
 /* The engine found a stop string (FINISH_STOP) or failed r (FINISH_ERROR): finishes r now,
  * between steps, and frees its blocks. No-op for a request the scheduler no longer holds. */
 void sched_finish(struct scheduler *s, struct sched_request *r, enum finish_reason why);
+/* The runner failed the step that sched_schedule built: every request in it ends with
+ * FINISH_ERROR (blocks freed, their prefix-cache hashes from the step dropped), and the
+ * scheduler is ready for the next step. The engine reports the error to each request. */
+void sched_fail_step(struct scheduler *s, struct step_batch *b);
 
 void sched_get_stats(const struct scheduler *s, struct sched_stats *st);
 

@@ -1,11 +1,268 @@
-/* cmd_bench.c — placeholder until its owner lands it (see server/commands.h). */
+/* cmd_bench.c — `osprey bench`: offline throughput on the engine (no HTTP). N random
+ * prompts are submitted at once (ignore_eos, so every request makes exactly its output
+ * length) and the run prints requests/s, output tokens/s and total tokens/s, plus TTFT and
+ * time per output token percentiles and the mean decode step time. Figures are printed,
+ * never asserted. */
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "engine/engine.h"
+#include "engine/model.h"
+#include "engine/util.h"
+#include "server/cli.h"
 #include "server/commands.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: osprey bench --model DIR [options]\n\n"
+        "Offline throughput: submits --num-prompts random prompts at once and waits for all.\n"
+        "Lengths are fixed, or drawn uniformly from [--input-len, --input-len-max] and\n"
+        "[--output-len, --output-len-max] when the maxima are given.\n\n"
+        "  --model DIR                  Hugging Face model folder\n"
+        "  --backend cpu|cuda           default: cuda when a GPU is present, else cpu\n"
+        "  --num-prompts N              requests (default 64)\n"
+        "  --input-len N                prompt tokens (default 128)\n"
+        "  --input-len-max N            draw prompt lengths from [input-len, N]\n"
+        "  --output-len N               output tokens per request (default 128)\n"
+        "  --output-len-max N           draw output lengths from [output-len, N]\n"
+        "  --temperature T              sampling temperature (default 1; 0 = greedy)\n"
+        "  --seed S                     prompts and sampling seed (default 0)\n"
+        "  --max-num-seqs N             requests per step (default 256)\n"
+        "  --max-num-batched-tokens N   token budget per step (default 8192)\n"
+        "  --max-model-len N            context length (default: the model's)\n"
+        "  --kv-cache-memory SIZE       KV cache size (default: derived from free memory)\n"
+        "  --gpu-memory-utilization F   share of GPU memory osprey may use (default 0.9)\n"
+        "  --block-size N               KV block size in tokens (default 16)\n"
+        "  --enforce-eager              no CUDA graphs\n"
+        "  --no-prefix-caching          turn the prefix cache off\n"
+        "  --no-fused-rope-cache        rope and cache_update as two ops\n"
+        "  --threads N                  cpu worker threads (default: all cores)\n");
+}
+
+struct bench_req {
+    double arrival_s, first_s, last_s;
+    int num_out;
+};
+
+struct bench {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int pending, failed;
+};
+
+struct ctx {
+    struct bench *b;
+    struct bench_req *r;
+};
+
+static void output_cb(void *user, const struct engine_output *o)
+{
+    struct ctx *c = user;
+
+    c->r->num_out = o->num_output_tokens;
+    c->r->arrival_s = o->arrival_s;
+    c->r->first_s = o->first_token_s;
+    if (o->num_tokens)
+        c->r->last_s = o->now_s;
+    if (o->finished) {
+        pthread_mutex_lock(&c->b->m);
+        c->b->pending--;
+        if (o->finish_reason != FINISH_LENGTH)
+            c->b->failed++;
+        pthread_cond_signal(&c->b->c);
+        pthread_mutex_unlock(&c->b->m);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double pct(const double *sorted, int n, double p)
+{
+    return n ? sorted[MIN(n - 1, (int)floor(p / 100.0 * n))] : 0;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
 
 int cmd_bench(int argc, char **argv)
 {
-    (void)argc; (void)argv;
-    fprintf(stderr, "osprey bench: not built yet\n");
-    return 1;
+    const char *model = NULL, *backend = NULL;
+    int num_prompts = 64, in_len = 128, in_max = 0, out_len = 128, out_max = 0, threads = 0;
+    int max_num_seqs = 256, max_batched = 8192, max_model_len = 0, block_size = 16;
+    float temperature = 1.0f, gpu_util = 0.9f;
+    uint64_t seed = 0, rng;
+    size_t kv_bytes = 0;
+    bool eager = false, no_prefix = false, no_fused = false;
+    struct bench b = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+    struct engine_options eo;
+    struct engine_stats st0, st1;
+    struct engine *e = NULL;
+    struct bench_req *reqs = NULL;
+    struct ctx *ctxs = NULL;
+    int32_t *prompt = NULL;
+    char err[ERR_LEN] = "";
+    int rc = 1;
+
+    const struct cli_opt opts[] = {
+        { "--model", CLI_STR, &model }, { "--backend", CLI_STR, &backend },
+        { "--num-prompts", CLI_INT, &num_prompts }, { "--input-len", CLI_INT, &in_len },
+        { "--input-len-max", CLI_INT, &in_max }, { "--output-len", CLI_INT, &out_len },
+        { "--output-len-max", CLI_INT, &out_max }, { "--temperature", CLI_FLOAT, &temperature },
+        { "--seed", CLI_U64, &seed }, { "--max-num-seqs", CLI_INT, &max_num_seqs },
+        { "--max-num-batched-tokens", CLI_INT, &max_batched },
+        { "--max-model-len", CLI_INT, &max_model_len }, { "--kv-cache-memory", CLI_SIZE, &kv_bytes },
+        { "--gpu-memory-utilization", CLI_FLOAT, &gpu_util }, { "--block-size", CLI_INT, &block_size },
+        { "--enforce-eager", CLI_BOOL, &eager }, { "--no-prefix-caching", CLI_BOOL, &no_prefix },
+        { "--no-fused-rope-cache", CLI_BOOL, &no_fused }, { "--threads", CLI_INT, &threads },
+    };
+    int prc = cli_parse("bench", argc, argv, opts, (int)ARRAY_LEN(opts), usage);
+    if (prc)
+        return prc == 1 ? 0 : 2;
+    if (!model) {
+        fprintf(stderr, "osprey bench: --model is required (--help)\n");
+        return 2;
+    }
+    if (in_max < in_len)
+        in_max = in_len;
+    if (out_max < out_len)
+        out_max = out_len;
+    if (num_prompts < 1 || in_len < 1 || out_len < 1 || block_size < 1 || temperature < 0) {
+        fprintf(stderr, "osprey bench: --num-prompts, --input-len, --output-len and --block-size "
+                "must be >= 1, --temperature >= 0\n");
+        return 2;
+    }
+
+    static const int graph_sizes[] = { 1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224,
+                                       256, 320, 384, 448, 512 };
+    engine_options_init(&eo);
+    eo.model_dir = model;
+    eo.backend = backend;
+    eo.num_threads = threads;
+    eo.kv_cache_bytes = kv_bytes;
+    eo.gpu_memory_utilization = gpu_util;
+    eo.block_size = block_size;
+    eo.max_num_seqs = max_num_seqs;
+    eo.max_num_batched_tokens = max_batched;
+    eo.max_model_len = max_model_len ? max_model_len : in_max + out_max;
+    eo.enable_prefix_caching = !no_prefix;
+    eo.enforce_eager = eager;
+    eo.fused_rope_cache = !no_fused;
+    eo.graph_sizes = graph_sizes;
+    eo.num_graph_sizes = (int)ARRAY_LEN(graph_sizes);
+    eo.max_waiting = num_prompts + 1;
+    eo.seed = seed + 1;
+    double t_load = now_s();
+    if (engine_create(&e, &eo, err) != 0 || engine_start(e, err) != 0)
+        goto out;
+    t_load = now_s() - t_load;
+    int vocab = engine_model_config(e)->vocab_size;
+
+    reqs = calloc(num_prompts, sizeof *reqs);
+    ctxs = calloc(num_prompts, sizeof *ctxs);
+    prompt = malloc(in_max * sizeof *prompt);
+    if (!reqs || !ctxs || !prompt) {
+        errf(err, "out of memory");
+        goto out;
+    }
+    rng = seed;
+    b.pending = num_prompts;
+    engine_get_stats(e, &st0);
+    double t0 = now_s();
+    long total_in = 0, total_out_planned = 0;
+    for (int i = 0; i < num_prompts; i++) {
+        struct gen_params p;
+        uint64_t id;
+        int n = in_len + (int)(rng_next(&rng) % (uint64_t)(in_max - in_len + 1));
+
+        gen_params_init(&p);
+        p.max_tokens = out_len + (int)(rng_next(&rng) % (uint64_t)(out_max - out_len + 1));
+        p.temperature = temperature;
+        p.ignore_eos = true;
+        p.has_seed = true;
+        p.seed = seed + i;
+        /* random ids away from the first few (often special) tokens */
+        for (int k = 0; k < n; k++)
+            prompt[k] = 10 + (int32_t)(rng_next(&rng) % (uint64_t)(vocab - 10));
+        ctxs[i] = (struct ctx){ .b = &b, .r = &reqs[i] };
+        struct engine_request_desc d = { .prompt = prompt, .num_prompt = n, .params = &p,
+                                         .cb = output_cb, .user = &ctxs[i] };
+        if (engine_submit(e, &d, &id, err) != 0) {
+            pthread_mutex_lock(&b.m);
+            b.pending -= num_prompts - i;
+            pthread_mutex_unlock(&b.m);
+            goto wait;
+        }
+        total_in += n;
+        total_out_planned += p.max_tokens;
+    }
+wait:
+    pthread_mutex_lock(&b.m);
+    while (b.pending > 0)
+        pthread_cond_wait(&b.c, &b.m);
+    pthread_mutex_unlock(&b.m);
+    double elapsed = now_s() - t0;
+    engine_get_stats(e, &st1);
+    if (err[0])
+        goto out;
+
+    long total_out = 0;
+    double *ttft = malloc(num_prompts * sizeof *ttft), *tpot = malloc(num_prompts * sizeof *tpot);
+    int n_tpot = 0;
+    for (int i = 0; i < num_prompts; i++) {
+        total_out += reqs[i].num_out;
+        ttft[i] = reqs[i].first_s - reqs[i].arrival_s;
+        if (reqs[i].num_out > 1)
+            tpot[n_tpot++] = (reqs[i].last_s - reqs[i].first_s) / (reqs[i].num_out - 1);
+    }
+    qsort(ttft, num_prompts, sizeof *ttft, cmp_double);
+    qsort(tpot, n_tpot, sizeof *tpot, cmp_double);
+    uint64_t dsteps = st1.num_decode_steps - st0.num_decode_steps;
+    double dsec = st1.decode_step_s - st0.decode_step_s;
+
+    printf("osprey bench: %s, %d prompts, input %d..%d, output %d..%d tokens, %s%s\n", model,
+           num_prompts, in_len, in_max, out_len, out_max, eager ? "eager" : "graphs where captured",
+           no_fused ? ", unfused rope/cache" : "");
+    printf("engine start-up:   %.2f s\n", t_load);
+    printf("elapsed:           %.3f s\n", elapsed);
+    printf("requests/s:        %.2f\n", num_prompts / elapsed);
+    printf("output tokens/s:   %.1f\n", total_out / elapsed);
+    printf("total tokens/s:    %.1f\n", (total_in + total_out) / elapsed);
+    printf("TTFT ms:           p50 %.1f  p90 %.1f  p99 %.1f\n", 1e3 * pct(ttft, num_prompts, 50),
+           1e3 * pct(ttft, num_prompts, 90), 1e3 * pct(ttft, num_prompts, 99));
+    printf("TPOT ms:           p50 %.2f  p90 %.2f  p99 %.2f\n", 1e3 * pct(tpot, n_tpot, 50),
+           1e3 * pct(tpot, n_tpot, 90), 1e3 * pct(tpot, n_tpot, 99));
+    printf("decode steps:      %llu, mean %.3f ms\n", (unsigned long long)dsteps,
+           dsteps ? 1e3 * dsec / dsteps : 0.0);
+    printf("steps:             %llu, preemptions %llu\n",
+           (unsigned long long)(st1.num_steps - st0.num_steps),
+           (unsigned long long)(st1.num_preemptions - st0.num_preemptions));
+    free(ttft);
+    free(tpot);
+    if (b.failed || total_out != total_out_planned) {
+        errf(err, "%d requests did not finish normally (%ld of %ld output tokens)", b.failed,
+             total_out, total_out_planned);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "osprey bench: %s\n", err);
+    engine_destroy(e);
+    free(reqs);
+    free(ctxs);
+    free(prompt);
+    return rc;
 }

@@ -1,11 +1,189 @@
-/* cmd_generate.c — placeholder until its owner lands it (see server/commands.h). */
+/* cmd_generate.c — `osprey generate`: one completion offline, through the same engine the
+ * daemon runs (scheduler, runner, sampler), printed as text or as token ids. The daemon's
+ * integration tests compare their greedy output with this. */
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "engine/engine.h"
+#include "engine/tokenizer.h"
+#include "engine/util.h"
+#include "server/cli.h"
 #include "server/commands.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: osprey generate --model DIR (--prompt TEXT | --prompt-ids JSON) [options]\n\n"
+        "Generates one completion offline and prints its text (or, with --ids, the generated\n"
+        "token ids as a JSON array).\n\n"
+        "  --model DIR            Hugging Face model folder\n"
+        "  --prompt TEXT          prompt text (tokenized with the model's tokenizer, BOS as it adds)\n"
+        "  --prompt-ids JSON      prompt token ids, e.g. '[1, 15043, 3186]'\n"
+        "  --backend cpu|cuda     default: cuda when a GPU is present, else cpu\n"
+        "  --max-tokens N         tokens to generate (default 16)\n"
+        "  --temperature T        0 = greedy (default 0)\n"
+        "  --top-p P --top-k K --min-p P   sampling filters (off by default)\n"
+        "  --seed S               sampling seed (default 0)\n"
+        "  --ignore-eos           keep going past the end-of-sequence token\n"
+        "  --ids                  print the generated ids as JSON instead of the text\n"
+        "  --max-model-len N      context length (default: the model's)\n"
+        "  --kv-cache-memory SIZE KV cache size (default: the engine's)\n"
+        "  --threads N            cpu worker threads (default: all cores)\n");
+}
+
+struct result {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int32_t *ids;
+    int num_ids, cap_ids;
+    char *text;
+    size_t text_len;
+    bool done, oom;
+    enum finish_reason why;
+    char error[ERR_LEN];
+};
+
+static void output_cb(void *user, const struct engine_output *o)
+{
+    struct result *r = user;
+
+    pthread_mutex_lock(&r->m);
+    if (r->num_ids + o->num_tokens <= r->cap_ids) {
+        memcpy(r->ids + r->num_ids, o->token_ids, o->num_tokens * sizeof *r->ids);
+        r->num_ids += o->num_tokens;
+    }
+    if (o->text_len) {
+        char *t = realloc(r->text, r->text_len + o->text_len + 1);
+        if (t) {
+            memcpy(t + r->text_len, o->text, o->text_len);
+            r->text = t;
+            r->text_len += o->text_len;
+            t[r->text_len] = '\0';
+        } else {
+            r->oom = true;
+        }
+    }
+    if (o->finished) {
+        r->done = true;
+        r->why = o->finish_reason;
+        if (o->error)
+            snprintf(r->error, sizeof r->error, "%s", o->error);
+        pthread_cond_signal(&r->c);
+    }
+    pthread_mutex_unlock(&r->m);
+}
 
 int cmd_generate(int argc, char **argv)
 {
-    (void)argc; (void)argv;
-    fprintf(stderr, "osprey generate: not built yet\n");
-    return 1;
+    const char *model = NULL, *prompt = NULL, *prompt_ids = NULL, *backend = NULL;
+    struct engine_options eo;
+    struct gen_params p;
+    struct tokenizer *tok = NULL;
+    struct engine *e = NULL;
+    struct result res = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+    int32_t *ids = NULL;
+    int num_ids = 0, rc = 1, max_tokens = 16, max_model_len = 0, threads = 0, top_k = 0;
+    float temperature = 0, top_p = 1, min_p = 0;
+    uint64_t seed = 0, id;
+    bool ignore_eos = false, print_ids = false;
+    size_t kv_bytes = 0;
+    char err[ERR_LEN] = "";
+
+    const struct cli_opt opts[] = {
+        { "--model", CLI_STR, &model }, { "--prompt", CLI_STR, &prompt },
+        { "--prompt-ids", CLI_STR, &prompt_ids }, { "--backend", CLI_STR, &backend },
+        { "--max-tokens", CLI_INT, &max_tokens }, { "--temperature", CLI_FLOAT, &temperature },
+        { "--top-p", CLI_FLOAT, &top_p }, { "--top-k", CLI_INT, &top_k },
+        { "--min-p", CLI_FLOAT, &min_p }, { "--seed", CLI_U64, &seed },
+        { "--ignore-eos", CLI_BOOL, &ignore_eos }, { "--ids", CLI_BOOL, &print_ids },
+        { "--max-model-len", CLI_INT, &max_model_len }, { "--kv-cache-memory", CLI_SIZE, &kv_bytes },
+        { "--threads", CLI_INT, &threads },
+    };
+    int prc = cli_parse("generate", argc, argv, opts, (int)ARRAY_LEN(opts), usage);
+    if (prc)
+        return prc == 1 ? 0 : 2;
+    if (!model || (!prompt == !prompt_ids)) {
+        fprintf(stderr, "osprey generate: --model and one of --prompt / --prompt-ids are required (--help)\n");
+        return 2;
+    }
+    if (max_tokens < 1 || temperature < 0 || top_p <= 0 || top_p > 1 || min_p < 0 || min_p > 1) {
+        fprintf(stderr, "osprey generate: --max-tokens must be >= 1, --temperature >= 0, "
+                "--top-p in (0, 1], --min-p in [0, 1]\n");
+        return 2;
+    }
+
+    /* The tokenizer is needed for text in and out; with --prompt-ids --ids it is optional. */
+    if (tokenizer_load(&tok, model, err) != 0) {
+        if (prompt || !print_ids) {
+            fprintf(stderr, "osprey generate: %s\n", err);
+            return 1;
+        }
+        tok = NULL;
+    }
+    if (prompt) {
+        if (tokenizer_encode(tok, prompt, strlen(prompt), true, &ids, &num_ids, err) != 0)
+            goto out;
+    } else if (cli_parse_ids(prompt_ids, &ids, &num_ids, err) != 0) {
+        goto out;
+    }
+
+    engine_options_init(&eo);
+    eo.model_dir = model;
+    eo.backend = backend;
+    eo.tokenizer = tok;
+    eo.num_threads = threads;
+    eo.kv_cache_bytes = kv_bytes;
+    eo.max_model_len = max_model_len;
+    eo.max_num_seqs = 1;
+    if (engine_create(&e, &eo, err) != 0 || engine_start(e, err) != 0)
+        goto out;
+
+    gen_params_init(&p);
+    p.max_tokens = max_tokens;
+    p.temperature = temperature;
+    p.top_p = top_p;
+    p.top_k = top_k;
+    p.min_p = min_p;
+    p.has_seed = true;
+    p.seed = seed;
+    p.ignore_eos = ignore_eos;
+    res.cap_ids = max_tokens;
+    res.ids = malloc(max_tokens * sizeof *res.ids);
+    if (!res.ids) {
+        errf(err, "out of memory");
+        goto out;
+    }
+    struct engine_request_desc d = { .prompt = ids, .num_prompt = num_ids, .params = &p,
+                                     .cb = output_cb, .user = &res };
+    if (engine_submit(e, &d, &id, err) != 0)
+        goto out;
+    pthread_mutex_lock(&res.m);
+    while (!res.done)
+        pthread_cond_wait(&res.c, &res.m);
+    pthread_mutex_unlock(&res.m);
+    if (res.why == FINISH_ERROR || res.why == FINISH_ABORT || res.oom) {
+        errf(err, "generation failed: %s", res.error[0] ? res.error : "out of memory");
+        goto out;
+    }
+    if (print_ids) {
+        printf("[");
+        for (int i = 0; i < res.num_ids; i++)
+            printf("%s%d", i ? ", " : "", res.ids[i]);
+        printf("]\n");
+    } else if (res.text_len) {
+        fwrite(res.text, 1, res.text_len, stdout);
+    }
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "osprey generate: %s\n", err);
+    engine_destroy(e);
+    tokenizer_destroy(tok);
+    free(ids);
+    free(res.ids);
+    free(res.text);
+    return rc;
 }

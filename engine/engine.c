@@ -1,0 +1,891 @@
+/* engine.c — the engine thread: a libuv loop that takes new and aborted requests from a
+ * locked inbox (woken by uv_async_send), runs scheduler → runner → scheduler update steps
+ * while there is work (an idle handle keeps the loop spinning only then), and hands each
+ * request's new tokens and text to its callback. Everything below "engine thread only" is
+ * touched by that thread alone; the inbox, the abort list, flags and stats sit behind
+ * e->lock. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "engine/backend.h"
+#include "engine/engine.h"
+#include "engine/log.h"
+#include "engine/model.h"
+#include "engine/output.h"
+#include "engine/runner.h"
+#include "engine/tokenizer.h"
+#include "scheduler/scheduler.h"
+
+struct engine_request {
+    struct sched_request sr;         /* the scheduler's view; sr.user points back here */
+    uint64_t id;
+    struct gen_params params;        /* deep copy: stop strings and ids owned here */
+    int32_t *tokens;                 /* [num_prompt + max_tokens]: sr.token_ids */
+    int32_t *banned;                 /* EOS + stop ids, banned before min_tokens */
+    int num_banned;
+    uint64_t seed;
+    engine_output_cb cb;
+    void *user;
+    struct out_text text;
+    double arrival_s, first_token_s;
+    int num_delivered;               /* output tokens handed to the callback */
+    struct engine_request *next, *prev;   /* inbox, then the live list */
+};
+
+struct engine {
+    struct engine_options opt;
+    struct model model;
+    struct backend *be;
+    struct runner *runner;
+    struct scheduler *sched;
+    const struct tokenizer *tok;     /* borrowed */
+    int max_model_len;
+    int32_t eos_ids[MODEL_MAX_EOS];
+    int num_eos;
+
+    /* shared with other threads, under lock */
+    pthread_mutex_t lock;
+    struct engine_request *inbox, *inbox_tail;
+    int inbox_len;
+    uint64_t *aborts;
+    int num_aborts, cap_aborts;
+    uint64_t next_id;
+    bool started, draining, dead;
+    double drain_deadline_s;
+    struct engine_stats stats;
+
+    /* engine thread only */
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_async_t wakeup;
+    uv_idle_t stepper;
+    bool stepping;
+    struct engine_request *live;     /* admitted to the scheduler */
+    struct sample_row *rows;         /* [cap_reqs]: backend_options.max_reqs */
+    struct sample_result *results;   /* [cap_reqs] */
+    int32_t *sampled;                /* [cap_reqs] */
+    int *graph_sizes;                /* the options' sizes within max_num_seqs */
+    int num_graph_sizes;
+    uv_timer_t drain_timer;          /* wakes the loop when the grace period ends */
+    uint64_t num_steps, num_decode_steps;
+    double decode_step_s;
+    uint64_t rng;
+    long fault_step;                 /* test-only fault point: fail step N (0 = off) */
+    bool fault_sticky;
+};
+
+void engine_options_init(struct engine_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->block_size = 16;
+    o->max_num_seqs = 256;
+    o->max_num_batched_tokens = 8192;
+    o->enable_prefix_caching = true;
+    o->gpu_memory_utilization = 0.9f;
+    o->fused_rope_cache = true;
+    o->max_waiting = 1024;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* ---- requests ---------------------------------------------------------------------- */
+
+static void request_free(struct engine_request *r)
+{
+    if (!r)
+        return;
+    out_text_fini(&r->text);
+    for (int i = 0; i < r->params.num_stop; i++)
+        free(r->params.stop[i]);
+    free(r->params.stop);
+    free(r->params.stop_token_ids);
+    free(r->tokens);
+    free(r->banned);
+    free(r);
+}
+
+static struct engine_request *request_create(struct engine *e, const struct engine_request_desc *d)
+{
+    const struct gen_params *p = d->params;
+    struct engine_request *r = calloc(1, sizeof *r);
+
+    if (!r)
+        return NULL;
+    r->params = *p;
+    r->params.stop = NULL;
+    r->params.num_stop = 0;
+    r->params.stop_token_ids = NULL;
+    r->params.num_stop_token_ids = 0;
+    r->tokens = malloc(((size_t)d->num_prompt + p->max_tokens) * sizeof *r->tokens);
+    r->banned = malloc(((size_t)e->num_eos + p->num_stop_token_ids + 1) * sizeof *r->banned);
+    if (!r->tokens || !r->banned)
+        goto fail;
+    if (p->num_stop) {
+        r->params.stop = calloc(p->num_stop, sizeof *r->params.stop);
+        if (!r->params.stop)
+            goto fail;
+        for (int i = 0; i < p->num_stop; i++) {
+            if (!(r->params.stop[i] = strdup(p->stop[i])))
+                goto fail;
+            r->params.num_stop = i + 1;
+        }
+    }
+    if (p->num_stop_token_ids) {
+        r->params.stop_token_ids = malloc(p->num_stop_token_ids * sizeof(int32_t));
+        if (!r->params.stop_token_ids)
+            goto fail;
+        memcpy(r->params.stop_token_ids, p->stop_token_ids, p->num_stop_token_ids * sizeof(int32_t));
+        r->params.num_stop_token_ids = p->num_stop_token_ids;
+    }
+    memcpy(r->tokens, d->prompt, (size_t)d->num_prompt * sizeof *r->tokens);
+    for (int i = 0; i < e->num_eos; i++)
+        r->banned[r->num_banned++] = e->eos_ids[i];
+    for (int i = 0; i < r->params.num_stop_token_ids; i++)
+        r->banned[r->num_banned++] = r->params.stop_token_ids[i];
+
+    r->cb = d->cb;
+    r->user = d->user;
+    r->arrival_s = now_s();
+    r->sr.token_ids = r->tokens;
+    r->sr.num_prompt_tokens = d->num_prompt;
+    r->sr.num_tokens = d->num_prompt;
+    r->sr.max_tokens = p->max_tokens;
+    r->sr.min_tokens = p->min_tokens;
+    r->sr.ignore_eos = p->ignore_eos;
+    r->sr.stop_token_ids = r->params.stop_token_ids;
+    r->sr.num_stop_token_ids = r->params.num_stop_token_ids;
+    r->sr.priority = p->priority;
+    r->sr.user = r;
+    out_text_init(&r->text, e->tok, p->skip_special_tokens, r->params.stop, r->params.num_stop);
+    return r;
+fail:
+    request_free(r);
+    return NULL;
+}
+
+/* Hands the request's news to its callback. `tokens` are the new output tokens (their
+ * samples alongside); final delivers the rest of the text and ends the request. */
+static void deliver(struct engine *e, struct engine_request *r, const int32_t *tokens,
+                    const struct sample_result *samples, int n, bool final,
+                    enum finish_reason why, const char *error)
+{
+    struct engine_output out = {
+        .id = r->id,
+        .token_ids = tokens,
+        .samples = samples,
+        .num_tokens = n,
+        .finished = final,
+        .finish_reason = final ? why : FINISH_NONE,
+        .error = error,
+        .num_prompt_tokens = r->sr.num_prompt_tokens,
+        .num_output_tokens = r->num_delivered + n,
+        .num_cached_tokens = r->sr.num_cached_tokens,
+        .arrival_s = r->arrival_s,
+        .now_s = now_s(),
+    };
+
+    if (n > 0 && r->first_token_s == 0)
+        r->first_token_s = out.now_s;
+    out.first_token_s = r->first_token_s;
+    out_text_take(&r->text, final, &out.text, &out.text_len);
+    r->num_delivered += n;
+    if (n == 0 && out.text_len == 0 && !final)
+        return;
+    r->cb(r->user, &out);
+}
+
+static void live_unlink(struct engine *e, struct engine_request *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        e->live = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+}
+
+/* Ends a live request: the scheduler lets go of it (if it still holds it), the callback
+ * hears the end, the request is freed. */
+static void finish_live(struct engine *e, struct engine_request *r, enum finish_reason why,
+                        const char *error)
+{
+    if (r->sr.status != SCHED_FINISHED)
+        sched_abort(e->sched, &r->sr);
+    live_unlink(e, r);
+    deliver(e, r, NULL, NULL, 0, true, why, error);
+    request_free(r);
+}
+
+/* ---- one step ---------------------------------------------------------------------- */
+
+static void publish_stats(struct engine *e)
+{
+    struct sched_stats ss;
+
+    sched_get_stats(e->sched, &ss);
+    pthread_mutex_lock(&e->lock);
+    e->stats.num_running = ss.num_running;
+    e->stats.num_waiting = ss.num_waiting;
+    e->stats.num_blocks = ss.num_blocks;
+    e->stats.num_free_blocks = ss.num_free_blocks;
+    e->stats.prefix_queries = ss.prefix_queries;
+    e->stats.prefix_hits = ss.prefix_hits;
+    e->stats.num_preemptions = ss.num_preemptions;
+    e->stats.num_steps = e->num_steps;
+    e->stats.num_decode_steps = e->num_decode_steps;
+    e->stats.decode_step_s = e->decode_step_s;
+    e->stats.healthy = !e->dead;
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* Moves the inbox and the abort list into the scheduler. */
+static void take_inbox(struct engine *e)
+{
+    struct engine_request *in, *r, *next;
+    uint64_t *aborts;
+    int num_aborts;
+    bool drain_over;
+    char err[ERR_LEN];
+
+    pthread_mutex_lock(&e->lock);
+    in = e->inbox;
+    e->inbox = e->inbox_tail = NULL;
+    e->inbox_len = 0;
+    aborts = e->aborts;
+    num_aborts = e->num_aborts;
+    e->aborts = NULL;
+    e->num_aborts = e->cap_aborts = 0;
+    drain_over = e->draining && now_s() >= e->drain_deadline_s;
+    pthread_mutex_unlock(&e->lock);
+
+    for (r = in; r; r = next) {
+        next = r->next;
+        r->next = r->prev = NULL;
+        err[0] = '\0';
+        if (sched_add(e->sched, &r->sr, err) != 0) {
+            deliver(e, r, NULL, NULL, 0, true, FINISH_ERROR, err);
+            request_free(r);
+            continue;
+        }
+        r->next = e->live;
+        if (e->live)
+            e->live->prev = r;
+        e->live = r;
+    }
+    for (int i = 0; i < num_aborts; i++)
+        for (r = e->live; r; r = r->next)
+            if (r->id == aborts[i]) {
+                finish_live(e, r, FINISH_ABORT, NULL);
+                break;
+            }
+    free(aborts);
+    if (drain_over)
+        while (e->live)
+            finish_live(e, e->live, FINISH_ABORT, "server shutting down");
+}
+
+static void fill_rows(struct engine *e, const struct step_batch *b)
+{
+    for (int i = 0; i < b->num_sample; i++) {
+        struct engine_request *r = b->reqs[b->sample_req[i]]->user;
+        struct sample_row *row = &e->rows[i];
+        int num_output = r->sr.num_tokens - r->sr.num_prompt_tokens;
+
+        row->temperature = r->params.temperature;
+        row->top_k = r->params.top_k;
+        row->top_p = r->params.top_p;
+        row->min_p = r->params.min_p;
+        row->presence_penalty = r->params.presence_penalty;
+        row->frequency_penalty = r->params.frequency_penalty;
+        row->repetition_penalty = r->params.repetition_penalty;
+        row->seed = r->seed;
+        row->counter = (uint32_t)num_output;
+        row->num_logprobs = r->params.logprobs;
+        row->prompt = r->tokens;
+        row->num_prompt = r->sr.num_prompt_tokens;
+        row->output = r->tokens + r->sr.num_prompt_tokens;
+        row->num_output = num_output;
+        row->banned = r->banned;
+        row->num_banned = num_output < r->params.min_tokens ? r->num_banned : 0;
+    }
+}
+
+/* A failed step fails the requests in it; a device error (-EIO) kills the engine. */
+static void step_failed(struct engine *e, struct step_batch *b, int rc)
+{
+    char msg[160];
+
+    snprintf(msg, sizeof msg, "engine step failed: %s", strerror(-rc));
+    LOG(LL_ERR, "engine", "%s (%d requests in the step%s)", msg, b->num_reqs,
+        rc == -EIO ? "; the engine cannot continue" : "");
+    if (rc == -EIO) {   /* dead before anyone hears of it: a woken caller sees it */
+        pthread_mutex_lock(&e->lock);
+        e->dead = true;
+        e->stats.healthy = false;
+        pthread_mutex_unlock(&e->lock);
+    }
+    sched_fail_step(e->sched, b);   /* the step's requests are FINISHED with FINISH_ERROR */
+    for (int i = 0; i < b->num_reqs; i++)
+        finish_live(e, b->reqs[i]->user, FINISH_ERROR, msg);
+    if (rc == -EIO)
+        while (e->live)
+            finish_live(e, e->live, FINISH_ERROR, msg);
+}
+
+/* Runs one step; returns false when there was nothing to run. */
+static bool engine_step(struct engine *e)
+{
+    struct sched_request **finished;
+    struct step_batch *b;
+    int num_finished, rc;
+
+    take_inbox(e);
+    b = sched_schedule(e->sched);
+    if (!b || b->num_reqs == 0) {
+        publish_stats(e);
+        return false;
+    }
+    fill_rows(e, b);
+    e->num_steps++;
+    bool decode_only = b->decode_only;
+    double t0 = now_s();
+    if (e->fault_step && (long)e->num_steps == e->fault_step)
+        rc = e->fault_sticky ? -EIO : -EFAULT;   /* OSPREY_FAULT_STEP: test-only */
+    else
+        rc = runner_execute(e->runner, b, e->rows, e->results);
+    if (decode_only) {
+        e->num_decode_steps++;
+        e->decode_step_s += now_s() - t0;
+    }
+    if (rc != 0) {
+        step_failed(e, b, rc);
+        publish_stats(e);
+        return true;
+    }
+    for (int i = 0; i < b->num_sample; i++)
+        e->sampled[i] = e->results[i].token;
+    rc = sched_update(e->sched, b, e->sampled, &finished, &num_finished);
+    if (rc != 0) {
+        LOG(LL_ERR, "engine", "scheduler update failed: %s", strerror(-rc));
+        pthread_mutex_lock(&e->lock);
+        e->dead = true;   /* the scheduler's own state is wrong: nothing is safe */
+        e->stats.healthy = false;
+        pthread_mutex_unlock(&e->lock);
+        while (e->live)
+            finish_live(e, e->live, FINISH_ERROR, "internal error in the scheduler");
+        publish_stats(e);
+        return true;
+    }
+    /* Stats first, so that whoever wakes on a final callback already sees them. Stop
+     * strings found below end a few more requests; the end of the step publishes again. */
+    publish_stats(e);
+
+    /* Requests the scheduler ended without a sample in this step (its length limit can end
+     * a request before it samples): they get their final call first, before any request of
+     * the step is freed below. */
+    for (int i = 0; i < num_finished; i++) {
+        bool sampled_now = false;
+        for (int j = 0; j < b->num_sample && !sampled_now; j++)
+            sampled_now = b->reqs[b->sample_req[j]] == finished[i];
+        if (!sampled_now) {
+            struct engine_request *r = finished[i]->user;
+            live_unlink(e, r);
+            deliver(e, r, NULL, NULL, 0, true, r->sr.finish_reason, NULL);
+            request_free(r);
+        }
+    }
+
+    /* Deliver every sampled token; the scheduler has appended it already. A stop string
+     * ends the request here; EOS, stop ids and length ended it in sched_update. */
+    uint64_t prompt_tokens = 0;
+    for (int i = 0; i < b->num_sample; i++) {
+        struct engine_request *r = b->reqs[b->sample_req[i]]->user;
+        int32_t tok = e->sampled[i];
+        bool final;
+
+        if (r->num_delivered == 0)
+            prompt_tokens += r->sr.num_prompt_tokens;
+        if (out_text_push(&r->text, tok) != 0)
+            LOG(LL_WARN, "engine", "req %llu: out of memory for its text", (unsigned long long)r->id);
+        if (r->text.stopped && r->sr.status != SCHED_FINISHED)
+            sched_finish(e->sched, &r->sr, FINISH_STOP);
+        final = r->sr.status == SCHED_FINISHED;
+        deliver(e, r, &tok, &e->results[i], 1, final,
+                r->text.stopped ? FINISH_STOP : r->sr.finish_reason, NULL);
+        if (final) {
+            live_unlink(e, r);
+            request_free(r);
+        }
+    }
+    pthread_mutex_lock(&e->lock);
+    e->stats.prompt_tokens += prompt_tokens;
+    e->stats.generation_tokens += (uint64_t)b->num_sample;
+    pthread_mutex_unlock(&e->lock);
+    publish_stats(e);
+    return true;
+}
+
+/* ---- the loop ---------------------------------------------------------------------- */
+
+static void stepper_cb(uv_idle_t *h)
+{
+    struct engine *e = h->data;
+    bool quit;
+
+    if (!engine_step(e)) {
+        uv_idle_stop(&e->stepper);
+        e->stepping = false;
+    }
+    pthread_mutex_lock(&e->lock);
+    quit = e->draining && !e->live && !e->inbox;
+    pthread_mutex_unlock(&e->lock);
+    if (quit)
+        uv_stop(&e->loop);
+}
+
+static void start_stepping(struct engine *e)
+{
+    if (!e->stepping) {
+        e->stepping = true;
+        uv_idle_start(&e->stepper, stepper_cb);
+    }
+}
+
+static void drain_timer_cb(uv_timer_t *h)
+{
+    start_stepping(h->data);
+}
+
+/* Wakeups coalesce: one callback may stand for many submits and aborts. */
+static void wakeup_cb(uv_async_t *h)
+{
+    struct engine *e = h->data;
+    double left = -1;
+
+    pthread_mutex_lock(&e->lock);
+    if (e->draining)
+        left = e->drain_deadline_s - now_s();
+    pthread_mutex_unlock(&e->lock);
+    if (left >= 0 && !uv_is_active((uv_handle_t *)&e->drain_timer))
+        uv_timer_start(&e->drain_timer, drain_timer_cb, (uint64_t)(left * 1000) + 1, 0);
+    start_stepping(e);
+}
+
+static void *engine_thread(void *arg)
+{
+    struct engine *e = arg;
+
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+    /* Whatever is left ends now, so that every callback gets its final call. */
+    take_inbox(e);
+    while (e->live)
+        finish_live(e, e->live, FINISH_ABORT, "server shutting down");
+    publish_stats(e);
+    return NULL;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* ---- sizing the KV cache ----------------------------------------------------------- */
+
+/* Parameters of the model as the runner holds them (bf16 on cuda). */
+static size_t weight_bytes(const struct model_config *c, size_t elem)
+{
+    size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
+    size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
+    size_t layer = h * q + 2 * h * kv + q * h + 3 * h * ffn + 2 * h + q + 2 * kv;
+    size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2);
+    return elem * (layer * c->num_layers + head + h);
+}
+
+/* Activation buffers of a step of cap_tokens tokens and cap_reqs sampled rows (forward.h). */
+static size_t activation_bytes(const struct model_config *c, int cap_tokens, int cap_reqs, size_t elem)
+{
+    size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
+    size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
+    size_t per_token = 3 * h + (q + 2 * kv) + q + 3 * ffn;
+    return elem * per_token * cap_tokens + (size_t)cap_reqs * (2 * h * elem + 4 * (size_t)c->vocab_size);
+}
+
+/* KV blocks for the cache: --kv-cache-memory when given; else on cuda what
+ * gpu_memory_utilization of the device leaves after weights, activations and a reserve for
+ * cuBLAS, attention scratch and graphs; on cpu 1 GiB at most, or what max_num_seqs requests
+ * of max_model_len tokens need when that is less. Returns the count, or 0 with a message. */
+static int kv_num_blocks(struct engine *e, const char *backend, int cap_tokens, int cap_reqs, char *err)
+{
+    const struct model_config *c = &e->model.cfg;
+    const struct engine_options *o = &e->opt;
+    size_t block = runner_kv_block_bytes(c, e->be, o->block_size), bytes = o->kv_cache_bytes;
+    size_t elem = dtype_size(e->be->ops->act_dtype);
+
+    if (bytes == 0 && !strcmp(backend, "cuda")) {
+        const size_t reserve = 512ull << 20;
+        size_t free_b = 0, total_b = 0, used, want, other;
+        if (e->be->ops->mem_info(e->be, &free_b, &total_b) != 0) {
+            errf(err, "cannot read the device's free memory");
+            return 0;
+        }
+        used = total_b - free_b;   /* the CUDA context and whoever else is on the device */
+        want = (size_t)(o->gpu_memory_utilization * (double)total_b);
+        other = used + weight_bytes(c, elem) + activation_bytes(c, cap_tokens, cap_reqs, elem) + reserve;
+        if (want <= other + block) {
+            errf(err, "no GPU memory is left for the KV cache: %.2f GiB allowed "
+                 "(--gpu-memory-utilization %.2f of %.2f GiB), %.2f GiB in use before loading, "
+                 "weights %.2f GiB, activations %.2f GiB; raise --gpu-memory-utilization or lower "
+                 "--max-num-batched-tokens", want / 1073741824.0, o->gpu_memory_utilization,
+                 total_b / 1073741824.0, used / 1073741824.0,
+                 weight_bytes(c, elem) / 1073741824.0,
+                 activation_bytes(c, cap_tokens, cap_reqs, elem) / 1073741824.0);
+            return 0;
+        }
+        bytes = want - other;
+    } else if (bytes == 0) {
+        size_t need = (size_t)o->max_num_seqs * ((e->max_model_len + o->block_size - 1) / o->block_size) * block;
+        bytes = MIN((size_t)1 << 30, need);
+    }
+    if (bytes / block < 1 || bytes / block > INT32_MAX) {
+        errf(err, "a KV cache of %zu bytes holds %zu blocks of %zu bytes; give --kv-cache-memory "
+             "room for at least one", bytes, bytes / block, block);
+        return 0;
+    }
+    return (int)(bytes / block);
+}
+
+/* ---- public API -------------------------------------------------------------------- */
+
+int engine_create(struct engine **out, const struct engine_options *o, char *err)
+{
+    struct engine *e;
+    struct runner_options ro;
+    struct sched_config sc;
+    struct backend_options bo;
+    int group_window[KV_MAX_GROUPS], *layer_group = NULL, ng, rc;
+    const char *backend = o->backend;
+    const char *fault;
+
+    *out = NULL;
+    e = calloc(1, sizeof *e);
+    if (!e) {
+        errf(err, "out of memory");
+        return -ENOMEM;
+    }
+    e->opt = *o;
+    e->tok = o->tokenizer;
+    pthread_mutex_init(&e->lock, NULL);
+    e->rng = o->seed ? o->seed : (uint64_t)(now_s() * 1e9) ^ (uint64_t)(uintptr_t)e;
+    fault = getenv("OSPREY_FAULT_STEP");
+    if (fault) {
+        e->fault_step = strtol(fault, NULL, 10);
+        e->fault_sticky = getenv("OSPREY_FAULT_STICKY") != NULL;
+        LOG(LL_WARN, "engine", "test fault point armed: step %ld fails%s", e->fault_step,
+            e->fault_sticky ? " with a device error" : "");
+    }
+
+    rc = model_open(&e->model, o->model_dir, err);
+    if (rc != 0)
+        goto fail_model;
+    const struct model_config *cfg = &e->model.cfg;
+    e->max_model_len = o->max_model_len > 0 ? o->max_model_len : cfg->max_position_embeddings;
+    if (e->max_model_len > cfg->max_position_embeddings) {
+        errf(err, "--max-model-len %d is beyond the model's max_position_embeddings %d",
+             e->max_model_len, cfg->max_position_embeddings);
+        rc = -EINVAL;
+        goto fail;
+    }
+    for (int i = 0; i < cfg->num_eos_token_ids; i++)
+        e->eos_ids[e->num_eos++] = cfg->eos_token_ids[i];
+    if (e->num_eos == 0 && e->tok && tokenizer_eos_id(e->tok) >= 0)
+        e->eos_ids[e->num_eos++] = tokenizer_eos_id(e->tok);
+
+    layer_group = calloc(cfg->num_layers, sizeof *layer_group);
+    if (!layer_group) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    ng = model_kv_groups(cfg, group_window, layer_group, KV_MAX_GROUPS);
+    if (ng < 0) {
+        errf(err, "%s: more than %d kinds of attention layer", o->model_dir, KV_MAX_GROUPS);
+        rc = -EINVAL;
+        goto fail;
+    }
+
+    if (!backend || !strcmp(backend, "auto"))
+        backend = backend_cuda_available() ? "cuda" : "cpu";
+    /* Graphs only for decode batches the scheduler can build: at most max_num_seqs. */
+    e->graph_sizes = calloc(o->num_graph_sizes + 1, sizeof *e->graph_sizes);
+    if (!e->graph_sizes) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < o->num_graph_sizes; i++)
+        if (o->graph_sizes[i] >= 1 && o->graph_sizes[i] <= o->max_num_seqs)
+            e->graph_sizes[e->num_graph_sizes++] = o->graph_sizes[i];
+
+    memset(&ro, 0, sizeof ro);
+    ro.block_size = o->block_size;
+    ro.max_num_batched_tokens = o->max_num_batched_tokens;
+    ro.max_num_seqs = o->max_num_seqs;
+    ro.max_model_len = e->max_model_len;
+    ro.enforce_eager = o->enforce_eager;
+    ro.graph_sizes = e->graph_sizes;
+    ro.num_graph_sizes = e->num_graph_sizes;
+    ro.fused_rope_cache = o->fused_rope_cache;
+    memset(&bo, 0, sizeof bo);
+    bo.num_threads = o->num_threads;
+    if ((rc = runner_backend_options(cfg, &ro, &bo)) != 0) {
+        errf(err, "%s: unsupported model shape", o->model_dir);
+        goto fail;
+    }
+    rc = backend_create(&e->be, backend, &bo, err);
+    if (rc != 0)
+        goto fail;
+    ro.num_blocks = kv_num_blocks(e, backend, bo.max_tokens, bo.max_reqs, err);
+    if (ro.num_blocks <= 0) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    rc = runner_create(&e->runner, e->be, &e->model, &ro, err);
+    if (rc != 0)
+        goto fail;
+
+    memset(&sc, 0, sizeof sc);
+    sc.block_size = o->block_size;
+    sc.num_blocks = ro.num_blocks;
+    sc.max_num_seqs = o->max_num_seqs;
+    sc.max_num_batched_tokens = o->max_num_batched_tokens;
+    sc.max_model_len = e->max_model_len;
+    sc.enable_prefix_caching = o->enable_prefix_caching;
+    sc.num_kv_groups = ng;
+    memcpy(sc.group_window, group_window, sizeof group_window);
+    sc.eos_ids = e->eos_ids;
+    sc.num_eos_ids = e->num_eos;
+    sc.batch_capacity_tokens = bo.max_tokens;
+    sc.batch_capacity_reqs = bo.max_reqs;
+    rc = sched_create(&e->sched, &sc, err);
+    if (rc != 0)
+        goto fail;
+
+    e->rows = calloc(bo.max_reqs, sizeof *e->rows);
+    e->results = calloc(bo.max_reqs, sizeof *e->results);
+    e->sampled = calloc(bo.max_reqs, sizeof *e->sampled);
+    if (!e->rows || !e->results || !e->sampled) {
+        errf(err, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    free(layer_group);
+    e->stats.healthy = true;
+    e->next_id = 1;
+    LOG(LL_INFO, "engine", "%s on %s: %d KV blocks of %d tokens (%lld tokens), max_model_len %d, "
+        "%d KV-cache group%s", o->model_dir, backend, sc.num_blocks, o->block_size,
+        (long long)sc.num_blocks * o->block_size, e->max_model_len, ng, ng == 1 ? "" : "s");
+    *out = e;
+    return 0;
+fail:
+    free(layer_group);
+    sched_destroy(e->sched);
+    runner_destroy(e->runner);
+    backend_destroy(e->be);
+    model_close(&e->model);
+fail_model:
+    pthread_mutex_destroy(&e->lock);
+    free(e->graph_sizes);
+    free(e->rows);
+    free(e->results);
+    free(e->sampled);
+    free(e);
+    return rc;
+}
+
+int engine_start(struct engine *e, char *err)
+{
+    int rc = uv_loop_init(&e->loop);
+
+    if (rc == 0)
+        rc = uv_async_init(&e->loop, &e->wakeup, wakeup_cb);
+    if (rc == 0)
+        rc = uv_idle_init(&e->loop, &e->stepper);
+    if (rc == 0)
+        rc = uv_timer_init(&e->loop, &e->drain_timer);
+    if (rc != 0) {
+        errf(err, "libuv: %s", uv_strerror(rc));
+        return rc;
+    }
+    e->wakeup.data = e;
+    e->stepper.data = e;
+    e->drain_timer.data = e;
+    rc = pthread_create(&e->thread, NULL, engine_thread, e);
+    if (rc != 0) {
+        errf(err, "cannot start the engine thread: %s", strerror(rc));
+        return -rc;
+    }
+    pthread_mutex_lock(&e->lock);
+    e->started = true;
+    e->stats.ready = true;
+    pthread_mutex_unlock(&e->lock);
+    return 0;
+}
+
+void engine_shutdown(struct engine *e, double grace_s)
+{
+    bool started;
+
+    pthread_mutex_lock(&e->lock);
+    started = e->started;
+    e->draining = true;
+    e->drain_deadline_s = now_s() + grace_s;
+    pthread_mutex_unlock(&e->lock);
+    if (!started)
+        return;
+    /* The loop steps until no request is left or the grace period ends. */
+    uv_async_send(&e->wakeup);
+    pthread_join(e->thread, NULL);
+    pthread_mutex_lock(&e->lock);
+    e->started = false;
+    e->stats.ready = false;
+    pthread_mutex_unlock(&e->lock);
+    uv_close((uv_handle_t *)&e->wakeup, close_cb);
+    uv_close((uv_handle_t *)&e->stepper, close_cb);
+    uv_close((uv_handle_t *)&e->drain_timer, close_cb);
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&e->loop) != 0)
+        LOG(LL_WARN, "engine", "libuv loop did not close cleanly");
+}
+
+void engine_destroy(struct engine *e)
+{
+    struct engine_request *r, *next;
+
+    if (!e)
+        return;
+    engine_shutdown(e, 0);
+    for (r = e->inbox; r; r = next) {   /* submitted after the thread ended */
+        next = r->next;
+        deliver(e, r, NULL, NULL, 0, true, FINISH_ABORT, "server shutting down");
+        request_free(r);
+    }
+    sched_destroy(e->sched);
+    runner_destroy(e->runner);
+    backend_destroy(e->be);
+    model_close(&e->model);
+    free(e->aborts);
+    free(e->rows);
+    free(e->results);
+    free(e->sampled);
+    free(e->graph_sizes);
+    pthread_mutex_destroy(&e->lock);
+    free(e);
+}
+
+int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_t *id, char *err)
+{
+    const struct gen_params *p = d->params;
+    struct engine_request *r;
+    int rc = 0;
+
+    if (d->num_prompt <= 0 || p->max_tokens <= 0 || !d->cb) {
+        errf(err, "a request needs a prompt, max_tokens >= 1 and a callback");
+        return -EINVAL;
+    }
+    for (int i = 0; i < d->num_prompt; i++)
+        if (d->prompt[i] < 0 || d->prompt[i] >= e->model.cfg.vocab_size) {
+            errf(err, "prompt token %d at index %d is outside the vocabulary (0..%d)",
+                 d->prompt[i], i, e->model.cfg.vocab_size - 1);
+            return -EINVAL;
+        }
+    if ((long)d->num_prompt + p->max_tokens > e->max_model_len) {
+        errf(err, "this model's maximum context length is %d tokens; the prompt has %d tokens "
+             "and max_tokens is %d", e->max_model_len, d->num_prompt, p->max_tokens);
+        return -E2BIG;
+    }
+    r = request_create(e, d);
+    if (!r) {
+        errf(err, "out of memory");
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&e->lock);
+    if (e->dead) {
+        errf(err, "the engine has failed and is not accepting requests");
+        rc = -EIO;
+    } else if (e->draining) {
+        errf(err, "the server is shutting down");
+        rc = -ESHUTDOWN;
+    } else if (e->stats.num_waiting + e->inbox_len >= e->opt.max_waiting) {
+        errf(err, "too many requests are waiting (%d); retry later", e->opt.max_waiting);
+        rc = -EAGAIN;
+    } else {
+        r->id = e->next_id++;
+        r->sr.id = r->id;
+        r->seed = p->has_seed ? p->seed : splitmix64(&e->rng);
+        if (e->inbox_tail)
+            e->inbox_tail->next = r;
+        else
+            e->inbox = r;
+        e->inbox_tail = r;
+        e->inbox_len++;
+        *id = r->id;
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (rc != 0) {
+        request_free(r);
+        return rc;
+    }
+    uv_async_send(&e->wakeup);
+    return 0;
+}
+
+void engine_abort(struct engine *e, uint64_t id)
+{
+    bool wake = false;
+
+    pthread_mutex_lock(&e->lock);
+    if (e->started) {
+        if (e->num_aborts == e->cap_aborts) {
+            int cap = e->cap_aborts ? e->cap_aborts * 2 : 16;
+            uint64_t *a = realloc(e->aborts, cap * sizeof *a);
+            if (a) {
+                e->aborts = a;
+                e->cap_aborts = cap;
+            }
+        }
+        if (e->num_aborts < e->cap_aborts) {
+            e->aborts[e->num_aborts++] = id;
+            wake = true;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (wake)
+        uv_async_send(&e->wakeup);
+}
+
+void engine_get_stats(struct engine *e, struct engine_stats *st)
+{
+    pthread_mutex_lock(&e->lock);
+    *st = e->stats;
+    st->num_waiting += e->inbox_len;
+    pthread_mutex_unlock(&e->lock);
+}
+
+const struct model_config *engine_model_config(const struct engine *e)
+{
+    return &e->model.cfg;
+}
+
+int engine_max_model_len(const struct engine *e)
+{
+    return e->max_model_len;
+}

@@ -1,0 +1,113 @@
+/* output.c — incremental text of a request with stop strings (see output.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/output.h"
+
+void out_text_init(struct out_text *o, const struct tokenizer *tok, bool skip_special,
+                   char *const *stop, int num_stop)
+{
+    memset(o, 0, sizeof *o);
+    o->tok = tok;
+    o->stop = stop;
+    o->num_stop = num_stop;
+    for (int i = 0; i < num_stop; i++) {
+        size_t n = strlen(stop[i]);
+        if (n > 0 && n - 1 > o->holdback)
+            o->holdback = n - 1;
+    }
+    if (tok)
+        detok_init(&o->detok, skip_special);
+}
+
+void out_text_fini(struct out_text *o)
+{
+    if (o->tok)
+        detok_fini(&o->detok);
+    free(o->buf);
+    memset(o, 0, sizeof *o);
+}
+
+static int append(struct out_text *o, const char *s, size_t n)
+{
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap : 256;
+        while (cap < o->len + n + 1)
+            cap *= 2;
+        char *b = realloc(o->buf, cap);
+        if (!b)
+            return -ENOMEM;
+        o->buf = b;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    o->buf[o->len] = '\0';
+    return 0;
+}
+
+/* Cuts the text before the earliest stop string that ends in the new text. A stop string
+ * can begin in old text, so the search starts holdback bytes before the new part. */
+static void find_stop(struct out_text *o, size_t old_len)
+{
+    size_t from = old_len > o->holdback ? old_len - o->holdback : 0;
+    size_t best = (size_t)-1;
+
+    for (int i = 0; i < o->num_stop; i++) {
+        size_t n = strlen(o->stop[i]);
+        if (n == 0 || o->len - from < n)
+            continue;
+        const char *p = memmem(o->buf + from, o->len - from, o->stop[i], n);
+        if (p && (size_t)(p - o->buf) < best)
+            best = (size_t)(p - o->buf);
+    }
+    if (best == (size_t)-1)
+        return;
+    o->len = best;
+    o->buf[best] = '\0';
+    if (o->sent > best)   /* cannot happen: held-back text covers any stop prefix */
+        o->sent = best;
+    o->stopped = true;
+}
+
+int out_text_push(struct out_text *o, int32_t token)
+{
+    char *delta = NULL;
+    size_t n = 0, old_len = o->len;
+    int rc;
+
+    if (!o->tok || o->stopped)
+        return 0;
+    rc = detok_push(o->tok, &o->detok, token, &delta, &n);
+    if (rc == 0 && delta && n)
+        rc = append(o, delta, n);
+    free(delta);
+    if (rc == 0 && o->num_stop && o->len > old_len)
+        find_stop(o, old_len);
+    return rc;
+}
+
+void out_text_take(struct out_text *o, bool final, const char **text, size_t *len)
+{
+    size_t end = o->len;
+
+    if (final && !o->stopped && o->tok) {
+        /* bytes the detokenizer was still holding (an unfinished sequence at the end) */
+        char *rest = NULL;
+        size_t n = 0, old_len = o->len;
+        if (detok_flush(o->tok, &o->detok, &rest, &n) == 0 && rest && n &&
+            append(o, rest, n) == 0 && o->num_stop)
+            find_stop(o, old_len);
+        free(rest);
+        end = o->len;
+    }
+    if (!final && !o->stopped) {
+        end = o->len > o->sent + o->holdback ? o->len - o->holdback : o->sent;
+        while (end > o->sent && ((unsigned char)o->buf[end] & 0xC0) == 0x80)
+            end--;   /* never split a UTF-8 sequence */
+    }
+    *text = o->buf ? o->buf + o->sent : "";
+    *len = end - o->sent;
+    o->sent = end;
+}
