@@ -1,0 +1,216 @@
+/* api.c — the route table and the endpoints that answer at once: /v1/models (vLLM's shape,
+ * with max_model_len), /health (200 only while the engine is ready, healthy and the daemon
+ * not draining), /metrics (Prometheus text), /tokenize and /detokenize (vLLM's shapes).
+ * Also prompt preparation, shared with the generation endpoints: chat template, then the
+ * tokenizer, on the HTTP thread (STYLE.md: the engine never sees JSON or templates). */
+#include "server/api.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/chat_template.h"
+#include "engine/engine.h"
+#include "engine/tokenizer.h"
+#include "server/metrics.h"
+
+static const char json_type[] = "application/json";
+
+static void respond_oom(struct http_request *r)
+{
+    struct oai_error e;
+
+    openai_error(&e, 500, "internal_error", NULL, "out of memory");
+    http_respond_error(r, &e);
+}
+
+static void respond_json(struct http_request *r, int status, cJSON *o)
+{
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+
+    cJSON_Delete(o);
+    if (!s)
+        respond_oom(r);
+    else
+        http_respond(r, status, json_type, s, strlen(s));
+}
+
+int api_prepare_prompts(const struct api *a, struct oai_request *req, struct oai_error *e)
+{
+    char err[ERR_LEN] = "";
+
+    if (req->messages) {
+        char *text = NULL;
+        size_t len = 0;
+
+        if (!a->tpl)
+            return openai_error(e, 400, "invalid_request", "messages",
+                                "This model has no chat template: use /v1/completions.");
+        if (chat_template_render(a->tpl, req->messages, req->template_kwargs,
+                                 req->add_generation_prompt, &text, &len, err))
+            return openai_error(e, 400, "invalid_messages", "messages", "Chat template: %s", err);
+        req->prompts = arena_calloc(&req->arena, 1, sizeof *req->prompts);
+        if (req->prompts)
+            req->prompts[0].text = arena_strndup(&req->arena, text, len);
+        free(text);
+        if (!req->prompts || !req->prompts[0].text)
+            return openai_error(e, 500, "internal_error", NULL, "out of memory");
+        req->prompts[0].text_len = len;
+        req->num_prompts = 1;
+    }
+    for (int i = 0; i < req->num_prompts; i++) {
+        struct oai_prompt *p = &req->prompts[i];
+        int32_t *ids = NULL;
+        int n = 0;
+
+        if (!p->text)
+            continue;
+        if (tokenizer_encode(a->tok, p->text, p->text_len, req->add_special_tokens, &ids, &n, err))
+            return openai_error(e, 500, "internal_error", NULL, "Tokenizer: %s", err);
+        p->ids = arena_calloc(&req->arena, n ? (size_t)n : 1, sizeof *ids);
+        if (p->ids && n)
+            memcpy(p->ids, ids, (size_t)n * sizeof *ids);
+        free(ids);
+        if (!p->ids)
+            return openai_error(e, 500, "internal_error", NULL, "out of memory");
+        p->num_ids = n;
+    }
+    return 0;
+}
+
+static void models(struct http_request *r, void *app)
+{
+    const struct api *a = app;
+    cJSON *o = cJSON_CreateObject(), *data, *m = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(o, "object", "list");
+    data = cJSON_AddArrayToObject(o, "data");
+    cJSON_AddStringToObject(m, "id", a->cfg.served_model);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)a->started);
+    cJSON_AddStringToObject(m, "owned_by", "osprey");
+    cJSON_AddStringToObject(m, "root", a->model_dir);
+    cJSON_AddNullToObject(m, "parent");
+    cJSON_AddNumberToObject(m, "max_model_len", a->cfg.max_model_len);
+    if (!cJSON_AddItemToArray(data, m))
+        cJSON_Delete(m);
+    respond_json(r, 200, o);
+}
+
+static void health(struct http_request *r, void *app)
+{
+    struct api *a = app;
+    struct engine_stats st;
+    bool ok;
+
+    engine_get_stats(a->engine, &st);
+    ok = st.ready && st.healthy;    /* a draining server never gets here: http answers 503 */
+    if (ok) {
+        http_respond(r, 200, json_type, strdup("{\"status\":\"ok\"}"), 15);
+    } else {
+        struct oai_error e;
+
+        openai_error(&e, 503, !st.healthy ? "engine_dead" : "not_ready", NULL, "%s",
+                     !st.healthy ? "The engine failed and cannot serve." :
+                     "The engine is not ready yet.");
+        http_respond_error(r, &e);
+    }
+}
+
+static void metrics_route(struct http_request *r, void *app)
+{
+    struct api *a = app;
+    struct engine_stats st;
+    struct metrics_engine me;
+    size_t len = 0;
+    char *text;
+
+    engine_get_stats(a->engine, &st);
+    me = (struct metrics_engine){
+        .num_running = st.num_running, .num_waiting = st.num_waiting,
+        .kv_cache_usage = st.num_blocks ? 1.0 - (double)st.num_free_blocks / st.num_blocks : 0,
+        .prefix_queries = st.prefix_queries, .prefix_hits = st.prefix_hits,
+        .prompt_tokens = st.prompt_tokens, .generation_tokens = st.generation_tokens,
+        .preemptions = st.num_preemptions, .healthy = st.healthy,
+    };
+    if (!(text = metrics_render(a->metrics, &me, &len)))
+        respond_oom(r);
+    else
+        http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+static void tokenize(struct http_request *r, void *app)
+{
+    const struct api *a = app;
+    struct oai_request req;
+    struct oai_error e;
+    size_t len;
+    const char *body = http_request_body(r, &len);
+    cJSON *o, *ids;
+
+    openai_request_init(&req);
+    if (openai_parse_tokenize(&req, body, len, &a->cfg, &e) || api_prepare_prompts(a, &req, &e)) {
+        http_respond_error(r, &e);
+        openai_request_fini(&req);
+        return;
+    }
+    o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "count", req.prompts[0].num_ids);
+    cJSON_AddNumberToObject(o, "max_model_len", a->cfg.max_model_len);
+    ids = cJSON_CreateIntArray(req.prompts[0].ids, req.prompts[0].num_ids);
+    if (!cJSON_AddItemToObject(o, "tokens", ids)) {
+        cJSON_Delete(ids);
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    openai_request_fini(&req);
+    respond_json(r, 200, o);
+}
+
+static void detokenize(struct http_request *r, void *app)
+{
+    const struct api *a = app;
+    struct oai_request req;
+    struct oai_error e;
+    size_t len;
+    const char *body = http_request_body(r, &len);
+    char err[ERR_LEN], *text = NULL;
+    cJSON *o = NULL;
+
+    openai_request_init(&req);
+    if (openai_parse_detokenize(&req, body, len, &a->cfg, &e)) {
+        http_respond_error(r, &e);
+    } else if (tokenizer_decode(a->tok, req.prompts[0].ids, req.prompts[0].num_ids, false, &text,
+                                &len, err)) {
+        openai_error(&e, 500, "internal_error", NULL, "Tokenizer: %s", err);
+        http_respond_error(r, &e);
+    } else {
+        cJSON *t = openai_json_string(text, len);
+
+        o = cJSON_CreateObject();
+        if (!t || !cJSON_AddItemToObject(o, "prompt", t)) {
+            cJSON_Delete(t);
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        respond_json(r, 200, o);
+    }
+    free(text);
+    openai_request_fini(&req);
+}
+
+static const struct http_route routes[] = {
+    { "/v1/completions", "POST", HTTP_NEEDS_KEY, openai_completions },
+    { "/v1/chat/completions", "POST", HTTP_NEEDS_KEY, openai_chat_completions },
+    { "/v1/models", "GET", HTTP_NEEDS_KEY, models },
+    { "/tokenize", "POST", HTTP_NEEDS_KEY, tokenize },
+    { "/detokenize", "POST", HTTP_NEEDS_KEY, detokenize },
+    { "/health", "GET", HTTP_PUBLIC, health },
+    { "/metrics", "GET", HTTP_METRICS_ACCESS, metrics_route },
+};
+
+const struct http_route *api_routes(int *num_routes)
+{
+    *num_routes = (int)ARRAY_LEN(routes);
+    return routes;
+}

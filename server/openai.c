@@ -1,0 +1,623 @@
+/* openai.c — /v1/completions and /v1/chat/completions: parse and validate, prepare the
+ * prompts, then submit one engine request per choice (prompt i, choice j → index i*n + j,
+ * with a seed: seed + index). The engine's callbacks (engine thread) only append to the
+ * choice's pending output under the job's lock and wake the connection; responses and
+ * stream chunks are rendered here on the HTTP threads.
+ * A job lives as long as its HTTP request (server/http.c): the connection and every
+ * unfinished engine request hold a reference, the last one out frees it. */
+#include "server/api.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "engine/engine.h"
+#include "engine/log.h"
+#include "engine/tokenizer.h"
+#include "server/metrics.h"
+#include "server/sse.h"
+
+struct job;
+
+struct choice {
+    struct job *job;
+    int index;                       /* OpenAI's choice index */
+    int prompt;                      /* into job->req.prompts */
+    uint64_t engine_id;
+    bool submitted;
+    /* engine → HTTP, under job->lock */
+    struct sse_pending out;          /* all of it (non-streamed) or since the last chunk */
+    bool finished;
+    enum finish_reason reason;
+    char error[256];
+    int num_prompt_tokens, num_output_tokens, num_cached_tokens;
+    /* HTTP side only (streams) */
+    size_t text_sent;                /* bytes of text sent so far: completions' text_offset */
+    bool final_sent;
+};
+
+struct job {
+    struct api *api;
+    struct http_request *r;
+    struct oai_request req;
+    char id[48];                     /* "cmpl-…" / "chatcmpl-…" */
+    int64_t created;
+    char **prefixes;                 /* [num_prompts] echo: the prompt's text (arena), else NULL */
+    size_t *prefix_lens;
+
+    pthread_mutex_t lock;
+    struct choice *choices;          /* [num_choices] */
+    int num_choices;
+    int num_open;                    /* submitted and not finished */
+    size_t pending_bytes;            /* all choices' pending output */
+    size_t out_waiting;              /* sse_buf_waiting(&out), published for the bound */
+    bool overflow;                   /* a stream passed stream_buffer_bytes: aborted, cut */
+
+    /* streams, HTTP side only */
+    struct sse_buf out;
+    bool done_sent;
+};
+
+/* ---- finish reasons ---- */
+
+static const char *finish_name(enum finish_reason f)
+{
+    switch (f) {
+    case FINISH_STOP: return "stop";
+    case FINISH_LENGTH: return "length";
+    case FINISH_ABORT: return "abort";
+    case FINISH_ERROR: return "error";
+    default: return "stop";
+    }
+}
+
+static enum metrics_finish finish_metric(enum finish_reason f)
+{
+    switch (f) {
+    case FINISH_LENGTH: return METRICS_LENGTH;
+    case FINISH_ABORT: return METRICS_ABORT;
+    case FINISH_ERROR: return METRICS_ERROR;
+    default: return METRICS_STOP;
+    }
+}
+
+/* ---- the job ---- */
+
+static struct job *job_new(struct api *a, struct http_request *r, enum oai_kind kind)
+{
+    struct job *j = calloc(1, sizeof *j);
+    unsigned char rnd[16];
+    int n;
+
+    if (!j)
+        return NULL;
+    j->api = a;
+    j->r = r;
+    openai_request_init(&j->req);
+    pthread_mutex_init(&j->lock, NULL);
+    sse_buf_init(&j->out, 2 * a->stream_buffer_bytes + 65536);
+    j->created = (int64_t)time(NULL);
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        /* No entropy yet (early boot): the request number keeps ids unique per process. */
+        unsigned long long id = http_request_id(r);
+
+        memset(rnd, 0, sizeof rnd);
+        memcpy(rnd, &id, sizeof id);
+    }
+    n = snprintf(j->id, sizeof j->id, "%s", kind == OAI_CHAT ? "chatcmpl-" : "cmpl-");
+    for (int i = 0; i < 16; i++)
+        n += snprintf(j->id + n, sizeof j->id - (size_t)n, "%02x", rnd[i]);
+    return j;
+}
+
+static void job_free(void *p)
+{
+    struct job *j = p;
+
+    for (int i = 0; i < j->num_choices; i++)
+        sse_pending_fini(&j->choices[i].out);
+    free(j->choices);
+    sse_buf_fini(&j->out);
+    openai_request_fini(&j->req);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}
+
+/* Aborts every submitted choice. The ids are read under the lock (the engine thread may
+ * call this while the HTTP thread still submits) and aborted outside it. */
+static void job_abort(struct job *j)
+{
+    uint64_t ids[64];
+    bool live[64];
+    int n;
+
+    for (int from = 0; from < j->num_choices; from += n) {
+        n = 0;
+        pthread_mutex_lock(&j->lock);
+        for (int i = from; i < j->num_choices && n < (int)ARRAY_LEN(ids); i++, n++) {
+            ids[n] = j->choices[i].engine_id;
+            live[n] = j->choices[i].submitted && !j->choices[i].finished;
+        }
+        pthread_mutex_unlock(&j->lock);
+        for (int i = 0; i < n; i++)
+            if (live[i])
+                engine_abort(j->api->engine, ids[i]);
+    }
+}
+
+/* ops->closed: the connection is done or the client left. Aborting finished requests is a
+ * no-op (engine_abort ignores unknown ids). */
+static void job_closed(void *p)
+{
+    job_abort(p);
+}
+
+/* ---- the engine side (engine thread): keep it short ---- */
+
+static void output_cb(void *user, const struct engine_output *o)
+{
+    struct choice *c = user;
+    struct job *j = c->job;
+    struct api *a = j->api;
+    bool cut = false, wake;
+
+    pthread_mutex_lock(&j->lock);
+    if (!j->overflow) {
+        size_t before = sse_pending_bytes(&c->out);
+
+        if (sse_pending_append(&c->out, o->text, o->text_len, o->token_ids,
+                               j->req.logprobs ? o->samples : NULL, o->num_tokens))
+            cut = true;
+        j->pending_bytes += sse_pending_bytes(&c->out) - before;
+        if (j->req.stream && j->pending_bytes + j->out_waiting > a->stream_buffer_bytes)
+            cut = true;
+        j->overflow = cut;
+    }
+    c->num_prompt_tokens = o->num_prompt_tokens;
+    c->num_output_tokens = o->num_output_tokens;
+    c->num_cached_tokens = o->num_cached_tokens;
+    if (o->finished) {
+        c->finished = true;
+        c->reason = o->finish_reason;
+        snprintf(c->error, sizeof c->error, "%s", o->error ? o->error : "");
+        j->num_open--;
+    }
+    wake = j->req.stream || j->num_open == 0;
+    pthread_mutex_unlock(&j->lock);
+
+    if (o->finished) {
+        double ttft = o->first_token_s > 0 ? o->first_token_s - o->arrival_s : -1;
+        double tpot = o->num_output_tokens > 1 && o->first_token_s > 0
+                          ? (o->now_s - o->first_token_s) / (o->num_output_tokens - 1) : -1;
+
+        metrics_request_done(a->metrics, finish_metric(o->finish_reason), ttft, tpot,
+                             o->now_s - o->arrival_s);
+    }
+    if (cut) {
+        /* The client reads slower than we generate: stop, rather than buffer without end. */
+        LOG(LL_WARN, "api", "req %llu: stream output passed stream-buffer-bytes (%zu); aborting",
+            http_request_id(j->r), a->stream_buffer_bytes);
+        job_abort(j);
+    }
+    if (wake)
+        http_wake(j->r);
+    if (o->finished)
+        http_unref(j->r);
+}
+
+/* ---- answers ---- */
+
+static char *token_piece(void *ctx, int32_t id, size_t *len)
+{
+    char *text = NULL;
+
+    if (tokenizer_decode(ctx, &id, 1, false, &text, len, NULL))
+        return NULL;
+    return text;
+}
+
+static void head_of(const struct job *j, struct oai_head *h)
+{
+    *h = (struct oai_head){ j->req.kind, j->id, j->created, j->api->cfg.served_model, NULL };
+}
+
+/* Usage over the choices: each prompt counted once (its first choice), outputs summed. */
+static void usage_of(const struct job *j, struct oai_usage *u)
+{
+    memset(u, 0, sizeof *u);
+    for (int i = 0; i < j->num_choices; i++) {
+        const struct choice *c = &j->choices[i];
+
+        if (c->index % j->req.n == 0) {
+            u->prompt_tokens += c->num_prompt_tokens;
+            u->cached_tokens += c->num_cached_tokens;
+        }
+        u->completion_tokens += c->num_output_tokens;
+    }
+}
+
+/* An error that ended a choice: the engine's failure (503 when the engine is dead, else
+ * 500), or an abort while the daemon shuts down. NULL when every choice ended normally. */
+static bool failure_of(const struct job *j, struct oai_error *e)
+{
+    for (int i = 0; i < j->num_choices; i++) {
+        const struct choice *c = &j->choices[i];
+        struct engine_stats st;
+
+        if (c->reason == FINISH_ERROR) {
+            engine_get_stats(j->api->engine, &st);
+            openai_error(e, st.healthy ? 500 : 503, st.healthy ? "internal_error" : "engine_dead", NULL,
+                         "The engine failed this request: %s", c->error[0] ? c->error : "unknown error");
+            return true;
+        }
+        if (c->reason == FINISH_ABORT) {
+            openai_error(e, 503, "shutting_down", NULL, "The request was aborted (the server is shutting down).");
+            return true;
+        }
+    }
+    return false;
+}
+
+static void log_outputs(const struct job *j)
+{
+    if (!j->api->log_prompts)
+        return;
+    for (int i = 0; i < j->num_choices; i++)
+        LOG(LL_DEBUG, "api", "req %llu choice %d output: %.*s", http_request_id(j->r), j->choices[i].index,
+            (int)MIN(j->choices[i].out.text_len, 4096), j->choices[i].out.text ? j->choices[i].out.text : "");
+}
+
+/* ops->resume, non-streamed: answers once every choice is finished. */
+static void job_resume(void *p, struct http_request *r)
+{
+    struct job *j = p;
+    struct oai_choice *cs;
+    struct oai_usage u;
+    struct oai_error e;
+    struct oai_vocab v = { token_piece, (void *)j->api->tok };
+    struct oai_head h;
+    char *body;
+    size_t len = 0;
+    int open;
+
+    pthread_mutex_lock(&j->lock);
+    open = j->num_open;
+    pthread_mutex_unlock(&j->lock);
+    if (open > 0)
+        return;                      /* not all there yet: wait for the next wake */
+    usage_of(j, &u);
+    http_request_tokens(r, u.prompt_tokens, u.completion_tokens);
+    if (failure_of(j, &e)) {
+        http_respond_error(r, &e);
+        return;
+    }
+    log_outputs(j);
+    if (!(cs = calloc((size_t)j->num_choices, sizeof *cs))) {
+        openai_error(&e, 500, "internal_error", NULL, "out of memory");
+        http_respond_error(r, &e);
+        return;
+    }
+    for (int i = 0; i < j->num_choices; i++) {
+        const struct choice *c = &j->choices[i];
+
+        cs[i] = (struct oai_choice){
+            .index = c->index, .text = c->out.text, .text_len = c->out.text_len, .ids = c->out.ids,
+            .samples = c->out.samples, .num_tokens = c->out.num_tokens,
+            .finish_reason = finish_name(c->reason),
+        };
+        if (j->prefixes) {
+            cs[i].prefix = j->prefixes[c->prompt];
+            cs[i].prefix_len = j->prefix_lens[c->prompt];
+            cs[i].text_offset = cs[i].prefix_len;
+        }
+    }
+    head_of(j, &h);
+    body = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs, &v, &len);
+    free(cs);
+    if (!body) {
+        openai_error(&e, 500, "internal_error", NULL, "out of memory");
+        http_respond_error(r, &e);
+        return;
+    }
+    http_respond(r, 200, "application/json", body, len);
+}
+
+/* Queues one rendered chunk (*len bytes: a pointer, since the renderer in the same call's
+ * arguments sets it); false when out of memory or past the byte queue's bound. */
+static bool queue_event(struct job *j, char *json, const size_t *len)
+{
+    bool ok = json && sse_buf_event(&j->out, json, *len) == 0;
+
+    free(json);
+    return ok;
+}
+
+/* The chunks a stream opens with: chat's role per choice, completions' echoed prompt. */
+static bool stream_open(struct job *j)
+{
+    struct oai_head h;
+    size_t len;
+
+    head_of(j, &h);
+    for (int i = 0; i < j->num_choices; i++) {
+        struct choice *c = &j->choices[i];
+        struct oai_choice oc = { .index = c->index, .role = j->req.kind == OAI_CHAT };
+
+        if (j->req.kind == OAI_CHAT || j->prefixes) {
+            if (j->prefixes) {
+                oc.text = j->prefixes[c->prompt];
+                oc.text_len = j->prefix_lens[c->prompt];
+                c->text_sent = oc.text_len;
+            }
+            if (!queue_event(j, openai_render_chunk(&h, &oc, false, 0, j->req.include_usage, NULL, &len), &len))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Renders what the engine delivered since the last call into the byte queue. */
+static bool stream_fill(struct job *j)
+{
+    struct oai_vocab v = { token_piece, (void *)j->api->tok };
+    struct oai_head h;
+    bool ok = true, all_done;
+    size_t len;
+
+    head_of(j, &h);
+    for (int i = 0; ok && i < j->num_choices; i++) {
+        struct choice *c = &j->choices[i];
+        struct sse_pending got;
+        bool finished;
+        enum finish_reason reason;
+        char error[256];
+
+        if (c->final_sent)
+            continue;
+        sse_pending_init(&got);
+        pthread_mutex_lock(&j->lock);
+        j->pending_bytes -= sse_pending_bytes(&c->out);
+        sse_pending_take(&c->out, &got);
+        finished = c->finished;
+        reason = c->reason;
+        memcpy(error, c->error, sizeof error);
+        pthread_mutex_unlock(&j->lock);
+
+        if (finished && reason == FINISH_ERROR) {
+            struct oai_error e;
+
+            openai_error(&e, 500, "internal_error", NULL, "The engine failed this request: %s",
+                         error[0] ? error : "unknown error");
+            ok = queue_event(j, openai_render_error(&e, &len), &len);
+        } else if (got.text_len || got.num_tokens || finished) {
+            struct oai_choice oc = {
+                .index = c->index, .text = got.text, .text_len = got.text_len, .ids = got.ids,
+                .samples = got.samples, .num_tokens = got.num_tokens, .text_offset = c->text_sent,
+                .finish_reason = finished ? finish_name(reason) : NULL,
+            };
+
+            /* Tokens without text (held back until a character completes): nothing to say
+             * yet, unless logprobs report them. */
+            if (got.text_len || finished || (j->req.logprobs && got.num_tokens))
+                ok = queue_event(j, openai_render_chunk(&h, &oc, j->req.logprobs, j->req.top_logprobs,
+                                                        j->req.include_usage, &v, &len), &len);
+            c->text_sent += got.text_len;
+        }
+        c->final_sent = finished;
+        sse_pending_fini(&got);
+    }
+    all_done = true;
+    for (int i = 0; i < j->num_choices; i++)
+        all_done = all_done && j->choices[i].final_sent;
+    if (ok && all_done && !j->done_sent) {
+        struct oai_usage u;
+
+        usage_of(j, &u);
+        http_request_tokens(j->r, u.prompt_tokens, u.completion_tokens);
+        if (j->req.include_usage)
+            ok = queue_event(j, openai_render_usage_chunk(&h, &u, &len), &len);
+        ok = ok && sse_buf_done(&j->out) == 0;
+        j->done_sent = true;
+        log_outputs(j);
+    }
+    return ok;
+}
+
+/* ops->read: one stream's bytes for MHD. */
+static ssize_t job_read(void *p, char *buf, size_t max)
+{
+    struct job *j = p;
+    bool overflow;
+    size_t n;
+
+    pthread_mutex_lock(&j->lock);
+    overflow = j->overflow;
+    pthread_mutex_unlock(&j->lock);
+    if (overflow)
+        return HTTP_STREAM_ERROR;    /* the client fell behind by stream-buffer-bytes */
+    if (!sse_buf_waiting(&j->out) && !stream_fill(j))
+        return HTTP_STREAM_ERROR;
+    n = sse_buf_read(&j->out, buf, max);
+    pthread_mutex_lock(&j->lock);
+    j->out_waiting = sse_buf_waiting(&j->out);
+    pthread_mutex_unlock(&j->lock);
+    if (n)
+        return (ssize_t)n;
+    return j->done_sent ? HTTP_STREAM_END : 0;
+}
+
+static const struct http_job_ops job_ops = { job_resume, job_read, job_closed, job_free };
+
+/* ---- submission ---- */
+
+/* engine_submit's refusal as an OpenAI error. */
+static void submit_error(struct http_request *r, int rc, const char *err, struct oai_error *e)
+{
+    switch (rc) {
+    case -EAGAIN:
+        http_add_header(r, "Retry-After", "1");
+        openai_error(e, 503, "overloaded", NULL, "The server is overloaded (the waiting queue is full); retry later.");
+        break;
+    case -ESHUTDOWN:
+        openai_error(e, 503, "shutting_down", NULL, "The server is shutting down.");
+        break;
+    case -EIO:
+        openai_error(e, 503, "engine_dead", NULL, "The engine failed and cannot serve.");
+        break;
+    case -E2BIG:
+    case -EINVAL:
+        openai_error(e, 400, "invalid_value", NULL, "%s", err[0] ? err : "The request cannot be served.");
+        break;
+    default:
+        openai_error(e, 500, "internal_error", NULL, "%s", err[0] ? err : "The engine refused the request.");
+    }
+}
+
+/* Echo: each prompt's text, decoded from its ids when it came as ids. */
+static int echo_prefixes(struct job *j, struct oai_error *e)
+{
+    struct oai_request *q = &j->req;
+
+    j->prefixes = arena_calloc(&q->arena, (size_t)q->num_prompts, sizeof *j->prefixes);
+    j->prefix_lens = arena_calloc(&q->arena, (size_t)q->num_prompts, sizeof *j->prefix_lens);
+    if (!j->prefixes || !j->prefix_lens)
+        return openai_error(e, 500, "internal_error", NULL, "out of memory");
+    for (int i = 0; i < q->num_prompts; i++) {
+        char *text = NULL;
+        size_t len = 0;
+
+        if (q->prompts[i].text) {
+            j->prefixes[i] = (char *)q->prompts[i].text;
+            j->prefix_lens[i] = q->prompts[i].text_len;
+            continue;
+        }
+        if (tokenizer_decode(j->api->tok, q->prompts[i].ids, q->prompts[i].num_ids,
+                             q->params.skip_special_tokens, &text, &len, NULL))
+            return openai_error(e, 500, "internal_error", NULL, "Tokenizer: cannot decode the prompt");
+        j->prefixes[i] = arena_strndup(&q->arena, text, len);
+        j->prefix_lens[i] = len;
+        free(text);
+        if (!j->prefixes[i])
+            return openai_error(e, 500, "internal_error", NULL, "out of memory");
+    }
+    return 0;
+}
+
+/* Submits every choice. On a refusal the ones already in are aborted; their callbacks
+ * still come and find the job alive (attached to the request). */
+static int submit_all(struct job *j, const int *max_tokens, struct oai_error *e)
+{
+    struct oai_request *q = &j->req;
+    char err[ERR_LEN];
+
+    for (int i = 0; i < j->num_choices; i++) {
+        struct choice *c = &j->choices[i];
+        struct gen_params p = q->params;
+        struct engine_request_desc d = {
+            .prompt = q->prompts[c->prompt].ids, .num_prompt = q->prompts[c->prompt].num_ids,
+            .params = &p, .cb = output_cb, .user = c,
+        };
+        uint64_t id = 0;
+        int rc;
+
+        p.max_tokens = max_tokens[c->prompt];
+        if (p.has_seed)
+            p.seed += (uint64_t)c->index;
+        err[0] = '\0';
+        http_ref(j->r);                      /* the engine request's, dropped by its final callback */
+        pthread_mutex_lock(&j->lock);
+        j->num_open++;
+        pthread_mutex_unlock(&j->lock);
+        rc = engine_submit(j->api->engine, &d, &id, err);
+        pthread_mutex_lock(&j->lock);
+        if (rc)
+            j->num_open--;
+        c->engine_id = id;
+        c->submitted = rc == 0;
+        pthread_mutex_unlock(&j->lock);
+        if (rc) {
+            http_unref(j->r);
+            submit_error(j->r, rc, err, e);
+            job_abort(j);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
+{
+    struct job *j = job_new(a, r, kind);
+    struct oai_request *q;
+    struct oai_error e;
+    size_t len;
+    const char *body = http_request_body(r, &len);
+    int *max_tokens = NULL, rc;
+
+    if (!j) {
+        openai_error(&e, 500, "internal_error", NULL, "out of memory");
+        http_respond_error(r, &e);
+        return;
+    }
+    q = &j->req;
+    rc = kind == OAI_CHAT ? openai_parse_chat(q, body, len, &a->cfg, &e)
+                          : openai_parse_completion(q, body, len, &a->cfg, &e);
+    if (!rc)
+        rc = api_prepare_prompts(a, q, &e);
+    if (!rc && !(max_tokens = arena_calloc(&q->arena, (size_t)q->num_prompts, sizeof *max_tokens)))
+        rc = openai_error(&e, 500, "internal_error", NULL, "out of memory");
+    for (int i = 0; !rc && i < q->num_prompts; i++) {
+        if ((rc = openai_fit_context(q, q->prompts[i].num_ids, &a->cfg, &max_tokens[i], &e)) &&
+            q->num_prompts > 1)
+            snprintf(e.message + strlen(e.message), sizeof e.message - strlen(e.message), " (prompt %d)", i);
+        if (!rc && a->log_prompts)
+            LOG(LL_DEBUG, "api", "req %llu prompt %d (%d tokens): %.*s", http_request_id(r), i,
+                q->prompts[i].num_ids, (int)MIN(q->prompts[i].text_len, 4096),
+                q->prompts[i].text ? q->prompts[i].text : "(token ids)");
+    }
+    if (!rc && q->echo)
+        rc = echo_prefixes(j, &e);
+    j->num_choices = q->num_prompts * q->n;
+    if (!rc && !(j->choices = calloc((size_t)j->num_choices, sizeof *j->choices)))
+        rc = openai_error(&e, 500, "internal_error", NULL, "out of memory");
+    if (rc) {
+        j->num_choices = 0;
+        http_respond_error(r, &e);
+        job_free(j);
+        return;
+    }
+    for (int i = 0; i < j->num_choices; i++) {
+        j->choices[i].job = j;
+        j->choices[i].index = i;
+        j->choices[i].prompt = i / q->n;
+        sse_pending_init(&j->choices[i].out);
+    }
+    http_attach(r, &job_ops, j);             /* from here on the request owns the job */
+    if (submit_all(j, max_tokens, &e)) {
+        http_respond_error(r, &e);
+        return;
+    }
+    if (!q->stream) {
+        http_defer(r, &job_ops, j);
+    } else if (!stream_open(j)) {
+        openai_error(&e, 500, "internal_error", NULL, "out of memory");
+        job_abort(j);
+        http_respond_error(r, &e);
+    } else {
+        http_stream(r, &job_ops, j);
+    }
+}
+
+void openai_completions(struct http_request *r, void *app)
+{
+    handle(r, app, OAI_COMPLETION);
+}
+
+void openai_chat_completions(struct http_request *r, void *app)
+{
+    handle(r, app, OAI_CHAT);
+}

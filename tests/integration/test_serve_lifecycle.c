@@ -1,0 +1,198 @@
+/* test_serve_lifecycle.c — the daemon's lifetimes: a client that disconnects mid-stream or
+ * while waiting frees its request (running 0, waiting 0, KV usage 0 in /metrics), a client
+ * that stops reading is cut off at stream-buffer-bytes without holding up anyone else,
+ * SIGTERM drains (the stream in flight completes, new requests get 503, exit 0), and past
+ * shutdown-grace a stream ends with finish_reason "abort" and [DONE]. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/integration/it_util.h"
+
+static struct daemon d;
+
+static void up(const char *const *extra)
+{
+    it_up(&d, extra);
+}
+
+static void down(void)
+{
+    it_down(&d);
+}
+
+/* Sends a POST on a raw connection and returns the socket. */
+static int open_request(const char *path, const char *body, int rcvbuf)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    char req[2048];
+    int fd, n;
+
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    /* Before connect, so that the window the client advertises is small from the start. */
+    if (rcvbuf)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    n = snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                  "Content-Length: %zu\r\n\r\n%s", path, strlen(body), body);
+    ck_assert_int_eq(hc_send(fd, req, (size_t)n), 0);
+    return fd;
+}
+
+static void assert_all_freed(void)
+{
+    ck_assert_msg(it_wait_metric(&d, "osprey_requests_running", 0, 10), "requests still running");
+    ck_assert(it_wait_metric(&d, "osprey_requests_waiting", 0, 10));
+    ck_assert_msg(it_wait_metric(&d, "osprey_kv_cache_usage_ratio", 0, 10), "KV blocks still in use");
+}
+
+START_TEST(a_client_gone_mid_stream_frees_its_request)
+{
+    int fd;
+
+    up(NULL);
+    fd = open_request("/v1/completions", "{\"prompt\":\"long\",\"max_tokens\":1900,\"ignore_eos\":true,\"stream\":true}", 0);
+    ck_assert(hc_read_until(fd, "data: {", 10));       /* it is streaming */
+    close(fd);
+    ck_assert(it_wait_metric(&d, "osprey_requests_finished_total{finish_reason=\"abort\"}", 1, 10));
+    assert_all_freed();
+    ck_assert(it_metric(&d, "osprey_requests_finished_total{finish_reason=\"length\"}") == 0);
+    down();
+}
+END_TEST
+
+START_TEST(a_client_gone_while_waiting_frees_its_request)
+{
+    int fd;
+
+    up(NULL);
+    fd = open_request("/v1/completions", "{\"prompt\":\"long\",\"max_tokens\":1900,\"ignore_eos\":true}", 0);
+    ck_assert(it_wait_metric(&d, "osprey_requests_running", 1, 10));
+    close(fd);
+    ck_assert(it_wait_metric(&d, "osprey_requests_finished_total{finish_reason=\"abort\"}", 1, 10));
+    assert_all_freed();
+    down();
+}
+END_TEST
+
+START_TEST(a_client_that_stops_reading_is_cut_off_and_others_go_on)
+{
+    const char *args[] = { "--stream-buffer-bytes", "4KiB", NULL };
+    struct it_stream s;
+    int fd;
+
+    up(args);
+    /* A tiny receive window and no reading: once the kernel's buffers (a few MB on loopback)
+     * are full the daemon's writes stall and its own buffer fills. 16 choices with logprobs
+     * make tens of MB, well past them. */
+    fd = open_request("/v1/completions", "{\"prompt\":\"flood\",\"max_tokens\":1900,\"ignore_eos\":true,"
+                      "\"logprobs\":5,\"n\":16,\"stream\":true}", 2048);
+    ck_assert_msg(it_wait_metric(&d, "osprey_requests_finished_total{finish_reason=\"abort\"}", 16, 30),
+                  "the stalled stream was not aborted");
+    assert_all_freed();
+    ck_assert_int_eq(it_stream(&d, "/v1/completions", "{\"prompt\":\"meanwhile\",\"max_tokens\":8,\"stream\":true}", &s), 0);
+    ck_assert(s.done);
+    it_stream_fini(&s);
+    close(fd);
+    down();
+}
+END_TEST
+
+START_TEST(sigterm_lets_the_stream_in_flight_finish_and_refuses_new_requests)
+{
+    struct hc_response r;
+    size_t len;
+    int fd, closed, status;
+    char *rest;
+
+    up(NULL);
+    fd = open_request("/v1/completions", "{\"prompt\":\"drain\",\"max_tokens\":400,\"ignore_eos\":true,\"stream\":true}", 0);
+    ck_assert(hc_read_until(fd, "data: {", 10));
+    kill(d.pid, SIGTERM);
+    usleep(100000);
+    hc_request(d.port, "POST", "/v1/completions", NULL, "{\"prompt\":\"late\",\"max_tokens\":2}", &r, 10);
+    ck_assert_msg(r.status == 503 || r.status == 0, "a new request during the drain got %d", r.status);
+    if (r.status)
+        ck_assert_ptr_nonnull(strstr(r.body, "shutting_down"));
+    hc_response_fini(&r);
+    rest = hc_read_all(fd, 30, &len, &closed);
+    ck_assert_ptr_nonnull(strstr(rest, "\"finish_reason\":\"length\""));
+    ck_assert_ptr_nonnull(strstr(rest, "data: [DONE]\n\n"));
+    free(rest);
+    close(fd);
+    status = daemon_stop(&d, SIGTERM, 20);       /* already going: just reap it */
+    if (status)
+        daemon_print_log(&d);
+    ck_assert_int_eq(status, 0);
+}
+END_TEST
+
+START_TEST(past_the_grace_a_stream_ends_with_abort_and_done)
+{
+    const char *args[] = { "--shutdown-grace", "0.3", NULL };
+    size_t len;
+    int fd, closed, status;
+    char *rest;
+
+    up(args);
+    fd = open_request("/v1/completions", "{\"prompt\":\"endless\",\"max_tokens\":1900,\"ignore_eos\":true,"
+                      "\"stream\":true}", 0);
+    ck_assert(hc_read_until(fd, "data: {", 10));
+    kill(d.pid, SIGTERM);
+    rest = hc_read_all(fd, 30, &len, &closed);
+    ck_assert_ptr_nonnull(strstr(rest, "\"finish_reason\":\"abort\""));
+    ck_assert_ptr_nonnull(strstr(rest, "data: [DONE]\n\n"));
+    free(rest);
+    close(fd);
+    status = daemon_stop(&d, SIGTERM, 20);
+    ck_assert_int_eq(status, 0);
+    ck_assert(daemon_log_has(&d, "draining"));
+}
+END_TEST
+
+START_TEST(sigint_stops_an_idle_daemon_cleanly)
+{
+    int status;
+
+    up(NULL);
+    status = daemon_stop(&d, SIGINT, 20);
+    if (status)
+        daemon_print_log(&d);
+    ck_assert_int_eq(status, 0);
+    ck_assert(daemon_log_has(&d, "stopped"));
+}
+END_TEST
+
+START_TEST(the_effective_configuration_is_logged_at_start)
+{
+    up(NULL);
+    ck_assert(daemon_log_has(&d, "listening on http://127.0.0.1:"));
+    ck_assert(daemon_log_has(&d, "max_num_seqs"));
+    down();
+}
+END_TEST
+
+Suite *serve_lifecycle_suite(void)
+{
+    Suite *s = suite_create("serve_lifecycle");
+    TCase *tc = tcase_create("lifecycle");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_client_gone_mid_stream_frees_its_request);
+    tcase_add_test(tc, a_client_gone_while_waiting_frees_its_request);
+    tcase_add_test(tc, a_client_that_stops_reading_is_cut_off_and_others_go_on);
+    tcase_add_test(tc, sigterm_lets_the_stream_in_flight_finish_and_refuses_new_requests);
+    tcase_add_test(tc, past_the_grace_a_stream_ends_with_abort_and_done);
+    tcase_add_test(tc, sigint_stops_an_idle_daemon_cleanly);
+    tcase_add_test(tc, the_effective_configuration_is_logged_at_start);
+    suite_add_tcase(s, tc);
+    return s;
+}
