@@ -104,6 +104,11 @@ void daemon_print_log(const struct daemon *d)
 
 int daemon_start(struct daemon *d, const char *const *extra)
 {
+    return daemon_start_env(d, extra, NULL);
+}
+
+int daemon_start_env(struct daemon *d, const char *const *extra, const char *const *extra_env)
+{
     static int counter;
     const char *args[64] = { daemon_bin(), "serve", "--model", daemon_model_dir(), "--port", "0",
                              "--backend", "cpu", "--kv-cache-memory", "32MiB", "--threads", "1",
@@ -118,6 +123,8 @@ int daemon_start(struct daemon *d, const char *const *extra)
     for (char **e = environ; *e && num_env < 255; e++)
         if (strncmp(*e, "OSPREY_", 7))
             env[num_env++] = *e;
+    for (; extra_env && *extra_env && num_env < 255; extra_env++)
+        env[num_env++] = (char *)*extra_env;
     env[num_env] = NULL;
     memset(d, 0, sizeof *d);
     for (; extra && *extra && n < 62; extra++)
@@ -169,7 +176,8 @@ int daemon_stop(struct daemon *d, int sig, double timeout_s)
 
     if (d->pid <= 0)
         return -1;
-    kill(d->pid, sig);
+    if (sig)
+        kill(d->pid, sig);
     while (mono_s() < end) {
         if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
             d->pid = 0;

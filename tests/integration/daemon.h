@@ -24,7 +24,10 @@ const char *daemon_bin(void);
  * --kv-cache-memory 32MiB --threads 1 --log-level info --shutdown-grace 10` plus extra (NULL-terminated, may be NULL), waits for the "listening
  * on" line and for /health to say 200. Returns 0, or -1 (the log is printed). */
 int daemon_start(struct daemon *d, const char *const *extra);
-/* Sends sig (SIGTERM for a clean stop) and waits up to timeout_s for the exit. Returns the
+/* The same with env ("NAME=value"…, NULL-terminated) added to the daemon's environment
+ * (the caller's OSPREY_* variables are never passed on). */
+int daemon_start_env(struct daemon *d, const char *const *extra, const char *const *env);
+/* Sends sig (SIGTERM for a clean stop; 0 to just wait) and waits up to timeout_s for the exit. Returns the
  * exit status, 128 + signal when killed by one, or -1 when it had to be SIGKILLed. */
 int daemon_stop(struct daemon *d, int sig, double timeout_s);
 /* Whether the log holds `needle`. */

@@ -88,6 +88,51 @@ START_TEST(health_models_and_the_served_model)
 }
 END_TEST
 
+/* `osprey generate` offline (the same engine without HTTP): its stdout. */
+static char *offline(const char *args)
+{
+    char cmd[2048], buf[4096];
+    size_t n;
+    FILE *p;
+
+    snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --backend cpu --threads 1 %s 2>/dev/null",
+             daemon_bin(), daemon_model_dir(), args);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = '\0';
+    ck_assert_int_eq(pclose(p), 0);
+    return strdup(buf);
+}
+
+START_TEST(daemon_output_equals_osprey_generate_offline)
+{
+    char *off, *on;
+
+    up(NULL);
+    off = offline("--prompt 'Offline check' --max-tokens 24 --ignore-eos");
+    on = greedy("\"Offline check\"", 24);
+    ck_assert_str_eq(on, off);
+    free(off);
+    free(on);
+    /* Token-id prompts too. */
+    off = offline("--prompt-ids '[5, 77, 300, 41]' --max-tokens 24 --ignore-eos");
+    on = greedy("[5, 77, 300, 41]", 24);
+    ck_assert_str_eq(on, off);
+    free(off);
+    free(on);
+    /* A seeded sample too: one random stream whatever the path. The request leaves top_p to
+     * the model's generation_config.json (0.9 for gen-model's models, as in vLLM); the
+     * offline run takes it as a flag. */
+    off = offline("--prompt 'Offline check' --max-tokens 24 --ignore-eos --temperature 1 --seed 99 --top-p 0.9");
+    on = completion("\"Offline check\"", 24, ",\"temperature\":1,\"seed\":99");
+    ck_assert_str_eq(on, off);
+    free(off);
+    free(on);
+    down();
+}
+END_TEST
+
 START_TEST(completion_has_openais_shape_and_usage)
 {
     cJSON *j;
@@ -553,6 +598,7 @@ Suite *serve_api_suite(void)
     tcase_add_test(tc, completion_has_openais_shape_and_usage);
     tcase_add_test(tc, chat_completion_goes_through_the_chat_template);
     tcase_add_test(tc, streamed_greedy_text_equals_the_non_streamed_text);
+    tcase_add_test(tc, daemon_output_equals_osprey_generate_offline);
     tcase_add_test(tc, chat_stream_opens_with_the_role_and_ends_with_usage);
     tcase_add_test(tc, token_id_prompts_answer_like_their_text);
     tcase_add_test(tc, prompt_lists_and_n_index_choices_like_openai);

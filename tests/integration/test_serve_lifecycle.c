@@ -158,6 +158,56 @@ START_TEST(past_the_grace_a_stream_ends_with_abort_and_done)
 }
 END_TEST
 
+START_TEST(a_failed_step_fails_its_request_with_500_and_serving_goes_on)
+{
+    const char *env[] = { "OSPREY_FAULT_STEP=3", NULL };
+    struct hc_response r;
+
+    ck_assert(daemon_start_env(&d, NULL, env) == 0);
+    hc_request(d.port, "POST", "/v1/completions", NULL, "{\"prompt\":\"fault\",\"max_tokens\":20,\"ignore_eos\":true}",
+               &r, 10);
+    ck_assert_int_eq(r.status, 500);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"internal_error\""));
+    hc_response_fini(&r);
+    hc_request(d.port, "POST", "/v1/completions", NULL, "{\"prompt\":\"again\",\"max_tokens\":20,\"ignore_eos\":true}",
+               &r, 10);
+    ck_assert_int_eq(r.status, 200);
+    hc_response_fini(&r);
+    ck_assert(it_metric(&d, "osprey_requests_finished_total{finish_reason=\"error\"}") == 1);
+    down();
+}
+END_TEST
+
+START_TEST(a_dead_engine_fails_in_flight_requests_and_exits_1)
+{
+    const char *env[] = { "OSPREY_FAULT_STEP=3", "OSPREY_FAULT_STICKY=1", NULL };
+    struct it_stream s;
+    struct hc_response r;
+    int status;
+    const cJSON *ev;
+    bool error_event = false;
+
+    ck_assert(daemon_start_env(&d, NULL, env) == 0);
+    it_stream(&d, "/v1/completions", "{\"prompt\":\"device\",\"max_tokens\":20,\"ignore_eos\":true,"
+              "\"stream\":true}", &s);
+    /* The stream was under way: an error event, then its end. */
+    ck_assert_int_eq(s.status, 200);
+    ck_assert(s.done);
+    cJSON_ArrayForEach(ev, s.events)
+        error_event = error_event || cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(ev, "error"));
+    ck_assert(error_event);
+    it_stream_fini(&s);
+    hc_request(d.port, "POST", "/v1/completions", NULL, "{\"prompt\":\"after\",\"max_tokens\":2}", &r, 10);
+    ck_assert_msg(r.status == 503 || r.status == 0, "a request to a dead engine got %d", r.status);
+    hc_response_fini(&r);
+    status = daemon_stop(&d, 0, 10);       /* it exits by itself, for systemd to restart it */
+    if (status != 1)
+        daemon_print_log(&d);
+    ck_assert_int_eq(status, 1);
+    ck_assert(daemon_log_has(&d, "the engine failed"));
+}
+END_TEST
+
 START_TEST(sigint_stops_an_idle_daemon_cleanly)
 {
     int status;
@@ -191,6 +241,8 @@ Suite *serve_lifecycle_suite(void)
     tcase_add_test(tc, a_client_that_stops_reading_is_cut_off_and_others_go_on);
     tcase_add_test(tc, sigterm_lets_the_stream_in_flight_finish_and_refuses_new_requests);
     tcase_add_test(tc, past_the_grace_a_stream_ends_with_abort_and_done);
+    tcase_add_test(tc, a_failed_step_fails_its_request_with_500_and_serving_goes_on);
+    tcase_add_test(tc, a_dead_engine_fails_in_flight_requests_and_exits_1);
     tcase_add_test(tc, sigint_stops_an_idle_daemon_cleanly);
     tcase_add_test(tc, the_effective_configuration_is_logged_at_start);
     suite_add_tcase(s, tc);
