@@ -4,10 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -116,7 +116,6 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
     int n = 18;
     char *env[256];
     int num_env = 0;
-    posix_spawn_file_actions_t fa;
     double end;
 
     /* The daemon reads OSPREY_* variables as options: keep the caller's out of the test. */
@@ -131,15 +130,22 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
         args[n++] = *extra;
     args[n] = NULL;
     snprintf(d->log_path, sizeof d->log_path, "%s/osprey-it-%d-%d.log", tmp_dir(), (int)getpid(), counter++);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, d->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (posix_spawn(&d->pid, args[0], &fa, NULL, (char *const *)args, env)) {
-        posix_spawn_file_actions_destroy(&fa);
-        fprintf(stderr, "daemon_start: cannot run %s\n", args[0]);
+    /* fork + exec rather than posix_spawn: the child asks to be killed when the test that
+     * started it dies, so that a failed assertion never leaves a daemon running. */
+    if ((d->pid = fork()) == 0) {
+        int out = open("/dev/null", O_WRONLY), log = open(d->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1 || out < 0 || log < 0 || dup2(out, 1) < 0 || dup2(log, 2) < 0)
+            _exit(127);
+        execve(args[0], (char *const *)args, env);
+        _exit(127);
+    }
+    if (d->pid < 0) {
+        d->pid = 0;
+        fprintf(stderr, "daemon_start: cannot fork\n");
         return -1;
     }
-    posix_spawn_file_actions_destroy(&fa);
     for (end = mono_s() + 30; mono_s() < end; usleep(20000)) {
         char *text = read_log(d), *at = text ? strstr(text, "listening on http://127.0.0.1:") : NULL;
         int status;
