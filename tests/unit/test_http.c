@@ -452,7 +452,9 @@ START_TEST(many_concurrent_streams_all_complete)
 }
 END_TEST
 
-START_TEST(a_client_leaving_a_waiting_request_stops_its_job)
+/* A server with one request that waits for ever (until its client leaves or the server
+ * stops); returns the client's socket. */
+static int start_forever(void)
 {
     int fd;
 
@@ -460,6 +462,14 @@ START_TEST(a_client_leaving_a_waiting_request_stops_its_job)
     fd = hc_connect(port);
     hc_send_str(fd, "POST /forever HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
     usleep(200000);
+    return fd;
+}
+
+START_TEST(a_client_leaving_a_waiting_request_stops_its_job)
+{
+    int fd;
+
+    fd = start_forever();
     ck_assert_int_eq(atomic_load(&closed_calls), 0);
     close(fd);
     wait_for(&closed_calls, 1, 2);             /* the watcher noticed */
@@ -499,10 +509,7 @@ START_TEST(stopping_ends_a_waiting_request_cleanly)
 {
     int fd;
 
-    start(NULL, NULL, 0);
-    fd = hc_connect(port);
-    hc_send_str(fd, "POST /forever HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
-    usleep(200000);
+    fd = start_forever();
     stop();                                    /* must not trip MHD's suspended-connection panic */
     ck_assert_int_eq(atomic_load(&closed_calls), 1);
     ck_assert_int_eq(atomic_load(&freed_jobs), 1);
