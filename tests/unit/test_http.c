@@ -163,12 +163,14 @@ static const struct http_route routes[] = {
 static struct http_server *srv;
 static int port;
 
+static int max_connections = 16;
+
 static void start(const char *key, const char *origins, double request_timeout_s)
 {
     static char a[] = "https://a.example", b[] = "https://b.example", star[] = "*";
     static char *two[] = { a, b }, *any[] = { star };
     struct http_options o = {
-        .host = "127.0.0.1", .port = 0, .num_threads = 2, .max_connections = 16,
+        .host = "127.0.0.1", .port = 0, .num_threads = 2, .max_connections = max_connections,
         .max_body_bytes = 1000, .request_timeout_s = request_timeout_s, .idle_timeout_s = 5,
         .api_key = key, .metrics_require_key = false,
         .cors_origins = !origins ? NULL : !strcmp(origins, "*") ? any : two,
@@ -517,6 +519,28 @@ START_TEST(stopping_ends_a_waiting_request_cleanly)
 }
 END_TEST
 
+START_TEST(connections_past_the_limit_wait_until_one_closes)
+{
+    int held[2], extra;
+
+    max_connections = 2;
+    start(NULL, NULL, 0);
+    for (int i = 0; i < 2; i++)
+        held[i] = hc_connect(port);
+    usleep(100000);
+    /* At the limit MHD stops accepting: the kernel holds the third in its backlog. */
+    extra = hc_connect(port);
+    hc_send_str(extra, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert(!hc_read_until(extra, "HTTP/1.1 200", 0.5));
+    close(held[0]);                            /* a slot frees: the waiting one is served */
+    ck_assert(hc_read_until(extra, "HTTP/1.1 200", 5));
+    close(extra);
+    close(held[1]);
+    stop();
+    max_connections = 16;
+}
+END_TEST
+
 START_TEST(a_busy_port_is_an_error_naming_it)
 {
     struct http_options o = { .host = "127.0.0.1", .num_threads = 1, .max_connections = 4,
@@ -558,6 +582,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, a_client_leaving_a_waiting_request_stops_its_job);
     tcase_add_test(tc, a_client_sending_too_slowly_is_cut_off);
     tcase_add_test(tc, stopping_ends_a_waiting_request_cleanly);
+    tcase_add_test(tc, connections_past_the_limit_wait_until_one_closes);
     tcase_add_test(tc, a_busy_port_is_an_error_naming_it);
     suite_add_tcase(s, tc);
     return s;
