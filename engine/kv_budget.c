@@ -1,0 +1,69 @@
+/* kv_budget.c — how many KV-cache blocks fit: the explicit --kv-cache-memory, or on a GPU
+ * what --gpu-memory-utilization leaves after weights, activations and a reserve, or on a
+ * CPU a modest default. The engine asks once, before the runner allocates the cache. */
+#include <string.h>
+
+#include "engine/backend.h"
+#include "engine/kv_budget.h"
+#include "engine/log.h"
+#include "engine/runner.h"
+#include "engine/util.h"
+
+/* Parameters of the model as the runner holds them (bf16 on cuda). */
+static size_t weight_bytes(const struct model_config *c, size_t elem)
+{
+    size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
+    size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
+    size_t layer = h * q + 2 * h * kv + q * h + 3 * h * ffn + 2 * h + q + 2 * kv;
+    size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2);
+    return elem * (layer * c->num_layers + head + h);
+}
+
+/* Activation buffers of a step of cap_tokens tokens and cap_reqs sampled rows (forward.h). */
+static size_t activation_bytes(const struct model_config *c, int cap_tokens, int cap_reqs, size_t elem)
+{
+    size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
+    size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
+    size_t per_token = 3 * h + (q + 2 * kv) + q + 3 * ffn;
+    return elem * per_token * cap_tokens + (size_t)cap_reqs * (2 * h * elem + 4 * (size_t)c->vocab_size);
+}
+
+int kv_budget_blocks(const struct model_config *c, const struct engine_options *o,
+                     struct backend *be, const char *backend, int max_model_len, int cap_tokens,
+                     int cap_reqs, char *err)
+{
+    size_t block = runner_kv_block_bytes(c, be, o->block_size), bytes = o->kv_cache_bytes;
+    size_t elem = dtype_size(be->ops->act_dtype);
+
+    if (bytes == 0 && !strcmp(backend, "cuda")) {
+        const size_t reserve = 512ull << 20;
+        size_t free_b = 0, total_b = 0, used, want, other;
+        if (be->ops->mem_info(be, &free_b, &total_b) != 0) {
+            errf(err, "cannot read the device's free memory");
+            return 0;
+        }
+        used = total_b - free_b;   /* the CUDA context and whoever else is on the device */
+        want = (size_t)(o->gpu_memory_utilization * (double)total_b);
+        other = used + weight_bytes(c, elem) + activation_bytes(c, cap_tokens, cap_reqs, elem) + reserve;
+        if (want <= other + block) {
+            errf(err, "no GPU memory is left for the KV cache: %.2f GiB allowed "
+                 "(--gpu-memory-utilization %.2f of %.2f GiB), %.2f GiB in use before loading, "
+                 "weights %.2f GiB, activations %.2f GiB; raise --gpu-memory-utilization or lower "
+                 "--max-num-batched-tokens", want / 1073741824.0, o->gpu_memory_utilization,
+                 total_b / 1073741824.0, used / 1073741824.0,
+                 weight_bytes(c, elem) / 1073741824.0,
+                 activation_bytes(c, cap_tokens, cap_reqs, elem) / 1073741824.0);
+            return 0;
+        }
+        bytes = want - other;
+    } else if (bytes == 0) {
+        size_t need = (size_t)o->max_num_seqs * ((max_model_len + o->block_size - 1) / o->block_size) * block;
+        bytes = MIN((size_t)1 << 30, need);
+    }
+    if (bytes / block < 1 || bytes / block > INT32_MAX) {
+        errf(err, "a KV cache of %zu bytes holds %zu blocks of %zu bytes; give --kv-cache-memory "
+             "room for at least one", bytes, bytes / block, block);
+        return 0;
+    }
+    return (int)(bytes / block);
+}

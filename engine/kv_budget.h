@@ -1,0 +1,17 @@
+/* kv_budget.h — sizing the paged KV cache (see kv_budget.c). */
+#ifndef OSPREY_KV_BUDGET_H
+#define OSPREY_KV_BUDGET_H
+
+#include "engine/backend.h"
+#include "engine/engine.h"
+#include "engine/model.h"
+
+/* KV blocks for the cache: --kv-cache-memory when given; else on cuda what
+ * gpu_memory_utilization of the device leaves after weights, activations and a reserve for
+ * cuBLAS, attention scratch and graphs; on cpu 1 GiB at most, or what max_num_seqs requests
+ * of max_model_len tokens need when that is less. Returns the count, or 0 with a message. */
+int kv_budget_blocks(const struct model_config *c, const struct engine_options *o,
+                     struct backend *be, const char *backend, int max_model_len, int cap_tokens,
+                     int cap_reqs, char *err);
+
+#endif
