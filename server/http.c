@@ -5,336 +5,25 @@
  * A watcher thread closes connections that send too slowly and notices clients that went
  * away while their connection sleeps (MHD does not poll a suspended socket).
  * Lifetimes: a request is freed when its last reference goes — the connection's (dropped
- * when MHD reports it completed), the stream response's, and those its job holds. */
-#include "server/http.h"
+ * when MHD reports it completed), the stream response's, and those its job holds; the
+ * request's own side (answers, deferred and streamed output) is server/http_request.c. */
+#include "server/http_internal.h"
 
 #include <errno.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include "engine/log.h"
 #include "engine/util.h"
 #include "server/auth.h"
 #include "server/metrics.h"
-#include "server/openai.h"   /* struct oai_error, openai_render_error */
 
-#define WATCH_PERIOD_MS   100
-#define STREAM_BLOCK      (16 * 1024)
-#define MAX_EXTRA_HEADERS 6
-#define MAX_ORIGINS       16
-
-enum req_state { REQ_RECEIVING, REQ_HANDLING, REQ_DEFERRED, REQ_STREAMING, REQ_ANSWERED };
-
-/* One TCP connection (MHD's socket context): what the watcher needs. */
-struct http_conn {
-    struct http_conn *prev, *next;
-    int fd;
-    double deadline_s;               /* the request must be in by then; 0 = no deadline */
-    bool cut;                        /* shut down by the watcher */
-    struct http_request *req;        /* the request in progress, or NULL */
-};
-
-struct http_header {
-    char name[32];
-    char value[128];
-};
-
-struct http_request {
-    struct http_server *s;
-    struct MHD_Connection *conn;
-    struct http_conn *hc;            /* NULL when the connection could not be tracked */
-    unsigned long long id;
-    const struct http_route *route;
-    char method[8];
-    char path[256];
-    double start_s;
-    char *body;                      /* [body_len + 1], NUL-terminated */
-    size_t body_len, body_cap;
-    bool too_large;                  /* the body passed max_body_bytes: dropped, 413 at the end */
-    const char *cors_origin;         /* value of Access-Control-Allow-Origin, or NULL */
-    enum req_state state;            /* HTTP threads only */
-    int status;                      /* of the response queued; 0 = none yet */
-    struct http_header headers[MAX_EXTRA_HEADERS];
-    int num_headers;
-    const struct http_job_ops *ops;  /* deferred or streamed answers */
-    void *job;
-
-    pthread_mutex_t lock;            /* everything below */
-    bool parked;                     /* the connection is suspended, waiting for http_wake */
-    bool woken;                      /* a wake came while not parked: do not sleep */
-    bool closed;                     /* ops->closed was called (or is not needed) */
-    int refs;
-    int prompt_tokens, completion_tokens;
-};
-
-struct http_server {
-    struct MHD_Daemon *d;
-    struct http_options o;           /* strings borrowed from the caller */
-    char origins[MAX_ORIGINS][256];
-    int num_origins;
-    bool any_origin;
-    int port;
-    atomic_bool draining, stopping;
-    atomic_ullong next_id;
-    atomic_int active;               /* requests begun, not yet completed */
-
-    pthread_mutex_t conns_lock;      /* conns and every http_conn's fields */
-    struct http_conn *conns;
-    pthread_t watcher;
-    pthread_cond_t watcher_cond;
-    bool watcher_stop;               /* under conns_lock */
-};
-
-static const char json_type[] = "application/json";
-
-/* ---- references ---- */
-
-void http_ref(struct http_request *r)
-{
-    pthread_mutex_lock(&r->lock);
-    r->refs++;
-    pthread_mutex_unlock(&r->lock);
-}
-
-void http_unref(struct http_request *r)
-{
-    int left;
-
-    pthread_mutex_lock(&r->lock);
-    left = --r->refs;
-    pthread_mutex_unlock(&r->lock);
-    if (left > 0)
-        return;
-    if (r->ops && r->ops->free)
-        r->ops->free(r->job);
-    pthread_mutex_destroy(&r->lock);
-    free(r->body);
-    free(r);
-}
-
-/* ---- accessors ---- */
-
-const char *http_request_body(const struct http_request *r, size_t *len)
-{
-    *len = r->body_len;
-    return r->body ? r->body : "";
-}
-
-const char *http_request_path(const struct http_request *r)
-{
-    return r->path;
-}
-
-const char *http_request_header(const struct http_request *r, const char *name)
-{
-    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-}
-
-unsigned long long http_request_id(const struct http_request *r)
-{
-    return r->id;
-}
-
-void http_request_tokens(struct http_request *r, int prompt_tokens, int completion_tokens)
-{
-    pthread_mutex_lock(&r->lock);
-    r->prompt_tokens = prompt_tokens;
-    r->completion_tokens = completion_tokens;
-    pthread_mutex_unlock(&r->lock);
-}
-
-void http_add_header(struct http_request *r, const char *name, const char *value)
-{
-    struct http_header *h;
-
-    if (r->num_headers == MAX_EXTRA_HEADERS)
-        return;
-    h = &r->headers[r->num_headers++];
-    snprintf(h->name, sizeof h->name, "%s", name);
-    snprintf(h->value, sizeof h->value, "%s", value);
-}
-
-/* ---- responses ---- */
-
-/* Adds the extra and CORS headers, queues, and drops our reference to resp. */
-static void queue(struct http_request *r, int status, struct MHD_Response *resp)
-{
-    if (!resp) {
-        LOG(LL_ERR, "http", "req %llu: out of memory for a response", r->id);
-        r->state = REQ_ANSWERED;
-        return;
-    }
-    for (int i = 0; i < r->num_headers; i++)
-        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
-    if (r->cors_origin) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
-        if (strcmp(r->cors_origin, "*"))
-            MHD_add_response_header(resp, "Vary", "Origin");
-    }
-    if (MHD_queue_response(r->conn, (unsigned)status, resp) == MHD_YES)
-        r->status = status;
-    else
-        LOG(LL_WARN, "http", "req %llu: MHD refused the %d response", r->id, status);
-    MHD_destroy_response(resp);
-    if (r->state != REQ_STREAMING)
-        r->state = REQ_ANSWERED;
-}
-
-void http_respond(struct http_request *r, int status, const char *content_type, char *body,
-                  size_t len)
-{
-    struct MHD_Response *resp;
-
-    if (!body)
-        len = 0;
-    resp = MHD_create_response_from_buffer(len, body ? body : (char *)"",
-                                           body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        free(body);
-    else if (content_type)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    queue(r, status, resp);
-}
-
-void http_respond_error(struct http_request *r, const struct oai_error *e)
-{
-    size_t len = 0;
-    char *body = openai_render_error(e, &len);
-
-    http_respond(r, e->status, json_type, body, len);
-}
-
-/* A quick error answer: openai_error's arguments. */
-static void respond_errorf(struct http_request *r, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void respond_errorf(struct http_request *r, int status, const char *code, const char *fmt, ...)
-{
-    struct oai_error e;
-    va_list ap;
-
-    openai_error(&e, status, code, NULL, "%s", "");
-    va_start(ap, fmt);
-    vsnprintf(e.message, sizeof e.message, fmt, ap);
-    va_end(ap);
-    http_respond_error(r, &e);
-}
-
-/* ---- deferred answers and streams ---- */
-
-void http_attach(struct http_request *r, const struct http_job_ops *ops, void *job)
-{
-    r->ops = ops;
-    r->job = job;
-}
-
-void http_defer(struct http_request *r, const struct http_job_ops *ops, void *job)
-{
-    r->ops = ops;
-    r->job = job;
-    r->state = REQ_DEFERRED;
-}
-
-void http_wake(struct http_request *r)
-{
-    pthread_mutex_lock(&r->lock);
-    if (r->parked) {
-        /* Parked means MHD holds the connection suspended and cannot close it: safe. */
-        r->parked = false;
-        MHD_resume_connection(r->conn);
-    } else {
-        r->woken = true;
-    }
-    pthread_mutex_unlock(&r->lock);
-}
-
-/* Suspends the connection unless a wake already came (then returns false: go on). Called
- * from the access handler or the content reader, the only places MHD allows it. */
-static bool park(struct http_request *r)
-{
-    bool parked = false;
-
-    pthread_mutex_lock(&r->lock);
-    if (r->woken)
-        r->woken = false;
-    else if (!atomic_load(&r->s->stopping)) {
-        r->parked = parked = true;
-        MHD_suspend_connection(r->conn);
-    }
-    pthread_mutex_unlock(&r->lock);
-    return parked;
-}
-
-/* Runs the job's resume until it answers or there is nothing new to do. */
-static void run_deferred(struct http_request *r)
-{
-    while (r->state == REQ_DEFERRED) {
-        if (atomic_load(&r->s->stopping)) {
-            respond_errorf(r, 503, "shutting_down", "The server is shutting down.");
-            return;
-        }
-        if (park(r))
-            return;
-        r->ops->resume(r->job, r);
-    }
-}
-
-static ssize_t reader_cb(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    struct http_request *r = cls;
-
-    (void)pos;
-    for (;;) {
-        ssize_t n;
-
-        if (atomic_load(&r->s->stopping))
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        n = r->ops->read(r->job, buf, max);
-        if (n > 0)
-            return n;
-        if (n == HTTP_STREAM_END)
-            return MHD_CONTENT_READER_END_OF_STREAM;
-        if (n < 0)
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (park(r))
-            return 0;            /* MHD calls again once http_wake resumes the connection */
-    }
-}
-
-static void reader_free_cb(void *cls)
-{
-    http_unref(cls);
-}
-
-void http_stream(struct http_request *r, const struct http_job_ops *ops, void *job)
-{
-    struct MHD_Response *resp;
-
-    r->ops = ops;
-    r->job = job;
-    r->state = REQ_STREAMING;
-    http_ref(r);                 /* the response's, dropped by reader_free_cb */
-    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, reader_cb, r,
-                                             reader_free_cb);
-    if (!resp) {
-        http_unref(r);
-        r->state = REQ_DEFERRED; /* let the error answer go through */
-        respond_errorf(r, 500, "internal_error", "out of memory");
-        return;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    queue(r, 200, resp);
-}
+#define WATCH_PERIOD_MS 100
 
 /* ---- the checks made once the headers are in ---- */
 
@@ -388,7 +77,7 @@ static void begin(struct http_request *r)
     if (!strcmp(r->method, "OPTIONS")) {
         /* A CORS preflight (or a plain OPTIONS): what the route allows, no key needed. */
         if (!r->route) {
-            respond_errorf(r, 404, "not_found", "Not found: %s", r->path);
+            http__respond_errorf(r, 404, "not_found", "Not found: %s", r->path);
             return;
         }
         http_add_header(r, "Allow", allow_of(r->route));
@@ -401,32 +90,32 @@ static void begin(struct http_request *r)
         return;
     }
     if (!r->route) {
-        respond_errorf(r, 404, "not_found", "Not found: %s", r->path);
+        http__respond_errorf(r, 404, "not_found", "Not found: %s", r->path);
         return;
     }
     if (!method_matches(r->route, r->method)) {
         http_add_header(r, "Allow", allow_of(r->route));
-        respond_errorf(r, 405, "method_not_allowed", "Method %s is not allowed on %s (allowed: %s).",
-                       r->method, r->path, allow_of(r->route));
+        http__respond_errorf(r, 405, "method_not_allowed", "Method %s is not allowed on %s (allowed: %s).",
+                             r->method, r->path, allow_of(r->route));
         return;
     }
     if (atomic_load(&s->draining)) {
-        respond_errorf(r, 503, "shutting_down", "The server is shutting down.");
+        http__respond_errorf(r, 503, "shutting_down", "The server is shutting down.");
         return;
     }
     if (key_needed(s, r->route) &&
         !auth_check(http_request_header(r, MHD_HTTP_HEADER_AUTHORIZATION), s->o.api_key)) {
         http_add_header(r, "WWW-Authenticate", "Bearer");
-        respond_errorf(r, 401, "invalid_api_key",
-                       http_request_header(r, MHD_HTTP_HEADER_AUTHORIZATION)
-                           ? "Incorrect API key provided."
-                           : "Missing API key: send the header 'Authorization: Bearer <key>'.");
+        http__respond_errorf(r, 401, "invalid_api_key",
+                             http_request_header(r, MHD_HTTP_HEADER_AUTHORIZATION)
+                                 ? "Incorrect API key provided."
+                                 : "Missing API key: send the header 'Authorization: Bearer <key>'.");
         return;
     }
     if (cl && strtoull(cl, NULL, 10) > s->o.max_body_bytes) {
-        respond_errorf(r, 413, "request_too_large",
-                       "Request body of %s bytes is larger than the limit of %zu bytes.",
-                       cl, s->o.max_body_bytes);
+        http__respond_errorf(r, 413, "request_too_large",
+                             "Request body of %s bytes is larger than the limit of %zu bytes.",
+                             cl, s->o.max_body_bytes);
         return;
     }
 }
@@ -470,18 +159,18 @@ static void dispatch(struct http_request *r)
         pthread_mutex_unlock(&s->conns_lock);
     }
     if (r->too_large) {
-        respond_errorf(r, 413, "request_too_large", "Request body is larger than the limit of %zu bytes.",
-                       s->o.max_body_bytes);
+        http__respond_errorf(r, 413, "request_too_large",
+                             "Request body is larger than the limit of %zu bytes.", s->o.max_body_bytes);
         return;
     }
     r->state = REQ_HANDLING;
     r->route->handle(r, s->o.app);
     if (r->state == REQ_HANDLING) {
         LOG(LL_ERR, "http", "req %llu: the handler of %s gave no answer", r->id, r->path);
-        respond_errorf(r, 500, "internal_error", "The server gave no answer.");
+        http__respond_errorf(r, 500, "internal_error", "The server gave no answer.");
     }
     if (r->state == REQ_DEFERRED)
-        run_deferred(r);
+        http__run_deferred(r);
 }
 
 static struct http_request *request_new(struct http_server *s, struct MHD_Connection *conn,
@@ -538,7 +227,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     case REQ_DEFERRED:
         r->ops->resume(r->job, r);       /* woken by http_wake */
-        run_deferred(r);
+        http__run_deferred(r);
         return MHD_YES;
     default:
         return r->status ? MHD_YES : MHD_NO;
@@ -578,7 +267,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (notify)
         r->ops->closed(r->job);
     /* Health checks and scrapes come every few seconds: only API calls log at INFO. */
-    LOG(r->route && r->route->access != HTTP_NEEDS_KEY ? LL_DEBUG : LL_INFO, "http", "req %llu %s %s %d prompt_tokens=%d completion_tokens=%d %.1fms%s", r->id,
+    LOG(r->route && r->route->access != HTTP_NEEDS_KEY ? LL_DEBUG : LL_INFO, "http",
+        "req %llu %s %s %d prompt_tokens=%d completion_tokens=%d %.1fms%s", r->id,
         r->method, r->path, status, prompt, completion, 1e3 * (now_s() - r->start_s),
         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
         toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? " (client closed)" :
@@ -597,7 +287,8 @@ static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_
     struct http_conn *hc;
 
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 
         if (!ci || !(hc = calloc(1, sizeof *hc)))
             return;              /* untracked: no deadline, no disconnect watch */

@@ -255,7 +255,8 @@ static bool failure_of(const struct job *j, struct oai_error *e)
             return true;
         }
         if (c->reason == FINISH_ABORT) {
-            openai_error(e, 503, "shutting_down", NULL, "The request was aborted (the server is shutting down).");
+            openai_error(e, 503, "shutting_down", NULL,
+                         "The request was aborted (the server is shutting down).");
             return true;
         }
     }
@@ -267,8 +268,9 @@ static void log_outputs(const struct job *j)
     if (!j->api->log_prompts)
         return;
     for (int i = 0; i < j->num_choices; i++)
-        LOG(LL_DEBUG, "api", "req %llu choice %d output: %.*s", http_request_id(j->r), j->choices[i].index,
-            (int)MIN(j->choices[i].out.text_len, 4096), j->choices[i].out.text ? j->choices[i].out.text : "");
+        LOG(LL_DEBUG, "api", "req %llu choice %d output: %.*s", http_request_id(j->r),
+            j->choices[i].index, (int)MIN(j->choices[i].out.text_len, 4096),
+            j->choices[i].out.text ? j->choices[i].out.text : "");
 }
 
 /* ops->resume, non-streamed: answers once every choice is finished. */
@@ -316,7 +318,8 @@ static void job_resume(void *p, struct http_request *r)
         }
     }
     head_of(j, &h);
-    body = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs, &v, &len);
+    body = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
+                                  &v, &len);
     free(cs);
     if (!body) {
         openai_error(&e, 500, "internal_error", NULL, "out of memory");
@@ -353,7 +356,8 @@ static bool stream_open(struct job *j)
                 oc.text_len = j->prefix_lens[c->prompt];
                 c->text_sent = oc.text_len;
             }
-            if (!queue_event(j, openai_render_chunk(&h, &oc, false, 0, j->req.include_usage, NULL, &len), &len))
+            if (!queue_event(j, openai_render_chunk(&h, &oc, false, 0, j->req.include_usage, NULL, &len),
+                             &len))
                 return false;
         }
     }
@@ -460,7 +464,8 @@ static void submit_error(struct http_request *r, int rc, const char *err, struct
     switch (rc) {
     case -EAGAIN:
         http_add_header(r, "Retry-After", "1");
-        openai_error(e, 503, "overloaded", NULL, "The server is overloaded (the waiting queue is full); retry later.");
+        openai_error(e, 503, "overloaded", NULL,
+                     "The server is overloaded (the waiting queue is full); retry later.");
         break;
     case -ESHUTDOWN:
         openai_error(e, 503, "shutting_down", NULL, "The server is shutting down.");

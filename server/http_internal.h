@@ -1,0 +1,86 @@
+/* http_internal.h — what server/http.c (the daemon, its checks and its watcher) and
+ * server/http_request.c (a request: references, answers, deferred and streamed output)
+ * share: the structs behind the opaque handles of server/http.h. Not for other modules. */
+#ifndef OSPREY_HTTP_INTERNAL_H
+#define OSPREY_HTTP_INTERNAL_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "server/http.h"
+
+#define STREAM_BLOCK      (16 * 1024)
+#define MAX_EXTRA_HEADERS 6
+#define MAX_ORIGINS       16
+
+enum req_state { REQ_RECEIVING, REQ_HANDLING, REQ_DEFERRED, REQ_STREAMING, REQ_ANSWERED };
+
+/* One TCP connection (MHD's socket context): what the watcher needs. */
+struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    double deadline_s;               /* the request must be in by then; 0 = no deadline */
+    bool cut;                        /* shut down by the watcher */
+    struct http_request *req;        /* the request in progress, or NULL */
+};
+
+struct http_header {
+    char name[32];
+    char value[128];
+};
+
+struct http_request {
+    struct http_server *s;
+    struct MHD_Connection *conn;
+    struct http_conn *hc;            /* NULL when the connection could not be tracked */
+    unsigned long long id;
+    const struct http_route *route;
+    char method[8];
+    char path[256];
+    double start_s;
+    char *body;                      /* [body_len + 1], NUL-terminated */
+    size_t body_len, body_cap;
+    bool too_large;                  /* the body passed max_body_bytes: dropped, 413 at the end */
+    const char *cors_origin;         /* value of Access-Control-Allow-Origin, or NULL */
+    enum req_state state;            /* HTTP threads only */
+    int status;                      /* of the response queued; 0 = none yet */
+    struct http_header headers[MAX_EXTRA_HEADERS];
+    int num_headers;
+    const struct http_job_ops *ops;  /* deferred or streamed answers */
+    void *job;
+
+    pthread_mutex_t lock;            /* everything below */
+    bool parked;                     /* the connection is suspended, waiting for http_wake */
+    bool woken;                      /* a wake came while not parked: do not sleep */
+    bool closed;                     /* ops->closed was called (or is not needed) */
+    int refs;
+    int prompt_tokens, completion_tokens;
+};
+
+struct http_server {
+    struct MHD_Daemon *d;
+    struct http_options o;           /* strings borrowed from the caller */
+    char origins[MAX_ORIGINS][256];
+    int num_origins;
+    bool any_origin;
+    int port;
+    atomic_bool draining, stopping;
+    atomic_ullong next_id;
+    atomic_int active;               /* requests begun, not yet completed */
+
+    pthread_mutex_t conns_lock;      /* conns and every http_conn's fields */
+    struct http_conn *conns;
+    pthread_t watcher;
+    pthread_cond_t watcher_cond;
+    bool watcher_stop;               /* under conns_lock */
+};
+
+/* An error answer in OpenAI's shape, the message formatted. Handler threads. */
+void http__respond_errorf(struct http_request *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A deferred request: runs the job's resume until it answers or sleeps until a wake. */
+void http__run_deferred(struct http_request *r);
+
+#endif
