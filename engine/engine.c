@@ -388,8 +388,18 @@ static bool engine_step(struct engine *e)
         publish_stats(e);
         return true;
     }
-    /* Stats first, so that whoever wakes on a final callback already sees them. Stop
-     * strings found below end a few more requests; the end of the step publishes again. */
+    /* Stats and counters first, so that whoever wakes on a final callback already sees
+     * them. Stop strings found below end a few more requests; the step publishes again. */
+    uint64_t prompt_tokens = 0;
+    for (int i = 0; i < b->num_sample; i++) {
+        struct engine_request *r = b->reqs[b->sample_req[i]]->user;
+        if (r->num_delivered == 0)
+            prompt_tokens += r->sr.num_prompt_tokens;
+    }
+    pthread_mutex_lock(&e->lock);
+    e->stats.prompt_tokens += prompt_tokens;
+    e->stats.generation_tokens += (uint64_t)b->num_sample;
+    pthread_mutex_unlock(&e->lock);
     publish_stats(e);
 
     /* Requests the scheduler ended without a sample in this step (its length limit can end
@@ -409,14 +419,11 @@ static bool engine_step(struct engine *e)
 
     /* Deliver every sampled token; the scheduler has appended it already. A stop string
      * ends the request here; EOS, stop ids and length ended it in sched_update. */
-    uint64_t prompt_tokens = 0;
     for (int i = 0; i < b->num_sample; i++) {
         struct engine_request *r = b->reqs[b->sample_req[i]]->user;
         int32_t tok = e->sampled[i];
         bool final;
 
-        if (r->num_delivered == 0)
-            prompt_tokens += r->sr.num_prompt_tokens;
         if (out_text_push(&r->text, tok) != 0)
             LOG(LL_WARN, "engine", "req %llu: out of memory for its text", (unsigned long long)r->id);
         if (r->text.stopped && r->sr.status != SCHED_FINISHED)
@@ -429,10 +436,6 @@ static bool engine_step(struct engine *e)
             request_free(r);
         }
     }
-    pthread_mutex_lock(&e->lock);
-    e->stats.prompt_tokens += prompt_tokens;
-    e->stats.generation_tokens += (uint64_t)b->num_sample;
-    pthread_mutex_unlock(&e->lock);
     publish_stats(e);
     return true;
 }
