@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "tests/unit/model_fixture.h"
+#include "tests/unit/random_model.h"
 #include "tests/unit/naive_forward.h"
 
 static double tv(const struct tensor_ref *t, size_t i)

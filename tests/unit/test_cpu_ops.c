@@ -11,7 +11,7 @@
 
 #include "engine/backend.h"
 #include "engine/cpu/threadpool.h"
-#include "tests/unit/model_fixture.h"
+#include "tests/unit/random_model.h"
 
 static struct backend *be;
 

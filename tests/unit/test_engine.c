@@ -11,7 +11,7 @@
 #include "engine/engine.h"
 #include "engine/gen_model.h"
 #include "engine/model.h"
-#include "tests/unit/model_fixtures.h"
+#include "tests/unit/fixtures.h"
 
 #define MAX_OUT 64
 

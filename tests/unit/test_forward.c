@@ -16,7 +16,7 @@
 #include "engine/log.h"
 #include "engine/runner.h"
 #include "scheduler/batch.h"
-#include "tests/unit/model_fixture.h"
+#include "tests/unit/random_model.h"
 #include "tests/unit/naive_forward.h"
 
 /* |logit - reference|: f32 against double, logits of order 1 to 5; seen: 5e-6 */
@@ -38,7 +38,7 @@ struct sim_req {
 };
 
 struct sim {
-    struct model_fixture fx;
+    struct random_model fx;
     struct backend *be;
     struct runner *r;
     struct step_batch b;
@@ -74,7 +74,7 @@ static void sim_create(struct sim *s, const struct fixture_spec *spec, const str
     ck_assert_int_le(num_blocks, MAX_FREE);
     s->rng = spec->seed * 7919 + bs;
     s->block_size = bs;
-    ck_assert_int_eq(model_fixture_create(&s->fx, spec), 0);
+    ck_assert_int_eq(random_model_create(&s->fx, spec), 0);
     ck_assert_int_eq(runner_backend_options(&s->fx.m.cfg, &o, &bo), 0);
     ck_assert_int_eq(backend_create(&s->be, "cpu", &bo, err), 0);
     if (so->patch)
@@ -102,7 +102,7 @@ static void sim_destroy(struct sim *s)
     batch_fini(&s->b);
     runner_destroy(s->r);
     backend_destroy(s->be);
-    model_fixture_destroy(&s->fx);
+    random_model_destroy(&s->fx);
 }
 
 /* A request of random tokens; with_ref: the naive forward's logits of every position. */
@@ -619,7 +619,7 @@ END_TEST
 START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
 {
     struct fixture_spec spec = llama_spec();
-    struct model_fixture fx;
+    struct random_model fx;
     struct backend *be;
     struct runner *r = NULL;
     struct backend_options bo = { .num_threads = 1 };
@@ -628,7 +628,7 @@ START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
     struct sample_result res[4];
     char err[ERR_LEN] = "";
 
-    ck_assert_int_eq(model_fixture_create(&fx, &spec), 0);
+    ck_assert_int_eq(random_model_create(&fx, &spec), 0);
     ck_assert_int_eq(runner_backend_options(&fx.m.cfg, &o, &bo), 0);
     ck_assert_int_eq(bo.max_blocks_per_req, 4);
     ck_assert_int_eq(bo.vocab_size, 96);
@@ -654,7 +654,7 @@ START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
     batch_fini(&b);
     runner_destroy(r);
     backend_destroy(be);
-    model_fixture_destroy(&fx);
+    random_model_destroy(&fx);
 }
 END_TEST
 

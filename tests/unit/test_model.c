@@ -13,7 +13,7 @@
 #include "engine/gen_model.h"
 #include "engine/model.h"
 #include "engine/safetensors.h"
-#include "model_fixtures.h"
+#include "fixtures.h"
 
 /* ---- model_open on generated folders ---- */
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "engine/safetensors.h"
-#include "model_fixtures.h"
+#include "fixtures.h"
 
 /* A whole file in memory: 8-byte little-endian header length, the header padded with
  * spaces to a multiple of 8 bytes (as writers do, so data is aligned), data. */

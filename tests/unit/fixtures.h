@@ -1,7 +1,7 @@
-/* model_fixtures.h — helpers for the safetensors, model and gen_model suites: a scratch
+/* fixtures.h — helpers for the safetensors, model and gen_model suites: a scratch
  * folder under $OSPREY_TEST_TMP (else /tmp), removed again, and small file utilities. */
-#ifndef OSPREY_MODEL_FIXTURES_H
-#define OSPREY_MODEL_FIXTURES_H
+#ifndef OSPREY_TEST_FIXTURES_H
+#define OSPREY_TEST_FIXTURES_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* model_fixture.c — builds random small models in memory (see model_fixture.h). Weights
+/* random_model.c — builds random small models in memory (see random_model.h). Weights
  * are scaled so that activations stay of order one through a few layers: linear weights
  * uniform in ±1.5/sqrt(in), norms 1 ± 0.2, embeddings ±1. */
 #include <errno.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tests/unit/model_fixture.h"
+#include "tests/unit/random_model.h"
 
 double test_rand(uint64_t *state)
 {
@@ -59,7 +59,7 @@ double fixture_tensor_at(const struct tensor_ref *t, size_t i)
 }
 
 /* A tensor of `rows` x `cols` (cols 0: 1-D) with values center + U(-scale, scale). */
-static int make_tensor(struct model_fixture *fx, struct tensor_ref *t, const char *name,
+static int make_tensor(struct random_model *fx, struct tensor_ref *t, const char *name,
                        int rows, int cols, float center, float scale, enum dtype dt,
                        uint64_t *rng)
 {
@@ -94,7 +94,7 @@ static const char *arch_names[] = {
     [ARCH_QWEN3] = "Qwen3ForCausalLM", [ARCH_MISTRAL] = "MistralForCausalLM",
 };
 
-static int make_layer(struct model_fixture *fx, struct layer_tensors *t, const struct fixture_spec *s,
+static int make_layer(struct random_model *fx, struct layer_tensors *t, const struct fixture_spec *s,
                       uint64_t *rng)
 {
     int H = s->heads * s->head_dim, KV = s->kv_heads * s->head_dim, h = s->hidden, f = s->ffn;
@@ -123,7 +123,7 @@ static int make_layer(struct model_fixture *fx, struct layer_tensors *t, const s
     return 0;
 }
 
-int model_fixture_create(struct model_fixture *fx, const struct fixture_spec *s)
+int random_model_create(struct random_model *fx, const struct fixture_spec *s)
 {
     struct model_config *c = &fx->m.cfg;
     uint64_t rng = s->seed;
@@ -168,11 +168,11 @@ int model_fixture_create(struct model_fixture *fx, const struct fixture_spec *s)
             goto fail;
     return 0;
 fail:
-    model_fixture_destroy(fx);
+    random_model_destroy(fx);
     return -ENOMEM;
 }
 
-void model_fixture_destroy(struct model_fixture *fx)
+void random_model_destroy(struct random_model *fx)
 {
     for (int i = 0; i < fx->num_blobs; i++)
         free(fx->blobs[i]);

@@ -1,4 +1,4 @@
-/* model_fixture.h — random small models built in memory for the engine's tests: a struct
+/* random_model.h — random small models built in memory for the engine's tests: a struct
  * model as model_open() would give, for any shape the runner supports (GQA, tied
  * embeddings, head_dim != hidden / heads, Qwen2 biases, Qwen3 q/k norm, sliding-window
  * layers, rope scaling) with bf16, f16 or f32 weights. Also the tests' seeded random numbers. */
@@ -23,15 +23,15 @@ struct fixture_spec {
     uint64_t seed;
 };
 
-struct model_fixture {
+struct random_model {
     struct model m;
-    void **blobs;              /* every tensor's data, freed by model_fixture_destroy */
+    void **blobs;              /* every tensor's data, freed by random_model_destroy */
     int num_blobs;
 };
 
 /* Returns 0 or -ENOMEM. */
-int model_fixture_create(struct model_fixture *fx, const struct fixture_spec *s);
-void model_fixture_destroy(struct model_fixture *fx);
+int random_model_create(struct random_model *fx, const struct fixture_spec *s);
+void random_model_destroy(struct random_model *fx);
 
 /* Element i of a tensor as a double (bf16, f16 or f32), decoded here independently. */
 double fixture_tensor_at(const struct tensor_ref *t, size_t i);

@@ -1,6 +1,6 @@
-/* model_fixtures.c — scratch folders and file helpers for the model-folder suites. */
+/* fixtures.c — scratch folders and file helpers for the model-folder suites. */
 
-#include "model_fixtures.h"
+#include "fixtures.h"
 
 #include <errno.h>
 #include <ftw.h>
