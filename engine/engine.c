@@ -19,6 +19,7 @@
 #include "engine/output.h"
 #include "engine/runner.h"
 #include "engine/tokenizer.h"
+#include "engine/weights.h"
 #include "scheduler/scheduler.h"
 
 struct engine_request {
@@ -534,9 +535,11 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
             e->fault_sticky ? " with a device error" : "");
     }
 
+    double t_open = now_s();
     rc = model_open(&e->model, o->model_dir, err);
     if (rc != 0)
         goto fail_model;
+    LOG(LL_INFO, "engine", "opened %s in %.2f s", o->model_dir, now_s() - t_open);
     const struct model_config *cfg = &e->model.cfg;
     e->max_model_len = o->max_model_len > 0 ? o->max_model_len : cfg->max_position_embeddings;
     if (e->max_model_len > cfg->max_position_embeddings) {
@@ -598,9 +601,21 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
         rc = -ENOMEM;
         goto fail;
     }
+    size_t free0 = 0, free1 = 0, total = 0;
+    e->be->ops->mem_info(e->be, &free0, &total);
     rc = runner_create(&e->runner, e->be, &e->model, &ro, err);
     if (rc != 0)
         goto fail;
+    if (!strcmp(backend, "cuda") && e->be->ops->mem_info(e->be, &free1, &total) == 0) {
+        /* what the runner took beyond its weights and KV cache: activations, cuBLAS
+         * workspace, staging, graphs */
+        double gib = 1073741824.0, took = (double)(free0 - free1);
+        double w = (double)weights_bytes(cfg, dtype_size(e->be->ops->act_dtype));
+        double kv = (double)runner_kv_block_bytes(cfg, e->be, o->block_size) * ro.num_blocks;
+        LOG(LL_INFO, "engine", "GPU memory: weights %.2f GiB, KV cache %.2f GiB, everything else "
+            "%.2f GiB; %.2f of %.2f GiB free", w / gib, kv / gib, (took - w - kv) / gib,
+            free1 / gib, total / gib);
+    }
 
     memset(&sc, 0, sizeof sc);
     sc.block_size = o->block_size;

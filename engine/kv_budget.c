@@ -8,16 +8,7 @@
 #include "engine/log.h"
 #include "engine/runner.h"
 #include "engine/util.h"
-
-/* Parameters of the model as the runner holds them (bf16 on cuda). */
-static size_t weight_bytes(const struct model_config *c, size_t elem)
-{
-    size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
-    size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
-    size_t layer = h * q + 2 * h * kv + q * h + 3 * h * ffn + 2 * h + q + 2 * kv;
-    size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2);
-    return elem * (layer * c->num_layers + head + h);
-}
+#include "engine/weights.h"
 
 /* Activation buffers of a step of cap_tokens tokens and cap_reqs sampled rows (forward.h). */
 static size_t activation_bytes(const struct model_config *c, int cap_tokens, int cap_reqs, size_t elem)
@@ -44,14 +35,14 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
         }
         used = total_b - free_b;   /* the CUDA context and whoever else is on the device */
         want = (size_t)(o->gpu_memory_utilization * (double)total_b);
-        other = used + weight_bytes(c, elem) + activation_bytes(c, cap_tokens, cap_reqs, elem) + reserve;
+        other = used + weights_bytes(c, elem) + activation_bytes(c, cap_tokens, cap_reqs, elem) + reserve;
         if (want <= other + block) {
             errf(err, "no GPU memory is left for the KV cache: %.2f GiB allowed "
                  "(--gpu-memory-utilization %.2f of %.2f GiB), %.2f GiB in use before loading, "
                  "weights %.2f GiB, activations %.2f GiB; raise --gpu-memory-utilization or lower "
                  "--max-num-batched-tokens", want / 1073741824.0, o->gpu_memory_utilization,
                  total_b / 1073741824.0, used / 1073741824.0,
-                 weight_bytes(c, elem) / 1073741824.0,
+                 weights_bytes(c, elem) / 1073741824.0,
                  activation_bytes(c, cap_tokens, cap_reqs, elem) / 1073741824.0);
             return 0;
         }

@@ -307,9 +307,13 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     for (int i = 0; i < r->cap_sample; i++)
         r->greedy_rows[i] = (struct sample_row){ .top_p = 1.0f, .repetition_penalty = 1.0f,
                                                  .num_logprobs = -1 };
-    if ((rc = weights_upload(&r->w, be, m, err)) || (rc = alloc_buffers(r, err)) ||
-        (rc = upload_inv_freq(r, err)))
+    double t0 = now_s(), t_weights, t_buffers;
+    if ((rc = weights_upload(&r->w, be, m, err)))
         goto fail;
+    t_weights = now_s();
+    if ((rc = alloc_buffers(r, err)) || (rc = upload_inv_freq(r, err)))
+        goto fail;
+    t_buffers = now_s();
     r->fwd.be = be;
     r->fwd.cfg = c;
     r->fwd.w = &r->w;
@@ -321,9 +325,11 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     if (r->num_graphs && (rc = capture_graphs(r, err)))
         goto fail;
-    LOG(LL_INFO, "runner", "%s on %s: %d layers, %d KV blocks of %d tokens (%zu MiB), %d KV groups",
-        c->arch_name, be->ops->name, c->num_layers, o->num_blocks, o->block_size,
-        runner_kv_block_bytes(c, be, o->block_size) * o->num_blocks >> 20, r->num_kv_groups);
+    LOG(LL_INFO, "runner", "%s on %s: %d layers, %d KV blocks of %d tokens (%zu MiB), %d KV groups; "
+        "weights %.2f s, KV cache and buffers %.2f s, %d graphs %.2f s", c->arch_name,
+        be->ops->name, c->num_layers, o->num_blocks, o->block_size,
+        runner_kv_block_bytes(c, be, o->block_size) * o->num_blocks >> 20, r->num_kv_groups,
+        t_weights - t0, t_buffers - t_weights, r->num_graphs, now_s() - t_buffers);
     *out = r;
     return 0;
 fail:

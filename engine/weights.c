@@ -95,3 +95,12 @@ void weights_free(struct weights *w, struct backend *be)
         be->ops->free_weight(be, &w->final_norm);
     memset(w, 0, sizeof *w);
 }
+
+size_t weights_bytes(const struct model_config *c, size_t elem)
+{
+    size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
+    size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
+    size_t layer = h * q + 2 * h * kv + q * h + 3 * h * ffn + 2 * h + q + 2 * kv;
+    size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2);
+    return elem * (layer * c->num_layers + head + h);
+}

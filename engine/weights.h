@@ -36,4 +36,8 @@ int weights_upload(struct weights *w, struct backend *be, const struct model *m,
 /* Frees what weights_upload allocated; safe on a zeroed or partly filled struct. */
 void weights_free(struct weights *w, struct backend *be);
 
+/* Bytes of every weight at elem bytes per parameter (2 on cuda, which holds bf16): for
+ * sizing the KV cache before the upload and for the start-up memory report. */
+size_t weights_bytes(const struct model_config *c, size_t elem);
+
 #endif
