@@ -27,7 +27,7 @@ ifeq ($(CUDA),1)
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   NVFLAGS   += -O3 -std=c++17 -I. -MMD -MP -lineinfo -Xcompiler -fPIC \
                -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90a,code=compute_90a
-  CFLAGS    += -DOSPREY_CUDA -I$(CUDA_HOME)/include
+  CFLAGS    += -DOSPREY_CUDA -isystem $(CUDA_HOME)/include
   LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++
   CU_SRCS   := $(wildcard kernels/*.cu)
   CUDA_SRCS := $(wildcard engine/cuda/*.c)
@@ -42,14 +42,20 @@ TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 GPU_SRCS  := $(wildcard tests/gpu/*.c)
 GPU_OBJS  := $(GPU_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all test test-unit test-gpu serve fuzz deps clean
+.PHONY: FORCE all test test-unit test-gpu serve fuzz deps clean
 all: $(BUILD)/osprey
+FORCE:
 
 $(BUILD)/osprey: $(BUILD)/server/main.o $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 	@echo "  LD      $@"
 
-$(BUILD)/%.o: %.c
+# Objects depend on the flags they were built with: switching CUDA or SANITIZE rebuilds.
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(@D)
+	@echo '$(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CFLAGS) $(NVFLAGS)' > $@
+
+$(BUILD)/%.o: %.c $(BUILD)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
@@ -57,7 +63,7 @@ $(BUILD)/%.o: %.c
 # The CPU reference ops: -O3 so that their plain loops vectorize (portable: no -march).
 $(BUILD)/engine/cpu/%.o: CFLAGS += -O3
 
-$(BUILD)/%.o: %.cu
+$(BUILD)/%.o: %.cu $(BUILD)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  NVCC    $<")
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
@@ -86,7 +92,7 @@ deps:
 
 # make test: CPU unit + integration tests. The last line is Check's summary.
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(BUILD)/osprey-tests
+	$(Q)$(MAKE) --no-print-directory all $(BUILD)/osprey-tests $(if $(filter 1,$(CUDA)),$(BUILD)/osprey-gpu-tests)
 	$(Q)scripts/run-tests.sh $(BUILD)
 
 # make test-gpu: kernels against the CPU reference, graphs against eager (needs a GPU).

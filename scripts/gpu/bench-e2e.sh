@@ -70,7 +70,7 @@ for i in $(seq 1 600); do
     sleep 0.05
 done
 ready=$(date +%s.%N)
-note "cold start to /health $code: $(echo "$ready - $start" | bc) s"
+note "cold start to /health $code: $(awk -v a="$start" -v b="$ready" 'BEGIN { printf "%.2f", b - a }') s"
 grep -E "opened|runner_create|GPU memory|captured" "$OUT/serve-1.5b.log" | sed 's/^/    /' | tee -a "$summary"
 curl -s localhost:18000/v1/completions -H 'Content-Type: application/json' \
     -d '{"prompt": "The osprey", "max_tokens": 16, "temperature": 0}' > "$OUT/serve-completion.json"

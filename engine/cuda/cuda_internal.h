@@ -1,0 +1,97 @@
+/* cuda_internal.h — the CUDA backend's state, shared by its files: backend_cuda.c (vtable,
+ * memory, weights, cuBLAS, ops), cuda_stage.c (the step batch and sampling rows into
+ * persistent device buffers; sampling and its results) and cuda_graph.c (capture and
+ * replay). Not a public header: engine code sees only engine/cuda/backend_cuda.h. */
+#ifndef OSPREY_CUDA_INTERNAL_H
+#define OSPREY_CUDA_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "engine/backend.h"
+#include "kernels/kernels.h"
+
+/* Bound on the penalty and ban token lists staged per step, over all sampled rows, when
+ * the options give none: max_reqs * max_blocks_per_req * CUDA_HISTORY_PER_BLOCK tokens
+ * (a full context of 16-token blocks per request), clamped to [CUDA_HISTORY_MIN,
+ * CUDA_HISTORY_MAX]. A step with more is refused (-E2BIG), never truncated. */
+#define CUDA_HISTORY_PER_BLOCK 16
+#define CUDA_HISTORY_MIN (1 << 16)
+#define CUDA_HISTORY_MAX (1 << 24)
+
+#define CUDA_BLAS_WORKSPACE_BYTES ((size_t)32 << 20)   /* cuBLAS on Hopper wants 32 MiB */
+#define CUDA_ATTN_PARTIAL_BYTES   ((size_t)64 << 20)   /* split-K partials of attention */
+
+/* The staging area: one layout in pinned host memory and its device twin. */
+struct cuda_stage {
+    void *host;                /* pinned, cap_bytes */
+    void *dev;                 /* device, cap_bytes */
+    size_t cap_bytes;
+    int hist_cap;              /* tokens of penalty/ban lists one step may stage */
+    cudaEvent_t copied;        /* recorded after each upload: the host side is free again */
+    bool pending;              /* an upload was recorded and not yet waited for */
+    /* the sampling rows of the last staged step (device pointers into dev) */
+    const struct cuda_sample_row *rows;
+    const int32_t *hist;
+    int num_rows;
+};
+
+struct cuda_graph {
+    int size;                  /* the decode batch size it was captured for */
+    cudaGraphExec_t exec;
+};
+
+struct backend_cuda {
+    struct backend base;
+    struct backend_options opt;
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;       /* for products with a bias epilogue (cuda_gemm_bias.c) */
+    void *blas_workspace;      /* fixed, so that captures never allocate */
+    bool dead;                 /* a device error happened: every op returns -EIO */
+
+    struct attn_workspace attn;
+    struct cuda_stage st;
+
+    /* sampling: per-row scratch and results (device), results' pinned mirror */
+    float *sample_work;        /* [max_reqs, vocab_size] f32 */
+    int32_t *sample_counts;    /* [max_reqs, vocab_size] i32, all zero between steps */
+    struct sample_result *results;       /* [max_reqs] device */
+    struct sample_result *results_host;  /* [max_reqs] pinned */
+
+    struct cuda_graph *graphs;
+    int num_graphs, cap_graphs;
+};
+
+static inline struct backend_cuda *cuda__of(struct backend *be)
+{
+    return (struct backend_cuda *)be;
+}
+
+/* Maps a kernel launcher's or a CUDA call's result to the op's: any -EIO (a device error,
+ * already logged) marks the backend dead. */
+int cuda__status(struct backend_cuda *cu, int rc);
+
+/* cuda_stage.c */
+int cuda__stage_init(struct backend_cuda *cu, char *err);
+void cuda__stage_fini(struct backend_cuda *cu);
+int cuda__stage(struct backend *be, const struct step_batch *b, const struct sample_row *rows,
+                struct bk_batch *dev);
+int cuda__sample(struct backend *be, const float *logits, int vocab, const struct bk_batch *b);
+int cuda__fetch_results(struct backend *be, struct sample_result *out, int n);
+
+/* cuda_gemm_bias.c: out = x · wᵀ + bias, bf16, one rounding */
+int cuda__gemm_bias(struct backend_cuda *cu, void *out, const void *x, const struct bk_weight *w,
+                    const struct bk_weight *bias, int n);
+
+/* cuda_graph.c */
+int cuda__graph_capture(struct backend *be, int size, int (*body)(void *arg), void *arg);
+int cuda__graph_replay(struct backend *be, int size);
+void cuda__graphs_free(struct backend_cuda *cu);
+
+#endif

@@ -1,0 +1,519 @@
+/* attention.cu — kernel 2 of an attention layer: paged, varlen attention of the step's
+ * queries over the KV cache, for any mix of prefill chunks and decodes in one launch.
+ * Flash-attention 2 on bf16 tensor cores (mma.sync m16n8k16, f32 accumulation, online
+ * softmax in registers): a thread block takes a tile of BM query rows of one request, the
+ * rows being (token, query head) pairs of one KV head's GQA group, so a decode's G heads
+ * share one pass over the keys; keys and values stream through shared memory in tiles of
+ * BN cache rows found through the block table (cp.async, two stages). When the batch
+ * alone would not fill the GPU (few requests, long contexts), the keys of each tile are
+ * split over gridDim.z blocks that write partial results (flash-decoding); a second kernel
+ * merges them. Everything batch-dependent is read on the device; grid sizes depend only on
+ * the padded counts and max_seq_len, so a captured graph replays any batch of its size.
+ * CPU twin: engine/cpu/attention.c. */
+#include <math.h>
+
+#include "kernels/common.cuh"
+
+#define ATTN_MAX_SPLITS 64
+#define LOG2E 1.4426950408889634f
+
+/* Everything a block needs; passed by value as a __grid_constant__ parameter. */
+struct attn_args {
+    bf16 *out;                 /* [num_tokens, H * D] */
+    const bf16 *q;             /* [num_tokens, q_stride], head h at h * D */
+    const bf16 *k_cache, *v_cache;
+    const int32_t *qsl, *seq_lens, *block_table;  /* block_table: this group's rows */
+    float *part_o;             /* [splits, num_tokens, H, D] unnormalized partial outputs */
+    float2 *part_ml;           /* [splits, num_tokens, H] (running max in log2 units, sum) */
+    long long q_stride;
+    int num_reqs, num_tokens, max_blocks;
+    int H, KVH, G, D;
+    int block_size, num_blocks;
+    int window, num_splits;
+    float scale, scale_log2, softcap;
+};
+
+/* ---- tensor-core and async-copy primitives (sm_80+ PTX) ---- */
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid)
+{
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
+    int bytes = valid ? 16 : 0;   /* 0: nothing is read, the 16 bytes are zero-filled */
+
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
+                 "r"(bytes));
+}
+
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+
+__device__ __forceinline__ void cp_async_wait_all()
+{
+    asm volatile("cp.async.wait_group 0;\n" ::);
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t *r, const void *smem)
+{
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
+
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, const void *smem)
+{
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
+
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+
+/* c[16x8] += a[16x16] · b[16x8], bf16 in, f32 accumulate */
+__device__ __forceinline__ void mma_bf16(float *c, const uint32_t *a, uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
+{
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+/* First tile index of request r (r == num_reqs: the rows after the last request). Tiles of
+ * consecutive requests never overlap: request r owns [start(r), start(r) + ceil(rows/BM)). */
+template <int BM>
+__device__ __forceinline__ long long tile_start(const attn_args &a, int r)
+{
+    return (long long)a.qsl[r] * a.G / BM + r;
+}
+
+template <int HD, int WARPS, int BN>
+constexpr size_t attn_smem_bytes()
+{
+    return (size_t)(WARPS * 16 + 4 * BN) * (HD + 8) * sizeof(bf16);
+}
+
+/* grid (ceil(num_tokens * G / BM) + num_reqs + 1, KVH, num_splits), block WARPS * 32.
+ * HD: head_dim rounded up to a power of two >= 32 (the extra dims are zero-filled). */
+template <int HD, int WARPS, int BN>
+__global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant__ attn_args a)
+{
+    constexpr int BM = WARPS * 16, NT = WARPS * 32, LDS = HD + 8;  /* padded rows: no bank conflicts */
+    constexpr int CPR = HD / 8;           /* 16-byte chunks per row */
+    constexpr int KT = HD / 16;           /* k-steps of Q·Kᵀ */
+    constexpr int NS = BN / 8;            /* 8-key tiles of S */
+    constexpr int NO = HD / 8;            /* 8-dim tiles of O */
+    constexpr bool Q_IN_REGS = HD <= 128;
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ long long s_off[2][BN];    /* cache element offset of each key row, -1 = none */
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem), *sK = sQ + BM * LDS, *sV = sK + 2 * BN * LDS;
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g8 = lane >> 2, t4 = lane & 3;
+    const int kvh = blockIdx.y, split = blockIdx.z;
+
+    /* ---- the request of this tile: the last r with tile_start(r) <= blockIdx.x ---- */
+    int rlo = 0, rhi = a.num_reqs;
+    while (rlo < rhi) {
+        int mid = (rlo + rhi + 1) >> 1;
+        if (tile_start<BM>(a, mid) <= blockIdx.x)
+            rlo = mid;
+        else
+            rhi = mid - 1;
+    }
+    const int r = rlo;
+    int qs = a.qsl[r], qe = r < a.num_reqs ? a.qsl[r + 1] : a.num_tokens;
+    const int seq = r < a.num_reqs ? a.seq_lens[r] : 0;
+    qs = min(max(qs, 0), a.num_tokens);
+    qe = min(max(qe, qs), a.num_tokens);
+    const int qlen = qe - qs;
+    const long long nrows = (long long)qlen * a.G;
+    const long long row0 = ((long long)blockIdx.x - tile_start<BM>(a, r)) * BM;
+    if (row0 >= nrows)
+        return;   /* a gap between two requests' tiles */
+
+    /* ---- the key range of the tile and of this split ---- */
+    const long long last = min(row0 + BM, nrows) - 1;
+    const int pos_first = seq - qlen + (int)(row0 / a.G), pos_last = seq - qlen + (int)(last / a.G);
+    const int kv_hi = max(pos_last + 1, 0);
+    const int kv_lo = a.window > 0 ? max(pos_first - a.window + 1, 0) : 0;
+    const int max_lo = a.window > 0 ? max(pos_last - a.window + 1, 0) : 0;
+    int tb = kv_lo / BN, te = kv_hi > kv_lo ? (kv_hi + BN - 1) / BN : tb;
+    {
+        int per = (te - tb + a.num_splits - 1) / a.num_splits;
+        int b = tb + split * per;
+        te = min(b + per, te);
+        tb = min(b, te);
+    }
+
+    /* this thread's two rows (g8 and g8 + 8 of its warp): position and lowest key */
+    int pos[2], lo[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        long long rho = row0 + warp * 16 + g8 + rr * 8;
+        pos[rr] = rho < nrows ? seq - qlen + (int)(rho / a.G) : -1;
+        lo[rr] = a.window > 0 ? max(pos[rr] - a.window + 1, 0) : 0;
+    }
+    const bool warp_active = row0 + warp * 16 < nrows;
+
+    float o[NO][4], m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+        o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+
+    const int row_elems = a.KVH * a.D;
+    const int32_t *bt = a.block_table + (size_t)r * a.max_blocks;
+
+    /* key row offsets of tile `tile` into s_off[st]: -1 past the causal end, or where the
+     * block table has no block (a window's dropped blocks, padding) */
+    auto key_offsets = [&](int tile, int st) {
+        for (int kk = tid; kk < BN; kk += NT) {
+            int t = tile * BN + kk;
+            long long off = -1;
+            if (r < a.num_reqs && t >= 0 && t < kv_hi && t / a.block_size < a.max_blocks) {
+                int blk = bt[t / a.block_size];
+                if (blk >= 0 && blk < a.num_blocks)
+                    off = ((long long)blk * a.block_size + t % a.block_size) * row_elems +
+                          (long long)kvh * a.D;
+            }
+            s_off[st][kk] = off;
+        }
+    };
+    auto load_kv = [&](int st) {
+        bf16 *dk = sK + st * BN * LDS, *dv = sV + st * BN * LDS;
+        for (int idx = tid; idx < BN * CPR; idx += NT) {
+            int kk = idx / CPR, c = idx % CPR;
+            long long off = s_off[st][kk];
+            bool ok = off >= 0 && c * 8 < a.D;
+            cp_async16(dk + kk * LDS + c * 8, ok ? a.k_cache + off + c * 8 : a.k_cache, ok);
+            cp_async16(dv + kk * LDS + c * 8, ok ? a.v_cache + off + c * 8 : a.v_cache, ok);
+        }
+    };
+
+    if (tb < te) {
+        /* prologue: Q and the first key tile */
+        for (int idx = tid; idx < BM * CPR; idx += NT) {
+            int mrow = idx / CPR, c = idx % CPR;
+            long long rho = row0 + mrow;
+            bool ok = rho < nrows && c * 8 < a.D;
+            const bf16 *src = a.q;
+            if (ok)
+                src = a.q + (size_t)(qs + rho / a.G) * a.q_stride +
+                      (size_t)(kvh * a.G + (int)(rho % a.G)) * a.D + c * 8;
+            cp_async16(sQ + mrow * LDS + c * 8, src, ok);
+        }
+        key_offsets(tb, 0);
+        __syncthreads();
+        load_kv(0);
+        cp_async_commit();
+    }
+
+    uint32_t qf[Q_IN_REGS ? KT : 1][4];
+    for (int tile = tb; tile < te; tile++) {
+        const int st = (tile - tb) & 1;
+        const bool has_next = tile + 1 < te;
+
+        if (has_next)
+            key_offsets(tile + 1, st ^ 1);
+        cp_async_wait_all();
+        __syncthreads();        /* tile landed for all; stage st^1 free; offsets visible */
+        if (has_next) {
+            load_kv(st ^ 1);
+            cp_async_commit();
+        }
+        if (Q_IN_REGS && tile == tb) {
+#pragma unroll
+            for (int kt = 0; kt < (Q_IN_REGS ? KT : 1); kt++)
+                ldmatrix_x4(qf[kt], sQ + (warp * 16 + (lane & 15)) * LDS + kt * 16 + (lane >> 4) * 8);
+        }
+        if (!warp_active)
+            continue;
+
+        const bf16 *k_st = sK + st * BN * LDS, *v_st = sV + st * BN * LDS;
+
+        /* S = Q · Kᵀ for this warp's 16 rows and BN keys */
+        float s[NS][4];
+#pragma unroll
+        for (int j = 0; j < NS; j++)
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+            uint32_t af[4];
+            if (Q_IN_REGS) {
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    af[i] = qf[Q_IN_REGS ? kt : 0][i];
+            } else {
+                ldmatrix_x4(af, sQ + (warp * 16 + (lane & 15)) * LDS + kt * 16 + (lane >> 4) * 8);
+            }
+#pragma unroll
+            for (int np = 0; np < NS / 2; np++) {
+                uint32_t b[4];
+                ldmatrix_x4(b, k_st + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS +
+                                   kt * 16 + ((lane >> 3) & 1) * 8);
+                mma_bf16(s[2 * np], af, b[0], b[1]);
+                mma_bf16(s[2 * np + 1], af, b[2], b[3]);
+            }
+        }
+
+        /* scale (log2 units), soft-cap, causal and window mask */
+        const int key0 = tile * BN;
+        const bool need_mask = !(key0 >= max_lo && key0 + BN - 1 <= pos_first);
+#pragma unroll
+        for (int j = 0; j < NS; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = s[j][e];
+                if (a.softcap > 0.0f)
+                    x = a.softcap * tanhf(x * a.scale / a.softcap) * LOG2E;
+                else
+                    x *= a.scale_log2;
+                int key = key0 + j * 8 + t4 * 2 + (e & 1), rr = e >> 1;
+                if (need_mask && (key < lo[rr] || key > pos[rr]))
+                    x = -INFINITY;
+                s[j][e] = x;
+            }
+
+        /* online softmax: new running max, rescale what was summed, p = 2^(s - max) */
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < NS; j++)
+                mx = fmaxf(mx, fmaxf(s[j][2 * rr], s[j][2 * rr + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float m_new = fmaxf(m[rr], mx);
+            float m_use = m_new == -INFINITY ? 0.0f : m_new;   /* a row with no key yet */
+            float alpha = exp2f(m[rr] - m_use);
+            m[rr] = m_new;
+            l[rr] *= alpha;
+#pragma unroll
+            for (int j = 0; j < NO; j++) {
+                o[j][2 * rr] *= alpha;
+                o[j][2 * rr + 1] *= alpha;
+            }
+#pragma unroll
+            for (int j = 0; j < NS; j++) {
+                s[j][2 * rr] = exp2f(s[j][2 * rr] - m_use);
+                s[j][2 * rr + 1] = exp2f(s[j][2 * rr + 1] - m_use);
+                l[rr] += s[j][2 * rr] + s[j][2 * rr + 1];
+            }
+        }
+
+        /* O += P · V, P from the S accumulators (their layout is the A fragment's) */
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            uint32_t pa[4] = { pack_bf16(s[2 * kk][0], s[2 * kk][1]),
+                               pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                               pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                               pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
+#pragma unroll
+            for (int dp = 0; dp < NO / 2; dp++) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, v_st + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS +
+                                         dp * 16 + (lane >> 4) * 8);
+                mma_bf16(o[2 * dp], pa, b[0], b[1]);
+                mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+            }
+        }
+    }
+
+    /* ---- epilogue: the full sums of the rows, then the output or the split's partials ---- */
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 1);
+        l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 2);
+    }
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        long long rho = row0 + warp * 16 + g8 + rr * 8;
+        if (rho >= nrows)
+            continue;
+        int tok = qs + (int)(rho / a.G), head = kvh * a.G + (int)(rho % a.G);
+        if (a.num_splits == 1) {
+            float inv = l[rr] > 0.0f ? 1.0f / l[rr] : 0.0f;
+            bf16 *dst = a.out + (size_t)tok * a.H * a.D + (size_t)head * a.D;
+#pragma unroll
+            for (int j = 0; j < NO; j++) {
+                int d = j * 8 + t4 * 2;
+                if (d < a.D)
+                    *reinterpret_cast<__nv_bfloat162 *>(dst + d) =
+                        __floats2bfloat162_rn(o[j][2 * rr] * inv, o[j][2 * rr + 1] * inv);
+            }
+        } else {
+            size_t idx = ((size_t)split * a.num_tokens + tok) * a.H + head;
+            if (t4 == 0)
+                a.part_ml[idx] = make_float2(m[rr], l[rr]);
+            if (l[rr] > 0.0f) {
+                float *dst = a.part_o + idx * a.D;
+#pragma unroll
+                for (int j = 0; j < NO; j++) {
+                    int d = j * 8 + t4 * 2;
+                    if (d < a.D)
+                        *reinterpret_cast<float2 *>(dst + d) = make_float2(o[j][2 * rr], o[j][2 * rr + 1]);
+                }
+            }
+        }
+    }
+}
+
+/* grid ceil(num_tokens * H / 4), block 128: one warp merges the splits of one (token,
+ * head): out = Σ o_z 2^(m_z - M) / Σ l_z 2^(m_z - M). Splits that saw no key (l 0) are
+ * skipped; a row no split saw is zeros. */
+__global__ void __launch_bounds__(128) attn_reduce_kernel(const __grid_constant__ attn_args a)
+{
+    int idx = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    size_t rows = (size_t)a.num_tokens * a.H;
+
+    if (idx >= (int)rows)
+        return;
+    float mmax = -INFINITY, sum = 0.0f;
+    for (int z = 0; z < a.num_splits; z++) {
+        float2 ml = a.part_ml[z * rows + idx];
+        if (ml.y > 0.0f)
+            mmax = fmaxf(mmax, ml.x);
+    }
+    for (int z = 0; z < a.num_splits; z++) {
+        float2 ml = a.part_ml[z * rows + idx];
+        if (ml.y > 0.0f)
+            sum += ml.y * exp2f(ml.x - mmax);
+    }
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    bf16 *dst = a.out + (size_t)idx * a.D;   /* out rows are [token][head][D] = idx * D */
+    for (int d = lane; d < a.D; d += 32) {
+        float acc = 0.0f;
+        for (int z = 0; z < a.num_splits; z++) {
+            float2 ml = a.part_ml[z * rows + idx];
+            if (ml.y > 0.0f)
+                acc += a.part_o[(z * rows + idx) * a.D + d] * exp2f(ml.x - mmax);
+        }
+        dst[d] = __float2bfloat16(acc * inv);
+    }
+}
+
+/* ---- host side ---- */
+
+static int attn_block_m(const struct bk_batch *b)
+{
+    return b->max_query_len <= 1 ? 16 : 64;   /* decodes only: one warp per block */
+}
+
+int attention_cuda_splits(const struct bk_batch *b, const struct attn_params *p,
+                          const struct attn_workspace *ws)
+{
+    int bm = attn_block_m(b), bn = p->head_dim > 128 ? 32 : 64;
+    int G = p->num_kv_heads > 0 ? p->num_heads / p->num_kv_heads : 1;
+    long long tiles = MAX((long long)b->num_reqs, ((long long)b->num_tokens * G + bm - 1) / bm);
+    long long blocks = tiles * p->num_kv_heads, per_split;
+    long long splits;
+
+    if (!ws || !ws->partial || ws->partial_bytes < 16 || ws->num_sms <= 0 ||
+        blocks >= ws->num_sms || b->num_tokens <= 0)
+        return 1;
+    /* about two blocks per SM, each split at least two key tiles long */
+    splits = (2LL * ws->num_sms + blocks - 1) / blocks;
+    splits = MIN(splits, MAX(1, b->max_seq_len / (2 * bn)));
+    splits = MIN(splits, ATTN_MAX_SPLITS);
+    per_split = (long long)b->num_tokens * p->num_heads * (p->head_dim + 2) * (long long)sizeof(float);
+    splits = MIN(splits, (long long)((ws->partial_bytes - 16) / per_split));  /* 16: alignment */
+    return (int)MAX(splits, 1);
+}
+
+template <int HD, int WARPS, int BN>
+static int attn_launch(const attn_args &a, cudaStream_t s)
+{
+    constexpr int BM = WARPS * 16;
+    dim3 grid((unsigned int)(((long long)a.num_tokens * a.G + BM - 1) / BM + a.num_reqs + 1),
+              a.KVH, a.num_splits);
+
+    attn_kernel<HD, WARPS, BN><<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN>(), s>>>(a);
+    if (!CUDA_OK(cudaGetLastError()))
+        return -EIO;
+    if (a.num_splits > 1) {
+        attn_reduce_kernel<<<ceil_div_u((long long)a.num_tokens * a.H, 4), 128, 0, s>>>(a);
+        if (!CUDA_OK(cudaGetLastError()))
+            return -EIO;
+    }
+    return 0;
+}
+
+template <int HD, int WARPS, int BN>
+static bool attn_set_smem(void)
+{
+    return CUDA_OK(cudaFuncSetAttribute(attn_kernel<HD, WARPS, BN>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)attn_smem_bytes<HD, WARPS, BN>()));
+}
+
+/* Raises the shared-memory limit of every instantiation once, at backend creation (never
+ * inside a graph capture). */
+int attention_cuda_init(void)
+{
+    bool ok = attn_set_smem<32, 1, 64>() && attn_set_smem<32, 4, 64>() &&
+              attn_set_smem<64, 1, 64>() && attn_set_smem<64, 4, 64>() &&
+              attn_set_smem<128, 1, 64>() && attn_set_smem<128, 4, 64>() &&
+              attn_set_smem<256, 1, 32>() && attn_set_smem<256, 4, 32>();
+    return ok ? 0 : -EIO;
+}
+
+int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
+                   const bf16 *v_cache, const struct bk_batch *b, int group,
+                   const struct attn_params *p, const struct attn_workspace *ws, cudaStream_t s)
+{
+    const struct cache_layout *l = &p->cache;
+    int D = p->head_dim;
+    bool decode = attn_block_m(b) == 16;
+    attn_args a = {};
+
+    if (D <= 0 || D % 8 || D > 256 || p->num_kv_heads <= 0 || p->num_heads % p->num_kv_heads ||
+        l->num_kv_heads != p->num_kv_heads || l->head_dim != D || l->block_size <= 0 ||
+        l->num_blocks <= 0 || group < 0 || group >= b->num_kv_groups || q_stride % 8 ||
+        q_stride < p->num_heads * D || !aligned16(q) || !aligned16(k_cache) ||
+        !aligned16(v_cache) || b->num_reqs < 0 || b->num_tokens < 0 || b->max_blocks_per_req < 0)
+        return -EINVAL;
+    if (b->num_tokens == 0)
+        return 0;
+    a.out = out;
+    a.q = q;
+    a.k_cache = k_cache;
+    a.v_cache = v_cache;
+    a.qsl = b->query_start_loc;
+    a.seq_lens = b->seq_lens;
+    a.block_table = b->block_table[group];
+    a.q_stride = q_stride;
+    a.num_reqs = b->num_reqs;
+    a.num_tokens = b->num_tokens;
+    a.max_blocks = b->max_blocks_per_req;
+    a.H = p->num_heads;
+    a.KVH = p->num_kv_heads;
+    a.G = p->num_heads / p->num_kv_heads;
+    a.D = D;
+    a.block_size = l->block_size;
+    a.num_blocks = l->num_blocks;
+    a.window = p->window;
+    a.scale = p->scale;
+    a.scale_log2 = p->scale * LOG2E;
+    a.softcap = p->softcap;
+    a.num_splits = attention_cuda_splits(b, p, ws);
+    if (a.num_splits > 1) {
+        size_t o_floats = (size_t)a.num_splits * a.num_tokens * a.H * D;
+        a.part_o = ws->partial;
+        a.part_ml = reinterpret_cast<float2 *>(ws->partial + (o_floats + 1) / 2 * 2);
+    }
+    if (D <= 32)
+        return decode ? attn_launch<32, 1, 64>(a, s) : attn_launch<32, 4, 64>(a, s);
+    if (D <= 64)
+        return decode ? attn_launch<64, 1, 64>(a, s) : attn_launch<64, 4, 64>(a, s);
+    if (D <= 128)
+        return decode ? attn_launch<128, 1, 64>(a, s) : attn_launch<128, 4, 64>(a, s);
+    return decode ? attn_launch<256, 1, 32>(a, s) : attn_launch<256, 4, 32>(a, s);
+}

@@ -1,0 +1,140 @@
+/* kernels.h — the C launchers of the CUDA kernels, one .cu per op family (kernels/<op>.cu),
+ * called by the CUDA backend (engine/cuda/). Shapes in tokens/heads/dims, row-major, bf16
+ * unless named. Every launcher is asynchronous on the stream it takes, allocates nothing,
+ * reads all batch-dependent data from device memory (so a captured graph replays with new
+ * data), and returns 0, -EINVAL for a shape it does not support (nothing launched), or -EIO
+ * for a launch error (logged by CUDA_OK). n == 0 launches nothing. */
+#ifndef OSPREY_KERNELS_H
+#define OSPREY_KERNELS_H
+
+#include <math.h>       /* before extern "C": C++'s math.h has templates */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>  /* cudaStream_t */
+
+#ifdef __cplusplus
+#include <cuda_bf16.h>
+typedef __nv_bfloat16 bf16;
+extern "C" {
+#else
+typedef uint16_t bf16;         /* the bits of a bfloat16: C code only moves them */
+#endif
+
+#include "engine/backend.h"    /* struct cache_layout, rope_params, attn_params, bk_batch */
+#include "engine/sampler.h"    /* struct sample_result */
+
+/* ---- embedding.cu ---- */
+
+/* x[n, dim] = table[ids[i]] (table [vocab, dim]); an id outside the table gives a zero row. */
+int embedding_cuda(bf16 *x, const int32_t *ids, const bf16 *table, int vocab, int dim, int n,
+                   cudaStream_t s);
+
+/* ---- gather.cu ---- */
+
+/* out[i] = x[rows[i]] for i < n, rows of dim; a negative row gives zeros. */
+int gather_rows_cuda(bf16 *out, const bf16 *x, const int32_t *rows, int n, int dim,
+                     cudaStream_t s);
+
+/* ---- rmsnorm.cu ---- */
+
+/* residual == NULL: out = rmsnorm(x) * w. Else residual += x (rounded to bf16, in place),
+ * then out = rmsnorm(residual) * w. Rows of dim; sums in f32. out may alias x. */
+int rmsnorm_cuda(bf16 *out, bf16 *residual, const bf16 *x, const bf16 *w, int n, int dim,
+                 float eps, cudaStream_t s);
+
+/* In place: each of `heads` head_dim vectors of each of n rows (stride elements apart)
+ * becomes rmsnorm(v) * w[head_dim] (Qwen3's q/k norm). head_dim <= 1024. */
+int head_rmsnorm_cuda(bf16 *x, int stride, int heads, int head_dim, const bf16 *w, int n,
+                      float eps, cudaStream_t s);
+
+/* ---- activation.cu ---- */
+
+/* out[n, ffn] = silu(gate_up[:, :ffn]) * gate_up[:, ffn:], in f32, rounded once. */
+int silu_mul_cuda(bf16 *out, const bf16 *gate_up, int n, int ffn, cudaStream_t s);
+
+/* ---- rope.cu ---- */
+
+/* In place rotate-half RoPE of q[n, num_heads, head_dim] and k[n, num_kv_heads, head_dim]
+ * (rows p->stride apart) at positions[n]: pair (i, i + head_dim/2) turns by
+ * positions[t] * inv_freq[i], product, cos and sin in f32 as Hugging Face computes them. */
+int rope_cuda(bf16 *q, bf16 *k, const int32_t *positions, int n, const struct rope_params *p,
+              cudaStream_t s);
+
+/* rope_cuda, plus the rotated k and the unchanged v (same row stride) written to slot
+ * slot_mapping[t] of the paged cache in the same pass: equal to rope_cuda followed by
+ * cache_update_cuda. Slot KV_PADDING_SLOT writes no cache row. */
+int rope_cache_update_cuda(bf16 *q, bf16 *k, const bf16 *v, const int32_t *positions,
+                           const int64_t *slot_mapping, int n, const struct rope_params *p,
+                           bf16 *k_cache, bf16 *v_cache, const struct cache_layout *l,
+                           cudaStream_t s);
+
+/* ---- cache_update.cu ---- */
+
+/* Kernel 1 of an attention layer: the K and V rows of token i (k, v: [n, rows kv_stride
+ * apart, num_kv_heads * head_dim]) go to slot slot_mapping[i] of k_cache and v_cache
+ * ([num_blocks, block_size, num_kv_heads, head_dim]). KV_PADDING_SLOT (-1), or any slot
+ * outside the cache, writes nothing; no other slot is touched. */
+int cache_update_cuda(const bf16 *k, const bf16 *v, int kv_stride, const int64_t *slot_mapping,
+                      int n, bf16 *k_cache, bf16 *v_cache, const struct cache_layout *l,
+                      cudaStream_t s);
+
+/* ---- attention.cu ---- */
+
+/* What attention needs besides its operands: the SM count for the split heuristic and a
+ * fixed f32 scratch for split-K partial results (allocated once, never during a step). */
+struct attn_workspace {
+    int num_sms;
+    float *partial;            /* split-K partials: o, then (max, sum) per row and split */
+    size_t partial_bytes;
+};
+
+/* Kernel 2: out[b->num_tokens, num_heads * head_dim] = paged attention of q (rows q_stride
+ * apart, head h at h * head_dim) over the cache through the block table of `group`, for
+ * any mix of prefill chunks and decodes (query_start_loc, seq_lens), causal within each
+ * request's new tokens, GQA, optional window and soft-cap; rows of padding requests
+ * (seq_len 0) and after the last request are zeros. head_dim: a multiple of 8, <= 256.
+ * Long contexts with few requests split the keys over thread blocks and reduce after. */
+int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
+                   const bf16 *v_cache, const struct bk_batch *b, int group,
+                   const struct attn_params *p, const struct attn_workspace *ws, cudaStream_t s);
+
+/* Raises the shared-memory limit of every attention kernel; once, at backend creation (not
+ * allowed inside a graph capture). Returns 0 or -EIO. */
+int attention_cuda_init(void);
+
+/* The number of key splits attention_cuda uses for this batch shape (1 = no split), for
+ * tests and benchmarks that want to know which path ran. */
+int attention_cuda_splits(const struct bk_batch *b, const struct attn_params *p,
+                          const struct attn_workspace *ws);
+
+/* ---- sampling.cu ---- */
+
+/* One sampled row as the kernel reads it (staged by engine/cuda/cuda_stage.c from struct
+ * sample_row). Token lists live in one flat i32 array: prompt, then output, then banned,
+ * starting at hist_off. */
+struct cuda_sample_row {
+    float temperature, top_p, min_p;
+    float presence_penalty, frequency_penalty, repetition_penalty;
+    int32_t top_k;
+    int32_t num_logprobs;      /* -1 none, 0 chosen only, N <= SAMPLE_MAX_LOGPROBS */
+    uint64_t seed;
+    uint32_t counter;
+    int32_t hist_off;          /* index of the row's first history token */
+    int32_t num_prompt, num_output, num_banned;
+};
+
+/* Samples rows[num_rows] of logits[num_rows, vocab] (f32) exactly in engine/sampler.h's order
+ * of operations into results[num_rows]. work (f32) and counts (i32, all zero on entry and
+ * left all zero) are scratch of num_rows * vocab elements each. */
+int sample_cuda(const float *logits, int vocab, int num_rows, const struct cuda_sample_row *rows,
+                const int32_t *hist, float *work, int32_t *counts, struct sample_result *results,
+                cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,288 @@
+/* bench.c — `osprey-gpu-tests --bench`: the kernel figures of docs/BENCHMARKS.md. The
+ * device-to-device copy bandwidth is the yardstick; cache_update (unfused after rope, and
+ * fused with it) and decode attention over long contexts are reported as a share of it,
+ * prefill attention in TFLOP/s (scripts/gpu/sdpa_bench.py times PyTorch on the same
+ * shapes). Shapes are the bench-1.5b model's: 32 heads, 8 KV heads, head_dim 64, blocks of
+ * 16. Timings are medians of repeated runs of many launches; nothing is asserted. */
+#ifdef OSPREY_CUDA
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "engine/util.h"
+#include "tests/gpu/gpu_test.h"
+
+#define H 32
+#define KVH 8
+#define D 64
+#define BS 16
+#define REPEATS 5
+
+struct bench {
+    struct backend *be;
+    double copy_gbs;           /* measured device copy bandwidth, GB/s (read + write) */
+};
+
+/* Median over REPEATS of the seconds one call of fn takes, each repeat `iters` calls. */
+static double time_op(struct bench *bn, int iters, int (*fn)(struct bench *, void *), void *arg)
+{
+    double t[REPEATS];
+
+    if (fn(bn, arg) || cudaDeviceSynchronize() != cudaSuccess)   /* warm up */
+        return NAN;
+    for (int r = 0; r < REPEATS; r++) {
+        double t0 = now_s();
+        for (int i = 0; i < iters; i++)
+            if (fn(bn, arg))
+                return NAN;
+        if (cudaDeviceSynchronize() != cudaSuccess)
+            return NAN;
+        t[r] = (now_s() - t0) / iters;
+    }
+    return gt_median(t, REPEATS);
+}
+
+/* ---- copy bandwidth ---- */
+
+struct copy_arg {
+    void *dst, *src;
+    size_t bytes;
+};
+
+static int copy_once(struct bench *bn, void *arg)
+{
+    struct copy_arg *c = arg;
+
+    return cudaMemcpyAsync(c->dst, c->src, c->bytes, cudaMemcpyDeviceToDevice, 0) == cudaSuccess ? 0 : -1;
+}
+
+static void bench_copy(struct bench *bn)
+{
+    char err[ERR_LEN] = "";
+    struct copy_arg c = { .bytes = (size_t)1 << 30 };
+    double s;
+
+    c.src = bn->be->ops->alloc(bn->be, c.bytes, err);
+    c.dst = bn->be->ops->alloc(bn->be, c.bytes, err);
+    if (!c.src || !c.dst) {
+        printf("copy: %s\n", err);
+        goto out;
+    }
+    s = time_op(bn, 10, copy_once, &c);
+    bn->copy_gbs = 2.0 * c.bytes / s / 1e9;
+    printf("device copy 1 GiB: %.3f ms, %.0f GB/s (read + write)\n", s * 1e3, bn->copy_gbs);
+out:
+    bn->be->ops->free(bn->be, c.src);
+    bn->be->ops->free(bn->be, c.dst);
+}
+
+/* ---- cache_update and the fused rope_cache_update ---- */
+
+struct cu_arg {
+    int n;
+    void *qkv, *k_cache, *v_cache;
+    int64_t *slots;
+    int32_t *positions;
+    float *inv_freq;
+    struct cache_layout l;
+    bool fused;
+};
+
+static int cache_once(struct bench *bn, void *arg)
+{
+    struct cu_arg *a = arg;
+    const struct backend_ops *op = bn->be->ops;
+    int stride = (H + 2 * KVH) * D, rc;
+    char *q = a->qkv, *k = q + (size_t)H * D * 2, *v = k + (size_t)KVH * D * 2;
+    struct rope_params rp = { H, KVH, D, stride, a->inv_freq };
+
+    if (a->fused)
+        return op->rope_cache_update(bn->be, q, k, v, a->positions, a->slots, a->n, &rp,
+                                     a->k_cache, a->v_cache, &a->l);
+    if ((rc = op->rope(bn->be, q, k, a->positions, a->n, &rp)))
+        return rc;
+    return op->cache_update(bn->be, k, v, stride, a->slots, a->n, a->k_cache, a->v_cache, &a->l);
+}
+
+static int cache_only(struct bench *bn, void *arg)
+{
+    struct cu_arg *a = arg;
+    char *k = (char *)a->qkv + (size_t)H * D * 2, *v = k + (size_t)KVH * D * 2;
+
+    return bn->be->ops->cache_update(bn->be, k, v, (H + 2 * KVH) * D, a->slots, a->n,
+                                     a->k_cache, a->v_cache, &a->l);
+}
+
+static void bench_cache_update(struct bench *bn, int n)
+{
+    const struct backend_ops *op = bn->be->ops;
+    char err[ERR_LEN] = "";
+    struct cu_arg a = { .n = n, .l = { n / BS + 1, BS, KVH, D } };
+    size_t cache_bytes = (size_t)a.l.num_blocks * BS * KVH * D * 2;
+    int64_t *slots = malloc(n * sizeof *slots);
+    int32_t *pos = malloc(n * sizeof *pos);
+    float inv[D / 2];
+    double kv_bytes = 2.0 * n * KVH * D * 2, rope_bytes = 2.0 * n * (H + KVH) * D * 2;
+    double t_cache, t_pair, t_fused;
+
+    a.qkv = op->alloc(bn->be, (size_t)n * (H + 2 * KVH) * D * 2, err);
+    a.k_cache = op->alloc(bn->be, cache_bytes, err);
+    a.v_cache = op->alloc(bn->be, cache_bytes, err);
+    a.slots = op->alloc(bn->be, n * sizeof *slots, err);
+    a.positions = op->alloc(bn->be, n * sizeof *pos, err);
+    a.inv_freq = op->alloc(bn->be, sizeof inv, err);
+    if (!slots || !pos || !a.qkv || !a.k_cache || !a.v_cache || !a.slots || !a.positions || !a.inv_freq) {
+        printf("cache_update: out of memory %s\n", err);
+        goto out;
+    }
+    /* a shuffled block order, as a long-running cache has */
+    for (int i = 0; i < n; i++) {
+        int blk = (int)((i / BS) * 7919L % a.l.num_blocks);
+        slots[i] = (int64_t)blk * BS + i % BS;
+        pos[i] = i;
+    }
+    for (int i = 0; i < D / 2; i++)
+        inv[i] = powf(500000.0f, -2.0f * i / D);
+    if (op->upload(bn->be, a.slots, slots, n * sizeof *slots) ||
+        op->upload(bn->be, a.positions, pos, n * sizeof *pos) ||
+        op->upload(bn->be, a.inv_freq, inv, sizeof inv))
+        goto out;
+    t_cache = time_op(bn, 200, cache_only, &a);
+    t_pair = time_op(bn, 200, cache_once, &a);
+    a.fused = true;
+    t_fused = time_op(bn, 200, cache_once, &a);
+    /* cache_update reads k and v and writes them: 2 × kv bytes. The fused kernel also reads
+     * and writes q and k (rope_bytes), reads v and writes k and v to the cache (1.5 × kv). */
+    printf("cache_update %5d tokens: %7.2f us, %6.0f GB/s = %4.0f%% of copy\n", n, t_cache * 1e6,
+           2 * kv_bytes / t_cache / 1e9, 100.0 * 2 * kv_bytes / t_cache / 1e9 / bn->copy_gbs);
+    printf("rope + cache_update %5d tokens: %7.2f us; fused rope_cache_update %7.2f us "
+           "(%.0f GB/s moved by the fused kernel, %.2fx)\n", n, t_pair * 1e6, t_fused * 1e6,
+           (rope_bytes + 1.5 * kv_bytes) / t_fused / 1e9, t_pair / t_fused);
+out:
+    free(slots);
+    free(pos);
+    op->free(bn->be, a.qkv);
+    op->free(bn->be, a.k_cache);
+    op->free(bn->be, a.v_cache);
+    op->free(bn->be, a.slots);
+    op->free(bn->be, a.positions);
+    op->free(bn->be, a.inv_freq);
+}
+
+/* ---- attention: decodes over long contexts, and causal prefills ---- */
+
+struct attn_arg {
+    void *out, *q, *k_cache, *v_cache;
+    struct bk_batch dev;
+    struct attn_params p;
+};
+
+static int attn_once(struct bench *bn, void *arg)
+{
+    struct attn_arg *a = arg;
+
+    return bn->be->ops->attention(bn->be, a->out, a->q, (H + 2 * KVH) * D, a->k_cache,
+                                  a->v_cache, &a->dev, 0, &a->p);
+}
+
+/* reqs requests of seq tokens each, q_len new tokens each (1: decodes). Returns seconds. */
+static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, double *kv_bytes)
+{
+    char err[ERR_LEN] = "";
+    int mb = (seq + BS - 1) / BS, T = reqs * q_len, nb = reqs * mb;
+    struct step_batch b = { 0 };
+    struct attn_arg a = { 0 };
+    size_t cache_bytes = (size_t)nb * BS * KVH * D * 2;
+    double s = NAN;
+    struct backend_options o = { .max_tokens = T, .max_reqs = reqs, .max_blocks_per_req = mb,
+                                 .num_kv_groups = 1, .vocab_size = 16 };
+    struct backend *be = NULL;
+
+    /* a backend sized for this batch: stage() checks the batch against its options */
+    if (backend_create(&be, "cuda", &o, err) || batch_init(&b, T, reqs, 1, mb)) {
+        printf("attention: %s\n", err);
+        goto out;
+    }
+    b.num_reqs = b.num_reqs_padded = reqs;
+    b.num_tokens = b.num_tokens_padded = T;
+    b.max_query_len = q_len;
+    b.max_seq_len = seq;
+    b.query_start_loc[0] = 0;
+    for (int r = 0; r < reqs; r++) {
+        b.query_start_loc[r + 1] = (r + 1) * q_len;
+        b.seq_lens[r] = seq;
+        for (int j = 0; j < mb; j++)   /* interleaved blocks: requests' blocks are not adjacent */
+            b.block_table[0][(size_t)r * mb + j] = j * reqs + r;
+    }
+    for (int i = 0; i < T; i++)
+        b.slot_mapping[0][i] = KV_PADDING_SLOT;
+    a.q = be->ops->alloc(be, (size_t)T * (H + 2 * KVH) * D * 2, err);
+    a.out = be->ops->alloc(be, (size_t)T * H * D * 2, err);
+    a.k_cache = be->ops->alloc(be, cache_bytes, err);
+    a.v_cache = be->ops->alloc(be, cache_bytes, err);
+    if (!a.q || !a.out || !a.k_cache || !a.v_cache || be->ops->stage(be, &b, NULL, &a.dev)) {
+        printf("attention: out of memory %s\n", err);
+        goto out;
+    }
+    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0, { nb, BS, KVH, D } };
+    {
+        struct bench local = { be, bn->copy_gbs };
+        s = time_op(&local, q_len == 1 ? 100 : 10, attn_once, &a);
+    }
+    *kv_bytes = 2.0 * reqs * seq * KVH * D * 2;
+out:
+    if (be) {
+        be->ops->free(be, a.q);
+        be->ops->free(be, a.out);
+        be->ops->free(be, a.k_cache);
+        be->ops->free(be, a.v_cache);
+        backend_destroy(be);
+    }
+    batch_fini(&b);
+    return s;
+}
+
+int gt_bench(void)
+{
+    static const int decode[][2] = { { 1, 32768 }, { 1, 131072 }, { 8, 8192 }, { 64, 4096 },
+                                     { 256, 1024 }, { 256, 2048 } };
+    static const int prefill[] = { 512, 1024, 2048, 4096, 8192 };
+    struct backend_options o = { .max_tokens = 1, .max_reqs = 1, .max_blocks_per_req = 1,
+                                 .num_kv_groups = 1, .vocab_size = 16 };
+    struct bench bn = { 0 };
+    char err[ERR_LEN] = "";
+
+    if (backend_create(&bn.be, "cuda", &o, err)) {
+        printf("bench: %s\n", err);
+        return 1;
+    }
+    printf("kernel benchmarks: H %d, KV heads %d, head_dim %d, block %d, bf16\n", H, KVH, D, BS);
+    bench_copy(&bn);
+    if (bn.copy_gbs <= 0) {
+        backend_destroy(bn.be);
+        return 1;
+    }
+    for (int n = 1; n <= 16384; n *= 16)
+        bench_cache_update(&bn, n);
+    bench_cache_update(&bn, 8192);
+    for (size_t i = 0; i < ARRAY_LEN(decode); i++) {
+        double bytes = 0, s = bench_attention(&bn, decode[i][0], decode[i][1], 1, &bytes);
+        printf("decode attention %3d x %6d: %8.1f us, %6.0f GB/s of K+V = %4.0f%% of copy\n",
+               decode[i][0], decode[i][1], s * 1e6, bytes / s / 1e9,
+               100.0 * bytes / s / 1e9 / bn.copy_gbs);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(prefill); i++) {
+        int L = prefill[i];
+        double bytes, s = bench_attention(&bn, 1, L, L, &bytes);
+        double flops = 4.0 * H * D * ((double)L * (L + 1) / 2);   /* causal: QKᵀ and PV */
+        printf("prefill attention 1 x %5d causal: %8.1f us, %6.1f TFLOP/s\n", L, s * 1e6,
+               flops / s / 1e12);
+    }
+    backend_destroy(bn.be);
+    return 0;
+}
+
+#endif

@@ -1,0 +1,54 @@
+/* test_activation.c — SwiGLU's silu(gate) * up against the CPU backend, 1 to 512 rows,
+ * widths with and without 16-byte vectors, gates large enough to saturate the sigmoid. */
+#ifdef OSPREY_CUDA
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine/util.h"
+#include "tests/gpu/gpu_test.h"
+
+static void silu_once(struct gt *t, int n, int ffn)
+{
+    size_t e = (size_t)n * ffn;
+    float *x = malloc(2 * e * 4), *ref = malloc(e * 4), *got = malloc(e * 4);
+    struct dbuf in = { 0 }, out = { 0 };
+    char what[64];
+
+    if (!gt_check(t, x && ref && got, "out of host memory"))
+        goto out;
+    gt_fill(&t->rng, x, 2 * e, -12.0f, 12.0f);
+    if (!dbuf_create(t, &in, 2 * e, false) || !dbuf_set(t, &in, x) ||
+        !dbuf_create(t, &out, e, false) || !dbuf_poison(t, &out))
+        goto out;
+    gt_check(t, t->cpu->ops->silu_mul(t->cpu, out.cpu, in.cpu, n, ffn) == 0, "cpu silu_mul");
+    gt_check(t, t->gpu->ops->silu_mul(t->gpu, out.gpu, in.gpu, n, ffn) == 0, "cuda silu_mul");
+    snprintf(what, sizeof what, "silu_mul n %d ffn %d", n, ffn);
+    if (dbuf_get(t, &out, ref, got))
+        gt_compare(t, what, got, ref, e, 1e-5, 8e-3, 1e-5);
+out:
+    dbuf_free(t, &in);
+    dbuf_free(t, &out);
+    free(x);
+    free(ref);
+    free(got);
+}
+
+static void silu_mul_matches_cpu(struct gt *t)
+{
+    struct backend_options o = { .max_tokens = 512, .max_reqs = 8, .max_blocks_per_req = 8,
+                                 .num_kv_groups = 1, .vocab_size = 16 };
+
+    if (!gt_backends(t, &o))
+        return;
+    silu_once(t, 1, 14336);
+    silu_once(t, 37, 128);
+    silu_once(t, 512, 8192);
+    silu_once(t, 7, 100);
+    gt_note(t, "ffn 14336/128/8192/100, 1 to 512 rows, gates in [-12, 12]");
+}
+
+const struct gt_case gt_cases_activation[] = {
+    { "silu_mul_matches_cpu", silu_mul_matches_cpu },
+    { NULL, NULL },
+};
+#endif

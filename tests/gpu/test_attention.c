@@ -1,0 +1,288 @@
+/* test_attention.c — kernel 2 against the CPU backend: prefill-only, decode-only and mixed
+ * batches (chunked prefills over earlier context, decodes, fresh prompts, padding
+ * requests, tokens after the last request), GQA ratios 1, 4 and 8, head_dim 128, 64 and
+ * 24, block sizes 1, 16 and 32 over shuffled block ids with random data in every unused
+ * block, sliding windows (with the out-of-window blocks dropped from the table), soft-cap,
+ * and 8k contexts through the split-K path (checked to be taken). Outputs are poisoned
+ * first; rows of padding must come out exactly zero. */
+#ifdef OSPREY_CUDA
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "engine/cuda/cuda_internal.h"   /* CUDA_ATTN_PARTIAL_BYTES */
+#include "engine/util.h"
+#include "kernels/kernels.h"             /* attention_cuda_splits */
+#include "tests/gpu/gpu_test.h"
+
+struct attn_req {
+    int q_len, seq_len;        /* seq_len 0: a padding request (q_len 1) */
+};
+
+struct attn_case {
+    int H, KV, D, bs, window;
+    float softcap, q_scale;
+    const struct attn_req *reqs;
+    int num_reqs, trailing;    /* tokens after the last request */
+    int want_splits;           /* 1: must not split, 2: must split, 0: either */
+};
+
+/* What attention_cuda will choose for this batch on this device. */
+static int splits_for(const struct bk_batch *b, const struct attn_params *p)
+{
+    struct cudaDeviceProp prop;
+    struct attn_workspace ws = { 0, (float *)16, CUDA_ATTN_PARTIAL_BYTES };
+    int dev = 0;
+
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
+        return -1;
+    ws.num_sms = prop.multiProcessorCount;
+    return attention_cuda_splits(b, p, &ws);
+}
+
+static bool attn_backends(struct gt *t, int T, int R, int MB)
+{
+    struct backend_options o = { .max_tokens = T, .max_reqs = R, .max_blocks_per_req = MB,
+                                 .num_kv_groups = 1, .vocab_size = 16 };
+    return gt_backends(t, &o);
+}
+
+static void attn_once(struct gt *t, const struct attn_case *c, int *splits_seen)
+{
+    int R = c->num_reqs, T = c->trailing, MB = 1, num_blocks = 5, max_q = 0, max_seq = 0;
+    int q_stride = (c->H + 2 * c->KV) * c->D, row = c->KV * c->D, next = 0, *perm = NULL;
+    size_t cache_elems;
+    float *host = NULL, *ref = NULL, *got = NULL;
+    struct step_batch b = { 0 };
+    struct bk_batch bc, bg;
+    struct dbuf q = { 0 }, kc = { 0 }, vc = { 0 }, out = { 0 };
+    struct attn_params pc, pg;
+
+    for (int r = 0; r < R; r++) {
+        T += c->reqs[r].q_len;
+        MB = MAX(MB, (c->reqs[r].seq_len + c->bs - 1) / c->bs);
+        num_blocks += (c->reqs[r].seq_len + c->bs - 1) / c->bs;
+        max_q = MAX(max_q, c->reqs[r].seq_len ? c->reqs[r].q_len : 0);
+        max_seq = MAX(max_seq, c->reqs[r].seq_len);
+    }
+    cache_elems = (size_t)num_blocks * c->bs * row;
+    if (!attn_backends(t, T, R, MB) || !gt_check(t, batch_init(&b, T, R, 1, MB) == 0, "batch_init"))
+        goto out;
+    host = malloc(MAX(cache_elems, (size_t)T * q_stride) * 4);
+    ref = malloc((size_t)T * c->H * c->D * 4);
+    got = malloc((size_t)T * c->H * c->D * 4);
+    perm = malloc(num_blocks * sizeof *perm);
+    if (!gt_check(t, host && ref && got && perm, "out of host memory"))
+        goto out;
+
+    /* shuffled block ids; blocks wholly below every query's window are dropped */
+    for (int i = 0; i < num_blocks; i++)
+        perm[i] = i;
+    for (int i = num_blocks - 1; i > 0; i--) {
+        int j = gt_randint(&t->rng, i + 1), tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+    b.query_start_loc[0] = 0;
+    for (int r = 0; r < R; r++) {
+        const struct attn_req *q = &c->reqs[r];
+        int nb = (q->seq_len + c->bs - 1) / c->bs;
+        int lo = c->window ? MAX(0, q->seq_len - q->q_len - c->window + 1) : 0;
+
+        b.query_start_loc[r + 1] = b.query_start_loc[r] + q->q_len;
+        b.seq_lens[r] = q->seq_len;
+        for (int j = 0; j < MB; j++) {
+            int id = j < nb ? perm[next++] : KV_NO_BLOCK;
+            b.block_table[0][(size_t)r * MB + j] = (j + 1) * c->bs <= lo ? KV_NO_BLOCK : id;
+        }
+    }
+    b.num_reqs = b.num_reqs_padded = R;
+    b.num_tokens = b.num_tokens_padded = T;
+    b.num_sample = b.num_sample_padded = 0;
+    b.max_query_len = max_q;
+    b.max_seq_len = max_seq;
+    for (int i = 0; i < T; i++)
+        b.slot_mapping[0][i] = KV_PADDING_SLOT;
+
+    if (!gt_stage(t, &b, NULL, &bc, &bg) || !dbuf_create(t, &q, (size_t)T * q_stride, false) ||
+        !dbuf_create(t, &kc, cache_elems, false) || !dbuf_create(t, &vc, cache_elems, false) ||
+        !dbuf_create(t, &out, (size_t)T * c->H * c->D, false) || !dbuf_poison(t, &out))
+        goto out;
+    gt_fill(&t->rng, host, (size_t)T * q_stride, -c->q_scale, c->q_scale);
+    if (!dbuf_set(t, &q, host))
+        goto out;
+    gt_fill(&t->rng, host, cache_elems, -1.0f, 1.0f);
+    if (!dbuf_set(t, &kc, host))
+        goto out;
+    gt_fill(&t->rng, host, cache_elems, -1.0f, 1.0f);
+    if (!dbuf_set(t, &vc, host))
+        goto out;
+
+    pc = (struct attn_params){ c->H, c->KV, c->D, 1.0f / sqrtf((float)c->D), c->softcap, c->window,
+                               { num_blocks, c->bs, c->KV, c->D } };
+    pg = pc;
+    if (splits_seen)
+        *splits_seen = MAX(*splits_seen, splits_for(&bg, &pg));
+    if (c->want_splits)
+        gt_check(t, (splits_for(&bg, &pg) > 1) == (c->want_splits == 2),
+                 "expected %s, attention_cuda_splits says %d", c->want_splits == 2 ? "a split" :
+                 "no split", splits_for(&bg, &pg));
+    gt_check(t, t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, q_stride, kc.cpu, vc.cpu, &bc, 0, &pc) == 0,
+             "cpu attention failed");
+    gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kc.gpu, vc.gpu, &bg, 0, &pg) == 0,
+             "cuda attention failed");
+    if (!dbuf_get(t, &out, ref, got))
+        goto out;
+    {
+        float mx = 0.0f;
+        char what[128];
+        for (size_t i = 0; i < (size_t)T * c->H * c->D; i++)
+            mx = fmaxf(mx, fabsf(ref[i]));
+        snprintf(what, sizeof what, "attention H %d KV %d D %d block %d window %d cap %g, %d reqs",
+                 c->H, c->KV, c->D, c->bs, c->window, c->softcap, R);
+        /* bf16 probabilities in P·V and a bf16 output: about 2^-8 relative */
+        gt_compare(t, what, got, ref, (size_t)T * c->H * c->D, 4e-3 * mx + 1e-6, 2e-2, 1e-4);
+    }
+    /* padding requests and the tokens after the last request: exact zeros */
+    for (int r = 0; r <= R; r++) {
+        int s = r < R ? b.query_start_loc[r] : b.query_start_loc[R];
+        int e = r < R ? b.query_start_loc[r + 1] : T;
+        if (r < R && c->reqs[r].seq_len > 0)
+            continue;
+        for (size_t i = (size_t)s * c->H * c->D; i < (size_t)e * c->H * c->D; i++)
+            if (!gt_check(t, got[i] == 0.0f, "padding row %zu: %g, expected 0",
+                          i / (c->H * c->D), got[i]))
+                break;
+    }
+out:
+    dbuf_free(t, &q);
+    dbuf_free(t, &kc);
+    dbuf_free(t, &vc);
+    dbuf_free(t, &out);
+    batch_fini(&b);
+    free(host);
+    free(ref);
+    free(got);
+    free(perm);
+}
+
+#define REQS(...) (const struct attn_req[]){ __VA_ARGS__ }, \
+    (int)(sizeof((const struct attn_req[]){ __VA_ARGS__ }) / sizeof(struct attn_req))
+
+static void attention_prefill_only_matches_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 32, 8, 128, 16, 0, 0, 6, REQS({ 1, 1 }, { 17, 17 }, { 100, 100 }, { 300, 300 }), 0, 0 },
+        { 8, 8, 128, 16, 0, 0, 6, REQS({ 65, 65 }, { 130, 130 }), 0, 0 },
+        { 32, 4, 64, 32, 0, 0, 6, REQS({ 200, 200 }, { 3, 3 }), 0, 0 },
+        { 4, 2, 24, 16, 0, 0, 6, REQS({ 50, 50 }), 0, 0 },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        attn_once(t, &cases[i], NULL);
+    gt_note(t, "fresh prompts 1..300 tokens, GQA 4/1/8, D 128/64/24");
+}
+
+static void attention_decode_only_matches_cpu(struct gt *t)
+{
+    /* a padded decode graph batch: real decodes, then padding requests of one token */
+    const struct attn_case cases[] = {
+        { 32, 8, 128, 16, 0, 0, 6,
+          REQS({ 1, 1 }, { 1, 16 }, { 1, 17 }, { 1, 100 }, { 1, 1000 }, { 1, 2047 }, { 1, 0 }, { 1, 0 }), 0, 0 },
+        { 8, 8, 128, 16, 0, 0, 6, REQS({ 1, 33 }, { 1, 500 }, { 1, 0 }), 0, 0 },
+        { 32, 4, 64, 32, 0, 0, 6, REQS({ 1, 64 }, { 1, 65 }, { 1, 1 }), 0, 0 },
+        { 4, 2, 24, 16, 0, 0, 6, REQS({ 1, 7 }, { 1, 70 }), 0, 0 },
+        { 16, 2, 256, 16, 0, 0, 6, REQS({ 1, 300 }, { 1, 9 }), 0, 0 },
+    };
+
+    struct attn_req many[40];
+    struct attn_case wide = { 32, 8, 128, 16, 0, 0, 6, many, 40, 0, 1 };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        attn_once(t, &cases[i], NULL);
+    /* enough requests to fill the GPU without splitting */
+    for (int r = 0; r < 40; r++)
+        many[r] = (struct attn_req){ 1, r < 36 ? 1 + gt_randint(&t->rng, 3000) : 0 };
+    attn_once(t, &wide, NULL);
+    gt_note(t, "contexts 1..3000, padding requests, GQA 4/1/8, D 128/64/24/256, split and not");
+}
+
+static void attention_mixed_batch_matches_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 32, 8, 128, 16, 0, 0, 6,
+          REQS({ 1, 40 }, { 50, 250 }, { 1, 700 }, { 120, 120 }, { 1, 0 }, { 7, 77 }), 5, 0 },
+        { 32, 4, 64, 16, 0, 0, 6, REQS({ 1, 3 }, { 33, 33 }, { 16, 1000 }), 3, 0 },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        attn_once(t, &cases[i], NULL);
+    gt_note(t, "decodes + chunked prefills + prompts + padding + trailing tokens in one launch");
+}
+
+static void attention_long_context_splits_match_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 8192 }, { 1, 8000 }, { 1, 4099 }, { 1, 8192 }), 0, 2 },
+        { 32, 4, 128, 16, 0, 0, 8, REQS({ 1, 8192 }), 0, 2 },
+        { 32, 8, 128, 32, 0, 0, 8, REQS({ 64, 8192 }), 0, 2 },   /* a prefill chunk at 8k */
+        { 8, 8, 64, 16, 0, 0, 8, REQS({ 1, 16384 }, { 1, 5 }), 0, 2 },
+    };
+    int splits = 0;
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        attn_once(t, &cases[i], &splits);
+    gt_note(t, "8k-16k contexts, decode and a 64-token chunk; up to %d splits", splits);
+}
+
+static void attention_sliding_window_matches_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 32, 8, 128, 16, 64, 0, 6, REQS({ 300, 300 }, { 1, 2000 }, { 40, 1000 }), 0, 0 },
+        { 8, 2, 64, 16, 1000, 0, 6, REQS({ 1, 5000 }, { 1, 999 }, { 1, 1001 }), 0, 0 },
+        { 4, 2, 16, 16, 8, 0, 6, REQS({ 30, 30 }, { 1, 50 }), 0, 0 },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        attn_once(t, &cases[i], NULL);
+    gt_note(t, "windows 64/1000/8, out-of-window blocks dropped from the table");
+}
+
+static void attention_softcap_matches_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 32, 8, 128, 16, 0, 30.0f, 16, REQS({ 1, 500 }, { 64, 64 }), 0, 0 },
+        { 8, 4, 64, 16, 0, 5.0f, 16, REQS({ 1, 3000 }), 0, 0 },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        attn_once(t, &cases[i], NULL);
+    gt_note(t, "tanh soft-cap 30 and 5 on large scores");
+}
+
+static void attention_block_sizes_1_and_32_match_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 8, 4, 128, 1, 0, 0, 6, REQS({ 1, 37 }, { 20, 20 }, { 5, 100 }), 0, 0 },
+        { 8, 4, 128, 32, 0, 0, 6, REQS({ 1, 37 }, { 20, 20 }, { 5, 100 }), 0, 0 },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        attn_once(t, &cases[i], NULL);
+    gt_note(t, "block size 1 (one slot per block) and 32");
+}
+
+const struct gt_case gt_cases_attention[] = {
+    { "attention_prefill_only_matches_cpu", attention_prefill_only_matches_cpu },
+    { "attention_decode_only_matches_cpu", attention_decode_only_matches_cpu },
+    { "attention_mixed_batch_matches_cpu", attention_mixed_batch_matches_cpu },
+    { "attention_long_context_splits_match_cpu", attention_long_context_splits_match_cpu },
+    { "attention_sliding_window_matches_cpu", attention_sliding_window_matches_cpu },
+    { "attention_softcap_matches_cpu", attention_softcap_matches_cpu },
+    { "attention_block_sizes_1_and_32_match_cpu", attention_block_sizes_1_and_32_match_cpu },
+    { NULL, NULL },
+};
+#endif

@@ -1,0 +1,202 @@
+/* test_cache_update.c — kernel 1 on a poisoned cache: after cache_update exactly the mapped
+ * slots hold the tokens' K and V rows (bit for bit), every other byte of the cache is the
+ * poison it was, padding tokens (slot -1) and slots outside the cache write nothing; and
+ * the written rows equal the CPU backend's. Block sizes 1, 16, 32; KV heads 1, 2, 8; one
+ * token, a count that is not a multiple of the block, and the largest graph size. */
+#ifdef OSPREY_CUDA
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/util.h"
+#include "tests/gpu/gpu_test.h"
+
+#define LARGEST_GRAPH 512
+
+/* One run: n tokens of a qkv buffer ([n, (H + 2 KV) * D], H = 2 KV) into a cache of
+ * enough blocks for twice the tokens; every 5th token is padding; `extra_slot` >= 0 gives
+ * token 0 that slot instead (outside the cache: GPU only, the CPU refuses it). */
+static void run(struct gt *t, int n, int bs, int kvh, int D, long long extra_slot)
+{
+    int H = 2 * kvh, stride = (H + 2 * kvh) * D, row = kvh * D;
+    int num_blocks = (2 * n + bs - 1) / bs + 3;
+    long long num_slots = (long long)num_blocks * bs;
+    size_t cache_elems = (size_t)num_slots * row;
+    float *qkv = malloc((size_t)n * stride * 4);
+    int64_t *slots = malloc((size_t)n * 8);
+    long long *perm = malloc((size_t)num_slots * sizeof *perm);
+    uint16_t *poison = malloc(cache_elems * 2), *got[2] = { malloc(cache_elems * 2), malloc(cache_elems * 2) };
+    float *cpu_cache[2] = { malloc(cache_elems * 4), malloc(cache_elems * 4) };
+    struct cache_layout l = { num_blocks, bs, kvh, D };
+    struct dbuf x = { 0 };
+    struct rbuf sm = { 0 };
+    void *gk = NULL, *gv = NULL, *ck = NULL, *cv = NULL;
+    char err[ERR_LEN];
+    int written = 0;
+
+    if (!gt_check(t, qkv && slots && perm && poison && got[0] && got[1] && cpu_cache[0] &&
+                  cpu_cache[1], "out of host memory"))
+        goto out;
+    gt_fill(&t->rng, qkv, (size_t)n * stride, -4.0f, 4.0f);
+    for (long long s = 0; s < num_slots; s++)
+        perm[s] = s;
+    for (long long s = num_slots - 1; s > 0; s--) {   /* distinct random slots */
+        long long j = (long long)(gt_rand_u64(&t->rng) % (uint64_t)(s + 1)), tmp = perm[s];
+        perm[s] = perm[j];
+        perm[j] = tmp;
+    }
+    for (int i = 0; i < n; i++)
+        slots[i] = i % 5 == 4 ? KV_PADDING_SLOT : perm[i];
+    if (extra_slot >= 0)
+        slots[0] = extra_slot;
+    for (size_t i = 0; i < cache_elems; i++)
+        poison[i] = (uint16_t)gt_rand_u64(&t->rng);   /* any bits, NaNs included */
+
+    if (!dbuf_create(t, &x, (size_t)n * stride, false) || !dbuf_set(t, &x, qkv) ||
+        !rbuf_create(t, &sm, slots, (size_t)n * 8))
+        goto out;
+    gk = t->gpu->ops->alloc(t->gpu, cache_elems * 2, err);
+    gv = t->gpu->ops->alloc(t->gpu, cache_elems * 2, err);
+    ck = t->cpu->ops->alloc(t->cpu, cache_elems * 4, err);
+    cv = t->cpu->ops->alloc(t->cpu, cache_elems * 4, err);
+    if (!gt_check(t, gk && gv && ck && cv, "alloc: %s", err) ||
+        !gt_check(t, !t->gpu->ops->upload(t->gpu, gk, poison, cache_elems * 2) &&
+                     !t->gpu->ops->upload(t->gpu, gv, poison, cache_elems * 2), "upload"))
+        goto out;
+    memset(ck, 0xff, cache_elems * 4);
+    memset(cv, 0xff, cache_elems * 4);
+
+    gt_check(t, t->gpu->ops->cache_update(t->gpu, (uint16_t *)x.gpu + H * D,
+                                          (uint16_t *)x.gpu + (H + kvh) * D, stride, sm.gpu, n,
+                                          gk, gv, &l) == 0, "cuda cache_update failed");
+    if (extra_slot < 0)
+        gt_check(t, t->cpu->ops->cache_update(t->cpu, (float *)x.cpu + H * D,
+                                              (float *)x.cpu + (H + kvh) * D, stride, sm.cpu, n,
+                                              ck, cv, &l) == 0, "cpu cache_update failed");
+    if (!gt_check(t, !t->gpu->ops->download(t->gpu, got[0], gk, cache_elems * 2) &&
+                     !t->gpu->ops->download(t->gpu, got[1], gv, cache_elems * 2), "download"))
+        goto out;
+    memcpy(cpu_cache[0], ck, cache_elems * 4);
+    memcpy(cpu_cache[1], cv, cache_elems * 4);
+
+    /* expected: poison everywhere, the token's row at each mapped slot */
+    for (int kv = 0; kv < 2; kv++) {
+        uint16_t *want = malloc(cache_elems * 2);
+        size_t diff = 0, first = 0;
+
+        if (!gt_check(t, want != NULL, "out of host memory"))
+            goto out;
+        memcpy(want, poison, cache_elems * 2);
+        for (int i = 0; i < n; i++) {
+            if (slots[i] < 0 || slots[i] >= num_slots)
+                continue;
+            for (int e = 0; e < row; e++)
+                want[(size_t)slots[i] * row + e] =
+                    f32_to_bf16(qkv[(size_t)i * stride + (H + kv * kvh) * D + e]);
+            written += kv == 0;
+        }
+        for (size_t e = 0; e < cache_elems; e++)
+            if (want[e] != got[kv][e] && diff++ == 0)
+                first = e;
+        gt_check(t, diff == 0, "%s cache: %zu elements differ, first at slot %zu (n %d, block %d, "
+                 "kv heads %d, D %d)", kv ? "V" : "K", diff, first / row, n, bs, kvh, D);
+        free(want);
+    }
+    /* and the mapped rows equal the CPU backend's */
+    if (extra_slot < 0)
+        for (int kv = 0; kv < 2; kv++)
+            for (int i = 0; i < n; i++) {
+                float g[1024];
+                if (slots[i] < 0 || row > 1024)
+                    continue;
+                for (int e = 0; e < row; e++)
+                    g[e] = bf16_to_f32(got[kv][(size_t)slots[i] * row + e]);
+                if (!gt_compare(t, kv ? "V row vs cpu" : "K row vs cpu", g,
+                                cpu_cache[kv] + (size_t)slots[i] * row, row, 0.0, 0.0, 0.0))
+                    break;
+            }
+    gt_check(t, written == n - n / 5 - (extra_slot >= 0), "%d rows written, expected %d",
+             written, n - n / 5 - (extra_slot >= 0));
+out:
+    if (gk)
+        t->gpu->ops->free(t->gpu, gk);
+    if (gv)
+        t->gpu->ops->free(t->gpu, gv);
+    if (ck)
+        t->cpu->ops->free(t->cpu, ck);
+    if (cv)
+        t->cpu->ops->free(t->cpu, cv);
+    dbuf_free(t, &x);
+    rbuf_free(t, &sm);
+    free(qkv);
+    free(slots);
+    free(perm);
+    free(poison);
+    free(got[0]);
+    free(got[1]);
+    free(cpu_cache[0]);
+    free(cpu_cache[1]);
+}
+
+static bool backends(struct gt *t)
+{
+    struct backend_options o = { .num_threads = 0, .max_tokens = LARGEST_GRAPH, .max_reqs = 8,
+                                 .max_blocks_per_req = 8, .num_kv_groups = 1, .vocab_size = 16 };
+    return gt_backends(t, &o);
+}
+
+static void writes_exactly_the_mapped_slots(struct gt *t, int bs)
+{
+    const int heads[] = { 1, 2, 8 }, counts[] = { 1, 37, LARGEST_GRAPH };
+
+    if (!backends(t))
+        return;
+    for (size_t h = 0; h < ARRAY_LEN(heads); h++)
+        for (size_t c = 0; c < ARRAY_LEN(counts); c++)
+            run(t, counts[c], bs, heads[h], 128, -1);
+    run(t, 37, bs, 2, 64, -1);
+    run(t, 37, bs, 2, 24, -1);
+    gt_note(t, "block %d: kv heads 1/2/8 x tokens 1/37/%d, D 128 (+64, 24)", bs, LARGEST_GRAPH);
+}
+
+static void cache_update_writes_exactly_the_mapped_slots_bs1(struct gt *t)
+{
+    writes_exactly_the_mapped_slots(t, 1);
+}
+
+static void cache_update_writes_exactly_the_mapped_slots_bs16(struct gt *t)
+{
+    writes_exactly_the_mapped_slots(t, 16);
+}
+
+static void cache_update_writes_exactly_the_mapped_slots_bs32(struct gt *t)
+{
+    writes_exactly_the_mapped_slots(t, 32);
+}
+
+static void cache_update_odd_row_width_takes_the_scalar_path(struct gt *t)
+{
+    if (!backends(t))
+        return;
+    run(t, 37, 16, 1, 12, -1);   /* a row of 12 elements: no 16-byte vectors */
+    run(t, 5, 16, 3, 6, -1);
+    gt_note(t, "rows of 12 and 18 elements");
+}
+
+static void cache_update_ignores_slots_outside_the_cache(struct gt *t)
+{
+    if (!backends(t))
+        return;
+    run(t, 37, 16, 2, 128, (2 * 37 + 15) / 16 * 16 + 3 * 16);   /* == num_slots */
+    run(t, 37, 16, 2, 128, 1LL << 40);
+    gt_note(t, "slot == num_slots and 2^40: nothing written");
+}
+
+const struct gt_case gt_cases_cache_update[] = {
+    { "cache_update_writes_exactly_the_mapped_slots_bs1", cache_update_writes_exactly_the_mapped_slots_bs1 },
+    { "cache_update_writes_exactly_the_mapped_slots_bs16", cache_update_writes_exactly_the_mapped_slots_bs16 },
+    { "cache_update_writes_exactly_the_mapped_slots_bs32", cache_update_writes_exactly_the_mapped_slots_bs32 },
+    { "cache_update_odd_row_width_takes_the_scalar_path", cache_update_odd_row_width_takes_the_scalar_path },
+    { "cache_update_ignores_slots_outside_the_cache", cache_update_ignores_slots_outside_the_cache },
+    { NULL, NULL },
+};
+#endif

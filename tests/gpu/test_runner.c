@@ -1,0 +1,199 @@
+/* test_runner.c — whole models through the runner (engine/runner.c) on the CUDA backend:
+ * every tiny preset of gen-model (Llama, Qwen2 biases, Qwen3 q/k norm, Mistral window,
+ * mixed window/full layers) runs a prompt step and decode steps; the CUDA logits must
+ * equal the CPU backend's within bf16 error, and the runner's CUDA-graph decode steps
+ * must pick the same greedy tokens as the eager CUDA runner (a differing token is allowed
+ * only on a near-tie of the eager logits). Needs engine/runner.h and engine/gen_model.h;
+ * without them the case list is empty. */
+#if defined(OSPREY_CUDA) && defined(__has_include)
+#if __has_include("engine/runner.h") && __has_include("engine/gen_model.h")
+#define HAVE_RUNNER 1
+#endif
+#endif
+
+#ifdef HAVE_RUNNER
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/gen_model.h"
+#include "engine/model.h"
+#include "engine/runner.h"
+#include "engine/util.h"
+#include "tests/gpu/gpu_test.h"
+
+enum { NREQ = 4, MAXLEN = 96, BS = 16, STEPS = 12 };
+
+struct sim_req {
+    int32_t tokens[MAXLEN];
+    int len, computed;
+    int32_t blocks[MAXLEN / BS + 1];
+};
+
+/* The next step of every request: its whole prompt first, then one token at a time. */
+static void build_step(struct step_batch *b, struct sim_req *reqs, int groups, int max_blocks,
+                       bool *decode)
+{
+    int t = 0;
+
+    *decode = true;
+    b->num_reqs = b->num_sample = NREQ;
+    b->num_kv_groups = groups;
+    b->max_blocks_per_req = max_blocks;
+    b->max_query_len = b->max_seq_len = 0;
+    b->query_start_loc[0] = 0;
+    for (int r = 0; r < NREQ; r++) {
+        struct sim_req *q = &reqs[r];
+        int n = q->len - q->computed;
+
+        *decode &= n == 1;
+        for (int i = 0; i < n; i++, t++) {
+            int pos = q->computed + i;
+            b->input_ids[t] = q->tokens[pos];
+            b->positions[t] = pos;
+            for (int g = 0; g < groups; g++)
+                b->slot_mapping[g][t] = (int64_t)q->blocks[pos / BS] * BS + pos % BS;
+        }
+        b->query_start_loc[r + 1] = t;
+        b->seq_lens[r] = q->len;
+        b->logits_indices[r] = t - 1;
+        b->sample_req[r] = r;
+        for (int g = 0; g < groups; g++)
+            for (int j = 0; j < max_blocks; j++)
+                b->block_table[g][r * max_blocks + j] = j * BS < q->len ? q->blocks[j] : KV_NO_BLOCK;
+        b->max_query_len = MAX(b->max_query_len, n);
+        b->max_seq_len = MAX(b->max_seq_len, q->len);
+    }
+    b->num_tokens = b->num_tokens_padded = t;
+    b->num_reqs_padded = b->num_sample_padded = NREQ;
+    b->decode_only = *decode;
+}
+
+static void run_preset(struct gt *t, const char *preset, bool fused, int *steps, int *replays,
+                       int *near_ties)
+{
+    static const int graph_sizes[] = { 1, 2, 4, 8 };
+    char dir[] = "/tmp/osprey-gpu-model-XXXXXX", err[ERR_LEN] = "";
+    struct gen_model_opts go = { .config = preset, .seed = 5 };
+    struct model m;
+    bool opened = false, decode;
+    struct runner_options ro = { BS, NREQ * (MAXLEN / BS + 1) + 4, 256, 8, MAXLEN, false,
+                                 graph_sizes, 4, fused };
+    struct runner_options eo = ro;
+    struct backend_options bo = { 0 };
+    struct runner *rc = NULL, *re = NULL, *rg = NULL;
+    struct step_batch b = { 0 };
+    struct sim_req reqs[NREQ];
+    float *lc = NULL, *le = NULL;
+    struct sample_result res[8];
+    int V = 0;
+
+    if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
+        return;
+    go.out_dir = dir;
+    if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model %s: %s", preset, err) ||
+        !gt_check(t, model_open(&m, dir, err) == 0, "model_open %s: %s", preset, err))
+        goto out;
+    opened = true;
+    V = m.cfg.vocab_size;
+    eo.enforce_eager = true;
+    if (!gt_check(t, runner_backend_options(&m.cfg, &ro, &bo) == 0, "runner_backend_options") ||
+        !gt_backends(t, &bo) ||
+        !gt_check(t, runner_create(&rc, t->cpu, &m, &eo, err) == 0, "cpu runner: %s", err) ||
+        !gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda eager runner: %s", err) ||
+        !gt_check(t, runner_create(&rg, t->gpu, &m, &ro, err) == 0, "cuda graph runner: %s", err))
+        goto out;
+    if (!gt_check(t, batch_init(&b, 256, 8, runner_num_kv_groups(re),
+                                runner_max_blocks_per_req(re)) == 0, "batch_init"))
+        goto out;
+    lc = malloc((size_t)8 * V * 4);
+    le = malloc((size_t)8 * V * 4);
+    if (!gt_check(t, lc && le, "out of host memory"))
+        goto out;
+    /* prompts of 5, 17, 33 and 2 tokens over interleaved blocks */
+    for (int r = 0; r < NREQ; r++) {
+        static const int plen[NREQ] = { 5, 17, 33, 2 };
+        reqs[r].len = plen[r];
+        reqs[r].computed = 0;
+        for (int i = 0; i < plen[r]; i++)
+            reqs[r].tokens[i] = gt_randint(&t->rng, V);
+        for (int j = 0; j <= MAXLEN / BS; j++)
+            reqs[r].blocks[j] = j * NREQ + (NREQ - 1 - r);
+    }
+    for (int s = 0; s < STEPS; s++) {
+        build_step(&b, reqs, runner_num_kv_groups(re), runner_max_blocks_per_req(re), &decode);
+        /* the same step for the three runners, rebuilt after each pads it in place */
+        if (!gt_check(t, runner_logits(rc, &b, lc) == 0, "cpu step %d", s) ||
+            !gt_check(t, runner_logits(re, &b, le) == 0, "cuda eager step %d", s))
+            goto out;
+        gt_compare(t, preset, le, lc, (size_t)NREQ * V, 0.05, 0.05, 2e-3);
+        build_step(&b, reqs, runner_num_kv_groups(re), runner_max_blocks_per_req(re), &decode);
+        if (!gt_check(t, runner_execute(rg, &b, NULL, res) == 0, "cuda graph runner step %d", s))
+            goto out;
+        *replays += decode;
+        for (int r = 0; r < NREQ; r++) {
+            const float *x = le + (size_t)r * V;
+            int best = 0;
+            for (int i = 1; i < V; i++)
+                if (x[i] > x[best])
+                    best = i;
+            if (res[r].token != best) {
+                bool tie = res[r].token >= 0 && res[r].token < V && x[best] - x[res[r].token] < 2e-2f;
+                *near_ties += tie;
+                gt_check(t, tie, "%s step %d req %d: graph runner %d, eager argmax %d", preset, s,
+                         r, res[r].token, best);
+            }
+            reqs[r].computed = reqs[r].len;
+            if (reqs[r].len < MAXLEN)
+                reqs[r].tokens[reqs[r].len++] = best;
+        }
+        (*steps)++;
+    }
+out:
+    runner_destroy(rg);
+    runner_destroy(re);
+    runner_destroy(rc);
+    gt_backends_free(t);
+    batch_fini(&b);
+    free(lc);
+    free(le);
+    if (opened)
+        model_close(&m);
+    {
+        char cmd[sizeof dir + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        if (system(cmd) != 0)
+            gt_check(t, false, "could not remove %s", dir);
+    }
+}
+
+static void runner_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
+{
+    int steps = 0, replays = 0, ties = 0, n = 0;
+
+    for (int i = 0; gen_model_preset_name(i); i++) {
+        const char *p = gen_model_preset_name(i);
+        if (strncmp(p, "tiny", 4))
+            continue;
+        run_preset(t, p, i % 2 == 1, &steps, &replays, &ties);
+        n++;
+    }
+    gt_check(t, n > 0 && replays > 0, "no tiny preset ran a graph step");
+    gt_note(t, "%d tiny presets, %d steps, %d graph replays, %d near-tie tokens", n, steps,
+            replays, ties);
+}
+
+const struct gt_case gt_cases_runner[] = {
+    { "runner_cuda_matches_cpu_and_graphs_match_eager", runner_cuda_matches_cpu_and_graphs_match_eager },
+    { NULL, NULL },
+};
+
+#elif defined(OSPREY_CUDA)
+#include <stddef.h>
+
+#include "tests/gpu/gpu_test.h"
+
+const struct gt_case gt_cases_runner[] = { { NULL, NULL } };
+#endif
