@@ -417,11 +417,13 @@ int attention_cuda_splits(const struct bk_batch *b, const struct attn_params *p,
     long long splits;
 
     if (!ws || !ws->partial || ws->partial_bytes < 16 || ws->num_sms <= 0 ||
-        blocks >= ws->num_sms || b->num_tokens <= 0)
+        blocks >= 4LL * ws->num_sms || b->num_tokens <= 0)
         return 1;
-    /* about two blocks per SM, each split at least two key tiles long */
-    splits = (2LL * ws->num_sms + blocks - 1) / blocks;
-    splits = MIN(splits, MAX(1, b->max_seq_len / (2 * bn)));
+    /* about four blocks per SM (a decode block is one warp, and a warp waits on its key
+     * tiles one after another: more of them in flight is what fills the memory system),
+     * each split at least one key tile long */
+    splits = (4LL * ws->num_sms + blocks - 1) / blocks;
+    splits = MIN(splits, MAX(1, b->max_seq_len / bn));
     splits = MIN(splits, ATTN_MAX_SPLITS);
     per_split = (long long)b->num_tokens * p->num_heads * (p->head_dim + 2) * (long long)sizeof(float);
     splits = MIN(splits, (long long)((ws->partial_bytes - 16) / per_split));  /* 16: alignment */

@@ -85,9 +85,11 @@ kill -TERM $pid; wait $pid; note "serve exit status after SIGTERM: $?"
 # 6. transformers as the oracle: greedy tokens, cuda and cpu
 PYTHONUNBUFFERED=1 python3 scripts/oracle/hf_gpu_check.py $B tests/data/hf/* $M15 \
     > "$OUT/hf-oracle.log" 2>&1
-note "hf oracle rc=$?"
+oracle_rc=$?
+note "hf oracle rc=$oracle_rc"
 sed 's/^/    /' "$OUT/hf-oracle.log" | grep -vE "Warning|warn|^    $" | tail -20 | tee -a "$summary"
 
 echo
 echo "==== summary ===="
 cat "$summary"
+exit $oracle_rc

@@ -198,14 +198,14 @@ static void attention_decode_only_matches_cpu(struct gt *t)
         { 16, 2, 256, 16, 0, 0, 6, REQS({ 1, 300 }, { 1, 9 }), 0, 0 },
     };
 
-    struct attn_req many[40];
-    struct attn_case wide = { 32, 8, 128, 16, 0, 0, 6, many, 40, 0, 1 };
+    struct attn_req many[80];
+    struct attn_case wide = { 32, 8, 128, 16, 0, 0, 6, many, 80, 0, 1 };
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
         attn_once(t, &cases[i], NULL);
     /* enough requests to fill the GPU without splitting */
-    for (int r = 0; r < 40; r++)
-        many[r] = (struct attn_req){ 1, r < 36 ? 1 + gt_randint(&t->rng, 3000) : 0 };
+    for (int r = 0; r < 80; r++)
+        many[r] = (struct attn_req){ 1, r < 72 ? 1 + gt_randint(&t->rng, 3000) : 0 };
     attn_once(t, &wide, NULL);
     gt_note(t, "contexts 1..3000, padding requests, GQA 4/1/8, D 128/64/24/256, split and not");
 }

@@ -121,6 +121,9 @@ static void matmul_matches_cpu(struct gt *t)
         return;
     matmul_once(t, 1, 4096, 4096, 1, false, false);
     matmul_once(t, 37, 384, 64, 1, false, false);
+    matmul_once(t, 3, 3072, 2048, 3, false, false);
+    matmul_once(t, 8, 2048, 8192, 1, false, false);
+    matmul_once(t, 5, 1000, 24, 1, false, false);
     matmul_once(t, 128, 6144, 4096, 3, false, false);   /* q, k, v stacked, mixed dtypes */
     matmul_once(t, 256, 2048, 1024, 2, false, false);
     gt_note(t, "1/37/128/256 rows, up to [6144, 4096], 1-3 parts of BF16/F32/F16");
@@ -132,6 +135,7 @@ static void matmul_with_bias_matches_cpu(struct gt *t)
         return;
     matmul_once(t, 1, 384, 64, 3, true, false);
     matmul_once(t, 37, 1536, 512, 3, true, false);
+    matmul_once(t, 4, 1536, 512, 3, true, false);
     matmul_once(t, 256, 1024, 1024, 1, true, false);
     gt_note(t, "Qwen2-style q/k/v bias, 1/37/256 rows");
 }

@@ -110,8 +110,10 @@ int daemon_start(struct daemon *d, const char *const *extra)
 int daemon_start_env(struct daemon *d, const char *const *extra, const char *const *extra_env)
 {
     static int counter;
+    /* OSPREY_TEST_BACKEND=cuda runs the same suites on the GPU machine */
+    const char *backend = getenv("OSPREY_TEST_BACKEND") ? getenv("OSPREY_TEST_BACKEND") : "cpu";
     const char *args[64] = { daemon_bin(), "serve", "--model", daemon_model_dir(), "--port", "0",
-                             "--backend", "cpu", "--kv-cache-memory", "32MiB", "--threads", "1",
+                             "--backend", backend, "--kv-cache-memory", "32MiB", "--threads", "1",
                              "--log-level", "info", "--shutdown-grace", "10", "--served-model-name", "tiny" };
     int n = 18;
     char *env[256];

@@ -95,8 +95,10 @@ static char *offline(const char *args)
     size_t n;
     FILE *p;
 
-    snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --backend cpu --threads 1 %s 2>/dev/null",
-             daemon_bin(), daemon_model_dir(), args);
+    const char *backend = getenv("OSPREY_TEST_BACKEND") ? getenv("OSPREY_TEST_BACKEND") : "cpu";
+
+    snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --backend %s --threads 1 %s 2>/dev/null",
+             daemon_bin(), daemon_model_dir(), backend, args);
     p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     n = fread(buf, 1, sizeof buf - 1, p);
