@@ -366,37 +366,57 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
     }
 }
 
-/* grid ceil(num_tokens * H / 4), block 128: one warp merges the splits of one (token,
- * head): out = Σ o_z 2^(m_z - M) / Σ l_z 2^(m_z - M). Splits that saw no key (l 0) are
- * skipped; a row no split saw is zeros. */
-__global__ void __launch_bounds__(128) attn_reduce_kernel(const __grid_constant__ attn_args a)
+/* grid num_tokens * H, block ATTN_REDUCE_THREADS: one block merges the splits of one
+ * (token, head): out = Σ o_z 2^(m_z - M) / Σ l_z 2^(m_z - M). Splits that saw no key (l 0;
+ * their o was never written) weigh nothing; a row no split saw is zeros. The weights come
+ * first (one pass over the splits' (m, l)), then the threads split the (split, dim) grid
+ * between them so that no thread walks all splits one dependent load after another. */
+#define ATTN_REDUCE_THREADS 256
+__global__ void __launch_bounds__(ATTN_REDUCE_THREADS) attn_reduce_kernel(const __grid_constant__ attn_args a)
 {
-    int idx = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    size_t rows = (size_t)a.num_tokens * a.H;
+    __shared__ float s_w[ATTN_MAX_SPLITS], s_part[ATTN_REDUCE_THREADS];
+    __shared__ float s_inv;
+    const size_t rows = (size_t)a.num_tokens * a.H, idx = blockIdx.x;
+    const int t = threadIdx.x, groups = ATTN_REDUCE_THREADS / a.D;
 
-    if (idx >= (int)rows)
-        return;
-    float mmax = -INFINITY, sum = 0.0f;
-    for (int z = 0; z < a.num_splits; z++) {
-        float2 ml = a.part_ml[z * rows + idx];
-        if (ml.y > 0.0f)
-            mmax = fmaxf(mmax, ml.x);
-    }
-    for (int z = 0; z < a.num_splits; z++) {
-        float2 ml = a.part_ml[z * rows + idx];
-        if (ml.y > 0.0f)
-            sum += ml.y * exp2f(ml.x - mmax);
-    }
-    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    bf16 *dst = a.out + (size_t)idx * a.D;   /* out rows are [token][head][D] = idx * D */
-    for (int d = lane; d < a.D; d += 32) {
-        float acc = 0.0f;
-        for (int z = 0; z < a.num_splits; z++) {
-            float2 ml = a.part_ml[z * rows + idx];
+    if (t < 32) {
+        float mz[ATTN_MAX_SPLITS / 32], lz[ATTN_MAX_SPLITS / 32], mmax = -INFINITY, sum = 0.0f;
+#pragma unroll
+        for (int i = 0; i < ATTN_MAX_SPLITS / 32; i++) {
+            int z = t + 32 * i;
+            float2 ml = z < a.num_splits ? a.part_ml[z * rows + idx] : make_float2(-INFINITY, 0.0f);
+            mz[i] = ml.x;
+            lz[i] = ml.y;
             if (ml.y > 0.0f)
-                acc += a.part_o[(z * rows + idx) * a.D + d] * exp2f(ml.x - mmax);
+                mmax = fmaxf(mmax, ml.x);
         }
-        dst[d] = __float2bfloat16(acc * inv);
+        mmax = warp_max(mmax);
+#pragma unroll
+        for (int i = 0; i < ATTN_MAX_SPLITS / 32; i++) {
+            float w = lz[i] > 0.0f ? exp2f(mz[i] - mmax) : 0.0f;
+            s_w[t + 32 * i] = w;
+            sum += lz[i] * w;
+        }
+        sum = warp_sum(sum);
+        if (t == 0)
+            s_inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    }
+    __syncthreads();
+    if (t < groups * a.D) {
+        int g = t / a.D, d = t % a.D;
+        float acc = 0.0f;
+#pragma unroll 4
+        for (int z = g; z < a.num_splits; z += groups)
+            if (s_w[z] != 0.0f)
+                acc += a.part_o[(z * rows + idx) * a.D + d] * s_w[z];
+        s_part[t] = acc;
+    }
+    __syncthreads();
+    for (int d = t; d < a.D; d += ATTN_REDUCE_THREADS) {
+        float acc = 0.0f;
+        for (int g = 0; g < groups; g++)
+            acc += s_part[g * a.D + d];
+        a.out[idx * a.D + d] = __float2bfloat16(acc * s_inv);   /* rows [token][head][D] */
     }
 }
 
@@ -410,20 +430,24 @@ static int attn_block_m(const struct bk_batch *b)
 int attention_cuda_splits(const struct bk_batch *b, const struct attn_params *p,
                           const struct attn_workspace *ws)
 {
-    int bm = attn_block_m(b), bn = p->head_dim > 128 ? 32 : 64;
+    int bm = attn_block_m(b), bn = bm == 16 || p->head_dim > 128 ? 32 : 64;
     int G = p->num_kv_heads > 0 ? p->num_heads / p->num_kv_heads : 1;
     long long tiles = MAX((long long)b->num_reqs, ((long long)b->num_tokens * G + bm - 1) / bm);
     long long blocks = tiles * p->num_kv_heads, per_split;
-    long long splits;
+    long long splits, want;
 
-    if (!ws || !ws->partial || ws->partial_bytes < 16 || ws->num_sms <= 0 ||
-        blocks >= 4LL * ws->num_sms || b->num_tokens <= 0)
-        return 1;
-    /* about four blocks per SM (a decode block is one warp, and a warp waits on its key
+    /* Decodes: about four blocks per SM (a decode block is one warp waiting on its key
      * tiles one after another: more of them in flight is what fills the memory system),
-     * each split at least one key tile long */
-    splits = (4LL * ws->num_sms + blocks - 1) / blocks;
-    splits = MIN(splits, MAX(1, b->max_seq_len / bn));
+     * each split at least one key tile long. Batches with prefills (four-warp blocks, where
+     * a split costs a second pass): split only when they leave SMs idle, to two blocks per
+     * SM, each split at least two tiles long. */
+    want = (bm == 16 ? 4LL : 1LL) * MAX(ws ? ws->num_sms : 0, 0);
+    if (!ws || !ws->partial || ws->partial_bytes < 16 || ws->num_sms <= 0 || blocks >= want ||
+        b->num_tokens <= 0)
+        return 1;
+    want = bm == 16 ? want : 2LL * ws->num_sms;
+    splits = (want + blocks - 1) / blocks;
+    splits = MIN(splits, MAX(1, b->max_seq_len / (bm == 16 ? bn : 2 * bn)));
     splits = MIN(splits, ATTN_MAX_SPLITS);
     per_split = (long long)b->num_tokens * p->num_heads * (p->head_dim + 2) * (long long)sizeof(float);
     splits = MIN(splits, (long long)((ws->partial_bytes - 16) / per_split));  /* 16: alignment */
@@ -441,7 +465,7 @@ static int attn_launch(const attn_args &a, cudaStream_t s)
     if (!CUDA_OK(cudaGetLastError()))
         return -EIO;
     if (a.num_splits > 1) {
-        attn_reduce_kernel<<<ceil_div_u((long long)a.num_tokens * a.H, 4), 128, 0, s>>>(a);
+        attn_reduce_kernel<<<(unsigned int)((long long)a.num_tokens * a.H), ATTN_REDUCE_THREADS, 0, s>>>(a);
         if (!CUDA_OK(cudaGetLastError()))
             return -EIO;
     }
@@ -460,9 +484,9 @@ static bool attn_set_smem(void)
  * inside a graph capture). */
 int attention_cuda_init(void)
 {
-    bool ok = attn_set_smem<32, 1, 64>() && attn_set_smem<32, 4, 64>() &&
-              attn_set_smem<64, 1, 64>() && attn_set_smem<64, 4, 64>() &&
-              attn_set_smem<128, 1, 64>() && attn_set_smem<128, 4, 64>() &&
+    bool ok = attn_set_smem<32, 1, 32>() && attn_set_smem<32, 4, 64>() &&
+              attn_set_smem<64, 1, 32>() && attn_set_smem<64, 4, 64>() &&
+              attn_set_smem<128, 1, 32>() && attn_set_smem<128, 4, 64>() &&
               attn_set_smem<256, 1, 32>() && attn_set_smem<256, 4, 32>();
     return ok ? 0 : -EIO;
 }
@@ -511,11 +535,13 @@ int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
         a.part_o = ws->partial;
         a.part_ml = reinterpret_cast<float2 *>(ws->partial + (o_floats + 1) / 2 * 2);
     }
+    /* decodes: one-warp blocks with 32-key tiles, half the shared memory of 64-key ones, so
+     * that twice as many blocks (each waiting on its own loads) fit on an SM */
     if (D <= 32)
-        return decode ? attn_launch<32, 1, 64>(a, s) : attn_launch<32, 4, 64>(a, s);
+        return decode ? attn_launch<32, 1, 32>(a, s) : attn_launch<32, 4, 64>(a, s);
     if (D <= 64)
-        return decode ? attn_launch<64, 1, 64>(a, s) : attn_launch<64, 4, 64>(a, s);
+        return decode ? attn_launch<64, 1, 32>(a, s) : attn_launch<64, 4, 64>(a, s);
     if (D <= 128)
-        return decode ? attn_launch<128, 1, 64>(a, s) : attn_launch<128, 4, 64>(a, s);
+        return decode ? attn_launch<128, 1, 32>(a, s) : attn_launch<128, 4, 64>(a, s);
     return decode ? attn_launch<256, 1, 32>(a, s) : attn_launch<256, 4, 32>(a, s);
 }

@@ -35,6 +35,6 @@ echo "== model benchmarks, cold start, curl, transformers oracle"
 scripts/gpu/bench-e2e.sh ${1:-} > "$OUT/bench-e2e.log" 2>&1 || fail=1
 sed -n '/==== summary ====/,$p' "$OUT/bench-e2e.log"
 # the device tool brings back a few files only: every log in one archive
-(cd "$OUT" && tar czf logs.tar.gz --exclude logs.tar.gz --exclude summary.txt . &&
-    find . -type f ! -name logs.tar.gz ! -name summary.txt -delete)
+(cd "$OUT" && tar czf /tmp/osprey-logs.tar.gz --exclude summary.txt . &&
+    find . -type f ! -name summary.txt -delete && mv /tmp/osprey-logs.tar.gz logs.tar.gz)
 exit $fail
