@@ -32,6 +32,8 @@ struct it_stream {
     char *finish[16];        /* per choice: the finish_reason of its last chunk */
 };
 int it_stream(const struct daemon *d, const char *path, const char *body, struct it_stream *s);
+/* Takes apart a response already read (its body is overwritten). 0 when the status is 200. */
+int it_stream_parse(struct hc_response *r, struct it_stream *s);
 void it_stream_fini(struct it_stream *s);
 
 /* Non-streamed answer helpers: choice i's text (completions) or message content (chat). */
@@ -44,5 +46,8 @@ int it_usage(const cJSON *resp, const char *field);   /* usage.<field>, -1 when 
 double it_metric(const struct daemon *d, const char *sample);
 /* Polls /metrics until sample == want or timeout_s; returns whether it got there. */
 bool it_wait_metric(const struct daemon *d, const char *sample, double want, double timeout_s);
+/* Fails the test unless /metrics comes to 0 running, 0 waiting and an empty KV cache (every
+ * block free) within 10 s each. */
+void it_assert_idle(const struct daemon *d);
 
 #endif
