@@ -263,6 +263,9 @@ static void take_inbox(struct engine *e)
     pthread_mutex_lock(&e->lock);
     in = e->inbox;
     e->inbox = e->inbox_tail = NULL;
+    /* They wait in the scheduler now: count them there at once, or engine_submit would see
+     * neither count until the next publish and admit past max_waiting meanwhile. */
+    e->stats.num_waiting += e->inbox_len;
     e->inbox_len = 0;
     aborts = e->aborts;
     num_aborts = e->num_aborts;
@@ -354,10 +357,10 @@ static bool engine_step(struct engine *e)
 
     take_inbox(e);
     b = sched_schedule(e->sched);
-    if (!b || b->num_reqs == 0) {
-        publish_stats(e);
+    /* Before the step runs (it may take a while): who waits and who runs is known now. */
+    publish_stats(e);
+    if (!b || b->num_reqs == 0)
         return false;
-    }
     fill_rows(e, b);
     e->num_steps++;
     bool decode_only = b->decode_only;
