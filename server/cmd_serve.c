@@ -111,6 +111,7 @@ static void http_options_from(struct http_options *ho, const struct osprey_confi
     ho->num_threads = HTTP_THREADS;
     ho->max_connections = c->max_connections;
     ho->max_body_bytes = c->max_body_bytes;
+    ho->max_header_bytes = c->max_header_bytes;
     ho->request_timeout_s = c->request_timeout;
     ho->idle_timeout_s = (int)ceil(c->idle_timeout);
     ho->api_key = c->api_key;
