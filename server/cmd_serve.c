@@ -138,9 +138,12 @@ static int load_text_side(const struct osprey_config *c, struct tokenizer **tok,
         return 0;
     }
     if ((rc = chat_template_create(tpl, src, tokenizer_bos_token(*tok), tokenizer_eos_token(*tok), err))) {
+        const char *file = tokenizer_chat_template_file(*tok);
         char msg[ERR_LEN];
 
-        snprintf(msg, sizeof msg, "%s: chat template: %s", c->model, err);
+        /* The file and field: tokenizer_config.json's chat_template, or the .jinja file. */
+        snprintf(msg, sizeof msg, "%s/%s: %s%s", c->model, file ? file : "tokenizer_config.json",
+                 file && !strcmp(file, "chat_template.jinja") ? "" : "chat_template: ", err);
         memcpy(err, msg, ERR_LEN);
     }
     return rc;
