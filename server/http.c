@@ -91,7 +91,7 @@ static enum MHD_Result head_stats_cb(void *cls, enum MHD_ValueKind kind, const c
 static bool refuse_head(struct http_request *r)
 {
     struct http_server *s = r->s;
-    struct head_stats h = { .bytes = strlen(r->method) + strlen(r->path) + 12 };
+    struct head_stats h = { .bytes = strlen(r->method) + r->url_len + 12 };
 
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, head_stats_cb, &h);
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, head_stats_cb, &h);
@@ -237,6 +237,7 @@ static struct http_request *request_new(struct http_server *s, struct MHD_Connec
     r->refs = 1;                 /* the connection's */
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->path, sizeof r->path, "%s", url);
+    r->url_len = strlen(url);
     pthread_mutex_init(&r->lock, NULL);
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     r->hc = ci ? ci->socket_context : NULL;
