@@ -338,6 +338,9 @@ static int parse_ids(struct oai_request *r, const cJSON *arr, const char *key,
     if (!(*ids = arena_calloc(&r->arena, count ? (size_t)count : 1, sizeof **ids)))
         return no_memory(e);
     cJSON_ArrayForEach(v, arr) {
+        if (cJSON_IsNumber(v) && !isfinite(v->valuedouble))
+            return openai_error(e, 400, "invalid_value", key,
+                                "Invalid '%s[%d]': the number is too large to represent.", key, i);
         if (!is_integer(v))
             return openai_error(e, 400, "invalid_type", key,
                                 "Invalid type for '%s[%d]': expected a token id (an integer), but got %s instead.",
