@@ -41,6 +41,13 @@ const char *it_choice_text(const cJSON *resp, int i);
 const char *it_choice_finish(const cJSON *resp, int i);
 int it_usage(const cJSON *resp, const char *field);   /* usage.<field>, -1 when absent */
 
+/* Sends method path (headers and body as hc_request's) and fails the test unless the answer
+ * has this status and an OpenAI error object of the right type, with this param (NULL: the
+ * param must be null) and code (NULL: any). Returns the message (valid until the next call
+ * on this thread). */
+const char *it_fails(const struct daemon *d, const char *method, const char *path, const char *headers,
+                     const char *body, int status, const char *param, const char *code);
+
 /* A /metrics sample's value ("osprey_requests_running", or with labels
  * "osprey_requests_finished_total{finish_reason=\"abort\"}"); NaN when absent. */
 double it_metric(const struct daemon *d, const char *sample);
