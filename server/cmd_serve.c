@@ -150,12 +150,17 @@ static int load_text_side(const struct osprey_config *c, struct tokenizer **tok,
 }
 
 /* Waits for a signal while the engine is healthy: READY=1 once it is ready (what /health
- * checks), then WATCHDOG=1 heartbeats. Returns the signal, or 0 when the engine died. */
+ * checks), then WATCHDOG=1 heartbeats while the engine thread keeps turning. A step that
+ * hangs (a stuck GPU) stops them as surely as a failed one: each period the engine is
+ * pinged, and no answer within half the watchdog interval means no heartbeat, so systemd
+ * restarts the daemon. Returns the signal, or 0 when the engine died. */
 static int wait_for_signal(struct engine *e)
 {
     uint64_t watchdog_us = 0;
     bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0, ready = false;
+    bool stalled = false;
     double period_s = watchdog ? MIN(1.0, watchdog_us / 2e6) : 1.0;
+    double stall_s = MAX(watchdog_us / 2e6, 2 * period_s);
     sigset_t set;
 
     sigemptyset(&set);
@@ -178,8 +183,19 @@ static int wait_for_signal(struct engine *e)
             sd_notify(0, "READY=1\nSTATUS=serving");
             LOG(LL_INFO, "serve", "ready");
         }
-        if (watchdog && ready)
-            sd_notify(0, "WATCHDOG=1");
+        if (watchdog && ready) {
+            double silent_s = now_s() - st.alive_s;
+
+            if (silent_s < stall_s)
+                sd_notify(0, "WATCHDOG=1");
+            if (silent_s >= stall_s && !stalled)
+                LOG(LL_ERR, "serve", "the engine thread has not turned for %.1f s: no heartbeats "
+                    "until it does", silent_s);
+            else if (silent_s < stall_s && stalled)
+                LOG(LL_WARN, "serve", "the engine thread turns again: heartbeats resume");
+            stalled = silent_s >= stall_s;
+            engine_ping(e);      /* answered by the next period unless a step hangs */
+        }
     }
 }
 
