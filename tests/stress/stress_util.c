@@ -153,10 +153,13 @@ void stress_call(int port, const char *path, const char *body, struct stress_ans
     hc_header(&r, "Content-Type", type, sizeof type);
     if (r.status == 200 && !strncmp(type, "text/event-stream", 17)) {
         struct it_stream s;
+        const cJSON *ev;
 
         it_stream_parse(&r, &s);
         a->stream_done = s.done;
         a->stream_clean = s.clean;
+        cJSON_ArrayForEach(ev, s.events)
+            a->stream_error = a->stream_error || cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(ev, "error"));
         for (int i = 0; i < STRESS_MAX_CHOICES; i++) {
             if (!s.text[i])
                 continue;

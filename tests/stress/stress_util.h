@@ -44,6 +44,7 @@ struct stress_answer {
     char *text[STRESS_MAX_CHOICES];  /* completions' text or chat's content, by index */
     char finish[STRESS_MAX_CHOICES][16];
     bool stream_done, stream_clean;
+    bool stream_error;               /* an event carried an error object */
 };
 /* POSTs body to path and takes the answer apart (a stream when the body asks for one). */
 void stress_call(int port, const char *path, const char *body, struct stress_answer *a);
