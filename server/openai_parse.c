@@ -725,18 +725,19 @@ int openai_fit_context(const struct oai_request *r, int num_prompt, const struct
                                               : c->max_model_len;
     int room = c->max_model_len - num_prompt;
     const char *what = r->kind == OAI_CHAT ? "messages" : "prompt";
+    const char *is = r->kind == OAI_CHAT ? "come to" : "is";
 
     if (num_prompt == 0)
         return openai_error(e, 400, "invalid_value", what, "Invalid '%s': the prompt is empty (0 tokens).", what);
     if (num_prompt >= c->max_model_len)
         return openai_error(e, 400, "context_length_exceeded", what,
-                            "This model's maximum context length is %d tokens. However, your %s is "
+                            "This model's maximum context length is %d tokens. However, your %s %s "
                             "%d tokens, which leaves no room for the completion. Please reduce the "
-                            "length of the %s.", c->max_model_len, what, num_prompt, what);
+                            "length of the %s.", c->max_model_len, what, is, num_prompt, what);
     if (num_prompt > max_prompt)
         return openai_error(e, 400, "context_length_exceeded", what,
-                            "Your %s is %d tokens; this server accepts at most %d prompt tokens.",
-                            what, num_prompt, max_prompt);
+                            "Your %s %s %d tokens; this server accepts at most %d prompt tokens.",
+                            what, is, num_prompt, max_prompt);
     if (!r->max_tokens_set) {
         *max_tokens = r->kind == OAI_CHAT ? room : MIN(16, room);
         if (c->max_tokens_limit > 0)
