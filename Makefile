@@ -37,7 +37,7 @@ endif
 LIB_SRCS  := $(wildcard engine/*.c engine/cpu/*.c scheduler/*.c config/*.c server/*.c) $(CUDA_SRCS)
 LIB_SRCS  := $(filter-out server/main.c,$(LIB_SRCS))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(CU_SRCS:%.cu=$(BUILD)/%.o)
-TEST_SRCS := $(wildcard tests/unit/*.c tests/integration/*.c)
+TEST_SRCS := $(wildcard tests/unit/*.c tests/integration/*.c tests/stress/*.c)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 GPU_SRCS  := $(wildcard tests/gpu/*.c)
 GPU_OBJS  := $(GPU_SRCS:%.c=$(BUILD)/%.o)
@@ -68,7 +68,7 @@ $(BUILD)/%.o: %.cu $(BUILD)/.flags
 	@$(if $(Q),echo "  NVCC    $<")
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
-# The test runner: every tests/unit and tests/integration file defines Suite *<name>_suite(void);
+# The test runner: every tests/unit, tests/integration and tests/stress file defines Suite *<name>_suite(void);
 # the list is generated so that adding a file is all it takes to add a suite.
 $(BUILD)/tests/suites.h: $(TEST_SRCS)
 	@mkdir -p $(@D)

@@ -43,6 +43,7 @@ struct osprey_config {
     int max_waiting_requests;      /* waiting-queue bound; past it 503 + Retry-After */
     int max_connections;           /* concurrent HTTP connections */
     size_t max_body_bytes;         /* request body, bytes */
+    size_t max_header_bytes;       /* request line and headers, bytes */
     int max_prompt_tokens;         /* 0 = the model length */
     int max_tokens_limit;          /* largest max_tokens a request may ask; 0 = the model length */
     int max_n;                     /* choices per request */

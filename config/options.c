@@ -71,6 +71,8 @@ const struct config_option options_table[] = {
       .max = 1048576, .help = "concurrent HTTP connections" },
     { "max_body_bytes", OPT_SIZE, F(max_body_bytes), .def = "1MiB", .arg = "SIZE", .min = KiB,
       .max = GiB, .help = "largest request body; larger is 413" },
+    { "max_header_bytes", OPT_SIZE, F(max_header_bytes), .def = "32KiB", .arg = "SIZE", .min = KiB,
+      .max = MiB, .help = "largest request line and headers together; larger is 431" },
     { "max_prompt_tokens", OPT_INT, F(max_prompt_tokens), .def = "0", .arg = "N", .min = 0,
       .max = TOKENS_MAX, .help = "longest prompt in tokens; 0 = the model length" },
     { "max_tokens_limit", OPT_INT, F(max_tokens_limit), .def = "0", .arg = "N", .min = 0,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>   /* usleep: the test-only hang */
 #include <uv.h>
 
 #include "engine/backend.h"
@@ -78,6 +79,7 @@ struct engine {
     uint64_t rng;
     long fault_step;                 /* test-only fault point: fail step N (0 = off) */
     bool fault_sticky;
+    long fault_hang_ms;              /* ... or let it hang this long, then run it */
 };
 
 void engine_options_init(struct engine_options *o)
@@ -248,6 +250,7 @@ static void publish_stats(struct engine *e)
     e->stats.num_decode_steps = e->num_decode_steps;
     e->stats.decode_step_s = e->decode_step_s;
     e->stats.healthy = !e->dead;
+    e->stats.alive_s = now_s();
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -263,6 +266,9 @@ static void take_inbox(struct engine *e)
     pthread_mutex_lock(&e->lock);
     in = e->inbox;
     e->inbox = e->inbox_tail = NULL;
+    /* They wait in the scheduler now: count them there at once, or engine_submit would see
+     * neither count until the next publish and admit past max_waiting meanwhile. */
+    e->stats.num_waiting += e->inbox_len;
     e->inbox_len = 0;
     aborts = e->aborts;
     num_aborts = e->num_aborts;
@@ -354,15 +360,17 @@ static bool engine_step(struct engine *e)
 
     take_inbox(e);
     b = sched_schedule(e->sched);
-    if (!b || b->num_reqs == 0) {
-        publish_stats(e);
+    /* Before the step runs (it may take a while): who waits and who runs is known now. */
+    publish_stats(e);
+    if (!b || b->num_reqs == 0)
         return false;
-    }
     fill_rows(e, b);
     e->num_steps++;
     bool decode_only = b->decode_only;
     double t0 = now_s();
-    if (e->fault_step && (long)e->num_steps == e->fault_step)
+    if (e->fault_step && (long)e->num_steps == e->fault_step && e->fault_hang_ms)
+        usleep((useconds_t)e->fault_hang_ms * 1000);   /* OSPREY_FAULT_HANG_MS: test-only */
+    if (e->fault_step && (long)e->num_steps == e->fault_step && !e->fault_hang_ms)
         rc = e->fault_sticky ? -EIO : -EFAULT;   /* OSPREY_FAULT_STEP: test-only */
     else
         rc = runner_execute(e->runner, b, e->rows, e->results);
@@ -481,6 +489,7 @@ static void wakeup_cb(uv_async_t *h)
     pthread_mutex_lock(&e->lock);
     if (e->draining)
         left = e->drain_deadline_s - now_s();
+    e->stats.alive_s = now_s();      /* answers engine_ping */
     pthread_mutex_unlock(&e->lock);
     if (left >= 0 && !uv_is_active((uv_handle_t *)&e->drain_timer))
         uv_timer_start(&e->drain_timer, drain_timer_cb, (uint64_t)(left * 1000) + 1, 0);
@@ -531,8 +540,9 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     if (fault) {
         e->fault_step = strtol(fault, NULL, 10);
         e->fault_sticky = getenv("OSPREY_FAULT_STICKY") != NULL;
-        LOG(LL_WARN, "engine", "test fault point armed: step %ld fails%s", e->fault_step,
-            e->fault_sticky ? " with a device error" : "");
+        e->fault_hang_ms = getenv("OSPREY_FAULT_HANG_MS") ? strtol(getenv("OSPREY_FAULT_HANG_MS"), NULL, 10) : 0;
+        LOG(LL_WARN, "engine", "test fault point armed: step %ld %s%s", e->fault_step,
+            e->fault_hang_ms ? "hangs" : "fails", e->fault_sticky ? " with a device error" : "");
     }
 
     double t_open = now_s();
@@ -825,6 +835,15 @@ void engine_abort(struct engine *e, uint64_t id)
     pthread_mutex_unlock(&e->lock);
     if (wake)
         uv_async_send(&e->wakeup);
+}
+
+void engine_ping(struct engine *e)
+{
+    /* Under the lock: engine_shutdown clears `started` under it before closing the handle. */
+    pthread_mutex_lock(&e->lock);
+    if (e->started)
+        uv_async_send(&e->wakeup);
+    pthread_mutex_unlock(&e->lock);
 }
 
 void engine_get_stats(struct engine *e, struct engine_stats *st)

@@ -103,8 +103,14 @@ struct engine_stats {
     double decode_step_s;                     /* (runner_execute, the graph replay on cuda) */
     bool healthy;                             /* false once a step failed beyond recovery */
     bool ready;                               /* model loaded, graphs captured, thread running */
+    double alive_s;                           /* now_s() when the engine thread last ended a
+                                                 step or answered engine_ping */
 };
 void engine_get_stats(struct engine *e, struct engine_stats *st);
+/* Asks the engine thread to show that it still turns: it sets alive_s as soon as it is
+ * between steps. For the watchdog, which must stop on a hung step, not only a failed one.
+ * Thread-safe, cheap. */
+void engine_ping(struct engine *e);
 
 const struct model_config *engine_model_config(const struct engine *e);
 int engine_max_model_len(const struct engine *e);

@@ -269,6 +269,7 @@ static int config_template(struct tokenizer *t, const cJSON *cfg, const char *fi
         return -EINVAL;
     }
     t->chat_template = strdup(v->valuestring);
+    t->chat_template_file = "tokenizer_config.json";
     return t->chat_template ? 0 : -ENOMEM;
 }
 
@@ -409,6 +410,7 @@ int tokenizer_load(struct tokenizer **out, const char *dir, char *err)
         if ((rc = read_optional(dir, "chat_template.jinja", &jinja, &jinja_len, err)))
             goto out;
         (*out)->chat_template = jinja;
+        (*out)->chat_template_file = jinja ? "chat_template.jinja" : NULL;
         jinja = NULL;
     }
     LOG(LL_INFO, "tok", "%s: %d tokens (%d added), loaded in %.0f ms", path,
@@ -492,3 +494,4 @@ int32_t tokenizer_eos_id(const struct tokenizer *t) { return t->eos_id; }
 const char *tokenizer_bos_token(const struct tokenizer *t) { return t->bos_token; }
 const char *tokenizer_eos_token(const struct tokenizer *t) { return t->eos_token; }
 const char *tokenizer_chat_template(const struct tokenizer *t) { return t->chat_template; }
+const char *tokenizer_chat_template_file(const struct tokenizer *t) { return t->chat_template_file; }

@@ -54,6 +54,8 @@ const char *tokenizer_eos_token(const struct tokenizer *t);
 /* tokenizer_config.json chat_template (a string, or the "default" entry of the list form),
  * else chat_template.jinja; NULL if none. */
 const char *tokenizer_chat_template(const struct tokenizer *t);
+/* The file it came from, "tokenizer_config.json" or "chat_template.jinja"; NULL if none. */
+const char *tokenizer_chat_template_file(const struct tokenizer *t);
 
 /* Incremental decoding for streaming: feed ids one at a time; each call appends to *delta
  * only complete UTF-8 text that can no longer change (never a broken sequence); the

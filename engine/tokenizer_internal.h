@@ -176,6 +176,7 @@ struct tokenizer {
 
     /* tokenizer_config.json */
     char *bos_token, *eos_token, *chat_template;   /* malloc'd or NULL */
+    const char *chat_template_file;  /* static: where chat_template came from, or NULL */
     int32_t bos_id, eos_id;
 };
 

@@ -111,6 +111,7 @@ static void http_options_from(struct http_options *ho, const struct osprey_confi
     ho->num_threads = HTTP_THREADS;
     ho->max_connections = c->max_connections;
     ho->max_body_bytes = c->max_body_bytes;
+    ho->max_header_bytes = c->max_header_bytes;
     ho->request_timeout_s = c->request_timeout;
     ho->idle_timeout_s = (int)ceil(c->idle_timeout);
     ho->api_key = c->api_key;
@@ -137,21 +138,29 @@ static int load_text_side(const struct osprey_config *c, struct tokenizer **tok,
         return 0;
     }
     if ((rc = chat_template_create(tpl, src, tokenizer_bos_token(*tok), tokenizer_eos_token(*tok), err))) {
+        const char *file = tokenizer_chat_template_file(*tok);
         char msg[ERR_LEN];
 
-        snprintf(msg, sizeof msg, "%s: chat template: %s", c->model, err);
+        /* The file and field: tokenizer_config.json's chat_template, or the .jinja file. */
+        snprintf(msg, sizeof msg, "%s/%s: %s%s", c->model, file ? file : "tokenizer_config.json",
+                 file && !strcmp(file, "chat_template.jinja") ? "" : "chat_template: ", err);
         memcpy(err, msg, ERR_LEN);
     }
     return rc;
 }
 
 /* Waits for a signal while the engine is healthy: READY=1 once it is ready (what /health
- * checks), then WATCHDOG=1 heartbeats. Returns the signal, or 0 when the engine died. */
+ * checks), then WATCHDOG=1 heartbeats while the engine thread keeps turning. A step that
+ * hangs (a stuck GPU) stops them as surely as a failed one: each period the engine is
+ * pinged, and no answer within half the watchdog interval means no heartbeat, so systemd
+ * restarts the daemon. Returns the signal, or 0 when the engine died. */
 static int wait_for_signal(struct engine *e)
 {
     uint64_t watchdog_us = 0;
     bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0, ready = false;
+    bool stalled = false;
     double period_s = watchdog ? MIN(1.0, watchdog_us / 2e6) : 1.0;
+    double stall_s = MAX(watchdog_us / 2e6, 2 * period_s);
     sigset_t set;
 
     sigemptyset(&set);
@@ -174,8 +183,19 @@ static int wait_for_signal(struct engine *e)
             sd_notify(0, "READY=1\nSTATUS=serving");
             LOG(LL_INFO, "serve", "ready");
         }
-        if (watchdog && ready)
-            sd_notify(0, "WATCHDOG=1");
+        if (watchdog && ready) {
+            double silent_s = now_s() - st.alive_s;
+
+            if (silent_s < stall_s)
+                sd_notify(0, "WATCHDOG=1");
+            if (silent_s >= stall_s && !stalled)
+                LOG(LL_ERR, "serve", "the engine thread has not turned for %.1f s: no heartbeats "
+                    "until it does", silent_s);
+            else if (silent_s < stall_s && stalled)
+                LOG(LL_WARN, "serve", "the engine thread turns again: heartbeats resume");
+            stalled = silent_s >= stall_s;
+            engine_ping(e);      /* answered by the next period unless a step hangs */
+        }
     }
 }
 

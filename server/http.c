@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "engine/log.h"
@@ -65,6 +66,52 @@ static bool key_needed(const struct http_server *s, const struct http_route *rt)
     return rt->access == HTTP_NEEDS_KEY || s->o.metrics_require_key;
 }
 
+/* What the request head says about itself: its size and how the body is framed. */
+struct head_stats {
+    size_t bytes;                    /* names, values and their ": " and CRLF */
+    int num_content_length, num_transfer_encoding;
+};
+
+static enum MHD_Result head_stats_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    struct head_stats *h = cls;
+
+    (void)kind;
+    h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+    h->num_content_length += !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    h->num_transfer_encoding += !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    return MHD_YES;
+}
+
+/* The head's size against max_header_bytes (431), and a framing that two parties could read
+ * two ways (400, RFC 9112 6.3: more than one Content-Length, or one with Transfer-Encoding —
+ * request smuggling). Both answer at once; the framing error also closes the connection,
+ * since where the next request starts is unknown. Returns whether it answered. */
+static bool refuse_head(struct http_request *r)
+{
+    struct http_server *s = r->s;
+    struct head_stats h = { .bytes = strlen(r->method) + r->url_len + 12 };
+
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, head_stats_cb, &h);
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, head_stats_cb, &h);
+    if (h.bytes > s->o.max_header_bytes) {
+        http__respond_errorf(r, 431, "request_header_fields_too_large",
+                             "Request headers of %zu bytes are larger than the limit of %zu bytes.",
+                             h.bytes, s->o.max_header_bytes);
+        return true;
+    }
+    if (h.num_content_length > 1 || (h.num_content_length && h.num_transfer_encoding)) {
+        http_add_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        http__respond_errorf(r, 400, "invalid_request",
+                             "The request's body length is ambiguous: %s.", h.num_content_length > 1
+                                 ? "more than one Content-Length header"
+                                 : "both Content-Length and Transfer-Encoding");
+        return true;
+    }
+    return false;
+}
+
 /* Everything decided from the headers alone. Answers at once (MHD then skips the body)
  * or leaves the request RECEIVING. */
 static void begin(struct http_request *r)
@@ -72,6 +119,8 @@ static void begin(struct http_request *r)
     struct http_server *s = r->s;
     const char *cl = http_request_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
 
+    if (refuse_head(r))
+        return;
     r->cors_origin = cors_origin(s, http_request_header(r, "Origin"));
     r->route = find_route(s, r->path);
     if (!strcmp(r->method, "OPTIONS")) {
@@ -188,6 +237,7 @@ static struct http_request *request_new(struct http_server *s, struct MHD_Connec
     r->refs = 1;                 /* the connection's */
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->path, sizeof r->path, "%s", url);
+    r->url_len = strlen(url);
     pthread_mutex_init(&r->lock, NULL);
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     r->hc = ci ? ci->socket_context : NULL;
@@ -449,6 +499,8 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
         return -ENOMEM;
     }
     s->o = *o;
+    if (!s->o.max_header_bytes)
+        s->o.max_header_bytes = 32 * 1024;
     pthread_mutex_init(&s->conns_lock, NULL);
     pthread_cond_init(&s->watcher_cond, NULL);
     if (copy_origins(s, o->cors_origins, o->num_cors_origins, err) || resolve(o->host, o->port, &ss, err)) {
@@ -463,7 +515,9 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
         { MHD_OPTION_SOCK_ADDR, 0, &ss },
         { MHD_OPTION_CONNECTION_LIMIT, MAX(o->max_connections, 1), NULL },
         { MHD_OPTION_CONNECTION_TIMEOUT, MAX(o->idle_timeout_s, 0), NULL },
-        { MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL },
+        /* The pool holds the head (and MHD's record of each header) and the read buffer:
+         * room for a head at the limit, so that we answer it, not MHD's bare 431. */
+        { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(2 * s->o.max_header_bytes + 16 * 1024), NULL },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, s },
         { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)connection_cb, s },
         /* Last, and only for more than one thread: MHD warns about a pool of one. */

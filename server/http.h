@@ -39,6 +39,7 @@ struct http_options {
     int num_threads;         /* MHD worker threads, >= 1 */
     int max_connections;
     size_t max_body_bytes;   /* larger bodies: 413 (at once when Content-Length says so) */
+    size_t max_header_bytes; /* larger request heads (line and headers): 431; 0 = 32 KiB */
     double request_timeout_s;   /* headers and body must be in within this; 0 = no limit */
     int idle_timeout_s;      /* a connection silent this long is closed; 0 = never */
     const char *api_key;     /* NULL or "": no key needed */

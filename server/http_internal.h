@@ -38,7 +38,8 @@ struct http_request {
     unsigned long long id;
     const struct http_route *route;
     char method[8];
-    char path[256];
+    char path[256];                  /* the URL's path, cut at 255 bytes (no route is longer) */
+    size_t url_len;                  /* the whole path's length, bytes */
     double start_s;
     char *body;                      /* [body_len + 1], NUL-terminated */
     size_t body_len, body_cap;

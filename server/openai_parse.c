@@ -1,14 +1,18 @@
 /* openai_parse.c — request bodies → struct oai_request. Every field's type and range is
  * checked here, before anything reaches the engine, and a failure names the field the way
  * OpenAI does ("Invalid type for 'n': expected an integer, but got a string instead.").
- * null counts as absent; unknown fields are ignored (vLLM's choice, not OpenAI's). */
+ * null counts as absent; unknown fields are ignored (vLLM's choice, not OpenAI's). The body
+ * itself must be UTF-8 without NUL characters, nested at most CJSON_NESTING_LIMIT deep, and
+ * name each key once per object. */
 #include "server/openai.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #define INT_FIELD_MAX 1000000000LL   /* cap for "unbounded" integer fields */
 
@@ -52,6 +56,7 @@ static int no_memory(struct oai_error *e)
 static const char *json_type_name(const cJSON *v)
 {
     if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble)) return "a number too large to represent";
     if (cJSON_IsNumber(v)) return v->valuedouble == floor(v->valuedouble) ? "an integer" : "a number";
     if (cJSON_IsBool(v)) return "a boolean";
     if (cJSON_IsArray(v)) return "an array";
@@ -97,6 +102,14 @@ static int get_bool(const cJSON *root, const char *key, bool *out, struct oai_er
     return 1;
 }
 
+/* A number beyond a double (1e999 parses as infinity): refused for what it is, not as a
+ * type the client did send. */
+static int too_large(struct oai_error *e, const char *key)
+{
+    return openai_error(e, 400, "invalid_value", key,
+                        "Invalid '%s': the number is too large to represent.", key);
+}
+
 static bool is_integer(const cJSON *v)
 {
     return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble);
@@ -110,6 +123,8 @@ static int get_int(const cJSON *root, const char *key, long long lo, long long h
 
     if (!v)
         return 0;
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble))
+        return too_large(e, key);
     if (!is_integer(v))
         return bad_type(e, key, "an integer", v);
     if (v->valuedouble < (double)lo)
@@ -129,7 +144,9 @@ static int get_num(const cJSON *root, const char *key, double lo, bool lo_open, 
 
     if (!v)
         return 0;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble))
+        return too_large(e, key);
+    if (!cJSON_IsNumber(v))
         return bad_type(e, key, "a number", v);
     d = v->valuedouble;
     if (lo_open ? d <= lo : d < lo)
@@ -186,12 +203,99 @@ static int check_unsupported(const cJSON *root, enum oai_kind kind, struct oai_e
     return 0;
 }
 
+/* What cJSON lets through and would change behind the client's back: bytes that are not
+ * UTF-8 (JSON text is UTF-8, RFC 8259; the tokenizer would make them U+FFFD) and NUL, raw or
+ * as \u0000 (cJSON's strings end there: "ab\u0000cd" would become "ab"). Also the nesting
+ * depth, to name it rather than report cJSON's refusal as a syntax error. */
+static int check_text(const char *body, size_t len, struct oai_error *e)
+{
+    bool in_string = false;
+    int depth = 0;
+
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)body[i];
+
+        if (c >= 0x80) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)body + i, (utf8proc_ssize_t)(len - i), &cp);
+
+            if (n <= 0)
+                return openai_error(e, 400, "invalid_json", NULL,
+                                    "The request body is not valid UTF-8 (at byte %zu).", i);
+            i += (size_t)n;
+            continue;
+        }
+        if (c == 0 || (in_string && c == '\\' && i + 5 < len && !memcmp(body + i, "\\u0000", 6)))
+            return openai_error(e, 400, "invalid_value", NULL,
+                                "The request body holds a NUL character (at byte %zu); osprey does not "
+                                "accept NUL in strings.", i);
+        if (c == '"') {
+            in_string = !in_string;
+        } else if (in_string && c == '\\') {
+            i += 2;                   /* the escaped character, a quote or a backslash included */
+            continue;
+        } else if (!in_string && (c == '[' || c == '{') && ++depth > CJSON_NESTING_LIMIT) {
+            return openai_error(e, 400, "invalid_json", NULL,
+                                "The request body is nested deeper than %d levels (at byte %zu).",
+                                CJSON_NESTING_LIMIT, i);
+        } else if (!in_string && (c == ']' || c == '}')) {
+            depth--;
+        }
+        i++;
+    }
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every object of the tree names each key once: cJSON keeps both copies of a repeated key
+ * and we would read the first, Python's json (vLLM, OpenAI) the last. Sorted names, so that
+ * an object of many keys costs k log k. Depth is bounded by cJSON's nesting limit. */
+static int check_keys(const cJSON *v, struct oai_error *e)
+{
+    const char *few[32], **names = few;
+    const cJSON *c;
+    int n = 0, rc = 0;
+
+    if (cJSON_IsObject(v)) {
+        cJSON_ArrayForEach(c, v)
+            n++;
+        if (n > (int)ARRAY_LEN(few) && !(names = malloc((size_t)n * sizeof *names)))
+            return no_memory(e);
+        n = 0;
+        cJSON_ArrayForEach(c, v)
+            names[n++] = c->string ? c->string : "";
+        qsort(names, (size_t)n, sizeof *names, by_name);
+        for (int i = 1; i < n && !rc; i++)
+            if (!strcmp(names[i - 1], names[i]))
+                rc = openai_error(e, 400, "invalid_json", NULL,
+                                  "The request body names the key '%.100s' twice in one object.", names[i]);
+        if (names != few)
+            free(names);
+    }
+    for (c = v->child; c && !rc; c = c->next)
+        rc = check_keys(c, e);
+    return rc;
+}
+
 static int parse_body(struct oai_request *r, enum oai_kind kind, const char *body, size_t len,
                       struct oai_error *e)
 {
     const char *end = NULL;
+    size_t blank = 0;
+    int rc;
 
     r->kind = kind;
+    while (blank < len && strchr(" \t\r\n", body[blank]) && body[blank])
+        blank++;
+    if (blank == len)
+        return openai_error(e, 400, "invalid_json", NULL,
+                            "The request body is empty: expected a JSON object (with a Content-Length header).");
+    if ((rc = check_text(body, len, e)))
+        return rc;
     r->root = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (r->root && end && (size_t)(end - body) < len) {
         /* cJSON stops after the value; only whitespace may follow. */
@@ -209,7 +313,7 @@ static int parse_body(struct oai_request *r, enum oai_kind kind, const char *bod
     if (!cJSON_IsObject(r->root))
         return openai_error(e, 400, "invalid_json", NULL,
                             "The request body must be a JSON object, not %s.", json_type_name(r->root));
-    return 0;
+    return check_keys(r->root, e);
 }
 
 static int parse_model(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
@@ -234,6 +338,9 @@ static int parse_ids(struct oai_request *r, const cJSON *arr, const char *key,
     if (!(*ids = arena_calloc(&r->arena, count ? (size_t)count : 1, sizeof **ids)))
         return no_memory(e);
     cJSON_ArrayForEach(v, arr) {
+        if (cJSON_IsNumber(v) && !isfinite(v->valuedouble))
+            return openai_error(e, 400, "invalid_value", key,
+                                "Invalid '%s[%d]': the number is too large to represent.", key, i);
         if (!is_integer(v))
             return openai_error(e, 400, "invalid_type", key,
                                 "Invalid type for '%s[%d]': expected a token id (an integer), but got %s instead.",
@@ -342,6 +449,8 @@ static int parse_seed(struct oai_request *r, struct oai_error *e)
 
     if (!v)
         return 0;
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble))
+        return too_large(e, "seed");
     if (!is_integer(v))
         return bad_type(e, "seed", "an integer", v);
     /* Any 64-bit value, signed or not: negative seeds wrap as two's complement. */
@@ -616,18 +725,19 @@ int openai_fit_context(const struct oai_request *r, int num_prompt, const struct
                                               : c->max_model_len;
     int room = c->max_model_len - num_prompt;
     const char *what = r->kind == OAI_CHAT ? "messages" : "prompt";
+    const char *is = r->kind == OAI_CHAT ? "come to" : "is";
 
     if (num_prompt == 0)
         return openai_error(e, 400, "invalid_value", what, "Invalid '%s': the prompt is empty (0 tokens).", what);
     if (num_prompt >= c->max_model_len)
         return openai_error(e, 400, "context_length_exceeded", what,
-                            "This model's maximum context length is %d tokens. However, your %s is "
+                            "This model's maximum context length is %d tokens. However, your %s %s "
                             "%d tokens, which leaves no room for the completion. Please reduce the "
-                            "length of the %s.", c->max_model_len, what, num_prompt, what);
+                            "length of the %s.", c->max_model_len, what, is, num_prompt, what);
     if (num_prompt > max_prompt)
         return openai_error(e, 400, "context_length_exceeded", what,
-                            "Your %s is %d tokens; this server accepts at most %d prompt tokens.",
-                            what, num_prompt, max_prompt);
+                            "Your %s %s %d tokens; this server accepts at most %d prompt tokens.",
+                            what, is, num_prompt, max_prompt);
     if (!r->max_tokens_set) {
         *max_tokens = r->kind == OAI_CHAT ? room : MIN(16, room);
         if (c->max_tokens_limit > 0)

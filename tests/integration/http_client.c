@@ -36,6 +36,32 @@ int hc_connect(int port)
     return fd;
 }
 
+int hc_open_post(int port, const char *path, const char *body, int rcvbuf)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    size_t blen = strlen(body), cap = strlen(path) + blen + 256;
+    char *req = malloc(cap);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), n;
+
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    /* Before connect, so that the window the client advertises is small from the start. */
+    if (fd >= 0 && rcvbuf)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (!req || fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a))
+        goto fail;
+    n = snprintf(req, cap, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           "Content-Length: %zu\r\n\r\n%s", path, blen, body);
+    if (hc_send(fd, req, (size_t)n))
+        goto fail;
+    free(req);
+    return fd;
+fail:
+    free(req);
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
 int hc_send(int fd, const char *s, size_t len)
 {
     while (len) {

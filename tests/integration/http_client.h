@@ -24,6 +24,10 @@ const char *hc_header(const struct hc_response *r, const char *name, char *buf, 
 
 /* A connected socket to 127.0.0.1:port, or -1. */
 int hc_connect(int port);
+/* Connects (with a receive buffer of rcvbuf bytes when not 0, set before connecting so that
+ * the window advertised is small from the start) and sends a POST of body (JSON) to path on
+ * a keep-alive connection. Returns the socket, or -1. */
+int hc_open_post(int port, const char *path, const char *body, int rcvbuf);
 /* Sends all of s; 0 or -1. */
 int hc_send(int fd, const char *s, size_t len);
 /* Reads until the server closes or timeout_s passes; malloc'd, NUL-terminated, *len bytes.

@@ -58,18 +58,16 @@ static void append(char **dst, const char *s)
     *dst = p;
 }
 
-int it_stream(const struct daemon *d, const char *path, const char *body, struct it_stream *s)
+int it_stream_parse(struct hc_response *r, struct it_stream *s)
 {
-    struct hc_response r;
     char *p;
 
     memset(s, 0, sizeof *s);
     s->events = cJSON_CreateArray();
-    hc_request(d->port, "POST", path, NULL, body, &r, 120);
-    s->status = r.status;
-    s->clean = r.body != NULL;
-    visible_nuls(r.body);
-    for (p = r.body; p && *p;) {
+    s->status = r->status;
+    s->clean = r->body != NULL;
+    visible_nuls(r->body);
+    for (p = r->body; p && *p;) {
         char *end = strstr(p, "\n\n");
         cJSON *ev;
 
@@ -104,8 +102,18 @@ int it_stream(const struct daemon *d, const char *path, const char *body, struct
         }
         p = end + 2;
     }
-    hc_response_fini(&r);
     return s->status == 200 ? 0 : -1;
+}
+
+int it_stream(const struct daemon *d, const char *path, const char *body, struct it_stream *s)
+{
+    struct hc_response r;
+    int rc;
+
+    hc_request(d->port, "POST", path, NULL, body, &r, 120);
+    rc = it_stream_parse(&r, s);
+    hc_response_fini(&r);
+    return rc;
 }
 
 void it_stream_fini(struct it_stream *s)
@@ -170,4 +178,42 @@ bool it_wait_metric(const struct daemon *d, const char *sample, double want, dou
         usleep(50000);
     }
     return false;
+}
+
+const char *it_fails(const struct daemon *d, const char *method, const char *path, const char *headers,
+                     const char *body, int status, const char *param, const char *code)
+{
+    static __thread char msg[1024];
+    struct hc_response r;
+    cJSON *j, *e, *p, *c, *m, *t;
+
+    hc_request(d->port, method, path, headers, body, &r, 30);
+    ck_assert_msg(r.status == status, "%s %s %.300s: %d, want %d: %s", method, path, body ? body : "",
+                  r.status, status, r.body);
+    j = cJSON_Parse(r.body);
+    e = cJSON_GetObjectItemCaseSensitive(j, "error");
+    ck_assert_msg(cJSON_IsObject(e), "not an error object: %s", r.body);
+    m = cJSON_GetObjectItemCaseSensitive(e, "message");
+    t = cJSON_GetObjectItemCaseSensitive(e, "type");
+    p = cJSON_GetObjectItemCaseSensitive(e, "param");
+    c = cJSON_GetObjectItemCaseSensitive(e, "code");
+    ck_assert(cJSON_IsString(m) && m->valuestring[0]);
+    ck_assert_str_eq(t->valuestring, status >= 500 ? "server_error" : "invalid_request_error");
+    if (param)
+        ck_assert_str_eq(p->valuestring, param);
+    else
+        ck_assert(cJSON_IsNull(p));
+    if (code)
+        ck_assert_str_eq(c->valuestring, code);
+    snprintf(msg, sizeof msg, "%s", m->valuestring);
+    cJSON_Delete(j);
+    hc_response_fini(&r);
+    return msg;
+}
+
+void it_assert_idle(const struct daemon *d)
+{
+    ck_assert_msg(it_wait_metric(d, "osprey_requests_running", 0, 10), "requests still running");
+    ck_assert_msg(it_wait_metric(d, "osprey_requests_waiting", 0, 10), "requests still waiting");
+    ck_assert_msg(it_wait_metric(d, "osprey_kv_cache_usage_ratio", 0, 10), "KV blocks still in use");
 }

@@ -32,6 +32,8 @@ struct it_stream {
     char *finish[16];        /* per choice: the finish_reason of its last chunk */
 };
 int it_stream(const struct daemon *d, const char *path, const char *body, struct it_stream *s);
+/* Takes apart a response already read (its body is overwritten). 0 when the status is 200. */
+int it_stream_parse(struct hc_response *r, struct it_stream *s);
 void it_stream_fini(struct it_stream *s);
 
 /* Non-streamed answer helpers: choice i's text (completions) or message content (chat). */
@@ -39,10 +41,20 @@ const char *it_choice_text(const cJSON *resp, int i);
 const char *it_choice_finish(const cJSON *resp, int i);
 int it_usage(const cJSON *resp, const char *field);   /* usage.<field>, -1 when absent */
 
+/* Sends method path (headers and body as hc_request's) and fails the test unless the answer
+ * has this status and an OpenAI error object of the right type, with this param (NULL: the
+ * param must be null) and code (NULL: any). Returns the message (valid until the next call
+ * on this thread). */
+const char *it_fails(const struct daemon *d, const char *method, const char *path, const char *headers,
+                     const char *body, int status, const char *param, const char *code);
+
 /* A /metrics sample's value ("osprey_requests_running", or with labels
  * "osprey_requests_finished_total{finish_reason=\"abort\"}"); NaN when absent. */
 double it_metric(const struct daemon *d, const char *sample);
 /* Polls /metrics until sample == want or timeout_s; returns whether it got there. */
 bool it_wait_metric(const struct daemon *d, const char *sample, double want, double timeout_s);
+/* Fails the test unless /metrics comes to 0 running, 0 waiting and an empty KV cache (every
+ * block free) within 10 s each. */
+void it_assert_idle(const struct daemon *d);
 
 #endif

@@ -24,37 +24,10 @@ static void down(void)
     it_down(&d);
 }
 
-/* Sends and checks status and the error object; param NULL means null. Returns the message
- * (valid until the next call). */
 static const char *fails(const char *method, const char *path, const char *headers,
                          const char *body, int status, const char *param, const char *code)
 {
-    static char msg[1024];
-    struct hc_response r;
-    cJSON *j, *e, *p, *c, *m, *t;
-
-    hc_request(d.port, method, path, headers, body, &r, 30);
-    ck_assert_msg(r.status == status, "%s %s %s: %d, want %d: %s", method, path, body ? body : "",
-                  r.status, status, r.body);
-    j = cJSON_Parse(r.body);
-    e = cJSON_GetObjectItemCaseSensitive(j, "error");
-    ck_assert_msg(cJSON_IsObject(e), "not an error object: %s", r.body);
-    m = cJSON_GetObjectItemCaseSensitive(e, "message");
-    t = cJSON_GetObjectItemCaseSensitive(e, "type");
-    p = cJSON_GetObjectItemCaseSensitive(e, "param");
-    c = cJSON_GetObjectItemCaseSensitive(e, "code");
-    ck_assert(cJSON_IsString(m) && m->valuestring[0]);
-    ck_assert_str_eq(t->valuestring, status >= 500 ? "server_error" : "invalid_request_error");
-    if (param)
-        ck_assert_str_eq(p->valuestring, param);
-    else
-        ck_assert(cJSON_IsNull(p));
-    if (code)
-        ck_assert_str_eq(c->valuestring, code);
-    snprintf(msg, sizeof msg, "%s", m->valuestring);
-    cJSON_Delete(j);
-    hc_response_fini(&r);
-    return msg;
+    return it_fails(&d, method, path, headers, body, status, param, code);
 }
 
 START_TEST(bad_bodies_are_400_naming_the_param)

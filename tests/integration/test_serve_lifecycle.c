@@ -8,9 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tests/integration/it_util.h"
@@ -30,28 +27,15 @@ static void down(void)
 /* Sends a POST on a raw connection and returns the socket. */
 static int open_request(const char *path, const char *body, int rcvbuf)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d.port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    char req[2048];
-    int fd, n;
+    int fd = hc_open_post(d.port, path, body, rcvbuf);
 
-    fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fd, 0);
-    /* Before connect, so that the window the client advertises is small from the start. */
-    if (rcvbuf)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    n = snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                  "Content-Length: %zu\r\n\r\n%s", path, strlen(body), body);
-    ck_assert_int_eq(hc_send(fd, req, (size_t)n), 0);
     return fd;
 }
 
 static void assert_all_freed(void)
 {
-    ck_assert_msg(it_wait_metric(&d, "osprey_requests_running", 0, 10), "requests still running");
-    ck_assert(it_wait_metric(&d, "osprey_requests_waiting", 0, 10));
-    ck_assert_msg(it_wait_metric(&d, "osprey_kv_cache_usage_ratio", 0, 10), "KV blocks still in use");
+    it_assert_idle(&d);
 }
 
 START_TEST(a_client_gone_mid_stream_frees_its_request)

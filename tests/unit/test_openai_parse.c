@@ -194,6 +194,64 @@ START_TEST(body_needs_no_terminating_nul)
 }
 END_TEST
 
+/* What cJSON would let through changed: bytes that are not UTF-8 (RFC 3629's table of
+ * well-formed sequences), NUL, repeated keys; and what it refuses without saying why. */
+START_TEST(bodies_cjson_would_change_or_refuse_silently_are_400_saying_why)
+{
+    static const char *const not_utf8[] = {
+        "{\"prompt\":\"a\xff b\"}",             /* a byte that never appears in UTF-8 */
+        "{\"prompt\":\"a\xc3\"}",                /* a lead byte without its continuation */
+        "{\"prompt\":\"\xc0\x80\"}",             /* an overlong NUL */
+        "{\"prompt\":\"\xed\xa0\x80\"}",         /* a UTF-16 surrogate, encoded */
+        "{\"prompt\":\"\xf4\x90\x80\x80\"}",     /* past U+10FFFF */
+        "{\"prompt\":\"a\",\"stop\":[\"\x80\"]}",  /* a stray continuation, in a stop string */
+    };
+    char deep[2100];
+    int n = 0;
+
+    for (size_t i = 0; i < sizeof not_utf8 / sizeof *not_utf8; i++) {
+        ck_assert_ptr_nonnull(strstr(fails(COMPL, not_utf8[i], 400, ""), "not valid UTF-8"));
+        ck_assert_str_eq(err.code, "invalid_json");
+    }
+    ok(COMPL, "{\"prompt\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}");   /* é € 😀 */
+    ck_assert_ptr_nonnull(strstr(fails(COMPL, "{\"prompt\":\"ab\\u0000cd\"}", 400, ""), "NUL"));
+    ck_assert_ptr_nonnull(strstr(fails(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"\\u0000\"}]}",
+                                       400, ""), "NUL"));
+    ok(COMPL, "{\"prompt\":\"a\\\\u0000\"}");        /* an escaped backslash, then text */
+    ck_assert_str_eq(req.prompts[0].text, "a\\u0000");
+    {
+        const char raw[] = "{\"prompt\":\"a\0b\"}";
+
+        openai_request_fini(&req);
+        openai_request_init(&req);
+        ck_assert_int_lt(openai_parse_completion(&req, raw, sizeof raw - 1, &config, &err), 0);
+        ck_assert_ptr_nonnull(strstr(err.message, "NUL"));
+    }
+    ck_assert_ptr_nonnull(strstr(fails(COMPL, "{\"prompt\":\"a\",\"max_tokens\":2,\"max_tokens\":3}", 400, ""),
+                                 "'max_tokens' twice"));
+    fails(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"role\":\"system\"}]}", 400, "");
+    fails(COMPL, "{\"prompt\":\"a\",\"stream\":true,\"stream_options\":{\"include_usage\":true,"
+                 "\"include_usage\":false}}", 400, "");
+    ok(COMPL, "{\"prompt\":\"a\",\"x\":{\"k\":1},\"y\":{\"k\":2}}");   /* the same key in two objects */
+    n += snprintf(deep + n, sizeof deep - (size_t)n, "{\"prompt\":\"a\",\"x\":");
+    for (int i = 0; i < 1000; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 1000; i++)
+        deep[n++] = ']';
+    snprintf(deep + n, sizeof deep - (size_t)n, "}");
+    ck_assert_ptr_nonnull(strstr(fails(COMPL, deep, 400, ""), "nested deeper than 1000 levels"));
+    ck_assert_str_eq(fails(COMPL, "{\"prompt\":\"a\",\"max_tokens\":1e999}", 400, "max_tokens"),
+                     "Invalid 'max_tokens': the number is too large to represent.");
+    ck_assert_str_eq(err.code, "invalid_value");
+    fails(COMPL, "{\"prompt\":\"a\",\"temperature\":-1e999}", 400, "temperature");
+    fails(COMPL, "{\"prompt\":\"a\",\"seed\":1e999}", 400, "seed");
+    ck_assert_ptr_nonnull(strstr(fails(COMPL, "{\"prompt\":[1e999]}", 400, "prompt"), "too large"));
+    fails(COMPL, "{\"prompt\":\"a\",\"temperature\":NaN}", 400, "");
+    fails(COMPL, "{\"prompt\":\"a\",\"temperature\":Infinity}", 400, "");
+    ck_assert_ptr_nonnull(strstr(fails(COMPL, " \r\n", 400, ""), "empty"));
+}
+END_TEST
+
 START_TEST(wrong_types_name_the_param_like_openai)
 {
     ck_assert_str_eq(fails(COMPL, "{\"prompt\":\"a\",\"max_tokens\":\"5\"}", 400, "max_tokens"),
@@ -585,6 +643,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, bad_prompts_are_400_naming_prompt);
     tcase_add_test(tc, malformed_json_is_400_without_param);
     tcase_add_test(tc, body_needs_no_terminating_nul);
+    tcase_add_test(tc, bodies_cjson_would_change_or_refuse_silently_are_400_saying_why);
     tcase_add_test(tc, wrong_types_name_the_param_like_openai);
     tcase_add_test(tc, integral_numbers_count_as_integers);
     tcase_add_test(tc, out_of_range_values_are_400);

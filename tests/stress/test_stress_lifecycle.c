@@ -1,0 +1,420 @@
+/* test_stress_lifecycle.c — stopping and failing under load. SIGTERM or SIGINT while
+ * requests stream: new requests are refused, those in flight (running and waiting) finish
+ * with their full greedy text within the grace period, exit 0; past a short grace they end
+ * with finish_reason "abort" (streams) or 503 (the rest), exit 0. A failed engine step fails
+ * only the requests in that step (500); a device error stops the systemd watchdog
+ * heartbeats (read from NOTIFY_SOCKET, a datagram socket of the test's), /health answers
+ * 503 and the daemon exits 1; a step that hangs stops them too, until it ends. */
+#include <check.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "tests/stress/stress_util.h"
+
+static struct daemon d;
+
+static const char *const prompts[] = { "Once upon a time", "The quick brown fox" };
+
+static void body_of(char *buf, size_t cap, int p, bool stream, int max_tokens)
+{
+    snprintf(buf, cap, "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0,\"ignore_eos\":true,\"stream\":%s}",
+             prompts[p], max_tokens, stream ? "true" : "false");
+}
+
+static int health(void)
+{
+    struct hc_response r;
+    int status;
+
+    hc_request(d.port, "GET", "/health", NULL, NULL, &r, 10);
+    status = r.status;
+    hc_response_fini(&r);
+    return status;
+}
+
+/* ---- shutdown under load ---- */
+
+/* Actor 0 sends the signal once every other actor's request is in the engine (running or
+ * waiting), then a request that must be refused; the others each send one long greedy
+ * request (half of them streamed). */
+struct actor {
+    int index, sig, max_tokens, inflight;
+    const char *want;                /* the request's text alone; NULL: not compared */
+    struct stress_answer a;
+    double signal_s;
+    int late_status;
+    char late_code[48];
+};
+
+static void *actor_main(void *p)
+{
+    struct actor *x = p;
+    char body[512];
+
+    if (x->index == 0) {
+        for (int t = 0; t < 500 && it_metric(&d, "osprey_requests_running") +
+                                   it_metric(&d, "osprey_requests_waiting") < x->inflight; t++)
+            usleep(10000);
+        x->signal_s = stress_now();
+        kill(d.pid, x->sig);
+        for (int t = 0; t < 500 && health() == 200; t++)      /* the drain has begun */
+            usleep(10000);
+        body_of(body, sizeof body, 0, false, 4);
+        stress_call(d.port, "/v1/completions", body, &x->a);
+        x->late_status = x->a.status;
+        snprintf(x->late_code, sizeof x->late_code, "%s", x->a.code);
+        stress_answer_fini(&x->a);
+        return NULL;
+    }
+    body_of(body, sizeof body, x->index % 2, x->index % 2, x->max_tokens);
+    stress_call(d.port, "/v1/completions", body, &x->a);
+    return NULL;
+}
+
+enum { SEQS = 3, INFLIGHT = 6 };
+
+START_TEST(a_signal_under_load_refuses_new_requests_and_lets_every_one_in_flight_finish)
+{
+    static const int sigs[] = { SIGTERM, SIGINT };
+    static const char *const names[] = { "SIGTERM", "SIGINT" };
+    const char *args[] = { "--max-num-seqs", "3", "--shutdown-grace", "20", NULL };
+
+    for (int s = 0; s < 2; s++) {
+        struct actor x[INFLIGHT + 1];
+        char body[512], *want[2];
+        int status;
+
+        it_up(&d, args);
+        for (int p = 0; p < 2; p++) {
+            body_of(body, sizeof body, p, false, 1000);
+            want[p] = stress_solo(&d, "/v1/completions", body);
+        }
+        for (int i = 0; i <= INFLIGHT; i++)
+            x[i] = (struct actor){ .index = i, .sig = sigs[s], .max_tokens = 1000, .inflight = INFLIGHT,
+                                   .want = want[i % 2] };
+        stress_run(INFLIGHT + 1, actor_main, x, sizeof x[0]);
+        status = daemon_stop(&d, 0, 30);
+        if (status)
+            daemon_print_log(&d);
+        ck_assert_int_eq(status, 0);
+        ck_assert_msg(x[0].late_status == 503 || x[0].late_status == 0, "a request after %s got %d",
+                      names[s], x[0].late_status);
+        if (x[0].late_status)
+            ck_assert_str_eq(x[0].late_code, "shutting_down");
+        for (int i = 1; i <= INFLIGHT; i++) {
+            ck_assert_msg(x[i].a.status == 200, "request %d: %d (%s)", i, x[i].a.status, x[i].a.code);
+            ck_assert_str_eq(x[i].a.finish[0], "length");
+            ck_assert_str_eq(x[i].a.text[0], x[i].want);
+            if (i % 2)
+                ck_assert(x[i].a.stream_done && x[i].a.stream_clean);
+            stress_answer_fini(&x[i].a);
+        }
+        printf("%s with %d requests of 1000 tokens in flight (%d running, the rest waiting; 3 streamed): "
+               "a new request got %d, all %d finished whole, exit 0 %.2f s after the signal\n",
+               names[s], INFLIGHT, SEQS, x[0].late_status, INFLIGHT, stress_now() - x[0].signal_s);
+        ck_assert(daemon_log_has(&d, "draining"));
+        free(want[0]);
+        free(want[1]);
+    }
+}
+END_TEST
+
+START_TEST(past_the_grace_under_load_streams_end_with_abort_and_the_rest_get_503)
+{
+    const char *args[] = { "--max-num-seqs", "3", "--shutdown-grace", "0.3", NULL };
+    struct actor x[INFLIGHT + 1];
+    int status, aborted = 0, refused = 0;
+
+    it_up(&d, args);
+    for (int i = 0; i <= INFLIGHT; i++)
+        x[i] = (struct actor){ .index = i, .sig = SIGTERM, .max_tokens = 1900, .inflight = INFLIGHT };
+    stress_run(INFLIGHT + 1, actor_main, x, sizeof x[0]);
+    status = daemon_stop(&d, 0, 30);
+    ck_assert_int_eq(status, 0);
+    for (int i = 1; i <= INFLIGHT; i++) {
+        if (i % 2) {                 /* streamed: the stream had begun, it ends cleanly */
+            ck_assert_msg(x[i].a.status == 200, "stream %d: %d", i, x[i].a.status);
+            ck_assert_str_eq(x[i].a.finish[0], "abort");
+            ck_assert(x[i].a.stream_done && x[i].a.stream_clean);
+            aborted++;
+        } else {
+            ck_assert_msg(x[i].a.status == 503, "request %d: %d", i, x[i].a.status);
+            ck_assert_str_eq(x[i].a.code, "shutting_down");
+            refused++;
+        }
+        stress_answer_fini(&x[i].a);
+    }
+    printf("SIGTERM past a 0.3 s grace with %d requests of 1900 tokens in flight: %d streams ended "
+           "\"abort\" + [DONE], %d others 503, exit 0 %.2f s after the signal\n", INFLIGHT, aborted, refused,
+           stress_now() - x[0].signal_s);
+}
+END_TEST
+
+/* ---- engine faults ---- */
+
+/* Request i of the fault test: 100 prompt tokens of its own, 8 greedy tokens. */
+static void fault_body(char *buf, size_t cap, int i, bool stream)
+{
+    int n = snprintf(buf, cap, "{\"prompt\":[");
+
+    for (int t = 0; t < 100; t++)
+        n += snprintf(buf + n, cap - (size_t)n, "%s%d", t ? "," : "", 1 + (t * 13 + i * 7) % 400);
+    snprintf(buf + n, cap - (size_t)n, "],\"max_tokens\":8,\"temperature\":0,\"ignore_eos\":true,"
+             "\"stream\":%s}", stream ? "true" : "false");
+}
+
+static void *fault_main(void *p)
+{
+    struct actor *x = p;
+    char body[1024];
+
+    usleep((useconds_t)x->index * 2000);     /* in order, while the first ones prefill */
+    fault_body(body, sizeof body, x->index, x->index >= 4);
+    stress_call(d.port, "/v1/completions", body, &x->a);
+    return NULL;
+}
+
+START_TEST(a_failed_step_fails_only_the_requests_in_it)
+{
+    /* Long prompts in 16-token chunks and two requests a step: step 5 holds the first one or
+     * two requests' prefill, never the later ones. */
+    const char *args[] = { "--max-num-seqs", "2", "--max-num-batched-tokens", "16", NULL };
+    const char *env[] = { "OSPREY_FAULT_STEP=5", NULL };
+    enum { N = 6 };
+    struct actor x[N];
+    char body[1024], *want[N];
+    int failed = 0, served = 0;
+
+    /* What each gives alone, from a daemon without the fault (the fault counts steps). */
+    it_up(&d, args);
+    for (int i = 0; i < N; i++) {
+        fault_body(body, sizeof body, i, false);
+        want[i] = stress_solo(&d, "/v1/completions", body);
+    }
+    it_down(&d);
+
+    ck_assert(daemon_start_env(&d, args, env) == 0);
+    for (int i = 0; i < N; i++)
+        x[i] = (struct actor){ .index = i };
+    stress_run(N, fault_main, x, sizeof x[0]);
+    for (int i = 0; i < N; i++) {
+        bool stream = i >= 4, bad = stream ? x[i].a.stream_error : x[i].a.status == 500;
+
+        if (bad) {
+            failed++;
+            if (!stream)
+                ck_assert_str_eq(x[i].a.code, "internal_error");
+        } else {
+            ck_assert_msg(x[i].a.status == 200, "request %d: %d", i, x[i].a.status);
+            ck_assert_str_eq(x[i].a.text[0], want[i]);
+            served++;
+        }
+        stress_answer_fini(&x[i].a);
+        free(want[i]);
+    }
+    ck_assert_int_ge(failed, 1);
+    ck_assert_int_le(failed, 2);     /* at most max-num-seqs were in the step */
+    ck_assert(it_metric(&d, "osprey_requests_finished_total{finish_reason=\"error\"}") == failed);
+    ck_assert_int_eq(health(), 200);
+    it_assert_idle(&d);
+    printf("a failed step (step 5, %d concurrent requests, 2 a step): %d failed with 500, %d served "
+           "their solo tokens, /health 200 after\n", N, failed, served);
+    it_down(&d);
+}
+END_TEST
+
+/* ---- systemd notifications ---- */
+
+struct notify {
+    int fd;
+    char path[108];
+    int num;
+    char msg[512][256];              /* each datagram, newlines as ';' */
+    double at[512];
+};
+
+static void notify_open(struct notify *n)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    static int counter;
+
+    memset(n, 0, sizeof *n);
+    snprintf(n->path, sizeof n->path, "/tmp/osprey-notify-%d-%d.sock", (int)getpid(), counter++);
+    unlink(n->path);
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", n->path);
+    n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(n->fd, 0);
+    ck_assert_int_eq(bind(n->fd, (struct sockaddr *)&a, sizeof a), 0);
+}
+
+static void notify_close(struct notify *n)
+{
+    close(n->fd);
+    unlink(n->path);
+}
+
+/* Takes the datagrams that come within timeout_s. */
+static void notify_read(struct notify *n, double timeout_s)
+{
+    double end = stress_now() + timeout_s;
+
+    for (double left; (left = end - stress_now()) > 0;) {
+        struct pollfd p = { .fd = n->fd, .events = POLLIN };
+        char buf[256];
+        ssize_t got;
+
+        if (poll(&p, 1, (int)(left * 1000) + 1) <= 0)
+            continue;
+        if ((got = recv(n->fd, buf, sizeof buf - 1, 0)) <= 0 || n->num == 512)
+            continue;
+        buf[got] = '\0';
+        for (char *c = buf; *c; c++)
+            *c = *c == '\n' ? ';' : *c;
+        snprintf(n->msg[n->num], sizeof n->msg[0], "%s", buf);
+        n->at[n->num++] = stress_now();
+    }
+}
+
+/* Datagrams from index `from` on holding needle. */
+static int notify_count(const struct notify *n, int from, const char *needle)
+{
+    int c = 0;
+
+    for (int i = from; i < n->num; i++)
+        c += strstr(n->msg[i], needle) != NULL;
+    return c;
+}
+
+START_TEST(the_watchdog_beats_while_healthy_and_stopping_is_announced)
+{
+    struct notify n;
+    char sock[160];
+    const char *env[] = { sock, "WATCHDOG_USEC=200000", NULL };
+    int beats;
+
+    notify_open(&n);
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", n.path);
+    ck_assert(daemon_start_env(&d, NULL, env) == 0);
+    notify_read(&n, 1.0);
+    beats = notify_count(&n, 0, "WATCHDOG=1");
+    ck_assert_int_eq(notify_count(&n, 0, "READY=1"), 1);
+    ck_assert_msg(beats >= 4, "%d heartbeats in 1 s with WATCHDOG_USEC=200000", beats);
+    kill(d.pid, SIGTERM);
+    notify_read(&n, 0.5);
+    ck_assert_int_eq(daemon_stop(&d, 0, 20), 0);
+    ck_assert_int_eq(notify_count(&n, 0, "STOPPING=1"), 1);
+    printf("watchdog: READY=1, %d WATCHDOG=1 in the first second (WATCHDOG_USEC 200 ms), STOPPING=1 on "
+           "SIGTERM, exit 0\n", beats);
+    notify_close(&n);
+}
+END_TEST
+
+START_TEST(a_device_error_stops_the_heartbeats_fails_health_and_exits_1)
+{
+    struct notify n;
+    char sock[160];
+    const char *env[] = { sock, "WATCHDOG_USEC=200000", "OSPREY_FAULT_STEP=3", "OSPREY_FAULT_STICKY=1", NULL };
+    const char *held = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n";
+    struct stress_answer a;
+    int fd, before, after_failure, status, health_status;
+    double failed_s;
+
+    notify_open(&n);
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", n.path);
+    ck_assert(daemon_start_env(&d, NULL, env) == 0);
+    notify_read(&n, 0.6);
+    before = notify_count(&n, 0, "WATCHDOG=1");
+    ck_assert_int_ge(before, 2);
+    /* A request whose body never comes keeps the daemon's listener open for the 2 s it lets
+     * answers drain before it exits: long enough to ask /health. */
+    ck_assert_int_ge(fd = hc_connect(d.port), 0);
+    ck_assert_int_eq(hc_send(fd, held, strlen(held)), 0);
+    stress_call(d.port, "/v1/completions", "{\"prompt\":\"device\",\"max_tokens\":20,\"ignore_eos\":true}", &a);
+    failed_s = stress_now();
+    ck_assert_int_eq(a.status, 503);
+    ck_assert_str_eq(a.code, "engine_dead");
+    stress_answer_fini(&a);
+    health_status = health();
+    ck_assert_int_eq(health_status, 503);
+    after_failure = n.num;
+    notify_read(&n, 1.0);
+    close(fd);
+    status = daemon_stop(&d, 0, 10);
+    notify_read(&n, 0.1);
+    if (status != 1)
+        daemon_print_log(&d);
+    ck_assert_int_eq(status, 1);
+    ck_assert(daemon_log_has(&d, "the engine failed"));
+    ck_assert_int_eq(notify_count(&n, 0, "STATUS=engine failed"), 1);
+    /* One heartbeat may have been on its way when the engine died; none came after that. */
+    ck_assert_int_le(notify_count(&n, after_failure, "WATCHDOG=1"), 1);
+    for (int i = 0, stopped = 0; i < n.num; i++) {
+        stopped = stopped || strstr(n.msg[i], "STATUS=engine failed");
+        ck_assert_msg(!(stopped && strstr(n.msg[i], "WATCHDOG=1")), "a heartbeat after the engine failed");
+    }
+    printf("device error: %d heartbeats before, %d after the failed request (%.1f s watched), /health %d, "
+           "exit 1\n", before, notify_count(&n, after_failure, "WATCHDOG=1"), stress_now() - failed_s,
+           health_status);
+    notify_close(&n);
+}
+END_TEST
+
+START_TEST(a_hung_step_stops_the_heartbeats_until_it_ends)
+{
+    struct notify n;
+    char sock[160];
+    const char *env[] = { sock, "WATCHDOG_USEC=200000", "OSPREY_FAULT_STEP=3", "OSPREY_FAULT_HANG_MS=1500", NULL };
+    int fd, before, during, after, hung_from;
+    double sent_s, hung_s;
+
+    notify_open(&n);
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", n.path);
+    ck_assert(daemon_start_env(&d, NULL, env) == 0);
+    notify_read(&n, 0.6);
+    before = notify_count(&n, 0, "WATCHDOG=1");
+    ck_assert_int_ge(before, 2);
+    /* Step 3 sleeps 1.5 s: a stuck device, as the main thread sees it. */
+    fd = hc_open_post(d.port, "/v1/completions", "{\"prompt\":\"hang\",\"max_tokens\":8,\"ignore_eos\":true}", 0);
+    ck_assert_int_ge(fd, 0);
+    sent_s = stress_now();
+    notify_read(&n, 0.4);            /* up to the 0.2 s stall limit, beats may still come */
+    hung_from = n.num;
+    notify_read(&n, 0.9);
+    during = notify_count(&n, hung_from, "WATCHDOG=1");
+    hung_s = stress_now() - sent_s;
+    ck_assert(hc_read_until(fd, "\"finish_reason\":\"length\"", 10));   /* the step ends; served */
+    close(fd);
+    after = n.num;
+    notify_read(&n, 0.6);
+    ck_assert_msg(during == 0, "%d heartbeats while the step hung", during);
+    ck_assert_int_ge(notify_count(&n, after, "WATCHDOG=1"), 2);
+    ck_assert(daemon_log_has(&d, "the engine thread has not turned"));
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM, 20), 0);
+    printf("hung step (1.5 s, WATCHDOG_USEC 200 ms): %d heartbeats in the 0.6 s before, none from 0.4 s "
+           "to %.1f s into the hang, %d in the 0.6 s after it ended\n", before, hung_s,
+           notify_count(&n, after, "WATCHDOG=1"));
+    notify_close(&n);
+}
+END_TEST
+
+Suite *stress_lifecycle_suite(void)
+{
+    Suite *s = suite_create("stress_lifecycle");
+    TCase *tc = tcase_create("lifecycle");
+
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, a_signal_under_load_refuses_new_requests_and_lets_every_one_in_flight_finish);
+    tcase_add_test(tc, past_the_grace_under_load_streams_end_with_abort_and_the_rest_get_503);
+    tcase_add_test(tc, a_failed_step_fails_only_the_requests_in_it);
+    tcase_add_test(tc, the_watchdog_beats_while_healthy_and_stopping_is_announced);
+    tcase_add_test(tc, a_device_error_stops_the_heartbeats_fails_health_and_exits_1);
+    tcase_add_test(tc, a_hung_step_stops_the_heartbeats_until_it_ends);
+    suite_add_tcase(s, tc);
+    return s;
+}
