@@ -16,6 +16,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
+/* A property the harness checks on what a parser accepted; failing it is a crash that
+ * libFuzzer records, with the property on stderr. */
+#define FUZZ_CHECK(x, ...) do { if (!(x)) { fprintf(stderr, "fuzz: %s:%d: %s failed: ", \
+        __FILE__, __LINE__, #x); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); abort(); } } while (0)
+
 /* Bytes up to the first NUL are the first file, the rest the second; with no NUL there is
  * no second file (*b NULL). Neither is NUL-terminated: the parsers take lengths. */
 static inline void fuzz_split(const uint8_t *data, size_t size, const char **a, size_t *alen,

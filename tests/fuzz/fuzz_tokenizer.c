@@ -26,10 +26,9 @@ static void use(const struct tokenizer *t)
 
     if (tokenizer_encode(t, text, sizeof text - 1, true, &ids, &n, err) == 0) {
         for (int i = 0; i < n; i++)
-            if (ids[i] < 0 || ids[i] >= vocab)
-                abort();   /* the encoder made an id outside the vocabulary */
-        if (tokenizer_decode(t, ids, n, false, &out, &len, err) == 0 && out[len] != 0)
-            abort();
+            FUZZ_CHECK(ids[i] >= 0 && ids[i] < vocab, "encoded id %d of %d, vocabulary %d", ids[i], i, vocab);
+        if (tokenizer_decode(t, ids, n, false, &out, &len, err) == 0)
+            FUZZ_CHECK(out[len] == 0, "decode output not NUL-terminated");
         free(out);
         out = NULL;
     }
