@@ -227,8 +227,7 @@ static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, str
         }
     }
     off = out->buf.len;
-    /* reserve: even an empty result needs a buffer for its piece to point into */
-    if (tk__buf_reserve(&out->buf, 0) || tk__utf8_lossy(bytes->p, bytes->len, &out->buf))
+    if (tk__utf8_lossy(bytes->p, bytes->len, &out->buf))
         return -ENOMEM;
     return tk__pieces_add_ref(out, off, out->buf.len - off, false);
 }

@@ -4,8 +4,8 @@
  * tokenizer_decode and the incremental detok_push/detok_flush. The first byte picks the
  * tokenizer and the flags. Checked, from tokenizer.h's promises:
  *   - every encoded id is in the vocabulary;
- *   - decode(encode(text)) == text for valid UTF-8 when no normalizer changes it (Llama 3,
- *     Llama 2 and gen-model here);
+ *   - decode(encode(text)) == text for valid UTF-8 where the tokenizer keeps it (Llama 3,
+ *     gen-model, and Llama 2 for text without U+2581);
  *   - decoded text is valid UTF-8, and so is every detok delta;
  *   - the detok deltas plus flush concatenate to tokenizer_decode of the same ids. */
 #include "tests/fuzz/fuzz.h"
@@ -16,7 +16,10 @@
 #include "engine/tokenizer.h"
 
 static const char *const names[] = { "llama3", "qwen3", "llama2", "gen-tiny" };
-static const bool round_trips[] = { true, false, true, true };   /* no normalizer but Qwen3's NFC */
+/* Whether decode(encode(text)) gives the text back: not through Qwen3's NFC, and not for
+ * Llama 2 text holding U+2581 itself, which its decoder turns into a space (as HF's does). */
+static const bool round_trips[] = { true, false, true, true };
+static const char *const round_trip_breaker[] = { NULL, NULL, "\xe2\x96\x81", NULL };
 static struct tokenizer *toks[ARRAY_LEN(names)];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -70,7 +73,9 @@ static void check_encode(size_t which, const char *text, size_t len, bool add_sp
     CHECK(tokenizer_encode(t, text, len, add_special, &ids, &n, err) == 0);
     for (int i = 0; i < n; i++)
         CHECK(ids[i] >= 0 && ids[i] < tokenizer_vocab_size(t));
-    if (!add_special && round_trips[which] && valid_utf8(text, len)) {
+    if (!add_special && round_trips[which] && valid_utf8(text, len) &&
+        !(round_trip_breaker[which] && memmem(text, len, round_trip_breaker[which],
+                                              strlen(round_trip_breaker[which])))) {
         CHECK(tokenizer_decode(t, ids, n, false, &back, &back_len, err) == 0);
         CHECK(back_len == len && !memcmp(back, text, len));
         free(back);
