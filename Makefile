@@ -3,7 +3,7 @@
 #   make test       install what is missing, build, run every CPU test (ends with Check's summary)
 #   make serve      generate the default model if needed and serve it on 127.0.0.1:8000
 #   make test-gpu   GPU kernel checks and the HF oracle (on a machine with a GPU)
-#   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each
+#   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each (FUZZ_MERGE=1 keeps new inputs)
 # V=1 prints every command; SANITIZE=1 builds with ASan + UBSan.
 
 CC       ?= cc
@@ -93,7 +93,7 @@ deps:
 # make test: CPU unit + integration tests. The last line is Check's summary.
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(BUILD)/osprey-tests $(if $(filter 1,$(CUDA)),$(BUILD)/osprey-gpu-tests) fuzz-build
-	$(Q)scripts/run-tests.sh $(BUILD)
+	$(Q)FUZZ_BRIEF_SECONDS=$(FUZZ_BRIEF_SECONDS) scripts/run-tests.sh $(BUILD)
 
 # make test-gpu: kernels against the CPU reference, graphs against eager (needs a GPU).
 test-gpu: all $(BUILD)/osprey-gpu-tests
@@ -138,7 +138,7 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libosprey-
 	@echo "  LD      $@"
 
 fuzz: fuzz-build
-	$(Q)tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BUILD)
+	$(Q)tests/fuzz/run.sh $(if $(FUZZ_MERGE),--merge) $(FUZZ_SECONDS) $(FUZZ_BUILD) $(FUZZ_ONLY)
 
 fuzz-brief: fuzz-build
 	$(Q)tests/fuzz/run.sh --brief $(FUZZ_BRIEF_SECONDS) $(FUZZ_BUILD)
