@@ -2,7 +2,8 @@
 # run.sh [--brief] [--merge] SECONDS BUILD_DIR [NAME...] — runs the libFuzzer harnesses
 # BUILD_DIR/fuzz_<NAME> (all of them when no NAME is given) for SECONDS each, from the
 # repository root, each on its committed corpus tests/fuzz/corpus/<NAME>/, and prints one line
-# per harness: executions, time, crashes. Every committed input is replayed first (libFuzzer
+# per harness: executions, time, crashes. tests/fuzz/<NAME>.dict, when present, is the
+# harness's libFuzzer dictionary. Every committed input is replayed first (libFuzzer
 # runs the whole corpus before it mutates). New inputs go to a scratch folder, never into the
 # committed corpus: BUILD_DIR/scratch/<NAME> that persists between runs, or with --brief
 # (make test) a fresh temporary one; --merge (make fuzz FUZZ_MERGE=1) then adds to the
@@ -51,10 +52,11 @@ for name in $names; do
     scratch=$build/scratch/$name
     [ $brief = 1 ] && scratch=$tmp/$name
     mkdir -p "$scratch" "$crashes" "$corpus"
-    log=$build/fuzz_$name.log
+    log=$build/fuzz_$name.log dict=
+    [ -f tests/fuzz/$name.dict ] && dict=-dict=tests/fuzz/$name.dict
     start=$(date +%s)
     "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$name")" \
-        -print_final_stats=1 -artifact_prefix="$crashes" "$scratch" "$corpus" >"$log" 2>&1
+        $dict -print_final_stats=1 -artifact_prefix="$crashes" "$scratch" "$corpus" >"$log" 2>&1
     rc=$?
     took=$(($(date +%s) - start))
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
