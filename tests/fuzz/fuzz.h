@@ -1,14 +1,16 @@
 /* fuzz.h — what every libFuzzer harness in tests/fuzz/ shares: splitting one input into
  * two files at its first NUL, copying bytes into a NUL-terminated string, finding the fixed
- * data the harnesses load once (tests/fuzz/data/), and silencing the log. Header-only so
+ * data the harnesses load once (tests/fuzz/data/), checking UTF-8, and silencing the log. Header-only so
  * each harness stays one file plus this. */
 #ifndef OSPREY_FUZZ_H
 #define OSPREY_FUZZ_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "engine/log.h"
 #include "engine/util.h"
@@ -62,6 +64,29 @@ static inline char *fuzz_read(const char *path, size_t *len)
         abort();
     }
     return out;
+}
+
+/* Bytes of s[0..len) that are well-formed UTF-8 from the start (no overlong forms,
+ * surrogates or code points past U+10FFFF), by utf8proc: independent of the tokenizer's own
+ * decoder. */
+static inline size_t fuzz_utf8_prefix(const char *s, size_t len)
+{
+    utf8proc_int32_t c;
+    size_t i = 0;
+
+    while (i < len) {
+        utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                              (utf8proc_ssize_t)(len - i), &c);
+        if (n <= 0)
+            break;
+        i += (size_t)n;
+    }
+    return i;
+}
+
+static inline bool fuzz_utf8_valid(const char *s, size_t len)
+{
+    return fuzz_utf8_prefix(s, len) == len;
 }
 
 /* Parsers log what they reject; a fuzzer would print that millions of times. */

@@ -10,9 +10,6 @@
  *   - the detok deltas plus flush concatenate to tokenizer_decode of the same ids. */
 #include "tests/fuzz/fuzz.h"
 
-#include <stdbool.h>
-#include <utf8proc.h>
-
 #include "engine/tokenizer.h"
 
 static const char *const names[] = { "llama3", "qwen3", "llama2", "gen-tiny" };
@@ -47,20 +44,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static bool valid_utf8(const char *s, size_t len)
-{
-    utf8proc_int32_t c;
-
-    for (size_t i = 0; i < len;) {
-        utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(len - i), &c);
-        if (n <= 0)
-            return false;
-        i += (size_t)n;
-    }
-    return true;
-}
-
 static bool contains_any(const char *text, size_t len, const char *const *needles)
 {
     for (; needles && *needles; needles++)
@@ -82,7 +65,7 @@ static void check_encode(size_t which, const char *text, size_t len, bool add_sp
     CHECK(tokenizer_encode(t, text, len, add_special, &ids, &n, err) == 0);
     for (int i = 0; i < n; i++)
         CHECK(ids[i] >= 0 && ids[i] < tokenizer_vocab_size(t));
-    if (!add_special && round_trips[which] && valid_utf8(text, len) &&
+    if (!add_special && round_trips[which] && fuzz_utf8_valid(text, len) &&
         !contains_any(text, len, round_trip_breakers[which])) {
         CHECK(tokenizer_decode(t, ids, n, false, &back, &back_len, err) == 0);
         CHECK(back_len == len && !memcmp(back, text, len));
@@ -99,7 +82,7 @@ static void check_decode(size_t which, const int32_t *ids, int n, bool skip_spec
     size_t len, dlen, jlen = 0;
 
     CHECK(tokenizer_decode(t, ids, n, skip_special, &text, &len, err) == 0);
-    CHECK(text[len] == 0 && valid_utf8(text, len));
+    CHECK(text[len] == 0 && fuzz_utf8_valid(text, len));
     joined = malloc(len + 1);
     CHECK(joined);
     detok_init(&d, skip_special);
@@ -107,7 +90,7 @@ static void check_decode(size_t which, const int32_t *ids, int n, bool skip_spec
         CHECK((i < n ? detok_push(t, &d, ids[i], &delta, &dlen) : detok_flush(t, &d, &delta, &dlen)) == 0);
         if (!delta)
             continue;
-        CHECK(valid_utf8(delta, dlen) && jlen + dlen <= len);
+        CHECK(fuzz_utf8_valid(delta, dlen) && jlen + dlen <= len);
         memcpy(joined + jlen, delta, dlen);
         jlen += dlen;
         free(delta);
