@@ -190,8 +190,17 @@ static int parse_body(struct oai_request *r, enum oai_kind kind, const char *bod
                       struct oai_error *e)
 {
     const char *end = NULL;
+    size_t good = openai_utf8_prefix(body, len);
 
     r->kind = kind;
+    /* JSON text is UTF-8 (RFC 8259 §8.1), and OpenAI and vLLM refuse a body that is not.
+     * Taken further it would reach the tokenizer (which replaces what is not UTF-8, so the
+     * model would not see what was sent), stop strings that can never match, and echoed
+     * prompts and error messages that would make the response itself invalid. */
+    if (good < len)
+        return openai_error(e, 400, "invalid_json", NULL,
+                            "We could not parse the JSON body of your request: invalid UTF-8 at byte %zu.",
+                            good);
     r->root = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (r->root && end && (size_t)(end - body) < len) {
         /* cJSON stops after the value; only whitespace may follow. */
@@ -218,9 +227,14 @@ static int parse_model(struct oai_request *r, const struct oai_config *c, struct
 
     if (rc < 0)
         return rc;
-    if (r->model && c->served_model && strcmp(r->model, c->served_model))
+    if (r->model && c->served_model && strcmp(r->model, c->served_model)) {
+        int shown = (int)MIN(strlen(r->model), 200);
+
+        while (shown > 0 && ((unsigned char)r->model[shown] & 0xc0) == 0x80)
+            shown--;                          /* cut between characters, not inside one */
         return openai_error(e, 404, "model_not_found", "model",
-                            "The model '%.200s' does not exist.", r->model);
+                            "The model '%.*s' does not exist.", shown, r->model);
+    }
     return 0;
 }
 

@@ -194,6 +194,20 @@ START_TEST(body_needs_no_terminating_nul)
 }
 END_TEST
 
+/* RFC 8259 §8.1: JSON text is UTF-8. Byte offsets counted by hand. */
+START_TEST(a_body_that_is_not_utf8_is_400_naming_the_byte)
+{
+    ck_assert_str_eq(fails(COMPL, "{\"prompt\":\"caf\xe9\"}", 400, ""),
+                     "We could not parse the JSON body of your request: invalid UTF-8 at byte 14.");
+    ck_assert_str_eq(err.code, "invalid_json");
+    fails(COMPL, "{\"prompt\":\"a\",\"stop\":[\"\xc3\"]}", 400, "");          /* cut short */
+    fails(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"\xed\xa0\x80\"}]}", 400, "");  /* surrogate */
+    fails(COMPL, "{\"prompt\":\"\xc0\xaf\"}", 400, "");                             /* overlong */
+    ok(COMPL, "{\"prompt\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\"}");
+    ok(COMPL, "{\"prompt\":\"\\ud83d\\ude00\"}");       /* escapes are cJSON's to decode */
+}
+END_TEST
+
 START_TEST(wrong_types_name_the_param_like_openai)
 {
     ck_assert_str_eq(fails(COMPL, "{\"prompt\":\"a\",\"max_tokens\":\"5\"}", 400, "max_tokens"),
@@ -321,6 +335,32 @@ START_TEST(another_model_is_404)
     ck_assert_str_eq(err.code, "model_not_found");
     fails(CHAT, "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", 404, "model");
     fails(openai_parse_tokenize, "{\"model\":\"x\",\"prompt\":\"a\"}", 404, "model");
+}
+END_TEST
+
+/* A long name is shown cut at 200 bytes, but never inside a character: 150 × "é" (2 bytes
+ * each) is cut after 100 of them, and 1 + 150 × "é" after 1 + 99 (byte 200 would split one). */
+START_TEST(a_long_model_name_is_cut_between_characters)
+{
+    char body[512], want[512];
+    int n = snprintf(body, sizeof body, "{\"model\":\"");
+
+    for (int i = 0; i < 150; i++)
+        n += snprintf(body + n, sizeof body - n, "\xc3\xa9");
+    snprintf(body + n, sizeof body - n, "\",\"prompt\":\"a\"}");
+    n = snprintf(want, sizeof want, "The model '");
+    for (int i = 0; i < 100; i++)
+        n += snprintf(want + n, sizeof want - n, "\xc3\xa9");
+    snprintf(want + n, sizeof want - n, "' does not exist.");
+    ck_assert_str_eq(fails(COMPL, body, 404, "model"), want);
+
+    memmove(body + 11, body + 10, strlen(body + 10) + 1);
+    body[10] = 'x';                                   /* {"model":"xéé… */
+    n = snprintf(want, sizeof want, "The model 'x");
+    for (int i = 0; i < 99; i++)
+        n += snprintf(want + n, sizeof want - n, "\xc3\xa9");
+    snprintf(want + n, sizeof want - n, "' does not exist.");
+    ck_assert_str_eq(fails(COMPL, body, 404, "model"), want);
 }
 END_TEST
 
@@ -585,6 +625,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, bad_prompts_are_400_naming_prompt);
     tcase_add_test(tc, malformed_json_is_400_without_param);
     tcase_add_test(tc, body_needs_no_terminating_nul);
+    tcase_add_test(tc, a_body_that_is_not_utf8_is_400_naming_the_byte);
     tcase_add_test(tc, wrong_types_name_the_param_like_openai);
     tcase_add_test(tc, integral_numbers_count_as_integers);
     tcase_add_test(tc, out_of_range_values_are_400);
@@ -593,6 +634,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, seed_takes_any_64_bit_integer);
     tcase_add_test(tc, stream_options_need_stream);
     tcase_add_test(tc, another_model_is_404);
+    tcase_add_test(tc, a_long_model_name_is_cut_between_characters);
     tcase_add_test(tc, null_fields_count_as_absent);
     tcase_add_test(tc, unknown_fields_are_ignored);
     tcase_add_test(tc, fields_osprey_cannot_honour_are_refused);
