@@ -117,7 +117,9 @@ FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -f
 FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
                  -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_LIB_SRCS := engine/util.c engine/log.c engine/safetensors.c engine/model.c engine/kv_groups.c \
-                 $(wildcard engine/tokenizer*.c engine/jinja*.c) engine/chat_template.c
+                 $(wildcard engine/tokenizer*.c engine/jinja*.c) engine/chat_template.c engine/sampler.c \
+                 server/openai_parse.c server/openai_render.c server/arena.c server/sse.c server/auth.c \
+                 config/config.c config/options.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS     := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)

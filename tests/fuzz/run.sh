@@ -39,7 +39,7 @@ fi
 max_len() {
     case $1 in
     safetensors|tokenizer) echo 65536 ;;
-    model_config|jinja|chat_messages|config|openai) echo 16384 ;;
+    model_config|jinja|chat_messages|config|openai_request) echo 16384 ;;
     *) echo 4096 ;;
     esac
 }

@@ -6,7 +6,7 @@ tests/data/tokenizer/strings.json, the chat templates and the conversations of
 tests/data/chat_template/cases.json, plus broken variants of each. GEN_DIR, when given, holds
 `osprey gen-model` folders (one per preset) whose configs join the model_config seeds.
 Files it does not name (crash-*, and what `make fuzz FUZZ_MERGE=1` adds) are left alone."""
-import json, os, struct, sys
+import codecs, glob, json, os, re, struct, sys
 
 OUT = 'tests/fuzz/corpus'
 written = {}
@@ -316,11 +316,133 @@ def chat_messages():
         put('chat_messages', name, bytes([j % len(TEMPLATES) | 0x80]) + s.encode())
 
 
+# ---- openai_request: selector byte (route | chat prompt length << 2) + request body ----
+
+ROUTES = {'COMPL': 0, 'openai_parse_completion': 0, '"/v1/completions"': 0,
+          'CHAT': 1, 'openai_parse_chat': 1, '"/v1/chat/completions"': 1,
+          'openai_parse_tokenize': 2, '"/tokenize"': 2, 'openai_parse_detokenize': 3, '"/detokenize"': 3}
+C_CALL = re.compile(r'(%s)\s*,\s*((?:"(?:[^"\\\n]|\\.)*"\s*)+)[,)]' % '|'.join(re.escape(r) for r in ROUTES))
+C_LIT = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
+
+
+def c_string(literals):
+    """Adjacent C string literals as the bytes they stand for."""
+    raw = ''.join(C_LIT.findall(literals))
+    return codecs.decode(raw.encode('utf-8'), 'unicode_escape').encode('latin-1')
+
+
+def openai_request():
+    """The bodies of the parser's unit tests and of the daemon's integration tests (each with
+    its route), and what the official openai client sends (tests/integration/openai_client.mjs)."""
+    seen = set()
+    for f in ['tests/unit/test_openai_parse.c'] + sorted(glob.glob('tests/integration/test_serve_*.c')):
+        for m in C_CALL.finditer(open(f, encoding='utf-8').read()):
+            body = c_string(m.group(2))
+            if b'%' in body or not body.startswith(b'{') or (ROUTES[m.group(1)], body) in seen:
+                continue
+            seen.add((ROUTES[m.group(1)], body))
+            name = '%s_%02d' % (os.path.basename(f)[len('test_'):-2], len(seen))
+            put('openai_request', name, bytes([ROUTES[m.group(1)] | (len(seen) % 64) << 2]) + body)
+    msgs = [{'role': 'system', 'content': 'You are terse.'}, {'role': 'user', 'content': 'Say something.'}]
+    client = {
+        'client_completion': (0, {'model': 'llama-3.1-8b-instruct', 'prompt': 'The official client says',
+                                  'max_tokens': 12, 'temperature': 0, 'ignore_eos': True}),
+        'client_completion_stream': (0, {'model': 'llama-3.1-8b-instruct', 'prompt': 'The official client says',
+                                         'max_tokens': 12, 'temperature': 0, 'ignore_eos': True, 'stream': True}),
+        'client_chat_stream_usage': (1, {'model': 'llama-3.1-8b-instruct', 'messages': msgs, 'max_tokens': 10,
+                                         'temperature': 0, 'ignore_eos': True, 'stream': True,
+                                         'stream_options': {'include_usage': True}}),
+        'client_chat_n_logprobs': (1 | 3 << 2, {'model': 'llama-3.1-8b-instruct', 'messages': msgs, 'max_tokens': 4,
+                                                'n': 3, 'seed': 11, 'ignore_eos': True, 'logprobs': True,
+                                                'top_logprobs': 2}),
+        'client_chat_everything': (1 | 62 << 2, {
+            'model': 'llama-3.1-8b-instruct', 'messages': [
+                {'role': 'system', 'content': [{'type': 'text', 'text': 'Be brief.'}]},
+                {'role': 'user', 'content': 'Caf\u00e9? \U0001f600', 'name': 'ann'},
+                {'role': 'assistant', 'content': None, 'reasoning_content': 'hm'},
+                {'role': 'user', 'content': [{'type': 'text', 'text': 'a'}, {'type': 'text', 'text': 'b'}]}],
+            'max_completion_tokens': 100, 'min_tokens': 2, 'temperature': 0.7, 'top_p': 0.95, 'top_k': 40,
+            'min_p': 0.05, 'presence_penalty': 0.5, 'frequency_penalty': -0.5, 'repetition_penalty': 1.1,
+            'stop': ['\n\n', 'User:'], 'stop_token_ids': [128009], 'skip_special_tokens': False,
+            'add_generation_prompt': True, 'chat_template_kwargs': {'enable_thinking': False},
+            'response_format': {'type': 'text'}, 'logit_bias': {}, 'tools': [], 'tool_choice': 'none',
+            'user': 'u-1', 'seed': -1, 'stream': True, 'stream_options': {'include_usage': False}}),
+        'client_completion_lists': (0, {'prompt': [[128000, 791, 4062], [128000, 9906]], 'n': 8, 'echo': True,
+                                        'best_of': 1, 'suffix': '', 'stop': 'x', 'max_tokens': 131071}),
+        'client_completion_logprobs': (0, {'prompt': ['a', 'b'], 'logprobs': 5, 'max_tokens': 1}),
+    }
+    for name, (sel, body) in client.items():
+        put('openai_request', name, bytes([sel]) + json.dumps(body, ensure_ascii=False).encode('utf-8'))
+    put('openai_request', 'long_model_name', b'\x00{"model":"' + '\u00e9'.encode('utf-8') * 150 + b'","prompt":"x"}')
+    put('openai_request', 'deep_nesting', b'\x01{"messages":' + b'[' * 2000 + b']' * 2000 + b'}')
+
+
+# ---- config: JSON file NUL environment lines NUL flag lines ----
+
+def config():
+    example = read('config/osprey.example.json')
+    put('config', 'example', example + b'\0\0')
+    put('config', 'example_env_flags', example + b'\0OSPREY_PORT=9002\nOSPREY_KV_CACHE_MEMORY=1.5G\n'
+        b'OSPREY_ENABLE_PREFIX_CACHING=no\nOSPREY_CORS_ORIGINS=https://a.example, https://b.example\n'
+        b'OSPREY_API_KEY=sk-env-key-0000\nOSPREY_LOG_LEVEL=debug\nPATH=/usr/bin\nOSPREY_TEST_LOG=1\0'
+        b'--model\n/srv/m\n--port=9003\n--max-num-seqs\n64\n--no-enforce-eager\n--log-format\njson')
+    put('config', 'flags_only', b'\0\0--model=/m\n--kv-cache-memory\n1.5G\n--cors-origins\n'
+        b'https://a.example,https://b.example\n--idle-timeout\n250ms\n--seed\n42\n--no-enable-prefix-caching\n'
+        b'--gpu-memory-utilization\n0.123456789\n--cuda-graph-sizes\n8,1,4,4,2')
+    put('config', 'api_key_file', b'{"model": "/m", "api_key_file": "/k"}\0\0')
+    put('config', 'env_typos', b'{}\0OSPREY_NOT_AN_OPTION=1\nOSPREY_port=1\nOSPREY_=1\nOSPREY_PROT=80\n'
+        b'OSPREY_MODEL=/m\0--enable-prefix-caching\nyes\n--enforce-eager')
+    put('config', 'json_every_kind', json.dumps({
+        'model': '/m', 'port': 0, 'kv_cache_memory': '2GiB', 'gpu_memory_utilization': 0.5,
+        'request_timeout': '500ms', 'idle_timeout': 1.5, 'enable_prefix_caching': False,
+        'cuda_graph_sizes': '1,2,4', 'cors_origins': ['*'], 'seed': 18446744073709551615,
+        'log_level': 'debug', 'log_prompts': True, 'max_body_bytes': 1048576}).encode() + b'\0\0')
+    bad = {
+        'json_wrong_kinds': b'{"port": "80", "cuda_graph_sizes": [1, "2"], "enforce_eager": 1}',
+        'json_duplicate': b'{"port": 1, "port": 2}',
+        'json_unknown_near': b'{"max_num_seq": 1}',
+        'json_config_key': b'{"config": "/etc/osprey.json"}',
+        'json_not_object': b'[1, 2]',
+        'json_malformed': b'{"port": 8000,\n "host": }',
+        'validate_contradiction': b'{"model": "/m", "max_num_seqs": 512, "max_num_batched_tokens": 256}',
+        'cors_star_not_alone': b'{"model": "/m", "cors_origins": ["*", "https://a.example"]}',
+        'log_prompts_without_debug': b'{"model": "/m", "log_prompts": true}',
+    }
+    for name, j in bad.items():
+        put('config', name, j + b'\0\0')
+    put('config', 'flags_bad', b'\0\0--port\n80a\n--no-port\n--block-size=3\n--max_n\n2\nx\n--\n--=')
+
+
+# ---- http: selector byte (part | options << 2) + input ----
+
+def http():
+    auth = {'bearer': b'Bearer sk-test-key-0123', 'bearer_case_blanks': b' \tbEaReR \t sk-test-key-0123 \t',
+            'basic': b'Basic dXNlcjpwYXNz', 'bearer_empty': b'Bearer   ', 'bearer_no_blank': b'Bearersk-test',
+            'bearer_other_key': b'Bearer sk-other\0sk-test-key-0123', 'bearer_inner_space': b'Bearer a b\0a b',
+            'short_key': b'Bearer abc\0abc', 'empty_key': b'Bearer x\0'}
+    for i, (name, h) in enumerate(auth.items()):
+        put('http', 'auth_' + name, bytes([0 | i << 2]) + h)
+    texts = ['Hello', ' world', '!', '\u00e9', 'a"b\n', '\t\\', '\U0001f600', '\r\n\r\n', '\u2028', '']
+    pieces = b'\0'.join(t.encode('utf-8') for t in texts)
+    for opts, name in [(0, 'completion'), (1, 'chat'), (2 | 5 << 3, 'completion_logprobs'),
+                       (3 | 7 << 3, 'chat_logprobs'), (5, 'chat_usage_null'), (1 | 1 << 3, 'chat_tiny_reads')]:
+        put('http', 'stream_' + name, bytes([1 | opts << 2]) + pieces)
+    put('http', 'stream_invalid_utf8', bytes([1 | 1 << 2]) + b'ok\0\xff\xfe\0\xc3\0\xa9\0\xed\xa0\x80')
+    put('http', 'stream_controls', bytes([1]) + bytes(range(1, 32)) + b'\x7f')
+    put('http', 'queue_events_reads_done', bytes([2 | 4 << 2]) + bytes([0, 40, 0, 40, 0, 40, 2, 10, 1, 3, 3, 0, 2, 255, 2, 255]))
+    put('http', 'queue_small_limit', bytes([2]) + bytes([0, 1, 0, 9, 2, 0, 0, 8, 3, 0, 2, 30]))
+    put('http', 'arena_mixed', bytes([3]) + bytes([1, 10, 0, 0, 0, 8, 2, 1, 0, 3, 16, 4, 4, 5, 0, 5, 3, 0, 6, 0, 0,
+                                                   1, 255, 3, 0, 255, 255, 4, 9, 0]))
+
+
 safetensors()
 model_config(sys.argv[1] if len(sys.argv) > 1 else None)
 tokenizer()
 tokenize()
 jinja()
 chat_messages()
+openai_request()
+config()
+http()
 for k, v in sorted(written.items()):
     print('%-14s %3d seeds' % (k, v))

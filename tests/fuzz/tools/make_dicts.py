@@ -58,3 +58,13 @@ write('chat_messages', JSON + ['role', 'content', 'system', 'user', 'assistant',
                                'text', 'image_url', 'reasoning_content', 'enable_thinking',
                                'documents', 'date_string', 'parameters', 'description',
                                'properties', 'required', 'thinking'], True)
+write('openai_request', JSON + literals(['server/openai_parse.c']) +
+      ['llama-3.1-8b-instruct', 'user', 'assistant', 'system', 'text', 'enable_thinking',
+       '9007199254740992', '18446744073709551616', '-9223372036854775808', '131072', '128256'], True)
+keys = literals(['config/options.c', 'config/config.c'])
+opts = [k for k in keys if k.islower() and '_' in k or k in ('model', 'host', 'port', 'backend', 'seed', 'threads')]
+write('config', JSON + keys + ['--' + k.replace('_', '-') for k in opts] + ['--no-' + k.replace('_', '-') for k in opts] +
+      ['OSPREY_' + k.upper() + '=' for k in opts] + ['\n', '=', ',', 'KiB', 'MiB', 'GiB', 'TB', 'ms', 'h', '1.5',
+      '65536', '16777216', '1e308', 'yes', 'off'], True)
+write('http', ['Bearer ', 'bearer', 'BEARER', 'Basic ', ' ', '\t', '\x00', 'sk-test-key-0123', '\u00e9',
+               '\U0001f600', '\n', '\r', '"', '\\', '\u2028'])
