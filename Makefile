@@ -3,7 +3,7 @@
 #   make test       install what is missing, build, run every CPU test (ends with Check's summary)
 #   make serve      generate the default model if needed and serve it on 127.0.0.1:8000
 #   make test-gpu   GPU kernel checks and the HF oracle (on a machine with a GPU)
-#   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each
+#   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each (FUZZ_MERGE=1 keeps new inputs)
 # V=1 prints every command; SANITIZE=1 builds with ASan + UBSan.
 
 CC       ?= cc
@@ -42,7 +42,7 @@ TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 GPU_SRCS  := $(wildcard tests/gpu/*.c)
 GPU_OBJS  := $(GPU_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: FORCE all test test-unit test-gpu serve fuzz deps clean
+.PHONY: FORCE all test test-unit test-gpu serve fuzz fuzz-build fuzz-brief deps clean
 all: $(BUILD)/osprey
 FORCE:
 
@@ -92,8 +92,8 @@ deps:
 
 # make test: CPU unit + integration tests. The last line is Check's summary.
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(BUILD)/osprey-tests $(if $(filter 1,$(CUDA)),$(BUILD)/osprey-gpu-tests)
-	$(Q)scripts/run-tests.sh $(BUILD)
+	$(Q)$(MAKE) --no-print-directory all $(BUILD)/osprey-tests $(if $(filter 1,$(CUDA)),$(BUILD)/osprey-gpu-tests) fuzz-build
+	$(Q)FUZZ_BRIEF_SECONDS=$(FUZZ_BRIEF_SECONDS) scripts/run-tests.sh $(BUILD)
 
 # make test-gpu: kernels against the CPU reference, graphs against eager (needs a GPU).
 test-gpu: all $(BUILD)/osprey-gpu-tests
@@ -105,7 +105,48 @@ serve: deps all
 	$(Q)test -f $(MODEL)/config.json || $(BUILD)/osprey gen-model --config tiny --out $(MODEL)
 	$(Q)$(BUILD)/osprey serve --model $(MODEL)
 
+# ---- fuzzing (tests/fuzz/README.md): libFuzzer + ASan + UBSan, clang-14, never CUDA ----
+# The parsers are compiled again into build-fuzz/; each harness links only what it needs from
+# one archive. make fuzz runs every harness FUZZ_SECONDS; make test runs fuzz-brief, which
+# replays every committed corpus and fuzzes each harness FUZZ_BRIEF_SECONDS.
+FUZZ_CC       ?= clang-14
+FUZZ_BUILD    := build-fuzz
+FUZZ_SECONDS  ?= 60
+FUZZ_BRIEF_SECONDS ?= 3
+FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
+                 -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_LIB_SRCS := engine/util.c engine/log.c engine/safetensors.c engine/model.c engine/kv_groups.c \
+                 $(wildcard engine/tokenizer*.c engine/jinja*.c) engine/chat_template.c engine/sampler.c \
+                 server/openai_parse.c server/openai_render.c server/arena.c server/sse.c server/auth.c \
+                 config/config.c config/options.c
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS     := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+
+fuzz-build: $(FUZZ_BINS)
+.SECONDARY: $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libosprey-fuzz.a: $(FUZZ_LIB_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libosprey-fuzz.a
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+
+fuzz: fuzz-build
+	$(Q)tests/fuzz/run.sh $(if $(FUZZ_MERGE),--merge) $(FUZZ_SECONDS) $(FUZZ_BUILD) $(FUZZ_ONLY)
+
+fuzz-brief: fuzz-build
+	$(Q)tests/fuzz/run.sh --brief $(FUZZ_BRIEF_SECONDS) $(FUZZ_BUILD)
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(GPU_OBJS:.o=.d) $(BUILD)/server/main.d
+-include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.d)

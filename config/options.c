@@ -290,6 +290,17 @@ static void format_size(size_t bytes, char *buf, size_t n)
         snprintf(buf, n, "%zu%s", bytes >> (10 * (unit + 1)), names[unit]);
 }
 
+/* The shortest "%g" text that reads back as v: "0.9" rather than "0.90000000000000002", and
+ * "0.123456789" rather than plain %g's "0.123457" (another value). */
+static void format_double(double v, char *buf, size_t n)
+{
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
 static int parse_double(const char *s, double *out, char **end)
 {
     if (!(isdigit((unsigned char)s[0]) || s[0] == '.' || s[0] == '-' || s[0] == '+'))
@@ -615,7 +626,7 @@ void options_format(const struct config_option *o, const struct osprey_config *c
     case OPT_U64:     snprintf(buf, n, "%" PRIu64, *(const uint64_t *)field); break;
     case OPT_SIZE:    format_size(*(const size_t *)field, buf, n); break;
     case OPT_FLOAT:
-    case OPT_SECONDS: snprintf(buf, n, "%g", *(const double *)field); break;
+    case OPT_SECONDS: format_double(*(const double *)field, buf, n); break;
     case OPT_BOOL:    snprintf(buf, n, "%s", *(const bool *)field ? "true" : "false"); break;
     case OPT_ENUM:    snprintf(buf, n, "%s", *(const char *const *)field ? *(const char *const *)field : ""); break;
     case OPT_STRING: {

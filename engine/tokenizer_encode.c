@@ -376,8 +376,8 @@ static int item_add(struct tk_post *p, bool seq, const int32_t *ids, int n_ids)
 }
 
 /* A special token of a TemplateProcessing: its ids from special_tokens[name].ids. */
-static int template_special(struct tk_post *p, const cJSON *special, const char *name,
-                            const char *where, const char *file, char *err)
+static int template_special(const struct tokenizer *t, struct tk_post *p, const cJSON *special,
+                            const char *name, const char *where, const char *file, char *err)
 {
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(special, name);
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(tok, "ids"), *e;
@@ -393,6 +393,11 @@ static int template_special(struct tk_post *p, const cJSON *special, const char 
             n == (int)ARRAY_LEN(v)) {
             errf(err, "%s: %s: special_tokens[\"%.64s\"].ids: expected up to %d ids", file, where,
                  name, (int)ARRAY_LEN(v));
+            return -EINVAL;
+        }
+        if (!tokenizer_id_to_token(t, e->valueint)) {   /* the encoder only emits real ids */
+            errf(err, "%s: %s: special_tokens[\"%.64s\"].ids: %d is not in the vocabulary", file,
+                 where, name, e->valueint);
             return -EINVAL;
         }
         v[n++] = e->valueint;
@@ -432,7 +437,7 @@ static int template_parse(struct tokenizer *t, const cJSON *j, const char *where
             }
             rc = item_add(p, true, NULL, 0);
         } else
-            rc = template_special(p, special, id->valuestring, sub, file, err);
+            rc = template_special(t, p, special, id->valuestring, sub, file, err);
         if (rc)
             return rc;
     }
@@ -458,6 +463,10 @@ static int cls_sep_parse(struct tokenizer *t, const cJSON *j, const char *where,
     }
     c = cls->child->next->valueint;
     s = sep->child->next->valueint;
+    if (!tokenizer_id_to_token(t, c) || !tokenizer_id_to_token(t, s)) {
+        errf(err, "%s: %s: cls id %d or sep id %d is not in the vocabulary", file, where, c, s);
+        return -EINVAL;
+    }
     if ((rc = post_add(t, where, file, err, &p)) || (rc = item_add(p, false, &c, 1)) ||
         (rc = item_add(p, true, NULL, 0)) || (rc = item_add(p, false, &s, 1)))
         return rc;

@@ -69,7 +69,8 @@ int tk__grow(void **arr, int *cap, int n, size_t elem)
 
 int tk__pieces_add_ref(struct tk_pieces *p, size_t off, size_t n, bool at0)
 {
-    if (TK_GROW(p->v, p->cap, p->n))
+    /* the buffer even for empty pieces: p->buf.p + off must never be NULL + 0 */
+    if (tk__buf_reserve(&p->buf, 0) || TK_GROW(p->v, p->cap, p->n))
         return -ENOMEM;
     p->v[p->n++] = (struct tk_piece){ off, n, at0 };
     return 0;

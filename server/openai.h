@@ -151,8 +151,11 @@ char *openai_render_chunk(const struct oai_head *h, const struct oai_choice *c, 
 /* The include_usage chunk: empty choices and the usage. */
 char *openai_render_usage_chunk(const struct oai_head *h, const struct oai_usage *u, size_t *len);
 char *openai_render_error(const struct oai_error *e, size_t *len);
-/* A JSON string item of s[0..len) as it is, NUL bytes included (as \u0000, where a plain
- * cJSON string would stop): generated text may hold any character. NULL when out of memory. */
+/* A JSON string item of s[0..len), NUL bytes included (as \u0000, where a plain cJSON
+ * string would stop): generated text may hold any character. JSON text is UTF-8, so a byte
+ * that does not start a well-formed character becomes U+FFFD. NULL when out of memory. */
 cJSON *openai_json_string(const char *s, size_t len);
+/* Bytes of s[0..len) that are well-formed UTF-8 from the start (len when all of it is). */
+size_t openai_utf8_prefix(const char *s, size_t len);
 
 #endif

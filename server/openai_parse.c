@@ -322,9 +322,14 @@ static int parse_model(struct oai_request *r, const struct oai_config *c, struct
 
     if (rc < 0)
         return rc;
-    if (r->model && c->served_model && strcmp(r->model, c->served_model))
+    if (r->model && c->served_model && strcmp(r->model, c->served_model)) {
+        int shown = (int)MIN(strlen(r->model), 200);
+
+        while (shown > 0 && ((unsigned char)r->model[shown] & 0xc0) == 0x80)
+            shown--;                          /* cut between characters, not inside one */
         return openai_error(e, 404, "model_not_found", "model",
-                            "The model '%.200s' does not exist.", r->model);
+                            "The model '%.*s' does not exist.", shown, r->model);
+    }
     return 0;
 }
 

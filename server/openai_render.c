@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>   /* utf8proc_iterate */
 
 /* Appends item to an array (key NULL) or an object; deletes it when it cannot. */
 static bool add(cJSON *obj, const char *key, cJSON *item)
@@ -22,8 +23,29 @@ static bool add(cJSON *obj, const char *key, cJSON *item)
     return true;
 }
 
+size_t openai_utf8_prefix(const char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t n;
+
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        n = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (n <= 0)
+            break;
+        i += (size_t)n;
+    }
+    return i;
+}
+
 cJSON *openai_json_string(const char *s, size_t len)
 {
+    /* 6 bytes out per byte in at most: "\u001f", or U+FFFD (3) for a stray byte. */
     char *out = len <= (SIZE_MAX - 3) / 6 ? malloc(6 * len + 3) : NULL, *p = out;
     cJSON *item;
 
@@ -33,6 +55,21 @@ cJSON *openai_json_string(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
 
+        if (c >= 0x80) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                                  (utf8proc_ssize_t)(len - i), &cp);
+
+            if (n > 0) {
+                memcpy(p, s + i, (size_t)n);
+                p += n;
+                i += (size_t)n - 1;
+            } else {
+                memcpy(p, "\xef\xbf\xbd", 3);
+                p += 3;
+            }
+            continue;
+        }
         switch (c) {
         case '"': *p++ = '\\'; *p++ = '"'; break;
         case '\\': *p++ = '\\'; *p++ = '\\'; break;
@@ -300,7 +337,9 @@ char *openai_render_usage_chunk(const struct oai_head *h, const struct oai_usage
 char *openai_render_error(const struct oai_error *e, size_t *len)
 {
     cJSON *o = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(o, "error");
-    bool ok = err && add(err, "message", cJSON_CreateString(e->message)) &&
+    /* Through openai_json_string: a message cut at ERR_LEN, or one naming a path a client
+     * sent, may end inside a character or hold bytes that are not UTF-8. */
+    bool ok = err && add(err, "message", openai_json_string(e->message, strlen(e->message))) &&
               add(err, "type", cJSON_CreateString(e->type ? e->type : "server_error")) &&
               add(err, "param", string_or_null(e->param[0] ? e->param : NULL)) &&
               add(err, "code", string_or_null(e->code));

@@ -784,6 +784,30 @@ START_TEST(dump_reads_back_as_the_same_config)
 }
 END_TEST
 
+/* A fraction is dumped with the digits it needs to read back as itself (plain %g would
+ * give 0.123457 and 1, other values), and no more (0.9, not 0.90000000000000002). */
+START_TEST(fractions_are_dumped_with_the_digits_they_need)
+{
+    struct osprey_config c;
+    char *out;
+
+    ck_assert_int_eq(load(&c, no_env, ARGV("--model", "/m", "--gpu-memory-utilization", "0.123456789",
+                                           "--idle-timeout", "1.0000001")), 0);
+    dumped_config = &c;
+    out = capture(dump_it);
+    ck_assert_ptr_nonnull(strstr(out, "gpu_memory_utilization = 0.123456789\n"));
+    ck_assert_ptr_nonnull(strstr(out, "idle_timeout = 1.0000001\n"));
+    ck_assert_ptr_nonnull(strstr(out, "request_timeout = 30\n"));
+    free(out);
+    config_fini(&c);
+    ck_assert_int_eq(load(&c, no_env, ARGV("--model", "/m")), 0);
+    out = capture(dump_it);
+    ck_assert_ptr_nonnull(strstr(out, "gpu_memory_utilization = 0.9\n"));
+    free(out);
+    config_fini(&c);
+}
+END_TEST
+
 START_TEST(api_key_file_is_read_and_its_newline_dropped)
 {
     char *path = temp_file("sk-from-file-0123456789\r\n"), *empty = temp_file("\n");
@@ -946,6 +970,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, example_config_loads_and_names_every_file_option);
     tcase_add_test(tc, dump_masks_the_api_key);
     tcase_add_test(tc, dump_reads_back_as_the_same_config);
+    tcase_add_test(tc, fractions_are_dumped_with_the_digits_they_need);
     tcase_add_test(tc, api_key_file_is_read_and_its_newline_dropped);
     tcase_add_test(tc, served_model_name_defaults_to_the_folder_basename);
     tcase_add_test(tc, validate_catches_contradictions);

@@ -382,6 +382,32 @@ START_TEST(another_model_is_404)
 }
 END_TEST
 
+/* A long name is shown cut at 200 bytes, but never inside a character: 150 × "é" (2 bytes
+ * each) is cut after 100 of them, and 1 + 150 × "é" after 1 + 99 (byte 200 would split one). */
+START_TEST(a_long_model_name_is_cut_between_characters)
+{
+    char body[512], want[512];
+    int n = snprintf(body, sizeof body, "{\"model\":\"");
+
+    for (int i = 0; i < 150; i++)
+        n += snprintf(body + n, sizeof body - n, "\xc3\xa9");
+    snprintf(body + n, sizeof body - n, "\",\"prompt\":\"a\"}");
+    n = snprintf(want, sizeof want, "The model '");
+    for (int i = 0; i < 100; i++)
+        n += snprintf(want + n, sizeof want - n, "\xc3\xa9");
+    snprintf(want + n, sizeof want - n, "' does not exist.");
+    ck_assert_str_eq(fails(COMPL, body, 404, "model"), want);
+
+    memmove(body + 11, body + 10, strlen(body + 10) + 1);
+    body[10] = 'x';                                   /* {"model":"xéé… */
+    n = snprintf(want, sizeof want, "The model 'x");
+    for (int i = 0; i < 99; i++)
+        n += snprintf(want + n, sizeof want - n, "\xc3\xa9");
+    snprintf(want + n, sizeof want - n, "' does not exist.");
+    ck_assert_str_eq(fails(COMPL, body, 404, "model"), want);
+}
+END_TEST
+
 START_TEST(null_fields_count_as_absent)
 {
     ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":null,\"temperature\":null,\"stop\":null,\"seed\":null,"
@@ -652,6 +678,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, seed_takes_any_64_bit_integer);
     tcase_add_test(tc, stream_options_need_stream);
     tcase_add_test(tc, another_model_is_404);
+    tcase_add_test(tc, a_long_model_name_is_cut_between_characters);
     tcase_add_test(tc, null_fields_count_as_absent);
     tcase_add_test(tc, unknown_fields_are_ignored);
     tcase_add_test(tc, fields_osprey_cannot_honour_are_refused);

@@ -266,6 +266,33 @@ START_TEST(nul_bytes_and_controls_survive_as_escapes)
 }
 END_TEST
 
+/* JSON text is UTF-8 (RFC 8259 §8.1): each byte that does not start a well-formed
+ * character becomes U+FFFD (EF BF BD); whole characters pass as they are. */
+START_TEST(bytes_that_are_not_utf8_become_replacement_characters)
+{
+    struct oai_choice c = { .index = 0, .text = "a\xff\xc3\xa9\xc3(\xed\xa0\x80", .text_len = 9 };
+    size_t len;
+    char *s = openai_render_chunk(&compl_head, &c, false, 0, false, &vocab, &len);
+
+    ck_assert_ptr_nonnull(strstr(s, "\"text\":\"a\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""));
+    free(s);
+}
+END_TEST
+
+/* An error message cut inside a character (a path, a name) still renders as UTF-8. */
+START_TEST(an_error_message_cut_inside_a_character_renders_as_utf8)
+{
+    struct oai_error e;
+    size_t len;
+    char *s;
+
+    openai_error(&e, 404, "not_found", NULL, "Not found: /caf\xc3");
+    s = openai_render_error(&e, &len);
+    ck_assert_ptr_nonnull(strstr(s, "\"message\":\"Not found: /caf\xef\xbf\xbd\""));
+    free(s);
+}
+END_TEST
+
 Suite *openai_render_suite(void)
 {
     Suite *s = suite_create("openai_render");
@@ -288,6 +315,8 @@ Suite *openai_render_suite(void)
     tcase_add_test(tc, error_object_has_message_type_param_code);
     tcase_add_test(tc, rendered_json_parses_back_to_the_same_text);
     tcase_add_test(tc, nul_bytes_and_controls_survive_as_escapes);
+    tcase_add_test(tc, bytes_that_are_not_utf8_become_replacement_characters);
+    tcase_add_test(tc, an_error_message_cut_inside_a_character_renders_as_utf8);
     suite_add_tcase(s, tc);
     return s;
 }
