@@ -1,28 +1,32 @@
 # osprey — one binary (build/osprey), one test runner, one Makefile.
 #   make            build build/osprey (CUDA backend too when nvcc is found; CUDA=0 to skip it)
-#   make test       install what is missing, build, run every CPU test (ends with Check's summary)
+#   make test       install what is missing, build, run every CPU test, then the unit, integration
+#                   and stress suites again built with ASan + UBSan (ends with Check's summary)
 #   make serve      generate the default model if needed and serve it on 127.0.0.1:8000
 #   make test-gpu   GPU kernel checks and the HF oracle (on a machine with a GPU)
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each (FUZZ_MERGE=1 keeps new inputs)
-# V=1 prints every command; SANITIZE=1 builds with ASan + UBSan.
+# V=1 prints every command; SANITIZE=1 builds with ASan + UBSan (into build-san/, without CUDA);
+# TEST_SAN=0 leaves the sanitized pass out of make test.
 
 CC       ?= cc
 PKGS     := libmicrohttpd libcjson libuv libpcre2-8 libutf8proc libxxhash libsystemd
 Q        := $(if $(V),,@)
-BUILD    ?= build$(if $(SANITIZE),-san)
+BUILD    ?= build$(if $(filter 1,$(SANITIZE)),-san)
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes -Wno-unused-parameter \
             -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
-ifneq ($(SANITIZE),)
+ifeq ($(SANITIZE),1)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 endif
 
 # CUDA: on when nvcc is found unless CUDA=0. The CPU build needs no CUDA at all.
 NVCC     ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
-CUDA     ?= $(if $(NVCC),1,0)
+# ASan's shadow memory and the CUDA driver's address-space reservations do not mix: a
+# sanitized build is a CPU build unless CUDA=1 asks otherwise.
+CUDA     ?= $(if $(filter 1,$(SANITIZE)),0,$(if $(NVCC),1,0))
 ifeq ($(CUDA),1)
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   NVFLAGS   += -O3 -std=c++17 -I. -MMD -MP -lineinfo -Xcompiler -fPIC \
@@ -90,10 +94,13 @@ $(BUILD)/osprey-gpu-tests: $(GPU_OBJS) $(LIB_OBJS)
 deps:
 	$(Q)scripts/install-deps.sh
 
-# make test: CPU unit + integration tests. The last line is Check's summary.
+# make test: CPU unit + integration + stress tests, also built with ASan + UBSan (build-san/)
+# unless this already is that build or TEST_SAN=0. The last line is Check's summary.
+TEST_SAN ?= $(if $(filter 1,$(SANITIZE)),0,1)
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(BUILD)/osprey-tests $(if $(filter 1,$(CUDA)),$(BUILD)/osprey-gpu-tests) fuzz-build
-	$(Q)FUZZ_BRIEF_SECONDS=$(FUZZ_BRIEF_SECONDS) scripts/run-tests.sh $(BUILD)
+	$(Q)$(if $(filter 1,$(TEST_SAN)),$(MAKE) --no-print-directory SANITIZE=1 CUDA=0 all build-san/osprey-tests)
+	$(Q)FUZZ_BRIEF_SECONDS=$(FUZZ_BRIEF_SECONDS) scripts/run-tests.sh $(BUILD) $(if $(filter 1,$(TEST_SAN)),build-san)
 
 # make test-gpu: kernels against the CPU reference, graphs against eager (needs a GPU).
 test-gpu: all $(BUILD)/osprey-gpu-tests

@@ -1,7 +1,7 @@
 #!/bin/bash
 # run-all.sh — every GPU check and benchmark in one call on the GPU machine; builds nothing.
 # Ship build/osprey, build/osprey-gpu-tests, build/osprey-tests and .carry/lib (the Debian
-# libraries the machine lacks), then:
+# libraries the machine lacks: scripts/gpu/carry-libs.sh fills it), then:
 #   OUT=/tmp/out scripts/gpu/run-all.sh [quick]
 # Logs go under $OUT; $OUT/summary.txt is the short version. Exits non-zero when a
 # correctness check failed; benchmark figures are printed, never asserted.

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <check.h>
+
 #include "engine/gen_model.h"
 #include "engine/util.h"
 #include "tests/integration/http_client.h"
@@ -107,15 +109,48 @@ int daemon_start(struct daemon *d, const char *const *extra)
     return daemon_start_env(d, extra, NULL);
 }
 
+/* OSPREY_TEST_WRAPPER ("valgrind --leak-check=full -q", say) runs every daemon under a tool:
+ * its words go before the daemon's in args. Returns how many it put there. */
+static int wrapper_words(const char **args, int max, char *buf, size_t size)
+{
+    const char *w = getenv("OSPREY_TEST_WRAPPER");
+    int n = 0;
+
+    if (!w || !w[0])
+        return 0;
+    snprintf(buf, size, "%s", w);
+    for (char *save = NULL, *tok = strtok_r(buf, " ", &save); tok && n < max; tok = strtok_r(NULL, " ", &save))
+        args[n++] = tok;
+    return n;
+}
+
+/* A sanitizer's report holds one of marks; valgrind's -q mode prints nothing but its reports,
+ * every line of them "==PID== ". */
+const char *daemon_tool_report(const char *log)
+{
+    static const char *const marks[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:" };
+    const char *at;
+
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
+        if ((at = strstr(log, marks[i])))
+            return at;
+    for (at = log; (at = strstr(at, "==")); at += 2)
+        if ((at == log || at[-1] == '\n') && at[2] >= '0' && at[2] <= '9')
+            return at;
+    return NULL;
+}
+
 int daemon_start_env(struct daemon *d, const char *const *extra, const char *const *extra_env)
 {
     static int counter;
+    static char wrapper[512];
     /* OSPREY_TEST_BACKEND=cuda runs the same suites on the GPU machine */
     const char *backend = getenv("OSPREY_TEST_BACKEND") ? getenv("OSPREY_TEST_BACKEND") : "cpu";
     const char *args[64] = { daemon_bin(), "serve", "--model", daemon_model_dir(), "--port", "0",
                              "--backend", backend, "--kv-cache-memory", "32MiB", "--threads", "1",
                              "--log-level", "info", "--shutdown-grace", "10", "--served-model-name", "tiny" };
-    int n = 18;
+    int n = 18, wrapped;
+    const char *argv[80];
     char *env[256];
     int num_env = 0;
     double end;
@@ -131,6 +166,8 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
     for (; extra && *extra && n < 62; extra++)
         args[n++] = *extra;
     args[n] = NULL;
+    wrapped = wrapper_words(argv, 16, wrapper, sizeof wrapper);
+    memcpy(argv + wrapped, args, sizeof args);
     snprintf(d->log_path, sizeof d->log_path, "%s/osprey-it-%d-%d.log", tmp_dir(), (int)getpid(), counter++);
     /* fork + exec rather than posix_spawn: the child asks to be killed when the test that
      * started it dies, so that a failed assertion never leaves a daemon running. */
@@ -140,7 +177,7 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() == 1 || out < 0 || log < 0 || dup2(out, 1) < 0 || dup2(log, 2) < 0)
             _exit(127);
-        execve(args[0], (char *const *)args, env);
+        execvpe(argv[0], (char *const *)argv, env);
         _exit(127);
     }
     if (d->pid < 0) {
@@ -148,7 +185,8 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
         fprintf(stderr, "daemon_start: cannot fork\n");
         return -1;
     }
-    for (end = mono_s() + 30; mono_s() < end; usleep(20000)) {
+    /* valgrind starts a daemon in seconds, not milliseconds */
+    for (end = mono_s() + (wrapped ? 120 : 30); mono_s() < end; usleep(20000)) {
         char *text = read_log(d), *at = text ? strstr(text, "listening on http://127.0.0.1:") : NULL;
         int status;
 
@@ -177,9 +215,22 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
     return -1;
 }
 
+/* Every daemon a test stops must have exited without a sanitizer's or valgrind's report:
+ * a report fails the test that started it, whatever that test checks. */
+static void assert_no_tool_report(const struct daemon *d)
+{
+    char *text = read_log(d);
+    const char *at = text ? daemon_tool_report(text) : NULL;
+
+    if (at)
+        daemon_print_log(d);
+    free(text);
+    ck_assert_msg(!at, "%s holds a sanitizer or valgrind report", d->log_path);
+}
+
 int daemon_stop(struct daemon *d, int sig, double timeout_s)
 {
-    double end = mono_s() + timeout_s;
+    double end = mono_s() + timeout_s * (getenv("OSPREY_TEST_WRAPPER") ? 10 : 1);
     int status;
 
     if (d->pid <= 0)
@@ -189,6 +240,7 @@ int daemon_stop(struct daemon *d, int sig, double timeout_s)
     while (mono_s() < end) {
         if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
             d->pid = 0;
+            assert_no_tool_report(d);
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
         usleep(10000);

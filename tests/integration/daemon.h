@@ -1,6 +1,7 @@
 /* daemon.h — integration tests' handle on the real daemon: `$OSPREY_BIN serve` (default
  * build/osprey) on 127.0.0.1 with --port 0 and the CPU backend over a tiny generated model,
- * its stderr in a log file the tests can search, stopped with a signal and reaped. */
+ * its stderr in a log file the tests can search, stopped with a signal and reaped.
+ * OSPREY_TEST_WRAPPER="valgrind --leak-check=full -q …" runs every daemon under that tool. */
 #ifndef OSPREY_TEST_DAEMON_H
 #define OSPREY_TEST_DAEMON_H
 
@@ -32,6 +33,9 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
 int daemon_stop(struct daemon *d, int sig, double timeout_s);
 /* Whether the log holds `needle`. */
 bool daemon_log_has(const struct daemon *d, const char *needle);
+/* Where text (a daemon's stderr) holds a report of ASan, LSan or UBSan (SANITIZE=1 builds) or of
+ * valgrind (OSPREY_TEST_WRAPPER), or NULL. daemon_stop fails the calling test on one. */
+const char *daemon_tool_report(const char *log);
 /* Prints the log to stderr (for a failing test). */
 void daemon_print_log(const struct daemon *d);
 

@@ -233,6 +233,7 @@ static void assert_refused(const char *what, const char *const *args, const char
     int n;
 
     run(args, &o);
+    ck_assert_msg(!daemon_tool_report(o.log), "%s: osprey %s: a sanitizer report:\n%s", what, args[1], o.log);
     n = lines_starting(o.log, prefix, line, sizeof line);
     if (o.status != 1 || n != 1 || !strstr(line, file) || !strstr(line, field))
         fprintf(stderr, "---- %s %s ----\n%s---- end ----\n", what, args[1], o.log ? o.log : "");
