@@ -55,9 +55,12 @@ $(BUILD)/osprey: $(BUILD)/server/main.o $(LIB_OBJS)
 	@echo "  LD      $@"
 
 # Objects depend on the flags they were built with: switching CUDA or SANITIZE rebuilds.
+# Expanded once, here: the target-specific additions below (tests' -I, the CPU ops' -O3)
+# would otherwise reach this prerequisite too, and each target would rewrite the stamp.
+FLAGS_STAMP := $(CFLAGS) $(NVFLAGS)
 $(BUILD)/.flags: FORCE
 	@mkdir -p $(@D)
-	@echo '$(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CFLAGS) $(NVFLAGS)' > $@
+	@echo '$(FLAGS_STAMP)' | cmp -s - $@ || echo '$(FLAGS_STAMP)' > $@
 
 $(BUILD)/%.o: %.c $(BUILD)/.flags
 	@mkdir -p $(@D)
