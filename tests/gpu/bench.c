@@ -281,6 +281,7 @@ int gt_bench(void)
         printf("prefill attention 1 x %5d causal: %8.1f us, %6.1f TFLOP/s\n", L, s * 1e6,
                flops / s / 1e12);
     }
+    gt_bench_gemm();
     backend_destroy(bn.be);
     return 0;
 }

@@ -99,5 +99,7 @@ extern const struct gt_case gt_cases_cache_update[], gt_cases_attention[], gt_ca
 
 /* bench.c: prints the kernel benchmarks (never asserts). Returns 0. */
 int gt_bench(void);
+/* Decode-shaped cuBLAS products against cuBLASLt's other candidates (bench_gemm.c). */
+void gt_bench_gemm(void);
 
 #endif
