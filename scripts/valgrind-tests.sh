@@ -4,7 +4,7 @@
 # (tests/integration/daemon.c reads OSPREY_TEST_WRAPPER). A report of any kind — an invalid
 # read or write, a use of uninitialised memory, a leak definitely, indirectly or possibly
 # lost — fails the test whose daemon printed it. Needs `make build/osprey build/osprey-tests`
-# (not SANITIZE=1: ASan and valgrind exclude each other). Takes about half an hour on 2 cores.
+# (not SANITIZE=1: ASan and valgrind exclude each other). Takes about ten minutes on 2 cores.
 set -u
 cd "$(dirname "$0")/.."
 suites=${*:-serve_api serve_errors serve_lifecycle openai_client}

@@ -167,6 +167,7 @@ void gt_bench_gemm(void)
     };
     static const int batches[] = { 1, 8, 64 };
     struct gemm_bench g = { .ws_bytes = (size_t)32 << 20 };
+
     if (cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking) != cudaSuccess ||
         cublasCreate(&g.blas) != CUBLAS_STATUS_SUCCESS || cublasLtCreate(&g.lt) != CUBLAS_STATUS_SUCCESS ||
         cudaMalloc((void **)&g.pool, POOL_BYTES) != cudaSuccess ||
