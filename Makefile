@@ -34,11 +34,11 @@ ifeq ($(CUDA),1)
   CFLAGS    += -DOSPREY_CUDA -isystem $(CUDA_HOME)/include
   LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++
   CU_SRCS   := $(wildcard kernels/*.cu)
-  CUDA_SRCS := $(wildcard engine/cuda/*.c)
+  CUDA_SRCS := $(wildcard engine/cuda/*.c kernels/*.c)
 endif
 
 # Everything but main() is shared by the binary and the test runners.
-LIB_SRCS  := $(wildcard engine/*.c engine/cpu/*.c scheduler/*.c config/*.c server/*.c) $(CUDA_SRCS)
+LIB_SRCS  := $(filter-out engine/cuda/%,$(wildcard engine/*.c engine/*/*.c scheduler/*.c config/*.c server/*.c)) $(CUDA_SRCS)
 LIB_SRCS  := $(filter-out server/main.c,$(LIB_SRCS))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(CU_SRCS:%.cu=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/*.c tests/integration/*.c tests/stress/*.c)
@@ -126,9 +126,9 @@ FUZZ_BRIEF_SECONDS ?= 3
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
                  -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_LIB_SRCS := engine/util.c engine/log.c engine/safetensors.c engine/model.c engine/kv_groups.c \
-                 $(wildcard engine/tokenizer*.c engine/jinja*.c) engine/chat_template.c engine/sampler.c \
-                 server/openai_parse.c server/openai_render.c server/arena.c server/sse.c server/auth.c \
+FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c) \
+                 engine/model/safetensors.c engine/model/model.c engine/model/kv_groups.c engine/sampler.c \
+                 server/openai_parse.c server/openai_render.c server/sse.c server/auth.c \
                  config/config.c config/options.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.c)

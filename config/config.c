@@ -11,8 +11,8 @@
 
 #include "config/config.h"
 #include "config/options.h"  /* options_table, options_set ... */
-#include "engine/log.h"      /* LOG: unknown OSPREY_* variables */
-#include "engine/util.h"     /* errf, ASSERT */
+#include "engine/base/log.h"      /* LOG: unknown OSPREY_* variables */
+#include "engine/base/util.h"     /* errf, ASSERT */
 
 #define CONFIG_FILE_MAX  (1 << 20)  /* bytes of a JSON config file */
 #define KEY_FILE_MAX     4096       /* bytes of an --api-key-file */

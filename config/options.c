@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "config/options.h"
-#include "engine/util.h"  /* errf, ARRAY_LEN, MIN */
+#include "engine/base/util.h"  /* errf, ARRAY_LEN, MIN */
 
 #define F(field) offsetof(struct osprey_config, field)
 #define KiB 1024.0

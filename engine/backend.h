@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/model.h"     /* struct tensor_ref, enum dtype */
+#include "engine/model/model.h"     /* struct tensor_ref, enum dtype */
 #include "engine/sampler.h"   /* struct sample_row, struct sample_result */
 #include "scheduler/batch.h"  /* struct step_batch, KV_MAX_GROUPS */
 

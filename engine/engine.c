@@ -15,9 +15,9 @@
 
 #include "engine/backend.h"
 #include "engine/engine_internal.h"
-#include "engine/log.h"
+#include "engine/base/log.h"
 #include "engine/runner.h"
-#include "engine/util.h"
+#include "engine/base/util.h"
 
 static uint64_t splitmix64(uint64_t *s)
 {

@@ -9,10 +9,10 @@
 #include "engine/backend.h"
 #include "engine/engine_internal.h"
 #include "engine/kv_budget.h"
-#include "engine/log.h"
+#include "engine/base/log.h"
 #include "engine/runner.h"
-#include "engine/tokenizer.h"
-#include "engine/util.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/base/util.h"
 #include "engine/weights.h"
 
 void engine_options_init(struct engine_options *o)

@@ -10,7 +10,7 @@
 #include <uv.h>
 
 #include "engine/engine.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/output.h"
 #include "scheduler/scheduler.h"
 

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 
 #include "engine/backend.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/weights.h"
 
 /* Borrowed pointers, all owned by the runner. Activation buffers are device memory in the

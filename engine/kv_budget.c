@@ -5,9 +5,9 @@
 
 #include "engine/backend.h"
 #include "engine/kv_budget.h"
-#include "engine/log.h"
+#include "engine/base/log.h"
 #include "engine/runner.h"
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "engine/weights.h"
 
 /* Activation buffers of a step of cap_tokens tokens and cap_reqs sampled rows (forward.h). */

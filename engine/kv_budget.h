@@ -4,7 +4,7 @@
 
 #include "engine/backend.h"
 #include "engine/engine.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 
 /* KV blocks for the cache: --kv-cache-memory when given; else on cuda what
  * gpu_memory_utilization of the device leaves after weights, activations and a reserve for

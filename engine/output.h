@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/tokenizer.h"   /* struct detok */
+#include "engine/tokenizer/tokenizer.h"   /* struct detok */
 
 struct out_text {
     const struct tokenizer *tok;   /* borrowed; NULL: no text at all */

@@ -4,7 +4,7 @@
 #include <math.h>
 
 #include "engine/rope.h"
-#include "engine/util.h"
+#include "engine/base/util.h"
 
 /* transformers' _compute_llama3_parameters, applied to one frequency. */
 static double llama3_scale(double inv_freq, const struct rope_scaling *s)

@@ -4,7 +4,7 @@
 #ifndef OSPREY_ROPE_H
 #define OSPREY_ROPE_H
 
-#include "engine/model.h"   /* struct rope_scaling */
+#include "engine/model/model.h"   /* struct rope_scaling */
 
 /* inv_freq[head_dim / 2] = theta^(-2i / head_dim), then scaled:
  *   linear: / factor

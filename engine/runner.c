@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "engine/forward.h"
-#include "engine/log.h"
+#include "engine/base/log.h"
 #include "engine/rope.h"
 #include "engine/runner.h"
 #include "engine/weights.h"

@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #include "engine/backend.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/sampler.h"
 #include "scheduler/batch.h"
 

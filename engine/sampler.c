@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "engine/sampler.h"
-#include "engine/util.h"
+#include "engine/base/util.h"
 
 void gen_params_init(struct gen_params *p)
 {

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 
 #include "engine/backend.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 
 /* One decoder layer. Optional weights have data == NULL. Norms are [dim] (rows dim, cols 1). */
 struct layer_weights {

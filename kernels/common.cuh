@@ -9,7 +9,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "engine/cuda/cuda_check.h"   /* CUDA_OK */
+#include "kernels/cuda_check.h"   /* CUDA_OK */
 #include "kernels/kernels.h"
 
 /* Launch configuration helpers */

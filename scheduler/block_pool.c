@@ -6,7 +6,7 @@
 #include <string.h>
 #include <xxhash.h>   /* XXH3_128bits_* */
 
-#include "engine/util.h"            /* ASSERT */
+#include "engine/base/util.h"            /* ASSERT */
 #include "scheduler/block_pool.h"
 
 static uint32_t bucket_of(const struct block_pool *p, int group, struct block_hash h)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"          /* ASSERT, MIN, MAX */
+#include "engine/base/util.h"          /* ASSERT, MIN, MAX */
 #include "scheduler/kv_cache.h"
 
 int kv_cache_init(struct kv_cache *kv, int block_size, int num_blocks, int num_groups,

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <stddef.h>
 
-#include "engine/util.h"         /* errf, ASSERT */
+#include "engine/base/util.h"         /* errf, ASSERT */
 #include "scheduler/request.h"
 
 static bool runs_before(const struct sched_request *a, const struct sched_request *b)

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/log.h"
-#include "engine/util.h"            /* errf, ASSERT, MIN, MAX */
+#include "engine/base/log.h"
+#include "engine/base/util.h"            /* errf, ASSERT, MIN, MAX */
 #include "scheduler/scheduler.h"
 
 /* One row of the step being built: a request and how many new tokens it runs. */

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/chat_template.h"
+#include "engine/chat_template/chat_template.h"
 #include "engine/engine.h"
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "server/metrics.h"
 
 static const char json_type[] = "application/json";

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "server/cli.h"
 
 static int parse_value(const struct cli_opt *o, const char *v)

@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "engine/engine.h"
-#include "engine/model.h"
-#include "engine/util.h"
+#include "engine/model/model.h"
+#include "engine/base/util.h"
 #include "server/cli.h"
 #include "server/commands.h"
 

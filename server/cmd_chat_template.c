@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/chat_template.h"
-#include "engine/util.h"
+#include "engine/chat_template/chat_template.h"
+#include "engine/base/util.h"
 #include "server/commands.h"
 
 static void usage(FILE *f)

@@ -1,12 +1,12 @@
-/* cmd_gen_model.c — `osprey gen-model`: flags in, engine/gen_model.c does the work, one line
+/* cmd_gen_model.c — `osprey gen-model`: flags in, engine/model/gen_model.c does the work, one line
  * out (what was written and how fast), or a one-line error and exit status 1 (2 for usage). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/gen_model.h"
-#include "engine/util.h"
+#include "engine/model/gen_model.h"
+#include "engine/base/util.h"
 #include "server/commands.h"
 
 static void usage(FILE *f)

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "engine/engine.h"
-#include "engine/tokenizer.h"
-#include "engine/util.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/base/util.h"
 #include "server/cli.h"
 #include "server/commands.h"
 

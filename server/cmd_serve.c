@@ -17,12 +17,12 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "engine/chat_template.h"
+#include "engine/chat_template/chat_template.h"
 #include "engine/engine.h"
-#include "engine/log.h"
-#include "engine/model.h"
-#include "engine/tokenizer.h"
-#include "engine/util.h"
+#include "engine/base/log.h"
+#include "engine/model/model.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/base/util.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/commands.h"

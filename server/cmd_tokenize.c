@@ -1,13 +1,13 @@
 /* cmd_tokenize.c — `osprey tokenize` (text → ids as a JSON array) and `osprey detokenize`
  * (a JSON array of ids → text) over a Hugging Face tokenizer folder: a command-line view of
- * engine/tokenizer.h, handy to compare against other tokenizers by hand. */
+ * engine/tokenizer/tokenizer.h, handy to compare against other tokenizers by hand. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/tokenizer.h"
-#include "engine/util.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/base/util.h"
 #include "server/commands.h"
 
 struct tok_args {

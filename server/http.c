@@ -19,8 +19,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "engine/log.h"
-#include "engine/util.h"
+#include "engine/base/log.h"
+#include "engine/base/util.h"
 #include "server/auth.h"
 #include "server/metrics.h"
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/log.h"
+#include "engine/base/log.h"
 #include "server/openai.h"   /* struct oai_error, openai_render_error */
 
 static const char json_type[] = "application/json";

@@ -16,8 +16,8 @@
 #include <time.h>
 
 #include "engine/engine.h"
-#include "engine/log.h"
-#include "engine/tokenizer.h"
+#include "engine/base/log.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "server/metrics.h"
 #include "server/sse.h"
 

@@ -10,8 +10,8 @@
 #include <stdint.h>
 
 #include "engine/sampler.h"   /* struct gen_params, struct sample_result */
-#include "engine/util.h"      /* ERR_LEN */
-#include "server/arena.h"
+#include "engine/base/util.h"      /* ERR_LEN */
+#include "engine/base/arena.h"
 
 enum oai_kind { OAI_COMPLETION, OAI_CHAT, OAI_TOKENIZE, OAI_DETOKENIZE };
 

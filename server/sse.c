@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"   /* MIN */
+#include "engine/base/util.h"   /* MIN */
 
 void sse_pending_init(struct sse_pending *p)
 {

@@ -11,7 +11,7 @@
 
 #include "engine/backend.h"
 #include "engine/cpu/cpu_ops.h"
-#include "engine/log.h"
+#include "engine/base/log.h"
 
 struct backend_cpu {
     struct backend base;

@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "engine/cuda/backend_cuda.h"
-#include "engine/cuda/cuda_check.h"
+#include "kernels/cuda_check.h"
 #include "engine/cuda/cuda_internal.h"
-#include "engine/log.h"
-#include "engine/util.h"
+#include "engine/base/log.h"
+#include "engine/base/util.h"
 
 #define CONVERT_CHUNK ((size_t)1 << 22)   /* elements converted to bf16 per host pass */
 

@@ -5,7 +5,7 @@
  * the matmul itself is capturable and uses the backend's one fixed workspace. */
 #include <errno.h>
 
-#include "engine/cuda/cuda_check.h"
+#include "kernels/cuda_check.h"
 #include "engine/cuda/cuda_internal.h"
 
 /* out[n, w.rows] bf16 = x[n, w.cols] · wᵀ + bias[w.rows]. Column-major view: D[m = w.rows,

@@ -6,9 +6,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "engine/cuda/cuda_check.h"
+#include "kernels/cuda_check.h"
 #include "engine/cuda/cuda_internal.h"
-#include "engine/log.h"
+#include "engine/base/log.h"
 
 static struct cuda_graph *find_graph(struct backend_cuda *cu, int size)
 {

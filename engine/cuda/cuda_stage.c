@@ -7,10 +7,10 @@
 #include <errno.h>
 #include <string.h>
 
-#include "engine/cuda/cuda_check.h"
+#include "kernels/cuda_check.h"
 #include "engine/cuda/cuda_internal.h"
-#include "engine/log.h"
-#include "engine/util.h"
+#include "engine/base/log.h"
+#include "engine/base/util.h"
 
 /* Byte offsets of every array of one staged step. */
 struct stage_layout {

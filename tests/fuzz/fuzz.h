@@ -12,8 +12,8 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#include "engine/log.h"
-#include "engine/util.h"
+#include "engine/base/log.h"
+#include "engine/base/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);

@@ -5,7 +5,7 @@
  * sent, so any shape of message must render or fail with an error. */
 #include "tests/fuzz/fuzz.h"
 
-#include "engine/chat_template.h"
+#include "engine/chat_template/chat_template.h"
 
 struct tpl {
     const char *path, *bos, *eos;

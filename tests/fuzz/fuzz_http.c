@@ -18,7 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 
-#include "server/arena.h"
+#include "engine/base/arena.h"
 #include "server/auth.h"
 #include "server/openai.h"
 #include "server/sse.h"

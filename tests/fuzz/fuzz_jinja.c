@@ -5,7 +5,7 @@
  * loop iterations, work, depth), so a hostile template must end with an error, not hang. */
 #include "tests/fuzz/fuzz.h"
 
-#include "engine/chat_template.h"
+#include "engine/chat_template/chat_template.h"
 
 static cJSON *messages, *extra;
 

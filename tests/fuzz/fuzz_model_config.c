@@ -5,7 +5,7 @@
  * layers for the KV cache. */
 #include "tests/fuzz/fuzz.h"
 
-#include "engine/model.h"
+#include "engine/model/model.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -4,7 +4,7 @@
  * shape and dtype. */
 #include "tests/fuzz/fuzz.h"
 
-#include "engine/safetensors.h"
+#include "engine/model/safetensors.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -10,7 +10,7 @@
  *   - the detok deltas plus flush concatenate to tokenizer_decode of the same ids. */
 #include "tests/fuzz/fuzz.h"
 
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 static const char *const names[] = { "llama3", "qwen3", "llama2", "gen-tiny" };
 /* Whether decode(encode(text)) gives the text back: not through Qwen3's NFC, and for Llama 2

@@ -5,7 +5,7 @@
  * handle shows up here rather than on the first request. */
 #include "tests/fuzz/fuzz.h"
 
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #define FUZZ_MAX_DECODED_IDS 4096
 

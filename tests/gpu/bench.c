@@ -12,7 +12,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
 #define H 32

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/log.h"
-#include "engine/util.h"
+#include "engine/base/log.h"
+#include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
 #ifdef OSPREY_CUDA

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
 bool gt_check(struct gt *t, bool cond, const char *fmt, ...)

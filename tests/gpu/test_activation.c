@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
 static void silu_once(struct gt *t, int n, int ffn)

@@ -14,7 +14,7 @@
 #include <cuda_runtime_api.h>
 
 #include "engine/cuda/cuda_internal.h"   /* CUDA_ATTN_PARTIAL_BYTES */
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "kernels/kernels.h"             /* attention_cuda_splits */
 #include "tests/gpu/gpu_test.h"
 

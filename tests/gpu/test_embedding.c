@@ -4,7 +4,7 @@
 #ifdef OSPREY_CUDA
 #include <stdlib.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
 static bool backends(struct gt *t)

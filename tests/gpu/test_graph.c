@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
 enum { S = 8, REAL = 5, HID = 256, NH = 8, NKV = 2, HD = 32, VOCAB = 1000, BS = 16,

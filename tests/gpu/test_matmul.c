@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
 static bool backends(struct gt *t)

@@ -3,10 +3,10 @@
  * mixed window/full layers) runs a prompt step and decode steps; the CUDA logits must
  * equal the CPU backend's within bf16 error, and the runner's CUDA-graph decode steps
  * must pick the same greedy tokens as the eager CUDA runner (a differing token is allowed
- * only on a near-tie of the eager logits). Needs engine/runner.h and engine/gen_model.h;
+ * only on a near-tie of the eager logits). Needs engine/runner.h and engine/model/gen_model.h;
  * without them the case list is empty. */
 #if defined(OSPREY_CUDA) && defined(__has_include)
-#if __has_include("engine/runner.h") && __has_include("engine/gen_model.h")
+#if __has_include("engine/runner.h") && __has_include("engine/model/gen_model.h")
 #define HAVE_RUNNER 1
 #endif
 #endif
@@ -18,10 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/gen_model.h"
-#include "engine/model.h"
+#include "engine/model/gen_model.h"
+#include "engine/model/model.h"
 #include "engine/runner.h"
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
 enum { NREQ = 4, MAXLEN = 96, BS = 16, STEPS = 12 };

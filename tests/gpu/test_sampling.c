@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
 #define MAX_ROWS 4096

@@ -15,8 +15,8 @@
 
 #include <check.h>
 
-#include "engine/gen_model.h"
-#include "engine/util.h"
+#include "engine/model/gen_model.h"
+#include "engine/base/util.h"
 #include "tests/integration/http_client.h"
 
 extern char **environ;

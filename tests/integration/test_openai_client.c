@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/integration/daemon.h"
 
 extern char **environ;

@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine/util.h"   /* MIN, MAX */
+#include "engine/base/util.h"   /* MIN, MAX */
 #include "tests/stress/stress_util.h"
 
 static struct daemon d;

@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "tests/stress/stress_util.h"
 
 static const char *const files[] = {

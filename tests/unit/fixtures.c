@@ -10,8 +10,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "engine/gen_model.h"
-#include "engine/util.h"
+#include "engine/model/gen_model.h"
+#include "engine/base/util.h"
 
 int fixture_tmpdir(char *path)
 {

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "engine/model.h"
+#include "engine/model/model.h"
 
 /* Logits of every position of tokens[0..len): logits[len, vocab]. */
 void naive_forward(const struct model *m, const int32_t *tokens, int len, double *logits);

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/model.h"
+#include "engine/model/model.h"
 
 struct fixture_spec {
     enum model_arch arch;      /* sets arch_name; biases and q/k norm follow the flags below */

@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "server/arena.h"
+#include "engine/base/arena.h"
 
 START_TEST(allocations_are_zeroed_aligned_and_distinct)
 {

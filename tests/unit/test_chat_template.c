@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/chat_template.h"
-#include "engine/util.h"
+#include "engine/chat_template/chat_template.h"
+#include "engine/base/util.h"
 
 #define CASES "tests/data/chat_template/cases.json"
 #define EXPECTED "tests/data/chat_template/expected.json"

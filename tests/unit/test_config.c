@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "engine/log.h"
-#include "engine/util.h"
+#include "engine/base/log.h"
+#include "engine/base/util.h"
 
 static char err[ERR_LEN];
 static char *no_env[] = { NULL };

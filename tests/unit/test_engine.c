@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "engine/engine.h"
-#include "engine/gen_model.h"
-#include "engine/model.h"
+#include "engine/model/gen_model.h"
+#include "engine/model/model.h"
 #include "tests/unit/fixtures.h"
 
 #define MAX_OUT 64

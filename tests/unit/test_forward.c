@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "engine/backend.h"
-#include "engine/log.h"
+#include "engine/base/log.h"
 #include "engine/runner.h"
 #include "scheduler/batch.h"
 #include "tests/unit/random_model.h"

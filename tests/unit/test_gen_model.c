@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/gen_model.h"
-#include "engine/safetensors.h"
+#include "engine/model/gen_model.h"
+#include "engine/model/safetensors.h"
 #include "fixtures.h"
 #include "server/commands.h"
 

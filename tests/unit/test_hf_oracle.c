@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "engine/backend.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/runner.h"
-#include "engine/util.h"
+#include "engine/base/util.h"
 
 static const char *const models[] = {
     "llama3-tied", "llama2", "qwen2", "qwen3", "mistral-window", "qwen3-mixed",

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/util.h"
+#include "engine/base/util.h"
 #include "server/http.h"
 #include "tests/integration/http_client.h"
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/jinja.h"
-#include "engine/util.h"
+#include "engine/chat_template/jinja.h"
+#include "engine/base/util.h"
 
 static const struct jinja_limits test_limits = {
     .max_output_bytes = 1u << 20,

@@ -5,7 +5,7 @@
 #include <check.h>
 #include <stdlib.h>
 
-#include "engine/log.h"
+#include "engine/base/log.h"
 
 #define SUITE(fn) Suite *fn(void);
 #include "suites.h"

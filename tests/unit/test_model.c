@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/gen_model.h"
-#include "engine/model.h"
-#include "engine/safetensors.h"
+#include "engine/model/gen_model.h"
+#include "engine/model/model.h"
+#include "engine/model/safetensors.h"
 #include "fixtures.h"
 
 /* ---- model_open on generated folders ---- */

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/model.h"
+#include "engine/model/model.h"
 
 #define PATH "m/config.json"
 

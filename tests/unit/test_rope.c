@@ -7,7 +7,7 @@
 #include <math.h>
 
 #include "engine/rope.h"
-#include "engine/util.h"
+#include "engine/base/util.h"
 
 static void assert_rel(float got, double want)
 {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/safetensors.h"
+#include "engine/model/safetensors.h"
 #include "fixtures.h"
 
 /* A whole file in memory: 8-byte little-endian header length, the header padded with

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"        /* MIN */
+#include "engine/base/util.h"        /* MIN */
 #include "scheduler/scheduler.h"
 #include "tests/unit/sched_check.h"
 

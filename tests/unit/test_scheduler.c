@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"     /* ERR_LEN */
+#include "engine/base/util.h"     /* ERR_LEN */
 #include "scheduler/scheduler.h"
 #include "tests/unit/sched_check.h"
 

@@ -12,8 +12,8 @@
 #include <unistd.h>
 #include <utf8proc.h>   /* an independent UTF-8 validator and NFC */
 
-#include "engine/tokenizer.h"
-#include "engine/util.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/base/util.h"
 #include "server/commands.h"
 
 static const char *const NAMES[] = { "llama3", "qwen3", "llama2" };

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/log.h"
-#include "engine/tokenizer.h"
-#include "engine/util.h"
+#include "engine/base/log.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/base/util.h"
 
 /* Tokenizer JSON in single quotes ('x' → "x"), so that the tests stay readable. */
 struct parts {

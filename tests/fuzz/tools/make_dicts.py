@@ -45,10 +45,10 @@ def write(name, words, quote_json=False):
     print('%-14s %4d entries' % (name, len(lines)))
 
 
-write('safetensors', JSON + literals(['engine/safetensors.c', 'engine/util.c']), True)
-write('model_config', JSON + literals(['engine/model.c', 'engine/util.c']), True)
-write('tokenizer', JSON + literals(['engine/tokenizer*.c']), True)
-write('jinja', JINJA + literals(['engine/jinja*.c']))
+write('safetensors', JSON + literals(['engine/model/safetensors.c', 'engine/base/util.c']), True)
+write('model_config', JSON + literals(['engine/model/model.c', 'engine/base/util.c']), True)
+write('tokenizer', JSON + literals(['engine/tokenizer/*.c']), True)
+write('jinja', JINJA + literals(['engine/chat_template/jinja*.c']))
 added = set()
 for f in sorted(glob.glob('tests/fuzz/data/*/tokenizer.json')):
     added.update(t['content'] for t in json.load(open(f, encoding='utf-8'))['added_tokens'])

@@ -1,0 +1,142 @@
+/* util.c — error messages, dtype helpers, half-precision conversions, file reads. */
+#include "engine/base/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <time.h>
+#include <math.h>
+
+void errf(char *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, ERR_LEN, fmt, ap);
+    va_end(ap);
+}
+
+void assert_fail_(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "<2>osprey: assertion failed: %s (%s:%d)\n", expr, file, line);
+    abort();
+}
+
+size_t dtype_size(enum dtype t)
+{
+    return t == DT_F32 ? 4 : 2;
+}
+
+const char *dtype_name(enum dtype t)
+{
+    switch (t) {
+    case DT_F32: return "F32";
+    case DT_F16: return "F16";
+    case DT_BF16: return "BF16";
+    }
+    return "?";
+}
+
+int dtype_parse(const char *s, enum dtype *out)
+{
+    if (!strcmp(s, "F32")) *out = DT_F32;
+    else if (!strcmp(s, "F16")) *out = DT_F16;
+    else if (!strcmp(s, "BF16")) *out = DT_BF16;
+    else return -EINVAL;
+    return 0;
+}
+
+float f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    union { uint32_t u; float f; } v;
+
+    if (exp == 0) {
+        /* zero or subnormal: value = man * 2^-24 */
+        float f = (float)man * (1.0f / 16777216.0f);
+        return sign ? -f : f;
+    }
+    if (exp == 31)
+        v.u = sign | 0x7f800000u | (man << 13);
+    else
+        v.u = sign | ((exp + 112) << 23) | (man << 13);
+    return v.f;
+}
+
+uint16_t f32_to_f16(float f)
+{
+    union { float f; uint32_t u; } v = { .f = f };
+    uint32_t sign = (v.u >> 16) & 0x8000, abs = v.u & 0x7fffffffu;
+
+    if (abs > 0x7f800000u)
+        return (uint16_t)(sign | 0x7e00);
+    if (abs >= 0x477ff000u)                 /* rounds to >= 65520: infinity */
+        return (uint16_t)(sign | 0x7c00);
+    if (abs < 0x38800000u) {                /* below 2^-14: subnormal or zero */
+        union { uint32_t u; float f; } a = { .u = abs };
+        uint32_t m = (uint32_t)lrintf(a.f * 16777216.0f);   /* nearest even, in units of 2^-24 */
+        return (uint16_t)(sign | m);
+    }
+    abs += 0xfffu + ((abs >> 13) & 1);
+    return (uint16_t)(sign | ((abs - 0x38000000u) >> 13));
+}
+
+int read_file(const char *path, char **out, size_t *len, char *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    int rc = -EIO;
+
+    *out = NULL;
+    if (!f) {
+        rc = -errno;
+        errf(err, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    for (;;) {
+        if (cap - n < 65536) {
+            size_t ncap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                errf(err, "%s: out of memory", path);
+                rc = -ENOMEM;
+                goto fail;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                errf(err, "%s: read error", path);
+                goto fail;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+fail:
+    fclose(f);
+    free(buf);
+    return rc;
+}
+
+double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,476 @@
+/* jinja_output.c — values as text, byte for byte as Python writes them: str() (what
+ * {{ x }} prints), repr() (lists and dicts print their items that way), float repr (the
+ * shortest string that reads back), and json.dumps with transformers' tojson options
+ * (ensure_ascii=False, indent, separators, sort_keys). Writes go to a bounded buffer. */
+#include "engine/chat_template/jinja.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <utf8proc.h>
+
+#include "engine/base/util.h" /* MIN */
+
+/* ---- buffer ---- */
+
+int jbuf_put(struct jinja_render *r, struct jbuf *b, const char *p, size_t n)
+{
+    if (!n)
+        return 0;
+    if (n > b->max || b->len > b->max - n)
+        return jr_fail(r, "the rendered text is longer than %zu bytes", b->max);
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *q;
+
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        q = realloc(b->p, cap);
+        if (!q)
+            return jr_oom(r);
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+int jbuf_putc(struct jinja_render *r, struct jbuf *b, char c)
+{
+    return jbuf_put(r, b, &c, 1);
+}
+
+static int jbuf_puts(struct jinja_render *r, struct jbuf *b, const char *s)
+{
+    return jbuf_put(r, b, s, strlen(s));
+}
+
+void jbuf_fini(struct jbuf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+int jbuf_to_str(struct jinja_render *r, struct jbuf *b, struct jv *out)
+{
+    bool ok;
+
+    *out = jv_str_copy(r, b->p ? b->p : "", b->len, &ok);
+    jbuf_fini(b);
+    return ok ? 0 : -ENOMEM;
+}
+
+/* ---- numbers ---- */
+
+size_t py_float_repr(double f, char *buf)
+{
+    char tmp[40], digits[24];
+    int nd = 0, exp, prec;
+    size_t n = 0;
+    const char *p;
+
+    if (isnan(f))
+        return (size_t)sprintf(buf, "nan");
+    if (isinf(f))
+        return (size_t)sprintf(buf, f > 0 ? "inf" : "-inf");
+    if (f == 0)
+        return (size_t)sprintf(buf, signbit(f) ? "-0.0" : "0.0");
+    /* The shortest digit string that reads back to f, as Python's repr picks. */
+    for (prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, f);
+        if (strtod(tmp, NULL) == f)
+            break;
+    }
+    p = tmp;
+    if (*p == '-') {
+        buf[n++] = '-';
+        p++;
+    }
+    for (; *p && *p != 'e'; p++)
+        if (*p >= '0' && *p <= '9')
+            digits[nd++] = *p;
+    exp = atoi(p + 1);
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
+    if (exp < -4 || exp >= 16) {
+        buf[n++] = digits[0];
+        if (nd > 1) {
+            buf[n++] = '.';
+            memcpy(buf + n, digits + 1, (size_t)nd - 1);
+            n += (size_t)nd - 1;
+        }
+        n += (size_t)sprintf(buf + n, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    } else if (exp >= 0) {
+        for (int i = 0; i <= exp; i++)
+            buf[n++] = i < nd ? digits[i] : '0';
+        buf[n++] = '.';
+        if (nd > exp + 1) {
+            memcpy(buf + n, digits + exp + 1, (size_t)(nd - exp - 1));
+            n += (size_t)(nd - exp - 1);
+        } else {
+            buf[n++] = '0';
+        }
+    } else {
+        buf[n++] = '0';
+        buf[n++] = '.';
+        for (int i = 0; i < -exp - 1; i++)
+            buf[n++] = '0';
+        memcpy(buf + n, digits, (size_t)nd);
+        n += (size_t)nd;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+static int put_int(struct jinja_render *r, struct jbuf *b, int64_t i)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%" PRId64, i);
+
+    return jbuf_put(r, b, tmp, (size_t)n);
+}
+
+static int put_float(struct jinja_render *r, struct jbuf *b, double f)
+{
+    char tmp[40];
+    size_t n = py_float_repr(f, tmp);
+
+    return jbuf_put(r, b, tmp, n);
+}
+
+/* ---- repr ---- */
+
+static bool py_isprintable(int32_t cp)
+{
+    if (cp < 0x80)
+        return cp >= 0x20 && cp < 0x7f;
+    if (cp >= 0xdc80 && cp <= 0xdcff)
+        return false;
+    switch (utf8proc_category(cp)) {
+    case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF: case UTF8PROC_CATEGORY_CS:
+    case UTF8PROC_CATEGORY_CO: case UTF8PROC_CATEGORY_CN: case UTF8PROC_CATEGORY_ZL:
+    case UTF8PROC_CATEGORY_ZP: case UTF8PROC_CATEGORY_ZS:
+        return false;
+    default:
+        return true;
+    }
+}
+
+static int repr_str(struct jinja_render *r, struct jbuf *b, const char *p, size_t len)
+{
+    bool sq = memchr(p, '\'', len) != NULL, dq = memchr(p, '"', len) != NULL;
+    char quote = sq && !dq ? '"' : '\'';
+    int rc = jbuf_putc(r, b, quote);
+
+    for (size_t i = 0, next; i < len && !rc; i = next) {
+        int32_t cp;
+        char tmp[12];
+
+        next = u8_next(p, len, i, &cp);
+        if (cp == quote || cp == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)cp;
+            rc = jbuf_put(r, b, tmp, 2);
+        } else if (cp == '\n') {
+            rc = jbuf_put(r, b, "\\n", 2);
+        } else if (cp == '\r') {
+            rc = jbuf_put(r, b, "\\r", 2);
+        } else if (cp == '\t') {
+            rc = jbuf_put(r, b, "\\t", 2);
+        } else if (py_isprintable(cp)) {
+            rc = jbuf_put(r, b, p + i, next - i);
+        } else if (cp <= 0xff || (cp >= 0xdc80 && cp <= 0xdcff)) {
+            rc = jbuf_put(r, b, tmp, (size_t)sprintf(tmp, "\\x%02x", cp <= 0xff ? cp : cp - 0xdc00));
+        } else if (cp <= 0xffff) {
+            rc = jbuf_put(r, b, tmp, (size_t)sprintf(tmp, "\\u%04x", cp));
+        } else {
+            rc = jbuf_put(r, b, tmp, (size_t)sprintf(tmp, "\\U%08x", cp));
+        }
+    }
+    return rc ? rc : jbuf_putc(r, b, quote);
+}
+
+static int repr_dict(struct jinja_render *r, struct jbuf *b, const struct jv_dict *d, int depth)
+{
+    int rc = jbuf_putc(r, b, '{');
+
+    for (size_t i = 0; i < d->len && !rc; i++) {
+        if (i)
+            rc = jbuf_put(r, b, ", ", 2);
+        if (!rc)
+            rc = jv_write_repr(r, b, d->keys[i], depth + 1);
+        if (!rc)
+            rc = jbuf_put(r, b, ": ", 2);
+        if (!rc)
+            rc = jv_write_repr(r, b, d->vals[i], depth + 1);
+    }
+    return rc ? rc : jbuf_putc(r, b, '}');
+}
+
+int jv_write_repr(struct jinja_render *r, struct jbuf *b, struct jv v, int depth)
+{
+    int rc;
+
+    if (depth > r->lim->max_depth)
+        return jr_fail(r, "value nested too deeply to print");
+    if ((rc = jr_charge(r, 1)))
+        return rc;
+    switch (v.type) {
+    case JV_UNDEF:
+        return jbuf_puts(r, b, "Undefined");
+    case JV_STR:
+        return repr_str(r, b, v.s.p, v.s.len);
+    case JV_LIST: {
+        bool tuple = v.flags & JV_F_TUPLE;
+
+        if (v.flags & JV_F_GEN)
+            return jbuf_puts(r, b, "<generator object>");
+        if (v.flags & JV_F_VIEW) {
+            struct jv plain = jv_list_val(v.list, 0);
+
+            if ((rc = jbuf_puts(r, b, jv_type_name(v))) || (rc = jbuf_putc(r, b, '(')) ||
+                (rc = jv_write_repr(r, b, plain, depth + 1)))
+                return rc;
+            return jbuf_putc(r, b, ')');
+        }
+        rc = jbuf_putc(r, b, tuple ? '(' : '[');
+        for (size_t i = 0; i < v.list->len && !rc; i++) {
+            if (i)
+                rc = jbuf_put(r, b, ", ", 2);
+            if (!rc)
+                rc = jv_write_repr(r, b, v.list->items[i], depth + 1);
+        }
+        if (!rc && tuple && v.list->len == 1)
+            rc = jbuf_putc(r, b, ',');
+        return rc ? rc : jbuf_putc(r, b, tuple ? ')' : ']');
+    }
+    case JV_DICT:
+        return repr_dict(r, b, v.dict, depth);
+    case JV_NS:
+        if ((rc = jbuf_puts(r, b, "<Namespace ")) || (rc = repr_dict(r, b, v.dict, depth)))
+            return rc;
+        return jbuf_putc(r, b, '>');
+    default:
+        return jv_write_str(r, b, v);
+    }
+}
+
+int jv_write_str(struct jinja_render *r, struct jbuf *b, struct jv v)
+{
+    char tmp[64];
+
+    switch (v.type) {
+    case JV_UNDEF: return 0;
+    case JV_NONE: return jbuf_put(r, b, "None", 4);
+    case JV_BOOL: return v.b ? jbuf_put(r, b, "True", 4) : jbuf_put(r, b, "False", 5);
+    case JV_INT: return put_int(r, b, v.i);
+    case JV_FLOAT: return put_float(r, b, v.f);
+    case JV_STR: return jbuf_put(r, b, v.s.p, v.s.len);
+    case JV_LIST: case JV_DICT: case JV_NS: return jv_write_repr(r, b, v, 0);
+    case JV_MACRO:
+        snprintf(tmp, sizeof tmp, "<Macro '%.*s'>", (int)MIN(v.closure->macro->len, 40),
+                 v.closure->macro->name);
+        return jbuf_puts(r, b, tmp);
+    case JV_LOOP:
+        snprintf(tmp, sizeof tmp, "<LoopContext %zu/%zu>", v.loop->index0 + 1, v.loop->items->len);
+        return jbuf_puts(r, b, tmp);
+    default:
+        return jbuf_puts(r, b, "<built-in method>");
+    }
+}
+
+int jv_to_str(struct jinja_render *r, struct jv v, struct jv *out)
+{
+    struct jbuf b = { .max = r->lim->max_output_bytes };
+    int rc;
+
+    if (v.type == JV_STR) {
+        *out = v;
+        out->flags &= JV_F_SAFE;
+        return 0;
+    }
+    if ((rc = jv_write_str(r, &b, v))) {
+        jbuf_fini(&b);
+        return rc;
+    }
+    return jbuf_to_str(r, &b, out);
+}
+
+/* ---- json.dumps ---- */
+
+static int json_str(struct jinja_render *r, struct jbuf *b, const char *p, size_t len, bool ascii)
+{
+    int rc = jbuf_putc(r, b, '"');
+    size_t run = 0;   /* start of bytes not yet written */
+
+    for (size_t i = 0, next; i < len && !rc; i = next) {
+        unsigned char c = (unsigned char)p[i];
+        int32_t cp = c;
+        char tmp[16];
+        const char *esc = NULL;
+        size_t n = 0;
+
+        next = c < 0x80 ? i + 1 : u8_next(p, len, i, &cp);
+        switch (cp) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        default:
+            if (cp < 0x20 || (ascii && cp >= 0x7f)) {
+                if (cp >= 0xdc80 && cp <= 0xdcff && !ascii)
+                    continue;   /* a stray byte goes out as it came in */
+                if (cp > 0xffff) {
+                    int32_t v = cp - 0x10000;
+
+                    n = (size_t)sprintf(tmp, "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff));
+                } else {
+                    n = (size_t)sprintf(tmp, "\\u%04x", cp);
+                }
+                esc = tmp;
+            }
+        }
+        if (!esc)
+            continue;
+        rc = jbuf_put(r, b, p + run, i - run);
+        if (!rc)
+            rc = jbuf_put(r, b, esc, n ? n : strlen(esc));
+        run = next;
+    }
+    if (!rc)
+        rc = jbuf_put(r, b, p + run, len - run);
+    return rc ? rc : jbuf_putc(r, b, '"');
+}
+
+static int json_newline(struct jinja_render *r, struct jbuf *b, const struct jv_json_opts *o, int level)
+{
+    int rc = jbuf_putc(r, b, '\n');
+
+    for (int i = 0; i < level && !rc; i++)
+        rc = jbuf_puts(r, b, o->indent);
+    return rc;
+}
+
+/* A dict key as json.dumps converts it. */
+static int json_key(struct jinja_render *r, struct jbuf *b, struct jv k, const struct jv_json_opts *o)
+{
+    struct jbuf tmp = { .max = r->lim->max_output_bytes };
+    int rc;
+
+    switch (k.type) {
+    case JV_STR:
+        return json_str(r, b, k.s.p, k.s.len, o->ensure_ascii);
+    case JV_NONE:
+        return jbuf_puts(r, b, "\"null\"");
+    case JV_BOOL:
+        return jbuf_puts(r, b, k.b ? "\"true\"" : "\"false\"");
+    case JV_INT: case JV_FLOAT:
+        if (k.type == JV_FLOAT && (isnan(k.f) || isinf(k.f)))
+            rc = jbuf_puts(r, &tmp, isnan(k.f) ? "NaN" : k.f > 0 ? "Infinity" : "-Infinity");
+        else
+            rc = jv_write_str(r, &tmp, k);
+        if (!rc)
+            rc = json_str(r, b, tmp.p, tmp.len, false);
+        jbuf_fini(&tmp);
+        return rc;
+    default:
+        return jr_fail(r, "keys must be str, int, float, bool or None, not %s", jv_type_name(k));
+    }
+}
+
+static int key_less(struct jinja_render *r, struct jv a, struct jv b, void *ctx, bool *out)
+{
+    (void)ctx;
+    return jv_lt(r, a, b, out);
+}
+
+static int json_dict(struct jinja_render *r, struct jbuf *b, const struct jv_dict *d,
+                     const struct jv_json_opts *o, int level)
+{
+    const struct jv *keys = d->keys;
+    int rc;
+
+    if (!d->len)
+        return jbuf_put(r, b, "{}", 2);
+    if (o->sort_keys) {
+        struct jv *sorted = jr_alloc(r, d->len * sizeof *sorted);
+
+        if (!sorted)
+            return -ENOMEM;
+        memcpy(sorted, d->keys, d->len * sizeof *sorted);
+        if ((rc = jv_sort(r, sorted, d->len, key_less, NULL)))
+            return rc;
+        keys = sorted;
+    }
+    rc = jbuf_putc(r, b, '{');
+    for (size_t i = 0; i < d->len && !rc; i++) {
+        struct jv val = jv_none();
+
+        jv_dict_get(d, keys[i], &val);
+        if (i)
+            rc = jbuf_puts(r, b, o->item_sep);
+        if (!rc && o->indent)
+            rc = json_newline(r, b, o, level + 1);
+        if (!rc)
+            rc = json_key(r, b, keys[i], o);
+        if (!rc)
+            rc = jbuf_puts(r, b, o->key_sep);
+        if (!rc)
+            rc = jv_write_json(r, b, val, o, level + 1);
+    }
+    if (!rc && o->indent)
+        rc = json_newline(r, b, o, level);
+    return rc ? rc : jbuf_putc(r, b, '}');
+}
+
+int jv_write_json(struct jinja_render *r, struct jbuf *b, struct jv v, const struct jv_json_opts *o,
+                  int level)
+{
+    int rc;
+
+    if (level > r->lim->max_depth)
+        return jr_fail(r, "value nested too deeply for tojson");
+    if ((rc = jr_charge(r, 1)))
+        return rc;
+    switch (v.type) {
+    case JV_NONE: return jbuf_put(r, b, "null", 4);
+    case JV_BOOL: return v.b ? jbuf_put(r, b, "true", 4) : jbuf_put(r, b, "false", 5);
+    case JV_INT: return put_int(r, b, v.i);
+    case JV_FLOAT:
+        if (isnan(v.f))
+            return jbuf_puts(r, b, "NaN");
+        if (isinf(v.f))
+            return jbuf_puts(r, b, v.f > 0 ? "Infinity" : "-Infinity");
+        return put_float(r, b, v.f);
+    case JV_STR: return json_str(r, b, v.s.p, v.s.len, o->ensure_ascii);
+    case JV_DICT: return json_dict(r, b, v.dict, o, level);
+    case JV_LIST:
+        if (!(v.flags & (JV_F_GEN | JV_F_VIEW))) {
+            if (!v.list->len)
+                return jbuf_put(r, b, "[]", 2);
+            rc = jbuf_putc(r, b, '[');
+            for (size_t i = 0; i < v.list->len && !rc; i++) {
+                if (i)
+                    rc = jbuf_puts(r, b, o->item_sep);
+                if (!rc && o->indent)
+                    rc = json_newline(r, b, o, level + 1);
+                if (!rc)
+                    rc = jv_write_json(r, b, v.list->items[i], o, level + 1);
+            }
+            if (!rc && o->indent)
+                rc = json_newline(r, b, o, level);
+            return rc ? rc : jbuf_putc(r, b, ']');
+        }
+        return jr_fail(r, "Object of type %s is not JSON serializable", jv_type_name(v));
+    default:
+        return jr_fail(r, "Object of type %s is not JSON serializable", jv_type_name(v));
+    }
+}

@@ -1,0 +1,569 @@
+/* jinja_parser.c — tokens to a syntax tree: the statements (if, for, set, macro, call,
+ * filter, with, generation, break, continue) and the template around them, by recursive
+ * descent; expressions are jinja_expr.c. Nesting is bounded, so no input can exhaust the
+ * stack.
+ *
+ * Node fields by kind (struct jnode in jinja.h):
+ *   IF a=test b=body c=the elif (an IF) d=else body   FOR a=target b=iter c=filter
+ *   d=body e=else body   SET a=target b=value   SET_BLOCK a=target b=body c=filter chain
+ *   MACRO macro   CALL_BLOCK a=call macro=the caller   FILTER_BLOCK a=chain b=body
+ *   WITH a=SET list b=body   ATTR a=object str=name   ITEM a=object b=key
+ *   SLICE a=object b,c,d=start,stop,step   CALL a=callee b=args   FILTER/TEST a=operand
+ *   b=args   BINOP/AND/OR a,b   NEG/POS/NOT a   COMPARE a=left b=CMP_OP list (each a=right)
+ *   COND a=value b=test c=else   LIST/TUPLE a=items   DICT a=PAIR list (a=key b=value)
+ *   KWARG str=name a=value   NSREF a=NAME str=attribute */
+#include "engine/chat_template/jinja.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine/base/util.h" /* errf, ERR_LEN */
+
+void jp__describe(const struct jtoken *t, char *buf, size_t n)
+{
+    static const char *const opname[] = {
+        [OP_ADD] = "+", [OP_SUB] = "-", [OP_MUL] = "*", [OP_DIV] = "/", [OP_FLOORDIV] = "//",
+        [OP_MOD] = "%", [OP_POW] = "**", [OP_TILDE] = "~", [OP_EQ] = "==", [OP_NE] = "!=",
+        [OP_LT] = "<", [OP_LE] = "<=", [OP_GT] = ">", [OP_GE] = ">=", [OP_ASSIGN] = "=",
+        [OP_LPAREN] = "(", [OP_RPAREN] = ")", [OP_LBRACKET] = "[", [OP_RBRACKET] = "]",
+        [OP_LBRACE] = "{", [OP_RBRACE] = "}", [OP_COMMA] = ",", [OP_DOT] = ".", [OP_COLON] = ":",
+        [OP_PIPE] = "|", [OP_SEMICOLON] = ";",
+    };
+
+    switch (t->type) {
+    case JT_EOF: snprintf(buf, n, "end of template"); break;
+    case JT_DATA: snprintf(buf, n, "template data"); break;
+    case JT_VAR_BEGIN: snprintf(buf, n, "begin of print statement"); break;
+    case JT_VAR_END: snprintf(buf, n, "end of print statement"); break;
+    case JT_BLOCK_BEGIN: snprintf(buf, n, "begin of statement block"); break;
+    case JT_BLOCK_END: snprintf(buf, n, "end of statement block"); break;
+    case JT_NAME: snprintf(buf, n, "'%.*s'", (int)MIN(t->len, 60), t->p); break;
+    case JT_STRING: snprintf(buf, n, "string"); break;
+    case JT_INT: snprintf(buf, n, "integer"); break;
+    case JT_FLOAT: snprintf(buf, n, "float"); break;
+    default: snprintf(buf, n, "'%s'", t->op < ARRAY_LEN(opname) && opname[t->op] ? opname[t->op] : "?");
+    }
+}
+
+int jp__fail_at(struct jparser *p, const struct jtoken *t, const char *fmt, ...)
+{
+    char msg[ERR_LEN];
+    va_list ap;
+
+    if (p->failed)
+        return -EINVAL;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    errf(p->err, "line %u, column %u: %s", t->line, t->col, msg);
+    p->failed = true;
+    return -EINVAL;
+}
+
+int jp__fail_expected(struct jparser *p, const char *what)
+{
+    char got[96];
+
+    jp__describe(jp_cur(p), got, sizeof got);
+    return jp__fail_at(p, jp_cur(p), "expected %s, got %s", what, got);
+}
+
+struct jnode *jp__node(struct jparser *p, int kind, const struct jtoken *at)
+{
+    struct jnode *n = jinja_arena_alloc(p->a, sizeof *n);
+
+    if (!n) {
+        if (!p->failed)
+            errf(p->err, "template too large to parse");
+        p->failed = true;
+        return NULL;
+    }
+    n->kind = (uint8_t)kind;
+    n->line = at->line;
+    return n;
+}
+
+int jp__expect_op(struct jparser *p, int op, const char *what)
+{
+    if (!jp_tok_op(jp_cur(p), op))
+        return jp__fail_expected(p, what);
+    jp_advance(p);
+    return 0;
+}
+
+static int expect_block_end(struct jparser *p)
+{
+    if (jp_cur(p)->type != JT_BLOCK_END)
+        return jp__fail_expected(p, "end of statement block");
+    jp_advance(p);
+    return 0;
+}
+
+int jp__enter(struct jparser *p)
+{
+    if (++p->depth > JINJA_MAX_NESTING)
+        return jp__fail_at(p, jp_cur(p), "template nested more than %d levels deep", JINJA_MAX_NESTING);
+    return 0;
+}
+static struct jnode *parse_assign_target(struct jparser *p, bool allow_nsref)
+{
+    const struct jtoken *at = jp_cur(p);
+    struct jnode *items = NULL, **tail = &items, *n;
+    int count = 0;
+    bool parens = jp_tok_op(at, OP_LPAREN);
+
+    if (parens)
+        jp_advance(p);
+    for (;;) {
+        const struct jtoken *t = jp_cur(p);
+
+        if (t->type != JT_NAME) {
+            jp__fail_expected(p, "a name to assign to");
+            return NULL;
+        }
+        if (!(n = jp__node(p, JN_NAME, t)))
+            return NULL;
+        n->str = t->p;
+        n->len = t->len;
+        jp_advance(p);
+        if (allow_nsref && !count && jp_tok_op(jp_cur(p), OP_DOT) && !parens) {
+            struct jnode *ref = jp__node(p, JN_NSREF, t);
+
+            jp_advance(p);
+            if (!ref || jp_cur(p)->type != JT_NAME) {
+                jp__fail_expected(p, "an attribute name");
+                return NULL;
+            }
+            ref->a = n;
+            ref->str = jp_cur(p)->p;
+            ref->len = jp_cur(p)->len;
+            jp_advance(p);
+            return ref;
+        }
+        *tail = n;
+        tail = &n->next;
+        count++;
+        if (!jp_tok_op(jp_cur(p), OP_COMMA))
+            break;
+        jp_advance(p);
+        if (parens && jp_tok_op(jp_cur(p), OP_RPAREN))
+            break;
+    }
+    if (parens && jp__expect_op(p, OP_RPAREN, "')'"))
+        return NULL;
+    if (count == 1 && !parens)
+        return items;
+    if (!(n = jp__node(p, JN_TUPLE, at)))
+        return NULL;
+    n->a = items;
+    return n;
+}
+
+/* ---- statements ---- */
+
+static struct jnode *parse_body(struct jparser *p, const char *const *ends, const char *block);
+
+static bool at_name_in(const struct jparser *p, const char *const *names)
+{
+    for (; names && *names; names++)
+        if (jp_tok_name(jp_cur(p), *names))
+            return true;
+    return false;
+}
+
+/* Ends a block's body: consumes "{% name", which parse_body left. */
+static int end_tag(struct jparser *p, const char *name)
+{
+    if (!jp_tok_name(jp_cur(p), name))
+        return jp__fail_expected(p, name);
+    jp_advance(p);
+    return expect_block_end(p);
+}
+
+static struct jnode *parse_if(struct jparser *p, const struct jtoken *at)
+{
+    static const char *const ends[] = { "elif", "else", "endif", NULL };
+    static const char *const end_only[] = { "endif", NULL };
+    struct jnode *n = jp__node(p, JN_IF, at), *tail = n;
+
+    if (!n || !(n->a = jp__tuple(p, false, NULL, false)) || expect_block_end(p))
+        return NULL;
+    if (!(n->b = parse_body(p, ends, "if")) && p->failed)
+        return NULL;
+    while (jp_tok_name(jp_cur(p), "elif")) {
+        struct jnode *e = jp__node(p, JN_IF, jp_cur(p));
+
+        jp_advance(p);
+        if (!e || !(e->a = jp__tuple(p, false, NULL, false)) || expect_block_end(p))
+            return NULL;
+        if (!(e->b = parse_body(p, ends, "if")) && p->failed)
+            return NULL;
+        tail->c = e;
+        tail = e;
+    }
+    if (jp_tok_name(jp_cur(p), "else")) {
+        jp_advance(p);
+        if (expect_block_end(p))
+            return NULL;
+        if (!(tail->d = parse_body(p, end_only, "if")) && p->failed)
+            return NULL;
+    }
+    return end_tag(p, "endif") ? NULL : n;
+}
+
+static struct jnode *parse_for(struct jparser *p, const struct jtoken *at)
+{
+    static const char *const ends[] = { "endfor", "else", NULL };
+    static const char *const end_only[] = { "endfor", NULL };
+    struct jnode *n = jp__node(p, JN_FOR, at);
+
+    if (!n || !(n->a = parse_assign_target(p, false)))
+        return NULL;
+    if (!jp_tok_name(jp_cur(p), "in")) {
+        jp__fail_expected(p, "'in'");
+        return NULL;
+    }
+    jp_advance(p);
+    if (!(n->b = jp__tuple(p, false, "recursive", false)))
+        return NULL;
+    if (jp_tok_name(jp_cur(p), "if")) {
+        jp_advance(p);
+        if (!(n->c = jp__expression(p, true)))
+            return NULL;
+    }
+    if (jp_tok_name(jp_cur(p), "recursive")) {
+        jp__fail_at(p, jp_cur(p), "recursive for loops are not supported");
+        return NULL;
+    }
+    if (expect_block_end(p))
+        return NULL;
+    p->loops++;
+    n->d = parse_body(p, ends, "for");
+    p->loops--;
+    if (p->failed)
+        return NULL;
+    if (jp_tok_name(jp_cur(p), "else")) {
+        jp_advance(p);
+        if (expect_block_end(p))
+            return NULL;
+        if (!(n->e = parse_body(p, end_only, "for")) && p->failed)
+            return NULL;
+    }
+    return end_tag(p, "endfor") ? NULL : n;
+}
+
+/* The filters of {% set x | f %} and {% filter f %}: a chain over JN_BLOCK_INPUT. */
+static struct jnode *parse_block_filters(struct jparser *p, bool start_inline)
+{
+    struct jnode *in = jp__node(p, JN_BLOCK_INPUT, jp_cur(p));
+
+    return in ? jp__filter(p, in, start_inline) : NULL;
+}
+
+static struct jnode *parse_set(struct jparser *p, const struct jtoken *at)
+{
+    static const char *const ends[] = { "endset", NULL };
+    struct jnode *n = jp__node(p, JN_SET, at);
+
+    if (!n || !(n->a = parse_assign_target(p, true)))
+        return NULL;
+    if (jp_tok_op(jp_cur(p), OP_ASSIGN)) {
+        jp_advance(p);
+        if (!(n->b = jp__tuple(p, true, NULL, false)) || expect_block_end(p))
+            return NULL;
+        return n;
+    }
+    n->kind = JN_SET_BLOCK;
+    if (jp_tok_op(jp_cur(p), OP_PIPE) && !(n->c = parse_block_filters(p, false)))
+        return NULL;
+    if (expect_block_end(p))
+        return NULL;
+    if (!(n->b = parse_body(p, ends, "set")) && p->failed)
+        return NULL;
+    return end_tag(p, "endset") ? NULL : n;
+}
+
+/* ( name, name=default, … ) of a macro or a caller. */
+static int parse_params(struct jparser *p, struct jinja_macro *m)
+{
+    struct jnode **tail = (struct jnode **)&m->params;
+    bool defaults = false;
+
+    if (jp__expect_op(p, OP_LPAREN, "'('"))
+        return -EINVAL;
+    while (!jp_tok_op(jp_cur(p), OP_RPAREN)) {
+        struct jnode *n;
+
+        if (m->nparams && jp__expect_op(p, OP_COMMA, "',' or ')'"))
+            return -EINVAL;
+        if (jp_tok_op(jp_cur(p), OP_RPAREN))
+            break;
+        if (jp_cur(p)->type != JT_NAME)
+            return jp__fail_expected(p, "a parameter name");
+        if (!(n = jp__node(p, JN_NAME, jp_cur(p))))
+            return -ENOMEM;
+        n->str = jp_cur(p)->p;
+        n->len = jp_cur(p)->len;
+        jp_advance(p);
+        if (jp_tok_op(jp_cur(p), OP_ASSIGN)) {
+            jp_advance(p);
+            if (!(n->a = jp__expression(p, true)))
+                return -EINVAL;
+            defaults = true;
+        } else if (defaults) {
+            return jp__fail_at(p, jp_cur(p), "non-default argument follows default argument");
+        }
+        if (++m->nparams > JINJA_MAX_ARGS)
+            return jp__fail_at(p, jp_cur(p), "more than %d macro parameters", JINJA_MAX_ARGS);
+        *tail = n;
+        tail = &n->next;
+    }
+    jp_advance(p);
+    return 0;
+}
+
+static struct jnode *parse_macro(struct jparser *p, const struct jtoken *at)
+{
+    static const char *const ends[] = { "endmacro", NULL };
+    struct jnode *n = jp__node(p, JN_MACRO, at);
+    struct jinja_macro *m = jinja_arena_alloc(p->a, sizeof *m);
+    int loops = p->loops;
+
+    if (!n || !m)
+        return NULL;
+    if (jp_cur(p)->type != JT_NAME) {
+        jp__fail_expected(p, "a macro name");
+        return NULL;
+    }
+    m->name = jp_cur(p)->p;
+    m->len = jp_cur(p)->len;
+    jp_advance(p);
+    if (parse_params(p, m) || expect_block_end(p))
+        return NULL;
+    p->loops = 0;
+    m->body = parse_body(p, ends, "macro");
+    p->loops = loops;
+    if (p->failed || end_tag(p, "endmacro"))
+        return NULL;
+    n->str = m->name;
+    n->len = m->len;
+    n->macro = m;
+    return n;
+}
+
+static struct jnode *parse_call_block(struct jparser *p, const struct jtoken *at)
+{
+    static const char *const ends[] = { "endcall", NULL };
+    struct jnode *n = jp__node(p, JN_CALL_BLOCK, at);
+    struct jinja_macro *m = jinja_arena_alloc(p->a, sizeof *m);
+    int loops = p->loops;
+
+    if (!n || !m)
+        return NULL;
+    m->name = "caller";
+    m->len = 6;
+    if (jp_tok_op(jp_cur(p), OP_LPAREN) && parse_params(p, m))
+        return NULL;
+    if (!(n->a = jp__expression(p, true)))
+        return NULL;
+    if (n->a->kind != JN_CALL) {
+        jp__fail_at(p, at, "expected a call after 'call'");
+        return NULL;
+    }
+    if (expect_block_end(p))
+        return NULL;
+    p->loops = 0;
+    m->body = parse_body(p, ends, "call");
+    p->loops = loops;
+    if (p->failed || end_tag(p, "endcall"))
+        return NULL;
+    n->macro = m;
+    return n;
+}
+
+static struct jnode *parse_with(struct jparser *p, const struct jtoken *at)
+{
+    static const char *const ends[] = { "endwith", NULL };
+    struct jnode *n = jp__node(p, JN_WITH, at), **tail;
+
+    if (!n)
+        return NULL;
+    tail = &n->a;
+    while (jp_cur(p)->type != JT_BLOCK_END) {
+        struct jnode *s;
+
+        if (n->a && jp__expect_op(p, OP_COMMA, "','"))
+            return NULL;
+        if (!(s = jp__node(p, JN_SET, jp_cur(p))) || !(s->a = parse_assign_target(p, false)) ||
+            jp__expect_op(p, OP_ASSIGN, "'='") || !(s->b = jp__expression(p, true)))
+            return NULL;
+        *tail = s;
+        tail = &s->next;
+    }
+    jp_advance(p);
+    if (!(n->b = parse_body(p, ends, "with")) && p->failed)
+        return NULL;
+    return end_tag(p, "endwith") ? NULL : n;
+}
+
+static struct jnode *parse_statement(struct jparser *p)
+{
+    const struct jtoken *at = jp_cur(p);
+    struct jnode *n = NULL;
+
+    if (at->type != JT_NAME) {
+        jp__fail_expected(p, "a tag name");
+        return NULL;
+    }
+    if (jp__enter(p))
+        return NULL;
+    jp_advance(p);
+    if (jp_tok_name(at, "if")) {
+        n = parse_if(p, at);
+    } else if (jp_tok_name(at, "for")) {
+        n = parse_for(p, at);
+    } else if (jp_tok_name(at, "set")) {
+        n = parse_set(p, at);
+    } else if (jp_tok_name(at, "macro")) {
+        n = parse_macro(p, at);
+    } else if (jp_tok_name(at, "call")) {
+        n = parse_call_block(p, at);
+    } else if (jp_tok_name(at, "with")) {
+        n = parse_with(p, at);
+    } else if (jp_tok_name(at, "filter")) {
+        static const char *const ends[] = { "endfilter", NULL };
+
+        if ((n = jp__node(p, JN_FILTER_BLOCK, at)) && (n->a = parse_block_filters(p, true)) &&
+            !expect_block_end(p)) {
+            n->b = parse_body(p, ends, "filter");
+            if (p->failed || end_tag(p, "endfilter"))
+                n = NULL;
+        } else {
+            n = NULL;
+        }
+    } else if (jp_tok_name(at, "generation")) {
+        /* transformers' AssistantTracker: the body renders as it is, in its own scope. */
+        static const char *const ends[] = { "endgeneration", NULL };
+
+        if ((n = jp__node(p, JN_WITH, at)) && !expect_block_end(p)) {
+            n->b = parse_body(p, ends, "generation");
+            if (p->failed || end_tag(p, "endgeneration"))
+                n = NULL;
+        } else {
+            n = NULL;
+        }
+    } else if (jp_tok_name(at, "break") || jp_tok_name(at, "continue")) {
+        if (!p->loops)
+            jp__fail_at(p, at, "'%.*s' outside a for loop", (int)at->len, at->p);
+        else if ((n = jp__node(p, jp_tok_name(at, "break") ? JN_BREAK : JN_CONTINUE, at)) && expect_block_end(p))
+            n = NULL;
+    } else if (p->block) {
+        jp__fail_at(p, at, "unexpected tag '%.*s' inside '%s'", (int)MIN(at->len, 60), at->p, p->block);
+    } else {
+        jp__fail_at(p, at, "unknown tag '%.*s'", (int)MIN(at->len, 60), at->p);
+    }
+    p->depth--;
+    return n;
+}
+
+/* Statements up to "{% <one of ends>" (left at the name) or the end of the template. */
+static struct jnode *parse_body(struct jparser *p, const char *const *ends, const char *block)
+{
+    struct jnode *head = NULL, **tail = &head, *n;
+    const char *outer = p->block;
+
+    p->block = block;
+    for (;;) {
+        const struct jtoken *t = jp_cur(p);
+
+        if (t->type == JT_EOF) {
+            if (ends) {
+                const char *const *e = ends;
+
+                while (e[1] && strncmp(*e, "end", 3))
+                    e++;
+                jp__fail_at(p, t, "unexpected end of template: '%s' is missing (the innermost open "
+                        "block is '%s')", *e, block);
+                return NULL;
+            }
+            break;
+        }
+        if (t->type == JT_DATA) {
+            if (!(n = jp__node(p, JN_TEXT, t)))
+                return NULL;
+            n->str = t->p;
+            n->len = t->len;
+            jp_advance(p);
+        } else if (t->type == JT_VAR_BEGIN) {
+            jp_advance(p);
+            if (!(n = jp__node(p, JN_OUTPUT, t)) || !(n->a = jp__tuple(p, true, NULL, false)))
+                return NULL;
+            if (jp_cur(p)->type != JT_VAR_END) {
+                jp__fail_expected(p, "end of print statement");
+                return NULL;
+            }
+            jp_advance(p);
+        } else if (t->type == JT_BLOCK_BEGIN) {
+            jp_advance(p);
+            if (at_name_in(p, ends))
+                break;
+            if (!(n = parse_statement(p)))
+                return NULL;
+        } else {
+            char got[96];
+
+            jp__describe(t, got, sizeof got);
+            jp__fail_at(p, t, "unexpected %s", got);
+            return NULL;
+        }
+        *tail = n;
+        tail = &n->next;
+    }
+    p->block = outer;
+    return head;
+}
+
+int jinja_parse(struct jinja_template **out, const char *src, size_t len, char *err)
+{
+    struct jinja_template *t = calloc(1, sizeof *t);
+    struct jparser p = { .err = err };
+    struct jtoken *toks;
+    size_t n;
+    int rc;
+
+    *out = NULL;
+    if (!t)
+        return -ENOMEM;
+    /* The tree, tokens and source copy take a small multiple of the source. */
+    if (!(t->arena = jinja_arena_create(64 * len + (1u << 20)))) {
+        free(t);
+        return -ENOMEM;
+    }
+    if ((rc = jinja_lex(t->arena, src, len, &toks, &n, err)))
+        goto fail;
+    p.a = t->arena;
+    p.t = toks;
+    p.n = n;
+    t->body = parse_body(&p, NULL, NULL);
+    if (p.failed) {
+        rc = -EINVAL;
+        goto fail;
+    }
+    *out = t;
+    return 0;
+fail:
+    if (rc == -ENOMEM)
+        errf(err, "template too large to parse (%zu bytes)", len);
+    jinja_template_destroy(t);
+    return rc;
+}
+
+void jinja_template_destroy(struct jinja_template *t)
+{
+    if (!t)
+        return;
+    jinja_arena_destroy(t->arena);
+    free(t);
+}

@@ -1,0 +1,181 @@
+/* jinja_tests.c — Jinja's tests (`x is defined`, `is string`, `is divisibleby 3` …) with
+ * Python's notion of the types behind them (a bool is a number, a dict is a sequence,
+ * Undefined is iterable), also used by select / reject / selectattr / rejectattr. */
+#include "engine/chat_template/jinja.h"
+
+#include <errno.h>
+#include <math.h>
+
+#include "engine/base/util.h" /* ARRAY_LEN */
+
+/* ---- tests ---- */
+
+enum {
+    T_DEFINED, T_UNDEFINED, T_NONE, T_STRING, T_NUMBER, T_INTEGER, T_FLOAT, T_BOOLEAN, T_MAPPING,
+    T_ITERABLE, T_SEQUENCE, T_TRUE, T_FALSE, T_CALLABLE, T_LOWER, T_UPPER, T_ODD, T_EVEN,
+    T_DIVISIBLEBY, T_EQ, T_NE, T_LT, T_LE, T_GT, T_GE, T_IN, T_SAMEAS, T_ESCAPED, T_FILTER, T_TEST,
+};
+
+static const struct { const char *name; int id; } tests[] = {
+    { "defined", T_DEFINED }, { "undefined", T_UNDEFINED }, { "none", T_NONE }, { "string", T_STRING },
+    { "number", T_NUMBER }, { "integer", T_INTEGER }, { "float", T_FLOAT }, { "boolean", T_BOOLEAN },
+    { "mapping", T_MAPPING }, { "iterable", T_ITERABLE }, { "sequence", T_SEQUENCE }, { "true", T_TRUE },
+    { "false", T_FALSE }, { "callable", T_CALLABLE }, { "lower", T_LOWER }, { "upper", T_UPPER },
+    { "odd", T_ODD }, { "even", T_EVEN }, { "divisibleby", T_DIVISIBLEBY },
+    { "eq", T_EQ }, { "equalto", T_EQ }, { "==", T_EQ }, { "ne", T_NE }, { "!=", T_NE },
+    { "lt", T_LT }, { "lessthan", T_LT }, { "<", T_LT }, { "le", T_LE }, { "<=", T_LE },
+    { "gt", T_GT }, { "greaterthan", T_GT }, { ">", T_GT }, { "ge", T_GE }, { ">=", T_GE },
+    { "in", T_IN }, { "sameas", T_SAMEAS }, { "escaped", T_ESCAPED }, { "filter", T_FILTER },
+    { "test", T_TEST },
+};
+
+int jinja_test_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < ARRAY_LEN(tests); i++)
+        if (strlen(tests[i].name) == len && !memcmp(tests[i].name, name, len))
+            return (int)i;
+    return -1;
+}
+
+static int parity(struct jinja_render *r, struct jv v, int64_t *out)
+{
+    if (v.type == JV_INT || v.type == JV_BOOL) {
+        int64_t i = v.type == JV_INT ? v.i : v.b;
+
+        *out = ((i % 2) + 2) % 2;
+        return 0;
+    }
+    if (v.type == JV_FLOAT) {
+        double m = fmod(v.f, 2.0);
+
+        *out = m == 0 ? 0 : (m == 1 || m == -1) ? 1 : 2;
+        return 0;
+    }
+    if (v.type == JV_UNDEF)
+        return jr_undefined(r, v);
+    return jr_fail(r, "not all arguments converted during string formatting");
+}
+
+int jinja_test_apply(struct jinja_render *r, int id, struct jv in, const struct jcall_args *a, bool *out)
+{
+    const char *name;
+    struct jv arg = jv_undef(NULL);
+    int64_t p = 0;
+    int rc = 0;
+
+    *out = false;
+    if (id < 0 || (size_t)id >= ARRAY_LEN(tests))
+        return jr_fail(r, "unknown test");
+    name = tests[id].name;
+    id = tests[id].id;
+    if (id >= T_DIVISIBLEBY && id <= T_SAMEAS) {
+        if (a->npos != 1 || a->nkw)
+            return jr_fail(r, "test '%s' takes one positional argument", name);
+        arg = a->pos[0];
+    }
+    switch (id) {
+    case T_DEFINED: *out = in.type != JV_UNDEF; break;
+    case T_UNDEFINED: *out = in.type == JV_UNDEF; break;
+    case T_NONE: *out = in.type == JV_NONE; break;
+    case T_STRING: *out = in.type == JV_STR; break;
+    case T_NUMBER: *out = jv_is_num(in); break;
+    case T_INTEGER: *out = in.type == JV_INT; break;
+    case T_FLOAT: *out = in.type == JV_FLOAT; break;
+    case T_BOOLEAN: *out = in.type == JV_BOOL; break;
+    case T_MAPPING: *out = in.type == JV_DICT; break;
+    case T_ITERABLE: *out = in.type == JV_STR || in.type == JV_LIST || in.type == JV_DICT ||
+                            in.type == JV_UNDEF || in.type == JV_LOOP; break;
+    case T_SEQUENCE: *out = in.type == JV_STR || in.type == JV_DICT || in.type == JV_UNDEF ||
+                            (in.type == JV_LIST && !(in.flags & (JV_F_GEN | JV_F_VIEW))); break;
+    case T_TRUE: *out = in.type == JV_BOOL && in.b; break;
+    case T_FALSE: *out = in.type == JV_BOOL && !in.b; break;
+    case T_CALLABLE: *out = in.type == JV_MACRO || in.type == JV_FUNC || in.type == JV_UNDEF ||
+                            in.type == JV_LOOP; break;
+    case T_LOWER: case T_UPPER: {
+        /* str.islower() / isupper(): some cased character, none of the other case */
+        struct jv s, same, other;
+
+        if ((rc = jv_to_str(r, in, &s)) ||
+            (rc = jstr_case(r, s, id == T_LOWER ? JCASE_LOWER : JCASE_UPPER, &same)) ||
+            (rc = jstr_case(r, s, id == T_LOWER ? JCASE_UPPER : JCASE_LOWER, &other)))
+            return rc;
+        *out = same.s.len == s.s.len && !memcmp(same.s.p, s.s.p, s.s.len) &&
+               !(other.s.len == s.s.len && !memcmp(other.s.p, s.s.p, s.s.len));
+        break;
+    }
+    case T_ODD: case T_EVEN:
+        if ((rc = parity(r, in, &p)))
+            return rc;
+        *out = id == T_ODD ? p == 1 : p == 0;
+        break;
+    case T_DIVISIBLEBY:
+        if (!jv_is_num(in) || !jv_is_num(arg))
+            return jr_fail(r, "divisibleby needs numbers");
+        if (in.type == JV_FLOAT || arg.type == JV_FLOAT) {
+            double x = in.type == JV_FLOAT ? in.f : (double)(in.type == JV_INT ? in.i : in.b);
+            double y = arg.type == JV_FLOAT ? arg.f : (double)(arg.type == JV_INT ? arg.i : arg.b);
+
+            if (y == 0)
+                return jr_fail(r, "float modulo");
+            *out = fmod(x, y) == 0;
+        } else {
+            int64_t x = in.type == JV_INT ? in.i : in.b, y = arg.type == JV_INT ? arg.i : arg.b;
+
+            if (y == 0)
+                return jr_fail(r, "integer division or modulo by zero");
+            *out = y == -1 || x % y == 0;
+        }
+        break;
+    case T_EQ: return jv_eq(r, in, arg, out);
+    case T_NE: rc = jv_eq(r, in, arg, out); *out = !*out; break;
+    case T_LT: return jv_lt(r, in, arg, out);
+    case T_GT: return jv_lt(r, arg, in, out);
+    case T_LE: case T_GE: {
+        struct jv x = id == T_LE ? in : arg, y = id == T_LE ? arg : in;
+
+        if ((rc = jv_lt(r, x, y, out)) || *out)
+            return rc;
+        return jv_eq(r, x, y, out);
+    }
+    case T_IN: {
+        struct jv_list *l;
+
+        if (arg.type == JV_STR) {
+            if (in.type != JV_STR)
+                return jr_fail(r, "'in <string>' requires string as left operand, not %s", jv_type_name(in));
+            *out = !in.s.len || memmem(arg.s.p, arg.s.len, in.s.p, in.s.len);
+            break;
+        }
+        if (arg.type == JV_DICT) {
+            struct jv dummy;
+
+            *out = jv_dict_get(arg.dict, in, &dummy);
+            break;
+        }
+        if ((rc = jv_iterate(r, arg, &l)))
+            return rc;
+        for (size_t i = 0; i < l->len && !*out; i++)
+            if ((rc = jr_charge(r, 1)) || (rc = jv_eq(r, l->items[i], in, out)))
+                return rc;
+        break;
+    }
+    case T_SAMEAS:
+        if (in.type != arg.type)
+            *out = false;
+        else if (in.type == JV_NONE || in.type == JV_UNDEF)
+            *out = in.type == JV_NONE;
+        else if (in.type == JV_BOOL)
+            *out = in.b == arg.b;
+        else if (in.type == JV_INT)
+            *out = in.i == arg.i && in.i >= -5 && in.i <= 256;   /* CPython's small ints */
+        else if (in.type == JV_STR)
+            *out = in.s.p == arg.s.p && in.s.len == arg.s.len;
+        else
+            *out = in.list == arg.list;
+        break;
+    case T_ESCAPED: *out = in.type == JV_STR && (in.flags & JV_F_SAFE); break;
+    case T_FILTER: *out = in.type == JV_STR && jinja_filter_find(in.s.p, in.s.len) >= 0; break;
+    case T_TEST: *out = in.type == JV_STR && jinja_test_find(in.s.p, in.s.len) >= 0; break;
+    }
+    return rc;
+}

@@ -1,0 +1,746 @@
+/* jinja_value.c — the values a template computes with, as Python sees them: the per-render
+ * arena they live in, truthiness, equality and ordering, lists and insertion-ordered dicts
+ * (hashed past a few entries), conversion from cJSON, UTF-8 code points, and the error and
+ * work accounting every evaluator file shares (struct jinja_render). */
+#include "engine/chat_template/jinja.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <xxhash.h>
+
+#include "engine/base/util.h" /* ERR_LEN */
+
+/* ---- arena ---- */
+
+struct chunk {
+    struct chunk *next;
+    size_t used, cap;   /* bytes of data[] */
+    _Alignas(16) unsigned char data[];
+};
+
+struct jinja_arena {
+    struct chunk *head;
+    size_t total, max;  /* bytes taken from malloc so far, and the ceiling */
+};
+
+#define CHUNK_BYTES (64u << 10)
+
+struct jinja_arena *jinja_arena_create(size_t max_bytes)
+{
+    struct jinja_arena *a = calloc(1, sizeof *a);
+
+    if (a)
+        a->max = max_bytes;
+    return a;
+}
+
+void jinja_arena_destroy(struct jinja_arena *a)
+{
+    if (!a)
+        return;
+    for (struct chunk *c = a->head, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(a);
+}
+
+void *jinja_arena_alloc(struct jinja_arena *a, size_t n)
+{
+    struct chunk *c = a->head;
+    void *p;
+
+    if (n > a->max)
+        return NULL;
+    n = (n + 15) & ~(size_t)15;
+    if (!n)
+        n = 16;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > CHUNK_BYTES / 4 ? n : CHUNK_BYTES;
+
+        if (a->total + cap > a->max)
+            return NULL;
+        c = malloc(sizeof *c + cap);
+        if (!c)
+            return NULL;
+        a->total += cap;
+        c->used = 0;
+        c->cap = cap;
+        if (cap == n && a->head) {   /* a big block: keep bumping in the current chunk */
+            c->next = a->head->next;
+            a->head->next = c;
+        } else {
+            c->next = a->head;
+            a->head = c;
+        }
+    }
+    p = c->data + c->used;
+    c->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+size_t jinja_arena_used(const struct jinja_arena *a)
+{
+    return a->total;
+}
+
+/* ---- errors and accounting ---- */
+
+int jr_fail(struct jinja_render *r, const char *fmt, ...)
+{
+    char msg[ERR_LEN];
+    va_list ap;
+
+    if (r->failed)
+        return -EINVAL;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->failed = true;
+    errf(r->err, "line %u: %s", (unsigned)r->line, msg);
+    return -EINVAL;
+}
+
+int jr_oom(struct jinja_render *r)
+{
+    if (!r->failed) {
+        r->failed = true;
+        errf(r->err, "line %u: the template used more than %zu bytes of memory", (unsigned)r->line,
+             r->lim->max_memory_bytes);
+    }
+    return -ENOMEM;
+}
+
+int jr_charge(struct jinja_render *r, uint64_t n)
+{
+    r->work += n;
+    if (r->work > r->lim->max_work)
+        return jr_fail(r, "the template did more than %llu steps of work",
+                       (unsigned long long)r->lim->max_work);
+    return 0;
+}
+
+void *jr_alloc(struct jinja_render *r, size_t n)
+{
+    void *p = jinja_arena_alloc(r->arena, n);
+
+    if (!p)
+        jr_oom(r);
+    return p;
+}
+
+int jr_undefined(struct jinja_render *r, struct jv v)
+{
+    if (v.s.p)
+        return jr_fail(r, "%.*s", (int)v.s.len, v.s.p);
+    return jr_fail(r, "undefined value");
+}
+
+/* ---- UTF-8 ---- */
+
+size_t u8_next(const char *s, size_t len, size_t i, int32_t *cp)
+{
+    const unsigned char *p = (const unsigned char *)s + i;
+    size_t left = len - i, n;
+    uint32_t c = p[0], min;
+
+    if (c < 0x80) {
+        *cp = (int32_t)c;
+        return i + 1;
+    }
+    if (c >= 0xc2 && c < 0xe0)
+        n = 2, c &= 0x1f, min = 0x80;
+    else if (c >= 0xe0 && c < 0xf0)
+        n = 3, c &= 0x0f, min = 0x800;
+    else if (c >= 0xf0 && c < 0xf5)
+        n = 4, c &= 0x07, min = 0x10000;
+    else
+        goto bad;
+    if (left < n)
+        goto bad;
+    for (size_t k = 1; k < n; k++) {
+        if ((p[k] & 0xc0) != 0x80)
+            goto bad;
+        c = (c << 6) | (p[k] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c < 0xe000))
+        goto bad;
+    *cp = (int32_t)c;
+    return i + n;
+bad:
+    /* Python's surrogateescape: the byte stands for itself as U+DC80..U+DCFF. */
+    *cp = 0xdc00 + p[0];
+    return i + 1;
+}
+
+size_t u8_count(const char *p, size_t len)
+{
+    size_t n = 0;
+    int32_t cp;
+
+    for (size_t i = 0; i < len; n++) {
+        if ((unsigned char)p[i] < 0x80)
+            i++;
+        else
+            i = u8_next(p, len, i, &cp);
+    }
+    return n;
+}
+
+bool py_isspace(int32_t c)
+{
+    if (c < 0x80)
+        return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20);
+    return c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 ||
+           c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/* ---- Python semantics ---- */
+
+const char *jv_type_name(struct jv v)
+{
+    switch (v.type) {
+    case JV_UNDEF: return "Undefined";
+    case JV_NONE: return "NoneType";
+    case JV_BOOL: return "bool";
+    case JV_INT: return "int";
+    case JV_FLOAT: return "float";
+    case JV_STR: return "str";
+    case JV_LIST:
+        if (v.flags & JV_F_VIEW)
+            return v.flags & JV_F_ITEMS ? "dict_items" : v.flags & JV_F_KEYS ? "dict_keys" : "dict_values";
+        return v.flags & JV_F_GEN ? "generator" : v.flags & JV_F_TUPLE ? "tuple" : "list";
+    case JV_DICT: return "dict";
+    case JV_NS: return "Namespace";
+    case JV_MACRO: return "Macro";
+    case JV_FUNC: return "builtin_function_or_method";
+    case JV_LOOP: return "LoopContext";
+    }
+    return "object";
+}
+
+bool jv_truthy(struct jv v)
+{
+    switch (v.type) {
+    case JV_UNDEF: case JV_NONE: return false;
+    case JV_BOOL: return v.b;
+    case JV_INT: return v.i != 0;
+    case JV_FLOAT: return v.f != 0.0;
+    case JV_STR: return v.s.len != 0;
+    case JV_LIST: return (v.flags & JV_F_GEN) || v.list->len != 0;
+    case JV_DICT: return v.dict->len != 0;
+    default: return true;
+    }
+}
+
+static double num_f(struct jv v)
+{
+    return v.type == JV_FLOAT ? v.f : v.type == JV_INT ? (double)v.i : (double)v.b;
+}
+
+static int64_t num_i(struct jv v)
+{
+    return v.type == JV_INT ? v.i : (int64_t)v.b;
+}
+
+/* Numeric equality across bool, int and float, exact as Python's. */
+static bool num_eq(struct jv a, struct jv b)
+{
+    if (a.type != JV_FLOAT && b.type != JV_FLOAT)
+        return num_i(a) == num_i(b);
+    if (a.type == JV_FLOAT && b.type == JV_FLOAT)
+        return a.f == b.f;
+    {
+        double f = a.type == JV_FLOAT ? a.f : b.f;
+        int64_t i = a.type == JV_FLOAT ? num_i(b) : num_i(a);
+
+        if (f != floor(f) || fabs(f) >= 9.2e18)
+            return false;
+        return (int64_t)f == i;
+    }
+}
+
+int jv_eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
+{
+    *out = false;
+    if (jv_is_num(a) && jv_is_num(b)) {
+        *out = num_eq(a, b);
+        return 0;
+    }
+    if (a.type != b.type)
+        return 0;
+    switch (a.type) {
+    case JV_UNDEF: case JV_NONE:
+        *out = true;
+        return 0;
+    case JV_STR:
+        *out = a.s.len == b.s.len && !memcmp(a.s.p, b.s.p, a.s.len);
+        return jr_charge(r, a.s.len / 64);
+    case JV_LIST:
+        if ((a.flags & (JV_F_TUPLE | JV_F_GEN | JV_F_VIEW)) != (b.flags & (JV_F_TUPLE | JV_F_GEN | JV_F_VIEW)))
+            return 0;
+        if (a.flags & JV_F_GEN) {
+            *out = a.list == b.list;
+            return 0;
+        }
+        if (a.list->len != b.list->len)
+            return 0;
+        if (r->depth++ > r->lim->max_depth)
+            return jr_fail(r, "values nested too deeply to compare");
+        for (size_t i = 0; i < a.list->len; i++) {
+            int rc = jr_charge(r, 1);
+
+            if (!rc)
+                rc = jv_eq(r, a.list->items[i], b.list->items[i], out);
+            if (rc || !*out) {
+                r->depth--;
+                return rc;
+            }
+        }
+        r->depth--;
+        *out = true;
+        return 0;
+    case JV_DICT:
+        if (a.dict->len != b.dict->len)
+            return 0;
+        if (r->depth++ > r->lim->max_depth)
+            return jr_fail(r, "values nested too deeply to compare");
+        for (size_t i = 0; i < a.dict->len; i++) {
+            struct jv other;
+            int rc = jr_charge(r, 1);
+
+            if (rc) {
+                r->depth--;
+                return rc;
+            }
+            if (!jv_dict_get(b.dict, a.dict->keys[i], &other)) {
+                r->depth--;
+                return 0;
+            }
+            rc = jv_eq(r, a.dict->vals[i], other, out);
+            if (rc || !*out) {
+                r->depth--;
+                return rc;
+            }
+        }
+        r->depth--;
+        *out = true;
+        return 0;
+    case JV_NS: *out = a.dict == b.dict; return 0;
+    case JV_MACRO: *out = a.closure->macro == b.closure->macro; return 0;
+    case JV_FUNC: *out = a.func == b.func; return 0;
+    case JV_LOOP: *out = a.loop == b.loop; return 0;
+    default: return 0;
+    }
+}
+
+int jv_lt(struct jinja_render *r, struct jv a, struct jv b, bool *out)
+{
+    *out = false;
+    if (a.type == JV_UNDEF)
+        return jr_undefined(r, a);
+    if (b.type == JV_UNDEF)
+        return jr_undefined(r, b);
+    if (jv_is_num(a) && jv_is_num(b)) {
+        if (a.type != JV_FLOAT && b.type != JV_FLOAT)
+            *out = num_i(a) < num_i(b);
+        else
+            *out = num_f(a) < num_f(b);
+        return 0;
+    }
+    if (a.type == JV_STR && b.type == JV_STR) {
+        /* UTF-8 byte order is code point order. */
+        int c = memcmp(a.s.p, b.s.p, MIN(a.s.len, b.s.len));
+
+        *out = c < 0 || (c == 0 && a.s.len < b.s.len);
+        return jr_charge(r, a.s.len / 64);
+    }
+    if (a.type == JV_LIST && b.type == JV_LIST && !((a.flags | b.flags) & (JV_F_GEN | JV_F_VIEW)) &&
+        (a.flags & JV_F_TUPLE) == (b.flags & JV_F_TUPLE)) {
+        size_t n = MIN(a.list->len, b.list->len);
+
+        for (size_t i = 0; i < n; i++) {
+            bool eq;
+            int rc = jr_charge(r, 1);
+
+            if (!rc)
+                rc = jv_eq(r, a.list->items[i], b.list->items[i], &eq);
+            if (rc)
+                return rc;
+            if (!eq)
+                return jv_lt(r, a.list->items[i], b.list->items[i], out);
+        }
+        *out = a.list->len < b.list->len;
+        return 0;
+    }
+    return jr_fail(r, "'<' not supported between instances of '%s' and '%s'", jv_type_name(a),
+                   jv_type_name(b));
+}
+
+/* ---- lists ---- */
+
+struct jv_list *jv_list_new(struct jinja_render *r, size_t cap)
+{
+    struct jv_list *l = jr_alloc(r, sizeof *l);
+
+    if (!l)
+        return NULL;
+    /* Never a NULL items array, so that copying zero items stays defined. */
+    cap = cap ? cap : 1;
+    if (!(l->items = jr_alloc(r, cap * sizeof *l->items)))
+        return NULL;
+    l->cap = cap;
+    return l;
+}
+
+int jv_list_push(struct jinja_render *r, struct jv_list *l, struct jv v)
+{
+    if (l->len == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        struct jv *items = jr_alloc(r, cap * sizeof *items);
+
+        if (!items)
+            return -ENOMEM;
+        if (l->len)
+            memcpy(items, l->items, l->len * sizeof *items);
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->len++] = v;
+    return 0;
+}
+
+struct jv jv_list_val(struct jv_list *l, uint8_t flags)
+{
+    struct jv v = { .type = JV_LIST, .flags = flags };
+
+    v.list = l;
+    return v;
+}
+
+/* ---- dicts ---- */
+
+#define DICT_LINEAR 8
+
+static bool key_hashable(struct jv k)
+{
+    if (k.type == JV_LIST)
+        return k.flags & JV_F_TUPLE;
+    return k.type == JV_STR || jv_is_num(k) || k.type == JV_NONE;
+}
+
+static uint64_t key_hash(struct jv k)
+{
+    switch (k.type) {
+    case JV_STR:
+        return XXH3_64bits(k.s.p, k.s.len);
+    case JV_BOOL: case JV_INT:
+        return XXH3_64bits(&(int64_t){ num_i(k) }, sizeof(int64_t));
+    case JV_FLOAT:
+        if (k.f == floor(k.f) && fabs(k.f) < 9.2e18)
+            return XXH3_64bits(&(int64_t){ (int64_t)k.f }, sizeof(int64_t));
+        return XXH3_64bits(&k.f, sizeof k.f);
+    case JV_LIST: {
+        uint64_t h = 0x9e3779b97f4a7c15ull;
+
+        for (size_t i = 0; i < k.list->len; i++)
+            h = (h ^ key_hash(k.list->items[i])) * 0x100000001b3ull;
+        return h;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* Key equality without errors: keys are strings, numbers, none or tuples of those. */
+static bool key_eq(struct jv a, struct jv b)
+{
+    if (jv_is_num(a) && jv_is_num(b))
+        return num_eq(a, b);
+    if (a.type != b.type)
+        return false;
+    if (a.type == JV_STR)
+        return a.s.len == b.s.len && !memcmp(a.s.p, b.s.p, a.s.len);
+    if (a.type == JV_NONE)
+        return true;
+    if (a.type == JV_LIST) {
+        if (a.list->len != b.list->len)
+            return false;
+        for (size_t i = 0; i < a.list->len; i++)
+            if (!key_eq(a.list->items[i], b.list->items[i]))
+                return false;
+        return true;
+    }
+    return false;
+}
+
+static long dict_find(const struct jv_dict *d, struct jv key)
+{
+    if (!d->index_cap) {
+        for (size_t i = 0; i < d->len; i++)
+            if (key_eq(d->keys[i], key))
+                return (long)i;
+        return -1;
+    }
+    for (size_t h = key_hash(key) & (d->index_cap - 1);; h = (h + 1) & (d->index_cap - 1)) {
+        uint32_t e = d->index[h];
+
+        if (!e)
+            return -1;
+        if (key_eq(d->keys[e - 1], key))
+            return (long)e - 1;
+    }
+}
+
+static void index_insert(struct jv_dict *d, size_t entry)
+{
+    size_t h = key_hash(d->keys[entry]) & (d->index_cap - 1);
+
+    while (d->index[h])
+        h = (h + 1) & (d->index_cap - 1);
+    d->index[h] = (uint32_t)entry + 1;
+}
+
+struct jv_dict *jv_dict_new(struct jinja_render *r, size_t cap)
+{
+    struct jv_dict *d = jr_alloc(r, sizeof *d);
+
+    if (!d)
+        return NULL;
+    if (cap) {
+        d->keys = jr_alloc(r, cap * sizeof *d->keys);
+        d->vals = jr_alloc(r, cap * sizeof *d->vals);
+        if (!d->keys || !d->vals)
+            return NULL;
+        d->cap = cap;
+    }
+    return d;
+}
+
+int jv_dict_set(struct jinja_render *r, struct jv_dict *d, struct jv key, struct jv val)
+{
+    long at;
+
+    if (!key_hashable(key))
+        return jr_fail(r, "unhashable type: '%s'", jv_type_name(key));
+    at = dict_find(d, key);
+    if (at >= 0) {
+        d->vals[at] = val;
+        return 0;
+    }
+    if (d->len >= UINT32_MAX - 1)
+        return jr_oom(r);
+    if (d->len == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 8;
+        struct jv *keys = jr_alloc(r, cap * sizeof *keys), *vals = jr_alloc(r, cap * sizeof *vals);
+
+        if (!keys || !vals)
+            return -ENOMEM;
+        if (d->len) {
+            memcpy(keys, d->keys, d->len * sizeof *keys);
+            memcpy(vals, d->vals, d->len * sizeof *vals);
+        }
+        d->keys = keys;
+        d->vals = vals;
+        d->cap = cap;
+    }
+    d->keys[d->len] = key;
+    d->vals[d->len] = val;
+    d->len++;
+    if (d->len > DICT_LINEAR && d->len * 2 > d->index_cap) {
+        size_t cap = 32;
+
+        while (cap < d->len * 4)
+            cap *= 2;
+        d->index = jr_alloc(r, cap * sizeof *d->index);
+        if (!d->index)
+            return -ENOMEM;
+        d->index_cap = cap;
+        for (size_t i = 0; i < d->len; i++)
+            index_insert(d, i);
+    } else if (d->index_cap) {
+        index_insert(d, d->len - 1);
+    }
+    return 0;
+}
+
+bool jv_dict_get(const struct jv_dict *d, struct jv key, struct jv *out)
+{
+    long at;
+
+    if (!key_hashable(key))
+        return false;
+    at = dict_find(d, key);
+    if (at < 0)
+        return false;
+    *out = d->vals[at];
+    return true;
+}
+
+bool jv_dict_get_str(const struct jv_dict *d, const char *name, size_t len, struct jv *out)
+{
+    return jv_dict_get(d, jv_str(name, len), out);
+}
+
+struct jv jv_str_copy(struct jinja_render *r, const char *p, size_t len, bool *ok)
+{
+    char *s = jr_alloc(r, len + 1);
+
+    *ok = s != NULL;
+    if (!s)
+        return jv_str("", 0);
+    memcpy(s, p, len);
+    return jv_str(s, len);
+}
+
+/* ---- from cJSON ---- */
+
+int jv_from_json(struct jinja_render *r, const cJSON *j, struct jv *out, int depth)
+{
+    int rc;
+
+    if (depth > 512)
+        return jr_fail(r, "JSON input nested deeper than 512");
+    if ((rc = jr_charge(r, 1)))
+        return rc;
+    if (cJSON_IsNull(j)) {
+        *out = jv_none();
+    } else if (cJSON_IsBool(j)) {
+        *out = jv_bool(cJSON_IsTrue(j));
+    } else if (cJSON_IsNumber(j)) {
+        /* cJSON keeps no int/float distinction: an integral value in range is an int,
+         * as json.loads gives for the JSON a client writes (1, not 1.0). */
+        double d = j->valuedouble;
+
+        if (d == floor(d) && fabs(d) < 9.2e18)
+            *out = jv_int((int64_t)d);
+        else
+            *out = jv_float(d);
+    } else if (cJSON_IsString(j)) {
+        const char *s = j->valuestring ? j->valuestring : "";
+
+        *out = jv_str(s, strlen(s));
+    } else if (cJSON_IsArray(j)) {
+        struct jv_list *l = jv_list_new(r, (size_t)cJSON_GetArraySize(j));
+
+        if (!l)
+            return -ENOMEM;
+        for (const cJSON *c = j->child; c; c = c->next) {
+            struct jv v;
+
+            if ((rc = jv_from_json(r, c, &v, depth + 1)) || (rc = jv_list_push(r, l, v)))
+                return rc;
+        }
+        *out = jv_list_val(l, 0);
+    } else if (cJSON_IsObject(j)) {
+        struct jv_dict *d = jv_dict_new(r, (size_t)cJSON_GetArraySize(j));
+
+        if (!d)
+            return -ENOMEM;
+        for (const cJSON *c = j->child; c; c = c->next) {
+            struct jv v;
+            const char *k = c->string ? c->string : "";
+
+            if ((rc = jv_from_json(r, c, &v, depth + 1)) ||
+                (rc = jv_dict_set(r, d, jv_str(k, strlen(k)), v)))
+                return rc;
+        }
+        out->type = JV_DICT;
+        out->flags = 0;
+        out->dict = d;
+    } else {
+        /* cJSON_Raw or an invalid node: a string of its text, if any. */
+        const char *s = j->valuestring ? j->valuestring : "";
+
+        *out = jv_str(s, strlen(s));
+    }
+    return 0;
+}
+
+int jv_iterate(struct jinja_render *r, struct jv v, struct jv_list **out)
+{
+    struct jv_list *l;
+
+    switch (v.type) {
+    case JV_UNDEF:
+        *out = jv_list_new(r, 0);
+        return *out ? 0 : -ENOMEM;
+    case JV_LIST:
+        if (v.flags & JV_F_GEN) {
+            /* A generator runs once: a second walk sees nothing, as in Python. */
+            if (v.list->consumed) {
+                *out = jv_list_new(r, 0);
+                return *out ? 0 : -ENOMEM;
+            }
+            v.list->consumed = true;
+        }
+        *out = v.list;
+        return 0;
+    case JV_DICT: {
+        struct jv_dict *d = v.dict;
+
+        if (!(l = jv_list_new(r, d->len)))
+            return -ENOMEM;
+        memcpy(l->items, d->keys, d->len * sizeof *l->items);
+        l->len = d->len;
+        *out = l;
+        return jr_charge(r, d->len);
+    }
+    case JV_STR: {
+        int32_t cp;
+
+        if (!(l = jv_list_new(r, 0)))
+            return -ENOMEM;
+        for (size_t i = 0, next; i < v.s.len; i = next) {
+            int rc;
+
+            next = u8_next(v.s.p, v.s.len, i, &cp);
+            if ((rc = jv_list_push(r, l, jv_str(v.s.p + i, next - i))))
+                return rc;
+        }
+        *out = l;
+        return jr_charge(r, v.s.len);
+    }
+    default:
+        return jr_fail(r, "'%s' object is not iterable", jv_type_name(v));
+    }
+}
+
+int jv_sort(struct jinja_render *r, struct jv *items, size_t n,
+            int (*less)(struct jinja_render *r, struct jv a, struct jv b, void *ctx, bool *out),
+            void *ctx)
+{
+    struct jv *tmp;
+    int rc;
+
+    if (n < 2)
+        return 0;
+    if ((rc = jr_charge(r, n)))
+        return rc;
+    if (!(tmp = jr_alloc(r, n * sizeof *tmp)))
+        return -ENOMEM;
+    /* Bottom-up merge sort: stable, O(n log n) comparisons, no recursion. */
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = MIN(lo + width, n), hi = MIN(lo + 2 * width, n), i = lo, j = mid, k = lo;
+
+            while (i < mid && j < hi) {
+                bool lt;
+
+                if ((rc = jr_charge(r, 1)) || (rc = less(r, items[j], items[i], ctx, &lt)))
+                    return rc;
+                tmp[k++] = lt ? items[j++] : items[i++];
+            }
+            while (i < mid)
+                tmp[k++] = items[i++];
+            while (j < hi)
+                tmp[k++] = items[j++];
+        }
+        memcpy(items, tmp, n * sizeof *items);
+    }
+    return 0;
+}

@@ -1,0 +1,498 @@
+/* gen_model.c — `osprey gen-model`: a random-weight model folder in Hugging Face's format.
+ * The config comes from a preset (written here in transformers' torch_dtype style) or a
+ * config.json-shaped file, is validated by model_config_parse, and decides the tensors.
+ * Weights are N(0, 0.02) like transformers' init (norms 1.0), drawn from a counter-based
+ * generator keyed by (seed, tensor name, element index) and streamed into the file. */
+#include "engine/model/gen_model.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>   /* per-tensor keys */
+
+#include "engine/model/gen_tokenizer.h"
+#include "engine/base/log.h"
+#include "engine/model/model.h"
+#include "engine/model/safetensors.h"
+
+#define TRANSFORMERS_VERSION "4.46.0"
+#define INIT_STD 0.02    /* transformers' initializer_range */
+
+struct preset {
+    const char *name;
+    enum model_arch arch;
+    int vocab, hidden, ffn, layers, heads, kv_heads, head_dim, max_pos;
+    double rope_theta, rms_norm_eps;
+    bool tied;
+    double llama3_factor;     /* rope_scaling llama3 (low 1, high 4, original 8192); 0 = none */
+    int window;               /* sliding_window: every layer (Mistral), or the odd layers (mixed) */
+    bool mixed;               /* layer_types alternate full_attention / sliding_attention */
+};
+
+static const struct preset presets[] = {
+    /* name            arch          vocab   hid   ffn    L   H   KV  D    max_pos theta eps  tied
+     *                                                                     llama3 window mixed */
+    { "tiny",          ARCH_LLAMA,   512,    64,   128,   2,  4,  2,  16,  2048,   5e5, 1e-5, false,
+                                                                           0,     0,     false },
+    { "tiny-qwen2",    ARCH_QWEN2,   512,    64,   128,   2,  4,  2,  16,  2048,   1e6, 1e-6, true,
+                                                                           0,     0,     false },
+    { "tiny-qwen3",    ARCH_QWEN3,   512,    64,   128,   2,  4,  2,  32,  2048,   1e6, 1e-6, true,
+                                                                           0,     0,     false },
+    { "tiny-mistral",  ARCH_MISTRAL, 512,    64,   128,   2,  4,  2,  16,  2048,   1e6, 1e-5, false,
+                                                                           0,     32,    false },
+    /* transformers' LlamaForCausalLM ignores layer_types; osprey honours them. */
+    { "tiny-mixed",    ARCH_LLAMA,   512,    64,   128,   4,  4,  2,  16,  2048,   5e5, 1e-5, false,
+                                                                           0,     32,    true },
+    { "llama-3.2-1b",  ARCH_LLAMA,   128256, 2048, 8192,  16, 32, 8,  64,  131072, 5e5, 1e-5, true,
+                                                                           32,    0,     false },
+    { "bench-1.5b",    ARCH_LLAMA,   128256, 2048, 8192,  16, 32, 8,  64,  8192,   5e5, 1e-5, false,
+                                                                           0,     0,     false },
+    { "llama-3.1-8b",  ARCH_LLAMA,   128256, 4096, 14336, 32, 32, 8,  128, 131072, 5e5, 1e-5, false,
+                                                                           8,     0,     false },
+};
+
+const char *gen_model_preset_name(int i)
+{
+    return i >= 0 && i < (int)ARRAY_LEN(presets) ? presets[i].name : NULL;
+}
+
+/* ---- config.json ---- */
+
+static const char *model_type(enum model_arch a)
+{
+    return a == ARCH_QWEN2 ? "qwen2" : a == ARCH_QWEN3 ? "qwen3" : a == ARCH_MISTRAL ? "mistral"
+         : "llama";
+}
+
+/* The preset as transformers writes a config.json: keys sorted, torch_dtype style. */
+static cJSON *preset_config(const struct preset *p)
+{
+    cJSON *c = cJSON_CreateObject(), *rs, *lt;
+    bool qwen = p->arch == ARCH_QWEN2 || p->arch == ARCH_QWEN3;
+
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "architectures"),
+                         cJSON_CreateString(model_arch_name(p->arch)));
+    if (p->arch == ARCH_LLAMA || p->arch == ARCH_QWEN3)
+        cJSON_AddBoolToObject(c, "attention_bias", false);
+    cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
+    cJSON_AddNumberToObject(c, "head_dim", p->head_dim);
+    cJSON_AddStringToObject(c, "hidden_act", "silu");
+    cJSON_AddNumberToObject(c, "hidden_size", p->hidden);
+    cJSON_AddNumberToObject(c, "initializer_range", INIT_STD);
+    cJSON_AddNumberToObject(c, "intermediate_size", p->ffn);
+    if (p->mixed) {
+        lt = cJSON_AddArrayToObject(c, "layer_types");
+        for (int l = 0; l < p->layers; l++)
+            cJSON_AddItemToArray(lt, cJSON_CreateString(l % 2 ? "sliding_attention"
+                                                               : "full_attention"));
+    }
+    cJSON_AddNumberToObject(c, "max_position_embeddings", p->max_pos);
+    if (qwen)
+        cJSON_AddNumberToObject(c, "max_window_layers", p->layers);
+    if (p->arch == ARCH_LLAMA)
+        cJSON_AddBoolToObject(c, "mlp_bias", false);
+    cJSON_AddStringToObject(c, "model_type", model_type(p->arch));
+    cJSON_AddNumberToObject(c, "num_attention_heads", p->heads);
+    cJSON_AddNumberToObject(c, "num_hidden_layers", p->layers);
+    cJSON_AddNumberToObject(c, "num_key_value_heads", p->kv_heads);
+    cJSON_AddNumberToObject(c, "rms_norm_eps", p->rms_norm_eps);
+    if (p->llama3_factor > 0) {
+        rs = cJSON_AddObjectToObject(c, "rope_scaling");
+        cJSON_AddNumberToObject(rs, "factor", p->llama3_factor);
+        cJSON_AddNumberToObject(rs, "high_freq_factor", 4.0);
+        cJSON_AddNumberToObject(rs, "low_freq_factor", 1.0);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", 8192);
+        cJSON_AddStringToObject(rs, "rope_type", "llama3");
+    } else {
+        cJSON_AddNullToObject(c, "rope_scaling");
+    }
+    cJSON_AddNumberToObject(c, "rope_theta", p->rope_theta);
+    if (p->window)
+        cJSON_AddNumberToObject(c, "sliding_window", p->window);
+    else if (p->arch != ARCH_LLAMA)
+        cJSON_AddNullToObject(c, "sliding_window");
+    cJSON_AddBoolToObject(c, "tie_word_embeddings", p->tied);
+    cJSON_AddStringToObject(c, "torch_dtype", "bfloat16");
+    cJSON_AddBoolToObject(c, "use_cache", true);
+    if (qwen)
+        cJSON_AddBoolToObject(c, "use_sliding_window", false);
+    cJSON_AddNumberToObject(c, "vocab_size", p->vocab);
+    return c;
+}
+
+/* A preset, else a file (*from_file says which). */
+static int load_config(const char *spec, cJSON **out, bool *from_file, char *err)
+{
+    char *text = NULL, names[256] = "";
+    size_t len = 0;
+    int rc;
+
+    *out = NULL;
+    *from_file = false;
+    for (size_t i = 0; i < ARRAY_LEN(presets); i++)
+        if (!strcmp(spec, presets[i].name)) {
+            *out = preset_config(&presets[i]);
+            return *out ? 0 : -ENOMEM;
+        }
+    if (access(spec, F_OK) != 0) {
+        for (size_t i = 0; i < ARRAY_LEN(presets); i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     presets[i].name);
+        errf(err, "--config %s: no such preset or file (presets: %s)", spec, names);
+        return -ENOENT;
+    }
+    if ((rc = read_file(spec, &text, &len, err)))
+        return rc;
+    *out = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(*out)) {
+        errf(err, "%s: not a JSON object", spec);
+        cJSON_Delete(*out);
+        *out = NULL;
+        return -EINVAL;
+    }
+    *from_file = true;
+    return 0;
+}
+
+/* Sets obj[key] = item, in place when the key exists. Takes item. */
+static int json_set(cJSON *obj, const char *key, cJSON *item)
+{
+    if (!item)
+        return -ENOMEM;
+    if (cJSON_GetObjectItemCaseSensitive(obj, key))
+        return cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item) ? 0 : -ENOMEM;
+    return cJSON_AddItemToObject(obj, key, item) ? 0 : -ENOMEM;
+}
+
+/* One id as an integer, several as a list (as transformers writes eos_token_id). */
+static cJSON *id_json(const int *ids, int n)
+{
+    cJSON *a;
+
+    if (n == 0)
+        return cJSON_CreateNull();
+    if (n == 1)
+        return cJSON_CreateNumber(ids[0]);
+    if ((a = cJSON_CreateArray()))
+        for (int i = 0; i < n; i++)
+            cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    return a;
+}
+
+/* Validates the config as text, the way model_open will read it. */
+static int parse_json(const cJSON *j, const char *label, struct model_config *cfg, char *err)
+{
+    char *text = cJSON_PrintUnformatted(j);
+    int rc;
+
+    if (!text) {
+        errf(err, "out of memory");
+        return -ENOMEM;
+    }
+    rc = model_config_parse(cfg, text, strlen(text), NULL, 0, label, err);
+    free(text);
+    return rc;
+}
+
+/* Applies --dtype: "bf16" → "bfloat16" under the key the config already uses. */
+static int set_dtype(cJSON *c, const char *dtype, char *err)
+{
+    static const char *const map[][2] = {
+        { "bf16", "bfloat16" }, { "f16", "float16" }, { "f32", "float32" },
+    };
+    const char *key = cJSON_GetObjectItemCaseSensitive(c, "dtype") ? "dtype" : "torch_dtype";
+
+    for (size_t i = 0; i < ARRAY_LEN(map); i++)
+        if (!strcmp(dtype, map[i][0]))
+            return json_set(c, key, cJSON_CreateString(map[i][1]));
+    errf(err, "--dtype %s: expected bf16, f16 or f32", dtype);
+    return -EINVAL;
+}
+
+static char *generation_config(const struct gen_tokenizer *t)
+{
+    cJSON *g = cJSON_CreateObject();
+    char *s;
+
+    cJSON_AddItemToObject(g, "bos_token_id", t->bos_id >= 0 ? cJSON_CreateNumber(t->bos_id)
+                                                            : cJSON_CreateNull());
+    cJSON_AddBoolToObject(g, "do_sample", true);
+    cJSON_AddItemToObject(g, "eos_token_id", id_json(t->eos_ids, t->num_eos));
+    cJSON_AddNumberToObject(g, "temperature", 0.6);
+    cJSON_AddNumberToObject(g, "top_p", 0.9);
+    cJSON_AddStringToObject(g, "transformers_version", TRANSFORMERS_VERSION);
+    s = cJSON_Print(g);
+    cJSON_Delete(g);
+    return s;
+}
+
+/* ---- weights ---- */
+
+struct gen_fill {
+    uint64_t key;             /* XXH64(name, seed) */
+    bool ones;                /* RMSNorm weights */
+};
+
+struct gen_tensor {
+    char name[96];
+    struct st_write_tensor w;
+    struct gen_fill fill;
+};
+
+static inline uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Element i of a tensor: the sum of four 16-bit uniforms of one hash, centred and scaled to
+ * unit variance (Irwin-Hall, n = 4): close enough to a normal for random weights, and one
+ * hash per element keeps 1.5 billion of them at a few seconds. */
+static inline float gen_value(const struct gen_fill *f, uint64_t i)
+{
+    uint64_t h = mix64(f->key + i * 0x9e3779b97f4a7c15ull);
+    int32_t s = (int32_t)(h & 0xffff) + (int32_t)(h >> 16 & 0xffff) +
+                (int32_t)(h >> 32 & 0xffff) + (int32_t)(h >> 48);
+
+    return f->ones ? 1.0f : (float)(s - 131070) * (float)(INIT_STD / 37837.23);
+}
+
+static int fill_cb(void *ctx, const struct st_write_tensor *t, void *buf, size_t offset_bytes,
+                   size_t n_bytes)
+{
+    const struct gen_fill *f = ctx;
+    size_t es = dtype_size(t->dtype), n = n_bytes / es;
+    uint64_t first = offset_bytes / es;
+
+    if (t->dtype == DT_BF16)
+        for (size_t i = 0; i < n; i++)
+            ((uint16_t *)buf)[i] = f32_to_bf16(gen_value(f, first + i));
+    else if (t->dtype == DT_F16)
+        for (size_t i = 0; i < n; i++)
+            ((uint16_t *)buf)[i] = f32_to_f16(gen_value(f, first + i));
+    else
+        for (size_t i = 0; i < n; i++)
+            ((float *)buf)[i] = gen_value(f, first + i);
+    return 0;
+}
+
+static void add_tensor(struct gen_tensor *v, int *n, const char *name, int64_t d0, int64_t d1,
+                       bool ones)
+{
+    struct gen_tensor *t = &v[(*n)++];
+
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->w.ndim = d1 ? 2 : 1;
+    t->w.shape[0] = d0;
+    t->w.shape[1] = d1;
+    t->fill.ones = ones;
+}
+
+/* Every tensor model_open binds for cfg, with its shape. Returns the count. */
+static int list_tensors(const struct model_config *c, struct gen_tensor *v)
+{
+    int64_t h = c->hidden_size, qd = (int64_t)c->num_heads * c->head_dim;
+    int64_t kvd = (int64_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
+    char name[96];
+    int n = 0;
+
+    add_tensor(v, &n, "model.embed_tokens.weight", c->vocab_size, h, false);
+    add_tensor(v, &n, "model.norm.weight", h, 0, true);
+    if (!c->tie_word_embeddings)
+        add_tensor(v, &n, "lm_head.weight", c->vocab_size, h, false);
+    for (int l = 0; l < c->num_layers; l++) {
+#define LAYER(suffix, d0, d1, ones) do { \
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix); \
+        add_tensor(v, &n, name, d0, d1, ones); } while (0)
+        LAYER("input_layernorm.weight", h, 0, true);
+        LAYER("self_attn.q_proj.weight", qd, h, false);
+        LAYER("self_attn.k_proj.weight", kvd, h, false);
+        LAYER("self_attn.v_proj.weight", kvd, h, false);
+        LAYER("self_attn.o_proj.weight", h, qd, false);
+        if (c->attention_bias) {
+            LAYER("self_attn.q_proj.bias", qd, 0, false);
+            LAYER("self_attn.k_proj.bias", kvd, 0, false);
+            LAYER("self_attn.v_proj.bias", kvd, 0, false);
+        }
+        if (c->qk_norm) {
+            LAYER("self_attn.q_norm.weight", c->head_dim, 0, true);
+            LAYER("self_attn.k_norm.weight", c->head_dim, 0, true);
+        }
+        LAYER("post_attention_layernorm.weight", h, 0, true);
+        LAYER("mlp.gate_proj.weight", ffn, h, false);
+        LAYER("mlp.up_proj.weight", ffn, h, false);
+        LAYER("mlp.down_proj.weight", h, ffn, false);
+#undef LAYER
+    }
+    return n;
+}
+
+static int cmp_tensor(const void *a, const void *b)
+{
+    return strcmp(((const struct gen_tensor *)a)->name, ((const struct gen_tensor *)b)->name);
+}
+
+/* Writes model.safetensors, tensors sorted by name as the safetensors library does. */
+static int write_weights(const struct model_config *c, enum dtype dt, uint64_t seed,
+                         const char *path, struct gen_model_stats *stats, char *err)
+{
+    int max = 3 + 14 * c->num_layers, n, rc;
+    struct gen_tensor *v = calloc((size_t)max, sizeof *v);
+    struct st_write_tensor *w = calloc((size_t)max, sizeof *w);
+    double t0 = now_s();
+
+    if (!v || !w) {
+        free(v);
+        free(w);
+        errf(err, "out of memory");
+        return -ENOMEM;
+    }
+    n = list_tensors(c, v);
+    qsort(v, (size_t)n, sizeof *v, cmp_tensor);
+    stats->weight_bytes = 0;
+    for (int i = 0; i < n; i++) {
+        v[i].fill.key = XXH64(v[i].name, strlen(v[i].name), seed);
+        w[i] = v[i].w;
+        w[i].name = v[i].name;
+        w[i].dtype = dt;
+        w[i].fill = fill_cb;
+        w[i].ctx = &v[i].fill;
+        stats->weight_bytes += (uint64_t)w[i].shape[0] * (uint64_t)(w[i].ndim == 2 ? w[i].shape[1] : 1)
+                             * dtype_size(dt);
+    }
+    rc = st_write(path, w, n, err);
+    stats->num_tensors = n;
+    stats->seconds = now_s() - t0;
+    free(v);
+    free(w);
+    return rc;
+}
+
+/* ---- the folder ---- */
+
+static int write_file(const char *dir, const char *name, const char *data, size_t len, char *err)
+{
+    char path[4200];
+    FILE *f;
+    int rc = 0;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (!(f = fopen(path, "wb"))) {
+        rc = -errno;
+        errf(err, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    if (fwrite(data, 1, len, f) != len)
+        rc = -EIO;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -EIO;
+    if (rc)
+        errf(err, "%s: write failed", path);
+    return rc;
+}
+
+/* mkdir -p. */
+static int make_dirs(const char *dir, char *err)
+{
+    char p[4096];
+
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
+        errf(err, "--out: path too long");
+        return -ENAMETOOLONG;
+    }
+    for (char *s = p + 1; ; s++) {
+        bool end = *s == '\0';
+
+        if (*s != '/' && !end)
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            int rc = -errno;
+            errf(err, "%s: %s", p, strerror(errno));
+            return rc;
+        }
+        if (end)
+            return 0;
+        *s = '/';
+    }
+}
+
+/* Adjusts the config to the tokenizer: vocab_size (a preset grows to cover a copied
+ * tokenizer; a file must already), bos/eos ids, transformers_version. */
+static int fit_tokenizer(cJSON *c, const struct gen_tokenizer *t, bool from_file,
+                         const struct model_config *cfg, const char *label, char *err)
+{
+    int rc;
+
+    if (cfg->vocab_size < t->num_tokens) {
+        if (from_file) {
+            errf(err, "%s: vocab_size: %d is smaller than the tokenizer's %d ids", label,
+                 cfg->vocab_size, t->num_tokens);
+            return -EINVAL;
+        }
+        if ((rc = json_set(c, "vocab_size", cJSON_CreateNumber(t->num_tokens))))
+            return rc;
+    }
+    if ((rc = json_set(c, "bos_token_id", t->bos_id >= 0 ? cJSON_CreateNumber(t->bos_id)
+                                                         : cJSON_CreateNull())) ||
+        (rc = json_set(c, "eos_token_id", id_json(t->eos_ids, t->num_eos))))
+        return rc;
+    if (!cJSON_GetObjectItemCaseSensitive(c, "transformers_version"))
+        return json_set(c, "transformers_version", cJSON_CreateString(TRANSFORMERS_VERSION));
+    return 0;
+}
+
+int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stats, char *err)
+{
+    struct gen_model_stats dummy;
+    struct gen_tokenizer tok = { 0 };
+    struct model_config cfg;
+    char label[4200], *text = NULL, *gen = NULL;
+    cJSON *c = NULL;
+    bool from_file;
+    int rc;
+
+    if (!stats)
+        stats = &dummy;
+    memset(stats, 0, sizeof *stats);
+    if ((rc = load_config(o->config, &c, &from_file, err)))
+        return rc;
+    snprintf(label, sizeof label, from_file ? "%s" : "preset %s", o->config);
+    if ((o->dtype && (rc = set_dtype(c, o->dtype, err))) ||
+        (rc = parse_json(c, label, &cfg, err)))
+        goto out;
+    rc = o->tokenizer_dir ? gen_tokenizer_copy(&tok, o->tokenizer_dir, err)
+                          : gen_tokenizer_build(&tok, cfg.vocab_size, cfg.max_position_embeddings,
+                                                o->seed, err);
+    if (rc || (rc = fit_tokenizer(c, &tok, from_file, &cfg, label, err)) ||
+        (rc = parse_json(c, label, &cfg, err)))
+        goto out;
+    text = cJSON_Print(c);
+    gen = generation_config(&tok);
+    if (!text || !gen) {
+        errf(err, "out of memory");
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = make_dirs(o->out_dir, err)) ||
+        (rc = write_file(o->out_dir, "config.json", text, strlen(text), err)) ||
+        (rc = write_file(o->out_dir, "generation_config.json", gen, strlen(gen), err)) ||
+        (rc = write_file(o->out_dir, "tokenizer.json", tok.tokenizer_json,
+                         tok.tokenizer_json_len, err)) ||
+        (rc = write_file(o->out_dir, "tokenizer_config.json", tok.config_json,
+                         tok.config_json_len, err)))
+        goto out;
+    snprintf(label, sizeof label, "%s/model.safetensors", o->out_dir);
+    rc = write_weights(&cfg, cfg.dtype, o->seed, label, stats, err);
+out:
+    free(text);
+    free(gen);
+    gen_tokenizer_fini(&tok);
+    cJSON_Delete(c);
+    return rc;
+}

@@ -1,0 +1,664 @@
+/* model.c — a Hugging Face model folder: config.json (+ generation_config.json) into struct
+ * model_config, then every tensor of the architecture bound by its HF name out of the
+ * mapped safetensors (engine/model/safetensors.c) and checked against the config's shapes.
+ * Both config styles are read: rope_theta/rope_scaling/torch_dtype (transformers 4) and
+ * rope_parameters/dtype (transformers 5). Defaults follow transformers' config classes. */
+#include "engine/model/model.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "engine/base/log.h"
+#include "engine/model/safetensors.h"
+
+#define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM"
+#define MAX_DIM  (1 << 20)   /* hidden, ffn, heads, head_dim: far above any real model */
+#define MAX_VOCAB (1 << 24)
+
+static const struct {
+    const char *name, *model_type;
+    enum model_arch arch;
+    int max_pos;                  /* transformers' default max_position_embeddings */
+} archs[] = {
+    { "LlamaForCausalLM",   "llama",   ARCH_LLAMA,   2048 },
+    { "Qwen2ForCausalLM",   "qwen2",   ARCH_QWEN2,   32768 },
+    { "Qwen3ForCausalLM",   "qwen3",   ARCH_QWEN3,   32768 },
+    { "MistralForCausalLM", "mistral", ARCH_MISTRAL, 4096 * 32 },
+};
+
+const char *model_arch_name(enum model_arch a)
+{
+    for (size_t i = 0; i < ARRAY_LEN(archs); i++)
+        if (archs[i].arch == a)
+            return archs[i].name;
+    return "?";
+}
+
+/* ---- typed JSON fields with "<path>: <field>: <problem>" messages ---- */
+
+struct cfg_parse {
+    const char *path;    /* the file named in messages */
+    char *err;
+    bool has_dtype;      /* config.json names the weights' dtype */
+};
+
+static const char *json_type(const cJSON *j)
+{
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsBool(j)) return "a boolean";
+    if (cJSON_IsNumber(j)) return "a number";
+    if (cJSON_IsString(j)) return "a string";
+    if (cJSON_IsArray(j)) return "an array";
+    return "an object";
+}
+
+/* The member `key`, or NULL when absent or JSON null (both mean "use the default"). */
+static const cJSON *member(const cJSON *obj, const char *key)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNull(j) ? NULL : j;
+}
+
+static int bad(struct cfg_parse *p, const char *field, const char *fmt, const char *what)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof msg, fmt, what);
+    errf(p->err, "%s: %s: %s", p->path, field, msg);
+    return -EINVAL;
+}
+
+static bool is_int(const cJSON *j)
+{
+    return cJSON_IsNumber(j) && j->valuedouble == floor(j->valuedouble) &&
+           fabs(j->valuedouble) <= 2147483647.0;
+}
+
+/* An integer in [lo, hi]; *v keeps its default when absent. Absent and required is an error. */
+static int get_int(struct cfg_parse *p, const cJSON *obj, const char *key, const char *field,
+                   bool required, int lo, int hi, int *v)
+{
+    const cJSON *j = member(obj, key);
+    char range[96];
+
+    if (!j)
+        return required ? bad(p, field, "%s", "missing") : 0;
+    if (!is_int(j))
+        return bad(p, field, "expected an integer, got %s", json_type(j));
+    if (j->valuedouble < lo || j->valuedouble > hi) {
+        snprintf(range, sizeof range, "%d is out of range [%d, %d]", (int)j->valuedouble, lo, hi);
+        return bad(p, field, "%s", range);
+    }
+    *v = (int)j->valuedouble;
+    return 0;
+}
+
+/* A number > 0 (or >= 0 with allow_zero); *v keeps its default when absent. */
+static int get_pos(struct cfg_parse *p, const cJSON *obj, const char *key, const char *field,
+                   bool required, bool allow_zero, double *v)
+{
+    const cJSON *j = member(obj, key);
+
+    if (!j)
+        return required ? bad(p, field, "%s", "missing") : 0;
+    if (!cJSON_IsNumber(j))
+        return bad(p, field, "expected a number, got %s", json_type(j));
+    if (!isfinite(j->valuedouble) || j->valuedouble < 0 || (!allow_zero && j->valuedouble == 0))
+        return bad(p, field, "%s", allow_zero ? "must be >= 0" : "must be > 0");
+    *v = j->valuedouble;
+    return 0;
+}
+
+static int get_bool(struct cfg_parse *p, const cJSON *obj, const char *key, bool *v)
+{
+    const cJSON *j = member(obj, key);
+
+    if (!j)
+        return 0;
+    if (!cJSON_IsBool(j))
+        return bad(p, key, "expected true or false, got %s", json_type(j));
+    *v = cJSON_IsTrue(j);
+    return 0;
+}
+
+/* A string member, NULL when absent; sets rc on a wrong type. */
+static const char *get_str(struct cfg_parse *p, const cJSON *obj, const char *key, int *rc)
+{
+    const cJSON *j = member(obj, key);
+
+    if (j && !cJSON_IsString(j)) {
+        *rc = bad(p, key, "expected a string, got %s", json_type(j));
+        return NULL;
+    }
+    return j ? j->valuestring : NULL;
+}
+
+/* ---- the sections of config.json ---- */
+
+static int parse_arch(struct cfg_parse *p, const cJSON *root, struct model_config *cfg,
+                      int *max_pos)
+{
+    const cJSON *list = member(root, "architectures");
+    int rc = 0;
+    const char *model_type = get_str(p, root, "model_type", &rc);
+
+    if (rc)
+        return rc;
+    if (list && (!cJSON_IsArray(list) || !cJSON_IsString(list->child)))
+        return bad(p, "architectures", "expected a list of strings, got %s", json_type(list));
+    for (size_t i = 0; i < ARRAY_LEN(archs); i++)
+        if (list ? !strcmp(list->child->valuestring, archs[i].name)
+                 : model_type && !strcmp(model_type, archs[i].model_type)) {
+            cfg->arch = archs[i].arch;
+            snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", archs[i].name);
+            *max_pos = archs[i].max_pos;
+            return 0;
+        }
+    if (!list)
+        return bad(p, "architectures", "missing (supported: %s)", SUPPORTED_ARCHS);
+    errf(p->err, "%s: architectures: unknown architecture '%.64s' (supported: %s)", p->path,
+         list->child->valuestring, SUPPORTED_ARCHS);
+    return -EINVAL;
+}
+
+static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    int rc;
+
+    if ((rc = get_int(p, root, "vocab_size", "vocab_size", true, 1, MAX_VOCAB, &cfg->vocab_size)) ||
+        (rc = get_int(p, root, "hidden_size", "hidden_size", true, 1, MAX_DIM, &cfg->hidden_size)) ||
+        (rc = get_int(p, root, "intermediate_size", "intermediate_size", true, 1, MAX_DIM,
+                      &cfg->intermediate_size)) ||
+        (rc = get_int(p, root, "num_hidden_layers", "num_hidden_layers", true, 1,
+                      MODEL_MAX_LAYERS, &cfg->num_layers)) ||
+        (rc = get_int(p, root, "num_attention_heads", "num_attention_heads", true, 1, MAX_DIM,
+                      &cfg->num_heads)))
+        return rc;
+    cfg->num_kv_heads = cfg->num_heads;
+    if ((rc = get_int(p, root, "num_key_value_heads", "num_key_value_heads", false, 1, MAX_DIM,
+                      &cfg->num_kv_heads)))
+        return rc;
+    if (cfg->num_heads % cfg->num_kv_heads) {
+        errf(p->err, "%s: num_attention_heads: %d is not a multiple of num_key_value_heads %d",
+             p->path, cfg->num_heads, cfg->num_kv_heads);
+        return -EINVAL;
+    }
+    /* Qwen3's config class defaults head_dim to 128; the others derive it. */
+    if (cfg->arch == ARCH_QWEN3)
+        cfg->head_dim = 128;
+    else if (cfg->hidden_size % cfg->num_heads == 0)
+        cfg->head_dim = cfg->hidden_size / cfg->num_heads;
+    if ((rc = get_int(p, root, "head_dim", "head_dim", cfg->head_dim == 0, 1, MAX_DIM,
+                      &cfg->head_dim))) {
+        if (cfg->head_dim == 0)
+            errf(p->err, "%s: head_dim: missing, and hidden_size %d is not a multiple of "
+                 "num_attention_heads %d", p->path, cfg->hidden_size, cfg->num_heads);
+        return rc;
+    }
+    if (cfg->head_dim % 2) {
+        errf(p->err, "%s: head_dim: %d is odd; rotary embeddings need an even head_dim",
+             p->path, cfg->head_dim);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* rope_scaling (transformers 4) or rope_parameters (5); `field` names the object. */
+static int parse_rope(struct cfg_parse *p, const cJSON *rs, const char *field,
+                      struct model_config *cfg)
+{
+    struct rope_scaling *r = &cfg->rope_scaling;
+    const cJSON *type = member(rs, "rope_type");
+    char f[96];
+    double omp = 0;
+    int rc = 0;
+
+    if (!cJSON_IsObject(rs))
+        return bad(p, field, "expected an object, got %s", json_type(rs));
+    for (const cJSON *e = rs->child; e; e = e->next)
+        if (cJSON_IsObject(e)) {
+            snprintf(f, sizeof f, "%s.%s", field, e->string);
+            return bad(p, f, "%s", "per-layer-type rope parameters are not supported");
+        }
+    if (!type)
+        type = member(rs, "type");
+    if (type && !cJSON_IsString(type)) {
+        snprintf(f, sizeof f, "%s.rope_type", field);
+        return bad(p, f, "expected a string, got %s", json_type(type));
+    }
+    if (!type || !strcmp(type->valuestring, "default")) {
+        r->type = ROPE_DEFAULT;
+    } else if (!strcmp(type->valuestring, "linear")) {
+        r->type = ROPE_LINEAR;
+    } else if (!strcmp(type->valuestring, "llama3")) {
+        r->type = ROPE_LLAMA3;
+    } else {
+        snprintf(f, sizeof f, "%s.rope_type", field);
+        errf(p->err, "%s: %s: '%.32s' is not supported (supported: default, linear, llama3)",
+             p->path, f, type->valuestring);
+        return -EINVAL;
+    }
+    if (r->type == ROPE_DEFAULT)
+        return 0;
+    snprintf(f, sizeof f, "%s.factor", field);
+    if ((rc = get_pos(p, rs, "factor", f, true, false, &r->factor)))
+        return rc;
+    if (r->type == ROPE_LINEAR)
+        return 0;
+    snprintf(f, sizeof f, "%s.low_freq_factor", field);
+    if ((rc = get_pos(p, rs, "low_freq_factor", f, true, false, &r->low_freq_factor)))
+        return rc;
+    snprintf(f, sizeof f, "%s.high_freq_factor", field);
+    if ((rc = get_pos(p, rs, "high_freq_factor", f, true, false, &r->high_freq_factor)))
+        return rc;
+    if (r->high_freq_factor <= r->low_freq_factor) {
+        errf(p->err, "%s: %s: %g must be greater than low_freq_factor %g", p->path, f,
+             r->high_freq_factor, r->low_freq_factor);
+        return -EINVAL;
+    }
+    snprintf(f, sizeof f, "%s.original_max_position_embeddings", field);
+    if ((rc = get_pos(p, rs, "original_max_position_embeddings", f, true, false, &omp)))
+        return rc;
+    if (omp != floor(omp) || omp > 1e9)
+        return bad(p, f, "%s", "expected a positive integer");
+    r->original_max_position_embeddings = (int)omp;
+    return 0;
+}
+
+static int parse_dtype(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    static const struct { const char *name; enum dtype dt; } names[] = {
+        { "bfloat16", DT_BF16 }, { "float16", DT_F16 }, { "half", DT_F16 },
+        { "float32", DT_F32 }, { "float", DT_F32 },
+    };
+    const char *key = member(root, "dtype") ? "dtype" : "torch_dtype";
+    int rc = 0;
+    const char *s = get_str(p, root, key, &rc);
+
+    cfg->dtype = DT_BF16;
+    if (rc || !s)
+        return rc;
+    p->has_dtype = true;
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (!strcmp(s, names[i].name)) {
+            cfg->dtype = names[i].dt;
+            return 0;
+        }
+    errf(p->err, "%s: %s: '%.32s' is not supported (bfloat16, float16, float32)", p->path, key, s);
+    return -EINVAL;
+}
+
+/* Sliding windows per layer. Mistral slides every layer by sliding_window (default 4096,
+ * null = none). Qwen2/3 slide only with use_sliding_window, and then layers >=
+ * max_window_layers. Llama has no window of its own. A layer_types list overrides the
+ * per-architecture pattern; a sliding_attention layer gets sliding_window. */
+static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    const cJSON *types = member(root, "layer_types");
+    bool qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3, use = false;
+    int window = sw || cfg->arch == ARCH_LLAMA ? 0 : 4096, max_window_layers = 28, rc, i = 0;
+    char f[64];
+
+    if ((rc = get_int(p, root, "sliding_window", "sliding_window", false, 1, INT32_MAX, &window)) ||
+        (rc = get_bool(p, root, "use_sliding_window", &use)) ||
+        (rc = get_int(p, root, "max_window_layers", "max_window_layers", false, 0, INT32_MAX,
+                      &max_window_layers)))
+        return rc;
+    if (qwen && !use)
+        window = 0;   /* transformers drops sliding_window when use_sliding_window is false */
+    if (!types) {
+        for (int l = 0; l < cfg->num_layers; l++)
+            cfg->layer_window[l] = cfg->arch == ARCH_MISTRAL ? window
+                                 : qwen && l >= max_window_layers ? window : 0;
+        return 0;
+    }
+    if (!cJSON_IsArray(types))
+        return bad(p, "layer_types", "expected a list of strings, got %s", json_type(types));
+    if (cJSON_GetArraySize(types) != cfg->num_layers) {
+        errf(p->err, "%s: layer_types: %d entries for %d layers", p->path,
+             cJSON_GetArraySize(types), cfg->num_layers);
+        return -EINVAL;
+    }
+    for (const cJSON *t = types->child; t; t = t->next, i++) {
+        snprintf(f, sizeof f, "layer_types[%d]", i);
+        if (cJSON_IsString(t) && !strcmp(t->valuestring, "full_attention")) {
+            cfg->layer_window[i] = 0;
+        } else if (cJSON_IsString(t) && !strcmp(t->valuestring, "sliding_attention")) {
+            if (!window && !qwen)
+                return bad(p, "sliding_window", "%s",
+                           "missing or null, but layer_types has sliding_attention layers");
+            cfg->layer_window[i] = window;
+        } else {
+            return bad(p, f, "%s", "expected \"full_attention\" or \"sliding_attention\"");
+        }
+    }
+    return 0;
+}
+
+/* Appends eos_token_id (an integer or a list of them) to cfg, without repeats. */
+static int parse_eos(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    const cJSON *e = member(root, "eos_token_id");
+    const cJSON *one = e, *next = NULL;
+
+    if (!e)
+        return 0;
+    if (cJSON_IsArray(e))
+        one = e->child;
+    for (; one; one = next) {
+        int id = -1, k;
+
+        next = cJSON_IsArray(e) ? one->next : NULL;
+        if (!is_int(one) || one->valuedouble < 0 || one->valuedouble >= cfg->vocab_size) {
+            errf(p->err, "%s: eos_token_id: expected token ids in [0, %d)", p->path,
+                 cfg->vocab_size);
+            return -EINVAL;
+        }
+        id = (int)one->valuedouble;
+        for (k = 0; k < cfg->num_eos_token_ids && cfg->eos_token_ids[k] != id; k++)
+            ;
+        if (k < cfg->num_eos_token_ids)
+            continue;
+        if (cfg->num_eos_token_ids == MODEL_MAX_EOS) {
+            errf(p->err, "%s: eos_token_id: more than %d distinct ids", p->path, MODEL_MAX_EOS);
+            return -EINVAL;
+        }
+        cfg->eos_token_ids[cfg->num_eos_token_ids++] = id;
+    }
+    return 0;
+}
+
+static int parse_generation(struct cfg_parse *p, const char *json, size_t len,
+                            struct model_config *cfg)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    double t = -1, top_p = -1;
+    int rc = -EINVAL;
+
+    if (!cJSON_IsObject(root)) {
+        errf(p->err, "%s: not a JSON object", p->path);
+        goto out;
+    }
+    if ((rc = parse_eos(p, root, cfg)) ||
+        (cfg->bos_token_id < 0 &&
+         (rc = get_int(p, root, "bos_token_id", "bos_token_id", false, 0, cfg->vocab_size - 1,
+                       &cfg->bos_token_id))) ||
+        (rc = get_pos(p, root, "temperature", "temperature", false, true, &t)) ||
+        (rc = get_pos(p, root, "top_p", "top_p", false, false, &top_p)) ||
+        (rc = get_int(p, root, "top_k", "top_k", false, 0, INT32_MAX, &cfg->gen_top_k)))
+        goto out;
+    if (top_p > 1) {
+        rc = bad(p, "top_p", "%s", "must be in (0, 1]");
+        goto out;
+    }
+    cfg->gen_temperature = (float)t;
+    cfg->gen_top_p = (float)top_p;
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* Features of the family the contract cannot hold are refused, not silently dropped. */
+static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    bool attention_bias = false, mlp_bias = false;
+    int rc = 0;
+    const char *act = get_str(p, root, "hidden_act", &rc);
+
+    if (rc || (rc = get_bool(p, root, "attention_bias", &attention_bias)) ||
+        (rc = get_bool(p, root, "mlp_bias", &mlp_bias)))
+        return rc;
+    if (act && strcmp(act, "silu") && strcmp(act, "swish"))
+        return bad(p, "hidden_act", "'%.32s' is not supported (silu)", act);
+    if (member(root, "quantization_config"))
+        return bad(p, "quantization_config", "%s", "quantized models are not supported");
+    if (mlp_bias)
+        return bad(p, "mlp_bias", "%s", "true is not supported");
+    /* Qwen2 always has q/k/v biases; elsewhere attention_bias also adds an o_proj bias,
+     * which osprey's layer does not have. */
+    if (attention_bias && cfg->arch != ARCH_QWEN2)
+        return bad(p, "attention_bias", "true is not supported for %s (o_proj bias)",
+                   cfg->arch_name);
+    cfg->attention_bias = cfg->arch == ARCH_QWEN2;
+    cfg->qk_norm = cfg->arch == ARCH_QWEN3;
+    return 0;
+}
+
+static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    const cJSON *rp = member(root, "rope_parameters"), *rs = member(root, "rope_scaling");
+    double eps = 1e-6, theta = 10000;
+    int rc;
+
+    if ((rc = parse_arch(p, root, cfg, &cfg->max_position_embeddings)) ||
+        (rc = parse_sizes(p, root, cfg)) ||
+        (rc = check_unsupported(p, root, cfg)) ||
+        (rc = get_int(p, root, "max_position_embeddings", "max_position_embeddings", false, 1,
+                      INT32_MAX, &cfg->max_position_embeddings)) ||
+        (rc = get_pos(p, root, "rms_norm_eps", "rms_norm_eps", false, false, &eps)) ||
+        (rc = get_bool(p, root, "tie_word_embeddings", &cfg->tie_word_embeddings)) ||
+        (rc = parse_dtype(p, root, cfg)) ||
+        (rc = parse_windows(p, root, cfg)))
+        return rc;
+    cfg->rms_norm_eps = (float)eps;
+    if ((rc = get_pos(p, root, "rope_theta", "rope_theta", false, false, &theta)))
+        return rc;
+    if (rp) {   /* transformers 5: theta and scaling in one object, which wins */
+        if ((rc = parse_rope(p, rp, "rope_parameters", cfg)) ||
+            (rc = get_pos(p, rp, "rope_theta", "rope_parameters.rope_theta", false, false, &theta)))
+            return rc;
+    } else if (rs && (rc = parse_rope(p, rs, "rope_scaling", cfg))) {
+        return rc;
+    }
+    cfg->rope_theta = theta;
+    if ((rc = get_int(p, root, "bos_token_id", "bos_token_id", false, 0, cfg->vocab_size - 1,
+                      &cfg->bos_token_id)))
+        return rc;
+    return parse_eos(p, root, cfg);
+}
+
+/* "<dir>/generation_config.json" beside path, for messages. */
+static void gen_path_of(char *out, size_t len, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash)
+        snprintf(out, len, "%.*s/generation_config.json", (int)(slash - path), path);
+    else
+        snprintf(out, len, "generation_config.json");
+}
+
+/* model_config_parse, also telling whether config.json named the dtype. */
+static int config_parse(struct model_config *cfg, const char *json, size_t len,
+                        const char *gen_json, size_t gen_len, const char *path, char *err,
+                        bool *has_dtype)
+{
+    struct cfg_parse p = { path, err, false };
+    char gen_path[4096];
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    int rc = -EINVAL;
+
+    memset(cfg, 0, sizeof *cfg);
+    cfg->bos_token_id = -1;
+    cfg->gen_temperature = -1;
+    cfg->gen_top_p = -1;
+    if (!root)
+        errf(err, "%s: not valid JSON", path);
+    else if (!cJSON_IsObject(root))
+        errf(err, "%s: not a JSON object", path);
+    else
+        rc = parse_config(&p, root, cfg);
+    cJSON_Delete(root);
+    if (rc == 0 && gen_json) {
+        gen_path_of(gen_path, sizeof gen_path, path);
+        p.path = gen_path;
+        rc = parse_generation(&p, gen_json, gen_len, cfg);
+    }
+    *has_dtype = p.has_dtype;
+    return rc;
+}
+
+int model_config_parse(struct model_config *cfg, const char *json, size_t len,
+                       const char *gen_json, size_t gen_len, const char *path, char *err)
+{
+    bool has_dtype;
+
+    return config_parse(cfg, json, len, gen_json, gen_len, path, err, &has_dtype);
+}
+
+/* ---- binding tensors ---- */
+
+struct binder {
+    const struct st_set *st;
+    const char *where;      /* the file that lists the tensors, for "missing" messages */
+    char *err;
+};
+
+/* Binds `name` into t and checks its shape against want[0..ndim). */
+static int bind(struct binder *b, struct tensor_ref *t, const char *name, int ndim, int64_t d0,
+                int64_t d1)
+{
+    const struct tensor_ref *r = st_find(b->st, name);
+    int64_t want[2] = { d0, d1 };
+    char ws[64], hs[128];
+
+    if (!r) {
+        errf(b->err, "%s: %s: missing", b->where, name);
+        return -EINVAL;
+    }
+    if (r->ndim != ndim || r->shape[0] != d0 || (ndim == 2 && r->shape[1] != d1)) {
+        st_shape_format(ws, sizeof ws, ndim, want);
+        st_shape_format(hs, sizeof hs, r->ndim, r->shape);
+        errf(b->err, "%s: %s: expected %s, file has %s", st_file_of(b->st, r), name, ws, hs);
+        return -EINVAL;
+    }
+    *t = *r;
+    return 0;
+}
+
+static int bind_layer(struct binder *b, const struct model_config *c, int l,
+                      struct layer_tensors *lt)
+{
+    int64_t h = c->hidden_size, qd = (int64_t)c->num_heads * c->head_dim;
+    int64_t kvd = (int64_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
+    char n[160];
+    int rc = 0;
+
+#define BIND(field, suffix, ndim, d0, d1) do { if (rc == 0) { \
+        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix); \
+        rc = bind(b, &lt->field, n, ndim, d0, d1); } } while (0)
+    BIND(input_norm, "input_layernorm.weight", 1, h, 0);
+    BIND(q, "self_attn.q_proj.weight", 2, qd, h);
+    BIND(k, "self_attn.k_proj.weight", 2, kvd, h);
+    BIND(v, "self_attn.v_proj.weight", 2, kvd, h);
+    BIND(o, "self_attn.o_proj.weight", 2, h, qd);
+    if (c->attention_bias) {
+        BIND(q_bias, "self_attn.q_proj.bias", 1, qd, 0);
+        BIND(k_bias, "self_attn.k_proj.bias", 1, kvd, 0);
+        BIND(v_bias, "self_attn.v_proj.bias", 1, kvd, 0);
+    }
+    if (c->qk_norm) {
+        BIND(q_norm, "self_attn.q_norm.weight", 1, c->head_dim, 0);
+        BIND(k_norm, "self_attn.k_norm.weight", 1, c->head_dim, 0);
+    }
+    BIND(post_norm, "post_attention_layernorm.weight", 1, h, 0);
+    BIND(gate, "mlp.gate_proj.weight", 2, ffn, h);
+    BIND(up, "mlp.up_proj.weight", 2, ffn, h);
+    BIND(down, "mlp.down_proj.weight", 2, h, ffn);
+#undef BIND
+    return rc;
+}
+
+static int bind_all(struct model *m, char *err)
+{
+    const struct model_config *c = &m->cfg;
+    char where[4200];
+    struct binder b = { m->st, where, err };
+    int rc;
+
+    const char *one = m->st->files[0].path;
+    size_t n = strlen(one);
+    bool single = n >= 18 && !strcmp(one + n - 18, "/model.safetensors");
+
+    snprintf(where, sizeof where, "%s/%s", m->dir,
+             single ? "model.safetensors" : "model.safetensors.index.json");
+    if ((rc = bind(&b, &m->embed, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size)) ||
+        (rc = bind(&b, &m->final_norm, "model.norm.weight", 1, c->hidden_size, 0)))
+        return rc;
+    /* A tied model may still ship lm_head.weight (a copy); the embedding is what is used. */
+    if (c->tie_word_embeddings)
+        m->lm_head = m->embed;
+    else if ((rc = bind(&b, &m->lm_head, "lm_head.weight", 2, c->vocab_size, c->hidden_size)))
+        return rc;
+    for (int l = 0; l < c->num_layers; l++)
+        if ((rc = bind_layer(&b, c, l, &m->layers[l])))
+            return rc;
+    return 0;
+}
+
+/* Reads dir/name into *out; a missing optional file leaves *out NULL. */
+static int read_json(const char *dir, const char *name, bool optional, char **out, size_t *len,
+                     char *path, size_t path_len, char *err)
+{
+    snprintf(path, path_len, "%s/%s", dir, name);
+    *out = NULL;
+    if (optional && access(path, F_OK) != 0)
+        return 0;
+    return read_file(path, out, len, err);
+}
+
+int model_open(struct model *m, const char *dir, char *err)
+{
+    char *cfg_text = NULL, *gen_text = NULL, path[4200], gen_path[4200];
+    size_t cfg_len = 0, gen_len = 0;
+    bool has_dtype = false;
+    int rc;
+
+    memset(m, 0, sizeof *m);
+    if (strlen(dir) >= sizeof m->dir) {
+        errf(err, "model folder path too long (%zu bytes)", strlen(dir));
+        return -ENAMETOOLONG;
+    }
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    if ((rc = read_json(dir, "config.json", false, &cfg_text, &cfg_len, path, sizeof path, err)) ||
+        (rc = read_json(dir, "generation_config.json", true, &gen_text, &gen_len, gen_path,
+                        sizeof gen_path, err)) ||
+        (rc = config_parse(&m->cfg, cfg_text, cfg_len, gen_text, gen_len, path, err,
+                           &has_dtype)) ||
+        (rc = st_open(&m->st, dir, err)))
+        goto fail;
+    if (!(m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers))) {
+        errf(err, "%s: out of memory", dir);
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if ((rc = bind_all(m, err)))
+        goto fail;
+    /* Without torch_dtype / dtype in config.json, the weights say what they are. */
+    if (!has_dtype)
+        m->cfg.dtype = m->embed.dtype;
+    LOG(LL_INFO, "model", "%s: %s, %d layers, hidden %d, heads %d/%d, vocab %d, %d tensors in "
+        "%d file(s)", dir, m->cfg.arch_name, m->cfg.num_layers, m->cfg.hidden_size,
+        m->cfg.num_heads, m->cfg.num_kv_heads, m->cfg.vocab_size, st_num_tensors(m->st),
+        m->st->num_files);
+    free(cfg_text);
+    free(gen_text);
+    return 0;
+fail:
+    free(cfg_text);
+    free(gen_text);
+    model_close(m);
+    return rc;
+}
+
+void model_close(struct model *m)
+{
+    st_close(m->st);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}

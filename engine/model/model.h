@@ -1,0 +1,108 @@
+/* model.h — a Hugging Face model folder in memory: the parsed config.json (plus
+ * generation_config.json) and the tensors of the safetensors files, mmapped and named by
+ * role. Nothing here is copied or converted: backends upload what they need
+ * (engine/weights.c) and the folder stays mapped until model_close(). */
+#ifndef OSPREY_MODEL_H
+#define OSPREY_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/base/util.h"  /* enum dtype */
+
+#define MODEL_MAX_LAYERS 256
+#define MODEL_MAX_EOS    8
+
+enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL };
+enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
+
+struct rope_scaling {
+    enum rope_type type;
+    double factor;                        /* linear and llama3 */
+    double low_freq_factor, high_freq_factor;  /* llama3 */
+    int original_max_position_embeddings; /* llama3 */
+};
+
+struct model_config {
+    enum model_arch arch;
+    char arch_name[64];        /* "LlamaForCausalLM", as written in config.json */
+    int vocab_size;
+    int hidden_size;
+    int intermediate_size;
+    int num_layers;
+    int num_heads;             /* query heads */
+    int num_kv_heads;          /* divides num_heads (GQA) */
+    int head_dim;              /* config's head_dim, else hidden_size / num_heads */
+    int max_position_embeddings;
+    float rms_norm_eps;
+    double rope_theta;
+    struct rope_scaling rope_scaling;
+    bool tie_word_embeddings;  /* lm_head is embed_tokens */
+    bool attention_bias;       /* q/k/v projections have biases (Qwen2) */
+    bool qk_norm;              /* per-head RMSNorm of q and k before RoPE (Qwen3) */
+    int layer_window[MODEL_MAX_LAYERS]; /* sliding window in tokens per layer, 0 = full attention */
+    enum dtype dtype;          /* torch_dtype / dtype: what the weights were trained in */
+    int bos_token_id;          /* -1 when absent */
+    int eos_token_ids[MODEL_MAX_EOS];   /* config.json and generation_config.json, merged */
+    int num_eos_token_ids;
+    /* generation_config.json defaults for sampling; < 0 (or 0 for top_k) when absent */
+    float gen_temperature, gen_top_p;
+    int gen_top_k;
+};
+
+/* One tensor as stored: row-major, `data` points into a mapping owned by the model. */
+struct tensor_ref {
+    const char *name;          /* borrowed: points into the safetensors header copy */
+    const void *data;
+    enum dtype dtype;
+    int ndim;
+    int64_t shape[4];
+    size_t nbytes;
+};
+
+/* Tensors of one decoder layer. Optional ones have data == NULL (biases without
+ * attention_bias, q_norm/k_norm without qk_norm). Linear weights are [out, in]. */
+struct layer_tensors {
+    struct tensor_ref input_norm;                 /* [hidden] */
+    struct tensor_ref q, k, v, o;                 /* [H*D, hidden] [KV*D, hidden] x2, [hidden, H*D] */
+    struct tensor_ref q_bias, k_bias, v_bias;     /* [H*D] [KV*D] [KV*D] */
+    struct tensor_ref q_norm, k_norm;             /* [D] */
+    struct tensor_ref post_norm;                  /* [hidden] post_attention_layernorm */
+    struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn] */
+};
+
+struct st_set;  /* the mapped safetensors files (engine/model/safetensors.h) */
+
+struct model {
+    struct model_config cfg;
+    char dir[4096];
+    struct st_set *st;
+    struct tensor_ref embed;                      /* [vocab, hidden] */
+    struct tensor_ref final_norm;                 /* [hidden] */
+    struct tensor_ref lm_head;                    /* [vocab, hidden]; == embed when tied */
+    struct layer_tensors *layers;                 /* [num_layers] */
+};
+
+/* Parses config.json text (and generation_config.json text, or NULL) into cfg. `path` names
+ * the file in messages. Returns 0 or -EINVAL with "<path>: <field>: <problem>" in err. */
+int model_config_parse(struct model_config *cfg, const char *json, size_t len,
+                       const char *gen_json, size_t gen_len, const char *path, char *err);
+
+/* Opens a model folder: config.json, generation_config.json when present, model.safetensors
+ * or model.safetensors.index.json with its shards. Every tensor the architecture needs is
+ * checked by name, dtype and shape. Returns 0, or a negative errno with a message naming
+ * the file and tensor (and both shapes on a mismatch). On failure m needs no model_close. */
+int model_open(struct model *m, const char *dir, char *err);
+void model_close(struct model *m);
+
+const char *model_arch_name(enum model_arch a);
+
+/* KV-cache groups (DESIGN.md): layers with the same attention kind share block tables and
+ * slot mappings. Fills group_window[g] (0 = full attention, else the window in tokens) and
+ * layer_group[l] for every layer; full attention is group 0 when present, the others follow
+ * in order of first appearance. Returns the number of groups, or -EINVAL when the model
+ * needs more than max_groups. */
+int model_kv_groups(const struct model_config *cfg, int *group_window, int *layer_group,
+                    int max_groups);
+
+#endif
