@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "engine/sampler.h"     /* struct gen_params, struct sample_result */
-#include "scheduler/request.h"  /* enum finish_reason */
+#include "engine/base/finish_reason.h"   /* enum finish_reason */
 
 struct engine;
 struct tokenizer;

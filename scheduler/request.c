@@ -105,15 +105,3 @@ enum finish_reason request_check_stop(const struct sched_request *r, const int32
         return FINISH_LENGTH;
     return FINISH_NONE;
 }
-
-const char *request_finish_reason_name(enum finish_reason why)
-{
-    switch (why) {
-    case FINISH_NONE: return NULL;
-    case FINISH_STOP: return "stop";
-    case FINISH_LENGTH: return "length";
-    case FINISH_ABORT: return "abort";
-    case FINISH_ERROR: return "error";
-    }
-    return NULL;
-}

@@ -107,7 +107,7 @@ static void release(struct scheduler *s, struct sched_request *r, enum finish_re
     r->finish_reason = why;
     r->held = false;
     LOG(LL_DEBUG, "sched", "req %llu finished (%s): %d tokens, %d output",
-        (unsigned long long)r->id, request_finish_reason_name(why), r->num_tokens,
+        (unsigned long long)r->id, finish_reason_name(why), r->num_tokens,
         request_num_output_tokens(r));
 }
 
