@@ -17,15 +17,10 @@
 #ifndef OSPREY_SAMPLER_H
 #define OSPREY_SAMPLER_H
 
-#include <math.h>     /* log */
 #include <stdbool.h>
 #include <stdint.h>
 
-#ifdef __CUDACC__
-#define SAMPLE_HD __host__ __device__
-#else
-#define SAMPLE_HD
-#endif
+#include "engine/base/sample_hash.h"   /* sample_hash, sample_exponential */
 
 #define SAMPLE_MAX_LOGPROBS 20
 #define SAMPLE_GREEDY_EPS   1e-5f
@@ -81,27 +76,6 @@ struct sample_result {
     int32_t top_ids[SAMPLE_MAX_LOGPROBS];            /* descending by logprob, lowest id on ties */
     float top_logprobs[SAMPLE_MAX_LOGPROBS];
 };
-
-/* splitmix64 over (seed, counter, token): the only source of randomness in sampling. */
-SAMPLE_HD static inline uint64_t sample_hash(uint64_t seed, uint32_t counter, uint32_t token)
-{
-    uint64_t x = seed ^ (((uint64_t)counter << 32) | token);
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    x += seed * 0xD6E8FEB86659FD93ull;   /* a second round keyed by the seed alone */
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-/* An Exp(1) draw for token `token` at step `counter`: -log(u), u uniform in (0, 1]. */
-SAMPLE_HD static inline float sample_exponential(uint64_t seed, uint32_t counter, uint32_t token)
-{
-    double u = (double)((sample_hash(seed, counter, token) >> 11) + 1) * (1.0 / 9007199254740992.0);
-    return (float)-log(u);
-}
 
 /* The CPU reference: samples one row of `vocab` f32 logits (not modified) per the order of
  * operations above. scratch holds 2 * vocab floats. Returns 0. */
