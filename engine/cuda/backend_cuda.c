@@ -379,7 +379,6 @@ static void cu_destroy(struct backend *be)
 
 static const struct backend_ops cuda_ops = {
     .name = "cuda",
-    .forward_includes_kv_cache_update = false,
     .act_dtype = DT_BF16,
     .destroy = cu_destroy,
     .alloc = cu_alloc,
