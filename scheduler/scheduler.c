@@ -292,7 +292,7 @@ static void admit_waiting(struct scheduler *s)
 static void build_batch(struct scheduler *s)
 {
     struct step_batch *b = &s->batch;
-    int bs = s->cfg.block_size, mbr = b->max_blocks_per_req, t = 0;
+    int mbr = b->max_blocks_per_req, t = 0;
 
     b->num_reqs = s->num_rows;
     b->num_sample = 0;
@@ -317,7 +317,7 @@ static void build_batch(struct scheduler *s)
             for (int j = nb; j < mbr; j++)
                 row[j] = KV_NO_BLOCK;
             for (int k = 0; k < n; k++)
-                b->slot_mapping[g][t + k] = (int64_t)row[(c + k) / bs] * bs + (c + k) % bs;
+                b->slot_mapping[g][t + k] = kv_cache_slot(&s->kv, &r->kv, g, c + k);
         }
         if (c + n == r->num_tokens) {   /* the last known token runs: sample the next one */
             b->logits_indices[b->num_sample] = t + n - 1;

@@ -105,7 +105,7 @@ static void run_preset(struct gt *t, const char *preset, bool fused, int *steps,
         !gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda eager runner: %s", err) ||
         !gt_check(t, runner_create(&rg, t->gpu, &m, &ro, err) == 0, "cuda graph runner: %s", err))
         goto out;
-    if (!gt_check(t, batch_init(&b, 256, 8, runner_num_kv_groups(re),
+    if (!gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,
                                 runner_max_blocks_per_req(re)) == 0, "batch_init"))
         goto out;
     lc = malloc((size_t)8 * V * 4);
@@ -123,13 +123,13 @@ static void run_preset(struct gt *t, const char *preset, bool fused, int *steps,
             reqs[r].blocks[j] = j * NREQ + (NREQ - 1 - r);
     }
     for (int s = 0; s < STEPS; s++) {
-        build_step(&b, reqs, runner_num_kv_groups(re), runner_max_blocks_per_req(re), &decode);
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
         /* the same step for the three runners, rebuilt after each pads it in place */
         if (!gt_check(t, runner_logits(rc, &b, lc) == 0, "cpu step %d", s) ||
             !gt_check(t, runner_logits(re, &b, le) == 0, "cuda eager step %d", s))
             goto out;
         gt_compare(t, preset, le, lc, (size_t)NREQ * V, 0.05, 0.05, 2e-3);
-        build_step(&b, reqs, runner_num_kv_groups(re), runner_max_blocks_per_req(re), &decode);
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
         if (!gt_check(t, runner_execute(rg, &b, NULL, res) == 0, "cuda graph runner step %d", s))
             goto out;
         *replays += decode;

@@ -80,9 +80,9 @@ static void sim_create(struct sim *s, const struct fixture_spec *spec, const str
     if (so->patch)
         so->patch(s->be);
     ck_assert_msg(runner_create(&s->r, s->be, &s->fx.m, &o, err) == 0, "%s", err);
-    s->num_groups = runner_num_kv_groups(s->r);
+    s->num_groups = s->fx.m.cfg.num_kv_groups;
     for (int g = 0; g < s->num_groups; g++) {
-        s->windows[g] = runner_group_window(s->r, g);
+        s->windows[g] = s->fx.m.cfg.kv_group_window[g];
         /* every group draws from its own shuffled pool: block ids far from contiguous */
         for (int i = 0; i < num_blocks; i++)
             s->free_ids[g][i] = i;
