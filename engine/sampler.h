@@ -1,5 +1,6 @@
-/* sampler.h — what a request asks of generation (struct gen_params), one row of logits to
- * sample (struct sample_row) and its result, and the CPU reference sampler. The GPU
+/* sampler.h — one row of logits to sample (struct sample_row) and its result, and the CPU
+ * reference sampler. What a request asks for is struct gen_params (engine/gen_params.h);
+ * the engine turns it into a sample_row per step. The GPU
  * sampler (kernels/sampling.cu) implements the same contract; both draw randomness from
  * sample_hash() so that a seed gives the same stream on either backend and in any batch.
  *
@@ -24,33 +25,6 @@
 
 #define SAMPLE_MAX_LOGPROBS 20
 #define SAMPLE_GREEDY_EPS   1e-5f
-
-/* What one request asks for; validated at the edge (server/openai.c) before it gets here. */
-struct gen_params {
-    int max_tokens;            /* output tokens, >= 1 */
-    int min_tokens;            /* EOS and stop token ids are banned before this many */
-    float temperature;         /* 0 = greedy */
-    float top_p;               /* (0, 1]; 1 = off */
-    int top_k;                 /* <= 0 = off */
-    float min_p;               /* [0, 1]; 0 = off */
-    float presence_penalty;    /* [-2, 2]; 0 = off */
-    float frequency_penalty;   /* [-2, 2]; 0 = off */
-    float repetition_penalty;  /* > 0; 1 = off */
-    bool has_seed;
-    uint64_t seed;             /* when !has_seed the engine draws one per request */
-    int logprobs;              /* -1 = none; 0 = the chosen token's; N <= 20: and the top N */
-    bool ignore_eos;           /* EOS does not finish the request */
-    bool skip_special_tokens;  /* in the text returned (default true) */
-    char **stop;               /* [num_stop] stop strings, owned by whoever owns the params */
-    int num_stop;
-    int32_t *stop_token_ids;   /* [num_stop_token_ids] extra ids that finish like EOS */
-    int num_stop_token_ids;
-    int priority;              /* lower runs first among waiting requests; default 0 */
-};
-
-/* Sets the defaults above: max_tokens 16, temperature 1, top_p 1, top_k 0, min_p 0,
- * penalties off, logprobs -1, skip_special_tokens true, no stops. */
-void gen_params_init(struct gen_params *p);
 
 /* One row of logits to sample, host side. Pointers are borrowed for the call. */
 struct sample_row {
