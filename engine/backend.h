@@ -169,9 +169,8 @@ void backend_destroy(struct backend *be);
 /* True when the build has CUDA and a device is present: the default backend is then "cuda". */
 bool backend_cuda_available(void);
 
+/* The CPU backend (engine/cpu/backend_cpu.c); the CUDA one is declared in
+ * engine/cuda/backend_cuda.h. backend_create is the way in for everyone else. */
 int backend_cpu_create(struct backend **out, const struct backend_options *opt, char *err);
-#ifdef OSPREY_CUDA
-int backend_cuda_create(struct backend **out, const struct backend_options *opt, char *err);
-#endif
 
 #endif

@@ -49,7 +49,6 @@ uint64_t gt_rand_u64(uint64_t *s);
 float gt_randf(uint64_t *s, float lo, float hi);      /* uniform, rounded to bf16 */
 int gt_randint(uint64_t *s, int n);                    /* [0, n) */
 void gt_fill(uint64_t *s, float *x, size_t n, float lo, float hi);
-float gt_bf16_round(float x);
 
 /* A buffer of n elements on both backends: f32 on the CPU; bf16 (or f32 when f32 is set)
  * on the GPU. */

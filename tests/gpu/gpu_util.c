@@ -86,7 +86,7 @@ uint64_t gt_rand_u64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-float gt_bf16_round(float x)
+static float bf16_round(float x)
 {
     return bf16_to_f32(f32_to_bf16(x));
 }
@@ -94,7 +94,7 @@ float gt_bf16_round(float x)
 float gt_randf(uint64_t *s, float lo, float hi)
 {
     double u = (double)(gt_rand_u64(s) >> 11) / 9007199254740992.0;
-    return gt_bf16_round((float)(lo + (hi - lo) * u));
+    return bf16_round((float)(lo + (hi - lo) * u));
 }
 
 int gt_randint(uint64_t *s, int n)
