@@ -1,6 +1,6 @@
 /* request.c — the request's own rules: validation at sched_add, the stop checks after each
- * sampled token, finish-reason names, and the (priority, arrival)-ordered queues the
- * scheduler keeps its waiting and running requests in. */
+ * sampled token, and the (priority, arrival)-ordered queues the scheduler keeps its
+ * waiting and running requests in. */
 #include <errno.h>
 #include <stddef.h>
 
