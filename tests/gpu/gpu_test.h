@@ -49,6 +49,10 @@ uint64_t gt_rand_u64(uint64_t *s);
 float gt_randf(uint64_t *s, float lo, float hi);      /* uniform, rounded to bf16 */
 int gt_randint(uint64_t *s, int n);                    /* [0, n) */
 void gt_fill(uint64_t *s, float *x, size_t n, float lo, float hi);
+/* RoPE inputs: inv_freq[D / 2] = theta^(-2i/D); n positions, every third up to 128k (where
+ * the angle's f32 product matters), the others below 4096, the first 0. */
+void gt_inv_freq(float *f, int D, double theta);
+void gt_positions(uint64_t *s, int32_t *pos, int n);
 
 /* A buffer of n elements on both backends: f32 on the CPU; bf16 (or f32 when f32 is set)
  * on the GPU. */

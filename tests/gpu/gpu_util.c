@@ -108,6 +108,19 @@ void gt_fill(uint64_t *s, float *x, size_t n, float lo, float hi)
         x[i] = gt_randf(s, lo, hi);
 }
 
+void gt_inv_freq(float *f, int D, double theta)
+{
+    for (int i = 0; i < D / 2; i++)
+        f[i] = (float)pow(theta, -2.0 * i / D);
+}
+
+void gt_positions(uint64_t *s, int32_t *pos, int n)
+{
+    for (int i = 0; i < n; i++)
+        pos[i] = i % 3 == 0 ? gt_randint(s, 131072) : gt_randint(s, 4096);
+    pos[0] = 0;
+}
+
 /* ---- mirrored buffers ---- */
 
 bool dbuf_create(struct gt *t, struct dbuf *d, size_t n, bool f32)
