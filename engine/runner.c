@@ -157,6 +157,18 @@ static int check_config(const struct model_config *c, const struct runner_option
              c->head_dim);
         return -EINVAL;
     }
+    /* model_config_parse fills the groups; a config built by hand must call model_kv_groups */
+    if (c->num_kv_groups < 1 || c->num_kv_groups > KV_MAX_GROUPS) {
+        errf(err, "runner: the model config has %d KV-cache groups (1 to %d; model_kv_groups "
+             "fills them)", c->num_kv_groups, KV_MAX_GROUPS);
+        return -EINVAL;
+    }
+    for (int l = 0; l < c->num_layers; l++)
+        if (c->layer_kv_group[l] < 0 || c->layer_kv_group[l] >= c->num_kv_groups) {
+            errf(err, "runner: layer %d is in KV-cache group %d of %d", l, c->layer_kv_group[l],
+                 c->num_kv_groups);
+            return -EINVAL;
+        }
     if (o->block_size < 1 || o->num_blocks < 1 || o->max_num_batched_tokens < 1 ||
         o->max_num_seqs < 1 || o->max_model_len < 1 || o->num_graph_sizes < 0) {
         errf(err, "runner: block_size %d, num_blocks %d, max_num_batched_tokens %d, "
