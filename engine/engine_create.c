@@ -104,8 +104,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = backend_create(&e->be, backend, &bo, err);
     if (rc != 0)
         goto fail;
-    ro.num_blocks = kv_budget_blocks(cfg, o, e->be, backend, e->max_model_len, bo.max_tokens,
-                                     bo.max_reqs, err);
+    ro.num_blocks = kv_budget_blocks(cfg, o, e->be, backend, &bo, err);
     if (ro.num_blocks <= 0) {
         rc = -ENOMEM;
         goto fail;
