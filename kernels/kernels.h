@@ -15,8 +15,6 @@
 
 #include <cuda_runtime_api.h>  /* cudaStream_t */
 
-#include "engine/base/sample_hash.h"   /* sample_exponential, shared with the CPU sampler */
-
 #ifdef __cplusplus
 #include <cuda_bf16.h>
 typedef __nv_bfloat16 bf16;

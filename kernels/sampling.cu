@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 
+#include "engine/base/sample_hash.h"   /* sample_exponential, shared with the CPU sampler */
 #include "kernels/common.cuh"
 
 #define SAMPLE_THREADS 512
