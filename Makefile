@@ -1,7 +1,8 @@
 # osprey — one binary (build/osprey), one test runner, one Makefile.
 #   make            build build/osprey (CUDA backend too when nvcc is found; CUDA=0 to skip it)
-#   make test       install what is missing, build, run every CPU test, then the unit, integration
-#                   and stress suites again built with ASan + UBSan (ends with Check's summary)
+#   make test       install what is missing, check the include rule, build, run every CPU test,
+#                   then the unit, integration and stress suites again built with ASan + UBSan
+#                   (ends with Check's summary)
 #   make serve      generate the default model if needed and serve it on 127.0.0.1:8000
 #   make test-gpu   GPU kernel checks and the HF oracle (on a machine with a GPU)
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each (FUZZ_MERGE=1 keeps new inputs)
@@ -46,7 +47,7 @@ TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 GPU_SRCS  := $(wildcard tests/gpu/*.c)
 GPU_OBJS  := $(GPU_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: FORCE all test test-unit test-gpu serve fuzz fuzz-build fuzz-brief deps clean
+.PHONY: FORCE all test check-includes test-gpu serve fuzz fuzz-build fuzz-brief deps clean
 all: $(BUILD)/osprey
 FORCE:
 
@@ -97,10 +98,15 @@ $(BUILD)/osprey-gpu-tests: $(GPU_OBJS) $(LIB_OBJS)
 deps:
 	$(Q)scripts/install-deps.sh
 
-# make test: CPU unit + integration + stress tests, also built with ASan + UBSan (build-san/)
-# unless this already is that build or TEST_SAN=0. The last line is Check's summary.
+# make check-includes: the one-way include rule of docs/ARCHITECTURE.md; a violation fails.
+check-includes:
+	$(Q)scripts/check-includes.sh
+
+# make test: the include rule first, then CPU unit + integration + stress tests, also built
+# with ASan + UBSan (build-san/) unless this already is that build or TEST_SAN=0. The last
+# line is Check's summary.
 TEST_SAN ?= $(if $(filter 1,$(SANITIZE)),0,1)
-test: deps
+test: deps check-includes
 	$(Q)$(MAKE) --no-print-directory all $(BUILD)/osprey-tests $(if $(filter 1,$(CUDA)),$(BUILD)/osprey-gpu-tests) fuzz-build
 	$(Q)$(if $(filter 1,$(TEST_SAN)),$(MAKE) --no-print-directory SANITIZE=1 CUDA=0 all build-san/osprey-tests)
 	$(Q)FUZZ_BRIEF_SECONDS=$(FUZZ_BRIEF_SECONDS) scripts/run-tests.sh $(BUILD) $(if $(filter 1,$(TEST_SAN)),build-san)
@@ -127,7 +133,7 @@ FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -f
 FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
                  -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c) \
-                 engine/model/safetensors.c engine/model/model.c engine/model/kv_groups.c engine/sampler.c \
+                 engine/model/safetensors.c engine/model/model.c engine/model/kv_groups.c engine/sampler.c engine/gen_params.c \
                  server/openai_parse.c server/openai_render.c server/sse.c server/auth.c \
                  config/config.c config/options.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)

@@ -7,7 +7,9 @@
  * a negative errno (-EIO for a device error, which makes the engine dead).
  *
  * The KV cache update and the attention are separate ops: attention never writes the
- * cache (forward_includes_kv_cache_update is false for both backends). */
+ * cache, every layer calls cache_update (or the optional rope_cache_update) itself. There
+ * is no flag for an attention that writes the cache too: no backend has one, and a flag
+ * no backend sets would be a path no test runs. */
 #ifndef OSPREY_BACKEND_H
 #define OSPREY_BACKEND_H
 
@@ -66,7 +68,6 @@ struct attn_params {
 
 struct backend_ops {
     const char *name;                       /* "cpu", "cuda" */
-    bool forward_includes_kv_cache_update;  /* false: the layer calls cache_update itself */
     enum dtype act_dtype;                   /* activations and KV cache: F32 (cpu), BF16 (cuda) */
 
     void (*destroy)(struct backend *be);
@@ -168,9 +169,8 @@ void backend_destroy(struct backend *be);
 /* True when the build has CUDA and a device is present: the default backend is then "cuda". */
 bool backend_cuda_available(void);
 
+/* The CPU backend (engine/cpu/backend_cpu.c); the CUDA one is declared in
+ * engine/cuda/backend_cuda.h. backend_create is the way in for everyone else. */
 int backend_cpu_create(struct backend **out, const struct backend_options *opt, char *err);
-#ifdef OSPREY_CUDA
-int backend_cuda_create(struct backend **out, const struct backend_options *opt, char *err);
-#endif
 
 #endif

@@ -14,8 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/sampler.h"     /* struct gen_params, struct sample_result */
-#include "scheduler/request.h"  /* enum finish_reason */
+#include "engine/gen_params.h"  /* struct gen_params */
+#include "engine/sampler.h"     /* struct sample_result */
+#include "engine/base/finish_reason.h"   /* enum finish_reason */
 
 struct engine;
 struct tokenizer;

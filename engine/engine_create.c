@@ -33,7 +33,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     struct runner_options ro;
     struct sched_config sc;
     struct backend_options bo;
-    int group_window[KV_MAX_GROUPS], *layer_group = NULL, ng, rc;
+    int rc;
     const char *backend = o->backend;
     const char *fault;
 
@@ -74,18 +74,6 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     if (e->num_eos == 0 && e->tok && tokenizer_eos_id(e->tok) >= 0)
         e->eos_ids[e->num_eos++] = tokenizer_eos_id(e->tok);
 
-    layer_group = calloc(cfg->num_layers, sizeof *layer_group);
-    if (!layer_group) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    ng = model_kv_groups(cfg, group_window, layer_group, KV_MAX_GROUPS);
-    if (ng < 0) {
-        errf(err, "%s: more than %d kinds of attention layer", o->model_dir, KV_MAX_GROUPS);
-        rc = -EINVAL;
-        goto fail;
-    }
-
     if (!backend || !strcmp(backend, "auto"))
         backend = backend_cuda_available() ? "cuda" : "cpu";
     /* Graphs only for decode batches the scheduler can build: at most max_num_seqs. */
@@ -116,8 +104,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = backend_create(&e->be, backend, &bo, err);
     if (rc != 0)
         goto fail;
-    ro.num_blocks = kv_budget_blocks(cfg, o, e->be, backend, e->max_model_len, bo.max_tokens,
-                                     bo.max_reqs, err);
+    ro.num_blocks = kv_budget_blocks(cfg, o, e->be, backend, &bo, err);
     if (ro.num_blocks <= 0) {
         rc = -ENOMEM;
         goto fail;
@@ -145,8 +132,9 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     sc.max_num_batched_tokens = o->max_num_batched_tokens;
     sc.max_model_len = e->max_model_len;
     sc.enable_prefix_caching = o->enable_prefix_caching;
-    sc.num_kv_groups = ng;
-    memcpy(sc.group_window, group_window, sizeof group_window);
+    sc.num_kv_groups = cfg->num_kv_groups;
+    for (int g = 0; g < cfg->num_kv_groups; g++)
+        sc.group_window[g] = cfg->kv_group_window[g];
     sc.eos_ids = e->eos_ids;
     sc.num_eos_ids = e->num_eos;
     sc.batch_capacity_tokens = bo.max_tokens;
@@ -163,16 +151,15 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
         rc = -ENOMEM;
         goto fail;
     }
-    free(layer_group);
     e->stats.healthy = true;
     e->next_id = 1;
     LOG(LL_INFO, "engine", "%s on %s: %d KV blocks of %d tokens (%lld tokens), max_model_len %d, "
         "%d KV-cache group%s", o->model_dir, backend, sc.num_blocks, o->block_size,
-        (long long)sc.num_blocks * o->block_size, e->max_model_len, ng, ng == 1 ? "" : "s");
+        (long long)sc.num_blocks * o->block_size, e->max_model_len, sc.num_kv_groups,
+        sc.num_kv_groups == 1 ? "" : "s");
     *out = e;
     return 0;
 fail:
-    free(layer_group);
     sched_destroy(e->sched);
     runner_destroy(e->runner);
     backend_destroy(e->be);

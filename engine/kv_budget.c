@@ -20,9 +20,10 @@ static size_t activation_bytes(const struct model_config *c, int cap_tokens, int
 }
 
 int kv_budget_blocks(const struct model_config *c, const struct engine_options *o,
-                     struct backend *be, const char *backend, int max_model_len, int cap_tokens,
-                     int cap_reqs, char *err)
+                     struct backend *be, const char *backend, const struct backend_options *bo,
+                     char *err)
 {
+    int cap_tokens = bo->max_tokens, cap_reqs = bo->max_reqs;
     size_t block = runner_kv_block_bytes(c, be, o->block_size), bytes = o->kv_cache_bytes;
     size_t elem = dtype_size(be->ops->act_dtype);
 
@@ -48,7 +49,7 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
         }
         bytes = want - other;
     } else if (bytes == 0) {
-        size_t need = (size_t)o->max_num_seqs * ((max_model_len + o->block_size - 1) / o->block_size) * block;
+        size_t need = (size_t)o->max_num_seqs * bo->max_blocks_per_req * block;
         bytes = MIN((size_t)1 << 30, need);
     }
     if (bytes / block < 1 || bytes / block > INT32_MAX) {

@@ -3,6 +3,7 @@
  * (CUDA) are captured at creation for decode batches of the configured sizes from an
  * all-padding batch; the host-dependent scalars of a graph batch (max_seq_len, max_query_len)
  * are staged as fixed bounds so that replaying it for any batch of that size is exact. */
+#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +15,9 @@
 #include "engine/runner.h"
 #include "engine/weights.h"
 
+static_assert(MODEL_MAX_KV_GROUPS == KV_MAX_GROUPS,
+              "the model's KV-cache groups (model.h) and the batch's (batch.h) must agree");
+
 struct runner {
     struct backend *be;              /* borrowed */
     const struct model *m;           /* borrowed */
@@ -22,9 +26,6 @@ struct runner {
     int num_graphs;
     int cap_tokens, cap_sample;      /* rows of the activation and logits buffers */
     int max_blocks_per_req;
-    int num_kv_groups;
-    int group_window[KV_MAX_GROUPS];
-    int layer_group[MODEL_MAX_LAYERS];
 
     struct weights w;
     void **k_cache, **v_cache;       /* [num_layers] device */
@@ -38,19 +39,17 @@ struct runner {
 int runner_backend_options(const struct model_config *cfg, const struct runner_options *o,
                            struct backend_options *bo)
 {
-    int windows[KV_MAX_GROUPS], groups[MODEL_MAX_LAYERS], largest = 0, n;
+    int largest = 0;
 
-    if (cfg->num_layers < 1 || cfg->num_layers > MODEL_MAX_LAYERS || o->block_size < 1)
+    if (cfg->num_layers < 1 || cfg->num_layers > MODEL_MAX_LAYERS || o->block_size < 1 ||
+        cfg->num_kv_groups < 1 || cfg->num_kv_groups > KV_MAX_GROUPS)
         return -EINVAL;
-    n = model_kv_groups(cfg, windows, groups, KV_MAX_GROUPS);
-    if (n < 0)
-        return n;
     for (int i = 0; i < o->num_graph_sizes; i++)
         largest = MAX(largest, o->graph_sizes[i]);
     bo->max_tokens = MAX(o->max_num_batched_tokens, largest);
     bo->max_reqs = MAX(o->max_num_seqs, largest);
     bo->max_blocks_per_req = (o->max_model_len + o->block_size - 1) / o->block_size;
-    bo->num_kv_groups = n;
+    bo->num_kv_groups = cfg->num_kv_groups;
     bo->vocab_size = cfg->vocab_size;
     return 0;
 }
@@ -104,10 +103,10 @@ static int stage(struct runner *r, struct step_batch *b, int size, bool graph,
     if (rc)
         return rc;
     if (b->num_tokens_padded > r->cap_tokens || b->num_sample_padded > r->cap_sample ||
-        b->num_kv_groups != r->num_kv_groups || b->max_blocks_per_req > r->max_blocks_per_req) {
+        b->num_kv_groups != r->m->cfg.num_kv_groups || b->max_blocks_per_req > r->max_blocks_per_req) {
         LOG(LL_ERR, "runner", "batch does not fit the runner: tokens %d/%d, sampled %d/%d, "
             "groups %d/%d, blocks per request %d/%d", b->num_tokens_padded, r->cap_tokens,
-            b->num_sample_padded, r->cap_sample, b->num_kv_groups, r->num_kv_groups,
+            b->num_sample_padded, r->cap_sample, b->num_kv_groups, r->m->cfg.num_kv_groups,
             b->max_blocks_per_req, r->max_blocks_per_req);
         return -EINVAL;
     }
@@ -158,6 +157,18 @@ static int check_config(const struct model_config *c, const struct runner_option
              c->head_dim);
         return -EINVAL;
     }
+    /* model_config_parse fills the groups; a config built by hand must call model_kv_groups */
+    if (c->num_kv_groups < 1 || c->num_kv_groups > KV_MAX_GROUPS) {
+        errf(err, "runner: the model config has %d KV-cache groups (1 to %d; model_kv_groups "
+             "fills them)", c->num_kv_groups, KV_MAX_GROUPS);
+        return -EINVAL;
+    }
+    for (int l = 0; l < c->num_layers; l++)
+        if (c->layer_kv_group[l] < 0 || c->layer_kv_group[l] >= c->num_kv_groups) {
+            errf(err, "runner: layer %d is in KV-cache group %d of %d", l, c->layer_kv_group[l],
+                 c->num_kv_groups);
+            return -EINVAL;
+        }
     if (o->block_size < 1 || o->num_blocks < 1 || o->max_num_batched_tokens < 1 ||
         o->max_num_seqs < 1 || o->max_model_len < 1 || o->num_graph_sizes < 0) {
         errf(err, "runner: block_size %d, num_blocks %d, max_num_batched_tokens %d, "
@@ -239,7 +250,7 @@ static int capture_graphs(struct runner *r, char *err)
     struct step_batch *d = &r->pad_batch;
     int largest = r->graph_sizes[r->num_graphs - 1], rc;
 
-    if ((rc = batch_init(d, largest, largest, r->num_kv_groups, r->max_blocks_per_req)))
+    if ((rc = batch_init(d, largest, largest, r->m->cfg.num_kv_groups, r->max_blocks_per_req)))
         return rc;
     for (int i = 0; i < r->num_graphs; i++) {
         int size = r->graph_sizes[i];
@@ -276,13 +287,6 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->m = m;
     r->opt = *o;
     r->max_blocks_per_req = (o->max_model_len + o->block_size - 1) / o->block_size;
-    r->num_kv_groups = model_kv_groups(c, r->group_window, r->layer_group, KV_MAX_GROUPS);
-    if (r->num_kv_groups < 0) {
-        errf(err, "runner: the model needs more than %d KV-cache groups (attention kinds)",
-             KV_MAX_GROUPS);
-        rc = -EINVAL;
-        goto fail;
-    }
     /* graphs only where the backend has them; sizes sorted, duplicates dropped */
     if (be->ops->graph_capture && be->ops->graph_replay && !o->enforce_eager && o->num_graph_sizes) {
         if (!(r->graph_sizes = malloc(o->num_graph_sizes * sizeof *r->graph_sizes))) {
@@ -317,7 +321,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.be = be;
     r->fwd.cfg = c;
     r->fwd.w = &r->w;
-    r->fwd.layer_group = r->layer_group;
+    r->fwd.layer_group = c->layer_kv_group;
     r->fwd.k_cache = r->k_cache;
     r->fwd.v_cache = r->v_cache;
     r->fwd.cache = (struct cache_layout){ o->num_blocks, o->block_size, c->num_kv_heads, c->head_dim };
@@ -328,7 +332,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     LOG(LL_INFO, "runner", "%s on %s: %d layers, %d KV blocks of %d tokens (%zu MiB), %d KV groups; "
         "weights %.2f s, KV cache and buffers %.2f s, %d graphs %.2f s", c->arch_name,
         be->ops->name, c->num_layers, o->num_blocks, o->block_size,
-        runner_kv_block_bytes(c, be, o->block_size) * o->num_blocks >> 20, r->num_kv_groups,
+        runner_kv_block_bytes(c, be, o->block_size) * o->num_blocks >> 20, r->m->cfg.num_kv_groups,
         t_weights - t0, t_buffers - t_weights, r->num_graphs, now_s() - t_buffers);
     *out = r;
     return 0;
@@ -375,21 +379,6 @@ void runner_destroy(struct runner *r)
     free(r->greedy_rows);
     free(r->graph_sizes);
     free(r);
-}
-
-int runner_num_kv_groups(const struct runner *r)
-{
-    return r->num_kv_groups;
-}
-
-int runner_group_window(const struct runner *r, int group)
-{
-    return group >= 0 && group < r->num_kv_groups ? r->group_window[group] : 0;
-}
-
-int runner_layer_group(const struct runner *r, int layer)
-{
-    return layer >= 0 && layer < r->m->cfg.num_layers ? r->layer_group[layer] : 0;
 }
 
 int runner_max_blocks_per_req(const struct runner *r)

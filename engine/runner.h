@@ -61,10 +61,8 @@ int runner_padded_size(const struct runner *r, const struct step_batch *b);
  * (b->num_tokens_padded > b->num_tokens) runs padded; otherwise it is padded to itself. */
 int runner_logits(struct runner *r, struct step_batch *b, float *logits);
 
-/* What the scheduler needs to build batches for this runner. */
-int runner_num_kv_groups(const struct runner *r);
-int runner_group_window(const struct runner *r, int group);   /* 0 = full attention */
-int runner_layer_group(const struct runner *r, int layer);
+/* What a batch for this runner needs besides the model's KV-cache groups (struct
+ * model_config: num_kv_groups, kv_group_window). */
 int runner_max_blocks_per_req(const struct runner *r);        /* ceil(max_model_len / block_size) */
 
 #endif

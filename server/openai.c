@@ -64,17 +64,6 @@ struct job {
 
 /* ---- finish reasons ---- */
 
-static const char *finish_name(enum finish_reason f)
-{
-    switch (f) {
-    case FINISH_STOP: return "stop";
-    case FINISH_LENGTH: return "length";
-    case FINISH_ABORT: return "abort";
-    case FINISH_ERROR: return "error";
-    default: return "stop";
-    }
-}
-
 static enum metrics_finish finish_metric(enum finish_reason f)
 {
     switch (f) {
@@ -309,7 +298,7 @@ static void job_resume(void *p, struct http_request *r)
         cs[i] = (struct oai_choice){
             .index = c->index, .text = c->out.text, .text_len = c->out.text_len, .ids = c->out.ids,
             .samples = c->out.samples, .num_tokens = c->out.num_tokens,
-            .finish_reason = finish_name(c->reason),
+            .finish_reason = finish_reason_name(c->reason),
         };
         if (j->prefixes) {
             cs[i].prefix = j->prefixes[c->prompt];
@@ -401,7 +390,7 @@ static bool stream_fill(struct job *j)
             struct oai_choice oc = {
                 .index = c->index, .text = got.text, .text_len = got.text_len, .ids = got.ids,
                 .samples = got.samples, .num_tokens = got.num_tokens, .text_offset = c->text_sent,
-                .finish_reason = finished ? finish_name(reason) : NULL,
+                .finish_reason = finished ? finish_reason_name(reason) : NULL,
             };
 
             /* Tokens without text (held back until a character completes): nothing to say

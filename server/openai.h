@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/sampler.h"   /* struct gen_params, struct sample_result */
+#include "engine/gen_params.h"   /* struct gen_params */
+#include "engine/sampler.h"      /* struct sample_result */
 #include "engine/base/util.h"      /* ERR_LEN */
 #include "engine/base/arena.h"
 

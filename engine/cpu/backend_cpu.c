@@ -355,7 +355,6 @@ static void cpu_destroy(struct backend *be)
 
 static const struct backend_ops cpu_ops = {
     .name = "cpu",
-    .forward_includes_kv_cache_update = false,
     .act_dtype = DT_F32,
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,

@@ -445,6 +445,13 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
         (rc = parse_dtype(p, root, cfg)) ||
         (rc = parse_windows(p, root, cfg)))
         return rc;
+    cfg->num_kv_groups = model_kv_groups(cfg, cfg->kv_group_window, cfg->layer_kv_group,
+                                         MODEL_MAX_KV_GROUPS);
+    if (cfg->num_kv_groups < 0) {
+        errf(p->err, "%s: layer_types / sliding_window: more than %d kinds of attention layer "
+             "(KV-cache groups)", p->path, MODEL_MAX_KV_GROUPS);
+        return -EINVAL;
+    }
     cfg->rms_norm_eps = (float)eps;
     if ((rc = get_pos(p, root, "rope_theta", "rope_theta", false, false, &theta)))
         return rc;

@@ -12,6 +12,7 @@
 
 #define MODEL_MAX_LAYERS 256
 #define MODEL_MAX_EOS    8
+#define MODEL_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine/runner.c */
 
 enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL };
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
@@ -41,6 +42,11 @@ struct model_config {
     bool attention_bias;       /* q/k/v projections have biases (Qwen2) */
     bool qk_norm;              /* per-head RMSNorm of q and k before RoPE (Qwen3) */
     int layer_window[MODEL_MAX_LAYERS]; /* sliding window in tokens per layer, 0 = full attention */
+    /* KV-cache groups (model_kv_groups), derived from layer_window once, when the config is
+     * read: the engine, the runner, the backend's staging and the scheduler all read these. */
+    int num_kv_groups;
+    int kv_group_window[MODEL_MAX_KV_GROUPS];   /* 0 = full attention, else the window */
+    int layer_kv_group[MODEL_MAX_LAYERS];       /* the group of each layer */
     enum dtype dtype;          /* torch_dtype / dtype: what the weights were trained in */
     int bos_token_id;          /* -1 when absent */
     int eos_token_ids[MODEL_MAX_EOS];   /* config.json and generation_config.json, merged */
@@ -101,7 +107,8 @@ const char *model_arch_name(enum model_arch a);
  * slot mappings. Fills group_window[g] (0 = full attention, else the window in tokens) and
  * layer_group[l] for every layer; full attention is group 0 when present, the others follow
  * in order of first appearance. Returns the number of groups, or -EINVAL when the model
- * needs more than max_groups. */
+ * needs more than max_groups. model_config_parse calls it once into the config's
+ * num_kv_groups, kv_group_window and layer_kv_group; everyone else reads those. */
 int model_kv_groups(const struct model_config *cfg, int *group_window, int *layer_group,
                     int max_groups);
 

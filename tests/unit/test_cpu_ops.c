@@ -523,7 +523,6 @@ START_TEST(backend_create_knows_cpu_and_refuses_cuda_without_it)
     size_t free_b, total_b;
 
     ck_assert_str_eq(be->ops->name, "cpu");
-    ck_assert(!be->ops->forward_includes_kv_cache_update);
     ck_assert_int_eq(be->ops->act_dtype, DT_F32);
     ck_assert_ptr_null(be->ops->graph_capture);
     ck_assert_int_eq(be->ops->mem_info(be, &free_b, &total_b), 0);
