@@ -21,11 +21,15 @@
 
 struct backend;
 
-/* A weight on the device: [rows, cols] row-major (linear layers: rows = out features). */
+/* A weight on the device: [rows, cols] row-major (linear layers: rows = out features).
+ * F8_E4M3 weights (cpu only in this build) carry f32 scales expanded per row:
+ * w[r][c] = fp8[r][c] * scale[r * scale_cols + c / scale_block]. */
 struct bk_weight {
     void *data;
     enum dtype dtype;
     int rows, cols;
+    const float *scale;        /* [rows, scale_cols] for F8_E4M3, else NULL */
+    int scale_cols, scale_block;
 };
 
 /* The step batch as ops see it: counts include padding; pointers are device copies that the
@@ -44,10 +48,14 @@ struct bk_batch {
 };
 
 /* Paged cache of one layer, for K and for V alike: [num_blocks, block_size, num_kv_heads,
- * head_dim] in the backend's activation dtype; slot s is block s / block_size, row
- * s % block_size. */
+ * head_dim]; slot s is block s / block_size, row s % block_size. Elements are `dtype`:
+ * DT_F32 (a zeroed layout) means the backend's activation dtype; the cpu backend also holds
+ * BF16 and F8_E4M3, the latter as x / k_scale (or v_scale) written and fp8 * scale read
+ * (vLLM's per-tensor kv-cache scales, one pair per layer). */
 struct cache_layout {
     int num_blocks, block_size, num_kv_heads, head_dim;
+    enum dtype dtype;
+    float k_scale, v_scale;    /* F8_E4M3 only, > 0 */
 };
 
 struct rope_params {

@@ -23,7 +23,14 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
     int stride = (H + 2 * KV) * D, g = f->layer_group[l], rc;
     void *q = f->qkv, *k = at(f, f->qkv, (size_t)H * D), *v = at(f, f->qkv, (size_t)(H + KV) * D);
     struct rope_params rp = { H, KV, D, stride, f->inv_freq };
-    struct attn_params ap = { H, KV, D, 1.0f / sqrtf((float)D), 0.0f, c->layer_window[l], f->cache };
+    struct cache_layout cl = f->cache;
+    struct attn_params ap;
+
+    if (f->k_scale) {
+        cl.k_scale = f->k_scale[l];
+        cl.v_scale = f->v_scale[l];
+    }
+    ap = (struct attn_params){ H, KV, D, 1.0f / sqrtf((float)D), 0.0f, c->layer_window[l], cl };
 
     if ((rc = op->matmul(f->be, f->qkv, f->xn, &lw->qkv, lw->qkv_bias.data ? &lw->qkv_bias : NULL, n)))
         return rc;
@@ -33,10 +40,10 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
         return rc;
     if (f->fused_rope_cache && op->rope_cache_update)
         rc = op->rope_cache_update(f->be, q, k, v, b->positions, b->slot_mapping[g], n, &rp,
-                                   f->k_cache[l], f->v_cache[l], &f->cache);
+                                   f->k_cache[l], f->v_cache[l], &cl);
     else if (!(rc = op->rope(f->be, q, k, b->positions, n, &rp)))
         rc = op->cache_update(f->be, k, v, stride, b->slot_mapping[g], n, f->k_cache[l],
-                              f->v_cache[l], &f->cache);
+                              f->v_cache[l], &cl);
     if (rc)
         return rc;
     if ((rc = op->attention(f->be, f->attn, q, stride, f->k_cache[l], f->v_cache[l], b, g, &ap)))

@@ -18,7 +18,8 @@ struct forward_ctx {
     const struct weights *w;
     const int *layer_group;        /* [num_layers] KV group of each layer */
     void **k_cache, **v_cache;     /* [num_layers] each [num_blocks, block_size, KV, D] */
-    struct cache_layout cache;
+    struct cache_layout cache;     /* k_scale, v_scale come per layer from the arrays below */
+    const float *k_scale, *v_scale;  /* [num_layers] host: fp8 cache scales, NULL otherwise */
     const float *inv_freq;         /* [head_dim / 2] device, f32 */
     bool fused_rope_cache;         /* use be->ops->rope_cache_update when the backend has it */
 

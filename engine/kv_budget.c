@@ -20,10 +20,10 @@ static size_t activation_bytes(const struct model_config *c, int cap_tokens, int
 }
 
 int kv_budget_blocks(const struct model_config *c, const struct engine_options *o,
-                     struct backend *be, const char *backend, int max_model_len, int cap_tokens,
-                     int cap_reqs, char *err)
+                     struct backend *be, const char *backend, enum dtype kv_dtype,
+                     int max_model_len, int cap_tokens, int cap_reqs, char *err)
 {
-    size_t block = runner_kv_block_bytes(c, be, o->block_size), bytes = o->kv_cache_bytes;
+    size_t block = runner_kv_block_bytes(c, be, kv_dtype, o->block_size), bytes = o->kv_cache_bytes;
     size_t elem = dtype_size(be->ops->act_dtype);
 
     if (bytes == 0 && !strcmp(backend, "cuda")) {

@@ -9,9 +9,11 @@
 /* KV blocks for the cache: --kv-cache-memory when given; else on cuda what
  * gpu_memory_utilization of the device leaves after weights, activations and a reserve for
  * cuBLAS, attention scratch and graphs; on cpu 1 GiB at most, or what max_num_seqs requests
- * of max_model_len tokens need when that is less. Returns the count, or 0 with a message. */
+ * of max_model_len tokens need when that is less. A block costs its bytes in kv_dtype
+ * (runner_kv_block_bytes: one byte per element for fp8, so the same memory holds more
+ * blocks). Returns the count, or 0 with a message. */
 int kv_budget_blocks(const struct model_config *c, const struct engine_options *o,
-                     struct backend *be, const char *backend, int max_model_len, int cap_tokens,
-                     int cap_reqs, char *err);
+                     struct backend *be, const char *backend, enum dtype kv_dtype,
+                     int max_model_len, int cap_tokens, int cap_reqs, char *err);
 
 #endif

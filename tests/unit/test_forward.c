@@ -643,7 +643,7 @@ START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
     ck_assert_ptr_nonnull(strstr(err, "heads 4/3"));
     fx.m.cfg.num_kv_heads = 2;
     ck_assert_int_eq(runner_create(&r, be, &fx.m, &o, err), 0);
-    ck_assert_uint_eq(runner_kv_block_bytes(&fx.m.cfg, be, 16), 2 * 2 * 16 * 2 * 16 * 4);
+    ck_assert_uint_eq(runner_kv_block_bytes(&fx.m.cfg, be, DT_F32, 16), 2 * 2 * 16 * 2 * 16 * 4);
     /* a batch with more tokens than the runner was sized for */
     ck_assert_int_eq(batch_init(&b, 128, 4, 1, 4), 0);
     b.num_reqs = 1;
