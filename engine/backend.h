@@ -1,7 +1,7 @@
 /* backend.h — the op vtable that the layer loop (engine/forward.c) runs on, and the device
  * view of a step. Two implementations: cpu (engine/cpu/, the numerical reference: f32
- * activations and KV cache, bf16/f32 weights) and cuda (engine/cuda/ + kernels/: bf16
- * activations and cache, cuBLAS). Every pointer an op takes is the backend's device memory
+ * activations, an f32, bf16 or fp8 KV cache, bf16/f32/fp8 weights) and cuda (engine/cuda/ +
+ * kernels/: bf16 activations and cache, cuBLAS; no fp8 in this build). Every pointer an op takes is the backend's device memory
  * (host memory on cpu); ops are asynchronous on the backend's one stream and capturable
  * in a CUDA graph: none allocates, none synchronizes with the host. Every op returns 0 or
  * a negative errno (-EIO for a device error, which makes the engine dead).
@@ -75,7 +75,8 @@ struct attn_params {
 struct backend_ops {
     const char *name;                       /* "cpu", "cuda" */
     bool forward_includes_kv_cache_update;  /* false: the layer calls cache_update itself */
-    enum dtype act_dtype;                   /* activations and KV cache: F32 (cpu), BF16 (cuda) */
+    enum dtype act_dtype;                   /* activations and the default KV cache: F32 (cpu),
+                                             * BF16 (cuda); cache_layout.dtype may say otherwise */
 
     void (*destroy)(struct backend *be);
 

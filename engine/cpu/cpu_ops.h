@@ -1,6 +1,7 @@
 /* cpu_ops.h — the CPU reference ops, one file per op family (engine/cpu/<op>.c), called by
- * the vtable in backend_cpu.c and directly by tests. Activations and the KV cache are f32;
- * weights are bf16 or f32 (struct bk_weight); every sum is taken in f32 or better. Each op
+ * the vtable in backend_cpu.c and directly by tests. Activations are f32, the KV cache f32,
+ * bf16 or fp8 (cache_layout.dtype); weights are bf16, f32 or F8_E4M3 with scales (struct
+ * bk_weight); every sum is taken in f32 or better. Each op
  * has the argument list of its backend_ops entry, with the thread pool in place of the
  * backend, and returns 0 or -EINVAL for a shape or index it cannot honour (nothing is read
  * or written out of bounds then). */
