@@ -149,6 +149,10 @@ struct backend_ops {
                              const struct rope_params *p, void *k_cache, void *v_cache,
                              const struct cache_layout *l);
 
+    /* Optional (NULL when absent): *out (host) = max |x| over rows [rows, cols] that lie
+     * stride elements apart; synchronous. For --calculate-kv-scales (cpu only so far). */
+    int (*absmax)(struct backend *be, float *out, const void *x, int stride, int rows, int cols);
+
     /* Optional CUDA graphs (NULL on cpu): capture whatever body launches as the graph for
      * `size`; replay it. */
     int (*graph_capture)(struct backend *be, int size, int (*body)(void *arg), void *arg);

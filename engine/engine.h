@@ -42,7 +42,7 @@ struct engine_options {
     uint64_t seed;                    /* base for requests without a seed; 0 = from the clock */
     const char *kv_cache_dtype;       /* NULL/"auto" (the backend's), "bf16", "fp8" (e4m3, cpu) */
     const char *quantization;         /* NULL, or "fp8": float linear weights to fp8 at load (cpu) */
-    bool calculate_kv_scales;         /* not implemented: refused */
+    bool calculate_kv_scales;         /* fp8 cache: scales from the first prefill (vLLM's) */
 };
 
 /* Defaults: cpu/auto backend, block 16, 256 seqs, 8192 tokens, prefix caching on, graphs on,

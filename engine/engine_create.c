@@ -58,9 +58,10 @@ static int check_fp8_backend(const struct engine_options *o, const struct model_
                      : o->quantization ? "--quantization fp8"
                      : kv == DT_F8_E4M3 ? "--kv-cache-dtype fp8" : NULL;
 
-    if (o->calculate_kv_scales) {
-        errf(err, "--calculate-kv-scales is not implemented: give the fp8 cache's scales in "
-             "the checkpoint (self_attn.k_scale / v_scale) or run with the default 1.0");
+
+    if (o->calculate_kv_scales && kv != DT_F8_E4M3) {
+        errf(err, "--calculate-kv-scales derives the fp8 cache's scales: it needs "
+             "--kv-cache-dtype fp8");
         return -EINVAL;
     }
     if (o->quantization && strcmp(o->quantization, "fp8")) {
@@ -165,6 +166,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     ro.fused_rope_cache = o->fused_rope_cache;
     ro.kv_cache_dtype = kv_dtype;
     ro.quantize_fp8 = o->quantization != NULL;
+    ro.calculate_kv_scales = o->calculate_kv_scales;
     memset(&bo, 0, sizeof bo);
     bo.num_threads = o->num_threads;
     if ((rc = runner_backend_options(cfg, &ro, &bo)) != 0) {

@@ -70,6 +70,17 @@ size_t runner_kv_block_bytes(const struct model_config *cfg, const struct backen
 
 /* ---- a step ---- */
 
+/* After the first step that ran: --calculate-kv-scales is done, the scales stay. */
+static void kv_scales_done(struct runner *r)
+{
+    if (!r->fwd.calc_kv_scales)
+        return;
+    r->fwd.calc_kv_scales = false;
+    for (int l = 0; l < r->m->cfg.num_layers; l++)
+        LOG(LL_INFO, "runner", "layer %d: fp8 KV scales from the first prefill: k %.6g v %.6g", l,
+            r->k_scale[l], r->v_scale[l]);
+}
+
 /* forward + sample: the whole of a step that runs on the device (and in a graph) */
 static int step_body(void *arg)
 {
@@ -78,6 +89,7 @@ static int step_body(void *arg)
 
     if (rc)
         return rc;
+    kv_scales_done(r);
     return r->be->ops->sample(r->be, r->fwd.logits, r->m->cfg.vocab_size, &r->dev);
 }
 
@@ -147,6 +159,7 @@ int runner_logits(struct runner *r, struct step_batch *b, float *logits)
     if ((rc = stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, NULL)) ||
         (rc = forward(&r->fwd, &r->dev)))
         return rc;
+    kv_scales_done(r);
     return r->be->ops->download(r->be, logits, r->fwd.logits,
                                 (size_t)b->num_sample_padded * r->m->cfg.vocab_size * sizeof(float));
 }
@@ -343,6 +356,12 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
         goto fail;
     if (runner_kv_dtype(be, o->kv_cache_dtype) == DT_F8_E4M3 && (rc = kv_scales(r, err)))
         goto fail;
+    if (o->calculate_kv_scales && (!r->k_scale || !be->ops->absmax)) {
+        errf(err, "runner: --calculate-kv-scales needs --kv-cache-dtype fp8 on a backend that "
+             "can measure K and V (cpu)");
+        rc = -EINVAL;
+        goto fail;
+    }
     t_buffers = now_s();
     r->fwd.be = be;
     r->fwd.cfg = c;
@@ -355,6 +374,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
                                           1.0f, 1.0f };
     r->fwd.k_scale = r->k_scale;
     r->fwd.v_scale = r->v_scale;
+    r->fwd.calc_kv_scales = o->calculate_kv_scales;
     r->fwd.inv_freq = r->inv_freq;
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     if (r->num_graphs && (rc = capture_graphs(r, err)))
@@ -412,6 +432,14 @@ void runner_destroy(struct runner *r)
     free(r->greedy_rows);
     free(r->graph_sizes);
     free(r);
+}
+
+void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *v_scale)
+{
+    bool ok = r->k_scale && layer >= 0 && layer < r->m->cfg.num_layers;
+
+    *k_scale = ok ? r->k_scale[layer] : 1.0f;
+    *v_scale = ok ? r->v_scale[layer] : 1.0f;
 }
 
 int runner_num_kv_groups(const struct runner *r)

@@ -26,6 +26,7 @@ struct runner_options {
     int num_graph_sizes;
     bool fused_rope_cache;       /* rope + cache_update in one op where the backend has it */
     bool quantize_fp8;           /* --quantization fp8: float linear weights to fp8 at load */
+    bool calculate_kv_scales;    /* fp8 cache: scales from the first step's K and V (cpu) */
     enum dtype kv_cache_dtype;   /* DT_F32 = auto (the backend's act_dtype); cpu: also BF16,
                                   * F8_E4M3 (scales: the checkpoint's k_scale/v_scale, else 1) */
 };
@@ -66,6 +67,9 @@ int runner_padded_size(const struct runner *r, const struct step_batch *b);
  * logits[b->num_sample_padded, vocab]: for tests and the HF oracle. A batch already padded
  * (b->num_tokens_padded > b->num_tokens) runs padded; otherwise it is padded to itself. */
 int runner_logits(struct runner *r, struct step_batch *b, float *logits);
+
+/* Layer l's fp8 cache scales (1.0 for a cache that is not fp8). */
+void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *v_scale);
 
 /* What the scheduler needs to build batches for this runner. */
 int runner_num_kv_groups(const struct runner *r);

@@ -384,6 +384,12 @@ static int cpu_cache_update(struct backend *be, const void *k, const void *v, in
     return cache_update_cpu(k, v, kv_stride, slot_mapping, n, k_cache, v_cache, l);
 }
 
+static int cpu_absmax(struct backend *be, float *out, const void *x, int stride, int rows,
+                      int cols)
+{
+    return absmax_cpu(out, x, stride, rows, cols);
+}
+
 static int cpu_attention(struct backend *be, void *out, const void *q, int q_stride,
                          const void *k_cache, const void *v_cache, const struct bk_batch *b,
                          int group, const struct attn_params *p)
@@ -450,6 +456,7 @@ static const struct backend_ops cpu_ops = {
     .sample = cpu_sample,
     .fetch_results = cpu_fetch_results,
     .rope_cache_update = NULL,
+    .absmax = cpu_absmax,
     .graph_capture = NULL,
     .graph_replay = NULL,
 };

@@ -22,6 +22,19 @@ static void write_row(void *dst, const float *src, size_t row, enum dtype dt, fl
     }
 }
 
+int absmax_cpu(float *out, const float *x, int stride, int n, int cols)
+{
+    float m = 0.0f;
+
+    if (n < 0 || cols < 0 || stride < cols)
+        return -EINVAL;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < cols; j++)
+            m = fmaxf(m, fabsf(x[(size_t)i * stride + j]));
+    *out = m;
+    return 0;
+}
+
 /* k, v: [n, rows kv_stride apart, num_kv_heads * head_dim] (views into the fused qkv rows).
  * Token i goes to slot slot_mapping[i] = block * block_size + offset; KV_PADDING_SLOT
  * writes nothing and a slot beyond the cache writes nothing and returns -EINVAL. No other

@@ -103,6 +103,9 @@ int rope_cpu(float *q, float *k, const int32_t *positions, int n, const struct r
 int cache_update_cpu(const float *k, const float *v, int kv_stride, const int64_t *slot_mapping,
                      int n, void *k_cache, void *v_cache, const struct cache_layout *l);
 
+/* cache_update.c: *out = max |x| over rows [n, cols] stride elements apart (0 for n = 0) */
+int absmax_cpu(float *out, const float *x, int stride, int n, int cols);
+
 /* attention.c: threaded over (request, head); reads the cache's dtype as cache_update wrote it */
 int attention_cpu(struct threadpool *tp, float *out, const float *q, int q_stride,
                   const void *k_cache, const void *v_cache, const struct bk_batch *b,

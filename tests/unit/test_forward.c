@@ -67,7 +67,7 @@ static void sim_create(struct sim *s, const struct fixture_spec *spec, const str
     int bs = so->block_size, num_blocks = MAX_SEQS * (MAX_LEN / bs + 1) / 2;
     struct runner_options o = { bs, num_blocks, MAX_BATCH_TOKENS, MAX_SEQS, MAX_LEN, false,
                                 so->graph_sizes, so->num_graph_sizes, so->fused_rope_cache,
-                                false, DT_F32 };
+                                false, false, DT_F32 };
     struct backend_options bo = { .num_threads = 2 };
     char err[ERR_LEN] = "";
 
@@ -624,7 +624,7 @@ START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
     struct backend *be;
     struct runner *r = NULL;
     struct backend_options bo = { .num_threads = 1 };
-    struct runner_options o = { 16, 8, 64, 4, 64, false, NULL, 0, false, false, DT_F32 };
+    struct runner_options o = { 16, 8, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32 };
     struct step_batch b;
     struct sample_result res[4];
     char err[ERR_LEN] = "";

@@ -257,6 +257,20 @@ START_TEST(bf16_attention_widens_what_cache_update_wrote)
 }
 END_TEST
 
+START_TEST(absmax_takes_the_largest_magnitude_of_strided_rows)
+{
+    /* rows of 3 columns, 5 apart: the -9 and 100 between the rows must not count */
+    const float x[13] = { 1, -4, 2, 100, 100, 0.5f, 3, -3.5f, -9, 100, 2, 0, 3.75f };
+    float m = -1;
+
+    ck_assert_int_eq(absmax_cpu(&m, x, 5, 3, 3), 0);
+    ck_assert_float_eq(m, 4.0f);
+    ck_assert_int_eq(absmax_cpu(&m, x, 5, 0, 3), 0);
+    ck_assert_float_eq(m, 0.0f);
+    ck_assert_int_eq(absmax_cpu(&m, x, 2, 3, 3), -EINVAL);
+}
+END_TEST
+
 /* ---- FP8 weights ---- */
 
 /* An F8_E4M3 [3, 5] weight in blocks of 2 x 2 (so the last block row and column are
@@ -374,6 +388,7 @@ Suite *fp8_suite(void)
     tcase_add_test(tc, bf16_cache_update_rounds_to_nearest_even);
     tcase_add_test(tc, fp8_attention_dequantizes_what_cache_update_wrote);
     tcase_add_test(tc, bf16_attention_widens_what_cache_update_wrote);
+    tcase_add_test(tc, absmax_takes_the_largest_magnitude_of_strided_rows);
     tcase_add_test(tc, block_scaled_fp8_weights_multiply_as_their_dequantized_values);
     tcase_add_test(tc, fused_fp8_parts_keep_each_parts_scales_and_fp8_next_to_float_is_refused);
     tcase_add_test(tc, quantizing_at_load_gives_one_scale_per_row_of_amax_over_448);

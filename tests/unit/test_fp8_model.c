@@ -73,6 +73,8 @@ static char *sub(const char *name)
 struct run_opts {
     enum dtype kv;
     bool quantize;
+    bool calc;                 /* --calculate-kv-scales */
+    float *scales;             /* when not NULL: [layers][2] k, v scales after the prefill */
 };
 
 /* logits[PROMPT, vocab] of a fixed prompt, every position sampled, in one prefill. */
@@ -83,7 +85,8 @@ static float *prompt_logits(const char *dir, struct run_opts ro, int *vocab)
     struct runner *r;
     struct runner_options o = { .block_size = 16, .num_blocks = 8, .max_num_batched_tokens = 64,
                                 .max_num_seqs = PROMPT, .max_model_len = 64,
-                                .kv_cache_dtype = ro.kv, .quantize_fp8 = ro.quantize };
+                                .kv_cache_dtype = ro.kv, .quantize_fp8 = ro.quantize,
+                                .calculate_kv_scales = ro.calc };
     struct backend_options bo = { .num_threads = 2 };
     struct step_batch b;
     char err[ERR_LEN] = "";
@@ -111,6 +114,8 @@ static float *prompt_logits(const char *dir, struct run_opts ro, int *vocab)
     *vocab = m.cfg.vocab_size;
     logits = malloc(sizeof *logits * PROMPT * *vocab);
     ck_assert_int_eq(runner_logits(r, &b, logits), 0);
+    for (int l = 0; ro.scales && l < m.cfg.num_layers; l++)
+        runner_kv_scales(r, l, &ro.scales[2 * l], &ro.scales[2 * l + 1]);
     batch_fini(&b);
     runner_destroy(r);
     backend_destroy(be);
@@ -158,7 +163,7 @@ static struct diff compare_dirs(const char *a, struct run_opts ra, const char *b
     return d;
 }
 
-static const struct run_opts plain = { DT_F32, false };
+static const struct run_opts plain = { DT_F32, false, false, NULL };
 
 /* ---- quantization_config ---- */
 
@@ -433,7 +438,7 @@ END_TEST
 
 START_TEST(fp8_kv_cache_logits_stay_close_to_the_bf16_cache)
 {
-    struct run_opts bf = { DT_BF16, false }, f8 = { DT_F8_E4M3, false };
+    struct run_opts bf = { DT_BF16, false, false, NULL }, f8 = { DT_F8_E4M3, false, false, NULL };
     struct diff d = compare_dirs(dir_bf16, f8, dir_bf16, bf);
 
     /* K/V rounded to 3 mantissa bits instead of 8 (scale 1.0): over a 40-token prompt the
@@ -447,8 +452,9 @@ START_TEST(fp8_kv_cache_logits_stay_close_to_the_bf16_cache)
 }
 END_TEST
 
-/* The tiny model with self_attn.k_scale / v_scale = *scale in both layers. */
-static void with_kv_scales(const char *dst, const float *scale)
+/* The tiny model with self_attn.k_scale / v_scale of layer l = scales[2l], scales[2l + 1];
+ * stride 0 gives every one scales[0]. */
+static void with_kv_scales_of(const char *dst, const float *scales, int stride)
 {
     struct fp8_ref_tensor t[4];
 
@@ -458,15 +464,51 @@ static void with_kv_scales(const char *dst, const float *scale)
                  i % 2 ? "v_scale" : "k_scale");
         t[i].dtype = DT_F32;
         t[i].ndim = 0;            /* a scalar, as vLLM's checkpoints store them */
-        t[i].data = scale;
+        t[i].data = scales + i * stride;
     }
     ck_assert_int_eq(fp8_ref_rewrite(dir_bf16, dst, NULL, NULL, NULL, t, 4), 0);
 }
 
+static void with_kv_scales(const char *dst, const float *scale)
+{
+    with_kv_scales_of(dst, scale, 0);
+}
+
+START_TEST(calculated_kv_scales_come_from_the_first_prefill_and_are_used)
+{
+    float scales[4], again[4];
+    struct run_opts calc = { DT_F8_E4M3, false, true, scales };
+    struct run_opts fixed = { DT_F8_E4M3, false, false, again };
+    struct run_opts bf = { DT_BF16, false, false, NULL };
+    char *dir = sub("kv-calculated");
+    struct diff same, near;
+    int vocab;
+    float *a, *b;
+
+    a = prompt_logits(dir_bf16, calc, &vocab);
+    for (int i = 0; i < 4; i++)   /* max |K| / 200, max |V| / 100: far from the default 1.0 */
+        ck_assert_msg(scales[i] > 1e-4f && scales[i] < 0.5f, "scale %d: %g", i, scales[i]);
+    /* the same scales given by a checkpoint give the same logits: these are what was used */
+    with_kv_scales_of(dir, scales, 1);
+    b = prompt_logits(dir, fixed, &vocab);
+    for (int i = 0; i < 4; i++)
+        ck_assert_float_eq(again[i], scales[i]);
+    same = compare(a, b, vocab);
+    ck_assert_msg(same.max_abs == 0, "%g", same.max_abs);
+    free(a);
+    free(b);
+    near = compare_dirs(dir_bf16, calc, dir_bf16, bf);
+    printf("fp8 KV with calculated scales vs bf16 KV: max |dlogit| %.3g of %.3g, greedy agree "
+           "%d/%d\n", near.max_abs, near.range, near.argmax_agree, PROMPT);
+    ck_assert_msg(near.max_abs <= 0.05 * near.range, "%g", near.max_abs);
+    ck_assert_int_ge(near.argmax_agree, AGREE_MIN);
+}
+END_TEST
+
 START_TEST(the_checkpoints_kv_scales_reach_the_fp8_cache)
 {
     static const float tiny_scale = 1e-4f, eighth = 0.125f, negative = -1.0f;
-    struct run_opts bf = { DT_BF16, false }, f8 = { DT_F8_E4M3, false };
+    struct run_opts bf = { DT_BF16, false, false, NULL }, f8 = { DT_F8_E4M3, false, false, NULL };
     char *d_tiny = sub("kv-tiny"), *d_eighth = sub("kv-eighth"), *d_neg = sub("kv-neg");
     char err[ERR_LEN] = "";
     struct diff one, small, sat;
@@ -533,7 +575,8 @@ START_TEST(cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation)
         { "bf16", "cuda", "fp8", NULL, false, "--kv-cache-dtype fp8: fp8 (weights and KV cache) "
                                               "runs on the CPU backend only" },
         { "bf16", "cuda", NULL, "fp8", false, "--quantization fp8: fp8" },
-        { "bf16", "cpu", NULL, NULL, true, "--calculate-kv-scales is not implemented" },
+        { "bf16", "cpu", NULL, NULL, true, "--calculate-kv-scales derives the fp8 cache's "
+                                           "scales: it needs --kv-cache-dtype fp8" },
         { "bf16", "cpu", "fp16", NULL, false, "--kv-cache-dtype fp16: expected auto, bf16 or fp8" },
         { "bf16", "cpu", NULL, "int8", false, "--quantization int8: expected fp8" },
     };
@@ -578,7 +621,7 @@ END_TEST
 
 START_TEST(quantizing_a_bf16_model_at_load_stays_close_to_it)
 {
-    struct run_opts q = { DT_F32, true };
+    struct run_opts q = { DT_F32, true, false, NULL };
     struct diff d = compare_dirs(dir_bf16, q, dir_bf16, plain);
 
     /* per-channel e4m3 weights: 3 mantissa bits per weight; bound 5% of the largest logit
@@ -605,6 +648,7 @@ Suite *fp8_model_suite(void)
     tcase_add_test(tc, osprey_generate_runs_both_fp8_formats_and_gives_the_reference_tokens);
     tcase_add_test(tc, fp8_kv_cache_logits_stay_close_to_the_bf16_cache);
     tcase_add_test(tc, the_checkpoints_kv_scales_reach_the_fp8_cache);
+    tcase_add_test(tc, calculated_kv_scales_come_from_the_first_prefill_and_are_used);
     tcase_add_test(tc, fp8_cache_engine_holds_twice_the_tokens_of_bf16_in_the_same_memory);
     tcase_add_test(tc, cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation);
     tcase_add_test(tc, metrics_name_the_kv_cache_dtype_and_capacity);
