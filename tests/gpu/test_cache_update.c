@@ -26,7 +26,7 @@ static void run(struct gt *t, int n, int bs, int kvh, int D, long long extra_slo
     long long *perm = malloc((size_t)num_slots * sizeof *perm);
     uint16_t *poison = malloc(cache_elems * 2), *got[2] = { malloc(cache_elems * 2), malloc(cache_elems * 2) };
     float *cpu_cache[2] = { malloc(cache_elems * 4), malloc(cache_elems * 4) };
-    struct cache_layout l = { num_blocks, bs, kvh, D };
+    struct cache_layout l = { num_blocks, bs, kvh, D, DT_F32, 0, 0 };
     struct dbuf x = { 0 };
     struct rbuf sm = { 0 };
     void *gk = NULL, *gv = NULL, *ck = NULL, *cv = NULL;

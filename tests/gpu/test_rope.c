@@ -100,7 +100,7 @@ static void fused_once(struct gt *t, const struct rope_shape *s, int bs)
     struct dbuf q1 = { 0 }, q2 = { 0 };
     struct rbuf p = { 0 }, f = { 0 }, sm = { 0 };
     void *kc[2] = { 0 }, *vc[2] = { 0 };
-    struct cache_layout l = { num_blocks, bs, s->KV, s->D };
+    struct cache_layout l = { num_blocks, bs, s->KV, s->D, DT_F32, 0, 0 };
     struct rope_params rp;
     uint16_t *k1, *k2;
     char err[ERR_LEN];
