@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "engine/backend.h"
 #include "engine/engine.h"
 #include "engine/model/gen_model.h"
@@ -600,6 +601,44 @@ START_TEST(cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation)
 }
 END_TEST
 
+static int load_config(struct osprey_config *c, char **env, char **argv, char *err)
+{
+    int argc = 0;
+
+    while (argv[argc])
+        argc++;
+    config_init(c);
+    return config_load(c, argc, argv, env, err);
+}
+
+START_TEST(the_fp8_options_come_from_flags_and_environment_and_bad_values_are_refused)
+{
+    char *env[] = { "OSPREY_KV_CACHE_DTYPE=fp8", "OSPREY_QUANTIZATION=fp8", NULL }, *none[] = { NULL };
+    char *ok[] = { "serve", "--model", "/m", "--calculate-kv-scales", NULL };
+    char *bad_kv[] = { "serve", "--model", "/m", "--kv-cache-dtype", "fp16", NULL };
+    char *bad_q[] = { "serve", "--model", "/m", "--quantization=awq", NULL };
+    char err[ERR_LEN] = "";
+    struct osprey_config c;
+
+    ck_assert_msg(load_config(&c, none, (char *[]){ "serve", "--model", "/m", NULL }, err) == 0, "%s", err);
+    ck_assert_str_eq(c.kv_cache_dtype, "auto");
+    ck_assert_str_eq(c.quantization, "none");
+    ck_assert(!c.calculate_kv_scales);
+    config_fini(&c);
+    ck_assert_msg(load_config(&c, env, ok, err) == 0, "%s", err);
+    ck_assert_str_eq(c.kv_cache_dtype, "fp8");
+    ck_assert_str_eq(c.quantization, "fp8");
+    ck_assert(c.calculate_kv_scales);
+    config_fini(&c);
+    ck_assert_int_eq(load_config(&c, none, bad_kv, err), -EINVAL);
+    ck_assert_msg(strstr(err, "kv-cache-dtype") && strstr(err, "fp16"), "%s", err);
+    config_fini(&c);
+    ck_assert_int_eq(load_config(&c, none, bad_q, err), -EINVAL);
+    ck_assert_msg(strstr(err, "quantization") && strstr(err, "awq"), "%s", err);
+    config_fini(&c);
+}
+END_TEST
+
 START_TEST(metrics_name_the_kv_cache_dtype_and_capacity)
 {
     struct metrics m;
@@ -652,6 +691,7 @@ Suite *fp8_model_suite(void)
     tcase_add_test(tc, fp8_cache_engine_holds_twice_the_tokens_of_bf16_in_the_same_memory);
     tcase_add_test(tc, cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation);
     tcase_add_test(tc, metrics_name_the_kv_cache_dtype_and_capacity);
+    tcase_add_test(tc, the_fp8_options_come_from_flags_and_environment_and_bad_values_are_refused);
     tcase_add_test(tc, quantizing_a_bf16_model_at_load_stays_close_to_it);
     suite_add_tcase(s, tc);
     return s;
