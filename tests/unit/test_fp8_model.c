@@ -639,6 +639,38 @@ START_TEST(the_fp8_options_come_from_flags_and_environment_and_bad_values_are_re
 }
 END_TEST
 
+START_TEST(gen_model_writes_what_quantization_config_says_and_refuses_other_schemes)
+{
+    struct gen_model_opts o = { .config = "tiny", .out_dir = sub("bad-quant"), .quantize = "int4" };
+    char err[ERR_LEN] = "";
+    struct model m;
+
+    ck_assert_int_eq(gen_model_write(&o, NULL, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "--quantize int4: expected fp8-block or fp8-channel"));
+    o.quantize = "fp8-block";
+    o.quant_block = 0x7fffffff;
+    ck_assert_int_eq(gen_model_write(&o, NULL, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "--quant-block"));
+    /* what was written: F8_E4M3 linear weights with their scales, float everything else */
+    ck_assert_int_eq(model_open(&m, dir_block, err), 0);
+    ck_assert_int_eq(m.cfg.quant, QUANT_FP8_BLOCK);
+    ck_assert_int_eq(m.cfg.quant_block[0], 24);
+    ck_assert_int_eq(m.layers[1].down.dtype, DT_F8_E4M3);
+    ck_assert_int_eq(m.layers[1].down.scale->dtype, DT_F32);
+    ck_assert_int_eq(m.layers[1].down.scale->shape[0], 3);   /* ceil(64 / 24) */
+    ck_assert_int_eq(m.layers[1].down.scale->shape[1], 6);   /* ceil(128 / 24) */
+    ck_assert_int_eq(m.embed.dtype, DT_BF16);
+    ck_assert_int_eq(m.layers[0].input_norm.dtype, DT_BF16);
+    model_close(&m);
+    ck_assert_int_eq(model_open(&m, dir_channel, err), 0);
+    ck_assert_int_eq(m.cfg.quant, QUANT_FP8_CHANNEL);
+    ck_assert_int_eq(m.layers[0].q.scale->shape[0], 64);
+    ck_assert_int_eq(m.layers[0].q.scale->shape[1], 1);
+    ck_assert_int_eq(m.layers[0].q.scale_block[1], 64);
+    model_close(&m);
+}
+END_TEST
+
 START_TEST(metrics_name_the_kv_cache_dtype_and_capacity)
 {
     struct metrics m;
@@ -691,6 +723,7 @@ Suite *fp8_model_suite(void)
     tcase_add_test(tc, fp8_cache_engine_holds_twice_the_tokens_of_bf16_in_the_same_memory);
     tcase_add_test(tc, cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation);
     tcase_add_test(tc, metrics_name_the_kv_cache_dtype_and_capacity);
+    tcase_add_test(tc, gen_model_writes_what_quantization_config_says_and_refuses_other_schemes);
     tcase_add_test(tc, the_fp8_options_come_from_flags_and_environment_and_bad_values_are_refused);
     tcase_add_test(tc, quantizing_a_bf16_model_at_load_stays_close_to_it);
     suite_add_tcase(s, tc);
