@@ -60,6 +60,13 @@ const struct config_option options_table[] = {
       .help = "fuse RoPE with the KV-cache write (cuda)" },
     { "threads", OPT_INT, F(threads), .def = "0", .arg = "N", .min = 0, .max = 4096,
       .help = "cpu backend worker threads; 0 = all cores" },
+    { "kv_cache_dtype", OPT_ENUM, F(kv_cache_dtype), .def = "auto",
+      .choices = { "auto", "bf16", "fp8" },
+      .help = "KV-cache elements: auto (cpu f32, cuda bf16), bf16, fp8 (e4m3, per-layer scales; cpu only)" },
+    { "calculate_kv_scales", OPT_BOOL, F(calculate_kv_scales), .def = "false",
+      .help = "fp8 KV cache: scales from the first prefill (max|K|/200, max|V|/100), not the checkpoint" },
+    { "quantization", OPT_ENUM, F(quantization), .def = "none", .choices = { "none", "fp8" },
+      .help = "fp8: quantize float linear weights at load (per-channel scales; cpu only)" },
     { "seed", OPT_U64, F(seed), .def = "0", .arg = "N", .min = 0, .max = 18446744073709551615.0,
       .help = "sampling seed base for requests that give none; 0 = random" },
 

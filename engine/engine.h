@@ -41,6 +41,9 @@ struct engine_options {
     bool fused_rope_cache;
     int max_waiting;                  /* submit answers -EAGAIN past this many waiting */
     uint64_t seed;                    /* base for requests without a seed; 0 = from the clock */
+    const char *kv_cache_dtype;       /* NULL/"auto" (the backend's), "bf16", "fp8" (e4m3, cpu) */
+    const char *quantization;         /* NULL, or "fp8": float linear weights to fp8 at load (cpu) */
+    bool calculate_kv_scales;         /* fp8 cache: scales from the first prefill (vLLM's) */
 };
 
 /* Defaults: cpu/auto backend, block 16, 256 seqs, 8192 tokens, prefix caching on, graphs on,
@@ -106,6 +109,8 @@ struct engine_stats {
     bool ready;                               /* model loaded, graphs captured, thread running */
     double alive_s;                           /* now_s() when the engine thread last ended a
                                                  step or answered engine_ping */
+    const char *kv_cache_dtype;               /* static: "f32", "bf16", "fp8_e4m3" */
+    int64_t kv_cache_tokens;                  /* tokens the KV cache holds: blocks * block_size */
 };
 void engine_get_stats(struct engine *e, struct engine_stats *st);
 /* Asks the engine thread to show that it still turns: it sets alive_s as soon as it is

@@ -20,11 +20,11 @@ static size_t activation_bytes(const struct model_config *c, int cap_tokens, int
 }
 
 int kv_budget_blocks(const struct model_config *c, const struct engine_options *o,
-                     struct backend *be, const char *backend, const struct backend_options *bo,
-                     char *err)
+                     struct backend *be, const char *backend, enum dtype kv_dtype,
+                     const struct backend_options *bo, char *err)
 {
     int cap_tokens = bo->max_tokens, cap_reqs = bo->max_reqs;
-    size_t block = runner_kv_block_bytes(c, be, o->block_size), bytes = o->kv_cache_bytes;
+    size_t block = runner_kv_block_bytes(c, be, kv_dtype, o->block_size), bytes = o->kv_cache_bytes;
     size_t elem = dtype_size(be->ops->act_dtype);
 
     if (bytes == 0 && !strcmp(backend, "cuda")) {

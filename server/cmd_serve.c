@@ -68,6 +68,9 @@ static void engine_options_from(struct engine_options *eo, const struct osprey_c
     eo->graph_sizes = c->cuda_graph_sizes;
     eo->num_graph_sizes = c->num_cuda_graph_sizes;
     eo->fused_rope_cache = c->fused_rope_cache;
+    eo->kv_cache_dtype = c->kv_cache_dtype;
+    eo->calculate_kv_scales = c->calculate_kv_scales;
+    eo->quantization = c->quantization && strcmp(c->quantization, "none") ? c->quantization : NULL;
     eo->max_waiting = c->max_waiting_requests;
     eo->seed = c->seed;
 }

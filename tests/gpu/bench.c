@@ -155,7 +155,7 @@ static void bench_cache_update(struct bench *bn, int n)
 {
     const struct backend_ops *op = bn->be->ops;
     char err[ERR_LEN] = "";
-    struct cu_arg a = { .n = n, .l = { n / BS + 1, BS, KVH, D } };
+    struct cu_arg a = { .n = n, .l = { n / BS + 1, BS, KVH, D, DT_F32, 0, 0 } };
     size_t cache_bytes = (size_t)a.l.num_blocks * BS * KVH * D * 2;
     int64_t *slots = malloc(n * sizeof *slots);
     int32_t *pos = malloc(n * sizeof *pos);
@@ -262,7 +262,7 @@ static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, do
         printf("attention: out of memory %s\n", err);
         goto out;
     }
-    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0, { nb, BS, KVH, D } };
+    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0, { nb, BS, KVH, D, DT_F32, 0, 0 } };
     {
         struct bench local = { be, bn->copy_gbs, bn->flush };
         s = q_len == 1 ? time_op_dram(&local, 50, attn_once, &a) : time_op(&local, 10, attn_once, &a);
