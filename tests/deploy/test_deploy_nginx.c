@@ -409,14 +409,34 @@ static void pinned_wait_started(struct pinned_stream *x, int num)
     }
 }
 
+/* The same request not streamed, pinned to a replica by its session id. */
+struct pinned_plain {
+    int port;
+    char session[64];
+    struct deploy_answer r;
+    pthread_t t;
+};
+
+static const char *const long_plain_body =
+    "{\"prompt\":\"Once upon a time\",\"max_tokens\":1500,\"temperature\":0,\"ignore_eos\":true}";
+
+static void *plain_main(void *p)
+{
+    struct pinned_plain *x = p;
+    char headers[128];
+
+    snprintf(headers, sizeof headers, "X-Session-Id: %s\r\n", x->session);
+    deploy_call(x->port, "/v1/completions", headers, long_plain_body, &x->r);
+    return NULL;
+}
+
 /* The greedy text of long_body, asked of a replica alone and not streamed. */
 static char *long_text(const struct daemon *d)
 {
     struct deploy_answer r;
     char *text;
 
-    deploy_call(d->port, "/v1/completions", NULL,
-                "{\"prompt\":\"Once upon a time\",\"max_tokens\":1500,\"temperature\":0,\"ignore_eos\":true}", &r);
+    deploy_call(d->port, "/v1/completions", NULL, long_plain_body, &r);
     ck_assert_int_eq(r.status, 200);
     text = r.a.text[0];
     r.a.text[0] = NULL;
@@ -490,6 +510,7 @@ START_TEST(a_killed_replica_fails_only_its_streams_and_serves_again_after_a_rest
     struct deploy_nginx n;
     struct load_run l;
     struct pinned_stream x[STREAMS + 1];
+    struct pinned_plain y[STREAMS];
     int ports[REPLICAS], sent, failed, tried_dead = 0;
     char addr[REPLICAS][64], session[STREAMS + 1][64], failure[200], *want, line[128];
     const int dead = 1;
@@ -508,10 +529,21 @@ START_TEST(a_killed_replica_fails_only_its_streams_and_serves_again_after_a_rest
     load_start(&l, n.port);
     for (int k = 0; k <= STREAMS; k++)
         pinned_start(&x[k], &n, session[k]);
+    for (int k = 0; k < STREAMS; k++) {
+        y[k] = (struct pinned_plain){ .port = n.port };
+        snprintf(y[k].session, sizeof y[k].session, "%.63s", session[k]);
+        ck_assert_int_eq(pthread_create(&y[k].t, NULL, plain_main, &y[k]), 0);
+    }
     pinned_wait_started(x, STREAMS + 1);
+    /* The non-streamed ones running there too (the load's come and go in a millisecond). */
+    for (double end = stress_now() + 30;
+         it_metric(&d[dead], "osprey_requests_running") < 2 * STREAMS && stress_now() < end;)
+        usleep(1000);
     ck_assert_int_eq(daemon_stop(&d[dead], SIGKILL, 10), 128 + SIGKILL);
     for (int k = 0; k <= STREAMS; k++)
         pthread_join(x[k].t, NULL);
+    for (int k = 0; k < STREAMS; k++)
+        pthread_join(y[k].t, NULL);
     /* Requests after the kill: every one answered, none by the dead replica. */
     for (int i = 0; i < 20; i++) {
         char headers[128];
@@ -540,14 +572,26 @@ START_TEST(a_killed_replica_fails_only_its_streams_and_serves_again_after_a_rest
     ck_assert_str_eq(x[STREAMS].r.a.text[0], want);
     deploy_answer_fini(&x[STREAMS].r);
     ck_assert_msg(failed == 0, "%d of %d non-streamed requests failed (first: %s)", failed, sent, failure);
+    for (int k = 0; k < STREAMS; k++) {
+        char first[80];
+
+        snprintf(first, sizeof first, "%s, ", addr[dead]);
+        ck_assert_msg(y[k].r.status == 200, "non-streamed request %d: %d via %s", k, y[k].r.status,
+                      y[k].r.upstream);
+        ck_assert_msg(!strncmp(y[k].r.upstream, first, strlen(first)), "non-streamed request %d went "
+                      "%s, not to the killed replica first", k, y[k].r.upstream);
+        ck_assert_str_eq(y[k].r.a.text[0], want);
+        deploy_answer_fini(&y[k].r);
+    }
     /* nginx took it out: a failed connection and the "temporarily disabled" that max_fails=1
      * brings, in its error log. */
     snprintf(line, sizeof line, "upstream: \"http://%s", addr[dead]);
     ck_assert(deploy_nginx_log_has(&n, line));
     ck_assert(deploy_nginx_log_has(&n, "upstream server temporarily disabled"));
     printf("SIGKILL of one of %d replicas under load: %d non-streamed requests, %d failed; its %d "
-           "streams cut, the bystander stream whole; %d of 20 requests after it tried it first\n",
-           REPLICAS, sent, failed, STREAMS, tried_dead);
+           "streams cut, its %d non-streamed requests answered whole by another, the bystander stream "
+           "whole; %d of 20 requests after it tried it first\n", REPLICAS, sent, failed, STREAMS, STREAMS,
+           tried_dead);
 
     replica_restart(&d[dead]);
     wait_rejoined(&n, session[0], addr[dead]);
