@@ -158,8 +158,9 @@ static void write_config(struct deploy_nginx *n, const int *ports, int num, int 
              "http {\n"
              "    client_body_temp_path %s/body;\n    proxy_temp_path %s/proxy;\n"
              "    fastcgi_temp_path %s/fastcgi;\n    uwsgi_temp_path %s/uwsgi;\n    scgi_temp_path %s/scgi;\n"
-             "    # test-only: which replicas were tried, in order, on every answer\n"
+             "    # test-only: which replicas were tried, in order, and from which pool\n"
              "    add_header X-Osprey-Upstream $upstream_addr always;\n"
+             "    add_header X-Osprey-Pool $osprey_pool always;\n"
              "    include osprey-site.conf;\n"
              "    access_log %s/access.log osprey_upstream;\n"
              "    # round robin over the same replicas, for the prefix-cache comparison\n"
@@ -426,6 +427,7 @@ void deploy_stream_finish(struct deploy_stream *s, double timeout_s, struct depl
         resp.body_len = strlen(resp.body);
         r->status = r->a.status = resp.status;
         hc_header(&resp, "X-Osprey-Upstream", r->upstream, sizeof r->upstream);
+        hc_header(&resp, "X-Accel-Buffering", r->accel_buffering, sizeof r->accel_buffering);
         if (resp.status == 200) {
             struct it_stream st;
 

@@ -20,9 +20,9 @@ struct deploy_nginx {
 };
 
 /* Starts nginx over the replicas on ports[0..num) (replicas.conf: max_fails=1 and
- * fail_timeout_s), waits until it accepts. The test adds, at http level, a response header
- * X-Osprey-Upstream ($upstream_addr: every replica tried, in order) and an access log in
- * the site's osprey_upstream format. Fails the test when nginx or its js module is missing
+ * fail_timeout_s), waits until it accepts. The test adds, at http level, response headers
+ * X-Osprey-Upstream ($upstream_addr: every replica tried, in order) and X-Osprey-Pool
+ * ($osprey_pool), and an access log in the site's osprey_upstream format. Fails the test when nginx or its js module is missing
  * or nginx does not start (its error log is printed). */
 void deploy_nginx_start(struct deploy_nginx *n, const int *ports, int num, int fail_timeout_s);
 /* Stops it (SIGQUIT: graceful), reaps it and removes its prefix. */
@@ -34,6 +34,7 @@ bool deploy_nginx_log_has(const struct deploy_nginx *n, const char *needle);
 struct deploy_answer {
     int status;
     char upstream[128];      /* X-Osprey-Upstream: "127.0.0.1:P" or "127.0.0.1:P, 127.0.0.1:Q" */
+    char accel_buffering[16];            /* X-Accel-Buffering, "" when absent */
     struct stress_answer a;  /* the answer taken apart (stress_call's) */
 };
 /* POSTs body to path on port with extra headers (may be NULL). */

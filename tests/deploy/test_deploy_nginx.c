@@ -3,7 +3,8 @@
  * the prefix cache hits as on one daemon (round robin does not); streams pass through
  * chunk by chunk; a rolling restart (SIGTERM, drain, restart, rejoin) under load fails no
  * request; a replica killed with SIGKILL fails only its streams and serves again after a
- * restart. Daemons on the CPU backend with the tiny model, nginx on loopback ports. */
+ * restart; requests without a key go to the least_conn pool; no replica at all is an
+ * OpenAI error. Daemons on the CPU backend with the tiny model, nginx on loopback ports. */
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
@@ -251,6 +252,8 @@ START_TEST(streams_through_nginx_arrive_chunk_by_chunk)
         ttft[i] = s.first_event_s - s.sent_s;
         deploy_stream_finish(&s, 30, &r);
         ck_assert(r.status == 200 && r.a.stream_done);
+        if (i)                   /* what tells any nginx in front not to buffer it */
+            ck_assert_str_eq(r.accel_buffering, "no");
         deploy_answer_fini(&r);
     }
     printf("time to first token: %.2f ms through nginx, %.2f ms direct\n", 1e3 * ttft[0], 1e3 * ttft[1]);
@@ -601,6 +604,77 @@ START_TEST(a_killed_replica_fails_only_its_streams_and_serves_again_after_a_rest
 }
 END_TEST
 
+/* ---- requests without a key, and no replica at all ---- */
+
+/* Counts the answer r in seen[i] when replica i gave it. */
+static void count_replica(const struct hc_response *r, const struct daemon *d, int num, int *seen)
+{
+    char up[128] = "", addr[64];
+
+    hc_header(r, "X-Osprey-Upstream", up, sizeof up);
+    for (int k = 0; k < num; k++) {
+        addr_of(&d[k], addr, sizeof addr);
+        seen[k] += !strcmp(up, addr);
+    }
+}
+
+START_TEST(keyless_requests_go_to_the_least_conn_pool_and_no_replica_is_a_json_503)
+{
+    struct daemon d[2];
+    struct deploy_nginx n;
+    struct hc_response r;
+    char pool[64] = "";
+    int ports[2], seen[2] = { 0 };
+    cJSON *j;
+
+    replicas_up(d, 2);
+    for (int i = 0; i < 2; i++)
+        ports[i] = d[i].port;
+    deploy_nginx_start(&n, ports, 2, FAIL_TIMEOUT_S);
+    /* No body, or a body that is not JSON: no key, the least_conn pool, each replica in
+     * turn while they are equally idle. A prompt or a session id: the consistent-hash pool. */
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(hc_request(n.port, "GET", "/v1/models", NULL, NULL, &r, 30), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(hc_header(&r, "X-Osprey-Pool", pool, sizeof pool) ? pool : "", "osprey_least_conn");
+        count_replica(&r, d, 2, seen);
+        hc_response_fini(&r);
+        ck_assert_int_eq(hc_request(n.port, "POST", "/v1/completions", NULL, "not json", &r, 30), 0);
+        ck_assert_int_eq(r.status, 400);
+        ck_assert_str_eq(hc_header(&r, "X-Osprey-Pool", pool, sizeof pool) ? pool : "", "osprey_least_conn");
+        count_replica(&r, d, 2, seen);
+        hc_response_fini(&r);
+    }
+    ck_assert_msg(seen[0] > 0 && seen[1] > 0, "keyless requests: %d and %d per replica", seen[0], seen[1]);
+    ck_assert_int_eq(hc_request(n.port, "POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"max_tokens\":1}",
+                                &r, 30), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hc_header(&r, "X-Osprey-Pool", pool, sizeof pool) ? pool : "", "osprey_affine");
+    hc_response_fini(&r);
+    ck_assert_int_eq(hc_request(n.port, "GET", "/v1/models", "X-Session-Id: s1\r\n", NULL, &r, 30), 0);
+    ck_assert_str_eq(hc_header(&r, "X-Osprey-Pool", pool, sizeof pool) ? pool : "", "osprey_affine");
+    hc_response_fini(&r);
+
+    /* /metrics is per replica: not through nginx. */
+    ck_assert_int_eq(hc_request(n.port, "GET", "/metrics", NULL, NULL, &r, 30), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_ptr_nonnull(j = cJSON_Parse(r.body));
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring, "not_found");
+    cJSON_Delete(j);
+    hc_response_fini(&r);
+
+    /* Every replica gone: an OpenAI error object, not nginx's HTML page. */
+    replicas_down(d, 2);
+    ck_assert_int_eq(hc_request(n.port, "POST", "/v1/completions", NULL, "{\"prompt\":\"x\"}", &r, 30), 0);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_ptr_nonnull(j = cJSON_Parse(r.body));
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring, "no_replica");
+    cJSON_Delete(j);
+    hc_response_fini(&r);
+    deploy_nginx_stop(&n);
+}
+END_TEST
+
 Suite *deploy_nginx_suite(void)
 {
     const struct {
@@ -611,6 +685,7 @@ Suite *deploy_nginx_suite(void)
         { "streams", streams_through_nginx_arrive_chunk_by_chunk },
         { "rolling_restart", a_rolling_restart_under_load_fails_no_request_and_drained_streams_finish },
         { "sigkill", a_killed_replica_fails_only_its_streams_and_serves_again_after_a_restart },
+        { "keyless", keyless_requests_go_to_the_least_conn_pool_and_no_replica_is_a_json_503 },
     };
     Suite *s = suite_create("deploy_nginx");
 
