@@ -18,7 +18,8 @@
 
 enum { REPLICAS = 3, FAIL_TIMEOUT_S = 2 };
 
-static const char *const replica_args[] = { "--kv-cache-memory", "64MiB", NULL };
+/* A grace long enough for the drained streams even on a sanitized, loaded machine. */
+static const char *const replica_args[] = { "--kv-cache-memory", "64MiB", "--shutdown-grace", "60", NULL };
 
 static void replicas_up(struct daemon *d, int num)
 {
@@ -37,7 +38,7 @@ static void replicas_down(struct daemon *d, int num)
 static void replica_restart(struct daemon *d)
 {
     char port[16];
-    const char *args[] = { "--kv-cache-memory", "64MiB", "--port", port, NULL };
+    const char *args[] = { "--kv-cache-memory", "64MiB", "--shutdown-grace", "60", "--port", port, NULL };
 
     snprintf(port, sizeof port, "%d", d->port);
     it_up(d, args);
@@ -94,8 +95,8 @@ static uint64_t tag_seed(const char *tag)
 }
 
 /* Turn t (1..TURNS) of conversation c of run tag: a system prompt shared by the run's
- * conversations (~600 characters), the conversation's document (~1400), then per earlier
- * turn an answer and a question. Greedy, 2 tokens. */
+ * conversations (~400 characters), the conversation's document (~800), then per earlier
+ * turn an answer and a question (~40 each). Greedy, 2 tokens. */
 static char *convo_body(const char *tag, int c, int t)
 {
     cJSON *req = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(req, "messages");
@@ -103,14 +104,14 @@ static char *convo_body(const char *tag, int c, int t)
     char *body;
 
     snprintf(head, sizeof head, "You answer questions about documents (run %s).", tag);
-    words_into(msgs, "system", head, tag_seed(tag), 600);
+    words_into(msgs, "system", head, tag_seed(tag), 400);
     snprintf(head, sizeof head, "Document %d of run %s:", c, tag);
-    words_into(msgs, "user", head, tag_seed(tag) * 31 + (uint64_t)c, 1400);
+    words_into(msgs, "user", head, tag_seed(tag) * 31 + (uint64_t)c, 800);
     for (int k = 1; k < t; k++) {
         snprintf(head, sizeof head, "Answer %d about document %d.", k, c);
-        words_into(msgs, "assistant", head, tag_seed(tag) + 7 * (uint64_t)k + 1000 * (uint64_t)c, 60);
+        words_into(msgs, "assistant", head, tag_seed(tag) + 7 * (uint64_t)k + 1000 * (uint64_t)c, 40);
         snprintf(head, sizeof head, "Question %d about document %d:", k + 1, c);
-        words_into(msgs, "user", head, tag_seed(tag) + 13 * (uint64_t)k + 1000 * (uint64_t)c, 60);
+        words_into(msgs, "user", head, tag_seed(tag) + 13 * (uint64_t)k + 1000 * (uint64_t)c, 40);
     }
     cJSON_AddNumberToObject(req, "max_tokens", 2);
     cJSON_AddNumberToObject(req, "temperature", 0);
@@ -380,7 +381,7 @@ struct pinned_stream {
 };
 
 static const char *const long_body =
-    "{\"prompt\":\"Once upon a time\",\"max_tokens\":1500,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}";
+    "{\"prompt\":\"Once upon a time\",\"max_tokens\":600,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}";
 
 static void *pinned_main(void *p)
 {
@@ -421,7 +422,7 @@ struct pinned_plain {
 };
 
 static const char *const long_plain_body =
-    "{\"prompt\":\"Once upon a time\",\"max_tokens\":1500,\"temperature\":0,\"ignore_eos\":true}";
+    "{\"prompt\":\"Once upon a time\",\"max_tokens\":600,\"temperature\":0,\"ignore_eos\":true}";
 
 static void *plain_main(void *p)
 {
