@@ -202,7 +202,7 @@ START_TEST(prefix_affine_routing_keeps_one_daemons_prefix_cache_hit_rate_and_rou
            "round robin %.3f\n", CONVS, TURNS, single, REPLICAS, affine, 100 * affine / single,
            per_replica[0], per_replica[1], per_replica[2], rr);
     ck_assert_msg(affine >= 0.9 * single, "prefix-affine %.3f < 90%% of one daemon's %.3f", affine, single);
-    ck_assert_msg(rr < affine, "round robin %.3f not below prefix-affine %.3f", rr, affine);
+    ck_assert_msg(rr < 0.9 * affine, "round robin %.3f not measurably below prefix-affine %.3f", rr, affine);
     for (int i = 0; i < REPLICAS; i++)
         ck_assert_msg(per_replica[i] > 0, "replica %s got no conversation", addr[i]);
 
