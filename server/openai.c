@@ -5,7 +5,7 @@
  * stream chunks are rendered here on the HTTP threads.
  * A job lives as long as its HTTP request (server/http.c): the connection and every
  * unfinished engine request hold a reference, the last one out frees it. */
-#include "server/api.h"
+#include "server/openai.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,7 +18,9 @@
 #include "engine/engine.h"
 #include "engine/base/log.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/api.h"
 #include "server/metrics.h"
+#include "server/openai_render.h"
 #include "server/sse.h"
 
 struct job;

@@ -4,7 +4,7 @@
  * null counts as absent; unknown fields are ignored (vLLM's choice, not OpenAI's). The body
  * itself must be UTF-8 without NUL characters, nested at most CJSON_NESTING_LIMIT deep, and
  * name each key once per object. */
-#include "server/openai.h"
+#include "server/openai_parse.h"
 
 #include <errno.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  * the engine thread): the engine only hands over token ids, text and logprobs.
  * Every builder returns NULL when out of memory; a container owns its children from the
  * moment they are added, so one cJSON_Delete of the top object cleans up any failure. */
-#include "server/openai.h"
+#include "server/openai_render.h"
 
 #include <stdint.h>
 #include <stdio.h>

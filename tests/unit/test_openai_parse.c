@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "server/openai.h"
+#include "server/openai_parse.h"
 
 static const struct oai_config config = {
     .served_model = "tiny", .max_model_len = 128, .vocab_size = 512, .max_prompt_tokens = 0,

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/openai.h"
+#include "server/openai_render.h"
 
 static const char *const pieces[] = { "<s>", "Hello", " world", "!", "\xc3\xa9", "a\"b\n" };
 
