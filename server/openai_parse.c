@@ -14,6 +14,8 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "server/json_text.h"   /* seed: the exact digits */
+
 #define INT_FIELD_MAX 1000000000LL   /* cap for "unbounded" integer fields */
 
 int openai_error(struct oai_error *e, int status, const char *code, const char *param,
@@ -448,9 +450,14 @@ static int parse_stop(struct oai_request *r, const struct oai_config *c, struct 
     return 0;
 }
 
-static int parse_seed(struct oai_request *r, struct oai_error *e)
+/* seed: an integer from 0 to 2^64-1, every bit kept. cJSON holds numbers as doubles, which
+ * round above 2^53, so the digits are read again from the body's text. */
+static int parse_seed(struct oai_request *r, const char *body, size_t len, struct oai_error *e)
 {
     const cJSON *v = field(r->root, "seed");
+    const char *text = NULL;
+    size_t n = 0;
+    int rc;
 
     if (!v)
         return 0;
@@ -458,12 +465,21 @@ static int parse_seed(struct oai_request *r, struct oai_error *e)
         return too_large(e, "seed");
     if (!is_integer(v))
         return bad_type(e, "seed", "an integer", v);
-    /* Any 64-bit value, signed or not: negative seeds wrap as two's complement. */
-    if (v->valuedouble < -9223372036854775808.0 || v->valuedouble >= 18446744073709551616.0)
-        return bad_value(e, "seed", ">= %.0f and < 2^64", -9223372036854775808.0, v->valuedouble);
+    if (json_text_member(body, len, "seed", &text, &n))
+        return openai_error(e, 500, "internal_error", "seed", "Cannot find 'seed' in the body's text.");
+    rc = json_text_u64(text, n, &r->params.seed);
+    if (rc == -EINVAL && v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0) {
+        /* 5.0 or 1e3: a double holds every integer up to 2^53 exactly. */
+        r->params.seed = (uint64_t)v->valuedouble;
+        rc = 0;
+    }
+    if (rc)
+        return openai_error(e, 400, "invalid_value", "seed",
+                            "Invalid 'seed': expected an integer from 0 to 18446744073709551615 "
+                            "(2^64-1)%s, but got %.*s instead.",
+                            v->valuedouble >= 0 && rc == -EINVAL ? " written without fraction or exponent" : "",
+                            (int)MIN(n, 64), text);
     r->params.has_seed = true;
-    r->params.seed = v->valuedouble < 0 ? (uint64_t)(int64_t)v->valuedouble
-                                        : (uint64_t)v->valuedouble;
     return 0;
 }
 
@@ -488,7 +504,8 @@ static int parse_stream(struct oai_request *r, struct oai_error *e)
 }
 
 /* The fields completions and chat share. */
-static int parse_common(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+static int parse_common(struct oai_request *r, const char *body, size_t len, const struct oai_config *c,
+                        struct oai_error *e)
 {
     struct gen_params *p = &r->params;
     const cJSON *v;
@@ -521,7 +538,7 @@ static int parse_common(struct oai_request *r, const struct oai_config *c, struc
         (rc = get_bool(r->root, "skip_special_tokens", &p->skip_special_tokens, e)) < 0 ||
         (rc = get_bool(r->root, "add_special_tokens", &r->add_special_tokens, e)) < 0 ||
         (rc = get_string(r->root, "user", &r->user, e)) < 0 ||
-        (rc = parse_seed(r, e)) < 0 || (rc = parse_stop(r, c, e)) < 0 || (rc = parse_stream(r, e)) < 0)
+        (rc = parse_seed(r, body, len, e)) < 0 || (rc = parse_stop(r, c, e)) < 0 || (rc = parse_stream(r, e)) < 0)
         return rc;
     if (p->top_k < 0)
         p->top_k = 0;                             /* -1 is vLLM's "off" */
@@ -553,7 +570,7 @@ int openai_parse_completion(struct oai_request *r, const char *body, size_t len,
     int rc, top = 0, max_top = MIN(5, c->max_logprobs);
 
     r->add_special_tokens = true;
-    if ((rc = parse_body(r, OAI_COMPLETION, body, len, e)) || (rc = parse_common(r, c, e)) ||
+    if ((rc = parse_body(r, OAI_COMPLETION, body, len, e)) || (rc = parse_common(r, body, len, c, e)) ||
         (rc = parse_prompt(r, c, e)) || (rc = check_choices(r, c, e)))
         return rc;
     if ((rc = get_bool(r->root, "echo", &r->echo, e)) < 0 ||
@@ -660,7 +677,7 @@ int openai_parse_chat(struct oai_request *r, const char *body, size_t len,
 
     r->add_special_tokens = false;    /* the template writes BOS itself */
     r->num_prompts = 1;
-    if ((rc = parse_body(r, OAI_CHAT, body, len, e)) || (rc = parse_common(r, c, e)) ||
+    if ((rc = parse_body(r, OAI_CHAT, body, len, e)) || (rc = parse_common(r, body, len, c, e)) ||
         (rc = parse_messages(r, e)) || (rc = check_choices(r, c, e)))
         return rc;
     r->num_prompts = 0;               /* the prompt comes from rendering the messages */

@@ -348,17 +348,41 @@ START_TEST(stop_is_a_string_or_a_list_of_nonempty_strings)
 }
 END_TEST
 
-START_TEST(seed_takes_any_64_bit_integer)
+/* Every bit of the seed counts: integers above 2^53 would collapse through a double. */
+START_TEST(seed_is_any_integer_from_0_to_2_64_minus_1_exactly)
 {
-    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-1}");
-    ck_assert(req.params.has_seed);
-    ck_assert_uint_eq(req.params.seed, UINT64_MAX);
+    const char *msg;
+
     ok(COMPL, "{\"prompt\":\"a\",\"seed\":0}");
     ck_assert(req.params.has_seed);
     ck_assert_uint_eq(req.params.seed, 0);
     ok(COMPL, "{\"prompt\":\"a\",\"seed\":4294967296}");
     ck_assert_uint_eq(req.params.seed, 4294967296ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":9007199254740993}");          /* 2^53 + 1 */
+    ck_assert_uint_eq(req.params.seed, 9007199254740993ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":9007199254740992}");          /* 2^53 */
+    ck_assert_uint_eq(req.params.seed, 9007199254740992ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":18446744073709551615}");      /* 2^64 - 1 */
+    ck_assert_uint_eq(req.params.seed, UINT64_MAX);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":18446744073709551614}");
+    ck_assert_uint_eq(req.params.seed, UINT64_MAX - 1);
+    /* Found however the body is laid out: nested "seed" keys and escaped key names. */
+    ok(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"\\\"seed\\\":1\"}],"
+             "\"chat_template_kwargs\":{\"seed\":2},\"se\\u0065d\" : 12345678901234567891 }");
+    ck_assert_uint_eq(req.params.seed, 12345678901234567891ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":5.0}");                      /* integral, below 2^53 */
+    ck_assert_uint_eq(req.params.seed, 5);
+
+    msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":18446744073709551616}", 400, "seed");   /* 2^64 */
+    ck_assert_msg(strstr(msg, "18446744073709551615") && strstr(msg, "got 18446744073709551616"), "%s", msg);
+    ck_assert_str_eq(err.code, "invalid_value");
+    msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":-1}", 400, "seed");
+    ck_assert_msg(strstr(msg, "from 0 to") && strstr(msg, "got -1"), "%s", msg);
+    fails(COMPL, "{\"prompt\":\"a\",\"seed\":-9223372036854775808}", 400, "seed");
     fails(COMPL, "{\"prompt\":\"a\",\"seed\":1e30}", 400, "seed");
+    msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":1e19}", 400, "seed");
+    ck_assert_msg(strstr(msg, "without fraction or exponent"), "%s", msg);
+    fails(COMPL, "{\"prompt\":\"a\",\"seed\":123456789012345678901234567890}", 400, "seed");
 }
 END_TEST
 
@@ -675,7 +699,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, out_of_range_values_are_400);
     tcase_add_test(tc, configured_limits_bound_the_request);
     tcase_add_test(tc, stop_is_a_string_or_a_list_of_nonempty_strings);
-    tcase_add_test(tc, seed_takes_any_64_bit_integer);
+    tcase_add_test(tc, seed_is_any_integer_from_0_to_2_64_minus_1_exactly);
     tcase_add_test(tc, stream_options_need_stream);
     tcase_add_test(tc, another_model_is_404);
     tcase_add_test(tc, a_long_model_name_is_cut_between_characters);
