@@ -517,8 +517,9 @@ static int parse_common(struct oai_request *r, const char *body, size_t len, con
     p->temperature = c->default_temperature >= 0 ? c->default_temperature : 1.0f;
     p->top_p = c->default_top_p > 0 ? c->default_top_p : 1.0f;
     p->top_k = c->default_top_k > 0 ? c->default_top_k : 0;
-    if (r->kind == OAI_CHAT && (rc = get_int(r->root, "max_completion_tokens", 1, max_tokens,
-                                             &p->max_tokens, e)))
+    /* max_completion_tokens, OpenAI's newer name, wins over max_tokens when both are given
+     * (vLLM's order), on both routes: a client that sets both is not refused. */
+    if ((rc = get_int(r->root, "max_completion_tokens", 1, max_tokens, &p->max_tokens, e)))
         r->max_tokens_set = true;
     if (rc < 0)
         return rc;

@@ -520,8 +520,19 @@ START_TEST(chat_logprobs_is_a_boolean_with_top_logprobs)
 }
 END_TEST
 
-START_TEST(chat_prefers_max_completion_tokens)
+START_TEST(both_routes_take_max_completion_tokens_before_max_tokens)
 {
+    ok(COMPL, "{\"prompt\":\"a\",\"max_completion_tokens\":5}");
+    ck_assert(req.max_tokens_set);
+    ck_assert_int_eq(req.params.max_tokens, 5);
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":9,\"max_completion_tokens\":3}");
+    ck_assert_int_eq(req.params.max_tokens, 3);
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":9}");
+    ck_assert_int_eq(req.params.max_tokens, 9);
+    fails(COMPL, "{\"prompt\":\"a\",\"max_completion_tokens\":0}", 400, "max_completion_tokens");
+    fails(COMPL, "{\"prompt\":\"a\",\"max_completion_tokens\":65}", 400, "max_completion_tokens");  /* limit 64 */
+    fails(COMPL, "{\"prompt\":\"a\",\"max_completion_tokens\":\"5\"}", 400, "max_completion_tokens");
+
     ok(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"max_tokens\":9,\"max_completion_tokens\":3}");
     ck_assert(req.max_tokens_set);
     ck_assert_int_eq(req.params.max_tokens, 3);
@@ -708,7 +719,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, fields_osprey_cannot_honour_are_refused);
     tcase_add_test(tc, chat_messages_are_checked_and_parts_joined);
     tcase_add_test(tc, chat_logprobs_is_a_boolean_with_top_logprobs);
-    tcase_add_test(tc, chat_prefers_max_completion_tokens);
+    tcase_add_test(tc, both_routes_take_max_completion_tokens_before_max_tokens);
     tcase_add_test(tc, tokenize_takes_a_prompt_or_messages);
     tcase_add_test(tc, detokenize_takes_token_ids_in_the_vocabulary);
     tcase_add_test(tc, fit_context_defaults_max_tokens_and_reports_both_lengths);
