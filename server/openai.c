@@ -158,6 +158,21 @@ static void job_closed(void *p)
     job_abort(p);
 }
 
+/* Usage over the choices: each prompt counted once (its first choice), outputs summed. */
+static void usage_of(const struct job *j, struct oai_usage *u)
+{
+    memset(u, 0, sizeof *u);
+    for (int i = 0; i < j->num_choices; i++) {
+        const struct choice *c = &j->choices[i];
+
+        if (c->index % j->req.n == 0) {
+            u->prompt_tokens += c->num_prompt_tokens;
+            u->cached_tokens += c->num_cached_tokens;
+        }
+        u->completion_tokens += c->num_output_tokens;
+    }
+}
+
 /* ---- the engine side (engine thread): keep it short ---- */
 
 static void output_cb(void *user, const struct engine_output *o)
@@ -165,6 +180,7 @@ static void output_cb(void *user, const struct engine_output *o)
     struct choice *c = user;
     struct job *j = c->job;
     struct api *a = j->api;
+    struct oai_usage u;
     bool cut = false, wake;
 
     pthread_mutex_lock(&j->lock);
@@ -189,7 +205,11 @@ static void output_cb(void *user, const struct engine_output *o)
         j->num_open--;
     }
     wake = j->req.stream || j->num_open == 0;
+    usage_of(j, &u);
     pthread_mutex_unlock(&j->lock);
+    /* The access log reads these when the connection ends, which may be before the last
+     * token (a client that leaves mid-stream): they are kept current. */
+    http_request_tokens(j->r, u.prompt_tokens, u.completion_tokens);
 
     if (o->finished) {
         double ttft = o->first_token_s > 0 ? o->first_token_s - o->arrival_s : -1;
@@ -225,21 +245,6 @@ static char *token_piece(void *ctx, int32_t id, size_t *len)
 static void head_of(const struct job *j, struct oai_head *h)
 {
     *h = (struct oai_head){ j->req.kind, j->id, j->created, j->api->cfg.served_model, NULL };
-}
-
-/* Usage over the choices: each prompt counted once (its first choice), outputs summed. */
-static void usage_of(const struct job *j, struct oai_usage *u)
-{
-    memset(u, 0, sizeof *u);
-    for (int i = 0; i < j->num_choices; i++) {
-        const struct choice *c = &j->choices[i];
-
-        if (c->index % j->req.n == 0) {
-            u->prompt_tokens += c->num_prompt_tokens;
-            u->cached_tokens += c->num_cached_tokens;
-        }
-        u->completion_tokens += c->num_output_tokens;
-    }
 }
 
 /* An error that ended a choice: the engine's failure (503 when the engine is dead, else
