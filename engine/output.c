@@ -77,6 +77,7 @@ int out_text_push(struct out_text *o, int32_t token)
     size_t n = 0, old_len = o->len;
     int rc;
 
+    o->token_start = old_len;
     if (!o->tok || o->stopped)
         return 0;
     rc = detok_push(o->tok, &o->detok, token, &delta, &n);
@@ -85,6 +86,8 @@ int out_text_push(struct out_text *o, int32_t token)
     free(delta);
     if (rc == 0 && o->num_stop && o->len > old_len)
         find_stop(o, old_len);
+    if (o->token_start > o->len)
+        o->token_start = o->len;      /* the stop string began before this token's text */
     return rc;
 }
 
