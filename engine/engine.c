@@ -112,6 +112,7 @@ static void deliver(struct engine *e, struct engine_request *r, const int32_t *t
         .id = r->id,
         .token_ids = tokens,
         .samples = samples,
+        .text_offsets = n > 0 ? &r->text.token_start : NULL,   /* n is 0 or 1: the last push */
         .num_tokens = n,
         .finished = final,
         .finish_reason = final ? why : FINISH_NONE,

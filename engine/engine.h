@@ -51,6 +51,9 @@ struct engine_output {
     uint64_t id;
     const int32_t *token_ids;         /* [num_tokens] new tokens since the last delivery */
     const struct sample_result *samples;   /* [num_tokens] logprobs (when asked) */
+    const size_t *text_offsets;       /* [num_tokens] bytes into the request's whole text where
+                                         each token's text starts (engine/output.h); one that
+                                         came before a stop string's cut may point past it */
     int num_tokens;
     const char *text;                 /* new text: complete UTF-8, stop strings cut */
     size_t text_len;

@@ -27,6 +27,7 @@ struct api {
     const char *model_dir;             /* borrowed, shown as the model's root */
     int64_t started;                   /* unix seconds, the model's "created" */
     size_t stream_buffer_bytes;        /* output a stream may hold for a slow client */
+    size_t max_response_bytes;         /* a non-streamed answer's body; 0: no bound */
     bool log_prompts;                  /* prompts and outputs at DEBUG */
 };
 

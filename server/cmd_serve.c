@@ -85,6 +85,7 @@ static void api_from(struct api *a, const struct osprey_config *c, struct engine
     a->model_dir = c->model;
     a->started = (int64_t)time(NULL);
     a->stream_buffer_bytes = c->stream_buffer_bytes;
+    a->max_response_bytes = c->max_response_bytes;
     a->log_prompts = c->log_prompts;
     a->cfg = (struct oai_config){
         .served_model = c->served_model_name,

@@ -38,7 +38,10 @@ struct choice {
     char error[256];
     int num_prompt_tokens, num_output_tokens, num_cached_tokens;
     /* HTTP side only (streams) */
-    size_t text_sent;                /* bytes of text sent so far: completions' text_offset */
+    struct sse_pending held;         /* taken from out, not sent yet: the text goes at once,
+                                        a token waits while its text_offset could still
+                                        change (it lies in text held back for a stop string) */
+    size_t text_sent;                /* bytes of generated text sent so far */
     bool final_sent;
 };
 
@@ -57,7 +60,10 @@ struct job {
     int num_open;                    /* submitted and not finished */
     size_t pending_bytes;            /* all choices' pending output */
     size_t out_waiting;              /* sse_buf_waiting(&out), published for the bound */
-    bool overflow;                   /* a stream passed stream_buffer_bytes: aborted, cut */
+    bool overflow;                   /* a stream passed stream_buffer_bytes, or an answer
+                                        max_response_bytes (or memory ran out): aborted, cut */
+    bool too_large;                  /* non-streamed: the answer passed max_response_bytes */
+    size_t answer_bytes;             /* non-streamed: the answer's size so far, estimated */
 
     /* streams, HTTP side only */
     struct sse_buf out;
@@ -120,8 +126,10 @@ static void job_free(void *p)
 {
     struct job *j = p;
 
-    for (int i = 0; i < j->num_choices; i++)
+    for (int i = 0; i < j->num_choices; i++) {
         sse_pending_fini(&j->choices[i].out);
+        sse_pending_fini(&j->choices[i].held);
+    }
     free(j->choices);
     sse_buf_fini(&j->out);
     openai_request_fini(&j->req);
@@ -173,6 +181,24 @@ static void usage_of(const struct job *j, struct oai_usage *u)
     }
 }
 
+/* ---- the size of a non-streamed answer ---- */
+
+/* Bytes one logprob entry (the chosen token or one of its top ones) adds to an answer,
+ * measured on the tiny model with 20 top logprobs: 69 in chat ({"token","logprob","bytes"}
+ * objects), 31 in completions (a "piece":logprob pair, the token's own lists). A token's
+ * text is counted as 4 bytes before it exists, and as what it is once it does. */
+#define ANSWER_TEXT_BYTES 4
+
+static size_t entry_bytes(const struct oai_request *q)
+{
+    return q->kind == OAI_CHAT ? 64 : 32;
+}
+
+static size_t logprob_bytes(const struct oai_request *q)
+{
+    return q->logprobs ? entry_bytes(q) * (1 + (size_t)q->top_logprobs) : 0;
+}
+
 /* ---- the engine side (engine thread): keep it short ---- */
 
 static void output_cb(void *user, const struct engine_output *o)
@@ -188,11 +214,16 @@ static void output_cb(void *user, const struct engine_output *o)
         size_t before = sse_pending_bytes(&c->out);
 
         if (sse_pending_append(&c->out, o->text, o->text_len, o->token_ids,
-                               j->req.logprobs ? o->samples : NULL, o->num_tokens))
+                               j->req.logprobs ? o->samples : NULL, o->text_offsets, o->num_tokens))
             cut = true;
         j->pending_bytes += sse_pending_bytes(&c->out) - before;
         if (j->req.stream && j->pending_bytes + j->out_waiting > a->stream_buffer_bytes)
             cut = true;
+        if (!j->req.stream) {
+            j->answer_bytes += o->text_len + (size_t)o->num_tokens * logprob_bytes(&j->req);
+            if (a->max_response_bytes && j->answer_bytes > a->max_response_bytes)
+                cut = j->too_large = true;
+        }
         j->overflow = cut;
     }
     c->num_prompt_tokens = o->num_prompt_tokens;
@@ -220,9 +251,14 @@ static void output_cb(void *user, const struct engine_output *o)
                              o->now_s - o->arrival_s);
     }
     if (cut) {
-        /* The client reads slower than we generate: stop, rather than buffer without end. */
-        LOG(LL_WARN, "api", "req %llu: stream output passed stream-buffer-bytes (%zu); aborting",
-            http_request_id(j->r), a->stream_buffer_bytes);
+        /* The client reads slower than we generate, or the answer outgrew its bound: stop,
+         * rather than buffer without end. */
+        if (j->req.stream)
+            LOG(LL_WARN, "api", "req %llu: stream output passed stream-buffer-bytes (%zu); aborting",
+                http_request_id(j->r), a->stream_buffer_bytes);
+        else
+            LOG(LL_WARN, "api", "req %llu: the answer passed max-response-bytes (%zu); aborting",
+                http_request_id(j->r), a->max_response_bytes);
         job_abort(j);
     }
     if (wake)
@@ -233,13 +269,15 @@ static void output_cb(void *user, const struct engine_output *o)
 
 /* ---- answers ---- */
 
+/* A token's raw bytes: logprobs report them in "bytes", and as a string (U+FFFD for each
+ * byte that is not part of a whole character) in "token". */
 static char *token_piece(void *ctx, int32_t id, size_t *len)
 {
-    char *text = NULL;
+    char *bytes = NULL;
 
-    if (tokenizer_decode(ctx, &id, 1, false, &text, len, NULL))
+    if (tokenizer_token_bytes(ctx, id, &bytes, len))
         return NULL;
-    return text;
+    return bytes;
 }
 
 static void head_of(const struct job *j, struct oai_head *h)
@@ -280,6 +318,15 @@ static void log_outputs(const struct job *j)
             j->choices[i].out.text ? j->choices[i].out.text : "");
 }
 
+/* The answer outgrew max_response_bytes while it was generated or rendered. */
+static void too_large(const struct job *j, int tokens, struct oai_error *e)
+{
+    openai_error(e, 400, "response_too_large", NULL,
+                 "The answer passed the server's max-response-bytes (%zu bytes) after %d tokens: "
+                 "ask for fewer tokens, choices or logprobs, or stream it (\"stream\": true).",
+                 j->api->max_response_bytes, tokens);
+}
+
 /* ops->resume, non-streamed: answers once every choice is finished. */
 static void job_resume(void *p, struct http_request *r)
 {
@@ -289,9 +336,9 @@ static void job_resume(void *p, struct http_request *r)
     struct oai_error e;
     struct oai_vocab v = { token_piece, (void *)j->api->tok };
     struct oai_head h;
-    char *body;
+    char *body = NULL;
     size_t len = 0;
-    int open;
+    int open, rc;
 
     pthread_mutex_lock(&j->lock);
     open = j->num_open;
@@ -300,6 +347,14 @@ static void job_resume(void *p, struct http_request *r)
         return;                      /* not all there yet: wait for the next wake */
     usage_of(j, &u);
     http_request_tokens(r, u.prompt_tokens, u.completion_tokens);
+    if (j->overflow) {
+        if (j->too_large)
+            too_large(j, u.completion_tokens, &e);
+        else
+            openai_error(&e, 500, "internal_error", NULL, "out of memory");
+        http_respond_error(r, &e);
+        return;
+    }
     if (failure_of(j, &e)) {
         http_respond_error(r, &e);
         return;
@@ -315,20 +370,25 @@ static void job_resume(void *p, struct http_request *r)
 
         cs[i] = (struct oai_choice){
             .index = c->index, .text = c->out.text, .text_len = c->out.text_len, .ids = c->out.ids,
-            .samples = c->out.samples, .num_tokens = c->out.num_tokens,
-            .finish_reason = finish_name(c->reason),
+            .samples = c->out.samples, .offsets = c->out.offsets, .num_tokens = c->out.num_tokens,
+            .offset_end = c->out.text_len, .finish_reason = finish_name(c->reason),
         };
         if (j->prefixes) {
             cs[i].prefix = j->prefixes[c->prompt];
             cs[i].prefix_len = j->prefix_lens[c->prompt];
-            cs[i].text_offset = cs[i].prefix_len;
+            cs[i].offset_base = cs[i].prefix_len;
         }
     }
     head_of(j, &h);
-    body = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
-                                  &v, &len);
+    rc = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
+                                &v, j->api->max_response_bytes, &body, &len);
     free(cs);
-    if (!body) {
+    if (rc == -E2BIG) {
+        too_large(j, u.completion_tokens, &e);
+        http_respond_error(r, &e);
+        return;
+    }
+    if (rc) {
         openai_error(&e, 500, "internal_error", NULL, "out of memory");
         http_respond_error(r, &e);
         return;
@@ -361,7 +421,6 @@ static bool stream_open(struct job *j)
             if (j->prefixes) {
                 oc.text = j->prefixes[c->prompt];
                 oc.text_len = j->prefix_lens[c->prompt];
-                c->text_sent = oc.text_len;
             }
             if (!queue_event(j, openai_render_chunk(&h, &oc, false, 0, j->req.include_usage, NULL, &len),
                              &len))
@@ -404,19 +463,34 @@ static bool stream_fill(struct job *j)
             openai_error(&e, 500, "internal_error", NULL, "The engine failed this request: %s",
                          error[0] ? error : "unknown error");
             ok = queue_event(j, openai_render_error(&e, &len), &len);
-        } else if (got.text_len || got.num_tokens || finished) {
+        } else if (sse_pending_append(&c->held, got.text, got.text_len, got.ids, got.samples,
+                                      got.offsets, got.num_tokens)) {
+            ok = false;
+        } else if (c->held.text_len || c->held.num_tokens || finished) {
+            struct sse_pending *hd = &c->held;
+            size_t end = c->text_sent + hd->text_len;   /* generated text sent after this chunk */
+            int k = 0;
+
+            /* A token goes out once its text_offset is final: at or before the end of the
+             * text sent, which no stop string can cut any more. One whose offset lies in
+             * text still held back waits, so that a stream's offsets are the
+             * non-streamed answer's. */
+            while (k < hd->num_tokens && (finished || !hd->samples || hd->offsets[k] <= end))
+                k++;
             struct oai_choice oc = {
-                .index = c->index, .text = got.text, .text_len = got.text_len, .ids = got.ids,
-                .samples = got.samples, .num_tokens = got.num_tokens, .text_offset = c->text_sent,
+                .index = c->index, .text = hd->text, .text_len = hd->text_len, .ids = hd->ids,
+                .samples = hd->samples, .offsets = hd->offsets, .num_tokens = k,
+                .offset_base = j->prefixes ? j->prefix_lens[c->prompt] : 0, .offset_end = end,
                 .finish_reason = finished ? finish_name(reason) : NULL,
             };
 
             /* Tokens without text (held back until a character completes): nothing to say
              * yet, unless logprobs report them. */
-            if (got.text_len || finished || (j->req.logprobs && got.num_tokens))
+            if (hd->text_len || finished || (j->req.logprobs && k))
                 ok = queue_event(j, openai_render_chunk(&h, &oc, j->req.logprobs, j->req.top_logprobs,
                                                         j->req.include_usage, &v, &len), &len);
-            c->text_sent += got.text_len;
+            c->text_sent = end;
+            sse_pending_drop(hd, k);
         }
         c->final_sent = finished;
         sse_pending_fini(&got);
@@ -561,6 +635,27 @@ static int submit_all(struct job *j, const int *max_tokens, struct oai_error *e)
     return 0;
 }
 
+/* A non-streamed answer is built whole in memory: one that could pass max_response_bytes
+ * (every choice at its max_tokens, estimated per token) is refused before it starts. */
+static int check_answer_size(const struct job *j, const int *max_tokens, struct oai_error *e)
+{
+    const struct oai_request *q = &j->req;
+    size_t limit = j->api->max_response_bytes, per_token = ANSWER_TEXT_BYTES + logprob_bytes(q);
+    double tokens = 0;
+
+    for (int i = 0; i < q->num_prompts; i++)
+        tokens += (double)q->n * max_tokens[i];
+    if (!limit || tokens * (double)per_token <= (double)limit)
+        return 0;
+    return openai_error(e, 400, "response_too_large", "max_tokens",
+                        "The answer could reach about %.0f bytes (%.0f tokens over %d choices at "
+                        "about %zu bytes each%s), more than the server's max-response-bytes "
+                        "(%zu bytes): ask for fewer tokens, choices or top_logprobs, or stream it "
+                        "(\"stream\": true).",
+                        tokens * (double)per_token, tokens, q->num_prompts * q->n, per_token,
+                        q->logprobs ? " with their logprobs" : "", limit);
+}
+
 static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
 {
     struct job *j = job_new(a, r, kind);
@@ -591,6 +686,8 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
                 q->prompts[i].num_ids, (int)MIN(q->prompts[i].text_len, 4096),
                 q->prompts[i].text ? q->prompts[i].text : "(token ids)");
     }
+    if (!rc && !q->stream)
+        rc = check_answer_size(j, max_tokens, &e);
     if (!rc && q->echo)
         rc = echo_prefixes(j, &e);
     j->num_choices = q->num_prompts * q->n;

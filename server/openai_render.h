@@ -41,18 +41,25 @@ struct oai_choice {
     size_t text_len;
     const int32_t *ids;        /* [num_tokens] */
     const struct sample_result *samples;   /* [num_tokens], or NULL: no logprobs */
+    const size_t *offsets;     /* [num_tokens] with samples (completions): bytes into the
+                                * generated text where each token's text starts */
     int num_tokens;
-    size_t text_offset;        /* completions logprobs: byte offset of the first token */
+    size_t offset_base;        /* completions text_offset = offset_base + min(offsets[i],
+                                * offset_end): the echoed prompt's length, and */
+    size_t offset_end;         /* the generated text's length up to the end of this answer */
     const char *finish_reason; /* NULL: not finished (null in chunks) */
     bool role;                 /* chat chunk: delta carries role "assistant" */
 };
 
-/* Renders malloc'd, NUL-terminated JSON (*len bytes); NULL when out of memory.
- * logprobs: every choice reports logprobs (its samples); top_n: top logprobs per token. */
-char *openai_render_response(const struct oai_head *h, const struct oai_choice *choices, int n,
-                             const struct oai_usage *u, bool logprobs, int top_n,
-                             const struct oai_vocab *v, size_t *len);
-/* One stream chunk with one choice; usage_null adds "usage": null (include_usage). */
+/* Renders a whole response into *out (malloc'd, NUL-terminated, *len bytes), written
+ * straight as text, never as a tree. logprobs: every choice reports logprobs (its samples);
+ * top_n: top logprobs per token. max_bytes bounds the body (0: no bound). Returns 0,
+ * -E2BIG when the body would pass max_bytes, or -ENOMEM; *out is NULL on failure. */
+int openai_render_response(const struct oai_head *h, const struct oai_choice *choices, int n,
+                           const struct oai_usage *u, bool logprobs, int top_n,
+                           const struct oai_vocab *v, size_t max_bytes, char **out, size_t *len);
+/* Each of these renders malloc'd, NUL-terminated JSON (*len bytes); NULL when out of memory.
+ * One stream chunk with one choice; usage_null adds "usage": null (include_usage). */
 char *openai_render_chunk(const struct oai_head *h, const struct oai_choice *c, bool logprobs,
                           int top_n, bool usage_null, const struct oai_vocab *v, size_t *len);
 /* The include_usage chunk: empty choices and the usage. */

@@ -188,6 +188,42 @@ START_TEST(token_starts_point_into_the_text_never_inside_a_character)
     ck_assert_uint_eq(r.starts[2], 1);
     run(cut_late, 5, stop, 1, &r);
     ck_assert_uint_eq(r.starts[4], 1);
+    /* A whole token that comes out with a byte run before it points at its own text. */
+    run((const int32_t[]){ T_X, T_E2, T_82, T_AC, T_Y }, 5, NULL, 0, &r);
+    ck_assert_str_eq(r.text, "x\xe2\x82\xacy");
+    ck_assert_uint_eq(r.starts[1], 1);
+    ck_assert_uint_eq(r.starts[3], 1);
+    ck_assert_uint_eq(r.starts[4], 4);
+    /* A stray byte: one U+FFFD, and the next token after it. */
+    run((const int32_t[]){ T_X, T_E2, T_Y, T_Z }, 4, NULL, 0, &r);
+    ck_assert_str_eq(r.text, "x\xef\xbf\xbdyz");
+    ck_assert_uint_eq(r.starts[1], 1);
+    ck_assert_uint_eq(r.starts[2], 4);
+    ck_assert_uint_eq(r.starts[3], 5);
+}
+END_TEST
+
+/* What own_start (and logprobs' "bytes") read: a byte token's raw byte, where decoding
+ * gives U+FFFD. */
+START_TEST(token_bytes_are_raw_where_decoding_is_lossy)
+{
+    char *b = NULL, *text = NULL;
+    size_t n = 0, tn = 0;
+    int32_t id = T_E2;
+
+    ck_assert_int_eq(tokenizer_token_bytes(tok, T_E2, &b, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq((unsigned char)b[0], 0xe2);
+    ck_assert_int_eq(tokenizer_decode(tok, &id, 1, false, &text, &tn, NULL), 0);
+    ck_assert_str_eq(text, "\xef\xbf\xbd");
+    free(b);
+    free(text);
+    ck_assert_int_eq(tokenizer_token_bytes(tok, T_ST, &b, &n), 0);
+    ck_assert_str_eq(b, "ST");
+    free(b);
+    ck_assert_int_eq(tokenizer_token_bytes(tok, T_END, &b, &n), 0);   /* specials are not skipped */
+    ck_assert_str_eq(b, "<|end|>");
+    free(b);
 }
 END_TEST
 
@@ -271,6 +307,7 @@ Suite *output_suite(void)
     tcase_add_test(tc, the_stop_string_that_appears_first_cuts_at_its_start);
     tcase_add_test(tc, a_stop_string_spelled_in_byte_tokens_is_found_once_its_character_is_whole);
     tcase_add_test(tc, token_starts_point_into_the_text_never_inside_a_character);
+    tcase_add_test(tc, token_bytes_are_raw_where_decoding_is_lossy);
     tcase_add_test(tc, random_token_streams_release_exactly_the_text_before_the_first_stop_string);
     suite_add_tcase(s, tc);
     return s;
