@@ -543,6 +543,12 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
              "and max_tokens is %d", e->max_model_len, d->num_prompt, p->max_tokens);
         return -E2BIG;
     }
+    if ((long)d->num_prompt + p->max_tokens > e->max_request_tokens) {
+        /* It would wait for blocks that can never all be free at once. */
+        errf(err, "the KV cache holds %d tokens for one request; the prompt has %d tokens and "
+             "max_tokens is %d", e->max_request_tokens, d->num_prompt, p->max_tokens);
+        return -E2BIG;
+    }
     r = request_create(e, d);
     if (!r) {
         errf(err, "out of memory");
@@ -628,4 +634,9 @@ const struct model_config *engine_model_config(const struct engine *e)
 int engine_max_model_len(const struct engine *e)
 {
     return e->max_model_len;
+}
+
+int engine_max_request_tokens(const struct engine *e)
+{
+    return e->max_request_tokens;
 }

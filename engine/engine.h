@@ -117,5 +117,8 @@ void engine_ping(struct engine *e);
 
 const struct model_config *engine_model_config(const struct engine *e);
 int engine_max_model_len(const struct engine *e);
+/* Prompt + max_tokens the KV cache holds for one request (at most max_model_len): a longer
+ * request is refused at submit (-E2BIG), since it could never run. */
+int engine_max_request_tokens(const struct engine *e);
 
 #endif

@@ -183,15 +183,17 @@ static void usage_of(const struct job *j, struct oai_usage *u)
 
 /* ---- the size of a non-streamed answer ---- */
 
-/* Bytes one logprob entry (the chosen token or one of its top ones) adds to an answer,
- * measured on the tiny model with 20 top logprobs: 69 in chat ({"token","logprob","bytes"}
- * objects), 31 in completions (a "piece":logprob pair, the token's own lists). A token's
- * text is counted as 4 bytes before it exists, and as what it is once it does. */
-#define ANSWER_TEXT_BYTES 4
+/* What a token adds to a non-streamed answer, estimated low on purpose: admission refuses
+ * only an answer sure to pass the bound, and what it lets through is bounded as it grows
+ * (and, exactly, as it is rendered). Measured on the tiny model: 68 bytes per logprob entry
+ * in chat ({"token","logprob","bytes"} objects, 20 top logprobs), 30 in completions (a
+ * "piece":logprob pair and the token's own lists), about 3 bytes of text per token. A
+ * token's text counts 2 bytes before it exists, and what it is once it does. */
+#define ANSWER_TEXT_BYTES 2
 
 static size_t entry_bytes(const struct oai_request *q)
 {
-    return q->kind == OAI_CHAT ? 64 : 32;
+    return q->kind == OAI_CHAT ? 56 : 24;
 }
 
 static size_t logprob_bytes(const struct oai_request *q)

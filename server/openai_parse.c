@@ -744,19 +744,28 @@ int openai_parse_detokenize(struct oai_request *r, const char *body, size_t len,
 int openai_fit_context(const struct oai_request *r, int num_prompt, const struct oai_config *c,
                        int *max_tokens, struct oai_error *e)
 {
-    int max_prompt = c->max_prompt_tokens > 0 ? MIN(c->max_prompt_tokens, c->max_model_len)
-                                              : c->max_model_len;
-    int room = c->max_model_len - num_prompt;
+    /* A KV cache smaller than the context binds instead: a request that cannot fit it would
+     * fail inside the engine, so it is refused here, saying which bound it met. */
+    bool cache = c->max_cache_tokens > 0 && c->max_cache_tokens < c->max_model_len;
+    int ctx = cache ? c->max_cache_tokens : c->max_model_len;
+    int max_prompt = c->max_prompt_tokens > 0 ? MIN(c->max_prompt_tokens, ctx) : ctx;
+    int room = ctx - num_prompt;
     const char *what = r->kind == OAI_CHAT ? "messages" : "prompt";
     const char *is = r->kind == OAI_CHAT ? "come to" : "is";
+    char limit[200];
 
+    if (cache)
+        snprintf(limit, sizeof limit, "This server's KV cache holds %d tokens for one request (less "
+                 "than the model's maximum context length, %d tokens).", ctx, c->max_model_len);
+    else
+        snprintf(limit, sizeof limit, "This model's maximum context length is %d tokens.", ctx);
     if (num_prompt == 0)
         return openai_error(e, 400, "invalid_value", what, "Invalid '%s': the prompt is empty (0 tokens).", what);
-    if (num_prompt >= c->max_model_len)
+    if (num_prompt >= ctx)
         return openai_error(e, 400, "context_length_exceeded", what,
-                            "This model's maximum context length is %d tokens. However, your %s %s "
-                            "%d tokens, which leaves no room for the completion. Please reduce the "
-                            "length of the %s.", c->max_model_len, what, is, num_prompt, what);
+                            "%s However, your %s %s %d tokens, which leaves no room for the "
+                            "completion. Please reduce the length of the %s.", limit, what, is,
+                            num_prompt, what);
     if (num_prompt > max_prompt)
         return openai_error(e, 400, "context_length_exceeded", what,
                             "Your %s %s %d tokens; this server accepts at most %d prompt tokens.",
@@ -773,10 +782,10 @@ int openai_fit_context(const struct oai_request *r, int num_prompt, const struct
     }
     if (r->params.max_tokens > room)
         return openai_error(e, 400, "context_length_exceeded", "max_tokens",
-                            "This model's maximum context length is %d tokens. However, you requested "
-                            "%d tokens (%d in the %s, %d in the completion). Please reduce the length "
-                            "of the %s or completion.", c->max_model_len, num_prompt + r->params.max_tokens,
-                            num_prompt, what, r->params.max_tokens, what);
+                            "%s However, you requested %d tokens (%d in the %s, %d in the "
+                            "completion). Please reduce the length of the %s or completion.", limit,
+                            num_prompt + r->params.max_tokens, num_prompt, what, r->params.max_tokens,
+                            what);
     *max_tokens = r->params.max_tokens;
     return 0;
 }

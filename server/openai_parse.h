@@ -21,6 +21,8 @@ enum oai_kind { OAI_COMPLETION, OAI_CHAT, OAI_TOKENIZE, OAI_DETOKENIZE };
 struct oai_config {
     const char *served_model;  /* borrowed; requests naming another model get 404 */
     int max_model_len;         /* tokens; prompt + max_tokens must fit */
+    int max_cache_tokens;      /* prompt + max_tokens the KV cache holds for one request, when
+                                * less than max_model_len (it binds instead); 0: no less */
     int vocab_size;            /* token ids in prompts and stop_token_ids are below this */
     int max_prompt_tokens;     /* 0 = max_model_len */
     int max_tokens_limit;      /* largest max_tokens accepted; 0 = no cap but the context */

@@ -610,6 +610,37 @@ START_TEST(fit_context_defaults_max_tokens_and_reports_both_lengths)
 }
 END_TEST
 
+/* A KV cache that holds fewer tokens for one request than the context binds instead, and
+ * the message says so (the engine could never run the request). */
+START_TEST(a_kv_cache_smaller_than_the_context_binds_instead)
+{
+    struct oai_config c = config;
+    int max_tokens = 0;
+
+    c.max_cache_tokens = 50;              /* the context is 128 */
+    c.max_tokens_limit = 0;
+    ok(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}");
+    ck_assert_int_eq(openai_fit_context(&req, 10, &c, &max_tokens, &err), 0);
+    ck_assert_int_eq(max_tokens, 40);      /* the rest of what the cache holds */
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":41}");
+    ck_assert_int_eq(openai_fit_context(&req, 10, &c, &max_tokens, &err), -EINVAL);
+    ck_assert_int_eq(err.status, 400);
+    ck_assert_str_eq(err.param, "max_tokens");
+    ck_assert_str_eq(err.code, "context_length_exceeded");
+    ck_assert_msg(strstr(err.message, "KV cache holds 50 tokens for one request") &&
+                  strstr(err.message, "128 tokens") && strstr(err.message, "you requested 51 tokens"),
+                  "%s", err.message);
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":40}");
+    ck_assert_int_eq(openai_fit_context(&req, 10, &c, &max_tokens, &err), 0);
+    ck_assert_int_eq(openai_fit_context(&req, 50, &c, &max_tokens, &err), -EINVAL);
+    ck_assert_str_eq(err.param, "prompt");
+    /* A cache that holds the whole context changes nothing. */
+    c.max_cache_tokens = 128;
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":60}");
+    ck_assert_int_eq(openai_fit_context(&req, 10, &c, &max_tokens, &err), 0);
+}
+END_TEST
+
 START_TEST(max_prompt_tokens_refuses_longer_prompts)
 {
     struct oai_config c = config;
@@ -724,6 +755,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, detokenize_takes_token_ids_in_the_vocabulary);
     tcase_add_test(tc, fit_context_defaults_max_tokens_and_reports_both_lengths);
     tcase_add_test(tc, max_prompt_tokens_refuses_longer_prompts);
+    tcase_add_test(tc, a_kv_cache_smaller_than_the_context_binds_instead);
     tcase_add_test(tc, error_helper_picks_the_type_by_status);
     tcase_add_test(tc, mutated_bodies_never_crash_and_fail_with_a_status);
     suite_add_tcase(s, tc);
