@@ -15,19 +15,29 @@
 
 static struct daemon d;
 
-#define CLIENTS 6
 #define CHOICES 16
+
+/* Sanitizers keep freed memory in quarantine and run several times slower: there the test
+ * runs smaller and only prints its figures. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+#define CLIENTS (SANITIZED ? 2 : 6)
+#define MAX_TOKENS (SANITIZED ? "500" : "2000")
 
 START_TEST(six_clients_that_never_read_45_mb_answers_cost_about_the_answers)
 {
     const char *args[] = { "--max-response-bytes", "64MiB", "--kv-cache-memory", "64MiB", NULL };
-    static const char big[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2000,"
-                              "\"ignore_eos\":true,\"n\":16,\"logprobs\":true,\"top_logprobs\":20}";
+    char big[256];
     struct stress_mem before, peak, after;
     int fds[CLIENTS], status;
     double t0, length0;
     cJSON *j;
 
+    snprintf(big, sizeof big, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":%s,"
+             "\"ignore_eos\":true,\"n\":%d,\"logprobs\":true,\"top_logprobs\":20}", MAX_TOKENS, CHOICES);
     it_up(&d, args);
     /* Warm: the engine's buffers and the allocator's arenas in use once. */
     j = it_post(&d, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
@@ -60,13 +70,15 @@ START_TEST(six_clients_that_never_read_45_mb_answers_cost_about_the_answers)
         close(fds[i]);
     it_assert_idle(&d);
     ck_assert_int_eq(stress_mem(d.pid, &after), 0);
-    printf("six non-reading clients of 16 x 2000-token chat answers with 20 top logprobs (%.0f s): "
+    printf("%d non-reading clients of %d x %s-token chat answers with 20 top logprobs (%.0f s): "
            "RSS %.1f MiB before, peak %.1f MiB (+%.1f), %.1f MiB with the answers held, %.1f MiB "
-           "after they were closed\n", stress_now() - t0, before.rss_kib / 1024.0, peak.hwm_kib / 1024.0,
+           "after they were closed\n", CLIENTS, CHOICES, MAX_TOKENS, stress_now() - t0,
+           before.rss_kib / 1024.0, peak.hwm_kib / 1024.0,
            (peak.hwm_kib - before.rss_kib) / 1024.0, peak.rss_kib / 1024.0, after.rss_kib / 1024.0);
     fflush(stdout);   /* a failing check below ends the test's process */
     /* Six 45 MB bodies are 270 MB; the old trees took 1.24 GB. */
-    ck_assert_msg(peak.hwm_kib - before.rss_kib < 640 * 1024, "peak +%ld KiB", peak.hwm_kib - before.rss_kib);
+    ck_assert_msg(SANITIZED || peak.hwm_kib - before.rss_kib < 640 * 1024, "peak +%ld KiB",
+                  peak.hwm_kib - before.rss_kib);
     it_down(&d);
 }
 END_TEST
