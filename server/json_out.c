@@ -63,36 +63,39 @@ void json_out_lit(struct json_out *o, const char *s)
     json_out_raw(o, s, strlen(s));
 }
 
-void json_out_str(struct json_out *o, const char *s, size_t n)
+/* Bytes s[0..n) takes escaped: the sizing pass of json_out_str_part, so that the buffer
+ * grows (and meets its bound) by exactly what is written. */
+static size_t escaped_len(const char *s, size_t n)
 {
+    size_t out = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c >= 0x80) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                                  (utf8proc_ssize_t)(n - i), &cp);
+
+            out += k > 0 ? (size_t)k : 3;    /* a whole character, or U+FFFD for the byte */
+            i += k > 0 ? (size_t)k - 1 : 0;
+        } else if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') {
+            out += 2;
+        } else {
+            out += c < 0x20 ? 6 : 1;
+        }
+    }
+    return out;
+}
+
+void json_out_str_part(struct json_out *o, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
     char *p;
 
-    if (!s) {
-        json_out_lit(o, "null");
+    if (!n || !reserve(o, escaped_len(s, n)))
         return;
-    }
-    /* 6 bytes out per byte in at most: "\u001f", or U+FFFD (3) for a stray byte. */
-    if (n > (SIZE_MAX - 3) / 6) {
-        o->err = o->err ? o->err : -E2BIG;
-        return;
-    }
-    if (!reserve(o, 6 * n + 2)) {
-        /* The worst case may not fit the bound when the escaped text would: retry exactly. */
-        size_t need = 2;
-
-        if (o->err != -E2BIG || o->len + 2 > o->limit)
-            return;
-        for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)s[i];
-
-            need += c >= 0x80 ? 3 : c < 0x20 || c == '"' || c == '\\' ? 6 : 1;
-        }
-        o->err = 0;
-        if (!reserve(o, need))
-            return;
-    }
     p = o->p + o->len;
-    *p++ = '"';
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
 
@@ -121,8 +124,6 @@ void json_out_str(struct json_out *o, const char *s, size_t n)
         case '\t': *p++ = '\\'; *p++ = 't'; break;
         default:
             if (c < 0x20) {
-                static const char hex[] = "0123456789abcdef";
-
                 memcpy(p, "\\u00", 4);
                 p[4] = hex[c >> 4];
                 p[5] = hex[c & 15];
@@ -132,12 +133,19 @@ void json_out_str(struct json_out *o, const char *s, size_t n)
             }
         }
     }
-    *p++ = '"';
     *p = '\0';
     o->len = (size_t)(p - o->p);
-    /* The exact retry above reserved no more than the text needs: still within the bound. */
-    if (o->limit && o->len > o->limit)
-        o->err = -E2BIG;
+}
+
+void json_out_str(struct json_out *o, const char *s, size_t n)
+{
+    if (!s) {
+        json_out_lit(o, "null");
+        return;
+    }
+    json_out_raw(o, "\"", 1);
+    json_out_str_part(o, s, n);
+    json_out_raw(o, "\"", 1);
 }
 
 void json_out_int(struct json_out *o, long long v)

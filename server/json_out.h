@@ -24,6 +24,9 @@ void json_out_lit(struct json_out *o, const char *s);       /* NUL-terminated */
 /* A JSON string of s[0..n): quotes, escapes (\u0000 for NUL), and U+FFFD for each byte that
  * does not start a well-formed UTF-8 character (JSON text is UTF-8). NULL s: "null". */
 void json_out_str(struct json_out *o, const char *s, size_t n);
+/* The same without the quotes: a string written in parts (an echoed prompt, then the text).
+ * A part must not end inside a character that the next completes: each is checked alone. */
+void json_out_str_part(struct json_out *o, const char *s, size_t n);
 void json_out_int(struct json_out *o, long long v);
 /* A number as cJSON prints it (integers within int as integers, else the shortest of %.15g
  * and %.17g that reads back the same); NaN and infinities, which JSON lacks, as null. */

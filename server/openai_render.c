@@ -245,27 +245,9 @@ static void choice(struct json_out *o, enum oai_kind kind, const struct oai_choi
 {
     if (kind == OAI_COMPLETION) {
         LIT(o, "{\"text\":\"");
-        /* The prefix and the text as one string: the two escaped halves, the quotes
-         * between them taken out (a character is never split between them: both are
-         * whole UTF-8). */
-        if (c->prefix_len) {
-            size_t at = o->len;
-
-            json_out_str(o, c->prefix, c->prefix_len);
-            if (!o->err) {               /* drop the halves' own quotes */
-                memmove(o->p + at, o->p + at + 1, o->len - at - 2);
-                o->len -= 2;
-            }
-        }
-        {
-            size_t at = o->len;
-
-            json_out_str(o, c->text ? c->text : "", c->text_len);
-            if (!o->err) {
-                memmove(o->p + at, o->p + at + 1, o->len - at - 2);
-                o->len -= 2;
-            }
-        }
+        /* The echoed prompt and the text as one string; both are whole UTF-8. */
+        json_out_str_part(o, c->prefix, c->prefix_len);
+        json_out_str_part(o, c->text, c->text_len);
         LIT(o, "\",\"index\":");
         json_out_int(o, c->index);
     } else {
