@@ -54,6 +54,7 @@ struct osprey_config {
     int max_stop_length;           /* bytes per stop string */
     int max_logprobs;              /* top_logprobs per token */
     size_t stream_buffer_bytes;    /* output buffered per request before it waits for the client */
+    size_t max_response_bytes;     /* a non-streamed answer's body, bytes */
     double request_timeout;        /* seconds to receive a whole request; 0 = none */
     double idle_timeout;           /* seconds a connection may sit idle; 0 = none */
     double shutdown_grace;         /* seconds SIGTERM lets running requests finish */

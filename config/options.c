@@ -94,6 +94,8 @@ const struct config_option options_table[] = {
       .help = "most top_logprobs per token" },
     { "stream_buffer_bytes", OPT_SIZE, F(stream_buffer_bytes), .def = "1MiB", .arg = "SIZE",
       .min = 4 * KiB, .max = GiB, .help = "output held per request for a slow client before it is cut off" },
+    { "max_response_bytes", OPT_SIZE, F(max_response_bytes), .def = "32MiB", .arg = "SIZE",
+      .min = KiB, .max = GiB, .help = "largest non-streamed answer; asking for more is 400 (stream it instead)" },
     { "request_timeout", OPT_SECONDS, F(request_timeout), .def = "30", .arg = "SECONDS", .min = 0,
       .max = 86400, .help = "time a client has to send a whole request; 0 = none" },
     { "idle_timeout", OPT_SECONDS, F(idle_timeout), .def = "60", .arg = "SECONDS", .min = 0,

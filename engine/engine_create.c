@@ -203,6 +203,13 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = sched_create(&e->sched, &sc, err);
     if (rc != 0)
         goto fail;
+    e->max_request_tokens = kv_budget_max_request_tokens(sc.num_blocks, sc.block_size, cfg->num_kv_groups, cfg->kv_group_window,
+                                                         sc.max_num_batched_tokens, e->max_model_len);
+    if (e->max_request_tokens < e->max_model_len)
+        LOG(LL_WARN, "engine", "the KV cache (%d blocks of %d tokens) holds %d tokens for one "
+            "request, less than max_model_len %d: longer requests are refused (raise "
+            "--kv-cache-memory or lower --max-model-len)", sc.num_blocks, sc.block_size,
+            e->max_request_tokens, e->max_model_len);
 
     e->rows = calloc(bo.max_reqs, sizeof *e->rows);
     e->results = calloc(bo.max_reqs, sizeof *e->results);

@@ -13,6 +13,8 @@
 #include "engine/engine.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/metrics.h"
+#include "server/openai.h"          /* the generation routes */
+#include "server/openai_render.h"   /* openai_json_string */
 
 static const char json_type[] = "application/json";
 
