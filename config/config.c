@@ -391,6 +391,26 @@ static int flags_split(int argc, char **argv, struct flag_value *out, int *n, ch
     return 0;
 }
 
+/* ---- one option, for the offline commands ---- */
+
+int config_set(struct osprey_config *c, const char *key, const char *text, const char *src, char *err)
+{
+    const struct config_option *o = options_find(key);
+
+    if (!o) {
+        errf(err, "%s: no such option", src);
+        return -ENOENT;
+    }
+    return options_set(o, c, text, src, err);
+}
+
+bool config_is_bool(const char *key)
+{
+    const struct config_option *o = options_find(key);
+
+    return o && o->type == OPT_BOOL;
+}
+
 /* ---- all sources ---- */
 
 /* What only makes sense once every source is in: the key read from --api-key-file, and the
@@ -578,22 +598,36 @@ static void help_wrap(FILE *f, const char *text, int indent)
     fputc('\n', f);
 }
 
+static void help_line(FILE *f, const struct config_option *o)
+{
+    char usage[128], text[512];
+
+    flag_usage(o, usage, sizeof usage);
+    if (strlen(usage) > HELP_COLUMN - 3)
+        fprintf(f, "  %s\n%*s", usage, HELP_COLUMN, "");
+    else
+        fprintf(f, "  %-*s", HELP_COLUMN - 2, usage);
+    snprintf(text, sizeof text, *o->def ? "%s (default: %s)" : "%s", o->help, o->def);
+    help_wrap(f, text, HELP_COLUMN);
+}
+
 void config_print_help(FILE *f)
 {
     fputs(help_intro, f);
     for (int i = 0; i < options_count; i++) {
-        const struct config_option *o = &options_table[i];
-        char usage[128], text[512];
+        if (options_table[i].section)
+            fprintf(f, "\n%s:\n", options_table[i].section);
+        help_line(f, &options_table[i]);
+    }
+}
 
-        if (o->section)
-            fprintf(f, "\n%s:\n", o->section);
-        flag_usage(o, usage, sizeof usage);
-        if (strlen(usage) > HELP_COLUMN - 3)
-            fprintf(f, "  %s\n%*s", usage, HELP_COLUMN, "");
-        else
-            fprintf(f, "  %-*s", HELP_COLUMN - 2, usage);
-        snprintf(text, sizeof text, *o->def ? "%s (default: %s)" : "%s", o->help, o->def);
-        help_wrap(f, text, HELP_COLUMN);
+void config_print_options(FILE *f, const char *const *keys, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const struct config_option *o = options_find(keys[i]);
+
+        if (o)
+            help_line(f, o);
     }
 }
 

@@ -26,6 +26,7 @@
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/commands.h"
+#include "server/engine_opts.h"
 #include "server/http.h"
 #include "server/metrics.h"
 
@@ -47,29 +48,6 @@ static void log_config(const struct osprey_config *c)
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
         LOG(LL_INFO, "config", "%s", line);
     free(text);
-}
-
-static void engine_options_from(struct engine_options *eo, const struct osprey_config *c,
-                                const struct tokenizer *tok)
-{
-    engine_options_init(eo);
-    eo->model_dir = c->model;
-    eo->backend = c->backend;
-    eo->tokenizer = tok;
-    eo->num_threads = c->threads;
-    eo->kv_cache_bytes = c->kv_cache_memory;
-    eo->gpu_memory_utilization = (float)c->gpu_memory_utilization;
-    eo->block_size = c->block_size;
-    eo->max_num_seqs = c->max_num_seqs;
-    eo->max_num_batched_tokens = c->max_num_batched_tokens;
-    eo->max_model_len = c->max_model_len;
-    eo->enable_prefix_caching = c->enable_prefix_caching;
-    eo->enforce_eager = c->enforce_eager;
-    eo->graph_sizes = c->cuda_graph_sizes;
-    eo->num_graph_sizes = c->num_cuda_graph_sizes;
-    eo->fused_rope_cache = c->fused_rope_cache;
-    eo->max_waiting = c->max_waiting_requests;
-    eo->seed = c->seed;
 }
 
 static void api_from(struct api *a, const struct osprey_config *c, struct engine *e,
@@ -254,7 +232,7 @@ int cmd_serve(int argc, char **argv)
         LOG(LL_ERR, "serve", "%s", err);
         goto out;
     }
-    engine_options_from(&eo, &c, tok);
+    engine_opts_from_config(&eo, &c, tok);
     if (engine_create(&e, &eo, err) || engine_start(e, err)) {
         LOG(LL_ERR, "serve", "engine: %s", err);
         goto out;
