@@ -12,7 +12,7 @@
 #include "config/config.h"
 #include "config/options.h"  /* options_table, options_set ... */
 #include "engine/base/log.h"      /* LOG: unknown OSPREY_* variables */
-#include "engine/base/util.h"     /* errf, ASSERT */
+#include "engine/base/util.h"     /* errf, ASSERT, read_file_bounded */
 
 #define CONFIG_FILE_MAX  (1 << 20)  /* bytes of a JSON config file */
 #define KEY_FILE_MAX     4096       /* bytes of an --api-key-file */
@@ -35,45 +35,6 @@ void config_fini(struct osprey_config *c)
 {
     for (int i = 0; i < options_count; i++)
         options_free(&options_table[i], c);
-}
-
-/* Reads at most `max` bytes of a file into a NUL-terminated malloc'd buffer; a longer file is
- * an error rather than a slow read of /dev/zero. */
-static int read_bounded(const char *path, size_t max, char **out, size_t *len, char *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-    int rc;
-
-    *out = NULL;
-    if (!f) {
-        rc = -errno;
-        errf(err, "%s: %s", path, strerror(errno));
-        return rc;
-    }
-    if (!(buf = malloc(max + 1))) {
-        fclose(f);
-        errf(err, "%s: out of memory", path);
-        return -ENOMEM;
-    }
-    n = fread(buf, 1, max + 1, f);
-    rc = ferror(f) ? -(errno ? errno : EIO) : 0;
-    fclose(f);
-    if (rc) {
-        errf(err, "%s: %s", path, strerror(-rc));
-    } else if (n > max) {
-        errf(err, "%s: larger than %zu bytes", path, max);
-        rc = -EFBIG;
-    }
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
 }
 
 /* ---- the JSON file ---- */
@@ -249,7 +210,7 @@ int config_load_file(struct osprey_config *c, const char *path, char *err)
 {
     char *json;
     size_t len;
-    int rc = read_bounded(path, CONFIG_FILE_MAX, &json, &len, err);
+    int rc = read_file_bounded(path, CONFIG_FILE_MAX, &json, &len, err);
 
     if (rc != 0)
         return rc;
@@ -426,7 +387,7 @@ static int config_resolve(struct osprey_config *c, char *err)
             errf(err, "--api-key and --api-key-file are both set; keep one");
             return -EINVAL;
         }
-        if ((rc = read_bounded(c->api_key_file, KEY_FILE_MAX, &key, &len, why)) != 0) {
+        if ((rc = read_file_bounded(c->api_key_file, KEY_FILE_MAX, &key, &len, why)) != 0) {
             errf(err, "--api-key-file: %s", why);
             return rc;
         }
