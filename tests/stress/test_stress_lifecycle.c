@@ -6,15 +6,19 @@
  * heartbeats (read from NOTIFY_SOCKET, a datagram socket of the test's), /health answers
  * 503 and the daemon exits 1; a step that hangs stops them too, until it ends. */
 #include <check.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/base/util.h"   /* read_file */
 #include "tests/stress/stress_util.h"
 
 static struct daemon d;
@@ -153,6 +157,137 @@ START_TEST(past_the_grace_under_load_streams_end_with_abort_and_the_rest_get_503
     printf("SIGTERM past a 0.3 s grace with %d requests of 1900 tokens in flight: %d streams ended "
            "\"abort\" + [DONE], %d others 503, exit 0 %.2f s after the signal\n", INFLIGHT, aborted, refused,
            stress_now() - x[0].signal_s);
+}
+END_TEST
+
+/* ---- signals at start-up and while serving ---- */
+
+/* `osprey serve` on the tiny model with env added, stderr into log; not waited for. */
+static pid_t spawn_serve(const char *const *env, const char *log)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), out = open("/dev/null", O_WRONLY);
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (int i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        if (fd < 0 || out < 0 || dup2(out, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execl(daemon_bin(), daemon_bin(), "serve", "--model", daemon_model_dir(), "--port", "0", "--backend",
+              "cpu", "--kv-cache-memory", "32MiB", "--threads", "1", (char *)NULL);
+        _exit(127);
+    }
+    ck_assert_int_gt(pid, 0);
+    return pid;
+}
+
+/* Lines of the file holding needle. */
+static int log_count(const char *log, const char *needle)
+{
+    char *text = NULL, err[ERR_LEN];
+    size_t len;
+    int n = 0;
+
+    if (read_file(log, &text, &len, err) != 0)
+        return 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* The exit status (128 + signal when killed by one), or -1 after timeout_s (then killed). */
+static int wait_exit(pid_t pid, double timeout_s)
+{
+    double end = stress_now() + timeout_s;
+    int status;
+
+    while (stress_now() < end) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+START_TEST(a_signal_during_the_model_load_ends_it_at_once_with_one_line)
+{
+    /* The load waits 60 s (a slow disk, a device that takes its time): SIGTERM or SIGINT must
+     * not wait for it. Before, both were blocked until the load ended and the daemon then
+     * served, drained and exited 0. SIGHUP during the load is logged and changes nothing. */
+    static const int sigs[] = { SIGTERM, SIGINT };
+    static const char *const names[] = { "SIGTERM", "SIGINT" };
+    const char *env[] = { "OSPREY_FAULT_LOAD_MS=60000", NULL };
+
+    for (int s = 0; s < 2; s++) {
+        char log[600], line[64];
+        double armed_s, sent_s;
+        pid_t pid;
+        int status;
+
+        snprintf(log, sizeof log, "/tmp/osprey-load-signal-%d-%d.log", (int)getpid(), s);
+        pid = spawn_serve(env, log);
+        for (int t = 0; t < 1000 && !log_count(log, "test fault point armed"); t++)
+            usleep(10000);
+        ck_assert_int_eq(log_count(log, "test fault point armed"), 1);
+        armed_s = stress_now();
+        kill(pid, SIGHUP);
+        for (int t = 0; t < 500 && !log_count(log, "SIGHUP"); t++)
+            usleep(10000);
+        sent_s = stress_now();
+        kill(pid, sigs[s]);
+        status = wait_exit(pid, 20);
+        snprintf(line, sizeof line, "%s while loading", names[s]);
+        if (status != 128 + sigs[s] || log_count(log, line) != 1) {
+            char *text = NULL;
+            size_t len;
+
+            if (read_file(log, &text, &len, NULL) == 0)
+                fprintf(stderr, "---- %s ----\n%s---- end ----\n", log, text);
+            free(text);
+        }
+        ck_assert_msg(status == 128 + sigs[s], "%s during the load: status %d (want %d; -1: still loading after "
+                      "20 s)", names[s], status, 128 + sigs[s]);
+        ck_assert_int_eq(log_count(log, line), 1);
+        ck_assert_int_eq(log_count(log, "SIGHUP: nothing is reloaded"), 1);
+        ck_assert_int_eq(log_count(log, "listening on"), 0);
+        printf("%s %.2f s into a 60 s load (after a SIGHUP, logged): ended by the signal (status %d) %.2f s "
+               "later, one line \"%s ...\"\n", names[s], sent_s - armed_s, status, stress_now() - sent_s, line);
+        unlink(log);
+    }
+}
+END_TEST
+
+START_TEST(hup_usr1_usr2_and_alrm_are_logged_and_serving_goes_on)
+{
+    /* Each used to kill the daemon at once: no drain, no log line. */
+    static const int sigs[] = { SIGHUP, SIGUSR1, SIGUSR2, SIGALRM };
+    static const char *const lines[] = { "SIGHUP: nothing is reloaded", "SIGUSR1 ignored", "SIGUSR2 ignored",
+                                         "SIGALRM ignored" };
+    char body[512];
+
+    it_up(&d, NULL);
+    body_of(body, sizeof body, 0, false, 8);
+    for (int i = 0; i < 4; i++) {
+        struct stress_answer a;
+
+        ck_assert_int_eq(kill(d.pid, sigs[i]), 0);
+        for (int t = 0; t < 500 && !daemon_log_has(&d, lines[i]); t++)
+            usleep(10000);
+        ck_assert_msg(daemon_log_has(&d, lines[i]), "no \"%s\" line", lines[i]);
+        stress_call(d.port, "/v1/completions", body, &a);
+        ck_assert_msg(a.status == 200, "after %s: %d", lines[i], a.status);
+        ck_assert_str_eq(a.finish[0], "length");
+        stress_answer_fini(&a);
+        ck_assert_int_eq(health(), 200);
+    }
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM, 20), 0);
+    printf("SIGHUP, SIGUSR1, SIGUSR2, SIGALRM: each logged once, a completion served after each, then SIGTERM: "
+           "exit 0\n");
 }
 END_TEST
 
@@ -410,6 +545,8 @@ Suite *stress_lifecycle_suite(void)
 
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, a_signal_under_load_refuses_new_requests_and_lets_every_one_in_flight_finish);
+    tcase_add_test(tc, a_signal_during_the_model_load_ends_it_at_once_with_one_line);
+    tcase_add_test(tc, hup_usr1_usr2_and_alrm_are_logged_and_serving_goes_on);
     tcase_add_test(tc, past_the_grace_under_load_streams_end_with_abort_and_the_rest_get_503);
     tcase_add_test(tc, a_failed_step_fails_only_the_requests_in_it);
     tcase_add_test(tc, the_watchdog_beats_while_healthy_and_stopping_is_announced);
