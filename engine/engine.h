@@ -104,7 +104,10 @@ struct engine_stats {
     bool healthy;                             /* false once a step failed beyond recovery */
     bool ready;                               /* model loaded, graphs captured, thread running */
     double alive_s;                           /* now_s() when the engine thread last ended a
-                                                 step or answered engine_ping */
+                                                 step or answered engine_ping (engine_start
+                                                 sets it: a new engine has just turned) */
+    uint64_t progress;                        /* layers run since start, bumped inside a step:
+                                                 while it moves, a long step is not a hung one */
 };
 void engine_get_stats(struct engine *e, struct engine_stats *st);
 /* Asks the engine thread to show that it still turns: it sets alive_s as soon as it is

@@ -232,14 +232,18 @@ static int load_model(struct load *l)
  * checks), then WATCHDOG=1 heartbeats while the engine thread keeps turning. A step that
  * hangs (a stuck GPU) stops them as surely as a failed one: each period the engine is
  * pinged, and no answer within half the watchdog interval means no heartbeat, so systemd
- * restarts the daemon. Returns the signal, or 0 when the engine died. */
+ * restarts the daemon. A long step that makes progress is not a hung one: the runner bumps
+ * a counter per layer (engine_stats.progress), and a counter that moved counts as an
+ * answer, so an 8 s CPU prefill keeps the heartbeats of a 4 s watchdog going. Returns the
+ * signal, or 0 when the engine died. */
 static int wait_for_signal(struct engine *e)
 {
-    uint64_t watchdog_us = 0;
+    uint64_t watchdog_us = 0, progress = 0;
     bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0, ready = false;
     bool stalled = false;
     double period_s = watchdog ? MIN(1.0, watchdog_us / 2e6) : 1.0;
     double stall_s = MAX(watchdog_us / 2e6, 2 * period_s);
+    double moved_s = now_s();        /* when progress last moved */
     sigset_t set;
 
     serve_sigset(&set);
@@ -257,13 +261,17 @@ static int wait_for_signal(struct engine *e)
         engine_get_stats(e, &st);
         if (!st.healthy)
             return 0;            /* no more heartbeats: systemd restarts us if we hang */
+        if (st.progress != progress) {
+            progress = st.progress;
+            moved_s = now_s();
+        }
         if (!ready && st.ready) {
             ready = true;
             sd_notify(0, "READY=1\nSTATUS=serving");
             LOG(LL_INFO, "serve", "ready");
         }
         if (watchdog && ready) {
-            double silent_s = now_s() - st.alive_s;
+            double silent_s = now_s() - MAX(st.alive_s, moved_s);
 
             if (silent_s < stall_s)
                 sd_notify(0, "WATCHDOG=1");

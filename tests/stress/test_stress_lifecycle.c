@@ -4,7 +4,10 @@
  * with finish_reason "abort" (streams) or 503 (the rest), exit 0. A failed engine step fails
  * only the requests in that step (500); a device error stops the systemd watchdog
  * heartbeats (read from NOTIFY_SOCKET, a datagram socket of the test's), /health answers
- * 503 and the daemon exits 1; a step that hangs stops them too, until it ends. */
+ * 503 and the daemon exits 1; a step that hangs stops them too, until it ends, but a long
+ * step that makes progress (a CPU prefill over many layers) does not, and the first
+ * heartbeat comes with READY=1. SIGTERM/SIGINT during the model load end it at once;
+ * SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM are logged and change nothing. */
 #include <check.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -18,7 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/base/util.h"   /* read_file */
+#include "engine/base/util.h"   /* read_file, MAX */
+#include "engine/model/gen_model.h"
 #include "tests/stress/stress_util.h"
 
 static struct daemon d;
@@ -444,9 +448,126 @@ START_TEST(the_watchdog_beats_while_healthy_and_stopping_is_announced)
     notify_read(&n, 0.5);
     ck_assert_int_eq(daemon_stop(&d, 0, 20), 0);
     ck_assert_int_eq(notify_count(&n, 0, "STOPPING=1"), 1);
+    /* A fresh engine has just turned: no "has not turned for <uptime> s" at start. */
+    ck_assert(!daemon_log_has(&d, "has not turned"));
+    ck_assert(!daemon_log_has(&d, "turns again"));
     printf("watchdog: READY=1, %d WATCHDOG=1 in the first second (WATCHDOG_USEC 200 ms), STOPPING=1 on "
            "SIGTERM, exit 0\n", beats);
     notify_close(&n);
+}
+END_TEST
+
+START_TEST(the_first_heartbeat_comes_with_ready)
+{
+    /* A 4 s watchdog beats every second. The first heartbeat used to be skipped (the engine's
+     * alive time started at 0, so the daemon saw a silence as long as the uptime and logged
+     * it), leaving systemd a full period without one right after READY=1. */
+    struct notify n;
+    char sock[160];
+    const char *env[] = { sock, "WATCHDOG_USEC=4000000", NULL };
+    int ready = -1;
+
+    notify_open(&n);
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", n.path);
+    ck_assert(daemon_start_env(&d, NULL, env) == 0);
+    for (int t = 0; t < 100 && ready < 0; t++) {
+        notify_read(&n, 0.1);
+        for (int i = 0; i < n.num && ready < 0; i++)
+            if (strstr(n.msg[i], "READY=1"))
+                ready = i;
+    }
+    ck_assert_int_ge(ready, 0);
+    /* Half a period after READY=1: the heartbeat sent with it must be there. */
+    while (stress_now() < n.at[ready] + 0.5)
+        notify_read(&n, n.at[ready] + 0.5 - stress_now());
+    ck_assert_msg(notify_count(&n, ready, "WATCHDOG=1") >= 1, "no heartbeat within 0.5 s of READY=1 (period 1 s)");
+    ck_assert(!daemon_log_has(&d, "has not turned"));
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM, 20), 0);
+    printf("watchdog 4 s (a beat a second): the first WATCHDOG=1 %.3f s after READY=1, no stall logged at start\n",
+           n.at[ready + 1] - n.at[ready]);
+    notify_close(&n);
+}
+END_TEST
+
+/* A model of 32 thin layers (hidden 128): a 1000-token CPU prefill takes seconds, each layer
+ * a small part of it. */
+static const char deep_config[] =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 128, \"intermediate_size\": 256, "
+    "\"num_hidden_layers\": 32, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+    "\"max_position_embeddings\": 4096, \"rms_norm_eps\": 1e-05, \"rope_theta\": 500000, "
+    "\"vocab_size\": 512, \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", "
+    "\"bos_token_id\": 496, \"eos_token_id\": [505, 497]}";
+
+START_TEST(a_long_step_that_makes_progress_keeps_the_heartbeats_going)
+{
+    /* Before, the watchdog took any step longer than half its interval for a hang: one long
+     * CPU prefill stopped the heartbeats (systemd would have killed a healthy daemon). The
+     * runner now bumps a counter per layer, and a counter that moves is an answer. A step
+     * that hangs without progress still stops them (a_hung_step_... above). */
+    enum { PROMPT = 1000 };
+    struct notify n;
+    struct gen_model_opts o = { .config = NULL, .seed = 1 };
+    char sock[160], dir[300], cfg[340], err[ERR_LEN], *body = malloc(16 * PROMPT + 200);
+    const char *env[] = { sock, "WATCHDOG_USEC=1000000", NULL };
+    const char *args[] = { "--model", dir, "--kv-cache-memory", "64MiB", "--max-num-batched-tokens", "2048",
+                           "--max-model-len", "2048", NULL };
+    double sent_s, done_s, gap = 0, last;
+    int fd, from, beats, len;
+    FILE *f;
+
+    snprintf(dir, sizeof dir, "/tmp/osprey-deep-%d", (int)getpid());
+    snprintf(cfg, sizeof cfg, "%s.json", dir);
+    ck_assert_ptr_nonnull(f = fopen(cfg, "w"));
+    fputs(deep_config, f);
+    fclose(f);
+    o.config = cfg;
+    o.out_dir = dir;
+    ck_assert_msg(gen_model_write(&o, NULL, err) == 0, "%s", err);
+    notify_open(&n);
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", n.path);
+    ck_assert(daemon_start_env(&d, args, env) == 0);
+    notify_read(&n, 1.2);
+    ck_assert_int_ge(notify_count(&n, 0, "WATCHDOG=1"), 1);
+
+    len = snprintf(body, 200, "{\"max_tokens\":1,\"temperature\":0,\"prompt\":[");
+    for (int t = 0; t < PROMPT; t++)
+        len += snprintf(body + len, 16, "%s%d", t ? "," : "", 1 + (t * 37) % 490);
+    snprintf(body + len, 16, "]}");
+    ck_assert_int_ge(fd = hc_open_post(d.port, "/v1/completions", body, 0), 0);
+    sent_s = stress_now();
+    from = n.num;
+    /* Heartbeats while the one prefill step runs, until the answer starts to come. */
+    for (double end = sent_s + 300; stress_now() < end;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        notify_read(&n, 0.05);
+        if (poll(&p, 1, 0) > 0)
+            break;
+    }
+    done_s = stress_now();
+    ck_assert(hc_read_until(fd, "\"finish_reason\"", 10));
+    close(fd);
+    beats = notify_count(&n, from, "WATCHDOG=1");
+    last = sent_s;
+    for (int i = from; i < n.num; i++)
+        if (strstr(n.msg[i], "WATCHDOG=1")) {
+            gap = MAX(gap, n.at[i] - last);
+            last = n.at[i];
+        }
+    gap = MAX(gap, done_s - last);
+    if (daemon_log_has(&d, "has not turned"))
+        daemon_print_log(&d);
+    ck_assert_msg(!daemon_log_has(&d, "has not turned"), "a %.1f s step that makes progress was taken for a hang",
+                  done_s - sent_s);
+    ck_assert_int_ge(beats, 1);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM, 20), 0);
+    printf("a %d-token prefill on 32 layers (one step of %.1f s, watchdog 1 s: stall limit 1 s): %d heartbeats "
+           "during it, longest gap %.2f s, no stall logged\n", PROMPT, done_s - sent_s, beats, gap);
+    notify_close(&n);
+    free(body);
+    unlink(cfg);
+    snprintf(cfg, sizeof cfg, "rm -rf '%s'", dir);
+    if (system(cfg)) {}
 }
 END_TEST
 
@@ -550,6 +671,8 @@ Suite *stress_lifecycle_suite(void)
     tcase_add_test(tc, past_the_grace_under_load_streams_end_with_abort_and_the_rest_get_503);
     tcase_add_test(tc, a_failed_step_fails_only_the_requests_in_it);
     tcase_add_test(tc, the_watchdog_beats_while_healthy_and_stopping_is_announced);
+    tcase_add_test(tc, the_first_heartbeat_comes_with_ready);
+    tcase_add_test(tc, a_long_step_that_makes_progress_keeps_the_heartbeats_going);
     tcase_add_test(tc, a_device_error_stops_the_heartbeats_fails_health_and_exits_1);
     tcase_add_test(tc, a_hung_step_stops_the_heartbeats_until_it_ends);
     suite_add_tcase(s, tc);
