@@ -489,7 +489,7 @@ START_TEST(the_first_heartbeat_comes_with_ready)
 }
 END_TEST
 
-/* A model of 32 thin layers (hidden 128): a 1000-token CPU prefill takes seconds, each layer
+/* A model of 32 thin layers (hidden 128): a 1500-token CPU prefill takes seconds, each layer
  * a small part of it. */
 static const char deep_config[] =
     "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 128, \"intermediate_size\": 256, "
@@ -512,7 +512,7 @@ START_TEST(a_long_step_that_makes_progress_keeps_the_heartbeats_going)
 #else
     bool slow = getenv("OSPREY_TEST_WRAPPER") != NULL;
 #endif
-    int prompt = slow ? 400 : 1000;
+    int prompt = slow ? 400 : 1500;
     struct notify n;
     struct gen_model_opts o = { .config = NULL, .seed = 1 };
     char sock[160], dir[300], cfg[340], err[ERR_LEN], *body = malloc(16 * 1000 + 200);
