@@ -29,7 +29,8 @@ static void usage(FILE *f)
         "  --seed S                         sampling seed (default 0)\n"
         "  --ignore-eos                     keep going past the end-of-sequence token\n"
         "  --ids                            print the generated ids as JSON instead of the text\n\n"
-        "Engine options, as `osprey serve` reads them (one request: --max-num-seqs is 1):\n");
+        "Engine options, as `osprey serve` reads them (but --max-num-seqs defaults to 1 here:\n"
+        "one request):\n");
     cli_print_engine_help(f);
 }
 
@@ -99,6 +100,7 @@ int cmd_generate(int argc, char **argv)
         { "--ignore-eos", CLI_BOOL, &ignore_eos }, { "--ids", CLI_BOOL, &print_ids },
     };
     config_init(&c);
+    c.max_num_seqs = 1;              /* one request: no buffers or graphs for 256 (a flag may ask) */
     int prc = cli_parse("generate", argc, argv, opts, (int)ARRAY_LEN(opts), &c, usage);
     if (!prc && (!c.model || (!prompt == !prompt_ids))) {
         fprintf(stderr, "osprey generate: --model and one of --prompt / --prompt-ids are required (--help)\n");
@@ -133,7 +135,6 @@ int cmd_generate(int argc, char **argv)
     }
 
     engine_opts_from_config(&eo, &c, tok);
-    eo.max_num_seqs = 1;
     if (engine_create(&e, &eo, err) != 0 || engine_start(e, err) != 0)
         goto out;
 

@@ -7,7 +7,8 @@
  * 503 and the daemon exits 1; a step that hangs stops them too, until it ends, but a long
  * step that makes progress (a CPU prefill over many layers) does not, and the first
  * heartbeat comes with READY=1. SIGTERM/SIGINT during the model load end it at once;
- * SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM are logged and change nothing. */
+ * SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM are logged and change nothing. serve, generate and
+ * bench read an engine option (a size) alike. */
 #include <check.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -292,6 +293,79 @@ START_TEST(hup_usr1_usr2_and_alrm_are_logged_and_serving_goes_on)
     ck_assert_int_eq(daemon_stop(&d, SIGTERM, 20), 0);
     printf("SIGHUP, SIGUSR1, SIGUSR2, SIGALRM: each logged once, a completion served after each, then SIGTERM: "
            "exit 0\n");
+}
+END_TEST
+
+/* ---- one configuration for every command ---- */
+
+/* Runs argv (argv[0] a path) with stderr into log; returns its exit status, -1 on a hang. */
+static int run_logged(const char *const *argv, const char *log)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), out = open("/dev/null", O_WRONLY);
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (fd < 0 || out < 0 || dup2(out, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    ck_assert_int_gt(pid, 0);
+    return wait_exit(pid, 120);
+}
+
+/* The KV blocks the engine reported in a log ("engine_create: … N KV blocks of"), or -1. */
+static int kv_blocks(const char *log)
+{
+    char *text = NULL;
+    const char *p;
+    size_t len;
+    int n = -1;
+
+    if (read_file(log, &text, &len, NULL) != 0)
+        return -1;
+    for (p = strstr(text, "engine_create: "); p; p = strstr(p + 1, "engine_create: ")) {
+        const char *end = strchr(p, '\n'), *k = strstr(p, " KV blocks of ");
+
+        if (k && (!end || k < end)) {
+            while (k > p && k[-1] >= '0' && k[-1] <= '9')
+                k--;
+            n = atoi(k);
+        }
+    }
+    free(text);
+    return n;
+}
+
+START_TEST(serve_generate_and_bench_read_a_size_alike)
+{
+    /* "3M" was 3 MiB to serve and 3,000,000 bytes to bench and generate (two parsers): 384
+     * KV blocks of the tiny model's 8 KiB against 366. One parser, one filler now. */
+    const char *args[] = { "--kv-cache-memory", "3M", NULL };
+    const char *gen[] = { daemon_bin(), "generate", "--model", daemon_model_dir(), "--prompt", "hello",
+                          "--max-tokens", "2", "--backend", "cpu", "--threads", "1", "--kv-cache-memory", "3M",
+                          NULL };
+    const char *bench[] = { daemon_bin(), "bench", "--model", daemon_model_dir(), "--num-prompts", "1",
+                            "--input-len", "4", "--output-len", "2", "--backend", "cpu", "--threads", "1",
+                            "--kv-cache-memory", "3M", NULL };
+    char log[600];
+    int served, generated, benched;
+
+    it_up(&d, args);
+    served = kv_blocks(d.log_path);
+    it_down(&d);
+    snprintf(log, sizeof log, "/tmp/osprey-size-%d.log", (int)getpid());
+    ck_assert_int_eq(run_logged(gen, log), 0);
+    generated = kv_blocks(log);
+    ck_assert_int_eq(run_logged(bench, log), 0);
+    benched = kv_blocks(log);
+    unlink(log);
+    ck_assert_int_eq(served, 384);       /* 3 MiB / (2 layers x K,V x 2 heads x 16 dims x 16 tokens x 4 bytes) */
+    ck_assert_msg(generated == served && benched == served, "--kv-cache-memory 3M: serve %d KV blocks, generate %d, "
+                  "bench %d", served, generated, benched);
+    printf("--kv-cache-memory 3M: %d KV blocks to serve, %d to generate, %d to bench\n", served, generated, benched);
 }
 END_TEST
 
@@ -678,6 +752,7 @@ Suite *stress_lifecycle_suite(void)
     tcase_add_test(tc, a_signal_under_load_refuses_new_requests_and_lets_every_one_in_flight_finish);
     tcase_add_test(tc, a_signal_during_the_model_load_ends_it_at_once_with_one_line);
     tcase_add_test(tc, hup_usr1_usr2_and_alrm_are_logged_and_serving_goes_on);
+    tcase_add_test(tc, serve_generate_and_bench_read_a_size_alike);
     tcase_add_test(tc, past_the_grace_under_load_streams_end_with_abort_and_the_rest_get_503);
     tcase_add_test(tc, a_failed_step_fails_only_the_requests_in_it);
     tcase_add_test(tc, the_watchdog_beats_while_healthy_and_stopping_is_announced);
