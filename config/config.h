@@ -103,8 +103,19 @@ int config_load(struct osprey_config *c, int argc, char **argv, char **envp, cha
  * within max_model_len when both are set, ...). 0 or -EINVAL with a message. */
 int config_validate(const struct osprey_config *c, char *err);
 
+/* One option by its key ("kv_cache_memory"), from text as a flag would give it: what the
+ * offline commands (generate, bench) use for the engine options they share with serve, so
+ * that a value parses the same whichever command reads it. src names the source in errors
+ * ("--kv-cache-memory"). Returns 0, -ENOENT (no such key), -EINVAL or -ENOMEM (message in
+ * err). */
+int config_set(struct osprey_config *c, const char *key, const char *text, const char *src, char *err);
+/* Whether key names a boolean option (a bare flag means true, --no-FLAG false). */
+bool config_is_bool(const char *key);
+
 /* `osprey serve --help`: usage and one line per option with its default. */
 void config_print_help(FILE *f);
+/* The --help lines of the options named by keys[0..n) (same layout as config_print_help). */
+void config_print_options(FILE *f, const char *const *keys, int n);
 /* The README's option table in Markdown: one row per option (flag, env, JSON key, type,
  * default, meaning). */
 void config_print_markdown(FILE *f);

@@ -467,6 +467,7 @@ int engine_start(struct engine *e, char *err)
     pthread_mutex_lock(&e->lock);
     e->started = true;
     e->stats.ready = true;
+    e->stats.alive_s = now_s();      /* not 0: a watchdog would take it for a long silence */
     pthread_mutex_unlock(&e->lock);
     return 0;
 }
@@ -623,6 +624,7 @@ void engine_get_stats(struct engine *e, struct engine_stats *st)
     pthread_mutex_lock(&e->lock);
     *st = e->stats;
     st->num_waiting += e->inbox_len;
+    st->progress = __atomic_load_n(&e->progress, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&e->lock);
 }
 

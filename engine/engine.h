@@ -111,7 +111,10 @@ struct engine_stats {
     bool healthy;                             /* false once a step failed beyond recovery */
     bool ready;                               /* model loaded, graphs captured, thread running */
     double alive_s;                           /* now_s() when the engine thread last ended a
-                                                 step or answered engine_ping */
+                                                 step or answered engine_ping (engine_start
+                                                 sets it: a new engine has just turned) */
+    uint64_t progress;                        /* layers run since start, bumped inside a step:
+                                                 while it moves, a long step is not a hung one */
     const char *kv_cache_dtype;               /* static: "f32", "bf16", "fp8_e4m3" */
     int64_t kv_cache_tokens;                  /* tokens the KV cache holds: blocks * block_size */
 };

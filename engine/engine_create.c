@@ -174,6 +174,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = runner_create(&e->runner, e->be, &e->model, &ro, err);
     if (rc != 0)
         goto fail;
+    runner_watch_progress(e->runner, &e->progress);   /* the watchdog's sign of life in a step */
     if (!strcmp(backend, "cuda") && e->be->ops->mem_info(e->be, &free1, &total) == 0) {
         /* what the runner took beyond its weights and KV cache: activations, cuBLAS
          * workspace, staging, graphs */

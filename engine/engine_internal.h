@@ -72,6 +72,8 @@ struct engine {
     long fault_step;                 /* test-only fault point: fail step N (0 = off) */
     bool fault_sticky;
     long fault_hang_ms;              /* ... or let it hang this long, then run it */
+    uint64_t progress;               /* layers run (forward() bumps it, atomically): read by
+                                        engine_get_stats for the watchdog */
 };
 
 #endif
