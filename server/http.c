@@ -66,47 +66,40 @@ static bool key_needed(const struct http_server *s, const struct http_route *rt)
     return rt->access == HTTP_NEEDS_KEY || s->o.metrics_require_key;
 }
 
-/* What the request head says about itself: its size and how the body is framed. */
-struct head_stats {
-    size_t bytes;                    /* names, values and their ": " and CRLF */
-    int num_content_length, num_transfer_encoding;
-};
-
-static enum MHD_Result head_stats_cb(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
+static enum MHD_Result arg_bytes_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
 {
-    struct head_stats *h = cls;
+    size_t *bytes = cls;
 
     (void)kind;
-    h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
-    h->num_content_length += !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    h->num_transfer_encoding += !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    *bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
     return MHD_YES;
 }
 
 /* The head's size against max_header_bytes (431), and a framing that two parties could read
- * two ways (400, RFC 9112 6.3: more than one Content-Length, or one with Transfer-Encoding —
- * request smuggling). Both answer at once; the framing error also closes the connection,
- * since where the next request starts is unknown. Returns whether it answered. */
-static bool refuse_head(struct http_request *r)
+ * two ways (400: server/http_head.c). Both answer at once; the framing error also closes the
+ * connection, since where the next request starts is unknown. Returns whether it answered. */
+static bool refuse_head(struct http_request *r, const char *method, const char *version)
 {
     struct http_server *s = r->s;
-    struct head_stats h = { .bytes = strlen(r->method) + r->url_len + 12 };
+    struct http_head h;
+    char why[160];
+    int bad = http__head_check(r->conn, method, version, &h);
+    size_t bytes = h.bytes + strlen(r->method) + r->url_len + 12;
 
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, head_stats_cb, &h);
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, head_stats_cb, &h);
-    if (h.bytes > s->o.max_header_bytes) {
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, arg_bytes_cb, &bytes);
+    if (bytes > s->o.max_header_bytes) {
         http__respond_errorf(r, 431, "request_header_fields_too_large",
                              "Request headers of %zu bytes are larger than the limit of %zu bytes.",
-                             h.bytes, s->o.max_header_bytes);
+                             bytes, s->o.max_header_bytes);
         return true;
     }
-    if (h.num_content_length > 1 || (h.num_content_length && h.num_transfer_encoding)) {
+    if (bad) {
+        http__head_describe(&h, version, why, sizeof why);
+        LOG(LL_INFO, "http", "req %llu: refused, its framing is ambiguous: %s", r->id, why);
         http_add_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
         http__respond_errorf(r, 400, "invalid_request",
-                             "The request's body length is ambiguous: %s.", h.num_content_length > 1
-                                 ? "more than one Content-Length header"
-                                 : "both Content-Length and Transfer-Encoding");
+                             "The request head is malformed: %s.", why);
         return true;
     }
     return false;
@@ -114,12 +107,12 @@ static bool refuse_head(struct http_request *r)
 
 /* Everything decided from the headers alone. Answers at once (MHD then skips the body)
  * or leaves the request RECEIVING. */
-static void begin(struct http_request *r)
+static void begin(struct http_request *r, const char *method, const char *version)
 {
     struct http_server *s = r->s;
     const char *cl = http_request_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
 
-    if (refuse_head(r))
+    if (refuse_head(r, method, version))
         return;
     r->cors_origin = cors_origin(s, http_request_header(r, "Origin"));
     r->route = find_route(s, r->path);
@@ -257,12 +250,11 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     struct http_server *s = cls;
     struct http_request *r = *con_cls;
 
-    (void)version;
     if (!r) {
         if (!(r = request_new(s, conn, url, method)))
             return MHD_NO;
         *con_cls = r;
-        begin(r);
+        begin(r, method, version);
         /* An answer MHD refused leaves nothing to send: close rather than spin. */
         return r->state == REQ_ANSWERED && !r->status ? MHD_NO : MHD_YES;
     }

@@ -78,6 +78,26 @@ struct http_server {
     bool watcher_stop;               /* under conns_lock */
 };
 
+/* What the request head says about its own framing (server/http_head.c). */
+struct http_head {
+    size_t bytes;                    /* names, values and their ": " and CRLF */
+    int num_content_length, num_transfer_encoding;
+    bool folded;                     /* the headers do not tile the head: obs-fold, or bytes MHD skipped */
+    bool bad_content_length;         /* a Content-Length that is not 1*DIGIT */
+    char bad_name[48];               /* the first header name that is not a token, cut; "" if none */
+    char bad_transfer_encoding[48];  /* a Transfer-Encoding other than "chunked", cut; "" if none */
+};
+
+/* Whether s is a token of RFC 9110 (a header name: no blanks, no separators, not empty). */
+bool http__is_token(const char *s);
+/* Reads the head of conn's request (method and version as MHD passed them on the first call,
+ * pointers into the head) into h. Returns 0, or -EPROTO when its framing could be read two
+ * ways: the connection must answer 400 and close before any body byte is parsed. */
+int http__head_check(struct MHD_Connection *conn, const char *method, const char *version,
+                     struct http_head *h);
+/* The first problem of h in words, for the error message. */
+void http__head_describe(const struct http_head *h, const char *version, char *out, size_t cap);
+
 /* An error answer in OpenAI's shape, the message formatted. Handler threads. */
 void http__respond_errorf(struct http_request *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
