@@ -634,9 +634,10 @@ void options_format(const struct config_option *o, const struct osprey_config *c
         if (!s)
             break;
         if (o->flags & OPT_SECRET) {
-            /* Only the last 4 characters, and only of a key long enough that 4 give little away. */
+            /* Only the last 4 characters, and only of a key long enough that 4 give little
+             * away: 16, as server/auth.c's auth_mask. */
             size_t len = strlen(s);
-            snprintf(buf, n, "****%s", len >= 12 ? s + len - 4 : "");
+            snprintf(buf, n, "****%s", len >= 16 ? s + len - 4 : "");
         } else {
             snprintf(buf, n, "%s", s);
         }

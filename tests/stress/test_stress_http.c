@@ -127,6 +127,128 @@ START_TEST(a_head_that_frames_its_body_two_ways_is_refused_and_the_connection_cl
 }
 END_TEST
 
+/* ---- the log ---- */
+
+static char *read_log(size_t *len)
+{
+    FILE *f = fopen(d.log_path, "rb");
+    char *buf;
+    long n;
+
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    ck_assert_ptr_nonnull(buf = malloc((size_t)n + 1));
+    ck_assert_int_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* Forged lines, terminal escapes and invalid UTF-8 in a path and a prompt. */
+static void send_hostile_strings(void)
+{
+    static const char *const heads[] = {
+        "GET /nope%0a<0>osprey[serve]%20FORGED HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /nope%0d%0a<0>crlf HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /red%1b[31mRED%1b[0m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /bytes%ff%fe%c2%9b%c0%af HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    };
+    int status, closed;
+    cJSON *j;
+
+    for (size_t i = 0; i < sizeof heads / sizeof *heads; i++) {
+        char *answer = raw_send(heads[i], strlen(heads[i]), 5, &closed);
+
+        ck_assert_msg(strstr(answer, " 404 "), "%s", answer);
+        free(answer);
+    }
+    j = it_post(&d, "/v1/completions", "{\"prompt\":\"a\\n<0>osprey[serve] FORGED-PROMPT \\u001b[31m\",\"max_tokens\":2}",
+                &status);
+    ck_assert_int_eq(status, 200);
+    cJSON_Delete(j);
+}
+
+/* No line but those the daemon wrote, no ESC, no byte outside UTF-8; the forged text is in,
+ * escaped. json: every line is "<N>" and a JSON object. */
+static void assert_log_escaped(bool json)
+{
+    size_t len;
+    char *log = read_log(&len), *save = NULL;
+    int lines = 0;
+
+    ck_assert_msg(strlen(log) == len, "a NUL byte in the log");
+    ck_assert_msg(!memchr(log, 0x1b, len), "a raw ESC in the log");
+    ck_assert_msg(!memchr(log, 0xff, len) && !memchr(log, 0xc0, len), "invalid UTF-8 in the log");
+    ck_assert_msg(!strstr(log, "\xc2\x9b"), "a C1 control (CSI) in the log");
+    ck_assert_msg(strstr(log, json ? "/nope\\u000a<0>osprey[serve] FORGED" : "/nope\\x0a<0>osprey[serve] FORGED"),
+                  "the forged path is not in the log, escaped");
+    ck_assert_msg(strstr(log, json ? "/bytes\\\\xff\\\\xfe\\u009b\\\\xc0\\\\xaf" : "/bytes\\xff\\xfe\\xc2\\x9b\\xc0\\xaf"),
+                  "the invalid bytes are not in the log, escaped");
+    ck_assert_msg(strstr(log, "FORGED-PROMPT"), "the prompt was not logged (--log-prompts)");
+    for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        int prio = -1, at = 0;
+
+        lines++;
+        ck_assert_msg(sscanf(line, "<%d>%n", &prio, &at) == 1 && prio >= 3 && prio <= 7 && at > 0,
+                      "a line with priority %d or none: %s", prio, line);
+        if (json) {
+            cJSON *j = cJSON_Parse(line + at);
+
+            ck_assert_msg(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "msg")), "not a JSON line: %s", line);
+            cJSON_Delete(j);
+        } else {
+            ck_assert_msg(!strncmp(line + at, "osprey[", 7), "a line osprey did not write: %s", line);
+        }
+    }
+    printf("log (%s): %d lines, each the daemon's own; forged lines, ESC and invalid bytes escaped\n",
+           json ? "json" : "text", lines);
+    free(log);
+}
+
+START_TEST(client_strings_reach_the_log_escaped_in_both_formats)
+{
+    const char *text[] = { "--log-level", "debug", "--log-prompts", NULL };
+    const char *json[] = { "--log-level", "debug", "--log-prompts", "--log-format", "json", NULL };
+
+    it_up(&d, text);
+    send_hostile_strings();
+    it_down(&d);
+    assert_log_escaped(false);
+    it_up(&d, json);
+    send_hostile_strings();
+    it_down(&d);
+    assert_log_escaped(true);
+}
+END_TEST
+
+START_TEST(no_character_of_a_key_shorter_than_16_is_logged)
+{
+    static const char *const keys[] = { "k9x2m7q4w", "k9x2m7q4w1", "k9x2m7q4w1z", "k9x2m7q4w1z8b5c" };
+
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const char *args[] = { "--api-key", keys[i], "--log-level", "debug", NULL };
+        const char *tail = keys[i] + strlen(keys[i]) - 4;
+        char h[64];
+        struct hc_response r;
+
+        it_up(&d, args);
+        snprintf(h, sizeof h, "Authorization: Bearer %s\r\n", keys[i]);
+        ck_assert_int_eq(hc_request(d.port, "GET", "/v1/models", h, NULL, &r, 10), 0);
+        ck_assert_int_eq(r.status, 200);
+        hc_response_fini(&r);
+        it_down(&d);
+        ck_assert_msg(daemon_log_has(&d, "api key ****\n"), "key of %zu characters: no bare mask in the log",
+                      strlen(keys[i]));
+        ck_assert_msg(!daemon_log_has(&d, tail), "key of %zu characters: its last 4 '%s' are in the log",
+                      strlen(keys[i]), tail);
+    }
+    printf("API keys of 9, 10, 11 and 15 characters: logged as **** alone\n");
+}
+END_TEST
+
 Suite *stress_http_suite(void)
 {
     Suite *s = suite_create("stress_http");
@@ -134,6 +256,8 @@ Suite *stress_http_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_head_that_frames_its_body_two_ways_is_refused_and_the_connection_closed);
+    tcase_add_test(tc, client_strings_reach_the_log_escaped_in_both_formats);
+    tcase_add_test(tc, no_character_of_a_key_shorter_than_16_is_logged);
     suite_add_tcase(s, tc);
     return s;
 }
