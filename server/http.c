@@ -25,6 +25,10 @@
 #include "server/metrics.h"
 
 #define WATCH_PERIOD_MS 100
+#define MAX_QUERY_ARGS  100          /* no route reads the query; more is an attack on MHD's pool */
+
+/* *con_cls of a request whose query had more than MAX_QUERY_ARGS arguments (uri_cb). */
+static char many_args_mark;
 
 /* ---- the checks made once the headers are in ---- */
 
@@ -243,6 +247,30 @@ static struct http_request *request_new(struct http_server *s, struct MHD_Connec
     return r;
 }
 
+/* Called by MHD with the raw URL, before it parses the query. libmicrohttpd 0.9.75 records
+ * every query argument in the connection's memory pool, and when the pool runs out (a couple
+ * of thousand arguments, 11 KB of URL) it queues a 431 that its own state machine then
+ * drops: the connection hangs, unanswered, until the request timeout. So a query of more
+ * than MAX_QUERY_ARGS arguments is cut here, in MHD's own buffer (bit yikes: the URL is
+ * MHD's, writable, and parsed right after this returns, as 0.9.75's connection.c does), and
+ * the request is answered 414 once its head is in. The returned mark becomes *con_cls. */
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    char *query = uri ? strchr(uri, '?') : NULL;
+    size_t args = 1;
+
+    (void)cls;
+    (void)conn;
+    if (!query)
+        return NULL;
+    for (const char *p = query + 1; *p; p++)
+        args += *p == '&';
+    if (args <= MAX_QUERY_ARGS)
+        return NULL;
+    query[1] = '\0';
+    return &many_args_mark;
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload,
                                  size_t *upload_size, void **con_cls)
@@ -250,11 +278,18 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     struct http_server *s = cls;
     struct http_request *r = *con_cls;
 
-    if (!r) {
+    if (!r || r == (void *)&many_args_mark) {
+        bool many_args = r != NULL;
+
         if (!(r = request_new(s, conn, url, method)))
             return MHD_NO;
         *con_cls = r;
-        begin(r, method, version);
+        if (many_args)
+            http__respond_errorf(r, 414, "uri_too_long",
+                                 "The URL has more than %d query arguments; no route reads any.",
+                                 MAX_QUERY_ARGS);
+        else
+            begin(r, method, version);
         /* An answer MHD refused leaves nothing to send: close rather than spin. */
         return r->state == REQ_ANSWERED && !r->status ? MHD_NO : MHD_YES;
     }
@@ -287,9 +322,9 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     int status, prompt, completion;
 
     (void)conn;
-    if (!r)
-        return;
     *con_cls = NULL;
+    if (!r || r == (void *)&many_args_mark)   /* MHD refused the head itself */
+        return;
     /* 499 (nginx's): the client closed the connection before an answer was queued. */
     status = r->status ? r->status : 499;
     if (r->hc) {
@@ -512,6 +547,7 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
         { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(2 * s->o.max_header_bytes + 16 * 1024), NULL },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, s },
         { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)connection_cb, s },
+        { MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_cb, s },
         /* Last, and only for more than one thread: MHD warns about a pool of one. */
         { o->num_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, o->num_threads, NULL },
         { MHD_OPTION_END, 0, NULL },
