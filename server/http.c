@@ -2,8 +2,9 @@
  * method, CORS, key and size checks, any of which may answer at once) → HANDLING (body in:
  * the route's handler) → answered, DEFERRED (connection suspended until the engine wakes
  * it) or STREAMING (a chunked response whose reader suspends while nothing is ready).
- * A watcher thread closes connections that send too slowly and notices clients that went
- * away while their connection sleeps (MHD does not poll a suspended socket).
+ * A watcher thread (http_conn.c) closes connections that send too slowly and notices clients
+ * that went away while their connection sleeps (MHD does not poll a suspended socket); the
+ * head's framing is checked by http_head.c before any body byte is read.
  * Lifetimes: a request is freed when its last reference goes — the connection's (dropped
  * when MHD reports it completed), the stream response's, and those its job holds; the
  * request's own side (answers, deferred and streamed output) is server/http_request.c. */
@@ -11,7 +12,6 @@
 
 #include <errno.h>
 #include <netdb.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +24,6 @@
 #include "server/auth.h"
 #include "server/metrics.h"
 
-#define WATCH_PERIOD_MS 100
 #define MAX_QUERY_ARGS  100          /* no route reads the query; more is an attack on MHD's pool */
 
 /* *con_cls of a request whose query had more than MAX_QUERY_ARGS arguments (uri_cb). */
@@ -220,7 +219,7 @@ static void dispatch(struct http_request *r)
 }
 
 static struct http_request *request_new(struct http_server *s, struct MHD_Connection *conn,
-                                        const char *url, const char *method)
+                                        const char *url, const char *method, const char *version)
 {
     struct http_request *r = calloc(1, sizeof *r);
     const union MHD_ConnectionInfo *ci;
@@ -235,6 +234,7 @@ static struct http_request *request_new(struct http_server *s, struct MHD_Connec
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->path, sizeof r->path, "%s", url);
     r->url_len = strlen(url);
+    r->http11 = !strcmp(version, MHD_HTTP_VERSION_1_1);
     pthread_mutex_init(&r->lock, NULL);
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     r->hc = ci ? ci->socket_context : NULL;
@@ -281,7 +281,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (!r || r == (void *)&many_args_mark) {
         bool many_args = r != NULL;
 
-        if (!(r = request_new(s, conn, url, method)))
+        if (!(r = request_new(s, conn, url, method, version)))
             return MHD_NO;
         *con_cls = r;
         if (many_args)
@@ -318,15 +318,13 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct http_server *s = cls;
     struct http_request *r = *con_cls;
-    bool notify;
+    bool notify, gone;
     int status, prompt, completion;
 
     (void)conn;
     *con_cls = NULL;
     if (!r || r == (void *)&many_args_mark)   /* MHD refused the head itself */
         return;
-    /* 499 (nginx's): the client closed the connection before an answer was queued. */
-    status = r->status ? r->status : 499;
     if (r->hc) {
         pthread_mutex_lock(&s->conns_lock);
         r->hc->req = NULL;
@@ -340,6 +338,13 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     r->closed = true;
     prompt = r->prompt_tokens;
     completion = r->completion_tokens;
+    /* 499 (nginx's): the client left before it had an answer — none was queued, or the
+     * watcher saw it go while the answer was being made (the job's "aborted" 503 then went
+     * nowhere), or it reset the connection while sending. A stream's 200 was sent: it stays
+     * 200, and its line says how it ended. */
+    gone = !r->streaming && (r->client_gone || toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ||
+                             toe == MHD_REQUEST_TERMINATED_READ_ERROR);
+    status = r->status && !gone ? r->status : 499;
     pthread_mutex_unlock(&r->lock);
     if (notify)
         r->ops->closed(r->job);
@@ -355,112 +360,6 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         metrics_http_status(s->o.metrics, status);
     atomic_fetch_sub(&s->active, 1);
     http_unref(r);
-}
-
-static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
-{
-    struct http_server *s = cls;
-    struct http_conn *hc;
-
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-
-        if (!ci || !(hc = calloc(1, sizeof *hc)))
-            return;              /* untracked: no deadline, no disconnect watch */
-        hc->fd = ci->connect_fd;
-        hc->deadline_s = s->o.request_timeout_s > 0 ? now_s() + s->o.request_timeout_s : 0;
-        pthread_mutex_lock(&s->conns_lock);
-        hc->next = s->conns;
-        if (s->conns)
-            s->conns->prev = hc;
-        s->conns = hc;
-        pthread_mutex_unlock(&s->conns_lock);
-        *socket_context = hc;
-        return;
-    }
-    /* Closed: MHD calls this before it closes the socket, so the watcher (which looks at fd
-     * only under conns_lock) never touches a descriptor that was reused. */
-    if (!(hc = *socket_context))
-        return;
-    pthread_mutex_lock(&s->conns_lock);
-    if (hc->prev)
-        hc->prev->next = hc->next;
-    else
-        s->conns = hc->next;
-    if (hc->next)
-        hc->next->prev = hc->prev;
-    pthread_mutex_unlock(&s->conns_lock);
-    free(hc);
-    *socket_context = NULL;
-}
-
-/* ---- the watcher ---- */
-
-/* Whether the peer closed or reset the connection (pipelined bytes are not a close). */
-static bool client_gone(int fd)
-{
-    struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
-    char c;
-
-    if (poll(&p, 1, 0) <= 0)
-        return false;
-    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP))
-        return true;
-    return (p.revents & POLLIN) && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-}
-
-static void *watcher_main(void *arg)
-{
-    struct http_server *s = arg;
-
-    pthread_mutex_lock(&s->conns_lock);
-    while (!s->watcher_stop) {
-        struct http_request *gone[64];
-        int num_gone = 0;
-        double now = now_s();
-        struct timespec ts;
-
-        for (struct http_conn *hc = s->conns; hc; hc = hc->next) {
-            struct http_request *r = hc->req;
-
-            if (hc->deadline_s > 0 && now > hc->deadline_s && !hc->cut) {
-                /* MHD sees the shut socket fail and closes the connection itself. */
-                LOG(LL_INFO, "http", "closing a connection that sent its request too slowly "
-                    "(request-timeout %.0fs)", s->o.request_timeout_s);
-                shutdown(hc->fd, SHUT_RDWR);
-                hc->cut = true;
-            }
-            if (!r || num_gone == (int)ARRAY_LEN(gone))
-                continue;
-            pthread_mutex_lock(&r->lock);
-            if (r->parked && !r->closed && r->ops && client_gone(hc->fd)) {
-                r->closed = true;
-                r->refs++;
-                gone[num_gone++] = r;
-            }
-            pthread_mutex_unlock(&r->lock);
-        }
-        pthread_mutex_unlock(&s->conns_lock);
-        /* Outside every lock: closed() calls into the engine. */
-        for (int i = 0; i < num_gone; i++) {
-            LOG(LL_INFO, "http", "req %llu: client went away while waiting; aborting", gone[i]->id);
-            gone[i]->ops->closed(gone[i]->job);
-            http_unref(gone[i]);
-        }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += WATCH_PERIOD_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&s->conns_lock);
-        if (!s->watcher_stop)
-            pthread_cond_timedwait(&s->watcher_cond, &s->conns_lock, &ts);
-    }
-    pthread_mutex_unlock(&s->conns_lock);
-    return NULL;
 }
 
 /* ---- the server ---- */
@@ -546,7 +445,7 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
          * room for a head at the limit, so that we answer it, not MHD's bare 431. */
         { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(2 * s->o.max_header_bytes + 16 * 1024), NULL },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, s },
-        { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)connection_cb, s },
+        { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http__connection_cb, s },
         { MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_cb, s },
         /* Last, and only for more than one thread: MHD warns about a pool of one. */
         { o->num_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, o->num_threads, NULL },
@@ -563,7 +462,7 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
     }
     di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di && di->port ? di->port : o->port;
-    if (pthread_create(&s->watcher, NULL, watcher_main, s)) {
+    if (pthread_create(&s->watcher, NULL, http__watcher_main, s)) {
         errf(err, "cannot start the connection watcher thread");
         s->watcher_stop = true;  /* nothing to join */
         http_server_stop(s);

@@ -1,5 +1,6 @@
 /* http_internal.h — what server/http.c (the daemon, its checks and its watcher) and
- * server/http_request.c (a request: references, answers, deferred and streamed output)
+ * server/http_request.c (a request: references, answers, deferred and streamed output),
+ * server/http_head.c (the head's framing) and server/http_conn.c (connections, the watcher)
  * share: the structs behind the opaque handles of server/http.h. Not for other modules. */
 #ifndef OSPREY_HTTP_INTERNAL_H
 #define OSPREY_HTTP_INTERNAL_H
@@ -40,6 +41,7 @@ struct http_request {
     char method[8];
     char path[256];                  /* the URL's path, cut at 255 bytes (no route is longer) */
     size_t url_len;                  /* the whole path's length, bytes */
+    bool http11;                     /* HTTP/1.1: may be sent a 1xx (http_conn.c's probe) */
     double start_s;
     char *body;                      /* [body_len + 1], NUL-terminated */
     size_t body_len, body_cap;
@@ -56,6 +58,9 @@ struct http_request {
     bool parked;                     /* the connection is suspended, waiting for http_wake */
     bool woken;                      /* a wake came while not parked: do not sleep */
     bool closed;                     /* ops->closed was called (or is not needed) */
+    bool streaming;                  /* a stream's head is queued: no 1xx may follow */
+    bool probed;                     /* the watcher sent its 100 Continue (http_conn.c) */
+    bool client_gone;                /* the watcher saw the client leave: 499, not our answer */
     int refs;
     int prompt_tokens, completion_tokens;
 };
@@ -97,6 +102,12 @@ int http__head_check(struct MHD_Connection *conn, const char *method, const char
                      struct http_head *h);
 /* The first problem of h in words, for the error message. */
 void http__head_describe(const struct http_head *h, const char *version, char *out, size_t cap);
+
+/* MHD_OPTION_NOTIFY_CONNECTION: tracks connections for the watcher (server/http_conn.c). */
+void http__connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                         enum MHD_ConnectionNotificationCode code);
+/* The watcher thread: request deadlines, clients that left while their request sleeps. */
+void *http__watcher_main(void *arg);
 
 /* An error answer in OpenAI's shape, the message formatted. Handler threads. */
 void http__respond_errorf(struct http_request *r, int status, const char *code, const char *fmt, ...)

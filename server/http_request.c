@@ -235,6 +235,9 @@ void http_stream(struct http_request *r, const struct http_job_ops *ops, void *j
     r->ops = ops;
     r->job = job;
     r->state = REQ_STREAMING;
+    pthread_mutex_lock(&r->lock);
+    r->streaming = true;
+    pthread_mutex_unlock(&r->lock);
     http_ref(r);                 /* the response's, dropped by reader_free_cb */
     resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, reader_cb, r,
                                              reader_free_cb);

@@ -166,6 +166,84 @@ START_TEST(a_url_with_thousands_of_query_arguments_is_answered_at_once)
 }
 END_TEST
 
+/* ---- half-close, and clients that leave ---- */
+
+/* 8 choices x 2000 tokens: long enough (seconds on the tiny model) that the watcher looks at
+ * the connection many times while it waits. */
+#define LONG_BODY(stream) "{\"prompt\":\"half\",\"max_tokens\":2000,\"n\":8,\"ignore_eos\":true" stream "}"
+
+static int post_raw(const char *body)
+{
+    char head[256];
+    int fd = hc_connect(d.port);
+    int n = snprintf(head, sizeof head, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n", strlen(body));
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(hc_send(fd, head, (size_t)n), 0);
+    ck_assert_int_eq(hc_send(fd, body, strlen(body)), 0);
+    return fd;
+}
+
+START_TEST(a_client_that_half_closes_after_its_request_gets_the_whole_answer)
+{
+    static const struct { const char *what, *body; } cases[] = {
+        { "non-streamed", LONG_BODY("") },
+        { "streamed", LONG_BODY(",\"stream\":true") },
+    };
+
+    it_up(&d, NULL);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int fd = post_raw(cases[i].body), closed;
+        double t0 = stress_now();
+        size_t len;
+        char *answer, *final;
+
+        ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+        answer = hc_read_all(fd, 60, &len, &closed);
+        close(fd);
+        ck_assert_ptr_nonnull(answer);
+        /* An interim 100 Continue may come first (the watcher asking whether we still read). */
+        final = answer;
+        while (!strncmp(final, "HTTP/1.1 100 Continue\r\n\r\n", 25))
+            final += 25;
+        ck_assert_msg(!strncmp(final, "HTTP/1.1 200 OK", 15), "%s: %.400s", cases[i].what, final);
+        ck_assert_msg(!strstr(final, "\"abort\""), "%s: a choice was aborted", cases[i].what);
+        ck_assert_msg(count_of(final, "\"finish_reason\":\"length\"") == 8, "%s: %d choices of 8 finished",
+                      cases[i].what, count_of(final, "\"finish_reason\":\"length\""));
+        ck_assert_msg(i == 0 || strstr(final, "data: [DONE]"), "%s: no [DONE]", cases[i].what);
+        printf("half-closed client, %s: 200, 8 choices x 2000 tokens whole in %.2f s (%s)\n", cases[i].what,
+               stress_now() - t0, final != answer ? "after a 100 Continue" : "no interim answer");
+        free(answer);
+    }
+    ck_assert(it_metric(&d, "osprey_requests_finished_total{finish_reason=\"abort\"}") == 0);
+    it_down(&d);
+}
+END_TEST
+
+START_TEST(a_client_that_gives_up_on_a_non_streamed_request_is_counted_499)
+{
+    double aborts0;
+    int fd;
+
+    it_up(&d, NULL);
+    aborts0 = it_metric(&d, "osprey_requests_finished_total{finish_reason=\"abort\"}");
+    fd = post_raw(LONG_BODY(""));
+    for (int t = 0; t < 200 && !(it_metric(&d, "osprey_requests_running") > 0); t++)
+        usleep(20000);
+    ck_assert(it_metric(&d, "osprey_requests_running") > 0);
+    close(fd);
+    ck_assert_msg(it_wait_metric(&d, "osprey_http_requests_total{status=\"499\"}", 1, 10),
+                  "the client that left is not counted 499");
+    ck_assert(it_metric(&d, "osprey_requests_finished_total{finish_reason=\"abort\"}") > aborts0);
+    ck_assert_msg(!(it_metric(&d, "osprey_http_requests_total{status=\"503\"}") > 0), "counted 503 as well");
+    it_assert_idle(&d);
+    it_down(&d);
+    ck_assert(daemon_log_has(&d, "POST /v1/completions 499 "));
+    printf("a client that closed during a non-streamed request: aborted, 499 in /metrics and the access log\n");
+}
+END_TEST
+
 /* ---- the log ---- */
 
 static char *read_log(size_t *len)
@@ -296,6 +374,8 @@ Suite *stress_http_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_head_that_frames_its_body_two_ways_is_refused_and_the_connection_closed);
     tcase_add_test(tc, a_url_with_thousands_of_query_arguments_is_answered_at_once);
+    tcase_add_test(tc, a_client_that_half_closes_after_its_request_gets_the_whole_answer);
+    tcase_add_test(tc, a_client_that_gives_up_on_a_non_streamed_request_is_counted_499);
     tcase_add_test(tc, client_strings_reach_the_log_escaped_in_both_formats);
     tcase_add_test(tc, no_character_of_a_key_shorter_than_16_is_logged);
     suite_add_tcase(s, tc);
