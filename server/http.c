@@ -24,6 +24,7 @@
 #include "server/auth.h"
 #include "server/metrics.h"
 
+#define MAX_ALLOW_HEADERS_BYTES 4096  /* a preflight's list of headers; a browser sends ~300 */
 #define MAX_QUERY_ARGS  100          /* no route reads the query; more is an attack on MHD's pool */
 
 /* *con_cls of a request whose query had more than MAX_QUERY_ARGS arguments (uri_cb). */
@@ -60,6 +61,31 @@ static const char *allow_of(const struct http_route *rt)
 static bool method_matches(const struct http_route *rt, const char *method)
 {
     return !strcmp(rt->method, method) || (!strcmp(rt->method, "GET") && !strcmp(method, "HEAD"));
+}
+
+/* Whether v is a list of header names (RFC 9110 5.6.1: tokens, commas, blanks), as a
+ * preflight's Access-Control-Request-Headers must be. */
+static bool is_name_list(const char *v)
+{
+    char name[64];
+
+    for (;;) {
+        size_t n;
+
+        v += strspn(v, " \t");
+        n = strcspn(v, ", \t");
+        if (n == 0 || n >= sizeof name)
+            return false;
+        memcpy(name, v, n);
+        name[n] = '\0';
+        if (!http__is_token(name))
+            return false;
+        v += n + strspn(v + n, " \t");
+        if (!*v)
+            return true;
+        if (*v++ != ',')
+            return false;
+    }
 }
 
 static bool key_needed(const struct http_server *s, const struct http_route *rt)
@@ -127,8 +153,20 @@ static void begin(struct http_request *r, const char *method, const char *versio
         }
         http_add_header(r, "Allow", allow_of(r->route));
         if (r->cors_origin) {
+            /* The headers the page asks to send, as vLLM allows them: the official clients
+             * send their own (X-Stainless-*), and a list of ours would fail their preflight. */
+            const char *asked = http_request_header(r, "Access-Control-Request-Headers");
+
+            if (asked && asked[0] && (strlen(asked) > MAX_ALLOW_HEADERS_BYTES || !is_name_list(asked))) {
+                http__respond_errorf(r, 400, "invalid_request",
+                                     "Access-Control-Request-Headers is not a list of header names "
+                                     "(at most %d bytes).", MAX_ALLOW_HEADERS_BYTES);
+                return;
+            }
             http_add_header(r, "Access-Control-Allow-Methods", allow_of(r->route));
-            http_add_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+            http_add_header(r, "Access-Control-Allow-Headers",
+                            asked && asked[0] ? asked : "Authorization, Content-Type");
+            http_add_header(r, "Vary", "Access-Control-Request-Headers");
             http_add_header(r, "Access-Control-Max-Age", "600");
         }
         http_respond(r, 204, NULL, NULL, 0);

@@ -29,7 +29,7 @@ struct http_conn {
 
 struct http_header {
     char name[32];
-    char value[128];
+    char *value;                     /* malloc'd: a preflight's allowed headers run long */
 };
 
 struct http_request {

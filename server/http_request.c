@@ -35,6 +35,8 @@ void http_unref(struct http_request *r)
     if (r->ops && r->ops->free)
         r->ops->free(r->job);
     pthread_mutex_destroy(&r->lock);
+    for (int i = 0; i < r->num_headers; i++)
+        free(r->headers[i].value);
     free(r->body);
     free(r);
 }
@@ -76,9 +78,13 @@ void http_add_header(struct http_request *r, const char *name, const char *value
 
     if (r->num_headers == MAX_EXTRA_HEADERS)
         return;
-    h = &r->headers[r->num_headers++];
+    h = &r->headers[r->num_headers];
+    if (!(h->value = strdup(value))) {
+        LOG(LL_ERR, "http", "req %llu: out of memory for the header %s", r->id, name);
+        return;
+    }
     snprintf(h->name, sizeof h->name, "%s", name);
-    snprintf(h->value, sizeof h->value, "%s", value);
+    r->num_headers++;
 }
 
 /* ---- responses ---- */
