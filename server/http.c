@@ -279,6 +279,10 @@ static struct http_request *request_new(struct http_server *s, struct MHD_Connec
     if (r->hc) {
         pthread_mutex_lock(&s->conns_lock);
         r->hc->req = r;
+        /* A head that came in whole between two passes of the watcher: its body's deadline. */
+        if (r->hc->idle && s->o.request_timeout_s > 0)
+            r->hc->deadline_s = now_s() + s->o.request_timeout_s;
+        r->hc->idle = false;
         pthread_mutex_unlock(&s->conns_lock);
     }
     atomic_fetch_add(&s->active, 1);
@@ -366,9 +370,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->hc) {
         pthread_mutex_lock(&s->conns_lock);
         r->hc->req = NULL;
-        /* A next request on this keep-alive connection: idle time, then its own deadline. */
-        if (s->o.request_timeout_s > 0)
-            r->hc->deadline_s = now_s() + s->o.idle_timeout_s + s->o.request_timeout_s;
+        http__conn_idle(s, r->hc);
         pthread_mutex_unlock(&s->conns_lock);
     }
     pthread_mutex_lock(&r->lock);
@@ -478,6 +480,9 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
         { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log_cb, s },
         { MHD_OPTION_SOCK_ADDR, 0, &ss },
         { MHD_OPTION_CONNECTION_LIMIT, MAX(o->max_connections, 1), NULL },
+        /* Slow clients (slowloris) from one address hold no more than this: the others'
+         * connections are refused at accept, answered by nothing but a close. */
+        { MHD_OPTION_PER_IP_CONNECTION_LIMIT, MAX(o->max_connections_per_client, 0), NULL },
         { MHD_OPTION_CONNECTION_TIMEOUT, MAX(o->idle_timeout_s, 0), NULL },
         /* The pool holds the head (and MHD's record of each header) and the read buffer:
          * room for a head at the limit, so that we answer it, not MHD's bare 431. */

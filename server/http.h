@@ -38,6 +38,7 @@ struct http_options {
     int port;                /* 0: an ephemeral port (http_server_port tells which) */
     int num_threads;         /* MHD worker threads, >= 1 */
     int max_connections;
+    int max_connections_per_client;  /* from one address; more are closed at once; 0 = no cap */
     size_t max_body_bytes;   /* larger bodies: 413 (at once when Content-Length says so) */
     size_t max_header_bytes; /* larger request heads (line and headers): 431; 0 = 32 KiB */
     double request_timeout_s;   /* headers and body must be in within this; 0 = no limit */

@@ -6,7 +6,10 @@
  * answer. server/http.c owns the requests; this file only reads and marks them. */
 #include "server/http_internal.h"
 
+#include <linux/tcp.h>       /* TCP_INFO with tcpi_bytes_received (glibc's lacks it) */
+#include <netinet/in.h>      /* IPPROTO_TCP */
 #include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -54,6 +57,39 @@ void http__connection_cb(void *cls, struct MHD_Connection *conn, void **socket_c
     pthread_mutex_unlock(&s->conns_lock);
     free(hc);
     *socket_context = NULL;
+}
+
+/* Bytes received on fd so far (the kernel's count, whatever MHD read of them), or -1 where
+ * the kernel does not say (before Linux 4.1). */
+static int64_t bytes_received(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ||
+        len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received)
+        return -1;
+    return (int64_t)ti.tcpi_bytes_received;
+}
+
+/* Slowloris on a keep-alive connection: a request's deadline counted from the end of the
+ * one before would give a client the idle timeout *plus* the request timeout to dribble in
+ * its next head. So the clock stops between requests (MHD's idle timeout covers silence)
+ * and starts again when a byte of the next one comes: the watcher sees the socket's received
+ * count move. Without that count, the old, lenient deadline. */
+void http__conn_idle(struct http_server *s, struct http_conn *hc)
+{
+    int64_t bytes = bytes_received(hc->fd);
+
+    if (s->o.request_timeout_s <= 0)
+        return;
+    if (bytes < 0) {
+        hc->deadline_s = now_s() + s->o.idle_timeout_s + s->o.request_timeout_s;
+        return;
+    }
+    hc->deadline_s = 0;
+    hc->idle = true;
+    hc->idle_bytes = (uint64_t)bytes;
 }
 
 /* ---- the watcher ---- */
@@ -114,6 +150,11 @@ void *http__watcher_main(void *arg)
         for (struct http_conn *hc = s->conns; hc; hc = hc->next) {
             struct http_request *r = hc->req;
 
+            if (hc->idle && bytes_received(hc->fd) > (int64_t)hc->idle_bytes) {
+                /* The next request's first bytes came since the last pass: its clock starts. */
+                hc->idle = false;
+                hc->deadline_s = now + s->o.request_timeout_s;
+            }
             if (hc->deadline_s > 0 && now > hc->deadline_s && !hc->cut) {
                 /* MHD sees the shut socket fail and closes the connection itself. */
                 LOG(LL_INFO, "http", "closing a connection that sent its request too slowly "

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "server/http.h"
 
@@ -23,6 +24,8 @@ struct http_conn {
     struct http_conn *prev, *next;
     int fd;
     double deadline_s;               /* the request must be in by then; 0 = no deadline */
+    bool idle;                       /* between two requests: the next one's clock not started */
+    uint64_t idle_bytes;             /* idle: bytes received on the socket when it began */
     bool cut;                        /* shut down by the watcher */
     struct http_request *req;        /* the request in progress, or NULL */
 };
@@ -106,6 +109,9 @@ void http__head_describe(const struct http_head *h, const char *version, char *o
 /* MHD_OPTION_NOTIFY_CONNECTION: tracks connections for the watcher (server/http_conn.c). */
 void http__connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
                          enum MHD_ConnectionNotificationCode code);
+/* A request on hc completed: its next one's deadline starts with its first byte, as the
+ * watcher sees it come. Under conns_lock. */
+void http__conn_idle(struct http_server *s, struct http_conn *hc);
 /* The watcher thread: request deadlines, clients that left while their request sleeps. */
 void *http__watcher_main(void *arg);
 

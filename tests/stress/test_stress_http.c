@@ -4,7 +4,9 @@
  * with thousands of arguments is answered at once; a client that half-closes its side still
  * gets its answer; one that gives up is counted 499; CORS preflights allow the headers asked
  * for. Each test starts its own daemon and ends with a clean stop. */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "engine/base/util.h"   /* MAX */
 #include "tests/stress/stress_util.h"
 
 static struct daemon d;
@@ -162,6 +165,116 @@ START_TEST(a_url_with_thousands_of_query_arguments_is_answered_at_once)
         free(req);
     }
     assert_health();
+    it_down(&d);
+}
+END_TEST
+
+/* ---- slowloris ---- */
+
+/* A connection to the daemon from source address src (any 127.x.y.z is this machine), or -1. */
+static int connect_from(const char *src)
+{
+    struct sockaddr_in from = { .sin_family = AF_INET }, to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d.port) };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0)
+        return -1;
+    inet_pton(AF_INET, src, &from.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    if (bind(fd, (struct sockaddr *)&from, sizeof from) || connect(fd, (struct sockaddr *)&to, sizeof to)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Whether the server closed fd (end of file or reset) within timeout_s. */
+static bool closed_within(int fd, double timeout_s)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    char buf[256];
+
+    while (poll(&p, 1, (int)(timeout_s * 1000)) > 0) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+
+        if (n <= 0)
+            return true;
+    }
+    return false;
+}
+
+START_TEST(slow_clients_from_one_address_leave_room_for_others)
+{
+    enum { MAX_CONN = 64, PER_CLIENT = 16, ATTACK = MAX_CONN };
+    const char *args[] = { "--max-connections", "64", "--max-connections-per-client", "16",
+                           "--request-timeout", "30", NULL };
+    int fds[ATTACK], held = 0, refused = 0, served = 0;
+    double worst = 0;
+
+    it_up(&d, args);
+    /* 64 connections from 127.0.0.2, each dribbling a head: as many as the whole server takes. */
+    for (int i = 0; i < ATTACK; i++) {
+        ck_assert_int_ge(fds[i] = connect_from("127.0.0.2"), 0);
+        hc_send(fds[i], "GET /health HTTP/1.1\r\nX-", 24);
+    }
+    for (int i = 0; i < ATTACK; i++) {
+        if (closed_within(fds[i], 0.05)) {
+            close(fds[i]);
+            fds[i] = -1;
+            refused++;
+        } else {
+            held++;
+        }
+    }
+    /* Meanwhile another address is served. */
+    for (int i = 0; i < 10; i++) {
+        double t0 = stress_now();
+        struct hc_response r;
+
+        if (hc_request(d.port, "GET", "/health", NULL, NULL, &r, 5) == 0 && r.status == 200)
+            served++;
+        hc_response_fini(&r);
+        worst = MAX(worst, stress_now() - t0);
+    }
+    for (int i = 0; i < ATTACK; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    ck_assert_int_eq(held, PER_CLIENT);
+    ck_assert_int_eq(refused, ATTACK - PER_CLIENT);
+    ck_assert_int_eq(served, 10);
+    printf("slowloris: %d dribbling connections from one address against --max-connections %d: %d held, %d closed "
+           "at once; another address served %d of 10 meanwhile (slowest %.1f ms)\n", ATTACK, MAX_CONN, held,
+           refused, served, 1e3 * worst);
+    it_down(&d);
+}
+END_TEST
+
+START_TEST(a_keep_alive_requests_clock_starts_with_its_first_byte)
+{
+    const char *args[] = { "--request-timeout", "1", "--idle-timeout", "20", NULL };
+    const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    double first = 0, cut = 0;
+    int fd;
+
+    it_up(&d, args);
+    ck_assert_int_ge(fd = hc_connect(d.port), 0);
+    ck_assert_int_eq(hc_send(fd, req, sizeof req - 1), 0);
+    ck_assert(hc_read_until(fd, "{\"status\":\"ok\"}", 5));
+    /* Idle for twice the request timeout: silence is the idle timeout's business. */
+    ck_assert_msg(!closed_within(fd, 2), "an idle keep-alive connection was closed at the request timeout");
+    /* Then the next head, a byte every 50 ms, forever. */
+    first = stress_now();
+    for (int i = 0; stress_now() - first < 8; i++) {
+        if (hc_send(fd, &req[i % 20], 1) || closed_within(fd, 0.05)) {
+            cut = stress_now() - first;
+            break;
+        }
+    }
+    close(fd);
+    ck_assert_msg(cut > 0, "a head dribbled on a keep-alive connection was not cut in 8 s (request-timeout 1 s)");
+    ck_assert_msg(cut >= 0.9, "cut %.2f s after its first byte, before the 1 s request timeout", cut);
+    printf("keep-alive slowloris: idle 2 s untouched, then the dribbled head cut %.2f s after its first byte "
+           "(request-timeout 1 s, idle-timeout 20 s)\n", cut);
     it_down(&d);
 }
 END_TEST
@@ -374,6 +487,8 @@ Suite *stress_http_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_head_that_frames_its_body_two_ways_is_refused_and_the_connection_closed);
     tcase_add_test(tc, a_url_with_thousands_of_query_arguments_is_answered_at_once);
+    tcase_add_test(tc, slow_clients_from_one_address_leave_room_for_others);
+    tcase_add_test(tc, a_keep_alive_requests_clock_starts_with_its_first_byte);
     tcase_add_test(tc, a_client_that_half_closes_after_its_request_gets_the_whole_answer);
     tcase_add_test(tc, a_client_that_gives_up_on_a_non_streamed_request_is_counted_499);
     tcase_add_test(tc, client_strings_reach_the_log_escaped_in_both_formats);

@@ -107,7 +107,8 @@ static const char *const brief_flags[] = {
     "--kv-cache-memory", "--gpu-memory-utilization", "--block-size", "--max-num-seqs",
     "--max-num-batched-tokens", "--max-model-len", "--enable-prefix-caching", "--cuda-graph-sizes",
     "--enforce-eager", "--fused-rope-cache", "--threads", "--seed",
-    "--max-waiting-requests", "--max-connections", "--max-body-bytes", "--max-header-bytes",
+    "--max-waiting-requests", "--max-connections", "--max-connections-per-client", "--max-body-bytes",
+    "--max-header-bytes",
     "--max-prompt-tokens",
     "--max-tokens-limit", "--max-n", "--max-stop-strings", "--max-stop-length", "--max-logprobs",
     "--stream-buffer-bytes", "--request-timeout", "--idle-timeout", "--shutdown-grace",
@@ -146,6 +147,7 @@ START_TEST(defaults_are_the_documented_values)
     ck_assert_uint_eq(c.seed, 0);
     ck_assert_int_eq(c.max_waiting_requests, 1024);
     ck_assert_int_eq(c.max_connections, 512);
+    ck_assert_int_eq(c.max_connections_per_client, 256);
     ck_assert_uint_eq(c.max_body_bytes, 1048576);
     ck_assert_uint_eq(c.max_header_bytes, 32768);
     ck_assert_int_eq(c.max_prompt_tokens, 0);
