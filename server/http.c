@@ -246,6 +246,10 @@ static void dispatch(struct http_request *r)
                              "Request body is larger than the limit of %zu bytes.", s->o.max_body_bytes);
         return;
     }
+    if (!strcmp(r->route->method, "POST")) {
+        http__offload(r);        /* parsing and tokenizing: off MHD's threads */
+        return;
+    }
     r->state = REQ_HANDLING;
     r->route->handle(r, s->o.app);
     if (r->state == REQ_HANDLING) {
@@ -319,6 +323,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 {
     struct http_server *s = cls;
     struct http_request *r = *con_cls;
+    bool offloaded;
 
     if (!r || r == (void *)&many_args_mark) {
         bool many_args = r != NULL;
@@ -334,6 +339,14 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
             begin(r, method, version);
         /* An answer MHD refused leaves nothing to send: close rather than spin. */
         return r->state == REQ_ANSWERED && !r->status ? MHD_NO : MHD_YES;
+    }
+    pthread_mutex_lock(&r->lock);
+    offloaded = r->offload_done;
+    r->offload_done = false;
+    pthread_mutex_unlock(&r->lock);
+    if (offloaded) {
+        http__offload_finish(r);
+        return MHD_YES;
     }
     switch (r->state) {
     case REQ_RECEIVING:
@@ -505,6 +518,11 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
     }
     di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di && di->port ? di->port : o->port;
+    if (http__workers_start(s, MAX(o->num_threads, 1), err)) {
+        s->watcher_stop = true;  /* not started yet: nothing to join */
+        http_server_stop(s);
+        return -EAGAIN;
+    }
     if (pthread_create(&s->watcher, NULL, http__watcher_main, s)) {
         errf(err, "cannot start the connection watcher thread");
         s->watcher_stop = true;  /* nothing to join */
@@ -550,6 +568,7 @@ void http_server_stop(struct http_server *s)
     pthread_mutex_unlock(&s->conns_lock);
     if (join && s->d)
         pthread_join(s->watcher, NULL);
+    http__workers_stop(s);
     if (s->d)
         MHD_stop_daemon(s->d);
     pthread_cond_destroy(&s->watcher_cond);

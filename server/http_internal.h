@@ -17,7 +17,9 @@
 #define MAX_EXTRA_HEADERS 6
 #define MAX_ORIGINS       16
 
-enum req_state { REQ_RECEIVING, REQ_HANDLING, REQ_DEFERRED, REQ_STREAMING, REQ_ANSWERED };
+#define HTTP_MAX_WORKERS  16
+
+enum req_state { REQ_RECEIVING, REQ_OFFLOADED, REQ_HANDLING, REQ_DEFERRED, REQ_STREAMING, REQ_ANSWERED };
 
 /* One TCP connection (MHD's socket context): what the watcher needs. */
 struct http_conn {
@@ -56,6 +58,12 @@ struct http_request {
     int num_headers;
     const struct http_job_ops *ops;  /* deferred or streamed answers */
     void *job;
+    /* A POST handler on a worker (http_worker.c): its answer is kept here until the MHD
+     * thread queues it, since MHD takes answers from its own threads only. */
+    bool capturing;
+    struct MHD_Response *captured;   /* owned until queued */
+    int captured_status;
+    struct http_request *next_work;  /* the workers' queue, under its lock */
 
     pthread_mutex_t lock;            /* everything below */
     bool parked;                     /* the connection is suspended, waiting for http_wake */
@@ -64,8 +72,19 @@ struct http_request {
     bool streaming;                  /* a stream's head is queued: no 1xx may follow */
     bool probed;                     /* the watcher sent its 100 Continue (http_conn.c) */
     bool client_gone;                /* the watcher saw the client leave: 499, not our answer */
+    bool offload_done;               /* a worker ran the handler and resumed the connection */
     int refs;
     int prompt_tokens, completion_tokens;
+};
+
+/* The worker threads of http_worker.c and their queue of requests. */
+struct http_workers {
+    pthread_t threads[HTTP_MAX_WORKERS];
+    int num_threads;
+    pthread_mutex_t lock;            /* the queue and stop */
+    pthread_cond_t cond;
+    struct http_request *head, *tail;
+    bool stop, initialized;
 };
 
 struct http_server {
@@ -84,6 +103,7 @@ struct http_server {
     pthread_t watcher;
     pthread_cond_t watcher_cond;
     bool watcher_stop;               /* under conns_lock */
+    struct http_workers workers;
 };
 
 /* What the request head says about its own framing (server/http_head.c). */
@@ -114,6 +134,18 @@ void http__connection_cb(void *cls, struct MHD_Connection *conn, void **socket_c
 void http__conn_idle(struct http_server *s, struct http_conn *hc);
 /* The watcher thread: request deadlines, clients that left while their request sleeps. */
 void *http__watcher_main(void *arg);
+
+/* The workers (server/http_worker.c): started with the server, stopped before MHD is (they
+ * resume every connection they hold). */
+int http__workers_start(struct http_server *s, int n, char *err);
+void http__workers_stop(struct http_server *s);
+/* On the MHD thread, body in: suspends the connection and queues r for a worker. */
+void http__offload(struct http_request *r);
+/* On the MHD thread, the access handler called again after a worker's resume: queues the
+ * captured answer, or carries on with a deferred one. */
+void http__offload_finish(struct http_request *r);
+/* Queues the answer a worker's handler captured, if any (MHD thread). */
+void http__queue_captured(struct http_request *r);
 
 /* An error answer in OpenAI's shape, the message formatted. Handler threads. */
 void http__respond_errorf(struct http_request *r, int status, const char *code, const char *fmt, ...)

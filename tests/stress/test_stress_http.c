@@ -8,6 +8,7 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,6 +280,93 @@ START_TEST(a_keep_alive_requests_clock_starts_with_its_first_byte)
 }
 END_TEST
 
+/* ---- /health while the HTTP side works hard ---- */
+
+enum { NUM_HEAVY = 8, NUM_PROBES = 100 };
+
+struct load_client {
+    int port;
+    bool probe;                      /* else: 1 MB /tokenize calls until the probes end */
+    const char *heavy_body;
+    atomic_bool *done;
+    double lat_ms[NUM_PROBES];       /* probe: each answer's latency */
+    int num_ok, num_heavy;
+};
+
+static void *load_main(void *p)
+{
+    struct load_client *c = p;
+
+    if (!c->probe) {
+        while (!atomic_load(c->done)) {
+            struct hc_response r;
+
+            if (hc_request(c->port, "POST", "/tokenize", NULL, c->heavy_body, &r, 30) == 0 && r.status == 200)
+                c->num_heavy++;
+            hc_response_fini(&r);
+        }
+        return NULL;
+    }
+    usleep(300000);                  /* the heavy calls are under way */
+    for (int i = 0; i < NUM_PROBES; i++) {
+        const char *path = i % 2 ? "/metrics" : "/health";
+        double t0 = stress_now();
+        struct hc_response r;
+
+        if (hc_request(c->port, "GET", path, NULL, NULL, &r, 10) == 0 && r.status == 200)
+            c->num_ok++;
+        c->lat_ms[i] = 1e3 * (stress_now() - t0);
+        hc_response_fini(&r);
+        usleep(20000);
+    }
+    atomic_store(c->done, true);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+START_TEST(health_and_metrics_answer_while_megabyte_tokenize_calls_run)
+{
+    struct load_client c[NUM_HEAVY + 1];
+    atomic_bool done = false;
+    size_t at;
+    char *body;
+    int heavy = 0;
+
+    it_up(&d, NULL);
+    /* 1000 KB of words: a body under the 1 MiB limit that takes the tokenizer a while. */
+    ck_assert_ptr_nonnull(body = malloc(1000 * 1024 + 32));
+    at = (size_t)snprintf(body, 32, "{\"prompt\":\"");
+    for (int i = 0; i < 1000 * 1024 / 5 - 4; i++, at += 5)
+        memcpy(body + at, "word ", 5);
+    snprintf(body + at, 32, "\"}");
+    for (int i = 0; i <= NUM_HEAVY; i++)
+        c[i] = (struct load_client){ .port = d.port, .probe = i == NUM_HEAVY, .heavy_body = body, .done = &done };
+    stress_run(NUM_HEAVY + 1, load_main, c, sizeof c[0]);
+    for (int i = 0; i < NUM_HEAVY; i++)
+        heavy += c[i].num_heavy;
+    qsort(c[NUM_HEAVY].lat_ms, NUM_PROBES, sizeof(double), cmp_double);
+    /* Figures only; the one bound asserted is a generous 1 s per probe (an answer that
+     * waited behind the tokenizer took up to 1.67 s). */
+    printf("/health and /metrics during %d concurrent 1000 KB /tokenize calls (%d done): %d probes, "
+           "p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", NUM_HEAVY, heavy, NUM_PROBES,
+           c[NUM_HEAVY].lat_ms[NUM_PROBES / 2], c[NUM_HEAVY].lat_ms[NUM_PROBES * 99 / 100],
+           c[NUM_HEAVY].lat_ms[NUM_PROBES - 1]);
+    fflush(stdout);
+    ck_assert_int_eq(c[NUM_HEAVY].num_ok, NUM_PROBES);
+    ck_assert_int_gt(heavy, 0);
+    ck_assert_msg(c[NUM_HEAVY].lat_ms[NUM_PROBES - 1] < 1000, "a probe waited %.0f ms",
+                  c[NUM_HEAVY].lat_ms[NUM_PROBES - 1]);
+    free(body);
+    it_down(&d);
+}
+END_TEST
+
 /* ---- half-close, and clients that leave ---- */
 
 /* 8 choices x 2000 tokens: long enough (seconds on the tiny model) that the watcher looks at
@@ -489,6 +577,7 @@ Suite *stress_http_suite(void)
     tcase_add_test(tc, a_url_with_thousands_of_query_arguments_is_answered_at_once);
     tcase_add_test(tc, slow_clients_from_one_address_leave_room_for_others);
     tcase_add_test(tc, a_keep_alive_requests_clock_starts_with_its_first_byte);
+    tcase_add_test(tc, health_and_metrics_answer_while_megabyte_tokenize_calls_run);
     tcase_add_test(tc, a_client_that_half_closes_after_its_request_gets_the_whole_answer);
     tcase_add_test(tc, a_client_that_gives_up_on_a_non_streamed_request_is_counted_499);
     tcase_add_test(tc, client_strings_reach_the_log_escaped_in_both_formats);
