@@ -37,6 +37,9 @@ struct osprey_config {
     bool enforce_eager;            /* no CUDA graphs */
     bool fused_rope_cache;         /* RoPE fused with the KV-cache write (CUDA) */
     int threads;                   /* cpu backend worker threads; 0 = all cores */
+    const char *kv_cache_dtype;    /* static: "auto", "bf16", "fp8" */
+    bool calculate_kv_scales;      /* fp8 KV scales from the first prefill instead of the checkpoint's */
+    const char *quantization;      /* static: "none", "fp8" (quantize float weights at load) */
     uint64_t seed;                 /* sampling seed base for requests without one; 0 = random */
 
     /* limits */
@@ -52,6 +55,7 @@ struct osprey_config {
     int max_stop_length;           /* bytes per stop string */
     int max_logprobs;              /* top_logprobs per token */
     size_t stream_buffer_bytes;    /* output buffered per request before it waits for the client */
+    size_t max_response_bytes;     /* a non-streamed answer's body, bytes */
     double request_timeout;        /* seconds to receive a whole request; 0 = none */
     double idle_timeout;           /* seconds a connection may sit idle; 0 = none */
     double shutdown_grace;         /* seconds SIGTERM lets running requests finish */

@@ -112,6 +112,7 @@ static void deliver(struct engine *e, struct engine_request *r, const int32_t *t
         .id = r->id,
         .token_ids = tokens,
         .samples = samples,
+        .text_offsets = n > 0 ? &r->text.token_start : NULL,   /* n is 0 or 1: the last push */
         .num_tokens = n,
         .finished = final,
         .finish_reason = final ? why : FINISH_NONE,
@@ -542,6 +543,12 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
              "and max_tokens is %d", e->max_model_len, d->num_prompt, p->max_tokens);
         return -E2BIG;
     }
+    if ((long)d->num_prompt + p->max_tokens > e->max_request_tokens) {
+        /* It would wait for blocks that can never all be free at once. */
+        errf(err, "the KV cache holds %d tokens for one request; the prompt has %d tokens and "
+             "max_tokens is %d", e->max_request_tokens, d->num_prompt, p->max_tokens);
+        return -E2BIG;
+    }
     r = request_create(e, d);
     if (!r) {
         errf(err, "out of memory");
@@ -627,4 +634,9 @@ const struct model_config *engine_model_config(const struct engine *e)
 int engine_max_model_len(const struct engine *e)
 {
     return e->max_model_len;
+}
+
+int engine_max_request_tokens(const struct engine *e)
+{
+    return e->max_request_tokens;
 }

@@ -38,6 +38,7 @@ struct engine {
     struct scheduler *sched;
     const struct tokenizer *tok;     /* borrowed */
     int max_model_len;
+    int max_request_tokens;           /* prompt + max_tokens the KV cache holds for one request */
     int32_t eos_ids[MODEL_MAX_EOS];
     int num_eos;
 

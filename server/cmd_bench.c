@@ -40,7 +40,9 @@ static void usage(FILE *f)
         "  --enforce-eager              no CUDA graphs\n"
         "  --no-prefix-caching          turn the prefix cache off\n"
         "  --no-fused-rope-cache        rope and cache_update as two ops\n"
-        "  --threads N                  cpu worker threads (default: all cores)\n");
+        "  --threads N                  cpu worker threads (default: all cores)\n"
+        "  --kv-cache-dtype auto|bf16|fp8   KV-cache elements (fp8: cpu only)\n"
+        "  --quantization fp8           quantize float linear weights to fp8 at load (cpu only)\n");
 }
 
 struct bench_req {
@@ -105,6 +107,7 @@ int cmd_bench(int argc, char **argv)
     float temperature = 1.0f, gpu_util = 0.9f;
     uint64_t seed = 0, rng;
     size_t kv_bytes = 0;
+    const char *kv_cache_dtype = NULL, *quantization = NULL;
     bool eager = false, no_prefix = false, no_fused = false;
     struct bench b = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
     struct engine_options eo;
@@ -127,6 +130,7 @@ int cmd_bench(int argc, char **argv)
         { "--gpu-memory-utilization", CLI_FLOAT, &gpu_util }, { "--block-size", CLI_INT, &block_size },
         { "--enforce-eager", CLI_BOOL, &eager }, { "--no-prefix-caching", CLI_BOOL, &no_prefix },
         { "--no-fused-rope-cache", CLI_BOOL, &no_fused }, { "--threads", CLI_INT, &threads },
+        { "--kv-cache-dtype", CLI_STR, &kv_cache_dtype }, { "--quantization", CLI_STR, &quantization },
     };
     int prc = cli_parse("bench", argc, argv, opts, (int)ARRAY_LEN(opts), usage);
     if (prc)
@@ -164,6 +168,8 @@ int cmd_bench(int argc, char **argv)
     eo.num_graph_sizes = (int)ARRAY_LEN(graph_sizes);
     eo.max_waiting = num_prompts + 1;
     eo.seed = seed + 1;
+    eo.kv_cache_dtype = kv_cache_dtype;
+    eo.quantization = quantization && strcmp(quantization, "none") ? quantization : NULL;
     double t_load = now_s();
     if (engine_create(&e, &eo, err) != 0 || engine_start(e, err) != 0)
         goto out;

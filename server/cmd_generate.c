@@ -31,7 +31,10 @@ static void usage(FILE *f)
         "  --ids                  print the generated ids as JSON instead of the text\n"
         "  --max-model-len N      context length (default: the model's)\n"
         "  --kv-cache-memory SIZE KV cache size (default: the engine's)\n"
-        "  --threads N            cpu worker threads (default: all cores)\n");
+        "  --threads N            cpu worker threads (default: all cores)\n"
+        "  --kv-cache-dtype auto|bf16|fp8   KV-cache elements (fp8: cpu only)\n"
+        "  --quantization fp8     quantize float linear weights to fp8 at load (cpu only)\n"
+        "  --calculate-kv-scales  fp8 cache: scales from the first prefill\n");
 }
 
 struct result {
@@ -79,6 +82,7 @@ static void output_cb(void *user, const struct engine_output *o)
 int cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *prompt_ids = NULL, *backend = NULL;
+    const char *kv_cache_dtype = NULL, *quantization = NULL;
     struct engine_options eo;
     struct gen_params p;
     struct tokenizer *tok = NULL;
@@ -88,7 +92,7 @@ int cmd_generate(int argc, char **argv)
     int num_ids = 0, rc = 1, max_tokens = 16, max_model_len = 0, threads = 0, top_k = 0;
     float temperature = 0, top_p = 1, min_p = 0;
     uint64_t seed = 0, id;
-    bool ignore_eos = false, print_ids = false;
+    bool ignore_eos = false, print_ids = false, calc_kv_scales = false;
     size_t kv_bytes = 0;
     char err[ERR_LEN] = "";
 
@@ -100,7 +104,9 @@ int cmd_generate(int argc, char **argv)
         { "--min-p", CLI_FLOAT, &min_p }, { "--seed", CLI_U64, &seed },
         { "--ignore-eos", CLI_BOOL, &ignore_eos }, { "--ids", CLI_BOOL, &print_ids },
         { "--max-model-len", CLI_INT, &max_model_len }, { "--kv-cache-memory", CLI_SIZE, &kv_bytes },
-        { "--threads", CLI_INT, &threads },
+        { "--threads", CLI_INT, &threads }, { "--kv-cache-dtype", CLI_STR, &kv_cache_dtype },
+        { "--quantization", CLI_STR, &quantization },
+        { "--calculate-kv-scales", CLI_BOOL, &calc_kv_scales },
     };
     int prc = cli_parse("generate", argc, argv, opts, (int)ARRAY_LEN(opts), usage);
     if (prc)
@@ -138,6 +144,9 @@ int cmd_generate(int argc, char **argv)
     eo.kv_cache_bytes = kv_bytes;
     eo.max_model_len = max_model_len;
     eo.max_num_seqs = 1;
+    eo.kv_cache_dtype = kv_cache_dtype;
+    eo.calculate_kv_scales = calc_kv_scales;
+    eo.quantization = quantization && strcmp(quantization, "none") ? quantization : NULL;
     if (engine_create(&e, &eo, err) != 0 || engine_start(e, err) != 0)
         goto out;
 

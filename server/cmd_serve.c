@@ -68,6 +68,9 @@ static void engine_options_from(struct engine_options *eo, const struct osprey_c
     eo->graph_sizes = c->cuda_graph_sizes;
     eo->num_graph_sizes = c->num_cuda_graph_sizes;
     eo->fused_rope_cache = c->fused_rope_cache;
+    eo->kv_cache_dtype = c->kv_cache_dtype;
+    eo->calculate_kv_scales = c->calculate_kv_scales;
+    eo->quantization = c->quantization && strcmp(c->quantization, "none") ? c->quantization : NULL;
     eo->max_waiting = c->max_waiting_requests;
     eo->seed = c->seed;
 }
@@ -85,10 +88,12 @@ static void api_from(struct api *a, const struct osprey_config *c, struct engine
     a->model_dir = c->model;
     a->started = (int64_t)time(NULL);
     a->stream_buffer_bytes = c->stream_buffer_bytes;
+    a->max_response_bytes = c->max_response_bytes;
     a->log_prompts = c->log_prompts;
     a->cfg = (struct oai_config){
         .served_model = c->served_model_name,
         .max_model_len = engine_max_model_len(e),
+        .max_cache_tokens = engine_max_request_tokens(e),
         .vocab_size = mc->vocab_size,
         .max_prompt_tokens = c->max_prompt_tokens,
         .max_tokens_limit = c->max_tokens_limit,

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "engine/base/log.h"
-#include "server/openai.h"   /* struct oai_error, openai_render_error */
+#include "server/openai_render.h"   /* struct oai_error, openai_render_error */
 
 static const char json_type[] = "application/json";
 

@@ -77,7 +77,7 @@ static int parse_entry(const cJSON *e, const char *path, const uint8_t *file, si
         return -EINVAL;
     }
     if (dtype_parse(dt->valuestring, &t->dtype) != 0) {
-        errf(err, "%s: %s: %s dtype %s (supported: BF16, F16, F32)", path, name,
+        errf(err, "%s: %s: %s dtype %s (supported: BF16, F16, F32, F8_E4M3)", path, name,
              dtype_is_known(dt->valuestring) ? "unsupported" : "unknown", dt->valuestring);
         return -EINVAL;
     }
@@ -520,13 +520,14 @@ const char *st_file_of(const struct st_set *set, const struct tensor_ref *t)
 
 /* ---- writing ---- */
 
-/* Data order: 4-byte dtypes first, then 2-byte ones, each in the caller's order, so that
- * every tensor starts aligned with no gaps between them (readers reject gaps). */
+/* Data order: 4-byte dtypes first, then 2-byte ones, then 1-byte ones (F8_E4M3), each in
+ * the caller's order, so that every tensor starts aligned with no gaps between them
+ * (readers reject gaps). */
 static void data_order(const struct st_write_tensor *t, int n, int *order)
 {
     int k = 0;
 
-    for (size_t es = 4; es >= 2; es /= 2)
+    for (size_t es = 4; es >= 1; es /= 2)
         for (int i = 0; i < n; i++)
             if (dtype_size(t[i].dtype) == es)
                 order[k++] = i;

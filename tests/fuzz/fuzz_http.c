@@ -21,7 +21,7 @@
 
 #include "engine/base/arena.h"
 #include "server/auth.h"
-#include "server/openai.h"
+#include "server/openai_render.h"
 #include "server/sse.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -106,12 +106,14 @@ static const char *const brief_flags[] = {
     "--model", "--served-model-name", "--host", "--port", "--backend", "--config",
     "--kv-cache-memory", "--gpu-memory-utilization", "--block-size", "--max-num-seqs",
     "--max-num-batched-tokens", "--max-model-len", "--enable-prefix-caching", "--cuda-graph-sizes",
-    "--enforce-eager", "--fused-rope-cache", "--threads", "--seed",
+    "--enforce-eager", "--fused-rope-cache", "--threads", "--kv-cache-dtype",
+    "--calculate-kv-scales", "--quantization", "--seed",
     "--max-waiting-requests", "--max-connections", "--max-connections-per-client", "--max-body-bytes",
     "--max-header-bytes",
     "--max-prompt-tokens",
     "--max-tokens-limit", "--max-n", "--max-stop-strings", "--max-stop-length", "--max-logprobs",
-    "--stream-buffer-bytes", "--request-timeout", "--idle-timeout", "--shutdown-grace",
+    "--stream-buffer-bytes", "--max-response-bytes", "--request-timeout", "--idle-timeout",
+    "--shutdown-grace",
     "--api-key", "--api-key-file", "--metrics-require-key", "--cors-origins",
     "--log-level", "--log-format", "--log-prompts",
 };
@@ -157,6 +159,7 @@ START_TEST(defaults_are_the_documented_values)
     ck_assert_int_eq(c.max_stop_length, 256);
     ck_assert_int_eq(c.max_logprobs, 20);
     ck_assert_uint_eq(c.stream_buffer_bytes, 1048576);
+    ck_assert_uint_eq(c.max_response_bytes, 32 * 1048576);
     ck_assert_double_eq(c.request_timeout, 30);
     ck_assert_double_eq(c.idle_timeout, 60);
     ck_assert_double_eq(c.shutdown_grace, 30);
