@@ -1,7 +1,9 @@
 /* http.c — libmicrohttpd underneath the daemon. A request goes RECEIVING (headers in: route,
- * method, CORS, key and size checks, any of which may answer at once) → HANDLING (body in:
- * the route's handler) → answered, DEFERRED (connection suspended until the engine wakes
- * it) or STREAMING (a chunked response whose reader suspends while nothing is ready).
+ * method, CORS, key and size checks, any of which may answer at once) → for a POST,
+ * OFFLOADED (connection suspended while an HTTP worker runs the handler, http_worker.c) →
+ * HANDLING (body in: the route's handler) → answered, DEFERRED (connection suspended until
+ * the engine wakes it) or STREAMING (a chunked response whose reader suspends while nothing
+ * is ready).
  * A watcher thread (http_conn.c) closes connections that send too slowly and notices clients
  * that went away while their connection sleeps (MHD does not poll a suspended socket); the
  * head's framing is checked by http_head.c before any body byte is read.
