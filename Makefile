@@ -144,7 +144,7 @@ FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_tem
                  engine/model/safetensors.c engine/model/model.c engine/model/quant.c engine/model/kv_groups.c \
                  engine/sampler.c engine/gen_params.c \
                  server/openai_parse.c server/json_text.c server/openai_render.c server/json_out.c \
-                 server/sse.c server/auth.c \
+                 server/sse.c server/auth.c $(wildcard server/http*.c) server/metrics.c \
                  config/config.c config/options.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.c)

@@ -45,6 +45,7 @@ struct osprey_config {
     /* limits */
     int max_waiting_requests;      /* waiting-queue bound; past it 503 + Retry-After */
     int max_connections;           /* concurrent HTTP connections */
+    int max_connections_per_client;   /* of them from one client address; 0 = no cap */
     size_t max_body_bytes;         /* request body, bytes */
     size_t max_header_bytes;       /* request line and headers, bytes */
     int max_prompt_tokens;         /* 0 = the model length */

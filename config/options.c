@@ -77,6 +77,10 @@ const struct config_option options_table[] = {
       .help = "requests waiting for the engine; past it 503 with Retry-After" },
     { "max_connections", OPT_INT, F(max_connections), .def = "512", .arg = "N", .min = 1,
       .max = 1048576, .help = "concurrent HTTP connections" },
+    { "max_connections_per_client", OPT_INT, F(max_connections_per_client), .def = "256", .arg = "N",
+      .min = 0, .max = 1048576,
+      .help = "connections from one client address; more are closed at once; 0 = no cap (behind a "
+              "proxy, every connection comes from the proxy)" },
     { "max_body_bytes", OPT_SIZE, F(max_body_bytes), .def = "1MiB", .arg = "SIZE", .min = KiB,
       .max = GiB, .help = "largest request body; larger is 413" },
     { "max_header_bytes", OPT_SIZE, F(max_header_bytes), .def = "32KiB", .arg = "SIZE", .min = KiB,
@@ -584,9 +588,10 @@ void options_format(const struct config_option *o, const struct osprey_config *c
         if (!s)
             break;
         if (o->flags & OPT_SECRET) {
-            /* Only the last 4 characters, and only of a key long enough that 4 give little away. */
+            /* Only the last 4 characters, and only of a key long enough that 4 give little
+             * away: 16, as server/auth.c's auth_mask. */
             size_t len = strlen(s);
-            snprintf(buf, n, "****%s", len >= 12 ? s + len - 4 : "");
+            snprintf(buf, n, "****%s", len >= 16 ? s + len - 4 : "");
         } else {
             snprintf(buf, n, "%s", s);
         }

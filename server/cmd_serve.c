@@ -124,6 +124,7 @@ static void http_options_from(struct http_options *ho, const struct osprey_confi
     ho->port = c->port;
     ho->num_threads = HTTP_THREADS;
     ho->max_connections = c->max_connections;
+    ho->max_connections_per_client = c->max_connections_per_client;
     ho->max_body_bytes = c->max_body_bytes;
     ho->max_header_bytes = c->max_header_bytes;
     ho->request_timeout_s = c->request_timeout;

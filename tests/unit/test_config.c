@@ -111,7 +111,8 @@ static const char *const brief_flags[] = {
     "--max-num-batched-tokens", "--max-model-len", "--enable-prefix-caching", "--cuda-graph-sizes",
     "--enforce-eager", "--fused-rope-cache", "--threads", "--kv-cache-dtype",
     "--calculate-kv-scales", "--quantization", "--seed",
-    "--max-waiting-requests", "--max-connections", "--max-body-bytes", "--max-header-bytes",
+    "--max-waiting-requests", "--max-connections", "--max-connections-per-client", "--max-body-bytes",
+    "--max-header-bytes",
     "--max-prompt-tokens",
     "--max-tokens-limit", "--max-n", "--max-stop-strings", "--max-stop-length", "--max-logprobs",
     "--stream-buffer-bytes", "--max-response-bytes", "--request-timeout", "--idle-timeout",
@@ -151,6 +152,7 @@ START_TEST(defaults_are_the_documented_values)
     ck_assert_uint_eq(c.seed, 0);
     ck_assert_int_eq(c.max_waiting_requests, 1024);
     ck_assert_int_eq(c.max_connections, 512);
+    ck_assert_int_eq(c.max_connections_per_client, 256);
     ck_assert_uint_eq(c.max_body_bytes, 1048576);
     ck_assert_uint_eq(c.max_header_bytes, 32768);
     ck_assert_int_eq(c.max_prompt_tokens, 0);
