@@ -8,6 +8,7 @@
  *   penalties : repetition over prompt+output tokens (logit > 0 ? /r : *r), then
  *               frequency and presence over output tokens (logit -= f*count + p*(count > 0))
  *   banned    : logit = -inf for each banned id (EOS and stop ids before min_tokens)
+ *   allowed   : with a grammar, logit = -inf for every token its bitmask leaves out
  *   greedy    : temperature < SAMPLE_GREEDY_EPS → argmax (lowest id on ties); done
  *   otherwise : logits /= temperature; p = softmax; keep p >= min_p * max(p); keep the top_k
  *               largest (all tied with the k-th too); keep the smallest prefix of the
@@ -30,6 +31,8 @@
 #define SAMPLE_MAX_LOGPROBS 20
 #define SAMPLE_GREEDY_EPS   1e-5f
 
+struct grammar;   /* engine/grammar/grammar.h: a compiled grammar, opaque here */
+
 /* What one request asks for; validated at the edge (server/openai.c) before it gets here. */
 struct gen_params {
     int max_tokens;            /* output tokens, >= 1 */
@@ -51,6 +54,8 @@ struct gen_params {
     int32_t *stop_token_ids;   /* [num_stop_token_ids] extra ids that finish like EOS */
     int num_stop_token_ids;
     int priority;              /* lower runs first among waiting requests; default 0 */
+    struct grammar *grammar;   /* borrowed, or NULL: the output must be a sentence of it
+                                * (engine_submit takes its own reference) */
 };
 
 /* Sets the defaults above: max_tokens 16, temperature 1, top_p 1, top_k 0, min_p 0,
@@ -72,6 +77,8 @@ struct sample_row {
     int num_output;
     const int32_t *banned;     /* [num_banned] ids set to -inf */
     int num_banned;
+    const uint32_t *allowed;   /* [(vocab + 31) / 32] bit i: token i may come (a grammar's
+                                  mask, EOS included when it may end), or NULL: all */
 };
 
 struct sample_result {

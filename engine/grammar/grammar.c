@@ -209,6 +209,11 @@ void grammar_unref(struct grammar *g)
         gr__free(g);
 }
 
+int grammar_mask_words(const struct grammar *g)
+{
+    return g->vocab ? g->vocab->words : 0;
+}
+
 void grammar_stats(const struct grammar *g, int *num_masks, int *num_rules, int *num_elems)
 {
     *num_masks = g->num_masks;

@@ -70,6 +70,9 @@ void grammar_cache_destroy(struct grammar_cache *c);   /* NULL-safe; grammars li
 int grammar_cache_get(struct grammar_cache *c, enum grammar_kind kind, const char *src, size_t len,
                       struct grammar **out, char *err);
 
+/* Words of a mask for g's vocabulary: (vocab + 31) / 32. */
+int grammar_mask_words(const struct grammar *g);
+
 /* Mask cache figures for benchmarks: entries and walks done. */
 void grammar_stats(const struct grammar *g, int *num_masks, int *num_rules, int *num_elems);
 

@@ -291,6 +291,8 @@ int grammar_matcher_fill_mask(struct grammar_matcher *m, uint32_t *mask)
     struct grammar *g = m->g;
     const struct grammar_vocab *v = g->vocab;
 
+    if (!v)
+        return -EINVAL;
     memset(mask, 0, (size_t)v->words * sizeof *mask);
     for (int i = 0; i < m->cur.n; i++) {
         const int32_t *s = m->cur.pos + m->cur.off[i];
