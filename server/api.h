@@ -28,6 +28,8 @@ struct api {
     int64_t started;                   /* unix seconds, the model's "created" */
     size_t stream_buffer_bytes;        /* output a stream may hold for a slow client */
     bool log_prompts;                  /* prompts and outputs at DEBUG */
+    struct grammar_cache *grammars;    /* borrowed; compiled grammars by source; NULL: grammar
+                                          requests are refused */
 };
 
 /* The route table (static, for http_options.routes). */

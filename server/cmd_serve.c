@@ -23,6 +23,7 @@
 #include "engine/model/model.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/base/util.h"
+#include "engine/grammar/grammar.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/commands.h"
@@ -209,10 +210,14 @@ static void flush_responses(struct http_server *srv, double max_s)
         usleep(10000);
 }
 
+#define GRAMMAR_CACHE_ENTRIES 64   /* compiled grammars kept for requests that repeat them */
+
 int cmd_serve(int argc, char **argv)
 {
     struct osprey_config c;
     struct tokenizer *tok = NULL;
+    struct grammar_vocab *gvocab = NULL;
+    struct grammar_cache *grammars = NULL;
     struct chat_template *tpl = NULL;
     struct engine *e = NULL;
     struct engine_options eo;
@@ -254,12 +259,19 @@ int cmd_serve(int argc, char **argv)
         LOG(LL_ERR, "serve", "%s", err);
         goto out;
     }
+    /* The tokenizer's vocabulary as bytes, once, for grammar-constrained requests. */
+    if (tok && (grammar_vocab_create(&gvocab, tok, err) ||
+                (rc = grammar_cache_create(&grammars, gvocab, GRAMMAR_CACHE_ENTRIES)))) {
+        LOG(LL_ERR, "serve", "%s", err[0] ? err : "out of memory for the grammar cache");
+        goto out;
+    }
     engine_options_from(&eo, &c, tok);
     if (engine_create(&e, &eo, err) || engine_start(e, err)) {
         LOG(LL_ERR, "serve", "engine: %s", err);
         goto out;
     }
     api_from(&a, &c, e, tok, tpl, &m);
+    a.grammars = grammars;
     http_options_from(&ho, &c, &a, &m);
     if (http_server_start(&srv, &ho, err)) {
         LOG(LL_ERR, "serve", "%s", err);
@@ -291,6 +303,8 @@ int cmd_serve(int argc, char **argv)
 out:
     http_server_stop(srv);
     engine_destroy(e);
+    grammar_cache_destroy(grammars);   /* after the engine: its requests held grammars */
+    grammar_vocab_destroy(gvocab);
     chat_template_destroy(tpl);
     tokenizer_destroy(tok);
     metrics_fini(&m);
