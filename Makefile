@@ -93,6 +93,11 @@ $(BUILD)/osprey-gpu-tests: $(GPU_OBJS) $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 	@echo "  LD      $@"
 
+# Grammar figures (tests/bench/bench_grammar.c): prints, asserts nothing.
+$(BUILD)/bench-grammar: $(BUILD)/tests/bench/bench_grammar.o $(LIB_OBJS)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+
 # Install missing Debian packages (as root) and the npm test tools.
 deps:
 	$(Q)scripts/install-deps.sh

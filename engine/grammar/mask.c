@@ -13,9 +13,21 @@
 
 #include "engine/grammar/grammar_internal.h"
 
+/* The walk's automaton states: each distinct stack set met in a walk is interned once and
+ * its transitions by byte are memoized, so that the walk over a trie of a million nodes
+ * costs a table lookup per node once the few states of, say, a JSON string are known. */
+#define GR_WALK_MAX_STATES (1 << 16)
+#define GR_DEAD (-1)                  /* no stack left and nothing accepted */
+#define GR_UNKNOWN (-2)
+
 struct gr_walk {
-    struct gr_stacks *level;   /* [cap_levels] stacks after each depth of the trie */
-    int cap_levels;
+    struct gr_stacks *state;   /* [num_states] interned stack sets */
+    uint64_t *hash;            /* [num_states] */
+    int32_t *trans;            /* [cap_states * 256] next state by byte, or GR_DEAD/GR_UNKNOWN */
+    int num_states, cap_states;
+    int32_t *table;            /* [table_cap] open addressing over state hashes, -1 empty */
+    int table_cap;
+    struct gr_stacks tmp;
     struct gr_scratch sc;
     int32_t *acc, *unc;        /* accepted and uncertain tokens of the walk */
     int num_acc, cap_acc, num_unc, cap_unc;
@@ -37,30 +49,126 @@ static int push_id(int32_t **p, int *n, int *cap, int32_t id)
     return 0;
 }
 
-static int level(struct gr_walk *w, int d)
+static uint64_t hash_set(const struct gr_stacks *t)
 {
-    if (d < w->cap_levels)
-        return 0;
-    int c = w->cap_levels * 2 > d + 16 ? w->cap_levels * 2 : d + 16;
-    struct gr_stacks *q = realloc(w->level, (size_t)c * sizeof *q);
-    if (!q)
-        return -ENOMEM;
-    memset(q + w->cap_levels, 0, (size_t)(c - w->cap_levels) * sizeof *q);
-    w->level = q;
-    w->cap_levels = c;
-    return 0;
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)(t->accept | t->overflow << 1);
+
+    for (int i = 0; i <= t->n && t->n; i++) {
+        h ^= (uint32_t)t->off[i];
+        h *= 0x100000001b3ull;
+    }
+    for (int i = 0; i < t->len; i++) {
+        h ^= (uint32_t)t->pos[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
 }
 
-static void visit(const struct grammar *g, struct gr_walk *w, int node, int d, bool escaped)
+static bool same_set(const struct gr_stacks *a, const struct gr_stacks *b)
+{
+    return a->n == b->n && a->len == b->len && a->accept == b->accept && a->overflow == b->overflow &&
+           (!a->n || !memcmp(a->off, b->off, ((size_t)a->n + 1) * sizeof *a->off)) &&
+           (!a->len || !memcmp(a->pos, b->pos, (size_t)a->len * sizeof *a->pos));
+}
+
+static void walk_reset(struct gr_walk *w)
+{
+    for (int i = 0; i < w->num_states; i++)
+        gr__stacks_free(&w->state[i]);
+    w->num_states = 0;
+    if (w->table)
+        memset(w->table, 0xff, (size_t)w->table_cap * sizeof *w->table);
+}
+
+/* The id of the state holding set t (a copy is kept), or -1 when out of memory or states. */
+static int intern(struct gr_walk *w, const struct gr_stacks *t)
+{
+    uint64_t h = hash_set(t);
+    int j, id;
+
+    if (w->table_cap) {
+        for (j = (int)(h & (uint64_t)(w->table_cap - 1)); w->table[j] >= 0; j = (j + 1) & (w->table_cap - 1))
+            if (w->hash[w->table[j]] == h && same_set(&w->state[w->table[j]], t))
+                return w->table[j];
+    }
+    if (w->num_states == GR_WALK_MAX_STATES)
+        return -1;
+    if (w->num_states == w->cap_states) {
+        int c = w->cap_states ? w->cap_states * 2 : 64;
+        struct gr_stacks *st = realloc(w->state, (size_t)c * sizeof *st);
+        uint64_t *hs;
+        int32_t *tr;
+        if (!st)
+            return -1;
+        w->state = st;
+        if (!(hs = realloc(w->hash, (size_t)c * sizeof *hs)))
+            return -1;
+        w->hash = hs;
+        if (!(tr = realloc(w->trans, (size_t)c * 256 * sizeof *tr)))
+            return -1;
+        w->trans = tr;
+        memset(w->state + w->cap_states, 0, (size_t)(c - w->cap_states) * sizeof *st);
+        w->cap_states = c;
+    }
+    if ((w->num_states + 1) * 2 > w->table_cap) {
+        int c = w->table_cap ? w->table_cap * 2 : 256;
+        int32_t *tb = malloc((size_t)c * sizeof *tb);
+        if (!tb)
+            return -1;
+        memset(tb, 0xff, (size_t)c * sizeof *tb);
+        for (int i = 0; i < w->num_states; i++) {
+            for (j = (int)(w->hash[i] & (uint64_t)(c - 1)); tb[j] >= 0; j = (j + 1) & (c - 1))
+                ;
+            tb[j] = i;
+        }
+        free(w->table);
+        w->table = tb;
+        w->table_cap = c;
+    }
+    id = w->num_states;
+    if (gr__stacks_copy(&w->state[id], t))
+        return -1;
+    w->hash[id] = h;
+    for (int b = 0; b < 256; b++)
+        w->trans[(size_t)id * 256 + b] = GR_UNKNOWN;
+    for (j = (int)(h & (uint64_t)(w->table_cap - 1)); w->table[j] >= 0; j = (j + 1) & (w->table_cap - 1))
+        ;
+    w->table[j] = id;
+    w->num_states++;
+    return id;
+}
+
+static int next_state(const struct grammar *g, struct gr_walk *w, int sid, uint8_t b)
+{
+    int32_t *t = &w->trans[(size_t)sid * 256 + b];
+    int id;
+
+    if (*t != GR_UNKNOWN)
+        return *t;
+    if (gr__advance(g, &w->state[sid], b, &w->tmp, &w->sc)) {
+        w->failed = true;
+        return GR_DEAD;
+    }
+    if (w->tmp.n == 0 && !w->tmp.accept && !w->tmp.overflow)
+        id = GR_DEAD;
+    else if ((id = intern(w, &w->tmp)) < 0) {
+        w->failed = true;
+        return GR_DEAD;
+    }
+    w->trans[(size_t)sid * 256 + b] = id;   /* intern may have moved trans */
+    return id;
+}
+
+static void visit(const struct grammar *g, struct gr_walk *w, int node, int sid, bool escaped)
 {
     const struct grammar_vocab *v = g->vocab;
     const struct gv_node *nd = &v->node[node];
-    struct gr_stacks *s = &w->level[d];
-    bool live = s->n > 0;
-    bool esc = !w->whole && (escaped || s->accept);
+    const struct gr_stacks *s = &w->state[sid];
+    bool live = s->n > 0, accept = s->accept, overflow = s->overflow;
+    bool esc = !w->whole && (escaped || accept);
 
     for (int k = nd->tok_lo; k < nd->own_hi && !w->failed; k++) {
-        if (live || s->accept) {
+        if (live || accept) {
             if (push_id(&w->acc, &w->num_acc, &w->cap_acc, v->order[k]))
                 w->failed = true;
         } else if (escaped && !w->whole) {
@@ -68,29 +176,26 @@ static void visit(const struct grammar *g, struct gr_walk *w, int node, int d, b
                 w->failed = true;
         }
     }
-    if (!live || s->overflow) {
+    if (!live || overflow) {
         /* nothing inside the frames goes on: deeper tokens depend on the context (or, when
          * the automaton hit a bound, on the exact check) */
-        if (esc || s->overflow)
+        if (esc || overflow)
             for (int k = nd->own_hi; k < nd->tok_hi && !w->failed; k++)
                 if (push_id(&w->unc, &w->num_unc, &w->cap_unc, v->order[k]))
                     w->failed = true;
         return;
     }
-    if (level(w, d + 1)) {
-        w->failed = true;
-        return;
-    }
     for (int c = node + 1; c < nd->end && !w->failed; c = v->node[c].end) {
-        struct gr_stacks *next = &w->level[d + 1];
+        int next = next_state(g, w, sid, v->node[c].byte);
 
-        if (gr__advance(g, &w->level[d], v->node[c].byte, next, &w->sc)) {
-            w->failed = true;
-            return;
+        if (next == GR_DEAD) {
+            if (esc && !w->failed)      /* the frames refuse the byte, the context may not */
+                for (int k = v->node[c].tok_lo; k < v->node[c].tok_hi && !w->failed; k++)
+                    if (push_id(&w->unc, &w->num_unc, &w->cap_unc, v->order[k]))
+                        w->failed = true;
+            continue;
         }
-        if (next->n == 0 && !next->accept && !esc && !next->overflow)
-            continue;                 /* the whole subtree is rejected */
-        visit(g, w, c, d + 1, esc);
+        visit(g, w, c, next, esc);
     }
 }
 
@@ -99,21 +204,22 @@ static struct gr_mask *make_mask(struct grammar *g, struct gr_walk *w, const int
 {
     const struct grammar_vocab *v = g->vocab;
     struct gr_mask *m = calloc(1, sizeof *m);
+    int start;
 
-    if (!m || level(w, v->max_len + 1))
+    if (!m)
         goto fail;
     w->num_acc = w->num_unc = 0;
     w->whole = whole;
     w->failed = false;
-    gr__stacks_clear(&w->level[0]);
-    {
-        /* the frames as a stack of their own: s is already expanded (its top a byte/set) */
-        struct gr_stacks *l0 = &w->level[0];
-        if (gr__push_expanded(g, l0, &w->sc, s, len))
-            goto fail;
-        l0->accept = false;
-    }
-    visit(g, w, 0, 0, false);
+    walk_reset(w);
+    /* the frames as a stack of their own: s is already expanded (its top a byte or set) */
+    gr__stacks_clear(&w->tmp);
+    if (gr__push_expanded(g, &w->tmp, &w->sc, s, len))
+        goto fail;
+    w->tmp.accept = false;
+    if ((start = intern(w, &w->tmp)) < 0)
+        goto fail;
+    visit(g, w, 0, start, false);
     if (w->failed)
         goto fail;
     if (w->num_acc >= v->words) {
@@ -237,9 +343,12 @@ void gr__mask_cache_free(struct grammar *g)
     g->cap_slots = g->num_masks = 0;
     if (!w)
         return;
-    for (int i = 0; i < w->cap_levels; i++)
-        gr__stacks_free(&w->level[i]);
-    free(w->level);
+    walk_reset(w);
+    free(w->state);
+    free(w->hash);
+    free(w->trans);
+    free(w->table);
+    gr__stacks_free(&w->tmp);
     free(w->sc.buf);
     free(w->acc);
     free(w->unc);
