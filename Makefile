@@ -131,7 +131,7 @@ FUZZ_BRIEF_SECONDS ?= 3
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
                  -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c) \
+FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c engine/grammar/*.c) \
                  engine/model/safetensors.c engine/model/model.c engine/model/kv_groups.c engine/sampler.c \
                  server/openai_parse.c server/openai_render.c server/sse.c server/auth.c \
                  config/config.c config/options.c

@@ -291,15 +291,12 @@ out:
 
 static int parse_count(struct parser *ps, long *v)
 {
-    char *e;
-
     skip_space(ps, false);
     if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9')
         return fail(ps, "expected a number in {m,n}");
-    *v = strtol(ps->p, &e, 10);
-    if (e > ps->end || *v > GR_MAX_REPEAT)
-        return fail(ps, "repetition bound above 4096");
-    ps->p = e;
+    for (*v = 0; ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9'; ps->p++)
+        if ((*v = *v * 10 + (*ps->p - '0')) > GR_MAX_REPEAT)
+            return fail(ps, "repetition bound above 4096");
     skip_space(ps, false);
     return 0;
 }

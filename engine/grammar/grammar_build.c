@@ -88,7 +88,8 @@ int gr__add_alt(struct grammar *g, int rule, const struct gr_elem *elems, int n)
         grow((void **)&r->alts, &r->cap_alts, r->num_alts + 1, sizeof *r->alts))
         return -ENOMEM;
     r->alts[r->num_alts++] = g->num_el;
-    memcpy(g->el + g->num_el, elems, (size_t)n * sizeof *elems);
+    if (n)
+        memcpy(g->el + g->num_el, elems, (size_t)n * sizeof *elems);
     g->num_el += n;
     g->el[g->num_el++] = (struct gr_elem){ .kind = GR_END };
     r->defined = true;

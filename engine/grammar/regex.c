@@ -104,6 +104,8 @@ static int escape_char(struct rx *r)
         return rx_fail(r, "backreferences are not supported"), -1;
     if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9'))
         return rx_fail(r, "unknown escape"), -1;
+    if ((unsigned char)e >= 0x80)
+        return rx_fail(r, "an escaped non-ASCII character"), -1;
     return (unsigned char)e;
 }
 
@@ -343,14 +345,12 @@ static int parse_atom(struct rx *r, struct gr_str *o, int depth)
 
 static int parse_count(struct rx *r, long *v)
 {
-    char *e;
-
     if (r->p >= r->end || *r->p < '0' || *r->p > '9')
         return rx_fail(r, "a bad {m,n}");
-    *v = strtol(r->p, &e, 10);
-    if (*v > GR_MAX_REPEAT)
-        return rx_fail(r, "a repetition bound above 4096");
-    r->p = e;
+    /* digits by hand: the source has no terminating NUL for strtol */
+    for (*v = 0; r->p < r->end && *r->p >= '0' && *r->p <= '9'; r->p++)
+        if ((*v = *v * 10 + (*r->p - '0')) > GR_MAX_REPEAT)
+            return rx_fail(r, "a repetition bound above 4096");
     return 0;
 }
 
