@@ -593,12 +593,6 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
                  d->prompt[i], i, e->model.cfg.vocab_size - 1);
             return -EINVAL;
         }
-    if (p->grammar && strcmp(e->be->ops->name, "cpu")) {
-        /* The GPU samples inside the step (and its graphs); it has no mask input yet. */
-        errf(err, "grammar-constrained decoding (response_format, structured_outputs, guided_*) "
-             "is not supported on the %s backend; serve with --backend cpu", e->be->ops->name);
-        return -EINVAL;
-    }
     if (p->grammar && grammar_mask_words(p->grammar) > e->mask_words) {
         errf(err, "the grammar was compiled for a vocabulary of more than %d tokens", e->mask_words * 32);
         return -EINVAL;
