@@ -17,6 +17,7 @@
 #define GR_MAX_REPEAT 4096        /* bound of {m,n} */
 #define GR_MASK_FRAMES 4          /* top frames that key a cached mask */
 #define GR_MAX_MASKS 4096         /* cached masks per grammar; past this, masks are not kept */
+#define GR_MASK_BYTES (32u << 20) /* ... nor past this many bytes of them */
 
 enum gr_kind { GR_END, GR_BYTE, GR_SET, GR_RULE };
 
@@ -63,6 +64,7 @@ struct grammar {
     pthread_mutex_t lock;                /* the mask cache below */
     struct gr_mask_slot *slots;          /* [cap_slots] open addressing */
     int num_masks, cap_slots;
+    size_t mask_bytes;                   /* held by the cached masks */
     struct gr_walk *walk;                /* scratch of the trie walk, under lock */
 };
 

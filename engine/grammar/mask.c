@@ -16,7 +16,8 @@
 /* The walk's automaton states: each distinct stack set met in a walk is interned once and
  * its transitions by byte are memoized, so that the walk over a trie of a million nodes
  * costs a table lookup per node once the few states of, say, a JSON string are known. */
-#define GR_WALK_MAX_STATES (1 << 16)
+#define GR_WALK_MAX_STATES (1 << 14)   /* 16 MiB of transitions at most */
+#define GR_WALK_KEEP_STATES 1024          /* scratch kept between walks (1 MiB) */
 #define GR_DEAD (-1)                  /* no stack left and nothing accepted */
 #define GR_UNKNOWN (-2)
 
@@ -199,6 +200,20 @@ static void visit(const struct grammar *g, struct gr_walk *w, int node, int sid,
     }
 }
 
+static void walk_shrink(struct gr_walk *w)
+{
+    walk_reset(w);
+    free(w->state);
+    free(w->hash);
+    free(w->trans);
+    free(w->table);
+    w->state = NULL;
+    w->hash = NULL;
+    w->trans = NULL;
+    w->table = NULL;
+    w->cap_states = w->table_cap = 0;
+}
+
 static struct gr_mask *make_mask(struct grammar *g, struct gr_walk *w, const int32_t *s, int len,
                                  bool whole)
 {
@@ -311,11 +326,19 @@ struct gr_mask *gr__mask_for(struct grammar *g, const int32_t *s, int len, bool 
                 goto out;
             }
     }
-    if (!(m = make_mask(g, g->walk, key + 1, frames, whole)))
+    m = make_mask(g, g->walk, key + 1, frames, whole);
+    if (g->walk->cap_states > GR_WALK_KEEP_STATES)
+        walk_shrink(g->walk);         /* a rare wide walk does not keep its scratch */
+    if (!m)
         goto out;
-    if (g->num_masks >= GR_MAX_MASKS) {
-        *owned = true;                /* past the bound: used once, not kept */
-        goto out;
+    {
+        size_t bytes = sizeof *m + (m->bits ? (size_t)g->vocab->words * 4 : 0) +
+                       ((size_t)m->num_ids + m->num_uncertain) * 4;
+        if (g->num_masks >= GR_MAX_MASKS || g->mask_bytes + bytes > GR_MASK_BYTES) {
+            *owned = true;            /* past the bounds: used once, not kept */
+            goto out;
+        }
+        g->mask_bytes += bytes;
     }
     if ((g->num_masks + 1) * 2 > g->cap_slots && cache_grow(g)) {
         *owned = true;
@@ -341,13 +364,10 @@ void gr__mask_cache_free(struct grammar *g)
     free(g->slots);
     g->slots = NULL;
     g->cap_slots = g->num_masks = 0;
+    g->mask_bytes = 0;
     if (!w)
         return;
-    walk_reset(w);
-    free(w->state);
-    free(w->hash);
-    free(w->trans);
-    free(w->table);
+    walk_shrink(w);
     gr__stacks_free(&w->tmp);
     free(w->sc.buf);
     free(w->acc);
