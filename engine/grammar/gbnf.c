@@ -2,7 +2,8 @@
  * line (a line may go on after `|`, `::=` or inside parentheses), "literals" with \n \t \r
  * \\ \" \xHH \uHHHH \UHHHHHHHH escapes, [classes] with ranges and ^, `.` for any character,
  * ( groups ), postfix * + ? {m} {m,} {m,n}, # comments. Characters are UTF-8; a class over
- * ASCII is one byte set, other characters become alternatives of their bytes. Every front
+ * ASCII is one byte set, other ranges become alternatives of byte-range sequences (negated
+ * classes take what lies between them). Every front
  * end (JSON Schema, regex, choice) produces GBNF text and comes through here. */
 #include <errno.h>
 #include <stdio.h>
@@ -160,6 +161,8 @@ static int read_char(struct parser *ps, uint32_t *cp)
         *cp = c & (0x3F >> (n - 1));
         for (int i = 1; i < n; i++)
             *cp = *cp << 6 | ((unsigned char)*ps->p++ & 0x3F);
+        if (*cp > 0x10FFFF || (*cp >= 0xD800 && *cp <= 0xDFFF))
+            return fail(ps, "invalid UTF-8");
     }
     return 0;
 }
@@ -200,14 +203,71 @@ static int parse_literal(struct parser *ps, struct seq *q)
     return 0;
 }
 
+/* ---- non-ASCII members of a class: code point ranges as UTF-8 byte-range sequences ---- */
+
+struct cp_range {
+    uint32_t lo, hi;
+};
+
+static int by_lo(const void *a, const void *b)
+{
+    const struct cp_range *x = a, *y = b;
+    return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+/* Appends to rule r one alternative per run of byte ranges that spells exactly the code
+ * points [lo, hi] (all >= 0x80), as RE2 and Go's regexp do: split where the UTF-8 length
+ * changes and around the surrogates, then until every byte after the first covers either
+ * one value or a whole continuation range. */
+static int utf8_range_alts(struct parser *ps, int r, uint32_t lo, uint32_t hi)
+{
+    static const uint32_t len_max[] = { 0x7FF, 0xFFFF };
+    char a[4], b[4];
+    int n;
+
+    if (lo > hi)
+        return 0;
+    for (int i = 0; i < 2; i++)
+        if (lo <= len_max[i] && hi > len_max[i])
+            return utf8_range_alts(ps, r, lo, len_max[i]) || utf8_range_alts(ps, r, len_max[i] + 1, hi)
+                   ? ps->rc : 0;
+    if (lo <= 0xDFFF && hi >= 0xD800)
+        return utf8_range_alts(ps, r, lo, 0xD7FF) || utf8_range_alts(ps, r, 0xE000, hi) ? ps->rc : 0;
+    for (int i = 1; i < 4; i++) {
+        uint32_t m = (1u << (6 * i)) - 1;
+        if ((lo & ~m) == (hi & ~m))
+            continue;
+        if (lo & m)
+            return utf8_range_alts(ps, r, lo, lo | m) || utf8_range_alts(ps, r, (lo | m) + 1, hi) ? ps->rc : 0;
+        if ((hi & m) != m)
+            return utf8_range_alts(ps, r, lo, (hi & ~m) - 1) || utf8_range_alts(ps, r, hi & ~m, hi) ? ps->rc : 0;
+    }
+    n = utf8_encode(lo, a);
+    utf8_encode(hi, b);
+    {
+        struct gr_elem e[4];
+        for (int k = 0; k < n; k++) {
+            uint32_t set[8] = { 0 };
+            int sid;
+            for (int x = (uint8_t)a[k]; x <= (uint8_t)b[k]; x++)
+                set[x >> 5] |= 1u << (x & 31);
+            if ((sid = gr__add_set(ps->g, set)) < 0)
+                return oom(ps);
+            e[k] = (struct gr_elem){ .kind = GR_SET, .arg = sid };
+        }
+        if (gr__add_alt(ps->g, r, e, n))
+            return oom(ps);
+    }
+    return 0;
+}
+
 /* A class or `.` as one element: a byte set, or a rule when it holds more than ASCII. */
 static int parse_class(struct parser *ps, struct gr_elem *out, bool dot)
 {
     uint32_t set[8] = { 0 };
-    uint32_t multi[64];
+    struct cp_range multi[64];
     int num_multi = 0, s;
     bool negated = dot;
-    struct seq alt = { 0 };
 
     if (!dot) {
         ps->p++;
@@ -227,17 +287,12 @@ static int parse_class(struct parser *ps, struct gr_elem *out, bool dot)
             }
             if (hi < lo)
                 return fail(ps, "character range out of order");
-            if (hi < 0x80) {
-                for (uint32_t c = lo; c <= hi; c++)
-                    set[c >> 5] |= 1u << (c & 31);
-            } else if (lo != hi) {
-                return fail(ps, "a range of non-ASCII characters in a class is not supported");
-            } else if (negated) {
-                return fail(ps, "a negated class with non-ASCII characters is not supported");
-            } else if (num_multi == (int)ARRAY_LEN(multi)) {
-                return fail(ps, "too many non-ASCII characters in one class");
-            } else {
-                multi[num_multi++] = lo;
+            for (uint32_t c = lo; c <= hi && c < 0x80; c++)
+                set[c >> 5] |= 1u << (c & 31);
+            if (hi >= 0x80) {
+                if (num_multi == (int)ARRAY_LEN(multi))
+                    return fail(ps, "more than 64 non-ASCII ranges in one class");
+                multi[num_multi++] = (struct cp_range){ lo < 0x80 ? 0x80 : lo, hi };
             }
         }
         if (ps->p >= ps->end)
@@ -263,30 +318,37 @@ static int parse_class(struct parser *ps, struct gr_elem *out, bool dot)
 
         if (r < 0 || gr__add_alt(ps->g, r, &e, 1))
             return oom(ps);
-        if (negated) {
+        if (negated && !num_multi) {
             if ((u = gr__utf8_multibyte_rule(ps->g)) < 0)
                 return oom(ps);
             e = (struct gr_elem){ .kind = GR_RULE, .arg = u };
             if (gr__add_alt(ps->g, r, &e, 1))
                 return oom(ps);
-        }
-        for (int i = 0; i < num_multi; i++) {
-            char buf[4];
-            int n = utf8_encode(multi[i], buf);
-            alt.n = 0;
-            for (int k = 0; k < n; k++)
-                if (seq_push(ps, &alt, (struct gr_elem){ .kind = GR_BYTE, .arg = (uint8_t)buf[k] }))
-                    goto out;
-            if (gr__add_alt(ps->g, r, alt.e, alt.n)) {
-                oom(ps);
-                goto out;
+        } else {
+            /* merged, sorted ranges; a negated class takes what lies between them */
+            uint32_t next = 0x80;
+            int m = 0;
+            qsort(multi, (size_t)num_multi, sizeof *multi, by_lo);
+            for (int i = 0; i < num_multi; i++) {
+                if (m && multi[i].lo <= multi[m - 1].hi + 1) {
+                    if (multi[i].hi > multi[m - 1].hi)
+                        multi[m - 1].hi = multi[i].hi;
+                } else {
+                    multi[m++] = multi[i];
+                }
             }
+            for (int i = 0; i < m; i++) {
+                if (negated ? (multi[i].lo > next && utf8_range_alts(ps, r, next, multi[i].lo - 1))
+                            : utf8_range_alts(ps, r, multi[i].lo, multi[i].hi))
+                    return ps->rc;
+                next = multi[i].hi + 1;
+            }
+            if (negated && next <= 0x10FFFF && utf8_range_alts(ps, r, next, 0x10FFFF))
+                return ps->rc;
         }
         *out = (struct gr_elem){ .kind = GR_RULE, .arg = r };
     }
-out:
-    free(alt.e);
-    return ps->rc;
+    return 0;
 }
 
 static int parse_count(struct parser *ps, long *v)

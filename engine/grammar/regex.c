@@ -22,8 +22,8 @@ struct rx {
 struct rx_class {
     uint32_t bits[4];
     bool negated;
-    char multi[16][5];
-    int num_multi;
+    uint32_t rlo[32], rhi[32];  /* non-ASCII code point ranges */
+    int num_ranges;
 };
 
 static int rx_fail(struct rx *r, const char *what)
@@ -143,9 +143,12 @@ static void emit_byte(struct rx *r, struct gr_str *o, int c)
     }
 }
 
-static void emit_set(struct gr_str *o, const uint32_t bits[4], bool negated)
+/* One class of GBNF: the ASCII bits and the class's non-ASCII ranges. */
+static void emit_set(struct gr_str *o, const uint32_t bits[4], const struct rx_class *c, bool negated)
 {
     gr__puts(o, negated ? "[^" : "[");
+    for (int k = 0; c && k < c->num_ranges; k++)
+        gr__printf(o, "\\U%08X-\\U%08X", c->rlo[k], c->rhi[k]);
     for (int i = 0; i < 128; i++)
         if (bits[i >> 5] >> (i & 31) & 1) {
             int j = i;
@@ -168,11 +171,11 @@ static void emit_class(struct rx *r, struct gr_str *o, struct rx_class *c)
         cls_add(c, 0, 0x1F);
         cls_add(c, '"', '"');
         cls_add(c, '\\', '\\');
-        emit_set(o, c->bits, true);
+        emit_set(o, c->bits, c, true);
         return;
     }
     if (c->negated) {
-        emit_set(o, bits, true);
+        emit_set(o, bits, c, true);
         return;
     }
     if (r->json) {
@@ -184,8 +187,8 @@ static void emit_class(struct rx *r, struct gr_str *o, struct rx_class *c)
     gr__puts(o, "(");
     for (int w = 0; w < 4; w++)
         any |= bits[w] != 0;
-    if (any) {
-        emit_set(o, bits, false);
+    if (any || c->num_ranges) {
+        emit_set(o, bits, c, false);
         alts = true;
     }
     for (int i = 0; r->json && i < 128; i++)
@@ -194,12 +197,28 @@ static void emit_class(struct rx *r, struct gr_str *o, struct rx_class *c)
             emit_byte(r, o, i);
             alts = true;
         }
-    for (int i = 0; i < c->num_multi; i++) {
-        gr__puts(o, alts ? " | " : "");
-        gr__put_literal(o, c->multi[i], strlen(c->multi[i]));
-        alts = true;
-    }
     gr__puts(o, ")");
+}
+
+/* The code point of the UTF-8 character at r->p (advanced), or -1 with the error set. */
+static int code_point(struct rx *r)
+{
+    unsigned char c = (unsigned char)*r->p;
+    int n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+    uint32_t cp;
+
+    if (!n || r->end - r->p < n)
+        return rx_fail(r, "invalid UTF-8"), -1;
+    cp = c & (0x3F >> (n - 1));
+    for (int i = 1; i < n; i++) {
+        if (((unsigned char)r->p[i] & 0xC0) != 0x80)
+            return rx_fail(r, "invalid UTF-8"), -1;
+        cp = cp << 6 | ((unsigned char)r->p[i] & 0x3F);
+    }
+    if (cp < 0x80 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return rx_fail(r, "invalid UTF-8"), -1;
+    r->p += n;
+    return (int)cp;
 }
 
 static int parse_class(struct rx *r, struct rx_class *c)
@@ -233,14 +252,8 @@ static int parse_class(struct rx *r, struct rx_class *c)
             if ((lo = escape_char(r)) < 0)
                 return r->rc;
         } else if ((unsigned char)*r->p >= 0x80) {
-            if (c->negated)
-                return rx_fail(r, "a negated class with non-ASCII characters is not supported");
-            if (c->num_multi == 16)
-                return rx_fail(r, "too many non-ASCII characters in one class");
-            utf8_char(r, c->multi[c->num_multi++]);
-            if (r->p < r->end && *r->p == '-' && r->end - r->p > 1 && r->p[1] != ']')
-                return rx_fail(r, "a range of non-ASCII characters is not supported");
-            continue;
+            if ((lo = code_point(r)) < 0)
+                return r->rc;
         } else {
             lo = (unsigned char)*r->p++;
         }
@@ -252,19 +265,27 @@ static int parse_class(struct rx *r, struct rx_class *c)
                 if ((hi = escape_char(r)) < 0)
                     return r->rc;
             } else if ((unsigned char)*r->p >= 0x80) {
-                return rx_fail(r, "a range of non-ASCII characters is not supported");
+                if ((hi = code_point(r)) < 0)
+                    return r->rc;
             } else {
                 hi = (unsigned char)*r->p++;
             }
             if (hi < lo)
                 return rx_fail(r, "a range out of order");
         }
-        cls_add(c, lo, hi);
+        if (lo < 0x80)
+            cls_add(c, lo, hi < 0x80 ? hi : 0x7F);
+        if (hi >= 0x80) {
+            if (c->num_ranges == 32)
+                return rx_fail(r, "more than 32 non-ASCII ranges in one class");
+            c->rlo[c->num_ranges] = lo < 0x80 ? 0x80 : (uint32_t)lo;
+            c->rhi[c->num_ranges++] = (uint32_t)hi;
+        }
     }
     if (r->p >= r->end)
         return rx_fail(r, "an unterminated class");
     r->p++;
-    if (!c->negated && !c->num_multi && !(c->bits[0] | c->bits[1] | c->bits[2] | c->bits[3]))
+    if (!c->negated && !c->num_ranges && !(c->bits[0] | c->bits[1] | c->bits[2] | c->bits[3]))
         return rx_fail(r, "an empty class");
     return 0;
 }

@@ -140,8 +140,55 @@ START_TEST(bad_grammars_are_refused_with_the_rule_or_position_named)
     refused("root ::= [abc\n", "unterminated character class");
     refused("root ::= ( \"a\" \n", "expected ')'");
     refused("root ::= \"a\"{5000}\n", "repetition bound above 4096");
-    refused("root ::= [\\u0100-\\u0200]\n", "non-ASCII characters in a class is not supported");
+    refused("root ::= [\\U00110000]\n", "escape outside Unicode scalar values");
     refused("root ::= \"a\" ::= \"b\"\n", "line 1");
+}
+END_TEST
+
+static int encode(uint32_t cp, char *out)
+{
+    if (cp < 0x80)
+        return out[0] = (char)cp, 1;
+    if (cp < 0x800)
+        return out[0] = (char)(0xC0 | cp >> 6), out[1] = (char)(0x80 | (cp & 0x3F)), 2;
+    if (cp < 0x10000)
+        return out[0] = (char)(0xE0 | cp >> 12), out[1] = (char)(0x80 | (cp >> 6 & 0x3F)),
+               out[2] = (char)(0x80 | (cp & 0x3F)), 3;
+    return out[0] = (char)(0xF0 | cp >> 18), out[1] = (char)(0x80 | (cp >> 12 & 0x3F)),
+           out[2] = (char)(0x80 | (cp >> 6 & 0x3F)), out[3] = (char)(0x80 | (cp & 0x3F)), 4;
+}
+
+START_TEST(classes_with_non_ascii_ranges_take_exactly_their_code_points)
+{
+    /* ranges across every UTF-8 length change and the surrogates, plus single characters */
+    static const uint32_t R[][2] = { { 0x41, 0x5A }, { 0xE0, 0x7FF }, { 0x800, 0x800 },
+                                     { 0x4E00, 0x9FA5 }, { 0xD7F0, 0xE010 }, { 0xFFF0, 0x1F64F },
+                                     { 0x10FFFE, 0x10FFFF } };
+    struct grammar *pos = compile(GRAMMAR_GBNF, "root ::= [A-Z\\u00e0-\\u07ff\\u0800一-龥\\uD7F0\\uE000-\\uE010"
+                                  "\\uFFF0-\\U0001F64F\\U0010FFFE-\\U0010FFFF\\u0100-\\u0200]\n", NULL);
+    struct grammar *neg = compile(GRAMMAR_GBNF, "root ::= [^A-Z\\u00e0-\\u07ff\\u0800一-龥\\uD7F0\\uE000-\\uE010"
+                                  "\\uFFF0-\\U0001F64F\\U0010FFFE-\\U0010FFFF]\n", NULL);
+    int checked = 0;
+
+    for (uint32_t cp = 0; cp <= 0x10FFFF; cp += cp < 0x800 ? 1 : cp % 4096 < 16 || cp % 4096 > 4080 ? 1 : 13) {
+        char b[4];
+        int n;
+        bool in = false;
+
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            continue;
+        for (size_t k = 0; k < ARRAY_LEN(R); k++)
+            in |= cp >= R[k][0] && cp <= R[k][1] && !(cp > 0xD7F0 && cp < 0xE000);
+        n = encode(cp, b);
+        ck_assert_msg(full_match(pos, b, (size_t)n) == (in ? 1 : -EINVAL), "U+%04X in the class: %d", cp, in);
+        if (cp >= 0x100 && cp <= 0x200)
+            continue;                  /* only the positive class lists those */
+        ck_assert_msg(full_match(neg, b, (size_t)n) == (in ? -EINVAL : 1), "U+%04X in the negated class", cp);
+        checked++;
+    }
+    ck_assert_int_gt(checked, 90000);
+    grammar_unref(pos);
+    grammar_unref(neg);
 }
 END_TEST
 
@@ -321,6 +368,7 @@ Suite *grammar_suite(void)
     tcase_add_test(tc, a_refused_byte_leaves_the_state_unchanged_and_done_means_nothing_may_follow);
     tcase_add_test(tc, dot_and_negated_classes_take_whole_well_formed_utf8_characters);
     tcase_add_test(tc, bad_grammars_are_refused_with_the_rule_or_position_named);
+    tcase_add_test(tc, classes_with_non_ascii_ranges_take_exactly_their_code_points);
     tcase_add_test(tc, masks_equal_a_brute_force_check_of_every_token_on_random_walks);
     tcase_add_test(tc, masks_are_cached_per_stack_top_and_reused);
     tcase_add_test(tc, token_bytes_of_byte_level_and_metaspace_tokenizers_are_raw_bytes);

@@ -213,6 +213,14 @@ START_TEST(regexes_and_choices_match_whole_outputs)
     NO(g, "abcb x");
     grammar_unref(g);
 
+    g = compile(GRAMMAR_REGEX, "[a-cà-ÿ一-龥]+[^é-ëa]");    /* non-ASCII ranges, both ways */
+    YES(g, "b\xc3\xa0\xe4\xb8\xad\xc3\xa4");       /* b à 中 ä */
+    YES(g, "a\xe2\x82\xac");                       /* a € */
+    NO(g, "\xc3\xa9\xc3\xa9");                     /* é é: é is in neither */
+    NO(g, "ba");
+    NO(g, "d\xc3\xa4");
+    grammar_unref(g);
+
     g = compile(GRAMMAR_CHOICE, "[\"yes\",\"no\",\"n/a \\\"quoted\\\"\"]");
     YES(g, "yes");
     YES(g, "n/a \"quoted\"");
