@@ -82,27 +82,36 @@ static struct tokenizer *tok;
 static struct grammar_vocab *vocab;
 static struct engine *eng;
 
-static void setup(void)
+static struct engine *start_engine(size_t kv_cache_bytes)
 {
     struct engine_options o;
+    struct engine *e = NULL;
+    char err[ERR_LEN] = "";
+
+    engine_options_init(&o);
+    o.model_dir = model_dir;
+    o.backend = "cpu";
+    o.tokenizer = tok;
+    o.num_threads = 2;
+    o.kv_cache_bytes = kv_cache_bytes;
+    o.max_num_seqs = 32;
+    o.max_num_batched_tokens = 512;
+    o.max_model_len = 1024;
+    o.seed = 5;
+    ck_assert_msg(engine_create(&e, &o, err) == 0, "engine_create: %s", err);
+    ck_assert_msg(engine_start(e, err) == 0, "engine_start: %s", err);
+    return e;
+}
+
+static void setup(void)
+{
     char err[ERR_LEN] = "";
 
     ck_assert_int_eq(fixture_tmpdir(model_dir), 0);
     ck_assert_int_eq(fixture_gen(model_dir, "tiny", 11), 0);
     ck_assert_msg(tokenizer_load(&tok, model_dir, err) == 0, "%s", err);
     ck_assert_msg(grammar_vocab_create(&vocab, tok, err) == 0, "%s", err);
-    engine_options_init(&o);
-    o.model_dir = model_dir;
-    o.backend = "cpu";
-    o.tokenizer = tok;
-    o.num_threads = 2;
-    o.kv_cache_bytes = 16u << 20;
-    o.max_num_seqs = 32;
-    o.max_num_batched_tokens = 512;
-    o.max_model_len = 1024;
-    o.seed = 5;
-    ck_assert_msg(engine_create(&eng, &o, err) == 0, "engine_create: %s", err);
-    ck_assert_msg(engine_start(eng, err) == 0, "engine_start: %s", err);
+    eng = start_engine(16u << 20);
 }
 
 static void teardown(void)
@@ -118,6 +127,7 @@ struct req {
     struct grammar *g;
     char *src;           /* the schema, regex or choice list (malloc'd) */
     enum grammar_kind kind;
+    int max_tokens;      /* 0: 900 with a grammar, 40 without */
 };
 
 static void req_submit(struct req *q, int i)
@@ -130,9 +140,12 @@ static void req_submit(struct req *q, int i)
     memset(&q->out, 0, sizeof q->out);
     pthread_mutex_init(&q->out.m, NULL);
     pthread_cond_init(&q->out.c, NULL);
-    ck_assert_msg(grammar_compile(&q->g, q->kind, q->src, strlen(q->src), vocab, err) == 0, "%s: %s", q->src, err);
+    q->g = NULL;
+    if ((int)q->kind >= 0)
+        ck_assert_msg(grammar_compile(&q->g, q->kind, q->src, strlen(q->src), vocab, err) == 0, "%s: %s",
+                      q->src, err);
     gen_params_init(&p);
-    p.max_tokens = 900;
+    p.max_tokens = q->max_tokens ? q->max_tokens : q->g ? 900 : 40;
     p.temperature = 1.0f;
     p.has_seed = true;
     p.seed = 77 + (uint64_t)i;
@@ -451,6 +464,80 @@ START_TEST(regex_outputs_match_with_pcre2_and_choices_are_in_the_list)
 }
 END_TEST
 
+/* Seeded unconstrained requests: alone, then each among constrained ones (the grammar rows
+ * of a step must not change another row's draw); the constrained ones end well. */
+START_TEST(constrained_rows_do_not_disturb_unconstrained_ones_in_the_same_step)
+{
+    enum { P = 4, G = 12 };
+    static struct req plain_alone[P], plain_mixed[P], q[G];
+
+    for (int i = 0; i < P; i++) {
+        plain_alone[i].kind = plain_mixed[i].kind = (enum grammar_kind)-1;
+        req_submit(&plain_alone[i], 500 + i);
+        req_wait(&plain_alone[i]);
+    }
+    for (int i = 0; i < G; i++) {
+        q[i].kind = GRAMMAR_JSON_OBJECT;
+        q[i].src = strdup("");
+        req_submit(&q[i], 600 + i);
+    }
+    for (int i = 0; i < P; i++)
+        req_submit(&plain_mixed[i], 500 + i);
+    for (int i = 0; i < P; i++) {
+        req_wait(&plain_mixed[i]);
+        ck_assert_str_eq(plain_mixed[i].out.text, plain_alone[i].out.text);
+        ck_assert_int_eq(plain_mixed[i].out.why, plain_alone[i].out.why);
+    }
+    for (int i = 0; i < G; i++) {
+        req_wait(&q[i]);
+        if (q[i].out.why == FINISH_STOP) {
+            cJSON *v = cJSON_Parse(q[i].out.text);
+            ck_assert_msg(cJSON_IsObject(v), "not an object: '%s'", q[i].out.text);
+            cJSON_Delete(v);
+        } else {
+            ck_assert_int_eq(q[i].out.why, FINISH_LENGTH);   /* any object may run long */
+            ck_assert_int_eq(q[i].out.text[0], '{');
+        }
+        free(q[i].src);
+    }
+}
+END_TEST
+
+/* A KV cache too small for the batch: requests are preempted and recomputed; their
+ * matchers keep their state, so outputs still validate. */
+START_TEST(preempted_constrained_requests_still_give_valid_json)
+{
+    enum { N = 32 };
+    static struct req q[N];
+    struct engine_stats st;
+
+    engine_destroy(eng);
+    eng = start_engine(192u << 10);   /* 24 blocks: one request's max_tokens fits, 32 at once do not */
+    for (int i = 0; i < N; i++) {
+        /* at most ~250 bytes however the whitespace falls: it ends within max_tokens */
+        q[i].kind = GRAMMAR_JSON_SCHEMA;
+        q[i].src = strdup("{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"maxLength\":5},"
+                          "\"n\":{\"type\":\"integer\",\"minimum\":-20,\"maximum\":999},\"e\":{\"enum\":[\"x\",true]}},"
+                          "\"required\":[\"s\",\"n\"],\"additionalProperties\":false}");
+        q[i].max_tokens = 300;
+        req_submit(&q[i], 700 + i);
+    }
+    for (int i = 0; i < N; i++) {
+        cJSON *schema, *v;
+        req_wait(&q[i]);
+        ck_assert_msg(q[i].out.why == FINISH_STOP, "schema %s: finish %d (%s)", q[i].src, q[i].out.why, q[i].out.error);
+        v = cJSON_Parse(q[i].out.text);
+        schema = cJSON_Parse(q[i].src);
+        ck_assert_msg(v && valid(schema, v), "schema %s: '%s'", q[i].src, q[i].out.text);
+        cJSON_Delete(schema);
+        cJSON_Delete(v);
+        free(q[i].src);
+    }
+    engine_get_stats(eng, &st);
+    ck_assert_msg(st.num_preemptions > 0, "the small cache should have forced preemption");
+}
+END_TEST
+
 Suite *grammar_engine_suite(void)
 {
     Suite *s = suite_create("grammar_engine");
@@ -463,6 +550,8 @@ Suite *grammar_engine_suite(void)
     tcase_add_checked_fixture(te, setup, teardown);
     tcase_add_test(te, random_schemas_at_temperature_one_always_give_valid_json);
     tcase_add_test(te, regex_outputs_match_with_pcre2_and_choices_are_in_the_list);
+    tcase_add_test(te, constrained_rows_do_not_disturb_unconstrained_ones_in_the_same_step);
+    tcase_add_test(te, preempted_constrained_requests_still_give_valid_json);
     suite_add_tcase(s, te);
     return s;
 }
