@@ -210,8 +210,6 @@ static void flush_responses(struct http_server *srv, double max_s)
         usleep(10000);
 }
 
-#define GRAMMAR_CACHE_ENTRIES 64   /* compiled grammars kept for requests that repeat them */
-
 int cmd_serve(int argc, char **argv)
 {
     struct osprey_config c;
@@ -261,7 +259,7 @@ int cmd_serve(int argc, char **argv)
     }
     /* The tokenizer's vocabulary as bytes, once, for grammar-constrained requests. */
     if (tok && (grammar_vocab_create(&gvocab, tok, err) ||
-                (rc = grammar_cache_create(&grammars, gvocab, GRAMMAR_CACHE_ENTRIES)))) {
+                (rc = grammar_cache_create(&grammars, gvocab, c.grammar_cache_size)))) {
         LOG(LL_ERR, "serve", "%s", err[0] ? err : "out of memory for the grammar cache");
         goto out;
     }
