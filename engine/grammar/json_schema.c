@@ -3,7 +3,8 @@
  * required, additionalProperties (no extra properties are generated; a schema without
  * properties but with additionalProperties: S gives a map of S); string with enum, const,
  * pattern, minLength, maxLength, format date-time|date|time|uuid|email; integer with
- * minimum, maximum, exclusiveMinimum, exclusiveMaximum (exact digit ranges); number;
+ * minimum, maximum, exclusiveMinimum, exclusiveMaximum (exact digit ranges); number, with
+ * integer minimum and maximum;
  * boolean; null; array with items, minItems, maxItems; anyOf, oneOf (as anyOf: the branches
  * are not checked for overlap), allOf of one schema, $ref into the document ($defs,
  * definitions, any JSON pointer, recursion included). Annotations (title, description,
@@ -214,6 +215,54 @@ static int integer_body(struct js *j, struct gr_str *o, const cJSON *s, const ch
     }
     if (hi >= 0)
         digits_range(o, lo > 0 ? lo : 0, hi, &first);
+    gr__puts(o, ")");
+    return 0;
+}
+
+/* A number in [lo, hi] (integer bounds, inclusive; has_lo/has_hi false: up to 18 digits),
+ * written without an exponent: an integer part in a digit range and any fraction, or the
+ * bound itself with a zero fraction. Negative numbers are the same over their magnitude. */
+static void magnitude(struct gr_str *o, long long p, long long q, bool bounded)
+{
+    bool first = true;
+
+    /* |x| in [p, q]: integer part in [p, q - 1] with any fraction, or q with a zero one */
+    gr__puts(o, "(");
+    if (!bounded || p <= q - 1) {
+        gr__puts(o, "(");
+        digits_range(o, p, bounded ? q - 1 : JS_INT_MAX, &first);
+        gr__puts(o, ") ( \".\" [0-9]{1,16} )?");
+    }
+    if (bounded)
+        gr__printf(o, "%s\"%lld\" ( \".\" \"0\"{1,16} )?", !bounded || p <= q - 1 ? " | " : "", q);
+    gr__puts(o, ")");
+}
+
+static int number_body(struct js *j, struct gr_str *o, const cJSON *s, const char *path)
+{
+    long long lo = -JS_INT_MAX, hi = JS_INT_MAX;
+    int has_lo, has_hi;
+
+    if (cJSON_GetObjectItemCaseSensitive(s, "exclusiveMinimum") ||
+        cJSON_GetObjectItemCaseSensitive(s, "exclusiveMaximum"))
+        return js_fail(j, path, "%s", "exclusiveMinimum/exclusiveMaximum on a number is not supported "
+                       "(minimum/maximum are, and both on an integer)");
+    if ((has_lo = int_bound(j, s, "minimum", 0, &lo, path)) < 0 ||
+        (has_hi = int_bound(j, s, "maximum", 0, &hi, path)) < 0)
+        return j->rc;
+    if (!has_lo && !has_hi) {
+        gr__puts(o, "json-number");
+        return 0;
+    }
+    if (lo > hi)
+        return js_fail(j, path, "%s", "no number lies between minimum and maximum");
+    gr__puts(o, "(");
+    if (hi >= 0)      /* x in [max(lo, 0), hi] */
+        magnitude(o, lo > 0 ? lo : 0, hi, has_hi);
+    if (lo < 0) {     /* x in [lo, min(hi, 0)]: |x| in [max(-hi, 0), -lo] */
+        gr__puts(o, hi >= 0 ? " | \"-\" " : "\"-\" ");
+        magnitude(o, hi < 0 ? -hi : 0, -lo, has_lo);
+    }
     gr__puts(o, ")");
     return 0;
 }
@@ -454,20 +503,15 @@ static const cJSON *resolve(struct js *j, const char *ref)
 
 static int type_body(struct js *j, struct gr_str *o, const cJSON *s, const char *type, const char *path)
 {
-    static const char *const bounds[] = { "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum" };
-
     if (!strcmp(type, "null"))
         gr__puts(o, "\"null\"");
     else if (!strcmp(type, "boolean"))
         gr__puts(o, "( \"true\" | \"false\" )");
     else if (!strcmp(type, "integer"))
         return integer_body(j, o, s, path);
-    else if (!strcmp(type, "number")) {
-        for (size_t i = 0; i < ARRAY_LEN(bounds); i++)
-            if (cJSON_GetObjectItemCaseSensitive(s, bounds[i]))
-                return js_fail(j, path, "'%s' on a number is not supported (only on an integer)", bounds[i]);
-        gr__puts(o, "json-number");
-    } else if (!strcmp(type, "string"))
+    else if (!strcmp(type, "number"))
+        return number_body(j, o, s, path);
+    else if (!strcmp(type, "string"))
         return string_body(j, o, s, path);
     else if (!strcmp(type, "array"))
         return array_body(j, o, s, path);

@@ -202,8 +202,15 @@ static bool valid_type(const cJSON *s, const char *type, const cJSON *v)
         return cJSON_IsNull(v);
     if (!strcmp(type, "boolean"))
         return cJSON_IsBool(v);
-    if (!strcmp(type, "number"))
-        return cJSON_IsNumber(v);
+    if (!strcmp(type, "number")) {
+        if (!cJSON_IsNumber(v))
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "minimum")) && v->valuedouble < x->valuedouble)
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "maximum")) && v->valuedouble > x->valuedouble)
+            return false;
+        return true;
+    }
     if (!strcmp(type, "integer")) {
         if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
             return false;
@@ -314,6 +321,13 @@ static cJSON *gen_schema(int depth)
         break;
     case 1:
         cJSON_AddStringToObject(s, "type", "number");
+        if (rnd(2)) {
+            int lo = rnd(200) - 100;
+            if (rnd(3))
+                cJSON_AddNumberToObject(s, "minimum", lo);
+            if (rnd(3))
+                cJSON_AddNumberToObject(s, "maximum", lo + rnd(50));
+        }
         break;
     case 2:
         cJSON_AddStringToObject(s, "type", rnd(2) ? "boolean" : "null");

@@ -85,6 +85,42 @@ START_TEST(schema_integer_ranges_take_exactly_the_integers_between_the_bounds)
 }
 END_TEST
 
+START_TEST(schema_number_ranges_take_exactly_the_numbers_between_the_bounds)
+{
+    static const long long B[][2] = { { 0, 10 }, { -3, 7 }, { -20, -4 }, { 5, 5 }, { -1, 0 } };
+    static const char *const FRAC[] = { "", ".0", ".00", ".5", ".25", ".999" };
+
+    for (size_t k = 0; k < ARRAY_LEN(B); k++) {
+        char schema[160], num[48];
+        struct grammar *g;
+
+        snprintf(schema, sizeof schema, "{\"type\":\"number\",\"minimum\":%lld,\"maximum\":%lld}", B[k][0], B[k][1]);
+        g = compile(GRAMMAR_JSON_SCHEMA, schema);
+        for (long long v = -25; v <= 25; v++)
+            for (size_t f = 0; f < ARRAY_LEN(FRAC); f++) {
+                double x;
+                if (v == 0 && f == 0)
+                    continue;
+                snprintf(num, sizeof num, "%s%lld%s", v < 0 ? "-" : "", v < 0 ? -v : v, FRAC[f]);
+                x = strtod(num, NULL);
+                ck_assert_msg(matches(g, num) == (x >= B[k][0] && x <= B[k][1]), "%s: %s", schema, num);
+            }
+        ck_assert_int_eq(matches(g, "0"), 0 >= B[k][0] && 0 <= B[k][1]);
+        NO(g, "1e1");
+        grammar_unref(g);
+    }
+    {
+        struct grammar *g = compile(GRAMMAR_JSON_SCHEMA, "{\"type\":\"number\",\"minimum\":-2}");
+        YES(g, "-2");
+        YES(g, "-1.75");
+        YES(g, "123456.5");
+        NO(g, "-2.5");
+        NO(g, "-3");
+        grammar_unref(g);
+    }
+}
+END_TEST
+
 START_TEST(schema_strings_numbers_enums_and_formats_match_their_json_text)
 {
     struct grammar *g = compile(GRAMMAR_JSON_SCHEMA, "{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}");
@@ -185,7 +221,8 @@ START_TEST(schema_keywords_we_do_not_support_are_refused_by_name_and_path)
     schema_refused("{\"properties\":{\"a\":{\"type\":\"number\",\"multipleOf\":2}}}",
                    "keyword 'multipleOf' is not supported (at /properties/a)");
     schema_refused("{\"type\":\"string\",\"format\":\"hostname\"}", "format 'hostname' is not supported");
-    schema_refused("{\"type\":\"number\",\"minimum\":1}", "'minimum' on a number is not supported");
+    schema_refused("{\"type\":\"number\",\"exclusiveMinimum\":1}", "exclusiveMinimum/exclusiveMaximum on a number is not supported");
+    schema_refused("{\"type\":\"number\",\"minimum\":0.5}", "'minimum' must be an integer");
     schema_refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "no integer lies between");
     schema_refused("{\"type\":\"tuple\"}", "type 'tuple' is not supported");
     schema_refused("{\"$ref\":\"#/nowhere\"}", "$ref '#/nowhere' does not point into this document");
@@ -259,6 +296,7 @@ Suite *grammar_front_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, schema_objects_keep_required_members_allow_optional_ones_and_refuse_others);
     tcase_add_test(tc, schema_integer_ranges_take_exactly_the_integers_between_the_bounds);
+    tcase_add_test(tc, schema_number_ranges_take_exactly_the_numbers_between_the_bounds);
     tcase_add_test(tc, schema_strings_numbers_enums_and_formats_match_their_json_text);
     tcase_add_test(tc, schema_arrays_anyof_refs_and_recursion_compose);
     tcase_add_test(tc, schema_keywords_we_do_not_support_are_refused_by_name_and_path);
