@@ -313,10 +313,13 @@ static void step_failed(struct engine *e, struct step_batch *b, int rc)
 static const char *grammar_step(struct engine *e, struct engine_request *r, int32_t tok)
 {
     const char *error = NULL;
+    int rc = 0;
 
-    if (r->grammar_failed)
-        error = "grammar: the automaton went past its bounds (too deep or too ambiguous)";
-    else if (!is_stop_token(e, r, tok) && grammar_matcher_accept_token(r->matcher, tok) != 0)
+    if (!r->grammar_failed && !is_stop_token(e, r, tok))
+        rc = grammar_matcher_accept_token(r->matcher, tok);
+    if (r->grammar_failed || rc == -E2BIG)
+        error = "grammar: the automaton went past its bounds (nested too deep or too ambiguous)";
+    else if (rc)
         error = "grammar: no token of the vocabulary can continue the output";
     if (error) {
         LOG(LL_WARN, "engine", "req %llu: %s", (unsigned long long)r->id, error);

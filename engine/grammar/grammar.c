@@ -189,6 +189,20 @@ int grammar_compile(struct grammar **out, enum grammar_kind kind, const char *sr
     g->vocab = v;
     rc = gr__parse_gbnf(g, text, strlen(text), err);
     free(text);
+    if (!rc) {
+        /* A start that already overflows the automaton's bounds could never be used. */
+        struct grammar_matcher *m;
+        if ((rc = grammar_matcher_create(&m, g)) == 0) {
+            if (gr__matcher_overflowed(m)) {
+                errf(err, "grammar: more than %d alternatives or %d nested rules are open at the "
+                     "start", GR_MAX_STACKS, GR_MAX_STACK);
+                rc = -EINVAL;
+            }
+            grammar_matcher_destroy(m);
+        } else {
+            errf(err, "grammar: out of memory");
+        }
+    }
     if (rc) {
         gr__free(g);
         return rc;

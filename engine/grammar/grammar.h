@@ -73,7 +73,7 @@ int grammar_cache_get(struct grammar_cache *c, enum grammar_kind kind, const cha
 /* Words of a mask for g's vocabulary: (vocab + 31) / 32. */
 int grammar_mask_words(const struct grammar *g);
 
-/* Mask cache figures for benchmarks: entries and walks done. */
+/* Figures for tests and benchmarks: masks cached so far, rules and elements compiled. */
 void grammar_stats(const struct grammar *g, int *num_masks, int *num_rules, int *num_elems);
 
 #endif

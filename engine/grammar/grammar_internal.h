@@ -164,6 +164,9 @@ int gr__advance(const struct grammar *g, const struct gr_stacks *in, uint8_t b,
 bool gr__accepts_from(const struct grammar *g, const int32_t *s, int len, const char *bytes,
                       size_t n, struct gr_stacks *a, struct gr_stacks *b, struct gr_scratch *sc);
 
+/* Whether the matcher's state hit a bound of the automaton. */
+bool gr__matcher_overflowed(const struct grammar_matcher *m);
+
 /* ---- masks (mask.c) ---- */
 /* The cached mask for stack s[len] (computed on first use). NULL when out of memory. When
  * *owned is set the caller frees it (the cache was full). */

@@ -14,7 +14,6 @@ struct grammar_matcher {
     struct grammar *g;         /* a reference */
     struct gr_stacks cur, a, b;
     struct gr_scratch sc;
-    uint32_t *scratch_mask;
 };
 
 void gr__stacks_clear(struct gr_stacks *s)
@@ -234,7 +233,6 @@ void grammar_matcher_destroy(struct grammar_matcher *m)
     gr__stacks_free(&m->a);
     gr__stacks_free(&m->b);
     free(m->sc.buf);
-    free(m->scratch_mask);
     grammar_unref(m->g);
     free(m);
 }
@@ -274,6 +272,11 @@ int grammar_matcher_accept_token(struct grammar_matcher *m, int32_t id)
     if (!v || id < 0 || id >= v->vocab_size || !v->usable[id])
         return -EINVAL;
     return grammar_matcher_accept_bytes(m, v->bytes + v->off[id], v->off[id + 1] - v->off[id]);
+}
+
+bool gr__matcher_overflowed(const struct grammar_matcher *m)
+{
+    return m->cur.overflow;
 }
 
 bool grammar_matcher_is_accepting(const struct grammar_matcher *m)
