@@ -174,6 +174,27 @@ static void compute_nullable(const struct grammar *g, bool *nullable)
     }
 }
 
+/* Rules with at least one finite sentence (every element of an alternative productive). */
+static void compute_productive(const struct grammar *g, bool *productive)
+{
+    bool changed = true;
+
+    while (changed) {
+        changed = false;
+        for (int r = 0; r < g->num_rules; r++) {
+            if (productive[r])
+                continue;
+            for (int a = 0; a < g->rules[r].num_alts && !productive[r]; a++) {
+                const struct gr_elem *e = g->el + g->rules[r].alts[a];
+                while (e->kind != GR_END && (e->kind != GR_RULE || productive[e->arg]))
+                    e++;
+                if (e->kind == GR_END)
+                    productive[r] = changed = true;
+            }
+        }
+    }
+}
+
 /* Depth-first search over "r may start with rule x" edges; state 1 = on the path. */
 static int left_dfs(const struct grammar *g, int r, const bool *nullable, uint8_t *state, char *err)
 {
@@ -220,6 +241,13 @@ int gr__finish(struct grammar *g, const char *root, char *err)
     for (int r = 0; r < g->num_rules && !rc; r++)
         if (state[r] == 0)
             rc = left_dfs(g, r, nullable, state, err);
+    /* nullable is reused: a root without a finite sentence would run to max_tokens */
+    memset(nullable, 0, (size_t)g->num_rules * sizeof *nullable);
+    compute_productive(g, nullable);
+    if (!rc && !nullable[g->root]) {
+        errf(err, "grammar: rule '%s' has no finite sentence (every alternative recurses forever)", root);
+        rc = -EINVAL;
+    }
     free(nullable);
     free(state);
     return rc;

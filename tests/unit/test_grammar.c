@@ -142,6 +142,7 @@ START_TEST(bad_grammars_are_refused_with_the_rule_or_position_named)
     refused("root ::= \"a\"{5000}\n", "repetition bound above 4096");
     refused("root ::= [\\U00110000]\n", "escape outside Unicode scalar values");
     refused("root ::= \"a\" ::= \"b\"\n", "line 1");
+    refused("root ::= \"(\" root \")\"\n", "rule 'root' has no finite sentence");
     refused("root ::= (\"a\"?){2000} \"b\"\n", "alternatives or 2048 nested rules are open at the start");
 }
 END_TEST
