@@ -3,8 +3,8 @@
  * sampling) is captured once for a batch size from one staged batch, then replayed after
  * staging other batches (other ids, positions, context lengths, block tables, slots,
  * sampling rows, grammar masks); each replay must equal an eager run of the same step bit
- * for bit, a masked row drawing only what its mask allows —
- * logits, tokens and the whole KV cache — and the CPU backend's logits within bf16 error. */
+ * for bit — logits, tokens and the whole KV cache —, a masked row must draw only what its
+ * mask allows, and the logits must equal the CPU backend's within bf16 error. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdlib.h>
