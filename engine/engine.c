@@ -233,7 +233,7 @@ static void take_inbox(struct engine *e)
 }
 
 /* Whether token t ends the request like EOS (EOS ids and the request's stop ids). */
-static bool is_stop_token(const struct engine *e, const struct engine_request *r, int32_t t)
+static bool is_stop_token(const struct engine_request *r, int32_t t)
 {
     for (int i = 0; i < r->num_banned; i++)
         if (r->banned[i] == t)
@@ -315,7 +315,7 @@ static const char *grammar_step(struct engine *e, struct engine_request *r, int3
     const char *error = NULL;
     int rc = 0;
 
-    if (!r->grammar_failed && !is_stop_token(e, r, tok))
+    if (!r->grammar_failed && !is_stop_token(r, tok))
         rc = grammar_matcher_accept_token(r->matcher, tok);
     if (r->grammar_failed || rc == -E2BIG)
         error = "grammar: the automaton went past its bounds (nested too deep or too ambiguous)";
@@ -405,14 +405,14 @@ static bool engine_step(struct engine *e)
         }
     }
 
-    /* Deliver every sampled token; the scheduler has appended it already. A stop string
-     * ends the request here; EOS, stop ids and length ended it in sched_update. */
+    /* Deliver every sampled token; the scheduler has appended it already. A stop string or
+     * a complete grammar ends the request here; EOS, stop ids and length ended it in
+     * sched_update. */
     for (int i = 0; i < b->num_sample; i++) {
         struct engine_request *r = b->reqs[b->sample_req[i]]->user;
         int32_t tok = e->sampled[i];
-        bool final;
-
         const char *error = NULL;
+        bool final;
 
         if (out_text_push(&r->text, tok) != 0)
             LOG(LL_WARN, "engine", "req %llu: out of memory for its text", (unsigned long long)r->id);
