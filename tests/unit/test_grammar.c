@@ -119,6 +119,45 @@ START_TEST(dot_and_negated_classes_take_whole_well_formed_utf8_characters)
 }
 END_TEST
 
+/* llama.cpp's grammars/json.gbnf as it is written there: rules over several lines inside
+ * parentheses, an empty first alternative, comments after escapes. */
+START_TEST(llama_cpp_style_multiline_grammars_parse)
+{
+    struct grammar *g = compile(GRAMMAR_GBNF,
+        "root   ::= object\n"
+        "value  ::= object | array | string | number | (\"true\" | \"false\" | \"null\") ws\n"
+        "\n"
+        "object ::=\n"
+        "  \"{\" ws (\n"
+        "            string \":\" ws value\n"
+        "    (\",\" ws string \":\" ws value)*\n"
+        "  )? \"}\" ws\n"
+        "\n"
+        "array  ::=\n"
+        "  \"[\" ws (\n"
+        "            value\n"
+        "    (\",\" ws value)*\n"
+        "  )? \"]\" ws\n"
+        "\n"
+        "string ::=\n"
+        "  \"\\\"\" (\n"
+        "    [^\"\\\\\\x7F\\x00-\\x1F] |\n"
+        "    \"\\\\\" ([\"\\\\bfnrt] | \"u\" [0-9a-fA-F]{4}) # escapes\n"
+        "  )* \"\\\"\" ws\n"
+        "\n"
+        "number ::= (\"-\"? ([0-9] | [1-9] [0-9]{0,15})) (\".\" [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws\n"
+        "\n"
+        "# Optional space: by convention, applied in this grammar after literal chars when allowed\n"
+        "ws ::= | \" \" | \"\\n\" [ \\t]{0,20}\n", NULL);
+
+    ck_assert_int_eq(matches(g, "{\"a\": [1, -2.5e3, \"x\\u00e9\\n\"], \"b\": {\"c\": null}}"), 1);
+    ck_assert_int_eq(matches(g, "{\n\t\"k\": true } "), 1);
+    ck_assert_int_eq(matches(g, "{\"a\" 1}"), -EINVAL);
+    ck_assert_int_eq(matches(g, "{\"a\":\"\x7f\"}"), -EINVAL);
+    grammar_unref(g);
+}
+END_TEST
+
 static void refused(const char *src, const char *needle)
 {
     struct grammar *g = NULL;
@@ -369,6 +408,7 @@ Suite *grammar_suite(void)
     tcase_add_test(tc, gbnf_sequences_alternatives_classes_and_repetition_match_what_they_say);
     tcase_add_test(tc, a_refused_byte_leaves_the_state_unchanged_and_done_means_nothing_may_follow);
     tcase_add_test(tc, dot_and_negated_classes_take_whole_well_formed_utf8_characters);
+    tcase_add_test(tc, llama_cpp_style_multiline_grammars_parse);
     tcase_add_test(tc, bad_grammars_are_refused_with_the_rule_or_position_named);
     tcase_add_test(tc, classes_with_non_ascii_ranges_take_exactly_their_code_points);
     tcase_add_test(tc, masks_equal_a_brute_force_check_of_every_token_on_random_walks);
