@@ -5,7 +5,8 @@
  * pattern, minLength, maxLength, format date-time|date|time|uuid|email; integer with
  * minimum, maximum, exclusiveMinimum, exclusiveMaximum (exact digit ranges); number, with
  * integer minimum and maximum;
- * boolean; null; array with items, minItems, maxItems; anyOf, oneOf (as anyOf: the branches
+ * boolean; null; array with items, minItems, maxItems, or prefixItems (tuples: exactly their
+ * items); anyOf, oneOf (as anyOf: the branches
  * are not checked for overlap), allOf of one schema, $ref into the document ($defs,
  * definitions, any JSON pointer, recursion included). Annotations (title, description,
  * examples, default, …) are ignored; any other keyword is refused with its name and path.
@@ -53,7 +54,8 @@ static const char *const KNOWN[] = {
     "enum", "const", "pattern", "minLength", "maxLength", "format", "minimum", "maximum",
     "exclusiveMinimum", "exclusiveMaximum", "anyOf", "oneOf", "allOf", "$ref", "$defs",
     "definitions", "title", "description", "$schema", "$id", "default", "examples", "$comment",
-    "deprecated", "readOnly", "writeOnly", "uniqueItems", "strict", "name",
+    "deprecated", "readOnly", "writeOnly", "uniqueItems", "strict", "name", "prefixItems",
+    "discriminator",   /* OpenAPI's hint on a oneOf (Pydantic writes it): validity is the oneOf's */
 };
 
 static int check_keywords(struct js *j, const cJSON *s, const char *path)
@@ -318,6 +320,33 @@ static int string_body(struct js *j, struct gr_str *o, const cJSON *s, const cha
 
 /* ---- arrays and objects ---- */
 
+/* A tuple (prefixItems): exactly its items, in order, and nothing after them — valid
+ * whatever "items" says of the rest — so minItems..maxItems must allow that count. */
+static int tuple_body(struct js *j, struct gr_str *o, const cJSON *s, long min, long max,
+                      const char *path)
+{
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(s, "prefixItems"), *it;
+    char sub[256];
+    int n = 0;
+
+    if (!cJSON_IsArray(pre) || !pre->child)
+        return js_fail(j, path, "%s", "prefixItems must be a non-empty array of schemas");
+    n = cJSON_GetArraySize(pre);
+    if (n < min || (max >= 0 && n > max))
+        return js_fail(j, path, "%s", "minItems/maxItems that exclude the prefixItems count are not supported");
+    gr__puts(o, "\"[\" ws");
+    n = 0;
+    cJSON_ArrayForEach(it, pre) {
+        int id;
+        snprintf(sub, sizeof sub, "%s/prefixItems/%d", path, n);
+        if ((id = schema_rule(j, it, sub)) < 0)
+            return id;
+        gr__printf(o, "%s s%d ws", n++ ? " \",\" ws" : "", id);
+    }
+    gr__puts(o, " \"]\"");
+    return 0;
+}
+
 static int array_body(struct js *j, struct gr_str *o, const cJSON *s, const char *path)
 {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
@@ -333,7 +362,9 @@ static int array_body(struct js *j, struct gr_str *o, const cJSON *s, const char
     if (has_max && max < min)
         return js_fail(j, path, "%s", "maxItems is below minItems");
     if (items && cJSON_IsArray(items))
-        return js_fail(j, path, "%s", "items as an array (tuples) is not supported");
+        return js_fail(j, path, "%s", "items as an array (draft 4 tuples) is not supported; prefixItems is");
+    if (cJSON_GetObjectItemCaseSensitive(s, "prefixItems"))
+        return tuple_body(j, o, s, min, max, path);
     snprintf(sub, sizeof sub, "%s/items", path);
     if (items) {
         if ((item = schema_rule(j, items, sub)) < 0)
@@ -529,6 +560,7 @@ static const char *implied_type(const cJSON *s)
         cJSON_GetObjectItemCaseSensitive(s, "additionalProperties"))
         return "object";
     if (cJSON_GetObjectItemCaseSensitive(s, "items") || cJSON_GetObjectItemCaseSensitive(s, "minItems") ||
+        cJSON_GetObjectItemCaseSensitive(s, "prefixItems") ||
         cJSON_GetObjectItemCaseSensitive(s, "maxItems"))
         return "array";
     if (cJSON_GetObjectItemCaseSensitive(s, "pattern") || cJSON_GetObjectItemCaseSensitive(s, "format") ||

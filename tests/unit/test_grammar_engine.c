@@ -240,16 +240,20 @@ static bool valid_type(const cJSON *s, const char *type, const cJSON *v)
         return true;
     }
     if (!strcmp(type, "array")) {
-        const cJSON *it, *items = cJSON_GetObjectItem(s, "items");
-        int n = cJSON_GetArraySize(v);
+        const cJSON *it, *items = cJSON_GetObjectItem(s, "items"), *pre = cJSON_GetObjectItem(s, "prefixItems");
+        int n = cJSON_GetArraySize(v), i = 0;
         if (!cJSON_IsArray(v))
             return false;
+        cJSON_ArrayForEach(it, v)
+            if (i++ < cJSON_GetArraySize(pre) && !valid(cJSON_GetArrayItem(pre, i - 1), it))
+                return false;
         if ((x = cJSON_GetObjectItem(s, "minItems")) && n < x->valueint)
             return false;
         if ((x = cJSON_GetObjectItem(s, "maxItems")) && n > x->valueint)
             return false;
+        i = 0;
         cJSON_ArrayForEach(it, v)
-            if (items && !valid(items, it))
+            if (i++ >= cJSON_GetArraySize(pre) && items && !valid(items, it))
                 return false;
         return true;
     }
@@ -392,6 +396,14 @@ static cJSON *gen_schema(int depth)
     default: {
         int min = rnd(2);
         cJSON_AddStringToObject(s, "type", "array");
+        if (rnd(3) == 0) {            /* a tuple of two */
+            cJSON *pre = cJSON_AddArrayToObject(s, "prefixItems");
+            cJSON_AddItemToArray(pre, gen_schema(depth + 1));
+            cJSON_AddItemToArray(pre, gen_schema(depth + 1));
+            cJSON_AddNumberToObject(s, "minItems", 2);
+            cJSON_AddNumberToObject(s, "maxItems", 2);
+            break;
+        }
         cJSON_AddItemToObject(s, "items", gen_schema(depth + 1));
         cJSON_AddNumberToObject(s, "minItems", min);
         cJSON_AddNumberToObject(s, "maxItems", min + rnd(3));
@@ -400,6 +412,40 @@ static cJSON *gen_schema(int depth)
     }
     return s;
 }
+
+static bool valid_text(const char *schema, const char *value)
+{
+    cJSON *s = cJSON_Parse(schema), *v = cJSON_Parse(value);
+    bool ok;
+
+    ck_assert(s && v);
+    ok = valid(s, v);
+    cJSON_Delete(s);
+    cJSON_Delete(v);
+    return ok;
+}
+
+/* The validator the property test trusts, on cases whose answer the JSON Schema rules give. */
+START_TEST(the_test_validator_takes_and_refuses_what_json_schema_says)
+{
+    const char *obj = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1,"
+                      "\"maximum\":5},\"b\":{\"type\":\"string\",\"maxLength\":2}},\"required\":[\"a\"],"
+                      "\"additionalProperties\":false}";
+
+    ck_assert(valid_text(obj, "{\"a\":3,\"b\":\"\u00e9t\"}"));
+    ck_assert(!valid_text(obj, "{\"b\":\"x\"}"));
+    ck_assert(!valid_text(obj, "{\"a\":3,\"c\":1}"));
+    ck_assert(!valid_text(obj, "{\"a\":6}"));
+    ck_assert(!valid_text(obj, "{\"a\":2.5}"));
+    ck_assert(!valid_text(obj, "{\"a\":1,\"b\":\"xyz\"}"));
+    ck_assert(!valid_text("{\"type\":\"array\",\"prefixItems\":[{\"type\":\"null\"},{\"type\":\"boolean\"}]}", "[null, 1]"));
+    ck_assert(!valid_text("{\"type\":\"string\",\"pattern\":\"^x[0-9a-f]*y$\"}", "\"xgy\""));
+    ck_assert(!valid_text("{\"type\":\"string\",\"format\":\"uuid\"}", "\"123\""));
+    ck_assert(!valid_text("{\"enum\":[\"red\",1]}", "\"blue\""));
+    ck_assert(!valid_text("{\"anyOf\":[{\"type\":\"boolean\"},{\"type\":\"null\"}]}", "0"));
+    ck_assert(!valid_text("{\"type\":\"number\",\"maximum\":-1}", "-0.5"));
+}
+END_TEST
 
 START_TEST(random_schemas_at_temperature_one_always_give_valid_json)
 {
@@ -559,6 +605,7 @@ Suite *grammar_engine_suite(void)
     TCase *te = tcase_create("engine");
 
     tcase_add_test(tc, the_sampler_never_picks_a_token_the_mask_leaves_out);
+    tcase_add_test(tc, the_test_validator_takes_and_refuses_what_json_schema_says);
     suite_add_tcase(s, tc);
     tcase_set_timeout(te, 120);
     tcase_add_checked_fixture(te, setup, teardown);

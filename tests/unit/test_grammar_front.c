@@ -193,6 +193,22 @@ START_TEST(schema_arrays_anyof_refs_and_recursion_compose)
     NO(g, "{\"v\":1,\"kids\":[{}]}");
     grammar_unref(g);
 
+    /* Pydantic's Tuple[int, str] and a discriminated union */
+    g = compile(GRAMMAR_JSON_SCHEMA, "{\"type\":\"array\",\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}],"
+                "\"minItems\":2,\"maxItems\":2}");
+    YES(g, "[1, \"a\"]");
+    NO(g, "[1]");
+    NO(g, "[1, \"a\", 2]");
+    NO(g, "[\"a\", 1]");
+    grammar_unref(g);
+    g = compile(GRAMMAR_JSON_SCHEMA, "{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"k\":{\"const\":\"a\"}},"
+                "\"required\":[\"k\"]},{\"type\":\"object\",\"properties\":{\"k\":{\"const\":\"b\"},\"v\":"
+                "{\"type\":\"integer\"}},\"required\":[\"k\",\"v\"]}],\"discriminator\":{\"propertyName\":\"k\"}}");
+    YES(g, "{\"k\":\"a\"}");
+    YES(g, "{\"k\":\"b\",\"v\":3}");
+    NO(g, "{\"k\":\"b\"}");
+    grammar_unref(g);
+
     g = compile(GRAMMAR_JSON_SCHEMA, "{\"type\":[\"string\",\"null\"]}");
     YES(g, "null");
     YES(g, "\"s\"");
@@ -228,6 +244,7 @@ START_TEST(schema_keywords_we_do_not_support_are_refused_by_name_and_path)
     schema_refused("{\"$ref\":\"#/nowhere\"}", "$ref '#/nowhere' does not point into this document");
     schema_refused("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "backreferences are not supported");
     schema_refused("{\"type\":\"array\",\"uniqueItems\":true}", "'uniqueItems' is not supported");
+    schema_refused("{\"prefixItems\":[{}],\"minItems\":2}", "exclude the prefixItems count");
     schema_refused("{\"type\":", "not valid JSON");
 }
 END_TEST
