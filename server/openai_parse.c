@@ -184,11 +184,6 @@ static int check_unsupported(const cJSON *root, enum oai_kind kind, struct oai_e
 
     if ((v = field(root, "logit_bias")) && !(cJSON_IsObject(v) && !v->child))
         return unsupported("logit_bias", e);
-    if ((v = field(root, "response_format"))) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "type");
-        if (!cJSON_IsObject(v) || !cJSON_IsString(t) || strcmp(t->valuestring, "text"))
-            return unsupported("response_format", e);
-    }
     if (kind == OAI_COMPLETION) {
         if ((v = field(root, "suffix")) && !(cJSON_IsString(v) && !v->valuestring[0]))
             return unsupported("suffix", e);
@@ -520,7 +515,8 @@ static int parse_common(struct oai_request *r, const char *body, size_t len, con
     int rc, max_n = c->max_n > 0 ? c->max_n : 1;
     long long max_tokens = c->max_tokens_limit > 0 ? c->max_tokens_limit : INT_FIELD_MAX;
 
-    if ((rc = parse_model(r, c, e)) || (rc = check_unsupported(r->root, r->kind, e)))
+    if ((rc = parse_model(r, c, e)) || (rc = check_unsupported(r->root, r->kind, e)) ||
+        (rc = openai_parse_grammar(r, e)))
         return rc;
     p->temperature = c->default_temperature >= 0 ? c->default_temperature : 1.0f;
     p->top_p = c->default_top_p > 0 ? c->default_top_p : 1.0f;

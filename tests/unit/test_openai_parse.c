@@ -465,7 +465,7 @@ START_TEST(fields_osprey_cannot_honour_are_refused)
     ck_assert_str_eq(err.code, "unsupported_parameter");
     fails(COMPL, "{\"prompt\":\"a\",\"suffix\":\"end\"}", 400, "suffix");
     fails(COMPL, "{\"prompt\":\"a\",\"best_of\":3}", 400, "best_of");
-    fails(COMPL, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}", 400, "response_format");
+    fails(COMPL, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"xml\"}}", 400, "response_format.type");
     fails(COMPL, "{\"prompt\":\"a\",\"logprobs\":1,\"echo\":true}", 400, "echo");
     fails(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{\"type\":\"function\"}]}",
           400, "tools");
