@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "engine/base/arena.h"
+
 /* ---- limits (one render; each overrun is an error naming the limit) ---- */
 
 struct jinja_limits {
@@ -23,13 +25,9 @@ struct jinja_limits {
     int max_depth;                 /* nested evaluation frames (macro recursion included) */
 };
 
-/* ---- arena: everything a parse or a render allocates, freed at once ---- */
-
-struct jinja_arena;
-struct jinja_arena *jinja_arena_create(size_t max_bytes);
-void jinja_arena_destroy(struct jinja_arena *a);
-void *jinja_arena_alloc(struct jinja_arena *a, size_t n);  /* zeroed; NULL past max_bytes */
-size_t jinja_arena_used(const struct jinja_arena *a);
+/* Everything a parse or a render allocates comes from one arena (engine/base/arena.h),
+ * freed at once; a render's is bounded by max_memory_bytes. */
+#define JINJA_ARENA_BLOCK_BYTES (64u << 10)
 
 /* ---- values ---- */
 
@@ -130,7 +128,7 @@ struct jbuf {
 /* ---- the render state every evaluator file shares ---- */
 
 struct jinja_render {
-    struct jinja_arena *arena;
+    struct arena arena;                 /* every value of the render; lim->max_memory_bytes */
     struct jbuf *out;                   /* where output goes now (a capture or the result) */
     const struct jinja_limits *lim;
     uint64_t work, iterations;
@@ -225,7 +223,7 @@ struct jtoken {
 
 /* Splits the template into tokens, applying whitespace control (- and +), trim_blocks,
  * lstrip_blocks and Jinja's newline normalisation. Tokens and texts live in a. */
-int jinja_lex(struct jinja_arena *a, const char *src, size_t len, struct jtoken **out, size_t *n,
+int jinja_lex(struct arena *a, const char *src, size_t len, struct jtoken **out, size_t *n,
               char *err);
 
 /* ---- the syntax tree ---- */
@@ -266,14 +264,14 @@ struct jinja_macro {
 #define JINJA_MAX_ARGS 16
 
 struct jinja_template {
-    struct jinja_arena *arena;   /* owns the tree, the tokens and the normalised source */
+    struct arena arena;          /* owns the tree, the tokens and the normalised source */
     const struct jnode *body;
 };
 
 /* The parser's state, shared by jinja_parser.c (statements) and jinja_expr.c. */
 #define JINJA_MAX_NESTING 100
 struct jparser {
-    struct jinja_arena *a;
+    struct arena *a;
     const struct jtoken *t;
     size_t n, i;
     int depth;          /* open blocks + expression recursion */

@@ -578,10 +578,7 @@ int jinja_render(const struct jinja_template *t, const cJSON *vars, const struct
     *len = 0;
     if (raised)
         *raised = false;
-    if (!(r.arena = jinja_arena_create(lim->max_memory_bytes))) {
-        errf(err, "out of memory");
-        return -ENOMEM;
-    }
+    arena_init_sized(&r.arena, JINJA_ARENA_BLOCK_BYTES, lim->max_memory_bytes);
     r.root = &root;
     for (const cJSON *v = vars ? vars->child : NULL; v && !rc; v = v->next) {
         struct jv val;
@@ -601,7 +598,7 @@ int jinja_render(const struct jinja_template *t, const cJSON *vars, const struct
     }
     if (raised)
         *raised = r.raised;
-    jinja_arena_destroy(r.arena);
+    arena_fini(&r.arena);
     if (rc) {
         if (!r.failed)
             errf(err, "render failed (%d)", rc);

@@ -344,7 +344,7 @@ static struct jnode *parse_primary(struct jparser *p)
         /* Adjacent literals concatenate: "a" "b" is "ab". */
         for (; p->t[k].type == JT_STRING; k++)
             len += p->t[k].len;
-        if (!(n = jp__node(p, JN_CONST, t)) || !(s = jinja_arena_alloc(p->a, len + 1)))
+        if (!(n = jp__node(p, JN_CONST, t)) || !(s = arena_alloc(p->a, len + 1)))
             return NULL;
         len = 0;
         for (; jp_cur(p)->type == JT_STRING; jp_advance(p)) {

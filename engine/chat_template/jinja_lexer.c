@@ -13,7 +13,7 @@
 #include "engine/base/util.h" /* errf */
 
 struct lexer {
-    struct jinja_arena *a;
+    struct arena *a;
     const char *s;           /* normalised source, NUL-terminated */
     size_t len, pos;
     struct jtoken *toks;
@@ -58,7 +58,7 @@ static struct jtoken *emit(struct lexer *lx, int type, size_t off)
 
     if (lx->n == lx->cap) {
         size_t cap = lx->cap ? lx->cap * 2 : 256;
-        struct jtoken *toks = jinja_arena_alloc(lx->a, cap * sizeof *toks);
+        struct jtoken *toks = arena_alloc(lx->a, cap * sizeof *toks);
 
         if (!toks)
             return NULL;
@@ -246,7 +246,7 @@ static int lex_string(struct lexer *lx, size_t *pos)
         return lex_fail(lx, start, "unexpected char", q);
     /* Unescaping at most doubles the text: a backslash and a 4-byte character (5 bytes)
      * become a backslash and "U0001f600" (10 bytes). */
-    if (!(t = emit(lx, JT_STRING, start)) || !(o = jinja_arena_alloc(lx->a, 2 * (i - start) + 16)))
+    if (!(t = emit(lx, JT_STRING, start)) || !(o = arena_alloc(lx->a, 2 * (i - start) + 16)))
         return -ENOMEM;
     for (size_t k = start + 1; k < i;) {
         char c = s[k];
@@ -507,11 +507,11 @@ static int lex_tag(struct lexer *lx, size_t begin, bool block, size_t *pos, bool
     }
 }
 
-int jinja_lex(struct jinja_arena *a, const char *src, size_t len, struct jtoken **out, size_t *n,
+int jinja_lex(struct arena *a, const char *src, size_t len, struct jtoken **out, size_t *n,
               char *err)
 {
     struct lexer lx = { .a = a, .at_line = 1, .err = err };
-    char *s = jinja_arena_alloc(a, len + 4);   /* NUL padding lets lookahead run past the end */
+    char *s = arena_alloc(a, len + 4);   /* NUL padding lets lookahead run past the end */
     size_t m = 0, pos = 0;
     bool line_starting = true;
     int rc;

@@ -72,7 +72,7 @@ int jp__fail_expected(struct jparser *p, const char *what)
 
 struct jnode *jp__node(struct jparser *p, int kind, const struct jtoken *at)
 {
-    struct jnode *n = jinja_arena_alloc(p->a, sizeof *n);
+    struct jnode *n = arena_alloc(p->a, sizeof *n);
 
     if (!n) {
         if (!p->failed)
@@ -328,7 +328,7 @@ static struct jnode *parse_macro(struct jparser *p, const struct jtoken *at)
 {
     static const char *const ends[] = { "endmacro", NULL };
     struct jnode *n = jp__node(p, JN_MACRO, at);
-    struct jinja_macro *m = jinja_arena_alloc(p->a, sizeof *m);
+    struct jinja_macro *m = arena_alloc(p->a, sizeof *m);
     int loops = p->loops;
 
     if (!n || !m)
@@ -357,7 +357,7 @@ static struct jnode *parse_call_block(struct jparser *p, const struct jtoken *at
 {
     static const char *const ends[] = { "endcall", NULL };
     struct jnode *n = jp__node(p, JN_CALL_BLOCK, at);
-    struct jinja_macro *m = jinja_arena_alloc(p->a, sizeof *m);
+    struct jinja_macro *m = arena_alloc(p->a, sizeof *m);
     int loops = p->loops;
 
     if (!n || !m)
@@ -537,13 +537,10 @@ int jinja_parse(struct jinja_template **out, const char *src, size_t len, char *
     if (!t)
         return -ENOMEM;
     /* The tree, tokens and source copy take a small multiple of the source. */
-    if (!(t->arena = jinja_arena_create(64 * len + (1u << 20)))) {
-        free(t);
-        return -ENOMEM;
-    }
-    if ((rc = jinja_lex(t->arena, src, len, &toks, &n, err)))
+    arena_init_sized(&t->arena, JINJA_ARENA_BLOCK_BYTES, 64 * len + (1u << 20));
+    if ((rc = jinja_lex(&t->arena, src, len, &toks, &n, err)))
         goto fail;
-    p.a = t->arena;
+    p.a = &t->arena;
     p.t = toks;
     p.n = n;
     t->body = parse_body(&p, NULL, NULL);
@@ -564,6 +561,6 @@ void jinja_template_destroy(struct jinja_template *t)
 {
     if (!t)
         return;
-    jinja_arena_destroy(t->arena);
+    arena_fini(&t->arena);
     free(t);
 }

@@ -1,7 +1,7 @@
-/* jinja_value.c — the values a template computes with, as Python sees them: the per-render
- * arena they live in, truthiness, equality and ordering, lists and insertion-ordered dicts
- * (hashed past a few entries), conversion from cJSON, UTF-8 code points, and the error and
- * work accounting every evaluator file shares (struct jinja_render). */
+/* jinja_value.c — the values a template computes with, as Python sees them: truthiness,
+ * equality and ordering, lists and insertion-ordered dicts (hashed past a few entries),
+ * conversion from cJSON, UTF-8 code points, and the error, work and memory accounting every
+ * evaluator file shares (struct jinja_render; values live in its arena, through jr_alloc). */
 #include "engine/chat_template/jinja.h"
 
 #include <errno.h>
@@ -12,81 +12,6 @@
 #include <xxhash.h>
 
 #include "engine/base/util.h" /* ERR_LEN */
-
-/* ---- arena ---- */
-
-struct chunk {
-    struct chunk *next;
-    size_t used, cap;   /* bytes of data[] */
-    _Alignas(16) unsigned char data[];
-};
-
-struct jinja_arena {
-    struct chunk *head;
-    size_t total, max;  /* bytes taken from malloc so far, and the ceiling */
-};
-
-#define CHUNK_BYTES (64u << 10)
-
-struct jinja_arena *jinja_arena_create(size_t max_bytes)
-{
-    struct jinja_arena *a = calloc(1, sizeof *a);
-
-    if (a)
-        a->max = max_bytes;
-    return a;
-}
-
-void jinja_arena_destroy(struct jinja_arena *a)
-{
-    if (!a)
-        return;
-    for (struct chunk *c = a->head, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
-    free(a);
-}
-
-void *jinja_arena_alloc(struct jinja_arena *a, size_t n)
-{
-    struct chunk *c = a->head;
-    void *p;
-
-    if (n > a->max)
-        return NULL;
-    n = (n + 15) & ~(size_t)15;
-    if (!n)
-        n = 16;
-    if (!c || c->cap - c->used < n) {
-        size_t cap = n > CHUNK_BYTES / 4 ? n : CHUNK_BYTES;
-
-        if (a->total + cap > a->max)
-            return NULL;
-        c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        a->total += cap;
-        c->used = 0;
-        c->cap = cap;
-        if (cap == n && a->head) {   /* a big block: keep bumping in the current chunk */
-            c->next = a->head->next;
-            a->head->next = c;
-        } else {
-            c->next = a->head;
-            a->head = c;
-        }
-    }
-    p = c->data + c->used;
-    c->used += n;
-    memset(p, 0, n);
-    return p;
-}
-
-size_t jinja_arena_used(const struct jinja_arena *a)
-{
-    return a->total;
-}
 
 /* ---- errors and accounting ---- */
 
@@ -126,7 +51,7 @@ int jr_charge(struct jinja_render *r, uint64_t n)
 
 void *jr_alloc(struct jinja_render *r, size_t n)
 {
-    void *p = jinja_arena_alloc(r->arena, n);
+    void *p = arena_alloc(&r->arena, n);
 
     if (!p)
         jr_oom(r);

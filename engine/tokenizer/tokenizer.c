@@ -161,7 +161,7 @@ static int load_added(struct tokenizer *t, const cJSON *list, const char *file, 
         if (a.id != id->valuedouble)
             LOG(LL_WARN, "tok", "%s: %s \"%.64s\" has id %g in the file but gets id %d",
                 file, where, content->valuestring, id->valuedouble, a.id);
-        if (!(a.content = tk__arena_add(t, content->valuestring, len)))
+        if (!(a.content = arena_strndup(&t->strings, content->valuestring, len)))
             return -ENOMEM;
         a.len = len;
         if (k < 0)
@@ -360,6 +360,8 @@ static int load_all(struct tokenizer **out, const char *json, size_t len, const 
         errf(err, "%s: out of memory", file);
         return -ENOMEM;
     }
+    /* A vocabulary takes megabytes: blocks of 1 MiB keep the mallocs few. */
+    arena_init_sized(&t->strings, 1 << 20, SIZE_MAX);
     t->unk_id = t->bos_id = t->eos_id = -1;
     rc = load(t, json, len, file, err);
     if (!rc && config_json)
@@ -454,7 +456,7 @@ void tokenizer_destroy(struct tokenizer *t)
     free(t->bos_token);
     free(t->eos_token);
     free(t->chat_template);
-    tk__arena_free(t);
+    arena_fini(&t->strings);
     free(t);
 }
 

@@ -12,47 +12,6 @@
 #include "engine/tokenizer/tokenizer_internal.h"
 #include "engine/base/util.h"
 
-/* --- arena: token strings that never move --------------------------------------------- */
-
-struct tk_chunk {
-    struct tk_chunk *next;
-    size_t used, cap;
-    char data[];
-};
-
-char *tk__arena_add(struct tokenizer *t, const char *s, size_t n)
-{
-    struct tk_chunk *c = t->arena;
-    char *p;
-
-    if (!c || c->cap - c->used < n + 1) {
-        size_t cap = MAX((size_t)1 << 20, n + 1);
-
-        c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        c->next = t->arena;
-        c->used = 0;
-        c->cap = cap;
-        t->arena = c;
-    }
-    p = c->data + c->used;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    c->used += n + 1;
-    return p;
-}
-
-void tk__arena_free(struct tokenizer *t)
-{
-    while (t->arena) {
-        struct tk_chunk *next = t->arena->next;
-
-        free(t->arena);
-        t->arena = next;
-    }
-}
-
 /* --- string → id ---------------------------------------------------------------------- */
 
 static uint32_t table_mask(size_t n)
@@ -191,7 +150,7 @@ static int load_vocab(struct tokenizer *t, const cJSON *vocab, const char *file,
         size_t n = strlen(e->string);
         int id = e->valueint;
 
-        if (!(t->tok[id] = tk__arena_add(t, e->string, n)))
+        if (!(t->tok[id] = arena_strndup(&t->strings, e->string, n)))
             return -ENOMEM;
         t->tok_len[id] = (uint32_t)n;
     }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/base/arena.h"
 #include "engine/tokenizer/tokenizer.h"
 
 #define TK_MAX_ID (1 << 24)       /* ids at or above this are refused at load */
@@ -98,7 +99,7 @@ struct tk_post {
 
 /* An entry of tokenizer.json added_tokens. */
 struct tk_added {
-    const char *content;      /* in the arena */
+    const char *content;      /* in t->strings */
     size_t len;
     int32_t id;
     bool special, lstrip, rstrip, single_word, normalized;
@@ -132,10 +133,8 @@ struct tk_matcher {
     int n_tokens;
 };
 
-struct tk_chunk;
-
 struct tokenizer {
-    struct tk_chunk *arena;   /* every vocabulary and added-token string, NUL-terminated; never moves */
+    struct arena strings;     /* every vocabulary and added-token string, NUL-terminated; never moves */
     int vocab_size;           /* max id + 1 over the model vocabulary and added tokens */
 
     /* model vocabulary (BPE) */
@@ -282,8 +281,6 @@ int32_t tk__strmap_get(const struct tk_strmap *m, const char *const *tok, const 
                        const char *s, size_t n);
 void tk__strmap_free(struct tk_strmap *m);
 void tk__mergemap_free(struct tk_mergemap *m);
-char *tk__arena_add(struct tokenizer *t, const char *s, size_t n);    /* stable copy, or NULL */
-void tk__arena_free(struct tokenizer *t);
 
 /* tokenizer_encode.c */
 /* The added-token matchers, once the normalizer is known. */
