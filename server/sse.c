@@ -1,7 +1,7 @@
 /* sse.c — per-choice pending output and the byte queue of a Server-Sent Events stream.
- * Both grow by doubling; the queue compacts (moves its unsent bytes to the front) instead of
- * growing whenever at least half of it has been sent, so a stream that is read as fast as
- * it is written stays at the size of a few chunks. */
+ * Both grow by doubling; the queue (a struct buf) compacts, moving its unsent bytes to the
+ * front, before it grows, so a stream that is read as fast as it is written stays at the
+ * size of a few chunks. */
 #include "server/sse.h"
 
 #include <errno.h>
@@ -90,54 +90,37 @@ void sse_pending_take(struct sse_pending *p, struct sse_pending *out)
 
 void sse_buf_init(struct sse_buf *b, size_t limit)
 {
-    memset(b, 0, sizeof *b);
+    buf_init(&b->q);
+    b->off = 0;
     b->limit = limit;
 }
 
 void sse_buf_fini(struct sse_buf *b)
 {
-    free(b->data);
-    sse_buf_init(b, b->limit);
+    buf_fini(&b->q);
+    b->off = 0;
 }
 
 size_t sse_buf_waiting(const struct sse_buf *b)
 {
-    return b->len - b->off;
+    return b->q.len - b->off;
 }
 
 /* Room for n more bytes at the end: compact first, grow if still short. */
 static int reserve(struct sse_buf *b, size_t n)
 {
-    if (b->cap - b->len >= n)
-        return 0;
-    if (b->off) {
-        memmove(b->data, b->data + b->off, b->len - b->off);
-        b->len -= b->off;
+    if (b->off && !(b->q.cap > b->q.len && b->q.cap - b->q.len > n)) {
+        buf_consume(&b->q, b->off);
         b->off = 0;
-        if (b->cap - b->len >= n)
-            return 0;
     }
-    if (n > SIZE_MAX - b->len)
-        return -ENOMEM;
-    size_t cap = grow(b->cap, b->len + n, 1024);
-    char *d = realloc(b->data, cap);
-
-    if (!d)
-        return -ENOMEM;
-    b->data = d;
-    b->cap = cap;
-    return 0;
+    return buf_reserve(&b->q, n);
 }
 
 static int append(struct sse_buf *b, const char *s, size_t n)
 {
     int rc = reserve(b, n);
 
-    if (rc)
-        return rc;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
+    return rc ? rc : buf_put(&b->q, s, n);
 }
 
 int sse_buf_event(struct sse_buf *b, const char *json, size_t len)
@@ -169,9 +152,11 @@ size_t sse_buf_read(struct sse_buf *b, char *dst, size_t max)
 
     if (n == 0)
         return 0;
-    memcpy(dst, b->data + b->off, n);
+    memcpy(dst, b->q.p + b->off, n);
     b->off += n;
-    if (b->off == b->len)
-        b->off = b->len = 0;
+    if (b->off == b->q.len) {
+        buf_clear(&b->q);
+        b->off = 0;
+    }
     return n;
 }

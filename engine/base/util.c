@@ -1,4 +1,5 @@
-/* util.c — error messages, dtype helpers, half-precision conversions, file reads. */
+/* util.c — error messages, dtype helpers, half-precision conversions, file reads (into a
+ * struct buf, buf.h). */
 #include "engine/base/util.h"
 
 #include <errno.h>
@@ -8,6 +9,8 @@
 #include <strings.h>
 #include <time.h>
 #include <math.h>
+
+#include "engine/base/buf.h"
 
 void errf(char *err, const char *fmt, ...)
 {
@@ -89,8 +92,7 @@ uint16_t f32_to_f16(float f)
 int read_file(const char *path, char **out, size_t *len, char *err)
 {
     FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
+    struct buf b = BUF_INIT;
     int rc = -EIO;
 
     *out = NULL;
@@ -100,19 +102,15 @@ int read_file(const char *path, char **out, size_t *len, char *err)
         return rc;
     }
     for (;;) {
-        if (cap - n < 65536) {
-            size_t ncap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, ncap + 1);
-            if (!nb) {
-                errf(err, "%s: out of memory", path);
-                rc = -ENOMEM;
-                goto fail;
-            }
-            buf = nb;
-            cap = ncap;
+        size_t got;
+
+        if (buf_reserve(&b, 65536)) {
+            errf(err, "%s: out of memory", path);
+            rc = -ENOMEM;
+            goto fail;
         }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
+        got = fread(b.p + b.len, 1, b.cap - b.len - 1, f);
+        b.len += got;
         if (got == 0) {
             if (ferror(f)) {
                 errf(err, "%s: read error", path);
@@ -122,14 +120,12 @@ int read_file(const char *path, char **out, size_t *len, char *err)
         }
     }
     fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    if (len)
-        *len = n;
+    b.p[b.len] = '\0';
+    *out = buf_take(&b, len);
     return 0;
 fail:
     fclose(f);
-    free(buf);
+    buf_fini(&b);
     return rc;
 }
 

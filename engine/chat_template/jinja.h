@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "engine/base/arena.h"
+#include "engine/base/buf.h"
 
 /* ---- limits (one render; each overrun is an error naming the limit) ---- */
 
@@ -117,19 +118,11 @@ static inline struct jv jv_str(const char *p, size_t len)
 }
 static inline bool jv_is_num(struct jv v) { return v.type == JV_INT || v.type == JV_FLOAT || v.type == JV_BOOL; }
 
-/* ---- a growable byte buffer, bounded ---- */
-
-struct jbuf {
-    char *p;      /* malloc'd */
-    size_t len, cap;
-    size_t max;   /* bytes, the output limit */
-};
-
 /* ---- the render state every evaluator file shares ---- */
 
 struct jinja_render {
     struct arena arena;                 /* every value of the render; lim->max_memory_bytes */
-    struct jbuf *out;                   /* where output goes now (a capture or the result) */
+    struct buf *out;                   /* where output goes now (a capture or the result) */
     const struct jinja_limits *lim;
     uint64_t work, iterations;
     int depth;
@@ -173,21 +166,20 @@ int jv_sort(struct jinja_render *r, struct jv *items, size_t n,
             void *ctx);
 
 /* jinja_output.c: Python's str() and repr(), json.dumps */
-int jv_write_str(struct jinja_render *r, struct jbuf *b, struct jv v);
-int jv_write_repr(struct jinja_render *r, struct jbuf *b, struct jv v, int depth);
+int jv_write_str(struct jinja_render *r, struct buf *b, struct jv v);
+int jv_write_repr(struct jinja_render *r, struct buf *b, struct jv v, int depth);
 int jv_to_str(struct jinja_render *r, struct jv v, struct jv *out);  /* str(v) as a STR value */
 struct jv_json_opts {
     const char *indent;        /* NULL: one line */
     const char *item_sep, *key_sep;
     bool sort_keys, ensure_ascii;
 };
-int jv_write_json(struct jinja_render *r, struct jbuf *b, struct jv v, const struct jv_json_opts *o,
+int jv_write_json(struct jinja_render *r, struct buf *b, struct jv v, const struct jv_json_opts *o,
                   int level);
-int jbuf_put(struct jinja_render *r, struct jbuf *b, const char *p, size_t n);
-int jbuf_putc(struct jinja_render *r, struct jbuf *b, char c);
-void jbuf_fini(struct jbuf *b);
+int jbuf_put(struct jinja_render *r, struct buf *b, const char *p, size_t n);
+int jbuf_putc(struct jinja_render *r, struct buf *b, char c);
 /* Copies the buffer into the arena as a STR value and frees the buffer. */
-int jbuf_to_str(struct jinja_render *r, struct jbuf *b, struct jv *out);
+int jbuf_to_str(struct jinja_render *r, struct buf *b, struct jv *out);
 size_t py_float_repr(double f, char *buf /* >= 32 bytes */);
 
 /* jinja_utf8 helpers (jinja_value.c): code points as Python counts them; a byte that is

@@ -93,7 +93,7 @@ static int __attribute__((noinline)) eval_args(struct jinja_render *r, const str
 
 static int render_capture(struct jinja_render *r, const struct jnode *body, struct jscope *sc, struct jv *out)
 {
-    struct jbuf buf = { .max = r->lim->max_output_bytes }, *saved = r->out;
+    struct buf buf = BUF_INIT, *saved = r->out;
     bool ok;
     int rc;
 
@@ -101,11 +101,11 @@ static int render_capture(struct jinja_render *r, const struct jnode *body, stru
     rc = exec_body(r, body, sc);
     r->out = saved;
     if (rc < 0) {
-        jbuf_fini(&buf);
+        buf_fini(&buf);
         return rc;
     }
     *out = jv_str_copy(r, buf.p ? buf.p : "", buf.len, &ok);
-    jbuf_fini(&buf);
+    buf_fini(&buf);
     return ok ? rc : -ENOMEM;
 }
 
@@ -569,7 +569,7 @@ static int exec_body(struct jinja_render *r, const struct jnode *n, struct jscop
 int jinja_render(const struct jinja_template *t, const cJSON *vars, const struct jinja_limits *lim,
                  char **out, size_t *len, char *err, bool *raised)
 {
-    struct jbuf buf = { .max = lim->max_output_bytes };
+    struct buf buf = BUF_INIT;
     struct jinja_render r = { .out = &buf, .lim = lim, .err = err, .line = 1 };
     struct jscope root = { 0 };
     int rc = 0;
@@ -590,19 +590,15 @@ int jinja_render(const struct jinja_template *t, const cJSON *vars, const struct
         rc = exec_body(&r, t->body, &root);
     if (rc > 0 || (!rc && r.failed))
         rc = r.failed ? -EINVAL : 0;
-    if (!rc && !buf.p) {
-        if ((buf.p = malloc(1)))
-            buf.p[0] = '\0';
-        else
-            rc = jr_oom(&r);
-    }
+    if (!rc && buf_reserve(&buf, 0))   /* nothing rendered is "", not NULL */
+        rc = jr_oom(&r);
     if (raised)
         *raised = r.raised;
     arena_fini(&r.arena);
     if (rc) {
         if (!r.failed)
             errf(err, "render failed (%d)", rc);
-        jbuf_fini(&buf);
+        buf_fini(&buf);
         return rc;
     }
     *out = buf.p;

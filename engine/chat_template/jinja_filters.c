@@ -108,7 +108,7 @@ static int f_default(struct jinja_render *r, struct jv in, const struct jcall_ar
 
 static int f_escape(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     int rc = 0;
 
     (void)a;
@@ -129,7 +129,7 @@ static int f_escape(struct jinja_render *r, struct jv in, const struct jcall_arg
         }
     }
     if (rc || (rc = jbuf_to_str(r, &b, out))) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
     out->flags |= JV_F_SAFE;
@@ -235,7 +235,7 @@ static int f_indent(struct jinja_render *r, struct jv in, const struct jcall_arg
     struct jv v[3], ind;
     bool given[3];
     struct jv_list *lines;
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     int rc;
 
     JARGS_BIND("indent", "width", "first", "blank");
@@ -278,16 +278,16 @@ static int f_indent(struct jinja_render *r, struct jv in, const struct jcall_arg
             rc = jbuf_put(r, &b, line.s.p, line.s.len);
     }
     if (!rc && given[1] && jv_truthy(v[1])) {
-        struct jbuf c = { .max = r->lim->max_output_bytes };
+        struct buf c = BUF_INIT;
 
         if (!(rc = jbuf_put(r, &c, ind.s.p, ind.s.len)))
             rc = jbuf_put(r, &c, b.p ? b.p : "", b.len);
-        jbuf_fini(&b);
+        buf_fini(&b);
         b = c;
     }
     if (!rc)
         return jbuf_to_str(r, &b, out);
-    jbuf_fini(&b);
+    buf_fini(&b);
     return rc;
 }
 
@@ -367,7 +367,7 @@ static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_arg
     struct jv v[4];
     bool given[4];
     struct jv_json_opts o = { .item_sep = ", ", .key_sep = ": " };
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     char spaces[65];
     int rc;
 
@@ -409,7 +409,7 @@ static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_arg
             return -ENOMEM;
     }
     if ((rc = jv_write_json(r, &b, in, &o, 0))) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
     return jbuf_to_str(r, &b, out);

@@ -186,7 +186,7 @@ int jinja_filter_join(struct jinja_render *r, struct jv in, const struct jcall_a
     struct jv v[2];
     bool given[2];
     struct jv_list *l;
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     int rc;
 
     JARGS_BIND("join", "d", "attribute");
@@ -206,7 +206,7 @@ int jinja_filter_join(struct jinja_render *r, struct jv in, const struct jcall_a
     }
     if (!rc)
         return jbuf_to_str(r, &b, out);
-    jbuf_fini(&b);
+    buf_fini(&b);
     return rc;
 }
 

@@ -297,7 +297,7 @@ static int call_str_method(struct jinja_render *r, int id, struct jv s, const st
         return jstr_format(r, s, a, out);
     case M_JOIN: {
         struct jv_list *l;
-        struct jbuf b = { .max = r->lim->max_output_bytes };
+        struct buf b = BUF_INIT;
 
         if ((rc = jargs_bind(r, "join", a, one_p, 1, v, given)))
             return rc;
@@ -311,7 +311,7 @@ static int call_str_method(struct jinja_render *r, int id, struct jv s, const st
                 rc = jbuf_put(r, &b, l->items[i].s.p, l->items[i].s.len);
         }
         if (rc) {
-            jbuf_fini(&b);
+            buf_fini(&b);
             return rc;
         }
         return jbuf_to_str(r, &b, out);

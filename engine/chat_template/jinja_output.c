@@ -15,53 +15,35 @@
 
 /* ---- buffer ---- */
 
-int jbuf_put(struct jinja_render *r, struct jbuf *b, const char *p, size_t n)
+int jbuf_put(struct jinja_render *r, struct buf *b, const char *p, size_t n)
 {
+    size_t max = r->lim->max_output_bytes;
+
     if (!n)
         return 0;
-    if (n > b->max || b->len > b->max - n)
-        return jr_fail(r, "the rendered text is longer than %zu bytes", b->max);
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *q;
-
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        q = realloc(b->p, cap);
-        if (!q)
-            return jr_oom(r);
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (n > max || b->len > max - n)
+        return jr_fail(r, "the rendered text is longer than %zu bytes", max);
+    if (buf_put(b, p, n))
+        return jr_oom(r);
     return 0;
 }
 
-int jbuf_putc(struct jinja_render *r, struct jbuf *b, char c)
+int jbuf_putc(struct jinja_render *r, struct buf *b, char c)
 {
     return jbuf_put(r, b, &c, 1);
 }
 
-static int jbuf_puts(struct jinja_render *r, struct jbuf *b, const char *s)
+static int jbuf_puts(struct jinja_render *r, struct buf *b, const char *s)
 {
     return jbuf_put(r, b, s, strlen(s));
 }
 
-void jbuf_fini(struct jbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-int jbuf_to_str(struct jinja_render *r, struct jbuf *b, struct jv *out)
+int jbuf_to_str(struct jinja_render *r, struct buf *b, struct jv *out)
 {
     bool ok;
 
     *out = jv_str_copy(r, b->p ? b->p : "", b->len, &ok);
-    jbuf_fini(b);
+    buf_fini(b);
     return ok ? 0 : -ENOMEM;
 }
 
@@ -127,7 +109,7 @@ size_t py_float_repr(double f, char *buf)
     return n;
 }
 
-static int put_int(struct jinja_render *r, struct jbuf *b, int64_t i)
+static int put_int(struct jinja_render *r, struct buf *b, int64_t i)
 {
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%" PRId64, i);
@@ -135,7 +117,7 @@ static int put_int(struct jinja_render *r, struct jbuf *b, int64_t i)
     return jbuf_put(r, b, tmp, (size_t)n);
 }
 
-static int put_float(struct jinja_render *r, struct jbuf *b, double f)
+static int put_float(struct jinja_render *r, struct buf *b, double f)
 {
     char tmp[40];
     size_t n = py_float_repr(f, tmp);
@@ -161,7 +143,7 @@ static bool py_isprintable(int32_t cp)
     }
 }
 
-static int repr_str(struct jinja_render *r, struct jbuf *b, const char *p, size_t len)
+static int repr_str(struct jinja_render *r, struct buf *b, const char *p, size_t len)
 {
     bool sq = memchr(p, '\'', len) != NULL, dq = memchr(p, '"', len) != NULL;
     char quote = sq && !dq ? '"' : '\'';
@@ -195,7 +177,7 @@ static int repr_str(struct jinja_render *r, struct jbuf *b, const char *p, size_
     return rc ? rc : jbuf_putc(r, b, quote);
 }
 
-static int repr_dict(struct jinja_render *r, struct jbuf *b, const struct jv_dict *d, int depth)
+static int repr_dict(struct jinja_render *r, struct buf *b, const struct jv_dict *d, int depth)
 {
     int rc = jbuf_putc(r, b, '{');
 
@@ -212,7 +194,7 @@ static int repr_dict(struct jinja_render *r, struct jbuf *b, const struct jv_dic
     return rc ? rc : jbuf_putc(r, b, '}');
 }
 
-int jv_write_repr(struct jinja_render *r, struct jbuf *b, struct jv v, int depth)
+int jv_write_repr(struct jinja_render *r, struct buf *b, struct jv v, int depth)
 {
     int rc;
 
@@ -260,7 +242,7 @@ int jv_write_repr(struct jinja_render *r, struct jbuf *b, struct jv v, int depth
     }
 }
 
-int jv_write_str(struct jinja_render *r, struct jbuf *b, struct jv v)
+int jv_write_str(struct jinja_render *r, struct buf *b, struct jv v)
 {
     char tmp[64];
 
@@ -286,7 +268,7 @@ int jv_write_str(struct jinja_render *r, struct jbuf *b, struct jv v)
 
 int jv_to_str(struct jinja_render *r, struct jv v, struct jv *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     int rc;
 
     if (v.type == JV_STR) {
@@ -295,7 +277,7 @@ int jv_to_str(struct jinja_render *r, struct jv v, struct jv *out)
         return 0;
     }
     if ((rc = jv_write_str(r, &b, v))) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
     return jbuf_to_str(r, &b, out);
@@ -303,7 +285,7 @@ int jv_to_str(struct jinja_render *r, struct jv v, struct jv *out)
 
 /* ---- json.dumps ---- */
 
-static int json_str(struct jinja_render *r, struct jbuf *b, const char *p, size_t len, bool ascii)
+static int json_str(struct jinja_render *r, struct buf *b, const char *p, size_t len, bool ascii)
 {
     int rc = jbuf_putc(r, b, '"');
     size_t run = 0;   /* start of bytes not yet written */
@@ -350,7 +332,7 @@ static int json_str(struct jinja_render *r, struct jbuf *b, const char *p, size_
     return rc ? rc : jbuf_putc(r, b, '"');
 }
 
-static int json_newline(struct jinja_render *r, struct jbuf *b, const struct jv_json_opts *o, int level)
+static int json_newline(struct jinja_render *r, struct buf *b, const struct jv_json_opts *o, int level)
 {
     int rc = jbuf_putc(r, b, '\n');
 
@@ -360,9 +342,9 @@ static int json_newline(struct jinja_render *r, struct jbuf *b, const struct jv_
 }
 
 /* A dict key as json.dumps converts it. */
-static int json_key(struct jinja_render *r, struct jbuf *b, struct jv k, const struct jv_json_opts *o)
+static int json_key(struct jinja_render *r, struct buf *b, struct jv k, const struct jv_json_opts *o)
 {
-    struct jbuf tmp = { .max = r->lim->max_output_bytes };
+    struct buf tmp = BUF_INIT;
     int rc;
 
     switch (k.type) {
@@ -379,7 +361,7 @@ static int json_key(struct jinja_render *r, struct jbuf *b, struct jv k, const s
             rc = jv_write_str(r, &tmp, k);
         if (!rc)
             rc = json_str(r, b, tmp.p, tmp.len, false);
-        jbuf_fini(&tmp);
+        buf_fini(&tmp);
         return rc;
     default:
         return jr_fail(r, "keys must be str, int, float, bool or None, not %s", jv_type_name(k));
@@ -392,7 +374,7 @@ static int key_less(struct jinja_render *r, struct jv a, struct jv b, void *ctx,
     return jv_lt(r, a, b, out);
 }
 
-static int json_dict(struct jinja_render *r, struct jbuf *b, const struct jv_dict *d,
+static int json_dict(struct jinja_render *r, struct buf *b, const struct jv_dict *d,
                      const struct jv_json_opts *o, int level)
 {
     const struct jv *keys = d->keys;
@@ -431,7 +413,7 @@ static int json_dict(struct jinja_render *r, struct jbuf *b, const struct jv_dic
     return rc ? rc : jbuf_putc(r, b, '}');
 }
 
-int jv_write_json(struct jinja_render *r, struct jbuf *b, struct jv v, const struct jv_json_opts *o,
+int jv_write_json(struct jinja_render *r, struct buf *b, struct jv v, const struct jv_json_opts *o,
                   int level)
 {
     int rc;

@@ -15,7 +15,7 @@
 
 /* ---- string helpers ---- */
 
-static int put_cp(struct jinja_render *r, struct jbuf *b, int32_t cp)
+static int put_cp(struct jinja_render *r, struct buf *b, int32_t cp)
 {
     char tmp[4];
 
@@ -86,7 +86,7 @@ static bool jinja_title_sep(int32_t cp)
 
 int jstr_case(struct jinja_render *r, struct jv s, int mode, struct jv *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     bool prev_cased = false, word_start = true;
     int rc = 0, kind;
 
@@ -122,7 +122,7 @@ int jstr_case(struct jinja_render *r, struct jv s, int mode, struct jv *out)
         rc = put_cp(r, &b, o);
     }
     if (rc) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
     return jbuf_to_str(r, &b, out);
@@ -131,7 +131,7 @@ int jstr_case(struct jinja_render *r, struct jv s, int mode, struct jv *out)
 int jstr_replace(struct jinja_render *r, struct jv s, struct jv old, struct jv new_, int64_t count,
                  struct jv *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     size_t i = 0;
     int rc = 0;
 
@@ -174,7 +174,7 @@ int jstr_replace(struct jinja_render *r, struct jv s, struct jv old, struct jv n
     if (!rc)
         rc = jr_charge(r, s.s.len / 16);
     if (rc) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
     return jbuf_to_str(r, &b, out);
@@ -407,7 +407,7 @@ bool jstr_is(struct jv s, char id)
 
 int jstr_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *a, struct jv *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     const char *p = fmt.s.p;
     size_t len = fmt.s.len, i = 0;
     int auto_idx = 0, rc = 0;
@@ -474,7 +474,7 @@ int jstr_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *
         }
     }
     if (rc) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
     return jbuf_to_str(r, &b, out);
@@ -484,7 +484,7 @@ int jstr_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *
 
 int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, struct jv *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     const struct jv *argv = &args;
     size_t argc = 1, used = 0, i = 0;
     const char *p = fmt.s.p;
@@ -544,7 +544,7 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
         v = argv[used++];
         switch (conv) {
         case 's': case 'r': {
-            struct jbuf s = { .max = r->lim->max_output_bytes };
+            struct buf s = BUF_INIT;
 
             rc = conv == 'r' ? jv_write_repr(r, &s, v, 0) : jv_write_str(r, &s, v);
             if (!rc) {
@@ -570,7 +570,7 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
                 for (int pad = width - (int)n; left && pad > 0 && !rc; pad--)
                     rc = jbuf_putc(r, &b, ' ');
             }
-            jbuf_fini(&s);
+            buf_fini(&s);
             break;
         }
         case 'd': case 'i': case 'u': case 'x': case 'X': case 'o': case 'c':
@@ -610,7 +610,7 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
     if (!rc && args.type != JV_DICT && used < argc)
         rc = jr_fail(r, "not all arguments converted during string formatting");
     if (rc) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
     return jbuf_to_str(r, &b, out);

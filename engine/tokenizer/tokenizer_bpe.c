@@ -191,7 +191,7 @@ static int load_merges(struct tokenizer *t, const cJSON *merges, const char *fil
 {
     struct tk_mergemap *m = &t->merges;
     size_t prefix = t->cont_prefix ? strlen(t->cont_prefix) : 0;
-    struct tk_buf joined = { 0 };
+    struct buf joined = { 0 };
     const cJSON *e;
     int n = 0, rank = 0, rc = -EINVAL;
 
@@ -220,8 +220,8 @@ static int load_merges(struct tokenizer *t, const cJSON *merges, const char *fil
         ia = vocab_get(t, a, alen);
         ib = vocab_get(t, b, blen);
         joined.len = 0;
-        if (tk__buf_put(&joined, a, alen) ||
-            tk__buf_put(&joined, b + MIN(prefix, blen), blen - MIN(prefix, blen))) {
+        if (buf_put(&joined, a, alen) ||
+            buf_put(&joined, b + MIN(prefix, blen), blen - MIN(prefix, blen))) {
             rc = -ENOMEM;
             goto out;
         }
@@ -236,7 +236,7 @@ static int load_merges(struct tokenizer *t, const cJSON *merges, const char *fil
     }
     rc = 0;
 out:
-    tk__buf_free(&joined);
+    buf_fini(&joined);
     return rc;
 }
 
@@ -358,7 +358,7 @@ void tk__bpe_work_free(struct tk_bpe_work *w)
 {
     free(w->sym);
     free(w->heap);
-    tk__buf_free(&w->chr);
+    buf_fini(&w->chr);
     memset(w, 0, sizeof *w);
 }
 
@@ -379,9 +379,9 @@ static int initial_symbols(const struct tokenizer *t, struct tk_bpe_work *wk, co
 
         if ((i > 0 && t->cont_prefix) || (i + k == len && t->end_suffix)) {
             wk->chr.len = 0;
-            if ((i > 0 && t->cont_prefix && tk__buf_put(&wk->chr, t->cont_prefix, strlen(t->cont_prefix))) ||
-                tk__buf_put(&wk->chr, w + i, k) ||
-                (i + k == len && t->end_suffix && tk__buf_put(&wk->chr, t->end_suffix, strlen(t->end_suffix))))
+            if ((i > 0 && t->cont_prefix && buf_put(&wk->chr, t->cont_prefix, strlen(t->cont_prefix))) ||
+                buf_put(&wk->chr, w + i, k) ||
+                (i + k == len && t->end_suffix && buf_put(&wk->chr, t->end_suffix, strlen(t->end_suffix))))
                 return -ENOMEM;
             s = wk->chr.p;
             n = wk->chr.len;

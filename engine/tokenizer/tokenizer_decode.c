@@ -168,7 +168,7 @@ static int piece_put(struct tk_pieces *out, const char *s, size_t n)
     return tk__pieces_add(out, s, n, false);
 }
 
-static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, struct tk_buf *bytes)
+static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, struct buf *bytes)
 {
     bytes->len = 0;
     for (int i = 0; i <= in->n; i++) {
@@ -177,7 +177,7 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
         if (b >= 0) {
             char c = (char)b;
 
-            if (tk__buf_put(bytes, &c, 1))
+            if (buf_put(bytes, &c, 1))
                 return -ENOMEM;
             continue;
         }
@@ -201,7 +201,7 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
 /* ByteLevel: every token back to bytes (a token with a character outside the alphabet
  * stays as it is), all joined, then decoded as lossy UTF-8. */
 static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, struct tk_pieces *out,
-                      struct tk_buf *bytes)
+                      struct buf *bytes)
 {
     size_t off;
 
@@ -216,13 +216,13 @@ static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, str
                cp < ARRAY_LEN(t->char_byte) && t->char_byte[cp] >= 0) {
             char c = (char)t->char_byte[cp];
 
-            if (tk__buf_put(bytes, &c, 1))
+            if (buf_put(bytes, &c, 1))
                 return -ENOMEM;
             k += n;
         }
         if (k < len) {
             bytes->len = start;
-            if (tk__buf_put(bytes, s, len))
+            if (buf_put(bytes, s, len))
                 return -ENOMEM;
         }
     }
@@ -251,11 +251,11 @@ static int metaspace(const struct tk_dec *d, int index, const char *s, size_t le
 
     for (size_t i = 0; i < len;) {
         if (len - i >= r && !memcmp(s + i, d->rep, r)) {
-            if (!drop && tk__buf_put(&out->buf, " ", 1))
+            if (!drop && buf_put(&out->buf, " ", 1))
                 return -ENOMEM;
             i += r;
         } else {
-            if (tk__buf_put(&out->buf, s + i, 1))
+            if (buf_put(&out->buf, s + i, 1))
                 return -ENOMEM;
             i++;
         }
@@ -264,7 +264,7 @@ static int metaspace(const struct tk_dec *d, int index, const char *s, size_t le
 }
 
 static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_data *md,
-                const struct tk_pieces *in, struct tk_pieces *out, struct tk_buf *tmp)
+                const struct tk_pieces *in, struct tk_pieces *out, struct buf *tmp)
 {
     int rc = 0;
 
@@ -276,7 +276,7 @@ static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_d
     case TD_FUSE:
         tmp->len = 0;
         for (int i = 0; i < in->n; i++)
-            if (tk__buf_put(tmp, PIECE(in, i), PIECE_LEN(in, i)))
+            if (buf_put(tmp, PIECE(in, i), PIECE_LEN(in, i)))
                 return -ENOMEM;
         return piece_put(out, tmp->p ? tmp->p : "", tmp->len);
     case TD_STRIP:
@@ -303,15 +303,15 @@ static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_d
 
 /* Decodes ids into out (replacing its contents). */
 static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special,
-                  struct tk_buf *out)
+                  struct buf *out)
 {
     struct tk_pieces a = { 0 }, b = { 0 };
-    struct tk_buf tmp = { 0 };
+    struct buf tmp = { 0 };
     pcre2_match_data *md = NULL;
     int rc = -ENOMEM;
 
     out->len = 0;
-    if (tk__buf_reserve(out, 0))
+    if (buf_reserve(out, 0))
         return -ENOMEM;
     out->p[0] = '\0';
     for (int i = 0; i < n; i++) {
@@ -335,29 +335,29 @@ static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool ski
     }
     rc = -ENOMEM;
     for (int i = 0; i < a.n; i++)
-        if ((i > 0 && !t->has_decoder && tk__buf_put(out, " ", 1)) ||
-            tk__buf_put(out, PIECE(&a, i), PIECE_LEN(&a, i)))
+        if ((i > 0 && !t->has_decoder && buf_put(out, " ", 1)) ||
+            buf_put(out, PIECE(&a, i), PIECE_LEN(&a, i)))
             goto out;
     rc = 0;
 out:
     pcre2_match_data_free(md);
     tk__pieces_free(&a);
     tk__pieces_free(&b);
-    tk__buf_free(&tmp);
+    buf_fini(&tmp);
     return rc;
 }
 
 int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special,
                      char **text, size_t *len, char *err)
 {
-    struct tk_buf out = { 0 };
+    struct buf out = { 0 };
     int rc = decode(t, ids, n, skip_special, &out);
 
     *text = NULL;
     *len = 0;
     if (rc) {
         errf(err, "detokenize: %s", rc == -ENOMEM ? "out of memory" : "a pattern failed to match");
-        tk__buf_free(&out);
+        buf_fini(&out);
         return rc;
     }
     *text = out.p;
@@ -380,14 +380,14 @@ void detok_fini(struct detok *d)
     memset(d, 0, sizeof *d);
 }
 
-static bool ends_unfinished(const struct tk_buf *b)
+static bool ends_unfinished(const struct buf *b)
 {
     return b->len >= 3 && !memcmp(b->p + b->len - 3, "\xef\xbf\xbd", 3);
 }
 
 /* Emits the part of the window's text past the prefix, then makes the window's ids the
  * context (or, where windows are not safe, keeps every id). */
-static int emit(const struct tokenizer *t, struct detok *d, struct tk_buf *text, char **delta,
+static int emit(const struct tokenizer *t, struct detok *d, struct buf *text, char **delta,
                 size_t *len)
 {
     int rc;
@@ -422,7 +422,7 @@ static int emit(const struct tokenizer *t, struct detok *d, struct tk_buf *text,
 
 int detok_push(const struct tokenizer *t, struct detok *d, int32_t id, char **delta, size_t *len)
 {
-    struct tk_buf text = { 0 };
+    struct buf text = { 0 };
     const char *tok;
     size_t tok_len;
     int rc;
@@ -439,13 +439,13 @@ int detok_push(const struct tokenizer *t, struct detok *d, int32_t id, char **de
         return 0;
     if ((rc = decode(t, d->ids, d->n, d->skip_special, &text)) == 0 && !ends_unfinished(&text))
         rc = emit(t, d, &text, delta, len);
-    tk__buf_free(&text);
+    buf_fini(&text);
     return rc;
 }
 
 int detok_flush(const struct tokenizer *t, struct detok *d, char **delta, size_t *len)
 {
-    struct tk_buf text = { 0 };
+    struct buf text = { 0 };
     bool skip = d->skip_special;
     int rc;
 
@@ -453,7 +453,7 @@ int detok_flush(const struct tokenizer *t, struct detok *d, char **delta, size_t
     *len = 0;
     if ((rc = decode(t, d->ids, d->n, d->skip_special, &text)) == 0)
         rc = emit(t, d, &text, delta, len);
-    tk__buf_free(&text);
+    buf_fini(&text);
     detok_fini(d);
     detok_init(d, skip);
     return rc;

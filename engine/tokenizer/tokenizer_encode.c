@@ -281,7 +281,7 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
                      int32_t **ids, int *n, char *err)
 {
     struct tk_scratch sc = { 0 };
-    struct tk_buf clean = { 0 };
+    struct buf clean = { 0 };
     int rc = -ENOMEM;
 
     *ids = NULL;
@@ -320,7 +320,7 @@ out:
         errf(err, "tokenize: out of memory");
     else if (rc)
         errf(err, "tokenize: a pattern failed to match (PCRE2 error; input too complex?)");
-    tk__buf_free(&clean);
+    buf_fini(&clean);
     tk__scratch_free(&sc);
     return rc;
 }
@@ -328,8 +328,8 @@ out:
 void tk__scratch_free(struct tk_scratch *sc)
 {
     pcre2_match_data_free(sc->md);
-    tk__buf_free(&sc->norm);
-    tk__buf_free(&sc->tmp);
+    buf_fini(&sc->norm);
+    buf_fini(&sc->tmp);
     tk__pieces_free(&sc->pieces);
     tk__pieces_free(&sc->pieces_tmp);
     tk__spans_free(&sc->spans);
