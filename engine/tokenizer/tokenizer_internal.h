@@ -1,8 +1,9 @@
 /* tokenizer_internal.h — shared by the tokenizer*.c files only: the loaded tokenizer, the
- * per-call scratch, and what each file lends the others (tk__ prefix). tokenizer.c loads;
- * tokenizer_encode.c runs the pipeline; tokenizer_bpe.c merges; tokenizer_normalize.c,
- * tokenizer_pretok.c and tokenizer_pattern.c transform and match text;
- * tokenizer_decode.c decodes and streams; tokenizer_util.c holds the small pieces. */
+ * per-call scratch, and what each file lends the others (tk__ prefix). tokenizer.c is the
+ * API and loads, calling each component's parser; tokenizer_json.c holds the JSON readers
+ * those parsers share; tokenizer_encode.c runs the pipeline; tokenizer_bpe.c merges;
+ * tokenizer_normalize.c, tokenizer_pretok.c and tokenizer_pattern.c transform and match
+ * text; tokenizer_decode.c decodes and streams; tokenizer_util.c holds the small pieces. */
 #ifndef OSPREY_TOKENIZER_INTERNAL_H
 #define OSPREY_TOKENIZER_INTERNAL_H
 
@@ -287,7 +288,7 @@ void tk__scratch_free(struct tk_scratch *sc);
 int tk__dec_parse(struct tokenizer *t, const cJSON *j, const char *file, char *err);
 void tk__dec_free(struct tk_dec *d);
 
-/* tokenizer.c: JSON helpers for the component parsers; where names the field */
+/* tokenizer_json.c: JSON helpers for the component parsers; where names the field */
 const char *tk__json_type(const cJSON *j, const char *where, const char *file, char *err);
 int tk__json_bool(const cJSON *obj, const char *key, bool dflt, bool *out, const char *where,
                   const char *file, char *err);
