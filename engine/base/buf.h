@@ -47,16 +47,6 @@ static inline int buf_put(struct buf *b, const void *s, size_t n)
     return 0;
 }
 
-static inline int buf_putc(struct buf *b, char c)
-{
-    return buf_put(b, &c, 1);
-}
-
-static inline int buf_puts(struct buf *b, const char *s)
-{
-    return buf_put(b, s, strlen(s));
-}
-
 /* Empties b and keeps its memory. */
 static inline void buf_clear(struct buf *b)
 {

@@ -180,7 +180,6 @@ int jbuf_put(struct jinja_render *r, struct buf *b, const char *p, size_t n);
 int jbuf_putc(struct jinja_render *r, struct buf *b, char c);
 /* Copies the buffer into the arena as a STR value and frees the buffer. */
 int jbuf_to_str(struct jinja_render *r, struct buf *b, struct jv *out);
-size_t py_float_repr(double f, char *buf /* >= 32 bytes */);
 
 /* jinja_utf8 helpers (jinja_value.c): code points as Python counts them; a byte that is
  * not valid UTF-8 counts as one code point of its own. */

@@ -49,7 +49,8 @@ int jbuf_to_str(struct jinja_render *r, struct buf *b, struct jv *out)
 
 /* ---- numbers ---- */
 
-size_t py_float_repr(double f, char *buf)
+/* Python's repr of a float into buf (32 bytes at least); returns its length. */
+static size_t py_float_repr(double f, char *buf)
 {
     char tmp[40], digits[24];
     int nd = 0, exp, prec;

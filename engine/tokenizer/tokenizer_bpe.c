@@ -23,7 +23,7 @@ static uint32_t table_mask(size_t n)
     return (uint32_t)(size - 1);
 }
 
-int tk__strmap_build(struct tk_strmap *m, const char *const *tok, const uint32_t *tok_len, int n)
+static int strmap_build(struct tk_strmap *m, const char *const *tok, const uint32_t *tok_len, int n)
 {
     int count = 0;
 
@@ -154,7 +154,7 @@ static int load_vocab(struct tokenizer *t, const cJSON *vocab, const char *file,
             return -ENOMEM;
         t->tok_len[id] = (uint32_t)n;
     }
-    return tk__strmap_build(&t->vocab, t->tok, t->tok_len, t->vocab_size);
+    return strmap_build(&t->vocab, t->tok, t->tok_len, t->vocab_size);
 }
 
 static int32_t vocab_get(const struct tokenizer *t, const char *s, size_t n)

@@ -269,7 +269,6 @@ int tk__bpe_load(struct tokenizer *t, const cJSON *model, const char *file, char
 int tk__bpe_encode(const struct tokenizer *t, struct tk_bpe_work *wk, const char *w, size_t len,
                    int32_t **ids, int *n, int *cap);
 void tk__bpe_work_free(struct tk_bpe_work *w);
-int tk__strmap_build(struct tk_strmap *m, const char *const *tok, const uint32_t *tok_len, int n);
 int32_t tk__strmap_get(const struct tk_strmap *m, const char *const *tok, const uint32_t *tok_len,
                        const char *s, size_t n);
 void tk__strmap_free(struct tk_strmap *m);
@@ -282,7 +281,6 @@ int tk__post_parse(struct tokenizer *t, const cJSON *j, const char *file, char *
 int tk__post_override(struct tokenizer *t, bool add_bos, bool add_eos);
 void tk__post_free(struct tk_post *p);
 int tk__ids_push(int32_t **ids, int *n, int *cap, int32_t id);
-void tk__scratch_free(struct tk_scratch *sc);
 
 /* tokenizer_decode.c */
 int tk__dec_parse(struct tokenizer *t, const cJSON *j, const char *file, char *err);

@@ -68,7 +68,7 @@ START_TEST(strings_are_copied_with_their_terminator)
     arena_init(&a);
     s = arena_strndup(&a, src, 7);
     ck_assert_mem_eq(s, src, 8);
-    t = arena_strdup(&a, "hello");
+    t = arena_strndup(&a, "hello", 5);
     ck_assert_str_eq(t, "hello");
     arena_fini(&a);
 }
@@ -82,7 +82,7 @@ START_TEST(strings_are_packed_and_objects_after_them_are_aligned)
 
     arena_init(&a);
     s1 = arena_strndup(&a, "ab", 2);
-    s2 = arena_strdup(&a, "cde");
+    s2 = arena_strndup(&a, "cde", 3);
     s3 = arena_strndup(&a, "", 0);
     ck_assert_ptr_eq(s2, s1 + 3);           /* "ab\0" then "cde\0", no padding between */
     ck_assert_ptr_eq(s3, s2 + 4);
