@@ -18,47 +18,47 @@ static int parse_call_args(struct jparser *p, struct jnode *call)
     struct jnode **tail = &call->b;
     int npos = 0, nkw = 0;
 
-    if (jp__expect_op(p, OP_LPAREN, "'('"))
+    if (jinja__expect_op(p, OP_LPAREN, "'('"))
         return -EINVAL;
-    while (!jp_tok_op(jp_cur(p), OP_RPAREN)) {
+    while (!jinja__tok_op(jinja__cur(p), OP_RPAREN)) {
         struct jnode *arg;
 
-        if (npos + nkw && jp__expect_op(p, OP_COMMA, "',' or ')'"))
+        if (npos + nkw && jinja__expect_op(p, OP_COMMA, "',' or ')'"))
             return -EINVAL;
-        if (jp_tok_op(jp_cur(p), OP_RPAREN))
+        if (jinja__tok_op(jinja__cur(p), OP_RPAREN))
             break;
-        if (jp_tok_op(jp_cur(p), OP_MUL) || jp_tok_op(jp_cur(p), OP_POW))
-            return jp__fail_at(p, jp_cur(p), "*args and **kwargs in calls are not supported");
-        if (jp_cur(p)->type == JT_NAME && jp_tok_op(jp_peek(p, 1), OP_ASSIGN)) {
-            if (!(arg = jp__node(p, JN_KWARG, jp_cur(p))))
+        if (jinja__tok_op(jinja__cur(p), OP_MUL) || jinja__tok_op(jinja__cur(p), OP_POW))
+            return jinja__parse_fail_at(p, jinja__cur(p), "*args and **kwargs in calls are not supported");
+        if (jinja__cur(p)->type == JT_NAME && jinja__tok_op(jinja__peek(p, 1), OP_ASSIGN)) {
+            if (!(arg = jinja__node(p, JN_KWARG, jinja__cur(p))))
                 return -ENOMEM;
-            arg->str = jp_cur(p)->p;
-            arg->len = jp_cur(p)->len;
-            jp_advance(p);
-            jp_advance(p);
-            if (!(arg->a = jp__expression(p, true)))
+            arg->str = jinja__cur(p)->p;
+            arg->len = jinja__cur(p)->len;
+            jinja__advance(p);
+            jinja__advance(p);
+            if (!(arg->a = jinja__parse_expression(p, true)))
                 return -EINVAL;
             nkw++;
         } else {
             if (nkw)
-                return jp__fail_at(p, jp_cur(p), "positional argument follows keyword argument");
-            if (!(arg = jp__expression(p, true)))
+                return jinja__parse_fail_at(p, jinja__cur(p), "positional argument follows keyword argument");
+            if (!(arg = jinja__parse_expression(p, true)))
                 return -EINVAL;
             npos++;
         }
         if (npos > JINJA_MAX_ARGS || nkw > JINJA_MAX_ARGS)
-            return jp__fail_at(p, jp_cur(p), "more than %d arguments in one call", JINJA_MAX_ARGS);
+            return jinja__parse_fail_at(p, jinja__cur(p), "more than %d arguments in one call", JINJA_MAX_ARGS);
         *tail = arg;
         tail = &arg->next;
     }
-    jp_advance(p);
+    jinja__advance(p);
     call->nargs = (uint16_t)(npos + nkw);
     return 0;
 }
 
 static struct jnode *parse_call(struct jparser *p, struct jnode *callee)
 {
-    struct jnode *n = jp__node(p, JN_CALL, jp_cur(p));
+    struct jnode *n = jinja__node(p, JN_CALL, jinja__cur(p));
 
     if (!n)
         return NULL;
@@ -69,28 +69,29 @@ static struct jnode *parse_call(struct jparser *p, struct jnode *callee)
 /* One subscript inside [ ]: an expression, or a slice start:stop:step. */
 static struct jnode *parse_subscribed(struct jparser *p)
 {
-    const struct jtoken *at = jp_cur(p);
+    const struct jtoken *at = jinja__cur(p);
     struct jnode *args[3] = { 0 }, *s;
 
-    if (jp_tok_op(jp_cur(p), OP_COLON)) {
-        jp_advance(p);
+    if (jinja__tok_op(jinja__cur(p), OP_COLON)) {
+        jinja__advance(p);
     } else {
-        if (!(args[0] = jp__expression(p, true)))
+        if (!(args[0] = jinja__parse_expression(p, true)))
             return NULL;
-        if (!jp_tok_op(jp_cur(p), OP_COLON))
+        if (!jinja__tok_op(jinja__cur(p), OP_COLON))
             return args[0];
-        jp_advance(p);
+        jinja__advance(p);
     }
-    if (!jp_tok_op(jp_cur(p), OP_COLON) && !jp_tok_op(jp_cur(p), OP_RBRACKET) && !jp_tok_op(jp_cur(p), OP_COMMA))
-        if (!(args[1] = jp__expression(p, true)))
+    if (!jinja__tok_op(jinja__cur(p), OP_COLON) && !jinja__tok_op(jinja__cur(p), OP_RBRACKET) &&
+        !jinja__tok_op(jinja__cur(p), OP_COMMA))
+        if (!(args[1] = jinja__parse_expression(p, true)))
             return NULL;
-    if (jp_tok_op(jp_cur(p), OP_COLON)) {
-        jp_advance(p);
-        if (!jp_tok_op(jp_cur(p), OP_RBRACKET) && !jp_tok_op(jp_cur(p), OP_COMMA))
-            if (!(args[2] = jp__expression(p, true)))
+    if (jinja__tok_op(jinja__cur(p), OP_COLON)) {
+        jinja__advance(p);
+        if (!jinja__tok_op(jinja__cur(p), OP_RBRACKET) && !jinja__tok_op(jinja__cur(p), OP_COMMA))
+            if (!(args[2] = jinja__parse_expression(p, true)))
                 return NULL;
     }
-    if (!(s = jp__node(p, JN_SLICE, at)))
+    if (!(s = jinja__node(p, JN_SLICE, at)))
         return NULL;
     s->b = args[0];
     s->c = args[1];
@@ -100,39 +101,39 @@ static struct jnode *parse_subscribed(struct jparser *p)
 
 static struct jnode *parse_subscript(struct jparser *p, struct jnode *obj)
 {
-    const struct jtoken *at = jp_cur(p);
+    const struct jtoken *at = jinja__cur(p);
     struct jnode *n, *arg = NULL, **tail = &arg;
     int count = 0;
 
-    if (jp_tok_op(at, OP_DOT)) {
-        jp_advance(p);
-        if (jp_cur(p)->type == JT_NAME) {
-            if (!(n = jp__node(p, JN_ATTR, at)))
+    if (jinja__tok_op(at, OP_DOT)) {
+        jinja__advance(p);
+        if (jinja__cur(p)->type == JT_NAME) {
+            if (!(n = jinja__node(p, JN_ATTR, at)))
                 return NULL;
             n->a = obj;
-            n->str = jp_cur(p)->p;
-            n->len = jp_cur(p)->len;
-            jp_advance(p);
+            n->str = jinja__cur(p)->p;
+            n->len = jinja__cur(p)->len;
+            jinja__advance(p);
             return n;
         }
-        if (jp_cur(p)->type != JT_INT) {
-            jp__fail_expected(p, "name or number");
+        if (jinja__cur(p)->type != JT_INT) {
+            jinja__parse_fail_expected(p, "name or number");
             return NULL;
         }
-        if (!(n = jp__node(p, JN_ITEM, at)) || !(n->b = jp__node(p, JN_CONST, jp_cur(p))))
+        if (!(n = jinja__node(p, JN_ITEM, at)) || !(n->b = jinja__node(p, JN_CONST, jinja__cur(p))))
             return NULL;
         n->a = obj;
-        n->b->val = jv_int(jp_cur(p)->i);
-        jp_advance(p);
+        n->b->val = jinja__int(jinja__cur(p)->i);
+        jinja__advance(p);
         return n;
     }
-    jp_advance(p);   /* [ */
-    while (!jp_tok_op(jp_cur(p), OP_RBRACKET)) {
+    jinja__advance(p);   /* [ */
+    while (!jinja__tok_op(jinja__cur(p), OP_RBRACKET)) {
         struct jnode *s;
 
-        if (count && jp__expect_op(p, OP_COMMA, "',' or ']'"))
+        if (count && jinja__expect_op(p, OP_COMMA, "',' or ']'"))
             return NULL;
-        if (jp_tok_op(jp_cur(p), OP_RBRACKET))
+        if (jinja__tok_op(jinja__cur(p), OP_RBRACKET))
             break;
         if (!(s = parse_subscribed(p)))
             return NULL;
@@ -140,27 +141,27 @@ static struct jnode *parse_subscript(struct jparser *p, struct jnode *obj)
         tail = &s->next;
         count++;
     }
-    jp_advance(p);
+    jinja__advance(p);
     if (!count) {
-        jp__fail_at(p, at, "expected an expression in [ ]");
+        jinja__parse_fail_at(p, at, "expected an expression in [ ]");
         return NULL;
     }
     if (count == 1 && arg->kind == JN_SLICE) {
         arg->a = obj;
         return arg;
     }
-    if (!(n = jp__node(p, JN_ITEM, at)))
+    if (!(n = jinja__node(p, JN_ITEM, at)))
         return NULL;
     n->a = obj;
     if (count == 1) {
         n->b = arg;
     } else {
-        if (!(n->b = jp__node(p, JN_TUPLE, at)))
+        if (!(n->b = jinja__node(p, JN_TUPLE, at)))
             return NULL;
         n->b->a = arg;
         for (struct jnode *k = arg; k; k = k->next)
             if (k->kind == JN_SLICE) {
-                jp__fail_at(p, at, "slices inside a tuple subscript are not supported");
+                jinja__parse_fail_at(p, at, "slices inside a tuple subscript are not supported");
                 return NULL;
             }
     }
@@ -170,9 +171,9 @@ static struct jnode *parse_subscript(struct jparser *p, struct jnode *obj)
 static struct jnode *parse_postfix(struct jparser *p, struct jnode *n)
 {
     while (n) {
-        if (jp_tok_op(jp_cur(p), OP_DOT) || jp_tok_op(jp_cur(p), OP_LBRACKET))
+        if (jinja__tok_op(jinja__cur(p), OP_DOT) || jinja__tok_op(jinja__cur(p), OP_LBRACKET))
             n = parse_subscript(p, n);
-        else if (jp_tok_op(jp_cur(p), OP_LPAREN))
+        else if (jinja__tok_op(jinja__cur(p), OP_LPAREN))
             n = parse_call(p, n);
         else
             break;
@@ -180,32 +181,32 @@ static struct jnode *parse_postfix(struct jparser *p, struct jnode *n)
     return n;
 }
 
-struct jnode *jp__filter(struct jparser *p, struct jnode *n, bool start_inline)
+struct jnode *jinja__parse_filter(struct jparser *p, struct jnode *n, bool start_inline)
 {
-    while (n && (jp_tok_op(jp_cur(p), OP_PIPE) || start_inline)) {
+    while (n && (jinja__tok_op(jinja__cur(p), OP_PIPE) || start_inline)) {
         const struct jtoken *name;
         struct jnode *f;
 
         if (!start_inline)
-            jp_advance(p);
+            jinja__advance(p);
         start_inline = false;
-        name = jp_cur(p);
+        name = jinja__cur(p);
         if (name->type != JT_NAME) {
-            jp__fail_expected(p, "a filter name");
+            jinja__parse_fail_expected(p, "a filter name");
             return NULL;
         }
-        if (!(f = jp__node(p, JN_FILTER, name)))
+        if (!(f = jinja__node(p, JN_FILTER, name)))
             return NULL;
         f->a = n;
         f->str = name->p;
         f->len = name->len;
-        f->id = jinja_filter_find(name->p, name->len);
+        f->id = jinja__filter_find(name->p, name->len);
         if (f->id < 0) {
-            jp__fail_at(p, name, "no filter named '%.*s'", (int)MIN(name->len, 60), name->p);
+            jinja__parse_fail_at(p, name, "no filter named '%.*s'", (int)MIN(name->len, 60), name->p);
             return NULL;
         }
-        jp_advance(p);
-        if (jp_tok_op(jp_cur(p), OP_LPAREN) && parse_call_args(p, f))
+        jinja__advance(p);
+        if (jinja__tok_op(jinja__cur(p), OP_LPAREN) && parse_call_args(p, f))
             return NULL;
         n = f;
     }
@@ -216,40 +217,42 @@ static struct jnode *parse_primary(struct jparser *p);
 
 static struct jnode *parse_test(struct jparser *p, struct jnode *n)
 {
-    const struct jtoken *is = jp_cur(p), *name;
+    const struct jtoken *is = jinja__cur(p), *name;
     struct jnode *t;
     bool negated = false;
 
-    jp_advance(p);
-    if (jp_tok_name(jp_cur(p), "not")) {
-        jp_advance(p);
+    jinja__advance(p);
+    if (jinja__tok_name(jinja__cur(p), "not")) {
+        jinja__advance(p);
         negated = true;
     }
-    name = jp_cur(p);
+    name = jinja__cur(p);
     if (name->type != JT_NAME) {
-        jp__fail_expected(p, "a test name");
+        jinja__parse_fail_expected(p, "a test name");
         return NULL;
     }
-    if (!(t = jp__node(p, JN_TEST, is)))
+    if (!(t = jinja__node(p, JN_TEST, is)))
         return NULL;
     t->a = n;
     t->str = name->p;
     t->len = name->len;
-    t->id = jinja_test_find(name->p, name->len);
+    t->id = jinja__test_find(name->p, name->len);
     if (t->id < 0) {
-        jp__fail_at(p, name, "no test named '%.*s'", (int)MIN(name->len, 60), name->p);
+        jinja__parse_fail_at(p, name, "no test named '%.*s'", (int)MIN(name->len, 60), name->p);
         return NULL;
     }
-    jp_advance(p);
-    if (jp_tok_op(jp_cur(p), OP_LPAREN)) {
+    jinja__advance(p);
+    if (jinja__tok_op(jinja__cur(p), OP_LPAREN)) {
         if (parse_call_args(p, t))
             return NULL;
-    } else if ((jp_cur(p)->type == JT_NAME || jp_cur(p)->type == JT_STRING || jp_cur(p)->type == JT_INT ||
-                jp_cur(p)->type == JT_FLOAT || jp_tok_op(jp_cur(p), OP_LBRACKET) || jp_tok_op(jp_cur(p), OP_LBRACE)) &&
-               !jp_tok_name(jp_cur(p), "else") && !jp_tok_name(jp_cur(p), "or") && !jp_tok_name(jp_cur(p), "and")) {
+    } else if ((jinja__cur(p)->type == JT_NAME || jinja__cur(p)->type == JT_STRING ||
+                jinja__cur(p)->type == JT_INT || jinja__cur(p)->type == JT_FLOAT ||
+                jinja__tok_op(jinja__cur(p), OP_LBRACKET) || jinja__tok_op(jinja__cur(p), OP_LBRACE)) &&
+               !jinja__tok_name(jinja__cur(p), "else") && !jinja__tok_name(jinja__cur(p), "or") &&
+               !jinja__tok_name(jinja__cur(p), "and")) {
         /* x is divisibleby 3: one argument without parentheses */
-        if (jp_tok_name(jp_cur(p), "is")) {
-            jp__fail_at(p, jp_cur(p), "You cannot chain multiple tests with is");
+        if (jinja__tok_name(jinja__cur(p), "is")) {
+            jinja__parse_fail_at(p, jinja__cur(p), "You cannot chain multiple tests with is");
             return NULL;
         }
         if (!(t->b = parse_postfix(p, parse_primary(p))))
@@ -257,7 +260,7 @@ static struct jnode *parse_test(struct jparser *p, struct jnode *n)
         t->nargs = 1;
     }
     if (negated) {
-        struct jnode *no = jp__node(p, JN_NOT, is);
+        struct jnode *no = jinja__node(p, JN_NOT, is);
 
         if (!no)
             return NULL;
@@ -270,11 +273,11 @@ static struct jnode *parse_test(struct jparser *p, struct jnode *n)
 static struct jnode *parse_filter_expr(struct jparser *p, struct jnode *n)
 {
     while (n) {
-        if (jp_tok_op(jp_cur(p), OP_PIPE))
-            n = jp__filter(p, n, false);
-        else if (jp_tok_name(jp_cur(p), "is"))
+        if (jinja__tok_op(jinja__cur(p), OP_PIPE))
+            n = jinja__parse_filter(p, n, false);
+        else if (jinja__tok_name(jinja__cur(p), "is"))
             n = parse_test(p, n);
-        else if (jp_tok_op(jp_cur(p), OP_LPAREN))
+        else if (jinja__tok_op(jinja__cur(p), OP_LPAREN))
             n = parse_call(p, n);
         else
             break;
@@ -284,58 +287,58 @@ static struct jnode *parse_filter_expr(struct jparser *p, struct jnode *n)
 
 static struct jnode *parse_list_or_dict(struct jparser *p, bool dict)
 {
-    const struct jtoken *at = jp_cur(p);
-    struct jnode *n = jp__node(p, dict ? JN_DICT : JN_LIST, at), **tail;
+    const struct jtoken *at = jinja__cur(p);
+    struct jnode *n = jinja__node(p, dict ? JN_DICT : JN_LIST, at), **tail;
     int close = dict ? OP_RBRACE : OP_RBRACKET;
     bool first = true;
 
     if (!n)
         return NULL;
     tail = &n->a;
-    jp_advance(p);
-    while (!jp_tok_op(jp_cur(p), close)) {
+    jinja__advance(p);
+    while (!jinja__tok_op(jinja__cur(p), close)) {
         struct jnode *item;
 
-        if (!first && jp__expect_op(p, OP_COMMA, dict ? "',' or '}'" : "',' or ']'"))
+        if (!first && jinja__expect_op(p, OP_COMMA, dict ? "',' or '}'" : "',' or ']'"))
             return NULL;
         first = false;
-        if (jp_tok_op(jp_cur(p), close))
+        if (jinja__tok_op(jinja__cur(p), close))
             break;
         if (dict) {
-            if (!(item = jp__node(p, JN_PAIR, jp_cur(p))) || !(item->a = jp__expression(p, true)) ||
-                jp__expect_op(p, OP_COLON, "':'") || !(item->b = jp__expression(p, true)))
+            if (!(item = jinja__node(p, JN_PAIR, jinja__cur(p))) || !(item->a = jinja__parse_expression(p, true)) ||
+                jinja__expect_op(p, OP_COLON, "':'") || !(item->b = jinja__parse_expression(p, true)))
                 return NULL;
-        } else if (!(item = jp__expression(p, true))) {
+        } else if (!(item = jinja__parse_expression(p, true))) {
             return NULL;
         }
         *tail = item;
         tail = &item->next;
     }
-    jp_advance(p);
+    jinja__advance(p);
     return n;
 }
 
 static struct jnode *parse_primary(struct jparser *p)
 {
-    const struct jtoken *t = jp_cur(p);
+    const struct jtoken *t = jinja__cur(p);
     struct jnode *n;
 
     switch (t->type) {
     case JT_NAME:
-        if (!(n = jp__node(p, JN_CONST, t)))
+        if (!(n = jinja__node(p, JN_CONST, t)))
             return NULL;
-        if (jp_tok_name(t, "true") || jp_tok_name(t, "True"))
-            n->val = jv_bool(true);
-        else if (jp_tok_name(t, "false") || jp_tok_name(t, "False"))
-            n->val = jv_bool(false);
-        else if (jp_tok_name(t, "none") || jp_tok_name(t, "None"))
-            n->val = jv_none();
+        if (jinja__tok_name(t, "true") || jinja__tok_name(t, "True"))
+            n->val = jinja__bool(true);
+        else if (jinja__tok_name(t, "false") || jinja__tok_name(t, "False"))
+            n->val = jinja__bool(false);
+        else if (jinja__tok_name(t, "none") || jinja__tok_name(t, "None"))
+            n->val = jinja__none();
         else {
             n->kind = JN_NAME;
             n->str = t->p;
             n->len = t->len;
         }
-        jp_advance(p);
+        jinja__advance(p);
         return n;
     case JT_STRING: {
         size_t len = 0, k = p->i;
@@ -344,26 +347,26 @@ static struct jnode *parse_primary(struct jparser *p)
         /* Adjacent literals concatenate: "a" "b" is "ab". */
         for (; p->t[k].type == JT_STRING; k++)
             len += p->t[k].len;
-        if (!(n = jp__node(p, JN_CONST, t)) || !(s = arena_alloc(p->a, len + 1)))
+        if (!(n = jinja__node(p, JN_CONST, t)) || !(s = arena_alloc(p->a, len + 1)))
             return NULL;
         len = 0;
-        for (; jp_cur(p)->type == JT_STRING; jp_advance(p)) {
-            memcpy(s + len, jp_cur(p)->p, jp_cur(p)->len);
-            len += jp_cur(p)->len;
+        for (; jinja__cur(p)->type == JT_STRING; jinja__advance(p)) {
+            memcpy(s + len, jinja__cur(p)->p, jinja__cur(p)->len);
+            len += jinja__cur(p)->len;
         }
-        n->val = jv_str(s, len);
+        n->val = jinja__str(s, len);
         return n;
     }
     case JT_INT: case JT_FLOAT:
-        if (!(n = jp__node(p, JN_CONST, t)))
+        if (!(n = jinja__node(p, JN_CONST, t)))
             return NULL;
-        n->val = t->type == JT_INT ? jv_int(t->i) : jv_float(t->f);
-        jp_advance(p);
+        n->val = t->type == JT_INT ? jinja__int(t->i) : jinja__float(t->f);
+        jinja__advance(p);
         return n;
     case JT_OP:
         if (t->op == OP_LPAREN) {
-            jp_advance(p);
-            if (!(n = jp__tuple(p, true, NULL, true)) || jp__expect_op(p, OP_RPAREN, "')'"))
+            jinja__advance(p);
+            if (!(n = jinja__parse_tuple(p, true, NULL, true)) || jinja__expect_op(p, OP_RPAREN, "')'"))
                 return NULL;
             return n;
         }
@@ -373,8 +376,8 @@ static struct jnode *parse_primary(struct jparser *p)
     default: {
         char got[96];
 
-        jp__describe(t, got, sizeof got);
-        jp__fail_at(p, t, "unexpected %s", got);
+        jinja__describe_token(t, got, sizeof got);
+        jinja__parse_fail_at(p, t, "unexpected %s", got);
         return NULL;
     }
     }
@@ -382,14 +385,14 @@ static struct jnode *parse_primary(struct jparser *p)
 
 static struct jnode *parse_unary(struct jparser *p, bool with_filter)
 {
-    const struct jtoken *t = jp_cur(p);
+    const struct jtoken *t = jinja__cur(p);
     struct jnode *n;
 
-    if (jp__enter(p))
+    if (jinja__parse_enter(p))
         return NULL;
-    if (jp_tok_op(t, OP_SUB) || jp_tok_op(t, OP_ADD)) {
-        jp_advance(p);
-        if ((n = jp__node(p, jp_tok_op(t, OP_SUB) ? JN_NEG : JN_POS, t)))
+    if (jinja__tok_op(t, OP_SUB) || jinja__tok_op(t, OP_ADD)) {
+        jinja__advance(p);
+        if ((n = jinja__node(p, jinja__tok_op(t, OP_SUB) ? JN_NEG : JN_POS, t)))
             n->a = parse_unary(p, false);
         if (n && !n->a)
             n = NULL;
@@ -408,7 +411,7 @@ static struct jnode *binop(struct jparser *p, const struct jtoken *at, int op, s
 {
     struct jnode *n;
 
-    if (!l || !r || !(n = jp__node(p, JN_BINOP, at)))
+    if (!l || !r || !(n = jinja__node(p, JN_BINOP, at)))
         return NULL;
     n->op = (uint8_t)op;
     n->a = l;
@@ -420,10 +423,10 @@ static struct jnode *parse_pow(struct jparser *p)
 {
     struct jnode *n = parse_unary(p, true);
 
-    while (n && jp_tok_op(jp_cur(p), OP_POW)) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && jinja__tok_op(jinja__cur(p), OP_POW)) {
+        const struct jtoken *at = jinja__cur(p);
 
-        jp_advance(p);
+        jinja__advance(p);
         n = binop(p, at, OP_POW, n, parse_unary(p, true));
     }
     return n;
@@ -433,11 +436,11 @@ static struct jnode *parse_math2(struct jparser *p)
 {
     struct jnode *n = parse_pow(p);
 
-    while (n && (jp_tok_op(jp_cur(p), OP_MUL) || jp_tok_op(jp_cur(p), OP_DIV) || jp_tok_op(jp_cur(p), OP_FLOORDIV) ||
-                 jp_tok_op(jp_cur(p), OP_MOD))) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && (jinja__tok_op(jinja__cur(p), OP_MUL) || jinja__tok_op(jinja__cur(p), OP_DIV) ||
+                 jinja__tok_op(jinja__cur(p), OP_FLOORDIV) || jinja__tok_op(jinja__cur(p), OP_MOD))) {
+        const struct jtoken *at = jinja__cur(p);
 
-        jp_advance(p);
+        jinja__advance(p);
         n = binop(p, at, at->op, n, parse_pow(p));
     }
     return n;
@@ -447,10 +450,10 @@ static struct jnode *parse_concat(struct jparser *p)
 {
     struct jnode *n = parse_math2(p);
 
-    while (n && jp_tok_op(jp_cur(p), OP_TILDE)) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && jinja__tok_op(jinja__cur(p), OP_TILDE)) {
+        const struct jtoken *at = jinja__cur(p);
 
-        jp_advance(p);
+        jinja__advance(p);
         n = binop(p, at, OP_TILDE, n, parse_math2(p));
     }
     return n;
@@ -460,10 +463,10 @@ static struct jnode *parse_math1(struct jparser *p)
 {
     struct jnode *n = parse_concat(p);
 
-    while (n && (jp_tok_op(jp_cur(p), OP_ADD) || jp_tok_op(jp_cur(p), OP_SUB))) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && (jinja__tok_op(jinja__cur(p), OP_ADD) || jinja__tok_op(jinja__cur(p), OP_SUB))) {
+        const struct jtoken *at = jinja__cur(p);
 
-        jp_advance(p);
+        jinja__advance(p);
         n = binop(p, at, at->op, n, parse_concat(p));
     }
     return n;
@@ -471,27 +474,27 @@ static struct jnode *parse_math1(struct jparser *p)
 
 static struct jnode *parse_compare(struct jparser *p)
 {
-    const struct jtoken *at = jp_cur(p);
+    const struct jtoken *at = jinja__cur(p);
     struct jnode *left = parse_math1(p), *ops = NULL, **tail = &ops, *n;
 
     while (left) {
-        const struct jtoken *t = jp_cur(p);
+        const struct jtoken *t = jinja__cur(p);
         int op;
 
         if (t->type == JT_OP && t->op >= OP_EQ && t->op <= OP_GE) {
             op = t->op;
-            jp_advance(p);
-        } else if (jp_tok_name(t, "in")) {
+            jinja__advance(p);
+        } else if (jinja__tok_name(t, "in")) {
             op = OP_IN;
-            jp_advance(p);
-        } else if (jp_tok_name(t, "not") && jp_tok_name(jp_peek(p, 1), "in")) {
+            jinja__advance(p);
+        } else if (jinja__tok_name(t, "not") && jinja__tok_name(jinja__peek(p, 1), "in")) {
             op = OP_NOTIN;
-            jp_advance(p);
-            jp_advance(p);
+            jinja__advance(p);
+            jinja__advance(p);
         } else {
             break;
         }
-        if (!(n = jp__node(p, JN_CMP_OP, t)) || !(n->a = parse_math1(p)))
+        if (!(n = jinja__node(p, JN_CMP_OP, t)) || !(n->a = parse_math1(p)))
             return NULL;
         n->op = (uint8_t)op;
         *tail = n;
@@ -499,7 +502,7 @@ static struct jnode *parse_compare(struct jparser *p)
     }
     if (!left || !ops)
         return left;
-    if (!(n = jp__node(p, JN_COMPARE, at)))
+    if (!(n = jinja__node(p, JN_COMPARE, at)))
         return NULL;
     n->a = left;
     n->b = ops;
@@ -508,15 +511,15 @@ static struct jnode *parse_compare(struct jparser *p)
 
 static struct jnode *parse_not(struct jparser *p)
 {
-    const struct jtoken *t = jp_cur(p);
+    const struct jtoken *t = jinja__cur(p);
     struct jnode *n;
 
-    if (!jp_tok_name(t, "not"))
+    if (!jinja__tok_name(t, "not"))
         return parse_compare(p);
-    if (jp__enter(p))
+    if (jinja__parse_enter(p))
         return NULL;
-    jp_advance(p);
-    if ((n = jp__node(p, JN_NOT, t)) && !(n->a = parse_not(p)))
+    jinja__advance(p);
+    if ((n = jinja__node(p, JN_NOT, t)) && !(n->a = parse_not(p)))
         n = NULL;
     p->depth--;
     return n;
@@ -526,11 +529,11 @@ static struct jnode *parse_and(struct jparser *p)
 {
     struct jnode *n = parse_not(p);
 
-    while (n && jp_tok_name(jp_cur(p), "and")) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && jinja__tok_name(jinja__cur(p), "and")) {
+        const struct jtoken *at = jinja__cur(p);
         struct jnode *r;
 
-        jp_advance(p);
+        jinja__advance(p);
         r = parse_not(p);
         n = binop(p, at, 0, n, r);
         if (n)
@@ -543,11 +546,11 @@ static struct jnode *parse_or(struct jparser *p)
 {
     struct jnode *n = parse_and(p);
 
-    while (n && jp_tok_name(jp_cur(p), "or")) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && jinja__tok_name(jinja__cur(p), "or")) {
+        const struct jtoken *at = jinja__cur(p);
         struct jnode *r;
 
-        jp_advance(p);
+        jinja__advance(p);
         r = parse_and(p);
         n = binop(p, at, 0, n, r);
         if (n)
@@ -560,17 +563,17 @@ static struct jnode *parse_condexpr(struct jparser *p)
 {
     struct jnode *n = parse_or(p);
 
-    while (n && jp_tok_name(jp_cur(p), "if")) {
-        const struct jtoken *at = jp_cur(p);
-        struct jnode *c = jp__node(p, JN_COND, at);
+    while (n && jinja__tok_name(jinja__cur(p), "if")) {
+        const struct jtoken *at = jinja__cur(p);
+        struct jnode *c = jinja__node(p, JN_COND, at);
 
-        jp_advance(p);
+        jinja__advance(p);
         if (!c || !(c->b = parse_or(p)))
             return NULL;
         c->a = n;
-        if (jp_tok_name(jp_cur(p), "else")) {
-            jp_advance(p);
-            if (jp__enter(p))
+        if (jinja__tok_name(jinja__cur(p), "else")) {
+            jinja__advance(p);
+            if (jinja__parse_enter(p))
                 return NULL;
             c->c = parse_condexpr(p);
             p->depth--;
@@ -582,11 +585,11 @@ static struct jnode *parse_condexpr(struct jparser *p)
     return n;
 }
 
-struct jnode *jp__expression(struct jparser *p, bool with_condexpr)
+struct jnode *jinja__parse_expression(struct jparser *p, bool with_condexpr)
 {
     struct jnode *n;
 
-    if (jp__enter(p))
+    if (jinja__parse_enter(p))
         return NULL;
     n = with_condexpr ? parse_condexpr(p) : parse_or(p);
     p->depth--;
@@ -594,10 +597,10 @@ struct jnode *jp__expression(struct jparser *p, bool with_condexpr)
 }
 
 /* Comma-separated expressions: one alone is itself, more (or a trailing comma) a tuple. */
-struct jnode *jp__tuple(struct jparser *p, bool with_condexpr, const char *end_name,
+struct jnode *jinja__parse_tuple(struct jparser *p, bool with_condexpr, const char *end_name,
                                  bool explicit_parens)
 {
-    const struct jtoken *at = jp_cur(p);
+    const struct jtoken *at = jinja__cur(p);
     struct jnode *items = NULL, **tail = &items, *n;
     bool is_tuple = false;
     int count = 0;
@@ -605,18 +608,18 @@ struct jnode *jp__tuple(struct jparser *p, bool with_condexpr, const char *end_n
     for (;;) {
         const struct jtoken *t;
 
-        if (count && jp__expect_op(p, OP_COMMA, "','"))
+        if (count && jinja__expect_op(p, OP_COMMA, "','"))
             return NULL;
-        t = jp_cur(p);
-        if (t->type == JT_VAR_END || t->type == JT_BLOCK_END || jp_tok_op(t, OP_RPAREN) ||
-            (end_name && jp_tok_name(t, end_name)))
+        t = jinja__cur(p);
+        if (t->type == JT_VAR_END || t->type == JT_BLOCK_END || jinja__tok_op(t, OP_RPAREN) ||
+            (end_name && jinja__tok_name(t, end_name)))
             break;
-        if (!(n = jp__expression(p, with_condexpr)))
+        if (!(n = jinja__parse_expression(p, with_condexpr)))
             return NULL;
         *tail = n;
         tail = &n->next;
         count++;
-        if (!jp_tok_op(jp_cur(p), OP_COMMA))
+        if (!jinja__tok_op(jinja__cur(p), OP_COMMA))
             break;
         is_tuple = true;
     }
@@ -624,11 +627,11 @@ struct jnode *jp__tuple(struct jparser *p, bool with_condexpr, const char *end_n
         if (count)
             return items;
         if (!explicit_parens) {
-            jp__fail_expected(p, "an expression");
+            jinja__parse_fail_expected(p, "an expression");
             return NULL;
         }
     }
-    if (!(n = jp__node(p, JN_TUPLE, at)))
+    if (!(n = jinja__node(p, JN_TUPLE, at)))
         return NULL;
     n->a = items;
     return n;

@@ -78,9 +78,9 @@ static struct jtoken *emit(struct lexer *lx, int type, size_t off)
 static size_t space_at(const char *s, size_t len, size_t i)
 {
     int32_t cp;
-    size_t next = u8_next(s, len, i, &cp);
+    size_t next = jinja__u8_next(s, len, i, &cp);
 
-    return py_isspace(cp) ? next - i : 0;
+    return jinja__py_isspace(cp) ? next - i : 0;
 }
 
 static size_t skip_space(const char *s, size_t len, size_t i)
@@ -287,7 +287,7 @@ static int lex_string(struct lexer *lx, size_t *pos)
                  * the backslash before it escapes that backslash: "\" + "xe9" remain. */
                 int32_t cp;
 
-                k = u8_next(s, i, k - 1, &cp);
+                k = jinja__u8_next(s, i, k - 1, &cp);
                 n += (size_t)sprintf(o + n, cp <= 0xff ? "\\x%02x" : cp <= 0xffff ? "\\u%04x" : "\\U%08x",
                                      (unsigned)cp);
             } else {
@@ -507,8 +507,8 @@ static int lex_tag(struct lexer *lx, size_t begin, bool block, size_t *pos, bool
     }
 }
 
-int jinja_lex(struct arena *a, const char *src, size_t len, struct jtoken **out, size_t *n,
-              char *err)
+int jinja__lex(struct arena *a, const char *src, size_t len, struct jtoken **out, size_t *n,
+               char *err)
 {
     struct lexer lx = { .a = a, .at_line = 1, .err = err };
     char *s = arena_alloc(a, len + 4);   /* NUL padding lets lookahead run past the end */
