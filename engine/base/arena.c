@@ -8,14 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ARENA_ALIGN 16
-
-struct arena_block {
-    struct arena_block *next;
-    size_t used, cap;                           /* bytes of data[] */
-    _Alignas(ARENA_ALIGN) unsigned char data[];
-};
-
 void arena_init_sized(struct arena *a, size_t block_bytes, size_t max_bytes)
 {
     a->head = NULL;
@@ -89,7 +81,7 @@ static void *bump(struct arena *a, size_t size, size_t align)
     return b->data;
 }
 
-void *arena_alloc(struct arena *a, size_t size)
+void *arena_alloc_block_(struct arena *a, size_t size)
 {
     void *p = bump(a, size ? size : 1, ARENA_ALIGN);   /* distinct pointers even for 0 */
 

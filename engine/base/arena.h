@@ -6,10 +6,17 @@
 #define OSPREY_ARENA_H
 
 #include <stddef.h>
+#include <stdint.h>   /* PTRDIFF_MAX */
+#include <string.h>
 
 #define ARENA_BLOCK_BYTES 4096   /* arena_init's block size */
+#define ARENA_ALIGN       16     /* arena_alloc's alignment: any type's */
 
-struct arena_block;
+struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;                           /* bytes of data[] */
+    _Alignas(ARENA_ALIGN) unsigned char data[];
+};
 
 struct arena {
     struct arena_block *head;   /* newest block first; NULL when empty */
@@ -26,8 +33,24 @@ void arena_init_sized(struct arena *a, size_t block_bytes, size_t max_bytes);
 /* Frees every block; the sizes stay, so a may be used again at once. */
 void arena_fini(struct arena *a);
 
-/* size bytes aligned for any type, zeroed; NULL on overflow, past max_bytes or out of memory. */
-void *arena_alloc(struct arena *a, size_t size);
+/* size bytes aligned for any type, zeroed; NULL on overflow, past max_bytes or out of memory.
+ * Inline: the Jinja renderer allocates every value here, so the common case (room in the
+ * newest block) must cost a few instructions, not a call. */
+void *arena_alloc_block_(struct arena *a, size_t size);   /* the rest: a new block */
+static inline void *arena_alloc(struct arena *a, size_t size)
+{
+    struct arena_block *b = a->head;
+
+    if (b && size && size <= PTRDIFF_MAX) {   /* the bound: no object is larger */
+        size_t at = (b->used + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+
+        if (at <= b->cap && b->cap - at >= size) {
+            b->used = at + size;
+            return memset(b->data + at, 0, size);
+        }
+    }
+    return arena_alloc_block_(a, size);
+}
 /* n elements of size bytes each (overflow-checked), zeroed. */
 void *arena_calloc(struct arena *a, size_t n, size_t size);
 /* A NUL-terminated copy of s[0..len), packed byte-aligned after the previous string (a

@@ -23,7 +23,8 @@ int jinja__put(struct jinja_render *r, struct buf *b, const char *p, size_t n)
         return 0;
     if (n > max || b->len > max - n)
         return jinja__fail(r, "the rendered text is longer than %zu bytes", max);
-    if (buf_put(b, p, n))
+    /* Start at 256 bytes: a render's text and most captures pass 64 at once. */
+    if ((!b->cap && buf_reserve(b, MAX(n, 255))) || buf_put(b, p, n))
         return jinja__oom(r);
     return 0;
 }
