@@ -90,6 +90,11 @@ void *arena_alloc_block_(struct arena *a, size_t size)
     return p;
 }
 
+void *arena_zero_(void *p, size_t size)
+{
+    return memset(p, 0, size);
+}
+
 void *arena_calloc(struct arena *a, size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)

@@ -37,6 +37,7 @@ void arena_fini(struct arena *a);
  * Inline: the Jinja renderer allocates every value here, so the common case (room in the
  * newest block) must cost a few instructions, not a call. */
 void *arena_alloc_block_(struct arena *a, size_t size);   /* the rest: a new block */
+void *arena_zero_(void *p, size_t size);                  /* memset(p, 0, size), out of line */
 static inline void *arena_alloc(struct arena *a, size_t size)
 {
     struct arena_block *b = a->head;
@@ -45,8 +46,12 @@ static inline void *arena_alloc(struct arena *a, size_t size)
         size_t at = (b->used + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 
         if (at <= b->cap && b->cap - at >= size) {
+            void *p = b->data + at;
+
             b->used = at + size;
-            return memset(b->data + at, 0, size);
+            /* Up to 64 bytes gcc zeroes with a few stores; past that it would inline a
+             * rep stos, slower than libc's memset behind a call. */
+            return size <= 64 ? memset(p, 0, size) : arena_zero_(p, size);
         }
     }
     return arena_alloc_block_(a, size);

@@ -23,9 +23,13 @@ int jinja__put(struct jinja_render *r, struct buf *b, const char *p, size_t n)
         return 0;
     if (n > max || b->len > max - n)
         return jinja__fail(r, "the rendered text is longer than %zu bytes", max);
-    /* Start at 256 bytes: a render's text and most captures pass 64 at once. */
-    if ((!b->cap && buf_reserve(b, MAX(n, 255))) || buf_put(b, p, n))
+    /* Room for n bytes and the NUL; a first buffer starts at 256 bytes, since a render's
+     * text and most captures pass 64 at once. */
+    if (b->cap - b->len <= n && buf_reserve(b, b->cap ? n : MAX(n, 255)))
         return jinja__oom(r);
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
     return 0;
 }
 
