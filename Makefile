@@ -1,8 +1,10 @@
 # osprey — one binary (build/osprey), one test runner, one Makefile.
 #   make            build build/osprey (CUDA backend too when nvcc is found; CUDA=0 to skip it)
-#   make test       install what is missing, build, run every CPU test, then the unit, integration
-#                   and stress suites again built with ASan + UBSan (ends with Check's summary)
+#   make test       install what is missing, check the include rule, build, run every CPU test,
+#                   then the unit, integration and stress suites again built with ASan + UBSan
+#                   (ends with Check's summary)
 #   make serve      generate the default model if needed and serve it on 127.0.0.1:8000
+#   make install    the binary, systemd units, example config, nginx site (PREFIX, DESTDIR)
 #   make test-gpu   GPU kernel checks and the HF oracle (on a machine with a GPU)
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each (FUZZ_MERGE=1 keeps new inputs)
 # V=1 prints every command; SANITIZE=1 builds with ASan + UBSan (into build-san/, without CUDA);
@@ -41,12 +43,12 @@ endif
 LIB_SRCS  := $(filter-out engine/cuda/%,$(wildcard engine/*.c engine/*/*.c scheduler/*.c config/*.c server/*.c)) $(CUDA_SRCS)
 LIB_SRCS  := $(filter-out server/main.c,$(LIB_SRCS))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(CU_SRCS:%.cu=$(BUILD)/%.o)
-TEST_SRCS := $(wildcard tests/unit/*.c tests/integration/*.c tests/stress/*.c)
+TEST_SRCS := $(wildcard tests/unit/*.c tests/integration/*.c tests/stress/*.c tests/deploy/*.c)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 GPU_SRCS  := $(wildcard tests/gpu/*.c)
 GPU_OBJS  := $(GPU_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: FORCE all test test-unit test-gpu serve fuzz fuzz-build fuzz-brief deps clean
+.PHONY: FORCE all install test check-includes test-gpu serve fuzz fuzz-build fuzz-brief deps clean
 all: $(BUILD)/osprey
 FORCE:
 
@@ -75,7 +77,7 @@ $(BUILD)/%.o: %.cu $(BUILD)/.flags
 	@$(if $(Q),echo "  NVCC    $<")
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
-# The test runner: every tests/unit, tests/integration and tests/stress file defines Suite *<name>_suite(void);
+# The test runner: every tests/unit, tests/integration, tests/stress and tests/deploy file defines Suite *<name>_suite(void);
 # the list is generated so that adding a file is all it takes to add a suite.
 $(BUILD)/tests/suites.h: $(TEST_SRCS)
 	@mkdir -p $(@D)
@@ -93,14 +95,26 @@ $(BUILD)/osprey-gpu-tests: $(GPU_OBJS) $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 	@echo "  LD      $@"
 
+# make install: the binary, osprey.service, osprey@.service (one per GPU), the example config and
+# the nginx site (scripts/install.sh says where); PREFIX (/usr/local), SYSCONFDIR (/etc), DESTDIR.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+install: all
+	$(Q)PREFIX=$(PREFIX) SYSCONFDIR=$(SYSCONFDIR) DESTDIR=$(DESTDIR) BUILD=$(BUILD) scripts/install.sh
+
 # Install missing Debian packages (as root) and the npm test tools.
 deps:
 	$(Q)scripts/install-deps.sh
 
-# make test: CPU unit + integration + stress tests, also built with ASan + UBSan (build-san/)
-# unless this already is that build or TEST_SAN=0. The last line is Check's summary.
+# make check-includes: the one-way include rule of docs/ARCHITECTURE.md; a violation fails.
+check-includes:
+	$(Q)scripts/check-includes.sh
+
+# make test: the include rule first, then CPU unit + integration + stress tests, also built
+# with ASan + UBSan (build-san/) unless this already is that build or TEST_SAN=0. The last
+# line is Check's summary.
 TEST_SAN ?= $(if $(filter 1,$(SANITIZE)),0,1)
-test: deps
+test: deps check-includes
 	$(Q)$(MAKE) --no-print-directory all $(BUILD)/osprey-tests $(if $(filter 1,$(CUDA)),$(BUILD)/osprey-gpu-tests) fuzz-build
 	$(Q)$(if $(filter 1,$(TEST_SAN)),$(MAKE) --no-print-directory SANITIZE=1 CUDA=0 all build-san/osprey-tests)
 	$(Q)FUZZ_BRIEF_SECONDS=$(FUZZ_BRIEF_SECONDS) scripts/run-tests.sh $(BUILD) $(if $(filter 1,$(TEST_SAN)),build-san)
@@ -127,8 +141,10 @@ FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -f
 FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
                  -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c) \
-                 engine/model/safetensors.c engine/model/model.c engine/model/kv_groups.c engine/sampler.c \
-                 server/openai_parse.c server/openai_render.c server/sse.c server/auth.c \
+                 engine/model/safetensors.c engine/model/model.c engine/model/quant.c engine/model/kv_groups.c \
+                 engine/sampler.c engine/gen_params.c \
+                 server/openai_parse.c server/json_text.c server/openai_render.c server/json_out.c \
+                 server/sse.c server/auth.c $(wildcard server/http*.c) server/metrics.c \
                  config/config.c config/options.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.c)

@@ -105,6 +105,7 @@ static void deliver(struct engine *e, struct engine_request *r, const int32_t *t
         .id = r->id,
         .token_ids = tokens,
         .samples = samples,
+        .text_offsets = n > 0 ? &r->text.token_start : NULL,   /* n is 0 or 1: the last push */
         .num_tokens = n,
         .finished = final,
         .finish_reason = final ? why : FINISH_NONE,
@@ -459,6 +460,7 @@ int engine_start(struct engine *e, char *err)
     pthread_mutex_lock(&e->lock);
     e->started = true;
     e->stats.ready = true;
+    e->stats.alive_s = now_s();      /* not 0: a watchdog would take it for a long silence */
     pthread_mutex_unlock(&e->lock);
     return 0;
 }
@@ -535,6 +537,12 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
              "and max_tokens is %d", e->max_model_len, d->num_prompt, p->max_tokens);
         return -E2BIG;
     }
+    if ((long)d->num_prompt + p->max_tokens > e->max_request_tokens) {
+        /* It would wait for blocks that can never all be free at once. */
+        errf(err, "the KV cache holds %d tokens for one request; the prompt has %d tokens and "
+             "max_tokens is %d", e->max_request_tokens, d->num_prompt, p->max_tokens);
+        return -E2BIG;
+    }
     r = request_create(e, d);
     if (!r) {
         errf(err, "out of memory");
@@ -609,6 +617,7 @@ void engine_get_stats(struct engine *e, struct engine_stats *st)
     pthread_mutex_lock(&e->lock);
     *st = e->stats;
     st->num_waiting += e->inbox_len;
+    st->progress = __atomic_load_n(&e->progress, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -620,4 +629,9 @@ const struct model_config *engine_model_config(const struct engine *e)
 int engine_max_model_len(const struct engine *e)
 {
     return e->max_model_len;
+}
+
+int engine_max_request_tokens(const struct engine *e)
+{
+    return e->max_request_tokens;
 }

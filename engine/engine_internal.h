@@ -38,6 +38,7 @@ struct engine {
     struct scheduler *sched;
     const struct tokenizer *tok;     /* borrowed */
     int max_model_len;
+    int max_request_tokens;           /* prompt + max_tokens the KV cache holds for one request */
     int32_t eos_ids[MODEL_MAX_EOS];
     int num_eos;
 
@@ -71,6 +72,8 @@ struct engine {
     long fault_step;                 /* test-only fault point: fail step N (0 = off) */
     bool fault_sticky;
     long fault_hang_ms;              /* ... or let it hang this long, then run it */
+    uint64_t progress;               /* layers run (forward() bumps it, atomically): read by
+                                        engine_get_stats for the watchdog */
 };
 
 #endif

@@ -1,5 +1,5 @@
-/* sampler.c — the CPU reference sampler (engine/sampler.h has the order of operations) and
- * the defaults of struct gen_params. One row at a time; the CPU backend runs rows in
+/* sampler.c — the CPU reference sampler (engine/sampler.h has the order of operations).
+ * One row at a time; the CPU backend runs rows in
  * parallel. Randomness comes only from sample_exponential(seed, counter, token), so a seed
  * gives the same tokens alone or in any batch, here and on the GPU. */
 #include <math.h>
@@ -8,17 +8,6 @@
 
 #include "engine/sampler.h"
 #include "engine/base/util.h"
-
-void gen_params_init(struct gen_params *p)
-{
-    memset(p, 0, sizeof *p);
-    p->max_tokens = 16;
-    p->temperature = 1.0f;
-    p->top_p = 1.0f;
-    p->repetition_penalty = 1.0f;
-    p->logprobs = -1;
-    p->skip_special_tokens = true;
-}
 
 /* log Σ exp(x), in double; -inf when every x is -inf. */
 static double log_sum_exp(const float *x, int n)

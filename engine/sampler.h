@@ -1,5 +1,6 @@
-/* sampler.h — what a request asks of generation (struct gen_params), one row of logits to
- * sample (struct sample_row) and its result, and the CPU reference sampler. The GPU
+/* sampler.h — one row of logits to sample (struct sample_row) and its result, and the CPU
+ * reference sampler. What a request asks for is struct gen_params (engine/gen_params.h);
+ * the engine turns it into a sample_row per step. The GPU
  * sampler (kernels/sampling.cu) implements the same contract; both draw randomness from
  * sample_hash() so that a seed gives the same stream on either backend and in any batch.
  *
@@ -17,45 +18,13 @@
 #ifndef OSPREY_SAMPLER_H
 #define OSPREY_SAMPLER_H
 
-#include <math.h>     /* log */
 #include <stdbool.h>
 #include <stdint.h>
 
-#ifdef __CUDACC__
-#define SAMPLE_HD __host__ __device__
-#else
-#define SAMPLE_HD
-#endif
+#include "engine/base/sample_hash.h"   /* sample_hash, sample_exponential */
 
 #define SAMPLE_MAX_LOGPROBS 20
 #define SAMPLE_GREEDY_EPS   1e-5f
-
-/* What one request asks for; validated at the edge (server/openai.c) before it gets here. */
-struct gen_params {
-    int max_tokens;            /* output tokens, >= 1 */
-    int min_tokens;            /* EOS and stop token ids are banned before this many */
-    float temperature;         /* 0 = greedy */
-    float top_p;               /* (0, 1]; 1 = off */
-    int top_k;                 /* <= 0 = off */
-    float min_p;               /* [0, 1]; 0 = off */
-    float presence_penalty;    /* [-2, 2]; 0 = off */
-    float frequency_penalty;   /* [-2, 2]; 0 = off */
-    float repetition_penalty;  /* > 0; 1 = off */
-    bool has_seed;
-    uint64_t seed;             /* when !has_seed the engine draws one per request */
-    int logprobs;              /* -1 = none; 0 = the chosen token's; N <= 20: and the top N */
-    bool ignore_eos;           /* EOS does not finish the request */
-    bool skip_special_tokens;  /* in the text returned (default true) */
-    char **stop;               /* [num_stop] stop strings, owned by whoever owns the params */
-    int num_stop;
-    int32_t *stop_token_ids;   /* [num_stop_token_ids] extra ids that finish like EOS */
-    int num_stop_token_ids;
-    int priority;              /* lower runs first among waiting requests; default 0 */
-};
-
-/* Sets the defaults above: max_tokens 16, temperature 1, top_p 1, top_k 0, min_p 0,
- * penalties off, logprobs -1, skip_special_tokens true, no stops. */
-void gen_params_init(struct gen_params *p);
 
 /* One row of logits to sample, host side. Pointers are borrowed for the call. */
 struct sample_row {
@@ -81,27 +50,6 @@ struct sample_result {
     int32_t top_ids[SAMPLE_MAX_LOGPROBS];            /* descending by logprob, lowest id on ties */
     float top_logprobs[SAMPLE_MAX_LOGPROBS];
 };
-
-/* splitmix64 over (seed, counter, token): the only source of randomness in sampling. */
-SAMPLE_HD static inline uint64_t sample_hash(uint64_t seed, uint32_t counter, uint32_t token)
-{
-    uint64_t x = seed ^ (((uint64_t)counter << 32) | token);
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    x += seed * 0xD6E8FEB86659FD93ull;   /* a second round keyed by the seed alone */
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-/* An Exp(1) draw for token `token` at step `counter`: -log(u), u uniform in (0, 1]. */
-SAMPLE_HD static inline float sample_exponential(uint64_t seed, uint32_t counter, uint32_t token)
-{
-    double u = (double)((sample_hash(seed, counter, token) >> 11) + 1) * (1.0 / 9007199254740992.0);
-    return (float)-log(u);
-}
 
 /* The CPU reference: samples one row of `vocab` f32 logits (not modified) per the order of
  * operations above. scratch holds 2 * vocab floats. Returns 0. */

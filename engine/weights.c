@@ -1,10 +1,79 @@
 /* weights.c — uploads a struct model to a backend: fuses q/k/v (and biases) and gate/up by
- * stacking rows, shares the embedding with the LM head when tied. */
+ * stacking rows, shares the embedding with the LM head when tied, and for --quantization
+ * fp8 turns float linear weights into F8_E4M3 with per-channel scales on the way. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/fp8.h"
 #include "engine/weights.h"
+
+/* One weight quantized at load; the backend may use data in place, so it lives until
+ * weights_free. */
+struct weights_fp8 {
+    struct weights_fp8 *next;
+    struct tensor_ref scale;
+    float *scales;
+    uint8_t data[];
+};
+
+int weights_quantize_fp8(const struct tensor_ref *t, uint8_t *data, float *scales,
+                         struct tensor_ref *scale_ref, struct tensor_ref *out)
+{
+    int64_t rows = t->shape[0], cols = t->shape[1];
+    struct tensor_ref row = { .data = t->data, .dtype = t->dtype };
+
+    if (t->ndim != 2 || rows < 1 || cols < 1 ||
+        (t->dtype != DT_F32 && t->dtype != DT_BF16 && t->dtype != DT_F16))
+        return -EINVAL;
+    for (int64_t r = 0; r < rows; r++) {
+        float amax = 0.0f;
+
+        for (int64_t c = 0; c < cols; c++)
+            amax = fmaxf(amax, fabsf(model_scale_at(&row, (size_t)(r * cols + c))));
+        scales[r] = amax > 0.0f ? amax / FP8_E4M3_MAX : 1.0f;
+        for (int64_t c = 0; c < cols; c++)
+            data[r * cols + c] =
+                fp8_e4m3_from_f32(model_scale_at(&row, (size_t)(r * cols + c)) / scales[r]);
+    }
+    *scale_ref = (struct tensor_ref){ .name = t->name, .data = scales, .dtype = DT_F32,
+                                      .ndim = 2, .shape = { rows, 1 },
+                                      .nbytes = (size_t)rows * sizeof(float) };
+    *out = *t;
+    out->data = data;
+    out->dtype = DT_F8_E4M3;
+    out->nbytes = (size_t)(rows * cols);
+    out->scale = scale_ref;
+    out->scale_block[0] = 1;
+    out->scale_block[1] = cols;
+    return 0;
+}
+
+/* A float linear weight quantized into a new weights_fp8 kept on w->fp8. */
+static int quantize_part(struct weights *w, const struct tensor_ref *t, struct tensor_ref *out,
+                         char *err)
+{
+    size_t n = (size_t)t->shape[0] * (size_t)t->shape[1];
+    struct weights_fp8 *q = malloc(sizeof *q + n);
+    float *scales = malloc((size_t)t->shape[0] * sizeof *scales);
+
+    if (!q || !scales) {
+        free(q);
+        free(scales);
+        errf(err, "weights: out of memory quantizing %s to fp8", t->name ? t->name : "?");
+        return -ENOMEM;
+    }
+    q->scales = scales;
+    q->next = w->fp8;
+    w->fp8 = q;
+    if (weights_quantize_fp8(t, q->data, scales, &q->scale, out)) {
+        errf(err, "weights: %s: cannot quantize a %s tensor to fp8", t->name ? t->name : "?",
+             dtype_name(t->dtype));
+        return -EINVAL;
+    }
+    return 0;
+}
 
 /* Uploads the parts that are present (data != NULL); all absent leaves *out empty. */
 static int upload(struct backend *be, struct bk_weight *out, const struct tensor_ref *parts,
@@ -25,8 +94,24 @@ static int upload(struct backend *be, struct bk_weight *out, const struct tensor
     return be->ops->upload_weight(be, out, parts, nparts, err);
 }
 
-static int upload_layer(struct backend *be, struct layer_weights *lw, const struct layer_tensors *t,
-                        char *err)
+/* A linear weight's parts, quantized first when asked and still in a float dtype. */
+static int upload_linear(struct weights *w, struct backend *be, struct bk_weight *out,
+                         const struct tensor_ref *parts, int nparts, bool quantize, char *err)
+{
+    struct tensor_ref q[3];
+    int rc;
+
+    for (int i = 0; i < nparts; i++) {
+        q[i] = parts[i];
+        if (quantize && parts[i].data && parts[i].dtype != DT_F8_E4M3 &&
+            (rc = quantize_part(w, &parts[i], &q[i], err)))
+            return rc;
+    }
+    return upload(be, out, q, nparts, err);
+}
+
+static int upload_layer(struct weights *w, struct backend *be, struct layer_weights *lw,
+                        const struct layer_tensors *t, bool quantize, char *err)
 {
     const struct tensor_ref qkv[3] = { t->q, t->k, t->v };
     const struct tensor_ref qkv_bias[3] = { t->q_bias, t->k_bias, t->v_bias };
@@ -34,19 +119,20 @@ static int upload_layer(struct backend *be, struct layer_weights *lw, const stru
     int rc;
 
     if ((rc = upload(be, &lw->input_norm, &t->input_norm, 1, err)) ||
-        (rc = upload(be, &lw->qkv, qkv, 3, err)) ||
+        (rc = upload_linear(w, be, &lw->qkv, qkv, 3, quantize, err)) ||
         (rc = upload(be, &lw->qkv_bias, qkv_bias, 3, err)) ||
         (rc = upload(be, &lw->q_norm, &t->q_norm, 1, err)) ||
         (rc = upload(be, &lw->k_norm, &t->k_norm, 1, err)) ||
-        (rc = upload(be, &lw->o, &t->o, 1, err)) ||
+        (rc = upload_linear(w, be, &lw->o, &t->o, 1, quantize, err)) ||
         (rc = upload(be, &lw->post_norm, &t->post_norm, 1, err)) ||
-        (rc = upload(be, &lw->gate_up, gate_up, 2, err)) ||
-        (rc = upload(be, &lw->down, &t->down, 1, err)))
+        (rc = upload_linear(w, be, &lw->gate_up, gate_up, 2, quantize, err)) ||
+        (rc = upload_linear(w, be, &lw->down, &t->down, 1, quantize, err)))
         return rc;
     return 0;
 }
 
-int weights_upload(struct weights *w, struct backend *be, const struct model *m, char *err)
+int weights_upload(struct weights *w, struct backend *be, const struct model *m,
+                   bool quantize_fp8, char *err)
 {
     int rc;
 
@@ -66,7 +152,7 @@ int weights_upload(struct weights *w, struct backend *be, const struct model *m,
     else if ((rc = upload(be, &w->lm_head, &m->lm_head, 1, err)))
         goto fail;
     for (int l = 0; l < m->cfg.num_layers; l++)
-        if ((rc = upload_layer(be, &w->layers[l], &m->layers[l], err)))
+        if ((rc = upload_layer(w, be, &w->layers[l], &m->layers[l], quantize_fp8, err)))
             goto fail;
     return 0;
 fail:
@@ -93,6 +179,13 @@ void weights_free(struct weights *w, struct backend *be)
         be->ops->free_weight(be, &w->lm_head);
     if (w->final_norm.data)
         be->ops->free_weight(be, &w->final_norm);
+    while (w->fp8) {
+        struct weights_fp8 *next = w->fp8->next;
+
+        free(w->fp8->scales);
+        free(w->fp8);
+        w->fp8 = next;
+    }
     memset(w, 0, sizeof *w);
 }
 

@@ -12,6 +12,7 @@
  * CPU twin: engine/cpu/attention.c. */
 #include <math.h>
 
+#include "engine/base/util.h"   /* MIN, MAX */
 #include "kernels/common.cuh"
 
 #define ATTN_MAX_SPLITS 64
@@ -422,12 +423,12 @@ __global__ void __launch_bounds__(ATTN_REDUCE_THREADS) attn_reduce_kernel(const 
 
 /* ---- host side ---- */
 
-static int attn_block_m(const struct bk_batch *b)
+static int attn_block_m(const struct cuda_attn_batch *b)
 {
     return b->max_query_len <= 1 ? 16 : 64;   /* decodes only: one warp per block */
 }
 
-int attention_cuda_splits(const struct bk_batch *b, const struct attn_params *p,
+int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_attn_params *p,
                           const struct attn_workspace *ws)
 {
     int bm = attn_block_m(b), bn = bm == 16 || p->head_dim > 128 ? 32 : 64;
@@ -492,17 +493,18 @@ int attention_cuda_init(void)
 }
 
 int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
-                   const bf16 *v_cache, const struct bk_batch *b, int group,
-                   const struct attn_params *p, const struct attn_workspace *ws, cudaStream_t s)
+                   const bf16 *v_cache, const struct cuda_attn_batch *b,
+                   const struct cuda_attn_params *p, const struct attn_workspace *ws,
+                   cudaStream_t s)
 {
-    const struct cache_layout *l = &p->cache;
+    const struct cuda_cache_layout *l = &p->cache;
     int D = p->head_dim;
     bool decode = attn_block_m(b) == 16;
     attn_args a = {};
 
     if (D <= 0 || D % 8 || D > 256 || p->num_kv_heads <= 0 || p->num_heads % p->num_kv_heads ||
         l->num_kv_heads != p->num_kv_heads || l->head_dim != D || l->block_size <= 0 ||
-        l->num_blocks <= 0 || group < 0 || group >= b->num_kv_groups || q_stride % 8 ||
+        l->num_blocks <= 0 || (b->num_reqs > 0 && !b->block_table) || q_stride % 8 ||
         q_stride < p->num_heads * D || !aligned16(q) || !aligned16(k_cache) ||
         !aligned16(v_cache) || b->num_reqs < 0 || b->num_tokens < 0 || b->max_blocks_per_req < 0)
         return -EINVAL;
@@ -514,7 +516,7 @@ int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
     a.v_cache = v_cache;
     a.qsl = b->query_start_loc;
     a.seq_lens = b->seq_lens;
-    a.block_table = b->block_table[group];
+    a.block_table = b->block_table;
     a.q_stride = q_stride;
     a.num_reqs = b->num_reqs;
     a.num_tokens = b->num_tokens;

@@ -1,9 +1,14 @@
-/* cache_update.cu — kernel 1 of an attention layer: each new token's K and V rows go to
- * its slot of the paged cache ([num_blocks, block_size, num_kv_heads, head_dim] per layer,
- * so slot s is one contiguous row of num_kv_heads * head_dim). One thread per 16-byte
- * chunk of a row; slot KV_PADDING_SLOT (-1) or any slot outside the cache writes nothing.
- * Pure bandwidth: n rows read and written, twice. CPU twin: engine/cpu/cache_update.c. */
+/* cache_update.cu — the two ways an attention layer writes its new tokens' K and V rows
+ * to their slots of the paged cache ([num_blocks, block_size, num_kv_heads, head_dim] per
+ * layer, so slot s is one contiguous row of num_kv_heads * head_dim); a negative slot
+ * (KV_PADDING_SLOT, -1) or any slot outside the cache writes nothing.
+ *   cache_update_cuda       kernel 1 alone: one thread per 16-byte chunk of a row. Pure
+ *                           bandwidth: n rows read and written, twice.
+ *   rope_cache_update_cuda  the default GPU path: RoPE of q and k and the cache write in
+ *                           one pass (rope.cuh's kernel, FUSED), one read of k and v.
+ * CPU twins: engine/cpu/cache_update.c (and engine/cpu/rope.c). */
 #include "kernels/common.cuh"
+#include "kernels/rope.cuh"   /* rope_launch<true>, rope_args_of */
 
 #define CACHE_THREADS 256
 
@@ -29,7 +34,7 @@ cache_update_kernel(const bf16 *k, const bf16 *v, int kv_stride, const int64_t *
 }
 
 int cache_update_cuda(const bf16 *k, const bf16 *v, int kv_stride, const int64_t *slot_mapping,
-                      int n, bf16 *k_cache, bf16 *v_cache, const struct cache_layout *l,
+                      int n, bf16 *k_cache, bf16 *v_cache, const struct cuda_cache_layout *l,
                       cudaStream_t s)
 {
     int row = l->num_kv_heads * l->head_dim;
@@ -53,4 +58,22 @@ int cache_update_cuda(const bf16 *k, const bf16 *v, int kv_stride, const int64_t
     if (!CUDA_OK(cudaGetLastError()))
         return -EIO;
     return 0;
+}
+
+int rope_cache_update_cuda(bf16 *q, bf16 *k, const bf16 *v, const int32_t *positions,
+                           const int64_t *slot_mapping, int n, const struct cuda_rope_params *p,
+                           bf16 *k_cache, bf16 *v_cache, const struct cuda_cache_layout *l,
+                           cudaStream_t s)
+{
+    rope_args a = rope_args_of(q, k, positions, p);
+
+    if (l->num_kv_heads != p->num_kv_heads || l->head_dim != p->head_dim ||
+        l->num_blocks <= 0 || l->block_size <= 0)
+        return -EINVAL;
+    a.v = v;
+    a.slot_mapping = slot_mapping;
+    a.k_cache = k_cache;
+    a.v_cache = v_cache;
+    a.num_slots = (long long)l->num_blocks * l->block_size;
+    return rope_launch<true>(&a, n, s);
 }

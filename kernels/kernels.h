@@ -23,8 +23,40 @@ extern "C" {
 typedef uint16_t bf16;         /* the bits of a bfloat16: C code only moves them */
 #endif
 
-#include "engine/backend.h"    /* struct cache_layout, rope_params, attn_params, bk_batch */
-#include "engine/sampler.h"    /* struct sample_result */
+/* ---- the launchers' own parameter structs ----
+ * kernels/ sees nothing of the engine (scripts/check-includes.sh): the CUDA backend
+ * (engine/cuda/cuda_params.c) fills these from engine/backend.h's structs. */
+
+/* Paged cache of one layer, K and V alike: [num_blocks, block_size, num_kv_heads, head_dim];
+ * slot s is block s / block_size, row s % block_size. */
+struct cuda_cache_layout {
+    int num_blocks, block_size, num_kv_heads, head_dim;
+};
+
+struct cuda_rope_params {
+    int num_heads, num_kv_heads, head_dim;
+    int stride;                /* elements between consecutive tokens' rows of q and of k */
+    const float *inv_freq;     /* [head_dim / 2] device, rope scaling already applied */
+};
+
+struct cuda_attn_params {
+    int num_heads, num_kv_heads, head_dim;
+    float scale;               /* softmax scale */
+    float softcap;             /* tanh soft-cap of the logits; 0 = off */
+    int window;                /* sliding window in tokens; 0 = full causal */
+    struct cuda_cache_layout cache;
+};
+
+/* What attention reads of the step batch for one KV-cache group (device pointers, counts
+ * padded as staged). */
+struct cuda_attn_batch {
+    int num_reqs, num_tokens;               /* padded counts */
+    int max_query_len, max_seq_len;         /* upper bounds for dispatch */
+    int max_blocks_per_req;
+    const int32_t *query_start_loc;         /* [num_reqs + 1] */
+    const int32_t *seq_lens;                /* [num_reqs] */
+    const int32_t *block_table;             /* [num_reqs, max_blocks_per_req] of the group */
+};
 
 /* ---- embedding.cu ---- */
 
@@ -60,26 +92,29 @@ int silu_mul_cuda(bf16 *out, const bf16 *gate_up, int n, int ffn, cudaStream_t s
 /* In place rotate-half RoPE of q[n, num_heads, head_dim] and k[n, num_kv_heads, head_dim]
  * (rows p->stride apart) at positions[n]: pair (i, i + head_dim/2) turns by
  * positions[t] * inv_freq[i], product, cos and sin in f32 as Hugging Face computes them. */
-int rope_cuda(bf16 *q, bf16 *k, const int32_t *positions, int n, const struct rope_params *p,
-              cudaStream_t s);
-
-/* rope_cuda, plus the rotated k and the unchanged v (same row stride) written to slot
- * slot_mapping[t] of the paged cache in the same pass: equal to rope_cuda followed by
- * cache_update_cuda. Slot KV_PADDING_SLOT writes no cache row. */
-int rope_cache_update_cuda(bf16 *q, bf16 *k, const bf16 *v, const int32_t *positions,
-                           const int64_t *slot_mapping, int n, const struct rope_params *p,
-                           bf16 *k_cache, bf16 *v_cache, const struct cache_layout *l,
-                           cudaStream_t s);
+int rope_cuda(bf16 *q, bf16 *k, const int32_t *positions, int n,
+              const struct cuda_rope_params *p, cudaStream_t s);
 
 /* ---- cache_update.cu ---- */
 
 /* Kernel 1 of an attention layer: the K and V rows of token i (k, v: [n, rows kv_stride
  * apart, num_kv_heads * head_dim]) go to slot slot_mapping[i] of k_cache and v_cache
- * ([num_blocks, block_size, num_kv_heads, head_dim]). KV_PADDING_SLOT (-1), or any slot
- * outside the cache, writes nothing; no other slot is touched. */
+ * ([num_blocks, block_size, num_kv_heads, head_dim]). A negative slot (the scheduler's
+ * KV_PADDING_SLOT, -1), or any slot outside the cache, writes nothing; no other slot is
+ * touched. */
 int cache_update_cuda(const bf16 *k, const bf16 *v, int kv_stride, const int64_t *slot_mapping,
-                      int n, bf16 *k_cache, bf16 *v_cache, const struct cache_layout *l,
+                      int n, bf16 *k_cache, bf16 *v_cache, const struct cuda_cache_layout *l,
                       cudaStream_t s);
+
+/* The default path of an attention layer (runner option fused_rope_cache): rope_cuda of q
+ * and k, and in the same pass the rotated k and the unchanged v (same row stride) written
+ * to slot slot_mapping[t] of the paged cache — equal to rope_cuda followed by
+ * cache_update_cuda. A negative slot writes no cache row. p->num_kv_heads and p->head_dim
+ * must match the layout's. */
+int rope_cache_update_cuda(bf16 *q, bf16 *k, const bf16 *v, const int32_t *positions,
+                           const int64_t *slot_mapping, int n, const struct cuda_rope_params *p,
+                           bf16 *k_cache, bf16 *v_cache, const struct cuda_cache_layout *l,
+                           cudaStream_t s);
 
 /* ---- attention.cu ---- */
 
@@ -92,14 +127,15 @@ struct attn_workspace {
 };
 
 /* Kernel 2: out[b->num_tokens, num_heads * head_dim] = paged attention of q (rows q_stride
- * apart, head h at h * head_dim) over the cache through the block table of `group`, for
+ * apart, head h at h * head_dim) over the cache through b->block_table, for
  * any mix of prefill chunks and decodes (query_start_loc, seq_lens), causal within each
  * request's new tokens, GQA, optional window and soft-cap; rows of padding requests
  * (seq_len 0) and after the last request are zeros. head_dim: a multiple of 8, <= 256.
  * Long contexts with few requests split the keys over thread blocks and reduce after. */
 int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
-                   const bf16 *v_cache, const struct bk_batch *b, int group,
-                   const struct attn_params *p, const struct attn_workspace *ws, cudaStream_t s);
+                   const bf16 *v_cache, const struct cuda_attn_batch *b,
+                   const struct cuda_attn_params *p, const struct attn_workspace *ws,
+                   cudaStream_t s);
 
 /* Raises the shared-memory limit of every attention kernel; once, at backend creation (not
  * allowed inside a graph capture). Returns 0 or -EIO. */
@@ -107,10 +143,12 @@ int attention_cuda_init(void);
 
 /* The number of key splits attention_cuda uses for this batch shape (1 = no split), for
  * tests and benchmarks that want to know which path ran. */
-int attention_cuda_splits(const struct bk_batch *b, const struct attn_params *p,
+int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_attn_params *p,
                           const struct attn_workspace *ws);
 
 /* ---- sampling.cu ---- */
+
+#define CUDA_SAMPLE_MAX_LOGPROBS 20   /* == SAMPLE_MAX_LOGPROBS, checked in engine/cuda */
 
 /* One sampled row as the kernel reads it (staged by engine/cuda/cuda_stage.c from struct
  * sample_row). Token lists live in one flat i32 array: prompt, then output, then banned,
@@ -119,19 +157,29 @@ struct cuda_sample_row {
     float temperature, top_p, min_p;
     float presence_penalty, frequency_penalty, repetition_penalty;
     int32_t top_k;
-    int32_t num_logprobs;      /* -1 none, 0 chosen only, N <= SAMPLE_MAX_LOGPROBS */
+    int32_t num_logprobs;      /* -1 none, 0 chosen only, N <= CUDA_SAMPLE_MAX_LOGPROBS */
+    int32_t greedy;            /* 1: argmax (the host applied its greedy threshold) */
     uint64_t seed;
     uint32_t counter;
     int32_t hist_off;          /* index of the row's first history token */
     int32_t num_prompt, num_output, num_banned;
 };
 
+/* One row's result, as engine/sampler.h's struct sample_result (copied field by field). */
+struct cuda_sample_result {
+    int32_t token;
+    float logprob;                                   /* of token, from the raw logits */
+    int32_t num_top;
+    int32_t top_ids[CUDA_SAMPLE_MAX_LOGPROBS];       /* descending, lowest id on ties */
+    float top_logprobs[CUDA_SAMPLE_MAX_LOGPROBS];
+};
+
 /* Samples rows[num_rows] of logits[num_rows, vocab] (f32) exactly in engine/sampler.h's order
  * of operations into results[num_rows]. work (f32) and counts (i32, all zero on entry and
  * left all zero) are scratch of num_rows * vocab elements each. */
 int sample_cuda(const float *logits, int vocab, int num_rows, const struct cuda_sample_row *rows,
-                const int32_t *hist, float *work, int32_t *counts, struct sample_result *results,
-                cudaStream_t s);
+                const int32_t *hist, float *work, int32_t *counts,
+                struct cuda_sample_result *results, cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 
+#include "engine/base/sample_hash.h"   /* sample_exponential, shared with the CPU sampler */
 #include "kernels/common.cuh"
 
 #define SAMPLE_THREADS 512
@@ -25,8 +26,8 @@ struct sample_shared {
     double above_mass;
     int crossed;
     int num_top;               /* top logprob candidates collected */
-    int top_ids[SAMPLE_MAX_LOGPROBS];
-    float top_vals[SAMPLE_MAX_LOGPROBS];
+    int top_ids[CUDA_SAMPLE_MAX_LOGPROBS];
+    float top_vals[CUDA_SAMPLE_MAX_LOGPROBS];
 };
 
 /* ---- block reductions (every thread gets the result; each ends with a barrier) ---- */
@@ -277,7 +278,7 @@ __device__ void top_logits(const float *x, int vocab, int num_top, sample_shared
         uint32_t key = float_key(v);
         if (v == v && (key > kth || (key == kth && (uint32_t)i <= id_cut))) {
             int slot = atomicAdd(&sh.num_top, 1);
-            if (slot < SAMPLE_MAX_LOGPROBS) {
+            if (slot < CUDA_SAMPLE_MAX_LOGPROBS) {
                 sh.top_ids[slot] = i;
                 sh.top_vals[slot] = v;
             }
@@ -286,7 +287,7 @@ __device__ void top_logits(const float *x, int vocab, int num_top, sample_shared
     __syncthreads();
     if (threadIdx.x == 0) {
         /* at most 20 entries: insertion sort by (value desc, id asc) */
-        int m = min(sh.num_top, SAMPLE_MAX_LOGPROBS);
+        int m = min(sh.num_top, CUDA_SAMPLE_MAX_LOGPROBS);
         for (int a = 1; a < m; a++) {
             int id = sh.top_ids[a], j = a;
             float v = sh.top_vals[a];
@@ -461,7 +462,7 @@ __device__ int sample_random(const float *l, float *work, int vocab, const cuda_
 /* grid num_rows, block SAMPLE_THREADS: one row per block */
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(const float *logits, int vocab, const cuda_sample_row *rows, const int32_t *hist,
-              float *work_all, int32_t *counts_all, sample_result *results)
+              float *work_all, int32_t *counts_all, cuda_sample_result *results)
 {
     __shared__ sample_shared sh;
     const cuda_sample_row row = rows[blockIdx.x];
@@ -474,7 +475,7 @@ sample_kernel(const float *logits, int vocab, const cuda_sample_row *rows, const
     if (row.num_logprobs >= 0) {
         lse = log_sum_exp(x, vocab, sh);
         if (row.num_logprobs > 0) {
-            top_logits(x, vocab, min(row.num_logprobs, SAMPLE_MAX_LOGPROBS), sh);
+            top_logits(x, vocab, min(row.num_logprobs, CUDA_SAMPLE_MAX_LOGPROBS), sh);
             num_top = sh.num_top;
         }
     }
@@ -488,17 +489,17 @@ sample_kernel(const float *logits, int vocab, const cuda_sample_row *rows, const
         l = work;
     }
 
-    if (row.temperature < SAMPLE_GREEDY_EPS)
+    if (row.greedy)
         token = row_argmax(vocab, [&](int i) { return l[i]; }, sh);
     else
         token = sample_random(l, work, vocab, row, sh);
 
     if (threadIdx.x == 0) {
-        sample_result *out = &results[blockIdx.x];
+        cuda_sample_result *out = &results[blockIdx.x];
         out->token = token;
         out->logprob = row.num_logprobs >= 0 ? (float)((double)x[token] - lse) : 0.0f;
         out->num_top = num_top;
-        for (int j = 0; j < SAMPLE_MAX_LOGPROBS; j++) {
+        for (int j = 0; j < CUDA_SAMPLE_MAX_LOGPROBS; j++) {
             out->top_ids[j] = j < num_top ? sh.top_ids[j] : 0;
             out->top_logprobs[j] = j < num_top ? (float)((double)sh.top_vals[j] - lse) : 0.0f;
         }
@@ -506,7 +507,7 @@ sample_kernel(const float *logits, int vocab, const cuda_sample_row *rows, const
 }
 
 int sample_cuda(const float *logits, int vocab, int num_rows, const struct cuda_sample_row *rows,
-                const int32_t *hist, float *work, int32_t *counts, struct sample_result *results,
+                const int32_t *hist, float *work, int32_t *counts, struct cuda_sample_result *results,
                 cudaStream_t s)
 {
     if (vocab <= 0 || num_rows < 0)

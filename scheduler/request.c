@@ -1,6 +1,6 @@
 /* request.c — the request's own rules: validation at sched_add, the stop checks after each
- * sampled token, finish-reason names, and the (priority, arrival)-ordered queues the
- * scheduler keeps its waiting and running requests in. */
+ * sampled token, and the (priority, arrival)-ordered queues the scheduler keeps its
+ * waiting and running requests in. */
 #include <errno.h>
 #include <stddef.h>
 
@@ -104,16 +104,4 @@ enum finish_reason request_check_stop(const struct sched_request *r, const int32
     if (num_out >= r->max_tokens || r->num_tokens >= max_model_len)
         return FINISH_LENGTH;
     return FINISH_NONE;
-}
-
-const char *request_finish_reason_name(enum finish_reason why)
-{
-    switch (why) {
-    case FINISH_NONE: return NULL;
-    case FINISH_STOP: return "stop";
-    case FINISH_LENGTH: return "length";
-    case FINISH_ABORT: return "abort";
-    case FINISH_ERROR: return "error";
-    }
-    return NULL;
 }

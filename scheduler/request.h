@@ -13,21 +13,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "scheduler/kv_cache.h"   /* struct kv_req */
+#include "engine/base/finish_reason.h"   /* enum finish_reason */
+#include "scheduler/kv_cache.h"            /* struct kv_req */
 
 enum sched_status {
     SCHED_WAITING,     /* queued, holds no block */
     SCHED_RUNNING,     /* admitted: holds blocks, may be mid-prefill */
     SCHED_PREEMPTED,   /* waiting again after preemption; keeps its generated tokens */
     SCHED_FINISHED,    /* done (finish_reason says why); the scheduler no longer holds it */
-};
-
-enum finish_reason {
-    FINISH_NONE,
-    FINISH_STOP,       /* EOS, a stop token id, or a stop string (sched_finish) */
-    FINISH_LENGTH,     /* max_tokens or max_model_len reached */
-    FINISH_ABORT,      /* sched_abort (client gone) */
-    FINISH_ERROR,      /* the engine failed it (sched_finish) */
 };
 
 struct sched_request {
@@ -83,8 +76,5 @@ static inline int request_num_output_tokens(const struct sched_request *r)
  * also the last allowed token; then max_tokens and max_model_len give FINISH_LENGTH. */
 enum finish_reason request_check_stop(const struct sched_request *r, const int32_t *eos_ids,
                                       int num_eos_ids, int max_model_len);
-
-/* OpenAI's finish_reason: "stop", "length", "abort", "error"; NULL for FINISH_NONE. */
-const char *request_finish_reason_name(enum finish_reason why);
 
 #endif

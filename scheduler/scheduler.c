@@ -107,7 +107,7 @@ static void release(struct scheduler *s, struct sched_request *r, enum finish_re
     r->finish_reason = why;
     r->held = false;
     LOG(LL_DEBUG, "sched", "req %llu finished (%s): %d tokens, %d output",
-        (unsigned long long)r->id, request_finish_reason_name(why), r->num_tokens,
+        (unsigned long long)r->id, finish_reason_name(why), r->num_tokens,
         request_num_output_tokens(r));
 }
 
@@ -292,7 +292,7 @@ static void admit_waiting(struct scheduler *s)
 static void build_batch(struct scheduler *s)
 {
     struct step_batch *b = &s->batch;
-    int bs = s->cfg.block_size, mbr = b->max_blocks_per_req, t = 0;
+    int mbr = b->max_blocks_per_req, t = 0;
 
     b->num_reqs = s->num_rows;
     b->num_sample = 0;
@@ -317,7 +317,7 @@ static void build_batch(struct scheduler *s)
             for (int j = nb; j < mbr; j++)
                 row[j] = KV_NO_BLOCK;
             for (int k = 0; k < n; k++)
-                b->slot_mapping[g][t + k] = (int64_t)row[(c + k) / bs] * bs + (c + k) % bs;
+                b->slot_mapping[g][t + k] = kv_cache_slot(&s->kv, &r->kv, g, c + k);
         }
         if (c + n == r->num_tokens) {   /* the last known token runs: sample the next one */
             b->logits_indices[b->num_sample] = t + n - 1;

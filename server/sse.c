@@ -21,6 +21,7 @@ void sse_pending_fini(struct sse_pending *p)
     free(p->text);
     free(p->ids);
     free(p->samples);
+    free(p->offsets);
     sse_pending_init(p);
 }
 
@@ -34,7 +35,7 @@ static size_t grow(size_t cap, size_t need, size_t first)
 }
 
 int sse_pending_append(struct sse_pending *p, const char *text, size_t len, const int32_t *ids,
-                       const struct sample_result *samples, int n)
+                       const struct sample_result *samples, const size_t *offsets, int n)
 {
     if (len && p->text_len + len + 1 > p->text_cap) {
         size_t cap = grow(p->text_cap, p->text_len + len + 1, 64);
@@ -55,9 +56,14 @@ int sse_pending_append(struct sse_pending *p, const char *text, size_t len, cons
         if (samples || p->samples) {
             struct sample_result *s = realloc(p->samples, (size_t)cap * sizeof *s);
 
+            size_t *o;
+
             if (!s)
                 return -ENOMEM;   /* ids grew, nothing appended yet: still consistent */
             p->samples = s;
+            if (!(o = realloc(p->offsets, (size_t)cap * sizeof *o)))
+                return -ENOMEM;
+            p->offsets = o;
         }
         p->cap_tokens = cap;
     }
@@ -68,8 +74,13 @@ int sse_pending_append(struct sse_pending *p, const char *text, size_t len, cons
     }
     if (n > 0) {
         memcpy(p->ids + p->num_tokens, ids, (size_t)n * sizeof *ids);
-        if (samples && p->samples)
+        if (samples && p->samples) {
             memcpy(p->samples + p->num_tokens, samples, (size_t)n * sizeof *samples);
+            if (offsets)
+                memcpy(p->offsets + p->num_tokens, offsets, (size_t)n * sizeof *offsets);
+            else
+                memset(p->offsets + p->num_tokens, 0, (size_t)n * sizeof *offsets);
+        }
         p->num_tokens += n;
     }
     return 0;
@@ -78,7 +89,24 @@ int sse_pending_append(struct sse_pending *p, const char *text, size_t len, cons
 size_t sse_pending_bytes(const struct sse_pending *p)
 {
     return p->text_len + (size_t)p->num_tokens *
-           (sizeof *p->ids + (p->samples ? sizeof *p->samples : 0));
+           (sizeof *p->ids + (p->samples ? sizeof *p->samples + sizeof *p->offsets : 0));
+}
+
+void sse_pending_drop(struct sse_pending *p, int num_tokens)
+{
+    int left = p->num_tokens - num_tokens;
+
+    p->text_len = 0;
+    if (p->text)
+        p->text[0] = '\0';
+    if (num_tokens <= 0)
+        return;
+    memmove(p->ids, p->ids + num_tokens, (size_t)left * sizeof *p->ids);
+    if (p->samples) {
+        memmove(p->samples, p->samples + num_tokens, (size_t)left * sizeof *p->samples);
+        memmove(p->offsets, p->offsets + num_tokens, (size_t)left * sizeof *p->offsets);
+    }
+    p->num_tokens = left;
 }
 
 void sse_pending_take(struct sse_pending *p, struct sse_pending *out)

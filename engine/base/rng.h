@@ -1,7 +1,7 @@
 /* rng.h — the project's one seeded generator, splitmix64 (Steele, Lea, Flood 2014): a
  * 64-bit state stepped by the golden-ratio increment and a mixing finalizer. Used where a
  * seed must give the same numbers on every machine (request seeds, random weights, BPE
- * training). Sampling draws from its own counter hash, sample_hash() in engine/sampler.h. */
+ * training). Sampling draws from its own counter hash, sample_hash() in engine/base/sample_hash.h. */
 #ifndef OSPREY_RNG_H
 #define OSPREY_RNG_H
 

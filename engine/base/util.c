@@ -3,11 +3,14 @@
 #include "engine/base/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <math.h>
 
 #include "engine/base/buf.h"
@@ -31,7 +34,7 @@ void assert_fail_(const char *expr, const char *file, int line)
 
 size_t dtype_size(enum dtype t)
 {
-    return t == DT_F32 ? 4 : 2;
+    return t == DT_F32 ? 4 : t == DT_F8_E4M3 ? 1 : 2;
 }
 
 const char *dtype_name(enum dtype t)
@@ -40,6 +43,7 @@ const char *dtype_name(enum dtype t)
     case DT_F32: return "F32";
     case DT_F16: return "F16";
     case DT_BF16: return "BF16";
+    case DT_F8_E4M3: return "F8_E4M3";
     }
     return "?";
 }
@@ -49,6 +53,7 @@ int dtype_parse(const char *s, enum dtype *out)
     if (!strcmp(s, "F32")) *out = DT_F32;
     else if (!strcmp(s, "F16")) *out = DT_F16;
     else if (!strcmp(s, "BF16")) *out = DT_BF16;
+    else if (!strcmp(s, "F8_E4M3")) *out = DT_F8_E4M3;
     else return -EINVAL;
     return 0;
 }
@@ -126,6 +131,99 @@ int read_file(const char *path, char **out, size_t *len, char *err)
 fail:
     fclose(f);
     buf_fini(&b);
+    return rc;
+}
+
+const char *file_kind(unsigned m)
+{
+    if (S_ISDIR(m))  return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m))  return "a character device";
+    if (S_ISBLK(m))  return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+int read_file_bounded(const char *path, size_t max_bytes, char **out, size_t *len, char *err)
+{
+    /* O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever; it changes
+     * nothing for the regular files we go on to read. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), rc;
+    struct stat sb;
+    char *buf = NULL;
+    size_t cap, n = 0;
+
+    *out = NULL;
+    if (fd < 0) {
+        rc = -errno;
+        errf(err, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    if (fstat(fd, &sb) != 0) {
+        rc = -errno;
+        errf(err, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        errf(err, "%s: is %s, not a regular file", path, file_kind(sb.st_mode));
+        rc = -EINVAL;
+        goto fail;
+    }
+    if ((uint64_t)sb.st_size > max_bytes) {
+        errf(err, "%s: %lld bytes, more than the %zu this file may have", path, (long long)sb.st_size,
+             max_bytes);
+        rc = -EFBIG;
+        goto fail;
+    }
+    /* The size may change under us: read to the end, never past max_bytes. One byte more
+     * than the size is room to see the end (or growth) without another allocation. */
+    cap = (size_t)sb.st_size + 1;
+    if (!(buf = malloc(cap + 1))) {
+        errf(err, "%s: out of memory for %zu bytes", path, cap);
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (;;) {
+        ssize_t got;
+
+        if (n == cap) {
+            size_t ncap = MIN(max_bytes + 1, cap * 2);
+            char *nb;
+
+            if (n > max_bytes) {
+                errf(err, "%s: grew past the %zu bytes this file may have", path, max_bytes);
+                rc = -EFBIG;
+                goto fail;
+            }
+            if (!(nb = realloc(buf, ncap + 1))) {
+                errf(err, "%s: out of memory for %zu bytes", path, ncap);
+                rc = -ENOMEM;
+                goto fail;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            rc = -errno;
+            errf(err, "%s: read: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+fail:
+    close(fd);
+    free(buf);
     return rc;
 }
 

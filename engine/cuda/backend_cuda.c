@@ -16,15 +16,6 @@
 
 #define CONVERT_CHUNK ((size_t)1 << 22)   /* elements converted to bf16 per host pass */
 
-int cuda__status(struct backend_cuda *cu, int rc)
-{
-    if (rc == -EIO && !cu->dead) {
-        cu->dead = true;
-        LOG(LL_ERR, "cuda", "device error: the CUDA backend is dead, every later op fails");
-    }
-    return rc;
-}
-
 int cuda_device_count(void)
 {
     int n = 0;
@@ -291,10 +282,11 @@ static int cu_rope(struct backend *be, void *q, void *k, const int32_t *position
                    const struct rope_params *p)
 {
     struct backend_cuda *cu = cuda__of(be);
+    struct cuda_rope_params kp = cuda__rope_params(p);
 
     if (cu->dead)
         return -EIO;
-    return cuda__status(cu, rope_cuda(q, k, positions, n, p, cu->stream));
+    return cuda__status(cu, rope_cuda(q, k, positions, n, &kp, cu->stream));
 }
 
 static int cu_cache_update(struct backend *be, const void *k, const void *v, int kv_stride,
@@ -302,11 +294,12 @@ static int cu_cache_update(struct backend *be, const void *k, const void *v, int
                            const struct cache_layout *l)
 {
     struct backend_cuda *cu = cuda__of(be);
+    struct cuda_cache_layout kl = cuda__cache_layout(l);
 
     if (cu->dead)
         return -EIO;
     return cuda__status(cu, cache_update_cuda(k, v, kv_stride, slot_mapping, n, k_cache, v_cache,
-                                              l, cu->stream));
+                                              &kl, cu->stream));
 }
 
 static int cu_rope_cache_update(struct backend *be, void *q, void *k, const void *v,
@@ -315,11 +308,13 @@ static int cu_rope_cache_update(struct backend *be, void *q, void *k, const void
                                 const struct cache_layout *l)
 {
     struct backend_cuda *cu = cuda__of(be);
+    struct cuda_rope_params kp = cuda__rope_params(p);
+    struct cuda_cache_layout kl = cuda__cache_layout(l);
 
     if (cu->dead)
         return -EIO;
-    return cuda__status(cu, rope_cache_update_cuda(q, k, v, positions, slot_mapping, n, p,
-                                                   k_cache, v_cache, l, cu->stream));
+    return cuda__status(cu, rope_cache_update_cuda(q, k, v, positions, slot_mapping, n, &kp,
+                                                   k_cache, v_cache, &kl, cu->stream));
 }
 
 static int cu_attention(struct backend *be, void *out, const void *q, int q_stride,
@@ -327,10 +322,14 @@ static int cu_attention(struct backend *be, void *out, const void *q, int q_stri
                         int group, const struct attn_params *p)
 {
     struct backend_cuda *cu = cuda__of(be);
+    struct cuda_attn_params kp = cuda__attn_params(p);
+    struct cuda_attn_batch kb;
 
     if (cu->dead)
         return -EIO;
-    return cuda__status(cu, attention_cuda(out, q, q_stride, k_cache, v_cache, b, group, p,
+    if (cuda__attn_batch(&kb, b, group))
+        return -EINVAL;
+    return cuda__status(cu, attention_cuda(out, q, q_stride, k_cache, v_cache, &kb, &kp,
                                            &cu->attn, cu->stream));
 }
 
@@ -380,7 +379,6 @@ static void cu_destroy(struct backend *be)
 
 static const struct backend_ops cuda_ops = {
     .name = "cuda",
-    .forward_includes_kv_cache_update = false,
     .act_dtype = DT_BF16,
     .destroy = cu_destroy,
     .alloc = cu_alloc,

@@ -1,10 +1,12 @@
 /* cuda_internal.h — the CUDA backend's state, shared by its files: backend_cuda.c (vtable,
  * memory, weights, cuBLAS, ops), cuda_stage.c (the step batch and sampling rows into
- * persistent device buffers; sampling and its results) and cuda_graph.c (capture and
- * replay). Not a public header: engine code sees only engine/cuda/backend_cuda.h. */
+ * persistent device buffers; sampling and its results), cuda_graph.c (capture and replay),
+ * cuda_gemm_bias.c (products with a bias) and cuda_params.c (the kernels' parameter
+ * structs). Not a public header: engine code sees only engine/cuda/backend_cuda.h. */
 #ifndef OSPREY_CUDA_INTERNAL_H
 #define OSPREY_CUDA_INTERNAL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -13,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include "engine/backend.h"
+#include "engine/base/log.h"     /* LOG in cuda__status */
 #include "kernels/kernels.h"
 
 /* Bound on the penalty and ban token lists staged per step, over all sampled rows, when
@@ -61,8 +64,8 @@ struct backend_cuda {
     /* sampling: per-row scratch and results (device), results' pinned mirror */
     float *sample_work;        /* [max_reqs, vocab_size] f32 */
     int32_t *sample_counts;    /* [max_reqs, vocab_size] i32, all zero between steps */
-    struct sample_result *results;       /* [max_reqs] device */
-    struct sample_result *results_host;  /* [max_reqs] pinned */
+    struct cuda_sample_result *results;       /* [max_reqs] device */
+    struct cuda_sample_result *results_host;  /* [max_reqs] pinned */
 
     struct cuda_graph *graphs;
     int num_graphs, cap_graphs;
@@ -74,8 +77,24 @@ static inline struct backend_cuda *cuda__of(struct backend *be)
 }
 
 /* Maps a kernel launcher's or a CUDA call's result to the op's: any -EIO (a device error,
- * already logged) marks the backend dead. */
-int cuda__status(struct backend_cuda *cu, int rc);
+ * already logged) marks the backend dead. Here, beside `dead`, because every file of the
+ * backend calls it. */
+static inline int cuda__status(struct backend_cuda *cu, int rc)
+{
+    if (rc == -EIO && !cu->dead) {
+        cu->dead = true;
+        LOG(LL_ERR, "cuda", "device error: the CUDA backend is dead, every later op fails");
+    }
+    return rc;
+}
+
+/* cuda_params.c: the kernels' structs from the backend's. cuda__attn_batch returns -EINVAL
+ * for a group the batch does not have. */
+struct cuda_cache_layout cuda__cache_layout(const struct cache_layout *l);
+struct cuda_rope_params cuda__rope_params(const struct rope_params *p);
+struct cuda_attn_params cuda__attn_params(const struct attn_params *p);
+int cuda__attn_batch(struct cuda_attn_batch *out, const struct bk_batch *b, int group);
+void cuda__sample_result(struct sample_result *out, const struct cuda_sample_result *r);
 
 /* cuda_stage.c */
 int cuda__stage_init(struct backend_cuda *cu, char *err);

@@ -107,6 +107,7 @@ static int stage_row(struct cuda_sample_row *out, const struct sample_row *r, in
         .presence_penalty = r->presence_penalty, .frequency_penalty = r->frequency_penalty,
         .repetition_penalty = r->repetition_penalty, .top_k = r->top_k,
         .num_logprobs = r->num_logprobs < 0 ? -1 : MIN(r->num_logprobs, SAMPLE_MAX_LOGPROBS),
+        .greedy = r->temperature < SAMPLE_GREEDY_EPS,   /* sampler.h's threshold, applied here */
         .seed = r->seed, .counter = r->counter, .hist_off = *used,
         .num_prompt = np, .num_output = no, .num_banned = nb,
     };
@@ -220,10 +221,12 @@ int cuda__fetch_results(struct backend *be, struct sample_result *out, int n)
         return -EINVAL;
     if (n == 0)
         return 0;
-    if (!CUDA_OK(cudaMemcpyAsync(cu->results_host, cu->results, (size_t)n * sizeof *out,
-                                 cudaMemcpyDeviceToHost, cu->stream)) ||
+    if (!CUDA_OK(cudaMemcpyAsync(cu->results_host, cu->results,
+                                 (size_t)n * sizeof *cu->results_host, cudaMemcpyDeviceToHost,
+                                 cu->stream)) ||
         !CUDA_OK(cudaStreamSynchronize(cu->stream)))
         return cuda__status(cu, -EIO);
-    memcpy(out, cu->results_host, (size_t)n * sizeof *out);
+    for (int i = 0; i < n; i++)
+        cuda__sample_result(&out[i], &cu->results_host[i]);
     return 0;
 }

@@ -12,9 +12,21 @@
 
 #define MODEL_MAX_LAYERS 256
 #define MODEL_MAX_EOS    8
+#define MODEL_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine/runner.c */
 
 enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL };
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
+
+/* config.json's quantization_config, in vLLM's terms. A quantized model's linear weights
+ * (q/k/v/o, gate/up/down) are F8_E4M3 with a scale tensor beside each; embeddings, norms and
+ * the LM head stay in a float dtype (a linear weight stored in a float dtype is used as it
+ * is: compressed-tensors' "ignore" list). Weights are w = fp8 * scale in every scheme. */
+enum quant_method {
+    QUANT_NONE,
+    QUANT_FP8_BLOCK,    /* "fp8" + weight_block_size [b0, b1]: weight_scale_inv [ceil(out/b0), ceil(in/b1)] */
+    QUANT_FP8_TENSOR,   /* "fp8" without a block size, or compressed-tensors "tensor": one weight_scale */
+    QUANT_FP8_CHANNEL,  /* compressed-tensors "channel": weight_scale [out, 1] */
+};
 
 struct rope_scaling {
     enum rope_type type;
@@ -41,7 +53,14 @@ struct model_config {
     bool attention_bias;       /* q/k/v projections have biases (Qwen2) */
     bool qk_norm;              /* per-head RMSNorm of q and k before RoPE (Qwen3) */
     int layer_window[MODEL_MAX_LAYERS]; /* sliding window in tokens per layer, 0 = full attention */
+    /* KV-cache groups (model_kv_groups), derived from layer_window once, when the config is
+     * read: the engine, the runner, the backend's staging and the scheduler all read these. */
+    int num_kv_groups;
+    int kv_group_window[MODEL_MAX_KV_GROUPS];   /* 0 = full attention, else the window */
+    int layer_kv_group[MODEL_MAX_LAYERS];       /* the group of each layer */
     enum dtype dtype;          /* torch_dtype / dtype: what the weights were trained in */
+    enum quant_method quant;   /* QUANT_NONE without quantization_config */
+    int quant_block[2];        /* QUANT_FP8_BLOCK: weight_block_size (rows, columns) */
     int bos_token_id;          /* -1 when absent */
     int eos_token_ids[MODEL_MAX_EOS];   /* config.json and generation_config.json, merged */
     int num_eos_token_ids;
@@ -58,6 +77,11 @@ struct tensor_ref {
     int ndim;
     int64_t shape[4];
     size_t nbytes;
+    /* F8_E4M3 weights only (else NULL): element [r][c] is fp8 times scale element
+     * (r / scale_block[0]) * ceil(cols / scale_block[1]) + c / scale_block[1]. The scale
+     * tensor is F32, BF16 or F16 (model_scale_at reads it). */
+    const struct tensor_ref *scale;
+    int64_t scale_block[2];
 };
 
 /* Tensors of one decoder layer. Optional ones have data == NULL (biases without
@@ -69,6 +93,7 @@ struct layer_tensors {
     struct tensor_ref q_norm, k_norm;             /* [D] */
     struct tensor_ref post_norm;                  /* [hidden] post_attention_layernorm */
     struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn] */
+    struct tensor_ref k_scale, v_scale;           /* fp8 KV-cache scales, one value each, optional */
 };
 
 struct st_set;  /* the mapped safetensors files (engine/model/safetensors.h) */
@@ -96,12 +121,18 @@ int model_open(struct model *m, const char *dir, char *err);
 void model_close(struct model *m);
 
 const char *model_arch_name(enum model_arch a);
+/* "none", "fp8 block-wise", "fp8 per-tensor", "fp8 per-channel" */
+const char *model_quant_name(enum quant_method q);
+
+/* Element i of a scale tensor (F32, BF16 or F16) as f32. */
+float model_scale_at(const struct tensor_ref *scale, size_t i);
 
 /* KV-cache groups (DESIGN.md): layers with the same attention kind share block tables and
  * slot mappings. Fills group_window[g] (0 = full attention, else the window in tokens) and
  * layer_group[l] for every layer; full attention is group 0 when present, the others follow
  * in order of first appearance. Returns the number of groups, or -EINVAL when the model
- * needs more than max_groups. */
+ * needs more than max_groups. model_config_parse calls it once into the config's
+ * num_kv_groups, kv_group_window and layer_kv_group; everyone else reads those. */
 int model_kv_groups(const struct model_config *cfg, int *group_window, int *layer_group,
                     int max_groups);
 

@@ -301,7 +301,16 @@ int tokenizer_load_json(struct tokenizer **out, const char *json, size_t len,
                     "tokenizer_config.json", err);
 }
 
-static int read_optional(const char *dir, const char *name, char **buf, size_t *len, char *err)
+/* Largest files read whole from a model folder, with margin over real models: tokenizer.json
+ * is ~11 MB for Qwen3 and ~33 MB for Gemma 3; tokenizer_config.json ~1 MB at most (a full
+ * added_tokens_decoder); a chat template tens of KiB. A FIFO or /dev/zero in their place is
+ * refused (read_file_bounded), never waited on or read until memory runs out. */
+#define TOKENIZER_JSON_MAX ((size_t)256 << 20)
+#define TOKENIZER_CONFIG_MAX ((size_t)64 << 20)
+#define CHAT_TEMPLATE_MAX ((size_t)16 << 20)
+
+static int read_optional(const char *dir, const char *name, size_t max_bytes, char **buf, size_t *len,
+                         char *err)
 {
     char path[4096];
 
@@ -310,7 +319,7 @@ static int read_optional(const char *dir, const char *name, char **buf, size_t *
     snprintf(path, sizeof path, "%s/%s", dir, name);
     if (access(path, F_OK) != 0)
         return 0;
-    return read_file(path, buf, len, err);
+    return read_file_bounded(path, max_bytes, buf, len, err);
 }
 
 int tokenizer_load(struct tokenizer **out, const char *dir, char *err)
@@ -323,13 +332,13 @@ int tokenizer_load(struct tokenizer **out, const char *dir, char *err)
     *out = NULL;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", dir);
-    if ((rc = read_file(path, &json, &len, err)) ||
-        (rc = read_optional(dir, "tokenizer_config.json", &cfg, &cfg_len, err)) ||
+    if ((rc = read_file_bounded(path, TOKENIZER_JSON_MAX, &json, &len, err)) ||
+        (rc = read_optional(dir, "tokenizer_config.json", TOKENIZER_CONFIG_MAX, &cfg, &cfg_len, err)) ||
         (rc = load_all(out, json, len, path, cfg, cfg_len, cfg_path, err)))
         goto out;
     /* Newer model folders keep the template beside the config. */
     if (!(*out)->chat_template) {
-        if ((rc = read_optional(dir, "chat_template.jinja", &jinja, &jinja_len, err)))
+        if ((rc = read_optional(dir, "chat_template.jinja", CHAT_TEMPLATE_MAX, &jinja, &jinja_len, err)))
             goto out;
         (*out)->chat_template = jinja;
         (*out)->chat_template_file = jinja ? "chat_template.jinja" : NULL;

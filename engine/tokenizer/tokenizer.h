@@ -43,6 +43,11 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
 int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special,
                      char **text, size_t *len, char *err);
 
+/* One token's bytes as the decoder makes them, but raw: a token that holds part of a
+ * character (a byte-level or byte-fallback piece) gives its bytes, not U+FFFD as
+ * tokenizer_decode does (logprobs' "bytes", as OpenAI reports them). *bytes malloc'd,
+ * NUL-terminated, *len bytes. Returns 0 or a negative errno. */
+int tokenizer_token_bytes(const struct tokenizer *t, int32_t id, char **bytes, size_t *len);
 int tokenizer_vocab_size(const struct tokenizer *t);        /* max id + 1, added tokens included */
 int32_t tokenizer_token_to_id(const struct tokenizer *t, const char *token);   /* -1 if none */
 const char *tokenizer_id_to_token(const struct tokenizer *t, int32_t id);     /* NULL if none */

@@ -168,7 +168,9 @@ static int piece_put(struct tk_pieces *out, const char *s, size_t n)
     return tk__pieces_add(out, s, n, false);
 }
 
-static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, struct buf *bytes)
+/* raw: bytes as they are, even when they are not UTF-8 (tokenizer_token_bytes). */
+static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, struct buf *bytes,
+                         bool raw)
 {
     bytes->len = 0;
     for (int i = 0; i <= in->n; i++) {
@@ -183,7 +185,7 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
         }
         if (bytes->len) {
             /* A run of byte tokens that is not valid UTF-8 becomes one U+FFFD per byte. */
-            if (tk__utf8_valid_prefix(bytes->p, bytes->len) == bytes->len) {
+            if (raw || tk__utf8_valid_prefix(bytes->p, bytes->len) == bytes->len) {
                 if (piece_put(out, bytes->p, bytes->len))
                     return -ENOMEM;
             } else
@@ -201,7 +203,7 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
 /* ByteLevel: every token back to bytes (a token with a character outside the alphabet
  * stays as it is), all joined, then decoded as lossy UTF-8. */
 static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, struct tk_pieces *out,
-                      struct buf *bytes)
+                      struct buf *bytes, bool raw)
 {
     size_t off;
 
@@ -227,7 +229,8 @@ static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, str
         }
     }
     off = out->buf.len;
-    if (tk__utf8_lossy(bytes->p, bytes->len, &out->buf))
+    if (raw ? buf_put(&out->buf, bytes->p ? bytes->p : "", bytes->len)
+            : tk__utf8_lossy(bytes->p, bytes->len, &out->buf))
         return -ENOMEM;
     return tk__pieces_add_ref(out, off, out->buf.len - off, false);
 }
@@ -264,15 +267,15 @@ static int metaspace(const struct tk_dec *d, int index, const char *s, size_t le
 }
 
 static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_data *md,
-                const struct tk_pieces *in, struct tk_pieces *out, struct buf *tmp)
+                const struct tk_pieces *in, struct tk_pieces *out, struct buf *tmp, bool raw)
 {
     int rc = 0;
 
     switch (d->kind) {
     case TD_BYTE_LEVEL:
-        return byte_level(t, in, out, tmp);
+        return byte_level(t, in, out, tmp, raw);
     case TD_BYTE_FALLBACK:
-        return byte_fallback(in, out, tmp);
+        return byte_fallback(in, out, tmp, raw);
     case TD_FUSE:
         tmp->len = 0;
         for (int i = 0; i < in->n; i++)
@@ -301,8 +304,8 @@ static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_d
     return -EINVAL;
 }
 
-/* Decodes ids into out (replacing its contents). */
-static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special,
+/* Decodes ids into out (replacing its contents); raw: bytes that are not UTF-8 stay. */
+static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special, bool raw,
                   struct buf *out)
 {
     struct tk_pieces a = { 0 }, b = { 0 };
@@ -327,7 +330,7 @@ static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool ski
         struct tk_pieces swap;
 
         tk__pieces_clear(&b);
-        if ((rc = step(t, &t->dec[i], md, &a, &b, &tmp)))
+        if ((rc = step(t, &t->dec[i], md, &a, &b, &tmp, raw)))
             goto out;
         swap = a;
         a = b;
@@ -351,7 +354,7 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, int n, bool 
                      char **text, size_t *len, char *err)
 {
     struct buf out = { 0 };
-    int rc = decode(t, ids, n, skip_special, &out);
+    int rc = decode(t, ids, n, skip_special, false, &out);
 
     *text = NULL;
     *len = 0;
@@ -363,6 +366,23 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, int n, bool 
     *text = out.p;
     *len = out.len;
     return 0;
+}
+
+int tokenizer_token_bytes(const struct tokenizer *t, int32_t id, char **bytes, size_t *len)
+{
+    struct buf out = { 0 };
+    int rc = decode(t, &id, 1, false, true, &out);
+
+    if (rc) {
+        /* A Replace pattern may refuse bytes that are not UTF-8: the lossy text, then. */
+        buf_fini(&out);
+        rc = decode(t, &id, 1, false, false, &out);
+    }
+    *bytes = rc ? NULL : out.p;
+    *len = rc ? 0 : out.len;
+    if (rc)
+        buf_fini(&out);
+    return rc;
 }
 
 /* --- streaming ------------------------------------------------------------------------- */
@@ -405,7 +425,7 @@ static int emit(const struct tokenizer *t, struct detok *d, struct buf *text, ch
     if (t->stream_safe) {
         memmove(d->ids, d->ids + d->read, (d->n - d->read) * sizeof *d->ids);
         d->n -= d->read;
-        if ((rc = decode(t, d->ids, d->n, d->skip_special, text))) {
+        if ((rc = decode(t, d->ids, d->n, d->skip_special, false, text))) {
             free(*delta);
             *delta = NULL;
             *len = 0;
@@ -437,7 +457,7 @@ int detok_push(const struct tokenizer *t, struct detok *d, int32_t id, char **de
     /* ByteFallback decides a run of byte tokens only once it ends. */
     if (t->dec_byte_fallback && byte_token(tok, tok_len) >= 0)
         return 0;
-    if ((rc = decode(t, d->ids, d->n, d->skip_special, &text)) == 0 && !ends_unfinished(&text))
+    if ((rc = decode(t, d->ids, d->n, d->skip_special, false, &text)) == 0 && !ends_unfinished(&text))
         rc = emit(t, d, &text, delta, len);
     buf_fini(&text);
     return rc;
@@ -451,7 +471,7 @@ int detok_flush(const struct tokenizer *t, struct detok *d, char **delta, size_t
 
     *delta = NULL;
     *len = 0;
-    if ((rc = decode(t, d->ids, d->n, d->skip_special, &text)) == 0)
+    if ((rc = decode(t, d->ids, d->n, d->skip_special, false, &text)) == 0)
         rc = emit(t, d, &text, delta, len);
     buf_fini(&text);
     detok_fini(d);

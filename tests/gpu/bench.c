@@ -3,7 +3,10 @@
  * fused with it) and decode attention over long contexts are reported as a share of it,
  * prefill attention in TFLOP/s (scripts/gpu/sdpa_bench.py times PyTorch on the same
  * shapes). Shapes are the bench-1.5b model's: 32 heads, 8 KV heads, head_dim 64, blocks of
- * 16. Timings are medians of repeated runs of many launches; nothing is asserted. */
+ * 16. Timings are medians of repeated runs of many launches; nothing is asserted. The
+ * memory-bound kernels (cache_update, decode attention) are timed from DRAM: before each
+ * launch a write of FLUSH_BYTES (five times the 50 MB L2) evicts what the last one left, and
+ * CUDA events time the launch alone. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include <cuda_runtime_api.h>
 
 #include "engine/base/util.h"
+#include "engine/cuda/cuda_internal.h"   /* struct backend_cuda: the stream the ops run on */
 #include "tests/gpu/gpu_test.h"
 
 #define H 32
@@ -21,9 +25,12 @@
 #define BS 16
 #define REPEATS 5
 
+#define FLUSH_BYTES ((size_t)256 << 20)
+
 struct bench {
     struct backend *be;
     double copy_gbs;           /* measured device copy bandwidth, GB/s (read + write) */
+    void *flush;               /* [FLUSH_BYTES], written between launches to empty the L2 */
 };
 
 /* Median over REPEATS of the seconds one call of fn takes, each repeat `iters` calls. */
@@ -43,6 +50,36 @@ static double time_op(struct bench *bn, int iters, int (*fn)(struct bench *, voi
         t[r] = (now_s() - t0) / iters;
     }
     return gt_median(t, REPEATS);
+}
+
+/* Median over `iters` launches of the seconds one call of fn takes with a cold L2: the
+ * flush runs before each launch, outside the events that time it. */
+static double time_op_dram(struct bench *bn, int iters, int (*fn)(struct bench *, void *), void *arg)
+{
+    cudaStream_t st = ((struct backend_cuda *)bn->be)->stream;   /* where the ops run */
+    double *t = calloc(iters, sizeof *t), med = NAN;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    float ms;
+
+    if (!t || cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
+        fn(bn, arg) || cudaDeviceSynchronize() != cudaSuccess)   /* warm up */
+        goto out;
+    for (int i = 0; i < iters; i++) {
+        if (cudaMemsetAsync(bn->flush, i & 0xff, FLUSH_BYTES, st) != cudaSuccess ||
+            cudaEventRecord(e0, st) != cudaSuccess || fn(bn, arg) ||
+            cudaEventRecord(e1, st) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
+            cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
+            goto out;
+        t[i] = ms / 1e3;
+    }
+    med = gt_median(t, iters);
+out:
+    if (e0)
+        cudaEventDestroy(e0);
+    if (e1)
+        cudaEventDestroy(e1);
+    free(t);
+    return med;
 }
 
 /* ---- copy bandwidth ---- */
@@ -120,7 +157,7 @@ static void bench_cache_update(struct bench *bn, int n)
 {
     const struct backend_ops *op = bn->be->ops;
     char err[ERR_LEN] = "";
-    struct cu_arg a = { .n = n, .l = { n / BS + 1, BS, KVH, D } };
+    struct cu_arg a = { .n = n, .l = { n / BS + 1, BS, KVH, D, DT_F32, 0, 0 } };
     size_t cache_bytes = (size_t)a.l.num_blocks * BS * KVH * D * 2;
     int64_t *slots = malloc(n * sizeof *slots);
     int32_t *pos = malloc(n * sizeof *pos);
@@ -150,10 +187,10 @@ static void bench_cache_update(struct bench *bn, int n)
         op->upload(bn->be, a.positions, pos, n * sizeof *pos) ||
         op->upload(bn->be, a.inv_freq, inv, sizeof inv))
         goto out;
-    t_cache = time_op(bn, 200, cache_only, &a);
-    t_pair = time_op(bn, 200, cache_once, &a);
+    t_cache = time_op_dram(bn, 100, cache_only, &a);
+    t_pair = time_op_dram(bn, 100, cache_once, &a);
     a.fused = true;
-    t_fused = time_op(bn, 200, cache_once, &a);
+    t_fused = time_op_dram(bn, 100, cache_once, &a);
     /* cache_update reads k and v and writes them: 2 × kv bytes. The fused kernel also reads
      * and writes q and k (rope_bytes), reads v and writes k and v to the cache (1.5 × kv). */
     printf("cache_update %5d tokens: %7.2f us, %6.0f GB/s = %4.0f%% of copy\n", n, t_cache * 1e6,
@@ -227,10 +264,10 @@ static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, do
         printf("attention: out of memory %s\n", err);
         goto out;
     }
-    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0, { nb, BS, KVH, D } };
+    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0, { nb, BS, KVH, D, DT_F32, 0, 0 } };
     {
-        struct bench local = { be, bn->copy_gbs };
-        s = time_op(&local, q_len == 1 ? 100 : 10, attn_once, &a);
+        struct bench local = { be, bn->copy_gbs, bn->flush };
+        s = q_len == 1 ? time_op_dram(&local, 50, attn_once, &a) : time_op(&local, 10, attn_once, &a);
     }
     *kv_bytes = 2.0 * reqs * seq * KVH * D * 2;
 out:
@@ -261,7 +298,10 @@ int gt_bench(void)
     }
     printf("kernel benchmarks: H %d, KV heads %d, head_dim %d, block %d, bf16\n", H, KVH, D, BS);
     bench_copy(&bn);
-    if (bn.copy_gbs <= 0) {
+    bn.flush = bn.be->ops->alloc(bn.be, FLUSH_BYTES, err);
+    if (bn.copy_gbs <= 0 || !bn.flush) {
+        printf("bench: %s\n", bn.flush ? "no copy bandwidth" : err);
+        bn.be->ops->free(bn.be, bn.flush);
         backend_destroy(bn.be);
         return 1;
     }
@@ -282,6 +322,7 @@ int gt_bench(void)
                flops / s / 1e12);
     }
     gt_bench_gemm();
+    bn.be->ops->free(bn.be, bn.flush);
     backend_destroy(bn.be);
     return 0;
 }

@@ -49,7 +49,10 @@ uint64_t gt_rand_u64(uint64_t *s);
 float gt_randf(uint64_t *s, float lo, float hi);      /* uniform, rounded to bf16 */
 int gt_randint(uint64_t *s, int n);                    /* [0, n) */
 void gt_fill(uint64_t *s, float *x, size_t n, float lo, float hi);
-float gt_bf16_round(float x);
+/* RoPE inputs: inv_freq[D / 2] = theta^(-2i/D); n positions, every third up to 128k (where
+ * the angle's f32 product matters), the others below 4096, the first 0. */
+void gt_inv_freq(float *f, int D, double theta);
+void gt_positions(uint64_t *s, int32_t *pos, int n);
 
 /* A buffer of n elements on both backends: f32 on the CPU; bf16 (or f32 when f32 is set)
  * on the GPU. */
@@ -95,7 +98,7 @@ double gt_median(double *v, int n);
 /* The cases, one function per test file. */
 extern const struct gt_case gt_cases_cache_update[], gt_cases_attention[], gt_cases_rope[],
     gt_cases_rmsnorm[], gt_cases_embedding[], gt_cases_matmul[], gt_cases_activation[],
-    gt_cases_sampling[], gt_cases_graph[], gt_cases_runner[];
+    gt_cases_sampling[], gt_cases_graph[], gt_cases_runner[], gt_cases_kv_groups[];
 
 /* bench.c: prints the kernel benchmarks (never asserts). Returns 0. */
 int gt_bench(void);

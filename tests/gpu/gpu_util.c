@@ -86,7 +86,7 @@ uint64_t gt_rand_u64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-float gt_bf16_round(float x)
+static float bf16_round(float x)
 {
     return bf16_to_f32(f32_to_bf16(x));
 }
@@ -94,7 +94,7 @@ float gt_bf16_round(float x)
 float gt_randf(uint64_t *s, float lo, float hi)
 {
     double u = (double)(gt_rand_u64(s) >> 11) / 9007199254740992.0;
-    return gt_bf16_round((float)(lo + (hi - lo) * u));
+    return bf16_round((float)(lo + (hi - lo) * u));
 }
 
 int gt_randint(uint64_t *s, int n)
@@ -106,6 +106,19 @@ void gt_fill(uint64_t *s, float *x, size_t n, float lo, float hi)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = gt_randf(s, lo, hi);
+}
+
+void gt_inv_freq(float *f, int D, double theta)
+{
+    for (int i = 0; i < D / 2; i++)
+        f[i] = (float)pow(theta, -2.0 * i / D);
+}
+
+void gt_positions(uint64_t *s, int32_t *pos, int n)
+{
+    for (int i = 0; i < n; i++)
+        pos[i] = i % 3 == 0 ? gt_randint(s, 131072) : gt_randint(s, 4096);
+    pos[0] = 0;
 }
 
 /* ---- mirrored buffers ---- */

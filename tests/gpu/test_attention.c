@@ -13,7 +13,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "engine/cuda/cuda_internal.h"   /* CUDA_ATTN_PARTIAL_BYTES */
+#include "engine/cuda/cuda_internal.h"   /* CUDA_ATTN_PARTIAL_BYTES, cuda__attn_* */
 #include "engine/base/util.h"
 #include "kernels/kernels.h"             /* attention_cuda_splits */
 #include "tests/gpu/gpu_test.h"
@@ -35,12 +35,15 @@ static int splits_for(const struct bk_batch *b, const struct attn_params *p)
 {
     struct cudaDeviceProp prop;
     struct attn_workspace ws = { 0, (float *)16, CUDA_ATTN_PARTIAL_BYTES };
+    struct cuda_attn_params kp = cuda__attn_params(p);
+    struct cuda_attn_batch kb;
     int dev = 0;
 
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess ||
+        cuda__attn_batch(&kb, b, 0))
         return -1;
     ws.num_sms = prop.multiProcessorCount;
-    return attention_cuda_splits(b, p, &ws);
+    return attention_cuda_splits(&kb, &kp, &ws);
 }
 
 static bool attn_backends(struct gt *t, int T, int R, int MB)
@@ -122,7 +125,7 @@ static void attn_once(struct gt *t, const struct attn_case *c, int *splits_seen)
         goto out;
 
     pc = (struct attn_params){ c->H, c->KV, c->D, 1.0f / sqrtf((float)c->D), c->softcap, c->window,
-                               { num_blocks, c->bs, c->KV, c->D } };
+                               { num_blocks, c->bs, c->KV, c->D, DT_F32, 0, 0 } };
     pg = pc;
     if (splits_seen)
         *splits_seen = MAX(*splits_seen, splits_for(&bg, &pg));

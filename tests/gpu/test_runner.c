@@ -3,8 +3,10 @@
  * mixed window/full layers) runs a prompt step and decode steps; the CUDA logits must
  * equal the CPU backend's within bf16 error, and the runner's CUDA-graph decode steps
  * must pick the same greedy tokens as the eager CUDA runner (a differing token is allowed
- * only on a near-tie of the eager logits). Needs engine/runner.h and engine/model/gen_model.h;
- * without them the case list is empty. */
+ * only on a near-tie of the eager logits, bounded by the bf16 error measured on that very
+ * row; the note says how many tokens agreed before the first). Every KV-cache group gets
+ * its own block ids, in its own order, as the scheduler's shared pool gives them. Needs
+ * engine/runner.h and engine/model/gen_model.h; without them the case list is empty. */
 #if defined(OSPREY_CUDA) && defined(__has_include)
 #if __has_include("engine/runner.h") && __has_include("engine/model/gen_model.h")
 #define HAVE_RUNNER 1
@@ -24,13 +26,20 @@
 #include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
-enum { NREQ = 4, MAXLEN = 96, BS = 16, STEPS = 12 };
+enum { NREQ = 4, MAXLEN = 96, BS = 16, STEPS = 12, PER_GROUP = NREQ * (MAXLEN / BS + 1) };
 
 struct sim_req {
     int32_t tokens[MAXLEN];
     int len, computed;
     int32_t blocks[MAXLEN / BS + 1];
 };
+
+/* Group g's block for a request's block j: groups take disjoint ids from the pool, odd
+ * groups in reverse order, so that no group's table or slots equal another's. */
+static int32_t group_block(const struct sim_req *q, int g, int j)
+{
+    return g * PER_GROUP + (g % 2 ? PER_GROUP - 1 - q->blocks[j] : q->blocks[j]);
+}
 
 /* The next step of every request: its whole prompt first, then one token at a time. */
 static void build_step(struct step_batch *b, struct sim_req *reqs, int groups, int max_blocks,
@@ -54,7 +63,7 @@ static void build_step(struct step_batch *b, struct sim_req *reqs, int groups, i
             b->input_ids[t] = q->tokens[pos];
             b->positions[t] = pos;
             for (int g = 0; g < groups; g++)
-                b->slot_mapping[g][t] = (int64_t)q->blocks[pos / BS] * BS + pos % BS;
+                b->slot_mapping[g][t] = (int64_t)group_block(q, g, pos / BS) * BS + pos % BS;
         }
         b->query_start_loc[r + 1] = t;
         b->seq_lens[r] = q->len;
@@ -62,7 +71,8 @@ static void build_step(struct step_batch *b, struct sim_req *reqs, int groups, i
         b->sample_req[r] = r;
         for (int g = 0; g < groups; g++)
             for (int j = 0; j < max_blocks; j++)
-                b->block_table[g][r * max_blocks + j] = j * BS < q->len ? q->blocks[j] : KV_NO_BLOCK;
+                b->block_table[g][r * max_blocks + j] =
+                    j * BS < q->len ? group_block(q, g, j) : KV_NO_BLOCK;
         b->max_query_len = MAX(b->max_query_len, n);
         b->max_seq_len = MAX(b->max_seq_len, q->len);
     }
@@ -71,16 +81,27 @@ static void build_step(struct step_batch *b, struct sim_req *reqs, int groups, i
     b->decode_only = *decode;
 }
 
+/* The largest |eager - cpu| of a row of logits: how far bf16 moved this row's logits from
+ * the f32 reference. */
+static float row_bf16_error(const float *le, const float *lc, int V)
+{
+    float e = 0.0f;
+
+    for (int i = 0; i < V; i++)
+        e = fmaxf(e, fabsf(le[i] - lc[i]));
+    return e;
+}
+
 static void run_preset(struct gt *t, const char *preset, bool fused, int *steps, int *replays,
-                       int *near_ties)
+                       int *near_ties, int *tokens, int *agreed_before_tie)
 {
     static const int graph_sizes[] = { 1, 2, 4, 8 };
     char dir[] = "/tmp/osprey-gpu-model-XXXXXX", err[ERR_LEN] = "";
     struct gen_model_opts go = { .config = preset, .seed = 5 };
     struct model m;
     bool opened = false, decode;
-    struct runner_options ro = { BS, NREQ * (MAXLEN / BS + 1) + 4, 256, 8, MAXLEN, false,
-                                 graph_sizes, 4, fused };
+    struct runner_options ro = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
+                                 graph_sizes, 4, fused, false, false, DT_F32 };
     struct runner_options eo = ro;
     struct backend_options bo = { 0 };
     struct runner *rc = NULL, *re = NULL, *rg = NULL;
@@ -105,7 +126,7 @@ static void run_preset(struct gt *t, const char *preset, bool fused, int *steps,
         !gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda eager runner: %s", err) ||
         !gt_check(t, runner_create(&rg, t->gpu, &m, &ro, err) == 0, "cuda graph runner: %s", err))
         goto out;
-    if (!gt_check(t, batch_init(&b, 256, 8, runner_num_kv_groups(re),
+    if (!gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,
                                 runner_max_blocks_per_req(re)) == 0, "batch_init"))
         goto out;
     lc = malloc((size_t)8 * V * 4);
@@ -123,13 +144,13 @@ static void run_preset(struct gt *t, const char *preset, bool fused, int *steps,
             reqs[r].blocks[j] = j * NREQ + (NREQ - 1 - r);
     }
     for (int s = 0; s < STEPS; s++) {
-        build_step(&b, reqs, runner_num_kv_groups(re), runner_max_blocks_per_req(re), &decode);
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
         /* the same step for the three runners, rebuilt after each pads it in place */
         if (!gt_check(t, runner_logits(rc, &b, lc) == 0, "cpu step %d", s) ||
             !gt_check(t, runner_logits(re, &b, le) == 0, "cuda eager step %d", s))
             goto out;
         gt_compare(t, preset, le, lc, (size_t)NREQ * V, 0.05, 0.05, 2e-3);
-        build_step(&b, reqs, runner_num_kv_groups(re), runner_max_blocks_per_req(re), &decode);
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
         if (!gt_check(t, runner_execute(rg, &b, NULL, res) == 0, "cuda graph runner step %d", s))
             goto out;
         *replays += decode;
@@ -140,11 +161,28 @@ static void run_preset(struct gt *t, const char *preset, bool fused, int *steps,
                 if (x[i] > x[best])
                     best = i;
             if (res[r].token != best) {
-                bool tie = res[r].token >= 0 && res[r].token < V && x[best] - x[res[r].token] < 2e-2f;
+                /* The graph and the eager run are two bf16 evaluations of the same step: they
+                 * differ only in where f32 sums round to bf16 (attention's split count follows
+                 * the graph's fixed max_seq_len bound). Each lies within this row's measured
+                 * bf16 error e = max |eager - cpu f32| of the reference (assuming the graph's
+                 * error is of the same size as the eager one's), so their logits differ by at
+                 * most about 2e; and never less than one bf16 step (2^-8 relative) of the best
+                 * logit. A gap below that is a tie bf16 cannot resolve; one above it is a bug.
+                 * The former fixed 2e-2 did not follow the logits' scale: on rows whose bf16
+                 * error is far smaller, it let real differences pass as ties. */
+                float tol = fmaxf(2.0f * row_bf16_error(x, lc + (size_t)r * V, V),
+                                  ldexpf(fabsf(x[best]), -8));
+                bool tie = res[r].token >= 0 && res[r].token < V &&
+                           x[best] - x[res[r].token] <= tol;
+                if (tie && *near_ties == 0)
+                    *agreed_before_tie = *tokens;
                 *near_ties += tie;
-                gt_check(t, tie, "%s step %d req %d: graph runner %d, eager argmax %d", preset, s,
-                         r, res[r].token, best);
+                gt_check(t, tie, "%s step %d req %d: graph runner %d, eager argmax %d, gap %.3g "
+                         "above the row's bf16 bound %.3g", preset, s, r, res[r].token, best,
+                         res[r].token >= 0 && res[r].token < V ? x[best] - x[res[r].token] : 0.0,
+                         tol);
             }
+            (*tokens)++;
             reqs[r].computed = reqs[r].len;
             if (reqs[r].len < MAXLEN)
                 reqs[r].tokens[reqs[r].len++] = best;
@@ -171,18 +209,23 @@ out:
 
 static void runner_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
 {
-    int steps = 0, replays = 0, ties = 0, n = 0;
+    int steps = 0, replays = 0, ties = 0, n = 0, tokens = 0, agreed = 0;
 
     for (int i = 0; gen_model_preset_name(i); i++) {
         const char *p = gen_model_preset_name(i);
         if (strncmp(p, "tiny", 4))
             continue;
-        run_preset(t, p, i % 2 == 1, &steps, &replays, &ties);
+        run_preset(t, p, i % 2 == 1, &steps, &replays, &ties, &tokens, &agreed);
         n++;
     }
     gt_check(t, n > 0 && replays > 0, "no tiny preset ran a graph step");
-    gt_note(t, "%d tiny presets, %d steps, %d graph replays, %d near-tie tokens", n, steps,
-            replays, ties);
+    if (ties)
+        gt_note(t, "%d tiny presets, %d steps, %d graph replays, %d of %d greedy tokens equal, "
+                "%d near-tie tokens (the first after %d equal)", n, steps, replays,
+                tokens - ties, tokens, ties, agreed);
+    else
+        gt_note(t, "%d tiny presets, %d steps, %d graph replays, %d of %d greedy tokens equal",
+                n, steps, replays, tokens, tokens);
 }
 
 const struct gt_case gt_cases_runner[] = {

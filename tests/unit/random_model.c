@@ -147,6 +147,10 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
     c->qk_norm = s->qk_norm;
     for (int l = 0; l < s->layers; l++)
         c->layer_window[l] = s->windows ? s->windows[l] : 0;
+    c->num_kv_groups = model_kv_groups(c, c->kv_group_window, c->layer_kv_group,
+                                       MODEL_MAX_KV_GROUPS);
+    if (c->num_kv_groups < 0)
+        goto fail;
     c->dtype = s->dtype;
     c->bos_token_id = 1;
     c->eos_token_ids[0] = 2;

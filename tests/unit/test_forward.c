@@ -66,7 +66,8 @@ static void sim_create(struct sim *s, const struct fixture_spec *spec, const str
 {
     int bs = so->block_size, num_blocks = MAX_SEQS * (MAX_LEN / bs + 1) / 2;
     struct runner_options o = { bs, num_blocks, MAX_BATCH_TOKENS, MAX_SEQS, MAX_LEN, false,
-                                so->graph_sizes, so->num_graph_sizes, so->fused_rope_cache };
+                                so->graph_sizes, so->num_graph_sizes, so->fused_rope_cache,
+                                false, false, DT_F32 };
     struct backend_options bo = { .num_threads = 2 };
     char err[ERR_LEN] = "";
 
@@ -80,9 +81,9 @@ static void sim_create(struct sim *s, const struct fixture_spec *spec, const str
     if (so->patch)
         so->patch(s->be);
     ck_assert_msg(runner_create(&s->r, s->be, &s->fx.m, &o, err) == 0, "%s", err);
-    s->num_groups = runner_num_kv_groups(s->r);
+    s->num_groups = s->fx.m.cfg.num_kv_groups;
     for (int g = 0; g < s->num_groups; g++) {
-        s->windows[g] = runner_group_window(s->r, g);
+        s->windows[g] = s->fx.m.cfg.kv_group_window[g];
         /* every group draws from its own shuffled pool: block ids far from contiguous */
         for (int i = 0; i < num_blocks; i++)
             s->free_ids[g][i] = i;
@@ -623,7 +624,7 @@ START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
     struct backend *be;
     struct runner *r = NULL;
     struct backend_options bo = { .num_threads = 1 };
-    struct runner_options o = { 16, 8, 64, 4, 64, false, NULL, 0, false };
+    struct runner_options o = { 16, 8, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32 };
     struct step_batch b;
     struct sample_result res[4];
     char err[ERR_LEN] = "";
@@ -642,8 +643,19 @@ START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
     ck_assert_int_eq(runner_create(&r, be, &fx.m, &o, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "heads 4/3"));
     fx.m.cfg.num_kv_heads = 2;
+    /* a config whose KV-cache groups were never filled (model_kv_groups), or that puts a
+     * layer in a group it does not have */
+    fx.m.cfg.num_kv_groups = 0;
+    ck_assert_int_eq(runner_backend_options(&fx.m.cfg, &o, &bo), -EINVAL);
+    ck_assert_int_eq(runner_create(&r, be, &fx.m, &o, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "0 KV-cache groups"));
+    fx.m.cfg.num_kv_groups = 1;
+    fx.m.cfg.layer_kv_group[1] = 1;
+    ck_assert_int_eq(runner_create(&r, be, &fx.m, &o, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "layer 1 is in KV-cache group 1 of 1"));
+    fx.m.cfg.layer_kv_group[1] = 0;
     ck_assert_int_eq(runner_create(&r, be, &fx.m, &o, err), 0);
-    ck_assert_uint_eq(runner_kv_block_bytes(&fx.m.cfg, be, 16), 2 * 2 * 16 * 2 * 16 * 4);
+    ck_assert_uint_eq(runner_kv_block_bytes(&fx.m.cfg, be, DT_F32, 16), 2 * 2 * 16 * 2 * 16 * 4);
     /* a batch with more tokens than the runner was sized for */
     ck_assert_int_eq(batch_init(&b, 128, 4, 1, 4), 0);
     b.num_reqs = 1;

@@ -88,7 +88,7 @@ static void rig_open(struct rig *g, const char *dir, int block_size)
     ck_assert_int_eq(runner_backend_options(&g->m.cfg, &o, &bo), 0);
     ck_assert_msg(backend_create(&g->be, "cpu", &bo, err) == 0, "%s", err);
     ck_assert_msg(runner_create(&g->r, g->be, &g->m, &o, err) == 0, "%s", err);
-    ck_assert_int_eq(batch_init(&g->b, 64, 64, runner_num_kv_groups(g->r),
+    ck_assert_int_eq(batch_init(&g->b, 64, 64, g->m.cfg.num_kv_groups,
                                 runner_max_blocks_per_req(g->r)), 0);
 }
 
@@ -121,7 +121,7 @@ static void build_step(struct rig *g, const int32_t *tokens, int start, int n, i
     b->max_query_len = n;
     b->max_seq_len = start + n;
     for (int g2 = 0; g2 < b->num_kv_groups; g2++) {
-        int window = runner_group_window(g->r, g2);
+        int window = g->m.cfg.kv_group_window[g2];
         for (int j = 0; j < mb; j++) {
             /* blocks past the sequence hold nothing; in a sliding group, blocks that end at
              * or before start - window are out of every query's window: the attention must

@@ -1,7 +1,8 @@
 /* test_kv_cache.c — block tables and slots: hand-computed slot numbers (directly and in a
  * step batch), padding slots after batch_pad, two groups (full + sliding window) with their
  * own tables, window blocks released exactly when out of the window, prefix lookups for full
- * and window groups, and an allocation failure that changes nothing. */
+ * and window groups, block hashes that chain the prefix, and an allocation failure that
+ * changes nothing. */
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -238,6 +239,59 @@ START_TEST(prefix_lookup_serves_full_blocks_and_leaves_the_last_token)
 }
 END_TEST
 
+/* A block's hash chains its parent's, so the same 4 tokens under another prefix are another
+ * block. a = [S T U x]: its block 1 holds T at positions 4..7 after S. b = [T V ...] starts
+ * with T's tokens: hashed alone, b's block 0 would be a's block 1 (keys of other positions,
+ * computed after S). c = [W T U x] has a's blocks 1 and 2 token for token under another
+ * block 0; in a window-only model (window 4, so a query at 12 sees only block 2), hashes
+ * without the parent would serve c 12 tokens of a's cache. Both must get nothing. */
+START_TEST(same_tokens_under_another_prefix_share_no_block)
+{
+    const int win4[KV_MAX_GROUPS] = { 4 };
+    struct kv_cache kv;
+    struct kv_req a, b, c;
+    int32_t ta[13], tb[13], tc[13];
+
+    for (int i = 0; i < 13; i++)
+        ta[i] = 10 + i;                 /* S = 10..13, T = 14..17, U = 18..21, x = 22 */
+    memcpy(tb, ta + 4, 9 * sizeof *tb); /* T U x ... */
+    tb[9] = tb[10] = tb[11] = tb[12] = 99;
+    memcpy(tc, ta, sizeof tc);
+    tc[0] = 50;                         /* W: block 0 differs, blocks 1 and 2 are a's */
+
+    /* full attention: a's block 1 must not serve b's block 0 */
+    ck_assert_int_eq(kv_cache_init(&kv, 4, 16, 1, full1, 64, true), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &a, 13), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &b, 13), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &c, 13), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &a, ta, 0, 0, 13), 0);   /* blocks 0..2 hashed */
+    ck_assert_int_eq(kv_cache_lookup(&kv, &c, ta, 13), 12);          /* a's own prefix: hit */
+    ck_assert_int_eq(kv_cache_lookup(&kv, &b, tb, 13), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &b, tb, 0, 0, 13), 0);
+    for (int j = 0; j < 3; j++)
+        for (int k = 0; k < 3; k++)
+            ck_assert_int_ne(b.block_table[0][j], a.block_table[0][k]);
+    kv_cache_req_fini(&kv, &a);
+    kv_cache_req_fini(&kv, &b);
+    kv_cache_req_fini(&kv, &c);
+    kv_cache_fini(&kv);
+
+    /* a window-only model: c's window at 12 covers only block 2, equal token for token */
+    ck_assert_int_eq(kv_cache_init(&kv, 4, 16, 1, win4, 64, true), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &a, 13), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &b, 13), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &c, 13), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &a, ta, 0, 0, 13), 0);
+    ck_assert_int_eq(kv_cache_lookup(&kv, &b, ta, 13), 12);
+    ck_assert_int_eq(kv_cache_lookup(&kv, &c, tc, 13), 0);
+    kv_cache_req_fini(&kv, &a);
+    kv_cache_req_fini(&kv, &b);
+    kv_cache_req_fini(&kv, &c);
+    ck_assert_int_eq(block_pool_num_free(&kv.pool), 16);
+    kv_cache_fini(&kv);
+}
+END_TEST
+
 START_TEST(freed_prefix_is_revived_from_the_free_list)
 {
     struct kv_cache kv;
@@ -395,6 +449,7 @@ Suite *kv_cache_suite(void)
     tcase_add_test(tc, hits_in_every_group_are_taken_before_any_allocation_evicts_them);
     tcase_add_test(tc, failed_allocation_changes_nothing);
     tcase_add_test(tc, worst_case_bound_per_group);
+    tcase_add_test(tc, same_tokens_under_another_prefix_share_no_block);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -153,6 +153,13 @@ START_TEST(generated_tiny_mixed_alternates_full_and_sliding)
     ck_assert_int_eq(m.cfg.layer_window[2], 0);
     ck_assert_int_eq(m.cfg.layer_window[3], 32);
     ck_assert_int_eq(model_kv_groups(&m.cfg, gw, lg, 4), 2);
+    /* computed once, when the config was read: what everyone else reads */
+    ck_assert_int_eq(m.cfg.num_kv_groups, 2);
+    ck_assert_int_eq(m.cfg.kv_group_window[0], 0);
+    ck_assert_int_eq(m.cfg.kv_group_window[1], 32);
+    ck_assert_int_eq(m.cfg.layer_kv_group[0], m.cfg.layer_kv_group[2]);
+    ck_assert_int_eq(m.cfg.layer_kv_group[1], 1);
+    ck_assert_int_eq(m.cfg.layer_kv_group[3], 1);
     model_close(&m);
     fixture_rmtree(dir);
 }

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "engine/gen_params.h"   /* gen_params_init */
 #include "engine/sampler.h"
 
 static float scratch[2 * 4096];

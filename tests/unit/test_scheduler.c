@@ -464,8 +464,11 @@ START_TEST(sched_finish_ends_a_request_at_once)
     ck_assert_int_eq(w->finish_reason, FINISH_ERROR);
     ck_assert_ptr_null(fx_step(&f, 5));
     checker_pool_full(&f.ck);
-    ck_assert_str_eq(request_finish_reason_name(FINISH_STOP), "stop");
-    ck_assert_str_eq(request_finish_reason_name(FINISH_LENGTH), "length");
+    ck_assert_str_eq(finish_reason_name(FINISH_STOP), "stop");
+    ck_assert_str_eq(finish_reason_name(FINISH_LENGTH), "length");
+    ck_assert_str_eq(finish_reason_name(FINISH_ABORT), "abort");
+    ck_assert_str_eq(finish_reason_name(FINISH_ERROR), "error");
+    ck_assert_ptr_null(finish_reason_name(FINISH_NONE));
     fx_fini(&f);
 }
 END_TEST

@@ -1,0 +1,60 @@
+/* cuda_params.c — the backend's structs (engine/backend.h, engine/sampler.h) translated to
+ * the kernels' own (kernels/kernels.h), which know nothing of the engine: the one place
+ * where the two sets meet, so that kernels/ includes nothing of engine/ (the one-way rule,
+ * scripts/check-includes.sh). Host-side copies of a few ints per op. */
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+
+#include "engine/cuda/cuda_internal.h"
+
+static_assert(CUDA_SAMPLE_MAX_LOGPROBS == SAMPLE_MAX_LOGPROBS,
+              "kernels/kernels.h and engine/sampler.h disagree on the top logprobs per row");
+
+struct cuda_cache_layout cuda__cache_layout(const struct cache_layout *l)
+{
+    return (struct cuda_cache_layout){
+        .num_blocks = l->num_blocks, .block_size = l->block_size,
+        .num_kv_heads = l->num_kv_heads, .head_dim = l->head_dim,
+    };
+}
+
+struct cuda_rope_params cuda__rope_params(const struct rope_params *p)
+{
+    return (struct cuda_rope_params){
+        .num_heads = p->num_heads, .num_kv_heads = p->num_kv_heads, .head_dim = p->head_dim,
+        .stride = p->stride, .inv_freq = p->inv_freq,
+    };
+}
+
+struct cuda_attn_params cuda__attn_params(const struct attn_params *p)
+{
+    return (struct cuda_attn_params){
+        .num_heads = p->num_heads, .num_kv_heads = p->num_kv_heads, .head_dim = p->head_dim,
+        .scale = p->scale, .softcap = p->softcap, .window = p->window,
+        .cache = cuda__cache_layout(&p->cache),
+    };
+}
+
+int cuda__attn_batch(struct cuda_attn_batch *out, const struct bk_batch *b, int group)
+{
+    if (group < 0 || group >= b->num_kv_groups || group >= KV_MAX_GROUPS)
+        return -EINVAL;
+    *out = (struct cuda_attn_batch){
+        .num_reqs = b->num_reqs, .num_tokens = b->num_tokens,
+        .max_query_len = b->max_query_len, .max_seq_len = b->max_seq_len,
+        .max_blocks_per_req = b->max_blocks_per_req,
+        .query_start_loc = b->query_start_loc, .seq_lens = b->seq_lens,
+        .block_table = b->block_table[group],
+    };
+    return 0;
+}
+
+void cuda__sample_result(struct sample_result *out, const struct cuda_sample_result *r)
+{
+    out->token = r->token;
+    out->logprob = r->logprob;
+    out->num_top = r->num_top;
+    memcpy(out->top_ids, r->top_ids, sizeof out->top_ids);
+    memcpy(out->top_logprobs, r->top_logprobs, sizeof out->top_logprobs);
+}

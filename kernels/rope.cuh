@@ -1,0 +1,157 @@
+/* rope.cuh — the RoPE kernel both of its entry points launch: rope_cuda (kernels/rope.cu,
+ * q and k rotated in place) and rope_cache_update_cuda (kernels/cache_update.cu, the same
+ * rotation plus the cache write of k and v: FUSED). HF's rotate-half: pair (i, i + head_dim/2)
+ * turns by position * inv_freq[i], product and cos/sin in f32. One thread per VEC pairs of
+ * one head of one token. Included by those two files only. */
+#ifndef OSPREY_KERNELS_ROPE_CUH
+#define OSPREY_KERNELS_ROPE_CUH
+
+#include "kernels/common.cuh"
+
+#define ROPE_THREADS 128
+
+/* What a rope thread needs; passed by value. */
+struct rope_args {
+    bf16 *q, *k;
+    const bf16 *v;
+    const int32_t *positions;
+    const float *inv_freq;
+    int stride, num_heads, num_kv_heads, head_dim;
+    /* fused cache write (k_cache NULL: plain rope) */
+    const int64_t *slot_mapping;
+    bf16 *k_cache, *v_cache;
+    long long num_slots;
+};
+
+/* Rotates VEC pairs x[i..i+VEC) and x[half+i..) in registers. */
+template <int VEC>
+__device__ __forceinline__ void rotate(float *lo, float *hi, const float *cs, const float *sn)
+{
+#pragma unroll
+    for (int j = 0; j < VEC; j++) {
+        float x0 = lo[j], x1 = hi[j];
+        lo[j] = x0 * cs[j] - x1 * sn[j];
+        hi[j] = x1 * cs[j] + x0 * sn[j];
+    }
+}
+
+template <int VEC>
+__device__ __forceinline__ void load_vec(float *v, const bf16 *p)
+{
+    if (VEC == 8) {
+        vec8 x = load8(p);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            v[j] = x.v[j];
+    } else {
+        v[0] = __bfloat162float(*p);
+    }
+}
+
+template <int VEC>
+__device__ __forceinline__ void store_vec(bf16 *p, const float *v)
+{
+    if (VEC == 8) {
+        vec8 x;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            x.v[j] = v[j];
+        store8(p, x);
+    } else {
+        *p = __float2bfloat16(v[0]);
+    }
+}
+
+/* grid (n, ceil(heads * chunks / ROPE_THREADS)): blockIdx.x is the token, the threads its
+ * (head, chunk) pairs. Heads [0, H) are q, [H, H + KV) k, and, when FUSED, [H + KV,
+ * H + 2 KV) v (copied to the cache, not rotated). */
+template <int VEC, bool FUSED>
+__global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(const rope_args a)
+{
+    int half = a.head_dim / 2, chunks = half / VEC;
+    int heads = a.num_heads + (FUSED ? 2 : 1) * a.num_kv_heads;
+    int t = blockIdx.x, j = blockIdx.y * blockDim.x + threadIdx.x;
+
+    if (j >= heads * chunks)
+        return;
+    int c = j % chunks, h = j / chunks, i = c * VEC;
+    float lo[VEC], hi[VEC];
+
+    if (FUSED && h >= a.num_heads + a.num_kv_heads) {
+        /* a v head: straight to the cache */
+        int64_t slot = a.slot_mapping[t];
+        int kvh = h - a.num_heads - a.num_kv_heads;
+        if (slot < 0 || slot >= a.num_slots)
+            return;
+        const bf16 *src = a.v + (size_t)t * a.stride + (size_t)kvh * a.head_dim;
+        bf16 *dst = a.v_cache + ((size_t)slot * a.num_kv_heads + kvh) * a.head_dim;
+        load_vec<VEC>(lo, src + i);
+        load_vec<VEC>(hi, src + half + i);
+        store_vec<VEC>(dst + i, lo);
+        store_vec<VEC>(dst + half + i, hi);
+        return;
+    }
+
+    bool is_q = h < a.num_heads;
+    int hh = is_q ? h : h - a.num_heads;
+    bf16 *x = (is_q ? a.q : a.k) + (size_t)t * a.stride + (size_t)hh * a.head_dim;
+    float pos = (float)a.positions[t], cs[VEC], sn[VEC];
+
+#pragma unroll
+    for (int j = 0; j < VEC; j++)
+        sincosf(pos * a.inv_freq[i + j], &sn[j], &cs[j]);
+    load_vec<VEC>(lo, x + i);
+    load_vec<VEC>(hi, x + half + i);
+    rotate<VEC>(lo, hi, cs, sn);
+    store_vec<VEC>(x + i, lo);
+    store_vec<VEC>(x + half + i, hi);
+    if (FUSED && !is_q) {
+        int64_t slot = a.slot_mapping[t];
+        if (slot < 0 || slot >= a.num_slots)
+            return;
+        bf16 *dst = a.k_cache + ((size_t)slot * a.num_kv_heads + hh) * a.head_dim;
+        store_vec<VEC>(dst + i, lo);
+        store_vec<VEC>(dst + half + i, hi);
+    }
+}
+
+template <bool FUSED>
+static inline int rope_launch(const rope_args *a, int n, cudaStream_t s)
+{
+    int half = a->head_dim / 2;
+    bool vec = half % 8 == 0 && a->stride % 8 == 0 && aligned16(a->q) && aligned16(a->k) &&
+               (!FUSED || (aligned16(a->v) && aligned16(a->k_cache) && aligned16(a->v_cache)));
+    int heads = a->num_heads + (FUSED ? 2 : 1) * a->num_kv_heads;
+    dim3 grid(n, ceil_div_u((long long)heads * (vec ? half / 8 : half), ROPE_THREADS));
+
+    if (n < 0 || a->head_dim <= 0 || a->head_dim % 2 || a->num_heads <= 0 ||
+        a->num_kv_heads <= 0 || a->stride <= 0)
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    if (vec)
+        rope_kernel<8, FUSED><<<grid, ROPE_THREADS, 0, s>>>(*a);
+    else
+        rope_kernel<1, FUSED><<<grid, ROPE_THREADS, 0, s>>>(*a);
+    if (!CUDA_OK(cudaGetLastError()))
+        return -EIO;
+    return 0;
+}
+
+static inline rope_args rope_args_of(bf16 *q, bf16 *k, const int32_t *positions,
+                              const struct cuda_rope_params *p)
+{
+    rope_args a = {};
+
+    a.q = q;
+    a.k = k;
+    a.positions = positions;
+    a.inv_freq = p->inv_freq;
+    a.stride = p->stride;
+    a.num_heads = p->num_heads;
+    a.num_kv_heads = p->num_kv_heads;
+    a.head_dim = p->head_dim;
+    return a;
+}
+
+#endif
