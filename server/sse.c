@@ -37,14 +37,15 @@ static size_t grow(size_t cap, size_t need, size_t first)
 int sse_pending_append(struct sse_pending *p, const char *text, size_t len, const int32_t *ids,
                        const struct sample_result *samples, const size_t *offsets, int n)
 {
-    if (len && p->text_len + len + 1 > p->text_cap) {
-        size_t cap = grow(p->text_cap, p->text_len + len + 1, 64);
-        char *t = realloc(p->text, cap);
+    if (len) {
+        /* The text is a struct buf spelled out in three fields, which openai.c reads:
+         * room is made here, the bytes go in once the token arrays have grown too. */
+        struct buf t = { p->text, p->text_len, p->text_cap };
 
-        if (!t)
+        if (buf_reserve(&t, len))
             return -ENOMEM;
-        p->text = t;
-        p->text_cap = cap;
+        p->text = t.p;
+        p->text_cap = t.cap;
     }
     if (n > 0 && p->num_tokens + n > p->cap_tokens) {
         int cap = (int)grow((size_t)p->cap_tokens, (size_t)p->num_tokens + (size_t)n, 16);
