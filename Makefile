@@ -102,6 +102,11 @@ SYSCONFDIR ?= /etc
 install: all
 	$(Q)PREFIX=$(PREFIX) SYSCONFDIR=$(SYSCONFDIR) DESTDIR=$(DESTDIR) BUILD=$(BUILD) scripts/install.sh
 
+# Grammar figures (tests/bench/bench_grammar.c): prints, asserts nothing.
+$(BUILD)/bench-grammar: $(BUILD)/tests/bench/bench_grammar.o $(LIB_OBJS)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+
 # Install missing Debian packages (as root) and the npm test tools.
 deps:
 	$(Q)scripts/install-deps.sh
@@ -140,11 +145,11 @@ FUZZ_BRIEF_SECONDS ?= 3
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
                  -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c) \
+FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c engine/grammar/*.c) \
                  engine/model/safetensors.c engine/model/model.c engine/model/quant.c engine/model/kv_groups.c \
                  engine/sampler.c engine/gen_params.c \
-                 server/openai_parse.c server/json_text.c server/openai_render.c server/json_out.c \
-                 server/sse.c server/auth.c $(wildcard server/http*.c) server/metrics.c \
+                 server/openai_parse.c server/openai_grammar.c server/json_text.c server/openai_render.c \
+                 server/json_out.c server/sse.c server/auth.c $(wildcard server/http*.c) server/metrics.c \
                  config/config.c config/options.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.c)

@@ -97,6 +97,8 @@ const struct config_option options_table[] = {
       .max = 65536, .help = "longest stop string, in bytes" },
     { "max_logprobs", OPT_INT, F(max_logprobs), .def = "20", .arg = "N", .min = 0, .max = 1024,
       .help = "most top_logprobs per token" },
+    { "grammar_cache_size", OPT_INT, F(grammar_cache_size), .def = "32", .arg = "N", .min = 1,
+      .max = 4096, .help = "compiled grammars (schemas, regexes, …) kept for requests that repeat them" },
     { "stream_buffer_bytes", OPT_SIZE, F(stream_buffer_bytes), .def = "1MiB", .arg = "SIZE",
       .min = 4 * KiB, .max = GiB, .help = "output held per request for a slow client before it is cut off" },
     { "max_response_bytes", OPT_SIZE, F(max_response_bytes), .def = "32MiB", .arg = "SIZE",

@@ -215,7 +215,10 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     e->rows = calloc(bo.max_reqs, sizeof *e->rows);
     e->results = calloc(bo.max_reqs, sizeof *e->results);
     e->sampled = calloc(bo.max_reqs, sizeof *e->sampled);
-    if (!e->rows || !e->results || !e->sampled) {
+    /* grammar masks cover the model's ids and the tokenizer's (which may have more) */
+    e->mask_words = (MAX(e->model.cfg.vocab_size, e->tok ? tokenizer_vocab_size(e->tok) : 0) + 31) / 32;
+    e->masks = calloc((size_t)bo.max_reqs * e->mask_words, sizeof *e->masks);
+    if (!e->rows || !e->results || !e->sampled || !e->masks) {
         errf(err, "out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -243,6 +246,7 @@ fail_model:
     free(e->rows);
     free(e->results);
     free(e->sampled);
+    free(e->masks);
     free(e);
     return rc;
 }

@@ -29,6 +29,8 @@ struct api {
     size_t stream_buffer_bytes;        /* output a stream may hold for a slow client */
     size_t max_response_bytes;         /* a non-streamed answer's body; 0: no bound */
     bool log_prompts;                  /* prompts and outputs at DEBUG */
+    struct grammar_cache *grammars;    /* borrowed; compiled grammars by source; NULL: grammar
+                                          requests are refused */
 };
 
 /* The route table (static, for http_options.routes). */

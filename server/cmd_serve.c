@@ -30,6 +30,7 @@
 #include "engine/model/model.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/base/util.h"
+#include "engine/grammar/grammar.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/commands.h"
@@ -304,6 +305,8 @@ int cmd_serve(int argc, char **argv)
     struct osprey_config c;
     struct load l = { .c = &c, .what = "" };
     struct tokenizer *tok = NULL;
+    struct grammar_vocab *gvocab = NULL;
+    struct grammar_cache *grammars = NULL;
     struct chat_template *tpl = NULL;
     struct engine *e = NULL;
     struct metrics m;
@@ -347,7 +350,14 @@ int cmd_serve(int argc, char **argv)
         LOG(LL_ERR, "serve", "%s%s", l.what, l.err);
         goto out;
     }
+    /* The tokenizer's vocabulary as bytes, once, for grammar-constrained requests. */
+    if (tok && (grammar_vocab_create(&gvocab, tok, err) ||
+                (rc = grammar_cache_create(&grammars, gvocab, c.grammar_cache_size)))) {
+        LOG(LL_ERR, "serve", "%s", err[0] ? err : "out of memory for the grammar cache");
+        goto out;
+    }
     api_from(&a, &c, e, tok, tpl, &m);
+    a.grammars = grammars;
     http_options_from(&ho, &c, &a, &m);
     if (http_server_start(&srv, &ho, err)) {
         LOG(LL_ERR, "serve", "%s", err);
@@ -379,6 +389,8 @@ int cmd_serve(int argc, char **argv)
 out:
     http_server_stop(srv);
     engine_destroy(e);
+    grammar_cache_destroy(grammars);   /* after the engine: its requests held grammars */
+    grammar_vocab_destroy(gvocab);
     chat_template_destroy(tpl);
     tokenizer_destroy(tok);
     metrics_fini(&m);

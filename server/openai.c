@@ -68,6 +68,7 @@ struct job {
     /* streams, HTTP side only */
     struct sse_buf out;
     bool done_sent;
+    struct grammar *grammar;         /* a reference while the job lives, or NULL */
 };
 
 /* ---- finish reasons ---- */
@@ -121,6 +122,7 @@ static void job_free(void *p)
     }
     free(j->choices);
     sse_buf_fini(&j->out);
+    grammar_unref(j->grammar);
     openai_request_fini(&j->req);
     pthread_mutex_destroy(&j->lock);
     free(j);
@@ -530,6 +532,31 @@ static const struct http_job_ops job_ops = { job_resume, job_read, job_closed, j
 
 /* ---- submission ---- */
 
+/* Compiles (or finds in the cache) the grammar the request asks for; a grammar we cannot
+ * compile is the client's error, named by its field. */
+static int compile_grammar(struct job *j, struct oai_error *e)
+{
+    struct oai_request *q = &j->req;
+    char err[ERR_LEN] = "";
+    int rc;
+
+    if (!q->has_grammar)
+        return 0;
+    if (!j->api->grammars)
+        return openai_error(e, 400, "unsupported_parameter", q->grammar_param,
+                            "Unsupported parameter: '%s': this server has no tokenizer to constrain "
+                            "the output with.", q->grammar_param);
+    rc = grammar_cache_get(j->api->grammars, q->grammar_kind, q->grammar_src, q->grammar_len,
+                           &j->grammar, err);
+    if (rc == -ENOMEM)
+        return openai_error(e, 500, "internal_error", NULL, "out of memory");
+    if (rc)
+        return openai_error(e, 400, "invalid_value", q->grammar_param, "Invalid '%s': %s",
+                            q->grammar_param, err);
+    q->params.grammar = j->grammar;
+    return 0;
+}
+
 /* engine_submit's refusal as an OpenAI error. */
 static void submit_error(struct http_request *r, int rc, const char *err, struct oai_error *e)
 {
@@ -664,6 +691,8 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
     q = &j->req;
     rc = kind == OAI_CHAT ? openai_parse_chat(q, body, len, &a->cfg, &e)
                           : openai_parse_completion(q, body, len, &a->cfg, &e);
+    if (!rc)
+        rc = compile_grammar(j, &e);
     if (!rc)
         rc = api_prepare_prompts(a, q, &e);
     if (!rc && !(max_tokens = arena_calloc(&q->arena, (size_t)q->num_prompts, sizeof *max_tokens)))

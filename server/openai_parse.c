@@ -184,11 +184,6 @@ static int check_unsupported(const cJSON *root, enum oai_kind kind, struct oai_e
 
     if ((v = field(root, "logit_bias")) && !(cJSON_IsObject(v) && !v->child))
         return unsupported("logit_bias", e);
-    if ((v = field(root, "response_format"))) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "type");
-        if (!cJSON_IsObject(v) || !cJSON_IsString(t) || strcmp(t->valuestring, "text"))
-            return unsupported("response_format", e);
-    }
     if (kind == OAI_COMPLETION) {
         if ((v = field(root, "suffix")) && !(cJSON_IsString(v) && !v->valuestring[0]))
             return unsupported("suffix", e);
@@ -450,13 +445,16 @@ static int parse_stop(struct oai_request *r, const struct oai_config *c, struct 
     return 0;
 }
 
-/* seed: an integer from 0 to 2^64-1, every bit kept. cJSON holds numbers as doubles, which
- * round above 2^53, so the digits are read again from the body's text. */
+/* seed: any 64-bit integer, signed or not (-2^63 … 2^64-1), every bit kept; a negative one
+ * is its two's complement, so -1 and 18446744073709551615 are the same seed (clients written
+ * for vLLM send -1). cJSON holds numbers as doubles, which round above 2^53, so the digits are
+ * read again from the body's text. */
 static int parse_seed(struct oai_request *r, const char *body, size_t len, struct oai_error *e)
 {
     const cJSON *v = field(r->root, "seed");
     const char *text = NULL;
     size_t n = 0;
+    bool neg;
     int rc;
 
     if (!v)
@@ -467,18 +465,23 @@ static int parse_seed(struct oai_request *r, const char *body, size_t len, struc
         return bad_type(e, "seed", "an integer", v);
     if (json_text_member(body, len, "seed", &text, &n))
         return openai_error(e, 500, "internal_error", "seed", "Cannot find 'seed' in the body's text.");
-    rc = json_text_u64(text, n, &r->params.seed);
-    if (rc == -EINVAL && v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0) {
-        /* 5.0 or 1e3: a double holds every integer up to 2^53 exactly. */
-        r->params.seed = (uint64_t)v->valuedouble;
+    neg = n > 0 && text[0] == '-';
+    rc = json_text_u64(text + neg, n - neg, &r->params.seed);
+    if (rc == -EINVAL && fabs(v->valuedouble) <= 9007199254740992.0) {
+        /* 5.0 or -1e3: a double holds every integer up to 2^53 exactly. */
+        r->params.seed = (uint64_t)fabs(v->valuedouble);
         rc = 0;
     }
+    if (!rc && neg && r->params.seed > (uint64_t)1 << 63)
+        rc = -ERANGE;
     if (rc)
         return openai_error(e, 400, "invalid_value", "seed",
-                            "Invalid 'seed': expected an integer from 0 to 18446744073709551615 "
-                            "(2^64-1)%s, but got %.*s instead.",
-                            v->valuedouble >= 0 && rc == -EINVAL ? " written without fraction or exponent" : "",
+                            "Invalid 'seed': expected an integer from -9223372036854775808 (-2^63) "
+                            "to 18446744073709551615 (2^64-1)%s, but got %.*s instead.",
+                            rc == -EINVAL ? " written without fraction or exponent" : "",
                             (int)MIN(n, 64), text);
+    if (neg)
+        r->params.seed = (uint64_t)0 - r->params.seed;
     r->params.has_seed = true;
     return 0;
 }
@@ -512,7 +515,8 @@ static int parse_common(struct oai_request *r, const char *body, size_t len, con
     int rc, max_n = c->max_n > 0 ? c->max_n : 1;
     long long max_tokens = c->max_tokens_limit > 0 ? c->max_tokens_limit : INT_FIELD_MAX;
 
-    if ((rc = parse_model(r, c, e)) || (rc = check_unsupported(r->root, r->kind, e)))
+    if ((rc = parse_model(r, c, e)) || (rc = check_unsupported(r->root, r->kind, e)) ||
+        (rc = openai_parse_grammar(r, e)))
         return rc;
     p->temperature = c->default_temperature >= 0 ? c->default_temperature : 1.0f;
     p->top_p = c->default_top_p > 0 ? c->default_top_p : 1.0f;

@@ -14,6 +14,7 @@
 #include "engine/sampler.h"      /* struct sample_result */
 #include "engine/base/util.h"      /* ERR_LEN */
 #include "engine/base/arena.h"
+#include "engine/grammar/grammar.h"   /* enum grammar_kind */
 
 enum oai_kind { OAI_COMPLETION, OAI_CHAT, OAI_TOKENIZE, OAI_DETOKENIZE };
 
@@ -79,6 +80,12 @@ struct oai_request {
     bool logprobs;             /* completions: logprobs given; chat: logprobs true */
     int top_logprobs;          /* completions: the logprobs value; chat: top_logprobs */
     const char *user;          /* NULL when absent */
+    /* the output constrained by response_format, structured_outputs or guided_* */
+    bool has_grammar;
+    enum grammar_kind grammar_kind;
+    const char *grammar_src;   /* arena: schema JSON text, regex, GBNF, or the choices' JSON array */
+    size_t grammar_len;        /* bytes */
+    const char *grammar_param; /* the field it came from (static), for errors */
 };
 
 void openai_request_init(struct oai_request *r);
@@ -87,12 +94,16 @@ void openai_request_fini(struct oai_request *r);
 /* Parse a request body (len bytes, need not be NUL-terminated) into r (init'ed). Returns 0,
  * or a negative errno with e filled: 400 for malformed JSON, wrong types (param named) and
  * out-of-range values, 404 for another model. Unknown fields are ignored, as vLLM does;
- * fields osprey cannot honour (tools, logit_bias, response_format other than text, suffix,
- * best_of > 1) are refused. */
+ * fields osprey cannot honour (tools, logit_bias, suffix, best_of > 1) are refused. */
 int openai_parse_completion(struct oai_request *r, const char *body, size_t len,
                             const struct oai_config *c, struct oai_error *e);
 int openai_parse_chat(struct oai_request *r, const char *body, size_t len,
                       const struct oai_config *c, struct oai_error *e);
+/* response_format, structured_outputs, guided_*: at most one, read into r->has_grammar and
+ * the grammar_* fields (openai_grammar.c). Returns 0 or -EINVAL with e (400, the field
+ * named). Called by the two parsers above. */
+int openai_parse_grammar(struct oai_request *r, struct oai_error *e);
+
 /* /tokenize: {"prompt": "…", "add_special_tokens"} (one prompt) or {"messages": […],
  * "add_generation_prompt", "add_special_tokens"}; /detokenize: {"tokens": [ids]}. */
 int openai_parse_tokenize(struct oai_request *r, const char *body, size_t len,

@@ -112,3 +112,8 @@ char *arena_strndup(struct arena *a, const char *s, size_t len)
     p[len] = '\0';
     return p;
 }
+
+char *arena_strdup(struct arena *a, const char *s)
+{
+    return arena_strndup(a, s, strlen(s));
+}

@@ -61,5 +61,6 @@ void *arena_calloc(struct arena *a, size_t n, size_t size);
 /* A NUL-terminated copy of s[0..len), packed byte-aligned after the previous string (a
  * vocabulary of short tokens wastes nothing); NULL when out of memory. */
 char *arena_strndup(struct arena *a, const char *s, size_t len);
+char *arena_strdup(struct arena *a, const char *s);
 
 #endif

@@ -478,3 +478,89 @@ int detok_flush(const struct tokenizer *t, struct detok *d, char **delta, size_t
     detok_init(d, skip);
     return rc;
 }
+
+/* --- one token's bytes (grammar-constrained decoding) ------------------------------------ */
+
+/* One decoder step on one token in the middle of a text: ByteLevel and ByteFallback give raw
+ * bytes (no lossy UTF-8 here: a token may hold part of a character), Metaspace's
+ * replacement is a space (the first-token rule does not apply), Replace is applied; Fuse
+ * and Strip act on the whole text and change nothing here. */
+static int token_step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_data *md,
+                      const struct buf *in, struct buf *out)
+{
+    uint32_t cp;
+    int n, b;
+
+    out->len = 0;
+    switch (d->kind) {
+    case TD_BYTE_LEVEL:
+        for (size_t k = 0; k < in->len; k += (size_t)n) {
+            char c;
+            n = tk__utf8_decode(in->p + k, in->len - k, &cp);
+            if (n <= 0 || cp >= ARRAY_LEN(t->char_byte) || t->char_byte[cp] < 0)
+                return buf_put(out, in->p, in->len) ? -ENOMEM : 0;   /* left as it is */
+            c = (char)t->char_byte[cp];
+            if (buf_put(out, &c, 1))
+                return -ENOMEM;
+        }
+        return 0;
+    case TD_BYTE_FALLBACK:
+        if ((b = byte_token(in->p, in->len)) >= 0) {
+            char c = (char)b;
+            return buf_put(out, &c, 1) ? -ENOMEM : 0;
+        }
+        break;
+    case TD_METASPACE:
+        for (size_t i = 0; i < in->len;) {
+            size_t r = (size_t)d->rep_len;
+            bool rep = in->len - i >= r && !memcmp(in->p + i, d->rep, r);
+            if (buf_put(out, rep ? " " : in->p + i, 1))
+                return -ENOMEM;
+            i += rep ? r : 1;
+        }
+        return 0;
+    case TD_REPLACE:
+        return tk__replace(&d->pat, md, in->p, in->len, d->content, d->content_len, out);
+    case TD_FUSE:
+    case TD_STRIP:
+        break;
+    }
+    return buf_put(out, in->p, in->len) ? -ENOMEM : 0;
+}
+
+int tokenizer_piece_bytes(const struct tokenizer *t, int32_t id, char **bytes, size_t *len)
+{
+    struct buf a = { 0 }, b = { 0 };
+    pcre2_match_data *md = NULL;
+    size_t n = 0;
+    const char *s = token_of(t, id, true, &n);
+    int rc = -ENOMEM;
+
+    *bytes = NULL;
+    *len = 0;
+    if (!s)
+        return -ENOENT;
+    if (buf_put(&a, s, n))
+        goto out;
+    if (t->added_of[id] < 0 && t->has_decoder) {
+        if (t->dec_regex && !(md = pcre2_match_data_create(32, NULL)))
+            goto out;
+        for (int i = 0; i < t->n_dec; i++) {
+            struct buf swap;
+            if ((rc = token_step(t, &t->dec[i], md, &a, &b)))
+                goto out;
+            swap = a;
+            a = b;
+            b = swap;
+        }
+    }
+    *bytes = a.p ? a.p : strdup("");
+    *len = a.len;
+    a.p = NULL;
+    rc = *bytes ? 0 : -ENOMEM;
+out:
+    pcre2_match_data_free(md);
+    buf_fini(&a);
+    buf_fini(&b);
+    return rc;
+}

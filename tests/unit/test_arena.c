@@ -68,7 +68,7 @@ START_TEST(strings_are_copied_with_their_terminator)
     arena_init(&a);
     s = arena_strndup(&a, src, 7);
     ck_assert_mem_eq(s, src, 8);
-    t = arena_strndup(&a, "hello", 5);
+    t = arena_strdup(&a, "hello");
     ck_assert_str_eq(t, "hello");
     arena_fini(&a);
 }

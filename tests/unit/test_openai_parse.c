@@ -348,8 +348,9 @@ START_TEST(stop_is_a_string_or_a_list_of_nonempty_strings)
 }
 END_TEST
 
-/* Every bit of the seed counts: integers above 2^53 would collapse through a double. */
-START_TEST(seed_is_any_integer_from_0_to_2_64_minus_1_exactly)
+/* Every bit of the seed counts: integers above 2^53 would collapse through a double. A
+ * negative seed is its 64-bit two's complement. */
+START_TEST(seed_is_any_64_bit_integer_exactly)
 {
     const char *msg;
 
@@ -376,9 +377,16 @@ START_TEST(seed_is_any_integer_from_0_to_2_64_minus_1_exactly)
     msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":18446744073709551616}", 400, "seed");   /* 2^64 */
     ck_assert_msg(strstr(msg, "18446744073709551615") && strstr(msg, "got 18446744073709551616"), "%s", msg);
     ck_assert_str_eq(err.code, "invalid_value");
-    msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":-1}", 400, "seed");
-    ck_assert_msg(strstr(msg, "from 0 to") && strstr(msg, "got -1"), "%s", msg);
-    fails(COMPL, "{\"prompt\":\"a\",\"seed\":-9223372036854775808}", 400, "seed");
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-1}");
+    ck_assert_uint_eq(req.params.seed, UINT64_MAX);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-9223372036854775808}");      /* -2^63 */
+    ck_assert_uint_eq(req.params.seed, (uint64_t)1 << 63);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-9007199254740993}");         /* -(2^53 + 1) */
+    ck_assert_uint_eq(req.params.seed, (uint64_t)0 - 9007199254740993ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-2.0}");
+    ck_assert_uint_eq(req.params.seed, UINT64_MAX - 1);
+    msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":-9223372036854775809}", 400, "seed");   /* -2^63 - 1 */
+    ck_assert_msg(strstr(msg, "from -9223372036854775808") && strstr(msg, "got -9223372036854775809"), "%s", msg);
     fails(COMPL, "{\"prompt\":\"a\",\"seed\":1e30}", 400, "seed");
     msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":1e19}", 400, "seed");
     ck_assert_msg(strstr(msg, "without fraction or exponent"), "%s", msg);
@@ -457,7 +465,7 @@ START_TEST(fields_osprey_cannot_honour_are_refused)
     ck_assert_str_eq(err.code, "unsupported_parameter");
     fails(COMPL, "{\"prompt\":\"a\",\"suffix\":\"end\"}", 400, "suffix");
     fails(COMPL, "{\"prompt\":\"a\",\"best_of\":3}", 400, "best_of");
-    fails(COMPL, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}", 400, "response_format");
+    fails(COMPL, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"xml\"}}", 400, "response_format.type");
     fails(COMPL, "{\"prompt\":\"a\",\"logprobs\":1,\"echo\":true}", 400, "echo");
     fails(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{\"type\":\"function\"}]}",
           400, "tools");
@@ -741,7 +749,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, out_of_range_values_are_400);
     tcase_add_test(tc, configured_limits_bound_the_request);
     tcase_add_test(tc, stop_is_a_string_or_a_list_of_nonempty_strings);
-    tcase_add_test(tc, seed_is_any_integer_from_0_to_2_64_minus_1_exactly);
+    tcase_add_test(tc, seed_is_any_64_bit_integer_exactly);
     tcase_add_test(tc, stream_options_need_stream);
     tcase_add_test(tc, another_model_is_404);
     tcase_add_test(tc, a_long_model_name_is_cut_between_characters);
