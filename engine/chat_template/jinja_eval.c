@@ -15,15 +15,16 @@
 
 enum { JR_BREAK = 1, JR_CONTINUE = 2 };
 
-struct jscope {
-    struct jscope *parent;
-    struct jv_dict *vars;   /* NULL until something is set here */
+struct jinja_scope {
+    struct jinja_scope *parent;
+    struct jinja_dict *vars;   /* NULL until something is set here */
 };
 
-static int eval(struct jinja_render *r, const struct jnode *n, struct jscope *sc, struct jv *out);
-static int exec_body(struct jinja_render *r, const struct jnode *n, struct jscope *sc);
+static int eval(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc,
+                struct jinja_value *out);
+static int exec_body(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc);
 
-struct jv jinja__undef_fmt(struct jinja_render *r, const char *fmt, ...)
+struct jinja_value jinja__undef_fmt(struct jinja_render *r, const char *fmt, ...)
 {
     char msg[ERR_LEN];
     va_list ap;
@@ -42,14 +43,15 @@ struct jv jinja__undef_fmt(struct jinja_render *r, const char *fmt, ...)
 
 /* ---- scopes ---- */
 
-static int scope_set(struct jinja_render *r, struct jscope *sc, const char *name, size_t len, struct jv v)
+static int scope_set(struct jinja_render *r, struct jinja_scope *sc, const char *name, size_t len,
+                     struct jinja_value v)
 {
     if (!sc->vars && !(sc->vars = jinja__dict_new(r, 4)))
         return -ENOMEM;
     return jinja__dict_set(r, sc->vars, jinja__str(name, len), v);
 }
 
-static void scope_clear(struct jscope *sc)
+static void scope_clear(struct jinja_scope *sc)
 {
     if (!sc->vars)
         return;
@@ -58,9 +60,9 @@ static void scope_clear(struct jscope *sc)
         memset(sc->vars->index, 0, sc->vars->index_cap * sizeof *sc->vars->index);
 }
 
-static struct jv lookup(struct jinja_render *r, struct jscope *sc, const char *name, size_t len)
+static struct jinja_value lookup(struct jinja_render *r, struct jinja_scope *sc, const char *name, size_t len)
 {
-    struct jv v;
+    struct jinja_value v;
 
     for (; sc; sc = sc->parent)
         if (sc->vars && jinja__dict_get_str(sc->vars, name, len, &v))
@@ -72,13 +74,13 @@ static struct jv lookup(struct jinja_render *r, struct jscope *sc, const char *n
 
 /* ---- calls ---- */
 
-static int __attribute__((noinline)) eval_args(struct jinja_render *r, const struct jnode *n,
-                                               struct jscope *sc, struct jcall_args *a)
+static int __attribute__((noinline)) eval_args(struct jinja_render *r, const struct jinja_node *n,
+                                               struct jinja_scope *sc, struct jinja_args *a)
 {
     int rc;
 
     a->npos = a->nkw = 0;
-    for (const struct jnode *arg = n->b; arg; arg = arg->next) {
+    for (const struct jinja_node *arg = n->b; arg; arg = arg->next) {
         if (arg->kind == JN_KWARG) {
             a->kw_name[a->nkw] = arg->str;
             a->kw_len[a->nkw] = arg->len;
@@ -91,7 +93,8 @@ static int __attribute__((noinline)) eval_args(struct jinja_render *r, const str
     return 0;
 }
 
-static int render_capture(struct jinja_render *r, const struct jnode *body, struct jscope *sc, struct jv *out)
+static int render_capture(struct jinja_render *r, const struct jinja_node *body,
+                          struct jinja_scope *sc, struct jinja_value *out)
 {
     struct buf buf = BUF_INIT, *saved = r->out;
     bool ok;
@@ -109,17 +112,18 @@ static int render_capture(struct jinja_render *r, const struct jnode *body, stru
     return ok ? rc : -ENOMEM;
 }
 
-static int call_macro(struct jinja_render *r, const struct jv_closure *c, const struct jcall_args *a,
-                      struct jv caller, struct jv *out)
+static int call_macro(struct jinja_render *r, const struct jinja_closure *c, const struct jinja_args *a,
+                      struct jinja_value caller, struct jinja_value *out)
 {
     const struct jinja_macro *m = c->macro;
-    struct jscope ms = { .parent = c->scope };
+    struct jinja_scope ms = { .parent = c->scope };
     bool given[JINJA_MAX_ARGS] = { 0 };
-    const struct jnode *p;
+    const struct jinja_node *p;
     int i, rc;
 
     if (a->npos > m->nparams)
-        return jinja__fail(r, "macro '%.*s' takes not more than %d argument(s)", (int)m->len, m->name, m->nparams);
+        return jinja__fail(r, "macro '%.*s' takes not more than %d argument(s)", (int)m->len,
+                           m->name, m->nparams);
     for (i = 0, p = m->params; i < a->npos; i++, p = p->next) {
         if ((rc = scope_set(r, &ms, p->str, p->len, a->pos[i])))
             return rc;
@@ -140,7 +144,7 @@ static int call_macro(struct jinja_render *r, const struct jv_closure *c, const 
         given[i] = true;
     }
     for (i = 0, p = m->params; p; i++, p = p->next) {
-        struct jv v;
+        struct jinja_value v;
 
         if (given[i])
             continue;
@@ -157,7 +161,8 @@ static int call_macro(struct jinja_render *r, const struct jv_closure *c, const 
     return rc > 0 ? 0 : rc;
 }
 
-int jinja__call(struct jinja_render *r, struct jv callee, const struct jcall_args *a, struct jv *out)
+int jinja__call(struct jinja_render *r, struct jinja_value callee, const struct jinja_args *a,
+                struct jinja_value *out)
 {
     switch (callee.type) {
     case JV_MACRO: return call_macro(r, callee.closure, a, jinja__undef(NULL), out);
@@ -167,11 +172,12 @@ int jinja__call(struct jinja_render *r, struct jv callee, const struct jcall_arg
     }
 }
 
-static int __attribute__((noinline)) eval_call(struct jinja_render *r, const struct jnode *n,
-                                               struct jscope *sc, struct jv caller, struct jv *out)
+static int __attribute__((noinline)) eval_call(struct jinja_render *r, const struct jinja_node *n,
+                                               struct jinja_scope *sc, struct jinja_value caller,
+                                               struct jinja_value *out)
 {
-    struct jcall_args a;
-    struct jv callee;
+    struct jinja_args a;
+    struct jinja_value callee;
     int rc;
 
     if ((rc = eval(r, n->a, sc, &callee)) || (rc = eval_args(r, n, sc, &a)))
@@ -184,11 +190,11 @@ static int __attribute__((noinline)) eval_call(struct jinja_render *r, const str
     return jinja__call(r, callee, &a, out);
 }
 
-static int __attribute__((noinline)) eval_filter(struct jinja_render *r, const struct jnode *n,
-                                                 struct jscope *sc, struct jv *out)
+static int __attribute__((noinline)) eval_filter(struct jinja_render *r, const struct jinja_node *n,
+                                                 struct jinja_scope *sc, struct jinja_value *out)
 {
-    struct jcall_args a;
-    struct jv in;
+    struct jinja_args a;
+    struct jinja_value in;
     bool res;
     int rc;
 
@@ -203,27 +209,28 @@ static int __attribute__((noinline)) eval_filter(struct jinja_render *r, const s
 
 /* ---- expressions ---- */
 
-static int eval_items(struct jinja_render *r, const struct jnode *first, struct jscope *sc,
-                      struct jv_list **out)
+static int eval_items(struct jinja_render *r, const struct jinja_node *first, struct jinja_scope *sc,
+                      struct jinja_list **out)
 {
     size_t n = 0;
-    struct jv_list *l;
+    struct jinja_list *l;
     int rc;
 
-    for (const struct jnode *k = first; k; k = k->next)
+    for (const struct jinja_node *k = first; k; k = k->next)
         n++;
     if (!(l = jinja__list_new(r, n)))
         return -ENOMEM;
-    for (const struct jnode *k = first; k; k = k->next)
+    for (const struct jinja_node *k = first; k; k = k->next)
         if ((rc = eval(r, k, sc, &l->items[l->len++])))
             return rc;
     *out = l;
     return 0;
 }
 
-static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscope *sc, struct jv *out)
+static int eval_node(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc,
+                     struct jinja_value *out)
 {
-    struct jv a, b;
+    struct jinja_value a, b;
     bool res;
     int rc;
 
@@ -246,7 +253,7 @@ static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscop
             return rc;
         return jinja__getitem(r, a, b, out);
     case JN_SLICE: {
-        struct jv start = jinja__none(), stop = jinja__none(), step = jinja__none();
+        struct jinja_value start = jinja__none(), stop = jinja__none(), step = jinja__none();
 
         if ((rc = eval(r, n->a, sc, &a)) || (n->b && (rc = eval(r, n->b, sc, &start))) ||
             (n->c && (rc = eval(r, n->c, sc, &stop))) || (n->d && (rc = eval(r, n->d, sc, &step))))
@@ -295,7 +302,7 @@ static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscop
     case JN_COMPARE:
         if ((rc = eval(r, n->a, sc, &a)))
             return rc;
-        for (const struct jnode *op = n->b; op; op = op->next) {
+        for (const struct jinja_node *op = n->b; op; op = op->next) {
             if ((rc = eval(r, op->a, sc, &b)) || (rc = jinja__compare(r, op->op, a, b, &res)))
                 return rc;
             if (!res) {
@@ -317,7 +324,7 @@ static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscop
                                 "section was defined.", (unsigned)n->line);
         return 0;
     case JN_LIST: case JN_TUPLE: {
-        struct jv_list *l;
+        struct jinja_list *l;
 
         if ((rc = eval_items(r, n->a, sc, &l)))
             return rc;
@@ -325,11 +332,11 @@ static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscop
         return 0;
     }
     case JN_DICT: {
-        struct jv_dict *d = jinja__dict_new(r, 0);
+        struct jinja_dict *d = jinja__dict_new(r, 0);
 
         if (!d)
             return -ENOMEM;
-        for (const struct jnode *p = n->a; p; p = p->next)
+        for (const struct jinja_node *p = n->a; p; p = p->next)
             if ((rc = eval(r, p->a, sc, &a)) || (rc = eval(r, p->b, sc, &b)) ||
                 (rc = jinja__dict_set(r, d, a, b)))
                 return rc;
@@ -343,7 +350,8 @@ static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscop
     }
 }
 
-static int eval(struct jinja_render *r, const struct jnode *n, struct jscope *sc, struct jv *out)
+static int eval(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc,
+                struct jinja_value *out)
 {
     int rc;
 
@@ -363,31 +371,33 @@ static int eval(struct jinja_render *r, const struct jnode *n, struct jscope *sc
 
 /* ---- statements ---- */
 
-static int assign(struct jinja_render *r, const struct jnode *target, struct jv v, struct jscope *sc)
+static int assign(struct jinja_render *r, const struct jinja_node *target, struct jinja_value v,
+                  struct jinja_scope *sc)
 {
     if (target->kind == JN_NAME)
         return scope_set(r, sc, target->str, target->len, v);
     if (target->kind == JN_NSREF) {
-        struct jv ns = lookup(r, sc, target->a->str, target->a->len);
+        struct jinja_value ns = lookup(r, sc, target->a->str, target->a->len);
 
         if (ns.type != JV_NS)
             return jinja__fail(r, "cannot assign attribute on non-namespace object");
         return jinja__dict_set(r, ns.dict, jinja__str(target->str, target->len), v);
     }
     {
-        struct jv_list *l;
+        struct jinja_list *l;
         size_t want = 0;
         int rc;
 
-        for (const struct jnode *k = target->a; k; k = k->next)
+        for (const struct jinja_node *k = target->a; k; k = k->next)
             want++;
         if ((rc = jinja__iterate(r, v, &l)))
             return rc;
         if (l->len != want)
             return l->len > want ? jinja__fail(r, "too many values to unpack (expected %zu)", want)
-                                 : jinja__fail(r, "not enough values to unpack (expected %zu, got %zu)", want, l->len);
+                                 : jinja__fail(r,
+                                               "not enough values to unpack (expected %zu, got %zu)", want, l->len);
         want = 0;
-        for (const struct jnode *k = target->a; k; k = k->next)
+        for (const struct jinja_node *k = target->a; k; k = k->next)
             if ((rc = scope_set(r, sc, k->str, k->len, l->items[want++])))
                 return rc;
         return 0;
@@ -402,24 +412,24 @@ static int count_iteration(struct jinja_render *r)
     return 0;
 }
 
-static int exec_for(struct jinja_render *r, const struct jnode *n, struct jscope *sc)
+static int exec_for(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc)
 {
-    struct jscope it = { .parent = sc };
-    struct jv seq, lv = { .type = JV_LOOP };
-    struct jv_list *items;
-    struct jv_loop *loop;
+    struct jinja_scope it = { .parent = sc };
+    struct jinja_value seq, lv = { .type = JV_LOOP };
+    struct jinja_list *items;
+    struct jinja_loop *loop;
     int rc;
 
     if ((rc = eval(r, n->b, sc, &seq)) || (rc = jinja__iterate(r, seq, &items)))
         return rc;
     if (n->c) {
         /* for x in seq if cond: loop.index and loop.length count only what passes. */
-        struct jv_list *kept = jinja__list_new(r, items->len);
+        struct jinja_list *kept = jinja__list_new(r, items->len);
 
         if (!kept)
             return -ENOMEM;
         for (size_t i = 0; i < items->len; i++) {
-            struct jv ok;
+            struct jinja_value ok;
 
             scope_clear(&it);
             if ((rc = count_iteration(r)) || (rc = assign(r, n->a, items->items[i], &it)) ||
@@ -431,7 +441,7 @@ static int exec_for(struct jinja_render *r, const struct jnode *n, struct jscope
         items = kept;
     }
     if (!items->len) {
-        struct jscope es = { .parent = sc };
+        struct jinja_scope es = { .parent = sc };
 
         return n->e ? exec_body(r, n->e, &es) : 0;
     }
@@ -454,14 +464,14 @@ static int exec_for(struct jinja_render *r, const struct jnode *n, struct jscope
     return 0;
 }
 
-static int write_value(struct jinja_render *r, struct jv v)
+static int write_value(struct jinja_render *r, struct jinja_value v)
 {
     return jinja__write_str(r, r->out, v);
 }
 
-static struct jv closure(struct jinja_render *r, const struct jinja_macro *m, struct jscope *sc)
+static struct jinja_value closure(struct jinja_render *r, const struct jinja_macro *m, struct jinja_scope *sc)
 {
-    struct jv v = { .type = JV_MACRO };
+    struct jinja_value v = { .type = JV_MACRO };
 
     if (!(v.closure = jinja__alloc(r, sizeof *v.closure)))
         return jinja__none();
@@ -470,9 +480,9 @@ static struct jv closure(struct jinja_render *r, const struct jinja_macro *m, st
     return v;
 }
 
-static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscope *sc)
+static int exec_stmt(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc)
 {
-    struct jv v;
+    struct jinja_value v;
     int rc;
 
     switch (n->kind) {
@@ -498,7 +508,7 @@ static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscop
             return rc;
         return assign(r, n->a, v, sc);
     case JN_SET_BLOCK: {
-        struct jscope bs = { .parent = sc };
+        struct jinja_scope bs = { .parent = sc };
 
         if ((rc = render_capture(r, n->b, &bs, &v)) < 0)
             return rc;
@@ -518,7 +528,7 @@ static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscop
             return v.type != JV_MACRO ? -ENOMEM : rc;
         return write_value(r, v);
     case JN_FILTER_BLOCK: {
-        struct jscope bs = { .parent = sc };
+        struct jinja_scope bs = { .parent = sc };
 
         if ((rc = render_capture(r, n->b, &bs, &v)) < 0)
             return rc;
@@ -528,9 +538,9 @@ static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscop
         return write_value(r, v);
     }
     case JN_WITH: {
-        struct jscope ws = { .parent = sc };
+        struct jinja_scope ws = { .parent = sc };
 
-        for (const struct jnode *s = n->a; s; s = s->next)
+        for (const struct jinja_node *s = n->a; s; s = s->next)
             if ((rc = eval(r, s->b, sc, &v)) || (rc = assign(r, s->a, v, &ws)))
                 return rc;
         return exec_body(r, n->b, &ws);
@@ -544,7 +554,7 @@ static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscop
     }
 }
 
-static int exec_body(struct jinja_render *r, const struct jnode *n, struct jscope *sc)
+static int exec_body(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc)
 {
     int rc = 0;
 
@@ -571,7 +581,7 @@ int jinja_render(const struct jinja_template *t, const cJSON *vars, const struct
 {
     struct buf buf = BUF_INIT;
     struct jinja_render r = { .out = &buf, .lim = lim, .err = err, .line = 1 };
-    struct jscope root = { 0 };
+    struct jinja_scope root = { 0 };
     int rc = 0;
 
     *out = NULL;
@@ -581,7 +591,7 @@ int jinja_render(const struct jinja_template *t, const cJSON *vars, const struct
     arena_init_sized(&r.arena, JINJA_ARENA_BLOCK_BYTES, lim->max_memory_bytes);
     r.root = &root;
     for (const cJSON *v = vars ? vars->child : NULL; v && !rc; v = v->next) {
-        struct jv val;
+        struct jinja_value val;
 
         if (!(rc = jinja__from_json(&r, v, &val, 0)))
             rc = scope_set(&r, &root, v->string ? v->string : "", v->string ? strlen(v->string) : 0, val);

@@ -9,19 +9,19 @@
 
 #include "engine/base/util.h" /* MIN */
 
-static struct jnode *parse_or(struct jparser *p);
-static struct jnode *parse_unary(struct jparser *p, bool with_filter);
+static struct jinja_node *parse_or(struct jinja_parser *p);
+static struct jinja_node *parse_unary(struct jinja_parser *p, bool with_filter);
 
 /* ( args ) of a call, filter or test: positional then name=value. */
-static int parse_call_args(struct jparser *p, struct jnode *call)
+static int parse_call_args(struct jinja_parser *p, struct jinja_node *call)
 {
-    struct jnode **tail = &call->b;
+    struct jinja_node **tail = &call->b;
     int npos = 0, nkw = 0;
 
     if (jinja__expect_op(p, OP_LPAREN, "'('"))
         return -EINVAL;
     while (!jinja__tok_op(jinja__cur(p), OP_RPAREN)) {
-        struct jnode *arg;
+        struct jinja_node *arg;
 
         if (npos + nkw && jinja__expect_op(p, OP_COMMA, "',' or ')'"))
             return -EINVAL;
@@ -47,7 +47,8 @@ static int parse_call_args(struct jparser *p, struct jnode *call)
             npos++;
         }
         if (npos > JINJA_MAX_ARGS || nkw > JINJA_MAX_ARGS)
-            return jinja__parse_fail_at(p, jinja__cur(p), "more than %d arguments in one call", JINJA_MAX_ARGS);
+            return jinja__parse_fail_at(p, jinja__cur(p), "more than %d arguments in one call",
+                                        JINJA_MAX_ARGS);
         *tail = arg;
         tail = &arg->next;
     }
@@ -56,9 +57,9 @@ static int parse_call_args(struct jparser *p, struct jnode *call)
     return 0;
 }
 
-static struct jnode *parse_call(struct jparser *p, struct jnode *callee)
+static struct jinja_node *parse_call(struct jinja_parser *p, struct jinja_node *callee)
 {
-    struct jnode *n = jinja__node(p, JN_CALL, jinja__cur(p));
+    struct jinja_node *n = jinja__node(p, JN_CALL, jinja__cur(p));
 
     if (!n)
         return NULL;
@@ -67,10 +68,10 @@ static struct jnode *parse_call(struct jparser *p, struct jnode *callee)
 }
 
 /* One subscript inside [ ]: an expression, or a slice start:stop:step. */
-static struct jnode *parse_subscribed(struct jparser *p)
+static struct jinja_node *parse_subscribed(struct jinja_parser *p)
 {
-    const struct jtoken *at = jinja__cur(p);
-    struct jnode *args[3] = { 0 }, *s;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *args[3] = { 0 }, *s;
 
     if (jinja__tok_op(jinja__cur(p), OP_COLON)) {
         jinja__advance(p);
@@ -99,10 +100,10 @@ static struct jnode *parse_subscribed(struct jparser *p)
     return s;
 }
 
-static struct jnode *parse_subscript(struct jparser *p, struct jnode *obj)
+static struct jinja_node *parse_subscript(struct jinja_parser *p, struct jinja_node *obj)
 {
-    const struct jtoken *at = jinja__cur(p);
-    struct jnode *n, *arg = NULL, **tail = &arg;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *n, *arg = NULL, **tail = &arg;
     int count = 0;
 
     if (jinja__tok_op(at, OP_DOT)) {
@@ -129,7 +130,7 @@ static struct jnode *parse_subscript(struct jparser *p, struct jnode *obj)
     }
     jinja__advance(p);   /* [ */
     while (!jinja__tok_op(jinja__cur(p), OP_RBRACKET)) {
-        struct jnode *s;
+        struct jinja_node *s;
 
         if (count && jinja__expect_op(p, OP_COMMA, "',' or ']'"))
             return NULL;
@@ -159,7 +160,7 @@ static struct jnode *parse_subscript(struct jparser *p, struct jnode *obj)
         if (!(n->b = jinja__node(p, JN_TUPLE, at)))
             return NULL;
         n->b->a = arg;
-        for (struct jnode *k = arg; k; k = k->next)
+        for (struct jinja_node *k = arg; k; k = k->next)
             if (k->kind == JN_SLICE) {
                 jinja__parse_fail_at(p, at, "slices inside a tuple subscript are not supported");
                 return NULL;
@@ -168,7 +169,7 @@ static struct jnode *parse_subscript(struct jparser *p, struct jnode *obj)
     return n;
 }
 
-static struct jnode *parse_postfix(struct jparser *p, struct jnode *n)
+static struct jinja_node *parse_postfix(struct jinja_parser *p, struct jinja_node *n)
 {
     while (n) {
         if (jinja__tok_op(jinja__cur(p), OP_DOT) || jinja__tok_op(jinja__cur(p), OP_LBRACKET))
@@ -181,11 +182,11 @@ static struct jnode *parse_postfix(struct jparser *p, struct jnode *n)
     return n;
 }
 
-struct jnode *jinja__parse_filter(struct jparser *p, struct jnode *n, bool start_inline)
+struct jinja_node *jinja__parse_filter(struct jinja_parser *p, struct jinja_node *n, bool start_inline)
 {
     while (n && (jinja__tok_op(jinja__cur(p), OP_PIPE) || start_inline)) {
-        const struct jtoken *name;
-        struct jnode *f;
+        const struct jinja_token *name;
+        struct jinja_node *f;
 
         if (!start_inline)
             jinja__advance(p);
@@ -213,12 +214,12 @@ struct jnode *jinja__parse_filter(struct jparser *p, struct jnode *n, bool start
     return n;
 }
 
-static struct jnode *parse_primary(struct jparser *p);
+static struct jinja_node *parse_primary(struct jinja_parser *p);
 
-static struct jnode *parse_test(struct jparser *p, struct jnode *n)
+static struct jinja_node *parse_test(struct jinja_parser *p, struct jinja_node *n)
 {
-    const struct jtoken *is = jinja__cur(p), *name;
-    struct jnode *t;
+    const struct jinja_token *is = jinja__cur(p), *name;
+    struct jinja_node *t;
     bool negated = false;
 
     jinja__advance(p);
@@ -260,7 +261,7 @@ static struct jnode *parse_test(struct jparser *p, struct jnode *n)
         t->nargs = 1;
     }
     if (negated) {
-        struct jnode *no = jinja__node(p, JN_NOT, is);
+        struct jinja_node *no = jinja__node(p, JN_NOT, is);
 
         if (!no)
             return NULL;
@@ -270,7 +271,7 @@ static struct jnode *parse_test(struct jparser *p, struct jnode *n)
     return t;
 }
 
-static struct jnode *parse_filter_expr(struct jparser *p, struct jnode *n)
+static struct jinja_node *parse_filter_expr(struct jinja_parser *p, struct jinja_node *n)
 {
     while (n) {
         if (jinja__tok_op(jinja__cur(p), OP_PIPE))
@@ -285,10 +286,10 @@ static struct jnode *parse_filter_expr(struct jparser *p, struct jnode *n)
     return n;
 }
 
-static struct jnode *parse_list_or_dict(struct jparser *p, bool dict)
+static struct jinja_node *parse_list_or_dict(struct jinja_parser *p, bool dict)
 {
-    const struct jtoken *at = jinja__cur(p);
-    struct jnode *n = jinja__node(p, dict ? JN_DICT : JN_LIST, at), **tail;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *n = jinja__node(p, dict ? JN_DICT : JN_LIST, at), **tail;
     int close = dict ? OP_RBRACE : OP_RBRACKET;
     bool first = true;
 
@@ -297,7 +298,7 @@ static struct jnode *parse_list_or_dict(struct jparser *p, bool dict)
     tail = &n->a;
     jinja__advance(p);
     while (!jinja__tok_op(jinja__cur(p), close)) {
-        struct jnode *item;
+        struct jinja_node *item;
 
         if (!first && jinja__expect_op(p, OP_COMMA, dict ? "',' or '}'" : "',' or ']'"))
             return NULL;
@@ -305,7 +306,8 @@ static struct jnode *parse_list_or_dict(struct jparser *p, bool dict)
         if (jinja__tok_op(jinja__cur(p), close))
             break;
         if (dict) {
-            if (!(item = jinja__node(p, JN_PAIR, jinja__cur(p))) || !(item->a = jinja__parse_expression(p, true)) ||
+            if (!(item = jinja__node(p, JN_PAIR,
+                                     jinja__cur(p))) || !(item->a = jinja__parse_expression(p, true)) ||
                 jinja__expect_op(p, OP_COLON, "':'") || !(item->b = jinja__parse_expression(p, true)))
                 return NULL;
         } else if (!(item = jinja__parse_expression(p, true))) {
@@ -318,10 +320,10 @@ static struct jnode *parse_list_or_dict(struct jparser *p, bool dict)
     return n;
 }
 
-static struct jnode *parse_primary(struct jparser *p)
+static struct jinja_node *parse_primary(struct jinja_parser *p)
 {
-    const struct jtoken *t = jinja__cur(p);
-    struct jnode *n;
+    const struct jinja_token *t = jinja__cur(p);
+    struct jinja_node *n;
 
     switch (t->type) {
     case JT_NAME:
@@ -383,10 +385,10 @@ static struct jnode *parse_primary(struct jparser *p)
     }
 }
 
-static struct jnode *parse_unary(struct jparser *p, bool with_filter)
+static struct jinja_node *parse_unary(struct jinja_parser *p, bool with_filter)
 {
-    const struct jtoken *t = jinja__cur(p);
-    struct jnode *n;
+    const struct jinja_token *t = jinja__cur(p);
+    struct jinja_node *n;
 
     if (jinja__parse_enter(p))
         return NULL;
@@ -406,10 +408,10 @@ static struct jnode *parse_unary(struct jparser *p, bool with_filter)
     return n;
 }
 
-static struct jnode *binop(struct jparser *p, const struct jtoken *at, int op, struct jnode *l,
-                           struct jnode *r)
+static struct jinja_node *binop(struct jinja_parser *p, const struct jinja_token *at, int op,
+                                struct jinja_node *l, struct jinja_node *r)
 {
-    struct jnode *n;
+    struct jinja_node *n;
 
     if (!l || !r || !(n = jinja__node(p, JN_BINOP, at)))
         return NULL;
@@ -419,12 +421,12 @@ static struct jnode *binop(struct jparser *p, const struct jtoken *at, int op, s
     return n;
 }
 
-static struct jnode *parse_pow(struct jparser *p)
+static struct jinja_node *parse_pow(struct jinja_parser *p)
 {
-    struct jnode *n = parse_unary(p, true);
+    struct jinja_node *n = parse_unary(p, true);
 
     while (n && jinja__tok_op(jinja__cur(p), OP_POW)) {
-        const struct jtoken *at = jinja__cur(p);
+        const struct jinja_token *at = jinja__cur(p);
 
         jinja__advance(p);
         n = binop(p, at, OP_POW, n, parse_unary(p, true));
@@ -432,13 +434,13 @@ static struct jnode *parse_pow(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_math2(struct jparser *p)
+static struct jinja_node *parse_math2(struct jinja_parser *p)
 {
-    struct jnode *n = parse_pow(p);
+    struct jinja_node *n = parse_pow(p);
 
     while (n && (jinja__tok_op(jinja__cur(p), OP_MUL) || jinja__tok_op(jinja__cur(p), OP_DIV) ||
                  jinja__tok_op(jinja__cur(p), OP_FLOORDIV) || jinja__tok_op(jinja__cur(p), OP_MOD))) {
-        const struct jtoken *at = jinja__cur(p);
+        const struct jinja_token *at = jinja__cur(p);
 
         jinja__advance(p);
         n = binop(p, at, at->op, n, parse_pow(p));
@@ -446,12 +448,12 @@ static struct jnode *parse_math2(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_concat(struct jparser *p)
+static struct jinja_node *parse_concat(struct jinja_parser *p)
 {
-    struct jnode *n = parse_math2(p);
+    struct jinja_node *n = parse_math2(p);
 
     while (n && jinja__tok_op(jinja__cur(p), OP_TILDE)) {
-        const struct jtoken *at = jinja__cur(p);
+        const struct jinja_token *at = jinja__cur(p);
 
         jinja__advance(p);
         n = binop(p, at, OP_TILDE, n, parse_math2(p));
@@ -459,12 +461,12 @@ static struct jnode *parse_concat(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_math1(struct jparser *p)
+static struct jinja_node *parse_math1(struct jinja_parser *p)
 {
-    struct jnode *n = parse_concat(p);
+    struct jinja_node *n = parse_concat(p);
 
     while (n && (jinja__tok_op(jinja__cur(p), OP_ADD) || jinja__tok_op(jinja__cur(p), OP_SUB))) {
-        const struct jtoken *at = jinja__cur(p);
+        const struct jinja_token *at = jinja__cur(p);
 
         jinja__advance(p);
         n = binop(p, at, at->op, n, parse_concat(p));
@@ -472,13 +474,13 @@ static struct jnode *parse_math1(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_compare(struct jparser *p)
+static struct jinja_node *parse_compare(struct jinja_parser *p)
 {
-    const struct jtoken *at = jinja__cur(p);
-    struct jnode *left = parse_math1(p), *ops = NULL, **tail = &ops, *n;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *left = parse_math1(p), *ops = NULL, **tail = &ops, *n;
 
     while (left) {
-        const struct jtoken *t = jinja__cur(p);
+        const struct jinja_token *t = jinja__cur(p);
         int op;
 
         if (t->type == JT_OP && t->op >= OP_EQ && t->op <= OP_GE) {
@@ -509,10 +511,10 @@ static struct jnode *parse_compare(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_not(struct jparser *p)
+static struct jinja_node *parse_not(struct jinja_parser *p)
 {
-    const struct jtoken *t = jinja__cur(p);
-    struct jnode *n;
+    const struct jinja_token *t = jinja__cur(p);
+    struct jinja_node *n;
 
     if (!jinja__tok_name(t, "not"))
         return parse_compare(p);
@@ -525,13 +527,13 @@ static struct jnode *parse_not(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_and(struct jparser *p)
+static struct jinja_node *parse_and(struct jinja_parser *p)
 {
-    struct jnode *n = parse_not(p);
+    struct jinja_node *n = parse_not(p);
 
     while (n && jinja__tok_name(jinja__cur(p), "and")) {
-        const struct jtoken *at = jinja__cur(p);
-        struct jnode *r;
+        const struct jinja_token *at = jinja__cur(p);
+        struct jinja_node *r;
 
         jinja__advance(p);
         r = parse_not(p);
@@ -542,13 +544,13 @@ static struct jnode *parse_and(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_or(struct jparser *p)
+static struct jinja_node *parse_or(struct jinja_parser *p)
 {
-    struct jnode *n = parse_and(p);
+    struct jinja_node *n = parse_and(p);
 
     while (n && jinja__tok_name(jinja__cur(p), "or")) {
-        const struct jtoken *at = jinja__cur(p);
-        struct jnode *r;
+        const struct jinja_token *at = jinja__cur(p);
+        struct jinja_node *r;
 
         jinja__advance(p);
         r = parse_and(p);
@@ -559,13 +561,13 @@ static struct jnode *parse_or(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_condexpr(struct jparser *p)
+static struct jinja_node *parse_condexpr(struct jinja_parser *p)
 {
-    struct jnode *n = parse_or(p);
+    struct jinja_node *n = parse_or(p);
 
     while (n && jinja__tok_name(jinja__cur(p), "if")) {
-        const struct jtoken *at = jinja__cur(p);
-        struct jnode *c = jinja__node(p, JN_COND, at);
+        const struct jinja_token *at = jinja__cur(p);
+        struct jinja_node *c = jinja__node(p, JN_COND, at);
 
         jinja__advance(p);
         if (!c || !(c->b = parse_or(p)))
@@ -585,9 +587,9 @@ static struct jnode *parse_condexpr(struct jparser *p)
     return n;
 }
 
-struct jnode *jinja__parse_expression(struct jparser *p, bool with_condexpr)
+struct jinja_node *jinja__parse_expression(struct jinja_parser *p, bool with_condexpr)
 {
-    struct jnode *n;
+    struct jinja_node *n;
 
     if (jinja__parse_enter(p))
         return NULL;
@@ -597,16 +599,16 @@ struct jnode *jinja__parse_expression(struct jparser *p, bool with_condexpr)
 }
 
 /* Comma-separated expressions: one alone is itself, more (or a trailing comma) a tuple. */
-struct jnode *jinja__parse_tuple(struct jparser *p, bool with_condexpr, const char *end_name,
-                                 bool explicit_parens)
+struct jinja_node *jinja__parse_tuple(struct jinja_parser *p, bool with_condexpr, const char *end_name,
+                                      bool explicit_parens)
 {
-    const struct jtoken *at = jinja__cur(p);
-    struct jnode *items = NULL, **tail = &items, *n;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *items = NULL, **tail = &items, *n;
     bool is_tuple = false;
     int count = 0;
 
     for (;;) {
-        const struct jtoken *t;
+        const struct jinja_token *t;
 
         if (count && jinja__expect_op(p, OP_COMMA, "','"))
             return NULL;

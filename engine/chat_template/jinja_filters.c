@@ -14,16 +14,18 @@
 
 #include "engine/base/util.h" /* ARRAY_LEN, MIN */
 
-static int str_of(struct jinja_render *r, struct jv in, struct jv *out)
+static int str_of(struct jinja_render *r, struct jinja_value in, struct jinja_value *out)
 {
     return jinja__to_str(r, in, out);
 }
 
 /* ---- filters ---- */
 
-typedef int filter_fn(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out);
+typedef int filter_fn(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                      struct jinja_value *out);
 
-static int f_abs(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_abs(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                 struct jinja_value *out)
 {
     (void)a;
     if (in.type == JV_INT || in.type == JV_BOOL) {
@@ -43,9 +45,10 @@ static int f_abs(struct jinja_render *r, struct jv in, const struct jcall_args *
     return jinja__fail(r, "bad operand type for abs(): '%s'", jinja__type_name(in));
 }
 
-static int f_attr(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_attr(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                  struct jinja_value *out)
 {
-    struct jv v[1];
+    struct jinja_value v[1];
     bool given[1];
     int rc, status;
 
@@ -61,40 +64,45 @@ static int f_attr(struct jinja_render *r, struct jv in, const struct jcall_args 
     return jinja__getattr(r, in, v[0].s.p, v[0].s.len, out);
 }
 
-static int case_filter(struct jinja_render *r, struct jv in, int mode, struct jv *out)
+static int case_filter(struct jinja_render *r, struct jinja_value in, int mode, struct jinja_value *out)
 {
     int rc = str_of(r, in, &in);
 
     return rc ? rc : jinja__str_case(r, in, mode, out);
 }
 
-static int f_capitalize(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_capitalize(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                        struct jinja_value *out)
 {
     (void)a;
     return case_filter(r, in, JCASE_CAPITALIZE, out);
 }
 
-static int f_lower(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_lower(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
     (void)a;
     return case_filter(r, in, JCASE_LOWER, out);
 }
 
-static int f_upper(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_upper(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
     (void)a;
     return case_filter(r, in, JCASE_UPPER, out);
 }
 
-static int f_title(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_title(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
     (void)a;
     return case_filter(r, in, JCASE_TITLE_JINJA, out);
 }
 
-static int f_default(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_default(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                     struct jinja_value *out)
 {
-    struct jv v[2];
+    struct jinja_value v[2];
     bool given[2];
     int rc;
 
@@ -106,7 +114,8 @@ static int f_default(struct jinja_render *r, struct jv in, const struct jcall_ar
     return 0;
 }
 
-static int f_escape(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_escape(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
     struct buf b = BUF_INIT;
     int rc = 0;
@@ -136,7 +145,8 @@ static int f_escape(struct jinja_render *r, struct jv in, const struct jcall_arg
     return 0;
 }
 
-static int f_safe(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_safe(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                  struct jinja_value *out)
 {
     int rc = str_of(r, in, out);
 
@@ -146,10 +156,10 @@ static int f_safe(struct jinja_render *r, struct jv in, const struct jcall_args 
 }
 
 /* Python's float() of a str: strip, then a decimal number, inf or nan. */
-static bool parse_float(struct jv s, double *out)
+static bool parse_float(struct jinja_value s, double *out)
 {
     char buf[128], *end;
-    struct jv t = s;
+    struct jinja_value t = s;
     size_t b = 0, e = t.s.len;
 
     while (b < e && jinja__py_isspace((unsigned char)t.s.p[b]))
@@ -166,9 +176,10 @@ static bool parse_float(struct jv s, double *out)
     return *end == '\0';
 }
 
-static int f_float(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_float(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
-    struct jv v[1];
+    struct jinja_value v[1];
     bool given[1];
     double d;
     int rc;
@@ -183,9 +194,10 @@ static int f_float(struct jinja_render *r, struct jv in, const struct jcall_args
     return 0;
 }
 
-static int f_int(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_int(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                 struct jinja_value *out)
 {
-    struct jv v[2];
+    struct jinja_value v[2];
     bool given[2];
     double d;
     int rc;
@@ -230,11 +242,12 @@ static int f_int(struct jinja_render *r, struct jv in, const struct jcall_args *
     return 0;
 }
 
-static int f_indent(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_indent(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
-    struct jv v[3], ind;
+    struct jinja_value v[3], ind;
     bool given[3];
-    struct jv_list *lines;
+    struct jinja_list *lines;
     struct buf b = BUF_INIT;
     int rc;
 
@@ -267,7 +280,7 @@ static int f_indent(struct jinja_render *r, struct jv in, const struct jcall_arg
     if ((rc = jinja__str_splitlines(r, in, &lines)))
         return rc;
     for (size_t i = 0; i < lines->len && !rc; i++) {
-        struct jv line = lines->items[i];
+        struct jinja_value line = lines->items[i];
         bool pad = given[2] && jinja__truthy(v[2]) ? (i > 0) : (i > 0 && line.s.len);
 
         if (i)
@@ -291,9 +304,10 @@ static int f_indent(struct jinja_render *r, struct jv in, const struct jcall_arg
     return rc;
 }
 
-static int f_replace(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_replace(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                     struct jinja_value *out)
 {
-    struct jv v[3];
+    struct jinja_value v[3];
     bool given[3];
     int64_t count = -1;
     int rc;
@@ -311,9 +325,10 @@ static int f_replace(struct jinja_render *r, struct jv in, const struct jcall_ar
     return jinja__str_replace(r, in, v[0], v[1], count, out);
 }
 
-static int f_round(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_round(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
-    struct jv v[2];
+    struct jinja_value v[2];
     bool given[2];
     int64_t prec = 0;
     double x, m, y;
@@ -356,17 +371,19 @@ static int f_round(struct jinja_render *r, struct jv in, const struct jcall_args
     return 0;
 }
 
-static int f_string(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_string(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
     (void)a;
     return str_of(r, in, out);
 }
 
-static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_tojson(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
-    struct jv v[4];
+    struct jinja_value v[4];
     bool given[4];
-    struct jv_json_opts o = { .item_sep = ", ", .key_sep = ": " };
+    struct jinja_json_opts o = { .item_sep = ", ", .key_sep = ": " };
     struct buf b = BUF_INIT;
     char spaces[65];
     int rc;
@@ -377,7 +394,7 @@ static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_arg
     if (given[1] && v[1].type != JV_NONE) {
         if (v[1].type == JV_STR) {
             bool ok2;
-            struct jv c = jinja__str_copy(r, v[1].s.p, v[1].s.len, &ok2);   /* NUL-terminated */
+            struct jinja_value c = jinja__str_copy(r, v[1].s.p, v[1].s.len, &ok2);   /* NUL-terminated */
 
             if (!ok2)
                 return -ENOMEM;
@@ -397,7 +414,7 @@ static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_arg
         o.item_sep = ",";
     }
     if (given[2] && v[2].type != JV_NONE) {
-        struct jv_list *l;
+        struct jinja_list *l;
         bool ok2, ok3;
 
         if (v[2].type != JV_LIST || (v[2].flags & JV_F_GEN) || (l = v[2].list)->len != 2 ||
@@ -415,9 +432,10 @@ static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_arg
     return jinja__buf_to_str(r, &b, out);
 }
 
-static int f_trim(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_trim(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                  struct jinja_value *out)
 {
-    struct jv v[1];
+    struct jinja_value v[1];
     bool given[1];
     int rc;
 
@@ -427,15 +445,16 @@ static int f_trim(struct jinja_render *r, struct jv in, const struct jcall_args 
     return jinja__str_strip(r, in, given[0] ? v[0] : jinja__none(), true, true, out);
 }
 
-static int f_format(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_format(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
-    struct jv_list *l;
+    struct jinja_list *l;
     int rc;
 
     if ((rc = str_of(r, in, &in)))
         return rc;
     if (a->nkw) {
-        struct jv_dict *d = jinja__dict_new(r, 0);
+        struct jinja_dict *d = jinja__dict_new(r, 0);
 
         if (!d)
             return -ENOMEM;
@@ -444,7 +463,7 @@ static int f_format(struct jinja_render *r, struct jv in, const struct jcall_arg
         for (int k = 0; k < a->nkw; k++)
             if ((rc = jinja__dict_set(r, d, jinja__str(a->kw_name[k], a->kw_len[k]), a->kw[k])))
                 return rc;
-        return jinja__percent_format(r, in, (struct jv){ .type = JV_DICT, .dict = d }, out);
+        return jinja__percent_format(r, in, (struct jinja_value){ .type = JV_DICT, .dict = d }, out);
     }
     if (!(l = jinja__list_new(r, (size_t)a->npos)))
         return -ENOMEM;
@@ -453,7 +472,8 @@ static int f_format(struct jinja_render *r, struct jv in, const struct jcall_arg
     return jinja__percent_format(r, in, jinja__list_val(l, JV_F_TUPLE), out);
 }
 
-static int f_wordcount(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_wordcount(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                       struct jinja_value *out)
 {
     int64_t n = 0;
     bool inword = false;
@@ -501,7 +521,8 @@ int jinja__filter_find(const char *name, size_t len)
     return -1;
 }
 
-int jinja__filter_apply(struct jinja_render *r, int id, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_apply(struct jinja_render *r, int id, struct jinja_value in,
+                        const struct jinja_args *a, struct jinja_value *out)
 {
     if (id < 0 || (size_t)id >= ARRAY_LEN(filters))
         return jinja__fail(r, "unknown filter");

@@ -9,18 +9,19 @@
 
 #include "engine/base/util.h" /* ARRAY_LEN, MIN */
 
-static int iter(struct jinja_render *r, struct jv in, struct jv_list **out)
+static int iter(struct jinja_render *r, struct jinja_value in, struct jinja_list **out)
 {
     return jinja__iterate(r, in, out);
 }
 
-static struct jv gen(struct jv_list *l)
+static struct jinja_value gen(struct jinja_list *l)
 {
     return jinja__list_val(l, JV_F_GEN);
 }
 
 /* Jinja's make_attrgetter: "a.b.0" walks item lookups; missing gives Undefined. */
-static int attr_get(struct jinja_render *r, struct jv item, struct jv attr, struct jv *out)
+static int attr_get(struct jinja_render *r, struct jinja_value item, struct jinja_value attr,
+                    struct jinja_value *out)
 {
     const char *p, *end;
     int rc;
@@ -34,7 +35,7 @@ static int attr_get(struct jinja_render *r, struct jv item, struct jv attr, stru
     for (;;) {
         const char *dot = memchr(p, '.', (size_t)(end - p));
         size_t n = dot ? (size_t)(dot - p) : (size_t)(end - p);
-        struct jv key = jinja__str(p, n);
+        struct jinja_value key = jinja__str(p, n);
         bool digits = n > 0;
 
         for (size_t i = 0; i < n; i++)
@@ -52,7 +53,7 @@ static int attr_get(struct jinja_render *r, struct jv item, struct jv attr, stru
 }
 
 /* Python's lower() on strings, for the case-insensitive sort, unique, min and max. */
-static int fold(struct jinja_render *r, struct jv v, bool case_sensitive, struct jv *out)
+static int fold(struct jinja_render *r, struct jinja_value v, bool case_sensitive, struct jinja_value *out)
 {
     if (v.type == JV_STR && !case_sensitive)
         return jinja__str_case(r, v, JCASE_LOWER, out);
@@ -60,30 +61,32 @@ static int fold(struct jinja_render *r, struct jv v, bool case_sensitive, struct
     return 0;
 }
 
-struct keyed { struct jv key, item; };
+struct keyed { struct jinja_value key, item; };
 
-static int keyed_less(struct jinja_render *r, struct jv a, struct jv b, void *ctx, bool *out)
+static int keyed_less(struct jinja_render *r, struct jinja_value a, struct jinja_value b, void *ctx,
+                      bool *out)
 {
     (void)ctx;
     return jinja__lt(r, a.list->items[0], b.list->items[0], out);
 }
 
 /* Sorts items by key(item) = fold(attribute of item); stable, as sorted(). */
-static int sort_items(struct jinja_render *r, struct jv_list *in, struct jv attribute, bool case_sensitive,
-                      bool reverse, struct jv_list **out)
+static int sort_items(struct jinja_render *r, struct jinja_list *in, struct jinja_value attribute,
+                      bool case_sensitive, bool reverse, struct jinja_list **out)
 {
-    struct jv_list *pairs = jinja__list_new(r, in->len), *res;
+    struct jinja_list *pairs = jinja__list_new(r, in->len), *res;
     int rc;
 
     if (!pairs || !(res = jinja__list_new(r, in->len)))
         return -ENOMEM;
     for (size_t i = 0; i < in->len; i++) {
-        struct jv_list *p = jinja__list_new(r, 2);
-        struct jv k = in->items[i];
+        struct jinja_list *p = jinja__list_new(r, 2);
+        struct jinja_value k = in->items[i];
 
         if (!p)
             return -ENOMEM;
-        if ((attribute.type != JV_UNDEF && attribute.type != JV_NONE && (rc = attr_get(r, k, attribute, &k))) ||
+        if ((attribute.type != JV_UNDEF && attribute.type != JV_NONE && (rc = attr_get(r, k,
+                                                                                       attribute, &k))) ||
             (rc = fold(r, k, case_sensitive, &k)))
             return rc;
         p->items[0] = k;
@@ -102,19 +105,21 @@ static int sort_items(struct jinja_render *r, struct jv_list *in, struct jv attr
     return 0;
 }
 
-int jinja__filter_dictsort(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_dictsort(struct jinja_render *r, struct jinja_value in,
+                           const struct jinja_args *a, struct jinja_value *out)
 {
-    struct jv v[3], items;
+    struct jinja_value v[3], items;
     bool given[3];
-    struct jv_list *l;
+    struct jinja_list *l;
     int rc;
 
     JINJA_BIND_ARGS("dictsort", "case_sensitive", "by", "reverse");
     if (in.type != JV_DICT)
-        return in.type == JV_UNDEF ? jinja__fail_undefined(r, in) : jinja__fail(r, "dictsort needs a mapping");
+        return in.type == JV_UNDEF ? jinja__fail_undefined(r, in) : jinja__fail(r,
+                                                                                "dictsort needs a mapping");
     {
-        struct jcall_args none = { 0 };
-        struct jv fn;
+        struct jinja_args none = { 0 };
+        struct jinja_value fn;
         int status;
 
         jinja__method_find(r, in, "items", 5, &fn, &status);
@@ -131,9 +136,9 @@ int jinja__filter_dictsort(struct jinja_render *r, struct jv in, const struct jc
     return 0;
 }
 
-static int f_first_last(struct jinja_render *r, struct jv in, bool last, struct jv *out)
+static int f_first_last(struct jinja_render *r, struct jinja_value in, bool last, struct jinja_value *out)
 {
-    struct jv_list *l;
+    struct jinja_list *l;
     int rc;
 
     if (last && in.type == JV_LIST && (in.flags & JV_F_GEN))
@@ -147,27 +152,30 @@ static int f_first_last(struct jinja_render *r, struct jv in, bool last, struct 
     return 0;
 }
 
-int jinja__filter_first(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_first(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                        struct jinja_value *out)
 {
     (void)a;
     return f_first_last(r, in, false, out);
 }
 
-int jinja__filter_last(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_last(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                       struct jinja_value *out)
 {
     (void)a;
     return f_first_last(r, in, true, out);
 }
 
-int jinja__filter_items(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_items(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                        struct jinja_value *out)
 {
-    struct jcall_args none = { 0 };
-    struct jv fn;
+    struct jinja_args none = { 0 };
+    struct jinja_value fn;
     int status, rc;
 
     (void)a;
     if (in.type == JV_UNDEF) {
-        struct jv_list *l = jinja__list_new(r, 0);
+        struct jinja_list *l = jinja__list_new(r, 0);
 
         *out = l ? gen(l) : jinja__none();
         return l ? 0 : -ENOMEM;
@@ -181,11 +189,12 @@ int jinja__filter_items(struct jinja_render *r, struct jv in, const struct jcall
     return 0;
 }
 
-int jinja__filter_join(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_join(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                       struct jinja_value *out)
 {
-    struct jv v[2];
+    struct jinja_value v[2];
     bool given[2];
-    struct jv_list *l;
+    struct jinja_list *l;
     struct buf b = BUF_INIT;
     int rc;
 
@@ -195,7 +204,7 @@ int jinja__filter_join(struct jinja_render *r, struct jv in, const struct jcall_
     if (given[0] && (rc = jinja__to_str(r, v[0], &v[0])))
         return rc;
     for (size_t i = 0; i < l->len && !rc; i++) {
-        struct jv item = l->items[i];
+        struct jinja_value item = l->items[i];
 
         if (i && given[0])
             rc = jinja__put(r, &b, v[0].s.p, v[0].s.len);
@@ -210,12 +219,15 @@ int jinja__filter_join(struct jinja_render *r, struct jv in, const struct jcall_
     return rc;
 }
 
-int jinja__filter_length(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_length(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                         struct jinja_value *out)
 {
     (void)a;
     switch (in.type) {
     case JV_UNDEF: *out = jinja__int(0); return 0;
-    case JV_STR: *out = jinja__int((int64_t)jinja__u8_count(in.s.p, in.s.len)); return jinja__charge(r, in.s.len / 64);
+    case JV_STR: *out = jinja__int((int64_t)jinja__u8_count(in.s.p,
+                                                            in.s.len)); return jinja__charge(r,
+                                                                                             in.s.len / 64);
     case JV_DICT: case JV_NS:
         if (in.type == JV_NS)
             break;
@@ -232,9 +244,10 @@ int jinja__filter_length(struct jinja_render *r, struct jv in, const struct jcal
     return jinja__fail(r, "object of type '%s' has no len()", jinja__type_name(in));
 }
 
-int jinja__filter_list(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_list(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                       struct jinja_value *out)
 {
-    struct jv_list *l, *copy;
+    struct jinja_list *l, *copy;
     int rc;
 
     (void)a;
@@ -249,23 +262,24 @@ int jinja__filter_list(struct jinja_render *r, struct jv in, const struct jcall_
 }
 
 /* select / reject / selectattr / rejectattr: keep items whose test result is `keep`. */
-static int filter_by_test(struct jinja_render *r, struct jv in, const struct jcall_args *a, bool attr,
-                          bool keep, struct jv *out)
+static int filter_by_test(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                          bool attr, bool keep, struct jinja_value *out)
 {
-    struct jv_list *l, *res;
-    struct jcall_args targs = { 0 };
+    struct jinja_list *l, *res;
+    struct jinja_args targs = { 0 };
     int test = -1, first = attr ? 1 : 0, rc;
-    struct jv attribute = attr && a->npos > 0 ? a->pos[0] : jinja__undef(NULL);
+    struct jinja_value attribute = attr && a->npos > 0 ? a->pos[0] : jinja__undef(NULL);
 
     if (attr && a->npos < 1)
         return jinja__fail(r, "selectattr/rejectattr need an attribute name");
     if (a->nkw)
         return jinja__fail(r, "select filters take no keyword arguments");
     if (a->npos > first) {
-        struct jv name = a->pos[first];
+        struct jinja_value name = a->pos[first];
 
         if (name.type != JV_STR || (test = jinja__test_find(name.s.p, name.s.len)) < 0)
-            return jinja__fail(r, "No test named %s.", name.type == JV_STR ? "given" : "that is not a string");
+            return jinja__fail(r, "No test named %s.",
+                               name.type == JV_STR ? "given" : "that is not a string");
         for (int i = first + 1; i < a->npos; i++)
             targs.pos[targs.npos++] = a->pos[i];
     }
@@ -274,7 +288,7 @@ static int filter_by_test(struct jinja_render *r, struct jv in, const struct jca
     if (!(res = jinja__list_new(r, l->len)))
         return -ENOMEM;
     for (size_t i = 0; i < l->len; i++) {
-        struct jv item = l->items[i];
+        struct jinja_value item = l->items[i];
         bool ok;
 
         if ((rc = jinja__charge(r, 1)) || (attr && (rc = attr_get(r, item, attribute, &item))))
@@ -292,31 +306,36 @@ static int filter_by_test(struct jinja_render *r, struct jv in, const struct jca
     return 0;
 }
 
-int jinja__filter_select(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_select(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                         struct jinja_value *out)
 {
     return filter_by_test(r, in, a, false, true, out);
 }
 
-int jinja__filter_reject(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_reject(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                         struct jinja_value *out)
 {
     return filter_by_test(r, in, a, false, false, out);
 }
 
-int jinja__filter_selectattr(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_selectattr(struct jinja_render *r, struct jinja_value in,
+                             const struct jinja_args *a, struct jinja_value *out)
 {
     return filter_by_test(r, in, a, true, true, out);
 }
 
-int jinja__filter_rejectattr(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_rejectattr(struct jinja_render *r, struct jinja_value in,
+                             const struct jinja_args *a, struct jinja_value *out)
 {
     return filter_by_test(r, in, a, true, false, out);
 }
 
-int jinja__filter_map(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_map(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                      struct jinja_value *out)
 {
-    struct jv_list *l, *res;
-    struct jcall_args fargs = { 0 };
-    struct jv attribute = jinja__undef(NULL), dflt = jinja__undef(NULL);
+    struct jinja_list *l, *res;
+    struct jinja_args fargs = { 0 };
+    struct jinja_value attribute = jinja__undef(NULL), dflt = jinja__undef(NULL);
     bool by_attr = false;
     int filter = -1, rc;
 
@@ -329,13 +348,15 @@ int jinja__filter_map(struct jinja_render *r, struct jv in, const struct jcall_a
             fargs.kw_name[fargs.nkw] = a->kw_name[k], fargs.kw_len[fargs.nkw] = a->kw_len[k],
             fargs.kw[fargs.nkw++] = a->kw[k];
         else
-            return jinja__fail(r, "Unexpected keyword argument '%.*s'", (int)MIN(a->kw_len[k], 60), a->kw_name[k]);
+            return jinja__fail(r, "Unexpected keyword argument '%.*s'", (int)MIN(a->kw_len[k], 60),
+                               a->kw_name[k]);
     }
     if (!by_attr) {
         if (!a->npos)
             return jinja__fail(r, "map requires a filter argument");
         if (a->pos[0].type != JV_STR || (filter = jinja__filter_find(a->pos[0].s.p, a->pos[0].s.len)) < 0)
-            return jinja__fail(r, "No filter named %s.", a->pos[0].type == JV_STR ? "given" : "that is not a string");
+            return jinja__fail(r, "No filter named %s.",
+                               a->pos[0].type == JV_STR ? "given" : "that is not a string");
         for (int i = 1; i < a->npos; i++)
             fargs.pos[fargs.npos++] = a->pos[i];
     }
@@ -344,7 +365,7 @@ int jinja__filter_map(struct jinja_render *r, struct jv in, const struct jcall_a
     if (!(res = jinja__list_new(r, l->len)))
         return -ENOMEM;
     for (size_t i = 0; i < l->len; i++) {
-        struct jv v;
+        struct jinja_value v;
 
         if ((rc = jinja__charge(r, 1)))
             return rc;
@@ -362,9 +383,10 @@ int jinja__filter_map(struct jinja_render *r, struct jv in, const struct jcall_a
     return 0;
 }
 
-int jinja__filter_reverse(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_reverse(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                          struct jinja_value *out)
 {
-    struct jv_list *l, *res;
+    struct jinja_list *l, *res;
     int rc;
 
     (void)a;
@@ -394,11 +416,12 @@ int jinja__filter_reverse(struct jinja_render *r, struct jv in, const struct jca
     return jinja__charge(r, l->len);
 }
 
-int jinja__filter_sort(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_sort(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                       struct jinja_value *out)
 {
-    struct jv v[3];
+    struct jinja_value v[3];
     bool given[3];
-    struct jv_list *l, *res;
+    struct jinja_list *l, *res;
     int rc;
 
     JINJA_BIND_ARGS("sort", "reverse", "case_sensitive", "attribute");
@@ -410,12 +433,13 @@ int jinja__filter_sort(struct jinja_render *r, struct jv in, const struct jcall_
     return 0;
 }
 
-int jinja__filter_unique(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_unique(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                         struct jinja_value *out)
 {
-    struct jv v[2];
+    struct jinja_value v[2];
     bool given[2];
-    struct jv_list *l, *res;
-    struct jv_dict *seen = jinja__dict_new(r, 0);
+    struct jinja_list *l, *res;
+    struct jinja_dict *seen = jinja__dict_new(r, 0);
     int rc;
 
     JINJA_BIND_ARGS("unique", "case_sensitive", "attribute");
@@ -426,7 +450,7 @@ int jinja__filter_unique(struct jinja_render *r, struct jv in, const struct jcal
     if (!(res = jinja__list_new(r, l->len)))
         return -ENOMEM;
     for (size_t i = 0; i < l->len; i++) {
-        struct jv key = l->items[i], dummy;
+        struct jinja_value key = l->items[i], dummy;
 
         if ((given[1] && v[1].type != JV_NONE && (rc = attr_get(r, key, v[1], &key))) ||
             (rc = fold(r, key, given[0] && jinja__truthy(v[0]), &key)))
@@ -441,12 +465,13 @@ int jinja__filter_unique(struct jinja_render *r, struct jv in, const struct jcal
     return 0;
 }
 
-static int min_max(struct jinja_render *r, struct jv in, const struct jcall_args *a, bool max, struct jv *out)
+static int min_max(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   bool max, struct jinja_value *out)
 {
     static const char *const names[] = { "case_sensitive", "attribute" };
-    struct jv v[2], best_key = jinja__none();
+    struct jinja_value v[2], best_key = jinja__none();
     bool given[2];
-    struct jv_list *l;
+    struct jinja_list *l;
     int rc;
 
     if ((rc = jinja__bind_args(r, max ? "max" : "min", a, names, 2, v, given)) || (rc = iter(r, in, &l)))
@@ -457,7 +482,7 @@ static int min_max(struct jinja_render *r, struct jv in, const struct jcall_args
     }
     /* Python's min() and max(): the first of equal items wins. */
     for (size_t i = 0; i < l->len; i++) {
-        struct jv key = l->items[i];
+        struct jinja_value key = l->items[i];
         bool better = i == 0;
 
         if ((given[1] && v[1].type != JV_NONE && (rc = attr_get(r, key, v[1], &key))) ||
@@ -473,21 +498,24 @@ static int min_max(struct jinja_render *r, struct jv in, const struct jcall_args
     return 0;
 }
 
-int jinja__filter_max(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_max(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                      struct jinja_value *out)
 {
     return min_max(r, in, a, true, out);
 }
 
-int jinja__filter_min(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_min(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                      struct jinja_value *out)
 {
     return min_max(r, in, a, false, out);
 }
 
-int jinja__filter_sum(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_sum(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                      struct jinja_value *out)
 {
-    struct jv v[2], acc;
+    struct jinja_value v[2], acc;
     bool given[2];
-    struct jv_list *l;
+    struct jinja_list *l;
     int rc;
 
     JINJA_BIND_ARGS("sum", "attribute", "start");
@@ -495,7 +523,7 @@ int jinja__filter_sum(struct jinja_render *r, struct jv in, const struct jcall_a
     if ((rc = iter(r, in, &l)))
         return rc;
     for (size_t i = 0; i < l->len; i++) {
-        struct jv item = l->items[i];
+        struct jinja_value item = l->items[i];
 
         if (given[0] && v[0].type != JV_NONE && (rc = attr_get(r, item, v[0], &item)))
             return rc;
@@ -505,7 +533,8 @@ int jinja__filter_sum(struct jinja_render *r, struct jv in, const struct jcall_a
         if (acc.type != JV_FLOAT && item.type != JV_FLOAT) {
             int64_t s;
 
-            if (__builtin_add_overflow(acc.type == JV_INT ? acc.i : acc.b, item.type == JV_INT ? item.i : item.b, &s))
+            if (__builtin_add_overflow(acc.type == JV_INT ? acc.i : acc.b,
+                                       item.type == JV_INT ? item.i : item.b, &s))
                 return jinja__fail(r, "integer overflow");
             acc = jinja__int(s);
         } else {

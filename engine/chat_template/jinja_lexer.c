@@ -16,7 +16,7 @@ struct lexer {
     struct arena *a;
     const char *s;           /* normalised source, NUL-terminated */
     size_t len, pos;
-    struct jtoken *toks;
+    struct jinja_token *toks;
     size_t n, cap;
     size_t at_off;           /* line bookkeeping: offset reached, its line, its line's start */
     uint32_t at_line;
@@ -52,13 +52,13 @@ static int lex_fail(struct lexer *lx, size_t off, const char *msg, char c)
     return -EINVAL;
 }
 
-static struct jtoken *emit(struct lexer *lx, int type, size_t off)
+static struct jinja_token *emit(struct lexer *lx, int type, size_t off)
 {
-    struct jtoken *t;
+    struct jinja_token *t;
 
     if (lx->n == lx->cap) {
         size_t cap = lx->cap ? lx->cap * 2 : 256;
-        struct jtoken *toks = arena_alloc(lx->a, cap * sizeof *toks);
+        struct jinja_token *toks = arena_alloc(lx->a, cap * sizeof *toks);
 
         if (!toks)
             return NULL;
@@ -111,7 +111,7 @@ static size_t rstrip_len(const char *s, size_t len)
 
 static int emit_data(struct lexer *lx, size_t off, size_t len)
 {
-    struct jtoken *t;
+    struct jinja_token *t;
 
     if (!len)
         return 0;
@@ -238,7 +238,7 @@ static int lex_string(struct lexer *lx, size_t *pos)
     const char *s = lx->s;
     char q = s[*pos], *o;
     size_t start = *pos, i = start + 1, n = 0;
-    struct jtoken *t;
+    struct jinja_token *t;
 
     while (i < lx->len && s[i] != q)
         i += s[i] == '\\' && i + 1 < lx->len ? 2 : 1;
@@ -340,7 +340,7 @@ static int lex_number(struct lexer *lx, size_t *pos)
     size_t start = *pos, i = digits_end(s, start), end = start;
     char buf[64];
     size_t n = 0;
-    struct jtoken *t;
+    struct jinja_token *t;
     bool is_float = false;
 
     /* float: (\d+_)*\d+ ( (\.(\d+_)*\d+)? e[+-]?(\d+_)*\d+ | \.(\d+_)*\d+ ), not after a dot */
@@ -467,7 +467,7 @@ static int lex_tag(struct lexer *lx, size_t begin, bool block, size_t *pos, bool
                 return rc;
         } else if (isname0(s[p])) {
             size_t start = p;
-            struct jtoken *t;
+            struct jinja_token *t;
 
             while (isname0(s[p]) || isdig(s[p]))
                 p++;
@@ -480,7 +480,7 @@ static int lex_tag(struct lexer *lx, size_t begin, bool block, size_t *pos, bool
                 return rc;
         } else {
             size_t k;
-            struct jtoken *t;
+            struct jinja_token *t;
 
             for (k = 0; k < ARRAY_LEN(ops); k++)
                 if (!strncmp(s + p, ops[k].text, strlen(ops[k].text)))
@@ -507,7 +507,7 @@ static int lex_tag(struct lexer *lx, size_t begin, bool block, size_t *pos, bool
     }
 }
 
-int jinja__lex(struct arena *a, const char *src, size_t len, struct jtoken **out, size_t *n,
+int jinja__lex(struct arena *a, const char *src, size_t len, struct jinja_token **out, size_t *n,
                char *err)
 {
     struct lexer lx = { .a = a, .at_line = 1, .err = err };

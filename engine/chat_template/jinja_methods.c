@@ -58,9 +58,9 @@ static bool name_is(const char *name, size_t len, const char *s)
     return len == strlen(s) && !memcmp(name, s, len);
 }
 
-static struct jv make_func(struct jinja_render *r, int id, struct jv self, int *status)
+static struct jinja_value make_func(struct jinja_render *r, int id, struct jinja_value self, int *status)
 {
-    struct jv v = { .type = JV_FUNC };
+    struct jinja_value v = { .type = JV_FUNC };
 
     if (!(v.func = jinja__alloc(r, sizeof *v.func))) {
         *status = -ENOMEM;
@@ -71,10 +71,10 @@ static struct jv make_func(struct jinja_render *r, int id, struct jv self, int *
     return v;
 }
 
-bool jinja__global_find(const char *name, size_t len, struct jv *out)
+bool jinja__global_find(const char *name, size_t len, struct jinja_value *out)
 {
     /* Globals never change: one static function object each serves every render. */
-    static struct jv_func funcs[] = { { .id = B_RANGE }, { .id = B_NAMESPACE }, { .id = B_DICT },
+    static struct jinja_func funcs[] = { { .id = B_RANGE }, { .id = B_NAMESPACE }, { .id = B_DICT },
                                       { .id = B_RAISE }, { .id = B_STRFTIME } };
 
     for (size_t i = 0; i < ARRAY_LEN(globals); i++)
@@ -87,8 +87,8 @@ bool jinja__global_find(const char *name, size_t len, struct jv *out)
     return false;
 }
 
-bool jinja__method_find(struct jinja_render *r, struct jv self, const char *name, size_t len,
-                        struct jv *out, int *status)
+bool jinja__method_find(struct jinja_render *r, struct jinja_value self, const char *name, size_t len,
+                        struct jinja_value *out, int *status)
 {
     uint8_t type = self.type == JV_NS ? JV_DICT : self.type;
 
@@ -115,7 +115,7 @@ bool jinja__method_find(struct jinja_render *r, struct jv self, const char *name
 
 /* ---- calls ---- */
 
-static int to_index(struct jinja_render *r, struct jv v, int64_t *out, const char *what)
+static int to_index(struct jinja_render *r, struct jinja_value v, int64_t *out, const char *what)
 {
     if (v.type == JV_INT || v.type == JV_BOOL) {
         *out = v.type == JV_INT ? v.i : v.b;
@@ -124,10 +124,10 @@ static int to_index(struct jinja_render *r, struct jv v, int64_t *out, const cha
     return jinja__fail(r, "%s: '%s' object cannot be interpreted as an integer", what, jinja__type_name(v));
 }
 
-static int call_range(struct jinja_render *r, const struct jcall_args *a, struct jv *out)
+static int call_range(struct jinja_render *r, const struct jinja_args *a, struct jinja_value *out)
 {
     int64_t v[3] = { 0, 0, 1 }, n;
-    struct jv_list *l;
+    struct jinja_list *l;
     int rc;
 
     if (a->nkw || a->npos < 1 || a->npos > 3)
@@ -152,9 +152,9 @@ static int call_range(struct jinja_render *r, const struct jcall_args *a, struct
     return jinja__charge(r, (uint64_t)n);
 }
 
-static int call_dict(struct jinja_render *r, const struct jcall_args *a, bool ns, struct jv *out)
+static int call_dict(struct jinja_render *r, const struct jinja_args *a, bool ns, struct jinja_value *out)
 {
-    struct jv_dict *d = jinja__dict_new(r, 0);
+    struct jinja_dict *d = jinja__dict_new(r, 0);
     int rc;
 
     if (!d)
@@ -162,7 +162,7 @@ static int call_dict(struct jinja_render *r, const struct jcall_args *a, bool ns
     if (a->npos > 1)
         return jinja__fail(r, "%s expected at most 1 positional argument", ns ? "namespace" : "dict");
     if (a->npos == 1) {
-        struct jv src = a->pos[0];
+        struct jinja_value src = a->pos[0];
 
         if (src.type != JV_DICT && src.type != JV_NS)
             return jinja__fail(r, "%s() positional argument must be a mapping", ns ? "namespace" : "dict");
@@ -179,9 +179,9 @@ static int call_dict(struct jinja_render *r, const struct jcall_args *a, bool ns
     return 0;
 }
 
-static int call_raise(struct jinja_render *r, const struct jcall_args *a)
+static int call_raise(struct jinja_render *r, const struct jinja_args *a)
 {
-    struct jv msg = a->npos ? a->pos[0] : jinja__str("", 0);
+    struct jinja_value msg = a->npos ? a->pos[0] : jinja__str("", 0);
     int rc;
 
     if ((rc = jinja__to_str(r, msg, &msg)))
@@ -195,7 +195,7 @@ static int call_raise(struct jinja_render *r, const struct jcall_args *a)
     return -EINVAL;
 }
 
-static int call_strftime(struct jinja_render *r, const struct jcall_args *a, struct jv *out)
+static int call_strftime(struct jinja_render *r, const struct jinja_args *a, struct jinja_value *out)
 {
     char fmt[256], tmp[512];
     time_t now = time(NULL);
@@ -213,15 +213,15 @@ static int call_strftime(struct jinja_render *r, const struct jcall_args *a, str
     return ok ? 0 : -ENOMEM;
 }
 
-static int list_of(struct jinja_render *r, const struct jv_dict *d, int what, struct jv *out)
+static int list_of(struct jinja_render *r, const struct jinja_dict *d, int what, struct jinja_value *out)
 {
-    struct jv_list *l = jinja__list_new(r, d->len);
+    struct jinja_list *l = jinja__list_new(r, d->len);
 
     if (!l)
         return -ENOMEM;
     for (size_t i = 0; i < d->len; i++) {
         if (what == M_ITEMS) {
-            struct jv_list *pair = jinja__list_new(r, 2);
+            struct jinja_list *pair = jinja__list_new(r, 2);
 
             if (!pair)
                 return -ENOMEM;
@@ -238,13 +238,13 @@ static int list_of(struct jinja_render *r, const struct jv_dict *d, int what, st
     return jinja__charge(r, d->len);
 }
 
-static int call_str_method(struct jinja_render *r, int id, struct jv s, const struct jcall_args *a,
-                           struct jv *out)
+static int call_str_method(struct jinja_render *r, int id, struct jinja_value s, const struct jinja_args *a,
+                           struct jinja_value *out)
 {
     static const char *const strip_p[] = { "chars" }, *const split_p[] = { "sep", "maxsplit" },
                              *const affix_p[] = { "prefix" }, *const repl_p[] = { "old", "new", "count" },
                              *const one_p[] = { "x" };
-    struct jv v[3];
+    struct jinja_value v[3];
     bool given[3], res;
     int rc;
 
@@ -263,7 +263,7 @@ static int call_str_method(struct jinja_render *r, int id, struct jv s, const st
         return jinja__str_split(r, s, given[0] ? v[0] : jinja__none(), maxsplit, id == M_RSPLIT, out);
     }
     case M_SPLITLINES: {
-        struct jv_list *l;
+        struct jinja_list *l;
 
         if ((rc = jinja__str_splitlines(r, s, &l)))
             return rc;
@@ -271,7 +271,8 @@ static int call_str_method(struct jinja_render *r, int id, struct jv s, const st
         return 0;
     }
     case M_STARTSWITH: case M_ENDSWITH:
-        if ((rc = jinja__bind_args(r, id == M_STARTSWITH ? "startswith" : "endswith", a, affix_p, 1, v, given)))
+        if ((rc = jinja__bind_args(r, id == M_STARTSWITH ? "startswith" : "endswith", a, affix_p, 1,
+                                   v, given)))
             return rc;
         if (!given[0])
             return jinja__fail(r, "startswith/endswith takes at least 1 argument");
@@ -296,7 +297,7 @@ static int call_str_method(struct jinja_render *r, int id, struct jv s, const st
     case M_FORMAT:
         return jinja__str_format(r, s, a, out);
     case M_JOIN: {
-        struct jv_list *l;
+        struct jinja_list *l;
         struct buf b = BUF_INIT;
 
         if ((rc = jinja__bind_args(r, "join", a, one_p, 1, v, given)))
@@ -361,11 +362,11 @@ static int call_str_method(struct jinja_render *r, int id, struct jv s, const st
     return jinja__fail(r, "unknown str method");
 }
 
-int jinja__func_call(struct jinja_render *r, const struct jv_func *f, const struct jcall_args *a,
-                     struct jv *out)
+int jinja__func_call(struct jinja_render *r, const struct jinja_func *f, const struct jinja_args *a,
+                     struct jinja_value *out)
 {
     static const char *const get_p[] = { "key", "default" }, *const one_p[] = { "x" };
-    struct jv self = f->self, v[2];
+    struct jinja_value self = f->self, v[2];
     bool given[2];
     int rc;
 
@@ -420,8 +421,8 @@ int jinja__func_call(struct jinja_render *r, const struct jv_func *f, const stru
     }
 }
 
-int jinja__bind_args(struct jinja_render *r, const char *fname, const struct jcall_args *a,
-                     const char *const *names, int n, struct jv *vals, bool *given)
+int jinja__bind_args(struct jinja_render *r, const char *fname, const struct jinja_args *a,
+                     const char *const *names, int n, struct jinja_value *vals, bool *given)
 {
     for (int i = 0; i < n; i++) {
         vals[i] = jinja__undef(NULL);

@@ -11,14 +11,15 @@
 
 /* ---- attribute and item access (the sandbox's getattr / getitem) ---- */
 
-static const char *obj_desc(struct jv obj)
+static const char *obj_desc(struct jinja_value obj)
 {
     return obj.type == JV_NONE ? "None" : jinja__type_name(obj);
 }
 
-static int loop_attr(struct jinja_render *r, struct jv obj, const char *name, size_t len, struct jv *out)
+static int loop_attr(struct jinja_render *r, struct jinja_value obj, const char *name, size_t len,
+                     struct jinja_value *out)
 {
-    const struct jv_loop *l = obj.loop;
+    const struct jinja_loop *l = obj.loop;
     int64_t i = (int64_t)l->index0, n = (int64_t)l->items->len;
 #define IS(s) (len == sizeof(s) - 1 && !memcmp(name, s, len))
 
@@ -46,7 +47,8 @@ static int loop_attr(struct jinja_render *r, struct jv obj, const char *name, si
     return 0;
 }
 
-int jinja__getattr(struct jinja_render *r, struct jv obj, const char *name, size_t len, struct jv *out)
+int jinja__getattr(struct jinja_render *r, struct jinja_value obj, const char *name, size_t len,
+                   struct jinja_value *out)
 {
     int status = 0;
 
@@ -82,7 +84,8 @@ static int64_t index_of(int64_t i, size_t len)
     return i >= 0 && (uint64_t)i < len ? i : -1;
 }
 
-int jinja__getitem(struct jinja_render *r, struct jv obj, struct jv key, struct jv *out)
+int jinja__getitem(struct jinja_render *r, struct jinja_value obj, struct jinja_value key,
+                   struct jinja_value *out)
 {
     if (obj.type == JV_UNDEF)
         return jinja__fail_undefined(r, obj);
@@ -123,7 +126,7 @@ int jinja__getitem(struct jinja_render *r, struct jv obj, struct jv key, struct 
 
 /* ---- slicing ---- */
 
-static int slice_index(struct jinja_render *r, struct jv x, bool *given, int64_t *v)
+static int slice_index(struct jinja_render *r, struct jinja_value x, bool *given, int64_t *v)
 {
     *given = false;
     if (x.type == JV_NONE)
@@ -136,7 +139,8 @@ static int slice_index(struct jinja_render *r, struct jv x, bool *given, int64_t
 }
 
 /* Python's slice.indices: start, the count of items, and the step. */
-static int slice_plan(struct jinja_render *r, struct jv start_v, struct jv stop_v, struct jv step_v, size_t len,
+static int slice_plan(struct jinja_render *r, struct jinja_value start_v, struct jinja_value stop_v,
+                      struct jinja_value step_v, size_t len,
                       int64_t *start, int64_t *count, int64_t *step)
 {
     int64_t b = 0, e = 0, st = 1, lo, hi, l = (int64_t)len;
@@ -175,8 +179,8 @@ static int slice_plan(struct jinja_render *r, struct jv start_v, struct jv stop_
     return 0;
 }
 
-int jinja__slice(struct jinja_render *r, struct jv obj, struct jv start_v, struct jv stop_v, struct jv step_v,
-                 struct jv *out)
+int jinja__slice(struct jinja_render *r, struct jinja_value obj, struct jinja_value start_v,
+                 struct jinja_value stop_v, struct jinja_value step_v, struct jinja_value *out)
 {
     int64_t start, count, step;
     int rc;
@@ -184,7 +188,7 @@ int jinja__slice(struct jinja_render *r, struct jv obj, struct jv start_v, struc
     if (obj.type == JV_UNDEF)
         return jinja__fail_undefined(r, obj);
     if (obj.type == JV_LIST && !(obj.flags & (JV_F_GEN | JV_F_VIEW))) {
-        struct jv_list *l;
+        struct jinja_list *l;
 
         if ((rc = slice_plan(r, start_v, stop_v, step_v, obj.list->len, &start, &count, &step)) ||
             (rc = jinja__charge(r, (uint64_t)count)))
@@ -234,7 +238,8 @@ int jinja__slice(struct jinja_render *r, struct jv obj, struct jv start_v, struc
 
 /* ---- operators ---- */
 
-static int concat_str(struct jinja_render *r, struct jv a, struct jv b, struct jv *out)
+static int concat_str(struct jinja_render *r, struct jinja_value a, struct jinja_value b,
+                      struct jinja_value *out)
 {
     char *s;
 
@@ -253,9 +258,9 @@ static int concat_str(struct jinja_render *r, struct jv a, struct jv b, struct j
     return jinja__charge(r, (a.s.len + b.s.len) / 64);
 }
 
-static int repeat(struct jinja_render *r, struct jv seq, int64_t times, struct jv *out)
+static int repeat(struct jinja_render *r, struct jinja_value seq, int64_t times, struct jinja_value *out)
 {
-    size_t unit = seq.type == JV_STR ? seq.s.len : seq.list->len * sizeof(struct jv);
+    size_t unit = seq.type == JV_STR ? seq.s.len : seq.list->len * sizeof(struct jinja_value);
     size_t n = times > 0 ? (size_t)times : 0;
 
     if (n && unit > r->lim->max_memory_bytes / n)
@@ -269,7 +274,7 @@ static int repeat(struct jinja_render *r, struct jv seq, int64_t times, struct j
             memcpy(s + i * unit, seq.s.p, unit);
         *out = jinja__str(s, unit * n);
     } else {
-        struct jv_list *l = jinja__list_new(r, seq.list->len * n);
+        struct jinja_list *l = jinja__list_new(r, seq.list->len * n);
 
         if (!l)
             return -ENOMEM;
@@ -281,7 +286,7 @@ static int repeat(struct jinja_render *r, struct jv seq, int64_t times, struct j
     return jinja__charge(r, unit * n / 64);
 }
 
-static int int_pow(struct jinja_render *r, int64_t base, int64_t e, struct jv *out)
+static int int_pow(struct jinja_render *r, int64_t base, int64_t e, struct jinja_value *out)
 {
     int64_t acc = 1;
 
@@ -296,7 +301,8 @@ static int int_pow(struct jinja_render *r, int64_t base, int64_t e, struct jv *o
     return 0;
 }
 
-static int num_arith(struct jinja_render *r, int op, struct jv a, struct jv b, struct jv *out)
+static int num_arith(struct jinja_render *r, int op, struct jinja_value a, struct jinja_value b,
+                     struct jinja_value *out)
 {
     bool ints = a.type != JV_FLOAT && b.type != JV_FLOAT;
     int64_t x = a.type == JV_INT ? a.i : a.type == JV_BOOL ? a.b : 0;
@@ -368,7 +374,8 @@ static int num_arith(struct jinja_render *r, int op, struct jv a, struct jv b, s
     return 0;
 }
 
-int jinja__arith(struct jinja_render *r, int op, struct jv a, struct jv b, struct jv *out)
+int jinja__arith(struct jinja_render *r, int op, struct jinja_value a, struct jinja_value b,
+                 struct jinja_value *out)
 {
     static const char *const sym[] = { [OP_ADD] = "+", [OP_SUB] = "-", [OP_MUL] = "*", [OP_DIV] = "/",
                                        [OP_FLOORDIV] = "//", [OP_MOD] = "%", [OP_POW] = "**" };
@@ -397,7 +404,7 @@ int jinja__arith(struct jinja_render *r, int op, struct jv a, struct jv b, struc
         return repeat(r, b, a.type == JV_INT ? a.i : a.b, out);
     if (op == OP_ADD && a.type == JV_LIST && b.type == JV_LIST && !((a.flags | b.flags) & (JV_F_GEN | JV_F_VIEW)) &&
         (a.flags & JV_F_TUPLE) == (b.flags & JV_F_TUPLE)) {
-        struct jv_list *l = jinja__list_new(r, a.list->len + b.list->len);
+        struct jinja_list *l = jinja__list_new(r, a.list->len + b.list->len);
 
         if (!l)
             return -ENOMEM;
@@ -413,7 +420,7 @@ int jinja__arith(struct jinja_render *r, int op, struct jv a, struct jv b, struc
                        jinja__type_name(a), jinja__type_name(b));
 }
 
-static int contains(struct jinja_render *r, struct jv seq, struct jv item, bool *res)
+static int contains(struct jinja_render *r, struct jinja_value seq, struct jinja_value item, bool *res)
 {
     *res = false;
     switch (seq.type) {
@@ -421,7 +428,8 @@ static int contains(struct jinja_render *r, struct jv seq, struct jv item, bool 
         return 0;
     case JV_STR:
         if (item.type != JV_STR)
-            return jinja__fail(r, "'in <string>' requires string as left operand, not %s", jinja__type_name(item));
+            return jinja__fail(r, "'in <string>' requires string as left operand, not %s",
+                               jinja__type_name(item));
         *res = !item.s.len || memmem(seq.s.p, seq.s.len, item.s.p, item.s.len);
         return jinja__charge(r, seq.s.len / 16);
     case JV_DICT:
@@ -430,7 +438,7 @@ static int contains(struct jinja_render *r, struct jv seq, struct jv item, bool 
         *res = jinja__dict_get(seq.dict, item, &item);
         return 0;
     case JV_LIST: {
-        struct jv_list *l;
+        struct jinja_list *l;
         int rc = jinja__iterate(r, seq, &l);
 
         for (size_t i = 0; !rc && i < l->len && !*res; i++)
@@ -443,7 +451,7 @@ static int contains(struct jinja_render *r, struct jv seq, struct jv item, bool 
     }
 }
 
-int jinja__compare(struct jinja_render *r, int op, struct jv a, struct jv b, bool *res)
+int jinja__compare(struct jinja_render *r, int op, struct jinja_value a, struct jinja_value b, bool *res)
 {
     bool lt, eq;
     int rc;
@@ -455,7 +463,7 @@ int jinja__compare(struct jinja_render *r, int op, struct jv a, struct jv b, boo
     case OP_GT: return jinja__lt(r, b, a, res);
     case OP_LE: case OP_GE:
         if (op == OP_GE) {
-            struct jv t = a;
+            struct jinja_value t = a;
 
             a = b;
             b = t;

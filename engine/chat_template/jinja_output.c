@@ -43,7 +43,7 @@ static int put_str(struct jinja_render *r, struct buf *b, const char *s)
     return jinja__put(r, b, s, strlen(s));
 }
 
-int jinja__buf_to_str(struct jinja_render *r, struct buf *b, struct jv *out)
+int jinja__buf_to_str(struct jinja_render *r, struct buf *b, struct jinja_value *out)
 {
     bool ok;
 
@@ -183,7 +183,7 @@ static int repr_str(struct jinja_render *r, struct buf *b, const char *p, size_t
     return rc ? rc : jinja__putc(r, b, quote);
 }
 
-static int repr_dict(struct jinja_render *r, struct buf *b, const struct jv_dict *d, int depth)
+static int repr_dict(struct jinja_render *r, struct buf *b, const struct jinja_dict *d, int depth)
 {
     int rc = jinja__putc(r, b, '{');
 
@@ -200,7 +200,7 @@ static int repr_dict(struct jinja_render *r, struct buf *b, const struct jv_dict
     return rc ? rc : jinja__putc(r, b, '}');
 }
 
-int jinja__write_repr(struct jinja_render *r, struct buf *b, struct jv v, int depth)
+int jinja__write_repr(struct jinja_render *r, struct buf *b, struct jinja_value v, int depth)
 {
     int rc;
 
@@ -219,7 +219,7 @@ int jinja__write_repr(struct jinja_render *r, struct buf *b, struct jv v, int de
         if (v.flags & JV_F_GEN)
             return put_str(r, b, "<generator object>");
         if (v.flags & JV_F_VIEW) {
-            struct jv plain = jinja__list_val(v.list, 0);
+            struct jinja_value plain = jinja__list_val(v.list, 0);
 
             if ((rc = put_str(r, b, jinja__type_name(v))) || (rc = jinja__putc(r, b, '(')) ||
                 (rc = jinja__write_repr(r, b, plain, depth + 1)))
@@ -248,7 +248,7 @@ int jinja__write_repr(struct jinja_render *r, struct buf *b, struct jv v, int de
     }
 }
 
-int jinja__write_str(struct jinja_render *r, struct buf *b, struct jv v)
+int jinja__write_str(struct jinja_render *r, struct buf *b, struct jinja_value v)
 {
     char tmp[64];
 
@@ -272,7 +272,7 @@ int jinja__write_str(struct jinja_render *r, struct buf *b, struct jv v)
     }
 }
 
-int jinja__to_str(struct jinja_render *r, struct jv v, struct jv *out)
+int jinja__to_str(struct jinja_render *r, struct jinja_value v, struct jinja_value *out)
 {
     struct buf b = BUF_INIT;
     int rc;
@@ -338,7 +338,7 @@ static int json_str(struct jinja_render *r, struct buf *b, const char *p, size_t
     return rc ? rc : jinja__putc(r, b, '"');
 }
 
-static int json_newline(struct jinja_render *r, struct buf *b, const struct jv_json_opts *o, int level)
+static int json_newline(struct jinja_render *r, struct buf *b, const struct jinja_json_opts *o, int level)
 {
     int rc = jinja__putc(r, b, '\n');
 
@@ -348,7 +348,8 @@ static int json_newline(struct jinja_render *r, struct buf *b, const struct jv_j
 }
 
 /* A dict key as json.dumps converts it. */
-static int json_key(struct jinja_render *r, struct buf *b, struct jv k, const struct jv_json_opts *o)
+static int json_key(struct jinja_render *r, struct buf *b, struct jinja_value k,
+                    const struct jinja_json_opts *o)
 {
     struct buf tmp = BUF_INIT;
     int rc;
@@ -374,22 +375,22 @@ static int json_key(struct jinja_render *r, struct buf *b, struct jv k, const st
     }
 }
 
-static int key_less(struct jinja_render *r, struct jv a, struct jv b, void *ctx, bool *out)
+static int key_less(struct jinja_render *r, struct jinja_value a, struct jinja_value b, void *ctx, bool *out)
 {
     (void)ctx;
     return jinja__lt(r, a, b, out);
 }
 
-static int json_dict(struct jinja_render *r, struct buf *b, const struct jv_dict *d,
-                     const struct jv_json_opts *o, int level)
+static int json_dict(struct jinja_render *r, struct buf *b, const struct jinja_dict *d,
+                     const struct jinja_json_opts *o, int level)
 {
-    const struct jv *keys = d->keys;
+    const struct jinja_value *keys = d->keys;
     int rc;
 
     if (!d->len)
         return jinja__put(r, b, "{}", 2);
     if (o->sort_keys) {
-        struct jv *sorted = jinja__alloc(r, d->len * sizeof *sorted);
+        struct jinja_value *sorted = jinja__alloc(r, d->len * sizeof *sorted);
 
         if (!sorted)
             return -ENOMEM;
@@ -400,7 +401,7 @@ static int json_dict(struct jinja_render *r, struct buf *b, const struct jv_dict
     }
     rc = jinja__putc(r, b, '{');
     for (size_t i = 0; i < d->len && !rc; i++) {
-        struct jv val = jinja__none();
+        struct jinja_value val = jinja__none();
 
         jinja__dict_get(d, keys[i], &val);
         if (i)
@@ -419,8 +420,8 @@ static int json_dict(struct jinja_render *r, struct buf *b, const struct jv_dict
     return rc ? rc : jinja__putc(r, b, '}');
 }
 
-int jinja__write_json(struct jinja_render *r, struct buf *b, struct jv v, const struct jv_json_opts *o,
-                      int level)
+int jinja__write_json(struct jinja_render *r, struct buf *b, struct jinja_value v,
+                      const struct jinja_json_opts *o, int level)
 {
     int rc;
 

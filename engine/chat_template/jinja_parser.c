@@ -3,7 +3,7 @@
  * descent; expressions are jinja_expr.c. Nesting is bounded, so no input can exhaust the
  * stack.
  *
- * Node fields by kind (struct jnode in jinja.h):
+ * Node fields by kind (struct jinja_node in jinja.h):
  *   IF a=test b=body c=the elif (an IF) d=else body   FOR a=target b=iter c=filter
  *   d=body e=else body   SET a=target b=value   SET_BLOCK a=target b=body c=filter chain
  *   MACRO macro   CALL_BLOCK a=call macro=the caller   FILTER_BLOCK a=chain b=body
@@ -21,7 +21,7 @@
 
 #include "engine/base/util.h" /* errf, ERR_LEN */
 
-void jinja__describe_token(const struct jtoken *t, char *buf, size_t n)
+void jinja__describe_token(const struct jinja_token *t, char *buf, size_t n)
 {
     static const char *const opname[] = {
         [OP_ADD] = "+", [OP_SUB] = "-", [OP_MUL] = "*", [OP_DIV] = "/", [OP_FLOORDIV] = "//",
@@ -47,7 +47,7 @@ void jinja__describe_token(const struct jtoken *t, char *buf, size_t n)
     }
 }
 
-int jinja__parse_fail_at(struct jparser *p, const struct jtoken *t, const char *fmt, ...)
+int jinja__parse_fail_at(struct jinja_parser *p, const struct jinja_token *t, const char *fmt, ...)
 {
     char msg[ERR_LEN];
     va_list ap;
@@ -62,7 +62,7 @@ int jinja__parse_fail_at(struct jparser *p, const struct jtoken *t, const char *
     return -EINVAL;
 }
 
-int jinja__parse_fail_expected(struct jparser *p, const char *what)
+int jinja__parse_fail_expected(struct jinja_parser *p, const char *what)
 {
     char got[96];
 
@@ -70,9 +70,9 @@ int jinja__parse_fail_expected(struct jparser *p, const char *what)
     return jinja__parse_fail_at(p, jinja__cur(p), "expected %s, got %s", what, got);
 }
 
-struct jnode *jinja__node(struct jparser *p, int kind, const struct jtoken *at)
+struct jinja_node *jinja__node(struct jinja_parser *p, int kind, const struct jinja_token *at)
 {
-    struct jnode *n = arena_alloc(p->a, sizeof *n);
+    struct jinja_node *n = arena_alloc(p->a, sizeof *n);
 
     if (!n) {
         if (!p->failed)
@@ -85,7 +85,7 @@ struct jnode *jinja__node(struct jparser *p, int kind, const struct jtoken *at)
     return n;
 }
 
-int jinja__expect_op(struct jparser *p, int op, const char *what)
+int jinja__expect_op(struct jinja_parser *p, int op, const char *what)
 {
     if (!jinja__tok_op(jinja__cur(p), op))
         return jinja__parse_fail_expected(p, what);
@@ -93,7 +93,7 @@ int jinja__expect_op(struct jparser *p, int op, const char *what)
     return 0;
 }
 
-static int expect_block_end(struct jparser *p)
+static int expect_block_end(struct jinja_parser *p)
 {
     if (jinja__cur(p)->type != JT_BLOCK_END)
         return jinja__parse_fail_expected(p, "end of statement block");
@@ -101,23 +101,24 @@ static int expect_block_end(struct jparser *p)
     return 0;
 }
 
-int jinja__parse_enter(struct jparser *p)
+int jinja__parse_enter(struct jinja_parser *p)
 {
     if (++p->depth > JINJA_MAX_NESTING)
-        return jinja__parse_fail_at(p, jinja__cur(p), "template nested more than %d levels deep", JINJA_MAX_NESTING);
+        return jinja__parse_fail_at(p, jinja__cur(p), "template nested more than %d levels deep",
+                                    JINJA_MAX_NESTING);
     return 0;
 }
-static struct jnode *parse_assign_target(struct jparser *p, bool allow_nsref)
+static struct jinja_node *parse_assign_target(struct jinja_parser *p, bool allow_nsref)
 {
-    const struct jtoken *at = jinja__cur(p);
-    struct jnode *items = NULL, **tail = &items, *n;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *items = NULL, **tail = &items, *n;
     int count = 0;
     bool parens = jinja__tok_op(at, OP_LPAREN);
 
     if (parens)
         jinja__advance(p);
     for (;;) {
-        const struct jtoken *t = jinja__cur(p);
+        const struct jinja_token *t = jinja__cur(p);
 
         if (t->type != JT_NAME) {
             jinja__parse_fail_expected(p, "a name to assign to");
@@ -129,7 +130,7 @@ static struct jnode *parse_assign_target(struct jparser *p, bool allow_nsref)
         n->len = t->len;
         jinja__advance(p);
         if (allow_nsref && !count && jinja__tok_op(jinja__cur(p), OP_DOT) && !parens) {
-            struct jnode *ref = jinja__node(p, JN_NSREF, t);
+            struct jinja_node *ref = jinja__node(p, JN_NSREF, t);
 
             jinja__advance(p);
             if (!ref || jinja__cur(p)->type != JT_NAME) {
@@ -163,9 +164,9 @@ static struct jnode *parse_assign_target(struct jparser *p, bool allow_nsref)
 
 /* ---- statements ---- */
 
-static struct jnode *parse_body(struct jparser *p, const char *const *ends, const char *block);
+static struct jinja_node *parse_body(struct jinja_parser *p, const char *const *ends, const char *block);
 
-static bool at_name_in(const struct jparser *p, const char *const *names)
+static bool at_name_in(const struct jinja_parser *p, const char *const *names)
 {
     for (; names && *names; names++)
         if (jinja__tok_name(jinja__cur(p), *names))
@@ -174,7 +175,7 @@ static bool at_name_in(const struct jparser *p, const char *const *names)
 }
 
 /* Ends a block's body: consumes "{% name", which parse_body left. */
-static int end_tag(struct jparser *p, const char *name)
+static int end_tag(struct jinja_parser *p, const char *name)
 {
     if (!jinja__tok_name(jinja__cur(p), name))
         return jinja__parse_fail_expected(p, name);
@@ -182,18 +183,18 @@ static int end_tag(struct jparser *p, const char *name)
     return expect_block_end(p);
 }
 
-static struct jnode *parse_if(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_if(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "elif", "else", "endif", NULL };
     static const char *const end_only[] = { "endif", NULL };
-    struct jnode *n = jinja__node(p, JN_IF, at), *tail = n;
+    struct jinja_node *n = jinja__node(p, JN_IF, at), *tail = n;
 
     if (!n || !(n->a = jinja__parse_tuple(p, false, NULL, false)) || expect_block_end(p))
         return NULL;
     if (!(n->b = parse_body(p, ends, "if")) && p->failed)
         return NULL;
     while (jinja__tok_name(jinja__cur(p), "elif")) {
-        struct jnode *e = jinja__node(p, JN_IF, jinja__cur(p));
+        struct jinja_node *e = jinja__node(p, JN_IF, jinja__cur(p));
 
         jinja__advance(p);
         if (!e || !(e->a = jinja__parse_tuple(p, false, NULL, false)) || expect_block_end(p))
@@ -213,11 +214,11 @@ static struct jnode *parse_if(struct jparser *p, const struct jtoken *at)
     return end_tag(p, "endif") ? NULL : n;
 }
 
-static struct jnode *parse_for(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_for(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endfor", "else", NULL };
     static const char *const end_only[] = { "endfor", NULL };
-    struct jnode *n = jinja__node(p, JN_FOR, at);
+    struct jinja_node *n = jinja__node(p, JN_FOR, at);
 
     if (!n || !(n->a = parse_assign_target(p, false)))
         return NULL;
@@ -255,17 +256,17 @@ static struct jnode *parse_for(struct jparser *p, const struct jtoken *at)
 }
 
 /* The filters of {% set x | f %} and {% filter f %}: a chain over JN_BLOCK_INPUT. */
-static struct jnode *parse_block_filters(struct jparser *p, bool start_inline)
+static struct jinja_node *parse_block_filters(struct jinja_parser *p, bool start_inline)
 {
-    struct jnode *in = jinja__node(p, JN_BLOCK_INPUT, jinja__cur(p));
+    struct jinja_node *in = jinja__node(p, JN_BLOCK_INPUT, jinja__cur(p));
 
     return in ? jinja__parse_filter(p, in, start_inline) : NULL;
 }
 
-static struct jnode *parse_set(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_set(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endset", NULL };
-    struct jnode *n = jinja__node(p, JN_SET, at);
+    struct jinja_node *n = jinja__node(p, JN_SET, at);
 
     if (!n || !(n->a = parse_assign_target(p, true)))
         return NULL;
@@ -286,15 +287,15 @@ static struct jnode *parse_set(struct jparser *p, const struct jtoken *at)
 }
 
 /* ( name, name=default, … ) of a macro or a caller. */
-static int parse_params(struct jparser *p, struct jinja_macro *m)
+static int parse_params(struct jinja_parser *p, struct jinja_macro *m)
 {
-    struct jnode **tail = (struct jnode **)&m->params;
+    struct jinja_node **tail = (struct jinja_node **)&m->params;
     bool defaults = false;
 
     if (jinja__expect_op(p, OP_LPAREN, "'('"))
         return -EINVAL;
     while (!jinja__tok_op(jinja__cur(p), OP_RPAREN)) {
-        struct jnode *n;
+        struct jinja_node *n;
 
         if (m->nparams && jinja__expect_op(p, OP_COMMA, "',' or ')'"))
             return -EINVAL;
@@ -324,10 +325,10 @@ static int parse_params(struct jparser *p, struct jinja_macro *m)
     return 0;
 }
 
-static struct jnode *parse_macro(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_macro(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endmacro", NULL };
-    struct jnode *n = jinja__node(p, JN_MACRO, at);
+    struct jinja_node *n = jinja__node(p, JN_MACRO, at);
     struct jinja_macro *m = arena_alloc(p->a, sizeof *m);
     int loops = p->loops;
 
@@ -353,10 +354,10 @@ static struct jnode *parse_macro(struct jparser *p, const struct jtoken *at)
     return n;
 }
 
-static struct jnode *parse_call_block(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_call_block(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endcall", NULL };
-    struct jnode *n = jinja__node(p, JN_CALL_BLOCK, at);
+    struct jinja_node *n = jinja__node(p, JN_CALL_BLOCK, at);
     struct jinja_macro *m = arena_alloc(p->a, sizeof *m);
     int loops = p->loops;
 
@@ -383,16 +384,16 @@ static struct jnode *parse_call_block(struct jparser *p, const struct jtoken *at
     return n;
 }
 
-static struct jnode *parse_with(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_with(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endwith", NULL };
-    struct jnode *n = jinja__node(p, JN_WITH, at), **tail;
+    struct jinja_node *n = jinja__node(p, JN_WITH, at), **tail;
 
     if (!n)
         return NULL;
     tail = &n->a;
     while (jinja__cur(p)->type != JT_BLOCK_END) {
-        struct jnode *s;
+        struct jinja_node *s;
 
         if (n->a && jinja__expect_op(p, OP_COMMA, "','"))
             return NULL;
@@ -408,10 +409,10 @@ static struct jnode *parse_with(struct jparser *p, const struct jtoken *at)
     return end_tag(p, "endwith") ? NULL : n;
 }
 
-static struct jnode *parse_statement(struct jparser *p)
+static struct jinja_node *parse_statement(struct jinja_parser *p)
 {
-    const struct jtoken *at = jinja__cur(p);
-    struct jnode *n = NULL;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *n = NULL;
 
     if (at->type != JT_NAME) {
         jinja__parse_fail_expected(p, "a tag name");
@@ -457,10 +458,12 @@ static struct jnode *parse_statement(struct jparser *p)
     } else if (jinja__tok_name(at, "break") || jinja__tok_name(at, "continue")) {
         if (!p->loops)
             jinja__parse_fail_at(p, at, "'%.*s' outside a for loop", (int)at->len, at->p);
-        else if ((n = jinja__node(p, jinja__tok_name(at, "break") ? JN_BREAK : JN_CONTINUE, at)) && expect_block_end(p))
+        else if ((n = jinja__node(p, jinja__tok_name(at, "break") ? JN_BREAK : JN_CONTINUE,
+                                  at)) && expect_block_end(p))
             n = NULL;
     } else if (p->block) {
-        jinja__parse_fail_at(p, at, "unexpected tag '%.*s' inside '%s'", (int)MIN(at->len, 60), at->p, p->block);
+        jinja__parse_fail_at(p, at, "unexpected tag '%.*s' inside '%s'", (int)MIN(at->len, 60),
+                             at->p, p->block);
     } else {
         jinja__parse_fail_at(p, at, "unknown tag '%.*s'", (int)MIN(at->len, 60), at->p);
     }
@@ -469,14 +472,14 @@ static struct jnode *parse_statement(struct jparser *p)
 }
 
 /* Statements up to "{% <one of ends>" (left at the name) or the end of the template. */
-static struct jnode *parse_body(struct jparser *p, const char *const *ends, const char *block)
+static struct jinja_node *parse_body(struct jinja_parser *p, const char *const *ends, const char *block)
 {
-    struct jnode *head = NULL, **tail = &head, *n;
+    struct jinja_node *head = NULL, **tail = &head, *n;
     const char *outer = p->block;
 
     p->block = block;
     for (;;) {
-        const struct jtoken *t = jinja__cur(p);
+        const struct jinja_token *t = jinja__cur(p);
 
         if (t->type == JT_EOF) {
             if (ends) {
@@ -528,8 +531,8 @@ static struct jnode *parse_body(struct jparser *p, const char *const *ends, cons
 int jinja_parse(struct jinja_template **out, const char *src, size_t len, char *err)
 {
     struct jinja_template *t = calloc(1, sizeof *t);
-    struct jparser p = { .err = err };
-    struct jtoken *toks;
+    struct jinja_parser p = { .err = err };
+    struct jinja_token *toks;
     size_t n;
     int rc;
 

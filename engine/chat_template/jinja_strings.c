@@ -26,7 +26,7 @@ static int put_cp(struct jinja_render *r, struct buf *b, int32_t cp)
     return jinja__put(r, b, tmp, (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)tmp));
 }
 
-static bool in_chars(int32_t cp, struct jv chars)
+static bool in_chars(int32_t cp, struct jinja_value chars)
 {
     int32_t c;
 
@@ -40,7 +40,8 @@ static bool in_chars(int32_t cp, struct jv chars)
     return false;
 }
 
-int jinja__str_strip(struct jinja_render *r, struct jv s, struct jv chars, bool left, bool right, struct jv *out)
+int jinja__str_strip(struct jinja_render *r, struct jinja_value s, struct jinja_value chars,
+                     bool left, bool right, struct jinja_value *out)
 {
     size_t b = 0, e = s.s.len;
     int32_t cp;
@@ -84,7 +85,7 @@ static bool jinja_title_sep(int32_t cp)
     return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || jinja__py_isspace(cp);
 }
 
-int jinja__str_case(struct jinja_render *r, struct jv s, int mode, struct jv *out)
+int jinja__str_case(struct jinja_render *r, struct jinja_value s, int mode, struct jinja_value *out)
 {
     struct buf b = BUF_INIT;
     bool prev_cased = false, word_start = true;
@@ -128,8 +129,8 @@ int jinja__str_case(struct jinja_render *r, struct jv s, int mode, struct jv *ou
     return jinja__buf_to_str(r, &b, out);
 }
 
-int jinja__str_replace(struct jinja_render *r, struct jv s, struct jv old, struct jv new_, int64_t count,
-                       struct jv *out)
+int jinja__str_replace(struct jinja_render *r, struct jinja_value s, struct jinja_value old,
+                       struct jinja_value new_, int64_t count, struct jinja_value *out)
 {
     struct buf b = BUF_INIT;
     size_t i = 0;
@@ -195,9 +196,9 @@ static size_t line_break(const char *p, size_t len, size_t i, size_t *end)
     return 1;
 }
 
-int jinja__str_splitlines(struct jinja_render *r, struct jv s, struct jv_list **out)
+int jinja__str_splitlines(struct jinja_render *r, struct jinja_value s, struct jinja_list **out)
 {
-    struct jv_list *l = jinja__list_new(r, 0);
+    struct jinja_list *l = jinja__list_new(r, 0);
     size_t start = 0;
     int32_t cp;
 
@@ -221,10 +222,10 @@ int jinja__str_splitlines(struct jinja_render *r, struct jv s, struct jv_list **
 }
 
 /* str.split / str.rsplit. sep NONE: runs of whitespace, no empty strings. */
-int jinja__str_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsplit, bool from_right,
-                     struct jv *out)
+int jinja__str_split(struct jinja_render *r, struct jinja_value s, struct jinja_value sep,
+                     int64_t maxsplit, bool from_right, struct jinja_value *out)
 {
-    struct jv_list *l = jinja__list_new(r, 0);
+    struct jinja_list *l = jinja__list_new(r, 0);
     const char *p = s.s.p;
     size_t len = s.s.len;
     int rc = 0;
@@ -272,14 +273,14 @@ int jinja__str_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t
         }
         if (!(rc = jinja__list_push(r, l, jinja__str(p, e))))
             for (size_t a = 0, b = l->len - 1; a < b; a++, b--) {
-                struct jv t = l->items[a];
+                struct jinja_value t = l->items[a];
 
                 l->items[a] = l->items[b];
                 l->items[b] = t;
             }
     } else {
         /* whitespace runs; maxsplit counts splits from the chosen side */
-        struct jv_list *parts = jinja__list_new(r, 0);
+        struct jinja_list *parts = jinja__list_new(r, 0);
         size_t i = 0;
         int32_t cp;
 
@@ -324,7 +325,7 @@ int jinja__str_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t
             }
         } else {
             size_t first = parts->len - (size_t)maxsplit;
-            const struct jv last = parts->items[first - 1];
+            const struct jinja_value last = parts->items[first - 1];
 
             if ((rc = jinja__list_push(r, l, jinja__str(p, (size_t)(last.s.p + last.s.len - p)))))
                 return rc;
@@ -339,7 +340,8 @@ int jinja__str_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t
     return jinja__charge(r, len / 16);
 }
 
-int jinja__str_affix(struct jinja_render *r, struct jv s, struct jv what, bool end, bool *res)
+int jinja__str_affix(struct jinja_render *r, struct jinja_value s, struct jinja_value what,
+                     bool end, bool *res)
 {
     *res = false;
     if (what.type == JV_LIST && (what.flags & JV_F_TUPLE)) {
@@ -361,7 +363,7 @@ int jinja__str_affix(struct jinja_render *r, struct jv s, struct jv what, bool e
 
 /* str.isdigit (what 'd'), isalpha ('a'), isalnum ('n'), isspace ('s'), isupper ('u'),
  * islower ('l'), as Python: false for an empty string. */
-bool jinja__str_is(struct jv s, char id)
+bool jinja__str_is(struct jinja_value s, char id)
 {
     bool any_cased = false;
     int kind;
@@ -405,7 +407,8 @@ bool jinja__str_is(struct jv s, char id)
 
 /* ---- str.format: {} {0} {name}, with !s / !r; no format specs ---- */
 
-int jinja__str_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *a, struct jv *out)
+int jinja__str_format(struct jinja_render *r, struct jinja_value fmt, const struct jinja_args *a,
+                      struct jinja_value *out)
 {
     struct buf b = BUF_INIT;
     const char *p = fmt.s.p;
@@ -423,7 +426,7 @@ int jinja__str_format(struct jinja_render *r, struct jv fmt, const struct jcall_
         } else if (c == '{') {
             size_t j = i + 1, name_end;
             char conv = 's';
-            struct jv v = jinja__undef(NULL);
+            struct jinja_value v = jinja__undef(NULL);
 
             while (j < len && p[j] != '}' && p[j] != '!' && p[j] != ':')
                 j++;
@@ -438,7 +441,8 @@ int jinja__str_format(struct jinja_render *r, struct jv fmt, const struct jcall_
             }
             if (name_end == i + 1) {
                 if (auto_idx >= a->npos) {
-                    rc = jinja__fail(r, "Replacement index %d out of range for positional args tuple", auto_idx);
+                    rc = jinja__fail(r,
+                                     "Replacement index %d out of range for positional args tuple", auto_idx);
                     break;
                 }
                 v = a->pos[auto_idx++];
@@ -483,10 +487,11 @@ int jinja__str_format(struct jinja_render *r, struct jv fmt, const struct jcall_
 
 /* ---- printf-style: str % args ---- */
 
-int jinja__percent_format(struct jinja_render *r, struct jv fmt, struct jv args, struct jv *out)
+int jinja__percent_format(struct jinja_render *r, struct jinja_value fmt, struct jinja_value args,
+                          struct jinja_value *out)
 {
     struct buf b = BUF_INIT;
-    const struct jv *argv = &args;
+    const struct jinja_value *argv = &args;
     size_t argc = 1, used = 0, i = 0;
     const char *p = fmt.s.p;
     int rc = 0;
@@ -498,7 +503,7 @@ int jinja__percent_format(struct jinja_render *r, struct jv fmt, struct jv args,
     while (i < fmt.s.len && !rc) {
         char spec[32], tmp[512], conv;
         size_t k = 0;
-        struct jv v;
+        struct jinja_value v;
 
         if (p[i] != '%') {
             const char *pct = memchr(p + i, '%', fmt.s.len - i);
@@ -583,7 +588,8 @@ int jinja__percent_format(struct jinja_render *r, struct jv fmt, struct jv args,
             int n;
 
             if (!jinja__is_num(v)) {
-                rc = jinja__fail(r, "%%%c format: a real number is required, not %s", conv, jinja__type_name(v));
+                rc = jinja__fail(r, "%%%c format: a real number is required, not %s", conv,
+                                 jinja__type_name(v));
                 break;
             }
             fv = v.type == JV_FLOAT ? v.f : (double)(v.type == JV_INT ? v.i : v.b);
@@ -601,7 +607,8 @@ int jinja__percent_format(struct jinja_render *r, struct jv fmt, struct jv args,
                 n = snprintf(tmp, sizeof tmp, full, iv);
             else
                 n = snprintf(tmp, sizeof tmp, full, fv);
-            rc = n < 0 ? jinja__fail(r, "bad format") : jinja__put(r, &b, tmp, MIN((size_t)n, sizeof tmp - 1));
+            rc = n < 0 ? jinja__fail(r, "bad format") : jinja__put(r, &b, tmp, MIN((size_t)n,
+                                                                                   sizeof tmp - 1));
             break;
         }
         default:

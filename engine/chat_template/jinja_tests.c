@@ -37,7 +37,7 @@ int jinja__test_find(const char *name, size_t len)
     return -1;
 }
 
-static int parity(struct jinja_render *r, struct jv v, int64_t *out)
+static int parity(struct jinja_render *r, struct jinja_value v, int64_t *out)
 {
     if (v.type == JV_INT || v.type == JV_BOOL) {
         int64_t i = v.type == JV_INT ? v.i : v.b;
@@ -56,10 +56,11 @@ static int parity(struct jinja_render *r, struct jv v, int64_t *out)
     return jinja__fail(r, "not all arguments converted during string formatting");
 }
 
-int jinja__test_apply(struct jinja_render *r, int id, struct jv in, const struct jcall_args *a, bool *out)
+int jinja__test_apply(struct jinja_render *r, int id, struct jinja_value in,
+                      const struct jinja_args *a, bool *out)
 {
     const char *name;
-    struct jv arg = jinja__undef(NULL);
+    struct jinja_value arg = jinja__undef(NULL);
     int64_t p = 0;
     int rc = 0;
 
@@ -93,7 +94,7 @@ int jinja__test_apply(struct jinja_render *r, int id, struct jv in, const struct
                             in.type == JV_LOOP; break;
     case T_LOWER: case T_UPPER: {
         /* str.islower() / isupper(): some cased character, none of the other case */
-        struct jv s, same, other;
+        struct jinja_value s, same, other;
 
         if ((rc = jinja__to_str(r, in, &s)) ||
             (rc = jinja__str_case(r, s, id == T_LOWER ? JCASE_LOWER : JCASE_UPPER, &same)) ||
@@ -131,23 +132,24 @@ int jinja__test_apply(struct jinja_render *r, int id, struct jv in, const struct
     case T_LT: return jinja__lt(r, in, arg, out);
     case T_GT: return jinja__lt(r, arg, in, out);
     case T_LE: case T_GE: {
-        struct jv x = id == T_LE ? in : arg, y = id == T_LE ? arg : in;
+        struct jinja_value x = id == T_LE ? in : arg, y = id == T_LE ? arg : in;
 
         if ((rc = jinja__lt(r, x, y, out)) || *out)
             return rc;
         return jinja__eq(r, x, y, out);
     }
     case T_IN: {
-        struct jv_list *l;
+        struct jinja_list *l;
 
         if (arg.type == JV_STR) {
             if (in.type != JV_STR)
-                return jinja__fail(r, "'in <string>' requires string as left operand, not %s", jinja__type_name(in));
+                return jinja__fail(r, "'in <string>' requires string as left operand, not %s",
+                                   jinja__type_name(in));
             *out = !in.s.len || memmem(arg.s.p, arg.s.len, in.s.p, in.s.len);
             break;
         }
         if (arg.type == JV_DICT) {
-            struct jv dummy;
+            struct jinja_value dummy;
 
             *out = jinja__dict_get(arg.dict, in, &dummy);
             break;

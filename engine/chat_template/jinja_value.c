@@ -58,7 +58,7 @@ void *jinja__alloc(struct jinja_render *r, size_t n)
     return p;
 }
 
-int jinja__fail_undefined(struct jinja_render *r, struct jv v)
+int jinja__fail_undefined(struct jinja_render *r, struct jinja_value v)
 {
     if (v.s.p)
         return jinja__fail(r, "%.*s", (int)v.s.len, v.s.p);
@@ -126,7 +126,7 @@ bool jinja__py_isspace(int32_t c)
 
 /* ---- Python semantics ---- */
 
-const char *jinja__type_name(struct jv v)
+const char *jinja__type_name(struct jinja_value v)
 {
     switch (v.type) {
     case JV_UNDEF: return "Undefined";
@@ -148,7 +148,7 @@ const char *jinja__type_name(struct jv v)
     return "object";
 }
 
-bool jinja__truthy(struct jv v)
+bool jinja__truthy(struct jinja_value v)
 {
     switch (v.type) {
     case JV_UNDEF: case JV_NONE: return false;
@@ -162,18 +162,18 @@ bool jinja__truthy(struct jv v)
     }
 }
 
-static double num_f(struct jv v)
+static double num_f(struct jinja_value v)
 {
     return v.type == JV_FLOAT ? v.f : v.type == JV_INT ? (double)v.i : (double)v.b;
 }
 
-static int64_t num_i(struct jv v)
+static int64_t num_i(struct jinja_value v)
 {
     return v.type == JV_INT ? v.i : (int64_t)v.b;
 }
 
 /* Numeric equality across bool, int and float, exact as Python's. */
-static bool num_eq(struct jv a, struct jv b)
+static bool num_eq(struct jinja_value a, struct jinja_value b)
 {
     if (a.type != JV_FLOAT && b.type != JV_FLOAT)
         return num_i(a) == num_i(b);
@@ -189,7 +189,7 @@ static bool num_eq(struct jv a, struct jv b)
     }
 }
 
-int jinja__eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
+int jinja__eq(struct jinja_render *r, struct jinja_value a, struct jinja_value b, bool *out)
 {
     *out = false;
     if (jinja__is_num(a) && jinja__is_num(b)) {
@@ -235,7 +235,7 @@ int jinja__eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
         if (r->depth++ > r->lim->max_depth)
             return jinja__fail(r, "values nested too deeply to compare");
         for (size_t i = 0; i < a.dict->len; i++) {
-            struct jv other;
+            struct jinja_value other;
             int rc = jinja__charge(r, 1);
 
             if (rc) {
@@ -263,7 +263,7 @@ int jinja__eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
     }
 }
 
-int jinja__lt(struct jinja_render *r, struct jv a, struct jv b, bool *out)
+int jinja__lt(struct jinja_render *r, struct jinja_value a, struct jinja_value b, bool *out)
 {
     *out = false;
     if (a.type == JV_UNDEF)
@@ -308,9 +308,9 @@ int jinja__lt(struct jinja_render *r, struct jv a, struct jv b, bool *out)
 
 /* ---- lists ---- */
 
-struct jv_list *jinja__list_new(struct jinja_render *r, size_t cap)
+struct jinja_list *jinja__list_new(struct jinja_render *r, size_t cap)
 {
-    struct jv_list *l = jinja__alloc(r, sizeof *l);
+    struct jinja_list *l = jinja__alloc(r, sizeof *l);
 
     if (!l)
         return NULL;
@@ -322,11 +322,11 @@ struct jv_list *jinja__list_new(struct jinja_render *r, size_t cap)
     return l;
 }
 
-int jinja__list_push(struct jinja_render *r, struct jv_list *l, struct jv v)
+int jinja__list_push(struct jinja_render *r, struct jinja_list *l, struct jinja_value v)
 {
     if (l->len == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
-        struct jv *items = jinja__alloc(r, cap * sizeof *items);
+        struct jinja_value *items = jinja__alloc(r, cap * sizeof *items);
 
         if (!items)
             return -ENOMEM;
@@ -339,9 +339,9 @@ int jinja__list_push(struct jinja_render *r, struct jv_list *l, struct jv v)
     return 0;
 }
 
-struct jv jinja__list_val(struct jv_list *l, uint8_t flags)
+struct jinja_value jinja__list_val(struct jinja_list *l, uint8_t flags)
 {
-    struct jv v = { .type = JV_LIST, .flags = flags };
+    struct jinja_value v = { .type = JV_LIST, .flags = flags };
 
     v.list = l;
     return v;
@@ -351,14 +351,14 @@ struct jv jinja__list_val(struct jv_list *l, uint8_t flags)
 
 #define DICT_LINEAR 8
 
-static bool key_hashable(struct jv k)
+static bool key_hashable(struct jinja_value k)
 {
     if (k.type == JV_LIST)
         return k.flags & JV_F_TUPLE;
     return k.type == JV_STR || jinja__is_num(k) || k.type == JV_NONE;
 }
 
-static uint64_t key_hash(struct jv k)
+static uint64_t key_hash(struct jinja_value k)
 {
     switch (k.type) {
     case JV_STR:
@@ -382,7 +382,7 @@ static uint64_t key_hash(struct jv k)
 }
 
 /* Key equality without errors: keys are strings, numbers, none or tuples of those. */
-static bool key_eq(struct jv a, struct jv b)
+static bool key_eq(struct jinja_value a, struct jinja_value b)
 {
     if (jinja__is_num(a) && jinja__is_num(b))
         return num_eq(a, b);
@@ -403,7 +403,7 @@ static bool key_eq(struct jv a, struct jv b)
     return false;
 }
 
-static long dict_find(const struct jv_dict *d, struct jv key)
+static long dict_find(const struct jinja_dict *d, struct jinja_value key)
 {
     if (!d->index_cap) {
         for (size_t i = 0; i < d->len; i++)
@@ -421,7 +421,7 @@ static long dict_find(const struct jv_dict *d, struct jv key)
     }
 }
 
-static void index_insert(struct jv_dict *d, size_t entry)
+static void index_insert(struct jinja_dict *d, size_t entry)
 {
     size_t h = key_hash(d->keys[entry]) & (d->index_cap - 1);
 
@@ -430,9 +430,9 @@ static void index_insert(struct jv_dict *d, size_t entry)
     d->index[h] = (uint32_t)entry + 1;
 }
 
-struct jv_dict *jinja__dict_new(struct jinja_render *r, size_t cap)
+struct jinja_dict *jinja__dict_new(struct jinja_render *r, size_t cap)
 {
-    struct jv_dict *d = jinja__alloc(r, sizeof *d);
+    struct jinja_dict *d = jinja__alloc(r, sizeof *d);
 
     if (!d)
         return NULL;
@@ -446,7 +446,8 @@ struct jv_dict *jinja__dict_new(struct jinja_render *r, size_t cap)
     return d;
 }
 
-int jinja__dict_set(struct jinja_render *r, struct jv_dict *d, struct jv key, struct jv val)
+int jinja__dict_set(struct jinja_render *r, struct jinja_dict *d, struct jinja_value key,
+                    struct jinja_value val)
 {
     long at;
 
@@ -461,7 +462,8 @@ int jinja__dict_set(struct jinja_render *r, struct jv_dict *d, struct jv key, st
         return jinja__oom(r);
     if (d->len == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 8;
-        struct jv *keys = jinja__alloc(r, cap * sizeof *keys), *vals = jinja__alloc(r, cap * sizeof *vals);
+        struct jinja_value *keys = jinja__alloc(r, cap * sizeof *keys), *vals = jinja__alloc(r,
+                                                                                             cap * sizeof *vals);
 
         if (!keys || !vals)
             return -ENOMEM;
@@ -493,7 +495,7 @@ int jinja__dict_set(struct jinja_render *r, struct jv_dict *d, struct jv key, st
     return 0;
 }
 
-bool jinja__dict_get(const struct jv_dict *d, struct jv key, struct jv *out)
+bool jinja__dict_get(const struct jinja_dict *d, struct jinja_value key, struct jinja_value *out)
 {
     long at;
 
@@ -506,12 +508,12 @@ bool jinja__dict_get(const struct jv_dict *d, struct jv key, struct jv *out)
     return true;
 }
 
-bool jinja__dict_get_str(const struct jv_dict *d, const char *name, size_t len, struct jv *out)
+bool jinja__dict_get_str(const struct jinja_dict *d, const char *name, size_t len, struct jinja_value *out)
 {
     return jinja__dict_get(d, jinja__str(name, len), out);
 }
 
-struct jv jinja__str_copy(struct jinja_render *r, const char *p, size_t len, bool *ok)
+struct jinja_value jinja__str_copy(struct jinja_render *r, const char *p, size_t len, bool *ok)
 {
     char *s = jinja__alloc(r, len + 1);
 
@@ -524,7 +526,7 @@ struct jv jinja__str_copy(struct jinja_render *r, const char *p, size_t len, boo
 
 /* ---- from cJSON ---- */
 
-int jinja__from_json(struct jinja_render *r, const cJSON *j, struct jv *out, int depth)
+int jinja__from_json(struct jinja_render *r, const cJSON *j, struct jinja_value *out, int depth)
 {
     int rc;
 
@@ -550,24 +552,24 @@ int jinja__from_json(struct jinja_render *r, const cJSON *j, struct jv *out, int
 
         *out = jinja__str(s, strlen(s));
     } else if (cJSON_IsArray(j)) {
-        struct jv_list *l = jinja__list_new(r, (size_t)cJSON_GetArraySize(j));
+        struct jinja_list *l = jinja__list_new(r, (size_t)cJSON_GetArraySize(j));
 
         if (!l)
             return -ENOMEM;
         for (const cJSON *c = j->child; c; c = c->next) {
-            struct jv v;
+            struct jinja_value v;
 
             if ((rc = jinja__from_json(r, c, &v, depth + 1)) || (rc = jinja__list_push(r, l, v)))
                 return rc;
         }
         *out = jinja__list_val(l, 0);
     } else if (cJSON_IsObject(j)) {
-        struct jv_dict *d = jinja__dict_new(r, (size_t)cJSON_GetArraySize(j));
+        struct jinja_dict *d = jinja__dict_new(r, (size_t)cJSON_GetArraySize(j));
 
         if (!d)
             return -ENOMEM;
         for (const cJSON *c = j->child; c; c = c->next) {
-            struct jv v;
+            struct jinja_value v;
             const char *k = c->string ? c->string : "";
 
             if ((rc = jinja__from_json(r, c, &v, depth + 1)) ||
@@ -586,9 +588,9 @@ int jinja__from_json(struct jinja_render *r, const cJSON *j, struct jv *out, int
     return 0;
 }
 
-int jinja__iterate(struct jinja_render *r, struct jv v, struct jv_list **out)
+int jinja__iterate(struct jinja_render *r, struct jinja_value v, struct jinja_list **out)
 {
-    struct jv_list *l;
+    struct jinja_list *l;
 
     switch (v.type) {
     case JV_UNDEF:
@@ -606,7 +608,7 @@ int jinja__iterate(struct jinja_render *r, struct jv v, struct jv_list **out)
         *out = v.list;
         return 0;
     case JV_DICT: {
-        struct jv_dict *d = v.dict;
+        struct jinja_dict *d = v.dict;
 
         if (!(l = jinja__list_new(r, d->len)))
             return -ENOMEM;
@@ -635,11 +637,12 @@ int jinja__iterate(struct jinja_render *r, struct jv v, struct jv_list **out)
     }
 }
 
-int jinja__sort(struct jinja_render *r, struct jv *items, size_t n,
-                int (*less)(struct jinja_render *r, struct jv a, struct jv b, void *ctx, bool *out),
+int jinja__sort(struct jinja_render *r, struct jinja_value *items, size_t n,
+                int (*less)(struct jinja_render *r, struct jinja_value a, struct jinja_value b,
+                            void *ctx, bool *out),
                 void *ctx)
 {
-    struct jv *tmp;
+    struct jinja_value *tmp;
     int rc;
 
     if (n < 2)
