@@ -107,6 +107,11 @@ $(BUILD)/bench-grammar: $(BUILD)/tests/bench/bench_grammar.o $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 	@echo "  LD      $@"
 
+# Tokenizer and chat template figures (tests/bench/bench_text.c): prints, asserts nothing.
+$(BUILD)/bench-text: $(BUILD)/tests/bench/bench_text.o $(LIB_OBJS)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+
 # Install missing Debian packages (as root) and the npm test tools.
 deps:
 	$(Q)scripts/install-deps.sh

@@ -16,16 +16,9 @@
 #include "engine/backend.h"
 #include "engine/engine_internal.h"
 #include "engine/base/log.h"
+#include "engine/base/rng.h"
 #include "engine/runner.h"
 #include "engine/base/util.h"
-
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* ---- requests ---------------------------------------------------------------------- */
 
@@ -631,7 +624,7 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
     } else {
         r->id = e->next_id++;
         r->sr.id = r->id;
-        r->seed = p->has_seed ? p->seed : splitmix64(&e->rng);
+        r->seed = p->has_seed ? p->seed : rng_next(&e->rng);
         if (e->inbox_tail)
             e->inbox_tail->next = r;
         else

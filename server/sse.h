@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/base/buf.h"
 #include "engine/sampler.h"   /* struct sample_result */
 
 struct sse_pending {
@@ -37,8 +38,8 @@ size_t sse_pending_bytes(const struct sse_pending *p);
 void sse_pending_take(struct sse_pending *p, struct sse_pending *out);
 
 struct sse_buf {
-    char *data;                       /* [cap]; bytes data[off..len) wait to be sent */
-    size_t off, len, cap;
+    struct buf q;                     /* bytes q.p[off..q.len) wait to be sent */
+    size_t off;
     size_t limit;                     /* bytes waiting at most; sse_buf_event refuses past it */
 };
 

@@ -1,7 +1,8 @@
-/* tokenizer.c — loading a Hugging Face tokenizer: tokenizer.json (model, added tokens,
- * normalizer, pre-tokenizer, post-processor, decoder; each parsed by its own file) and
- * tokenizer_config.json (bos/eos, add_bos_token/add_eos_token, chat_template), and the
- * read-only queries. Encoding is in tokenizer_encode.c, decoding in tokenizer_decode.c. */
+/* tokenizer.c — the tokenizer's API: loading a Hugging Face tokenizer.json (model, added
+ * tokens, normalizer, pre-tokenizer, post-processor, decoder; each parsed by its own file
+ * with the readers of tokenizer_json.c) and tokenizer_config.json (bos/eos,
+ * add_bos_token/add_eos_token, chat_template), and the read-only queries. Encoding is in
+ * tokenizer_encode.c, decoding in tokenizer_decode.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,87 +12,6 @@
 #include "engine/base/log.h"
 #include "engine/tokenizer/tokenizer_internal.h"
 #include "engine/base/util.h"
-
-/* --- JSON helpers shared by the component parsers -------------------------------------- */
-
-const char *tk__json_type(const cJSON *j, const char *where, const char *file, char *err)
-{
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
-
-    if (!cJSON_IsObject(j)) {
-        errf(err, "%s: %s: expected an object", file, where);
-        return NULL;
-    }
-    if (!cJSON_IsString(type)) {
-        errf(err, "%s: %s.type: expected a string", file, where);
-        return NULL;
-    }
-    return type->valuestring;
-}
-
-int tk__json_bool(const cJSON *obj, const char *key, bool dflt, bool *out, const char *where,
-                  const char *file, char *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    *out = dflt;
-    if (!v || cJSON_IsNull(v))
-        return 0;
-    if (!cJSON_IsBool(v)) {
-        errf(err, "%s: %s.%s: expected true or false", file, where, key);
-        return -EINVAL;
-    }
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
-
-/* A field holding exactly one character (Metaspace replacement, Strip content). */
-int tk__json_char(const cJSON *obj, const char *key, const char *dflt, char rep[5], int *rep_len,
-                  const char *where, const char *file, char *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    const char *s = dflt;
-    uint32_t cp;
-    int n;
-
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsString(v)) {
-            errf(err, "%s: %s.%s: expected a one-character string", file, where, key);
-            return -EINVAL;
-        }
-        s = v->valuestring;
-    }
-    n = tk__utf8_decode(s, strlen(s), &cp);
-    if (n == 0 || s[n] != '\0') {
-        errf(err, "%s: %s.%s: \"%.16s\" is not one character", file, where, key, s);
-        return -EINVAL;
-    }
-    memcpy(rep, s, n);
-    rep[n] = '\0';
-    *rep_len = n;
-    return 0;
-}
-
-int tk__json_each(struct tokenizer *t, const cJSON *obj, const char *key, const char *where,
-                  const char *file, char *err,
-                  int (*parse)(struct tokenizer *t, const cJSON *j, const char *where,
-                               const char *file, char *err))
-{
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(obj, key), *e;
-    char sub[256];
-    int i = 0, rc;
-
-    if (!cJSON_IsArray(list)) {
-        errf(err, "%s: %s.%s: expected an array", file, where, key);
-        return -EINVAL;
-    }
-    cJSON_ArrayForEach(e, list) {
-        snprintf(sub, sizeof sub, "%s.%s[%d]", where, key, i++);
-        if ((rc = parse(t, e, sub, file, err)))
-            return rc;
-    }
-    return 0;
-}
 
 /* --- added tokens ---------------------------------------------------------------------- */
 
@@ -161,7 +81,7 @@ static int load_added(struct tokenizer *t, const cJSON *list, const char *file, 
         if (a.id != id->valuedouble)
             LOG(LL_WARN, "tok", "%s: %s \"%.64s\" has id %g in the file but gets id %d",
                 file, where, content->valuestring, id->valuedouble, a.id);
-        if (!(a.content = tk__arena_add(t, content->valuestring, len)))
+        if (!(a.content = arena_strndup(&t->strings, content->valuestring, len)))
             return -ENOMEM;
         a.len = len;
         if (k < 0)
@@ -360,6 +280,8 @@ static int load_all(struct tokenizer **out, const char *json, size_t len, const 
         errf(err, "%s: out of memory", file);
         return -ENOMEM;
     }
+    /* A vocabulary takes megabytes: blocks of 1 MiB keep the mallocs few. */
+    arena_init_sized(&t->strings, 1 << 20, SIZE_MAX);
     t->unk_id = t->bos_id = t->eos_id = -1;
     rc = load(t, json, len, file, err);
     if (!rc && config_json)
@@ -463,7 +385,7 @@ void tokenizer_destroy(struct tokenizer *t)
     free(t->bos_token);
     free(t->eos_token);
     free(t->chat_template);
-    tk__arena_free(t);
+    arena_fini(&t->strings);
     free(t);
 }
 

@@ -169,7 +169,7 @@ static int piece_put(struct tk_pieces *out, const char *s, size_t n)
 }
 
 /* raw: bytes as they are, even when they are not UTF-8 (tokenizer_token_bytes). */
-static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, struct tk_buf *bytes,
+static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, struct buf *bytes,
                          bool raw)
 {
     bytes->len = 0;
@@ -179,7 +179,7 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
         if (b >= 0) {
             char c = (char)b;
 
-            if (tk__buf_put(bytes, &c, 1))
+            if (buf_put(bytes, &c, 1))
                 return -ENOMEM;
             continue;
         }
@@ -203,7 +203,7 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
 /* ByteLevel: every token back to bytes (a token with a character outside the alphabet
  * stays as it is), all joined, then decoded as lossy UTF-8. */
 static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, struct tk_pieces *out,
-                      struct tk_buf *bytes, bool raw)
+                      struct buf *bytes, bool raw)
 {
     size_t off;
 
@@ -218,18 +218,18 @@ static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, str
                cp < ARRAY_LEN(t->char_byte) && t->char_byte[cp] >= 0) {
             char c = (char)t->char_byte[cp];
 
-            if (tk__buf_put(bytes, &c, 1))
+            if (buf_put(bytes, &c, 1))
                 return -ENOMEM;
             k += n;
         }
         if (k < len) {
             bytes->len = start;
-            if (tk__buf_put(bytes, s, len))
+            if (buf_put(bytes, s, len))
                 return -ENOMEM;
         }
     }
     off = out->buf.len;
-    if (raw ? tk__buf_put(&out->buf, bytes->p ? bytes->p : "", bytes->len)
+    if (raw ? buf_put(&out->buf, bytes->p ? bytes->p : "", bytes->len)
             : tk__utf8_lossy(bytes->p, bytes->len, &out->buf))
         return -ENOMEM;
     return tk__pieces_add_ref(out, off, out->buf.len - off, false);
@@ -254,11 +254,11 @@ static int metaspace(const struct tk_dec *d, int index, const char *s, size_t le
 
     for (size_t i = 0; i < len;) {
         if (len - i >= r && !memcmp(s + i, d->rep, r)) {
-            if (!drop && tk__buf_put(&out->buf, " ", 1))
+            if (!drop && buf_put(&out->buf, " ", 1))
                 return -ENOMEM;
             i += r;
         } else {
-            if (tk__buf_put(&out->buf, s + i, 1))
+            if (buf_put(&out->buf, s + i, 1))
                 return -ENOMEM;
             i++;
         }
@@ -267,7 +267,7 @@ static int metaspace(const struct tk_dec *d, int index, const char *s, size_t le
 }
 
 static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_data *md,
-                const struct tk_pieces *in, struct tk_pieces *out, struct tk_buf *tmp, bool raw)
+                const struct tk_pieces *in, struct tk_pieces *out, struct buf *tmp, bool raw)
 {
     int rc = 0;
 
@@ -279,7 +279,7 @@ static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_d
     case TD_FUSE:
         tmp->len = 0;
         for (int i = 0; i < in->n; i++)
-            if (tk__buf_put(tmp, PIECE(in, i), PIECE_LEN(in, i)))
+            if (buf_put(tmp, PIECE(in, i), PIECE_LEN(in, i)))
                 return -ENOMEM;
         return piece_put(out, tmp->p ? tmp->p : "", tmp->len);
     case TD_STRIP:
@@ -306,15 +306,15 @@ static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_d
 
 /* Decodes ids into out (replacing its contents); raw: bytes that are not UTF-8 stay. */
 static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special, bool raw,
-                  struct tk_buf *out)
+                  struct buf *out)
 {
     struct tk_pieces a = { 0 }, b = { 0 };
-    struct tk_buf tmp = { 0 };
+    struct buf tmp = { 0 };
     pcre2_match_data *md = NULL;
     int rc = -ENOMEM;
 
     out->len = 0;
-    if (tk__buf_reserve(out, 0))
+    if (buf_reserve(out, 0))
         return -ENOMEM;
     out->p[0] = '\0';
     for (int i = 0; i < n; i++) {
@@ -338,29 +338,29 @@ static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool ski
     }
     rc = -ENOMEM;
     for (int i = 0; i < a.n; i++)
-        if ((i > 0 && !t->has_decoder && tk__buf_put(out, " ", 1)) ||
-            tk__buf_put(out, PIECE(&a, i), PIECE_LEN(&a, i)))
+        if ((i > 0 && !t->has_decoder && buf_put(out, " ", 1)) ||
+            buf_put(out, PIECE(&a, i), PIECE_LEN(&a, i)))
             goto out;
     rc = 0;
 out:
     pcre2_match_data_free(md);
     tk__pieces_free(&a);
     tk__pieces_free(&b);
-    tk__buf_free(&tmp);
+    buf_fini(&tmp);
     return rc;
 }
 
 int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special,
                      char **text, size_t *len, char *err)
 {
-    struct tk_buf out = { 0 };
+    struct buf out = { 0 };
     int rc = decode(t, ids, n, skip_special, false, &out);
 
     *text = NULL;
     *len = 0;
     if (rc) {
         errf(err, "detokenize: %s", rc == -ENOMEM ? "out of memory" : "a pattern failed to match");
-        tk__buf_free(&out);
+        buf_fini(&out);
         return rc;
     }
     *text = out.p;
@@ -370,18 +370,18 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, int n, bool 
 
 int tokenizer_token_bytes(const struct tokenizer *t, int32_t id, char **bytes, size_t *len)
 {
-    struct tk_buf out = { 0 };
+    struct buf out = { 0 };
     int rc = decode(t, &id, 1, false, true, &out);
 
     if (rc) {
         /* A Replace pattern may refuse bytes that are not UTF-8: the lossy text, then. */
-        tk__buf_free(&out);
+        buf_fini(&out);
         rc = decode(t, &id, 1, false, false, &out);
     }
     *bytes = rc ? NULL : out.p;
     *len = rc ? 0 : out.len;
     if (rc)
-        tk__buf_free(&out);
+        buf_fini(&out);
     return rc;
 }
 
@@ -400,14 +400,14 @@ void detok_fini(struct detok *d)
     memset(d, 0, sizeof *d);
 }
 
-static bool ends_unfinished(const struct tk_buf *b)
+static bool ends_unfinished(const struct buf *b)
 {
     return b->len >= 3 && !memcmp(b->p + b->len - 3, "\xef\xbf\xbd", 3);
 }
 
 /* Emits the part of the window's text past the prefix, then makes the window's ids the
  * context (or, where windows are not safe, keeps every id). */
-static int emit(const struct tokenizer *t, struct detok *d, struct tk_buf *text, char **delta,
+static int emit(const struct tokenizer *t, struct detok *d, struct buf *text, char **delta,
                 size_t *len)
 {
     int rc;
@@ -442,7 +442,7 @@ static int emit(const struct tokenizer *t, struct detok *d, struct tk_buf *text,
 
 int detok_push(const struct tokenizer *t, struct detok *d, int32_t id, char **delta, size_t *len)
 {
-    struct tk_buf text = { 0 };
+    struct buf text = { 0 };
     const char *tok;
     size_t tok_len;
     int rc;
@@ -459,13 +459,13 @@ int detok_push(const struct tokenizer *t, struct detok *d, int32_t id, char **de
         return 0;
     if ((rc = decode(t, d->ids, d->n, d->skip_special, false, &text)) == 0 && !ends_unfinished(&text))
         rc = emit(t, d, &text, delta, len);
-    tk__buf_free(&text);
+    buf_fini(&text);
     return rc;
 }
 
 int detok_flush(const struct tokenizer *t, struct detok *d, char **delta, size_t *len)
 {
-    struct tk_buf text = { 0 };
+    struct buf text = { 0 };
     bool skip = d->skip_special;
     int rc;
 
@@ -473,7 +473,7 @@ int detok_flush(const struct tokenizer *t, struct detok *d, char **delta, size_t
     *len = 0;
     if ((rc = decode(t, d->ids, d->n, d->skip_special, false, &text)) == 0)
         rc = emit(t, d, &text, delta, len);
-    tk__buf_free(&text);
+    buf_fini(&text);
     detok_fini(d);
     detok_init(d, skip);
     return rc;
@@ -486,7 +486,7 @@ int detok_flush(const struct tokenizer *t, struct detok *d, char **delta, size_t
  * replacement is a space (the first-token rule does not apply), Replace is applied; Fuse
  * and Strip act on the whole text and change nothing here. */
 static int token_step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_data *md,
-                      const struct tk_buf *in, struct tk_buf *out)
+                      const struct buf *in, struct buf *out)
 {
     uint32_t cp;
     int n, b;
@@ -498,23 +498,23 @@ static int token_step(const struct tokenizer *t, const struct tk_dec *d, pcre2_m
             char c;
             n = tk__utf8_decode(in->p + k, in->len - k, &cp);
             if (n <= 0 || cp >= ARRAY_LEN(t->char_byte) || t->char_byte[cp] < 0)
-                return tk__buf_put(out, in->p, in->len) ? -ENOMEM : 0;   /* left as it is */
+                return buf_put(out, in->p, in->len) ? -ENOMEM : 0;   /* left as it is */
             c = (char)t->char_byte[cp];
-            if (tk__buf_put(out, &c, 1))
+            if (buf_put(out, &c, 1))
                 return -ENOMEM;
         }
         return 0;
     case TD_BYTE_FALLBACK:
         if ((b = byte_token(in->p, in->len)) >= 0) {
             char c = (char)b;
-            return tk__buf_put(out, &c, 1) ? -ENOMEM : 0;
+            return buf_put(out, &c, 1) ? -ENOMEM : 0;
         }
         break;
     case TD_METASPACE:
         for (size_t i = 0; i < in->len;) {
             size_t r = (size_t)d->rep_len;
             bool rep = in->len - i >= r && !memcmp(in->p + i, d->rep, r);
-            if (tk__buf_put(out, rep ? " " : in->p + i, 1))
+            if (buf_put(out, rep ? " " : in->p + i, 1))
                 return -ENOMEM;
             i += rep ? r : 1;
         }
@@ -525,12 +525,12 @@ static int token_step(const struct tokenizer *t, const struct tk_dec *d, pcre2_m
     case TD_STRIP:
         break;
     }
-    return tk__buf_put(out, in->p, in->len) ? -ENOMEM : 0;
+    return buf_put(out, in->p, in->len) ? -ENOMEM : 0;
 }
 
 int tokenizer_piece_bytes(const struct tokenizer *t, int32_t id, char **bytes, size_t *len)
 {
-    struct tk_buf a = { 0 }, b = { 0 };
+    struct buf a = { 0 }, b = { 0 };
     pcre2_match_data *md = NULL;
     size_t n = 0;
     const char *s = token_of(t, id, true, &n);
@@ -540,13 +540,13 @@ int tokenizer_piece_bytes(const struct tokenizer *t, int32_t id, char **bytes, s
     *len = 0;
     if (!s)
         return -ENOENT;
-    if (tk__buf_put(&a, s, n))
+    if (buf_put(&a, s, n))
         goto out;
     if (t->added_of[id] < 0 && t->has_decoder) {
         if (t->dec_regex && !(md = pcre2_match_data_create(32, NULL)))
             goto out;
         for (int i = 0; i < t->n_dec; i++) {
-            struct tk_buf swap;
+            struct buf swap;
             if ((rc = token_step(t, &t->dec[i], md, &a, &b)))
                 goto out;
             swap = a;
@@ -560,7 +560,7 @@ int tokenizer_piece_bytes(const struct tokenizer *t, int32_t id, char **bytes, s
     rc = *bytes ? 0 : -ENOMEM;
 out:
     pcre2_match_data_free(md);
-    tk__buf_free(&a);
-    tk__buf_free(&b);
+    buf_fini(&a);
+    buf_fini(&b);
     return rc;
 }

@@ -86,7 +86,7 @@ START_TEST(a_queue_read_as_fast_as_written_does_not_grow)
     memset(json, 'z', sizeof json);
     sse_buf_init(&b, 1 << 20);
     ck_assert_int_eq(sse_buf_event(&b, json, sizeof json), 0);
-    cap = b.cap;
+    cap = b.q.cap;
     for (int i = 0; i < 1000; i++) {
         /* Leave a few bytes unread each time: compaction, not growth, makes the room. */
         size_t w = sse_buf_waiting(&b);
@@ -94,7 +94,7 @@ START_TEST(a_queue_read_as_fast_as_written_does_not_grow)
         ck_assert_uint_eq(sse_buf_read(&b, out, w - 3), w - 3);
         ck_assert_int_eq(sse_buf_event(&b, json, sizeof json), 0);
     }
-    ck_assert_uint_eq(b.cap, cap);
+    ck_assert_uint_eq(b.q.cap, cap);
     sse_buf_fini(&b);
 }
 END_TEST
