@@ -51,6 +51,7 @@ static const char *skip_value(const char *p, const char *end)
     return p;
 }
 
+/* The value of four hex digits at p, or -1 when fewer are there or one is not a hex digit. */
 static int hex4(const char *p, const char *end)
 {
     int v = 0;
@@ -59,11 +60,14 @@ static int hex4(const char *p, const char *end)
         return -1;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 
-        v = v * 16 + (c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                      : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1000000);
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
     }
-    return v < 0 ? -1 : v;
+    return v;
 }
 
 /* Whether the string s[0..end) (between the quotes) decodes to key. key is ASCII: a \u
