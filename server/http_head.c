@@ -66,8 +66,8 @@ static enum MHD_Result header_cb(void *cls, enum MHD_ValueKind kind, const char 
     if (!value)
         value = "";
     h->bytes += strlen(key) + strlen(value) + 4;
-    if (!h->bad_name[0] && !http__is_token(key))
-        snprintf(h->bad_name, sizeof h->bad_name, "%s", key);
+    if (!h->bad_name[0] && !http__is_token(key))   /* an empty name is no token either */
+        snprintf(h->bad_name, sizeof h->bad_name, "%s", key[0] ? key : "(empty)");
     if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
         h->num_content_length++;
         if (!value[0] || value[strspn(value, "0123456789")])
