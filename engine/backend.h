@@ -96,7 +96,8 @@ struct backend_ops {
     /* x[n, hidden] = table[ids[i]] */
     int (*embedding)(struct backend *be, void *x, const int32_t *ids, const struct bk_weight *table, int n);
     /* residual == NULL: out = rmsnorm(x) * w. Else residual += x (in place), then
-     * out = rmsnorm(residual) * w: the residual add fused with the norm. */
+     * out = rmsnorm(residual) * w: the residual add fused with the norm. out may be x (each
+     * row is read before it is written): Gemma's sandwich norms normalize in place. */
     int (*rmsnorm)(struct backend *be, void *out, void *residual, const void *x,
                    const struct bk_weight *w, int n, float eps);
     /* out[n, w.rows] = x[n, w.cols] · wᵀ (+ bias[w.rows] when bias != NULL) */
@@ -133,6 +134,16 @@ struct backend_ops {
     int (*sample)(struct backend *be, const float *logits, int vocab, const struct bk_batch *b);
     /* Waits for the step and copies n results to the host. */
     int (*fetch_results)(struct backend *be, struct sample_result *out, int n);
+
+    /* --- ops of some model families; NULL where the backend lacks them, and then
+     * runner_create refuses a model that needs one, naming it (engine/runner.c) --- */
+    /* Gemma's GeGLU: out[n, ffn] = gelu_tanh(gate_up[:, :ffn]) * gate_up[:, ffn:], with
+     * gelu_tanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x³))) */
+    int (*gelu_tanh_mul)(struct backend *be, void *out, const void *gate_up, int n, int ffn);
+    /* In place x[n, dim] *= s (Gemma's embeddings times sqrt(hidden)) */
+    int (*scale)(struct backend *be, void *x, int n, int dim, float s);
+    /* In place f32 logits[n, vocab] = cap * tanh(logits / cap) (Gemma 2's final soft-cap) */
+    int (*softcap)(struct backend *be, float *logits, int n, int vocab, float cap);
 
     /* Optional (NULL when absent): RoPE of q and k plus the cache write of k and v in one
      * pass; same contract as rope followed by cache_update. */

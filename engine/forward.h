@@ -20,6 +20,10 @@ struct forward_ctx {
     void **k_cache, **v_cache;     /* [num_layers] each [num_blocks, block_size, KV, D] */
     struct cache_layout cache;
     const float *inv_freq;         /* [head_dim / 2] device, f32 */
+    const float *inv_freq_local;   /* [head_dim / 2] of sliding-window layers (Gemma 3's
+                                    * rope_local_base_freq), or NULL: every layer uses inv_freq */
+    float embed_scale;             /* embeddings times this (Gemma: sqrt(hidden) in the model
+                                    * dtype); 0 = none */
     bool fused_rope_cache;         /* use be->ops->rope_cache_update when the backend has it */
 
     void *residual;                /* [max_tokens, hidden] the residual stream */

@@ -1,5 +1,6 @@
 /* weights.c — uploads a struct model to a backend: fuses q/k/v (and biases) and gate/up by
- * stacking rows, shares the embedding with the LM head when tied. */
+ * stacking rows, shares the embedding with the LM head when tied, and turns Gemma's (1 + w)
+ * norm weights into plain ones. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,21 +26,53 @@ static int upload(struct backend *be, struct bk_weight *out, const struct tensor
     return be->ops->upload_weight(be, out, parts, nparts, err);
 }
 
-static int upload_layer(struct backend *be, struct layer_weights *lw, const struct layer_tensors *t,
-                        char *err)
+/* A norm weight: as stored, or (norm_plus_one) 1 + w in f32, which is exactly what
+ * transformers' GemmaRMSNorm multiplies by (it widens w to f32 before adding 1). */
+static int upload_norm(struct weights *w, struct backend *be, struct bk_weight *out,
+                       const struct tensor_ref *t, bool plus_one, char *err)
+{
+    struct tensor_ref one = *t;
+    size_t n = (size_t)t->shape[0];
+    float **host, *v;
+
+    if (!plus_one || !t->data)
+        return upload(be, out, t, 1, err);
+    host = realloc(w->host, (w->num_host + 1) * sizeof *host);
+    if (!host || !(v = malloc(n * sizeof *v))) {
+        if (host)
+            w->host = host;
+        errf(err, "weights: out of memory for norm %s", t->name ? t->name : "?");
+        return -ENOMEM;
+    }
+    w->host = host;
+    w->host[w->num_host++] = v;
+    for (size_t i = 0; i < n; i++)
+        v[i] = 1.0f + (t->dtype == DT_F32 ? ((const float *)t->data)[i]
+                       : t->dtype == DT_F16 ? f16_to_f32(((const uint16_t *)t->data)[i])
+                       : bf16_to_f32(((const uint16_t *)t->data)[i]));
+    one.data = v;
+    one.dtype = DT_F32;
+    one.nbytes = n * sizeof *v;
+    return upload(be, out, &one, 1, err);
+}
+
+static int upload_layer(struct weights *w, struct backend *be, struct layer_weights *lw,
+                        const struct layer_tensors *t, bool plus_one, char *err)
 {
     const struct tensor_ref qkv[3] = { t->q, t->k, t->v };
     const struct tensor_ref qkv_bias[3] = { t->q_bias, t->k_bias, t->v_bias };
     const struct tensor_ref gate_up[2] = { t->gate, t->up };
     int rc;
 
-    if ((rc = upload(be, &lw->input_norm, &t->input_norm, 1, err)) ||
+    if ((rc = upload_norm(w, be, &lw->input_norm, &t->input_norm, plus_one, err)) ||
         (rc = upload(be, &lw->qkv, qkv, 3, err)) ||
         (rc = upload(be, &lw->qkv_bias, qkv_bias, 3, err)) ||
-        (rc = upload(be, &lw->q_norm, &t->q_norm, 1, err)) ||
-        (rc = upload(be, &lw->k_norm, &t->k_norm, 1, err)) ||
+        (rc = upload_norm(w, be, &lw->q_norm, &t->q_norm, plus_one, err)) ||
+        (rc = upload_norm(w, be, &lw->k_norm, &t->k_norm, plus_one, err)) ||
         (rc = upload(be, &lw->o, &t->o, 1, err)) ||
-        (rc = upload(be, &lw->post_norm, &t->post_norm, 1, err)) ||
+        (rc = upload_norm(w, be, &lw->post_norm, &t->post_norm, plus_one, err)) ||
+        (rc = upload_norm(w, be, &lw->pre_ff_norm, &t->pre_ff_norm, plus_one, err)) ||
+        (rc = upload_norm(w, be, &lw->post_ff_norm, &t->post_ff_norm, plus_one, err)) ||
         (rc = upload(be, &lw->gate_up, gate_up, 2, err)) ||
         (rc = upload(be, &lw->down, &t->down, 1, err)))
         return rc;
@@ -48,6 +81,7 @@ static int upload_layer(struct backend *be, struct layer_weights *lw, const stru
 
 int weights_upload(struct weights *w, struct backend *be, const struct model *m, char *err)
 {
+    bool plus_one = m->cfg.norm_plus_one;
     int rc;
 
     memset(w, 0, sizeof *w);
@@ -58,7 +92,7 @@ int weights_upload(struct weights *w, struct backend *be, const struct model *m,
     }
     w->num_layers = m->cfg.num_layers;
     if ((rc = upload(be, &w->embed, &m->embed, 1, err)) ||
-        (rc = upload(be, &w->final_norm, &m->final_norm, 1, err)))
+        (rc = upload_norm(w, be, &w->final_norm, &m->final_norm, plus_one, err)))
         goto fail;
     w->tied = m->cfg.tie_word_embeddings || !m->lm_head.data || m->lm_head.data == m->embed.data;
     if (w->tied)
@@ -66,7 +100,7 @@ int weights_upload(struct weights *w, struct backend *be, const struct model *m,
     else if ((rc = upload(be, &w->lm_head, &m->lm_head, 1, err)))
         goto fail;
     for (int l = 0; l < m->cfg.num_layers; l++)
-        if ((rc = upload_layer(be, &w->layers[l], &m->layers[l], err)))
+        if ((rc = upload_layer(w, be, &w->layers[l], &m->layers[l], plus_one, err)))
             goto fail;
     return 0;
 fail:
@@ -80,7 +114,8 @@ void weights_free(struct weights *w, struct backend *be)
         struct bk_weight *all[] = { &w->layers[l].input_norm, &w->layers[l].qkv,
                                     &w->layers[l].qkv_bias, &w->layers[l].q_norm,
                                     &w->layers[l].k_norm, &w->layers[l].o,
-                                    &w->layers[l].post_norm, &w->layers[l].gate_up,
+                                    &w->layers[l].post_norm, &w->layers[l].pre_ff_norm,
+                                    &w->layers[l].post_ff_norm, &w->layers[l].gate_up,
                                     &w->layers[l].down };
         for (size_t i = 0; i < ARRAY_LEN(all); i++)
             if (all[i]->data)
@@ -93,6 +128,9 @@ void weights_free(struct weights *w, struct backend *be)
         be->ops->free_weight(be, &w->lm_head);
     if (w->final_norm.data)
         be->ops->free_weight(be, &w->final_norm);
+    for (int i = 0; i < w->num_host; i++)
+        free(w->host[i]);
+    free(w->host);
     memset(w, 0, sizeof *w);
 }
 
@@ -100,7 +138,7 @@ size_t weights_bytes(const struct model_config *c, size_t elem)
 {
     size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
     size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
-    size_t layer = h * q + 2 * h * kv + q * h + 3 * h * ffn + 2 * h + q + 2 * kv;
+    size_t layer = h * q + 2 * h * kv + q * h + 3 * h * ffn + 4 * h + q + 2 * kv;
     size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2);
     return elem * (layer * c->num_layers + head + h);
 }

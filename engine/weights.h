@@ -1,6 +1,8 @@
 /* weights.h — a model's tensors on the backend, in the shapes the layer loop wants: q, k and
  * v fused into one [q; k; v] projection (and their biases), gate and up into [gate; up].
- * The backend picks the dtype and whether it copies (engine/backend.h upload_weight). */
+ * The backend picks the dtype and whether it copies (engine/backend.h upload_weight).
+ * Gemma's (1 + w) RMSNorm weights are uploaded as 1 + w in f32, computed here once, so that
+ * every backend's plain rmsnorm (out = x / rms · w) serves both norm kinds. */
 #ifndef OSPREY_WEIGHTS_H
 #define OSPREY_WEIGHTS_H
 
@@ -16,7 +18,8 @@ struct layer_weights {
     struct bk_weight qkv_bias;     /* [(H + 2 KV) * D] or none (Qwen2) */
     struct bk_weight q_norm, k_norm; /* [D] or none (Qwen3) */
     struct bk_weight o;            /* [hidden, H * D] */
-    struct bk_weight post_norm;    /* [hidden] */
+    struct bk_weight post_norm;    /* [hidden] before the MLP; Gemma: after attention */
+    struct bk_weight pre_ff_norm, post_ff_norm; /* [hidden] or none (Gemma's sandwich norms) */
     struct bk_weight gate_up;      /* [2 * ffn, hidden]: rows of gate, then up */
     struct bk_weight down;         /* [hidden, ffn] */
 };
@@ -28,6 +31,9 @@ struct weights {
     bool tied;                     /* lm_head shares embed's memory: freed once */
     struct layer_weights *layers;  /* [num_layers] */
     int num_layers;
+    float **host;                  /* [num_host] the 1 + w norm weights, freed by weights_free
+                                    * (the cpu backend uses them in place) */
+    int num_host;
 };
 
 /* Uploads every tensor of m through be->upload_weight. Returns 0, or a negative errno with

@@ -15,7 +15,8 @@
 #include "engine/base/log.h"
 #include "engine/model/safetensors.h"
 
-#define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM"
+#define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, " \
+    "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text only)"
 #define MAX_DIM  (1 << 20)   /* hidden, ffn, heads, head_dim: far above any real model */
 #define MAX_VOCAB (1 << 24)
 
@@ -28,7 +29,14 @@ static const struct {
     { "Qwen2ForCausalLM",   "qwen2",   ARCH_QWEN2,   32768 },
     { "Qwen3ForCausalLM",   "qwen3",   ARCH_QWEN3,   32768 },
     { "MistralForCausalLM", "mistral", ARCH_MISTRAL, 4096 * 32 },
+    { "Gemma2ForCausalLM",  "gemma2",  ARCH_GEMMA2,  8192 },
+    { "Gemma3ForCausalLM",  "gemma3_text", ARCH_GEMMA3, 131072 },
 };
+
+static bool is_gemma(enum model_arch a)
+{
+    return a == ARCH_GEMMA2 || a == ARCH_GEMMA3;
+}
 
 const char *model_arch_name(enum model_arch a)
 {
@@ -167,18 +175,28 @@ static int parse_arch(struct cfg_parse *p, const cJSON *root, struct model_confi
 
 static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
+    /* Gemma's published text_config leaves the sizes of its config class out (Gemma 2 and
+     * Gemma 3 classes default to the 2B shape), so they have defaults; the others must say. */
+    bool req = !is_gemma(cfg->arch);
     int rc;
 
-    if ((rc = get_int(p, root, "vocab_size", "vocab_size", true, 1, MAX_VOCAB, &cfg->vocab_size)) ||
-        (rc = get_int(p, root, "hidden_size", "hidden_size", true, 1, MAX_DIM, &cfg->hidden_size)) ||
-        (rc = get_int(p, root, "intermediate_size", "intermediate_size", true, 1, MAX_DIM,
+    if (!req) {
+        cfg->vocab_size = cfg->arch == ARCH_GEMMA2 ? 256000 : 262208;
+        cfg->hidden_size = 2304;
+        cfg->intermediate_size = 9216;
+        cfg->num_layers = 26;
+        cfg->num_heads = 8;
+    }
+    if ((rc = get_int(p, root, "vocab_size", "vocab_size", req, 1, MAX_VOCAB, &cfg->vocab_size)) ||
+        (rc = get_int(p, root, "hidden_size", "hidden_size", req, 1, MAX_DIM, &cfg->hidden_size)) ||
+        (rc = get_int(p, root, "intermediate_size", "intermediate_size", req, 1, MAX_DIM,
                       &cfg->intermediate_size)) ||
-        (rc = get_int(p, root, "num_hidden_layers", "num_hidden_layers", true, 1,
+        (rc = get_int(p, root, "num_hidden_layers", "num_hidden_layers", req, 1,
                       MODEL_MAX_LAYERS, &cfg->num_layers)) ||
-        (rc = get_int(p, root, "num_attention_heads", "num_attention_heads", true, 1, MAX_DIM,
+        (rc = get_int(p, root, "num_attention_heads", "num_attention_heads", req, 1, MAX_DIM,
                       &cfg->num_heads)))
         return rc;
-    cfg->num_kv_heads = cfg->num_heads;
+    cfg->num_kv_heads = req ? cfg->num_heads : 4;
     if ((rc = get_int(p, root, "num_key_value_heads", "num_key_value_heads", false, 1, MAX_DIM,
                       &cfg->num_kv_heads)))
         return rc;
@@ -187,9 +205,11 @@ static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_conf
              p->path, cfg->num_heads, cfg->num_kv_heads);
         return -EINVAL;
     }
-    /* Qwen3's config class defaults head_dim to 128; the others derive it. */
+    /* Qwen3's config class defaults head_dim to 128, Gemma's to 256; the others derive it. */
     if (cfg->arch == ARCH_QWEN3)
         cfg->head_dim = 128;
+    else if (is_gemma(cfg->arch))
+        cfg->head_dim = 256;
     else if (cfg->hidden_size % cfg->num_heads == 0)
         cfg->head_dim = cfg->hidden_size / cfg->num_heads;
     if ((rc = get_int(p, root, "head_dim", "head_dim", cfg->head_dim == 0, 1, MAX_DIM,
@@ -311,6 +331,20 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
         return rc;
     if (qwen && !use)
         window = 0;   /* transformers drops sliding_window when use_sliding_window is false */
+    if (!types && is_gemma(cfg->arch)) {
+        /* Gemma 2 alternates sliding (even layers) and full; Gemma 3 has every
+         * sliding_window_pattern-th layer full (transformers' default layer_types) */
+        int pattern = cfg->arch == ARCH_GEMMA2 ? 2 : 6;
+
+        if ((rc = get_int(p, root, "sliding_window_pattern", "sliding_window_pattern", false, 1,
+                          MODEL_MAX_LAYERS, &pattern)))
+            return rc;
+        if (!window)
+            return bad(p, "sliding_window", "%s", "null, but Gemma has sliding-window layers");
+        for (int l = 0; l < cfg->num_layers; l++)
+            cfg->layer_window[l] = (l + 1) % pattern ? window : 0;
+        return 0;
+    }
     if (!types) {
         for (int l = 0; l < cfg->num_layers; l++)
             cfg->layer_window[l] = cfg->arch == ARCH_MISTRAL ? window
@@ -406,15 +440,21 @@ out:
 /* Features of the family the contract cannot hold are refused, not silently dropped. */
 static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
-    bool attention_bias = false, mlp_bias = false;
+    bool attention_bias = false, mlp_bias = false, gemma = is_gemma(cfg->arch);
+    /* Gemma's MLP reads hidden_activation (hidden_act is a leftover of Gemma 1 there) */
+    const char *act_key = gemma && member(root, "hidden_activation") ? "hidden_activation"
+                                                                      : "hidden_act";
     int rc = 0;
-    const char *act = get_str(p, root, "hidden_act", &rc);
+    const char *act = get_str(p, root, act_key, &rc);
 
     if (rc || (rc = get_bool(p, root, "attention_bias", &attention_bias)) ||
         (rc = get_bool(p, root, "mlp_bias", &mlp_bias)))
         return rc;
-    if (act && strcmp(act, "silu") && strcmp(act, "swish"))
-        return bad(p, "hidden_act", "'%.32s' is not supported (silu)", act);
+    if (gemma && act && strcmp(act, "gelu_pytorch_tanh"))
+        return bad(p, act_key, "'%.32s' is not supported for Gemma (gelu_pytorch_tanh)", act);
+    if (!gemma && act && strcmp(act, "silu") && strcmp(act, "swish"))
+        return bad(p, act_key, "'%.32s' is not supported (silu)", act);
+    cfg->mlp_act = gemma ? MLP_GELU_TANH : MLP_SILU;
     if (member(root, "quantization_config"))
         return bad(p, "quantization_config", "%s", "quantized models are not supported");
     if (mlp_bias)
@@ -425,19 +465,129 @@ static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct mode
         return bad(p, "attention_bias", "true is not supported for %s (o_proj bias)",
                    cfg->arch_name);
     cfg->attention_bias = cfg->arch == ARCH_QWEN2;
-    cfg->qk_norm = cfg->arch == ARCH_QWEN3;
+    cfg->qk_norm = cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_GEMMA3;
     return 0;
+}
+
+/* A soft-cap: absent keeps the family's default, null or 0 turns it off. */
+static int get_softcap(struct cfg_parse *p, const cJSON *root, const char *key, double *v)
+{
+    if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(root, key))) {
+        *v = 0;
+        return 0;
+    }
+    return get_pos(p, root, key, key, false, true, v);
+}
+
+/* Gemma's choices (transformers' Gemma2Config / Gemma3TextConfig defaults): (1 + w) norms,
+ * sandwich norms, scaled embeddings, query_pre_attn_scalar, soft-caps (Gemma 2 by default),
+ * the local RoPE base of Gemma 3's sliding layers. */
+static int parse_gemma(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    bool bidirectional = false;
+    int rc;
+
+    if ((rc = get_bool(p, root, "use_bidirectional_attention", &bidirectional)))
+        return rc;
+    if (bidirectional)
+        return bad(p, "use_bidirectional_attention", "%s",
+                   "true is not supported (osprey serves causal language models)");
+    cfg->norm_plus_one = cfg->sandwich_norms = cfg->scale_embeddings = true;
+    cfg->query_pre_attn_scalar = 256;
+    cfg->attn_softcap = cfg->arch == ARCH_GEMMA2 ? 50.0 : 0.0;
+    cfg->final_softcap = cfg->arch == ARCH_GEMMA2 ? 30.0 : 0.0;
+    cfg->rope_local_theta = cfg->arch == ARCH_GEMMA3 ? 10000.0 : 0.0;
+    if ((rc = get_pos(p, root, "query_pre_attn_scalar", "query_pre_attn_scalar", false, false,
+                      &cfg->query_pre_attn_scalar)) ||
+        (rc = get_softcap(p, root, "attn_logit_softcapping", &cfg->attn_softcap)) ||
+        (rc = get_softcap(p, root, "final_logit_softcapping", &cfg->final_softcap)))
+        return rc;
+    if (cfg->arch == ARCH_GEMMA3)
+        return get_pos(p, root, "rope_local_base_freq", "rope_local_base_freq", false, false,
+                       &cfg->rope_local_theta);
+    return 0;
+}
+
+/* transformers 5 writes Gemma 3's RoPE per layer type: rope_parameters.full_attention (theta
+ * and scaling of global layers) and .sliding_attention (the local base, never scaled). */
+static int parse_rope_per_type(struct cfg_parse *p, const cJSON *rp, struct model_config *cfg,
+                               double *theta)
+{
+    const cJSON *full = member(rp, "full_attention"), *local = member(rp, "sliding_attention");
+    const cJSON *lt = local ? member(local, "rope_type") : NULL;
+    int rc;
+
+    if (cfg->arch != ARCH_GEMMA3 || !cJSON_IsObject(full) || (local && !cJSON_IsObject(local)))
+        return bad(p, "rope_parameters", "%s",
+                   "per-layer-type rope parameters are supported for Gemma 3 only "
+                   "(full_attention and sliding_attention objects)");
+    if ((rc = parse_rope(p, full, "rope_parameters.full_attention", cfg)) ||
+        (rc = get_pos(p, full, "rope_theta", "rope_parameters.full_attention.rope_theta", false,
+                      false, theta)))
+        return rc;
+    if (!local)
+        return 0;
+    if (lt && (!cJSON_IsString(lt) || strcmp(lt->valuestring, "default")))
+        return bad(p, "rope_parameters.sliding_attention.rope_type", "%s",
+                   "only \"default\" is supported for local layers");
+    return get_pos(p, local, "rope_theta", "rope_parameters.sliding_attention.rope_theta", false,
+                   false, &cfg->rope_local_theta);
+}
+
+static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_config *cfg);
+
+/* Gemma3ForConditionalGeneration: the language model is text_config (a gemma3_text config);
+ * the vision tower and projector are left unloaded. Token ids and the dtype may sit at the
+ * top level. */
+static int parse_multimodal(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    const cJSON *text = member(root, "text_config");
+    char path[4200];
+    struct cfg_parse tp = *p;
+    int rc;
+
+    if (!cJSON_IsObject(text))
+        return bad(p, "text_config", "%s", "missing or not an object (Gemma3ForConditionalGeneration)");
+    snprintf(path, sizeof path, "%s (text_config)", p->path);
+    tp.path = path;
+    if (!member(text, "model_type") && !member(text, "architectures"))
+        return bad(p, "text_config.model_type", "%s", "missing (expected \"gemma3_text\")");
+    if ((rc = parse_config(&tp, text, cfg)))
+        return rc;
+    if (cfg->arch != ARCH_GEMMA3)
+        return bad(p, "text_config.model_type", "%s", "expected \"gemma3_text\"");
+    p->has_dtype = tp.has_dtype;
+    cfg->multimodal = true;
+    if (!tp.has_dtype && (rc = parse_dtype(p, root, cfg)))
+        return rc;
+    if (cfg->bos_token_id < 0 &&
+        (rc = get_int(p, root, "bos_token_id", "bos_token_id", false, 0, cfg->vocab_size - 1,
+                      &cfg->bos_token_id)))
+        return rc;
+    LOG(LL_INFO, "model", "%s: Gemma3ForConditionalGeneration: serving its language model "
+        "(text only); the vision tower and projector are not loaded", p->path);
+    return parse_eos(p, root, cfg);
 }
 
 static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
     const cJSON *rp = member(root, "rope_parameters"), *rs = member(root, "rope_scaling");
+    const cJSON *list = member(root, "architectures");
     double eps = 1e-6, theta = 10000;
     int rc;
 
-    if ((rc = parse_arch(p, root, cfg, &cfg->max_position_embeddings)) ||
-        (rc = parse_sizes(p, root, cfg)) ||
+    if (cJSON_IsArray(list) && cJSON_IsString(list->child) &&
+        !strcmp(list->child->valuestring, "Gemma3ForConditionalGeneration"))
+        return parse_multimodal(p, root, cfg);
+    if ((rc = parse_arch(p, root, cfg, &cfg->max_position_embeddings)))
+        return rc;
+    /* Gemma's config classes tie the LM head to the embeddings unless told otherwise */
+    cfg->tie_word_embeddings = is_gemma(cfg->arch);
+    if (cfg->arch == ARCH_GEMMA3)
+        theta = 1000000.0;
+    if ((rc = parse_sizes(p, root, cfg)) ||
         (rc = check_unsupported(p, root, cfg)) ||
+        (is_gemma(cfg->arch) && (rc = parse_gemma(p, root, cfg))) ||
         (rc = get_int(p, root, "max_position_embeddings", "max_position_embeddings", false, 1,
                       INT32_MAX, &cfg->max_position_embeddings)) ||
         (rc = get_pos(p, root, "rms_norm_eps", "rms_norm_eps", false, false, &eps)) ||
@@ -455,7 +605,10 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
     cfg->rms_norm_eps = (float)eps;
     if ((rc = get_pos(p, root, "rope_theta", "rope_theta", false, false, &theta)))
         return rc;
-    if (rp) {   /* transformers 5: theta and scaling in one object, which wins */
+    if (rp && cJSON_IsObject(rp) && member(rp, "full_attention")) {
+        if ((rc = parse_rope_per_type(p, rp, cfg, &theta)))
+            return rc;
+    } else if (rp) {   /* transformers 5: theta and scaling in one object, which wins */
         if ((rc = parse_rope(p, rp, "rope_parameters", cfg)) ||
             (rc = get_pos(p, rp, "rope_theta", "rope_parameters.rope_theta", false, false, &theta)))
             return rc;
@@ -548,7 +701,7 @@ static int bind(struct binder *b, struct tensor_ref *t, const char *name, int nd
     return 0;
 }
 
-static int bind_layer(struct binder *b, const struct model_config *c, int l,
+static int bind_layer(struct binder *b, const struct model_config *c, const char *prefix, int l,
                       struct layer_tensors *lt)
 {
     int64_t h = c->hidden_size, qd = (int64_t)c->num_heads * c->head_dim;
@@ -557,7 +710,7 @@ static int bind_layer(struct binder *b, const struct model_config *c, int l,
     int rc = 0;
 
 #define BIND(field, suffix, ndim, d0, d1) do { if (rc == 0) { \
-        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix); \
+        snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
         rc = bind(b, &lt->field, n, ndim, d0, d1); } } while (0)
     BIND(input_norm, "input_layernorm.weight", 1, h, 0);
     BIND(q, "self_attn.q_proj.weight", 2, qd, h);
@@ -574,6 +727,10 @@ static int bind_layer(struct binder *b, const struct model_config *c, int l,
         BIND(k_norm, "self_attn.k_norm.weight", 1, c->head_dim, 0);
     }
     BIND(post_norm, "post_attention_layernorm.weight", 1, h, 0);
+    if (c->sandwich_norms) {
+        BIND(pre_ff_norm, "pre_feedforward_layernorm.weight", 1, h, 0);
+        BIND(post_ff_norm, "post_feedforward_layernorm.weight", 1, h, 0);
+    }
     BIND(gate, "mlp.gate_proj.weight", 2, ffn, h);
     BIND(up, "mlp.up_proj.weight", 2, ffn, h);
     BIND(down, "mlp.down_proj.weight", 2, h, ffn);
@@ -584,7 +741,7 @@ static int bind_layer(struct binder *b, const struct model_config *c, int l,
 static int bind_all(struct model *m, char *err)
 {
     const struct model_config *c = &m->cfg;
-    char where[4200];
+    char where[4200], name[96];
     struct binder b = { m->st, where, err };
     int rc;
 
@@ -594,16 +751,27 @@ static int bind_all(struct model *m, char *err)
 
     snprintf(where, sizeof where, "%s/%s", m->dir,
              single ? "model.safetensors" : "model.safetensors.index.json");
-    if ((rc = bind(&b, &m->embed, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size)) ||
-        (rc = bind(&b, &m->final_norm, "model.norm.weight", 1, c->hidden_size, 0)))
+    /* A Gemma 3 multimodal folder keeps its language model under language_model.model. (as
+     * published) or model.language_model. (as transformers 4.52+ names it in memory). */
+    snprintf(m->prefix, sizeof m->prefix, "%s",
+             !c->multimodal ? "model."
+             : st_find(m->st, "model.language_model.embed_tokens.weight") ? "model.language_model."
+             : "language_model.model.");
+    snprintf(name, sizeof name, "%sembed_tokens.weight", m->prefix);
+    if ((rc = bind(&b, &m->embed, name, 2, c->vocab_size, c->hidden_size)))
+        return rc;
+    snprintf(name, sizeof name, "%snorm.weight", m->prefix);
+    if ((rc = bind(&b, &m->final_norm, name, 1, c->hidden_size, 0)))
         return rc;
     /* A tied model may still ship lm_head.weight (a copy); the embedding is what is used. */
+    snprintf(name, sizeof name, "%slm_head.weight",
+             c->multimodal && !strcmp(m->prefix, "language_model.model.") ? "language_model." : "");
     if (c->tie_word_embeddings)
         m->lm_head = m->embed;
-    else if ((rc = bind(&b, &m->lm_head, "lm_head.weight", 2, c->vocab_size, c->hidden_size)))
+    else if ((rc = bind(&b, &m->lm_head, name, 2, c->vocab_size, c->hidden_size)))
         return rc;
     for (int l = 0; l < c->num_layers; l++)
-        if ((rc = bind_layer(&b, c, l, &m->layers[l])))
+        if ((rc = bind_layer(&b, c, m->prefix, l, &m->layers[l])))
             return rc;
     return 0;
 }

@@ -14,7 +14,9 @@
 #define MODEL_MAX_EOS    8
 #define MODEL_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine/runner.c */
 
-enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL };
+enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL, ARCH_GEMMA2, ARCH_GEMMA3 };
+/* the gate's activation of the gated MLP: SwiGLU (Llama) or GeGLU with tanh GELU (Gemma) */
+enum mlp_act { MLP_SILU, MLP_GELU_TANH };
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
 
 struct rope_scaling {
@@ -42,6 +44,18 @@ struct model_config {
     bool attention_bias;       /* q/k/v projections have biases (Qwen2) */
     bool qk_norm;              /* per-head RMSNorm of q and k before RoPE (Qwen3) */
     int layer_window[MODEL_MAX_LAYERS]; /* sliding window in tokens per layer, 0 = full attention */
+    /* Gemma's per-layer choices; zero (off) for the Llama family */
+    enum mlp_act mlp_act;      /* hidden_activation: silu, or gelu_pytorch_tanh (Gemma) */
+    bool norm_plus_one;        /* every RMSNorm multiplies by (1 + weight) (Gemma) */
+    bool sandwich_norms;       /* post-attention, pre- and post-feedforward norms (Gemma) */
+    bool scale_embeddings;     /* embeddings times sqrt(hidden_size) in the model dtype (Gemma) */
+    double query_pre_attn_scalar; /* softmax scale is its ^-0.5; 0 = head_dim (Llama) */
+    double attn_softcap;       /* attn_logit_softcapping: tanh cap of attention logits, 0 = off */
+    double final_softcap;      /* final_logit_softcapping: tanh cap of the LM head's logits, 0 = off */
+    double rope_local_theta;   /* Gemma 3: rope_local_base_freq of sliding layers (no scaling);
+                                * 0 = every layer uses rope_theta and rope_scaling */
+    bool multimodal;           /* Gemma3ForConditionalGeneration: the config is text_config, the
+                                * tensors sit under language_model., the vision tower is ignored */
     /* KV-cache groups (model_kv_groups), derived from layer_window once, when the config is
      * read: the engine, the runner, the backend's staging and the scheduler all read these. */
     int num_kv_groups;
@@ -74,6 +88,7 @@ struct layer_tensors {
     struct tensor_ref q_bias, k_bias, v_bias;     /* [H*D] [KV*D] [KV*D] */
     struct tensor_ref q_norm, k_norm;             /* [D] */
     struct tensor_ref post_norm;                  /* [hidden] post_attention_layernorm */
+    struct tensor_ref pre_ff_norm, post_ff_norm;  /* [hidden] Gemma's pre/post_feedforward_layernorm */
     struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn] */
 };
 
@@ -87,6 +102,8 @@ struct model {
     struct tensor_ref final_norm;                 /* [hidden] */
     struct tensor_ref lm_head;                    /* [vocab, hidden]; == embed when tied */
     struct layer_tensors *layers;                 /* [num_layers] */
+    char prefix[32];     /* of the decoder's tensors: "model." or, inside a Gemma 3
+                          * multimodal folder, "language_model.model." */
 };
 
 /* Parses config.json text (and generation_config.json text, or NULL) into cfg. `path` names

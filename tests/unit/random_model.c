@@ -92,7 +92,13 @@ static int make_tensor(struct random_model *fx, struct tensor_ref *t, const char
 static const char *arch_names[] = {
     [ARCH_LLAMA] = "LlamaForCausalLM", [ARCH_QWEN2] = "Qwen2ForCausalLM",
     [ARCH_QWEN3] = "Qwen3ForCausalLM", [ARCH_MISTRAL] = "MistralForCausalLM",
+    [ARCH_GEMMA2] = "Gemma2ForCausalLM", [ARCH_GEMMA3] = "Gemma3ForCausalLM",
 };
+
+static bool gemma(const struct fixture_spec *s)
+{
+    return s->arch == ARCH_GEMMA2 || s->arch == ARCH_GEMMA3;
+}
 
 static int make_layer(struct random_model *fx, struct layer_tensors *t, const struct fixture_spec *s,
                       uint64_t *rng)
@@ -100,13 +106,14 @@ static int make_layer(struct random_model *fx, struct layer_tensors *t, const st
     int H = s->heads * s->head_dim, KV = s->kv_heads * s->head_dim, h = s->hidden, f = s->ffn;
     float ah = 1.5f / sqrtf((float)h), aq = 1.5f / sqrtf((float)H), af = 1.5f / sqrtf((float)f);
     enum dtype d = s->dtype;
+    float nc = gemma(s) ? 0.0f : 1.0f;   /* Gemma's norms multiply by 1 + w */
 
-    if (make_tensor(fx, &t->input_norm, "input_layernorm", h, 0, 1.0f, 0.2f, d, rng) ||
+    if (make_tensor(fx, &t->input_norm, "input_layernorm", h, 0, nc, 0.2f, d, rng) ||
         make_tensor(fx, &t->q, "q_proj", H, h, 0.0f, ah, d, rng) ||
         make_tensor(fx, &t->k, "k_proj", KV, h, 0.0f, ah, d, rng) ||
         make_tensor(fx, &t->v, "v_proj", KV, h, 0.0f, ah, d, rng) ||
         make_tensor(fx, &t->o, "o_proj", h, H, 0.0f, aq, d, rng) ||
-        make_tensor(fx, &t->post_norm, "post_attention_layernorm", h, 0, 1.0f, 0.2f, d, rng) ||
+        make_tensor(fx, &t->post_norm, "post_attention_layernorm", h, 0, nc, 0.2f, d, rng) ||
         make_tensor(fx, &t->gate, "gate_proj", f, h, 0.0f, ah, d, rng) ||
         make_tensor(fx, &t->up, "up_proj", f, h, 0.0f, ah, d, rng) ||
         make_tensor(fx, &t->down, "down_proj", h, f, 0.0f, af, d, rng))
@@ -116,9 +123,13 @@ static int make_layer(struct random_model *fx, struct layer_tensors *t, const st
          make_tensor(fx, &t->k_bias, "k_proj.bias", KV, 0, 0.0f, 0.3f, d, rng) ||
          make_tensor(fx, &t->v_bias, "v_proj.bias", KV, 0, 0.0f, 0.3f, d, rng)))
         return -ENOMEM;
-    if (s->qk_norm &&
-        (make_tensor(fx, &t->q_norm, "q_norm", s->head_dim, 0, 1.0f, 0.2f, d, rng) ||
-         make_tensor(fx, &t->k_norm, "k_norm", s->head_dim, 0, 1.0f, 0.2f, d, rng)))
+    if ((s->qk_norm || s->arch == ARCH_GEMMA3) &&
+        (make_tensor(fx, &t->q_norm, "q_norm", s->head_dim, 0, nc, 0.2f, d, rng) ||
+         make_tensor(fx, &t->k_norm, "k_norm", s->head_dim, 0, nc, 0.2f, d, rng)))
+        return -ENOMEM;
+    if (gemma(s) &&
+        (make_tensor(fx, &t->pre_ff_norm, "pre_feedforward_layernorm", h, 0, nc, 0.2f, d, rng) ||
+         make_tensor(fx, &t->post_ff_norm, "post_feedforward_layernorm", h, 0, nc, 0.2f, d, rng)))
         return -ENOMEM;
     return 0;
 }
@@ -144,7 +155,15 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
     c->rope_scaling = s->rope;
     c->tie_word_embeddings = s->tied;
     c->attention_bias = s->bias;
-    c->qk_norm = s->qk_norm;
+    c->qk_norm = s->qk_norm || s->arch == ARCH_GEMMA3;
+    if (gemma(s)) {
+        c->mlp_act = MLP_GELU_TANH;
+        c->norm_plus_one = c->sandwich_norms = c->scale_embeddings = true;
+        c->query_pre_attn_scalar = s->query_pre_attn_scalar;
+        c->attn_softcap = s->attn_softcap;
+        c->final_softcap = s->final_softcap;
+        c->rope_local_theta = s->rope_local_theta;
+    }
     for (int l = 0; l < s->layers; l++)
         c->layer_window[l] = s->windows ? s->windows[l] : 0;
     c->num_kv_groups = model_kv_groups(c, c->kv_group_window, c->layer_kv_group,
@@ -160,7 +179,8 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
     fx->m.layers = calloc(s->layers, sizeof *fx->m.layers);
     if (!fx->m.layers ||
         make_tensor(fx, &fx->m.embed, "embed_tokens", s->vocab, s->hidden, 0.0f, 1.0f, s->dtype, &rng) ||
-        make_tensor(fx, &fx->m.final_norm, "norm", s->hidden, 0, 1.0f, 0.2f, s->dtype, &rng))
+        make_tensor(fx, &fx->m.final_norm, "norm", s->hidden, 0, gemma(s) ? 0.0f : 1.0f, 0.2f,
+                    s->dtype, &rng))
         goto fail;
     if (s->tied)
         fx->m.lm_head = fx->m.embed;
