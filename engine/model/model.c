@@ -518,7 +518,7 @@ static int parse_rope_per_type(struct cfg_parse *p, const cJSON *rp, struct mode
     int rc;
 
     if (cfg->arch != ARCH_GEMMA3 || !cJSON_IsObject(full) || (local && !cJSON_IsObject(local)))
-        return bad(p, "rope_parameters", "%s",
+        return bad(p, "rope_parameters.full_attention", "%s",
                    "per-layer-type rope parameters are supported for Gemma 3 only "
                    "(full_attention and sliding_attention objects)");
     if ((rc = parse_rope(p, full, "rope_parameters.full_attention", cfg)) ||
