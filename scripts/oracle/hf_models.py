@@ -12,7 +12,9 @@ osprey's CPU tests (tests/unit/test_hf_oracle.c) load these folders and must giv
 greedy tokens and the same logits within float32 tolerance. Run on a machine with torch and
 transformers (the GPU machine has both; no network is needed):
 
-    python3 scripts/oracle/hf_models.py tests/data/hf
+    python3 scripts/oracle/hf_models.py tests/data/hf [NAME ...]
+
+(with names, only those models are rebuilt; each keeps its seed).
 
 Seeds are fixed; the command and the transformers version are recorded in expected.json.
 """
@@ -23,8 +25,8 @@ import sys
 
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config,
-                          Qwen3Config)
+from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, LlamaConfig,
+                          MistralConfig, Qwen2Config, Qwen3Config)
 
 VOCAB = 384
 PROMPT_LEN = 21
@@ -40,7 +42,7 @@ def common(**kw):
     # that way); older versions take rope_theta + rope_scaling.
     theta = base.pop("rope_theta", 10000.0)
     scaling = base.pop("rope_scaling", None)
-    if int(transformers.__version__.split(".")[0]) >= 5:
+    if v5():
         rp = {"rope_type": "default", "rope_theta": theta}
         if scaling:
             rp.update(scaling)
@@ -49,6 +51,29 @@ def common(**kw):
         base["rope_theta"] = theta
         if scaling:
             base["rope_scaling"] = scaling
+    return base
+
+
+def v5():
+    return int(transformers.__version__.split(".")[0]) >= 5
+
+
+def gemma3_rope(base, global_theta, local_theta, linear_factor):
+    """Gemma 3's two RoPEs: transformers 5 takes them per layer type in rope_parameters,
+    older versions as rope_theta + rope_scaling (global layers) and rope_local_base_freq."""
+    base.pop("rope_theta", None)
+    base.pop("rope_scaling", None)
+    base.pop("rope_parameters", None)
+    if v5():
+        base["rope_parameters"] = {
+            "full_attention": {"rope_type": "linear", "factor": linear_factor,
+                               "rope_theta": global_theta},
+            "sliding_attention": {"rope_type": "default", "rope_theta": local_theta},
+        }
+    else:
+        base["rope_theta"] = global_theta
+        base["rope_scaling"] = {"rope_type": "linear", "factor": linear_factor}
+        base["rope_local_base_freq"] = local_theta
     return base
 
 
@@ -77,6 +102,23 @@ def configs():
                                             sliding_window=8, max_window_layers=1,
                                             tie_word_embeddings=False,
                                             rope_theta=1000000.0)),
+        # Gemma 2: layers alternate sliding (window 8, shorter than the prompt) and full
+        # from a sliding layer 0 (the config's default layer_types); query_pre_attn_scalar
+        # != head_dim; soft-caps small enough to bend these weights' logits (the published
+        # 50 and 30 would barely touch them); GeGLU, (1 + w) and sandwich norms, scaled
+        # embeddings, tied LM head.
+        "gemma2": Gemma2Config(**common(
+            num_hidden_layers=4, head_dim=16, query_pre_attn_scalar=24, sliding_window=8,
+            attn_logit_softcapping=1.0, final_logit_softcapping=2.0,
+            hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+            rms_norm_eps=1e-6, rope_theta=10000.0)),
+        # Gemma 3: three local layers (window 8, RoPE base 10000) to one global (base 1e6
+        # with linear scaling 4, as gemma-3-4b's 8), q/k norm, no soft-caps.
+        "gemma3": Gemma3TextConfig(**gemma3_rope(common(
+            num_hidden_layers=4, head_dim=16, query_pre_attn_scalar=16, sliding_window=8,
+            layer_types=["sliding_attention"] * 3 + ["full_attention"],
+            hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+            rms_norm_eps=1e-6), 1000000.0, 10000.0, 4.0)),
     }
 
 
@@ -129,8 +171,10 @@ def build(name, cfg, out_root, seed):
 
 def main():
     out_root = sys.argv[1] if len(sys.argv) > 1 else "tests/data/hf"
+    only = set(sys.argv[2:])   # optional: build just these names (seeds stay the same)
     for i, (name, cfg) in enumerate(configs().items()):
-        build(name, cfg, out_root, 1000 + i)
+        if not only or name in only:
+            build(name, cfg, out_root, 1000 + i)
 
 
 if __name__ == "__main__":
