@@ -66,6 +66,23 @@ struct attn_params {
     struct cache_layout cache;
 };
 
+/* A mixture-of-experts block (Mixtral, Qwen3-MoE): softmax over the router's logits (f32),
+ * the top_k largest, renormalized to sum 1 when `renormalize`, then the sum of those
+ * experts' SwiGLU MLPs weighted by them. */
+struct moe_params {
+    int num_experts, top_k;
+    int hidden, ffn;           /* ffn: one expert's intermediate size */
+    bool renormalize;          /* norm_topk_prob (always for Mixtral) */
+    void *work;                /* scratch of moe_work_bytes(max rows) bytes, owned by the runner */
+};
+
+/* Scratch a backend's moe op may use for n rows: router logits, the k ids and weights per
+ * row, and one expert's gathered rows, gate_up, activation and output. */
+static inline size_t moe_work_bytes(int n, const struct moe_params *p)
+{
+    return (size_t)n * (p->num_experts + 2 * p->top_k + 2 * p->hidden + 3 * p->ffn + 2) * 4;
+}
+
 struct backend_ops {
     const char *name;                       /* "cpu", "cuda" */
     enum dtype act_dtype;                   /* activations and KV cache: F32 (cpu), BF16 (cuda) */
@@ -144,6 +161,11 @@ struct backend_ops {
     int (*scale)(struct backend *be, void *x, int n, int dim, float s);
     /* In place f32 logits[n, vocab] = cap * tanh(logits / cap) (Gemma 2's final soft-cap) */
     int (*softcap)(struct backend *be, float *logits, int n, int vocab, float cap);
+    /* out[n, hidden] = the MoE block of x[n, hidden] (struct moe_params): router [E, hidden],
+     * gate_up[e] [2 ffn, hidden] (gate rows first) and down[e] [hidden, ffn] of each expert */
+    int (*moe)(struct backend *be, void *out, const void *x, const struct bk_weight *router,
+               const struct bk_weight *gate_up, const struct bk_weight *down, int n,
+               const struct moe_params *p);
 
     /* Optional (NULL when absent): RoPE of q and k plus the cache write of k and v in one
      * pass; same contract as rope followed by cache_update. */

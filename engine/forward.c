@@ -2,6 +2,7 @@
  *   xn = rmsnorm(residual += x) → qkv = xn·Wqkvᵀ (+ bias) → q/k norm (Qwen3, Gemma 3) →
  *   rope → cache_update (kernel 1) → attention over the cache (kernel 2) → x = attn·Woᵀ →
  *   xn = rmsnorm(residual += x) → gate_up → silu·mul (GeGLU for Gemma) → x = act·Wdownᵀ
+ *   (or, in a MoE layer, x = the top-k experts' MLPs of xn weighted by the router)
  * then the sampled rows go through the final norm and the LM head. Families differ by small
  * per-layer choices read from the config: Gemma scales the embeddings, normalizes the
  * attention and MLP outputs too (sandwich norms), soft-caps attention and final logits,
@@ -50,6 +51,27 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
     return op->matmul(f->be, f->x, f->attn, &lw->o, NULL, n);
 }
 
+/* x = the MLP of xn: a MoE block (Mixtral, Qwen3-MoE) or a dense gated MLP. */
+static int ffn_block(const struct forward_ctx *f, int n, int l)
+{
+    const struct backend_ops *op = f->be->ops;
+    const struct model_config *c = f->cfg;
+    const struct layer_weights *lw = &f->w->layers[l];
+    int ffn = c->intermediate_size, rc;
+
+    if (lw->num_experts) {
+        struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
+                                 c->moe_intermediate_size, c->norm_topk_prob, f->moe_work };
+        return op->moe(f->be, f->x, f->xn, &lw->router, lw->expert_gate_up, lw->expert_down,
+                       n, &mp);
+    }
+    if ((rc = op->matmul(f->be, f->gate_up, f->xn, &lw->gate_up, NULL, n)) ||
+        (rc = c->mlp_act == MLP_GELU_TANH ? op->gelu_tanh_mul(f->be, f->act, f->gate_up, n, ffn)
+                                          : op->silu_mul(f->be, f->act, f->gate_up, n, ffn)))
+        return rc;
+    return op->matmul(f->be, f->x, f->act, &lw->down, NULL, n);
+}
+
 /* x holds the attention's output; leaves the MLP's in x. Sandwich norms (Gemma) normalize
  * the attention output before the residual add and the MLP output after it. */
 static int mlp_block(const struct forward_ctx *f, int n, int l)
@@ -58,16 +80,13 @@ static int mlp_block(const struct forward_ctx *f, int n, int l)
     const struct model_config *c = f->cfg;
     const struct layer_weights *lw = &f->w->layers[l];
     float eps = c->rms_norm_eps;
-    int ffn = c->intermediate_size, rc;
+    int rc;
 
     if (!c->sandwich_norms)
         rc = op->rmsnorm(f->be, f->xn, f->residual, f->x, &lw->post_norm, n, eps);
     else if (!(rc = op->rmsnorm(f->be, f->xn, NULL, f->x, &lw->post_norm, n, eps)))
         rc = op->rmsnorm(f->be, f->xn, f->residual, f->xn, &lw->pre_ff_norm, n, eps);
-    if (rc || (rc = op->matmul(f->be, f->gate_up, f->xn, &lw->gate_up, NULL, n)) ||
-        (rc = c->mlp_act == MLP_GELU_TANH ? op->gelu_tanh_mul(f->be, f->act, f->gate_up, n, ffn)
-                                          : op->silu_mul(f->be, f->act, f->gate_up, n, ffn)) ||
-        (rc = op->matmul(f->be, f->x, f->act, &lw->down, NULL, n)))
+    if (rc || (rc = ffn_block(f, n, l)))
         return rc;
     return c->sandwich_norms ? op->rmsnorm(f->be, f->x, NULL, f->x, &lw->post_ff_norm, n, eps) : 0;
 }

@@ -33,6 +33,7 @@ struct forward_ctx {
     void *attn;                    /* [max_tokens, H * D] */
     void *gate_up;                 /* [max_tokens, 2 * ffn] */
     void *act;                     /* [max_tokens, ffn] */
+    void *moe_work;                /* moe_work_bytes(max_tokens) of scratch for MoE layers, or NULL */
     void *sel_residual, *sel_x;    /* [max_sample, hidden] the sampled rows */
     float *logits;                 /* [max_sample, vocab] f32 */
 };

@@ -233,6 +233,13 @@ static int alloc_buffers(struct runner *r, char *err)
         (c->rope_local_theta > 0 &&
          !(r->inv_freq_local = dev_buf(r, c->head_dim / 2, sizeof(float), err))))
         return -ENOMEM;
+    if (c->num_experts) {
+        struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
+                                 c->moe_intermediate_size, c->norm_topk_prob, NULL };
+
+        if (!(f->moe_work = dev_buf(r, moe_work_bytes((int)T, &mp), 1, err)))
+            return -ENOMEM;
+    }
     return 0;
 }
 
@@ -268,6 +275,8 @@ static int check_ops(const struct model_config *c, const struct backend *be, cha
         what = "the embedding scale", name = "scale";
     else if (c->final_softcap > 0 && !op->softcap)
         what = "final logit soft-capping", name = "softcap";
+    else if (c->num_experts && !op->moe)
+        what = "the mixture-of-experts block", name = "moe";
     if (!what)
         return 0;
     errf(err, "%s: %s runs on the CPU backend only in this build (the %s backend has no %s op)",
@@ -419,6 +428,7 @@ void runner_destroy(struct runner *r)
     bufs[n++] = r->fwd.logits;
     bufs[n++] = r->inv_freq;
     bufs[n++] = r->inv_freq_local;
+    bufs[n++] = r->fwd.moe_work;
     for (int i = 0; i < n; i++)
         if (bufs[i])
             be->ops->free(be, bufs[i]);

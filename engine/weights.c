@@ -57,13 +57,31 @@ static int upload_norm(struct weights *w, struct backend *be, struct bk_weight *
 }
 
 static int upload_layer(struct weights *w, struct backend *be, struct layer_weights *lw,
-                        const struct layer_tensors *t, bool plus_one, char *err)
+                        const struct layer_tensors *t, bool plus_one, int num_experts, char *err)
 {
     const struct tensor_ref qkv[3] = { t->q, t->k, t->v };
     const struct tensor_ref qkv_bias[3] = { t->q_bias, t->k_bias, t->v_bias };
     const struct tensor_ref gate_up[2] = { t->gate, t->up };
     int rc;
 
+    if (t->experts) {   /* a MoE layer: the router and every expert */
+        lw->expert_gate_up = calloc(num_experts, sizeof *lw->expert_gate_up);
+        lw->expert_down = calloc(num_experts, sizeof *lw->expert_down);
+        if (!lw->expert_gate_up || !lw->expert_down) {
+            errf(err, "weights: out of memory");
+            return -ENOMEM;
+        }
+        lw->num_experts = num_experts;
+        if ((rc = upload(be, &lw->router, &t->router, 1, err)))
+            return rc;
+        for (int e = 0; e < num_experts; e++) {
+            const struct tensor_ref eg[2] = { t->experts[e].gate, t->experts[e].up };
+
+            if ((rc = upload(be, &lw->expert_gate_up[e], eg, 2, err)) ||
+                (rc = upload(be, &lw->expert_down[e], &t->experts[e].down, 1, err)))
+                return rc;
+        }
+    }
     if ((rc = upload_norm(w, be, &lw->input_norm, &t->input_norm, plus_one, err)) ||
         (rc = upload(be, &lw->qkv, qkv, 3, err)) ||
         (rc = upload(be, &lw->qkv_bias, qkv_bias, 3, err)) ||
@@ -100,7 +118,8 @@ int weights_upload(struct weights *w, struct backend *be, const struct model *m,
     else if ((rc = upload(be, &w->lm_head, &m->lm_head, 1, err)))
         goto fail;
     for (int l = 0; l < m->cfg.num_layers; l++)
-        if ((rc = upload_layer(w, be, &w->layers[l], &m->layers[l], plus_one, err)))
+        if ((rc = upload_layer(w, be, &w->layers[l], &m->layers[l], plus_one, m->cfg.num_experts,
+                               err)))
             goto fail;
     return 0;
 fail:
@@ -117,9 +136,21 @@ void weights_free(struct weights *w, struct backend *be)
                                     &w->layers[l].post_norm, &w->layers[l].pre_ff_norm,
                                     &w->layers[l].post_ff_norm, &w->layers[l].gate_up,
                                     &w->layers[l].down };
+        struct layer_weights *lw = &w->layers[l];
+
         for (size_t i = 0; i < ARRAY_LEN(all); i++)
             if (all[i]->data)
                 be->ops->free_weight(be, all[i]);
+        if (lw->router.data)
+            be->ops->free_weight(be, &lw->router);
+        for (int e = 0; e < lw->num_experts; e++) {
+            if (lw->expert_gate_up && lw->expert_gate_up[e].data)
+                be->ops->free_weight(be, &lw->expert_gate_up[e]);
+            if (lw->expert_down && lw->expert_down[e].data)
+                be->ops->free_weight(be, &lw->expert_down[e]);
+        }
+        free(lw->expert_gate_up);
+        free(lw->expert_down);
     }
     free(w->layers);
     if (w->embed.data)
@@ -138,7 +169,11 @@ size_t weights_bytes(const struct model_config *c, size_t elem)
 {
     size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
     size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
-    size_t layer = h * q + 2 * h * kv + q * h + 3 * h * ffn + 4 * h + q + 2 * kv;
-    size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2);
-    return elem * (layer * c->num_layers + head + h);
+    size_t attn = h * q + 2 * h * kv + q * h + 4 * h + q + 2 * kv;
+    size_t moe = (size_t)c->num_experts * (3 * h * c->moe_intermediate_size + h);
+    size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2), all = head + h;
+
+    for (int l = 0; l < c->num_layers; l++)
+        all += attn + (c->layer_moe[l] && c->num_experts ? moe : 3 * h * ffn);
+    return elem * all;
 }

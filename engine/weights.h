@@ -20,8 +20,13 @@ struct layer_weights {
     struct bk_weight o;            /* [hidden, H * D] */
     struct bk_weight post_norm;    /* [hidden] before the MLP; Gemma: after attention */
     struct bk_weight pre_ff_norm, post_ff_norm; /* [hidden] or none (Gemma's sandwich norms) */
-    struct bk_weight gate_up;      /* [2 * ffn, hidden]: rows of gate, then up */
+    struct bk_weight gate_up;      /* [2 * ffn, hidden]: rows of gate, then up; dense layers */
     struct bk_weight down;         /* [hidden, ffn] */
+    /* MoE layers (num_experts > 0): the router and each expert's fused gate_up and down */
+    int num_experts;
+    struct bk_weight router;       /* [num_experts, hidden] */
+    struct bk_weight *expert_gate_up; /* [num_experts] each [2 * moe_ffn, hidden] */
+    struct bk_weight *expert_down; /* [num_experts] each [hidden, moe_ffn] */
 };
 
 struct weights {

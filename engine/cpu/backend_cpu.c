@@ -340,6 +340,13 @@ static int cpu_softcap(struct backend *be, float *logits, int n, int vocab, floa
     return softcap_cpu(logits, n, vocab, cap);
 }
 
+static int cpu_moe(struct backend *be, void *out, const void *x, const struct bk_weight *router,
+                   const struct bk_weight *gate_up, const struct bk_weight *down, int n,
+                   const struct moe_params *p)
+{
+    return moe_cpu(cpu_of(be)->pool, out, x, router, gate_up, down, n, p);
+}
+
 static int cpu_gather_rows(struct backend *be, void *out, const void *x, const int32_t *rows,
                            int n, int dim)
 {
@@ -395,6 +402,7 @@ static const struct backend_ops cpu_ops = {
     .gelu_tanh_mul = cpu_gelu_tanh_mul,
     .scale = cpu_scale,
     .softcap = cpu_softcap,
+    .moe = cpu_moe,
     .rope_cache_update = NULL,
     .graph_capture = NULL,
     .graph_replay = NULL,

@@ -16,7 +16,8 @@
 #include "engine/model/safetensors.h"
 
 #define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, " \
-    "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text only)"
+    "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text only), " \
+    "MixtralForCausalLM, Qwen3MoeForCausalLM"
 #define MAX_DIM  (1 << 20)   /* hidden, ffn, heads, head_dim: far above any real model */
 #define MAX_VOCAB (1 << 24)
 
@@ -31,6 +32,8 @@ static const struct {
     { "MistralForCausalLM", "mistral", ARCH_MISTRAL, 4096 * 32 },
     { "Gemma2ForCausalLM",  "gemma2",  ARCH_GEMMA2,  8192 },
     { "Gemma3ForCausalLM",  "gemma3_text", ARCH_GEMMA3, 131072 },
+    { "MixtralForCausalLM", "mixtral", ARCH_MIXTRAL, 4096 * 32 },
+    { "Qwen3MoeForCausalLM", "qwen3_moe", ARCH_QWEN3_MOE, 32768 },
 };
 
 static bool is_gemma(enum model_arch a)
@@ -206,7 +209,7 @@ static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_conf
         return -EINVAL;
     }
     /* Qwen3's config class defaults head_dim to 128, Gemma's to 256; the others derive it. */
-    if (cfg->arch == ARCH_QWEN3)
+    if (cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE)
         cfg->head_dim = 128;
     else if (is_gemma(cfg->arch))
         cfg->head_dim = 256;
@@ -320,8 +323,11 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
 {
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     const cJSON *types = member(root, "layer_types");
-    bool qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3, use = false;
-    int window = sw || cfg->arch == ARCH_LLAMA ? 0 : 4096, max_window_layers = 28, rc, i = 0;
+    bool qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE;
+    bool every = cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL, use = false;
+    /* MixtralConfig's sliding_window defaults to None, MistralConfig's to 4096 */
+    int window = sw || cfg->arch == ARCH_LLAMA || cfg->arch == ARCH_MIXTRAL ? 0 : 4096;
+    int max_window_layers = 28, rc, i = 0;
     char f[64];
 
     if ((rc = get_int(p, root, "sliding_window", "sliding_window", false, 1, INT32_MAX, &window)) ||
@@ -347,8 +353,7 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
     }
     if (!types) {
         for (int l = 0; l < cfg->num_layers; l++)
-            cfg->layer_window[l] = cfg->arch == ARCH_MISTRAL ? window
-                                 : qwen && l >= max_window_layers ? window : 0;
+            cfg->layer_window[l] = every ? window : qwen && l >= max_window_layers ? window : 0;
         return 0;
     }
     if (!cJSON_IsArray(types))
@@ -465,7 +470,54 @@ static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct mode
         return bad(p, "attention_bias", "true is not supported for %s (o_proj bias)",
                    cfg->arch_name);
     cfg->attention_bias = cfg->arch == ARCH_QWEN2;
-    cfg->qk_norm = cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_GEMMA3;
+    cfg->qk_norm = cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE || cfg->arch == ARCH_GEMMA3;
+    return 0;
+}
+
+/* Mixtral and Qwen3-MoE: experts, top-k, the expert ffn, which layers are MoE (Qwen3-MoE:
+ * those not in mlp_only_layers whose index + 1 is a multiple of decoder_sparse_step).
+ * Defaults are MixtralConfig's and Qwen3MoeConfig's. */
+static int parse_moe(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    bool mixtral = cfg->arch == ARCH_MIXTRAL;
+    const char *ne = mixtral ? "num_local_experts" : "num_experts";
+    const cJSON *only = member(root, "mlp_only_layers");
+    int step = 1, rc;
+
+    cfg->num_experts = mixtral ? 8 : 128;
+    cfg->num_experts_per_tok = mixtral ? 2 : 8;
+    cfg->moe_intermediate_size = mixtral ? cfg->intermediate_size : 768;
+    cfg->norm_topk_prob = mixtral;   /* Mixtral renormalizes always, without a key */
+    if ((rc = get_int(p, root, ne, ne, false, 1, 4096, &cfg->num_experts)) ||
+        (rc = get_int(p, root, "num_experts_per_tok", "num_experts_per_tok", false, 1, 4096,
+                      &cfg->num_experts_per_tok)) ||
+        (!mixtral && (rc = get_int(p, root, "moe_intermediate_size", "moe_intermediate_size",
+                                   false, 1, MAX_DIM, &cfg->moe_intermediate_size))) ||
+        (!mixtral && (rc = get_bool(p, root, "norm_topk_prob", &cfg->norm_topk_prob))) ||
+        (!mixtral && (rc = get_int(p, root, "decoder_sparse_step", "decoder_sparse_step", false,
+                                   1, MODEL_MAX_LAYERS, &step))))
+        return rc;
+    if (cfg->num_experts_per_tok > cfg->num_experts) {
+        errf(p->err, "%s: num_experts_per_tok: %d is more than the %d experts", p->path,
+             cfg->num_experts_per_tok, cfg->num_experts);
+        return -EINVAL;
+    }
+    for (int l = 0; l < cfg->num_layers; l++)
+        cfg->layer_moe[l] = (l + 1) % step == 0;
+    if (only && (mixtral || !cJSON_IsArray(only)))
+        return bad(p, "mlp_only_layers", "%s", mixtral ? "not a Mixtral key"
+                                                       : "expected a list of layer indices");
+    for (const cJSON *e = only ? only->child : NULL; e; e = e->next) {
+        if (!is_int(e) || e->valuedouble < 0 || e->valuedouble >= cfg->num_layers) {
+            errf(p->err, "%s: mlp_only_layers: expected layer indices in [0, %d)", p->path,
+                 cfg->num_layers);
+            return -EINVAL;
+        }
+        cfg->layer_moe[(int)e->valuedouble] = false;
+    }
+    if (member(root, "shared_expert_intermediate_size"))
+        return bad(p, "shared_expert_intermediate_size", "%s",
+                   "shared experts (Qwen2-MoE) are not supported");
     return 0;
 }
 
@@ -588,6 +640,8 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
     if ((rc = parse_sizes(p, root, cfg)) ||
         (rc = check_unsupported(p, root, cfg)) ||
         (is_gemma(cfg->arch) && (rc = parse_gemma(p, root, cfg))) ||
+        ((cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_QWEN3_MOE) &&
+         (rc = parse_moe(p, root, cfg))) ||
         (rc = get_int(p, root, "max_position_embeddings", "max_position_embeddings", false, 1,
                       INT32_MAX, &cfg->max_position_embeddings)) ||
         (rc = get_pos(p, root, "rms_norm_eps", "rms_norm_eps", false, false, &eps)) ||
@@ -701,6 +755,97 @@ static int bind(struct binder *b, struct tensor_ref *t, const char *name, int nd
     return 0;
 }
 
+/* Expert e's [rows, cols] slice at row r0 of a fused [E, R, cols] tensor. */
+static struct tensor_ref expert_slice(const struct tensor_ref *t, int e, int64_t r0, int64_t rows)
+{
+    struct tensor_ref s = *t;
+    size_t es = dtype_size(t->dtype);
+
+    s.ndim = 2;
+    s.shape[0] = rows;
+    s.shape[1] = t->shape[2];
+    s.shape[2] = 0;
+    s.data = (const char *)t->data + ((size_t)e * t->shape[1] + r0) * t->shape[2] * es;
+    s.nbytes = (size_t)rows * t->shape[2] * es;
+    return s;
+}
+
+/* A fused [E, d1, d2] expert tensor, checked like bind() checks 2-D ones. */
+static int bind_fused(struct binder *b, const struct tensor_ref **out, const char *name,
+                      int64_t e, int64_t d1, int64_t d2)
+{
+    const struct tensor_ref *r = st_find(b->st, name);
+    int64_t want[3] = { e, d1, d2 };
+    char ws[64], hs[128];
+
+    if (!r) {
+        errf(b->err, "%s: %s: missing", b->where, name);
+        return -EINVAL;
+    }
+    if (r->ndim != 3 || r->shape[0] != e || r->shape[1] != d1 || r->shape[2] != d2) {
+        st_shape_format(ws, sizeof ws, 3, want);
+        st_shape_format(hs, sizeof hs, r->ndim, r->shape);
+        errf(b->err, "%s: %s: expected %s, file has %s", st_file_of(b->st, r), name, ws, hs);
+        return -EINVAL;
+    }
+    *out = r;
+    return 0;
+}
+
+/* A MoE layer's router and experts: per-expert tensors as published, or transformers 5's
+ * fused experts.gate_up_proj / experts.down_proj (gate rows first, as its chunk(2) reads). */
+static int bind_moe(struct binder *b, const struct model_config *c, const char *prefix, int l,
+                    struct layer_tensors *lt)
+{
+    int64_t h = c->hidden_size, f = c->moe_intermediate_size, E = c->num_experts;
+    const char *blk = "mlp.";
+    static const char *const names[2][3] = { { "w1", "w3", "w2" },
+                                             { "gate_proj", "up_proj", "down_proj" } };
+    const char *const *nm = names[c->arch != ARCH_MIXTRAL];
+    const struct tensor_ref *gu, *dn;
+    char n[192];
+    int rc;
+
+    /* Mixtral as published names the block block_sparse_moe; transformers 5 calls it mlp */
+    snprintf(n, sizeof n, "%slayers.%d.block_sparse_moe.gate.weight", prefix, l);
+    if (c->arch == ARCH_MIXTRAL && st_find(b->st, n))
+        blk = "block_sparse_moe.";
+    if (!(lt->experts = calloc((size_t)E, sizeof *lt->experts))) {
+        errf(b->err, "%s: out of memory", b->where);
+        return -ENOMEM;
+    }
+    snprintf(n, sizeof n, "%slayers.%d.%sgate.weight", prefix, l, blk);
+    if ((rc = bind(b, &lt->router, n, 2, E, h)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.%sexperts.gate_up_proj", prefix, l, blk);
+    if (st_find(b->st, n)) {
+        if ((rc = bind_fused(b, &gu, n, E, 2 * f, h)))
+            return rc;
+        snprintf(n, sizeof n, "%slayers.%d.%sexperts.down_proj", prefix, l, blk);
+        if ((rc = bind_fused(b, &dn, n, E, h, f)))
+            return rc;
+        for (int e = 0; e < E; e++) {
+            lt->experts[e].gate = expert_slice(gu, e, 0, f);
+            lt->experts[e].up = expert_slice(gu, e, f, f);
+            lt->experts[e].down = expert_slice(dn, e, 0, h);
+        }
+        return 0;
+    }
+    for (int e = 0; e < E && rc == 0; e++) {
+        struct expert_tensors *x = &lt->experts[e];
+
+        snprintf(n, sizeof n, "%slayers.%d.%sexperts.%d.%s.weight", prefix, l, blk, e, nm[0]);
+        if (!(rc = bind(b, &x->gate, n, 2, f, h))) {
+            snprintf(n, sizeof n, "%slayers.%d.%sexperts.%d.%s.weight", prefix, l, blk, e, nm[1]);
+            if (!(rc = bind(b, &x->up, n, 2, f, h))) {
+                snprintf(n, sizeof n, "%slayers.%d.%sexperts.%d.%s.weight", prefix, l, blk, e, nm[2]);
+                rc = bind(b, &x->down, n, 2, h, f);
+            }
+        }
+    }
+    return rc;
+}
+
 static int bind_layer(struct binder *b, const struct model_config *c, const char *prefix, int l,
                       struct layer_tensors *lt)
 {
@@ -731,6 +876,8 @@ static int bind_layer(struct binder *b, const struct model_config *c, const char
         BIND(pre_ff_norm, "pre_feedforward_layernorm.weight", 1, h, 0);
         BIND(post_ff_norm, "post_feedforward_layernorm.weight", 1, h, 0);
     }
+    if (rc == 0 && c->layer_moe[l] && c->num_experts)
+        return bind_moe(b, c, prefix, l, lt);
     BIND(gate, "mlp.gate_proj.weight", 2, ffn, h);
     BIND(up, "mlp.up_proj.weight", 2, ffn, h);
     BIND(down, "mlp.down_proj.weight", 2, h, ffn);
@@ -834,6 +981,8 @@ fail:
 void model_close(struct model *m)
 {
     st_close(m->st);
+    for (int l = 0; m->layers && l < m->cfg.num_layers; l++)
+        free(m->layers[l].experts);
     free(m->layers);
     memset(m, 0, sizeof *m);
 }

@@ -14,7 +14,8 @@
 #define MODEL_MAX_EOS    8
 #define MODEL_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine/runner.c */
 
-enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL, ARCH_GEMMA2, ARCH_GEMMA3 };
+enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL, ARCH_GEMMA2, ARCH_GEMMA3,
+                  ARCH_MIXTRAL, ARCH_QWEN3_MOE };
 /* the gate's activation of the gated MLP: SwiGLU (Llama) or GeGLU with tanh GELU (Gemma) */
 enum mlp_act { MLP_SILU, MLP_GELU_TANH };
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
@@ -56,6 +57,13 @@ struct model_config {
                                 * 0 = every layer uses rope_theta and rope_scaling */
     bool multimodal;           /* Gemma3ForConditionalGeneration: the config is text_config, the
                                 * tensors sit under language_model., the vision tower is ignored */
+    /* Mixture of experts (Mixtral, Qwen3-MoE); num_experts 0 = every layer dense */
+    int num_experts;           /* num_local_experts (Mixtral) / num_experts (Qwen3-MoE) */
+    int num_experts_per_tok;   /* top-k of the softmax routing */
+    int moe_intermediate_size; /* ffn of one expert (Mixtral: intermediate_size) */
+    bool norm_topk_prob;       /* the k weights renormalized to sum 1 (always for Mixtral) */
+    bool layer_moe[MODEL_MAX_LAYERS]; /* the layer's MLP is a MoE block (decoder_sparse_step,
+                                       * mlp_only_layers); else dense with intermediate_size */
     /* KV-cache groups (model_kv_groups), derived from layer_window once, when the config is
      * read: the engine, the runner, the backend's staging and the scheduler all read these. */
     int num_kv_groups;
@@ -80,6 +88,14 @@ struct tensor_ref {
     size_t nbytes;
 };
 
+/* One expert of a MoE layer: a SwiGLU MLP of moe_intermediate_size. Published either one
+ * tensor per expert (Mixtral's w1/w3/w2, Qwen3-MoE's gate_proj/up_proj/down_proj) or fused
+ * over experts (transformers 5: experts.gate_up_proj [E, 2 ffn, hidden], experts.down_proj
+ * [E, hidden, ffn]); either way each expert's slices are bound as 2-D tensors. */
+struct expert_tensors {
+    struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn] */
+};
+
 /* Tensors of one decoder layer. Optional ones have data == NULL (biases without
  * attention_bias, q_norm/k_norm without qk_norm). Linear weights are [out, in]. */
 struct layer_tensors {
@@ -89,7 +105,9 @@ struct layer_tensors {
     struct tensor_ref q_norm, k_norm;             /* [D] */
     struct tensor_ref post_norm;                  /* [hidden] post_attention_layernorm */
     struct tensor_ref pre_ff_norm, post_ff_norm;  /* [hidden] Gemma's pre/post_feedforward_layernorm */
-    struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn] */
+    struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn]; dense layers */
+    struct tensor_ref router;                     /* [num_experts, hidden]; MoE layers */
+    struct expert_tensors *experts;               /* [num_experts] or NULL (dense); owned */
 };
 
 struct st_set;  /* the mapped safetensors files (engine/model/safetensors.h) */

@@ -94,6 +94,53 @@ static double ref_gelu_tanh(double x)
     return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 
+/* out[h] = the MoE block of xn, as transformers' MixtralSparseMoeBlock and
+ * Qwen3MoeSparseMoeBlock compute it: softmax of the router's logits, the top_k largest
+ * probabilities (renormalized when norm_topk_prob), the weighted sum of those experts'
+ * SwiGLU MLPs. */
+static void ref_moe(double *out, const struct model_config *c, const struct layer_tensors *lt,
+                    const double *xn)
+{
+    int E = c->num_experts, h = c->hidden_size, F = c->moe_intermediate_size;
+    double *p = malloc(sizeof(double) * E), *g = malloc(sizeof(double) * F);
+    double *u = malloc(sizeof(double) * F), *y = malloc(sizeof(double) * h), mx = -INFINITY, z = 0;
+    bool *chosen = calloc(E, sizeof *chosen);
+    int *top = malloc(sizeof(int) * c->num_experts_per_tok);
+    double sum = 0;
+
+    ref_linear(p, &lt->router, NULL, xn, E, h);
+    for (int e = 0; e < E; e++)
+        mx = MAX(mx, p[e]);
+    for (int e = 0; e < E; e++)
+        z += p[e] = exp(p[e] - mx);
+    for (int e = 0; e < E; e++)
+        p[e] /= z;
+    for (int j = 0; j < c->num_experts_per_tok; j++) {
+        int best = -1;
+        for (int e = 0; e < E; e++)
+            if (!chosen[e] && (best < 0 || p[e] > p[best]))
+                best = e;
+        chosen[best] = true;
+        top[j] = best;
+        sum += p[best];
+    }
+    for (int i = 0; i < h; i++)
+        out[i] = 0;
+    for (int j = 0; j < c->num_experts_per_tok; j++) {
+        const struct expert_tensors *x = &lt->experts[top[j]];
+        double w = c->norm_topk_prob ? p[top[j]] / sum : p[top[j]];
+
+        ref_linear(g, &x->gate, NULL, xn, F, h);
+        ref_linear(u, &x->up, NULL, xn, F, h);
+        for (int i = 0; i < F; i++)
+            g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+        ref_linear(y, &x->down, NULL, g, h, F);
+        for (int i = 0; i < h; i++)
+            out[i] += w * y[i];
+    }
+    free(p); free(g); free(u); free(y); free(chosen); free(top);
+}
+
 void naive_forward(const struct model *m, const int32_t *tokens, int len, double *logits)
 {
     const struct model_config *c = &m->cfg;
@@ -169,12 +216,16 @@ void naive_forward(const struct model *m, const int32_t *tokens, int len, double
             for (int i = 0; i < h; i++)
                 x[i] += tmp[i];
             ref_norm(xn, x, c->sandwich_norms ? &lt->pre_ff_norm : &lt->post_norm, h, eps, p1);
-            ref_linear(g, &lt->gate, NULL, xn, F, h);
-            ref_linear(u, &lt->up, NULL, xn, F, h);
-            for (int i = 0; i < F; i++)
-                g[i] = (c->mlp_act == MLP_GELU_TANH ? ref_gelu_tanh(g[i])
-                                                    : g[i] / (1.0 + exp(-g[i]))) * u[i];
-            ref_linear(tmp, &lt->down, NULL, g, h, F);
+            if (lt->experts) {
+                ref_moe(tmp, c, lt, xn);
+            } else {
+                ref_linear(g, &lt->gate, NULL, xn, F, h);
+                ref_linear(u, &lt->up, NULL, xn, F, h);
+                for (int i = 0; i < F; i++)
+                    g[i] = (c->mlp_act == MLP_GELU_TANH ? ref_gelu_tanh(g[i])
+                                                        : g[i] / (1.0 + exp(-g[i]))) * u[i];
+                ref_linear(tmp, &lt->down, NULL, g, h, F);
+            }
             if (c->sandwich_norms)
                 ref_norm(tmp, tmp, &lt->post_ff_norm, h, eps, p1);
             for (int i = 0; i < h; i++)

@@ -1,7 +1,8 @@
 /* random_model.h — random small models built in memory for the engine's tests: a struct
  * model as model_open() would give, for any shape the runner supports (GQA, tied
  * embeddings, head_dim != hidden / heads, Qwen2 biases, Qwen3 q/k norm, sliding-window
- * layers, rope scaling, Gemma 2/3's norms, GeGLU, soft-caps and local RoPE) with bf16, f16 or
+ * layers, rope scaling, Gemma 2/3's norms, GeGLU, soft-caps and local RoPE, MoE layers) with
+ * bf16, f16 or
  * f32 weights. Also the tests' seeded random numbers. */
 #ifndef OSPREY_TEST_MODEL_FIXTURE_H
 #define OSPREY_TEST_MODEL_FIXTURE_H
@@ -24,6 +25,10 @@ struct fixture_spec {
     /* Gemma (arch ARCH_GEMMA2 / ARCH_GEMMA3): (1 + w) and sandwich norms, scaled embeddings and
      * GeGLU always; Gemma 3 adds q/k norm. These are its optional knobs (0 = off / default). */
     double query_pre_attn_scalar, attn_softcap, final_softcap, rope_local_theta;
+    /* MoE (arch ARCH_MIXTRAL / ARCH_QWEN3_MOE): experts of moe_ffn, top-k routing */
+    int experts, top_k, moe_ffn;
+    bool renormalize;          /* norm_topk_prob */
+    unsigned dense_layers;     /* bit l: layer l keeps a dense MLP (mlp_only_layers) */
     uint64_t seed;
 };
 
