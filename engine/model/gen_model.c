@@ -33,37 +33,53 @@ struct preset {
     bool mixed;               /* layer_types alternate full_attention / sliding_attention */
     int pattern;              /* Gemma: every pattern-th layer is global, the others slide */
     double linear_factor;     /* Gemma 3: rope_scaling linear of the global layers; 0 = none */
+    int experts, top_k, moe_ffn; /* Mixtral / Qwen3-MoE: every layer a MoE block; 0 = dense */
 };
 
 static const struct preset presets[] = {
     /* name            arch          vocab   hid   ffn    L   H   KV  D    max_pos theta eps  tied
-     *                                                                     llama3 window mixed pattern linear */
+     *                                                                     llama3 window mixed pattern
+     *                                                                     linear experts top_k moe_ffn */
     { "tiny",          ARCH_LLAMA,   512,    64,   128,   2,  4,  2,  16,  2048,   5e5, 1e-5, false,
-                                                                           0,     0,     false, 0, 0 },
+                                                                           0,     0,     false, 0, 0, 0, 0, 0 },
     { "tiny-qwen2",    ARCH_QWEN2,   512,    64,   128,   2,  4,  2,  16,  2048,   1e6, 1e-6, true,
-                                                                           0,     0,     false, 0, 0 },
+                                                                           0,     0,     false, 0, 0, 0, 0, 0 },
     { "tiny-qwen3",    ARCH_QWEN3,   512,    64,   128,   2,  4,  2,  32,  2048,   1e6, 1e-6, true,
-                                                                           0,     0,     false, 0, 0 },
+                                                                           0,     0,     false, 0, 0, 0, 0, 0 },
     { "tiny-mistral",  ARCH_MISTRAL, 512,    64,   128,   2,  4,  2,  16,  2048,   1e6, 1e-5, false,
-                                                                           0,     32,    false, 0, 0 },
+                                                                           0,     32,    false, 0, 0, 0, 0, 0 },
     /* transformers' LlamaForCausalLM ignores layer_types; osprey honours them. */
     { "tiny-mixed",    ARCH_LLAMA,   512,    64,   128,   4,  4,  2,  16,  2048,   5e5, 1e-5, false,
-                                                                           0,     32,    true,  0, 0 },
+                                                                           0,     32,    true,  0, 0, 0, 0, 0 },
     { "llama-3.2-1b",  ARCH_LLAMA,   128256, 2048, 8192,  16, 32, 8,  64,  131072, 5e5, 1e-5, true,
-                                                                           32,    0,     false, 0, 0 },
+                                                                           32,    0,     false, 0, 0, 0, 0, 0 },
     { "bench-1.5b",    ARCH_LLAMA,   128256, 2048, 8192,  16, 32, 8,  64,  8192,   5e5, 1e-5, false,
-                                                                           0,     0,     false, 0, 0 },
+                                                                           0,     0,     false, 0, 0, 0, 0, 0 },
     { "llama-3.1-8b",  ARCH_LLAMA,   128256, 4096, 14336, 32, 32, 8,  128, 131072, 5e5, 1e-5, false,
-                                                                           8,     0,     false, 0, 0 },
+                                                                           8,     0,     false, 0, 0, 0, 0, 0 },
     /* Gemma: window and pattern (Gemma 2 alternates from a sliding layer 0; Gemma 3 has 5
      * local layers to 1 global), soft-caps 50/30 on Gemma 2, Gemma 3's local RoPE base 1e4. */
     { "tiny-gemma2",   ARCH_GEMMA2,  512,    64,   128,   4,  4,  2,  16,  8192,   1e4, 1e-6, true,
-                                                                           0,     32,    false, 2, 0 },
+                                                                           0,     32,    false, 2, 0, 0, 0, 0 },
     { "tiny-gemma3",   ARCH_GEMMA3,  512,    64,   128,   6,  4,  1,  32,  32768,  1e6, 1e-6, true,
-                                                                           0,     32,    false, 6, 0 },
+                                                                           0,     32,    false, 6, 0, 0, 0, 0 },
     { "gemma-3-4b",    ARCH_GEMMA3,  262208, 2560, 10240, 34, 8,  4,  256, 131072, 1e6, 1e-6, true,
                                                                            0,     1024,  false, 6,
-                                                                           8.0 },
+                                                                           8.0,   0, 0, 0 },
+    /* MoE: experts, top-k, expert ffn. Mixtral's experts are intermediate_size wide; Qwen3-MoE
+     * renormalizes its top 8 (norm_topk_prob) and has moe_intermediate_size. */
+    { "tiny-mixtral",  ARCH_MIXTRAL, 512,    64,   128,   2,  4,  2,  16,  32768,  1e6, 1e-5, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     8, 2, 128 },
+    { "tiny-qwen3-moe", ARCH_QWEN3_MOE, 512, 64,   128,   2,  4,  2,  32,  40960,  1e6, 1e-6, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     16, 4, 32 },
+    { "mixtral-8x7b",  ARCH_MIXTRAL, 32000,  4096, 14336, 32, 32, 8,  128, 32768,  1e6, 1e-5, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     8, 2, 14336 },
+    { "qwen3-30b-a3b", ARCH_QWEN3_MOE, 151936, 2048, 6144, 48, 32, 4, 128, 40960,  1e6, 1e-6, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     128, 8, 768 },
 };
 
 const char *gen_model_preset_name(int i)
@@ -76,7 +92,8 @@ const char *gen_model_preset_name(int i)
 static const char *model_type(enum model_arch a)
 {
     return a == ARCH_QWEN2 ? "qwen2" : a == ARCH_QWEN3 ? "qwen3" : a == ARCH_MISTRAL ? "mistral"
-         : a == ARCH_GEMMA2 ? "gemma2" : a == ARCH_GEMMA3 ? "gemma3_text" : "llama";
+         : a == ARCH_GEMMA2 ? "gemma2" : a == ARCH_GEMMA3 ? "gemma3_text"
+         : a == ARCH_MIXTRAL ? "mixtral" : a == ARCH_QWEN3_MOE ? "qwen3_moe" : "llama";
 }
 
 /* Gemma's own keys, as Gemma2Config / Gemma3TextConfig write them. */
@@ -125,15 +142,34 @@ static void sort_keys(cJSON *obj)
     obj->child = kids[0];
 }
 
+/* MixtralConfig's / Qwen3MoeConfig's expert keys. */
+static void moe_config(cJSON *c, const struct preset *p)
+{
+    if (p->arch == ARCH_MIXTRAL) {
+        cJSON_AddNumberToObject(c, "num_local_experts", p->experts);
+    } else {
+        cJSON_AddNumberToObject(c, "decoder_sparse_step", 1);
+        cJSON_AddArrayToObject(c, "mlp_only_layers");
+        cJSON_AddNumberToObject(c, "moe_intermediate_size", p->moe_ffn);
+        cJSON_AddBoolToObject(c, "norm_topk_prob", true);
+        cJSON_AddNumberToObject(c, "num_experts", p->experts);
+    }
+    cJSON_AddNumberToObject(c, "num_experts_per_tok", p->top_k);
+    cJSON_AddBoolToObject(c, "output_router_logits", false);
+    cJSON_AddNumberToObject(c, "router_aux_loss_coef", p->arch == ARCH_MIXTRAL ? 0.02 : 0.001);
+}
+
 /* The preset as transformers writes a config.json: keys sorted, torch_dtype style. */
 static cJSON *preset_config(const struct preset *p)
 {
     cJSON *c = cJSON_CreateObject(), *rs, *lt;
-    bool qwen = p->arch == ARCH_QWEN2 || p->arch == ARCH_QWEN3;
+    bool qwen = p->arch == ARCH_QWEN2 || p->arch == ARCH_QWEN3 || p->arch == ARCH_QWEN3_MOE;
 
     cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "architectures"),
                          cJSON_CreateString(model_arch_name(p->arch)));
-    if (p->arch == ARCH_LLAMA || p->arch == ARCH_QWEN3)
+    if (p->experts)
+        moe_config(c, p);
+    if (p->arch == ARCH_LLAMA || p->arch == ARCH_QWEN3 || p->arch == ARCH_QWEN3_MOE)
         cJSON_AddBoolToObject(c, "attention_bias", false);
     cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
     cJSON_AddNumberToObject(c, "head_dim", p->head_dim);
@@ -396,6 +432,25 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
             LAYER("pre_feedforward_layernorm.weight", h, 0, true);
             LAYER("post_feedforward_layernorm.weight", h, 0, true);
         }
+        if (c->num_experts && c->layer_moe[l]) {
+            /* as published: Mixtral's block_sparse_moe with w1/w3/w2, Qwen3-MoE's mlp */
+            bool mx = c->arch == ARCH_MIXTRAL;
+            const char *blk = mx ? "block_sparse_moe" : "mlp";
+            int64_t f = c->moe_intermediate_size;
+            char suffix[64];
+
+            snprintf(suffix, sizeof suffix, "%s.gate.weight", blk);
+            LAYER(suffix, c->num_experts, h, false);
+            for (int e = 0; e < c->num_experts; e++) {
+                snprintf(suffix, sizeof suffix, "%s.experts.%d.%s.weight", blk, e, mx ? "w1" : "gate_proj");
+                LAYER(suffix, f, h, false);
+                snprintf(suffix, sizeof suffix, "%s.experts.%d.%s.weight", blk, e, mx ? "w3" : "up_proj");
+                LAYER(suffix, f, h, false);
+                snprintf(suffix, sizeof suffix, "%s.experts.%d.%s.weight", blk, e, mx ? "w2" : "down_proj");
+                LAYER(suffix, h, f, false);
+            }
+            continue;
+        }
         LAYER("mlp.gate_proj.weight", ffn, h, false);
         LAYER("mlp.up_proj.weight", ffn, h, false);
         LAYER("mlp.down_proj.weight", h, ffn, false);
@@ -413,7 +468,7 @@ static int cmp_tensor(const void *a, const void *b)
 static int write_weights(const struct model_config *c, enum dtype dt, uint64_t seed,
                          const char *path, struct gen_model_stats *stats, char *err)
 {
-    int max = 3 + 16 * c->num_layers, n, rc;
+    int max = 3 + (17 + 3 * c->num_experts) * c->num_layers, n, rc;
     struct gen_tensor *v = calloc((size_t)max, sizeof *v);
     struct st_write_tensor *w = calloc((size_t)max, sizeof *w);
     double t0 = now_s();
