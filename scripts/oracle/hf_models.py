@@ -26,7 +26,7 @@ import sys
 import torch
 import transformers
 from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, LlamaConfig,
-                          MistralConfig, Qwen2Config, Qwen3Config)
+                          MistralConfig, MixtralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig)
 
 VOCAB = 384
 PROMPT_LEN = 21
@@ -119,6 +119,17 @@ def configs():
             layer_types=["sliding_attention"] * 3 + ["full_attention"],
             hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
             rms_norm_eps=1e-6), 1000000.0, 10000.0, 4.0)),
+        # Mixtral: 4 experts, top 2 (always renormalized), experts as wide as intermediate_size.
+        "mixtral": MixtralConfig(**common(num_local_experts=4, num_experts_per_tok=2,
+                                          sliding_window=None, tie_word_embeddings=False,
+                                          rope_theta=1000000.0)),
+        # Qwen3-MoE: 8 experts of 32, top 3 without renormalization, q/k norm, layer 1 dense
+        # (mlp_only_layers) with intermediate_size 96.
+        "qwen3-moe": Qwen3MoeConfig(**common(num_hidden_layers=3, head_dim=16, num_experts=8,
+                                             num_experts_per_tok=3, moe_intermediate_size=32,
+                                             norm_topk_prob=False, decoder_sparse_step=1,
+                                             mlp_only_layers=[1], tie_word_embeddings=False,
+                                             rope_theta=1000000.0)),
     }
 
 
