@@ -55,7 +55,12 @@ struct cache_layout {
 struct rope_params {
     int num_heads, num_kv_heads, head_dim;
     int stride;                /* elements between consecutive tokens' rows of q and of k */
-    const float *inv_freq;     /* [head_dim / 2] device, rope scaling already applied */
+    const float *inv_freq;     /* [rotary_dim / 2] device, rope scaling already applied */
+    int rotary_dim;            /* the first rotary_dim dims of a head turn (pairs i, i +
+                                * rotary_dim/2), the rest pass; == head_dim but for Phi-3's
+                                * partial_rotary_factor. Needs backend_ops.rope_ext when less. */
+    float mscale;              /* cos and sin times this (longrope's attention_factor); 1 = none.
+                                * Needs backend_ops.rope_ext when not 1. */
 };
 
 struct attn_params {
@@ -86,6 +91,9 @@ static inline size_t moe_work_bytes(int n, const struct moe_params *p)
 struct backend_ops {
     const char *name;                       /* "cpu", "cuda" */
     enum dtype act_dtype;                   /* activations and KV cache: F32 (cpu), BF16 (cuda) */
+    bool rope_ext;                          /* rope honours rope_params.rotary_dim < head_dim
+                                             * and mscale != 1 (Phi-3); else runner_create
+                                             * refuses such a model */
 
     void (*destroy)(struct backend *be);
 

@@ -27,7 +27,8 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
     int stride = (H + 2 * KV) * D, g = f->layer_group[l], rc;
     void *q = f->qkv, *k = at(f, f->qkv, (size_t)H * D), *v = at(f, f->qkv, (size_t)(H + KV) * D);
     bool local = c->layer_window[l] > 0 && f->inv_freq_local;
-    struct rope_params rp = { H, KV, D, stride, local ? f->inv_freq_local : f->inv_freq };
+    struct rope_params rp = { H, KV, D, stride, local ? f->inv_freq_local : f->inv_freq,
+                              c->rotary_dim ? c->rotary_dim : D, f->rope_mscale };
     double scale_of = c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : D;
     struct attn_params ap = { H, KV, D, (float)(1.0 / sqrt(scale_of)), (float)c->attn_softcap,
                               c->layer_window[l], f->cache };

@@ -22,6 +22,7 @@ struct forward_ctx {
     const float *inv_freq;         /* [head_dim / 2] device, f32 */
     const float *inv_freq_local;   /* [head_dim / 2] of sliding-window layers (Gemma 3's
                                     * rope_local_base_freq), or NULL: every layer uses inv_freq */
+    float rope_mscale;             /* cos and sin times this (longrope's attention_factor), 1 = none */
     float embed_scale;             /* embeddings times this (Gemma: sqrt(hidden) in the model
                                     * dtype); 0 = none */
     bool fused_rope_cache;         /* use be->ops->rope_cache_update when the backend has it */

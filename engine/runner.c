@@ -249,16 +249,32 @@ static int upload_inv_freq(struct runner *r, char *err)
 {
     const struct model_config *c = &r->m->cfg;
     const struct rope_scaling none = { .type = ROPE_DEFAULT };
-    size_t bytes = c->head_dim / 2 * sizeof(float);
+    int rd = c->rotary_dim ? c->rotary_dim : c->head_dim;
+    size_t bytes = rd / 2 * sizeof(float);
     float *host = malloc(bytes);
-    int rc = host ? rope_inv_freq(host, c->head_dim, c->rope_theta, &c->rope_scaling, err) : -ENOMEM;
+    struct rope_scaling *rs = malloc(sizeof *rs);
+    int rc = host && rs ? 0 : -ENOMEM;
 
+    if (!rc) {
+        *rs = c->rope_scaling;
+        /* longrope: the long factors once the engine serves contexts beyond the original
+         * window, for every position (vLLM's choice; transformers switches per forward pass
+         * by the sequence's length), else the short ones */
+        rs->use_long_factor = rs->type == ROPE_LONGROPE &&
+                              r->opt.max_model_len > rs->original_max_position_embeddings;
+        if (rs->use_long_factor)
+            LOG(LL_INFO, "runner", "longrope: max_model_len %d > original_max_position_embeddings "
+                "%d: the long factors for every position", r->opt.max_model_len,
+                rs->original_max_position_embeddings);
+        rc = rope_inv_freq(host, rd, c->rope_theta, rs, err);
+    }
     if (!rc)
         rc = r->be->ops->upload(r->be, r->inv_freq, host, bytes);
     if (!rc && r->inv_freq_local &&
-        !(rc = rope_inv_freq(host, c->head_dim, c->rope_local_theta, &none, err)))
+        !(rc = rope_inv_freq(host, rd, c->rope_local_theta, &none, err)))
         rc = r->be->ops->upload(r->be, r->inv_freq_local, host, bytes);
     free(host);
+    free(rs);
     return rc;
 }
 
@@ -277,6 +293,11 @@ static int check_ops(const struct model_config *c, const struct backend *be, cha
         what = "final logit soft-capping", name = "softcap";
     else if (c->num_experts && !op->moe)
         what = "the mixture-of-experts block", name = "moe";
+    else if (!op->rope_ext && c->rotary_dim && c->rotary_dim != c->head_dim)
+        what = "the partial rotary embedding (partial_rotary_factor)", name = "partial rope";
+    else if (!op->rope_ext && c->rope_scaling.type == ROPE_LONGROPE &&
+             c->rope_scaling.attention_factor != 1.0)
+        what = "longrope's attention_factor", name = "scaled rope";
     if (!what)
         return 0;
     errf(err, "%s: %s runs on the CPU backend only in this build (the %s backend has no %s op)",
@@ -382,6 +403,8 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.inv_freq = r->inv_freq;
     r->fwd.inv_freq_local = r->inv_freq_local;
     r->fwd.embed_scale = embed_scale(c);
+    r->fwd.rope_mscale = c->rope_scaling.type == ROPE_LONGROPE ? (float)c->rope_scaling.attention_factor
+                                                                 : 1.0f;
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     if (r->num_graphs && (rc = capture_graphs(r, err)))
         goto fail;

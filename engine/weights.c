@@ -83,7 +83,7 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
         }
     }
     if ((rc = upload_norm(w, be, &lw->input_norm, &t->input_norm, plus_one, err)) ||
-        (rc = upload(be, &lw->qkv, qkv, 3, err)) ||
+        (rc = t->qkv.data ? upload(be, &lw->qkv, &t->qkv, 1, err) : upload(be, &lw->qkv, qkv, 3, err)) ||
         (rc = upload(be, &lw->qkv_bias, qkv_bias, 3, err)) ||
         (rc = upload_norm(w, be, &lw->q_norm, &t->q_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->k_norm, &t->k_norm, plus_one, err)) ||
@@ -91,7 +91,8 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
         (rc = upload_norm(w, be, &lw->post_norm, &t->post_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->pre_ff_norm, &t->pre_ff_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->post_ff_norm, &t->post_ff_norm, plus_one, err)) ||
-        (rc = upload(be, &lw->gate_up, gate_up, 2, err)) ||
+        (rc = t->gate_up.data ? upload(be, &lw->gate_up, &t->gate_up, 1, err)
+                              : upload(be, &lw->gate_up, gate_up, 2, err)) ||
         (rc = upload(be, &lw->down, &t->down, 1, err)))
         return rc;
     return 0;

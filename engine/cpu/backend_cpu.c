@@ -378,6 +378,7 @@ static void cpu_destroy(struct backend *be)
 static const struct backend_ops cpu_ops = {
     .name = "cpu",
     .act_dtype = DT_F32,
+    .rope_ext = true,
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .free = cpu_free,

@@ -17,7 +17,7 @@
 
 #define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, " \
     "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text only), " \
-    "MixtralForCausalLM, Qwen3MoeForCausalLM"
+    "MixtralForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM"
 #define MAX_DIM  (1 << 20)   /* hidden, ffn, heads, head_dim: far above any real model */
 #define MAX_VOCAB (1 << 24)
 
@@ -34,6 +34,7 @@ static const struct {
     { "Gemma3ForCausalLM",  "gemma3_text", ARCH_GEMMA3, 131072 },
     { "MixtralForCausalLM", "mixtral", ARCH_MIXTRAL, 4096 * 32 },
     { "Qwen3MoeForCausalLM", "qwen3_moe", ARCH_QWEN3_MOE, 32768 },
+    { "Phi3ForCausalLM",    "phi3",    ARCH_PHI3,    4096 },
 };
 
 static bool is_gemma(enum model_arch a)
@@ -176,6 +177,28 @@ static int parse_arch(struct cfg_parse *p, const cJSON *root, struct model_confi
     return -EINVAL;
 }
 
+/* partial_rotary_factor (Phi-3 family, e.g. Phi-4-mini's 0.75): RoPE turns the first
+ * head_dim × factor dims of each head (rotate-half within them) and passes the rest. */
+static int parse_rotary_dim(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    double f = 1.0;
+    int rc;
+
+    if ((rc = get_pos(p, root, "partial_rotary_factor", "partial_rotary_factor", false, false, &f)))
+        return rc;
+    if (f > 1.0)
+        return bad(p, "partial_rotary_factor", "%s", "must be in (0, 1]");
+    if (f < 1.0 && cfg->arch != ARCH_PHI3)
+        return bad(p, "partial_rotary_factor", "%s", "below 1 is supported for Phi-3 only");
+    cfg->rotary_dim = (int)(cfg->head_dim * f);   /* transformers: int(head_dim * factor) */
+    if (cfg->rotary_dim < 2 || cfg->rotary_dim % 2) {
+        errf(p->err, "%s: partial_rotary_factor: %g of head_dim %d gives %d rotary dims; RoPE "
+             "needs an even number", p->path, f, cfg->head_dim, cfg->rotary_dim);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
     /* Gemma's published text_config leaves the sizes of its config class out (Gemma 2 and
@@ -227,6 +250,76 @@ static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_conf
              p->path, cfg->head_dim);
         return -EINVAL;
     }
+    return parse_rotary_dim(p, root, cfg);
+}
+
+/* One longrope factor list: rotary_dim / 2 positive numbers. */
+static int longrope_factors(struct cfg_parse *p, const cJSON *rs, const char *key,
+                            const char *field, int want, float *out)
+{
+    const cJSON *a = member(rs, key), *e;
+    char f[96];
+    int n = 0;
+
+    snprintf(f, sizeof f, "%s.%s", field, key);
+    if (!cJSON_IsArray(a))
+        return bad(p, f, "%s", a ? "expected a list of numbers" : "missing");
+    cJSON_ArrayForEach(e, a) {
+        if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble))
+            return bad(p, f, "%s", "expected positive numbers");
+        if (n < ROPE_MAX_FACTORS)
+            out[n] = (float)e->valuedouble;
+        n++;
+    }
+    if (n != want) {
+        errf(p->err, "%s: %s: %d numbers, expected %d (rotary dims / 2)", p->path, f, n, want);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Phi-3's longrope ("su" in older configs): short and long factors; attention_factor if
+ * given (else derived from max_position_embeddings / original_max_position_embeddings once
+ * both are known, in finish_longrope); original_max_position_embeddings may sit here
+ * (transformers 5) or at the top level (Phi3Config). */
+static int parse_longrope(struct cfg_parse *p, const cJSON *rs, const char *field,
+                          struct model_config *cfg)
+{
+    struct rope_scaling *r = &cfg->rope_scaling;
+    int half = cfg->rotary_dim / 2, rc, omp = 0;
+    char f[96];
+
+    if (half > ROPE_MAX_FACTORS)
+        return bad(p, field, "%s", "longrope with more than 512 rotary dims is not supported");
+    r->num_factors = half;
+    snprintf(f, sizeof f, "%s.original_max_position_embeddings", field);
+    if ((rc = longrope_factors(p, rs, "short_factor", field, half, r->short_factor)) ||
+        (rc = longrope_factors(p, rs, "long_factor", field, half, r->long_factor)) ||
+        (rc = get_int(p, rs, "original_max_position_embeddings", f, false, 1, INT32_MAX, &omp)))
+        return rc;
+    r->original_max_position_embeddings = omp;
+    snprintf(f, sizeof f, "%s.attention_factor", field);
+    return get_pos(p, rs, "attention_factor", f, false, false, &r->attention_factor);
+}
+
+/* transformers' _compute_longrope_parameters: factor = max_position_embeddings /
+ * original_max_position_embeddings, attention_factor = sqrt(1 + ln factor / ln original)
+ * when factor > 1 (else 1), unless the config gives it. */
+static int finish_longrope(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    struct rope_scaling *r = &cfg->rope_scaling;
+    int omp = r->original_max_position_embeddings, rc;
+
+    if (!omp) {
+        omp = cfg->max_position_embeddings;
+        if ((rc = get_int(p, root, "original_max_position_embeddings",
+                          "original_max_position_embeddings", false, 1, INT32_MAX, &omp)))
+            return rc;
+    }
+    r->original_max_position_embeddings = omp;
+    r->factor = (double)cfg->max_position_embeddings / omp;
+    if (r->attention_factor == 0)
+        r->attention_factor = r->factor > 1.0 ? sqrt(1.0 + log(r->factor) / log((double)omp)) : 1.0;
     return 0;
 }
 
@@ -259,14 +352,19 @@ static int parse_rope(struct cfg_parse *p, const cJSON *rs, const char *field,
         r->type = ROPE_LINEAR;
     } else if (!strcmp(type->valuestring, "llama3")) {
         r->type = ROPE_LLAMA3;
+    } else if (cfg->arch == ARCH_PHI3 &&
+               (!strcmp(type->valuestring, "longrope") || !strcmp(type->valuestring, "su"))) {
+        r->type = ROPE_LONGROPE;
     } else {
         snprintf(f, sizeof f, "%s.rope_type", field);
-        errf(p->err, "%s: %s: '%.32s' is not supported (supported: default, linear, llama3)",
-             p->path, f, type->valuestring);
+        errf(p->err, "%s: %s: '%.32s' is not supported (supported: default, linear, llama3; "
+             "longrope for Phi-3)", p->path, f, type->valuestring);
         return -EINVAL;
     }
     if (r->type == ROPE_DEFAULT)
         return 0;
+    if (r->type == ROPE_LONGROPE)
+        return parse_longrope(p, rs, field, cfg);
     snprintf(f, sizeof f, "%s.factor", field);
     if ((rc = get_pos(p, rs, "factor", f, true, false, &r->factor)))
         return rc;
@@ -324,9 +422,11 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     const cJSON *types = member(root, "layer_types");
     bool qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE;
-    bool every = cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL, use = false;
-    /* MixtralConfig's sliding_window defaults to None, MistralConfig's to 4096 */
-    int window = sw || cfg->arch == ARCH_LLAMA || cfg->arch == ARCH_MIXTRAL ? 0 : 4096;
+    bool every = cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_PHI3;
+    bool use = false;
+    /* MixtralConfig's and Phi3Config's sliding_window default to None, MistralConfig's to 4096 */
+    int window = sw || cfg->arch == ARCH_LLAMA || cfg->arch == ARCH_MIXTRAL ||
+                 cfg->arch == ARCH_PHI3 ? 0 : 4096;
     int max_window_layers = 28, rc, i = 0;
     char f[64];
 
@@ -670,6 +770,8 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
         return rc;
     }
     cfg->rope_theta = theta;
+    if (cfg->rope_scaling.type == ROPE_LONGROPE && (rc = finish_longrope(p, root, cfg)))
+        return rc;
     if ((rc = get_int(p, root, "bos_token_id", "bos_token_id", false, 0, cfg->vocab_size - 1,
                       &cfg->bos_token_id)))
         return rc;
@@ -858,9 +960,13 @@ static int bind_layer(struct binder *b, const struct model_config *c, const char
         snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
         rc = bind(b, &lt->field, n, ndim, d0, d1); } } while (0)
     BIND(input_norm, "input_layernorm.weight", 1, h, 0);
-    BIND(q, "self_attn.q_proj.weight", 2, qd, h);
-    BIND(k, "self_attn.k_proj.weight", 2, kvd, h);
-    BIND(v, "self_attn.v_proj.weight", 2, kvd, h);
+    if (c->arch == ARCH_PHI3) {   /* published fused: rows of q, then k, then v */
+        BIND(qkv, "self_attn.qkv_proj.weight", 2, qd + 2 * kvd, h);
+    } else {
+        BIND(q, "self_attn.q_proj.weight", 2, qd, h);
+        BIND(k, "self_attn.k_proj.weight", 2, kvd, h);
+        BIND(v, "self_attn.v_proj.weight", 2, kvd, h);
+    }
     BIND(o, "self_attn.o_proj.weight", 2, h, qd);
     if (c->attention_bias) {
         BIND(q_bias, "self_attn.q_proj.bias", 1, qd, 0);
@@ -878,6 +984,11 @@ static int bind_layer(struct binder *b, const struct model_config *c, const char
     }
     if (rc == 0 && c->layer_moe[l] && c->num_experts)
         return bind_moe(b, c, prefix, l, lt);
+    if (c->arch == ARCH_PHI3) {   /* published fused: rows of gate, then up */
+        BIND(gate_up, "mlp.gate_up_proj.weight", 2, 2 * ffn, h);
+        BIND(down, "mlp.down_proj.weight", 2, h, ffn);
+        return rc;
+    }
     BIND(gate, "mlp.gate_proj.weight", 2, ffn, h);
     BIND(up, "mlp.up_proj.weight", 2, ffn, h);
     BIND(down, "mlp.down_proj.weight", 2, h, ffn);

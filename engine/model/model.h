@@ -15,16 +15,25 @@
 #define MODEL_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine/runner.c */
 
 enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL, ARCH_GEMMA2, ARCH_GEMMA3,
-                  ARCH_MIXTRAL, ARCH_QWEN3_MOE };
+                  ARCH_MIXTRAL, ARCH_QWEN3_MOE, ARCH_PHI3 };
 /* the gate's activation of the gated MLP: SwiGLU (Llama) or GeGLU with tanh GELU (Gemma) */
 enum mlp_act { MLP_SILU, MLP_GELU_TANH };
-enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
+enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE };
+
+#define ROPE_MAX_FACTORS 256   /* longrope factors: rotary_dim / 2 of them */
 
 struct rope_scaling {
     enum rope_type type;
-    double factor;                        /* linear and llama3 */
+    double factor;                        /* linear and llama3; longrope: max_pos / original */
     double low_freq_factor, high_freq_factor;  /* llama3 */
-    int original_max_position_embeddings; /* llama3 */
+    int original_max_position_embeddings; /* llama3, longrope */
+    /* longrope (Phi-3's "longrope" / "su"): per-frequency divisors, short ones within
+     * original_max_position_embeddings, long ones beyond; cos and sin times attention_factor */
+    float short_factor[ROPE_MAX_FACTORS], long_factor[ROPE_MAX_FACTORS];
+    int num_factors;
+    double attention_factor;
+    bool use_long_factor;                 /* set by the runner: the engine serves contexts
+                                           * beyond original_max_position_embeddings */
 };
 
 struct model_config {
@@ -37,6 +46,7 @@ struct model_config {
     int num_heads;             /* query heads */
     int num_kv_heads;          /* divides num_heads (GQA) */
     int head_dim;              /* config's head_dim, else hidden_size / num_heads */
+    int rotary_dim;            /* head_dim × partial_rotary_factor: the dims RoPE turns (even) */
     int max_position_embeddings;
     float rms_norm_eps;
     double rope_theta;
@@ -101,11 +111,15 @@ struct expert_tensors {
 struct layer_tensors {
     struct tensor_ref input_norm;                 /* [hidden] */
     struct tensor_ref q, k, v, o;                 /* [H*D, hidden] [KV*D, hidden] x2, [hidden, H*D] */
+    struct tensor_ref qkv;                        /* [(H+2KV)*D, hidden] fused as published (Phi-3),
+                                                   * then q, k, v are empty */
     struct tensor_ref q_bias, k_bias, v_bias;     /* [H*D] [KV*D] [KV*D] */
     struct tensor_ref q_norm, k_norm;             /* [D] */
     struct tensor_ref post_norm;                  /* [hidden] post_attention_layernorm */
     struct tensor_ref pre_ff_norm, post_ff_norm;  /* [hidden] Gemma's pre/post_feedforward_layernorm */
     struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn]; dense layers */
+    struct tensor_ref gate_up;                    /* [2 ffn, hidden] fused as published (Phi-3),
+                                                   * then gate and up are empty */
     struct tensor_ref router;                     /* [num_experts, hidden]; MoE layers */
     struct expert_tensors *experts;               /* [num_experts] or NULL (dense); owned */
 };

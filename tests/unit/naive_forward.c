@@ -38,14 +38,18 @@ static void ref_norm(double *out, const double *x, const struct tensor_ref *w, i
         out[i] = x[i] * r * (plus_one + tv(w, i));
 }
 
-/* HF's inverse frequencies, default / linear / llama3, in double; local: Gemma 3's sliding
- * layers, rope_local_base_freq and no scaling. */
+/* HF's inverse frequencies, default / linear / llama3 / longrope, in double, over the rotary
+ * dims; local: Gemma 3's sliding layers, rope_local_base_freq and no scaling. */
 static void ref_inv_freq(const struct model_config *c, double *inv, bool local)
 {
     const struct rope_scaling *s = &c->rope_scaling;
+    int rd = c->rotary_dim ? c->rotary_dim : c->head_dim;
 
-    for (int i = 0; i < c->head_dim / 2; i++) {
-        double f = pow(local ? c->rope_local_theta : c->rope_theta, -2.0 * i / c->head_dim);
+    for (int i = 0; i < rd / 2; i++) {
+        double f = pow(local ? c->rope_local_theta : c->rope_theta, -2.0 * i / rd);
+
+        if (s->type == ROPE_LONGROPE)
+            f /= s->use_long_factor ? s->long_factor[i] : s->short_factor[i];
 
         if (local) {
             inv[i] = f;
@@ -67,14 +71,26 @@ static void ref_inv_freq(const struct model_config *c, double *inv, bool local)
     }
 }
 
-/* rotate_half: pair (i, i + D/2) turns by pos * inv[i] */
-static void ref_rope(double *v, int pos, const double *inv, int D)
+/* rotate_half over the first rd dims: pair (i, i + rd/2) turns by pos * inv[i], cos and sin
+ * times ms (longrope's attention_factor); the dims from rd on pass through. */
+static void ref_rope(double *v, int pos, const double *inv, int rd, double ms)
 {
-    for (int i = 0; i < D / 2; i++) {
-        double a = pos * inv[i], x0 = v[i], x1 = v[i + D / 2];
-        v[i] = x0 * cos(a) - x1 * sin(a);
-        v[i + D / 2] = x1 * cos(a) + x0 * sin(a);
+    for (int i = 0; i < rd / 2; i++) {
+        double a = pos * inv[i], x0 = v[i], x1 = v[i + rd / 2];
+        v[i] = (x0 * cos(a) - x1 * sin(a)) * ms;
+        v[i + rd / 2] = (x1 * cos(a) + x0 * sin(a)) * ms;
     }
+}
+
+/* Rows [r0, r0 + rows) of a 2-D tensor (a part of a fused projection) as a tensor of its own. */
+static struct tensor_ref rows_of(const struct tensor_ref *t, int r0, int rows)
+{
+    struct tensor_ref s = *t;
+    size_t es = t->dtype == DT_F32 ? 4 : 2;
+
+    s.data = (const char *)t->data + (size_t)r0 * t->shape[1] * es;
+    s.shape[0] = rows;
+    return s;
 }
 
 /* sqrt(hidden) as a tensor of the model's dtype, as Gemma multiplies its embeddings: rounded
@@ -156,6 +172,8 @@ void naive_forward(const struct model *m, const int32_t *tokens, int len, double
     bool p1 = c->norm_plus_one;
     double emb = c->scale_embeddings ? ref_embed_scale(c) : 1.0;
     double scale = 1.0 / sqrt(c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : D);
+    int rd = c->rotary_dim ? c->rotary_dim : D;
+    double ms = c->rope_scaling.type == ROPE_LONGROPE ? c->rope_scaling.attention_factor : 1.0;
 
     ref_inv_freq(c, inv_global, false);
     if (c->rope_local_theta > 0)
@@ -169,19 +187,30 @@ void naive_forward(const struct model *m, const int32_t *tokens, int len, double
             int w = c->layer_window[l], lo = w ? MAX(0, pos - w + 1) : 0;
             const double *inv = w && c->rope_local_theta > 0 ? inv_local : inv_global;
 
+            struct tensor_ref wq = lt->q, wk = lt->k, wv = lt->v, wg = lt->gate, wu = lt->up;
+
+            if (lt->qkv.data) {      /* Phi-3: fused as published */
+                wq = rows_of(&lt->qkv, 0, H * D);
+                wk = rows_of(&lt->qkv, H * D, KV * D);
+                wv = rows_of(&lt->qkv, (H + KV) * D, KV * D);
+            }
+            if (lt->gate_up.data) {
+                wg = rows_of(&lt->gate_up, 0, F);
+                wu = rows_of(&lt->gate_up, F, F);
+            }
             ref_norm(xn, x, &lt->input_norm, h, eps, p1);
-            ref_linear(q, &lt->q, &lt->q_bias, xn, H * D, h);
-            ref_linear(k, &lt->k, &lt->k_bias, xn, KV * D, h);
-            ref_linear(v, &lt->v, &lt->v_bias, xn, KV * D, h);
+            ref_linear(q, &wq, &lt->q_bias, xn, H * D, h);
+            ref_linear(k, &wk, &lt->k_bias, xn, KV * D, h);
+            ref_linear(v, &wv, &lt->v_bias, xn, KV * D, h);
             for (int hd = 0; hd < H; hd++) {
                 if (c->qk_norm)
                     ref_norm(q + hd * D, q + hd * D, &lt->q_norm, D, eps, p1);
-                ref_rope(q + hd * D, pos, inv, D);
+                ref_rope(q + hd * D, pos, inv, rd, ms);
             }
             for (int hd = 0; hd < KV; hd++) {
                 if (c->qk_norm)
                     ref_norm(k + hd * D, k + hd * D, &lt->k_norm, D, eps, p1);
-                ref_rope(k + hd * D, pos, inv, D);
+                ref_rope(k + hd * D, pos, inv, rd, ms);
             }
             for (int hd = 0; hd < H; hd++) {
                 const double *qh = q + hd * D;
@@ -219,8 +248,8 @@ void naive_forward(const struct model *m, const int32_t *tokens, int len, double
             if (lt->experts) {
                 ref_moe(tmp, c, lt, xn);
             } else {
-                ref_linear(g, &lt->gate, NULL, xn, F, h);
-                ref_linear(u, &lt->up, NULL, xn, F, h);
+                ref_linear(g, &wg, NULL, xn, F, h);
+                ref_linear(u, &wu, NULL, xn, F, h);
                 for (int i = 0; i < F; i++)
                     g[i] = (c->mlp_act == MLP_GELU_TANH ? ref_gelu_tanh(g[i])
                                                         : g[i] / (1.0 + exp(-g[i]))) * u[i];

@@ -94,6 +94,7 @@ static const char *arch_names[] = {
     [ARCH_QWEN3] = "Qwen3ForCausalLM", [ARCH_MISTRAL] = "MistralForCausalLM",
     [ARCH_GEMMA2] = "Gemma2ForCausalLM", [ARCH_GEMMA3] = "Gemma3ForCausalLM",
     [ARCH_MIXTRAL] = "MixtralForCausalLM", [ARCH_QWEN3_MOE] = "Qwen3MoeForCausalLM",
+    [ARCH_PHI3] = "Phi3ForCausalLM",
 };
 
 static bool gemma(const struct fixture_spec *s)
@@ -131,6 +132,13 @@ static int make_layer(struct random_model *fx, struct layer_tensors *t, const st
 
     if (moe && make_experts(fx, t, s, rng))
         return -ENOMEM;
+    if (s->arch == ARCH_PHI3)   /* fused as published: [q; k; v] and [gate; up] */
+        return make_tensor(fx, &t->input_norm, "input_layernorm", h, 0, nc, 0.2f, d, rng) ||
+               make_tensor(fx, &t->qkv, "qkv_proj", H + 2 * KV, h, 0.0f, ah, d, rng) ||
+               make_tensor(fx, &t->o, "o_proj", h, H, 0.0f, aq, d, rng) ||
+               make_tensor(fx, &t->post_norm, "post_attention_layernorm", h, 0, nc, 0.2f, d, rng) ||
+               make_tensor(fx, &t->gate_up, "gate_up_proj", 2 * f, h, 0.0f, ah, d, rng) ||
+               make_tensor(fx, &t->down, "down_proj", h, f, 0.0f, af, d, rng) ? -ENOMEM : 0;
     if (make_tensor(fx, &t->input_norm, "input_layernorm", h, 0, nc, 0.2f, d, rng) ||
         make_tensor(fx, &t->q, "q_proj", H, h, 0.0f, ah, d, rng) ||
         make_tensor(fx, &t->k, "k_proj", KV, h, 0.0f, ah, d, rng) ||
@@ -174,6 +182,7 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
     c->num_heads = s->heads;
     c->num_kv_heads = s->kv_heads;
     c->head_dim = s->head_dim;
+    c->rotary_dim = s->rotary_dim ? s->rotary_dim : s->head_dim;
     c->max_position_embeddings = 4096;
     c->rms_norm_eps = 1e-5f;
     c->rope_theta = s->rope_theta > 0 ? s->rope_theta : 10000.0;

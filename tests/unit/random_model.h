@@ -29,6 +29,9 @@ struct fixture_spec {
     int experts, top_k, moe_ffn;
     bool renormalize;          /* norm_topk_prob */
     unsigned dense_layers;     /* bit l: layer l keeps a dense MLP (mlp_only_layers) */
+    /* Phi-3 (arch ARCH_PHI3): q/k/v and gate/up stored fused as published; rotary_dim < head_dim
+     * for a partial rotary factor (0 = head_dim); rope may be ROPE_LONGROPE */
+    int rotary_dim;
     uint64_t seed;
 };
 
