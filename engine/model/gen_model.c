@@ -80,6 +80,11 @@ static const struct preset presets[] = {
     { "qwen3-30b-a3b", ARCH_QWEN3_MOE, 151936, 2048, 6144, 48, 32, 4, 128, 40960,  1e6, 1e-6, false,
                                                                            0,     0,     false, 0,
                                                                            0,     128, 8, 768 },
+    /* Phi-3: fused projections, Phi-4-mini's partial rotary factor 0.75 and LongRoPE over
+     * an original 4096 positions (phi3_config writes them) */
+    { "tiny-phi3",     ARCH_PHI3,    512,    64,   128,   2,  4,  2,  16,  131072, 1e4, 1e-5, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     0, 0, 0 },
 };
 
 const char *gen_model_preset_name(int i)
@@ -93,7 +98,8 @@ static const char *model_type(enum model_arch a)
 {
     return a == ARCH_QWEN2 ? "qwen2" : a == ARCH_QWEN3 ? "qwen3" : a == ARCH_MISTRAL ? "mistral"
          : a == ARCH_GEMMA2 ? "gemma2" : a == ARCH_GEMMA3 ? "gemma3_text"
-         : a == ARCH_MIXTRAL ? "mixtral" : a == ARCH_QWEN3_MOE ? "qwen3_moe" : "llama";
+         : a == ARCH_MIXTRAL ? "mixtral" : a == ARCH_QWEN3_MOE ? "qwen3_moe"
+         : a == ARCH_PHI3 ? "phi3" : "llama";
 }
 
 /* Gemma's own keys, as Gemma2Config / Gemma3TextConfig write them. */
@@ -159,6 +165,24 @@ static void moe_config(cJSON *c, const struct preset *p)
     cJSON_AddNumberToObject(c, "router_aux_loss_coef", p->arch == ARCH_MIXTRAL ? 0.02 : 0.001);
 }
 
+/* Phi3Config's keys: partial rotary 0.75 and LongRoPE factors for its rotary dims, short
+ * ones near 1 and long ones growing towards low frequencies as published ones do. */
+static void phi3_config(cJSON *c, const struct preset *p)
+{
+    int half = (int)(p->head_dim * 0.75) / 2;
+    cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
+    cJSON *lf = cJSON_AddArrayToObject(rs, "long_factor"), *sf;
+
+    for (int i = 0; i < half; i++)
+        cJSON_AddItemToArray(lf, cJSON_CreateNumber(1.0 + 2.0 * i));
+    sf = cJSON_AddArrayToObject(rs, "short_factor");
+    for (int i = 0; i < half; i++)
+        cJSON_AddItemToArray(sf, cJSON_CreateNumber(1.0 + 0.05 * i));
+    cJSON_AddStringToObject(rs, "type", "longrope");
+    cJSON_AddNumberToObject(c, "original_max_position_embeddings", 4096);
+    cJSON_AddNumberToObject(c, "partial_rotary_factor", 0.75);
+}
+
 /* The preset as transformers writes a config.json: keys sorted, torch_dtype style. */
 static cJSON *preset_config(const struct preset *p)
 {
@@ -196,7 +220,9 @@ static cJSON *preset_config(const struct preset *p)
     cJSON_AddNumberToObject(c, "num_hidden_layers", p->layers);
     cJSON_AddNumberToObject(c, "num_key_value_heads", p->kv_heads);
     cJSON_AddNumberToObject(c, "rms_norm_eps", p->rms_norm_eps);
-    if (p->llama3_factor > 0) {
+    if (p->arch == ARCH_PHI3) {
+        phi3_config(c, p);
+    } else if (p->llama3_factor > 0) {
         rs = cJSON_AddObjectToObject(c, "rope_scaling");
         cJSON_AddNumberToObject(rs, "factor", p->llama3_factor);
         cJSON_AddNumberToObject(rs, "high_freq_factor", 4.0);
@@ -414,9 +440,13 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
         snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix); \
         add_tensor(v, &n, name, d0, d1, ones, c); } while (0)
         LAYER("input_layernorm.weight", h, 0, true);
-        LAYER("self_attn.q_proj.weight", qd, h, false);
-        LAYER("self_attn.k_proj.weight", kvd, h, false);
-        LAYER("self_attn.v_proj.weight", kvd, h, false);
+        if (c->arch == ARCH_PHI3) {
+            LAYER("self_attn.qkv_proj.weight", qd + 2 * kvd, h, false);
+        } else {
+            LAYER("self_attn.q_proj.weight", qd, h, false);
+            LAYER("self_attn.k_proj.weight", kvd, h, false);
+            LAYER("self_attn.v_proj.weight", kvd, h, false);
+        }
         LAYER("self_attn.o_proj.weight", h, qd, false);
         if (c->attention_bias) {
             LAYER("self_attn.q_proj.bias", qd, 0, false);
@@ -451,8 +481,12 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
             }
             continue;
         }
-        LAYER("mlp.gate_proj.weight", ffn, h, false);
-        LAYER("mlp.up_proj.weight", ffn, h, false);
+        if (c->arch == ARCH_PHI3) {
+            LAYER("mlp.gate_up_proj.weight", 2 * ffn, h, false);
+        } else {
+            LAYER("mlp.gate_proj.weight", ffn, h, false);
+            LAYER("mlp.up_proj.weight", ffn, h, false);
+        }
         LAYER("mlp.down_proj.weight", h, ffn, false);
 #undef LAYER
     }

@@ -26,7 +26,8 @@ import sys
 import torch
 import transformers
 from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, LlamaConfig,
-                          MistralConfig, MixtralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig)
+                          MistralConfig, MixtralConfig, Phi3Config, Qwen2Config, Qwen3Config,
+                          Qwen3MoeConfig)
 
 VOCAB = 384
 PROMPT_LEN = 21
@@ -130,6 +131,18 @@ def configs():
                                              norm_topk_prob=False, decoder_sparse_step=1,
                                              mlp_only_layers=[1], tie_word_embeddings=False,
                                              rope_theta=1000000.0)),
+        # Phi-3: fused qkv_proj / gate_up_proj, partial rotary 0.75 (12 of 16 dims turn) and
+        # LongRoPE over an original 128 positions of 512 (attention factor sqrt(1 + ln 4 /
+        # ln 128)); the prompt stays within 128, so transformers uses the short factors, as
+        # osprey does for max_model_len <= 128 (test_hf_oracle.c's rig).
+        "phi3": Phi3Config(**common(
+            max_position_embeddings=512, original_max_position_embeddings=128,
+            partial_rotary_factor=0.75, sliding_window=None, tie_word_embeddings=False,
+            rope_theta=10000.0, rope_scaling={
+                ("rope_type" if v5() else "type"): "longrope",
+                "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5],
+                "long_factor": [2.0, 3.0, 5.0, 8.0, 13.0, 21.0],
+                **({"original_max_position_embeddings": 128} if v5() else {})})),
     }
 
 
