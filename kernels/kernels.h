@@ -86,6 +86,16 @@ int head_rmsnorm_cuda(bf16 *x, int stride, int heads, int head_dim, const bf16 *
 
 /* out[n, ffn] = silu(gate_up[:, :ffn]) * gate_up[:, ffn:], in f32, rounded once. */
 int silu_mul_cuda(bf16 *out, const bf16 *gate_up, int n, int ffn, cudaStream_t s);
+/* out[n, ffn] = gelu_tanh(gate_up[:, :ffn]) * gate_up[:, ffn:] (Gemma's GeGLU, PyTorch's
+ * tanh approximation), in f32, rounded once. */
+int gelu_tanh_mul_cuda(bf16 *out, const bf16 *gate_up, int n, int ffn, cudaStream_t s);
+
+/* ---- scale.cu ---- */
+
+/* In place x[count] *= s in f32, rounded once (Gemma's embeddings times sqrt(hidden)). */
+int scale_cuda(bf16 *x, size_t count, float s, cudaStream_t st);
+/* In place f32 logits[count] = cap * tanh(logits / cap) (Gemma 2's final soft-cap). */
+int softcap_cuda(float *logits, size_t count, float cap, cudaStream_t st);
 
 /* ---- rope.cu ---- */
 
