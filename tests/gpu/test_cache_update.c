@@ -243,7 +243,7 @@ static void fused_once(struct gt *t, const struct fused_shape *s, int bs)
                          !g->ops->upload(g, vc[i], poison, cache * 2), "upload"))
             goto out;
     }
-    rp = (struct rope_params){ s->H, s->KV, s->D, stride, f.gpu };
+    rp = (struct rope_params){ s->H, s->KV, s->D, stride, f.gpu, s->D, 1.0f };
     k1 = (uint16_t *)q1.gpu + s->H * s->D;
     k2 = (uint16_t *)q2.gpu + s->H * s->D;
     gt_check(t, g->ops->rope(g, q1.gpu, k1, p.gpu, s->n, &rp) == 0 &&

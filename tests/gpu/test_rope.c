@@ -40,8 +40,8 @@ static void rope_once(struct gt *t, const struct rope_shape *s)
     if (!dbuf_create(t, &q, elems, false) || !dbuf_set(t, &q, x) ||
         !rbuf_create(t, &p, pos, (size_t)s->n * 4) || !rbuf_create(t, &f, inv, (size_t)s->D / 2 * 4))
         goto out;
-    rc = (struct rope_params){ s->H, s->KV, s->D, stride, f.cpu };
-    rg = (struct rope_params){ s->H, s->KV, s->D, stride, f.gpu };
+    rc = (struct rope_params){ s->H, s->KV, s->D, stride, f.cpu, s->D, 1.0f };
+    rg = (struct rope_params){ s->H, s->KV, s->D, stride, f.gpu, s->D, 1.0f };
     gt_check(t, t->cpu->ops->rope(t->cpu, q.cpu, (float *)q.cpu + s->H * s->D, p.cpu, s->n, &rc) == 0,
              "cpu rope failed");
     gt_check(t, t->gpu->ops->rope(t->gpu, q.gpu, (uint16_t *)q.gpu + s->H * s->D, p.gpu, s->n, &rg) == 0,
