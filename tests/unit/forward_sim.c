@@ -175,8 +175,10 @@ void sim_check_step(struct sim *s, int k, int pad)
         ck_assert_int_eq(batch_pad(b, b->num_tokens + pad), 0);
         s->padded_steps++;
     }
-    /* runner_logits pads an unpadded batch to itself: num_sample rows then */
-    logits = malloc(sizeof(float) * MAX(MAX(b->num_sample_padded, b->num_sample), 1) * V);
+    /* runner_logits pads an unpadded batch to itself, and a decode-only one samples a row per
+     * token then (batch_pad), even for a request whose prompt is not complete: room for one
+     * row per token */
+    logits = malloc(sizeof(float) * MAX(MAX(b->num_tokens_padded, b->num_tokens), 1) * V);
     ck_assert_int_eq(runner_logits(s->r, b, logits), 0);
     for (int i = 0; i < b->num_sample; i++) {
         struct sim_req *q = s->reqs[b->sample_req[i]];
