@@ -71,21 +71,34 @@ struct attn_params {
     struct cache_layout cache;
 };
 
-/* A mixture-of-experts block (Mixtral, Qwen3-MoE): softmax over the router's logits (f32),
- * the top_k largest, renormalized to sum 1 when `renormalize`, then the sum of those
- * experts' SwiGLU MLPs weighted by them. */
+/* A mixture-of-experts block (Mixtral, Qwen2-MoE, Qwen3-MoE): softmax over the router's
+ * logits (f32), the top_k largest, renormalized to sum 1 when `renormalize`, then the sum of
+ * those experts' SwiGLU MLPs weighted by them; plus, for Qwen2-MoE, a shared expert's MLP
+ * times sigmoid(x · shared_gate). */
 struct moe_params {
     int num_experts, top_k;
     int hidden, ffn;           /* ffn: one expert's intermediate size */
+    int shared_ffn;            /* the shared expert's, 0 = none */
     bool renormalize;          /* norm_topk_prob (always for Mixtral) */
     void *work;                /* scratch of moe_work_bytes(max rows) bytes, owned by the runner */
+};
+
+/* One MoE layer's weights on the device. */
+struct moe_weights {
+    const struct bk_weight *router;          /* [E, hidden] */
+    const struct bk_weight *gate_up, *down;  /* [E] each [2 ffn, hidden] (gate rows first), [hidden, ffn] */
+    const struct bk_weight *shared_gate_up, *shared_down; /* [2 shared_ffn, hidden], [hidden,
+                                              * shared_ffn]; NULL without a shared expert */
+    const struct bk_weight *shared_gate;     /* [1, hidden] */
 };
 
 /* Scratch a backend's moe op may use for n rows: router logits, the k ids and weights per
  * row, and one expert's gathered rows, gate_up, activation and output. */
 static inline size_t moe_work_bytes(int n, const struct moe_params *p)
 {
-    return (size_t)n * (p->num_experts + 2 * p->top_k + 2 * p->hidden + 3 * p->ffn + 2) * 4;
+    int f = p->ffn > p->shared_ffn ? p->ffn : p->shared_ffn;
+
+    return (size_t)n * (p->num_experts + 2 * p->top_k + 2 * p->hidden + 3 * f + 2) * 4;
 }
 
 struct backend_ops {
@@ -169,10 +182,8 @@ struct backend_ops {
     int (*scale)(struct backend *be, void *x, int n, int dim, float s);
     /* In place f32 logits[n, vocab] = cap * tanh(logits / cap) (Gemma 2's final soft-cap) */
     int (*softcap)(struct backend *be, float *logits, int n, int vocab, float cap);
-    /* out[n, hidden] = the MoE block of x[n, hidden] (struct moe_params): router [E, hidden],
-     * gate_up[e] [2 ffn, hidden] (gate rows first) and down[e] [hidden, ffn] of each expert */
-    int (*moe)(struct backend *be, void *out, const void *x, const struct bk_weight *router,
-               const struct bk_weight *gate_up, const struct bk_weight *down, int n,
+    /* out[n, hidden] = the MoE block of x[n, hidden] (struct moe_params, struct moe_weights) */
+    int (*moe)(struct backend *be, void *out, const void *x, const struct moe_weights *w, int n,
                const struct moe_params *p);
 
     /* Optional (NULL when absent): RoPE of q and k plus the cache write of k and v in one

@@ -61,10 +61,15 @@ static int ffn_block(const struct forward_ctx *f, int n, int l)
     int ffn = c->intermediate_size, rc;
 
     if (lw->num_experts) {
+        bool shared = lw->shared_gate.data != NULL;
         struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
-                                 c->moe_intermediate_size, c->norm_topk_prob, f->moe_work };
-        return op->moe(f->be, f->x, f->xn, &lw->router, lw->expert_gate_up, lw->expert_down,
-                       n, &mp);
+                                 c->moe_intermediate_size, c->shared_expert_intermediate_size,
+                                 c->norm_topk_prob, f->moe_work };
+        struct moe_weights mw = { &lw->router, lw->expert_gate_up, lw->expert_down,
+                                  shared ? &lw->shared_gate_up : NULL,
+                                  shared ? &lw->shared_down : NULL,
+                                  shared ? &lw->shared_gate : NULL };
+        return op->moe(f->be, f->x, f->xn, &mw, n, &mp);
     }
     if ((rc = op->matmul(f->be, f->gate_up, f->xn, &lw->gate_up, NULL, n)) ||
         (rc = c->mlp_act == MLP_GELU_TANH ? op->gelu_tanh_mul(f->be, f->act, f->gate_up, n, ffn)

@@ -17,7 +17,8 @@ static size_t activation_bytes(const struct model_config *c, int cap_tokens, int
     size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
     size_t per_token = 3 * h + (q + 2 * kv) + q + 3 * ffn;
     struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
-                             c->moe_intermediate_size, false, NULL };
+                             c->moe_intermediate_size, c->shared_expert_intermediate_size,
+                             false, NULL };
     size_t moe = c->num_experts ? moe_work_bytes(cap_tokens, &mp) : 0;   /* runner.c's scratch */
 
     return elem * per_token * cap_tokens + moe +

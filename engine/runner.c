@@ -235,7 +235,8 @@ static int alloc_buffers(struct runner *r, char *err)
         return -ENOMEM;
     if (c->num_experts) {
         struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
-                                 c->moe_intermediate_size, c->norm_topk_prob, NULL };
+                                 c->moe_intermediate_size, c->shared_expert_intermediate_size,
+                                 c->norm_topk_prob, NULL };
 
         if (!(f->moe_work = dev_buf(r, moe_work_bytes((int)T, &mp), 1, err)))
             return -ENOMEM;

@@ -72,7 +72,12 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
             return -ENOMEM;
         }
         lw->num_experts = num_experts;
-        if ((rc = upload(be, &lw->router, &t->router, 1, err)))
+        const struct tensor_ref sgu[2] = { t->shared.gate, t->shared.up };
+
+        if ((rc = upload(be, &lw->router, &t->router, 1, err)) ||
+            (rc = upload(be, &lw->shared_gate_up, sgu, 2, err)) ||
+            (rc = upload(be, &lw->shared_down, &t->shared.down, 1, err)) ||
+            (rc = upload(be, &lw->shared_gate, &t->shared_gate, 1, err)))
             return rc;
         for (int e = 0; e < num_experts; e++) {
             const struct tensor_ref eg[2] = { t->experts[e].gate, t->experts[e].up };
@@ -144,6 +149,12 @@ void weights_free(struct weights *w, struct backend *be)
                 be->ops->free_weight(be, all[i]);
         if (lw->router.data)
             be->ops->free_weight(be, &lw->router);
+        if (lw->shared_gate_up.data)
+            be->ops->free_weight(be, &lw->shared_gate_up);
+        if (lw->shared_down.data)
+            be->ops->free_weight(be, &lw->shared_down);
+        if (lw->shared_gate.data)
+            be->ops->free_weight(be, &lw->shared_gate);
         for (int e = 0; e < lw->num_experts; e++) {
             if (lw->expert_gate_up && lw->expert_gate_up[e].data)
                 be->ops->free_weight(be, &lw->expert_gate_up[e]);
@@ -171,7 +182,8 @@ size_t weights_bytes(const struct model_config *c, size_t elem)
     size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
     size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
     size_t attn = h * q + 2 * h * kv + q * h + 4 * h + q + 2 * kv;
-    size_t moe = (size_t)c->num_experts * (3 * h * c->moe_intermediate_size + h);
+    size_t moe = (size_t)c->num_experts * (3 * h * c->moe_intermediate_size + h) +
+                 3 * h * (size_t)c->shared_expert_intermediate_size + h;
     size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2), all = head + h;
 
     for (int l = 0; l < c->num_layers; l++)

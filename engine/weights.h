@@ -27,6 +27,8 @@ struct layer_weights {
     struct bk_weight router;       /* [num_experts, hidden] */
     struct bk_weight *expert_gate_up; /* [num_experts] each [2 * moe_ffn, hidden] */
     struct bk_weight *expert_down; /* [num_experts] each [hidden, moe_ffn] */
+    struct bk_weight shared_gate_up, shared_down, shared_gate; /* Qwen2-MoE's shared expert
+                                    * [2 shared_ffn, hidden], [hidden, shared_ffn], [1, hidden] */
 };
 
 struct weights {

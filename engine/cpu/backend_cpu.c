@@ -340,11 +340,10 @@ static int cpu_softcap(struct backend *be, float *logits, int n, int vocab, floa
     return softcap_cpu(logits, n, vocab, cap);
 }
 
-static int cpu_moe(struct backend *be, void *out, const void *x, const struct bk_weight *router,
-                   const struct bk_weight *gate_up, const struct bk_weight *down, int n,
-                   const struct moe_params *p)
+static int cpu_moe(struct backend *be, void *out, const void *x, const struct moe_weights *w,
+                   int n, const struct moe_params *p)
 {
-    return moe_cpu(cpu_of(be)->pool, out, x, router, gate_up, down, n, p);
+    return moe_cpu(cpu_of(be)->pool, out, x, w, n, p);
 }
 
 static int cpu_gather_rows(struct backend *be, void *out, const void *x, const int32_t *rows,

@@ -87,9 +87,8 @@ int silu_mul_cpu(float *out, const float *gate_up, int n, int ffn);
 int gelu_tanh_mul_cpu(float *out, const float *gate_up, int n, int ffn);
 
 /* moe.c: a mixture-of-experts block (struct moe_params), the experts in index order */
-int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct bk_weight *router,
-            const struct bk_weight *gate_up, const struct bk_weight *down, int n,
-            const struct moe_params *p);
+int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_weights *w,
+            int n, const struct moe_params *p);
 
 /* scale.c */
 int scale_cpu(float *x, int n, int dim, float s);

@@ -1,8 +1,9 @@
-/* moe.c — a mixture-of-experts block, CPU reference (Mixtral, Qwen3-MoE as transformers
- * computes them): router logits → softmax in f32 → the top-k experts of each row (their
- * weights renormalized to sum 1 when asked) → for each expert in index order, its rows
- * gathered, its SwiGLU MLP run on them with the threaded matmul, and the weighted result
- * added back to each row. The loop over experts is the reference a grouped GEMM on the GPU
+/* moe.c — a mixture-of-experts block, CPU reference (Mixtral, Qwen2-MoE, Qwen3-MoE as
+ * transformers computes them): router logits → softmax in f32 → the top-k experts of each
+ * row (their weights renormalized to sum 1 when asked) → for each expert in index order, its
+ * rows gathered, its SwiGLU MLP run on them with the threaded matmul, and the weighted result
+ * added back to each row; then Qwen2-MoE's shared expert on every row, times
+ * sigmoid(x · shared_gate). The loop over experts is the reference a grouped GEMM on the GPU
  * is checked against. */
 #include <errno.h>
 #include <math.h>
@@ -31,8 +32,8 @@ static struct moe_work split(void *work, int n, const struct moe_params *p)
     w.rows = (int32_t *)f;     f += n;
     w.row_w = f;               f += n;
     w.xs = f;                  f += (size_t)n * p->hidden;
-    w.gu = f;                  f += (size_t)n * 2 * p->ffn;
-    w.act = f;                 f += (size_t)n * p->ffn;
+    w.gu = f;                  f += (size_t)n * 2 * MAX(p->ffn, p->shared_ffn);
+    w.act = f;                 f += (size_t)n * MAX(p->ffn, p->shared_ffn);
     w.ys = f;
     return w;
 }
@@ -71,11 +72,32 @@ static void route_row(const float *logits, int E, int k, bool renormalize, int32
     }
 }
 
-int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct bk_weight *router,
-            const struct bk_weight *gate_up, const struct bk_weight *down, int n,
-            const struct moe_params *p)
+/* out += sigmoid(x · gate) * shared_mlp(x) over all n rows (Qwen2-MoE's shared expert). */
+static int shared_expert(struct threadpool *tp, float *out, const float *x,
+                         const struct moe_weights *mw, int n, const struct moe_params *p,
+                         struct moe_work *w)
+{
+    int H = p->hidden, rc;
+
+    if ((rc = matmul_cpu(tp, w->gu, x, mw->shared_gate_up, NULL, n)) ||
+        (rc = silu_mul_cpu(w->act, w->gu, n, p->shared_ffn)) ||
+        (rc = matmul_cpu(tp, w->ys, w->act, mw->shared_down, NULL, n)) ||
+        (rc = matmul_cpu(tp, w->row_w, x, mw->shared_gate, NULL, n)))
+        return rc;
+    for (int t = 0; t < n; t++) {
+        float g = 1.0f / (1.0f + expf(-w->row_w[t]));
+
+        for (int d = 0; d < H; d++)
+            out[(size_t)t * H + d] += g * w->ys[(size_t)t * H + d];
+    }
+    return 0;
+}
+
+int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_weights *mw,
+            int n, const struct moe_params *p)
 {
     struct moe_work w = split(p->work, n, p);
+    const struct bk_weight *router = mw->router, *gate_up = mw->gate_up, *down = mw->down;
     int E = p->num_experts, k = p->top_k, H = p->hidden, rc;
 
     if (E < 1 || E > 4096 || k < 1 || k > E || router->rows != E || router->cols != H)
@@ -111,5 +133,7 @@ int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct bk_w
                 o[d] += w.row_w[i] * y[d];
         }
     }
-    return 0;
+    if (p->shared_ffn && (!mw->shared_gate_up || !mw->shared_down || !mw->shared_gate))
+        return -EINVAL;
+    return p->shared_ffn ? shared_expert(tp, out, x, mw, n, p, &w) : 0;
 }

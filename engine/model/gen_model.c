@@ -74,6 +74,9 @@ static const struct preset presets[] = {
     { "tiny-qwen3-moe", ARCH_QWEN3_MOE, 512, 64,   128,   2,  4,  2,  32,  40960,  1e6, 1e-6, false,
                                                                            0,     0,     false, 0,
                                                                            0,     16, 4, 32 },
+    { "tiny-qwen2-moe", ARCH_QWEN2_MOE, 512, 64,   96,    2,  4,  2,  16,  8192,   1e6, 1e-6, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     8, 2, 24 },
     { "mixtral-8x7b",  ARCH_MIXTRAL, 32000,  4096, 14336, 32, 32, 8,  128, 32768,  1e6, 1e-5, false,
                                                                            0,     0,     false, 0,
                                                                            0,     8, 2, 14336 },
@@ -99,7 +102,7 @@ static const char *model_type(enum model_arch a)
     return a == ARCH_QWEN2 ? "qwen2" : a == ARCH_QWEN3 ? "qwen3" : a == ARCH_MISTRAL ? "mistral"
          : a == ARCH_GEMMA2 ? "gemma2" : a == ARCH_GEMMA3 ? "gemma3_text"
          : a == ARCH_MIXTRAL ? "mixtral" : a == ARCH_QWEN3_MOE ? "qwen3_moe"
-         : a == ARCH_PHI3 ? "phi3" : "llama";
+         : a == ARCH_PHI3 ? "phi3" : a == ARCH_QWEN2_MOE ? "qwen2_moe" : "llama";
 }
 
 /* Gemma's own keys, as Gemma2Config / Gemma3TextConfig write them. */
@@ -157,8 +160,11 @@ static void moe_config(cJSON *c, const struct preset *p)
         cJSON_AddNumberToObject(c, "decoder_sparse_step", 1);
         cJSON_AddArrayToObject(c, "mlp_only_layers");
         cJSON_AddNumberToObject(c, "moe_intermediate_size", p->moe_ffn);
-        cJSON_AddBoolToObject(c, "norm_topk_prob", true);
+        cJSON_AddBoolToObject(c, "norm_topk_prob", p->arch == ARCH_QWEN3_MOE);
         cJSON_AddNumberToObject(c, "num_experts", p->experts);
+        /* Qwen2-MoE's shared expert is as wide as intermediate_size (Qwen1.5-MoE-A2.7B's) */
+        if (p->arch == ARCH_QWEN2_MOE)
+            cJSON_AddNumberToObject(c, "shared_expert_intermediate_size", p->ffn);
     }
     cJSON_AddNumberToObject(c, "num_experts_per_tok", p->top_k);
     cJSON_AddBoolToObject(c, "output_router_logits", false);
@@ -187,7 +193,8 @@ static void phi3_config(cJSON *c, const struct preset *p)
 static cJSON *preset_config(const struct preset *p)
 {
     cJSON *c = cJSON_CreateObject(), *rs, *lt;
-    bool qwen = p->arch == ARCH_QWEN2 || p->arch == ARCH_QWEN3 || p->arch == ARCH_QWEN3_MOE;
+    bool qwen = p->arch == ARCH_QWEN2 || p->arch == ARCH_QWEN3 || p->arch == ARCH_QWEN3_MOE ||
+                p->arch == ARCH_QWEN2_MOE;
 
     cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "architectures"),
                          cJSON_CreateString(model_arch_name(p->arch)));
@@ -479,6 +486,14 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
                 snprintf(suffix, sizeof suffix, "%s.experts.%d.%s.weight", blk, e, mx ? "w2" : "down_proj");
                 LAYER(suffix, h, f, false);
             }
+            if (c->shared_expert_intermediate_size) {
+                int64_t sf = c->shared_expert_intermediate_size;
+
+                LAYER("mlp.shared_expert.gate_proj.weight", sf, h, false);
+                LAYER("mlp.shared_expert.up_proj.weight", sf, h, false);
+                LAYER("mlp.shared_expert.down_proj.weight", h, sf, false);
+                LAYER("mlp.shared_expert_gate.weight", 1, h, false);
+            }
             continue;
         }
         if (c->arch == ARCH_PHI3) {
@@ -502,7 +517,7 @@ static int cmp_tensor(const void *a, const void *b)
 static int write_weights(const struct model_config *c, enum dtype dt, uint64_t seed,
                          const char *path, struct gen_model_stats *stats, char *err)
 {
-    int max = 3 + (17 + 3 * c->num_experts) * c->num_layers, n, rc;
+    int max = 3 + (21 + 3 * c->num_experts) * c->num_layers, n, rc;
     struct gen_tensor *v = calloc((size_t)max, sizeof *v);
     struct st_write_tensor *w = calloc((size_t)max, sizeof *w);
     double t0 = now_s();

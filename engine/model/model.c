@@ -17,7 +17,7 @@
 
 #define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, " \
     "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text only), " \
-    "MixtralForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM"
+    "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM"
 #define MAX_DIM  (1 << 20)   /* hidden, ffn, heads, head_dim: far above any real model */
 #define MAX_VOCAB (1 << 24)
 
@@ -35,6 +35,7 @@ static const struct {
     { "MixtralForCausalLM", "mixtral", ARCH_MIXTRAL, 4096 * 32 },
     { "Qwen3MoeForCausalLM", "qwen3_moe", ARCH_QWEN3_MOE, 32768 },
     { "Phi3ForCausalLM",    "phi3",    ARCH_PHI3,    4096 },
+    { "Qwen2MoeForCausalLM", "qwen2_moe", ARCH_QWEN2_MOE, 32768 },
 };
 
 static bool is_gemma(enum model_arch a)
@@ -421,7 +422,8 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
 {
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     const cJSON *types = member(root, "layer_types");
-    bool qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE;
+    bool qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE ||
+                cfg->arch == ARCH_QWEN2_MOE;
     bool every = cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_PHI3;
     bool use = false;
     /* MixtralConfig's and Phi3Config's sliding_window default to None, MistralConfig's to 4096 */
@@ -566,17 +568,21 @@ static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct mode
         return bad(p, "mlp_bias", "%s", "true is not supported");
     /* Qwen2 always has q/k/v biases; elsewhere attention_bias also adds an o_proj bias,
      * which osprey's layer does not have. */
-    if (attention_bias && cfg->arch != ARCH_QWEN2)
+    if (attention_bias && cfg->arch != ARCH_QWEN2 && cfg->arch != ARCH_QWEN2_MOE)
         return bad(p, "attention_bias", "true is not supported for %s (o_proj bias)",
                    cfg->arch_name);
-    cfg->attention_bias = cfg->arch == ARCH_QWEN2;
+    /* Qwen2 and Qwen2-MoE have q/k/v biases (and no o_proj bias); newer Qwen2MoeConfig
+     * names them qkv_bias */
+    cfg->attention_bias = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN2_MOE;
+    if (cfg->arch == ARCH_QWEN2_MOE && (rc = get_bool(p, root, "qkv_bias", &cfg->attention_bias)))
+        return rc;
     cfg->qk_norm = cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE || cfg->arch == ARCH_GEMMA3;
     return 0;
 }
 
-/* Mixtral and Qwen3-MoE: experts, top-k, the expert ffn, which layers are MoE (Qwen3-MoE:
- * those not in mlp_only_layers whose index + 1 is a multiple of decoder_sparse_step).
- * Defaults are MixtralConfig's and Qwen3MoeConfig's. */
+/* Mixtral, Qwen2-MoE and Qwen3-MoE: experts, top-k, the expert ffn, which layers are MoE
+ * (Qwen: those not in mlp_only_layers whose index + 1 is a multiple of decoder_sparse_step),
+ * Qwen2-MoE's shared expert. Defaults are MixtralConfig's, Qwen2MoeConfig's, Qwen3MoeConfig's. */
 static int parse_moe(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
     bool mixtral = cfg->arch == ARCH_MIXTRAL;
@@ -584,9 +590,12 @@ static int parse_moe(struct cfg_parse *p, const cJSON *root, struct model_config
     const cJSON *only = member(root, "mlp_only_layers");
     int step = 1, rc;
 
-    cfg->num_experts = mixtral ? 8 : 128;
-    cfg->num_experts_per_tok = mixtral ? 2 : 8;
-    cfg->moe_intermediate_size = mixtral ? cfg->intermediate_size : 768;
+    bool q2 = cfg->arch == ARCH_QWEN2_MOE;
+
+    cfg->num_experts = mixtral ? 8 : q2 ? 60 : 128;
+    cfg->num_experts_per_tok = mixtral ? 2 : q2 ? 4 : 8;
+    cfg->moe_intermediate_size = mixtral ? cfg->intermediate_size : q2 ? 1408 : 768;
+    cfg->shared_expert_intermediate_size = q2 ? 5632 : 0;
     cfg->norm_topk_prob = mixtral;   /* Mixtral renormalizes always, without a key */
     if ((rc = get_int(p, root, ne, ne, false, 1, 4096, &cfg->num_experts)) ||
         (rc = get_int(p, root, "num_experts_per_tok", "num_experts_per_tok", false, 1, 4096,
@@ -615,9 +624,12 @@ static int parse_moe(struct cfg_parse *p, const cJSON *root, struct model_config
         }
         cfg->layer_moe[(int)e->valuedouble] = false;
     }
-    if (member(root, "shared_expert_intermediate_size"))
+    if (!q2 && member(root, "shared_expert_intermediate_size"))
         return bad(p, "shared_expert_intermediate_size", "%s",
-                   "shared experts (Qwen2-MoE) are not supported");
+                   "a shared expert is Qwen2-MoE's (Qwen2MoeForCausalLM), not this architecture's");
+    if (q2)
+        return get_int(p, root, "shared_expert_intermediate_size", "shared_expert_intermediate_size",
+                       false, 1, MAX_DIM, &cfg->shared_expert_intermediate_size);
     return 0;
 }
 
@@ -740,7 +752,7 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
     if ((rc = parse_sizes(p, root, cfg)) ||
         (rc = check_unsupported(p, root, cfg)) ||
         (is_gemma(cfg->arch) && (rc = parse_gemma(p, root, cfg))) ||
-        ((cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_QWEN3_MOE) &&
+        ((cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_QWEN3_MOE || cfg->arch == ARCH_QWEN2_MOE) &&
          (rc = parse_moe(p, root, cfg))) ||
         (rc = get_int(p, root, "max_position_embeddings", "max_position_embeddings", false, 1,
                       INT32_MAX, &cfg->max_position_embeddings)) ||
@@ -894,6 +906,29 @@ static int bind_fused(struct binder *b, const struct tensor_ref **out, const cha
     return 0;
 }
 
+/* Qwen2-MoE's shared expert and its sigmoid gate, when the config has one. */
+static int bind_shared(struct binder *b, const struct model_config *c, const char *prefix, int l,
+                       struct layer_tensors *lt)
+{
+    int64_t h = c->hidden_size, f = c->shared_expert_intermediate_size;
+    char n[192];
+    int rc;
+
+    if (f == 0)
+        return 0;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert.gate_proj.weight", prefix, l);
+    if ((rc = bind(b, &lt->shared.gate, n, 2, f, h)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert.up_proj.weight", prefix, l);
+    if ((rc = bind(b, &lt->shared.up, n, 2, f, h)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert.down_proj.weight", prefix, l);
+    if ((rc = bind(b, &lt->shared.down, n, 2, h, f)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert_gate.weight", prefix, l);
+    return bind(b, &lt->shared_gate, n, 2, 1, h);
+}
+
 /* A MoE layer's router and experts: per-expert tensors as published, or transformers 5's
  * fused experts.gate_up_proj / experts.down_proj (gate rows first, as its chunk(2) reads). */
 static int bind_moe(struct binder *b, const struct model_config *c, const char *prefix, int l,
@@ -931,7 +966,7 @@ static int bind_moe(struct binder *b, const struct model_config *c, const char *
             lt->experts[e].up = expert_slice(gu, e, f, f);
             lt->experts[e].down = expert_slice(dn, e, 0, h);
         }
-        return 0;
+        return bind_shared(b, c, prefix, l, lt);
     }
     for (int e = 0; e < E && rc == 0; e++) {
         struct expert_tensors *x = &lt->experts[e];
@@ -945,7 +980,7 @@ static int bind_moe(struct binder *b, const struct model_config *c, const char *
             }
         }
     }
-    return rc;
+    return rc ? rc : bind_shared(b, c, prefix, l, lt);
 }
 
 static int bind_layer(struct binder *b, const struct model_config *c, const char *prefix, int l,

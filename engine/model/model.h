@@ -15,7 +15,7 @@
 #define MODEL_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine/runner.c */
 
 enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL, ARCH_GEMMA2, ARCH_GEMMA3,
-                  ARCH_MIXTRAL, ARCH_QWEN3_MOE, ARCH_PHI3 };
+                  ARCH_MIXTRAL, ARCH_QWEN3_MOE, ARCH_PHI3, ARCH_QWEN2_MOE };
 /* the gate's activation of the gated MLP: SwiGLU (Llama) or GeGLU with tanh GELU (Gemma) */
 enum mlp_act { MLP_SILU, MLP_GELU_TANH };
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE };
@@ -72,6 +72,7 @@ struct model_config {
     int num_experts_per_tok;   /* top-k of the softmax routing */
     int moe_intermediate_size; /* ffn of one expert (Mixtral: intermediate_size) */
     bool norm_topk_prob;       /* the k weights renormalized to sum 1 (always for Mixtral) */
+    int shared_expert_intermediate_size; /* Qwen2-MoE's shared expert (sigmoid-gated); 0 = none */
     bool layer_moe[MODEL_MAX_LAYERS]; /* the layer's MLP is a MoE block (decoder_sparse_step,
                                        * mlp_only_layers); else dense with intermediate_size */
     /* KV-cache groups (model_kv_groups), derived from layer_window once, when the config is
@@ -122,6 +123,8 @@ struct layer_tensors {
                                                    * then gate and up are empty */
     struct tensor_ref router;                     /* [num_experts, hidden]; MoE layers */
     struct expert_tensors *experts;               /* [num_experts] or NULL (dense); owned */
+    struct expert_tensors shared;                 /* Qwen2-MoE: [shared_ffn, hidden] x2, [hidden, shared_ffn] */
+    struct tensor_ref shared_gate;                /* Qwen2-MoE: [1, hidden] */
 };
 
 struct st_set;  /* the mapped safetensors files (engine/model/safetensors.h) */

@@ -26,8 +26,8 @@ import sys
 import torch
 import transformers
 from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, LlamaConfig,
-                          MistralConfig, MixtralConfig, Phi3Config, Qwen2Config, Qwen3Config,
-                          Qwen3MoeConfig)
+                          MistralConfig, MixtralConfig, Phi3Config, Qwen2Config, Qwen2MoeConfig,
+                          Qwen3Config, Qwen3MoeConfig)
 
 VOCAB = 384
 PROMPT_LEN = 21
@@ -130,6 +130,14 @@ def configs():
                                              num_experts_per_tok=3, moe_intermediate_size=32,
                                              norm_topk_prob=False, decoder_sparse_step=1,
                                              mlp_only_layers=[1], tie_word_embeddings=False,
+                                             rope_theta=1000000.0)),
+        # Qwen2-MoE: q/k/v biases, 8 experts of 24, top 2 unnormalized, a shared expert of 80
+        # behind its sigmoid gate.
+        "qwen2-moe": Qwen2MoeConfig(**common(num_experts=8, num_experts_per_tok=2,
+                                             moe_intermediate_size=24,
+                                             shared_expert_intermediate_size=80,
+                                             norm_topk_prob=False, decoder_sparse_step=1,
+                                             mlp_only_layers=[], tie_word_embeddings=False,
                                              rope_theta=1000000.0)),
         # Phi-3: fused qkv_proj / gate_up_proj, partial rotary 0.75 (12 of 16 dims turn) and
         # LongRoPE over an original 128 positions of 512 (attention factor sqrt(1 + ln 4 /

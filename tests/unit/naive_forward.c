@@ -110,10 +110,11 @@ static double ref_gelu_tanh(double x)
     return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 
-/* out[h] = the MoE block of xn, as transformers' MixtralSparseMoeBlock and
- * Qwen3MoeSparseMoeBlock compute it: softmax of the router's logits, the top_k largest
- * probabilities (renormalized when norm_topk_prob), the weighted sum of those experts'
- * SwiGLU MLPs. */
+/* out[h] = the MoE block of xn, as transformers' MixtralSparseMoeBlock,
+ * Qwen2MoeSparseMoeBlock and Qwen3MoeSparseMoeBlock compute it: softmax of the router's
+ * logits, the top_k largest probabilities (renormalized when norm_topk_prob), the weighted
+ * sum of those experts' SwiGLU MLPs; Qwen2-MoE adds its shared expert's MLP times
+ * sigmoid(shared_expert_gate · xn). */
 static void ref_moe(double *out, const struct model_config *c, const struct layer_tensors *lt,
                     const double *xn)
 {
@@ -153,6 +154,22 @@ static void ref_moe(double *out, const struct model_config *c, const struct laye
         ref_linear(y, &x->down, NULL, g, h, F);
         for (int i = 0; i < h; i++)
             out[i] += w * y[i];
+    }
+    if (c->shared_expert_intermediate_size) {
+        int S = c->shared_expert_intermediate_size;
+        double *sg = malloc(sizeof(double) * S), *su = malloc(sizeof(double) * S), gate;
+
+        ref_linear(sg, &lt->shared.gate, NULL, xn, S, h);
+        ref_linear(su, &lt->shared.up, NULL, xn, S, h);
+        for (int i = 0; i < S; i++)
+            sg[i] = sg[i] / (1.0 + exp(-sg[i])) * su[i];
+        ref_linear(y, &lt->shared.down, NULL, sg, h, S);
+        ref_linear(&gate, &lt->shared_gate, NULL, xn, 1, h);
+        gate = 1.0 / (1.0 + exp(-gate));
+        for (int i = 0; i < h; i++)
+            out[i] += gate * y[i];
+        free(sg);
+        free(su);
     }
     free(p); free(g); free(u); free(y); free(chosen); free(top);
 }

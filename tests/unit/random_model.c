@@ -94,7 +94,7 @@ static const char *arch_names[] = {
     [ARCH_QWEN3] = "Qwen3ForCausalLM", [ARCH_MISTRAL] = "MistralForCausalLM",
     [ARCH_GEMMA2] = "Gemma2ForCausalLM", [ARCH_GEMMA3] = "Gemma3ForCausalLM",
     [ARCH_MIXTRAL] = "MixtralForCausalLM", [ARCH_QWEN3_MOE] = "Qwen3MoeForCausalLM",
-    [ARCH_PHI3] = "Phi3ForCausalLM",
+    [ARCH_PHI3] = "Phi3ForCausalLM", [ARCH_QWEN2_MOE] = "Qwen2MoeForCausalLM",
 };
 
 static bool gemma(const struct fixture_spec *s)
@@ -119,6 +119,16 @@ static int make_experts(struct random_model *fx, struct layer_tensors *t,
             make_tensor(fx, &t->experts[e].up, "w3", f, h, 0.0f, ah, s->dtype, rng) ||
             make_tensor(fx, &t->experts[e].down, "w2", h, f, 0.0f, af, s->dtype, rng))
             return -ENOMEM;
+    if (s->shared_ffn &&
+        (make_tensor(fx, &t->shared.gate, "shared_expert.gate_proj", s->shared_ffn, h, 0.0f, ah,
+                     s->dtype, rng) ||
+         make_tensor(fx, &t->shared.up, "shared_expert.up_proj", s->shared_ffn, h, 0.0f, ah,
+                     s->dtype, rng) ||
+         make_tensor(fx, &t->shared.down, "shared_expert.down_proj", h, s->shared_ffn, 0.0f,
+                     1.5f / sqrtf((float)s->shared_ffn), s->dtype, rng) ||
+         make_tensor(fx, &t->shared_gate, "shared_expert_gate", 1, h, 0.0f, 3.0f / sqrtf((float)h),
+                     s->dtype, rng)))
+        return -ENOMEM;
     return 0;
 }
 
@@ -195,6 +205,7 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
         c->num_experts_per_tok = s->top_k;
         c->moe_intermediate_size = s->moe_ffn;
         c->norm_topk_prob = s->renormalize;
+        c->shared_expert_intermediate_size = s->shared_ffn;
         for (int l = 0; l < s->layers; l++)
             c->layer_moe[l] = !(s->dense_layers >> l & 1);
     }

@@ -28,6 +28,7 @@ struct fixture_spec {
     /* MoE (arch ARCH_MIXTRAL / ARCH_QWEN3_MOE): experts of moe_ffn, top-k routing */
     int experts, top_k, moe_ffn;
     bool renormalize;          /* norm_topk_prob */
+    int shared_ffn;            /* Qwen2-MoE's sigmoid-gated shared expert; 0 = none */
     unsigned dense_layers;     /* bit l: layer l keeps a dense MLP (mlp_only_layers) */
     /* Phi-3 (arch ARCH_PHI3): q/k/v and gate/up stored fused as published; rotary_dim < head_dim
      * for a partial rotary factor (0 = head_dim); rope may be ROPE_LONGROPE */

@@ -2,7 +2,8 @@
  * (engine/cpu/moe.c through engine/forward.c and engine/runner.c) against the independent
  * naive forward (naive_forward.c's ref_moe, written from transformers' sparse MoE blocks):
  * softmax routing in f32, top-k, renormalization always (Mixtral) or by norm_topk_prob
- * (Qwen3-MoE), dense layers among MoE ones (mlp_only_layers), over mixed batches. */
+ * (Qwen3-MoE), dense layers among MoE ones (mlp_only_layers), Qwen2-MoE's sigmoid-gated
+ * shared expert, over mixed batches. */
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -31,6 +32,16 @@ static struct fixture_spec qwen3_moe_spec(void)
                                   .qk_norm = true, .dtype = DT_BF16, .experts = 16, .top_k = 4,
                                   .moe_ffn = 32, .renormalize = false, .dense_layers = 1u << 1,
                                   .rope_theta = 1000000.0, .seed = 501 };
+}
+
+/* Qwen2-MoE's shape, small: q/k/v biases, 8 experts top 2 unnormalized, a shared expert of
+ * 80 behind its sigmoid gate. */
+static struct fixture_spec qwen2_moe_spec(void)
+{
+    return (struct fixture_spec){ .arch = ARCH_QWEN2_MOE, .vocab = 96, .hidden = 64, .ffn = 96,
+                                  .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 16,
+                                  .bias = true, .dtype = DT_BF16, .experts = 8, .top_k = 2,
+                                  .moe_ffn = 24, .shared_ffn = 80, .seed = 701 };
 }
 
 static void quiet(void)
@@ -62,6 +73,18 @@ START_TEST(qwen3_moe_top4_of_16_with_a_dense_layer_matches_the_naive_forward)
     spec.seed++;
     spec.renormalize = true;
     sim_run_mixed(&spec, 16, TOL, NULL);
+}
+END_TEST
+
+START_TEST(qwen2_moe_shared_expert_behind_its_sigmoid_gate_matches_the_naive_forward)
+{
+    struct fixture_spec spec = qwen2_moe_spec();
+
+    sim_run_mixed(&spec, 8, TOL, NULL);
+    spec.seed++;
+    spec.dtype = DT_F32;
+    spec.renormalize = true;
+    sim_run_mixed(&spec, 4, TOL, NULL);
 }
 END_TEST
 
@@ -146,6 +169,7 @@ Suite *forward_moe_suite(void)
     tcase_add_unchecked_fixture(tc, quiet, loud);
     tcase_add_test(tc, mixtral_top2_of_8_mixed_batches_match_the_naive_forward);
     tcase_add_test(tc, qwen3_moe_top4_of_16_with_a_dense_layer_matches_the_naive_forward);
+    tcase_add_test(tc, qwen2_moe_shared_expert_behind_its_sigmoid_gate_matches_the_naive_forward);
     tcase_add_test(tc, moe_greedy_tokens_match_the_naive_forward);
     tcase_add_test(tc, a_backend_without_the_moe_op_refuses_the_model_in_one_line);
     tcase_set_timeout(tc, 120);

@@ -1,7 +1,8 @@
-/* test_model_moe.c — Mixtral and Qwen3-MoE folders: config.json as published (Mixtral-8x7B,
- * Qwen3-30B-A3B) and with the config classes' defaults, which layers are MoE
- * (decoder_sparse_step, mlp_only_layers), what is refused; gen-model's tiny-mixtral and
- * tiny-qwen3-moe presets bind every expert as published, and the same weights rewritten as
+/* test_model_moe.c — Mixtral, Qwen2-MoE and Qwen3-MoE folders: config.json as published
+ * (Mixtral-8x7B, Qwen1.5-MoE-A2.7B, Qwen3-30B-A3B) and with the config classes' defaults, which layers are MoE
+ * (decoder_sparse_step, mlp_only_layers), what is refused; gen-model's tiny-mixtral,
+ * tiny-qwen2-moe (with its shared expert) and tiny-qwen3-moe presets bind every expert as
+ * published, and the same weights rewritten as
  * transformers 5's fused experts.gate_up_proj / experts.down_proj bind to the same slices. */
 #include <check.h>
 #include <errno.h>
@@ -38,6 +39,19 @@ static const char qwen3_30b_a3b[] =
     "\"rope_theta\":1000000.0,\"router_aux_loss_coef\":0.001,\"sliding_window\":null,"
     "\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\",\"use_cache\":true,"
     "\"use_sliding_window\":false,\"vocab_size\":151936}";
+
+static const char qwen15_moe_a27b[] =
+    "{\"architectures\":[\"Qwen2MoeForCausalLM\"],\"attention_dropout\":0.0,\"bos_token_id\":151643,"
+    "\"decoder_sparse_step\":1,\"eos_token_id\":151643,\"hidden_act\":\"silu\",\"hidden_size\":2048,"
+    "\"initializer_range\":0.02,\"intermediate_size\":5632,\"max_position_embeddings\":8192,"
+    "\"max_window_layers\":21,\"model_type\":\"qwen2_moe\",\"moe_intermediate_size\":1408,"
+    "\"norm_topk_prob\":false,\"num_attention_heads\":16,\"num_experts\":60,"
+    "\"num_experts_per_tok\":4,\"num_hidden_layers\":24,\"num_key_value_heads\":16,"
+    "\"output_router_logits\":false,\"rms_norm_eps\":1e-06,\"rope_theta\":1000000.0,"
+    "\"router_aux_loss_coef\":0.001,\"shared_expert_intermediate_size\":5632,"
+    "\"sliding_window\":32768,\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\","
+    "\"transformers_version\":\"4.39.0.dev0\",\"use_cache\":true,\"use_sliding_window\":false,"
+    "\"vocab_size\":151936}";
 
 static int parse(struct model_config *c, const char *json, char *err)
 {
@@ -106,6 +120,23 @@ START_TEST(qwen3_30b_a3b_config_gives_128_experts_top_8_and_qk_norm)
 }
 END_TEST
 
+START_TEST(qwen15_moe_config_gives_a_shared_expert_and_qkv_biases)
+{
+    struct model_config c;
+
+    parse_ok(&c, qwen15_moe_a27b);
+    ck_assert_int_eq(c.arch, ARCH_QWEN2_MOE);
+    ck_assert_int_eq(c.num_experts, 60);
+    ck_assert_int_eq(c.num_experts_per_tok, 4);
+    ck_assert_int_eq(c.moe_intermediate_size, 1408);
+    ck_assert_int_eq(c.shared_expert_intermediate_size, 5632);
+    ck_assert(!c.norm_topk_prob);
+    ck_assert(c.attention_bias);
+    ck_assert(!c.qk_norm);
+    ck_assert_int_eq(c.layer_window[0], 0);            /* use_sliding_window false */
+}
+END_TEST
+
 START_TEST(qwen3_moe_sparse_step_and_mlp_only_layers_keep_some_layers_dense)
 {
     struct model_config c;
@@ -147,7 +178,9 @@ START_TEST(moe_fields_osprey_cannot_honour_are_refused_with_file_and_field)
     check_refused(qwen3_30b_a3b, "\"norm_topk_prob\":1", PATH ": norm_topk_prob: expected true",
                   __LINE__);
     check_refused(qwen3_30b_a3b, "\"shared_expert_intermediate_size\":512",
-                  PATH ": shared_expert_intermediate_size: shared experts (Qwen2-MoE)", __LINE__);
+                  PATH ": shared_expert_intermediate_size: a shared expert is Qwen2-MoE's", __LINE__);
+    check_refused(qwen15_moe_a27b, "\"shared_expert_intermediate_size\":0",
+                  PATH ": shared_expert_intermediate_size: 0 is out of range", __LINE__);
     check_refused(mixtral_8x7b, "\"num_local_experts\":-1", PATH ": num_local_experts: ", __LINE__);
 }
 END_TEST
@@ -170,11 +203,13 @@ static void shape_is(const struct tensor_ref *t, int64_t d0, int64_t d1, const c
 
 START_TEST(generated_moe_presets_bind_every_expert_as_published)
 {
-    static const struct { const char *preset; int experts, ffn; } p[] = {
-        { "tiny-mixtral", 8, 128 }, { "tiny-qwen3-moe", 16, 32 },
+    static const struct { const char *preset; int experts, ffn, shared; const char *up3; } p[] = {
+        { "tiny-mixtral", 8, 128, 0, "block_sparse_moe.experts.3.w3" },
+        { "tiny-qwen3-moe", 16, 32, 0, "mlp.experts.3.up_proj" },
+        { "tiny-qwen2-moe", 8, 24, 96, "mlp.experts.3.up_proj" },
     };
 
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         struct model m;
         char dir[FIXTURE_PATH];
 
@@ -192,8 +227,14 @@ START_TEST(generated_moe_presets_bind_every_expert_as_published)
                 shape_is(&t->experts[e].down, 64, p[i].ffn, "down");
             }
         }
-        ck_assert_ptr_nonnull(strstr(m.layers[1].experts[3].up.name,
-                                     i == 0 ? "block_sparse_moe.experts.3.w3" : "mlp.experts.3.up_proj"));
+        ck_assert_ptr_nonnull(strstr(m.layers[1].experts[3].up.name, p[i].up3));
+        ck_assert_int_eq(m.cfg.shared_expert_intermediate_size, p[i].shared);
+        if (p[i].shared) {
+            shape_is(&m.layers[0].shared.down, 64, p[i].shared, "shared down");
+            shape_is(&m.layers[1].shared_gate, 1, 64, "shared_expert_gate");
+        } else {
+            ck_assert_ptr_null(m.layers[0].shared_gate.data);
+        }
         model_close(&m);
         fixture_rmtree(dir);
     }
@@ -312,6 +353,7 @@ Suite *model_moe_suite(void)
     tcase_add_unchecked_fixture(tc, quiet, loud);
     tcase_add_test(tc, mixtral_8x7b_config_gives_8_experts_top_2_renormalized);
     tcase_add_test(tc, qwen3_30b_a3b_config_gives_128_experts_top_8_and_qk_norm);
+    tcase_add_test(tc, qwen15_moe_config_gives_a_shared_expert_and_qkv_biases);
     tcase_add_test(tc, qwen3_moe_sparse_step_and_mlp_only_layers_keep_some_layers_dense);
     tcase_add_test(tc, moe_fields_osprey_cannot_honour_are_refused_with_file_and_field);
     tcase_add_test(tc, generated_moe_presets_bind_every_expert_as_published);
