@@ -13,13 +13,12 @@
 #include <unistd.h>
 
 #include "engine/base/log.h"
+#include "engine/model/model_internal.h"
 #include "engine/model/safetensors.h"
 
 #define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, " \
     "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text only), " \
     "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM"
-#define MAX_DIM  (1 << 20)   /* hidden, ffn, heads, head_dim: far above any real model */
-#define MAX_VOCAB (1 << 24)
 
 static const struct {
     const char *name, *model_type;
@@ -38,116 +37,12 @@ static const struct {
     { "Qwen2MoeForCausalLM", "qwen2_moe", ARCH_QWEN2_MOE, 32768 },
 };
 
-static bool is_gemma(enum model_arch a)
-{
-    return a == ARCH_GEMMA2 || a == ARCH_GEMMA3;
-}
-
 const char *model_arch_name(enum model_arch a)
 {
     for (size_t i = 0; i < ARRAY_LEN(archs); i++)
         if (archs[i].arch == a)
             return archs[i].name;
     return "?";
-}
-
-/* ---- typed JSON fields with "<path>: <field>: <problem>" messages ---- */
-
-struct cfg_parse {
-    const char *path;    /* the file named in messages */
-    char *err;
-    bool has_dtype;      /* config.json names the weights' dtype */
-};
-
-static const char *json_type(const cJSON *j)
-{
-    if (cJSON_IsNull(j)) return "null";
-    if (cJSON_IsBool(j)) return "a boolean";
-    if (cJSON_IsNumber(j)) return "a number";
-    if (cJSON_IsString(j)) return "a string";
-    if (cJSON_IsArray(j)) return "an array";
-    return "an object";
-}
-
-/* The member `key`, or NULL when absent or JSON null (both mean "use the default"). */
-static const cJSON *member(const cJSON *obj, const char *key)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsNull(j) ? NULL : j;
-}
-
-static int bad(struct cfg_parse *p, const char *field, const char *fmt, const char *what)
-{
-    char msg[256];
-
-    snprintf(msg, sizeof msg, fmt, what);
-    errf(p->err, "%s: %s: %s", p->path, field, msg);
-    return -EINVAL;
-}
-
-static bool is_int(const cJSON *j)
-{
-    return cJSON_IsNumber(j) && j->valuedouble == floor(j->valuedouble) &&
-           fabs(j->valuedouble) <= 2147483647.0;
-}
-
-/* An integer in [lo, hi]; *v keeps its default when absent. Absent and required is an error. */
-static int get_int(struct cfg_parse *p, const cJSON *obj, const char *key, const char *field,
-                   bool required, int lo, int hi, int *v)
-{
-    const cJSON *j = member(obj, key);
-    char range[96];
-
-    if (!j)
-        return required ? bad(p, field, "%s", "missing") : 0;
-    if (!is_int(j))
-        return bad(p, field, "expected an integer, got %s", json_type(j));
-    if (j->valuedouble < lo || j->valuedouble > hi) {
-        snprintf(range, sizeof range, "%d is out of range [%d, %d]", (int)j->valuedouble, lo, hi);
-        return bad(p, field, "%s", range);
-    }
-    *v = (int)j->valuedouble;
-    return 0;
-}
-
-/* A number > 0 (or >= 0 with allow_zero); *v keeps its default when absent. */
-static int get_pos(struct cfg_parse *p, const cJSON *obj, const char *key, const char *field,
-                   bool required, bool allow_zero, double *v)
-{
-    const cJSON *j = member(obj, key);
-
-    if (!j)
-        return required ? bad(p, field, "%s", "missing") : 0;
-    if (!cJSON_IsNumber(j))
-        return bad(p, field, "expected a number, got %s", json_type(j));
-    if (!isfinite(j->valuedouble) || j->valuedouble < 0 || (!allow_zero && j->valuedouble == 0))
-        return bad(p, field, "%s", allow_zero ? "must be >= 0" : "must be > 0");
-    *v = j->valuedouble;
-    return 0;
-}
-
-static int get_bool(struct cfg_parse *p, const cJSON *obj, const char *key, bool *v)
-{
-    const cJSON *j = member(obj, key);
-
-    if (!j)
-        return 0;
-    if (!cJSON_IsBool(j))
-        return bad(p, key, "expected true or false, got %s", json_type(j));
-    *v = cJSON_IsTrue(j);
-    return 0;
-}
-
-/* A string member, NULL when absent; sets rc on a wrong type. */
-static const char *get_str(struct cfg_parse *p, const cJSON *obj, const char *key, int *rc)
-{
-    const cJSON *j = member(obj, key);
-
-    if (j && !cJSON_IsString(j)) {
-        *rc = bad(p, key, "expected a string, got %s", json_type(j));
-        return NULL;
-    }
-    return j ? j->valuestring : NULL;
 }
 
 /* ---- the sections of config.json ---- */
@@ -176,28 +71,6 @@ static int parse_arch(struct cfg_parse *p, const cJSON *root, struct model_confi
     errf(p->err, "%s: architectures: unknown architecture '%.64s' (supported: %s)", p->path,
          list->child->valuestring, SUPPORTED_ARCHS);
     return -EINVAL;
-}
-
-/* partial_rotary_factor (Phi-3 family, e.g. Phi-4-mini's 0.75): RoPE turns the first
- * head_dim × factor dims of each head (rotate-half within them) and passes the rest. */
-static int parse_rotary_dim(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
-{
-    double f = 1.0;
-    int rc;
-
-    if ((rc = get_pos(p, root, "partial_rotary_factor", "partial_rotary_factor", false, false, &f)))
-        return rc;
-    if (f > 1.0)
-        return bad(p, "partial_rotary_factor", "%s", "must be in (0, 1]");
-    if (f < 1.0 && cfg->arch != ARCH_PHI3)
-        return bad(p, "partial_rotary_factor", "%s", "below 1 is supported for Phi-3 only");
-    cfg->rotary_dim = (int)(cfg->head_dim * f);   /* transformers: int(head_dim * factor) */
-    if (cfg->rotary_dim < 2 || cfg->rotary_dim % 2) {
-        errf(p->err, "%s: partial_rotary_factor: %g of head_dim %d gives %d rotary dims; RoPE "
-             "needs an even number", p->path, f, cfg->head_dim, cfg->rotary_dim);
-        return -EINVAL;
-    }
-    return 0;
 }
 
 static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
@@ -251,77 +124,7 @@ static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_conf
              p->path, cfg->head_dim);
         return -EINVAL;
     }
-    return parse_rotary_dim(p, root, cfg);
-}
-
-/* One longrope factor list: rotary_dim / 2 positive numbers. */
-static int longrope_factors(struct cfg_parse *p, const cJSON *rs, const char *key,
-                            const char *field, int want, float *out)
-{
-    const cJSON *a = member(rs, key), *e;
-    char f[96];
-    int n = 0;
-
-    snprintf(f, sizeof f, "%s.%s", field, key);
-    if (!cJSON_IsArray(a))
-        return bad(p, f, "%s", a ? "expected a list of numbers" : "missing");
-    cJSON_ArrayForEach(e, a) {
-        if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble))
-            return bad(p, f, "%s", "expected positive numbers");
-        if (n < ROPE_MAX_FACTORS)
-            out[n] = (float)e->valuedouble;
-        n++;
-    }
-    if (n != want) {
-        errf(p->err, "%s: %s: %d numbers, expected %d (rotary dims / 2)", p->path, f, n, want);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Phi-3's longrope ("su" in older configs): short and long factors; attention_factor if
- * given (else derived from max_position_embeddings / original_max_position_embeddings once
- * both are known, in finish_longrope); original_max_position_embeddings may sit here
- * (transformers 5) or at the top level (Phi3Config). */
-static int parse_longrope(struct cfg_parse *p, const cJSON *rs, const char *field,
-                          struct model_config *cfg)
-{
-    struct rope_scaling *r = &cfg->rope_scaling;
-    int half = cfg->rotary_dim / 2, rc, omp = 0;
-    char f[96];
-
-    if (half > ROPE_MAX_FACTORS)
-        return bad(p, field, "%s", "longrope with more than 512 rotary dims is not supported");
-    r->num_factors = half;
-    snprintf(f, sizeof f, "%s.original_max_position_embeddings", field);
-    if ((rc = longrope_factors(p, rs, "short_factor", field, half, r->short_factor)) ||
-        (rc = longrope_factors(p, rs, "long_factor", field, half, r->long_factor)) ||
-        (rc = get_int(p, rs, "original_max_position_embeddings", f, false, 1, INT32_MAX, &omp)))
-        return rc;
-    r->original_max_position_embeddings = omp;
-    snprintf(f, sizeof f, "%s.attention_factor", field);
-    return get_pos(p, rs, "attention_factor", f, false, false, &r->attention_factor);
-}
-
-/* transformers' _compute_longrope_parameters: factor = max_position_embeddings /
- * original_max_position_embeddings, attention_factor = sqrt(1 + ln factor / ln original)
- * when factor > 1 (else 1), unless the config gives it. */
-static int finish_longrope(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
-{
-    struct rope_scaling *r = &cfg->rope_scaling;
-    int omp = r->original_max_position_embeddings, rc;
-
-    if (!omp) {
-        omp = cfg->max_position_embeddings;
-        if ((rc = get_int(p, root, "original_max_position_embeddings",
-                          "original_max_position_embeddings", false, 1, INT32_MAX, &omp)))
-            return rc;
-    }
-    r->original_max_position_embeddings = omp;
-    r->factor = (double)cfg->max_position_embeddings / omp;
-    if (r->attention_factor == 0)
-        r->attention_factor = r->factor > 1.0 ? sqrt(1.0 + log(r->factor) / log((double)omp)) : 1.0;
-    return 0;
+    return model__parse_rotary_dim(p, root, cfg);
 }
 
 /* rope_scaling (transformers 4) or rope_parameters (5); `field` names the object. */
@@ -365,7 +168,7 @@ static int parse_rope(struct cfg_parse *p, const cJSON *rs, const char *field,
     if (r->type == ROPE_DEFAULT)
         return 0;
     if (r->type == ROPE_LONGROPE)
-        return parse_longrope(p, rs, field, cfg);
+        return model__parse_longrope(p, rs, field, cfg);
     snprintf(f, sizeof f, "%s.factor", field);
     if ((rc = get_pos(p, rs, "factor", f, true, false, &r->factor)))
         return rc;
@@ -580,98 +383,6 @@ static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct mode
     return 0;
 }
 
-/* Mixtral, Qwen2-MoE and Qwen3-MoE: experts, top-k, the expert ffn, which layers are MoE
- * (Qwen: those not in mlp_only_layers whose index + 1 is a multiple of decoder_sparse_step),
- * Qwen2-MoE's shared expert. Defaults are MixtralConfig's, Qwen2MoeConfig's, Qwen3MoeConfig's. */
-static int parse_moe(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
-{
-    bool mixtral = cfg->arch == ARCH_MIXTRAL;
-    const char *ne = mixtral ? "num_local_experts" : "num_experts";
-    const cJSON *only = member(root, "mlp_only_layers");
-    int step = 1, rc;
-
-    bool q2 = cfg->arch == ARCH_QWEN2_MOE;
-
-    cfg->num_experts = mixtral ? 8 : q2 ? 60 : 128;
-    cfg->num_experts_per_tok = mixtral ? 2 : q2 ? 4 : 8;
-    cfg->moe_intermediate_size = mixtral ? cfg->intermediate_size : q2 ? 1408 : 768;
-    cfg->shared_expert_intermediate_size = q2 ? 5632 : 0;
-    cfg->norm_topk_prob = mixtral;   /* Mixtral renormalizes always, without a key */
-    if ((rc = get_int(p, root, ne, ne, false, 1, 4096, &cfg->num_experts)) ||
-        (rc = get_int(p, root, "num_experts_per_tok", "num_experts_per_tok", false, 1, 4096,
-                      &cfg->num_experts_per_tok)) ||
-        (!mixtral && (rc = get_int(p, root, "moe_intermediate_size", "moe_intermediate_size",
-                                   false, 1, MAX_DIM, &cfg->moe_intermediate_size))) ||
-        (!mixtral && (rc = get_bool(p, root, "norm_topk_prob", &cfg->norm_topk_prob))) ||
-        (!mixtral && (rc = get_int(p, root, "decoder_sparse_step", "decoder_sparse_step", false,
-                                   1, MODEL_MAX_LAYERS, &step))))
-        return rc;
-    if (cfg->num_experts_per_tok > cfg->num_experts) {
-        errf(p->err, "%s: num_experts_per_tok: %d is more than the %d experts", p->path,
-             cfg->num_experts_per_tok, cfg->num_experts);
-        return -EINVAL;
-    }
-    for (int l = 0; l < cfg->num_layers; l++)
-        cfg->layer_moe[l] = (l + 1) % step == 0;
-    if (only && (mixtral || !cJSON_IsArray(only)))
-        return bad(p, "mlp_only_layers", "%s", mixtral ? "not a Mixtral key"
-                                                       : "expected a list of layer indices");
-    for (const cJSON *e = only ? only->child : NULL; e; e = e->next) {
-        if (!is_int(e) || e->valuedouble < 0 || e->valuedouble >= cfg->num_layers) {
-            errf(p->err, "%s: mlp_only_layers: expected layer indices in [0, %d)", p->path,
-                 cfg->num_layers);
-            return -EINVAL;
-        }
-        cfg->layer_moe[(int)e->valuedouble] = false;
-    }
-    if (!q2 && member(root, "shared_expert_intermediate_size"))
-        return bad(p, "shared_expert_intermediate_size", "%s",
-                   "a shared expert is Qwen2-MoE's (Qwen2MoeForCausalLM), not this architecture's");
-    if (q2)
-        return get_int(p, root, "shared_expert_intermediate_size", "shared_expert_intermediate_size",
-                       false, 1, MAX_DIM, &cfg->shared_expert_intermediate_size);
-    return 0;
-}
-
-/* A soft-cap: absent keeps the family's default, null or 0 turns it off. */
-static int get_softcap(struct cfg_parse *p, const cJSON *root, const char *key, double *v)
-{
-    if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(root, key))) {
-        *v = 0;
-        return 0;
-    }
-    return get_pos(p, root, key, key, false, true, v);
-}
-
-/* Gemma's choices (transformers' Gemma2Config / Gemma3TextConfig defaults): (1 + w) norms,
- * sandwich norms, scaled embeddings, query_pre_attn_scalar, soft-caps (Gemma 2 by default),
- * the local RoPE base of Gemma 3's sliding layers. */
-static int parse_gemma(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
-{
-    bool bidirectional = false;
-    int rc;
-
-    if ((rc = get_bool(p, root, "use_bidirectional_attention", &bidirectional)))
-        return rc;
-    if (bidirectional)
-        return bad(p, "use_bidirectional_attention", "%s",
-                   "true is not supported (osprey serves causal language models)");
-    cfg->norm_plus_one = cfg->sandwich_norms = cfg->scale_embeddings = true;
-    cfg->query_pre_attn_scalar = 256;
-    cfg->attn_softcap = cfg->arch == ARCH_GEMMA2 ? 50.0 : 0.0;
-    cfg->final_softcap = cfg->arch == ARCH_GEMMA2 ? 30.0 : 0.0;
-    cfg->rope_local_theta = cfg->arch == ARCH_GEMMA3 ? 10000.0 : 0.0;
-    if ((rc = get_pos(p, root, "query_pre_attn_scalar", "query_pre_attn_scalar", false, false,
-                      &cfg->query_pre_attn_scalar)) ||
-        (rc = get_softcap(p, root, "attn_logit_softcapping", &cfg->attn_softcap)) ||
-        (rc = get_softcap(p, root, "final_logit_softcapping", &cfg->final_softcap)))
-        return rc;
-    if (cfg->arch == ARCH_GEMMA3)
-        return get_pos(p, root, "rope_local_base_freq", "rope_local_base_freq", false, false,
-                       &cfg->rope_local_theta);
-    return 0;
-}
-
 /* transformers 5 writes Gemma 3's RoPE per layer type: rope_parameters.full_attention (theta
  * and scaling of global layers) and .sliding_attention (the local base, never scaled). */
 static int parse_rope_per_type(struct cfg_parse *p, const cJSON *rp, struct model_config *cfg,
@@ -751,9 +462,9 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
         theta = 1000000.0;
     if ((rc = parse_sizes(p, root, cfg)) ||
         (rc = check_unsupported(p, root, cfg)) ||
-        (is_gemma(cfg->arch) && (rc = parse_gemma(p, root, cfg))) ||
+        (is_gemma(cfg->arch) && (rc = model__parse_gemma(p, root, cfg))) ||
         ((cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_QWEN3_MOE || cfg->arch == ARCH_QWEN2_MOE) &&
-         (rc = parse_moe(p, root, cfg))) ||
+         (rc = model__parse_moe(p, root, cfg))) ||
         (rc = get_int(p, root, "max_position_embeddings", "max_position_embeddings", false, 1,
                       INT32_MAX, &cfg->max_position_embeddings)) ||
         (rc = get_pos(p, root, "rms_norm_eps", "rms_norm_eps", false, false, &eps)) ||
@@ -782,7 +493,7 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
         return rc;
     }
     cfg->rope_theta = theta;
-    if (cfg->rope_scaling.type == ROPE_LONGROPE && (rc = finish_longrope(p, root, cfg)))
+    if (cfg->rope_scaling.type == ROPE_LONGROPE && (rc = model__finish_longrope(p, root, cfg)))
         return rc;
     if ((rc = get_int(p, root, "bos_token_id", "bos_token_id", false, 0, cfg->vocab_size - 1,
                       &cfg->bos_token_id)))
@@ -841,12 +552,6 @@ int model_config_parse(struct model_config *cfg, const char *json, size_t len,
 
 /* ---- binding tensors ---- */
 
-struct binder {
-    const struct st_set *st;
-    const char *where;      /* the file that lists the tensors, for "missing" messages */
-    char *err;
-};
-
 /* Binds `name` into t and checks its shape against want[0..ndim). */
 static int bind(struct binder *b, struct tensor_ref *t, const char *name, int ndim, int64_t d0,
                 int64_t d1)
@@ -869,118 +574,10 @@ static int bind(struct binder *b, struct tensor_ref *t, const char *name, int nd
     return 0;
 }
 
-/* Expert e's [rows, cols] slice at row r0 of a fused [E, R, cols] tensor. */
-static struct tensor_ref expert_slice(const struct tensor_ref *t, int e, int64_t r0, int64_t rows)
+int model__bind(struct binder *b, struct tensor_ref *t, const char *name, int ndim, int64_t d0,
+                int64_t d1)
 {
-    struct tensor_ref s = *t;
-    size_t es = dtype_size(t->dtype);
-
-    s.ndim = 2;
-    s.shape[0] = rows;
-    s.shape[1] = t->shape[2];
-    s.shape[2] = 0;
-    s.data = (const char *)t->data + ((size_t)e * t->shape[1] + r0) * t->shape[2] * es;
-    s.nbytes = (size_t)rows * t->shape[2] * es;
-    return s;
-}
-
-/* A fused [E, d1, d2] expert tensor, checked like bind() checks 2-D ones. */
-static int bind_fused(struct binder *b, const struct tensor_ref **out, const char *name,
-                      int64_t e, int64_t d1, int64_t d2)
-{
-    const struct tensor_ref *r = st_find(b->st, name);
-    int64_t want[3] = { e, d1, d2 };
-    char ws[64], hs[128];
-
-    if (!r) {
-        errf(b->err, "%s: %s: missing", b->where, name);
-        return -EINVAL;
-    }
-    if (r->ndim != 3 || r->shape[0] != e || r->shape[1] != d1 || r->shape[2] != d2) {
-        st_shape_format(ws, sizeof ws, 3, want);
-        st_shape_format(hs, sizeof hs, r->ndim, r->shape);
-        errf(b->err, "%s: %s: expected %s, file has %s", st_file_of(b->st, r), name, ws, hs);
-        return -EINVAL;
-    }
-    *out = r;
-    return 0;
-}
-
-/* Qwen2-MoE's shared expert and its sigmoid gate, when the config has one. */
-static int bind_shared(struct binder *b, const struct model_config *c, const char *prefix, int l,
-                       struct layer_tensors *lt)
-{
-    int64_t h = c->hidden_size, f = c->shared_expert_intermediate_size;
-    char n[192];
-    int rc;
-
-    if (f == 0)
-        return 0;
-    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert.gate_proj.weight", prefix, l);
-    if ((rc = bind(b, &lt->shared.gate, n, 2, f, h)))
-        return rc;
-    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert.up_proj.weight", prefix, l);
-    if ((rc = bind(b, &lt->shared.up, n, 2, f, h)))
-        return rc;
-    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert.down_proj.weight", prefix, l);
-    if ((rc = bind(b, &lt->shared.down, n, 2, h, f)))
-        return rc;
-    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert_gate.weight", prefix, l);
-    return bind(b, &lt->shared_gate, n, 2, 1, h);
-}
-
-/* A MoE layer's router and experts: per-expert tensors as published, or transformers 5's
- * fused experts.gate_up_proj / experts.down_proj (gate rows first, as its chunk(2) reads). */
-static int bind_moe(struct binder *b, const struct model_config *c, const char *prefix, int l,
-                    struct layer_tensors *lt)
-{
-    int64_t h = c->hidden_size, f = c->moe_intermediate_size, E = c->num_experts;
-    const char *blk = "mlp.";
-    static const char *const names[2][3] = { { "w1", "w3", "w2" },
-                                             { "gate_proj", "up_proj", "down_proj" } };
-    const char *const *nm = names[c->arch != ARCH_MIXTRAL];
-    const struct tensor_ref *gu, *dn;
-    char n[192];
-    int rc;
-
-    /* Mixtral as published names the block block_sparse_moe; transformers 5 calls it mlp */
-    snprintf(n, sizeof n, "%slayers.%d.block_sparse_moe.gate.weight", prefix, l);
-    if (c->arch == ARCH_MIXTRAL && st_find(b->st, n))
-        blk = "block_sparse_moe.";
-    if (!(lt->experts = calloc((size_t)E, sizeof *lt->experts))) {
-        errf(b->err, "%s: out of memory", b->where);
-        return -ENOMEM;
-    }
-    snprintf(n, sizeof n, "%slayers.%d.%sgate.weight", prefix, l, blk);
-    if ((rc = bind(b, &lt->router, n, 2, E, h)))
-        return rc;
-    snprintf(n, sizeof n, "%slayers.%d.%sexperts.gate_up_proj", prefix, l, blk);
-    if (st_find(b->st, n)) {
-        if ((rc = bind_fused(b, &gu, n, E, 2 * f, h)))
-            return rc;
-        snprintf(n, sizeof n, "%slayers.%d.%sexperts.down_proj", prefix, l, blk);
-        if ((rc = bind_fused(b, &dn, n, E, h, f)))
-            return rc;
-        for (int e = 0; e < E; e++) {
-            lt->experts[e].gate = expert_slice(gu, e, 0, f);
-            lt->experts[e].up = expert_slice(gu, e, f, f);
-            lt->experts[e].down = expert_slice(dn, e, 0, h);
-        }
-        return bind_shared(b, c, prefix, l, lt);
-    }
-    for (int e = 0; e < E && rc == 0; e++) {
-        struct expert_tensors *x = &lt->experts[e];
-
-        snprintf(n, sizeof n, "%slayers.%d.%sexperts.%d.%s.weight", prefix, l, blk, e, nm[0]);
-        if (!(rc = bind(b, &x->gate, n, 2, f, h))) {
-            snprintf(n, sizeof n, "%slayers.%d.%sexperts.%d.%s.weight", prefix, l, blk, e, nm[1]);
-            if (!(rc = bind(b, &x->up, n, 2, f, h))) {
-                snprintf(n, sizeof n, "%slayers.%d.%sexperts.%d.%s.weight", prefix, l, blk, e, nm[2]);
-                rc = bind(b, &x->down, n, 2, h, f);
-            }
-        }
-    }
-    return rc ? rc : bind_shared(b, c, prefix, l, lt);
+    return bind(b, t, name, ndim, d0, d1);
 }
 
 static int bind_layer(struct binder *b, const struct model_config *c, const char *prefix, int l,
@@ -1018,7 +615,7 @@ static int bind_layer(struct binder *b, const struct model_config *c, const char
         BIND(post_ff_norm, "post_feedforward_layernorm.weight", 1, h, 0);
     }
     if (rc == 0 && c->layer_moe[l] && c->num_experts)
-        return bind_moe(b, c, prefix, l, lt);
+        return model__bind_moe(b, c, prefix, l, lt);
     if (c->arch == ARCH_PHI3) {   /* published fused: rows of gate, then up */
         BIND(gate_up, "mlp.gate_up_proj.weight", 2, 2 * ffn, h);
         BIND(down, "mlp.down_proj.weight", 2, h, ffn);
