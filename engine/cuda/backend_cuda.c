@@ -407,6 +407,7 @@ static void cu_destroy(struct backend *be)
 static const struct backend_ops cuda_ops = {
     .name = "cuda",
     .act_dtype = DT_BF16,
+    .rope_ext = true,
     .destroy = cu_destroy,
     .alloc = cu_alloc,
     .free = cu_free,
