@@ -84,7 +84,7 @@ int model__finish_longrope(struct cfg_parse *p, const cJSON *root, struct model_
     int omp = r->original_max_position_embeddings, rc;
 
     if (!omp) {
-        omp = cfg->max_position_embeddings;
+        omp = 4096;   /* Phi3Config's default */
         if ((rc = get_int(p, root, "original_max_position_embeddings",
                           "original_max_position_embeddings", false, 1, INT32_MAX, &omp)))
             return rc;

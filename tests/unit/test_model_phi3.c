@@ -120,6 +120,12 @@ START_TEST(phi4_mini_partial_rotary_factor_turns_three_quarters_of_each_head)
     ck_assert_int_eq(c.rotary_dim, 96);
     ck_assert_int_eq(c.rope_scaling.num_factors, 48);
     ck_assert(c.tie_word_embeddings);
+    /* without original_max_position_embeddings, Phi3Config's 4096 */
+    *strstr(json, "\"original_max_position_embeddings\":4096,") = '\0';
+    strcat(json, strstr(phi4, "\"partial_rotary_factor\""));
+    parse_ok(&c, json);
+    ck_assert_int_eq(c.rope_scaling.original_max_position_embeddings, 4096);
+    ck_assert_double_eq_tol(c.rope_scaling.factor, 32.0, 1e-12);
 }
 END_TEST
 
