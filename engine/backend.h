@@ -1,7 +1,7 @@
 /* backend.h — the op vtable that the layer loop (engine/forward.c) runs on, and the device
  * view of a step. Two implementations: cpu (engine/cpu/, the numerical reference: f32
- * activations and KV cache, bf16/f32 weights) and cuda (engine/cuda/ + kernels/: bf16
- * activations and cache, cuBLAS). Every pointer an op takes is the backend's device memory
+ * activations, an f32, bf16 or fp8 KV cache, bf16/f32/fp8 weights) and cuda (engine/cuda/ +
+ * kernels/: bf16 activations and cache, cuBLAS; no fp8 in this build). Every pointer an op takes is the backend's device memory
  * (host memory on cpu); ops are asynchronous on the backend's one stream and capturable
  * in a CUDA graph: none allocates, none synchronizes with the host. Every op returns 0 or
  * a negative errno (-EIO for a device error, which makes the engine dead).
@@ -23,11 +23,15 @@
 
 struct backend;
 
-/* A weight on the device: [rows, cols] row-major (linear layers: rows = out features). */
+/* A weight on the device: [rows, cols] row-major (linear layers: rows = out features).
+ * F8_E4M3 weights (cpu only in this build) carry f32 scales expanded per row:
+ * w[r][c] = fp8[r][c] * scale[r * scale_cols + c / scale_block]. */
 struct bk_weight {
     void *data;
     enum dtype dtype;
     int rows, cols;
+    const float *scale;        /* [rows, scale_cols] for F8_E4M3, else NULL */
+    int scale_cols, scale_block;
 };
 
 /* The step batch as ops see it: counts include padding; pointers are device copies that the
@@ -46,10 +50,14 @@ struct bk_batch {
 };
 
 /* Paged cache of one layer, for K and for V alike: [num_blocks, block_size, num_kv_heads,
- * head_dim] in the backend's activation dtype; slot s is block s / block_size, row
- * s % block_size. */
+ * head_dim]; slot s is block s / block_size, row s % block_size. Elements are `dtype`:
+ * DT_F32 (a zeroed layout) means the backend's activation dtype; the cpu backend also holds
+ * BF16 and F8_E4M3, the latter as x / k_scale (or v_scale) written and fp8 * scale read
+ * (vLLM's per-tensor kv-cache scales, one pair per layer). */
 struct cache_layout {
     int num_blocks, block_size, num_kv_heads, head_dim;
+    enum dtype dtype;
+    float k_scale, v_scale;    /* F8_E4M3 only, > 0 */
 };
 
 struct rope_params {
@@ -103,7 +111,8 @@ static inline size_t moe_work_bytes(int n, const struct moe_params *p)
 
 struct backend_ops {
     const char *name;                       /* "cpu", "cuda" */
-    enum dtype act_dtype;                   /* activations and KV cache: F32 (cpu), BF16 (cuda) */
+    enum dtype act_dtype;                   /* activations and the default KV cache: F32 (cpu),
+                                             * BF16 (cuda); cache_layout.dtype may say otherwise */
     bool rope_ext;                          /* rope honours rope_params.rotary_dim < head_dim
                                              * and mscale != 1 (Phi-3); else runner_create
                                              * refuses such a model */
@@ -192,6 +201,10 @@ struct backend_ops {
                              const int32_t *positions, const int64_t *slot_mapping, int n,
                              const struct rope_params *p, void *k_cache, void *v_cache,
                              const struct cache_layout *l);
+
+    /* Optional (NULL when absent): *out (host) = max |x| over rows [rows, cols] that lie
+     * stride elements apart; synchronous. For --calculate-kv-scales (cpu only so far). */
+    int (*absmax)(struct backend *be, float *out, const void *x, int stride, int rows, int cols);
 
     /* Optional CUDA graphs (NULL on cpu): capture whatever body launches as the graph for
      * `size`; replay it. */

@@ -27,6 +27,59 @@ void engine_options_init(struct engine_options *o)
     o->max_waiting = 1024;
 }
 
+/* --kv-cache-dtype into the runner's element type: DT_F32 stands for "auto". */
+static int kv_dtype_parse(const char *s, enum dtype *out, char *err)
+{
+    if (!s || !strcmp(s, "auto"))
+        *out = DT_F32;
+    else if (!strcmp(s, "bf16"))
+        *out = DT_BF16;
+    else if (!strcmp(s, "fp8") || !strcmp(s, "fp8_e4m3"))
+        *out = DT_F8_E4M3;
+    else {
+        errf(err, "--kv-cache-dtype %.32s: expected auto, bf16 or fp8", s);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The cache's element type as /metrics and the start-up log name it. */
+static const char *kv_cache_dtype_name(enum dtype t)
+{
+    return t == DT_F8_E4M3 ? "fp8_e4m3" : t == DT_BF16 ? "bf16" : t == DT_F16 ? "f16" : "f32";
+}
+
+/* FP8 weights and the fp8 cache are the CPU reference's in this build: the CUDA backend has
+ * no fp8 GEMMs or cache kernels yet, and says so here rather than failing in a kernel. */
+static int check_fp8_backend(const struct engine_options *o, const struct model_config *cfg,
+                             const char *backend, enum dtype kv, char *err)
+{
+    const char *what = cfg->quant != QUANT_NONE ? model_quant_name(cfg->quant)
+                     : o->quantization ? "--quantization fp8"
+                     : kv == DT_F8_E4M3 ? "--kv-cache-dtype fp8" : NULL;
+
+
+    if (o->calculate_kv_scales && kv != DT_F8_E4M3) {
+        errf(err, "--calculate-kv-scales derives the fp8 cache's scales: it needs "
+             "--kv-cache-dtype fp8");
+        return -EINVAL;
+    }
+    if (o->quantization && strcmp(o->quantization, "fp8")) {
+        errf(err, "--quantization %.32s: expected fp8 (or none)", o->quantization);
+        return -EINVAL;
+    }
+    if (strcmp(backend, "cpu") && what) {
+        errf(err, "%s: fp8 (weights and KV cache) runs on the CPU backend only in this build; "
+             "use --backend cpu", what);
+        return -ENOTSUP;
+    }
+    if (strcmp(backend, "cpu") && kv != DT_F32 && kv != DT_BF16) {
+        errf(err, "--kv-cache-dtype: the %s backend holds a bf16 cache only", backend);
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
 int engine_create(struct engine **out, const struct engine_options *o, char *err)
 {
     struct engine *e;
@@ -36,6 +89,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     int rc;
     const char *backend = o->backend;
     const char *fault;
+    enum dtype kv_dtype;
 
     *out = NULL;
     e = calloc(1, sizeof *e);
@@ -76,6 +130,9 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
 
     if (!backend || !strcmp(backend, "auto"))
         backend = backend_cuda_available() ? "cuda" : "cpu";
+    if ((rc = kv_dtype_parse(o->kv_cache_dtype, &kv_dtype, err)) ||
+        (rc = check_fp8_backend(o, cfg, backend, kv_dtype, err)))
+        goto fail;
     /* Graphs only for decode batches the scheduler can build: at most max_num_seqs. */
     e->graph_sizes = calloc(o->num_graph_sizes + 1, sizeof *e->graph_sizes);
     if (!e->graph_sizes) {
@@ -95,6 +152,9 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     ro.graph_sizes = e->graph_sizes;
     ro.num_graph_sizes = e->num_graph_sizes;
     ro.fused_rope_cache = o->fused_rope_cache;
+    ro.kv_cache_dtype = kv_dtype;
+    ro.quantize_fp8 = o->quantization != NULL;
+    ro.calculate_kv_scales = o->calculate_kv_scales;
     memset(&bo, 0, sizeof bo);
     bo.num_threads = o->num_threads;
     if ((rc = runner_backend_options(cfg, &ro, &bo)) != 0) {
@@ -104,7 +164,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = backend_create(&e->be, backend, &bo, err);
     if (rc != 0)
         goto fail;
-    ro.num_blocks = kv_budget_blocks(cfg, o, e->be, backend, &bo, err);
+    ro.num_blocks = kv_budget_blocks(cfg, o, e->be, backend, kv_dtype, &bo, err);
     if (ro.num_blocks <= 0) {
         rc = -ENOMEM;
         goto fail;
@@ -114,12 +174,14 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = runner_create(&e->runner, e->be, &e->model, &ro, err);
     if (rc != 0)
         goto fail;
+    runner_watch_progress(e->runner, &e->progress);   /* the watchdog's sign of life in a step */
     if (!strcmp(backend, "cuda") && e->be->ops->mem_info(e->be, &free1, &total) == 0) {
         /* what the runner took beyond its weights and KV cache: activations, cuBLAS
          * workspace, staging, graphs */
         double gib = 1073741824.0, took = (double)(free0 - free1);
         double w = (double)weights_bytes(cfg, dtype_size(e->be->ops->act_dtype));
-        double kv = (double)runner_kv_block_bytes(cfg, e->be, o->block_size) * ro.num_blocks;
+        double kv = (double)runner_kv_block_bytes(cfg, e->be, kv_dtype, o->block_size) *
+                    ro.num_blocks;
         LOG(LL_INFO, "engine", "GPU memory: weights %.2f GiB, KV cache %.2f GiB, everything else "
             "%.2f GiB; %.2f of %.2f GiB free", w / gib, kv / gib, (took - w - kv) / gib,
             free1 / gib, total / gib);
@@ -142,21 +204,35 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = sched_create(&e->sched, &sc, err);
     if (rc != 0)
         goto fail;
+    e->max_request_tokens = kv_budget_max_request_tokens(sc.num_blocks, sc.block_size, cfg->num_kv_groups, cfg->kv_group_window,
+                                                         sc.max_num_batched_tokens, e->max_model_len);
+    if (e->max_request_tokens < e->max_model_len)
+        LOG(LL_WARN, "engine", "the KV cache (%d blocks of %d tokens) holds %d tokens for one "
+            "request, less than max_model_len %d: longer requests are refused (raise "
+            "--kv-cache-memory or lower --max-model-len)", sc.num_blocks, sc.block_size,
+            e->max_request_tokens, e->max_model_len);
 
     e->rows = calloc(bo.max_reqs, sizeof *e->rows);
     e->results = calloc(bo.max_reqs, sizeof *e->results);
     e->sampled = calloc(bo.max_reqs, sizeof *e->sampled);
-    if (!e->rows || !e->results || !e->sampled) {
+    /* grammar masks cover the model's ids and the tokenizer's (which may have more) */
+    e->mask_words = (MAX(e->model.cfg.vocab_size, e->tok ? tokenizer_vocab_size(e->tok) : 0) + 31) / 32;
+    e->masks = calloc((size_t)bo.max_reqs * e->mask_words, sizeof *e->masks);
+    if (!e->rows || !e->results || !e->sampled || !e->masks) {
         errf(err, "out of memory");
         rc = -ENOMEM;
         goto fail;
     }
     e->stats.healthy = true;
+    e->stats.kv_cache_dtype = kv_cache_dtype_name(runner_kv_dtype(e->be, kv_dtype));
+    e->stats.kv_cache_tokens = (int64_t)sc.num_blocks * o->block_size;
     e->next_id = 1;
-    LOG(LL_INFO, "engine", "%s on %s: %d KV blocks of %d tokens (%lld tokens), max_model_len %d, "
-        "%d KV-cache group%s", o->model_dir, backend, sc.num_blocks, o->block_size,
-        (long long)sc.num_blocks * o->block_size, e->max_model_len, sc.num_kv_groups,
-        sc.num_kv_groups == 1 ? "" : "s");
+    LOG(LL_INFO, "engine", "%s on %s: %d KV blocks of %d tokens (%lld tokens, KV cache %s), "
+        "max_model_len %d, %d KV-cache group%s, weights %s%s", o->model_dir, backend,
+        sc.num_blocks, o->block_size, (long long)sc.num_blocks * o->block_size,
+        e->stats.kv_cache_dtype, e->max_model_len, sc.num_kv_groups, sc.num_kv_groups == 1 ? "" : "s",
+        dtype_name(cfg->dtype), cfg->quant != QUANT_NONE ? " quantized fp8 (W8A16)"
+                                : o->quantization ? " quantized to fp8 at load (W8A16)" : "");
     *out = e;
     return 0;
 fail:
@@ -170,6 +246,7 @@ fail_model:
     free(e->rows);
     free(e->results);
     free(e->sampled);
+    free(e->masks);
     free(e);
     return rc;
 }

@@ -18,6 +18,23 @@ static void *at(const struct forward_ctx *f, void *p, size_t i)
     return (char *)p + i * dtype_size(f->be->ops->act_dtype);
 }
 
+/* --calculate-kv-scales: layer l's scales from the K and V rows about to enter the cache. */
+static int calc_kv_scales(const struct forward_ctx *f, const void *k, const void *v, int stride,
+                          int n, int l)
+{
+    int cols = f->cfg->num_kv_heads * f->cfg->head_dim, rc;
+    float km, vm;
+
+    if (!f->be->ops->absmax)
+        return -ENOTSUP;
+    if ((rc = f->be->ops->absmax(f->be, &km, k, stride, n, cols)) ||
+        (rc = f->be->ops->absmax(f->be, &vm, v, stride, n, cols)))
+        return rc;
+    f->k_scale[l] = km > 0.0f ? km / FORWARD_K_SCALE_RANGE : 1.0f;
+    f->v_scale[l] = vm > 0.0f ? vm / FORWARD_V_SCALE_RANGE : 1.0f;
+    return 0;
+}
+
 static int attention_block(const struct forward_ctx *f, const struct bk_batch *b, int l)
 {
     const struct backend_ops *op = f->be->ops;
@@ -30,8 +47,9 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
     struct rope_params rp = { H, KV, D, stride, local ? f->inv_freq_local : f->inv_freq,
                               c->rotary_dim ? c->rotary_dim : D, f->rope_mscale };
     double scale_of = c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : D;
-    struct attn_params ap = { H, KV, D, (float)(1.0 / sqrt(scale_of)), (float)c->attn_softcap,
-                              c->layer_window[l], f->cache };
+    struct cache_layout cl = f->cache;
+    struct attn_params ap;
+    bool calc = f->calc_kv_scales && f->k_scale;
 
     if ((rc = op->matmul(f->be, f->qkv, f->xn, &lw->qkv, lw->qkv_bias.data ? &lw->qkv_bias : NULL, n)))
         return rc;
@@ -39,12 +57,25 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
         ((rc = op->head_rmsnorm(f->be, q, stride, H, D, &lw->q_norm, n, c->rms_norm_eps)) ||
          (rc = op->head_rmsnorm(f->be, k, stride, KV, D, &lw->k_norm, n, c->rms_norm_eps))))
         return rc;
-    if (f->fused_rope_cache && op->rope_cache_update)
+    /* the scales must exist before the cache write: RoPE alone, then the scales */
+    if (calc && ((rc = op->rope(f->be, q, k, b->positions, n, &rp)) ||
+         (rc = calc_kv_scales(f, k, v, stride, n, l))))
+        return rc;
+    if (f->k_scale) {
+        cl.k_scale = f->k_scale[l];
+        cl.v_scale = f->v_scale[l];
+    }
+    ap = (struct attn_params){ H, KV, D, (float)(1.0 / sqrt(scale_of)), (float)c->attn_softcap,
+                               c->layer_window[l], cl };
+    if (calc)
+        rc = op->cache_update(f->be, k, v, stride, b->slot_mapping[g], n, f->k_cache[l],
+                              f->v_cache[l], &cl);
+    else if (f->fused_rope_cache && op->rope_cache_update)
         rc = op->rope_cache_update(f->be, q, k, v, b->positions, b->slot_mapping[g], n, &rp,
-                                   f->k_cache[l], f->v_cache[l], &f->cache);
+                                   f->k_cache[l], f->v_cache[l], &cl);
     else if (!(rc = op->rope(f->be, q, k, b->positions, n, &rp)))
         rc = op->cache_update(f->be, k, v, stride, b->slot_mapping[g], n, f->k_cache[l],
-                              f->v_cache[l], &f->cache);
+                              f->v_cache[l], &cl);
     if (rc)
         return rc;
     if ((rc = op->attention(f->be, f->attn, q, stride, f->k_cache[l], f->v_cache[l], b, g, &ap)))
@@ -114,6 +145,8 @@ int forward(const struct forward_ctx *f, const struct bk_batch *b)
                     : op->rmsnorm(f->be, f->xn, f->residual, f->x, norm, n, c->rms_norm_eps);
         if (rc || (rc = attention_block(f, b, l)) || (rc = mlp_block(f, n, l)))
             return rc;
+        if (f->progress)
+            __atomic_fetch_add(f->progress, 1, __ATOMIC_RELAXED);
     }
     /* only the sampled rows need the last residual add, the final norm and the LM head */
     if (b->num_sample == 0)

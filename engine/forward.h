@@ -5,6 +5,7 @@
 #define OSPREY_FORWARD_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "engine/backend.h"
 #include "engine/model/model.h"
@@ -18,7 +19,10 @@ struct forward_ctx {
     const struct weights *w;
     const int *layer_group;        /* [num_layers] KV group of each layer */
     void **k_cache, **v_cache;     /* [num_layers] each [num_blocks, block_size, KV, D] */
-    struct cache_layout cache;
+    struct cache_layout cache;     /* k_scale, v_scale come per layer from the arrays below */
+    float *k_scale, *v_scale;      /* [num_layers] host: fp8 cache scales, NULL otherwise */
+    bool calc_kv_scales;           /* derive k_scale/v_scale from this step's K and V
+                                    * (--calculate-kv-scales; needs be->ops->absmax) */
     const float *inv_freq;         /* [head_dim / 2] device, f32 */
     const float *inv_freq_local;   /* [head_dim / 2] of sliding-window layers (Gemma 3's
                                     * rope_local_base_freq), or NULL: every layer uses inv_freq */
@@ -26,6 +30,9 @@ struct forward_ctx {
     float embed_scale;             /* embeddings times this (Gemma: sqrt(hidden) in the model
                                     * dtype); 0 = none */
     bool fused_rope_cache;         /* use be->ops->rope_cache_update when the backend has it */
+    uint64_t *progress;            /* or NULL: bumped (atomically) after each layer's ops are
+                                      issued, so that a watchdog can tell a long step that moves
+                                      from a hung one */
 
     void *residual;                /* [max_tokens, hidden] the residual stream */
     void *x;                       /* [max_tokens, hidden] a sublayer's output */
@@ -38,6 +45,12 @@ struct forward_ctx {
     void *sel_residual, *sel_x;    /* [max_sample, hidden] the sampled rows */
     float *logits;                 /* [max_sample, vocab] f32 */
 };
+
+/* --calculate-kv-scales divides max |K| and max |V| of the first prefill by these, as vLLM
+ * does (its K_SCALE_CONSTANT and V_SCALE_CONSTANT): room above the calibration batch's
+ * largest value before fp8 saturates at 448. */
+#define FORWARD_K_SCALE_RANGE 200.0f
+#define FORWARD_V_SCALE_RANGE 100.0f
 
 /* Runs the model over the staged batch b and leaves f32 logits of its b->num_sample rows
  * (logits_indices) in f->logits. Attention never writes the cache: each layer calls

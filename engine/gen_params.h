@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct grammar;   /* engine/grammar/grammar.h: a compiled grammar, opaque here */
+
 struct gen_params {
     int max_tokens;            /* output tokens, >= 1 */
     int min_tokens;            /* EOS and stop token ids are banned before this many */
@@ -28,6 +30,8 @@ struct gen_params {
     int32_t *stop_token_ids;   /* [num_stop_token_ids] extra ids that finish like EOS */
     int num_stop_token_ids;
     int priority;              /* lower runs first among waiting requests; default 0 */
+    struct grammar *grammar;   /* borrowed, or NULL: the output must be a sentence of it
+                                * (engine_submit takes its own reference) */
 };
 
 /* Sets the defaults above: max_tokens 16, temperature 1, top_p 1, top_k 0, min_p 0,

@@ -30,6 +30,7 @@ struct runner {
 
     struct weights w;
     void **k_cache, **v_cache;       /* [num_layers] device */
+    float *k_scale, *v_scale;        /* [num_layers] host, fp8 cache only */
     float *inv_freq;                 /* [head_dim / 2] device */
     float *inv_freq_local;           /* [head_dim / 2] device: Gemma 3's sliding layers, or NULL */
     struct forward_ctx fwd;          /* the buffers below, lent to forward() */
@@ -56,14 +57,30 @@ int runner_backend_options(const struct model_config *cfg, const struct runner_o
     return 0;
 }
 
+enum dtype runner_kv_dtype(const struct backend *be, enum dtype kv_cache_dtype)
+{
+    return kv_cache_dtype == DT_F32 ? be->ops->act_dtype : kv_cache_dtype;
+}
+
 size_t runner_kv_block_bytes(const struct model_config *cfg, const struct backend *be,
-                             int block_size)
+                             enum dtype kv_cache_dtype, int block_size)
 {
     return (size_t)cfg->num_layers * 2 * block_size * cfg->num_kv_heads * cfg->head_dim *
-           dtype_size(be->ops->act_dtype);
+           dtype_size(runner_kv_dtype(be, kv_cache_dtype));
 }
 
 /* ---- a step ---- */
+
+/* After the first step that ran: --calculate-kv-scales is done, the scales stay. */
+static void kv_scales_done(struct runner *r)
+{
+    if (!r->fwd.calc_kv_scales)
+        return;
+    r->fwd.calc_kv_scales = false;
+    for (int l = 0; l < r->m->cfg.num_layers; l++)
+        LOG(LL_INFO, "runner", "layer %d: fp8 KV scales from the first prefill: k %.6g v %.6g", l,
+            r->k_scale[l], r->v_scale[l]);
+}
 
 /* forward + sample: the whole of a step that runs on the device (and in a graph) */
 static int step_body(void *arg)
@@ -73,7 +90,13 @@ static int step_body(void *arg)
 
     if (rc)
         return rc;
+    kv_scales_done(r);
     return r->be->ops->sample(r->be, r->fwd.logits, r->m->cfg.vocab_size, &r->dev);
+}
+
+void runner_watch_progress(struct runner *r, uint64_t *progress)
+{
+    r->fwd.progress = progress;
 }
 
 /* The captured size for a decode-only batch, 0 when it runs eagerly. */
@@ -142,6 +165,7 @@ int runner_logits(struct runner *r, struct step_batch *b, float *logits)
     if ((rc = stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, NULL)) ||
         (rc = forward(&r->fwd, &r->dev)))
         return rc;
+    kv_scales_done(r);
     return r->be->ops->download(r->be, logits, r->fwd.logits,
                                 (size_t)b->num_sample_padded * r->m->cfg.vocab_size * sizeof(float));
 }
@@ -207,6 +231,7 @@ static int alloc_buffers(struct runner *r, char *err)
     const struct model_config *c = &r->m->cfg;
     struct forward_ctx *f = &r->fwd;
     size_t e = dtype_size(r->be->ops->act_dtype), T = r->cap_tokens, S = r->cap_sample;
+    size_t kv_e = dtype_size(runner_kv_dtype(r->be, r->opt.kv_cache_dtype));
     size_t cache = (size_t)r->opt.num_blocks * r->opt.block_size * c->num_kv_heads * c->head_dim;
 
     r->k_cache = calloc(c->num_layers, sizeof *r->k_cache);
@@ -216,8 +241,8 @@ static int alloc_buffers(struct runner *r, char *err)
         return -ENOMEM;
     }
     for (int l = 0; l < c->num_layers; l++)
-        if (!(r->k_cache[l] = dev_buf(r, cache, e, err)) ||
-            !(r->v_cache[l] = dev_buf(r, cache, e, err)))
+        if (!(r->k_cache[l] = dev_buf(r, cache, kv_e, err)) ||
+            !(r->v_cache[l] = dev_buf(r, cache, kv_e, err)))
             return -ENOMEM;
     if (!(f->residual = dev_buf(r, T * c->hidden_size, e, err)) ||
         !(f->x = dev_buf(r, T * c->hidden_size, e, err)) ||
@@ -320,6 +345,27 @@ static float embed_scale(const struct model_config *c)
     return s;
 }
 
+/* The fp8 cache's per-layer scales: the checkpoint's self_attn.k_scale / v_scale, else 1.0
+ * (vLLM's default when a checkpoint has none). */
+static int kv_scales(struct runner *r, char *err)
+{
+    const struct model *m = r->m;
+
+    r->k_scale = calloc(m->cfg.num_layers, sizeof *r->k_scale);
+    r->v_scale = calloc(m->cfg.num_layers, sizeof *r->v_scale);
+    if (!r->k_scale || !r->v_scale) {
+        errf(err, "runner: out of memory");
+        return -ENOMEM;
+    }
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const struct layer_tensors *lt = &m->layers[l];
+
+        r->k_scale[l] = lt->k_scale.data ? model_scale_at(&lt->k_scale, 0) : 1.0f;
+        r->v_scale[l] = lt->v_scale.data ? model_scale_at(&lt->v_scale, 0) : 1.0f;
+    }
+    return 0;
+}
+
 /* One graph per size, each captured from an all-padding decode batch of that size. */
 static int capture_graphs(struct runner *r, char *err)
 {
@@ -388,11 +434,19 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
         r->greedy_rows[i] = (struct sample_row){ .top_p = 1.0f, .repetition_penalty = 1.0f,
                                                  .num_logprobs = -1 };
     double t0 = now_s(), t_weights, t_buffers;
-    if ((rc = weights_upload(&r->w, be, m, err)))
+    if ((rc = weights_upload(&r->w, be, m, o->quantize_fp8, err)))
         goto fail;
     t_weights = now_s();
     if ((rc = alloc_buffers(r, err)) || (rc = upload_inv_freq(r, err)))
         goto fail;
+    if (runner_kv_dtype(be, o->kv_cache_dtype) == DT_F8_E4M3 && (rc = kv_scales(r, err)))
+        goto fail;
+    if (o->calculate_kv_scales && (!r->k_scale || !be->ops->absmax)) {
+        errf(err, "runner: --calculate-kv-scales needs --kv-cache-dtype fp8 on a backend that "
+             "can measure K and V (cpu)");
+        rc = -EINVAL;
+        goto fail;
+    }
     t_buffers = now_s();
     r->fwd.be = be;
     r->fwd.cfg = c;
@@ -400,7 +454,12 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.layer_group = c->layer_kv_group;
     r->fwd.k_cache = r->k_cache;
     r->fwd.v_cache = r->v_cache;
-    r->fwd.cache = (struct cache_layout){ o->num_blocks, o->block_size, c->num_kv_heads, c->head_dim };
+    r->fwd.cache = (struct cache_layout){ o->num_blocks, o->block_size, c->num_kv_heads,
+                                          c->head_dim, runner_kv_dtype(be, o->kv_cache_dtype),
+                                          1.0f, 1.0f };
+    r->fwd.k_scale = r->k_scale;
+    r->fwd.v_scale = r->v_scale;
+    r->fwd.calc_kv_scales = o->calculate_kv_scales;
     r->fwd.inv_freq = r->inv_freq;
     r->fwd.inv_freq_local = r->inv_freq_local;
     r->fwd.embed_scale = embed_scale(c);
@@ -409,10 +468,11 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     if (r->num_graphs && (rc = capture_graphs(r, err)))
         goto fail;
-    LOG(LL_INFO, "runner", "%s on %s: %d layers, %d KV blocks of %d tokens (%zu MiB), %d KV groups; "
-        "weights %.2f s, KV cache and buffers %.2f s, %d graphs %.2f s", c->arch_name,
+    LOG(LL_INFO, "runner", "%s on %s: %d layers, %d KV blocks of %d tokens (%zu MiB, %s), %d KV "
+        "groups; weights %.2f s, KV cache and buffers %.2f s, %d graphs %.2f s", c->arch_name,
         be->ops->name, c->num_layers, o->num_blocks, o->block_size,
-        runner_kv_block_bytes(c, be, o->block_size) * o->num_blocks >> 20, r->m->cfg.num_kv_groups,
+        runner_kv_block_bytes(c, be, o->kv_cache_dtype, o->block_size) * o->num_blocks >> 20,
+        dtype_name(runner_kv_dtype(be, o->kv_cache_dtype)), r->m->cfg.num_kv_groups,
         t_weights - t0, t_buffers - t_weights, r->num_graphs, now_s() - t_buffers);
     *out = r;
     return 0;
@@ -440,6 +500,8 @@ void runner_destroy(struct runner *r)
     }
     free(r->k_cache);
     free(r->v_cache);
+    free(r->k_scale);
+    free(r->v_scale);
     bufs[n++] = r->fwd.residual;
     bufs[n++] = r->fwd.x;
     bufs[n++] = r->fwd.xn;
@@ -461,6 +523,14 @@ void runner_destroy(struct runner *r)
     free(r->greedy_rows);
     free(r->graph_sizes);
     free(r);
+}
+
+void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *v_scale)
+{
+    bool ok = r->k_scale && layer >= 0 && layer < r->m->cfg.num_layers;
+
+    *k_scale = ok ? r->k_scale[layer] : 1.0f;
+    *v_scale = ok ? r->v_scale[layer] : 1.0f;
 }
 
 int runner_max_blocks_per_req(const struct runner *r)

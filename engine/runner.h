@@ -25,6 +25,10 @@ struct runner_options {
     const int *graph_sizes;      /* [num_graph_sizes] decode batch sizes to capture; borrowed */
     int num_graph_sizes;
     bool fused_rope_cache;       /* rope + cache_update in one op where the backend has it */
+    bool quantize_fp8;           /* --quantization fp8: float linear weights to fp8 at load */
+    bool calculate_kv_scales;    /* fp8 cache: scales from the first step's K and V (cpu) */
+    enum dtype kv_cache_dtype;   /* DT_F32 = auto (the backend's act_dtype); cpu: also BF16,
+                                  * F8_E4M3 (scales: the checkpoint's k_scale/v_scale, else 1) */
 };
 
 /* Fills the capacities a backend needs for this model and these options (max_tokens,
@@ -33,10 +37,13 @@ struct runner_options {
 int runner_backend_options(const struct model_config *cfg, const struct runner_options *o,
                            struct backend_options *bo);
 
-/* Bytes one KV block takes over all layers, K and V, in the backend's cache dtype: what
- * each unit of num_blocks costs. */
+/* The element type the cache of kv_cache_dtype has on be (DT_F32 = auto: act_dtype). */
+enum dtype runner_kv_dtype(const struct backend *be, enum dtype kv_cache_dtype);
+
+/* Bytes one KV block takes over all layers, K and V, in the cache's dtype
+ * (runner_kv_dtype): what each unit of num_blocks costs. */
 size_t runner_kv_block_bytes(const struct model_config *cfg, const struct backend *be,
-                             int block_size);
+                             enum dtype kv_cache_dtype, int block_size);
 
 /* Uploads the weights and allocates the KV cache and buffers on be (borrowed; it must
  * outlive the runner), then captures a graph per graph size when the backend has graphs and
@@ -53,6 +60,11 @@ void runner_destroy(struct runner *r);
 int runner_execute(struct runner *r, struct step_batch *b, const struct sample_row *rows,
                    struct sample_result *results);
 
+/* From now on forward() bumps *progress (atomically) once per layer it runs, so that a
+ * watchdog can tell a long step that moves from a hung one; NULL stops it. progress must
+ * outlive the runner. */
+void runner_watch_progress(struct runner *r, uint64_t *progress);
+
 /* The captured size a decode-only batch pads to, or b->num_tokens. */
 int runner_padded_size(const struct runner *r, const struct step_batch *b);
 
@@ -60,6 +72,9 @@ int runner_padded_size(const struct runner *r, const struct step_batch *b);
  * logits[b->num_sample_padded, vocab]: for tests and the HF oracle. A batch already padded
  * (b->num_tokens_padded > b->num_tokens) runs padded; otherwise it is padded to itself. */
 int runner_logits(struct runner *r, struct step_batch *b, float *logits);
+
+/* Layer l's fp8 cache scales (1.0 for a cache that is not fp8). */
+void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *v_scale);
 
 /* What a batch for this runner needs besides the model's KV-cache groups (struct
  * model_config: num_kv_groups, kv_group_window). */

@@ -254,6 +254,10 @@ int sampler_sample_row(const float *logits, int vocab, const struct sample_row *
     for (int i = 0; i < row->num_banned; i++)
         if (in_vocab(row->banned[i], vocab))
             l[row->banned[i]] = -INFINITY;
+    if (row->allowed)
+        for (int i = 0; i < vocab; i++)
+            if (!(row->allowed[i >> 5] >> (i & 31) & 1))
+                l[i] = -INFINITY;
 
     if (row->temperature < SAMPLE_GREEDY_EPS)
         out->token = argmax(l, vocab);

@@ -9,6 +9,7 @@
  *   penalties : repetition over prompt+output tokens (logit > 0 ? /r : *r), then
  *               frequency and presence over output tokens (logit -= f*count + p*(count > 0))
  *   banned    : logit = -inf for each banned id (EOS and stop ids before min_tokens)
+ *   allowed   : with a grammar, logit = -inf for every token its bitmask leaves out
  *   greedy    : temperature < SAMPLE_GREEDY_EPS → argmax (lowest id on ties); done
  *   otherwise : logits /= temperature; p = softmax; keep p >= min_p * max(p); keep the top_k
  *               largest (all tied with the k-th too); keep the smallest prefix of the
@@ -41,6 +42,8 @@ struct sample_row {
     int num_output;
     const int32_t *banned;     /* [num_banned] ids set to -inf */
     int num_banned;
+    const uint32_t *allowed;   /* [(vocab + 31) / 32] bit i: token i may come (a grammar's
+                                  mask, EOS included when it may end), or NULL: all */
 };
 
 struct sample_result {

@@ -1,11 +1,80 @@
 /* weights.c — uploads a struct model to a backend: fuses q/k/v (and biases) and gate/up by
- * stacking rows, shares the embedding with the LM head when tied, and turns Gemma's (1 + w)
- * norm weights into plain ones. */
+ * stacking rows, shares the embedding with the LM head when tied, turns Gemma's (1 + w)
+ * norm weights into plain ones, and for --quantization fp8 turns float linear weights into
+ * F8_E4M3 with per-channel scales on the way (MoE experts and routers stay as stored). */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/fp8.h"
 #include "engine/weights.h"
+
+/* One weight quantized at load; the backend may use data in place, so it lives until
+ * weights_free. */
+struct weights_fp8 {
+    struct weights_fp8 *next;
+    struct tensor_ref scale;
+    float *scales;
+    uint8_t data[];
+};
+
+int weights_quantize_fp8(const struct tensor_ref *t, uint8_t *data, float *scales,
+                         struct tensor_ref *scale_ref, struct tensor_ref *out)
+{
+    int64_t rows = t->shape[0], cols = t->shape[1];
+    struct tensor_ref row = { .data = t->data, .dtype = t->dtype };
+
+    if (t->ndim != 2 || rows < 1 || cols < 1 ||
+        (t->dtype != DT_F32 && t->dtype != DT_BF16 && t->dtype != DT_F16))
+        return -EINVAL;
+    for (int64_t r = 0; r < rows; r++) {
+        float amax = 0.0f;
+
+        for (int64_t c = 0; c < cols; c++)
+            amax = fmaxf(amax, fabsf(model_scale_at(&row, (size_t)(r * cols + c))));
+        scales[r] = amax > 0.0f ? amax / FP8_E4M3_MAX : 1.0f;
+        for (int64_t c = 0; c < cols; c++)
+            data[r * cols + c] =
+                fp8_e4m3_from_f32(model_scale_at(&row, (size_t)(r * cols + c)) / scales[r]);
+    }
+    *scale_ref = (struct tensor_ref){ .name = t->name, .data = scales, .dtype = DT_F32,
+                                      .ndim = 2, .shape = { rows, 1 },
+                                      .nbytes = (size_t)rows * sizeof(float) };
+    *out = *t;
+    out->data = data;
+    out->dtype = DT_F8_E4M3;
+    out->nbytes = (size_t)(rows * cols);
+    out->scale = scale_ref;
+    out->scale_block[0] = 1;
+    out->scale_block[1] = cols;
+    return 0;
+}
+
+/* A float linear weight quantized into a new weights_fp8 kept on w->fp8. */
+static int quantize_part(struct weights *w, const struct tensor_ref *t, struct tensor_ref *out,
+                         char *err)
+{
+    size_t n = (size_t)t->shape[0] * (size_t)t->shape[1];
+    struct weights_fp8 *q = malloc(sizeof *q + n);
+    float *scales = malloc((size_t)t->shape[0] * sizeof *scales);
+
+    if (!q || !scales) {
+        free(q);
+        free(scales);
+        errf(err, "weights: out of memory quantizing %s to fp8", t->name ? t->name : "?");
+        return -ENOMEM;
+    }
+    q->scales = scales;
+    q->next = w->fp8;
+    w->fp8 = q;
+    if (weights_quantize_fp8(t, q->data, scales, &q->scale, out)) {
+        errf(err, "weights: %s: cannot quantize a %s tensor to fp8", t->name ? t->name : "?",
+             dtype_name(t->dtype));
+        return -EINVAL;
+    }
+    return 0;
+}
 
 /* Uploads the parts that are present (data != NULL); all absent leaves *out empty. */
 static int upload(struct backend *be, struct bk_weight *out, const struct tensor_ref *parts,
@@ -24,6 +93,22 @@ static int upload(struct backend *be, struct bk_weight *out, const struct tensor
         return -EINVAL;
     }
     return be->ops->upload_weight(be, out, parts, nparts, err);
+}
+
+/* A linear weight's parts, quantized first when asked and still in a float dtype. */
+static int upload_linear(struct weights *w, struct backend *be, struct bk_weight *out,
+                         const struct tensor_ref *parts, int nparts, bool quantize, char *err)
+{
+    struct tensor_ref q[3];
+    int rc;
+
+    for (int i = 0; i < nparts; i++) {
+        q[i] = parts[i];
+        if (quantize && parts[i].data && parts[i].dtype != DT_F8_E4M3 &&
+            (rc = quantize_part(w, &parts[i], &q[i], err)))
+            return rc;
+    }
+    return upload(be, out, q, nparts, err);
 }
 
 /* A norm weight: as stored, or (norm_plus_one) 1 + w in f32, which is exactly what
@@ -57,7 +142,8 @@ static int upload_norm(struct weights *w, struct backend *be, struct bk_weight *
 }
 
 static int upload_layer(struct weights *w, struct backend *be, struct layer_weights *lw,
-                        const struct layer_tensors *t, bool plus_one, int num_experts, char *err)
+                        const struct layer_tensors *t, bool plus_one, int num_experts, bool quantize,
+                        char *err)
 {
     const struct tensor_ref qkv[3] = { t->q, t->k, t->v };
     const struct tensor_ref qkv_bias[3] = { t->q_bias, t->k_bias, t->v_bias };
@@ -88,22 +174,24 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
         }
     }
     if ((rc = upload_norm(w, be, &lw->input_norm, &t->input_norm, plus_one, err)) ||
-        (rc = t->qkv.data ? upload(be, &lw->qkv, &t->qkv, 1, err) : upload(be, &lw->qkv, qkv, 3, err)) ||
+        (rc = t->qkv.data ? upload_linear(w, be, &lw->qkv, &t->qkv, 1, quantize, err)
+                          : upload_linear(w, be, &lw->qkv, qkv, 3, quantize, err)) ||
         (rc = upload(be, &lw->qkv_bias, qkv_bias, 3, err)) ||
         (rc = upload_norm(w, be, &lw->q_norm, &t->q_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->k_norm, &t->k_norm, plus_one, err)) ||
-        (rc = upload(be, &lw->o, &t->o, 1, err)) ||
+        (rc = upload_linear(w, be, &lw->o, &t->o, 1, quantize, err)) ||
         (rc = upload_norm(w, be, &lw->post_norm, &t->post_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->pre_ff_norm, &t->pre_ff_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->post_ff_norm, &t->post_ff_norm, plus_one, err)) ||
-        (rc = t->gate_up.data ? upload(be, &lw->gate_up, &t->gate_up, 1, err)
-                              : upload(be, &lw->gate_up, gate_up, 2, err)) ||
-        (rc = upload(be, &lw->down, &t->down, 1, err)))
+        (rc = t->gate_up.data ? upload_linear(w, be, &lw->gate_up, &t->gate_up, 1, quantize, err)
+                              : upload_linear(w, be, &lw->gate_up, gate_up, 2, quantize, err)) ||
+        (rc = upload_linear(w, be, &lw->down, &t->down, 1, quantize, err)))
         return rc;
     return 0;
 }
 
-int weights_upload(struct weights *w, struct backend *be, const struct model *m, char *err)
+int weights_upload(struct weights *w, struct backend *be, const struct model *m,
+                   bool quantize_fp8, char *err)
 {
     bool plus_one = m->cfg.norm_plus_one;
     int rc;
@@ -125,7 +213,7 @@ int weights_upload(struct weights *w, struct backend *be, const struct model *m,
         goto fail;
     for (int l = 0; l < m->cfg.num_layers; l++)
         if ((rc = upload_layer(w, be, &w->layers[l], &m->layers[l], plus_one, m->cfg.num_experts,
-                               err)))
+                               quantize_fp8, err)))
             goto fail;
     return 0;
 fail:
@@ -174,6 +262,13 @@ void weights_free(struct weights *w, struct backend *be)
     for (int i = 0; i < w->num_host; i++)
         free(w->host[i]);
     free(w->host);
+    while (w->fp8) {
+        struct weights_fp8 *next = w->fp8->next;
+
+        free(w->fp8->scales);
+        free(w->fp8);
+        w->fp8 = next;
+    }
     memset(w, 0, sizeof *w);
 }
 

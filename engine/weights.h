@@ -2,7 +2,9 @@
  * v fused into one [q; k; v] projection (and their biases), gate and up into [gate; up].
  * The backend picks the dtype and whether it copies (engine/backend.h upload_weight).
  * Gemma's (1 + w) RMSNorm weights are uploaded as 1 + w in f32, computed here once, so that
- * every backend's plain rmsnorm (out = x / rms · w) serves both norm kinds. */
+ * every backend's plain rmsnorm (out = x / rms · w) serves both norm kinds.
+ * With quantize_fp8 (--quantization fp8) float linear weights become F8_E4M3 with one scale
+ * per output channel before they are uploaded. */
 #ifndef OSPREY_WEIGHTS_H
 #define OSPREY_WEIGHTS_H
 
@@ -31,6 +33,8 @@ struct layer_weights {
                                     * [2 shared_ffn, hidden], [hidden, shared_ffn], [1, hidden] */
 };
 
+struct weights_fp8;   /* a weight quantized at load: its bytes and scales (weights.c) */
+
 struct weights {
     struct bk_weight embed;        /* [vocab, hidden] */
     struct bk_weight final_norm;   /* [hidden] */
@@ -41,11 +45,21 @@ struct weights {
     float **host;                  /* [num_host] the 1 + w norm weights, freed by weights_free
                                     * (the cpu backend uses them in place) */
     int num_host;
+    struct weights_fp8 *fp8;       /* quantized at load; lives as long as the upload */
 };
 
-/* Uploads every tensor of m through be->upload_weight. Returns 0, or a negative errno with
+/* Uploads every tensor of m through be->upload_weight; with quantize_fp8, float linear
+ * weights are quantized first (weights_quantize_fp8). Returns 0, or a negative errno with
  * the backend's message in err; on failure nothing stays allocated. */
-int weights_upload(struct weights *w, struct backend *be, const struct model *m, char *err);
+int weights_upload(struct weights *w, struct backend *be, const struct model *m,
+                   bool quantize_fp8, char *err);
+
+/* t (a float [rows, cols] weight) as F8_E4M3 with one f32 scale per row, amax / 448 (1 for
+ * a row of zeros): data[rows * cols] codes of w / scale, scales[rows]; *out is t with
+ * dtype, data, nbytes and scale set, scale pointing at *scale_ref (filled here: F32
+ * [rows, 1]). Returns 0 or -EINVAL for a tensor that is not a float matrix. */
+int weights_quantize_fp8(const struct tensor_ref *t, uint8_t *data, float *scales,
+                         struct tensor_ref *scale_ref, struct tensor_ref *out);
 /* Frees what weights_upload allocated; safe on a zeroed or partly filled struct. */
 void weights_free(struct weights *w, struct backend *be);
 

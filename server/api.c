@@ -13,6 +13,8 @@
 #include "engine/engine.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/metrics.h"
+#include "server/openai.h"          /* the generation routes */
+#include "server/openai_render.h"   /* openai_json_string */
 
 static const char json_type[] = "application/json";
 
@@ -132,6 +134,7 @@ static void metrics_route(struct http_request *r, void *app)
         .prefix_queries = st.prefix_queries, .prefix_hits = st.prefix_hits,
         .prompt_tokens = st.prompt_tokens, .generation_tokens = st.generation_tokens,
         .preemptions = st.num_preemptions, .healthy = st.healthy,
+        .kv_cache_dtype = st.kv_cache_dtype, .kv_cache_tokens = (uint64_t)st.kv_cache_tokens,
     };
     if (!(text = metrics_render(a->metrics, &me, &len)))
         respond_oom(r);

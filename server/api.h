@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "server/http.h"
-#include "server/openai.h"
+#include "server/openai_parse.h"   /* struct oai_config, oai_request, oai_error */
 
 struct engine;
 struct tokenizer;
@@ -27,7 +27,10 @@ struct api {
     const char *model_dir;             /* borrowed, shown as the model's root */
     int64_t started;                   /* unix seconds, the model's "created" */
     size_t stream_buffer_bytes;        /* output a stream may hold for a slow client */
+    size_t max_response_bytes;         /* a non-streamed answer's body; 0: no bound */
     bool log_prompts;                  /* prompts and outputs at DEBUG */
+    struct grammar_cache *grammars;    /* borrowed; compiled grammars by source; NULL: grammar
+                                          requests are refused */
 };
 
 /* The route table (static, for http_options.routes). */
@@ -38,9 +41,5 @@ const struct http_route *api_routes(int *num_routes);
  * request's arena. Returns 0, or a negative errno with e filled (400 for a template error
  * or a chat request on a model without template, 500 otherwise). HTTP threads. */
 int api_prepare_prompts(const struct api *a, struct oai_request *req, struct oai_error *e);
-
-/* The generation endpoints (server/openai.c). */
-void openai_completions(struct http_request *r, void *app);
-void openai_chat_completions(struct http_request *r, void *app);
 
 #endif

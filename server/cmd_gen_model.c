@@ -13,7 +13,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: osprey gen-model --config <preset|config.json> --out DIR [--seed N]\n"
-        "                        [--tokenizer DIR] [--dtype bf16|f16|f32]\n\n"
+        "                        [--tokenizer DIR] [--dtype bf16|f16|f32]\n"
+        "                        [--quantize fp8-block|fp8-channel [--quant-block N]]\n\n"
         "Writes a random-weight Hugging Face model folder: config.json, generation_config.json,\n"
         "model.safetensors, tokenizer.json, tokenizer_config.json. The same seed gives the\n"
         "same bytes.\n\n"
@@ -22,7 +23,11 @@ static void usage(FILE *f)
         "  --seed       weights and tokenizer seed (default 0)\n"
         "  --tokenizer  copy this folder's tokenizer.json and tokenizer_config.json instead of\n"
         "               generating a byte-level BPE\n"
-        "  --dtype      weight dtype (default: the config's torch_dtype, else bf16)\n\n"
+        "  --dtype      weight dtype (default: the config's torch_dtype, else bf16)\n"
+        "  --quantize   write the linear weights as an FP8 checkpoint: fp8-block (quant_method\n"
+        "               fp8, weight_scale_inv per N x N block) or fp8-channel\n"
+        "               (compressed-tensors, weight_scale per output row)\n"
+        "  --quant-block  fp8-block's weight_block_size N (default 128)\n\n"
         "presets:");
     for (int i = 0; gen_model_preset_name(i); i++)
         fprintf(f, " %s", gen_model_preset_name(i));
@@ -52,7 +57,7 @@ int cmd_gen_model(int argc, char **argv)
     struct gen_model_opts o = { 0 };
     struct gen_model_stats st;
     char err[ERR_LEN] = "", *end;
-    const char *seed = NULL;
+    const char *seed = NULL, *block = NULL;
 
     for (int i = 1; i < argc; i++) {
         bool missing = false;
@@ -72,6 +77,10 @@ int cmd_gen_model(int argc, char **argv)
             o.tokenizer_dir = v;
         else if ((v = flag_value(argc, argv, &i, "--dtype", &missing)))
             o.dtype = v;
+        else if ((v = flag_value(argc, argv, &i, "--quantize", &missing)))
+            o.quantize = v;
+        else if ((v = flag_value(argc, argv, &i, "--quant-block", &missing)))
+            block = v;
         else {
             fprintf(stderr, "osprey gen-model: %s '%s' (--help lists the options)\n",
                     missing ? "missing value for" : "unknown option", argv[i]);
@@ -89,6 +98,16 @@ int cmd_gen_model(int argc, char **argv)
             fprintf(stderr, "osprey gen-model: --seed %s: expected a non-negative integer\n", seed);
             return 2;
         }
+    }
+    if (block) {
+        long b = strtol(block, &end, 10);
+
+        if (end == block || *end || b < 1 || b > 65536) {
+            fprintf(stderr, "osprey gen-model: --quant-block %s: expected an integer in [1, 65536]\n",
+                    block);
+            return 2;
+        }
+        o.quant_block = (int)b;
     }
     if (gen_model_write(&o, &st, err) != 0) {
         fprintf(stderr, "osprey gen-model: %s\n", err);

@@ -144,6 +144,13 @@ char *metrics_render(struct metrics *m, const struct metrics_engine *e, size_t *
     gauge(f, "osprey_requests_waiting", "Requests waiting to be scheduled.", e->num_waiting);
     gauge(f, "osprey_kv_cache_usage_ratio", "Fraction of KV-cache blocks in use (0 to 1).",
           e->kv_cache_usage);
+    if (e->kv_cache_dtype) {
+        /* an info metric: the value is 1, the label says which element type the cache holds */
+        head(f, "osprey_kv_cache_info", "gauge", "The KV cache's element type (label dtype).");
+        fprintf(f, "osprey_kv_cache_info{dtype=\"%s\"} 1\n", e->kv_cache_dtype);
+        gauge(f, "osprey_kv_cache_capacity_tokens", "Tokens the KV cache holds (blocks x block size).",
+              (double)e->kv_cache_tokens);
+    }
     counter(f, "osprey_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.",
             e->prefix_queries);
     counter(f, "osprey_prefix_cache_hits_total", "Prompt tokens found in the prefix cache.",

@@ -37,6 +37,8 @@ struct metrics_engine {
     uint64_t prompt_tokens, generation_tokens;
     uint64_t preemptions;
     bool healthy;
+    const char *kv_cache_dtype;                /* "f32", "bf16", "fp8_e4m3"; NULL: not reported */
+    uint64_t kv_cache_tokens;                  /* tokens the KV cache holds */
 };
 
 void metrics_init(struct metrics *m);

@@ -26,10 +26,11 @@ void assert_fail_(const char *expr, const char *file, int line) __attribute__((n
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #endif
 
-/* Element types of weights, activations and caches. */
-enum dtype { DT_F32, DT_F16, DT_BF16 };
+/* Element types of weights, activations and caches. F8_E4M3 is float8_e4m3fn (fp8.h): FP8
+ * checkpoints' weights and the fp8 KV cache, always with a scale beside it. */
+enum dtype { DT_F32, DT_F16, DT_BF16, DT_F8_E4M3 };
 size_t dtype_size(enum dtype t);
-const char *dtype_name(enum dtype t);               /* "F32", "F16", "BF16" (safetensors spelling) */
+const char *dtype_name(enum dtype t);  /* "F32", "F16", "BF16", "F8_E4M3" (safetensors spelling) */
 int dtype_parse(const char *s, enum dtype *out);     /* 0, or -EINVAL for anything else */
 
 static inline float bf16_to_f32(uint16_t h)
@@ -54,6 +55,19 @@ uint16_t f32_to_f16(float f);
 /* Reads a whole file into a NUL-terminated malloc'd buffer; *len excludes the NUL.
  * Returns 0, or a negative errno with a message naming the path in err. */
 int read_file(const char *path, char **out, size_t *len, char *err);
+
+/* Reads a whole regular file of at most max_bytes into a NUL-terminated malloc'd buffer;
+ * *len (may be NULL) excludes the NUL. What a model folder, a config file or a key file
+ * holds is read through here: anything but a regular file (a FIFO, which would block the
+ * open and then the read forever; a symlink to /dev/zero, which never ends; a directory) is
+ * refused at once, and so is a file larger than max_bytes, before anything is allocated for
+ * it. Returns 0, or a negative errno (-EINVAL not a regular file, -EFBIG too large) with a
+ * message naming the path in err. */
+int read_file_bounded(const char *path, size_t max_bytes, char **out, size_t *len, char *err);
+
+/* "a directory", "a FIFO", "a character device" ... for an st_mode that is not a regular
+ * file: words for the error that refuses it. */
+const char *file_kind(unsigned st_mode);
 
 /* Monotonic clock in seconds. */
 double now_s(void);

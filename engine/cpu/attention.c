@@ -2,7 +2,8 @@
  * the step's queries over the KV cache. Keys and values are read only from the cache (the
  * step's own tokens were written there by cache_update), through the block table of the
  * layer's KV group. Causal within each request's new tokens, GQA, optional sliding window
- * and tanh soft-cap; online softmax over chunks of keys, f32. One task per (request, head). */
+ * and tanh soft-cap; online softmax over chunks of keys, f32. One task per (request, head).
+ * A bf16 or fp8 cache is widened to f32 row by row as it is read (fp8: code * layer scale). */
 #include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -16,7 +17,8 @@ struct attn_args {
     float *out;
     const float *q;
     int q_stride;
-    const float *k_cache, *v_cache;
+    const void *k_cache, *v_cache;
+    const float *lut;          /* F8_E4M3 cache: the 256 decoded codes */
     const struct bk_batch *b;
     int group;
     const struct attn_params *p;
@@ -25,8 +27,8 @@ struct attn_args {
 
 /* Address of the cache row of the token at `pos` of a request, head kvh; NULL when the
  * block table has no valid block there. */
-static const float *cache_row(const float *cache, const int32_t *blocks, int max_blocks,
-                              int pos, int kvh, const struct cache_layout *l)
+static const void *cache_row(const void *cache, const int32_t *blocks, int max_blocks,
+                             int pos, int kvh, const struct cache_layout *l)
 {
     int bi = pos / l->block_size, block;
 
@@ -35,8 +37,25 @@ static const float *cache_row(const float *cache, const int32_t *blocks, int max
     block = blocks[bi];
     if (block < 0 || block >= l->num_blocks)
         return NULL;
-    return cache + (((size_t)block * l->block_size + pos % l->block_size) * l->num_kv_heads + kvh)
-                   * l->head_dim;
+    return (const char *)cache + (((size_t)block * l->block_size + pos % l->block_size) *
+                                  l->num_kv_heads + kvh) * l->head_dim * dtype_size(l->dtype);
+}
+
+/* A cache row as f32: itself for an f32 cache, else widened into buf[D]. */
+static const float *row_f32(const void *row, float *buf, int D, const struct cache_layout *l,
+                            float scale, const float *lut)
+{
+    if (l->dtype == DT_F8_E4M3) {
+        for (int d = 0; d < D; d++)
+            buf[d] = lut[((const uint8_t *)row)[d]] * scale;
+        return buf;
+    }
+    if (l->dtype == DT_BF16) {
+        for (int d = 0; d < D; d++)
+            buf[d] = bf16_to_f32(((const uint16_t *)row)[d]);
+        return buf;
+    }
+    return row;
 }
 
 /* One query vector at absolute position `pos` over keys [lo, pos]. Returns 0 or -EINVAL. */
@@ -46,8 +65,9 @@ static int attend_one(float *o, const float *qv, int pos, int lo, const struct a
     const struct attn_params *p = a->p;
     const struct cache_layout *l = &p->cache;
     int D = p->head_dim, maxb = a->b->max_blocks_per_req;
-    float acc[ATTN_MAX_HEAD_DIM] = { 0 }, s[ATTN_CHUNK];
-    const float *vrow[ATTN_CHUNK];
+    float acc[ATTN_MAX_HEAD_DIM] = { 0 }, s[ATTN_CHUNK], kbuf[ATTN_MAX_HEAD_DIM];
+    float vbuf[ATTN_MAX_HEAD_DIM];
+    const void *vrow[ATTN_CHUNK];
     float m = -INFINITY, sum = 0.0f;
 
     for (int t0 = lo; t0 <= pos; t0 += ATTN_CHUNK) {
@@ -55,12 +75,12 @@ static int attend_one(float *o, const float *qv, int pos, int lo, const struct a
         float cmax = -INFINITY, corr;
 
         for (int j = 0; j < nk; j++) {
-            const float *kr = cache_row(a->k_cache, blocks, maxb, t0 + j, kvh, l);
+            const void *kr = cache_row(a->k_cache, blocks, maxb, t0 + j, kvh, l);
 
             vrow[j] = cache_row(a->v_cache, blocks, maxb, t0 + j, kvh, l);
             if (!kr || !vrow[j])
                 return -EINVAL;
-            s[j] = dot_f32(qv, kr, D) * p->scale;
+            s[j] = dot_f32(qv, row_f32(kr, kbuf, D, l, l->k_scale, a->lut), D) * p->scale;
             if (p->softcap > 0.0f)
                 s[j] = p->softcap * tanhf(s[j] / p->softcap);
             cmax = MAX(cmax, s[j]);
@@ -73,9 +93,11 @@ static int attend_one(float *o, const float *qv, int pos, int lo, const struct a
             acc[d] *= corr;
         for (int j = 0; j < nk; j++) {
             float e = expf(s[j] - m);
+            const float *vr = row_f32(vrow[j], vbuf, D, l, l->v_scale, a->lut);
+
             sum += e;
             for (int d = 0; d < D; d++)
-                acc[d] += e * vrow[j][d];
+                acc[d] += e * vr[d];
         }
     }
     for (int d = 0; d < D; d++)
@@ -114,15 +136,20 @@ static void attention_task(void *arg, int task, int thread)
  * is inconsistent: query ranges outside the step, more new tokens than context, or a block
  * table entry outside the cache. */
 int attention_cpu(struct threadpool *tp, float *out, const float *q, int q_stride,
-                  const float *k_cache, const float *v_cache, const struct bk_batch *b,
+                  const void *k_cache, const void *v_cache, const struct bk_batch *b,
                   int group, const struct attn_params *p)
 {
-    struct attn_args a = { out, q, q_stride, k_cache, v_cache, b, group, p, 0 };
+    float lut[256];
+    struct attn_args a = { out, q, q_stride, k_cache, v_cache, lut, b, group, p, 0 };
     int H = p->num_heads, D = p->head_dim, end;
+    enum dtype dt = p->cache.dtype;
 
     if (D > ATTN_MAX_HEAD_DIM || p->num_kv_heads <= 0 || H % p->num_kv_heads ||
-        group < 0 || group >= b->num_kv_groups)
+        group < 0 || group >= b->num_kv_groups ||
+        (dt != DT_F32 && dt != DT_BF16 && dt != DT_F8_E4M3))
         return -EINVAL;
+    if (dt == DT_F8_E4M3)
+        fp8_e4m3_table(lut);
     for (int r = 0; r < b->num_reqs; r++) {
         int qs = b->query_start_loc[r], qe = b->query_start_loc[r + 1];
         if (qs < 0 || qe < qs || qe > b->num_tokens)

@@ -1,7 +1,8 @@
 /* backend_cpu.c — the portable C backend: the op vtable over engine/cpu/<op>.c, host memory
  * as "device" memory, zero-copy weights, staging (the step batch is used in place) and the
- * CPU sampler run over the sampled rows. Activations and the KV cache are f32; weights stay
- * bf16 or f32 as stored (f16 widens to f32). Parallel ops share one persistent thread pool.
+ * CPU sampler run over the sampled rows. Activations are f32, the KV cache f32 unless the
+ * runner asks for bf16 or fp8; weights stay bf16, f32 or F8_E4M3 as stored (f16 widens to
+ * f32; F8_E4M3 gets a per-row f32 scale table). Parallel ops share one persistent thread pool.
  * This backend is the numerical reference the CUDA backend is tested against. */
 #include <errno.h>
 #include <stdio.h>
@@ -115,8 +116,64 @@ static int remember_owned(struct backend_cpu *cpu, void *p)
     return 0;
 }
 
+static void cpu_free_weight(struct backend *be, struct bk_weight *w);
+
+/* F8_E4M3 parts: their bytes (the model's own memory for one part, else stacked into a
+ * copy) and one f32 scale table expanded to [rows, scale_cols], so that the matmul finds a
+ * row's scales without knowing the checkpoint's scheme (block, channel, tensor) or where
+ * one fused part ends. */
+static int upload_fp8(struct backend_cpu *cpu, struct bk_weight *out,
+                      const struct tensor_ref *parts, int nparts, char *err)
+{
+    int64_t sb = parts[0].scale_block[1], sc;
+    float *scale;
+    uint8_t *dst;
+    int row = 0;
+
+    for (int i = 0; i < nparts; i++)
+        if (parts[i].dtype != DT_F8_E4M3 || !parts[i].scale || parts[i].scale_block[0] < 1 ||
+            parts[i].scale_block[1] != sb || sb < 1) {
+            errf(err, "cpu: tensors %s and %s are fused into one matrix but are not both "
+                 "F8_E4M3 with scales over the same columns", parts[0].name ? parts[0].name : "?",
+                 parts[i].name ? parts[i].name : "?");
+            return -EINVAL;
+        }
+    sc = (out->cols + sb - 1) / sb;
+    scale = malloc((size_t)out->rows * sc * sizeof *scale);
+    if (!scale || remember_owned(cpu, scale)) {
+        free(scale);
+        errf(err, "cpu: out of memory for the scales of %s", parts[0].name ? parts[0].name : "?");
+        return -ENOMEM;
+    }
+    out->scale = scale;
+    out->scale_cols = (int)sc;
+    out->scale_block = (int)sb;
+    for (int i = 0; i < nparts; i++)
+        for (int64_t r = 0; r < parts[i].shape[0]; r++, row++)
+            for (int64_t c = 0; c < sc; c++)
+                scale[(size_t)row * sc + c] =
+                    model_scale_at(parts[i].scale, (size_t)(r / parts[i].scale_block[0]) * sc + c);
+    if (nparts == 1) {
+        out->data = (void *)parts[0].data;   /* zero copy, as for bf16 */
+        return 0;
+    }
+    dst = malloc((size_t)out->rows * out->cols);
+    if (!dst || remember_owned(cpu, dst)) {
+        free(dst);
+        errf(err, "cpu: out of memory for weight %s", parts[0].name ? parts[0].name : "?");
+        return -ENOMEM;
+    }
+    out->data = dst;
+    for (int i = 0; i < nparts; i++) {
+        memcpy(dst, parts[i].data, (size_t)parts[i].shape[0] * out->cols);
+        dst += (size_t)parts[i].shape[0] * out->cols;
+    }
+    return 0;
+}
+
 /* One part (or several stacked by rows): the model's own memory when it is a single bf16 or
- * f32 tensor, else a copy (f32 when the parts are f16 or of mixed dtypes). */
+ * f32 tensor, else a copy (f32 when the parts are f16 or of mixed dtypes). F8_E4M3 parts stay
+ * F8_E4M3 with their scales (upload_fp8): the matmul dequantizes as it goes (W8A16). */
 static int cpu_upload_weight(struct backend *be, struct bk_weight *out,
                              const struct tensor_ref *parts, int nparts, char *err)
 {
@@ -149,7 +206,16 @@ static int cpu_upload_weight(struct backend *be, struct bk_weight *out,
         dt = DT_F32;
     if (rows > INT32_MAX)
         return -EINVAL;
+    for (int i = 0; i < nparts; i++)
+        if (parts[i].dtype == DT_F8_E4M3)
+            dt = DT_F8_E4M3;
     *out = (struct bk_weight){ .dtype = dt, .rows = (int)rows, .cols = cols };
+    if (dt == DT_F8_E4M3) {
+        int rc = upload_fp8(cpu, out, parts, nparts, err);
+        if (rc)
+            cpu_free_weight(be, out);
+        return rc;
+    }
     if (nparts == 1 && parts[0].dtype == dt) {
         out->data = (void *)parts[0].data;   /* zero copy: read-only, owned by the model */
         return 0;
@@ -177,16 +243,21 @@ static int cpu_upload_weight(struct backend *be, struct bk_weight *out,
     return 0;
 }
 
+/* Frees p when this backend allocated it (the model's mapping is never freed here). */
+static void free_owned(struct backend_cpu *cpu, const void *p)
+{
+    for (int i = 0; p && i < cpu->num_owned; i++)
+        if (cpu->owned[i] == p) {
+            free(cpu->owned[i]);
+            cpu->owned[i] = cpu->owned[--cpu->num_owned];
+            return;
+        }
+}
+
 static void cpu_free_weight(struct backend *be, struct bk_weight *w)
 {
-    struct backend_cpu *cpu = cpu_of(be);
-
-    for (int i = 0; w->data && i < cpu->num_owned; i++)
-        if (cpu->owned[i] == w->data) {
-            free(w->data);
-            cpu->owned[i] = cpu->owned[--cpu->num_owned];
-            break;
-        }
+    free_owned(cpu_of(be), w->data);
+    free_owned(cpu_of(be), w->scale);
     memset(w, 0, sizeof *w);
 }
 
@@ -313,6 +384,12 @@ static int cpu_cache_update(struct backend *be, const void *k, const void *v, in
     return cache_update_cpu(k, v, kv_stride, slot_mapping, n, k_cache, v_cache, l);
 }
 
+static int cpu_absmax(struct backend *be, float *out, const void *x, int stride, int rows,
+                      int cols)
+{
+    return absmax_cpu(out, x, stride, rows, cols);
+}
+
 static int cpu_attention(struct backend *be, void *out, const void *q, int q_stride,
                          const void *k_cache, const void *v_cache, const struct bk_batch *b,
                          int group, const struct attn_params *p)
@@ -404,6 +481,7 @@ static const struct backend_ops cpu_ops = {
     .softcap = cpu_softcap,
     .moe = cpu_moe,
     .rope_cache_update = NULL,
+    .absmax = cpu_absmax,
     .graph_capture = NULL,
     .graph_replay = NULL,
 };

@@ -1,8 +1,9 @@
 /* matmul.c — out[n, rows] = x[n, cols] · wᵀ (+ bias) for linear layers and the LM head, CPU
  * reference. Threads split the output rows into blocks of MM_ROWS; a block walks the columns
  * in slices of MM_COLS, widens that slice of its weight rows to f32 once (bf16 → f32 is a
- * shift) and uses it for every token, so a weight row is read from memory once per call
- * however many tokens the step has (prefill), and the slices stay in L1. */
+ * shift, fp8 → f32 a table look-up times its scale: W8A16) and uses it for every token, so
+ * a weight row is read from memory once per call however many tokens the step has
+ * (prefill), and the slices stay in L1. */
 #include <errno.h>
 
 #include "engine/cpu/cpu_ops.h"
@@ -16,6 +17,7 @@ struct matmul_args {
     const float *x;
     const struct bk_weight *w, *bias;
     int n;
+    const float *lut;          /* F8_E4M3 weights: the 256 decoded codes */
 };
 
 static void matmul_task(void *arg, int task, int thread)
@@ -36,6 +38,9 @@ static void matmul_task(void *arg, int task, int thread)
         for (int r = 0; r < nr; r++) {
             if (w->dtype == DT_F32) {
                 wr[r] = (const float *)w->data + (size_t)(r0 + r) * cols + c0;
+            } else if (w->dtype == DT_F8_E4M3) {
+                weight_row_fp8(wbuf[r], w, a->lut, r0 + r, c0, nc);
+                wr[r] = wbuf[r];
             } else {
                 weight_row_f32(wbuf[r], w, r0 + r, c0, nc);
                 wr[r] = wbuf[r];
@@ -54,11 +59,18 @@ static void matmul_task(void *arg, int task, int thread)
 int matmul_cpu(struct threadpool *tp, float *out, const float *x, const struct bk_weight *w,
                const struct bk_weight *bias, int n)
 {
-    struct matmul_args a = { out, x, w, bias, n };
+    float lut[256];
+    struct matmul_args a = { out, x, w, bias, n, lut };
     int tasks = (w->rows + MM_ROWS - 1) / MM_ROWS;
 
-    if (w->dtype != DT_F32 && w->dtype != DT_BF16)
+    if (w->dtype != DT_F32 && w->dtype != DT_BF16 && w->dtype != DT_F8_E4M3)
         return -EINVAL;
+    if (w->dtype == DT_F8_E4M3) {
+        if (!w->scale || w->scale_block < 1 ||
+            w->scale_cols != (w->cols + w->scale_block - 1) / w->scale_block)
+            return -EINVAL;
+        fp8_e4m3_table(lut);
+    }
     if (bias && (bias->rows * bias->cols != w->rows))
         return -EINVAL;
     if (n <= 0)

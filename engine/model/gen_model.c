@@ -2,20 +2,25 @@
  * The config comes from a preset (written here in transformers' torch_dtype style) or a
  * config.json-shaped file, is validated by model_config_parse, and decides the tensors.
  * Weights are N(0, 0.02) like transformers' init (norms 1.0; Gemma's (1 + w) norms 0.0), drawn
- * from a counter-based
- * generator keyed by (seed, tensor name, element index) and streamed into the file. */
+ * from a counter-based generator keyed by (seed, tensor name, element index) and streamed
+ * into the file. --quantize writes the linear weights as FP8 checkpoints are published: the
+ * bf16 weight divided by its scale (amax / 448 of its block or row) in F8_E4M3, the scale
+ * beside it in f32, and the matching quantization_config (dense models only). */
 #include "engine/model/gen_model.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>   /* per-tensor keys */
 
+#include "engine/base/fp8.h"
 #include "engine/model/gen_tokenizer.h"
 #include "engine/base/log.h"
+#include "engine/base/rng.h"
 #include "engine/model/model.h"
 #include "engine/model/safetensors.h"
 
@@ -371,31 +376,36 @@ struct gen_fill {
     uint64_t key;             /* XXH64(name, seed) */
     bool norm;                /* RMSNorm weights: all norm_value */
     float norm_value;         /* 1, or 0 for Gemma's (1 + w) norms */
+    /* F8_E4M3 weights: [rows / sb0 rounded up, sc] scales, sc = ceil(cols / sb1) */
+    const float *scales;
+    int64_t cols, sb0, sb1, sc;
 };
 
 struct gen_tensor {
     char name[96];
     struct st_write_tensor w;
     struct gen_fill fill;
+    bool scale;               /* an f32 scale tensor of --quantize, data in w.data */
 };
 
-static inline uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+enum gen_quant { GEN_QUANT_NONE, GEN_QUANT_BLOCK, GEN_QUANT_CHANNEL };
 
 /* Element i of a tensor: the sum of four 16-bit uniforms of one hash, centred and scaled to
  * unit variance (Irwin-Hall, n = 4): close enough to a normal for random weights, and one
  * hash per element keeps 1.5 billion of them at a few seconds. */
 static inline float gen_value(const struct gen_fill *f, uint64_t i)
 {
-    uint64_t h = mix64(f->key + i * 0x9e3779b97f4a7c15ull);
+    uint64_t h = rng_at(f->key, i);
     int32_t s = (int32_t)(h & 0xffff) + (int32_t)(h >> 16 & 0xffff) +
                 (int32_t)(h >> 32 & 0xffff) + (int32_t)(h >> 48);
 
     return f->norm ? f->norm_value : (float)(s - 131070) * (float)(INIT_STD / 37837.23);
+}
+
+/* The weight as a bf16 checkpoint holds it: what --quantize quantizes. */
+static inline float bf16_value(const struct gen_fill *f, uint64_t i)
+{
+    return bf16_to_f32(f32_to_bf16(gen_value(f, i)));
 }
 
 static int fill_cb(void *ctx, const struct st_write_tensor *t, void *buf, size_t offset_bytes,
@@ -405,7 +415,14 @@ static int fill_cb(void *ctx, const struct st_write_tensor *t, void *buf, size_t
     size_t es = dtype_size(t->dtype), n = n_bytes / es;
     uint64_t first = offset_bytes / es;
 
-    if (t->dtype == DT_BF16)
+    if (t->dtype == DT_F8_E4M3)
+        for (size_t i = 0; i < n; i++) {
+            uint64_t r = (first + i) / f->cols, c = (first + i) % f->cols;
+            float s = f->scales[(r / f->sb0) * f->sc + c / f->sb1];
+
+            ((uint8_t *)buf)[i] = fp8_e4m3_from_f32(bf16_value(f, first + i) / s);
+        }
+    else if (t->dtype == DT_BF16)
         for (size_t i = 0; i < n; i++)
             ((uint16_t *)buf)[i] = f32_to_bf16(gen_value(f, first + i));
     else if (t->dtype == DT_F16)
@@ -508,6 +525,50 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
     return n;
 }
 
+/* --quantize: every linear weight (a "...proj.weight") becomes F8_E4M3 and gets its scale
+ * tensor, amax / 448 over each block (or row) of the bf16 weight, appended after v[n).
+ * Returns the new count, or -ENOMEM. */
+static int add_scales(struct gen_tensor *v, int n, enum gen_quant q, int block, uint64_t seed)
+{
+    int total = n;
+
+    for (int i = 0; i < n; i++) {
+        struct gen_fill *f = &v[i].fill;
+        size_t len = strlen(v[i].name);
+        int64_t rows = v[i].w.shape[0], cols = v[i].w.shape[1], nr;
+        struct gen_tensor *s;
+        float *sv;
+
+        if (len < 11 || strcmp(v[i].name + len - 11, "proj.weight"))
+            continue;
+        f->key = XXH64(v[i].name, len, seed);
+        f->cols = cols;
+        f->sb0 = q == GEN_QUANT_BLOCK ? block : 1;
+        f->sb1 = q == GEN_QUANT_BLOCK ? block : cols;
+        f->sc = (cols + f->sb1 - 1) / f->sb1;
+        nr = (rows + f->sb0 - 1) / f->sb0;
+        if (!(sv = calloc((size_t)(nr * f->sc), sizeof *sv)))
+            return -ENOMEM;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) {
+                float *m = &sv[(r / f->sb0) * f->sc + c / f->sb1];
+                *m = fmaxf(*m, fabsf(bf16_value(f, (uint64_t)(r * cols + c))));
+            }
+        for (int64_t k = 0; k < nr * f->sc; k++)
+            sv[k] = sv[k] > 0 ? sv[k] / FP8_E4M3_MAX : 1.0f;
+        f->scales = sv;
+        s = &v[total++];
+        snprintf(s->name, sizeof s->name, "%.*s%s", (int)(len - 6), v[i].name,
+                 q == GEN_QUANT_BLOCK ? "weight_scale_inv" : "weight_scale");
+        s->w.ndim = 2;
+        s->w.shape[0] = nr;
+        s->w.shape[1] = f->sc;
+        s->w.data = sv;
+        s->scale = true;
+    }
+    return total;
+}
+
 static int cmp_tensor(const void *a, const void *b)
 {
     return strcmp(((const struct gen_tensor *)a)->name, ((const struct gen_tensor *)b)->name);
@@ -515,9 +576,11 @@ static int cmp_tensor(const void *a, const void *b)
 
 /* Writes model.safetensors, tensors sorted by name as the safetensors library does. */
 static int write_weights(const struct model_config *c, enum dtype dt, uint64_t seed,
-                         const char *path, struct gen_model_stats *stats, char *err)
+                         enum gen_quant q, int block, const char *path,
+                         struct gen_model_stats *stats, char *err)
 {
-    int max = 3 + (21 + 3 * c->num_experts) * c->num_layers, n, rc;
+    /* every tensor of a layer, and a scale beside each of its (at most 7) linear weights */
+    int max = 3 + (28 + 3 * c->num_experts) * c->num_layers, n, rc;
     struct gen_tensor *v = calloc((size_t)max, sizeof *v);
     struct st_write_tensor *w = calloc((size_t)max, sizeof *w);
     double t0 = now_s();
@@ -529,21 +592,31 @@ static int write_weights(const struct model_config *c, enum dtype dt, uint64_t s
         return -ENOMEM;
     }
     n = list_tensors(c, v);
+    if (q != GEN_QUANT_NONE && (n = add_scales(v, n, q, block, seed)) < 0) {
+        rc = n;
+        n = max;
+        errf(err, "out of memory");
+        goto out;
+    }
     qsort(v, (size_t)n, sizeof *v, cmp_tensor);
     stats->weight_bytes = 0;
     for (int i = 0; i < n; i++) {
         v[i].fill.key = XXH64(v[i].name, strlen(v[i].name), seed);
         w[i] = v[i].w;
         w[i].name = v[i].name;
-        w[i].dtype = dt;
-        w[i].fill = fill_cb;
+        w[i].dtype = v[i].scale ? DT_F32 : v[i].fill.scales ? DT_F8_E4M3 : dt;
+        w[i].fill = v[i].scale ? NULL : fill_cb;
         w[i].ctx = &v[i].fill;
         stats->weight_bytes += (uint64_t)w[i].shape[0] * (uint64_t)(w[i].ndim == 2 ? w[i].shape[1] : 1)
-                             * dtype_size(dt);
+                             * dtype_size(w[i].dtype);
     }
     rc = st_write(path, w, n, err);
     stats->num_tensors = n;
     stats->seconds = now_s() - t0;
+out:
+    for (int i = 0; i < n; i++)
+        if (v[i].scale)
+            free((void *)v[i].w.data);
     free(v);
     free(w);
     return rc;
@@ -623,6 +696,42 @@ static int fit_tokenizer(cJSON *c, const struct gen_tokenizer *t, bool from_file
     return 0;
 }
 
+/* --quantize into quantization_config, in the two styles osprey reads (engine/model/quant.c). */
+static int set_quant(cJSON *c, enum gen_quant q, int block)
+{
+    cJSON *qc = cJSON_CreateObject(), *g, *grp, *w, *act, *bs;
+
+    if (!qc)
+        return -ENOMEM;
+    if (q == GEN_QUANT_BLOCK) {
+        cJSON_AddStringToObject(qc, "quant_method", "fp8");
+        cJSON_AddStringToObject(qc, "fmt", "e4m3");
+        cJSON_AddStringToObject(qc, "activation_scheme", "dynamic");
+        if ((bs = cJSON_AddArrayToObject(qc, "weight_block_size"))) {
+            cJSON_AddItemToArray(bs, cJSON_CreateNumber(block));
+            cJSON_AddItemToArray(bs, cJSON_CreateNumber(block));
+        }
+    } else {
+        cJSON_AddStringToObject(qc, "quant_method", "compressed-tensors");
+        cJSON_AddStringToObject(qc, "format", "float-quantized");
+        g = cJSON_AddObjectToObject(qc, "config_groups");
+        grp = g ? cJSON_AddObjectToObject(g, "group_0") : NULL;
+        if ((w = grp ? cJSON_AddObjectToObject(grp, "weights") : NULL)) {
+            cJSON_AddStringToObject(w, "type", "float");
+            cJSON_AddNumberToObject(w, "num_bits", 8);
+            cJSON_AddStringToObject(w, "strategy", "channel");
+        }
+        if ((act = grp ? cJSON_AddObjectToObject(grp, "input_activations") : NULL)) {
+            cJSON_AddBoolToObject(act, "dynamic", true);
+            cJSON_AddStringToObject(act, "strategy", "token");
+        }
+        if (grp)
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(grp, "targets"), cJSON_CreateString("Linear"));
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(qc, "ignore"), cJSON_CreateString("lm_head"));
+    }
+    return json_set(c, "quantization_config", qc);
+}
+
 int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stats, char *err)
 {
     struct gen_model_stats dummy;
@@ -631,10 +740,23 @@ int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stat
     char label[4200], *text = NULL, *gen = NULL;
     cJSON *c = NULL;
     bool from_file;
-    int rc;
+    enum gen_quant q = GEN_QUANT_NONE;
+    int rc, block = o->quant_block ? o->quant_block : 128;
 
     if (!stats)
         stats = &dummy;
+    if (o->quantize && !strcmp(o->quantize, "fp8-block"))
+        q = GEN_QUANT_BLOCK;
+    else if (o->quantize && !strcmp(o->quantize, "fp8-channel"))
+        q = GEN_QUANT_CHANNEL;
+    else if (o->quantize) {
+        errf(err, "--quantize %.32s: expected fp8-block or fp8-channel", o->quantize);
+        return -EINVAL;
+    }
+    if (block < 1 || block > 65536) {
+        errf(err, "--quant-block %d: expected 1 to 65536", block);
+        return -EINVAL;
+    }
     memset(stats, 0, sizeof *stats);
     if ((rc = load_config(o->config, &c, &from_file, err)))
         return rc;
@@ -646,6 +768,7 @@ int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stat
                           : gen_tokenizer_build(&tok, cfg.vocab_size, cfg.max_position_embeddings,
                                                 o->seed, err);
     if (rc || (rc = fit_tokenizer(c, &tok, from_file, &cfg, label, err)) ||
+        (q != GEN_QUANT_NONE && (rc = set_quant(c, q, block)) && (errf(err, "out of memory"), 1)) ||
         (rc = parse_json(c, label, &cfg, err)))
         goto out;
     text = cJSON_Print(c);
@@ -664,7 +787,7 @@ int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stat
                          tok.config_json_len, err)))
         goto out;
     snprintf(label, sizeof label, "%s/model.safetensors", o->out_dir);
-    rc = write_weights(&cfg, cfg.dtype, o->seed, label, stats, err);
+    rc = write_weights(&cfg, cfg.dtype, o->seed, q, block, label, stats, err);
 out:
     free(text);
     free(gen);

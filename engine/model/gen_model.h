@@ -13,6 +13,10 @@ struct gen_model_opts {
     uint64_t seed;
     const char *tokenizer_dir;   /* copy this folder's tokenizer; NULL = generate a BPE */
     const char *dtype;           /* "bf16", "f16", "f32"; NULL = the config's (bf16 default) */
+    const char *quantize;        /* NULL, "fp8-block" (weight_scale_inv per quant_block^2 block,
+                                  * quant_method fp8) or "fp8-channel" (weight_scale per output
+                                  * row, compressed-tensors): linear weights written F8_E4M3 */
+    int quant_block;             /* fp8-block: weight_block_size; 0 = 128 */
 };
 
 struct gen_model_stats {

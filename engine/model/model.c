@@ -14,6 +14,7 @@
 
 #include "engine/base/log.h"
 #include "engine/model/model_internal.h"
+#include "engine/model/quant.h"
 #include "engine/model/safetensors.h"
 
 #define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, " \
@@ -43,6 +44,28 @@ const char *model_arch_name(enum model_arch a)
         if (archs[i].arch == a)
             return archs[i].name;
     return "?";
+}
+
+const char *model_quant_name(enum quant_method q)
+{
+    switch (q) {
+    case QUANT_NONE: return "none";
+    case QUANT_FP8_BLOCK: return "fp8 block-wise";
+    case QUANT_FP8_TENSOR: return "fp8 per-tensor";
+    case QUANT_FP8_CHANNEL: return "fp8 per-channel";
+    }
+    return "?";
+}
+
+float model_scale_at(const struct tensor_ref *scale, size_t i)
+{
+    const uint16_t *h = scale->data;
+
+    if (scale->dtype == DT_BF16)
+        return bf16_to_f32(h[i]);
+    if (scale->dtype == DT_F16)
+        return f16_to_f32(h[i]);
+    return ((const float *)scale->data)[i];
 }
 
 /* ---- the sections of config.json ---- */
@@ -365,8 +388,8 @@ static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct mode
     if (!gemma && act && strcmp(act, "silu") && strcmp(act, "swish"))
         return bad(p, act_key, "'%.32s' is not supported (silu)", act);
     cfg->mlp_act = gemma ? MLP_GELU_TANH : MLP_SILU;
-    if (member(root, "quantization_config"))
-        return bad(p, "quantization_config", "%s", "quantized models are not supported");
+    if ((rc = quant_config_parse(member(root, "quantization_config"), p->path, cfg, p->err)))
+        return rc;
     if (mlp_bias)
         return bad(p, "mlp_bias", "%s", "true is not supported");
     /* Qwen2 always has q/k/v biases; elsewhere attention_bias also adds an o_proj bias,
@@ -429,6 +452,10 @@ static int parse_multimodal(struct cfg_parse *p, const cJSON *root, struct model
         return bad(p, "text_config.model_type", "%s", "missing (expected \"gemma3_text\")");
     if ((rc = parse_config(&tp, text, cfg)))
         return rc;
+    /* a quantized folder's quantization_config sits beside text_config */
+    if (cfg->quant == QUANT_NONE &&
+        (rc = quant_config_parse(member(root, "quantization_config"), p->path, cfg, p->err)))
+        return rc;
     if (cfg->arch != ARCH_GEMMA3)
         return bad(p, "text_config.model_type", "%s", "expected \"gemma3_text\"");
     p->has_dtype = tp.has_dtype;
@@ -472,6 +499,12 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
         (rc = parse_dtype(p, root, cfg)) ||
         (rc = parse_windows(p, root, cfg)))
         return rc;
+    if (cfg->num_experts && cfg->quant != QUANT_NONE) {
+        errf(p->err, "%s: quantization_config: %s checkpoints of %s are not supported "
+             "(fp8 mixture-of-experts weights are not implemented)", p->path,
+             model_quant_name(cfg->quant), cfg->arch_name);
+        return -EINVAL;
+    }
     cfg->num_kv_groups = model_kv_groups(cfg, cfg->kv_group_window, cfg->layer_kv_group,
                                          MODEL_MAX_KV_GROUPS);
     if (cfg->num_kv_groups < 0) {
@@ -552,9 +585,10 @@ int model_config_parse(struct model_config *cfg, const char *json, size_t len,
 
 /* ---- binding tensors ---- */
 
-/* Binds `name` into t and checks its shape against want[0..ndim). */
-static int bind(struct binder *b, struct tensor_ref *t, const char *name, int ndim, int64_t d0,
-                int64_t d1)
+/* Binds `name` into t and checks its shape against want[0..ndim). Only linear layers'
+ * weights may be F8_E4M3. */
+static int bind_ref(struct binder *b, struct tensor_ref *t, const char *name, int ndim,
+                    int64_t d0, int64_t d1, bool linear)
 {
     const struct tensor_ref *r = st_find(b->st, name);
     int64_t want[2] = { d0, d1 };
@@ -570,14 +604,34 @@ static int bind(struct binder *b, struct tensor_ref *t, const char *name, int nd
         errf(b->err, "%s: %s: expected %s, file has %s", st_file_of(b->st, r), name, ws, hs);
         return -EINVAL;
     }
+    if (r->dtype == DT_F8_E4M3 && !linear) {
+        errf(b->err, "%s: %s: F8_E4M3 is read for linear layers' weights only",
+             st_file_of(b->st, r), name);
+        return -EINVAL;
+    }
     *t = *r;
     return 0;
+}
+
+static int bind(struct binder *b, struct tensor_ref *t, const char *name, int ndim, int64_t d0,
+                int64_t d1)
+{
+    return bind_ref(b, t, name, ndim, d0, d1, false);
 }
 
 int model__bind(struct binder *b, struct tensor_ref *t, const char *name, int ndim, int64_t d0,
                 int64_t d1)
 {
     return bind(b, t, name, ndim, d0, d1);
+}
+
+/* A linear layer's weight: bind, then its scale when it is F8_E4M3 (engine/model/quant.c). */
+static int bind_linear(struct binder *b, const struct model_config *c, struct tensor_ref *t,
+                       const char *name, int64_t d0, int64_t d1)
+{
+    int rc = bind_ref(b, t, name, 2, d0, d1, true);
+
+    return rc ? rc : quant_bind_scale(b->st, c, b->where, name, t, b->err);
 }
 
 static int bind_layer(struct binder *b, const struct model_config *c, const char *prefix, int l,
@@ -591,15 +645,23 @@ static int bind_layer(struct binder *b, const struct model_config *c, const char
 #define BIND(field, suffix, ndim, d0, d1) do { if (rc == 0) { \
         snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
         rc = bind(b, &lt->field, n, ndim, d0, d1); } } while (0)
+#define LINEAR(field, suffix, d0, d1) do { if (rc == 0) { \
+        snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
+        rc = bind_linear(b, c, &lt->field, n, d0, d1); } } while (0)
+#define SCALAR(field, suffix) do { if (rc == 0) { \
+        snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
+        rc = quant_bind_scalar(b->st, n, &lt->field, b->err); } } while (0)
     BIND(input_norm, "input_layernorm.weight", 1, h, 0);
     if (c->arch == ARCH_PHI3) {   /* published fused: rows of q, then k, then v */
-        BIND(qkv, "self_attn.qkv_proj.weight", 2, qd + 2 * kvd, h);
+        LINEAR(qkv, "self_attn.qkv_proj.weight", qd + 2 * kvd, h);
     } else {
-        BIND(q, "self_attn.q_proj.weight", 2, qd, h);
-        BIND(k, "self_attn.k_proj.weight", 2, kvd, h);
-        BIND(v, "self_attn.v_proj.weight", 2, kvd, h);
+        LINEAR(q, "self_attn.q_proj.weight", qd, h);
+        LINEAR(k, "self_attn.k_proj.weight", kvd, h);
+        LINEAR(v, "self_attn.v_proj.weight", kvd, h);
     }
-    BIND(o, "self_attn.o_proj.weight", 2, h, qd);
+    LINEAR(o, "self_attn.o_proj.weight", h, qd);
+    SCALAR(k_scale, "self_attn.k_scale");
+    SCALAR(v_scale, "self_attn.v_scale");
     if (c->attention_bias) {
         BIND(q_bias, "self_attn.q_proj.bias", 1, qd, 0);
         BIND(k_bias, "self_attn.k_proj.bias", 1, kvd, 0);
@@ -617,14 +679,16 @@ static int bind_layer(struct binder *b, const struct model_config *c, const char
     if (rc == 0 && c->layer_moe[l] && c->num_experts)
         return model__bind_moe(b, c, prefix, l, lt);
     if (c->arch == ARCH_PHI3) {   /* published fused: rows of gate, then up */
-        BIND(gate_up, "mlp.gate_up_proj.weight", 2, 2 * ffn, h);
-        BIND(down, "mlp.down_proj.weight", 2, h, ffn);
+        LINEAR(gate_up, "mlp.gate_up_proj.weight", 2 * ffn, h);
+        LINEAR(down, "mlp.down_proj.weight", h, ffn);
         return rc;
     }
-    BIND(gate, "mlp.gate_proj.weight", 2, ffn, h);
-    BIND(up, "mlp.up_proj.weight", 2, ffn, h);
-    BIND(down, "mlp.down_proj.weight", 2, h, ffn);
+    LINEAR(gate, "mlp.gate_proj.weight", ffn, h);
+    LINEAR(up, "mlp.up_proj.weight", ffn, h);
+    LINEAR(down, "mlp.down_proj.weight", h, ffn);
 #undef BIND
+#undef LINEAR
+#undef SCALAR
     return rc;
 }
 
@@ -666,7 +730,14 @@ static int bind_all(struct model *m, char *err)
     return 0;
 }
 
-/* Reads dir/name into *out; a missing optional file leaves *out NULL. */
+/* config.json and generation_config.json take a few KiB in real models (Llama 3, Qwen3:
+ * under 2 KiB; quantization configs that list modules, tens of KiB): 16 MiB is margin
+ * enough, and a config.json that is a symlink to /dev/zero is refused, not read until
+ * memory runs out. */
+#define MODEL_JSON_MAX ((size_t)16 << 20)
+
+/* Reads dir/name into *out (a regular file of at most MODEL_JSON_MAX bytes); a missing
+ * optional file leaves *out NULL. */
 static int read_json(const char *dir, const char *name, bool optional, char **out, size_t *len,
                      char *path, size_t path_len, char *err)
 {
@@ -674,7 +745,7 @@ static int read_json(const char *dir, const char *name, bool optional, char **ou
     *out = NULL;
     if (optional && access(path, F_OK) != 0)
         return 0;
-    return read_file(path, out, len, err);
+    return read_file_bounded(path, MODEL_JSON_MAX, out, len, err);
 }
 
 int model_open(struct model *m, const char *dir, char *err)
@@ -708,9 +779,12 @@ int model_open(struct model *m, const char *dir, char *err)
     if (!has_dtype)
         m->cfg.dtype = m->embed.dtype;
     LOG(LL_INFO, "model", "%s: %s, %d layers, hidden %d, heads %d/%d, vocab %d, %d tensors in "
-        "%d file(s)", dir, m->cfg.arch_name, m->cfg.num_layers, m->cfg.hidden_size,
-        m->cfg.num_heads, m->cfg.num_kv_heads, m->cfg.vocab_size, st_num_tensors(m->st),
-        m->st->num_files);
+        "%d file(s), quantization %s", dir, m->cfg.arch_name, m->cfg.num_layers,
+        m->cfg.hidden_size, m->cfg.num_heads, m->cfg.num_kv_heads, m->cfg.vocab_size,
+        st_num_tensors(m->st), m->st->num_files, model_quant_name(m->cfg.quant));
+    if (m->cfg.quant != QUANT_NONE && st_find(m->st, "model.layers.0.self_attn.q_proj.input_scale"))
+        LOG(LL_INFO, "model", "%s: static input_scale tensors are unused: the CPU backend "
+            "computes W8A16 (FP8 weights dequantized, activations in f32)", dir);
     free(cfg_text);
     free(gen_text);
     return 0;

@@ -22,6 +22,17 @@ enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE };
 
 #define ROPE_MAX_FACTORS 256   /* longrope factors: rotary_dim / 2 of them */
 
+/* config.json's quantization_config, in vLLM's terms. A quantized model's linear weights
+ * (q/k/v/o, gate/up/down) are F8_E4M3 with a scale tensor beside each; embeddings, norms and
+ * the LM head stay in a float dtype (a linear weight stored in a float dtype is used as it
+ * is: compressed-tensors' "ignore" list). Weights are w = fp8 * scale in every scheme. */
+enum quant_method {
+    QUANT_NONE,
+    QUANT_FP8_BLOCK,    /* "fp8" + weight_block_size [b0, b1]: weight_scale_inv [ceil(out/b0), ceil(in/b1)] */
+    QUANT_FP8_TENSOR,   /* "fp8" without a block size, or compressed-tensors "tensor": one weight_scale */
+    QUANT_FP8_CHANNEL,  /* compressed-tensors "channel": weight_scale [out, 1] */
+};
+
 struct rope_scaling {
     enum rope_type type;
     double factor;                        /* linear and llama3; longrope: max_pos / original */
@@ -81,6 +92,8 @@ struct model_config {
     int kv_group_window[MODEL_MAX_KV_GROUPS];   /* 0 = full attention, else the window */
     int layer_kv_group[MODEL_MAX_LAYERS];       /* the group of each layer */
     enum dtype dtype;          /* torch_dtype / dtype: what the weights were trained in */
+    enum quant_method quant;   /* QUANT_NONE without quantization_config */
+    int quant_block[2];        /* QUANT_FP8_BLOCK: weight_block_size (rows, columns) */
     int bos_token_id;          /* -1 when absent */
     int eos_token_ids[MODEL_MAX_EOS];   /* config.json and generation_config.json, merged */
     int num_eos_token_ids;
@@ -97,6 +110,11 @@ struct tensor_ref {
     int ndim;
     int64_t shape[4];
     size_t nbytes;
+    /* F8_E4M3 weights only (else NULL): element [r][c] is fp8 times scale element
+     * (r / scale_block[0]) * ceil(cols / scale_block[1]) + c / scale_block[1]. The scale
+     * tensor is F32, BF16 or F16 (model_scale_at reads it). */
+    const struct tensor_ref *scale;
+    int64_t scale_block[2];
 };
 
 /* One expert of a MoE layer: a SwiGLU MLP of moe_intermediate_size. Published either one
@@ -125,6 +143,7 @@ struct layer_tensors {
     struct expert_tensors *experts;               /* [num_experts] or NULL (dense); owned */
     struct expert_tensors shared;                 /* Qwen2-MoE: [shared_ffn, hidden] x2, [hidden, shared_ffn] */
     struct tensor_ref shared_gate;                /* Qwen2-MoE: [1, hidden] */
+    struct tensor_ref k_scale, v_scale;           /* fp8 KV-cache scales, one value each, optional */
 };
 
 struct st_set;  /* the mapped safetensors files (engine/model/safetensors.h) */
@@ -154,6 +173,11 @@ int model_open(struct model *m, const char *dir, char *err);
 void model_close(struct model *m);
 
 const char *model_arch_name(enum model_arch a);
+/* "none", "fp8 block-wise", "fp8 per-tensor", "fp8 per-channel" */
+const char *model_quant_name(enum quant_method q);
+
+/* Element i of a scale tensor (F32, BF16 or F16) as f32. */
+float model_scale_at(const struct tensor_ref *scale, size_t i);
 
 /* KV-cache groups (DESIGN.md): layers with the same attention kind share block tables and
  * slot mappings. Fills group_window[g] (0 = full attention, else the window in tokens) and

@@ -16,6 +16,9 @@
 
 #define ST_JSON_MAX_INT 9007199254740992.0  /* 2^53: larger integers are not exact in JSON */
 #define ST_WRITE_CHUNK_BYTES (8u << 20)
+/* model.safetensors.index.json: one line per tensor, so a few MB for the largest models
+ * (a hundred thousand tensors); 64 MiB is margin, and /dev/zero in its place is refused. */
+#define INDEX_JSON_MAX ((size_t)64 << 20)
 
 void st_shape_format(char *buf, size_t len, int ndim, const int64_t *shape)
 {
@@ -77,7 +80,7 @@ static int parse_entry(const cJSON *e, const char *path, const uint8_t *file, si
         return -EINVAL;
     }
     if (dtype_parse(dt->valuestring, &t->dtype) != 0) {
-        errf(err, "%s: %s: %s dtype %s (supported: BF16, F16, F32)", path, name,
+        errf(err, "%s: %s: %s dtype %s (supported: BF16, F16, F32, F8_E4M3)", path, name,
              dtype_is_known(dt->valuestring) ? "unsupported" : "unknown", dt->valuestring);
         return -EINVAL;
     }
@@ -273,7 +276,9 @@ static int map_file(const char *path, struct st_file *f, char *err)
 {
     struct stat sb;
     void *map;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+    /* O_NONBLOCK: a FIFO in place of the weights must not block the open (it is refused
+     * below as not a regular file); it changes nothing for a regular file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), rc;
 
     memset(f, 0, sizeof *f);
     if (fd < 0) {
@@ -288,7 +293,7 @@ static int map_file(const char *path, struct st_file *f, char *err)
         return rc;
     }
     if (!S_ISREG(sb.st_mode)) {
-        errf(err, "%s: not a regular file", path);
+        errf(err, "%s: is %s, not a regular file", path, file_kind(sb.st_mode));
         close(fd);
         return -EINVAL;
     }
@@ -375,7 +380,7 @@ static int open_index(struct st_set *set, const char *dir, const char *ipath, ch
     const char **shards = NULL;
     int nshards = 0, rc = -EINVAL;
 
-    if ((rc = read_file(ipath, &text, NULL, err)) != 0)
+    if ((rc = read_file_bounded(ipath, INDEX_JSON_MAX, &text, NULL, err)) != 0)
         return rc;
     rc = -EINVAL;
     root = cJSON_Parse(text);
@@ -520,13 +525,14 @@ const char *st_file_of(const struct st_set *set, const struct tensor_ref *t)
 
 /* ---- writing ---- */
 
-/* Data order: 4-byte dtypes first, then 2-byte ones, each in the caller's order, so that
- * every tensor starts aligned with no gaps between them (readers reject gaps). */
+/* Data order: 4-byte dtypes first, then 2-byte ones, then 1-byte ones (F8_E4M3), each in
+ * the caller's order, so that every tensor starts aligned with no gaps between them
+ * (readers reject gaps). */
 static void data_order(const struct st_write_tensor *t, int n, int *order)
 {
     int k = 0;
 
-    for (size_t es = 4; es >= 2; es /= 2)
+    for (size_t es = 4; es >= 1; es /= 2)
         for (int i = 0; i < n; i++)
             if (dtype_size(t[i].dtype) == es)
                 order[k++] = i;

@@ -77,7 +77,7 @@ struct st_write_tensor {
 
 /* Writes a safetensors file: the header (metadata {"format":"pt"}, padded with spaces to a
  * multiple of 8 bytes as the reference writer does), then every tensor's data back to back:
- * 4-byte dtypes first, then 2-byte ones, each group in the order given, so that every
+ * 4-byte dtypes first, then 2-byte ones, then 1-byte ones, each group in the order given, so that every
  * tensor is aligned with no gaps. Returns 0, or a negative errno with a message; a partly
  * written file is removed. */
 int st_write(const char *path, const struct st_write_tensor *t, int n, char *err);

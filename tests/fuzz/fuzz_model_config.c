@@ -29,6 +29,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cfg.vocab_size <= 0 || cfg.hidden_size <= 0 || cfg.num_eos_token_ids < 0 ||
         cfg.num_eos_token_ids > MODEL_MAX_EOS)
         abort();
+    /* an FP8 block-wise config has a usable block size (engine/model/quant.c) */
+    if (cfg.quant == QUANT_FP8_BLOCK &&
+        (cfg.quant_block[0] < 1 || cfg.quant_block[1] < 1 || cfg.quant_block[0] > 65536 ||
+         cfg.quant_block[1] > 65536))
+        abort();
     model_kv_groups(&cfg, group_window, layer_group, 4);
     return 0;
 }

@@ -16,6 +16,7 @@
 #include <cuda_runtime_api.h>
 
 #include "engine/base/util.h"
+#include "engine/cuda/cuda_internal.h"   /* struct backend_cuda: the stream the ops run on */
 #include "tests/gpu/gpu_test.h"
 
 #define H 32
@@ -55,6 +56,7 @@ static double time_op(struct bench *bn, int iters, int (*fn)(struct bench *, voi
  * flush runs before each launch, outside the events that time it. */
 static double time_op_dram(struct bench *bn, int iters, int (*fn)(struct bench *, void *), void *arg)
 {
+    cudaStream_t st = ((struct backend_cuda *)bn->be)->stream;   /* where the ops run */
     double *t = calloc(iters, sizeof *t), med = NAN;
     cudaEvent_t e0 = NULL, e1 = NULL;
     float ms;
@@ -63,9 +65,9 @@ static double time_op_dram(struct bench *bn, int iters, int (*fn)(struct bench *
         fn(bn, arg) || cudaDeviceSynchronize() != cudaSuccess)   /* warm up */
         goto out;
     for (int i = 0; i < iters; i++) {
-        if (cudaMemsetAsync(bn->flush, i & 0xff, FLUSH_BYTES, 0) != cudaSuccess ||
-            cudaEventRecord(e0, 0) != cudaSuccess || fn(bn, arg) ||
-            cudaEventRecord(e1, 0) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
+        if (cudaMemsetAsync(bn->flush, i & 0xff, FLUSH_BYTES, st) != cudaSuccess ||
+            cudaEventRecord(e0, st) != cudaSuccess || fn(bn, arg) ||
+            cudaEventRecord(e1, st) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
             cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
             goto out;
         t[i] = ms / 1e3;
@@ -155,7 +157,7 @@ static void bench_cache_update(struct bench *bn, int n)
 {
     const struct backend_ops *op = bn->be->ops;
     char err[ERR_LEN] = "";
-    struct cu_arg a = { .n = n, .l = { n / BS + 1, BS, KVH, D } };
+    struct cu_arg a = { .n = n, .l = { n / BS + 1, BS, KVH, D, DT_F32, 0, 0 } };
     size_t cache_bytes = (size_t)a.l.num_blocks * BS * KVH * D * 2;
     int64_t *slots = malloc(n * sizeof *slots);
     int32_t *pos = malloc(n * sizeof *pos);
@@ -262,7 +264,7 @@ static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, do
         printf("attention: out of memory %s\n", err);
         goto out;
     }
-    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0, { nb, BS, KVH, D } };
+    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0, { nb, BS, KVH, D, DT_F32, 0, 0 } };
     {
         struct bench local = { be, bn->copy_gbs, bn->flush };
         s = q_len == 1 ? time_op_dram(&local, 50, attn_once, &a) : time_op(&local, 10, attn_once, &a);

@@ -125,7 +125,7 @@ static void attn_once(struct gt *t, const struct attn_case *c, int *splits_seen)
         goto out;
 
     pc = (struct attn_params){ c->H, c->KV, c->D, 1.0f / sqrtf((float)c->D), c->softcap, c->window,
-                               { num_blocks, c->bs, c->KV, c->D } };
+                               { num_blocks, c->bs, c->KV, c->D, DT_F32, 0, 0 } };
     pg = pc;
     if (splits_seen)
         *splits_seen = MAX(*splits_seen, splits_for(&bg, &pg));

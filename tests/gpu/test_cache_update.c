@@ -29,7 +29,7 @@ static void run(struct gt *t, int n, int bs, int kvh, int D, long long extra_slo
     long long *perm = malloc((size_t)num_slots * sizeof *perm);
     uint16_t *poison = malloc(cache_elems * 2), *got[2] = { malloc(cache_elems * 2), malloc(cache_elems * 2) };
     float *cpu_cache[2] = { malloc(cache_elems * 4), malloc(cache_elems * 4) };
-    struct cache_layout l = { num_blocks, bs, kvh, D };
+    struct cache_layout l = { num_blocks, bs, kvh, D, DT_F32, 0, 0 };
     struct dbuf x = { 0 };
     struct rbuf sm = { 0 };
     void *gk = NULL, *gv = NULL, *ck = NULL, *cv = NULL;
@@ -217,7 +217,7 @@ static void fused_once(struct gt *t, const struct fused_shape *s, int bs)
     struct dbuf q1 = { 0 }, q2 = { 0 };
     struct rbuf p = { 0 }, f = { 0 }, sm = { 0 };
     void *kc[2] = { 0 }, *vc[2] = { 0 };
-    struct cache_layout l = { num_blocks, bs, s->KV, s->D };
+    struct cache_layout l = { num_blocks, bs, s->KV, s->D, DT_F32, 0, 0 };
     struct rope_params rp;
     uint16_t *k1, *k2;
     char err[ERR_LEN];

@@ -32,7 +32,7 @@ static void teardown(void)
 
 static struct bk_weight f32_weight(float *data, int rows, int cols)
 {
-    return (struct bk_weight){ data, DT_F32, rows, cols };
+    return (struct bk_weight){ data, DT_F32, rows, cols, NULL, 0, 0 };
 }
 
 /* ---- cache_update ---- */
@@ -40,7 +40,7 @@ static struct bk_weight f32_weight(float *data, int rows, int cols)
 START_TEST(cache_update_writes_exactly_the_mapped_slots)
 {
     enum { BLOCKS = 4, BS = 4, KV = 2, D = 3, ROW = KV * D, STRIDE = 10, N = 5 };
-    struct cache_layout l = { BLOCKS, BS, KV, D };
+    struct cache_layout l = { BLOCKS, BS, KV, D, DT_F32, 0, 0 };
     float kc[BLOCKS * BS * ROW], vc[BLOCKS * BS * ROW], k[N * STRIDE], v[N * STRIDE];
     int64_t slots[N] = { 13, KV_PADDING_SLOT, 2, 7, KV_PADDING_SLOT };
     bool written[BLOCKS * BS] = { false };
@@ -69,7 +69,7 @@ END_TEST
 
 START_TEST(cache_update_refuses_a_slot_beyond_the_cache_and_writes_nothing_there)
 {
-    struct cache_layout l = { 2, 2, 1, 2 };
+    struct cache_layout l = { 2, 2, 1, 2, DT_F32, 0, 0 };
     float kc[8], vc[8], k[4] = { 1, 2, 3, 4 }, v[4] = { 5, 6, 7, 8 };
     int64_t slots[2] = { 4, 1 };
 
@@ -106,7 +106,7 @@ static void attn_case_init(struct attn_case *c, uint64_t *rng)
     c->b = (struct bk_batch){ .num_kv_groups = 1, .max_blocks_per_req = AMAXB,
                               .query_start_loc = c->qsl, .seq_lens = c->seq };
     c->b.block_table[0] = c->table;
-    c->p = (struct attn_params){ AH, AKV, AD, 1.0f / sqrtf(AD), 0.0f, 0, { AB, ABS, AKV, AD } };
+    c->p = (struct attn_params){ AH, AKV, AD, 1.0f / sqrtf(AD), 0.0f, 0, { AB, ABS, AKV, AD, DT_F32, 0, 0 } };
 }
 
 /* The reference: query row i of request r at position pos, keys (pos - window, pos] read
@@ -261,7 +261,7 @@ START_TEST(rmsnorm_with_a_residual_adds_into_it_then_normalizes_the_sum)
 {
     float x[4] = { 1, -1, 2, 0 }, res[4] = { 1, 3, -1, 2 }, out[4];
     uint16_t w[4] = { 0x3f80, 0x3f80, 0x4000, 0x3f80 };   /* bf16 1, 1, 2, 1 */
-    struct bk_weight wt = { w, DT_BF16, 4, 1 };
+    struct bk_weight wt = { w, DT_BF16, 4, 1, NULL, 0, 0 };
     double r = 1.0 / sqrt((4 + 4 + 1 + 4) / 4.0 + 1e-6);  /* sum = 2, 2, 1, 2 */
 
     ck_assert_int_eq(be->ops->rmsnorm(be, out, res, x, &wt, 1, 1e-6f), 0);
@@ -334,7 +334,7 @@ static void check_matmul(enum dtype dt, int n, bool with_bias)
     float *x = malloc(sizeof(float) * n * COLS), *out = malloc(sizeof(float) * n * ROWS);
     float *wf = malloc(sizeof(float) * ROWS * COLS), bias[ROWS];
     uint16_t *wb = malloc(sizeof(uint16_t) * ROWS * COLS);
-    struct bk_weight w = { dt == DT_F32 ? (void *)wf : (void *)wb, dt, ROWS, COLS };
+    struct bk_weight w = { dt == DT_F32 ? (void *)wf : (void *)wb, dt, ROWS, COLS, NULL, 0, 0 };
     struct bk_weight bw = f32_weight(bias, ROWS, 1);
 
     for (int i = 0; i < ROWS * COLS; i++) {
@@ -381,7 +381,7 @@ END_TEST
 START_TEST(embedding_reads_table_rows_and_zeroes_ids_outside_the_table)
 {
     uint16_t table[3 * 2] = { 0x3f80, 0x4000, 0x4040, 0x4080, 0xbf80, 0x0000 };  /* 1 2 3 4 -1 0 */
-    struct bk_weight w = { table, DT_BF16, 3, 2 };
+    struct bk_weight w = { table, DT_BF16, 3, 2, NULL, 0, 0 };
     int32_t ids[3] = { 2, 0, 1 }, bad[2] = { 1, 3 };
     float x[6];
 
@@ -409,10 +409,10 @@ START_TEST(upload_weight_shares_single_tensors_and_stacks_parts_by_rows)
     float a[4] = { 1, 2, 3, 4 }, b[2] = { 5, 6 };
     uint16_t h[2] = { 0x3c00, 0xc000 };   /* f16 1, -2 */
     uint16_t bf[2] = { 0x3f80, 0x4000 };  /* bf16 1, 2 */
-    struct tensor_ref ta = { "a", a, DT_F32, 2, { 2, 2 }, sizeof a };
-    struct tensor_ref tb = { "b", b, DT_F32, 2, { 1, 2 }, sizeof b };
-    struct tensor_ref th = { "h", h, DT_F16, 2, { 1, 2 }, sizeof h };
-    struct tensor_ref tbf = { "bf", bf, DT_BF16, 1, { 2 }, sizeof bf };
+    struct tensor_ref ta = { "a", a, DT_F32, 2, { 2, 2 }, sizeof a, NULL, { 0, 0 } };
+    struct tensor_ref tb = { "b", b, DT_F32, 2, { 1, 2 }, sizeof b, NULL, { 0, 0 } };
+    struct tensor_ref th = { "h", h, DT_F16, 2, { 1, 2 }, sizeof h, NULL, { 0, 0 } };
+    struct tensor_ref tbf = { "bf", bf, DT_BF16, 1, { 2 }, sizeof bf, NULL, { 0, 0 } };
     struct tensor_ref parts[3] = { ta, tb, th };
     struct bk_weight w;
     char err[ERR_LEN];

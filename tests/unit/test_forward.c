@@ -344,7 +344,7 @@ START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
     struct backend *be;
     struct runner *r = NULL;
     struct backend_options bo = { .num_threads = 1 };
-    struct runner_options o = { 16, 8, 64, 4, 64, false, NULL, 0, false };
+    struct runner_options o = { 16, 8, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32 };
     struct step_batch b;
     struct sample_result res[4];
     char err[ERR_LEN] = "";
@@ -375,7 +375,7 @@ START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
     ck_assert_ptr_nonnull(strstr(err, "layer 1 is in KV-cache group 1 of 1"));
     fx.m.cfg.layer_kv_group[1] = 0;
     ck_assert_int_eq(runner_create(&r, be, &fx.m, &o, err), 0);
-    ck_assert_uint_eq(runner_kv_block_bytes(&fx.m.cfg, be, 16), 2 * 2 * 16 * 2 * 16 * 4);
+    ck_assert_uint_eq(runner_kv_block_bytes(&fx.m.cfg, be, DT_F32, 16), 2 * 2 * 16 * 2 * 16 * 4);
     /* a batch with more tokens than the runner was sized for */
     ck_assert_int_eq(batch_init(&b, 128, 4, 1, 4), 0);
     b.num_reqs = 1;

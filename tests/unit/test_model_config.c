@@ -377,8 +377,8 @@ START_TEST(every_bad_field_is_refused_with_file_field_and_problem)
     REFUSED("\"torch_dtype\":\"int8\"", PATH ": torch_dtype: ", "'int8' is not supported");
     REFUSED("\"dtype\":16", PATH ": dtype: ", "expected a string");
     REFUSED("\"tie_word_embeddings\":\"yes\"", PATH ": tie_word_embeddings: ", "expected true or false");
-    REFUSED("\"quantization_config\":{\"quant_method\":\"fp8\"}", PATH ": quantization_config: ",
-            "not supported");
+    REFUSED("\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4}",
+            PATH ": quantization_config: ", "quant_method 'gptq' is not supported");
     REFUSED("\"hidden_act\":\"gelu\"", PATH ": hidden_act: ", "'gelu' is not supported");
     REFUSED("\"attention_bias\":true", PATH ": attention_bias: ", "o_proj bias");
     REFUSED("\"mlp_bias\":true", PATH ": mlp_bias: ", "not supported");
