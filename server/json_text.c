@@ -59,11 +59,15 @@ static int hex4(const char *p, const char *end)
         return -1;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 
-        v = v * 16 + (c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                      : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1000000);
+        /* stop at the first non-hex digit: carrying a sentinel through v * 16 overflowed */
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
     }
-    return v < 0 ? -1 : v;
+    return v;
 }
 
 /* Whether the string s[0..end) (between the quotes) decodes to key. key is ASCII: a \u
