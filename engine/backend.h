@@ -63,7 +63,12 @@ struct cache_layout {
 struct rope_params {
     int num_heads, num_kv_heads, head_dim;
     int stride;                /* elements between consecutive tokens' rows of q and of k */
-    const float *inv_freq;     /* [head_dim / 2] device, rope scaling already applied */
+    const float *inv_freq;     /* [rotary_dim / 2] device, rope scaling already applied */
+    int rotary_dim;            /* the first rotary_dim dims of a head turn (pairs i, i +
+                                * rotary_dim/2), the rest pass; == head_dim but for Phi-3's
+                                * partial_rotary_factor. Needs backend_ops.rope_ext when less. */
+    float mscale;              /* cos and sin times this (longrope's attention_factor); 1 = none.
+                                * Needs backend_ops.rope_ext when not 1. */
 };
 
 struct attn_params {
@@ -74,10 +79,43 @@ struct attn_params {
     struct cache_layout cache;
 };
 
+/* A mixture-of-experts block (Mixtral, Qwen2-MoE, Qwen3-MoE): softmax over the router's
+ * logits (f32), the top_k largest, renormalized to sum 1 when `renormalize`, then the sum of
+ * those experts' SwiGLU MLPs weighted by them; plus, for Qwen2-MoE, a shared expert's MLP
+ * times sigmoid(x · shared_gate). */
+struct moe_params {
+    int num_experts, top_k;
+    int hidden, ffn;           /* ffn: one expert's intermediate size */
+    int shared_ffn;            /* the shared expert's, 0 = none */
+    bool renormalize;          /* norm_topk_prob (always for Mixtral) */
+    void *work;                /* scratch of moe_work_bytes(max rows) bytes, owned by the runner */
+};
+
+/* One MoE layer's weights on the device. */
+struct moe_weights {
+    const struct bk_weight *router;          /* [E, hidden] */
+    const struct bk_weight *gate_up, *down;  /* [E] each [2 ffn, hidden] (gate rows first), [hidden, ffn] */
+    const struct bk_weight *shared_gate_up, *shared_down; /* [2 shared_ffn, hidden], [hidden,
+                                              * shared_ffn]; NULL without a shared expert */
+    const struct bk_weight *shared_gate;     /* [1, hidden] */
+};
+
+/* Scratch a backend's moe op may use for n rows: router logits, the k ids and weights per
+ * row, and one expert's gathered rows, gate_up, activation and output. */
+static inline size_t moe_work_bytes(int n, const struct moe_params *p)
+{
+    int f = p->ffn > p->shared_ffn ? p->ffn : p->shared_ffn;
+
+    return (size_t)n * (p->num_experts + 2 * p->top_k + 2 * p->hidden + 3 * f + 2) * 4;
+}
+
 struct backend_ops {
     const char *name;                       /* "cpu", "cuda" */
     enum dtype act_dtype;                   /* activations and the default KV cache: F32 (cpu),
                                              * BF16 (cuda); cache_layout.dtype may say otherwise */
+    bool rope_ext;                          /* rope honours rope_params.rotary_dim < head_dim
+                                             * and mscale != 1 (Phi-3); else runner_create
+                                             * refuses such a model */
 
     void (*destroy)(struct backend *be);
 
@@ -105,7 +143,8 @@ struct backend_ops {
     /* x[n, hidden] = table[ids[i]] */
     int (*embedding)(struct backend *be, void *x, const int32_t *ids, const struct bk_weight *table, int n);
     /* residual == NULL: out = rmsnorm(x) * w. Else residual += x (in place), then
-     * out = rmsnorm(residual) * w: the residual add fused with the norm. */
+     * out = rmsnorm(residual) * w: the residual add fused with the norm. out may be x (each
+     * row is read before it is written): Gemma's sandwich norms normalize in place. */
     int (*rmsnorm)(struct backend *be, void *out, void *residual, const void *x,
                    const struct bk_weight *w, int n, float eps);
     /* out[n, w.rows] = x[n, w.cols] · wᵀ (+ bias[w.rows] when bias != NULL) */
@@ -142,6 +181,19 @@ struct backend_ops {
     int (*sample)(struct backend *be, const float *logits, int vocab, const struct bk_batch *b);
     /* Waits for the step and copies n results to the host. */
     int (*fetch_results)(struct backend *be, struct sample_result *out, int n);
+
+    /* --- ops of some model families; NULL where the backend lacks them, and then
+     * runner_create refuses a model that needs one, naming it (engine/runner.c) --- */
+    /* Gemma's GeGLU: out[n, ffn] = gelu_tanh(gate_up[:, :ffn]) * gate_up[:, ffn:], with
+     * gelu_tanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x³))) */
+    int (*gelu_tanh_mul)(struct backend *be, void *out, const void *gate_up, int n, int ffn);
+    /* In place x[n, dim] *= s (Gemma's embeddings times sqrt(hidden)) */
+    int (*scale)(struct backend *be, void *x, int n, int dim, float s);
+    /* In place f32 logits[n, vocab] = cap * tanh(logits / cap) (Gemma 2's final soft-cap) */
+    int (*softcap)(struct backend *be, float *logits, int n, int vocab, float cap);
+    /* out[n, hidden] = the MoE block of x[n, hidden] (struct moe_params, struct moe_weights) */
+    int (*moe)(struct backend *be, void *out, const void *x, const struct moe_weights *w, int n,
+               const struct moe_params *p);
 
     /* Optional (NULL when absent): RoPE of q and k plus the cache write of k and v in one
      * pass; same contract as rope followed by cache_update. */

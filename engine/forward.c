@@ -1,8 +1,12 @@
 /* forward.c — the layer loop. Per layer (DESIGN.md "One attention layer"):
- *   xn = rmsnorm(residual += x) → qkv = xn·Wqkvᵀ (+ bias) → q/k norm (Qwen3) → rope →
- *   cache_update (kernel 1) → attention over the cache (kernel 2) → x = attn·Woᵀ →
- *   xn = rmsnorm(residual += x) → gate_up → silu·mul → x = act·Wdownᵀ
- * then the sampled rows go through the final norm and the LM head. */
+ *   xn = rmsnorm(residual += x) → qkv = xn·Wqkvᵀ (+ bias) → q/k norm (Qwen3, Gemma 3) →
+ *   rope → cache_update (kernel 1) → attention over the cache (kernel 2) → x = attn·Woᵀ →
+ *   xn = rmsnorm(residual += x) → gate_up → silu·mul (GeGLU for Gemma) → x = act·Wdownᵀ
+ *   (or, in a MoE layer, x = the top-k experts' MLPs of xn weighted by the router)
+ * then the sampled rows go through the final norm and the LM head. Families differ by small
+ * per-layer choices read from the config: Gemma scales the embeddings, normalizes the
+ * attention and MLP outputs too (sandwich norms), soft-caps attention and final logits,
+ * and gives Gemma 3's sliding layers their own RoPE frequencies. */
 #include <errno.h>
 #include <math.h>
 
@@ -39,7 +43,10 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
     int n = b->num_tokens, H = c->num_heads, KV = c->num_kv_heads, D = c->head_dim;
     int stride = (H + 2 * KV) * D, g = f->layer_group[l], rc;
     void *q = f->qkv, *k = at(f, f->qkv, (size_t)H * D), *v = at(f, f->qkv, (size_t)(H + KV) * D);
-    struct rope_params rp = { H, KV, D, stride, f->inv_freq };
+    bool local = c->layer_window[l] > 0 && f->inv_freq_local;
+    struct rope_params rp = { H, KV, D, stride, local ? f->inv_freq_local : f->inv_freq,
+                              c->rotary_dim ? c->rotary_dim : D, f->rope_mscale };
+    double scale_of = c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : D;
     struct cache_layout cl = f->cache;
     struct attn_params ap;
     bool calc = f->calc_kv_scales && f->k_scale;
@@ -58,7 +65,8 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
         cl.k_scale = f->k_scale[l];
         cl.v_scale = f->v_scale[l];
     }
-    ap = (struct attn_params){ H, KV, D, 1.0f / sqrtf((float)D), 0.0f, c->layer_window[l], cl };
+    ap = (struct attn_params){ H, KV, D, (float)(1.0 / sqrt(scale_of)), (float)c->attn_softcap,
+                               c->layer_window[l], cl };
     if (calc)
         rc = op->cache_update(f->be, k, v, stride, b->slot_mapping[g], n, f->k_cache[l],
                               f->v_cache[l], &cl);
@@ -75,17 +83,49 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
     return op->matmul(f->be, f->x, f->attn, &lw->o, NULL, n);
 }
 
+/* x = the MLP of xn: a MoE block (Mixtral, Qwen3-MoE) or a dense gated MLP. */
+static int ffn_block(const struct forward_ctx *f, int n, int l)
+{
+    const struct backend_ops *op = f->be->ops;
+    const struct model_config *c = f->cfg;
+    const struct layer_weights *lw = &f->w->layers[l];
+    int ffn = c->intermediate_size, rc;
+
+    if (lw->num_experts) {
+        bool shared = lw->shared_gate.data != NULL;
+        struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
+                                 c->moe_intermediate_size, c->shared_expert_intermediate_size,
+                                 c->norm_topk_prob, f->moe_work };
+        struct moe_weights mw = { &lw->router, lw->expert_gate_up, lw->expert_down,
+                                  shared ? &lw->shared_gate_up : NULL,
+                                  shared ? &lw->shared_down : NULL,
+                                  shared ? &lw->shared_gate : NULL };
+        return op->moe(f->be, f->x, f->xn, &mw, n, &mp);
+    }
+    if ((rc = op->matmul(f->be, f->gate_up, f->xn, &lw->gate_up, NULL, n)) ||
+        (rc = c->mlp_act == MLP_GELU_TANH ? op->gelu_tanh_mul(f->be, f->act, f->gate_up, n, ffn)
+                                          : op->silu_mul(f->be, f->act, f->gate_up, n, ffn)))
+        return rc;
+    return op->matmul(f->be, f->x, f->act, &lw->down, NULL, n);
+}
+
+/* x holds the attention's output; leaves the MLP's in x. Sandwich norms (Gemma) normalize
+ * the attention output before the residual add and the MLP output after it. */
 static int mlp_block(const struct forward_ctx *f, int n, int l)
 {
     const struct backend_ops *op = f->be->ops;
+    const struct model_config *c = f->cfg;
     const struct layer_weights *lw = &f->w->layers[l];
+    float eps = c->rms_norm_eps;
     int rc;
 
-    if ((rc = op->rmsnorm(f->be, f->xn, f->residual, f->x, &lw->post_norm, n, f->cfg->rms_norm_eps)) ||
-        (rc = op->matmul(f->be, f->gate_up, f->xn, &lw->gate_up, NULL, n)) ||
-        (rc = op->silu_mul(f->be, f->act, f->gate_up, n, f->cfg->intermediate_size)))
+    if (!c->sandwich_norms)
+        rc = op->rmsnorm(f->be, f->xn, f->residual, f->x, &lw->post_norm, n, eps);
+    else if (!(rc = op->rmsnorm(f->be, f->xn, NULL, f->x, &lw->post_norm, n, eps)))
+        rc = op->rmsnorm(f->be, f->xn, f->residual, f->xn, &lw->pre_ff_norm, n, eps);
+    if (rc || (rc = ffn_block(f, n, l)))
         return rc;
-    return op->matmul(f->be, f->x, f->act, &lw->down, NULL, n);
+    return c->sandwich_norms ? op->rmsnorm(f->be, f->x, NULL, f->x, &lw->post_ff_norm, n, eps) : 0;
 }
 
 int forward(const struct forward_ctx *f, const struct bk_batch *b)
@@ -95,7 +135,8 @@ int forward(const struct forward_ctx *f, const struct bk_batch *b)
     int n = b->num_tokens, rc;
 
     /* the residual stream starts as the embeddings; layer 0 has nothing to add to it */
-    if ((rc = op->embedding(f->be, f->residual, b->input_ids, &f->w->embed, n)))
+    if ((rc = op->embedding(f->be, f->residual, b->input_ids, &f->w->embed, n)) ||
+        (f->embed_scale && (rc = op->scale(f->be, f->residual, n, c->hidden_size, f->embed_scale))))
         return rc;
     for (int l = 0; l < c->num_layers; l++) {
         const struct bk_weight *norm = &f->w->layers[l].input_norm;
@@ -117,5 +158,8 @@ int forward(const struct forward_ctx *f, const struct bk_batch *b)
         (rc = op->rmsnorm(f->be, f->xn, f->sel_residual, f->sel_x, &f->w->final_norm,
                           b->num_sample, c->rms_norm_eps)))
         return rc;
-    return op->lm_head(f->be, f->logits, f->xn, &f->w->lm_head, b->num_sample);
+    if ((rc = op->lm_head(f->be, f->logits, f->xn, &f->w->lm_head, b->num_sample)))
+        return rc;
+    return c->final_softcap > 0 ? op->softcap(f->be, f->logits, b->num_sample, c->vocab_size,
+                                              (float)c->final_softcap) : 0;
 }

@@ -24,6 +24,11 @@ struct forward_ctx {
     bool calc_kv_scales;           /* derive k_scale/v_scale from this step's K and V
                                     * (--calculate-kv-scales; needs be->ops->absmax) */
     const float *inv_freq;         /* [head_dim / 2] device, f32 */
+    const float *inv_freq_local;   /* [head_dim / 2] of sliding-window layers (Gemma 3's
+                                    * rope_local_base_freq), or NULL: every layer uses inv_freq */
+    float rope_mscale;             /* cos and sin times this (longrope's attention_factor), 1 = none */
+    float embed_scale;             /* embeddings times this (Gemma: sqrt(hidden) in the model
+                                    * dtype); 0 = none */
     bool fused_rope_cache;         /* use be->ops->rope_cache_update when the backend has it */
     uint64_t *progress;            /* or NULL: bumped (atomically) after each layer's ops are
                                       issued, so that a watchdog can tell a long step that moves
@@ -36,6 +41,7 @@ struct forward_ctx {
     void *attn;                    /* [max_tokens, H * D] */
     void *gate_up;                 /* [max_tokens, 2 * ffn] */
     void *act;                     /* [max_tokens, ffn] */
+    void *moe_work;                /* moe_work_bytes(max_tokens) of scratch for MoE layers, or NULL */
     void *sel_residual, *sel_x;    /* [max_sample, hidden] the sampled rows */
     float *logits;                 /* [max_sample, vocab] f32 */
 };

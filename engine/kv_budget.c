@@ -17,7 +17,13 @@ static size_t activation_bytes(const struct model_config *c, int cap_tokens, int
     size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
     size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
     size_t per_token = 3 * h + (q + 2 * kv) + q + 3 * ffn;
-    return elem * per_token * cap_tokens + (size_t)cap_reqs * (2 * h * elem + 4 * (size_t)c->vocab_size);
+    struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
+                             c->moe_intermediate_size, c->shared_expert_intermediate_size,
+                             false, NULL };
+    size_t moe = c->num_experts ? moe_work_bytes(cap_tokens, &mp) : 0;   /* runner.c's scratch */
+
+    return elem * per_token * cap_tokens + moe +
+           (size_t)cap_reqs * (2 * h * elem + 4 * (size_t)c->vocab_size);
 }
 
 int kv_budget_max_request_tokens(int num_blocks, int block_size, int num_groups,

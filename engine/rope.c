@@ -31,7 +31,7 @@ int rope_inv_freq(float *inv_freq, int head_dim, double theta, const struct rope
              head_dim, theta);
         return -EINVAL;
     }
-    if (s->type != ROPE_DEFAULT && !(s->factor > 0.0)) {
+    if (s->type != ROPE_DEFAULT && s->type != ROPE_LONGROPE && !(s->factor > 0.0)) {
         errf(err, "rope_scaling: factor %g must be positive", s->factor);
         return -EINVAL;
     }
@@ -43,10 +43,17 @@ int rope_inv_freq(float *inv_freq, int head_dim, double theta, const struct rope
              s->original_max_position_embeddings, s->low_freq_factor, s->high_freq_factor);
         return -EINVAL;
     }
+    if (s->type == ROPE_LONGROPE && s->num_factors != head_dim / 2) {
+        errf(err, "rope_scaling: longrope has %d factors for %d rotary dims (want dims / 2)",
+             s->num_factors, head_dim);
+        return -EINVAL;
+    }
     for (int i = 0; i < head_dim / 2; i++) {
         double f = 1.0 / pow(theta, (2.0 * i) / head_dim);
 
-        if (s->type == ROPE_LINEAR)
+        if (s->type == ROPE_LONGROPE)
+            f /= s->use_long_factor ? s->long_factor[i] : s->short_factor[i];
+        else if (s->type == ROPE_LINEAR)
             f /= s->factor;
         else if (s->type == ROPE_LLAMA3)
             f = llama3_scale(f, s);

@@ -8,6 +8,8 @@
 
 /* inv_freq[head_dim / 2] = theta^(-2i / head_dim), then scaled:
  *   linear: / factor
+ *   longrope: / short_factor[i] (or long_factor[i] with use_long_factor), Phi-3's; the
+ *           caller passes the rotary dims as head_dim and applies attention_factor
  *   llama3: HF's _compute_llama3_parameters — wavelengths longer than
  *           original_max_position_embeddings / low_freq_factor are divided by factor, shorter
  *           than original_max_position_embeddings / high_freq_factor kept, and those between

@@ -5,6 +5,7 @@
  * are staged as fixed bounds so that replaying it for any batch of that size is exact. */
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ struct runner {
     void **k_cache, **v_cache;       /* [num_layers] device */
     float *k_scale, *v_scale;        /* [num_layers] host, fp8 cache only */
     float *inv_freq;                 /* [head_dim / 2] device */
+    float *inv_freq_local;           /* [head_dim / 2] device: Gemma 3's sliding layers, or NULL */
     struct forward_ctx fwd;          /* the buffers below, lent to forward() */
     struct bk_batch dev;             /* the staged batch; graphs replay against it */
     struct step_batch pad_batch;     /* all-padding decode batch for graph capture */
@@ -252,21 +254,95 @@ static int alloc_buffers(struct runner *r, char *err)
         !(f->sel_residual = dev_buf(r, S * c->hidden_size, e, err)) ||
         !(f->sel_x = dev_buf(r, S * c->hidden_size, e, err)) ||
         !(f->logits = dev_buf(r, S * c->vocab_size, sizeof(float), err)) ||
-        !(r->inv_freq = dev_buf(r, c->head_dim / 2, sizeof(float), err)))
+        !(r->inv_freq = dev_buf(r, c->head_dim / 2, sizeof(float), err)) ||
+        (c->rope_local_theta > 0 &&
+         !(r->inv_freq_local = dev_buf(r, c->head_dim / 2, sizeof(float), err))))
         return -ENOMEM;
+    if (c->num_experts) {
+        struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
+                                 c->moe_intermediate_size, c->shared_expert_intermediate_size,
+                                 c->norm_topk_prob, NULL };
+
+        if (!(f->moe_work = dev_buf(r, moe_work_bytes((int)T, &mp), 1, err)))
+            return -ENOMEM;
+    }
     return 0;
 }
 
+/* The global inverse frequencies (rope_theta, scaled) and, for Gemma 3, the local ones of
+ * sliding layers (rope_local_base_freq, never scaled, as transformers' local rotary). */
 static int upload_inv_freq(struct runner *r, char *err)
 {
     const struct model_config *c = &r->m->cfg;
-    float *host = malloc(c->head_dim / 2 * sizeof *host);
-    int rc = host ? rope_inv_freq(host, c->head_dim, c->rope_theta, &c->rope_scaling, err) : -ENOMEM;
+    const struct rope_scaling none = { .type = ROPE_DEFAULT };
+    int rd = c->rotary_dim ? c->rotary_dim : c->head_dim;
+    size_t bytes = rd / 2 * sizeof(float);
+    float *host = malloc(bytes);
+    struct rope_scaling *rs = malloc(sizeof *rs);
+    int rc = host && rs ? 0 : -ENOMEM;
 
+    if (!rc) {
+        *rs = c->rope_scaling;
+        /* longrope: the long factors once the engine serves contexts beyond the original
+         * window, for every position (vLLM's choice; transformers switches per forward pass
+         * by the sequence's length), else the short ones */
+        rs->use_long_factor = rs->type == ROPE_LONGROPE &&
+                              r->opt.max_model_len > rs->original_max_position_embeddings;
+        if (rs->use_long_factor)
+            LOG(LL_INFO, "runner", "longrope: max_model_len %d > original_max_position_embeddings "
+                "%d: the long factors for every position", r->opt.max_model_len,
+                rs->original_max_position_embeddings);
+        rc = rope_inv_freq(host, rd, c->rope_theta, rs, err);
+    }
     if (!rc)
-        rc = r->be->ops->upload(r->be, r->inv_freq, host, c->head_dim / 2 * sizeof *host);
+        rc = r->be->ops->upload(r->be, r->inv_freq, host, bytes);
+    if (!rc && r->inv_freq_local &&
+        !(rc = rope_inv_freq(host, rd, c->rope_local_theta, &none, err)))
+        rc = r->be->ops->upload(r->be, r->inv_freq_local, host, bytes);
     free(host);
+    free(rs);
     return rc;
+}
+
+/* A model whose family needs an op the backend lacks is refused here, in one line, rather
+ * than run without it. */
+static int check_ops(const struct model_config *c, const struct backend *be, char *err)
+{
+    const struct backend_ops *op = be->ops;
+    const char *what = NULL, *name = NULL;
+
+    if (c->mlp_act == MLP_GELU_TANH && !op->gelu_tanh_mul)
+        what = "GeGLU (tanh GELU)", name = "gelu_tanh_mul";
+    else if (c->scale_embeddings && !op->scale)
+        what = "the embedding scale", name = "scale";
+    else if (c->final_softcap > 0 && !op->softcap)
+        what = "final logit soft-capping", name = "softcap";
+    else if (c->num_experts && !op->moe)
+        what = "the mixture-of-experts block", name = "moe";
+    else if (!op->rope_ext && c->rotary_dim && c->rotary_dim != c->head_dim)
+        what = "the partial rotary embedding (partial_rotary_factor)", name = "partial rope";
+    else if (!op->rope_ext && c->rope_scaling.type == ROPE_LONGROPE &&
+             c->rope_scaling.attention_factor != 1.0)
+        what = "longrope's attention_factor", name = "scaled rope";
+    if (!what)
+        return 0;
+    errf(err, "%s: %s runs on the CPU backend only in this build (the %s backend has no %s op)",
+         c->arch_name, what, op->name, name);
+    return -ENOTSUP;
+}
+
+/* HF multiplies the embeddings by sqrt(hidden_size) as a tensor of the model's dtype. */
+static float embed_scale(const struct model_config *c)
+{
+    float s = (float)sqrt((double)c->hidden_size);
+
+    if (!c->scale_embeddings)
+        return 0.0f;
+    if (c->dtype == DT_BF16)
+        return bf16_to_f32(f32_to_bf16(s));
+    if (c->dtype == DT_F16)
+        return f16_to_f32(f32_to_f16(s));
+    return s;
 }
 
 /* The fp8 cache's per-layer scales: the checkpoint's self_attn.k_scale / v_scale, else 1.0
@@ -323,7 +399,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     int rc;
 
     *out = NULL;
-    if ((rc = check_config(c, o, err)))
+    if ((rc = check_config(c, o, err)) || (rc = check_ops(c, be, err)))
         return rc;
     if (!(r = calloc(1, sizeof *r))) {
         errf(err, "runner: out of memory");
@@ -385,6 +461,10 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.v_scale = r->v_scale;
     r->fwd.calc_kv_scales = o->calculate_kv_scales;
     r->fwd.inv_freq = r->inv_freq;
+    r->fwd.inv_freq_local = r->inv_freq_local;
+    r->fwd.embed_scale = embed_scale(c);
+    r->fwd.rope_mscale = c->rope_scaling.type == ROPE_LONGROPE ? (float)c->rope_scaling.attention_factor
+                                                                 : 1.0f;
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     if (r->num_graphs && (rc = capture_graphs(r, err)))
         goto fail;
@@ -433,6 +513,8 @@ void runner_destroy(struct runner *r)
     bufs[n++] = r->fwd.sel_x;
     bufs[n++] = r->fwd.logits;
     bufs[n++] = r->inv_freq;
+    bufs[n++] = r->inv_freq_local;
+    bufs[n++] = r->fwd.moe_work;
     for (int i = 0; i < n; i++)
         if (bufs[i])
             be->ops->free(be, bufs[i]);
@@ -454,4 +536,13 @@ void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *
 int runner_max_blocks_per_req(const struct runner *r)
 {
     return r->max_blocks_per_req;
+}
+
+int runner_layer_cache(const struct runner *r, int layer, void **k_cache, void **v_cache)
+{
+    if (layer < 0 || layer >= r->m->cfg.num_layers)
+        return -EINVAL;
+    *k_cache = r->k_cache[layer];
+    *v_cache = r->v_cache[layer];
+    return 0;
 }

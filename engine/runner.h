@@ -78,6 +78,10 @@ void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *
 
 /* What a batch for this runner needs besides the model's KV-cache groups (struct
  * model_config: num_kv_groups, kv_group_window). */
-int runner_max_blocks_per_req(const struct runner *r);        /* ceil(max_model_len / block_size) */
+int runner_max_blocks_per_req(const struct runner *r);
+
+/* The paged K and V caches of `layer` (device memory, [num_blocks, block_size, KV, D] in the
+ * backend's act_dtype): for tests that poison freed blocks. Returns 0 or -EINVAL. */
+int runner_layer_cache(const struct runner *r, int layer, void **k_cache, void **v_cache);        /* ceil(max_model_len / block_size) */
 
 #endif

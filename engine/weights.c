@@ -1,6 +1,7 @@
 /* weights.c — uploads a struct model to a backend: fuses q/k/v (and biases) and gate/up by
- * stacking rows, shares the embedding with the LM head when tied, and for --quantization
- * fp8 turns float linear weights into F8_E4M3 with per-channel scales on the way. */
+ * stacking rows, shares the embedding with the LM head when tied, turns Gemma's (1 + w)
+ * norm weights into plain ones, and for --quantization fp8 turns float linear weights into
+ * F8_E4M3 with per-channel scales on the way (MoE experts and routers stay as stored). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -110,22 +111,80 @@ static int upload_linear(struct weights *w, struct backend *be, struct bk_weight
     return upload(be, out, q, nparts, err);
 }
 
+/* A norm weight: as stored, or (norm_plus_one) 1 + w in f32, which is exactly what
+ * transformers' GemmaRMSNorm multiplies by (it widens w to f32 before adding 1). */
+static int upload_norm(struct weights *w, struct backend *be, struct bk_weight *out,
+                       const struct tensor_ref *t, bool plus_one, char *err)
+{
+    struct tensor_ref one = *t;
+    size_t n = (size_t)t->shape[0];
+    float **host, *v;
+
+    if (!plus_one || !t->data)
+        return upload(be, out, t, 1, err);
+    host = realloc(w->host, (w->num_host + 1) * sizeof *host);
+    if (!host || !(v = malloc(n * sizeof *v))) {
+        if (host)
+            w->host = host;
+        errf(err, "weights: out of memory for norm %s", t->name ? t->name : "?");
+        return -ENOMEM;
+    }
+    w->host = host;
+    w->host[w->num_host++] = v;
+    for (size_t i = 0; i < n; i++)
+        v[i] = 1.0f + (t->dtype == DT_F32 ? ((const float *)t->data)[i]
+                       : t->dtype == DT_F16 ? f16_to_f32(((const uint16_t *)t->data)[i])
+                       : bf16_to_f32(((const uint16_t *)t->data)[i]));
+    one.data = v;
+    one.dtype = DT_F32;
+    one.nbytes = n * sizeof *v;
+    return upload(be, out, &one, 1, err);
+}
+
 static int upload_layer(struct weights *w, struct backend *be, struct layer_weights *lw,
-                        const struct layer_tensors *t, bool quantize, char *err)
+                        const struct layer_tensors *t, bool plus_one, int num_experts, bool quantize,
+                        char *err)
 {
     const struct tensor_ref qkv[3] = { t->q, t->k, t->v };
     const struct tensor_ref qkv_bias[3] = { t->q_bias, t->k_bias, t->v_bias };
     const struct tensor_ref gate_up[2] = { t->gate, t->up };
     int rc;
 
-    if ((rc = upload(be, &lw->input_norm, &t->input_norm, 1, err)) ||
-        (rc = upload_linear(w, be, &lw->qkv, qkv, 3, quantize, err)) ||
+    if (t->experts) {   /* a MoE layer: the router and every expert */
+        lw->expert_gate_up = calloc(num_experts, sizeof *lw->expert_gate_up);
+        lw->expert_down = calloc(num_experts, sizeof *lw->expert_down);
+        if (!lw->expert_gate_up || !lw->expert_down) {
+            errf(err, "weights: out of memory");
+            return -ENOMEM;
+        }
+        lw->num_experts = num_experts;
+        const struct tensor_ref sgu[2] = { t->shared.gate, t->shared.up };
+
+        if ((rc = upload(be, &lw->router, &t->router, 1, err)) ||
+            (rc = upload(be, &lw->shared_gate_up, sgu, 2, err)) ||
+            (rc = upload(be, &lw->shared_down, &t->shared.down, 1, err)) ||
+            (rc = upload(be, &lw->shared_gate, &t->shared_gate, 1, err)))
+            return rc;
+        for (int e = 0; e < num_experts; e++) {
+            const struct tensor_ref eg[2] = { t->experts[e].gate, t->experts[e].up };
+
+            if ((rc = upload(be, &lw->expert_gate_up[e], eg, 2, err)) ||
+                (rc = upload(be, &lw->expert_down[e], &t->experts[e].down, 1, err)))
+                return rc;
+        }
+    }
+    if ((rc = upload_norm(w, be, &lw->input_norm, &t->input_norm, plus_one, err)) ||
+        (rc = t->qkv.data ? upload_linear(w, be, &lw->qkv, &t->qkv, 1, quantize, err)
+                          : upload_linear(w, be, &lw->qkv, qkv, 3, quantize, err)) ||
         (rc = upload(be, &lw->qkv_bias, qkv_bias, 3, err)) ||
-        (rc = upload(be, &lw->q_norm, &t->q_norm, 1, err)) ||
-        (rc = upload(be, &lw->k_norm, &t->k_norm, 1, err)) ||
+        (rc = upload_norm(w, be, &lw->q_norm, &t->q_norm, plus_one, err)) ||
+        (rc = upload_norm(w, be, &lw->k_norm, &t->k_norm, plus_one, err)) ||
         (rc = upload_linear(w, be, &lw->o, &t->o, 1, quantize, err)) ||
-        (rc = upload(be, &lw->post_norm, &t->post_norm, 1, err)) ||
-        (rc = upload_linear(w, be, &lw->gate_up, gate_up, 2, quantize, err)) ||
+        (rc = upload_norm(w, be, &lw->post_norm, &t->post_norm, plus_one, err)) ||
+        (rc = upload_norm(w, be, &lw->pre_ff_norm, &t->pre_ff_norm, plus_one, err)) ||
+        (rc = upload_norm(w, be, &lw->post_ff_norm, &t->post_ff_norm, plus_one, err)) ||
+        (rc = t->gate_up.data ? upload_linear(w, be, &lw->gate_up, &t->gate_up, 1, quantize, err)
+                              : upload_linear(w, be, &lw->gate_up, gate_up, 2, quantize, err)) ||
         (rc = upload_linear(w, be, &lw->down, &t->down, 1, quantize, err)))
         return rc;
     return 0;
@@ -134,6 +193,7 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
 int weights_upload(struct weights *w, struct backend *be, const struct model *m,
                    bool quantize_fp8, char *err)
 {
+    bool plus_one = m->cfg.norm_plus_one;
     int rc;
 
     memset(w, 0, sizeof *w);
@@ -144,7 +204,7 @@ int weights_upload(struct weights *w, struct backend *be, const struct model *m,
     }
     w->num_layers = m->cfg.num_layers;
     if ((rc = upload(be, &w->embed, &m->embed, 1, err)) ||
-        (rc = upload(be, &w->final_norm, &m->final_norm, 1, err)))
+        (rc = upload_norm(w, be, &w->final_norm, &m->final_norm, plus_one, err)))
         goto fail;
     w->tied = m->cfg.tie_word_embeddings || !m->lm_head.data || m->lm_head.data == m->embed.data;
     if (w->tied)
@@ -152,7 +212,8 @@ int weights_upload(struct weights *w, struct backend *be, const struct model *m,
     else if ((rc = upload(be, &w->lm_head, &m->lm_head, 1, err)))
         goto fail;
     for (int l = 0; l < m->cfg.num_layers; l++)
-        if ((rc = upload_layer(w, be, &w->layers[l], &m->layers[l], quantize_fp8, err)))
+        if ((rc = upload_layer(w, be, &w->layers[l], &m->layers[l], plus_one, m->cfg.num_experts,
+                               quantize_fp8, err)))
             goto fail;
     return 0;
 fail:
@@ -166,11 +227,30 @@ void weights_free(struct weights *w, struct backend *be)
         struct bk_weight *all[] = { &w->layers[l].input_norm, &w->layers[l].qkv,
                                     &w->layers[l].qkv_bias, &w->layers[l].q_norm,
                                     &w->layers[l].k_norm, &w->layers[l].o,
-                                    &w->layers[l].post_norm, &w->layers[l].gate_up,
+                                    &w->layers[l].post_norm, &w->layers[l].pre_ff_norm,
+                                    &w->layers[l].post_ff_norm, &w->layers[l].gate_up,
                                     &w->layers[l].down };
+        struct layer_weights *lw = &w->layers[l];
+
         for (size_t i = 0; i < ARRAY_LEN(all); i++)
             if (all[i]->data)
                 be->ops->free_weight(be, all[i]);
+        if (lw->router.data)
+            be->ops->free_weight(be, &lw->router);
+        if (lw->shared_gate_up.data)
+            be->ops->free_weight(be, &lw->shared_gate_up);
+        if (lw->shared_down.data)
+            be->ops->free_weight(be, &lw->shared_down);
+        if (lw->shared_gate.data)
+            be->ops->free_weight(be, &lw->shared_gate);
+        for (int e = 0; e < lw->num_experts; e++) {
+            if (lw->expert_gate_up && lw->expert_gate_up[e].data)
+                be->ops->free_weight(be, &lw->expert_gate_up[e]);
+            if (lw->expert_down && lw->expert_down[e].data)
+                be->ops->free_weight(be, &lw->expert_down[e]);
+        }
+        free(lw->expert_gate_up);
+        free(lw->expert_down);
     }
     free(w->layers);
     if (w->embed.data)
@@ -179,6 +259,9 @@ void weights_free(struct weights *w, struct backend *be)
         be->ops->free_weight(be, &w->lm_head);
     if (w->final_norm.data)
         be->ops->free_weight(be, &w->final_norm);
+    for (int i = 0; i < w->num_host; i++)
+        free(w->host[i]);
+    free(w->host);
     while (w->fp8) {
         struct weights_fp8 *next = w->fp8->next;
 
@@ -193,7 +276,12 @@ size_t weights_bytes(const struct model_config *c, size_t elem)
 {
     size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
     size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
-    size_t layer = h * q + 2 * h * kv + q * h + 3 * h * ffn + 2 * h + q + 2 * kv;
-    size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2);
-    return elem * (layer * c->num_layers + head + h);
+    size_t attn = h * q + 2 * h * kv + q * h + 4 * h + q + 2 * kv;
+    size_t moe = (size_t)c->num_experts * (3 * h * c->moe_intermediate_size + h) +
+                 3 * h * (size_t)c->shared_expert_intermediate_size + h;
+    size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2), all = head + h;
+
+    for (int l = 0; l < c->num_layers; l++)
+        all += attn + (c->layer_moe[l] && c->num_experts ? moe : 3 * h * ffn);
+    return elem * all;
 }

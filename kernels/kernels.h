@@ -36,7 +36,9 @@ struct cuda_cache_layout {
 struct cuda_rope_params {
     int num_heads, num_kv_heads, head_dim;
     int stride;                /* elements between consecutive tokens' rows of q and of k */
-    const float *inv_freq;     /* [head_dim / 2] device, rope scaling already applied */
+    const float *inv_freq;     /* [rotary_dim / 2] device, rope scaling already applied */
+    int rotary_dim;            /* dims that turn (0 = head_dim); the rest pass (Phi-3 partial) */
+    float mscale;              /* cos and sin times this (0 = 1; LongRoPE's attention factor) */
 };
 
 struct cuda_attn_params {
@@ -86,11 +88,21 @@ int head_rmsnorm_cuda(bf16 *x, int stride, int heads, int head_dim, const bf16 *
 
 /* out[n, ffn] = silu(gate_up[:, :ffn]) * gate_up[:, ffn:], in f32, rounded once. */
 int silu_mul_cuda(bf16 *out, const bf16 *gate_up, int n, int ffn, cudaStream_t s);
+/* out[n, ffn] = gelu_tanh(gate_up[:, :ffn]) * gate_up[:, ffn:] (Gemma's GeGLU, PyTorch's
+ * tanh approximation), in f32, rounded once. */
+int gelu_tanh_mul_cuda(bf16 *out, const bf16 *gate_up, int n, int ffn, cudaStream_t s);
+
+/* ---- scale.cu ---- */
+
+/* In place x[count] *= s in f32, rounded once (Gemma's embeddings times sqrt(hidden)). */
+int scale_cuda(bf16 *x, size_t count, float s, cudaStream_t st);
+/* In place f32 logits[count] = cap * tanh(logits / cap) (Gemma 2's final soft-cap). */
+int softcap_cuda(float *logits, size_t count, float cap, cudaStream_t st);
 
 /* ---- rope.cu ---- */
 
 /* In place rotate-half RoPE of q[n, num_heads, head_dim] and k[n, num_kv_heads, head_dim]
- * (rows p->stride apart) at positions[n]: pair (i, i + head_dim/2) turns by
+ * (rows p->stride apart) at positions[n]: pair (i, i + rotary_dim/2) turns by
  * positions[t] * inv_freq[i], product, cos and sin in f32 as Hugging Face computes them. */
 int rope_cuda(bf16 *q, bf16 *k, const int32_t *positions, int n,
               const struct cuda_rope_params *p, cudaStream_t s);

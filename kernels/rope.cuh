@@ -1,8 +1,11 @@
 /* rope.cuh — the RoPE kernel both of its entry points launch: rope_cuda (kernels/rope.cu,
  * q and k rotated in place) and rope_cache_update_cuda (kernels/cache_update.cu, the same
- * rotation plus the cache write of k and v: FUSED). HF's rotate-half: pair (i, i + head_dim/2)
- * turns by position * inv_freq[i], product and cos/sin in f32. One thread per VEC pairs of
- * one head of one token. Included by those two files only. */
+ * rotation plus the cache write of k and v: FUSED). HF's rotate-half: pair (i, i + rd/2)
+ * turns by position * inv_freq[i], product and cos/sin in f32, both times mscale; rd is the
+ * rotary dims (head_dim, or fewer for Phi-3's partial_rotary_factor: dims rd.. pass
+ * untouched). One thread per VEC pairs of one head of one token: the first rd/2/VEC chunks
+ * of a head rotate, the others carry 2 VEC pass-through dims each (the chunk count is
+ * head_dim/2/VEC either way). Included by those two files only. */
 #ifndef OSPREY_KERNELS_ROPE_CUH
 #define OSPREY_KERNELS_ROPE_CUH
 
@@ -17,6 +20,8 @@ struct rope_args {
     const int32_t *positions;
     const float *inv_freq;
     int stride, num_heads, num_kv_heads, head_dim;
+    int rotary_dim;            /* even, <= head_dim */
+    float mscale;              /* cos and sin times this */
     /* fused cache write (k_cache NULL: plain rope) */
     const int64_t *slot_mapping;
     bf16 *k_cache, *v_cache;
@@ -93,25 +98,40 @@ __global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(const rope_args a)
     }
 
     bool is_q = h < a.num_heads;
-    int hh = is_q ? h : h - a.num_heads;
+    int hh = is_q ? h : h - a.num_heads, rhalf = a.rotary_dim / 2, at_lo, at_hi;
     bf16 *x = (is_q ? a.q : a.k) + (size_t)t * a.stride + (size_t)hh * a.head_dim;
-    float pos = (float)a.positions[t], cs[VEC], sn[VEC];
 
+    if (i < rhalf) {           /* rotate the pair (i, i + rd/2) */
+        float pos = (float)a.positions[t], cs[VEC], sn[VEC];
+
+        at_lo = i;
+        at_hi = rhalf + i;
 #pragma unroll
-    for (int j = 0; j < VEC; j++)
-        sincosf(pos * a.inv_freq[i + j], &sn[j], &cs[j]);
-    load_vec<VEC>(lo, x + i);
-    load_vec<VEC>(hi, x + half + i);
-    rotate<VEC>(lo, hi, cs, sn);
-    store_vec<VEC>(x + i, lo);
-    store_vec<VEC>(x + half + i, hi);
+        for (int j = 0; j < VEC; j++) {
+            sincosf(pos * a.inv_freq[i + j], &sn[j], &cs[j]);
+            cs[j] *= a.mscale;
+            sn[j] *= a.mscale;
+        }
+        load_vec<VEC>(lo, x + at_lo);
+        load_vec<VEC>(hi, x + at_hi);
+        rotate<VEC>(lo, hi, cs, sn);
+        store_vec<VEC>(x + at_lo, lo);
+        store_vec<VEC>(x + at_hi, hi);
+    } else {                   /* 2 VEC pass-through dims from rd on: only the cache needs them */
+        if (!FUSED || is_q)
+            return;
+        at_lo = a.rotary_dim + 2 * (i - rhalf);
+        at_hi = at_lo + VEC;
+        load_vec<VEC>(lo, x + at_lo);
+        load_vec<VEC>(hi, x + at_hi);
+    }
     if (FUSED && !is_q) {
         int64_t slot = a.slot_mapping[t];
         if (slot < 0 || slot >= a.num_slots)
             return;
         bf16 *dst = a.k_cache + ((size_t)slot * a.num_kv_heads + hh) * a.head_dim;
-        store_vec<VEC>(dst + i, lo);
-        store_vec<VEC>(dst + half + i, hi);
+        store_vec<VEC>(dst + at_lo, lo);
+        store_vec<VEC>(dst + at_hi, hi);
     }
 }
 
@@ -119,13 +139,16 @@ template <bool FUSED>
 static inline int rope_launch(const rope_args *a, int n, cudaStream_t s)
 {
     int half = a->head_dim / 2;
+    /* 16-byte vectors need whole chunks on both sides of rd/2 and of rd */
     bool vec = half % 8 == 0 && a->stride % 8 == 0 && aligned16(a->q) && aligned16(a->k) &&
+               (a->rotary_dim / 2) % 8 == 0 && (a->head_dim - a->rotary_dim) % 16 == 0 &&
                (!FUSED || (aligned16(a->v) && aligned16(a->k_cache) && aligned16(a->v_cache)));
     int heads = a->num_heads + (FUSED ? 2 : 1) * a->num_kv_heads;
     dim3 grid(n, ceil_div_u((long long)heads * (vec ? half / 8 : half), ROPE_THREADS));
 
     if (n < 0 || a->head_dim <= 0 || a->head_dim % 2 || a->num_heads <= 0 ||
-        a->num_kv_heads <= 0 || a->stride <= 0)
+        a->num_kv_heads <= 0 || a->stride <= 0 || a->rotary_dim <= 0 || a->rotary_dim % 2 ||
+        a->rotary_dim > a->head_dim)
         return -EINVAL;
     if (n == 0)
         return 0;
@@ -151,6 +174,8 @@ static inline rope_args rope_args_of(bf16 *q, bf16 *k, const int32_t *positions,
     a.num_heads = p->num_heads;
     a.num_kv_heads = p->num_kv_heads;
     a.head_dim = p->head_dim;
+    a.rotary_dim = p->rotary_dim ? p->rotary_dim : p->head_dim;
+    a.mscale = p->mscale ? p->mscale : 1.0f;
     return a;
 }
 

@@ -402,6 +402,27 @@ static int cpu_silu_mul(struct backend *be, void *out, const void *gate_up, int 
     return silu_mul_cpu(out, gate_up, n, ffn);
 }
 
+static int cpu_gelu_tanh_mul(struct backend *be, void *out, const void *gate_up, int n, int ffn)
+{
+    return gelu_tanh_mul_cpu(out, gate_up, n, ffn);
+}
+
+static int cpu_scale(struct backend *be, void *x, int n, int dim, float s)
+{
+    return scale_cpu(x, n, dim, s);
+}
+
+static int cpu_softcap(struct backend *be, float *logits, int n, int vocab, float cap)
+{
+    return softcap_cpu(logits, n, vocab, cap);
+}
+
+static int cpu_moe(struct backend *be, void *out, const void *x, const struct moe_weights *w,
+                   int n, const struct moe_params *p)
+{
+    return moe_cpu(cpu_of(be)->pool, out, x, w, n, p);
+}
+
 static int cpu_gather_rows(struct backend *be, void *out, const void *x, const int32_t *rows,
                            int n, int dim)
 {
@@ -433,6 +454,7 @@ static void cpu_destroy(struct backend *be)
 static const struct backend_ops cpu_ops = {
     .name = "cpu",
     .act_dtype = DT_F32,
+    .rope_ext = true,
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -454,6 +476,10 @@ static const struct backend_ops cpu_ops = {
     .lm_head = cpu_lm_head,
     .sample = cpu_sample,
     .fetch_results = cpu_fetch_results,
+    .gelu_tanh_mul = cpu_gelu_tanh_mul,
+    .scale = cpu_scale,
+    .softcap = cpu_softcap,
+    .moe = cpu_moe,
     .rope_cache_update = NULL,
     .absmax = cpu_absmax,
     .graph_capture = NULL,

@@ -113,5 +113,14 @@ int attention_cpu(struct threadpool *tp, float *out, const float *q, int q_strid
 
 /* activation.c */
 int silu_mul_cpu(float *out, const float *gate_up, int n, int ffn);
+int gelu_tanh_mul_cpu(float *out, const float *gate_up, int n, int ffn);
+
+/* moe.c: a mixture-of-experts block (struct moe_params), the experts in index order */
+int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_weights *w,
+            int n, const struct moe_params *p);
+
+/* scale.c */
+int scale_cpu(float *x, int n, int dim, float s);
+int softcap_cpu(float *logits, int n, int vocab, float cap);
 
 #endif

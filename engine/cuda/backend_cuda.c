@@ -342,6 +342,33 @@ static int cu_silu_mul(struct backend *be, void *out, const void *gate_up, int n
     return cuda__status(cu, silu_mul_cuda(out, gate_up, n, ffn, cu->stream));
 }
 
+static int cu_gelu_tanh_mul(struct backend *be, void *out, const void *gate_up, int n, int ffn)
+{
+    struct backend_cuda *cu = cuda__of(be);
+
+    if (cu->dead)
+        return -EIO;
+    return cuda__status(cu, gelu_tanh_mul_cuda(out, gate_up, n, ffn, cu->stream));
+}
+
+static int cu_scale(struct backend *be, void *x, int n, int dim, float s)
+{
+    struct backend_cuda *cu = cuda__of(be);
+
+    if (cu->dead)
+        return -EIO;
+    return cuda__status(cu, scale_cuda(x, (size_t)n * dim, s, cu->stream));
+}
+
+static int cu_softcap(struct backend *be, float *logits, int n, int vocab, float cap)
+{
+    struct backend_cuda *cu = cuda__of(be);
+
+    if (cu->dead)
+        return -EIO;
+    return cuda__status(cu, softcap_cuda(logits, (size_t)n * vocab, cap, cu->stream));
+}
+
 static int cu_gather_rows(struct backend *be, void *out, const void *x, const int32_t *rows,
                           int n, int dim)
 {
@@ -380,6 +407,7 @@ static void cu_destroy(struct backend *be)
 static const struct backend_ops cuda_ops = {
     .name = "cuda",
     .act_dtype = DT_BF16,
+    .rope_ext = true,
     .destroy = cu_destroy,
     .alloc = cu_alloc,
     .free = cu_free,
@@ -397,6 +425,9 @@ static const struct backend_ops cuda_ops = {
     .cache_update = cu_cache_update,
     .attention = cu_attention,
     .silu_mul = cu_silu_mul,
+    .gelu_tanh_mul = cu_gelu_tanh_mul,
+    .scale = cu_scale,
+    .softcap = cu_softcap,
     .gather_rows = cu_gather_rows,
     .lm_head = cu_lm_head,
     .sample = cuda__sample,

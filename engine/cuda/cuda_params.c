@@ -23,7 +23,8 @@ struct cuda_rope_params cuda__rope_params(const struct rope_params *p)
 {
     return (struct cuda_rope_params){
         .num_heads = p->num_heads, .num_kv_heads = p->num_kv_heads, .head_dim = p->head_dim,
-        .stride = p->stride, .inv_freq = p->inv_freq,
+        .stride = p->stride, .inv_freq = p->inv_freq, .rotary_dim = p->rotary_dim,
+        .mscale = p->mscale,
     };
 }
 

@@ -1,11 +1,11 @@
 /* gen_model.c — `osprey gen-model`: a random-weight model folder in Hugging Face's format.
  * The config comes from a preset (written here in transformers' torch_dtype style) or a
  * config.json-shaped file, is validated by model_config_parse, and decides the tensors.
- * Weights are N(0, 0.02) like transformers' init (norms 1.0), drawn from a counter-based
- * generator keyed by (seed, tensor name, element index) and streamed into the file.
- * --quantize writes the linear weights as FP8 checkpoints are published: the bf16 weight
- * divided by its scale (amax / 448 of its block or row) in F8_E4M3, the scale beside it in
- * f32, and the matching quantization_config. */
+ * Weights are N(0, 0.02) like transformers' init (norms 1.0; Gemma's (1 + w) norms 0.0), drawn
+ * from a counter-based generator keyed by (seed, tensor name, element index) and streamed
+ * into the file. --quantize writes the linear weights as FP8 checkpoints are published: the
+ * bf16 weight divided by its scale (amax / 448 of its block or row) in F8_E4M3, the scale
+ * beside it in f32, and the matching quantization_config (dense models only). */
 #include "engine/model/gen_model.h"
 
 #include <cjson/cJSON.h>
@@ -36,28 +36,63 @@ struct preset {
     double llama3_factor;     /* rope_scaling llama3 (low 1, high 4, original 8192); 0 = none */
     int window;               /* sliding_window: every layer (Mistral), or the odd layers (mixed) */
     bool mixed;               /* layer_types alternate full_attention / sliding_attention */
+    int pattern;              /* Gemma: every pattern-th layer is global, the others slide */
+    double linear_factor;     /* Gemma 3: rope_scaling linear of the global layers; 0 = none */
+    int experts, top_k, moe_ffn; /* Mixtral / Qwen3-MoE: every layer a MoE block; 0 = dense */
 };
 
 static const struct preset presets[] = {
     /* name            arch          vocab   hid   ffn    L   H   KV  D    max_pos theta eps  tied
-     *                                                                     llama3 window mixed */
+     *                                                                     llama3 window mixed pattern
+     *                                                                     linear experts top_k moe_ffn */
     { "tiny",          ARCH_LLAMA,   512,    64,   128,   2,  4,  2,  16,  2048,   5e5, 1e-5, false,
-                                                                           0,     0,     false },
+                                                                           0,     0,     false, 0, 0, 0, 0, 0 },
     { "tiny-qwen2",    ARCH_QWEN2,   512,    64,   128,   2,  4,  2,  16,  2048,   1e6, 1e-6, true,
-                                                                           0,     0,     false },
+                                                                           0,     0,     false, 0, 0, 0, 0, 0 },
     { "tiny-qwen3",    ARCH_QWEN3,   512,    64,   128,   2,  4,  2,  32,  2048,   1e6, 1e-6, true,
-                                                                           0,     0,     false },
+                                                                           0,     0,     false, 0, 0, 0, 0, 0 },
     { "tiny-mistral",  ARCH_MISTRAL, 512,    64,   128,   2,  4,  2,  16,  2048,   1e6, 1e-5, false,
-                                                                           0,     32,    false },
+                                                                           0,     32,    false, 0, 0, 0, 0, 0 },
     /* transformers' LlamaForCausalLM ignores layer_types; osprey honours them. */
     { "tiny-mixed",    ARCH_LLAMA,   512,    64,   128,   4,  4,  2,  16,  2048,   5e5, 1e-5, false,
-                                                                           0,     32,    true },
+                                                                           0,     32,    true,  0, 0, 0, 0, 0 },
     { "llama-3.2-1b",  ARCH_LLAMA,   128256, 2048, 8192,  16, 32, 8,  64,  131072, 5e5, 1e-5, true,
-                                                                           32,    0,     false },
+                                                                           32,    0,     false, 0, 0, 0, 0, 0 },
     { "bench-1.5b",    ARCH_LLAMA,   128256, 2048, 8192,  16, 32, 8,  64,  8192,   5e5, 1e-5, false,
-                                                                           0,     0,     false },
+                                                                           0,     0,     false, 0, 0, 0, 0, 0 },
     { "llama-3.1-8b",  ARCH_LLAMA,   128256, 4096, 14336, 32, 32, 8,  128, 131072, 5e5, 1e-5, false,
-                                                                           8,     0,     false },
+                                                                           8,     0,     false, 0, 0, 0, 0, 0 },
+    /* Gemma: window and pattern (Gemma 2 alternates from a sliding layer 0; Gemma 3 has 5
+     * local layers to 1 global), soft-caps 50/30 on Gemma 2, Gemma 3's local RoPE base 1e4. */
+    { "tiny-gemma2",   ARCH_GEMMA2,  512,    64,   128,   4,  4,  2,  16,  8192,   1e4, 1e-6, true,
+                                                                           0,     32,    false, 2, 0, 0, 0, 0 },
+    { "tiny-gemma3",   ARCH_GEMMA3,  512,    64,   128,   6,  4,  1,  32,  32768,  1e6, 1e-6, true,
+                                                                           0,     32,    false, 6, 0, 0, 0, 0 },
+    { "gemma-3-4b",    ARCH_GEMMA3,  262208, 2560, 10240, 34, 8,  4,  256, 131072, 1e6, 1e-6, true,
+                                                                           0,     1024,  false, 6,
+                                                                           8.0,   0, 0, 0 },
+    /* MoE: experts, top-k, expert ffn. Mixtral's experts are intermediate_size wide; Qwen3-MoE
+     * renormalizes its top 8 (norm_topk_prob) and has moe_intermediate_size. */
+    { "tiny-mixtral",  ARCH_MIXTRAL, 512,    64,   128,   2,  4,  2,  16,  32768,  1e6, 1e-5, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     8, 2, 128 },
+    { "tiny-qwen3-moe", ARCH_QWEN3_MOE, 512, 64,   128,   2,  4,  2,  32,  40960,  1e6, 1e-6, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     16, 4, 32 },
+    { "tiny-qwen2-moe", ARCH_QWEN2_MOE, 512, 64,   96,    2,  4,  2,  16,  8192,   1e6, 1e-6, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     8, 2, 24 },
+    { "mixtral-8x7b",  ARCH_MIXTRAL, 32000,  4096, 14336, 32, 32, 8,  128, 32768,  1e6, 1e-5, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     8, 2, 14336 },
+    { "qwen3-30b-a3b", ARCH_QWEN3_MOE, 151936, 2048, 6144, 48, 32, 4, 128, 40960,  1e6, 1e-6, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     128, 8, 768 },
+    /* Phi-3: fused projections, Phi-4-mini's partial rotary factor 0.75 and LongRoPE over
+     * an original 4096 positions (phi3_config writes them) */
+    { "tiny-phi3",     ARCH_PHI3,    512,    64,   128,   2,  4,  2,  16,  131072, 1e4, 1e-5, false,
+                                                                           0,     0,     false, 0,
+                                                                           0,     0, 0, 0 },
 };
 
 const char *gen_model_preset_name(int i)
@@ -70,22 +105,114 @@ const char *gen_model_preset_name(int i)
 static const char *model_type(enum model_arch a)
 {
     return a == ARCH_QWEN2 ? "qwen2" : a == ARCH_QWEN3 ? "qwen3" : a == ARCH_MISTRAL ? "mistral"
-         : "llama";
+         : a == ARCH_GEMMA2 ? "gemma2" : a == ARCH_GEMMA3 ? "gemma3_text"
+         : a == ARCH_MIXTRAL ? "mixtral" : a == ARCH_QWEN3_MOE ? "qwen3_moe"
+         : a == ARCH_PHI3 ? "phi3" : a == ARCH_QWEN2_MOE ? "qwen2_moe" : "llama";
+}
+
+/* Gemma's own keys, as Gemma2Config / Gemma3TextConfig write them. */
+static void gemma_config(cJSON *c, const struct preset *p)
+{
+    cJSON *lt = cJSON_AddArrayToObject(c, "layer_types");
+    bool g2 = p->arch == ARCH_GEMMA2;
+
+    for (int l = 0; l < p->layers; l++)
+        cJSON_AddItemToArray(lt, cJSON_CreateString((l + 1) % p->pattern ? "sliding_attention"
+                                                                         : "full_attention"));
+    if (g2)
+        cJSON_AddNumberToObject(c, "attn_logit_softcapping", 50.0);
+    else
+        cJSON_AddNullToObject(c, "attn_logit_softcapping");
+    if (g2)
+        cJSON_AddNumberToObject(c, "final_logit_softcapping", 30.0);
+    else
+        cJSON_AddNullToObject(c, "final_logit_softcapping");
+    cJSON_AddStringToObject(c, "hidden_activation", "gelu_pytorch_tanh");
+    cJSON_AddNumberToObject(c, "query_pre_attn_scalar", p->head_dim);
+    if (!g2)
+        cJSON_AddNumberToObject(c, "rope_local_base_freq", 10000.0);
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
+}
+
+/* Orders obj's members by key, as transformers' to_json_string(sort_keys=True) does. */
+static void sort_keys(cJSON *obj)
+{
+    cJSON *kids[128];
+    int n = 0;
+
+    for (cJSON *k = obj->child; k && n < (int)ARRAY_LEN(kids); k = k->next)
+        kids[n++] = k;
+    if (n == 0 || n == (int)ARRAY_LEN(kids))
+        return;
+    qsort(kids, (size_t)n, sizeof *kids, cmp_key);
+    for (int i = 0; i < n; i++) {
+        kids[i]->prev = i ? kids[i - 1] : kids[n - 1];   /* cJSON: the head's prev is the tail */
+        kids[i]->next = i + 1 < n ? kids[i + 1] : NULL;
+    }
+    obj->child = kids[0];
+}
+
+/* MixtralConfig's / Qwen3MoeConfig's expert keys. */
+static void moe_config(cJSON *c, const struct preset *p)
+{
+    if (p->arch == ARCH_MIXTRAL) {
+        cJSON_AddNumberToObject(c, "num_local_experts", p->experts);
+    } else {
+        cJSON_AddNumberToObject(c, "decoder_sparse_step", 1);
+        cJSON_AddArrayToObject(c, "mlp_only_layers");
+        cJSON_AddNumberToObject(c, "moe_intermediate_size", p->moe_ffn);
+        cJSON_AddBoolToObject(c, "norm_topk_prob", p->arch == ARCH_QWEN3_MOE);
+        cJSON_AddNumberToObject(c, "num_experts", p->experts);
+        /* Qwen2-MoE's shared expert is as wide as intermediate_size (Qwen1.5-MoE-A2.7B's) */
+        if (p->arch == ARCH_QWEN2_MOE)
+            cJSON_AddNumberToObject(c, "shared_expert_intermediate_size", p->ffn);
+    }
+    cJSON_AddNumberToObject(c, "num_experts_per_tok", p->top_k);
+    cJSON_AddBoolToObject(c, "output_router_logits", false);
+    cJSON_AddNumberToObject(c, "router_aux_loss_coef", p->arch == ARCH_MIXTRAL ? 0.02 : 0.001);
+}
+
+/* Phi3Config's keys: partial rotary 0.75 and LongRoPE factors for its rotary dims, short
+ * ones near 1 and long ones growing towards low frequencies as published ones do. */
+static void phi3_config(cJSON *c, const struct preset *p)
+{
+    int half = (int)(p->head_dim * 0.75) / 2;
+    cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
+    cJSON *lf = cJSON_AddArrayToObject(rs, "long_factor"), *sf;
+
+    for (int i = 0; i < half; i++)
+        cJSON_AddItemToArray(lf, cJSON_CreateNumber(1.0 + 2.0 * i));
+    sf = cJSON_AddArrayToObject(rs, "short_factor");
+    for (int i = 0; i < half; i++)
+        cJSON_AddItemToArray(sf, cJSON_CreateNumber(1.0 + 0.05 * i));
+    cJSON_AddStringToObject(rs, "type", "longrope");
+    cJSON_AddNumberToObject(c, "original_max_position_embeddings", 4096);
+    cJSON_AddNumberToObject(c, "partial_rotary_factor", 0.75);
 }
 
 /* The preset as transformers writes a config.json: keys sorted, torch_dtype style. */
 static cJSON *preset_config(const struct preset *p)
 {
     cJSON *c = cJSON_CreateObject(), *rs, *lt;
-    bool qwen = p->arch == ARCH_QWEN2 || p->arch == ARCH_QWEN3;
+    bool qwen = p->arch == ARCH_QWEN2 || p->arch == ARCH_QWEN3 || p->arch == ARCH_QWEN3_MOE ||
+                p->arch == ARCH_QWEN2_MOE;
 
     cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "architectures"),
                          cJSON_CreateString(model_arch_name(p->arch)));
-    if (p->arch == ARCH_LLAMA || p->arch == ARCH_QWEN3)
+    if (p->experts)
+        moe_config(c, p);
+    if (p->arch == ARCH_LLAMA || p->arch == ARCH_QWEN3 || p->arch == ARCH_QWEN3_MOE)
         cJSON_AddBoolToObject(c, "attention_bias", false);
     cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
     cJSON_AddNumberToObject(c, "head_dim", p->head_dim);
-    cJSON_AddStringToObject(c, "hidden_act", "silu");
+    if (p->pattern)
+        gemma_config(c, p);
+    else
+        cJSON_AddStringToObject(c, "hidden_act", "silu");
     cJSON_AddNumberToObject(c, "hidden_size", p->hidden);
     cJSON_AddNumberToObject(c, "initializer_range", INIT_STD);
     cJSON_AddNumberToObject(c, "intermediate_size", p->ffn);
@@ -105,13 +232,19 @@ static cJSON *preset_config(const struct preset *p)
     cJSON_AddNumberToObject(c, "num_hidden_layers", p->layers);
     cJSON_AddNumberToObject(c, "num_key_value_heads", p->kv_heads);
     cJSON_AddNumberToObject(c, "rms_norm_eps", p->rms_norm_eps);
-    if (p->llama3_factor > 0) {
+    if (p->arch == ARCH_PHI3) {
+        phi3_config(c, p);
+    } else if (p->llama3_factor > 0) {
         rs = cJSON_AddObjectToObject(c, "rope_scaling");
         cJSON_AddNumberToObject(rs, "factor", p->llama3_factor);
         cJSON_AddNumberToObject(rs, "high_freq_factor", 4.0);
         cJSON_AddNumberToObject(rs, "low_freq_factor", 1.0);
         cJSON_AddNumberToObject(rs, "original_max_position_embeddings", 8192);
         cJSON_AddStringToObject(rs, "rope_type", "llama3");
+    } else if (p->linear_factor > 0) {
+        rs = cJSON_AddObjectToObject(c, "rope_scaling");
+        cJSON_AddNumberToObject(rs, "factor", p->linear_factor);
+        cJSON_AddStringToObject(rs, "rope_type", "linear");
     } else {
         cJSON_AddNullToObject(c, "rope_scaling");
     }
@@ -126,6 +259,7 @@ static cJSON *preset_config(const struct preset *p)
     if (qwen)
         cJSON_AddBoolToObject(c, "use_sliding_window", false);
     cJSON_AddNumberToObject(c, "vocab_size", p->vocab);
+    sort_keys(c);
     return c;
 }
 
@@ -240,7 +374,8 @@ static char *generation_config(const struct gen_tokenizer *t)
 
 struct gen_fill {
     uint64_t key;             /* XXH64(name, seed) */
-    bool ones;                /* RMSNorm weights */
+    bool norm;                /* RMSNorm weights: all norm_value */
+    float norm_value;         /* 1, or 0 for Gemma's (1 + w) norms */
     /* F8_E4M3 weights: [rows / sb0 rounded up, sc] scales, sc = ceil(cols / sb1) */
     const float *scales;
     int64_t cols, sb0, sb1, sc;
@@ -264,7 +399,7 @@ static inline float gen_value(const struct gen_fill *f, uint64_t i)
     int32_t s = (int32_t)(h & 0xffff) + (int32_t)(h >> 16 & 0xffff) +
                 (int32_t)(h >> 32 & 0xffff) + (int32_t)(h >> 48);
 
-    return f->ones ? 1.0f : (float)(s - 131070) * (float)(INIT_STD / 37837.23);
+    return f->norm ? f->norm_value : (float)(s - 131070) * (float)(INIT_STD / 37837.23);
 }
 
 /* The weight as a bf16 checkpoint holds it: what --quantize quantizes. */
@@ -300,7 +435,7 @@ static int fill_cb(void *ctx, const struct st_write_tensor *t, void *buf, size_t
 }
 
 static void add_tensor(struct gen_tensor *v, int *n, const char *name, int64_t d0, int64_t d1,
-                       bool ones)
+                       bool norm, const struct model_config *c)
 {
     struct gen_tensor *t = &v[(*n)++];
 
@@ -308,7 +443,8 @@ static void add_tensor(struct gen_tensor *v, int *n, const char *name, int64_t d
     t->w.ndim = d1 ? 2 : 1;
     t->w.shape[0] = d0;
     t->w.shape[1] = d1;
-    t->fill.ones = ones;
+    t->fill.norm = norm;
+    t->fill.norm_value = c->norm_plus_one ? 0.0f : 1.0f;
 }
 
 /* Every tensor model_open binds for cfg, with its shape. Returns the count. */
@@ -319,18 +455,22 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
     char name[96];
     int n = 0;
 
-    add_tensor(v, &n, "model.embed_tokens.weight", c->vocab_size, h, false);
-    add_tensor(v, &n, "model.norm.weight", h, 0, true);
+    add_tensor(v, &n, "model.embed_tokens.weight", c->vocab_size, h, false, c);
+    add_tensor(v, &n, "model.norm.weight", h, 0, true, c);
     if (!c->tie_word_embeddings)
-        add_tensor(v, &n, "lm_head.weight", c->vocab_size, h, false);
+        add_tensor(v, &n, "lm_head.weight", c->vocab_size, h, false, c);
     for (int l = 0; l < c->num_layers; l++) {
 #define LAYER(suffix, d0, d1, ones) do { \
         snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix); \
-        add_tensor(v, &n, name, d0, d1, ones); } while (0)
+        add_tensor(v, &n, name, d0, d1, ones, c); } while (0)
         LAYER("input_layernorm.weight", h, 0, true);
-        LAYER("self_attn.q_proj.weight", qd, h, false);
-        LAYER("self_attn.k_proj.weight", kvd, h, false);
-        LAYER("self_attn.v_proj.weight", kvd, h, false);
+        if (c->arch == ARCH_PHI3) {
+            LAYER("self_attn.qkv_proj.weight", qd + 2 * kvd, h, false);
+        } else {
+            LAYER("self_attn.q_proj.weight", qd, h, false);
+            LAYER("self_attn.k_proj.weight", kvd, h, false);
+            LAYER("self_attn.v_proj.weight", kvd, h, false);
+        }
         LAYER("self_attn.o_proj.weight", h, qd, false);
         if (c->attention_bias) {
             LAYER("self_attn.q_proj.bias", qd, 0, false);
@@ -342,8 +482,43 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
             LAYER("self_attn.k_norm.weight", c->head_dim, 0, true);
         }
         LAYER("post_attention_layernorm.weight", h, 0, true);
-        LAYER("mlp.gate_proj.weight", ffn, h, false);
-        LAYER("mlp.up_proj.weight", ffn, h, false);
+        if (c->sandwich_norms) {
+            LAYER("pre_feedforward_layernorm.weight", h, 0, true);
+            LAYER("post_feedforward_layernorm.weight", h, 0, true);
+        }
+        if (c->num_experts && c->layer_moe[l]) {
+            /* as published: Mixtral's block_sparse_moe with w1/w3/w2, Qwen3-MoE's mlp */
+            bool mx = c->arch == ARCH_MIXTRAL;
+            const char *blk = mx ? "block_sparse_moe" : "mlp";
+            int64_t f = c->moe_intermediate_size;
+            char suffix[64];
+
+            snprintf(suffix, sizeof suffix, "%s.gate.weight", blk);
+            LAYER(suffix, c->num_experts, h, false);
+            for (int e = 0; e < c->num_experts; e++) {
+                snprintf(suffix, sizeof suffix, "%s.experts.%d.%s.weight", blk, e, mx ? "w1" : "gate_proj");
+                LAYER(suffix, f, h, false);
+                snprintf(suffix, sizeof suffix, "%s.experts.%d.%s.weight", blk, e, mx ? "w3" : "up_proj");
+                LAYER(suffix, f, h, false);
+                snprintf(suffix, sizeof suffix, "%s.experts.%d.%s.weight", blk, e, mx ? "w2" : "down_proj");
+                LAYER(suffix, h, f, false);
+            }
+            if (c->shared_expert_intermediate_size) {
+                int64_t sf = c->shared_expert_intermediate_size;
+
+                LAYER("mlp.shared_expert.gate_proj.weight", sf, h, false);
+                LAYER("mlp.shared_expert.up_proj.weight", sf, h, false);
+                LAYER("mlp.shared_expert.down_proj.weight", h, sf, false);
+                LAYER("mlp.shared_expert_gate.weight", 1, h, false);
+            }
+            continue;
+        }
+        if (c->arch == ARCH_PHI3) {
+            LAYER("mlp.gate_up_proj.weight", 2 * ffn, h, false);
+        } else {
+            LAYER("mlp.gate_proj.weight", ffn, h, false);
+            LAYER("mlp.up_proj.weight", ffn, h, false);
+        }
         LAYER("mlp.down_proj.weight", h, ffn, false);
 #undef LAYER
     }
@@ -404,7 +579,8 @@ static int write_weights(const struct model_config *c, enum dtype dt, uint64_t s
                          enum gen_quant q, int block, const char *path,
                          struct gen_model_stats *stats, char *err)
 {
-    int max = 3 + 21 * c->num_layers, n, rc;
+    /* every tensor of a layer, and a scale beside each of its (at most 7) linear weights */
+    int max = 3 + (28 + 3 * c->num_experts) * c->num_layers, n, rc;
     struct gen_tensor *v = calloc((size_t)max, sizeof *v);
     struct st_write_tensor *w = calloc((size_t)max, sizeof *w);
     double t0 = now_s();

@@ -13,12 +13,13 @@
 #include <unistd.h>
 
 #include "engine/base/log.h"
+#include "engine/model/model_internal.h"
 #include "engine/model/quant.h"
 #include "engine/model/safetensors.h"
 
-#define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM"
-#define MAX_DIM  (1 << 20)   /* hidden, ffn, heads, head_dim: far above any real model */
-#define MAX_VOCAB (1 << 24)
+#define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, " \
+    "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text only), " \
+    "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM"
 
 static const struct {
     const char *name, *model_type;
@@ -29,6 +30,12 @@ static const struct {
     { "Qwen2ForCausalLM",   "qwen2",   ARCH_QWEN2,   32768 },
     { "Qwen3ForCausalLM",   "qwen3",   ARCH_QWEN3,   32768 },
     { "MistralForCausalLM", "mistral", ARCH_MISTRAL, 4096 * 32 },
+    { "Gemma2ForCausalLM",  "gemma2",  ARCH_GEMMA2,  8192 },
+    { "Gemma3ForCausalLM",  "gemma3_text", ARCH_GEMMA3, 131072 },
+    { "MixtralForCausalLM", "mixtral", ARCH_MIXTRAL, 4096 * 32 },
+    { "Qwen3MoeForCausalLM", "qwen3_moe", ARCH_QWEN3_MOE, 32768 },
+    { "Phi3ForCausalLM",    "phi3",    ARCH_PHI3,    4096 },
+    { "Qwen2MoeForCausalLM", "qwen2_moe", ARCH_QWEN2_MOE, 32768 },
 };
 
 const char *model_arch_name(enum model_arch a)
@@ -61,105 +68,6 @@ float model_scale_at(const struct tensor_ref *scale, size_t i)
     return ((const float *)scale->data)[i];
 }
 
-/* ---- typed JSON fields with "<path>: <field>: <problem>" messages ---- */
-
-struct cfg_parse {
-    const char *path;    /* the file named in messages */
-    char *err;
-    bool has_dtype;      /* config.json names the weights' dtype */
-};
-
-static const char *json_type(const cJSON *j)
-{
-    if (cJSON_IsNull(j)) return "null";
-    if (cJSON_IsBool(j)) return "a boolean";
-    if (cJSON_IsNumber(j)) return "a number";
-    if (cJSON_IsString(j)) return "a string";
-    if (cJSON_IsArray(j)) return "an array";
-    return "an object";
-}
-
-/* The member `key`, or NULL when absent or JSON null (both mean "use the default"). */
-static const cJSON *member(const cJSON *obj, const char *key)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsNull(j) ? NULL : j;
-}
-
-static int bad(struct cfg_parse *p, const char *field, const char *fmt, const char *what)
-{
-    char msg[256];
-
-    snprintf(msg, sizeof msg, fmt, what);
-    errf(p->err, "%s: %s: %s", p->path, field, msg);
-    return -EINVAL;
-}
-
-static bool is_int(const cJSON *j)
-{
-    return cJSON_IsNumber(j) && j->valuedouble == floor(j->valuedouble) &&
-           fabs(j->valuedouble) <= 2147483647.0;
-}
-
-/* An integer in [lo, hi]; *v keeps its default when absent. Absent and required is an error. */
-static int get_int(struct cfg_parse *p, const cJSON *obj, const char *key, const char *field,
-                   bool required, int lo, int hi, int *v)
-{
-    const cJSON *j = member(obj, key);
-    char range[96];
-
-    if (!j)
-        return required ? bad(p, field, "%s", "missing") : 0;
-    if (!is_int(j))
-        return bad(p, field, "expected an integer, got %s", json_type(j));
-    if (j->valuedouble < lo || j->valuedouble > hi) {
-        snprintf(range, sizeof range, "%d is out of range [%d, %d]", (int)j->valuedouble, lo, hi);
-        return bad(p, field, "%s", range);
-    }
-    *v = (int)j->valuedouble;
-    return 0;
-}
-
-/* A number > 0 (or >= 0 with allow_zero); *v keeps its default when absent. */
-static int get_pos(struct cfg_parse *p, const cJSON *obj, const char *key, const char *field,
-                   bool required, bool allow_zero, double *v)
-{
-    const cJSON *j = member(obj, key);
-
-    if (!j)
-        return required ? bad(p, field, "%s", "missing") : 0;
-    if (!cJSON_IsNumber(j))
-        return bad(p, field, "expected a number, got %s", json_type(j));
-    if (!isfinite(j->valuedouble) || j->valuedouble < 0 || (!allow_zero && j->valuedouble == 0))
-        return bad(p, field, "%s", allow_zero ? "must be >= 0" : "must be > 0");
-    *v = j->valuedouble;
-    return 0;
-}
-
-static int get_bool(struct cfg_parse *p, const cJSON *obj, const char *key, bool *v)
-{
-    const cJSON *j = member(obj, key);
-
-    if (!j)
-        return 0;
-    if (!cJSON_IsBool(j))
-        return bad(p, key, "expected true or false, got %s", json_type(j));
-    *v = cJSON_IsTrue(j);
-    return 0;
-}
-
-/* A string member, NULL when absent; sets rc on a wrong type. */
-static const char *get_str(struct cfg_parse *p, const cJSON *obj, const char *key, int *rc)
-{
-    const cJSON *j = member(obj, key);
-
-    if (j && !cJSON_IsString(j)) {
-        *rc = bad(p, key, "expected a string, got %s", json_type(j));
-        return NULL;
-    }
-    return j ? j->valuestring : NULL;
-}
-
 /* ---- the sections of config.json ---- */
 
 static int parse_arch(struct cfg_parse *p, const cJSON *root, struct model_config *cfg,
@@ -190,18 +98,28 @@ static int parse_arch(struct cfg_parse *p, const cJSON *root, struct model_confi
 
 static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
+    /* Gemma's published text_config leaves the sizes of its config class out (Gemma 2 and
+     * Gemma 3 classes default to the 2B shape), so they have defaults; the others must say. */
+    bool req = !is_gemma(cfg->arch);
     int rc;
 
-    if ((rc = get_int(p, root, "vocab_size", "vocab_size", true, 1, MAX_VOCAB, &cfg->vocab_size)) ||
-        (rc = get_int(p, root, "hidden_size", "hidden_size", true, 1, MAX_DIM, &cfg->hidden_size)) ||
-        (rc = get_int(p, root, "intermediate_size", "intermediate_size", true, 1, MAX_DIM,
+    if (!req) {
+        cfg->vocab_size = cfg->arch == ARCH_GEMMA2 ? 256000 : 262208;
+        cfg->hidden_size = 2304;
+        cfg->intermediate_size = 9216;
+        cfg->num_layers = 26;
+        cfg->num_heads = 8;
+    }
+    if ((rc = get_int(p, root, "vocab_size", "vocab_size", req, 1, MAX_VOCAB, &cfg->vocab_size)) ||
+        (rc = get_int(p, root, "hidden_size", "hidden_size", req, 1, MAX_DIM, &cfg->hidden_size)) ||
+        (rc = get_int(p, root, "intermediate_size", "intermediate_size", req, 1, MAX_DIM,
                       &cfg->intermediate_size)) ||
-        (rc = get_int(p, root, "num_hidden_layers", "num_hidden_layers", true, 1,
+        (rc = get_int(p, root, "num_hidden_layers", "num_hidden_layers", req, 1,
                       MODEL_MAX_LAYERS, &cfg->num_layers)) ||
-        (rc = get_int(p, root, "num_attention_heads", "num_attention_heads", true, 1, MAX_DIM,
+        (rc = get_int(p, root, "num_attention_heads", "num_attention_heads", req, 1, MAX_DIM,
                       &cfg->num_heads)))
         return rc;
-    cfg->num_kv_heads = cfg->num_heads;
+    cfg->num_kv_heads = req ? cfg->num_heads : 4;
     if ((rc = get_int(p, root, "num_key_value_heads", "num_key_value_heads", false, 1, MAX_DIM,
                       &cfg->num_kv_heads)))
         return rc;
@@ -210,9 +128,11 @@ static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_conf
              p->path, cfg->num_heads, cfg->num_kv_heads);
         return -EINVAL;
     }
-    /* Qwen3's config class defaults head_dim to 128; the others derive it. */
-    if (cfg->arch == ARCH_QWEN3)
+    /* Qwen3's config class defaults head_dim to 128, Gemma's to 256; the others derive it. */
+    if (cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE)
         cfg->head_dim = 128;
+    else if (is_gemma(cfg->arch))
+        cfg->head_dim = 256;
     else if (cfg->hidden_size % cfg->num_heads == 0)
         cfg->head_dim = cfg->hidden_size / cfg->num_heads;
     if ((rc = get_int(p, root, "head_dim", "head_dim", cfg->head_dim == 0, 1, MAX_DIM,
@@ -227,7 +147,7 @@ static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_conf
              p->path, cfg->head_dim);
         return -EINVAL;
     }
-    return 0;
+    return model__parse_rotary_dim(p, root, cfg);
 }
 
 /* rope_scaling (transformers 4) or rope_parameters (5); `field` names the object. */
@@ -259,14 +179,19 @@ static int parse_rope(struct cfg_parse *p, const cJSON *rs, const char *field,
         r->type = ROPE_LINEAR;
     } else if (!strcmp(type->valuestring, "llama3")) {
         r->type = ROPE_LLAMA3;
+    } else if (cfg->arch == ARCH_PHI3 &&
+               (!strcmp(type->valuestring, "longrope") || !strcmp(type->valuestring, "su"))) {
+        r->type = ROPE_LONGROPE;
     } else {
         snprintf(f, sizeof f, "%s.rope_type", field);
-        errf(p->err, "%s: %s: '%.32s' is not supported (supported: default, linear, llama3)",
-             p->path, f, type->valuestring);
+        errf(p->err, "%s: %s: '%.32s' is not supported (supported: default, linear, llama3; "
+             "longrope for Phi-3)", p->path, f, type->valuestring);
         return -EINVAL;
     }
     if (r->type == ROPE_DEFAULT)
         return 0;
+    if (r->type == ROPE_LONGROPE)
+        return model__parse_longrope(p, rs, field, cfg);
     snprintf(f, sizeof f, "%s.factor", field);
     if ((rc = get_pos(p, rs, "factor", f, true, false, &r->factor)))
         return rc;
@@ -323,8 +248,14 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
 {
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     const cJSON *types = member(root, "layer_types");
-    bool qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3, use = false;
-    int window = sw || cfg->arch == ARCH_LLAMA ? 0 : 4096, max_window_layers = 28, rc, i = 0;
+    bool qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE ||
+                cfg->arch == ARCH_QWEN2_MOE;
+    bool every = cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_PHI3;
+    bool use = false;
+    /* MixtralConfig's and Phi3Config's sliding_window default to None, MistralConfig's to 4096 */
+    int window = sw || cfg->arch == ARCH_LLAMA || cfg->arch == ARCH_MIXTRAL ||
+                 cfg->arch == ARCH_PHI3 ? 0 : 4096;
+    int max_window_layers = 28, rc, i = 0;
     char f[64];
 
     if ((rc = get_int(p, root, "sliding_window", "sliding_window", false, 1, INT32_MAX, &window)) ||
@@ -334,10 +265,23 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
         return rc;
     if (qwen && !use)
         window = 0;   /* transformers drops sliding_window when use_sliding_window is false */
+    if (!types && is_gemma(cfg->arch)) {
+        /* Gemma 2 alternates sliding (even layers) and full; Gemma 3 has every
+         * sliding_window_pattern-th layer full (transformers' default layer_types) */
+        int pattern = cfg->arch == ARCH_GEMMA2 ? 2 : 6;
+
+        if ((rc = get_int(p, root, "sliding_window_pattern", "sliding_window_pattern", false, 1,
+                          MODEL_MAX_LAYERS, &pattern)))
+            return rc;
+        if (!window)
+            return bad(p, "sliding_window", "%s", "null, but Gemma has sliding-window layers");
+        for (int l = 0; l < cfg->num_layers; l++)
+            cfg->layer_window[l] = (l + 1) % pattern ? window : 0;
+        return 0;
+    }
     if (!types) {
         for (int l = 0; l < cfg->num_layers; l++)
-            cfg->layer_window[l] = cfg->arch == ARCH_MISTRAL ? window
-                                 : qwen && l >= max_window_layers ? window : 0;
+            cfg->layer_window[l] = every ? window : qwen && l >= max_window_layers ? window : 0;
         return 0;
     }
     if (!cJSON_IsArray(types))
@@ -429,38 +373,125 @@ out:
 /* Features of the family the contract cannot hold are refused, not silently dropped. */
 static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
-    bool attention_bias = false, mlp_bias = false;
+    bool attention_bias = false, mlp_bias = false, gemma = is_gemma(cfg->arch);
+    /* Gemma's MLP reads hidden_activation (hidden_act is a leftover of Gemma 1 there) */
+    const char *act_key = gemma && member(root, "hidden_activation") ? "hidden_activation"
+                                                                      : "hidden_act";
     int rc = 0;
-    const char *act = get_str(p, root, "hidden_act", &rc);
+    const char *act = get_str(p, root, act_key, &rc);
 
     if (rc || (rc = get_bool(p, root, "attention_bias", &attention_bias)) ||
         (rc = get_bool(p, root, "mlp_bias", &mlp_bias)))
         return rc;
-    if (act && strcmp(act, "silu") && strcmp(act, "swish"))
-        return bad(p, "hidden_act", "'%.32s' is not supported (silu)", act);
+    if (gemma && act && strcmp(act, "gelu_pytorch_tanh"))
+        return bad(p, act_key, "'%.32s' is not supported for Gemma (gelu_pytorch_tanh)", act);
+    if (!gemma && act && strcmp(act, "silu") && strcmp(act, "swish"))
+        return bad(p, act_key, "'%.32s' is not supported (silu)", act);
+    cfg->mlp_act = gemma ? MLP_GELU_TANH : MLP_SILU;
     if ((rc = quant_config_parse(member(root, "quantization_config"), p->path, cfg, p->err)))
         return rc;
     if (mlp_bias)
         return bad(p, "mlp_bias", "%s", "true is not supported");
     /* Qwen2 always has q/k/v biases; elsewhere attention_bias also adds an o_proj bias,
      * which osprey's layer does not have. */
-    if (attention_bias && cfg->arch != ARCH_QWEN2)
+    if (attention_bias && cfg->arch != ARCH_QWEN2 && cfg->arch != ARCH_QWEN2_MOE)
         return bad(p, "attention_bias", "true is not supported for %s (o_proj bias)",
                    cfg->arch_name);
-    cfg->attention_bias = cfg->arch == ARCH_QWEN2;
-    cfg->qk_norm = cfg->arch == ARCH_QWEN3;
+    /* Qwen2 and Qwen2-MoE have q/k/v biases (and no o_proj bias); newer Qwen2MoeConfig
+     * names them qkv_bias */
+    cfg->attention_bias = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN2_MOE;
+    if (cfg->arch == ARCH_QWEN2_MOE && (rc = get_bool(p, root, "qkv_bias", &cfg->attention_bias)))
+        return rc;
+    cfg->qk_norm = cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE || cfg->arch == ARCH_GEMMA3;
     return 0;
+}
+
+/* transformers 5 writes Gemma 3's RoPE per layer type: rope_parameters.full_attention (theta
+ * and scaling of global layers) and .sliding_attention (the local base, never scaled). */
+static int parse_rope_per_type(struct cfg_parse *p, const cJSON *rp, struct model_config *cfg,
+                               double *theta)
+{
+    const cJSON *full = member(rp, "full_attention"), *local = member(rp, "sliding_attention");
+    const cJSON *lt = local ? member(local, "rope_type") : NULL;
+    int rc;
+
+    if (cfg->arch != ARCH_GEMMA3 || !cJSON_IsObject(full) || (local && !cJSON_IsObject(local)))
+        return bad(p, "rope_parameters.full_attention", "%s",
+                   "per-layer-type rope parameters are supported for Gemma 3 only "
+                   "(full_attention and sliding_attention objects)");
+    if ((rc = parse_rope(p, full, "rope_parameters.full_attention", cfg)) ||
+        (rc = get_pos(p, full, "rope_theta", "rope_parameters.full_attention.rope_theta", false,
+                      false, theta)))
+        return rc;
+    if (!local)
+        return 0;
+    if (lt && (!cJSON_IsString(lt) || strcmp(lt->valuestring, "default")))
+        return bad(p, "rope_parameters.sliding_attention.rope_type", "%s",
+                   "only \"default\" is supported for local layers");
+    return get_pos(p, local, "rope_theta", "rope_parameters.sliding_attention.rope_theta", false,
+                   false, &cfg->rope_local_theta);
+}
+
+static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_config *cfg);
+
+/* Gemma3ForConditionalGeneration: the language model is text_config (a gemma3_text config);
+ * the vision tower and projector are left unloaded. Token ids and the dtype may sit at the
+ * top level. */
+static int parse_multimodal(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
+{
+    const cJSON *text = member(root, "text_config");
+    char path[4200];
+    struct cfg_parse tp = *p;
+    int rc;
+
+    if (!cJSON_IsObject(text))
+        return bad(p, "text_config", "%s", "missing or not an object (Gemma3ForConditionalGeneration)");
+    snprintf(path, sizeof path, "%s (text_config)", p->path);
+    tp.path = path;
+    if (!member(text, "model_type") && !member(text, "architectures"))
+        return bad(p, "text_config.model_type", "%s", "missing (expected \"gemma3_text\")");
+    if ((rc = parse_config(&tp, text, cfg)))
+        return rc;
+    /* a quantized folder's quantization_config sits beside text_config */
+    if (cfg->quant == QUANT_NONE &&
+        (rc = quant_config_parse(member(root, "quantization_config"), p->path, cfg, p->err)))
+        return rc;
+    if (cfg->arch != ARCH_GEMMA3)
+        return bad(p, "text_config.model_type", "%s", "expected \"gemma3_text\"");
+    p->has_dtype = tp.has_dtype;
+    cfg->multimodal = true;
+    if (!tp.has_dtype && (rc = parse_dtype(p, root, cfg)))
+        return rc;
+    if (cfg->bos_token_id < 0 &&
+        (rc = get_int(p, root, "bos_token_id", "bos_token_id", false, 0, cfg->vocab_size - 1,
+                      &cfg->bos_token_id)))
+        return rc;
+    LOG(LL_INFO, "model", "%s: Gemma3ForConditionalGeneration: serving its language model "
+        "(text only); the vision tower and projector are not loaded", p->path);
+    return parse_eos(p, root, cfg);
 }
 
 static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
     const cJSON *rp = member(root, "rope_parameters"), *rs = member(root, "rope_scaling");
+    const cJSON *list = member(root, "architectures");
     double eps = 1e-6, theta = 10000;
     int rc;
 
-    if ((rc = parse_arch(p, root, cfg, &cfg->max_position_embeddings)) ||
-        (rc = parse_sizes(p, root, cfg)) ||
+    if (cJSON_IsArray(list) && cJSON_IsString(list->child) &&
+        !strcmp(list->child->valuestring, "Gemma3ForConditionalGeneration"))
+        return parse_multimodal(p, root, cfg);
+    if ((rc = parse_arch(p, root, cfg, &cfg->max_position_embeddings)))
+        return rc;
+    /* Gemma's config classes tie the LM head to the embeddings unless told otherwise */
+    cfg->tie_word_embeddings = is_gemma(cfg->arch);
+    if (cfg->arch == ARCH_GEMMA3)
+        theta = 1000000.0;
+    if ((rc = parse_sizes(p, root, cfg)) ||
         (rc = check_unsupported(p, root, cfg)) ||
+        (is_gemma(cfg->arch) && (rc = model__parse_gemma(p, root, cfg))) ||
+        ((cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_QWEN3_MOE || cfg->arch == ARCH_QWEN2_MOE) &&
+         (rc = model__parse_moe(p, root, cfg))) ||
         (rc = get_int(p, root, "max_position_embeddings", "max_position_embeddings", false, 1,
                       INT32_MAX, &cfg->max_position_embeddings)) ||
         (rc = get_pos(p, root, "rms_norm_eps", "rms_norm_eps", false, false, &eps)) ||
@@ -468,6 +499,12 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
         (rc = parse_dtype(p, root, cfg)) ||
         (rc = parse_windows(p, root, cfg)))
         return rc;
+    if (cfg->num_experts && cfg->quant != QUANT_NONE) {
+        errf(p->err, "%s: quantization_config: %s checkpoints of %s are not supported "
+             "(fp8 mixture-of-experts weights are not implemented)", p->path,
+             model_quant_name(cfg->quant), cfg->arch_name);
+        return -EINVAL;
+    }
     cfg->num_kv_groups = model_kv_groups(cfg, cfg->kv_group_window, cfg->layer_kv_group,
                                          MODEL_MAX_KV_GROUPS);
     if (cfg->num_kv_groups < 0) {
@@ -478,7 +515,10 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
     cfg->rms_norm_eps = (float)eps;
     if ((rc = get_pos(p, root, "rope_theta", "rope_theta", false, false, &theta)))
         return rc;
-    if (rp) {   /* transformers 5: theta and scaling in one object, which wins */
+    if (rp && cJSON_IsObject(rp) && member(rp, "full_attention")) {
+        if ((rc = parse_rope_per_type(p, rp, cfg, &theta)))
+            return rc;
+    } else if (rp) {   /* transformers 5: theta and scaling in one object, which wins */
         if ((rc = parse_rope(p, rp, "rope_parameters", cfg)) ||
             (rc = get_pos(p, rp, "rope_theta", "rope_parameters.rope_theta", false, false, &theta)))
             return rc;
@@ -486,6 +526,8 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
         return rc;
     }
     cfg->rope_theta = theta;
+    if (cfg->rope_scaling.type == ROPE_LONGROPE && (rc = model__finish_longrope(p, root, cfg)))
+        return rc;
     if ((rc = get_int(p, root, "bos_token_id", "bos_token_id", false, 0, cfg->vocab_size - 1,
                       &cfg->bos_token_id)))
         return rc;
@@ -543,12 +585,6 @@ int model_config_parse(struct model_config *cfg, const char *json, size_t len,
 
 /* ---- binding tensors ---- */
 
-struct binder {
-    const struct st_set *st;
-    const char *where;      /* the file that lists the tensors, for "missing" messages */
-    char *err;
-};
-
 /* Binds `name` into t and checks its shape against want[0..ndim). Only linear layers'
  * weights may be F8_E4M3. */
 static int bind_ref(struct binder *b, struct tensor_ref *t, const char *name, int ndim,
@@ -583,6 +619,12 @@ static int bind(struct binder *b, struct tensor_ref *t, const char *name, int nd
     return bind_ref(b, t, name, ndim, d0, d1, false);
 }
 
+int model__bind(struct binder *b, struct tensor_ref *t, const char *name, int ndim, int64_t d0,
+                int64_t d1)
+{
+    return bind(b, t, name, ndim, d0, d1);
+}
+
 /* A linear layer's weight: bind, then its scale when it is F8_E4M3 (engine/model/quant.c). */
 static int bind_linear(struct binder *b, const struct model_config *c, struct tensor_ref *t,
                        const char *name, int64_t d0, int64_t d1)
@@ -592,7 +634,7 @@ static int bind_linear(struct binder *b, const struct model_config *c, struct te
     return rc ? rc : quant_bind_scale(b->st, c, b->where, name, t, b->err);
 }
 
-static int bind_layer(struct binder *b, const struct model_config *c, int l,
+static int bind_layer(struct binder *b, const struct model_config *c, const char *prefix, int l,
                       struct layer_tensors *lt)
 {
     int64_t h = c->hidden_size, qd = (int64_t)c->num_heads * c->head_dim;
@@ -601,18 +643,22 @@ static int bind_layer(struct binder *b, const struct model_config *c, int l,
     int rc = 0;
 
 #define BIND(field, suffix, ndim, d0, d1) do { if (rc == 0) { \
-        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix); \
+        snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
         rc = bind(b, &lt->field, n, ndim, d0, d1); } } while (0)
 #define LINEAR(field, suffix, d0, d1) do { if (rc == 0) { \
-        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix); \
+        snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
         rc = bind_linear(b, c, &lt->field, n, d0, d1); } } while (0)
 #define SCALAR(field, suffix) do { if (rc == 0) { \
-        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix); \
+        snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
         rc = quant_bind_scalar(b->st, n, &lt->field, b->err); } } while (0)
     BIND(input_norm, "input_layernorm.weight", 1, h, 0);
-    LINEAR(q, "self_attn.q_proj.weight", qd, h);
-    LINEAR(k, "self_attn.k_proj.weight", kvd, h);
-    LINEAR(v, "self_attn.v_proj.weight", kvd, h);
+    if (c->arch == ARCH_PHI3) {   /* published fused: rows of q, then k, then v */
+        LINEAR(qkv, "self_attn.qkv_proj.weight", qd + 2 * kvd, h);
+    } else {
+        LINEAR(q, "self_attn.q_proj.weight", qd, h);
+        LINEAR(k, "self_attn.k_proj.weight", kvd, h);
+        LINEAR(v, "self_attn.v_proj.weight", kvd, h);
+    }
     LINEAR(o, "self_attn.o_proj.weight", h, qd);
     SCALAR(k_scale, "self_attn.k_scale");
     SCALAR(v_scale, "self_attn.v_scale");
@@ -626,6 +672,17 @@ static int bind_layer(struct binder *b, const struct model_config *c, int l,
         BIND(k_norm, "self_attn.k_norm.weight", 1, c->head_dim, 0);
     }
     BIND(post_norm, "post_attention_layernorm.weight", 1, h, 0);
+    if (c->sandwich_norms) {
+        BIND(pre_ff_norm, "pre_feedforward_layernorm.weight", 1, h, 0);
+        BIND(post_ff_norm, "post_feedforward_layernorm.weight", 1, h, 0);
+    }
+    if (rc == 0 && c->layer_moe[l] && c->num_experts)
+        return model__bind_moe(b, c, prefix, l, lt);
+    if (c->arch == ARCH_PHI3) {   /* published fused: rows of gate, then up */
+        LINEAR(gate_up, "mlp.gate_up_proj.weight", 2 * ffn, h);
+        LINEAR(down, "mlp.down_proj.weight", h, ffn);
+        return rc;
+    }
     LINEAR(gate, "mlp.gate_proj.weight", ffn, h);
     LINEAR(up, "mlp.up_proj.weight", ffn, h);
     LINEAR(down, "mlp.down_proj.weight", h, ffn);
@@ -638,7 +695,7 @@ static int bind_layer(struct binder *b, const struct model_config *c, int l,
 static int bind_all(struct model *m, char *err)
 {
     const struct model_config *c = &m->cfg;
-    char where[4200];
+    char where[4200], name[96];
     struct binder b = { m->st, where, err };
     int rc;
 
@@ -648,16 +705,27 @@ static int bind_all(struct model *m, char *err)
 
     snprintf(where, sizeof where, "%s/%s", m->dir,
              single ? "model.safetensors" : "model.safetensors.index.json");
-    if ((rc = bind(&b, &m->embed, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size)) ||
-        (rc = bind(&b, &m->final_norm, "model.norm.weight", 1, c->hidden_size, 0)))
+    /* A Gemma 3 multimodal folder keeps its language model under language_model.model. (as
+     * published) or model.language_model. (as transformers 4.52+ names it in memory). */
+    snprintf(m->prefix, sizeof m->prefix, "%s",
+             !c->multimodal ? "model."
+             : st_find(m->st, "model.language_model.embed_tokens.weight") ? "model.language_model."
+             : "language_model.model.");
+    snprintf(name, sizeof name, "%sembed_tokens.weight", m->prefix);
+    if ((rc = bind(&b, &m->embed, name, 2, c->vocab_size, c->hidden_size)))
+        return rc;
+    snprintf(name, sizeof name, "%snorm.weight", m->prefix);
+    if ((rc = bind(&b, &m->final_norm, name, 1, c->hidden_size, 0)))
         return rc;
     /* A tied model may still ship lm_head.weight (a copy); the embedding is what is used. */
+    snprintf(name, sizeof name, "%slm_head.weight",
+             c->multimodal && !strcmp(m->prefix, "language_model.model.") ? "language_model." : "");
     if (c->tie_word_embeddings)
         m->lm_head = m->embed;
-    else if ((rc = bind(&b, &m->lm_head, "lm_head.weight", 2, c->vocab_size, c->hidden_size)))
+    else if ((rc = bind(&b, &m->lm_head, name, 2, c->vocab_size, c->hidden_size)))
         return rc;
     for (int l = 0; l < c->num_layers; l++)
-        if ((rc = bind_layer(&b, c, l, &m->layers[l])))
+        if ((rc = bind_layer(&b, c, m->prefix, l, &m->layers[l])))
             return rc;
     return 0;
 }
@@ -730,6 +798,8 @@ fail:
 void model_close(struct model *m)
 {
     st_close(m->st);
+    for (int l = 0; m->layers && l < m->cfg.num_layers; l++)
+        free(m->layers[l].experts);
     free(m->layers);
     memset(m, 0, sizeof *m);
 }

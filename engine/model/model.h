@@ -14,8 +14,13 @@
 #define MODEL_MAX_EOS    8
 #define MODEL_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine/runner.c */
 
-enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL };
-enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
+enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL, ARCH_GEMMA2, ARCH_GEMMA3,
+                  ARCH_MIXTRAL, ARCH_QWEN3_MOE, ARCH_PHI3, ARCH_QWEN2_MOE };
+/* the gate's activation of the gated MLP: SwiGLU (Llama) or GeGLU with tanh GELU (Gemma) */
+enum mlp_act { MLP_SILU, MLP_GELU_TANH };
+enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE };
+
+#define ROPE_MAX_FACTORS 256   /* longrope factors: rotary_dim / 2 of them */
 
 /* config.json's quantization_config, in vLLM's terms. A quantized model's linear weights
  * (q/k/v/o, gate/up/down) are F8_E4M3 with a scale tensor beside each; embeddings, norms and
@@ -30,9 +35,16 @@ enum quant_method {
 
 struct rope_scaling {
     enum rope_type type;
-    double factor;                        /* linear and llama3 */
+    double factor;                        /* linear and llama3; longrope: max_pos / original */
     double low_freq_factor, high_freq_factor;  /* llama3 */
-    int original_max_position_embeddings; /* llama3 */
+    int original_max_position_embeddings; /* llama3, longrope */
+    /* longrope (Phi-3's "longrope" / "su"): per-frequency divisors, short ones within
+     * original_max_position_embeddings, long ones beyond; cos and sin times attention_factor */
+    float short_factor[ROPE_MAX_FACTORS], long_factor[ROPE_MAX_FACTORS];
+    int num_factors;
+    double attention_factor;
+    bool use_long_factor;                 /* set by the runner: the engine serves contexts
+                                           * beyond original_max_position_embeddings */
 };
 
 struct model_config {
@@ -45,6 +57,7 @@ struct model_config {
     int num_heads;             /* query heads */
     int num_kv_heads;          /* divides num_heads (GQA) */
     int head_dim;              /* config's head_dim, else hidden_size / num_heads */
+    int rotary_dim;            /* head_dim × partial_rotary_factor: the dims RoPE turns (even) */
     int max_position_embeddings;
     float rms_norm_eps;
     double rope_theta;
@@ -53,6 +66,26 @@ struct model_config {
     bool attention_bias;       /* q/k/v projections have biases (Qwen2) */
     bool qk_norm;              /* per-head RMSNorm of q and k before RoPE (Qwen3) */
     int layer_window[MODEL_MAX_LAYERS]; /* sliding window in tokens per layer, 0 = full attention */
+    /* Gemma's per-layer choices; zero (off) for the Llama family */
+    enum mlp_act mlp_act;      /* hidden_activation: silu, or gelu_pytorch_tanh (Gemma) */
+    bool norm_plus_one;        /* every RMSNorm multiplies by (1 + weight) (Gemma) */
+    bool sandwich_norms;       /* post-attention, pre- and post-feedforward norms (Gemma) */
+    bool scale_embeddings;     /* embeddings times sqrt(hidden_size) in the model dtype (Gemma) */
+    double query_pre_attn_scalar; /* softmax scale is its ^-0.5; 0 = head_dim (Llama) */
+    double attn_softcap;       /* attn_logit_softcapping: tanh cap of attention logits, 0 = off */
+    double final_softcap;      /* final_logit_softcapping: tanh cap of the LM head's logits, 0 = off */
+    double rope_local_theta;   /* Gemma 3: rope_local_base_freq of sliding layers (no scaling);
+                                * 0 = every layer uses rope_theta and rope_scaling */
+    bool multimodal;           /* Gemma3ForConditionalGeneration: the config is text_config, the
+                                * tensors sit under language_model., the vision tower is ignored */
+    /* Mixture of experts (Mixtral, Qwen3-MoE); num_experts 0 = every layer dense */
+    int num_experts;           /* num_local_experts (Mixtral) / num_experts (Qwen3-MoE) */
+    int num_experts_per_tok;   /* top-k of the softmax routing */
+    int moe_intermediate_size; /* ffn of one expert (Mixtral: intermediate_size) */
+    bool norm_topk_prob;       /* the k weights renormalized to sum 1 (always for Mixtral) */
+    int shared_expert_intermediate_size; /* Qwen2-MoE's shared expert (sigmoid-gated); 0 = none */
+    bool layer_moe[MODEL_MAX_LAYERS]; /* the layer's MLP is a MoE block (decoder_sparse_step,
+                                       * mlp_only_layers); else dense with intermediate_size */
     /* KV-cache groups (model_kv_groups), derived from layer_window once, when the config is
      * read: the engine, the runner, the backend's staging and the scheduler all read these. */
     int num_kv_groups;
@@ -84,15 +117,32 @@ struct tensor_ref {
     int64_t scale_block[2];
 };
 
+/* One expert of a MoE layer: a SwiGLU MLP of moe_intermediate_size. Published either one
+ * tensor per expert (Mixtral's w1/w3/w2, Qwen3-MoE's gate_proj/up_proj/down_proj) or fused
+ * over experts (transformers 5: experts.gate_up_proj [E, 2 ffn, hidden], experts.down_proj
+ * [E, hidden, ffn]); either way each expert's slices are bound as 2-D tensors. */
+struct expert_tensors {
+    struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn] */
+};
+
 /* Tensors of one decoder layer. Optional ones have data == NULL (biases without
  * attention_bias, q_norm/k_norm without qk_norm). Linear weights are [out, in]. */
 struct layer_tensors {
     struct tensor_ref input_norm;                 /* [hidden] */
     struct tensor_ref q, k, v, o;                 /* [H*D, hidden] [KV*D, hidden] x2, [hidden, H*D] */
+    struct tensor_ref qkv;                        /* [(H+2KV)*D, hidden] fused as published (Phi-3),
+                                                   * then q, k, v are empty */
     struct tensor_ref q_bias, k_bias, v_bias;     /* [H*D] [KV*D] [KV*D] */
     struct tensor_ref q_norm, k_norm;             /* [D] */
     struct tensor_ref post_norm;                  /* [hidden] post_attention_layernorm */
-    struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn] */
+    struct tensor_ref pre_ff_norm, post_ff_norm;  /* [hidden] Gemma's pre/post_feedforward_layernorm */
+    struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn]; dense layers */
+    struct tensor_ref gate_up;                    /* [2 ffn, hidden] fused as published (Phi-3),
+                                                   * then gate and up are empty */
+    struct tensor_ref router;                     /* [num_experts, hidden]; MoE layers */
+    struct expert_tensors *experts;               /* [num_experts] or NULL (dense); owned */
+    struct expert_tensors shared;                 /* Qwen2-MoE: [shared_ffn, hidden] x2, [hidden, shared_ffn] */
+    struct tensor_ref shared_gate;                /* Qwen2-MoE: [1, hidden] */
     struct tensor_ref k_scale, v_scale;           /* fp8 KV-cache scales, one value each, optional */
 };
 
@@ -106,6 +156,8 @@ struct model {
     struct tensor_ref final_norm;                 /* [hidden] */
     struct tensor_ref lm_head;                    /* [vocab, hidden]; == embed when tied */
     struct layer_tensors *layers;                 /* [num_layers] */
+    char prefix[32];     /* of the decoder's tensors: "model." or, inside a Gemma 3
+                          * multimodal folder, "language_model.model." */
 };
 
 /* Parses config.json text (and generation_config.json text, or NULL) into cfg. `path` names

@@ -12,7 +12,9 @@ osprey's CPU tests (tests/unit/test_hf_oracle.c) load these folders and must giv
 greedy tokens and the same logits within float32 tolerance. Run on a machine with torch and
 transformers (the GPU machine has both; no network is needed):
 
-    python3 scripts/oracle/hf_models.py tests/data/hf
+    python3 scripts/oracle/hf_models.py tests/data/hf [NAME ...]
+
+(with names, only those models are rebuilt; each keeps its seed).
 
 Seeds are fixed; the command and the transformers version are recorded in expected.json.
 """
@@ -23,8 +25,9 @@ import sys
 
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config,
-                          Qwen3Config)
+from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, LlamaConfig,
+                          MistralConfig, MixtralConfig, Phi3Config, Qwen2Config, Qwen2MoeConfig,
+                          Qwen3Config, Qwen3MoeConfig)
 
 VOCAB = 384
 PROMPT_LEN = 21
@@ -40,7 +43,7 @@ def common(**kw):
     # that way); older versions take rope_theta + rope_scaling.
     theta = base.pop("rope_theta", 10000.0)
     scaling = base.pop("rope_scaling", None)
-    if int(transformers.__version__.split(".")[0]) >= 5:
+    if v5():
         rp = {"rope_type": "default", "rope_theta": theta}
         if scaling:
             rp.update(scaling)
@@ -49,6 +52,29 @@ def common(**kw):
         base["rope_theta"] = theta
         if scaling:
             base["rope_scaling"] = scaling
+    return base
+
+
+def v5():
+    return int(transformers.__version__.split(".")[0]) >= 5
+
+
+def gemma3_rope(base, global_theta, local_theta, linear_factor):
+    """Gemma 3's two RoPEs: transformers 5 takes them per layer type in rope_parameters,
+    older versions as rope_theta + rope_scaling (global layers) and rope_local_base_freq."""
+    base.pop("rope_theta", None)
+    base.pop("rope_scaling", None)
+    base.pop("rope_parameters", None)
+    if v5():
+        base["rope_parameters"] = {
+            "full_attention": {"rope_type": "linear", "factor": linear_factor,
+                               "rope_theta": global_theta},
+            "sliding_attention": {"rope_type": "default", "rope_theta": local_theta},
+        }
+    else:
+        base["rope_theta"] = global_theta
+        base["rope_scaling"] = {"rope_type": "linear", "factor": linear_factor}
+        base["rope_local_base_freq"] = local_theta
     return base
 
 
@@ -77,6 +103,54 @@ def configs():
                                             sliding_window=8, max_window_layers=1,
                                             tie_word_embeddings=False,
                                             rope_theta=1000000.0)),
+        # Gemma 2: layers alternate sliding (window 8, shorter than the prompt) and full
+        # from a sliding layer 0 (the config's default layer_types); query_pre_attn_scalar
+        # != head_dim; soft-caps small enough to bend these weights' logits (the published
+        # 50 and 30 would barely touch them); GeGLU, (1 + w) and sandwich norms, scaled
+        # embeddings, tied LM head.
+        "gemma2": Gemma2Config(**common(
+            num_hidden_layers=4, head_dim=16, query_pre_attn_scalar=24, sliding_window=8,
+            attn_logit_softcapping=1.0, final_logit_softcapping=2.0,
+            hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+            rms_norm_eps=1e-6, rope_theta=10000.0)),
+        # Gemma 3: three local layers (window 8, RoPE base 10000) to one global (base 1e6
+        # with linear scaling 4, as gemma-3-4b's 8), q/k norm, no soft-caps.
+        "gemma3": Gemma3TextConfig(**gemma3_rope(common(
+            num_hidden_layers=4, head_dim=16, query_pre_attn_scalar=16, sliding_window=8,
+            layer_types=["sliding_attention"] * 3 + ["full_attention"],
+            hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+            rms_norm_eps=1e-6), 1000000.0, 10000.0, 4.0)),
+        # Mixtral: 4 experts, top 2 (always renormalized), experts as wide as intermediate_size.
+        "mixtral": MixtralConfig(**common(num_local_experts=4, num_experts_per_tok=2,
+                                          sliding_window=None, tie_word_embeddings=False,
+                                          rope_theta=1000000.0)),
+        # Qwen3-MoE: 8 experts of 32, top 3 without renormalization, q/k norm, layer 1 dense
+        # (mlp_only_layers) with intermediate_size 96.
+        "qwen3-moe": Qwen3MoeConfig(**common(num_hidden_layers=3, head_dim=16, num_experts=8,
+                                             num_experts_per_tok=3, moe_intermediate_size=32,
+                                             norm_topk_prob=False, decoder_sparse_step=1,
+                                             mlp_only_layers=[1], tie_word_embeddings=False,
+                                             rope_theta=1000000.0)),
+        # Qwen2-MoE: q/k/v biases, 8 experts of 24, top 2 unnormalized, a shared expert of 80
+        # behind its sigmoid gate.
+        "qwen2-moe": Qwen2MoeConfig(**common(num_experts=8, num_experts_per_tok=2,
+                                             moe_intermediate_size=24,
+                                             shared_expert_intermediate_size=80,
+                                             norm_topk_prob=False, decoder_sparse_step=1,
+                                             mlp_only_layers=[], tie_word_embeddings=False,
+                                             rope_theta=1000000.0)),
+        # Phi-3: fused qkv_proj / gate_up_proj, partial rotary 0.75 (12 of 16 dims turn) and
+        # LongRoPE over an original 128 positions of 512 (attention factor sqrt(1 + ln 4 /
+        # ln 128)); the prompt stays within 128, so transformers uses the short factors, as
+        # osprey does for max_model_len <= 128 (test_hf_oracle.c's rig).
+        "phi3": Phi3Config(**common(
+            max_position_embeddings=512, original_max_position_embeddings=128,
+            partial_rotary_factor=0.75, sliding_window=None, tie_word_embeddings=False,
+            rope_theta=10000.0, rope_scaling={
+                ("rope_type" if v5() else "type"): "longrope",
+                "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5],
+                "long_factor": [2.0, 3.0, 5.0, 8.0, 13.0, 21.0],
+                **({"original_max_position_embeddings": 128} if v5() else {})})),
     }
 
 
@@ -129,8 +203,10 @@ def build(name, cfg, out_root, seed):
 
 def main():
     out_root = sys.argv[1] if len(sys.argv) > 1 else "tests/data/hf"
+    only = set(sys.argv[2:])   # optional: build just these names (seeds stay the same)
     for i, (name, cfg) in enumerate(configs().items()):
-        build(name, cfg, out_root, 1000 + i)
+        if not only or name in only:
+            build(name, cfg, out_root, 1000 + i)
 
 
 if __name__ == "__main__":

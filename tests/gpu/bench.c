@@ -134,7 +134,7 @@ static int cache_once(struct bench *bn, void *arg)
     const struct backend_ops *op = bn->be->ops;
     int stride = (H + 2 * KVH) * D, rc;
     char *q = a->qkv, *k = q + (size_t)H * D * 2, *v = k + (size_t)KVH * D * 2;
-    struct rope_params rp = { H, KVH, D, stride, a->inv_freq };
+    struct rope_params rp = { H, KVH, D, stride, a->inv_freq, D, 1.0f };
 
     if (a->fused)
         return op->rope_cache_update(bn->be, q, k, v, a->positions, a->slots, a->n, &rp,

@@ -198,6 +198,8 @@ static void cache_update_ignores_slots_outside_the_cache(struct gt *t)
 
 struct fused_shape {
     int H, KV, D, n;
+    int rd;                    /* rotary dims, 0 = D (Phi-3's partial rotary otherwise) */
+    float ms;                  /* mscale, 0 = 1 */
 };
 
 /* The same q, k, v and poisoned caches through both paths on the GPU. */
@@ -224,7 +226,7 @@ static void fused_once(struct gt *t, const struct fused_shape *s, int bs)
     if (!gt_check(t, x && pos && slots && poison && a, "out of host memory"))
         goto out;
     gt_fill(&t->rng, x, elems, -4.0f, 4.0f);
-    gt_inv_freq(inv, s->D, 10000.0);
+    gt_inv_freq(inv, s->rd ? s->rd : s->D, 10000.0);
     gt_positions(&t->rng, pos, s->n);
     for (int i = 0; i < s->n; i++)
         slots[i] = i % 4 == 3 ? KV_PADDING_SLOT : (int64_t)(2 * i + (i & 1));
@@ -243,7 +245,8 @@ static void fused_once(struct gt *t, const struct fused_shape *s, int bs)
                          !g->ops->upload(g, vc[i], poison, cache * 2), "upload"))
             goto out;
     }
-    rp = (struct rope_params){ s->H, s->KV, s->D, stride, f.gpu };
+    rp = (struct rope_params){ s->H, s->KV, s->D, stride, f.gpu, s->rd ? s->rd : s->D,
+                               s->ms ? s->ms : 1.0f };
     k1 = (uint16_t *)q1.gpu + s->H * s->D;
     k2 = (uint16_t *)q2.gpu + s->H * s->D;
     gt_check(t, g->ops->rope(g, q1.gpu, k1, p.gpu, s->n, &rp) == 0 &&
@@ -294,8 +297,9 @@ out:
 static void rope_cache_update_equals_rope_then_cache_update(struct gt *t)
 {
     const struct fused_shape shapes[] = {
-        { 32, 8, 128, 1 }, { 32, 8, 128, 37 }, { 32, 8, 128, 512 }, { 8, 1, 64, 37 },
-        { 4, 2, 24, 37 },
+        { 32, 8, 128, 1, 0, 0 }, { 32, 8, 128, 37, 0, 0 }, { 32, 8, 128, 512, 0, 0 },
+        { 8, 1, 64, 37, 0, 0 }, { 4, 2, 24, 37, 0, 0 },
+        { 24, 8, 128, 37, 96, 1.19f }, { 4, 2, 24, 37, 12, 1.3f },   /* Phi-3's partial rotary */
     };
 
     if (!backends(t))

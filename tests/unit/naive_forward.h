@@ -1,6 +1,8 @@
 /* naive_forward.h — an independent reference forward for the engine's tests (llama2.c
  * style, double precision): every Llama-family feature the runner supports (GQA, biases,
- * q/k norm, rope scaling, sliding windows, tied embeddings). */
+ * q/k norm, rope scaling, sliding windows, tied embeddings) and Gemma 2/3's ((1 + w) and
+ * sandwich norms, scaled embeddings, GeGLU, query_pre_attn_scalar, soft-caps, local RoPE),
+ * written from the math of transformers' modeling files. */
 #ifndef OSPREY_TEST_NAIVE_FORWARD_H
 #define OSPREY_TEST_NAIVE_FORWARD_H
 

@@ -92,33 +92,87 @@ static int make_tensor(struct random_model *fx, struct tensor_ref *t, const char
 static const char *arch_names[] = {
     [ARCH_LLAMA] = "LlamaForCausalLM", [ARCH_QWEN2] = "Qwen2ForCausalLM",
     [ARCH_QWEN3] = "Qwen3ForCausalLM", [ARCH_MISTRAL] = "MistralForCausalLM",
+    [ARCH_GEMMA2] = "Gemma2ForCausalLM", [ARCH_GEMMA3] = "Gemma3ForCausalLM",
+    [ARCH_MIXTRAL] = "MixtralForCausalLM", [ARCH_QWEN3_MOE] = "Qwen3MoeForCausalLM",
+    [ARCH_PHI3] = "Phi3ForCausalLM", [ARCH_QWEN2_MOE] = "Qwen2MoeForCausalLM",
 };
 
+static bool gemma(const struct fixture_spec *s)
+{
+    return s->arch == ARCH_GEMMA2 || s->arch == ARCH_GEMMA3;
+}
+
+/* A MoE layer's router and experts. The router's weights are larger than a projection's
+ * so that the softmax is far from uniform and the top-k choice matters. */
+static int make_experts(struct random_model *fx, struct layer_tensors *t,
+                        const struct fixture_spec *s, uint64_t *rng)
+{
+    int h = s->hidden, f = s->moe_ffn;
+    float ah = 1.5f / sqrtf((float)h), af = 1.5f / sqrtf((float)f);
+
+    if (!(t->experts = calloc(s->experts, sizeof *t->experts)) ||
+        make_tensor(fx, &t->router, "gate", s->experts, h, 0.0f, 6.0f / sqrtf((float)h),
+                    s->dtype, rng))
+        return -ENOMEM;
+    for (int e = 0; e < s->experts; e++)
+        if (make_tensor(fx, &t->experts[e].gate, "w1", f, h, 0.0f, ah, s->dtype, rng) ||
+            make_tensor(fx, &t->experts[e].up, "w3", f, h, 0.0f, ah, s->dtype, rng) ||
+            make_tensor(fx, &t->experts[e].down, "w2", h, f, 0.0f, af, s->dtype, rng))
+            return -ENOMEM;
+    if (s->shared_ffn &&
+        (make_tensor(fx, &t->shared.gate, "shared_expert.gate_proj", s->shared_ffn, h, 0.0f, ah,
+                     s->dtype, rng) ||
+         make_tensor(fx, &t->shared.up, "shared_expert.up_proj", s->shared_ffn, h, 0.0f, ah,
+                     s->dtype, rng) ||
+         make_tensor(fx, &t->shared.down, "shared_expert.down_proj", h, s->shared_ffn, 0.0f,
+                     1.5f / sqrtf((float)s->shared_ffn), s->dtype, rng) ||
+         make_tensor(fx, &t->shared_gate, "shared_expert_gate", 1, h, 0.0f, 3.0f / sqrtf((float)h),
+                     s->dtype, rng)))
+        return -ENOMEM;
+    return 0;
+}
+
 static int make_layer(struct random_model *fx, struct layer_tensors *t, const struct fixture_spec *s,
-                      uint64_t *rng)
+                      uint64_t *rng, bool moe)
 {
     int H = s->heads * s->head_dim, KV = s->kv_heads * s->head_dim, h = s->hidden, f = s->ffn;
     float ah = 1.5f / sqrtf((float)h), aq = 1.5f / sqrtf((float)H), af = 1.5f / sqrtf((float)f);
     enum dtype d = s->dtype;
+    float nc = gemma(s) ? 0.0f : 1.0f;   /* Gemma's norms multiply by 1 + w */
 
-    if (make_tensor(fx, &t->input_norm, "input_layernorm", h, 0, 1.0f, 0.2f, d, rng) ||
+    if (moe && make_experts(fx, t, s, rng))
+        return -ENOMEM;
+    if (s->arch == ARCH_PHI3)   /* fused as published: [q; k; v] and [gate; up] */
+        return make_tensor(fx, &t->input_norm, "input_layernorm", h, 0, nc, 0.2f, d, rng) ||
+               make_tensor(fx, &t->qkv, "qkv_proj", H + 2 * KV, h, 0.0f, ah, d, rng) ||
+               make_tensor(fx, &t->o, "o_proj", h, H, 0.0f, aq, d, rng) ||
+               make_tensor(fx, &t->post_norm, "post_attention_layernorm", h, 0, nc, 0.2f, d, rng) ||
+               make_tensor(fx, &t->gate_up, "gate_up_proj", 2 * f, h, 0.0f, ah, d, rng) ||
+               make_tensor(fx, &t->down, "down_proj", h, f, 0.0f, af, d, rng) ? -ENOMEM : 0;
+    if (make_tensor(fx, &t->input_norm, "input_layernorm", h, 0, nc, 0.2f, d, rng) ||
         make_tensor(fx, &t->q, "q_proj", H, h, 0.0f, ah, d, rng) ||
         make_tensor(fx, &t->k, "k_proj", KV, h, 0.0f, ah, d, rng) ||
         make_tensor(fx, &t->v, "v_proj", KV, h, 0.0f, ah, d, rng) ||
         make_tensor(fx, &t->o, "o_proj", h, H, 0.0f, aq, d, rng) ||
-        make_tensor(fx, &t->post_norm, "post_attention_layernorm", h, 0, 1.0f, 0.2f, d, rng) ||
-        make_tensor(fx, &t->gate, "gate_proj", f, h, 0.0f, ah, d, rng) ||
-        make_tensor(fx, &t->up, "up_proj", f, h, 0.0f, ah, d, rng) ||
-        make_tensor(fx, &t->down, "down_proj", h, f, 0.0f, af, d, rng))
+        make_tensor(fx, &t->post_norm, "post_attention_layernorm", h, 0, nc, 0.2f, d, rng))
+        return -ENOMEM;
+    if (!moe &&
+        (make_tensor(fx, &t->gate, "gate_proj", f, h, 0.0f, ah, d, rng) ||
+         make_tensor(fx, &t->up, "up_proj", f, h, 0.0f, ah, d, rng) ||
+         make_tensor(fx, &t->down, "down_proj", h, f, 0.0f, af, d, rng)))
         return -ENOMEM;
     if (s->bias &&
         (make_tensor(fx, &t->q_bias, "q_proj.bias", H, 0, 0.0f, 0.3f, d, rng) ||
          make_tensor(fx, &t->k_bias, "k_proj.bias", KV, 0, 0.0f, 0.3f, d, rng) ||
          make_tensor(fx, &t->v_bias, "v_proj.bias", KV, 0, 0.0f, 0.3f, d, rng)))
         return -ENOMEM;
-    if (s->qk_norm &&
-        (make_tensor(fx, &t->q_norm, "q_norm", s->head_dim, 0, 1.0f, 0.2f, d, rng) ||
-         make_tensor(fx, &t->k_norm, "k_norm", s->head_dim, 0, 1.0f, 0.2f, d, rng)))
+    if ((s->qk_norm || s->arch == ARCH_GEMMA3) &&
+        (make_tensor(fx, &t->q_norm, "q_norm", s->head_dim, 0, nc, 0.2f, d, rng) ||
+         make_tensor(fx, &t->k_norm, "k_norm", s->head_dim, 0, nc, 0.2f, d, rng)))
+        return -ENOMEM;
+    if (gemma(s) &&
+        (make_tensor(fx, &t->pre_ff_norm, "pre_feedforward_layernorm", h, 0, nc, 0.2f, d, rng) ||
+         make_tensor(fx, &t->post_ff_norm, "post_feedforward_layernorm", h, 0, nc, 0.2f, d, rng)))
         return -ENOMEM;
     return 0;
 }
@@ -138,13 +192,31 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
     c->num_heads = s->heads;
     c->num_kv_heads = s->kv_heads;
     c->head_dim = s->head_dim;
+    c->rotary_dim = s->rotary_dim ? s->rotary_dim : s->head_dim;
     c->max_position_embeddings = 4096;
     c->rms_norm_eps = 1e-5f;
     c->rope_theta = s->rope_theta > 0 ? s->rope_theta : 10000.0;
     c->rope_scaling = s->rope;
     c->tie_word_embeddings = s->tied;
     c->attention_bias = s->bias;
-    c->qk_norm = s->qk_norm;
+    c->qk_norm = s->qk_norm || s->arch == ARCH_GEMMA3;
+    if (s->experts) {
+        c->num_experts = s->experts;
+        c->num_experts_per_tok = s->top_k;
+        c->moe_intermediate_size = s->moe_ffn;
+        c->norm_topk_prob = s->renormalize;
+        c->shared_expert_intermediate_size = s->shared_ffn;
+        for (int l = 0; l < s->layers; l++)
+            c->layer_moe[l] = !(s->dense_layers >> l & 1);
+    }
+    if (gemma(s)) {
+        c->mlp_act = MLP_GELU_TANH;
+        c->norm_plus_one = c->sandwich_norms = c->scale_embeddings = true;
+        c->query_pre_attn_scalar = s->query_pre_attn_scalar;
+        c->attn_softcap = s->attn_softcap;
+        c->final_softcap = s->final_softcap;
+        c->rope_local_theta = s->rope_local_theta;
+    }
     for (int l = 0; l < s->layers; l++)
         c->layer_window[l] = s->windows ? s->windows[l] : 0;
     c->num_kv_groups = model_kv_groups(c, c->kv_group_window, c->layer_kv_group,
@@ -160,7 +232,8 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
     fx->m.layers = calloc(s->layers, sizeof *fx->m.layers);
     if (!fx->m.layers ||
         make_tensor(fx, &fx->m.embed, "embed_tokens", s->vocab, s->hidden, 0.0f, 1.0f, s->dtype, &rng) ||
-        make_tensor(fx, &fx->m.final_norm, "norm", s->hidden, 0, 1.0f, 0.2f, s->dtype, &rng))
+        make_tensor(fx, &fx->m.final_norm, "norm", s->hidden, 0, gemma(s) ? 0.0f : 1.0f, 0.2f,
+                    s->dtype, &rng))
         goto fail;
     if (s->tied)
         fx->m.lm_head = fx->m.embed;
@@ -168,7 +241,7 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
                          3.0f / sqrtf((float)s->hidden), s->dtype, &rng))
         goto fail;
     for (int l = 0; l < s->layers; l++)
-        if (make_layer(fx, &fx->m.layers[l], s, &rng))
+        if (make_layer(fx, &fx->m.layers[l], s, &rng, c->layer_moe[l]))
             goto fail;
     return 0;
 fail:
@@ -178,6 +251,8 @@ fail:
 
 void random_model_destroy(struct random_model *fx)
 {
+    for (int l = 0; fx->m.layers && l < fx->m.cfg.num_layers; l++)
+        free(fx->m.layers[l].experts);
     for (int i = 0; i < fx->num_blobs; i++)
         free(fx->blobs[i]);
     free(fx->blobs);

@@ -1,7 +1,9 @@
 /* random_model.h — random small models built in memory for the engine's tests: a struct
  * model as model_open() would give, for any shape the runner supports (GQA, tied
  * embeddings, head_dim != hidden / heads, Qwen2 biases, Qwen3 q/k norm, sliding-window
- * layers, rope scaling) with bf16, f16 or f32 weights. Also the tests' seeded random numbers. */
+ * layers, rope scaling, Gemma 2/3's norms, GeGLU, soft-caps and local RoPE, MoE layers) with
+ * bf16, f16 or
+ * f32 weights. Also the tests' seeded random numbers. */
 #ifndef OSPREY_TEST_MODEL_FIXTURE_H
 #define OSPREY_TEST_MODEL_FIXTURE_H
 
@@ -20,6 +22,17 @@ struct fixture_spec {
     const int *windows;        /* [layers] sliding window per layer (0 = full), or NULL */
     struct rope_scaling rope;  /* zeroed = ROPE_DEFAULT */
     double rope_theta;         /* 0 = 10000 */
+    /* Gemma (arch ARCH_GEMMA2 / ARCH_GEMMA3): (1 + w) and sandwich norms, scaled embeddings and
+     * GeGLU always; Gemma 3 adds q/k norm. These are its optional knobs (0 = off / default). */
+    double query_pre_attn_scalar, attn_softcap, final_softcap, rope_local_theta;
+    /* MoE (arch ARCH_MIXTRAL / ARCH_QWEN3_MOE): experts of moe_ffn, top-k routing */
+    int experts, top_k, moe_ffn;
+    bool renormalize;          /* norm_topk_prob */
+    int shared_ffn;            /* Qwen2-MoE's sigmoid-gated shared expert; 0 = none */
+    unsigned dense_layers;     /* bit l: layer l keeps a dense MLP (mlp_only_layers) */
+    /* Phi-3 (arch ARCH_PHI3): q/k/v and gate/up stored fused as published; rotary_dim < head_dim
+     * for a partial rotary factor (0 = head_dim); rope may be ROPE_LONGROPE */
+    int rotary_dim;
     uint64_t seed;
 };
 

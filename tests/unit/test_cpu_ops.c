@@ -310,7 +310,7 @@ START_TEST(rope_turns_pair_i_and_i_plus_half_by_position_times_inv_freq)
     float inv[2] = { 1.0f, 0.5f };
     float qk[16] = { 1, 2, 3, 4, 5, 6, 7, 8,   1, 2, 3, 4, 5, 6, 7, 8 };
     int32_t pos[2] = { 0, 3 };
-    struct rope_params p = { 1, 1, 4, 8, inv };
+    struct rope_params p = { 1, 1, 4, 8, inv, 4, 1.0f };
 
     ck_assert_int_eq(be->ops->rope(be, qk, qk + 4, pos, 2, &p), 0);
     for (int i = 0; i < 8; i++)

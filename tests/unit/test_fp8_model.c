@@ -5,7 +5,8 @@
  * plain f32 checkpoint, and stay within a stated bound of a bf16 one; broken checkpoints
  * refused with one line naming the tensor; `osprey generate` on them; the fp8 KV cache close
  * to the bf16 one and holding twice its tokens; --quantization fp8 at load; the CUDA backend
- * and unimplemented options refused at engine creation; /metrics naming the cache. */
+ * and unimplemented options refused at engine creation; /metrics naming the cache; Phi-3's
+ * fused weights quantized, and quantized MoE checkpoints refused. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -705,6 +706,37 @@ START_TEST(quantizing_a_bf16_model_at_load_stays_close_to_it)
 }
 END_TEST
 
+/* ---- the model families of the models branch ---- */
+
+START_TEST(fused_phi3_weights_quantize_and_quantized_moe_checkpoints_are_refused_in_one_line)
+{
+    struct gen_model_opts o = { .config = "tiny-phi3", .out_dir = sub("phi3"), .seed = 5,
+                                .quantize = "fp8-channel" };
+    const char *moe[] = { "tiny-mixtral", "tiny-qwen3-moe", "tiny-qwen2-moe" };
+    char err[ERR_LEN] = "";
+    struct model m;
+
+    /* Phi-3's fused qkv_proj and gate_up_proj are linear weights like any other */
+    ck_assert_msg(gen_model_write(&o, NULL, err) == 0, "gen-model: %s", err);
+    ck_assert_msg(model_open(&m, o.out_dir, err) == 0, "%s", err);
+    ck_assert_int_eq(m.layers[0].qkv.dtype, DT_F8_E4M3);
+    ck_assert_int_eq(m.layers[0].qkv.scale->shape[0], m.layers[0].qkv.shape[0]);
+    ck_assert_int_eq(m.layers[1].gate_up.dtype, DT_F8_E4M3);
+    model_close(&m);
+    /* fp8 experts are not implemented: a quantized MoE checkpoint is refused by name */
+    for (int i = 0; i < 3; i++) {
+        o.config = moe[i];
+        o.out_dir = sub(moe[i]);
+        o.quantize = "fp8-block";
+        o.quant_block = 24;
+        ck_assert_int_eq(gen_model_write(&o, NULL, err), -EINVAL);
+        ck_assert_msg(strstr(err, "quantization_config: fp8 block-wise checkpoints of ") &&
+                      strstr(err, "are not supported (fp8 mixture-of-experts weights are not "
+                             "implemented)") && !strchr(err, '\n'), "'%s'", err);
+    }
+}
+END_TEST
+
 Suite *fp8_model_suite(void)
 {
     Suite *s = suite_create("fp8_model");
@@ -726,6 +758,7 @@ Suite *fp8_model_suite(void)
     tcase_add_test(tc, gen_model_writes_what_quantization_config_says_and_refuses_other_schemes);
     tcase_add_test(tc, the_fp8_options_come_from_flags_and_environment_and_bad_values_are_refused);
     tcase_add_test(tc, quantizing_a_bf16_model_at_load_stays_close_to_it);
+    tcase_add_test(tc, fused_phi3_weights_quantize_and_quantized_moe_checkpoints_are_refused_in_one_line);
     suite_add_tcase(s, tc);
     return s;
 }

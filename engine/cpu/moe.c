@@ -1,0 +1,139 @@
+/* moe.c — a mixture-of-experts block, CPU reference (Mixtral, Qwen2-MoE, Qwen3-MoE as
+ * transformers computes them): router logits → softmax in f32 → the top-k experts of each
+ * row (their weights renormalized to sum 1 when asked) → for each expert in index order, its
+ * rows gathered, its SwiGLU MLP run on them with the threaded matmul, and the weighted result
+ * added back to each row; then Qwen2-MoE's shared expert on every row, times
+ * sigmoid(x · shared_gate). The loop over experts is the reference a grouped GEMM on the GPU
+ * is checked against. */
+#include <errno.h>
+#include <math.h>
+
+#include "engine/cpu/cpu_ops.h"
+
+/* Work layout (moe_work_bytes): logits [n, E] | ids [n, k] | weights [n, k] | rows [n] |
+ * row weights [n] | xs [n, hidden] | gate_up [n, 2 ffn] | act [n, ffn] | ys [n, hidden] */
+struct moe_work {
+    float *logits;
+    int32_t *ids;
+    float *w;
+    int32_t *rows;
+    float *row_w;
+    float *xs, *gu, *act, *ys;
+};
+
+static struct moe_work split(void *work, int n, const struct moe_params *p)
+{
+    float *f = work;
+    struct moe_work w;
+
+    w.logits = f;              f += (size_t)n * p->num_experts;
+    w.ids = (int32_t *)f;      f += (size_t)n * p->top_k;
+    w.w = f;                   f += (size_t)n * p->top_k;
+    w.rows = (int32_t *)f;     f += n;
+    w.row_w = f;               f += n;
+    w.xs = f;                  f += (size_t)n * p->hidden;
+    w.gu = f;                  f += (size_t)n * 2 * MAX(p->ffn, p->shared_ffn);
+    w.act = f;                 f += (size_t)n * MAX(p->ffn, p->shared_ffn);
+    w.ys = f;
+    return w;
+}
+
+/* Softmax of one row of logits, then its k largest (the lower id first among equals), in
+ * descending order, renormalized when asked. */
+static void route_row(const float *logits, int E, int k, bool renormalize, int32_t *ids, float *w)
+{
+    float m = -INFINITY, sum = 0.0f, p[4096];
+
+    for (int e = 0; e < E; e++)
+        m = MAX(m, logits[e]);
+    for (int e = 0; e < E; e++)
+        sum += p[e] = expf(logits[e] - m);
+    for (int e = 0; e < E; e++)
+        p[e] /= sum;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+
+        for (int e = 0; e < E; e++) {
+            bool taken = false;
+            for (int i = 0; i < j; i++)
+                taken |= ids[i] == e;
+            if (!taken && (best < 0 || p[e] > p[best]))
+                best = e;
+        }
+        ids[j] = best;
+        w[j] = p[best];
+    }
+    if (renormalize) {
+        float s = 0.0f;
+        for (int j = 0; j < k; j++)
+            s += w[j];
+        for (int j = 0; j < k; j++)
+            w[j] /= s;
+    }
+}
+
+/* out += sigmoid(x · gate) * shared_mlp(x) over all n rows (Qwen2-MoE's shared expert). */
+static int shared_expert(struct threadpool *tp, float *out, const float *x,
+                         const struct moe_weights *mw, int n, const struct moe_params *p,
+                         struct moe_work *w)
+{
+    int H = p->hidden, rc;
+
+    if ((rc = matmul_cpu(tp, w->gu, x, mw->shared_gate_up, NULL, n)) ||
+        (rc = silu_mul_cpu(w->act, w->gu, n, p->shared_ffn)) ||
+        (rc = matmul_cpu(tp, w->ys, w->act, mw->shared_down, NULL, n)) ||
+        (rc = matmul_cpu(tp, w->row_w, x, mw->shared_gate, NULL, n)))
+        return rc;
+    for (int t = 0; t < n; t++) {
+        float g = 1.0f / (1.0f + expf(-w->row_w[t]));
+
+        for (int d = 0; d < H; d++)
+            out[(size_t)t * H + d] += g * w->ys[(size_t)t * H + d];
+    }
+    return 0;
+}
+
+int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_weights *mw,
+            int n, const struct moe_params *p)
+{
+    struct moe_work w = split(p->work, n, p);
+    const struct bk_weight *router = mw->router, *gate_up = mw->gate_up, *down = mw->down;
+    int E = p->num_experts, k = p->top_k, H = p->hidden, rc;
+
+    if (E < 1 || E > 4096 || k < 1 || k > E || router->rows != E || router->cols != H)
+        return -EINVAL;
+    if ((rc = matmul_cpu(tp, w.logits, x, router, NULL, n)))
+        return rc;
+    for (int t = 0; t < n; t++)
+        route_row(w.logits + (size_t)t * E, E, k, p->renormalize, w.ids + (size_t)t * k,
+                  w.w + (size_t)t * k);
+    memset(out, 0, (size_t)n * H * sizeof *out);
+    for (int e = 0; e < E; e++) {
+        int m = 0;
+
+        for (int t = 0; t < n; t++)
+            for (int j = 0; j < k; j++)
+                if (w.ids[(size_t)t * k + j] == e) {
+                    w.rows[m] = t;
+                    w.row_w[m++] = w.w[(size_t)t * k + j];
+                }
+        if (m == 0)
+            continue;
+        for (int i = 0; i < m; i++)
+            memcpy(w.xs + (size_t)i * H, x + (size_t)w.rows[i] * H, (size_t)H * sizeof *x);
+        if ((rc = matmul_cpu(tp, w.gu, w.xs, &gate_up[e], NULL, m)) ||
+            (rc = silu_mul_cpu(w.act, w.gu, m, p->ffn)) ||
+            (rc = matmul_cpu(tp, w.ys, w.act, &down[e], NULL, m)))
+            return rc;
+        for (int i = 0; i < m; i++) {
+            float *o = out + (size_t)w.rows[i] * H;
+            const float *y = w.ys + (size_t)i * H;
+
+            for (int d = 0; d < H; d++)
+                o[d] += w.row_w[i] * y[d];
+        }
+    }
+    if (p->shared_ffn && (!mw->shared_gate_up || !mw->shared_down || !mw->shared_gate))
+        return -EINVAL;
+    return p->shared_ffn ? shared_expert(tp, out, x, mw, n, p, &w) : 0;
+}

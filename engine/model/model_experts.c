@@ -1,0 +1,121 @@
+/* model_experts.c — binds a mixture-of-experts layer's tensors: the router, every expert
+ * (one tensor each as published, or slices of transformers 5's fused 3-D tensors) and
+ * Qwen2-MoE's shared expert with its gate. Called by model.c's bind_layer. */
+#include <stdlib.h>
+
+#include "engine/model/model_internal.h"
+#include "engine/model/safetensors.h"   /* st_find, st_shape_format, st_file_of */
+
+/* Expert e's [rows, cols] slice at row r0 of a fused [E, R, cols] tensor. */
+static struct tensor_ref expert_slice(const struct tensor_ref *t, int e, int64_t r0, int64_t rows)
+{
+    struct tensor_ref s = *t;
+    size_t es = dtype_size(t->dtype);
+
+    s.ndim = 2;
+    s.shape[0] = rows;
+    s.shape[1] = t->shape[2];
+    s.shape[2] = 0;
+    s.data = (const char *)t->data + ((size_t)e * t->shape[1] + r0) * t->shape[2] * es;
+    s.nbytes = (size_t)rows * t->shape[2] * es;
+    return s;
+}
+
+/* A fused [E, d1, d2] expert tensor, checked like bind() checks 2-D ones. */
+static int bind_fused(struct binder *b, const struct tensor_ref **out, const char *name,
+                      int64_t e, int64_t d1, int64_t d2)
+{
+    const struct tensor_ref *r = st_find(b->st, name);
+    int64_t want[3] = { e, d1, d2 };
+    char ws[64], hs[128];
+
+    if (!r) {
+        errf(b->err, "%s: %s: missing", b->where, name);
+        return -EINVAL;
+    }
+    if (r->ndim != 3 || r->shape[0] != e || r->shape[1] != d1 || r->shape[2] != d2) {
+        st_shape_format(ws, sizeof ws, 3, want);
+        st_shape_format(hs, sizeof hs, r->ndim, r->shape);
+        errf(b->err, "%s: %s: expected %s, file has %s", st_file_of(b->st, r), name, ws, hs);
+        return -EINVAL;
+    }
+    *out = r;
+    return 0;
+}
+
+/* Qwen2-MoE's shared expert and its sigmoid gate, when the config has one. */
+static int bind_shared(struct binder *b, const struct model_config *c, const char *prefix, int l,
+                       struct layer_tensors *lt)
+{
+    int64_t h = c->hidden_size, f = c->shared_expert_intermediate_size;
+    char n[192];
+    int rc;
+
+    if (f == 0)
+        return 0;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert.gate_proj.weight", prefix, l);
+    if ((rc = model__bind(b, &lt->shared.gate, n, 2, f, h)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert.up_proj.weight", prefix, l);
+    if ((rc = model__bind(b, &lt->shared.up, n, 2, f, h)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert.down_proj.weight", prefix, l);
+    if ((rc = model__bind(b, &lt->shared.down, n, 2, h, f)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.shared_expert_gate.weight", prefix, l);
+    return model__bind(b, &lt->shared_gate, n, 2, 1, h);
+}
+
+/* A MoE layer's router and experts: per-expert tensors as published, or transformers 5's
+ * fused experts.gate_up_proj / experts.down_proj (gate rows first, as its chunk(2) reads). */
+int model__bind_moe(struct binder *b, const struct model_config *c, const char *prefix, int l,
+                    struct layer_tensors *lt)
+{
+    int64_t h = c->hidden_size, f = c->moe_intermediate_size, E = c->num_experts;
+    const char *blk = "mlp.";
+    static const char *const names[2][3] = { { "w1", "w3", "w2" },
+                                             { "gate_proj", "up_proj", "down_proj" } };
+    const char *const *nm = names[c->arch != ARCH_MIXTRAL];
+    const struct tensor_ref *gu, *dn;
+    char n[192];
+    int rc;
+
+    /* Mixtral as published names the block block_sparse_moe; transformers 5 calls it mlp */
+    snprintf(n, sizeof n, "%slayers.%d.block_sparse_moe.gate.weight", prefix, l);
+    if (c->arch == ARCH_MIXTRAL && st_find(b->st, n))
+        blk = "block_sparse_moe.";
+    if (!(lt->experts = calloc((size_t)E, sizeof *lt->experts))) {
+        errf(b->err, "%s: out of memory", b->where);
+        return -ENOMEM;
+    }
+    snprintf(n, sizeof n, "%slayers.%d.%sgate.weight", prefix, l, blk);
+    if ((rc = model__bind(b, &lt->router, n, 2, E, h)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.%sexperts.gate_up_proj", prefix, l, blk);
+    if (st_find(b->st, n)) {
+        if ((rc = bind_fused(b, &gu, n, E, 2 * f, h)))
+            return rc;
+        snprintf(n, sizeof n, "%slayers.%d.%sexperts.down_proj", prefix, l, blk);
+        if ((rc = bind_fused(b, &dn, n, E, h, f)))
+            return rc;
+        for (int e = 0; e < E; e++) {
+            lt->experts[e].gate = expert_slice(gu, e, 0, f);
+            lt->experts[e].up = expert_slice(gu, e, f, f);
+            lt->experts[e].down = expert_slice(dn, e, 0, h);
+        }
+        return bind_shared(b, c, prefix, l, lt);
+    }
+    for (int e = 0; e < E && rc == 0; e++) {
+        struct expert_tensors *x = &lt->experts[e];
+
+        snprintf(n, sizeof n, "%slayers.%d.%sexperts.%d.%s.weight", prefix, l, blk, e, nm[0]);
+        if (!(rc = model__bind(b, &x->gate, n, 2, f, h))) {
+            snprintf(n, sizeof n, "%slayers.%d.%sexperts.%d.%s.weight", prefix, l, blk, e, nm[1]);
+            if (!(rc = model__bind(b, &x->up, n, 2, f, h))) {
+                snprintf(n, sizeof n, "%slayers.%d.%sexperts.%d.%s.weight", prefix, l, blk, e, nm[2]);
+                rc = model__bind(b, &x->down, n, 2, h, f);
+            }
+        }
+    }
+    return rc ? rc : bind_shared(b, c, prefix, l, lt);
+}
