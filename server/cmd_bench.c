@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "engine/engine.h"
 #include "engine/model/model.h"
+#include "engine/base/rng.h"    /* rng_below: the prompts and lengths */
 #include "engine/base/util.h"
 #include "server/cli.h"
 #include "server/commands.h"
@@ -81,14 +82,6 @@ static int cmp_double(const void *a, const void *b)
 static double pct(const double *sorted, int n, double p)
 {
     return n ? sorted[MIN(n - 1, (int)floor(p / 100.0 * n))] : 0;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
 }
 
 int cmd_bench(int argc, char **argv)
@@ -163,17 +156,17 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < num_prompts; i++) {
         struct gen_params p;
         uint64_t id;
-        int n = in_len + (int)(rng_next(&rng) % (uint64_t)(in_max - in_len + 1));
+        int n = in_len + (int)rng_below(&rng, (uint64_t)(in_max - in_len + 1));
 
         gen_params_init(&p);
-        p.max_tokens = out_len + (int)(rng_next(&rng) % (uint64_t)(out_max - out_len + 1));
+        p.max_tokens = out_len + (int)rng_below(&rng, (uint64_t)(out_max - out_len + 1));
         p.temperature = temperature;
         p.ignore_eos = true;
         p.has_seed = true;
         p.seed = seed + i;
         /* random ids away from the first few (often special) tokens */
         for (int k = 0; k < n; k++)
-            prompt[k] = 10 + (int32_t)(rng_next(&rng) % (uint64_t)(vocab - 10));
+            prompt[k] = 10 + (int32_t)rng_below(&rng, (uint64_t)(vocab - 10));
         ctxs[i] = (struct ctx){ .b = &b, .r = &reqs[i] };
         struct engine_request_desc d = { .prompt = prompt, .num_prompt = n, .params = &p,
                                          .cb = output_cb, .user = &ctxs[i] };

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/rng.h"
 #include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
 
@@ -79,11 +80,7 @@ void gt_backends_free(struct gt *t)
 
 uint64_t gt_rand_u64(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return rng_next(s);
 }
 
 static float bf16_round(float x)

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "engine/base/rng.h"   /* stress_rand is rng_next */
+
 int stress_mem(pid_t pid, struct stress_mem *m)
 {
     char path[64], line[256];
@@ -54,11 +56,7 @@ uint64_t stress_seed(uint64_t fallback)
 
 uint64_t stress_rand(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return rng_next(state);
 }
 
 int stress_below(uint64_t *state, int n)
