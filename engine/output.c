@@ -25,26 +25,13 @@ void out_text_fini(struct out_text *o)
 {
     if (o->tok)
         detok_fini(&o->detok);
-    free(o->buf);
+    buf_fini(&o->text);
     memset(o, 0, sizeof *o);
 }
 
 static int append(struct out_text *o, const char *s, size_t n)
 {
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 256;
-        while (cap < o->len + n + 1)
-            cap *= 2;
-        char *b = realloc(o->buf, cap);
-        if (!b)
-            return -ENOMEM;
-        o->buf = b;
-        o->cap = cap;
-    }
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-    o->buf[o->len] = '\0';
-    return 0;
+    return buf_put(&o->text, s, n);
 }
 
 /* Whether s[0..len) is whole UTF-8 characters: lead bytes with their continuations. A
@@ -75,16 +62,16 @@ static void find_stop(struct out_text *o, size_t old_len)
 
     for (int i = 0; i < o->num_stop; i++) {
         size_t n = strlen(o->stop[i]);
-        if (n == 0 || o->len - from < n)
+        if (n == 0 || o->text.len - from < n)
             continue;
-        const char *p = memmem(o->buf + from, o->len - from, o->stop[i], n);
-        if (p && (size_t)(p - o->buf) < best)
-            best = (size_t)(p - o->buf);
+        const char *p = memmem(o->text.p + from, o->text.len - from, o->stop[i], n);
+        if (p && (size_t)(p - o->text.p) < best)
+            best = (size_t)(p - o->text.p);
     }
     if (best == (size_t)-1)
         return;
-    o->len = best;
-    o->buf[best] = '\0';
+    o->text.len = best;
+    o->text.p[best] = '\0';
     if (o->sent > best)   /* cannot happen: held-back text covers any stop prefix */
         o->sent = best;
     o->stopped = true;
@@ -110,7 +97,7 @@ static size_t own_start(const struct out_text *o, int32_t token, const char *del
 int out_text_push(struct out_text *o, int32_t token)
 {
     char *delta = NULL;
-    size_t n = 0, old_len = o->len;
+    size_t n = 0, old_len = o->text.len;
     int rc;
 
     o->token_start = old_len;
@@ -123,33 +110,33 @@ int out_text_push(struct out_text *o, int32_t token)
         o->token_start = own_start(o, token, delta, n, old_len);
     o->num_held = delta && n ? 0 : o->num_held + 1;
     free(delta);
-    if (rc == 0 && o->num_stop && o->len > old_len)
+    if (rc == 0 && o->num_stop && o->text.len > old_len)
         find_stop(o, old_len);
-    if (o->token_start > o->len)
-        o->token_start = o->len;      /* the stop string began before this token's text */
+    if (o->token_start > o->text.len)
+        o->token_start = o->text.len;      /* the stop string began before this token's text */
     return rc;
 }
 
 void out_text_take(struct out_text *o, bool final, const char **text, size_t *len)
 {
-    size_t end = o->len;
+    size_t end = o->text.len;
 
     if (final && !o->stopped && o->tok) {
         /* bytes the detokenizer was still holding (an unfinished sequence at the end) */
         char *rest = NULL;
-        size_t n = 0, old_len = o->len;
+        size_t n = 0, old_len = o->text.len;
         if (detok_flush(o->tok, &o->detok, &rest, &n) == 0 && rest && n &&
             append(o, rest, n) == 0 && o->num_stop)
             find_stop(o, old_len);
         free(rest);
-        end = o->len;
+        end = o->text.len;
     }
     if (!final && !o->stopped) {
-        end = o->len > o->sent + o->holdback ? o->len - o->holdback : o->sent;
-        while (end > o->sent && ((unsigned char)o->buf[end] & 0xC0) == 0x80)
+        end = o->text.len > o->sent + o->holdback ? o->text.len - o->holdback : o->sent;
+        while (end > o->sent && ((unsigned char)o->text.p[end] & 0xC0) == 0x80)
             end--;   /* never split a UTF-8 sequence */
     }
-    *text = o->buf ? o->buf + o->sent : "";
+    *text = o->text.p ? o->text.p + o->sent : "";
     *len = end - o->sent;
     o->sent = end;
 }

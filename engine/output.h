@@ -9,19 +9,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/base/buf.h"             /* struct buf */
 #include "engine/tokenizer/tokenizer.h"   /* struct detok */
 
 struct out_text {
     const struct tokenizer *tok;   /* borrowed; NULL: no text at all */
     struct detok detok;
-    char *buf;                     /* all text so far (complete UTF-8), NUL-terminated */
-    size_t len, cap;
-    size_t sent;                   /* bytes of buf already handed out */
+    struct buf text;               /* all text so far (complete UTF-8), NUL-terminated */
+    size_t sent;                   /* bytes of text already handed out */
     char *const *stop;             /* borrowed: the request's stop strings */
     int num_stop;
     size_t holdback;               /* longest stop string - 1: bytes kept back while running */
-    bool stopped;                  /* a stop string matched; buf ends before it */
-    size_t token_start;            /* after a push: byte offset in buf where that token's
+    bool stopped;                  /* a stop string matched; text ends before it */
+    size_t token_start;            /* after a push: byte offset in text where that token's
                                     * text starts (see out_text_push) */
     int num_held;                  /* tokens pushed since the detokenizer last gave text */
 };
