@@ -53,6 +53,8 @@ struct osprey_config {
     int max_stop_strings;          /* stop strings per request */
     int max_stop_length;           /* bytes per stop string */
     int max_logprobs;              /* top_logprobs per token */
+    const char *tool_call_parser;  /* static: "auto" (from the chat template), "none", "llama3_json", "hermes", "mistral" */
+    const char *scheduling_policy; /* static: "fcfs", or "priority" (requests' priority orders the queue) */
     size_t stream_buffer_bytes;    /* output buffered per request before it waits for the client */
     double request_timeout;        /* seconds to receive a whole request; 0 = none */
     double idle_timeout;           /* seconds a connection may sit idle; 0 = none */

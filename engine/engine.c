@@ -96,6 +96,7 @@ static struct engine_request *request_create(struct engine *e, const struct engi
     r->sr.priority = p->priority;
     r->sr.user = r;
     out_text_init(&r->text, e->tok, p->skip_special_tokens, r->params.stop, r->params.num_stop);
+    r->text.include_stop = p->include_stop_str_in_output;
     return r;
 fail:
     request_free(r);

@@ -28,6 +28,7 @@ struct gen_params {
     int32_t *stop_token_ids;   /* [num_stop_token_ids] extra ids that finish like EOS */
     int num_stop_token_ids;
     int priority;              /* lower runs first among waiting requests; default 0 */
+    bool include_stop_str_in_output;   /* the stop string that ended the text stays in it */
 };
 
 /* Sets the defaults above: max_tokens 16, temperature 1, top_p 1, top_k 0, min_p 0,

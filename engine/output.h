@@ -21,6 +21,7 @@ struct out_text {
     int num_stop;
     size_t holdback;               /* longest stop string - 1: bytes kept back while running */
     bool stopped;                  /* a stop string matched; buf ends before it */
+    bool include_stop;             /* set after init: buf ends after the stop string instead */
 };
 
 void out_text_init(struct out_text *o, const struct tokenizer *tok, bool skip_special,

@@ -12,6 +12,7 @@
 #include "engine/chat_template/chat_template.h"
 #include "engine/engine.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/chat_prompt.h"
 #include "server/metrics.h"
 
 static const char json_type[] = "application/json";
@@ -46,8 +47,7 @@ int api_prepare_prompts(const struct api *a, struct oai_request *req, struct oai
         if (!a->tpl)
             return openai_error(e, 400, "invalid_request", "messages",
                                 "This model has no chat template: use /v1/completions.");
-        if (chat_template_render(a->tpl, req->messages, req->template_kwargs,
-                                 req->add_generation_prompt, &text, &len, err))
+        if (chat_prompt_render(a->tpl, req, &text, &len, err))
             return openai_error(e, 400, "invalid_messages", "messages", "Chat template: %s", err);
         req->prompts = arena_calloc(&req->arena, 1, sizeof *req->prompts);
         if (req->prompts)

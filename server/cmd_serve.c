@@ -102,7 +102,13 @@ static void api_from(struct api *a, const struct osprey_config *c, struct engine
         .default_temperature = mc->gen_temperature,
         .default_top_p = mc->gen_top_p,
         .default_top_k = mc->gen_top_k,
+        .priority_scheduling = c->scheduling_policy && !strcmp(c->scheduling_policy, "priority"),
     };
+    /* --tool-call-parser auto: the syntax the model's chat template writes calls in. */
+    if (!c->tool_call_parser || !strcmp(c->tool_call_parser, "auto"))
+        a->cfg.tool_parser = tool_parser_for_template(tokenizer_chat_template(tok));
+    else if (tool_parser_from_name(c->tool_call_parser, &a->cfg.tool_parser))
+        a->cfg.tool_parser = TOOL_PARSER_NONE;   /* cannot happen: the option is an enum */
 }
 
 static void http_options_from(struct http_options *ho, const struct osprey_config *c, struct api *a,
@@ -263,6 +269,8 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     api_from(&a, &c, e, tok, tpl, &m);
+    LOG(LL_INFO, "serve", "tool-call parser %s (--tool-call-parser %s), scheduling policy %s",
+        tool_parser_name(a.cfg.tool_parser), c.tool_call_parser, c.scheduling_policy);
     http_options_from(&ho, &c, &a, &m);
     if (http_server_start(&srv, &ho, err)) {
         LOG(LL_ERR, "serve", "%s", err);

@@ -38,6 +38,7 @@ struct choice {
     /* HTTP side only (streams) */
     size_t text_sent;                /* bytes of text sent so far: completions' text_offset */
     bool final_sent;
+    struct tool_stream tools;        /* chat with tool_choice auto: the output read for calls */
 };
 
 struct job {
@@ -107,8 +108,10 @@ static void job_free(void *p)
 {
     struct job *j = p;
 
-    for (int i = 0; i < j->num_choices; i++)
+    for (int i = 0; i < j->num_choices; i++) {
         sse_pending_fini(&j->choices[i].out);
+        tool_stream_fini(&j->choices[i].tools);
+    }
     free(j->choices);
     sse_buf_fini(&j->out);
     openai_request_fini(&j->req);
@@ -267,13 +270,16 @@ static void job_resume(void *p, struct http_request *r)
 {
     struct job *j = p;
     struct oai_choice *cs;
+    struct tool_parse *tps = NULL;
+    char **joined = NULL;
     struct oai_usage u;
     struct oai_error e;
     struct oai_vocab v = { token_piece, (void *)j->api->tok };
     struct oai_head h;
-    char *body;
+    char *body = NULL;
     size_t len = 0;
     int open;
+    bool tools = openai_tools_active(&j->req), nomem = false;
 
     pthread_mutex_lock(&j->lock);
     open = j->num_open;
@@ -287,7 +293,15 @@ static void job_resume(void *p, struct http_request *r)
         return;
     }
     log_outputs(j);
-    if (!(cs = calloc((size_t)j->num_choices, sizeof *cs))) {
+    cs = calloc((size_t)j->num_choices, sizeof *cs);
+    if (tools) {
+        tps = calloc((size_t)j->num_choices, sizeof *tps);
+        joined = calloc((size_t)j->num_choices, sizeof *joined);
+    }
+    if (!cs || (tools && (!tps || !joined))) {
+        free(cs);
+        free(tps);
+        free(joined);
         openai_error(&e, 500, "internal_error", NULL, "out of memory");
         http_respond_error(r, &e);
         return;
@@ -305,10 +319,19 @@ static void job_resume(void *p, struct http_request *r)
             cs[i].prefix_len = j->prefix_lens[c->prompt];
             cs[i].text_offset = cs[i].prefix_len;
         }
+        if (tools && openai_tools_apply(&j->req, &cs[i], &tps[i], &joined[i]))
+            nomem = true;
     }
     head_of(j, &h);
-    body = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
-                                  &v, &len);
+    if (!nomem)
+        body = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
+                                      &v, &len);
+    for (int i = 0; tools && i < j->num_choices; i++) {
+        tool_parse_fini(&tps[i]);
+        free(joined[i]);
+    }
+    free(tps);
+    free(joined);
     free(cs);
     if (!body) {
         openai_error(&e, 500, "internal_error", NULL, "out of memory");
@@ -344,6 +367,11 @@ static bool stream_open(struct job *j)
                 oc.text = j->prefixes[c->prompt];
                 oc.text_len = j->prefix_lens[c->prompt];
                 c->text_sent = oc.text_len;
+                /* Chat echo with tools: the echoed message may itself start a call. */
+                if (openai_tools_active(&j->req) &&
+                    tool_stream_feed(&c->tools, j->req.tool_parser, oc.text, oc.text_len, &oc.text,
+                                     &oc.text_len))
+                    return false;
             }
             if (!queue_event(j, openai_render_chunk(&h, &oc, false, 0, j->req.include_usage, NULL, &len),
                              &len))
@@ -351,6 +379,45 @@ static bool stream_open(struct job *j)
         }
     }
     return true;
+}
+
+/* A chat choice read for tool calls: content goes out once it cannot start a call; at the
+ * end, the rest of the content, the calls (one delta each, whole) and the finish reason
+ * ("tool_calls" when there are calls) in a chunk of its own. */
+static bool stream_tools(struct job *j, struct choice *c, const struct oai_head *h,
+                         const struct sse_pending *got, bool finished, enum finish_reason reason)
+{
+    struct oai_choice oc = { .index = c->index };
+    struct tool_parse tp = { 0 };
+    bool ok;
+    size_t len;
+
+    ok = tool_stream_feed(&c->tools, j->req.tool_parser, got->text, got->text_len, &oc.text,
+                          &oc.text_len) == 0;
+    if (ok && finished) {
+        const char *rest;
+        size_t rest_len = 0;
+
+        /* The rest starts where feed's part ends, in the same buffer: one chunk for both. */
+        ok = tool_stream_finish(&c->tools, &j->req, &tp, &rest, &rest_len) == 0;
+        oc.text_len += rest_len;
+    }
+    if (ok && oc.text_len)
+        ok = queue_event(j, openai_render_chunk(h, &oc, false, 0, j->req.include_usage, NULL, &len), &len);
+    if (ok && tp.num_calls) {
+        struct oai_choice calls = { .index = c->index, .tool_calls = tp.calls,
+                                    .num_tool_calls = tp.num_calls };
+
+        ok = queue_event(j, openai_render_chunk(h, &calls, false, 0, j->req.include_usage, NULL, &len), &len);
+    }
+    if (ok && finished) {
+        struct oai_choice end = { .index = c->index,
+                                  .finish_reason = tp.num_calls ? "tool_calls" : finish_reason_name(reason) };
+
+        ok = queue_event(j, openai_render_chunk(h, &end, false, 0, j->req.include_usage, NULL, &len), &len);
+    }
+    tool_parse_fini(&tp);
+    return ok;
 }
 
 /* Renders what the engine delivered since the last call into the byte queue. */
@@ -386,6 +453,8 @@ static bool stream_fill(struct job *j)
             openai_error(&e, 500, "internal_error", NULL, "The engine failed this request: %s",
                          error[0] ? error : "unknown error");
             ok = queue_event(j, openai_render_error(&e, &len), &len);
+        } else if (openai_tools_active(&j->req)) {
+            ok = stream_tools(j, c, &h, &got, finished, reason);
         } else if (got.text_len || got.num_tokens || finished) {
             struct oai_choice oc = {
                 .index = c->index, .text = got.text, .text_len = got.text_len, .ids = got.ids,
@@ -501,6 +570,20 @@ static int echo_prefixes(struct job *j, struct oai_error *e)
     return 0;
 }
 
+/* Chat echo: the last message's content comes back before each choice's output. */
+static int chat_echo_prefix(struct job *j, struct oai_error *e)
+{
+    struct oai_request *q = &j->req;
+
+    j->prefixes = arena_calloc(&q->arena, 1, sizeof *j->prefixes);
+    j->prefix_lens = arena_calloc(&q->arena, 1, sizeof *j->prefix_lens);
+    if (!j->prefixes || !j->prefix_lens)
+        return openai_error(e, 500, "internal_error", NULL, "out of memory");
+    j->prefixes[0] = (char *)q->chat_echo;
+    j->prefix_lens[0] = strlen(q->chat_echo);
+    return 0;
+}
+
 /* Submits every choice. On a refusal the ones already in are aborted; their callbacks
  * still come and find the job alive (attached to the request). */
 static int submit_all(struct job *j, const int *max_tokens, struct oai_error *e)
@@ -573,8 +656,10 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
                 q->prompts[i].num_ids, (int)MIN(q->prompts[i].text_len, 4096),
                 q->prompts[i].text ? q->prompts[i].text : "(token ids)");
     }
-    if (!rc && q->echo)
+    if (!rc && q->echo && kind == OAI_COMPLETION)
         rc = echo_prefixes(j, &e);
+    if (!rc && q->chat_echo)
+        rc = chat_echo_prefix(j, &e);
     j->num_choices = q->num_prompts * q->n;
     if (!rc && !(j->choices = calloc((size_t)j->num_choices, sizeof *j->choices)))
         rc = openai_error(&e, 500, "internal_error", NULL, "out of memory");

@@ -13,8 +13,14 @@
 #include "engine/sampler.h"      /* struct sample_result */
 #include "engine/base/util.h"      /* ERR_LEN */
 #include "engine/base/arena.h"
+#include "server/tool_parser.h"  /* enum tool_parser_kind, struct tool_call */
 
 enum oai_kind { OAI_COMPLETION, OAI_CHAT, OAI_TOKENIZE, OAI_DETOKENIZE };
+
+/* tool_choice: NONE also when no tools are given; AUTO parses the output for calls.
+ * ("required" and a named function need the output constrained: refused until the grammar
+ * module is in, see openai_tools.c's tools_need_grammar.) */
+enum oai_tool_choice { OAI_TOOLS_NONE, OAI_TOOLS_AUTO };
 
 /* What a request may ask for: limits from the configuration and the model, defaults from
  * the model's generation_config.json. */
@@ -31,6 +37,8 @@ struct oai_config {
     float default_temperature; /* < 0: 1 (OpenAI's default) */
     float default_top_p;       /* < 0: 1 */
     int default_top_k;         /* <= 0: off */
+    enum tool_parser_kind tool_parser;  /* --tool-call-parser, or the template's; NONE: no "auto" */
+    bool priority_scheduling;  /* --scheduling-policy priority: requests may set "priority" */
 };
 
 /* An error for the client, in OpenAI's shape {"error": {message, type, param, code}}. */
@@ -76,6 +84,14 @@ struct oai_request {
     bool logprobs;             /* completions: logprobs given; chat: logprobs true */
     int top_logprobs;          /* completions: the logprobs value; chat: top_logprobs */
     const char *user;          /* NULL when absent */
+    /* chat: tools (server/openai_tools.c) */
+    const cJSON *tools;        /* the tools array as given (into root), for the template; or NULL */
+    enum oai_tool_choice tool_choice;
+    bool parallel_tool_calls;  /* false: only the first call the model makes is kept */
+    enum tool_parser_kind tool_parser;   /* the parser "auto" reads the output with */
+    bool continue_final_message;   /* chat: the prompt ends inside the last (assistant) message */
+    const char *chat_echo;     /* chat echo: the last message's content, returned before the
+                                * output (borrowed from root); NULL: nothing to echo */
 };
 
 void openai_request_init(struct oai_request *r);
@@ -139,6 +155,10 @@ struct oai_choice {
     size_t text_offset;        /* completions logprobs: byte offset of the first token */
     const char *finish_reason; /* NULL: not finished (null in chunks) */
     bool role;                 /* chat chunk: delta carries role "assistant" */
+    const struct tool_call *tool_calls;   /* chat: [num_tool_calls] message.tool_calls, or a
+                                           * chunk's tool-call deltas (each whole) */
+    int num_tool_calls;
+    int tool_call_index;       /* chunk: the index of tool_calls[0] in the message */
 };
 
 /* Renders malloc'd, NUL-terminated JSON (*len bytes); NULL when out of memory.
@@ -158,5 +178,54 @@ char *openai_render_error(const struct oai_error *e, size_t *len);
 cJSON *openai_json_string(const char *s, size_t len);
 /* Bytes of s[0..len) that are well-formed UTF-8 from the start (len when all of it is). */
 size_t openai_utf8_prefix(const char *s, size_t len);
+
+/* ---- vLLM's extra fields (openai_fields.c) ---- */
+
+/* Completions and chat, after the OpenAI fields: priority (400 unless c allows priority
+ * scheduling, or 0), include_stop_str_in_output, and the refused ones, each named. */
+int openai_parse_fields(struct oai_request *r, const struct oai_config *c, struct oai_error *e);
+/* Chat, after the messages: echo (r->chat_echo), continue_final_message (400 with
+ * add_generation_prompt true), documents. */
+int openai_parse_chat_fields(struct oai_request *r, struct oai_error *e);
+
+/* ---- tools (openai_tools.c) ---- */
+
+/* Chat: tools, tool_choice and parallel_tool_calls into r (after parse_messages), with the
+ * parser c names. 400 naming the field for a malformed tool, a tool_choice without tools,
+ * an unknown function name, "auto" without a parser; "required", a named function and
+ * strict tools need structured outputs (400 in this build). */
+int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e);
+/* Chat: one message's tool fields. An assistant message's tool_calls must be
+ * {id, type "function", function {name, arguments}}; arguments (a JSON string, as OpenAI
+ * sends it) become the object Hugging Face templates expect. A "tool" message needs a
+ * string tool_call_id. msg is message i of the request. */
+int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e);
+
+/* Whether the request's outputs are read for tool calls. */
+bool openai_tools_active(const struct oai_request *r);
+/* A finished choice (non-streamed): reads oc's prefix + text for calls. When it finds some,
+ * oc->text becomes the content before them (*joined, malloc'd: free it after rendering),
+ * oc->tool_calls the calls (in tp: tool_parse_fini it) and finish_reason "tool_calls".
+ * Returns 0 or -ENOMEM. */
+int openai_tools_apply(const struct oai_request *r, struct oai_choice *oc, struct tool_parse *tp,
+                       char **joined);
+
+/* A streamed choice's output so far, for tool calls: content goes out as soon as it
+ * cannot start a call; from a call's first byte on it is held to the end. */
+struct tool_stream {
+    char *text;                /* everything so far (echo prefix, then output), malloc'd */
+    size_t len, cap;           /* bytes */
+    size_t sent;               /* bytes of text already sent as content */
+};
+void tool_stream_init(struct tool_stream *ts);
+void tool_stream_fini(struct tool_stream *ts);
+/* Appends s[0..n); *out and *out_len: the content that may go now (into ts->text, valid until
+ * the next call). Returns 0 or -ENOMEM. */
+int tool_stream_feed(struct tool_stream *ts, enum tool_parser_kind k, const char *s, size_t n,
+                     const char **out, size_t *out_len);
+/* The output is complete: parses it (tp: tool_parse_fini it); *out and *out_len: the content
+ * not yet sent (before the calls, or all the rest when there are none). 0 or -ENOMEM. */
+int tool_stream_finish(struct tool_stream *ts, const struct oai_request *r, struct tool_parse *tp,
+                       const char **out, size_t *out_len);
 
 #endif

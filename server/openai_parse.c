@@ -193,12 +193,11 @@ static int check_unsupported(const cJSON *root, enum oai_kind kind, struct oai_e
         if ((v = field(root, "best_of")) && !(is_integer(v) && v->valuedouble == 1))
             return unsupported("best_of", e);
     } else {
-        if ((v = field(root, "tools")) && !(cJSON_IsArray(v) && !v->child))
-            return unsupported("tools", e);
+        /* tools and tool_choice: openai_parse_tools (openai_tools.c). */
         if ((v = field(root, "functions")) && !(cJSON_IsArray(v) && !v->child))
             return unsupported("functions", e);
-        if ((v = field(root, "tool_choice")) && !(cJSON_IsString(v) && !strcmp(v->valuestring, "none")))
-            return unsupported("tool_choice", e);
+        if ((v = field(root, "function_call")))
+            return unsupported("function_call", e);
     }
     return 0;
 }
@@ -535,7 +534,7 @@ static int parse_common(struct oai_request *r, const struct oai_config *c, struc
         if ((rc = parse_ids(r, v, "stop_token_ids", c, &p->stop_token_ids, &p->num_stop_token_ids, e)))
             return rc;
     }
-    return 0;
+    return openai_parse_fields(r, c, e);
 }
 
 static int check_choices(const struct oai_request *r, const struct oai_config *c, struct oai_error *e)
@@ -550,7 +549,7 @@ static int check_choices(const struct oai_request *r, const struct oai_config *c
 int openai_parse_completion(struct oai_request *r, const char *body, size_t len,
                             const struct oai_config *c, struct oai_error *e)
 {
-    int rc, top = 0, max_top = MIN(5, c->max_logprobs);
+    int rc, top = 0, max_top = MIN(SAMPLE_MAX_LOGPROBS, c->max_logprobs);   /* vLLM: --max-logprobs */
 
     r->add_special_tokens = true;
     if ((rc = parse_body(r, OAI_COMPLETION, body, len, e)) || (rc = parse_common(r, c, e)) ||
@@ -640,7 +639,7 @@ static int parse_messages(struct oai_request *r, struct oai_error *e)
         if (!cJSON_IsString(role) || !role->valuestring[0])
             return openai_error(e, 400, "invalid_value", "messages",
                                 "Invalid 'messages[%d].role': expected a non-empty string.", i);
-        if ((rc = normalize_content(r, msg, i, e)))
+        if ((rc = normalize_content(r, msg, i, e)) || (rc = openai_tools_check_message(msg, i, e)))
             return rc;
         i++;
     }
@@ -672,7 +671,9 @@ int openai_parse_chat(struct oai_request *r, const char *body, size_t len,
         return openai_error(e, 400, "invalid_value", "top_logprobs",
                             "Invalid 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is given.");
     r->params.logprobs = r->logprobs ? r->top_logprobs : -1;
-    return 0;
+    if ((rc = openai_parse_chat_fields(r, e)))
+        return rc;
+    return openai_parse_tools(r, c, e);
 }
 
 int openai_parse_tokenize(struct oai_request *r, const char *body, size_t len,

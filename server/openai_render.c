@@ -276,6 +276,30 @@ static cJSON *logprobs_or_null(enum oai_kind kind, const struct oai_choice *c, b
     return kind == OAI_CHAT ? chat_logprobs(c, top_n, v) : completion_logprobs(c, top_n, v);
 }
 
+/* message.tool_calls [{id, type, function: {name, arguments}}]; in a chunk each entry
+ * also carries its index in the message (OpenAI's tool-call deltas, each call whole). */
+static cJSON *tool_calls_array(const struct oai_choice *c, bool chunk)
+{
+    cJSON *a = cJSON_CreateArray();
+    bool ok = a != NULL;
+
+    for (int i = 0; ok && i < c->num_tool_calls; i++) {
+        const struct tool_call *t = &c->tool_calls[i];
+        cJSON *o = cJSON_CreateObject(), *fn;
+
+        ok = add(a, NULL, o) && (!chunk || add(o, "index", cJSON_CreateNumber(c->tool_call_index + i))) &&
+             add(o, "id", cJSON_CreateString(t->id)) && add(o, "type", cJSON_CreateString("function")) &&
+             (fn = cJSON_AddObjectToObject(o, "function")) &&
+             add(fn, "name", cJSON_CreateString(t->name)) &&
+             add(fn, "arguments", openai_json_string(t->arguments, strlen(t->arguments)));
+    }
+    if (!ok) {
+        cJSON_Delete(a);
+        return NULL;
+    }
+    return a;
+}
+
 /* A choice of a response (chunk false) or of a chunk. */
 static cJSON *choice_object(enum oai_kind kind, const struct oai_choice *c, bool chunk,
                             bool logprobs, int top_n, const struct oai_vocab *v)
@@ -290,8 +314,11 @@ static cJSON *choice_object(enum oai_kind kind, const struct oai_choice *c, bool
              (m = cJSON_AddObjectToObject(o, chunk ? "delta" : "message"));
         if (ok && (!chunk || c->role))
             ok = add(m, "role", cJSON_CreateString("assistant"));
-        if (ok && (!chunk || c->role || c->text_len))
-            ok = add(m, "content", openai_json_string(c->text, c->text_len));
+        if (ok && (!chunk || c->role || c->text_len || c->prefix_len))
+            ok = add(m, "content", c->num_tool_calls && !c->text_len && !c->prefix_len
+                                       ? cJSON_CreateNull() : choice_text(c));
+        if (ok && c->num_tool_calls)
+            ok = add(m, "tool_calls", tool_calls_array(c, chunk));
     }
     ok = ok && add(o, "logprobs", logprobs_or_null(kind, c, logprobs, top_n, v)) &&
          add(o, "finish_reason", string_or_null(c->finish_reason));

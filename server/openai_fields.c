@@ -1,0 +1,137 @@
+/* openai_fields.c — vLLM's extra request fields beyond OpenAI's, each honoured or refused
+ * with a 400 that names it (never ignored): priority (with --scheduling-policy),
+ * include_stop_str_in_output, chat's echo, continue_final_message and documents;
+ * refused: the ones osprey has no machinery for yet (allowed_token_ids, bad_words,
+ * prompt_logprobs, beam search, per-request chat templates, …). openai_parse.c calls in
+ * once the OpenAI fields are read. */
+#include "server/openai.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "null";
+}
+
+static const cJSON *get(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+/* 1 when given (*out set), 0 when absent, or the error. */
+static int get_bool(const cJSON *root, const char *key, bool *out, struct oai_error *e)
+{
+    const cJSON *v = get(root, key);
+
+    if (!v)
+        return 0;
+    if (!cJSON_IsBool(v))
+        return openai_error(e, 400, "invalid_type", key,
+                            "Invalid type for '%s': expected a boolean, but got %s instead.",
+                            key, type_name(v));
+    *out = cJSON_IsTrue(v);
+    return 1;
+}
+
+static int refuse(const char *key, const char *why, struct oai_error *e)
+{
+    return openai_error(e, 400, "unsupported_parameter", key,
+                        "Unsupported parameter: '%s' %s is not supported by osprey.", key, why);
+}
+
+/* Fields osprey refuses unless absent or at the value that changes nothing. */
+static int check_refused(const cJSON *root, enum oai_kind kind, struct oai_error *e)
+{
+    const cJSON *v;
+
+    if ((v = get(root, "allowed_token_ids")) && !(cJSON_IsArray(v) && !v->child))
+        return refuse("allowed_token_ids", "(a token whitelist)", e);
+    if ((v = get(root, "bad_words")) && !(cJSON_IsArray(v) && !v->child))
+        return refuse("bad_words", "(banned multi-token sequences)", e);
+    if ((v = get(root, "prompt_logprobs")))
+        return refuse("prompt_logprobs", "(logprobs of the prompt's tokens)", e);
+    if ((v = get(root, "use_beam_search")) && !cJSON_IsFalse(v))
+        return refuse("use_beam_search", "(beam search)", e);
+    if ((v = get(root, "length_penalty")) && !(cJSON_IsNumber(v) && v->valuedouble == 1))
+        return refuse("length_penalty", "(beam search)", e);
+    if ((v = get(root, "truncate_prompt_tokens")))
+        return refuse("truncate_prompt_tokens", "(prompt truncation)", e);
+    if ((v = get(root, "return_tokens_as_token_ids")) && !cJSON_IsFalse(v))
+        return refuse("return_tokens_as_token_ids", "true", e);
+    if ((v = get(root, "spaces_between_special_tokens")) && !cJSON_IsTrue(v))
+        return refuse("spaces_between_special_tokens", "false", e);
+    if ((v = get(root, "cache_salt")))
+        return refuse("cache_salt", "(per-tenant prefix caches)", e);
+    if (kind == OAI_CHAT && (v = get(root, "chat_template")))
+        return refuse("chat_template", "(a per-request chat template)", e);
+    return 0;
+}
+
+int openai_parse_fields(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *v;
+    int rc;
+
+    if ((rc = check_refused(r->root, r->kind, e)) ||
+        (rc = get_bool(r->root, "include_stop_str_in_output", &r->params.include_stop_str_in_output, e)) < 0)
+        return rc;
+    if ((v = get(r->root, "priority"))) {
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble))
+            return openai_error(e, 400, "invalid_type", "priority",
+                                "Invalid type for 'priority': expected an integer, but got %s instead.",
+                                type_name(v));
+        if (fabs(v->valuedouble) > 1e9)
+            return openai_error(e, 400, "invalid_value", "priority",
+                                "Invalid 'priority': expected a value between -1000000000 and "
+                                "1000000000, but got %.17g instead.", v->valuedouble);
+        /* vLLM's rule: under fcfs, asking for an order is an error, not a no-op. */
+        if (!c->priority_scheduling && v->valuedouble != 0)
+            return openai_error(e, 400, "invalid_value", "priority",
+                                "Invalid 'priority': %.0f asks for priority scheduling; start osprey "
+                                "with --scheduling-policy priority.", v->valuedouble);
+        r->params.priority = (int)v->valuedouble;
+    }
+    return 0;
+}
+
+int openai_parse_chat_fields(struct oai_request *r, struct oai_error *e)
+{
+    const cJSON *docs = get(r->root, "documents"), *d, *last, *role, *content;
+    bool echo = false;
+    int rc;
+
+    if ((rc = get_bool(r->root, "echo", &echo, e)) < 0 ||
+        (rc = get_bool(r->root, "continue_final_message", &r->continue_final_message, e)) < 0)
+        return rc;
+    if (r->continue_final_message && r->add_generation_prompt)
+        return openai_error(e, 400, "invalid_value", "continue_final_message",
+                            "Invalid 'continue_final_message': it cannot be true together with "
+                            "'add_generation_prompt' (set add_generation_prompt false).");
+    if (docs && !cJSON_IsArray(docs))
+        return openai_error(e, 400, "invalid_type", "documents",
+                            "Invalid type for 'documents': expected an array of objects, but got %s "
+                            "instead.", type_name(docs));
+    cJSON_ArrayForEach(d, docs)
+        if (!cJSON_IsObject(d))
+            return openai_error(e, 400, "invalid_type", "documents",
+                                "Invalid type for 'documents[]': expected an object, but got %s "
+                                "instead.", type_name(d));
+    /* vLLM's chat echo: the reply repeats the last message when it is the assistant's (the
+     * role of the reply) and has content. */
+    last = cJSON_GetArrayItem(r->messages, cJSON_GetArraySize(r->messages) - 1);
+    role = cJSON_GetObjectItemCaseSensitive(last, "role");
+    content = cJSON_GetObjectItemCaseSensitive(last, "content");
+    r->echo = echo;
+    if (echo && cJSON_IsString(role) && !strcmp(role->valuestring, "assistant") &&
+        cJSON_IsString(content) && content->valuestring[0])
+        r->chat_echo = content->valuestring;
+    return 0;
+}
