@@ -33,7 +33,7 @@ struct oai_config {
     int max_n;                 /* choices per request: n times the number of prompts */
     int max_stop_strings;
     int max_stop_length;       /* bytes per stop string */
-    int max_logprobs;          /* top logprobs per token: completions up to min(5, this), chat 20 */
+    int max_logprobs;          /* top logprobs per token, completions and chat (vLLM: 20) */
     float default_temperature; /* < 0: 1 (OpenAI's default) */
     float default_top_p;       /* < 0: 1 */
     int default_top_k;         /* <= 0: off */

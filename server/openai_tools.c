@@ -112,10 +112,15 @@ static int parse_choice(struct oai_request *r, const cJSON *tc, struct oai_error
     const cJSON *fn, *name;
 
     if (cJSON_IsString(tc)) {
-        if (!strcmp(tc->valuestring, "none"))
+        if (!strcmp(tc->valuestring, "none")) {
+            r->tool_choice = OAI_TOOLS_NONE;
             return 0;
+        }
         if (!strcmp(tc->valuestring, "auto")) {
-            r->tool_choice = r->tools ? OAI_TOOLS_AUTO : OAI_TOOLS_NONE;
+            if (!r->tools)
+                return openai_error(e, 400, "invalid_value", "tool_choice",
+                                    "Invalid 'tool_choice': 'auto' needs 'tools'.");
+            r->tool_choice = OAI_TOOLS_AUTO;
             return 0;
         }
         if (!strcmp(tc->valuestring, "required")) {

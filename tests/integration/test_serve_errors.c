@@ -39,7 +39,7 @@ START_TEST(bad_bodies_are_400_naming_the_param)
     fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"temperature\":9}", 400, "temperature", "invalid_value");
     fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"n\":0}", 400, "n", NULL);
     fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"n\":17}", 400, "n", NULL);        /* max-n 16 */
-    fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"logprobs\":6}", 400, "logprobs", NULL);
+    fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"logprobs\":21}", 400, "logprobs", NULL);
     fails("POST", "/v1/completions", NULL, "{\"prompt\":[1,2,99999]}", 400, "prompt", NULL);
     fails("POST", "/v1/completions", NULL, "{}", 400, "prompt", NULL);
     fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"stop\":[\"\"]}", 400, "stop", NULL);

@@ -309,11 +309,11 @@ START_TEST(out_of_range_values_are_400)
     fails(COMPL, "{\"prompt\":\"a\",\"n\":0}", 400, "n");
     fails(COMPL, "{\"prompt\":\"a\",\"min_tokens\":-1}", 400, "min_tokens");
     fails(COMPL, "{\"prompt\":\"a\",\"logprobs\":-1}", 400, "logprobs");
-    fails(COMPL, "{\"prompt\":\"a\",\"logprobs\":6}", 400, "logprobs");
+    fails(COMPL, "{\"prompt\":\"a\",\"logprobs\":21}", 400, "logprobs");   /* --max-logprobs 20, as vLLM */
     fails(COMPL, "{\"prompt\":\"a\",\"max_tokens\":4,\"min_tokens\":5}", 400, "min_tokens");
     fails(COMPL, "{\"prompt\":\"a\",\"stop_token_ids\":[512]}", 400, "stop_token_ids");
     ok(COMPL, "{\"prompt\":\"a\",\"temperature\":2,\"top_p\":1,\"min_p\":1,\"top_k\":-1,"
-              "\"presence_penalty\":-2,\"frequency_penalty\":2,\"logprobs\":5}");
+              "\"presence_penalty\":-2,\"frequency_penalty\":2,\"logprobs\":20}");
     ck_assert_int_eq(req.params.top_k, 0);        /* -1 is vLLM's "off" */
 }
 END_TEST
