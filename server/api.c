@@ -203,6 +203,7 @@ static void detokenize(struct http_request *r, void *app)
 static const struct http_route routes[] = {
     { "/v1/completions", "POST", HTTP_NEEDS_KEY, openai_completions },
     { "/v1/chat/completions", "POST", HTTP_NEEDS_KEY, openai_chat_completions },
+    { "/v1/responses", "POST", HTTP_NEEDS_KEY, openai_responses },
     { "/v1/models", "GET", HTTP_NEEDS_KEY, models },
     { "/tokenize", "POST", HTTP_NEEDS_KEY, tokenize },
     { "/detokenize", "POST", HTTP_NEEDS_KEY, detokenize },

@@ -42,5 +42,6 @@ int api_prepare_prompts(const struct api *a, struct oai_request *req, struct oai
 /* The generation endpoints (server/openai.c). */
 void openai_completions(struct http_request *r, void *app);
 void openai_chat_completions(struct http_request *r, void *app);
+void openai_responses(struct http_request *r, void *app);   /* /v1/responses (server/responses.c) */
 
 #endif

@@ -19,6 +19,7 @@
 #include "engine/base/log.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/metrics.h"
+#include "server/responses.h"
 #include "server/sse.h"
 
 struct job;
@@ -61,6 +62,7 @@ struct job {
     /* streams, HTTP side only */
     struct sse_buf out;
     bool done_sent;
+    struct resp_stream rs;           /* /v1/responses: the event stream's state */
 };
 
 /* ---- finish reasons ---- */
@@ -77,7 +79,7 @@ static enum metrics_finish finish_metric(enum finish_reason f)
 
 /* ---- the job ---- */
 
-static struct job *job_new(struct api *a, struct http_request *r, enum oai_kind kind)
+static struct job *job_new(struct api *a, struct http_request *r, enum oai_kind kind, bool responses)
 {
     struct job *j = calloc(1, sizeof *j);
     unsigned char rnd[16];
@@ -98,7 +100,7 @@ static struct job *job_new(struct api *a, struct http_request *r, enum oai_kind 
         memset(rnd, 0, sizeof rnd);
         memcpy(rnd, &id, sizeof id);
     }
-    n = snprintf(j->id, sizeof j->id, "%s", kind == OAI_CHAT ? "chatcmpl-" : "cmpl-");
+    n = snprintf(j->id, sizeof j->id, "%s", responses ? "resp_" : kind == OAI_CHAT ? "chatcmpl-" : "cmpl-");
     for (int i = 0; i < 16; i++)
         n += snprintf(j->id + n, sizeof j->id - (size_t)n, "%02x", rnd[i]);
     return j;
@@ -114,6 +116,7 @@ static void job_free(void *p)
     }
     free(j->choices);
     sse_buf_fini(&j->out);
+    resp_stream_fini(&j->rs);
     openai_request_fini(&j->req);
     pthread_mutex_destroy(&j->lock);
     free(j);
@@ -323,9 +326,16 @@ static void job_resume(void *p, struct http_request *r)
             nomem = true;
     }
     head_of(j, &h);
-    if (!nomem)
+    if (!nomem && j->req.responses) {
+        struct resp_head rh = { j->id, j->created, j->api->cfg.served_model, &j->req };
+        struct resp_output ro = { cs[0].text, cs[0].text_len, cs[0].tool_calls, cs[0].num_tool_calls,
+                                  cs[0].finish_reason };
+
+        body = responses_render(&rh, &ro, &u, &len);
+    } else if (!nomem) {
         body = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
                                       &v, &len);
+    }
     for (int i = 0; tools && i < j->num_choices; i++) {
         tool_parse_fini(&tps[i]);
         free(joined[i]);
@@ -352,11 +362,31 @@ static bool queue_event(struct job *j, char *json, const size_t *len)
 }
 
 /* The chunks a stream opens with: chat's role per choice, completions' echoed prompt. */
+static bool queue_resp_events(struct job *j, int rc, char **ev, size_t *lens, int n)
+{
+    bool ok = rc == 0;
+
+    for (int i = 0; ok && i < n; i++)
+        ok = sse_buf_event(&j->out, ev[i], lens[i]) == 0;
+    resp_events_free(ev, lens, n);
+    return ok;
+}
+
 static bool stream_open(struct job *j)
 {
     struct oai_head h;
     size_t len;
 
+    if (j->req.responses) {
+        struct resp_head rh = { j->id, j->created, j->api->cfg.served_model, &j->req };
+        char **ev = NULL;
+        size_t *lens = NULL;
+        int n = 0, rc;
+
+        resp_stream_init(&j->rs, j->id);
+        rc = resp_stream_open(&j->rs, &rh, &ev, &lens, &n);
+        return queue_resp_events(j, rc, ev, lens, n);
+    }
     head_of(j, &h);
     for (int i = 0; i < j->num_choices; i++) {
         struct choice *c = &j->choices[i];
@@ -420,6 +450,47 @@ static bool stream_tools(struct job *j, struct choice *c, const struct oai_head 
     return ok;
 }
 
+/* /v1/responses: text deltas (through the tool-call hold-back when tools are on), and at
+ * the end the closing events with the calls and the usage. */
+static bool stream_responses(struct job *j, struct choice *c, const struct sse_pending *got, bool finished,
+                             enum finish_reason reason)
+{
+    struct resp_head rh = { j->id, j->created, j->api->cfg.served_model, &j->req };
+    struct tool_parse tp = { 0 };
+    const char *text = got->text;
+    size_t text_len = got->text_len;
+    char **ev = NULL;
+    size_t *lens = NULL;
+    int n = 0, rc = 0;
+    bool ok;
+
+    if (openai_tools_active(&j->req)) {
+        rc = tool_stream_feed(&c->tools, j->req.tool_parser, got->text, got->text_len, &text, &text_len);
+        if (!rc && finished) {
+            const char *rest;
+            size_t rest_len = 0;
+
+            rc = tool_stream_finish(&c->tools, &j->req, &tp, &rest, &rest_len);
+            text_len += rest_len;
+        }
+    }
+    /* (the renderer runs before the queueing: its outputs are the queue's arguments) */
+    if (rc == 0)
+        rc = resp_stream_delta(&j->rs, text, text_len, &ev, &lens, &n);
+    ok = queue_resp_events(j, rc, ev, lens, n);
+    if (ok && finished) {
+        struct resp_output ro = { NULL, 0, tp.calls, tp.num_calls,
+                                  tp.num_calls ? "tool_calls" : finish_reason_name(reason) };
+        struct oai_usage u;
+
+        usage_of(j, &u);
+        rc = resp_stream_close(&j->rs, &rh, &ro, &u, &ev, &lens, &n);
+        ok = queue_resp_events(j, rc, ev, lens, n);
+    }
+    tool_parse_fini(&tp);
+    return ok;
+}
+
 /* Renders what the engine delivered since the last call into the byte queue. */
 static bool stream_fill(struct job *j)
 {
@@ -453,6 +524,8 @@ static bool stream_fill(struct job *j)
             openai_error(&e, 500, "internal_error", NULL, "The engine failed this request: %s",
                          error[0] ? error : "unknown error");
             ok = queue_event(j, openai_render_error(&e, &len), &len);
+        } else if (j->req.responses) {
+            ok = stream_responses(j, c, &got, finished, reason);
         } else if (openai_tools_active(&j->req)) {
             ok = stream_tools(j, c, &h, &got, finished, reason);
         } else if (got.text_len || got.num_tokens || finished) {
@@ -482,7 +555,7 @@ static bool stream_fill(struct job *j)
         http_request_tokens(j->r, u.prompt_tokens, u.completion_tokens);
         if (j->req.include_usage)
             ok = queue_event(j, openai_render_usage_chunk(&h, &u, &len), &len);
-        ok = ok && sse_buf_done(&j->out) == 0;
+        ok = ok && (j->req.responses || sse_buf_done(&j->out) == 0);   /* Responses: no [DONE] */
         j->done_sent = true;
         log_outputs(j);
     }
@@ -626,9 +699,9 @@ static int submit_all(struct job *j, const int *max_tokens, struct oai_error *e)
     return 0;
 }
 
-static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
+static void handle(struct http_request *r, struct api *a, enum oai_kind kind, bool responses)
 {
-    struct job *j = job_new(a, r, kind);
+    struct job *j = job_new(a, r, kind, responses);
     struct oai_request *q;
     struct oai_error e;
     size_t len;
@@ -641,8 +714,9 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
         return;
     }
     q = &j->req;
-    rc = kind == OAI_CHAT ? openai_parse_chat(q, body, len, &a->cfg, &e)
-                          : openai_parse_completion(q, body, len, &a->cfg, &e);
+    rc = responses ? responses_parse(q, body, len, &a->cfg, &e)
+         : kind == OAI_CHAT ? openai_parse_chat(q, body, len, &a->cfg, &e)
+                            : openai_parse_completion(q, body, len, &a->cfg, &e);
     if (!rc)
         rc = api_prepare_prompts(a, q, &e);
     if (!rc && !(max_tokens = arena_calloc(&q->arena, (size_t)q->num_prompts, sizeof *max_tokens)))
@@ -693,10 +767,15 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
 
 void openai_completions(struct http_request *r, void *app)
 {
-    handle(r, app, OAI_COMPLETION);
+    handle(r, app, OAI_COMPLETION, false);
 }
 
 void openai_chat_completions(struct http_request *r, void *app)
 {
-    handle(r, app, OAI_CHAT);
+    handle(r, app, OAI_CHAT, false);
+}
+
+void openai_responses(struct http_request *r, void *app)
+{
+    handle(r, app, OAI_CHAT, true);
 }

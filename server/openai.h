@@ -92,6 +92,9 @@ struct oai_request {
     bool continue_final_message;   /* chat: the prompt ends inside the last (assistant) message */
     const char *chat_echo;     /* chat echo: the last message's content, returned before the
                                 * output (borrowed from root); NULL: nothing to echo */
+    /* /v1/responses (server/responses.c): served as the chat request it translates to */
+    bool responses;
+    cJSON *resp_root;          /* the Responses body as sent (owned), for the response's echoes */
 };
 
 void openai_request_init(struct oai_request *r);
@@ -102,6 +105,10 @@ void openai_request_fini(struct oai_request *r);
  * out-of-range values, 404 for another model. Unknown fields are ignored, as vLLM does;
  * fields osprey cannot honour (tools, logit_bias, response_format other than text, suffix,
  * best_of > 1) are refused. */
+/* Only the checks every body gets (UTF-8 without NUL, nesting, each key once, one JSON
+ * object) into r->root, r->kind = kind. For routes with bodies of their own shape. */
+int openai_parse_body(struct oai_request *r, enum oai_kind kind, const char *body, size_t len,
+                      struct oai_error *e);
 int openai_parse_completion(struct oai_request *r, const char *body, size_t len,
                             const struct oai_config *c, struct oai_error *e);
 int openai_parse_chat(struct oai_request *r, const char *body, size_t len,

@@ -43,6 +43,7 @@ void openai_request_init(struct oai_request *r)
 void openai_request_fini(struct oai_request *r)
 {
     cJSON_Delete(r->root);
+    cJSON_Delete(r->resp_root);
     arena_fini(&r->arena);
     memset(r, 0, sizeof *r);
 }
@@ -313,6 +314,12 @@ static int parse_body(struct oai_request *r, enum oai_kind kind, const char *bod
         return openai_error(e, 400, "invalid_json", NULL,
                             "The request body must be a JSON object, not %s.", json_type_name(r->root));
     return check_keys(r->root, e);
+}
+
+int openai_parse_body(struct oai_request *r, enum oai_kind kind, const char *body, size_t len,
+                      struct oai_error *e)
+{
+    return parse_body(r, kind, body, len, e);
 }
 
 static int parse_model(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
