@@ -226,7 +226,7 @@ int cmd_serve(int argc, char **argv)
     struct engine *e = NULL;
     struct engine_options eo;
     struct metrics m;
-    struct api a;
+    struct api a = { 0 };
     struct http_options ho;
     struct http_server *srv = NULL;
     char err[ERR_LEN] = "", key[32];
@@ -269,6 +269,10 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     api_from(&a, &c, e, tok, tpl, &m);
+    if (api_served_names(&a, c.served_model_name, err)) {
+        LOG(LL_ERR, "serve", "%s", err);
+        goto out;
+    }
     LOG(LL_INFO, "serve", "tool-call parser %s (--tool-call-parser %s), scheduling policy %s",
         tool_parser_name(a.cfg.tool_parser), c.tool_call_parser, c.scheduling_policy);
     http_options_from(&ho, &c, &a, &m);
@@ -278,7 +282,7 @@ int cmd_serve(int argc, char **argv)
     }
     log_config(&c);
     auth_mask(c.api_key, key, sizeof key);
-    LOG(LL_INFO, "serve", "model '%s' (%s), max_model_len %d, api key %s", c.served_model_name,
+    LOG(LL_INFO, "serve", "model '%s' (%s), max_model_len %d, api key %s", a.cfg.served_model,
         c.model, a.cfg.max_model_len, key);
     LOG(LL_INFO, "serve", "listening on http://%s%s%s:%d", strchr(c.host, ':') ? "[" : "", c.host,
         strchr(c.host, ':') ? "]" : "", http_server_port(srv));
@@ -304,6 +308,7 @@ out:
     engine_destroy(e);
     chat_template_destroy(tpl);
     tokenizer_destroy(tok);
+    api_served_names_fini(&a);
     metrics_fini(&m);
     config_fini(&c);
     if (status == 0)

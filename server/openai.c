@@ -215,9 +215,16 @@ static char *token_piece(void *ctx, int32_t id, size_t *len)
     return text;
 }
 
+/* The name the request gave when it is served (vLLM's choice), else the first one. */
+static const char *model_of(const struct job *j)
+{
+    return j->req.model && openai_model_served(&j->api->cfg, j->req.model) ? j->req.model
+                                                                          : j->api->cfg.served_model;
+}
+
 static void head_of(const struct job *j, struct oai_head *h)
 {
-    *h = (struct oai_head){ j->req.kind, j->id, j->created, j->api->cfg.served_model, NULL };
+    *h = (struct oai_head){ j->req.kind, j->id, j->created, model_of(j), NULL };
 }
 
 /* Usage over the choices: each prompt counted once (its first choice), outputs summed. */
@@ -327,7 +334,7 @@ static void job_resume(void *p, struct http_request *r)
     }
     head_of(j, &h);
     if (!nomem && j->req.responses) {
-        struct resp_head rh = { j->id, j->created, j->api->cfg.served_model, &j->req };
+        struct resp_head rh = { j->id, j->created, model_of(j), &j->req };
         struct resp_output ro = { cs[0].text, cs[0].text_len, cs[0].tool_calls, cs[0].num_tool_calls,
                                   cs[0].finish_reason };
 
@@ -378,7 +385,7 @@ static bool stream_open(struct job *j)
     size_t len;
 
     if (j->req.responses) {
-        struct resp_head rh = { j->id, j->created, j->api->cfg.served_model, &j->req };
+        struct resp_head rh = { j->id, j->created, model_of(j), &j->req };
         char **ev = NULL;
         size_t *lens = NULL;
         int n = 0, rc;
@@ -455,7 +462,7 @@ static bool stream_tools(struct job *j, struct choice *c, const struct oai_head 
 static bool stream_responses(struct job *j, struct choice *c, const struct sse_pending *got, bool finished,
                              enum finish_reason reason)
 {
-    struct resp_head rh = { j->id, j->created, j->api->cfg.served_model, &j->req };
+    struct resp_head rh = { j->id, j->created, model_of(j), &j->req };
     struct tool_parse tp = { 0 };
     const char *text = got->text;
     size_t text_len = got->text_len;

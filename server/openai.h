@@ -25,7 +25,10 @@ enum oai_tool_choice { OAI_TOOLS_NONE, OAI_TOOLS_AUTO };
 /* What a request may ask for: limits from the configuration and the model, defaults from
  * the model's generation_config.json. */
 struct oai_config {
-    const char *served_model;  /* borrowed; requests naming another model get 404 */
+    const char *served_model;  /* borrowed; the first served name, what answers report */
+    const char *const *served_names;   /* [num_served_names] borrowed: every name requests may
+                                        * give (none: served_model only); others get 404 */
+    int num_served_names;
     int max_model_len;         /* tokens; prompt + max_tokens must fit */
     int vocab_size;            /* token ids in prompts and stop_token_ids are below this */
     int max_prompt_tokens;     /* 0 = max_model_len */
@@ -185,6 +188,9 @@ char *openai_render_error(const struct oai_error *e, size_t *len);
 cJSON *openai_json_string(const char *s, size_t len);
 /* Bytes of s[0..len) that are well-formed UTF-8 from the start (len when all of it is). */
 size_t openai_utf8_prefix(const char *s, size_t len);
+
+/* Whether requests may name this model (c's served names; NULL never). */
+bool openai_model_served(const struct oai_config *c, const char *name);
 
 /* ---- vLLM's extra fields (openai_fields.c) ---- */
 

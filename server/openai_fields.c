@@ -135,3 +135,13 @@ int openai_parse_chat_fields(struct oai_request *r, struct oai_error *e)
         r->chat_echo = content->valuestring;
     return 0;
 }
+
+bool openai_model_served(const struct oai_config *c, const char *name)
+{
+    if (!name)
+        return false;
+    for (int i = 0; i < c->num_served_names; i++)
+        if (!strcmp(c->served_names[i], name))
+            return true;
+    return c->served_model && !strcmp(c->served_model, name);
+}

@@ -328,7 +328,7 @@ static int parse_model(struct oai_request *r, const struct oai_config *c, struct
 
     if (rc < 0)
         return rc;
-    if (r->model && c->served_model && strcmp(r->model, c->served_model)) {
+    if (r->model && c->served_model && !openai_model_served(c, r->model)) {
         int shown = (int)MIN(strlen(r->model), 200);
 
         while (shown > 0 && ((unsigned char)r->model[shown] & 0xc0) == 0x80)

@@ -111,6 +111,7 @@ static const char *const brief_flags[] = {
     "--max-waiting-requests", "--max-connections", "--max-body-bytes", "--max-header-bytes",
     "--max-prompt-tokens",
     "--max-tokens-limit", "--max-n", "--max-stop-strings", "--max-stop-length", "--max-logprobs",
+    "--tool-call-parser", "--scheduling-policy",
     "--stream-buffer-bytes", "--request-timeout", "--idle-timeout", "--shutdown-grace",
     "--api-key", "--api-key-file", "--metrics-require-key", "--cors-origins",
     "--log-level", "--log-format", "--log-prompts",
