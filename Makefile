@@ -135,7 +135,8 @@ FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-un
 FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c) \
                  engine/model/safetensors.c engine/model/model.c engine/model/quant.c engine/model/kv_groups.c \
                  engine/sampler.c engine/gen_params.c \
-                 server/openai_parse.c server/openai_render.c server/sse.c server/auth.c \
+                 server/openai_parse.c server/openai_render.c server/openai_fields.c server/openai_tools.c \
+                 server/tool_parser.c server/responses.c server/chat_prompt.c server/sse.c server/auth.c \
                  config/config.c config/options.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.c)

@@ -139,7 +139,7 @@ static void check_accepted(const struct oai_request *r, int chat_prompt)
     case OAI_COMPLETION:
         check_sampling(r);
         CHECK(r->num_prompts >= 1 && (long long)r->num_prompts * r->n <= cfg.max_n);
-        CHECK(r->logprobs ? r->top_logprobs >= 0 && r->top_logprobs <= MIN(5, cfg.max_logprobs) &&
+        CHECK(r->logprobs ? r->top_logprobs >= 0 && r->top_logprobs <= MIN(SAMPLE_MAX_LOGPROBS, cfg.max_logprobs) &&
                             r->params.logprobs == r->top_logprobs && !r->echo
                           : r->params.logprobs == -1);
         for (int i = 0; i < r->num_prompts; i++)
@@ -151,6 +151,10 @@ static void check_accepted(const struct oai_request *r, int chat_prompt)
         CHECK(r->num_prompts == 0 && r->messages && r->n <= cfg.max_n);
         CHECK(r->top_logprobs >= 0 && r->top_logprobs <= MIN(SAMPLE_MAX_LOGPROBS, cfg.max_logprobs));
         CHECK(r->params.logprobs == (r->logprobs ? r->top_logprobs : -1));
+        /* no --tool-call-parser here: calls are never read back; tools, when kept, are an array */
+        CHECK(r->tool_choice == OAI_TOOLS_NONE && (!r->tools || cJSON_IsArray(r->tools)));
+        CHECK(!r->continue_final_message || !r->add_generation_prompt);
+        CHECK(!r->chat_echo || str_ok(r->chat_echo));
         check_fit(r, chat_prompt);
         break;
     case OAI_TOKENIZE:
