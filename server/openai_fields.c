@@ -1,12 +1,14 @@
 /* openai_fields.c — vLLM's extra request fields beyond OpenAI's, each honoured or refused
- * with a 400 that names it (never ignored): priority (with --scheduling-policy),
- * include_stop_str_in_output, chat's echo, continue_final_message and documents;
- * refused: the ones osprey has no machinery for yet (allowed_token_ids, bad_words,
+ * with a 400 that names it (never ignored): logit_bias, allowed_token_ids, priority (with
+ * --scheduling-policy), include_stop_str_in_output, chat's echo, continue_final_message and
+ * documents; refused: the ones osprey has no machinery for yet (bad_words, which needs
+ * multi-token matching,
  * prompt_logprobs, beam search, per-request chat templates, …). openai_parse.c calls in
  * once the OpenAI fields are read. */
 #include "server/openai.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *type_name(const cJSON *v)
@@ -52,8 +54,6 @@ static int check_refused(const cJSON *root, enum oai_kind kind, struct oai_error
 {
     const cJSON *v;
 
-    if ((v = get(root, "allowed_token_ids")) && !(cJSON_IsArray(v) && !v->child))
-        return refuse("allowed_token_ids", "(a token whitelist)", e);
     if ((v = get(root, "bad_words")) && !(cJSON_IsArray(v) && !v->child))
         return refuse("bad_words", "(banned multi-token sequences)", e);
     if ((v = get(root, "prompt_logprobs")))
@@ -75,12 +75,80 @@ static int check_refused(const cJSON *root, enum oai_kind kind, struct oai_error
     return 0;
 }
 
+/* logit_bias: {"token id": bias in [-100, 100]}, OpenAI's shape (keys are strings). */
+static int parse_logit_bias(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *lb = get(r->root, "logit_bias"), *b;
+    struct gen_params *p = &r->params;
+    int n = 0;
+
+    if (!lb)
+        return 0;
+    if (!cJSON_IsObject(lb))
+        return openai_error(e, 400, "invalid_type", "logit_bias",
+                            "Invalid type for 'logit_bias': expected an object of token ids to biases, "
+                            "but got %s instead.", type_name(lb));
+    cJSON_ArrayForEach(b, lb)
+        n++;
+    if (!n)
+        return 0;
+    p->logit_bias_ids = arena_calloc(&r->arena, (size_t)n, sizeof *p->logit_bias_ids);
+    p->logit_bias = arena_calloc(&r->arena, (size_t)n, sizeof *p->logit_bias);
+    if (!p->logit_bias_ids || !p->logit_bias)
+        return openai_error(e, 500, "internal_error", NULL, "out of memory");
+    n = 0;
+    cJSON_ArrayForEach(b, lb) {
+        char *end = NULL;
+        long id = strtol(b->string, &end, 10);
+
+        if (!b->string[0] || *end || b->string[0] == '+' || b->string[0] == ' ' || id < 0 || id >= c->vocab_size)
+            return openai_error(e, 400, "invalid_value", "logit_bias",
+                                "Invalid 'logit_bias': key '%.32s' is not a token id in [0, %d).",
+                                b->string, c->vocab_size);
+        if (!cJSON_IsNumber(b) || !isfinite(b->valuedouble) || b->valuedouble < -100 || b->valuedouble > 100)
+            return openai_error(e, 400, "invalid_value", "logit_bias",
+                                "Invalid 'logit_bias[\"%ld\"]': expected a number in [-100, 100].", id);
+        p->logit_bias_ids[n] = (int32_t)id;
+        p->logit_bias[n++] = (float)b->valuedouble;
+    }
+    p->num_logit_bias = n;
+    return 0;
+}
+
+/* allowed_token_ids: a non-empty list of ids in the vocabulary (vLLM's whitelist). */
+static int parse_allowed(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *a = get(r->root, "allowed_token_ids"), *v;
+    struct gen_params *p = &r->params;
+    int n = 0;
+
+    if (!a)
+        return 0;
+    if (!cJSON_IsArray(a) || !a->child)
+        return openai_error(e, 400, cJSON_IsArray(a) ? "invalid_value" : "invalid_type", "allowed_token_ids",
+                            "Invalid 'allowed_token_ids': expected a non-empty array of token ids, but got %s.",
+                            cJSON_IsArray(a) ? "an empty array" : type_name(a));
+    if (!(p->allowed_token_ids = arena_calloc(&r->arena, (size_t)cJSON_GetArraySize(a), sizeof *p->allowed_token_ids)))
+        return openai_error(e, 500, "internal_error", NULL, "out of memory");
+    cJSON_ArrayForEach(v, a) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+            v->valuedouble >= c->vocab_size)
+            return openai_error(e, 400, "invalid_value", "allowed_token_ids",
+                                "Invalid 'allowed_token_ids[%d]': expected a token id in [0, %d).", n,
+                                c->vocab_size);
+        p->allowed_token_ids[n++] = (int32_t)v->valuedouble;
+    }
+    p->num_allowed_token_ids = n;
+    return 0;
+}
+
 int openai_parse_fields(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
     const cJSON *v;
     int rc;
 
-    if ((rc = check_refused(r->root, r->kind, e)) ||
+    if ((rc = check_refused(r->root, r->kind, e)) || (rc = parse_logit_bias(r, c, e)) ||
+        (rc = parse_allowed(r, c, e)) ||
         (rc = get_bool(r->root, "include_stop_str_in_output", &r->params.include_stop_str_in_output, e)) < 0)
         return rc;
     if ((v = get(r->root, "priority"))) {

@@ -181,8 +181,7 @@ static int check_unsupported(const cJSON *root, enum oai_kind kind, struct oai_e
 {
     const cJSON *v;
 
-    if ((v = field(root, "logit_bias")) && !(cJSON_IsObject(v) && !v->child))
-        return unsupported("logit_bias", e);
+    /* logit_bias: openai_parse_fields (openai_fields.c). */
     if ((v = field(root, "response_format"))) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "type");
         if (!cJSON_IsObject(v) || !cJSON_IsString(t) || strcmp(t->valuestring, "text"))

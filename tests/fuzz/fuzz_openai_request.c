@@ -78,6 +78,9 @@ static void check_sampling(const struct oai_request *r)
     CHECK(p->min_p >= 0 && p->min_p <= 1);
     CHECK(fabsf(p->presence_penalty) <= 2 && fabsf(p->frequency_penalty) <= 2);
     CHECK(p->repetition_penalty > 0 && p->repetition_penalty <= 2);
+    CHECK(ids_ok(p->allowed_token_ids, p->num_allowed_token_ids) && ids_ok(p->logit_bias_ids, p->num_logit_bias));
+    for (int i = 0; i < p->num_logit_bias; i++)
+        CHECK(fabsf(p->logit_bias[i]) <= 100);
     CHECK(p->top_k >= 0);
     CHECK(p->num_stop >= 0 && p->num_stop <= cfg.max_stop_strings);
     for (int i = 0; i < p->num_stop; i++) {

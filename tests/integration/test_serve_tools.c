@@ -171,6 +171,26 @@ START_TEST(vllm_fields_work_end_to_end)
     }
     free(text);
 
+    /* allowed_token_ids and logit_bias: the only allowed id, or the id biased by +100, every
+     * time; the text is that id's, as /detokenize spells it */
+    j = it_post(&d, "/detokenize", "{\"tokens\":[100,100,100,100]}", &status);
+    ck_assert_int_eq(status, 200);
+    text = strdup(str(j, "prompt"));
+    cJSON_Delete(j);
+    j = it_post(&d, "/v1/completions", "{\"prompt\":\"Hello\",\"max_tokens\":4,\"ignore_eos\":true,"
+                "\"allowed_token_ids\":[100]}", &status);
+    ck_assert_int_eq(status, 200);
+    ck_assert_str_eq(it_choice_text(j, 0), text);
+    cJSON_Delete(j);
+    j = it_post(&d, "/v1/completions", "{\"prompt\":\"Hello\",\"max_tokens\":4,\"ignore_eos\":true,"
+                "\"logit_bias\":{\"100\":100}}", &status);
+    ck_assert_int_eq(status, 200);
+    ck_assert_str_eq(it_choice_text(j, 0), text);
+    cJSON_Delete(j);
+    free(text);
+    it_fails(&d, "POST", "/v1/completions", NULL, "{\"prompt\":\"a\",\"logit_bias\":{\"100000\":1}}", 400,
+             "logit_bias", NULL);
+
     /* priority is taken under --scheduling-policy priority */
     j = it_post(&d, "/v1/completions", "{\"prompt\":\"Hi\",\"max_tokens\":2,\"priority\":-3}", &status);
     ck_assert_int_eq(status, 200);
@@ -184,8 +204,8 @@ START_TEST(vllm_fields_work_end_to_end)
     ck_assert_int_eq(strncmp(str(message_of(j), "content"), "The sky is", 10), 0);
     cJSON_Delete(j);
 
-    it_fails(&d, "POST", "/v1/completions", NULL, "{\"prompt\":\"a\",\"allowed_token_ids\":[1]}", 400,
-             "allowed_token_ids", "unsupported_parameter");
+    it_fails(&d, "POST", "/v1/completions", NULL, "{\"prompt\":\"a\",\"bad_words\":[\"x\"]}", 400,
+             "bad_words", "unsupported_parameter");
     it_fails(&d, "POST", "/v1/chat/completions", NULL,
              "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"chat_template\":\"x\"}", 400,
              "chat_template", "unsupported_parameter");

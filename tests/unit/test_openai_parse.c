@@ -429,8 +429,10 @@ END_TEST
 
 START_TEST(fields_osprey_cannot_honour_are_refused)
 {
-    fails(COMPL, "{\"prompt\":\"a\",\"logit_bias\":{\"5\":10}}", 400, "logit_bias");
-    ck_assert_str_eq(err.code, "unsupported_parameter");
+    fails(COMPL, "{\"prompt\":\"a\",\"logit_bias\":{\"5\":101}}", 400, "logit_bias");
+    fails(COMPL, "{\"prompt\":\"a\",\"logit_bias\":{\"x5\":1}}", 400, "logit_bias");
+    fails(COMPL, "{\"prompt\":\"a\",\"logit_bias\":{\"512\":1}}", 400, "logit_bias");
+    ck_assert_str_eq(err.code, "invalid_value");
     fails(COMPL, "{\"prompt\":\"a\",\"suffix\":\"end\"}", 400, "suffix");
     fails(COMPL, "{\"prompt\":\"a\",\"best_of\":3}", 400, "best_of");
     fails(COMPL, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}", 400, "response_format");

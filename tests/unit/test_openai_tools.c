@@ -323,7 +323,15 @@ START_TEST(vllm_fields_are_honoured_or_refused_by_name)
     ck_assert_int_eq(req.params.priority, -5);
     refused("{" USER ",\"priority\":1.5}", "priority", "an integer");
     config.priority_scheduling = false;
-    refused("{" USER ",\"allowed_token_ids\":[1,2]}", "allowed_token_ids", "not supported");
+    ck_assert_int_eq(chat("{" USER ",\"allowed_token_ids\":[1,2],\"logit_bias\":{\"7\":-100,\"3\":2.5}}"), 0);
+    ck_assert_int_eq(req.params.num_allowed_token_ids, 2);
+    ck_assert_int_eq(req.params.allowed_token_ids[1], 2);
+    ck_assert_int_eq(req.params.num_logit_bias, 2);
+    ck_assert_int_eq(req.params.logit_bias_ids[0], 7);
+    ck_assert_float_eq(req.params.logit_bias[1], 2.5f);
+    refused("{" USER ",\"allowed_token_ids\":[]}", "allowed_token_ids", "non-empty");
+    refused("{" USER ",\"allowed_token_ids\":[512]}", "allowed_token_ids", "allowed_token_ids[0]");
+    refused("{" USER ",\"logit_bias\":{\"1\":\"x\"}}", "logit_bias", "[-100, 100]");
     refused("{" USER ",\"bad_words\":[\"x\"]}", "bad_words", "not supported");
     refused("{" USER ",\"prompt_logprobs\":1}", "prompt_logprobs", "not supported");
     refused("{" USER ",\"chat_template\":\"{{ x }}\"}", "chat_template", "not supported");
