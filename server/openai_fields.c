@@ -46,7 +46,8 @@ static int get_bool(const cJSON *root, const char *key, bool *out, struct oai_er
 static int refuse(const char *key, const char *why, struct oai_error *e)
 {
     return openai_error(e, 400, "unsupported_parameter", key,
-                        "Unsupported parameter: '%s' %s is not supported by osprey.", key, why);
+                        "Unsupported parameter: '%s'%s%s is not supported by osprey.", key,
+                        why[0] ? " " : "", why);
 }
 
 /* Fields osprey refuses unless absent or at the value that changes nothing. */
@@ -72,6 +73,26 @@ static int check_refused(const cJSON *root, enum oai_kind kind, struct oai_error
         return refuse("cache_salt", "(per-tenant prefix caches)", e);
     if (kind == OAI_CHAT && (v = get(root, "chat_template")))
         return refuse("chat_template", "(a per-request chat template)", e);
+    if ((v = get(root, "prompt_embeds")))
+        return refuse("prompt_embeds", "(embeddings as the prompt)", e);
+    if ((v = get(root, "return_token_ids")) && !cJSON_IsFalse(v))
+        return refuse("return_token_ids", "true", e);
+    if ((v = get(get(root, "stream_options"), "continuous_usage_stats")) && !cJSON_IsFalse(v))
+        return openai_error(e, 400, "unsupported_parameter", "stream_options.continuous_usage_stats",
+                            "Unsupported parameter: 'stream_options.continuous_usage_stats' is not "
+                            "supported by osprey (include_usage is).");
+    if (kind == OAI_CHAT) {
+        static const char *const chat_only[] = { "reasoning_effort", "prediction", "audio",
+                                                 "web_search_options", "verbosity" };
+
+        for (size_t i = 0; i < sizeof chat_only / sizeof *chat_only; i++)
+            if (get(root, chat_only[i]))
+                return refuse(chat_only[i], "", e);
+        if ((v = get(root, "modalities")) &&
+            !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 && cJSON_IsString(v->child) &&
+              !strcmp(v->child->valuestring, "text")))
+            return refuse("modalities", "other than [\"text\"]", e);
+    }
     return 0;
 }
 

@@ -337,6 +337,12 @@ START_TEST(vllm_fields_are_honoured_or_refused_by_name)
     refused("{" USER ",\"chat_template\":\"{{ x }}\"}", "chat_template", "not supported");
     refused("{" USER ",\"use_beam_search\":true}", "use_beam_search", "not supported");
     refused("{" USER ",\"truncate_prompt_tokens\":5}", "truncate_prompt_tokens", "not supported");
+    refused("{" USER ",\"reasoning_effort\":\"low\"}", "reasoning_effort", "'reasoning_effort' is not supported");
+    refused("{" USER ",\"modalities\":[\"text\",\"audio\"]}", "modalities", "not supported");
+    refused("{" USER ",\"stream\":true,\"stream_options\":{\"continuous_usage_stats\":true}}",
+            "stream_options.continuous_usage_stats", "include_usage is");
+    refused("{" USER ",\"return_token_ids\":true}", "return_token_ids", "not supported");
+    ck_assert_int_eq(chat("{" USER ",\"modalities\":[\"text\"],\"return_token_ids\":false}"), 0);
     refused("{" USER ",\"continue_final_message\":true}", "continue_final_message", "add_generation_prompt");
     refused("{" USER ",\"documents\":[1]}", "documents", "object");
 
