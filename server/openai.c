@@ -419,8 +419,8 @@ static bool stream_open(struct job *j)
 }
 
 /* A chat choice read for tool calls: content goes out once it cannot start a call; at the
- * end, the rest of the content, the calls (one delta each, whole) and the finish reason
- * ("tool_calls" when there are calls) in a chunk of its own. */
+ * end, the rest of the content, each call (its head, then its arguments) and the finish
+ * reason ("tool_calls" when there are calls) in a chunk of its own. */
 static bool stream_tools(struct job *j, struct choice *c, const struct oai_head *h,
                          const struct sse_pending *got, bool finished, enum finish_reason reason)
 {
@@ -441,11 +441,13 @@ static bool stream_tools(struct job *j, struct choice *c, const struct oai_head 
     }
     if (ok && oc.text_len)
         ok = queue_event(j, openai_render_chunk(h, &oc, false, 0, j->req.include_usage, NULL, &len), &len);
-    if (ok && tp.num_calls) {
-        struct oai_choice calls = { .index = c->index, .tool_calls = tp.calls,
-                                    .num_tool_calls = tp.num_calls };
+    for (int k = 0; ok && k < tp.num_calls; k++) {
+        struct oai_choice call = { .index = c->index, .tool_calls = &tp.calls[k], .num_tool_calls = 1,
+                                   .tool_call_index = k, .tool_delta = OAI_TOOL_DELTA_HEAD };
 
-        ok = queue_event(j, openai_render_chunk(h, &calls, false, 0, j->req.include_usage, NULL, &len), &len);
+        ok = queue_event(j, openai_render_chunk(h, &call, false, 0, j->req.include_usage, NULL, &len), &len);
+        call.tool_delta = OAI_TOOL_DELTA_ARGUMENTS;
+        ok = ok && queue_event(j, openai_render_chunk(h, &call, false, 0, j->req.include_usage, NULL, &len), &len);
     }
     if (ok && finished) {
         struct oai_choice end = { .index = c->index,

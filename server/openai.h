@@ -152,6 +152,10 @@ struct oai_usage {
     int prompt_tokens, completion_tokens, cached_tokens;
 };
 
+/* A streamed call goes out as OpenAI sends it: its head (index, id, type, name, arguments
+ * "") in one delta, then its arguments. */
+enum oai_tool_delta { OAI_TOOL_DELTA_WHOLE, OAI_TOOL_DELTA_HEAD, OAI_TOOL_DELTA_ARGUMENTS };
+
 /* One choice's output, whole (a response) or since the previous chunk (a stream). */
 struct oai_choice {
     int index;
@@ -169,6 +173,7 @@ struct oai_choice {
                                            * chunk's tool-call deltas (each whole) */
     int num_tool_calls;
     int tool_call_index;       /* chunk: the index of tool_calls[0] in the message */
+    enum oai_tool_delta tool_delta;   /* chunk: which part of each call this delta carries */
 };
 
 /* Renders malloc'd, NUL-terminated JSON (*len bytes); NULL when out of memory.

@@ -277,7 +277,8 @@ static cJSON *logprobs_or_null(enum oai_kind kind, const struct oai_choice *c, b
 }
 
 /* message.tool_calls [{id, type, function: {name, arguments}}]; in a chunk each entry
- * also carries its index in the message (OpenAI's tool-call deltas, each call whole). */
+ * also carries its index in the message, and is the whole call, its head (arguments "") or
+ * only {index, function: {arguments}}, as c->tool_delta says. */
 static cJSON *tool_calls_array(const struct oai_choice *c, bool chunk)
 {
     cJSON *a = cJSON_CreateArray();
@@ -287,11 +288,14 @@ static cJSON *tool_calls_array(const struct oai_choice *c, bool chunk)
         const struct tool_call *t = &c->tool_calls[i];
         cJSON *o = cJSON_CreateObject(), *fn;
 
+        bool head = !chunk || c->tool_delta != OAI_TOOL_DELTA_ARGUMENTS;
+        const char *args = chunk && c->tool_delta == OAI_TOOL_DELTA_HEAD ? "" : t->arguments;
+
         ok = add(a, NULL, o) && (!chunk || add(o, "index", cJSON_CreateNumber(c->tool_call_index + i))) &&
-             add(o, "id", cJSON_CreateString(t->id)) && add(o, "type", cJSON_CreateString("function")) &&
+             (!head || (add(o, "id", cJSON_CreateString(t->id)) && add(o, "type", cJSON_CreateString("function")))) &&
              (fn = cJSON_AddObjectToObject(o, "function")) &&
-             add(fn, "name", cJSON_CreateString(t->name)) &&
-             add(fn, "arguments", openai_json_string(t->arguments, strlen(t->arguments)));
+             (!head || add(fn, "name", cJSON_CreateString(t->name))) &&
+             add(fn, "arguments", openai_json_string(args, strlen(args)));
     }
     if (!ok) {
         cJSON_Delete(a);

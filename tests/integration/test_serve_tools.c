@@ -43,6 +43,7 @@ START_TEST(a_tool_call_in_the_output_comes_back_as_tool_calls)
     struct it_stream s;
     char name[64] = "", arguments[256] = "", content[256] = "", id[128] = "";
     const char *finish = NULL;
+    int deltas = 0;
 
     it_up(&d, args);
     j = it_post(&d, "/v1/chat/completions", CALL_BODY(""), &status);
@@ -74,6 +75,11 @@ START_TEST(a_tool_call_in_the_output_comes_back_as_tool_calls)
             const cJSON *f = cJSON_GetObjectItemCaseSensitive(tc, "function");
 
             ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(tc, "index")->valueint, 0);
+            /* as OpenAI: the head (id, type, name, arguments "") first, then the arguments */
+            ck_assert_int_eq(str(tc, "id") != NULL, deltas == 0);
+            ck_assert_int_eq(str(f, "name") != NULL, deltas == 0);
+            ck_assert_int_eq(strlen(str(f, "arguments")) > 0, deltas == 1);
+            deltas++;
             if (str(tc, "id"))
                 snprintf(id, sizeof id, "%s", str(tc, "id"));
             if (str(f, "name"))
@@ -83,6 +89,7 @@ START_TEST(a_tool_call_in_the_output_comes_back_as_tool_calls)
         }
     }
     ck_assert_str_eq(content, "Let me check. ");
+    ck_assert_int_eq(deltas, 2);
     ck_assert_str_eq(name, "get_weather");
     ck_assert_str_eq(arguments, str(fn, "arguments"));
     ck_assert_int_eq(strncmp(id, "chatcmpl-tool-", 14), 0);

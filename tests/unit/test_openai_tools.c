@@ -509,6 +509,19 @@ START_TEST(a_message_of_calls_renders_in_openais_shape)
     ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(tc, "index")->valueint, 0);
     cJSON_Delete(o);
     free(s);
+
+    /* a streamed call: its head, then its arguments alone */
+    c.tool_delta = OAI_TOOL_DELTA_HEAD;
+    c.tool_call_index = 2;
+    s = openai_render_chunk(&h, &c, false, 0, false, NULL, &len);
+    ck_assert_ptr_nonnull(strstr(s, "\"tool_calls\":[{\"index\":2,\"id\":\"call_1\",\"type\":\"function\","
+                                    "\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]"));
+    free(s);
+    c.tool_delta = OAI_TOOL_DELTA_ARGUMENTS;
+    s = openai_render_chunk(&h, &c, false, 0, false, NULL, &len);
+    ck_assert_ptr_nonnull(strstr(s, "\"tool_calls\":[{\"index\":2,\"function\":{\"arguments\":"
+                                    "\"{\\\"city\\\":\\\"Paris\\\"}\"}}]"));
+    free(s);
 }
 END_TEST
 
