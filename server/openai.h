@@ -213,6 +213,8 @@ int openai_parse_chat_fields(struct oai_request *r, struct oai_error *e);
  * an unknown function name, "auto" without a parser; "required", a named function and
  * strict tools need structured outputs (400 in this build). */
 int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e);
+/* Only the tools list, for the template (/tokenize of messages): r->tools. */
+int openai_parse_tool_list(struct oai_request *r, struct oai_error *e);
 /* Chat: one message's tool fields. An assistant message's tool_calls must be
  * {id, type "function", function {name, arguments}}; arguments (a JSON string, as OpenAI
  * sends it) become the object Hugging Face templates expect. A "tool" message needs a

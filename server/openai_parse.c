@@ -692,7 +692,7 @@ int openai_parse_tokenize(struct oai_request *r, const char *body, size_t len,
         return rc;
     if (field(r->root, "messages")) {
         r->add_special_tokens = false;
-        if ((rc = parse_messages(r, e)))
+        if ((rc = parse_messages(r, e)) || (rc = openai_parse_tool_list(r, e)))   /* as chat renders them */
             return rc;
     } else {
         r->add_special_tokens = true;

@@ -152,15 +152,11 @@ static int parse_choice(struct oai_request *r, const cJSON *tc, struct oai_error
     return tools_need_grammar("tool_choice", "tool_choice naming a function", e);
 }
 
-int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+int openai_parse_tool_list(struct oai_request *r, struct oai_error *e)
 {
-    const cJSON *tools = get(r->root, "tools"), *tc = get(r->root, "tool_choice"), *t;
-    const cJSON *ptc = get(r->root, "parallel_tool_calls");
+    const cJSON *tools = get(r->root, "tools"), *t;
     int i = 0, rc;
 
-    r->tool_choice = OAI_TOOLS_NONE;
-    r->parallel_tool_calls = true;
-    r->tool_parser = c->tool_parser;
     if (tools && !cJSON_IsArray(tools))
         return openai_error(e, 400, "invalid_type", "tools",
                             "Invalid type for 'tools': expected an array, but got %s instead.",
@@ -169,6 +165,20 @@ int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct
         if ((rc = check_tool(t, i++, e)))
             return rc;
     r->tools = tools && tools->child ? tools : NULL;
+    return 0;
+}
+
+int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *tc = get(r->root, "tool_choice");
+    const cJSON *ptc = get(r->root, "parallel_tool_calls");
+    int rc;
+
+    r->tool_choice = OAI_TOOLS_NONE;
+    r->parallel_tool_calls = true;
+    r->tool_parser = c->tool_parser;
+    if ((rc = openai_parse_tool_list(r, e)))
+        return rc;
     if (ptc && !cJSON_IsBool(ptc))
         return openai_error(e, 400, "invalid_type", "parallel_tool_calls",
                             "Invalid type for 'parallel_tool_calls': expected a boolean, but got %s "

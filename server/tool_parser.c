@@ -219,7 +219,9 @@ static int parse_llama3(const char *s, size_t len, struct tool_parse *p)
     return 1;
 }
 
-/* Mistral: [TOOL_CALLS] then a JSON array of call objects (or one object). */
+/* Mistral: [TOOL_CALLS] then a JSON array of call objects (or one object). What follows
+ * the JSON is dropped: the parser keeps special tokens in the text, so the end-of-sequence
+ * token's text (</s>) may follow. */
 static int parse_mistral(const char *s, size_t len, struct tool_parse *p)
 {
     size_t at = find(s, 0, len, MISTRAL_OPEN), end;
@@ -230,10 +232,8 @@ static int parse_mistral(const char *s, size_t len, struct tool_parse *p)
     if (at == len)
         return 0;
     at = skip_space(s, at + strlen(MISTRAL_OPEN), len);
-    if (!(v = parse_json(s, at, len, &end)) || skip_space(s, end, len) != len) {
-        cJSON_Delete(v);
+    if (!(v = parse_json(s, at, len, &end)))
         return 0;
-    }
     if (cJSON_IsArray(v) && v->child) {
         cJSON_ArrayForEach(item, v)
             if ((rc = add_call(p, TOOL_PARSER_MISTRAL, item, "arguments", "parameters")) <= 0)

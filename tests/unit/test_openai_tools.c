@@ -117,6 +117,8 @@ START_TEST(mistral_calls_follow_the_tool_calls_token)
     ck_assert_uint_eq(tp.content_len, strlen("Sure. "));
     call_is(0, "get_weather", "{\"city\":\"Paris\"}");
     call_is(1, "search", "{\"q\":\"x\"}");
+    parse(TOOL_PARSER_MISTRAL, "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {}}]</s>", 0);   /* EOS kept */
+    call_is(0, "f", "{}");
     /* Mistral's templates check for ids of 9 letters and digits */
     ck_assert_uint_eq(strlen(tp.calls[0].id), 9);
     for (int i = 0; i < 9; i++)
@@ -254,6 +256,16 @@ START_TEST(tools_and_tool_choice_are_read)
     ck_assert(!openai_tools_active(&req));
     ck_assert_int_eq(chat("{" USER ",\"tools\":[],\"tool_choice\":\"none\"}"), 0);
     ck_assert_ptr_null(req.tools);
+
+    /* /tokenize of messages renders the tools as chat does */
+    {
+        static const char body[] = "{" USER ",\"tools\":[" TOOL "]}";
+
+        openai_request_fini(&req);
+        openai_request_init(&req);
+        ck_assert_int_eq(openai_parse_tokenize(&req, body, strlen(body), &config, &err), 0);
+        ck_assert_int_eq(cJSON_GetArraySize(req.tools), 1);
+    }
 }
 END_TEST
 
