@@ -390,7 +390,7 @@ static bool stream_open(struct job *j)
         size_t *lens = NULL;
         int n = 0, rc;
 
-        resp_stream_init(&j->rs, j->id);
+        resp_stream_init(&j->rs);
         rc = resp_stream_open(&j->rs, &rh, &ev, &lens, &n);
         return queue_resp_events(j, rc, ev, lens, n);
     }

@@ -198,7 +198,7 @@ static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
         goto nomem;
     return 0;
 nomem_content:
-    if (m && !cJSON_GetObjectItemCaseSensitive(m, "content"))
+    if (!m || !cJSON_GetObjectItemCaseSensitive(m, "content"))
         cJSON_Delete(content);
 nomem:
     cJSON_Delete(m);
@@ -351,7 +351,7 @@ static cJSON *text_part(const char *text, size_t len)
 
     if (!p || !t || !cJSON_AddStringToObject(p, "type", "output_text") || !cJSON_AddItemToObject(p, "text", t) ||
         !cJSON_AddArrayToObject(p, "annotations")) {
-        if (p && t && !cJSON_GetObjectItemCaseSensitive(p, "text"))
+        if (t && (!p || !cJSON_GetObjectItemCaseSensitive(p, "text")))
             cJSON_Delete(t);
         cJSON_Delete(p);
         return NULL;
@@ -492,10 +492,9 @@ char *responses_render(const struct resp_head *h, const struct resp_output *out,
     return print(response_object(h, out, u, msg_id), len);
 }
 
-void resp_stream_init(struct resp_stream *s, const char *response_id)
+void resp_stream_init(struct resp_stream *s)
 {
     memset(s, 0, sizeof *s);
-    (void)response_id;
     snprintf(s->msg_id, sizeof s->msg_id, "msg_");
     rand_hex(s->msg_id + 4, 16);
 }
@@ -538,9 +537,16 @@ static void emit(struct evlist *l, struct resp_stream *s, const char *type, cJSO
     }
     while ((c = o->child)) {
         cJSON_DetachItemViaPointer(o, c);
-        cJSON_AddItemToObject(ev, c->string, c);    /* reuses c's key */
+        if (!cJSON_AddItemToObject(ev, c->string, c)) {   /* copies c's key first */
+            cJSON_Delete(c);
+            l->failed = true;
+        }
     }
     cJSON_Delete(o);
+    if (l->failed) {
+        cJSON_Delete(ev);
+        return;
+    }
     if (!cJSON_AddNumberToObject(ev, "sequence_number", s->seq++)) {
         cJSON_Delete(ev);
         l->failed = true;

@@ -50,7 +50,7 @@ struct resp_stream {
     char *text;                /* all text sent so far (output_text.done repeats it) */
     size_t text_len;
 };
-void resp_stream_init(struct resp_stream *s, const char *response_id);
+void resp_stream_init(struct resp_stream *s);   /* draws the message item's id */
 void resp_stream_fini(struct resp_stream *s);
 /* response.created, response.in_progress, response.output_item.added (the message) and
  * response.content_part.added. */

@@ -175,10 +175,10 @@ START_TEST(the_stream_sends_the_calls_after_the_message_then_completed)
     char **ev;
     size_t *lens;
     int n, k = 0;
-    cJSON *types = cJSON_CreateArray(), *last = NULL;
+    cJSON *last = NULL;
 
     ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}"), 0);
-    resp_stream_init(&rs, "resp_y");
+    resp_stream_init(&rs);
     for (int step = 0; step < 3; step++) {
         int rc = step == 0 ? resp_stream_open(&rs, &h, &ev, &lens, &n)
                : step == 1 ? resp_stream_delta(&rs, "Let me", 6, &ev, &lens, &n)
@@ -210,7 +210,6 @@ START_TEST(the_stream_sends_the_calls_after_the_message_then_completed)
         ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "function_call");
     }
     cJSON_Delete(last);
-    cJSON_Delete(types);
     resp_stream_fini(&rs);
 }
 END_TEST
