@@ -335,7 +335,13 @@ int tool_stream_feed(struct tool_stream *ts, enum tool_parser_kind k, const char
         memcpy(ts->text + ts->len, s, n);
     ts->len += n;
     ts->text[ts->len] = '\0';
-    ready = tool_parser_content_prefix(k, ts->text, ts->len, &maybe);
+    /* Only the unsent tail is read again: what went out holds no call's start (a marker is
+     * held from its first byte), so a token costs its own bytes, not the whole output's.
+     * Llama 3's syntax is decided by the first character: once content went out, all is. */
+    if (k == TOOL_PARSER_LLAMA3_JSON)
+        ready = ts->sent ? ts->len : tool_parser_content_prefix(k, ts->text, ts->len, &maybe);
+    else
+        ready = ts->sent + tool_parser_content_prefix(k, ts->text + ts->sent, ts->len - ts->sent, &maybe);
     *out = ts->text + ts->sent;
     *out_len = ready > ts->sent ? ready - ts->sent : 0;
     ts->sent += *out_len;
