@@ -103,15 +103,15 @@ struct oai_request {
 void openai_request_init(struct oai_request *r);
 void openai_request_fini(struct oai_request *r);
 
-/* Parse a request body (len bytes, need not be NUL-terminated) into r (init'ed). Returns 0,
- * or a negative errno with e filled: 400 for malformed JSON, wrong types (param named) and
- * out-of-range values, 404 for another model. Unknown fields are ignored, as vLLM does;
- * fields osprey cannot honour (tools, logit_bias, response_format other than text, suffix,
- * best_of > 1) are refused. */
 /* Only the checks every body gets (UTF-8 without NUL, nesting, each key once, one JSON
  * object) into r->root, r->kind = kind. For routes with bodies of their own shape. */
 int openai_parse_body(struct oai_request *r, enum oai_kind kind, const char *body, size_t len,
                       struct oai_error *e);
+/* Parse a request body (len bytes, need not be NUL-terminated) into r (init'ed). Returns 0,
+ * or a negative errno with e filled: 400 for malformed JSON, wrong types (param named) and
+ * out-of-range values, 404 for another model. Unknown fields are ignored, as vLLM does;
+ * fields osprey cannot honour (response_format other than text, suffix, best_of > 1, and
+ * vLLM's listed in openai_fields.c) are refused. Chat reads tools (openai_tools.c). */
 int openai_parse_completion(struct oai_request *r, const char *body, size_t len,
                             const struct oai_config *c, struct oai_error *e);
 int openai_parse_chat(struct oai_request *r, const char *body, size_t len,
