@@ -4,6 +4,7 @@
 #                   then the unit, integration and stress suites again built with ASan + UBSan
 #                   (ends with Check's summary)
 #   make serve      generate the default model if needed and serve it on 127.0.0.1:8000
+#   make install    the binary, systemd units, example config, nginx site (PREFIX, DESTDIR)
 #   make test-gpu   GPU kernel checks and the HF oracle (on a machine with a GPU)
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each (FUZZ_MERGE=1 keeps new inputs)
 # V=1 prints every command; SANITIZE=1 builds with ASan + UBSan (into build-san/, without CUDA);
@@ -42,12 +43,12 @@ endif
 LIB_SRCS  := $(filter-out engine/cuda/%,$(wildcard engine/*.c engine/*/*.c scheduler/*.c config/*.c server/*.c)) $(CUDA_SRCS)
 LIB_SRCS  := $(filter-out server/main.c,$(LIB_SRCS))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(CU_SRCS:%.cu=$(BUILD)/%.o)
-TEST_SRCS := $(wildcard tests/unit/*.c tests/integration/*.c tests/stress/*.c)
+TEST_SRCS := $(wildcard tests/unit/*.c tests/integration/*.c tests/stress/*.c tests/deploy/*.c)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 GPU_SRCS  := $(wildcard tests/gpu/*.c)
 GPU_OBJS  := $(GPU_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: FORCE all test check-includes test-gpu serve fuzz fuzz-build fuzz-brief deps clean
+.PHONY: FORCE all install test check-includes test-gpu serve fuzz fuzz-build fuzz-brief deps clean
 all: $(BUILD)/osprey
 FORCE:
 
@@ -76,7 +77,7 @@ $(BUILD)/%.o: %.cu $(BUILD)/.flags
 	@$(if $(Q),echo "  NVCC    $<")
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
-# The test runner: every tests/unit, tests/integration and tests/stress file defines Suite *<name>_suite(void);
+# The test runner: every tests/unit, tests/integration, tests/stress and tests/deploy file defines Suite *<name>_suite(void);
 # the list is generated so that adding a file is all it takes to add a suite.
 $(BUILD)/tests/suites.h: $(TEST_SRCS)
 	@mkdir -p $(@D)
@@ -91,6 +92,23 @@ $(BUILD)/osprey-tests: $(TEST_OBJS) $(LIB_OBJS)
 	@echo "  LD      $@"
 
 $(BUILD)/osprey-gpu-tests: $(GPU_OBJS) $(LIB_OBJS)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+
+# make install: the binary, osprey.service, osprey@.service (one per GPU), the example config and
+# the nginx site (scripts/install.sh says where); PREFIX (/usr/local), SYSCONFDIR (/etc), DESTDIR.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+install: all
+	$(Q)PREFIX=$(PREFIX) SYSCONFDIR=$(SYSCONFDIR) DESTDIR=$(DESTDIR) BUILD=$(BUILD) scripts/install.sh
+
+# Grammar figures (tests/bench/bench_grammar.c): prints, asserts nothing.
+$(BUILD)/bench-grammar: $(BUILD)/tests/bench/bench_grammar.o $(LIB_OBJS)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+
+# Tokenizer and chat template figures (tests/bench/bench_text.c): prints, asserts nothing.
+$(BUILD)/bench-text: $(BUILD)/tests/bench/bench_text.o $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 	@echo "  LD      $@"
 
@@ -132,11 +150,13 @@ FUZZ_BRIEF_SECONDS ?= 3
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
                  -MMD -MP -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c) \
+FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c engine/grammar/*.c) \
                  engine/model/safetensors.c engine/model/model.c engine/model/quant.c engine/model/kv_groups.c \
                  engine/sampler.c engine/gen_params.c \
-                 server/openai_parse.c server/openai_render.c server/openai_fields.c server/openai_tools.c \
-                 server/tool_parser.c server/responses.c server/chat_prompt.c server/sse.c server/auth.c \
+                 server/openai_parse.c server/openai_grammar.c server/json_text.c server/openai_render.c \
+                 server/json_out.c server/openai_fields.c server/openai_tools.c server/tool_parser.c \
+                 server/responses.c server/chat_prompt.c server/sse.c server/auth.c $(wildcard server/http*.c) \
+                 server/metrics.c \
                  config/config.c config/options.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.c)

@@ -12,7 +12,7 @@
 #include "config/config.h"
 #include "config/options.h"  /* options_table, options_set ... */
 #include "engine/base/log.h"      /* LOG: unknown OSPREY_* variables */
-#include "engine/base/util.h"     /* errf, ASSERT */
+#include "engine/base/util.h"     /* errf, ASSERT, read_file_bounded */
 
 #define CONFIG_FILE_MAX  (1 << 20)  /* bytes of a JSON config file */
 #define KEY_FILE_MAX     4096       /* bytes of an --api-key-file */
@@ -35,45 +35,6 @@ void config_fini(struct osprey_config *c)
 {
     for (int i = 0; i < options_count; i++)
         options_free(&options_table[i], c);
-}
-
-/* Reads at most `max` bytes of a file into a NUL-terminated malloc'd buffer; a longer file is
- * an error rather than a slow read of /dev/zero. */
-static int read_bounded(const char *path, size_t max, char **out, size_t *len, char *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-    int rc;
-
-    *out = NULL;
-    if (!f) {
-        rc = -errno;
-        errf(err, "%s: %s", path, strerror(errno));
-        return rc;
-    }
-    if (!(buf = malloc(max + 1))) {
-        fclose(f);
-        errf(err, "%s: out of memory", path);
-        return -ENOMEM;
-    }
-    n = fread(buf, 1, max + 1, f);
-    rc = ferror(f) ? -(errno ? errno : EIO) : 0;
-    fclose(f);
-    if (rc) {
-        errf(err, "%s: %s", path, strerror(-rc));
-    } else if (n > max) {
-        errf(err, "%s: larger than %zu bytes", path, max);
-        rc = -EFBIG;
-    }
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
 }
 
 /* ---- the JSON file ---- */
@@ -249,7 +210,7 @@ int config_load_file(struct osprey_config *c, const char *path, char *err)
 {
     char *json;
     size_t len;
-    int rc = read_bounded(path, CONFIG_FILE_MAX, &json, &len, err);
+    int rc = read_file_bounded(path, CONFIG_FILE_MAX, &json, &len, err);
 
     if (rc != 0)
         return rc;
@@ -391,6 +352,26 @@ static int flags_split(int argc, char **argv, struct flag_value *out, int *n, ch
     return 0;
 }
 
+/* ---- one option, for the offline commands ---- */
+
+int config_set(struct osprey_config *c, const char *key, const char *text, const char *src, char *err)
+{
+    const struct config_option *o = options_find(key);
+
+    if (!o) {
+        errf(err, "%s: no such option", src);
+        return -ENOENT;
+    }
+    return options_set(o, c, text, src, err);
+}
+
+bool config_is_bool(const char *key)
+{
+    const struct config_option *o = options_find(key);
+
+    return o && o->type == OPT_BOOL;
+}
+
 /* ---- all sources ---- */
 
 /* What only makes sense once every source is in: the key read from --api-key-file, and the
@@ -406,7 +387,7 @@ static int config_resolve(struct osprey_config *c, char *err)
             errf(err, "--api-key and --api-key-file are both set; keep one");
             return -EINVAL;
         }
-        if ((rc = read_bounded(c->api_key_file, KEY_FILE_MAX, &key, &len, why)) != 0) {
+        if ((rc = read_file_bounded(c->api_key_file, KEY_FILE_MAX, &key, &len, why)) != 0) {
             errf(err, "--api-key-file: %s", why);
             return rc;
         }
@@ -578,22 +559,36 @@ static void help_wrap(FILE *f, const char *text, int indent)
     fputc('\n', f);
 }
 
+static void help_line(FILE *f, const struct config_option *o)
+{
+    char usage[128], text[512];
+
+    flag_usage(o, usage, sizeof usage);
+    if (strlen(usage) > HELP_COLUMN - 3)
+        fprintf(f, "  %s\n%*s", usage, HELP_COLUMN, "");
+    else
+        fprintf(f, "  %-*s", HELP_COLUMN - 2, usage);
+    snprintf(text, sizeof text, *o->def ? "%s (default: %s)" : "%s", o->help, o->def);
+    help_wrap(f, text, HELP_COLUMN);
+}
+
 void config_print_help(FILE *f)
 {
     fputs(help_intro, f);
     for (int i = 0; i < options_count; i++) {
-        const struct config_option *o = &options_table[i];
-        char usage[128], text[512];
+        if (options_table[i].section)
+            fprintf(f, "\n%s:\n", options_table[i].section);
+        help_line(f, &options_table[i]);
+    }
+}
 
-        if (o->section)
-            fprintf(f, "\n%s:\n", o->section);
-        flag_usage(o, usage, sizeof usage);
-        if (strlen(usage) > HELP_COLUMN - 3)
-            fprintf(f, "  %s\n%*s", usage, HELP_COLUMN, "");
-        else
-            fprintf(f, "  %-*s", HELP_COLUMN - 2, usage);
-        snprintf(text, sizeof text, *o->def ? "%s (default: %s)" : "%s", o->help, o->def);
-        help_wrap(f, text, HELP_COLUMN);
+void config_print_options(FILE *f, const char *const *keys, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const struct config_option *o = options_find(keys[i]);
+
+        if (o)
+            help_line(f, o);
     }
 }
 

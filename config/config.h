@@ -45,6 +45,7 @@ struct osprey_config {
     /* limits */
     int max_waiting_requests;      /* waiting-queue bound; past it 503 + Retry-After */
     int max_connections;           /* concurrent HTTP connections */
+    int max_connections_per_client;   /* of them from one client address; 0 = no cap */
     size_t max_body_bytes;         /* request body, bytes */
     size_t max_header_bytes;       /* request line and headers, bytes */
     int max_prompt_tokens;         /* 0 = the model length */
@@ -55,7 +56,9 @@ struct osprey_config {
     int max_logprobs;              /* top_logprobs per token */
     const char *tool_call_parser;  /* static: "auto" (from the chat template), "none", "llama3_json", "hermes", "mistral" */
     const char *scheduling_policy; /* static: "fcfs", or "priority" (requests' priority orders the queue) */
+    int grammar_cache_size;        /* compiled grammars kept for requests that repeat them */
     size_t stream_buffer_bytes;    /* output buffered per request before it waits for the client */
+    size_t max_response_bytes;     /* a non-streamed answer's body, bytes */
     double request_timeout;        /* seconds to receive a whole request; 0 = none */
     double idle_timeout;           /* seconds a connection may sit idle; 0 = none */
     double shutdown_grace;         /* seconds SIGTERM lets running requests finish */
@@ -104,8 +107,19 @@ int config_load(struct osprey_config *c, int argc, char **argv, char **envp, cha
  * within max_model_len when both are set, ...). 0 or -EINVAL with a message. */
 int config_validate(const struct osprey_config *c, char *err);
 
+/* One option by its key ("kv_cache_memory"), from text as a flag would give it: what the
+ * offline commands (generate, bench) use for the engine options they share with serve, so
+ * that a value parses the same whichever command reads it. src names the source in errors
+ * ("--kv-cache-memory"). Returns 0, -ENOENT (no such key), -EINVAL or -ENOMEM (message in
+ * err). */
+int config_set(struct osprey_config *c, const char *key, const char *text, const char *src, char *err);
+/* Whether key names a boolean option (a bare flag means true, --no-FLAG false). */
+bool config_is_bool(const char *key);
+
 /* `osprey serve --help`: usage and one line per option with its default. */
 void config_print_help(FILE *f);
+/* The --help lines of the options named by keys[0..n) (same layout as config_print_help). */
+void config_print_options(FILE *f, const char *const *keys, int n);
 /* The README's option table in Markdown: one row per option (flag, env, JSON key, type,
  * default, meaning). */
 void config_print_markdown(FILE *f);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config/options.h"
+#include "engine/base/size.h"  /* size_parse, size_format: the one size parser */
 #include "engine/base/util.h"  /* errf, ARRAY_LEN, MIN */
 
 #define F(field) offsetof(struct osprey_config, field)
@@ -76,6 +77,10 @@ const struct config_option options_table[] = {
       .help = "requests waiting for the engine; past it 503 with Retry-After" },
     { "max_connections", OPT_INT, F(max_connections), .def = "512", .arg = "N", .min = 1,
       .max = 1048576, .help = "concurrent HTTP connections" },
+    { "max_connections_per_client", OPT_INT, F(max_connections_per_client), .def = "256", .arg = "N",
+      .min = 0, .max = 1048576,
+      .help = "connections from one client address; more are closed at once; 0 = no cap (behind a "
+              "proxy, every connection comes from the proxy)" },
     { "max_body_bytes", OPT_SIZE, F(max_body_bytes), .def = "1MiB", .arg = "SIZE", .min = KiB,
       .max = GiB, .help = "largest request body; larger is 413" },
     { "max_header_bytes", OPT_SIZE, F(max_header_bytes), .def = "32KiB", .arg = "SIZE", .min = KiB,
@@ -97,8 +102,12 @@ const struct config_option options_table[] = {
       .help = "how tool calls are read from outputs (tool_choice auto); auto = from the chat template" },
     { "scheduling_policy", OPT_ENUM, F(scheduling_policy), .def = "fcfs", .choices = { "fcfs", "priority" },
       .help = "fcfs, or priority: requests' \"priority\" field orders the queue (lower first)" },
+    { "grammar_cache_size", OPT_INT, F(grammar_cache_size), .def = "32", .arg = "N", .min = 1,
+      .max = 4096, .help = "compiled grammars (schemas, regexes, …) kept for requests that repeat them" },
     { "stream_buffer_bytes", OPT_SIZE, F(stream_buffer_bytes), .def = "1MiB", .arg = "SIZE",
       .min = 4 * KiB, .max = GiB, .help = "output held per request for a slow client before it is cut off" },
+    { "max_response_bytes", OPT_SIZE, F(max_response_bytes), .def = "32MiB", .arg = "SIZE",
+      .min = KiB, .max = GiB, .help = "largest non-streamed answer; asking for more is 400 (stream it instead)" },
     { "request_timeout", OPT_SECONDS, F(request_timeout), .def = "30", .arg = "SECONDS", .min = 0,
       .max = 86400, .help = "time a client has to send a whole request; 0 = none" },
     { "idle_timeout", OPT_SECONDS, F(idle_timeout), .def = "60", .arg = "SECONDS", .min = 0,
@@ -240,66 +249,6 @@ static int parse_u64(const char *s, uint64_t *out)
     if (*end)
         return -EINVAL;
     return errno == ERANGE ? -ERANGE : 0;
-}
-
-static const struct { const char *name; uint64_t mult; } size_units[] = {
-    { "", 1 }, { "b", 1 },
-    /* A bare letter is binary, as systemd reads MemoryMax=; "KB" is decimal, "KiB" binary. */
-    { "k", 1ull << 10 }, { "kb", 1000ull }, { "kib", 1ull << 10 },
-    { "m", 1ull << 20 }, { "mb", 1000000ull }, { "mib", 1ull << 20 },
-    { "g", 1ull << 30 }, { "gb", 1000000000ull }, { "gib", 1ull << 30 },
-    { "t", 1ull << 40 }, { "tb", 1000000000000ull }, { "tib", 1ull << 40 },
-};
-
-/* Digits, an optional fraction of up to 6 digits, optional spaces, an optional unit. Exact
- * integer arithmetic: "1.5G" is 1610612736, with no rounding through a double. */
-static int parse_size(const char *s, size_t *out)
-{
-    uint64_t whole = 0, frac = 0, den = 1, mult = 0, bytes;
-    const char *p = s;
-
-    if (!isdigit((unsigned char)*p))
-        return -EINVAL;
-    for (; isdigit((unsigned char)*p); p++)
-        if (__builtin_mul_overflow(whole, 10, &whole) || __builtin_add_overflow(whole, (uint64_t)(*p - '0'), &whole))
-            return -ERANGE;
-    if (*p == '.') {
-        if (!isdigit((unsigned char)*++p))
-            return -EINVAL;
-        for (; isdigit((unsigned char)*p); p++) {
-            if (den == 1000000)
-                return -EINVAL;
-            frac = frac * 10 + (uint64_t)(*p - '0');
-            den *= 10;
-        }
-    }
-    while (*p == ' ')
-        p++;
-    for (size_t i = 0; i < ARRAY_LEN(size_units); i++)
-        if (!strcasecmp(p, size_units[i].name))
-            mult = size_units[i].mult;
-    if (!mult || (den > 1 && mult == 1))  /* unknown unit, or a fraction of a byte */
-        return -EINVAL;
-    /* frac < 10^6 and mult <= 2^40: the product fits in 64 bits. */
-    if (__builtin_mul_overflow(whole, mult, &bytes) || __builtin_add_overflow(bytes, frac * mult / den, &bytes)
-        || bytes > SIZE_MAX)
-        return -ERANGE;
-    *out = (size_t)bytes;
-    return 0;
-}
-
-/* "1GiB" when bytes is a whole number of KiB/MiB/GiB/TiB, else plain bytes. */
-static void format_size(size_t bytes, char *buf, size_t n)
-{
-    static const char *const names[] = { "KiB", "MiB", "GiB", "TiB" };
-    int unit = -1;
-
-    for (int k = 0; k < 4 && bytes && bytes % ((size_t)1 << (10 * (k + 1))) == 0; k++)
-        unit = k;
-    if (unit < 0)
-        snprintf(buf, n, "%zu", bytes);
-    else
-        snprintf(buf, n, "%zu%s", bytes >> (10 * (unit + 1)), names[unit]);
 }
 
 /* The shortest "%g" text that reads back as v: "0.9" rather than "0.90000000000000002", and
@@ -533,15 +482,15 @@ int options_set(const struct config_option *o, struct osprey_config *c, const ch
         return rc ? -EINVAL : 0;
     case OPT_SIZE: {
         size_t v;
-        rc = parse_size(text, &v);
+        rc = size_parse(text, &v);
         if (rc == -EINVAL) {
             errf(err, "%s: %s is not a size (bytes, or a number with K, KB, KiB, M, MB, MiB, G, GB, GiB, "
                  "T, TB or TiB)", src, options_quote(text, q, sizeof q));
             return rc;
         }
         if (rc == -ERANGE || out_of_range(o, (double)v)) {
-            format_size((size_t)o->min, lo, sizeof lo);
-            format_size((size_t)o->max, hi, sizeof hi);
+            size_format((size_t)o->min, lo, sizeof lo);
+            size_format((size_t)o->max, hi, sizeof hi);
             errf(err, "%s: %s is out of range [%s, %s]", src, options_quote(text, q, sizeof q), lo, hi);
             return -EINVAL;
         }
@@ -636,7 +585,7 @@ void options_format(const struct config_option *o, const struct osprey_config *c
     switch (o->type) {
     case OPT_INT:     snprintf(buf, n, "%d", *(const int *)field); break;
     case OPT_U64:     snprintf(buf, n, "%" PRIu64, *(const uint64_t *)field); break;
-    case OPT_SIZE:    format_size(*(const size_t *)field, buf, n); break;
+    case OPT_SIZE:    size_format(*(const size_t *)field, buf, n); break;
     case OPT_FLOAT:
     case OPT_SECONDS: format_double(*(const double *)field, buf, n); break;
     case OPT_BOOL:    snprintf(buf, n, "%s", *(const bool *)field ? "true" : "false"); break;
@@ -646,9 +595,10 @@ void options_format(const struct config_option *o, const struct osprey_config *c
         if (!s)
             break;
         if (o->flags & OPT_SECRET) {
-            /* Only the last 4 characters, and only of a key long enough that 4 give little away. */
+            /* Only the last 4 characters, and only of a key long enough that 4 give little
+             * away: 16, as server/auth.c's auth_mask. */
             size_t len = strlen(s);
-            snprintf(buf, n, "****%s", len >= 12 ? s + len - 4 : "");
+            snprintf(buf, n, "****%s", len >= 16 ? s + len - 4 : "");
         } else {
             snprintf(buf, n, "%s", s);
         }
@@ -685,8 +635,8 @@ void options_describe_type(const struct config_option *o, char *buf, size_t n)
         break;
     case OPT_U64:      snprintf(buf, n, "integer >= 0"); break;
     case OPT_SIZE:
-        format_size((size_t)o->min, lo, sizeof lo);
-        format_size((size_t)o->max, hi, sizeof hi);
+        size_format((size_t)o->min, lo, sizeof lo);
+        size_format((size_t)o->max, hi, sizeof hi);
         snprintf(buf, n, "size %s..%s", lo, hi);
         break;
     case OPT_FLOAT:

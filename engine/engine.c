@@ -16,16 +16,9 @@
 #include "engine/backend.h"
 #include "engine/engine_internal.h"
 #include "engine/base/log.h"
+#include "engine/base/rng.h"
 #include "engine/runner.h"
 #include "engine/base/util.h"
-
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* ---- requests ---------------------------------------------------------------------- */
 
@@ -43,6 +36,7 @@ static void request_free(struct engine_request *r)
     free(r->params.allowed_token_ids);
     free(r->tokens);
     free(r->banned);
+    grammar_matcher_destroy(r->matcher);
     free(r);
 }
 
@@ -63,6 +57,7 @@ static struct engine_request *request_create(struct engine *e, const struct engi
     r->params.num_logit_bias = 0;
     r->params.allowed_token_ids = NULL;
     r->params.num_allowed_token_ids = 0;
+    r->params.grammar = NULL;        /* the matcher holds the reference */
     if (p->num_logit_bias) {
         r->params.logit_bias_ids = malloc((size_t)p->num_logit_bias * sizeof(int32_t));
         r->params.logit_bias = malloc((size_t)p->num_logit_bias * sizeof(float));
@@ -79,6 +74,8 @@ static struct engine_request *request_create(struct engine *e, const struct engi
         memcpy(r->params.allowed_token_ids, p->allowed_token_ids, (size_t)p->num_allowed_token_ids * sizeof(int32_t));
         r->params.num_allowed_token_ids = p->num_allowed_token_ids;
     }
+    if (p->grammar && grammar_matcher_create(&r->matcher, p->grammar))
+        goto fail;
     r->tokens = malloc(((size_t)d->num_prompt + p->max_tokens) * sizeof *r->tokens);
     r->banned = malloc(((size_t)e->num_eos + p->num_stop_token_ids + 1) * sizeof *r->banned);
     if (!r->tokens || !r->banned)
@@ -137,6 +134,7 @@ static void deliver(struct engine *e, struct engine_request *r, const int32_t *t
         .id = r->id,
         .token_ids = tokens,
         .samples = samples,
+        .text_offsets = n > 0 ? &r->text.token_start : NULL,   /* n is 0 or 1: the last push */
         .num_tokens = n,
         .finished = final,
         .finish_reason = final ? why : FINISH_NONE,
@@ -253,6 +251,32 @@ static void take_inbox(struct engine *e)
             finish_live(e, e->live, FINISH_ABORT, "server shutting down");
 }
 
+/* Whether token t ends the request like EOS (EOS ids and the request's stop ids). */
+static bool is_stop_token(const struct engine_request *r, int32_t t)
+{
+    for (int i = 0; i < r->num_banned; i++)
+        if (r->banned[i] == t)
+            return true;
+    return false;
+}
+
+/* The grammar's mask for a row: what may continue the output, and EOS/stop ids when the
+ * output may end here. A failure (out of memory, an automaton past its bounds) marks the
+ * request, which ends after the step; its row then allows only the stop ids. */
+static const uint32_t *grammar_row(struct engine *e, struct engine_request *r, int i)
+{
+    uint32_t *mask = e->masks + (size_t)i * e->mask_words;
+
+    memset(mask, 0, (size_t)e->mask_words * sizeof *mask);
+    if (grammar_matcher_fill_mask(r->matcher, mask))
+        r->grammar_failed = true;
+    if (grammar_matcher_is_accepting(r->matcher) || r->grammar_failed)
+        for (int k = 0; k < r->num_banned; k++)
+            if (r->banned[k] >= 0 && r->banned[k] < e->mask_words * 32)
+                mask[r->banned[k] >> 5] |= 1u << (r->banned[k] & 31);
+    return mask;
+}
+
 static void fill_rows(struct engine *e, const struct step_batch *b)
 {
     for (int i = 0; i < b->num_sample; i++) {
@@ -276,11 +300,12 @@ static void fill_rows(struct engine *e, const struct step_batch *b)
         row->num_output = num_output;
         row->banned = r->banned;
         row->num_banned = num_output < r->params.min_tokens ? r->num_banned : 0;
-        row->allowed = r->params.allowed_token_ids;
-        row->num_allowed = r->params.num_allowed_token_ids;
+        row->allowed_ids = r->params.allowed_token_ids;
+        row->num_allowed_ids = r->params.num_allowed_token_ids;
         row->bias_ids = r->params.logit_bias_ids;
         row->bias = r->params.logit_bias;
         row->num_bias = r->params.num_logit_bias;
+        row->allowed = r->matcher ? grammar_row(e, r, i) : NULL;
     }
 }
 
@@ -304,6 +329,29 @@ static void step_failed(struct engine *e, struct step_batch *b, int rc)
     if (rc == -EIO)
         while (e->live)
             finish_live(e, e->live, FINISH_ERROR, msg);
+}
+
+/* Advances r's grammar over its new token: the request ends with "stop" once the grammar is
+ * complete and nothing may follow, and with an error when the token does not fit (only when
+ * the grammar allowed nothing the vocabulary has) or its mask failed. Returns that error. */
+static const char *grammar_step(struct engine *e, struct engine_request *r, int32_t tok)
+{
+    const char *error = NULL;
+    int rc = 0;
+
+    if (!r->grammar_failed && !is_stop_token(r, tok))
+        rc = grammar_matcher_accept_token(r->matcher, tok);
+    if (r->grammar_failed || rc == -E2BIG)
+        error = "grammar: the automaton went past its bounds (nested too deep or too ambiguous)";
+    else if (rc)
+        error = "grammar: no token of the vocabulary can continue the output";
+    if (error) {
+        LOG(LL_WARN, "engine", "req %llu: %s", (unsigned long long)r->id, error);
+        sched_finish(e->sched, &r->sr, FINISH_ERROR);
+    } else if (grammar_matcher_is_done(r->matcher)) {
+        sched_finish(e->sched, &r->sr, FINISH_STOP);
+    }
+    return error;
 }
 
 /* Runs one step; returns false when there was nothing to run. */
@@ -381,20 +429,24 @@ static bool engine_step(struct engine *e)
         }
     }
 
-    /* Deliver every sampled token; the scheduler has appended it already. A stop string
-     * ends the request here; EOS, stop ids and length ended it in sched_update. */
+    /* Deliver every sampled token; the scheduler has appended it already. A stop string or
+     * a complete grammar ends the request here; EOS, stop ids and length ended it in
+     * sched_update. */
     for (int i = 0; i < b->num_sample; i++) {
         struct engine_request *r = b->reqs[b->sample_req[i]]->user;
         int32_t tok = e->sampled[i];
+        const char *error = NULL;
         bool final;
 
         if (out_text_push(&r->text, tok) != 0)
             LOG(LL_WARN, "engine", "req %llu: out of memory for its text", (unsigned long long)r->id);
         if (r->text.stopped && r->sr.status != SCHED_FINISHED)
             sched_finish(e->sched, &r->sr, FINISH_STOP);
+        if (r->matcher && r->sr.status != SCHED_FINISHED)
+            error = grammar_step(e, r, tok);
         final = r->sr.status == SCHED_FINISHED;
         deliver(e, r, &tok, &e->results[i], 1, final,
-                r->text.stopped ? FINISH_STOP : r->sr.finish_reason, NULL);
+                error ? FINISH_ERROR : r->text.stopped ? FINISH_STOP : r->sr.finish_reason, error);
         if (final) {
             live_unlink(e, r);
             request_free(r);
@@ -496,6 +548,7 @@ int engine_start(struct engine *e, char *err)
     pthread_mutex_lock(&e->lock);
     e->started = true;
     e->stats.ready = true;
+    e->stats.alive_s = now_s();      /* not 0: a watchdog would take it for a long silence */
     pthread_mutex_unlock(&e->lock);
     return 0;
 }
@@ -546,6 +599,7 @@ void engine_destroy(struct engine *e)
     free(e->rows);
     free(e->results);
     free(e->sampled);
+    free(e->masks);
     free(e->graph_sizes);
     pthread_mutex_destroy(&e->lock);
     free(e);
@@ -587,9 +641,19 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
              e->model.cfg.vocab_size - 1);
         return -EINVAL;
     }
+    if (p->grammar && grammar_mask_words(p->grammar) > e->mask_words) {
+        errf(err, "the grammar was compiled for a vocabulary of more than %d tokens", e->mask_words * 32);
+        return -EINVAL;
+    }
     if ((long)d->num_prompt + p->max_tokens > e->max_model_len) {
         errf(err, "this model's maximum context length is %d tokens; the prompt has %d tokens "
              "and max_tokens is %d", e->max_model_len, d->num_prompt, p->max_tokens);
+        return -E2BIG;
+    }
+    if ((long)d->num_prompt + p->max_tokens > e->max_request_tokens) {
+        /* It would wait for blocks that can never all be free at once. */
+        errf(err, "the KV cache holds %d tokens for one request; the prompt has %d tokens and "
+             "max_tokens is %d", e->max_request_tokens, d->num_prompt, p->max_tokens);
         return -E2BIG;
     }
     r = request_create(e, d);
@@ -611,7 +675,7 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
     } else {
         r->id = e->next_id++;
         r->sr.id = r->id;
-        r->seed = p->has_seed ? p->seed : splitmix64(&e->rng);
+        r->seed = p->has_seed ? p->seed : rng_next(&e->rng);
         if (e->inbox_tail)
             e->inbox_tail->next = r;
         else
@@ -667,6 +731,7 @@ void engine_get_stats(struct engine *e, struct engine_stats *st)
     pthread_mutex_lock(&e->lock);
     *st = e->stats;
     st->num_waiting += e->inbox_len;
+    st->progress = __atomic_load_n(&e->progress, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -678,4 +743,9 @@ const struct model_config *engine_model_config(const struct engine *e)
 int engine_max_model_len(const struct engine *e)
 {
     return e->max_model_len;
+}
+
+int engine_max_request_tokens(const struct engine *e)
+{
+    return e->max_request_tokens;
 }

@@ -55,6 +55,9 @@ struct engine_output {
     uint64_t id;
     const int32_t *token_ids;         /* [num_tokens] new tokens since the last delivery */
     const struct sample_result *samples;   /* [num_tokens] logprobs (when asked) */
+    const size_t *text_offsets;       /* [num_tokens] bytes into the request's whole text where
+                                         each token's text starts (engine/output.h); one that
+                                         came before a stop string's cut may point past it */
     int num_tokens;
     const char *text;                 /* new text: complete UTF-8, stop strings cut */
     size_t text_len;
@@ -108,7 +111,10 @@ struct engine_stats {
     bool healthy;                             /* false once a step failed beyond recovery */
     bool ready;                               /* model loaded, graphs captured, thread running */
     double alive_s;                           /* now_s() when the engine thread last ended a
-                                                 step or answered engine_ping */
+                                                 step or answered engine_ping (engine_start
+                                                 sets it: a new engine has just turned) */
+    uint64_t progress;                        /* layers run since start, bumped inside a step:
+                                                 while it moves, a long step is not a hung one */
     const char *kv_cache_dtype;               /* static: "f32", "bf16", "fp8_e4m3" */
     int64_t kv_cache_tokens;                  /* tokens the KV cache holds: blocks * block_size */
 };
@@ -120,5 +126,8 @@ void engine_ping(struct engine *e);
 
 const struct model_config *engine_model_config(const struct engine *e);
 int engine_max_model_len(const struct engine *e);
+/* Prompt + max_tokens the KV cache holds for one request (at most max_model_len): a longer
+ * request is refused at submit (-E2BIG), since it could never run. */
+int engine_max_request_tokens(const struct engine *e);
 
 #endif

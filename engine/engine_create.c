@@ -174,6 +174,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = runner_create(&e->runner, e->be, &e->model, &ro, err);
     if (rc != 0)
         goto fail;
+    runner_watch_progress(e->runner, &e->progress);   /* the watchdog's sign of life in a step */
     if (!strcmp(backend, "cuda") && e->be->ops->mem_info(e->be, &free1, &total) == 0) {
         /* what the runner took beyond its weights and KV cache: activations, cuBLAS
          * workspace, staging, graphs */
@@ -203,11 +204,21 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = sched_create(&e->sched, &sc, err);
     if (rc != 0)
         goto fail;
+    e->max_request_tokens = kv_budget_max_request_tokens(sc.num_blocks, sc.block_size, cfg->num_kv_groups, cfg->kv_group_window,
+                                                         sc.max_num_batched_tokens, e->max_model_len);
+    if (e->max_request_tokens < e->max_model_len)
+        LOG(LL_WARN, "engine", "the KV cache (%d blocks of %d tokens) holds %d tokens for one "
+            "request, less than max_model_len %d: longer requests are refused (raise "
+            "--kv-cache-memory or lower --max-model-len)", sc.num_blocks, sc.block_size,
+            e->max_request_tokens, e->max_model_len);
 
     e->rows = calloc(bo.max_reqs, sizeof *e->rows);
     e->results = calloc(bo.max_reqs, sizeof *e->results);
     e->sampled = calloc(bo.max_reqs, sizeof *e->sampled);
-    if (!e->rows || !e->results || !e->sampled) {
+    /* grammar masks cover the model's ids and the tokenizer's (which may have more) */
+    e->mask_words = (MAX(e->model.cfg.vocab_size, e->tok ? tokenizer_vocab_size(e->tok) : 0) + 31) / 32;
+    e->masks = calloc((size_t)bo.max_reqs * e->mask_words, sizeof *e->masks);
+    if (!e->rows || !e->results || !e->sampled || !e->masks) {
         errf(err, "out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -235,6 +246,7 @@ fail_model:
     free(e->rows);
     free(e->results);
     free(e->sampled);
+    free(e->masks);
     free(e);
     return rc;
 }

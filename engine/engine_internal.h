@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "engine/engine.h"
+#include "engine/grammar/grammar.h"
 #include "engine/model/model.h"
 #include "engine/output.h"
 #include "scheduler/scheduler.h"
@@ -21,6 +22,8 @@ struct engine_request {
     int32_t *tokens;                 /* [num_prompt + max_tokens]: sr.token_ids */
     int32_t *banned;                 /* EOS + stop ids, banned before min_tokens */
     int num_banned;
+    struct grammar_matcher *matcher; /* the grammar's state, or NULL: unconstrained */
+    bool grammar_failed;             /* its mask could not be made: the request ends */
     uint64_t seed;
     engine_output_cb cb;
     void *user;
@@ -38,6 +41,7 @@ struct engine {
     struct scheduler *sched;
     const struct tokenizer *tok;     /* borrowed */
     int max_model_len;
+    int max_request_tokens;           /* prompt + max_tokens the KV cache holds for one request */
     int32_t eos_ids[MODEL_MAX_EOS];
     int num_eos;
 
@@ -62,6 +66,8 @@ struct engine {
     struct sample_row *rows;         /* [cap_reqs]: backend_options.max_reqs */
     struct sample_result *results;   /* [cap_reqs] */
     int32_t *sampled;                /* [cap_reqs] */
+    uint32_t *masks;                 /* [cap_reqs * mask_words] grammar masks of a step's rows */
+    int mask_words;                  /* words per row: covers the model's and grammars' vocab */
     int *graph_sizes;                /* the options' sizes within max_num_seqs */
     int num_graph_sizes;
     uv_timer_t drain_timer;          /* wakes the loop when the grace period ends */
@@ -71,6 +77,8 @@ struct engine {
     long fault_step;                 /* test-only fault point: fail step N (0 = off) */
     bool fault_sticky;
     long fault_hang_ms;              /* ... or let it hang this long, then run it */
+    uint64_t progress;               /* layers run (forward() bumps it, atomically): read by
+                                        engine_get_stats for the watchdog */
 };
 
 #endif

@@ -104,6 +104,8 @@ int forward(const struct forward_ctx *f, const struct bk_batch *b)
                     : op->rmsnorm(f->be, f->xn, f->residual, f->x, norm, n, c->rms_norm_eps);
         if (rc || (rc = attention_block(f, b, l)) || (rc = mlp_block(f, n, l)))
             return rc;
+        if (f->progress)
+            __atomic_fetch_add(f->progress, 1, __ATOMIC_RELAXED);
     }
     /* only the sampled rows need the last residual add, the final norm and the LM head */
     if (b->num_sample == 0)

@@ -5,6 +5,7 @@
 #define OSPREY_FORWARD_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "engine/backend.h"
 #include "engine/model/model.h"
@@ -24,6 +25,9 @@ struct forward_ctx {
                                     * (--calculate-kv-scales; needs be->ops->absmax) */
     const float *inv_freq;         /* [head_dim / 2] device, f32 */
     bool fused_rope_cache;         /* use be->ops->rope_cache_update when the backend has it */
+    uint64_t *progress;            /* or NULL: bumped (atomically) after each layer's ops are
+                                      issued, so that a watchdog can tell a long step that moves
+                                      from a hung one */
 
     void *residual;                /* [max_tokens, hidden] the residual stream */
     void *x;                       /* [max_tokens, hidden] a sublayer's output */

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct grammar;   /* engine/grammar/grammar.h: a compiled grammar, opaque here */
+
 struct gen_params {
     int max_tokens;            /* output tokens, >= 1 */
     int min_tokens;            /* EOS and stop token ids are banned before this many */
@@ -34,6 +36,8 @@ struct gen_params {
     int num_logit_bias;
     int32_t *allowed_token_ids;    /* [num_allowed_token_ids] only these may be sampled; none: all */
     int num_allowed_token_ids;
+    struct grammar *grammar;   /* borrowed, or NULL: the output must be a sentence of it
+                                * (engine_submit takes its own reference) */
 };
 
 /* Sets the defaults above: max_tokens 16, temperature 1, top_p 1, top_k 0, min_p 0,

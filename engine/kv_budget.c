@@ -9,6 +9,7 @@
 #include "engine/runner.h"
 #include "engine/base/util.h"
 #include "engine/weights.h"
+#include "scheduler/kv_cache.h"   /* kv_cache_max_blocks */
 
 /* Activation buffers of a step of cap_tokens tokens and cap_reqs sampled rows (forward.h). */
 static size_t activation_bytes(const struct model_config *c, int cap_tokens, int cap_reqs, size_t elem)
@@ -17,6 +18,29 @@ static size_t activation_bytes(const struct model_config *c, int cap_tokens, int
     size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
     size_t per_token = 3 * h + (q + 2 * kv) + q + 3 * ffn;
     return elem * per_token * cap_tokens + (size_t)cap_reqs * (2 * h * elem + 4 * (size_t)c->vocab_size);
+}
+
+int kv_budget_max_request_tokens(int num_blocks, int block_size, int num_groups,
+                                 const int *group_window, int max_num_batched_tokens,
+                                 int max_model_len)
+{
+    struct kv_cache shape;   /* only what kv_cache_max_blocks reads: block size and groups */
+    int lo = 0, hi = max_model_len;
+
+    memset(&shape, 0, sizeof shape);
+    shape.block_size = block_size;
+    shape.num_groups = MIN(num_groups, KV_MAX_GROUPS);
+    memcpy(shape.group_window, group_window, (size_t)shape.num_groups * sizeof *group_window);
+    /* The blocks a request needs grow with its length: the largest that fits, by bisection. */
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+
+        if (kv_cache_max_blocks(&shape, mid, MIN(mid, max_num_batched_tokens)) <= num_blocks)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
 }
 
 int kv_budget_blocks(const struct model_config *c, const struct engine_options *o,

@@ -18,4 +18,12 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
                      struct backend *be, const char *backend, enum dtype kv_dtype,
                      const struct backend_options *bo, char *err);
 
+/* The most tokens (prompt + max_tokens) one request can hold in num_blocks blocks: what
+ * the scheduler's admission needs of it (scheduler/kv_cache.h: kv_cache_max_blocks, with the
+ * groups' windows), at most max_model_len. A request above it can never run, however empty
+ * the cache; the engine refuses it at submit. */
+int kv_budget_max_request_tokens(int num_blocks, int block_size, int num_groups,
+                                 const int *group_window, int max_num_batched_tokens,
+                                 int max_model_len);
+
 #endif

@@ -47,6 +47,25 @@ static int append(struct out_text *o, const char *s, size_t n)
     return 0;
 }
 
+/* Whether s[0..len) is whole UTF-8 characters: lead bytes with their continuations. A
+ * loose check (overlong forms pass): the detokenizer only hands out well-formed text, and
+ * this only tells whole tokens from parts of characters. */
+static bool utf8_whole(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+
+        if (k == 0 || i + k > len)
+            return false;
+        for (size_t j = 1; j < k; j++)
+            if (((unsigned char)s[i + j] & 0xc0) != 0x80)
+                return false;
+        i += k;
+    }
+    return true;
+}
+
 /* Cuts the text before the earliest stop string that ends in the new text. A stop string
  * can begin in old text, so the search starts holdback bytes before the new part. */
 static void find_stop(struct out_text *o, size_t old_len)
@@ -75,20 +94,43 @@ static void find_stop(struct out_text *o, size_t old_len)
     o->stopped = true;
 }
 
+/* Where a token starts whose text came out together with earlier tokens' (they waited for
+ * it: a byte that began a character, a byte-fallback run). When the text ends with the
+ * token's own bytes and they are whole UTF-8, it starts there; otherwise (it completed a
+ * character) it shares the start of what came out. */
+static size_t own_start(const struct out_text *o, int32_t token, const char *delta, size_t n,
+                        size_t old_len)
+{
+    char *own = NULL;
+    size_t len = 0, start = old_len;
+
+    if (tokenizer_token_bytes(o->tok, token, &own, &len) == 0 && len > 0 && len <= n &&
+        !memcmp(delta + n - len, own, len) && utf8_whole(own, len))
+        start = old_len + n - len;
+    free(own);
+    return start;
+}
+
 int out_text_push(struct out_text *o, int32_t token)
 {
     char *delta = NULL;
     size_t n = 0, old_len = o->len;
     int rc;
 
+    o->token_start = old_len;
     if (!o->tok || o->stopped)
         return 0;
     rc = detok_push(o->tok, &o->detok, token, &delta, &n);
     if (rc == 0 && delta && n)
         rc = append(o, delta, n);
+    if (rc == 0 && delta && n && o->num_held)
+        o->token_start = own_start(o, token, delta, n, old_len);
+    o->num_held = delta && n ? 0 : o->num_held + 1;
     free(delta);
     if (rc == 0 && o->num_stop && o->len > old_len)
         find_stop(o, old_len);
+    if (o->token_start > o->len)
+        o->token_start = o->len;      /* the stop string began before this token's text */
     return rc;
 }
 

@@ -22,6 +22,9 @@ struct out_text {
     size_t holdback;               /* longest stop string - 1: bytes kept back while running */
     bool stopped;                  /* a stop string matched; buf ends before it */
     bool include_stop;             /* set after init: buf ends after the stop string instead */
+    size_t token_start;            /* after a push: byte offset in buf where that token's
+                                    * text starts (see out_text_push) */
+    int num_held;                  /* tokens pushed since the detokenizer last gave text */
 };
 
 void out_text_init(struct out_text *o, const struct tokenizer *tok, bool skip_special,
@@ -29,7 +32,14 @@ void out_text_init(struct out_text *o, const struct tokenizer *tok, bool skip_sp
 void out_text_fini(struct out_text *o);
 
 /* Adds one token's text. Sets o->stopped when a stop string now appears (then the text is
- * cut before the earliest one). Returns 0 or -ENOMEM. */
+ * cut before the earliest one). Sets o->token_start to the byte offset in the whole text
+ * where this token's text starts: the text's length before the token, or the cut when a
+ * stop string ends earlier. So a token without text of its own (a skipped special token)
+ * points where the next text goes, and the tokens of a character split over several (a
+ * partial UTF-8 sequence, a byte-fallback run: the detokenizer emits them together) share
+ * the offset where that character starts; a whole token that came out together with such
+ * a run points at its own bytes at the end. An offset never points inside a character.
+ * Returns 0 or -ENOMEM. */
 int out_text_push(struct out_text *o, int32_t token);
 
 /* The text that may be sent now: everything new when `final` (or stopped), else all but the

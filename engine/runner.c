@@ -92,6 +92,11 @@ static int step_body(void *arg)
     return r->be->ops->sample(r->be, r->fwd.logits, r->m->cfg.vocab_size, &r->dev);
 }
 
+void runner_watch_progress(struct runner *r, uint64_t *progress)
+{
+    r->fwd.progress = progress;
+}
+
 /* The captured size for a decode-only batch, 0 when it runs eagerly. */
 static int graph_size(const struct runner *r, const struct step_batch *b)
 {

@@ -60,6 +60,11 @@ void runner_destroy(struct runner *r);
 int runner_execute(struct runner *r, struct step_batch *b, const struct sample_row *rows,
                    struct sample_result *results);
 
+/* From now on forward() bumps *progress (atomically) once per layer it runs, so that a
+ * watchdog can tell a long step that moves from a hung one; NULL stops it. progress must
+ * outlive the runner. */
+void runner_watch_progress(struct runner *r, uint64_t *progress);
+
 /* The captured size a decode-only batch pads to, or b->num_tokens. */
 int runner_padded_size(const struct runner *r, const struct step_batch *b);
 

@@ -250,15 +250,15 @@ int sampler_sample_row(const float *logits, int vocab, const struct sample_row *
             top_logprobs(logits, vocab, MIN(row->num_logprobs, SAMPLE_MAX_LOGPROBS), lse, out);
     }
     memcpy(l, logits, (size_t)vocab * sizeof *l);
-    if (row->num_allowed > 0) {
+    if (row->num_allowed_ids > 0) {
         /* keep the allowed logits aside, blank the row, put them back */
-        for (int i = 0; i < row->num_allowed; i++)
-            tmp[i] = in_vocab(row->allowed[i], vocab) ? l[row->allowed[i]] : -INFINITY;
+        for (int i = 0; i < row->num_allowed_ids; i++)
+            tmp[i] = in_vocab(row->allowed_ids[i], vocab) ? l[row->allowed_ids[i]] : -INFINITY;
         for (int i = 0; i < vocab; i++)
             l[i] = -INFINITY;
-        for (int i = 0; i < row->num_allowed && i < vocab; i++)
-            if (in_vocab(row->allowed[i], vocab))
-                l[row->allowed[i]] = tmp[i];
+        for (int i = 0; i < row->num_allowed_ids && i < vocab; i++)
+            if (in_vocab(row->allowed_ids[i], vocab))
+                l[row->allowed_ids[i]] = tmp[i];
     }
     for (int i = 0; i < row->num_bias; i++)
         if (in_vocab(row->bias_ids[i], vocab))
@@ -267,6 +267,10 @@ int sampler_sample_row(const float *logits, int vocab, const struct sample_row *
     for (int i = 0; i < row->num_banned; i++)
         if (in_vocab(row->banned[i], vocab))
             l[row->banned[i]] = -INFINITY;
+    if (row->allowed)
+        for (int i = 0; i < vocab; i++)
+            if (!(row->allowed[i >> 5] >> (i & 31) & 1))
+                l[i] = -INFINITY;
 
     if (row->temperature < SAMPLE_GREEDY_EPS)
         out->token = argmax(l, vocab);

@@ -11,6 +11,7 @@
  *   penalties : repetition over prompt+output tokens (logit > 0 ? /r : *r), then
  *               frequency and presence over output tokens (logit -= f*count + p*(count > 0))
  *   banned    : logit = -inf for each banned id (EOS and stop ids before min_tokens)
+ *   allowed   : with a grammar, logit = -inf for every token its bitmask leaves out
  *   greedy    : temperature < SAMPLE_GREEDY_EPS → argmax (lowest id on ties); done
  *   otherwise : logits /= temperature; p = softmax; keep p >= min_p * max(p); keep the top_k
  *               largest (all tied with the k-th too); keep the smallest prefix of the
@@ -43,11 +44,14 @@ struct sample_row {
     int num_output;
     const int32_t *banned;     /* [num_banned] ids set to -inf */
     int num_banned;
-    const int32_t *allowed;    /* [num_allowed] the only ids that may be drawn; 0: every id */
-    int num_allowed;
+    const int32_t *allowed_ids;   /* [num_allowed_ids] allowed_token_ids: the only ids that
+                                   * may be drawn; 0: every id */
+    int num_allowed_ids;
     const int32_t *bias_ids;   /* [num_bias] ids whose logit gets bias[i] added */
     const float *bias;
     int num_bias;
+    const uint32_t *allowed;   /* [(vocab + 31) / 32] bit i: token i may come (a grammar's
+                                  mask, EOS included when it may end), or NULL: all */
 };
 
 struct sample_result {

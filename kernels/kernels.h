@@ -163,6 +163,7 @@ struct cuda_sample_row {
     uint32_t counter;
     int32_t hist_off;          /* index of the row's first history token */
     int32_t num_prompt, num_output, num_banned;
+    int32_t mask_off;          /* first word of the row's grammar mask in masks, or -1: none */
 };
 
 /* One row's result, as engine/sampler.h's struct sample_result (copied field by field). */
@@ -176,9 +177,11 @@ struct cuda_sample_result {
 
 /* Samples rows[num_rows] of logits[num_rows, vocab] (f32) exactly in engine/sampler.h's order
  * of operations into results[num_rows]. work (f32) and counts (i32, all zero on entry and
- * left all zero) are scratch of num_rows * vocab elements each. */
+ * left all zero) are scratch of num_rows * vocab elements each. masks: the grammar bitmasks
+ * the rows' mask_off point into ((vocab + 31) / 32 words a row; bit i clear: token i is
+ * -inf after the bans), or NULL when no row has one. */
 int sample_cuda(const float *logits, int vocab, int num_rows, const struct cuda_sample_row *rows,
-                const int32_t *hist, float *work, int32_t *counts,
+                const int32_t *hist, const uint32_t *masks, float *work, int32_t *counts,
                 struct cuda_sample_result *results, cudaStream_t s);
 
 #ifdef __cplusplus

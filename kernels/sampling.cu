@@ -1,8 +1,9 @@
 /* sampling.cu — the GPU sampler: one thread block per row of logits, in engine/sampler.h's
  * order of operations (the CPU reference is engine/sampler.c): logprobs of the raw logits
  * (log-sum-exp in double, top N by radix select), repetition / frequency / presence
- * penalties from the staged token lists, banned ids, then greedy argmax or temperature,
- * min_p, top_k, top_p and the exponential race over sample_exponential(seed, counter, i).
+ * penalties from the staged token lists, banned ids, the grammar mask, then greedy argmax
+ * or temperature, min_p, top_k, top_p and the exponential race over
+ * sample_exponential(seed, counter, i).
  * Thresholds come from radix selects over the float bits (counts for top_k, probability
  * mass for top_p), never a sort; ties at a threshold are broken by id exactly as the CPU
  * does. Rows whose parameters need no working copy are read in place. */
@@ -329,10 +330,11 @@ __device__ __forceinline__ bool in_vocab(int32_t t, int vocab)
 /* work = x with the penalties and bans of the row applied, in the CPU's order:
  * repetition over prompt + output (written from x, so a token listed twice is penalized
  * once), then frequency and presence over output with counts gathered in cnt (left all
- * zero), then -inf for banned ids. Products and sums are rounded as the CPU rounds them. */
+ * zero), then -inf for banned ids, then -inf for what the row's grammar mask leaves out.
+ * Products and sums are rounded as the CPU rounds them. */
 __device__ void apply_penalties(const float *x, float *work, int32_t *cnt, int vocab,
-                                const cuda_sample_row &row, const int32_t *hist, bool rep,
-                                bool freq)
+                                const cuda_sample_row &row, const int32_t *hist,
+                                const uint32_t *masks, bool rep, bool freq)
 {
     const int32_t *prompt = hist + row.hist_off, *output = prompt + row.num_prompt;
     const int32_t *banned = output + row.num_output;
@@ -370,6 +372,12 @@ __device__ void apply_penalties(const float *x, float *work, int32_t *cnt, int v
     for (int j = threadIdx.x; j < row.num_banned; j += SAMPLE_THREADS)
         if (in_vocab(banned[j], vocab))
             work[banned[j]] = -INFINITY;
+    if (row.mask_off >= 0 && masks) {
+        const uint32_t *m = masks + row.mask_off;
+        for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS)
+            if (!(m[i >> 5] >> (i & 31) & 1u))
+                work[i] = -INFINITY;
+    }
     __syncthreads();
 }
 
@@ -462,7 +470,7 @@ __device__ int sample_random(const float *l, float *work, int vocab, const cuda_
 /* grid num_rows, block SAMPLE_THREADS: one row per block */
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(const float *logits, int vocab, const cuda_sample_row *rows, const int32_t *hist,
-              float *work_all, int32_t *counts_all, cuda_sample_result *results)
+              const uint32_t *masks, float *work_all, int32_t *counts_all, cuda_sample_result *results)
 {
     __shared__ sample_shared sh;
     const cuda_sample_row row = rows[blockIdx.x];
@@ -484,8 +492,8 @@ sample_kernel(const float *logits, int vocab, const cuda_sample_row *rows, const
                row.num_prompt + row.num_output > 0;
     bool freq = (row.frequency_penalty != 0.0f || row.presence_penalty != 0.0f) &&
                 row.num_output > 0;
-    if (rep || freq || row.num_banned > 0) {
-        apply_penalties(x, work, cnt, vocab, row, hist, rep, freq);
+    if (rep || freq || row.num_banned > 0 || (row.mask_off >= 0 && masks)) {
+        apply_penalties(x, work, cnt, vocab, row, hist, masks, rep, freq);
         l = work;
     }
 
@@ -507,15 +515,15 @@ sample_kernel(const float *logits, int vocab, const cuda_sample_row *rows, const
 }
 
 int sample_cuda(const float *logits, int vocab, int num_rows, const struct cuda_sample_row *rows,
-                const int32_t *hist, float *work, int32_t *counts, struct cuda_sample_result *results,
-                cudaStream_t s)
+                const int32_t *hist, const uint32_t *masks, float *work, int32_t *counts,
+                struct cuda_sample_result *results, cudaStream_t s)
 {
     if (vocab <= 0 || num_rows < 0)
         return -EINVAL;
     if (num_rows == 0)
         return 0;
-    sample_kernel<<<num_rows, SAMPLE_THREADS, 0, s>>>(logits, vocab, rows, hist, work, counts,
-                                                      results);
+    sample_kernel<<<num_rows, SAMPLE_THREADS, 0, s>>>(logits, vocab, rows, hist, masks, work,
+                                                      counts, results);
     if (!CUDA_OK(cudaGetLastError()))
         return -EIO;
     return 0;

@@ -15,10 +15,11 @@ kernels            base
 model              base
 tokenizer          base
 chat_template      base
-engine             base model tokenizer chat_template scheduler kernels cpu cuda
+grammar            base tokenizer
+engine             base model tokenizer chat_template grammar scheduler kernels cpu cuda
 cpu                base model scheduler engine
 cuda               base model scheduler kernels engine
-server             base model tokenizer chat_template engine config
+server             base model tokenizer chat_template grammar engine config
 '
 
 # The part of a path: engine/ has a part per folder, and its top files form "engine".
@@ -28,7 +29,7 @@ files=$(git ls-files 'engine/*' 'kernels/*' 'scheduler/*' 'config/*' 'server/*' 
 # shellcheck disable=SC2086
 awk -v rules="$RULES" '
 function part(p) {
-    if (p ~ /^engine\/(base|model|tokenizer|chat_template|cpu|cuda)\//) {
+    if (p ~ /^engine\/(base|model|tokenizer|chat_template|grammar|cpu|cuda)\//) {
         split(p, a, "/"); return a[2]
     }
     split(p, a, "/"); return a[1]

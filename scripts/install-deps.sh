@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config curl libmicrohttpd-dev libcjson-dev libuv1-dev check libsubunit-dev
       libpcre2-dev libutf8proc-dev libxxhash-dev libsystemd-dev nodejs npm valgrind
-      clang-14 libfuzzer-14-dev"
+      clang-14 libfuzzer-14-dev nginx libnginx-mod-http-js systemd"
 
 missing=""
 for p in $PKGS; do

@@ -14,6 +14,9 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "server/chat_prompt.h"
 #include "server/metrics.h"
+#include "server/openai.h"          /* the generation routes */
+#include "server/openai_render.h"   /* openai_json_string */
+#include "server/responses.h"       /* the /v1/responses route */
 
 static const char json_type[] = "application/json";
 

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "server/http.h"
-#include "server/openai.h"
+#include "server/openai_parse.h"   /* struct oai_config, oai_request, oai_error */
 
 #define API_MAX_SERVED_NAMES 16
 #define OSPREY_VERSION "0.1.0"   /* what GET /version answers */
@@ -30,12 +30,15 @@ struct api {
     const char *model_dir;             /* borrowed, shown as the model's root */
     int64_t started;                   /* unix seconds, the model's "created" */
     size_t stream_buffer_bytes;        /* output a stream may hold for a slow client */
+    size_t max_response_bytes;         /* a non-streamed answer's body; 0: no bound */
     bool log_prompts;                  /* prompts and outputs at DEBUG */
     /* --served-model-name "a,b": every name a request may give (cfg.served_model is the
      * first); the names point into served_buf (owned, api_served_names_fini frees it) */
     char *served_buf;
     const char *served_names[API_MAX_SERVED_NAMES];
     int num_served_names;
+    struct grammar_cache *grammars;    /* borrowed; compiled grammars by source; NULL: grammar
+                                          requests are refused */
 };
 
 /* Splits list ("name" or "a,b,c", blanks around names dropped) into a's served names and
@@ -52,10 +55,5 @@ const struct http_route *api_routes(int *num_routes);
  * request's arena. Returns 0, or a negative errno with e filled (400 for a template error
  * or a chat request on a model without template, 500 otherwise). HTTP threads. */
 int api_prepare_prompts(const struct api *a, struct oai_request *req, struct oai_error *e);
-
-/* The generation endpoints (server/openai.c). */
-void openai_completions(struct http_request *r, void *app);
-void openai_chat_completions(struct http_request *r, void *app);
-void openai_responses(struct http_request *r, void *app);   /* /v1/responses (server/responses.c) */
 
 #endif

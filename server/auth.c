@@ -62,8 +62,8 @@ void auth_mask(const char *key, char *out, size_t cap)
 
     if (n == 0)
         snprintf(out, cap, "(none)");
-    else if (n <= 8)
-        snprintf(out, cap, "****");
+    else if (n < AUTH_MASK_MIN_LEN)
+        snprintf(out, cap, "****");     /* 4 of 9 characters would leave 5 to guess */
     else
         snprintf(out, cap, "****%s", key + n - 4);
 }

@@ -19,8 +19,11 @@ bool auth_equal(const char *given, size_t given_len, const char *key, size_t key
 /* Whether an Authorization header (may be NULL) carries key. */
 bool auth_check(const char *authorization, const char *key);
 
-/* "****" and the key's last 4 characters ("****" alone for keys of 8 or fewer), into out
- * (cap bytes, NUL-terminated); "(none)" for a NULL or empty key. */
+/* Keys shorter than this show no character in the log. */
+#define AUTH_MASK_MIN_LEN 16
+
+/* "****" and the key's last 4 characters ("****" alone for keys shorter than
+ * AUTH_MASK_MIN_LEN), into out (cap bytes, NUL-terminated); "(none)" for a NULL or empty key. */
 void auth_mask(const char *key, char *out, size_t cap);
 
 #endif

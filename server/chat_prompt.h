@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "server/openai.h"
+#include "server/openai_parse.h"
 
 struct chat_template;
 

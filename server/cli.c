@@ -1,4 +1,5 @@
-/* cli.c — table-driven flags for the offline subcommands (see cli.h). */
+/* cli.c — table-driven flags for the offline subcommands, and the engine options they
+ * share with serve through config/ (see cli.h). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -6,9 +7,62 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "config/config.h"   /* config_set, config_is_bool, config_print_options */
 #include "engine/base/util.h"
 #include "server/cli.h"
+
+const char *const cli_engine_keys[] = {
+    "model", "backend", "kv_cache_memory", "gpu_memory_utilization", "block_size", "max_num_seqs",
+    "max_num_batched_tokens", "max_model_len", "enable_prefix_caching", "cuda_graph_sizes",
+    "enforce_eager", "fused_rope_cache", "threads", "kv_cache_dtype", "calculate_kv_scales",
+    "quantization",
+};
+const int cli_num_engine_keys = (int)ARRAY_LEN(cli_engine_keys);
+
+void cli_print_engine_help(FILE *f)
+{
+    config_print_options(f, cli_engine_keys, cli_num_engine_keys);
+}
+
+static bool bool_word(const char *s)
+{
+    static const char *const words[] = { "true", "false", "yes", "no", "on", "off", "1", "0" };
+
+    for (size_t i = 0; i < ARRAY_LEN(words); i++)
+        if (!strcasecmp(s, words[i]))
+            return true;
+    return false;
+}
+
+/* The engine key a flag names ("--kv-cache-memory" → "kv_cache_memory"; "--no-enforce-eager"
+ * → "enforce_eager" with *negated), or NULL. */
+static const char *engine_key(const char *flag, size_t len, bool *negated)
+{
+    char key[64];
+
+    *negated = false;
+    if (len < 3 || len - 2 >= sizeof key || strncmp(flag, "--", 2))
+        return NULL;
+    for (size_t i = 2; i < len; i++)
+        key[i - 2] = flag[i] == '-' ? '_' : flag[i] == '_' ? '\0' : flag[i];
+    key[len - 2] = '\0';
+    if (strlen(key) != len - 2)       /* serve's flags spell '_' as '-' only */
+        return NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *k = pass ? key + 3 : key;
+
+        if (pass && (strncmp(key, "no_", 3) || !config_is_bool(k)))
+            break;
+        for (int i = 0; i < cli_num_engine_keys; i++)
+            if (!strcmp(cli_engine_keys[i], k)) {
+                *negated = pass;
+                return cli_engine_keys[i];
+            }
+    }
+    return NULL;
+}
 
 static int parse_value(const struct cli_opt *o, const char *v)
 {
@@ -42,27 +96,6 @@ static int parse_value(const struct cli_opt *o, const char *v)
         *(float *)o->dst = x;
         return 0;
     }
-    case CLI_SIZE: {
-        double x = strtod(v, &end), mul = 1;
-        if (errno || end == v || !isfinite(x) || x < 0)
-            return -1;
-        if (*end) {
-            static const struct { const char *s; double m; } units[] = {
-                { "K", 1e3 }, { "KB", 1e3 }, { "KiB", 1024.0 }, { "M", 1e6 }, { "MB", 1e6 },
-                { "MiB", 1048576.0 }, { "G", 1e9 }, { "GB", 1e9 }, { "GiB", 1073741824.0 },
-            };
-            size_t i;
-            for (i = 0; i < ARRAY_LEN(units) && strcmp(end, units[i].s); i++)
-                ;
-            if (i == ARRAY_LEN(units))
-                return -1;
-            mul = units[i].m;
-        }
-        if (x * mul > 1e18)
-            return -1;
-        *(size_t *)o->dst = (size_t)(x * mul);
-        return 0;
-    }
     case CLI_BOOL:
         *(bool *)o->dst = true;
         return 0;
@@ -71,7 +104,7 @@ static int parse_value(const struct cli_opt *o, const char *v)
 }
 
 int cli_parse(const char *cmd, int argc, char **argv, const struct cli_opt *opts, int num_opts,
-              void (*usage)(FILE *f))
+              struct osprey_config *engine, void (*usage)(FILE *f))
 {
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *eq = strchr(arg, '=');
@@ -86,8 +119,34 @@ int cli_parse(const char *cmd, int argc, char **argv, const struct cli_opt *opts
             if (strlen(opts[k].name) == len && !strncmp(opts[k].name, arg, len))
                 o = &opts[k];
         if (!o) {
-            fprintf(stderr, "osprey %s: unknown option '%s' (--help lists them)\n", cmd, arg);
-            return 2;
+            bool negated, is_bool;
+            const char *key = engine ? engine_key(arg, len, &negated) : NULL, *v = eq ? eq + 1 : NULL;
+            char flag[80], err[ERR_LEN];
+
+            if (!key) {
+                fprintf(stderr, "osprey %s: unknown option '%s' (--help lists them)\n", cmd, arg);
+                return 2;
+            }
+            snprintf(flag, sizeof flag, "%.*s", (int)len, arg);
+            is_bool = config_is_bool(key);
+            if (negated && v) {
+                fprintf(stderr, "osprey %s: %s takes no value\n", cmd, flag);
+                return 2;
+            }
+            if (!v && is_bool && !negated && i + 1 < argc && bool_word(argv[i + 1]))
+                v = argv[++i];       /* "--enforce-eager false", as serve reads it */
+            if (!v && !is_bool) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "osprey %s: %s needs a value\n", cmd, flag);
+                    return 2;
+                }
+                v = argv[++i];
+            }
+            if (config_set(engine, key, negated ? "false" : v ? v : "true", flag, err) != 0) {
+                fprintf(stderr, "osprey %s: %s\n", cmd, err);
+                return 2;
+            }
+            continue;
         }
         const char *v = eq ? eq + 1 : NULL;
         if (o->type == CLI_BOOL && v) {
@@ -104,8 +163,7 @@ int cli_parse(const char *cmd, int argc, char **argv, const struct cli_opt *opts
         if (parse_value(o, v) != 0) {
             static const char *const what[] = {
                 [CLI_STR] = "a string", [CLI_INT] = "a non-negative integer",
-                [CLI_U64] = "a non-negative integer", [CLI_FLOAT] = "a number",
-                [CLI_SIZE] = "a size such as 512MiB", [CLI_BOOL] = "nothing",
+                [CLI_U64] = "a non-negative integer", [CLI_FLOAT] = "a number", [CLI_BOOL] = "nothing",
             };
             fprintf(stderr, "osprey %s: %s \"%s\": expected %s\n", cmd, o->name, v, what[o->type]);
             return 2;

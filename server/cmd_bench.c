@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "engine/engine.h"
 #include "engine/model/model.h"
 #include "engine/base/util.h"
 #include "server/cli.h"
 #include "server/commands.h"
+#include "server/engine_opts.h"
 
 static void usage(FILE *f)
 {
@@ -22,27 +24,17 @@ static void usage(FILE *f)
         "Offline throughput: submits --num-prompts random prompts at once and waits for all.\n"
         "Lengths are fixed, or drawn uniformly from [--input-len, --input-len-max] and\n"
         "[--output-len, --output-len-max] when the maxima are given.\n\n"
-        "  --model DIR                  Hugging Face model folder\n"
-        "  --backend cpu|cuda           default: cuda when a GPU is present, else cpu\n"
-        "  --num-prompts N              requests (default 64)\n"
-        "  --input-len N                prompt tokens (default 128)\n"
-        "  --input-len-max N            draw prompt lengths from [input-len, N]\n"
-        "  --output-len N               output tokens per request (default 128)\n"
-        "  --output-len-max N           draw output lengths from [output-len, N]\n"
-        "  --temperature T              sampling temperature (default 1; 0 = greedy)\n"
-        "  --seed S                     prompts and sampling seed (default 0)\n"
-        "  --max-num-seqs N             requests per step (default 256)\n"
-        "  --max-num-batched-tokens N   token budget per step (default 8192)\n"
-        "  --max-model-len N            context length (default: the model's)\n"
-        "  --kv-cache-memory SIZE       KV cache size (default: derived from free memory)\n"
-        "  --gpu-memory-utilization F   share of GPU memory osprey may use (default 0.9)\n"
-        "  --block-size N               KV block size in tokens (default 16)\n"
-        "  --enforce-eager              no CUDA graphs\n"
-        "  --no-prefix-caching          turn the prefix cache off\n"
-        "  --no-fused-rope-cache        rope and cache_update as two ops\n"
-        "  --threads N                  cpu worker threads (default: all cores)\n"
-        "  --kv-cache-dtype auto|bf16|fp8   KV-cache elements (fp8: cpu only)\n"
-        "  --quantization fp8           quantize float linear weights to fp8 at load (cpu only)\n");
+        "  --num-prompts N                  requests (default 64)\n"
+        "  --input-len N                    prompt tokens (default 128)\n"
+        "  --input-len-max N                draw prompt lengths from [input-len, N]\n"
+        "  --output-len N                   output tokens per request (default 128)\n"
+        "  --output-len-max N               draw output lengths from [output-len, N]\n"
+        "  --temperature T                  sampling temperature (default 1; 0 = greedy)\n"
+        "  --seed S                         prompts and sampling seed (default 0)\n"
+        "  --no-prefix-caching              the same as --no-enable-prefix-caching\n\n"
+        "Engine options, as `osprey serve` reads them (--max-model-len 0: input + output\n"
+        "maxima):\n");
+    cli_print_engine_help(f);
 }
 
 struct bench_req {
@@ -101,15 +93,12 @@ static uint64_t rng_next(uint64_t *s)
 
 int cmd_bench(int argc, char **argv)
 {
-    const char *model = NULL, *backend = NULL;
-    int num_prompts = 64, in_len = 128, in_max = 0, out_len = 128, out_max = 0, threads = 0;
-    int max_num_seqs = 256, max_batched = 8192, max_model_len = 0, block_size = 16;
-    float temperature = 1.0f, gpu_util = 0.9f;
+    int num_prompts = 64, in_len = 128, in_max = 0, out_len = 128, out_max = 0;
+    float temperature = 1.0f;
     uint64_t seed = 0, rng;
-    size_t kv_bytes = 0;
-    const char *kv_cache_dtype = NULL, *quantization = NULL;
-    bool eager = false, no_prefix = false, no_fused = false;
+    bool no_prefix = false;
     struct bench b = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+    struct osprey_config c;
     struct engine_options eo;
     struct engine_stats st0, st1;
     struct engine *e = NULL;
@@ -120,56 +109,39 @@ int cmd_bench(int argc, char **argv)
     int rc = 1;
 
     const struct cli_opt opts[] = {
-        { "--model", CLI_STR, &model }, { "--backend", CLI_STR, &backend },
         { "--num-prompts", CLI_INT, &num_prompts }, { "--input-len", CLI_INT, &in_len },
         { "--input-len-max", CLI_INT, &in_max }, { "--output-len", CLI_INT, &out_len },
         { "--output-len-max", CLI_INT, &out_max }, { "--temperature", CLI_FLOAT, &temperature },
-        { "--seed", CLI_U64, &seed }, { "--max-num-seqs", CLI_INT, &max_num_seqs },
-        { "--max-num-batched-tokens", CLI_INT, &max_batched },
-        { "--max-model-len", CLI_INT, &max_model_len }, { "--kv-cache-memory", CLI_SIZE, &kv_bytes },
-        { "--gpu-memory-utilization", CLI_FLOAT, &gpu_util }, { "--block-size", CLI_INT, &block_size },
-        { "--enforce-eager", CLI_BOOL, &eager }, { "--no-prefix-caching", CLI_BOOL, &no_prefix },
-        { "--no-fused-rope-cache", CLI_BOOL, &no_fused }, { "--threads", CLI_INT, &threads },
-        { "--kv-cache-dtype", CLI_STR, &kv_cache_dtype }, { "--quantization", CLI_STR, &quantization },
+        { "--seed", CLI_U64, &seed }, { "--no-prefix-caching", CLI_BOOL, &no_prefix },
     };
-    int prc = cli_parse("bench", argc, argv, opts, (int)ARRAY_LEN(opts), usage);
-    if (prc)
+    config_init(&c);
+    int prc = cli_parse("bench", argc, argv, opts, (int)ARRAY_LEN(opts), &c, usage);
+    if (!prc && no_prefix)
+        c.enable_prefix_caching = false;
+    if (!prc && config_validate(&c, err) != 0) {
+        fprintf(stderr, "osprey bench: %s (--help)\n", err);
+        prc = 2;
+    }
+    if (prc) {
+        config_fini(&c);
         return prc == 1 ? 0 : 2;
-    if (!model) {
-        fprintf(stderr, "osprey bench: --model is required (--help)\n");
-        return 2;
     }
     if (in_max < in_len)
         in_max = in_len;
     if (out_max < out_len)
         out_max = out_len;
-    if (num_prompts < 1 || in_len < 1 || out_len < 1 || block_size < 1 || temperature < 0) {
-        fprintf(stderr, "osprey bench: --num-prompts, --input-len, --output-len and --block-size "
-                "must be >= 1, --temperature >= 0\n");
+    if (num_prompts < 1 || in_len < 1 || out_len < 1 || temperature < 0) {
+        fprintf(stderr, "osprey bench: --num-prompts, --input-len and --output-len must be >= 1, "
+                "--temperature >= 0\n");
+        config_fini(&c);
         return 2;
     }
 
-    static const int graph_sizes[] = { 1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224,
-                                       256, 320, 384, 448, 512 };
-    engine_options_init(&eo);
-    eo.model_dir = model;
-    eo.backend = backend;
-    eo.num_threads = threads;
-    eo.kv_cache_bytes = kv_bytes;
-    eo.gpu_memory_utilization = gpu_util;
-    eo.block_size = block_size;
-    eo.max_num_seqs = max_num_seqs;
-    eo.max_num_batched_tokens = max_batched;
-    eo.max_model_len = max_model_len ? max_model_len : in_max + out_max;
-    eo.enable_prefix_caching = !no_prefix;
-    eo.enforce_eager = eager;
-    eo.fused_rope_cache = !no_fused;
-    eo.graph_sizes = graph_sizes;
-    eo.num_graph_sizes = (int)ARRAY_LEN(graph_sizes);
+    engine_opts_from_config(&eo, &c, NULL);
+    if (!c.max_model_len)
+        eo.max_model_len = in_max + out_max;
     eo.max_waiting = num_prompts + 1;
     eo.seed = seed + 1;
-    eo.kv_cache_dtype = kv_cache_dtype;
-    eo.quantization = quantization && strcmp(quantization, "none") ? quantization : NULL;
     double t_load = now_s();
     if (engine_create(&e, &eo, err) != 0 || engine_start(e, err) != 0)
         goto out;
@@ -238,9 +210,9 @@ wait:
     uint64_t dsteps = st1.num_decode_steps - st0.num_decode_steps;
     double dsec = st1.decode_step_s - st0.decode_step_s;
 
-    printf("osprey bench: %s, %d prompts, input %d..%d, output %d..%d tokens, %s%s\n", model,
-           num_prompts, in_len, in_max, out_len, out_max, eager ? "eager" : "graphs where captured",
-           no_fused ? ", unfused rope/cache" : "");
+    printf("osprey bench: %s, %d prompts, input %d..%d, output %d..%d tokens, %s%s\n", c.model,
+           num_prompts, in_len, in_max, out_len, out_max, c.enforce_eager ? "eager" : "graphs where captured",
+           c.fused_rope_cache ? "" : ", unfused rope/cache");
     printf("engine start-up:   %.2f s\n", t_load);
     printf("elapsed:           %.3f s\n", elapsed);
     printf("requests/s:        %.2f\n", num_prompts / elapsed);
@@ -270,5 +242,6 @@ out:
     free(reqs);
     free(ctxs);
     free(prompt);
+    config_fini(&c);
     return rc;
 }

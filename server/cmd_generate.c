@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "engine/engine.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/base/util.h"
 #include "server/cli.h"
 #include "server/commands.h"
+#include "server/engine_opts.h"
 
 static void usage(FILE *f)
 {
@@ -19,22 +21,17 @@ static void usage(FILE *f)
         "usage: osprey generate --model DIR (--prompt TEXT | --prompt-ids JSON) [options]\n\n"
         "Generates one completion offline and prints its text (or, with --ids, the generated\n"
         "token ids as a JSON array).\n\n"
-        "  --model DIR            Hugging Face model folder\n"
-        "  --prompt TEXT          prompt text (tokenized with the model's tokenizer, BOS as it adds)\n"
-        "  --prompt-ids JSON      prompt token ids, e.g. '[1, 15043, 3186]'\n"
-        "  --backend cpu|cuda     default: cuda when a GPU is present, else cpu\n"
-        "  --max-tokens N         tokens to generate (default 16)\n"
-        "  --temperature T        0 = greedy (default 0)\n"
-        "  --top-p P --top-k K --min-p P   sampling filters (off by default)\n"
-        "  --seed S               sampling seed (default 0)\n"
-        "  --ignore-eos           keep going past the end-of-sequence token\n"
-        "  --ids                  print the generated ids as JSON instead of the text\n"
-        "  --max-model-len N      context length (default: the model's)\n"
-        "  --kv-cache-memory SIZE KV cache size (default: the engine's)\n"
-        "  --threads N            cpu worker threads (default: all cores)\n"
-        "  --kv-cache-dtype auto|bf16|fp8   KV-cache elements (fp8: cpu only)\n"
-        "  --quantization fp8     quantize float linear weights to fp8 at load (cpu only)\n"
-        "  --calculate-kv-scales  fp8 cache: scales from the first prefill\n");
+        "  --prompt TEXT                    prompt text (tokenized with the model's tokenizer, BOS as it adds)\n"
+        "  --prompt-ids JSON                prompt token ids, e.g. '[1, 15043, 3186]'\n"
+        "  --max-tokens N                   tokens to generate (default 16)\n"
+        "  --temperature T                  0 = greedy (default 0)\n"
+        "  --top-p P --top-k K --min-p P    sampling filters (off by default)\n"
+        "  --seed S                         sampling seed (default 0)\n"
+        "  --ignore-eos                     keep going past the end-of-sequence token\n"
+        "  --ids                            print the generated ids as JSON instead of the text\n\n"
+        "Engine options, as `osprey serve` reads them (but --max-num-seqs defaults to 1 here:\n"
+        "one request):\n");
+    cli_print_engine_help(f);
 }
 
 struct result {
@@ -81,53 +78,54 @@ static void output_cb(void *user, const struct engine_output *o)
 
 int cmd_generate(int argc, char **argv)
 {
-    const char *model = NULL, *prompt = NULL, *prompt_ids = NULL, *backend = NULL;
-    const char *kv_cache_dtype = NULL, *quantization = NULL;
+    const char *prompt = NULL, *prompt_ids = NULL;
+    struct osprey_config c;
     struct engine_options eo;
     struct gen_params p;
     struct tokenizer *tok = NULL;
     struct engine *e = NULL;
     struct result res = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
     int32_t *ids = NULL;
-    int num_ids = 0, rc = 1, max_tokens = 16, max_model_len = 0, threads = 0, top_k = 0;
+    int num_ids = 0, rc = 1, max_tokens = 16, top_k = 0;
     float temperature = 0, top_p = 1, min_p = 0;
     uint64_t seed = 0, id;
-    bool ignore_eos = false, print_ids = false, calc_kv_scales = false;
-    size_t kv_bytes = 0;
+    bool ignore_eos = false, print_ids = false;
     char err[ERR_LEN] = "";
 
     const struct cli_opt opts[] = {
-        { "--model", CLI_STR, &model }, { "--prompt", CLI_STR, &prompt },
-        { "--prompt-ids", CLI_STR, &prompt_ids }, { "--backend", CLI_STR, &backend },
+        { "--prompt", CLI_STR, &prompt }, { "--prompt-ids", CLI_STR, &prompt_ids },
         { "--max-tokens", CLI_INT, &max_tokens }, { "--temperature", CLI_FLOAT, &temperature },
         { "--top-p", CLI_FLOAT, &top_p }, { "--top-k", CLI_INT, &top_k },
         { "--min-p", CLI_FLOAT, &min_p }, { "--seed", CLI_U64, &seed },
         { "--ignore-eos", CLI_BOOL, &ignore_eos }, { "--ids", CLI_BOOL, &print_ids },
-        { "--max-model-len", CLI_INT, &max_model_len }, { "--kv-cache-memory", CLI_SIZE, &kv_bytes },
-        { "--threads", CLI_INT, &threads }, { "--kv-cache-dtype", CLI_STR, &kv_cache_dtype },
-        { "--quantization", CLI_STR, &quantization },
-        { "--calculate-kv-scales", CLI_BOOL, &calc_kv_scales },
     };
-    int prc = cli_parse("generate", argc, argv, opts, (int)ARRAY_LEN(opts), usage);
-    if (prc)
-        return prc == 1 ? 0 : 2;
-    if (!model || (!prompt == !prompt_ids)) {
+    config_init(&c);
+    c.max_num_seqs = 1;              /* one request: no buffers or graphs for 256 (a flag may ask) */
+    int prc = cli_parse("generate", argc, argv, opts, (int)ARRAY_LEN(opts), &c, usage);
+    if (!prc && (!c.model || (!prompt == !prompt_ids))) {
         fprintf(stderr, "osprey generate: --model and one of --prompt / --prompt-ids are required (--help)\n");
-        return 2;
+        prc = 2;
     }
-    if (max_tokens < 1 || temperature < 0 || top_p <= 0 || top_p > 1 || min_p < 0 || min_p > 1) {
+    if (!prc && config_validate(&c, err) != 0) {
+        fprintf(stderr, "osprey generate: %s (--help)\n", err);
+        prc = 2;
+    }
+    if (!prc && (max_tokens < 1 || temperature < 0 || top_p <= 0 || top_p > 1 || min_p < 0 || min_p > 1)) {
         fprintf(stderr, "osprey generate: --max-tokens must be >= 1, --temperature >= 0, "
                 "--top-p in (0, 1], --min-p in [0, 1]\n");
-        return 2;
+        prc = 2;
+    }
+    if (prc) {
+        config_fini(&c);
+        return prc == 1 ? 0 : 2;
     }
 
     /* The tokenizer is needed for text in and out; with --prompt-ids --ids it is optional. */
-    if (tokenizer_load(&tok, model, err) != 0) {
-        if (prompt || !print_ids) {
-            fprintf(stderr, "osprey generate: %s\n", err);
-            return 1;
-        }
+    if (tokenizer_load(&tok, c.model, err) != 0) {
+        if (prompt || !print_ids)
+            goto out;
         tok = NULL;
+        err[0] = '\0';
     }
     if (prompt) {
         if (tokenizer_encode(tok, prompt, strlen(prompt), true, &ids, &num_ids, err) != 0)
@@ -136,17 +134,7 @@ int cmd_generate(int argc, char **argv)
         goto out;
     }
 
-    engine_options_init(&eo);
-    eo.model_dir = model;
-    eo.backend = backend;
-    eo.tokenizer = tok;
-    eo.num_threads = threads;
-    eo.kv_cache_bytes = kv_bytes;
-    eo.max_model_len = max_model_len;
-    eo.max_num_seqs = 1;
-    eo.kv_cache_dtype = kv_cache_dtype;
-    eo.calculate_kv_scales = calc_kv_scales;
-    eo.quantization = quantization && strcmp(quantization, "none") ? quantization : NULL;
+    engine_opts_from_config(&eo, &c, tok);
     if (engine_create(&e, &eo, err) != 0 || engine_start(e, err) != 0)
         goto out;
 
@@ -194,5 +182,6 @@ out:
     free(ids);
     free(res.ids);
     free(res.text);
+    config_fini(&c);
     return rc;
 }

@@ -5,10 +5,17 @@
  * SIGTERM/SIGINT: STOPPING=1, new requests get 503, running ones have shutdown-grace
  * seconds to finish; past it the engine aborts them (non-streamed answers: 503; streams: a
  * last chunk with finish_reason "abort", then [DONE]); exit 0. A dead engine fails what is
- * in flight (500/503) and exits 1 so that systemd restarts the daemon. */
+ * in flight (500/503) and exits 1 so that systemd restarts the daemon.
+ * The model loads in a thread of its own while the main thread already waits for signals:
+ * SIGTERM/SIGINT during the load end the process at once (one log line, then the signal's
+ * default action: status 143/130, a clean stop to systemd), whatever the load is blocked
+ * on. SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM, whose default action would kill the daemon with
+ * no drain and no word, are logged and ignored at any time: nothing is reloaded. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,15 +30,44 @@
 #include "engine/model/model.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/base/util.h"
+#include "engine/grammar/grammar.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/commands.h"
+#include "server/engine_opts.h"
 #include "server/http.h"
 #include "server/metrics.h"
 
 extern char **environ;
 
 #define HTTP_THREADS 4
+
+/* Every signal the main thread takes with sigtimedwait; no other thread ever sees them. */
+static const int serve_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM };
+
+static void serve_sigset(sigset_t *set)
+{
+    sigemptyset(set);
+    for (size_t i = 0; i < ARRAY_LEN(serve_signals); i++)
+        sigaddset(set, serve_signals[i]);
+}
+
+static bool stops(int sig)
+{
+    return sig == SIGTERM || sig == SIGINT;
+}
+
+/* A signal whose default action would kill us at once and that asks for nothing we do:
+ * one line, and serving goes on. */
+static void log_ignored(int sig)
+{
+    if (sig == SIGHUP)
+        LOG(LL_WARN, "serve", "SIGHUP: nothing is reloaded (the configuration is read at start only: "
+            "restart the daemon to apply a new one); serving goes on");
+    else
+        LOG(LL_WARN, "serve", "%s ignored: osprey takes no action on it; serving goes on",
+            sig == SIGUSR1 ? "SIGUSR1" : sig == SIGUSR2 ? "SIGUSR2" : sig == SIGALRM ? "SIGALRM" : "signal");
+}
 
 /* The effective configuration, one log line per option (config_dump masks the key). */
 static void log_config(const struct osprey_config *c)
@@ -49,32 +85,6 @@ static void log_config(const struct osprey_config *c)
     free(text);
 }
 
-static void engine_options_from(struct engine_options *eo, const struct osprey_config *c,
-                                const struct tokenizer *tok)
-{
-    engine_options_init(eo);
-    eo->model_dir = c->model;
-    eo->backend = c->backend;
-    eo->tokenizer = tok;
-    eo->num_threads = c->threads;
-    eo->kv_cache_bytes = c->kv_cache_memory;
-    eo->gpu_memory_utilization = (float)c->gpu_memory_utilization;
-    eo->block_size = c->block_size;
-    eo->max_num_seqs = c->max_num_seqs;
-    eo->max_num_batched_tokens = c->max_num_batched_tokens;
-    eo->max_model_len = c->max_model_len;
-    eo->enable_prefix_caching = c->enable_prefix_caching;
-    eo->enforce_eager = c->enforce_eager;
-    eo->graph_sizes = c->cuda_graph_sizes;
-    eo->num_graph_sizes = c->num_cuda_graph_sizes;
-    eo->fused_rope_cache = c->fused_rope_cache;
-    eo->kv_cache_dtype = c->kv_cache_dtype;
-    eo->calculate_kv_scales = c->calculate_kv_scales;
-    eo->quantization = c->quantization && strcmp(c->quantization, "none") ? c->quantization : NULL;
-    eo->max_waiting = c->max_waiting_requests;
-    eo->seed = c->seed;
-}
-
 static void api_from(struct api *a, const struct osprey_config *c, struct engine *e,
                      const struct tokenizer *tok, const struct chat_template *tpl, struct metrics *m)
 {
@@ -88,10 +98,12 @@ static void api_from(struct api *a, const struct osprey_config *c, struct engine
     a->model_dir = c->model;
     a->started = (int64_t)time(NULL);
     a->stream_buffer_bytes = c->stream_buffer_bytes;
+    a->max_response_bytes = c->max_response_bytes;
     a->log_prompts = c->log_prompts;
     a->cfg = (struct oai_config){
         .served_model = c->served_model_name,
         .max_model_len = engine_max_model_len(e),
+        .max_cache_tokens = engine_max_request_tokens(e),
         .vocab_size = mc->vocab_size,
         .max_prompt_tokens = c->max_prompt_tokens,
         .max_tokens_limit = c->max_tokens_limit,
@@ -119,6 +131,7 @@ static void http_options_from(struct http_options *ho, const struct osprey_confi
     ho->port = c->port;
     ho->num_threads = HTTP_THREADS;
     ho->max_connections = c->max_connections;
+    ho->max_connections_per_client = c->max_connections_per_client;
     ho->max_body_bytes = c->max_body_bytes;
     ho->max_header_bytes = c->max_header_bytes;
     ho->request_timeout_s = c->request_timeout;
@@ -148,33 +161,102 @@ static int load_text_side(const struct osprey_config *c, struct tokenizer **tok,
     }
     if ((rc = chat_template_create(tpl, src, tokenizer_bos_token(*tok), tokenizer_eos_token(*tok), err))) {
         const char *file = tokenizer_chat_template_file(*tok);
-        char msg[ERR_LEN];
+        char msg[ERR_LEN + 4200];
 
         /* The file and field: tokenizer_config.json's chat_template, or the .jinja file. */
         snprintf(msg, sizeof msg, "%s/%s: %s%s", c->model, file ? file : "tokenizer_config.json",
                  file && !strcmp(file, "chat_template.jinja") ? "" : "chat_template: ", err);
-        memcpy(err, msg, ERR_LEN);
+        memcpy(err, msg, ERR_LEN - 1);
+        err[ERR_LEN - 1] = '\0';
     }
     return rc;
+}
+
+/* What the loading thread builds: the tokenizer, the chat template and the started engine. */
+struct load {
+    const struct osprey_config *c;
+    struct tokenizer *tok;
+    struct chat_template *tpl;
+    struct engine *e;
+    int rc;                          /* 0, or the error in what + err */
+    const char *what;                /* static: "engine: " when the engine failed, else "" */
+    char err[ERR_LEN];
+    atomic_bool done;
+};
+
+static void *load_main(void *arg)
+{
+    struct load *l = arg;
+    struct engine_options eo;
+    const char *delay = getenv("OSPREY_FAULT_LOAD_MS");
+
+    /* Test-only: a load that takes this long (a slow disk), to be interrupted by a signal. */
+    if (delay) {
+        LOG(LL_WARN, "serve", "test fault point armed: the load waits %s ms first", delay);
+        usleep((useconds_t)strtol(delay, NULL, 10) * 1000);
+    }
+    if ((l->rc = load_text_side(l->c, &l->tok, &l->tpl, l->err)) == 0) {
+        engine_opts_from_config(&eo, l->c, l->tok);
+        if ((l->rc = engine_create(&l->e, &eo, l->err)) == 0)
+            l->rc = engine_start(l->e, l->err);
+        l->what = l->rc ? "engine: " : "";
+    }
+    atomic_store(&l->done, true);
+    return NULL;
+}
+
+/* Loads the model (load_main) in a thread while this one waits for signals. SIGTERM/SIGINT
+ * end the process at once, by the signal's own default action after one log line: the
+ * loading thread may be blocked in a read or a device call that nothing else would end. */
+static int load_model(struct load *l)
+{
+    pthread_t t;
+    sigset_t set;
+    int rc;
+
+    serve_sigset(&set);
+    if ((rc = pthread_create(&t, NULL, load_main, l)) != 0) {
+        errf(l->err, "cannot start the loading thread: %s", strerror(rc));
+        return -rc;
+    }
+    while (!atomic_load(&l->done)) {
+        struct timespec ts = { 0, 20 * 1000 * 1000 };
+        int sig = sigtimedwait(&set, NULL, &ts);
+
+        if (sig > 0 && stops(sig)) {
+            LOG(LL_WARN, "serve", "%s while loading %s: exiting before it is served",
+                sig == SIGTERM ? "SIGTERM" : "SIGINT", l->c->model);
+            signal(sig, SIG_DFL);
+            pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+            raise(sig);
+            _exit(128 + sig);        /* not reached: the default action ends the process */
+        }
+        if (sig > 0)
+            log_ignored(sig);
+    }
+    pthread_join(t, NULL);
+    return l->rc;
 }
 
 /* Waits for a signal while the engine is healthy: READY=1 once it is ready (what /health
  * checks), then WATCHDOG=1 heartbeats while the engine thread keeps turning. A step that
  * hangs (a stuck GPU) stops them as surely as a failed one: each period the engine is
  * pinged, and no answer within half the watchdog interval means no heartbeat, so systemd
- * restarts the daemon. Returns the signal, or 0 when the engine died. */
+ * restarts the daemon. A long step that makes progress is not a hung one: the runner bumps
+ * a counter per layer (engine_stats.progress), and a counter that moved counts as an
+ * answer, so an 8 s CPU prefill keeps the heartbeats of a 4 s watchdog going. Returns the
+ * signal, or 0 when the engine died. */
 static int wait_for_signal(struct engine *e)
 {
-    uint64_t watchdog_us = 0;
+    uint64_t watchdog_us = 0, progress = 0;
     bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0, ready = false;
     bool stalled = false;
     double period_s = watchdog ? MIN(1.0, watchdog_us / 2e6) : 1.0;
     double stall_s = MAX(watchdog_us / 2e6, 2 * period_s);
+    double moved_s = now_s();        /* when progress last moved */
     sigset_t set;
 
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
+    serve_sigset(&set);
     for (;;) {
         /* Poll quickly until ready, then at the heartbeat period. */
         double wait_s = ready ? period_s : 0.01;
@@ -182,18 +264,24 @@ static int wait_for_signal(struct engine *e)
         struct engine_stats st;
         int sig = sigtimedwait(&set, NULL, &ts);
 
-        if (sig > 0)
+        if (sig > 0 && stops(sig))
             return sig;
+        if (sig > 0)
+            log_ignored(sig);
         engine_get_stats(e, &st);
         if (!st.healthy)
             return 0;            /* no more heartbeats: systemd restarts us if we hang */
+        if (st.progress != progress) {
+            progress = st.progress;
+            moved_s = now_s();
+        }
         if (!ready && st.ready) {
             ready = true;
             sd_notify(0, "READY=1\nSTATUS=serving");
             LOG(LL_INFO, "serve", "ready");
         }
         if (watchdog && ready) {
-            double silent_s = now_s() - st.alive_s;
+            double silent_s = now_s() - MAX(st.alive_s, moved_s);
 
             if (silent_s < stall_s)
                 sd_notify(0, "WATCHDOG=1");
@@ -221,10 +309,12 @@ static void flush_responses(struct http_server *srv, double max_s)
 int cmd_serve(int argc, char **argv)
 {
     struct osprey_config c;
+    struct load l = { .c = &c, .what = "" };
     struct tokenizer *tok = NULL;
+    struct grammar_vocab *gvocab = NULL;
+    struct grammar_cache *grammars = NULL;
     struct chat_template *tpl = NULL;
     struct engine *e = NULL;
-    struct engine_options eo;
     struct metrics m;
     struct api a = { 0 };
     struct http_options ho;
@@ -250,22 +340,26 @@ int cmd_serve(int argc, char **argv)
         LOG(LL_WARN, "serve", "log-prompts has no effect below log-level debug");
 
     /* Every thread started from here on inherits the mask: only the main thread takes
-     * SIGTERM/SIGINT (sigtimedwait); a closed socket never kills us with SIGPIPE. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
+     * serve_signals (sigtimedwait); a closed socket never kills us with SIGPIPE. */
+    serve_sigset(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     metrics_init(&m);
 
     LOG(LL_INFO, "serve", "loading %s", c.model);
-    if (load_text_side(&c, &tok, &tpl, err)) {
-        LOG(LL_ERR, "serve", "%s", err);
+    sd_notify(0, "STATUS=loading the model");
+    rc = load_model(&l);
+    tok = l.tok;
+    tpl = l.tpl;
+    e = l.e;
+    if (rc) {
+        LOG(LL_ERR, "serve", "%s%s", l.what, l.err);
         goto out;
     }
-    engine_options_from(&eo, &c, tok);
-    if (engine_create(&e, &eo, err) || engine_start(e, err)) {
-        LOG(LL_ERR, "serve", "engine: %s", err);
+    /* The tokenizer's vocabulary as bytes, once, for grammar-constrained requests. */
+    if (tok && (grammar_vocab_create(&gvocab, tok, err) ||
+                (rc = grammar_cache_create(&grammars, gvocab, c.grammar_cache_size)))) {
+        LOG(LL_ERR, "serve", "%s", err[0] ? err : "out of memory for the grammar cache");
         goto out;
     }
     api_from(&a, &c, e, tok, tpl, &m);
@@ -275,6 +369,7 @@ int cmd_serve(int argc, char **argv)
     }
     LOG(LL_INFO, "serve", "tool-call parser %s (--tool-call-parser %s), scheduling policy %s",
         tool_parser_name(a.cfg.tool_parser), c.tool_call_parser, c.scheduling_policy);
+    a.grammars = grammars;
     http_options_from(&ho, &c, &a, &m);
     if (http_server_start(&srv, &ho, err)) {
         LOG(LL_ERR, "serve", "%s", err);
@@ -306,6 +401,8 @@ int cmd_serve(int argc, char **argv)
 out:
     http_server_stop(srv);
     engine_destroy(e);
+    grammar_cache_destroy(grammars);   /* after the engine: its requests held grammars */
+    grammar_vocab_destroy(gvocab);
     chat_template_destroy(tpl);
     tokenizer_destroy(tok);
     api_served_names_fini(&a);

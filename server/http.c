@@ -1,9 +1,12 @@
 /* http.c — libmicrohttpd underneath the daemon. A request goes RECEIVING (headers in: route,
- * method, CORS, key and size checks, any of which may answer at once) → HANDLING (body in:
- * the route's handler) → answered, DEFERRED (connection suspended until the engine wakes
- * it) or STREAMING (a chunked response whose reader suspends while nothing is ready).
- * A watcher thread closes connections that send too slowly and notices clients that went
- * away while their connection sleeps (MHD does not poll a suspended socket).
+ * method, CORS, key and size checks, any of which may answer at once) → for a POST,
+ * OFFLOADED (connection suspended while an HTTP worker runs the handler, http_worker.c) →
+ * HANDLING (body in: the route's handler) → answered, DEFERRED (connection suspended until
+ * the engine wakes it) or STREAMING (a chunked response whose reader suspends while nothing
+ * is ready).
+ * A watcher thread (http_conn.c) closes connections that send too slowly and notices clients
+ * that went away while their connection sleeps (MHD does not poll a suspended socket); the
+ * head's framing is checked by http_head.c before any body byte is read.
  * Lifetimes: a request is freed when its last reference goes — the connection's (dropped
  * when MHD reports it completed), the stream response's, and those its job holds; the
  * request's own side (answers, deferred and streamed output) is server/http_request.c. */
@@ -11,7 +14,6 @@
 
 #include <errno.h>
 #include <netdb.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +26,11 @@
 #include "server/auth.h"
 #include "server/metrics.h"
 
-#define WATCH_PERIOD_MS 100
+#define MAX_ALLOW_HEADERS_BYTES 4096  /* a preflight's list of headers; a browser sends ~300 */
+#define MAX_QUERY_ARGS  100          /* no route reads the query; more is an attack on MHD's pool */
+
+/* *con_cls of a request whose query had more than MAX_QUERY_ARGS arguments (uri_cb). */
+static char many_args_mark;
 
 /* ---- the checks made once the headers are in ---- */
 
@@ -68,6 +74,31 @@ static bool method_matches(const struct http_route *rt, const char *method)
     return !strcmp(rt->method, method) || (!strcmp(rt->method, "GET") && !strcmp(method, "HEAD"));
 }
 
+/* Whether v is a list of header names (RFC 9110 5.6.1: tokens, commas, blanks), as a
+ * preflight's Access-Control-Request-Headers must be. */
+static bool is_name_list(const char *v)
+{
+    char name[64];
+
+    for (;;) {
+        size_t n;
+
+        v += strspn(v, " \t");
+        n = strcspn(v, ", \t");
+        if (n == 0 || n >= sizeof name)
+            return false;
+        memcpy(name, v, n);
+        name[n] = '\0';
+        if (!http__is_token(name))
+            return false;
+        v += n + strspn(v + n, " \t");
+        if (!*v)
+            return true;
+        if (*v++ != ',')
+            return false;
+    }
+}
+
 static bool key_needed(const struct http_server *s, const struct http_route *rt)
 {
     if (!s->o.api_key || !s->o.api_key[0] || rt->access == HTTP_PUBLIC)
@@ -75,47 +106,40 @@ static bool key_needed(const struct http_server *s, const struct http_route *rt)
     return rt->access == HTTP_NEEDS_KEY || s->o.metrics_require_key;
 }
 
-/* What the request head says about itself: its size and how the body is framed. */
-struct head_stats {
-    size_t bytes;                    /* names, values and their ": " and CRLF */
-    int num_content_length, num_transfer_encoding;
-};
-
-static enum MHD_Result head_stats_cb(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
+static enum MHD_Result arg_bytes_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
 {
-    struct head_stats *h = cls;
+    size_t *bytes = cls;
 
     (void)kind;
-    h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
-    h->num_content_length += !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    h->num_transfer_encoding += !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    *bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
     return MHD_YES;
 }
 
 /* The head's size against max_header_bytes (431), and a framing that two parties could read
- * two ways (400, RFC 9112 6.3: more than one Content-Length, or one with Transfer-Encoding —
- * request smuggling). Both answer at once; the framing error also closes the connection,
- * since where the next request starts is unknown. Returns whether it answered. */
-static bool refuse_head(struct http_request *r)
+ * two ways (400: server/http_head.c). Both answer at once; the framing error also closes the
+ * connection, since where the next request starts is unknown. Returns whether it answered. */
+static bool refuse_head(struct http_request *r, const char *method, const char *version)
 {
     struct http_server *s = r->s;
-    struct head_stats h = { .bytes = strlen(r->method) + r->url_len + 12 };
+    struct http_head h;
+    char why[160];
+    int bad = http__head_check(r->conn, method, version, &h);
+    size_t bytes = h.bytes + strlen(r->method) + r->url_len + 12;
 
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, head_stats_cb, &h);
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, head_stats_cb, &h);
-    if (h.bytes > s->o.max_header_bytes) {
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, arg_bytes_cb, &bytes);
+    if (bytes > s->o.max_header_bytes) {
         http__respond_errorf(r, 431, "request_header_fields_too_large",
                              "Request headers of %zu bytes are larger than the limit of %zu bytes.",
-                             h.bytes, s->o.max_header_bytes);
+                             bytes, s->o.max_header_bytes);
         return true;
     }
-    if (h.num_content_length > 1 || (h.num_content_length && h.num_transfer_encoding)) {
+    if (bad) {
+        http__head_describe(&h, version, why, sizeof why);
+        LOG(LL_INFO, "http", "req %llu: refused, its framing is ambiguous: %s", r->id, why);
         http_add_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
         http__respond_errorf(r, 400, "invalid_request",
-                             "The request's body length is ambiguous: %s.", h.num_content_length > 1
-                                 ? "more than one Content-Length header"
-                                 : "both Content-Length and Transfer-Encoding");
+                             "The request head is malformed: %s.", why);
         return true;
     }
     return false;
@@ -123,12 +147,12 @@ static bool refuse_head(struct http_request *r)
 
 /* Everything decided from the headers alone. Answers at once (MHD then skips the body)
  * or leaves the request RECEIVING. */
-static void begin(struct http_request *r)
+static void begin(struct http_request *r, const char *method, const char *version)
 {
     struct http_server *s = r->s;
     const char *cl = http_request_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
 
-    if (refuse_head(r))
+    if (refuse_head(r, method, version))
         return;
     r->cors_origin = cors_origin(s, http_request_header(r, "Origin"));
     r->route = find_route(s, r->path);
@@ -140,8 +164,20 @@ static void begin(struct http_request *r)
         }
         http_add_header(r, "Allow", allow_of(r->route));
         if (r->cors_origin) {
+            /* The headers the page asks to send, as vLLM allows them: the official clients
+             * send their own (X-Stainless-*), and a list of ours would fail their preflight. */
+            const char *asked = http_request_header(r, "Access-Control-Request-Headers");
+
+            if (asked && asked[0] && (strlen(asked) > MAX_ALLOW_HEADERS_BYTES || !is_name_list(asked))) {
+                http__respond_errorf(r, 400, "invalid_request",
+                                     "Access-Control-Request-Headers is not a list of header names "
+                                     "(at most %d bytes).", MAX_ALLOW_HEADERS_BYTES);
+                return;
+            }
             http_add_header(r, "Access-Control-Allow-Methods", allow_of(r->route));
-            http_add_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+            http_add_header(r, "Access-Control-Allow-Headers",
+                            asked && asked[0] ? asked : "Authorization, Content-Type");
+            http_add_header(r, "Vary", "Access-Control-Request-Headers");
             http_add_header(r, "Access-Control-Max-Age", "600");
         }
         http_respond(r, 204, NULL, NULL, 0);
@@ -221,6 +257,10 @@ static void dispatch(struct http_request *r)
                              "Request body is larger than the limit of %zu bytes.", s->o.max_body_bytes);
         return;
     }
+    if (!strcmp(r->route->method, "POST")) {
+        http__offload(r);        /* parsing and tokenizing: off MHD's threads */
+        return;
+    }
     r->state = REQ_HANDLING;
     r->route->handle(r, s->o.app);
     if (r->state == REQ_HANDLING) {
@@ -232,7 +272,7 @@ static void dispatch(struct http_request *r)
 }
 
 static struct http_request *request_new(struct http_server *s, struct MHD_Connection *conn,
-                                        const char *url, const char *method)
+                                        const char *url, const char *method, const char *version)
 {
     struct http_request *r = calloc(1, sizeof *r);
     const union MHD_ConnectionInfo *ci;
@@ -247,16 +287,45 @@ static struct http_request *request_new(struct http_server *s, struct MHD_Connec
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->path, sizeof r->path, "%s", url);
     r->url_len = strlen(url);
+    r->http11 = !strcmp(version, MHD_HTTP_VERSION_1_1);
     pthread_mutex_init(&r->lock, NULL);
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     r->hc = ci ? ci->socket_context : NULL;
     if (r->hc) {
         pthread_mutex_lock(&s->conns_lock);
         r->hc->req = r;
+        /* A head that came in whole between two passes of the watcher: its body's deadline. */
+        if (r->hc->idle && s->o.request_timeout_s > 0)
+            r->hc->deadline_s = now_s() + s->o.request_timeout_s;
+        r->hc->idle = false;
         pthread_mutex_unlock(&s->conns_lock);
     }
     atomic_fetch_add(&s->active, 1);
     return r;
+}
+
+/* Called by MHD with the raw URL, before it parses the query. libmicrohttpd 0.9.75 records
+ * every query argument in the connection's memory pool, and when the pool runs out (a couple
+ * of thousand arguments, 11 KB of URL) it queues a 431 that its own state machine then
+ * drops: the connection hangs, unanswered, until the request timeout. So a query of more
+ * than MAX_QUERY_ARGS arguments is cut here, in MHD's own buffer (bit yikes: the URL is
+ * MHD's, writable, and parsed right after this returns, as 0.9.75's connection.c does), and
+ * the request is answered 414 once its head is in. The returned mark becomes *con_cls. */
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    char *query = uri ? strchr(uri, '?') : NULL;
+    size_t args = 1;
+
+    (void)cls;
+    (void)conn;
+    if (!query)
+        return NULL;
+    for (const char *p = query + 1; *p; p++)
+        args += *p == '&';
+    if (args <= MAX_QUERY_ARGS)
+        return NULL;
+    query[1] = '\0';
+    return &many_args_mark;
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
@@ -265,15 +334,30 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 {
     struct http_server *s = cls;
     struct http_request *r = *con_cls;
+    bool offloaded;
 
-    (void)version;
-    if (!r) {
-        if (!(r = request_new(s, conn, url, method)))
+    if (!r || r == (void *)&many_args_mark) {
+        bool many_args = r != NULL;
+
+        if (!(r = request_new(s, conn, url, method, version)))
             return MHD_NO;
         *con_cls = r;
-        begin(r);
+        if (many_args)
+            http__respond_errorf(r, 414, "uri_too_long",
+                                 "The URL has more than %d query arguments; no route reads any.",
+                                 MAX_QUERY_ARGS);
+        else
+            begin(r, method, version);
         /* An answer MHD refused leaves nothing to send: close rather than spin. */
         return r->state == REQ_ANSWERED && !r->status ? MHD_NO : MHD_YES;
+    }
+    pthread_mutex_lock(&r->lock);
+    offloaded = r->offload_done;
+    r->offload_done = false;
+    pthread_mutex_unlock(&r->lock);
+    if (offloaded) {
+        http__offload_finish(r);
+        return MHD_YES;
     }
     switch (r->state) {
     case REQ_RECEIVING:
@@ -300,21 +384,17 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct http_server *s = cls;
     struct http_request *r = *con_cls;
-    bool notify;
+    bool notify, gone;
     int status, prompt, completion;
 
     (void)conn;
-    if (!r)
-        return;
     *con_cls = NULL;
-    /* 499 (nginx's): the client closed the connection before an answer was queued. */
-    status = r->status ? r->status : 499;
+    if (!r || r == (void *)&many_args_mark)   /* MHD refused the head itself */
+        return;
     if (r->hc) {
         pthread_mutex_lock(&s->conns_lock);
         r->hc->req = NULL;
-        /* A next request on this keep-alive connection: idle time, then its own deadline. */
-        if (s->o.request_timeout_s > 0)
-            r->hc->deadline_s = now_s() + s->o.idle_timeout_s + s->o.request_timeout_s;
+        http__conn_idle(s, r->hc);
         pthread_mutex_unlock(&s->conns_lock);
     }
     pthread_mutex_lock(&r->lock);
@@ -322,6 +402,13 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     r->closed = true;
     prompt = r->prompt_tokens;
     completion = r->completion_tokens;
+    /* 499 (nginx's): the client left before it had an answer — none was queued, or the
+     * watcher saw it go while the answer was being made (the job's "aborted" 503 then went
+     * nowhere), or it reset the connection while sending. A stream's 200 was sent: it stays
+     * 200, and its line says how it ended. */
+    gone = !r->streaming && (r->client_gone || toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ||
+                             toe == MHD_REQUEST_TERMINATED_READ_ERROR);
+    status = r->status && !gone ? r->status : 499;
     pthread_mutex_unlock(&r->lock);
     if (notify)
         r->ops->closed(r->job);
@@ -337,112 +424,6 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         metrics_http_status(s->o.metrics, status);
     atomic_fetch_sub(&s->active, 1);
     http_unref(r);
-}
-
-static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
-{
-    struct http_server *s = cls;
-    struct http_conn *hc;
-
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-
-        if (!ci || !(hc = calloc(1, sizeof *hc)))
-            return;              /* untracked: no deadline, no disconnect watch */
-        hc->fd = ci->connect_fd;
-        hc->deadline_s = s->o.request_timeout_s > 0 ? now_s() + s->o.request_timeout_s : 0;
-        pthread_mutex_lock(&s->conns_lock);
-        hc->next = s->conns;
-        if (s->conns)
-            s->conns->prev = hc;
-        s->conns = hc;
-        pthread_mutex_unlock(&s->conns_lock);
-        *socket_context = hc;
-        return;
-    }
-    /* Closed: MHD calls this before it closes the socket, so the watcher (which looks at fd
-     * only under conns_lock) never touches a descriptor that was reused. */
-    if (!(hc = *socket_context))
-        return;
-    pthread_mutex_lock(&s->conns_lock);
-    if (hc->prev)
-        hc->prev->next = hc->next;
-    else
-        s->conns = hc->next;
-    if (hc->next)
-        hc->next->prev = hc->prev;
-    pthread_mutex_unlock(&s->conns_lock);
-    free(hc);
-    *socket_context = NULL;
-}
-
-/* ---- the watcher ---- */
-
-/* Whether the peer closed or reset the connection (pipelined bytes are not a close). */
-static bool client_gone(int fd)
-{
-    struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
-    char c;
-
-    if (poll(&p, 1, 0) <= 0)
-        return false;
-    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP))
-        return true;
-    return (p.revents & POLLIN) && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-}
-
-static void *watcher_main(void *arg)
-{
-    struct http_server *s = arg;
-
-    pthread_mutex_lock(&s->conns_lock);
-    while (!s->watcher_stop) {
-        struct http_request *gone[64];
-        int num_gone = 0;
-        double now = now_s();
-        struct timespec ts;
-
-        for (struct http_conn *hc = s->conns; hc; hc = hc->next) {
-            struct http_request *r = hc->req;
-
-            if (hc->deadline_s > 0 && now > hc->deadline_s && !hc->cut) {
-                /* MHD sees the shut socket fail and closes the connection itself. */
-                LOG(LL_INFO, "http", "closing a connection that sent its request too slowly "
-                    "(request-timeout %.0fs)", s->o.request_timeout_s);
-                shutdown(hc->fd, SHUT_RDWR);
-                hc->cut = true;
-            }
-            if (!r || num_gone == (int)ARRAY_LEN(gone))
-                continue;
-            pthread_mutex_lock(&r->lock);
-            if (r->parked && !r->closed && r->ops && client_gone(hc->fd)) {
-                r->closed = true;
-                r->refs++;
-                gone[num_gone++] = r;
-            }
-            pthread_mutex_unlock(&r->lock);
-        }
-        pthread_mutex_unlock(&s->conns_lock);
-        /* Outside every lock: closed() calls into the engine. */
-        for (int i = 0; i < num_gone; i++) {
-            LOG(LL_INFO, "http", "req %llu: client went away while waiting; aborting", gone[i]->id);
-            gone[i]->ops->closed(gone[i]->job);
-            http_unref(gone[i]);
-        }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += WATCH_PERIOD_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&s->conns_lock);
-        if (!s->watcher_stop)
-            pthread_cond_timedwait(&s->watcher_cond, &s->conns_lock, &ts);
-    }
-    pthread_mutex_unlock(&s->conns_lock);
-    return NULL;
 }
 
 /* ---- the server ---- */
@@ -523,12 +504,16 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
         { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log_cb, s },
         { MHD_OPTION_SOCK_ADDR, 0, &ss },
         { MHD_OPTION_CONNECTION_LIMIT, MAX(o->max_connections, 1), NULL },
+        /* Slow clients (slowloris) from one address hold no more than this: the others'
+         * connections are refused at accept, answered by nothing but a close. */
+        { MHD_OPTION_PER_IP_CONNECTION_LIMIT, MAX(o->max_connections_per_client, 0), NULL },
         { MHD_OPTION_CONNECTION_TIMEOUT, MAX(o->idle_timeout_s, 0), NULL },
         /* The pool holds the head (and MHD's record of each header) and the read buffer:
          * room for a head at the limit, so that we answer it, not MHD's bare 431. */
         { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(2 * s->o.max_header_bytes + 16 * 1024), NULL },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, s },
-        { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)connection_cb, s },
+        { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http__connection_cb, s },
+        { MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_cb, s },
         /* Last, and only for more than one thread: MHD warns about a pool of one. */
         { o->num_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, o->num_threads, NULL },
         { MHD_OPTION_END, 0, NULL },
@@ -544,7 +529,12 @@ int http_server_start(struct http_server **out, const struct http_options *o, ch
     }
     di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di && di->port ? di->port : o->port;
-    if (pthread_create(&s->watcher, NULL, watcher_main, s)) {
+    if (http__workers_start(s, MAX(o->num_threads, 1), err)) {
+        s->watcher_stop = true;  /* not started yet: nothing to join */
+        http_server_stop(s);
+        return -EAGAIN;
+    }
+    if (pthread_create(&s->watcher, NULL, http__watcher_main, s)) {
         errf(err, "cannot start the connection watcher thread");
         s->watcher_stop = true;  /* nothing to join */
         http_server_stop(s);
@@ -589,6 +579,7 @@ void http_server_stop(struct http_server *s)
     pthread_mutex_unlock(&s->conns_lock);
     if (join && s->d)
         pthread_join(s->watcher, NULL);
+    http__workers_stop(s);
     if (s->d)
         MHD_stop_daemon(s->d);
     pthread_cond_destroy(&s->watcher_cond);

@@ -1,7 +1,8 @@
-/* http.h — the daemon's HTTP side over libmicrohttpd: a pool of epoll threads, routing by
- * exact path, API key and CORS checks, body limits, slow-client deadlines, one access-log
- * line per request, and answers that wait for the engine: a deferred response (the
- * connection suspended until the engine wakes it) or a stream read from the application.
+/* http.h — the daemon's HTTP side over libmicrohttpd: a pool of epoll threads and of workers
+ * for POST handlers, routing by exact path, heads that frame their body two ways refused,
+ * API key and CORS checks, body limits, slow-client deadlines, one access-log line per
+ * request, and answers that wait for the engine: a deferred response (the connection
+ * suspended until the engine wakes it) or a stream read from the application.
  * It knows nothing of the engine: server/openai.c plugs its jobs in through struct
  * http_job_ops. */
 #ifndef OSPREY_HTTP_H
@@ -16,8 +17,10 @@ struct http_request;
 struct metrics;
 struct oai_error;
 
-/* A route's handler: runs on an HTTP thread once the whole body is in. It answers with
- * http_respond() / http_respond_error(), or hands over with http_defer() / http_stream(). */
+/* A route's handler: runs once the whole body is in, on an HTTP thread for GET routes and
+ * on an HTTP worker for POST routes (parsing and tokenizing never hold up /health). It
+ * answers with http_respond() / http_respond_error(), or hands over with http_defer() /
+ * http_stream(). */
 typedef void (*http_handler)(struct http_request *r, void *app);
 
 enum http_access {
@@ -38,6 +41,7 @@ struct http_options {
     int port;                /* 0: an ephemeral port (http_server_port tells which) */
     int num_threads;         /* MHD worker threads, >= 1 */
     int max_connections;
+    int max_connections_per_client;  /* from one address; more are closed at once; 0 = no cap */
     size_t max_body_bytes;   /* larger bodies: 413 (at once when Content-Length says so) */
     size_t max_header_bytes; /* larger request heads (line and headers): 431; 0 = 32 KiB */
     double request_timeout_s;   /* headers and body must be in within this; 0 = no limit */

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "engine/base/log.h"
-#include "server/openai.h"   /* struct oai_error, openai_render_error */
+#include "server/openai_render.h"   /* struct oai_error, openai_render_error */
 
 static const char json_type[] = "application/json";
 
@@ -35,6 +35,10 @@ void http_unref(struct http_request *r)
     if (r->ops && r->ops->free)
         r->ops->free(r->job);
     pthread_mutex_destroy(&r->lock);
+    if (r->captured)
+        MHD_destroy_response(r->captured);
+    for (int i = 0; i < r->num_headers; i++)
+        free(r->headers[i].value);
     free(r->body);
     free(r);
 }
@@ -76,9 +80,13 @@ void http_add_header(struct http_request *r, const char *name, const char *value
 
     if (r->num_headers == MAX_EXTRA_HEADERS)
         return;
-    h = &r->headers[r->num_headers++];
+    h = &r->headers[r->num_headers];
+    if (!(h->value = strdup(value))) {
+        LOG(LL_ERR, "http", "req %llu: out of memory for the header %s", r->id, name);
+        return;
+    }
     snprintf(h->name, sizeof h->name, "%s", name);
-    snprintf(h->value, sizeof h->value, "%s", value);
+    r->num_headers++;
 }
 
 /* ---- responses ---- */
@@ -98,13 +106,36 @@ static void queue(struct http_request *r, int status, struct MHD_Response *resp)
         if (strcmp(r->cors_origin, "*"))
             MHD_add_response_header(resp, "Vary", "Origin");
     }
-    if (MHD_queue_response(r->conn, (unsigned)status, resp) == MHD_YES)
-        r->status = status;
-    else
-        LOG(LL_WARN, "http", "req %llu: MHD refused the %d response", r->id, status);
-    MHD_destroy_response(resp);
+    if (r->capturing) {
+        /* On a worker: the MHD thread queues it (http__queue_captured). */
+        if (r->captured)
+            MHD_destroy_response(r->captured);
+        r->captured = resp;
+        r->captured_status = status;
+    } else {
+        if (MHD_queue_response(r->conn, (unsigned)status, resp) == MHD_YES)
+            r->status = status;
+        else
+            LOG(LL_WARN, "http", "req %llu: MHD refused the %d response", r->id, status);
+        MHD_destroy_response(resp);
+    }
     if (r->state != REQ_STREAMING)
         r->state = REQ_ANSWERED;
+}
+
+void http__queue_captured(struct http_request *r)
+{
+    struct MHD_Response *resp = r->captured;
+
+    r->capturing = false;
+    r->captured = NULL;
+    if (!resp)
+        return;
+    if (MHD_queue_response(r->conn, (unsigned)r->captured_status, resp) == MHD_YES)
+        r->status = r->captured_status;
+    else
+        LOG(LL_WARN, "http", "req %llu: MHD refused the %d response", r->id, r->captured_status);
+    MHD_destroy_response(resp);
 }
 
 void http_respond(struct http_request *r, int status, const char *content_type, char *body,
@@ -235,6 +266,9 @@ void http_stream(struct http_request *r, const struct http_job_ops *ops, void *j
     r->ops = ops;
     r->job = job;
     r->state = REQ_STREAMING;
+    pthread_mutex_lock(&r->lock);
+    r->streaming = true;
+    pthread_mutex_unlock(&r->lock);
     http_ref(r);                 /* the response's, dropped by reader_free_cb */
     resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, reader_cb, r,
                                              reader_free_cb);

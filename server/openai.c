@@ -5,7 +5,7 @@
  * stream chunks are rendered here on the HTTP threads.
  * A job lives as long as its HTTP request (server/http.c): the connection and every
  * unfinished engine request hold a reference, the last one out frees it. */
-#include "server/api.h"
+#include "server/openai.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,7 +18,9 @@
 #include "engine/engine.h"
 #include "engine/base/log.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/api.h"
 #include "server/metrics.h"
+#include "server/openai_render.h"
 #include "server/responses.h"
 #include "server/sse.h"
 
@@ -37,7 +39,10 @@ struct choice {
     char error[256];
     int num_prompt_tokens, num_output_tokens, num_cached_tokens;
     /* HTTP side only (streams) */
-    size_t text_sent;                /* bytes of text sent so far: completions' text_offset */
+    struct sse_pending held;         /* taken from out, not sent yet: the text goes at once,
+                                        a token waits while its text_offset could still
+                                        change (it lies in text held back for a stop string) */
+    size_t text_sent;                /* bytes of generated text sent so far */
     bool final_sent;
     struct tool_stream tools;        /* chat with tool_choice auto: the output read for calls */
 };
@@ -57,12 +62,16 @@ struct job {
     int num_open;                    /* submitted and not finished */
     size_t pending_bytes;            /* all choices' pending output */
     size_t out_waiting;              /* sse_buf_waiting(&out), published for the bound */
-    bool overflow;                   /* a stream passed stream_buffer_bytes: aborted, cut */
+    bool overflow;                   /* a stream passed stream_buffer_bytes, or an answer
+                                        max_response_bytes (or memory ran out): aborted, cut */
+    bool too_large;                  /* non-streamed: the answer passed max_response_bytes */
+    size_t answer_bytes;             /* non-streamed: the answer's size so far, estimated */
 
     /* streams, HTTP side only */
     struct sse_buf out;
     bool done_sent;
     struct resp_stream rs;           /* /v1/responses: the event stream's state */
+    struct grammar *grammar;         /* a reference while the job lives, or NULL */
 };
 
 /* ---- finish reasons ---- */
@@ -112,11 +121,13 @@ static void job_free(void *p)
 
     for (int i = 0; i < j->num_choices; i++) {
         sse_pending_fini(&j->choices[i].out);
+        sse_pending_fini(&j->choices[i].held);
         tool_stream_fini(&j->choices[i].tools);
     }
     free(j->choices);
     sse_buf_fini(&j->out);
     resp_stream_fini(&j->rs);
+    grammar_unref(j->grammar);
     openai_request_fini(&j->req);
     pthread_mutex_destroy(&j->lock);
     free(j);
@@ -151,82 +162,6 @@ static void job_closed(void *p)
     job_abort(p);
 }
 
-/* ---- the engine side (engine thread): keep it short ---- */
-
-static void output_cb(void *user, const struct engine_output *o)
-{
-    struct choice *c = user;
-    struct job *j = c->job;
-    struct api *a = j->api;
-    bool cut = false, wake;
-
-    pthread_mutex_lock(&j->lock);
-    if (!j->overflow) {
-        size_t before = sse_pending_bytes(&c->out);
-
-        if (sse_pending_append(&c->out, o->text, o->text_len, o->token_ids,
-                               j->req.logprobs ? o->samples : NULL, o->num_tokens))
-            cut = true;
-        j->pending_bytes += sse_pending_bytes(&c->out) - before;
-        if (j->req.stream && j->pending_bytes + j->out_waiting > a->stream_buffer_bytes)
-            cut = true;
-        j->overflow = cut;
-    }
-    c->num_prompt_tokens = o->num_prompt_tokens;
-    c->num_output_tokens = o->num_output_tokens;
-    c->num_cached_tokens = o->num_cached_tokens;
-    if (o->finished) {
-        c->finished = true;
-        c->reason = o->finish_reason;
-        snprintf(c->error, sizeof c->error, "%s", o->error ? o->error : "");
-        j->num_open--;
-    }
-    wake = j->req.stream || j->num_open == 0;
-    pthread_mutex_unlock(&j->lock);
-
-    if (o->finished) {
-        double ttft = o->first_token_s > 0 ? o->first_token_s - o->arrival_s : -1;
-        double tpot = o->num_output_tokens > 1 && o->first_token_s > 0
-                          ? (o->now_s - o->first_token_s) / (o->num_output_tokens - 1) : -1;
-
-        metrics_request_done(a->metrics, finish_metric(o->finish_reason), ttft, tpot,
-                             o->now_s - o->arrival_s);
-    }
-    if (cut) {
-        /* The client reads slower than we generate: stop, rather than buffer without end. */
-        LOG(LL_WARN, "api", "req %llu: stream output passed stream-buffer-bytes (%zu); aborting",
-            http_request_id(j->r), a->stream_buffer_bytes);
-        job_abort(j);
-    }
-    if (wake)
-        http_wake(j->r);
-    if (o->finished)
-        http_unref(j->r);
-}
-
-/* ---- answers ---- */
-
-static char *token_piece(void *ctx, int32_t id, size_t *len)
-{
-    char *text = NULL;
-
-    if (tokenizer_decode(ctx, &id, 1, false, &text, len, NULL))
-        return NULL;
-    return text;
-}
-
-/* The name the request gave when it is served (vLLM's choice), else the first one. */
-static const char *model_of(const struct job *j)
-{
-    return j->req.model && openai_model_served(&j->api->cfg, j->req.model) ? j->req.model
-                                                                          : j->api->cfg.served_model;
-}
-
-static void head_of(const struct job *j, struct oai_head *h)
-{
-    *h = (struct oai_head){ j->req.kind, j->id, j->created, model_of(j), NULL };
-}
-
 /* Usage over the choices: each prompt counted once (its first choice), outputs summed. */
 static void usage_of(const struct job *j, struct oai_usage *u)
 {
@@ -240,6 +175,119 @@ static void usage_of(const struct job *j, struct oai_usage *u)
         }
         u->completion_tokens += c->num_output_tokens;
     }
+}
+
+/* ---- the size of a non-streamed answer ---- */
+
+/* What a token adds to a non-streamed answer, estimated low on purpose: admission refuses
+ * only an answer sure to pass the bound, and what it lets through is bounded as it grows
+ * (and, exactly, as it is rendered). Measured on the tiny model: 68 bytes per logprob entry
+ * in chat ({"token","logprob","bytes"} objects, 20 top logprobs), 30 in completions (a
+ * "piece":logprob pair and the token's own lists), about 3 bytes of text per token. A
+ * token's text counts 2 bytes before it exists, and what it is once it does. */
+#define ANSWER_TEXT_BYTES 2
+
+static size_t entry_bytes(const struct oai_request *q)
+{
+    return q->kind == OAI_CHAT ? 56 : 24;
+}
+
+static size_t logprob_bytes(const struct oai_request *q)
+{
+    return q->logprobs ? entry_bytes(q) * (1 + (size_t)q->top_logprobs) : 0;
+}
+
+/* ---- the engine side (engine thread): keep it short ---- */
+
+static void output_cb(void *user, const struct engine_output *o)
+{
+    struct choice *c = user;
+    struct job *j = c->job;
+    struct api *a = j->api;
+    struct oai_usage u;
+    bool cut = false, wake;
+
+    pthread_mutex_lock(&j->lock);
+    if (!j->overflow) {
+        size_t before = sse_pending_bytes(&c->out);
+
+        if (sse_pending_append(&c->out, o->text, o->text_len, o->token_ids,
+                               j->req.logprobs ? o->samples : NULL, o->text_offsets, o->num_tokens))
+            cut = true;
+        j->pending_bytes += sse_pending_bytes(&c->out) - before;
+        if (j->req.stream && j->pending_bytes + j->out_waiting > a->stream_buffer_bytes)
+            cut = true;
+        if (!j->req.stream) {
+            j->answer_bytes += o->text_len + (size_t)o->num_tokens * logprob_bytes(&j->req);
+            if (a->max_response_bytes && j->answer_bytes > a->max_response_bytes)
+                cut = j->too_large = true;
+        }
+        j->overflow = cut;
+    }
+    c->num_prompt_tokens = o->num_prompt_tokens;
+    c->num_output_tokens = o->num_output_tokens;
+    c->num_cached_tokens = o->num_cached_tokens;
+    if (o->finished) {
+        c->finished = true;
+        c->reason = o->finish_reason;
+        snprintf(c->error, sizeof c->error, "%s", o->error ? o->error : "");
+        j->num_open--;
+    }
+    wake = j->req.stream || j->num_open == 0;
+    usage_of(j, &u);
+    pthread_mutex_unlock(&j->lock);
+    /* The access log reads these when the connection ends, which may be before the last
+     * token (a client that leaves mid-stream): they are kept current. */
+    http_request_tokens(j->r, u.prompt_tokens, u.completion_tokens);
+
+    if (o->finished) {
+        double ttft = o->first_token_s > 0 ? o->first_token_s - o->arrival_s : -1;
+        double tpot = o->num_output_tokens > 1 && o->first_token_s > 0
+                          ? (o->now_s - o->first_token_s) / (o->num_output_tokens - 1) : -1;
+
+        metrics_request_done(a->metrics, finish_metric(o->finish_reason), ttft, tpot,
+                             o->now_s - o->arrival_s);
+    }
+    if (cut) {
+        /* The client reads slower than we generate, or the answer outgrew its bound: stop,
+         * rather than buffer without end. */
+        if (j->req.stream)
+            LOG(LL_WARN, "api", "req %llu: stream output passed stream-buffer-bytes (%zu); aborting",
+                http_request_id(j->r), a->stream_buffer_bytes);
+        else
+            LOG(LL_WARN, "api", "req %llu: the answer passed max-response-bytes (%zu); aborting",
+                http_request_id(j->r), a->max_response_bytes);
+        job_abort(j);
+    }
+    if (wake)
+        http_wake(j->r);
+    if (o->finished)
+        http_unref(j->r);
+}
+
+/* ---- answers ---- */
+
+/* A token's raw bytes: logprobs report them in "bytes", and as a string (U+FFFD for each
+ * byte that is not part of a whole character) in "token". */
+static char *token_piece(void *ctx, int32_t id, size_t *len)
+{
+    char *bytes = NULL;
+
+    if (tokenizer_token_bytes(ctx, id, &bytes, len))
+        return NULL;
+    return bytes;
+}
+
+/* The name the request gave when it is served (vLLM's choice), else the first one. */
+static const char *model_of(const struct job *j)
+{
+    return j->req.model && openai_model_served(&j->api->cfg, j->req.model) ? j->req.model
+                                                                          : j->api->cfg.served_model;
+}
+
+static void head_of(const struct job *j, struct oai_head *h)
+{
+    *h = (struct oai_head){ j->req.kind, j->id, j->created, model_of(j), NULL };
 }
 
 /* An error that ended a choice: the engine's failure (503 when the engine is dead, else
@@ -275,6 +323,15 @@ static void log_outputs(const struct job *j)
             j->choices[i].out.text ? j->choices[i].out.text : "");
 }
 
+/* The answer outgrew max_response_bytes while it was generated or rendered. */
+static void too_large(const struct job *j, int tokens, struct oai_error *e)
+{
+    openai_error(e, 400, "response_too_large", NULL,
+                 "The answer passed the server's max-response-bytes (%zu bytes) after %d tokens: "
+                 "ask for fewer tokens, choices or logprobs, or stream it (\"stream\": true).",
+                 j->api->max_response_bytes, tokens);
+}
+
 /* ops->resume, non-streamed: answers once every choice is finished. */
 static void job_resume(void *p, struct http_request *r)
 {
@@ -288,7 +345,7 @@ static void job_resume(void *p, struct http_request *r)
     struct oai_head h;
     char *body = NULL;
     size_t len = 0;
-    int open;
+    int open, rc;
     bool tools = openai_tools_active(&j->req), nomem = false;
 
     pthread_mutex_lock(&j->lock);
@@ -298,6 +355,14 @@ static void job_resume(void *p, struct http_request *r)
         return;                      /* not all there yet: wait for the next wake */
     usage_of(j, &u);
     http_request_tokens(r, u.prompt_tokens, u.completion_tokens);
+    if (j->overflow) {
+        if (j->too_large)
+            too_large(j, u.completion_tokens, &e);
+        else
+            openai_error(&e, 500, "internal_error", NULL, "out of memory");
+        http_respond_error(r, &e);
+        return;
+    }
     if (failure_of(j, &e)) {
         http_respond_error(r, &e);
         return;
@@ -321,27 +386,35 @@ static void job_resume(void *p, struct http_request *r)
 
         cs[i] = (struct oai_choice){
             .index = c->index, .text = c->out.text, .text_len = c->out.text_len, .ids = c->out.ids,
-            .samples = c->out.samples, .num_tokens = c->out.num_tokens,
-            .finish_reason = finish_reason_name(c->reason),
+            .samples = c->out.samples, .offsets = c->out.offsets, .num_tokens = c->out.num_tokens,
+            .offset_end = c->out.text_len, .finish_reason = finish_reason_name(c->reason),
         };
         if (j->prefixes) {
             cs[i].prefix = j->prefixes[c->prompt];
             cs[i].prefix_len = j->prefix_lens[c->prompt];
-            cs[i].text_offset = cs[i].prefix_len;
+            cs[i].offset_base = cs[i].prefix_len;
         }
         if (tools && openai_tools_apply(&j->req, &cs[i], &tps[i], &joined[i]))
             nomem = true;
     }
     head_of(j, &h);
-    if (!nomem && j->req.responses) {
+    rc = nomem ? -ENOMEM : 0;
+    if (!rc && j->req.responses) {
         struct resp_head rh = { j->id, j->created, model_of(j), &j->req };
         struct resp_output ro = { cs[0].text, cs[0].text_len, cs[0].tool_calls, cs[0].num_tool_calls,
                                   cs[0].finish_reason };
 
-        body = responses_render(&rh, &ro, &u, &len);
-    } else if (!nomem) {
-        body = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
-                                      &v, &len);
+        /* Rendered as a tree (responses.c), then held to the same bound. */
+        if (!(body = responses_render(&rh, &ro, &u, &len)))
+            rc = -ENOMEM;
+        else if (j->api->max_response_bytes && len > j->api->max_response_bytes) {
+            free(body);
+            body = NULL;
+            rc = -E2BIG;
+        }
+    } else if (!rc) {
+        rc = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
+                                    &v, j->api->max_response_bytes, &body, &len);
     }
     for (int i = 0; tools && i < j->num_choices; i++) {
         tool_parse_fini(&tps[i]);
@@ -350,7 +423,12 @@ static void job_resume(void *p, struct http_request *r)
     free(tps);
     free(joined);
     free(cs);
-    if (!body) {
+    if (rc == -E2BIG) {
+        too_large(j, u.completion_tokens, &e);
+        http_respond_error(r, &e);
+        return;
+    }
+    if (rc) {
         openai_error(&e, 500, "internal_error", NULL, "out of memory");
         http_respond_error(r, &e);
         return;
@@ -368,7 +446,7 @@ static bool queue_event(struct job *j, char *json, const size_t *len)
     return ok;
 }
 
-/* The chunks a stream opens with: chat's role per choice, completions' echoed prompt. */
+/* Queues a Responses renderer's events (rc: its return) and frees them. */
 static bool queue_resp_events(struct job *j, int rc, char **ev, size_t *lens, int n)
 {
     bool ok = rc == 0;
@@ -379,6 +457,7 @@ static bool queue_resp_events(struct job *j, int rc, char **ev, size_t *lens, in
     return ok;
 }
 
+/* The chunks a stream opens with: chat's role per choice, completions' echoed prompt. */
 static bool stream_open(struct job *j)
 {
     struct oai_head h;
@@ -403,7 +482,6 @@ static bool stream_open(struct job *j)
             if (j->prefixes) {
                 oc.text = j->prefixes[c->prompt];
                 oc.text_len = j->prefix_lens[c->prompt];
-                c->text_sent = oc.text_len;
                 /* Chat echo with tools: the echoed message may itself start a call. */
                 if (openai_tools_active(&j->req) &&
                     tool_stream_feed(&c->tools, j->req.tool_parser, oc.text, oc.text_len, &oc.text,
@@ -537,19 +615,34 @@ static bool stream_fill(struct job *j)
             ok = stream_responses(j, c, &got, finished, reason);
         } else if (openai_tools_active(&j->req)) {
             ok = stream_tools(j, c, &h, &got, finished, reason);
-        } else if (got.text_len || got.num_tokens || finished) {
+        } else if (sse_pending_append(&c->held, got.text, got.text_len, got.ids, got.samples,
+                                      got.offsets, got.num_tokens)) {
+            ok = false;
+        } else if (c->held.text_len || c->held.num_tokens || finished) {
+            struct sse_pending *hd = &c->held;
+            size_t end = c->text_sent + hd->text_len;   /* generated text sent after this chunk */
+            int k = 0;
+
+            /* A token goes out once its text_offset is final: at or before the end of the
+             * text sent, which no stop string can cut any more. One whose offset lies in
+             * text still held back waits, so that a stream's offsets are the
+             * non-streamed answer's. */
+            while (k < hd->num_tokens && (finished || !hd->samples || hd->offsets[k] <= end))
+                k++;
             struct oai_choice oc = {
-                .index = c->index, .text = got.text, .text_len = got.text_len, .ids = got.ids,
-                .samples = got.samples, .num_tokens = got.num_tokens, .text_offset = c->text_sent,
+                .index = c->index, .text = hd->text, .text_len = hd->text_len, .ids = hd->ids,
+                .samples = hd->samples, .offsets = hd->offsets, .num_tokens = k,
+                .offset_base = j->prefixes ? j->prefix_lens[c->prompt] : 0, .offset_end = end,
                 .finish_reason = finished ? finish_reason_name(reason) : NULL,
             };
 
             /* Tokens without text (held back until a character completes): nothing to say
              * yet, unless logprobs report them. */
-            if (got.text_len || finished || (j->req.logprobs && got.num_tokens))
+            if (hd->text_len || finished || (j->req.logprobs && k))
                 ok = queue_event(j, openai_render_chunk(&h, &oc, j->req.logprobs, j->req.top_logprobs,
                                                         j->req.include_usage, &v, &len), &len);
-            c->text_sent += got.text_len;
+            c->text_sent = end;
+            sse_pending_drop(hd, k);
         }
         c->final_sent = finished;
         sse_pending_fini(&got);
@@ -597,6 +690,31 @@ static ssize_t job_read(void *p, char *buf, size_t max)
 static const struct http_job_ops job_ops = { job_resume, job_read, job_closed, job_free };
 
 /* ---- submission ---- */
+
+/* Compiles (or finds in the cache) the grammar the request asks for; a grammar we cannot
+ * compile is the client's error, named by its field. */
+static int compile_grammar(struct job *j, struct oai_error *e)
+{
+    struct oai_request *q = &j->req;
+    char err[ERR_LEN] = "";
+    int rc;
+
+    if (!q->has_grammar)
+        return 0;
+    if (!j->api->grammars)
+        return openai_error(e, 400, "unsupported_parameter", q->grammar_param,
+                            "Unsupported parameter: '%s': this server has no tokenizer to constrain "
+                            "the output with.", q->grammar_param);
+    rc = grammar_cache_get(j->api->grammars, q->grammar_kind, q->grammar_src, q->grammar_len,
+                           &j->grammar, err);
+    if (rc == -ENOMEM)
+        return openai_error(e, 500, "internal_error", NULL, "out of memory");
+    if (rc)
+        return openai_error(e, 400, "invalid_value", q->grammar_param, "Invalid '%s': %s",
+                            q->grammar_param, err);
+    q->params.grammar = j->grammar;
+    return 0;
+}
 
 /* engine_submit's refusal as an OpenAI error. */
 static void submit_error(struct http_request *r, int rc, const char *err, struct oai_error *e)
@@ -708,6 +826,27 @@ static int submit_all(struct job *j, const int *max_tokens, struct oai_error *e)
     return 0;
 }
 
+/* A non-streamed answer is built whole in memory: one that could pass max_response_bytes
+ * (every choice at its max_tokens, estimated per token) is refused before it starts. */
+static int check_answer_size(const struct job *j, const int *max_tokens, struct oai_error *e)
+{
+    const struct oai_request *q = &j->req;
+    size_t limit = j->api->max_response_bytes, per_token = ANSWER_TEXT_BYTES + logprob_bytes(q);
+    double tokens = 0;
+
+    for (int i = 0; i < q->num_prompts; i++)
+        tokens += (double)q->n * max_tokens[i];
+    if (!limit || tokens * (double)per_token <= (double)limit)
+        return 0;
+    return openai_error(e, 400, "response_too_large", "max_tokens",
+                        "The answer could reach about %.0f bytes (%.0f tokens over %d choices at "
+                        "about %zu bytes each%s), more than the server's max-response-bytes "
+                        "(%zu bytes): ask for fewer tokens, choices or top_logprobs, or stream it "
+                        "(\"stream\": true).",
+                        tokens * (double)per_token, tokens, q->num_prompts * q->n, per_token,
+                        q->logprobs ? " with their logprobs" : "", limit);
+}
+
 static void handle(struct http_request *r, struct api *a, enum oai_kind kind, bool responses)
 {
     struct job *j = job_new(a, r, kind, responses);
@@ -727,6 +866,8 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind, bo
          : kind == OAI_CHAT ? openai_parse_chat(q, body, len, &a->cfg, &e)
                             : openai_parse_completion(q, body, len, &a->cfg, &e);
     if (!rc)
+        rc = compile_grammar(j, &e);
+    if (!rc)
         rc = api_prepare_prompts(a, q, &e);
     if (!rc && !(max_tokens = arena_calloc(&q->arena, (size_t)q->num_prompts, sizeof *max_tokens)))
         rc = openai_error(&e, 500, "internal_error", NULL, "out of memory");
@@ -739,6 +880,8 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind, bo
                 q->prompts[i].num_ids, (int)MIN(q->prompts[i].text_len, 4096),
                 q->prompts[i].text ? q->prompts[i].text : "(token ids)");
     }
+    if (!rc && !q->stream)
+        rc = check_answer_size(j, max_tokens, &e);
     if (!rc && q->echo && kind == OAI_COMPLETION)
         rc = echo_prefixes(j, &e);
     if (!rc && q->chat_echo)

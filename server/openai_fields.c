@@ -5,7 +5,7 @@
  * multi-token matching,
  * prompt_logprobs, beam search, per-request chat templates, …). openai_parse.c calls in
  * once the OpenAI fields are read. */
-#include "server/openai.h"
+#include "server/openai_parse.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * null counts as absent; unknown fields are ignored (vLLM's choice, not OpenAI's). The body
  * itself must be UTF-8 without NUL characters, nested at most CJSON_NESTING_LIMIT deep, and
  * name each key once per object. */
-#include "server/openai.h"
+#include "server/openai_parse.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
+
+#include "server/json_text.h"   /* seed: the exact digits */
 
 #define INT_FIELD_MAX 1000000000LL   /* cap for "unbounded" integer fields */
 
@@ -181,12 +183,7 @@ static int check_unsupported(const cJSON *root, enum oai_kind kind, struct oai_e
 {
     const cJSON *v;
 
-    /* logit_bias: openai_parse_fields (openai_fields.c). */
-    if ((v = field(root, "response_format"))) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "type");
-        if (!cJSON_IsObject(v) || !cJSON_IsString(t) || strcmp(t->valuestring, "text"))
-            return unsupported("response_format", e);
-    }
+    /* logit_bias: openai_parse_fields (openai_fields.c); response_format: openai_grammar.c. */
     if (kind == OAI_COMPLETION) {
         if ((v = field(root, "suffix")) && !(cJSON_IsString(v) && !v->valuestring[0]))
             return unsupported("suffix", e);
@@ -453,9 +450,17 @@ static int parse_stop(struct oai_request *r, const struct oai_config *c, struct 
     return 0;
 }
 
-static int parse_seed(struct oai_request *r, struct oai_error *e)
+/* seed: any 64-bit integer, signed or not (-2^63 … 2^64-1), every bit kept; a negative one
+ * is its two's complement, so -1 and 18446744073709551615 are the same seed (clients written
+ * for vLLM send -1). cJSON holds numbers as doubles, which round above 2^53, so the digits are
+ * read again from the body's text. */
+static int parse_seed(struct oai_request *r, const char *body, size_t len, struct oai_error *e)
 {
     const cJSON *v = field(r->root, "seed");
+    const char *text = NULL;
+    size_t n = 0;
+    bool neg;
+    int rc;
 
     if (!v)
         return 0;
@@ -463,12 +468,26 @@ static int parse_seed(struct oai_request *r, struct oai_error *e)
         return too_large(e, "seed");
     if (!is_integer(v))
         return bad_type(e, "seed", "an integer", v);
-    /* Any 64-bit value, signed or not: negative seeds wrap as two's complement. */
-    if (v->valuedouble < -9223372036854775808.0 || v->valuedouble >= 18446744073709551616.0)
-        return bad_value(e, "seed", ">= %.0f and < 2^64", -9223372036854775808.0, v->valuedouble);
+    if (json_text_member(body, len, "seed", &text, &n))
+        return openai_error(e, 500, "internal_error", "seed", "Cannot find 'seed' in the body's text.");
+    neg = n > 0 && text[0] == '-';
+    rc = json_text_u64(text + neg, n - neg, &r->params.seed);
+    if (rc == -EINVAL && fabs(v->valuedouble) <= 9007199254740992.0) {
+        /* 5.0 or -1e3: a double holds every integer up to 2^53 exactly. */
+        r->params.seed = (uint64_t)fabs(v->valuedouble);
+        rc = 0;
+    }
+    if (!rc && neg && r->params.seed > (uint64_t)1 << 63)
+        rc = -ERANGE;
+    if (rc)
+        return openai_error(e, 400, "invalid_value", "seed",
+                            "Invalid 'seed': expected an integer from -9223372036854775808 (-2^63) "
+                            "to 18446744073709551615 (2^64-1)%s, but got %.*s instead.",
+                            rc == -EINVAL ? " written without fraction or exponent" : "",
+                            (int)MIN(n, 64), text);
+    if (neg)
+        r->params.seed = (uint64_t)0 - r->params.seed;
     r->params.has_seed = true;
-    r->params.seed = v->valuedouble < 0 ? (uint64_t)(int64_t)v->valuedouble
-                                        : (uint64_t)v->valuedouble;
     return 0;
 }
 
@@ -493,20 +512,23 @@ static int parse_stream(struct oai_request *r, struct oai_error *e)
 }
 
 /* The fields completions and chat share. */
-static int parse_common(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+static int parse_common(struct oai_request *r, const char *body, size_t len, const struct oai_config *c,
+                        struct oai_error *e)
 {
     struct gen_params *p = &r->params;
     const cJSON *v;
     int rc, max_n = c->max_n > 0 ? c->max_n : 1;
     long long max_tokens = c->max_tokens_limit > 0 ? c->max_tokens_limit : INT_FIELD_MAX;
 
-    if ((rc = parse_model(r, c, e)) || (rc = check_unsupported(r->root, r->kind, e)))
+    if ((rc = parse_model(r, c, e)) || (rc = check_unsupported(r->root, r->kind, e)) ||
+        (rc = openai_parse_grammar(r, e)))
         return rc;
     p->temperature = c->default_temperature >= 0 ? c->default_temperature : 1.0f;
     p->top_p = c->default_top_p > 0 ? c->default_top_p : 1.0f;
     p->top_k = c->default_top_k > 0 ? c->default_top_k : 0;
-    if (r->kind == OAI_CHAT && (rc = get_int(r->root, "max_completion_tokens", 1, max_tokens,
-                                             &p->max_tokens, e)))
+    /* max_completion_tokens, OpenAI's newer name, wins over max_tokens when both are given
+     * (vLLM's order), on both routes: a client that sets both is not refused. */
+    if ((rc = get_int(r->root, "max_completion_tokens", 1, max_tokens, &p->max_tokens, e)))
         r->max_tokens_set = true;
     if (rc < 0)
         return rc;
@@ -526,7 +548,7 @@ static int parse_common(struct oai_request *r, const struct oai_config *c, struc
         (rc = get_bool(r->root, "skip_special_tokens", &p->skip_special_tokens, e)) < 0 ||
         (rc = get_bool(r->root, "add_special_tokens", &r->add_special_tokens, e)) < 0 ||
         (rc = get_string(r->root, "user", &r->user, e)) < 0 ||
-        (rc = parse_seed(r, e)) < 0 || (rc = parse_stop(r, c, e)) < 0 || (rc = parse_stream(r, e)) < 0)
+        (rc = parse_seed(r, body, len, e)) < 0 || (rc = parse_stop(r, c, e)) < 0 || (rc = parse_stream(r, e)) < 0)
         return rc;
     if (p->top_k < 0)
         p->top_k = 0;                             /* -1 is vLLM's "off" */
@@ -558,7 +580,7 @@ int openai_parse_completion(struct oai_request *r, const char *body, size_t len,
     int rc, top = 0, max_top = MIN(SAMPLE_MAX_LOGPROBS, c->max_logprobs);   /* vLLM: --max-logprobs */
 
     r->add_special_tokens = true;
-    if ((rc = parse_body(r, OAI_COMPLETION, body, len, e)) || (rc = parse_common(r, c, e)) ||
+    if ((rc = parse_body(r, OAI_COMPLETION, body, len, e)) || (rc = parse_common(r, body, len, c, e)) ||
         (rc = parse_prompt(r, c, e)) || (rc = check_choices(r, c, e)))
         return rc;
     if ((rc = get_bool(r->root, "echo", &r->echo, e)) < 0 ||
@@ -665,7 +687,7 @@ int openai_parse_chat(struct oai_request *r, const char *body, size_t len,
 
     r->add_special_tokens = false;    /* the template writes BOS itself */
     r->num_prompts = 1;
-    if ((rc = parse_body(r, OAI_CHAT, body, len, e)) || (rc = parse_common(r, c, e)) ||
+    if ((rc = parse_body(r, OAI_CHAT, body, len, e)) || (rc = parse_common(r, body, len, c, e)) ||
         (rc = parse_messages(r, e)) || (rc = check_choices(r, c, e)))
         return rc;
     r->num_prompts = 0;               /* the prompt comes from rendering the messages */
@@ -733,19 +755,28 @@ int openai_parse_detokenize(struct oai_request *r, const char *body, size_t len,
 int openai_fit_context(const struct oai_request *r, int num_prompt, const struct oai_config *c,
                        int *max_tokens, struct oai_error *e)
 {
-    int max_prompt = c->max_prompt_tokens > 0 ? MIN(c->max_prompt_tokens, c->max_model_len)
-                                              : c->max_model_len;
-    int room = c->max_model_len - num_prompt;
+    /* A KV cache smaller than the context binds instead: a request that cannot fit it would
+     * fail inside the engine, so it is refused here, saying which bound it met. */
+    bool cache = c->max_cache_tokens > 0 && c->max_cache_tokens < c->max_model_len;
+    int ctx = cache ? c->max_cache_tokens : c->max_model_len;
+    int max_prompt = c->max_prompt_tokens > 0 ? MIN(c->max_prompt_tokens, ctx) : ctx;
+    int room = ctx - num_prompt;
     const char *what = r->kind == OAI_CHAT ? "messages" : "prompt";
     const char *is = r->kind == OAI_CHAT ? "come to" : "is";
+    char limit[200];
 
+    if (cache)
+        snprintf(limit, sizeof limit, "This server's KV cache holds %d tokens for one request (less "
+                 "than the model's maximum context length, %d tokens).", ctx, c->max_model_len);
+    else
+        snprintf(limit, sizeof limit, "This model's maximum context length is %d tokens.", ctx);
     if (num_prompt == 0)
         return openai_error(e, 400, "invalid_value", what, "Invalid '%s': the prompt is empty (0 tokens).", what);
-    if (num_prompt >= c->max_model_len)
+    if (num_prompt >= ctx)
         return openai_error(e, 400, "context_length_exceeded", what,
-                            "This model's maximum context length is %d tokens. However, your %s %s "
-                            "%d tokens, which leaves no room for the completion. Please reduce the "
-                            "length of the %s.", c->max_model_len, what, is, num_prompt, what);
+                            "%s However, your %s %s %d tokens, which leaves no room for the "
+                            "completion. Please reduce the length of the %s.", limit, what, is,
+                            num_prompt, what);
     if (num_prompt > max_prompt)
         return openai_error(e, 400, "context_length_exceeded", what,
                             "Your %s %s %d tokens; this server accepts at most %d prompt tokens.",
@@ -762,10 +793,10 @@ int openai_fit_context(const struct oai_request *r, int num_prompt, const struct
     }
     if (r->params.max_tokens > room)
         return openai_error(e, 400, "context_length_exceeded", "max_tokens",
-                            "This model's maximum context length is %d tokens. However, you requested "
-                            "%d tokens (%d in the %s, %d in the completion). Please reduce the length "
-                            "of the %s or completion.", c->max_model_len, num_prompt + r->params.max_tokens,
-                            num_prompt, what, r->params.max_tokens, what);
+                            "%s However, you requested %d tokens (%d in the %s, %d in the "
+                            "completion). Please reduce the length of the %s or completion.", limit,
+                            num_prompt + r->params.max_tokens, num_prompt, what, r->params.max_tokens,
+                            what);
     *max_tokens = r->params.max_tokens;
     return 0;
 }

@@ -4,7 +4,8 @@
  * whole (a response) or as it streams (content goes out until a call may be starting).
  * What needs the output constrained by a schema is refused in one place,
  * tools_need_grammar(), until the grammar module replaces it. */
-#include "server/openai.h"
+#include "server/openai_parse.h"
+#include "server/openai_render.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -10,7 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server/openai.h"
+#include "server/openai_parse.h"
+#include "server/openai_render.h"
+
+struct http_request;
+
+/* The route handler (server/openai.c serves it; struct http_route); app is the struct api. */
+void openai_responses(struct http_request *r, void *app);
 
 /* Parses a Responses body into r (init'ed) as a chat request (r->kind OAI_CHAT,
  * r->responses set). 400 naming the Responses field for what is malformed, and for what a

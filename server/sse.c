@@ -1,7 +1,7 @@
 /* sse.c — per-choice pending output and the byte queue of a Server-Sent Events stream.
- * Both grow by doubling; the queue compacts (moves its unsent bytes to the front) instead of
- * growing whenever at least half of it has been sent, so a stream that is read as fast as
- * it is written stays at the size of a few chunks. */
+ * Both grow by doubling; the queue (a struct buf) compacts, moving its unsent bytes to the
+ * front, before it grows, so a stream that is read as fast as it is written stays at the
+ * size of a few chunks. */
 #include "server/sse.h"
 
 #include <errno.h>
@@ -21,6 +21,7 @@ void sse_pending_fini(struct sse_pending *p)
     free(p->text);
     free(p->ids);
     free(p->samples);
+    free(p->offsets);
     sse_pending_init(p);
 }
 
@@ -34,16 +35,17 @@ static size_t grow(size_t cap, size_t need, size_t first)
 }
 
 int sse_pending_append(struct sse_pending *p, const char *text, size_t len, const int32_t *ids,
-                       const struct sample_result *samples, int n)
+                       const struct sample_result *samples, const size_t *offsets, int n)
 {
-    if (len && p->text_len + len + 1 > p->text_cap) {
-        size_t cap = grow(p->text_cap, p->text_len + len + 1, 64);
-        char *t = realloc(p->text, cap);
+    if (len) {
+        /* The text is a struct buf spelled out in three fields, which openai.c reads:
+         * room is made here, the bytes go in once the token arrays have grown too. */
+        struct buf t = { p->text, p->text_len, p->text_cap };
 
-        if (!t)
+        if (buf_reserve(&t, len))
             return -ENOMEM;
-        p->text = t;
-        p->text_cap = cap;
+        p->text = t.p;
+        p->text_cap = t.cap;
     }
     if (n > 0 && p->num_tokens + n > p->cap_tokens) {
         int cap = (int)grow((size_t)p->cap_tokens, (size_t)p->num_tokens + (size_t)n, 16);
@@ -55,9 +57,14 @@ int sse_pending_append(struct sse_pending *p, const char *text, size_t len, cons
         if (samples || p->samples) {
             struct sample_result *s = realloc(p->samples, (size_t)cap * sizeof *s);
 
+            size_t *o;
+
             if (!s)
                 return -ENOMEM;   /* ids grew, nothing appended yet: still consistent */
             p->samples = s;
+            if (!(o = realloc(p->offsets, (size_t)cap * sizeof *o)))
+                return -ENOMEM;
+            p->offsets = o;
         }
         p->cap_tokens = cap;
     }
@@ -68,8 +75,13 @@ int sse_pending_append(struct sse_pending *p, const char *text, size_t len, cons
     }
     if (n > 0) {
         memcpy(p->ids + p->num_tokens, ids, (size_t)n * sizeof *ids);
-        if (samples && p->samples)
+        if (samples && p->samples) {
             memcpy(p->samples + p->num_tokens, samples, (size_t)n * sizeof *samples);
+            if (offsets)
+                memcpy(p->offsets + p->num_tokens, offsets, (size_t)n * sizeof *offsets);
+            else
+                memset(p->offsets + p->num_tokens, 0, (size_t)n * sizeof *offsets);
+        }
         p->num_tokens += n;
     }
     return 0;
@@ -78,7 +90,24 @@ int sse_pending_append(struct sse_pending *p, const char *text, size_t len, cons
 size_t sse_pending_bytes(const struct sse_pending *p)
 {
     return p->text_len + (size_t)p->num_tokens *
-           (sizeof *p->ids + (p->samples ? sizeof *p->samples : 0));
+           (sizeof *p->ids + (p->samples ? sizeof *p->samples + sizeof *p->offsets : 0));
+}
+
+void sse_pending_drop(struct sse_pending *p, int num_tokens)
+{
+    int left = p->num_tokens - num_tokens;
+
+    p->text_len = 0;
+    if (p->text)
+        p->text[0] = '\0';
+    if (num_tokens <= 0)
+        return;
+    memmove(p->ids, p->ids + num_tokens, (size_t)left * sizeof *p->ids);
+    if (p->samples) {
+        memmove(p->samples, p->samples + num_tokens, (size_t)left * sizeof *p->samples);
+        memmove(p->offsets, p->offsets + num_tokens, (size_t)left * sizeof *p->offsets);
+    }
+    p->num_tokens = left;
 }
 
 void sse_pending_take(struct sse_pending *p, struct sse_pending *out)
@@ -90,54 +119,37 @@ void sse_pending_take(struct sse_pending *p, struct sse_pending *out)
 
 void sse_buf_init(struct sse_buf *b, size_t limit)
 {
-    memset(b, 0, sizeof *b);
+    buf_init(&b->q);
+    b->off = 0;
     b->limit = limit;
 }
 
 void sse_buf_fini(struct sse_buf *b)
 {
-    free(b->data);
-    sse_buf_init(b, b->limit);
+    buf_fini(&b->q);
+    b->off = 0;
 }
 
 size_t sse_buf_waiting(const struct sse_buf *b)
 {
-    return b->len - b->off;
+    return b->q.len - b->off;
 }
 
 /* Room for n more bytes at the end: compact first, grow if still short. */
 static int reserve(struct sse_buf *b, size_t n)
 {
-    if (b->cap - b->len >= n)
-        return 0;
-    if (b->off) {
-        memmove(b->data, b->data + b->off, b->len - b->off);
-        b->len -= b->off;
+    if (b->off && !(b->q.cap > b->q.len && b->q.cap - b->q.len > n)) {
+        buf_consume(&b->q, b->off);
         b->off = 0;
-        if (b->cap - b->len >= n)
-            return 0;
     }
-    if (n > SIZE_MAX - b->len)
-        return -ENOMEM;
-    size_t cap = grow(b->cap, b->len + n, 1024);
-    char *d = realloc(b->data, cap);
-
-    if (!d)
-        return -ENOMEM;
-    b->data = d;
-    b->cap = cap;
-    return 0;
+    return buf_reserve(&b->q, n);
 }
 
 static int append(struct sse_buf *b, const char *s, size_t n)
 {
     int rc = reserve(b, n);
 
-    if (rc)
-        return rc;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
+    return rc ? rc : buf_put(&b->q, s, n);
 }
 
 int sse_buf_event(struct sse_buf *b, const char *json, size_t len)
@@ -169,9 +181,11 @@ size_t sse_buf_read(struct sse_buf *b, char *dst, size_t max)
 
     if (n == 0)
         return 0;
-    memcpy(dst, b->data + b->off, n);
+    memcpy(dst, b->q.p + b->off, n);
     b->off += n;
-    if (b->off == b->len)
-        b->off = b->len = 0;
+    if (b->off == b->q.len) {
+        buf_clear(&b->q);
+        b->off = 0;
+    }
     return n;
 }

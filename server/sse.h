@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/base/buf.h"
 #include "engine/sampler.h"   /* struct sample_result */
 
 struct sse_pending {
@@ -17,24 +18,28 @@ struct sse_pending {
     size_t text_len, text_cap;        /* bytes */
     int32_t *ids;                     /* [num_tokens] */
     struct sample_result *samples;    /* [num_tokens] when logprobs are kept, else NULL */
+    size_t *offsets;                  /* [num_tokens] with samples: bytes into the choice's
+                                         whole text where each token's text starts */
     int num_tokens, cap_tokens;
 };
 
 void sse_pending_init(struct sse_pending *p);
 void sse_pending_fini(struct sse_pending *p);
-/* Appends text (len bytes) and n tokens; samples is NULL on every call (no logprobs kept)
- * or on none.
+/* Appends text (len bytes) and n tokens; samples (with their text offsets) are NULL on
+ * every call (no logprobs kept) or on none.
  * Returns 0 or -ENOMEM (nothing appended). */
 int sse_pending_append(struct sse_pending *p, const char *text, size_t len, const int32_t *ids,
-                       const struct sample_result *samples, int n);
+                       const struct sample_result *samples, const size_t *offsets, int n);
+/* Drops all the text and the first num_tokens tokens (a stream sent them; the rest wait). */
+void sse_pending_drop(struct sse_pending *p, int num_tokens);
 /* Bytes held: what the stream-buffer-bytes bound counts. */
 size_t sse_pending_bytes(const struct sse_pending *p);
 /* Moves everything from p into out (which is fini'ed first) and leaves p empty. */
 void sse_pending_take(struct sse_pending *p, struct sse_pending *out);
 
 struct sse_buf {
-    char *data;                       /* [cap]; bytes data[off..len) wait to be sent */
-    size_t off, len, cap;
+    struct buf q;                     /* bytes q.p[off..q.len) wait to be sent */
+    size_t off;
     size_t limit;                     /* bytes waiting at most; sse_buf_event refuses past it */
 };
 

@@ -1,25 +1,24 @@
 /* arena.c — a chain of blocks: small allocations bump a pointer in the newest block, large
- * ones get a block of their own (put behind the newest so that its free space stays usable).
- * Freed all at once with the request (server/openai.c). */
+ * ones (past a quarter of a block) get a block of their own, put behind the newest so that
+ * its free space stays usable. Strings are packed byte-aligned; everything else starts on
+ * a 16-byte boundary. Freed all at once by the owner. */
 #include "engine/base/arena.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ARENA_BLOCK_BYTES 4096
-#define ARENA_ALIGN       16
-
-struct arena_block {
-    struct arena_block *next;
-    size_t used, cap;                           /* bytes of data[] */
-    _Alignas(ARENA_ALIGN) unsigned char data[];
-};
-
-void arena_init(struct arena *a)
+void arena_init_sized(struct arena *a, size_t block_bytes, size_t max_bytes)
 {
     a->head = NULL;
     a->total_bytes = 0;
+    a->block_bytes = block_bytes ? block_bytes : ARENA_BLOCK_BYTES;
+    a->max_bytes = max_bytes;
+}
+
+void arena_init(struct arena *a)
+{
+    arena_init_sized(a, ARENA_BLOCK_BYTES, SIZE_MAX);
 }
 
 void arena_fini(struct arena *a)
@@ -30,49 +29,70 @@ void arena_fini(struct arena *a)
         next = b->next;
         free(b);
     }
-    arena_init(a);
+    a->head = NULL;
+    a->total_bytes = 0;
 }
 
-static struct arena_block *block_new(size_t cap)
+/* A new block of cap data bytes, linked in; NULL past the ceiling or out of memory. */
+static struct arena_block *block_add(struct arena *a, size_t cap, int own)
 {
     struct arena_block *b;
+    size_t bytes;
 
-    if (cap > SIZE_MAX - sizeof *b || !(b = malloc(sizeof *b + cap)))
+    if (cap > SIZE_MAX - sizeof *b)
         return NULL;
-    b->next = NULL;
+    bytes = sizeof *b + cap;
+    if (bytes > a->max_bytes || a->total_bytes > a->max_bytes - bytes || !(b = malloc(bytes)))
+        return NULL;
     b->used = 0;
     b->cap = cap;
+    a->total_bytes += bytes;
+    if (own && a->head) {
+        /* A big one-off: keep the current block first, its free space is still good. */
+        b->next = a->head->next;
+        a->head->next = b;
+    } else {
+        b->next = a->head;
+        a->head = b;
+    }
     return b;
 }
 
-void *arena_alloc(struct arena *a, size_t size)
+/* size bytes at a multiple of align (a power of two, at most ARENA_ALIGN), not zeroed. */
+static void *bump(struct arena *a, size_t size, size_t align)
 {
     struct arena_block *b = a->head;
-    size_t need;
-    void *p;
+    size_t at;
 
-    if (size > SIZE_MAX - ARENA_ALIGN)
-        return NULL;
-    need = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (need == 0)
-        need = ARENA_ALIGN;
-    if (!b || b->cap - b->used < need) {
-        if (!(b = block_new(need > ARENA_BLOCK_BYTES / 4 ? need : ARENA_BLOCK_BYTES)))
-            return NULL;
-        a->total_bytes += sizeof *b + b->cap;
-        if (a->head && need > ARENA_BLOCK_BYTES / 4) {
-            /* A big one-off: keep the current block first, its free space is still good. */
-            b->next = a->head->next;
-            a->head->next = b;
-        } else {
-            b->next = a->head;
-            a->head = b;
+    if (b) {
+        at = (b->used + align - 1) & ~(align - 1);
+        if (at <= b->cap && b->cap - at >= size) {
+            b->used = at + size;
+            return b->data + at;
         }
     }
-    p = b->data + b->used;
-    b->used += need;
-    memset(p, 0, size);
+    if (size > a->block_bytes / 4) {
+        if (!(b = block_add(a, size ? size : 1, 1)))
+            return NULL;
+    } else if (!(b = block_add(a, a->block_bytes, 0))) {
+        return NULL;
+    }
+    b->used = size;
+    return b->data;
+}
+
+void *arena_alloc_block_(struct arena *a, size_t size)
+{
+    void *p = bump(a, size ? size : 1, ARENA_ALIGN);   /* distinct pointers even for 0 */
+
+    if (p)
+        memset(p, 0, size);
     return p;
+}
+
+void *arena_zero_(void *p, size_t size)
+{
+    return memset(p, 0, size);
 }
 
 void *arena_calloc(struct arena *a, size_t n, size_t size)
@@ -86,7 +106,7 @@ char *arena_strndup(struct arena *a, const char *s, size_t len)
 {
     char *p;
 
-    if (len == SIZE_MAX || !(p = arena_alloc(a, len + 1)))
+    if (len == SIZE_MAX || !(p = bump(a, len + 1, 1)))
         return NULL;
     memcpy(p, s, len);
     p[len] = '\0';

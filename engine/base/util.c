@@ -1,13 +1,19 @@
-/* util.c — error messages, dtype helpers, half-precision conversions, file reads. */
+/* util.c — error messages, dtype helpers, half-precision conversions, file reads (into a
+ * struct buf, buf.h). */
 #include "engine/base/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <math.h>
+
+#include "engine/base/buf.h"
 
 void errf(char *err, const char *fmt, ...)
 {
@@ -91,8 +97,7 @@ uint16_t f32_to_f16(float f)
 int read_file(const char *path, char **out, size_t *len, char *err)
 {
     FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
+    struct buf b = BUF_INIT;
     int rc = -EIO;
 
     *out = NULL;
@@ -102,19 +107,15 @@ int read_file(const char *path, char **out, size_t *len, char *err)
         return rc;
     }
     for (;;) {
-        if (cap - n < 65536) {
-            size_t ncap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, ncap + 1);
-            if (!nb) {
-                errf(err, "%s: out of memory", path);
-                rc = -ENOMEM;
-                goto fail;
-            }
-            buf = nb;
-            cap = ncap;
+        size_t got;
+
+        if (buf_reserve(&b, 65536)) {
+            errf(err, "%s: out of memory", path);
+            rc = -ENOMEM;
+            goto fail;
         }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
+        got = fread(b.p + b.len, 1, b.cap - b.len - 1, f);
+        b.len += got;
         if (got == 0) {
             if (ferror(f)) {
                 errf(err, "%s: read error", path);
@@ -124,14 +125,95 @@ int read_file(const char *path, char **out, size_t *len, char *err)
         }
     }
     fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    if (len)
-        *len = n;
+    b.p[b.len] = '\0';
+    *out = buf_take(&b, len);
     return 0;
 fail:
     fclose(f);
-    free(buf);
+    buf_fini(&b);
+    return rc;
+}
+
+const char *file_kind(unsigned m)
+{
+    if (S_ISDIR(m))  return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m))  return "a character device";
+    if (S_ISBLK(m))  return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+int read_file_bounded(const char *path, size_t max_bytes, char **out, size_t *len, char *err)
+{
+    /* O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever; it changes
+     * nothing for the regular files we go on to read. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), rc;
+    struct stat sb;
+    struct buf b = BUF_INIT;
+
+    *out = NULL;
+    if (fd < 0) {
+        rc = -errno;
+        errf(err, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    if (fstat(fd, &sb) != 0) {
+        rc = -errno;
+        errf(err, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        errf(err, "%s: is %s, not a regular file", path, file_kind(sb.st_mode));
+        rc = -EINVAL;
+        goto fail;
+    }
+    if ((uint64_t)sb.st_size > max_bytes) {
+        errf(err, "%s: %lld bytes, more than the %zu this file may have", path, (long long)sb.st_size,
+             max_bytes);
+        rc = -EFBIG;
+        goto fail;
+    }
+    /* The size may change under us: read to the end, never past max_bytes. One byte more
+     * than the size is room to see the end (or growth) without another allocation. */
+    if (buf_reserve(&b, (size_t)sb.st_size + 1)) {
+        errf(err, "%s: out of memory for %zu bytes", path, (size_t)sb.st_size + 1);
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (;;) {
+        ssize_t got;
+
+        if (b.len > max_bytes) {
+            errf(err, "%s: grew past the %zu bytes this file may have", path, max_bytes);
+            rc = -EFBIG;
+            goto fail;
+        }
+        /* Full (the last byte is the NUL's): double, up to one byte past max_bytes. */
+        if (b.cap - b.len == 1 && buf_reserve(&b, MIN(b.cap, max_bytes + 1 - b.len))) {
+            errf(err, "%s: out of memory for %zu bytes", path, b.cap * 2);
+            rc = -ENOMEM;
+            goto fail;
+        }
+        got = read(fd, b.p + b.len, MIN(b.cap - b.len - 1, max_bytes + 1 - b.len));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            rc = -errno;
+            errf(err, "%s: read: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (got == 0)
+            break;
+        b.len += (size_t)got;
+    }
+    close(fd);
+    b.p[b.len] = '\0';
+    *out = buf_take(&b, len);
+    return 0;
+fail:
+    close(fd);
+    buf_fini(&b);
     return rc;
 }
 

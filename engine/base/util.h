@@ -56,6 +56,19 @@ uint16_t f32_to_f16(float f);
  * Returns 0, or a negative errno with a message naming the path in err. */
 int read_file(const char *path, char **out, size_t *len, char *err);
 
+/* Reads a whole regular file of at most max_bytes into a NUL-terminated malloc'd buffer;
+ * *len (may be NULL) excludes the NUL. What a model folder, a config file or a key file
+ * holds is read through here: anything but a regular file (a FIFO, which would block the
+ * open and then the read forever; a symlink to /dev/zero, which never ends; a directory) is
+ * refused at once, and so is a file larger than max_bytes, before anything is allocated for
+ * it. Returns 0, or a negative errno (-EINVAL not a regular file, -EFBIG too large) with a
+ * message naming the path in err. */
+int read_file_bounded(const char *path, size_t max_bytes, char **out, size_t *len, char *err);
+
+/* "a directory", "a FIFO", "a character device" ... for an st_mode that is not a regular
+ * file: words for the error that refuses it. */
+const char *file_kind(unsigned st_mode);
+
 /* Monotonic clock in seconds. */
 double now_s(void);
 

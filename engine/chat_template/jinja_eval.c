@@ -15,15 +15,16 @@
 
 enum { JR_BREAK = 1, JR_CONTINUE = 2 };
 
-struct jscope {
-    struct jscope *parent;
-    struct jv_dict *vars;   /* NULL until something is set here */
+struct jinja_scope {
+    struct jinja_scope *parent;
+    struct jinja_dict *vars;   /* NULL until something is set here */
 };
 
-static int eval(struct jinja_render *r, const struct jnode *n, struct jscope *sc, struct jv *out);
-static int exec_body(struct jinja_render *r, const struct jnode *n, struct jscope *sc);
+static int eval(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc,
+                struct jinja_value *out);
+static int exec_body(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc);
 
-struct jv jinja_undef(struct jinja_render *r, const char *fmt, ...)
+struct jinja_value jinja__undef_fmt(struct jinja_render *r, const char *fmt, ...)
 {
     char msg[ERR_LEN];
     va_list ap;
@@ -34,22 +35,23 @@ struct jv jinja_undef(struct jinja_render *r, const char *fmt, ...)
     n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     n = MIN(n, (int)sizeof msg - 1);
-    if (n < 0 || !(s = jr_alloc(r, (size_t)n + 1)))
-        return jv_undef(NULL);
+    if (n < 0 || !(s = jinja__alloc(r, (size_t)n + 1)))
+        return jinja__undef(NULL);
     memcpy(s, msg, (size_t)n);
-    return jv_undef(s);
+    return jinja__undef(s);
 }
 
 /* ---- scopes ---- */
 
-static int scope_set(struct jinja_render *r, struct jscope *sc, const char *name, size_t len, struct jv v)
+static int scope_set(struct jinja_render *r, struct jinja_scope *sc, const char *name, size_t len,
+                     struct jinja_value v)
 {
-    if (!sc->vars && !(sc->vars = jv_dict_new(r, 4)))
+    if (!sc->vars && !(sc->vars = jinja__dict_new(r, 4)))
         return -ENOMEM;
-    return jv_dict_set(r, sc->vars, jv_str(name, len), v);
+    return jinja__dict_set(r, sc->vars, jinja__str(name, len), v);
 }
 
-static void scope_clear(struct jscope *sc)
+static void scope_clear(struct jinja_scope *sc)
 {
     if (!sc->vars)
         return;
@@ -58,27 +60,27 @@ static void scope_clear(struct jscope *sc)
         memset(sc->vars->index, 0, sc->vars->index_cap * sizeof *sc->vars->index);
 }
 
-static struct jv lookup(struct jinja_render *r, struct jscope *sc, const char *name, size_t len)
+static struct jinja_value lookup(struct jinja_render *r, struct jinja_scope *sc, const char *name, size_t len)
 {
-    struct jv v;
+    struct jinja_value v;
 
     for (; sc; sc = sc->parent)
-        if (sc->vars && jv_dict_get_str(sc->vars, name, len, &v))
+        if (sc->vars && jinja__dict_get_str(sc->vars, name, len, &v))
             return v;
-    if (jinja_global_find(name, len, &v))
+    if (jinja__global_find(name, len, &v))
         return v;
-    return jinja_undef(r, "'%.*s' is undefined", (int)MIN(len, 100), name);
+    return jinja__undef_fmt(r, "'%.*s' is undefined", (int)MIN(len, 100), name);
 }
 
 /* ---- calls ---- */
 
-static int __attribute__((noinline)) eval_args(struct jinja_render *r, const struct jnode *n,
-                                               struct jscope *sc, struct jcall_args *a)
+static int __attribute__((noinline)) eval_args(struct jinja_render *r, const struct jinja_node *n,
+                                               struct jinja_scope *sc, struct jinja_args *a)
 {
     int rc;
 
     a->npos = a->nkw = 0;
-    for (const struct jnode *arg = n->b; arg; arg = arg->next) {
+    for (const struct jinja_node *arg = n->b; arg; arg = arg->next) {
         if (arg->kind == JN_KWARG) {
             a->kw_name[a->nkw] = arg->str;
             a->kw_len[a->nkw] = arg->len;
@@ -91,9 +93,10 @@ static int __attribute__((noinline)) eval_args(struct jinja_render *r, const str
     return 0;
 }
 
-static int render_capture(struct jinja_render *r, const struct jnode *body, struct jscope *sc, struct jv *out)
+static int render_capture(struct jinja_render *r, const struct jinja_node *body,
+                          struct jinja_scope *sc, struct jinja_value *out)
 {
-    struct jbuf buf = { .max = r->lim->max_output_bytes }, *saved = r->out;
+    struct buf buf = BUF_INIT, *saved = r->out;
     bool ok;
     int rc;
 
@@ -101,25 +104,26 @@ static int render_capture(struct jinja_render *r, const struct jnode *body, stru
     rc = exec_body(r, body, sc);
     r->out = saved;
     if (rc < 0) {
-        jbuf_fini(&buf);
+        buf_fini(&buf);
         return rc;
     }
-    *out = jv_str_copy(r, buf.p ? buf.p : "", buf.len, &ok);
-    jbuf_fini(&buf);
+    *out = jinja__str_copy(r, buf.p ? buf.p : "", buf.len, &ok);
+    buf_fini(&buf);
     return ok ? rc : -ENOMEM;
 }
 
-static int call_macro(struct jinja_render *r, const struct jv_closure *c, const struct jcall_args *a,
-                      struct jv caller, struct jv *out)
+static int call_macro(struct jinja_render *r, const struct jinja_closure *c, const struct jinja_args *a,
+                      struct jinja_value caller, struct jinja_value *out)
 {
     const struct jinja_macro *m = c->macro;
-    struct jscope ms = { .parent = c->scope };
+    struct jinja_scope ms = { .parent = c->scope };
     bool given[JINJA_MAX_ARGS] = { 0 };
-    const struct jnode *p;
+    const struct jinja_node *p;
     int i, rc;
 
     if (a->npos > m->nparams)
-        return jr_fail(r, "macro '%.*s' takes not more than %d argument(s)", (int)m->len, m->name, m->nparams);
+        return jinja__fail(r, "macro '%.*s' takes not more than %d argument(s)", (int)m->len,
+                           m->name, m->nparams);
     for (i = 0, p = m->params; i < a->npos; i++, p = p->next) {
         if ((rc = scope_set(r, &ms, p->str, p->len, a->pos[i])))
             return rc;
@@ -130,24 +134,24 @@ static int call_macro(struct jinja_render *r, const struct jv_closure *c, const 
             if (p->len == a->kw_len[k] && !memcmp(p->str, a->kw_name[k], p->len))
                 break;
         if (!p)
-            return jr_fail(r, "macro '%.*s' takes no keyword argument '%.*s'", (int)m->len, m->name,
-                           (int)a->kw_len[k], a->kw_name[k]);
+            return jinja__fail(r, "macro '%.*s' takes no keyword argument '%.*s'", (int)m->len, m->name,
+                               (int)a->kw_len[k], a->kw_name[k]);
         if (given[i])
-            return jr_fail(r, "macro '%.*s' got multiple values for argument '%.*s'", (int)m->len,
-                           m->name, (int)p->len, p->str);
+            return jinja__fail(r, "macro '%.*s' got multiple values for argument '%.*s'", (int)m->len,
+                               m->name, (int)p->len, p->str);
         if ((rc = scope_set(r, &ms, p->str, p->len, a->kw[k])))
             return rc;
         given[i] = true;
     }
     for (i = 0, p = m->params; p; i++, p = p->next) {
-        struct jv v;
+        struct jinja_value v;
 
         if (given[i])
             continue;
         if (p->a)
             rc = eval(r, p->a, &ms, &v);
         else
-            v = jinja_undef(r, "parameter '%.*s' was not provided", (int)p->len, p->str), rc = 0;
+            v = jinja__undef_fmt(r, "parameter '%.*s' was not provided", (int)p->len, p->str), rc = 0;
         if (rc || (rc = scope_set(r, &ms, p->str, p->len, v)))
             return rc;
     }
@@ -157,73 +161,76 @@ static int call_macro(struct jinja_render *r, const struct jv_closure *c, const 
     return rc > 0 ? 0 : rc;
 }
 
-int jinja_call(struct jinja_render *r, struct jv callee, const struct jcall_args *a, struct jv *out)
+int jinja__call(struct jinja_render *r, struct jinja_value callee, const struct jinja_args *a,
+                struct jinja_value *out)
 {
     switch (callee.type) {
-    case JV_MACRO: return call_macro(r, callee.closure, a, jv_undef(NULL), out);
-    case JV_FUNC: return jinja_func_call(r, callee.func, a, out);
-    case JV_UNDEF: return jr_undefined(r, callee);
-    default: return jr_fail(r, "'%s' object is not callable", jv_type_name(callee));
+    case JV_MACRO: return call_macro(r, callee.closure, a, jinja__undef(NULL), out);
+    case JV_FUNC: return jinja__func_call(r, callee.func, a, out);
+    case JV_UNDEF: return jinja__fail_undefined(r, callee);
+    default: return jinja__fail(r, "'%s' object is not callable", jinja__type_name(callee));
     }
 }
 
-static int __attribute__((noinline)) eval_call(struct jinja_render *r, const struct jnode *n,
-                                               struct jscope *sc, struct jv caller, struct jv *out)
+static int __attribute__((noinline)) eval_call(struct jinja_render *r, const struct jinja_node *n,
+                                               struct jinja_scope *sc, struct jinja_value caller,
+                                               struct jinja_value *out)
 {
-    struct jcall_args a;
-    struct jv callee;
+    struct jinja_args a;
+    struct jinja_value callee;
     int rc;
 
     if ((rc = eval(r, n->a, sc, &callee)) || (rc = eval_args(r, n, sc, &a)))
         return rc;
     if (caller.type == JV_MACRO) {
         if (callee.type != JV_MACRO)
-            return jr_fail(r, "{%% call %%} needs a macro, not %s", jv_type_name(callee));
+            return jinja__fail(r, "{%% call %%} needs a macro, not %s", jinja__type_name(callee));
         return call_macro(r, callee.closure, &a, caller, out);
     }
-    return jinja_call(r, callee, &a, out);
+    return jinja__call(r, callee, &a, out);
 }
 
-static int __attribute__((noinline)) eval_filter(struct jinja_render *r, const struct jnode *n,
-                                                 struct jscope *sc, struct jv *out)
+static int __attribute__((noinline)) eval_filter(struct jinja_render *r, const struct jinja_node *n,
+                                                 struct jinja_scope *sc, struct jinja_value *out)
 {
-    struct jcall_args a;
-    struct jv in;
+    struct jinja_args a;
+    struct jinja_value in;
     bool res;
     int rc;
 
     if ((rc = eval(r, n->a, sc, &in)) || (rc = eval_args(r, n, sc, &a)))
         return rc;
     if (n->kind == JN_FILTER)
-        return jinja_filter_apply(r, n->id, in, &a, out);
-    rc = jinja_test_apply(r, n->id, in, &a, &res);
-    *out = jv_bool(res);
+        return jinja__filter_apply(r, n->id, in, &a, out);
+    rc = jinja__test_apply(r, n->id, in, &a, &res);
+    *out = jinja__bool(res);
     return rc;
 }
 
 /* ---- expressions ---- */
 
-static int eval_items(struct jinja_render *r, const struct jnode *first, struct jscope *sc,
-                      struct jv_list **out)
+static int eval_items(struct jinja_render *r, const struct jinja_node *first, struct jinja_scope *sc,
+                      struct jinja_list **out)
 {
     size_t n = 0;
-    struct jv_list *l;
+    struct jinja_list *l;
     int rc;
 
-    for (const struct jnode *k = first; k; k = k->next)
+    for (const struct jinja_node *k = first; k; k = k->next)
         n++;
-    if (!(l = jv_list_new(r, n)))
+    if (!(l = jinja__list_new(r, n)))
         return -ENOMEM;
-    for (const struct jnode *k = first; k; k = k->next)
+    for (const struct jinja_node *k = first; k; k = k->next)
         if ((rc = eval(r, k, sc, &l->items[l->len++])))
             return rc;
     *out = l;
     return 0;
 }
 
-static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscope *sc, struct jv *out)
+static int eval_node(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc,
+                     struct jinja_value *out)
 {
-    struct jv a, b;
+    struct jinja_value a, b;
     bool res;
     int rc;
 
@@ -240,54 +247,54 @@ static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscop
     case JN_ATTR:
         if ((rc = eval(r, n->a, sc, &a)))
             return rc;
-        return jinja_getattr(r, a, n->str, n->len, out);
+        return jinja__getattr(r, a, n->str, n->len, out);
     case JN_ITEM:
         if ((rc = eval(r, n->a, sc, &a)) || (rc = eval(r, n->b, sc, &b)))
             return rc;
-        return jinja_getitem(r, a, b, out);
+        return jinja__getitem(r, a, b, out);
     case JN_SLICE: {
-        struct jv start = jv_none(), stop = jv_none(), step = jv_none();
+        struct jinja_value start = jinja__none(), stop = jinja__none(), step = jinja__none();
 
         if ((rc = eval(r, n->a, sc, &a)) || (n->b && (rc = eval(r, n->b, sc, &start))) ||
             (n->c && (rc = eval(r, n->c, sc, &stop))) || (n->d && (rc = eval(r, n->d, sc, &step))))
             return rc;
-        return jinja_slice(r, a, start, stop, step, out);
+        return jinja__slice(r, a, start, stop, step, out);
     }
     case JN_CALL:
-        return eval_call(r, n, sc, jv_undef(NULL), out);
+        return eval_call(r, n, sc, jinja__undef(NULL), out);
     case JN_FILTER: case JN_TEST:
         return eval_filter(r, n, sc, out);
     case JN_BINOP:
         if ((rc = eval(r, n->a, sc, &a)) || (rc = eval(r, n->b, sc, &b)))
             return rc;
-        return jinja_arith(r, n->op, a, b, out);
+        return jinja__arith(r, n->op, a, b, out);
     case JN_NEG: case JN_POS:
         if ((rc = eval(r, n->a, sc, &a)))
             return rc;
         if (a.type == JV_UNDEF)
-            return jr_undefined(r, a);
+            return jinja__fail_undefined(r, a);
         if (a.type == JV_FLOAT)
-            *out = jv_float(n->kind == JN_NEG ? -a.f : a.f);
+            *out = jinja__float(n->kind == JN_NEG ? -a.f : a.f);
         else if (a.type == JV_INT || a.type == JV_BOOL) {
             int64_t i = a.type == JV_INT ? a.i : a.b;
 
             if (n->kind == JN_NEG && i == INT64_MIN)
-                return jr_fail(r, "integer overflow");
-            *out = jv_int(n->kind == JN_NEG ? -i : i);
+                return jinja__fail(r, "integer overflow");
+            *out = jinja__int(n->kind == JN_NEG ? -i : i);
         } else {
-            return jr_fail(r, "bad operand type for unary %c: '%s'", n->kind == JN_NEG ? '-' : '+',
-                           jv_type_name(a));
+            return jinja__fail(r, "bad operand type for unary %c: '%s'", n->kind == JN_NEG ? '-' : '+',
+                               jinja__type_name(a));
         }
         return 0;
     case JN_NOT:
         if ((rc = eval(r, n->a, sc, &a)))
             return rc;
-        *out = jv_bool(!jv_truthy(a));
+        *out = jinja__bool(!jinja__truthy(a));
         return 0;
     case JN_AND: case JN_OR:
         if ((rc = eval(r, n->a, sc, &a)))
             return rc;
-        if (jv_truthy(a) == (n->kind == JN_OR)) {
+        if (jinja__truthy(a) == (n->kind == JN_OR)) {
             *out = a;
             return 0;
         }
@@ -295,43 +302,43 @@ static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscop
     case JN_COMPARE:
         if ((rc = eval(r, n->a, sc, &a)))
             return rc;
-        for (const struct jnode *op = n->b; op; op = op->next) {
-            if ((rc = eval(r, op->a, sc, &b)) || (rc = jinja_compare(r, op->op, a, b, &res)))
+        for (const struct jinja_node *op = n->b; op; op = op->next) {
+            if ((rc = eval(r, op->a, sc, &b)) || (rc = jinja__compare(r, op->op, a, b, &res)))
                 return rc;
             if (!res) {
-                *out = jv_bool(false);
+                *out = jinja__bool(false);
                 return 0;
             }
             a = b;
         }
-        *out = jv_bool(true);
+        *out = jinja__bool(true);
         return 0;
     case JN_COND:
         if ((rc = eval(r, n->b, sc, &a)))
             return rc;
-        if (jv_truthy(a))
+        if (jinja__truthy(a))
             return eval(r, n->a, sc, out);
         if (n->c)
             return eval(r, n->c, sc, out);
-        *out = jinja_undef(r, "the inline if-expression on line %u evaluated to false and no else "
-                           "section was defined.", (unsigned)n->line);
+        *out = jinja__undef_fmt(r, "the inline if-expression on line %u evaluated to false and no else "
+                                "section was defined.", (unsigned)n->line);
         return 0;
     case JN_LIST: case JN_TUPLE: {
-        struct jv_list *l;
+        struct jinja_list *l;
 
         if ((rc = eval_items(r, n->a, sc, &l)))
             return rc;
-        *out = jv_list_val(l, n->kind == JN_TUPLE ? JV_F_TUPLE : 0);
+        *out = jinja__list_val(l, n->kind == JN_TUPLE ? JV_F_TUPLE : 0);
         return 0;
     }
     case JN_DICT: {
-        struct jv_dict *d = jv_dict_new(r, 0);
+        struct jinja_dict *d = jinja__dict_new(r, 0);
 
         if (!d)
             return -ENOMEM;
-        for (const struct jnode *p = n->a; p; p = p->next)
+        for (const struct jinja_node *p = n->a; p; p = p->next)
             if ((rc = eval(r, p->a, sc, &a)) || (rc = eval(r, p->b, sc, &b)) ||
-                (rc = jv_dict_set(r, d, a, b)))
+                (rc = jinja__dict_set(r, d, a, b)))
                 return rc;
         out->type = JV_DICT;
         out->flags = 0;
@@ -339,22 +346,23 @@ static int eval_node(struct jinja_render *r, const struct jnode *n, struct jscop
         return 0;
     }
     default:
-        return jr_fail(r, "cannot evaluate this expression");
+        return jinja__fail(r, "cannot evaluate this expression");
     }
 }
 
-static int eval(struct jinja_render *r, const struct jnode *n, struct jscope *sc, struct jv *out)
+static int eval(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc,
+                struct jinja_value *out)
 {
     int rc;
 
     if (r->failed)
         return -EINVAL;
     r->line = n->line;
-    if ((rc = jr_charge(r, 1)))
+    if ((rc = jinja__charge(r, 1)))
         return rc;
     if (++r->depth > r->lim->max_depth) {
         r->depth--;
-        return jr_fail(r, "the template nests deeper than %d (recursive macro?)", r->lim->max_depth);
+        return jinja__fail(r, "the template nests deeper than %d (recursive macro?)", r->lim->max_depth);
     }
     rc = eval_node(r, n, sc, out);
     r->depth--;
@@ -363,31 +371,33 @@ static int eval(struct jinja_render *r, const struct jnode *n, struct jscope *sc
 
 /* ---- statements ---- */
 
-static int assign(struct jinja_render *r, const struct jnode *target, struct jv v, struct jscope *sc)
+static int assign(struct jinja_render *r, const struct jinja_node *target, struct jinja_value v,
+                  struct jinja_scope *sc)
 {
     if (target->kind == JN_NAME)
         return scope_set(r, sc, target->str, target->len, v);
     if (target->kind == JN_NSREF) {
-        struct jv ns = lookup(r, sc, target->a->str, target->a->len);
+        struct jinja_value ns = lookup(r, sc, target->a->str, target->a->len);
 
         if (ns.type != JV_NS)
-            return jr_fail(r, "cannot assign attribute on non-namespace object");
-        return jv_dict_set(r, ns.dict, jv_str(target->str, target->len), v);
+            return jinja__fail(r, "cannot assign attribute on non-namespace object");
+        return jinja__dict_set(r, ns.dict, jinja__str(target->str, target->len), v);
     }
     {
-        struct jv_list *l;
+        struct jinja_list *l;
         size_t want = 0;
         int rc;
 
-        for (const struct jnode *k = target->a; k; k = k->next)
+        for (const struct jinja_node *k = target->a; k; k = k->next)
             want++;
-        if ((rc = jv_iterate(r, v, &l)))
+        if ((rc = jinja__iterate(r, v, &l)))
             return rc;
         if (l->len != want)
-            return l->len > want ? jr_fail(r, "too many values to unpack (expected %zu)", want)
-                                 : jr_fail(r, "not enough values to unpack (expected %zu, got %zu)", want, l->len);
+            return l->len > want ? jinja__fail(r, "too many values to unpack (expected %zu)", want)
+                                 : jinja__fail(r,
+                                               "not enough values to unpack (expected %zu, got %zu)", want, l->len);
         want = 0;
-        for (const struct jnode *k = target->a; k; k = k->next)
+        for (const struct jinja_node *k = target->a; k; k = k->next)
             if ((rc = scope_set(r, sc, k->str, k->len, l->items[want++])))
                 return rc;
         return 0;
@@ -397,45 +407,45 @@ static int assign(struct jinja_render *r, const struct jnode *target, struct jv 
 static int count_iteration(struct jinja_render *r)
 {
     if (++r->iterations > r->lim->max_loop_iterations)
-        return jr_fail(r, "the template ran more than %llu loop iterations",
-                       (unsigned long long)r->lim->max_loop_iterations);
+        return jinja__fail(r, "the template ran more than %llu loop iterations",
+                           (unsigned long long)r->lim->max_loop_iterations);
     return 0;
 }
 
-static int exec_for(struct jinja_render *r, const struct jnode *n, struct jscope *sc)
+static int exec_for(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc)
 {
-    struct jscope it = { .parent = sc };
-    struct jv seq, lv = { .type = JV_LOOP };
-    struct jv_list *items;
-    struct jv_loop *loop;
+    struct jinja_scope it = { .parent = sc };
+    struct jinja_value seq, lv = { .type = JV_LOOP };
+    struct jinja_list *items;
+    struct jinja_loop *loop;
     int rc;
 
-    if ((rc = eval(r, n->b, sc, &seq)) || (rc = jv_iterate(r, seq, &items)))
+    if ((rc = eval(r, n->b, sc, &seq)) || (rc = jinja__iterate(r, seq, &items)))
         return rc;
     if (n->c) {
         /* for x in seq if cond: loop.index and loop.length count only what passes. */
-        struct jv_list *kept = jv_list_new(r, items->len);
+        struct jinja_list *kept = jinja__list_new(r, items->len);
 
         if (!kept)
             return -ENOMEM;
         for (size_t i = 0; i < items->len; i++) {
-            struct jv ok;
+            struct jinja_value ok;
 
             scope_clear(&it);
             if ((rc = count_iteration(r)) || (rc = assign(r, n->a, items->items[i], &it)) ||
                 (rc = eval(r, n->c, &it, &ok)))
                 return rc;
-            if (jv_truthy(ok))
+            if (jinja__truthy(ok))
                 kept->items[kept->len++] = items->items[i];
         }
         items = kept;
     }
     if (!items->len) {
-        struct jscope es = { .parent = sc };
+        struct jinja_scope es = { .parent = sc };
 
         return n->e ? exec_body(r, n->e, &es) : 0;
     }
-    if (!(loop = jr_alloc(r, sizeof *loop)))
+    if (!(loop = jinja__alloc(r, sizeof *loop)))
         return -ENOMEM;
     loop->items = items;
     lv.loop = loop;
@@ -454,30 +464,30 @@ static int exec_for(struct jinja_render *r, const struct jnode *n, struct jscope
     return 0;
 }
 
-static int write_value(struct jinja_render *r, struct jv v)
+static int write_value(struct jinja_render *r, struct jinja_value v)
 {
-    return jv_write_str(r, r->out, v);
+    return jinja__write_str(r, r->out, v);
 }
 
-static struct jv closure(struct jinja_render *r, const struct jinja_macro *m, struct jscope *sc)
+static struct jinja_value closure(struct jinja_render *r, const struct jinja_macro *m, struct jinja_scope *sc)
 {
-    struct jv v = { .type = JV_MACRO };
+    struct jinja_value v = { .type = JV_MACRO };
 
-    if (!(v.closure = jr_alloc(r, sizeof *v.closure)))
-        return jv_none();
+    if (!(v.closure = jinja__alloc(r, sizeof *v.closure)))
+        return jinja__none();
     v.closure->macro = m;
     v.closure->scope = sc;
     return v;
 }
 
-static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscope *sc)
+static int exec_stmt(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc)
 {
-    struct jv v;
+    struct jinja_value v;
     int rc;
 
     switch (n->kind) {
     case JN_TEXT:
-        return jbuf_put(r, r->out, n->str, n->len);
+        return jinja__put(r, r->out, n->str, n->len);
     case JN_OUTPUT:
         if ((rc = eval(r, n->a, sc, &v)))
             return rc;
@@ -486,7 +496,7 @@ static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscop
         for (;; n = n->c) {
             if ((rc = eval(r, n->a, sc, &v)))
                 return rc;
-            if (jv_truthy(v))
+            if (jinja__truthy(v))
                 return exec_body(r, n->b, sc);
             if (!n->c)
                 return exec_body(r, n->d, sc);
@@ -498,7 +508,7 @@ static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscop
             return rc;
         return assign(r, n->a, v, sc);
     case JN_SET_BLOCK: {
-        struct jscope bs = { .parent = sc };
+        struct jinja_scope bs = { .parent = sc };
 
         if ((rc = render_capture(r, n->b, &bs, &v)) < 0)
             return rc;
@@ -518,7 +528,7 @@ static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscop
             return v.type != JV_MACRO ? -ENOMEM : rc;
         return write_value(r, v);
     case JN_FILTER_BLOCK: {
-        struct jscope bs = { .parent = sc };
+        struct jinja_scope bs = { .parent = sc };
 
         if ((rc = render_capture(r, n->b, &bs, &v)) < 0)
             return rc;
@@ -528,9 +538,9 @@ static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscop
         return write_value(r, v);
     }
     case JN_WITH: {
-        struct jscope ws = { .parent = sc };
+        struct jinja_scope ws = { .parent = sc };
 
-        for (const struct jnode *s = n->a; s; s = s->next)
+        for (const struct jinja_node *s = n->a; s; s = s->next)
             if ((rc = eval(r, s->b, sc, &v)) || (rc = assign(r, s->a, v, &ws)))
                 return rc;
         return exec_body(r, n->b, &ws);
@@ -540,17 +550,17 @@ static int exec_stmt(struct jinja_render *r, const struct jnode *n, struct jscop
     case JN_CONTINUE:
         return JR_CONTINUE;
     default:
-        return jr_fail(r, "cannot run this statement");
+        return jinja__fail(r, "cannot run this statement");
     }
 }
 
-static int exec_body(struct jinja_render *r, const struct jnode *n, struct jscope *sc)
+static int exec_body(struct jinja_render *r, const struct jinja_node *n, struct jinja_scope *sc)
 {
     int rc = 0;
 
     if (++r->depth > r->lim->max_depth) {
         r->depth--;
-        return jr_fail(r, "the template nests deeper than %d (recursive macro?)", r->lim->max_depth);
+        return jinja__fail(r, "the template nests deeper than %d (recursive macro?)", r->lim->max_depth);
     }
     for (; n && !rc; n = n->next) {
         if (r->failed) {
@@ -558,7 +568,7 @@ static int exec_body(struct jinja_render *r, const struct jnode *n, struct jscop
             break;
         }
         r->line = n->line;
-        if ((rc = jr_charge(r, 1)))
+        if ((rc = jinja__charge(r, 1)))
             break;
         rc = exec_stmt(r, n, sc);
     }
@@ -569,43 +579,36 @@ static int exec_body(struct jinja_render *r, const struct jnode *n, struct jscop
 int jinja_render(const struct jinja_template *t, const cJSON *vars, const struct jinja_limits *lim,
                  char **out, size_t *len, char *err, bool *raised)
 {
-    struct jbuf buf = { .max = lim->max_output_bytes };
+    struct buf buf = BUF_INIT;
     struct jinja_render r = { .out = &buf, .lim = lim, .err = err, .line = 1 };
-    struct jscope root = { 0 };
+    struct jinja_scope root = { 0 };
     int rc = 0;
 
     *out = NULL;
     *len = 0;
     if (raised)
         *raised = false;
-    if (!(r.arena = jinja_arena_create(lim->max_memory_bytes))) {
-        errf(err, "out of memory");
-        return -ENOMEM;
-    }
+    arena_init_sized(&r.arena, JINJA_ARENA_BLOCK_BYTES, lim->max_memory_bytes);
     r.root = &root;
     for (const cJSON *v = vars ? vars->child : NULL; v && !rc; v = v->next) {
-        struct jv val;
+        struct jinja_value val;
 
-        if (!(rc = jv_from_json(&r, v, &val, 0)))
+        if (!(rc = jinja__from_json(&r, v, &val, 0)))
             rc = scope_set(&r, &root, v->string ? v->string : "", v->string ? strlen(v->string) : 0, val);
     }
     if (!rc)
         rc = exec_body(&r, t->body, &root);
     if (rc > 0 || (!rc && r.failed))
         rc = r.failed ? -EINVAL : 0;
-    if (!rc && !buf.p) {
-        if ((buf.p = malloc(1)))
-            buf.p[0] = '\0';
-        else
-            rc = jr_oom(&r);
-    }
+    if (!rc && buf_reserve(&buf, 0))   /* nothing rendered is "", not NULL */
+        rc = jinja__oom(&r);
     if (raised)
         *raised = r.raised;
-    jinja_arena_destroy(r.arena);
+    arena_fini(&r.arena);
     if (rc) {
         if (!r.failed)
             errf(err, "render failed (%d)", rc);
-        jbuf_fini(&buf);
+        buf_fini(&buf);
         return rc;
     }
     *out = buf.p;

@@ -9,56 +9,57 @@
 
 #include "engine/base/util.h" /* MIN */
 
-static struct jnode *parse_or(struct jparser *p);
-static struct jnode *parse_unary(struct jparser *p, bool with_filter);
+static struct jinja_node *parse_or(struct jinja_parser *p);
+static struct jinja_node *parse_unary(struct jinja_parser *p, bool with_filter);
 
 /* ( args ) of a call, filter or test: positional then name=value. */
-static int parse_call_args(struct jparser *p, struct jnode *call)
+static int parse_call_args(struct jinja_parser *p, struct jinja_node *call)
 {
-    struct jnode **tail = &call->b;
+    struct jinja_node **tail = &call->b;
     int npos = 0, nkw = 0;
 
-    if (jp__expect_op(p, OP_LPAREN, "'('"))
+    if (jinja__expect_op(p, OP_LPAREN, "'('"))
         return -EINVAL;
-    while (!jp_tok_op(jp_cur(p), OP_RPAREN)) {
-        struct jnode *arg;
+    while (!jinja__tok_op(jinja__cur(p), OP_RPAREN)) {
+        struct jinja_node *arg;
 
-        if (npos + nkw && jp__expect_op(p, OP_COMMA, "',' or ')'"))
+        if (npos + nkw && jinja__expect_op(p, OP_COMMA, "',' or ')'"))
             return -EINVAL;
-        if (jp_tok_op(jp_cur(p), OP_RPAREN))
+        if (jinja__tok_op(jinja__cur(p), OP_RPAREN))
             break;
-        if (jp_tok_op(jp_cur(p), OP_MUL) || jp_tok_op(jp_cur(p), OP_POW))
-            return jp__fail_at(p, jp_cur(p), "*args and **kwargs in calls are not supported");
-        if (jp_cur(p)->type == JT_NAME && jp_tok_op(jp_peek(p, 1), OP_ASSIGN)) {
-            if (!(arg = jp__node(p, JN_KWARG, jp_cur(p))))
+        if (jinja__tok_op(jinja__cur(p), OP_MUL) || jinja__tok_op(jinja__cur(p), OP_POW))
+            return jinja__parse_fail_at(p, jinja__cur(p), "*args and **kwargs in calls are not supported");
+        if (jinja__cur(p)->type == JT_NAME && jinja__tok_op(jinja__peek(p, 1), OP_ASSIGN)) {
+            if (!(arg = jinja__node(p, JN_KWARG, jinja__cur(p))))
                 return -ENOMEM;
-            arg->str = jp_cur(p)->p;
-            arg->len = jp_cur(p)->len;
-            jp_advance(p);
-            jp_advance(p);
-            if (!(arg->a = jp__expression(p, true)))
+            arg->str = jinja__cur(p)->p;
+            arg->len = jinja__cur(p)->len;
+            jinja__advance(p);
+            jinja__advance(p);
+            if (!(arg->a = jinja__parse_expression(p, true)))
                 return -EINVAL;
             nkw++;
         } else {
             if (nkw)
-                return jp__fail_at(p, jp_cur(p), "positional argument follows keyword argument");
-            if (!(arg = jp__expression(p, true)))
+                return jinja__parse_fail_at(p, jinja__cur(p), "positional argument follows keyword argument");
+            if (!(arg = jinja__parse_expression(p, true)))
                 return -EINVAL;
             npos++;
         }
         if (npos > JINJA_MAX_ARGS || nkw > JINJA_MAX_ARGS)
-            return jp__fail_at(p, jp_cur(p), "more than %d arguments in one call", JINJA_MAX_ARGS);
+            return jinja__parse_fail_at(p, jinja__cur(p), "more than %d arguments in one call",
+                                        JINJA_MAX_ARGS);
         *tail = arg;
         tail = &arg->next;
     }
-    jp_advance(p);
+    jinja__advance(p);
     call->nargs = (uint16_t)(npos + nkw);
     return 0;
 }
 
-static struct jnode *parse_call(struct jparser *p, struct jnode *callee)
+static struct jinja_node *parse_call(struct jinja_parser *p, struct jinja_node *callee)
 {
-    struct jnode *n = jp__node(p, JN_CALL, jp_cur(p));
+    struct jinja_node *n = jinja__node(p, JN_CALL, jinja__cur(p));
 
     if (!n)
         return NULL;
@@ -67,30 +68,31 @@ static struct jnode *parse_call(struct jparser *p, struct jnode *callee)
 }
 
 /* One subscript inside [ ]: an expression, or a slice start:stop:step. */
-static struct jnode *parse_subscribed(struct jparser *p)
+static struct jinja_node *parse_subscribed(struct jinja_parser *p)
 {
-    const struct jtoken *at = jp_cur(p);
-    struct jnode *args[3] = { 0 }, *s;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *args[3] = { 0 }, *s;
 
-    if (jp_tok_op(jp_cur(p), OP_COLON)) {
-        jp_advance(p);
+    if (jinja__tok_op(jinja__cur(p), OP_COLON)) {
+        jinja__advance(p);
     } else {
-        if (!(args[0] = jp__expression(p, true)))
+        if (!(args[0] = jinja__parse_expression(p, true)))
             return NULL;
-        if (!jp_tok_op(jp_cur(p), OP_COLON))
+        if (!jinja__tok_op(jinja__cur(p), OP_COLON))
             return args[0];
-        jp_advance(p);
+        jinja__advance(p);
     }
-    if (!jp_tok_op(jp_cur(p), OP_COLON) && !jp_tok_op(jp_cur(p), OP_RBRACKET) && !jp_tok_op(jp_cur(p), OP_COMMA))
-        if (!(args[1] = jp__expression(p, true)))
+    if (!jinja__tok_op(jinja__cur(p), OP_COLON) && !jinja__tok_op(jinja__cur(p), OP_RBRACKET) &&
+        !jinja__tok_op(jinja__cur(p), OP_COMMA))
+        if (!(args[1] = jinja__parse_expression(p, true)))
             return NULL;
-    if (jp_tok_op(jp_cur(p), OP_COLON)) {
-        jp_advance(p);
-        if (!jp_tok_op(jp_cur(p), OP_RBRACKET) && !jp_tok_op(jp_cur(p), OP_COMMA))
-            if (!(args[2] = jp__expression(p, true)))
+    if (jinja__tok_op(jinja__cur(p), OP_COLON)) {
+        jinja__advance(p);
+        if (!jinja__tok_op(jinja__cur(p), OP_RBRACKET) && !jinja__tok_op(jinja__cur(p), OP_COMMA))
+            if (!(args[2] = jinja__parse_expression(p, true)))
                 return NULL;
     }
-    if (!(s = jp__node(p, JN_SLICE, at)))
+    if (!(s = jinja__node(p, JN_SLICE, at)))
         return NULL;
     s->b = args[0];
     s->c = args[1];
@@ -98,41 +100,41 @@ static struct jnode *parse_subscribed(struct jparser *p)
     return s;
 }
 
-static struct jnode *parse_subscript(struct jparser *p, struct jnode *obj)
+static struct jinja_node *parse_subscript(struct jinja_parser *p, struct jinja_node *obj)
 {
-    const struct jtoken *at = jp_cur(p);
-    struct jnode *n, *arg = NULL, **tail = &arg;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *n, *arg = NULL, **tail = &arg;
     int count = 0;
 
-    if (jp_tok_op(at, OP_DOT)) {
-        jp_advance(p);
-        if (jp_cur(p)->type == JT_NAME) {
-            if (!(n = jp__node(p, JN_ATTR, at)))
+    if (jinja__tok_op(at, OP_DOT)) {
+        jinja__advance(p);
+        if (jinja__cur(p)->type == JT_NAME) {
+            if (!(n = jinja__node(p, JN_ATTR, at)))
                 return NULL;
             n->a = obj;
-            n->str = jp_cur(p)->p;
-            n->len = jp_cur(p)->len;
-            jp_advance(p);
+            n->str = jinja__cur(p)->p;
+            n->len = jinja__cur(p)->len;
+            jinja__advance(p);
             return n;
         }
-        if (jp_cur(p)->type != JT_INT) {
-            jp__fail_expected(p, "name or number");
+        if (jinja__cur(p)->type != JT_INT) {
+            jinja__parse_fail_expected(p, "name or number");
             return NULL;
         }
-        if (!(n = jp__node(p, JN_ITEM, at)) || !(n->b = jp__node(p, JN_CONST, jp_cur(p))))
+        if (!(n = jinja__node(p, JN_ITEM, at)) || !(n->b = jinja__node(p, JN_CONST, jinja__cur(p))))
             return NULL;
         n->a = obj;
-        n->b->val = jv_int(jp_cur(p)->i);
-        jp_advance(p);
+        n->b->val = jinja__int(jinja__cur(p)->i);
+        jinja__advance(p);
         return n;
     }
-    jp_advance(p);   /* [ */
-    while (!jp_tok_op(jp_cur(p), OP_RBRACKET)) {
-        struct jnode *s;
+    jinja__advance(p);   /* [ */
+    while (!jinja__tok_op(jinja__cur(p), OP_RBRACKET)) {
+        struct jinja_node *s;
 
-        if (count && jp__expect_op(p, OP_COMMA, "',' or ']'"))
+        if (count && jinja__expect_op(p, OP_COMMA, "',' or ']'"))
             return NULL;
-        if (jp_tok_op(jp_cur(p), OP_RBRACKET))
+        if (jinja__tok_op(jinja__cur(p), OP_RBRACKET))
             break;
         if (!(s = parse_subscribed(p)))
             return NULL;
@@ -140,39 +142,39 @@ static struct jnode *parse_subscript(struct jparser *p, struct jnode *obj)
         tail = &s->next;
         count++;
     }
-    jp_advance(p);
+    jinja__advance(p);
     if (!count) {
-        jp__fail_at(p, at, "expected an expression in [ ]");
+        jinja__parse_fail_at(p, at, "expected an expression in [ ]");
         return NULL;
     }
     if (count == 1 && arg->kind == JN_SLICE) {
         arg->a = obj;
         return arg;
     }
-    if (!(n = jp__node(p, JN_ITEM, at)))
+    if (!(n = jinja__node(p, JN_ITEM, at)))
         return NULL;
     n->a = obj;
     if (count == 1) {
         n->b = arg;
     } else {
-        if (!(n->b = jp__node(p, JN_TUPLE, at)))
+        if (!(n->b = jinja__node(p, JN_TUPLE, at)))
             return NULL;
         n->b->a = arg;
-        for (struct jnode *k = arg; k; k = k->next)
+        for (struct jinja_node *k = arg; k; k = k->next)
             if (k->kind == JN_SLICE) {
-                jp__fail_at(p, at, "slices inside a tuple subscript are not supported");
+                jinja__parse_fail_at(p, at, "slices inside a tuple subscript are not supported");
                 return NULL;
             }
     }
     return n;
 }
 
-static struct jnode *parse_postfix(struct jparser *p, struct jnode *n)
+static struct jinja_node *parse_postfix(struct jinja_parser *p, struct jinja_node *n)
 {
     while (n) {
-        if (jp_tok_op(jp_cur(p), OP_DOT) || jp_tok_op(jp_cur(p), OP_LBRACKET))
+        if (jinja__tok_op(jinja__cur(p), OP_DOT) || jinja__tok_op(jinja__cur(p), OP_LBRACKET))
             n = parse_subscript(p, n);
-        else if (jp_tok_op(jp_cur(p), OP_LPAREN))
+        else if (jinja__tok_op(jinja__cur(p), OP_LPAREN))
             n = parse_call(p, n);
         else
             break;
@@ -180,76 +182,78 @@ static struct jnode *parse_postfix(struct jparser *p, struct jnode *n)
     return n;
 }
 
-struct jnode *jp__filter(struct jparser *p, struct jnode *n, bool start_inline)
+struct jinja_node *jinja__parse_filter(struct jinja_parser *p, struct jinja_node *n, bool start_inline)
 {
-    while (n && (jp_tok_op(jp_cur(p), OP_PIPE) || start_inline)) {
-        const struct jtoken *name;
-        struct jnode *f;
+    while (n && (jinja__tok_op(jinja__cur(p), OP_PIPE) || start_inline)) {
+        const struct jinja_token *name;
+        struct jinja_node *f;
 
         if (!start_inline)
-            jp_advance(p);
+            jinja__advance(p);
         start_inline = false;
-        name = jp_cur(p);
+        name = jinja__cur(p);
         if (name->type != JT_NAME) {
-            jp__fail_expected(p, "a filter name");
+            jinja__parse_fail_expected(p, "a filter name");
             return NULL;
         }
-        if (!(f = jp__node(p, JN_FILTER, name)))
+        if (!(f = jinja__node(p, JN_FILTER, name)))
             return NULL;
         f->a = n;
         f->str = name->p;
         f->len = name->len;
-        f->id = jinja_filter_find(name->p, name->len);
+        f->id = jinja__filter_find(name->p, name->len);
         if (f->id < 0) {
-            jp__fail_at(p, name, "no filter named '%.*s'", (int)MIN(name->len, 60), name->p);
+            jinja__parse_fail_at(p, name, "no filter named '%.*s'", (int)MIN(name->len, 60), name->p);
             return NULL;
         }
-        jp_advance(p);
-        if (jp_tok_op(jp_cur(p), OP_LPAREN) && parse_call_args(p, f))
+        jinja__advance(p);
+        if (jinja__tok_op(jinja__cur(p), OP_LPAREN) && parse_call_args(p, f))
             return NULL;
         n = f;
     }
     return n;
 }
 
-static struct jnode *parse_primary(struct jparser *p);
+static struct jinja_node *parse_primary(struct jinja_parser *p);
 
-static struct jnode *parse_test(struct jparser *p, struct jnode *n)
+static struct jinja_node *parse_test(struct jinja_parser *p, struct jinja_node *n)
 {
-    const struct jtoken *is = jp_cur(p), *name;
-    struct jnode *t;
+    const struct jinja_token *is = jinja__cur(p), *name;
+    struct jinja_node *t;
     bool negated = false;
 
-    jp_advance(p);
-    if (jp_tok_name(jp_cur(p), "not")) {
-        jp_advance(p);
+    jinja__advance(p);
+    if (jinja__tok_name(jinja__cur(p), "not")) {
+        jinja__advance(p);
         negated = true;
     }
-    name = jp_cur(p);
+    name = jinja__cur(p);
     if (name->type != JT_NAME) {
-        jp__fail_expected(p, "a test name");
+        jinja__parse_fail_expected(p, "a test name");
         return NULL;
     }
-    if (!(t = jp__node(p, JN_TEST, is)))
+    if (!(t = jinja__node(p, JN_TEST, is)))
         return NULL;
     t->a = n;
     t->str = name->p;
     t->len = name->len;
-    t->id = jinja_test_find(name->p, name->len);
+    t->id = jinja__test_find(name->p, name->len);
     if (t->id < 0) {
-        jp__fail_at(p, name, "no test named '%.*s'", (int)MIN(name->len, 60), name->p);
+        jinja__parse_fail_at(p, name, "no test named '%.*s'", (int)MIN(name->len, 60), name->p);
         return NULL;
     }
-    jp_advance(p);
-    if (jp_tok_op(jp_cur(p), OP_LPAREN)) {
+    jinja__advance(p);
+    if (jinja__tok_op(jinja__cur(p), OP_LPAREN)) {
         if (parse_call_args(p, t))
             return NULL;
-    } else if ((jp_cur(p)->type == JT_NAME || jp_cur(p)->type == JT_STRING || jp_cur(p)->type == JT_INT ||
-                jp_cur(p)->type == JT_FLOAT || jp_tok_op(jp_cur(p), OP_LBRACKET) || jp_tok_op(jp_cur(p), OP_LBRACE)) &&
-               !jp_tok_name(jp_cur(p), "else") && !jp_tok_name(jp_cur(p), "or") && !jp_tok_name(jp_cur(p), "and")) {
+    } else if ((jinja__cur(p)->type == JT_NAME || jinja__cur(p)->type == JT_STRING ||
+                jinja__cur(p)->type == JT_INT || jinja__cur(p)->type == JT_FLOAT ||
+                jinja__tok_op(jinja__cur(p), OP_LBRACKET) || jinja__tok_op(jinja__cur(p), OP_LBRACE)) &&
+               !jinja__tok_name(jinja__cur(p), "else") && !jinja__tok_name(jinja__cur(p), "or") &&
+               !jinja__tok_name(jinja__cur(p), "and")) {
         /* x is divisibleby 3: one argument without parentheses */
-        if (jp_tok_name(jp_cur(p), "is")) {
-            jp__fail_at(p, jp_cur(p), "You cannot chain multiple tests with is");
+        if (jinja__tok_name(jinja__cur(p), "is")) {
+            jinja__parse_fail_at(p, jinja__cur(p), "You cannot chain multiple tests with is");
             return NULL;
         }
         if (!(t->b = parse_postfix(p, parse_primary(p))))
@@ -257,7 +261,7 @@ static struct jnode *parse_test(struct jparser *p, struct jnode *n)
         t->nargs = 1;
     }
     if (negated) {
-        struct jnode *no = jp__node(p, JN_NOT, is);
+        struct jinja_node *no = jinja__node(p, JN_NOT, is);
 
         if (!no)
             return NULL;
@@ -267,14 +271,14 @@ static struct jnode *parse_test(struct jparser *p, struct jnode *n)
     return t;
 }
 
-static struct jnode *parse_filter_expr(struct jparser *p, struct jnode *n)
+static struct jinja_node *parse_filter_expr(struct jinja_parser *p, struct jinja_node *n)
 {
     while (n) {
-        if (jp_tok_op(jp_cur(p), OP_PIPE))
-            n = jp__filter(p, n, false);
-        else if (jp_tok_name(jp_cur(p), "is"))
+        if (jinja__tok_op(jinja__cur(p), OP_PIPE))
+            n = jinja__parse_filter(p, n, false);
+        else if (jinja__tok_name(jinja__cur(p), "is"))
             n = parse_test(p, n);
-        else if (jp_tok_op(jp_cur(p), OP_LPAREN))
+        else if (jinja__tok_op(jinja__cur(p), OP_LPAREN))
             n = parse_call(p, n);
         else
             break;
@@ -282,60 +286,61 @@ static struct jnode *parse_filter_expr(struct jparser *p, struct jnode *n)
     return n;
 }
 
-static struct jnode *parse_list_or_dict(struct jparser *p, bool dict)
+static struct jinja_node *parse_list_or_dict(struct jinja_parser *p, bool dict)
 {
-    const struct jtoken *at = jp_cur(p);
-    struct jnode *n = jp__node(p, dict ? JN_DICT : JN_LIST, at), **tail;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *n = jinja__node(p, dict ? JN_DICT : JN_LIST, at), **tail;
     int close = dict ? OP_RBRACE : OP_RBRACKET;
     bool first = true;
 
     if (!n)
         return NULL;
     tail = &n->a;
-    jp_advance(p);
-    while (!jp_tok_op(jp_cur(p), close)) {
-        struct jnode *item;
+    jinja__advance(p);
+    while (!jinja__tok_op(jinja__cur(p), close)) {
+        struct jinja_node *item;
 
-        if (!first && jp__expect_op(p, OP_COMMA, dict ? "',' or '}'" : "',' or ']'"))
+        if (!first && jinja__expect_op(p, OP_COMMA, dict ? "',' or '}'" : "',' or ']'"))
             return NULL;
         first = false;
-        if (jp_tok_op(jp_cur(p), close))
+        if (jinja__tok_op(jinja__cur(p), close))
             break;
         if (dict) {
-            if (!(item = jp__node(p, JN_PAIR, jp_cur(p))) || !(item->a = jp__expression(p, true)) ||
-                jp__expect_op(p, OP_COLON, "':'") || !(item->b = jp__expression(p, true)))
+            if (!(item = jinja__node(p, JN_PAIR,
+                                     jinja__cur(p))) || !(item->a = jinja__parse_expression(p, true)) ||
+                jinja__expect_op(p, OP_COLON, "':'") || !(item->b = jinja__parse_expression(p, true)))
                 return NULL;
-        } else if (!(item = jp__expression(p, true))) {
+        } else if (!(item = jinja__parse_expression(p, true))) {
             return NULL;
         }
         *tail = item;
         tail = &item->next;
     }
-    jp_advance(p);
+    jinja__advance(p);
     return n;
 }
 
-static struct jnode *parse_primary(struct jparser *p)
+static struct jinja_node *parse_primary(struct jinja_parser *p)
 {
-    const struct jtoken *t = jp_cur(p);
-    struct jnode *n;
+    const struct jinja_token *t = jinja__cur(p);
+    struct jinja_node *n;
 
     switch (t->type) {
     case JT_NAME:
-        if (!(n = jp__node(p, JN_CONST, t)))
+        if (!(n = jinja__node(p, JN_CONST, t)))
             return NULL;
-        if (jp_tok_name(t, "true") || jp_tok_name(t, "True"))
-            n->val = jv_bool(true);
-        else if (jp_tok_name(t, "false") || jp_tok_name(t, "False"))
-            n->val = jv_bool(false);
-        else if (jp_tok_name(t, "none") || jp_tok_name(t, "None"))
-            n->val = jv_none();
+        if (jinja__tok_name(t, "true") || jinja__tok_name(t, "True"))
+            n->val = jinja__bool(true);
+        else if (jinja__tok_name(t, "false") || jinja__tok_name(t, "False"))
+            n->val = jinja__bool(false);
+        else if (jinja__tok_name(t, "none") || jinja__tok_name(t, "None"))
+            n->val = jinja__none();
         else {
             n->kind = JN_NAME;
             n->str = t->p;
             n->len = t->len;
         }
-        jp_advance(p);
+        jinja__advance(p);
         return n;
     case JT_STRING: {
         size_t len = 0, k = p->i;
@@ -344,26 +349,26 @@ static struct jnode *parse_primary(struct jparser *p)
         /* Adjacent literals concatenate: "a" "b" is "ab". */
         for (; p->t[k].type == JT_STRING; k++)
             len += p->t[k].len;
-        if (!(n = jp__node(p, JN_CONST, t)) || !(s = jinja_arena_alloc(p->a, len + 1)))
+        if (!(n = jinja__node(p, JN_CONST, t)) || !(s = arena_alloc(p->a, len + 1)))
             return NULL;
         len = 0;
-        for (; jp_cur(p)->type == JT_STRING; jp_advance(p)) {
-            memcpy(s + len, jp_cur(p)->p, jp_cur(p)->len);
-            len += jp_cur(p)->len;
+        for (; jinja__cur(p)->type == JT_STRING; jinja__advance(p)) {
+            memcpy(s + len, jinja__cur(p)->p, jinja__cur(p)->len);
+            len += jinja__cur(p)->len;
         }
-        n->val = jv_str(s, len);
+        n->val = jinja__str(s, len);
         return n;
     }
     case JT_INT: case JT_FLOAT:
-        if (!(n = jp__node(p, JN_CONST, t)))
+        if (!(n = jinja__node(p, JN_CONST, t)))
             return NULL;
-        n->val = t->type == JT_INT ? jv_int(t->i) : jv_float(t->f);
-        jp_advance(p);
+        n->val = t->type == JT_INT ? jinja__int(t->i) : jinja__float(t->f);
+        jinja__advance(p);
         return n;
     case JT_OP:
         if (t->op == OP_LPAREN) {
-            jp_advance(p);
-            if (!(n = jp__tuple(p, true, NULL, true)) || jp__expect_op(p, OP_RPAREN, "')'"))
+            jinja__advance(p);
+            if (!(n = jinja__parse_tuple(p, true, NULL, true)) || jinja__expect_op(p, OP_RPAREN, "')'"))
                 return NULL;
             return n;
         }
@@ -373,23 +378,23 @@ static struct jnode *parse_primary(struct jparser *p)
     default: {
         char got[96];
 
-        jp__describe(t, got, sizeof got);
-        jp__fail_at(p, t, "unexpected %s", got);
+        jinja__describe_token(t, got, sizeof got);
+        jinja__parse_fail_at(p, t, "unexpected %s", got);
         return NULL;
     }
     }
 }
 
-static struct jnode *parse_unary(struct jparser *p, bool with_filter)
+static struct jinja_node *parse_unary(struct jinja_parser *p, bool with_filter)
 {
-    const struct jtoken *t = jp_cur(p);
-    struct jnode *n;
+    const struct jinja_token *t = jinja__cur(p);
+    struct jinja_node *n;
 
-    if (jp__enter(p))
+    if (jinja__parse_enter(p))
         return NULL;
-    if (jp_tok_op(t, OP_SUB) || jp_tok_op(t, OP_ADD)) {
-        jp_advance(p);
-        if ((n = jp__node(p, jp_tok_op(t, OP_SUB) ? JN_NEG : JN_POS, t)))
+    if (jinja__tok_op(t, OP_SUB) || jinja__tok_op(t, OP_ADD)) {
+        jinja__advance(p);
+        if ((n = jinja__node(p, jinja__tok_op(t, OP_SUB) ? JN_NEG : JN_POS, t)))
             n->a = parse_unary(p, false);
         if (n && !n->a)
             n = NULL;
@@ -403,12 +408,12 @@ static struct jnode *parse_unary(struct jparser *p, bool with_filter)
     return n;
 }
 
-static struct jnode *binop(struct jparser *p, const struct jtoken *at, int op, struct jnode *l,
-                           struct jnode *r)
+static struct jinja_node *binop(struct jinja_parser *p, const struct jinja_token *at, int op,
+                                struct jinja_node *l, struct jinja_node *r)
 {
-    struct jnode *n;
+    struct jinja_node *n;
 
-    if (!l || !r || !(n = jp__node(p, JN_BINOP, at)))
+    if (!l || !r || !(n = jinja__node(p, JN_BINOP, at)))
         return NULL;
     n->op = (uint8_t)op;
     n->a = l;
@@ -416,82 +421,82 @@ static struct jnode *binop(struct jparser *p, const struct jtoken *at, int op, s
     return n;
 }
 
-static struct jnode *parse_pow(struct jparser *p)
+static struct jinja_node *parse_pow(struct jinja_parser *p)
 {
-    struct jnode *n = parse_unary(p, true);
+    struct jinja_node *n = parse_unary(p, true);
 
-    while (n && jp_tok_op(jp_cur(p), OP_POW)) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && jinja__tok_op(jinja__cur(p), OP_POW)) {
+        const struct jinja_token *at = jinja__cur(p);
 
-        jp_advance(p);
+        jinja__advance(p);
         n = binop(p, at, OP_POW, n, parse_unary(p, true));
     }
     return n;
 }
 
-static struct jnode *parse_math2(struct jparser *p)
+static struct jinja_node *parse_math2(struct jinja_parser *p)
 {
-    struct jnode *n = parse_pow(p);
+    struct jinja_node *n = parse_pow(p);
 
-    while (n && (jp_tok_op(jp_cur(p), OP_MUL) || jp_tok_op(jp_cur(p), OP_DIV) || jp_tok_op(jp_cur(p), OP_FLOORDIV) ||
-                 jp_tok_op(jp_cur(p), OP_MOD))) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && (jinja__tok_op(jinja__cur(p), OP_MUL) || jinja__tok_op(jinja__cur(p), OP_DIV) ||
+                 jinja__tok_op(jinja__cur(p), OP_FLOORDIV) || jinja__tok_op(jinja__cur(p), OP_MOD))) {
+        const struct jinja_token *at = jinja__cur(p);
 
-        jp_advance(p);
+        jinja__advance(p);
         n = binop(p, at, at->op, n, parse_pow(p));
     }
     return n;
 }
 
-static struct jnode *parse_concat(struct jparser *p)
+static struct jinja_node *parse_concat(struct jinja_parser *p)
 {
-    struct jnode *n = parse_math2(p);
+    struct jinja_node *n = parse_math2(p);
 
-    while (n && jp_tok_op(jp_cur(p), OP_TILDE)) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && jinja__tok_op(jinja__cur(p), OP_TILDE)) {
+        const struct jinja_token *at = jinja__cur(p);
 
-        jp_advance(p);
+        jinja__advance(p);
         n = binop(p, at, OP_TILDE, n, parse_math2(p));
     }
     return n;
 }
 
-static struct jnode *parse_math1(struct jparser *p)
+static struct jinja_node *parse_math1(struct jinja_parser *p)
 {
-    struct jnode *n = parse_concat(p);
+    struct jinja_node *n = parse_concat(p);
 
-    while (n && (jp_tok_op(jp_cur(p), OP_ADD) || jp_tok_op(jp_cur(p), OP_SUB))) {
-        const struct jtoken *at = jp_cur(p);
+    while (n && (jinja__tok_op(jinja__cur(p), OP_ADD) || jinja__tok_op(jinja__cur(p), OP_SUB))) {
+        const struct jinja_token *at = jinja__cur(p);
 
-        jp_advance(p);
+        jinja__advance(p);
         n = binop(p, at, at->op, n, parse_concat(p));
     }
     return n;
 }
 
-static struct jnode *parse_compare(struct jparser *p)
+static struct jinja_node *parse_compare(struct jinja_parser *p)
 {
-    const struct jtoken *at = jp_cur(p);
-    struct jnode *left = parse_math1(p), *ops = NULL, **tail = &ops, *n;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *left = parse_math1(p), *ops = NULL, **tail = &ops, *n;
 
     while (left) {
-        const struct jtoken *t = jp_cur(p);
+        const struct jinja_token *t = jinja__cur(p);
         int op;
 
         if (t->type == JT_OP && t->op >= OP_EQ && t->op <= OP_GE) {
             op = t->op;
-            jp_advance(p);
-        } else if (jp_tok_name(t, "in")) {
+            jinja__advance(p);
+        } else if (jinja__tok_name(t, "in")) {
             op = OP_IN;
-            jp_advance(p);
-        } else if (jp_tok_name(t, "not") && jp_tok_name(jp_peek(p, 1), "in")) {
+            jinja__advance(p);
+        } else if (jinja__tok_name(t, "not") && jinja__tok_name(jinja__peek(p, 1), "in")) {
             op = OP_NOTIN;
-            jp_advance(p);
-            jp_advance(p);
+            jinja__advance(p);
+            jinja__advance(p);
         } else {
             break;
         }
-        if (!(n = jp__node(p, JN_CMP_OP, t)) || !(n->a = parse_math1(p)))
+        if (!(n = jinja__node(p, JN_CMP_OP, t)) || !(n->a = parse_math1(p)))
             return NULL;
         n->op = (uint8_t)op;
         *tail = n;
@@ -499,38 +504,38 @@ static struct jnode *parse_compare(struct jparser *p)
     }
     if (!left || !ops)
         return left;
-    if (!(n = jp__node(p, JN_COMPARE, at)))
+    if (!(n = jinja__node(p, JN_COMPARE, at)))
         return NULL;
     n->a = left;
     n->b = ops;
     return n;
 }
 
-static struct jnode *parse_not(struct jparser *p)
+static struct jinja_node *parse_not(struct jinja_parser *p)
 {
-    const struct jtoken *t = jp_cur(p);
-    struct jnode *n;
+    const struct jinja_token *t = jinja__cur(p);
+    struct jinja_node *n;
 
-    if (!jp_tok_name(t, "not"))
+    if (!jinja__tok_name(t, "not"))
         return parse_compare(p);
-    if (jp__enter(p))
+    if (jinja__parse_enter(p))
         return NULL;
-    jp_advance(p);
-    if ((n = jp__node(p, JN_NOT, t)) && !(n->a = parse_not(p)))
+    jinja__advance(p);
+    if ((n = jinja__node(p, JN_NOT, t)) && !(n->a = parse_not(p)))
         n = NULL;
     p->depth--;
     return n;
 }
 
-static struct jnode *parse_and(struct jparser *p)
+static struct jinja_node *parse_and(struct jinja_parser *p)
 {
-    struct jnode *n = parse_not(p);
+    struct jinja_node *n = parse_not(p);
 
-    while (n && jp_tok_name(jp_cur(p), "and")) {
-        const struct jtoken *at = jp_cur(p);
-        struct jnode *r;
+    while (n && jinja__tok_name(jinja__cur(p), "and")) {
+        const struct jinja_token *at = jinja__cur(p);
+        struct jinja_node *r;
 
-        jp_advance(p);
+        jinja__advance(p);
         r = parse_not(p);
         n = binop(p, at, 0, n, r);
         if (n)
@@ -539,15 +544,15 @@ static struct jnode *parse_and(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_or(struct jparser *p)
+static struct jinja_node *parse_or(struct jinja_parser *p)
 {
-    struct jnode *n = parse_and(p);
+    struct jinja_node *n = parse_and(p);
 
-    while (n && jp_tok_name(jp_cur(p), "or")) {
-        const struct jtoken *at = jp_cur(p);
-        struct jnode *r;
+    while (n && jinja__tok_name(jinja__cur(p), "or")) {
+        const struct jinja_token *at = jinja__cur(p);
+        struct jinja_node *r;
 
-        jp_advance(p);
+        jinja__advance(p);
         r = parse_and(p);
         n = binop(p, at, 0, n, r);
         if (n)
@@ -556,21 +561,21 @@ static struct jnode *parse_or(struct jparser *p)
     return n;
 }
 
-static struct jnode *parse_condexpr(struct jparser *p)
+static struct jinja_node *parse_condexpr(struct jinja_parser *p)
 {
-    struct jnode *n = parse_or(p);
+    struct jinja_node *n = parse_or(p);
 
-    while (n && jp_tok_name(jp_cur(p), "if")) {
-        const struct jtoken *at = jp_cur(p);
-        struct jnode *c = jp__node(p, JN_COND, at);
+    while (n && jinja__tok_name(jinja__cur(p), "if")) {
+        const struct jinja_token *at = jinja__cur(p);
+        struct jinja_node *c = jinja__node(p, JN_COND, at);
 
-        jp_advance(p);
+        jinja__advance(p);
         if (!c || !(c->b = parse_or(p)))
             return NULL;
         c->a = n;
-        if (jp_tok_name(jp_cur(p), "else")) {
-            jp_advance(p);
-            if (jp__enter(p))
+        if (jinja__tok_name(jinja__cur(p), "else")) {
+            jinja__advance(p);
+            if (jinja__parse_enter(p))
                 return NULL;
             c->c = parse_condexpr(p);
             p->depth--;
@@ -582,11 +587,11 @@ static struct jnode *parse_condexpr(struct jparser *p)
     return n;
 }
 
-struct jnode *jp__expression(struct jparser *p, bool with_condexpr)
+struct jinja_node *jinja__parse_expression(struct jinja_parser *p, bool with_condexpr)
 {
-    struct jnode *n;
+    struct jinja_node *n;
 
-    if (jp__enter(p))
+    if (jinja__parse_enter(p))
         return NULL;
     n = with_condexpr ? parse_condexpr(p) : parse_or(p);
     p->depth--;
@@ -594,29 +599,29 @@ struct jnode *jp__expression(struct jparser *p, bool with_condexpr)
 }
 
 /* Comma-separated expressions: one alone is itself, more (or a trailing comma) a tuple. */
-struct jnode *jp__tuple(struct jparser *p, bool with_condexpr, const char *end_name,
-                                 bool explicit_parens)
+struct jinja_node *jinja__parse_tuple(struct jinja_parser *p, bool with_condexpr, const char *end_name,
+                                      bool explicit_parens)
 {
-    const struct jtoken *at = jp_cur(p);
-    struct jnode *items = NULL, **tail = &items, *n;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *items = NULL, **tail = &items, *n;
     bool is_tuple = false;
     int count = 0;
 
     for (;;) {
-        const struct jtoken *t;
+        const struct jinja_token *t;
 
-        if (count && jp__expect_op(p, OP_COMMA, "','"))
+        if (count && jinja__expect_op(p, OP_COMMA, "','"))
             return NULL;
-        t = jp_cur(p);
-        if (t->type == JT_VAR_END || t->type == JT_BLOCK_END || jp_tok_op(t, OP_RPAREN) ||
-            (end_name && jp_tok_name(t, end_name)))
+        t = jinja__cur(p);
+        if (t->type == JT_VAR_END || t->type == JT_BLOCK_END || jinja__tok_op(t, OP_RPAREN) ||
+            (end_name && jinja__tok_name(t, end_name)))
             break;
-        if (!(n = jp__expression(p, with_condexpr)))
+        if (!(n = jinja__parse_expression(p, with_condexpr)))
             return NULL;
         *tail = n;
         tail = &n->next;
         count++;
-        if (!jp_tok_op(jp_cur(p), OP_COMMA))
+        if (!jinja__tok_op(jinja__cur(p), OP_COMMA))
             break;
         is_tuple = true;
     }
@@ -624,11 +629,11 @@ struct jnode *jp__tuple(struct jparser *p, bool with_condexpr, const char *end_n
         if (count)
             return items;
         if (!explicit_parens) {
-            jp__fail_expected(p, "an expression");
+            jinja__parse_fail_expected(p, "an expression");
             return NULL;
         }
     }
-    if (!(n = jp__node(p, JN_TUPLE, at)))
+    if (!(n = jinja__node(p, JN_TUPLE, at)))
         return NULL;
     n->a = items;
     return n;

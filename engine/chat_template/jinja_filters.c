@@ -14,101 +14,110 @@
 
 #include "engine/base/util.h" /* ARRAY_LEN, MIN */
 
-static int str_of(struct jinja_render *r, struct jv in, struct jv *out)
+static int str_of(struct jinja_render *r, struct jinja_value in, struct jinja_value *out)
 {
-    return jv_to_str(r, in, out);
+    return jinja__to_str(r, in, out);
 }
 
 /* ---- filters ---- */
 
-typedef int filter_fn(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out);
+typedef int filter_fn(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                      struct jinja_value *out);
 
-static int f_abs(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_abs(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                 struct jinja_value *out)
 {
     (void)a;
     if (in.type == JV_INT || in.type == JV_BOOL) {
         int64_t i = in.type == JV_INT ? in.i : in.b;
 
         if (i == INT64_MIN)
-            return jr_fail(r, "integer overflow");
-        *out = jv_int(i < 0 ? -i : i);
+            return jinja__fail(r, "integer overflow");
+        *out = jinja__int(i < 0 ? -i : i);
         return 0;
     }
     if (in.type == JV_FLOAT) {
-        *out = jv_float(fabs(in.f));
+        *out = jinja__float(fabs(in.f));
         return 0;
     }
     if (in.type == JV_UNDEF)
-        return jr_undefined(r, in);
-    return jr_fail(r, "bad operand type for abs(): '%s'", jv_type_name(in));
+        return jinja__fail_undefined(r, in);
+    return jinja__fail(r, "bad operand type for abs(): '%s'", jinja__type_name(in));
 }
 
-static int f_attr(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_attr(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                  struct jinja_value *out)
 {
-    struct jv v[1];
+    struct jinja_value v[1];
     bool given[1];
     int rc, status;
 
-    JARGS_BIND("attr", "name");
+    JINJA_BIND_ARGS("attr", "name");
     if (v[0].type != JV_STR)
-        return jr_fail(r, "attribute name must be a string");
+        return jinja__fail(r, "attribute name must be a string");
     if (in.type == JV_DICT) {
         /* getattr, not the item: a dict key is no attribute */
-        if (!jinja_method_find(r, in, v[0].s.p, v[0].s.len, out, &status))
-            *out = jinja_undef(r, "'dict object' has no attribute '%.*s'", (int)MIN(v[0].s.len, 60), v[0].s.p);
+        if (!jinja__method_find(r, in, v[0].s.p, v[0].s.len, out, &status))
+            *out = jinja__undef_fmt(r, "'dict object' has no attribute '%.*s'", (int)MIN(v[0].s.len, 60), v[0].s.p);
         return status;
     }
-    return jinja_getattr(r, in, v[0].s.p, v[0].s.len, out);
+    return jinja__getattr(r, in, v[0].s.p, v[0].s.len, out);
 }
 
-static int case_filter(struct jinja_render *r, struct jv in, int mode, struct jv *out)
+static int case_filter(struct jinja_render *r, struct jinja_value in, int mode, struct jinja_value *out)
 {
     int rc = str_of(r, in, &in);
 
-    return rc ? rc : jstr_case(r, in, mode, out);
+    return rc ? rc : jinja__str_case(r, in, mode, out);
 }
 
-static int f_capitalize(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_capitalize(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                        struct jinja_value *out)
 {
     (void)a;
     return case_filter(r, in, JCASE_CAPITALIZE, out);
 }
 
-static int f_lower(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_lower(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
     (void)a;
     return case_filter(r, in, JCASE_LOWER, out);
 }
 
-static int f_upper(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_upper(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
     (void)a;
     return case_filter(r, in, JCASE_UPPER, out);
 }
 
-static int f_title(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_title(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
     (void)a;
     return case_filter(r, in, JCASE_TITLE_JINJA, out);
 }
 
-static int f_default(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_default(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                     struct jinja_value *out)
 {
-    struct jv v[2];
+    struct jinja_value v[2];
     bool given[2];
     int rc;
 
-    JARGS_BIND("default", "default_value", "boolean");
-    if (in.type == JV_UNDEF || (given[1] && jv_truthy(v[1]) && !jv_truthy(in)))
-        *out = given[0] ? v[0] : jv_str("", 0);
+    JINJA_BIND_ARGS("default", "default_value", "boolean");
+    if (in.type == JV_UNDEF || (given[1] && jinja__truthy(v[1]) && !jinja__truthy(in)))
+        *out = given[0] ? v[0] : jinja__str("", 0);
     else
         *out = in;
     return 0;
 }
 
-static int f_escape(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_escape(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     int rc = 0;
 
     (void)a;
@@ -120,23 +129,24 @@ static int f_escape(struct jinja_render *r, struct jv in, const struct jcall_arg
         return rc;
     for (size_t i = 0; i < in.s.len && !rc; i++) {
         switch (in.s.p[i]) {
-        case '&': rc = jbuf_put(r, &b, "&amp;", 5); break;
-        case '<': rc = jbuf_put(r, &b, "&lt;", 4); break;
-        case '>': rc = jbuf_put(r, &b, "&gt;", 4); break;
-        case '"': rc = jbuf_put(r, &b, "&#34;", 5); break;
-        case '\'': rc = jbuf_put(r, &b, "&#39;", 5); break;
-        default: rc = jbuf_putc(r, &b, in.s.p[i]);
+        case '&': rc = jinja__put(r, &b, "&amp;", 5); break;
+        case '<': rc = jinja__put(r, &b, "&lt;", 4); break;
+        case '>': rc = jinja__put(r, &b, "&gt;", 4); break;
+        case '"': rc = jinja__put(r, &b, "&#34;", 5); break;
+        case '\'': rc = jinja__put(r, &b, "&#39;", 5); break;
+        default: rc = jinja__putc(r, &b, in.s.p[i]);
         }
     }
-    if (rc || (rc = jbuf_to_str(r, &b, out))) {
-        jbuf_fini(&b);
+    if (rc || (rc = jinja__buf_to_str(r, &b, out))) {
+        buf_fini(&b);
         return rc;
     }
     out->flags |= JV_F_SAFE;
     return 0;
 }
 
-static int f_safe(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_safe(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                  struct jinja_value *out)
 {
     int rc = str_of(r, in, out);
 
@@ -146,15 +156,15 @@ static int f_safe(struct jinja_render *r, struct jv in, const struct jcall_args 
 }
 
 /* Python's float() of a str: strip, then a decimal number, inf or nan. */
-static bool parse_float(struct jv s, double *out)
+static bool parse_float(struct jinja_value s, double *out)
 {
     char buf[128], *end;
-    struct jv t = s;
+    struct jinja_value t = s;
     size_t b = 0, e = t.s.len;
 
-    while (b < e && py_isspace((unsigned char)t.s.p[b]))
+    while (b < e && jinja__py_isspace((unsigned char)t.s.p[b]))
         b++;
-    while (e > b && py_isspace((unsigned char)t.s.p[e - 1]))
+    while (e > b && jinja__py_isspace((unsigned char)t.s.p[e - 1]))
         e--;
     if (e == b || e - b >= sizeof buf)
         return false;
@@ -166,49 +176,51 @@ static bool parse_float(struct jv s, double *out)
     return *end == '\0';
 }
 
-static int f_float(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_float(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
-    struct jv v[1];
+    struct jinja_value v[1];
     bool given[1];
     double d;
     int rc;
 
-    JARGS_BIND("float", "default");
-    if (jv_is_num(in))
-        *out = jv_float(in.type == JV_FLOAT ? in.f : in.type == JV_INT ? (double)in.i : in.b);
+    JINJA_BIND_ARGS("float", "default");
+    if (jinja__is_num(in))
+        *out = jinja__float(in.type == JV_FLOAT ? in.f : in.type == JV_INT ? (double)in.i : in.b);
     else if (in.type == JV_STR && parse_float(in, &d))
-        *out = jv_float(d);
+        *out = jinja__float(d);
     else
-        *out = given[0] ? v[0] : jv_float(0.0);
+        *out = given[0] ? v[0] : jinja__float(0.0);
     return 0;
 }
 
-static int f_int(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_int(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                 struct jinja_value *out)
 {
-    struct jv v[2];
+    struct jinja_value v[2];
     bool given[2];
     double d;
     int rc;
 
-    JARGS_BIND("int", "default", "base");
-    *out = given[0] ? v[0] : jv_int(0);
+    JINJA_BIND_ARGS("int", "default", "base");
+    *out = given[0] ? v[0] : jinja__int(0);
     if (in.type == JV_INT || in.type == JV_BOOL) {
-        *out = jv_int(in.type == JV_INT ? in.i : in.b);
+        *out = jinja__int(in.type == JV_INT ? in.i : in.b);
     } else if (in.type == JV_FLOAT) {
         if (isfinite(in.f) && fabs(in.f) < 9.2e18)
-            *out = jv_int((int64_t)in.f);
+            *out = jinja__int((int64_t)in.f);
     } else if (in.type == JV_STR) {
         char buf[80], *end;
         size_t b = 0, e = in.s.len, n = 0;
         int base = 10;
 
         if (given[1] && (v[1].type != JV_INT || v[1].i < 2 || v[1].i > 36))
-            return jr_fail(r, "int() base must be >= 2 and <= 36");
+            return jinja__fail(r, "int() base must be >= 2 and <= 36");
         if (given[1])
             base = (int)v[1].i;
-        while (b < e && py_isspace((unsigned char)in.s.p[b]))
+        while (b < e && jinja__py_isspace((unsigned char)in.s.p[b]))
             b++;
-        while (e > b && py_isspace((unsigned char)in.s.p[e - 1]))
+        while (e > b && jinja__py_isspace((unsigned char)in.s.p[e - 1]))
             e--;
         /* Python drops a single underscore between two digits: int("1_000") is 1000 */
         for (size_t i = b; i < e && n < sizeof buf - 1; i++)
@@ -221,24 +233,25 @@ static int f_int(struct jinja_render *r, struct jv in, const struct jcall_args *
 
             errno = 0;
             x = strtoll(buf, &end, base);
-            if (*end == '\0' && !errno && !py_isspace((unsigned char)buf[0]))
-                *out = jv_int(x);
+            if (*end == '\0' && !errno && !jinja__py_isspace((unsigned char)buf[0]))
+                *out = jinja__int(x);
             else if (parse_float(in, &d) && isfinite(d) && fabs(d) < 9.2e18)
-                *out = jv_int((int64_t)d);
+                *out = jinja__int((int64_t)d);
         }
     }
     return 0;
 }
 
-static int f_indent(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_indent(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
-    struct jv v[3], ind;
+    struct jinja_value v[3], ind;
     bool given[3];
-    struct jv_list *lines;
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct jinja_list *lines;
+    struct buf b = BUF_INIT;
     int rc;
 
-    JARGS_BIND("indent", "width", "first", "blank");
+    JINJA_BIND_ARGS("indent", "width", "first", "blank");
     if ((rc = str_of(r, in, &in)))
         return rc;
     if (given[0] && v[0].type == JV_STR) {
@@ -248,91 +261,93 @@ static int f_indent(struct jinja_render *r, struct jv in, const struct jcall_arg
         char *sp;
 
         if (w < 0 || w > 4096)
-            return jr_fail(r, "indent width must be an int between 0 and 4096 or a string");
-        if (!(sp = jr_alloc(r, (size_t)w + 1)))
+            return jinja__fail(r, "indent width must be an int between 0 and 4096 or a string");
+        if (!(sp = jinja__alloc(r, (size_t)w + 1)))
             return -ENOMEM;
         memset(sp, ' ', (size_t)w);
-        ind = jv_str(sp, (size_t)w);
+        ind = jinja__str(sp, (size_t)w);
     }
     /* s += "\n", then splitlines: the quirk that drops one trailing newline */
     {
-        char *s = jr_alloc(r, in.s.len + 2);
+        char *s = jinja__alloc(r, in.s.len + 2);
 
         if (!s)
             return -ENOMEM;
         memcpy(s, in.s.p, in.s.len);
         s[in.s.len] = '\n';
-        in = jv_str(s, in.s.len + 1);
+        in = jinja__str(s, in.s.len + 1);
     }
-    if ((rc = jstr_splitlines(r, in, &lines)))
+    if ((rc = jinja__str_splitlines(r, in, &lines)))
         return rc;
     for (size_t i = 0; i < lines->len && !rc; i++) {
-        struct jv line = lines->items[i];
-        bool pad = given[2] && jv_truthy(v[2]) ? (i > 0) : (i > 0 && line.s.len);
+        struct jinja_value line = lines->items[i];
+        bool pad = given[2] && jinja__truthy(v[2]) ? (i > 0) : (i > 0 && line.s.len);
 
         if (i)
-            rc = jbuf_putc(r, &b, '\n');
+            rc = jinja__putc(r, &b, '\n');
         if (!rc && pad)
-            rc = jbuf_put(r, &b, ind.s.p, ind.s.len);
+            rc = jinja__put(r, &b, ind.s.p, ind.s.len);
         if (!rc)
-            rc = jbuf_put(r, &b, line.s.p, line.s.len);
+            rc = jinja__put(r, &b, line.s.p, line.s.len);
     }
-    if (!rc && given[1] && jv_truthy(v[1])) {
-        struct jbuf c = { .max = r->lim->max_output_bytes };
+    if (!rc && given[1] && jinja__truthy(v[1])) {
+        struct buf c = BUF_INIT;
 
-        if (!(rc = jbuf_put(r, &c, ind.s.p, ind.s.len)))
-            rc = jbuf_put(r, &c, b.p ? b.p : "", b.len);
-        jbuf_fini(&b);
+        if (!(rc = jinja__put(r, &c, ind.s.p, ind.s.len)))
+            rc = jinja__put(r, &c, b.p ? b.p : "", b.len);
+        buf_fini(&b);
         b = c;
     }
     if (!rc)
-        return jbuf_to_str(r, &b, out);
-    jbuf_fini(&b);
+        return jinja__buf_to_str(r, &b, out);
+    buf_fini(&b);
     return rc;
 }
 
-static int f_replace(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_replace(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                     struct jinja_value *out)
 {
-    struct jv v[3];
+    struct jinja_value v[3];
     bool given[3];
     int64_t count = -1;
     int rc;
 
-    JARGS_BIND("replace", "old", "new", "count");
+    JINJA_BIND_ARGS("replace", "old", "new", "count");
     if (!given[0] || !given[1])
-        return jr_fail(r, "replace() needs old and new");
+        return jinja__fail(r, "replace() needs old and new");
     if ((rc = str_of(r, in, &in)) || (rc = str_of(r, v[0], &v[0])) || (rc = str_of(r, v[1], &v[1])))
         return rc;
     if (given[2] && v[2].type != JV_NONE) {
         if (v[2].type != JV_INT)
-            return jr_fail(r, "replace() count must be an integer");
+            return jinja__fail(r, "replace() count must be an integer");
         count = v[2].i;
     }
-    return jstr_replace(r, in, v[0], v[1], count, out);
+    return jinja__str_replace(r, in, v[0], v[1], count, out);
 }
 
-static int f_round(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_round(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                   struct jinja_value *out)
 {
-    struct jv v[2];
+    struct jinja_value v[2];
     bool given[2];
     int64_t prec = 0;
     double x, m, y;
     const char *method = "common";
     int rc;
 
-    JARGS_BIND("round", "precision", "method");
+    JINJA_BIND_ARGS("round", "precision", "method");
     if (given[0] && (v[0].type != JV_INT || v[0].i < -300 || v[0].i > 300))
-        return jr_fail(r, "round() precision must be an integer");
+        return jinja__fail(r, "round() precision must be an integer");
     prec = given[0] ? v[0].i : 0;
     if (given[1]) {
         if (v[1].type != JV_STR || (memcmp(v[1].s.p, "common", MIN(v[1].s.len, 7)) &&
                                     memcmp(v[1].s.p, "ceil", MIN(v[1].s.len, 5)) &&
                                     memcmp(v[1].s.p, "floor", MIN(v[1].s.len, 6))))
-            return jr_fail(r, "method must be common, ceil or floor");
+            return jinja__fail(r, "method must be common, ceil or floor");
         method = v[1].s.p;
     }
-    if (!jv_is_num(in))
-        return jr_fail(r, "type %s doesn't define __round__ method", jv_type_name(in));
+    if (!jinja__is_num(in))
+        return jinja__fail(r, "type %s doesn't define __round__ method", jinja__type_name(in));
     x = in.type == JV_FLOAT ? in.f : in.type == JV_INT ? (double)in.i : in.b;
     m = pow(10.0, (double)prec);
     if (method[0] == 'c' && method[1] == 'e') {
@@ -350,34 +365,36 @@ static int f_round(struct jinja_render *r, struct jv in, const struct jcall_args
         y = nearbyint(x * m) / m;
     }
     if (in.type != JV_FLOAT && method[0] == 'c' && method[1] == 'o')
-        *out = jv_int((int64_t)y);
+        *out = jinja__int((int64_t)y);
     else
-        *out = jv_float(y);
+        *out = jinja__float(y);
     return 0;
 }
 
-static int f_string(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_string(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
     (void)a;
     return str_of(r, in, out);
 }
 
-static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_tojson(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
-    struct jv v[4];
+    struct jinja_value v[4];
     bool given[4];
-    struct jv_json_opts o = { .item_sep = ", ", .key_sep = ": " };
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct jinja_json_opts o = { .item_sep = ", ", .key_sep = ": " };
+    struct buf b = BUF_INIT;
     char spaces[65];
     int rc;
 
-    JARGS_BIND("tojson", "ensure_ascii", "indent", "separators", "sort_keys");
-    o.ensure_ascii = given[0] && jv_truthy(v[0]);
-    o.sort_keys = given[3] && jv_truthy(v[3]);
+    JINJA_BIND_ARGS("tojson", "ensure_ascii", "indent", "separators", "sort_keys");
+    o.ensure_ascii = given[0] && jinja__truthy(v[0]);
+    o.sort_keys = given[3] && jinja__truthy(v[3]);
     if (given[1] && v[1].type != JV_NONE) {
         if (v[1].type == JV_STR) {
             bool ok2;
-            struct jv c = jv_str_copy(r, v[1].s.p, v[1].s.len, &ok2);   /* NUL-terminated */
+            struct jinja_value c = jinja__str_copy(r, v[1].s.p, v[1].s.len, &ok2);   /* NUL-terminated */
 
             if (!ok2)
                 return -ENOMEM;
@@ -386,74 +403,77 @@ static int f_tojson(struct jinja_render *r, struct jv in, const struct jcall_arg
             int64_t w = v[1].type == JV_INT ? v[1].i : v[1].b;
 
             if (w > 64)
-                return jr_fail(r, "tojson indent over 64");
+                return jinja__fail(r, "tojson indent over 64");
             w = w < 0 ? 0 : w;
             memset(spaces, ' ', (size_t)w);
             spaces[w] = '\0';
             o.indent = spaces;
         } else {
-            return jr_fail(r, "tojson indent must be an int or a string");
+            return jinja__fail(r, "tojson indent must be an int or a string");
         }
         o.item_sep = ",";
     }
     if (given[2] && v[2].type != JV_NONE) {
-        struct jv_list *l;
+        struct jinja_list *l;
         bool ok2, ok3;
 
         if (v[2].type != JV_LIST || (v[2].flags & JV_F_GEN) || (l = v[2].list)->len != 2 ||
             l->items[0].type != JV_STR || l->items[1].type != JV_STR)
-            return jr_fail(r, "tojson separators must be a pair of strings");
-        o.item_sep = jv_str_copy(r, l->items[0].s.p, l->items[0].s.len, &ok2).s.p;
-        o.key_sep = jv_str_copy(r, l->items[1].s.p, l->items[1].s.len, &ok3).s.p;
+            return jinja__fail(r, "tojson separators must be a pair of strings");
+        o.item_sep = jinja__str_copy(r, l->items[0].s.p, l->items[0].s.len, &ok2).s.p;
+        o.key_sep = jinja__str_copy(r, l->items[1].s.p, l->items[1].s.len, &ok3).s.p;
         if (!ok2 || !ok3)
             return -ENOMEM;
     }
-    if ((rc = jv_write_json(r, &b, in, &o, 0))) {
-        jbuf_fini(&b);
+    if ((rc = jinja__write_json(r, &b, in, &o, 0))) {
+        buf_fini(&b);
         return rc;
     }
-    return jbuf_to_str(r, &b, out);
+    return jinja__buf_to_str(r, &b, out);
 }
 
-static int f_trim(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_trim(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                  struct jinja_value *out)
 {
-    struct jv v[1];
+    struct jinja_value v[1];
     bool given[1];
     int rc;
 
-    JARGS_BIND("trim", "chars");
+    JINJA_BIND_ARGS("trim", "chars");
     if ((rc = str_of(r, in, &in)))
         return rc;
-    return jstr_strip(r, in, given[0] ? v[0] : jv_none(), true, true, out);
+    return jinja__str_strip(r, in, given[0] ? v[0] : jinja__none(), true, true, out);
 }
 
-static int f_format(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_format(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                    struct jinja_value *out)
 {
-    struct jv_list *l;
+    struct jinja_list *l;
     int rc;
 
     if ((rc = str_of(r, in, &in)))
         return rc;
     if (a->nkw) {
-        struct jv_dict *d = jv_dict_new(r, 0);
+        struct jinja_dict *d = jinja__dict_new(r, 0);
 
         if (!d)
             return -ENOMEM;
         if (a->npos)
-            return jr_fail(r, "can't handle positional and keyword arguments at the same time");
+            return jinja__fail(r, "can't handle positional and keyword arguments at the same time");
         for (int k = 0; k < a->nkw; k++)
-            if ((rc = jv_dict_set(r, d, jv_str(a->kw_name[k], a->kw_len[k]), a->kw[k])))
+            if ((rc = jinja__dict_set(r, d, jinja__str(a->kw_name[k], a->kw_len[k]), a->kw[k])))
                 return rc;
-        return jinja_percent_format(r, in, (struct jv){ .type = JV_DICT, .dict = d }, out);
+        return jinja__percent_format(r, in, (struct jinja_value){ .type = JV_DICT, .dict = d }, out);
     }
-    if (!(l = jv_list_new(r, (size_t)a->npos)))
+    if (!(l = jinja__list_new(r, (size_t)a->npos)))
         return -ENOMEM;
     for (int i = 0; i < a->npos; i++)
         l->items[l->len++] = a->pos[i];
-    return jinja_percent_format(r, in, jv_list_val(l, JV_F_TUPLE), out);
+    return jinja__percent_format(r, in, jinja__list_val(l, JV_F_TUPLE), out);
 }
 
-static int f_wordcount(struct jinja_render *r, struct jv in, const struct jcall_args *a, struct jv *out)
+static int f_wordcount(struct jinja_render *r, struct jinja_value in, const struct jinja_args *a,
+                       struct jinja_value *out)
 {
     int64_t n = 0;
     bool inword = false;
@@ -467,31 +487,33 @@ static int f_wordcount(struct jinja_render *r, struct jv in, const struct jcall_
     for (size_t i = 0; i < in.s.len;) {
         bool w;
 
-        i = u8_next(in.s.p, in.s.len, i, &cp);
+        i = jinja__u8_next(in.s.p, in.s.len, i, &cp);
         w = cp == '_' || (cp < 0x80 ? ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') || (cp >= '0' && cp <= '9')
-                                    : !py_isspace(cp));
+                                    : !jinja__py_isspace(cp));
         n += w && !inword;
         inword = w;
     }
-    *out = jv_int(n);
+    *out = jinja__int(n);
     return 0;
 }
 
 static const struct { const char *name; filter_fn *fn; } filters[] = {
-    { "abs", f_abs }, { "attr", f_attr }, { "capitalize", f_capitalize }, { "count", jinja_filter_length },
-    { "d", f_default }, { "default", f_default }, { "dictsort", jinja_filter_dictsort }, { "e", f_escape },
-    { "escape", f_escape }, { "first", jinja_filter_first }, { "float", f_float }, { "format", f_format },
-    { "indent", f_indent }, { "int", f_int }, { "items", jinja_filter_items }, { "join", jinja_filter_join },
-    { "last", jinja_filter_last }, { "length", jinja_filter_length }, { "list", jinja_filter_list }, { "lower", f_lower },
-    { "map", jinja_filter_map }, { "max", jinja_filter_max }, { "min", jinja_filter_min }, { "reject", jinja_filter_reject },
-    { "rejectattr", jinja_filter_rejectattr }, { "replace", f_replace }, { "reverse", jinja_filter_reverse },
-    { "round", f_round }, { "safe", f_safe }, { "select", jinja_filter_select }, { "selectattr", jinja_filter_selectattr },
-    { "sort", jinja_filter_sort }, { "string", f_string }, { "sum", jinja_filter_sum }, { "title", f_title },
-    { "tojson", f_tojson }, { "trim", f_trim }, { "unique", jinja_filter_unique }, { "upper", f_upper },
-    { "wordcount", f_wordcount },
+    { "abs", f_abs }, { "attr", f_attr }, { "capitalize", f_capitalize }, { "count", jinja__filter_length },
+    { "d", f_default }, { "default", f_default }, { "dictsort", jinja__filter_dictsort }, { "e", f_escape },
+    { "escape", f_escape }, { "first", jinja__filter_first }, { "float", f_float }, { "format", f_format },
+    { "indent", f_indent }, { "int", f_int }, { "items", jinja__filter_items },
+    { "join", jinja__filter_join }, { "last", jinja__filter_last }, { "length", jinja__filter_length },
+    { "list", jinja__filter_list }, { "lower", f_lower }, { "map", jinja__filter_map },
+    { "max", jinja__filter_max }, { "min", jinja__filter_min }, { "reject", jinja__filter_reject },
+    { "rejectattr", jinja__filter_rejectattr }, { "replace", f_replace },
+    { "reverse", jinja__filter_reverse }, { "round", f_round }, { "safe", f_safe },
+    { "select", jinja__filter_select }, { "selectattr", jinja__filter_selectattr },
+    { "sort", jinja__filter_sort }, { "string", f_string }, { "sum", jinja__filter_sum },
+    { "title", f_title }, { "tojson", f_tojson }, { "trim", f_trim }, { "unique", jinja__filter_unique },
+    { "upper", f_upper }, { "wordcount", f_wordcount },
 };
 
-int jinja_filter_find(const char *name, size_t len)
+int jinja__filter_find(const char *name, size_t len)
 {
     for (size_t i = 0; i < ARRAY_LEN(filters); i++)
         if (strlen(filters[i].name) == len && !memcmp(filters[i].name, name, len))
@@ -499,9 +521,10 @@ int jinja_filter_find(const char *name, size_t len)
     return -1;
 }
 
-int jinja_filter_apply(struct jinja_render *r, int id, struct jv in, const struct jcall_args *a, struct jv *out)
+int jinja__filter_apply(struct jinja_render *r, int id, struct jinja_value in,
+                        const struct jinja_args *a, struct jinja_value *out)
 {
     if (id < 0 || (size_t)id >= ARRAY_LEN(filters))
-        return jr_fail(r, "unknown filter");
+        return jinja__fail(r, "unknown filter");
     return filters[id].fn(r, in, a, out);
 }

@@ -13,10 +13,10 @@
 #include "engine/base/util.h" /* errf */
 
 struct lexer {
-    struct jinja_arena *a;
+    struct arena *a;
     const char *s;           /* normalised source, NUL-terminated */
     size_t len, pos;
-    struct jtoken *toks;
+    struct jinja_token *toks;
     size_t n, cap;
     size_t at_off;           /* line bookkeeping: offset reached, its line, its line's start */
     uint32_t at_line;
@@ -52,13 +52,13 @@ static int lex_fail(struct lexer *lx, size_t off, const char *msg, char c)
     return -EINVAL;
 }
 
-static struct jtoken *emit(struct lexer *lx, int type, size_t off)
+static struct jinja_token *emit(struct lexer *lx, int type, size_t off)
 {
-    struct jtoken *t;
+    struct jinja_token *t;
 
     if (lx->n == lx->cap) {
         size_t cap = lx->cap ? lx->cap * 2 : 256;
-        struct jtoken *toks = jinja_arena_alloc(lx->a, cap * sizeof *toks);
+        struct jinja_token *toks = arena_alloc(lx->a, cap * sizeof *toks);
 
         if (!toks)
             return NULL;
@@ -78,9 +78,9 @@ static struct jtoken *emit(struct lexer *lx, int type, size_t off)
 static size_t space_at(const char *s, size_t len, size_t i)
 {
     int32_t cp;
-    size_t next = u8_next(s, len, i, &cp);
+    size_t next = jinja__u8_next(s, len, i, &cp);
 
-    return py_isspace(cp) ? next - i : 0;
+    return jinja__py_isspace(cp) ? next - i : 0;
 }
 
 static size_t skip_space(const char *s, size_t len, size_t i)
@@ -111,7 +111,7 @@ static size_t rstrip_len(const char *s, size_t len)
 
 static int emit_data(struct lexer *lx, size_t off, size_t len)
 {
-    struct jtoken *t;
+    struct jinja_token *t;
 
     if (!len)
         return 0;
@@ -238,7 +238,7 @@ static int lex_string(struct lexer *lx, size_t *pos)
     const char *s = lx->s;
     char q = s[*pos], *o;
     size_t start = *pos, i = start + 1, n = 0;
-    struct jtoken *t;
+    struct jinja_token *t;
 
     while (i < lx->len && s[i] != q)
         i += s[i] == '\\' && i + 1 < lx->len ? 2 : 1;
@@ -246,7 +246,7 @@ static int lex_string(struct lexer *lx, size_t *pos)
         return lex_fail(lx, start, "unexpected char", q);
     /* Unescaping at most doubles the text: a backslash and a 4-byte character (5 bytes)
      * become a backslash and "U0001f600" (10 bytes). */
-    if (!(t = emit(lx, JT_STRING, start)) || !(o = jinja_arena_alloc(lx->a, 2 * (i - start) + 16)))
+    if (!(t = emit(lx, JT_STRING, start)) || !(o = arena_alloc(lx->a, 2 * (i - start) + 16)))
         return -ENOMEM;
     for (size_t k = start + 1; k < i;) {
         char c = s[k];
@@ -287,7 +287,7 @@ static int lex_string(struct lexer *lx, size_t *pos)
                  * the backslash before it escapes that backslash: "\" + "xe9" remain. */
                 int32_t cp;
 
-                k = u8_next(s, i, k - 1, &cp);
+                k = jinja__u8_next(s, i, k - 1, &cp);
                 n += (size_t)sprintf(o + n, cp <= 0xff ? "\\x%02x" : cp <= 0xffff ? "\\u%04x" : "\\U%08x",
                                      (unsigned)cp);
             } else {
@@ -340,7 +340,7 @@ static int lex_number(struct lexer *lx, size_t *pos)
     size_t start = *pos, i = digits_end(s, start), end = start;
     char buf[64];
     size_t n = 0;
-    struct jtoken *t;
+    struct jinja_token *t;
     bool is_float = false;
 
     /* float: (\d+_)*\d+ ( (\.(\d+_)*\d+)? e[+-]?(\d+_)*\d+ | \.(\d+_)*\d+ ), not after a dot */
@@ -467,7 +467,7 @@ static int lex_tag(struct lexer *lx, size_t begin, bool block, size_t *pos, bool
                 return rc;
         } else if (isname0(s[p])) {
             size_t start = p;
-            struct jtoken *t;
+            struct jinja_token *t;
 
             while (isname0(s[p]) || isdig(s[p]))
                 p++;
@@ -480,7 +480,7 @@ static int lex_tag(struct lexer *lx, size_t begin, bool block, size_t *pos, bool
                 return rc;
         } else {
             size_t k;
-            struct jtoken *t;
+            struct jinja_token *t;
 
             for (k = 0; k < ARRAY_LEN(ops); k++)
                 if (!strncmp(s + p, ops[k].text, strlen(ops[k].text)))
@@ -507,11 +507,11 @@ static int lex_tag(struct lexer *lx, size_t begin, bool block, size_t *pos, bool
     }
 }
 
-int jinja_lex(struct jinja_arena *a, const char *src, size_t len, struct jtoken **out, size_t *n,
-              char *err)
+int jinja__lex(struct arena *a, const char *src, size_t len, struct jinja_token **out, size_t *n,
+               char *err)
 {
     struct lexer lx = { .a = a, .at_line = 1, .err = err };
-    char *s = jinja_arena_alloc(a, len + 4);   /* NUL padding lets lookahead run past the end */
+    char *s = arena_alloc(a, len + 4);   /* NUL padding lets lookahead run past the end */
     size_t m = 0, pos = 0;
     bool line_starting = true;
     int rc;

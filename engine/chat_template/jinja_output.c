@@ -15,59 +15,47 @@
 
 /* ---- buffer ---- */
 
-int jbuf_put(struct jinja_render *r, struct jbuf *b, const char *p, size_t n)
+int jinja__put(struct jinja_render *r, struct buf *b, const char *p, size_t n)
 {
+    size_t max = r->lim->max_output_bytes;
+
     if (!n)
         return 0;
-    if (n > b->max || b->len > b->max - n)
-        return jr_fail(r, "the rendered text is longer than %zu bytes", b->max);
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *q;
-
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        q = realloc(b->p, cap);
-        if (!q)
-            return jr_oom(r);
-        b->p = q;
-        b->cap = cap;
-    }
+    if (n > max || b->len > max - n)
+        return jinja__fail(r, "the rendered text is longer than %zu bytes", max);
+    /* Room for n bytes and the NUL; a first buffer starts at 256 bytes, since a render's
+     * text and most captures pass 64 at once. */
+    if (b->cap - b->len <= n && buf_reserve(b, b->cap ? n : MAX(n, 255)))
+        return jinja__oom(r);
     memcpy(b->p + b->len, p, n);
     b->len += n;
     b->p[b->len] = '\0';
     return 0;
 }
 
-int jbuf_putc(struct jinja_render *r, struct jbuf *b, char c)
+int jinja__putc(struct jinja_render *r, struct buf *b, char c)
 {
-    return jbuf_put(r, b, &c, 1);
+    return jinja__put(r, b, &c, 1);
 }
 
-static int jbuf_puts(struct jinja_render *r, struct jbuf *b, const char *s)
+static int put_str(struct jinja_render *r, struct buf *b, const char *s)
 {
-    return jbuf_put(r, b, s, strlen(s));
+    return jinja__put(r, b, s, strlen(s));
 }
 
-void jbuf_fini(struct jbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-int jbuf_to_str(struct jinja_render *r, struct jbuf *b, struct jv *out)
+int jinja__buf_to_str(struct jinja_render *r, struct buf *b, struct jinja_value *out)
 {
     bool ok;
 
-    *out = jv_str_copy(r, b->p ? b->p : "", b->len, &ok);
-    jbuf_fini(b);
+    *out = jinja__str_copy(r, b->p ? b->p : "", b->len, &ok);
+    buf_fini(b);
     return ok ? 0 : -ENOMEM;
 }
 
 /* ---- numbers ---- */
 
-size_t py_float_repr(double f, char *buf)
+/* Python's repr of a float into buf (32 bytes at least); returns its length. */
+static size_t py_float_repr(double f, char *buf)
 {
     char tmp[40], digits[24];
     int nd = 0, exp, prec;
@@ -127,20 +115,20 @@ size_t py_float_repr(double f, char *buf)
     return n;
 }
 
-static int put_int(struct jinja_render *r, struct jbuf *b, int64_t i)
+static int put_int(struct jinja_render *r, struct buf *b, int64_t i)
 {
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%" PRId64, i);
 
-    return jbuf_put(r, b, tmp, (size_t)n);
+    return jinja__put(r, b, tmp, (size_t)n);
 }
 
-static int put_float(struct jinja_render *r, struct jbuf *b, double f)
+static int put_float(struct jinja_render *r, struct buf *b, double f)
 {
     char tmp[40];
     size_t n = py_float_repr(f, tmp);
 
-    return jbuf_put(r, b, tmp, n);
+    return jinja__put(r, b, tmp, n);
 }
 
 /* ---- repr ---- */
@@ -161,132 +149,132 @@ static bool py_isprintable(int32_t cp)
     }
 }
 
-static int repr_str(struct jinja_render *r, struct jbuf *b, const char *p, size_t len)
+static int repr_str(struct jinja_render *r, struct buf *b, const char *p, size_t len)
 {
     bool sq = memchr(p, '\'', len) != NULL, dq = memchr(p, '"', len) != NULL;
     char quote = sq && !dq ? '"' : '\'';
-    int rc = jbuf_putc(r, b, quote);
+    int rc = jinja__putc(r, b, quote);
 
     for (size_t i = 0, next; i < len && !rc; i = next) {
         int32_t cp;
         char tmp[12];
 
-        next = u8_next(p, len, i, &cp);
+        next = jinja__u8_next(p, len, i, &cp);
         if (cp == quote || cp == '\\') {
             tmp[0] = '\\';
             tmp[1] = (char)cp;
-            rc = jbuf_put(r, b, tmp, 2);
+            rc = jinja__put(r, b, tmp, 2);
         } else if (cp == '\n') {
-            rc = jbuf_put(r, b, "\\n", 2);
+            rc = jinja__put(r, b, "\\n", 2);
         } else if (cp == '\r') {
-            rc = jbuf_put(r, b, "\\r", 2);
+            rc = jinja__put(r, b, "\\r", 2);
         } else if (cp == '\t') {
-            rc = jbuf_put(r, b, "\\t", 2);
+            rc = jinja__put(r, b, "\\t", 2);
         } else if (py_isprintable(cp)) {
-            rc = jbuf_put(r, b, p + i, next - i);
+            rc = jinja__put(r, b, p + i, next - i);
         } else if (cp <= 0xff || (cp >= 0xdc80 && cp <= 0xdcff)) {
-            rc = jbuf_put(r, b, tmp, (size_t)sprintf(tmp, "\\x%02x", cp <= 0xff ? cp : cp - 0xdc00));
+            rc = jinja__put(r, b, tmp, (size_t)sprintf(tmp, "\\x%02x", cp <= 0xff ? cp : cp - 0xdc00));
         } else if (cp <= 0xffff) {
-            rc = jbuf_put(r, b, tmp, (size_t)sprintf(tmp, "\\u%04x", cp));
+            rc = jinja__put(r, b, tmp, (size_t)sprintf(tmp, "\\u%04x", cp));
         } else {
-            rc = jbuf_put(r, b, tmp, (size_t)sprintf(tmp, "\\U%08x", cp));
+            rc = jinja__put(r, b, tmp, (size_t)sprintf(tmp, "\\U%08x", cp));
         }
     }
-    return rc ? rc : jbuf_putc(r, b, quote);
+    return rc ? rc : jinja__putc(r, b, quote);
 }
 
-static int repr_dict(struct jinja_render *r, struct jbuf *b, const struct jv_dict *d, int depth)
+static int repr_dict(struct jinja_render *r, struct buf *b, const struct jinja_dict *d, int depth)
 {
-    int rc = jbuf_putc(r, b, '{');
+    int rc = jinja__putc(r, b, '{');
 
     for (size_t i = 0; i < d->len && !rc; i++) {
         if (i)
-            rc = jbuf_put(r, b, ", ", 2);
+            rc = jinja__put(r, b, ", ", 2);
         if (!rc)
-            rc = jv_write_repr(r, b, d->keys[i], depth + 1);
+            rc = jinja__write_repr(r, b, d->keys[i], depth + 1);
         if (!rc)
-            rc = jbuf_put(r, b, ": ", 2);
+            rc = jinja__put(r, b, ": ", 2);
         if (!rc)
-            rc = jv_write_repr(r, b, d->vals[i], depth + 1);
+            rc = jinja__write_repr(r, b, d->vals[i], depth + 1);
     }
-    return rc ? rc : jbuf_putc(r, b, '}');
+    return rc ? rc : jinja__putc(r, b, '}');
 }
 
-int jv_write_repr(struct jinja_render *r, struct jbuf *b, struct jv v, int depth)
+int jinja__write_repr(struct jinja_render *r, struct buf *b, struct jinja_value v, int depth)
 {
     int rc;
 
     if (depth > r->lim->max_depth)
-        return jr_fail(r, "value nested too deeply to print");
-    if ((rc = jr_charge(r, 1)))
+        return jinja__fail(r, "value nested too deeply to print");
+    if ((rc = jinja__charge(r, 1)))
         return rc;
     switch (v.type) {
     case JV_UNDEF:
-        return jbuf_puts(r, b, "Undefined");
+        return put_str(r, b, "Undefined");
     case JV_STR:
         return repr_str(r, b, v.s.p, v.s.len);
     case JV_LIST: {
         bool tuple = v.flags & JV_F_TUPLE;
 
         if (v.flags & JV_F_GEN)
-            return jbuf_puts(r, b, "<generator object>");
+            return put_str(r, b, "<generator object>");
         if (v.flags & JV_F_VIEW) {
-            struct jv plain = jv_list_val(v.list, 0);
+            struct jinja_value plain = jinja__list_val(v.list, 0);
 
-            if ((rc = jbuf_puts(r, b, jv_type_name(v))) || (rc = jbuf_putc(r, b, '(')) ||
-                (rc = jv_write_repr(r, b, plain, depth + 1)))
+            if ((rc = put_str(r, b, jinja__type_name(v))) || (rc = jinja__putc(r, b, '(')) ||
+                (rc = jinja__write_repr(r, b, plain, depth + 1)))
                 return rc;
-            return jbuf_putc(r, b, ')');
+            return jinja__putc(r, b, ')');
         }
-        rc = jbuf_putc(r, b, tuple ? '(' : '[');
+        rc = jinja__putc(r, b, tuple ? '(' : '[');
         for (size_t i = 0; i < v.list->len && !rc; i++) {
             if (i)
-                rc = jbuf_put(r, b, ", ", 2);
+                rc = jinja__put(r, b, ", ", 2);
             if (!rc)
-                rc = jv_write_repr(r, b, v.list->items[i], depth + 1);
+                rc = jinja__write_repr(r, b, v.list->items[i], depth + 1);
         }
         if (!rc && tuple && v.list->len == 1)
-            rc = jbuf_putc(r, b, ',');
-        return rc ? rc : jbuf_putc(r, b, tuple ? ')' : ']');
+            rc = jinja__putc(r, b, ',');
+        return rc ? rc : jinja__putc(r, b, tuple ? ')' : ']');
     }
     case JV_DICT:
         return repr_dict(r, b, v.dict, depth);
     case JV_NS:
-        if ((rc = jbuf_puts(r, b, "<Namespace ")) || (rc = repr_dict(r, b, v.dict, depth)))
+        if ((rc = put_str(r, b, "<Namespace ")) || (rc = repr_dict(r, b, v.dict, depth)))
             return rc;
-        return jbuf_putc(r, b, '>');
+        return jinja__putc(r, b, '>');
     default:
-        return jv_write_str(r, b, v);
+        return jinja__write_str(r, b, v);
     }
 }
 
-int jv_write_str(struct jinja_render *r, struct jbuf *b, struct jv v)
+int jinja__write_str(struct jinja_render *r, struct buf *b, struct jinja_value v)
 {
     char tmp[64];
 
     switch (v.type) {
     case JV_UNDEF: return 0;
-    case JV_NONE: return jbuf_put(r, b, "None", 4);
-    case JV_BOOL: return v.b ? jbuf_put(r, b, "True", 4) : jbuf_put(r, b, "False", 5);
+    case JV_NONE: return jinja__put(r, b, "None", 4);
+    case JV_BOOL: return v.b ? jinja__put(r, b, "True", 4) : jinja__put(r, b, "False", 5);
     case JV_INT: return put_int(r, b, v.i);
     case JV_FLOAT: return put_float(r, b, v.f);
-    case JV_STR: return jbuf_put(r, b, v.s.p, v.s.len);
-    case JV_LIST: case JV_DICT: case JV_NS: return jv_write_repr(r, b, v, 0);
+    case JV_STR: return jinja__put(r, b, v.s.p, v.s.len);
+    case JV_LIST: case JV_DICT: case JV_NS: return jinja__write_repr(r, b, v, 0);
     case JV_MACRO:
         snprintf(tmp, sizeof tmp, "<Macro '%.*s'>", (int)MIN(v.closure->macro->len, 40),
                  v.closure->macro->name);
-        return jbuf_puts(r, b, tmp);
+        return put_str(r, b, tmp);
     case JV_LOOP:
         snprintf(tmp, sizeof tmp, "<LoopContext %zu/%zu>", v.loop->index0 + 1, v.loop->items->len);
-        return jbuf_puts(r, b, tmp);
+        return put_str(r, b, tmp);
     default:
-        return jbuf_puts(r, b, "<built-in method>");
+        return put_str(r, b, "<built-in method>");
     }
 }
 
-int jv_to_str(struct jinja_render *r, struct jv v, struct jv *out)
+int jinja__to_str(struct jinja_render *r, struct jinja_value v, struct jinja_value *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     int rc;
 
     if (v.type == JV_STR) {
@@ -294,18 +282,18 @@ int jv_to_str(struct jinja_render *r, struct jv v, struct jv *out)
         out->flags &= JV_F_SAFE;
         return 0;
     }
-    if ((rc = jv_write_str(r, &b, v))) {
-        jbuf_fini(&b);
+    if ((rc = jinja__write_str(r, &b, v))) {
+        buf_fini(&b);
         return rc;
     }
-    return jbuf_to_str(r, &b, out);
+    return jinja__buf_to_str(r, &b, out);
 }
 
 /* ---- json.dumps ---- */
 
-static int json_str(struct jinja_render *r, struct jbuf *b, const char *p, size_t len, bool ascii)
+static int json_str(struct jinja_render *r, struct buf *b, const char *p, size_t len, bool ascii)
 {
-    int rc = jbuf_putc(r, b, '"');
+    int rc = jinja__putc(r, b, '"');
     size_t run = 0;   /* start of bytes not yet written */
 
     for (size_t i = 0, next; i < len && !rc; i = next) {
@@ -315,7 +303,7 @@ static int json_str(struct jinja_render *r, struct jbuf *b, const char *p, size_
         const char *esc = NULL;
         size_t n = 0;
 
-        next = c < 0x80 ? i + 1 : u8_next(p, len, i, &cp);
+        next = c < 0x80 ? i + 1 : jinja__u8_next(p, len, i, &cp);
         switch (cp) {
         case '"': esc = "\\\""; break;
         case '\\': esc = "\\\\"; break;
@@ -340,137 +328,138 @@ static int json_str(struct jinja_render *r, struct jbuf *b, const char *p, size_
         }
         if (!esc)
             continue;
-        rc = jbuf_put(r, b, p + run, i - run);
+        rc = jinja__put(r, b, p + run, i - run);
         if (!rc)
-            rc = jbuf_put(r, b, esc, n ? n : strlen(esc));
+            rc = jinja__put(r, b, esc, n ? n : strlen(esc));
         run = next;
     }
     if (!rc)
-        rc = jbuf_put(r, b, p + run, len - run);
-    return rc ? rc : jbuf_putc(r, b, '"');
+        rc = jinja__put(r, b, p + run, len - run);
+    return rc ? rc : jinja__putc(r, b, '"');
 }
 
-static int json_newline(struct jinja_render *r, struct jbuf *b, const struct jv_json_opts *o, int level)
+static int json_newline(struct jinja_render *r, struct buf *b, const struct jinja_json_opts *o, int level)
 {
-    int rc = jbuf_putc(r, b, '\n');
+    int rc = jinja__putc(r, b, '\n');
 
     for (int i = 0; i < level && !rc; i++)
-        rc = jbuf_puts(r, b, o->indent);
+        rc = put_str(r, b, o->indent);
     return rc;
 }
 
 /* A dict key as json.dumps converts it. */
-static int json_key(struct jinja_render *r, struct jbuf *b, struct jv k, const struct jv_json_opts *o)
+static int json_key(struct jinja_render *r, struct buf *b, struct jinja_value k,
+                    const struct jinja_json_opts *o)
 {
-    struct jbuf tmp = { .max = r->lim->max_output_bytes };
+    struct buf tmp = BUF_INIT;
     int rc;
 
     switch (k.type) {
     case JV_STR:
         return json_str(r, b, k.s.p, k.s.len, o->ensure_ascii);
     case JV_NONE:
-        return jbuf_puts(r, b, "\"null\"");
+        return put_str(r, b, "\"null\"");
     case JV_BOOL:
-        return jbuf_puts(r, b, k.b ? "\"true\"" : "\"false\"");
+        return put_str(r, b, k.b ? "\"true\"" : "\"false\"");
     case JV_INT: case JV_FLOAT:
         if (k.type == JV_FLOAT && (isnan(k.f) || isinf(k.f)))
-            rc = jbuf_puts(r, &tmp, isnan(k.f) ? "NaN" : k.f > 0 ? "Infinity" : "-Infinity");
+            rc = put_str(r, &tmp, isnan(k.f) ? "NaN" : k.f > 0 ? "Infinity" : "-Infinity");
         else
-            rc = jv_write_str(r, &tmp, k);
+            rc = jinja__write_str(r, &tmp, k);
         if (!rc)
             rc = json_str(r, b, tmp.p, tmp.len, false);
-        jbuf_fini(&tmp);
+        buf_fini(&tmp);
         return rc;
     default:
-        return jr_fail(r, "keys must be str, int, float, bool or None, not %s", jv_type_name(k));
+        return jinja__fail(r, "keys must be str, int, float, bool or None, not %s", jinja__type_name(k));
     }
 }
 
-static int key_less(struct jinja_render *r, struct jv a, struct jv b, void *ctx, bool *out)
+static int key_less(struct jinja_render *r, struct jinja_value a, struct jinja_value b, void *ctx, bool *out)
 {
     (void)ctx;
-    return jv_lt(r, a, b, out);
+    return jinja__lt(r, a, b, out);
 }
 
-static int json_dict(struct jinja_render *r, struct jbuf *b, const struct jv_dict *d,
-                     const struct jv_json_opts *o, int level)
+static int json_dict(struct jinja_render *r, struct buf *b, const struct jinja_dict *d,
+                     const struct jinja_json_opts *o, int level)
 {
-    const struct jv *keys = d->keys;
+    const struct jinja_value *keys = d->keys;
     int rc;
 
     if (!d->len)
-        return jbuf_put(r, b, "{}", 2);
+        return jinja__put(r, b, "{}", 2);
     if (o->sort_keys) {
-        struct jv *sorted = jr_alloc(r, d->len * sizeof *sorted);
+        struct jinja_value *sorted = jinja__alloc(r, d->len * sizeof *sorted);
 
         if (!sorted)
             return -ENOMEM;
         memcpy(sorted, d->keys, d->len * sizeof *sorted);
-        if ((rc = jv_sort(r, sorted, d->len, key_less, NULL)))
+        if ((rc = jinja__sort(r, sorted, d->len, key_less, NULL)))
             return rc;
         keys = sorted;
     }
-    rc = jbuf_putc(r, b, '{');
+    rc = jinja__putc(r, b, '{');
     for (size_t i = 0; i < d->len && !rc; i++) {
-        struct jv val = jv_none();
+        struct jinja_value val = jinja__none();
 
-        jv_dict_get(d, keys[i], &val);
+        jinja__dict_get(d, keys[i], &val);
         if (i)
-            rc = jbuf_puts(r, b, o->item_sep);
+            rc = put_str(r, b, o->item_sep);
         if (!rc && o->indent)
             rc = json_newline(r, b, o, level + 1);
         if (!rc)
             rc = json_key(r, b, keys[i], o);
         if (!rc)
-            rc = jbuf_puts(r, b, o->key_sep);
+            rc = put_str(r, b, o->key_sep);
         if (!rc)
-            rc = jv_write_json(r, b, val, o, level + 1);
+            rc = jinja__write_json(r, b, val, o, level + 1);
     }
     if (!rc && o->indent)
         rc = json_newline(r, b, o, level);
-    return rc ? rc : jbuf_putc(r, b, '}');
+    return rc ? rc : jinja__putc(r, b, '}');
 }
 
-int jv_write_json(struct jinja_render *r, struct jbuf *b, struct jv v, const struct jv_json_opts *o,
-                  int level)
+int jinja__write_json(struct jinja_render *r, struct buf *b, struct jinja_value v,
+                      const struct jinja_json_opts *o, int level)
 {
     int rc;
 
     if (level > r->lim->max_depth)
-        return jr_fail(r, "value nested too deeply for tojson");
-    if ((rc = jr_charge(r, 1)))
+        return jinja__fail(r, "value nested too deeply for tojson");
+    if ((rc = jinja__charge(r, 1)))
         return rc;
     switch (v.type) {
-    case JV_NONE: return jbuf_put(r, b, "null", 4);
-    case JV_BOOL: return v.b ? jbuf_put(r, b, "true", 4) : jbuf_put(r, b, "false", 5);
+    case JV_NONE: return jinja__put(r, b, "null", 4);
+    case JV_BOOL: return v.b ? jinja__put(r, b, "true", 4) : jinja__put(r, b, "false", 5);
     case JV_INT: return put_int(r, b, v.i);
     case JV_FLOAT:
         if (isnan(v.f))
-            return jbuf_puts(r, b, "NaN");
+            return put_str(r, b, "NaN");
         if (isinf(v.f))
-            return jbuf_puts(r, b, v.f > 0 ? "Infinity" : "-Infinity");
+            return put_str(r, b, v.f > 0 ? "Infinity" : "-Infinity");
         return put_float(r, b, v.f);
     case JV_STR: return json_str(r, b, v.s.p, v.s.len, o->ensure_ascii);
     case JV_DICT: return json_dict(r, b, v.dict, o, level);
     case JV_LIST:
         if (!(v.flags & (JV_F_GEN | JV_F_VIEW))) {
             if (!v.list->len)
-                return jbuf_put(r, b, "[]", 2);
-            rc = jbuf_putc(r, b, '[');
+                return jinja__put(r, b, "[]", 2);
+            rc = jinja__putc(r, b, '[');
             for (size_t i = 0; i < v.list->len && !rc; i++) {
                 if (i)
-                    rc = jbuf_puts(r, b, o->item_sep);
+                    rc = put_str(r, b, o->item_sep);
                 if (!rc && o->indent)
                     rc = json_newline(r, b, o, level + 1);
                 if (!rc)
-                    rc = jv_write_json(r, b, v.list->items[i], o, level + 1);
+                    rc = jinja__write_json(r, b, v.list->items[i], o, level + 1);
             }
             if (!rc && o->indent)
                 rc = json_newline(r, b, o, level);
-            return rc ? rc : jbuf_putc(r, b, ']');
+            return rc ? rc : jinja__putc(r, b, ']');
         }
-        return jr_fail(r, "Object of type %s is not JSON serializable", jv_type_name(v));
+        return jinja__fail(r, "Object of type %s is not JSON serializable", jinja__type_name(v));
     default:
-        return jr_fail(r, "Object of type %s is not JSON serializable", jv_type_name(v));
+        return jinja__fail(r, "Object of type %s is not JSON serializable", jinja__type_name(v));
     }
 }

@@ -3,7 +3,7 @@
  * descent; expressions are jinja_expr.c. Nesting is bounded, so no input can exhaust the
  * stack.
  *
- * Node fields by kind (struct jnode in jinja.h):
+ * Node fields by kind (struct jinja_node in jinja.h):
  *   IF a=test b=body c=the elif (an IF) d=else body   FOR a=target b=iter c=filter
  *   d=body e=else body   SET a=target b=value   SET_BLOCK a=target b=body c=filter chain
  *   MACRO macro   CALL_BLOCK a=call macro=the caller   FILTER_BLOCK a=chain b=body
@@ -21,7 +21,7 @@
 
 #include "engine/base/util.h" /* errf, ERR_LEN */
 
-void jp__describe(const struct jtoken *t, char *buf, size_t n)
+void jinja__describe_token(const struct jinja_token *t, char *buf, size_t n)
 {
     static const char *const opname[] = {
         [OP_ADD] = "+", [OP_SUB] = "-", [OP_MUL] = "*", [OP_DIV] = "/", [OP_FLOORDIV] = "//",
@@ -47,7 +47,7 @@ void jp__describe(const struct jtoken *t, char *buf, size_t n)
     }
 }
 
-int jp__fail_at(struct jparser *p, const struct jtoken *t, const char *fmt, ...)
+int jinja__parse_fail_at(struct jinja_parser *p, const struct jinja_token *t, const char *fmt, ...)
 {
     char msg[ERR_LEN];
     va_list ap;
@@ -62,17 +62,17 @@ int jp__fail_at(struct jparser *p, const struct jtoken *t, const char *fmt, ...)
     return -EINVAL;
 }
 
-int jp__fail_expected(struct jparser *p, const char *what)
+int jinja__parse_fail_expected(struct jinja_parser *p, const char *what)
 {
     char got[96];
 
-    jp__describe(jp_cur(p), got, sizeof got);
-    return jp__fail_at(p, jp_cur(p), "expected %s, got %s", what, got);
+    jinja__describe_token(jinja__cur(p), got, sizeof got);
+    return jinja__parse_fail_at(p, jinja__cur(p), "expected %s, got %s", what, got);
 }
 
-struct jnode *jp__node(struct jparser *p, int kind, const struct jtoken *at)
+struct jinja_node *jinja__node(struct jinja_parser *p, int kind, const struct jinja_token *at)
 {
-    struct jnode *n = jinja_arena_alloc(p->a, sizeof *n);
+    struct jinja_node *n = arena_alloc(p->a, sizeof *n);
 
     if (!n) {
         if (!p->failed)
@@ -85,77 +85,78 @@ struct jnode *jp__node(struct jparser *p, int kind, const struct jtoken *at)
     return n;
 }
 
-int jp__expect_op(struct jparser *p, int op, const char *what)
+int jinja__expect_op(struct jinja_parser *p, int op, const char *what)
 {
-    if (!jp_tok_op(jp_cur(p), op))
-        return jp__fail_expected(p, what);
-    jp_advance(p);
+    if (!jinja__tok_op(jinja__cur(p), op))
+        return jinja__parse_fail_expected(p, what);
+    jinja__advance(p);
     return 0;
 }
 
-static int expect_block_end(struct jparser *p)
+static int expect_block_end(struct jinja_parser *p)
 {
-    if (jp_cur(p)->type != JT_BLOCK_END)
-        return jp__fail_expected(p, "end of statement block");
-    jp_advance(p);
+    if (jinja__cur(p)->type != JT_BLOCK_END)
+        return jinja__parse_fail_expected(p, "end of statement block");
+    jinja__advance(p);
     return 0;
 }
 
-int jp__enter(struct jparser *p)
+int jinja__parse_enter(struct jinja_parser *p)
 {
     if (++p->depth > JINJA_MAX_NESTING)
-        return jp__fail_at(p, jp_cur(p), "template nested more than %d levels deep", JINJA_MAX_NESTING);
+        return jinja__parse_fail_at(p, jinja__cur(p), "template nested more than %d levels deep",
+                                    JINJA_MAX_NESTING);
     return 0;
 }
-static struct jnode *parse_assign_target(struct jparser *p, bool allow_nsref)
+static struct jinja_node *parse_assign_target(struct jinja_parser *p, bool allow_nsref)
 {
-    const struct jtoken *at = jp_cur(p);
-    struct jnode *items = NULL, **tail = &items, *n;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *items = NULL, **tail = &items, *n;
     int count = 0;
-    bool parens = jp_tok_op(at, OP_LPAREN);
+    bool parens = jinja__tok_op(at, OP_LPAREN);
 
     if (parens)
-        jp_advance(p);
+        jinja__advance(p);
     for (;;) {
-        const struct jtoken *t = jp_cur(p);
+        const struct jinja_token *t = jinja__cur(p);
 
         if (t->type != JT_NAME) {
-            jp__fail_expected(p, "a name to assign to");
+            jinja__parse_fail_expected(p, "a name to assign to");
             return NULL;
         }
-        if (!(n = jp__node(p, JN_NAME, t)))
+        if (!(n = jinja__node(p, JN_NAME, t)))
             return NULL;
         n->str = t->p;
         n->len = t->len;
-        jp_advance(p);
-        if (allow_nsref && !count && jp_tok_op(jp_cur(p), OP_DOT) && !parens) {
-            struct jnode *ref = jp__node(p, JN_NSREF, t);
+        jinja__advance(p);
+        if (allow_nsref && !count && jinja__tok_op(jinja__cur(p), OP_DOT) && !parens) {
+            struct jinja_node *ref = jinja__node(p, JN_NSREF, t);
 
-            jp_advance(p);
-            if (!ref || jp_cur(p)->type != JT_NAME) {
-                jp__fail_expected(p, "an attribute name");
+            jinja__advance(p);
+            if (!ref || jinja__cur(p)->type != JT_NAME) {
+                jinja__parse_fail_expected(p, "an attribute name");
                 return NULL;
             }
             ref->a = n;
-            ref->str = jp_cur(p)->p;
-            ref->len = jp_cur(p)->len;
-            jp_advance(p);
+            ref->str = jinja__cur(p)->p;
+            ref->len = jinja__cur(p)->len;
+            jinja__advance(p);
             return ref;
         }
         *tail = n;
         tail = &n->next;
         count++;
-        if (!jp_tok_op(jp_cur(p), OP_COMMA))
+        if (!jinja__tok_op(jinja__cur(p), OP_COMMA))
             break;
-        jp_advance(p);
-        if (parens && jp_tok_op(jp_cur(p), OP_RPAREN))
+        jinja__advance(p);
+        if (parens && jinja__tok_op(jinja__cur(p), OP_RPAREN))
             break;
     }
-    if (parens && jp__expect_op(p, OP_RPAREN, "')'"))
+    if (parens && jinja__expect_op(p, OP_RPAREN, "')'"))
         return NULL;
     if (count == 1 && !parens)
         return items;
-    if (!(n = jp__node(p, JN_TUPLE, at)))
+    if (!(n = jinja__node(p, JN_TUPLE, at)))
         return NULL;
     n->a = items;
     return n;
@@ -163,48 +164,48 @@ static struct jnode *parse_assign_target(struct jparser *p, bool allow_nsref)
 
 /* ---- statements ---- */
 
-static struct jnode *parse_body(struct jparser *p, const char *const *ends, const char *block);
+static struct jinja_node *parse_body(struct jinja_parser *p, const char *const *ends, const char *block);
 
-static bool at_name_in(const struct jparser *p, const char *const *names)
+static bool at_name_in(const struct jinja_parser *p, const char *const *names)
 {
     for (; names && *names; names++)
-        if (jp_tok_name(jp_cur(p), *names))
+        if (jinja__tok_name(jinja__cur(p), *names))
             return true;
     return false;
 }
 
 /* Ends a block's body: consumes "{% name", which parse_body left. */
-static int end_tag(struct jparser *p, const char *name)
+static int end_tag(struct jinja_parser *p, const char *name)
 {
-    if (!jp_tok_name(jp_cur(p), name))
-        return jp__fail_expected(p, name);
-    jp_advance(p);
+    if (!jinja__tok_name(jinja__cur(p), name))
+        return jinja__parse_fail_expected(p, name);
+    jinja__advance(p);
     return expect_block_end(p);
 }
 
-static struct jnode *parse_if(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_if(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "elif", "else", "endif", NULL };
     static const char *const end_only[] = { "endif", NULL };
-    struct jnode *n = jp__node(p, JN_IF, at), *tail = n;
+    struct jinja_node *n = jinja__node(p, JN_IF, at), *tail = n;
 
-    if (!n || !(n->a = jp__tuple(p, false, NULL, false)) || expect_block_end(p))
+    if (!n || !(n->a = jinja__parse_tuple(p, false, NULL, false)) || expect_block_end(p))
         return NULL;
     if (!(n->b = parse_body(p, ends, "if")) && p->failed)
         return NULL;
-    while (jp_tok_name(jp_cur(p), "elif")) {
-        struct jnode *e = jp__node(p, JN_IF, jp_cur(p));
+    while (jinja__tok_name(jinja__cur(p), "elif")) {
+        struct jinja_node *e = jinja__node(p, JN_IF, jinja__cur(p));
 
-        jp_advance(p);
-        if (!e || !(e->a = jp__tuple(p, false, NULL, false)) || expect_block_end(p))
+        jinja__advance(p);
+        if (!e || !(e->a = jinja__parse_tuple(p, false, NULL, false)) || expect_block_end(p))
             return NULL;
         if (!(e->b = parse_body(p, ends, "if")) && p->failed)
             return NULL;
         tail->c = e;
         tail = e;
     }
-    if (jp_tok_name(jp_cur(p), "else")) {
-        jp_advance(p);
+    if (jinja__tok_name(jinja__cur(p), "else")) {
+        jinja__advance(p);
         if (expect_block_end(p))
             return NULL;
         if (!(tail->d = parse_body(p, end_only, "if")) && p->failed)
@@ -213,28 +214,28 @@ static struct jnode *parse_if(struct jparser *p, const struct jtoken *at)
     return end_tag(p, "endif") ? NULL : n;
 }
 
-static struct jnode *parse_for(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_for(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endfor", "else", NULL };
     static const char *const end_only[] = { "endfor", NULL };
-    struct jnode *n = jp__node(p, JN_FOR, at);
+    struct jinja_node *n = jinja__node(p, JN_FOR, at);
 
     if (!n || !(n->a = parse_assign_target(p, false)))
         return NULL;
-    if (!jp_tok_name(jp_cur(p), "in")) {
-        jp__fail_expected(p, "'in'");
+    if (!jinja__tok_name(jinja__cur(p), "in")) {
+        jinja__parse_fail_expected(p, "'in'");
         return NULL;
     }
-    jp_advance(p);
-    if (!(n->b = jp__tuple(p, false, "recursive", false)))
+    jinja__advance(p);
+    if (!(n->b = jinja__parse_tuple(p, false, "recursive", false)))
         return NULL;
-    if (jp_tok_name(jp_cur(p), "if")) {
-        jp_advance(p);
-        if (!(n->c = jp__expression(p, true)))
+    if (jinja__tok_name(jinja__cur(p), "if")) {
+        jinja__advance(p);
+        if (!(n->c = jinja__parse_expression(p, true)))
             return NULL;
     }
-    if (jp_tok_name(jp_cur(p), "recursive")) {
-        jp__fail_at(p, jp_cur(p), "recursive for loops are not supported");
+    if (jinja__tok_name(jinja__cur(p), "recursive")) {
+        jinja__parse_fail_at(p, jinja__cur(p), "recursive for loops are not supported");
         return NULL;
     }
     if (expect_block_end(p))
@@ -244,8 +245,8 @@ static struct jnode *parse_for(struct jparser *p, const struct jtoken *at)
     p->loops--;
     if (p->failed)
         return NULL;
-    if (jp_tok_name(jp_cur(p), "else")) {
-        jp_advance(p);
+    if (jinja__tok_name(jinja__cur(p), "else")) {
+        jinja__advance(p);
         if (expect_block_end(p))
             return NULL;
         if (!(n->e = parse_body(p, end_only, "for")) && p->failed)
@@ -255,28 +256,28 @@ static struct jnode *parse_for(struct jparser *p, const struct jtoken *at)
 }
 
 /* The filters of {% set x | f %} and {% filter f %}: a chain over JN_BLOCK_INPUT. */
-static struct jnode *parse_block_filters(struct jparser *p, bool start_inline)
+static struct jinja_node *parse_block_filters(struct jinja_parser *p, bool start_inline)
 {
-    struct jnode *in = jp__node(p, JN_BLOCK_INPUT, jp_cur(p));
+    struct jinja_node *in = jinja__node(p, JN_BLOCK_INPUT, jinja__cur(p));
 
-    return in ? jp__filter(p, in, start_inline) : NULL;
+    return in ? jinja__parse_filter(p, in, start_inline) : NULL;
 }
 
-static struct jnode *parse_set(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_set(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endset", NULL };
-    struct jnode *n = jp__node(p, JN_SET, at);
+    struct jinja_node *n = jinja__node(p, JN_SET, at);
 
     if (!n || !(n->a = parse_assign_target(p, true)))
         return NULL;
-    if (jp_tok_op(jp_cur(p), OP_ASSIGN)) {
-        jp_advance(p);
-        if (!(n->b = jp__tuple(p, true, NULL, false)) || expect_block_end(p))
+    if (jinja__tok_op(jinja__cur(p), OP_ASSIGN)) {
+        jinja__advance(p);
+        if (!(n->b = jinja__parse_tuple(p, true, NULL, false)) || expect_block_end(p))
             return NULL;
         return n;
     }
     n->kind = JN_SET_BLOCK;
-    if (jp_tok_op(jp_cur(p), OP_PIPE) && !(n->c = parse_block_filters(p, false)))
+    if (jinja__tok_op(jinja__cur(p), OP_PIPE) && !(n->c = parse_block_filters(p, false)))
         return NULL;
     if (expect_block_end(p))
         return NULL;
@@ -286,60 +287,60 @@ static struct jnode *parse_set(struct jparser *p, const struct jtoken *at)
 }
 
 /* ( name, name=default, … ) of a macro or a caller. */
-static int parse_params(struct jparser *p, struct jinja_macro *m)
+static int parse_params(struct jinja_parser *p, struct jinja_macro *m)
 {
-    struct jnode **tail = (struct jnode **)&m->params;
+    struct jinja_node **tail = (struct jinja_node **)&m->params;
     bool defaults = false;
 
-    if (jp__expect_op(p, OP_LPAREN, "'('"))
+    if (jinja__expect_op(p, OP_LPAREN, "'('"))
         return -EINVAL;
-    while (!jp_tok_op(jp_cur(p), OP_RPAREN)) {
-        struct jnode *n;
+    while (!jinja__tok_op(jinja__cur(p), OP_RPAREN)) {
+        struct jinja_node *n;
 
-        if (m->nparams && jp__expect_op(p, OP_COMMA, "',' or ')'"))
+        if (m->nparams && jinja__expect_op(p, OP_COMMA, "',' or ')'"))
             return -EINVAL;
-        if (jp_tok_op(jp_cur(p), OP_RPAREN))
+        if (jinja__tok_op(jinja__cur(p), OP_RPAREN))
             break;
-        if (jp_cur(p)->type != JT_NAME)
-            return jp__fail_expected(p, "a parameter name");
-        if (!(n = jp__node(p, JN_NAME, jp_cur(p))))
+        if (jinja__cur(p)->type != JT_NAME)
+            return jinja__parse_fail_expected(p, "a parameter name");
+        if (!(n = jinja__node(p, JN_NAME, jinja__cur(p))))
             return -ENOMEM;
-        n->str = jp_cur(p)->p;
-        n->len = jp_cur(p)->len;
-        jp_advance(p);
-        if (jp_tok_op(jp_cur(p), OP_ASSIGN)) {
-            jp_advance(p);
-            if (!(n->a = jp__expression(p, true)))
+        n->str = jinja__cur(p)->p;
+        n->len = jinja__cur(p)->len;
+        jinja__advance(p);
+        if (jinja__tok_op(jinja__cur(p), OP_ASSIGN)) {
+            jinja__advance(p);
+            if (!(n->a = jinja__parse_expression(p, true)))
                 return -EINVAL;
             defaults = true;
         } else if (defaults) {
-            return jp__fail_at(p, jp_cur(p), "non-default argument follows default argument");
+            return jinja__parse_fail_at(p, jinja__cur(p), "non-default argument follows default argument");
         }
         if (++m->nparams > JINJA_MAX_ARGS)
-            return jp__fail_at(p, jp_cur(p), "more than %d macro parameters", JINJA_MAX_ARGS);
+            return jinja__parse_fail_at(p, jinja__cur(p), "more than %d macro parameters", JINJA_MAX_ARGS);
         *tail = n;
         tail = &n->next;
     }
-    jp_advance(p);
+    jinja__advance(p);
     return 0;
 }
 
-static struct jnode *parse_macro(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_macro(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endmacro", NULL };
-    struct jnode *n = jp__node(p, JN_MACRO, at);
-    struct jinja_macro *m = jinja_arena_alloc(p->a, sizeof *m);
+    struct jinja_node *n = jinja__node(p, JN_MACRO, at);
+    struct jinja_macro *m = arena_alloc(p->a, sizeof *m);
     int loops = p->loops;
 
     if (!n || !m)
         return NULL;
-    if (jp_cur(p)->type != JT_NAME) {
-        jp__fail_expected(p, "a macro name");
+    if (jinja__cur(p)->type != JT_NAME) {
+        jinja__parse_fail_expected(p, "a macro name");
         return NULL;
     }
-    m->name = jp_cur(p)->p;
-    m->len = jp_cur(p)->len;
-    jp_advance(p);
+    m->name = jinja__cur(p)->p;
+    m->len = jinja__cur(p)->len;
+    jinja__advance(p);
     if (parse_params(p, m) || expect_block_end(p))
         return NULL;
     p->loops = 0;
@@ -353,23 +354,23 @@ static struct jnode *parse_macro(struct jparser *p, const struct jtoken *at)
     return n;
 }
 
-static struct jnode *parse_call_block(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_call_block(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endcall", NULL };
-    struct jnode *n = jp__node(p, JN_CALL_BLOCK, at);
-    struct jinja_macro *m = jinja_arena_alloc(p->a, sizeof *m);
+    struct jinja_node *n = jinja__node(p, JN_CALL_BLOCK, at);
+    struct jinja_macro *m = arena_alloc(p->a, sizeof *m);
     int loops = p->loops;
 
     if (!n || !m)
         return NULL;
     m->name = "caller";
     m->len = 6;
-    if (jp_tok_op(jp_cur(p), OP_LPAREN) && parse_params(p, m))
+    if (jinja__tok_op(jinja__cur(p), OP_LPAREN) && parse_params(p, m))
         return NULL;
-    if (!(n->a = jp__expression(p, true)))
+    if (!(n->a = jinja__parse_expression(p, true)))
         return NULL;
     if (n->a->kind != JN_CALL) {
-        jp__fail_at(p, at, "expected a call after 'call'");
+        jinja__parse_fail_at(p, at, "expected a call after 'call'");
         return NULL;
     }
     if (expect_block_end(p))
@@ -383,59 +384,59 @@ static struct jnode *parse_call_block(struct jparser *p, const struct jtoken *at
     return n;
 }
 
-static struct jnode *parse_with(struct jparser *p, const struct jtoken *at)
+static struct jinja_node *parse_with(struct jinja_parser *p, const struct jinja_token *at)
 {
     static const char *const ends[] = { "endwith", NULL };
-    struct jnode *n = jp__node(p, JN_WITH, at), **tail;
+    struct jinja_node *n = jinja__node(p, JN_WITH, at), **tail;
 
     if (!n)
         return NULL;
     tail = &n->a;
-    while (jp_cur(p)->type != JT_BLOCK_END) {
-        struct jnode *s;
+    while (jinja__cur(p)->type != JT_BLOCK_END) {
+        struct jinja_node *s;
 
-        if (n->a && jp__expect_op(p, OP_COMMA, "','"))
+        if (n->a && jinja__expect_op(p, OP_COMMA, "','"))
             return NULL;
-        if (!(s = jp__node(p, JN_SET, jp_cur(p))) || !(s->a = parse_assign_target(p, false)) ||
-            jp__expect_op(p, OP_ASSIGN, "'='") || !(s->b = jp__expression(p, true)))
+        if (!(s = jinja__node(p, JN_SET, jinja__cur(p))) || !(s->a = parse_assign_target(p, false)) ||
+            jinja__expect_op(p, OP_ASSIGN, "'='") || !(s->b = jinja__parse_expression(p, true)))
             return NULL;
         *tail = s;
         tail = &s->next;
     }
-    jp_advance(p);
+    jinja__advance(p);
     if (!(n->b = parse_body(p, ends, "with")) && p->failed)
         return NULL;
     return end_tag(p, "endwith") ? NULL : n;
 }
 
-static struct jnode *parse_statement(struct jparser *p)
+static struct jinja_node *parse_statement(struct jinja_parser *p)
 {
-    const struct jtoken *at = jp_cur(p);
-    struct jnode *n = NULL;
+    const struct jinja_token *at = jinja__cur(p);
+    struct jinja_node *n = NULL;
 
     if (at->type != JT_NAME) {
-        jp__fail_expected(p, "a tag name");
+        jinja__parse_fail_expected(p, "a tag name");
         return NULL;
     }
-    if (jp__enter(p))
+    if (jinja__parse_enter(p))
         return NULL;
-    jp_advance(p);
-    if (jp_tok_name(at, "if")) {
+    jinja__advance(p);
+    if (jinja__tok_name(at, "if")) {
         n = parse_if(p, at);
-    } else if (jp_tok_name(at, "for")) {
+    } else if (jinja__tok_name(at, "for")) {
         n = parse_for(p, at);
-    } else if (jp_tok_name(at, "set")) {
+    } else if (jinja__tok_name(at, "set")) {
         n = parse_set(p, at);
-    } else if (jp_tok_name(at, "macro")) {
+    } else if (jinja__tok_name(at, "macro")) {
         n = parse_macro(p, at);
-    } else if (jp_tok_name(at, "call")) {
+    } else if (jinja__tok_name(at, "call")) {
         n = parse_call_block(p, at);
-    } else if (jp_tok_name(at, "with")) {
+    } else if (jinja__tok_name(at, "with")) {
         n = parse_with(p, at);
-    } else if (jp_tok_name(at, "filter")) {
+    } else if (jinja__tok_name(at, "filter")) {
         static const char *const ends[] = { "endfilter", NULL };
 
-        if ((n = jp__node(p, JN_FILTER_BLOCK, at)) && (n->a = parse_block_filters(p, true)) &&
+        if ((n = jinja__node(p, JN_FILTER_BLOCK, at)) && (n->a = parse_block_filters(p, true)) &&
             !expect_block_end(p)) {
             n->b = parse_body(p, ends, "filter");
             if (p->failed || end_tag(p, "endfilter"))
@@ -443,40 +444,42 @@ static struct jnode *parse_statement(struct jparser *p)
         } else {
             n = NULL;
         }
-    } else if (jp_tok_name(at, "generation")) {
+    } else if (jinja__tok_name(at, "generation")) {
         /* transformers' AssistantTracker: the body renders as it is, in its own scope. */
         static const char *const ends[] = { "endgeneration", NULL };
 
-        if ((n = jp__node(p, JN_WITH, at)) && !expect_block_end(p)) {
+        if ((n = jinja__node(p, JN_WITH, at)) && !expect_block_end(p)) {
             n->b = parse_body(p, ends, "generation");
             if (p->failed || end_tag(p, "endgeneration"))
                 n = NULL;
         } else {
             n = NULL;
         }
-    } else if (jp_tok_name(at, "break") || jp_tok_name(at, "continue")) {
+    } else if (jinja__tok_name(at, "break") || jinja__tok_name(at, "continue")) {
         if (!p->loops)
-            jp__fail_at(p, at, "'%.*s' outside a for loop", (int)at->len, at->p);
-        else if ((n = jp__node(p, jp_tok_name(at, "break") ? JN_BREAK : JN_CONTINUE, at)) && expect_block_end(p))
+            jinja__parse_fail_at(p, at, "'%.*s' outside a for loop", (int)at->len, at->p);
+        else if ((n = jinja__node(p, jinja__tok_name(at, "break") ? JN_BREAK : JN_CONTINUE,
+                                  at)) && expect_block_end(p))
             n = NULL;
     } else if (p->block) {
-        jp__fail_at(p, at, "unexpected tag '%.*s' inside '%s'", (int)MIN(at->len, 60), at->p, p->block);
+        jinja__parse_fail_at(p, at, "unexpected tag '%.*s' inside '%s'", (int)MIN(at->len, 60),
+                             at->p, p->block);
     } else {
-        jp__fail_at(p, at, "unknown tag '%.*s'", (int)MIN(at->len, 60), at->p);
+        jinja__parse_fail_at(p, at, "unknown tag '%.*s'", (int)MIN(at->len, 60), at->p);
     }
     p->depth--;
     return n;
 }
 
 /* Statements up to "{% <one of ends>" (left at the name) or the end of the template. */
-static struct jnode *parse_body(struct jparser *p, const char *const *ends, const char *block)
+static struct jinja_node *parse_body(struct jinja_parser *p, const char *const *ends, const char *block)
 {
-    struct jnode *head = NULL, **tail = &head, *n;
+    struct jinja_node *head = NULL, **tail = &head, *n;
     const char *outer = p->block;
 
     p->block = block;
     for (;;) {
-        const struct jtoken *t = jp_cur(p);
+        const struct jinja_token *t = jinja__cur(p);
 
         if (t->type == JT_EOF) {
             if (ends) {
@@ -484,29 +487,29 @@ static struct jnode *parse_body(struct jparser *p, const char *const *ends, cons
 
                 while (e[1] && strncmp(*e, "end", 3))
                     e++;
-                jp__fail_at(p, t, "unexpected end of template: '%s' is missing (the innermost open "
+                jinja__parse_fail_at(p, t, "unexpected end of template: '%s' is missing (the innermost open "
                         "block is '%s')", *e, block);
                 return NULL;
             }
             break;
         }
         if (t->type == JT_DATA) {
-            if (!(n = jp__node(p, JN_TEXT, t)))
+            if (!(n = jinja__node(p, JN_TEXT, t)))
                 return NULL;
             n->str = t->p;
             n->len = t->len;
-            jp_advance(p);
+            jinja__advance(p);
         } else if (t->type == JT_VAR_BEGIN) {
-            jp_advance(p);
-            if (!(n = jp__node(p, JN_OUTPUT, t)) || !(n->a = jp__tuple(p, true, NULL, false)))
+            jinja__advance(p);
+            if (!(n = jinja__node(p, JN_OUTPUT, t)) || !(n->a = jinja__parse_tuple(p, true, NULL, false)))
                 return NULL;
-            if (jp_cur(p)->type != JT_VAR_END) {
-                jp__fail_expected(p, "end of print statement");
+            if (jinja__cur(p)->type != JT_VAR_END) {
+                jinja__parse_fail_expected(p, "end of print statement");
                 return NULL;
             }
-            jp_advance(p);
+            jinja__advance(p);
         } else if (t->type == JT_BLOCK_BEGIN) {
-            jp_advance(p);
+            jinja__advance(p);
             if (at_name_in(p, ends))
                 break;
             if (!(n = parse_statement(p)))
@@ -514,8 +517,8 @@ static struct jnode *parse_body(struct jparser *p, const char *const *ends, cons
         } else {
             char got[96];
 
-            jp__describe(t, got, sizeof got);
-            jp__fail_at(p, t, "unexpected %s", got);
+            jinja__describe_token(t, got, sizeof got);
+            jinja__parse_fail_at(p, t, "unexpected %s", got);
             return NULL;
         }
         *tail = n;
@@ -528,8 +531,8 @@ static struct jnode *parse_body(struct jparser *p, const char *const *ends, cons
 int jinja_parse(struct jinja_template **out, const char *src, size_t len, char *err)
 {
     struct jinja_template *t = calloc(1, sizeof *t);
-    struct jparser p = { .err = err };
-    struct jtoken *toks;
+    struct jinja_parser p = { .err = err };
+    struct jinja_token *toks;
     size_t n;
     int rc;
 
@@ -537,13 +540,10 @@ int jinja_parse(struct jinja_template **out, const char *src, size_t len, char *
     if (!t)
         return -ENOMEM;
     /* The tree, tokens and source copy take a small multiple of the source. */
-    if (!(t->arena = jinja_arena_create(64 * len + (1u << 20)))) {
-        free(t);
-        return -ENOMEM;
-    }
-    if ((rc = jinja_lex(t->arena, src, len, &toks, &n, err)))
+    arena_init_sized(&t->arena, JINJA_ARENA_BLOCK_BYTES, 64 * len + (1u << 20));
+    if ((rc = jinja__lex(&t->arena, src, len, &toks, &n, err)))
         goto fail;
-    p.a = t->arena;
+    p.a = &t->arena;
     p.t = toks;
     p.n = n;
     t->body = parse_body(&p, NULL, NULL);
@@ -564,6 +564,6 @@ void jinja_template_destroy(struct jinja_template *t)
 {
     if (!t)
         return;
-    jinja_arena_destroy(t->arena);
+    arena_fini(&t->arena);
     free(t);
 }

@@ -15,40 +15,41 @@
 
 /* ---- string helpers ---- */
 
-static int put_cp(struct jinja_render *r, struct jbuf *b, int32_t cp)
+static int put_cp(struct jinja_render *r, struct buf *b, int32_t cp)
 {
     char tmp[4];
 
     if (cp >= 0xdc80 && cp <= 0xdcff) {   /* an undecodable byte goes back out as itself */
         tmp[0] = (char)(cp - 0xdc00);
-        return jbuf_put(r, b, tmp, 1);
+        return jinja__put(r, b, tmp, 1);
     }
-    return jbuf_put(r, b, tmp, (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)tmp));
+    return jinja__put(r, b, tmp, (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)tmp));
 }
 
-static bool in_chars(int32_t cp, struct jv chars)
+static bool in_chars(int32_t cp, struct jinja_value chars)
 {
     int32_t c;
 
     if (chars.type != JV_STR)
-        return py_isspace(cp);
+        return jinja__py_isspace(cp);
     for (size_t i = 0; i < chars.s.len;) {
-        i = u8_next(chars.s.p, chars.s.len, i, &c);
+        i = jinja__u8_next(chars.s.p, chars.s.len, i, &c);
         if (c == cp)
             return true;
     }
     return false;
 }
 
-int jstr_strip(struct jinja_render *r, struct jv s, struct jv chars, bool left, bool right, struct jv *out)
+int jinja__str_strip(struct jinja_render *r, struct jinja_value s, struct jinja_value chars,
+                     bool left, bool right, struct jinja_value *out)
 {
     size_t b = 0, e = s.s.len;
     int32_t cp;
 
     if (chars.type != JV_STR && chars.type != JV_NONE && chars.type != JV_UNDEF)
-        return jr_fail(r, "strip arg must be None or str");
+        return jinja__fail(r, "strip arg must be None or str");
     while (left && b < e) {
-        size_t next = u8_next(s.s.p, e, b, &cp);
+        size_t next = jinja__u8_next(s.s.p, e, b, &cp);
 
         if (!in_chars(cp, chars))
             break;
@@ -59,14 +60,14 @@ int jstr_strip(struct jinja_render *r, struct jv s, struct jv chars, bool left, 
 
         while (i > b && ((unsigned char)s.s.p[i] & 0xc0) == 0x80 && e - i < 4)
             i--;
-        if (u8_next(s.s.p, e, i, &cp) != e)
+        if (jinja__u8_next(s.s.p, e, i, &cp) != e)
             i = e - 1, cp = 0xdc00 + (unsigned char)s.s.p[e - 1];
         if (!in_chars(cp, chars))
             break;
         e = i;
     }
-    *out = jv_str(s.s.p + b, e - b);
-    return jr_charge(r, s.s.len / 64);
+    *out = jinja__str(s.s.p + b, e - b);
+    return jinja__charge(r, s.s.len / 64);
 }
 
 static bool is_cased(int32_t cp, int *kind /* 1 upper, 2 lower, 3 title */)
@@ -81,12 +82,12 @@ static bool is_cased(int32_t cp, int *kind /* 1 upper, 2 lower, 3 title */)
 
 static bool jinja_title_sep(int32_t cp)
 {
-    return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || py_isspace(cp);
+    return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || jinja__py_isspace(cp);
 }
 
-int jstr_case(struct jinja_render *r, struct jv s, int mode, struct jv *out)
+int jinja__str_case(struct jinja_render *r, struct jinja_value s, int mode, struct jinja_value *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     bool prev_cased = false, word_start = true;
     int rc = 0, kind;
 
@@ -94,7 +95,7 @@ int jstr_case(struct jinja_render *r, struct jv s, int mode, struct jv *out)
         int32_t cp, o;
         bool cased;
 
-        i = u8_next(s.s.p, s.s.len, i, &cp);
+        i = jinja__u8_next(s.s.p, s.s.len, i, &cp);
         if (cp >= 0xdc80 && cp <= 0xdcff) {
             rc = put_cp(r, &b, cp);
             continue;
@@ -122,36 +123,36 @@ int jstr_case(struct jinja_render *r, struct jv s, int mode, struct jv *out)
         rc = put_cp(r, &b, o);
     }
     if (rc) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
-    return jbuf_to_str(r, &b, out);
+    return jinja__buf_to_str(r, &b, out);
 }
 
-int jstr_replace(struct jinja_render *r, struct jv s, struct jv old, struct jv new_, int64_t count,
-                 struct jv *out)
+int jinja__str_replace(struct jinja_render *r, struct jinja_value s, struct jinja_value old,
+                       struct jinja_value new_, int64_t count, struct jinja_value *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     size_t i = 0;
     int rc = 0;
 
     if (old.type != JV_STR || new_.type != JV_STR)
-        return jr_fail(r, "replace() arguments must be str");
+        return jinja__fail(r, "replace() arguments must be str");
     if (!old.s.len) {
         /* Python puts new before every character and at the end. */
         int32_t cp;
 
         while (!rc && count != 0) {
-            rc = jbuf_put(r, &b, new_.s.p, new_.s.len);
+            rc = jinja__put(r, &b, new_.s.p, new_.s.len);
             if (count > 0)
                 count--;
             if (i >= s.s.len)
                 break;
             {
-                size_t next = u8_next(s.s.p, s.s.len, i, &cp);
+                size_t next = jinja__u8_next(s.s.p, s.s.len, i, &cp);
 
                 if (!rc)
-                    rc = jbuf_put(r, &b, s.s.p + i, next - i);
+                    rc = jinja__put(r, &b, s.s.p + i, next - i);
                 i = next;
             }
         }
@@ -161,30 +162,30 @@ int jstr_replace(struct jinja_render *r, struct jv s, struct jv old, struct jv n
 
             if (!hit)
                 break;
-            rc = jbuf_put(r, &b, s.s.p + i, (size_t)(hit - s.s.p) - i);
+            rc = jinja__put(r, &b, s.s.p + i, (size_t)(hit - s.s.p) - i);
             if (!rc)
-                rc = jbuf_put(r, &b, new_.s.p, new_.s.len);
+                rc = jinja__put(r, &b, new_.s.p, new_.s.len);
             i = (size_t)(hit - s.s.p) + old.s.len;
             if (count > 0)
                 count--;
         }
     }
     if (!rc)
-        rc = jbuf_put(r, &b, s.s.p + i, s.s.len - i);
+        rc = jinja__put(r, &b, s.s.p + i, s.s.len - i);
     if (!rc)
-        rc = jr_charge(r, s.s.len / 16);
+        rc = jinja__charge(r, s.s.len / 16);
     if (rc) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
-    return jbuf_to_str(r, &b, out);
+    return jinja__buf_to_str(r, &b, out);
 }
 
 /* Line boundaries of str.splitlines: \n \r \r\n \v \f \x1c-\x1e \x85 \u2028 \u2029. */
 static size_t line_break(const char *p, size_t len, size_t i, size_t *end)
 {
     int32_t cp;
-    size_t next = u8_next(p, len, i, &cp);
+    size_t next = jinja__u8_next(p, len, i, &cp);
 
     if (cp == '\r' && next < len && p[next] == '\n')
         next++;
@@ -195,9 +196,9 @@ static size_t line_break(const char *p, size_t len, size_t i, size_t *end)
     return 1;
 }
 
-int jstr_splitlines(struct jinja_render *r, struct jv s, struct jv_list **out)
+int jinja__str_splitlines(struct jinja_render *r, struct jinja_value s, struct jinja_list **out)
 {
-    struct jv_list *l = jv_list_new(r, 0);
+    struct jinja_list *l = jinja__list_new(r, 0);
     size_t start = 0;
     int32_t cp;
 
@@ -207,24 +208,24 @@ int jstr_splitlines(struct jinja_render *r, struct jv s, struct jv_list **out)
         size_t end;
 
         if (line_break(s.s.p, s.s.len, i, &end)) {
-            if (jv_list_push(r, l, jv_str(s.s.p + start, i - start)))
+            if (jinja__list_push(r, l, jinja__str(s.s.p + start, i - start)))
                 return -ENOMEM;
             start = i = end;
         } else {
-            i = u8_next(s.s.p, s.s.len, i, &cp);
+            i = jinja__u8_next(s.s.p, s.s.len, i, &cp);
         }
     }
-    if (start < s.s.len && jv_list_push(r, l, jv_str(s.s.p + start, s.s.len - start)))
+    if (start < s.s.len && jinja__list_push(r, l, jinja__str(s.s.p + start, s.s.len - start)))
         return -ENOMEM;
     *out = l;
-    return jr_charge(r, s.s.len / 16);
+    return jinja__charge(r, s.s.len / 16);
 }
 
 /* str.split / str.rsplit. sep NONE: runs of whitespace, no empty strings. */
-int jstr_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsplit, bool from_right,
-                     struct jv *out)
+int jinja__str_split(struct jinja_render *r, struct jinja_value s, struct jinja_value sep,
+                     int64_t maxsplit, bool from_right, struct jinja_value *out)
 {
-    struct jv_list *l = jv_list_new(r, 0);
+    struct jinja_list *l = jinja__list_new(r, 0);
     const char *p = s.s.p;
     size_t len = s.s.len;
     int rc = 0;
@@ -232,9 +233,9 @@ int jstr_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsp
     if (!l)
         return -ENOMEM;
     if (sep.type == JV_STR && !sep.s.len)
-        return jr_fail(r, "empty separator");
+        return jinja__fail(r, "empty separator");
     if (sep.type != JV_STR && sep.type != JV_NONE)
-        return jr_fail(r, "must be str or None, not %s", jv_type_name(sep));
+        return jinja__fail(r, "must be str or None, not %s", jinja__type_name(sep));
     if (sep.type == JV_STR && !from_right) {
         size_t i = 0;
 
@@ -243,13 +244,13 @@ int jstr_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsp
 
             if (!hit)
                 break;
-            if ((rc = jv_list_push(r, l, jv_str(p + i, (size_t)(hit - p) - i))))
+            if ((rc = jinja__list_push(r, l, jinja__str(p + i, (size_t)(hit - p) - i))))
                 return rc;
             i = (size_t)(hit - p) + sep.s.len;
             if (maxsplit > 0)
                 maxsplit--;
         }
-        rc = jv_list_push(r, l, jv_str(p + i, len - i));
+        rc = jinja__list_push(r, l, jinja__str(p + i, len - i));
     } else if (sep.type == JV_STR) {
         /* rsplit: cut from the right, then put the pieces back in order */
         size_t e = len;
@@ -264,22 +265,22 @@ int jstr_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsp
                 }
             if (found == SIZE_MAX)
                 break;
-            if ((rc = jv_list_push(r, l, jv_str(p + found + sep.s.len, e - found - sep.s.len))))
+            if ((rc = jinja__list_push(r, l, jinja__str(p + found + sep.s.len, e - found - sep.s.len))))
                 return rc;
             e = found;
             if (maxsplit > 0)
                 maxsplit--;
         }
-        if (!(rc = jv_list_push(r, l, jv_str(p, e))))
+        if (!(rc = jinja__list_push(r, l, jinja__str(p, e))))
             for (size_t a = 0, b = l->len - 1; a < b; a++, b--) {
-                struct jv t = l->items[a];
+                struct jinja_value t = l->items[a];
 
                 l->items[a] = l->items[b];
                 l->items[b] = t;
             }
     } else {
         /* whitespace runs; maxsplit counts splits from the chosen side */
-        struct jv_list *parts = jv_list_new(r, 0);
+        struct jinja_list *parts = jinja__list_new(r, 0);
         size_t i = 0;
         int32_t cp;
 
@@ -289,9 +290,9 @@ int jstr_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsp
             size_t w0, w1;
 
             while (i < len) {   /* skip whitespace */
-                size_t next = u8_next(p, len, i, &cp);
+                size_t next = jinja__u8_next(p, len, i, &cp);
 
-                if (!py_isspace(cp))
+                if (!jinja__py_isspace(cp))
                     break;
                 i = next;
             }
@@ -299,14 +300,14 @@ int jstr_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsp
                 break;
             w0 = i;
             while (i < len) {
-                size_t next = u8_next(p, len, i, &cp);
+                size_t next = jinja__u8_next(p, len, i, &cp);
 
-                if (py_isspace(cp))
+                if (jinja__py_isspace(cp))
                     break;
                 i = next;
             }
             w1 = i;
-            if ((rc = jv_list_push(r, parts, jv_str(p + w0, w1 - w0))))
+            if ((rc = jinja__list_push(r, parts, jinja__str(p + w0, w1 - w0))))
                 return rc;
         }
         if (maxsplit < 0 || (uint64_t)maxsplit >= parts->len) {
@@ -315,36 +316,37 @@ int jstr_split(struct jinja_render *r, struct jv s, struct jv sep, int64_t maxsp
             /* the first maxsplit words, then the rest of the string from the next word on,
              * its trailing whitespace kept ('a b c '.split(maxsplit=1) is ['a', 'b c ']) */
             for (int64_t k = 0; k < maxsplit; k++)
-                if ((rc = jv_list_push(r, l, parts->items[k])))
+                if ((rc = jinja__list_push(r, l, parts->items[k])))
                     return rc;
             {
                 const char *rest = parts->items[maxsplit].s.p;
 
-                rc = jv_list_push(r, l, jv_str(rest, (size_t)(p + len - rest)));
+                rc = jinja__list_push(r, l, jinja__str(rest, (size_t)(p + len - rest)));
             }
         } else {
             size_t first = parts->len - (size_t)maxsplit;
-            const struct jv last = parts->items[first - 1];
+            const struct jinja_value last = parts->items[first - 1];
 
-            if ((rc = jv_list_push(r, l, jv_str(p, (size_t)(last.s.p + last.s.len - p)))))
+            if ((rc = jinja__list_push(r, l, jinja__str(p, (size_t)(last.s.p + last.s.len - p)))))
                 return rc;
             for (size_t k = first; k < parts->len; k++)
-                if ((rc = jv_list_push(r, l, parts->items[k])))
+                if ((rc = jinja__list_push(r, l, parts->items[k])))
                     return rc;
         }
     }
     if (rc)
         return rc;
-    *out = jv_list_val(l, 0);
-    return jr_charge(r, len / 16);
+    *out = jinja__list_val(l, 0);
+    return jinja__charge(r, len / 16);
 }
 
-int jstr_affix(struct jinja_render *r, struct jv s, struct jv what, bool end, bool *res)
+int jinja__str_affix(struct jinja_render *r, struct jinja_value s, struct jinja_value what,
+                     bool end, bool *res)
 {
     *res = false;
     if (what.type == JV_LIST && (what.flags & JV_F_TUPLE)) {
         for (size_t i = 0; i < what.list->len && !*res; i++) {
-            int rc = jstr_affix(r, s, what.list->items[i], end, res);
+            int rc = jinja__str_affix(r, s, what.list->items[i], end, res);
 
             if (rc)
                 return rc;
@@ -352,8 +354,8 @@ int jstr_affix(struct jinja_render *r, struct jv s, struct jv what, bool end, bo
         return 0;
     }
     if (what.type != JV_STR)
-        return jr_fail(r, "%s first arg must be str or a tuple of str, not %s",
-                       end ? "endswith" : "startswith", jv_type_name(what));
+        return jinja__fail(r, "%s first arg must be str or a tuple of str, not %s",
+                           end ? "endswith" : "startswith", jinja__type_name(what));
     *res = what.s.len <= s.s.len &&
            !memcmp(end ? s.s.p + s.s.len - what.s.len : s.s.p, what.s.p, what.s.len);
     return 0;
@@ -361,7 +363,7 @@ int jstr_affix(struct jinja_render *r, struct jv s, struct jv what, bool end, bo
 
 /* str.isdigit (what 'd'), isalpha ('a'), isalnum ('n'), isspace ('s'), isupper ('u'),
  * islower ('l'), as Python: false for an empty string. */
-bool jstr_is(struct jv s, char id)
+bool jinja__str_is(struct jinja_value s, char id)
 {
     bool any_cased = false;
     int kind;
@@ -372,7 +374,7 @@ bool jstr_is(struct jv s, char id)
         int32_t cp;
         utf8proc_category_t c;
 
-        i = u8_next(s.s.p, s.s.len, i, &cp);
+        i = jinja__u8_next(s.s.p, s.s.len, i, &cp);
         c = utf8proc_category(cp);
         switch (id) {
         case 'd':
@@ -389,7 +391,7 @@ bool jstr_is(struct jv s, char id)
                 return false;
             break;
         case 's':
-            if (!py_isspace(cp))
+            if (!jinja__py_isspace(cp))
                 return false;
             break;
         default:
@@ -405,9 +407,10 @@ bool jstr_is(struct jv s, char id)
 
 /* ---- str.format: {} {0} {name}, with !s / !r; no format specs ---- */
 
-int jstr_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *a, struct jv *out)
+int jinja__str_format(struct jinja_render *r, struct jinja_value fmt, const struct jinja_args *a,
+                      struct jinja_value *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
+    struct buf b = BUF_INIT;
     const char *p = fmt.s.p;
     size_t len = fmt.s.len, i = 0;
     int auto_idx = 0, rc = 0;
@@ -416,14 +419,14 @@ int jstr_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *
         char c = p[i];
 
         if ((c == '{' || c == '}') && i + 1 < len && p[i + 1] == c) {
-            rc = jbuf_putc(r, &b, c);
+            rc = jinja__putc(r, &b, c);
             i += 2;
         } else if (c == '}') {
-            rc = jr_fail(r, "Single '}' encountered in format string");
+            rc = jinja__fail(r, "Single '}' encountered in format string");
         } else if (c == '{') {
             size_t j = i + 1, name_end;
             char conv = 's';
-            struct jv v = jv_undef(NULL);
+            struct jinja_value v = jinja__undef(NULL);
 
             while (j < len && p[j] != '}' && p[j] != '!' && p[j] != ':')
                 j++;
@@ -433,12 +436,13 @@ int jstr_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *
                 j += 2;
             }
             if (j >= len || p[j] != '}') {
-                rc = jr_fail(r, "format string: only {}, {N}, {name} and !s / !r are supported");
+                rc = jinja__fail(r, "format string: only {}, {N}, {name} and !s / !r are supported");
                 break;
             }
             if (name_end == i + 1) {
                 if (auto_idx >= a->npos) {
-                    rc = jr_fail(r, "Replacement index %d out of range for positional args tuple", auto_idx);
+                    rc = jinja__fail(r,
+                                     "Replacement index %d out of range for positional args tuple", auto_idx);
                     break;
                 }
                 v = a->pos[auto_idx++];
@@ -446,7 +450,7 @@ int jstr_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *
                 int idx = atoi(p + i + 1);
 
                 if (idx >= a->npos) {
-                    rc = jr_fail(r, "Replacement index %d out of range for positional args tuple", idx);
+                    rc = jinja__fail(r, "Replacement index %d out of range for positional args tuple", idx);
                     break;
                 }
                 v = a->pos[idx];
@@ -457,35 +461,37 @@ int jstr_format(struct jinja_render *r, struct jv fmt, const struct jcall_args *
                     if (a->kw_len[k] == name_end - i - 1 && !memcmp(a->kw_name[k], p + i + 1, a->kw_len[k]))
                         break;
                 if (k == a->nkw) {
-                    rc = jr_fail(r, "format string: no argument named '%.*s'", (int)MIN(name_end - i - 1, 60), p + i + 1);
+                    rc = jinja__fail(r, "format string: no argument named '%.*s'",
+                                     (int)MIN(name_end - i - 1, 60), p + i + 1);
                     break;
                 }
                 v = a->kw[k];
             }
-            rc = conv == 'r' ? jv_write_repr(r, &b, v, 0) : jv_write_str(r, &b, v);
+            rc = conv == 'r' ? jinja__write_repr(r, &b, v, 0) : jinja__write_str(r, &b, v);
             i = j + 1;
         } else {
             size_t j = i;
 
             while (j < len && p[j] != '{' && p[j] != '}')
                 j++;
-            rc = jbuf_put(r, &b, p + i, j - i);
+            rc = jinja__put(r, &b, p + i, j - i);
             i = j;
         }
     }
     if (rc) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
-    return jbuf_to_str(r, &b, out);
+    return jinja__buf_to_str(r, &b, out);
 }
 
 /* ---- printf-style: str % args ---- */
 
-int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, struct jv *out)
+int jinja__percent_format(struct jinja_render *r, struct jinja_value fmt, struct jinja_value args,
+                          struct jinja_value *out)
 {
-    struct jbuf b = { .max = r->lim->max_output_bytes };
-    const struct jv *argv = &args;
+    struct buf b = BUF_INIT;
+    const struct jinja_value *argv = &args;
     size_t argc = 1, used = 0, i = 0;
     const char *p = fmt.s.p;
     int rc = 0;
@@ -497,13 +503,13 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
     while (i < fmt.s.len && !rc) {
         char spec[32], tmp[512], conv;
         size_t k = 0;
-        struct jv v;
+        struct jinja_value v;
 
         if (p[i] != '%') {
             const char *pct = memchr(p + i, '%', fmt.s.len - i);
             size_t j = pct ? (size_t)(pct - p) : fmt.s.len;
 
-            rc = jbuf_put(r, &b, p + i, j - i);
+            rc = jinja__put(r, &b, p + i, j - i);
             i = j;
             continue;
         }
@@ -513,11 +519,11 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
             const char *close = memchr(p + i, ')', fmt.s.len - i);
 
             if (!close || args.type != JV_DICT) {
-                rc = jr_fail(r, "format requires a mapping");
+                rc = jinja__fail(r, "format requires a mapping");
                 break;
             }
-            if (!jv_dict_get(args.dict, jv_str(p + i + 1, (size_t)(close - p) - i - 1), &v)) {
-                rc = jr_fail(r, "KeyError: '%.*s'", (int)MIN((size_t)(close - p) - i - 1, 60), p + i + 1);
+            if (!jinja__dict_get(args.dict, jinja__str(p + i + 1, (size_t)(close - p) - i - 1), &v)) {
+                rc = jinja__fail(r, "KeyError: '%.*s'", (int)MIN((size_t)(close - p) - i - 1, 60), p + i + 1);
                 break;
             }
             i = (size_t)(close - p) + 1;
@@ -529,24 +535,24 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
             spec[k++] = p[i++];
         spec[k] = '\0';
         if (i >= fmt.s.len) {
-            rc = jr_fail(r, "incomplete format");
+            rc = jinja__fail(r, "incomplete format");
             break;
         }
         conv = p[i++];
         if (conv == '%') {
-            rc = jbuf_putc(r, &b, '%');
+            rc = jinja__putc(r, &b, '%');
             continue;
         }
         if (used >= argc) {
-            rc = jr_fail(r, "not enough arguments for format string");
+            rc = jinja__fail(r, "not enough arguments for format string");
             break;
         }
         v = argv[used++];
         switch (conv) {
         case 's': case 'r': {
-            struct jbuf s = { .max = r->lim->max_output_bytes };
+            struct buf s = BUF_INIT;
 
-            rc = conv == 'r' ? jv_write_repr(r, &s, v, 0) : jv_write_str(r, &s, v);
+            rc = conv == 'r' ? jinja__write_repr(r, &s, v, 0) : jinja__write_str(r, &s, v);
             if (!rc) {
                 /* width and precision, in bytes (exact for ASCII) */
                 int width = 0, prec = -1;
@@ -564,13 +570,13 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
                 if (prec >= 0 && (size_t)prec < n)
                     n = (size_t)prec;
                 for (int pad = width - (int)n; !left && pad > 0 && !rc; pad--)
-                    rc = jbuf_putc(r, &b, ' ');
+                    rc = jinja__putc(r, &b, ' ');
                 if (!rc)
-                    rc = jbuf_put(r, &b, s.p ? s.p : "", n);
+                    rc = jinja__put(r, &b, s.p ? s.p : "", n);
                 for (int pad = width - (int)n; left && pad > 0 && !rc; pad--)
-                    rc = jbuf_putc(r, &b, ' ');
+                    rc = jinja__putc(r, &b, ' ');
             }
-            jbuf_fini(&s);
+            buf_fini(&s);
             break;
         }
         case 'd': case 'i': case 'u': case 'x': case 'X': case 'o': case 'c':
@@ -581,15 +587,16 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
             char full[48];
             int n;
 
-            if (!jv_is_num(v)) {
-                rc = jr_fail(r, "%%%c format: a real number is required, not %s", conv, jv_type_name(v));
+            if (!jinja__is_num(v)) {
+                rc = jinja__fail(r, "%%%c format: a real number is required, not %s", conv,
+                                 jinja__type_name(v));
                 break;
             }
             fv = v.type == JV_FLOAT ? v.f : (double)(v.type == JV_INT ? v.i : v.b);
             iv = v.type == JV_FLOAT ? (fabs(v.f) < 9.2e18 ? (long long)v.f : 0) : v.type == JV_INT ? v.i : v.b;
             spec[k] = '\0';
             if (strspn(spec + 1, "-+ #0") < k - 1 && atoi(spec + 1 + strspn(spec + 1, "-+ #0")) > 200) {
-                rc = jr_fail(r, "format width over 200");
+                rc = jinja__fail(r, "format width over 200");
                 break;
             }
             snprintf(full, sizeof full, "%s%s%c", spec, integral && conv != 'c' ? "ll" : "",
@@ -600,19 +607,20 @@ int jinja_percent_format(struct jinja_render *r, struct jv fmt, struct jv args, 
                 n = snprintf(tmp, sizeof tmp, full, iv);
             else
                 n = snprintf(tmp, sizeof tmp, full, fv);
-            rc = n < 0 ? jr_fail(r, "bad format") : jbuf_put(r, &b, tmp, MIN((size_t)n, sizeof tmp - 1));
+            rc = n < 0 ? jinja__fail(r, "bad format") : jinja__put(r, &b, tmp, MIN((size_t)n,
+                                                                                   sizeof tmp - 1));
             break;
         }
         default:
-            rc = jr_fail(r, "unsupported format character '%c'", conv);
+            rc = jinja__fail(r, "unsupported format character '%c'", conv);
         }
     }
     if (!rc && args.type != JV_DICT && used < argc)
-        rc = jr_fail(r, "not all arguments converted during string formatting");
+        rc = jinja__fail(r, "not all arguments converted during string formatting");
     if (rc) {
-        jbuf_fini(&b);
+        buf_fini(&b);
         return rc;
     }
-    return jbuf_to_str(r, &b, out);
+    return jinja__buf_to_str(r, &b, out);
 }
 

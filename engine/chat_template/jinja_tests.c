@@ -29,7 +29,7 @@ static const struct { const char *name; int id; } tests[] = {
     { "test", T_TEST },
 };
 
-int jinja_test_find(const char *name, size_t len)
+int jinja__test_find(const char *name, size_t len)
 {
     for (size_t i = 0; i < ARRAY_LEN(tests); i++)
         if (strlen(tests[i].name) == len && !memcmp(tests[i].name, name, len))
@@ -37,7 +37,7 @@ int jinja_test_find(const char *name, size_t len)
     return -1;
 }
 
-static int parity(struct jinja_render *r, struct jv v, int64_t *out)
+static int parity(struct jinja_render *r, struct jinja_value v, int64_t *out)
 {
     if (v.type == JV_INT || v.type == JV_BOOL) {
         int64_t i = v.type == JV_INT ? v.i : v.b;
@@ -52,25 +52,26 @@ static int parity(struct jinja_render *r, struct jv v, int64_t *out)
         return 0;
     }
     if (v.type == JV_UNDEF)
-        return jr_undefined(r, v);
-    return jr_fail(r, "not all arguments converted during string formatting");
+        return jinja__fail_undefined(r, v);
+    return jinja__fail(r, "not all arguments converted during string formatting");
 }
 
-int jinja_test_apply(struct jinja_render *r, int id, struct jv in, const struct jcall_args *a, bool *out)
+int jinja__test_apply(struct jinja_render *r, int id, struct jinja_value in,
+                      const struct jinja_args *a, bool *out)
 {
     const char *name;
-    struct jv arg = jv_undef(NULL);
+    struct jinja_value arg = jinja__undef(NULL);
     int64_t p = 0;
     int rc = 0;
 
     *out = false;
     if (id < 0 || (size_t)id >= ARRAY_LEN(tests))
-        return jr_fail(r, "unknown test");
+        return jinja__fail(r, "unknown test");
     name = tests[id].name;
     id = tests[id].id;
     if (id >= T_DIVISIBLEBY && id <= T_SAMEAS) {
         if (a->npos != 1 || a->nkw)
-            return jr_fail(r, "test '%s' takes one positional argument", name);
+            return jinja__fail(r, "test '%s' takes one positional argument", name);
         arg = a->pos[0];
     }
     switch (id) {
@@ -78,7 +79,7 @@ int jinja_test_apply(struct jinja_render *r, int id, struct jv in, const struct 
     case T_UNDEFINED: *out = in.type == JV_UNDEF; break;
     case T_NONE: *out = in.type == JV_NONE; break;
     case T_STRING: *out = in.type == JV_STR; break;
-    case T_NUMBER: *out = jv_is_num(in); break;
+    case T_NUMBER: *out = jinja__is_num(in); break;
     case T_INTEGER: *out = in.type == JV_INT; break;
     case T_FLOAT: *out = in.type == JV_FLOAT; break;
     case T_BOOLEAN: *out = in.type == JV_BOOL; break;
@@ -93,11 +94,11 @@ int jinja_test_apply(struct jinja_render *r, int id, struct jv in, const struct 
                             in.type == JV_LOOP; break;
     case T_LOWER: case T_UPPER: {
         /* str.islower() / isupper(): some cased character, none of the other case */
-        struct jv s, same, other;
+        struct jinja_value s, same, other;
 
-        if ((rc = jv_to_str(r, in, &s)) ||
-            (rc = jstr_case(r, s, id == T_LOWER ? JCASE_LOWER : JCASE_UPPER, &same)) ||
-            (rc = jstr_case(r, s, id == T_LOWER ? JCASE_UPPER : JCASE_LOWER, &other)))
+        if ((rc = jinja__to_str(r, in, &s)) ||
+            (rc = jinja__str_case(r, s, id == T_LOWER ? JCASE_LOWER : JCASE_UPPER, &same)) ||
+            (rc = jinja__str_case(r, s, id == T_LOWER ? JCASE_UPPER : JCASE_LOWER, &other)))
             return rc;
         *out = same.s.len == s.s.len && !memcmp(same.s.p, s.s.p, s.s.len) &&
                !(other.s.len == s.s.len && !memcmp(other.s.p, s.s.p, s.s.len));
@@ -109,53 +110,54 @@ int jinja_test_apply(struct jinja_render *r, int id, struct jv in, const struct 
         *out = id == T_ODD ? p == 1 : p == 0;
         break;
     case T_DIVISIBLEBY:
-        if (!jv_is_num(in) || !jv_is_num(arg))
-            return jr_fail(r, "divisibleby needs numbers");
+        if (!jinja__is_num(in) || !jinja__is_num(arg))
+            return jinja__fail(r, "divisibleby needs numbers");
         if (in.type == JV_FLOAT || arg.type == JV_FLOAT) {
             double x = in.type == JV_FLOAT ? in.f : (double)(in.type == JV_INT ? in.i : in.b);
             double y = arg.type == JV_FLOAT ? arg.f : (double)(arg.type == JV_INT ? arg.i : arg.b);
 
             if (y == 0)
-                return jr_fail(r, "float modulo");
+                return jinja__fail(r, "float modulo");
             *out = fmod(x, y) == 0;
         } else {
             int64_t x = in.type == JV_INT ? in.i : in.b, y = arg.type == JV_INT ? arg.i : arg.b;
 
             if (y == 0)
-                return jr_fail(r, "integer division or modulo by zero");
+                return jinja__fail(r, "integer division or modulo by zero");
             *out = y == -1 || x % y == 0;
         }
         break;
-    case T_EQ: return jv_eq(r, in, arg, out);
-    case T_NE: rc = jv_eq(r, in, arg, out); *out = !*out; break;
-    case T_LT: return jv_lt(r, in, arg, out);
-    case T_GT: return jv_lt(r, arg, in, out);
+    case T_EQ: return jinja__eq(r, in, arg, out);
+    case T_NE: rc = jinja__eq(r, in, arg, out); *out = !*out; break;
+    case T_LT: return jinja__lt(r, in, arg, out);
+    case T_GT: return jinja__lt(r, arg, in, out);
     case T_LE: case T_GE: {
-        struct jv x = id == T_LE ? in : arg, y = id == T_LE ? arg : in;
+        struct jinja_value x = id == T_LE ? in : arg, y = id == T_LE ? arg : in;
 
-        if ((rc = jv_lt(r, x, y, out)) || *out)
+        if ((rc = jinja__lt(r, x, y, out)) || *out)
             return rc;
-        return jv_eq(r, x, y, out);
+        return jinja__eq(r, x, y, out);
     }
     case T_IN: {
-        struct jv_list *l;
+        struct jinja_list *l;
 
         if (arg.type == JV_STR) {
             if (in.type != JV_STR)
-                return jr_fail(r, "'in <string>' requires string as left operand, not %s", jv_type_name(in));
+                return jinja__fail(r, "'in <string>' requires string as left operand, not %s",
+                                   jinja__type_name(in));
             *out = !in.s.len || memmem(arg.s.p, arg.s.len, in.s.p, in.s.len);
             break;
         }
         if (arg.type == JV_DICT) {
-            struct jv dummy;
+            struct jinja_value dummy;
 
-            *out = jv_dict_get(arg.dict, in, &dummy);
+            *out = jinja__dict_get(arg.dict, in, &dummy);
             break;
         }
-        if ((rc = jv_iterate(r, arg, &l)))
+        if ((rc = jinja__iterate(r, arg, &l)))
             return rc;
         for (size_t i = 0; i < l->len && !*out; i++)
-            if ((rc = jr_charge(r, 1)) || (rc = jv_eq(r, l->items[i], in, out)))
+            if ((rc = jinja__charge(r, 1)) || (rc = jinja__eq(r, l->items[i], in, out)))
                 return rc;
         break;
     }
@@ -174,8 +176,8 @@ int jinja_test_apply(struct jinja_render *r, int id, struct jv in, const struct 
             *out = in.list == arg.list;
         break;
     case T_ESCAPED: *out = in.type == JV_STR && (in.flags & JV_F_SAFE); break;
-    case T_FILTER: *out = in.type == JV_STR && jinja_filter_find(in.s.p, in.s.len) >= 0; break;
-    case T_TEST: *out = in.type == JV_STR && jinja_test_find(in.s.p, in.s.len) >= 0; break;
+    case T_FILTER: *out = in.type == JV_STR && jinja__filter_find(in.s.p, in.s.len) >= 0; break;
+    case T_TEST: *out = in.type == JV_STR && jinja__test_find(in.s.p, in.s.len) >= 0; break;
     }
     return rc;
 }

@@ -1,7 +1,7 @@
-/* jinja_value.c — the values a template computes with, as Python sees them: the per-render
- * arena they live in, truthiness, equality and ordering, lists and insertion-ordered dicts
- * (hashed past a few entries), conversion from cJSON, UTF-8 code points, and the error and
- * work accounting every evaluator file shares (struct jinja_render). */
+/* jinja_value.c — the values a template computes with, as Python sees them: truthiness,
+ * equality and ordering, lists and insertion-ordered dicts (hashed past a few entries),
+ * conversion from cJSON, UTF-8 code points, and the error, work and memory accounting every
+ * evaluator file shares (struct jinja_render; values live in its arena, through jinja__alloc). */
 #include "engine/chat_template/jinja.h"
 
 #include <errno.h>
@@ -13,84 +13,9 @@
 
 #include "engine/base/util.h" /* ERR_LEN */
 
-/* ---- arena ---- */
-
-struct chunk {
-    struct chunk *next;
-    size_t used, cap;   /* bytes of data[] */
-    _Alignas(16) unsigned char data[];
-};
-
-struct jinja_arena {
-    struct chunk *head;
-    size_t total, max;  /* bytes taken from malloc so far, and the ceiling */
-};
-
-#define CHUNK_BYTES (64u << 10)
-
-struct jinja_arena *jinja_arena_create(size_t max_bytes)
-{
-    struct jinja_arena *a = calloc(1, sizeof *a);
-
-    if (a)
-        a->max = max_bytes;
-    return a;
-}
-
-void jinja_arena_destroy(struct jinja_arena *a)
-{
-    if (!a)
-        return;
-    for (struct chunk *c = a->head, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
-    free(a);
-}
-
-void *jinja_arena_alloc(struct jinja_arena *a, size_t n)
-{
-    struct chunk *c = a->head;
-    void *p;
-
-    if (n > a->max)
-        return NULL;
-    n = (n + 15) & ~(size_t)15;
-    if (!n)
-        n = 16;
-    if (!c || c->cap - c->used < n) {
-        size_t cap = n > CHUNK_BYTES / 4 ? n : CHUNK_BYTES;
-
-        if (a->total + cap > a->max)
-            return NULL;
-        c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        a->total += cap;
-        c->used = 0;
-        c->cap = cap;
-        if (cap == n && a->head) {   /* a big block: keep bumping in the current chunk */
-            c->next = a->head->next;
-            a->head->next = c;
-        } else {
-            c->next = a->head;
-            a->head = c;
-        }
-    }
-    p = c->data + c->used;
-    c->used += n;
-    memset(p, 0, n);
-    return p;
-}
-
-size_t jinja_arena_used(const struct jinja_arena *a)
-{
-    return a->total;
-}
-
 /* ---- errors and accounting ---- */
 
-int jr_fail(struct jinja_render *r, const char *fmt, ...)
+int jinja__fail(struct jinja_render *r, const char *fmt, ...)
 {
     char msg[ERR_LEN];
     va_list ap;
@@ -105,7 +30,7 @@ int jr_fail(struct jinja_render *r, const char *fmt, ...)
     return -EINVAL;
 }
 
-int jr_oom(struct jinja_render *r)
+int jinja__oom(struct jinja_render *r)
 {
     if (!r->failed) {
         r->failed = true;
@@ -115,34 +40,34 @@ int jr_oom(struct jinja_render *r)
     return -ENOMEM;
 }
 
-int jr_charge(struct jinja_render *r, uint64_t n)
+int jinja__charge(struct jinja_render *r, uint64_t n)
 {
     r->work += n;
     if (r->work > r->lim->max_work)
-        return jr_fail(r, "the template did more than %llu steps of work",
-                       (unsigned long long)r->lim->max_work);
+        return jinja__fail(r, "the template did more than %llu steps of work",
+                           (unsigned long long)r->lim->max_work);
     return 0;
 }
 
-void *jr_alloc(struct jinja_render *r, size_t n)
+void *jinja__alloc(struct jinja_render *r, size_t n)
 {
-    void *p = jinja_arena_alloc(r->arena, n);
+    void *p = arena_alloc(&r->arena, n);
 
     if (!p)
-        jr_oom(r);
+        jinja__oom(r);
     return p;
 }
 
-int jr_undefined(struct jinja_render *r, struct jv v)
+int jinja__fail_undefined(struct jinja_render *r, struct jinja_value v)
 {
     if (v.s.p)
-        return jr_fail(r, "%.*s", (int)v.s.len, v.s.p);
-    return jr_fail(r, "undefined value");
+        return jinja__fail(r, "%.*s", (int)v.s.len, v.s.p);
+    return jinja__fail(r, "undefined value");
 }
 
 /* ---- UTF-8 ---- */
 
-size_t u8_next(const char *s, size_t len, size_t i, int32_t *cp)
+size_t jinja__u8_next(const char *s, size_t len, size_t i, int32_t *cp)
 {
     const unsigned char *p = (const unsigned char *)s + i;
     size_t left = len - i, n;
@@ -177,7 +102,7 @@ bad:
     return i + 1;
 }
 
-size_t u8_count(const char *p, size_t len)
+size_t jinja__u8_count(const char *p, size_t len)
 {
     size_t n = 0;
     int32_t cp;
@@ -186,12 +111,12 @@ size_t u8_count(const char *p, size_t len)
         if ((unsigned char)p[i] < 0x80)
             i++;
         else
-            i = u8_next(p, len, i, &cp);
+            i = jinja__u8_next(p, len, i, &cp);
     }
     return n;
 }
 
-bool py_isspace(int32_t c)
+bool jinja__py_isspace(int32_t c)
 {
     if (c < 0x80)
         return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20);
@@ -201,7 +126,7 @@ bool py_isspace(int32_t c)
 
 /* ---- Python semantics ---- */
 
-const char *jv_type_name(struct jv v)
+const char *jinja__type_name(struct jinja_value v)
 {
     switch (v.type) {
     case JV_UNDEF: return "Undefined";
@@ -223,7 +148,7 @@ const char *jv_type_name(struct jv v)
     return "object";
 }
 
-bool jv_truthy(struct jv v)
+bool jinja__truthy(struct jinja_value v)
 {
     switch (v.type) {
     case JV_UNDEF: case JV_NONE: return false;
@@ -237,18 +162,18 @@ bool jv_truthy(struct jv v)
     }
 }
 
-static double num_f(struct jv v)
+static double num_f(struct jinja_value v)
 {
     return v.type == JV_FLOAT ? v.f : v.type == JV_INT ? (double)v.i : (double)v.b;
 }
 
-static int64_t num_i(struct jv v)
+static int64_t num_i(struct jinja_value v)
 {
     return v.type == JV_INT ? v.i : (int64_t)v.b;
 }
 
 /* Numeric equality across bool, int and float, exact as Python's. */
-static bool num_eq(struct jv a, struct jv b)
+static bool num_eq(struct jinja_value a, struct jinja_value b)
 {
     if (a.type != JV_FLOAT && b.type != JV_FLOAT)
         return num_i(a) == num_i(b);
@@ -264,10 +189,10 @@ static bool num_eq(struct jv a, struct jv b)
     }
 }
 
-int jv_eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
+int jinja__eq(struct jinja_render *r, struct jinja_value a, struct jinja_value b, bool *out)
 {
     *out = false;
-    if (jv_is_num(a) && jv_is_num(b)) {
+    if (jinja__is_num(a) && jinja__is_num(b)) {
         *out = num_eq(a, b);
         return 0;
     }
@@ -279,7 +204,7 @@ int jv_eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
         return 0;
     case JV_STR:
         *out = a.s.len == b.s.len && !memcmp(a.s.p, b.s.p, a.s.len);
-        return jr_charge(r, a.s.len / 64);
+        return jinja__charge(r, a.s.len / 64);
     case JV_LIST:
         if ((a.flags & (JV_F_TUPLE | JV_F_GEN | JV_F_VIEW)) != (b.flags & (JV_F_TUPLE | JV_F_GEN | JV_F_VIEW)))
             return 0;
@@ -290,12 +215,12 @@ int jv_eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
         if (a.list->len != b.list->len)
             return 0;
         if (r->depth++ > r->lim->max_depth)
-            return jr_fail(r, "values nested too deeply to compare");
+            return jinja__fail(r, "values nested too deeply to compare");
         for (size_t i = 0; i < a.list->len; i++) {
-            int rc = jr_charge(r, 1);
+            int rc = jinja__charge(r, 1);
 
             if (!rc)
-                rc = jv_eq(r, a.list->items[i], b.list->items[i], out);
+                rc = jinja__eq(r, a.list->items[i], b.list->items[i], out);
             if (rc || !*out) {
                 r->depth--;
                 return rc;
@@ -308,20 +233,20 @@ int jv_eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
         if (a.dict->len != b.dict->len)
             return 0;
         if (r->depth++ > r->lim->max_depth)
-            return jr_fail(r, "values nested too deeply to compare");
+            return jinja__fail(r, "values nested too deeply to compare");
         for (size_t i = 0; i < a.dict->len; i++) {
-            struct jv other;
-            int rc = jr_charge(r, 1);
+            struct jinja_value other;
+            int rc = jinja__charge(r, 1);
 
             if (rc) {
                 r->depth--;
                 return rc;
             }
-            if (!jv_dict_get(b.dict, a.dict->keys[i], &other)) {
+            if (!jinja__dict_get(b.dict, a.dict->keys[i], &other)) {
                 r->depth--;
                 return 0;
             }
-            rc = jv_eq(r, a.dict->vals[i], other, out);
+            rc = jinja__eq(r, a.dict->vals[i], other, out);
             if (rc || !*out) {
                 r->depth--;
                 return rc;
@@ -338,14 +263,14 @@ int jv_eq(struct jinja_render *r, struct jv a, struct jv b, bool *out)
     }
 }
 
-int jv_lt(struct jinja_render *r, struct jv a, struct jv b, bool *out)
+int jinja__lt(struct jinja_render *r, struct jinja_value a, struct jinja_value b, bool *out)
 {
     *out = false;
     if (a.type == JV_UNDEF)
-        return jr_undefined(r, a);
+        return jinja__fail_undefined(r, a);
     if (b.type == JV_UNDEF)
-        return jr_undefined(r, b);
-    if (jv_is_num(a) && jv_is_num(b)) {
+        return jinja__fail_undefined(r, b);
+    if (jinja__is_num(a) && jinja__is_num(b)) {
         if (a.type != JV_FLOAT && b.type != JV_FLOAT)
             *out = num_i(a) < num_i(b);
         else
@@ -357,7 +282,7 @@ int jv_lt(struct jinja_render *r, struct jv a, struct jv b, bool *out)
         int c = memcmp(a.s.p, b.s.p, MIN(a.s.len, b.s.len));
 
         *out = c < 0 || (c == 0 && a.s.len < b.s.len);
-        return jr_charge(r, a.s.len / 64);
+        return jinja__charge(r, a.s.len / 64);
     }
     if (a.type == JV_LIST && b.type == JV_LIST && !((a.flags | b.flags) & (JV_F_GEN | JV_F_VIEW)) &&
         (a.flags & JV_F_TUPLE) == (b.flags & JV_F_TUPLE)) {
@@ -365,43 +290,43 @@ int jv_lt(struct jinja_render *r, struct jv a, struct jv b, bool *out)
 
         for (size_t i = 0; i < n; i++) {
             bool eq;
-            int rc = jr_charge(r, 1);
+            int rc = jinja__charge(r, 1);
 
             if (!rc)
-                rc = jv_eq(r, a.list->items[i], b.list->items[i], &eq);
+                rc = jinja__eq(r, a.list->items[i], b.list->items[i], &eq);
             if (rc)
                 return rc;
             if (!eq)
-                return jv_lt(r, a.list->items[i], b.list->items[i], out);
+                return jinja__lt(r, a.list->items[i], b.list->items[i], out);
         }
         *out = a.list->len < b.list->len;
         return 0;
     }
-    return jr_fail(r, "'<' not supported between instances of '%s' and '%s'", jv_type_name(a),
-                   jv_type_name(b));
+    return jinja__fail(r, "'<' not supported between instances of '%s' and '%s'", jinja__type_name(a),
+                       jinja__type_name(b));
 }
 
 /* ---- lists ---- */
 
-struct jv_list *jv_list_new(struct jinja_render *r, size_t cap)
+struct jinja_list *jinja__list_new(struct jinja_render *r, size_t cap)
 {
-    struct jv_list *l = jr_alloc(r, sizeof *l);
+    struct jinja_list *l = jinja__alloc(r, sizeof *l);
 
     if (!l)
         return NULL;
     /* Never a NULL items array, so that copying zero items stays defined. */
     cap = cap ? cap : 1;
-    if (!(l->items = jr_alloc(r, cap * sizeof *l->items)))
+    if (!(l->items = jinja__alloc(r, cap * sizeof *l->items)))
         return NULL;
     l->cap = cap;
     return l;
 }
 
-int jv_list_push(struct jinja_render *r, struct jv_list *l, struct jv v)
+int jinja__list_push(struct jinja_render *r, struct jinja_list *l, struct jinja_value v)
 {
     if (l->len == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
-        struct jv *items = jr_alloc(r, cap * sizeof *items);
+        struct jinja_value *items = jinja__alloc(r, cap * sizeof *items);
 
         if (!items)
             return -ENOMEM;
@@ -414,9 +339,9 @@ int jv_list_push(struct jinja_render *r, struct jv_list *l, struct jv v)
     return 0;
 }
 
-struct jv jv_list_val(struct jv_list *l, uint8_t flags)
+struct jinja_value jinja__list_val(struct jinja_list *l, uint8_t flags)
 {
-    struct jv v = { .type = JV_LIST, .flags = flags };
+    struct jinja_value v = { .type = JV_LIST, .flags = flags };
 
     v.list = l;
     return v;
@@ -426,14 +351,14 @@ struct jv jv_list_val(struct jv_list *l, uint8_t flags)
 
 #define DICT_LINEAR 8
 
-static bool key_hashable(struct jv k)
+static bool key_hashable(struct jinja_value k)
 {
     if (k.type == JV_LIST)
         return k.flags & JV_F_TUPLE;
-    return k.type == JV_STR || jv_is_num(k) || k.type == JV_NONE;
+    return k.type == JV_STR || jinja__is_num(k) || k.type == JV_NONE;
 }
 
-static uint64_t key_hash(struct jv k)
+static uint64_t key_hash(struct jinja_value k)
 {
     switch (k.type) {
     case JV_STR:
@@ -457,9 +382,9 @@ static uint64_t key_hash(struct jv k)
 }
 
 /* Key equality without errors: keys are strings, numbers, none or tuples of those. */
-static bool key_eq(struct jv a, struct jv b)
+static bool key_eq(struct jinja_value a, struct jinja_value b)
 {
-    if (jv_is_num(a) && jv_is_num(b))
+    if (jinja__is_num(a) && jinja__is_num(b))
         return num_eq(a, b);
     if (a.type != b.type)
         return false;
@@ -478,7 +403,7 @@ static bool key_eq(struct jv a, struct jv b)
     return false;
 }
 
-static long dict_find(const struct jv_dict *d, struct jv key)
+static long dict_find(const struct jinja_dict *d, struct jinja_value key)
 {
     if (!d->index_cap) {
         for (size_t i = 0; i < d->len; i++)
@@ -496,7 +421,7 @@ static long dict_find(const struct jv_dict *d, struct jv key)
     }
 }
 
-static void index_insert(struct jv_dict *d, size_t entry)
+static void index_insert(struct jinja_dict *d, size_t entry)
 {
     size_t h = key_hash(d->keys[entry]) & (d->index_cap - 1);
 
@@ -505,15 +430,15 @@ static void index_insert(struct jv_dict *d, size_t entry)
     d->index[h] = (uint32_t)entry + 1;
 }
 
-struct jv_dict *jv_dict_new(struct jinja_render *r, size_t cap)
+struct jinja_dict *jinja__dict_new(struct jinja_render *r, size_t cap)
 {
-    struct jv_dict *d = jr_alloc(r, sizeof *d);
+    struct jinja_dict *d = jinja__alloc(r, sizeof *d);
 
     if (!d)
         return NULL;
     if (cap) {
-        d->keys = jr_alloc(r, cap * sizeof *d->keys);
-        d->vals = jr_alloc(r, cap * sizeof *d->vals);
+        d->keys = jinja__alloc(r, cap * sizeof *d->keys);
+        d->vals = jinja__alloc(r, cap * sizeof *d->vals);
         if (!d->keys || !d->vals)
             return NULL;
         d->cap = cap;
@@ -521,22 +446,24 @@ struct jv_dict *jv_dict_new(struct jinja_render *r, size_t cap)
     return d;
 }
 
-int jv_dict_set(struct jinja_render *r, struct jv_dict *d, struct jv key, struct jv val)
+int jinja__dict_set(struct jinja_render *r, struct jinja_dict *d, struct jinja_value key,
+                    struct jinja_value val)
 {
     long at;
 
     if (!key_hashable(key))
-        return jr_fail(r, "unhashable type: '%s'", jv_type_name(key));
+        return jinja__fail(r, "unhashable type: '%s'", jinja__type_name(key));
     at = dict_find(d, key);
     if (at >= 0) {
         d->vals[at] = val;
         return 0;
     }
     if (d->len >= UINT32_MAX - 1)
-        return jr_oom(r);
+        return jinja__oom(r);
     if (d->len == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 8;
-        struct jv *keys = jr_alloc(r, cap * sizeof *keys), *vals = jr_alloc(r, cap * sizeof *vals);
+        struct jinja_value *keys = jinja__alloc(r, cap * sizeof *keys), *vals = jinja__alloc(r,
+                                                                                             cap * sizeof *vals);
 
         if (!keys || !vals)
             return -ENOMEM;
@@ -556,7 +483,7 @@ int jv_dict_set(struct jinja_render *r, struct jv_dict *d, struct jv key, struct
 
         while (cap < d->len * 4)
             cap *= 2;
-        d->index = jr_alloc(r, cap * sizeof *d->index);
+        d->index = jinja__alloc(r, cap * sizeof *d->index);
         if (!d->index)
             return -ENOMEM;
         d->index_cap = cap;
@@ -568,7 +495,7 @@ int jv_dict_set(struct jinja_render *r, struct jv_dict *d, struct jv key, struct
     return 0;
 }
 
-bool jv_dict_get(const struct jv_dict *d, struct jv key, struct jv *out)
+bool jinja__dict_get(const struct jinja_dict *d, struct jinja_value key, struct jinja_value *out)
 {
     long at;
 
@@ -581,72 +508,72 @@ bool jv_dict_get(const struct jv_dict *d, struct jv key, struct jv *out)
     return true;
 }
 
-bool jv_dict_get_str(const struct jv_dict *d, const char *name, size_t len, struct jv *out)
+bool jinja__dict_get_str(const struct jinja_dict *d, const char *name, size_t len, struct jinja_value *out)
 {
-    return jv_dict_get(d, jv_str(name, len), out);
+    return jinja__dict_get(d, jinja__str(name, len), out);
 }
 
-struct jv jv_str_copy(struct jinja_render *r, const char *p, size_t len, bool *ok)
+struct jinja_value jinja__str_copy(struct jinja_render *r, const char *p, size_t len, bool *ok)
 {
-    char *s = jr_alloc(r, len + 1);
+    char *s = jinja__alloc(r, len + 1);
 
     *ok = s != NULL;
     if (!s)
-        return jv_str("", 0);
+        return jinja__str("", 0);
     memcpy(s, p, len);
-    return jv_str(s, len);
+    return jinja__str(s, len);
 }
 
 /* ---- from cJSON ---- */
 
-int jv_from_json(struct jinja_render *r, const cJSON *j, struct jv *out, int depth)
+int jinja__from_json(struct jinja_render *r, const cJSON *j, struct jinja_value *out, int depth)
 {
     int rc;
 
     if (depth > 512)
-        return jr_fail(r, "JSON input nested deeper than 512");
-    if ((rc = jr_charge(r, 1)))
+        return jinja__fail(r, "JSON input nested deeper than 512");
+    if ((rc = jinja__charge(r, 1)))
         return rc;
     if (cJSON_IsNull(j)) {
-        *out = jv_none();
+        *out = jinja__none();
     } else if (cJSON_IsBool(j)) {
-        *out = jv_bool(cJSON_IsTrue(j));
+        *out = jinja__bool(cJSON_IsTrue(j));
     } else if (cJSON_IsNumber(j)) {
         /* cJSON keeps no int/float distinction: an integral value in range is an int,
          * as json.loads gives for the JSON a client writes (1, not 1.0). */
         double d = j->valuedouble;
 
         if (d == floor(d) && fabs(d) < 9.2e18)
-            *out = jv_int((int64_t)d);
+            *out = jinja__int((int64_t)d);
         else
-            *out = jv_float(d);
+            *out = jinja__float(d);
     } else if (cJSON_IsString(j)) {
         const char *s = j->valuestring ? j->valuestring : "";
 
-        *out = jv_str(s, strlen(s));
+        *out = jinja__str(s, strlen(s));
     } else if (cJSON_IsArray(j)) {
-        struct jv_list *l = jv_list_new(r, (size_t)cJSON_GetArraySize(j));
+        struct jinja_list *l = jinja__list_new(r, (size_t)cJSON_GetArraySize(j));
 
         if (!l)
             return -ENOMEM;
         for (const cJSON *c = j->child; c; c = c->next) {
-            struct jv v;
+            struct jinja_value v;
 
-            if ((rc = jv_from_json(r, c, &v, depth + 1)) || (rc = jv_list_push(r, l, v)))
+            if ((rc = jinja__from_json(r, c, &v, depth + 1)) || (rc = jinja__list_push(r, l, v)))
                 return rc;
         }
-        *out = jv_list_val(l, 0);
+        *out = jinja__list_val(l, 0);
     } else if (cJSON_IsObject(j)) {
-        struct jv_dict *d = jv_dict_new(r, (size_t)cJSON_GetArraySize(j));
+        struct jinja_dict *d = jinja__dict_new(r, (size_t)cJSON_GetArraySize(j));
 
         if (!d)
             return -ENOMEM;
         for (const cJSON *c = j->child; c; c = c->next) {
-            struct jv v;
+            struct jinja_value v;
             const char *k = c->string ? c->string : "";
 
-            if ((rc = jv_from_json(r, c, &v, depth + 1)) ||
-                (rc = jv_dict_set(r, d, jv_str(k, strlen(k)), v)))
+            if ((rc = jinja__from_json(r, c, &v, depth + 1)) ||
+                (rc = jinja__dict_set(r, d, jinja__str(k, strlen(k)), v)))
                 return rc;
         }
         out->type = JV_DICT;
@@ -656,24 +583,24 @@ int jv_from_json(struct jinja_render *r, const cJSON *j, struct jv *out, int dep
         /* cJSON_Raw or an invalid node: a string of its text, if any. */
         const char *s = j->valuestring ? j->valuestring : "";
 
-        *out = jv_str(s, strlen(s));
+        *out = jinja__str(s, strlen(s));
     }
     return 0;
 }
 
-int jv_iterate(struct jinja_render *r, struct jv v, struct jv_list **out)
+int jinja__iterate(struct jinja_render *r, struct jinja_value v, struct jinja_list **out)
 {
-    struct jv_list *l;
+    struct jinja_list *l;
 
     switch (v.type) {
     case JV_UNDEF:
-        *out = jv_list_new(r, 0);
+        *out = jinja__list_new(r, 0);
         return *out ? 0 : -ENOMEM;
     case JV_LIST:
         if (v.flags & JV_F_GEN) {
             /* A generator runs once: a second walk sees nothing, as in Python. */
             if (v.list->consumed) {
-                *out = jv_list_new(r, 0);
+                *out = jinja__list_new(r, 0);
                 return *out ? 0 : -ENOMEM;
             }
             v.list->consumed = true;
@@ -681,47 +608,48 @@ int jv_iterate(struct jinja_render *r, struct jv v, struct jv_list **out)
         *out = v.list;
         return 0;
     case JV_DICT: {
-        struct jv_dict *d = v.dict;
+        struct jinja_dict *d = v.dict;
 
-        if (!(l = jv_list_new(r, d->len)))
+        if (!(l = jinja__list_new(r, d->len)))
             return -ENOMEM;
         memcpy(l->items, d->keys, d->len * sizeof *l->items);
         l->len = d->len;
         *out = l;
-        return jr_charge(r, d->len);
+        return jinja__charge(r, d->len);
     }
     case JV_STR: {
         int32_t cp;
 
-        if (!(l = jv_list_new(r, 0)))
+        if (!(l = jinja__list_new(r, 0)))
             return -ENOMEM;
         for (size_t i = 0, next; i < v.s.len; i = next) {
             int rc;
 
-            next = u8_next(v.s.p, v.s.len, i, &cp);
-            if ((rc = jv_list_push(r, l, jv_str(v.s.p + i, next - i))))
+            next = jinja__u8_next(v.s.p, v.s.len, i, &cp);
+            if ((rc = jinja__list_push(r, l, jinja__str(v.s.p + i, next - i))))
                 return rc;
         }
         *out = l;
-        return jr_charge(r, v.s.len);
+        return jinja__charge(r, v.s.len);
     }
     default:
-        return jr_fail(r, "'%s' object is not iterable", jv_type_name(v));
+        return jinja__fail(r, "'%s' object is not iterable", jinja__type_name(v));
     }
 }
 
-int jv_sort(struct jinja_render *r, struct jv *items, size_t n,
-            int (*less)(struct jinja_render *r, struct jv a, struct jv b, void *ctx, bool *out),
-            void *ctx)
+int jinja__sort(struct jinja_render *r, struct jinja_value *items, size_t n,
+                int (*less)(struct jinja_render *r, struct jinja_value a, struct jinja_value b,
+                            void *ctx, bool *out),
+                void *ctx)
 {
-    struct jv *tmp;
+    struct jinja_value *tmp;
     int rc;
 
     if (n < 2)
         return 0;
-    if ((rc = jr_charge(r, n)))
+    if ((rc = jinja__charge(r, n)))
         return rc;
-    if (!(tmp = jr_alloc(r, n * sizeof *tmp)))
+    if (!(tmp = jinja__alloc(r, n * sizeof *tmp)))
         return -ENOMEM;
     /* Bottom-up merge sort: stable, O(n log n) comparisons, no recursion. */
     for (size_t width = 1; width < n; width *= 2) {
@@ -731,7 +659,7 @@ int jv_sort(struct jinja_render *r, struct jv *items, size_t n,
             while (i < mid && j < hi) {
                 bool lt;
 
-                if ((rc = jr_charge(r, 1)) || (rc = less(r, items[j], items[i], ctx, &lt)))
+                if ((rc = jinja__charge(r, 1)) || (rc = less(r, items[j], items[i], ctx, &lt)))
                     return rc;
                 tmp[k++] = lt ? items[j++] : items[i++];
             }

@@ -41,6 +41,10 @@ struct cuda_stage {
     const struct cuda_sample_row *rows;
     const int32_t *hist;
     int num_rows;
+    /* grammar masks: a fixed buffer (graphs bake its address), row i at i * mask_words */
+    uint32_t *mask_host;       /* pinned, [max_reqs * mask_words] */
+    uint32_t *mask_dev;        /* device twin */
+    int mask_words;            /* (vocab_size + 31) / 32 */
 };
 
 struct cuda_graph {

@@ -60,12 +60,15 @@ int cuda__stage_init(struct backend_cuda *cu, char *err)
     l = layout_of(MAX(o->max_tokens, 1), MAX(o->max_reqs, 1), MAX(o->max_reqs, 1),
                   MAX(o->max_blocks_per_req, 1), MAX(o->num_kv_groups, 1), st->hist_cap);
     st->cap_bytes = l.end;
+    st->mask_words = (MAX(o->vocab_size, 1) + 31) / 32;
     if (!CUDA_OK(cudaMallocHost(&st->host, st->cap_bytes)) ||
         !CUDA_OK(cudaMalloc(&st->dev, st->cap_bytes)) ||
+        !CUDA_OK(cudaMallocHost((void **)&st->mask_host, (size_t)MAX(o->max_reqs, 1) * st->mask_words * 4)) ||
+        !CUDA_OK(cudaMalloc((void **)&st->mask_dev, (size_t)MAX(o->max_reqs, 1) * st->mask_words * 4)) ||
         !CUDA_OK(cudaEventCreateWithFlags(&st->copied, cudaEventDisableTiming))) {
         (void)cudaGetLastError();
         errf(err, "cuda: cannot allocate the staging buffers (%zu MiB pinned and on the device)",
-             st->cap_bytes >> 20);
+             (st->cap_bytes + (size_t)MAX(o->max_reqs, 1) * st->mask_words * 4) >> 20);
         return -ENOMEM;
     }
     LOG(LL_DEBUG, "cuda", "staging: %zu KiB, %d history tokens", st->cap_bytes >> 10, st->hist_cap);
@@ -78,6 +81,8 @@ void cuda__stage_fini(struct backend_cuda *cu)
 
     cudaFreeHost(st->host);
     cudaFree(st->dev);
+    cudaFreeHost(st->mask_host);
+    cudaFree(st->mask_dev);
     if (st->copied)
         cudaEventDestroy(st->copied);
     memset(st, 0, sizeof *st);
@@ -109,7 +114,7 @@ static int stage_row(struct cuda_sample_row *out, const struct sample_row *r, in
         .num_logprobs = r->num_logprobs < 0 ? -1 : MIN(r->num_logprobs, SAMPLE_MAX_LOGPROBS),
         .greedy = r->temperature < SAMPLE_GREEDY_EPS,   /* sampler.h's threshold, applied here */
         .seed = r->seed, .counter = r->counter, .hist_off = *used,
-        .num_prompt = np, .num_output = no, .num_banned = nb,
+        .num_prompt = np, .num_output = no, .num_banned = nb, .mask_off = -1,
     };
     if (np)
         memcpy(hist + *used, r->prompt, (size_t)np * 4);
@@ -128,7 +133,7 @@ int cuda__stage(struct backend *be, const struct step_batch *b, const struct sam
     const struct backend_options *o = &cu->opt;
     struct cuda_stage *st = &cu->st;
     int T = b->num_tokens_padded, R = b->num_reqs_padded, S = b->num_sample_padded;
-    int MB = b->max_blocks_per_req, G = b->num_kv_groups, used = 0, rc;
+    int MB = b->max_blocks_per_req, G = b->num_kv_groups, used = 0, rc, masked = 0;
     struct stage_layout l;
     char *h = st->host, *d = st->dev;
     struct cuda_sample_row *srows;
@@ -168,9 +173,18 @@ int cuda__stage(struct backend *be, const struct step_batch *b, const struct sam
                 : "malformed (negative list length, NULL list or negative temperature)");
             return rc;
         }
+        if (r->allowed) {
+            /* the row's grammar mask: the engine's rows cover at least the model's vocab */
+            memcpy(st->mask_host + (size_t)i * st->mask_words, r->allowed, (size_t)st->mask_words * 4);
+            srows[i].mask_off = i * st->mask_words;
+            masked = i + 1;
+        }
     }
     if (!CUDA_OK(cudaMemcpyAsync(d, h, l.hist + (size_t)used * 4, cudaMemcpyHostToDevice,
                                  cu->stream)) ||
+        (masked && !CUDA_OK(cudaMemcpyAsync(st->mask_dev, st->mask_host,
+                                            (size_t)masked * st->mask_words * 4,
+                                            cudaMemcpyHostToDevice, cu->stream))) ||
         !CUDA_OK(cudaEventRecord(st->copied, cu->stream)))
         return cuda__status(cu, -EIO);
     st->pending = true;
@@ -207,8 +221,8 @@ int cuda__sample(struct backend *be, const float *logits, int vocab, const struc
     if (vocab > MAX(cu->opt.vocab_size, 1) || b->num_sample > cu->st.num_rows)
         return -EINVAL;
     return cuda__status(cu, sample_cuda(logits, vocab, b->num_sample, cu->st.rows, cu->st.hist,
-                                        cu->sample_work, cu->sample_counts, cu->results,
-                                        cu->stream));
+                                        cu->st.mask_dev, cu->sample_work, cu->sample_counts,
+                                        cu->results, cu->stream));
 }
 
 int cuda__fetch_results(struct backend *be, struct sample_result *out, int n)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "engine/base/rng.h"
 #include "engine/base/util.h"
 
 const char bpe_llama3_pattern[] =
@@ -351,15 +352,6 @@ out:
     return rc;
 }
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Fills the vocabulary with merges of a random token and a random short one (a byte or a
  * merge learned from the text), so tokens grow a few bytes at a time up to the cap. */
 static int extend_random(struct bpe_train *b, struct token_set *set, int target, uint64_t seed)
@@ -369,10 +361,10 @@ static int extend_random(struct bpe_train *b, struct token_set *set, int target,
 
     while (b->num_tokens < target) {
         int base = BPE_NUM_BYTES + b->num_trained;
-        int a = (int)(splitmix64(&rng) % (uint64_t)b->num_tokens);
-        int c = (int)(splitmix64(&rng) % (uint64_t)base);
+        int a = (int)rng_below(&rng, (uint64_t)b->num_tokens);
+        int c = (int)rng_below(&rng, (uint64_t)base);
 
-        if (splitmix64(&rng) & 1) {   /* the short part on either side */
+        if (rng_next(&rng) & 1) {   /* the short part on either side */
             int t = a;
             a = c;
             c = t;

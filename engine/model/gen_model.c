@@ -20,6 +20,7 @@
 #include "engine/base/fp8.h"
 #include "engine/model/gen_tokenizer.h"
 #include "engine/base/log.h"
+#include "engine/base/rng.h"
 #include "engine/model/model.h"
 #include "engine/model/safetensors.h"
 
@@ -254,19 +255,12 @@ struct gen_tensor {
 
 enum gen_quant { GEN_QUANT_NONE, GEN_QUANT_BLOCK, GEN_QUANT_CHANNEL };
 
-static inline uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Element i of a tensor: the sum of four 16-bit uniforms of one hash, centred and scaled to
  * unit variance (Irwin-Hall, n = 4): close enough to a normal for random weights, and one
  * hash per element keeps 1.5 billion of them at a few seconds. */
 static inline float gen_value(const struct gen_fill *f, uint64_t i)
 {
-    uint64_t h = mix64(f->key + i * 0x9e3779b97f4a7c15ull);
+    uint64_t h = rng_at(f->key, i);
     int32_t s = (int32_t)(h & 0xffff) + (int32_t)(h >> 16 & 0xffff) +
                 (int32_t)(h >> 32 & 0xffff) + (int32_t)(h >> 48);
 

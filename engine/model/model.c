@@ -662,7 +662,14 @@ static int bind_all(struct model *m, char *err)
     return 0;
 }
 
-/* Reads dir/name into *out; a missing optional file leaves *out NULL. */
+/* config.json and generation_config.json take a few KiB in real models (Llama 3, Qwen3:
+ * under 2 KiB; quantization configs that list modules, tens of KiB): 16 MiB is margin
+ * enough, and a config.json that is a symlink to /dev/zero is refused, not read until
+ * memory runs out. */
+#define MODEL_JSON_MAX ((size_t)16 << 20)
+
+/* Reads dir/name into *out (a regular file of at most MODEL_JSON_MAX bytes); a missing
+ * optional file leaves *out NULL. */
 static int read_json(const char *dir, const char *name, bool optional, char **out, size_t *len,
                      char *path, size_t path_len, char *err)
 {
@@ -670,7 +677,7 @@ static int read_json(const char *dir, const char *name, bool optional, char **ou
     *out = NULL;
     if (optional && access(path, F_OK) != 0)
         return 0;
-    return read_file(path, out, len, err);
+    return read_file_bounded(path, MODEL_JSON_MAX, out, len, err);
 }
 
 int model_open(struct model *m, const char *dir, char *err)

@@ -16,6 +16,9 @@
 
 #define ST_JSON_MAX_INT 9007199254740992.0  /* 2^53: larger integers are not exact in JSON */
 #define ST_WRITE_CHUNK_BYTES (8u << 20)
+/* model.safetensors.index.json: one line per tensor, so a few MB for the largest models
+ * (a hundred thousand tensors); 64 MiB is margin, and /dev/zero in its place is refused. */
+#define INDEX_JSON_MAX ((size_t)64 << 20)
 
 void st_shape_format(char *buf, size_t len, int ndim, const int64_t *shape)
 {
@@ -273,7 +276,9 @@ static int map_file(const char *path, struct st_file *f, char *err)
 {
     struct stat sb;
     void *map;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+    /* O_NONBLOCK: a FIFO in place of the weights must not block the open (it is refused
+     * below as not a regular file); it changes nothing for a regular file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), rc;
 
     memset(f, 0, sizeof *f);
     if (fd < 0) {
@@ -288,7 +293,7 @@ static int map_file(const char *path, struct st_file *f, char *err)
         return rc;
     }
     if (!S_ISREG(sb.st_mode)) {
-        errf(err, "%s: not a regular file", path);
+        errf(err, "%s: is %s, not a regular file", path, file_kind(sb.st_mode));
         close(fd);
         return -EINVAL;
     }
@@ -375,7 +380,7 @@ static int open_index(struct st_set *set, const char *dir, const char *ipath, ch
     const char **shards = NULL;
     int nshards = 0, rc = -EINVAL;
 
-    if ((rc = read_file(ipath, &text, NULL, err)) != 0)
+    if ((rc = read_file_bounded(ipath, INDEX_JSON_MAX, &text, NULL, err)) != 0)
         return rc;
     rc = -EINVAL;
     root = cJSON_Parse(text);

@@ -1,7 +1,8 @@
-/* tokenizer.c — loading a Hugging Face tokenizer: tokenizer.json (model, added tokens,
- * normalizer, pre-tokenizer, post-processor, decoder; each parsed by its own file) and
- * tokenizer_config.json (bos/eos, add_bos_token/add_eos_token, chat_template), and the
- * read-only queries. Encoding is in tokenizer_encode.c, decoding in tokenizer_decode.c. */
+/* tokenizer.c — the tokenizer's API: loading a Hugging Face tokenizer.json (model, added
+ * tokens, normalizer, pre-tokenizer, post-processor, decoder; each parsed by its own file
+ * with the readers of tokenizer_json.c) and tokenizer_config.json (bos/eos,
+ * add_bos_token/add_eos_token, chat_template), and the read-only queries. Encoding is in
+ * tokenizer_encode.c, decoding in tokenizer_decode.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,87 +12,6 @@
 #include "engine/base/log.h"
 #include "engine/tokenizer/tokenizer_internal.h"
 #include "engine/base/util.h"
-
-/* --- JSON helpers shared by the component parsers -------------------------------------- */
-
-const char *tk__json_type(const cJSON *j, const char *where, const char *file, char *err)
-{
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
-
-    if (!cJSON_IsObject(j)) {
-        errf(err, "%s: %s: expected an object", file, where);
-        return NULL;
-    }
-    if (!cJSON_IsString(type)) {
-        errf(err, "%s: %s.type: expected a string", file, where);
-        return NULL;
-    }
-    return type->valuestring;
-}
-
-int tk__json_bool(const cJSON *obj, const char *key, bool dflt, bool *out, const char *where,
-                  const char *file, char *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    *out = dflt;
-    if (!v || cJSON_IsNull(v))
-        return 0;
-    if (!cJSON_IsBool(v)) {
-        errf(err, "%s: %s.%s: expected true or false", file, where, key);
-        return -EINVAL;
-    }
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
-
-/* A field holding exactly one character (Metaspace replacement, Strip content). */
-int tk__json_char(const cJSON *obj, const char *key, const char *dflt, char rep[5], int *rep_len,
-                  const char *where, const char *file, char *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    const char *s = dflt;
-    uint32_t cp;
-    int n;
-
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsString(v)) {
-            errf(err, "%s: %s.%s: expected a one-character string", file, where, key);
-            return -EINVAL;
-        }
-        s = v->valuestring;
-    }
-    n = tk__utf8_decode(s, strlen(s), &cp);
-    if (n == 0 || s[n] != '\0') {
-        errf(err, "%s: %s.%s: \"%.16s\" is not one character", file, where, key, s);
-        return -EINVAL;
-    }
-    memcpy(rep, s, n);
-    rep[n] = '\0';
-    *rep_len = n;
-    return 0;
-}
-
-int tk__json_each(struct tokenizer *t, const cJSON *obj, const char *key, const char *where,
-                  const char *file, char *err,
-                  int (*parse)(struct tokenizer *t, const cJSON *j, const char *where,
-                               const char *file, char *err))
-{
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(obj, key), *e;
-    char sub[256];
-    int i = 0, rc;
-
-    if (!cJSON_IsArray(list)) {
-        errf(err, "%s: %s.%s: expected an array", file, where, key);
-        return -EINVAL;
-    }
-    cJSON_ArrayForEach(e, list) {
-        snprintf(sub, sizeof sub, "%s.%s[%d]", where, key, i++);
-        if ((rc = parse(t, e, sub, file, err)))
-            return rc;
-    }
-    return 0;
-}
 
 /* --- added tokens ---------------------------------------------------------------------- */
 
@@ -161,7 +81,7 @@ static int load_added(struct tokenizer *t, const cJSON *list, const char *file, 
         if (a.id != id->valuedouble)
             LOG(LL_WARN, "tok", "%s: %s \"%.64s\" has id %g in the file but gets id %d",
                 file, where, content->valuestring, id->valuedouble, a.id);
-        if (!(a.content = tk__arena_add(t, content->valuestring, len)))
+        if (!(a.content = arena_strndup(&t->strings, content->valuestring, len)))
             return -ENOMEM;
         a.len = len;
         if (k < 0)
@@ -360,6 +280,8 @@ static int load_all(struct tokenizer **out, const char *json, size_t len, const 
         errf(err, "%s: out of memory", file);
         return -ENOMEM;
     }
+    /* A vocabulary takes megabytes: blocks of 1 MiB keep the mallocs few. */
+    arena_init_sized(&t->strings, 1 << 20, SIZE_MAX);
     t->unk_id = t->bos_id = t->eos_id = -1;
     rc = load(t, json, len, file, err);
     if (!rc && config_json)
@@ -379,7 +301,16 @@ int tokenizer_load_json(struct tokenizer **out, const char *json, size_t len,
                     "tokenizer_config.json", err);
 }
 
-static int read_optional(const char *dir, const char *name, char **buf, size_t *len, char *err)
+/* Largest files read whole from a model folder, with margin over real models: tokenizer.json
+ * is ~11 MB for Qwen3 and ~33 MB for Gemma 3; tokenizer_config.json ~1 MB at most (a full
+ * added_tokens_decoder); a chat template tens of KiB. A FIFO or /dev/zero in their place is
+ * refused (read_file_bounded), never waited on or read until memory runs out. */
+#define TOKENIZER_JSON_MAX ((size_t)256 << 20)
+#define TOKENIZER_CONFIG_MAX ((size_t)64 << 20)
+#define CHAT_TEMPLATE_MAX ((size_t)16 << 20)
+
+static int read_optional(const char *dir, const char *name, size_t max_bytes, char **buf, size_t *len,
+                         char *err)
 {
     char path[4096];
 
@@ -388,7 +319,7 @@ static int read_optional(const char *dir, const char *name, char **buf, size_t *
     snprintf(path, sizeof path, "%s/%s", dir, name);
     if (access(path, F_OK) != 0)
         return 0;
-    return read_file(path, buf, len, err);
+    return read_file_bounded(path, max_bytes, buf, len, err);
 }
 
 int tokenizer_load(struct tokenizer **out, const char *dir, char *err)
@@ -401,13 +332,13 @@ int tokenizer_load(struct tokenizer **out, const char *dir, char *err)
     *out = NULL;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", dir);
-    if ((rc = read_file(path, &json, &len, err)) ||
-        (rc = read_optional(dir, "tokenizer_config.json", &cfg, &cfg_len, err)) ||
+    if ((rc = read_file_bounded(path, TOKENIZER_JSON_MAX, &json, &len, err)) ||
+        (rc = read_optional(dir, "tokenizer_config.json", TOKENIZER_CONFIG_MAX, &cfg, &cfg_len, err)) ||
         (rc = load_all(out, json, len, path, cfg, cfg_len, cfg_path, err)))
         goto out;
     /* Newer model folders keep the template beside the config. */
     if (!(*out)->chat_template) {
-        if ((rc = read_optional(dir, "chat_template.jinja", &jinja, &jinja_len, err)))
+        if ((rc = read_optional(dir, "chat_template.jinja", CHAT_TEMPLATE_MAX, &jinja, &jinja_len, err)))
             goto out;
         (*out)->chat_template = jinja;
         (*out)->chat_template_file = jinja ? "chat_template.jinja" : NULL;
@@ -454,7 +385,7 @@ void tokenizer_destroy(struct tokenizer *t)
     free(t->bos_token);
     free(t->eos_token);
     free(t->chat_template);
-    tk__arena_free(t);
+    arena_fini(&t->strings);
     free(t);
 }
 

@@ -43,6 +43,20 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
 int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special,
                      char **text, size_t *len, char *err);
 
+/* One token's bytes as the decoder makes them, but raw: a token that holds part of a
+ * character (a byte-level or byte-fallback piece) gives its bytes, not U+FFFD as
+ * tokenizer_decode does (logprobs' "bytes", as OpenAI reports them). It decodes the token
+ * as a text of its own, so a decoder that strips a text's leading space strips it here too
+ * (tokenizer_piece_bytes, below, gives the token as it stands inside a text). *bytes
+ * malloc'd, NUL-terminated, *len bytes. Returns 0 or a negative errno. */
+int tokenizer_token_bytes(const struct tokenizer *t, int32_t id, char **bytes, size_t *len);
+
+/* The bytes a token stands for in the middle of a text, before any UTF-8 repair: byte-level
+ * tokens back to bytes, "<0xAB>" byte-fallback tokens as their byte, Metaspace's "▁" as a
+ * space. For grammar-constrained decoding, which matches bytes. *bytes malloc'd (*len
+ * bytes, NUL-terminated). Returns 0, -ENOENT for special tokens and holes, -ENOMEM. */
+int tokenizer_piece_bytes(const struct tokenizer *t, int32_t id, char **bytes, size_t *len);
+
 int tokenizer_vocab_size(const struct tokenizer *t);        /* max id + 1, added tokens included */
 int32_t tokenizer_token_to_id(const struct tokenizer *t, const char *token);   /* -1 if none */
 const char *tokenizer_id_to_token(const struct tokenizer *t, int32_t id);     /* NULL if none */

@@ -12,47 +12,6 @@
 #include "engine/tokenizer/tokenizer_internal.h"
 #include "engine/base/util.h"
 
-/* --- arena: token strings that never move --------------------------------------------- */
-
-struct tk_chunk {
-    struct tk_chunk *next;
-    size_t used, cap;
-    char data[];
-};
-
-char *tk__arena_add(struct tokenizer *t, const char *s, size_t n)
-{
-    struct tk_chunk *c = t->arena;
-    char *p;
-
-    if (!c || c->cap - c->used < n + 1) {
-        size_t cap = MAX((size_t)1 << 20, n + 1);
-
-        c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        c->next = t->arena;
-        c->used = 0;
-        c->cap = cap;
-        t->arena = c;
-    }
-    p = c->data + c->used;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    c->used += n + 1;
-    return p;
-}
-
-void tk__arena_free(struct tokenizer *t)
-{
-    while (t->arena) {
-        struct tk_chunk *next = t->arena->next;
-
-        free(t->arena);
-        t->arena = next;
-    }
-}
-
 /* --- string → id ---------------------------------------------------------------------- */
 
 static uint32_t table_mask(size_t n)
@@ -64,7 +23,7 @@ static uint32_t table_mask(size_t n)
     return (uint32_t)(size - 1);
 }
 
-int tk__strmap_build(struct tk_strmap *m, const char *const *tok, const uint32_t *tok_len, int n)
+static int strmap_build(struct tk_strmap *m, const char *const *tok, const uint32_t *tok_len, int n)
 {
     int count = 0;
 
@@ -191,11 +150,11 @@ static int load_vocab(struct tokenizer *t, const cJSON *vocab, const char *file,
         size_t n = strlen(e->string);
         int id = e->valueint;
 
-        if (!(t->tok[id] = tk__arena_add(t, e->string, n)))
+        if (!(t->tok[id] = arena_strndup(&t->strings, e->string, n)))
             return -ENOMEM;
         t->tok_len[id] = (uint32_t)n;
     }
-    return tk__strmap_build(&t->vocab, t->tok, t->tok_len, t->vocab_size);
+    return strmap_build(&t->vocab, t->tok, t->tok_len, t->vocab_size);
 }
 
 static int32_t vocab_get(const struct tokenizer *t, const char *s, size_t n)
@@ -232,7 +191,7 @@ static int load_merges(struct tokenizer *t, const cJSON *merges, const char *fil
 {
     struct tk_mergemap *m = &t->merges;
     size_t prefix = t->cont_prefix ? strlen(t->cont_prefix) : 0;
-    struct tk_buf joined = { 0 };
+    struct buf joined = { 0 };
     const cJSON *e;
     int n = 0, rank = 0, rc = -EINVAL;
 
@@ -261,8 +220,8 @@ static int load_merges(struct tokenizer *t, const cJSON *merges, const char *fil
         ia = vocab_get(t, a, alen);
         ib = vocab_get(t, b, blen);
         joined.len = 0;
-        if (tk__buf_put(&joined, a, alen) ||
-            tk__buf_put(&joined, b + MIN(prefix, blen), blen - MIN(prefix, blen))) {
+        if (buf_put(&joined, a, alen) ||
+            buf_put(&joined, b + MIN(prefix, blen), blen - MIN(prefix, blen))) {
             rc = -ENOMEM;
             goto out;
         }
@@ -277,7 +236,7 @@ static int load_merges(struct tokenizer *t, const cJSON *merges, const char *fil
     }
     rc = 0;
 out:
-    tk__buf_free(&joined);
+    buf_fini(&joined);
     return rc;
 }
 
@@ -399,7 +358,7 @@ void tk__bpe_work_free(struct tk_bpe_work *w)
 {
     free(w->sym);
     free(w->heap);
-    tk__buf_free(&w->chr);
+    buf_fini(&w->chr);
     memset(w, 0, sizeof *w);
 }
 
@@ -420,9 +379,9 @@ static int initial_symbols(const struct tokenizer *t, struct tk_bpe_work *wk, co
 
         if ((i > 0 && t->cont_prefix) || (i + k == len && t->end_suffix)) {
             wk->chr.len = 0;
-            if ((i > 0 && t->cont_prefix && tk__buf_put(&wk->chr, t->cont_prefix, strlen(t->cont_prefix))) ||
-                tk__buf_put(&wk->chr, w + i, k) ||
-                (i + k == len && t->end_suffix && tk__buf_put(&wk->chr, t->end_suffix, strlen(t->end_suffix))))
+            if ((i > 0 && t->cont_prefix && buf_put(&wk->chr, t->cont_prefix, strlen(t->cont_prefix))) ||
+                buf_put(&wk->chr, w + i, k) ||
+                (i + k == len && t->end_suffix && buf_put(&wk->chr, t->end_suffix, strlen(t->end_suffix))))
                 return -ENOMEM;
             s = wk->chr.p;
             n = wk->chr.len;

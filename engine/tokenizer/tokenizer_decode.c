@@ -168,7 +168,9 @@ static int piece_put(struct tk_pieces *out, const char *s, size_t n)
     return tk__pieces_add(out, s, n, false);
 }
 
-static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, struct tk_buf *bytes)
+/* raw: bytes as they are, even when they are not UTF-8 (tokenizer_token_bytes). */
+static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, struct buf *bytes,
+                         bool raw)
 {
     bytes->len = 0;
     for (int i = 0; i <= in->n; i++) {
@@ -177,13 +179,13 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
         if (b >= 0) {
             char c = (char)b;
 
-            if (tk__buf_put(bytes, &c, 1))
+            if (buf_put(bytes, &c, 1))
                 return -ENOMEM;
             continue;
         }
         if (bytes->len) {
             /* A run of byte tokens that is not valid UTF-8 becomes one U+FFFD per byte. */
-            if (tk__utf8_valid_prefix(bytes->p, bytes->len) == bytes->len) {
+            if (raw || tk__utf8_valid_prefix(bytes->p, bytes->len) == bytes->len) {
                 if (piece_put(out, bytes->p, bytes->len))
                     return -ENOMEM;
             } else
@@ -201,7 +203,7 @@ static int byte_fallback(const struct tk_pieces *in, struct tk_pieces *out, stru
 /* ByteLevel: every token back to bytes (a token with a character outside the alphabet
  * stays as it is), all joined, then decoded as lossy UTF-8. */
 static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, struct tk_pieces *out,
-                      struct tk_buf *bytes)
+                      struct buf *bytes, bool raw)
 {
     size_t off;
 
@@ -216,18 +218,19 @@ static int byte_level(const struct tokenizer *t, const struct tk_pieces *in, str
                cp < ARRAY_LEN(t->char_byte) && t->char_byte[cp] >= 0) {
             char c = (char)t->char_byte[cp];
 
-            if (tk__buf_put(bytes, &c, 1))
+            if (buf_put(bytes, &c, 1))
                 return -ENOMEM;
             k += n;
         }
         if (k < len) {
             bytes->len = start;
-            if (tk__buf_put(bytes, s, len))
+            if (buf_put(bytes, s, len))
                 return -ENOMEM;
         }
     }
     off = out->buf.len;
-    if (tk__utf8_lossy(bytes->p, bytes->len, &out->buf))
+    if (raw ? buf_put(&out->buf, bytes->p ? bytes->p : "", bytes->len)
+            : tk__utf8_lossy(bytes->p, bytes->len, &out->buf))
         return -ENOMEM;
     return tk__pieces_add_ref(out, off, out->buf.len - off, false);
 }
@@ -251,11 +254,11 @@ static int metaspace(const struct tk_dec *d, int index, const char *s, size_t le
 
     for (size_t i = 0; i < len;) {
         if (len - i >= r && !memcmp(s + i, d->rep, r)) {
-            if (!drop && tk__buf_put(&out->buf, " ", 1))
+            if (!drop && buf_put(&out->buf, " ", 1))
                 return -ENOMEM;
             i += r;
         } else {
-            if (tk__buf_put(&out->buf, s + i, 1))
+            if (buf_put(&out->buf, s + i, 1))
                 return -ENOMEM;
             i++;
         }
@@ -264,19 +267,19 @@ static int metaspace(const struct tk_dec *d, int index, const char *s, size_t le
 }
 
 static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_data *md,
-                const struct tk_pieces *in, struct tk_pieces *out, struct tk_buf *tmp)
+                const struct tk_pieces *in, struct tk_pieces *out, struct buf *tmp, bool raw)
 {
     int rc = 0;
 
     switch (d->kind) {
     case TD_BYTE_LEVEL:
-        return byte_level(t, in, out, tmp);
+        return byte_level(t, in, out, tmp, raw);
     case TD_BYTE_FALLBACK:
-        return byte_fallback(in, out, tmp);
+        return byte_fallback(in, out, tmp, raw);
     case TD_FUSE:
         tmp->len = 0;
         for (int i = 0; i < in->n; i++)
-            if (tk__buf_put(tmp, PIECE(in, i), PIECE_LEN(in, i)))
+            if (buf_put(tmp, PIECE(in, i), PIECE_LEN(in, i)))
                 return -ENOMEM;
         return piece_put(out, tmp->p ? tmp->p : "", tmp->len);
     case TD_STRIP:
@@ -301,17 +304,17 @@ static int step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_d
     return -EINVAL;
 }
 
-/* Decodes ids into out (replacing its contents). */
-static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special,
-                  struct tk_buf *out)
+/* Decodes ids into out (replacing its contents); raw: bytes that are not UTF-8 stay. */
+static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special, bool raw,
+                  struct buf *out)
 {
     struct tk_pieces a = { 0 }, b = { 0 };
-    struct tk_buf tmp = { 0 };
+    struct buf tmp = { 0 };
     pcre2_match_data *md = NULL;
     int rc = -ENOMEM;
 
     out->len = 0;
-    if (tk__buf_reserve(out, 0))
+    if (buf_reserve(out, 0))
         return -ENOMEM;
     out->p[0] = '\0';
     for (int i = 0; i < n; i++) {
@@ -327,7 +330,7 @@ static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool ski
         struct tk_pieces swap;
 
         tk__pieces_clear(&b);
-        if ((rc = step(t, &t->dec[i], md, &a, &b, &tmp)))
+        if ((rc = step(t, &t->dec[i], md, &a, &b, &tmp, raw)))
             goto out;
         swap = a;
         a = b;
@@ -335,34 +338,51 @@ static int decode(const struct tokenizer *t, const int32_t *ids, int n, bool ski
     }
     rc = -ENOMEM;
     for (int i = 0; i < a.n; i++)
-        if ((i > 0 && !t->has_decoder && tk__buf_put(out, " ", 1)) ||
-            tk__buf_put(out, PIECE(&a, i), PIECE_LEN(&a, i)))
+        if ((i > 0 && !t->has_decoder && buf_put(out, " ", 1)) ||
+            buf_put(out, PIECE(&a, i), PIECE_LEN(&a, i)))
             goto out;
     rc = 0;
 out:
     pcre2_match_data_free(md);
     tk__pieces_free(&a);
     tk__pieces_free(&b);
-    tk__buf_free(&tmp);
+    buf_fini(&tmp);
     return rc;
 }
 
 int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip_special,
                      char **text, size_t *len, char *err)
 {
-    struct tk_buf out = { 0 };
-    int rc = decode(t, ids, n, skip_special, &out);
+    struct buf out = { 0 };
+    int rc = decode(t, ids, n, skip_special, false, &out);
 
     *text = NULL;
     *len = 0;
     if (rc) {
         errf(err, "detokenize: %s", rc == -ENOMEM ? "out of memory" : "a pattern failed to match");
-        tk__buf_free(&out);
+        buf_fini(&out);
         return rc;
     }
     *text = out.p;
     *len = out.len;
     return 0;
+}
+
+int tokenizer_token_bytes(const struct tokenizer *t, int32_t id, char **bytes, size_t *len)
+{
+    struct buf out = { 0 };
+    int rc = decode(t, &id, 1, false, true, &out);
+
+    if (rc) {
+        /* A Replace pattern may refuse bytes that are not UTF-8: the lossy text, then. */
+        buf_fini(&out);
+        rc = decode(t, &id, 1, false, false, &out);
+    }
+    *bytes = rc ? NULL : out.p;
+    *len = rc ? 0 : out.len;
+    if (rc)
+        buf_fini(&out);
+    return rc;
 }
 
 /* --- streaming ------------------------------------------------------------------------- */
@@ -380,14 +400,14 @@ void detok_fini(struct detok *d)
     memset(d, 0, sizeof *d);
 }
 
-static bool ends_unfinished(const struct tk_buf *b)
+static bool ends_unfinished(const struct buf *b)
 {
     return b->len >= 3 && !memcmp(b->p + b->len - 3, "\xef\xbf\xbd", 3);
 }
 
 /* Emits the part of the window's text past the prefix, then makes the window's ids the
  * context (or, where windows are not safe, keeps every id). */
-static int emit(const struct tokenizer *t, struct detok *d, struct tk_buf *text, char **delta,
+static int emit(const struct tokenizer *t, struct detok *d, struct buf *text, char **delta,
                 size_t *len)
 {
     int rc;
@@ -405,7 +425,7 @@ static int emit(const struct tokenizer *t, struct detok *d, struct tk_buf *text,
     if (t->stream_safe) {
         memmove(d->ids, d->ids + d->read, (d->n - d->read) * sizeof *d->ids);
         d->n -= d->read;
-        if ((rc = decode(t, d->ids, d->n, d->skip_special, text))) {
+        if ((rc = decode(t, d->ids, d->n, d->skip_special, false, text))) {
             free(*delta);
             *delta = NULL;
             *len = 0;
@@ -422,7 +442,7 @@ static int emit(const struct tokenizer *t, struct detok *d, struct tk_buf *text,
 
 int detok_push(const struct tokenizer *t, struct detok *d, int32_t id, char **delta, size_t *len)
 {
-    struct tk_buf text = { 0 };
+    struct buf text = { 0 };
     const char *tok;
     size_t tok_len;
     int rc;
@@ -437,24 +457,110 @@ int detok_push(const struct tokenizer *t, struct detok *d, int32_t id, char **de
     /* ByteFallback decides a run of byte tokens only once it ends. */
     if (t->dec_byte_fallback && byte_token(tok, tok_len) >= 0)
         return 0;
-    if ((rc = decode(t, d->ids, d->n, d->skip_special, &text)) == 0 && !ends_unfinished(&text))
+    if ((rc = decode(t, d->ids, d->n, d->skip_special, false, &text)) == 0 && !ends_unfinished(&text))
         rc = emit(t, d, &text, delta, len);
-    tk__buf_free(&text);
+    buf_fini(&text);
     return rc;
 }
 
 int detok_flush(const struct tokenizer *t, struct detok *d, char **delta, size_t *len)
 {
-    struct tk_buf text = { 0 };
+    struct buf text = { 0 };
     bool skip = d->skip_special;
     int rc;
 
     *delta = NULL;
     *len = 0;
-    if ((rc = decode(t, d->ids, d->n, d->skip_special, &text)) == 0)
+    if ((rc = decode(t, d->ids, d->n, d->skip_special, false, &text)) == 0)
         rc = emit(t, d, &text, delta, len);
-    tk__buf_free(&text);
+    buf_fini(&text);
     detok_fini(d);
     detok_init(d, skip);
+    return rc;
+}
+
+/* --- one token's bytes (grammar-constrained decoding) ------------------------------------ */
+
+/* One decoder step on one token in the middle of a text: ByteLevel and ByteFallback give raw
+ * bytes (no lossy UTF-8 here: a token may hold part of a character), Metaspace's
+ * replacement is a space (the first-token rule does not apply), Replace is applied; Fuse
+ * and Strip act on the whole text and change nothing here. */
+static int token_step(const struct tokenizer *t, const struct tk_dec *d, pcre2_match_data *md,
+                      const struct buf *in, struct buf *out)
+{
+    uint32_t cp;
+    int n, b;
+
+    out->len = 0;
+    switch (d->kind) {
+    case TD_BYTE_LEVEL:
+        for (size_t k = 0; k < in->len; k += (size_t)n) {
+            char c;
+            n = tk__utf8_decode(in->p + k, in->len - k, &cp);
+            if (n <= 0 || cp >= ARRAY_LEN(t->char_byte) || t->char_byte[cp] < 0)
+                return buf_put(out, in->p, in->len) ? -ENOMEM : 0;   /* left as it is */
+            c = (char)t->char_byte[cp];
+            if (buf_put(out, &c, 1))
+                return -ENOMEM;
+        }
+        return 0;
+    case TD_BYTE_FALLBACK:
+        if ((b = byte_token(in->p, in->len)) >= 0) {
+            char c = (char)b;
+            return buf_put(out, &c, 1) ? -ENOMEM : 0;
+        }
+        break;
+    case TD_METASPACE:
+        for (size_t i = 0; i < in->len;) {
+            size_t r = (size_t)d->rep_len;
+            bool rep = in->len - i >= r && !memcmp(in->p + i, d->rep, r);
+            if (buf_put(out, rep ? " " : in->p + i, 1))
+                return -ENOMEM;
+            i += rep ? r : 1;
+        }
+        return 0;
+    case TD_REPLACE:
+        return tk__replace(&d->pat, md, in->p, in->len, d->content, d->content_len, out);
+    case TD_FUSE:
+    case TD_STRIP:
+        break;
+    }
+    return buf_put(out, in->p, in->len) ? -ENOMEM : 0;
+}
+
+int tokenizer_piece_bytes(const struct tokenizer *t, int32_t id, char **bytes, size_t *len)
+{
+    struct buf a = { 0 }, b = { 0 };
+    pcre2_match_data *md = NULL;
+    size_t n = 0;
+    const char *s = token_of(t, id, true, &n);
+    int rc = -ENOMEM;
+
+    *bytes = NULL;
+    *len = 0;
+    if (!s)
+        return -ENOENT;
+    if (buf_put(&a, s, n))
+        goto out;
+    if (t->added_of[id] < 0 && t->has_decoder) {
+        if (t->dec_regex && !(md = pcre2_match_data_create(32, NULL)))
+            goto out;
+        for (int i = 0; i < t->n_dec; i++) {
+            struct buf swap;
+            if ((rc = token_step(t, &t->dec[i], md, &a, &b)))
+                goto out;
+            swap = a;
+            a = b;
+            b = swap;
+        }
+    }
+    *bytes = a.p ? a.p : strdup("");
+    *len = a.len;
+    a.p = NULL;
+    rc = *bytes ? 0 : -ENOMEM;
+out:
+    pcre2_match_data_free(md);
+    buf_fini(&a);
+    buf_fini(&b);
     return rc;
 }

@@ -20,6 +20,21 @@ int tk__ids_push(int32_t **ids, int *n, int *cap, int32_t id)
     return 0;
 }
 
+static void scratch_free(struct tk_scratch *sc)
+{
+    pcre2_match_data_free(sc->md);
+    buf_fini(&sc->norm);
+    buf_fini(&sc->tmp);
+    tk__pieces_free(&sc->pieces);
+    tk__pieces_free(&sc->pieces_tmp);
+    tk__spans_free(&sc->spans);
+    tk__bpe_work_free(&sc->bpe);
+    free(sc->raw_segs.v);
+    free(sc->norm_segs.v);
+    free(sc->ids);
+    memset(sc, 0, sizeof *sc);
+}
+
 /* --- added tokens ---------------------------------------------------------------------- */
 
 static const char *added_text(const struct tk_added *a, bool norm, size_t *len)
@@ -108,7 +123,7 @@ int tk__added_prepare(struct tokenizer *t, const char *file, char *err)
         rc = matcher_build(t, &t->raw_match, false);
     if (!rc)
         rc = matcher_build(t, &t->norm_match, true);
-    tk__scratch_free(&sc);
+    scratch_free(&sc);
     return rc;
 }
 
@@ -281,7 +296,7 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
                      int32_t **ids, int *n, char *err)
 {
     struct tk_scratch sc = { 0 };
-    struct tk_buf clean = { 0 };
+    struct buf clean = { 0 };
     int rc = -ENOMEM;
 
     *ids = NULL;
@@ -320,24 +335,9 @@ out:
         errf(err, "tokenize: out of memory");
     else if (rc)
         errf(err, "tokenize: a pattern failed to match (PCRE2 error; input too complex?)");
-    tk__buf_free(&clean);
-    tk__scratch_free(&sc);
+    buf_fini(&clean);
+    scratch_free(&sc);
     return rc;
-}
-
-void tk__scratch_free(struct tk_scratch *sc)
-{
-    pcre2_match_data_free(sc->md);
-    tk__buf_free(&sc->norm);
-    tk__buf_free(&sc->tmp);
-    tk__pieces_free(&sc->pieces);
-    tk__pieces_free(&sc->pieces_tmp);
-    tk__spans_free(&sc->spans);
-    tk__bpe_work_free(&sc->bpe);
-    free(sc->raw_segs.v);
-    free(sc->norm_segs.v);
-    free(sc->ids);
-    memset(sc, 0, sizeof *sc);
 }
 
 /* --- post-processor -------------------------------------------------------------------- */

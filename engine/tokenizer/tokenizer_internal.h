@@ -1,8 +1,9 @@
 /* tokenizer_internal.h — shared by the tokenizer*.c files only: the loaded tokenizer, the
- * per-call scratch, and what each file lends the others (tk__ prefix). tokenizer.c loads;
- * tokenizer_encode.c runs the pipeline; tokenizer_bpe.c merges; tokenizer_normalize.c,
- * tokenizer_pretok.c and tokenizer_pattern.c transform and match text;
- * tokenizer_decode.c decodes and streams; tokenizer_util.c holds the small pieces. */
+ * per-call scratch, and what each file lends the others (tk__ prefix). tokenizer.c is the
+ * API and loads, calling each component's parser; tokenizer_json.c holds the JSON readers
+ * those parsers share; tokenizer_encode.c runs the pipeline; tokenizer_bpe.c merges;
+ * tokenizer_normalize.c, tokenizer_pretok.c and tokenizer_pattern.c transform and match
+ * text; tokenizer_decode.c decodes and streams; tokenizer_util.c holds the small pieces. */
 #ifndef OSPREY_TOKENIZER_INTERNAL_H
 #define OSPREY_TOKENIZER_INTERNAL_H
 
@@ -13,20 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/base/arena.h"
+#include "engine/base/buf.h"
 #include "engine/tokenizer/tokenizer.h"
 
 #define TK_MAX_ID (1 << 24)       /* ids at or above this are refused at load */
 #define TK_MAX_STEPS 64           /* normalizers, pre-tokenizers, decoders, processors each */
 
-/* A growable byte string; p is NUL-terminated whenever len > 0 or after tk__buf_put. */
-struct tk_buf {
-    char *p;
-    size_t len, cap;      /* bytes used (no NUL), allocated */
-};
-
 /* A list of strings stored back to back in one buffer: pre-tokens, decoder tokens. */
 struct tk_pieces {
-    struct tk_buf buf;
+    struct buf buf;
     struct tk_piece {
         size_t off, len;  /* bytes into buf.p */
         bool at0;         /* starts at offset 0 of the original text (Metaspace "first") */
@@ -98,7 +95,7 @@ struct tk_post {
 
 /* An entry of tokenizer.json added_tokens. */
 struct tk_added {
-    const char *content;      /* in the arena */
+    const char *content;      /* in t->strings */
     size_t len;
     int32_t id;
     bool special, lstrip, rstrip, single_word, normalized;
@@ -132,10 +129,8 @@ struct tk_matcher {
     int n_tokens;
 };
 
-struct tk_chunk;
-
 struct tokenizer {
-    struct tk_chunk *arena;   /* every vocabulary and added-token string, NUL-terminated; never moves */
+    struct arena strings;     /* every vocabulary and added-token string, NUL-terminated; never moves */
     int vocab_size;           /* max id + 1 over the model vocabulary and added tokens */
 
     /* model vocabulary (BPE) */
@@ -198,13 +193,13 @@ struct tk_bpe_work {
     int n, cap;
     struct tk_merge_entry *heap;
     int heap_n, heap_cap;
-    struct tk_buf chr;                /* a character with its subword prefix / suffix */
+    struct buf chr;                   /* a character with its subword prefix / suffix */
 };
 
 /* Everything one tokenizer_encode call allocates, so concurrent calls share nothing. */
 struct tk_scratch {
     pcre2_match_data *md;
-    struct tk_buf norm, tmp;                  /* normalizer output, and a spare */
+    struct buf norm, tmp;                     /* normalizer output, and a spare */
     struct tk_pieces pieces, pieces_tmp;      /* pre-tokenizer output, and a spare */
     struct tk_spans spans;
     struct tk_segs raw_segs, norm_segs;
@@ -221,10 +216,7 @@ struct tk_match_iter {
     bool last_empty;          /* the previous match was empty and ended at pos */
 };
 
-/* tokenizer_util.c: buffers, UTF-8 */
-int tk__buf_put(struct tk_buf *b, const void *s, size_t n);     /* 0 or -ENOMEM */
-int tk__buf_reserve(struct tk_buf *b, size_t extra);            /* room for extra bytes and a NUL */
-void tk__buf_free(struct tk_buf *b);
+/* tokenizer_util.c: string lists, UTF-8 */
 void tk__pieces_clear(struct tk_pieces *p);
 int tk__pieces_add(struct tk_pieces *p, const char *s, size_t n, bool at0);  /* copies s */
 int tk__pieces_add_ref(struct tk_pieces *p, size_t off, size_t n, bool at0); /* already in buf */
@@ -232,7 +224,7 @@ void tk__pieces_free(struct tk_pieces *p);
 int tk__utf8_decode(const char *s, size_t len, uint32_t *cp);   /* bytes of one valid char, or 0 */
 int tk__utf8_encode(uint32_t cp, char out[4]);                  /* bytes written */
 size_t tk__utf8_valid_prefix(const char *s, size_t len);         /* bytes before the first invalid one */
-int tk__utf8_lossy(const char *s, size_t len, struct tk_buf *out);  /* appends; U+FFFD per bad subpart */
+int tk__utf8_lossy(const char *s, size_t len, struct buf *out);  /* appends; U+FFFD per bad subpart */
 bool tk__is_space(uint32_t cp);                                 /* Unicode White_Space */
 bool tk__is_word(uint32_t cp);                                  /* regex \w */
 bool tk__is_numeric(uint32_t cp);                               /* Nd, Nl, No */
@@ -253,13 +245,13 @@ void tk__match_init(struct tk_match_iter *it, const struct tk_pattern *p, pcre2_
 int tk__match_next(struct tk_match_iter *it, size_t *ms, size_t *me);
 /* Appends s to out with every match replaced by with. */
 int tk__replace(const struct tk_pattern *p, pcre2_match_data *md, const char *s, size_t len,
-                const char *with, size_t with_len, struct tk_buf *out);
+                const char *with, size_t with_len, struct buf *out);
 
 /* tokenizer_normalize.c */
 int tk__norm_parse(struct tokenizer *t, const cJSON *j, const char *file, char *err);
 /* out = the normalizers applied to s (tmp is scratch). */
 int tk__normalize(const struct tokenizer *t, pcre2_match_data *md, const char *s, size_t len,
-                  struct tk_buf *out, struct tk_buf *tmp);
+                  struct buf *out, struct buf *tmp);
 void tk__norm_free(struct tk_norm *n);
 
 /* tokenizer_pretok.c */
@@ -277,13 +269,10 @@ int tk__bpe_load(struct tokenizer *t, const cJSON *model, const char *file, char
 int tk__bpe_encode(const struct tokenizer *t, struct tk_bpe_work *wk, const char *w, size_t len,
                    int32_t **ids, int *n, int *cap);
 void tk__bpe_work_free(struct tk_bpe_work *w);
-int tk__strmap_build(struct tk_strmap *m, const char *const *tok, const uint32_t *tok_len, int n);
 int32_t tk__strmap_get(const struct tk_strmap *m, const char *const *tok, const uint32_t *tok_len,
                        const char *s, size_t n);
 void tk__strmap_free(struct tk_strmap *m);
 void tk__mergemap_free(struct tk_mergemap *m);
-char *tk__arena_add(struct tokenizer *t, const char *s, size_t n);    /* stable copy, or NULL */
-void tk__arena_free(struct tokenizer *t);
 
 /* tokenizer_encode.c */
 /* The added-token matchers, once the normalizer is known. */
@@ -292,13 +281,12 @@ int tk__post_parse(struct tokenizer *t, const cJSON *j, const char *file, char *
 int tk__post_override(struct tokenizer *t, bool add_bos, bool add_eos);
 void tk__post_free(struct tk_post *p);
 int tk__ids_push(int32_t **ids, int *n, int *cap, int32_t id);
-void tk__scratch_free(struct tk_scratch *sc);
 
 /* tokenizer_decode.c */
 int tk__dec_parse(struct tokenizer *t, const cJSON *j, const char *file, char *err);
 void tk__dec_free(struct tk_dec *d);
 
-/* tokenizer.c: JSON helpers for the component parsers; where names the field */
+/* tokenizer_json.c: JSON helpers for the component parsers; where names the field */
 const char *tk__json_type(const cJSON *j, const char *where, const char *file, char *err);
 int tk__json_bool(const cJSON *obj, const char *key, bool dflt, bool *out, const char *where,
                   const char *file, char *err);

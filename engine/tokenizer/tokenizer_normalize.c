@@ -92,18 +92,18 @@ static bool all_ascii(const char *s, size_t len)
     return true;
 }
 
-static int unicode_form(const char *s, size_t len, int opts, struct tk_buf *out)
+static int unicode_form(const char *s, size_t len, int opts, struct buf *out)
 {
     utf8proc_uint8_t *dst = NULL;
     utf8proc_ssize_t n;
     int rc;
 
     if (all_ascii(s, len))   /* every form leaves ASCII alone */
-        return tk__buf_put(out, s, len);
+        return buf_put(out, s, len);
     n = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, &dst, opts);
     if (n < 0)
         return n == UTF8PROC_ERROR_NOMEM ? -ENOMEM : -EINVAL;
-    rc = tk__buf_put(out, dst, (size_t)n);
+    rc = buf_put(out, dst, (size_t)n);
     free(dst);
     return rc;
 }
@@ -113,24 +113,24 @@ static int unicode_form(const char *s, size_t len, int opts, struct tk_buf *out)
 #define FOR_EACH_CHAR(s, len, i, cp, k) \
     for (size_t i = 0, k = 0; i < (len) && ((k = tk__utf8_decode((s) + i, (len) - i, &(cp))) > 0); i += k)
 
-static int lowercase(const char *s, size_t len, struct tk_buf *out)
+static int lowercase(const char *s, size_t len, struct buf *out)
 {
     uint32_t cp;
     char u[4];
 
     FOR_EACH_CHAR(s, len, i, cp, k) {
         if (cp == 0x130) {   /* İ: Rust's char::to_lowercase gives i + combining dot above */
-            if (tk__buf_put(out, "i\xcc\x87", 3))
+            if (buf_put(out, "i\xcc\x87", 3))
                 return -ENOMEM;
             continue;
         }
-        if (tk__buf_put(out, u, tk__utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)cp), u)))
+        if (buf_put(out, u, tk__utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)cp), u)))
             return -ENOMEM;
     }
     return 0;
 }
 
-static int strip(const char *s, size_t len, bool left, bool right, struct tk_buf *out)
+static int strip(const char *s, size_t len, bool left, bool right, struct buf *out)
 {
     size_t a = 0, b = len;
     uint32_t cp;
@@ -147,10 +147,10 @@ static int strip(const char *s, size_t len, bool left, bool right, struct tk_buf
             break;
         b = c;
     }
-    return tk__buf_put(out, s + a, b - a);
+    return buf_put(out, s + a, b - a);
 }
 
-static int strip_accents(const char *s, size_t len, struct tk_buf *out)
+static int strip_accents(const char *s, size_t len, struct buf *out)
 {
     uint32_t cp;
 
@@ -159,25 +159,25 @@ static int strip_accents(const char *s, size_t len, struct tk_buf *out)
 
         if (c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_MC || c == UTF8PROC_CATEGORY_ME)
             continue;
-        if (tk__buf_put(out, s + i, k))
+        if (buf_put(out, s + i, k))
             return -ENOMEM;
     }
     return 0;
 }
 
-static int byte_level(const struct tokenizer *t, const char *s, size_t len, struct tk_buf *out)
+static int byte_level(const struct tokenizer *t, const char *s, size_t len, struct buf *out)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char b = (unsigned char)s[i];
 
-        if (tk__buf_put(out, t->byte_char[b], t->byte_char_len[b]))
+        if (buf_put(out, t->byte_char[b], t->byte_char_len[b]))
             return -ENOMEM;
     }
     return 0;
 }
 
 static int apply(const struct tokenizer *t, const struct tk_norm *n, pcre2_match_data *md,
-                 const char *s, size_t len, struct tk_buf *out)
+                 const char *s, size_t len, struct buf *out)
 {
     switch (n->kind) {
     case TN_NFC:  return unicode_form(s, len, UTF8PROC_STABLE | UTF8PROC_COMPOSE, out);
@@ -189,22 +189,22 @@ static int apply(const struct tokenizer *t, const struct tk_norm *n, pcre2_match
     case TN_STRIP_ACCENTS: return strip_accents(s, len, out);
     case TN_REPLACE: return tk__replace(&n->pat, md, s, len, n->content, n->content_len, out);
     case TN_PREPEND:
-        if (len && tk__buf_put(out, n->content, n->content_len))
+        if (len && buf_put(out, n->content, n->content_len))
             return -ENOMEM;
-        return tk__buf_put(out, s, len);
+        return buf_put(out, s, len);
     case TN_BYTE_LEVEL: return byte_level(t, s, len, out);
     }
     return -EINVAL;
 }
 
 int tk__normalize(const struct tokenizer *t, pcre2_match_data *md, const char *s, size_t len,
-                  struct tk_buf *out, struct tk_buf *tmp)
+                  struct buf *out, struct buf *tmp)
 {
     out->len = 0;
-    if (tk__buf_put(out, s, len))
+    if (buf_put(out, s, len))
         return -ENOMEM;
     for (int i = 0; i < t->n_norm; i++) {
-        struct tk_buf swap;
+        struct buf swap;
         int rc;
 
         tmp->len = 0;

@@ -18,7 +18,7 @@
 /* Copies the pattern with \s replaced by WHITE_SPACE (in a class, or as a class of its
  * own) and, outside classes, \S by its complement. Other escapes and POSIX [:names:] are
  * copied as they are. */
-static int rewrite_spaces(const char *src, size_t len, struct tk_buf *out)
+static int rewrite_spaces(const char *src, size_t len, struct buf *out)
 {
     bool in_class = false;
 
@@ -46,7 +46,7 @@ static int rewrite_spaces(const char *src, size_t len, struct tk_buf *out)
                 n = (size_t)(end - (src + i)) + 2;
         } else if (in_class && src[i] == ']')
             in_class = false;
-        if (put ? tk__buf_put(out, put, strlen(put)) : tk__buf_put(out, src + i, n))
+        if (put ? buf_put(out, put, strlen(put)) : buf_put(out, src + i, n))
             return -ENOMEM;
         i += n - 1;
     }
@@ -56,7 +56,7 @@ static int rewrite_spaces(const char *src, size_t len, struct tk_buf *out)
 int tk__regex_compile(pcre2_code **re, const char *src, size_t len, const char *where,
                       const char *file, char *err)
 {
-    struct tk_buf pat = { 0 };
+    struct buf pat = { 0 };
     int code;
     PCRE2_SIZE at;
     PCRE2_UCHAR msg[160];
@@ -68,7 +68,7 @@ int tk__regex_compile(pcre2_code **re, const char *src, size_t len, const char *
     }
     *re = pcre2_compile((PCRE2_SPTR)(pat.p ? pat.p : ""), pat.len, PCRE2_UTF | PCRE2_UCP, &code,
                         &at, NULL);
-    tk__buf_free(&pat);
+    buf_fini(&pat);
     if (!*re) {
         pcre2_get_error_message(code, msg, sizeof msg);
         errf(err, "%s: %s: bad regex (%s)", file, where, (char *)msg);
@@ -187,7 +187,7 @@ void tk__match_init(struct tk_match_iter *it, const struct tk_pattern *p, pcre2_
 }
 
 int tk__replace(const struct tk_pattern *p, pcre2_match_data *md, const char *s, size_t len,
-                const char *with, size_t with_len, struct tk_buf *out)
+                const char *with, size_t with_len, struct buf *out)
 {
     struct tk_match_iter it;
     size_t ms, me, last = 0;
@@ -195,11 +195,11 @@ int tk__replace(const struct tk_pattern *p, pcre2_match_data *md, const char *s,
 
     tk__match_init(&it, p, md, s, len);
     while ((rc = tk__match_next(&it, &ms, &me)) > 0) {
-        if (tk__buf_put(out, s + last, ms - last) || tk__buf_put(out, with, with_len))
+        if (buf_put(out, s + last, ms - last) || buf_put(out, with, with_len))
             return -ENOMEM;
         last = me;
     }
     if (rc < 0)
         return rc;
-    return tk__buf_put(out, s + last, len - last);
+    return buf_put(out, s + last, len - last);
 }

@@ -294,14 +294,14 @@ static bool is_char_cb(uint32_t cp, const void *arg) { return cp == *(const uint
 static int byte_level(const struct tokenizer *t, const struct tk_pretok *p, struct tk_scratch *sc,
                       const char *s, size_t len, bool at0, struct tk_pieces *out)
 {
-    struct tk_buf *b = &sc->tmp;
+    struct buf *b = &sc->tmp;
     struct tk_spans *sp = &sc->spans;
     int rc;
 
     b->len = 0;
-    if (p->add_prefix_space && (len == 0 || s[0] != ' ') && tk__buf_put(b, " ", 1))
+    if (p->add_prefix_space && (len == 0 || s[0] != ' ') && buf_put(b, " ", 1))
         return -ENOMEM;
-    if (tk__buf_put(b, s, len))
+    if (buf_put(b, s, len))
         return -ENOMEM;
     sp->n = 0;
     if (p->use_regex) {
@@ -318,7 +318,7 @@ static int byte_level(const struct tokenizer *t, const struct tk_pretok *p, stru
         for (size_t k = x->start; k < x->end; k++) {
             unsigned char c = (unsigned char)b->p[k];
 
-            if (tk__buf_put(&out->buf, t->byte_char[c], t->byte_char_len[c]))
+            if (buf_put(&out->buf, t->byte_char[c], t->byte_char_len[c]))
                 return -ENOMEM;
         }
         if (tk__pieces_add_ref(out, off, out->buf.len - off, at0 && x->start == 0))
@@ -332,20 +332,20 @@ static int byte_level(const struct tokenizer *t, const struct tk_pretok *p, stru
 static int metaspace(const struct tk_pretok *p, struct tk_scratch *sc, const char *s, size_t len,
                      bool at0, struct tk_pieces *out)
 {
-    struct tk_buf *b = &sc->tmp;
+    struct buf *b = &sc->tmp;
     uint32_t rep;
     bool starts;
     int rc;
 
     b->len = 0;
-    if (tk__buf_reserve(b, 0))
+    if (buf_reserve(b, 0))
         return -ENOMEM;
     for (size_t i = 0; i < len; i++)
-        if (s[i] == ' ' ? tk__buf_put(b, p->rep, p->rep_len) : tk__buf_put(b, s + i, 1))
+        if (s[i] == ' ' ? buf_put(b, p->rep, p->rep_len) : buf_put(b, s + i, 1))
             return -ENOMEM;
     starts = b->len >= (size_t)p->rep_len && !memcmp(b->p, p->rep, p->rep_len);
     if (!starts && (p->prepend == TK_PREPEND_ALWAYS || (p->prepend == TK_PREPEND_FIRST && at0))) {
-        if (tk__buf_reserve(b, p->rep_len))
+        if (buf_reserve(b, p->rep_len))
             return -ENOMEM;
         memmove(b->p + p->rep_len, b->p, b->len + 1);
         memcpy(b->p, p->rep, p->rep_len);

@@ -1,6 +1,6 @@
-/* tokenizer_util.c — the small pieces the tokenizer files share: growable strings and
- * string lists, strict and lossy UTF-8, the character classes Hugging Face's Rust code uses
- * (char::is_whitespace, regex \w, char::is_numeric, punctuation), and the string hash. */
+/* tokenizer_util.c — the small pieces the tokenizer files share: string lists, strict and
+ * lossy UTF-8, the character classes Hugging Face's Rust code uses (char::is_whitespace,
+ * regex \w, char::is_numeric, punctuation), and the string hash. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,42 +8,6 @@
 #include <xxhash.h>     /* XXH3_64bits */
 
 #include "engine/tokenizer/tokenizer_internal.h"
-
-int tk__buf_reserve(struct tk_buf *b, size_t extra)
-{
-    size_t need = b->len + extra + 1, cap = b->cap ? b->cap : 64;
-    char *p;
-
-    if (need < b->len)
-        return -ENOMEM;
-    if (need <= b->cap)
-        return 0;
-    while (cap < need)
-        cap *= 2;
-    p = realloc(b->p, cap);
-    if (!p)
-        return -ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-int tk__buf_put(struct tk_buf *b, const void *s, size_t n)
-{
-    if (tk__buf_reserve(b, n))
-        return -ENOMEM;
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-void tk__buf_free(struct tk_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
 
 void tk__pieces_clear(struct tk_pieces *p)
 {
@@ -70,7 +34,7 @@ int tk__grow(void **arr, int *cap, int n, size_t elem)
 int tk__pieces_add_ref(struct tk_pieces *p, size_t off, size_t n, bool at0)
 {
     /* the buffer even for empty pieces: p->buf.p + off must never be NULL + 0 */
-    if (tk__buf_reserve(&p->buf, 0) || TK_GROW(p->v, p->cap, p->n))
+    if (buf_reserve(&p->buf, 0) || TK_GROW(p->v, p->cap, p->n))
         return -ENOMEM;
     p->v[p->n++] = (struct tk_piece){ off, n, at0 };
     return 0;
@@ -80,14 +44,14 @@ int tk__pieces_add(struct tk_pieces *p, const char *s, size_t n, bool at0)
 {
     size_t off = p->buf.len;
 
-    if (tk__buf_put(&p->buf, s, n))
+    if (buf_put(&p->buf, s, n))
         return -ENOMEM;
     return tk__pieces_add_ref(p, off, n, at0);
 }
 
 void tk__pieces_free(struct tk_pieces *p)
 {
-    tk__buf_free(&p->buf);
+    buf_fini(&p->buf);
     free(p->v);
     memset(p, 0, sizeof *p);
 }
@@ -181,7 +145,7 @@ size_t tk__utf8_valid_prefix(const char *s, size_t len)
     return i;
 }
 
-int tk__utf8_lossy(const char *s, size_t len, struct tk_buf *out)
+int tk__utf8_lossy(const char *s, size_t len, struct buf *out)
 {
     size_t i = 0;
     uint32_t cp;
@@ -190,13 +154,13 @@ int tk__utf8_lossy(const char *s, size_t len, struct tk_buf *out)
         size_t good = tk__utf8_valid_prefix(s + i, len - i);
         int n;
 
-        if (tk__buf_put(out, s + i, good))
+        if (buf_put(out, s + i, good))
             return -ENOMEM;
         i += good;
         if (i == len)
             break;
         n = utf8_seq((const unsigned char *)s + i, len - i, &cp);
-        if (tk__buf_put(out, "\xef\xbf\xbd", 3))
+        if (buf_put(out, "\xef\xbf\xbd", 3))
             return -ENOMEM;
         i += (size_t)-n;
     }

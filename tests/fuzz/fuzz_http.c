@@ -3,7 +3,8 @@
  * byte's low 2 bits pick the part, its high bits are options; the rest is the input:
  *   0 auth (server/auth.c): an Authorization header, NUL, an API key; auth_bearer and
  *     auth_check against a reading of "Bearer <token>" written here, auth_equal against
- *     memcmp, auth_mask never showing more than 4 characters of a key;
+ *     memcmp, auth_mask never showing more than 4 characters of a key, none of one shorter
+ *     than 16;
  *   1 stream rendering (openai_render.c + sse.c): NUL-separated pieces of token text as the
  *     chunks of a stream (with logprobs whose tokens are the pieces), a usage chunk, an error
  *     event and [DONE], read out in pieces of a fuzzed size; the bytes must be SSE framing
@@ -20,7 +21,7 @@
 
 #include "engine/base/arena.h"
 #include "server/auth.h"
-#include "server/openai.h"
+#include "server/openai_render.h"
 #include "server/sse.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -89,7 +90,8 @@ static void fuzz_auth(const char *in, size_t n, unsigned opts)
     FUZZ_CHECK(strlen(mask) <= 8 && (klen <= 4 || !strstr(mask, key)), "auth_mask shows '%s'", mask);
     if (cap >= 9)
         FUZZ_CHECK(!klen ? !strcmp(mask, "(none)")
-                         : !strncmp(mask, "****", 4) && (klen <= 8 ? !mask[4] : !strcmp(mask + 4, key + klen - 4)),
+                         : !strncmp(mask, "****", 4) &&
+                               (klen < AUTH_MASK_MIN_LEN ? !mask[4] : !strcmp(mask + 4, key + klen - 4)),
                    "auth_mask gives '%s'", mask);
     free(header);
     free(key);
@@ -383,7 +385,9 @@ static void fuzz_arena(const uint8_t *in, size_t n, unsigned opts)
             FUZZ_CHECK(!arena_strndup(&a, "", SIZE_MAX), "strndup of SIZE_MAX");
             continue;
         }
-        FUZZ_CHECK(q && ((uintptr_t)q & 15) == 0, "allocation %d of %zu bytes is aligned", count, s);
+        /* Strings are packed byte by byte; everything else starts on 16 bytes. */
+        FUZZ_CHECK(q && ((in[i] & 7) == 4 || ((uintptr_t)q & 15) == 0), "allocation %d of %zu bytes is aligned",
+                   count, s);
         if (sum + s > (256 << 10))
             break;     /* enough to check: the rest only slows the search down */
         FUZZ_CHECK((in[i] & 7) == 4 || all_bytes(q, s, 0), "allocation %d is zeroed", count);

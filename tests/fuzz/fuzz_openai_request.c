@@ -11,7 +11,8 @@
 #include <math.h>
 
 #include "config/config.h"
-#include "server/openai.h"
+#include "server/openai_parse.h"
+#include "server/openai_render.h"
 
 /* Llama 3.1 8B (config.json, generation_config.json): what api_from() takes from the model. */
 #define MODEL_NAME    "llama-3.1-8b-instruct"

@@ -9,7 +9,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "server/openai.h"
+#include "server/openai_parse.h"
+#include "server/openai_render.h"
 #include "server/tool_parser.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -16,6 +16,7 @@
 #include <cuda_runtime_api.h>
 
 #include "engine/base/util.h"
+#include "engine/cuda/cuda_internal.h"   /* struct backend_cuda: the stream the ops run on */
 #include "tests/gpu/gpu_test.h"
 
 #define H 32
@@ -55,6 +56,7 @@ static double time_op(struct bench *bn, int iters, int (*fn)(struct bench *, voi
  * flush runs before each launch, outside the events that time it. */
 static double time_op_dram(struct bench *bn, int iters, int (*fn)(struct bench *, void *), void *arg)
 {
+    cudaStream_t st = ((struct backend_cuda *)bn->be)->stream;   /* where the ops run */
     double *t = calloc(iters, sizeof *t), med = NAN;
     cudaEvent_t e0 = NULL, e1 = NULL;
     float ms;
@@ -63,9 +65,9 @@ static double time_op_dram(struct bench *bn, int iters, int (*fn)(struct bench *
         fn(bn, arg) || cudaDeviceSynchronize() != cudaSuccess)   /* warm up */
         goto out;
     for (int i = 0; i < iters; i++) {
-        if (cudaMemsetAsync(bn->flush, i & 0xff, FLUSH_BYTES, 0) != cudaSuccess ||
-            cudaEventRecord(e0, 0) != cudaSuccess || fn(bn, arg) ||
-            cudaEventRecord(e1, 0) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
+        if (cudaMemsetAsync(bn->flush, i & 0xff, FLUSH_BYTES, st) != cudaSuccess ||
+            cudaEventRecord(e0, st) != cudaSuccess || fn(bn, arg) ||
+            cudaEventRecord(e1, st) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
             cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
             goto out;
         t[i] = ms / 1e3;

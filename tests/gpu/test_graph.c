@@ -2,8 +2,9 @@
  * bias, rope, cache_update, attention, o projection, fused residual norm, gather, LM head,
  * sampling) is captured once for a batch size from one staged batch, then replayed after
  * staging other batches (other ids, positions, context lengths, block tables, slots,
- * sampling rows); each replay must equal an eager run of the same step bit for bit —
- * logits, tokens and the whole KV cache — and the CPU backend's logits within bf16 error. */
+ * sampling rows, grammar masks); each replay must equal an eager run of the same step bit
+ * for bit — logits, tokens and the whole KV cache —, a masked row must draw only what its
+ * mask allows, and the logits must equal the CPU backend's within bf16 error. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdlib.h>
@@ -119,8 +120,11 @@ static void toy_free(struct gt *t, struct toy *y)
     free(y->vc0);
 }
 
+/* Grammar masks of the batch's rows: every third row allows a handful of tokens. */
+static uint32_t grammar_masks[S][(VOCAB + 31) / 32];
+
 /* A padded decode batch: REAL requests with random contexts over distinct blocks, then
- * padding requests; sampling rows mix greedy and seeded draws. */
+ * padding requests; sampling rows mix greedy and seeded draws, some under a grammar mask. */
 static void make_batch(struct gt *t, struct step_batch *b, struct sample_row *rows, uint64_t seed)
 {
     int used[NBLK] = { 0 };
@@ -153,6 +157,14 @@ static void make_batch(struct gt *t, struct step_batch *b, struct sample_row *ro
                                        .top_k = r == 3 ? 20 : 0, .repetition_penalty = 1.0f,
                                        .seed = seed + r, .counter = (uint32_t)r,
                                        .num_logprobs = r == 1 ? 3 : -1 };
+        if ((r + seed) % 3 == 0) {
+            memset(grammar_masks[r], 0, sizeof grammar_masks[r]);
+            for (int k = 0; k < 5; k++) {
+                int id = gt_randint(&t->rng, VOCAB);
+                grammar_masks[r][id >> 5] |= 1u << (id & 31);
+            }
+            rows[r].allowed = grammar_masks[r];
+        }
     }
     batch_pad(b, S);
     b->max_seq_len = MB * BS;   /* a graph's bound: the runner stages max_model_len */
@@ -216,9 +228,14 @@ static void graph_replay_equals_eager_with_new_batches(struct gt *t)
                  "from eager", round);
         gt_check(t, !memcmp(k1, k2, cache * 4) && !memcmp(v1, v2, cache * 4),
                  "round %d: replayed KV cache differs from eager", round);
-        for (int r = 0; r < REAL; r++)
+        for (int r = 0; r < REAL; r++) {
             gt_check(t, rg[r].token == re[r].token, "round %d row %d: replay token %d, eager %d",
                      round, r, rg[r].token, re[r].token);
+            if (rows[r].allowed)
+                gt_check(t, rows[r].allowed[rg[r].token >> 5] >> (rg[r].token & 31) & 1,
+                         "round %d row %d: replay token %d is outside its grammar mask", round, r,
+                         rg[r].token);
+        }
         /* bf16 activations against the CPU's f32 through two products, attention, a norm and
          * the LM head: single logits stray up to ~0.15 (seen: 1 in 5000); the nmse bound is
          * the tight check of the whole */

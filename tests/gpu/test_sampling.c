@@ -429,7 +429,65 @@ out:
     free(l);
 }
 
+/* Grammar masks (sample_row.allowed): rows with a few allowed tokens among model-like
+ * logits, one allowed token, a mask that allows the argmax and one that does not, rows
+ * without a mask between them, a vocab that ends inside a mask word; greedy and seeded. */
+static void grammar_masks_leave_out_what_the_cpu_leaves_out(struct gt *t)
+{
+    enum { N = 48, V = 50021 };
+    const int W = (V + 31) / 32;
+    float *l = malloc((size_t)N * V * 4);
+    uint32_t *masks = calloc((size_t)N * W, 4);
+    struct sample_row rows[N];
+    struct sample_result rc[N], rg[N];
+    int mismatch = 0, outside = 0;
+
+    if (!gt_check(t, l && masks, "out of host memory") || !backends(t, N, V))
+        goto out;
+    for (int r = 0; r < N; r++) {
+        uint32_t *m = masks + (size_t)r * W;
+        float *x = l + (size_t)r * V;
+        int allowed = r % 4 == 0 ? 1 : r % 4 == 1 ? 7 : 300;
+
+        model_like(t, x, V);
+        rows[r] = greedy();
+        if (r % 3 == 2) {
+            rows[r].temperature = 1.0f;
+            rows[r].seed = gt_rand_u64(&t->rng);
+            rows[r].counter = (uint32_t)r;
+        }
+        if (r % 6 == 5)
+            continue;                  /* no mask: everything allowed */
+        for (int k = 0; k < allowed; k++) {
+            int id = k == 0 && r % 8 == 1 ? argmax_lowest(x, V) : gt_randint(&t->rng, V);
+            m[id >> 5] |= 1u << (id & 31);
+        }
+        if (r % 8 == 3)
+            m[(V - 1) >> 5] |= 1u << ((V - 1) & 31);   /* the last id, in a partial word */
+        rows[r].allowed = m;
+    }
+    if (!sample_both(t, l, N, V, rows, rc, rg))
+        goto out;
+    for (int r = 0; r < N; r++) {
+        const uint32_t *m = rows[r].allowed;
+        int tok = rg[r].token;
+
+        outside += m && !(m[tok >> 5] >> (tok & 31) & 1);
+        mismatch += rg[r].token != rc[r].token;
+        if (rows[r].temperature == 0.0f)
+            gt_check(t, rg[r].token == rc[r].token, "row %d (greedy): cuda %d, cpu %d", r, rg[r].token,
+                     rc[r].token);
+    }
+    gt_check(t, outside == 0, "%d rows drew a token their mask leaves out", outside);
+    gt_check(t, mismatch <= 1, "%d of %d rows differ from the cpu", mismatch, N);
+    gt_note(t, "%d rows, vocab %d, masks of 1/7/300 tokens and none: %d differ", N, V, mismatch);
+out:
+    free(l);
+    free(masks);
+}
+
 const struct gt_case gt_cases_sampling[] = {
+    { "sampling_grammar_masks_leave_out_what_the_cpu_leaves_out", grammar_masks_leave_out_what_the_cpu_leaves_out },
     { "sampling_greedy_equals_argmax_of_cpu_logits", greedy_equals_argmax_of_cpu_logits },
     { "sampling_seeded_draws_equal_cpu", seeded_sampling_equals_cpu },
     { "sampling_draws_cover_exactly_the_kept_set", sampled_tokens_cover_exactly_the_kept_set },

@@ -5,12 +5,14 @@
  * min_p=1 / tiny top_p == greedy, seeds reproducible, stop strings cut at the first
  * occurrence of the greedy text, usage == /tokenize's count. */
 #include <check.h>
+#include <ctype.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/util.h"   /* ARRAY_LEN */
 #include "tests/integration/it_util.h"
 
 static struct daemon d;
@@ -465,39 +467,214 @@ START_TEST(completion_logprobs_have_openais_shape)
 }
 END_TEST
 
-START_TEST(chat_logprobs_have_openais_shape)
+/* A completion's logprobs, streamed or not: the tokens and text_offsets in order (every
+ * chunk's joined), and the text. */
+struct offsets {
+    int n;
+    int off[256];
+    char tok[256][64];
+    char text[4096];
+};
+
+static void add_logprobs(struct offsets *o, const cJSON *choice)
 {
-    cJSON *j, *content;
-    const cJSON *e;
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(choice, "logprobs");
+    const cJSON *toks = cJSON_GetObjectItemCaseSensitive(lp, "tokens");
+    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(lp, "text_offset");
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(choice, "text");
+
+    ck_assert(cJSON_IsString(text));
+    ck_assert(strlen(o->text) + strlen(text->valuestring) < sizeof o->text);
+    strcat(o->text, text->valuestring);
+    if (cJSON_IsNull(lp))
+        return;
+    ck_assert_int_eq(cJSON_GetArraySize(toks), cJSON_GetArraySize(offs));
+    for (int i = 0; i < cJSON_GetArraySize(toks); i++) {
+        ck_assert_int_lt(o->n, 256);
+        o->off[o->n] = cJSON_GetArrayItem(offs, i)->valueint;
+        snprintf(o->tok[o->n], sizeof o->tok[0], "%s", cJSON_GetArrayItem(toks, i)->valuestring);
+        o->n++;
+    }
+}
+
+static void completion_offsets(const char *body, bool stream, struct offsets *o)
+{
+    char full[1024];
+
+    memset(o, 0, sizeof *o);
+    snprintf(full, sizeof full, "%.*s,\"stream\":%s}", (int)strlen(body) - 1, body, stream ? "true" : "false");
+    if (stream) {
+        struct it_stream s;
+        const cJSON *ev;
+
+        ck_assert_int_eq(it_stream(&d, "/v1/completions", full, &s), 0);
+        ck_assert(s.done);
+        cJSON_ArrayForEach(ev, s.events)
+            add_logprobs(o, cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "choices"), 0));
+        it_stream_fini(&s);
+    } else {
+        cJSON *j = ok_post("/v1/completions", full);
+
+        add_logprobs(o, cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0));
+        cJSON_Delete(j);
+    }
+}
+
+/* text_offset: bytes into "text" where each token's text starts. A skipped special token
+ * has no text (it points where the next text goes), a token holding part of a character
+ * (shown with U+FFFD) points at that character; every other token's text is at its offset.
+ * Never past the end, never backwards, and the same streamed and not. Seed 3 samples two
+ * special tokens and five partial ones among 24. */
+START_TEST(completion_text_offsets_point_into_the_text_streamed_or_not)
+{
+    static const char base[] = "{\"prompt\":\"Hi\",\"max_tokens\":24,\"ignore_eos\":true,\"logprobs\":1,\"seed\":3}";
+    struct offsets *whole = calloc(1, sizeof *whole), *streamed = calloc(1, sizeof *streamed);
+    char body[512], stop[3] = "";
+    int specials = 0, partials = 0;
 
     up(NULL);
-    j = ok_post("/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":5,"
-                                        "\"ignore_eos\":true,\"logprobs\":true,\"top_logprobs\":3}");
-    content = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "logprobs"), "content");
-    ck_assert_int_eq(cJSON_GetArraySize(content), 5);
-    cJSON_ArrayForEach(e, content) {
-        const cJSON *tok = cJSON_GetObjectItemCaseSensitive(e, "token");
-        const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(e, "bytes");
-        const cJSON *top = cJSON_GetObjectItemCaseSensitive(e, "top_logprobs"), *t;
-        double prev = 0;
-        size_t n = strlen(tok->valuestring);
+    for (int run = 0; run < 2; run++) {
+        if (run == 0) {
+            snprintf(body, sizeof body, "%s", base);
+        } else {
+            /* Again with a stop string from the middle of that text: the token that ends
+             * it and those inside it are clamped to the cut. */
+            size_t at = strlen(whole->text) / 2;
 
-        ck_assert(cJSON_GetObjectItemCaseSensitive(e, "logprob")->valuedouble <= 0);
-        ck_assert_int_eq(cJSON_GetArraySize(bytes), (int)n);    /* the token's UTF-8 bytes */
-        for (size_t b = 0; b < n; b++)
-            ck_assert_int_eq(cJSON_GetArrayItem(bytes, (int)b)->valueint, (unsigned char)tok->valuestring[b]);
-        ck_assert_int_eq(cJSON_GetArraySize(top), 3);
-        cJSON_ArrayForEach(t, top) {
-            double lp = cJSON_GetObjectItemCaseSensitive(t, "logprob")->valuedouble;
-
-            ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(t, "token")));
-            ck_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(t, "bytes")));
-            ck_assert(lp <= prev + 1e-6);            /* descending */
-            prev = lp;
+            while (whole->text[at] && (!isalpha((unsigned char)whole->text[at]) ||
+                                       !isalpha((unsigned char)whole->text[at + 1])))
+                at++;
+            ck_assert_msg(whole->text[at], "no two letters in \"%s\"", whole->text);
+            memcpy(stop, whole->text + at, 2);
+            snprintf(body, sizeof body, "%.*s,\"stop\":\"%s\"}", (int)strlen(base) - 1, base, stop);
         }
+        completion_offsets(body, false, whole);
+        completion_offsets(body, true, streamed);
+        ck_assert_str_eq(streamed->text, whole->text);
+        ck_assert_int_eq(streamed->n, whole->n);
+        ck_assert_int_eq(whole->n, run == 0 ? 24 : whole->n);
+        for (int i = 0; i < whole->n; i++) {
+            const char *t = whole->tok[i];
+            bool special = !strncmp(t, "<|", 2) && strstr(t, "|>");
+            bool partial = strstr(t, "\xef\xbf\xbd") != NULL;
+
+            ck_assert_str_eq(streamed->tok[i], t);
+            ck_assert_msg(streamed->off[i] == whole->off[i], "run %d token %d: streamed %d, whole %d",
+                          run, i, streamed->off[i], whole->off[i]);
+            ck_assert_int_le(whole->off[i], (int)strlen(whole->text));
+            ck_assert(i == 0 || whole->off[i] >= whole->off[i - 1]);
+            if (run == 0) {
+                specials += special;
+                partials += partial;
+                if (!special && !partial)
+                    ck_assert_msg(!strncmp(whole->text + whole->off[i], t, strlen(t)),
+                                  "token %d \"%s\" is not at %d of \"%s\"", i, t, whole->off[i], whole->text);
+            }
+        }
+        if (run == 1)
+            ck_assert_ptr_null(strstr(whole->text, stop));
     }
-    cJSON_Delete(j);
+    ck_assert_int_ge(specials, 1);
+    ck_assert_int_ge(partials, 1);
+    free(whole);
+    free(streamed);
+    down();
+}
+END_TEST
+
+/* What "token" must say for raw "bytes": the bytes as UTF-8, each byte that does not begin
+ * a whole character (RFC 3629) replaced by U+FFFD. Written here from the RFC, apart from
+ * the daemon's renderer. */
+static void lossy_utf8(const unsigned char *b, size_t n, char *out)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n;) {
+        size_t len = b[i] < 0x80 ? 1 : b[i] >= 0xc2 && b[i] <= 0xdf ? 2 : b[i] >= 0xe0 && b[i] <= 0xef ? 3
+                   : b[i] >= 0xf0 && b[i] <= 0xf4 ? 4 : 0;
+        bool whole = len > 0 && i + len <= n;
+
+        for (size_t k = 1; whole && k < len; k++)
+            whole = (b[i + k] & 0xc0) == 0x80;
+        if (whole && len == 3)   /* no overlong forms, no surrogates */
+            whole = !(b[i] == 0xe0 && b[i + 1] < 0xa0) && !(b[i] == 0xed && b[i + 1] > 0x9f);
+        if (whole && len == 4)
+            whole = !(b[i] == 0xf0 && b[i + 1] < 0x90) && !(b[i] == 0xf4 && b[i + 1] > 0x8f);
+        if (!whole) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+            continue;
+        }
+        memcpy(out + o, b + i, len);
+        o += len;
+        i += len;
+    }
+    out[o] = '\0';
+}
+
+/* One logprob entry: "bytes" are the token's raw bytes, "token" their text as JSON can
+ * carry it. Returns whether the token is a part of a character (its bytes not UTF-8). */
+static bool check_entry(const cJSON *e)
+{
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(e, "token"), *b;
+    const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(e, "bytes");
+    unsigned char raw[256];
+    char want[3 * 256 + 1];
+    size_t n = 0;
+    bool partial;
+
+    ck_assert(cJSON_IsString(tok) && cJSON_IsArray(bytes));
+    ck_assert(cJSON_GetObjectItemCaseSensitive(e, "logprob")->valuedouble <= 0);
+    cJSON_ArrayForEach(b, bytes) {
+        ck_assert(n < sizeof raw && b->valueint >= 0 && b->valueint <= 255);
+        raw[n++] = (unsigned char)b->valueint;
+    }
+    ck_assert_uint_gt(n, 0);
+    lossy_utf8(raw, n, want);
+    ck_assert_str_eq(tok->valuestring, want);
+    partial = strlen(want) != n || memcmp(want, raw, n);
+    return partial;
+}
+
+/* Seeded, so that the tokens are known to be whole (seed 1) and to hold single bytes of
+ * characters (seed 2): a partial token's "bytes" are its raw byte(s), its "token" U+FFFD. */
+START_TEST(chat_logprobs_have_openais_shape)
+{
+    static const struct { const char *seed; bool partial; } runs[] = { { "1", false }, { "2", true } };
+
+    up(NULL);
+    for (size_t r = 0; r < ARRAY_LEN(runs); r++) {
+        char body[512];
+        cJSON *j, *content;
+        const cJSON *e;
+        int partial = 0;
+
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":5,"
+                 "\"ignore_eos\":true,\"logprobs\":true,\"top_logprobs\":3,\"seed\":%s}", runs[r].seed);
+        j = ok_post("/v1/chat/completions", body);
+        content = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "logprobs"), "content");
+        ck_assert_int_eq(cJSON_GetArraySize(content), 5);
+        cJSON_ArrayForEach(e, content) {
+            const cJSON *top = cJSON_GetObjectItemCaseSensitive(e, "top_logprobs"), *t;
+            double prev = 0;
+
+            partial += check_entry(e);
+            ck_assert_int_eq(cJSON_GetArraySize(top), 3);
+            cJSON_ArrayForEach(t, top) {
+                double lp = cJSON_GetObjectItemCaseSensitive(t, "logprob")->valuedouble;
+
+                check_entry(t);
+                ck_assert(!cJSON_GetObjectItemCaseSensitive(t, "top_logprobs"));
+                ck_assert(lp <= prev + 1e-6);            /* descending */
+                prev = lp;
+            }
+        }
+        /* The seeds do what they were picked for, so both kinds are checked every run. */
+        ck_assert_msg((partial > 0) == runs[r].partial, "seed %s: %d partial tokens", runs[r].seed, partial);
+        cJSON_Delete(j);
+    }
     down();
 }
 END_TEST
@@ -609,6 +786,7 @@ Suite *serve_api_suite(void)
     tcase_add_test(tc, truncating_samplers_at_their_limit_equal_greedy);
     tcase_add_test(tc, stop_strings_cut_exactly_before_the_first_occurrence);
     tcase_add_test(tc, completion_logprobs_have_openais_shape);
+    tcase_add_test(tc, completion_text_offsets_point_into_the_text_streamed_or_not);
     tcase_add_test(tc, chat_logprobs_have_openais_shape);
     tcase_add_test(tc, echo_puts_the_prompt_first);
     tcase_add_test(tc, stop_token_ids_and_max_tokens_end_with_their_reasons);

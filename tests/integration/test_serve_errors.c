@@ -269,6 +269,113 @@ START_TEST(bad_requests_disturb_no_running_stream)
 }
 END_TEST
 
+/* The brief's request: 16 choices of 2000 tokens with 20 top logprobs each (a 45 MB body
+ * on the tiny model). With the default --max-response-bytes (32MiB) it is refused before it
+ * starts, naming the bound; the same streamed is not (streams are bounded otherwise). */
+START_TEST(an_answer_that_could_pass_max_response_bytes_is_400_before_it_starts)
+{
+    static const char big[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2000,"
+                              "\"ignore_eos\":true,\"n\":16,\"logprobs\":true,\"top_logprobs\":20";
+    char body[512];
+    const char *msg;
+    struct it_stream s;
+
+    up(NULL);
+    snprintf(body, sizeof body, "%s}", big);
+    msg = fails("POST", "/v1/chat/completions", NULL, body, 400, "max_tokens", "response_too_large");
+    ck_assert_msg(strstr(msg, "max-response-bytes (33554432 bytes)") && strstr(msg, "stream"), "%s", msg);
+    ck_assert(it_metric(&d, "osprey_requests_finished_total{finish_reason=\"length\"}") == 0);
+    /* Streamed, it is served (2 tokens here, to keep the test short). */
+    snprintf(body, sizeof body, "%.*s2%s,\"stream\":true}", (int)(strstr(big, "2000") - big), big,
+             strstr(big, "2000") + 4);
+    ck_assert_int_eq(it_stream(&d, "/v1/chat/completions", body, &s), 0);
+    ck_assert(s.done);
+    it_stream_fini(&s);
+    down();
+}
+END_TEST
+
+/* An answer let in whose text then grows past the bound (1KiB here; 500 tokens were
+ * estimated at 2 bytes each) ends with a clear 400 before its max_tokens, frees what it
+ * held, and the daemon serves the next request. */
+START_TEST(an_answer_that_grows_past_max_response_bytes_ends_with_400)
+{
+    const char *args[] = { "--max-response-bytes", "1KiB", NULL };
+    const char *msg;
+    int n = -1, status;
+    cJSON *j;
+
+    up(args);
+    msg = fails("POST", "/v1/chat/completions", NULL, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                "\"max_tokens\":500,\"ignore_eos\":true,\"seed\":1}", 400, NULL, "response_too_large");
+    ck_assert_msg(strstr(msg, "max-response-bytes (1024 bytes) after "), "%s", msg);
+    ck_assert_int_eq(sscanf(strstr(msg, " after ") + 7, "%d", &n), 1);
+    ck_assert_msg(n > 0 && n < 500, "%s", msg);               /* cut while it was generated */
+    it_assert_idle(&d);
+    j = it_post(&d, "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":3}", &status);
+    ck_assert_int_eq(status, 200);
+    cJSON_Delete(j);
+    down();
+}
+END_TEST
+
+/* One whose estimate fits but whose rendered body does not (100 tokens with 20 top
+ * logprobs: about 118 KB estimated, 143 KB rendered): refused whole, never cut short. */
+START_TEST(an_answer_rendered_past_max_response_bytes_is_400_not_a_cut_body)
+{
+    const char *args[] = { "--max-response-bytes", "130000", NULL };
+    const char *msg;
+
+    up(args);
+    msg = fails("POST", "/v1/chat/completions", NULL, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                "\"max_tokens\":100,\"ignore_eos\":true,\"seed\":1,\"logprobs\":true,\"top_logprobs\":20}",
+                400, NULL, "response_too_large");
+    ck_assert_msg(strstr(msg, "(130000 bytes) after 100 tokens"), "%s", msg);
+    it_assert_idle(&d);
+    down();
+}
+END_TEST
+
+/* A KV cache of 32 blocks (256 KiB on the tiny model: 512 tokens) below the context
+ * (2048): a request that fits the context but not the cache is 400 before it starts,
+ * naming what the cache holds, streamed or not; it is no engine error, and what fits runs. */
+START_TEST(a_request_the_kv_cache_cannot_hold_is_400_naming_its_size)
+{
+    /* 256 KiB holds 512 tokens of the tiny model in f32 (cpu) and 1024 in bf16 (cuda): the
+     * figures below follow what this backend's cache holds, read from /metrics. */
+    const char *args[] = { "--kv-cache-memory", "256KiB", NULL };
+    char body[256], want[96];
+    const char *msg;
+    cJSON *j;
+    int status, cap;
+
+    up(args);
+    cap = (int)it_metric(&d, "osprey_kv_cache_capacity_tokens");
+    ck_assert_msg(cap == 512 || cap == 1024, "capacity %d", cap);
+    snprintf(body, sizeof body, "{\"prompt\":\"hi\",\"max_tokens\":%d}", cap + 88);
+    msg = fails("POST", "/v1/completions", NULL, body, 400, "max_tokens", "context_length_exceeded");
+    snprintf(want, sizeof want, "KV cache holds %d tokens for one request", cap);
+    ck_assert_msg(strstr(msg, want) && strstr(msg, "2048"), "%s", msg);
+    snprintf(body, sizeof body, "{\"prompt\":\"hi\",\"max_tokens\":%d,\"stream\":true}", cap + 88);
+    fails("POST", "/v1/completions", NULL, body, 400, "max_tokens", "context_length_exceeded");
+    snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+             "\"max_tokens\":%d}", cap - 2);
+    fails("POST", "/v1/chat/completions", NULL, body, 400, "max_tokens", "context_length_exceeded");
+    /* Without max_tokens, chat takes the rest of what the cache holds. */
+    j = it_post(&d, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                "\"ignore_eos\":true}", &status);
+    ck_assert_int_eq(status, 200);
+    ck_assert_int_eq(it_usage(j, "total_tokens"), cap);
+    cJSON_Delete(j);
+    snprintf(body, sizeof body, "{\"prompt\":\"hi\",\"max_tokens\":%d}", cap - 112);
+    j = it_post(&d, "/v1/completions", body, &status);
+    ck_assert_int_eq(status, 200);
+    cJSON_Delete(j);
+    ck_assert(it_metric(&d, "osprey_requests_finished_total{finish_reason=\"error\"}") == 0);
+    down();
+}
+END_TEST
+
 Suite *serve_errors_suite(void)
 {
     Suite *s = suite_create("serve_errors");
@@ -284,6 +391,10 @@ Suite *serve_errors_suite(void)
     tcase_add_test(tc, metrics_can_be_open_while_the_api_needs_the_key);
     tcase_add_test(tc, a_full_queue_answers_503_with_retry_after_and_recovers);
     tcase_add_test(tc, bad_requests_disturb_no_running_stream);
+    tcase_add_test(tc, a_request_the_kv_cache_cannot_hold_is_400_naming_its_size);
+    tcase_add_test(tc, an_answer_that_could_pass_max_response_bytes_is_400_before_it_starts);
+    tcase_add_test(tc, an_answer_that_grows_past_max_response_bytes_ends_with_400);
+    tcase_add_test(tc, an_answer_rendered_past_max_response_bytes_is_400_not_a_cut_body);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -53,6 +53,53 @@ START_TEST(a_client_gone_mid_stream_frees_its_request)
 }
 END_TEST
 
+/* The access-log line of the first `method path` request: its token counts. Waits for the
+ * line (it is written when the connection ends); false when it never comes. */
+static bool access_log_tokens(const char *route, int *prompt, int *completion)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        FILE *f = fopen(d.log_path, "r");
+        char line[1024];
+
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof line, f)) {
+            const char *at = strstr(line, route);
+
+            if (at && sscanf(strstr(at, "prompt_tokens=") ? strstr(at, "prompt_tokens=") : "",
+                             "prompt_tokens=%d completion_tokens=%d", prompt, completion) == 2) {
+                fclose(f);
+                return true;
+            }
+        }
+        fclose(f);
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+START_TEST(a_stream_the_client_left_logs_the_tokens_it_had)
+{
+    int fd, prompt = -1, completion = -1, want_prompt;
+    cJSON *j;
+    int status;
+
+    up(NULL);
+    j = it_post(&d, "/tokenize", "{\"prompt\":\"long\"}", &status);
+    ck_assert_int_eq(status, 200);
+    want_prompt = cJSON_GetObjectItemCaseSensitive(j, "count")->valueint;
+    cJSON_Delete(j);
+    fd = open_request("/v1/completions", "{\"prompt\":\"long\",\"max_tokens\":1900,\"ignore_eos\":true,\"stream\":true}", 0);
+    ck_assert(hc_read_until(fd, "data: {", 10));       /* a token chunk: one token at least */
+    close(fd);
+    ck_assert(it_wait_metric(&d, "osprey_requests_finished_total{finish_reason=\"abort\"}", 1, 10));
+    ck_assert_msg(access_log_tokens("POST /v1/completions", &prompt, &completion), "no access-log line");
+    ck_assert_int_eq(prompt, want_prompt);
+    ck_assert_int_ge(completion, 1);
+    ck_assert_int_lt(completion, 1900);
+    down();
+}
+END_TEST
+
 START_TEST(a_client_gone_while_waiting_frees_its_request)
 {
     int fd;
@@ -223,6 +270,7 @@ Suite *serve_lifecycle_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_client_gone_mid_stream_frees_its_request);
+    tcase_add_test(tc, a_stream_the_client_left_logs_the_tokens_it_had);
     tcase_add_test(tc, a_client_gone_while_waiting_frees_its_request);
     tcase_add_test(tc, a_client_that_stops_reading_is_cut_off_and_others_go_on);
     tcase_add_test(tc, sigterm_lets_the_stream_in_flight_finish_and_refuses_new_requests);

@@ -4,17 +4,26 @@
  * with finish_reason "abort" (streams) or 503 (the rest), exit 0. A failed engine step fails
  * only the requests in that step (500); a device error stops the systemd watchdog
  * heartbeats (read from NOTIFY_SOCKET, a datagram socket of the test's), /health answers
- * 503 and the daemon exits 1; a step that hangs stops them too, until it ends. */
+ * 503 and the daemon exits 1; a step that hangs stops them too, until it ends, but a long
+ * step that makes progress (a CPU prefill over many layers) does not, and the first
+ * heartbeat comes with READY=1. SIGTERM/SIGINT during the model load end it at once;
+ * SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM are logged and change nothing. serve, generate and
+ * bench read an engine option (a size) alike. */
 #include <check.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/base/util.h"   /* read_file, MAX */
+#include "engine/model/gen_model.h"
 #include "tests/stress/stress_util.h"
 
 static struct daemon d;
@@ -153,6 +162,210 @@ START_TEST(past_the_grace_under_load_streams_end_with_abort_and_the_rest_get_503
     printf("SIGTERM past a 0.3 s grace with %d requests of 1900 tokens in flight: %d streams ended "
            "\"abort\" + [DONE], %d others 503, exit 0 %.2f s after the signal\n", INFLIGHT, aborted, refused,
            stress_now() - x[0].signal_s);
+}
+END_TEST
+
+/* ---- signals at start-up and while serving ---- */
+
+/* `osprey serve` on the tiny model with env added, stderr into log; not waited for. */
+static pid_t spawn_serve(const char *const *env, const char *log)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), out = open("/dev/null", O_WRONLY);
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (int i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        if (fd < 0 || out < 0 || dup2(out, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execl(daemon_bin(), daemon_bin(), "serve", "--model", daemon_model_dir(), "--port", "0", "--backend",
+              "cpu", "--kv-cache-memory", "32MiB", "--threads", "1", (char *)NULL);
+        _exit(127);
+    }
+    ck_assert_int_gt(pid, 0);
+    return pid;
+}
+
+/* Lines of the file holding needle. */
+static int log_count(const char *log, const char *needle)
+{
+    char *text = NULL, err[ERR_LEN];
+    size_t len;
+    int n = 0;
+
+    if (read_file(log, &text, &len, err) != 0)
+        return 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* The exit status (128 + signal when killed by one), or -1 after timeout_s (then killed). */
+static int wait_exit(pid_t pid, double timeout_s)
+{
+    double end = stress_now() + timeout_s;
+    int status;
+
+    while (stress_now() < end) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+START_TEST(a_signal_during_the_model_load_ends_it_at_once_with_one_line)
+{
+    /* The load waits 60 s (a slow disk, a device that takes its time): SIGTERM or SIGINT must
+     * not wait for it. Before, both were blocked until the load ended and the daemon then
+     * served, drained and exited 0. SIGHUP during the load is logged and changes nothing. */
+    static const int sigs[] = { SIGTERM, SIGINT };
+    static const char *const names[] = { "SIGTERM", "SIGINT" };
+    const char *env[] = { "OSPREY_FAULT_LOAD_MS=60000", NULL };
+
+    for (int s = 0; s < 2; s++) {
+        char log[600], line[64];
+        double armed_s, sent_s;
+        pid_t pid;
+        int status;
+
+        snprintf(log, sizeof log, "/tmp/osprey-load-signal-%d-%d.log", (int)getpid(), s);
+        pid = spawn_serve(env, log);
+        for (int t = 0; t < 1000 && !log_count(log, "test fault point armed"); t++)
+            usleep(10000);
+        ck_assert_int_eq(log_count(log, "test fault point armed"), 1);
+        armed_s = stress_now();
+        kill(pid, SIGHUP);
+        for (int t = 0; t < 500 && !log_count(log, "SIGHUP"); t++)
+            usleep(10000);
+        sent_s = stress_now();
+        kill(pid, sigs[s]);
+        status = wait_exit(pid, 20);
+        snprintf(line, sizeof line, "%s while loading", names[s]);
+        if (status != 128 + sigs[s] || log_count(log, line) != 1) {
+            char *text = NULL;
+            size_t len;
+
+            if (read_file(log, &text, &len, NULL) == 0)
+                fprintf(stderr, "---- %s ----\n%s---- end ----\n", log, text);
+            free(text);
+        }
+        ck_assert_msg(status == 128 + sigs[s], "%s during the load: status %d (want %d; -1: still loading after "
+                      "20 s)", names[s], status, 128 + sigs[s]);
+        ck_assert_int_eq(log_count(log, line), 1);
+        ck_assert_int_eq(log_count(log, "SIGHUP: nothing is reloaded"), 1);
+        ck_assert_int_eq(log_count(log, "listening on"), 0);
+        printf("%s %.2f s into a 60 s load (after a SIGHUP, logged): ended by the signal (status %d) %.2f s "
+               "later, one line \"%s ...\"\n", names[s], sent_s - armed_s, status, stress_now() - sent_s, line);
+        unlink(log);
+    }
+}
+END_TEST
+
+START_TEST(hup_usr1_usr2_and_alrm_are_logged_and_serving_goes_on)
+{
+    /* Each used to kill the daemon at once: no drain, no log line. */
+    static const int sigs[] = { SIGHUP, SIGUSR1, SIGUSR2, SIGALRM };
+    static const char *const lines[] = { "SIGHUP: nothing is reloaded", "SIGUSR1 ignored", "SIGUSR2 ignored",
+                                         "SIGALRM ignored" };
+    char body[512];
+
+    it_up(&d, NULL);
+    body_of(body, sizeof body, 0, false, 8);
+    for (int i = 0; i < 4; i++) {
+        struct stress_answer a;
+
+        ck_assert_int_eq(kill(d.pid, sigs[i]), 0);
+        for (int t = 0; t < 500 && !daemon_log_has(&d, lines[i]); t++)
+            usleep(10000);
+        ck_assert_msg(daemon_log_has(&d, lines[i]), "no \"%s\" line", lines[i]);
+        stress_call(d.port, "/v1/completions", body, &a);
+        ck_assert_msg(a.status == 200, "after %s: %d", lines[i], a.status);
+        ck_assert_str_eq(a.finish[0], "length");
+        stress_answer_fini(&a);
+        ck_assert_int_eq(health(), 200);
+    }
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM, 20), 0);
+    printf("SIGHUP, SIGUSR1, SIGUSR2, SIGALRM: each logged once, a completion served after each, then SIGTERM: "
+           "exit 0\n");
+}
+END_TEST
+
+/* ---- one configuration for every command ---- */
+
+/* Runs argv (argv[0] a path) with stderr into log; returns its exit status, -1 on a hang. */
+static int run_logged(const char *const *argv, const char *log)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), out = open("/dev/null", O_WRONLY);
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (fd < 0 || out < 0 || dup2(out, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    ck_assert_int_gt(pid, 0);
+    return wait_exit(pid, 120);
+}
+
+/* The KV blocks the engine reported in a log ("engine_create: … N KV blocks of"), or -1. */
+static int kv_blocks(const char *log)
+{
+    char *text = NULL;
+    const char *p;
+    size_t len;
+    int n = -1;
+
+    if (read_file(log, &text, &len, NULL) != 0)
+        return -1;
+    for (p = strstr(text, "engine_create: "); p; p = strstr(p + 1, "engine_create: ")) {
+        const char *end = strchr(p, '\n'), *k = strstr(p, " KV blocks of ");
+
+        if (k && (!end || k < end)) {
+            while (k > p && k[-1] >= '0' && k[-1] <= '9')
+                k--;
+            n = atoi(k);
+        }
+    }
+    free(text);
+    return n;
+}
+
+START_TEST(serve_generate_and_bench_read_a_size_alike)
+{
+    /* "3M" was 3 MiB to serve and 3,000,000 bytes to bench and generate (two parsers): 384
+     * KV blocks of the tiny model's 8 KiB against 366. One parser, one filler now. */
+    const char *args[] = { "--kv-cache-memory", "3M", NULL };
+    const char *gen[] = { daemon_bin(), "generate", "--model", daemon_model_dir(), "--prompt", "hello",
+                          "--max-tokens", "2", "--backend", "cpu", "--threads", "1", "--kv-cache-memory", "3M",
+                          NULL };
+    const char *bench[] = { daemon_bin(), "bench", "--model", daemon_model_dir(), "--num-prompts", "1",
+                            "--input-len", "4", "--output-len", "2", "--backend", "cpu", "--threads", "1",
+                            "--kv-cache-memory", "3M", NULL };
+    char log[600];
+    int served, generated, benched;
+
+    it_up(&d, args);
+    served = kv_blocks(d.log_path);
+    it_down(&d);
+    snprintf(log, sizeof log, "/tmp/osprey-size-%d.log", (int)getpid());
+    ck_assert_int_eq(run_logged(gen, log), 0);
+    generated = kv_blocks(log);
+    ck_assert_int_eq(run_logged(bench, log), 0);
+    benched = kv_blocks(log);
+    unlink(log);
+    ck_assert_int_eq(served, 384);       /* 3 MiB / (2 layers x K,V x 2 heads x 16 dims x 16 tokens x 4 bytes) */
+    ck_assert_msg(generated == served && benched == served, "--kv-cache-memory 3M: serve %d KV blocks, generate %d, "
+                  "bench %d", served, generated, benched);
+    printf("--kv-cache-memory 3M: %d KV blocks to serve, %d to generate, %d to bench\n", served, generated, benched);
 }
 END_TEST
 
@@ -309,9 +522,136 @@ START_TEST(the_watchdog_beats_while_healthy_and_stopping_is_announced)
     notify_read(&n, 0.5);
     ck_assert_int_eq(daemon_stop(&d, 0, 20), 0);
     ck_assert_int_eq(notify_count(&n, 0, "STOPPING=1"), 1);
+    /* A fresh engine has just turned: no "has not turned for <uptime> s" at start. */
+    ck_assert(!daemon_log_has(&d, "has not turned"));
+    ck_assert(!daemon_log_has(&d, "turns again"));
     printf("watchdog: READY=1, %d WATCHDOG=1 in the first second (WATCHDOG_USEC 200 ms), STOPPING=1 on "
            "SIGTERM, exit 0\n", beats);
     notify_close(&n);
+}
+END_TEST
+
+START_TEST(the_first_heartbeat_comes_with_ready)
+{
+    /* A 4 s watchdog beats every second. The first heartbeat used to be skipped (the engine's
+     * alive time started at 0, so the daemon saw a silence as long as the uptime and logged
+     * it), leaving systemd a full period without one right after READY=1. */
+    struct notify n;
+    char sock[160];
+    const char *env[] = { sock, "WATCHDOG_USEC=4000000", NULL };
+    int ready = -1;
+
+    notify_open(&n);
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", n.path);
+    ck_assert(daemon_start_env(&d, NULL, env) == 0);
+    for (int t = 0; t < 100 && ready < 0; t++) {
+        notify_read(&n, 0.1);
+        for (int i = 0; i < n.num && ready < 0; i++)
+            if (strstr(n.msg[i], "READY=1"))
+                ready = i;
+    }
+    ck_assert_int_ge(ready, 0);
+    /* Half a period after READY=1: the heartbeat sent with it must be there. */
+    while (stress_now() < n.at[ready] + 0.5)
+        notify_read(&n, n.at[ready] + 0.5 - stress_now());
+    ck_assert_msg(notify_count(&n, ready, "WATCHDOG=1") >= 1, "no heartbeat within 0.5 s of READY=1 (period 1 s)");
+    ck_assert(!daemon_log_has(&d, "has not turned"));
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM, 20), 0);
+    printf("watchdog 4 s (a beat a second): the first WATCHDOG=1 %.3f s after READY=1, no stall logged at start\n",
+           n.at[ready + 1] - n.at[ready]);
+    notify_close(&n);
+}
+END_TEST
+
+/* A model of 32 thin layers (hidden 128): a 1500-token CPU prefill takes seconds, each layer
+ * a small part of it. */
+static const char deep_config[] =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 128, \"intermediate_size\": 256, "
+    "\"num_hidden_layers\": 32, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+    "\"max_position_embeddings\": 4096, \"rms_norm_eps\": 1e-05, \"rope_theta\": 500000, "
+    "\"vocab_size\": 512, \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", "
+    "\"bos_token_id\": 496, \"eos_token_id\": [505, 497]}";
+
+START_TEST(a_long_step_that_makes_progress_keeps_the_heartbeats_going)
+{
+    /* Before, the watchdog took any step longer than half its interval for a hang: one long
+     * CPU prefill stopped the heartbeats (systemd would have killed a healthy daemon). The
+     * runner now bumps a counter per layer, and a counter that moves is an answer. A step
+     * that hangs without progress still stops them (a_hung_step_... above). */
+    /* Under ASan or a wrapper (valgrind) every layer runs 20-50 times slower: a shorter
+     * prompt and a 10 s watchdog (stall limit 5 s) keep a layer well inside the limit and
+     * the step still well past it. */
+#ifdef __SANITIZE_ADDRESS__
+    bool slow = true;
+#else
+    bool slow = getenv("OSPREY_TEST_WRAPPER") != NULL;
+#endif
+    int prompt = slow ? 400 : 1500;
+    struct notify n;
+    struct gen_model_opts o = { .config = NULL, .seed = 1 };
+    char sock[160], dir[300], cfg[340], err[ERR_LEN], *body = malloc(16 * 1000 + 200);
+    const char *env[] = { sock, slow ? "WATCHDOG_USEC=10000000" : "WATCHDOG_USEC=1000000", NULL };
+    const char *args[] = { "--model", dir, "--kv-cache-memory", "64MiB", "--max-num-batched-tokens", "2048",
+                           "--max-model-len", "2048", NULL };
+    double sent_s, done_s, gap = 0, last;
+    int fd, from, beats, len;
+    FILE *f;
+
+    snprintf(dir, sizeof dir, "/tmp/osprey-deep-%d", (int)getpid());
+    snprintf(cfg, sizeof cfg, "%s.json", dir);
+    ck_assert_ptr_nonnull(f = fopen(cfg, "w"));
+    fputs(deep_config, f);
+    fclose(f);
+    o.config = cfg;
+    o.out_dir = dir;
+    ck_assert_msg(gen_model_write(&o, NULL, err) == 0, "%s", err);
+    notify_open(&n);
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", n.path);
+    ck_assert(daemon_start_env(&d, args, env) == 0);
+    notify_read(&n, 1.2);
+    ck_assert_int_ge(notify_count(&n, 0, "WATCHDOG=1"), 1);
+    ck_assert_ptr_nonnull(body);
+
+    len = snprintf(body, 200, "{\"max_tokens\":1,\"temperature\":0,\"prompt\":[");
+    for (int t = 0; t < prompt; t++)
+        len += snprintf(body + len, 16, "%s%d", t ? "," : "", 1 + (t * 37) % 490);
+    snprintf(body + len, 16, "]}");
+    ck_assert_int_ge(fd = hc_open_post(d.port, "/v1/completions", body, 0), 0);
+    sent_s = stress_now();
+    from = n.num;
+    /* Heartbeats while the one prefill step runs, until the answer starts to come. */
+    for (double end = sent_s + 300; stress_now() < end;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        notify_read(&n, 0.05);
+        if (poll(&p, 1, 0) > 0)
+            break;
+    }
+    done_s = stress_now();
+    ck_assert(hc_read_until(fd, "\"finish_reason\"", 10));
+    close(fd);
+    beats = notify_count(&n, from, "WATCHDOG=1");
+    last = sent_s;
+    for (int i = from; i < n.num; i++)
+        if (strstr(n.msg[i], "WATCHDOG=1")) {
+            gap = MAX(gap, n.at[i] - last);
+            last = n.at[i];
+        }
+    gap = MAX(gap, done_s - last);
+    if (daemon_log_has(&d, "has not turned"))
+        daemon_print_log(&d);
+    ck_assert_msg(!daemon_log_has(&d, "has not turned"), "a %.1f s step that makes progress was taken for a hang",
+                  done_s - sent_s);
+    ck_assert_int_ge(beats, 1);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM, 20), 0);
+    printf("a %d-token prefill on 32 layers (one step of %.1f s, watchdog %d s: stall limit %d s): %d heartbeats "
+           "during it, longest gap %.2f s, no stall logged\n", prompt, done_s - sent_s, slow ? 10 : 1, slow ? 5 : 1,
+           beats, gap);
+    notify_close(&n);
+    free(body);
+    unlink(cfg);
+    snprintf(cfg, sizeof cfg, "rm -rf '%s'", dir);
+    if (system(cfg)) {}
 }
 END_TEST
 
@@ -410,9 +750,14 @@ Suite *stress_lifecycle_suite(void)
 
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, a_signal_under_load_refuses_new_requests_and_lets_every_one_in_flight_finish);
+    tcase_add_test(tc, a_signal_during_the_model_load_ends_it_at_once_with_one_line);
+    tcase_add_test(tc, hup_usr1_usr2_and_alrm_are_logged_and_serving_goes_on);
+    tcase_add_test(tc, serve_generate_and_bench_read_a_size_alike);
     tcase_add_test(tc, past_the_grace_under_load_streams_end_with_abort_and_the_rest_get_503);
     tcase_add_test(tc, a_failed_step_fails_only_the_requests_in_it);
     tcase_add_test(tc, the_watchdog_beats_while_healthy_and_stopping_is_announced);
+    tcase_add_test(tc, the_first_heartbeat_comes_with_ready);
+    tcase_add_test(tc, a_long_step_that_makes_progress_keeps_the_heartbeats_going);
     tcase_add_test(tc, a_device_error_stops_the_heartbeats_fails_health_and_exits_1);
     tcase_add_test(tc, a_hung_step_stops_the_heartbeats_until_it_ends);
     suite_add_tcase(s, tc);

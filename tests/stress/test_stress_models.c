@@ -1,8 +1,9 @@
 /* test_stress_models.c — broken model folders, each made from a copy of the tiny generated
  * model by one edit (weights truncated or corrupted, a tensor of the wrong dtype or shape or
  * missing, the tokenizer missing or broken, config.json wrong, a chat template that cannot
- * render). `osprey serve` and, where the part is one it reads, `osprey generate` must exit 1
- * with one error line naming the file and the field: never a crash, never a hang. */
+ * render; a FIFO, a device or a folder in place of a file; a JSON file past its size limit).
+ * `osprey serve` and, where the part is one it reads, `osprey generate` must exit 1 with one
+ * error line naming the file and the field: never a crash, never a hang. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -344,6 +346,81 @@ START_TEST(a_chat_template_that_cannot_render_is_named)
 }
 END_TEST
 
+/* Puts something that is not a regular file where a file of the folder was. */
+static void replace_with_fifo(const char *file)
+{
+    char path[700];
+
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(mkfifo(path, 0644), 0);
+}
+
+static void replace_with_symlink(const char *file, const char *target)
+{
+    char path[700];
+
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(symlink(target, path), 0);
+}
+
+START_TEST(a_fifo_or_a_device_in_the_folder_is_refused_at_once)
+{
+    /* A FIFO used to block the open (then the read) forever, so that only SIGKILL ended the
+     * load; a symlink to /dev/zero was read until memory ran out. */
+    static const char *const fifos[] = { "config.json", "generation_config.json", "model.safetensors",
+                                         "tokenizer.json", "tokenizer_config.json" };
+
+    for (size_t i = 0; i < sizeof fifos / sizeof fifos[0]; i++) {
+        char what[64];
+
+        snprintf(what, sizeof what, "%s a FIFO", fifos[i]);
+        copy_model("fifo");
+        replace_with_fifo(fifos[i]);
+        assert_both_refuse(what, fifos[i], "is a FIFO, not a regular file", true);
+    }
+    copy_model("zero-config");
+    replace_with_symlink("config.json", "/dev/zero");
+    assert_both_refuse("config.json -> /dev/zero", "config.json", "is a character device", true);
+    copy_model("zero-tokenizer");
+    replace_with_symlink("tokenizer.json", "/dev/zero");
+    assert_both_refuse("tokenizer.json -> /dev/zero", "tokenizer.json", "is a character device", true);
+    copy_model("dir-tokenizer-config");
+    remove_file("tokenizer_config.json");
+    {
+        char path[700];
+
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+    }
+    assert_both_refuse("tokenizer_config.json a folder", "tokenizer_config.json", "is a directory", true);
+    remove_copy();
+}
+END_TEST
+
+START_TEST(a_json_file_past_its_size_limit_is_refused_before_it_is_read)
+{
+    /* 17 MiB of spaces around an object: valid JSON, but no config.json is that large (the
+     * limit is 16 MiB). */
+    size_t len = (size_t)17 << 20;
+    char *big = malloc(len);
+
+    ck_assert_ptr_nonnull(big);
+    memset(big, ' ', len);
+    big[0] = '{';
+    big[len - 1] = '}';
+    copy_model("big-config");
+    write_copy("config.json", big, len);
+    assert_both_refuse("config.json of 17 MiB", "config.json", "more than the 16777216", true);
+    copy_model("big-generation-config");
+    write_copy("generation_config.json", big, len);
+    assert_both_refuse("generation_config.json 17 MiB", "generation_config.json", "more than the", true);
+    free(big);
+    remove_copy();
+}
+END_TEST
+
 Suite *stress_models_suite(void)
 {
     Suite *s = suite_create("stress_models");
@@ -354,6 +431,8 @@ Suite *stress_models_suite(void)
     tcase_add_test(tc, a_tensor_of_the_wrong_dtype_or_shape_or_missing_is_named);
     tcase_add_test(tc, a_missing_or_broken_tokenizer_or_config_is_named);
     tcase_add_test(tc, a_chat_template_that_cannot_render_is_named);
+    tcase_add_test(tc, a_fifo_or_a_device_in_the_folder_is_refused_at_once);
+    tcase_add_test(tc, a_json_file_past_its_size_limit_is_refused_before_it_is_read);
     suite_add_tcase(s, tc);
     return s;
 }

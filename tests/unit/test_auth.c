@@ -50,12 +50,17 @@ START_TEST(keys_match_only_when_equal)
 }
 END_TEST
 
-START_TEST(masked_keys_show_the_last_four_characters_at_most)
+START_TEST(masked_keys_show_the_last_four_characters_only_of_keys_of_16_or_more)
 {
     char out[32];
 
+    auth_mask("sk-abcdefghijklm", out, sizeof out);
+    ck_assert_str_eq(out, "****jklm");
+    /* Shorter than 16: no character at all (4 of 10 would leave 6 to guess). */
     auth_mask("sk-abcdefghijkl", out, sizeof out);
-    ck_assert_str_eq(out, "****ijkl");
+    ck_assert_str_eq(out, "****");
+    auth_mask("sk-abcdef", out, sizeof out);
+    ck_assert_str_eq(out, "****");
     auth_mask("short", out, sizeof out);
     ck_assert_str_eq(out, "****");
     auth_mask("12345678", out, sizeof out);
@@ -75,7 +80,7 @@ Suite *auth_suite(void)
     tcase_add_test(tc, bearer_token_is_found_in_any_case_with_blanks);
     tcase_add_test(tc, other_schemes_and_empty_tokens_are_refused);
     tcase_add_test(tc, keys_match_only_when_equal);
-    tcase_add_test(tc, masked_keys_show_the_last_four_characters_at_most);
+    tcase_add_test(tc, masked_keys_show_the_last_four_characters_only_of_keys_of_16_or_more);
     suite_add_tcase(s, tc);
     return s;
 }

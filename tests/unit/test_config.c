@@ -13,6 +13,9 @@
 #include "config/config.h"
 #include "engine/base/log.h"
 #include "engine/base/util.h"
+#include "engine/engine.h"        /* struct engine_options */
+#include "server/cli.h"           /* cli_parse: the offline commands' flags */
+#include "server/engine_opts.h"   /* engine_opts_from_config */
 
 static char err[ERR_LEN];
 static char *no_env[] = { NULL };
@@ -108,11 +111,13 @@ static const char *const brief_flags[] = {
     "--max-num-batched-tokens", "--max-model-len", "--enable-prefix-caching", "--cuda-graph-sizes",
     "--enforce-eager", "--fused-rope-cache", "--threads", "--kv-cache-dtype",
     "--calculate-kv-scales", "--quantization", "--seed",
-    "--max-waiting-requests", "--max-connections", "--max-body-bytes", "--max-header-bytes",
+    "--max-waiting-requests", "--max-connections", "--max-connections-per-client", "--max-body-bytes",
+    "--max-header-bytes",
     "--max-prompt-tokens",
     "--max-tokens-limit", "--max-n", "--max-stop-strings", "--max-stop-length", "--max-logprobs",
-    "--tool-call-parser", "--scheduling-policy",
-    "--stream-buffer-bytes", "--request-timeout", "--idle-timeout", "--shutdown-grace",
+    "--tool-call-parser", "--scheduling-policy", "--grammar-cache-size",
+    "--stream-buffer-bytes", "--max-response-bytes", "--request-timeout", "--idle-timeout",
+    "--shutdown-grace",
     "--api-key", "--api-key-file", "--metrics-require-key", "--cors-origins",
     "--log-level", "--log-format", "--log-prompts",
 };
@@ -148,6 +153,7 @@ START_TEST(defaults_are_the_documented_values)
     ck_assert_uint_eq(c.seed, 0);
     ck_assert_int_eq(c.max_waiting_requests, 1024);
     ck_assert_int_eq(c.max_connections, 512);
+    ck_assert_int_eq(c.max_connections_per_client, 256);
     ck_assert_uint_eq(c.max_body_bytes, 1048576);
     ck_assert_uint_eq(c.max_header_bytes, 32768);
     ck_assert_int_eq(c.max_prompt_tokens, 0);
@@ -157,6 +163,7 @@ START_TEST(defaults_are_the_documented_values)
     ck_assert_int_eq(c.max_stop_length, 256);
     ck_assert_int_eq(c.max_logprobs, 20);
     ck_assert_uint_eq(c.stream_buffer_bytes, 1048576);
+    ck_assert_uint_eq(c.max_response_bytes, 32 * 1048576);
     ck_assert_double_eq(c.request_timeout, 30);
     ck_assert_double_eq(c.idle_timeout, 60);
     ck_assert_double_eq(c.shutdown_grace, 30);
@@ -405,6 +412,133 @@ START_TEST(bad_sizes_are_errors)
                      "MiB, G, GB, GiB, T, TB or TiB)");
     ck_assert_str_eq(load_err(no_env, ARGV("--max-body-bytes", "2GiB")),
                      "--max-body-bytes: \"2GiB\" is out of range [1KiB, 1GiB]");
+}
+END_TEST
+
+/* ---- the offline commands read engine options as serve does ---- */
+
+static void no_usage(FILE *f)
+{
+    (void)f;
+}
+
+/* cli_parse as `osprey <cmd>` runs it (no options of the command's own), into c. */
+static int offline_parse(const char *cmd, struct osprey_config *c, char **argv)
+{
+    int argc = 0;
+
+    while (argv[argc])
+        argc++;
+    config_init(c);
+    return cli_parse(cmd, argc, argv, NULL, 0, c, no_usage);
+}
+
+START_TEST(every_command_reads_a_size_as_serve_does)
+{
+    static const char *const sizes[] = { "8G", "8GB", "8GiB", "1.5G", "512M", "512MB", "3K", "100", "2 TiB" };
+    static const char *const cmds[] = { "bench", "generate" };
+
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        struct osprey_config serve, offline;
+        struct engine_options a, b;
+
+        ck_assert_msg(set_flag(&serve, "--kv-cache-memory", sizes[i]) == 0, "%s: %s", sizes[i], err);
+        engine_opts_from_config(&a, &serve, NULL);
+        for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++) {
+            ck_assert_int_eq(offline_parse(cmds[k], &offline, (char *[]){ (char *)cmds[k], "--model", "/m",
+                                           "--kv-cache-memory", (char *)sizes[i], NULL }), 0);
+            engine_opts_from_config(&b, &offline, NULL);
+            ck_assert_msg(b.kv_cache_bytes == a.kv_cache_bytes, "osprey %s --kv-cache-memory %s: %zu bytes, "
+                          "serve: %zu", cmds[k], sizes[i], b.kv_cache_bytes, a.kv_cache_bytes);
+            config_fini(&offline);
+        }
+        config_fini(&serve);
+    }
+    /* The example of the issue: 8 GiB to both, never 8×10⁹ bytes. */
+    {
+        struct osprey_config c;
+
+        ck_assert_int_eq(offline_parse("bench", &c, (char *[]){ "bench", "--kv-cache-memory", "8G", NULL }), 0);
+        ck_assert_uint_eq(c.kv_cache_memory, 8ull << 30);
+        config_fini(&c);
+    }
+}
+END_TEST
+
+START_TEST(every_command_fills_the_engine_options_the_same_way)
+{
+    char *flags[] = { "--model", "/models/m", "--backend", "cpu", "--kv-cache-memory", "48MiB",
+                      "--gpu-memory-utilization", "0.5", "--block-size", "32", "--max-num-seqs", "8",
+                      "--max-num-batched-tokens", "512", "--max-model-len", "1024", "--no-enable-prefix-caching",
+                      "--cuda-graph-sizes", "4,1,2", "--enforce-eager", "--fused-rope-cache=false",
+                      "--threads", "3" };
+    enum { N = sizeof flags / sizeof flags[0] };
+    char *serve_argv[N + 2] = { "serve" }, *bench_argv[N + 2] = { "bench" };
+    struct osprey_config serve, bench, plain;
+    struct engine_options a, b, d;
+
+    memcpy(serve_argv + 1, flags, sizeof flags);
+    memcpy(bench_argv + 1, flags, sizeof flags);
+    ck_assert_msg(load(&serve, no_env, serve_argv) == 0, "%s", err);
+    ck_assert_int_eq(offline_parse("bench", &bench, bench_argv), 0);
+    engine_opts_from_config(&a, &serve, NULL);
+    engine_opts_from_config(&b, &bench, NULL);
+    ck_assert_str_eq(b.model_dir, "/models/m");
+    ck_assert_str_eq(a.model_dir, b.model_dir);
+    ck_assert_str_eq(a.backend, b.backend);
+    ck_assert_uint_eq(b.kv_cache_bytes, 48u << 20);
+    ck_assert_uint_eq(a.kv_cache_bytes, b.kv_cache_bytes);
+    ck_assert(a.gpu_memory_utilization == 0.5f && b.gpu_memory_utilization == 0.5f);
+    ck_assert_int_eq(b.block_size, 32);
+    ck_assert_int_eq(b.max_num_seqs, 8);
+    ck_assert_int_eq(b.max_num_batched_tokens, 512);
+    ck_assert_int_eq(b.max_model_len, 1024);
+    ck_assert(!a.enable_prefix_caching && !b.enable_prefix_caching);
+    ck_assert(a.enforce_eager && b.enforce_eager);
+    ck_assert(!a.fused_rope_cache && !b.fused_rope_cache);
+    ck_assert_int_eq(b.num_threads, 3);
+    ck_assert_int_eq(b.num_graph_sizes, 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(a.graph_sizes[i], b.graph_sizes[i]);
+    ck_assert_int_eq(b.graph_sizes[2], 4);
+    ck_assert_int_eq(a.block_size, b.block_size);
+    ck_assert_int_eq(a.max_num_seqs, b.max_num_seqs);
+    ck_assert_int_eq(a.max_num_batched_tokens, b.max_num_batched_tokens);
+    ck_assert_int_eq(a.max_model_len, b.max_model_len);
+    ck_assert_int_eq(a.num_threads, b.num_threads);
+    /* Unset, the CUDA-graph sizes are the one default list (config/options.c) everywhere. */
+    ck_assert_int_eq(offline_parse("generate", &plain, (char *[]){ "generate", "--model", "/m", NULL }), 0);
+    engine_opts_from_config(&d, &plain, NULL);
+    ck_assert_int_eq(d.num_graph_sizes, 19);
+    ck_assert_int_eq(d.graph_sizes[0], 1);
+    ck_assert_int_eq(d.graph_sizes[18], 512);
+    ck_assert(d.enable_prefix_caching && !d.enforce_eager && d.fused_rope_cache);
+    config_fini(&plain);
+    config_fini(&serve);
+    config_fini(&bench);
+}
+END_TEST
+
+START_TEST(offline_commands_refuse_what_they_do_not_take)
+{
+    struct osprey_config c;
+
+    /* serve's listener and limits mean nothing offline: refused, not ignored. */
+    ck_assert_int_eq(offline_parse("bench", &c, (char *[]){ "bench", "--host", "0.0.0.0", NULL }), 2);
+    config_fini(&c);
+    ck_assert_int_eq(offline_parse("bench", &c, (char *[]){ "bench", "--max-connections", "3", NULL }), 2);
+    config_fini(&c);
+    ck_assert_int_eq(offline_parse("generate", &c, (char *[]){ "generate", "--block_size", "16", NULL }), 2);
+    config_fini(&c);
+    ck_assert_int_eq(offline_parse("bench", &c, (char *[]){ "bench", "--block-size", "15", NULL }), 2);
+    config_fini(&c);
+    ck_assert_int_eq(offline_parse("bench", &c, (char *[]){ "bench", "--no-threads", NULL }), 2);
+    config_fini(&c);
+    ck_assert_int_eq(offline_parse("bench", &c, (char *[]){ "bench", "--no-enforce-eager=1", NULL }), 2);
+    config_fini(&c);
+    ck_assert_int_eq(offline_parse("bench", &c, (char *[]){ "bench", "--enforce-eager", "false", NULL }), 0);
+    ck_assert(!c.enforce_eager);
+    config_fini(&c);
 }
 END_TEST
 
@@ -957,6 +1091,9 @@ Suite *config_suite(void)
     tcase_add_test(tc, seed_takes_the_whole_uint64_range);
     tcase_add_test(tc, sizes_read_decimal_and_binary_units_as_spelled);
     tcase_add_test(tc, bad_sizes_are_errors);
+    tcase_add_test(tc, every_command_reads_a_size_as_serve_does);
+    tcase_add_test(tc, every_command_fills_the_engine_options_the_same_way);
+    tcase_add_test(tc, offline_commands_refuse_what_they_do_not_take);
     tcase_add_test(tc, fractions_exclude_zero_and_reject_non_numbers);
     tcase_add_test(tc, durations_take_seconds_or_a_unit);
     tcase_add_test(tc, booleans_take_words_a_bare_flag_and_no_prefix);

@@ -286,6 +286,41 @@ START_TEST(cors_preflight_names_the_allowed_origin_only)
 }
 END_TEST
 
+START_TEST(cors_preflight_allows_the_headers_the_page_asks_for)
+{
+    /* What a browser sends before the official openai-node client's first call. */
+    static const char asked[] = "authorization,content-type,x-stainless-arch,x-stainless-lang,x-stainless-os,"
+                                "x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,"
+                                "x-stainless-runtime-version,x-stainless-timeout";
+    struct hc_response r;
+    char h[1024], v[1024];
+
+    start("sekrit-key-123", "a and b", 0);
+    snprintf(h, sizeof h, "Origin: https://a.example\r\nAccess-Control-Request-Method: POST\r\n"
+             "Access-Control-Request-Headers: %s\r\n", asked);
+    r = get("OPTIONS", "/hello", h, NULL);
+    ck_assert_int_eq(r.status, 204);
+    ck_assert_str_eq(hc_header(&r, "Access-Control-Allow-Headers", v, sizeof v), asked);
+    ck_assert_str_eq(hc_header(&r, "Access-Control-Allow-Origin", v, sizeof v), "https://a.example");
+    hc_response_fini(&r);
+    /* Blanks after the commas are a list too. */
+    r = get("OPTIONS", "/hello", "Origin: https://a.example\r\nAccess-Control-Request-Headers: Authorization, X-Custom\r\n",
+            NULL);
+    ck_assert_int_eq(r.status, 204);
+    ck_assert_str_eq(hc_header(&r, "Access-Control-Allow-Headers", v, sizeof v), "Authorization, X-Custom");
+    hc_response_fini(&r);
+    /* Not a list of names: refused, never echoed. */
+    r = get("OPTIONS", "/hello", "Origin: https://a.example\r\nAccess-Control-Request-Headers: x-a, x b\r\n", NULL);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_ptr_null(hc_header(&r, "Access-Control-Allow-Headers", v, sizeof v));
+    hc_response_fini(&r);
+    r = get("OPTIONS", "/hello", "Origin: https://a.example\r\nAccess-Control-Request-Headers: x-a,,x-b\r\n", NULL);
+    ck_assert_int_eq(r.status, 400);
+    hc_response_fini(&r);
+    stop();
+}
+END_TEST
+
 START_TEST(any_origin_is_a_star)
 {
     struct hc_response r;
@@ -570,6 +605,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, unknown_route_is_404_with_an_openai_error);
     tcase_add_test(tc, wrong_method_is_405_with_allow);
     tcase_add_test(tc, cors_preflight_names_the_allowed_origin_only);
+    tcase_add_test(tc, cors_preflight_allows_the_headers_the_page_asks_for);
     tcase_add_test(tc, any_origin_is_a_star);
     tcase_add_test(tc, api_key_is_required_except_on_public_routes);
     tcase_add_test(tc, content_length_over_the_limit_is_413_before_the_body);

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "server/openai.h"
+#include "server/openai_parse.h"
 
 static const struct oai_config config = {
     .served_model = "tiny", .max_model_len = 128, .vocab_size = 512, .max_prompt_tokens = 0,
@@ -348,17 +348,49 @@ START_TEST(stop_is_a_string_or_a_list_of_nonempty_strings)
 }
 END_TEST
 
-START_TEST(seed_takes_any_64_bit_integer)
+/* Every bit of the seed counts: integers above 2^53 would collapse through a double. A
+ * negative seed is its 64-bit two's complement. */
+START_TEST(seed_is_any_64_bit_integer_exactly)
 {
-    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-1}");
-    ck_assert(req.params.has_seed);
-    ck_assert_uint_eq(req.params.seed, UINT64_MAX);
+    const char *msg;
+
     ok(COMPL, "{\"prompt\":\"a\",\"seed\":0}");
     ck_assert(req.params.has_seed);
     ck_assert_uint_eq(req.params.seed, 0);
     ok(COMPL, "{\"prompt\":\"a\",\"seed\":4294967296}");
     ck_assert_uint_eq(req.params.seed, 4294967296ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":9007199254740993}");          /* 2^53 + 1 */
+    ck_assert_uint_eq(req.params.seed, 9007199254740993ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":9007199254740992}");          /* 2^53 */
+    ck_assert_uint_eq(req.params.seed, 9007199254740992ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":18446744073709551615}");      /* 2^64 - 1 */
+    ck_assert_uint_eq(req.params.seed, UINT64_MAX);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":18446744073709551614}");
+    ck_assert_uint_eq(req.params.seed, UINT64_MAX - 1);
+    /* Found however the body is laid out: nested "seed" keys and escaped key names. */
+    ok(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"\\\"seed\\\":1\"}],"
+             "\"chat_template_kwargs\":{\"seed\":2},\"se\\u0065d\" : 12345678901234567891 }");
+    ck_assert_uint_eq(req.params.seed, 12345678901234567891ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":5.0}");                      /* integral, below 2^53 */
+    ck_assert_uint_eq(req.params.seed, 5);
+
+    msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":18446744073709551616}", 400, "seed");   /* 2^64 */
+    ck_assert_msg(strstr(msg, "18446744073709551615") && strstr(msg, "got 18446744073709551616"), "%s", msg);
+    ck_assert_str_eq(err.code, "invalid_value");
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-1}");
+    ck_assert_uint_eq(req.params.seed, UINT64_MAX);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-9223372036854775808}");      /* -2^63 */
+    ck_assert_uint_eq(req.params.seed, (uint64_t)1 << 63);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-9007199254740993}");         /* -(2^53 + 1) */
+    ck_assert_uint_eq(req.params.seed, (uint64_t)0 - 9007199254740993ull);
+    ok(COMPL, "{\"prompt\":\"a\",\"seed\":-2.0}");
+    ck_assert_uint_eq(req.params.seed, UINT64_MAX - 1);
+    msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":-9223372036854775809}", 400, "seed");   /* -2^63 - 1 */
+    ck_assert_msg(strstr(msg, "from -9223372036854775808") && strstr(msg, "got -9223372036854775809"), "%s", msg);
     fails(COMPL, "{\"prompt\":\"a\",\"seed\":1e30}", 400, "seed");
+    msg = fails(COMPL, "{\"prompt\":\"a\",\"seed\":1e19}", 400, "seed");
+    ck_assert_msg(strstr(msg, "without fraction or exponent"), "%s", msg);
+    fails(COMPL, "{\"prompt\":\"a\",\"seed\":123456789012345678901234567890}", 400, "seed");
 }
 END_TEST
 
@@ -435,7 +467,7 @@ START_TEST(fields_osprey_cannot_honour_are_refused)
     ck_assert_str_eq(err.code, "invalid_value");
     fails(COMPL, "{\"prompt\":\"a\",\"suffix\":\"end\"}", 400, "suffix");
     fails(COMPL, "{\"prompt\":\"a\",\"best_of\":3}", 400, "best_of");
-    fails(COMPL, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}", 400, "response_format");
+    fails(COMPL, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"xml\"}}", 400, "response_format.type");
     fails(COMPL, "{\"prompt\":\"a\",\"logprobs\":1,\"echo\":true}", 400, "echo");
     fails(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{\"type\":\"function\"}]}",
           400, "tools");
@@ -498,8 +530,19 @@ START_TEST(chat_logprobs_is_a_boolean_with_top_logprobs)
 }
 END_TEST
 
-START_TEST(chat_prefers_max_completion_tokens)
+START_TEST(both_routes_take_max_completion_tokens_before_max_tokens)
 {
+    ok(COMPL, "{\"prompt\":\"a\",\"max_completion_tokens\":5}");
+    ck_assert(req.max_tokens_set);
+    ck_assert_int_eq(req.params.max_tokens, 5);
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":9,\"max_completion_tokens\":3}");
+    ck_assert_int_eq(req.params.max_tokens, 3);
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":9}");
+    ck_assert_int_eq(req.params.max_tokens, 9);
+    fails(COMPL, "{\"prompt\":\"a\",\"max_completion_tokens\":0}", 400, "max_completion_tokens");
+    fails(COMPL, "{\"prompt\":\"a\",\"max_completion_tokens\":65}", 400, "max_completion_tokens");  /* limit 64 */
+    fails(COMPL, "{\"prompt\":\"a\",\"max_completion_tokens\":\"5\"}", 400, "max_completion_tokens");
+
     ok(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"max_tokens\":9,\"max_completion_tokens\":3}");
     ck_assert(req.max_tokens_set);
     ck_assert_int_eq(req.params.max_tokens, 3);
@@ -574,6 +617,37 @@ START_TEST(fit_context_defaults_max_tokens_and_reports_both_lengths)
     ok(COMPL, "{\"prompt\":\"a\",\"min_tokens\":20}");
     ck_assert_int_lt(openai_fit_context(&req, 120, &config, &mt, &err), 0);
     ck_assert_str_eq(err.param, "min_tokens");
+}
+END_TEST
+
+/* A KV cache that holds fewer tokens for one request than the context binds instead, and
+ * the message says so (the engine could never run the request). */
+START_TEST(a_kv_cache_smaller_than_the_context_binds_instead)
+{
+    struct oai_config c = config;
+    int max_tokens = 0;
+
+    c.max_cache_tokens = 50;              /* the context is 128 */
+    c.max_tokens_limit = 0;
+    ok(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}");
+    ck_assert_int_eq(openai_fit_context(&req, 10, &c, &max_tokens, &err), 0);
+    ck_assert_int_eq(max_tokens, 40);      /* the rest of what the cache holds */
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":41}");
+    ck_assert_int_eq(openai_fit_context(&req, 10, &c, &max_tokens, &err), -EINVAL);
+    ck_assert_int_eq(err.status, 400);
+    ck_assert_str_eq(err.param, "max_tokens");
+    ck_assert_str_eq(err.code, "context_length_exceeded");
+    ck_assert_msg(strstr(err.message, "KV cache holds 50 tokens for one request") &&
+                  strstr(err.message, "128 tokens") && strstr(err.message, "you requested 51 tokens"),
+                  "%s", err.message);
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":40}");
+    ck_assert_int_eq(openai_fit_context(&req, 10, &c, &max_tokens, &err), 0);
+    ck_assert_int_eq(openai_fit_context(&req, 50, &c, &max_tokens, &err), -EINVAL);
+    ck_assert_str_eq(err.param, "prompt");
+    /* A cache that holds the whole context changes nothing. */
+    c.max_cache_tokens = 128;
+    ok(COMPL, "{\"prompt\":\"a\",\"max_tokens\":60}");
+    ck_assert_int_eq(openai_fit_context(&req, 10, &c, &max_tokens, &err), 0);
 }
 END_TEST
 
@@ -677,7 +751,7 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, out_of_range_values_are_400);
     tcase_add_test(tc, configured_limits_bound_the_request);
     tcase_add_test(tc, stop_is_a_string_or_a_list_of_nonempty_strings);
-    tcase_add_test(tc, seed_takes_any_64_bit_integer);
+    tcase_add_test(tc, seed_is_any_64_bit_integer_exactly);
     tcase_add_test(tc, stream_options_need_stream);
     tcase_add_test(tc, another_model_is_404);
     tcase_add_test(tc, a_long_model_name_is_cut_between_characters);
@@ -686,11 +760,12 @@ Suite *openai_parse_suite(void)
     tcase_add_test(tc, fields_osprey_cannot_honour_are_refused);
     tcase_add_test(tc, chat_messages_are_checked_and_parts_joined);
     tcase_add_test(tc, chat_logprobs_is_a_boolean_with_top_logprobs);
-    tcase_add_test(tc, chat_prefers_max_completion_tokens);
+    tcase_add_test(tc, both_routes_take_max_completion_tokens_before_max_tokens);
     tcase_add_test(tc, tokenize_takes_a_prompt_or_messages);
     tcase_add_test(tc, detokenize_takes_token_ids_in_the_vocabulary);
     tcase_add_test(tc, fit_context_defaults_max_tokens_and_reports_both_lengths);
     tcase_add_test(tc, max_prompt_tokens_refuses_longer_prompts);
+    tcase_add_test(tc, a_kv_cache_smaller_than_the_context_binds_instead);
     tcase_add_test(tc, error_helper_picks_the_type_by_status);
     tcase_add_test(tc, mutated_bodies_never_crash_and_fail_with_a_status);
     suite_add_tcase(s, tc);

@@ -2,10 +2,11 @@
  * byte against JSON written by hand from OpenAI's API reference (field order included), with
  * a four-token vocabulary whose pieces are known. */
 #include <check.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/openai.h"
+#include "server/openai_render.h"
 
 static const char *const pieces[] = { "<s>", "Hello", " world", "!", "\xc3\xa9", "a\"b\n" };
 
@@ -17,6 +18,15 @@ static char *piece(void *ctx, int32_t id, size_t *len)
 }
 
 static const struct oai_vocab vocab = { piece, NULL };
+
+/* Pieces from a table in ctx. */
+static char *byte_piece(void *ctx, int32_t id, size_t *len)
+{
+    const char *const *t = ctx;
+
+    *len = strlen(t[id]);
+    return strdup(t[id]);
+}
 
 static const struct oai_head compl_head = { OAI_COMPLETION, "cmpl-1", 1700000000, "tiny", NULL };
 static const struct oai_head chat_head = { OAI_CHAT, "chatcmpl-1", 1700000000, "tiny", NULL };
@@ -33,8 +43,19 @@ static void expect(char *got, const size_t *len, const char *want)
     free(got);
 }
 
+/* A whole response without a size bound; it must render. */
+static char *response(const struct oai_head *h, const struct oai_choice *c, int n, const struct oai_usage *u,
+                      bool logprobs, int top_n, size_t *len)
+{
+    char *out = (char *)1;
+
+    ck_assert_int_eq(openai_render_response(h, c, n, u, logprobs, top_n, &vocab, 0, &out, len), 0);
+    return out;
+}
+
 /* Two tokens (Hello, " world"), each with two top logprobs. */
 static const int32_t ids[] = { 1, 2 };
+static const size_t offsets[] = { 0, 5 };
 static struct sample_result samples[2];
 
 static void setup(void)
@@ -51,7 +72,7 @@ START_TEST(completion_response_is_openais_shape)
     struct oai_choice c = { .index = 0, .text = "Hello world", .text_len = 11, .ids = ids,
                             .num_tokens = 2, .finish_reason = "length" };
     size_t len;
-    char *s = openai_render_response(&compl_head, &c, 1, &usage, false, 0, &vocab, &len);
+    char *s = response(&compl_head, &c, 1, &usage, false, 0, &len);
 
     expect(s, &len, "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1700000000,\"model\":\"tiny\","
                    "\"choices\":[{\"text\":\"Hello world\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"length\"}],"
@@ -66,7 +87,7 @@ START_TEST(system_fingerprint_follows_the_model_when_set)
     size_t len;
 
     h.system_fingerprint = "fp_1";
-    expect(openai_render_response(&h, &c, 1, &usage, false, 0, &vocab, &len), &len,
+    expect(response(&h, &c, 1, &usage, false, 0, &len), &len,
            "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1700000000,\"model\":\"tiny\","
            "\"system_fingerprint\":\"fp_1\",\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,"
            "\"finish_reason\":\"stop\"}]," USAGE "}");
@@ -76,9 +97,10 @@ END_TEST
 START_TEST(completion_logprobs_list_tokens_offsets_and_top_dicts)
 {
     struct oai_choice c = { .index = 1, .text = "Hello world", .text_len = 11, .ids = ids,
-                            .samples = samples, .num_tokens = 2, .finish_reason = "length" };
+                            .samples = samples, .offsets = offsets, .num_tokens = 2, .offset_end = 11,
+                            .finish_reason = "length" };
     size_t len;
-    char *s = openai_render_response(&compl_head, &c, 1, &usage, true, 2, &vocab, &len);
+    char *s = response(&compl_head, &c, 1, &usage, true, 2, &len);
 
     /* The second token's dict: its top two, then the chosen " world" (not among them). */
     expect(s, &len, "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1700000000,\"model\":\"tiny\","
@@ -92,7 +114,8 @@ END_TEST
 START_TEST(completion_logprobs_zero_reports_the_chosen_token_only)
 {
     struct oai_choice c = { .index = 0, .text = "Hello world", .text_len = 11, .ids = ids,
-                            .samples = samples, .num_tokens = 2, .text_offset = 7 };
+                            .samples = samples, .offsets = offsets, .num_tokens = 2, .offset_base = 7,
+                            .offset_end = 11 };
     size_t len;
     char *s = openai_render_chunk(&compl_head, &c, true, 0, false, &vocab, &len);
 
@@ -104,12 +127,76 @@ START_TEST(completion_logprobs_zero_reports_the_chosen_token_only)
 }
 END_TEST
 
+/* text_offset: where each token's text starts in the choice's text, the echoed prompt
+ * first; never past the end of the text the answer (or the stream so far) holds. */
+START_TEST(text_offsets_follow_the_echoed_prompt_and_stay_within_the_text)
+{
+    static const size_t cut[] = { 0, 9 };   /* the second token began in text a stop string cut */
+    struct oai_choice c = { .index = 0, .prefix = "Say:", .prefix_len = 4, .text = "Hello", .text_len = 5,
+                            .ids = ids, .samples = samples, .offsets = cut, .num_tokens = 2,
+                            .offset_base = 4, .offset_end = 5, .finish_reason = "stop" };
+    size_t len;
+    char *s = response(&compl_head, &c, 1, &usage, true, 0, &len);
+
+    ck_assert_msg(strstr(s, "\"text\":\"Say:Hello\"") && strstr(s, "\"text_offset\":[4,9]}"), "%s", s);
+    free(s);
+}
+END_TEST
+
+/* Two byte pieces render as the same key (U+FFFD): one entry, as a JSON reader sees them. */
+START_TEST(completion_top_dicts_never_repeat_a_key)
+{
+    static const char *const bytes[] = { "\xe2", "\x82", "\xe2" };
+    struct sample_result s = { .token = 0, .logprob = -0.5f, .num_top = 2, .top_ids = { 1, 2 },
+                               .top_logprobs = { -0.5f, -1.0f } };
+    static const int32_t id[] = { 0 };
+    static const size_t off[] = { 0 };
+    struct oai_vocab bv = { NULL, (void *)bytes };
+    struct oai_choice c = { .index = 0, .text = "", .ids = id, .samples = &s, .offsets = off, .num_tokens = 1 };
+    char *out = NULL;
+    size_t len;
+
+    bv.piece = byte_piece;
+    ck_assert_int_eq(openai_render_response(&compl_head, &c, 1, &usage, true, 2, &bv, 0, &out, &len), 0);
+    ck_assert_msg(strstr(out, "\"top_logprobs\":[{\"\xef\xbf\xbd\":-0.5}]"), "%s", out);
+    ck_assert_msg(strstr(out, "\"tokens\":[\"\xef\xbf\xbd\"]"), "%s", out);
+    free(out);
+}
+END_TEST
+
+/* A response stops at max_bytes: -E2BIG and nothing, rather than a body past the bound. */
+START_TEST(a_response_past_max_bytes_is_refused_whole)
+{
+    struct oai_choice c = { .index = 1, .text = "Hello world", .text_len = 11, .ids = ids,
+                            .samples = samples, .offsets = offsets, .num_tokens = 2, .offset_end = 11,
+                            .finish_reason = "length" };
+    char *out = NULL;
+    size_t len = 0, full;
+
+    ck_assert_int_eq(openai_render_response(&compl_head, &c, 1, &usage, true, 2, &vocab, 0, &out, &full), 0);
+    free(out);
+    ck_assert_int_eq(openai_render_response(&compl_head, &c, 1, &usage, true, 2, &vocab, full, &out, &len), 0);
+    ck_assert_uint_eq(len, full);                 /* exactly at the bound: fine */
+    free(out);
+    out = (char *)1;
+    ck_assert_int_eq(openai_render_response(&compl_head, &c, 1, &usage, true, 2, &vocab, full - 1, &out, &len),
+                     -E2BIG);
+    ck_assert_ptr_null(out);
+    for (size_t max = 1; max < full; max += 7) {   /* cut anywhere: never a partial body */
+        out = (char *)1;
+        ck_assert_int_eq(openai_render_response(&compl_head, &c, 1, &usage, true, 2, &vocab, max, &out, &len),
+                         -E2BIG);
+        ck_assert_ptr_null(out);
+    }
+}
+END_TEST
+
 START_TEST(echo_puts_the_prompt_before_the_text)
 {
     struct oai_choice c = { .index = 0, .prefix = "Say:", .prefix_len = 4, .text = " hi",
                             .text_len = 3, .finish_reason = "stop" };
     size_t len;
-    char *s = openai_render_response(&compl_head, &c, 1, &usage, false, 0, &vocab, &len);
+    char *s = response(&compl_head, &c, 1, &usage, false, 0, &len);
 
     ck_assert_ptr_nonnull(strstr(s, "\"text\":\"Say: hi\""));
     free(s);
@@ -124,7 +211,7 @@ START_TEST(several_choices_keep_their_indices)
     };
     size_t len;
 
-    expect(openai_render_response(&compl_head, c, 2, &usage, false, 0, &vocab, &len), &len,
+    expect(response(&compl_head, c, 2, &usage, false, 0, &len), &len,
            "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1700000000,\"model\":\"tiny\","
            "\"choices\":[{\"text\":\"a\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"stop\"},"
            "{\"text\":\"b\",\"index\":1,\"logprobs\":null,\"finish_reason\":\"length\"}]," USAGE "}");
@@ -136,7 +223,7 @@ START_TEST(chat_response_is_openais_shape)
     struct oai_choice c = { .index = 0, .text = "a\"b\n\xc3\xa9", .text_len = 6, .finish_reason = "stop" };
     size_t len;
 
-    expect(openai_render_response(&chat_head, &c, 1, &usage, false, 0, &vocab, &len), &len,
+    expect(response(&chat_head, &c, 1, &usage, false, 0, &len), &len,
            "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":\"tiny\","
            "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"a\\\"b\\n\xc3\xa9\"},"
            "\"logprobs\":null,\"finish_reason\":\"stop\"}]," USAGE "}");
@@ -152,7 +239,7 @@ START_TEST(chat_logprobs_carry_bytes_and_top_logprobs)
                             .num_tokens = 1, .finish_reason = "length" };
     size_t len;
 
-    expect(openai_render_response(&chat_head, &c, 1, &usage, true, 1, &vocab, &len), &len,
+    expect(response(&chat_head, &c, 1, &usage, true, 1, &len), &len,
            "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":\"tiny\","
            "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"\xc3\xa9\"},"
            "\"logprobs\":{\"content\":[{\"token\":\"\xc3\xa9\",\"logprob\":-0.75,\"bytes\":[195,169],"
@@ -303,6 +390,9 @@ Suite *openai_render_suite(void)
     tcase_add_test(tc, system_fingerprint_follows_the_model_when_set);
     tcase_add_test(tc, completion_logprobs_list_tokens_offsets_and_top_dicts);
     tcase_add_test(tc, completion_logprobs_zero_reports_the_chosen_token_only);
+    tcase_add_test(tc, text_offsets_follow_the_echoed_prompt_and_stay_within_the_text);
+    tcase_add_test(tc, completion_top_dicts_never_repeat_a_key);
+    tcase_add_test(tc, a_response_past_max_bytes_is_refused_whole);
     tcase_add_test(tc, echo_puts_the_prompt_before_the_text);
     tcase_add_test(tc, several_choices_keep_their_indices);
     tcase_add_test(tc, chat_response_is_openais_shape);

@@ -13,7 +13,8 @@
 #include "engine/chat_template/chat_template.h"
 #include "engine/base/util.h"
 #include "server/chat_prompt.h"
-#include "server/openai.h"
+#include "server/openai_parse.h"
+#include "server/openai_render.h"
 #include "server/tool_parser.h"
 
 static struct oai_config config = {
@@ -500,8 +501,11 @@ START_TEST(a_message_of_calls_renders_in_openais_shape)
     struct oai_choice c = { .index = 0, .finish_reason = "tool_calls", .tool_calls = calls, .num_tool_calls = 1 };
     struct oai_usage u = { 1, 2, 0 };
     size_t len;
-    char *s = openai_render_response(&h, &c, 1, &u, false, 0, NULL, &len);
-    cJSON *o = cJSON_Parse(s), *msg, *tc;
+    char *s = NULL;
+    cJSON *o, *msg, *tc;
+
+    ck_assert_int_eq(openai_render_response(&h, &c, 1, &u, false, 0, NULL, 0, &s, &len), 0);
+    o = cJSON_Parse(s);
 
     msg = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0), "message");
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(msg, "content")));

@@ -106,8 +106,8 @@ START_TEST(allowed_token_ids_are_the_only_ids_drawn)
     int counts[8];
     struct sample_result res;
 
-    row.allowed = allowed;
-    row.num_allowed = 3;
+    row.allowed_ids = allowed;
+    row.num_allowed_ids = 3;
     draw_counts(logits, 8, row, 2000, counts);
     for (int i = 0; i < 8; i++)
         ck_assert_msg((i == 2 || i == 6 || i == 7) == (counts[i] > 0), "token %d drawn %d times", i, counts[i]);

@@ -86,7 +86,7 @@ START_TEST(a_queue_read_as_fast_as_written_does_not_grow)
     memset(json, 'z', sizeof json);
     sse_buf_init(&b, 1 << 20);
     ck_assert_int_eq(sse_buf_event(&b, json, sizeof json), 0);
-    cap = b.cap;
+    cap = b.q.cap;
     for (int i = 0; i < 1000; i++) {
         /* Leave a few bytes unread each time: compaction, not growth, makes the room. */
         size_t w = sse_buf_waiting(&b);
@@ -94,7 +94,7 @@ START_TEST(a_queue_read_as_fast_as_written_does_not_grow)
         ck_assert_uint_eq(sse_buf_read(&b, out, w - 3), w - 3);
         ck_assert_int_eq(sse_buf_event(&b, json, sizeof json), 0);
     }
-    ck_assert_uint_eq(b.cap, cap);
+    ck_assert_uint_eq(b.q.cap, cap);
     sse_buf_fini(&b);
 }
 END_TEST
@@ -104,23 +104,36 @@ START_TEST(pending_output_accumulates_text_tokens_and_samples)
     struct sse_pending p, taken;
     const int32_t ids[3] = { 7, 8, 9 };
     struct sample_result s[3] = { { .token = 7, .logprob = -1 }, { .token = 8 }, { .token = 9 } };
+    const size_t offsets[3] = { 0, 2, 2 };
 
     sse_pending_init(&p);
     sse_pending_init(&taken);
-    ck_assert_int_eq(sse_pending_append(&p, "ab", 2, ids, s, 1), 0);
-    ck_assert_int_eq(sse_pending_append(&p, "", 0, ids + 1, s + 1, 2), 0);
-    ck_assert_int_eq(sse_pending_append(&p, "cde", 3, NULL, NULL, 0), 0);
+    ck_assert_int_eq(sse_pending_append(&p, "ab", 2, ids, s, offsets, 1), 0);
+    ck_assert_int_eq(sse_pending_append(&p, "", 0, ids + 1, s + 1, offsets + 1, 2), 0);
+    ck_assert_int_eq(sse_pending_append(&p, "cde", 3, NULL, NULL, NULL, 0), 0);
     ck_assert_str_eq(p.text, "abcde");
     ck_assert_uint_eq(p.text_len, 5);
     ck_assert_int_eq(p.num_tokens, 3);
     ck_assert_int_eq(p.ids[2], 9);
     ck_assert_int_eq(p.samples[0].token, 7);
     ck_assert_float_eq(p.samples[0].logprob, -1.0f);
-    ck_assert_uint_eq(sse_pending_bytes(&p), 5 + 3 * (sizeof(int32_t) + sizeof(struct sample_result)));
+    ck_assert_uint_eq(p.offsets[1], 2);
+    ck_assert_uint_eq(sse_pending_bytes(&p), 5 + 3 * (sizeof(int32_t) + sizeof(struct sample_result) +
+                                                      sizeof(size_t)));
+    /* A stream sends the text and the first token; the other two wait, in order. */
+    sse_pending_drop(&p, 1);
+    ck_assert_uint_eq(p.text_len, 0);
+    ck_assert_int_eq(p.num_tokens, 2);
+    ck_assert_int_eq(p.ids[0], 8);
+    ck_assert_int_eq(p.samples[1].token, 9);
+    ck_assert_uint_eq(p.offsets[0], 2);
+    ck_assert_int_eq(sse_pending_append(&p, "cde", 3, ids, s, offsets, 1), 0);
+    ck_assert_str_eq(p.text, "cde");
+    ck_assert_int_eq(p.ids[2], 7);
     sse_pending_take(&p, &taken);
     ck_assert_uint_eq(sse_pending_bytes(&p), 0);
     ck_assert_ptr_null(p.text);
-    ck_assert_str_eq(taken.text, "abcde");
+    ck_assert_str_eq(taken.text, "cde");
     ck_assert_int_eq(taken.num_tokens, 3);
     sse_pending_fini(&p);
     sse_pending_fini(&taken);
@@ -136,7 +149,7 @@ START_TEST(pending_output_without_logprobs_counts_ids_only)
         ids[i] = i;
     sse_pending_init(&p);
     for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(sse_pending_append(&p, "x", 1, ids + 10 * i, NULL, 10), 0);
+        ck_assert_int_eq(sse_pending_append(&p, "x", 1, ids + 10 * i, NULL, NULL, 10), 0);
     ck_assert_ptr_null(p.samples);
     ck_assert_int_eq(p.num_tokens, 100);
     ck_assert_int_eq(p.ids[99], 99);

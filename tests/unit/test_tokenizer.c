@@ -584,16 +584,10 @@ START_TEST(concurrent_encodes_on_one_tokenizer_agree)
 }
 END_TEST
 
-static bool timing_is_meaningful(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-
-    return !(pre && strstr(pre, "valgrind")) && !getenv("OSPREY_NO_TIMING");
-}
-
-/* Loading Llama 3's 9 MB tokenizer.json and encoding ~10k tokens: timed and bounded
- * loosely (the bounds hold on a loaded 2-core CI box; valgrind skips them). */
-START_TEST(llama3_loads_and_encodes_10k_tokens_quickly)
+/* Loading Llama 3's 9 MB tokenizer.json, encoding ~20k tokens and decoding them back. The
+ * times are printed as figures for the reader (tests never assert timings: a loaded CI box
+ * or valgrind would make any bound flaky); what is asserted is the result. */
+START_TEST(llama3_loads_encodes_20k_tokens_and_decodes_them_back)
 {
     struct tokenizer *t;
     char err[ERR_LEN], *back;
@@ -611,14 +605,10 @@ START_TEST(llama3_loads_and_encodes_10k_tokens_quickly)
     t0 = now_s();
     ck_assert_int_eq(tokenizer_decode(t, ids, n, false, &back, &back_len, err), 0);
     dec_s = now_s() - t0;
-    ck_assert_int_ge(n, 10000);
+    ck_assert_int_ge(n, 20000);
     ck_assert(back_len == len && !memcmp(back, text, len));
     fprintf(stderr, "tokenizer: llama3 load %.0f ms; encode %zu bytes -> %d tokens %.1f ms; "
             "decode %.1f ms\n", load_s * 1e3, len, n, enc_s * 1e3, dec_s * 1e3);
-    if (timing_is_meaningful()) {
-        ck_assert_msg(load_s < 2.0, "load took %.2f s", load_s);
-        ck_assert_msg(enc_s < 0.5, "encode took %.3f s", enc_s);
-    }
     free(ids);
     free(back);
     free(text);
@@ -796,7 +786,7 @@ Suite *tokenizer_suite(void)
     tcase_add_loop_test(tc, invalid_utf8_encodes_as_replacement_characters, 0, N_TOK);
     tcase_add_loop_test(tc, empty_text_is_no_ids_but_may_get_bos, 0, N_TOK);
     tcase_add_loop_test(tc, concurrent_encodes_on_one_tokenizer_agree, 0, N_TOK);
-    tcase_add_test(tc, llama3_loads_and_encodes_10k_tokens_quickly);
+    tcase_add_test(tc, llama3_loads_encodes_20k_tokens_and_decodes_them_back);
     tcase_add_test(tc, load_reads_the_folder_and_chat_template_jinja);
     tcase_add_test(tc, tokenize_and_detokenize_commands_print_the_oracles_ids_and_text);
     suite_add_tcase(s, tc);

@@ -1,0 +1,177 @@
+/* grammar_internal.h — shared by the engine/grammar files only: the compiled grammar (rules
+ * whose alternatives are runs of elements ending in GR_END), the vocabulary trie, the stack
+ * sets of the automaton and the mask cache. gr__ functions cross files; nothing else. */
+#ifndef OSPREY_GRAMMAR_INTERNAL_H
+#define OSPREY_GRAMMAR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/grammar/grammar.h"
+
+#define GR_MAX_STACK 2048         /* frames in one stack: deeper nesting is refused (-E2BIG) */
+#define GR_MAX_STACKS 1024        /* stacks alive at once: more ambiguity is refused (-E2BIG) */
+#define GR_MAX_REPEAT 4096        /* bound of {m,n} */
+#define GR_MASK_FRAMES 4          /* top frames that key a cached mask */
+#define GR_MAX_MASKS 4096         /* cached masks per grammar; past this, masks are not kept */
+#define GR_MASK_BYTES (32u << 20) /* ... nor past this many bytes of them */
+
+enum gr_kind { GR_END, GR_BYTE, GR_SET, GR_RULE };
+
+struct gr_elem {
+    uint8_t kind;      /* enum gr_kind */
+    int32_t arg;       /* GR_BYTE: the byte; GR_SET: index into sets; GR_RULE: rule id */
+};
+
+struct gr_rule {
+    char *name;        /* malloc'd */
+    int32_t *alts;     /* [num_alts] element index where each alternative starts */
+    int num_alts, cap_alts;
+    bool defined;      /* has a definition (a referenced name may still lack one) */
+};
+
+/* A cached mask for one stack top (its GR_MASK_FRAMES top positions). Tokens the walk
+ * settled inside those frames are in bits/ids; tokens that pop out of them with bytes left
+ * are `uncertain` and checked against the whole stack each time. */
+struct gr_mask {
+    uint32_t *bits;        /* [words], or NULL when ids is used (few tokens) */
+    int32_t *ids;          /* [num_ids] accepted tokens when sparse */
+    int num_ids;
+    int32_t *uncertain;    /* [num_uncertain] */
+    int num_uncertain;
+};
+
+struct gr_mask_slot {
+    uint64_t hash;
+    int32_t key[GR_MASK_FRAMES + 1];   /* frame count (negative: the whole stack), positions */
+    struct gr_mask *mask;              /* NULL: empty slot */
+};
+
+struct grammar {
+    atomic_int refs;
+    struct gr_elem *el;
+    int num_el, cap_el;
+    struct gr_rule *rules;
+    int num_rules, cap_rules;
+    uint32_t (*sets)[8];   /* 256-bit byte sets */
+    int num_sets, cap_sets;
+    int root;
+    const struct grammar_vocab *vocab;   /* borrowed */
+
+    pthread_mutex_t lock;                /* the mask cache below */
+    struct gr_mask_slot *slots;          /* [cap_slots] open addressing */
+    int num_masks, cap_slots;
+    size_t mask_bytes;                   /* held by the cached masks */
+    struct gr_walk *walk;                /* scratch of the trie walk, under lock */
+};
+
+/* The vocabulary: token bytes, and a trie in preorder whose subtrees hold contiguous runs
+ * of `order` (tokens sorted by bytes). */
+struct gv_node {
+    int32_t end;           /* node index past this node's subtree */
+    int32_t tok_lo, own_hi, tok_hi;   /* order[tok_lo, own_hi): tokens ending here;
+                                         order[own_hi, tok_hi): deeper in the subtree */
+    uint8_t byte;          /* the edge from the parent */
+};
+
+struct grammar_vocab {
+    int vocab_size;
+    int words;             /* (vocab_size + 31) / 32 */
+    uint32_t *off;         /* [vocab_size + 1] into bytes */
+    char *bytes;
+    bool *usable;          /* [vocab_size] */
+    struct gv_node *node;  /* [num_nodes], node 0 the root */
+    int num_nodes;
+    int32_t *order;        /* [num_usable] */
+    int num_usable;
+    int max_len;           /* bytes of the longest token */
+};
+
+/* A set of stacks (positions, bottom first); an empty stack is recorded as `accept`. */
+struct gr_stacks {
+    int n, cap_n;
+    int32_t *off;          /* [n + 1] */
+    int32_t *pos;
+    int len, cap;
+    bool accept;
+    bool overflow;         /* a bound of the automaton was hit */
+};
+
+struct gr_scratch {
+    int32_t *buf;
+    int len, cap;
+};
+
+/* ---- building (grammar_build.c) ---- */
+struct grammar *gr__new(void);
+void gr__free(struct grammar *g);
+/* The rule named `name` (created undefined when new), or a fresh anonymous rule when
+ * name is NULL. Returns its id or -ENOMEM. */
+int gr__rule(struct grammar *g, const char *name);
+/* The rule named `name`, or -1. */
+int gr__find_rule(const struct grammar *g, const char *name);
+/* Appends one alternative of rule made of elems[n] (GR_END added). */
+int gr__add_alt(struct grammar *g, int rule, const struct gr_elem *elems, int n);
+int gr__add_set(struct grammar *g, const uint32_t set[8]);
+/* A rule matching one valid UTF-8 character of 2 to 4 bytes (shared, made once). */
+int gr__utf8_multibyte_rule(struct grammar *g);
+/* Checks the finished grammar: every referenced rule defined, no left recursion; sets root.
+ * Returns 0 or -EINVAL with err naming the rule. */
+int gr__finish(struct grammar *g, const char *root, char *err);
+
+/* ---- GBNF (gbnf.c) ---- */
+int gr__parse_gbnf(struct grammar *g, const char *src, size_t len, char *err);
+
+struct gr_str;
+
+/* ---- front ends, each producing GBNF text (malloc'd) ---- */
+int gr__json_schema_to_gbnf(const char *src, size_t len, char **out, char *err);
+int gr__json_object_gbnf(char **out, char *err);
+/* The rules shared by JSON front ends (ws, json-value, json-string, json-int, …). */
+const char *gr__json_common(void);
+/* Regex src[len] as one GBNF expression appended to out; json: inside a JSON string (the
+ * regex matches the decoded value, the grammar the escaped text). */
+int gr__regex_expr(struct gr_str *out, const char *src, size_t len, bool json, char *err);
+int gr__regex_to_gbnf(const char *src, size_t len, char **out, char *err);
+int gr__choice_to_gbnf(const char *src, size_t len, char **out, char *err);
+
+/* Appending to a growing string, for the front ends. */
+struct gr_str {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+void gr__puts(struct gr_str *s, const char *t);
+void gr__putn(struct gr_str *s, const char *t, size_t n);
+void gr__printf(struct gr_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s[0..n) as a GBNF string literal, quotes included. */
+void gr__put_literal(struct gr_str *s, const char *t, size_t n);
+
+/* ---- the automaton (matcher.c) ---- */
+void gr__stacks_clear(struct gr_stacks *s);
+void gr__stacks_free(struct gr_stacks *s);
+int gr__stacks_copy(struct gr_stacks *dst, const struct gr_stacks *src);
+/* Adds stack s[len] after expanding it until each top is a byte or a set. */
+int gr__push_expanded(const struct grammar *g, struct gr_stacks *out, struct gr_scratch *sc,
+                      const int32_t *s, int len);
+/* out = stacks of in after byte b. Returns 0 or -ENOMEM; out->overflow on bounds. */
+int gr__advance(const struct grammar *g, const struct gr_stacks *in, uint8_t b,
+                struct gr_stacks *out, struct gr_scratch *sc);
+/* Whether bytes[n] can follow stack s[len] (whole-stack check). */
+bool gr__accepts_from(const struct grammar *g, const int32_t *s, int len, const char *bytes,
+                      size_t n, struct gr_stacks *a, struct gr_stacks *b, struct gr_scratch *sc);
+
+/* Whether the matcher's state hit a bound of the automaton. */
+bool gr__matcher_overflowed(const struct grammar_matcher *m);
+
+/* ---- masks (mask.c) ---- */
+/* The cached mask for stack s[len] (computed on first use). NULL when out of memory. When
+ * *owned is set the caller frees it (the cache was full). */
+struct gr_mask *gr__mask_for(struct grammar *g, const int32_t *s, int len, bool *owned);
+void gr__mask_free(struct gr_mask *m);
+void gr__mask_cache_free(struct grammar *g);
+
+#endif

