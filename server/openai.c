@@ -529,7 +529,7 @@ static bool stream_tools(struct job *j, struct choice *c, const struct oai_head 
     }
     if (ok && finished) {
         struct oai_choice end = { .index = c->index,
-                                  .finish_reason = tp.num_calls ? "tool_calls" : finish_reason_name(reason) };
+                                  .finish_reason = finish_reason_name(tp.num_calls ? FINISH_TOOL_CALLS : reason) };
 
         ok = queue_event(j, openai_render_chunk(h, &end, false, 0, j->req.include_usage, NULL, &len), &len);
     }
@@ -567,7 +567,7 @@ static bool stream_responses(struct job *j, struct choice *c, const struct sse_p
     ok = queue_resp_events(j, rc, ev, lens, n);
     if (ok && finished) {
         struct resp_output ro = { NULL, 0, tp.calls, tp.num_calls,
-                                  tp.num_calls ? "tool_calls" : finish_reason_name(reason) };
+                                  finish_reason_name(tp.num_calls ? FINISH_TOOL_CALLS : reason) };
         struct oai_usage u;
 
         usage_of(j, &u);

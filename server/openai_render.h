@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/base/buf.h"        /* struct buf */
 #include "engine/sampler.h"         /* struct sample_result */
 #include "server/openai_parse.h"    /* enum oai_kind, struct oai_error */
 
@@ -93,8 +94,7 @@ int openai_tools_apply(const struct oai_request *r, struct oai_choice *oc, struc
 /* A streamed choice's output so far, for tool calls: content goes out as soon as it
  * cannot start a call; from a call's first byte on it is held to the end. */
 struct tool_stream {
-    char *text;                /* everything so far (echo prefix, then output), malloc'd */
-    size_t len, cap;           /* bytes */
+    struct buf text;           /* everything so far (echo prefix, then output) */
     size_t sent;               /* bytes of text already sent as content */
 };
 void tool_stream_init(struct tool_stream *ts);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/finish_reason.h"
+
 #define TOOL_NAME_MAX 64     /* OpenAI's limit on a function name */
 
 static const char *type_name(const cJSON *v)
@@ -302,48 +304,39 @@ int openai_tools_apply(const struct oai_request *r, struct oai_choice *oc, struc
     oc->tool_calls = tp->calls;
     oc->num_tool_calls = tp->num_calls;
     if (tp->num_calls)
-        oc->finish_reason = "tool_calls";
+        oc->finish_reason = finish_reason_name(FINISH_TOOL_CALLS);
     return 0;
 }
 
 void tool_stream_init(struct tool_stream *ts)
 {
-    memset(ts, 0, sizeof *ts);
+    buf_init(&ts->text);
+    ts->sent = 0;
 }
 
 void tool_stream_fini(struct tool_stream *ts)
 {
-    free(ts->text);
-    memset(ts, 0, sizeof *ts);
+    buf_fini(&ts->text);
+    ts->sent = 0;
 }
 
 int tool_stream_feed(struct tool_stream *ts, enum tool_parser_kind k, const char *s, size_t n,
                      const char **out, size_t *out_len)
 {
+    struct buf *t = &ts->text;
     size_t ready;
     bool maybe;
 
-    if (ts->len + n + 1 > ts->cap) {
-        size_t cap = MAX(2 * ts->cap, ts->len + n + 1);
-        char *t = realloc(ts->text, cap);
-
-        if (!t)
-            return -ENOMEM;
-        ts->text = t;
-        ts->cap = cap;
-    }
-    if (n)
-        memcpy(ts->text + ts->len, s, n);
-    ts->len += n;
-    ts->text[ts->len] = '\0';
+    if (buf_put(t, s, n))
+        return -ENOMEM;
     /* Only the unsent tail is read again: what went out holds no call's start (a marker is
      * held from its first byte), so a token costs its own bytes, not the whole output's.
      * Llama 3's syntax is decided by the first character: once content went out, all is. */
     if (k == TOOL_PARSER_LLAMA3_JSON)
-        ready = ts->sent ? ts->len : tool_parser_content_prefix(k, ts->text, ts->len, &maybe);
+        ready = ts->sent ? t->len : tool_parser_content_prefix(k, t->p, t->len, &maybe);
     else
-        ready = ts->sent + tool_parser_content_prefix(k, ts->text + ts->sent, ts->len - ts->sent, &maybe);
-    *out = ts->text + ts->sent;
+        ready = ts->sent + tool_parser_content_prefix(k, t->p + ts->sent, t->len - ts->sent, &maybe);
+    *out = t->p + ts->sent;
     *out_len = ready > ts->sent ? ready - ts->sent : 0;
     ts->sent += *out_len;
     return 0;
@@ -352,12 +345,13 @@ int tool_stream_feed(struct tool_stream *ts, enum tool_parser_kind k, const char
 int tool_stream_finish(struct tool_stream *ts, const struct oai_request *r, struct tool_parse *tp,
                        const char **out, size_t *out_len)
 {
+    const struct buf *t = &ts->text;
     size_t end;
 
-    if (tool_parser_parse(r->tool_parser, ts->text ? ts->text : "", ts->len, max_calls(r), tp))
+    if (tool_parser_parse(r->tool_parser, t->p ? t->p : "", t->len, max_calls(r), tp))
         return -ENOMEM;
-    end = tp->num_calls ? tp->content_len : ts->len;
-    *out = ts->text ? ts->text + ts->sent : "";
+    end = tp->num_calls ? tp->content_len : t->len;
+    *out = t->p ? t->p + ts->sent : "";
     *out_len = end > ts->sent ? end - ts->sent : 0;
     ts->sent += *out_len;
     return 0;

@@ -541,6 +541,31 @@ START_TEST(a_message_of_calls_renders_in_openais_shape)
 }
 END_TEST
 
+/* Two calls with content before them, written as text (json_out): exactly OpenAI's shape. */
+START_TEST(two_calls_and_content_render_as_exact_json)
+{
+    struct tool_call calls[] = { { "call_1", "a", "{}" }, { "call_2", "b", "{\"x\":\"\u00e9\"}" } };
+    struct oai_head h = { OAI_CHAT, "chatcmpl-x", 1, "tiny", NULL };
+    struct oai_choice c = { .index = 0, .text = "Hi", .text_len = 2, .finish_reason = "tool_calls",
+                            .tool_calls = calls, .num_tool_calls = 2 };
+    struct oai_usage u = { 1, 2, 0 };
+    size_t len;
+    char *s = NULL;
+    cJSON *o;
+
+    ck_assert_int_eq(openai_render_response(&h, &c, 1, &u, false, 0, NULL, 0, &s, &len), 0);
+    ck_assert_msg(strstr(s, "\"message\":{\"role\":\"assistant\",\"content\":\"Hi\",\"tool_calls\":["
+                            "{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"a\",\"arguments\":\"{}\"}},"
+                            "{\"id\":\"call_2\",\"type\":\"function\",\"function\":{\"name\":\"b\","
+                            "\"arguments\":\"{\\\"x\\\":\\\"\u00e9\\\"}\"}}]},\"logprobs\":null,"
+                            "\"finish_reason\":\"tool_calls\"}"), "%s", s);
+    o = cJSON_Parse(s);
+    ck_assert_ptr_nonnull(o);
+    cJSON_Delete(o);
+    free(s);
+}
+END_TEST
+
 static void setup(void)
 {
     openai_request_init(&req);
@@ -574,6 +599,7 @@ Suite *openai_tools_suite(void)
     tcase_add_test(tc, tool_calls_and_tool_messages_render_through_llama31_and_qwen3);
     tcase_add_test(tc, continue_final_message_ends_the_prompt_inside_the_last_message);
     tcase_add_test(tc, a_message_of_calls_renders_in_openais_shape);
+    tcase_add_test(tc, two_calls_and_content_render_as_exact_json);
     suite_add_tcase(s, tc);
     return s;
 }
