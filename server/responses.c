@@ -501,7 +501,7 @@ void resp_stream_init(struct resp_stream *s)
 
 void resp_stream_fini(struct resp_stream *s)
 {
-    free(s->text);
+    buf_fini(&s->text);
     memset(s, 0, sizeof *s);
 }
 
@@ -648,15 +648,10 @@ int resp_stream_delta(struct resp_stream *s, const char *text, size_t len, char 
                       size_t **lens, int *num)
 {
     struct evlist l = { 0 };
-    char *t;
 
     if (len) {
-        if (!(t = realloc(s->text, s->text_len + len + 1)))
+        if (buf_put(&s->text, text, len))
             return -ENOMEM;
-        s->text = t;
-        memcpy(s->text + s->text_len, text, len);
-        s->text_len += len;
-        s->text[s->text_len] = '\0';
         emit(&l, s, "response.output_text.delta",
              with_item(with_item(part_ref(s), "delta", openai_json_string(text, len)), "logprobs", cJSON_CreateArray()));
     }
@@ -671,12 +666,12 @@ int resp_stream_close(struct resp_stream *s, const struct resp_head *h, const st
     struct resp_output whole = *out;
 
     emit(&l, s, "response.output_text.done",
-         with_item(with_item(part_ref(s), "text", openai_json_string(s->text, s->text_len)), "logprobs",
+         with_item(with_item(part_ref(s), "text", openai_json_string(s->text.p, s->text.len)), "logprobs",
                    cJSON_CreateArray()));
-    emit(&l, s, "response.content_part.done", with_item(part_ref(s), "part", text_part(s->text, s->text_len)));
+    emit(&l, s, "response.content_part.done", with_item(part_ref(s), "part", text_part(s->text.p, s->text.len)));
     emit(&l, s, "response.output_item.done",
          with_item(with_num(obj(), "output_index", 0), "item",
-                   message_item(s->msg_id, incomplete ? "incomplete" : "completed", s->text, s->text_len, true)));
+                   message_item(s->msg_id, incomplete ? "incomplete" : "completed", s->text.p, s->text.len, true)));
     for (int i = 0; i < out->num_calls; i++) {
         cJSON *item = call_item(&out->calls[i], "in_progress", false);
         const cJSON *idv = cJSON_GetObjectItemCaseSensitive(item, "id");
@@ -694,14 +689,14 @@ int resp_stream_close(struct resp_stream *s, const struct resp_head *h, const st
         emit(&l, s, "response.output_item.done", with_item(with_num(obj(), "output_index", i + 1), "item", item));
     }
     /* The final object always carries the message item the stream opened. */
-    whole.text = s->text;
-    whole.text_len = s->text_len;
+    whole.text = s->text.p;
+    whole.text_len = s->text.len;
     {
         cJSON *resp = response_object(h, &whole, u, s->msg_id);
         cJSON *output = cJSON_GetObjectItemCaseSensitive(resp, "output");
 
         if (resp && output && (!output->child || strcmp(cJSON_GetObjectItemCaseSensitive(output->child, "type")->valuestring, "message"))) {
-            cJSON *m = message_item(s->msg_id, "completed", s->text, s->text_len, true);
+            cJSON *m = message_item(s->msg_id, "completed", s->text.p, s->text.len, true);
 
             if (!m || !cJSON_InsertItemInArray(output, 0, m)) {
                 cJSON_Delete(m);

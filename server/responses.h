@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/base/buf.h"   /* struct buf */
 #include "server/openai_parse.h"
 #include "server/openai_render.h"
 
@@ -53,8 +54,7 @@ char *responses_render(const struct resp_head *h, const struct resp_output *out,
 struct resp_stream {
     int seq;                   /* the next event's sequence_number */
     char msg_id[40];           /* "msg_…" of the message item */
-    char *text;                /* all text sent so far (output_text.done repeats it) */
-    size_t text_len;
+    struct buf text;           /* all text sent so far (output_text.done repeats it) */
 };
 void resp_stream_init(struct resp_stream *s);   /* draws the message item's id */
 void resp_stream_fini(struct resp_stream *s);
