@@ -404,14 +404,7 @@ static void job_resume(void *p, struct http_request *r)
         struct resp_output ro = { cs[0].text, cs[0].text_len, cs[0].tool_calls, cs[0].num_tool_calls,
                                   cs[0].finish_reason };
 
-        /* Rendered as a tree (responses.c), then held to the same bound. */
-        if (!(body = responses_render(&rh, &ro, &u, &len)))
-            rc = -ENOMEM;
-        else if (j->api->max_response_bytes && len > j->api->max_response_bytes) {
-            free(body);
-            body = NULL;
-            rc = -E2BIG;
-        }
+        rc = responses_render(&rh, &ro, &u, j->api->max_response_bytes, &body, &len);
     } else if (!rc) {
         rc = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
                                     &v, j->api->max_response_bytes, &body, &len);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "server/json_out.h"
+
 static const char *type_name(const cJSON *v)
 {
     if (cJSON_IsString(v)) return "a string";
@@ -345,151 +347,169 @@ static void rand_hex(char *out, size_t n_bytes)
         sprintf(out + 2 * i, "%02x", rnd[i]);
 }
 
-static cJSON *text_part(const char *text, size_t len)
-{
-    cJSON *p = cJSON_CreateObject(), *t = openai_json_string(text ? text : "", len);
+/* ---- rendering: written as text through json_out, like server/openai_render.c ---- */
 
-    if (!p || !t || !cJSON_AddStringToObject(p, "type", "output_text") || !cJSON_AddItemToObject(p, "text", t) ||
-        !cJSON_AddArrayToObject(p, "annotations")) {
-        if (t && (!p || !cJSON_GetObjectItemCaseSensitive(p, "text")))
-            cJSON_Delete(t);
-        cJSON_Delete(p);
-        return NULL;
-    }
-    return p;
+#define LIT(o, s) json_out_raw((o), (s), sizeof(s) - 1)
+
+static void str0(struct json_out *o, const char *s)
+{
+    json_out_str(o, s, s ? strlen(s) : 0);
 }
 
-static cJSON *message_item(const char *id, const char *status, const char *text, size_t len, bool with_part)
+/* A value of the request body as sent (tools, metadata, …): cJSON prints it. */
+static void raw_value(struct json_out *o, const cJSON *v)
 {
-    cJSON *m = cJSON_CreateObject(), *content;
-    bool ok = m && cJSON_AddStringToObject(m, "id", id) && cJSON_AddStringToObject(m, "type", "message") &&
-              cJSON_AddStringToObject(m, "status", status) && cJSON_AddStringToObject(m, "role", "assistant") &&
-              (content = cJSON_AddArrayToObject(m, "content"));
-    cJSON *part = ok && with_part ? text_part(text, len) : NULL;
+    char *t = cJSON_PrintUnformatted(v);
 
-    if (ok && with_part && (!part || !cJSON_AddItemToArray(content, part))) {
-        cJSON_Delete(part);
-        ok = false;
+    if (!t) {
+        if (!o->err)
+            o->err = -ENOMEM;
+        return;
     }
-    if (!ok) {
-        cJSON_Delete(m);
-        return NULL;
-    }
-    return m;
+    json_out_lit(o, t);
+    free(t);
 }
 
-static cJSON *call_item(const struct tool_call *t, const char *status, bool with_args)
+/* ,"key": the body's value of key when present, else fallback (raw JSON text). */
+static void echo_field(struct json_out *o, const cJSON *root, const char *key, const char *fallback)
 {
-    cJSON *c = cJSON_CreateObject();
-    char id[40] = "fc_";
+    const cJSON *v = get(root, key);
 
-    rand_hex(id + 3, 16);
-    if (!c || !cJSON_AddStringToObject(c, "id", id) || !cJSON_AddStringToObject(c, "type", "function_call") ||
-        !cJSON_AddStringToObject(c, "status", status) || !cJSON_AddStringToObject(c, "call_id", t->id) ||
-        !cJSON_AddStringToObject(c, "name", t->name) ||
-        !cJSON_AddStringToObject(c, "arguments", with_args ? t->arguments : "")) {
-        cJSON_Delete(c);
-        return NULL;
-    }
-    return c;
+    LIT(o, ",");
+    str0(o, key);
+    LIT(o, ":");
+    if (v)
+        raw_value(o, v);
+    else
+        json_out_lit(o, fallback);
 }
 
-static cJSON *usage_object(const struct oai_usage *u)
+static void text_part(struct json_out *o, const char *text, size_t len)
 {
-    cJSON *o = cJSON_CreateObject(), *d;
-    bool ok = o && cJSON_AddNumberToObject(o, "input_tokens", u->prompt_tokens) &&
-              (d = cJSON_AddObjectToObject(o, "input_tokens_details")) &&
-              cJSON_AddNumberToObject(d, "cached_tokens", u->cached_tokens) &&
-              cJSON_AddNumberToObject(o, "output_tokens", u->completion_tokens) &&
-              (d = cJSON_AddObjectToObject(o, "output_tokens_details")) &&
-              cJSON_AddNumberToObject(d, "reasoning_tokens", 0) &&
-              cJSON_AddNumberToObject(o, "total_tokens", (double)u->prompt_tokens + u->completion_tokens);
-
-    if (!ok) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
+    LIT(o, "{\"type\":\"output_text\",\"text\":");
+    json_out_str(o, text ? text : "", len);
+    LIT(o, ",\"annotations\":[]}");
 }
 
-static bool add(cJSON *o, const char *key, cJSON *item)
+static void message_item(struct json_out *o, const char *id, const char *status, const char *text,
+                         size_t len, bool with_part)
 {
-    if (!item)
-        return false;
-    if (!(key ? cJSON_AddItemToObject(o, key, item) : cJSON_AddItemToArray(o, item))) {
-        cJSON_Delete(item);
-        return false;
-    }
-    return true;
+    LIT(o, "{\"id\":");
+    str0(o, id);
+    LIT(o, ",\"type\":\"message\",\"status\":");
+    str0(o, status);
+    LIT(o, ",\"role\":\"assistant\",\"content\":[");
+    if (with_part)
+        text_part(o, text, len);
+    LIT(o, "]}");
 }
 
-/* The response object; out NULL: in progress, no output yet. msg_id names the message item. */
-static cJSON *response_object(const struct resp_head *h, const struct resp_output *out,
-                              const struct oai_usage *u, const char *msg_id)
+static void call_item(struct json_out *o, const struct tool_call *t, const char *id, const char *status,
+                      bool with_args)
+{
+    LIT(o, "{\"id\":");
+    str0(o, id);
+    LIT(o, ",\"type\":\"function_call\",\"status\":");
+    str0(o, status);
+    LIT(o, ",\"call_id\":");
+    str0(o, t->id);
+    LIT(o, ",\"name\":");
+    str0(o, t->name);
+    LIT(o, ",\"arguments\":");
+    str0(o, with_args ? t->arguments : "");
+    LIT(o, "}");
+}
+
+static void usage_object(struct json_out *o, const struct oai_usage *u)
+{
+    LIT(o, "{\"input_tokens\":");
+    json_out_int(o, u->prompt_tokens);
+    LIT(o, ",\"input_tokens_details\":{\"cached_tokens\":");
+    json_out_int(o, u->cached_tokens);
+    LIT(o, "},\"output_tokens\":");
+    json_out_int(o, u->completion_tokens);
+    LIT(o, ",\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":");
+    json_out_int(o, (long long)u->prompt_tokens + u->completion_tokens);
+    LIT(o, "}");
+}
+
+/* The response object; out NULL: in progress, no output yet. msg_id names the message item,
+ * which the output holds when there is text or no call, or always with always_msg (a
+ * stream's final object: the stream opened the message). */
+static void response_object(struct json_out *o, const struct resp_head *h, const struct resp_output *out,
+                            const struct oai_usage *u, const char *msg_id, bool always_msg)
 {
     const struct oai_request *q = h->req;
     const cJSON *root = q->resp_root;
     bool incomplete = out && out->finish_reason && !strcmp(out->finish_reason, "length");
-    cJSON *o = cJSON_CreateObject(), *output, *text, *fmt;
-    bool ok = o && cJSON_AddStringToObject(o, "id", h->id) && cJSON_AddStringToObject(o, "object", "response") &&
-              cJSON_AddNumberToObject(o, "created_at", (double)h->created_at) &&
-              cJSON_AddStringToObject(o, "status", !out ? "in_progress" : incomplete ? "incomplete" : "completed") &&
-              cJSON_AddNullToObject(o, "error");
+    bool first = true;
 
-    if (ok && incomplete) {
-        cJSON *d = cJSON_AddObjectToObject(o, "incomplete_details");
+    LIT(o, "{\"id\":");
+    str0(o, h->id);
+    LIT(o, ",\"object\":\"response\",\"created_at\":");
+    json_out_int(o, h->created_at);
+    LIT(o, ",\"status\":");
+    str0(o, !out ? "in_progress" : incomplete ? "incomplete" : "completed");
+    LIT(o, ",\"error\":null,\"incomplete_details\":");
+    if (incomplete)
+        LIT(o, "{\"reason\":\"max_output_tokens\"}");
+    else
+        LIT(o, "null");
+    echo_field(o, root, "instructions", "null");
+    echo_field(o, root, "max_output_tokens", "null");
+    LIT(o, ",\"model\":");
+    str0(o, h->model);
+    LIT(o, ",\"output\":[");
+    if (out) {
+        if (out->text_len || !out->num_calls) {
+            message_item(o, msg_id, incomplete ? "incomplete" : "completed", out->text, out->text_len, true);
+            first = false;
+        } else if (always_msg) {
+            message_item(o, msg_id, "completed", out->text, out->text_len, true);
+            first = false;
+        }
+        for (int i = 0; i < out->num_calls; i++) {
+            char id[40] = "fc_";
 
-        ok = d && cJSON_AddStringToObject(d, "reason", "max_output_tokens");
-    } else if (ok) {
-        ok = cJSON_AddNullToObject(o, "incomplete_details") != NULL;
+            rand_hex(id + 3, 16);
+            if (!first)
+                LIT(o, ",");
+            first = false;
+            call_item(o, &out->calls[i], id, "completed", true);
+        }
     }
-    ok = ok && (get(root, "instructions") ? copy(o, root, "instructions", NULL) : cJSON_AddNullToObject(o, "instructions") != NULL) &&
-         (get(root, "max_output_tokens") ? copy(o, root, "max_output_tokens", NULL)
-                                         : cJSON_AddNullToObject(o, "max_output_tokens") != NULL) &&
-         cJSON_AddStringToObject(o, "model", h->model) && (output = cJSON_AddArrayToObject(o, "output"));
-    if (ok && out) {
-        if (out->text_len || !out->num_calls)
-            ok = add(output, NULL, message_item(msg_id, incomplete ? "incomplete" : "completed", out->text,
-                                                out->text_len, true));
-        for (int i = 0; ok && i < out->num_calls; i++)
-            ok = add(output, NULL, call_item(&out->calls[i], "completed", true));
-    }
-    ok = ok && cJSON_AddBoolToObject(o, "parallel_tool_calls", q->parallel_tool_calls) &&
-         /* floats shown as the decimal the client meant (0.6, not 0.600000023841858) */
-         cJSON_AddNumberToObject(o, "temperature", round(q->params.temperature * 1e6) / 1e6) &&
-         cJSON_AddNumberToObject(o, "top_p", round(q->params.top_p * 1e6) / 1e6) &&
-         (get(root, "tool_choice") ? copy(o, root, "tool_choice", NULL)
-                                   : cJSON_AddStringToObject(o, "tool_choice", q->tools ? "auto" : "none") != NULL) &&
-         (get(root, "tools") ? copy(o, root, "tools", NULL) : cJSON_AddArrayToObject(o, "tools") != NULL) &&
-         (text = cJSON_AddObjectToObject(o, "text")) && (fmt = cJSON_AddObjectToObject(text, "format")) &&
-         cJSON_AddStringToObject(fmt, "type", "text") && cJSON_AddStringToObject(o, "truncation", "disabled") &&
-         cJSON_AddBoolToObject(o, "store", false) && cJSON_AddNullToObject(o, "previous_response_id") &&
-         (get(root, "metadata") ? copy(o, root, "metadata", NULL) : cJSON_AddObjectToObject(o, "metadata") != NULL);
-    if (ok)
-        ok = out && u ? add(o, "usage", usage_object(u)) : cJSON_AddNullToObject(o, "usage") != NULL;
-    if (!ok) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
+    LIT(o, "],\"parallel_tool_calls\":");
+    json_out_lit(o, q->parallel_tool_calls ? "true" : "false");
+    /* floats shown as the decimal the client meant (0.6, not 0.600000023841858) */
+    LIT(o, ",\"temperature\":");
+    json_out_num(o, round(q->params.temperature * 1e6) / 1e6);
+    LIT(o, ",\"top_p\":");
+    json_out_num(o, round(q->params.top_p * 1e6) / 1e6);
+    echo_field(o, root, "tool_choice", q->tools ? "\"auto\"" : "\"none\"");
+    echo_field(o, root, "tools", "[]");
+    LIT(o, ",\"text\":{\"format\":{\"type\":\"text\"}},\"truncation\":\"disabled\",\"store\":false,"
+           "\"previous_response_id\":null");
+    echo_field(o, root, "metadata", "{}");
+    LIT(o, ",\"usage\":");
+    if (out && u)
+        usage_object(o, u);
+    else
+        LIT(o, "null");
+    LIT(o, "}");
 }
 
-static char *print(cJSON *o, size_t *len)
+int responses_render(const struct resp_head *h, const struct resp_output *out, const struct oai_usage *u,
+                     size_t max_bytes, char **json, size_t *len)
 {
-    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
-
-    cJSON_Delete(o);
-    *len = s ? strlen(s) : 0;
-    return s;
-}
-
-char *responses_render(const struct resp_head *h, const struct resp_output *out,
-                       const struct oai_usage *u, size_t *len)
-{
+    struct json_out o;
     char msg_id[40] = "msg_";
+    int rc;
 
     rand_hex(msg_id + 4, 16);
-    return print(response_object(h, out, u, msg_id), len);
+    json_out_init(&o, max_bytes);
+    response_object(&o, h, out, u, msg_id, false);
+    *json = json_out_take(&o, len, &rc);
+    return rc;
 }
 
 void resp_stream_init(struct resp_stream *s)
@@ -521,38 +541,26 @@ struct evlist {
     bool failed;
 };
 
-/* Adds type and sequence_number to o (first), renders it and appends it; o is consumed. */
-static void emit(struct evlist *l, struct resp_stream *s, const char *type, cJSON *o)
+/* An event: {"type": type, then the body's fields (ev_begin … ev_end), then
+ * "sequence_number"}, as OpenAI orders them. */
+static void ev_begin(struct json_out *o, const char *type)
 {
-    cJSON *ev = l->failed || !o ? NULL : cJSON_CreateObject(), *c;
+    json_out_init(o, 0);
+    LIT(o, "{\"type\":");
+    str0(o, type);
+}
+
+static void ev_end(struct evlist *l, struct resp_stream *s, struct json_out *o)
+{
     char *json;
     size_t len;
 
-    /* type first, then the body's fields, then sequence_number, as OpenAI orders them */
-    if (!ev || !cJSON_AddStringToObject(ev, "type", type)) {
-        cJSON_Delete(ev);
-        cJSON_Delete(o);
-        l->failed = true;
-        return;
-    }
-    while ((c = o->child)) {
-        cJSON_DetachItemViaPointer(o, c);
-        if (!cJSON_AddItemToObject(ev, c->string, c)) {   /* copies c's key first */
-            cJSON_Delete(c);
-            l->failed = true;
-        }
-    }
-    cJSON_Delete(o);
-    if (l->failed) {
-        cJSON_Delete(ev);
-        return;
-    }
-    if (!cJSON_AddNumberToObject(ev, "sequence_number", s->seq++)) {
-        cJSON_Delete(ev);
-        l->failed = true;
-        return;
-    }
-    if (!(json = print(ev, &len))) {
+    LIT(o, ",\"sequence_number\":");
+    json_out_int(o, s->seq++);
+    LIT(o, "}");
+    json = json_out_take(o, &len, NULL);
+    if (l->failed || !json) {
+        free(json);
         l->failed = true;
         return;
     }
@@ -591,56 +599,44 @@ static int finish_list(struct evlist *l, char ***events, size_t **lens, int *num
     return 0;
 }
 
-static cJSON *obj(void)
+/* ,"item_id","output_index","content_index" of the message's text part. */
+static void part_ref(struct json_out *o, const struct resp_stream *s)
 {
-    return cJSON_CreateObject();
+    LIT(o, ",\"item_id\":");
+    str0(o, s->msg_id);
+    LIT(o, ",\"output_index\":0,\"content_index\":0");
 }
 
-/* {key: value(number)} helpers for the event bodies. */
-static cJSON *with_num(cJSON *o, const char *key, double v)
+static void output_index(struct json_out *o, int i)
 {
-    if (o && !cJSON_AddNumberToObject(o, key, v)) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-static cJSON *with_str(cJSON *o, const char *key, const char *v)
-{
-    if (o && !cJSON_AddStringToObject(o, key, v)) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-static cJSON *with_item(cJSON *o, const char *key, cJSON *item)
-{
-    if (!o || !item || !cJSON_AddItemToObject(o, key, item)) {
-        cJSON_Delete(item);
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-/* {item_id, output_index 0, content_index 0} of the message's text part. */
-static cJSON *part_ref(const struct resp_stream *s)
-{
-    return with_num(with_num(with_str(obj(), "item_id", s->msg_id), "output_index", 0), "content_index", 0);
+    LIT(o, ",\"output_index\":");
+    json_out_int(o, i);
 }
 
 int resp_stream_open(struct resp_stream *s, const struct resp_head *h, char ***events, size_t **lens,
                      int *num)
 {
     struct evlist l = { 0 };
+    struct json_out o;
 
-    emit(&l, s, "response.created", with_item(obj(), "response", response_object(h, NULL, NULL, s->msg_id)));
-    emit(&l, s, "response.in_progress", with_item(obj(), "response", response_object(h, NULL, NULL, s->msg_id)));
-    emit(&l, s, "response.output_item.added",
-         with_item(with_num(obj(), "output_index", 0), "item", message_item(s->msg_id, "in_progress", NULL, 0, false)));
-    emit(&l, s, "response.content_part.added", with_item(part_ref(s), "part", text_part("", 0)));
+    ev_begin(&o, "response.created");
+    LIT(&o, ",\"response\":");
+    response_object(&o, h, NULL, NULL, s->msg_id, false);
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.in_progress");
+    LIT(&o, ",\"response\":");
+    response_object(&o, h, NULL, NULL, s->msg_id, false);
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.output_item.added");
+    output_index(&o, 0);
+    LIT(&o, ",\"item\":");
+    message_item(&o, s->msg_id, "in_progress", NULL, 0, false);
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.content_part.added");
+    part_ref(&o, s);
+    LIT(&o, ",\"part\":");
+    text_part(&o, "", 0);
+    ev_end(&l, s, &o);
     return finish_list(&l, events, lens, num);
 }
 
@@ -648,12 +644,17 @@ int resp_stream_delta(struct resp_stream *s, const char *text, size_t len, char 
                       size_t **lens, int *num)
 {
     struct evlist l = { 0 };
+    struct json_out o;
 
     if (len) {
         if (buf_put(&s->text, text, len))
             return -ENOMEM;
-        emit(&l, s, "response.output_text.delta",
-             with_item(with_item(part_ref(s), "delta", openai_json_string(text, len)), "logprobs", cJSON_CreateArray()));
+        ev_begin(&o, "response.output_text.delta");
+        part_ref(&o, s);
+        LIT(&o, ",\"delta\":");
+        json_out_str(&o, text, len);
+        LIT(&o, ",\"logprobs\":[]");
+        ev_end(&l, s, &o);
     }
     return finish_list(&l, events, lens, num);
 }
@@ -662,49 +663,62 @@ int resp_stream_close(struct resp_stream *s, const struct resp_head *h, const st
                       const struct oai_usage *u, char ***events, size_t **lens, int *num)
 {
     struct evlist l = { 0 };
+    struct json_out o;
     bool incomplete = out->finish_reason && !strcmp(out->finish_reason, "length");
     struct resp_output whole = *out;
 
-    emit(&l, s, "response.output_text.done",
-         with_item(with_item(part_ref(s), "text", openai_json_string(s->text.p, s->text.len)), "logprobs",
-                   cJSON_CreateArray()));
-    emit(&l, s, "response.content_part.done", with_item(part_ref(s), "part", text_part(s->text.p, s->text.len)));
-    emit(&l, s, "response.output_item.done",
-         with_item(with_num(obj(), "output_index", 0), "item",
-                   message_item(s->msg_id, incomplete ? "incomplete" : "completed", s->text.p, s->text.len, true)));
+    ev_begin(&o, "response.output_text.done");
+    part_ref(&o, s);
+    LIT(&o, ",\"text\":");
+    json_out_str(&o, s->text.p ? s->text.p : "", s->text.len);
+    LIT(&o, ",\"logprobs\":[]");
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.content_part.done");
+    part_ref(&o, s);
+    LIT(&o, ",\"part\":");
+    text_part(&o, s->text.p, s->text.len);
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.output_item.done");
+    output_index(&o, 0);
+    LIT(&o, ",\"item\":");
+    message_item(&o, s->msg_id, incomplete ? "incomplete" : "completed", s->text.p, s->text.len, true);
+    ev_end(&l, s, &o);
     for (int i = 0; i < out->num_calls; i++) {
-        cJSON *item = call_item(&out->calls[i], "in_progress", false);
-        const cJSON *idv = cJSON_GetObjectItemCaseSensitive(item, "id");
-        char id[40];
+        const struct tool_call *t = &out->calls[i];
+        char id[40] = "fc_";
 
-        snprintf(id, sizeof id, "%s", cJSON_IsString(idv) ? idv->valuestring : "fc_");
-        emit(&l, s, "response.output_item.added", with_item(with_num(obj(), "output_index", i + 1), "item", item));
-        emit(&l, s, "response.function_call_arguments.delta",
-             with_str(with_num(with_str(obj(), "item_id", id), "output_index", i + 1), "delta", out->calls[i].arguments));
-        emit(&l, s, "response.function_call_arguments.done",
-             with_str(with_num(with_str(obj(), "item_id", id), "output_index", i + 1), "arguments", out->calls[i].arguments));
-        item = call_item(&out->calls[i], "completed", true);
-        if (item)
-            cJSON_ReplaceItemInObjectCaseSensitive(item, "id", cJSON_CreateString(id));
-        emit(&l, s, "response.output_item.done", with_item(with_num(obj(), "output_index", i + 1), "item", item));
+        rand_hex(id + 3, 16);
+        ev_begin(&o, "response.output_item.added");
+        output_index(&o, i + 1);
+        LIT(&o, ",\"item\":");
+        call_item(&o, t, id, "in_progress", false);
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.function_call_arguments.delta");
+        LIT(&o, ",\"item_id\":");
+        str0(&o, id);
+        output_index(&o, i + 1);
+        LIT(&o, ",\"delta\":");
+        str0(&o, t->arguments);
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.function_call_arguments.done");
+        LIT(&o, ",\"item_id\":");
+        str0(&o, id);
+        output_index(&o, i + 1);
+        LIT(&o, ",\"arguments\":");
+        str0(&o, t->arguments);
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.output_item.done");
+        output_index(&o, i + 1);
+        LIT(&o, ",\"item\":");
+        call_item(&o, t, id, "completed", true);
+        ev_end(&l, s, &o);
     }
     /* The final object always carries the message item the stream opened. */
     whole.text = s->text.p;
     whole.text_len = s->text.len;
-    {
-        cJSON *resp = response_object(h, &whole, u, s->msg_id);
-        cJSON *output = cJSON_GetObjectItemCaseSensitive(resp, "output");
-
-        if (resp && output && (!output->child || strcmp(cJSON_GetObjectItemCaseSensitive(output->child, "type")->valuestring, "message"))) {
-            cJSON *m = message_item(s->msg_id, "completed", s->text.p, s->text.len, true);
-
-            if (!m || !cJSON_InsertItemInArray(output, 0, m)) {
-                cJSON_Delete(m);
-                cJSON_Delete(resp);
-                resp = NULL;
-            }
-        }
-        emit(&l, s, incomplete ? "response.incomplete" : "response.completed", with_item(obj(), "response", resp));
-    }
+    ev_begin(&o, incomplete ? "response.incomplete" : "response.completed");
+    LIT(&o, ",\"response\":");
+    response_object(&o, h, &whole, u, s->msg_id, true);
+    ev_end(&l, s, &o);
     return finish_list(&l, events, lens, num);
 }

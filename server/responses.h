@@ -43,10 +43,11 @@ struct resp_output {
     const char *finish_reason; /* NULL: in progress; "length" makes the response incomplete */
 };
 
-/* The response object (status completed or incomplete; in_progress with out NULL).
- * malloc'd JSON, *len bytes; NULL when out of memory. */
-char *responses_render(const struct resp_head *h, const struct resp_output *out,
-                       const struct oai_usage *u, size_t *len);
+/* The response object (status completed or incomplete; in_progress with out NULL), written
+ * as text (server/json_out.c) into *json (malloc'd, *len bytes). max_bytes bounds it (0: no
+ * bound). Returns 0, -E2BIG past max_bytes or -ENOMEM; *json is NULL on failure. */
+int responses_render(const struct resp_head *h, const struct resp_output *out, const struct oai_usage *u,
+                     size_t max_bytes, char **json, size_t *len);
 
 /* The event stream. Each call renders the next events into *events (malloc'd array of
  * malloc'd JSON strings, *num of them, each of event_lens bytes): the caller sends and frees

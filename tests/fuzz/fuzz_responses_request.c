@@ -63,7 +63,7 @@ static void render_all(const struct oai_request *r)
     size_t len, *lens;
     int n;
 
-    json = responses_render(&h, &out, &u, &len);
+    CHECK(responses_render(&h, &out, &u, 0, &json, &len) == 0);
     check_json(json, len, "output");
     free(json);
     resp_stream_init(&s);

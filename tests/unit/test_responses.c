@@ -131,7 +131,7 @@ START_TEST(calls_render_as_function_call_items)
 
     ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"get_weather\"}],"
                            "\"metadata\":{\"k\":\"v\"}}"), 0);
-    s = responses_render(&h, &out, &u, &len);
+    ck_assert_int_eq(responses_render(&h, &out, &u, 0, &s, &len), 0);
     o = cJSON_Parse(s);
     ck_assert_str_eq(str(o, "status"), "completed");
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "output")), 1);  /* no empty message */
@@ -148,7 +148,7 @@ START_TEST(calls_render_as_function_call_items)
 
     /* cut by max_output_tokens: incomplete, with the reason */
     out = (struct resp_output){ "Hel", 3, NULL, 0, "length" };
-    s = responses_render(&h, &out, &u, &len);
+    ck_assert_int_eq(responses_render(&h, &out, &u, 0, &s, &len), 0);
     o = cJSON_Parse(s);
     ck_assert_str_eq(str(o, "status"), "incomplete");
     ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(o, "incomplete_details"), "reason"), "max_output_tokens");
