@@ -54,6 +54,8 @@ struct osprey_config {
     int max_stop_strings;          /* stop strings per request */
     int max_stop_length;           /* bytes per stop string */
     int max_logprobs;              /* top_logprobs per token */
+    const char *tool_call_parser;  /* static: "auto" (from the chat template), "none", "llama3_json", "hermes", "mistral" */
+    const char *scheduling_policy; /* static: "fcfs", or "priority" (requests' priority orders the queue) */
     int grammar_cache_size;        /* compiled grammars kept for requests that repeat them */
     size_t stream_buffer_bytes;    /* output buffered per request before it waits for the client */
     size_t max_response_bytes;     /* a non-streamed answer's body, bytes */

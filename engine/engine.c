@@ -31,6 +31,9 @@ static void request_free(struct engine_request *r)
         free(r->params.stop[i]);
     free(r->params.stop);
     free(r->params.stop_token_ids);
+    free(r->params.logit_bias_ids);
+    free(r->params.logit_bias);
+    free(r->params.allowed_token_ids);
     free(r->tokens);
     free(r->banned);
     grammar_matcher_destroy(r->matcher);
@@ -49,7 +52,28 @@ static struct engine_request *request_create(struct engine *e, const struct engi
     r->params.num_stop = 0;
     r->params.stop_token_ids = NULL;
     r->params.num_stop_token_ids = 0;
+    r->params.logit_bias_ids = NULL;
+    r->params.logit_bias = NULL;
+    r->params.num_logit_bias = 0;
+    r->params.allowed_token_ids = NULL;
+    r->params.num_allowed_token_ids = 0;
     r->params.grammar = NULL;        /* the matcher holds the reference */
+    if (p->num_logit_bias) {
+        r->params.logit_bias_ids = malloc((size_t)p->num_logit_bias * sizeof(int32_t));
+        r->params.logit_bias = malloc((size_t)p->num_logit_bias * sizeof(float));
+        if (!r->params.logit_bias_ids || !r->params.logit_bias)
+            goto fail;
+        memcpy(r->params.logit_bias_ids, p->logit_bias_ids, (size_t)p->num_logit_bias * sizeof(int32_t));
+        memcpy(r->params.logit_bias, p->logit_bias, (size_t)p->num_logit_bias * sizeof(float));
+        r->params.num_logit_bias = p->num_logit_bias;
+    }
+    if (p->num_allowed_token_ids) {
+        r->params.allowed_token_ids = malloc((size_t)p->num_allowed_token_ids * sizeof(int32_t));
+        if (!r->params.allowed_token_ids)
+            goto fail;
+        memcpy(r->params.allowed_token_ids, p->allowed_token_ids, (size_t)p->num_allowed_token_ids * sizeof(int32_t));
+        r->params.num_allowed_token_ids = p->num_allowed_token_ids;
+    }
     if (p->grammar && grammar_matcher_create(&r->matcher, p->grammar))
         goto fail;
     r->tokens = malloc(((size_t)d->num_prompt + p->max_tokens) * sizeof *r->tokens);
@@ -93,6 +117,7 @@ static struct engine_request *request_create(struct engine *e, const struct engi
     r->sr.priority = p->priority;
     r->sr.user = r;
     out_text_init(&r->text, e->tok, p->skip_special_tokens, r->params.stop, r->params.num_stop);
+    r->text.include_stop = p->include_stop_str_in_output;
     return r;
 fail:
     request_free(r);
@@ -275,6 +300,11 @@ static void fill_rows(struct engine *e, const struct step_batch *b)
         row->num_output = num_output;
         row->banned = r->banned;
         row->num_banned = num_output < r->params.min_tokens ? r->num_banned : 0;
+        row->allowed_ids = r->params.allowed_token_ids;
+        row->num_allowed_ids = r->params.num_allowed_token_ids;
+        row->bias_ids = r->params.logit_bias_ids;
+        row->bias = r->params.logit_bias;
+        row->num_bias = r->params.num_logit_bias;
         row->allowed = r->matcher ? grammar_row(e, r, i) : NULL;
     }
 }
@@ -575,6 +605,14 @@ void engine_destroy(struct engine *e)
     free(e);
 }
 
+static bool ids_in_vocab(const int32_t *ids, int n, int vocab)
+{
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return false;
+    return true;
+}
+
 int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_t *id, char *err)
 {
     const struct gen_params *p = d->params;
@@ -591,6 +629,18 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
                  d->prompt[i], i, e->model.cfg.vocab_size - 1);
             return -EINVAL;
         }
+    /* The GPU sampler (kernels/sampling.cu) has no bias or whitelist pass yet: refused
+     * rather than ignored. */
+    if ((p->num_logit_bias || p->num_allowed_token_ids) && strcmp(e->be->ops->name, "cpu")) {
+        errf(err, "logit_bias and allowed_token_ids are not supported on the %s backend yet", e->be->ops->name);
+        return -EINVAL;
+    }
+    if (!ids_in_vocab(p->logit_bias_ids, p->num_logit_bias, e->model.cfg.vocab_size) ||
+        !ids_in_vocab(p->allowed_token_ids, p->num_allowed_token_ids, e->model.cfg.vocab_size)) {
+        errf(err, "a logit_bias or allowed_token_ids id is outside the vocabulary (0..%d)",
+             e->model.cfg.vocab_size - 1);
+        return -EINVAL;
+    }
     if (p->grammar && grammar_mask_words(p->grammar) > e->mask_words) {
         errf(err, "the grammar was compiled for a vocabulary of more than %d tokens", e->mask_words * 32);
         return -EINVAL;
@@ -611,6 +661,7 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
         errf(err, "out of memory");
         return -ENOMEM;
     }
+
     pthread_mutex_lock(&e->lock);
     if (e->dead) {
         errf(err, "the engine has failed and is not accepting requests");

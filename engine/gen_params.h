@@ -30,6 +30,12 @@ struct gen_params {
     int32_t *stop_token_ids;   /* [num_stop_token_ids] extra ids that finish like EOS */
     int num_stop_token_ids;
     int priority;              /* lower runs first among waiting requests; default 0 */
+    bool include_stop_str_in_output;   /* the stop string that ended the text stays in it */
+    int32_t *logit_bias_ids;   /* [num_logit_bias] ids whose logit gets logit_bias[i] added */
+    float *logit_bias;         /* [num_logit_bias] in [-100, 100] (OpenAI's logit_bias) */
+    int num_logit_bias;
+    int32_t *allowed_token_ids;    /* [num_allowed_token_ids] only these may be sampled; none: all */
+    int num_allowed_token_ids;
     struct grammar *grammar;   /* borrowed, or NULL: the output must be a sentence of it
                                 * (engine_submit takes its own reference) */
 };

@@ -58,18 +58,22 @@ static bool utf8_whole(const char *s, size_t len)
 static void find_stop(struct out_text *o, size_t old_len)
 {
     size_t from = old_len > o->holdback ? old_len - o->holdback : 0;
-    size_t best = (size_t)-1;
+    size_t best = (size_t)-1, best_len = 0;
 
     for (int i = 0; i < o->num_stop; i++) {
         size_t n = strlen(o->stop[i]);
         if (n == 0 || o->text.len - from < n)
             continue;
         const char *p = memmem(o->text.p + from, o->text.len - from, o->stop[i], n);
-        if (p && (size_t)(p - o->text.p) < best)
+        if (p && (size_t)(p - o->text.p) < best) {
             best = (size_t)(p - o->text.p);
+            best_len = n;
+        }
     }
     if (best == (size_t)-1)
         return;
+    if (o->include_stop)      /* include_stop_str_in_output: the text ends after it */
+        best += best_len;
     o->text.len = best;
     o->text.p[best] = '\0';
     if (o->sent > best)   /* cannot happen: held-back text covers any stop prefix */

@@ -21,6 +21,7 @@ struct out_text {
     int num_stop;
     size_t holdback;               /* longest stop string - 1: bytes kept back while running */
     bool stopped;                  /* a stop string matched; text ends before it */
+    bool include_stop;             /* set after init: text ends after the stop string instead */
     size_t token_start;            /* after a push: byte offset in text where that token's
                                     * text starts (see out_text_push) */
     int num_held;                  /* tokens pushed since the detokenizer last gave text */

@@ -250,6 +250,19 @@ int sampler_sample_row(const float *logits, int vocab, const struct sample_row *
             top_logprobs(logits, vocab, MIN(row->num_logprobs, SAMPLE_MAX_LOGPROBS), lse, out);
     }
     memcpy(l, logits, (size_t)vocab * sizeof *l);
+    if (row->num_allowed_ids > 0) {
+        /* keep the allowed logits aside, blank the row, put them back */
+        for (int i = 0; i < row->num_allowed_ids; i++)
+            tmp[i] = in_vocab(row->allowed_ids[i], vocab) ? l[row->allowed_ids[i]] : -INFINITY;
+        for (int i = 0; i < vocab; i++)
+            l[i] = -INFINITY;
+        for (int i = 0; i < row->num_allowed_ids && i < vocab; i++)
+            if (in_vocab(row->allowed_ids[i], vocab))
+                l[row->allowed_ids[i]] = tmp[i];
+    }
+    for (int i = 0; i < row->num_bias; i++)
+        if (in_vocab(row->bias_ids[i], vocab))
+            l[row->bias_ids[i]] += row->bias[i];
     apply_penalties(l, vocab, row, tmp);
     for (int i = 0; i < row->num_banned; i++)
         if (in_vocab(row->banned[i], vocab))

@@ -6,6 +6,8 @@
  *
  * Order of operations for one row (vLLM's):
  *   logprobs  = log_softmax(raw logits)                   (reported; nothing below changes them)
+ *   allowed   : every id outside allowed_token_ids (when given) = -inf   (vLLM's order:
+ *   bias      : logit += logit_bias[id]                     these two before the penalties)
  *   penalties : repetition over prompt+output tokens (logit > 0 ? /r : *r), then
  *               frequency and presence over output tokens (logit -= f*count + p*(count > 0))
  *   banned    : logit = -inf for each banned id (EOS and stop ids before min_tokens)
@@ -42,6 +44,12 @@ struct sample_row {
     int num_output;
     const int32_t *banned;     /* [num_banned] ids set to -inf */
     int num_banned;
+    const int32_t *allowed_ids;   /* [num_allowed_ids] allowed_token_ids: the only ids that
+                                   * may be drawn; 0: every id */
+    int num_allowed_ids;
+    const int32_t *bias_ids;   /* [num_bias] ids whose logit gets bias[i] added */
+    const float *bias;
+    int num_bias;
     const uint32_t *allowed;   /* [(vocab + 31) / 32] bit i: token i may come (a grammar's
                                   mask, EOS included when it may end), or NULL: all */
 };

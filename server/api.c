@@ -12,9 +12,11 @@
 #include "engine/chat_template/chat_template.h"
 #include "engine/engine.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/chat_prompt.h"
 #include "server/metrics.h"
 #include "server/openai.h"          /* the generation routes */
 #include "server/openai_render.h"   /* openai_json_string */
+#include "server/responses.h"       /* the /v1/responses route */
 
 static const char json_type[] = "application/json";
 
@@ -48,8 +50,7 @@ int api_prepare_prompts(const struct api *a, struct oai_request *req, struct oai
         if (!a->tpl)
             return openai_error(e, 400, "invalid_request", "messages",
                                 "This model has no chat template: use /v1/completions.");
-        if (chat_template_render(a->tpl, req->messages, req->template_kwargs,
-                                 req->add_generation_prompt, &text, &len, err))
+        if (chat_prompt_render(a->tpl, req, &text, &len, err))
             return openai_error(e, 400, "invalid_messages", "messages", "Chat template: %s", err);
         req->prompts = arena_calloc(&req->arena, 1, sizeof *req->prompts);
         if (req->prompts)
@@ -80,22 +81,109 @@ int api_prepare_prompts(const struct api *a, struct oai_request *req, struct oai
     return 0;
 }
 
+int api_served_names(struct api *a, const char *list, char *err)
+{
+    char *save = NULL, *tok;
+
+    a->num_served_names = 0;
+    if (!(a->served_buf = strdup(list ? list : ""))) {
+        errf(err, "out of memory");
+        return -ENOMEM;
+    }
+    for (char *p = a->served_buf; (tok = strtok_r(p, ",", &save)); p = NULL) {
+        char *end = tok + strlen(tok);
+
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        if (!*tok || a->num_served_names == API_MAX_SERVED_NAMES) {
+            errf(err, "--served-model-name '%s': %s", list, *tok ? "more than 16 names" : "an empty name");
+            return -EINVAL;
+        }
+        a->served_names[a->num_served_names++] = tok;
+    }
+    if (!a->num_served_names) {
+        errf(err, "--served-model-name '%s': no name", list ? list : "");
+        return -EINVAL;
+    }
+    a->cfg.served_model = a->served_names[0];
+    a->cfg.served_names = a->served_names;
+    a->cfg.num_served_names = a->num_served_names;
+    return 0;
+}
+
+void api_served_names_fini(struct api *a)
+{
+    free(a->served_buf);
+    a->served_buf = NULL;
+    a->num_served_names = 0;
+}
+
+/* One model card, vLLM's shape (with max_model_len). */
+static cJSON *model_card(const struct api *a, const char *name)
+{
+    cJSON *m = cJSON_CreateObject();
+
+    if (!m || !cJSON_AddStringToObject(m, "id", name) || !cJSON_AddStringToObject(m, "object", "model") ||
+        !cJSON_AddNumberToObject(m, "created", (double)a->started) ||
+        !cJSON_AddStringToObject(m, "owned_by", "osprey") || !cJSON_AddStringToObject(m, "root", a->model_dir) ||
+        !cJSON_AddNullToObject(m, "parent") || !cJSON_AddNumberToObject(m, "max_model_len", a->cfg.max_model_len)) {
+        cJSON_Delete(m);
+        return NULL;
+    }
+    return m;
+}
+
 static void models(struct http_request *r, void *app)
 {
     const struct api *a = app;
-    cJSON *o = cJSON_CreateObject(), *data, *m = cJSON_CreateObject();
+    cJSON *o = cJSON_CreateObject(), *data = NULL, *m;
+    bool ok = o && cJSON_AddStringToObject(o, "object", "list") && (data = cJSON_AddArrayToObject(o, "data"));
 
-    cJSON_AddStringToObject(o, "object", "list");
-    data = cJSON_AddArrayToObject(o, "data");
-    cJSON_AddStringToObject(m, "id", a->cfg.served_model);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", (double)a->started);
-    cJSON_AddStringToObject(m, "owned_by", "osprey");
-    cJSON_AddStringToObject(m, "root", a->model_dir);
-    cJSON_AddNullToObject(m, "parent");
-    cJSON_AddNumberToObject(m, "max_model_len", a->cfg.max_model_len);
-    if (!cJSON_AddItemToArray(data, m))
-        cJSON_Delete(m);
+    for (int i = 0; ok && i < MAX(a->num_served_names, 1); i++) {
+        m = model_card(a, a->num_served_names ? a->served_names[i] : a->cfg.served_model);
+        if (!m || !cJSON_AddItemToArray(data, m)) {
+            cJSON_Delete(m);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    respond_json(r, 200, o);
+}
+
+/* GET /v1/models/{id}: the card of a served name, else 404 as OpenAI answers. */
+static void model_retrieve(struct http_request *r, void *app)
+{
+    const struct api *a = app;
+    const char *id = http_request_path(r) + strlen("/v1/models/");
+    struct oai_error e;
+
+    if (!openai_model_served(&a->cfg, id)) {
+        int shown = (int)MIN(strlen(id), 200);
+
+        while (shown > 0 && ((unsigned char)id[shown] & 0xc0) == 0x80)
+            shown--;
+        openai_error(&e, 404, "model_not_found", "model", "The model '%.*s' does not exist.", shown, id);
+        http_respond_error(r, &e);
+        return;
+    }
+    respond_json(r, 200, model_card(a, id));
+}
+
+/* GET /version, as vLLM answers it. */
+static void version(struct http_request *r, void *app)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    (void)app;
+    if (o && !cJSON_AddStringToObject(o, "version", OSPREY_VERSION)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
     respond_json(r, 200, o);
 }
 
@@ -205,10 +293,14 @@ static void detokenize(struct http_request *r, void *app)
 static const struct http_route routes[] = {
     { "/v1/completions", "POST", HTTP_NEEDS_KEY, openai_completions },
     { "/v1/chat/completions", "POST", HTTP_NEEDS_KEY, openai_chat_completions },
+    { "/v1/responses", "POST", HTTP_NEEDS_KEY, openai_responses },
     { "/v1/models", "GET", HTTP_NEEDS_KEY, models },
+    { "/v1/models/*", "GET", HTTP_NEEDS_KEY, model_retrieve },
     { "/tokenize", "POST", HTTP_NEEDS_KEY, tokenize },
     { "/detokenize", "POST", HTTP_NEEDS_KEY, detokenize },
     { "/health", "GET", HTTP_PUBLIC, health },
+    { "/ping", "GET", HTTP_PUBLIC, health },        /* vLLM's (SageMaker's) name for /health */
+    { "/version", "GET", HTTP_PUBLIC, version },
     { "/metrics", "GET", HTTP_METRICS_ACCESS, metrics_route },
 };
 

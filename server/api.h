@@ -13,6 +13,9 @@
 #include "server/http.h"
 #include "server/openai_parse.h"   /* struct oai_config, oai_request, oai_error */
 
+#define API_MAX_SERVED_NAMES 16
+#define OSPREY_VERSION "0.1.0"   /* what GET /version answers */
+
 struct engine;
 struct tokenizer;
 struct chat_template;
@@ -29,9 +32,20 @@ struct api {
     size_t stream_buffer_bytes;        /* output a stream may hold for a slow client */
     size_t max_response_bytes;         /* a non-streamed answer's body; 0: no bound */
     bool log_prompts;                  /* prompts and outputs at DEBUG */
+    /* --served-model-name "a,b": every name a request may give (cfg.served_model is the
+     * first); the names point into served_buf (owned, api_served_names_fini frees it) */
+    char *served_buf;
+    const char *served_names[API_MAX_SERVED_NAMES];
+    int num_served_names;
     struct grammar_cache *grammars;    /* borrowed; compiled grammars by source; NULL: grammar
                                           requests are refused */
 };
+
+/* Splits list ("name" or "a,b,c", blanks around names dropped) into a's served names and
+ * points a->cfg.served_model and a->cfg.served_names at them. Returns 0, -EINVAL (an empty
+ * name, or more than API_MAX_SERVED_NAMES) with err filled, or -ENOMEM. */
+int api_served_names(struct api *a, const char *list, char *err);
+void api_served_names_fini(struct api *a);
 
 /* The route table (static, for http_options.routes). */
 const struct http_route *api_routes(int *num_routes);

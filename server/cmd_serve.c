@@ -114,7 +114,13 @@ static void api_from(struct api *a, const struct osprey_config *c, struct engine
         .default_temperature = mc->gen_temperature,
         .default_top_p = mc->gen_top_p,
         .default_top_k = mc->gen_top_k,
+        .priority_scheduling = c->scheduling_policy && !strcmp(c->scheduling_policy, "priority"),
     };
+    /* --tool-call-parser auto: the syntax the model's chat template writes calls in. */
+    if (!c->tool_call_parser || !strcmp(c->tool_call_parser, "auto"))
+        a->cfg.tool_parser = tool_parser_for_template(tokenizer_chat_template(tok));
+    else if (tool_parser_from_name(c->tool_call_parser, &a->cfg.tool_parser))
+        a->cfg.tool_parser = TOOL_PARSER_NONE;   /* cannot happen: the option is an enum */
 }
 
 static void http_options_from(struct http_options *ho, const struct osprey_config *c, struct api *a,
@@ -310,7 +316,7 @@ int cmd_serve(int argc, char **argv)
     struct chat_template *tpl = NULL;
     struct engine *e = NULL;
     struct metrics m;
-    struct api a;
+    struct api a = { 0 };
     struct http_options ho;
     struct http_server *srv = NULL;
     char err[ERR_LEN] = "", key[32];
@@ -357,6 +363,12 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     api_from(&a, &c, e, tok, tpl, &m);
+    if (api_served_names(&a, c.served_model_name, err)) {
+        LOG(LL_ERR, "serve", "%s", err);
+        goto out;
+    }
+    LOG(LL_INFO, "serve", "tool-call parser %s (--tool-call-parser %s), scheduling policy %s",
+        tool_parser_name(a.cfg.tool_parser), c.tool_call_parser, c.scheduling_policy);
     a.grammars = grammars;
     http_options_from(&ho, &c, &a, &m);
     if (http_server_start(&srv, &ho, err)) {
@@ -365,7 +377,7 @@ int cmd_serve(int argc, char **argv)
     }
     log_config(&c);
     auth_mask(c.api_key, key, sizeof key);
-    LOG(LL_INFO, "serve", "model '%s' (%s), max_model_len %d, api key %s", c.served_model_name,
+    LOG(LL_INFO, "serve", "model '%s' (%s), max_model_len %d, api key %s", a.cfg.served_model,
         c.model, a.cfg.max_model_len, key);
     LOG(LL_INFO, "serve", "listening on http://%s%s%s:%d", strchr(c.host, ':') ? "[" : "", c.host,
         strchr(c.host, ':') ? "]" : "", http_server_port(srv));
@@ -393,6 +405,7 @@ out:
     grammar_vocab_destroy(gvocab);
     chat_template_destroy(tpl);
     tokenizer_destroy(tok);
+    api_served_names_fini(&a);
     metrics_fini(&m);
     config_fini(&c);
     if (status == 0)

@@ -47,11 +47,20 @@ static const char *cors_origin(struct http_server *s, const char *origin)
     return NULL;
 }
 
+/* An exact path first; else a route whose path ends in '*' takes every longer path with
+ * its prefix (the model route: model ids hold slashes, "org/name"). */
 static const struct http_route *find_route(const struct http_server *s, const char *path)
 {
     for (int i = 0; i < s->o.num_routes; i++)
         if (!strcmp(s->o.routes[i].path, path))
             return &s->o.routes[i];
+    for (int i = 0; i < s->o.num_routes; i++) {
+        const char *rp = s->o.routes[i].path;
+        size_t n = strlen(rp);
+
+        if (n && rp[n - 1] == '*' && strlen(path) > n - 1 && !strncmp(rp, path, n - 1))
+            return &s->o.routes[i];
+    }
     return NULL;
 }
 

@@ -30,7 +30,7 @@ enum http_access {
 };
 
 struct http_route {
-    const char *path;        /* matched exactly */
+    const char *path;        /* matched exactly; ending in "*": any longer path with that prefix */
     const char *method;      /* "GET" (HEAD is answered too) or "POST" */
     enum http_access access;
     http_handler handle;

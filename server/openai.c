@@ -21,6 +21,7 @@
 #include "server/api.h"
 #include "server/metrics.h"
 #include "server/openai_render.h"
+#include "server/responses.h"
 #include "server/sse.h"
 
 struct job;
@@ -43,6 +44,7 @@ struct choice {
                                         change (it lies in text held back for a stop string) */
     size_t text_sent;                /* bytes of generated text sent so far */
     bool final_sent;
+    struct tool_stream tools;        /* chat with tool_choice auto: the output read for calls */
 };
 
 struct job {
@@ -68,6 +70,7 @@ struct job {
     /* streams, HTTP side only */
     struct sse_buf out;
     bool done_sent;
+    struct resp_stream rs;           /* /v1/responses: the event stream's state */
     struct grammar *grammar;         /* a reference while the job lives, or NULL */
 };
 
@@ -85,7 +88,7 @@ static enum metrics_finish finish_metric(enum finish_reason f)
 
 /* ---- the job ---- */
 
-static struct job *job_new(struct api *a, struct http_request *r, enum oai_kind kind)
+static struct job *job_new(struct api *a, struct http_request *r, enum oai_kind kind, bool responses)
 {
     struct job *j = calloc(1, sizeof *j);
     unsigned char rnd[16];
@@ -106,7 +109,7 @@ static struct job *job_new(struct api *a, struct http_request *r, enum oai_kind 
         memset(rnd, 0, sizeof rnd);
         memcpy(rnd, &id, sizeof id);
     }
-    n = snprintf(j->id, sizeof j->id, "%s", kind == OAI_CHAT ? "chatcmpl-" : "cmpl-");
+    n = snprintf(j->id, sizeof j->id, "%s", responses ? "resp_" : kind == OAI_CHAT ? "chatcmpl-" : "cmpl-");
     for (int i = 0; i < 16; i++)
         n += snprintf(j->id + n, sizeof j->id - (size_t)n, "%02x", rnd[i]);
     return j;
@@ -119,9 +122,11 @@ static void job_free(void *p)
     for (int i = 0; i < j->num_choices; i++) {
         sse_pending_fini(&j->choices[i].out);
         sse_pending_fini(&j->choices[i].held);
+        tool_stream_fini(&j->choices[i].tools);
     }
     free(j->choices);
     sse_buf_fini(&j->out);
+    resp_stream_fini(&j->rs);
     grammar_unref(j->grammar);
     openai_request_fini(&j->req);
     pthread_mutex_destroy(&j->lock);
@@ -273,9 +278,16 @@ static char *token_piece(void *ctx, int32_t id, size_t *len)
     return bytes;
 }
 
+/* The name the request gave when it is served (vLLM's choice), else the first one. */
+static const char *model_of(const struct job *j)
+{
+    return j->req.model && openai_model_served(&j->api->cfg, j->req.model) ? j->req.model
+                                                                          : j->api->cfg.served_model;
+}
+
 static void head_of(const struct job *j, struct oai_head *h)
 {
-    *h = (struct oai_head){ j->req.kind, j->id, j->created, j->api->cfg.served_model, NULL };
+    *h = (struct oai_head){ j->req.kind, j->id, j->created, model_of(j), NULL };
 }
 
 /* An error that ended a choice: the engine's failure (503 when the engine is dead, else
@@ -325,6 +337,8 @@ static void job_resume(void *p, struct http_request *r)
 {
     struct job *j = p;
     struct oai_choice *cs;
+    struct tool_parse *tps = NULL;
+    char **joined = NULL;
     struct oai_usage u;
     struct oai_error e;
     struct oai_vocab v = { token_piece, (void *)j->api->tok };
@@ -332,6 +346,7 @@ static void job_resume(void *p, struct http_request *r)
     char *body = NULL;
     size_t len = 0;
     int open, rc;
+    bool tools = openai_tools_active(&j->req), nomem = false;
 
     pthread_mutex_lock(&j->lock);
     open = j->num_open;
@@ -353,7 +368,15 @@ static void job_resume(void *p, struct http_request *r)
         return;
     }
     log_outputs(j);
-    if (!(cs = calloc((size_t)j->num_choices, sizeof *cs))) {
+    cs = calloc((size_t)j->num_choices, sizeof *cs);
+    if (tools) {
+        tps = calloc((size_t)j->num_choices, sizeof *tps);
+        joined = calloc((size_t)j->num_choices, sizeof *joined);
+    }
+    if (!cs || (tools && (!tps || !joined))) {
+        free(cs);
+        free(tps);
+        free(joined);
         openai_error(&e, 500, "internal_error", NULL, "out of memory");
         http_respond_error(r, &e);
         return;
@@ -371,10 +394,27 @@ static void job_resume(void *p, struct http_request *r)
             cs[i].prefix_len = j->prefix_lens[c->prompt];
             cs[i].offset_base = cs[i].prefix_len;
         }
+        if (tools && openai_tools_apply(&j->req, &cs[i], &tps[i], &joined[i]))
+            nomem = true;
     }
     head_of(j, &h);
-    rc = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
-                                &v, j->api->max_response_bytes, &body, &len);
+    rc = nomem ? -ENOMEM : 0;
+    if (!rc && j->req.responses) {
+        struct resp_head rh = { j->id, j->created, model_of(j), &j->req };
+        struct resp_output ro = { cs[0].text, cs[0].text_len, cs[0].tool_calls, cs[0].num_tool_calls,
+                                  cs[0].finish_reason };
+
+        rc = responses_render(&rh, &ro, &u, j->api->max_response_bytes, &body, &len);
+    } else if (!rc) {
+        rc = openai_render_response(&h, cs, j->num_choices, &u, j->req.logprobs, j->req.top_logprobs,
+                                    &v, j->api->max_response_bytes, &body, &len);
+    }
+    for (int i = 0; tools && i < j->num_choices; i++) {
+        tool_parse_fini(&tps[i]);
+        free(joined[i]);
+    }
+    free(tps);
+    free(joined);
     free(cs);
     if (rc == -E2BIG) {
         too_large(j, u.completion_tokens, &e);
@@ -399,12 +439,33 @@ static bool queue_event(struct job *j, char *json, const size_t *len)
     return ok;
 }
 
+/* Queues a Responses renderer's events (rc: its return) and frees them. */
+static bool queue_resp_events(struct job *j, int rc, char **ev, size_t *lens, int n)
+{
+    bool ok = rc == 0;
+
+    for (int i = 0; ok && i < n; i++)
+        ok = sse_buf_event(&j->out, ev[i], lens[i]) == 0;
+    resp_events_free(ev, lens, n);
+    return ok;
+}
+
 /* The chunks a stream opens with: chat's role per choice, completions' echoed prompt. */
 static bool stream_open(struct job *j)
 {
     struct oai_head h;
     size_t len;
 
+    if (j->req.responses) {
+        struct resp_head rh = { j->id, j->created, model_of(j), &j->req };
+        char **ev = NULL;
+        size_t *lens = NULL;
+        int n = 0, rc;
+
+        resp_stream_init(&j->rs);
+        rc = resp_stream_open(&j->rs, &rh, &ev, &lens, &n);
+        return queue_resp_events(j, rc, ev, lens, n);
+    }
     head_of(j, &h);
     for (int i = 0; i < j->num_choices; i++) {
         struct choice *c = &j->choices[i];
@@ -414,6 +475,11 @@ static bool stream_open(struct job *j)
             if (j->prefixes) {
                 oc.text = j->prefixes[c->prompt];
                 oc.text_len = j->prefix_lens[c->prompt];
+                /* Chat echo with tools: the echoed message may itself start a call. */
+                if (openai_tools_active(&j->req) &&
+                    tool_stream_feed(&c->tools, j->req.tool_parser, oc.text, oc.text_len, &oc.text,
+                                     &oc.text_len))
+                    return false;
             }
             if (!queue_event(j, openai_render_chunk(&h, &oc, false, 0, j->req.include_usage, NULL, &len),
                              &len))
@@ -421,6 +487,88 @@ static bool stream_open(struct job *j)
         }
     }
     return true;
+}
+
+/* A chat choice read for tool calls: content goes out once it cannot start a call; at the
+ * end, the rest of the content, each call (its head, then its arguments) and the finish
+ * reason ("tool_calls" when there are calls) in a chunk of its own. */
+static bool stream_tools(struct job *j, struct choice *c, const struct oai_head *h,
+                         const struct sse_pending *got, bool finished, enum finish_reason reason)
+{
+    struct oai_choice oc = { .index = c->index };
+    struct tool_parse tp = { 0 };
+    bool ok;
+    size_t len;
+
+    ok = tool_stream_feed(&c->tools, j->req.tool_parser, got->text, got->text_len, &oc.text,
+                          &oc.text_len) == 0;
+    if (ok && finished) {
+        const char *rest;
+        size_t rest_len = 0;
+
+        /* The rest starts where feed's part ends, in the same buffer: one chunk for both. */
+        ok = tool_stream_finish(&c->tools, &j->req, &tp, &rest, &rest_len) == 0;
+        oc.text_len += rest_len;
+    }
+    if (ok && oc.text_len)
+        ok = queue_event(j, openai_render_chunk(h, &oc, false, 0, j->req.include_usage, NULL, &len), &len);
+    for (int k = 0; ok && k < tp.num_calls; k++) {
+        struct oai_choice call = { .index = c->index, .tool_calls = &tp.calls[k], .num_tool_calls = 1,
+                                   .tool_call_index = k, .tool_delta = OAI_TOOL_DELTA_HEAD };
+
+        ok = queue_event(j, openai_render_chunk(h, &call, false, 0, j->req.include_usage, NULL, &len), &len);
+        call.tool_delta = OAI_TOOL_DELTA_ARGUMENTS;
+        ok = ok && queue_event(j, openai_render_chunk(h, &call, false, 0, j->req.include_usage, NULL, &len), &len);
+    }
+    if (ok && finished) {
+        struct oai_choice end = { .index = c->index,
+                                  .finish_reason = finish_reason_name(tp.num_calls ? FINISH_TOOL_CALLS : reason) };
+
+        ok = queue_event(j, openai_render_chunk(h, &end, false, 0, j->req.include_usage, NULL, &len), &len);
+    }
+    tool_parse_fini(&tp);
+    return ok;
+}
+
+/* /v1/responses: text deltas (through the tool-call hold-back when tools are on), and at
+ * the end the closing events with the calls and the usage. */
+static bool stream_responses(struct job *j, struct choice *c, const struct sse_pending *got, bool finished,
+                             enum finish_reason reason)
+{
+    struct resp_head rh = { j->id, j->created, model_of(j), &j->req };
+    struct tool_parse tp = { 0 };
+    const char *text = got->text;
+    size_t text_len = got->text_len;
+    char **ev = NULL;
+    size_t *lens = NULL;
+    int n = 0, rc = 0;
+    bool ok;
+
+    if (openai_tools_active(&j->req)) {
+        rc = tool_stream_feed(&c->tools, j->req.tool_parser, got->text, got->text_len, &text, &text_len);
+        if (!rc && finished) {
+            const char *rest;
+            size_t rest_len = 0;
+
+            rc = tool_stream_finish(&c->tools, &j->req, &tp, &rest, &rest_len);
+            text_len += rest_len;
+        }
+    }
+    /* (the renderer runs before the queueing: its outputs are the queue's arguments) */
+    if (rc == 0)
+        rc = resp_stream_delta(&j->rs, text, text_len, &ev, &lens, &n);
+    ok = queue_resp_events(j, rc, ev, lens, n);
+    if (ok && finished) {
+        struct resp_output ro = { NULL, 0, tp.calls, tp.num_calls,
+                                  finish_reason_name(tp.num_calls ? FINISH_TOOL_CALLS : reason) };
+        struct oai_usage u;
+
+        usage_of(j, &u);
+        rc = resp_stream_close(&j->rs, &rh, &ro, &u, &ev, &lens, &n);
+        ok = queue_resp_events(j, rc, ev, lens, n);
+    }
+    tool_parse_fini(&tp);
+    return ok;
 }
 
 /* Renders what the engine delivered since the last call into the byte queue. */
@@ -456,6 +604,10 @@ static bool stream_fill(struct job *j)
             openai_error(&e, 500, "internal_error", NULL, "The engine failed this request: %s",
                          error[0] ? error : "unknown error");
             ok = queue_event(j, openai_render_error(&e, &len), &len);
+        } else if (j->req.responses) {
+            ok = stream_responses(j, c, &got, finished, reason);
+        } else if (openai_tools_active(&j->req)) {
+            ok = stream_tools(j, c, &h, &got, finished, reason);
         } else if (sse_pending_append(&c->held, got.text, got.text_len, got.ids, got.samples,
                                       got.offsets, got.num_tokens)) {
             ok = false;
@@ -498,7 +650,7 @@ static bool stream_fill(struct job *j)
         http_request_tokens(j->r, u.prompt_tokens, u.completion_tokens);
         if (j->req.include_usage)
             ok = queue_event(j, openai_render_usage_chunk(&h, &u, &len), &len);
-        ok = ok && sse_buf_done(&j->out) == 0;
+        ok = ok && (j->req.responses || sse_buf_done(&j->out) == 0);   /* Responses: no [DONE] */
         j->done_sent = true;
         log_outputs(j);
     }
@@ -611,6 +763,20 @@ static int echo_prefixes(struct job *j, struct oai_error *e)
     return 0;
 }
 
+/* Chat echo: the last message's content comes back before each choice's output. */
+static int chat_echo_prefix(struct job *j, struct oai_error *e)
+{
+    struct oai_request *q = &j->req;
+
+    j->prefixes = arena_calloc(&q->arena, 1, sizeof *j->prefixes);
+    j->prefix_lens = arena_calloc(&q->arena, 1, sizeof *j->prefix_lens);
+    if (!j->prefixes || !j->prefix_lens)
+        return openai_error(e, 500, "internal_error", NULL, "out of memory");
+    j->prefixes[0] = (char *)q->chat_echo;
+    j->prefix_lens[0] = strlen(q->chat_echo);
+    return 0;
+}
+
 /* Submits every choice. On a refusal the ones already in are aborted; their callbacks
  * still come and find the job alive (attached to the request). */
 static int submit_all(struct job *j, const int *max_tokens, struct oai_error *e)
@@ -674,9 +840,9 @@ static int check_answer_size(const struct job *j, const int *max_tokens, struct 
                         q->logprobs ? " with their logprobs" : "", limit);
 }
 
-static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
+static void handle(struct http_request *r, struct api *a, enum oai_kind kind, bool responses)
 {
-    struct job *j = job_new(a, r, kind);
+    struct job *j = job_new(a, r, kind, responses);
     struct oai_request *q;
     struct oai_error e;
     size_t len;
@@ -689,8 +855,9 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
         return;
     }
     q = &j->req;
-    rc = kind == OAI_CHAT ? openai_parse_chat(q, body, len, &a->cfg, &e)
-                          : openai_parse_completion(q, body, len, &a->cfg, &e);
+    rc = responses ? responses_parse(q, body, len, &a->cfg, &e)
+         : kind == OAI_CHAT ? openai_parse_chat(q, body, len, &a->cfg, &e)
+                            : openai_parse_completion(q, body, len, &a->cfg, &e);
     if (!rc)
         rc = compile_grammar(j, &e);
     if (!rc)
@@ -708,8 +875,10 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
     }
     if (!rc && !q->stream)
         rc = check_answer_size(j, max_tokens, &e);
-    if (!rc && q->echo)
+    if (!rc && q->echo && kind == OAI_COMPLETION)
         rc = echo_prefixes(j, &e);
+    if (!rc && q->chat_echo)
+        rc = chat_echo_prefix(j, &e);
     j->num_choices = q->num_prompts * q->n;
     if (!rc && !(j->choices = calloc((size_t)j->num_choices, sizeof *j->choices)))
         rc = openai_error(&e, 500, "internal_error", NULL, "out of memory");
@@ -743,10 +912,15 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind)
 
 void openai_completions(struct http_request *r, void *app)
 {
-    handle(r, app, OAI_COMPLETION);
+    handle(r, app, OAI_COMPLETION, false);
 }
 
 void openai_chat_completions(struct http_request *r, void *app)
 {
-    handle(r, app, OAI_CHAT);
+    handle(r, app, OAI_CHAT, false);
+}
+
+void openai_responses(struct http_request *r, void *app)
+{
+    handle(r, app, OAI_CHAT, true);
 }

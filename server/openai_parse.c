@@ -45,6 +45,7 @@ void openai_request_init(struct oai_request *r)
 void openai_request_fini(struct oai_request *r)
 {
     cJSON_Delete(r->root);
+    cJSON_Delete(r->resp_root);
     arena_fini(&r->arena);
     memset(r, 0, sizeof *r);
 }
@@ -182,20 +183,18 @@ static int check_unsupported(const cJSON *root, enum oai_kind kind, struct oai_e
 {
     const cJSON *v;
 
-    if ((v = field(root, "logit_bias")) && !(cJSON_IsObject(v) && !v->child))
-        return unsupported("logit_bias", e);
+    /* logit_bias: openai_parse_fields (openai_fields.c); response_format: openai_grammar.c. */
     if (kind == OAI_COMPLETION) {
         if ((v = field(root, "suffix")) && !(cJSON_IsString(v) && !v->valuestring[0]))
             return unsupported("suffix", e);
         if ((v = field(root, "best_of")) && !(is_integer(v) && v->valuedouble == 1))
             return unsupported("best_of", e);
     } else {
-        if ((v = field(root, "tools")) && !(cJSON_IsArray(v) && !v->child))
-            return unsupported("tools", e);
+        /* tools and tool_choice: openai_parse_tools (openai_tools.c). */
         if ((v = field(root, "functions")) && !(cJSON_IsArray(v) && !v->child))
             return unsupported("functions", e);
-        if ((v = field(root, "tool_choice")) && !(cJSON_IsString(v) && !strcmp(v->valuestring, "none")))
-            return unsupported("tool_choice", e);
+        if ((v = field(root, "function_call")))
+            return unsupported("function_call", e);
     }
     return 0;
 }
@@ -313,13 +312,19 @@ static int parse_body(struct oai_request *r, enum oai_kind kind, const char *bod
     return check_keys(r->root, e);
 }
 
+int openai_parse_body(struct oai_request *r, enum oai_kind kind, const char *body, size_t len,
+                      struct oai_error *e)
+{
+    return parse_body(r, kind, body, len, e);
+}
+
 static int parse_model(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
     int rc = get_string(r->root, "model", &r->model, e);
 
     if (rc < 0)
         return rc;
-    if (r->model && c->served_model && strcmp(r->model, c->served_model)) {
+    if (r->model && c->served_model && !openai_model_served(c, r->model)) {
         int shown = (int)MIN(strlen(r->model), 200);
 
         while (shown > 0 && ((unsigned char)r->model[shown] & 0xc0) == 0x80)
@@ -557,7 +562,7 @@ static int parse_common(struct oai_request *r, const char *body, size_t len, con
         if ((rc = parse_ids(r, v, "stop_token_ids", c, &p->stop_token_ids, &p->num_stop_token_ids, e)))
             return rc;
     }
-    return 0;
+    return openai_parse_fields(r, c, e);
 }
 
 static int check_choices(const struct oai_request *r, const struct oai_config *c, struct oai_error *e)
@@ -572,7 +577,7 @@ static int check_choices(const struct oai_request *r, const struct oai_config *c
 int openai_parse_completion(struct oai_request *r, const char *body, size_t len,
                             const struct oai_config *c, struct oai_error *e)
 {
-    int rc, top = 0, max_top = MIN(5, c->max_logprobs);
+    int rc, top = 0, max_top = MIN(SAMPLE_MAX_LOGPROBS, c->max_logprobs);   /* vLLM: --max-logprobs */
 
     r->add_special_tokens = true;
     if ((rc = parse_body(r, OAI_COMPLETION, body, len, e)) || (rc = parse_common(r, body, len, c, e)) ||
@@ -662,7 +667,7 @@ static int parse_messages(struct oai_request *r, struct oai_error *e)
         if (!cJSON_IsString(role) || !role->valuestring[0])
             return openai_error(e, 400, "invalid_value", "messages",
                                 "Invalid 'messages[%d].role': expected a non-empty string.", i);
-        if ((rc = normalize_content(r, msg, i, e)))
+        if ((rc = normalize_content(r, msg, i, e)) || (rc = openai_tools_check_message(msg, i, e)))
             return rc;
         i++;
     }
@@ -694,7 +699,9 @@ int openai_parse_chat(struct oai_request *r, const char *body, size_t len,
         return openai_error(e, 400, "invalid_value", "top_logprobs",
                             "Invalid 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is given.");
     r->params.logprobs = r->logprobs ? r->top_logprobs : -1;
-    return 0;
+    if ((rc = openai_parse_chat_fields(r, e)))
+        return rc;
+    return openai_parse_tools(r, c, e);
 }
 
 int openai_parse_tokenize(struct oai_request *r, const char *body, size_t len,
@@ -707,7 +714,7 @@ int openai_parse_tokenize(struct oai_request *r, const char *body, size_t len,
         return rc;
     if (field(r->root, "messages")) {
         r->add_special_tokens = false;
-        if ((rc = parse_messages(r, e)))
+        if ((rc = parse_messages(r, e)) || (rc = openai_parse_tool_list(r, e)))   /* as chat renders them */
             return rc;
     } else {
         r->add_special_tokens = true;

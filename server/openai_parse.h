@@ -15,13 +15,22 @@
 #include "engine/base/util.h"      /* ERR_LEN */
 #include "engine/base/arena.h"
 #include "engine/grammar/grammar.h"   /* enum grammar_kind */
+#include "server/tool_parser.h"  /* enum tool_parser_kind, struct tool_call */
 
 enum oai_kind { OAI_COMPLETION, OAI_CHAT, OAI_TOKENIZE, OAI_DETOKENIZE };
+
+/* tool_choice: NONE also when no tools are given; AUTO parses the output for calls.
+ * ("required" and a named function need the output constrained: refused until they are
+ * wired to the grammar module, see openai_tools.c's tools_need_grammar.) */
+enum oai_tool_choice { OAI_TOOLS_NONE, OAI_TOOLS_AUTO };
 
 /* What a request may ask for: limits from the configuration and the model, defaults from
  * the model's generation_config.json. */
 struct oai_config {
-    const char *served_model;  /* borrowed; requests naming another model get 404 */
+    const char *served_model;  /* borrowed; the first served name, what answers report */
+    const char *const *served_names;   /* [num_served_names] borrowed: every name requests may
+                                        * give (none: served_model only); others get 404 */
+    int num_served_names;
     int max_model_len;         /* tokens; prompt + max_tokens must fit */
     int max_cache_tokens;      /* prompt + max_tokens the KV cache holds for one request, when
                                 * less than max_model_len (it binds instead); 0: no less */
@@ -31,10 +40,12 @@ struct oai_config {
     int max_n;                 /* choices per request: n times the number of prompts */
     int max_stop_strings;
     int max_stop_length;       /* bytes per stop string */
-    int max_logprobs;          /* top logprobs per token: completions up to min(5, this), chat 20 */
+    int max_logprobs;          /* top logprobs per token, completions and chat (vLLM: 20) */
     float default_temperature; /* < 0: 1 (OpenAI's default) */
     float default_top_p;       /* < 0: 1 */
     int default_top_k;         /* <= 0: off */
+    enum tool_parser_kind tool_parser;  /* --tool-call-parser, or the template's; NONE: no "auto" */
+    bool priority_scheduling;  /* --scheduling-policy priority: requests may set "priority" */
 };
 
 /* An error for the client, in OpenAI's shape {"error": {message, type, param, code}}. */
@@ -86,15 +97,32 @@ struct oai_request {
     const char *grammar_src;   /* arena: schema JSON text, regex, GBNF, or the choices' JSON array */
     size_t grammar_len;        /* bytes */
     const char *grammar_param; /* the field it came from (static), for errors */
+    /* chat: tools (server/openai_tools.c) */
+    const cJSON *tools;        /* the tools array as given (into root), for the template; or NULL */
+    enum oai_tool_choice tool_choice;
+    bool parallel_tool_calls;  /* false: only the first call the model makes is kept */
+    enum tool_parser_kind tool_parser;   /* the parser "auto" reads the output with */
+    bool continue_final_message;   /* chat: the prompt ends inside the last (assistant) message */
+    const char *chat_echo;     /* chat echo: the last message's content, returned before the
+                                * output (borrowed from root); NULL: nothing to echo */
+    /* /v1/responses (server/responses.c): served as the chat request it translates to */
+    bool responses;
+    cJSON *resp_root;          /* the Responses body as sent (owned), for the response's echoes */
 };
 
 void openai_request_init(struct oai_request *r);
 void openai_request_fini(struct oai_request *r);
 
+/* Only the checks every body gets (UTF-8 without NUL, nesting, each key once, one JSON
+ * object) into r->root, r->kind = kind. For routes with bodies of their own shape. */
+int openai_parse_body(struct oai_request *r, enum oai_kind kind, const char *body, size_t len,
+                      struct oai_error *e);
+
 /* Parse a request body (len bytes, need not be NUL-terminated) into r (init'ed). Returns 0,
  * or a negative errno with e filled: 400 for malformed JSON, wrong types (param named) and
  * out-of-range values, 404 for another model. Unknown fields are ignored, as vLLM does;
- * fields osprey cannot honour (tools, logit_bias, suffix, best_of > 1) are refused. */
+ * fields osprey cannot honour (suffix, best_of > 1, and vLLM's listed in openai_fields.c)
+ * are refused. Chat reads tools (openai_tools.c). */
 int openai_parse_completion(struct oai_request *r, const char *body, size_t len,
                             const struct oai_config *c, struct oai_error *e);
 int openai_parse_chat(struct oai_request *r, const char *body, size_t len,
@@ -117,5 +145,34 @@ int openai_parse_detokenize(struct oai_request *r, const char *body, size_t len,
  * max_tokens_limit). Returns 0 or -EINVAL with e (400, both lengths in the message). */
 int openai_fit_context(const struct oai_request *r, int num_prompt, const struct oai_config *c,
                        int *max_tokens, struct oai_error *e);
+
+/* Whether requests may name this model (c's served names; NULL never). */
+bool openai_model_served(const struct oai_config *c, const char *name);
+
+/* ---- vLLM's extra fields (openai_fields.c) ---- */
+
+/* Completions and chat, after the OpenAI fields: priority (400 unless c allows priority
+ * scheduling, or 0), include_stop_str_in_output, and the refused ones, each named. */
+int openai_parse_fields(struct oai_request *r, const struct oai_config *c, struct oai_error *e);
+/* Chat, after the messages: echo (r->chat_echo), continue_final_message (400 with
+ * add_generation_prompt true), documents. */
+int openai_parse_chat_fields(struct oai_request *r, struct oai_error *e);
+
+/* ---- tools (openai_tools.c; the output side is in openai_render.h) ---- */
+
+/* Chat: tools, tool_choice and parallel_tool_calls into r (after parse_messages), with the
+ * parser c names. 400 naming the field for a malformed tool, a tool_choice without tools,
+ * an unknown function name, "auto" without a parser; "required", a named function and
+ * strict tools need structured outputs (400 in this build). */
+int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e);
+/* Only the tools list, for the template (/tokenize of messages): r->tools. */
+int openai_parse_tool_list(struct oai_request *r, struct oai_error *e);
+/* Chat: one message's tool fields. An assistant message's tool_calls must be
+ * {id, type "function", function {name, arguments}}; arguments (a JSON string, as OpenAI
+ * sends it) become the object Hugging Face templates expect. A "tool" message needs a
+ * string tool_call_id. msg is message i of the request. */
+int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e);
+/* Whether the request's outputs are read for tool calls. */
+bool openai_tools_active(const struct oai_request *r);
 
 #endif

@@ -239,6 +239,42 @@ static void completion_logprobs(struct json_out *o, const struct oai_choice *c, 
     LIT(o, "]}");
 }
 
+/* message.tool_calls [{id, type, function: {name, arguments}}]; in a chunk each entry
+ * also carries its index in the message, and is the whole call, its head (arguments "") or
+ * only {index, function: {arguments}}, as c->tool_delta says. */
+static void tool_calls(struct json_out *o, const struct oai_choice *c, bool chunk)
+{
+    bool whole = !chunk || c->tool_delta != OAI_TOOL_DELTA_ARGUMENTS;
+
+    LIT(o, "[");
+    for (int i = 0; i < c->num_tool_calls; i++) {
+        const struct tool_call *t = &c->tool_calls[i];
+        const char *args = chunk && c->tool_delta == OAI_TOOL_DELTA_HEAD ? "" : t->arguments;
+
+        json_out_lit(o, i ? ",{" : "{");
+        if (chunk) {
+            LIT(o, "\"index\":");
+            json_out_int(o, c->tool_call_index + i);
+            LIT(o, ",");
+        }
+        if (whole) {
+            LIT(o, "\"id\":");
+            str0(o, t->id);
+            LIT(o, ",\"type\":\"function\",");
+        }
+        LIT(o, "\"function\":{");
+        if (whole) {
+            LIT(o, "\"name\":");
+            str0(o, t->name);
+            LIT(o, ",");
+        }
+        LIT(o, "\"arguments\":");
+        str0(o, args ? args : "");
+        LIT(o, "}}");
+    }
+    LIT(o, "]");
+}
+
 /* A choice of a response (chunk false) or of a chunk. */
 static void choice(struct json_out *o, enum oai_kind kind, const struct oai_choice *c, bool chunk,
                    bool logprobs, int top_n, const struct oai_vocab *v)
@@ -256,11 +292,25 @@ static void choice(struct json_out *o, enum oai_kind kind, const struct oai_choi
         json_out_lit(o, chunk ? ",\"delta\":{" : ",\"message\":{");
         if (!chunk || c->role)
             LIT(o, "\"role\":\"assistant\"");
-        if (!chunk || c->role || c->text_len) {
+        if (!chunk || c->role || c->text_len || c->prefix_len) {
             if (!chunk || c->role)
                 LIT(o, ",");
             LIT(o, "\"content\":");
-            json_out_str(o, c->text ? c->text : "", c->text_len);
+            if (c->num_tool_calls && !c->text_len && !c->prefix_len) {
+                LIT(o, "null");
+            } else {
+                /* chat echo: the last message's content, then the output, as one string */
+                LIT(o, "\"");
+                json_out_str_part(o, c->prefix, c->prefix_len);
+                json_out_str_part(o, c->text, c->text_len);
+                LIT(o, "\"");
+            }
+        }
+        if (c->num_tool_calls) {
+            if (!chunk || c->role || c->text_len || c->prefix_len)
+                LIT(o, ",");
+            LIT(o, "\"tool_calls\":");
+            tool_calls(o, c, chunk);
         }
         LIT(o, "}");
     }

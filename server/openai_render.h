@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/base/buf.h"        /* struct buf */
 #include "engine/sampler.h"         /* struct sample_result */
 #include "server/openai_parse.h"    /* enum oai_kind, struct oai_error */
 
@@ -32,6 +33,10 @@ struct oai_usage {
     int prompt_tokens, completion_tokens, cached_tokens;
 };
 
+/* A streamed call goes out as OpenAI sends it: its head (index, id, type, name, arguments
+ * "") in one delta, then its arguments. */
+enum oai_tool_delta { OAI_TOOL_DELTA_WHOLE, OAI_TOOL_DELTA_HEAD, OAI_TOOL_DELTA_ARGUMENTS };
+
 /* One choice's output, whole (a response) or since the previous chunk (a stream). */
 struct oai_choice {
     int index;
@@ -49,6 +54,11 @@ struct oai_choice {
     size_t offset_end;         /* the generated text's length up to the end of this answer */
     const char *finish_reason; /* NULL: not finished (null in chunks) */
     bool role;                 /* chat chunk: delta carries role "assistant" */
+    const struct tool_call *tool_calls;   /* chat: [num_tool_calls] message.tool_calls, or a
+                                           * chunk's tool-call deltas (each whole) */
+    int num_tool_calls;
+    int tool_call_index;       /* chunk: the index of tool_calls[0] in the message */
+    enum oai_tool_delta tool_delta;   /* chunk: which part of each call this delta carries */
 };
 
 /* Renders a whole response into *out (malloc'd, NUL-terminated, *len bytes), written
@@ -71,5 +81,31 @@ char *openai_render_error(const struct oai_error *e, size_t *len);
 cJSON *openai_json_string(const char *s, size_t len);
 /* Bytes of s[0..len) that are well-formed UTF-8 from the start (len when all of it is). */
 size_t openai_utf8_prefix(const char *s, size_t len);
+
+/* ---- tool calls in the output (openai_tools.c) ---- */
+
+/* A finished choice (non-streamed): reads oc's prefix + text for calls. When it finds some,
+ * oc->text becomes the content before them (*joined, malloc'd: free it after rendering),
+ * oc->tool_calls the calls (in tp: tool_parse_fini it) and finish_reason "tool_calls".
+ * Returns 0 or -ENOMEM. */
+int openai_tools_apply(const struct oai_request *r, struct oai_choice *oc, struct tool_parse *tp,
+                       char **joined);
+
+/* A streamed choice's output so far, for tool calls: content goes out as soon as it
+ * cannot start a call; from a call's first byte on it is held to the end. */
+struct tool_stream {
+    struct buf text;           /* everything so far (echo prefix, then output) */
+    size_t sent;               /* bytes of text already sent as content */
+};
+void tool_stream_init(struct tool_stream *ts);
+void tool_stream_fini(struct tool_stream *ts);
+/* Appends s[0..n); *out and *out_len: the content that may go now (into ts->text, valid until
+ * the next call). Returns 0 or -ENOMEM. */
+int tool_stream_feed(struct tool_stream *ts, enum tool_parser_kind k, const char *s, size_t n,
+                     const char **out, size_t *out_len);
+/* The output is complete: parses it (tp: tool_parse_fini it); *out and *out_len: the content
+ * not yet sent (before the calls, or all the rest when there are none). 0 or -ENOMEM. */
+int tool_stream_finish(struct tool_stream *ts, const struct oai_request *r, struct tool_parse *tp,
+                       const char **out, size_t *out_len);
 
 #endif

@@ -11,6 +11,7 @@ const char *finish_reason_name(enum finish_reason why)
     case FINISH_LENGTH: return "length";
     case FINISH_ABORT: return "abort";
     case FINISH_ERROR: return "error";
+    case FINISH_TOOL_CALLS: return "tool_calls";
     }
     return NULL;
 }

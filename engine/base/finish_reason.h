@@ -11,10 +11,12 @@ enum finish_reason {
     FINISH_LENGTH,     /* max_tokens or max_model_len reached */
     FINISH_ABORT,      /* aborted (client gone, shutdown past its grace) */
     FINISH_ERROR,      /* the engine failed it */
+    FINISH_TOOL_CALLS, /* the output held tool calls: set by the server (server/openai_tools.c)
+                        * after reading a finished output, never by the scheduler */
 };
 
-/* OpenAI's finish_reason: "stop", "length", "abort", "error"; NULL for FINISH_NONE or a
- * value outside the enum. */
+/* OpenAI's finish_reason: "stop", "length", "abort", "error", "tool_calls"; NULL for
+ * FINISH_NONE or a value outside the enum. */
 const char *finish_reason_name(enum finish_reason why);
 
 #endif

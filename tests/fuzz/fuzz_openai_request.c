@@ -79,6 +79,9 @@ static void check_sampling(const struct oai_request *r)
     CHECK(p->min_p >= 0 && p->min_p <= 1);
     CHECK(fabsf(p->presence_penalty) <= 2 && fabsf(p->frequency_penalty) <= 2);
     CHECK(p->repetition_penalty > 0 && p->repetition_penalty <= 2);
+    CHECK(ids_ok(p->allowed_token_ids, p->num_allowed_token_ids) && ids_ok(p->logit_bias_ids, p->num_logit_bias));
+    for (int i = 0; i < p->num_logit_bias; i++)
+        CHECK(fabsf(p->logit_bias[i]) <= 100);
     CHECK(p->top_k >= 0);
     CHECK(p->num_stop >= 0 && p->num_stop <= cfg.max_stop_strings);
     for (int i = 0; i < p->num_stop; i++) {
@@ -140,7 +143,7 @@ static void check_accepted(const struct oai_request *r, int chat_prompt)
     case OAI_COMPLETION:
         check_sampling(r);
         CHECK(r->num_prompts >= 1 && (long long)r->num_prompts * r->n <= cfg.max_n);
-        CHECK(r->logprobs ? r->top_logprobs >= 0 && r->top_logprobs <= MIN(5, cfg.max_logprobs) &&
+        CHECK(r->logprobs ? r->top_logprobs >= 0 && r->top_logprobs <= MIN(SAMPLE_MAX_LOGPROBS, cfg.max_logprobs) &&
                             r->params.logprobs == r->top_logprobs && !r->echo
                           : r->params.logprobs == -1);
         for (int i = 0; i < r->num_prompts; i++)
@@ -152,6 +155,10 @@ static void check_accepted(const struct oai_request *r, int chat_prompt)
         CHECK(r->num_prompts == 0 && r->messages && r->n <= cfg.max_n);
         CHECK(r->top_logprobs >= 0 && r->top_logprobs <= MIN(SAMPLE_MAX_LOGPROBS, cfg.max_logprobs));
         CHECK(r->params.logprobs == (r->logprobs ? r->top_logprobs : -1));
+        /* no --tool-call-parser here: calls are never read back; tools, when kept, are an array */
+        CHECK(r->tool_choice == OAI_TOOLS_NONE && (!r->tools || cJSON_IsArray(r->tools)));
+        CHECK(!r->continue_final_message || !r->add_generation_prompt);
+        CHECK(!r->chat_echo || str_ok(r->chat_echo));
         check_fit(r, chat_prompt);
         break;
     case OAI_TOKENIZE:

@@ -1,6 +1,8 @@
 // openai_client.mjs — the official `openai` npm client against a running osprey daemon:
-// models, completions and chat (plain and streamed, with usage), n choices, logprobs, and the
-// client's typed errors (404, 400 with its param, 401). Prints each check; exits non-zero on
+// models (list and retrieve), completions and chat (plain and streamed, with usage), n
+// choices, logprobs, tool calls (plain and streamed, and the tool messages that answer
+// them), the Responses API (plain and streamed), and the client's typed errors (404, 400
+// with its param, 401). The daemon reads tool calls with --tool-call-parser hermes. Prints each check; exits non-zero on
 // the first failure. Usage: node openai_client.mjs BASE_URL MODEL API_KEY
 import assert from "node:assert/strict";
 import OpenAI from "openai";
@@ -90,6 +92,101 @@ for (const c of many.choices) {
 }
 ok("n = 3 choices come indexed, each with logprobs in the client's shape");
 
+// models.retrieve
+const card = await client.models.retrieve(model);
+assert.equal(card.id, model);
+assert.equal(card.object, "model");
+await assert.rejects(client.models.retrieve("no-such-model"), (e) => e instanceof OpenAI.NotFoundError);
+ok("models.retrieve() finds the served model and 404s another");
+
+// tools: the assistant opened a call and the model continues it (continue_final_message);
+// chat echo returns the whole message, which the daemon's hermes parser reads back
+const tools = [{ type: "function", function: { name: "get_weather", description: "Weather now",
+  parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } }];
+const callMessages = [
+  { role: "user", content: "Weather in Paris?" },
+  { role: "assistant", content: 'Let me check. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' },
+];
+const extra = { add_generation_prompt: false, continue_final_message: true, echo: true };
+const called = await client.chat.completions.create({ model, messages: callMessages, tools, max_tokens: 2, temperature: 0, ...extra });
+const call = called.choices[0].message.tool_calls?.[0];
+assert.equal(called.choices[0].finish_reason, "tool_calls");
+assert.equal(called.choices[0].message.content, "Let me check. ");
+assert.equal(call.type, "function");
+assert.equal(call.function.name, "get_weather");
+assert.deepEqual(JSON.parse(call.function.arguments), { city: "Paris" });
+ok("a tool call comes back as message.tool_calls with finish_reason tool_calls");
+
+const calls = {};
+let callFinish = null;
+let callContent = "";
+const callStream = await client.chat.completions.create({ model, messages: callMessages, tools, max_tokens: 2, temperature: 0, stream: true, ...extra });
+for await (const chunk of callStream) {
+  const c = chunk.choices[0];
+  if (!c) continue;
+  callFinish = c.finish_reason ?? callFinish;
+  callContent += c.delta.content ?? "";
+  for (const t of c.delta.tool_calls ?? []) {
+    calls[t.index] ??= { id: "", name: "", arguments: "" };
+    calls[t.index].id += t.id ?? "";
+    calls[t.index].name += t.function?.name ?? "";
+    calls[t.index].arguments += t.function?.arguments ?? "";
+  }
+}
+assert.equal(callFinish, "tool_calls");
+assert.equal(callContent, "Let me check. ");
+assert.equal(Object.keys(calls).length, 1);
+assert.equal(calls[0].name, call.function.name);
+assert.equal(calls[0].arguments, call.function.arguments);
+ok("a streamed tool call joins into the same name and arguments");
+
+// the answer to the call goes back as a tool message and renders
+const followUp = await client.chat.completions.create({
+  model, max_tokens: 3, tools,
+  messages: [callMessages[0], { role: "assistant", content: null, tool_calls: [call] },
+             { role: "tool", tool_call_id: call.id, content: "sunny" }],
+});
+assert.equal(followUp.choices[0].message.role, "assistant");
+ok("assistant tool_calls and a tool message are accepted in the conversation");
+
+await assert.rejects(
+  client.chat.completions.create({ model, messages, tools, tool_choice: "required" }),
+  (e) => e instanceof OpenAI.BadRequestError && e.param === "tool_choice" && /structured outputs/.test(e.message));
+ok("tool_choice required is a BadRequestError until structured outputs land");
+
+// the Responses API, plain and streamed
+const resp = await client.responses.create({ model, instructions: "Be brief.", input: "Hello", max_output_tokens: 8, temperature: 0 });
+assert.equal(resp.object, "response");
+assert.ok(resp.id.startsWith("resp_"));
+assert.ok(["completed", "incomplete"].includes(resp.status));
+assert.equal(typeof resp.output_text, "string");
+assert.equal(resp.usage.output_tokens, resp.usage.total_tokens - resp.usage.input_tokens);
+const sameChat = await client.chat.completions.create({
+  model, messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hello" }], max_tokens: 8, temperature: 0 });
+assert.equal(resp.output_text, sameChat.choices[0].message.content);
+ok("responses.create() answers as the chat completion it stands for");
+
+const types = [];
+let deltas = "";
+let final = null;
+const rstream = await client.responses.create({ model, input: "Hello", instructions: "Be brief.", max_output_tokens: 8, temperature: 0, stream: true });
+for await (const ev of rstream) {
+  if (types.at(-1) !== ev.type || ev.type !== "response.output_text.delta") types.push(ev.type);
+  if (ev.type === "response.output_text.delta") deltas += ev.delta;
+  if (ev.type === "response.completed" || ev.type === "response.incomplete") final = ev.response;
+}
+assert.deepEqual(types, ["response.created", "response.in_progress", "response.output_item.added",
+  "response.content_part.added", "response.output_text.delta", "response.output_text.done",
+  "response.content_part.done", "response.output_item.done",
+  resp.status === "completed" ? "response.completed" : "response.incomplete"]);
+assert.equal(deltas, resp.output_text);
+assert.equal(final.output[0].content[0].text, resp.output_text);
+ok("a streamed response is the typed event sequence and joins into the same text");
+
+await assert.rejects(
+  client.responses.create({ model, input: "x", previous_response_id: "resp_123" }),
+  (e) => e instanceof OpenAI.BadRequestError && e.param === "previous_response_id");
+ok("previous_response_id is a BadRequestError (stateless)");
 // structured outputs: the client's response_format json_schema, parsed by the client's helper
 const person = {
   type: "object",

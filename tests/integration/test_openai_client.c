@@ -18,7 +18,7 @@ extern char **environ;
 START_TEST(the_official_openai_client_works_against_the_daemon)
 {
     const char *key = "sk-osprey-client-test-0001";
-    const char *args[] = { "--api-key", key, NULL };
+    const char *args[] = { "--api-key", key, "--tool-call-parser", "hermes", NULL };
     struct daemon d;
     char out_path[600], *out = NULL;
     const char *argv[] = { "node", "tests/integration/openai_client.mjs", NULL, "tiny", key, NULL };

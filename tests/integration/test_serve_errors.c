@@ -39,13 +39,15 @@ START_TEST(bad_bodies_are_400_naming_the_param)
     fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"temperature\":9}", 400, "temperature", "invalid_value");
     fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"n\":0}", 400, "n", NULL);
     fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"n\":17}", 400, "n", NULL);        /* max-n 16 */
-    fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"logprobs\":6}", 400, "logprobs", NULL);
+    fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"logprobs\":21}", 400, "logprobs", NULL);
     fails("POST", "/v1/completions", NULL, "{\"prompt\":[1,2,99999]}", 400, "prompt", NULL);
     fails("POST", "/v1/completions", NULL, "{}", 400, "prompt", NULL);
     fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"stop\":[\"\"]}", 400, "stop", NULL);
     fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"stream_options\":{\"include_usage\":true}}", 400,
           "stream_options", NULL);
-    fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"logit_bias\":{\"1\":5}}", 400, "logit_bias",
+    fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"logit_bias\":{\"1\":500}}", 400, "logit_bias",
+          "invalid_value");
+    fails("POST", "/v1/completions", NULL, "{\"prompt\":\"x\",\"bad_words\":[\"a\"]}", 400, "bad_words",
           "unsupported_parameter");
     fails("POST", "/v1/chat/completions", NULL, "{\"messages\":[]}", 400, "messages", NULL);
     fails("POST", "/v1/chat/completions", NULL, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"

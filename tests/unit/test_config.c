@@ -115,7 +115,7 @@ static const char *const brief_flags[] = {
     "--max-header-bytes",
     "--max-prompt-tokens",
     "--max-tokens-limit", "--max-n", "--max-stop-strings", "--max-stop-length", "--max-logprobs",
-    "--grammar-cache-size",
+    "--tool-call-parser", "--scheduling-policy", "--grammar-cache-size",
     "--stream-buffer-bytes", "--max-response-bytes", "--request-timeout", "--idle-timeout",
     "--shutdown-grace",
     "--api-key", "--api-key-file", "--metrics-require-key", "--cors-origins",

@@ -309,11 +309,11 @@ START_TEST(out_of_range_values_are_400)
     fails(COMPL, "{\"prompt\":\"a\",\"n\":0}", 400, "n");
     fails(COMPL, "{\"prompt\":\"a\",\"min_tokens\":-1}", 400, "min_tokens");
     fails(COMPL, "{\"prompt\":\"a\",\"logprobs\":-1}", 400, "logprobs");
-    fails(COMPL, "{\"prompt\":\"a\",\"logprobs\":6}", 400, "logprobs");
+    fails(COMPL, "{\"prompt\":\"a\",\"logprobs\":21}", 400, "logprobs");   /* --max-logprobs 20, as vLLM */
     fails(COMPL, "{\"prompt\":\"a\",\"max_tokens\":4,\"min_tokens\":5}", 400, "min_tokens");
     fails(COMPL, "{\"prompt\":\"a\",\"stop_token_ids\":[512]}", 400, "stop_token_ids");
     ok(COMPL, "{\"prompt\":\"a\",\"temperature\":2,\"top_p\":1,\"min_p\":1,\"top_k\":-1,"
-              "\"presence_penalty\":-2,\"frequency_penalty\":2,\"logprobs\":5}");
+              "\"presence_penalty\":-2,\"frequency_penalty\":2,\"logprobs\":20}");
     ck_assert_int_eq(req.params.top_k, 0);        /* -1 is vLLM's "off" */
 }
 END_TEST
@@ -461,8 +461,10 @@ END_TEST
 
 START_TEST(fields_osprey_cannot_honour_are_refused)
 {
-    fails(COMPL, "{\"prompt\":\"a\",\"logit_bias\":{\"5\":10}}", 400, "logit_bias");
-    ck_assert_str_eq(err.code, "unsupported_parameter");
+    fails(COMPL, "{\"prompt\":\"a\",\"logit_bias\":{\"5\":101}}", 400, "logit_bias");
+    fails(COMPL, "{\"prompt\":\"a\",\"logit_bias\":{\"x5\":1}}", 400, "logit_bias");
+    fails(COMPL, "{\"prompt\":\"a\",\"logit_bias\":{\"512\":1}}", 400, "logit_bias");
+    ck_assert_str_eq(err.code, "invalid_value");
     fails(COMPL, "{\"prompt\":\"a\",\"suffix\":\"end\"}", 400, "suffix");
     fails(COMPL, "{\"prompt\":\"a\",\"best_of\":3}", 400, "best_of");
     fails(COMPL, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"xml\"}}", 400, "response_format.type");

@@ -98,6 +98,63 @@ START_TEST(banned_ids_are_never_chosen)
 }
 END_TEST
 
+START_TEST(allowed_token_ids_are_the_only_ids_drawn)
+{
+    static const float logits[8] = { 5, 4, 3, 2, 1, 0, -1, -2 };
+    static const int32_t allowed[] = { 6, 2, 7 };
+    struct sample_row row = row_init();
+    int counts[8];
+    struct sample_result res;
+
+    row.allowed_ids = allowed;
+    row.num_allowed_ids = 3;
+    draw_counts(logits, 8, row, 2000, counts);
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg((i == 2 || i == 6 || i == 7) == (counts[i] > 0), "token %d drawn %d times", i, counts[i]);
+    /* among the allowed, the softmax still rules: e^3 : e^-1 : e^-2 */
+    ck_assert_int_gt(counts[2], counts[6]);
+    row.temperature = 0;
+    ck_assert_int_eq(sample(logits, 8, &row), 2);
+    /* logprobs stay those of the raw logits */
+    row.num_logprobs = 1;
+    ck_assert_int_eq(sampler_sample_row(logits, 8, &row, &res, scratch), 0);
+    ck_assert_int_eq(res.top_ids[0], 0);
+    ck_assert_float_lt(res.logprob, res.top_logprobs[0]);
+}
+END_TEST
+
+START_TEST(logit_bias_adds_to_the_logits_before_the_penalties)
+{
+    static const float logits[4] = { 2, 1, 0, 0.5f };
+    static const int32_t ids[] = { 2, 0 };
+    static const float bias[] = { 100, -100 };
+    static const int32_t out[] = { 1 };
+    struct sample_row row = row_init();
+    int counts[4];
+
+    row.bias_ids = ids;
+    row.bias = bias;
+    row.num_bias = 2;
+    row.temperature = 0;
+    ck_assert_int_eq(sample(logits, 4, &row), 2);          /* +100 wins */
+    draw_counts(logits, 4, (row.temperature = 1, row), 500, counts);
+    ck_assert_int_eq(counts[2], 500);
+    /* -100 alone on the best token: the next one wins */
+    row.num_bias = 1;
+    row.bias_ids = ids + 1;
+    row.bias = bias + 1;
+    row.temperature = 0;
+    ck_assert_int_eq(sample(logits, 4, &row), 1);
+    /* vLLM's order: bias, then the repetition penalty (divides the biased logit) */
+    row.bias_ids = out;
+    row.bias = (const float[]){ 3.0f };       /* logit 1 + 3 = 4, then / 4 = 1 < 2 */
+    row.repetition_penalty = 4.0f;
+    row.output = out;
+    row.num_output = 1;
+    ck_assert_int_eq(sample(logits, 4, &row), 0);
+}
+END_TEST
+
 START_TEST(everything_banned_still_returns_a_token_in_range)
 {
     float l[] = { 1.0f, 2.0f };
@@ -400,6 +457,8 @@ Suite *sampler_suite(void)
     tcase_add_test(tc, greedy_takes_the_lowest_id_among_tied_maxima);
     tcase_add_test(tc, banned_ids_are_never_chosen);
     tcase_add_test(tc, everything_banned_still_returns_a_token_in_range);
+    tcase_add_test(tc, allowed_token_ids_are_the_only_ids_drawn);
+    tcase_add_test(tc, logit_bias_adds_to_the_logits_before_the_penalties);
     tcase_add_test(tc, repetition_penalty_divides_positive_and_multiplies_negative_logits);
     tcase_add_test(tc, frequency_penalty_counts_occurrences_and_presence_counts_once);
     tcase_add_test(tc, logprobs_come_from_the_raw_logits_in_descending_order);

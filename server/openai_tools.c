@@ -1,0 +1,358 @@
+/* openai_tools.c — tool calling on /v1/chat/completions: the request's tools, tool_choice,
+ * parallel_tool_calls and tool messages checked and shaped for Hugging Face templates, and
+ * the output read back for calls with the model family's parser (server/tool_parser.c),
+ * whole (a response) or as it streams (content goes out until a call may be starting).
+ * What needs the output constrained by a schema is refused in one place,
+ * tools_need_grammar(), until the grammar module replaces it. */
+#include "server/openai_parse.h"
+#include "server/openai_render.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/base/finish_reason.h"
+
+#define TOOL_NAME_MAX 64     /* OpenAI's limit on a function name */
+
+static const char *type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "null";
+}
+
+static const cJSON *get(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+/* The one place where a request needs its output to follow a schema: tool_choice
+ * "required", a named function, or a strict tool. The grammar module (response_format,
+ * structured outputs) will compile the tools' schemas here; until it is in this build,
+ * such a request is refused. */
+static int tools_need_grammar(const char *param, const char *what, struct oai_error *e)
+{
+    return openai_error(e, 400, "unsupported_parameter", param,
+                        "%s needs structured outputs, not in this build.", what);
+}
+
+/* OpenAI's rule for function names: letters, digits, '_' and '-', 1 to 64 of them. */
+static bool good_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (!n || n > TOOL_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", s[i]))
+            return false;
+    return true;
+}
+
+static int check_tool(const cJSON *t, int i, struct oai_error *e)
+{
+    const cJSON *type = get(t, "type"), *fn = get(t, "function"), *name, *params, *strict, *desc;
+
+    if (!cJSON_IsObject(t))
+        return openai_error(e, 400, "invalid_type", "tools",
+                            "Invalid type for 'tools[%d]': expected an object, but got %s instead.",
+                            i, type_name(t));
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))
+        return openai_error(e, 400, "invalid_value", "tools",
+                            "Invalid 'tools[%d].type': only 'function' tools are supported.", i);
+    if (!cJSON_IsObject(fn))
+        return openai_error(e, 400, fn ? "invalid_type" : "missing_required_parameter", "tools",
+                            "Invalid 'tools[%d].function': expected an object, but got %s instead.",
+                            i, type_name(fn));
+    name = get(fn, "name");
+    if (!cJSON_IsString(name) || !good_name(name->valuestring))
+        return openai_error(e, 400, "invalid_value", "tools",
+                            "Invalid 'tools[%d].function.name': expected 1 to %d letters, digits, "
+                            "'_' or '-'.", i, TOOL_NAME_MAX);
+    if ((desc = get(fn, "description")) && !cJSON_IsString(desc))
+        return openai_error(e, 400, "invalid_type", "tools",
+                            "Invalid type for 'tools[%d].function.description': expected a string, "
+                            "but got %s instead.", i, type_name(desc));
+    if ((params = get(fn, "parameters")) && !cJSON_IsObject(params))
+        return openai_error(e, 400, "invalid_type", "tools",
+                            "Invalid type for 'tools[%d].function.parameters': expected a JSON "
+                            "schema object, but got %s instead.", i, type_name(params));
+    if ((strict = get(fn, "strict")) && !cJSON_IsBool(strict))
+        return openai_error(e, 400, "invalid_type", "tools",
+                            "Invalid type for 'tools[%d].function.strict': expected a boolean, but "
+                            "got %s instead.", i, type_name(strict));
+    if (cJSON_IsTrue(strict))
+        return tools_need_grammar("tools", "A strict tool (function.strict true)", e);
+    for (const cJSON *o = t->child; o; o = o->next)
+        if (strcmp(o->string, "type") && strcmp(o->string, "function"))
+            return openai_error(e, 400, "unsupported_parameter", "tools",
+                                "Unsupported parameter: 'tools[%d].%s' is not supported by osprey.",
+                                i, o->string);
+    return 0;
+}
+
+static bool has_tool(const cJSON *tools, const char *name)
+{
+    const cJSON *t;
+
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *n = get(get(t, "function"), "name");
+
+        if (cJSON_IsString(n) && !strcmp(n->valuestring, name))
+            return true;
+    }
+    return false;
+}
+
+static int parse_choice(struct oai_request *r, const cJSON *tc, struct oai_error *e)
+{
+    const cJSON *fn, *name;
+
+    if (cJSON_IsString(tc)) {
+        if (!strcmp(tc->valuestring, "none")) {
+            r->tool_choice = OAI_TOOLS_NONE;
+            return 0;
+        }
+        if (!strcmp(tc->valuestring, "auto")) {
+            if (!r->tools)
+                return openai_error(e, 400, "invalid_value", "tool_choice",
+                                    "Invalid 'tool_choice': 'auto' needs 'tools'.");
+            r->tool_choice = OAI_TOOLS_AUTO;
+            return 0;
+        }
+        if (!strcmp(tc->valuestring, "required")) {
+            if (!r->tools)
+                return openai_error(e, 400, "invalid_value", "tool_choice",
+                                    "Invalid 'tool_choice': 'required' needs 'tools'.");
+            return tools_need_grammar("tool_choice", "tool_choice required", e);
+        }
+        return openai_error(e, 400, "invalid_value", "tool_choice",
+                            "Invalid 'tool_choice': expected 'none', 'auto', 'required' or "
+                            "{\"type\": \"function\", \"function\": {\"name\": …}}, but got '%.64s'.",
+                            tc->valuestring);
+    }
+    if (!cJSON_IsObject(tc))
+        return openai_error(e, 400, "invalid_type", "tool_choice",
+                            "Invalid type for 'tool_choice': expected a string or an object, but got "
+                            "%s instead.", type_name(tc));
+    fn = get(tc, "function");
+    name = get(fn, "name");
+    if (!cJSON_IsString(get(tc, "type")) || strcmp(get(tc, "type")->valuestring, "function") ||
+        !cJSON_IsString(name))
+        return openai_error(e, 400, "invalid_value", "tool_choice",
+                            "Invalid 'tool_choice': expected {\"type\": \"function\", \"function\": "
+                            "{\"name\": …}}.");
+    if (!r->tools || !has_tool(r->tools, name->valuestring))
+        return openai_error(e, 400, "invalid_value", "tool_choice",
+                            "Invalid 'tool_choice': the function '%.64s' is not among 'tools'.",
+                            name->valuestring);
+    return tools_need_grammar("tool_choice", "tool_choice naming a function", e);
+}
+
+int openai_parse_tool_list(struct oai_request *r, struct oai_error *e)
+{
+    const cJSON *tools = get(r->root, "tools"), *t;
+    int i = 0, rc;
+
+    if (tools && !cJSON_IsArray(tools))
+        return openai_error(e, 400, "invalid_type", "tools",
+                            "Invalid type for 'tools': expected an array, but got %s instead.",
+                            type_name(tools));
+    cJSON_ArrayForEach(t, tools)
+        if ((rc = check_tool(t, i++, e)))
+            return rc;
+    r->tools = tools && tools->child ? tools : NULL;
+    return 0;
+}
+
+int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *tc = get(r->root, "tool_choice");
+    const cJSON *ptc = get(r->root, "parallel_tool_calls");
+    int rc;
+
+    r->tool_choice = OAI_TOOLS_NONE;
+    r->parallel_tool_calls = true;
+    r->tool_parser = c->tool_parser;
+    if ((rc = openai_parse_tool_list(r, e)))
+        return rc;
+    if (ptc && !cJSON_IsBool(ptc))
+        return openai_error(e, 400, "invalid_type", "parallel_tool_calls",
+                            "Invalid type for 'parallel_tool_calls': expected a boolean, but got %s "
+                            "instead.", type_name(ptc));
+    r->parallel_tool_calls = !ptc || cJSON_IsTrue(ptc);
+    /* OpenAI's default: "auto" when there are tools, "none" without. */
+    if (r->tools)
+        r->tool_choice = OAI_TOOLS_AUTO;
+    if (tc && (rc = parse_choice(r, tc, e)))
+        return rc;
+    if (r->tool_choice == OAI_TOOLS_AUTO && r->tool_parser == TOOL_PARSER_NONE)
+        return openai_error(e, 400, "invalid_value", "tool_choice",
+                            "Invalid 'tool_choice': 'auto' needs a tool-call parser, and the model's "
+                            "chat template shows no tool-call syntax osprey knows; start osprey with "
+                            "--tool-call-parser (llama3_json, hermes or mistral), or send "
+                            "tool_choice 'none'.");
+    if (r->tool_choice == OAI_TOOLS_AUTO) {
+        if (r->stream && r->logprobs)
+            return openai_error(e, 400, "unsupported_parameter", "logprobs",
+                                "Unsupported parameter: 'logprobs' in a stream with tools "
+                                "(tool_choice 'auto') is not supported by osprey.");
+        /* Mistral's [TOOL_CALLS] is a special token: the parser must see it. */
+        if (tool_parser_needs_special_tokens(r->tool_parser))
+            r->params.skip_special_tokens = false;
+    }
+    return 0;
+}
+
+int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e)
+{
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+    cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"), *call;
+    int k = 0;
+
+    if (cJSON_IsString(role) && !strcmp(role->valuestring, "tool")) {
+        const cJSON *id = get(msg, "tool_call_id");
+
+        if (!cJSON_IsString(id))
+            return openai_error(e, 400, id ? "invalid_type" : "missing_required_parameter", "messages",
+                                "Invalid 'messages[%d].tool_call_id': a tool message needs the id "
+                                "(a string) of the call it answers.", i);
+    }
+    if (!calls || cJSON_IsNull(calls))
+        return 0;
+    if (!cJSON_IsString(role) || strcmp(role->valuestring, "assistant"))
+        return openai_error(e, 400, "invalid_value", "messages",
+                            "Invalid 'messages[%d].tool_calls': only assistant messages make tool calls.", i);
+    if (!cJSON_IsArray(calls))
+        return openai_error(e, 400, "invalid_type", "messages",
+                            "Invalid type for 'messages[%d].tool_calls': expected an array, but got %s "
+                            "instead.", i, type_name(calls));
+    cJSON_ArrayForEach(call, calls) {
+        cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function"), *args, *obj;
+        const cJSON *id = get(call, "id"), *type = get(call, "type"), *name = get(fn, "name");
+
+        if (!cJSON_IsObject(call) || !cJSON_IsString(id) || !cJSON_IsObject(fn) ||
+            (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))) ||
+            !cJSON_IsString(name))
+            return openai_error(e, 400, "invalid_value", "messages",
+                                "Invalid 'messages[%d].tool_calls[%d]': expected {\"id\", \"type\": "
+                                "\"function\", \"function\": {\"name\", \"arguments\"}}.", i, k);
+        args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        if (cJSON_IsString(args)) {
+            /* OpenAI sends arguments as JSON text; HF templates (Llama 3.x's tojson, Qwen's
+             * items()) want the object, so it is decoded here, as vLLM does. */
+            if (!(obj = cJSON_Parse(args->valuestring)) || !cJSON_IsObject(obj)) {
+                cJSON_Delete(obj);
+                return openai_error(e, 400, "invalid_value", "messages",
+                                    "Invalid 'messages[%d].tool_calls[%d].function.arguments': not "
+                                    "the JSON text of an object.", i, k);
+            }
+            if (!cJSON_ReplaceItemInObjectCaseSensitive(fn, "arguments", obj)) {
+                cJSON_Delete(obj);
+                return openai_error(e, 500, "internal_error", NULL, "out of memory");
+            }
+        } else if (args && !cJSON_IsObject(args)) {
+            return openai_error(e, 400, "invalid_type", "messages",
+                                "Invalid type for 'messages[%d].tool_calls[%d].function.arguments': "
+                                "expected a string, but got %s instead.", i, k, type_name(args));
+        }
+        k++;
+    }
+    return 0;
+}
+
+bool openai_tools_active(const struct oai_request *r)
+{
+    return r->kind == OAI_CHAT && r->tool_choice == OAI_TOOLS_AUTO && r->tool_parser != TOOL_PARSER_NONE;
+}
+
+static int max_calls(const struct oai_request *r)
+{
+    return r->parallel_tool_calls ? 0 : 1;
+}
+
+int openai_tools_apply(const struct oai_request *r, struct oai_choice *oc, struct tool_parse *tp,
+                       char **joined)
+{
+    size_t len = oc->prefix_len + oc->text_len;
+    char *s = malloc(len + 1);
+
+    *joined = NULL;
+    memset(tp, 0, sizeof *tp);
+    if (!s)
+        return -ENOMEM;
+    if (oc->prefix_len)
+        memcpy(s, oc->prefix, oc->prefix_len);
+    if (oc->text_len)
+        memcpy(s + oc->prefix_len, oc->text, oc->text_len);
+    s[len] = '\0';
+    if (tool_parser_parse(r->tool_parser, s, len, max_calls(r), tp)) {
+        free(s);
+        return -ENOMEM;
+    }
+    *joined = s;
+    oc->prefix = NULL;
+    oc->prefix_len = 0;
+    oc->text = s;
+    oc->text_len = tp->content_len;
+    oc->tool_calls = tp->calls;
+    oc->num_tool_calls = tp->num_calls;
+    if (tp->num_calls)
+        oc->finish_reason = finish_reason_name(FINISH_TOOL_CALLS);
+    return 0;
+}
+
+void tool_stream_init(struct tool_stream *ts)
+{
+    buf_init(&ts->text);
+    ts->sent = 0;
+}
+
+void tool_stream_fini(struct tool_stream *ts)
+{
+    buf_fini(&ts->text);
+    ts->sent = 0;
+}
+
+int tool_stream_feed(struct tool_stream *ts, enum tool_parser_kind k, const char *s, size_t n,
+                     const char **out, size_t *out_len)
+{
+    struct buf *t = &ts->text;
+    size_t ready;
+    bool maybe;
+
+    if (buf_put(t, s, n))
+        return -ENOMEM;
+    /* Only the unsent tail is read again: what went out holds no call's start (a marker is
+     * held from its first byte), so a token costs its own bytes, not the whole output's.
+     * Llama 3's syntax is decided by the first character: once content went out, all is. */
+    if (k == TOOL_PARSER_LLAMA3_JSON)
+        ready = ts->sent ? t->len : tool_parser_content_prefix(k, t->p, t->len, &maybe);
+    else
+        ready = ts->sent + tool_parser_content_prefix(k, t->p + ts->sent, t->len - ts->sent, &maybe);
+    *out = t->p + ts->sent;
+    *out_len = ready > ts->sent ? ready - ts->sent : 0;
+    ts->sent += *out_len;
+    return 0;
+}
+
+int tool_stream_finish(struct tool_stream *ts, const struct oai_request *r, struct tool_parse *tp,
+                       const char **out, size_t *out_len)
+{
+    const struct buf *t = &ts->text;
+    size_t end;
+
+    if (tool_parser_parse(r->tool_parser, t->p ? t->p : "", t->len, max_calls(r), tp))
+        return -ENOMEM;
+    end = tp->num_calls ? tp->content_len : t->len;
+    *out = t->p ? t->p + ts->sent : "";
+    *out_len = end > ts->sent ? end - ts->sent : 0;
+    ts->sent += *out_len;
+    return 0;
+}

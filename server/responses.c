@@ -1,0 +1,724 @@
+/* responses.c — /v1/responses as a chat request (see responses.h): the translation of the
+ * body, the response object and the typed stream events, in the shapes of OpenAI's API
+ * reference. Stateless: nothing is stored, so what needs a stored response is refused. */
+#include "server/responses.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "server/json_out.h"
+
+static const char *type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "null";
+}
+
+static const cJSON *get(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+static int no_memory(struct oai_error *e)
+{
+    openai_error(e, 500, "internal_error", NULL, "out of memory");
+    return -ENOMEM;
+}
+
+/* Adds a copy of src[key] to dst when present. */
+static bool copy(cJSON *dst, const cJSON *src, const char *key, const char *as)
+{
+    const cJSON *v = get(src, key);
+    cJSON *c;
+
+    if (!v)
+        return true;
+    if (!(c = cJSON_Duplicate(v, true)) || !cJSON_AddItemToObject(dst, as ? as : key, c)) {
+        cJSON_Delete(c);
+        return false;
+    }
+    return true;
+}
+
+/* What a stateless osprey without the grammar module cannot do, each named. */
+static int check_refused(const cJSON *root, struct oai_error *e)
+{
+    const cJSON *v, *fmt;
+
+    if (get(root, "previous_response_id"))
+        return openai_error(e, 400, "unsupported_parameter", "previous_response_id",
+                            "Unsupported parameter: 'previous_response_id': osprey keeps no responses "
+                            "(send the whole conversation as 'input').");
+    if ((v = get(root, "store")) && !cJSON_IsFalse(v))
+        return openai_error(e, 400, "unsupported_parameter", "store",
+                            "Unsupported parameter: 'store' %s: osprey keeps no responses.",
+                            cJSON_IsTrue(v) ? "true" : "must be a boolean and");
+    if ((v = get(root, "background")) && !cJSON_IsFalse(v))
+        return openai_error(e, 400, "unsupported_parameter", "background",
+                            "Unsupported parameter: 'background' responses are not supported by osprey.");
+    if (get(root, "conversation"))
+        return openai_error(e, 400, "unsupported_parameter", "conversation",
+                            "Unsupported parameter: 'conversation': osprey keeps no conversations.");
+    if ((v = get(root, "text"))) {
+        if (!cJSON_IsObject(v))
+            return openai_error(e, 400, "invalid_type", "text",
+                                "Invalid type for 'text': expected an object, but got %s instead.", type_name(v));
+        fmt = get(get(v, "format"), "type");
+        if (fmt && (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "text")))
+            /* Where the grammar module will take the schema. */
+            return openai_error(e, 400, "unsupported_parameter", "text.format",
+                                "text.format %s needs structured outputs, not in this build.",
+                                cJSON_IsString(fmt) ? fmt->valuestring : "other than text");
+        if (get(v, "verbosity"))
+            return openai_error(e, 400, "unsupported_parameter", "text.verbosity",
+                                "Unsupported parameter: 'text.verbosity' is not supported by osprey.");
+    }
+    static const char *const refused[] = { "reasoning", "include", "top_logprobs", "max_tool_calls",
+                                           "prompt", "truncation" };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        v = get(root, refused[i]);
+        if (!v || (cJSON_IsArray(v) && !v->child) ||
+            (!strcmp(refused[i], "truncation") && cJSON_IsString(v) && !strcmp(v->valuestring, "disabled")))
+            continue;
+        return openai_error(e, 400, "unsupported_parameter", refused[i],
+                            "Unsupported parameter: '%s' is not supported by osprey.", refused[i]);
+    }
+    return 0;
+}
+
+/* A message's content: a string, or parts of type input_text/output_text, as chat's
+ * {type: text} parts. */
+static int content_of(const cJSON *item, int i, cJSON **out, struct oai_error *e)
+{
+    const cJSON *c = get(item, "content"), *part;
+    cJSON *parts;
+
+    if (cJSON_IsString(c)) {
+        *out = cJSON_CreateString(c->valuestring);
+        return *out ? 0 : no_memory(e);
+    }
+    if (!cJSON_IsArray(c))
+        return openai_error(e, 400, "invalid_type", "input",
+                            "Invalid type for 'input[%d].content': expected a string or an array of "
+                            "content parts, but got %s instead.", i, type_name(c));
+    if (!(parts = cJSON_CreateArray()))
+        return no_memory(e);
+    cJSON_ArrayForEach(part, c) {
+        const cJSON *type = get(part, "type"), *text = get(part, "text");
+        cJSON *p;
+
+        if (!cJSON_IsString(type) || (strcmp(type->valuestring, "input_text") &&
+                                      strcmp(type->valuestring, "output_text") &&
+                                      strcmp(type->valuestring, "text")) || !cJSON_IsString(text)) {
+            cJSON_Delete(parts);
+            return openai_error(e, 400, "invalid_value", "input",
+                                "Invalid 'input[%d].content': only input_text and output_text parts "
+                                "(with their text) are supported.", i);
+        }
+        if (!(p = cJSON_CreateObject()) || !cJSON_AddItemToArray(parts, p) ||
+            !cJSON_AddStringToObject(p, "type", "text") || !cJSON_AddStringToObject(p, "text", text->valuestring)) {
+            cJSON_Delete(parts);
+            return no_memory(e);
+        }
+    }
+    *out = parts;
+    return 0;
+}
+
+/* One input item as chat messages appended to msgs: a message, a function_call (merged
+ * into the assistant message of the calls before it) or a function_call_output. */
+static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
+{
+    const cJSON *type = get(item, "type"), *role = get(item, "role");
+    const char *t = cJSON_IsString(type) ? type->valuestring : "message";
+    cJSON *m = NULL, *content = NULL;
+    int rc;
+
+    if (!cJSON_IsObject(item))
+        return openai_error(e, 400, "invalid_type", "input",
+                            "Invalid type for 'input[%d]': expected an object, but got %s instead.", i, type_name(item));
+    if (!strcmp(t, "message")) {
+        const char *r = cJSON_IsString(role) ? role->valuestring : "";
+
+        if (strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "system") && strcmp(r, "developer"))
+            return openai_error(e, 400, "invalid_value", "input",
+                                "Invalid 'input[%d].role': expected user, assistant, system or developer.", i);
+        if ((rc = content_of(item, i, &content, e)))
+            return rc;
+        if (!(m = cJSON_CreateObject()) ||
+            !cJSON_AddStringToObject(m, "role", strcmp(r, "developer") ? r : "system") ||
+            !cJSON_AddItemToObject(m, "content", content))
+            goto nomem_content;
+    } else if (!strcmp(t, "function_call")) {
+        const cJSON *id = get(item, "call_id"), *name = get(item, "name"), *args = get(item, "arguments");
+        cJSON *last = cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1), *calls, *call, *fn;
+
+        if (!cJSON_IsString(id) || !cJSON_IsString(name) || !cJSON_IsString(args))
+            return openai_error(e, 400, "invalid_value", "input",
+                                "Invalid 'input[%d]': a function_call needs call_id, name and arguments (strings).", i);
+        calls = cJSON_GetObjectItemCaseSensitive(last, "tool_calls");
+        if (!calls || !cJSON_IsArray(calls)) {
+            if (!(m = cJSON_CreateObject()) || !cJSON_AddStringToObject(m, "role", "assistant") ||
+                !cJSON_AddNullToObject(m, "content") || !(calls = cJSON_AddArrayToObject(m, "tool_calls")))
+                goto nomem;
+        }
+        if (!(call = cJSON_CreateObject()) || !cJSON_AddItemToArray(calls, call) ||
+            !cJSON_AddStringToObject(call, "id", id->valuestring) ||
+            !cJSON_AddStringToObject(call, "type", "function") ||
+            !(fn = cJSON_AddObjectToObject(call, "function")) ||
+            !cJSON_AddStringToObject(fn, "name", name->valuestring) ||
+            !cJSON_AddStringToObject(fn, "arguments", args->valuestring))
+            goto nomem;
+        if (!m)
+            return 0;
+    } else if (!strcmp(t, "function_call_output")) {
+        const cJSON *id = get(item, "call_id"), *out = get(item, "output");
+
+        if (!cJSON_IsString(id) || !cJSON_IsString(out))
+            return openai_error(e, 400, "invalid_value", "input",
+                                "Invalid 'input[%d]': a function_call_output needs call_id and output (strings).", i);
+        if (!(m = cJSON_CreateObject()) || !cJSON_AddStringToObject(m, "role", "tool") ||
+            !cJSON_AddStringToObject(m, "tool_call_id", id->valuestring) ||
+            !cJSON_AddStringToObject(m, "content", out->valuestring))
+            goto nomem;
+    } else {
+        return openai_error(e, 400, "unsupported_parameter", "input",
+                            "Unsupported input item 'input[%d]' of type '%.40s': osprey takes message, "
+                            "function_call and function_call_output items.", i, t);
+    }
+    if (!cJSON_AddItemToArray(msgs, m))
+        goto nomem;
+    return 0;
+nomem_content:
+    if (!m || !cJSON_GetObjectItemCaseSensitive(m, "content"))
+        cJSON_Delete(content);
+nomem:
+    cJSON_Delete(m);
+    return no_memory(e);
+}
+
+/* Responses' flat function tools as chat's {type, function: {…}}. */
+static int tools_of(const cJSON *root, cJSON *chat, struct oai_error *e)
+{
+    const cJSON *tools = get(root, "tools"), *t;
+    cJSON *out;
+    int i = 0;
+
+    if (!tools)
+        return 0;
+    if (!cJSON_IsArray(tools))
+        return openai_error(e, 400, "invalid_type", "tools",
+                            "Invalid type for 'tools': expected an array, but got %s instead.", type_name(tools));
+    if (!(out = cJSON_AddArrayToObject(chat, "tools")))
+        return no_memory(e);
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *type = get(t, "type");
+        cJSON *c, *fn;
+
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))
+            return openai_error(e, 400, "unsupported_parameter", "tools",
+                                "Invalid 'tools[%d].type': osprey runs function tools only, not '%.40s'.",
+                                i, cJSON_IsString(type) ? type->valuestring : "?");
+        if (!(c = cJSON_CreateObject()) || !cJSON_AddItemToArray(out, c) ||
+            !cJSON_AddStringToObject(c, "type", "function") || !(fn = cJSON_AddObjectToObject(c, "function")) ||
+            !copy(fn, t, "name", NULL) || !copy(fn, t, "description", NULL) ||
+            !copy(fn, t, "parameters", NULL) || !copy(fn, t, "strict", NULL))
+            return no_memory(e);
+        i++;
+    }
+    return 0;
+}
+
+static int tool_choice_of(const cJSON *root, cJSON *chat, struct oai_error *e)
+{
+    const cJSON *tc = get(root, "tool_choice"), *name;
+    cJSON *o, *fn;
+
+    if (!tc || cJSON_IsString(tc))
+        return copy(chat, root, "tool_choice", NULL) ? 0 : no_memory(e);
+    name = get(tc, "name");
+    if (!cJSON_IsObject(tc) || !cJSON_IsString(get(tc, "type")) ||
+        strcmp(get(tc, "type")->valuestring, "function") || !cJSON_IsString(name))
+        return openai_error(e, 400, "invalid_value", "tool_choice",
+                            "Invalid 'tool_choice': expected none, auto, required or {\"type\": \"function\", \"name\": …}.");
+    if (!(o = cJSON_AddObjectToObject(chat, "tool_choice")) || !cJSON_AddStringToObject(o, "type", "function") ||
+        !(fn = cJSON_AddObjectToObject(o, "function")) || !cJSON_AddStringToObject(fn, "name", name->valuestring))
+        return no_memory(e);
+    return 0;
+}
+
+static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
+{
+    const cJSON *input = get(root, "input"), *ins = get(root, "instructions"), *mot = get(root, "max_output_tokens"), *it;
+    cJSON *msgs = cJSON_AddArrayToObject(chat, "messages"), *m;
+    int rc, i = 0;
+
+    if (!msgs)
+        return no_memory(e);
+    if (ins && !cJSON_IsString(ins))
+        return openai_error(e, 400, "invalid_type", "instructions",
+                            "Invalid type for 'instructions': expected a string, but got %s instead.", type_name(ins));
+    if (ins && (!(m = cJSON_CreateObject()) || !cJSON_AddItemToArray(msgs, m) ||
+                !cJSON_AddStringToObject(m, "role", "system") || !cJSON_AddStringToObject(m, "content", ins->valuestring)))
+        return no_memory(e);
+    if (!input)
+        return openai_error(e, 400, "missing_required_parameter", "input", "Missing required parameter: 'input'.");
+    if (cJSON_IsString(input)) {
+        if (!(m = cJSON_CreateObject()) || !cJSON_AddItemToArray(msgs, m) ||
+            !cJSON_AddStringToObject(m, "role", "user") || !cJSON_AddStringToObject(m, "content", input->valuestring))
+            return no_memory(e);
+    } else if (cJSON_IsArray(input) && input->child) {
+        cJSON_ArrayForEach(it, input)
+            if ((rc = add_item(msgs, it, i++, e)))
+                return rc;
+    } else {
+        return openai_error(e, 400, cJSON_IsArray(input) ? "invalid_value" : "invalid_type", "input",
+                            "Invalid 'input': expected a string or a non-empty array of items, but got %s.",
+                            type_name(input));
+    }
+    if (mot && (!cJSON_IsNumber(mot) || !isfinite(mot->valuedouble) || mot->valuedouble != floor(mot->valuedouble)))
+        return openai_error(e, 400, "invalid_type", "max_output_tokens",
+                            "Invalid type for 'max_output_tokens': expected an integer, but got %s instead.",
+                            type_name(mot));
+    if (mot && mot->valuedouble < 1)
+        return openai_error(e, 400, "invalid_value", "max_output_tokens",
+                            "Invalid 'max_output_tokens': expected a value >= 1, but got %.17g instead.",
+                            mot->valuedouble);
+    if (!copy(chat, root, "model", NULL) || !copy(chat, root, "max_output_tokens", "max_completion_tokens") ||
+        !copy(chat, root, "temperature", NULL) || !copy(chat, root, "top_p", NULL) ||
+        !copy(chat, root, "stream", NULL) || !copy(chat, root, "parallel_tool_calls", NULL) ||
+        !copy(chat, root, "user", NULL))
+        return no_memory(e);
+    if ((rc = tools_of(root, chat, e)) || (rc = tool_choice_of(root, chat, e)))
+        return rc;
+    return 0;
+}
+
+int responses_parse(struct oai_request *r, const char *body, size_t len, const struct oai_config *c,
+                    struct oai_error *e)
+{
+    cJSON *chat = NULL;
+    char *text = NULL;
+    int rc;
+
+    /* The body passes chat's own checks of a body (UTF-8, NUL, depth, repeated keys, JSON,
+     * an object) so that its errors read the same; it is kept for the response's echoes. */
+    if ((rc = openai_parse_body(r, OAI_CHAT, body, len, e)))
+        return rc;
+    r->resp_root = r->root;
+    r->root = NULL;
+    if ((rc = check_refused(r->resp_root, e)))
+        return rc;
+    if (!(chat = cJSON_CreateObject()))
+        return no_memory(e);
+    if (!(rc = translate(r->resp_root, chat, e))) {
+        if (!(text = cJSON_PrintUnformatted(chat)))
+            rc = no_memory(e);
+        else
+            rc = openai_parse_chat(r, text, strlen(text), c, e);
+    }
+    r->responses = true;
+    cJSON_Delete(chat);
+    free(text);
+    return rc;
+}
+
+/* ---- rendering ---- */
+
+static void rand_hex(char *out, size_t n_bytes)
+{
+    unsigned char rnd[24];
+
+    if (n_bytes > sizeof rnd)
+        n_bytes = sizeof rnd;
+    if (getrandom(rnd, n_bytes, GRND_NONBLOCK) != (ssize_t)n_bytes)
+        memset(rnd, 0x5a, n_bytes);   /* ids need not be secret; the response id stays unique */
+    for (size_t i = 0; i < n_bytes; i++)
+        sprintf(out + 2 * i, "%02x", rnd[i]);
+}
+
+/* ---- rendering: written as text through json_out, like server/openai_render.c ---- */
+
+#define LIT(o, s) json_out_raw((o), (s), sizeof(s) - 1)
+
+static void str0(struct json_out *o, const char *s)
+{
+    json_out_str(o, s, s ? strlen(s) : 0);
+}
+
+/* A value of the request body as sent (tools, metadata, …): cJSON prints it. */
+static void raw_value(struct json_out *o, const cJSON *v)
+{
+    char *t = cJSON_PrintUnformatted(v);
+
+    if (!t) {
+        if (!o->err)
+            o->err = -ENOMEM;
+        return;
+    }
+    json_out_lit(o, t);
+    free(t);
+}
+
+/* ,"key": the body's value of key when present, else fallback (raw JSON text). */
+static void echo_field(struct json_out *o, const cJSON *root, const char *key, const char *fallback)
+{
+    const cJSON *v = get(root, key);
+
+    LIT(o, ",");
+    str0(o, key);
+    LIT(o, ":");
+    if (v)
+        raw_value(o, v);
+    else
+        json_out_lit(o, fallback);
+}
+
+static void text_part(struct json_out *o, const char *text, size_t len)
+{
+    LIT(o, "{\"type\":\"output_text\",\"text\":");
+    json_out_str(o, text ? text : "", len);
+    LIT(o, ",\"annotations\":[]}");
+}
+
+static void message_item(struct json_out *o, const char *id, const char *status, const char *text,
+                         size_t len, bool with_part)
+{
+    LIT(o, "{\"id\":");
+    str0(o, id);
+    LIT(o, ",\"type\":\"message\",\"status\":");
+    str0(o, status);
+    LIT(o, ",\"role\":\"assistant\",\"content\":[");
+    if (with_part)
+        text_part(o, text, len);
+    LIT(o, "]}");
+}
+
+static void call_item(struct json_out *o, const struct tool_call *t, const char *id, const char *status,
+                      bool with_args)
+{
+    LIT(o, "{\"id\":");
+    str0(o, id);
+    LIT(o, ",\"type\":\"function_call\",\"status\":");
+    str0(o, status);
+    LIT(o, ",\"call_id\":");
+    str0(o, t->id);
+    LIT(o, ",\"name\":");
+    str0(o, t->name);
+    LIT(o, ",\"arguments\":");
+    str0(o, with_args ? t->arguments : "");
+    LIT(o, "}");
+}
+
+static void usage_object(struct json_out *o, const struct oai_usage *u)
+{
+    LIT(o, "{\"input_tokens\":");
+    json_out_int(o, u->prompt_tokens);
+    LIT(o, ",\"input_tokens_details\":{\"cached_tokens\":");
+    json_out_int(o, u->cached_tokens);
+    LIT(o, "},\"output_tokens\":");
+    json_out_int(o, u->completion_tokens);
+    LIT(o, ",\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":");
+    json_out_int(o, (long long)u->prompt_tokens + u->completion_tokens);
+    LIT(o, "}");
+}
+
+/* The response object; out NULL: in progress, no output yet. msg_id names the message item,
+ * which the output holds when there is text or no call, or always with always_msg (a
+ * stream's final object: the stream opened the message). */
+static void response_object(struct json_out *o, const struct resp_head *h, const struct resp_output *out,
+                            const struct oai_usage *u, const char *msg_id, bool always_msg)
+{
+    const struct oai_request *q = h->req;
+    const cJSON *root = q->resp_root;
+    bool incomplete = out && out->finish_reason && !strcmp(out->finish_reason, "length");
+    bool first = true;
+
+    LIT(o, "{\"id\":");
+    str0(o, h->id);
+    LIT(o, ",\"object\":\"response\",\"created_at\":");
+    json_out_int(o, h->created_at);
+    LIT(o, ",\"status\":");
+    str0(o, !out ? "in_progress" : incomplete ? "incomplete" : "completed");
+    LIT(o, ",\"error\":null,\"incomplete_details\":");
+    if (incomplete)
+        LIT(o, "{\"reason\":\"max_output_tokens\"}");
+    else
+        LIT(o, "null");
+    echo_field(o, root, "instructions", "null");
+    echo_field(o, root, "max_output_tokens", "null");
+    LIT(o, ",\"model\":");
+    str0(o, h->model);
+    LIT(o, ",\"output\":[");
+    if (out) {
+        if (out->text_len || !out->num_calls) {
+            message_item(o, msg_id, incomplete ? "incomplete" : "completed", out->text, out->text_len, true);
+            first = false;
+        } else if (always_msg) {
+            message_item(o, msg_id, "completed", out->text, out->text_len, true);
+            first = false;
+        }
+        for (int i = 0; i < out->num_calls; i++) {
+            char id[40] = "fc_";
+
+            rand_hex(id + 3, 16);
+            if (!first)
+                LIT(o, ",");
+            first = false;
+            call_item(o, &out->calls[i], id, "completed", true);
+        }
+    }
+    LIT(o, "],\"parallel_tool_calls\":");
+    json_out_lit(o, q->parallel_tool_calls ? "true" : "false");
+    /* floats shown as the decimal the client meant (0.6, not 0.600000023841858) */
+    LIT(o, ",\"temperature\":");
+    json_out_num(o, round(q->params.temperature * 1e6) / 1e6);
+    LIT(o, ",\"top_p\":");
+    json_out_num(o, round(q->params.top_p * 1e6) / 1e6);
+    echo_field(o, root, "tool_choice", q->tools ? "\"auto\"" : "\"none\"");
+    echo_field(o, root, "tools", "[]");
+    LIT(o, ",\"text\":{\"format\":{\"type\":\"text\"}},\"truncation\":\"disabled\",\"store\":false,"
+           "\"previous_response_id\":null");
+    echo_field(o, root, "metadata", "{}");
+    LIT(o, ",\"usage\":");
+    if (out && u)
+        usage_object(o, u);
+    else
+        LIT(o, "null");
+    LIT(o, "}");
+}
+
+int responses_render(const struct resp_head *h, const struct resp_output *out, const struct oai_usage *u,
+                     size_t max_bytes, char **json, size_t *len)
+{
+    struct json_out o;
+    char msg_id[40] = "msg_";
+    int rc;
+
+    rand_hex(msg_id + 4, 16);
+    json_out_init(&o, max_bytes);
+    response_object(&o, h, out, u, msg_id, false);
+    *json = json_out_take(&o, len, &rc);
+    return rc;
+}
+
+void resp_stream_init(struct resp_stream *s)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->msg_id, sizeof s->msg_id, "msg_");
+    rand_hex(s->msg_id + 4, 16);
+}
+
+void resp_stream_fini(struct resp_stream *s)
+{
+    buf_fini(&s->text);
+    memset(s, 0, sizeof *s);
+}
+
+void resp_events_free(char **events, size_t *lens, int num)
+{
+    for (int i = 0; i < num; i++)
+        free(events[i]);
+    free(events);
+    free(lens);
+}
+
+/* A growing list of rendered events. */
+struct evlist {
+    char **ev;
+    size_t *lens;
+    int n, cap;
+    bool failed;
+};
+
+/* An event: {"type": type, then the body's fields (ev_begin … ev_end), then
+ * "sequence_number"}, as OpenAI orders them. */
+static void ev_begin(struct json_out *o, const char *type)
+{
+    json_out_init(o, 0);
+    LIT(o, "{\"type\":");
+    str0(o, type);
+}
+
+static void ev_end(struct evlist *l, struct resp_stream *s, struct json_out *o)
+{
+    char *json;
+    size_t len;
+
+    LIT(o, ",\"sequence_number\":");
+    json_out_int(o, s->seq++);
+    LIT(o, "}");
+    json = json_out_take(o, &len, NULL);
+    if (l->failed || !json) {
+        free(json);
+        l->failed = true;
+        return;
+    }
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 8;
+        char **ev = realloc(l->ev, (size_t)cap * sizeof *ev);
+        size_t *lens = ev ? realloc(l->lens, (size_t)cap * sizeof *lens) : NULL;
+
+        if (ev)
+            l->ev = ev;
+        if (lens)
+            l->lens = lens;
+        if (!ev || !lens) {
+            free(json);
+            l->failed = true;
+            return;
+        }
+        l->cap = cap;
+    }
+    l->ev[l->n] = json;
+    l->lens[l->n++] = len;
+}
+
+static int finish_list(struct evlist *l, char ***events, size_t **lens, int *num)
+{
+    if (l->failed) {
+        resp_events_free(l->ev, l->lens, l->n);
+        *events = NULL;
+        *lens = NULL;
+        *num = 0;
+        return -ENOMEM;
+    }
+    *events = l->ev;
+    *lens = l->lens;
+    *num = l->n;
+    return 0;
+}
+
+/* ,"item_id","output_index","content_index" of the message's text part. */
+static void part_ref(struct json_out *o, const struct resp_stream *s)
+{
+    LIT(o, ",\"item_id\":");
+    str0(o, s->msg_id);
+    LIT(o, ",\"output_index\":0,\"content_index\":0");
+}
+
+static void output_index(struct json_out *o, int i)
+{
+    LIT(o, ",\"output_index\":");
+    json_out_int(o, i);
+}
+
+int resp_stream_open(struct resp_stream *s, const struct resp_head *h, char ***events, size_t **lens,
+                     int *num)
+{
+    struct evlist l = { 0 };
+    struct json_out o;
+
+    ev_begin(&o, "response.created");
+    LIT(&o, ",\"response\":");
+    response_object(&o, h, NULL, NULL, s->msg_id, false);
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.in_progress");
+    LIT(&o, ",\"response\":");
+    response_object(&o, h, NULL, NULL, s->msg_id, false);
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.output_item.added");
+    output_index(&o, 0);
+    LIT(&o, ",\"item\":");
+    message_item(&o, s->msg_id, "in_progress", NULL, 0, false);
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.content_part.added");
+    part_ref(&o, s);
+    LIT(&o, ",\"part\":");
+    text_part(&o, "", 0);
+    ev_end(&l, s, &o);
+    return finish_list(&l, events, lens, num);
+}
+
+int resp_stream_delta(struct resp_stream *s, const char *text, size_t len, char ***events,
+                      size_t **lens, int *num)
+{
+    struct evlist l = { 0 };
+    struct json_out o;
+
+    if (len) {
+        if (buf_put(&s->text, text, len))
+            return -ENOMEM;
+        ev_begin(&o, "response.output_text.delta");
+        part_ref(&o, s);
+        LIT(&o, ",\"delta\":");
+        json_out_str(&o, text, len);
+        LIT(&o, ",\"logprobs\":[]");
+        ev_end(&l, s, &o);
+    }
+    return finish_list(&l, events, lens, num);
+}
+
+int resp_stream_close(struct resp_stream *s, const struct resp_head *h, const struct resp_output *out,
+                      const struct oai_usage *u, char ***events, size_t **lens, int *num)
+{
+    struct evlist l = { 0 };
+    struct json_out o;
+    bool incomplete = out->finish_reason && !strcmp(out->finish_reason, "length");
+    struct resp_output whole = *out;
+
+    ev_begin(&o, "response.output_text.done");
+    part_ref(&o, s);
+    LIT(&o, ",\"text\":");
+    json_out_str(&o, s->text.p ? s->text.p : "", s->text.len);
+    LIT(&o, ",\"logprobs\":[]");
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.content_part.done");
+    part_ref(&o, s);
+    LIT(&o, ",\"part\":");
+    text_part(&o, s->text.p, s->text.len);
+    ev_end(&l, s, &o);
+    ev_begin(&o, "response.output_item.done");
+    output_index(&o, 0);
+    LIT(&o, ",\"item\":");
+    message_item(&o, s->msg_id, incomplete ? "incomplete" : "completed", s->text.p, s->text.len, true);
+    ev_end(&l, s, &o);
+    for (int i = 0; i < out->num_calls; i++) {
+        const struct tool_call *t = &out->calls[i];
+        char id[40] = "fc_";
+
+        rand_hex(id + 3, 16);
+        ev_begin(&o, "response.output_item.added");
+        output_index(&o, i + 1);
+        LIT(&o, ",\"item\":");
+        call_item(&o, t, id, "in_progress", false);
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.function_call_arguments.delta");
+        LIT(&o, ",\"item_id\":");
+        str0(&o, id);
+        output_index(&o, i + 1);
+        LIT(&o, ",\"delta\":");
+        str0(&o, t->arguments);
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.function_call_arguments.done");
+        LIT(&o, ",\"item_id\":");
+        str0(&o, id);
+        output_index(&o, i + 1);
+        LIT(&o, ",\"arguments\":");
+        str0(&o, t->arguments);
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.output_item.done");
+        output_index(&o, i + 1);
+        LIT(&o, ",\"item\":");
+        call_item(&o, t, id, "completed", true);
+        ev_end(&l, s, &o);
+    }
+    /* The final object always carries the message item the stream opened. */
+    whole.text = s->text.p;
+    whole.text_len = s->text.len;
+    ev_begin(&o, incomplete ? "response.incomplete" : "response.completed");
+    LIT(&o, ",\"response\":");
+    response_object(&o, h, &whole, u, s->msg_id, true);
+    ev_end(&l, s, &o);
+    return finish_list(&l, events, lens, num);
+}

@@ -1,0 +1,239 @@
+/* test_responses.c — /v1/responses without the daemon: a Responses body becomes the chat
+ * request it means (messages, tools, tool_choice, limits), what a stateless server cannot
+ * do is refused by name, and the response object and event stream carry function_call
+ * items in OpenAI's shapes (expectations from OpenAI's API reference). */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/base/util.h"
+#include "server/responses.h"
+
+static const struct oai_config config = {
+    .served_model = "tiny", .max_model_len = 4096, .vocab_size = 512, .max_n = 4,
+    .max_stop_strings = 4, .max_stop_length = 16, .max_logprobs = 20,
+    .default_temperature = -1, .default_top_p = -1, .tool_parser = TOOL_PARSER_HERMES,
+};
+
+static struct oai_request req;
+static struct oai_error err;
+
+static int parse(const char *body)
+{
+    openai_request_fini(&req);
+    openai_request_init(&req);
+    memset(&err, 0, sizeof err);
+    return responses_parse(&req, body, strlen(body), &config, &err);
+}
+
+static const char *str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static const cJSON *msg(int i)
+{
+    return cJSON_GetArrayItem(req.messages, i);
+}
+
+START_TEST(a_body_becomes_the_chat_request_it_means)
+{
+    const cJSON *calls, *fn;
+
+    ck_assert_msg(parse("{\"model\":\"tiny\",\"instructions\":\"Be brief.\",\"input\":\"Hi\",\"max_output_tokens\":7,"
+                        "\"temperature\":0.5,\"top_p\":0.9}") == 0, "%s", err.message);
+    ck_assert(req.responses && req.kind == OAI_CHAT);
+    ck_assert_int_eq(cJSON_GetArraySize(req.messages), 2);
+    ck_assert_str_eq(str(msg(0), "role"), "system");
+    ck_assert_str_eq(str(msg(0), "content"), "Be brief.");
+    ck_assert_str_eq(str(msg(1), "role"), "user");
+    ck_assert_str_eq(str(msg(1), "content"), "Hi");
+    ck_assert(req.max_tokens_set);
+    ck_assert_int_eq(req.params.max_tokens, 7);
+    ck_assert_float_eq(req.params.temperature, 0.5f);
+
+    ck_assert_msg(parse("{\"input\":[{\"role\":\"developer\",\"content\":\"d\"},"
+                        "{\"type\":\"message\",\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"a\"},"
+                        "{\"type\":\"input_text\",\"text\":\"b\"}]},"
+                        "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{\\\"x\\\":1}\"},"
+                        "{\"type\":\"function_call\",\"call_id\":\"c2\",\"name\":\"g\",\"arguments\":\"{}\"},"
+                        "{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"one\"}],"
+                        "\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"parameters\":{\"type\":\"object\"}},"
+                        "{\"type\":\"function\",\"name\":\"g\"}],\"tool_choice\":\"auto\",\"parallel_tool_calls\":false}") == 0,
+                  "%s", err.message);
+    ck_assert_int_eq(cJSON_GetArraySize(req.messages), 4);
+    ck_assert_str_eq(str(msg(0), "role"), "system");              /* developer → system */
+    ck_assert_str_eq(str(msg(1), "content"), "a\nb");              /* parts joined as chat's */
+    calls = cJSON_GetObjectItemCaseSensitive(msg(2), "tool_calls");   /* both calls, one message */
+    ck_assert_int_eq(cJSON_GetArraySize(calls), 2);
+    fn = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(calls, 0), "function");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(calls, 0), "id"), "c1");
+    ck_assert(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(fn, "arguments")));   /* decoded for the template */
+    ck_assert_str_eq(str(msg(3), "role"), "tool");
+    ck_assert_str_eq(str(msg(3), "tool_call_id"), "c1");
+    ck_assert_int_eq(cJSON_GetArraySize(req.tools), 2);
+    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(req.tools, 0), "function"), "name"), "f");
+    ck_assert_int_eq(req.tool_choice, OAI_TOOLS_AUTO);
+    ck_assert(!req.parallel_tool_calls);
+
+    /* a named function is chat's {"type", "function": {"name"}}, and needs the grammar */
+    ck_assert_int_lt(parse("{\"input\":\"a\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}],"
+                           "\"tool_choice\":{\"type\":\"function\",\"name\":\"f\"}}"), 0);
+    ck_assert_str_eq(err.param, "tool_choice");
+    ck_assert_ptr_nonnull(strstr(err.message, "structured outputs"));
+}
+END_TEST
+
+START_TEST(what_needs_state_or_a_schema_is_refused_by_name)
+{
+    static const struct { const char *body, *param; int status; } bad[] = {
+        { "{\"input\":\"a\",\"previous_response_id\":\"resp_1\"}", "previous_response_id", 400 },
+        { "{\"input\":\"a\",\"store\":true}", "store", 400 },
+        { "{\"input\":\"a\",\"background\":true}", "background", 400 },
+        { "{\"input\":\"a\",\"conversation\":\"c\"}", "conversation", 400 },
+        { "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_object\"}}}", "text.format", 400 },
+        { "{\"input\":\"a\",\"reasoning\":{\"effort\":\"low\"}}", "reasoning", 400 },
+        { "{\"input\":\"a\",\"include\":[\"x\"]}", "include", 400 },
+        { "{\"input\":\"a\",\"truncation\":\"auto\"}", "truncation", 400 },
+        { "{\"input\":\"a\",\"tools\":[{\"type\":\"file_search\"}]}", "tools", 400 },
+        { "{\"input\":[{\"type\":\"input_image\"}]}", "input", 400 },
+        { "{\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_image\",\"image_url\":\"x\"}]}]}", "input", 400 },
+        { "{\"input\":[]}", "input", 400 },
+        { "{\"input\":5}", "input", 400 },
+        { "{\"input\":\"a\",\"max_output_tokens\":1.5}", "max_output_tokens", 400 },
+        { "{\"input\":\"a\",\"instructions\":[1]}", "instructions", 400 },
+        { "{\"input\":\"a\",\"temperature\":3}", "temperature", 400 },
+        { "{\"input\":\"a\",\"model\":\"gpt-4o\"}", "model", 404 },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        ck_assert_msg(parse(bad[i].body) < 0, "accepted: %s", bad[i].body);
+        ck_assert_msg(err.status == bad[i].status && !strcmp(err.param, bad[i].param), "%s: %d '%s' (%s)",
+                      bad[i].body, err.status, err.param, err.message);
+    }
+    ck_assert_int_eq(parse("{\"input\":\"a\",\"store\":false,\"truncation\":\"disabled\",\"include\":[],"
+                           "\"text\":{\"format\":{\"type\":\"text\"}},\"metadata\":{\"k\":\"v\"}}"), 0);
+}
+END_TEST
+
+START_TEST(calls_render_as_function_call_items)
+{
+    struct tool_call calls[] = { { "chatcmpl-tool-1", "get_weather", "{\"city\":\"Paris\"}" } };
+    struct oai_usage u = { 10, 3, 0 };
+    struct resp_head h = { "resp_x", 5, "tiny", &req };
+    struct resp_output out = { "", 0, calls, 1, "tool_calls" };
+    size_t len;
+    char *s;
+    cJSON *o, *item;
+
+    ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"get_weather\"}],"
+                           "\"metadata\":{\"k\":\"v\"}}"), 0);
+    ck_assert_int_eq(responses_render(&h, &out, &u, 0, &s, &len), 0);
+    o = cJSON_Parse(s);
+    ck_assert_str_eq(str(o, "status"), "completed");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "output")), 1);  /* no empty message */
+    item = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "output"), 0);
+    ck_assert_str_eq(str(item, "type"), "function_call");
+    ck_assert_str_eq(str(item, "call_id"), "chatcmpl-tool-1");
+    ck_assert_str_eq(str(item, "name"), "get_weather");
+    ck_assert_str_eq(str(item, "arguments"), "{\"city\":\"Paris\"}");
+    ck_assert_int_eq(strncmp(str(item, "id"), "fc_", 3), 0);
+    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(o, "metadata"), "k"), "v");
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "usage"), "total_tokens")->valueint, 13);
+    cJSON_Delete(o);
+    free(s);
+
+    /* cut by max_output_tokens: incomplete, with the reason */
+    out = (struct resp_output){ "Hel", 3, NULL, 0, "length" };
+    ck_assert_int_eq(responses_render(&h, &out, &u, 0, &s, &len), 0);
+    o = cJSON_Parse(s);
+    ck_assert_str_eq(str(o, "status"), "incomplete");
+    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(o, "incomplete_details"), "reason"), "max_output_tokens");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "output"), 0), "content"), 0), "text"), "Hel");
+    cJSON_Delete(o);
+    free(s);
+}
+END_TEST
+
+START_TEST(the_stream_sends_the_calls_after_the_message_then_completed)
+{
+    static const char *const want[] = {
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    };
+    struct tool_call calls[] = { { "chatcmpl-tool-1", "f", "{\"a\":1}" } };
+    struct oai_usage u = { 4, 2, 0 };
+    struct resp_head h = { "resp_y", 5, "tiny", &req };
+    struct resp_output out = { NULL, 0, calls, 1, "tool_calls" };
+    struct resp_stream rs;
+    char **ev;
+    size_t *lens;
+    int n, k = 0;
+    cJSON *last = NULL;
+
+    ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}"), 0);
+    resp_stream_init(&rs);
+    for (int step = 0; step < 3; step++) {
+        int rc = step == 0 ? resp_stream_open(&rs, &h, &ev, &lens, &n)
+               : step == 1 ? resp_stream_delta(&rs, "Let me", 6, &ev, &lens, &n)
+                           : resp_stream_close(&rs, &h, &out, &u, &ev, &lens, &n);
+
+        ck_assert_int_eq(rc, 0);
+        for (int i = 0; i < n; i++) {
+            cJSON *o = cJSON_ParseWithLength(ev[i], lens[i]);
+
+            ck_assert_ptr_nonnull(o);
+            ck_assert_int_lt(k, (int)ARRAY_LEN(want));
+            ck_assert_str_eq(str(o, "type"), want[k]);
+            ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(o, "sequence_number")->valueint, k);
+            if (!strcmp(want[k], "response.function_call_arguments.done"))
+                ck_assert_str_eq(str(o, "arguments"), "{\"a\":1}");
+            k++;
+            cJSON_Delete(last);
+            last = o;
+        }
+        resp_events_free(ev, lens, n);
+    }
+    ck_assert_int_eq(k, (int)ARRAY_LEN(want));
+    /* the final object: the message that was streamed, then the call */
+    {
+        const cJSON *output = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(last, "response"), "output");
+
+        ck_assert_int_eq(cJSON_GetArraySize(output), 2);
+        ck_assert_str_eq(str(cJSON_GetArrayItem(output, 0), "id"), rs.msg_id);
+        ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "function_call");
+    }
+    cJSON_Delete(last);
+    resp_stream_fini(&rs);
+}
+END_TEST
+
+static void setup(void)
+{
+    openai_request_init(&req);
+}
+
+static void teardown(void)
+{
+    openai_request_fini(&req);
+}
+
+Suite *responses_suite(void)
+{
+    Suite *s = suite_create("responses");
+    TCase *tc = tcase_create("responses");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, a_body_becomes_the_chat_request_it_means);
+    tcase_add_test(tc, what_needs_state_or_a_schema_is_refused_by_name);
+    tcase_add_test(tc, calls_render_as_function_call_items);
+    tcase_add_test(tc, the_stream_sends_the_calls_after_the_message_then_completed);
+    suite_add_tcase(s, tc);
+    return s;
+}
