@@ -7,13 +7,17 @@
  * BN cache rows found through the block table (cp.async, two stages). When the batch
  * alone would not fill the GPU (few requests, long contexts), the keys of each tile are
  * split over gridDim.z blocks that write partial results (flash-decoding); a second kernel
- * merges them. Everything batch-dependent is read on the device; grid sizes depend only on
+ * merges them. An fp8 cache streams its e4m3 bytes the same way into a staging area and
+ * each tile is widened to bf16 (exactly) in shared memory before the mma; the layer's
+ * k_scale is folded into the softmax scale and v_scale into the output, which is the same
+ * as multiplying every element and rounds nothing more. Everything batch-dependent is read on the device; grid sizes depend only on
  * the padded counts and max_seq_len, so a captured graph replays any batch of its size.
  * CPU twin: engine/cpu/attention.c. */
 #include <math.h>
 
 #include "engine/base/util.h"   /* MIN, MAX */
 #include "kernels/common.cuh"
+#include "kernels/fp8.cuh"      /* fp8x2_to_bf162 */
 
 #define ATTN_MAX_SPLITS 64
 #define LOG2E 1.4426950408889634f
@@ -22,7 +26,7 @@
 struct attn_args {
     bf16 *out;                 /* [num_tokens, H * D] */
     const bf16 *q;             /* [num_tokens, q_stride], head h at h * D */
-    const bf16 *k_cache, *v_cache;
+    const void *k_cache, *v_cache;            /* bf16, or e4m3 bytes (the FP8 kernels) */
     const int32_t *qsl, *seq_lens, *block_table;  /* block_table: this group's rows */
     float *part_o;             /* [splits, num_tokens, H, D] unnormalized partial outputs */
     float2 *part_ml;           /* [splits, num_tokens, H] (running max in log2 units, sum) */
@@ -31,7 +35,8 @@ struct attn_args {
     int H, KVH, G, D;
     int block_size, num_blocks;
     int window, num_splits;
-    float scale, scale_log2, softcap;
+    float scale, scale_log2, softcap;         /* scale: the softmax scale times k_scale */
+    float v_scale;                            /* the output's factor: 1, or the fp8 v_scale */
 };
 
 /* ---- tensor-core and async-copy primitives (sm_80+ PTX) ---- */
@@ -42,6 +47,16 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool va
     int bytes = valid ? 16 : 0;   /* 0: nothing is read, the 16 bytes are zero-filled */
 
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
+                 "r"(bytes));
+}
+
+/* 8 bytes (8 e4m3 codes); .ca because .cg copies 16-byte units only */
+__device__ __forceinline__ void cp_async8(void *smem, const void *gmem, bool valid)
+{
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
+    int bytes = valid ? 8 : 0;
+
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s), "l"(gmem),
                  "r"(bytes));
 }
 
@@ -96,15 +111,19 @@ __device__ __forceinline__ long long tile_start(const attn_args &a, int r)
     return (long long)a.qsl[r] * a.G / BM + r;
 }
 
-template <int HD, int WARPS, int BN>
+/* bf16: Q, then K and V tiles in two stages each. FP8: Q, one bf16 K and V tile (widened
+ * from the e4m3 stage in use, so one is enough), then the e4m3 K and V tiles in two stages. */
+template <int HD, int WARPS, int BN, bool FP8>
 constexpr size_t attn_smem_bytes()
 {
-    return (size_t)(WARPS * 16 + 4 * BN) * (HD + 8) * sizeof(bf16);
+    return (size_t)(WARPS * 16 + (FP8 ? 2 : 4) * BN) * (HD + 8) * sizeof(bf16) +
+           (FP8 ? (size_t)4 * BN * HD : 0);
 }
 
 /* grid (ceil(num_tokens * G / BM) + num_reqs + 1, KVH, num_splits), block WARPS * 32.
- * HD: head_dim rounded up to a power of two >= 32 (the extra dims are zero-filled). */
-template <int HD, int WARPS, int BN>
+ * HD: head_dim rounded up to a power of two >= 32 (the extra dims are zero-filled).
+ * FP8: the cache holds e4m3 codes (one byte an element). */
+template <int HD, int WARPS, int BN, bool FP8>
 __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant__ attn_args a)
 {
     constexpr int BM = WARPS * 16, NT = WARPS * 32, LDS = HD + 8;  /* padded rows: no bank conflicts */
@@ -115,7 +134,9 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
     constexpr bool Q_IN_REGS = HD <= 128;
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ long long s_off[2][BN];    /* cache element offset of each key row, -1 = none */
-    bf16 *sQ = reinterpret_cast<bf16 *>(smem), *sK = sQ + BM * LDS, *sV = sK + 2 * BN * LDS;
+    constexpr int KST = FP8 ? 1 : 2;      /* bf16 K/V stages */
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem), *sK = sQ + BM * LDS, *sV = sK + KST * BN * LDS;
+    uint8_t *rK = reinterpret_cast<uint8_t *>(sV + KST * BN * LDS), *rV = rK + 2 * BN * HD;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g8 = lane >> 2, t4 = lane & 3;
@@ -189,13 +210,45 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
         }
     };
     auto load_kv = [&](int st) {
+        if (FP8) {
+            /* chunks of 8 codes, 8 bytes, into the stage's e4m3 tile (rows HD bytes) */
+            const uint8_t *kc = static_cast<const uint8_t *>(a.k_cache);
+            const uint8_t *vc = static_cast<const uint8_t *>(a.v_cache);
+            uint8_t *dk = rK + st * BN * HD, *dv = rV + st * BN * HD;
+            for (int idx = tid; idx < BN * CPR; idx += NT) {
+                int kk = idx / CPR, c = idx % CPR;
+                long long off = s_off[st][kk];
+                bool ok = off >= 0 && c * 8 < a.D;
+                cp_async8(dk + kk * HD + c * 8, ok ? kc + off + c * 8 : kc, ok);
+                cp_async8(dv + kk * HD + c * 8, ok ? vc + off + c * 8 : vc, ok);
+            }
+            return;
+        }
+        const bf16 *kc = static_cast<const bf16 *>(a.k_cache);
+        const bf16 *vc = static_cast<const bf16 *>(a.v_cache);
         bf16 *dk = sK + st * BN * LDS, *dv = sV + st * BN * LDS;
         for (int idx = tid; idx < BN * CPR; idx += NT) {
             int kk = idx / CPR, c = idx % CPR;
             long long off = s_off[st][kk];
             bool ok = off >= 0 && c * 8 < a.D;
-            cp_async16(dk + kk * LDS + c * 8, ok ? a.k_cache + off + c * 8 : a.k_cache, ok);
-            cp_async16(dv + kk * LDS + c * 8, ok ? a.v_cache + off + c * 8 : a.v_cache, ok);
+            cp_async16(dk + kk * LDS + c * 8, ok ? kc + off + c * 8 : kc, ok);
+            cp_async16(dv + kk * LDS + c * 8, ok ? vc + off + c * 8 : vc, ok);
+        }
+    };
+    /* FP8: the e4m3 tile of stage st widened to bf16 (exact) into sK and sV; zero-filled
+     * chunks (code 0) become +0 as the bf16 path's do */
+    auto widen_kv = [&](int st) {
+        const uint8_t *rk = rK + st * BN * HD, *rv = rV + st * BN * HD;
+        for (int idx = tid; idx < BN * CPR; idx += NT) {
+            int kk = idx / CPR, c = idx % CPR;
+            uint2 k8 = *reinterpret_cast<const uint2 *>(rk + kk * HD + c * 8);
+            uint2 v8 = *reinterpret_cast<const uint2 *>(rv + kk * HD + c * 8);
+            __nv_bfloat162 kb[4] = { fp8x2_to_bf162((uint16_t)k8.x), fp8x2_to_bf162((uint16_t)(k8.x >> 16)),
+                                     fp8x2_to_bf162((uint16_t)k8.y), fp8x2_to_bf162((uint16_t)(k8.y >> 16)) };
+            __nv_bfloat162 vb[4] = { fp8x2_to_bf162((uint16_t)v8.x), fp8x2_to_bf162((uint16_t)(v8.x >> 16)),
+                                     fp8x2_to_bf162((uint16_t)v8.y), fp8x2_to_bf162((uint16_t)(v8.y >> 16)) };
+            *reinterpret_cast<uint4 *>(sK + kk * LDS + c * 8) = *reinterpret_cast<const uint4 *>(kb);
+            *reinterpret_cast<uint4 *>(sV + kk * LDS + c * 8) = *reinterpret_cast<const uint4 *>(vb);
         }
     };
 
@@ -230,6 +283,11 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
             load_kv(st ^ 1);
             cp_async_commit();
         }
+        if (FP8) {
+            /* sK/sV's last readers (the previous tile's mma) passed the barrier above */
+            widen_kv(st);
+            __syncthreads();
+        }
         if (Q_IN_REGS && tile == tb) {
 #pragma unroll
             for (int kt = 0; kt < (Q_IN_REGS ? KT : 1); kt++)
@@ -238,7 +296,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
         if (!warp_active)
             continue;
 
-        const bf16 *k_st = sK + st * BN * LDS, *v_st = sV + st * BN * LDS;
+        const bf16 *k_st = sK + (FP8 ? 0 : st) * BN * LDS, *v_st = sV + (FP8 ? 0 : st) * BN * LDS;
 
         /* S = Q · Kᵀ for this warp's 16 rows and BN keys */
         float s[NS][4];
@@ -341,7 +399,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
             continue;
         int tok = qs + (int)(rho / a.G), head = kvh * a.G + (int)(rho % a.G);
         if (a.num_splits == 1) {
-            float inv = l[rr] > 0.0f ? 1.0f / l[rr] : 0.0f;
+            float inv = l[rr] > 0.0f ? a.v_scale / l[rr] : 0.0f;
             bf16 *dst = a.out + (size_t)tok * a.H * a.D + (size_t)head * a.D;
 #pragma unroll
             for (int j = 0; j < NO; j++) {
@@ -360,7 +418,8 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
                 for (int j = 0; j < NO; j++) {
                     int d = j * 8 + t4 * 2;
                     if (d < a.D)
-                        *reinterpret_cast<float2 *>(dst + d) = make_float2(o[j][2 * rr], o[j][2 * rr + 1]);
+                        *reinterpret_cast<float2 *>(dst + d) =
+                            make_float2(o[j][2 * rr] * a.v_scale, o[j][2 * rr + 1] * a.v_scale);
                 }
             }
         }
@@ -456,13 +515,16 @@ int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_att
 }
 
 template <int HD, int WARPS, int BN>
-static int attn_launch(const attn_args &a, cudaStream_t s)
+static int attn_launch(const attn_args &a, bool fp8, cudaStream_t s)
 {
     constexpr int BM = WARPS * 16;
     dim3 grid((unsigned int)(((long long)a.num_tokens * a.G + BM - 1) / BM + a.num_reqs + 1),
               a.KVH, a.num_splits);
 
-    attn_kernel<HD, WARPS, BN><<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN>(), s>>>(a);
+    if (fp8)
+        attn_kernel<HD, WARPS, BN, true><<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, true>(), s>>>(a);
+    else
+        attn_kernel<HD, WARPS, BN, false><<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, false>(), s>>>(a);
     if (!CUDA_OK(cudaGetLastError()))
         return -EIO;
     if (a.num_splits > 1) {
@@ -476,9 +538,12 @@ static int attn_launch(const attn_args &a, cudaStream_t s)
 template <int HD, int WARPS, int BN>
 static bool attn_set_smem(void)
 {
-    return CUDA_OK(cudaFuncSetAttribute(attn_kernel<HD, WARPS, BN>,
+    return CUDA_OK(cudaFuncSetAttribute(attn_kernel<HD, WARPS, BN, false>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)attn_smem_bytes<HD, WARPS, BN>()));
+                                        (int)attn_smem_bytes<HD, WARPS, BN, false>())) &&
+           CUDA_OK(cudaFuncSetAttribute(attn_kernel<HD, WARPS, BN, true>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)attn_smem_bytes<HD, WARPS, BN, true>()));
 }
 
 /* Raises the shared-memory limit of every instantiation once, at backend creation (never
@@ -492,14 +557,14 @@ int attention_cuda_init(void)
     return ok ? 0 : -EIO;
 }
 
-int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
-                   const bf16 *v_cache, const struct cuda_attn_batch *b,
+int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const void *k_cache,
+                   const void *v_cache, const struct cuda_attn_batch *b,
                    const struct cuda_attn_params *p, const struct attn_workspace *ws,
                    cudaStream_t s)
 {
     const struct cuda_cache_layout *l = &p->cache;
     int D = p->head_dim;
-    bool decode = attn_block_m(b) == 16;
+    bool decode = attn_block_m(b) == 16, fp8 = l->dtype == CUDA_KV_FP8_E4M3;
     attn_args a = {};
 
     if (D <= 0 || D % 8 || D > 256 || p->num_kv_heads <= 0 || p->num_heads % p->num_kv_heads ||
@@ -507,6 +572,10 @@ int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
         l->num_blocks <= 0 || (b->num_reqs > 0 && !b->block_table) || q_stride % 8 ||
         q_stride < p->num_heads * D || !aligned16(q) || !aligned16(k_cache) ||
         !aligned16(v_cache) || b->num_reqs < 0 || b->num_tokens < 0 || b->max_blocks_per_req < 0)
+        return -EINVAL;
+    if (l->dtype != CUDA_KV_BF16 &&
+        !(fp8 && isfinite(l->k_scale) && l->k_scale > 0.0f && isfinite(l->v_scale) &&
+          l->v_scale > 0.0f))
         return -EINVAL;
     if (b->num_tokens == 0)
         return 0;
@@ -528,8 +597,10 @@ int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
     a.block_size = l->block_size;
     a.num_blocks = l->num_blocks;
     a.window = p->window;
-    a.scale = p->scale;
-    a.scale_log2 = p->scale * LOG2E;
+    /* fp8: q · (k8 * k_scale) * scale == (q · k8) * (scale * k_scale), and likewise v */
+    a.scale = fp8 ? p->scale * l->k_scale : p->scale;
+    a.scale_log2 = a.scale * LOG2E;
+    a.v_scale = fp8 ? l->v_scale : 1.0f;
     a.softcap = p->softcap;
     a.num_splits = attention_cuda_splits(b, p, ws);
     if (a.num_splits > 1) {
@@ -540,10 +611,10 @@ int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
     /* decodes: one-warp blocks with 32-key tiles, half the shared memory of 64-key ones, so
      * that twice as many blocks (each waiting on its own loads) fit on an SM */
     if (D <= 32)
-        return decode ? attn_launch<32, 1, 32>(a, s) : attn_launch<32, 4, 64>(a, s);
+        return decode ? attn_launch<32, 1, 32>(a, fp8, s) : attn_launch<32, 4, 64>(a, fp8, s);
     if (D <= 64)
-        return decode ? attn_launch<64, 1, 32>(a, s) : attn_launch<64, 4, 64>(a, s);
+        return decode ? attn_launch<64, 1, 32>(a, fp8, s) : attn_launch<64, 4, 64>(a, fp8, s);
     if (D <= 128)
-        return decode ? attn_launch<128, 1, 32>(a, s) : attn_launch<128, 4, 64>(a, s);
-    return decode ? attn_launch<256, 1, 32>(a, s) : attn_launch<256, 4, 32>(a, s);
+        return decode ? attn_launch<128, 1, 32>(a, fp8, s) : attn_launch<128, 4, 64>(a, fp8, s);
+    return decode ? attn_launch<256, 1, 32>(a, fp8, s) : attn_launch<256, 4, 32>(a, fp8, s);
 }

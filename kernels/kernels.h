@@ -27,10 +27,21 @@ typedef uint16_t bf16;         /* the bits of a bfloat16: C code only moves them
  * kernels/ sees nothing of the engine (scripts/check-includes.sh): the CUDA backend
  * (engine/cuda/cuda_params.c) fills these from engine/backend.h's structs. */
 
+/* What one element of the paged cache is. Zero is bf16, so that a layout filled with the
+ * four sizes alone is the bf16 cache it always was. */
+enum cuda_kv_dtype {
+    CUDA_KV_BF16 = 0,
+    CUDA_KV_FP8_E4M3 = 1,      /* float8_e4m3fn: x / scale written, e4m3 * scale read */
+};
+
 /* Paged cache of one layer, K and V alike: [num_blocks, block_size, num_kv_heads, head_dim];
- * slot s is block s / block_size, row s % block_size. */
+ * slot s is block s / block_size, row s % block_size. For fp8, k_scale and v_scale are the
+ * layer's per-tensor scales (finite, > 0), as engine/cpu/cache_update.c applies them:
+ * the cache holds e4m3(x / scale), round to nearest even, saturated to +-448. */
 struct cuda_cache_layout {
     int num_blocks, block_size, num_kv_heads, head_dim;
+    enum cuda_kv_dtype dtype;
+    float k_scale, v_scale;    /* fp8 only */
 };
 
 struct cuda_rope_params {
@@ -111,11 +122,12 @@ int rope_cuda(bf16 *q, bf16 *k, const int32_t *positions, int n,
 
 /* Kernel 1 of an attention layer: the K and V rows of token i (k, v: [n, rows kv_stride
  * apart, num_kv_heads * head_dim]) go to slot slot_mapping[i] of k_cache and v_cache
- * ([num_blocks, block_size, num_kv_heads, head_dim]). A negative slot (the scheduler's
- * KV_PADDING_SLOT, -1), or any slot outside the cache, writes nothing; no other slot is
- * touched. */
+ * ([num_blocks, block_size, num_kv_heads, head_dim] of l->dtype: bf16 copied, fp8 quantized
+ * with the layout's scales, bit for bit as engine/cpu/cache_update.c). A negative slot (the
+ * scheduler's KV_PADDING_SLOT, -1), or any slot outside the cache, writes nothing; no other
+ * slot is touched. An fp8 scale that is not finite and > 0 is -EINVAL. */
 int cache_update_cuda(const bf16 *k, const bf16 *v, int kv_stride, const int64_t *slot_mapping,
-                      int n, bf16 *k_cache, bf16 *v_cache, const struct cuda_cache_layout *l,
+                      int n, void *k_cache, void *v_cache, const struct cuda_cache_layout *l,
                       cudaStream_t s);
 
 /* The default path of an attention layer (runner option fused_rope_cache): rope_cuda of q
@@ -125,7 +137,7 @@ int cache_update_cuda(const bf16 *k, const bf16 *v, int kv_stride, const int64_t
  * must match the layout's. */
 int rope_cache_update_cuda(bf16 *q, bf16 *k, const bf16 *v, const int32_t *positions,
                            const int64_t *slot_mapping, int n, const struct cuda_rope_params *p,
-                           bf16 *k_cache, bf16 *v_cache, const struct cuda_cache_layout *l,
+                           void *k_cache, void *v_cache, const struct cuda_cache_layout *l,
                            cudaStream_t s);
 
 /* ---- attention.cu ---- */
@@ -143,9 +155,12 @@ struct attn_workspace {
  * any mix of prefill chunks and decodes (query_start_loc, seq_lens), causal within each
  * request's new tokens, GQA, optional window and soft-cap; rows of padding requests
  * (seq_len 0) and after the last request are zeros. head_dim: a multiple of 8, <= 256.
- * Long contexts with few requests split the keys over thread blocks and reduce after. */
-int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const bf16 *k_cache,
-                   const bf16 *v_cache, const struct cuda_attn_batch *b,
+ * Long contexts with few requests split the keys over thread blocks and reduce after.
+ * An fp8 cache (p->cache.dtype) is read as e4m3 and widened to bf16 exactly; its scales
+ * multiply the logits (k_scale) and the output (v_scale), which equals attention over the
+ * dequantized K and V. */
+int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const void *k_cache,
+                   const void *v_cache, const struct cuda_attn_batch *b,
                    const struct cuda_attn_params *p, const struct attn_workspace *ws,
                    cudaStream_t s);
 

@@ -10,6 +10,7 @@
 #define OSPREY_KERNELS_ROPE_CUH
 
 #include "kernels/common.cuh"
+#include "kernels/fp8.cuh"   /* fp8_store_vec: the fused write to an fp8 cache */
 
 #define ROPE_THREADS 128
 
@@ -24,8 +25,10 @@ struct rope_args {
     float mscale;              /* cos and sin times this */
     /* fused cache write (k_cache NULL: plain rope) */
     const int64_t *slot_mapping;
-    bf16 *k_cache, *v_cache;
+    void *k_cache, *v_cache;   /* bf16, or e4m3 bytes when fp8 */
     long long num_slots;
+    bool fp8;                  /* the cache holds e4m3(x / k_scale or v_scale) */
+    float k_scale, v_scale;
 };
 
 /* Rotates VEC pairs x[i..i+VEC) and x[half+i..) in registers. */
@@ -67,6 +70,17 @@ __device__ __forceinline__ void store_vec(bf16 *p, const float *v)
     }
 }
 
+/* VEC values to element `at` of a cache: bf16, or e4m3(x / scale) when fp8. */
+template <int VEC>
+__device__ __forceinline__ void store_cache_vec(void *cache, size_t at, const float *v, bool fp8,
+                                                float scale)
+{
+    if (fp8)
+        fp8_store_vec<VEC>(static_cast<uint8_t *>(cache) + at, v, scale);
+    else
+        store_vec<VEC>(static_cast<bf16 *>(cache) + at, v);
+}
+
 /* grid (n, ceil(heads * chunks / ROPE_THREADS)): blockIdx.x is the token, the threads its
  * (head, chunk) pairs. Heads [0, H) are q, [H, H + KV) k, and, when FUSED, [H + KV,
  * H + 2 KV) v (copied to the cache, not rotated). */
@@ -89,11 +103,11 @@ __global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(const rope_args a)
         if (slot < 0 || slot >= a.num_slots)
             return;
         const bf16 *src = a.v + (size_t)t * a.stride + (size_t)kvh * a.head_dim;
-        bf16 *dst = a.v_cache + ((size_t)slot * a.num_kv_heads + kvh) * a.head_dim;
+        size_t dst = ((size_t)slot * a.num_kv_heads + kvh) * a.head_dim;
         load_vec<VEC>(lo, src + i);
         load_vec<VEC>(hi, src + half + i);
-        store_vec<VEC>(dst + i, lo);
-        store_vec<VEC>(dst + half + i, hi);
+        store_cache_vec<VEC>(a.v_cache, dst + i, lo, a.fp8, a.v_scale);
+        store_cache_vec<VEC>(a.v_cache, dst + half + i, hi, a.fp8, a.v_scale);
         return;
     }
 
@@ -129,9 +143,17 @@ __global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(const rope_args a)
         int64_t slot = a.slot_mapping[t];
         if (slot < 0 || slot >= a.num_slots)
             return;
-        bf16 *dst = a.k_cache + ((size_t)slot * a.num_kv_heads + hh) * a.head_dim;
-        store_vec<VEC>(dst + at_lo, lo);
-        store_vec<VEC>(dst + at_hi, hi);
+        size_t dst = ((size_t)slot * a.num_kv_heads + hh) * a.head_dim;
+        /* fp8: the rotated k is rounded to bf16 first, as the unfused path's k rows are */
+        if (a.fp8) {
+#pragma unroll
+            for (int j = 0; j < VEC; j++) {
+                lo[j] = __bfloat162float(__float2bfloat16(lo[j]));
+                hi[j] = __bfloat162float(__float2bfloat16(hi[j]));
+            }
+        }
+        store_cache_vec<VEC>(a.k_cache, dst + at_lo, lo, a.fp8, a.k_scale);
+        store_cache_vec<VEC>(a.k_cache, dst + at_hi, hi, a.fp8, a.k_scale);
     }
 }
 

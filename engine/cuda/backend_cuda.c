@@ -294,10 +294,12 @@ static int cu_cache_update(struct backend *be, const void *k, const void *v, int
                            const struct cache_layout *l)
 {
     struct backend_cuda *cu = cuda__of(be);
-    struct cuda_cache_layout kl = cuda__cache_layout(l);
+    struct cuda_cache_layout kl;
 
     if (cu->dead)
         return -EIO;
+    if (cuda__cache_layout(&kl, l))
+        return -EINVAL;
     return cuda__status(cu, cache_update_cuda(k, v, kv_stride, slot_mapping, n, k_cache, v_cache,
                                               &kl, cu->stream));
 }
@@ -309,10 +311,12 @@ static int cu_rope_cache_update(struct backend *be, void *q, void *k, const void
 {
     struct backend_cuda *cu = cuda__of(be);
     struct cuda_rope_params kp = cuda__rope_params(p);
-    struct cuda_cache_layout kl = cuda__cache_layout(l);
+    struct cuda_cache_layout kl;
 
     if (cu->dead)
         return -EIO;
+    if (cuda__cache_layout(&kl, l))
+        return -EINVAL;
     return cuda__status(cu, rope_cache_update_cuda(q, k, v, positions, slot_mapping, n, &kp,
                                                    k_cache, v_cache, &kl, cu->stream));
 }
@@ -322,12 +326,12 @@ static int cu_attention(struct backend *be, void *out, const void *q, int q_stri
                         int group, const struct attn_params *p)
 {
     struct backend_cuda *cu = cuda__of(be);
-    struct cuda_attn_params kp = cuda__attn_params(p);
+    struct cuda_attn_params kp;
     struct cuda_attn_batch kb;
 
     if (cu->dead)
         return -EIO;
-    if (cuda__attn_batch(&kb, b, group))
+    if (cuda__attn_params(&kp, p) || cuda__attn_batch(&kb, b, group))
         return -EINVAL;
     return cuda__status(cu, attention_cuda(out, q, q_stride, k_cache, v_cache, &kb, &kp,
                                            &cu->attn, cu->stream));

@@ -93,10 +93,11 @@ static inline int cuda__status(struct backend_cuda *cu, int rc)
 }
 
 /* cuda_params.c: the kernels' structs from the backend's. cuda__attn_batch returns -EINVAL
- * for a group the batch does not have. */
-struct cuda_cache_layout cuda__cache_layout(const struct cache_layout *l);
+ * for a group the batch does not have; cuda__cache_layout and cuda__attn_params for a cache
+ * dtype the kernels do not hold (bf16 and fp8 e4m3 they do). */
+int cuda__cache_layout(struct cuda_cache_layout *out, const struct cache_layout *l);
 struct cuda_rope_params cuda__rope_params(const struct rope_params *p);
-struct cuda_attn_params cuda__attn_params(const struct attn_params *p);
+int cuda__attn_params(struct cuda_attn_params *out, const struct attn_params *p);
 int cuda__attn_batch(struct cuda_attn_batch *out, const struct bk_batch *b, int group);
 void cuda__sample_result(struct sample_result *out, const struct cuda_sample_result *r);
 

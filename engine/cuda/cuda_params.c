@@ -11,12 +11,18 @@
 static_assert(CUDA_SAMPLE_MAX_LOGPROBS == SAMPLE_MAX_LOGPROBS,
               "kernels/kernels.h and engine/sampler.h disagree on the top logprobs per row");
 
-struct cuda_cache_layout cuda__cache_layout(const struct cache_layout *l)
+int cuda__cache_layout(struct cuda_cache_layout *out, const struct cache_layout *l)
 {
-    return (struct cuda_cache_layout){
+    /* DT_F32 is a zeroed layout's "the activation dtype": bf16 here */
+    if (l->dtype != DT_F32 && l->dtype != DT_BF16 && l->dtype != DT_F8_E4M3)
+        return -EINVAL;
+    *out = (struct cuda_cache_layout){
         .num_blocks = l->num_blocks, .block_size = l->block_size,
         .num_kv_heads = l->num_kv_heads, .head_dim = l->head_dim,
+        .dtype = l->dtype == DT_F8_E4M3 ? CUDA_KV_FP8_E4M3 : CUDA_KV_BF16,
+        .k_scale = l->k_scale, .v_scale = l->v_scale,
     };
+    return 0;
 }
 
 struct cuda_rope_params cuda__rope_params(const struct rope_params *p)
@@ -28,13 +34,13 @@ struct cuda_rope_params cuda__rope_params(const struct rope_params *p)
     };
 }
 
-struct cuda_attn_params cuda__attn_params(const struct attn_params *p)
+int cuda__attn_params(struct cuda_attn_params *out, const struct attn_params *p)
 {
-    return (struct cuda_attn_params){
+    *out = (struct cuda_attn_params){
         .num_heads = p->num_heads, .num_kv_heads = p->num_kv_heads, .head_dim = p->head_dim,
         .scale = p->scale, .softcap = p->softcap, .window = p->window,
-        .cache = cuda__cache_layout(&p->cache),
     };
+    return cuda__cache_layout(&out->cache, &p->cache);
 }
 
 int cuda__attn_batch(struct cuda_attn_batch *out, const struct bk_batch *b, int group)
