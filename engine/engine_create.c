@@ -49,15 +49,13 @@ static const char *kv_cache_dtype_name(enum dtype t)
     return t == DT_F8_E4M3 ? "fp8_e4m3" : t == DT_BF16 ? "bf16" : t == DT_F16 ? "f16" : "f32";
 }
 
-/* FP8 weights and the fp8 cache are the CPU reference's in this build: the CUDA backend has
- * no fp8 GEMMs or cache kernels yet, and says so here rather than failing in a kernel. */
+/* FP8 weights are the CPU reference's in this build: the CUDA backend has no fp8 GEMMs yet,
+ * and says so here rather than failing in a kernel. The fp8 KV cache runs on both. */
 static int check_fp8_backend(const struct engine_options *o, const struct model_config *cfg,
                              const char *backend, enum dtype kv, char *err)
 {
     const char *what = cfg->quant != QUANT_NONE ? model_quant_name(cfg->quant)
-                     : o->quantization ? "--quantization fp8"
-                     : kv == DT_F8_E4M3 ? "--kv-cache-dtype fp8" : NULL;
-
+                     : o->quantization ? "--quantization fp8" : NULL;
 
     if (o->calculate_kv_scales && kv != DT_F8_E4M3) {
         errf(err, "--calculate-kv-scales derives the fp8 cache's scales: it needs "
@@ -69,12 +67,14 @@ static int check_fp8_backend(const struct engine_options *o, const struct model_
         return -EINVAL;
     }
     if (strcmp(backend, "cpu") && what) {
-        errf(err, "%s: fp8 (weights and KV cache) runs on the CPU backend only in this build; "
-             "use --backend cpu", what);
+        errf(err, "%s: fp8 weights run on the CPU backend only in this build (the %s backend "
+             "takes --kv-cache-dtype fp8 but has no fp8 GEMMs); use --backend cpu", what, backend);
         return -ENOTSUP;
     }
-    if (strcmp(backend, "cpu") && kv != DT_F32 && kv != DT_BF16) {
-        errf(err, "--kv-cache-dtype: the %s backend holds a bf16 cache only", backend);
+    /* the scales come from an absmax of the first prefill's K and V: a cpu op so far */
+    if (strcmp(backend, "cpu") && o->calculate_kv_scales) {
+        errf(err, "--calculate-kv-scales: the %s backend cannot measure K and V yet; give the "
+             "scales in the checkpoint (k_scale, v_scale) or use --backend cpu", backend);
         return -ENOTSUP;
     }
     return 0;

@@ -572,11 +572,12 @@ START_TEST(cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation)
 {
     static const struct { const char *dir_kind, *backend, *kv, *quant; bool calc; const char *want; }
     cases[] = {
-        { "block", "cuda", NULL, NULL, false, "fp8 block-wise: fp8 (weights and KV cache) runs on "
-                                              "the CPU backend only in this build" },
-        { "bf16", "cuda", "fp8", NULL, false, "--kv-cache-dtype fp8: fp8 (weights and KV cache) "
-                                              "runs on the CPU backend only" },
-        { "bf16", "cuda", NULL, "fp8", false, "--quantization fp8: fp8" },
+        { "block", "cuda", NULL, NULL, false, "fp8 block-wise: fp8 weights run on the CPU "
+                                              "backend only in this build" },
+        { "block", "cuda", "fp8", NULL, false, "fp8 block-wise: fp8 weights run on the CPU" },
+        { "bf16", "cuda", NULL, "fp8", false, "--quantization fp8: fp8 weights run on the CPU" },
+        { "bf16", "cuda", "fp8", NULL, true, "--calculate-kv-scales: the cuda backend cannot "
+                                             "measure K and V yet" },
         { "bf16", "cpu", NULL, NULL, true, "--calculate-kv-scales derives the fp8 cache's "
                                            "scales: it needs --kv-cache-dtype fp8" },
         { "bf16", "cpu", "fp16", NULL, false, "--kv-cache-dtype fp16: expected auto, bf16 or fp8" },
@@ -598,6 +599,33 @@ START_TEST(cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation)
         ck_assert_int_ne(engine_create(&e, &o, err), 0);
         ck_assert_ptr_null(e);
         ck_assert_msg(strstr(err, cases[i].want), "case %zu: '%s'", i, err);
+    }
+}
+END_TEST
+
+/* The fp8 KV cache alone passes the fp8 checks on cuda: what stops it here, if anything, is
+ * the backend (no CUDA in this build, or no device), never the cache dtype. */
+START_TEST(the_fp8_kv_cache_alone_is_not_refused_on_cuda)
+{
+    struct engine_options o;
+    struct engine *e = NULL;
+    char err[ERR_LEN] = "";
+    int rc;
+
+    engine_options_init(&o);
+    o.model_dir = dir_bf16;
+    o.backend = "cuda";
+    o.kv_cache_dtype = "fp8";
+    o.max_model_len = 256;
+    o.kv_cache_bytes = 1 << 20;
+    rc = engine_create(&e, &o, err);
+    if (rc == 0) {
+        ck_assert_ptr_nonnull(e);
+        engine_destroy(e);
+    } else {
+        ck_assert_ptr_null(e);
+        ck_assert_msg(strstr(err, "backend cuda:") && !strstr(err, "fp8") &&
+                      !strstr(err, "kv-cache-dtype"), "refused for the cache dtype: '%s'", err);
     }
 }
 END_TEST
@@ -754,6 +782,7 @@ Suite *fp8_model_suite(void)
     tcase_add_test(tc, calculated_kv_scales_come_from_the_first_prefill_and_are_used);
     tcase_add_test(tc, fp8_cache_engine_holds_twice_the_tokens_of_bf16_in_the_same_memory);
     tcase_add_test(tc, cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation);
+    tcase_add_test(tc, the_fp8_kv_cache_alone_is_not_refused_on_cuda);
     tcase_add_test(tc, metrics_name_the_kv_cache_dtype_and_capacity);
     tcase_add_test(tc, gen_model_writes_what_quantization_config_says_and_refuses_other_schemes);
     tcase_add_test(tc, the_fp8_options_come_from_flags_and_environment_and_bad_values_are_refused);
