@@ -225,14 +225,17 @@ static int attn_once(struct bench *bn, void *arg)
                                   a->v_cache, &a->dev, 0, &a->p);
 }
 
-/* reqs requests of seq tokens each, q_len new tokens each (1: decodes). Returns seconds. */
-static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, double *kv_bytes)
+/* reqs requests of seq tokens each, q_len new tokens each (1: decodes), over a bf16 or an
+ * fp8 (e4m3, one byte an element) cache. Returns seconds; *kv_bytes: the K and V bytes the
+ * keys take in that cache, what attention must read. */
+static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, bool fp8,
+                              double *kv_bytes)
 {
     char err[ERR_LEN] = "";
     int mb = (seq + BS - 1) / BS, T = reqs * q_len, nb = reqs * mb;
     struct step_batch b = { 0 };
     struct attn_arg a = { 0 };
-    size_t cache_bytes = (size_t)nb * BS * KVH * D * 2;
+    size_t es = fp8 ? 1 : 2, cache_bytes = (size_t)nb * BS * KVH * D * es;
     double s = NAN;
     struct backend_options o = { .max_tokens = T, .max_reqs = reqs, .max_blocks_per_req = mb,
                                  .num_kv_groups = 1, .vocab_size = 16 };
@@ -264,12 +267,13 @@ static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, do
         printf("attention: out of memory %s\n", err);
         goto out;
     }
-    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0, { nb, BS, KVH, D, DT_F32, 0, 0 } };
+    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0,
+                                { nb, BS, KVH, D, fp8 ? DT_F8_E4M3 : DT_F32, 1.0f, 1.0f } };
     {
         struct bench local = { be, bn->copy_gbs, bn->flush };
         s = q_len == 1 ? time_op_dram(&local, 50, attn_once, &a) : time_op(&local, 10, attn_once, &a);
     }
-    *kv_bytes = 2.0 * reqs * seq * KVH * D * 2;
+    *kv_bytes = 2.0 * reqs * seq * KVH * D * es;
 out:
     if (be) {
         be->ops->free(be, a.q);
@@ -296,7 +300,8 @@ int gt_bench(void)
         printf("bench: %s\n", err);
         return 1;
     }
-    printf("kernel benchmarks: H %d, KV heads %d, head_dim %d, block %d, bf16\n", H, KVH, D, BS);
+    printf("kernel benchmarks: H %d, KV heads %d, head_dim %d, block %d, bf16 (decode attention\n"
+           "also over an fp8 e4m3 cache)\n", H, KVH, D, BS);
     bench_copy(&bn);
     bn.flush = bn.be->ops->alloc(bn.be, FLUSH_BYTES, err);
     if (bn.copy_gbs <= 0 || !bn.flush) {
@@ -308,15 +313,18 @@ int gt_bench(void)
     for (int n = 1; n <= 16384; n *= 16)
         bench_cache_update(&bn, n);
     bench_cache_update(&bn, 8192);
-    for (size_t i = 0; i < ARRAY_LEN(decode); i++) {
-        double bytes = 0, s = bench_attention(&bn, decode[i][0], decode[i][1], 1, &bytes);
-        printf("decode attention %3d x %6d: %8.1f us, %6.0f GB/s of K+V = %4.0f%% of copy\n",
-               decode[i][0], decode[i][1], s * 1e6, bytes / s / 1e9,
+    for (size_t i = 0; i < 2 * ARRAY_LEN(decode); i++) {
+        /* bf16 then fp8 for each shape: the fp8 share counts the bytes it reads, half of bf16's */
+        bool fp8 = i % 2;
+        const int *d = decode[i / 2];
+        double bytes = 0, s = bench_attention(&bn, d[0], d[1], 1, fp8, &bytes);
+        printf("decode attention %-4s %3d x %6d: %8.1f us, %6.0f GB/s of K+V = %4.0f%% of copy\n",
+               fp8 ? "fp8" : "bf16", d[0], d[1], s * 1e6, bytes / s / 1e9,
                100.0 * bytes / s / 1e9 / bn.copy_gbs);
     }
     for (size_t i = 0; i < ARRAY_LEN(prefill); i++) {
         int L = prefill[i];
-        double bytes, s = bench_attention(&bn, 1, L, L, &bytes);
+        double bytes, s = bench_attention(&bn, 1, L, L, false, &bytes);
         double flops = 4.0 * H * D * ((double)L * (L + 1) / 2);   /* causal: QKᵀ and PV */
         printf("prefill attention 1 x %5d causal: %8.1f us, %6.1f TFLOP/s\n", L, s * 1e6,
                flops / s / 1e12);

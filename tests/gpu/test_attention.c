@@ -4,7 +4,8 @@
  * 24, block sizes 1, 16 and 32 over shuffled block ids with random data in every unused
  * block, sliding windows (with the out-of-window blocks dropped from the table), soft-cap,
  * and 8k contexts through the split-K path (checked to be taken). Outputs are poisoned
- * first; rows of padding must come out exactly zero. */
+ * first; rows of padding must come out exactly zero. The fp8 (e4m3) cache: the same bytes
+ * and scales on both backends, through the same shapes, decode, prefill and split. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include "engine/cuda/cuda_internal.h"   /* CUDA_ATTN_PARTIAL_BYTES, cuda__attn_* */
+#include "engine/base/fp8.h"
 #include "engine/base/util.h"
 #include "kernels/kernels.h"             /* attention_cuda_splits */
 #include "tests/gpu/gpu_test.h"
@@ -28,6 +30,7 @@ struct attn_case {
     const struct attn_req *reqs;
     int num_reqs, trailing;    /* tokens after the last request */
     int want_splits;           /* 1: must not split, 2: must split, 0: either */
+    float k_scale, v_scale;    /* > 0: an fp8 e4m3 cache with these scales; 0: bf16 */
 };
 
 /* What attention_cuda will choose for this batch on this device. */
@@ -35,12 +38,12 @@ static int splits_for(const struct bk_batch *b, const struct attn_params *p)
 {
     struct cudaDeviceProp prop;
     struct attn_workspace ws = { 0, (float *)16, CUDA_ATTN_PARTIAL_BYTES };
-    struct cuda_attn_params kp = cuda__attn_params(p);
+    struct cuda_attn_params kp;
     struct cuda_attn_batch kb;
     int dev = 0;
 
     if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess ||
-        cuda__attn_batch(&kb, b, 0))
+        cuda__attn_params(&kp, p) || cuda__attn_batch(&kb, b, 0))
         return -1;
     ws.num_sms = prop.multiProcessorCount;
     return attention_cuda_splits(&kb, &kp, &ws);
@@ -62,7 +65,10 @@ static void attn_once(struct gt *t, const struct attn_case *c, int *splits_seen)
     struct step_batch b = { 0 };
     struct bk_batch bc, bg;
     struct dbuf q = { 0 }, kc = { 0 }, vc = { 0 }, out = { 0 };
+    struct rbuf kc8 = { 0 }, vc8 = { 0 };
     struct attn_params pc, pg;
+    bool fp8 = c->k_scale > 0.0f;
+    void *kcpu, *vcpu, *kgpu, *vgpu;
 
     for (int r = 0; r < R; r++) {
         T += c->reqs[r].q_len;
@@ -111,21 +117,38 @@ static void attn_once(struct gt *t, const struct attn_case *c, int *splits_seen)
         b.slot_mapping[0][i] = KV_PADDING_SLOT;
 
     if (!gt_stage(t, &b, NULL, &bc, &bg) || !dbuf_create(t, &q, (size_t)T * q_stride, false) ||
-        !dbuf_create(t, &kc, cache_elems, false) || !dbuf_create(t, &vc, cache_elems, false) ||
         !dbuf_create(t, &out, (size_t)T * c->H * c->D, false) || !dbuf_poison(t, &out))
         goto out;
     gt_fill(&t->rng, host, (size_t)T * q_stride, -c->q_scale, c->q_scale);
     if (!dbuf_set(t, &q, host))
         goto out;
-    gt_fill(&t->rng, host, cache_elems, -1.0f, 1.0f);
-    if (!dbuf_set(t, &kc, host))
-        goto out;
-    gt_fill(&t->rng, host, cache_elems, -1.0f, 1.0f);
-    if (!dbuf_set(t, &vc, host))
-        goto out;
+    if (fp8) {
+        /* the same e4m3 bytes on both backends: values in [-1, 1] after the scale, every code
+         * a finite one (a NaN code is never written: inputs are finite) */
+        uint8_t *codes = (uint8_t *)host;   /* host holds at least cache_elems floats */
+        for (int kv = 0; kv < 2; kv++) {
+            float sc = kv ? c->v_scale : c->k_scale;
+            for (size_t i = 0; i < cache_elems; i++)
+                codes[i] = fp8_e4m3_from_f32(gt_randf(&t->rng, -1.0f, 1.0f) / sc);
+            if (!rbuf_create(t, kv ? &vc8 : &kc8, codes, cache_elems))
+                goto out;
+        }
+        kcpu = kc8.cpu, vcpu = vc8.cpu, kgpu = kc8.gpu, vgpu = vc8.gpu;
+    } else {
+        if (!dbuf_create(t, &kc, cache_elems, false) || !dbuf_create(t, &vc, cache_elems, false))
+            goto out;
+        gt_fill(&t->rng, host, cache_elems, -1.0f, 1.0f);
+        if (!dbuf_set(t, &kc, host))
+            goto out;
+        gt_fill(&t->rng, host, cache_elems, -1.0f, 1.0f);
+        if (!dbuf_set(t, &vc, host))
+            goto out;
+        kcpu = kc.cpu, vcpu = vc.cpu, kgpu = kc.gpu, vgpu = vc.gpu;
+    }
 
     pc = (struct attn_params){ c->H, c->KV, c->D, 1.0f / sqrtf((float)c->D), c->softcap, c->window,
-                               { num_blocks, c->bs, c->KV, c->D, DT_F32, 0, 0 } };
+                               { num_blocks, c->bs, c->KV, c->D, fp8 ? DT_F8_E4M3 : DT_F32,
+                                 c->k_scale, c->v_scale } };
     pg = pc;
     if (splits_seen)
         *splits_seen = MAX(*splits_seen, splits_for(&bg, &pg));
@@ -133,9 +156,9 @@ static void attn_once(struct gt *t, const struct attn_case *c, int *splits_seen)
         gt_check(t, (splits_for(&bg, &pg) > 1) == (c->want_splits == 2),
                  "expected %s, attention_cuda_splits says %d", c->want_splits == 2 ? "a split" :
                  "no split", splits_for(&bg, &pg));
-    gt_check(t, t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, q_stride, kc.cpu, vc.cpu, &bc, 0, &pc) == 0,
+    gt_check(t, t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, q_stride, kcpu, vcpu, &bc, 0, &pc) == 0,
              "cpu attention failed");
-    gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kc.gpu, vc.gpu, &bg, 0, &pg) == 0,
+    gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kgpu, vgpu, &bg, 0, &pg) == 0,
              "cuda attention failed");
     if (!dbuf_get(t, &out, ref, got))
         goto out;
@@ -144,9 +167,11 @@ static void attn_once(struct gt *t, const struct attn_case *c, int *splits_seen)
         char what[128];
         for (size_t i = 0; i < (size_t)T * c->H * c->D; i++)
             mx = fmaxf(mx, fabsf(ref[i]));
-        snprintf(what, sizeof what, "attention H %d KV %d D %d block %d window %d cap %g, %d reqs",
-                 c->H, c->KV, c->D, c->bs, c->window, c->softcap, R);
-        /* bf16 probabilities in P·V and a bf16 output: about 2^-8 relative */
+        snprintf(what, sizeof what, "attention%s H %d KV %d D %d block %d window %d cap %g, %d reqs",
+                 fp8 ? " fp8" : "", c->H, c->KV, c->D, c->bs, c->window, c->softcap, R);
+        /* bf16 probabilities in P·V and a bf16 output: about 2^-8 relative. fp8 adds nothing
+         * of its own: both backends read the same codes, e4m3 widens to bf16 exactly and the
+         * scales multiply in f32 */
         gt_compare(t, what, got, ref, (size_t)T * c->H * c->D, 4e-3 * mx + 1e-6, 2e-2, 1e-4);
     }
     /* padding requests and the tokens after the last request: exact zeros */
@@ -164,6 +189,8 @@ out:
     dbuf_free(t, &q);
     dbuf_free(t, &kc);
     dbuf_free(t, &vc);
+    rbuf_free(t, &kc8);
+    rbuf_free(t, &vc8);
     dbuf_free(t, &out);
     batch_fini(&b);
     free(host);
@@ -278,6 +305,33 @@ static void attention_block_sizes_1_and_32_match_cpu(struct gt *t)
     gt_note(t, "block size 1 (one slot per block) and 32");
 }
 
+/* The fp8 cache through the kernel's paths: decode blocks (one warp) with and without
+ * splits, prefill blocks, GQA 1/4/8, D 128/64/24/256, a window and a soft-cap; scales that
+ * are not powers of two (k_scale folds into the softmax scale, v_scale into the output). */
+static void attention_fp8_cache_matches_cpu(struct gt *t)
+{
+    const float ks = 0.0113f, vs = 0.0071f;
+    const struct attn_case cases[] = {
+        { 32, 8, 128, 16, 0, 0, 6,
+          REQS({ 1, 1 }, { 1, 17 }, { 1, 1000 }, { 1, 2047 }, { 1, 0 }), 0, 0, ks, vs },
+        { 32, 8, 128, 16, 0, 0, 6, REQS({ 1, 40 }, { 50, 250 }, { 120, 120 }, { 1, 0 }), 3, 0, ks, vs },
+        { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 8192 }, { 1, 4099 }), 0, 2, ks, vs },
+        { 32, 8, 128, 32, 0, 0, 8, REQS({ 64, 8192 }), 0, 2, ks, vs },
+        { 32, 4, 64, 32, 0, 0, 6, REQS({ 200, 200 }, { 1, 65 }), 0, 0, ks, vs },
+        { 8, 8, 128, 1, 0, 0, 6, REQS({ 1, 37 }, { 20, 20 }), 0, 0, 1.0f, 1.0f },
+        { 4, 2, 24, 16, 0, 0, 6, REQS({ 1, 70 }, { 50, 50 }), 0, 0, ks, vs },
+        { 16, 2, 256, 16, 0, 0, 6, REQS({ 1, 300 }, { 40, 40 }), 0, 0, ks, vs },
+        { 8, 2, 64, 16, 64, 0, 6, REQS({ 1, 999 }, { 100, 100 }), 0, 0, ks, vs },
+        { 8, 4, 64, 16, 0, 5.0f, 16, REQS({ 1, 3000 }, { 64, 64 }), 0, 0, ks, vs },
+    };
+    int splits = 0;
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        attn_once(t, &cases[i], &splits);
+    gt_note(t, "e4m3 K/V, scales 0.0113/0.0071 and 1: decode, prefill, mixed, window, cap, "
+            "D 24-256, up to %d splits", splits);
+}
+
 const struct gt_case gt_cases_attention[] = {
     { "attention_prefill_only_matches_cpu", attention_prefill_only_matches_cpu },
     { "attention_decode_only_matches_cpu", attention_decode_only_matches_cpu },
@@ -286,6 +340,7 @@ const struct gt_case gt_cases_attention[] = {
     { "attention_sliding_window_matches_cpu", attention_sliding_window_matches_cpu },
     { "attention_softcap_matches_cpu", attention_softcap_matches_cpu },
     { "attention_block_sizes_1_and_32_match_cpu", attention_block_sizes_1_and_32_match_cpu },
+    { "attention_fp8_cache_matches_cpu", attention_fp8_cache_matches_cpu },
     { NULL, NULL },
 };
 #endif

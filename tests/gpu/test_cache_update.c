@@ -202,26 +202,30 @@ struct fused_shape {
     float ms;                  /* mscale, 0 = 1 */
 };
 
-/* The same q, k, v and poisoned caches through both paths on the GPU. */
-static void fused_once(struct gt *t, const struct fused_shape *s, int bs)
+/* The same q, k, v and poisoned caches through both paths on the GPU; fp8: an e4m3 cache
+ * with scales that are not powers of two (and small enough for k to saturate). Compared as
+ * bytes: q (bf16), then the K and V caches (es bytes an element). */
+static void fused_once(struct gt *t, const struct fused_shape *s, int bs, bool fp8)
 {
     int stride = (s->H + 2 * s->KV) * s->D, row = s->KV * s->D;
     int num_blocks = (2 * s->n + bs - 1) / bs + 1;
-    size_t elems = (size_t)s->n * stride, cache = (size_t)num_blocks * bs * row;
+    size_t es = fp8 ? 1 : 2, elems = (size_t)s->n * stride, cache = (size_t)num_blocks * bs * row;
+    size_t qb = elems * 2, cb = cache * es, total = qb + 2 * cb;
     struct backend *g = t->gpu;
     float *x = malloc(elems * 4), inv[256];
     int32_t *pos = malloc((size_t)s->n * 4);
     int64_t *slots = malloc((size_t)s->n * 8);
-    uint16_t *poison = malloc(cache * 2), *a = malloc(2 * (elems + 2 * cache) * 2);
-    uint16_t *b = a ? a + elems + 2 * cache : NULL;
+    uint8_t *poison = malloc(cb), *a = malloc(2 * total);
+    uint8_t *b = a ? a + total : NULL;
     struct dbuf q1 = { 0 }, q2 = { 0 };
     struct rbuf p = { 0 }, f = { 0 }, sm = { 0 };
     void *kc[2] = { 0 }, *vc[2] = { 0 };
-    struct cache_layout l = { num_blocks, bs, s->KV, s->D, DT_F32, 0, 0 };
+    struct cache_layout l = { num_blocks, bs, s->KV, s->D, fp8 ? DT_F8_E4M3 : DT_F32,
+                              fp8 ? 0.0113f : 0.0f, fp8 ? 0.37f : 0.0f };
     struct rope_params rp;
     uint16_t *k1, *k2;
     char err[ERR_LEN];
-    size_t diff = 0;
+    size_t diff = 0, first = 0;
 
     if (!gt_check(t, x && pos && slots && poison && a, "out of host memory"))
         goto out;
@@ -230,19 +234,19 @@ static void fused_once(struct gt *t, const struct fused_shape *s, int bs)
     gt_positions(&t->rng, pos, s->n);
     for (int i = 0; i < s->n; i++)
         slots[i] = i % 4 == 3 ? KV_PADDING_SLOT : (int64_t)(2 * i + (i & 1));
-    for (size_t i = 0; i < cache; i++)
-        poison[i] = (uint16_t)gt_rand_u64(&t->rng);
+    for (size_t i = 0; i < cb; i++)
+        poison[i] = (uint8_t)gt_rand_u64(&t->rng);
     if (!dbuf_create(t, &q1, elems, false) || !dbuf_set(t, &q1, x) ||
         !dbuf_create(t, &q2, elems, false) || !dbuf_set(t, &q2, x) ||
         !rbuf_create(t, &p, pos, (size_t)s->n * 4) || !rbuf_create(t, &f, inv, (size_t)s->D / 2 * 4) ||
         !rbuf_create(t, &sm, slots, (size_t)s->n * 8))
         goto out;
     for (int i = 0; i < 2; i++) {
-        kc[i] = g->ops->alloc(g, cache * 2, err);
-        vc[i] = g->ops->alloc(g, cache * 2, err);
+        kc[i] = g->ops->alloc(g, cb, err);
+        vc[i] = g->ops->alloc(g, cb, err);
         if (!gt_check(t, kc[i] && vc[i], "alloc: %s", err) ||
-            !gt_check(t, !g->ops->upload(g, kc[i], poison, cache * 2) &&
-                         !g->ops->upload(g, vc[i], poison, cache * 2), "upload"))
+            !gt_check(t, !g->ops->upload(g, kc[i], poison, cb) &&
+                         !g->ops->upload(g, vc[i], poison, cb), "upload"))
             goto out;
     }
     rp = (struct rope_params){ s->H, s->KV, s->D, stride, f.gpu, s->rd ? s->rd : s->D,
@@ -255,25 +259,31 @@ static void fused_once(struct gt *t, const struct fused_shape *s, int bs)
     gt_check(t, g->ops->rope_cache_update(g, q2.gpu, k2, k2 + row, p.gpu, sm.gpu, s->n, &rp,
                                           kc[1], vc[1], &l) == 0, "rope_cache_update failed");
     for (int i = 0; i < 2; i++) {
-        uint16_t *dst = i ? b : a;
-        if (!gt_check(t, !g->ops->download(g, dst, i ? q2.gpu : q1.gpu, elems * 2) &&
-                         !g->ops->download(g, dst + elems, kc[i], cache * 2) &&
-                         !g->ops->download(g, dst + elems + cache, vc[i], cache * 2), "download"))
+        uint8_t *dst = i ? b : a;
+        if (!gt_check(t, !g->ops->download(g, dst, i ? q2.gpu : q1.gpu, qb) &&
+                         !g->ops->download(g, dst + qb, kc[i], cb) &&
+                         !g->ops->download(g, dst + qb + cb, vc[i], cb), "download"))
             goto out;
     }
-    for (size_t i = 0; i < elems + 2 * cache; i++)
-        diff += a[i] != b[i];
-    gt_check(t, diff == 0, "fused and unfused differ in %zu of %zu elements (H %d KV %d D %d n %d)",
-             diff, elems + 2 * cache, s->H, s->KV, s->D, s->n);
-    /* padding slots and unmapped slots kept their poison in both */
+    for (size_t i = 0; i < total; i++)
+        if (a[i] != b[i] && diff++ == 0)
+            first = i;
+    gt_check(t, diff == 0, "%s: fused and unfused differ in %zu of %zu bytes, first in %s at "
+             "byte %zu (0x%02x unfused, 0x%02x fused; H %d KV %d D %d n %d)", fp8 ? "fp8" : "bf16",
+             diff, total, first < qb ? "q/k" : first < qb + cb ? "the K cache" : "the V cache",
+             first < qb ? first : (first - qb) % cb, a[first], b[first], s->H, s->KV, s->D, s->n);
+    /* padding slots and unmapped slots kept their poison in both caches */
     for (int sl = 0; sl < num_blocks * bs; sl++) {
         bool mapped = false;
         for (int i = 0; i < s->n && !mapped; i++)
             mapped = slots[i] == sl;
-        if (!mapped && memcmp(b + elems + (size_t)sl * row, poison + (size_t)sl * row, row * 2)) {
-            gt_check(t, false, "slot %d was written but no token maps to it", sl);
-            break;
-        }
+        for (int c = 0; c < 2 && !mapped; c++)
+            if (memcmp(b + qb + c * cb + (size_t)sl * row * es, poison + (size_t)sl * row * es,
+                       row * es)) {
+                gt_check(t, false, "%s: slot %d of the %s cache was written but no token maps to it",
+                         fp8 ? "fp8" : "bf16", sl, c ? "V" : "K");
+                mapped = true;
+            }
     }
 out:
     for (int i = 0; i < 2; i++) {
@@ -305,8 +315,23 @@ static void rope_cache_update_equals_rope_then_cache_update(struct gt *t)
     if (!backends(t))
         return;
     for (size_t i = 0; i < ARRAY_LEN(shapes); i++)
-        fused_once(t, &shapes[i], i % 2 ? 16 : 32);
+        fused_once(t, &shapes[i], i % 2 ? 16 : 32, false);
     gt_note(t, "bit-exact q, k, K and V caches; padding slots untouched");
+}
+
+static void fp8_rope_cache_update_equals_rope_then_cache_update(struct gt *t)
+{
+    const struct fused_shape shapes[] = {
+        { 32, 8, 128, 1, 0, 0 }, { 32, 8, 128, 37, 0, 0 }, { 32, 8, 128, 512, 0, 0 },
+        { 8, 1, 64, 37, 0, 0 }, { 4, 2, 24, 37, 0, 0 },
+        { 24, 8, 128, 37, 96, 1.19f }, { 4, 2, 24, 37, 12, 1.3f },
+    };
+
+    if (!backends(t))
+        return;
+    for (size_t i = 0; i < ARRAY_LEN(shapes); i++)
+        fused_once(t, &shapes[i], i % 2 ? 16 : 32, true);
+    gt_note(t, "fp8 e4m3 caches (k_scale 0.0113, v_scale 0.37): bit-exact, padding untouched");
 }
 
 const struct gt_case gt_cases_cache_update[] = {
@@ -316,6 +341,7 @@ const struct gt_case gt_cases_cache_update[] = {
     { "cache_update_odd_row_width_takes_the_scalar_path", cache_update_odd_row_width_takes_the_scalar_path },
     { "cache_update_ignores_slots_outside_the_cache", cache_update_ignores_slots_outside_the_cache },
     { "rope_cache_update_equals_rope_then_cache_update", rope_cache_update_equals_rope_then_cache_update },
+    { "fp8_rope_cache_update_equals_rope_then_cache_update", fp8_rope_cache_update_equals_rope_then_cache_update },
     { NULL, NULL },
 };
 #endif
