@@ -211,10 +211,23 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
     };
     auto load_kv = [&](int st) {
         if (FP8) {
-            /* chunks of 8 codes, 8 bytes, into the stage's e4m3 tile (rows HD bytes) */
+            /* into the stage's e4m3 tile (rows HD bytes): 16 codes a copy where head_dim
+             * keeps every head's row 16-byte aligned (half the copies of 8-byte chunks, for
+             * the same bytes), else 8 */
             const uint8_t *kc = static_cast<const uint8_t *>(a.k_cache);
             const uint8_t *vc = static_cast<const uint8_t *>(a.v_cache);
             uint8_t *dk = rK + st * BN * HD, *dv = rV + st * BN * HD;
+            if (a.D % 16 == 0) {
+                constexpr int C16 = HD / 16;
+                for (int idx = tid; idx < BN * C16; idx += NT) {
+                    int kk = idx / C16, c = idx % C16;
+                    long long off = s_off[st][kk];
+                    bool ok = off >= 0 && c * 16 < a.D;
+                    cp_async16(dk + kk * HD + c * 16, ok ? kc + off + c * 16 : kc, ok);
+                    cp_async16(dv + kk * HD + c * 16, ok ? vc + off + c * 16 : vc, ok);
+                }
+                return;
+            }
             for (int idx = tid; idx < BN * CPR; idx += NT) {
                 int kk = idx / CPR, c = idx % CPR;
                 long long off = s_off[st][kk];

@@ -307,7 +307,8 @@ static void attention_block_sizes_1_and_32_match_cpu(struct gt *t)
 
 /* The fp8 cache through the kernel's paths: decode blocks (one warp) with and without
  * splits, prefill blocks, GQA 1/4/8, D 128/64/24/256, a window and a soft-cap; scales that
- * are not powers of two (k_scale folds into the softmax scale, v_scale into the output). */
+ * are not powers of two (k_scale folds into the softmax scale, v_scale into the output);
+ * D 24 takes the 8-byte copies of e4m3 chunks, the others the 16-byte ones. */
 static void attention_fp8_cache_matches_cpu(struct gt *t)
 {
     const float ks = 0.0113f, vs = 0.0071f;
