@@ -13,14 +13,15 @@
 /* e4m3(x / scale), bit for bit fp8_e4m3_from_f32(x / scale) of engine/base/fp8.c: the
  * division is IEEE (nvcc's default -prec-div, no fast math), the conversion rounds to nearest
  * even and __NV_SATFINITE saturates everything beyond 448, infinities included, to +-448.
- * NaN is made here because the hardware's NaN drops the sign that fp8.c keeps. */
+ * A NaN x gives 0x7f with x's sign, as on the host, where the division passes the NaN on
+ * with its sign (x86); the GPU's division and conversion both return a positive canonical
+ * NaN instead, so the code is made here from x. The scale is finite and > 0 (checked by the
+ * launchers), so x / scale is NaN only for a NaN x. */
 __device__ __forceinline__ uint8_t fp8_quantize(float x, float scale)
 {
-    float y = x / scale;
-
-    if (isnan(y))
-        return (uint8_t)((__float_as_uint(y) >> 24 & 0x80) | 0x7f);
-    return (uint8_t)__nv_cvt_float_to_fp8(y, __NV_SATFINITE, __NV_E4M3);
+    if (isnan(x))
+        return (uint8_t)((__float_as_uint(x) >> 24 & 0x80) | 0x7f);
+    return (uint8_t)__nv_cvt_float_to_fp8(x / scale, __NV_SATFINITE, __NV_E4M3);
 }
 
 /* VEC values (VEC 8: one 8-byte store, p 8-byte aligned; else VEC single bytes) quantized to
