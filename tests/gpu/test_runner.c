@@ -6,9 +6,9 @@
  * only on a near-tie of the eager logits, bounded by the bf16 error measured on that very
  * row; the note says how many tokens agreed before the first). Every KV-cache group gets
  * its own block ids, in its own order, as the scheduler's shared pool gives them. The same
- * with the fp8 (e4m3) KV cache on both backends: the logits within the CPU backend's own
- * fp8-vs-bf16 bound (5% of the logits' range, test_fp8_model.c), graphs against eager as
- * for bf16. Needs
+ * with the fp8 (e4m3) KV cache on both backends: the logits within the bf16 bound plus the
+ * CPU backend's own fp8-vs-bf16 bound (5% of the logits' range, test_fp8_model.c), graphs
+ * against eager as for bf16. Needs
  * engine/runner.h and engine/model/gen_model.h; without them the case list is empty. */
 #if defined(OSPREY_CUDA) && defined(__has_include)
 #if __has_include("engine/runner.h") && __has_include("engine/model/gen_model.h")
@@ -163,8 +163,9 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
             goto out;
         if (kv == DT_F8_E4M3) {
             /* f32 K and V on the CPU, bf16 on the GPU: an element near a rounding boundary of
-             * e4m3 (3 mantissa bits) lands one code apart, so the bound is the fp8 cache's own
-             * (the CPU's fp8 against bf16 cache: 5% of the range), not bf16's */
+             * e4m3 (3 mantissa bits) lands one code apart, so the fp8 cache's own bound (the
+             * CPU's fp8 against its bf16 cache: 5% of the range, test_fp8_model.c) comes on
+             * top of the bf16 one below */
             float lo = lc[0], hi = lc[0];
             char what[96];
             for (size_t i = 0; i < (size_t)NREQ * V; i++) {
@@ -172,7 +173,7 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
                 hi = fmaxf(hi, lc[i]);
             }
             snprintf(what, sizeof what, "%s fp8 kv step %d", preset, s);
-            gt_compare(t, what, le, lc, (size_t)NREQ * V, 0.05 * (hi - lo), 0.0, 1e-2);
+            gt_compare(t, what, le, lc, (size_t)NREQ * V, 0.05 + 0.05 * (hi - lo), 0.05, 1e-2);
         } else {
             gt_compare(t, preset, le, lc, (size_t)NREQ * V, 0.05, 0.05, 2e-3);
         }
