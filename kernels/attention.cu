@@ -10,8 +10,9 @@
  * merges them. An fp8 cache streams its e4m3 bytes the same way into a staging area and
  * each tile is widened to bf16 (exactly) in shared memory before the mma; the layer's
  * k_scale is folded into the softmax scale and v_scale into the output, which is the same
- * as multiplying every element and rounds nothing more. Everything batch-dependent is read on the device; grid sizes depend only on
- * the padded counts and max_seq_len, so a captured graph replays any batch of its size.
+ * as multiplying every element and rounds nothing more. Everything batch-dependent is read
+ * on the device; grid sizes depend only on the padded counts and max_seq_len, so a
+ * captured graph replays any batch of its size.
  * CPU twin: engine/cpu/attention.c. */
 #include <math.h>
 
@@ -256,10 +257,13 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
             int kk = idx / CPR, c = idx % CPR;
             uint2 k8 = *reinterpret_cast<const uint2 *>(rk + kk * HD + c * 8);
             uint2 v8 = *reinterpret_cast<const uint2 *>(rv + kk * HD + c * 8);
-            __nv_bfloat162 kb[4] = { fp8x2_to_bf162((uint16_t)k8.x), fp8x2_to_bf162((uint16_t)(k8.x >> 16)),
-                                     fp8x2_to_bf162((uint16_t)k8.y), fp8x2_to_bf162((uint16_t)(k8.y >> 16)) };
-            __nv_bfloat162 vb[4] = { fp8x2_to_bf162((uint16_t)v8.x), fp8x2_to_bf162((uint16_t)(v8.x >> 16)),
-                                     fp8x2_to_bf162((uint16_t)v8.y), fp8x2_to_bf162((uint16_t)(v8.y >> 16)) };
+            /* little-endian: the low half of a word holds the row's earlier two codes */
+            __nv_bfloat162 kb[4] = {
+                fp8x2_to_bf162((uint16_t)k8.x), fp8x2_to_bf162((uint16_t)(k8.x >> 16)),
+                fp8x2_to_bf162((uint16_t)k8.y), fp8x2_to_bf162((uint16_t)(k8.y >> 16)) };
+            __nv_bfloat162 vb[4] = {
+                fp8x2_to_bf162((uint16_t)v8.x), fp8x2_to_bf162((uint16_t)(v8.x >> 16)),
+                fp8x2_to_bf162((uint16_t)v8.y), fp8x2_to_bf162((uint16_t)(v8.y >> 16)) };
             *reinterpret_cast<uint4 *>(sK + kk * LDS + c * 8) = *reinterpret_cast<const uint4 *>(kb);
             *reinterpret_cast<uint4 *>(sV + kk * LDS + c * 8) = *reinterpret_cast<const uint4 *>(vb);
         }
@@ -535,9 +539,11 @@ static int attn_launch(const attn_args &a, bool fp8, cudaStream_t s)
               a.KVH, a.num_splits);
 
     if (fp8)
-        attn_kernel<HD, WARPS, BN, true><<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, true>(), s>>>(a);
+        attn_kernel<HD, WARPS, BN, true>
+            <<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, true>(), s>>>(a);
     else
-        attn_kernel<HD, WARPS, BN, false><<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, false>(), s>>>(a);
+        attn_kernel<HD, WARPS, BN, false>
+            <<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, false>(), s>>>(a);
     if (!CUDA_OK(cudaGetLastError()))
         return -EIO;
     if (a.num_splits > 1) {
