@@ -28,9 +28,8 @@ struct sched_checker {
     const struct kv_cache *kv;
     struct sched_config cfg;
     uint64_t *shadow[KV_MAX_GROUPS];   /* [num_blocks * block_size] key last written per slot */
-    uint8_t *seen;                     /* [num_blocks * block_size] slot used this step */
-    int32_t *owners;                   /* [num_blocks] live block tables holding each block */
-    int8_t *owner_group;               /* [num_blocks] the group that holds it, -1 = none */
+    uint8_t *seen;                     /* [largest pool * block_size] slot used this step */
+    int32_t *owners;                   /* [largest pool] live tables holding each block of a group */
     uint64_t *keys;                    /* [max_model_len] prefix keys of one request */
 };
 
