@@ -530,6 +530,7 @@ static void *engine_thread(void *arg)
 {
     struct engine *e = arg;
 
+    publish_stats(e);   /* the cache's groups and pools are in /metrics before any step */
     uv_run(&e->loop, UV_RUN_DEFAULT);
     /* Whatever is left ends now, so that every callback gets its final call. */
     take_inbox(e);

@@ -89,11 +89,12 @@ static const char *groups_line(char *buf, size_t size, const struct model_config
         for (int l = 0; l < c->num_layers; l++)
             layers += c->layer_kv_group[l] == g;
         if (c->kv_group_window[g])
-            n += snprintf(buf + n, size - n, "%sgroup %d (window %d, %d layers): %d blocks",
-                          g ? ", " : "", g, c->kv_group_window[g], layers, group_blocks[g]);
+            n += snprintf(buf + n, size - n, "%sgroup %d (window %d, %d layer%s): %d blocks",
+                          g ? ", " : "", g, c->kv_group_window[g], layers, layers == 1 ? "" : "s",
+                          group_blocks[g]);
         else
-            n += snprintf(buf + n, size - n, "%sgroup %d (full, %d layers): %d blocks",
-                          g ? ", " : "", g, layers, group_blocks[g]);
+            n += snprintf(buf + n, size - n, "%sgroup %d (full, %d layer%s): %d blocks",
+                          g ? ", " : "", g, layers, layers == 1 ? "" : "s", group_blocks[g]);
     }
     return buf;
 }

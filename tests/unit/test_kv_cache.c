@@ -426,6 +426,35 @@ START_TEST(failed_allocation_changes_nothing)
 }
 END_TEST
 
+/* Each group allocates from its own pool: a short window pool refuses the step although
+ * the full group's pool has room, and takes nothing from either. */
+START_TEST(a_short_group_pool_fails_the_step_and_changes_nothing)
+{
+    const int win[KV_MAX_GROUPS] = { 0, 4 };
+    struct kv_cache kv;
+    struct kv_req a, b;
+    int32_t t[16] = { 0 };
+
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 16, 2 }, 2, win, 64, false), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &a, 16), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &b, 16), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 8), 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 14);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 0, 0, 4), -ENOSPC);
+    ck_assert_int_eq(b.num_blocks[0], 0);
+    ck_assert_int_eq(b.num_blocks[1], 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 14);
+    kv_cache_free(&kv, &a);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 0, 0, 4), 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 15);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 1);
+    kv_cache_req_fini(&kv, &a);
+    kv_cache_req_fini(&kv, &b);
+    kv_cache_fini(&kv);
+}
+END_TEST
+
 START_TEST(worst_case_bound_per_group)
 {
     const int win[KV_MAX_GROUPS] = { 0, 32 };
@@ -456,6 +485,7 @@ Suite *kv_cache_suite(void)
     tcase_add_test(tc, window_group_hit_needs_only_the_blocks_in_the_window);
     tcase_add_test(tc, hits_in_every_group_are_taken_before_any_allocation_evicts_them);
     tcase_add_test(tc, failed_allocation_changes_nothing);
+    tcase_add_test(tc, a_short_group_pool_fails_the_step_and_changes_nothing);
     tcase_add_test(tc, worst_case_bound_per_group);
     tcase_add_test(tc, same_tokens_under_another_prefix_share_no_block);
     suite_add_tcase(s, tc);
