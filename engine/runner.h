@@ -44,7 +44,8 @@ int runner_backend_options(const struct model_config *cfg, const struct runner_o
 enum dtype runner_kv_dtype(const struct backend *be, enum dtype kv_cache_dtype);
 
 /* Bytes one KV block takes over all layers, K and V, in the cache's dtype
- * (runner_kv_dtype): what each unit of num_blocks costs. */
+ * (runner_kv_dtype); divided by num_layers, what a block of one layer costs (a block of
+ * group g costs that times g's layers: kv_budget.c). */
 size_t runner_kv_block_bytes(const struct model_config *cfg, const struct backend *be,
                              enum dtype kv_cache_dtype, int block_size);
 

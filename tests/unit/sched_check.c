@@ -102,24 +102,21 @@ static void group_ownership(struct sched_checker *ck, int g, struct sched_reques
     memset(ck->owners, 0, nb * sizeof *ck->owners);
     for (int i = 0; i < num_live; i++) {
         const struct sched_request *r = live[i];
+        const struct kv_req *kr = &r->kv;
 
-        {
-            const struct kv_req *kr = &r->kv;
+        if (r->status != SCHED_RUNNING)
+            CHECK(kr->num_blocks[g] == 0, "waiting req %llu holds %d blocks",
+                  (unsigned long long)r->id, kr->num_blocks[g]);
+        for (int j = 0; j < kr->num_blocks[g]; j++) {
+            int32_t id = kr->block_table[g][j];
 
-            if (r->status != SCHED_RUNNING)
-                CHECK(kr->num_blocks[g] == 0, "waiting req %llu holds %d blocks",
-                              (unsigned long long)r->id, kr->num_blocks[g]);
-            for (int j = 0; j < kr->num_blocks[g]; j++) {
-                int32_t id = kr->block_table[g][j];
-
-                if (j < kr->first_live[g]) {
-                    CHECK_EQ(id, KV_NO_BLOCK);
-                    continue;
-                }
-                CHECK(id >= 0 && id < nb, "req %llu g%d entry %d: bad id %d",
-                              (unsigned long long)r->id, g, j, id);
-                ck->owners[id]++;
+            if (j < kr->first_live[g]) {
+                CHECK_EQ(id, KV_NO_BLOCK);
+                continue;
             }
+            CHECK(id >= 0 && id < nb, "req %llu g%d entry %d: bad id %d",
+                  (unsigned long long)r->id, g, j, id);
+            ck->owners[id]++;
         }
     }
     for (int id = 0; id < nb; id++) {

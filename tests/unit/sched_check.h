@@ -42,12 +42,12 @@ void checker_fini(struct sched_checker *ck);
 void checker_step(struct sched_checker *ck, const struct step_batch *b,
                   struct sched_request *const *live, int num_live);
 
-/* Block ownership: every block's ref count equals the live tables holding it, a block shared
- * by two tables carries a prefix-cache hash, ref-0 blocks are exactly the free ones, waiting
- * requests hold nothing. */
+/* Block ownership, in each group's own pool: every block's ref count equals the live tables
+ * holding it, a block shared by two tables carries a prefix-cache hash under its own group,
+ * ref-0 blocks are exactly the free ones, waiting requests hold nothing. */
 void checker_ownership(struct sched_checker *ck, struct sched_request *const *live, int num_live);
 
-/* The pool is back to full: every block free, every ref count zero. */
+/* Every group's pool is back to full: every block free, every ref count zero. */
 void checker_pool_full(const struct sched_checker *ck);
 
 #endif
