@@ -2,7 +2,8 @@
  * step batch), padding slots after batch_pad, two groups (full + sliding window) with their
  * own tables, window blocks released exactly when out of the window, prefix lookups for full
  * and window groups, block hashes that chain the prefix, and an allocation failure that
- * changes nothing. */
+ * changes nothing; each group over its own pool (its own ids and size): a short pool fails
+ * the step, and a prefix hit needs every group's blocks. */
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -455,6 +456,40 @@ START_TEST(a_short_group_pool_fails_the_step_and_changes_nothing)
 }
 END_TEST
 
+/* Pools are per group, so one group can evict a prefix that another still caches: a hit
+ * needs every group's blocks, else the prefix is recomputed. Group 0's pool of 2 loses a's
+ * blocks to c; group 1's pool of 8 keeps them, and that is not enough. */
+START_TEST(a_prefix_hit_needs_every_groups_blocks)
+{
+    const int win[KV_MAX_GROUPS] = { 0, 0 };
+    struct kv_cache kv;
+    struct kv_req a, c, b;
+    int32_t t[9], u[9];
+
+    treq_tokens(t, 9, 7, 100);
+    treq_tokens(u, 9, 8, 100);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 2, 8 }, 2, win, 64, true), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &a, 9), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &c, 9), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &b, 9), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 8), 0);
+    kv_cache_free(&kv, &a);
+    ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 9), 8);   /* both groups have it */
+    ck_assert_int_eq(kv_cache_allocate(&kv, &c, u, 0, 0, 8), 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 0);
+    ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 9), 0);   /* group 0's went to c */
+    kv_cache_free(&kv, &c);
+    ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 9), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 0, 0, 8), 0);   /* recomputed */
+    kv_cache_req_fini(&kv, &a);
+    kv_cache_req_fini(&kv, &c);
+    kv_cache_req_fini(&kv, &b);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 2);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 8);
+    kv_cache_fini(&kv);
+}
+END_TEST
+
 START_TEST(worst_case_bound_per_group)
 {
     const int win[KV_MAX_GROUPS] = { 0, 32 };
@@ -486,6 +521,7 @@ Suite *kv_cache_suite(void)
     tcase_add_test(tc, hits_in_every_group_are_taken_before_any_allocation_evicts_them);
     tcase_add_test(tc, failed_allocation_changes_nothing);
     tcase_add_test(tc, a_short_group_pool_fails_the_step_and_changes_nothing);
+    tcase_add_test(tc, a_prefix_hit_needs_every_groups_blocks);
     tcase_add_test(tc, worst_case_bound_per_group);
     tcase_add_test(tc, same_tokens_under_another_prefix_share_no_block);
     suite_add_tcase(s, tc);
