@@ -181,6 +181,22 @@ static void finish_live(struct engine *e, struct engine_request *r, enum finish_
 
 /* ---- one step ---------------------------------------------------------------------- */
 
+_Static_assert(ENGINE_MAX_KV_GROUPS == KV_MAX_GROUPS, "engine_stats' groups are the scheduler's");
+
+/* Bytes in use over the cache's bytes: a block of group g costs g's layers. */
+static double kv_usage(const struct model_config *c, const struct sched_stats *ss)
+{
+    double used = 0, all = 0;
+
+    for (int l = 0; l < c->num_layers; l++) {
+        int g = c->layer_kv_group[l];
+
+        used += ss->group_blocks[g] - ss->group_free_blocks[g];
+        all += ss->group_blocks[g];
+    }
+    return all > 0 ? used / all : 0;
+}
+
 static void publish_stats(struct engine *e)
 {
     struct sched_stats ss;
@@ -191,6 +207,13 @@ static void publish_stats(struct engine *e)
     e->stats.num_waiting = ss.num_waiting;
     e->stats.num_blocks = ss.num_blocks;
     e->stats.num_free_blocks = ss.num_free_blocks;
+    e->stats.num_kv_groups = ss.num_kv_groups;
+    e->stats.kv_cache_usage = kv_usage(&e->model.cfg, &ss);
+    for (int g = 0; g < ss.num_kv_groups; g++) {
+        e->stats.kv_group_window[g] = e->model.cfg.kv_group_window[g];
+        e->stats.kv_group_blocks[g] = ss.group_blocks[g];
+        e->stats.kv_group_free_blocks[g] = ss.group_free_blocks[g];
+    }
     e->stats.prefix_queries = ss.prefix_queries;
     e->stats.prefix_hits = ss.prefix_hits;
     e->stats.num_preemptions = ss.num_preemptions;
@@ -507,6 +530,7 @@ static void *engine_thread(void *arg)
 {
     struct engine *e = arg;
 
+    publish_stats(e);   /* the cache's groups and pools are in /metrics before any step */
     uv_run(&e->loop, UV_RUN_DEFAULT);
     /* Whatever is left ends now, so that every callback gets its final call. */
     take_inbox(e);

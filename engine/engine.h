@@ -99,9 +99,16 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
  * FINISH_ABORT and its blocks are freed before the next step. */
 void engine_abort(struct engine *e, uint64_t id);
 
+#define ENGINE_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine.c */
+
 struct engine_stats {
     int num_running, num_waiting;
-    int num_blocks, num_free_blocks;          /* KV cache usage = 1 - free / blocks */
+    int num_blocks, num_free_blocks;          /* over every group's pool */
+    double kv_cache_usage;                    /* 0..1: bytes of the blocks in use / the cache's
+                                                 (a block costs its group's layers) */
+    int num_kv_groups;                        /* each with its own pool of blocks: */
+    int kv_group_window[ENGINE_MAX_KV_GROUPS];   /* 0 = full attention */
+    int kv_group_blocks[ENGINE_MAX_KV_GROUPS], kv_group_free_blocks[ENGINE_MAX_KV_GROUPS];
     uint64_t prefix_queries, prefix_hits;     /* tokens */
     uint64_t num_preemptions;
     uint64_t prompt_tokens, generation_tokens;   /* counters since start */

@@ -3,6 +3,8 @@
  * it, then the runner (weights, buffers, CUDA graphs) and the scheduler. The engine thread
  * starts later, in engine_start (engine.c). */
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +51,54 @@ static const char *kv_cache_dtype_name(enum dtype t)
     return t == DT_F8_E4M3 ? "fp8_e4m3" : t == DT_BF16 ? "bf16" : t == DT_F16 ? "f16" : "f32";
 }
 
+/* Bytes of one KV block in one layer, K and V. */
+static size_t layer_block_bytes(const struct engine *e, enum dtype kv_dtype,
+                                const struct engine_options *o)
+{
+    return runner_kv_block_bytes(&e->model.cfg, e->be, kv_dtype, o->block_size) /
+           e->model.cfg.num_layers;
+}
+
+/* Tokens the cache holds: a full-attention group's pool (the smallest, if several), else the
+ * largest window group's. */
+static int64_t cache_tokens(const struct model_config *c, const int *group_blocks, int block_size)
+{
+    int64_t full = INT64_MAX, win = 0;
+
+    for (int g = 0; g < c->num_kv_groups; g++) {
+        int64_t t = (int64_t)group_blocks[g] * block_size;
+
+        if (c->kv_group_window[g] == 0)
+            full = MIN(full, t);
+        else
+            win = MAX(win, t);
+    }
+    return full != INT64_MAX ? full : win;
+}
+
+/* "group 0 (full, 20 layers): 4096 blocks, group 1 (window 1024, 100 layers): 512 blocks" */
+static const char *groups_line(char *buf, size_t size, const struct model_config *c,
+                               const int *group_blocks)
+{
+    size_t n = 0;
+
+    buf[0] = 0;
+    for (int g = 0; g < c->num_kv_groups && n < size; g++) {
+        int layers = 0;
+
+        for (int l = 0; l < c->num_layers; l++)
+            layers += c->layer_kv_group[l] == g;
+        if (c->kv_group_window[g])
+            n += snprintf(buf + n, size - n, "%sgroup %d (window %d, %d layer%s): %d blocks",
+                          g ? ", " : "", g, c->kv_group_window[g], layers, layers == 1 ? "" : "s",
+                          group_blocks[g]);
+        else
+            n += snprintf(buf + n, size - n, "%sgroup %d (full, %d layer%s): %d blocks",
+                          g ? ", " : "", g, layers, layers == 1 ? "" : "s", group_blocks[g]);
+    }
+    return buf;
+}
+
 /* FP8 weights are the CPU reference's in this build: the CUDA backend has no fp8 GEMMs yet,
  * and says so here rather than failing in a kernel. The fp8 KV cache runs on both. */
 static int check_fp8_backend(const struct engine_options *o, const struct model_config *cfg,
@@ -85,6 +135,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     struct engine *e;
     struct runner_options ro;
     struct sched_config sc;
+    char groups[512];
     struct backend_options bo;
     int rc;
     const char *backend = o->backend;
@@ -164,11 +215,9 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = backend_create(&e->be, backend, &bo, err);
     if (rc != 0)
         goto fail;
-    ro.num_blocks = kv_budget_blocks(cfg, o, e->be, backend, kv_dtype, &bo, err);
-    if (ro.num_blocks <= 0) {
-        rc = -ENOMEM;
+    if ((rc = kv_budget_blocks(cfg, o, e->be, backend, kv_dtype, &bo, ro.group_num_blocks, err)))
         goto fail;
-    }
+    ro.num_blocks = ro.group_num_blocks[0];
     size_t free0 = 0, free1 = 0, total = 0;
     e->be->ops->mem_info(e->be, &free0, &total);
     rc = runner_create(&e->runner, e->be, &e->model, &ro, err);
@@ -180,8 +229,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
          * workspace, staging, graphs */
         double gib = 1073741824.0, took = (double)(free0 - free1);
         double w = (double)weights_bytes(cfg, dtype_size(e->be->ops->act_dtype));
-        double kv = (double)runner_kv_block_bytes(cfg, e->be, kv_dtype, o->block_size) *
-                    ro.num_blocks;
+        double kv = (double)kv_budget_bytes(cfg, ro.group_num_blocks, layer_block_bytes(e, kv_dtype, o));
         LOG(LL_INFO, "engine", "GPU memory: weights %.2f GiB, KV cache %.2f GiB, everything else "
             "%.2f GiB; %.2f of %.2f GiB free", w / gib, kv / gib, (took - w - kv) / gib,
             free1 / gib, total / gib);
@@ -190,6 +238,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     memset(&sc, 0, sizeof sc);
     sc.block_size = o->block_size;
     sc.num_blocks = ro.num_blocks;
+    memcpy(sc.group_num_blocks, ro.group_num_blocks, sizeof sc.group_num_blocks);
     sc.max_num_seqs = o->max_num_seqs;
     sc.max_num_batched_tokens = o->max_num_batched_tokens;
     sc.max_model_len = e->max_model_len;
@@ -204,12 +253,14 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = sched_create(&e->sched, &sc, err);
     if (rc != 0)
         goto fail;
-    e->max_request_tokens = kv_budget_max_request_tokens(sc.num_blocks, sc.block_size, cfg->num_kv_groups, cfg->kv_group_window,
+    e->max_request_tokens = kv_budget_max_request_tokens(sc.group_num_blocks, sc.block_size,
+                                                         cfg->num_kv_groups, cfg->kv_group_window,
                                                          sc.max_num_batched_tokens, e->max_model_len);
     if (e->max_request_tokens < e->max_model_len)
-        LOG(LL_WARN, "engine", "the KV cache (%d blocks of %d tokens) holds %d tokens for one "
+        LOG(LL_WARN, "engine", "the KV cache (blocks of %d tokens: %s) holds %d tokens for one "
             "request, less than max_model_len %d: longer requests are refused (raise "
-            "--kv-cache-memory or lower --max-model-len)", sc.num_blocks, sc.block_size,
+            "--kv-cache-memory or lower --max-model-len)", sc.block_size,
+            groups_line(groups, sizeof groups, cfg, sc.group_num_blocks),
             e->max_request_tokens, e->max_model_len);
 
     e->rows = calloc(bo.max_reqs, sizeof *e->rows);
@@ -225,12 +276,15 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     }
     e->stats.healthy = true;
     e->stats.kv_cache_dtype = kv_cache_dtype_name(runner_kv_dtype(e->be, kv_dtype));
-    e->stats.kv_cache_tokens = (int64_t)sc.num_blocks * o->block_size;
+    e->stats.kv_cache_tokens = cache_tokens(cfg, sc.group_num_blocks, o->block_size);
     e->next_id = 1;
-    LOG(LL_INFO, "engine", "%s on %s: %d KV blocks of %d tokens (%lld tokens, KV cache %s), "
-        "max_model_len %d, %d KV-cache group%s, weights %s%s", o->model_dir, backend,
-        sc.num_blocks, o->block_size, (long long)sc.num_blocks * o->block_size,
-        e->stats.kv_cache_dtype, e->max_model_len, sc.num_kv_groups, sc.num_kv_groups == 1 ? "" : "s",
+    LOG(LL_INFO, "engine", "%s on %s: KV blocks of %d tokens, %s (%lld tokens, KV cache %s, "
+        "%.2f GiB), one request holds up to %d tokens, max_model_len %d, weights %s%s",
+        o->model_dir, backend, o->block_size,
+        groups_line(groups, sizeof groups, cfg, sc.group_num_blocks),
+        (long long)e->stats.kv_cache_tokens, e->stats.kv_cache_dtype,
+        kv_budget_bytes(cfg, sc.group_num_blocks, layer_block_bytes(e, kv_dtype, o)) / 1073741824.0,
+        e->max_request_tokens, e->max_model_len,
         dtype_name(cfg->dtype), cfg->quant != QUANT_NONE ? " quantized fp8 (W8A16)"
                                 : o->quantization ? " quantized to fp8 at load (W8A16)" : "");
     *out = e;

@@ -47,9 +47,11 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
     struct rope_params rp = { H, KV, D, stride, local ? f->inv_freq_local : f->inv_freq,
                               c->rotary_dim ? c->rotary_dim : D, f->rope_mscale };
     double scale_of = c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : D;
-    struct cache_layout cl = f->cache;
+    struct cache_layout cl = f->cache;   /* a layer's storage holds its group's blocks only */
     struct attn_params ap;
     bool calc = f->calc_kv_scales && f->k_scale;
+
+    cl.num_blocks = f->group_blocks[g];
 
     if ((rc = op->matmul(f->be, f->qkv, f->xn, &lw->qkv, lw->qkv_bias.data ? &lw->qkv_bias : NULL, n)))
         return rc;

@@ -18,8 +18,10 @@ struct forward_ctx {
     const struct model_config *cfg;
     const struct weights *w;
     const int *layer_group;        /* [num_layers] KV group of each layer */
-    void **k_cache, **v_cache;     /* [num_layers] each [num_blocks, block_size, KV, D] */
-    struct cache_layout cache;     /* k_scale, v_scale come per layer from the arrays below */
+    void **k_cache, **v_cache;     /* [num_layers] each [group_blocks[g], block_size, KV, D] */
+    struct cache_layout cache;     /* num_blocks, k_scale, v_scale come per layer from
+                                    * group_blocks and the arrays below */
+    int group_blocks[MODEL_MAX_KV_GROUPS];   /* blocks of group g's cache, its own block ids */
     float *k_scale, *v_scale;      /* [num_layers] host: fp8 cache scales, NULL otherwise */
     bool calc_kv_scales;           /* derive k_scale/v_scale from this step's K and V
                                     * (--calculate-kv-scales; needs be->ops->absmax) */

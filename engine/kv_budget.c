@@ -1,6 +1,9 @@
 /* kv_budget.c — how many KV-cache blocks fit: the explicit --kv-cache-memory, or on a GPU
  * what --gpu-memory-utilization leaves after weights, activations and a reserve, or on a
- * CPU a modest default. The engine asks once, before the runner allocates the cache. */
+ * CPU a modest default; then how those bytes split among the KV-cache groups' pools, each
+ * block costing only its own group's layers. The engine asks once, before the runner
+ * allocates the cache. */
+#include <errno.h>
 #include <string.h>
 
 #include "engine/backend.h"
@@ -26,22 +29,37 @@ static size_t activation_bytes(const struct model_config *c, int cap_tokens, int
            (size_t)cap_reqs * (2 * h * elem + 4 * (size_t)c->vocab_size);
 }
 
-int kv_budget_max_request_tokens(int num_blocks, int block_size, int num_groups,
+/* Only what kv_cache_max_blocks reads: block size and groups. */
+static void cache_shape(struct kv_cache *shape, int block_size, int num_groups, const int *group_window)
+{
+    memset(shape, 0, sizeof *shape);
+    shape->block_size = block_size;
+    shape->num_groups = MIN(num_groups, KV_MAX_GROUPS);
+    memcpy(shape->group_window, group_window, (size_t)shape->num_groups * sizeof *group_window);
+}
+
+static bool request_fits(const struct kv_cache *shape, const int *group_blocks, int num_tokens,
+                         int max_chunk)
+{
+    for (int g = 0; g < shape->num_groups; g++)
+        if (kv_cache_max_blocks(shape, g, num_tokens, max_chunk) > group_blocks[g])
+            return false;
+    return true;
+}
+
+int kv_budget_max_request_tokens(const int *group_blocks, int block_size, int num_groups,
                                  const int *group_window, int max_num_batched_tokens,
                                  int max_model_len)
 {
-    struct kv_cache shape;   /* only what kv_cache_max_blocks reads: block size and groups */
+    struct kv_cache shape;
     int lo = 0, hi = max_model_len;
 
-    memset(&shape, 0, sizeof shape);
-    shape.block_size = block_size;
-    shape.num_groups = MIN(num_groups, KV_MAX_GROUPS);
-    memcpy(shape.group_window, group_window, (size_t)shape.num_groups * sizeof *group_window);
+    cache_shape(&shape, block_size, num_groups, group_window);
     /* The blocks a request needs grow with its length: the largest that fits, by bisection. */
     while (lo < hi) {
         int mid = lo + (hi - lo + 1) / 2;
 
-        if (kv_cache_max_blocks(&shape, mid, MIN(mid, max_num_batched_tokens)) <= num_blocks)
+        if (request_fits(&shape, group_blocks, mid, MIN(mid, max_num_batched_tokens)))
             lo = mid;
         else
             hi = mid - 1;
@@ -49,12 +67,69 @@ int kv_budget_max_request_tokens(int num_blocks, int block_size, int num_groups,
     return lo;
 }
 
+/* Layers of each group. */
+static void group_layers(const struct model_config *c, int *layers)
+{
+    memset(layers, 0, KV_MAX_GROUPS * sizeof *layers);
+    for (int l = 0; l < c->num_layers; l++)
+        layers[c->layer_kv_group[l]]++;
+}
+
+size_t kv_budget_bytes(const struct model_config *c, const int *blocks, size_t layer_block_bytes)
+{
+    int layers[KV_MAX_GROUPS];
+    size_t bytes = 0;
+
+    group_layers(c, layers);
+    for (int g = 0; g < c->num_kv_groups; g++)
+        bytes += (size_t)blocks[g] * layers[g] * layer_block_bytes;
+    return bytes;
+}
+
+int kv_budget_split(const struct model_config *c, size_t bytes, size_t layer_block_bytes,
+                    int block_size, int max_num_seqs, int max_num_batched_tokens,
+                    int max_model_len, int *group_blocks, char *err)
+{
+    struct kv_cache shape;
+    int layers[KV_MAX_GROUPS], full_layers = 0;
+    size_t even = bytes / ((size_t)c->num_layers * layer_block_bytes), left = bytes;
+
+    if (even < 1 || even > INT32_MAX) {
+        errf(err, "a KV cache of %zu bytes holds %zu blocks of %zu bytes in each of %d layers; "
+             "give --kv-cache-memory room for at least one", bytes, even, layer_block_bytes,
+             c->num_layers);
+        return -ENOMEM;
+    }
+    cache_shape(&shape, block_size, c->num_kv_groups, c->kv_group_window);
+    group_layers(c, layers);
+    for (int g = 0; g < c->num_kv_groups; g++)
+        full_layers += c->kv_group_window[g] == 0 ? layers[g] : 0;
+    for (int g = 0; g < c->num_kv_groups; g++) {
+        size_t need = (size_t)max_num_seqs *
+                      kv_cache_max_blocks(&shape, g, max_model_len,
+                                          MIN(max_model_len, max_num_batched_tokens));
+
+        if (c->kv_group_window[g] == 0)
+            continue;
+        /* with no full group, nobody could use what a window group leaves */
+        group_blocks[g] = (int)(full_layers ? MIN(even, need) : even);
+        left -= (size_t)group_blocks[g] * layers[g] * layer_block_bytes;
+    }
+    for (int g = 0; g < c->num_kv_groups; g++)
+        if (c->kv_group_window[g] == 0)
+            group_blocks[g] = (int)MIN(left / ((size_t)full_layers * layer_block_bytes),
+                                       (size_t)INT32_MAX);
+    return 0;
+}
+
 int kv_budget_blocks(const struct model_config *c, const struct engine_options *o,
                      struct backend *be, const char *backend, enum dtype kv_dtype,
-                     const struct backend_options *bo, char *err)
+                     const struct backend_options *bo, int *group_blocks, char *err)
 {
     int cap_tokens = bo->max_tokens, cap_reqs = bo->max_reqs;
     size_t block = runner_kv_block_bytes(c, be, kv_dtype, o->block_size), bytes = o->kv_cache_bytes;
+    size_t layer_block = block / c->num_layers;
+    int max_len = bo->max_blocks_per_req * o->block_size;   /* max_model_len, resolved */
     size_t elem = dtype_size(be->ops->act_dtype);
 
     if (bytes == 0 && !strcmp(backend, "cuda")) {
@@ -62,7 +137,7 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
         size_t free_b = 0, total_b = 0, used, want, other;
         if (be->ops->mem_info(be, &free_b, &total_b) != 0) {
             errf(err, "cannot read the device's free memory");
-            return 0;
+            return -EIO;
         }
         used = total_b - free_b;   /* the CUDA context and whoever else is on the device */
         want = (size_t)(o->gpu_memory_utilization * (double)total_b);
@@ -75,17 +150,21 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
                  total_b / 1073741824.0, used / 1073741824.0,
                  weights_bytes(c, elem) / 1073741824.0,
                  activation_bytes(c, cap_tokens, cap_reqs, elem) / 1073741824.0);
-            return 0;
+            return -ENOMEM;
         }
         bytes = want - other;
     } else if (bytes == 0) {
-        size_t need = (size_t)o->max_num_seqs * bo->max_blocks_per_req * block;
-        bytes = MIN((size_t)1 << 30, need);
+        /* what max_num_seqs requests of max_model_len tokens hold, window groups included */
+        struct kv_cache shape;
+        int per_req[KV_MAX_GROUPS];
+
+        cache_shape(&shape, o->block_size, c->num_kv_groups, c->kv_group_window);
+        for (int g = 0; g < c->num_kv_groups; g++)
+            per_req[g] = kv_cache_max_blocks(&shape, g, max_len,
+                                             MIN(max_len, o->max_num_batched_tokens));
+        bytes = MIN((size_t)1 << 30,
+                    (size_t)o->max_num_seqs * kv_budget_bytes(c, per_req, layer_block));
     }
-    if (bytes / block < 1 || bytes / block > INT32_MAX) {
-        errf(err, "a KV cache of %zu bytes holds %zu blocks of %zu bytes; give --kv-cache-memory "
-             "room for at least one", bytes, bytes / block, block);
-        return 0;
-    }
-    return (int)(bytes / block);
+    return kv_budget_split(c, bytes, layer_block, o->block_size, o->max_num_seqs,
+                           o->max_num_batched_tokens, max_len, group_blocks, err);
 }

@@ -172,6 +172,12 @@ int runner_logits(struct runner *r, struct step_batch *b, float *logits)
 
 /* ---- creation ---- */
 
+/* Blocks of group g's layers: its own pool's size, else num_blocks. */
+static int group_blocks(const struct runner_options *o, int g)
+{
+    return o->group_num_blocks[g] > 0 ? o->group_num_blocks[g] : o->num_blocks;
+}
+
 static int check_config(const struct model_config *c, const struct runner_options *o, char *err)
 {
     if (c->num_layers < 1 || c->num_layers > MODEL_MAX_LAYERS || c->hidden_size < 1 ||
@@ -202,16 +208,22 @@ static int check_config(const struct model_config *c, const struct runner_option
              o->num_blocks, o->max_num_batched_tokens, o->max_num_seqs, o->max_model_len);
         return -EINVAL;
     }
+    for (int g = 0; g < KV_MAX_GROUPS; g++)
+        if (o->group_num_blocks[g] < 0) {
+            errf(err, "runner: group_num_blocks[%d] %d is negative", g, o->group_num_blocks[g]);
+            return -EINVAL;
+        }
     for (int i = 0; i < o->num_graph_sizes; i++)
         if (o->graph_sizes[i] < 1) {
             errf(err, "runner: graph size %d must be positive", o->graph_sizes[i]);
             return -EINVAL;
         }
-    if ((double)o->num_blocks * o->block_size * c->num_kv_heads * c->head_dim > 1e15) {
-        errf(err, "runner: KV cache of %d blocks of %d tokens is too large", o->num_blocks,
-             o->block_size);
-        return -EINVAL;
-    }
+    for (int g = 0; g < c->num_kv_groups; g++)
+        if ((double)group_blocks(o, g) * o->block_size * c->num_kv_heads * c->head_dim > 1e15) {
+            errf(err, "runner: KV cache of %d blocks of %d tokens (group %d) is too large",
+                 group_blocks(o, g), o->block_size, g);
+            return -EINVAL;
+        }
     return 0;
 }
 
@@ -226,13 +238,25 @@ static void *dev_buf(struct runner *r, size_t n, size_t size, char *err)
     return r->be->ops->alloc(r->be, n * size, err);
 }
 
+/* Bytes of every layer's K and V cache, each sized for its group's blocks. */
+static size_t kv_cache_bytes(const struct runner *r)
+{
+    const struct model_config *c = &r->m->cfg;
+    size_t layer_block = runner_kv_block_bytes(c, r->be, r->opt.kv_cache_dtype, r->opt.block_size) /
+                         c->num_layers, bytes = 0;
+
+    for (int l = 0; l < c->num_layers; l++)
+        bytes += layer_block * group_blocks(&r->opt, c->layer_kv_group[l]);
+    return bytes;
+}
+
 static int alloc_buffers(struct runner *r, char *err)
 {
     const struct model_config *c = &r->m->cfg;
     struct forward_ctx *f = &r->fwd;
     size_t e = dtype_size(r->be->ops->act_dtype), T = r->cap_tokens, S = r->cap_sample;
     size_t kv_e = dtype_size(runner_kv_dtype(r->be, r->opt.kv_cache_dtype));
-    size_t cache = (size_t)r->opt.num_blocks * r->opt.block_size * c->num_kv_heads * c->head_dim;
+    size_t block = (size_t)r->opt.block_size * c->num_kv_heads * c->head_dim;
 
     r->k_cache = calloc(c->num_layers, sizeof *r->k_cache);
     r->v_cache = calloc(c->num_layers, sizeof *r->v_cache);
@@ -240,10 +264,14 @@ static int alloc_buffers(struct runner *r, char *err)
         errf(err, "runner: out of memory");
         return -ENOMEM;
     }
-    for (int l = 0; l < c->num_layers; l++)
+    /* a layer holds its own group's blocks: a window group's few blocks cost little */
+    for (int l = 0; l < c->num_layers; l++) {
+        size_t cache = block * group_blocks(&r->opt, c->layer_kv_group[l]);
+
         if (!(r->k_cache[l] = dev_buf(r, cache, kv_e, err)) ||
             !(r->v_cache[l] = dev_buf(r, cache, kv_e, err)))
             return -ENOMEM;
+    }
     if (!(f->residual = dev_buf(r, T * c->hidden_size, e, err)) ||
         !(f->x = dev_buf(r, T * c->hidden_size, e, err)) ||
         !(f->xn = dev_buf(r, T * c->hidden_size, e, err)) ||
@@ -457,6 +485,8 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.cache = (struct cache_layout){ o->num_blocks, o->block_size, c->num_kv_heads,
                                           c->head_dim, runner_kv_dtype(be, o->kv_cache_dtype),
                                           1.0f, 1.0f };
+    for (int g = 0; g < c->num_kv_groups; g++)
+        r->fwd.group_blocks[g] = group_blocks(o, g);
     r->fwd.k_scale = r->k_scale;
     r->fwd.v_scale = r->v_scale;
     r->fwd.calc_kv_scales = o->calculate_kv_scales;
@@ -468,10 +498,9 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     if (r->num_graphs && (rc = capture_graphs(r, err)))
         goto fail;
-    LOG(LL_INFO, "runner", "%s on %s: %d layers, %d KV blocks of %d tokens (%zu MiB, %s), %d KV "
+    LOG(LL_INFO, "runner", "%s on %s: %d layers, KV blocks of %d tokens (%zu MiB, %s), %d KV "
         "groups; weights %.2f s, KV cache and buffers %.2f s, %d graphs %.2f s", c->arch_name,
-        be->ops->name, c->num_layers, o->num_blocks, o->block_size,
-        runner_kv_block_bytes(c, be, o->kv_cache_dtype, o->block_size) * o->num_blocks >> 20,
+        be->ops->name, c->num_layers, o->block_size, kv_cache_bytes(r) >> 20,
         dtype_name(runner_kv_dtype(be, o->kv_cache_dtype)), r->m->cfg.num_kv_groups,
         t_weights - t0, t_buffers - t_weights, r->num_graphs, now_s() - t_buffers);
     *out = r;

@@ -17,7 +17,7 @@ struct runner;
 
 struct runner_options {
     int block_size;              /* tokens per KV block */
-    int num_blocks;              /* KV blocks per layer (engine sizes it: runner_kv_block_bytes) */
+    int num_blocks;              /* KV blocks of each layer (engine sizes it: kv_budget.c) */
     int max_num_batched_tokens;  /* token budget of a step */
     int max_num_seqs;            /* requests in a step */
     int max_model_len;           /* context length: prompt + output tokens */
@@ -29,6 +29,9 @@ struct runner_options {
     bool calculate_kv_scales;    /* fp8 cache: scales from the first step's K and V (cpu) */
     enum dtype kv_cache_dtype;   /* DT_F32 = auto (the backend's act_dtype); cpu: also BF16,
                                   * F8_E4M3 (scales: the checkpoint's k_scale/v_scale, else 1) */
+    int group_num_blocks[KV_MAX_GROUPS];   /* instead of num_blocks, for the layers of group g
+                                  * when > 0: each group's cache has its own block ids (last,
+                                  * so that positional initializers stay valid) */
 };
 
 /* Fills the capacities a backend needs for this model and these options (max_tokens,
@@ -41,7 +44,8 @@ int runner_backend_options(const struct model_config *cfg, const struct runner_o
 enum dtype runner_kv_dtype(const struct backend *be, enum dtype kv_cache_dtype);
 
 /* Bytes one KV block takes over all layers, K and V, in the cache's dtype
- * (runner_kv_dtype): what each unit of num_blocks costs. */
+ * (runner_kv_dtype); divided by num_layers, what a block of one layer costs (a block of
+ * group g costs that times g's layers: kv_budget.c). */
 size_t runner_kv_block_bytes(const struct model_config *cfg, const struct backend *be,
                              enum dtype kv_cache_dtype, int block_size);
 

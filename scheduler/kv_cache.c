@@ -1,5 +1,5 @@
-/* kv_cache.c — block tables per request and group over the shared block pool: allocation
- * for new tokens (check first, then commit, so a failure changes nothing), sliding-window
+/* kv_cache.c — block tables per request and group, each group over its own block pool:
+ * allocation for new tokens (check first, then commit, so a failure changes nothing), sliding-window
  * release, prefix-cache lookup and registration of full blocks. */
 #include <errno.h>
 #include <stdlib.h>
@@ -8,10 +8,10 @@
 #include "engine/base/util.h"          /* ASSERT, MIN, MAX */
 #include "scheduler/kv_cache.h"
 
-int kv_cache_init(struct kv_cache *kv, int block_size, int num_blocks, int num_groups,
+int kv_cache_init(struct kv_cache *kv, int block_size, const int *group_blocks, int num_groups,
                   const int *group_window, int max_model_len, bool prefix_caching)
 {
-    int rc;
+    int rc = 0;
 
     memset(kv, 0, sizeof *kv);
     if (block_size < 1 || num_groups < 1 || num_groups > KV_MAX_GROUPS || max_model_len < 1)
@@ -24,20 +24,21 @@ int kv_cache_init(struct kv_cache *kv, int block_size, int num_blocks, int num_g
     memcpy(kv->group_window, group_window, num_groups * sizeof *group_window);
     kv->max_blocks_per_req = (max_model_len + block_size - 1) / block_size;
     kv->prefix_caching = prefix_caching;
-    rc = block_pool_init(&kv->pool, num_blocks);
-    if (rc)
-        return rc;
+    for (int g = 0; g < num_groups && !rc; g++)
+        rc = block_pool_init(&kv->pool[g], group_blocks[g]);
     kv->scratch = malloc(kv->max_blocks_per_req + 1);
-    if (!kv->scratch) {
+    if (!rc && !kv->scratch)
+        rc = -ENOMEM;
+    if (rc)
         kv_cache_fini(kv);
-        return -ENOMEM;
-    }
-    return 0;
+    return rc;
 }
 
 void kv_cache_fini(struct kv_cache *kv)
 {
-    block_pool_fini(&kv->pool);
+    for (int g = 0; g < KV_MAX_GROUPS; g++)
+        if (kv->pool[g].blocks)
+            block_pool_fini(&kv->pool[g]);
     free(kv->scratch);
     memset(kv, 0, sizeof *kv);
 }
@@ -72,19 +73,13 @@ void kv_cache_req_fini(struct kv_cache *kv, struct kv_req *kr)
     memset(kr, 0, sizeof *kr);
 }
 
-int kv_cache_max_blocks(const struct kv_cache *kv, int num_tokens, int max_chunk)
+int kv_cache_max_blocks(const struct kv_cache *kv, int g, int num_tokens, int max_chunk)
 {
-    int bs = kv->block_size, full = (num_tokens + bs - 1) / bs, total = 0;
+    int bs = kv->block_size, full = (num_tokens + bs - 1) / bs, w = kv->group_window[g];
 
-    for (int g = 0; g < kv->num_groups; g++) {
-        int w = kv->group_window[g];
-
-        /* A step over [c, c + n) holds the blocks of positions [c - w + 1, c + n): an
-         * interval of at most w + n - 1 positions, which touches at most
-         * (w + n - 2) / bs + 2 blocks. */
-        total += w == 0 ? full : MIN(full, (w + max_chunk - 2) / bs + 2);
-    }
-    return total;
+    /* A step over [c, c + n) holds the blocks of positions [c - w + 1, c + n): an interval
+     * of at most w + n - 1 positions, which touches at most (w + n - 2) / bs + 2 blocks. */
+    return w == 0 ? full : MIN(full, (w + max_chunk - 2) / bs + 2);
 }
 
 /* Hash chain of the first n full blocks of tokens (computed once per request). */
@@ -92,7 +87,7 @@ static void ensure_hashes(struct kv_cache *kv, struct kv_req *kr, const int32_t 
 {
     ASSERT(n <= kr->cap_blocks);
     for (int j = kr->num_hashes; j < n; j++)
-        kr->hashes[j] = block_pool_hash(&kv->pool, j ? &kr->hashes[j - 1] : NULL,
+        kr->hashes[j] = block_pool_hash(&kv->pool[0], j ? &kr->hashes[j - 1] : NULL,
                                         tokens + (size_t)j * kv->block_size, kv->block_size);
     kr->num_hashes = MAX(kr->num_hashes, n);
 }
@@ -119,7 +114,7 @@ int kv_cache_lookup(struct kv_cache *kv, struct kv_req *kr, const int32_t *token
 
         if (kv->group_window[g] > 0)
             continue;
-        while (e < hit && block_pool_lookup(&kv->pool, g, kr->hashes[e]) >= 0)
+        while (e < hit && block_pool_lookup(&kv->pool[g], g, kr->hashes[e]) >= 0)
             e++;
         hit = e;
     }
@@ -132,7 +127,7 @@ int kv_cache_lookup(struct kv_cache *kv, struct kv_req *kr, const int32_t *token
         if (kv->group_window[g] == 0)
             continue;
         for (int e = 1; e <= hit; e++) {
-            run = block_pool_lookup(&kv->pool, g, kr->hashes[e - 1]) >= 0 ? run + 1 : 0;
+            run = block_pool_lookup(&kv->pool[g], g, kr->hashes[e - 1]) >= 0 ? run + 1 : 0;
             if (run < e - first_needed_block(kv, g, e))
                 ok[e] = 0;
         }
@@ -152,7 +147,7 @@ static void release_out_of_window(struct kv_cache *kv, struct kv_req *kr, int nu
             continue;
         end = MIN(kv_cache_window_start(kv, g, num_computed) / kv->block_size, kr->num_blocks[g]);
         for (int j = kr->first_live[g]; j < end; j++) {
-            block_pool_free(&kv->pool, kr->block_table[g][j]);
+            block_pool_free(&kv->pool[g], kr->block_table[g][j]);
             kr->block_table[g][j] = KV_NO_BLOCK;
         }
         kr->first_live[g] = MAX(kr->first_live[g], end);
@@ -162,43 +157,45 @@ static void release_out_of_window(struct kv_cache *kv, struct kv_req *kr, int nu
 int kv_cache_allocate(struct kv_cache *kv, struct kv_req *kr, const int32_t *tokens,
                       int num_cached, int num_computed, int num_new)
 {
-    struct block_pool *p = &kv->pool;
     int bs = kv->block_size, end = num_computed + num_new, need = (end + bs - 1) / bs;
-    int e = num_cached / bs, num_alloc = 0, num_revived = 0;
+    int e = num_cached / bs;
 
     ASSERT(num_new > 0 && need <= kr->cap_blocks && num_cached % bs == 0);
     ASSERT(num_cached == 0 || num_cached == num_computed);
     release_out_of_window(kv, kr, num_computed);
 
-    /* Count first: blocks to take from the free list, cached ones we revive included. */
+    /* Count first, in every group's own pool: blocks to take from its free list, cached
+     * ones we revive included. */
     for (int g = 0; g < kv->num_groups; g++) {
+        struct block_pool *p = &kv->pool[g];
+        int num_take = MAX(0, need - MAX(kr->num_blocks[g], e));
+
         ASSERT(e == 0 || kr->num_blocks[g] == 0);
         for (int j = first_needed_block(kv, g, e); j < e; j++) {
             int id = block_pool_lookup(p, g, kr->hashes[j]);
 
             ASSERT(id >= 0);   /* kv_cache_lookup found it and nothing ran since */
-            num_revived += block_pool_ref_count(p, id) == 0;
+            num_take += block_pool_ref_count(p, id) == 0;
         }
-        num_alloc += MAX(0, need - MAX(kr->num_blocks[g], e));
+        if (num_take > block_pool_num_free(p))
+            return -ENOSPC;
     }
-    if (num_alloc + num_revived > block_pool_num_free(p))
-        return -ENOSPC;
 
-    /* Take every cached block before allocating any: an allocation evicts the least
-     * recently freed block, which may be one that another group is about to revive. */
+    /* Take a group's cached blocks before allocating any: an allocation evicts the least
+     * recently freed block, which may be one that this group is about to revive. */
     for (int g = 0; g < kv->num_groups && e > 0; g++) {
         int first = first_needed_block(kv, g, e);
 
         for (int j = first; j < e; j++) {
-            kr->block_table[g][j] = block_pool_lookup(p, g, kr->hashes[j]);
-            block_pool_ref(p, kr->block_table[g][j]);
+            kr->block_table[g][j] = block_pool_lookup(&kv->pool[g], g, kr->hashes[j]);
+            block_pool_ref(&kv->pool[g], kr->block_table[g][j]);
         }
         kr->first_live[g] = first;
         kr->num_blocks[g] = kr->num_registered[g] = e;
     }
     for (int g = 0; g < kv->num_groups; g++) {
         while (kr->num_blocks[g] < need) {
-            int id = block_pool_alloc(p);
+            int id = block_pool_alloc(&kv->pool[g]);
 
             ASSERT(id >= 0);   /* counted above */
             kr->block_table[g][kr->num_blocks[g]++] = id;
@@ -209,7 +206,7 @@ int kv_cache_allocate(struct kv_cache *kv, struct kv_req *kr, const int32_t *tok
     ensure_hashes(kv, kr, tokens, end / bs);
     for (int g = 0; g < kv->num_groups; g++) {
         for (int j = MAX(kr->num_registered[g], kr->first_live[g]); j < end / bs; j++)
-            block_pool_register(p, kr->block_table[g][j], g, kr->hashes[j]);
+            block_pool_register(&kv->pool[g], kr->block_table[g][j], g, kr->hashes[j]);
         kr->num_registered[g] = MAX(kr->num_registered[g], end / bs);
     }
     return 0;
@@ -219,7 +216,7 @@ void kv_cache_free(struct kv_cache *kv, struct kv_req *kr)
 {
     for (int g = 0; g < kv->num_groups; g++) {
         for (int j = kr->num_blocks[g] - 1; j >= kr->first_live[g]; j--) {
-            block_pool_free(&kv->pool, kr->block_table[g][j]);
+            block_pool_free(&kv->pool[g], kr->block_table[g][j]);
             kr->block_table[g][j] = KV_NO_BLOCK;
         }
         for (int j = 0; j < kr->first_live[g]; j++)
@@ -232,8 +229,8 @@ void kv_cache_forget(struct kv_cache *kv, struct kv_req *kr)
 {
     for (int g = 0; g < kv->num_groups; g++)
         for (int j = kr->first_live[g]; j < kr->num_blocks[g]; j++)
-            if (block_pool_ref_count(&kv->pool, kr->block_table[g][j]) == 1)
-                block_pool_forget(&kv->pool, kr->block_table[g][j]);
+            if (block_pool_ref_count(&kv->pool[g], kr->block_table[g][j]) == 1)
+                block_pool_forget(&kv->pool[g], kr->block_table[g][j]);
 }
 
 int64_t kv_cache_slot(const struct kv_cache *kv, const struct kv_req *kr, int g, int pos)

@@ -1,13 +1,14 @@
-/* kv_cache.h — per-request block tables, one per KV-cache group, over one shared block pool.
+/* kv_cache.h — per-request block tables, one per KV-cache group, each over its group's pool.
  * Allocates blocks for a step's new tokens, frees sliding-window blocks that fell out of the
  * window, and finds a request's longest cached prefix (prefix caching). The token at position
  * pos of group g lives in slot block_table[g][pos / block_size] * block_size + pos % block_size.
  *
- * One pool for every group. Every layer's cache has storage for every block id, so a block
- * that group g holds is written only by g's layers and sits unused in the other groups'
- * layers. That wastes memory on models that mix sliding-window and full attention (a
- * per-group pool would not), but keeps one free list, one count of free blocks for
- * admission and preemption, and lets a block move between groups as needs shift.
+ * A pool per group, with its own block ids 0..group_blocks[g]-1: a layer of group g has
+ * storage for g's blocks only, so a block costs its own group's layers and nothing else.
+ * A sliding-window group, which holds about window / block_size blocks per request, thus
+ * needs far less memory than a full group (engine/kv_budget.c sizes the pools). A step's
+ * allocation must fit in every group's pool at once, or nothing is taken (-ENOSPC, and the
+ * scheduler preempts).
  *
  * Sliding window W: the query at position p sees keys at (p - W, p]. Once a request has
  * computed c tokens, no later query looks below c - W + 1, so every block whose last position
@@ -27,7 +28,7 @@
 #include "scheduler/block_pool.h"
 
 struct kv_cache {
-    struct block_pool pool;
+    struct block_pool pool[KV_MAX_GROUPS];   /* [num_groups] one per group, own block ids */
     int block_size;                      /* tokens per block */
     int num_groups;
     int group_window[KV_MAX_GROUPS];     /* 0 = full attention, else the window in tokens */
@@ -48,8 +49,9 @@ struct kv_req {
     int num_hashes;                          /* hashes computed so far */
 };
 
-/* Returns 0, -EINVAL (a bad size or window) or -ENOMEM. */
-int kv_cache_init(struct kv_cache *kv, int block_size, int num_blocks, int num_groups,
+/* group_blocks[g]: the blocks of group g's pool. Returns 0, -EINVAL (a bad size or window)
+ * or -ENOMEM. */
+int kv_cache_init(struct kv_cache *kv, int block_size, const int *group_blocks, int num_groups,
                   const int *group_window, int max_model_len, bool prefix_caching);
 void kv_cache_fini(struct kv_cache *kv);
 
@@ -58,9 +60,20 @@ int kv_cache_req_init(struct kv_cache *kv, struct kv_req *kr, int max_tokens);
 /* Releases every block the request holds and its tables. Safe on a zeroed kv_req. */
 void kv_cache_req_fini(struct kv_cache *kv, struct kv_req *kr);
 
-/* Blocks a request of num_tokens tokens can hold at once, at worst, when no step gives it
- * more than max_chunk new tokens: the admission bound (a request above the pool never fits). */
-int kv_cache_max_blocks(const struct kv_cache *kv, int num_tokens, int max_chunk);
+/* Blocks of group g a request of num_tokens tokens can hold at once, at worst, when no step
+ * gives it more than max_chunk new tokens: the admission bound (a request above a group's
+ * pool never fits). Reads only block_size and group_window. */
+int kv_cache_max_blocks(const struct kv_cache *kv, int g, int num_tokens, int max_chunk);
+
+/* Free blocks of group g's pool (prefix-cached ones nobody holds included), and its size. */
+static inline int kv_cache_num_free(const struct kv_cache *kv, int g)
+{
+    return block_pool_num_free(&kv->pool[g]);
+}
+static inline int kv_cache_num_blocks(const struct kv_cache *kv, int g)
+{
+    return kv->pool[g].num_blocks;
+}
 
 /* The longest prefix of tokens[0, num_tokens) that the prefix cache can serve, in tokens: a
  * multiple of block_size that leaves at least the last token to compute (it must be run to
@@ -73,7 +86,7 @@ int kv_cache_lookup(struct kv_cache *kv, struct kv_req *kr, const int32_t *token
  * taken first), else 0. tokens must hold every position below num_computed + num_new. Blocks
  * that this step fills are entered in the prefix cache at once: the runner writes each layer's
  * cache before that layer's attention, so another request of the same step may read them.
- * Returns 0, or -ENOSPC with nothing allocated when the pool is short. */
+ * Returns 0, or -ENOSPC with nothing allocated when any group's pool is short. */
 int kv_cache_allocate(struct kv_cache *kv, struct kv_req *kr, const int32_t *tokens,
                       int num_cached, int num_computed, int num_new);
 

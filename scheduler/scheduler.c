@@ -40,6 +40,9 @@ static int check_config(const struct sched_config *c, char *err)
 #define BAD(cond, ...) do { if (cond) { errf(err, "scheduler config: " __VA_ARGS__); return -EINVAL; } } while (0)
     BAD(c->block_size < 1, "block_size %d must be at least 1", c->block_size);
     BAD(c->num_blocks < 1, "num_blocks %d must be at least 1", c->num_blocks);
+    for (int g = 0; g < KV_MAX_GROUPS; g++)
+        BAD(c->group_num_blocks[g] < 0, "group_num_blocks[%d] %d is negative", g,
+            c->group_num_blocks[g]);
     BAD(c->max_num_seqs < 1, "max_num_seqs %d must be at least 1", c->max_num_seqs);
     BAD(c->max_num_batched_tokens < c->max_num_seqs,
         "max_num_batched_tokens %d is below max_num_seqs %d", c->max_num_batched_tokens,
@@ -71,7 +74,10 @@ int sched_create(struct scheduler **out, const struct sched_config *c, char *err
     if (!s)
         return -ENOMEM;
     s->cfg = *c;
-    rc = kv_cache_init(&s->kv, c->block_size, c->num_blocks, c->num_kv_groups, c->group_window,
+    for (int g = 0; g < c->num_kv_groups; g++)
+        if (s->cfg.group_num_blocks[g] == 0)
+            s->cfg.group_num_blocks[g] = c->num_blocks;
+    rc = kv_cache_init(&s->kv, c->block_size, s->cfg.group_num_blocks, c->num_kv_groups, c->group_window,
                        c->max_model_len, c->enable_prefix_caching);
     if (rc)
         goto fail;
@@ -148,12 +154,14 @@ int sched_add(struct scheduler *s, struct sched_request *r, char *err)
     }
     len = r->num_prompt_tokens + r->max_tokens;
     max_chunk = MIN(len, s->cfg.max_num_batched_tokens);
-    need = kv_cache_max_blocks(&s->kv, len, max_chunk);
-    if (need > s->cfg.num_blocks) {
-        errf(err, "request %llu: %d tokens need up to %d KV blocks of %d tokens; the pool "
-             "has %d", (unsigned long long)r->id, len, need, s->cfg.block_size,
-             s->cfg.num_blocks);
-        return -E2BIG;
+    for (int g = 0; g < s->cfg.num_kv_groups; g++) {
+        need = kv_cache_max_blocks(&s->kv, g, len, max_chunk);
+        if (need > s->cfg.group_num_blocks[g]) {
+            errf(err, "request %llu: %d tokens need up to %d KV blocks of %d tokens in KV-cache "
+                 "group %d; its pool has %d", (unsigned long long)r->id, len, need,
+                 s->cfg.block_size, g, s->cfg.group_num_blocks[g]);
+            return -E2BIG;
+        }
     }
     rc = kv_cache_req_init(&s->kv, &r->kv, len);
     if (rc) {
@@ -209,8 +217,8 @@ static void preempt(struct scheduler *s, struct sched_request *r)
     r->num_preemptions++;
     s->num_preemptions++;
     request_queue_insert(&s->waiting, r);
-    LOG(LL_DEBUG, "sched", "req %llu preempted: %d tokens to recompute, %d free blocks",
-        (unsigned long long)r->id, r->num_tokens, block_pool_num_free(&s->kv.pool));
+    LOG(LL_DEBUG, "sched", "req %llu preempted: %d tokens to recompute, %d free blocks in "
+        "group 0", (unsigned long long)r->id, r->num_tokens, kv_cache_num_free(&s->kv, 0));
 }
 
 static void add_row(struct scheduler *s, struct sched_request *r, int n)
@@ -398,8 +406,14 @@ void sched_get_stats(const struct scheduler *s, struct sched_stats *st)
 {
     st->num_running = s->running.len;
     st->num_waiting = s->waiting.len;
-    st->num_blocks = s->cfg.num_blocks;
-    st->num_free_blocks = block_pool_num_free(&s->kv.pool);
+    st->num_blocks = st->num_free_blocks = 0;
+    st->num_kv_groups = s->cfg.num_kv_groups;
+    for (int g = 0; g < s->cfg.num_kv_groups; g++) {
+        st->group_blocks[g] = kv_cache_num_blocks(&s->kv, g);
+        st->group_free_blocks[g] = kv_cache_num_free(&s->kv, g);
+        st->num_blocks += st->group_blocks[g];
+        st->num_free_blocks += st->group_free_blocks[g];
+    }
     st->prefix_queries = s->prefix_queries;
     st->prefix_hits = s->prefix_hits;
     st->num_preemptions = s->num_preemptions;

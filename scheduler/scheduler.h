@@ -30,7 +30,8 @@ struct scheduler;
 
 struct sched_config {
     int block_size;                   /* tokens per block, default 16 */
-    int num_blocks;                   /* size of the pool (the runner sizes it from memory) */
+    int num_blocks;                   /* blocks of each group's pool (the engine sizes it) */
+    int group_num_blocks[KV_MAX_GROUPS];  /* group g's pool instead, when > 0 (kv_budget.c) */
     int max_num_seqs;                 /* requests per step */
     int max_num_batched_tokens;       /* token budget per step, >= max_num_seqs */
     int max_model_len;                /* context limit per request, tokens */
@@ -46,7 +47,10 @@ struct sched_config {
 
 struct sched_stats {
     int num_running, num_waiting;
-    int num_blocks, num_free_blocks;   /* free includes prefix-cached blocks nobody holds */
+    int num_blocks, num_free_blocks;   /* over all groups; free includes prefix-cached blocks
+                                          nobody holds */
+    int num_kv_groups;
+    int group_blocks[KV_MAX_GROUPS], group_free_blocks[KV_MAX_GROUPS];   /* per group's pool */
     uint64_t prefix_queries, prefix_hits;   /* tokens looked up / served, at each admission */
     uint64_t num_preemptions;
 };

@@ -218,12 +218,18 @@ static void metrics_route(struct http_request *r, void *app)
     engine_get_stats(a->engine, &st);
     me = (struct metrics_engine){
         .num_running = st.num_running, .num_waiting = st.num_waiting,
-        .kv_cache_usage = st.num_blocks ? 1.0 - (double)st.num_free_blocks / st.num_blocks : 0,
+        .kv_cache_usage = st.kv_cache_usage, .num_kv_groups = st.num_kv_groups,
         .prefix_queries = st.prefix_queries, .prefix_hits = st.prefix_hits,
         .prompt_tokens = st.prompt_tokens, .generation_tokens = st.generation_tokens,
         .preemptions = st.num_preemptions, .healthy = st.healthy,
         .kv_cache_dtype = st.kv_cache_dtype, .kv_cache_tokens = (uint64_t)st.kv_cache_tokens,
     };
+    for (int g = 0; g < st.num_kv_groups && g < 4; g++) {
+        me.kv_group_window[g] = st.kv_group_window[g];
+        me.kv_group_blocks[g] = (uint64_t)st.kv_group_blocks[g];
+        me.kv_group_usage[g] = st.kv_group_blocks[g]
+            ? 1.0 - (double)st.kv_group_free_blocks[g] / st.kv_group_blocks[g] : 0;
+    }
     if (!(text = metrics_render(a->metrics, &me, &len)))
         respond_oom(r);
     else

@@ -142,8 +142,23 @@ char *metrics_render(struct metrics *m, const struct metrics_engine *e, size_t *
     gauge(f, "osprey_engine_healthy", "1 while the engine runs steps, 0 once it failed.", e->healthy);
     gauge(f, "osprey_requests_running", "Requests in the running batch.", e->num_running);
     gauge(f, "osprey_requests_waiting", "Requests waiting to be scheduled.", e->num_waiting);
-    gauge(f, "osprey_kv_cache_usage_ratio", "Fraction of KV-cache blocks in use (0 to 1).",
+    gauge(f, "osprey_kv_cache_usage_ratio", "Fraction of the KV cache's bytes in use (0 to 1).",
           e->kv_cache_usage);
+    if (e->num_kv_groups > 0) {
+        head(f, "osprey_kv_cache_group_usage_ratio", "gauge", "Fraction of a KV-cache group's "
+             "blocks in use (0 to 1); each group has its own pool (label window: 0 = full).");
+        for (int g = 0; g < e->num_kv_groups && g < 4; g++)
+        {
+            fprintf(f, "osprey_kv_cache_group_usage_ratio{group=\"%d\",window=\"%d\"} ", g,
+                    e->kv_group_window[g]);
+            number(f, e->kv_group_usage[g]);
+            fputc('\n', f);
+        }
+        head(f, "osprey_kv_cache_group_blocks", "gauge", "Blocks of a KV-cache group's pool.");
+        for (int g = 0; g < e->num_kv_groups && g < 4; g++)
+            fprintf(f, "osprey_kv_cache_group_blocks{group=\"%d\",window=\"%d\"} %llu\n", g,
+                    e->kv_group_window[g], (unsigned long long)e->kv_group_blocks[g]);
+    }
     if (e->kv_cache_dtype) {
         /* an info metric: the value is 1, the label says which element type the cache holds */
         head(f, "osprey_kv_cache_info", "gauge", "The KV cache's element type (label dtype).");

@@ -32,7 +32,11 @@ struct metrics {
 /* Engine figures at scrape time (engine_get_stats). */
 struct metrics_engine {
     int num_running, num_waiting;
-    double kv_cache_usage;                     /* 0..1: used blocks / all blocks */
+    double kv_cache_usage;                     /* 0..1: bytes of used blocks / of the cache */
+    int num_kv_groups;                         /* per KV-cache group (its own pool): */
+    int kv_group_window[4];                    /* 0 = full attention */
+    double kv_group_usage[4];                  /* 0..1: used blocks / its blocks */
+    uint64_t kv_group_blocks[4];
     uint64_t prefix_queries, prefix_hits;      /* tokens */
     uint64_t prompt_tokens, generation_tokens;
     uint64_t preemptions;

@@ -38,8 +38,9 @@ struct sim_req {
     int32_t blocks[MAXLEN / BS + 1];
 };
 
-/* Group g's block for a request's block j: groups take disjoint ids from the pool, odd
- * groups in reverse order, so that no group's table or slots equal another's. */
+/* Group g's block for a request's block j. Each group's layers have their own pool of
+ * num_blocks ids (group_num_blocks left 0); the groups still take disjoint ids, odd groups
+ * in reverse order, so that no group's table or slots equal another's. */
 static int32_t group_block(const struct sim_req *q, int g, int j)
 {
     return g * PER_GROUP + (g % 2 ? PER_GROUP - 1 - q->blocks[j] : q->blocks[j]);
@@ -105,7 +106,7 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
     struct model m;
     bool opened = false, decode;
     struct runner_options ro = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
-                                 graph_sizes, 4, fused, false, false, kv };
+                                 graph_sizes, 4, fused, false, false, kv, { 0 } };
     struct runner_options eo = ro;
     struct backend_options bo = { 0 };
     struct runner *rc = NULL, *re = NULL, *rg = NULL;

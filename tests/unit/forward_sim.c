@@ -12,15 +12,20 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
     int bs = so->block_size, num_blocks = MAX_SEQS * (MAX_LEN / bs + 1) / 2;
     struct runner_options o = { bs, num_blocks, MAX_BATCH_TOKENS, MAX_SEQS, MAX_LEN, false,
                                 so->graph_sizes, so->num_graph_sizes, so->fused_rope_cache,
-                                false, false, DT_F32 };
+                                false, false, DT_F32, { 0 } };
     struct backend_options bo = { .num_threads = 2 };
     char err[ERR_LEN] = "";
 
     memset(s, 0, sizeof *s);
-    ck_assert_int_le(num_blocks, MAX_FREE);
+    ck_assert_int_le(num_blocks + WINDOW_EXTRA_BLOCKS, MAX_FREE);
     s->rng = spec->seed * 7919 + bs;
     s->block_size = bs;
     ck_assert_int_eq(random_model_create(&s->fx, spec), 0);
+    /* Each group's layers hold that group's blocks only. Window groups get more ids than
+     * full layers have storage for: a layer sized for another group's pool would be handed
+     * slots beyond its cache (cache_update refuses them). */
+    for (int g = 0; g < s->fx.m.cfg.num_kv_groups; g++)
+        o.group_num_blocks[g] = num_blocks + (s->fx.m.cfg.kv_group_window[g] ? WINDOW_EXTRA_BLOCKS : 0);
     ck_assert_int_eq(runner_backend_options(&s->fx.m.cfg, &o, &bo), 0);
     ck_assert_int_eq(backend_create(&s->be, "cpu", &bo, err), 0);
     if (so->patch)
@@ -31,14 +36,14 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
     for (int g = 0; g < s->num_groups; g++) {
         s->windows[g] = s->fx.m.cfg.kv_group_window[g];
         /* every group draws from its own shuffled pool: block ids far from contiguous */
-        for (int i = 0; i < num_blocks; i++)
+        for (int i = 0; i < o.group_num_blocks[g]; i++)
             s->free_ids[g][i] = i;
-        for (int i = num_blocks - 1; i > 0; i--) {
+        for (int i = o.group_num_blocks[g] - 1; i > 0; i--) {
             int j = test_randint(&s->rng, i + 1), t = s->free_ids[g][i];
             s->free_ids[g][i] = s->free_ids[g][j];
             s->free_ids[g][j] = t;
         }
-        s->num_free[g] = num_blocks;
+        s->num_free[g] = o.group_num_blocks[g];
     }
     ck_assert_int_eq(batch_init(&s->b, MAX_BATCH_TOKENS, MAX_SEQS, s->num_groups,
                                 runner_max_blocks_per_req(s->r)), 0);

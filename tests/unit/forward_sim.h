@@ -14,7 +14,8 @@
 #include "scheduler/batch.h"
 #include "tests/unit/random_model.h"
 
-enum { MAX_LEN = 64, MAX_SEQS = 16, MAX_BATCH_TOKENS = 256, MAX_FREE = 1024 };
+enum { MAX_LEN = 64, MAX_SEQS = 16, MAX_BATCH_TOKENS = 256, MAX_FREE = 1024,
+       WINDOW_EXTRA_BLOCKS = 48 };   /* a window group's pool beyond the full groups' */
 
 /* ==== a tiny scheduler: requests, shuffled blocks, step batches ==== */
 

@@ -39,18 +39,27 @@ void treq_tokens(int32_t *t, int n, uint32_t seed, int vocab)
     }
 }
 
+/* Blocks of group g's pool: sched_config's override, else num_blocks. */
+static int group_blocks(const struct sched_config *c, int g)
+{
+    return c->group_num_blocks[g] > 0 ? c->group_num_blocks[g] : c->num_blocks;
+}
+
 void checker_init(struct sched_checker *ck, const struct scheduler *s, const struct sched_config *c)
 {
-    size_t slots = (size_t)c->num_blocks * c->block_size;
+    int max_blocks = 0;
+    size_t slots;
 
+    for (int g = 0; g < c->num_kv_groups; g++)
+        max_blocks = group_blocks(c, g) > max_blocks ? group_blocks(c, g) : max_blocks;
+    slots = (size_t)max_blocks * c->block_size;
     memset(ck, 0, sizeof *ck);
     ck->kv = sched_kv_cache(s);
     ck->cfg = *c;
     for (int g = 0; g < c->num_kv_groups; g++)
         ck_assert_ptr_nonnull(ck->shadow[g] = calloc(slots, sizeof(uint64_t)));
     ck_assert_ptr_nonnull(ck->seen = calloc(slots, 1));
-    ck_assert_ptr_nonnull(ck->owners = calloc(c->num_blocks, sizeof *ck->owners));
-    ck_assert_ptr_nonnull(ck->owner_group = calloc(c->num_blocks, 1));
+    ck_assert_ptr_nonnull(ck->owners = calloc(max_blocks, sizeof *ck->owners));
     ck_assert_ptr_nonnull(ck->keys = calloc(c->max_model_len, sizeof *ck->keys));
 }
 
@@ -60,7 +69,6 @@ void checker_fini(struct sched_checker *ck)
         free(ck->shadow[g]);
     free(ck->seen);
     free(ck->owners);
-    free(ck->owner_group);
     free(ck->keys);
 }
 
@@ -83,49 +91,55 @@ static int window_start(const struct sched_config *c, int g, int pos)
     return w > 0 && pos - w + 1 > 0 ? pos - w + 1 : 0;
 }
 
-void checker_ownership(struct sched_checker *ck, struct sched_request *const *live, int num_live)
+/* One group's pool: its ids are its own, so each group is counted apart. */
+static void group_ownership(struct sched_checker *ck, int g, struct sched_request *const *live,
+                            int num_live)
 {
-    const struct block_pool *p = &ck->kv->pool;
-    int nb = ck->cfg.num_blocks, num_zero = 0;
+    const struct block_pool *p = &ck->kv->pool[g];
+    int nb = group_blocks(&ck->cfg, g), num_zero = 0;
 
+    CHECK_EQ(p->num_blocks, nb);
     memset(ck->owners, 0, nb * sizeof *ck->owners);
-    memset(ck->owner_group, 0xff, nb);
     for (int i = 0; i < num_live; i++) {
         const struct sched_request *r = live[i];
+        const struct kv_req *kr = &r->kv;
 
-        for (int g = 0; g < ck->cfg.num_kv_groups; g++) {
-            const struct kv_req *kr = &r->kv;
+        if (r->status != SCHED_RUNNING)
+            CHECK(kr->num_blocks[g] == 0, "waiting req %llu holds %d blocks",
+                  (unsigned long long)r->id, kr->num_blocks[g]);
+        for (int j = 0; j < kr->num_blocks[g]; j++) {
+            int32_t id = kr->block_table[g][j];
 
-            if (r->status != SCHED_RUNNING)
-                CHECK(kr->num_blocks[g] == 0, "waiting req %llu holds %d blocks",
-                              (unsigned long long)r->id, kr->num_blocks[g]);
-            for (int j = 0; j < kr->num_blocks[g]; j++) {
-                int32_t id = kr->block_table[g][j];
-
-                if (j < kr->first_live[g]) {
-                    CHECK_EQ(id, KV_NO_BLOCK);
-                    continue;
-                }
-                CHECK(id >= 0 && id < nb, "req %llu g%d entry %d: bad id %d",
-                              (unsigned long long)r->id, g, j, id);
-                CHECK(ck->owner_group[id] < 0 || ck->owner_group[id] == g,
-                              "block %d held by groups %d and %d", id, ck->owner_group[id], g);
-                ck->owner_group[id] = (int8_t)g;
-                ck->owners[id]++;
+            if (j < kr->first_live[g]) {
+                CHECK_EQ(id, KV_NO_BLOCK);
+                continue;
             }
+            CHECK(id >= 0 && id < nb, "req %llu g%d entry %d: bad id %d",
+                  (unsigned long long)r->id, g, j, id);
+            ck->owners[id]++;
         }
     }
     for (int id = 0; id < nb; id++) {
+        int hg = -1;
+
         CHECK(block_pool_ref_count(p, id) == ck->owners[id],
-                      "block %d: ref count %d, %d owners", id, block_pool_ref_count(p, id),
+                      "g%d block %d: ref count %d, %d owners", g, id, block_pool_ref_count(p, id),
                       ck->owners[id]);
         if (ck->owners[id] > 1)
             CHECK(block_pool_hash_of(p, id, NULL, NULL),
-                          "block %d shared by %d tables without a prefix-cache hash", id,
+                          "g%d block %d shared by %d tables without a prefix-cache hash", g, id,
                           ck->owners[id]);
+        if (block_pool_hash_of(p, id, &hg, NULL))
+            CHECK(hg == g, "g%d block %d hashed under group %d", g, id, hg);
         num_zero += ck->owners[id] == 0;
     }
     CHECK_EQ(block_pool_num_free(p), num_zero);
+}
+
+void checker_ownership(struct sched_checker *ck, struct sched_request *const *live, int num_live)
+{
+    for (int g = 0; g < ck->cfg.num_kv_groups; g++)
+        group_ownership(ck, g, live, num_live);
 }
 
 /* Row layout: positions, ids, sampling, block-table rows. Returns the row's new tokens. */
@@ -159,7 +173,7 @@ static void check_slots(struct sched_checker *ck, const struct step_batch *b, in
 {
     int bs = ck->cfg.block_size, mbr = b->max_blocks_per_req;
 
-    memset(ck->seen, 0, (size_t)ck->cfg.num_blocks * bs);
+    memset(ck->seen, 0, (size_t)group_blocks(&ck->cfg, g) * bs);
     for (int i = 0; i < b->num_reqs; i++) {
         const int32_t *row = b->block_table[g] + (size_t)i * mbr;
 
@@ -239,9 +253,11 @@ void checker_step(struct sched_checker *ck, const struct step_batch *b,
 
 void checker_pool_full(const struct sched_checker *ck)
 {
-    const struct block_pool *p = &ck->kv->pool;
+    for (int g = 0; g < ck->cfg.num_kv_groups; g++) {
+        const struct block_pool *p = &ck->kv->pool[g];
 
-    CHECK_EQ(block_pool_num_free(p), ck->cfg.num_blocks);
-    for (int id = 0; id < ck->cfg.num_blocks; id++)
-        CHECK_EQ(block_pool_ref_count(p, id), 0);
+        CHECK_EQ(block_pool_num_free(p), group_blocks(&ck->cfg, g));
+        for (int id = 0; id < group_blocks(&ck->cfg, g); id++)
+            CHECK_EQ(block_pool_ref_count(p, id), 0);
+    }
 }

@@ -28,9 +28,8 @@ struct sched_checker {
     const struct kv_cache *kv;
     struct sched_config cfg;
     uint64_t *shadow[KV_MAX_GROUPS];   /* [num_blocks * block_size] key last written per slot */
-    uint8_t *seen;                     /* [num_blocks * block_size] slot used this step */
-    int32_t *owners;                   /* [num_blocks] live block tables holding each block */
-    int8_t *owner_group;               /* [num_blocks] the group that holds it, -1 = none */
+    uint8_t *seen;                     /* [largest pool * block_size] slot used this step */
+    int32_t *owners;                   /* [largest pool] live tables holding each block of a group */
     uint64_t *keys;                    /* [max_model_len] prefix keys of one request */
 };
 
@@ -43,12 +42,12 @@ void checker_fini(struct sched_checker *ck);
 void checker_step(struct sched_checker *ck, const struct step_batch *b,
                   struct sched_request *const *live, int num_live);
 
-/* Block ownership: every block's ref count equals the live tables holding it, a block shared
- * by two tables carries a prefix-cache hash, ref-0 blocks are exactly the free ones, waiting
- * requests hold nothing. */
+/* Block ownership, in each group's own pool: every block's ref count equals the live tables
+ * holding it, a block shared by two tables carries a prefix-cache hash under its own group,
+ * ref-0 blocks are exactly the free ones, waiting requests hold nothing. */
 void checker_ownership(struct sched_checker *ck, struct sched_request *const *live, int num_live);
 
-/* The pool is back to full: every block free, every ref count zero. */
+/* Every group's pool is back to full: every block free, every ref count zero. */
 void checker_pool_full(const struct sched_checker *ck);
 
 #endif

@@ -2,7 +2,8 @@
  * step batch), padding slots after batch_pad, two groups (full + sliding window) with their
  * own tables, window blocks released exactly when out of the window, prefix lookups for full
  * and window groups, block hashes that chain the prefix, and an allocation failure that
- * changes nothing. */
+ * changes nothing; each group over its own pool (its own ids and size): a short pool fails
+ * the step, and a prefix hit needs every group's blocks. */
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@ START_TEST(slot_is_block_id_times_block_size_plus_offset)
     struct kv_req a, b;
     int32_t tok[16] = { 0 };
 
-    ck_assert_int_eq(kv_cache_init(&kv, 4, 8, 1, full1, 64, false), 0);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 8 }, 1, full1, 64, false), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &a, 8), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &b, 16), 0);
     ck_assert_int_eq(kv_cache_allocate(&kv, &a, tok, 0, 0, 3), 0);    /* a: block 0 */
@@ -34,7 +35,7 @@ START_TEST(slot_is_block_id_times_block_size_plus_offset)
     ck_assert_int_eq(kv_cache_slot(&kv, &b, 0, 11), 3 * 4 + 3);
     ck_assert_int_eq(kv_cache_slot(&kv, &b, 0, 13), 0 * 4 + 1);
     kv_cache_req_fini(&kv, &b);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 8);
+    ck_assert_int_eq(block_pool_num_free(&kv.pool[0]), 8);
     kv_cache_fini(&kv);
 }
 END_TEST
@@ -141,15 +142,16 @@ START_TEST(full_and_window_groups_keep_different_tables)
     struct kv_req r;
     int32_t tok[101] = { 0 };
 
-    ck_assert_int_eq(kv_cache_init(&kv, 16, 64, 2, win, 256, false), 0);
+    /* each group has its own pool and ids: the window group's is the smaller one */
+    ck_assert_int_eq(kv_cache_init(&kv, 16, (int[]){ 64, 8 }, 2, win, 256, false), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &r, 200), 0);
     ck_assert_int_eq(kv_cache_allocate(&kv, &r, tok, 0, 0, 100), 0);
     ck_assert_int_eq(r.num_blocks[0], 7);
     ck_assert_int_eq(r.num_blocks[1], 7);
-    for (int i = 0; i < 7; i++)
-        for (int j = 0; j < 7; j++)
-            ck_assert_int_ne(r.block_table[0][i], r.block_table[1][j]);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 64 - 14);
+    for (int j = 0; j < 7; j++)
+        ck_assert(r.block_table[1][j] >= 0 && r.block_table[1][j] < 8);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 64 - 7);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 8 - 7);
     /* Decode at 100: it sees keys (68, 100], so blocks 0..3 (positions 0..63) go. */
     ck_assert_int_eq(kv_cache_allocate(&kv, &r, tok, 0, 100, 1), 0);
     for (int j = 0; j < 4; j++)
@@ -158,11 +160,13 @@ START_TEST(full_and_window_groups_keep_different_tables)
         ck_assert_int_ne(r.block_table[1][j], KV_NO_BLOCK);
     for (int j = 0; j < 7; j++)
         ck_assert_int_ne(r.block_table[0][j], KV_NO_BLOCK);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 64 - 14 + 4);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 64 - 7);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 8 - 7 + 4);
     ck_assert_int_eq(kv_cache_slot(&kv, &r, 1, 100), (int64_t)r.block_table[1][6] * 16 + 4);
     ck_assert_int_eq(kv_cache_slot(&kv, &r, 0, 100), (int64_t)r.block_table[0][6] * 16 + 4);
     kv_cache_req_fini(&kv, &r);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 64);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 64);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 8);
     kv_cache_fini(&kv);
 }
 END_TEST
@@ -177,9 +181,9 @@ START_TEST(window_blocks_released_once_out_of_window_never_while_needed)
     int32_t tok[64] = { 0 };
     int bound, max_live = 0;
 
-    ck_assert_int_eq(kv_cache_init(&kv, 4, 32, 1, win, 64, false), 0);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 32 }, 1, win, 64, false), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &r, 64), 0);
-    bound = kv_cache_max_blocks(&kv, 64, 1);
+    bound = kv_cache_max_blocks(&kv, 0, 64, 1);
     ck_assert_int_eq(bound, (10 + 1 - 2) / 4 + 2);
     for (int c = 0; c < 60; c++) {
         int live = 0;
@@ -193,7 +197,7 @@ START_TEST(window_blocks_released_once_out_of_window_never_while_needed)
                           "c=%d block %d live=%d", c, j, r.block_table[0][j] != KV_NO_BLOCK);
             live += want_live;
         }
-        ck_assert_int_eq(block_pool_num_free(&kv.pool), 32 - live);
+        ck_assert_int_eq(block_pool_num_free(&kv.pool[0]), 32 - live);
         max_live = live > max_live ? live : max_live;
     }
     ck_assert_int_le(max_live, bound);
@@ -209,7 +213,7 @@ START_TEST(prefix_lookup_serves_full_blocks_and_leaves_the_last_token)
     int32_t ta[11], tb[11];
 
     treq_tokens(ta, 11, 1, 100);
-    ck_assert_int_eq(kv_cache_init(&kv, 4, 16, 1, full1, 64, true), 0);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 16 }, 1, full1, 64, true), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &a, 16), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &b, 16), 0);
     ck_assert_int_eq(kv_cache_lookup(&kv, &a, ta, 10), 0);
@@ -226,15 +230,15 @@ START_TEST(prefix_lookup_serves_full_blocks_and_leaves_the_last_token)
     ck_assert_int_eq(kv_cache_allocate(&kv, &b, tb, 4, 4, 7), 0);
     ck_assert_int_eq(b.block_table[0][0], a.block_table[0][0]);
     ck_assert_int_ne(b.block_table[0][1], a.block_table[0][1]);
-    ck_assert_int_eq(block_pool_ref_count(&kv.pool, a.block_table[0][0]), 2);
-    ck_assert_int_eq(block_pool_ref_count(&kv.pool, a.block_table[0][1]), 1);
+    ck_assert_int_eq(block_pool_ref_count(&kv.pool[0], a.block_table[0][0]), 2);
+    ck_assert_int_eq(block_pool_ref_count(&kv.pool[0], a.block_table[0][1]), 1);
     tb[0] = 1;                                               /* differs in block 0 */
     kv_cache_req_fini(&kv, &b);
     ck_assert_int_eq(kv_cache_req_init(&kv, &b, 16), 0);
     ck_assert_int_eq(kv_cache_lookup(&kv, &b, tb, 11), 0);
     kv_cache_req_fini(&kv, &a);
     kv_cache_req_fini(&kv, &b);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 16);
+    ck_assert_int_eq(block_pool_num_free(&kv.pool[0]), 16);
     kv_cache_fini(&kv);
 }
 END_TEST
@@ -260,7 +264,7 @@ START_TEST(same_tokens_under_another_prefix_share_no_block)
     tc[0] = 50;                         /* W: block 0 differs, blocks 1 and 2 are a's */
 
     /* full attention: a's block 1 must not serve b's block 0 */
-    ck_assert_int_eq(kv_cache_init(&kv, 4, 16, 1, full1, 64, true), 0);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 16 }, 1, full1, 64, true), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &a, 13), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &b, 13), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &c, 13), 0);
@@ -277,7 +281,7 @@ START_TEST(same_tokens_under_another_prefix_share_no_block)
     kv_cache_fini(&kv);
 
     /* a window-only model: c's window at 12 covers only block 2, equal token for token */
-    ck_assert_int_eq(kv_cache_init(&kv, 4, 16, 1, win4, 64, true), 0);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 16 }, 1, win4, 64, true), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &a, 13), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &b, 13), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &c, 13), 0);
@@ -287,7 +291,7 @@ START_TEST(same_tokens_under_another_prefix_share_no_block)
     kv_cache_req_fini(&kv, &a);
     kv_cache_req_fini(&kv, &b);
     kv_cache_req_fini(&kv, &c);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 16);
+    ck_assert_int_eq(block_pool_num_free(&kv.pool[0]), 16);
     kv_cache_fini(&kv);
 }
 END_TEST
@@ -300,18 +304,18 @@ START_TEST(freed_prefix_is_revived_from_the_free_list)
     int32_t ids[3];
 
     treq_tokens(t, 13, 2, 100);
-    ck_assert_int_eq(kv_cache_init(&kv, 4, 8, 1, full1, 64, true), 0);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 8 }, 1, full1, 64, true), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &a, 13), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &b, 13), 0);
     ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 12), 0);
     memcpy(ids, a.block_table[0], sizeof ids);
     kv_cache_free(&kv, &a);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 8);
+    ck_assert_int_eq(block_pool_num_free(&kv.pool[0]), 8);
     ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 13), 12);
     ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 12, 12, 1), 0);
     for (int j = 0; j < 3; j++)
         ck_assert_int_eq(b.block_table[0][j], ids[j]);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 8 - 4);
+    ck_assert_int_eq(block_pool_num_free(&kv.pool[0]), 8 - 4);
     kv_cache_req_fini(&kv, &a);
     kv_cache_req_fini(&kv, &b);
     kv_cache_fini(&kv);
@@ -331,16 +335,19 @@ START_TEST(window_group_hit_needs_only_the_blocks_in_the_window)
 
     treq_tokens(t, 32, 3, 100);
     treq_tokens(u, 32, 4, 100);
-    ck_assert_int_eq(kv_cache_init(&kv, 4, 16, 2, win, 64, true), 0);
+    /* pools: group 0 holds a's 7 blocks and f's 3; group 1 a's 3 live ones and f's 3 */
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 10, 6 }, 2, win, 64, true), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &a, 32), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &f, 32), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &b, 32), 0);
     ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 24), 0);    /* 12 blocks */
     ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 24, 1), 0);    /* -4 window, +2 */
     ck_assert_int_eq(a.first_live[1], 4);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 16 - 10);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 10 - 7);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 6 - 3);
     ck_assert_int_eq(kv_cache_allocate(&kv, &f, u, 0, 0, 12), 0);    /* takes all 6 */
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 0);
 
     ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 25), 24);
     memcpy(u, t, 16 * sizeof *t);                                    /* t's first 16 tokens */
@@ -357,14 +364,15 @@ START_TEST(window_group_hit_needs_only_the_blocks_in_the_window)
     ck_assert_int_ne(b.block_table[1][6], a.block_table[1][6]);   /* a's is not full yet */
     kv_cache_req_fini(&kv, &a);
     kv_cache_req_fini(&kv, &b);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 16);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 10);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 6);
     kv_cache_fini(&kv);
 }
 END_TEST
 
-/* Two groups, a pool of 4. a's cached blocks (0 in group 0, 1 in group 1) are the least
- * recently freed; b hits both and needs one new block per group. Group 0's new block must
- * not evict block 1 before group 1 has taken it. */
+/* Two groups, a pool of 2 each. a's cached blocks (id 0 in each group's pool) are the least
+ * recently freed; b hits both and needs one new block per group. A group's new block must
+ * not evict the cached block it is about to revive: c's blocks (id 1) go instead. */
 START_TEST(hits_in_every_group_are_taken_before_any_allocation_evicts_them)
 {
     const int win[KV_MAX_GROUPS] = { 0, 0 };
@@ -374,22 +382,22 @@ START_TEST(hits_in_every_group_are_taken_before_any_allocation_evicts_them)
 
     treq_tokens(t, 5, 5, 100);
     treq_tokens(u, 5, 6, 100);
-    ck_assert_int_eq(kv_cache_init(&kv, 4, 4, 2, win, 64, true), 0);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 2, 2 }, 2, win, 64, true), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &a, 8), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &c, 8), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &b, 8), 0);
     ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 4), 0);
     ck_assert_int_eq(kv_cache_allocate(&kv, &c, u, 0, 0, 4), 0);
     ck_assert_int_eq(a.block_table[0][0], 0);
-    ck_assert_int_eq(a.block_table[1][0], 1);
+    ck_assert_int_eq(a.block_table[1][0], 0);
     kv_cache_free(&kv, &a);
     kv_cache_free(&kv, &c);
     ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 5), 4);
     ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 4, 4, 1), 0);
     ck_assert_int_eq(b.block_table[0][0], 0);
-    ck_assert_int_eq(b.block_table[1][0], 1);
-    ck_assert_int_eq(b.block_table[0][1], 2);   /* c's blocks were evicted instead */
-    ck_assert_int_eq(b.block_table[1][1], 3);
+    ck_assert_int_eq(b.block_table[1][0], 0);
+    ck_assert_int_eq(b.block_table[0][1], 1);   /* c's blocks were evicted instead */
+    ck_assert_int_eq(b.block_table[1][1], 1);
     kv_cache_req_fini(&kv, &a);
     kv_cache_req_fini(&kv, &c);
     kv_cache_req_fini(&kv, &b);
@@ -403,18 +411,81 @@ START_TEST(failed_allocation_changes_nothing)
     struct kv_req a, b;
     int32_t t[16] = { 0 };
 
-    ck_assert_int_eq(kv_cache_init(&kv, 4, 3, 1, full1, 64, false), 0);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 3 }, 1, full1, 64, false), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &a, 16), 0);
     ck_assert_int_eq(kv_cache_req_init(&kv, &b, 16), 0);
     ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 16), -ENOSPC);
     ck_assert_int_eq(a.num_blocks[0], 0);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 3);
+    ck_assert_int_eq(block_pool_num_free(&kv.pool[0]), 3);
     ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 8), 0);
     ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 0, 0, 5), -ENOSPC);
     ck_assert_int_eq(b.num_blocks[0], 0);
-    ck_assert_int_eq(block_pool_num_free(&kv.pool), 1);
+    ck_assert_int_eq(block_pool_num_free(&kv.pool[0]), 1);
     kv_cache_req_fini(&kv, &a);
     kv_cache_req_fini(&kv, &b);
+    kv_cache_fini(&kv);
+}
+END_TEST
+
+/* Each group allocates from its own pool: a short window pool refuses the step although
+ * the full group's pool has room, and takes nothing from either. */
+START_TEST(a_short_group_pool_fails_the_step_and_changes_nothing)
+{
+    const int win[KV_MAX_GROUPS] = { 0, 4 };
+    struct kv_cache kv;
+    struct kv_req a, b;
+    int32_t t[16] = { 0 };
+
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 16, 2 }, 2, win, 64, false), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &a, 16), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &b, 16), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 8), 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 14);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 0, 0, 4), -ENOSPC);
+    ck_assert_int_eq(b.num_blocks[0], 0);
+    ck_assert_int_eq(b.num_blocks[1], 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 14);
+    kv_cache_free(&kv, &a);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 0, 0, 4), 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 15);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 1);
+    kv_cache_req_fini(&kv, &a);
+    kv_cache_req_fini(&kv, &b);
+    kv_cache_fini(&kv);
+}
+END_TEST
+
+/* Pools are per group, so one group can evict a prefix that another still caches: a hit
+ * needs every group's blocks, else the prefix is recomputed. Group 0's pool of 2 loses a's
+ * blocks to c; group 1's pool of 8 keeps them, and that is not enough. */
+START_TEST(a_prefix_hit_needs_every_groups_blocks)
+{
+    const int win[KV_MAX_GROUPS] = { 0, 0 };
+    struct kv_cache kv;
+    struct kv_req a, c, b;
+    int32_t t[9], u[9];
+
+    treq_tokens(t, 9, 7, 100);
+    treq_tokens(u, 9, 8, 100);
+    ck_assert_int_eq(kv_cache_init(&kv, 4, (int[]){ 2, 8 }, 2, win, 64, true), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &a, 9), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &c, 9), 0);
+    ck_assert_int_eq(kv_cache_req_init(&kv, &b, 9), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &a, t, 0, 0, 8), 0);
+    kv_cache_free(&kv, &a);
+    ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 9), 8);   /* both groups have it */
+    ck_assert_int_eq(kv_cache_allocate(&kv, &c, u, 0, 0, 8), 0);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 0);
+    ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 9), 0);   /* group 0's went to c */
+    kv_cache_free(&kv, &c);
+    ck_assert_int_eq(kv_cache_lookup(&kv, &b, t, 9), 0);
+    ck_assert_int_eq(kv_cache_allocate(&kv, &b, t, 0, 0, 8), 0);   /* recomputed */
+    kv_cache_req_fini(&kv, &a);
+    kv_cache_req_fini(&kv, &c);
+    kv_cache_req_fini(&kv, &b);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 0), 2);
+    ck_assert_int_eq(kv_cache_num_free(&kv, 1), 8);
     kv_cache_fini(&kv);
 }
 END_TEST
@@ -424,11 +495,12 @@ START_TEST(worst_case_bound_per_group)
     const int win[KV_MAX_GROUPS] = { 0, 32 };
     struct kv_cache kv;
 
-    ck_assert_int_eq(kv_cache_init(&kv, 16, 64, 2, win, 256, false), 0);
+    ck_assert_int_eq(kv_cache_init(&kv, 16, (int[]){ 64, 64 }, 2, win, 256, false), 0);
     /* full: ceil(100 / 16) = 7; window 32, chunk 1: (32 + 1 - 2) / 16 + 2 = 3 */
-    ck_assert_int_eq(kv_cache_max_blocks(&kv, 100, 1), 7 + 3);
+    ck_assert_int_eq(kv_cache_max_blocks(&kv, 0, 100, 1), 7);
+    ck_assert_int_eq(kv_cache_max_blocks(&kv, 1, 100, 1), 3);
     /* chunk 64: (32 + 64 - 2) / 16 + 2 = 7, capped by the 7 blocks of 100 tokens */
-    ck_assert_int_eq(kv_cache_max_blocks(&kv, 100, 64), 7 + 7);
+    ck_assert_int_eq(kv_cache_max_blocks(&kv, 1, 100, 64), 7);
     kv_cache_fini(&kv);
 }
 END_TEST
@@ -448,6 +520,8 @@ Suite *kv_cache_suite(void)
     tcase_add_test(tc, window_group_hit_needs_only_the_blocks_in_the_window);
     tcase_add_test(tc, hits_in_every_group_are_taken_before_any_allocation_evicts_them);
     tcase_add_test(tc, failed_allocation_changes_nothing);
+    tcase_add_test(tc, a_short_group_pool_fails_the_step_and_changes_nothing);
+    tcase_add_test(tc, a_prefix_hit_needs_every_groups_blocks);
     tcase_add_test(tc, worst_case_bound_per_group);
     tcase_add_test(tc, same_tokens_under_another_prefix_share_no_block);
     suite_add_tcase(s, tc);

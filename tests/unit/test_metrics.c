@@ -11,7 +11,8 @@ static struct metrics m;
 static const struct metrics_engine eng = {
     .num_running = 3, .num_waiting = 1, .kv_cache_usage = 0.25, .prefix_queries = 100,
     .prefix_hits = 40, .prompt_tokens = 1234, .generation_tokens = 567, .preemptions = 2,
-    .healthy = true,
+    .healthy = true, .num_kv_groups = 2, .kv_group_window = { 0, 1024 },
+    .kv_group_usage = { 0.5, 0.125 }, .kv_group_blocks = { 4096, 512 },
 };
 
 static void setup(void) { metrics_init(&m); }
@@ -48,6 +49,10 @@ START_TEST(engine_figures_are_gauges_and_counters)
     has_line(s, "osprey_requests_running 3");
     has_line(s, "osprey_requests_waiting 1");
     has_line(s, "osprey_kv_cache_usage_ratio 0.25");
+    has_line(s, "# TYPE osprey_kv_cache_group_usage_ratio gauge");
+    has_line(s, "osprey_kv_cache_group_usage_ratio{group=\"0\",window=\"0\"} 0.5");
+    has_line(s, "osprey_kv_cache_group_usage_ratio{group=\"1\",window=\"1024\"} 0.125");
+    has_line(s, "osprey_kv_cache_group_blocks{group=\"1\",window=\"1024\"} 512");
     has_line(s, "# TYPE osprey_prefix_cache_queries_total counter");
     has_line(s, "osprey_prefix_cache_queries_total 100");
     has_line(s, "osprey_prefix_cache_hits_total 40");
@@ -136,7 +141,7 @@ START_TEST(every_sample_line_is_well_formed)
         }
     }
     ck_assert_int_eq(helps, types);
-    ck_assert_int_eq(helps, 14);
+    ck_assert_int_eq(helps, 16);
     ck_assert_int_gt(samples, helps);
     free(s);
 }

@@ -46,6 +46,7 @@ struct track {
 struct run_params {
     int block_size, num_blocks, max_num_seqs, budget, max_model_len;
     int num_groups, window[KV_MAX_GROUPS];
+    int group_blocks[KV_MAX_GROUPS];   /* group g's own pool; 0 = num_blocks */
     bool prefix_caching, priorities;
     int num_requests;
     int arrival_per_mille;
@@ -252,6 +253,7 @@ static void run_random(const struct run_params *p, uint32_t seed)
                                    .num_kv_groups = p->num_groups,
                                    .eos_ids = eos_ids, .num_eos_ids = 1 };
     memcpy(x.cfg.group_window, p->window, sizeof x.cfg.group_window);
+    memcpy(x.cfg.group_num_blocks, p->group_blocks, sizeof x.cfg.group_num_blocks);
     ck_assert_int_eq(sched_create(&x.s, &x.cfg, NULL), 0);
     checker_init(&x.ck, x.s, &x.cfg);
     ck_assert_ptr_nonnull(x.t = calloc(p->num_requests, sizeof *x.t));
@@ -275,7 +277,13 @@ static void run_random(const struct run_params *p, uint32_t seed)
     checker_pool_full(&x.ck);
     sched_get_stats(x.s, &st);
     ck_assert_int_eq(st.num_running + st.num_waiting, 0);
-    ck_assert_int_eq(st.num_free_blocks, p->num_blocks);
+    ck_assert_int_eq(st.num_kv_groups, p->num_groups);
+    for (int g = 0; g < p->num_groups; g++) {
+        int nb = p->group_blocks[g] ? p->group_blocks[g] : p->num_blocks;
+
+        ck_assert_int_eq(st.group_blocks[g], nb);
+        ck_assert_int_eq(st.group_free_blocks[g], nb);
+    }
     ck_assert_msg(st.num_preemptions > 0, "the pool never ran short: no preemption tested");
     if (p->prefix_caching)
         ck_assert_msg(st.prefix_hits > 0, "no prefix-cache hit");
@@ -300,18 +308,19 @@ static const struct run_params one_group = {
     .num_groups = 1, .prefix_caching = true, .num_requests = 1000, .arrival_per_mille = 250,
 };
 
-/* Full attention + a window of 10 (not a multiple of the block). */
+/* Full attention + a window of 10 (not a multiple of the block); the window group's own
+ * pool is the smaller (a request holds at most 10 of its blocks), short enough to preempt. */
 static const struct run_params full_and_window = {
     .block_size = 4, .num_blocks = 56, .max_num_seqs = 8, .budget = 24, .max_model_len = 96,
-    .num_groups = 2, .window = { 0, 10 }, .prefix_caching = true, .num_requests = 1000,
+    .num_groups = 2, .window = { 0, 10 }, .group_blocks = { 0, 24 }, .prefix_caching = true, .num_requests = 1000,
     .arrival_per_mille = 250,
 };
 
-/* Three groups (windows 7 and 16 around a full one), priorities, no prefix caching, larger
- * blocks and budget. */
+/* Three groups (windows 7 and 16 around a full one), each its own pool size, priorities, no
+ * prefix caching, larger blocks and budget. */
 static const struct run_params priorities = {
     .block_size = 16, .num_blocks = 24, .max_num_seqs = 16, .budget = 64, .max_model_len = 128,
-    .num_groups = 3, .window = { 7, 0, 16 }, .priorities = true, .num_requests = 800,
+    .num_groups = 3, .window = { 7, 0, 16 }, .group_blocks = { 12, 24, 16 }, .priorities = true, .num_requests = 800,
     .arrival_per_mille = 300,
 };
 

@@ -490,7 +490,7 @@ START_TEST(admission_refuses_what_can_never_fit_with_a_message)
     treq_free(r);
     r = treq_new(8, p, 30, 5);                    /* 35 tokens: 9 blocks of 4 > 8 */
     ck_assert_int_eq(sched_add(s, r, err), -E2BIG);
-    ck_assert_ptr_nonnull(strstr(err, "the pool has 8"));
+    ck_assert_ptr_nonnull(strstr(err, "its pool has 8"));
     treq_free(r);
     r = treq_new(9, p, 4, 0);
     ck_assert_int_eq(sched_add(s, r, err), -EINVAL);
