@@ -102,7 +102,7 @@ static void run_preset(struct gt *t, const char *preset, bool fused, int *steps,
     struct model m;
     bool opened = false, decode;
     struct runner_options ro = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
-                                 graph_sizes, 4, fused, false, false, DT_F32 };
+                                 graph_sizes, 4, fused, false, false, DT_F32, 1, 1, NULL };
     struct runner_options eo = ro;
     struct backend_options bo = { 0 };
     struct runner *rc = NULL, *re = NULL, *rg = NULL;
