@@ -50,9 +50,10 @@ static inline void comm_destroy(struct comm *c)
  * step). Returns 0, or -EINVAL / -ENOMEM with a message in err. */
 int comm_cpu_create(struct comm **ranks, int n, size_t max_count, char *err);
 
-/* Fills ranks[n] with one NCCL communicator per device (devices[i]), collectives on
- * streams[i] (a cudaStream_t each). Returns 0, or -ENODEV (a build without CUDA) / -EIO
- * with NCCL's message in err. */
+/* CUDA builds only (engine/cuda/comm_nccl.c): fills ranks[n] with one NCCL communicator per
+ * device (devices[i]), collectives on streams[i] (a cudaStream_t each: the rank's backend
+ * stream, backend_cuda_stream). Returns 0, or -EINVAL / -ENOMEM / -EIO with NCCL's message
+ * in err. */
 int comm_nccl_create(struct comm **ranks, int n, const int *devices, void *const *streams,
                      char *err);
 

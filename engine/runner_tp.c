@@ -119,8 +119,10 @@ static int make_comm(struct runner_tp *t, const struct runner_options *o, int hi
 
     if (!strcmp(t->ranks[0].be->ops->name, "cpu"))
         return comm_cpu_create(t->comm, t->n, rows * hidden, err);
-    errf(err, "--tensor-parallel-size %d: the %s backend has no communicator in this build "
-         "(cpu only)", t->n, t->ranks[0].be->ops->name);
+    /* NCCL (engine/cuda/comm_nccl.c) runs one rank so far; driving several GPUs needs a
+     * multi-GPU machine to test it on */
+    errf(err, "--tensor-parallel-size %d: the %s backend runs one rank only in this build; "
+         "use --backend cpu or --tensor-parallel-size 1", t->n, t->ranks[0].be->ops->name);
     return -ENOTSUP;
 }
 
