@@ -245,6 +245,52 @@ START_TEST(gemma2_and_gemma3_at_tp_2_and_4_match_tp_1)
 }
 END_TEST
 
+/* ---- a rank that fails mid-step ---- */
+
+static struct backend_ops failing_ops;
+static const struct backend_ops *real_ops;
+static int matmuls;
+
+/* rank 0's third product (layer 0's gate_up) fails like a device: rank 1 by then waits in
+ * (or heads for) the all-reduce after its own down projection */
+static int failing_matmul(struct backend *be, void *out, const void *x, const struct bk_weight *w,
+                          const struct bk_weight *bias, int n)
+{
+    return ++matmuls == 3 ? -EIO : real_ops->matmul(be, out, x, w, bias, n);
+}
+
+static void make_rank0_fail(struct backend *be)
+{
+    real_ops = be->ops;
+    failing_ops = *be->ops;
+    failing_ops.matmul = failing_matmul;
+    be->ops = &failing_ops;
+}
+
+START_TEST(a_rank_that_fails_mid_step_fails_the_step_and_never_hangs_its_peer)
+{
+    struct fixture_spec spec = llama_spec();
+    struct sim_options so = { .block_size = 16, .tensor_parallel_size = 2,
+                              .patch = make_rank0_fail };
+    struct sample_result res[MAX_SEQS];
+    struct sim_req q;
+    struct sim s;
+
+    matmuls = 0;
+    sim_create(&s, &spec, &so);
+    sim_req_init(&s, &q, 9, 12, false);
+    s.reqs[0] = &q;
+    s.n_new[0] = 9;
+    sim_build(&s, 1);
+    ck_assert_int_eq(runner_execute(s.r, &s.b, NULL, res), -EIO);
+    /* the group stays aborted: the next step fails at once too (the engine is dead) */
+    sim_build(&s, 1);
+    ck_assert_int_eq(runner_execute(s.r, &s.b, NULL, res), -EIO);
+    ck_assert_int_ge(matmuls, 3);
+    sim_destroy(&s);           /* joins the worker: it is not stuck in a barrier */
+}
+END_TEST
+
 /* ---- refusals ---- */
 
 static void refused(const struct fixture_spec *spec, int n, const char *needle)
@@ -310,6 +356,7 @@ Suite *tensor_parallel_suite(void)
     tcase_add_test(tc, qwen3_qk_norm_at_tp_2_and_4_matches_tp_1);
     tcase_add_test(tc, mistral_window_and_a_hybrid_of_two_kv_groups_at_tp_2_and_4_match_tp_1);
     tcase_add_test(tc, gemma2_and_gemma3_at_tp_2_and_4_match_tp_1);
+    tcase_add_test(tc, a_rank_that_fails_mid_step_fails_the_step_and_never_hangs_its_peer);
     tcase_add_test(tc, shapes_that_do_not_shard_are_refused_with_the_value_named);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
