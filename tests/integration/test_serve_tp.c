@@ -1,6 +1,7 @@
 /* test_serve_tp.c — the real daemon with tensor parallelism on the CPU backend:
  * `--tensor-parallel-size 2` (and OSPREY_TENSOR_PARALLEL_SIZE=4) serve a request end to end,
- * log each rank's share, and answer with `osprey generate`'s greedy text at TP = 1; a size
+ * log each rank's share, and answer with `osprey generate`'s greedy text at TP = 1 (which
+ * `osprey generate --tensor-parallel-size 2` gives too); a size
  * that does not divide the heads stops the start with one line and a non-zero exit. */
 #include <check.h>
 #include <stdio.h>
@@ -14,16 +15,16 @@ static struct daemon d;
 
 #define PROMPT "[5, 77, 300, 41]"
 
-/* `osprey generate` offline at TP = 1, greedy: its stdout. */
-static char *offline(void)
+/* `osprey generate` offline, greedy, with extra flags: its stdout. */
+static char *offline(const char *extra)
 {
     char cmd[4096], buf[4096];
     size_t n;
     FILE *p;
 
     snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --backend cpu --threads 1 "
-             "--prompt-ids '" PROMPT "' --max-tokens 24 --ignore-eos 2>/dev/null",
-             daemon_bin(), daemon_model_dir());
+             "--prompt-ids '" PROMPT "' --max-tokens 24 --ignore-eos %s 2>/dev/null",
+             daemon_bin(), daemon_model_dir(), extra);
     ck_assert_ptr_nonnull(p = popen(cmd, "r"));
     n = fread(buf, 1, sizeof buf - 1, p);
     buf[n] = '\0';
@@ -48,7 +49,10 @@ START_TEST(tp_2_and_4_serve_the_greedy_text_of_tp_1)
 {
     const char *const flag[] = { "--tensor-parallel-size", "2", NULL };
     const char *const env[] = { "OSPREY_TENSOR_PARALLEL_SIZE=4", NULL };
-    char *off = offline(), *on;
+    char *off = offline(""), *on = offline("--tensor-parallel-size 2");
+
+    ck_assert_str_eq(on, off);     /* generate takes the flag as serve does */
+    free(on);
 
     it_up(&d, flag);
     ck_assert(daemon_log_has(&d, "tensor parallel rank 1 of 2 on cpu: 2 heads, 1 KV heads"));
