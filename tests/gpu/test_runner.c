@@ -281,6 +281,12 @@ static void nccl_with_one_rank_equals_the_plain_runner(struct gt *t)
     en.comm = c;
     gn = go_;
     gn.comm = c;
+    /* several ranks on cuda are not driven yet: refused in one line, never run half-way */
+    en.tensor_parallel_size = 2;
+    gt_check(t, runner_create(&re, t->gpu, &m, &en, err) == -ENOTSUP && !re &&
+             strstr(err, "--tensor-parallel-size 2: the cuda backend runs one rank only"),
+             "tensor parallel size 2 on cuda: %s", err);
+    en.tensor_parallel_size = 1;
     if (!gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "eager: %s", err) ||
         !gt_check(t, runner_create(&rn, t->gpu, &m, &en, err) == 0, "eager nccl: %s", err) ||
         !gt_check(t, runner_create(&rg, t->gpu, &m, &go_, err) == 0, "graphs: %s", err) ||
