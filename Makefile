@@ -34,7 +34,7 @@ ifeq ($(CUDA),1)
   NVFLAGS   += -O3 -std=c++17 -I. -MMD -MP -lineinfo -Xcompiler -fPIC \
                -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90a,code=compute_90a
   CFLAGS    += -DOSPREY_CUDA -isystem $(CUDA_HOME)/include
-  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++
   CU_SRCS   := $(wildcard kernels/*.cu)
   CUDA_SRCS := $(wildcard engine/cuda/*.c kernels/*.c)
 endif

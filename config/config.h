@@ -36,6 +36,7 @@ struct osprey_config {
     int num_cuda_graph_sizes;
     bool enforce_eager;            /* no CUDA graphs */
     bool fused_rope_cache;         /* RoPE fused with the KV-cache write (CUDA) */
+    int tensor_parallel_size;      /* ranks the model is sharded over (engine/runner_tp.h) */
     int threads;                   /* cpu backend worker threads; 0 = all cores */
     const char *kv_cache_dtype;    /* static: "auto", "bf16", "fp8" */
     bool calculate_kv_scales;      /* fp8 KV scales from the first prefill instead of the checkpoint's */

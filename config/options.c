@@ -59,6 +59,9 @@ const struct config_option options_table[] = {
       .help = "never use CUDA graphs (slower decode, quicker start)" },
     { "fused_rope_cache", OPT_BOOL, F(fused_rope_cache), .def = "true",
       .help = "fuse RoPE with the KV-cache write (cuda)" },
+    { "tensor_parallel_size", OPT_INT, F(tensor_parallel_size), .def = "1", .arg = "N", .min = 1,
+      .max = 64, .help = "shard the model over N ranks (cpu: N worker threads; must divide the "
+      "attention heads, the intermediate size, and the KV heads or be a multiple of them)" },
     { "threads", OPT_INT, F(threads), .def = "0", .arg = "N", .min = 0, .max = 4096,
       .help = "cpu backend worker threads; 0 = all cores" },
     { "kv_cache_dtype", OPT_ENUM, F(kv_cache_dtype), .def = "auto",

@@ -26,6 +26,7 @@ struct engine_options {
     const char *model_dir;
     const char *backend;              /* "cpu", "cuda", or NULL/"auto": cuda when present */
     const struct tokenizer *tokenizer;   /* borrowed; detokenizes outputs; NULL: no text */
+    int tensor_parallel_size;         /* 1 = none; N: the model sharded over N ranks */
     int num_threads;                  /* cpu backend workers, 0 = all cores */
     /* KV cache: explicit bytes, or (0) a fraction of free GPU memory / a CPU default */
     size_t kv_cache_bytes;

@@ -206,6 +206,8 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     ro.kv_cache_dtype = kv_dtype;
     ro.quantize_fp8 = o->quantization != NULL;
     ro.calculate_kv_scales = o->calculate_kv_scales;
+    ro.tensor_parallel_size = o->tensor_parallel_size;
+    ro.backend_threads = o->num_threads;
     memset(&bo, 0, sizeof bo);
     bo.num_threads = o->num_threads;
     if ((rc = runner_backend_options(cfg, &ro, &bo)) != 0) {

@@ -6,7 +6,9 @@
  * then the sampled rows go through the final norm and the LM head. Families differ by small
  * per-layer choices read from the config: Gemma scales the embeddings, normalizes the
  * attention and MLP outputs too (sandwich norms), soft-caps attention and final logits,
- * and gives Gemma 3's sliding layers their own RoPE frequencies. */
+ * and gives Gemma 3's sliding layers their own RoPE frequencies. Under tensor parallelism
+ * (f->comm) every rank runs this loop over its shard and sums the two row-parallel
+ * products of each layer with the other ranks'. */
 #include <errno.h>
 #include <math.h>
 
@@ -33,6 +35,13 @@ static int calc_kv_scales(const struct forward_ctx *f, const void *k, const void
     f->k_scale[l] = km > 0.0f ? km / FORWARD_K_SCALE_RANGE : 1.0f;
     f->v_scale[l] = vm > 0.0f ? vm / FORWARD_V_SCALE_RANGE : 1.0f;
     return 0;
+}
+
+/* Tensor parallelism: x (a row-parallel product, this rank's part) becomes the full sum. */
+static int all_reduce(const struct forward_ctx *f, int n)
+{
+    return f->comm ? comm_all_reduce(f->comm, f->x, (size_t)n * f->cfg->hidden_size,
+                                     f->be->ops->act_dtype) : 0;
 }
 
 static int attention_block(const struct forward_ctx *f, const struct bk_batch *b, int l)
@@ -82,7 +91,9 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
         return rc;
     if ((rc = op->attention(f->be, f->attn, q, stride, f->k_cache[l], f->v_cache[l], b, g, &ap)))
         return rc;
-    return op->matmul(f->be, f->x, f->attn, &lw->o, NULL, n);
+    if ((rc = op->matmul(f->be, f->x, f->attn, &lw->o, NULL, n)))
+        return rc;
+    return all_reduce(f, n);
 }
 
 /* x = the MLP of xn: a MoE block (Mixtral, Qwen3-MoE) or a dense gated MLP. */
@@ -108,7 +119,9 @@ static int ffn_block(const struct forward_ctx *f, int n, int l)
         (rc = c->mlp_act == MLP_GELU_TANH ? op->gelu_tanh_mul(f->be, f->act, f->gate_up, n, ffn)
                                           : op->silu_mul(f->be, f->act, f->gate_up, n, ffn)))
         return rc;
-    return op->matmul(f->be, f->x, f->act, &lw->down, NULL, n);
+    if ((rc = op->matmul(f->be, f->x, f->act, &lw->down, NULL, n)))
+        return rc;
+    return all_reduce(f, n);
 }
 
 /* x holds the attention's output; leaves the MLP's in x. Sandwich norms (Gemma) normalize
@@ -151,7 +164,7 @@ int forward(const struct forward_ctx *f, const struct bk_batch *b)
             __atomic_fetch_add(f->progress, 1, __ATOMIC_RELAXED);
     }
     /* only the sampled rows need the last residual add, the final norm and the LM head */
-    if (b->num_sample == 0)
+    if (b->num_sample == 0 || (f->comm && f->comm->rank > 0))
         return 0;
     if ((rc = op->gather_rows(f->be, f->sel_residual, f->residual, b->logits_indices,
                               b->num_sample, c->hidden_size)) ||

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "engine/backend.h"
+#include "engine/comm.h"
 #include "engine/model/model.h"
 #include "engine/weights.h"
 
@@ -32,6 +33,10 @@ struct forward_ctx {
     float embed_scale;             /* embeddings times this (Gemma: sqrt(hidden) in the model
                                     * dtype); 0 = none */
     bool fused_rope_cache;         /* use be->ops->rope_cache_update when the backend has it */
+    struct comm *comm;             /* tensor parallelism: this rank of the group, NULL = none.
+                                    * cfg then is the rank's shard (heads, KV heads, ffn / N);
+                                    * o and down are row-parallel, their outputs all-reduced;
+                                    * the LM head is replicated and only rank 0 runs it */
     uint64_t *progress;            /* or NULL: bumped (atomically) after each layer's ops are
                                       issued, so that a watchdog can tell a long step that moves
                                       from a hung one */

@@ -14,6 +14,7 @@
 #include "engine/base/log.h"
 #include "engine/rope.h"
 #include "engine/runner.h"
+#include "engine/runner_tp.h"
 #include "engine/weights.h"
 
 static_assert(MODEL_MAX_KV_GROUPS == KV_MAX_GROUPS,
@@ -37,6 +38,8 @@ struct runner {
     struct bk_batch dev;             /* the staged batch; graphs replay against it */
     struct step_batch pad_batch;     /* all-padding decode batch for graph capture */
     struct sample_row *greedy_rows;  /* [cap_sample] rows used when the caller gives none */
+    struct runner_tp *tp;            /* tensor parallelism: the ranks run every step; the
+                                      * fields above are then unused */
 };
 
 int runner_backend_options(const struct model_config *cfg, const struct runner_options *o,
@@ -96,6 +99,8 @@ static int step_body(void *arg)
 
 void runner_watch_progress(struct runner *r, uint64_t *progress)
 {
+    if (r->tp)
+        runner_watch_progress(runner_tp_rank(r->tp, 0), progress);
     r->fwd.progress = progress;
 }
 
@@ -143,6 +148,33 @@ static int stage(struct runner *r, struct step_batch *b, int size, bool graph,
     return r->be->ops->stage(r->be, &sb, rows ? rows : r->greedy_rows, &r->dev);
 }
 
+int runner__stage(struct runner *r, struct step_batch *b, const struct sample_row *rows)
+{
+    return stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, rows);
+}
+
+int runner__forward(struct runner *r)
+{
+    int rc = forward(&r->fwd, &r->dev);
+
+    if (!rc)
+        kv_scales_done(r);
+    return rc;
+}
+
+int runner__sample_fetch(struct runner *r, struct sample_result *results, int n)
+{
+    int rc = r->be->ops->sample(r->be, r->fwd.logits, r->m->cfg.vocab_size, &r->dev);
+
+    return rc ? rc : r->be->ops->fetch_results(r->be, results, n);
+}
+
+int runner__download_logits(struct runner *r, float *logits, int rows)
+{
+    return r->be->ops->download(r->be, logits, r->fwd.logits,
+                                (size_t)rows * r->m->cfg.vocab_size * sizeof(float));
+}
+
 int runner_execute(struct runner *r, struct step_batch *b, const struct sample_row *rows,
                    struct sample_result *results)
 {
@@ -150,6 +182,8 @@ int runner_execute(struct runner *r, struct step_batch *b, const struct sample_r
 
     if (b->num_tokens <= 0)
         return 0;
+    if (r->tp)
+        return runner_tp_execute(r->tp, b, rows, results);
     if ((rc = stage(r, b, size ? size : b->num_tokens, size > 0, rows)))
         return rc;
     rc = size ? r->be->ops->graph_replay(r->be, size) : step_body(r);
@@ -162,6 +196,8 @@ int runner_logits(struct runner *r, struct step_batch *b, float *logits)
 {
     int rc;
 
+    if (r->tp)
+        return runner_tp_logits(r->tp, b, logits);
     if ((rc = stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, NULL)) ||
         (rc = forward(&r->fwd, &r->dev)))
         return rc;
@@ -437,6 +473,12 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->m = m;
     r->opt = *o;
     r->max_blocks_per_req = (o->max_model_len + o->block_size - 1) / o->block_size;
+    if (o->tensor_parallel_size > 1) {
+        if ((rc = runner_tp_create(&r->tp, be, m, o, err)))
+            goto fail;
+        *out = r;
+        return 0;
+    }
     /* graphs only where the backend has them; sizes sorted, duplicates dropped */
     if (be->ops->graph_capture && be->ops->graph_replay && !o->enforce_eager && o->num_graph_sizes) {
         if (!(r->graph_sizes = malloc(o->num_graph_sizes * sizeof *r->graph_sizes))) {
@@ -496,6 +538,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.rope_mscale = c->rope_scaling.type == ROPE_LONGROPE ? (float)c->rope_scaling.attention_factor
                                                                  : 1.0f;
     r->fwd.fused_rope_cache = o->fused_rope_cache;
+    r->fwd.comm = o->comm;
     if (r->num_graphs && (rc = capture_graphs(r, err)))
         goto fail;
     LOG(LL_INFO, "runner", "%s on %s: %d layers, KV blocks of %d tokens (%zu MiB, %s), %d KV "
@@ -521,6 +564,7 @@ void runner_destroy(struct runner *r)
     if (!r)
         return;
     be = r->be;
+    runner_tp_destroy(r->tp);
     for (int l = 0; l < r->m->cfg.num_layers; l++) {
         if (r->k_cache && r->k_cache[l])
             be->ops->free(be, r->k_cache[l]);
@@ -556,7 +600,13 @@ void runner_destroy(struct runner *r)
 
 void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *v_scale)
 {
-    bool ok = r->k_scale && layer >= 0 && layer < r->m->cfg.num_layers;
+    bool ok;
+
+    if (r->tp) {
+        runner_kv_scales(runner_tp_rank(r->tp, 0), layer, k_scale, v_scale);
+        return;
+    }
+    ok = r->k_scale && layer >= 0 && layer < r->m->cfg.num_layers;
 
     *k_scale = ok ? r->k_scale[layer] : 1.0f;
     *v_scale = ok ? r->v_scale[layer] : 1.0f;
@@ -569,6 +619,8 @@ int runner_max_blocks_per_req(const struct runner *r)
 
 int runner_layer_cache(const struct runner *r, int layer, void **k_cache, void **v_cache)
 {
+    if (r->tp)
+        return -ENOTSUP;   /* each rank holds its KV heads only */
     if (layer < 0 || layer >= r->m->cfg.num_layers)
         return -EINVAL;
     *k_cache = r->k_cache[layer];

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "engine/backend.h"
+#include "engine/comm.h"
 #include "engine/model/model.h"
 #include "engine/sampler.h"
 #include "scheduler/batch.h"
@@ -29,6 +30,12 @@ struct runner_options {
     bool calculate_kv_scales;    /* fp8 cache: scales from the first step's K and V (cpu) */
     enum dtype kv_cache_dtype;   /* DT_F32 = auto (the backend's act_dtype); cpu: also BF16,
                                   * F8_E4M3 (scales: the checkpoint's k_scale/v_scale, else 1) */
+    int tensor_parallel_size;    /* 0 or 1 = none; N > 1: N ranks, each on its own backend
+                                  * (of be's kind; cuda: devices 0..N-1) and worker thread,
+                                  * with the model sharded (engine/tp_shard.h) */
+    int backend_threads;         /* num_threads of the ranks' cpu backends */
+    struct comm *comm;           /* a rank of a group made by the caller (runner_tp.c, or a
+                                  * test running NCCL with one rank); NULL = none */
     int group_num_blocks[KV_MAX_GROUPS];   /* instead of num_blocks, for the layers of group g
                                   * when > 0: each group's cache has its own block ids (last,
                                   * so that positional initializers stay valid) */

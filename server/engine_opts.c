@@ -15,6 +15,7 @@ void engine_opts_from_config(struct engine_options *eo, const struct osprey_conf
     eo->backend = c->backend;
     eo->tokenizer = tok;
     eo->num_threads = c->threads;
+    eo->tensor_parallel_size = c->tensor_parallel_size;
     eo->kv_cache_bytes = c->kv_cache_memory;
     eo->gpu_memory_utilization = (float)c->gpu_memory_utilization;
     eo->block_size = c->block_size;

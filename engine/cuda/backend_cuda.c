@@ -16,6 +16,11 @@
 
 #define CONVERT_CHUNK ((size_t)1 << 22)   /* elements converted to bf16 per host pass */
 
+void *backend_cuda_stream(struct backend *be)
+{
+    return (void *)((struct backend_cuda *)be)->stream;
+}
+
 int cuda_device_count(void)
 {
     int n = 0;

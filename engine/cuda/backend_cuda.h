@@ -8,6 +8,10 @@
 /* Creates the CUDA backend on opt->device. Returns 0, or -ENODEV / -ENOMEM with a message. */
 int backend_cuda_create(struct backend **out, const struct backend_options *opt, char *err);
 
+/* The backend's one stream (a cudaStream_t): where a communicator enqueues its collectives
+ * so that they order with the ops and graphs capture them (engine/cuda/comm_nccl.c). */
+void *backend_cuda_stream(struct backend *be);
+
 /* Number of usable CUDA devices; 0 when there is no driver or no device (never an error). */
 int cuda_device_count(void);
 

@@ -26,6 +26,8 @@
 
 #include "engine/model/gen_model.h"
 #include "engine/model/model.h"
+#include "engine/comm.h"
+#include "engine/cuda/backend_cuda.h"
 #include "engine/runner.h"
 #include "engine/base/util.h"
 #include "tests/gpu/gpu_test.h"
@@ -106,7 +108,7 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
     struct model m;
     bool opened = false, decode;
     struct runner_options ro = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
-                                 graph_sizes, 4, fused, false, false, kv, { 0 } };
+                                 graph_sizes, 4, fused, false, false, kv, 1, 1, NULL, { 0 } };
     struct runner_options eo = ro;
     struct backend_options bo = { 0 };
     struct runner *rc = NULL, *re = NULL, *rg = NULL;
@@ -268,9 +270,128 @@ static void runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
     all_tiny_presets(t, DT_F8_E4M3);
 }
 
+/* Tensor parallelism's NCCL path with one rank: the layer loop all-reduces o and down
+ * through NCCL on the backend's stream (eagerly and inside the captured graphs), and must
+ * give the plain runner's logits bit for bit and its graphs' greedy tokens. */
+static void nccl_with_one_rank_equals_the_plain_runner(struct gt *t)
+{
+    static const int graph_sizes[] = { 1, 2, 4, 8 };
+    char dir[] = "/tmp/osprey-gpu-model-XXXXXX", err[ERR_LEN] = "";
+    struct gen_model_opts go = { .config = "tiny-qwen3", .seed = 7 };
+    struct model m;
+    bool opened = false, decode;
+    struct runner_options go_ = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
+                                  graph_sizes, 4, true, false, false, DT_F32, 1, 1, NULL, { 0 } };
+    struct runner_options eo = go_, en, gn;
+    struct backend_options bo = { 0 };
+    struct runner *re = NULL, *rn = NULL, *rg = NULL, *rgn = NULL;
+    struct comm *c = NULL;
+    struct step_batch b = { 0 };
+    struct sim_req reqs[NREQ];
+    struct sample_result rs[8], rsn[8];
+    float *le = NULL, *ln = NULL;
+    int V = 0, dev = 0, steps = 0;
+    void *stream;
+
+    if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
+        return;
+    go.out_dir = dir;
+    if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model: %s", err) ||
+        !gt_check(t, model_open(&m, dir, err) == 0, "model_open: %s", err))
+        goto out;
+    opened = true;
+    V = m.cfg.vocab_size;
+    eo.enforce_eager = true;
+    if (!gt_check(t, runner_backend_options(&m.cfg, &go_, &bo) == 0, "runner_backend_options") ||
+        !gt_backends(t, &bo))
+        goto out;
+    stream = backend_cuda_stream(t->gpu);
+    if (!gt_check(t, comm_nccl_create(&c, 1, &dev, &stream, err) == 0, "nccl: %s", err))
+        goto out;
+    en = eo;
+    en.comm = c;
+    gn = go_;
+    gn.comm = c;
+    /* several ranks on cuda are not driven yet: refused in one line, never run half-way */
+    en.tensor_parallel_size = 2;
+    gt_check(t, runner_create(&re, t->gpu, &m, &en, err) == -ENOTSUP && !re &&
+             strstr(err, "--tensor-parallel-size 2: the cuda backend runs one rank only"),
+             "tensor parallel size 2 on cuda: %s", err);
+    en.tensor_parallel_size = 1;
+    if (!gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "eager: %s", err) ||
+        !gt_check(t, runner_create(&rn, t->gpu, &m, &en, err) == 0, "eager nccl: %s", err) ||
+        !gt_check(t, runner_create(&rg, t->gpu, &m, &go_, err) == 0, "graphs: %s", err) ||
+        !gt_check(t, runner_create(&rgn, t->gpu, &m, &gn, err) == 0, "graphs nccl: %s", err) ||
+        !gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,
+                                runner_max_blocks_per_req(re)) == 0, "batch_init"))
+        goto out;
+    le = malloc((size_t)8 * V * 4);
+    ln = malloc((size_t)8 * V * 4);
+    if (!gt_check(t, le && ln, "out of host memory"))
+        goto out;
+    for (int r = 0; r < NREQ; r++) {
+        reqs[r].len = 3 + 6 * r;
+        reqs[r].computed = 0;
+        for (int i = 0; i < reqs[r].len; i++)
+            reqs[r].tokens[i] = gt_randint(&t->rng, V);
+        for (int j = 0; j <= MAXLEN / BS; j++)
+            reqs[r].blocks[j] = j * NREQ + r;
+    }
+    for (int s = 0; s < STEPS; s++, steps++) {
+        /* the four runners write the same cache slots of their own caches */
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        if (!gt_check(t, runner_logits(re, &b, le) == 0, "eager step %d", s))
+            goto out;
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        if (!gt_check(t, runner_logits(rn, &b, ln) == 0, "eager nccl step %d", s) ||
+            !gt_check(t, !memcmp(le, ln, (size_t)NREQ * V * 4), "step %d: the logits through "
+                      "NCCL differ from the plain runner's", s))
+            goto out;
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        if (!gt_check(t, runner_execute(rg, &b, NULL, rs) == 0, "graph step %d", s))
+            goto out;
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        if (!gt_check(t, runner_execute(rgn, &b, NULL, rsn) == 0, "graph nccl step %d", s))
+            goto out;
+        for (int r = 0; r < NREQ; r++) {
+            const float *x = le + (size_t)r * V;
+            int best = 0;
+
+            gt_check(t, rs[r].token == rsn[r].token, "step %d req %d: graph %d, graph with "
+                     "NCCL %d", s, r, rs[r].token, rsn[r].token);
+            for (int i = 1; i < V; i++)
+                if (x[i] > x[best])
+                    best = i;
+            reqs[r].computed = reqs[r].len;
+            if (reqs[r].len < MAXLEN)
+                reqs[r].tokens[reqs[r].len++] = best;
+        }
+    }
+    gt_note(t, "tiny-qwen3, %d steps: NCCL logits bitwise equal, graph tokens equal", steps);
+out:
+    runner_destroy(rgn);
+    runner_destroy(rg);
+    runner_destroy(rn);
+    runner_destroy(re);
+    comm_destroy(c);
+    gt_backends_free(t);
+    batch_fini(&b);
+    free(le);
+    free(ln);
+    if (opened)
+        model_close(&m);
+    {
+        char cmd[sizeof dir + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        if (system(cmd) != 0)
+            gt_check(t, false, "could not remove %s", dir);
+    }
+}
+
 const struct gt_case gt_cases_runner[] = {
     { "runner_cuda_matches_cpu_and_graphs_match_eager", runner_cuda_matches_cpu_and_graphs_match_eager },
     { "runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager", runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager },
+    { "nccl_with_one_rank_equals_the_plain_runner", nccl_with_one_rank_equals_the_plain_runner },
     { NULL, NULL },
 };
 

@@ -12,10 +12,12 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
     int bs = so->block_size, num_blocks = MAX_SEQS * (MAX_LEN / bs + 1) / 2;
     struct runner_options o = { bs, num_blocks, MAX_BATCH_TOKENS, MAX_SEQS, MAX_LEN, false,
                                 so->graph_sizes, so->num_graph_sizes, so->fused_rope_cache,
-                                false, false, DT_F32, { 0 } };
+                                false, false, DT_F32, 1, 1, NULL, { 0 } };
     struct backend_options bo = { .num_threads = 2 };
     char err[ERR_LEN] = "";
 
+    o.tensor_parallel_size = so->tensor_parallel_size;
+    o.backend_threads = 1;
     memset(s, 0, sizeof *s);
     ck_assert_int_le(num_blocks + WINDOW_EXTRA_BLOCKS, MAX_FREE);
     s->rng = spec->seed * 7919 + bs;
@@ -262,6 +264,8 @@ int sim_run_mixed(const struct fixture_spec *spec, int block_size, double tol,
         sim_check_step(&s, k, step % 3 == 2 ? 1 + test_randint(&s.rng, 4) : 0);
     }
     ck_assert_msg(s.max_err < tol, "max |logit - reference| = %g (tolerance %g)", s.max_err, tol);
+    if (extra && extra->max_err)
+        *extra->max_err = s.max_err;
     ck_assert_int_gt(s.mixed_steps, 0);
     ck_assert_int_gt(s.chunked_prompts, 0);
     ck_assert_int_gt(s.padded_steps, 0);

@@ -57,6 +57,8 @@ struct sim_options {
     int num_graph_sizes;
     bool fused_rope_cache;
     void (*patch)(struct backend *be);   /* swaps ops before the runner exists */
+    int tensor_parallel_size;  /* the runner's ranks (engine/runner_tp.h); 0 = 1 */
+    double *max_err;           /* or NULL: sim_run_mixed leaves its max |logit - reference| here */
     bool free_out_of_window;   /* a window group's blocks that left every query's window go
                                 * back to the pool, NaN-poisoned in every layer of the group,
                                 * and other requests reuse them (as the scheduler does) */

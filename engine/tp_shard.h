@@ -1,0 +1,30 @@
+/* tp_shard.h — one rank's share of a model under tensor parallelism (Megatron-style): q, k,
+ * v, gate and up split by output rows (column-parallel), o and down by input columns
+ * (row-parallel: the layer loop all-reduces their outputs), biases with their rows, norms,
+ * the embedding and the LM head replicated. The KV heads are split too; when the group has
+ * more ranks than KV heads each KV head is replicated on N / KV ranks (vLLM's rule). The
+ * shard is a struct model whose config says the rank's heads, KV heads and intermediate
+ * size, so that the runner, the weights upload and the KV cache sizing work on it as on a
+ * whole model. Row slices point into the model's mapping; column slices are copied (only
+ * the rank's slice: no rank holds a whole weight). */
+#ifndef OSPREY_TP_SHARD_H
+#define OSPREY_TP_SHARD_H
+
+#include "engine/model/model.h"
+
+struct tp_shard {
+    struct model m;            /* the rank's model: cfg sharded, layers[] of slices */
+    void **copies;             /* [num_copies] the column slices' bytes */
+    int num_copies;
+};
+
+/* Returns 0 when a group of n ranks can shard c, else -EINVAL with a message naming the
+ * value that does not divide (or the family that cannot be sharded yet). */
+int tp_shard_check(const struct model_config *c, int n, char *err);
+
+/* Fills s with rank `rank` of n's share of m (m must outlive s). Returns 0, or -EINVAL /
+ * -ENOMEM with a message; on failure s holds nothing. */
+int tp_shard_create(struct tp_shard *s, const struct model *m, int rank, int n, char *err);
+void tp_shard_free(struct tp_shard *s);
+
+#endif

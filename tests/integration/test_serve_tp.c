@@ -1,0 +1,104 @@
+/* test_serve_tp.c — the real daemon with tensor parallelism on the CPU backend:
+ * `--tensor-parallel-size 2` (and OSPREY_TENSOR_PARALLEL_SIZE=4) serve a request end to end,
+ * log each rank's share, and answer with `osprey generate`'s greedy text at TP = 1 (which
+ * `osprey generate --tensor-parallel-size 2` gives too); a size
+ * that does not divide the heads stops the start with one line and a non-zero exit. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "tests/integration/it_util.h"
+
+static struct daemon d;
+
+#define PROMPT "[5, 77, 300, 41]"
+
+/* `osprey generate` offline, greedy, with extra flags: its stdout. */
+static char *offline(const char *extra)
+{
+    char cmd[4096], buf[4096];
+    size_t n;
+    FILE *p;
+
+    snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --backend cpu --threads 1 "
+             "--prompt-ids '" PROMPT "' --max-tokens 24 --ignore-eos %s 2>/dev/null",
+             daemon_bin(), daemon_model_dir(), extra);
+    ck_assert_ptr_nonnull(p = popen(cmd, "r"));
+    n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = '\0';
+    ck_assert_int_eq(pclose(p), 0);
+    return strdup(buf);
+}
+
+static char *served(void)
+{
+    int status;
+    cJSON *j = it_post(&d, "/v1/completions", "{\"prompt\":" PROMPT ",\"max_tokens\":24,"
+                       "\"ignore_eos\":true,\"temperature\":0}", &status);
+    char *t;
+
+    ck_assert_msg(status == 200 && j, "status %d", status);
+    t = strdup(it_choice_text(j, 0));
+    cJSON_Delete(j);
+    return t;
+}
+
+START_TEST(tp_2_and_4_serve_the_greedy_text_of_tp_1)
+{
+    const char *const flag[] = { "--tensor-parallel-size", "2", NULL };
+    const char *const env[] = { "OSPREY_TENSOR_PARALLEL_SIZE=4", NULL };
+    char *off = offline(""), *on = offline("--tensor-parallel-size 2");
+
+    ck_assert_str_eq(on, off);     /* generate takes the flag as serve does */
+    free(on);
+
+    it_up(&d, flag);
+    ck_assert(daemon_log_has(&d, "tensor parallel rank 1 of 2 on cpu: 2 heads, 1 KV heads"));
+    on = served();
+    ck_assert_str_eq(on, off);
+    free(on);
+    it_down(&d);
+
+    ck_assert_int_eq(daemon_start_env(&d, NULL, env), 0);
+    ck_assert(daemon_log_has(&d, "tensor parallel rank 3 of 4 on cpu: 1 heads, 1 KV heads"));
+    on = served();
+    ck_assert_str_eq(on, off);
+    free(on);
+    it_down(&d);
+    free(off);
+}
+END_TEST
+
+START_TEST(a_size_that_does_not_divide_the_heads_stops_the_start)
+{
+    char cmd[4096], out[4096];
+    size_t n;
+    int status;
+    FILE *p;
+
+    snprintf(cmd, sizeof cmd, "'%s' serve --model '%s' --backend cpu --threads 1 --port 0 "
+             "--kv-cache-memory 32MiB --tensor-parallel-size 3 2>&1", daemon_bin(),
+             daemon_model_dir());
+    ck_assert_ptr_nonnull(p = popen(cmd, "r"));
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    status = pclose(p);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "exit %d: %s", status, out);
+    ck_assert_msg(strstr(out, "--tensor-parallel-size 3 does not divide the model's 4 attention "
+                         "heads"), "%s", out);
+}
+END_TEST
+
+Suite *serve_tp_suite(void)
+{
+    Suite *s = suite_create("serve_tp");
+    TCase *tc = tcase_create("tp");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, tp_2_and_4_serve_the_greedy_text_of_tp_1);
+    tcase_add_test(tc, a_size_that_does_not_divide_the_heads_stops_the_start);
+    suite_add_tcase(s, tc);
+    return s;
+}
