@@ -9,7 +9,10 @@
  * head's framing is checked by http_head.c before any body byte is read.
  * Lifetimes: a request is freed when its last reference goes — the connection's (dropped
  * when MHD reports it completed), the stream response's, and those its job holds; the
- * request's own side (answers, deferred and streamed output) is server/http_request.c. */
+ * request's own side (answers, deferred and streamed output) is server/http_request.c.
+ * An answer a worker made waits in r->captured, owned by the connection until the access
+ * handler queues it; completed_cb drops one that never was (see there): a stream's response
+ * holds a reference on r, so no reference count could ever free that pair. */
 #include "server/http_internal.h"
 
 #include <errno.h>
@@ -412,6 +415,14 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     pthread_mutex_unlock(&r->lock);
     if (notify)
         r->ops->closed(r->job);
+    /* A worker's answer the access handler never queued. On resume MHD reads the socket
+     * before it calls the handler again, and a client that left meanwhile (a reset, or a
+     * close: a worker's connection is suspended, so the watcher does not look at it) ends
+     * the connection here instead. Nobody else would ever queue or free it, and a stream's
+     * response and r keep each other alive: the answer is the connection's, dropped with it.
+     * No worker still writes it: a suspended connection never completes, and the worker is
+     * done with r once it has resumed it. */
+    http__drop_captured(r);
     /* Health checks and scrapes come every few seconds: only API calls log at INFO. */
     LOG(r->route && r->route->access != HTTP_NEEDS_KEY ? LL_DEBUG : LL_INFO, "http",
         "req %llu %s %s %d prompt_tokens=%d completion_tokens=%d %.1fms%s", r->id,

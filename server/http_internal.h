@@ -59,9 +59,12 @@ struct http_request {
     const struct http_job_ops *ops;  /* deferred or streamed answers */
     void *job;
     /* A POST handler on a worker (http_worker.c): its answer is kept here until the MHD
-     * thread queues it, since MHD takes answers from its own threads only. */
+     * thread queues it, since MHD takes answers from its own threads only. The connection
+     * owns it (not the request's references: a stream's response holds one on r itself):
+     * handed to MHD by http__queue_captured, or dropped by http__drop_captured when MHD
+     * ends the connection before its access handler runs again. */
     bool capturing;
-    struct MHD_Response *captured;   /* owned until queued */
+    struct MHD_Response *captured;
     int captured_status;
     struct http_request *next_work;  /* the workers' queue, under its lock */
 
@@ -146,6 +149,9 @@ void http__offload(struct http_request *r);
 void http__offload_finish(struct http_request *r);
 /* Queues the answer a worker's handler captured, if any (MHD thread). */
 void http__queue_captured(struct http_request *r);
+/* Destroys a captured answer never queued (the connection ended first; MHD thread). A
+ * stream's response drops its reference on r: r must hold another (the connection's). */
+void http__drop_captured(struct http_request *r);
 
 /* An error answer in OpenAI's shape, the message formatted. Handler threads. */
 void http__respond_errorf(struct http_request *r, int status, const char *code, const char *fmt, ...)

@@ -35,8 +35,6 @@ void http_unref(struct http_request *r)
     if (r->ops && r->ops->free)
         r->ops->free(r->job);
     pthread_mutex_destroy(&r->lock);
-    if (r->captured)
-        MHD_destroy_response(r->captured);
     for (int i = 0; i < r->num_headers; i++)
         free(r->headers[i].value);
     free(r->body);
@@ -136,6 +134,16 @@ void http__queue_captured(struct http_request *r)
     else
         LOG(LL_WARN, "http", "req %llu: MHD refused the %d response", r->id, r->captured_status);
     MHD_destroy_response(resp);
+}
+
+void http__drop_captured(struct http_request *r)
+{
+    struct MHD_Response *resp = r->captured;
+
+    r->capturing = false;
+    r->captured = NULL;
+    if (resp)
+        MHD_destroy_response(resp);  /* a stream's: reader_free_cb drops its reference */
 }
 
 void http_respond(struct http_request *r, int status, const char *content_type, char *body,

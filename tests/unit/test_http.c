@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "engine/base/util.h"
@@ -150,6 +151,59 @@ static void h_busy(struct http_request *r, void *app)
     http_respond(r, 503, "application/json", strdup("{}"), 2);
 }
 
+/* A handler held on its worker until the test lets it go (held_release): the client can
+ * leave while the connection is suspended for the worker, before any answer is queued. */
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t held_cond = PTHREAD_COND_INITIALIZER;
+static bool held_in, held_go;
+
+static void hold(void)
+{
+    pthread_mutex_lock(&held_lock);
+    held_in = true;
+    pthread_cond_broadcast(&held_cond);
+    while (!held_go)
+        pthread_cond_wait(&held_cond, &held_lock);
+    pthread_mutex_unlock(&held_lock);
+}
+
+static void held_wait_in(void)
+{
+    pthread_mutex_lock(&held_lock);
+    while (!held_in)
+        pthread_cond_wait(&held_cond, &held_lock);
+    pthread_mutex_unlock(&held_lock);
+}
+
+static void held_release(void)
+{
+    pthread_mutex_lock(&held_lock);
+    held_go = true;
+    pthread_cond_broadcast(&held_cond);
+    pthread_mutex_unlock(&held_lock);
+}
+
+static void h_held_stream(struct http_request *r, void *app)
+{
+    (void)app;
+    hold();
+    http_stream(r, &job_ops, job_new(r, 0));
+}
+
+static void h_held_deferred(struct http_request *r, void *app)
+{
+    (void)app;
+    hold();
+    http_defer(r, &job_ops, job_new(r, 0));
+}
+
+static void h_held_answer(struct http_request *r, void *app)
+{
+    (void)app;
+    hold();
+    http_respond(r, 200, "text/plain", strdup("late"), 4);
+}
+
 static const struct http_route routes[] = {
     { "/hello", "POST", HTTP_NEEDS_KEY, h_hello },
     { "/health", "GET", HTTP_PUBLIC, h_hello },
@@ -158,19 +212,23 @@ static const struct http_route routes[] = {
     { "/forever", "POST", HTTP_NEEDS_KEY, h_forever },
     { "/stream", "POST", HTTP_NEEDS_KEY, h_stream },
     { "/busy", "GET", HTTP_NEEDS_KEY, h_busy },
+    { "/held-stream", "POST", HTTP_NEEDS_KEY, h_held_stream },
+    { "/held-deferred", "POST", HTTP_NEEDS_KEY, h_held_deferred },
+    { "/held-answer", "POST", HTTP_NEEDS_KEY, h_held_answer },
 };
 
 static struct http_server *srv;
 static int port;
 
 static int max_connections = 16;
+static int num_threads = 2;
 
 static void start(const char *key, const char *origins, double request_timeout_s)
 {
     static char a[] = "https://a.example", b[] = "https://b.example", star[] = "*";
     static char *two[] = { a, b }, *any[] = { star };
     struct http_options o = {
-        .host = "127.0.0.1", .port = 0, .num_threads = 2, .max_connections = max_connections,
+        .host = "127.0.0.1", .port = 0, .num_threads = num_threads, .max_connections = max_connections,
         .max_body_bytes = 1000, .request_timeout_s = request_timeout_s, .idle_timeout_s = 5,
         .api_key = key, .metrics_require_key = false,
         .cors_origins = !origins ? NULL : !strcmp(origins, "*") ? any : two,
@@ -516,6 +574,56 @@ START_TEST(a_client_leaving_a_waiting_request_stops_its_job)
 }
 END_TEST
 
+/* The disconnect storm's leak, forced: the client leaves (a reset, or a close) while a
+ * worker still runs the handler, its connection suspended with nothing queued. On resume
+ * MHD reads the socket before it calls the access handler again, provided the connection
+ * is not the oldest of its thread (then its timeout pass would call the handler first): an
+ * idle connection opened before makes sure, on a server of one MHD thread. MHD then closes
+ * the connection and the worker's captured answer — a stream whose response holds a
+ * reference on the request, a deferred job, a plain answer — is never queued. Everything
+ * must still be released, the job closed and freed exactly once. */
+START_TEST(a_client_leaving_while_its_handler_runs_leaves_nothing_behind)
+{
+    static const char *paths[] = { "/held-stream", "/held-deferred", "/held-answer" };
+    static const int jobs[] = { 1, 1, 0 };
+
+    num_threads = 1;
+    for (int k = 0; k < 2 * (int)ARRAY_LEN(paths); k++) {
+        const char *path = paths[k / 2];
+        int want = jobs[k / 2], idle, fd;
+        bool rst = k % 2 == 0;
+        char req[160];
+
+        held_in = held_go = false;
+        start(NULL, NULL, 0);
+        idle = hc_connect(port);
+        usleep(20000);
+        fd = hc_connect(port);
+        snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", path);
+        hc_send_str(fd, req);
+        held_wait_in();
+        if (rst) {
+            struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+        close(fd);
+        usleep(50000);                         /* the RST or FIN is in */
+        held_release();
+        for (int t = 0; t < 200 && (http_server_active(srv) || atomic_load(&freed_jobs) < want); t++)
+            usleep(10000);
+        ck_assert_msg(http_server_active(srv) == 0, "%s: the request never completed", path);
+        ck_assert_msg(atomic_load(&freed_jobs) == want, "%s (%s): %d jobs freed, not %d", path,
+                      rst ? "reset" : "closed", atomic_load(&freed_jobs), want);
+        ck_assert_int_eq(atomic_load(&closed_calls), want);
+        close(idle);
+        stop();
+        ck_assert_int_eq(atomic_load(&freed_jobs), want);      /* not again at the end */
+    }
+    num_threads = 2;
+}
+END_TEST
+
 START_TEST(a_client_sending_too_slowly_is_cut_off)
 {
     const char *req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -616,6 +724,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, a_stream_delivers_every_event_then_ends);
     tcase_add_test(tc, many_concurrent_streams_all_complete);
     tcase_add_test(tc, a_client_leaving_a_waiting_request_stops_its_job);
+    tcase_add_test(tc, a_client_leaving_while_its_handler_runs_leaves_nothing_behind);
     tcase_add_test(tc, a_client_sending_too_slowly_is_cut_off);
     tcase_add_test(tc, stopping_ends_a_waiting_request_cleanly);
     tcase_add_test(tc, connections_past_the_limit_wait_until_one_closes);
