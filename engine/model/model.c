@@ -258,7 +258,8 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
     int max_window_layers = 28, rc, i = 0;
     char f[64];
 
-    if ((rc = get_int(p, root, "sliding_window", "sliding_window", false, 1, INT32_MAX, &window)) ||
+    /* 0 is "none" as null is: transformers 5 writes 0 for a Qwen2-MoE without a window */
+    if ((rc = get_int(p, root, "sliding_window", "sliding_window", false, 0, INT32_MAX, &window)) ||
         (rc = get_bool(p, root, "use_sliding_window", &use)) ||
         (rc = get_int(p, root, "max_window_layers", "max_window_layers", false, 0, INT32_MAX,
                       &max_window_layers)))

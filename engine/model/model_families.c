@@ -102,7 +102,9 @@ int model__finish_longrope(struct cfg_parse *p, const cJSON *root, struct model_
 int model__parse_moe(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
     bool mixtral = cfg->arch == ARCH_MIXTRAL;
-    const char *ne = mixtral ? "num_local_experts" : "num_experts";
+    /* Mixtral says num_local_experts; the Qwen MoE configs said num_experts until
+     * transformers 5, which writes num_local_experts for them too: take whichever is there. */
+    const char *ne = mixtral || member(root, "num_local_experts") ? "num_local_experts" : "num_experts";
     const cJSON *only = member(root, "mlp_only_layers");
     int step = 1, rc;
 

@@ -28,27 +28,6 @@ static const char *const models[] = {
     "gemma2", "gemma3", "mixtral", "qwen3-moe", "phi3", "qwen2-moe",
 };
 
-/* Models whose folders the oracle script makes but that may not be committed yet. */
-static bool pending(const char *name)
-{
-    char path[256];
-
-    static const char *const added[] = { "gemma2", "gemma3", "mixtral", "qwen3-moe", "phi3",
-                                         "qwen2-moe" };
-    size_t i;
-
-    for (i = 0; i < ARRAY_LEN(added) && strcmp(name, added[i]); i++)
-        ;
-    if (i == ARRAY_LEN(added))
-        return false;
-    snprintf(path, sizeof path, "tests/data/hf/%s/expected.json", name);
-    if (access(path, F_OK) == 0)
-        return false;
-    fprintf(stderr, "hf_oracle: %s not generated yet (python3 scripts/oracle/hf_models.py "
-            "tests/data/hf %s, on the GPU machine): not checked\n", path, name);
-    return true;
-}
-
 struct expected {
     int32_t prompt[64], greedy[64];
     int num_prompt, num_greedy;
@@ -234,8 +213,7 @@ START_TEST(logits_match_transformers_in_one_prefill)
     for (size_t i = 0; i < ARRAY_LEN(models); i++) {
         char dir[256];
         struct expected x;
-        if (pending(models[i]))
-            continue;
+
         snprintf(dir, sizeof dir, "tests/data/hf/%s", models[i]);
         load_expected(dir, &x);
         free(x.logits);
@@ -249,16 +227,14 @@ END_TEST
 START_TEST(logits_match_transformers_in_chunks_and_decodes)
 {
     for (size_t i = 0; i < ARRAY_LEN(models); i++)
-        if (!pending(models[i]))
-            check_model(models[i], 4, 5, 5);
+        check_model(models[i], 4, 5, 5);
 }
 END_TEST
 
 START_TEST(logits_match_transformers_token_by_token)
 {
     for (size_t i = 0; i < ARRAY_LEN(models); i++)
-        if (!pending(models[i]))
-            check_model(models[i], 1, 1, 1);
+        check_model(models[i], 1, 1, 1);
 }
 END_TEST
 
