@@ -1,0 +1,400 @@
+/* test_openai_tools_grammar.c — tool_choice "required", a named function and strict tools
+ * held to calls by a grammar (server/tool_grammar.c): the request side, the grammar of each
+ * family on hand-written outputs, and a property test — a random-weight tiny model sampling
+ * at temperature 1 under random tool schemas (tests/unit/schema_check.c) always writes
+ * output that the family's parser reads as calls of the offered tools whose arguments
+ * validate against their schemas (the validator shares nothing with the grammar code). */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/base/util.h"
+#include "engine/engine.h"
+#include "engine/grammar/grammar.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "server/openai_parse.h"
+#include "server/tool_grammar.h"
+#include "server/tool_parser.h"
+#include "tests/unit/fixtures.h"
+#include "tests/unit/schema_check.h"
+
+/* ---- the request side ---- */
+
+static struct oai_config config = {
+    .served_model = "tiny", .max_model_len = 4096, .vocab_size = 512, .max_n = 4,
+    .max_stop_strings = 4, .max_stop_length = 16, .max_logprobs = 20,
+    .default_temperature = -1, .default_top_p = -1, .tool_parser = TOOL_PARSER_HERMES,
+};
+static struct oai_request req;
+static struct oai_error err;
+
+static int chat(const char *body)
+{
+    openai_request_fini(&req);
+    openai_request_init(&req);
+    memset(&err, 0, sizeof err);
+    return openai_parse_chat(&req, body, strlen(body), &config, &err);
+}
+
+static void refused(const char *body, const char *param, const char *words)
+{
+    ck_assert_msg(chat(body) < 0, "accepted: %s", body);
+    ck_assert_int_eq(err.status, 400);
+    ck_assert_str_eq(err.param, param);
+    ck_assert_msg(strstr(err.message, words), "%s: '%s' lacks '%s'", body, err.message, words);
+}
+
+#define USER "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+#define WEATHER "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\"," \
+                "\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":8}},\"required\":[\"city\"]," \
+                "\"additionalProperties\":false}}}"
+#define TIME "{\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"strict\":true}}"
+
+START_TEST(required_and_named_choices_are_held_by_a_grammar)
+{
+    ck_assert_msg(chat("{" USER ",\"tools\":[" WEATHER "," TIME "],\"tool_choice\":\"required\"}") == 0, "%s",
+                  err.message);
+    ck_assert_int_eq(req.tool_choice, OAI_TOOLS_REQUIRED);
+    ck_assert(req.has_grammar);
+    ck_assert_int_eq(req.grammar_kind, GRAMMAR_GBNF);
+    ck_assert_str_eq(req.grammar_param, "tools");
+    ck_assert(openai_tools_active(&req));
+    ck_assert_ptr_nonnull(strstr(req.grammar_src, "\\\"get_weather\\\""));
+    ck_assert_ptr_nonnull(strstr(req.grammar_src, "\\\"get_time\\\""));
+
+    ck_assert_msg(chat("{" USER ",\"tools\":[" WEATHER "," TIME "],\"tool_choice\":{\"type\":\"function\","
+                       "\"function\":{\"name\":\"get_time\"}}}") == 0, "%s", err.message);
+    ck_assert_int_eq(req.tool_choice, OAI_TOOLS_NAMED);
+    ck_assert_str_eq(req.tool_name, "get_time");
+    ck_assert(req.has_grammar);
+    ck_assert_ptr_null(strstr(req.grammar_src, "get_weather"));   /* only the named one */
+
+    /* A strict tool is fine where a grammar holds the calls; under "auto" it is refused. */
+    refused("{" USER ",\"tools\":[" TIME "]}", "tools", "strict tool");
+    refused("{" USER ",\"tools\":[" TIME "],\"tool_choice\":\"auto\"}", "tools", "tool_choice 'required'");
+    ck_assert_int_eq(chat("{" USER ",\"tools\":[" TIME "],\"tool_choice\":\"none\"}"), 0);
+    ck_assert(!req.has_grammar);
+
+    /* one constraint per request */
+    refused("{" USER ",\"tools\":[" WEATHER "],\"tool_choice\":\"required\",\"response_format\":{\"type\":\"json_object\"}}",
+            "tool_choice", "response_format");
+    /* a schema the grammar cannot take names its tool */
+    refused("{" USER ",\"tools\":[" WEATHER ",{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+            "{\"type\":\"object\",\"patternProperties\":{}}}}],\"tool_choice\":\"required\"}",
+            "tools", "tools[1].function.parameters: json_schema: keyword 'patternProperties'");
+    config.tool_parser = TOOL_PARSER_NONE;
+    refused("{" USER ",\"tools\":[" WEATHER "],\"tool_choice\":\"required\"}", "tool_choice", "--tool-call-parser");
+    config.tool_parser = TOOL_PARSER_HERMES;
+    openai_request_fini(&req);
+}
+END_TEST
+
+/* ---- each family's grammar on hand-written outputs ---- */
+
+static struct grammar_vocab *byte_vocab(void)
+{
+    static char bytes[256];
+    const char *toks[256];
+    size_t lens[256];
+    struct grammar_vocab *v = NULL;
+    char e[ERR_LEN] = "";
+
+    for (int i = 0; i < 256; i++) {
+        bytes[i] = (char)i;
+        toks[i] = &bytes[i];
+        lens[i] = 1;
+    }
+    ck_assert_msg(grammar_vocab_create_from(&v, toks, lens, 256, e) == 0, "%s", e);
+    return v;
+}
+
+/* Whether g takes all of text as a complete output. */
+static bool takes(struct grammar *g, const char *text)
+{
+    struct grammar_matcher *m = NULL;
+    bool ok;
+
+    ck_assert_int_eq(grammar_matcher_create(&m, g), 0);
+    ok = grammar_matcher_accept_bytes(m, text, strlen(text)) == 0 && grammar_matcher_is_accepting(m);
+    grammar_matcher_destroy(m);
+    return ok;
+}
+
+static struct grammar *tools_grammar(const struct grammar_vocab *v, enum tool_parser_kind k, const char *tools,
+                                     const char *only, bool parallel)
+{
+    cJSON *t = cJSON_Parse(tools);
+    char e[ERR_LEN] = "", *gbnf = NULL;
+    struct grammar *g = NULL;
+
+    ck_assert_ptr_nonnull(t);
+    ck_assert_msg(tool_grammar_build(k, t, only, parallel, &gbnf, e) == 0, "%s", e);
+    ck_assert_msg(grammar_compile(&g, GRAMMAR_GBNF, gbnf, strlen(gbnf), v, e) == 0, "%s\n%s", e, gbnf);
+    free(gbnf);
+    cJSON_Delete(t);
+    return g;
+}
+
+START_TEST(each_familys_grammar_takes_its_calls_and_nothing_else)
+{
+    static const char TOOLS[] = "[" WEATHER "," TIME "]";
+    struct grammar_vocab *v = byte_vocab();
+    struct grammar *g;
+
+    g = tools_grammar(v, TOOL_PARSER_HERMES, TOOLS, NULL, true);
+    ck_assert(takes(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>"));
+    ck_assert(takes(g, "<tool_call>\n{\"name\":\"get_time\",\"arguments\":{}}\n</tool_call>\n"
+                       "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\"}}\n</tool_call>"));
+    ck_assert(!takes(g, "Sure! <tool_call>\n{\"name\":\"get_time\",\"arguments\":{}}\n</tool_call>"));
+    ck_assert(!takes(g, "<tool_call>\n{\"name\":\"get_date\",\"arguments\":{}}\n</tool_call>"));
+    ck_assert(!takes(g, "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{}}\n</tool_call>"));   /* city required */
+    ck_assert(!takes(g, "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Reykjavik\"}}\n</tool_call>"));
+    ck_assert(!takes(g, "<tool_call>\n{\"name\":\"get_time\",\"arguments\":{\"x\":1}}\n</tool_call>"));
+    ck_assert(!takes(g, ""));
+    grammar_unref(g);
+
+    g = tools_grammar(v, TOOL_PARSER_HERMES, TOOLS, NULL, false);   /* parallel_tool_calls false */
+    ck_assert(!takes(g, "<tool_call>\n{\"name\":\"get_time\",\"arguments\":{}}\n</tool_call>\n"
+                        "<tool_call>\n{\"name\":\"get_time\",\"arguments\":{}}\n</tool_call>"));
+    grammar_unref(g);
+
+    g = tools_grammar(v, TOOL_PARSER_LLAMA3_JSON, TOOLS, "get_weather", true);
+    ck_assert(takes(g, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Lima\"}}"));
+    ck_assert(!takes(g, "{\"name\": \"get_time\", \"parameters\": {}}"));             /* not the named one */
+    ck_assert(!takes(g, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lima\"}}"));
+    grammar_unref(g);
+
+    g = tools_grammar(v, TOOL_PARSER_MISTRAL, TOOLS, NULL, true);
+    ck_assert(takes(g, "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": {}}, "
+                       "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]"));
+    ck_assert(!takes(g, "[{\"name\": \"get_time\", \"arguments\": {}}]"));
+    grammar_unref(g);
+
+    /* $refs inside a tool's parameters point into its own $defs once composed */
+    g = tools_grammar(v, TOOL_PARSER_HERMES,
+                      "[" TIME ",{\"type\":\"function\",\"function\":{\"name\":\"tree\",\"parameters\":{\"$ref\":\"#/$defs/node\","
+                      "\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"kids\":"
+                      "{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/node\"},\"maxItems\":2}},\"required\":[\"v\"],"
+                      "\"additionalProperties\":false}}}}}]", NULL, false);
+    ck_assert(takes(g, "<tool_call>\n{\"name\":\"tree\",\"arguments\":{\"v\":1,\"kids\":[{\"v\":2},{\"v\":3,\"kids\":[]}]}}\n</tool_call>"));
+    ck_assert(!takes(g, "<tool_call>\n{\"name\":\"tree\",\"arguments\":{\"v\":1,\"kids\":[{\"w\":2}]}}\n</tool_call>"));
+    grammar_unref(g);
+    grammar_vocab_destroy(v);
+}
+END_TEST
+
+/* ---- the property test: a random model under random tools ---- */
+
+struct out {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    char text[8192];
+    size_t len;
+    bool done;
+    enum finish_reason why;
+};
+
+static void out_cb(void *user, const struct engine_output *o)
+{
+    struct out *c = user;
+
+    pthread_mutex_lock(&c->m);
+    if (o->text_len && c->len + o->text_len < sizeof c->text) {
+        memcpy(c->text + c->len, o->text, o->text_len);
+        c->len += o->text_len;
+        c->text[c->len] = '\0';
+    }
+    if (o->finished) {
+        c->done = true;
+        c->why = o->finish_reason;
+        pthread_cond_signal(&c->c);
+    }
+    pthread_mutex_unlock(&c->m);
+}
+
+static char model_dir[FIXTURE_PATH];
+static struct tokenizer *tok;
+static struct grammar_vocab *vocab;
+static struct engine *eng;
+
+static void engine_setup(void)
+{
+    struct engine_options o;
+    char e[ERR_LEN] = "";
+
+    ck_assert_int_eq(fixture_tmpdir(model_dir), 0);
+    ck_assert_int_eq(fixture_gen(model_dir, "tiny", 11), 0);
+    ck_assert_msg(tokenizer_load(&tok, model_dir, e) == 0, "%s", e);
+    ck_assert_msg(grammar_vocab_create(&vocab, tok, e) == 0, "%s", e);
+    engine_options_init(&o);
+    o.model_dir = model_dir;
+    o.backend = "cpu";
+    o.tokenizer = tok;
+    o.num_threads = 2;
+    o.kv_cache_bytes = 16u << 20;
+    o.max_num_seqs = 32;
+    o.max_num_batched_tokens = 512;
+    o.max_model_len = 1024;
+    o.seed = 5;
+    ck_assert_msg(engine_create(&eng, &o, e) == 0, "engine_create: %s", e);
+    ck_assert_msg(engine_start(eng, e) == 0, "engine_start: %s", e);
+}
+
+static void engine_teardown(void)
+{
+    engine_destroy(eng);
+    grammar_vocab_destroy(vocab);
+    tokenizer_destroy(tok);
+    fixture_rmtree(model_dir);
+}
+
+struct case_ {
+    cJSON *tools;            /* the request's tools array */
+    const char *only;        /* a named choice, or NULL */
+    enum tool_parser_kind k;
+    struct out out;
+};
+
+/* 1 to 3 tools named t0, t1, …, each with a random object schema (some without
+ * parameters at all). */
+static cJSON *random_tools(void)
+{
+    cJSON *tools = cJSON_CreateArray();
+    int n = 1 + schema_check_rnd(3);
+
+    for (int i = 0; i < n; i++) {
+        cJSON *t = cJSON_CreateObject(), *fn = cJSON_AddObjectToObject(t, "function"), *s;
+        char name[16];
+
+        snprintf(name, sizeof name, "t%d", i);
+        cJSON_AddStringToObject(t, "type", "function");
+        cJSON_AddStringToObject(fn, "name", name);
+        if (schema_check_rnd(6)) {
+            s = schema_check_gen(1);
+            if (!cJSON_GetObjectItem(s, "properties")) {   /* parameters are an object */
+                cJSON *o = cJSON_CreateObject(), *p = cJSON_CreateObject(), *r = cJSON_CreateArray();
+                cJSON_AddStringToObject(o, "type", "object");
+                cJSON_AddItemToObject(p, "v", s);
+                cJSON_AddItemToObject(o, "properties", p);
+                cJSON_AddItemToArray(r, cJSON_CreateString("v"));
+                cJSON_AddItemToObject(o, "required", r);
+                cJSON_AddBoolToObject(o, "additionalProperties", false);
+                s = o;
+            }
+            cJSON_AddItemToObject(fn, "parameters", s);
+        }
+        cJSON_AddItemToArray(tools, t);
+    }
+    return tools;
+}
+
+static void case_submit(struct case_ *c, int i)
+{
+    static const int32_t prompt[] = { 5, 17, 99, 200, 31 };
+    struct gen_params p;
+    char e[ERR_LEN] = "", *gbnf = NULL;
+    struct grammar *g = NULL;
+    uint64_t id;
+
+    memset(&c->out, 0, sizeof c->out);
+    pthread_mutex_init(&c->out.m, NULL);
+    pthread_cond_init(&c->out.c, NULL);
+    ck_assert_msg(tool_grammar_build(c->k, c->tools, c->only, false, &gbnf, e) == 0, "%s", e);
+    ck_assert_msg(grammar_compile(&g, GRAMMAR_GBNF, gbnf, strlen(gbnf), vocab, e) == 0, "%s\n%s", e, gbnf);
+    free(gbnf);
+    gen_params_init(&p);
+    p.max_tokens = 900;
+    p.temperature = 1.0f;
+    p.has_seed = true;
+    p.seed = 300 + (uint64_t)i;
+    p.grammar = g;
+    struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = out_cb, .user = &c->out };
+    ck_assert_msg(engine_submit(eng, &d, &id, e) == 0, "submit: %s", e);
+    grammar_unref(g);
+}
+
+static const cJSON *tool_schema(const cJSON *tools, const char *name)
+{
+    const cJSON *t;
+
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *fn = cJSON_GetObjectItem(t, "function");
+        if (!strcmp(cJSON_GetObjectItem(fn, "name")->valuestring, name))
+            return fn;
+    }
+    return NULL;
+}
+
+static void case_check(struct case_ *c)
+{
+    struct tool_parse tp;
+    char *tools_text;
+
+    pthread_mutex_lock(&c->out.m);
+    while (!c->out.done)
+        pthread_cond_wait(&c->out.c, &c->out.m);
+    pthread_mutex_unlock(&c->out.m);
+    pthread_mutex_destroy(&c->out.m);
+    pthread_cond_destroy(&c->out.c);
+    tools_text = cJSON_PrintUnformatted(c->tools);
+    ck_assert_msg(c->out.why == FINISH_STOP, "%s: finish %d after '%s'", tools_text, c->out.why, c->out.text);
+    ck_assert_int_eq(tool_parser_parse(c->k, c->out.text, c->out.len, 0, &tp), 0);
+    ck_assert_msg(tp.num_calls == 1 && tp.content_len == 0, "%s (%s): %d calls, %zu bytes of content in '%s'",
+                  tools_text, tool_parser_name(c->k), tp.num_calls, tp.content_len, c->out.text);
+    {
+        const cJSON *fn = tool_schema(c->tools, tp.calls[0].name), *schema;
+        cJSON *args = cJSON_Parse(tp.calls[0].arguments);
+
+        ck_assert_msg(fn, "%s: a call of '%s', not among the tools", tools_text, tp.calls[0].name);
+        ck_assert_msg(!c->only || !strcmp(c->only, tp.calls[0].name), "named %s, called %s", c->only,
+                      tp.calls[0].name);
+        schema = cJSON_GetObjectItem(fn, "parameters");
+        ck_assert_ptr_nonnull(args);
+        ck_assert_msg(schema ? schema_check_valid(schema, args) : !args->child,
+                      "%s: arguments %s do not validate (output '%s')", tools_text, tp.calls[0].arguments,
+                      c->out.text);
+        cJSON_Delete(args);
+    }
+    tool_parse_fini(&tp);
+    free(tools_text);
+    cJSON_Delete(c->tools);
+}
+
+START_TEST(random_tools_at_temperature_one_always_give_calls_that_validate)
+{
+    enum { N = 150, BATCH = 30 };
+    static const enum tool_parser_kind K[] = { TOOL_PARSER_HERMES, TOOL_PARSER_LLAMA3_JSON, TOOL_PARSER_MISTRAL };
+    static struct case_ c[N];
+
+    schema_check_seed(1212);
+    for (int i = 0; i < N; i++) {
+        c[i].tools = random_tools();
+        c[i].k = K[i % 3];
+        c[i].only = i % 4 == 3 ? "t0" : NULL;     /* a named function now and then */
+    }
+    for (int b = 0; b < N; b += BATCH) {
+        for (int i = b; i < b + BATCH; i++)
+            case_submit(&c[i], i);
+        for (int i = b; i < b + BATCH; i++)
+            case_check(&c[i]);
+    }
+}
+END_TEST
+
+Suite *openai_tools_grammar_suite(void)
+{
+    Suite *s = suite_create("openai_tools_grammar");
+    TCase *tc = tcase_create("request"), *te = tcase_create("engine");
+
+    tcase_add_test(tc, required_and_named_choices_are_held_by_a_grammar);
+    tcase_add_test(tc, each_familys_grammar_takes_its_calls_and_nothing_else);
+    suite_add_tcase(s, tc);
+    tcase_add_checked_fixture(te, engine_setup, engine_teardown);
+    tcase_set_timeout(te, 300);
+    tcase_add_test(te, random_tools_at_temperature_one_always_give_calls_that_validate);
+    suite_add_tcase(s, te);
+    return s;
+}
