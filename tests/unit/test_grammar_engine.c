@@ -279,6 +279,53 @@ END_TEST
 
 /* Seeded unconstrained requests: alone, then each among constrained ones (the grammar rows
  * of a step must not change another row's draw); the constrained ones end well. */
+/* allowed_token_ids and a grammar on one request: the row's mask is their intersection
+ * (the engine builds it for either backend), so a regex over [a-e] with only the tokens
+ * spelled in 'a' and 'b' allowed writes only a and b. */
+START_TEST(allowed_token_ids_and_a_grammar_intersect)
+{
+    static const int32_t prompt[] = { 5, 17, 99, 200, 31 };
+    int32_t ids[512];
+    int n = 0;
+
+    for (int32_t id = 0; id < tokenizer_vocab_size(tok) && n < (int)ARRAY_LEN(ids); id++) {
+        char *b = NULL;
+        size_t len = 0;
+
+        if (!tokenizer_is_special(tok, id) && tokenizer_token_bytes(tok, id, &b, &len) == 0 && len &&
+            strspn(b, "ab") == len)
+            ids[n++] = id;
+        free(b);
+    }
+    ck_assert_int_gt(n, 1);
+    for (int k = 0; k < 8; k++) {
+        struct req q = { .kind = GRAMMAR_REGEX, .src = "[a-e]{12}" };
+        struct gen_params p;
+        char err[ERR_LEN] = "";
+        uint64_t id;
+
+        memset(&q.out, 0, sizeof q.out);
+        pthread_mutex_init(&q.out.m, NULL);
+        pthread_cond_init(&q.out.c, NULL);
+        ck_assert_msg(grammar_compile(&q.g, q.kind, q.src, strlen(q.src), vocab, err) == 0, "%s", err);
+        gen_params_init(&p);
+        p.max_tokens = 40;
+        p.temperature = 1.0f;
+        p.has_seed = true;
+        p.seed = 900 + (uint64_t)k;
+        p.grammar = q.g;
+        p.allowed_token_ids = ids;
+        p.num_allowed_token_ids = n;
+        struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = out_cb, .user = &q.out };
+        ck_assert_msg(engine_submit(eng, &d, &id, err) == 0, "submit: %s", err);
+        grammar_unref(q.g);
+        req_wait(&q);
+        ck_assert_msg(q.out.why == FINISH_STOP, "finish %d (%s) after '%s'", q.out.why, q.out.error, q.out.text);
+        ck_assert_msg(q.out.len == 12 && strspn(q.out.text, "ab") == 12, "'%s'", q.out.text);
+    }
+}
+END_TEST
+
 START_TEST(constrained_rows_do_not_disturb_unconstrained_ones_in_the_same_step)
 {
     enum { P = 4, G = 12 };
@@ -364,6 +411,7 @@ Suite *grammar_engine_suite(void)
     tcase_add_checked_fixture(te, setup, teardown);
     tcase_add_test(te, random_schemas_at_temperature_one_always_give_valid_json);
     tcase_add_test(te, regex_outputs_match_with_pcre2_and_choices_are_in_the_list);
+    tcase_add_test(te, allowed_token_ids_and_a_grammar_intersect);
     tcase_add_test(te, constrained_rows_do_not_disturb_unconstrained_ones_in_the_same_step);
     tcase_add_test(te, preempted_constrained_requests_still_give_valid_json);
     suite_add_tcase(s, te);
