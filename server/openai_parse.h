@@ -164,8 +164,9 @@ int openai_parse_chat_fields(struct oai_request *r, struct oai_error *e);
 
 /* Chat: tools, tool_choice and parallel_tool_calls into r (after parse_messages), with the
  * parser c names. 400 naming the field for a malformed tool, a tool_choice without tools,
- * an unknown function name, "auto" without a parser; "required", a named function and
- * strict tools need structured outputs (400 in this build). */
+ * an unknown function name, a choice other than none without a parser, strict tools under
+ * "auto", or a grammar of calls that cannot be composed; "required" and a named function
+ * set r's grammar (GBNF of the family's calls: server/tool_grammar.c). */
 int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e);
 /* Only the tools list, for the template (/tokenize of messages): r->tools. */
 int openai_parse_tool_list(struct oai_request *r, struct oai_error *e);
