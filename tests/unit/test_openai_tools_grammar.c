@@ -254,6 +254,7 @@ static void engine_teardown(void)
 struct case_ {
     cJSON *tools;            /* the request's tools array */
     const char *only;        /* a named choice, or NULL */
+    bool parallel;           /* several calls allowed (parallel_tool_calls true, required) */
     enum tool_parser_kind k;
     struct out out;
 };
@@ -302,7 +303,7 @@ static void case_submit(struct case_ *c, int i)
     memset(&c->out, 0, sizeof c->out);
     pthread_mutex_init(&c->out.m, NULL);
     pthread_cond_init(&c->out.c, NULL);
-    ck_assert_msg(tool_grammar_build(c->k, c->tools, c->only, false, &gbnf, e) == 0, "%s", e);
+    ck_assert_msg(tool_grammar_build(c->k, c->tools, c->only, c->parallel, &gbnf, e) == 0, "%s", e);
     ck_assert_msg(grammar_compile(&g, GRAMMAR_GBNF, gbnf, strlen(gbnf), vocab, e) == 0, "%s\n%s", e, gbnf);
     free(gbnf);
     gen_params_init(&p);
@@ -328,10 +329,13 @@ static const cJSON *tool_schema(const cJSON *tools, const char *name)
     return NULL;
 }
 
-static void case_check(struct case_ *c)
+/* Checks c's output; returns whether it ended with "stop" (a parallel case may instead run
+ * into max_tokens: a random model need not choose EOS over another call). */
+static bool case_check(struct case_ *c)
 {
     struct tool_parse tp;
     char *tools_text;
+    bool stop;
 
     pthread_mutex_lock(&c->out.m);
     while (!c->out.done)
@@ -340,27 +344,31 @@ static void case_check(struct case_ *c)
     pthread_mutex_destroy(&c->out.m);
     pthread_cond_destroy(&c->out.c);
     tools_text = cJSON_PrintUnformatted(c->tools);
-    ck_assert_msg(c->out.why == FINISH_STOP, "%s: finish %d after '%s'", tools_text, c->out.why, c->out.text);
+    stop = c->out.why == FINISH_STOP;
+    ck_assert_msg(stop || (c->parallel && c->out.why == FINISH_LENGTH), "%s: finish %d after '%s'", tools_text,
+                  c->out.why, c->out.text);
     ck_assert_int_eq(tool_parser_parse(c->k, c->out.text, c->out.len, 0, &tp), 0);
-    ck_assert_msg(tp.num_calls == 1 && tp.content_len == 0, "%s (%s): %d calls, %zu bytes of content in '%s'",
-                  tools_text, tool_parser_name(c->k), tp.num_calls, tp.content_len, c->out.text);
-    {
-        const cJSON *fn = tool_schema(c->tools, tp.calls[0].name), *schema;
-        cJSON *args = cJSON_Parse(tp.calls[0].arguments);
+    ck_assert_msg(!stop || (tp.num_calls >= 1 && (c->parallel || tp.num_calls == 1) && tp.content_len == 0),
+                  "%s (%s): %d calls, %zu bytes of content in '%s'", tools_text, tool_parser_name(c->k),
+                  tp.num_calls, tp.content_len, c->out.text);
+    for (int i = 0; i < tp.num_calls; i++) {
+        const cJSON *fn = tool_schema(c->tools, tp.calls[i].name), *schema;
+        cJSON *args = cJSON_Parse(tp.calls[i].arguments);
 
-        ck_assert_msg(fn, "%s: a call of '%s', not among the tools", tools_text, tp.calls[0].name);
-        ck_assert_msg(!c->only || !strcmp(c->only, tp.calls[0].name), "named %s, called %s", c->only,
-                      tp.calls[0].name);
+        ck_assert_msg(fn, "%s: a call of '%s', not among the tools", tools_text, tp.calls[i].name);
+        ck_assert_msg(!c->only || !strcmp(c->only, tp.calls[i].name), "named %s, called %s", c->only,
+                      tp.calls[i].name);
         schema = cJSON_GetObjectItem(fn, "parameters");
         ck_assert_ptr_nonnull(args);
         ck_assert_msg(schema ? schema_check_valid(schema, args) : !args->child,
-                      "%s: arguments %s do not validate (output '%s')", tools_text, tp.calls[0].arguments,
+                      "%s: arguments %s do not validate (output '%s')", tools_text, tp.calls[i].arguments,
                       c->out.text);
         cJSON_Delete(args);
     }
     tool_parse_fini(&tp);
     free(tools_text);
     cJSON_Delete(c->tools);
+    return stop;
 }
 
 START_TEST(random_tools_at_temperature_one_always_give_calls_that_validate)
@@ -368,19 +376,26 @@ START_TEST(random_tools_at_temperature_one_always_give_calls_that_validate)
     enum { N = 150, BATCH = 30 };
     static const enum tool_parser_kind K[] = { TOOL_PARSER_HERMES, TOOL_PARSER_LLAMA3_JSON, TOOL_PARSER_MISTRAL };
     static struct case_ c[N];
+    int parallel = 0, parallel_stops = 0;
 
     schema_check_seed(1212);
     for (int i = 0; i < N; i++) {
         c[i].tools = random_tools();
         c[i].k = K[i % 3];
         c[i].only = i % 4 == 3 ? "t0" : NULL;     /* a named function now and then */
+        c[i].parallel = i % 5 == 1 && !c[i].only; /* several calls now and then */
     }
     for (int b = 0; b < N; b += BATCH) {
         for (int i = b; i < b + BATCH; i++)
             case_submit(&c[i], i);
-        for (int i = b; i < b + BATCH; i++)
-            case_check(&c[i]);
+        for (int i = b; i < b + BATCH; i++) {
+            bool stop = case_check(&c[i]);
+            parallel += c[i].parallel;
+            parallel_stops += c[i].parallel && stop;
+        }
     }
+    /* most parallel outputs end (EOS is allowed after every call) and were checked whole */
+    ck_assert_msg(parallel_stops * 2 >= parallel, "%d of %d parallel cases ended", parallel_stops, parallel);
 }
 END_TEST
 
