@@ -2,8 +2,9 @@
  * parallel_tool_calls and tool messages checked and shaped for Hugging Face templates, and
  * the output read back for calls with the model family's parser (server/tool_parser.c),
  * whole (a response) or as it streams (content goes out until a call may be starting).
- * tool_choice "required", a named function and strict tools hold the output to calls with
- * a grammar composed from the tools' schemas (server/tool_grammar.c). */
+ * tool_choice "required", a named function and strict tools hold the output to calls (or,
+ * under "auto", to text that cannot start one, then calls) with a grammar composed from the
+ * tools' schemas (server/tool_grammar.c). */
 #include "server/openai_parse.h"
 #include "server/openai_render.h"
 #include "server/tool_grammar.h"
@@ -158,18 +159,20 @@ static bool any_strict(const cJSON *tools)
 }
 
 /* tool_choice required or named: the output held to calls by a grammar, which then takes
- * the place response_format would (one constraint per request). */
-static int hold_to_calls(struct oai_request *r, struct oai_error *e)
+ * the place response_format would (one constraint per request); auto with strict tools:
+ * text or calls, the calls held to their schemas (text: true). */
+static int hold_to_calls(struct oai_request *r, bool text, struct oai_error *e)
 {
     char err[ERR_LEN] = "", *gbnf = NULL;
     int rc;
 
     if (r->has_grammar)
         return openai_error(e, 400, "invalid_value", "tool_choice",
-                            "Invalid 'tool_choice': a required or named tool call already constrains "
-                            "the output; '%s' cannot constrain it too.", r->grammar_param);
+                            "Invalid 'tool_choice': %s already constrains the output; '%s' cannot "
+                            "constrain it too.", text ? "a strict tool" : "a required or named tool call",
+                            r->grammar_param);
     rc = tool_grammar_build(r->tool_parser, r->tools, r->tool_choice == OAI_TOOLS_NAMED ? r->tool_name : NULL,
-                            r->parallel_tool_calls && r->tool_choice == OAI_TOOLS_REQUIRED, &gbnf, err);
+                            r->parallel_tool_calls && r->tool_choice != OAI_TOOLS_NAMED, text, &gbnf, err);
     if (rc == -EINVAL)
         return openai_error(e, 400, "invalid_value", "tools", "Invalid 'tools': %s.", err);
     if (rc || !(r->grammar_src = arena_strdup(&r->arena, gbnf))) {
@@ -229,16 +232,11 @@ int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct
                             "tool_choice 'none'.",
                             r->tool_choice == OAI_TOOLS_AUTO ? "auto"
                             : r->tool_choice == OAI_TOOLS_REQUIRED ? "required" : "function");
-    /* A strict tool's arguments must follow its schema; under "auto" the model may also
-     * answer in text, which a grammar of calls alone cannot allow. */
-    if (r->tool_choice == OAI_TOOLS_AUTO && any_strict(r->tools))
-        return openai_error(e, 400, "unsupported_parameter", "tools",
-                            "Unsupported parameter: a strict tool (function.strict true) with "
-                            "tool_choice 'auto' is not supported by osprey; send tool_choice "
-                            "'required' or {\"type\": \"function\", \"function\": {\"name\": …}} "
-                            "to have the arguments held to the schema.");
-    if ((r->tool_choice == OAI_TOOLS_REQUIRED || r->tool_choice == OAI_TOOLS_NAMED) &&
-        (rc = hold_to_calls(r, e)))
+    /* A strict tool's arguments must follow its schema: under "auto" the grammar lets the
+     * model answer in text, or call (every tool then held to its schema). */
+    if ((r->tool_choice == OAI_TOOLS_REQUIRED || r->tool_choice == OAI_TOOLS_NAMED ||
+         (r->tool_choice == OAI_TOOLS_AUTO && any_strict(r->tools))) &&
+        (rc = hold_to_calls(r, r->tool_choice == OAI_TOOLS_AUTO, e)))
         return rc;
     if (r->tool_choice != OAI_TOOLS_NONE) {
         if (r->stream && r->logprobs)

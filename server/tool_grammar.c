@@ -7,10 +7,12 @@
 #include "server/tool_grammar.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/buf.h"
 #include "engine/base/util.h"
 #include "engine/grammar/grammar.h"
 
@@ -108,41 +110,103 @@ static void blame(const cJSON *tools, const char *only_name, char *err)
     }
 }
 
-/* The family's markers around "tool-call". */
-static const char *root_rule(enum tool_parser_kind k, bool parallel)
+/* printf onto o; *oom set when memory runs out (the pieces are short). */
+static void putf(struct buf *o, bool *oom, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void putf(struct buf *o, bool *oom, const char *fmt, ...)
 {
+    char tmp[512];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp || buf_put(o, tmp, (size_t)n))
+        *oom = true;
+}
+
+/* Rule `name`: any text (valid UTF-8) in which marker never occurs; marker's first character
+ * must occur in it only there ('<' in "<tool_call>", '[' in "[TOOL_CALLS]"). A run of that
+ * character (the marker may be starting) is followed by partial markers each with another
+ * run, then by a character that breaks the marker; or the text ends inside one. Characters
+ * are written \xNN, so none needs escaping in a class. */
+static void no_marker_rule(struct buf *o, bool *oom, const char *name, const char *marker)
+{
+    size_t n = strlen(marker);
+    unsigned char c = (unsigned char)marker[0];
+
+    putf(o, oom, "%s ::= ( [^\\x%02X] | %s-run %s-brk )* ( %s-run %s-pfx? )?\n", name, c, name, name, name, name);
+    putf(o, oom, "%s-run ::= \"\\x%02X\"+ ( %s-pfx \"\\x%02X\"+ )*\n", name, c, name, c);
+    /* a partial marker after its first character: marker[1..j], 1 <= j <= n - 2 */
+    putf(o, oom, "%s-pfx ::=", name);
+    for (size_t j = 1; j + 1 < n; j++) {
+        putf(o, oom, "%s \"", j > 1 ? " |" : "");
+        for (size_t i = 1; i <= j; i++)
+            putf(o, oom, "\\x%02X", (unsigned char)marker[i]);
+        putf(o, oom, "\"");
+    }
+    /* marker[1..j] (0 <= j <= n - 2), then neither marker[j + 1] nor the first character */
+    putf(o, oom, "\n%s-brk ::=", name);
+    for (size_t j = 0; j + 1 < n; j++) {
+        putf(o, oom, "%s \"", j ? " |" : "");
+        for (size_t i = 1; i <= j; i++)
+            putf(o, oom, "\\x%02X", (unsigned char)marker[i]);
+        putf(o, oom, "\" [^\\x%02X\\x%02X]", (unsigned char)marker[j + 1], c);
+    }
+    putf(o, oom, "\n");
+}
+
+/* The family's markers around "tool-call" (rule "calls"), and with text allowed (tool_choice
+ * auto with strict tools) the root: text that cannot start a call, then calls or nothing. */
+static int root_rules(struct buf *o, enum tool_parser_kind k, bool parallel, bool text)
+{
+    bool oom = false;
+
     switch (k) {
     case TOOL_PARSER_HERMES:
-        return parallel ? "root ::= hermes-call ( \"\\n\" hermes-call )*\n"
-                          "hermes-call ::= \"<tool_call>\\n\" tool-call \"\\n</tool_call>\"\n"
-                        : "root ::= \"<tool_call>\\n\" tool-call \"\\n</tool_call>\"\n";
+        putf(o, &oom, "%s", parallel ? "calls ::= hermes-call ( \"\\n\" hermes-call )*\n"
+                                         "hermes-call ::= \"<tool_call>\\n\" tool-call \"\\n</tool_call>\"\n"
+                                       : "calls ::= \"<tool_call>\\n\" tool-call \"\\n</tool_call>\"\n");
+        if (text)   /* the parser reads calls from the first <tool_call> on */
+            no_marker_rule(o, &oom, "content", "<tool_call>");
+        putf(o, &oom, "%s", text ? "root ::= content calls?\n" : "root ::= calls\n");
+        break;
     case TOOL_PARSER_LLAMA3_JSON:
-        return parallel ? "root ::= tool-call ( \"; \" tool-call )*\n" : "root ::= tool-call\n";
+        putf(o, &oom, "%s", parallel ? "calls ::= tool-call ( \"; \" tool-call )*\n" : "calls ::= tool-call\n");
+        /* the parser takes the whole output as calls when its first non-blank is '{' (or the
+         * <|python_tag|> text): text must start with something else */
+        putf(o, &oom, "%s", text ? "root ::= calls | ( [^{<\\x20\\t\\r\\n] .* )?\n" : "root ::= calls\n");
+        break;
     case TOOL_PARSER_MISTRAL:
-        return parallel ? "root ::= \"[TOOL_CALLS][\" tool-call ( \",\" ws tool-call )* \"]\"\n"
-                        : "root ::= \"[TOOL_CALLS][\" tool-call \"]\"\n";
+        putf(o, &oom, "%s", parallel ? "calls ::= \"[TOOL_CALLS][\" tool-call ( \",\" ws tool-call )* \"]\"\n"
+                                     : "calls ::= \"[TOOL_CALLS][\" tool-call \"]\"\n");
+        if (text)
+            no_marker_rule(o, &oom, "content", "[TOOL_CALLS]");
+        putf(o, &oom, "%s", text ? "root ::= content calls?\n" : "root ::= calls\n");
+        break;
     default:
-        return NULL;
+        return -EINVAL;
     }
+    return oom ? -ENOMEM : 0;
 }
 
 int tool_grammar_build(enum tool_parser_kind k, const cJSON *tools, const char *only_name,
-                       bool parallel, char **gbnf, char *err)
+                       bool parallel, bool text, char **gbnf, char *err)
 {
     const char *args_key = k == TOOL_PARSER_LLAMA3_JSON ? "parameters" : "arguments";
-    const char *root = root_rule(k, parallel);
     cJSON *doc = cJSON_CreateObject(), *any, *defs;
+    struct buf out = BUF_INIT;
     const cJSON *t;
-    char *text = NULL, *body = NULL, *at, *out;
+    char *json = NULL, *body = NULL, *at;
     int rc = -ENOMEM, n = 0;
-    size_t len;
 
     *gbnf = NULL;
-    if (!root) {
-        cJSON_Delete(doc);
-        errf(err, "tool calls: no tool-call syntax (--tool-call-parser) to hold the output to");
-        return -EINVAL;
+    if ((rc = root_rules(&out, k, parallel, text))) {
+        if (rc == -EINVAL)
+            errf(err, "tool calls: no tool-call syntax (--tool-call-parser) to hold the output to");
+        goto out;
     }
+    rc = -ENOMEM;
     if (!doc || !(any = cJSON_AddArrayToObject(doc, "anyOf")) || !(defs = cJSON_AddObjectToObject(doc, "$defs")))
         goto out;
     cJSON_ArrayForEach(t, tools) {
@@ -171,9 +235,9 @@ int tool_grammar_build(enum tool_parser_kind k, const cJSON *tools, const char *
         rc = -EINVAL;
         goto out;
     }
-    if (!(text = cJSON_PrintUnformatted(doc)))
+    if (!(json = cJSON_PrintUnformatted(doc)))
         goto out;
-    if ((rc = grammar_to_gbnf(GRAMMAR_JSON_SCHEMA, text, strlen(text), &body, err))) {
+    if ((rc = grammar_to_gbnf(GRAMMAR_JSON_SCHEMA, json, strlen(json), &body, err))) {
         if (rc == -EINVAL)
             blame(tools, only_name, err);
         goto out;
@@ -186,20 +250,19 @@ int tool_grammar_build(enum tool_parser_kind k, const cJSON *tools, const char *
         goto out;
     }
     at += *at == '\n';
-    len = strlen(root) + strlen(body) + 16;
-    if (!(out = malloc(len)))
-        goto out_nomem;
-    snprintf(out, len, "%s%.*stool-call%s", root, (int)(at - body), body, at + 4);
-    *gbnf = out;
-    rc = 0;
-    goto out;
-out_nomem:
     rc = -ENOMEM;
+    if (buf_put(&out, body, (size_t)(at - body)) || buf_put(&out, "tool-call", 9) ||
+        buf_put(&out, at + 4, strlen(at + 4)))
+        goto out;
+    if (!(*gbnf = buf_take(&out, NULL)))
+        goto out;
+    rc = 0;
 out:
     if (rc == -ENOMEM)
         errf(err, "tool calls: out of memory");
+    buf_fini(&out);
     cJSON_Delete(doc);
-    free(text);
+    free(json);
     free(body);
     return rc;
 }

@@ -72,11 +72,17 @@ START_TEST(required_and_named_choices_are_held_by_a_grammar)
     ck_assert(req.has_grammar);
     ck_assert_ptr_null(strstr(req.grammar_src, "get_weather"));   /* only the named one */
 
-    /* A strict tool is fine where a grammar holds the calls; under "auto" it is refused. */
-    refused("{" USER ",\"tools\":[" TIME "]}", "tools", "strict tool");
-    refused("{" USER ",\"tools\":[" TIME "],\"tool_choice\":\"auto\"}", "tools", "tool_choice 'required'");
+    /* A strict tool under "auto": text or calls, held by a grammar too; not under "none". */
+    ck_assert_msg(chat("{" USER ",\"tools\":[" WEATHER "," TIME "]}") == 0, "%s", err.message);
+    ck_assert_int_eq(req.tool_choice, OAI_TOOLS_AUTO);
+    ck_assert(req.has_grammar && req.grammar_kind == GRAMMAR_GBNF);
+    ck_assert_ptr_nonnull(strstr(req.grammar_src, "root ::= content calls?"));
+    ck_assert_int_eq(chat("{" USER ",\"tools\":[" WEATHER "]}"), 0);     /* none strict: parsed only */
+    ck_assert(!req.has_grammar);
     ck_assert_int_eq(chat("{" USER ",\"tools\":[" TIME "],\"tool_choice\":\"none\"}"), 0);
     ck_assert(!req.has_grammar);
+    refused("{" USER ",\"tools\":[" TIME "],\"response_format\":{\"type\":\"json_object\"}}", "tool_choice",
+            "a strict tool already constrains");
 
     /* one constraint per request */
     refused("{" USER ",\"tools\":[" WEATHER "],\"tool_choice\":\"required\",\"response_format\":{\"type\":\"json_object\"}}",
@@ -124,14 +130,14 @@ static bool takes(struct grammar *g, const char *text)
 }
 
 static struct grammar *tools_grammar(const struct grammar_vocab *v, enum tool_parser_kind k, const char *tools,
-                                     const char *only, bool parallel)
+                                     const char *only, bool parallel, bool text)
 {
     cJSON *t = cJSON_Parse(tools);
     char e[ERR_LEN] = "", *gbnf = NULL;
     struct grammar *g = NULL;
 
     ck_assert_ptr_nonnull(t);
-    ck_assert_msg(tool_grammar_build(k, t, only, parallel, &gbnf, e) == 0, "%s", e);
+    ck_assert_msg(tool_grammar_build(k, t, only, parallel, text, &gbnf, e) == 0, "%s", e);
     ck_assert_msg(grammar_compile(&g, GRAMMAR_GBNF, gbnf, strlen(gbnf), v, e) == 0, "%s\n%s", e, gbnf);
     free(gbnf);
     cJSON_Delete(t);
@@ -144,7 +150,7 @@ START_TEST(each_familys_grammar_takes_its_calls_and_nothing_else)
     struct grammar_vocab *v = byte_vocab();
     struct grammar *g;
 
-    g = tools_grammar(v, TOOL_PARSER_HERMES, TOOLS, NULL, true);
+    g = tools_grammar(v, TOOL_PARSER_HERMES, TOOLS, NULL, true, false);
     ck_assert(takes(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>"));
     ck_assert(takes(g, "<tool_call>\n{\"name\":\"get_time\",\"arguments\":{}}\n</tool_call>\n"
                        "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\"}}\n</tool_call>"));
@@ -156,21 +162,43 @@ START_TEST(each_familys_grammar_takes_its_calls_and_nothing_else)
     ck_assert(!takes(g, ""));
     grammar_unref(g);
 
-    g = tools_grammar(v, TOOL_PARSER_HERMES, TOOLS, NULL, false);   /* parallel_tool_calls false */
+    g = tools_grammar(v, TOOL_PARSER_HERMES, TOOLS, NULL, false, false);   /* parallel_tool_calls false */
     ck_assert(!takes(g, "<tool_call>\n{\"name\":\"get_time\",\"arguments\":{}}\n</tool_call>\n"
                         "<tool_call>\n{\"name\":\"get_time\",\"arguments\":{}}\n</tool_call>"));
     grammar_unref(g);
 
-    g = tools_grammar(v, TOOL_PARSER_LLAMA3_JSON, TOOLS, "get_weather", true);
+    g = tools_grammar(v, TOOL_PARSER_LLAMA3_JSON, TOOLS, "get_weather", true, false);
     ck_assert(takes(g, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Lima\"}}"));
     ck_assert(!takes(g, "{\"name\": \"get_time\", \"parameters\": {}}"));             /* not the named one */
     ck_assert(!takes(g, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lima\"}}"));
     grammar_unref(g);
 
-    g = tools_grammar(v, TOOL_PARSER_MISTRAL, TOOLS, NULL, true);
+    g = tools_grammar(v, TOOL_PARSER_MISTRAL, TOOLS, NULL, true, false);
     ck_assert(takes(g, "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": {}}, "
                        "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]"));
     ck_assert(!takes(g, "[{\"name\": \"get_time\", \"arguments\": {}}]"));
+    grammar_unref(g);
+
+    /* tool_choice auto with strict tools: text that cannot start a call, then calls or not */
+    g = tools_grammar(v, TOOL_PARSER_HERMES, TOOLS, NULL, true, true);
+    ck_assert(takes(g, ""));
+    ck_assert(takes(g, "Sunny, I think. <b>x</b> a<t<to<tool_cal>l <<tool_call"));
+    ck_assert(takes(g, "Let me look. <tool<tool_call>\n{\"name\":\"get_time\",\"arguments\":{}}\n</tool_call>"));
+    ck_assert(!takes(g, "See <tool_call> here"));                                    /* the marker as text */
+    ck_assert(!takes(g, "Sure <tool_call>\n{\"name\":\"get_weather\",\"arguments\":{}}\n</tool_call>"));
+    ck_assert(!takes(g, "<tool_call>\n{\"name\":\"get_time\",\"arguments\":{}}\n</tool_call> and more"));
+    grammar_unref(g);
+    g = tools_grammar(v, TOOL_PARSER_MISTRAL, TOOLS, NULL, true, true);
+    ck_assert(takes(g, "A [TOOL] or [TOOL_CALL] [[TOOL_CALLS"));
+    ck_assert(takes(g, "Ok.[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": {}}]"));
+    ck_assert(!takes(g, "A [TOOL_CALLS] b"));
+    grammar_unref(g);
+    g = tools_grammar(v, TOOL_PARSER_LLAMA3_JSON, TOOLS, NULL, false, true);
+    ck_assert(takes(g, "It is {probably} sunny."));
+    ck_assert(takes(g, "{\"name\": \"get_time\", \"parameters\": {}}"));
+    ck_assert(!takes(g, "{\"name\": \"get_time\", \"parameters\": {\"x\": 1}}"));
+    ck_assert(!takes(g, " {\"name\": \"get_time\"}"));   /* blanks, then what the parser reads as a call */
+    ck_assert(!takes(g, "<|python_tag|>{}"));
     grammar_unref(g);
 
     /* $refs inside a tool's parameters point into its own $defs once composed */
@@ -178,10 +206,129 @@ START_TEST(each_familys_grammar_takes_its_calls_and_nothing_else)
                       "[" TIME ",{\"type\":\"function\",\"function\":{\"name\":\"tree\",\"parameters\":{\"$ref\":\"#/$defs/node\","
                       "\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"kids\":"
                       "{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/node\"},\"maxItems\":2}},\"required\":[\"v\"],"
-                      "\"additionalProperties\":false}}}}}]", NULL, false);
+                      "\"additionalProperties\":false}}}}}]", NULL, false, false);
     ck_assert(takes(g, "<tool_call>\n{\"name\":\"tree\",\"arguments\":{\"v\":1,\"kids\":[{\"v\":2},{\"v\":3,\"kids\":[]}]}}\n</tool_call>"));
     ck_assert(!takes(g, "<tool_call>\n{\"name\":\"tree\",\"arguments\":{\"v\":1,\"kids\":[{\"w\":2}]}}\n</tool_call>"));
     grammar_unref(g);
+    grammar_vocab_destroy(v);
+}
+END_TEST
+
+/* ---- text or calls (auto with strict tools): random walks through the grammar ---- */
+
+static const cJSON *tool_schema_of(const cJSON *tools, const char *name)
+{
+    const cJSON *t;
+
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *fn = cJSON_GetObjectItem(t, "function");
+        if (!strcmp(cJSON_GetObjectItem(fn, "name")->valuestring, name))
+            return fn;
+    }
+    return NULL;
+}
+
+/* A vocabulary of every printable byte and newline, and fragments of the markers and calls,
+ * so that random walks often come near a marker. */
+static const char *const FRAGMENTS[] = {
+    "<", "<t", "<to", "tool", "_call", "_cal", ">", "<tool_call>", "</tool_call>", "<tool_call>\n",
+    "[TOOL", "_CALLS", "]", "[TOOL_CALLS]", "[TOOL_CALLS][", "{\"name\": \"", "get_time", "get_weather",
+    "\", \"arguments\": {", "\", \"parameters\": {", "\"}", "}}", "\"city\": \"", "Oslo", "\"zone\": \"UTC\"",
+    "\n</tool_call>", "<|python_tag|>", " {",
+};
+
+START_TEST(text_or_calls_is_never_read_as_a_bad_call)
+{
+    enum { NB = 96, NF = sizeof FRAGMENTS / sizeof *FRAGMENTS, WALKS = 400 };
+    static const enum tool_parser_kind K[] = { TOOL_PARSER_HERMES, TOOL_PARSER_MISTRAL, TOOL_PARSER_LLAMA3_JSON };
+    static const char *const MARK[] = { "<tool_call>", "[TOOL_CALLS]", NULL };
+    static const char TOOLS[] = "[" WEATHER ",{\"type\":\"function\",\"function\":{\"name\":\"get_time\","
+                                "\"strict\":true,\"parameters\":{\"type\":\"object\",\"properties\":{\"zone\":"
+                                "{\"enum\":[\"UTC\",\"CET\"]}},\"required\":[\"zone\"],\"additionalProperties\":false}}}]";
+    static char bytes[NB];
+    const char *toks[NB + NF];
+    size_t lens[NB + NF];
+    struct grammar_vocab *v = NULL;
+    cJSON *tools = cJSON_Parse(TOOLS);
+    char e[ERR_LEN] = "";
+    int with_calls = 0, with_text = 0;
+
+    for (int i = 0; i < NB; i++) {
+        bytes[i] = i < NB - 1 ? (char)(0x20 + i) : '\n';
+        toks[i] = &bytes[i];
+        lens[i] = 1;
+    }
+    for (int i = 0; i < NF; i++) {
+        toks[NB + i] = FRAGMENTS[i];
+        lens[NB + i] = strlen(FRAGMENTS[i]);
+    }
+    ck_assert_msg(grammar_vocab_create_from(&v, toks, lens, NB + NF, e) == 0, "%s", e);
+    schema_check_seed(77);
+    for (int w = 0; w < WALKS; w++) {
+        enum tool_parser_kind k = K[w % 3];
+        struct grammar *g = tools_grammar(v, k, TOOLS, NULL, w % 2 == 0, true);
+        struct grammar_matcher *m = NULL;
+        uint32_t mask[(NB + NF + 31) / 32];
+        char out[2048];
+        size_t len = 0;
+        struct tool_parse tp;
+
+        ck_assert_int_eq(grammar_matcher_create(&m, g), 0);
+        for (int step = 0; step < 300 && !grammar_matcher_is_done(m); step++) {
+            int allowed[NB + NF], na = 0, nf = 0, pick;
+
+            if (grammar_matcher_is_accepting(m) && schema_check_rnd(12) == 0)
+                break;
+            ck_assert_int_eq(grammar_matcher_fill_mask(m, mask), 0);
+            for (int t = 0; t < NB + NF; t++)
+                if (mask[t >> 5] >> (t & 31) & 1) {
+                    allowed[na++] = t;
+                    nf += t >= NB;
+                }
+            if (!na)
+                break;
+            /* half the time a fragment, when any is allowed: walks that come near markers */
+            if (nf && schema_check_rnd(2)) {
+                int f = schema_check_rnd(nf);
+                for (pick = 0; allowed[pick] < NB || f--; pick++)
+                    ;
+            } else {
+                pick = schema_check_rnd(na);
+            }
+            if (len + lens[allowed[pick]] >= sizeof out)
+                break;
+            ck_assert_int_eq(grammar_matcher_accept_token(m, allowed[pick]), 0);
+            memcpy(out + len, toks[allowed[pick]], lens[allowed[pick]]);
+            len += lens[allowed[pick]];
+        }
+        out[len] = '\0';
+        if (grammar_matcher_is_accepting(m)) {   /* a whole output: what the parser makes of it */
+            ck_assert_int_eq(tool_parser_parse(k, out, len, 0, &tp), 0);
+            if (MARK[w % 3])
+                ck_assert_msg(tp.num_calls > 0 || !strstr(out, MARK[w % 3]), "%s: a marker read as text: '%s'",
+                              tool_parser_name(k), out);
+            else
+                ck_assert_msg(tp.num_calls > 0 || out[0] != '{', "llama3: '%s'", out);
+            for (int i = 0; i < tp.num_calls; i++) {
+                const cJSON *fn = tool_schema_of(tools, tp.calls[i].name);
+                cJSON *args = cJSON_Parse(tp.calls[i].arguments);
+
+                ck_assert_msg(fn && args && schema_check_valid(cJSON_GetObjectItem(fn, "parameters"), args),
+                              "%s: call %s(%s) in '%s'", tool_parser_name(k), tp.calls[i].name,
+                              tp.calls[i].arguments, out);
+                cJSON_Delete(args);
+            }
+            with_calls += tp.num_calls > 0;
+            with_text += tp.num_calls == 0 && len > 0;
+            tool_parse_fini(&tp);
+        }
+        grammar_matcher_destroy(m);
+        grammar_unref(g);
+    }
+    /* the walks reached both sides: calls read back, and text */
+    ck_assert_msg(with_calls >= WALKS / 20 && with_text >= WALKS / 20, "%d with calls, %d text", with_calls,
+                  with_text);
+    cJSON_Delete(tools);
     grammar_vocab_destroy(v);
 }
 END_TEST
@@ -255,6 +402,7 @@ struct case_ {
     cJSON *tools;            /* the request's tools array */
     const char *only;        /* a named choice, or NULL */
     bool parallel;           /* several calls allowed (parallel_tool_calls true, required) */
+    bool text;               /* tool_choice auto with strict tools: text or calls */
     enum tool_parser_kind k;
     struct out out;
 };
@@ -303,7 +451,7 @@ static void case_submit(struct case_ *c, int i)
     memset(&c->out, 0, sizeof c->out);
     pthread_mutex_init(&c->out.m, NULL);
     pthread_cond_init(&c->out.c, NULL);
-    ck_assert_msg(tool_grammar_build(c->k, c->tools, c->only, c->parallel, &gbnf, e) == 0, "%s", e);
+    ck_assert_msg(tool_grammar_build(c->k, c->tools, c->only, c->parallel, c->text, &gbnf, e) == 0, "%s", e);
     ck_assert_msg(grammar_compile(&g, GRAMMAR_GBNF, gbnf, strlen(gbnf), vocab, e) == 0, "%s\n%s", e, gbnf);
     free(gbnf);
     gen_params_init(&p);
@@ -406,6 +554,7 @@ Suite *openai_tools_grammar_suite(void)
 
     tcase_add_test(tc, required_and_named_choices_are_held_by_a_grammar);
     tcase_add_test(tc, each_familys_grammar_takes_its_calls_and_nothing_else);
+    tcase_add_test(tc, text_or_calls_is_never_read_as_a_bad_call);
     suite_add_tcase(s, tc);
     tcase_add_checked_fixture(te, engine_setup, engine_teardown);
     tcase_set_timeout(te, 300);
