@@ -203,6 +203,30 @@ START_TEST(required_and_named_choices_always_give_calls_that_validate)
         it_stream_fini(&s);
         free(got);
     }
+    /* a strict tool under auto: text that never holds a marker, or calls that validate */
+    for (int seed = 0; seed < 8; seed++) {
+        const cJSON *msg, *calls;
+        cJSON *j;
+
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"Time?\"}]," TWO_TOOLS
+                 ",\"temperature\":1,\"seed\":%d,\"max_tokens\":40}", seed);
+        j = it_post(&d, "/v1/chat/completions", body, &status);
+        ck_assert_msg(status == 200 && j, "status %d", status);
+        msg = message_of(j);
+        calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+        ck_assert_msg(!str(msg, "content") || !strstr(str(msg, "content"), "<tool_call>"), "'%s'",
+                      str(msg, "content"));
+        for (const cJSON *c = calls ? calls->child : NULL; c; c = c->next) {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+            cJSON *schema = cJSON_Parse(!strcmp(str(fn, "name"), "get_weather") ? SCHEMA_W : SCHEMA_T);
+            cJSON *args = cJSON_Parse(str(fn, "arguments"));
+
+            ck_assert_msg(args && schema_check_valid(schema, args), "%s(%s)", str(fn, "name"), str(fn, "arguments"));
+            cJSON_Delete(schema);
+            cJSON_Delete(args);
+        }
+        cJSON_Delete(j);
+    }
     it_assert_idle(&d);
     it_down(&d);
 }
