@@ -525,11 +525,11 @@ static void logit_bias_and_allowed_ids_equal_cpu(struct gt *t)
             ref[r].seed = gt_rand_u64(&t->rng);
             ref[r].counter = (uint32_t)r;
         }
-        if (r % 3 != 2) {                          /* a bias list: down the argmax, up others */
-            for (int k = 0; k < NB; k++) {
-                bid[k] = k == 0 ? top : k == NB - 1 ? bid[1] : gt_randint(&t->rng, V);   /* one id twice */
-                bias[r * NB + k] = k == 0 ? -100.0f : gt_randf(&t->rng, -5.0f, 12.0f);
-            }
+        for (int k = 0; k < NB; k++) {             /* a bias list: down the argmax, up others */
+            bid[k] = k == 0 ? top : k == NB - 1 ? bid[1] : gt_randint(&t->rng, V);   /* one id twice */
+            bias[r * NB + k] = k == 0 ? -100.0f : gt_randf(&t->rng, -5.0f, 12.0f);
+        }
+        if (r % 3 != 2) {
             ref[r].bias_ids = bid;
             ref[r].bias = bias + r * NB;
             ref[r].num_bias = NB;
@@ -545,21 +545,28 @@ static void logit_bias_and_allowed_ids_equal_cpu(struct gt *t)
             ref[r].frequency_penalty = 0.3f;
         }
         rows[r] = ref[r];
-        if (r % 4 >= 2) {                          /* allowed_token_ids, biased ids among them */
-            for (int k = 0; k < NA; k++)
-                aid[k] = k < 3 ? bid[k] : gt_randint(&t->rng, V);
-            ref[r].allowed_ids = aid;
-            ref[r].num_allowed_ids = NA;
-            rows[r].allowed = masks + (size_t)r * W;
-            sampler_ids_to_mask(aid, NA, masks + (size_t)r * W, W);
+        {
+            uint32_t *mrow = masks + (size_t)r * W;
+            bool has_ids = r % 4 >= 2, has_grammar = r % 6 == 3 || r % 6 == 4;
+
+            if (has_ids) {                         /* allowed_token_ids, biased ids among them */
+                for (int k = 0; k < NA; k++)
+                    aid[k] = k < 3 ? bid[k] : gt_randint(&t->rng, V);
+                ref[r].allowed_ids = aid;
+                ref[r].num_allowed_ids = NA;
+                sampler_ids_to_mask(aid, NA, mrow, W);   /* as engine.c builds the row's mask */
+            } else {
+                memset(mrow, 0xff, (size_t)W * 4);
+            }
+            if (has_grammar) {                     /* a grammar: the reference sees it as such */
+                ref[r].allowed = grammar;
+                for (int w = 0; w < W; w++)
+                    mrow[w] &= grammar[w];
+            }
+            rows[r].allowed = has_ids || has_grammar ? mrow : NULL;
+            rows[r].allowed_ids = NULL;
+            rows[r].num_allowed_ids = 0;
         }
-        if (r % 6 == 3) {                          /* and a grammar: both see it, ANDed on the GPU's */
-            ref[r].allowed = grammar;
-            for (int w = 0; w < W; w++)
-                masks[(size_t)r * W + w] &= grammar[w];
-        }
-        rows[r].allowed_ids = NULL;
-        rows[r].num_allowed_ids = 0;
     }
     for (int r = 0; r < N; r++)
         sampler_sample_row(l + (size_t)r * V, V, &ref[r], &rr[r], scratch);
