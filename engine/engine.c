@@ -300,6 +300,26 @@ static const uint32_t *grammar_row(struct engine *e, struct engine_request *r, i
     return mask;
 }
 
+/* allowed_token_ids as the row's mask, ANDed into the grammar's when there is one: one
+ * path for both backends (the GPU sampler knows masks, not id lists), equal in effect to
+ * the sampler's allowed_ids pass (engine/sampler.h). */
+static const uint32_t *allowed_ids_row(struct engine *e, const struct engine_request *r, int i,
+                                       const uint32_t *grammar_mask)
+{
+    uint32_t *mask = e->masks + (size_t)i * e->mask_words;
+
+    if (!grammar_mask) {
+        sampler_ids_to_mask(r->params.allowed_token_ids, r->params.num_allowed_token_ids, mask,
+                            e->mask_words);
+        return mask;
+    }
+    sampler_ids_to_mask(r->params.allowed_token_ids, r->params.num_allowed_token_ids, e->ids_mask,
+                        e->mask_words);
+    for (int w = 0; w < e->mask_words; w++)
+        mask[w] &= e->ids_mask[w];
+    return mask;
+}
+
 static void fill_rows(struct engine *e, const struct step_batch *b)
 {
     for (int i = 0; i < b->num_sample; i++) {
@@ -323,12 +343,14 @@ static void fill_rows(struct engine *e, const struct step_batch *b)
         row->num_output = num_output;
         row->banned = r->banned;
         row->num_banned = num_output < r->params.min_tokens ? r->num_banned : 0;
-        row->allowed_ids = r->params.allowed_token_ids;
-        row->num_allowed_ids = r->params.num_allowed_token_ids;
+        row->allowed_ids = NULL;
+        row->num_allowed_ids = 0;
         row->bias_ids = r->params.logit_bias_ids;
         row->bias = r->params.logit_bias;
         row->num_bias = r->params.num_logit_bias;
         row->allowed = r->matcher ? grammar_row(e, r, i) : NULL;
+        if (r->params.num_allowed_token_ids)
+            row->allowed = allowed_ids_row(e, r, i, row->allowed);
     }
 }
 
@@ -624,6 +646,7 @@ void engine_destroy(struct engine *e)
     free(e->results);
     free(e->sampled);
     free(e->masks);
+    free(e->ids_mask);
     free(e->graph_sizes);
     pthread_mutex_destroy(&e->lock);
     free(e);
@@ -653,12 +676,6 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
                  d->prompt[i], i, e->model.cfg.vocab_size - 1);
             return -EINVAL;
         }
-    /* The GPU sampler (kernels/sampling.cu) has no bias or whitelist pass yet: refused
-     * rather than ignored. */
-    if ((p->num_logit_bias || p->num_allowed_token_ids) && strcmp(e->be->ops->name, "cpu")) {
-        errf(err, "logit_bias and allowed_token_ids are not supported on the %s backend yet", e->be->ops->name);
-        return -EINVAL;
-    }
     if (!ids_in_vocab(p->logit_bias_ids, p->num_logit_bias, e->model.cfg.vocab_size) ||
         !ids_in_vocab(p->allowed_token_ids, p->num_allowed_token_ids, e->model.cfg.vocab_size)) {
         errf(err, "a logit_bias or allowed_token_ids id is outside the vocabulary (0..%d)",

@@ -271,7 +271,8 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     /* grammar masks cover the model's ids and the tokenizer's (which may have more) */
     e->mask_words = (MAX(e->model.cfg.vocab_size, e->tok ? tokenizer_vocab_size(e->tok) : 0) + 31) / 32;
     e->masks = calloc((size_t)bo.max_reqs * e->mask_words, sizeof *e->masks);
-    if (!e->rows || !e->results || !e->sampled || !e->masks) {
+    e->ids_mask = calloc((size_t)e->mask_words, sizeof *e->ids_mask);
+    if (!e->rows || !e->results || !e->sampled || !e->masks || !e->ids_mask) {
         errf(err, "out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -303,6 +304,7 @@ fail_model:
     free(e->results);
     free(e->sampled);
     free(e->masks);
+    free(e->ids_mask);
     free(e);
     return rc;
 }

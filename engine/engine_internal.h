@@ -68,6 +68,7 @@ struct engine {
     int32_t *sampled;                /* [cap_reqs] */
     uint32_t *masks;                 /* [cap_reqs * mask_words] grammar masks of a step's rows */
     int mask_words;                  /* words per row: covers the model's and grammars' vocab */
+    uint32_t *ids_mask;              /* [mask_words] allowed_token_ids as a mask, to AND into a grammar's */
     int *graph_sizes;                /* the options' sizes within max_num_seqs */
     int num_graph_sizes;
     uv_timer_t drain_timer;          /* wakes the loop when the grace period ends */

@@ -237,6 +237,14 @@ static int32_t sample_random(float *l, int vocab, const struct sample_row *row, 
     return best >= 0 ? best : argmax(l, vocab);
 }
 
+void sampler_ids_to_mask(const int32_t *ids, int n, uint32_t *mask, int words)
+{
+    memset(mask, 0, (size_t)words * sizeof *mask);
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < 32 * words)
+            mask[ids[i] >> 5] |= 1u << (ids[i] & 31);
+}
+
 int sampler_sample_row(const float *logits, int vocab, const struct sample_row *row,
                        struct sample_result *out, float *scratch)
 {

@@ -62,6 +62,13 @@ struct sample_result {
     float top_logprobs[SAMPLE_MAX_LOGPROBS];
 };
 
+/* allowed_token_ids as a mask of words uint32 words (sample_row.allowed's layout): bit i set
+ * for each listed id in [0, 32 * words), every other bit clear. The engine hands the GPU
+ * sampler allowed_token_ids this way (alone, or ANDed with a grammar's mask); sampling with
+ * the mask equals sampling with allowed_ids, since nothing after either pass revives a
+ * -inf logit. */
+void sampler_ids_to_mask(const int32_t *ids, int n, uint32_t *mask, int words);
+
 /* The CPU reference: samples one row of `vocab` f32 logits (not modified) per the order of
  * operations above. scratch holds 2 * vocab floats. Returns 0. */
 int sampler_sample_row(const float *logits, int vocab, const struct sample_row *row,

@@ -179,7 +179,7 @@ int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_att
 
 /* One sampled row as the kernel reads it (staged by engine/cuda/cuda_stage.c from struct
  * sample_row). Token lists live in one flat i32 array: prompt, then output, then banned,
- * starting at hist_off. */
+ * then the logit_bias ids and their biases (f32 bits in i32 slots), starting at hist_off. */
 struct cuda_sample_row {
     float temperature, top_p, min_p;
     float presence_penalty, frequency_penalty, repetition_penalty;
@@ -190,6 +190,7 @@ struct cuda_sample_row {
     uint32_t counter;
     int32_t hist_off;          /* index of the row's first history token */
     int32_t num_prompt, num_output, num_banned;
+    int32_t num_bias;          /* logit_bias entries: ids then biases after the banned ids */
     int32_t mask_off;          /* first word of the row's grammar mask in masks, or -1: none */
 };
 

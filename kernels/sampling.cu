@@ -1,7 +1,7 @@
 /* sampling.cu — the GPU sampler: one thread block per row of logits, in engine/sampler.h's
  * order of operations (the CPU reference is engine/sampler.c): logprobs of the raw logits
  * (log-sum-exp in double, top N by radix select), repetition / frequency / presence
- * penalties from the staged token lists, banned ids, the grammar mask, then greedy argmax
+ * logit_bias and penalties from the staged token lists, banned ids, the grammar mask, then greedy argmax
  * or temperature, min_p, top_k, top_p and the exponential race over
  * sample_exponential(seed, counter, i).
  * Thresholds come from radix selects over the float bits (counts for top_k, probability
@@ -327,27 +327,49 @@ __device__ __forceinline__ bool in_vocab(int32_t t, int vocab)
     return t >= 0 && t < vocab;
 }
 
-/* work = x with the penalties and bans of the row applied, in the CPU's order:
- * repetition over prompt + output (written from x, so a token listed twice is penalized
- * once), then frequency and presence over output with counts gathered in cnt (left all
- * zero), then -inf for banned ids, then -inf for what the row's grammar mask leaves out.
- * Products and sums are rounded as the CPU rounds them. */
+/* x[t] with the row's logit_bias entries for t added in list order, as the CPU adds them. */
+__device__ __forceinline__ float biased(const float *x, int32_t t, const int32_t *bias_ids,
+                                        const int32_t *bias_bits, int num_bias)
+{
+    float v = x[t];
+
+    for (int k = 0; k < num_bias; k++)
+        if (bias_ids[k] == t)
+            v = __fadd_rn(v, __int_as_float(bias_bits[k]));
+    return v;
+}
+
+/* work = x with the bias, penalties and bans of the row applied, in the CPU's order:
+ * logit_bias added (one thread, in list order: ids may repeat), repetition over prompt +
+ * output (written from the biased x, so a token listed twice is penalized once), then
+ * frequency and presence over output with counts gathered in cnt (left all zero), then -inf
+ * for banned ids, then -inf for what the row's mask leaves out (a grammar's, allowed_token_ids',
+ * or both intersected: the engine builds it). Products and sums are rounded as the CPU
+ * rounds them. */
 __device__ void apply_penalties(const float *x, float *work, int32_t *cnt, int vocab,
                                 const cuda_sample_row &row, const int32_t *hist,
                                 const uint32_t *masks, bool rep, bool freq)
 {
     const int32_t *prompt = hist + row.hist_off, *output = prompt + row.num_prompt;
     const int32_t *banned = output + row.num_output;
+    const int32_t *bias_ids = banned + row.num_banned, *bias_bits = bias_ids + row.num_bias;
     float r = row.repetition_penalty;
 
     for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS)
         work[i] = x[i];
     __syncthreads();
+    if (row.num_bias > 0) {
+        if (threadIdx.x == 0)
+            for (int k = 0; k < row.num_bias; k++)
+                if (in_vocab(bias_ids[k], vocab))
+                    work[bias_ids[k]] = __fadd_rn(work[bias_ids[k]], __int_as_float(bias_bits[k]));
+        __syncthreads();
+    }
     if (rep) {
         for (int j = threadIdx.x; j < row.num_prompt + row.num_output; j += SAMPLE_THREADS) {
             int32_t t = prompt[j];
             if (in_vocab(t, vocab)) {
-                float v = x[t];
+                float v = row.num_bias > 0 ? biased(x, t, bias_ids, bias_bits, row.num_bias) : x[t];
                 work[t] = v > 0.0f ? v / r : __fmul_rn(v, r);
             }
         }
@@ -492,7 +514,7 @@ sample_kernel(const float *logits, int vocab, const cuda_sample_row *rows, const
                row.num_prompt + row.num_output > 0;
     bool freq = (row.frequency_penalty != 0.0f || row.presence_penalty != 0.0f) &&
                 row.num_output > 0;
-    if (rep || freq || row.num_banned > 0 || (row.mask_off >= 0 && masks)) {
+    if (rep || freq || row.num_banned > 0 || row.num_bias > 0 || (row.mask_off >= 0 && masks)) {
         apply_penalties(x, work, cnt, vocab, row, hist, masks, rep, freq);
         l = work;
     }

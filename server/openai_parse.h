@@ -19,10 +19,11 @@
 
 enum oai_kind { OAI_COMPLETION, OAI_CHAT, OAI_TOKENIZE, OAI_DETOKENIZE };
 
-/* tool_choice: NONE also when no tools are given; AUTO parses the output for calls.
- * ("required" and a named function need the output constrained: refused until they are
- * wired to the grammar module, see openai_tools.c's tools_need_grammar.) */
-enum oai_tool_choice { OAI_TOOLS_NONE, OAI_TOOLS_AUTO };
+/* tool_choice: NONE also when no tools are given; AUTO parses the output for calls;
+ * REQUIRED (one call or more) and NAMED (a call of that function) hold the output to the
+ * family's call syntax and the tools' schemas with a grammar (server/tool_grammar.c), then
+ * parse it as AUTO does. */
+enum oai_tool_choice { OAI_TOOLS_NONE, OAI_TOOLS_AUTO, OAI_TOOLS_REQUIRED, OAI_TOOLS_NAMED };
 
 /* What a request may ask for: limits from the configuration and the model, defaults from
  * the model's generation_config.json. */
@@ -100,6 +101,7 @@ struct oai_request {
     /* chat: tools (server/openai_tools.c) */
     const cJSON *tools;        /* the tools array as given (into root), for the template; or NULL */
     enum oai_tool_choice tool_choice;
+    const char *tool_name;     /* NAMED: the function (into root) */
     bool parallel_tool_calls;  /* false: only the first call the model makes is kept */
     enum tool_parser_kind tool_parser;   /* the parser "auto" reads the output with */
     bool continue_final_message;   /* chat: the prompt ends inside the last (assistant) message */
@@ -162,8 +164,9 @@ int openai_parse_chat_fields(struct oai_request *r, struct oai_error *e);
 
 /* Chat: tools, tool_choice and parallel_tool_calls into r (after parse_messages), with the
  * parser c names. 400 naming the field for a malformed tool, a tool_choice without tools,
- * an unknown function name, "auto" without a parser; "required", a named function and
- * strict tools need structured outputs (400 in this build). */
+ * an unknown function name, a choice other than none without a parser, strict tools under
+ * "auto", or a grammar of calls that cannot be composed; "required" and a named function
+ * set r's grammar (GBNF of the family's calls: server/tool_grammar.c). */
 int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e);
 /* Only the tools list, for the template (/tokenize of messages): r->tools. */
 int openai_parse_tool_list(struct oai_request *r, struct oai_error *e);

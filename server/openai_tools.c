@@ -2,10 +2,12 @@
  * parallel_tool_calls and tool messages checked and shaped for Hugging Face templates, and
  * the output read back for calls with the model family's parser (server/tool_parser.c),
  * whole (a response) or as it streams (content goes out until a call may be starting).
- * What needs the output constrained by a schema is refused in one place,
- * tools_need_grammar(), until the grammar module replaces it. */
+ * tool_choice "required", a named function and strict tools hold the output to calls (or,
+ * under "auto", to text that cannot start one, then calls) with a grammar composed from the
+ * tools' schemas (server/tool_grammar.c). */
 #include "server/openai_parse.h"
 #include "server/openai_render.h"
+#include "server/tool_grammar.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -30,16 +32,6 @@ static const cJSON *get(const cJSON *o, const char *key)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
 
     return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
-/* The one place where a request needs its output to follow a schema: tool_choice
- * "required", a named function, or a strict tool. The grammar module (response_format,
- * structured outputs) will compile the tools' schemas here; until it is in this build,
- * such a request is refused. */
-static int tools_need_grammar(const char *param, const char *what, struct oai_error *e)
-{
-    return openai_error(e, 400, "unsupported_parameter", param,
-                        "%s needs structured outputs, not in this build.", what);
 }
 
 /* OpenAI's rule for function names: letters, digits, '_' and '-', 1 to 64 of them. */
@@ -87,8 +79,6 @@ static int check_tool(const cJSON *t, int i, struct oai_error *e)
         return openai_error(e, 400, "invalid_type", "tools",
                             "Invalid type for 'tools[%d].function.strict': expected a boolean, but "
                             "got %s instead.", i, type_name(strict));
-    if (cJSON_IsTrue(strict))
-        return tools_need_grammar("tools", "A strict tool (function.strict true)", e);
     for (const cJSON *o = t->child; o; o = o->next)
         if (strcmp(o->string, "type") && strcmp(o->string, "function"))
             return openai_error(e, 400, "unsupported_parameter", "tools",
@@ -130,7 +120,8 @@ static int parse_choice(struct oai_request *r, const cJSON *tc, struct oai_error
             if (!r->tools)
                 return openai_error(e, 400, "invalid_value", "tool_choice",
                                     "Invalid 'tool_choice': 'required' needs 'tools'.");
-            return tools_need_grammar("tool_choice", "tool_choice required", e);
+            r->tool_choice = OAI_TOOLS_REQUIRED;
+            return 0;
         }
         return openai_error(e, 400, "invalid_value", "tool_choice",
                             "Invalid 'tool_choice': expected 'none', 'auto', 'required' or "
@@ -152,7 +143,48 @@ static int parse_choice(struct oai_request *r, const cJSON *tc, struct oai_error
         return openai_error(e, 400, "invalid_value", "tool_choice",
                             "Invalid 'tool_choice': the function '%.64s' is not among 'tools'.",
                             name->valuestring);
-    return tools_need_grammar("tool_choice", "tool_choice naming a function", e);
+    r->tool_choice = OAI_TOOLS_NAMED;
+    r->tool_name = name->valuestring;
+    return 0;
+}
+
+static bool any_strict(const cJSON *tools)
+{
+    const cJSON *t;
+
+    cJSON_ArrayForEach(t, tools)
+        if (cJSON_IsTrue(get(get(t, "function"), "strict")))
+            return true;
+    return false;
+}
+
+/* tool_choice required or named: the output held to calls by a grammar, which then takes
+ * the place response_format would (one constraint per request); auto with strict tools:
+ * text or calls, the calls held to their schemas (text: true). */
+static int hold_to_calls(struct oai_request *r, bool text, struct oai_error *e)
+{
+    char err[ERR_LEN] = "", *gbnf = NULL;
+    int rc;
+
+    if (r->has_grammar)
+        return openai_error(e, 400, "invalid_value", "tool_choice",
+                            "Invalid 'tool_choice': %s already constrains the output; '%s' cannot "
+                            "constrain it too.", text ? "a strict tool" : "a required or named tool call",
+                            r->grammar_param);
+    rc = tool_grammar_build(r->tool_parser, r->tools, r->tool_choice == OAI_TOOLS_NAMED ? r->tool_name : NULL,
+                            r->parallel_tool_calls && r->tool_choice != OAI_TOOLS_NAMED, text, &gbnf, err);
+    if (rc == -EINVAL)
+        return openai_error(e, 400, "invalid_value", "tools", "Invalid 'tools': %s.", err);
+    if (rc || !(r->grammar_src = arena_strdup(&r->arena, gbnf))) {
+        free(gbnf);
+        return openai_error(e, 500, "internal_error", NULL, "out of memory");
+    }
+    free(gbnf);
+    r->has_grammar = true;
+    r->grammar_kind = GRAMMAR_GBNF;
+    r->grammar_len = strlen(r->grammar_src);
+    r->grammar_param = "tools";
+    return 0;
 }
 
 int openai_parse_tool_list(struct oai_request *r, struct oai_error *e)
@@ -192,17 +224,25 @@ int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct
         r->tool_choice = OAI_TOOLS_AUTO;
     if (tc && (rc = parse_choice(r, tc, e)))
         return rc;
-    if (r->tool_choice == OAI_TOOLS_AUTO && r->tool_parser == TOOL_PARSER_NONE)
+    if (r->tool_choice != OAI_TOOLS_NONE && r->tool_parser == TOOL_PARSER_NONE)
         return openai_error(e, 400, "invalid_value", "tool_choice",
-                            "Invalid 'tool_choice': 'auto' needs a tool-call parser, and the model's "
+                            "Invalid 'tool_choice': '%s' needs a tool-call parser, and the model's "
                             "chat template shows no tool-call syntax osprey knows; start osprey with "
                             "--tool-call-parser (llama3_json, hermes or mistral), or send "
-                            "tool_choice 'none'.");
-    if (r->tool_choice == OAI_TOOLS_AUTO) {
+                            "tool_choice 'none'.",
+                            r->tool_choice == OAI_TOOLS_AUTO ? "auto"
+                            : r->tool_choice == OAI_TOOLS_REQUIRED ? "required" : "function");
+    /* A strict tool's arguments must follow its schema: under "auto" the grammar lets the
+     * model answer in text, or call (every tool then held to its schema). */
+    if ((r->tool_choice == OAI_TOOLS_REQUIRED || r->tool_choice == OAI_TOOLS_NAMED ||
+         (r->tool_choice == OAI_TOOLS_AUTO && any_strict(r->tools))) &&
+        (rc = hold_to_calls(r, r->tool_choice == OAI_TOOLS_AUTO, e)))
+        return rc;
+    if (r->tool_choice != OAI_TOOLS_NONE) {
         if (r->stream && r->logprobs)
             return openai_error(e, 400, "unsupported_parameter", "logprobs",
                                 "Unsupported parameter: 'logprobs' in a stream with tools "
-                                "(tool_choice 'auto') is not supported by osprey.");
+                                "is not supported by osprey.");
         /* Mistral's [TOOL_CALLS] is a special token: the parser must see it. */
         if (tool_parser_needs_special_tokens(r->tool_parser))
             r->params.skip_special_tokens = false;
@@ -269,7 +309,7 @@ int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e)
 
 bool openai_tools_active(const struct oai_request *r)
 {
-    return r->kind == OAI_CHAT && r->tool_choice == OAI_TOOLS_AUTO && r->tool_parser != TOOL_PARSER_NONE;
+    return r->kind == OAI_CHAT && r->tool_choice != OAI_TOOLS_NONE && r->tool_parser != TOOL_PARSER_NONE;
 }
 
 static int max_calls(const struct oai_request *r)

@@ -50,10 +50,10 @@ static bool copy(cJSON *dst, const cJSON *src, const char *key, const char *as)
     return true;
 }
 
-/* What a stateless osprey without the grammar module cannot do, each named. */
+/* What a stateless osprey cannot do, each named. */
 static int check_refused(const cJSON *root, struct oai_error *e)
 {
-    const cJSON *v, *fmt;
+    const cJSON *v;
 
     if (get(root, "previous_response_id"))
         return openai_error(e, 400, "unsupported_parameter", "previous_response_id",
@@ -73,12 +73,6 @@ static int check_refused(const cJSON *root, struct oai_error *e)
         if (!cJSON_IsObject(v))
             return openai_error(e, 400, "invalid_type", "text",
                                 "Invalid type for 'text': expected an object, but got %s instead.", type_name(v));
-        fmt = get(get(v, "format"), "type");
-        if (fmt && (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "text")))
-            /* Where the grammar module will take the schema. */
-            return openai_error(e, 400, "unsupported_parameter", "text.format",
-                                "text.format %s needs structured outputs, not in this build.",
-                                cJSON_IsString(fmt) ? fmt->valuestring : "other than text");
         if (get(v, "verbosity"))
             return openai_error(e, 400, "unsupported_parameter", "text.verbosity",
                                 "Unsupported parameter: 'text.verbosity' is not supported by osprey.");
@@ -257,6 +251,67 @@ static int tool_choice_of(const cJSON *root, cJSON *chat, struct oai_error *e)
     return 0;
 }
 
+/* text.format, flat in the Responses API ({type, name, schema, strict, description}), as
+ * chat's response_format ({type, json_schema: {name, schema, strict, description}}). The
+ * checks chat makes again are made here first, so that errors name text.format. */
+static int format_of(const cJSON *root, cJSON *chat, struct oai_error *e)
+{
+    static const char *const KEYS[] = { "type", "name", "schema", "strict", "description" };
+    const cJSON *fmt = get(get(root, "text"), "format"), *type = get(fmt, "type"), *k;
+    cJSON *rf, *js;
+
+    if (!fmt)
+        return 0;
+    if (!cJSON_IsObject(fmt) || !cJSON_IsString(type))
+        return openai_error(e, 400, "invalid_type", "text.format",
+                            "Invalid 'text.format': expected an object with a string 'type'.");
+    if (!strcmp(type->valuestring, "text"))
+        return 0;
+    if (!strcmp(type->valuestring, "json_object")) {
+        if (!(rf = cJSON_AddObjectToObject(chat, "response_format")) ||
+            !cJSON_AddStringToObject(rf, "type", "json_object"))
+            return no_memory(e);
+        return 0;
+    }
+    if (strcmp(type->valuestring, "json_schema"))
+        return openai_error(e, 400, "invalid_value", "text.format.type",
+                            "Invalid 'text.format.type': '%.64s' is not one of 'text', 'json_object', "
+                            "'json_schema'.", type->valuestring);
+    cJSON_ArrayForEach(k, fmt) {
+        size_t i = 0;
+
+        while (i < sizeof KEYS / sizeof *KEYS && strcmp(KEYS[i], k->string))
+            i++;
+        if (i == sizeof KEYS / sizeof *KEYS)
+            return openai_error(e, 400, "unsupported_parameter", "text.format",
+                                "Unsupported parameter: 'text.format.%.64s' is not supported by osprey.",
+                                k->string);
+    }
+    if (!cJSON_IsString(get(fmt, "name")))
+        return openai_error(e, 400, get(fmt, "name") ? "invalid_type" : "missing_required_parameter",
+                            "text.format.name", "Invalid 'text.format.name': a json_schema format needs "
+                            "a name (a string).");
+    if (!cJSON_IsObject(get(fmt, "schema")) && !cJSON_IsBool(get(fmt, "schema")))
+        return openai_error(e, 400, get(fmt, "schema") ? "invalid_type" : "missing_required_parameter",
+                            "text.format.schema", "Invalid 'text.format.schema': expected a JSON Schema "
+                            "object.");
+    if ((k = get(fmt, "strict")) && !cJSON_IsBool(k))
+        return openai_error(e, 400, "invalid_type", "text.format.strict",
+                            "Invalid type for 'text.format.strict': expected a boolean, but got %s "
+                            "instead.", type_name(k));
+    if ((k = get(fmt, "description")) && !cJSON_IsString(k))
+        return openai_error(e, 400, "invalid_type", "text.format.description",
+                            "Invalid type for 'text.format.description': expected a string, but got "
+                            "%s instead.", type_name(k));
+    if (!(rf = cJSON_AddObjectToObject(chat, "response_format")) ||
+        !cJSON_AddStringToObject(rf, "type", "json_schema") ||
+        !(js = cJSON_AddObjectToObject(rf, "json_schema")) || !copy(js, fmt, "name", NULL) ||
+        !copy(js, fmt, "schema", NULL) || !copy(js, fmt, "strict", NULL) ||
+        !copy(js, fmt, "description", NULL))
+        return no_memory(e);
+    return 0;
+}
+
 static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
 {
     const cJSON *input = get(root, "input"), *ins = get(root, "instructions"), *mot = get(root, "max_output_tokens"), *it;
@@ -299,7 +354,8 @@ static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
         !copy(chat, root, "stream", NULL) || !copy(chat, root, "parallel_tool_calls", NULL) ||
         !copy(chat, root, "user", NULL))
         return no_memory(e);
-    if ((rc = tools_of(root, chat, e)) || (rc = tool_choice_of(root, chat, e)))
+    if ((rc = tools_of(root, chat, e)) || (rc = tool_choice_of(root, chat, e)) ||
+        (rc = format_of(root, chat, e)))
         return rc;
     return 0;
 }
@@ -326,6 +382,9 @@ int responses_parse(struct oai_request *r, const char *body, size_t len, const s
             rc = no_memory(e);
         else
             rc = openai_parse_chat(r, text, strlen(text), c, e);
+        /* a schema the grammar refuses is named by the field this request sent */
+        if (r->has_grammar && !strncmp(r->grammar_param, "response_format", 15))
+            r->grammar_param = "text.format.schema";
     }
     r->responses = true;
     cJSON_Delete(chat);
@@ -487,7 +546,8 @@ static void response_object(struct json_out *o, const struct resp_head *h, const
     json_out_num(o, round(q->params.top_p * 1e6) / 1e6);
     echo_field(o, root, "tool_choice", q->tools ? "\"auto\"" : "\"none\"");
     echo_field(o, root, "tools", "[]");
-    LIT(o, ",\"text\":{\"format\":{\"type\":\"text\"}},\"truncation\":\"disabled\",\"store\":false,"
+    echo_field(o, root, "text", "{\"format\":{\"type\":\"text\"}}");
+    LIT(o, ",\"truncation\":\"disabled\",\"store\":false,"
            "\"previous_response_id\":null");
     echo_field(o, root, "metadata", "{}");
     LIT(o, ",\"usage\":");

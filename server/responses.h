@@ -21,8 +21,8 @@ void openai_responses(struct http_request *r, void *app);
 
 /* Parses a Responses body into r (init'ed) as a chat request (r->kind OAI_CHAT,
  * r->responses set). 400 naming the Responses field for what is malformed, and for what a
- * stateless osprey cannot do (previous_response_id, store true, background) or needs
- * structured outputs (text.format json_schema / json_object); 404 for another model. */
+ * stateless osprey cannot do (previous_response_id, store true, background); text.format
+ * json_schema / json_object become chat's response_format; 404 for another model. */
 int responses_parse(struct oai_request *r, const char *body, size_t len, const struct oai_config *c,
                     struct oai_error *e);
 

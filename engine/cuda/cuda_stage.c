@@ -101,11 +101,14 @@ static int stage_row(struct cuda_sample_row *out, const struct sample_row *r, in
     bool rep = r->repetition_penalty > 0.0f && r->repetition_penalty != 1.0f;
     bool freq = r->frequency_penalty != 0.0f || r->presence_penalty != 0.0f;
     int np = rep ? r->num_prompt : 0, no = rep || freq ? r->num_output : 0, nb = r->num_banned;
+    int nl = r->num_bias;
 
-    if (r->num_prompt < 0 || r->num_output < 0 || nb < 0 || (np && !r->prompt) ||
-        (no && !r->output) || (nb && !r->banned) || !(r->temperature >= 0.0f))
+    /* allowed_token_ids reach the GPU as a mask (sample_row.allowed): the engine builds it */
+    if (r->num_prompt < 0 || r->num_output < 0 || nb < 0 || nl < 0 || (np && !r->prompt) ||
+        (no && !r->output) || (nb && !r->banned) || (nl && (!r->bias_ids || !r->bias)) ||
+        r->num_allowed_ids > 0 || !(r->temperature >= 0.0f))
         return -EINVAL;
-    if ((long long)*used + np + no + nb > cap)
+    if ((long long)*used + np + no + nb + 2LL * nl > cap)
         return -E2BIG;
     *out = (struct cuda_sample_row){
         .temperature = r->temperature, .top_p = r->top_p, .min_p = r->min_p,
@@ -114,7 +117,7 @@ static int stage_row(struct cuda_sample_row *out, const struct sample_row *r, in
         .num_logprobs = r->num_logprobs < 0 ? -1 : MIN(r->num_logprobs, SAMPLE_MAX_LOGPROBS),
         .greedy = r->temperature < SAMPLE_GREEDY_EPS,   /* sampler.h's threshold, applied here */
         .seed = r->seed, .counter = r->counter, .hist_off = *used,
-        .num_prompt = np, .num_output = no, .num_banned = nb, .mask_off = -1,
+        .num_prompt = np, .num_output = no, .num_banned = nb, .num_bias = nl, .mask_off = -1,
     };
     if (np)
         memcpy(hist + *used, r->prompt, (size_t)np * 4);
@@ -122,7 +125,11 @@ static int stage_row(struct cuda_sample_row *out, const struct sample_row *r, in
         memcpy(hist + *used + np, r->output, (size_t)no * 4);
     if (nb)
         memcpy(hist + *used + np + no, r->banned, (size_t)nb * 4);
-    *used += np + no + nb;
+    if (nl) {   /* the ids, then the biases' bits */
+        memcpy(hist + *used + np + no + nb, r->bias_ids, (size_t)nl * 4);
+        memcpy(hist + *used + np + no + nb + nl, r->bias, (size_t)nl * 4);
+    }
+    *used += np + no + nb + 2 * nl;
     return 0;
 }
 
@@ -170,7 +177,8 @@ int cuda__stage(struct backend *be, const struct step_batch *b, const struct sam
         if ((rc = stage_row(&srows[i], r, (int32_t *)(h + l.hist), st->hist_cap, &used))) {
             LOG(LL_ERR, "cuda", "sampled row %d: %s", i, rc == -E2BIG
                 ? "its penalty and ban lists pass the staging bound (CUDA_HISTORY_MAX tokens a step)"
-                : "malformed (negative list length, NULL list or negative temperature)");
+                : "malformed (negative list length, NULL list, allowed_token_ids not made a mask, "
+                  "or negative temperature)");
             return rc;
         }
         if (r->allowed) {

@@ -73,7 +73,9 @@ void gr__put_literal(struct gr_str *s, const char *t, size_t n)
 /* ---- small front ends ---- */
 
 /* Whitespace between JSON tokens is bounded (a space, or a newline and up to 20 spaces of
- * indent), so that a model cannot spend its whole budget on blanks. */
+ * indent), so that a model cannot spend its whole budget on blanks. A number's exponent has
+ * at most two digits: 18 digits and e99 stay within a double, where e504 would parse as
+ * infinity (cJSON prints that back as null, and a tool call's argument changed). */
 #define JSON_COMMON \
     "ws ::= ( \" \" | \"\\n\" \" \"{0,20} )?\n" \
     "json-value ::= json-object | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n" \
@@ -84,7 +86,7 @@ void gr__put_literal(struct gr_str *s, const char *t, size_t n)
     "json-hex ::= [0-9a-fA-F]\n" \
     "json-u ::= [1-9a-cA-Ce-fE-F] json-hex{3} | [dD] [0-7] json-hex{2} | \"0\" [1-9a-fA-F] json-hex{2} | \"00\" [1-9a-fA-F] json-hex | \"000\" [1-9a-fA-F]\n" \
     "json-int ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,17} )\n" \
-    "json-number ::= json-int ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n"
+    "json-number ::= json-int ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?\n"
 
 const char *gr__json_common(void)
 {

@@ -3,7 +3,7 @@
  * low 2 bits pick the route (/v1/completions, /v1/chat/completions, /tokenize, /detokenize),
  * its high 6 bits a prompt length for the chat context check; the rest is the body. Checked
  * beyond "no crash": an accepted request keeps every promise of openai.h within the limits
- * (n, max_tokens, sampling ranges, stop strings, token ids, messages), every string it hands
+ * (n, max_tokens, sampling ranges, stop strings, token ids, messages, a grammar's source), every string it hands
  * on is valid UTF-8, openai_fit_context leaves room in the context, and every refusal
  * renders as an OpenAI error object in valid UTF-8 that parses back with its message. */
 #include "tests/fuzz/fuzz.h"
@@ -35,6 +35,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .max_stop_strings = c.max_stop_strings, .max_stop_length = c.max_stop_length,
         .max_logprobs = MIN(c.max_logprobs, SAMPLE_MAX_LOGPROBS),
         .default_temperature = 0.6f, .default_top_p = 0.9f, .default_top_k = 0,
+        /* Llama 3.1's template implies its parser: tool_choice auto, required and named are
+         * parsed (the latter two compose a grammar of calls from the tools' schemas) */
+        .tool_parser = TOOL_PARSER_LLAMA3_JSON,
     };
     config_fini(&c);
     return 0;
@@ -139,6 +142,11 @@ static void check_accepted(const struct oai_request *r, int chat_prompt)
         CHECK(json_utf8(r->messages->child));
     }
     CHECK(!r->template_kwargs || cJSON_IsObject(r->template_kwargs));
+    /* a grammar's source is whole text; tool_choice required or named always has one */
+    CHECK(!r->has_grammar || (r->grammar_src && strlen(r->grammar_src) == r->grammar_len &&
+                              r->grammar_param));
+    CHECK(r->kind != OAI_CHAT || (r->tool_choice != OAI_TOOLS_REQUIRED && r->tool_choice != OAI_TOOLS_NAMED) ||
+          (r->has_grammar && r->grammar_kind == GRAMMAR_GBNF && r->tools));
     switch (r->kind) {
     case OAI_COMPLETION:
         check_sampling(r);
@@ -155,8 +163,9 @@ static void check_accepted(const struct oai_request *r, int chat_prompt)
         CHECK(r->num_prompts == 0 && r->messages && r->n <= cfg.max_n);
         CHECK(r->top_logprobs >= 0 && r->top_logprobs <= MIN(SAMPLE_MAX_LOGPROBS, cfg.max_logprobs));
         CHECK(r->params.logprobs == (r->logprobs ? r->top_logprobs : -1));
-        /* no --tool-call-parser here: calls are never read back; tools, when kept, are an array */
-        CHECK(r->tool_choice == OAI_TOOLS_NONE && (!r->tools || cJSON_IsArray(r->tools)));
+        /* tools, when kept, are an array; a tool_choice other than none needs them */
+        CHECK((!r->tools || cJSON_IsArray(r->tools)) && (r->tool_choice == OAI_TOOLS_NONE || r->tools));
+        CHECK(r->tool_choice != OAI_TOOLS_NAMED || (r->tool_name && str_ok(r->tool_name)));
         CHECK(!r->continue_final_message || !r->add_generation_prompt);
         CHECK(!r->chat_echo || str_ok(r->chat_echo));
         check_fit(r, chat_prompt);

@@ -4,13 +4,16 @@
  * near-ties may differ); the sets of tokens drawn under top_k / top_p / min_p over many
  * counters equal the kept sets computed here by hand (ties at the cut included);
  * penalties and bans move the argmax where the arithmetic says; logprobs and the top 20
- * equal the CPU's; the frequency counts' scratch is left clean. */
+ * equal the CPU's; the frequency counts' scratch is left clean; logit_bias and
+ * allowed_token_ids (as the engine's mask, alone or ANDed with a grammar's) draw what the
+ * CPU reference draws with its own bias and id-list passes. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/base/util.h"
+#include "engine/sampler.h"
 #include "tests/gpu/gpu_test.h"
 
 #define MAX_ROWS 4096
@@ -486,9 +489,122 @@ out:
     free(masks);
 }
 
+/* logit_bias (staged with the token lists) and allowed_token_ids (a mask, as engine.c builds
+ * it) against the CPU reference sampler given the id list itself: biases that move the
+ * argmax, repeated bias ids, biases under the repetition penalty, allowed lists with and
+ * without a grammar mask to intersect; greedy rows must match exactly, seeded ones but for a
+ * near-tie. The CPU backend given the GPU's rows (the mask) must match the reference too. */
+static void logit_bias_and_allowed_ids_equal_cpu(struct gt *t)
+{
+    enum { N = 96, V = 32003, NB = 6, NA = 40 };
+    const int W = (V + 31) / 32;
+    float *l = malloc((size_t)N * V * 4), *scratch = malloc((size_t)2 * V * 4);
+    uint32_t *masks = calloc((size_t)N * W, 4), *grammar = calloc((size_t)W, 4);
+    int32_t *ids = malloc((size_t)N * (NB + NA + 48) * 4);
+    float *bias = malloc((size_t)N * NB * 4);
+    struct sample_row *ref = calloc(N, sizeof *ref), *rows = calloc(N, sizeof *rows);
+    struct sample_result *rr = calloc(N, sizeof *rr), *rc = calloc(N, sizeof *rc), *rg = calloc(N, sizeof *rg);
+    int mismatch = 0, cpu_bad = 0, outside = 0;
+
+    if (!gt_check(t, l && scratch && masks && grammar && ids && bias && ref && rows && rr && rc && rg,
+                  "out of host memory") || !backends(t, N, V))
+        goto out;
+    for (int k = 0; k < W * 32 / 3; k++)           /* a grammar allowing about a third */
+        grammar[k * 3 / 32] |= 1u << (k * 3 % 32);
+    for (int r = 0; r < N; r++) {
+        float *x = l + (size_t)r * V;
+        int32_t *bid = ids + (size_t)r * (NB + NA + 48), *aid = bid + NB, *hist = aid + NA;
+        int top = 0;
+
+        model_like(t, x, V);
+        top = argmax_lowest(x, V);
+        ref[r] = greedy();
+        if (r % 2) {
+            ref[r].temperature = r % 4 == 1 ? 0.8f : 1.3f;
+            ref[r].top_p = r % 8 == 3 ? 0.9f : 1.0f;
+            ref[r].seed = gt_rand_u64(&t->rng);
+            ref[r].counter = (uint32_t)r;
+        }
+        for (int k = 0; k < NB; k++) {             /* a bias list: down the argmax, up others */
+            bid[k] = k == 0 ? top : k == NB - 1 ? bid[1] : gt_randint(&t->rng, V);   /* one id twice */
+            bias[r * NB + k] = k == 0 ? -100.0f : gt_randf(&t->rng, -5.0f, 12.0f);
+        }
+        if (r % 3 != 2) {
+            ref[r].bias_ids = bid;
+            ref[r].bias = bias + r * NB;
+            ref[r].num_bias = NB;
+        }
+        if (r % 5 == 1) {                          /* the repetition penalty over biased ids */
+            for (int k = 0; k < 48; k++)
+                hist[k] = k < 4 ? bid[k % NB] : gt_randint(&t->rng, V);
+            ref[r].prompt = hist;
+            ref[r].num_prompt = 32;
+            ref[r].output = hist + 32;
+            ref[r].num_output = 16;
+            ref[r].repetition_penalty = 1.4f;
+            ref[r].frequency_penalty = 0.3f;
+        }
+        rows[r] = ref[r];
+        {
+            uint32_t *mrow = masks + (size_t)r * W;
+            bool has_ids = r % 4 >= 2, has_grammar = r % 6 == 3 || r % 6 == 4;
+
+            if (has_ids) {                         /* allowed_token_ids, biased ids among them */
+                for (int k = 0; k < NA; k++)
+                    aid[k] = k < 3 ? bid[k] : gt_randint(&t->rng, V);
+                ref[r].allowed_ids = aid;
+                ref[r].num_allowed_ids = NA;
+                sampler_ids_to_mask(aid, NA, mrow, W);   /* as engine.c builds the row's mask */
+            } else {
+                memset(mrow, 0xff, (size_t)W * 4);
+            }
+            if (has_grammar) {                     /* a grammar: the reference sees it as such */
+                ref[r].allowed = grammar;
+                for (int w = 0; w < W; w++)
+                    mrow[w] &= grammar[w];
+            }
+            rows[r].allowed = has_ids || has_grammar ? mrow : NULL;
+            rows[r].allowed_ids = NULL;
+            rows[r].num_allowed_ids = 0;
+        }
+    }
+    for (int r = 0; r < N; r++)
+        sampler_sample_row(l + (size_t)r * V, V, &ref[r], &rr[r], scratch);
+    if (!sample_both(t, l, N, V, rows, rc, rg))
+        goto out;
+    for (int r = 0; r < N; r++) {
+        const uint32_t *m = rows[r].allowed;
+        int tok = rg[r].token;
+
+        cpu_bad += rc[r].token != rr[r].token;
+        mismatch += rg[r].token != rr[r].token;
+        outside += m && !(m[tok >> 5] >> (tok & 31) & 1);
+        if (ref[r].temperature == 0.0f)
+            gt_check(t, rg[r].token == rr[r].token, "row %d (greedy): cuda %d, cpu %d", r, rg[r].token,
+                     rr[r].token);
+    }
+    gt_check(t, cpu_bad == 0, "%d rows: the cpu backend with the mask differs from the id list", cpu_bad);
+    gt_check(t, outside == 0, "%d rows drew a token outside allowed_token_ids", outside);
+    gt_check(t, mismatch <= 1, "%d of %d rows differ from the cpu", mismatch, N);
+    gt_note(t, "%d rows, vocab %d, bias lists of %d, allowed lists of %d: %d differ", N, V, NB, NA, mismatch);
+out:
+    free(l);
+    free(scratch);
+    free(masks);
+    free(grammar);
+    free(ids);
+    free(bias);
+    free(ref);
+    free(rows);
+    free(rr);
+    free(rc);
+    free(rg);
+}
+
 const struct gt_case gt_cases_sampling[] = {
     { "sampling_grammar_masks_leave_out_what_the_cpu_leaves_out", grammar_masks_leave_out_what_the_cpu_leaves_out },
     { "sampling_greedy_equals_argmax_of_cpu_logits", greedy_equals_argmax_of_cpu_logits },
+    { "sampling_logit_bias_and_allowed_ids_equal_cpu", logit_bias_and_allowed_ids_equal_cpu },
     { "sampling_seeded_draws_equal_cpu", seeded_sampling_equals_cpu },
     { "sampling_draws_cover_exactly_the_kept_set", sampled_tokens_cover_exactly_the_kept_set },
     { "sampling_penalties_and_bans_move_the_argmax", penalties_and_bans_move_the_argmax },

@@ -1,11 +1,15 @@
 // openai_client.mjs — the official `openai` npm client against a running osprey daemon:
 // models (list and retrieve), completions and chat (plain and streamed, with usage), n
 // choices, logprobs, tool calls (plain and streamed, and the tool messages that answer
-// them), the Responses API (plain and streamed), and the client's typed errors (404, 400
-// with its param, 401). The daemon reads tool calls with --tool-call-parser hermes. Prints each check; exits non-zero on
+// them), tool_choice required and named with strict zod tools (a manual tool loop), the
+// Responses API (plain and streamed), structured outputs through the client's zod helpers
+// (chat.completions.parse with zodResponseFormat, responses.parse with zodTextFormat), and
+// the client's typed errors (404, 400 with its param, 401). The daemon reads tool calls with --tool-call-parser hermes. Prints each check; exits non-zero on
 // the first failure. Usage: node openai_client.mjs BASE_URL MODEL API_KEY
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import { zodFunction, zodResponseFormat, zodTextFormat } from "openai/helpers/zod";
+import { z } from "zod";
 
 const [base, model, key] = process.argv.slice(2);
 if (!base || !model || !key) {
@@ -149,10 +153,38 @@ const followUp = await client.chat.completions.create({
 assert.equal(followUp.choices[0].message.role, "assistant");
 ok("assistant tool_calls and a tool message are accepted in the conversation");
 
-await assert.rejects(
-  client.chat.completions.create({ model, messages, tools, tool_choice: "required" }),
-  (e) => e instanceof OpenAI.BadRequestError && e.param === "tool_choice" && /structured outputs/.test(e.message));
-ok("tool_choice required is a BadRequestError until structured outputs land");
+// tool_choice required with strict zod tools: a manual tool loop. The grammar holds the random
+// model to a call whose arguments the client's own zod parse accepts (parsed_arguments).
+const Weather = z.object({ city: z.string().max(10), days: z.number().int().min(1).max(7),
+                           units: z.enum(["metric", "imperial"]) });
+const Clock = z.object({ zone: z.enum(["UTC", "CET"]), seconds: z.boolean() });
+const zodTools = [zodFunction({ name: "get_weather", parameters: Weather }),
+                  zodFunction({ name: "get_time", parameters: Clock })];
+for (const seed of [1, 2, 3, 4]) {
+  const loop = [{ role: "user", content: "Weather in Oslo, or the time?" }];
+  const first = await client.chat.completions.parse({
+    model, messages: loop, tools: zodTools, tool_choice: "required", parallel_tool_calls: false,
+    temperature: 1, seed, max_tokens: 200 });
+  const c = first.choices[0];
+  assert.equal(c.finish_reason, "tool_calls");
+  assert.equal(c.message.tool_calls.length, 1);
+  const tc = c.message.tool_calls[0];
+  assert.ok(["get_weather", "get_time"].includes(tc.function.name), tc.function.name);
+  const schema = tc.function.name === "get_weather" ? Weather : Clock;
+  assert.deepEqual(tc.function.parsed_arguments, schema.parse(JSON.parse(tc.function.arguments)));
+  loop.push(c.message, { role: "tool", tool_call_id: tc.id, content: "done" });
+  // the loop's next turn: the result goes back, the model may answer in text
+  const next = await client.chat.completions.create({ model, messages: loop, tools: zodTools, tool_choice: "none",
+                                                      max_tokens: 4, temperature: 0 });
+  assert.equal(typeof next.choices[0].message.content, "string");
+}
+ok("tool_choice required with strict zod tools: every call's arguments pass the client's zod parse");
+const named = await client.chat.completions.parse({
+  model, messages, tools: zodTools, tool_choice: { type: "function", function: { name: "get_time" } },
+  temperature: 1, seed: 9, max_tokens: 200 });
+assert.equal(named.choices[0].message.tool_calls[0].function.name, "get_time");
+Clock.parse(named.choices[0].message.tool_calls[0].function.parsed_arguments);
+ok("a named tool_choice calls that function, with arguments that pass zod");
 
 // the Responses API, plain and streamed
 const resp = await client.responses.create({ model, instructions: "Be brief.", input: "Hello", max_output_tokens: 8, temperature: 0 });
@@ -213,6 +245,27 @@ await assert.rejects(
   (e) => e instanceof OpenAI.BadRequestError && e.param === "response_format.json_schema.schema" &&
          /minProperties/.test(e.message));
 ok("a schema keyword osprey cannot honour is a BadRequestError naming it");
+
+// zod through the client's helpers: chat.completions.parse with zodResponseFormat, and the
+// Responses API's text.format with zodTextFormat; every answer passes zod's own parse
+const Reading = z.object({ label: z.string().max(8), value: z.number().int().min(-50).max(50),
+                           tags: z.array(z.enum(["a", "b", "c"])).max(3), ok: z.boolean(),
+                           note: z.string().max(6).nullable() });
+for (const seed of [11, 12, 13]) {
+  const zc = await client.chat.completions.parse({
+    model, messages, max_tokens: 300, temperature: 1, seed, response_format: zodResponseFormat(Reading, "reading") });
+  assert.equal(zc.choices[0].finish_reason, "stop");
+  assert.deepEqual(zc.choices[0].message.parsed, Reading.parse(JSON.parse(zc.choices[0].message.content)));
+}
+ok("chat.completions.parse with zodResponseFormat: every answer passes zod");
+for (let i = 0; i < 2; i++) {
+  const zr = await client.responses.parse({
+    model, input: "A reading, please.", max_output_tokens: 300, temperature: 1,
+    text: { format: zodTextFormat(Reading, "reading") } });
+  assert.equal(zr.status, "completed");
+  assert.deepEqual(zr.output_parsed, Reading.parse(JSON.parse(zr.output_text)));
+}
+ok("responses.parse with zodTextFormat: every answer passes zod");
 
 // errors, typed by the client
 await assert.rejects(

@@ -9,6 +9,7 @@
 
 #include "engine/base/util.h"   /* ARRAY_LEN */
 #include "tests/integration/it_util.h"
+#include "tests/unit/schema_check.h"
 
 static struct daemon d;
 
@@ -123,8 +124,9 @@ START_TEST(what_a_stateless_server_cannot_do_is_refused)
              "previous_response_id", "unsupported_parameter");
     it_fails(&d, "POST", "/v1/responses", NULL, "{\"input\":\"a\",\"store\":true}", 400, "store", NULL);
     msg = it_fails(&d, "POST", "/v1/responses", NULL, "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_schema\","
-                   "\"name\":\"x\",\"schema\":{\"type\":\"object\"}}}}", 400, "text.format", NULL);
-    ck_assert_ptr_nonnull(strstr(msg, "needs structured outputs, not in this build"));
+                   "\"name\":\"x\",\"schema\":{\"type\":\"object\",\"patternProperties\":{}}}}}", 400,
+                   "text.format.schema", NULL);
+    ck_assert_ptr_nonnull(strstr(msg, "patternProperties"));
     it_fails(&d, "POST", "/v1/responses", NULL, "{\"input\":\"a\",\"tools\":[{\"type\":\"web_search\"}]}", 400,
              "tools", NULL);
     it_fails(&d, "POST", "/v1/responses", NULL, "{\"instructions\":\"x\"}", 400, "input", NULL);
@@ -134,6 +136,66 @@ START_TEST(what_a_stateless_server_cannot_do_is_refused)
     it_fails(&d, "POST", "/v1/responses", NULL, "{\"input\":\"a\",\"model\":\"other\"}", 404, "model",
              "model_not_found");
     it_fails(&d, "POST", "/v1/responses", NULL, "{\"input\":\"a\",\"input\":\"b\"}", 400, NULL, "invalid_json");
+    it_assert_idle(&d);
+    it_down(&d);
+}
+END_TEST
+
+/* text.format json_schema and json_object, and tool_choice required, through the grammar:
+ * a random model at temperature 1 still answers in the schema, or with a call. */
+START_TEST(text_format_and_required_tools_hold_the_output)
+{
+    static const char SCHEMA[] = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":0,"
+                                 "\"maximum\":99},\"tag\":{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"n\",\"tag\"],"
+                                 "\"additionalProperties\":false}";
+    const char *args[] = { "--tool-call-parser", "hermes", NULL };
+    char body[1024];
+    int status;
+
+    it_up(&d, args);
+    for (int seed = 0; seed < 6; seed++) {
+        cJSON *resp, *schema = cJSON_Parse(SCHEMA), *v;
+        const cJSON *fmt, *item;
+
+        snprintf(body, sizeof body, "{\"input\":\"Count\",\"temperature\":1,\"seed\":%d,\"max_output_tokens\":300,"
+                 "\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"c\",\"strict\":true,\"schema\":%s}}}",
+                 seed, SCHEMA);
+        resp = it_post(&d, "/v1/responses", body, &status);
+        ck_assert_int_eq(status, 200);
+        ck_assert_str_eq(str(resp, "status"), "completed");
+        v = cJSON_Parse(output_text(resp));
+        ck_assert_msg(v && schema_check_valid(schema, v), "'%s'", output_text(resp));
+        fmt = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(resp, "text"), "format");
+        ck_assert_str_eq(str(fmt, "type"), "json_schema");           /* echoed as sent */
+        cJSON_Delete(v);
+        cJSON_Delete(resp);
+
+        snprintf(body, sizeof body, "{\"input\":\"Any object\",\"temperature\":1,\"seed\":%d,"
+                 "\"max_output_tokens\":300,\"text\":{\"format\":{\"type\":\"json_object\"}}}", seed);
+        resp = it_post(&d, "/v1/responses", body, &status);
+        ck_assert_int_eq(status, 200);
+        if (!strcmp(str(resp, "status"), "completed")) {   /* any object may run past 300 tokens */
+            v = cJSON_Parse(output_text(resp));
+            ck_assert_msg(cJSON_IsObject(v), "'%s'", output_text(resp));
+            cJSON_Delete(v);
+        }
+        cJSON_Delete(resp);
+
+        snprintf(body, sizeof body, "{\"input\":\"Call it\",\"temperature\":1,\"seed\":%d,\"max_output_tokens\":300,"
+                 "\"tools\":[{\"type\":\"function\",\"name\":\"count\",\"parameters\":%s}],"
+                 "\"tool_choice\":\"required\",\"parallel_tool_calls\":false}", seed, SCHEMA);
+        resp = it_post(&d, "/v1/responses", body, &status);
+        ck_assert_int_eq(status, 200);
+        item = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "output"), 0);
+        ck_assert_str_eq(str(item, "type"), "function_call");
+        ck_assert_str_eq(str(item, "name"), "count");
+        v = cJSON_Parse(str(item, "arguments"));
+        ck_assert_msg(v && schema_check_valid(schema, v), "'%s'", str(item, "arguments"));
+        ck_assert_str_eq(str(resp, "tool_choice"), "required");
+        cJSON_Delete(v);
+        cJSON_Delete(resp);
+        cJSON_Delete(schema);
+    }
     it_assert_idle(&d);
     it_down(&d);
 }
@@ -179,6 +241,7 @@ Suite *serve_responses_suite(void)
     tcase_add_test(tc, a_response_says_what_the_chat_completion_says);
     tcase_add_test(tc, a_streamed_response_is_the_typed_event_sequence);
     tcase_add_test(tc, what_a_stateless_server_cannot_do_is_refused);
+    tcase_add_test(tc, text_format_and_required_tools_hold_the_output);
     tcase_add_test(tc, models_by_id_version_ping_and_several_names);
     suite_add_tcase(s, tc);
     return s;

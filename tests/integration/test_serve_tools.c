@@ -12,6 +12,7 @@
 #include "engine/model/gen_model.h"
 #include "tests/integration/it_util.h"
 #include "tests/unit/fixtures.h"
+#include "tests/unit/schema_check.h"
 
 static struct daemon d;
 
@@ -108,8 +109,124 @@ START_TEST(a_tool_call_in_the_output_comes_back_as_tool_calls)
     ck_assert_str_ne(it_choice_finish(j, 0), "tool_calls");
     cJSON_Delete(j);
 
-    it_fails(&d, "POST", "/v1/chat/completions", NULL, CALL_BODY(",\"tool_choice\":\"required\""), 400,
-             "tool_choice", "unsupported_parameter");
+    /* a required call cannot also continue a message that already holds one */
+    it_fails(&d, "POST", "/v1/chat/completions", NULL,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}]," TOOLS ",\"tool_choice\":\"required\","
+             "\"response_format\":{\"type\":\"json_object\"}}", 400, "tool_choice", "invalid_value");
+    it_assert_idle(&d);
+    it_down(&d);
+}
+END_TEST
+
+/* Two tools with schemas the validator knows; the model is random, so only the grammar makes
+ * its output a call. */
+#define SCHEMA_W "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":12}," \
+                 "\"days\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":14}},\"required\":[\"city\"]," \
+                 "\"additionalProperties\":false}"
+#define SCHEMA_T "{\"type\":\"object\",\"properties\":{\"zone\":{\"enum\":[\"UTC\",\"CET\",null]}," \
+                 "\"fmt\":{\"type\":\"string\",\"pattern\":\"^[a-z]{1,5}$\"}},\"required\":[\"zone\",\"fmt\"]," \
+                 "\"additionalProperties\":false}"
+#define TWO_TOOLS "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":" \
+                  SCHEMA_W "}},{\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"strict\":true," \
+                  "\"parameters\":" SCHEMA_T "}}]"
+
+/* The one call of a non-streamed answer: its name among the tools (want, when named) and
+ * arguments that validate; returns the arguments' text (the caller frees). */
+static char *the_call(const cJSON *j, const char *want)
+{
+    const cJSON *msg = message_of(j), *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"), *fn;
+    cJSON *schema, *args;
+    const char *name;
+    char *text;
+
+    ck_assert_msg(cJSON_GetArraySize(calls) == 1, "%d calls; content '%s'", cJSON_GetArraySize(calls),
+                  str(msg, "content"));
+    ck_assert_str_eq(it_choice_finish(j, 0), "tool_calls");
+    ck_assert(!str(msg, "content") || !str(msg, "content")[0]);
+    fn = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(calls, 0), "function");
+    name = str(fn, "name");
+    ck_assert_ptr_nonnull(name);
+    ck_assert(!strcmp(name, "get_weather") || !strcmp(name, "get_time"));
+    if (want)
+        ck_assert_str_eq(name, want);
+    schema = cJSON_Parse(!strcmp(name, "get_weather") ? SCHEMA_W : SCHEMA_T);
+    args = cJSON_Parse(str(fn, "arguments"));
+    ck_assert_msg(args && schema_check_valid(schema, args), "%s: arguments %s", name, str(fn, "arguments"));
+    text = strdup(str(fn, "arguments"));
+    cJSON_Delete(schema);
+    cJSON_Delete(args);
+    return text;
+}
+
+START_TEST(required_and_named_choices_always_give_calls_that_validate)
+{
+    const char *args[] = { "--tool-call-parser", "hermes", NULL };
+    char body[2048];
+    int status;
+
+    it_up(&d, args);
+    for (int seed = 0; seed < 12; seed++) {
+        const char *named = seed % 3 == 2 ? "get_time" : NULL;
+        char choice[128], *got, streamed[1024] = "";
+        struct it_stream s;
+        cJSON *j;
+
+        snprintf(choice, sizeof choice, named ? "{\"type\":\"function\",\"function\":{\"name\":\"%s\"}}"
+                                              : "\"required\"", named);
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"Weather or time?\"}],"
+                 TWO_TOOLS ",\"tool_choice\":%s,\"parallel_tool_calls\":false,\"temperature\":1,"
+                 "\"seed\":%d,\"max_tokens\":400%%s}", choice, seed);
+        {
+            char plain[2048];
+
+            snprintf(plain, sizeof plain, body, "");
+            j = it_post(&d, "/v1/chat/completions", plain, &status);
+            ck_assert_msg(status == 200 && j, "status %d", status);
+            got = the_call(j, named);
+            cJSON_Delete(j);
+            /* the same seed streamed: the arguments reassemble to the same text */
+            snprintf(plain, sizeof plain, body, ",\"stream\":true");
+            ck_assert_int_eq(it_stream(&d, "/v1/chat/completions", plain, &s), 0);
+        }
+        for (const cJSON *ev = s.events->child; ev; ev = ev->next) {
+            const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "choices"), 0), *tc;
+
+            cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "delta"),
+                                                                    "tool_calls")) {
+                const char *a = str(cJSON_GetObjectItemCaseSensitive(tc, "function"), "arguments");
+                if (a)
+                    strncat(streamed, a, sizeof streamed - strlen(streamed) - 1);
+            }
+        }
+        ck_assert_str_eq(s.finish[0], "tool_calls");
+        ck_assert_str_eq(streamed, got);
+        it_stream_fini(&s);
+        free(got);
+    }
+    /* a strict tool under auto: text that never holds a marker, or calls that validate */
+    for (int seed = 0; seed < 8; seed++) {
+        const cJSON *msg, *calls;
+        cJSON *j;
+
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"Time?\"}]," TWO_TOOLS
+                 ",\"temperature\":1,\"seed\":%d,\"max_tokens\":40}", seed);
+        j = it_post(&d, "/v1/chat/completions", body, &status);
+        ck_assert_msg(status == 200 && j, "status %d", status);
+        msg = message_of(j);
+        calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+        ck_assert_msg(!str(msg, "content") || !strstr(str(msg, "content"), "<tool_call>"), "'%s'",
+                      str(msg, "content"));
+        for (const cJSON *c = calls ? calls->child : NULL; c; c = c->next) {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+            cJSON *schema = cJSON_Parse(!strcmp(str(fn, "name"), "get_weather") ? SCHEMA_W : SCHEMA_T);
+            cJSON *args = cJSON_Parse(str(fn, "arguments"));
+
+            ck_assert_msg(args && schema_check_valid(schema, args), "%s(%s)", str(fn, "name"), str(fn, "arguments"));
+            cJSON_Delete(schema);
+            cJSON_Delete(args);
+        }
+        cJSON_Delete(j);
+    }
     it_assert_idle(&d);
     it_down(&d);
 }
@@ -270,6 +387,7 @@ Suite *serve_tools_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_tool_call_in_the_output_comes_back_as_tool_calls);
+    tcase_add_test(tc, required_and_named_choices_always_give_calls_that_validate);
     tcase_add_test(tc, without_a_parser_auto_is_refused_and_none_served);
     tcase_add_test(tc, vllm_fields_work_end_to_end);
     tcase_add_test(tc, a_qwen3_template_brings_its_parser_and_renders_the_tools);

@@ -20,6 +20,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/base/util.h"
 #include "tests/unit/fixtures.h"
+#include "tests/unit/schema_check.h"
 
 /* ---- the sampler's mask ---- */
 
@@ -165,261 +166,13 @@ static void req_wait(struct req *q)
     pthread_cond_destroy(&q->out.c);
 }
 
-/* ---- an independent JSON Schema validator (the subset the generator below uses) ---- */
-
-static bool re_match(const char *pattern, const char *s, size_t len)
-{
-    int code;
-    PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &off, NULL);
-    pcre2_match_data *md;
-    int rc;
-
-    ck_assert_msg(re, "pcre2 cannot compile %s", pattern);
-    md = pcre2_match_data_create_from_pattern(re, NULL);
-    rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
-    pcre2_match_data_free(md);
-    pcre2_code_free(re);
-    return rc >= 0;
-}
-
-static long utf8_chars(const char *s)
-{
-    long n = 0;
-
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
-static bool valid(const cJSON *s, const cJSON *v);
-
-static bool valid_type(const cJSON *s, const char *type, const cJSON *v)
-{
-    const cJSON *x;
-
-    if (!strcmp(type, "null"))
-        return cJSON_IsNull(v);
-    if (!strcmp(type, "boolean"))
-        return cJSON_IsBool(v);
-    if (!strcmp(type, "number")) {
-        if (!cJSON_IsNumber(v))
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "minimum")) && v->valuedouble < x->valuedouble)
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "maximum")) && v->valuedouble > x->valuedouble)
-            return false;
-        return true;
-    }
-    if (!strcmp(type, "integer")) {
-        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "minimum")) && v->valuedouble < x->valuedouble)
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "maximum")) && v->valuedouble > x->valuedouble)
-            return false;
-        return true;
-    }
-    if (!strcmp(type, "string")) {
-        if (!cJSON_IsString(v))
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "minLength")) && utf8_chars(v->valuestring) < x->valueint)
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "maxLength")) && utf8_chars(v->valuestring) > x->valueint)
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "pattern")) && !re_match(x->valuestring, v->valuestring, strlen(v->valuestring)))
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "format")) && !strcmp(x->valuestring, "uuid") &&
-            !re_match("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-                      v->valuestring, strlen(v->valuestring)))
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "format")) && !strcmp(x->valuestring, "date-time") &&
-            !re_match("^\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\\d|3[01])T([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d"
-                      "(\\.\\d+)?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)$", v->valuestring, strlen(v->valuestring)))
-            return false;
-        return true;
-    }
-    if (!strcmp(type, "array")) {
-        const cJSON *it, *items = cJSON_GetObjectItem(s, "items"), *pre = cJSON_GetObjectItem(s, "prefixItems");
-        int n = cJSON_GetArraySize(v), i = 0;
-        if (!cJSON_IsArray(v))
-            return false;
-        cJSON_ArrayForEach(it, v)
-            if (i++ < cJSON_GetArraySize(pre) && !valid(cJSON_GetArrayItem(pre, i - 1), it))
-                return false;
-        if ((x = cJSON_GetObjectItem(s, "minItems")) && n < x->valueint)
-            return false;
-        if ((x = cJSON_GetObjectItem(s, "maxItems")) && n > x->valueint)
-            return false;
-        i = 0;
-        cJSON_ArrayForEach(it, v)
-            if (i++ >= cJSON_GetArraySize(pre) && items && !valid(items, it))
-                return false;
-        return true;
-    }
-    if (!strcmp(type, "object")) {
-        const cJSON *props = cJSON_GetObjectItem(s, "properties"), *it;
-        const cJSON *add = cJSON_GetObjectItem(s, "additionalProperties");
-        if (!cJSON_IsObject(v))
-            return false;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItem(s, "required"))
-            if (!cJSON_GetObjectItemCaseSensitive(v, it->valuestring))
-                return false;
-        cJSON_ArrayForEach(it, v) {
-            const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, it->string);
-            if (!ps && cJSON_IsFalse(add))
-                return false;
-            if (ps && !valid(ps, it))
-                return false;
-        }
-        return true;
-    }
-    return false;
-}
-
-static bool valid(const cJSON *s, const cJSON *v)
-{
-    const cJSON *x, *it;
-
-    if ((x = cJSON_GetObjectItem(s, "const")))
-        return cJSON_Compare(x, v, true);
-    if ((x = cJSON_GetObjectItem(s, "enum"))) {
-        cJSON_ArrayForEach(it, x)
-            if (cJSON_Compare(it, v, true))
-                return true;
-        return false;
-    }
-    if ((x = cJSON_GetObjectItem(s, "anyOf"))) {
-        cJSON_ArrayForEach(it, x)
-            if (valid(it, v))
-                return true;
-        return false;
-    }
-    x = cJSON_GetObjectItem(s, "type");
-    return x && valid_type(s, x->valuestring, v);
-}
-
-/* ---- random schemas ---- */
-
-static uint64_t rng_state;
-
-static int rnd(int n)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (int)((rng_state >> 33) % (uint64_t)n);
-}
-
-static cJSON *gen_schema(int depth)
-{
-    cJSON *s = cJSON_CreateObject();
-    int kind = rnd(depth >= 2 ? 8 : 11);
-
-    switch (kind) {
-    case 0:
-        cJSON_AddStringToObject(s, "type", "integer");
-        if (rnd(2)) {
-            int lo = rnd(2000) - 1000;
-            cJSON_AddNumberToObject(s, "minimum", lo);
-            cJSON_AddNumberToObject(s, "maximum", lo + rnd(3000));
-        }
-        break;
-    case 1:
-        cJSON_AddStringToObject(s, "type", "number");
-        if (rnd(2)) {
-            int lo = rnd(200) - 100;
-            if (rnd(3))
-                cJSON_AddNumberToObject(s, "minimum", lo);
-            if (rnd(3))
-                cJSON_AddNumberToObject(s, "maximum", lo + rnd(50));
-        }
-        break;
-    case 2:
-        cJSON_AddStringToObject(s, "type", rnd(2) ? "boolean" : "null");
-        break;
-    case 3: {
-        int lo = rnd(3);
-        cJSON_AddStringToObject(s, "type", "string");
-        cJSON_AddNumberToObject(s, "minLength", lo);
-        cJSON_AddNumberToObject(s, "maxLength", lo + rnd(6));
-        break;
-    }
-    case 4: {
-        static const char *const P[] = { "^[a-z]{1,5}$", "^\\d{3}-[A-Z]{2}$", "^(yes|no|maybe)!?$", "^x[0-9a-f]*y$" };
-        static const char *const F[] = { "uuid", "date-time" };
-        cJSON_AddStringToObject(s, "type", "string");
-        if (rnd(2))
-            cJSON_AddStringToObject(s, "pattern", P[rnd(4)]);
-        else
-            cJSON_AddStringToObject(s, "format", F[rnd(2)]);
-        break;
-    }
-    case 5: {
-        cJSON *e = cJSON_AddArrayToObject(s, "enum");
-        cJSON_AddItemToArray(e, cJSON_CreateString("red"));
-        cJSON_AddItemToArray(e, cJSON_CreateNumber(rnd(100)));
-        if (rnd(2))
-            cJSON_AddItemToArray(e, cJSON_CreateNull());
-        break;
-    }
-    case 6:
-        cJSON_AddStringToObject(s, "const", rnd(2) ? "fixed \"q\"" : "\xc3\xa9t\xc3\xa9");
-        break;
-    case 7: {
-        cJSON *a = cJSON_AddArrayToObject(s, "anyOf"), *b = cJSON_CreateObject();
-        cJSON_AddStringToObject(b, "type", "boolean");
-        cJSON_AddItemToArray(a, b);
-        b = cJSON_CreateObject();
-        cJSON_AddStringToObject(b, "type", "integer");
-        cJSON_AddNumberToObject(b, "minimum", 0);
-        cJSON_AddNumberToObject(b, "maximum", 9);
-        cJSON_AddItemToArray(a, b);
-        break;
-    }
-    case 8:
-    case 9: {
-        int n = 1 + rnd(4), min;
-        cJSON *props = cJSON_CreateObject(), *req = cJSON_CreateArray();
-        cJSON_AddStringToObject(s, "type", "object");
-        for (int i = 0; i < n; i++) {
-            char name[16];
-            snprintf(name, sizeof name, "%s%d", rnd(2) ? "k" : "name_", i);
-            cJSON_AddItemToObject(props, name, gen_schema(depth + 1));
-            if (rnd(2))
-                cJSON_AddItemToArray(req, cJSON_CreateString(name));
-        }
-        cJSON_AddItemToObject(s, "properties", props);
-        cJSON_AddItemToObject(s, "required", req);
-        cJSON_AddBoolToObject(s, "additionalProperties", false);
-        (void)min;
-        break;
-    }
-    default: {
-        int min = rnd(2);
-        cJSON_AddStringToObject(s, "type", "array");
-        if (rnd(3) == 0) {            /* a tuple of two */
-            cJSON *pre = cJSON_AddArrayToObject(s, "prefixItems");
-            cJSON_AddItemToArray(pre, gen_schema(depth + 1));
-            cJSON_AddItemToArray(pre, gen_schema(depth + 1));
-            cJSON_AddNumberToObject(s, "minItems", 2);
-            cJSON_AddNumberToObject(s, "maxItems", 2);
-            break;
-        }
-        cJSON_AddItemToObject(s, "items", gen_schema(depth + 1));
-        cJSON_AddNumberToObject(s, "minItems", min);
-        cJSON_AddNumberToObject(s, "maxItems", min + rnd(3));
-        break;
-    }
-    }
-    return s;
-}
-
 static bool valid_text(const char *schema, const char *value)
 {
     cJSON *s = cJSON_Parse(schema), *v = cJSON_Parse(value);
     bool ok;
 
     ck_assert(s && v);
-    ok = valid(s, v);
+    ok = schema_check_valid(s, v);
     cJSON_Delete(s);
     cJSON_Delete(v);
     return ok;
@@ -453,9 +206,9 @@ START_TEST(random_schemas_at_temperature_one_always_give_valid_json)
     static struct req q[N];
     int stops = 0;
 
-    rng_state = 2026;
+    schema_check_seed(2026);
     for (int i = 0; i < N; i++) {
-        cJSON *s = gen_schema(rnd(3) == 0 ? 0 : 1);   /* mostly top-level objects */
+        cJSON *s = schema_check_gen(schema_check_rnd(3) == 0 ? 0 : 1);   /* mostly top-level objects */
         if (i % 2 == 0 && !cJSON_GetObjectItem(s, "properties")) {
             cJSON *o = cJSON_CreateObject(), *p = cJSON_CreateObject(), *r = cJSON_CreateArray();
             cJSON_AddStringToObject(o, "type", "object");
@@ -480,7 +233,7 @@ START_TEST(random_schemas_at_temperature_one_always_give_valid_json)
             v = cJSON_Parse(q[i].out.text);
             ck_assert_msg(v, "schema %s: output is not JSON: '%s'", q[i].src, q[i].out.text);
             schema = cJSON_Parse(q[i].src);
-            ck_assert_msg(valid(schema, v), "schema %s: output does not validate: '%s'", q[i].src, q[i].out.text);
+            ck_assert_msg(schema_check_valid(schema, v), "schema %s: output does not validate: '%s'", q[i].src, q[i].out.text);
             cJSON_Delete(schema);
             cJSON_Delete(v);
             free(q[i].src);
@@ -513,7 +266,7 @@ START_TEST(regex_outputs_match_with_pcre2_and_choices_are_in_the_list)
         if (q[i].kind == GRAMMAR_REGEX) {
             char anchored[128];
             snprintf(anchored, sizeof anchored, "^(?:%s)$", q[i].src);
-            ck_assert_msg(re_match(anchored, q[i].out.text, q[i].out.len), "%s: '%s'", q[i].src, q[i].out.text);
+            ck_assert_msg(schema_check_re_match(anchored, q[i].out.text, q[i].out.len), "%s: '%s'", q[i].src, q[i].out.text);
         } else {
             ck_assert_msg(!strcmp(q[i].out.text, "alpha") || !strcmp(q[i].out.text, "beta") ||
                           !strcmp(q[i].out.text, "gamma delta") || !strcmp(q[i].out.text, "\xc3\xa9"),
@@ -526,6 +279,53 @@ END_TEST
 
 /* Seeded unconstrained requests: alone, then each among constrained ones (the grammar rows
  * of a step must not change another row's draw); the constrained ones end well. */
+/* allowed_token_ids and a grammar on one request: the row's mask is their intersection
+ * (the engine builds it for either backend), so a regex over [a-e] with only the tokens
+ * spelled in 'a' and 'b' allowed writes only a and b. */
+START_TEST(allowed_token_ids_and_a_grammar_intersect)
+{
+    static const int32_t prompt[] = { 5, 17, 99, 200, 31 };
+    int32_t ids[512];
+    int n = 0;
+
+    for (int32_t id = 0; id < tokenizer_vocab_size(tok) && n < (int)ARRAY_LEN(ids); id++) {
+        char *b = NULL;
+        size_t len = 0;
+
+        if (!tokenizer_is_special(tok, id) && tokenizer_token_bytes(tok, id, &b, &len) == 0 && len &&
+            strspn(b, "ab") == len)
+            ids[n++] = id;
+        free(b);
+    }
+    ck_assert_int_gt(n, 1);
+    for (int k = 0; k < 8; k++) {
+        struct req q = { .kind = GRAMMAR_REGEX, .src = "[a-e]{12}" };
+        struct gen_params p;
+        char err[ERR_LEN] = "";
+        uint64_t id;
+
+        memset(&q.out, 0, sizeof q.out);
+        pthread_mutex_init(&q.out.m, NULL);
+        pthread_cond_init(&q.out.c, NULL);
+        ck_assert_msg(grammar_compile(&q.g, q.kind, q.src, strlen(q.src), vocab, err) == 0, "%s", err);
+        gen_params_init(&p);
+        p.max_tokens = 40;
+        p.temperature = 1.0f;
+        p.has_seed = true;
+        p.seed = 900 + (uint64_t)k;
+        p.grammar = q.g;
+        p.allowed_token_ids = ids;
+        p.num_allowed_token_ids = n;
+        struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = out_cb, .user = &q.out };
+        ck_assert_msg(engine_submit(eng, &d, &id, err) == 0, "submit: %s", err);
+        grammar_unref(q.g);
+        req_wait(&q);
+        ck_assert_msg(q.out.why == FINISH_STOP, "finish %d (%s) after '%s'", q.out.why, q.out.error, q.out.text);
+        ck_assert_msg(q.out.len == 12 && strspn(q.out.text, "ab") == 12, "'%s'", q.out.text);
+    }
+}
+END_TEST
+
 START_TEST(constrained_rows_do_not_disturb_unconstrained_ones_in_the_same_step)
 {
     enum { P = 4, G = 12 };
@@ -588,7 +388,7 @@ START_TEST(preempted_constrained_requests_still_give_valid_json)
         ck_assert_msg(q[i].out.why == FINISH_STOP, "schema %s: finish %d (%s)", q[i].src, q[i].out.why, q[i].out.error);
         v = cJSON_Parse(q[i].out.text);
         schema = cJSON_Parse(q[i].src);
-        ck_assert_msg(v && valid(schema, v), "schema %s: '%s'", q[i].src, q[i].out.text);
+        ck_assert_msg(v && schema_check_valid(schema, v), "schema %s: '%s'", q[i].src, q[i].out.text);
         cJSON_Delete(schema);
         cJSON_Delete(v);
         free(q[i].src);
@@ -611,6 +411,7 @@ Suite *grammar_engine_suite(void)
     tcase_add_checked_fixture(te, setup, teardown);
     tcase_add_test(te, random_schemas_at_temperature_one_always_give_valid_json);
     tcase_add_test(te, regex_outputs_match_with_pcre2_and_choices_are_in_the_list);
+    tcase_add_test(te, allowed_token_ids_and_a_grammar_intersect);
     tcase_add_test(te, constrained_rows_do_not_disturb_unconstrained_ones_in_the_same_step);
     tcase_add_test(te, preempted_constrained_requests_still_give_valid_json);
     suite_add_tcase(s, te);

@@ -270,17 +270,6 @@ START_TEST(tools_and_tool_choice_are_read)
 }
 END_TEST
 
-START_TEST(what_needs_structured_outputs_is_refused)
-{
-    refused("{" USER ",\"tools\":[" TOOL "],\"tool_choice\":\"required\"}", "tool_choice",
-            "needs structured outputs, not in this build");
-    refused("{" USER ",\"tools\":[" TOOL "],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}}",
-            "tool_choice", "needs structured outputs");
-    refused("{" USER ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"strict\":true}}]}",
-            "tools", "needs structured outputs");
-}
-END_TEST
-
 START_TEST(bad_tools_and_choices_are_refused_by_name)
 {
     refused("{" USER ",\"tools\":{}}", "tools", "expected an array");
@@ -592,7 +581,6 @@ Suite *openai_tools_suite(void)
     tcase_add_test(tc, a_stream_fed_in_pieces_gives_the_same_content_and_calls);
     tcase_add_test(tc, the_template_names_its_parser);
     tcase_add_test(tc, tools_and_tool_choice_are_read);
-    tcase_add_test(tc, what_needs_structured_outputs_is_refused);
     tcase_add_test(tc, bad_tools_and_choices_are_refused_by_name);
     tcase_add_test(tc, tool_messages_are_checked_and_arguments_decoded);
     tcase_add_test(tc, vllm_fields_are_honoured_or_refused_by_name);

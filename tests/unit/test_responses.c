@@ -79,11 +79,56 @@ START_TEST(a_body_becomes_the_chat_request_it_means)
     ck_assert_int_eq(req.tool_choice, OAI_TOOLS_AUTO);
     ck_assert(!req.parallel_tool_calls);
 
-    /* a named function is chat's {"type", "function": {"name"}}, and needs the grammar */
-    ck_assert_int_lt(parse("{\"input\":\"a\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}],"
-                           "\"tool_choice\":{\"type\":\"function\",\"name\":\"f\"}}"), 0);
-    ck_assert_str_eq(err.param, "tool_choice");
-    ck_assert_ptr_nonnull(strstr(err.message, "structured outputs"));
+    /* a named function is chat's {"type", "function": {"name"}}, held by the grammar */
+    ck_assert_msg(parse("{\"input\":\"a\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"},"
+                        "{\"type\":\"function\",\"name\":\"g\"}],\"tool_choice\":{\"type\":\"function\",\"name\":\"f\"}}") == 0,
+                  "%s", err.message);
+    ck_assert_int_eq(req.tool_choice, OAI_TOOLS_NAMED);
+    ck_assert_str_eq(req.tool_name, "f");
+    ck_assert(req.has_grammar && req.grammar_kind == GRAMMAR_GBNF);
+    ck_assert_msg(parse("{\"input\":\"a\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}],"
+                        "\"tool_choice\":\"required\"}") == 0, "%s", err.message);
+    ck_assert_int_eq(req.tool_choice, OAI_TOOLS_REQUIRED);
+    ck_assert(req.has_grammar);
+}
+END_TEST
+
+/* text.format (flat: {type, name, schema, strict}) is chat's response_format; errors name
+ * text.format's fields, and so does a schema the grammar refuses (at compile time). */
+START_TEST(text_format_becomes_the_grammar)
+{
+    static const struct { const char *body, *param; } bad[] = {
+        { "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"xml\"}}}", "text.format.type" },
+        { "{\"input\":\"a\",\"text\":{\"format\":\"json\"}}", "text.format" },
+        { "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_schema\",\"schema\":{}}}}", "text.format.name" },
+        { "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"x\"}}}", "text.format.schema" },
+        { "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"x\",\"schema\":\"s\"}}}",
+          "text.format.schema" },
+        { "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"x\",\"schema\":{},"
+          "\"strict\":1}}}", "text.format.strict" },
+        { "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"x\",\"schema\":{},"
+          "\"whitespace\":\" \"}}}", "text.format" },
+        { "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_object\"}},\"tools\":[{\"type\":\"function\","
+          "\"name\":\"f\"}],\"tool_choice\":\"required\"}", "tool_choice" },
+    };
+
+    ck_assert_msg(parse("{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"p\","
+                        "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"}}}}}}") == 0,
+                  "%s", err.message);
+    ck_assert(req.has_grammar);
+    ck_assert_int_eq(req.grammar_kind, GRAMMAR_JSON_SCHEMA);
+    ck_assert_str_eq(req.grammar_param, "text.format.schema");
+    ck_assert_ptr_nonnull(strstr(req.grammar_src, "\"n\""));
+    ck_assert_int_eq(parse("{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_object\"}}}"), 0);
+    ck_assert(req.has_grammar);
+    ck_assert_int_eq(req.grammar_kind, GRAMMAR_JSON_OBJECT);
+    ck_assert_int_eq(parse("{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"text\"}}}"), 0);
+    ck_assert(!req.has_grammar);
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        ck_assert_msg(parse(bad[i].body) < 0, "accepted: %s", bad[i].body);
+        ck_assert_msg(err.status == 400 && !strcmp(err.param, bad[i].param), "%s: %d '%s' (%s)",
+                      bad[i].body, err.status, err.param, err.message);
+    }
 }
 END_TEST
 
@@ -94,7 +139,7 @@ START_TEST(what_needs_state_or_a_schema_is_refused_by_name)
         { "{\"input\":\"a\",\"store\":true}", "store", 400 },
         { "{\"input\":\"a\",\"background\":true}", "background", 400 },
         { "{\"input\":\"a\",\"conversation\":\"c\"}", "conversation", 400 },
-        { "{\"input\":\"a\",\"text\":{\"format\":{\"type\":\"json_object\"}}}", "text.format", 400 },
+        { "{\"input\":\"a\",\"text\":{\"verbosity\":\"low\"}}", "text.verbosity", 400 },
         { "{\"input\":\"a\",\"reasoning\":{\"effort\":\"low\"}}", "reasoning", 400 },
         { "{\"input\":\"a\",\"include\":[\"x\"]}", "include", 400 },
         { "{\"input\":\"a\",\"truncation\":\"auto\"}", "truncation", 400 },
@@ -232,6 +277,7 @@ Suite *responses_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, a_body_becomes_the_chat_request_it_means);
     tcase_add_test(tc, what_needs_state_or_a_schema_is_refused_by_name);
+    tcase_add_test(tc, text_format_becomes_the_grammar);
     tcase_add_test(tc, calls_render_as_function_call_items);
     tcase_add_test(tc, the_stream_sends_the_calls_after_the_message_then_completed);
     suite_add_tcase(s, tc);
