@@ -72,10 +72,23 @@ def num_params(model_dir):
     return n
 
 
+def max_model_len(model_dir):
+    """256, or a LongRoPE model's original context when smaller: past it osprey (as vLLM) rotates
+    every position by the long factors, while transformers picks them per forward pass by the
+    sequence's length, so the two agree only within the original context."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        c = json.load(f)
+    rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+    if rope.get("rope_type", rope.get("type")) in ("longrope", "su"):
+        return min(256, rope.get("original_max_position_embeddings",
+                                 c.get("original_max_position_embeddings", 256)))
+    return 256
+
+
 def osprey_greedy(binary, model_dir, prompt, backend):
     cmd = [binary, "generate", "--model", model_dir, "--backend", backend, "--prompt-ids",
            json.dumps(prompt), "--max-tokens", str(NEW_TOKENS), "--ignore-eos", "--ids",
-           "--max-model-len", "256"]
+           "--max-model-len", str(max_model_len(model_dir))]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode != 0 and "runs on the CPU backend only" in r.stderr:
         return r.stderr.strip().splitlines()[-1]   # a refusal by design (e.g. MoE on cuda)
