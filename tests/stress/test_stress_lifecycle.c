@@ -316,7 +316,8 @@ static int run_logged(const char *const *argv, const char *log)
     return wait_exit(pid, 120);
 }
 
-/* The KV blocks the engine reported in a log ("engine_create: … N KV blocks of"), or -1. */
+/* The KV blocks the engine reported in a log for its first KV-cache group
+ * ("engine_create: … group 0 (full, 2 layers): N blocks"), or -1. */
 static int kv_blocks(const char *log)
 {
     char *text = NULL;
@@ -327,13 +328,10 @@ static int kv_blocks(const char *log)
     if (read_file(log, &text, &len, NULL) != 0)
         return -1;
     for (p = strstr(text, "engine_create: "); p; p = strstr(p + 1, "engine_create: ")) {
-        const char *end = strchr(p, '\n'), *k = strstr(p, " KV blocks of ");
+        const char *end = strchr(p, '\n'), *g = strstr(p, "group 0 ("), *k = g ? strstr(g, "): ") : NULL;
 
-        if (k && (!end || k < end)) {
-            while (k > p && k[-1] >= '0' && k[-1] <= '9')
-                k--;
-            n = atoi(k);
-        }
+        if (k && (!end || k < end))
+            n = atoi(k + 3);
     }
     free(text);
     return n;

@@ -392,7 +392,7 @@ START_TEST(every_bad_field_is_refused_with_file_field_and_problem)
     REFUSED("\"layer_types\":[\"full_attention\",\"sliding_attention\"]", PATH ": sliding_window: ",
             "missing or null");
     REFUSED("\"layer_types\":\"full_attention\"", PATH ": layer_types: ", "list of strings");
-    REFUSED("\"sliding_window\":0,\"architectures\":[\"MistralForCausalLM\"]", PATH ": sliding_window: ",
+    REFUSED("\"sliding_window\":-1,\"architectures\":[\"MistralForCausalLM\"]", PATH ": sliding_window: ",
             "out of range");
 }
 END_TEST
