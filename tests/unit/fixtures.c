@@ -2,6 +2,7 @@
 
 #include "fixtures.h"
 
+#include <check.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -10,7 +11,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "engine/base/log.h"     /* log_level */
 #include "engine/model/gen_model.h"
+#include "engine/model/model.h"   /* model_config_parse */
 #include "engine/base/util.h"
 
 int fixture_tmpdir(char *path)
@@ -74,4 +77,26 @@ uint64_t fixture_hash(const char *dir, const char *name)
     h = XXH64(buf, len, 0);
     free(buf);
     return h;
+}
+
+int fixture_config_parse(struct model_config *c, const char *json, char *err)
+{
+    return model_config_parse(c, json, strlen(json), NULL, 0, FIXTURE_CONFIG_PATH, err);
+}
+
+void fixture_config_ok(struct model_config *c, const char *json)
+{
+    char err[ERR_LEN] = "";
+
+    ck_assert_msg(fixture_config_parse(c, json, err) == 0, "parse failed: %s", err);
+}
+
+void fixture_quiet(void)
+{
+    log_level = LL_WARN;
+}
+
+void fixture_loud(void)
+{
+    log_level = LL_INFO;
 }

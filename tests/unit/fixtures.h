@@ -1,5 +1,6 @@
 /* fixtures.h — helpers for the safetensors, model and gen_model suites: a scratch
- * folder under $OSPREY_TEST_TMP (else /tmp), removed again, and small file utilities. */
+ * folder under $OSPREY_TEST_TMP (else /tmp), removed again, small file utilities, and the
+ * config.json parsing the model-family suites share. */
 #ifndef OSPREY_TEST_FIXTURES_H
 #define OSPREY_TEST_FIXTURES_H
 
@@ -18,5 +19,17 @@ int fixture_write(const char *dir, const char *name, const void *data, size_t le
 int fixture_gen(const char *dir, const char *preset, uint64_t seed);
 /* XXH64 of a whole file; 0 when it cannot be read. */
 uint64_t fixture_hash(const char *dir, const char *name);
+
+/* Config parsing for the model-family suites (gemma, moe, phi3): json parsed as the
+ * config.json of a folder named "m" (FIXTURE_CONFIG_PATH, which errors name). */
+#define FIXTURE_CONFIG_PATH "m/config.json"
+struct model_config;
+/* model_config_parse of the whole string; its result. */
+int fixture_config_parse(struct model_config *c, const char *json, char *err);
+/* Parses json and fails the test (with the error) when it is refused. */
+void fixture_config_ok(struct model_config *c, const char *json);
+/* Unchecked fixtures for cases that expect warnings: quiet (LL_WARN) before, loud (LL_INFO) after. */
+void fixture_quiet(void);
+void fixture_loud(void);
 
 #endif
