@@ -12,6 +12,7 @@
 #include <xxhash.h>
 
 #include "engine/base/log.h"     /* log_level */
+#include "engine/engine.h"       /* struct engine_output */
 #include "engine/model/gen_model.h"
 #include "engine/model/model.h"   /* model_config_parse */
 #include "engine/base/util.h"
@@ -99,4 +100,40 @@ void fixture_quiet(void)
 void fixture_loud(void)
 {
     log_level = LL_INFO;
+}
+
+void fixture_out_init(struct fixture_out *o)
+{
+    memset(o, 0, sizeof *o);
+    pthread_mutex_init(&o->m, NULL);
+    pthread_cond_init(&o->c, NULL);
+}
+
+void fixture_out_cb(void *user, const struct engine_output *eo)
+{
+    struct fixture_out *c = user;
+
+    pthread_mutex_lock(&c->m);
+    if (eo->text_len && c->len + eo->text_len < sizeof c->text) {
+        memcpy(c->text + c->len, eo->text, eo->text_len);
+        c->len += eo->text_len;
+        c->text[c->len] = '\0';
+    }
+    if (eo->finished) {
+        c->done = true;
+        c->why = eo->finish_reason;
+        snprintf(c->error, sizeof c->error, "%s", eo->error ? eo->error : "");
+        pthread_cond_signal(&c->c);
+    }
+    pthread_mutex_unlock(&c->m);
+}
+
+void fixture_out_wait(struct fixture_out *o)
+{
+    pthread_mutex_lock(&o->m);
+    while (!o->done)
+        pthread_cond_wait(&o->c, &o->m);
+    pthread_mutex_unlock(&o->m);
+    pthread_mutex_destroy(&o->m);
+    pthread_cond_destroy(&o->c);
 }

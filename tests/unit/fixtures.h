@@ -4,8 +4,12 @@
 #ifndef OSPREY_TEST_FIXTURES_H
 #define OSPREY_TEST_FIXTURES_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "engine/base/finish_reason.h"   /* enum finish_reason */
 
 #define FIXTURE_PATH 4096
 
@@ -31,5 +35,23 @@ void fixture_config_ok(struct model_config *c, const char *json);
 /* Unchecked fixtures for cases that expect warnings: quiet (LL_WARN) before, loud (LL_INFO) after. */
 void fixture_quiet(void);
 void fixture_loud(void);
+
+/* One engine request's output, gathered by fixture_out_cb (the request's cb, user = the
+ * fixture_out) for the suites that drive the engine with grammars. */
+struct fixture_out {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    char text[8192];           /* the text so far, NUL-terminated; what does not fit is dropped */
+    size_t len;                /* bytes */
+    bool done;
+    enum finish_reason why;
+    char error[256];           /* FINISH_ERROR's reason, else "" */
+};
+struct engine_output;
+/* Zeroes o and initializes its lock and condition. */
+void fixture_out_init(struct fixture_out *o);
+void fixture_out_cb(void *user, const struct engine_output *eo);
+/* Waits until the request finished, then destroys o's lock and condition. */
+void fixture_out_wait(struct fixture_out *o);
 
 #endif

@@ -49,35 +49,6 @@ END_TEST
 
 /* ---- the engine ---- */
 
-struct out {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    char text[8192];
-    size_t len;
-    bool done;
-    enum finish_reason why;
-    char error[256];
-};
-
-static void out_cb(void *user, const struct engine_output *o)
-{
-    struct out *c = user;
-
-    pthread_mutex_lock(&c->m);
-    if (o->text_len && c->len + o->text_len < sizeof c->text) {
-        memcpy(c->text + c->len, o->text, o->text_len);
-        c->len += o->text_len;
-        c->text[c->len] = '\0';
-    }
-    if (o->finished) {
-        c->done = true;
-        c->why = o->finish_reason;
-        snprintf(c->error, sizeof c->error, "%s", o->error ? o->error : "");
-        pthread_cond_signal(&c->c);
-    }
-    pthread_mutex_unlock(&c->m);
-}
-
 static char model_dir[FIXTURE_PATH];
 static struct tokenizer *tok;
 static struct grammar_vocab *vocab;
@@ -124,7 +95,7 @@ static void teardown(void)
 }
 
 struct req {
-    struct out out;
+    struct fixture_out out;
     struct grammar *g;
     char *src;           /* the schema, regex or choice list (malloc'd) */
     enum grammar_kind kind;
@@ -138,9 +109,7 @@ static void req_submit(struct req *q, int i)
     char err[ERR_LEN] = "";
     uint64_t id;
 
-    memset(&q->out, 0, sizeof q->out);
-    pthread_mutex_init(&q->out.m, NULL);
-    pthread_cond_init(&q->out.c, NULL);
+    fixture_out_init(&q->out);
     q->g = NULL;
     if ((int)q->kind >= 0)
         ck_assert_msg(grammar_compile(&q->g, q->kind, q->src, strlen(q->src), vocab, err) == 0, "%s: %s",
@@ -151,19 +120,14 @@ static void req_submit(struct req *q, int i)
     p.has_seed = true;
     p.seed = 77 + (uint64_t)i;
     p.grammar = q->g;
-    struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = out_cb, .user = &q->out };
+    struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = fixture_out_cb, .user = &q->out };
     ck_assert_msg(engine_submit(eng, &d, &id, err) == 0, "submit: %s", err);
     grammar_unref(q->g);                 /* the engine holds its own reference */
 }
 
 static void req_wait(struct req *q)
 {
-    pthread_mutex_lock(&q->out.m);
-    while (!q->out.done)
-        pthread_cond_wait(&q->out.c, &q->out.m);
-    pthread_mutex_unlock(&q->out.m);
-    pthread_mutex_destroy(&q->out.m);
-    pthread_cond_destroy(&q->out.c);
+    fixture_out_wait(&q->out);
 }
 
 static bool valid_text(const char *schema, const char *value)
@@ -304,9 +268,7 @@ START_TEST(allowed_token_ids_and_a_grammar_intersect)
         char err[ERR_LEN] = "";
         uint64_t id;
 
-        memset(&q.out, 0, sizeof q.out);
-        pthread_mutex_init(&q.out.m, NULL);
-        pthread_cond_init(&q.out.c, NULL);
+        fixture_out_init(&q.out);
         ck_assert_msg(grammar_compile(&q.g, q.kind, q.src, strlen(q.src), vocab, err) == 0, "%s", err);
         gen_params_init(&p);
         p.max_tokens = 40;
@@ -316,7 +278,7 @@ START_TEST(allowed_token_ids_and_a_grammar_intersect)
         p.grammar = q.g;
         p.allowed_token_ids = ids;
         p.num_allowed_token_ids = n;
-        struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = out_cb, .user = &q.out };
+        struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = fixture_out_cb, .user = &q.out };
         ck_assert_msg(engine_submit(eng, &d, &id, err) == 0, "submit: %s", err);
         grammar_unref(q.g);
         req_wait(&q);
