@@ -1,6 +1,7 @@
 /* fixtures.h — helpers for the safetensors, model and gen_model suites: a scratch
- * folder under $OSPREY_TEST_TMP (else /tmp), removed again, small file utilities, and the
- * config.json parsing the model-family suites share. */
+ * folder under $OSPREY_TEST_TMP (else /tmp), removed again, small file utilities, the
+ * config.json parsing the model-family suites share, and the tiny engine (with its output
+ * collector) that the grammar suites drive. */
 #ifndef OSPREY_TEST_FIXTURES_H
 #define OSPREY_TEST_FIXTURES_H
 
@@ -53,5 +54,20 @@ void fixture_out_init(struct fixture_out *o);
 void fixture_out_cb(void *user, const struct engine_output *eo);
 /* Waits until the request finished, then destroys o's lock and condition. */
 void fixture_out_wait(struct fixture_out *o);
+
+/* The grammar suites' engine: gen-model's "tiny" preset (seed 11) in a fresh scratch folder
+ * (model_dir, FIXTURE_PATH bytes), its tokenizer and grammar vocabulary; the test fails
+ * when any of them does. fixture_grammar_fini destroys them (eng, which may be NULL, first)
+ * and removes the folder. */
+struct tokenizer;
+struct grammar_vocab;
+struct engine;
+void fixture_grammar_init(char *model_dir, struct tokenizer **tok, struct grammar_vocab **vocab);
+void fixture_grammar_fini(char *model_dir, struct engine *eng, struct tokenizer *tok,
+                          struct grammar_vocab *vocab);
+/* A started CPU engine on model_dir (2 threads, 32 sequences, 512 batched tokens, context
+ * 1024, seed 5) with a KV cache of kv_cache_bytes; the test fails when it cannot start. */
+struct engine *fixture_engine_start(const char *model_dir, const struct tokenizer *tok,
+                                    size_t kv_cache_bytes);
 
 #endif

@@ -54,44 +54,15 @@ static struct tokenizer *tok;
 static struct grammar_vocab *vocab;
 static struct engine *eng;
 
-static struct engine *start_engine(size_t kv_cache_bytes)
-{
-    struct engine_options o;
-    struct engine *e = NULL;
-    char err[ERR_LEN] = "";
-
-    engine_options_init(&o);
-    o.model_dir = model_dir;
-    o.backend = "cpu";
-    o.tokenizer = tok;
-    o.num_threads = 2;
-    o.kv_cache_bytes = kv_cache_bytes;
-    o.max_num_seqs = 32;
-    o.max_num_batched_tokens = 512;
-    o.max_model_len = 1024;
-    o.seed = 5;
-    ck_assert_msg(engine_create(&e, &o, err) == 0, "engine_create: %s", err);
-    ck_assert_msg(engine_start(e, err) == 0, "engine_start: %s", err);
-    return e;
-}
-
 static void setup(void)
 {
-    char err[ERR_LEN] = "";
-
-    ck_assert_int_eq(fixture_tmpdir(model_dir), 0);
-    ck_assert_int_eq(fixture_gen(model_dir, "tiny", 11), 0);
-    ck_assert_msg(tokenizer_load(&tok, model_dir, err) == 0, "%s", err);
-    ck_assert_msg(grammar_vocab_create(&vocab, tok, err) == 0, "%s", err);
-    eng = start_engine(16u << 20);
+    fixture_grammar_init(model_dir, &tok, &vocab);
+    eng = fixture_engine_start(model_dir, tok, 16u << 20);
 }
 
 static void teardown(void)
 {
-    engine_destroy(eng);
-    grammar_vocab_destroy(vocab);
-    tokenizer_destroy(tok);
-    fixture_rmtree(model_dir);
+    fixture_grammar_fini(model_dir, eng, tok, vocab);
 }
 
 struct req {
@@ -334,7 +305,8 @@ START_TEST(preempted_constrained_requests_still_give_valid_json)
     struct engine_stats st;
 
     engine_destroy(eng);
-    eng = start_engine(192u << 10);   /* 24 blocks: one request's max_tokens fits, 32 at once do not */
+    /* 24 blocks: one request's max_tokens fits, 32 at once do not */
+    eng = fixture_engine_start(model_dir, tok, 192u << 10);
     for (int i = 0; i < N; i++) {
         /* at most ~250 bytes however the whitespace falls: it ends within max_tokens */
         q[i].kind = GRAMMAR_JSON_SCHEMA;

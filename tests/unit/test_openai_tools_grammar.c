@@ -342,33 +342,13 @@ static struct engine *eng;
 
 static void engine_setup(void)
 {
-    struct engine_options o;
-    char e[ERR_LEN] = "";
-
-    ck_assert_int_eq(fixture_tmpdir(model_dir), 0);
-    ck_assert_int_eq(fixture_gen(model_dir, "tiny", 11), 0);
-    ck_assert_msg(tokenizer_load(&tok, model_dir, e) == 0, "%s", e);
-    ck_assert_msg(grammar_vocab_create(&vocab, tok, e) == 0, "%s", e);
-    engine_options_init(&o);
-    o.model_dir = model_dir;
-    o.backend = "cpu";
-    o.tokenizer = tok;
-    o.num_threads = 2;
-    o.kv_cache_bytes = 16u << 20;
-    o.max_num_seqs = 32;
-    o.max_num_batched_tokens = 512;
-    o.max_model_len = 1024;
-    o.seed = 5;
-    ck_assert_msg(engine_create(&eng, &o, e) == 0, "engine_create: %s", e);
-    ck_assert_msg(engine_start(eng, e) == 0, "engine_start: %s", e);
+    fixture_grammar_init(model_dir, &tok, &vocab);
+    eng = fixture_engine_start(model_dir, tok, 16u << 20);
 }
 
 static void engine_teardown(void)
 {
-    engine_destroy(eng);
-    grammar_vocab_destroy(vocab);
-    tokenizer_destroy(tok);
-    fixture_rmtree(model_dir);
+    fixture_grammar_fini(model_dir, eng, tok, vocab);
 }
 
 struct case_ {
