@@ -11,34 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *type_name(const cJSON *v)
-{
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsArray(v)) return "an array";
-    if (cJSON_IsObject(v)) return "an object";
-    return "null";
-}
-
-static const cJSON *get(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
 /* 1 when given (*out set), 0 when absent, or the error. */
 static int get_bool(const cJSON *root, const char *key, bool *out, struct oai_error *e)
 {
-    const cJSON *v = get(root, key);
+    const cJSON *v = openai__field(root, key);
 
     if (!v)
         return 0;
     if (!cJSON_IsBool(v))
         return openai_error(e, 400, "invalid_type", key,
                             "Invalid type for '%s': expected a boolean, but got %s instead.",
-                            key, type_name(v));
+                            key, openai__json_type(v));
     *out = cJSON_IsTrue(v);
     return 1;
 }
@@ -55,29 +38,29 @@ static int check_refused(const cJSON *root, enum oai_kind kind, struct oai_error
 {
     const cJSON *v;
 
-    if ((v = get(root, "bad_words")) && !(cJSON_IsArray(v) && !v->child))
+    if ((v = openai__field(root, "bad_words")) && !(cJSON_IsArray(v) && !v->child))
         return refuse("bad_words", "(banned multi-token sequences)", e);
-    if ((v = get(root, "prompt_logprobs")))
+    if ((v = openai__field(root, "prompt_logprobs")))
         return refuse("prompt_logprobs", "(logprobs of the prompt's tokens)", e);
-    if ((v = get(root, "use_beam_search")) && !cJSON_IsFalse(v))
+    if ((v = openai__field(root, "use_beam_search")) && !cJSON_IsFalse(v))
         return refuse("use_beam_search", "(beam search)", e);
-    if ((v = get(root, "length_penalty")) && !(cJSON_IsNumber(v) && v->valuedouble == 1))
+    if ((v = openai__field(root, "length_penalty")) && !(cJSON_IsNumber(v) && v->valuedouble == 1))
         return refuse("length_penalty", "(beam search)", e);
-    if ((v = get(root, "truncate_prompt_tokens")))
+    if ((v = openai__field(root, "truncate_prompt_tokens")))
         return refuse("truncate_prompt_tokens", "(prompt truncation)", e);
-    if ((v = get(root, "return_tokens_as_token_ids")) && !cJSON_IsFalse(v))
+    if ((v = openai__field(root, "return_tokens_as_token_ids")) && !cJSON_IsFalse(v))
         return refuse("return_tokens_as_token_ids", "true", e);
-    if ((v = get(root, "spaces_between_special_tokens")) && !cJSON_IsTrue(v))
+    if ((v = openai__field(root, "spaces_between_special_tokens")) && !cJSON_IsTrue(v))
         return refuse("spaces_between_special_tokens", "false", e);
-    if ((v = get(root, "cache_salt")))
+    if ((v = openai__field(root, "cache_salt")))
         return refuse("cache_salt", "(per-tenant prefix caches)", e);
-    if (kind == OAI_CHAT && (v = get(root, "chat_template")))
+    if (kind == OAI_CHAT && (v = openai__field(root, "chat_template")))
         return refuse("chat_template", "(a per-request chat template)", e);
-    if ((v = get(root, "prompt_embeds")))
+    if ((v = openai__field(root, "prompt_embeds")))
         return refuse("prompt_embeds", "(embeddings as the prompt)", e);
-    if ((v = get(root, "return_token_ids")) && !cJSON_IsFalse(v))
+    if ((v = openai__field(root, "return_token_ids")) && !cJSON_IsFalse(v))
         return refuse("return_token_ids", "true", e);
-    if ((v = get(get(root, "stream_options"), "continuous_usage_stats")) && !cJSON_IsFalse(v))
+    if ((v = openai__field(openai__field(root, "stream_options"), "continuous_usage_stats")) && !cJSON_IsFalse(v))
         return openai_error(e, 400, "unsupported_parameter", "stream_options.continuous_usage_stats",
                             "Unsupported parameter: 'stream_options.continuous_usage_stats' is not "
                             "supported by osprey (include_usage is).");
@@ -86,9 +69,9 @@ static int check_refused(const cJSON *root, enum oai_kind kind, struct oai_error
                                                  "web_search_options", "verbosity" };
 
         for (size_t i = 0; i < sizeof chat_only / sizeof *chat_only; i++)
-            if (get(root, chat_only[i]))
+            if (openai__field(root, chat_only[i]))
                 return refuse(chat_only[i], "", e);
-        if ((v = get(root, "modalities")) &&
+        if ((v = openai__field(root, "modalities")) &&
             !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 && cJSON_IsString(v->child) &&
               !strcmp(v->child->valuestring, "text")))
             return refuse("modalities", "other than [\"text\"]", e);
@@ -99,7 +82,7 @@ static int check_refused(const cJSON *root, enum oai_kind kind, struct oai_error
 /* logit_bias: {"token id": bias in [-100, 100]}, OpenAI's shape (keys are strings). */
 static int parse_logit_bias(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
-    const cJSON *lb = get(r->root, "logit_bias"), *b;
+    const cJSON *lb = openai__field(r->root, "logit_bias"), *b;
     struct gen_params *p = &r->params;
     int n = 0;
 
@@ -108,7 +91,7 @@ static int parse_logit_bias(struct oai_request *r, const struct oai_config *c, s
     if (!cJSON_IsObject(lb))
         return openai_error(e, 400, "invalid_type", "logit_bias",
                             "Invalid type for 'logit_bias': expected an object of token ids to biases, "
-                            "but got %s instead.", type_name(lb));
+                            "but got %s instead.", openai__json_type(lb));
     cJSON_ArrayForEach(b, lb)
         n++;
     if (!n)
@@ -139,7 +122,7 @@ static int parse_logit_bias(struct oai_request *r, const struct oai_config *c, s
 /* allowed_token_ids: a non-empty list of ids in the vocabulary (vLLM's whitelist). */
 static int parse_allowed(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
-    const cJSON *a = get(r->root, "allowed_token_ids"), *v;
+    const cJSON *a = openai__field(r->root, "allowed_token_ids"), *v;
     struct gen_params *p = &r->params;
     int n = 0;
 
@@ -148,7 +131,7 @@ static int parse_allowed(struct oai_request *r, const struct oai_config *c, stru
     if (!cJSON_IsArray(a) || !a->child)
         return openai_error(e, 400, cJSON_IsArray(a) ? "invalid_value" : "invalid_type", "allowed_token_ids",
                             "Invalid 'allowed_token_ids': expected a non-empty array of token ids, but got %s.",
-                            cJSON_IsArray(a) ? "an empty array" : type_name(a));
+                            cJSON_IsArray(a) ? "an empty array" : openai__json_type(a));
     if (!(p->allowed_token_ids = arena_calloc(&r->arena, (size_t)cJSON_GetArraySize(a), sizeof *p->allowed_token_ids)))
         return openai_error(e, 500, "internal_error", NULL, "out of memory");
     cJSON_ArrayForEach(v, a) {
@@ -172,11 +155,11 @@ int openai_parse_fields(struct oai_request *r, const struct oai_config *c, struc
         (rc = parse_allowed(r, c, e)) ||
         (rc = get_bool(r->root, "include_stop_str_in_output", &r->params.include_stop_str_in_output, e)) < 0)
         return rc;
-    if ((v = get(r->root, "priority"))) {
+    if ((v = openai__field(r->root, "priority"))) {
         if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble))
             return openai_error(e, 400, "invalid_type", "priority",
                                 "Invalid type for 'priority': expected an integer, but got %s instead.",
-                                type_name(v));
+                                openai__json_type(v));
         if (fabs(v->valuedouble) > 1e9)
             return openai_error(e, 400, "invalid_value", "priority",
                                 "Invalid 'priority': expected a value between -1000000000 and "
@@ -193,7 +176,7 @@ int openai_parse_fields(struct oai_request *r, const struct oai_config *c, struc
 
 int openai_parse_chat_fields(struct oai_request *r, struct oai_error *e)
 {
-    const cJSON *docs = get(r->root, "documents"), *d, *last, *role, *content;
+    const cJSON *docs = openai__field(r->root, "documents"), *d, *last, *role, *content;
     bool echo = false;
     int rc;
 
@@ -207,12 +190,12 @@ int openai_parse_chat_fields(struct oai_request *r, struct oai_error *e)
     if (docs && !cJSON_IsArray(docs))
         return openai_error(e, 400, "invalid_type", "documents",
                             "Invalid type for 'documents': expected an array of objects, but got %s "
-                            "instead.", type_name(docs));
+                            "instead.", openai__json_type(docs));
     cJSON_ArrayForEach(d, docs)
         if (!cJSON_IsObject(d))
             return openai_error(e, 400, "invalid_type", "documents",
                                 "Invalid type for 'documents[]': expected an object, but got %s "
-                                "instead.", type_name(d));
+                                "instead.", openai__json_type(d));
     /* vLLM's chat echo: the reply repeats the last message when it is the assistant's (the
      * role of the reply) and has content. */
     last = cJSON_GetArrayItem(r->messages, cJSON_GetArraySize(r->messages) - 1);

@@ -50,7 +50,7 @@ void openai_request_fini(struct oai_request *r)
     memset(r, 0, sizeof *r);
 }
 
-static int no_memory(struct oai_error *e)
+int openai__no_memory(struct oai_error *e)
 {
     openai_error(e, 500, "internal_error", NULL, "out of memory");
     return -ENOMEM;
@@ -83,19 +83,28 @@ static int bad_value(struct oai_error *e, const char *key, const char *fmt, doub
                         "Invalid '%s': expected a value %s, but got %.17g instead.", key, want, got);
 }
 
-/* The field, or NULL when absent or null. */
-static const cJSON *field(const cJSON *root, const char *key)
+const cJSON *openai__field(const cJSON *root, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
 
     return v && !cJSON_IsNull(v) ? v : NULL;
 }
 
+const char *openai__json_type(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "null";
+}
+
 /* Each get_* returns 1 when the field was given (and *out set), 0 when absent, or a
  * negative errno with e filled. */
 static int get_bool(const cJSON *root, const char *key, bool *out, struct oai_error *e)
 {
-    const cJSON *v = field(root, key);
+    const cJSON *v = openai__field(root, key);
 
     if (!v)
         return 0;
@@ -122,7 +131,7 @@ static bool is_integer(const cJSON *v)
 static int get_int(const cJSON *root, const char *key, long long lo, long long hi, int *out,
                    struct oai_error *e)
 {
-    const cJSON *v = field(root, key);
+    const cJSON *v = openai__field(root, key);
 
     if (!v)
         return 0;
@@ -142,7 +151,7 @@ static int get_int(const cJSON *root, const char *key, long long lo, long long h
 static int get_num(const cJSON *root, const char *key, double lo, bool lo_open, double hi,
                    float *out, struct oai_error *e)
 {
-    const cJSON *v = field(root, key);
+    const cJSON *v = openai__field(root, key);
     double d;
 
     if (!v)
@@ -162,7 +171,7 @@ static int get_num(const cJSON *root, const char *key, double lo, bool lo_open, 
 
 static int get_string(const cJSON *root, const char *key, const char **out, struct oai_error *e)
 {
-    const cJSON *v = field(root, key);
+    const cJSON *v = openai__field(root, key);
 
     if (!v)
         return 0;
@@ -185,15 +194,15 @@ static int check_unsupported(const cJSON *root, enum oai_kind kind, struct oai_e
 
     /* logit_bias: openai_parse_fields (openai_fields.c); response_format: openai_grammar.c. */
     if (kind == OAI_COMPLETION) {
-        if ((v = field(root, "suffix")) && !(cJSON_IsString(v) && !v->valuestring[0]))
+        if ((v = openai__field(root, "suffix")) && !(cJSON_IsString(v) && !v->valuestring[0]))
             return unsupported("suffix", e);
-        if ((v = field(root, "best_of")) && !(is_integer(v) && v->valuedouble == 1))
+        if ((v = openai__field(root, "best_of")) && !(is_integer(v) && v->valuedouble == 1))
             return unsupported("best_of", e);
     } else {
         /* tools and tool_choice: openai_parse_tools (openai_tools.c). */
-        if ((v = field(root, "functions")) && !(cJSON_IsArray(v) && !v->child))
+        if ((v = openai__field(root, "functions")) && !(cJSON_IsArray(v) && !v->child))
             return unsupported("functions", e);
-        if ((v = field(root, "function_call")))
+        if ((v = openai__field(root, "function_call")))
             return unsupported("function_call", e);
     }
     return 0;
@@ -260,7 +269,7 @@ static int check_keys(const cJSON *v, struct oai_error *e)
         cJSON_ArrayForEach(c, v)
             n++;
         if (n > (int)ARRAY_LEN(few) && !(names = malloc((size_t)n * sizeof *names)))
-            return no_memory(e);
+            return openai__no_memory(e);
         n = 0;
         cJSON_ArrayForEach(c, v)
             names[n++] = c->string ? c->string : "";
@@ -343,7 +352,7 @@ static int parse_ids(struct oai_request *r, const cJSON *arr, const char *key,
     const cJSON *v;
 
     if (!(*ids = arena_calloc(&r->arena, count ? (size_t)count : 1, sizeof **ids)))
-        return no_memory(e);
+        return openai__no_memory(e);
     cJSON_ArrayForEach(v, arr) {
         if (cJSON_IsNumber(v) && !isfinite(v->valuedouble))
             return openai_error(e, 400, "invalid_value", key,
@@ -365,7 +374,7 @@ static int parse_ids(struct oai_request *r, const cJSON *arr, const char *key,
 /* prompt: a string, a list of strings, a list of token ids or a list of lists of ids. */
 static int parse_prompt(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
-    const cJSON *p = field(r->root, "prompt"), *v;
+    const cJSON *p = openai__field(r->root, "prompt"), *v;
     int count, i = 0, rc;
 
     if (!p)
@@ -373,7 +382,7 @@ static int parse_prompt(struct oai_request *r, const struct oai_config *c, struc
                             "Missing required parameter: 'prompt'.");
     if (cJSON_IsString(p)) {
         if (!(r->prompts = arena_calloc(&r->arena, 1, sizeof *r->prompts)))
-            return no_memory(e);
+            return openai__no_memory(e);
         r->prompts[0].text = p->valuestring;
         r->prompts[0].text_len = strlen(p->valuestring);
         r->num_prompts = 1;
@@ -385,12 +394,12 @@ static int parse_prompt(struct oai_request *r, const struct oai_config *c, struc
         return openai_error(e, 400, "invalid_value", "prompt", "Invalid 'prompt': empty array.");
     if (is_integer(p->child)) {                   /* one prompt of token ids */
         if (!(r->prompts = arena_calloc(&r->arena, 1, sizeof *r->prompts)))
-            return no_memory(e);
+            return openai__no_memory(e);
         r->num_prompts = 1;
         return parse_ids(r, p, "prompt", c, &r->prompts[0].ids, &r->prompts[0].num_ids, e);
     }
     if (!(r->prompts = arena_calloc(&r->arena, (size_t)count, sizeof *r->prompts)))
-        return no_memory(e);
+        return openai__no_memory(e);
     r->num_prompts = count;
     cJSON_ArrayForEach(v, p) {
         struct oai_prompt *q = &r->prompts[i];
@@ -418,7 +427,7 @@ static int parse_prompt(struct oai_request *r, const struct oai_config *c, struc
 
 static int parse_stop(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
-    const cJSON *s = field(r->root, "stop"), *v;
+    const cJSON *s = openai__field(r->root, "stop"), *v;
     int count, i = 0;
 
     if (!s)
@@ -431,7 +440,7 @@ static int parse_stop(struct oai_request *r, const struct oai_config *c, struct 
                             "Invalid 'stop': %d stop strings, at most %d are allowed.",
                             count, c->max_stop_strings);
     if (count && !(r->params.stop = arena_calloc(&r->arena, (size_t)count, sizeof(char *))))
-        return no_memory(e);
+        return openai__no_memory(e);
     for (v = cJSON_IsString(s) ? s : s->child; v && i < count; v = v->next, i++) {
         size_t n;
 
@@ -456,7 +465,7 @@ static int parse_stop(struct oai_request *r, const struct oai_config *c, struct 
  * read again from the body's text. */
 static int parse_seed(struct oai_request *r, const char *body, size_t len, struct oai_error *e)
 {
-    const cJSON *v = field(r->root, "seed");
+    const cJSON *v = openai__field(r->root, "seed");
     const char *text = NULL;
     size_t n = 0;
     bool neg;
@@ -493,7 +502,7 @@ static int parse_seed(struct oai_request *r, const char *body, size_t len, struc
 
 static int parse_stream(struct oai_request *r, struct oai_error *e)
 {
-    const cJSON *so = field(r->root, "stream_options");
+    const cJSON *so = openai__field(r->root, "stream_options");
     int rc;
 
     if ((rc = get_bool(r->root, "stream", &r->stream, e)) < 0)
@@ -556,7 +565,7 @@ static int parse_common(struct oai_request *r, const char *body, size_t len, con
         return openai_error(e, 400, "invalid_value", "min_tokens",
                             "Invalid 'min_tokens': %d is more than max_tokens %d.",
                             p->min_tokens, p->max_tokens);
-    if ((v = field(r->root, "stop_token_ids"))) {
+    if ((v = openai__field(r->root, "stop_token_ids"))) {
         if (!cJSON_IsArray(v))
             return bad_type(e, "stop_token_ids", "an array of token ids", v);
         if ((rc = parse_ids(r, v, "stop_token_ids", c, &p->stop_token_ids, &p->num_stop_token_ids, e)))
@@ -625,7 +634,7 @@ static int normalize_content(struct oai_request *r, cJSON *msg, int i, struct oa
         total += strlen(text->valuestring) + 1;
     }
     if (!(joined = arena_alloc(&r->arena, total + 1)))
-        return no_memory(e);
+        return openai__no_memory(e);
     cJSON_ArrayForEach(part, content) {
         const char *t = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
         size_t n = strlen(t);
@@ -638,7 +647,7 @@ static int normalize_content(struct oai_request *r, cJSON *msg, int i, struct oa
     joined[at] = '\0';
     if (!(s = cJSON_CreateString(joined)) || !cJSON_ReplaceItemInObjectCaseSensitive(msg, "content", s)) {
         cJSON_Delete(s);
-        return no_memory(e);
+        return openai__no_memory(e);
     }
     return 0;
 }
@@ -672,7 +681,7 @@ static int parse_messages(struct oai_request *r, struct oai_error *e)
         i++;
     }
     r->messages = m;
-    if ((kw = field(r->root, "chat_template_kwargs")) && !cJSON_IsObject(kw))
+    if ((kw = openai__field(r->root, "chat_template_kwargs")) && !cJSON_IsObject(kw))
         return bad_type(e, "chat_template_kwargs", "an object", kw);
     r->template_kwargs = kw;
     rc = get_bool(r->root, "add_generation_prompt", &r->add_generation_prompt, e);
@@ -712,19 +721,19 @@ int openai_parse_tokenize(struct oai_request *r, const char *body, size_t len,
 
     if ((rc = parse_body(r, OAI_TOKENIZE, body, len, e)) || (rc = parse_model(r, c, e)))
         return rc;
-    if (field(r->root, "messages")) {
+    if (openai__field(r->root, "messages")) {
         r->add_special_tokens = false;
         if ((rc = parse_messages(r, e)) || (rc = openai_parse_tool_list(r, e)))   /* as chat renders them */
             return rc;
     } else {
         r->add_special_tokens = true;
-        if (!(p = field(r->root, "prompt")))
+        if (!(p = openai__field(r->root, "prompt")))
             return openai_error(e, 400, "missing_required_parameter", "prompt",
                                 "Missing required parameter: 'prompt' (or 'messages').");
         if (!cJSON_IsString(p))
             return bad_type(e, "prompt", "a string", p);
         if (!(r->prompts = arena_calloc(&r->arena, 1, sizeof *r->prompts)))
-            return no_memory(e);
+            return openai__no_memory(e);
         r->prompts[0].text = p->valuestring;
         r->prompts[0].text_len = strlen(p->valuestring);
         r->num_prompts = 1;
@@ -741,13 +750,13 @@ int openai_parse_detokenize(struct oai_request *r, const char *body, size_t len,
 
     if ((rc = parse_body(r, OAI_DETOKENIZE, body, len, e)) || (rc = parse_model(r, c, e)))
         return rc;
-    if (!(t = field(r->root, "tokens")))
+    if (!(t = openai__field(r->root, "tokens")))
         return openai_error(e, 400, "missing_required_parameter", "tokens",
                             "Missing required parameter: 'tokens'.");
     if (!cJSON_IsArray(t))
         return bad_type(e, "tokens", "an array of token ids", t);
     if (!(r->prompts = arena_calloc(&r->arena, 1, sizeof *r->prompts)))
-        return no_memory(e);
+        return openai__no_memory(e);
     r->num_prompts = 1;
     return parse_ids(r, t, "tokens", c, &r->prompts[0].ids, &r->prompts[0].num_ids, e);
 }

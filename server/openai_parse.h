@@ -63,6 +63,14 @@ struct oai_error {
 int openai_error(struct oai_error *e, int status, const char *code, const char *param,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Helpers shared by the request parsers (openai_parse.c, openai_fields.c, openai_tools.c,
+ * responses.c). openai__field: root[key], or NULL when absent or null. openai__json_type:
+ * a value's JSON type for messages ("a string", "an object", …, "null").
+ * openai__no_memory: fills e with the 500 for out of memory and returns -ENOMEM. */
+const cJSON *openai__field(const cJSON *root, const char *key);
+const char *openai__json_type(const cJSON *v);
+int openai__no_memory(struct oai_error *e);
+
 struct oai_prompt {
     const char *text;          /* a string prompt (arena, NUL-terminated); NULL for token ids */
     size_t text_len;           /* bytes */

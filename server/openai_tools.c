@@ -17,23 +17,6 @@
 
 #define TOOL_NAME_MAX 64     /* OpenAI's limit on a function name */
 
-static const char *type_name(const cJSON *v)
-{
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsArray(v)) return "an array";
-    if (cJSON_IsObject(v)) return "an object";
-    return "null";
-}
-
-static const cJSON *get(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
 /* OpenAI's rule for function names: letters, digits, '_' and '-', 1 to 64 of them. */
 static bool good_name(const char *s)
 {
@@ -49,36 +32,36 @@ static bool good_name(const char *s)
 
 static int check_tool(const cJSON *t, int i, struct oai_error *e)
 {
-    const cJSON *type = get(t, "type"), *fn = get(t, "function"), *name, *params, *strict, *desc;
+    const cJSON *type = openai__field(t, "type"), *fn = openai__field(t, "function"), *name, *params, *strict, *desc;
 
     if (!cJSON_IsObject(t))
         return openai_error(e, 400, "invalid_type", "tools",
                             "Invalid type for 'tools[%d]': expected an object, but got %s instead.",
-                            i, type_name(t));
+                            i, openai__json_type(t));
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))
         return openai_error(e, 400, "invalid_value", "tools",
                             "Invalid 'tools[%d].type': only 'function' tools are supported.", i);
     if (!cJSON_IsObject(fn))
         return openai_error(e, 400, fn ? "invalid_type" : "missing_required_parameter", "tools",
                             "Invalid 'tools[%d].function': expected an object, but got %s instead.",
-                            i, type_name(fn));
-    name = get(fn, "name");
+                            i, openai__json_type(fn));
+    name = openai__field(fn, "name");
     if (!cJSON_IsString(name) || !good_name(name->valuestring))
         return openai_error(e, 400, "invalid_value", "tools",
                             "Invalid 'tools[%d].function.name': expected 1 to %d letters, digits, "
                             "'_' or '-'.", i, TOOL_NAME_MAX);
-    if ((desc = get(fn, "description")) && !cJSON_IsString(desc))
+    if ((desc = openai__field(fn, "description")) && !cJSON_IsString(desc))
         return openai_error(e, 400, "invalid_type", "tools",
                             "Invalid type for 'tools[%d].function.description': expected a string, "
-                            "but got %s instead.", i, type_name(desc));
-    if ((params = get(fn, "parameters")) && !cJSON_IsObject(params))
+                            "but got %s instead.", i, openai__json_type(desc));
+    if ((params = openai__field(fn, "parameters")) && !cJSON_IsObject(params))
         return openai_error(e, 400, "invalid_type", "tools",
                             "Invalid type for 'tools[%d].function.parameters': expected a JSON "
-                            "schema object, but got %s instead.", i, type_name(params));
-    if ((strict = get(fn, "strict")) && !cJSON_IsBool(strict))
+                            "schema object, but got %s instead.", i, openai__json_type(params));
+    if ((strict = openai__field(fn, "strict")) && !cJSON_IsBool(strict))
         return openai_error(e, 400, "invalid_type", "tools",
                             "Invalid type for 'tools[%d].function.strict': expected a boolean, but "
-                            "got %s instead.", i, type_name(strict));
+                            "got %s instead.", i, openai__json_type(strict));
     for (const cJSON *o = t->child; o; o = o->next)
         if (strcmp(o->string, "type") && strcmp(o->string, "function"))
             return openai_error(e, 400, "unsupported_parameter", "tools",
@@ -92,7 +75,7 @@ static bool has_tool(const cJSON *tools, const char *name)
     const cJSON *t;
 
     cJSON_ArrayForEach(t, tools) {
-        const cJSON *n = get(get(t, "function"), "name");
+        const cJSON *n = openai__field(openai__field(t, "function"), "name");
 
         if (cJSON_IsString(n) && !strcmp(n->valuestring, name))
             return true;
@@ -131,10 +114,10 @@ static int parse_choice(struct oai_request *r, const cJSON *tc, struct oai_error
     if (!cJSON_IsObject(tc))
         return openai_error(e, 400, "invalid_type", "tool_choice",
                             "Invalid type for 'tool_choice': expected a string or an object, but got "
-                            "%s instead.", type_name(tc));
-    fn = get(tc, "function");
-    name = get(fn, "name");
-    if (!cJSON_IsString(get(tc, "type")) || strcmp(get(tc, "type")->valuestring, "function") ||
+                            "%s instead.", openai__json_type(tc));
+    fn = openai__field(tc, "function");
+    name = openai__field(fn, "name");
+    if (!cJSON_IsString(openai__field(tc, "type")) || strcmp(openai__field(tc, "type")->valuestring, "function") ||
         !cJSON_IsString(name))
         return openai_error(e, 400, "invalid_value", "tool_choice",
                             "Invalid 'tool_choice': expected {\"type\": \"function\", \"function\": "
@@ -153,7 +136,7 @@ static bool any_strict(const cJSON *tools)
     const cJSON *t;
 
     cJSON_ArrayForEach(t, tools)
-        if (cJSON_IsTrue(get(get(t, "function"), "strict")))
+        if (cJSON_IsTrue(openai__field(openai__field(t, "function"), "strict")))
             return true;
     return false;
 }
@@ -189,13 +172,13 @@ static int hold_to_calls(struct oai_request *r, bool text, struct oai_error *e)
 
 int openai_parse_tool_list(struct oai_request *r, struct oai_error *e)
 {
-    const cJSON *tools = get(r->root, "tools"), *t;
+    const cJSON *tools = openai__field(r->root, "tools"), *t;
     int i = 0, rc;
 
     if (tools && !cJSON_IsArray(tools))
         return openai_error(e, 400, "invalid_type", "tools",
                             "Invalid type for 'tools': expected an array, but got %s instead.",
-                            type_name(tools));
+                            openai__json_type(tools));
     cJSON_ArrayForEach(t, tools)
         if ((rc = check_tool(t, i++, e)))
             return rc;
@@ -205,8 +188,8 @@ int openai_parse_tool_list(struct oai_request *r, struct oai_error *e)
 
 int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
-    const cJSON *tc = get(r->root, "tool_choice");
-    const cJSON *ptc = get(r->root, "parallel_tool_calls");
+    const cJSON *tc = openai__field(r->root, "tool_choice");
+    const cJSON *ptc = openai__field(r->root, "parallel_tool_calls");
     int rc;
 
     r->tool_choice = OAI_TOOLS_NONE;
@@ -217,7 +200,7 @@ int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct
     if (ptc && !cJSON_IsBool(ptc))
         return openai_error(e, 400, "invalid_type", "parallel_tool_calls",
                             "Invalid type for 'parallel_tool_calls': expected a boolean, but got %s "
-                            "instead.", type_name(ptc));
+                            "instead.", openai__json_type(ptc));
     r->parallel_tool_calls = !ptc || cJSON_IsTrue(ptc);
     /* OpenAI's default: "auto" when there are tools, "none" without. */
     if (r->tools)
@@ -257,7 +240,7 @@ int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e)
     int k = 0;
 
     if (cJSON_IsString(role) && !strcmp(role->valuestring, "tool")) {
-        const cJSON *id = get(msg, "tool_call_id");
+        const cJSON *id = openai__field(msg, "tool_call_id");
 
         if (!cJSON_IsString(id))
             return openai_error(e, 400, id ? "invalid_type" : "missing_required_parameter", "messages",
@@ -272,10 +255,10 @@ int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e)
     if (!cJSON_IsArray(calls))
         return openai_error(e, 400, "invalid_type", "messages",
                             "Invalid type for 'messages[%d].tool_calls': expected an array, but got %s "
-                            "instead.", i, type_name(calls));
+                            "instead.", i, openai__json_type(calls));
     cJSON_ArrayForEach(call, calls) {
         cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function"), *args, *obj;
-        const cJSON *id = get(call, "id"), *type = get(call, "type"), *name = get(fn, "name");
+        const cJSON *id = openai__field(call, "id"), *type = openai__field(call, "type"), *name = openai__field(fn, "name");
 
         if (!cJSON_IsObject(call) || !cJSON_IsString(id) || !cJSON_IsObject(fn) ||
             (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))) ||
@@ -300,7 +283,7 @@ int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e)
         } else if (args && !cJSON_IsObject(args)) {
             return openai_error(e, 400, "invalid_type", "messages",
                                 "Invalid type for 'messages[%d].tool_calls[%d].function.arguments': "
-                                "expected a string, but got %s instead.", i, k, type_name(args));
+                                "expected a string, but got %s instead.", i, k, openai__json_type(args));
         }
         k++;
     }

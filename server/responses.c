@@ -12,33 +12,10 @@
 
 #include "server/json_out.h"
 
-static const char *type_name(const cJSON *v)
-{
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsArray(v)) return "an array";
-    if (cJSON_IsObject(v)) return "an object";
-    return "null";
-}
-
-static const cJSON *get(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
-static int no_memory(struct oai_error *e)
-{
-    openai_error(e, 500, "internal_error", NULL, "out of memory");
-    return -ENOMEM;
-}
-
 /* Adds a copy of src[key] to dst when present. */
 static bool copy(cJSON *dst, const cJSON *src, const char *key, const char *as)
 {
-    const cJSON *v = get(src, key);
+    const cJSON *v = openai__field(src, key);
     cJSON *c;
 
     if (!v)
@@ -55,32 +32,32 @@ static int check_refused(const cJSON *root, struct oai_error *e)
 {
     const cJSON *v;
 
-    if (get(root, "previous_response_id"))
+    if (openai__field(root, "previous_response_id"))
         return openai_error(e, 400, "unsupported_parameter", "previous_response_id",
                             "Unsupported parameter: 'previous_response_id': osprey keeps no responses "
                             "(send the whole conversation as 'input').");
-    if ((v = get(root, "store")) && !cJSON_IsFalse(v))
+    if ((v = openai__field(root, "store")) && !cJSON_IsFalse(v))
         return openai_error(e, 400, "unsupported_parameter", "store",
                             "Unsupported parameter: 'store' %s: osprey keeps no responses.",
                             cJSON_IsTrue(v) ? "true" : "must be a boolean and");
-    if ((v = get(root, "background")) && !cJSON_IsFalse(v))
+    if ((v = openai__field(root, "background")) && !cJSON_IsFalse(v))
         return openai_error(e, 400, "unsupported_parameter", "background",
                             "Unsupported parameter: 'background' responses are not supported by osprey.");
-    if (get(root, "conversation"))
+    if (openai__field(root, "conversation"))
         return openai_error(e, 400, "unsupported_parameter", "conversation",
                             "Unsupported parameter: 'conversation': osprey keeps no conversations.");
-    if ((v = get(root, "text"))) {
+    if ((v = openai__field(root, "text"))) {
         if (!cJSON_IsObject(v))
             return openai_error(e, 400, "invalid_type", "text",
-                                "Invalid type for 'text': expected an object, but got %s instead.", type_name(v));
-        if (get(v, "verbosity"))
+                                "Invalid type for 'text': expected an object, but got %s instead.", openai__json_type(v));
+        if (openai__field(v, "verbosity"))
             return openai_error(e, 400, "unsupported_parameter", "text.verbosity",
                                 "Unsupported parameter: 'text.verbosity' is not supported by osprey.");
     }
     static const char *const refused[] = { "reasoning", "include", "top_logprobs", "max_tool_calls",
                                            "prompt", "truncation" };
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
-        v = get(root, refused[i]);
+        v = openai__field(root, refused[i]);
         if (!v || (cJSON_IsArray(v) && !v->child) ||
             (!strcmp(refused[i], "truncation") && cJSON_IsString(v) && !strcmp(v->valuestring, "disabled")))
             continue;
@@ -94,21 +71,21 @@ static int check_refused(const cJSON *root, struct oai_error *e)
  * {type: text} parts. */
 static int content_of(const cJSON *item, int i, cJSON **out, struct oai_error *e)
 {
-    const cJSON *c = get(item, "content"), *part;
+    const cJSON *c = openai__field(item, "content"), *part;
     cJSON *parts;
 
     if (cJSON_IsString(c)) {
         *out = cJSON_CreateString(c->valuestring);
-        return *out ? 0 : no_memory(e);
+        return *out ? 0 : openai__no_memory(e);
     }
     if (!cJSON_IsArray(c))
         return openai_error(e, 400, "invalid_type", "input",
                             "Invalid type for 'input[%d].content': expected a string or an array of "
-                            "content parts, but got %s instead.", i, type_name(c));
+                            "content parts, but got %s instead.", i, openai__json_type(c));
     if (!(parts = cJSON_CreateArray()))
-        return no_memory(e);
+        return openai__no_memory(e);
     cJSON_ArrayForEach(part, c) {
-        const cJSON *type = get(part, "type"), *text = get(part, "text");
+        const cJSON *type = openai__field(part, "type"), *text = openai__field(part, "text");
         cJSON *p;
 
         if (!cJSON_IsString(type) || (strcmp(type->valuestring, "input_text") &&
@@ -122,7 +99,7 @@ static int content_of(const cJSON *item, int i, cJSON **out, struct oai_error *e
         if (!(p = cJSON_CreateObject()) || !cJSON_AddItemToArray(parts, p) ||
             !cJSON_AddStringToObject(p, "type", "text") || !cJSON_AddStringToObject(p, "text", text->valuestring)) {
             cJSON_Delete(parts);
-            return no_memory(e);
+            return openai__no_memory(e);
         }
     }
     *out = parts;
@@ -133,14 +110,14 @@ static int content_of(const cJSON *item, int i, cJSON **out, struct oai_error *e
  * into the assistant message of the calls before it) or a function_call_output. */
 static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
 {
-    const cJSON *type = get(item, "type"), *role = get(item, "role");
+    const cJSON *type = openai__field(item, "type"), *role = openai__field(item, "role");
     const char *t = cJSON_IsString(type) ? type->valuestring : "message";
     cJSON *m = NULL, *content = NULL;
     int rc;
 
     if (!cJSON_IsObject(item))
         return openai_error(e, 400, "invalid_type", "input",
-                            "Invalid type for 'input[%d]': expected an object, but got %s instead.", i, type_name(item));
+                            "Invalid type for 'input[%d]': expected an object, but got %s instead.", i, openai__json_type(item));
     if (!strcmp(t, "message")) {
         const char *r = cJSON_IsString(role) ? role->valuestring : "";
 
@@ -154,7 +131,7 @@ static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
             !cJSON_AddItemToObject(m, "content", content))
             goto nomem_content;
     } else if (!strcmp(t, "function_call")) {
-        const cJSON *id = get(item, "call_id"), *name = get(item, "name"), *args = get(item, "arguments");
+        const cJSON *id = openai__field(item, "call_id"), *name = openai__field(item, "name"), *args = openai__field(item, "arguments");
         cJSON *last = cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1), *calls, *call, *fn;
 
         if (!cJSON_IsString(id) || !cJSON_IsString(name) || !cJSON_IsString(args))
@@ -176,7 +153,7 @@ static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
         if (!m)
             return 0;
     } else if (!strcmp(t, "function_call_output")) {
-        const cJSON *id = get(item, "call_id"), *out = get(item, "output");
+        const cJSON *id = openai__field(item, "call_id"), *out = openai__field(item, "output");
 
         if (!cJSON_IsString(id) || !cJSON_IsString(out))
             return openai_error(e, 400, "invalid_value", "input",
@@ -198,13 +175,13 @@ nomem_content:
         cJSON_Delete(content);
 nomem:
     cJSON_Delete(m);
-    return no_memory(e);
+    return openai__no_memory(e);
 }
 
 /* Responses' flat function tools as chat's {type, function: {…}}. */
 static int tools_of(const cJSON *root, cJSON *chat, struct oai_error *e)
 {
-    const cJSON *tools = get(root, "tools"), *t;
+    const cJSON *tools = openai__field(root, "tools"), *t;
     cJSON *out;
     int i = 0;
 
@@ -212,11 +189,11 @@ static int tools_of(const cJSON *root, cJSON *chat, struct oai_error *e)
         return 0;
     if (!cJSON_IsArray(tools))
         return openai_error(e, 400, "invalid_type", "tools",
-                            "Invalid type for 'tools': expected an array, but got %s instead.", type_name(tools));
+                            "Invalid type for 'tools': expected an array, but got %s instead.", openai__json_type(tools));
     if (!(out = cJSON_AddArrayToObject(chat, "tools")))
-        return no_memory(e);
+        return openai__no_memory(e);
     cJSON_ArrayForEach(t, tools) {
-        const cJSON *type = get(t, "type");
+        const cJSON *type = openai__field(t, "type");
         cJSON *c, *fn;
 
         if (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))
@@ -227,7 +204,7 @@ static int tools_of(const cJSON *root, cJSON *chat, struct oai_error *e)
             !cJSON_AddStringToObject(c, "type", "function") || !(fn = cJSON_AddObjectToObject(c, "function")) ||
             !copy(fn, t, "name", NULL) || !copy(fn, t, "description", NULL) ||
             !copy(fn, t, "parameters", NULL) || !copy(fn, t, "strict", NULL))
-            return no_memory(e);
+            return openai__no_memory(e);
         i++;
     }
     return 0;
@@ -235,19 +212,19 @@ static int tools_of(const cJSON *root, cJSON *chat, struct oai_error *e)
 
 static int tool_choice_of(const cJSON *root, cJSON *chat, struct oai_error *e)
 {
-    const cJSON *tc = get(root, "tool_choice"), *name;
+    const cJSON *tc = openai__field(root, "tool_choice"), *name;
     cJSON *o, *fn;
 
     if (!tc || cJSON_IsString(tc))
-        return copy(chat, root, "tool_choice", NULL) ? 0 : no_memory(e);
-    name = get(tc, "name");
-    if (!cJSON_IsObject(tc) || !cJSON_IsString(get(tc, "type")) ||
-        strcmp(get(tc, "type")->valuestring, "function") || !cJSON_IsString(name))
+        return copy(chat, root, "tool_choice", NULL) ? 0 : openai__no_memory(e);
+    name = openai__field(tc, "name");
+    if (!cJSON_IsObject(tc) || !cJSON_IsString(openai__field(tc, "type")) ||
+        strcmp(openai__field(tc, "type")->valuestring, "function") || !cJSON_IsString(name))
         return openai_error(e, 400, "invalid_value", "tool_choice",
                             "Invalid 'tool_choice': expected none, auto, required or {\"type\": \"function\", \"name\": …}.");
     if (!(o = cJSON_AddObjectToObject(chat, "tool_choice")) || !cJSON_AddStringToObject(o, "type", "function") ||
         !(fn = cJSON_AddObjectToObject(o, "function")) || !cJSON_AddStringToObject(fn, "name", name->valuestring))
-        return no_memory(e);
+        return openai__no_memory(e);
     return 0;
 }
 
@@ -257,7 +234,7 @@ static int tool_choice_of(const cJSON *root, cJSON *chat, struct oai_error *e)
 static int format_of(const cJSON *root, cJSON *chat, struct oai_error *e)
 {
     static const char *const KEYS[] = { "type", "name", "schema", "strict", "description" };
-    const cJSON *fmt = get(get(root, "text"), "format"), *type = get(fmt, "type"), *k;
+    const cJSON *fmt = openai__field(openai__field(root, "text"), "format"), *type = openai__field(fmt, "type"), *k;
     cJSON *rf, *js;
 
     if (!fmt)
@@ -270,7 +247,7 @@ static int format_of(const cJSON *root, cJSON *chat, struct oai_error *e)
     if (!strcmp(type->valuestring, "json_object")) {
         if (!(rf = cJSON_AddObjectToObject(chat, "response_format")) ||
             !cJSON_AddStringToObject(rf, "type", "json_object"))
-            return no_memory(e);
+            return openai__no_memory(e);
         return 0;
     }
     if (strcmp(type->valuestring, "json_schema"))
@@ -287,51 +264,51 @@ static int format_of(const cJSON *root, cJSON *chat, struct oai_error *e)
                                 "Unsupported parameter: 'text.format.%.64s' is not supported by osprey.",
                                 k->string);
     }
-    if (!cJSON_IsString(get(fmt, "name")))
-        return openai_error(e, 400, get(fmt, "name") ? "invalid_type" : "missing_required_parameter",
+    if (!cJSON_IsString(openai__field(fmt, "name")))
+        return openai_error(e, 400, openai__field(fmt, "name") ? "invalid_type" : "missing_required_parameter",
                             "text.format.name", "Invalid 'text.format.name': a json_schema format needs "
                             "a name (a string).");
-    if (!cJSON_IsObject(get(fmt, "schema")) && !cJSON_IsBool(get(fmt, "schema")))
-        return openai_error(e, 400, get(fmt, "schema") ? "invalid_type" : "missing_required_parameter",
+    if (!cJSON_IsObject(openai__field(fmt, "schema")) && !cJSON_IsBool(openai__field(fmt, "schema")))
+        return openai_error(e, 400, openai__field(fmt, "schema") ? "invalid_type" : "missing_required_parameter",
                             "text.format.schema", "Invalid 'text.format.schema': expected a JSON Schema "
                             "object.");
-    if ((k = get(fmt, "strict")) && !cJSON_IsBool(k))
+    if ((k = openai__field(fmt, "strict")) && !cJSON_IsBool(k))
         return openai_error(e, 400, "invalid_type", "text.format.strict",
                             "Invalid type for 'text.format.strict': expected a boolean, but got %s "
-                            "instead.", type_name(k));
-    if ((k = get(fmt, "description")) && !cJSON_IsString(k))
+                            "instead.", openai__json_type(k));
+    if ((k = openai__field(fmt, "description")) && !cJSON_IsString(k))
         return openai_error(e, 400, "invalid_type", "text.format.description",
                             "Invalid type for 'text.format.description': expected a string, but got "
-                            "%s instead.", type_name(k));
+                            "%s instead.", openai__json_type(k));
     if (!(rf = cJSON_AddObjectToObject(chat, "response_format")) ||
         !cJSON_AddStringToObject(rf, "type", "json_schema") ||
         !(js = cJSON_AddObjectToObject(rf, "json_schema")) || !copy(js, fmt, "name", NULL) ||
         !copy(js, fmt, "schema", NULL) || !copy(js, fmt, "strict", NULL) ||
         !copy(js, fmt, "description", NULL))
-        return no_memory(e);
+        return openai__no_memory(e);
     return 0;
 }
 
 static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
 {
-    const cJSON *input = get(root, "input"), *ins = get(root, "instructions"), *mot = get(root, "max_output_tokens"), *it;
+    const cJSON *input = openai__field(root, "input"), *ins = openai__field(root, "instructions"), *mot = openai__field(root, "max_output_tokens"), *it;
     cJSON *msgs = cJSON_AddArrayToObject(chat, "messages"), *m;
     int rc, i = 0;
 
     if (!msgs)
-        return no_memory(e);
+        return openai__no_memory(e);
     if (ins && !cJSON_IsString(ins))
         return openai_error(e, 400, "invalid_type", "instructions",
-                            "Invalid type for 'instructions': expected a string, but got %s instead.", type_name(ins));
+                            "Invalid type for 'instructions': expected a string, but got %s instead.", openai__json_type(ins));
     if (ins && (!(m = cJSON_CreateObject()) || !cJSON_AddItemToArray(msgs, m) ||
                 !cJSON_AddStringToObject(m, "role", "system") || !cJSON_AddStringToObject(m, "content", ins->valuestring)))
-        return no_memory(e);
+        return openai__no_memory(e);
     if (!input)
         return openai_error(e, 400, "missing_required_parameter", "input", "Missing required parameter: 'input'.");
     if (cJSON_IsString(input)) {
         if (!(m = cJSON_CreateObject()) || !cJSON_AddItemToArray(msgs, m) ||
             !cJSON_AddStringToObject(m, "role", "user") || !cJSON_AddStringToObject(m, "content", input->valuestring))
-            return no_memory(e);
+            return openai__no_memory(e);
     } else if (cJSON_IsArray(input) && input->child) {
         cJSON_ArrayForEach(it, input)
             if ((rc = add_item(msgs, it, i++, e)))
@@ -339,12 +316,12 @@ static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
     } else {
         return openai_error(e, 400, cJSON_IsArray(input) ? "invalid_value" : "invalid_type", "input",
                             "Invalid 'input': expected a string or a non-empty array of items, but got %s.",
-                            type_name(input));
+                            openai__json_type(input));
     }
     if (mot && (!cJSON_IsNumber(mot) || !isfinite(mot->valuedouble) || mot->valuedouble != floor(mot->valuedouble)))
         return openai_error(e, 400, "invalid_type", "max_output_tokens",
                             "Invalid type for 'max_output_tokens': expected an integer, but got %s instead.",
-                            type_name(mot));
+                            openai__json_type(mot));
     if (mot && mot->valuedouble < 1)
         return openai_error(e, 400, "invalid_value", "max_output_tokens",
                             "Invalid 'max_output_tokens': expected a value >= 1, but got %.17g instead.",
@@ -353,7 +330,7 @@ static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
         !copy(chat, root, "temperature", NULL) || !copy(chat, root, "top_p", NULL) ||
         !copy(chat, root, "stream", NULL) || !copy(chat, root, "parallel_tool_calls", NULL) ||
         !copy(chat, root, "user", NULL))
-        return no_memory(e);
+        return openai__no_memory(e);
     if ((rc = tools_of(root, chat, e)) || (rc = tool_choice_of(root, chat, e)) ||
         (rc = format_of(root, chat, e)))
         return rc;
@@ -376,10 +353,10 @@ int responses_parse(struct oai_request *r, const char *body, size_t len, const s
     if ((rc = check_refused(r->resp_root, e)))
         return rc;
     if (!(chat = cJSON_CreateObject()))
-        return no_memory(e);
+        return openai__no_memory(e);
     if (!(rc = translate(r->resp_root, chat, e))) {
         if (!(text = cJSON_PrintUnformatted(chat)))
-            rc = no_memory(e);
+            rc = openai__no_memory(e);
         else
             rc = openai_parse_chat(r, text, strlen(text), c, e);
         /* a schema the grammar refuses is named by the field this request sent */
@@ -432,7 +409,7 @@ static void raw_value(struct json_out *o, const cJSON *v)
 /* ,"key": the body's value of key when present, else fallback (raw JSON text). */
 static void echo_field(struct json_out *o, const cJSON *root, const char *key, const char *fallback)
 {
-    const cJSON *v = get(root, key);
+    const cJSON *v = openai__field(root, key);
 
     LIT(o, ",");
     str0(o, key);

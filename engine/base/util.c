@@ -144,30 +144,41 @@ const char *file_kind(unsigned m)
     return "not a regular file";
 }
 
-int read_file_bounded(const char *path, size_t max_bytes, char **out, size_t *len, char *err)
+int open_regular_file(const char *path, struct stat *sb, char *err)
 {
     /* O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever; it changes
      * nothing for the regular files we go on to read. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), rc;
-    struct stat sb;
-    struct buf b = BUF_INIT;
 
-    *out = NULL;
     if (fd < 0) {
         rc = -errno;
         errf(err, "%s: %s", path, strerror(errno));
         return rc;
     }
-    if (fstat(fd, &sb) != 0) {
+    if (fstat(fd, sb) != 0) {
         rc = -errno;
         errf(err, "%s: %s", path, strerror(errno));
-        goto fail;
+        close(fd);
+        return rc;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        errf(err, "%s: is %s, not a regular file", path, file_kind(sb.st_mode));
-        rc = -EINVAL;
-        goto fail;
+    if (!S_ISREG(sb->st_mode)) {
+        errf(err, "%s: is %s, not a regular file", path, file_kind(sb->st_mode));
+        close(fd);
+        return -EINVAL;
     }
+    return fd;
+}
+
+int read_file_bounded(const char *path, size_t max_bytes, char **out, size_t *len, char *err)
+{
+    struct stat sb;
+    struct buf b = BUF_INIT;
+    int fd, rc;
+
+    *out = NULL;
+    fd = open_regular_file(path, &sb, err);
+    if (fd < 0)
+        return fd;
     if ((uint64_t)sb.st_size > max_bytes) {
         errf(err, "%s: %lld bytes, more than the %zu this file may have", path, (long long)sb.st_size,
              max_bytes);

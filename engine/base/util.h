@@ -65,6 +65,12 @@ int read_file(const char *path, char **out, size_t *len, char *err);
  * message naming the path in err. */
 int read_file_bounded(const char *path, size_t max_bytes, char **out, size_t *len, char *err);
 
+/* Opens path read-only (O_NONBLOCK, so a FIFO cannot block the open) and fills *sb.
+ * Returns the descriptor, or a negative errno with a message naming the path in err
+ * (-EINVAL, descriptor closed, when it is not a regular file). */
+struct stat;
+int open_regular_file(const char *path, struct stat *sb, char *err);
+
 /* "a directory", "a FIFO", "a character device" ... for an st_mode that is not a regular
  * file: words for the error that refuses it. */
 const char *file_kind(unsigned st_mode);

@@ -116,6 +116,21 @@ static int remember_owned(struct backend_cpu *cpu, void *p)
     return 0;
 }
 
+/* bytes of memory the backend owns (freed with it); NULL with err set ("cpu: out of memory
+ * for <what><name>") when malloc or the owned list fails. */
+static void *alloc_owned(struct backend_cpu *cpu, size_t bytes, const char *what, const char *name,
+                         char *err)
+{
+    void *p = malloc(bytes);
+
+    if (!p || remember_owned(cpu, p)) {
+        free(p);
+        errf(err, "cpu: out of memory for %s%s", what, name ? name : "?");
+        return NULL;
+    }
+    return p;
+}
+
 static void cpu_free_weight(struct backend *be, struct bk_weight *w);
 
 /* F8_E4M3 parts: their bytes (the model's own memory for one part, else stacked into a
@@ -139,12 +154,10 @@ static int upload_fp8(struct backend_cpu *cpu, struct bk_weight *out,
             return -EINVAL;
         }
     sc = (out->cols + sb - 1) / sb;
-    scale = malloc((size_t)out->rows * sc * sizeof *scale);
-    if (!scale || remember_owned(cpu, scale)) {
-        free(scale);
-        errf(err, "cpu: out of memory for the scales of %s", parts[0].name ? parts[0].name : "?");
+    scale = alloc_owned(cpu, (size_t)out->rows * sc * sizeof *scale, "the scales of ", parts[0].name,
+                        err);
+    if (!scale)
         return -ENOMEM;
-    }
     out->scale = scale;
     out->scale_cols = (int)sc;
     out->scale_block = (int)sb;
@@ -157,12 +170,9 @@ static int upload_fp8(struct backend_cpu *cpu, struct bk_weight *out,
         out->data = (void *)parts[0].data;   /* zero copy, as for bf16 */
         return 0;
     }
-    dst = malloc((size_t)out->rows * out->cols);
-    if (!dst || remember_owned(cpu, dst)) {
-        free(dst);
-        errf(err, "cpu: out of memory for weight %s", parts[0].name ? parts[0].name : "?");
+    dst = alloc_owned(cpu, (size_t)out->rows * out->cols, "weight ", parts[0].name, err);
+    if (!dst)
         return -ENOMEM;
-    }
     out->data = dst;
     for (int i = 0; i < nparts; i++) {
         memcpy(dst, parts[i].data, (size_t)parts[i].shape[0] * out->cols);
@@ -220,12 +230,9 @@ static int cpu_upload_weight(struct backend *be, struct bk_weight *out,
         out->data = (void *)parts[0].data;   /* zero copy: read-only, owned by the model */
         return 0;
     }
-    dst = malloc((size_t)rows * cols * dtype_size(dt));
-    if (!dst || remember_owned(cpu, dst)) {
-        free(dst);
-        errf(err, "cpu: out of memory for weight %s", parts[0].name ? parts[0].name : "?");
+    dst = alloc_owned(cpu, (size_t)rows * cols * dtype_size(dt), "weight ", parts[0].name, err);
+    if (!dst)
         return -ENOMEM;
-    }
     out->data = dst;
     for (int i = 0; i < nparts; i++) {
         size_t count = (size_t)parts[i].shape[0] * cols;

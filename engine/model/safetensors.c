@@ -276,27 +276,14 @@ static int map_file(const char *path, struct st_file *f, char *err)
 {
     struct stat sb;
     void *map;
-    /* O_NONBLOCK: a FIFO in place of the weights must not block the open (it is refused
-     * below as not a regular file); it changes nothing for a regular file. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), rc;
+    /* A FIFO in place of the weights must not block the open: open_regular_file refuses
+     * it, and anything else that is not a regular file. */
+    int fd, rc;
 
     memset(f, 0, sizeof *f);
-    if (fd < 0) {
-        rc = -errno;
-        errf(err, "%s: %s", path, strerror(errno));
-        return rc;
-    }
-    if (fstat(fd, &sb) != 0) {
-        rc = -errno;
-        errf(err, "%s: %s", path, strerror(errno));
-        close(fd);
-        return rc;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        errf(err, "%s: is %s, not a regular file", path, file_kind(sb.st_mode));
-        close(fd);
-        return -EINVAL;
-    }
+    fd = open_regular_file(path, &sb, err);
+    if (fd < 0)
+        return fd;
     if (sb.st_size < 8) {
         errf(err, "%s: truncated: %lld bytes, less than the 8-byte header length", path,
              (long long)sb.st_size);

@@ -1,7 +1,9 @@
-/* fixtures.c — scratch folders and file helpers for the model-folder suites. */
+/* fixtures.c — scratch folders and file helpers for the model-folder suites, config parsing
+ * for the model-family suites, and the grammar suites' tiny engine (see fixtures.h). */
 
 #include "fixtures.h"
 
+#include <check.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -10,7 +12,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "engine/base/log.h"     /* log_level */
+#include "engine/engine.h"       /* struct engine_output, engine_create */
+#include "engine/grammar/grammar.h"   /* grammar_vocab_create */
+#include "engine/tokenizer/tokenizer.h"
 #include "engine/model/gen_model.h"
+#include "engine/model/model.h"   /* model_config_parse */
 #include "engine/base/util.h"
 
 int fixture_tmpdir(char *path)
@@ -74,4 +81,103 @@ uint64_t fixture_hash(const char *dir, const char *name)
     h = XXH64(buf, len, 0);
     free(buf);
     return h;
+}
+
+int fixture_config_parse(struct model_config *c, const char *json, char *err)
+{
+    return model_config_parse(c, json, strlen(json), NULL, 0, FIXTURE_CONFIG_PATH, err);
+}
+
+void fixture_config_ok(struct model_config *c, const char *json)
+{
+    char err[ERR_LEN] = "";
+
+    ck_assert_msg(fixture_config_parse(c, json, err) == 0, "parse failed: %s", err);
+}
+
+void fixture_quiet(void)
+{
+    log_level = LL_WARN;
+}
+
+void fixture_loud(void)
+{
+    log_level = LL_INFO;
+}
+
+void fixture_out_init(struct fixture_out *o)
+{
+    memset(o, 0, sizeof *o);
+    pthread_mutex_init(&o->m, NULL);
+    pthread_cond_init(&o->c, NULL);
+}
+
+void fixture_out_cb(void *user, const struct engine_output *eo)
+{
+    struct fixture_out *c = user;
+
+    pthread_mutex_lock(&c->m);
+    if (eo->text_len && c->len + eo->text_len < sizeof c->text) {
+        memcpy(c->text + c->len, eo->text, eo->text_len);
+        c->len += eo->text_len;
+        c->text[c->len] = '\0';
+    }
+    if (eo->finished) {
+        c->done = true;
+        c->why = eo->finish_reason;
+        snprintf(c->error, sizeof c->error, "%s", eo->error ? eo->error : "");
+        pthread_cond_signal(&c->c);
+    }
+    pthread_mutex_unlock(&c->m);
+}
+
+void fixture_out_wait(struct fixture_out *o)
+{
+    pthread_mutex_lock(&o->m);
+    while (!o->done)
+        pthread_cond_wait(&o->c, &o->m);
+    pthread_mutex_unlock(&o->m);
+    pthread_mutex_destroy(&o->m);
+    pthread_cond_destroy(&o->c);
+}
+
+void fixture_grammar_init(char *model_dir, struct tokenizer **tok, struct grammar_vocab **vocab)
+{
+    char err[ERR_LEN] = "";
+
+    ck_assert_int_eq(fixture_tmpdir(model_dir), 0);
+    ck_assert_int_eq(fixture_gen(model_dir, "tiny", 11), 0);
+    ck_assert_msg(tokenizer_load(tok, model_dir, err) == 0, "%s", err);
+    ck_assert_msg(grammar_vocab_create(vocab, *tok, err) == 0, "%s", err);
+}
+
+void fixture_grammar_fini(char *model_dir, struct engine *eng, struct tokenizer *tok,
+                          struct grammar_vocab *vocab)
+{
+    engine_destroy(eng);
+    grammar_vocab_destroy(vocab);
+    tokenizer_destroy(tok);
+    fixture_rmtree(model_dir);
+}
+
+struct engine *fixture_engine_start(const char *model_dir, const struct tokenizer *tok,
+                                    size_t kv_cache_bytes)
+{
+    struct engine_options o;
+    struct engine *e = NULL;
+    char err[ERR_LEN] = "";
+
+    engine_options_init(&o);
+    o.model_dir = model_dir;
+    o.backend = "cpu";
+    o.tokenizer = tok;
+    o.num_threads = 2;
+    o.kv_cache_bytes = kv_cache_bytes;
+    o.max_num_seqs = 32;
+    o.max_num_batched_tokens = 512;
+    o.max_model_len = 1024;
+    o.seed = 5;
+    ck_assert_msg(engine_create(&e, &o, err) == 0, "engine_create: %s", err);
+    ck_assert_msg(engine_start(e, err) == 0, "engine_start: %s", err);
+    return e;
 }

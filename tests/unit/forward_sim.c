@@ -304,3 +304,38 @@ void sim_run_greedy(struct sim *s, struct sim_req *reqs, int nreq)
             s->reqs[i]->computed += s->n_new[i];
     }
 }
+
+int sim_greedy_matches_naive(const struct fixture_spec *spec, int prompt_len, int gen_len)
+{
+    struct sim_options so = { .block_size = 4 };
+    struct sim s;
+    struct sim_req reqs[3];
+    int checked = 0, V = spec->vocab;
+
+    sim_create(&s, spec, &so);
+    for (int r = 0; r < 3; r++)
+        sim_req_init(&s, &reqs[r], prompt_len + 5 * r, prompt_len + 5 * r + gen_len, false);
+    sim_run_greedy(&s, reqs, 3);
+    for (int r = 0; r < 3; r++) {
+        double *ref = malloc(sizeof(double) * reqs[r].len * V);
+
+        naive_forward(&s.fx.m, reqs[r].tokens, reqs[r].len - 1, ref);
+        for (int p = reqs[r].prompt_len - 1; p < reqs[r].len - 1; p++) {
+            const double *row = ref + (size_t)p * V;
+            int best = row[1] > row[0], second = !best;
+
+            for (int v = 2; v < V; v++)
+                if (row[v] > row[best])
+                    second = best, best = v;
+                else if (row[v] > row[second])
+                    second = v;
+            if (row[best] - row[second] > 1e-3) {
+                ck_assert_int_eq(reqs[r].tokens[p + 1], best);
+                checked++;
+            }
+        }
+        free(ref);
+    }
+    sim_destroy(&s);
+    return checked;
+}

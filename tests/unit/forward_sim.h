@@ -2,7 +2,7 @@
  * shuffled block ids per KV-cache group, mixed step batches (prefill chunks, decodes,
  * padding) run through engine/runner.c on the CPU backend, each sampled row compared with
  * the independent naive forward (naive_forward.c). Shared by test_forward.c (the Llama
- * family) and test_forward_gemma.c. */
+ * family), test_forward_gemma.c, test_forward_moe.c and test_forward_phi3.c. */
 #ifndef OSPREY_TEST_FORWARD_SIM_H
 #define OSPREY_TEST_FORWARD_SIM_H
 
@@ -82,5 +82,9 @@ int sim_run_mixed(const struct fixture_spec *spec, int block_size, double tol,
                   const struct sim_options *so);
 /* Greedy generation for reqs[0..nreq) over random mixed steps; tokens land in reqs. */
 void sim_run_greedy(struct sim *s, struct sim_req *reqs, int nreq);
+/* Three greedy requests (prompts of prompt_len, +5, +10 tokens, gen_len generated each, block
+ * size 4) through runner_execute; every generated token must be the naive forward's argmax
+ * where its top two logits are more than 1e-3 apart. Returns how many tokens were checked. */
+int sim_greedy_matches_naive(const struct fixture_spec *spec, int prompt_len, int gen_len);
 
 #endif

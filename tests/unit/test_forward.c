@@ -19,6 +19,7 @@
 #include "tests/unit/forward_sim.h"
 #include "tests/unit/random_model.h"
 #include "tests/unit/naive_forward.h"
+#include "tests/unit/fixtures.h"   /* fixture_quiet, fixture_loud */
 
 /* |logit - reference|: f32 against double, logits of order 1 to 5; seen: 5e-6 */
 #define TOL 1e-4
@@ -28,16 +29,6 @@ static struct fixture_spec llama_spec(void)
     return (struct fixture_spec){ .arch = ARCH_LLAMA, .vocab = 96, .hidden = 64, .ffn = 96,
                                   .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 16,
                                   .dtype = DT_BF16, .seed = 11 };
-}
-
-static void quiet(void)
-{
-    log_level = LL_WARN;
-}
-
-static void loud(void)
-{
-    log_level = LL_INFO;
 }
 
 
@@ -395,7 +386,7 @@ Suite *forward_suite(void)
     Suite *s = suite_create("forward");
     TCase *tc = tcase_create("forward");
 
-    tcase_add_unchecked_fixture(tc, quiet, loud);
+    tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
     tcase_add_test(tc, llama_gqa_mixed_batches_match_the_naive_forward);
     tcase_add_test(tc, block_sizes_1_5_8_and_32_give_the_same_logits_as_the_naive_forward);
     tcase_add_test(tc, tied_embeddings_match_the_naive_forward);

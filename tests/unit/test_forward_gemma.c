@@ -13,6 +13,7 @@
 #include "engine/base/log.h"
 #include "tests/unit/forward_sim.h"
 #include "tests/unit/naive_forward.h"
+#include "tests/unit/fixtures.h"   /* fixture_quiet, fixture_loud */
 
 /* |logit - reference|: f32 against double; seen: 6e-6 */
 #define TOL 1e-4
@@ -43,16 +44,6 @@ static struct fixture_spec gemma3_spec(void)
                                   .query_pre_attn_scalar = 16, .rope_theta = 1000000.0,
                                   .rope_local_theta = 10000.0,
                                   .rope = { .type = ROPE_LINEAR, .factor = 8.0 }, .seed = 301 };
-}
-
-static void quiet(void)
-{
-    log_level = LL_WARN;
-}
-
-static void loud(void)
-{
-    log_level = LL_INFO;
 }
 
 START_TEST(gemma2_mixed_batches_match_the_naive_forward)
@@ -122,40 +113,8 @@ START_TEST(gemma_greedy_tokens_match_the_naive_forward)
     struct fixture_spec specs[2] = { gemma2_spec(), gemma3_spec() };
 
     for (int i = 0; i < 2; i++) {
-        struct sim_options so = { .block_size = 4 };
-        struct sim s;
-        struct sim_req reqs[3];
-        int checked = 0, V = specs[i].vocab;
-
         specs[i].seed += 70;
-        sim_create(&s, &specs[i], &so);
-        for (int r = 0; r < 3; r++)
-            sim_req_init(&s, &reqs[r], 10 + 5 * r, 10 + 5 * r + 12, false);
-        sim_run_greedy(&s, reqs, 3);
-        for (int r = 0; r < 3; r++) {
-            double *ref = malloc(sizeof(double) * reqs[r].len * V);
-
-            naive_forward(&s.fx.m, reqs[r].tokens, reqs[r].len - 1, ref);
-            for (int p = reqs[r].prompt_len - 1; p < reqs[r].len - 1; p++) {
-                const double *row = ref + (size_t)p * V;
-                int best = 0, second = 1;
-
-                if (row[1] > row[0])
-                    best = 1, second = 0;
-                for (int v = 2; v < V; v++)
-                    if (row[v] > row[best])
-                        second = best, best = v;
-                    else if (row[v] > row[second])
-                        second = v;
-                if (row[best] - row[second] > 1e-3) {
-                    ck_assert_int_eq(reqs[r].tokens[p + 1], best);
-                    checked++;
-                }
-            }
-            free(ref);
-        }
-        ck_assert_int_gt(checked, 24);
-        sim_destroy(&s);
+        ck_assert_int_gt(sim_greedy_matches_naive(&specs[i], 10, 12), 24);
     }
 }
 END_TEST
@@ -204,7 +163,7 @@ Suite *forward_gemma_suite(void)
     Suite *s = suite_create("forward_gemma");
     TCase *tc = tcase_create("forward_gemma");
 
-    tcase_add_unchecked_fixture(tc, quiet, loud);
+    tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
     tcase_add_test(tc, gemma2_mixed_batches_match_the_naive_forward);
     tcase_add_test(tc, gemma3_mixed_batches_match_the_naive_forward);
     tcase_add_test(tc, window_layers_never_read_freed_and_poisoned_blocks);

@@ -12,6 +12,7 @@
 #include "engine/base/log.h"
 #include "tests/unit/forward_sim.h"
 #include "tests/unit/naive_forward.h"
+#include "tests/unit/fixtures.h"   /* fixture_quiet, fixture_loud */
 
 /* |logit - reference|: f32 against double; seen: 5e-6 */
 #define TOL 1e-4
@@ -42,16 +43,6 @@ static struct fixture_spec qwen2_moe_spec(void)
                                   .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 16,
                                   .bias = true, .dtype = DT_BF16, .experts = 8, .top_k = 2,
                                   .moe_ffn = 24, .shared_ffn = 80, .seed = 701 };
-}
-
-static void quiet(void)
-{
-    log_level = LL_WARN;
-}
-
-static void loud(void)
-{
-    log_level = LL_INFO;
 }
 
 START_TEST(mixtral_top2_of_8_mixed_batches_match_the_naive_forward)
@@ -95,38 +86,8 @@ START_TEST(moe_greedy_tokens_match_the_naive_forward)
     struct fixture_spec specs[2] = { mixtral_spec(), qwen3_moe_spec() };
 
     for (int i = 0; i < 2; i++) {
-        struct sim_options so = { .block_size = 4 };
-        struct sim s;
-        struct sim_req reqs[3];
-        int checked = 0, V = specs[i].vocab;
-
         specs[i].seed += 70;
-        sim_create(&s, &specs[i], &so);
-        for (int r = 0; r < 3; r++)
-            sim_req_init(&s, &reqs[r], 6 + 5 * r, 6 + 5 * r + 10, false);
-        sim_run_greedy(&s, reqs, 3);
-        for (int r = 0; r < 3; r++) {
-            double *ref = malloc(sizeof(double) * reqs[r].len * V);
-
-            naive_forward(&s.fx.m, reqs[r].tokens, reqs[r].len - 1, ref);
-            for (int p = reqs[r].prompt_len - 1; p < reqs[r].len - 1; p++) {
-                const double *row = ref + (size_t)p * V;
-                int best = row[1] > row[0], second = !best;
-
-                for (int v = 2; v < V; v++)
-                    if (row[v] > row[best])
-                        second = best, best = v;
-                    else if (row[v] > row[second])
-                        second = v;
-                if (row[best] - row[second] > 1e-3) {
-                    ck_assert_int_eq(reqs[r].tokens[p + 1], best);
-                    checked++;
-                }
-            }
-            free(ref);
-        }
-        ck_assert_int_gt(checked, 20);
-        sim_destroy(&s);
+        ck_assert_int_gt(sim_greedy_matches_naive(&specs[i], 6, 10), 20);
     }
 }
 END_TEST
@@ -166,7 +127,7 @@ Suite *forward_moe_suite(void)
     Suite *s = suite_create("forward_moe");
     TCase *tc = tcase_create("forward_moe");
 
-    tcase_add_unchecked_fixture(tc, quiet, loud);
+    tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
     tcase_add_test(tc, mixtral_top2_of_8_mixed_batches_match_the_naive_forward);
     tcase_add_test(tc, qwen3_moe_top4_of_16_with_a_dense_layer_matches_the_naive_forward);
     tcase_add_test(tc, qwen2_moe_shared_expert_behind_its_sigmoid_gate_matches_the_naive_forward);

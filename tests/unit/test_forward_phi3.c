@@ -10,6 +10,7 @@
 #include "engine/base/log.h"
 #include "tests/unit/forward_sim.h"
 #include "tests/unit/naive_forward.h"
+#include "tests/unit/fixtures.h"   /* fixture_quiet, fixture_loud */
 
 /* |logit - reference|: f32 against double; seen: 5e-6 */
 #define TOL 1e-4
@@ -37,16 +38,6 @@ static void set_longrope(struct fixture_spec *s, int rotary_dim, int original, b
         s->rope.short_factor[i] = 1.0f + 5.0f * i / rotary_dim + test_randf(&rng, 0, 0.2f);
         s->rope.long_factor[i] = 2.0f + 38.0f * i / rotary_dim + test_randf(&rng, 0, 0.2f);
     }
-}
-
-static void quiet(void)
-{
-    log_level = LL_WARN;
-}
-
-static void loud(void)
-{
-    log_level = LL_INFO;
 }
 
 START_TEST(phi3_fused_qkv_and_gate_up_match_the_naive_forward)
@@ -117,7 +108,7 @@ Suite *forward_phi3_suite(void)
     Suite *s = suite_create("forward_phi3");
     TCase *tc = tcase_create("forward_phi3");
 
-    tcase_add_unchecked_fixture(tc, quiet, loud);
+    tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
     tcase_add_test(tc, phi3_fused_qkv_and_gate_up_match_the_naive_forward);
     tcase_add_test(tc, phi3_longrope_short_and_long_factors_with_partial_rotary_match_the_naive_forward);
     tcase_add_test(tc, a_backend_without_partial_rope_refuses_phi3_in_one_line);

@@ -49,82 +49,24 @@ END_TEST
 
 /* ---- the engine ---- */
 
-struct out {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    char text[8192];
-    size_t len;
-    bool done;
-    enum finish_reason why;
-    char error[256];
-};
-
-static void out_cb(void *user, const struct engine_output *o)
-{
-    struct out *c = user;
-
-    pthread_mutex_lock(&c->m);
-    if (o->text_len && c->len + o->text_len < sizeof c->text) {
-        memcpy(c->text + c->len, o->text, o->text_len);
-        c->len += o->text_len;
-        c->text[c->len] = '\0';
-    }
-    if (o->finished) {
-        c->done = true;
-        c->why = o->finish_reason;
-        snprintf(c->error, sizeof c->error, "%s", o->error ? o->error : "");
-        pthread_cond_signal(&c->c);
-    }
-    pthread_mutex_unlock(&c->m);
-}
-
 static char model_dir[FIXTURE_PATH];
 static struct tokenizer *tok;
 static struct grammar_vocab *vocab;
 static struct engine *eng;
 
-static struct engine *start_engine(size_t kv_cache_bytes)
-{
-    struct engine_options o;
-    struct engine *e = NULL;
-    char err[ERR_LEN] = "";
-
-    engine_options_init(&o);
-    o.model_dir = model_dir;
-    o.backend = "cpu";
-    o.tokenizer = tok;
-    o.num_threads = 2;
-    o.kv_cache_bytes = kv_cache_bytes;
-    o.max_num_seqs = 32;
-    o.max_num_batched_tokens = 512;
-    o.max_model_len = 1024;
-    o.seed = 5;
-    ck_assert_msg(engine_create(&e, &o, err) == 0, "engine_create: %s", err);
-    ck_assert_msg(engine_start(e, err) == 0, "engine_start: %s", err);
-    return e;
-}
-
 static void setup(void)
 {
-    char err[ERR_LEN] = "";
-
-    ck_assert_int_eq(fixture_tmpdir(model_dir), 0);
-    ck_assert_int_eq(fixture_gen(model_dir, "tiny", 11), 0);
-    ck_assert_msg(tokenizer_load(&tok, model_dir, err) == 0, "%s", err);
-    ck_assert_msg(grammar_vocab_create(&vocab, tok, err) == 0, "%s", err);
-    eng = start_engine(16u << 20);
+    fixture_grammar_init(model_dir, &tok, &vocab);
+    eng = fixture_engine_start(model_dir, tok, 16u << 20);
 }
 
 static void teardown(void)
 {
-    engine_destroy(eng);
-    grammar_vocab_destroy(vocab);
-    tokenizer_destroy(tok);
-    fixture_rmtree(model_dir);
+    fixture_grammar_fini(model_dir, eng, tok, vocab);
 }
 
 struct req {
-    struct out out;
+    struct fixture_out out;
     struct grammar *g;
     char *src;           /* the schema, regex or choice list (malloc'd) */
     enum grammar_kind kind;
@@ -138,9 +80,7 @@ static void req_submit(struct req *q, int i)
     char err[ERR_LEN] = "";
     uint64_t id;
 
-    memset(&q->out, 0, sizeof q->out);
-    pthread_mutex_init(&q->out.m, NULL);
-    pthread_cond_init(&q->out.c, NULL);
+    fixture_out_init(&q->out);
     q->g = NULL;
     if ((int)q->kind >= 0)
         ck_assert_msg(grammar_compile(&q->g, q->kind, q->src, strlen(q->src), vocab, err) == 0, "%s: %s",
@@ -151,19 +91,14 @@ static void req_submit(struct req *q, int i)
     p.has_seed = true;
     p.seed = 77 + (uint64_t)i;
     p.grammar = q->g;
-    struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = out_cb, .user = &q->out };
+    struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = fixture_out_cb, .user = &q->out };
     ck_assert_msg(engine_submit(eng, &d, &id, err) == 0, "submit: %s", err);
     grammar_unref(q->g);                 /* the engine holds its own reference */
 }
 
 static void req_wait(struct req *q)
 {
-    pthread_mutex_lock(&q->out.m);
-    while (!q->out.done)
-        pthread_cond_wait(&q->out.c, &q->out.m);
-    pthread_mutex_unlock(&q->out.m);
-    pthread_mutex_destroy(&q->out.m);
-    pthread_cond_destroy(&q->out.c);
+    fixture_out_wait(&q->out);
 }
 
 static bool valid_text(const char *schema, const char *value)
@@ -304,9 +239,7 @@ START_TEST(allowed_token_ids_and_a_grammar_intersect)
         char err[ERR_LEN] = "";
         uint64_t id;
 
-        memset(&q.out, 0, sizeof q.out);
-        pthread_mutex_init(&q.out.m, NULL);
-        pthread_cond_init(&q.out.c, NULL);
+        fixture_out_init(&q.out);
         ck_assert_msg(grammar_compile(&q.g, q.kind, q.src, strlen(q.src), vocab, err) == 0, "%s", err);
         gen_params_init(&p);
         p.max_tokens = 40;
@@ -316,7 +249,7 @@ START_TEST(allowed_token_ids_and_a_grammar_intersect)
         p.grammar = q.g;
         p.allowed_token_ids = ids;
         p.num_allowed_token_ids = n;
-        struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = out_cb, .user = &q.out };
+        struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = fixture_out_cb, .user = &q.out };
         ck_assert_msg(engine_submit(eng, &d, &id, err) == 0, "submit: %s", err);
         grammar_unref(q.g);
         req_wait(&q);
@@ -372,7 +305,8 @@ START_TEST(preempted_constrained_requests_still_give_valid_json)
     struct engine_stats st;
 
     engine_destroy(eng);
-    eng = start_engine(192u << 10);   /* 24 blocks: one request's max_tokens fits, 32 at once do not */
+    /* 24 blocks: one request's max_tokens fits, 32 at once do not */
+    eng = fixture_engine_start(model_dir, tok, 192u << 10);
     for (int i = 0; i < N; i++) {
         /* at most ~250 bytes however the whitespace falls: it ends within max_tokens */
         q[i].kind = GRAMMAR_JSON_SCHEMA;

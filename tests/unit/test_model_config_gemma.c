@@ -11,8 +11,9 @@
 
 #include "engine/base/log.h"
 #include "engine/model/model.h"
+#include "fixtures.h"
 
-#define PATH "m/config.json"
+#define PATH FIXTURE_CONFIG_PATH
 
 static const char gemma2_2b[] =
     "{\"architectures\":[\"Gemma2ForCausalLM\"],\"attention_bias\":false,\"attention_dropout\":0.0,"
@@ -61,33 +62,11 @@ static const char gemma3_v5[] =
     "\"rope_type\":\"linear\",\"factor\":4.0,\"rope_theta\":500000.0},\"sliding_attention\":{"
     "\"rope_type\":\"default\",\"rope_theta\":20000.0}}}";
 
-static int parse(struct model_config *c, const char *json, char *err)
-{
-    return model_config_parse(c, json, strlen(json), NULL, 0, PATH, err);
-}
-
-static void parse_ok(struct model_config *c, const char *json)
-{
-    char err[ERR_LEN] = "";
-
-    ck_assert_msg(parse(c, json, err) == 0, "parse failed: %s", err);
-}
-
-static void quiet(void)
-{
-    log_level = LL_WARN;
-}
-
-static void loud(void)
-{
-    log_level = LL_INFO;
-}
-
 START_TEST(gemma_2_config_gives_soft_caps_sandwich_norms_and_alternating_windows)
 {
     struct model_config c;
 
-    parse_ok(&c, gemma2_2b);
+    fixture_config_ok(&c, gemma2_2b);
     ck_assert_int_eq(c.arch, ARCH_GEMMA2);
     ck_assert_str_eq(c.arch_name, "Gemma2ForCausalLM");
     ck_assert_int_eq(c.vocab_size, 256000);
@@ -126,7 +105,7 @@ START_TEST(gemma_2_soft_caps_set_to_null_are_off)
 
     snprintf(json, sizeof json, "{\"attn_logit_softcapping\":null,\"final_logit_softcapping\":null,%s",
              gemma2_2b + 1);
-    parse_ok(&c, json);
+    fixture_config_ok(&c, json);
     ck_assert_double_eq(c.attn_softcap, 0.0);
     ck_assert_double_eq(c.final_softcap, 0.0);
 }
@@ -136,7 +115,7 @@ START_TEST(gemma_3_config_gives_local_rope_qk_norm_and_five_local_layers_to_one_
 {
     struct model_config c;
 
-    parse_ok(&c, gemma3_1b);
+    fixture_config_ok(&c, gemma3_1b);
     ck_assert_int_eq(c.arch, ARCH_GEMMA3);
     ck_assert_str_eq(c.arch_name, "Gemma3ForCausalLM");
     ck_assert(c.qk_norm && c.norm_plus_one && c.sandwich_norms && c.scale_embeddings);
@@ -160,7 +139,7 @@ START_TEST(gemma_3_multimodal_config_reads_its_text_config_with_class_defaults)
     struct model_config c;
     char json[2048];
 
-    parse_ok(&c, gemma3_4b_mm);
+    fixture_config_ok(&c, gemma3_4b_mm);
     ck_assert_int_eq(c.arch, ARCH_GEMMA3);
     ck_assert(c.multimodal);
     ck_assert_int_eq(c.hidden_size, 2560);
@@ -184,7 +163,7 @@ START_TEST(gemma_3_multimodal_config_reads_its_text_config_with_class_defaults)
         ck_assert_int_eq(c.layer_window[l], (l + 1) % 6 ? 1024 : 0);
     /* the top level's dtype and token ids count when text_config has none */
     snprintf(json, sizeof json, "{\"torch_dtype\":\"float32\",\"bos_token_id\":2,%s", gemma3_4b_mm + 1);
-    parse_ok(&c, json);
+    fixture_config_ok(&c, json);
     ck_assert_int_eq(c.dtype, DT_F32);
     ck_assert_int_eq(c.bos_token_id, 2);
 }
@@ -194,7 +173,7 @@ START_TEST(gemma_3_transformers_5_rope_parameters_per_layer_type)
 {
     struct model_config c;
 
-    parse_ok(&c, gemma3_v5);
+    fixture_config_ok(&c, gemma3_v5);
     ck_assert_double_eq(c.rope_theta, 500000.0);
     ck_assert_int_eq(c.rope_scaling.type, ROPE_LINEAR);
     ck_assert_double_eq(c.rope_scaling.factor, 4.0);
@@ -211,7 +190,7 @@ static void check_refused(const char *base, const char *first, const char *fragm
     char json[4096], err[ERR_LEN] = "";
 
     snprintf(json, sizeof json, "{%s,%s", first, base + 1);
-    ck_assert_msg(parse(&c, json, err) == -EINVAL, "line %d: accepted %s", line, first);
+    ck_assert_msg(fixture_config_parse(&c, json, err) == -EINVAL, "line %d: accepted %s", line, first);
     ck_assert_msg(strstr(err, fragment), "line %d: '%s' lacks '%s'", line, err, fragment);
 }
 #define REFUSED(first, fragment) check_refused(gemma3_1b, first, fragment, __LINE__)
@@ -247,7 +226,7 @@ Suite *model_config_gemma_suite(void)
     Suite *s = suite_create("model_config_gemma");
     TCase *tc = tcase_create("gemma");
 
-    tcase_add_unchecked_fixture(tc, quiet, loud);
+    tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
     tcase_add_test(tc, gemma_2_config_gives_soft_caps_sandwich_norms_and_alternating_windows);
     tcase_add_test(tc, gemma_2_soft_caps_set_to_null_are_off);
     tcase_add_test(tc, gemma_3_config_gives_local_rope_qk_norm_and_five_local_layers_to_one_global);

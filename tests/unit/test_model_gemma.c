@@ -31,16 +31,6 @@ static void open_preset(const char *preset, struct model *m, char *dir)
     ck_assert_msg(model_open(m, dir, err) == 0, "%s: %s", preset, err);
 }
 
-static void quiet(void)
-{
-    log_level = LL_WARN;
-}
-
-static void loud(void)
-{
-    log_level = LL_INFO;
-}
-
 START_TEST(generated_tiny_gemma2_binds_sandwich_norms_at_gemma_init)
 {
     struct model m;
@@ -213,7 +203,7 @@ Suite *model_gemma_suite(void)
     Suite *s = suite_create("model_gemma");
     TCase *tc = tcase_create("gemma");
 
-    tcase_add_unchecked_fixture(tc, quiet, loud);
+    tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
     tcase_add_test(tc, generated_tiny_gemma2_binds_sandwich_norms_at_gemma_init);
     tcase_add_test(tc, generated_tiny_gemma3_binds_qk_norms_and_five_local_layers_to_one_global);
     tcase_add_test(tc, gemma3_multimodal_folder_serves_its_language_model);

@@ -15,7 +15,7 @@
 #include "engine/model/safetensors.h"
 #include "fixtures.h"
 
-#define PATH "m/config.json"
+#define PATH FIXTURE_CONFIG_PATH
 
 static const char mixtral_8x7b[] =
     "{\"architectures\":[\"MixtralForCausalLM\"],\"attention_dropout\":0.0,\"bos_token_id\":1,"
@@ -53,33 +53,11 @@ static const char qwen15_moe_a27b[] =
     "\"transformers_version\":\"4.39.0.dev0\",\"use_cache\":true,\"use_sliding_window\":false,"
     "\"vocab_size\":151936}";
 
-static int parse(struct model_config *c, const char *json, char *err)
-{
-    return model_config_parse(c, json, strlen(json), NULL, 0, PATH, err);
-}
-
-static void parse_ok(struct model_config *c, const char *json)
-{
-    char err[ERR_LEN] = "";
-
-    ck_assert_msg(parse(c, json, err) == 0, "parse failed: %s", err);
-}
-
-static void quiet(void)
-{
-    log_level = LL_WARN;
-}
-
-static void loud(void)
-{
-    log_level = LL_INFO;
-}
-
 START_TEST(mixtral_8x7b_config_gives_8_experts_top_2_renormalized)
 {
     struct model_config c;
 
-    parse_ok(&c, mixtral_8x7b);
+    fixture_config_ok(&c, mixtral_8x7b);
     ck_assert_int_eq(c.arch, ARCH_MIXTRAL);
     ck_assert_int_eq(c.num_experts, 8);
     ck_assert_int_eq(c.num_experts_per_tok, 2);
@@ -92,7 +70,7 @@ START_TEST(mixtral_8x7b_config_gives_8_experts_top_2_renormalized)
         ck_assert_int_eq(c.layer_window[l], 0);            /* sliding_window null */
     }
     /* MixtralConfig's defaults; a window, when set, slides every layer as Mistral's */
-    parse_ok(&c, "{\"architectures\":[\"MixtralForCausalLM\"],\"vocab_size\":512,"
+    fixture_config_ok(&c, "{\"architectures\":[\"MixtralForCausalLM\"],\"vocab_size\":512,"
                  "\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
                  "\"num_attention_heads\":4,\"sliding_window\":16}");
     ck_assert_int_eq(c.num_experts, 8);
@@ -106,7 +84,7 @@ START_TEST(qwen3_30b_a3b_config_gives_128_experts_top_8_and_qk_norm)
 {
     struct model_config c;
 
-    parse_ok(&c, qwen3_30b_a3b);
+    fixture_config_ok(&c, qwen3_30b_a3b);
     ck_assert_int_eq(c.arch, ARCH_QWEN3_MOE);
     ck_assert_str_eq(c.arch_name, "Qwen3MoeForCausalLM");
     ck_assert_int_eq(c.num_experts, 128);
@@ -124,7 +102,7 @@ START_TEST(qwen15_moe_config_gives_a_shared_expert_and_qkv_biases)
 {
     struct model_config c;
 
-    parse_ok(&c, qwen15_moe_a27b);
+    fixture_config_ok(&c, qwen15_moe_a27b);
     ck_assert_int_eq(c.arch, ARCH_QWEN2_MOE);
     ck_assert_int_eq(c.num_experts, 60);
     ck_assert_int_eq(c.num_experts_per_tok, 4);
@@ -142,7 +120,7 @@ START_TEST(qwen3_moe_sparse_step_and_mlp_only_layers_keep_some_layers_dense)
     struct model_config c;
 
     /* Qwen3MoeConfig: norm_topk_prob false and moe_intermediate_size 768 by default */
-    parse_ok(&c, "{\"architectures\":[\"Qwen3MoeForCausalLM\"],\"vocab_size\":512,"
+    fixture_config_ok(&c, "{\"architectures\":[\"Qwen3MoeForCausalLM\"],\"vocab_size\":512,"
                  "\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":6,"
                  "\"num_attention_heads\":4,\"num_experts\":4,\"num_experts_per_tok\":2,"
                  "\"decoder_sparse_step\":2,\"mlp_only_layers\":[3]}");
@@ -159,7 +137,7 @@ static void check_refused(const char *base, const char *first, const char *fragm
     char json[4096], err[ERR_LEN] = "";
 
     snprintf(json, sizeof json, "{%s,%s", first, base + 1);
-    ck_assert_msg(parse(&c, json, err) == -EINVAL, "line %d: accepted %s", line, first);
+    ck_assert_msg(fixture_config_parse(&c, json, err) == -EINVAL, "line %d: accepted %s", line, first);
     ck_assert_msg(strstr(err, fragment), "line %d: '%s' lacks '%s'", line, err, fragment);
 }
 
@@ -350,7 +328,7 @@ Suite *model_moe_suite(void)
     Suite *s = suite_create("model_moe");
     TCase *tc = tcase_create("moe");
 
-    tcase_add_unchecked_fixture(tc, quiet, loud);
+    tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
     tcase_add_test(tc, mixtral_8x7b_config_gives_8_experts_top_2_renormalized);
     tcase_add_test(tc, qwen3_30b_a3b_config_gives_128_experts_top_8_and_qk_norm);
     tcase_add_test(tc, qwen15_moe_config_gives_a_shared_expert_and_qkv_biases);

@@ -12,7 +12,7 @@
 #include "engine/model/model.h"
 #include "fixtures.h"
 
-#define PATH "m/config.json"
+#define PATH FIXTURE_CONFIG_PATH
 
 static const char phi3_mini_4k[] =
     "{\"architectures\":[\"Phi3ForCausalLM\"],\"attention_bias\":false,\"attention_dropout\":0.0,"
@@ -39,33 +39,11 @@ static void longrope_config(char *out, size_t len, const char *type, int n_short
              "\"type\":\"%s\"},%s", l, s, type, rest + 1);
 }
 
-static int parse(struct model_config *c, const char *json, char *err)
-{
-    return model_config_parse(c, json, strlen(json), NULL, 0, PATH, err);
-}
-
-static void parse_ok(struct model_config *c, const char *json)
-{
-    char err[ERR_LEN] = "";
-
-    ck_assert_msg(parse(c, json, err) == 0, "parse failed: %s", err);
-}
-
-static void quiet(void)
-{
-    log_level = LL_WARN;
-}
-
-static void loud(void)
-{
-    log_level = LL_INFO;
-}
-
 START_TEST(phi3_mini_4k_slides_every_layer_and_turns_every_dim)
 {
     struct model_config c;
 
-    parse_ok(&c, phi3_mini_4k);
+    fixture_config_ok(&c, phi3_mini_4k);
     ck_assert_int_eq(c.arch, ARCH_PHI3);
     ck_assert_int_eq(c.head_dim, 96);
     ck_assert_int_eq(c.rotary_dim, 96);
@@ -89,7 +67,7 @@ START_TEST(phi3_mini_128k_longrope_derives_its_attention_factor)
              strstr(phi3_mini_4k, ",\"model_type\""));
     for (int i = 0; i < 2; i++) {
         longrope_config(json, sizeof json, i ? "su" : "longrope", 48, 48, base);
-        parse_ok(&c, json);
+        fixture_config_ok(&c, json);
         ck_assert_int_eq(c.rope_scaling.type, ROPE_LONGROPE);
         ck_assert_int_eq(c.rope_scaling.num_factors, 48);
         ck_assert_float_eq_tol(c.rope_scaling.short_factor[10], 1.10f, 1e-6f);
@@ -115,7 +93,7 @@ START_TEST(phi4_mini_partial_rotary_factor_turns_three_quarters_of_each_head)
         "\"tie_word_embeddings\":true,\"vocab_size\":200064}";
 
     longrope_config(json, sizeof json, "longrope", 48, 48, phi4);
-    parse_ok(&c, json);
+    fixture_config_ok(&c, json);
     ck_assert_int_eq(c.head_dim, 128);
     ck_assert_int_eq(c.rotary_dim, 96);
     ck_assert_int_eq(c.rope_scaling.num_factors, 48);
@@ -123,7 +101,7 @@ START_TEST(phi4_mini_partial_rotary_factor_turns_three_quarters_of_each_head)
     /* without original_max_position_embeddings, Phi3Config's 4096 */
     *strstr(json, "\"original_max_position_embeddings\":4096,") = '\0';
     strcat(json, strstr(phi4, "\"partial_rotary_factor\""));
-    parse_ok(&c, json);
+    fixture_config_ok(&c, json);
     ck_assert_int_eq(c.rope_scaling.original_max_position_embeddings, 4096);
     ck_assert_double_eq_tol(c.rope_scaling.factor, 32.0, 1e-12);
 }
@@ -135,26 +113,26 @@ START_TEST(phi3_rope_it_does_not_implement_is_refused_with_file_and_field)
     char json[8192], err[ERR_LEN] = "";
 
     longrope_config(json, sizeof json, "longrope", 47, 48, phi3_mini_4k);
-    ck_assert_int_eq(parse(&c, json, err), -EINVAL);
+    ck_assert_int_eq(fixture_config_parse(&c, json, err), -EINVAL);
     ck_assert_str_eq(err, PATH ": rope_scaling.short_factor: 47 numbers, expected 48 (rotary dims / 2)");
     longrope_config(json, sizeof json, "longrope", 48, 0, phi3_mini_4k);
-    ck_assert_int_eq(parse(&c, json, err), -EINVAL);
+    ck_assert_int_eq(fixture_config_parse(&c, json, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "rope_scaling.long_factor: 0 numbers, expected 48"));
     longrope_config(json, sizeof json, "yarn", 48, 48, phi3_mini_4k);
-    ck_assert_int_eq(parse(&c, json, err), -EINVAL);
+    ck_assert_int_eq(fixture_config_parse(&c, json, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, PATH ": rope_scaling.rope_type: 'yarn' is not supported"));
     snprintf(json, sizeof json, "{\"partial_rotary_factor\":0.01,%s", phi3_mini_4k + 1);
-    ck_assert_int_eq(parse(&c, json, err), -EINVAL);
+    ck_assert_int_eq(fixture_config_parse(&c, json, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, PATH ": partial_rotary_factor: 0.01 of head_dim 96 gives 0"));
     snprintf(json, sizeof json, "{\"partial_rotary_factor\":1.5,%s", phi3_mini_4k + 1);
-    ck_assert_int_eq(parse(&c, json, err), -EINVAL);
+    ck_assert_int_eq(fixture_config_parse(&c, json, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, PATH ": partial_rotary_factor: must be in (0, 1]"));
     /* Llama has no partial rotary and no longrope: refused rather than ignored */
-    ck_assert_int_eq(parse(&c, "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":8,"
+    ck_assert_int_eq(fixture_config_parse(&c, "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":8,"
                                "\"hidden_size\":64,\"intermediate_size\":8,\"num_hidden_layers\":1,"
                                "\"num_attention_heads\":4,\"partial_rotary_factor\":0.5}", err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "partial_rotary_factor: below 1 is supported for Phi-3 only"));
-    ck_assert_int_eq(parse(&c, "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":8,"
+    ck_assert_int_eq(fixture_config_parse(&c, "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":8,"
                                "\"hidden_size\":64,\"intermediate_size\":8,\"num_hidden_layers\":1,"
                                "\"num_attention_heads\":4,\"rope_scaling\":{\"type\":\"longrope\"}}",
                      err), -EINVAL);
@@ -193,7 +171,7 @@ Suite *model_phi3_suite(void)
     Suite *s = suite_create("model_phi3");
     TCase *tc = tcase_create("phi3");
 
-    tcase_add_unchecked_fixture(tc, quiet, loud);
+    tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
     tcase_add_test(tc, phi3_mini_4k_slides_every_layer_and_turns_every_dim);
     tcase_add_test(tc, phi3_mini_128k_longrope_derives_its_attention_factor);
     tcase_add_test(tc, phi4_mini_partial_rotary_factor_turns_three_quarters_of_each_head);

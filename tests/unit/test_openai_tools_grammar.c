@@ -335,33 +335,6 @@ END_TEST
 
 /* ---- the property test: a random model under random tools ---- */
 
-struct out {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    char text[8192];
-    size_t len;
-    bool done;
-    enum finish_reason why;
-};
-
-static void out_cb(void *user, const struct engine_output *o)
-{
-    struct out *c = user;
-
-    pthread_mutex_lock(&c->m);
-    if (o->text_len && c->len + o->text_len < sizeof c->text) {
-        memcpy(c->text + c->len, o->text, o->text_len);
-        c->len += o->text_len;
-        c->text[c->len] = '\0';
-    }
-    if (o->finished) {
-        c->done = true;
-        c->why = o->finish_reason;
-        pthread_cond_signal(&c->c);
-    }
-    pthread_mutex_unlock(&c->m);
-}
-
 static char model_dir[FIXTURE_PATH];
 static struct tokenizer *tok;
 static struct grammar_vocab *vocab;
@@ -369,33 +342,13 @@ static struct engine *eng;
 
 static void engine_setup(void)
 {
-    struct engine_options o;
-    char e[ERR_LEN] = "";
-
-    ck_assert_int_eq(fixture_tmpdir(model_dir), 0);
-    ck_assert_int_eq(fixture_gen(model_dir, "tiny", 11), 0);
-    ck_assert_msg(tokenizer_load(&tok, model_dir, e) == 0, "%s", e);
-    ck_assert_msg(grammar_vocab_create(&vocab, tok, e) == 0, "%s", e);
-    engine_options_init(&o);
-    o.model_dir = model_dir;
-    o.backend = "cpu";
-    o.tokenizer = tok;
-    o.num_threads = 2;
-    o.kv_cache_bytes = 16u << 20;
-    o.max_num_seqs = 32;
-    o.max_num_batched_tokens = 512;
-    o.max_model_len = 1024;
-    o.seed = 5;
-    ck_assert_msg(engine_create(&eng, &o, e) == 0, "engine_create: %s", e);
-    ck_assert_msg(engine_start(eng, e) == 0, "engine_start: %s", e);
+    fixture_grammar_init(model_dir, &tok, &vocab);
+    eng = fixture_engine_start(model_dir, tok, 16u << 20);
 }
 
 static void engine_teardown(void)
 {
-    engine_destroy(eng);
-    grammar_vocab_destroy(vocab);
-    tokenizer_destroy(tok);
-    fixture_rmtree(model_dir);
+    fixture_grammar_fini(model_dir, eng, tok, vocab);
 }
 
 struct case_ {
@@ -404,7 +357,7 @@ struct case_ {
     bool parallel;           /* several calls allowed (parallel_tool_calls true, required) */
     bool text;               /* tool_choice auto with strict tools: text or calls */
     enum tool_parser_kind k;
-    struct out out;
+    struct fixture_out out;
 };
 
 /* 1 to 3 tools named t0, t1, …, each with a random object schema (some without
@@ -448,9 +401,7 @@ static void case_submit(struct case_ *c, int i)
     struct grammar *g = NULL;
     uint64_t id;
 
-    memset(&c->out, 0, sizeof c->out);
-    pthread_mutex_init(&c->out.m, NULL);
-    pthread_cond_init(&c->out.c, NULL);
+    fixture_out_init(&c->out);
     ck_assert_msg(tool_grammar_build(c->k, c->tools, c->only, c->parallel, c->text, &gbnf, e) == 0, "%s", e);
     ck_assert_msg(grammar_compile(&g, GRAMMAR_GBNF, gbnf, strlen(gbnf), vocab, e) == 0, "%s\n%s", e, gbnf);
     free(gbnf);
@@ -460,7 +411,7 @@ static void case_submit(struct case_ *c, int i)
     p.has_seed = true;
     p.seed = 300 + (uint64_t)i;
     p.grammar = g;
-    struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = out_cb, .user = &c->out };
+    struct engine_request_desc d = { .prompt = prompt, .num_prompt = 5, .params = &p, .cb = fixture_out_cb, .user = &c->out };
     ck_assert_msg(engine_submit(eng, &d, &id, e) == 0, "submit: %s", e);
     grammar_unref(g);
 }
@@ -485,12 +436,7 @@ static bool case_check(struct case_ *c)
     char *tools_text;
     bool stop;
 
-    pthread_mutex_lock(&c->out.m);
-    while (!c->out.done)
-        pthread_cond_wait(&c->out.c, &c->out.m);
-    pthread_mutex_unlock(&c->out.m);
-    pthread_mutex_destroy(&c->out.m);
-    pthread_cond_destroy(&c->out.c);
+    fixture_out_wait(&c->out);
     tools_text = cJSON_PrintUnformatted(c->tools);
     stop = c->out.why == FINISH_STOP;
     ck_assert_msg(stop || (c->parallel && c->out.why == FINISH_LENGTH), "%s: finish %d after '%s'", tools_text,

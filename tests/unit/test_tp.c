@@ -16,19 +16,10 @@
 #include "engine/comm.h"
 #include "engine/tp_shard.h"
 #include "tests/unit/forward_sim.h"
+#include "tests/unit/fixtures.h"   /* fixture_quiet, fixture_loud */
 
 /* |logit - naive reference| for any TP size, as test_forward.c's TOL; seen: 6e-6 */
 #define TOL 1e-4
-
-static void quiet(void)
-{
-    log_level = LL_WARN;
-}
-
-static void loud(void)
-{
-    log_level = LL_INFO;
-}
 
 /* ---- the all-reduce ---- */
 
@@ -385,7 +376,7 @@ Suite *tensor_parallel_suite(void)
     Suite *s = suite_create("tensor_parallel");
     TCase *tc = tcase_create("tensor_parallel");
 
-    tcase_add_unchecked_fixture(tc, quiet, loud);
+    tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
     tcase_add_test(tc, the_cpu_all_reduce_gives_every_rank_the_plain_sum);
     tcase_add_test(tc, a_rank_that_fails_wakes_its_peers_instead_of_hanging_them);
     tcase_add_test(tc, llama_gqa_at_tp_2_and_4_matches_tp_1_with_kv_heads_replicated_at_4);
