@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "engine/engine.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/base/buf.h"
 #include "engine/base/util.h"
 #include "server/cli.h"
 #include "server/commands.h"
@@ -39,8 +40,7 @@ struct result {
     pthread_cond_t c;
     int32_t *ids;
     int num_ids, cap_ids;
-    char *text;
-    size_t text_len;
+    struct buf text;           /* what the engine delivered, NUL-terminated */
     bool done, oom;
     enum finish_reason why;
     char error[ERR_LEN];
@@ -55,17 +55,8 @@ static void output_cb(void *user, const struct engine_output *o)
         memcpy(r->ids + r->num_ids, o->token_ids, o->num_tokens * sizeof *r->ids);
         r->num_ids += o->num_tokens;
     }
-    if (o->text_len) {
-        char *t = realloc(r->text, r->text_len + o->text_len + 1);
-        if (t) {
-            memcpy(t + r->text_len, o->text, o->text_len);
-            r->text = t;
-            r->text_len += o->text_len;
-            t[r->text_len] = '\0';
-        } else {
-            r->oom = true;
-        }
-    }
+    if (o->text_len && buf_put(&r->text, o->text, o->text_len))
+        r->oom = true;
     if (o->finished) {
         r->done = true;
         r->why = o->finish_reason;
@@ -170,8 +161,8 @@ int cmd_generate(int argc, char **argv)
         for (int i = 0; i < res.num_ids; i++)
             printf("%s%d", i ? ", " : "", res.ids[i]);
         printf("]\n");
-    } else if (res.text_len) {
-        fwrite(res.text, 1, res.text_len, stdout);
+    } else if (res.text.len) {
+        fwrite(res.text.p, 1, res.text.len, stdout);
     }
     rc = 0;
 out:
@@ -181,7 +172,7 @@ out:
     tokenizer_destroy(tok);
     free(ids);
     free(res.ids);
-    free(res.text);
+    buf_fini(&res.text);
     config_fini(&c);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/base/buf.h"
 #include "engine/base/util.h"
 #include "server/commands.h"
 
@@ -62,8 +63,9 @@ static int parse_args(int argc, char **argv, const char *flag, const char *usage
 /* TEXT, or standard input for "-". */
 static int read_input(const char *arg, char **text, size_t *len)
 {
-    size_t cap = 0, n;
-    char buf[65536];
+    struct buf b = BUF_INIT;
+    char chunk[65536];
+    size_t n;
 
     *text = NULL;
     *len = 0;
@@ -72,21 +74,18 @@ static int read_input(const char *arg, char **text, size_t *len)
         *text = strdup(arg);
         return *text ? 0 : -1;
     }
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) {
-        if (*len + n + 1 > cap) {
-            char *p;
-
-            cap = 2 * (*len + n + 1);
-            if (!(p = realloc(*text, cap))) {
-                free(*text);
-                return -1;
-            }
-            *text = p;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+        if (buf_put(&b, chunk, n)) {
+            buf_fini(&b);
+            return -1;
         }
-        memcpy(*text + *len, buf, n);
-        *len += n;
+    if (ferror(stdin) || buf_reserve(&b, 0)) {   /* reserve: a NUL-terminated "" for no input */
+        buf_fini(&b);
+        return -1;
     }
-    return ferror(stdin) ? -1 : 0;
+    *text = b.p;
+    *len = b.len;
+    return 0;
 }
 
 int cmd_tokenize(int argc, char **argv)

@@ -223,26 +223,8 @@ static void receive(struct http_request *r, const char *data, size_t n)
 {
     size_t max = r->s->o.max_body_bytes;
 
-    if (r->too_large || n > max - r->body_len) {
+    if (r->too_large || n > max - r->body.len || buf_put(&r->body, data, n))
         r->too_large = true;
-        return;
-    }
-    if (r->body_len + n + 1 > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap : 1024;
-        char *b;
-
-        while (cap < r->body_len + n + 1)
-            cap *= 2;
-        if (!(b = realloc(r->body, cap))) {
-            r->too_large = true;
-            return;
-        }
-        r->body = b;
-        r->body_cap = cap;
-    }
-    memcpy(r->body + r->body_len, data, n);
-    r->body_len += n;
-    r->body[r->body_len] = '\0';
 }
 
 /* The body is in: no more deadline, run the handler. */

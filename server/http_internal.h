@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/base/buf.h"   /* struct buf: the body */
 #include "server/http.h"
 
 #define STREAM_BLOCK      (16 * 1024)
@@ -48,8 +49,7 @@ struct http_request {
     size_t url_len;                  /* the whole path's length, bytes */
     bool http11;                     /* HTTP/1.1: may be sent a 1xx (http_conn.c's probe) */
     double start_s;
-    char *body;                      /* [body_len + 1], NUL-terminated */
-    size_t body_len, body_cap;
+    struct buf body;                 /* the body so far, NUL-terminated */
     bool too_large;                  /* the body passed max_body_bytes: dropped, 413 at the end */
     const char *cors_origin;         /* value of Access-Control-Allow-Origin, or NULL */
     enum req_state state;            /* HTTP threads only */

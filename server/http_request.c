@@ -37,7 +37,7 @@ void http_unref(struct http_request *r)
     pthread_mutex_destroy(&r->lock);
     for (int i = 0; i < r->num_headers; i++)
         free(r->headers[i].value);
-    free(r->body);
+    buf_fini(&r->body);
     free(r);
 }
 
@@ -45,8 +45,8 @@ void http_unref(struct http_request *r)
 
 const char *http_request_body(const struct http_request *r, size_t *len)
 {
-    *len = r->body_len;
-    return r->body ? r->body : "";
+    *len = r->body.len;
+    return r->body.p ? r->body.p : "";
 }
 
 const char *http_request_path(const struct http_request *r)
