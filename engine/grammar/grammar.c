@@ -9,29 +9,26 @@
 #include <string.h>
 
 #include "engine/grammar/grammar_internal.h"
+#include "engine/base/buf.h"    /* gr__putn grows through buf_put */
 #include "engine/base/util.h"
 
 /* ---- strings ---- */
 
+/* gr_str is struct buf (engine/base/buf.h) with a sticky out-of-memory flag, so that the
+ * builders can append without checking each call: the growth is buf's. */
 void gr__putn(struct gr_str *s, const char *t, size_t n)
 {
+    struct buf b = { s->p, s->len, s->cap };
+
     if (s->oom)
         return;
-    if (s->len + n + 1 > s->cap) {
-        size_t c = s->cap ? s->cap : 256;
-        char *q;
-        while (c < s->len + n + 1)
-            c *= 2;
-        if (!(q = realloc(s->p, c))) {
-            s->oom = true;
-            return;
-        }
-        s->p = q;
-        s->cap = c;
+    if (buf_put(&b, t, n)) {
+        s->oom = true;
+        return;
     }
-    memcpy(s->p + s->len, t, n);
-    s->len += n;
-    s->p[s->len] = '\0';
+    s->p = b.p;
+    s->len = b.len;
+    s->cap = b.cap;
 }
 
 void gr__puts(struct gr_str *s, const char *t)
