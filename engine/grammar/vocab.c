@@ -8,6 +8,7 @@
 
 #include "engine/grammar/grammar_internal.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/base/buf.h"    /* vocab_put grows the bytes through buf_put */
 #include "engine/base/util.h"
 
 static const struct grammar_vocab *sort_vocab;   /* qsort has no context argument */
@@ -112,17 +113,12 @@ static int vocab_put(struct grammar_vocab *v, int id, const char *s, size_t len,
     size_t at = v->off[id];
 
     if (s && len > 0 && len <= 1024) {
-        if (at + len > *cap) {
-            size_t c = *cap ? *cap * 2 : 1 << 16;
-            char *q;
-            while (c < at + len)
-                c *= 2;
-            if (!(q = realloc(v->bytes, c)))
-                return -ENOMEM;
-            v->bytes = q;
-            *cap = c;
-        }
-        memcpy(v->bytes + at, s, len);
+        struct buf b = { v->bytes, at, *cap };   /* v->bytes grows as a struct buf */
+
+        if (buf_put(&b, s, len))
+            return -ENOMEM;
+        v->bytes = b.p;
+        *cap = b.cap;
         v->usable[id] = true;
         v->max_len = (int)len > v->max_len ? (int)len : v->max_len;
         at += len;
