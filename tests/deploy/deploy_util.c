@@ -41,28 +41,6 @@ const char *deploy_which(const char *name, char *buf, size_t cap)
     return NULL;
 }
 
-int deploy_run(const char *cmd, char **out)
-{
-    char full[8192];
-    FILE *f;
-    size_t cap = 4096, n = 0;
-    int status;
-
-    snprintf(full, sizeof full, "(%s) 2>&1", cmd);
-    *out = malloc(cap);
-    ck_assert_ptr_nonnull(*out);
-    ck_assert_msg((f = popen(full, "r")) != NULL, "popen %s: %s", cmd, strerror(errno));
-    for (size_t got; (got = fread(*out + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (n + 1 == cap) {
-            ck_assert_ptr_nonnull(*out = realloc(*out, cap *= 2));
-        }
-    }
-    (*out)[n] = 0;
-    status = pclose(f);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
 const char *deploy_repo_file(const char *rel, char *buf, size_t cap)
 {
     char cwd[1024];

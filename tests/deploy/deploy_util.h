@@ -75,7 +75,5 @@ const char *deploy_repo_file(const char *rel, char *buf, size_t cap);
 int deploy_free_port(void);
 /* The first executable of names found in $PATH, /usr/sbin or /sbin; NULL when none. */
 const char *deploy_which(const char *name, char *buf, size_t cap);
-/* Runs cmd through sh, its stdout and stderr into *out (malloc'd); returns the exit status. */
-int deploy_run(const char *cmd, char **out);
 
 #endif

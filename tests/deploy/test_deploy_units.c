@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "tests/deploy/deploy_util.h"
+#include "tests/integration/it_util.h"   /* it_run */
 #include "engine/base/util.h"
 
 /* A temporary folder for one test, removed by tmp_remove. */
@@ -49,7 +50,7 @@ static void install(const char *env)
     }
     deploy_repo_file("scripts/install.sh", script, sizeof script);
     snprintf(cmd, sizeof cmd, "%s BUILD='%s' '%s'", env, dirname(bin), script);
-    rc = deploy_run(cmd, &out);
+    rc = it_run(cmd, &out);
     ck_assert_msg(rc == 0, "%s: exit %d\n%s", cmd, rc, out);
     free(out);
 }
@@ -145,7 +146,7 @@ START_TEST(the_units_pass_systemd_analyze_verify_and_security)
     ck_assert_int_eq(system(cmd), 0);
     for (size_t i = 0; i < 3; i++) {
         snprintf(cmd, sizeof cmd, "'%s' verify '%s/lib/systemd/system/%s'", analyze, dir, units[i]);
-        rc = deploy_run(cmd, &out);
+        rc = it_run(cmd, &out);
         ck_assert_msg(rc == 0 && !out[0], "%s: exit %d\n%s", cmd, rc, out);
         free(out);
     }
@@ -155,7 +156,7 @@ START_TEST(the_units_pass_systemd_analyze_verify_and_security)
         /* --threshold=20: exit non-zero above an exposure of 2.0 (on systemd's 0-10 scale). */
         snprintf(cmd, sizeof cmd, "'%s' security --offline=true --threshold=20 --no-pager "
                  "'%s/lib/systemd/system/%s'", analyze, dir, units[i]);
-        rc = deploy_run(cmd, &out);
+        rc = it_run(cmd, &out);
         level = exposure(out);
         printf("systemd-analyze security %s: exposure %.1f (0 = locked down, 10 = exposed)\n", units[i], level);
         if (rc != 0 || level < 0 || level > 2.0)

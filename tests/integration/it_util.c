@@ -2,11 +2,13 @@
 #include "tests/integration/it_util.h"
 
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void it_up(struct daemon *d, const char *const *extra)
@@ -216,4 +218,26 @@ void it_assert_idle(const struct daemon *d)
     ck_assert_msg(it_wait_metric(d, "osprey_requests_running", 0, 10), "requests still running");
     ck_assert_msg(it_wait_metric(d, "osprey_requests_waiting", 0, 10), "requests still waiting");
     ck_assert_msg(it_wait_metric(d, "osprey_kv_cache_usage_ratio", 0, 10), "KV blocks still in use");
+}
+
+int it_run(const char *cmd, char **out)
+{
+    char full[8192];
+    FILE *f;
+    size_t cap = 4096, n = 0;
+    int status;
+
+    snprintf(full, sizeof full, "(%s) 2>&1", cmd);
+    *out = malloc(cap);
+    ck_assert_ptr_nonnull(*out);
+    ck_assert_msg((f = popen(full, "r")) != NULL, "popen %s: %s", cmd, strerror(errno));
+    for (size_t got; (got = fread(*out + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (n + 1 == cap) {
+            ck_assert_ptr_nonnull(*out = realloc(*out, cap *= 2));
+        }
+    }
+    (*out)[n] = 0;
+    status = pclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }

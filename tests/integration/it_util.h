@@ -57,4 +57,8 @@ bool it_wait_metric(const struct daemon *d, const char *sample, double want, dou
  * block free) within 10 s each. */
 void it_assert_idle(const struct daemon *d);
 
+/* Runs cmd through sh, its stdout and stderr into *out (malloc'd, NUL-terminated); returns
+ * its exit status (128 when it did not exit). For the offline commands and refused starts. */
+int it_run(const char *cmd, char **out);
+
 #endif

@@ -93,20 +93,13 @@ END_TEST
 /* `osprey generate` offline (the same engine without HTTP): its stdout. */
 static char *offline(const char *args)
 {
-    char cmd[2048], buf[4096];
-    size_t n;
-    FILE *p;
-
     const char *backend = getenv("OSPREY_TEST_BACKEND") ? getenv("OSPREY_TEST_BACKEND") : "cpu";
+    char cmd[2048], *out;
 
     snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --backend %s --threads 1 %s 2>/dev/null",
              daemon_bin(), daemon_model_dir(), backend, args);
-    p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    n = fread(buf, 1, sizeof buf - 1, p);
-    buf[n] = '\0';
-    ck_assert_int_eq(pclose(p), 0);
-    return strdup(buf);
+    ck_assert_msg(it_run(cmd, &out) == 0, "%s: %s", cmd, out);
+    return out;
 }
 
 START_TEST(daemon_output_equals_osprey_generate_offline)

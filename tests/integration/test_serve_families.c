@@ -36,18 +36,12 @@ static const char *backend(void)
 /* `osprey generate` on dir with the same prompt, greedy, n tokens; its stdout. */
 static char *offline(const char *dir, int n)
 {
-    char cmd[2048], buf[8192];
-    size_t got;
-    FILE *p;
+    char cmd[2048], *out;
 
     snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --backend %s --threads 1 --prompt '%s' "
              "--max-tokens %d --ignore-eos 2>/dev/null", daemon_bin(), dir, backend(), PROMPT, n);
-    p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    got = fread(buf, 1, sizeof buf - 1, p);
-    buf[got] = '\0';
-    ck_assert_int_eq(pclose(p), 0);
-    return strdup(buf);
+    ck_assert_msg(it_run(cmd, &out) == 0, "%s: %s", cmd, out);
+    return out;
 }
 
 static void serve_one(const char *preset, bool runs, const char *dir)
