@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "engine/backend.h"
+#include "engine/cpu/threadpool.h"
 #include "engine/engine_internal.h"
 #include "engine/base/log.h"
 #include "engine/base/rng.h"
@@ -320,8 +321,27 @@ static const uint32_t *allowed_ids_row(struct engine *e, const struct engine_req
     return mask;
 }
 
+struct mask_args {
+    struct engine *e;
+    const struct step_batch *b;
+};
+
+/* Row i's grammar mask, on a mask_pool thread: only the request's own matcher and row of
+ * e->masks are written. */
+static void mask_task(void *arg, int i, int thread)
+{
+    const struct mask_args *a = arg;
+    struct engine_request *r = a->b->reqs[a->b->sample_req[i]]->user;
+
+    if (r->matcher)
+        a->e->rows[i].allowed = grammar_row(a->e, r, i);
+}
+
 static void fill_rows(struct engine *e, const struct step_batch *b)
 {
+    struct mask_args ma = { e, b };
+    int num_grammars = 0;
+
     for (int i = 0; i < b->num_sample; i++) {
         struct engine_request *r = b->reqs[b->sample_req[i]]->user;
         struct sample_row *row = &e->rows[i];
@@ -348,9 +368,19 @@ static void fill_rows(struct engine *e, const struct step_batch *b)
         row->bias_ids = r->params.logit_bias_ids;
         row->bias = r->params.logit_bias;
         row->num_bias = r->params.num_logit_bias;
-        row->allowed = r->matcher ? grammar_row(e, r, i) : NULL;
+        row->allowed = NULL;
+        num_grammars += r->matcher != NULL;
+    }
+    if (num_grammars > 1)
+        threadpool_run(e->mask_pool, b->num_sample, mask_task, &ma);
+    else if (num_grammars)
+        for (int i = 0; i < b->num_sample; i++)
+            mask_task(&ma, i, 0);
+    /* after the masks: allowed_ids_row shares one scratch row (e->ids_mask) */
+    for (int i = 0; i < b->num_sample; i++) {
+        struct engine_request *r = b->reqs[b->sample_req[i]]->user;
         if (r->params.num_allowed_token_ids)
-            row->allowed = allowed_ids_row(e, r, i, row->allowed);
+            e->rows[i].allowed = allowed_ids_row(e, r, i, e->rows[i].allowed);
     }
 }
 
@@ -647,6 +677,7 @@ void engine_destroy(struct engine *e)
     free(e->sampled);
     free(e->masks);
     free(e->ids_mask);
+    threadpool_destroy(e->mask_pool);
     free(e->graph_sizes);
     pthread_mutex_destroy(&e->lock);
     free(e);

@@ -45,6 +45,9 @@ struct engine_options {
     const char *kv_cache_dtype;       /* NULL/"auto" (the backend's), "bf16", "fp8" (e4m3, cpu) */
     const char *quantization;         /* NULL, or "fp8": float linear weights to fp8 at load (cpu) */
     bool calculate_kv_scales;         /* fp8 cache: scales from the first prefill (vLLM's) */
+    int grammar_threads;              /* threads that fill a step's grammar masks (the engine
+                                         thread counts); 0 = auto: num_threads when set, else
+                                         the online CPUs, at most 8 */
 };
 
 /* Defaults: cpu/auto backend, block 16, 256 seqs, 8192 tokens, prefix caching on, graphs on,

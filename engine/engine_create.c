@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>   /* sysconf: the CPUs for the mask threads */
 
 #include "engine/backend.h"
+#include "engine/cpu/threadpool.h"
 #include "engine/engine_internal.h"
 #include "engine/kv_budget.h"
 #include "engine/base/log.h"
@@ -277,6 +279,15 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
         rc = -ENOMEM;
         goto fail;
     }
+    /* A cold mask is a walk of the vocabulary trie (up to milliseconds at 128k ids), and a
+     * step's rows are independent (each grammar locks its own cache): spread them over
+     * threads, which are idle while the engine thread prepares a step. */
+    int mt = o->grammar_threads > 0 ? o->grammar_threads
+             : MIN(8, o->num_threads > 0 ? o->num_threads : (int)MAX(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+    if ((rc = threadpool_create(&e->mask_pool, mt))) {
+        errf(err, "grammar mask threads: %s", strerror(-rc));
+        goto fail;
+    }
     e->stats.healthy = true;
     e->stats.kv_cache_dtype = kv_cache_dtype_name(runner_kv_dtype(e->be, kv_dtype));
     e->stats.kv_cache_tokens = cache_tokens(cfg, sc.group_num_blocks, o->block_size);
@@ -305,6 +316,7 @@ fail_model:
     free(e->sampled);
     free(e->masks);
     free(e->ids_mask);
+    threadpool_destroy(e->mask_pool);
     free(e);
     return rc;
 }

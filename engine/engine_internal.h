@@ -69,6 +69,7 @@ struct engine {
     uint32_t *masks;                 /* [cap_reqs * mask_words] grammar masks of a step's rows */
     int mask_words;                  /* words per row: covers the model's and grammars' vocab */
     uint32_t *ids_mask;              /* [mask_words] allowed_token_ids as a mask, to AND into a grammar's */
+    struct threadpool *mask_pool;    /* fills the step's grammar masks, a row per task */
     int *graph_sizes;                /* the options' sizes within max_num_seqs */
     int num_graph_sizes;
     uv_timer_t drain_timer;          /* wakes the loop when the grace period ends */
