@@ -107,6 +107,12 @@ $(BUILD)/bench-grammar: $(BUILD)/tests/bench/bench_grammar.o $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 	@echo "  LD      $@"
 
+# Grammar masks in a decode step at batch 64, 64 schemas (tests/bench/bench_grammar_batch.c):
+# prints, asserts nothing.
+$(BUILD)/bench-grammar-batch: $(BUILD)/tests/bench/bench_grammar_batch.o $(LIB_OBJS)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD      $@"
+
 # Tokenizer and chat template figures (tests/bench/bench_text.c): prints, asserts nothing.
 $(BUILD)/bench-text: $(BUILD)/tests/bench/bench_text.o $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
