@@ -2,7 +2,8 @@
  * properties (in their order; required ones always, optional ones may be left out),
  * required, additionalProperties (no extra properties are generated; a schema without
  * properties but with additionalProperties: S gives a map of S); string with enum, const,
- * pattern, minLength, maxLength, format date-time|date|time|uuid|email; integer with
+ * pattern, minLength, maxLength, format date-time|date|time|uuid|email (beside a pattern,
+ * any format: the pattern rules, as in zod's output); integer with
  * minimum, maximum, exclusiveMinimum, exclusiveMaximum (exact digit ranges); number, with
  * integer minimum and maximum;
  * boolean; null; array with items, minItems, maxItems, or prefixItems (tuples: exactly their
@@ -286,9 +287,12 @@ static int string_body(struct js *j, struct gr_str *o, const cJSON *s, const cha
         return js_fail(j, path, "%s", "maxLength is below minLength");
     if ((pat || fmt) && (has_min || has_max))
         return js_fail(j, path, "%s", "minLength/maxLength together with pattern or format is not supported");
-    if (pat && fmt)
-        return js_fail(j, path, "%s", "pattern together with format is not supported");
+    if (fmt && !cJSON_IsString(fmt))
+        return js_fail(j, path, "%s", "format must be a string");
     gr__puts(o, "\"\\\"\" ");
+    /* With both, the pattern is what must hold: format only annotates unless a validator
+     * opts in (JSON Schema 2019-09 on; optional in draft 7), and generators that write
+     * both (zod: format "uuid" with its own stricter pattern) mean the pattern. */
     if (pat) {
         char err[ERR_LEN];
         if (!cJSON_IsString(pat))
@@ -302,8 +306,6 @@ static int string_body(struct js *j, struct gr_str *o, const cJSON *s, const cha
             { "email", "[a-zA-Z0-9._%+-]{1,64} \"@\" [a-zA-Z0-9-]{1,63} ( \".\" [a-zA-Z0-9-]{1,63} ){1,4}" },
         };
         size_t i = 0;
-        if (!cJSON_IsString(fmt))
-            return js_fail(j, path, "%s", "format must be a string");
         while (i < ARRAY_LEN(F) && strcmp(F[i].name, fmt->valuestring))
             i++;
         if (i == ARRAY_LEN(F))

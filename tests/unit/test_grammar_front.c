@@ -158,6 +158,26 @@ START_TEST(schema_strings_numbers_enums_and_formats_match_their_json_text)
     NO(g, "\"2026-13-03T08:15:00Z\"");
     grammar_unref(g);
 
+    /* zod writes format and its own pattern together: the pattern is what must hold
+     * (its uuid wants a version digit 1-8 and a variant 8-b; format uuid alone does not) */
+    g = compile(GRAMMAR_JSON_SCHEMA, "{\"type\":\"string\",\"format\":\"uuid\",\"pattern\":"
+                "\"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
+                "|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$\"}");
+    YES(g, "\"123e4567-e89b-42d3-a456-426614174000\"");
+    YES(g, "\"00000000-0000-0000-0000-000000000000\"");
+    NO(g, "\"123e4567-e89b-02d3-a456-426614174000\"");   /* a uuid, but not the pattern's */
+    grammar_unref(g);
+    g = compile(GRAMMAR_JSON_SCHEMA, "{\"type\":\"string\",\"format\":\"email\",\"pattern\":"
+                "\"^(?:[A-Za-z0-9_'+\\\\-]+\\\\.)*[A-Za-z0-9_'+\\\\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9]"
+                "[A-Za-z0-9\\\\-]*\\\\.)+[A-Za-z]{2,}$\"}");
+    YES(g, "\"first.last+tag@mail.example.org\"");
+    NO(g, "\"first@mail.example.c1\"");               /* format email alone would take it */
+    grammar_unref(g);
+    g = compile(GRAMMAR_JSON_SCHEMA, "{\"type\":\"string\",\"format\":\"starts_with\",\"pattern\":\"^ab.*\"}");
+    YES(g, "\"abc\"");                                      /* an unknown format beside a pattern */
+    NO(g, "\"ba\"");
+    grammar_unref(g);
+
     g = compile(GRAMMAR_JSON_SCHEMA, "{\"type\":\"string\",\"pattern\":\"^[a-z]+\\\\d{2}\\\"?$\"}");
     YES(g, "\"abc12\"");
     YES(g, "\"abc12\\\"\"");                  /* the pattern's quote, escaped in JSON */
@@ -237,6 +257,9 @@ START_TEST(schema_keywords_we_do_not_support_are_refused_by_name_and_path)
     schema_refused("{\"properties\":{\"a\":{\"type\":\"number\",\"multipleOf\":2}}}",
                    "keyword 'multipleOf' is not supported (at /properties/a)");
     schema_refused("{\"type\":\"string\",\"format\":\"hostname\"}", "format 'hostname' is not supported");
+    schema_refused("{\"type\":\"string\",\"format\":\"email\",\"pattern\":\"^a@b$\",\"maxLength\":9}",
+                   "minLength/maxLength together with pattern or format is not supported");
+    schema_refused("{\"type\":\"string\",\"format\":7,\"pattern\":\"^a$\"}", "format must be a string");
     schema_refused("{\"type\":\"number\",\"exclusiveMinimum\":1}", "exclusiveMinimum/exclusiveMaximum on a number is not supported");
     schema_refused("{\"type\":\"number\",\"minimum\":0.5}", "'minimum' must be an integer");
     schema_refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "no integer lies between");
