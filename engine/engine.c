@@ -77,6 +77,7 @@ static struct engine_request *request_create(struct engine *e, const struct engi
     }
     if (p->grammar && grammar_matcher_create(&r->matcher, p->grammar))
         goto fail;
+    r->grammar_words = p->grammar ? grammar_mask_words(p->grammar) : 0;
     r->tokens = malloc(((size_t)d->num_prompt + p->max_tokens) * sizeof *r->tokens);
     r->banned = malloc(((size_t)e->num_eos + p->num_stop_token_ids + 1) * sizeof *r->banned);
     if (!r->tokens || !r->banned)
@@ -291,9 +292,12 @@ static const uint32_t *grammar_row(struct engine *e, struct engine_request *r, i
 {
     uint32_t *mask = e->masks + (size_t)i * e->mask_words;
 
-    memset(mask, 0, (size_t)e->mask_words * sizeof *mask);
-    if (grammar_matcher_fill_mask(r->matcher, mask))
+    /* fill_mask writes the grammar's words; only a tail the model's vocab adds is cleared */
+    memset(mask + r->grammar_words, 0, (size_t)(e->mask_words - r->grammar_words) * sizeof *mask);
+    if (grammar_matcher_fill_mask(r->matcher, mask)) {
         r->grammar_failed = true;
+        memset(mask, 0, (size_t)e->mask_words * sizeof *mask);   /* it may have stopped midway */
+    }
     if (grammar_matcher_is_accepting(r->matcher) || r->grammar_failed)
         for (int k = 0; k < r->num_banned; k++)
             if (r->banned[k] >= 0 && r->banned[k] < e->mask_words * 32)

@@ -57,8 +57,9 @@ int grammar_matcher_accept_token(struct grammar_matcher *m, int32_t id);
 bool grammar_matcher_is_accepting(const struct grammar_matcher *m);
 /* Complete and nothing may follow: the request is done. */
 bool grammar_matcher_is_done(const struct grammar_matcher *m);
-/* mask[(vocab + 31) / 32]: bit i set when token i may come next (EOS not included: the
- * caller allows it when is_accepting). Returns 0, or -ENOMEM / -E2BIG. */
+/* mask[(vocab + 31) / 32], every word written: bit i set when token i may come next (EOS
+ * not included: the caller allows it when is_accepting). Returns 0, or -ENOMEM / -E2BIG
+ * (the mask is then undefined). */
 int grammar_matcher_fill_mask(struct grammar_matcher *m, uint32_t *mask);
 
 /* Per-compile-source cache, shared by HTTP threads: one compiled grammar per (kind, src),
