@@ -14,6 +14,13 @@ struct grammar_matcher {
     struct grammar *g;         /* a reference */
     struct gr_stacks cur, a, b;
     struct gr_scratch sc;
+    /* The last mask and the state it was made for. A mask depends on the state alone, and
+     * inside a string without bounds a token leads back to the same state: the next mask is
+     * then a copy, not a fresh OR of the cached bits plus the checks of every token that
+     * leaves the cached frames (up to a thousand: `",`, `"}` … at 128k ids). */
+    struct gr_stacks last;
+    uint32_t *last_mask;       /* [vocab words], or NULL */
+    bool last_valid;
 };
 
 void gr__stacks_clear(struct gr_stacks *s)
@@ -232,6 +239,8 @@ void grammar_matcher_destroy(struct grammar_matcher *m)
     gr__stacks_free(&m->cur);
     gr__stacks_free(&m->a);
     gr__stacks_free(&m->b);
+    gr__stacks_free(&m->last);
+    free(m->last_mask);
     free(m->sc.buf);
     grammar_unref(m->g);
     free(m);
@@ -289,13 +298,46 @@ bool grammar_matcher_is_done(const struct grammar_matcher *m)
     return m->cur.accept && m->cur.n == 0;
 }
 
+static bool same_stacks(const struct gr_stacks *a, const struct gr_stacks *b)
+{
+    return a->n == b->n && a->len == b->len && a->accept == b->accept && a->overflow == b->overflow &&
+           !memcmp(a->off, b->off, ((size_t)a->n + 1) * sizeof *a->off) &&
+           (!a->len || !memcmp(a->pos, b->pos, (size_t)a->len * sizeof *a->pos));
+}
+
+static int fill_mask(struct grammar_matcher *m, uint32_t *mask);
+
 int grammar_matcher_fill_mask(struct grammar_matcher *m, uint32_t *mask)
+{
+    const struct grammar_vocab *v = m->g->vocab;
+    size_t bytes;
+    int rc;
+
+    if (!v)
+        return -EINVAL;
+    bytes = (size_t)v->words * sizeof *mask;
+    if (m->last_valid && m->cur.off && same_stacks(&m->cur, &m->last)) {
+        memcpy(mask, m->last_mask, bytes);
+        return 0;
+    }
+    m->last_valid = false;
+    if ((rc = fill_mask(m, mask)))
+        return rc;
+    /* kept for the next call; without memory for it, the next call just fills again */
+    if (!m->last_mask)
+        m->last_mask = malloc(bytes);
+    if (m->last_mask && m->cur.off && gr__stacks_copy(&m->last, &m->cur) == 0) {
+        memcpy(m->last_mask, mask, bytes);
+        m->last_valid = true;
+    }
+    return 0;
+}
+
+static int fill_mask(struct grammar_matcher *m, uint32_t *mask)
 {
     struct grammar *g = m->g;
     const struct grammar_vocab *v = g->vocab;
 
-    if (!v)
-        return -EINVAL;
     memset(mask, 0, (size_t)v->words * sizeof *mask);
     for (int i = 0; i < m->cur.n; i++) {
         const int32_t *s = m->cur.pos + m->cur.off[i];
