@@ -49,6 +49,7 @@ static void usage(FILE *f)
         "  --seed S           prompts, schemas and sampling seed (default 1)\n"
         "  --repeat N         rounds of free, cold and warm batches; medians printed (default 3)\n"
         "  --grammar-threads N  threads filling a step's masks (engine_options; default 0: auto)\n"
+        "  --open-strings     strings without minLength/maxLength (default: bounded)\n"
         "  --gen CONFIG       first write a random-weight model of this preset or config.json\n"
         "                     into --model (as osprey gen-model)\n"
         "  --tokenizer DIR    with --gen: copy this tokenizer (default: a generated BPE)\n\n"
@@ -94,15 +95,22 @@ static const char *word(uint64_t *rng)
     return WORDS[rng_below(rng, ARRAY_LEN(WORDS))];
 }
 
-/* One member's schema. Strings are bounded (a random-weight model rarely closes an
- * unbounded one, so later members would never be reached) and long enough that the
- * batch runs --steps tokens before any output is complete. */
-static void member(struct sbuf *b, uint64_t *rng, int depth)
+/* One member's schema. With bounded strings (the default) every member is reached: a
+ * random-weight model rarely closes an unbounded string, and the bounds are long enough
+ * that the batch runs --steps tokens before any output is complete; each character of a
+ * bounded string is a grammar position of its own, so nearly every step of a request meets
+ * a mask not made before (the costly case). With open strings (--open-strings) the model
+ * stays in the first string member, one position whose mask is made once: the cheap case,
+ * a model writing free text into a JSON field. */
+static void member(struct sbuf *b, uint64_t *rng, int depth, bool open)
 {
     switch (rng_below(rng, depth ? 5 : 7)) {
     case 0: case 1: {
-        int lo = 16 + (int)rng_below(rng, 24);
-        sb_printf(b, "{\"type\":\"string\",\"minLength\":%d,\"maxLength\":%d}", lo, lo + 8 + (int)rng_below(rng, 24));
+        int lo = 16 + (int)rng_below(rng, 24), hi = lo + 8 + (int)rng_below(rng, 24);
+        if (open)
+            sb_printf(b, "{\"type\":\"string\"}");
+        else
+            sb_printf(b, "{\"type\":\"string\",\"minLength\":%d,\"maxLength\":%d}", lo, hi);
         break;
     }
     case 2: {
@@ -122,15 +130,18 @@ static void member(struct sbuf *b, uint64_t *rng, int depth)
         sb_printf(b, rng_below(rng, 2) ? "{\"type\":\"boolean\"}" : "{\"type\":\"number\"}");
         break;
     case 5:
-        sb_printf(b, "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"minLength\":8,\"maxLength\":%d},"
-                  "\"minItems\":2,\"maxItems\":4}", 12 + (int)rng_below(rng, 12));
+        if (open)
+            sb_printf(b, "{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":2,\"maxItems\":4}");
+        else
+            sb_printf(b, "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"minLength\":8,\"maxLength\":%d},"
+                      "\"minItems\":2,\"maxItems\":4}", 12 + (int)rng_below(rng, 12));
         break;
     default: {
         int n = 2 + (int)rng_below(rng, 2);
         sb_printf(b, "{\"type\":\"object\",\"properties\":{");
         for (int i = 0; i < n; i++) {
             sb_printf(b, "%s\"%s\":", i ? "," : "", WORDS[i]);
-            member(b, rng, depth + 1);
+            member(b, rng, depth + 1, open);
         }
         sb_printf(b, "},\"required\":[");
         for (int i = 0; i < n; i++)
@@ -141,7 +152,7 @@ static void member(struct sbuf *b, uint64_t *rng, int depth)
 }
 
 /* Schema k: distinct from every other (its member names carry k). Malloc'd. */
-static char *make_schema(uint64_t seed, int k)
+static char *make_schema(uint64_t seed, int k, bool open)
 {
     uint64_t rng = rng_at(seed, (uint64_t)k + 1);
     int n = 10 + (int)rng_below(&rng, 5);
@@ -150,7 +161,7 @@ static char *make_schema(uint64_t seed, int k)
     sb_printf(&b, "{\"type\":\"object\",\"properties\":{");
     for (int i = 0; i < n; i++) {
         sb_printf(&b, "%s\"%s_%d\":", i ? "," : "", WORDS[(k + i) % ARRAY_LEN(WORDS)], k);
-        member(&b, &rng, 0);
+        member(&b, &rng, 0, open);
     }
     sb_printf(&b, "},\"required\":[");
     for (int i = 0; i < n; i++)
@@ -405,6 +416,7 @@ int main(int argc, char **argv)
     int B = 64, steps = 64, input_len = 32, repeat = 3, grammar_threads = 0, words;
     uint64_t seed = 1, rng;
     const char *gen = NULL, *gen_tok = NULL;
+    bool open_strings = false;
     struct osprey_config c;
     struct engine_options eo;
     struct engine *e = NULL;
@@ -423,8 +435,11 @@ int main(int argc, char **argv)
     const struct cli_opt opts[] = {
         { "--batch", CLI_INT, &B }, { "--steps", CLI_INT, &steps },
         { "--input-len", CLI_INT, &input_len }, { "--seed", CLI_U64, &seed },
-        { "--repeat", CLI_INT, &repeat }, { "--grammar-threads", CLI_INT, &grammar_threads }, { "--gen", CLI_STR, &gen }, { "--tokenizer", CLI_STR, &gen_tok },
+        { "--repeat", CLI_INT, &repeat }, { "--grammar-threads", CLI_INT, &grammar_threads },
+        { "--open-strings", CLI_BOOL, &open_strings }, { "--gen", CLI_STR, &gen },
+        { "--tokenizer", CLI_STR, &gen_tok },
     };
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* a run cut short by a timeout keeps what it printed */
     config_init(&c);
     int prc = cli_parse("bench-grammar-batch", argc, argv, opts, (int)ARRAY_LEN(opts), &c, usage);
     if (!prc && (B < 1 || steps <= WARMUP_STEPS + 2 || input_len < 1 || repeat < 1 || repeat > 64)) {
@@ -494,13 +509,13 @@ int main(int argc, char **argv)
         prompts[i] = 10 + (int32_t)rng_below(&rng, (uint64_t)(MIN(model_vocab, 100000) - 10));
     size_t schema_bytes = 0;
     for (int i = 0; i < B; i++) {
-        schemas[i] = make_schema(seed, i);
+        schemas[i] = make_schema(seed, i, open_strings);
         schema_bytes += strlen(schemas[i]);
     }
 
     printf("bench-grammar-batch: %s, backend %s, batch %d, %d output tokens, prompts of %d, "
-           "grammar threads %d (0: auto)\n", c.model, c.backend ? c.backend : "auto", B, steps,
-           input_len, grammar_threads);
+           "grammar threads %d (0: auto), %s strings\n", c.model, c.backend ? c.backend : "auto", B,
+           steps, input_len, grammar_threads, open_strings ? "open" : "bounded");
     printf("vocabulary %d ids (mask %d bytes a row, %.2f MB a step); trie %.0f ms; engine start %.1f s\n",
            model_vocab, words * 4, (double)words * 4 * B / 1e6, 1e3 * t_vocab, t_load);
 
