@@ -1,0 +1,541 @@
+/* attention_decode.cu — kernel 2 of an attention layer when every request of the step has one
+ * query (the decode graphs' case); attention.cu dispatches here and keeps mixed steps.
+ * Decode attention only streams the KV cache, so the whole design is about keeping DRAM
+ * busy: one thread block takes one (token, KV head, key split) and all G <= 16 query heads
+ * that share the KV head (GQA-packed: each K/V byte is read once); the keys are split over
+ * enough blocks to fill every SM; each block keeps ST - 1 tiles of BN keys in flight
+ * (cp.async through the block table, a ring of ST stages); its NW warps take 16 keys of each
+ * tile each and run flash-attention on them with mma.sync (Q·Kᵀ and P·V, online softmax in
+ * registers), then merge their partial rows in shared memory; the splits are merged by a
+ * second small kernel. An fp8 (e4m3) cache is fed to the math straight from the stage:
+ * K's codes widen to bf16 in registers (dims permuted in Q and K alike so that one 8-byte
+ * load gives a thread its fragments), V's are interleaved by byte permutes and widened to
+ * f16 for an f16 P·V, exactly. The split count depends only on the padded counts and
+ * max_seq_len; each block finds its keys from the device's seq_lens, so a captured graph
+ * replays any batch of its size and any sequence length up to max_seq_len. */
+#include <math.h>
+#include <stdio.h>    /* snprintf */
+
+#include "engine/base/util.h"     /* MIN, MAX */
+#include "kernels/attention.cuh"  /* attn_args, cp.async and mma primitives */
+#include "kernels/fp8.cuh"        /* fp8x2_to_bf162 */
+
+#define DEC_MAX_SPLITS 256
+#define DEC_MIN_TILES 4           /* keys of a split: at least this many tiles */
+#define DEC_REDUCE_THREADS 128
+
+/* Shared memory of one block: Q (16 rows, bf16), then ST stages of a K and a V tile of BN
+ * rows, each row head_dim elements and 16 bytes of padding (spreads ldmatrix rows over the
+ * banks); the warps' merge reuses the stages after the last tile. */
+template <int HD, int NW, int ST, bool FP8>
+constexpr size_t dec_smem_bytes()
+{
+    constexpr size_t q = 16 * (HD + 8) * 2, row = HD * (FP8 ? 1 : 2) + 16;
+    constexpr size_t stages = (size_t)ST * 2 * (NW * 16) * row;
+    constexpr size_t merge = (size_t)NW * 16 * HD * 4 + (size_t)NW * 16 * 8;
+    return q + (stages > merge ? stages : merge);
+}
+
+__device__ __forceinline__ uint32_t bf162_bits(__nv_bfloat162 h)
+{
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+/* two e4m3 codes (lo in the low byte) widened to an f16 pair, exactly */
+__device__ __forceinline__ uint32_t fp8x2_to_f16x2_bits(uint32_t codes)
+{
+    __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(codes & 0xffffu), __NV_E4M3);
+    return (uint32_t)h.x | (uint32_t)h.y << 16;
+}
+
+/* grid (num_tokens, KVH, num_splits), block NW * 32. HD: the head_dim (64, 128, 256). */
+template <int HD, int NW, int ST, bool FP8>
+__global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_constant__ attn_args a)
+{
+    constexpr int NT = NW * 32, BN = NW * 16, ES = FP8 ? 1 : 2;
+    constexpr int ROWB = HD * ES + 16;     /* bytes of a staged K or V row */
+    constexpr int CH = HD * ES / 16;       /* 16-byte chunks of a row */
+    constexpr int LDQ = HD + 8;            /* elements of a Q row in shared memory */
+    constexpr int NO = HD / 8;             /* 8-dim tiles of O */
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem);
+    unsigned char *sKV = smem + 16 * LDQ * 2;
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g8 = lane >> 2, t4 = lane & 3;
+    const int tok = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+
+    /* ---- the request of this token: the last r with qsl[r] <= tok (num_reqs: none) ---- */
+    int rlo = 0, rhi = a.num_reqs;
+    while (rlo < rhi) {
+        int mid = (rlo + rhi + 1) >> 1;
+        if (a.qsl[mid] <= tok)
+            rlo = mid;
+        else
+            rhi = mid - 1;
+    }
+    const int r = rlo;
+    int pos = -1;   /* the query's position; -1: a token of no request, or a padding one */
+    if (r < a.num_reqs && a.seq_lens[r] > 0)
+        pos = a.seq_lens[r] - (a.qsl[r + 1] - tok);
+
+    /* ---- keys [kv_lo, kv_hi) of the query, and this split's tiles of them ---- */
+    const int kv_hi = max(pos + 1, 0);
+    const int kv_lo = a.window > 0 ? max(pos - a.window + 1, 0) : 0;
+    int tb = kv_lo / BN, te = kv_hi > kv_lo ? (kv_hi + BN - 1) / BN : tb;
+    {
+        int per = (te - tb + a.num_splits - 1) / a.num_splits;
+        int b = tb + split * per;
+        te = min(b + per, te);
+        tb = min(b, te);
+    }
+    const int ntiles = te - tb;
+
+    /* ---- Q of the G heads into rows 0..G-1 (zeros below: their results are dropped) ---- */
+    for (int idx = tid; idx < 16 * (HD / 8); idx += NT) {
+        int row = idx / (HD / 8), c = idx % (HD / 8);
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (row < a.G && ntiles > 0)
+            v = *reinterpret_cast<const uint4 *>(a.q + (size_t)tok * a.q_stride +
+                                                 (size_t)(kvh * a.G + row) * HD + c * 8);
+        *reinterpret_cast<uint4 *>(sQ + row * LDQ + c * 8) = v;
+    }
+
+    const long long row_elems = (long long)a.KVH * HD;
+    const int32_t *bt = a.block_table + (size_t)(r < a.num_reqs ? r : 0) * a.max_blocks;
+    const char *kc = static_cast<const char *>(a.k_cache), *vc = static_cast<const char *>(a.v_cache);
+
+    /* K and V rows of tile `tile` into stage st: keys outside [kv_lo, kv_hi), and keys whose
+     * block the table does not hold, are zero-filled and never read from the cache */
+    auto issue = [&](int tile, int st) {
+        unsigned char *dk = sKV + (size_t)st * 2 * BN * ROWB, *dv = dk + BN * ROWB;
+#pragma unroll
+        for (int idx = tid; idx < BN * CH; idx += NT) {
+            int kk = idx / CH, c = idx % CH, t = tile * BN + kk;
+            long long off = 0;
+            bool ok = false;
+            if (t >= kv_lo && t < kv_hi) {
+                int bi = t / a.block_size;
+                int blk = bi < a.max_blocks ? __ldg(bt + bi) : -1;
+                if (blk >= 0 && blk < a.num_blocks) {
+                    off = (((long long)blk * a.block_size + t % a.block_size) * row_elems +
+                           (long long)kvh * HD) * ES + c * 16;
+                    ok = true;
+                }
+            }
+            cp_async16(dk + kk * ROWB + c * 16, kc + off, ok);
+            cp_async16(dv + kk * ROWB + c * 16, vc + off, ok);
+        }
+    };
+
+#pragma unroll
+    for (int s = 0; s < ST - 1; s++) {
+        if (s < ntiles)
+            issue(tb + s, s);
+        cp_async_commit();   /* empty groups too: the wait below counts groups */
+    }
+
+    float o[NO][4], m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+        o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    const bool two_rows = a.G > 8;   /* rows g8 + 8 hold heads too */
+
+    for (int i = 0; i < ntiles; i++) {
+        cp_async_wait<ST - 2>();
+        __syncthreads();   /* tile i landed for all; the stage of tile i - 1 is free again */
+        if (i + ST - 1 < ntiles)
+            issue(tb + i + ST - 1, (i + ST - 1) % ST);
+        cp_async_commit();
+
+        const int key0 = (tb + i) * BN + warp * 16;   /* this warp's 16 keys */
+        if (key0 >= kv_hi || key0 + 16 <= kv_lo)
+            continue;
+        const unsigned char *ks = sKV + (size_t)(i % ST) * 2 * BN * ROWB + warp * 16 * ROWB;
+        const unsigned char *vs = ks + BN * ROWB;
+
+        /* S = Q · Kᵀ: 16 rows × 16 keys. Dims are taken in a permuted order (the sum does not
+         * care): in each 32-dim chunk, thread t4 holds dims t4*8 .. t4*8+7 of its row and its
+         * key, which are the fragments of two k-steps in one load. */
+        float s[2][4];
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+        for (int c = 0; c < HD / 32; c++) {
+            uint4 qa = *reinterpret_cast<const uint4 *>(sQ + g8 * LDQ + c * 32 + t4 * 8);
+            uint4 qb = make_uint4(0, 0, 0, 0);
+            if (two_rows)
+                qb = *reinterpret_cast<const uint4 *>(sQ + (g8 + 8) * LDQ + c * 32 + t4 * 8);
+            const uint32_t a0[4] = { qa.x, qb.x, qa.y, qb.y }, a1[4] = { qa.z, qb.z, qa.w, qb.w };
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const unsigned char *kr = ks + (j * 8 + g8) * ROWB;
+                uint32_t b[4];
+                if constexpr (FP8) {
+                    uint2 k8 = *reinterpret_cast<const uint2 *>(kr + c * 32 + t4 * 8);
+                    b[0] = bf162_bits(fp8x2_to_bf162((uint16_t)k8.x));
+                    b[1] = bf162_bits(fp8x2_to_bf162((uint16_t)(k8.x >> 16)));
+                    b[2] = bf162_bits(fp8x2_to_bf162((uint16_t)k8.y));
+                    b[3] = bf162_bits(fp8x2_to_bf162((uint16_t)(k8.y >> 16)));
+                } else {
+                    uint4 k4 = *reinterpret_cast<const uint4 *>(kr + (c * 32 + t4 * 8) * 2);
+                    b[0] = k4.x, b[1] = k4.y, b[2] = k4.z, b[3] = k4.w;
+                }
+                mma_bf16(s[j], a0, b[0], b[1]);
+                mma_bf16(s[j], a1, b[2], b[3]);
+            }
+        }
+
+        /* scale (log2 units), soft-cap, and the mask of keys outside [kv_lo, kv_hi) */
+        const bool need_mask = key0 < kv_lo || key0 + 16 > kv_hi;
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = s[j][e];
+                if (a.softcap > 0.0f)
+                    x = a.softcap * tanhf(x * a.scale / a.softcap) * LOG2E;
+                else
+                    x *= a.scale_log2;
+                int key = key0 + j * 8 + t4 * 2 + (e & 1);
+                if (need_mask && (key < kv_lo || key >= kv_hi))
+                    x = -INFINITY;
+                s[j][e] = x;
+            }
+
+        /* online softmax of rows g8 (rr 0) and g8 + 8 (rr 1) */
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            float mx = fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float m_new = fmaxf(m[rr], mx);
+            float m_use = m_new == -INFINITY ? 0.0f : m_new;
+            float alpha = exp2f(m[rr] - m_use);
+            m[rr] = m_new;
+            l[rr] *= alpha;
+#pragma unroll
+            for (int j = 0; j < NO; j++) {
+                o[j][2 * rr] *= alpha;
+                o[j][2 * rr + 1] *= alpha;
+            }
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                s[j][2 * rr] = exp2f(s[j][2 * rr] - m_use);
+                s[j][2 * rr + 1] = exp2f(s[j][2 * rr + 1] - m_use);
+                l[rr] += s[j][2 * rr] + s[j][2 * rr + 1];
+            }
+        }
+
+        /* O += P · V over the warp's 16 keys (one k-step); P's fragments are S's registers */
+        if constexpr (FP8) {
+            /* thread (g8, t4) needs V[key][dim] for keys 2t4, 2t4+1, 2t4+8, 2t4+9 and, in
+             * O-tile j, the dim g8 * NO + j (O's columns permuted the same way: column n of
+             * tile j is dim n * NO + j), so each key row gives one contiguous NO-byte load */
+            const uint32_t pa[4] = { pack_f16(s[0][0], s[0][1]), pack_f16(s[0][2], s[0][3]),
+                                     pack_f16(s[1][0], s[1][1]), pack_f16(s[1][2], s[1][3]) };
+            uint32_t v[4][NO / 4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const unsigned char *vr = vs + (2 * t4 + (k & 1) + (k >> 1) * 8) * ROWB + g8 * NO;
+                if constexpr (NO == 8) {
+                    uint2 x = *reinterpret_cast<const uint2 *>(vr);
+                    v[k][0] = x.x;
+                    v[k][1] = x.y;
+                } else {
+#pragma unroll
+                    for (int w = 0; w < NO / 4; w += 4) {
+                        uint4 x = *reinterpret_cast<const uint4 *>(vr + w * 4);
+                        v[k][w] = x.x;
+                        v[k][w + 1] = x.y;
+                        v[k][w + 2] = x.z;
+                        v[k][w + 3] = x.w;
+                    }
+                }
+            }
+#pragma unroll
+            for (int w = 0; w < NO / 4; w++) {
+                /* bytes (key 2t4, key 2t4+1) of dims 4w .. 4w+3, and of keys 2t4+8, 2t4+9 */
+                uint32_t lo01 = __byte_perm(v[0][w], v[1][w], 0x5140);
+                uint32_t hi01 = __byte_perm(v[0][w], v[1][w], 0x7362);
+                uint32_t lo89 = __byte_perm(v[2][w], v[3][w], 0x5140);
+                uint32_t hi89 = __byte_perm(v[2][w], v[3][w], 0x7362);
+                mma_f16(o[4 * w + 0], pa, fp8x2_to_f16x2_bits(lo01), fp8x2_to_f16x2_bits(lo89));
+                mma_f16(o[4 * w + 1], pa, fp8x2_to_f16x2_bits(lo01 >> 16), fp8x2_to_f16x2_bits(lo89 >> 16));
+                mma_f16(o[4 * w + 2], pa, fp8x2_to_f16x2_bits(hi01), fp8x2_to_f16x2_bits(hi89));
+                mma_f16(o[4 * w + 3], pa, fp8x2_to_f16x2_bits(hi01 >> 16), fp8x2_to_f16x2_bits(hi89 >> 16));
+            }
+        } else {
+            const uint32_t pa[4] = { pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]),
+                                     pack_bf16(s[1][0], s[1][1]), pack_bf16(s[1][2], s[1][3]) };
+#pragma unroll
+            for (int dp = 0; dp < NO / 2; dp++) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, vs + ((lane & 7) + ((lane >> 3) & 1) * 8) * ROWB +
+                                         (dp * 16 + (lane >> 4) * 8) * 2);
+                mma_bf16(o[2 * dp], pa, b[0], b[1]);
+                mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+            }
+        }
+    }
+
+    /* ---- merge the warps' rows in shared memory (the stages are free once all land) ---- */
+    cp_async_wait<0>();
+    __syncthreads();
+    float *sO = reinterpret_cast<float *>(sKV);            /* [NW][16][HD] */
+    float2 *sML = reinterpret_cast<float2 *>(sO + NW * 16 * HD);   /* [NW][16] */
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 1);
+        l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 2);
+        int row = g8 + rr * 8;
+        if (row >= a.G)
+            continue;
+        if (t4 == 0)
+            sML[warp * 16 + row] = make_float2(m[rr], l[rr]);
+        float *dst = sO + (warp * 16 + row) * HD;
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int n = t4 * 2 + e, d = FP8 ? n * NO + j : j * 8 + n;
+                dst[d] = o[j][2 * rr + e];
+            }
+    }
+    __syncthreads();
+    for (int idx = tid; idx < a.G * HD; idx += NT) {
+        int row = idx / HD, d = idx % HD, head = kvh * a.G + row;
+        float mmax = -INFINITY, sum = 0.0f, acc = 0.0f;
+#pragma unroll
+        for (int w = 0; w < NW; w++)
+            if (sML[w * 16 + row].y > 0.0f)
+                mmax = fmaxf(mmax, sML[w * 16 + row].x);
+#pragma unroll
+        for (int w = 0; w < NW; w++) {
+            float2 ml = sML[w * 16 + row];
+            if (ml.y > 0.0f) {
+                float wt = exp2f(ml.x - mmax);
+                sum += ml.y * wt;
+                acc += sO[(w * 16 + row) * HD + d] * wt;
+            }
+        }
+        if (a.num_splits == 1) {
+            a.out[(size_t)tok * a.H * HD + (size_t)head * HD + d] =
+                __float2bfloat16(sum > 0.0f ? acc * a.v_scale / sum : 0.0f);
+        } else {
+            size_t pi = ((size_t)split * a.num_tokens + tok) * a.H + head;
+            if (d == 0)
+                a.part_ml[pi] = make_float2(mmax, sum);
+            if (sum > 0.0f)
+                a.part_o[pi * HD + d] = acc * a.v_scale;
+        }
+    }
+}
+
+/* grid num_tokens * H, block DEC_REDUCE_THREADS: merges the splits of one (token, head):
+ * out = Σ o_z 2^(m_z - M) / Σ l_z 2^(m_z - M). Splits that saw no key (l 0, o never
+ * written) weigh nothing; a row no split saw is zeros. */
+__global__ void __launch_bounds__(DEC_REDUCE_THREADS) attn_decode_reduce_kernel(const __grid_constant__ attn_args a)
+{
+    __shared__ float s_w[DEC_MAX_SPLITS];
+    __shared__ float s_inv;
+    const size_t rows = (size_t)a.num_tokens * a.H, idx = blockIdx.x;
+    const int t = threadIdx.x;
+
+    if (t < 32) {
+        float mmax = -INFINITY, sum = 0.0f;
+        for (int z = t; z < a.num_splits; z += 32) {
+            float2 ml = a.part_ml[z * rows + idx];
+            if (ml.y > 0.0f)
+                mmax = fmaxf(mmax, ml.x);
+        }
+        mmax = warp_max(mmax);
+        for (int z = t; z < a.num_splits; z += 32) {
+            float2 ml = a.part_ml[z * rows + idx];
+            float w = ml.y > 0.0f ? exp2f(ml.x - mmax) : 0.0f;
+            s_w[z] = w;
+            sum += ml.y * w;
+        }
+        sum = warp_sum(sum);
+        if (t == 0)
+            s_inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    }
+    __syncthreads();
+    for (int d = t; d < a.D; d += DEC_REDUCE_THREADS) {
+        float acc = 0.0f;
+#pragma unroll 8
+        for (int z = 0; z < a.num_splits; z++)
+            if (s_w[z] != 0.0f)
+                acc += a.part_o[(z * rows + idx) * a.D + d] * s_w[z];
+        a.out[idx * a.D + d] = __float2bfloat16(acc * s_inv);   /* rows [token][head][D] */
+    }
+}
+
+/* ---- host side ---- */
+
+/* One instantiation: its shape, launcher, and how many of its blocks an SM holds. */
+struct dec_variant {
+    int hd, nw, st;
+    bool fp8;
+    size_t smem;
+    int (*init)(void);
+    void (*launch)(const attn_args &a, cudaStream_t s);
+    int resident;              /* blocks per SM (attn_decode_init); 0 before it */
+};
+
+template <int HD, int NW, int ST, bool FP8>
+static int dec_init_one(void)
+{
+    int n = 0;
+
+    if (!CUDA_OK(cudaFuncSetAttribute(attn_decode_kernel<HD, NW, ST, FP8>,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)dec_smem_bytes<HD, NW, ST, FP8>())) ||
+        !CUDA_OK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<HD, NW, ST, FP8>,
+                                                               NW * 32, dec_smem_bytes<HD, NW, ST, FP8>())))
+        return -1;
+    return n;
+}
+
+template <int HD, int NW, int ST, bool FP8>
+static void dec_launch_one(const attn_args &a, cudaStream_t s)
+{
+    dim3 grid((unsigned int)a.num_tokens, (unsigned int)a.KVH, (unsigned int)a.num_splits);
+
+    attn_decode_kernel<HD, NW, ST, FP8><<<grid, NW * 32, dec_smem_bytes<HD, NW, ST, FP8>(), s>>>(a);
+}
+
+#define DEC_VARIANT(HD, NW, ST, FP8) \
+    { HD, NW, ST, FP8, dec_smem_bytes<HD, NW, ST, FP8>(), dec_init_one<HD, NW, ST, FP8>, \
+      dec_launch_one<HD, NW, ST, FP8>, 0 }
+
+/* The first entry of each (head_dim, dtype) is the one used; the others are there for
+ * attention_decode_cuda_tune (the benchmark's comparison). */
+static struct dec_variant dec_variants[] = {
+    DEC_VARIANT(64, 4, 4, false),
+    DEC_VARIANT(64, 4, 6, true),
+    DEC_VARIANT(128, 4, 3, false),
+    DEC_VARIANT(128, 4, 4, true),
+    DEC_VARIANT(256, 2, 3, false),
+    DEC_VARIANT(256, 4, 3, true),
+    /* alternatives */
+    DEC_VARIANT(64, 4, 6, false),
+    DEC_VARIANT(64, 2, 4, false),
+    DEC_VARIANT(64, 4, 3, true),
+    DEC_VARIANT(64, 2, 6, true),
+    DEC_VARIANT(128, 4, 4, false),
+    DEC_VARIANT(128, 2, 4, false),
+    DEC_VARIANT(128, 4, 6, true),
+    DEC_VARIANT(128, 2, 4, true),
+};
+
+static int dec_tune_variant, dec_tune_waves;   /* attention_decode_cuda_tune; 0: defaults */
+
+/* The k-th instantiation for (head_dim, dtype), or NULL. */
+static struct dec_variant *dec_find(int hd, bool fp8, int k)
+{
+    for (size_t i = 0; i < sizeof dec_variants / sizeof dec_variants[0]; i++) {
+        struct dec_variant *v = &dec_variants[i];
+        if (v->hd == hd && v->fp8 == fp8 && k-- == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* The instantiation in use: the tuned one where it exists, else the default. */
+static struct dec_variant *dec_pick(int hd, bool fp8)
+{
+    struct dec_variant *v = dec_tune_variant > 0 ? dec_find(hd, fp8, dec_tune_variant) : NULL;
+
+    return v ? v : dec_find(hd, fp8, 0);
+}
+
+int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, char *name, size_t name_len)
+{
+    const struct dec_variant *v = variant >= 0 ? dec_find(hd, fp8, variant) : NULL;
+
+    if (variant >= 0 && !v)
+        return -ENOENT;
+    dec_tune_variant = variant;
+    dec_tune_waves = MAX(waves, 0);
+    if (name && name_len) {
+        if (v)
+            snprintf(name, name_len, "%d warps x 16 keys, %d stages, %d/SM, waves x%d", v->nw,
+                     v->st, v->resident, MAX(dec_tune_waves, 1));
+        else
+            snprintf(name, name_len, "the varlen kernel");
+    }
+    return 0;
+}
+
+int attn_decode_init(void)
+{
+    for (size_t i = 0; i < sizeof dec_variants / sizeof dec_variants[0]; i++) {
+        int n = dec_variants[i].init();
+        if (n <= 0)
+            return -EIO;
+        dec_variants[i].resident = n;
+    }
+    return 0;
+}
+
+bool attn_decode_supports(const struct cuda_attn_params *p, const struct cuda_attn_batch *b)
+{
+    int D = p->head_dim, G = p->num_kv_heads > 0 ? p->num_heads / p->num_kv_heads : 0;
+
+    return dec_tune_variant >= 0 && b->max_query_len <= 1 && (D == 64 || D == 128 || D == 256) && G >= 1 && G <= 16 &&
+           b->num_tokens <= INT32_MAX / 2 && p->num_kv_heads <= 65535;
+}
+
+/* One wave of resident blocks is what fills the GPU; a batch with fewer (token, KV head)
+ * pairs than that splits its keys, to the split count whose blocks come closest to whole
+ * waves (a last, partial wave leaves SMs idle), each split at least DEC_MIN_TILES tiles of
+ * max_seq_len long. Two waves and more do not split. */
+int attn_decode_splits(const struct cuda_attn_batch *b, const struct cuda_attn_params *p,
+                       const struct attn_workspace *ws)
+{
+    const struct dec_variant *v = dec_pick(p->head_dim, p->cache.dtype == CUDA_KV_FP8_E4M3);
+    long long pairs = (long long)b->num_tokens * p->num_kv_heads, wave, cap, per_split;
+    long long best = 1;
+    double best_eff = 0.0;
+
+    if (!v || !ws || !ws->partial || ws->num_sms <= 0 || b->num_tokens <= 0)
+        return 1;
+    wave = (long long)ws->num_sms * MAX(v->resident, 1) * (dec_tune_waves > 0 ? dec_tune_waves : 1);
+    if (pairs >= 2 * wave)
+        return 1;
+    cap = MAX(1, (long long)b->max_seq_len / (v->nw * 16 * DEC_MIN_TILES));
+    cap = MIN(cap, DEC_MAX_SPLITS);
+    per_split = (long long)b->num_tokens * p->num_heads * (p->head_dim + 2) * (long long)sizeof(float);
+    cap = MIN(cap, (long long)(ws->partial_bytes > 16 ? (ws->partial_bytes - 16) / per_split : 1));
+    for (long long z = 1; z <= cap; z++) {
+        long long blocks = pairs * z, waves = (blocks + wave - 1) / wave;
+        double eff = (double)blocks / (double)(waves * wave);
+        /* more splits only for a clearly fuller GPU: each costs partials and a merge */
+        if (eff > best_eff + 0.05) {
+            best_eff = eff;
+            best = z;
+        }
+        if (eff >= 0.95)
+            break;
+    }
+    return (int)MAX(best, 1);
+}
+
+int attn_decode_launch(const attn_args &a, bool fp8, cudaStream_t s)
+{
+    const struct dec_variant *v = dec_pick(a.D, fp8);
+
+    if (!v)
+        return -EINVAL;
+    v->launch(a, s);
+    if (!CUDA_OK(cudaGetLastError()))
+        return -EIO;
+    if (a.num_splits > 1) {
+        attn_decode_reduce_kernel<<<(unsigned int)((long long)a.num_tokens * a.H), DEC_REDUCE_THREADS, 0, s>>>(a);
+        if (!CUDA_OK(cudaGetLastError()))
+            return -EIO;
+    }
+    return 0;
+}
