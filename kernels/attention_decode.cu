@@ -65,6 +65,9 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
     const int g8 = lane >> 2, t4 = lane & 3;
     const int tok = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
 
+    /* the merge kernel may be launched now; it waits for this grid's completion itself */
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+
     /* ---- the request of this token: the last r with qsl[r] <= tok (num_reqs: none) ---- */
     int rlo = 0, rhi = a.num_reqs;
     while (rlo < rhi) {
@@ -343,6 +346,9 @@ __global__ void __launch_bounds__(DEC_REDUCE_THREADS) attn_decode_reduce_kernel(
     const size_t rows = (size_t)a.num_tokens * a.H, idx = blockIdx.x;
     const int t = threadIdx.x;
 
+    /* launched as a programmatic dependent: wait for the attention blocks' partials (a no-op
+     * for an ordinary launch) */
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
     if (t < 32) {
         float mmax = -INFINITY, sum = 0.0f;
         for (int z = t; z < a.num_splits; z += 32) {
@@ -431,6 +437,12 @@ static struct dec_variant dec_variants[] = {
 };
 
 static int dec_tune_variant, dec_tune_waves;   /* attention_decode_cuda_tune; 0: defaults */
+static int dec_tune_flags;
+
+static bool dec_pdl(void)
+{
+    return dec_tune_flags & 1;
+}
 
 /* The k-th instantiation for (head_dim, dtype), or NULL. */
 static struct dec_variant *dec_find(int hd, bool fp8, int k)
@@ -451,20 +463,23 @@ static struct dec_variant *dec_pick(int hd, bool fp8)
     return v ? v : dec_find(hd, fp8, 0);
 }
 
-int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, char *name, size_t name_len)
+int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int flags, char *name,
+                               size_t name_len)
 {
     const struct dec_variant *v = variant >= 0 ? dec_find(hd, fp8, variant) : NULL;
 
-    if (variant >= 0 && !v)
-        return -ENOENT;
+    if (variant > 0 && !v)
+        return -ENOENT;   /* variant 0 needs no instantiation: it means "the defaults" */
     dec_tune_variant = variant;
-    dec_tune_waves = MAX(waves, 0);
+    dec_tune_waves = waves;
+    dec_tune_flags = flags;
     if (name && name_len) {
         if (v)
-            snprintf(name, name_len, "%d warps x 16 keys, %d stages, %d/SM, waves x%d", v->nw,
-                     v->st, v->resident, MAX(dec_tune_waves, 1));
+            snprintf(name, name_len, "%d warps x 16 keys, %d stages, %d/SM, %s x%d%s", v->nw, v->st,
+                     v->resident, waves < 0 ? "no split" : "waves", MAX(waves, 1),
+                     flags & 1 ? ", PDL merge" : "");
         else
-            snprintf(name, name_len, "the varlen kernel");
+            snprintf(name, name_len, variant < 0 ? "the varlen kernel" : "defaults");
     }
     return 0;
 }
@@ -489,9 +504,9 @@ bool attn_decode_supports(const struct cuda_attn_params *p, const struct cuda_at
 }
 
 /* One wave of resident blocks is what fills the GPU; a batch with fewer (token, KV head)
- * pairs than that splits its keys, to the split count whose blocks come closest to whole
- * waves (a last, partial wave leaves SMs idle), each split at least DEC_MIN_TILES tiles of
- * max_seq_len long. Two waves and more do not split. */
+ * pairs than two waves splits its keys: the fewest splits whose blocks fill at least 90% of
+ * the whole waves they take (a last, partial wave leaves SMs idle), else the fullest, each
+ * split at least DEC_MIN_TILES tiles of max_seq_len long and at most DEC_MAX_SPLITS. */
 int attn_decode_splits(const struct cuda_attn_batch *b, const struct cuda_attn_params *p,
                        const struct attn_workspace *ws)
 {
@@ -500,9 +515,9 @@ int attn_decode_splits(const struct cuda_attn_batch *b, const struct cuda_attn_p
     long long best = 1;
     double best_eff = 0.0;
 
-    if (!v || !ws || !ws->partial || ws->num_sms <= 0 || b->num_tokens <= 0)
+    if (!v || !ws || !ws->partial || ws->num_sms <= 0 || b->num_tokens <= 0 || dec_tune_waves < 0)
         return 1;
-    wave = (long long)ws->num_sms * MAX(v->resident, 1) * (dec_tune_waves > 0 ? dec_tune_waves : 1);
+    wave = (long long)ws->num_sms * MAX(v->resident, 1) * MAX(dec_tune_waves, 1);
     if (pairs >= 2 * wave)
         return 1;
     cap = MAX(1, (long long)b->max_seq_len / (v->nw * 16 * DEC_MIN_TILES));
@@ -512,12 +527,11 @@ int attn_decode_splits(const struct cuda_attn_batch *b, const struct cuda_attn_p
     for (long long z = 1; z <= cap; z++) {
         long long blocks = pairs * z, waves = (blocks + wave - 1) / wave;
         double eff = (double)blocks / (double)(waves * wave);
-        /* more splits only for a clearly fuller GPU: each costs partials and a merge */
-        if (eff > best_eff + 0.05) {
+        if (eff > best_eff) {
             best_eff = eff;
             best = z;
         }
-        if (eff >= 0.95)
+        if (eff >= 0.9)
             break;
     }
     return (int)MAX(best, 1);
@@ -533,8 +547,19 @@ int attn_decode_launch(const attn_args &a, bool fp8, cudaStream_t s)
     if (!CUDA_OK(cudaGetLastError()))
         return -EIO;
     if (a.num_splits > 1) {
-        attn_decode_reduce_kernel<<<(unsigned int)((long long)a.num_tokens * a.H), DEC_REDUCE_THREADS, 0, s>>>(a);
-        if (!CUDA_OK(cudaGetLastError()))
+        /* programmatic dependent launch: the merge's blocks are launched while the last
+         * attention blocks run and wait (griddepcontrol.wait) for their results, which
+         * takes the launch gap between the two kernels off the step */
+        cudaLaunchConfig_t cfg = {};
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.gridDim = dim3((unsigned int)((long long)a.num_tokens * a.H));
+        cfg.blockDim = dim3(DEC_REDUCE_THREADS);
+        cfg.stream = s;
+        cfg.attrs = attr;
+        cfg.numAttrs = dec_pdl() ? 1 : 0;
+        if (!CUDA_OK(cudaLaunchKernelEx(&cfg, attn_decode_reduce_kernel, a)))
             return -EIO;
     }
     return 0;

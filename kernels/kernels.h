@@ -178,9 +178,10 @@ int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_att
 /* Benchmarks only (tests/gpu/bench.c): for later calls, which decode kernel instantiation
  * runs for head_dim hd and the cache dtype (variant 0: the default; k: the k-th compiled
  * one, -ENOENT where there is none; -1: no decode kernel, the varlen kernel takes decodes
- * too), and a multiplier of the blocks the split heuristic aims at (0 or 1: one wave of
- * resident blocks). name gets a description. Not thread-safe; the daemon never calls it. */
-int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, char *name,
+ * too), the blocks the split heuristic aims at (0 or 1: one wave of resident blocks, n: n
+ * waves, -1: never split) and flags (1: launch the merge of the splits as a programmatic
+ * dependent). name gets a description. Not thread-safe; the daemon never calls it. */
+int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int flags, char *name,
                                size_t name_len);
 
 /* ---- sampling.cu ---- */

@@ -328,10 +328,11 @@ static void bench_decode_attention(struct bench *bn)
     static const int shapes[][2] = { { 1, 32768 }, { 1, 131072 }, { 8, 8192 }, { 64, 4096 },
                                      { 256, 1024 }, { 256, 2048 } };
     static const int dims[] = { 64, 128 };
-    /* (variant, waves): -1 the varlen kernel; then the default, other split targets and
-     * the other instantiations */
-    static const int tries[][2] = { { 0, 0 }, { -1, 0 }, { 0, 2 }, { 0, 4 }, { 1, 0 }, { 2, 0 },
-                                    { 3, 0 } };
+    /* (variant, waves, flags) of attention_decode_cuda_tune: the default, the varlen kernel,
+     * the merge launched as a dependent, other split targets, the other instantiations */
+    static const int tries[][3] = { { 0, 0, 0 }, { -1, 0, 0 }, { 0, 0, 1 }, { 0, -1, 0 },
+                                    { 0, 2, 0 }, { 0, 4, 0 }, { 1, 0, 0 }, { 2, 0, 0 },
+                                    { 3, 0, 0 } };
     const char *all = getenv("OSPREY_BENCH_ALL_VARIANTS");
 
     for (size_t di = 0; di < ARRAY_LEN(dims); di++)
@@ -347,8 +348,8 @@ static void bench_decode_attention(struct bench *bn)
                 for (size_t ti = 0; ti < (all ? ARRAY_LEN(tries) : 2); ti++) {
                     char name[96];
                     double s;
-                    if (attention_decode_cuda_tune(dims[di], f, tries[ti][0], tries[ti][1], name,
-                                                   sizeof name))
+                    if (attention_decode_cuda_tune(dims[di], f, tries[ti][0], tries[ti][1],
+                                                   tries[ti][2], name, sizeof name))
                         continue;
                     s = attn_time(bn, &a, 1);
                     printf("decode attention %-4s D %3d %3d x %6d: %8.1f us, %6.0f GB/s of K+V = "
@@ -359,8 +360,9 @@ static void bench_decode_attention(struct bench *bn)
                         best = s, best_i = (int)ti;
                 }
                 if (all)
-                    printf("  best: variant %d waves %d\n", tries[best_i][0], tries[best_i][1]);
-                attention_decode_cuda_tune(dims[di], f, 0, 0, NULL, 0);
+                    printf("  best: variant %d waves %d flags %d\n", tries[best_i][0],
+                           tries[best_i][1], tries[best_i][2]);
+                attention_decode_cuda_tune(dims[di], f, 0, 0, 0, NULL, 0);
                 attn_shape_free(&a);
             }
 }

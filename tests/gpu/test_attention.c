@@ -490,11 +490,17 @@ static void attention_decode_graph_replay_matches_cpu(struct gt *t)
         { 16, 4, 256, 16, 300, 0, 8, REQS({ 1, 8191 }, { 1, 0 }), 0, 0, 8192 },
     };
 
-    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-        attn_once(t, &cases[i], NULL);
-        attn_once_kv(t, &cases[i], NULL, 0.0113f, 0.0071f);
+    /* the merge of the splits launched in order, then as a programmatic dependent */
+    for (int flags = 0; flags < 2; flags++) {
+        attention_decode_cuda_tune(0, false, 0, 0, flags, NULL, 0);
+        for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+            attn_once(t, &cases[i], NULL);
+            attn_once_kv(t, &cases[i], NULL, 0.0113f, 0.0071f);
+        }
     }
-    gt_note(t, "captured at bound 32k/8k from short lengths, replayed for 5..32767 keys");
+    attention_decode_cuda_tune(0, false, 0, 0, 0, NULL, 0);
+    gt_note(t, "captured at bound 32k/8k from short lengths, replayed for 5..32767 keys; "
+            "merge launched plain and as a dependent");
 }
 
 const struct gt_case gt_cases_attention[] = {
