@@ -12,7 +12,8 @@
  * k_scale is folded into the softmax scale and v_scale into the output, which is the same
  * as multiplying every element and rounds nothing more. Everything batch-dependent is read
  * on the device; grid sizes depend only on the padded counts and max_seq_len, so a
- * captured graph replays any batch of its size.
+ * captured graph replays any batch of its size. Steps of decodes only (max_query_len <= 1)
+ * go to the decode kernel of attention_decode.cu where it takes the shape.
  * CPU twin: engine/cpu/attention.c. */
 #include <math.h>
 
