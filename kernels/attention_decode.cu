@@ -24,16 +24,18 @@
 #define DEC_MIN_TILES 4           /* keys of a split: at least this many tiles */
 #define DEC_REDUCE_THREADS 128
 
-/* Shared memory of one block: Q (16 rows, bf16), then ST stages of a K and a V tile of BN
+/* Shared memory of one block: Q (16 rows, bf16, 16-byte chunks XOR-swizzled by row), the
+ * offset table where there is one (LUT), then ST stages of a K and a V tile of BN
  * rows, each row head_dim elements and 16 bytes of padding (spreads ldmatrix rows over the
  * banks); the warps' merge reuses the stages after the last tile. */
-template <int HD, int NW, int ST, bool FP8>
+template <int HD, int NW, int ST, bool FP8, bool LUT>
 constexpr size_t dec_smem_bytes()
 {
-    constexpr size_t q = 16 * (HD + 8) * 2, row = HD * (FP8 ? 1 : 2) + 16;
+    constexpr size_t q = 16 * HD * 2, row = HD * (FP8 ? 1 : 2) + 16;
     constexpr size_t stages = (size_t)ST * 2 * (NW * 16) * row;
     constexpr size_t merge = (size_t)NW * 16 * HD * 4 + (size_t)NW * 16 * 8;
-    return q + (stages > merge ? stages : merge);
+    constexpr size_t lut = LUT ? 2 * (NW * 16) * 4 : 0;
+    return q + lut + (stages > merge ? stages : merge);
 }
 
 __device__ __forceinline__ uint32_t bf162_bits(__nv_bfloat162 h)
@@ -48,18 +50,20 @@ __device__ __forceinline__ uint32_t fp8x2_to_f16x2_bits(uint32_t codes)
     return (uint32_t)h.x | (uint32_t)h.y << 16;
 }
 
-/* grid (num_tokens, KVH, num_splits), block NW * 32. HD: the head_dim (64, 128, 256). */
-template <int HD, int NW, int ST, bool FP8>
+/* grid (num_tokens, KVH, num_splits), block NW * 32. HD: the head_dim (64, 128, 256).
+ * LUT: the byte offsets of a tile's key rows are looked up in the block table once per key,
+ * a tile ahead, into shared memory (else by every thread for every chunk it copies). */
+template <int HD, int NW, int ST, bool FP8, bool LUT>
 __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_constant__ attn_args a)
 {
     constexpr int NT = NW * 32, BN = NW * 16, ES = FP8 ? 1 : 2;
     constexpr int ROWB = HD * ES + 16;     /* bytes of a staged K or V row */
     constexpr int CH = HD * ES / 16;       /* 16-byte chunks of a row */
-    constexpr int LDQ = HD + 8;            /* elements of a Q row in shared memory */
     constexpr int NO = HD / 8;             /* 8-dim tiles of O */
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem);
-    unsigned char *sKV = smem + 16 * LDQ * 2;
+    int *sRow = reinterpret_cast<int *>(smem + 16 * HD * 2);   /* LUT: [2][BN] cache rows */
+    unsigned char *sKV = smem + 16 * HD * 2 + (LUT ? 2 * BN * 4 : 0);
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g8 = lane >> 2, t4 = lane & 3;
@@ -101,42 +105,52 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
         if (row < a.G && ntiles > 0)
             v = *reinterpret_cast<const uint4 *>(a.q + (size_t)tok * a.q_stride +
                                                  (size_t)(kvh * a.G + row) * HD + c * 8);
-        *reinterpret_cast<uint4 *>(sQ + row * LDQ + c * 8) = v;
+        *reinterpret_cast<uint4 *>(sQ + row * HD + (c ^ (row & 7)) * 8) = v;
     }
 
     const long long row_elems = (long long)a.KVH * HD;
     const int32_t *bt = a.block_table + (size_t)(r < a.num_reqs ? r : 0) * a.max_blocks;
     const char *kc = static_cast<const char *>(a.k_cache), *vc = static_cast<const char *>(a.v_cache);
 
-    /* K and V rows of tile `tile` into stage st: keys outside [kv_lo, kv_hi), and keys whose
-     * block the table does not hold, are zero-filled and never read from the cache */
-    auto issue = [&](int tile, int st) {
+    /* the cache row (block * block_size + slot) of key t, or -1: keys outside
+     * [kv_lo, kv_hi), and keys whose block the table does not hold, are never read */
+    auto key_row = [&](int t) -> int {
+        if (t < kv_lo || t >= kv_hi)
+            return -1;
+        int bi = t / a.block_size;
+        int blk = bi < a.max_blocks ? __ldg(bt + bi) : -1;
+        if (blk < 0 || blk >= a.num_blocks)
+            return -1;
+        return blk * a.block_size + (t - bi * a.block_size);
+    };
+    /* K and V rows of tile `tile` into stage st (rows of no key zero-filled); from_lut: the
+     * rows are in sRow[lut] */
+    auto issue = [&](int tile, int st, bool from_lut, int lut) {
         unsigned char *dk = sKV + (size_t)st * 2 * BN * ROWB, *dv = dk + BN * ROWB;
 #pragma unroll
         for (int idx = tid; idx < BN * CH; idx += NT) {
-            int kk = idx / CH, c = idx % CH, t = tile * BN + kk;
-            long long off = 0;
-            bool ok = false;
-            if (t >= kv_lo && t < kv_hi) {
-                int bi = t / a.block_size;
-                int blk = bi < a.max_blocks ? __ldg(bt + bi) : -1;
-                if (blk >= 0 && blk < a.num_blocks) {
-                    off = (((long long)blk * a.block_size + t % a.block_size) * row_elems +
-                           (long long)kvh * HD) * ES + c * 16;
-                    ok = true;
-                }
-            }
+            int kk = idx / CH, c = idx % CH;
+            int crow = LUT && from_lut ? sRow[lut * BN + kk] : key_row(tile * BN + kk);
+            bool ok = crow >= 0;
+            long long off = ok ? ((long long)crow * row_elems + kvh * HD) * ES + c * 16 : 0;
             cp_async16(dk + kk * ROWB + c * 16, kc + off, ok);
             cp_async16(dv + kk * ROWB + c * 16, vc + off, ok);
         }
+    };
+    auto fill_lut = [&](int tile, int lut) {
+        for (int kk = tid; kk < BN; kk += NT)
+            sRow[lut * BN + kk] = key_row(tile * BN + kk);
     };
 
 #pragma unroll
     for (int s = 0; s < ST - 1; s++) {
         if (s < ntiles)
-            issue(tb + s, s);
+            issue(tb + s, s, false, 0);
         cp_async_commit();   /* empty groups too: the wait below counts groups */
     }
+    /* LUT: sRow[(i + ST - 1) & 1] holds tile i + ST - 1's offsets at the top of iteration i */
+    if (LUT && ST - 1 < ntiles)
+        fill_lut(tb + ST - 1, (ST - 1) & 1);
 
     float o[NO][4], m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
 #pragma unroll
@@ -148,8 +162,11 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
         cp_async_wait<ST - 2>();
         __syncthreads();   /* tile i landed for all; the stage of tile i - 1 is free again */
         if (i + ST - 1 < ntiles)
-            issue(tb + i + ST - 1, (i + ST - 1) % ST);
+            issue(tb + i + ST - 1, (i + ST - 1) % ST, true, (i + ST - 1) & 1);
         cp_async_commit();
+        /* the other half was last read by iteration i - 1's copies, before the barrier */
+        if (LUT && i + ST < ntiles)
+            fill_lut(tb + i + ST, (i + ST) & 1);
 
         const int key0 = (tb + i) * BN + warp * 16;   /* this warp's 16 keys */
         if (key0 >= kv_hi || key0 + 16 <= kv_lo)
@@ -166,10 +183,11 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
             s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
         for (int c = 0; c < HD / 32; c++) {
-            uint4 qa = *reinterpret_cast<const uint4 *>(sQ + g8 * LDQ + c * 32 + t4 * 8);
+            const int qc = ((c * 4 + t4) ^ g8) * 8;   /* rows g8 and g8 + 8 swizzle alike */
+            uint4 qa = *reinterpret_cast<const uint4 *>(sQ + g8 * HD + qc);
             uint4 qb = make_uint4(0, 0, 0, 0);
             if (two_rows)
-                qb = *reinterpret_cast<const uint4 *>(sQ + (g8 + 8) * LDQ + c * 32 + t4 * 8);
+                qb = *reinterpret_cast<const uint4 *>(sQ + (g8 + 8) * HD + qc);
             const uint32_t a0[4] = { qa.x, qb.x, qa.y, qb.y }, a1[4] = { qa.z, qb.z, qa.w, qb.w };
 #pragma unroll
             for (int j = 0; j < 2; j++) {
@@ -383,57 +401,61 @@ __global__ void __launch_bounds__(DEC_REDUCE_THREADS) attn_decode_reduce_kernel(
 /* One instantiation: its shape, launcher, and how many of its blocks an SM holds. */
 struct dec_variant {
     int hd, nw, st;
-    bool fp8;
+    bool fp8, lut;
     size_t smem;
     int (*init)(void);
     void (*launch)(const attn_args &a, cudaStream_t s);
     int resident;              /* blocks per SM (attn_decode_init); 0 before it */
 };
 
-template <int HD, int NW, int ST, bool FP8>
+template <int HD, int NW, int ST, bool FP8, bool LUT>
 static int dec_init_one(void)
 {
     int n = 0;
 
-    if (!CUDA_OK(cudaFuncSetAttribute(attn_decode_kernel<HD, NW, ST, FP8>,
+    if (!CUDA_OK(cudaFuncSetAttribute(attn_decode_kernel<HD, NW, ST, FP8, LUT>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)dec_smem_bytes<HD, NW, ST, FP8>())) ||
-        !CUDA_OK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<HD, NW, ST, FP8>,
-                                                               NW * 32, dec_smem_bytes<HD, NW, ST, FP8>())))
+                                      (int)dec_smem_bytes<HD, NW, ST, FP8, LUT>())) ||
+        !CUDA_OK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<HD, NW, ST, FP8, LUT>,
+                                                               NW * 32, dec_smem_bytes<HD, NW, ST, FP8, LUT>())))
         return -1;
     return n;
 }
 
-template <int HD, int NW, int ST, bool FP8>
+template <int HD, int NW, int ST, bool FP8, bool LUT>
 static void dec_launch_one(const attn_args &a, cudaStream_t s)
 {
     dim3 grid((unsigned int)a.num_tokens, (unsigned int)a.KVH, (unsigned int)a.num_splits);
 
-    attn_decode_kernel<HD, NW, ST, FP8><<<grid, NW * 32, dec_smem_bytes<HD, NW, ST, FP8>(), s>>>(a);
+    attn_decode_kernel<HD, NW, ST, FP8, LUT><<<grid, NW * 32, dec_smem_bytes<HD, NW, ST, FP8, LUT>(), s>>>(a);
 }
 
-#define DEC_VARIANT(HD, NW, ST, FP8) \
-    { HD, NW, ST, FP8, dec_smem_bytes<HD, NW, ST, FP8>(), dec_init_one<HD, NW, ST, FP8>, \
-      dec_launch_one<HD, NW, ST, FP8>, 0 }
+#define DEC_VARIANT(HD, NW, ST, FP8, LUT) \
+    { HD, NW, ST, FP8, LUT, dec_smem_bytes<HD, NW, ST, FP8, LUT>(), \
+      dec_init_one<HD, NW, ST, FP8, LUT>, dec_launch_one<HD, NW, ST, FP8, LUT>, 0 }
 
 /* The first entry of each (head_dim, dtype) is the one used; the others are there for
  * attention_decode_cuda_tune (the benchmark's comparison). */
 static struct dec_variant dec_variants[] = {
-    DEC_VARIANT(64, 4, 4, false),
-    DEC_VARIANT(64, 4, 6, true),
-    DEC_VARIANT(128, 4, 3, false),
-    DEC_VARIANT(128, 4, 4, true),
-    DEC_VARIANT(256, 2, 3, false),
-    DEC_VARIANT(256, 4, 3, true),
-    /* alternatives */
-    DEC_VARIANT(64, 4, 6, false),
-    DEC_VARIANT(64, 2, 4, false),
-    DEC_VARIANT(64, 4, 3, true),
-    DEC_VARIANT(64, 2, 6, true),
-    DEC_VARIANT(128, 4, 4, false),
-    DEC_VARIANT(128, 2, 4, false),
-    DEC_VARIANT(128, 4, 6, true),
-    DEC_VARIANT(128, 2, 4, true),
+    DEC_VARIANT(64, 4, 4, false, false),
+    DEC_VARIANT(64, 4, 6, true, false),
+    DEC_VARIANT(128, 4, 3, false, false),
+    DEC_VARIANT(128, 4, 4, true, false),
+    DEC_VARIANT(256, 2, 3, false, false),
+    DEC_VARIANT(256, 4, 3, true, false),
+    /* alternatives: the same with the offset table, then other shapes */
+    DEC_VARIANT(64, 4, 4, false, true),
+    DEC_VARIANT(64, 4, 6, true, true),
+    DEC_VARIANT(128, 4, 3, false, true),
+    DEC_VARIANT(128, 4, 4, true, true),
+    DEC_VARIANT(64, 4, 6, false, false),
+    DEC_VARIANT(64, 2, 4, false, false),
+    DEC_VARIANT(64, 4, 3, true, false),
+    DEC_VARIANT(64, 2, 6, true, false),
+    DEC_VARIANT(128, 4, 4, false, false),
+    DEC_VARIANT(128, 2, 4, false, false),
+    DEC_VARIANT(128, 4, 6, true, false),
+    DEC_VARIANT(128, 2, 4, true, false),
 };
 
 static int dec_tune_variant, dec_tune_waves;   /* attention_decode_cuda_tune; 0: defaults */
@@ -475,8 +497,9 @@ int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int fla
     dec_tune_flags = flags;
     if (name && name_len) {
         if (v)
-            snprintf(name, name_len, "%d warps x 16 keys, %d stages, %d/SM, %s x%d%s", v->nw, v->st,
-                     v->resident, waves < 0 ? "no split" : "waves", MAX(waves, 1),
+            snprintf(name, name_len, "%d warps x 16 keys, %d stages%s, %d/SM, %s x%d%s", v->nw,
+                     v->st, v->lut ? ", offset table" : "", v->resident,
+                     waves < 0 ? "no split" : "waves", MAX(waves, 1),
                      flags & 1 ? ", PDL merge" : "");
         else
             snprintf(name, name_len, variant < 0 ? "the varlen kernel" : "defaults");

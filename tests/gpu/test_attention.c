@@ -503,6 +503,31 @@ static void attention_decode_graph_replay_matches_cpu(struct gt *t)
             "merge launched plain and as a dependent");
 }
 
+/* Every compiled instantiation of the decode kernel (the benchmark compares them) through a
+ * split context with a padding request, a window, and a batch that does not split. */
+static void attention_decode_variants_match_cpu(struct gt *t)
+{
+    static const int dims[] = { 64, 128, 256 };
+    int ran = 0;
+
+    for (size_t di = 0; di < ARRAY_LEN(dims); di++) {
+        int D = dims[di], H = D == 64 ? 8 : 32, KV = D == 64 ? 2 : 8;
+        const struct attn_case cases[] = {
+            { H, KV, D, 16, 0, 0, 8, REQS({ 1, 9000 }, { 1, 0 }, { 1, 33 }), 1, 0, 0 },
+            { H, KV, D, 16, 500, 0, 6, REQS({ 1, 3001 }), 0, 0, 0 },
+            { H, KV, D, 16, 0, 0, 6, REQS({ 1, 100 }, { 1, 7 }, { 1, 0 }, { 1, 1000 }), 0, 0, 0 },
+        };
+        for (int fp8 = 0; fp8 < 2; fp8++)
+            for (int k = 1; attention_decode_cuda_tune(D, fp8, k, 0, 0, NULL, 0) == 0; k++) {
+                for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+                    attn_once_kv(t, &cases[i], NULL, fp8 ? 0.0113f : 0.0f, fp8 ? 0.0071f : 0.0f);
+                ran++;
+            }
+    }
+    attention_decode_cuda_tune(0, false, 0, 0, 0, NULL, 0);
+    gt_note(t, "%d other instantiations, split/window/plain batches", ran);
+}
+
 const struct gt_case gt_cases_attention[] = {
     { "attention_prefill_only_matches_cpu", attention_prefill_only_matches_cpu },
     { "attention_decode_only_matches_cpu", attention_decode_only_matches_cpu },
@@ -516,6 +541,7 @@ const struct gt_case gt_cases_attention[] = {
     { "attention_decode_long_contexts_match_cpu", attention_decode_long_contexts_match_cpu },
     { "attention_decode_window_softcap_match_cpu", attention_decode_window_softcap_match_cpu },
     { "attention_decode_graph_replay_matches_cpu", attention_decode_graph_replay_matches_cpu },
+    { "attention_decode_variants_match_cpu", attention_decode_variants_match_cpu },
     { NULL, NULL },
 };
 #endif
