@@ -360,8 +360,10 @@ static void bench_decode_attention(struct bench *bn)
                         best = s, best_i = (int)ti;
                 }
                 if (all)
-                    printf("  best: variant %d waves %d flags %d\n", tries[best_i][0],
-                           tries[best_i][1], tries[best_i][2]);
+                    printf("  best for %s D %d %d x %d: variant %d waves %d flags %d, %.1f us = "
+                           "%.0f%% of copy\n", f ? "fp8" : "bf16", dims[di], sh[0], sh[1],
+                           tries[best_i][0], tries[best_i][1], tries[best_i][2], best * 1e6,
+                           100.0 * a.kv_bytes / best / 1e9 / bn->copy_gbs);
                 attention_decode_cuda_tune(dims[di], f, 0, 0, 0, NULL, 0);
                 attn_shape_free(&a);
             }
