@@ -24,17 +24,24 @@
 #define DEC_MIN_TILES 4           /* keys of a split: at least this many tiles */
 #define DEC_REDUCE_THREADS 128
 
+enum dec_load {
+    DEC_LOAD_CHUNKS = 0,   /* cp.async of 16-byte chunks, every thread reading the block table */
+    DEC_LOAD_LUT = 1,      /* the same, the table read once per key a tile ahead (sRow) */
+    DEC_LOAD_BULK = 2,     /* one cp.async.bulk per row, completing on a stage's mbarrier */
+};
+
 /* Shared memory of one block: Q (16 rows, bf16, 16-byte chunks XOR-swizzled by row), the
- * offset table where there is one (LUT), then ST stages of a K and a V tile of BN
+ * offset table (LUT) or the stages' mbarriers (BULK), then ST stages of a K and a V tile of BN
  * rows, each row head_dim elements and 16 bytes of padding (spreads ldmatrix rows over the
  * banks); the warps' merge reuses the stages after the last tile. */
-template <int HD, int NW, int ST, bool FP8, bool LUT>
+template <int HD, int NW, int ST, bool FP8, int LOAD>
 constexpr size_t dec_smem_bytes()
 {
     constexpr size_t q = 16 * HD * 2, row = HD * (FP8 ? 1 : 2) + 16;
     constexpr size_t stages = (size_t)ST * 2 * (NW * 16) * row;
     constexpr size_t merge = (size_t)NW * 16 * HD * 4 + (size_t)NW * 16 * 8;
-    constexpr size_t lut = LUT ? 2 * (NW * 16) * 4 : 0;
+    constexpr size_t lut = LOAD == DEC_LOAD_LUT ? 2 * (NW * 16) * 4 :
+                           LOAD == DEC_LOAD_BULK ? (ST * 8 + 15) / 16 * 16 : 0;
     return q + lut + (stages > merge ? stages : merge);
 }
 
@@ -50,20 +57,64 @@ __device__ __forceinline__ uint32_t fp8x2_to_f16x2_bits(uint32_t codes)
     return (uint32_t)h.x | (uint32_t)h.y << 16;
 }
 
+/* ---- mbarriers and bulk copies (sm_90) ---- */
+
+__device__ __forceinline__ void mbar_init(uint64_t *bar, int count)
+{
+    unsigned int b = (unsigned int)__cvta_generic_to_shared(bar);
+
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(b), "r"(count) : "memory");
+}
+
+/* this thread's arrival for the phase, and tx more bytes that the phase waits for */
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t *bar, int tx)
+{
+    unsigned int b = (unsigned int)__cvta_generic_to_shared(bar);
+
+    asm volatile("{\n .reg .b64 st;\n"
+                 " mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(b), "r"(tx)
+                 : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, int parity)
+{
+    unsigned int b = (unsigned int)__cvta_generic_to_shared(bar);
+
+    asm volatile("{\n .reg .pred p;\n"
+                 "wait_%=:\n"
+                 " mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 " @!p bra wait_%=;\n}\n" ::"r"(b), "r"(parity)
+                 : "memory");
+}
+
+/* bytes (a multiple of 16, both addresses 16-byte aligned) from global to shared memory,
+ * completing on bar */
+__device__ __forceinline__ void bulk_g2s(void *smem, const void *gmem, int bytes, uint64_t *bar)
+{
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
+    unsigned int b = (unsigned int)__cvta_generic_to_shared(bar);
+
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+                 ::"r"(s), "l"(gmem), "r"(bytes), "r"(b) : "memory");
+}
+
 /* grid (num_tokens, KVH, num_splits), block NW * 32. HD: the head_dim (64, 128, 256).
- * LUT: the byte offsets of a tile's key rows are looked up in the block table once per key,
- * a tile ahead, into shared memory (else by every thread for every chunk it copies). */
-template <int HD, int NW, int ST, bool FP8, bool LUT>
+ * LOAD: how K/V rows reach the stages (enum dec_load). */
+template <int HD, int NW, int ST, bool FP8, int LOAD>
 __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_constant__ attn_args a)
 {
     constexpr int NT = NW * 32, BN = NW * 16, ES = FP8 ? 1 : 2;
     constexpr int ROWB = HD * ES + 16;     /* bytes of a staged K or V row */
     constexpr int CH = HD * ES / 16;       /* 16-byte chunks of a row */
     constexpr int NO = HD / 8;             /* 8-dim tiles of O */
+    constexpr bool LUT = LOAD == DEC_LOAD_LUT, BULK = LOAD == DEC_LOAD_BULK;
+    constexpr int ROW = HD * ES;           /* bytes of a cache row of one head */
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem);
     int *sRow = reinterpret_cast<int *>(smem + 16 * HD * 2);   /* LUT: [2][BN] cache rows */
-    unsigned char *sKV = smem + 16 * HD * 2 + (LUT ? 2 * BN * 4 : 0);
+    uint64_t *sBar = reinterpret_cast<uint64_t *>(smem + 16 * HD * 2);   /* BULK: [ST] */
+    unsigned char *sKV = smem + 16 * HD * 2 +
+                         (LUT ? 2 * BN * 4 : BULK ? (ST * 8 + 15) / 16 * 16 : 0);
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g8 = lane >> 2, t4 = lane & 3;
@@ -137,13 +188,45 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
             cp_async16(dv + kk * ROWB + c * 16, vc + off, ok);
         }
     };
+    /* BULK: thread tid copies row tid % BN of the K (tid < BN) or the V tile in one bulk
+     * copy that completes on the stage's mbarrier; every thread arrives there once a round
+     * (a row of no key: zeros written here, 0 bytes expected) */
+    auto issue_bulk = [&](int tile, int st) {
+        const int kk = tid % BN;
+        const bool isv = tid >= BN;
+        unsigned char *dst = sKV + (size_t)st * 2 * BN * ROWB + (isv ? BN * ROWB : 0) + kk * ROWB;
+        int crow = key_row(tile * BN + kk);
+        if (crow >= 0) {
+            mbar_arrive_expect_tx(sBar + st, ROW);
+            bulk_g2s(dst, (isv ? vc : kc) + ((long long)crow * row_elems + kvh * HD) * ES, ROW,
+                     sBar + st);
+        } else {
+#pragma unroll
+            for (int c = 0; c < CH; c++)
+                reinterpret_cast<uint4 *>(dst)[c] = make_uint4(0, 0, 0, 0);
+            /* these generic writes come before a later round's bulk writes here */
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            mbar_arrive_expect_tx(sBar + st, 0);
+        }
+    };
     auto fill_lut = [&](int tile, int lut) {
         for (int kk = tid; kk < BN; kk += NT)
             sRow[lut * BN + kk] = key_row(tile * BN + kk);
     };
 
+    if (BULK) {
+        if (tid < ST)
+            mbar_init(sBar + tid, NT);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        __syncthreads();
+    }
 #pragma unroll
     for (int s = 0; s < ST - 1; s++) {
+        if (BULK) {
+            if (s < ntiles)
+                issue_bulk(tb + s, s);
+            continue;
+        }
         if (s < ntiles)
             issue(tb + s, s, false, 0);
         cp_async_commit();   /* empty groups too: the wait below counts groups */
@@ -159,11 +242,19 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
     const bool two_rows = a.G > 8;   /* rows g8 + 8 hold heads too */
 
     for (int i = 0; i < ntiles; i++) {
-        cp_async_wait<ST - 2>();
+        if (BULK)
+            mbar_wait(sBar + i % ST, (i / ST) & 1);
+        else
+            cp_async_wait<ST - 2>();
         __syncthreads();   /* tile i landed for all; the stage of tile i - 1 is free again */
-        if (i + ST - 1 < ntiles)
-            issue(tb + i + ST - 1, (i + ST - 1) % ST, true, (i + ST - 1) & 1);
-        cp_async_commit();
+        if (BULK) {
+            if (i + ST - 1 < ntiles)
+                issue_bulk(tb + i + ST - 1, (i + ST - 1) % ST);
+        } else {
+            if (i + ST - 1 < ntiles)
+                issue(tb + i + ST - 1, (i + ST - 1) % ST, true, (i + ST - 1) & 1);
+            cp_async_commit();
+        }
         /* the other half was last read by iteration i - 1's copies, before the barrier */
         if (LUT && i + ST < ntiles)
             fill_lut(tb + i + ST, (i + ST) & 1);
@@ -401,62 +492,71 @@ __global__ void __launch_bounds__(DEC_REDUCE_THREADS) attn_decode_reduce_kernel(
 /* One instantiation: its shape, launcher, and how many of its blocks an SM holds. */
 struct dec_variant {
     int hd, nw, st;
-    bool fp8, lut;
+    bool fp8;
+    int load;                  /* enum dec_load */
     size_t smem;
     int (*init)(void);
     void (*launch)(const attn_args &a, cudaStream_t s);
     int resident;              /* blocks per SM (attn_decode_init); 0 before it */
 };
 
-template <int HD, int NW, int ST, bool FP8, bool LUT>
+template <int HD, int NW, int ST, bool FP8, int LOAD>
 static int dec_init_one(void)
 {
     int n = 0;
 
-    if (!CUDA_OK(cudaFuncSetAttribute(attn_decode_kernel<HD, NW, ST, FP8, LUT>,
+    if (!CUDA_OK(cudaFuncSetAttribute(attn_decode_kernel<HD, NW, ST, FP8, LOAD>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)dec_smem_bytes<HD, NW, ST, FP8, LUT>())) ||
-        !CUDA_OK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<HD, NW, ST, FP8, LUT>,
-                                                               NW * 32, dec_smem_bytes<HD, NW, ST, FP8, LUT>())))
+                                      (int)dec_smem_bytes<HD, NW, ST, FP8, LOAD>())) ||
+        !CUDA_OK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<HD, NW, ST, FP8, LOAD>,
+                                                               NW * 32, dec_smem_bytes<HD, NW, ST, FP8, LOAD>())))
         return -1;
     return n;
 }
 
-template <int HD, int NW, int ST, bool FP8, bool LUT>
+template <int HD, int NW, int ST, bool FP8, int LOAD>
 static void dec_launch_one(const attn_args &a, cudaStream_t s)
 {
     dim3 grid((unsigned int)a.num_tokens, (unsigned int)a.KVH, (unsigned int)a.num_splits);
 
-    attn_decode_kernel<HD, NW, ST, FP8, LUT><<<grid, NW * 32, dec_smem_bytes<HD, NW, ST, FP8, LUT>(), s>>>(a);
+    attn_decode_kernel<HD, NW, ST, FP8, LOAD><<<grid, NW * 32, dec_smem_bytes<HD, NW, ST, FP8, LOAD>(), s>>>(a);
 }
 
-#define DEC_VARIANT(HD, NW, ST, FP8, LUT) \
-    { HD, NW, ST, FP8, LUT, dec_smem_bytes<HD, NW, ST, FP8, LUT>(), \
-      dec_init_one<HD, NW, ST, FP8, LUT>, dec_launch_one<HD, NW, ST, FP8, LUT>, 0 }
+#define DEC_VARIANT(HD, NW, ST, FP8, LOAD) \
+    { HD, NW, ST, FP8, LOAD, dec_smem_bytes<HD, NW, ST, FP8, LOAD>(), \
+      dec_init_one<HD, NW, ST, FP8, LOAD>, dec_launch_one<HD, NW, ST, FP8, LOAD>, 0 }
 
 /* The first entry of each (head_dim, dtype) is the one used; the others are there for
  * attention_decode_cuda_tune (the benchmark's comparison). */
+#define C_ DEC_LOAD_CHUNKS
+#define L_ DEC_LOAD_LUT
+#define B_ DEC_LOAD_BULK
 static struct dec_variant dec_variants[] = {
-    DEC_VARIANT(64, 4, 4, false, false),
-    DEC_VARIANT(64, 4, 6, true, false),
-    DEC_VARIANT(128, 4, 3, false, false),
-    DEC_VARIANT(128, 4, 4, true, false),
-    DEC_VARIANT(256, 2, 3, false, false),
-    DEC_VARIANT(256, 4, 3, true, false),
-    /* alternatives: the same with the offset table, then other shapes */
-    DEC_VARIANT(64, 4, 4, false, true),
-    DEC_VARIANT(64, 4, 6, true, true),
-    DEC_VARIANT(128, 4, 3, false, true),
-    DEC_VARIANT(128, 4, 4, true, true),
-    DEC_VARIANT(64, 4, 6, false, false),
-    DEC_VARIANT(64, 2, 4, false, false),
-    DEC_VARIANT(64, 4, 3, true, false),
-    DEC_VARIANT(64, 2, 6, true, false),
-    DEC_VARIANT(128, 4, 4, false, false),
-    DEC_VARIANT(128, 2, 4, false, false),
-    DEC_VARIANT(128, 4, 6, true, false),
-    DEC_VARIANT(128, 2, 4, true, false),
+    DEC_VARIANT(64, 4, 4, false, C_),
+    DEC_VARIANT(64, 4, 6, true, C_),
+    DEC_VARIANT(128, 4, 3, false, C_),
+    DEC_VARIANT(128, 4, 4, true, C_),
+    DEC_VARIANT(256, 2, 3, false, C_),
+    DEC_VARIANT(256, 4, 3, true, C_),
+    /* alternatives: the same with the offset table, with bulk copies, then other shapes */
+    DEC_VARIANT(64, 4, 4, false, L_),
+    DEC_VARIANT(64, 4, 6, true, L_),
+    DEC_VARIANT(128, 4, 3, false, L_),
+    DEC_VARIANT(128, 4, 4, true, L_),
+    DEC_VARIANT(64, 4, 4, false, B_),
+    DEC_VARIANT(64, 4, 6, true, B_),
+    DEC_VARIANT(128, 4, 3, false, B_),
+    DEC_VARIANT(128, 4, 4, true, B_),
+    DEC_VARIANT(64, 4, 6, false, C_),
+    DEC_VARIANT(64, 2, 4, false, C_),
+    DEC_VARIANT(64, 4, 3, true, C_),
+    DEC_VARIANT(128, 4, 4, false, C_),
+    DEC_VARIANT(128, 2, 4, false, C_),
+    DEC_VARIANT(128, 4, 6, true, C_),
 };
+#undef C_
+#undef L_
+#undef B_
 
 static int dec_tune_variant, dec_tune_waves;   /* attention_decode_cuda_tune; 0: defaults */
 static int dec_tune_flags;
@@ -498,7 +598,8 @@ int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int fla
     if (name && name_len) {
         if (v)
             snprintf(name, name_len, "%d warps x 16 keys, %d stages%s, %d/SM, %s x%d%s", v->nw,
-                     v->st, v->lut ? ", offset table" : "", v->resident,
+                     v->st, v->load == DEC_LOAD_LUT ? ", offset table" :
+                     v->load == DEC_LOAD_BULK ? ", bulk copies" : "", v->resident,
                      waves < 0 ? "no split" : "waves", MAX(waves, 1),
                      flags & 1 ? ", PDL merge" : "");
         else
