@@ -332,7 +332,7 @@ static void bench_decode_attention(struct bench *bn)
      * the merge launched as a dependent, other split targets, the other instantiations */
     static const int tries[][3] = { { 0, 0, 0 }, { -1, 0, 0 }, { 0, 0, 1 }, { 0, -1, 0 },
                                     { 0, 2, 0 }, { 0, 4, 0 }, { 1, 0, 0 }, { 2, 0, 0 },
-                                    { 3, 0, 0 } };
+                                    { 3, 0, 0 }, { 4, 0, 0 } };
     const char *all = getenv("OSPREY_BENCH_ALL_VARIANTS");
 
     for (size_t di = 0; di < ARRAY_LEN(dims); di++)
