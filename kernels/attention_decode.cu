@@ -34,13 +34,13 @@ enum dec_load {
  * offset table (LUT) or the stages' mbarriers (BULK), then ST stages of a K and a V tile of BN
  * rows, each row head_dim elements and 16 bytes of padding (spreads ldmatrix rows over the
  * banks); the warps' merge reuses the stages after the last tile. */
-template <int HD, int NW, int ST, bool FP8, int LOAD>
+template <int HD, int NW, int KPW, int ST, bool FP8, int LOAD>
 constexpr size_t dec_smem_bytes()
 {
     constexpr size_t q = 16 * HD * 2, row = HD * (FP8 ? 1 : 2) + 16;
-    constexpr size_t stages = (size_t)ST * 2 * (NW * 16) * row;
+    constexpr size_t stages = (size_t)ST * 2 * (NW * KPW) * row;
     constexpr size_t merge = (size_t)NW * 16 * HD * 4 + (size_t)NW * 16 * 8;
-    constexpr size_t lut = LOAD == DEC_LOAD_LUT ? 2 * (NW * 16) * 4 :
+    constexpr size_t lut = LOAD == DEC_LOAD_LUT ? 2 * (NW * KPW) * 4 :
                            LOAD == DEC_LOAD_BULK ? (ST * 8 + 15) / 16 * 16 : 0;
     return q + lut + (stages > merge ? stages : merge);
 }
@@ -98,12 +98,14 @@ __device__ __forceinline__ void bulk_g2s(void *smem, const void *gmem, int bytes
                  ::"r"(s), "l"(gmem), "r"(bytes), "r"(b) : "memory");
 }
 
-/* grid (num_tokens, KVH, num_splits), block NW * 32. HD: the head_dim (64, 128, 256).
- * LOAD: how K/V rows reach the stages (enum dec_load). */
-template <int HD, int NW, int ST, bool FP8, int LOAD>
+/* grid (num_tokens, KVH, num_splits), block NW * 32. HD: the head_dim (64, 128, 256); each
+ * warp takes KPW keys (16, 32, 64) of every tile of NW * KPW; LOAD: how K/V rows reach the
+ * stages (enum dec_load); DIAG: a benchmark's diagnostic that loads and skips the math
+ * (its output is garbage). */
+template <int HD, int NW, int KPW, int ST, bool FP8, int LOAD, bool DIAG>
 __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_constant__ attn_args a)
 {
-    constexpr int NT = NW * 32, BN = NW * 16, ES = FP8 ? 1 : 2;
+    constexpr int NT = NW * 32, BN = NW * KPW, ES = FP8 ? 1 : 2, NS = KPW / 8;
     constexpr int ROWB = HD * ES + 16;     /* bytes of a staged K or V row */
     constexpr int CH = HD * ES / 16;       /* 16-byte chunks of a row */
     constexpr int NO = HD / 8;             /* 8-dim tiles of O */
@@ -188,25 +190,35 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
             cp_async16(dv + kk * ROWB + c * 16, vc + off, ok);
         }
     };
-    /* BULK: thread tid copies row tid % BN of the K (tid < BN) or the V tile in one bulk
-     * copy that completes on the stage's mbarrier; every thread arrives there once a round
-     * (a row of no key: zeros written here, 0 bytes expected) */
+    /* BULK: thread tid copies rows tid, tid + NT, ... of the K then V rows of the tile (2 BN
+     * of them) in bulk copies that complete on the stage's mbarrier; every thread arrives
+     * there once a round with the bytes it expects (rows of no key: zeros written here) */
     auto issue_bulk = [&](int tile, int st) {
-        const int kk = tid % BN;
-        const bool isv = tid >= BN;
-        unsigned char *dst = sKV + (size_t)st * 2 * BN * ROWB + (isv ? BN * ROWB : 0) + kk * ROWB;
-        int crow = key_row(tile * BN + kk);
-        if (crow >= 0) {
-            mbar_arrive_expect_tx(sBar + st, ROW);
-            bulk_g2s(dst, (isv ? vc : kc) + ((long long)crow * row_elems + kvh * HD) * ES, ROW,
-                     sBar + st);
-        } else {
+        int crow[(2 * BN + NT - 1) / NT], tx = 0;
 #pragma unroll
-            for (int c = 0; c < CH; c++)
-                reinterpret_cast<uint4 *>(dst)[c] = make_uint4(0, 0, 0, 0);
-            /* these generic writes come before a later round's bulk writes here */
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-            mbar_arrive_expect_tx(sBar + st, 0);
+        for (int k = 0; k < (2 * BN + NT - 1) / NT; k++) {
+            int rw = tid + k * NT;
+            crow[k] = rw < 2 * BN ? key_row(tile * BN + rw % BN) : -1;
+            tx += rw < 2 * BN && crow[k] >= 0 ? ROW : 0;
+        }
+        mbar_arrive_expect_tx(sBar + st, tx);
+#pragma unroll
+        for (int k = 0; k < (2 * BN + NT - 1) / NT; k++) {
+            int rw = tid + k * NT;
+            if (rw >= 2 * BN)
+                continue;
+            bool isv = rw >= BN;
+            unsigned char *dst = sKV + (size_t)st * 2 * BN * ROWB + rw * ROWB;
+            if (crow[k] >= 0) {
+                bulk_g2s(dst, (isv ? vc : kc) + ((long long)crow[k] * row_elems + kvh * HD) * ES,
+                         ROW, sBar + st);
+            } else {
+#pragma unroll
+                for (int c = 0; c < CH; c++)
+                    reinterpret_cast<uint4 *>(dst)[c] = make_uint4(0, 0, 0, 0);
+                /* these generic writes come before a later round's bulk writes here */
+                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            }
         }
     };
     auto fill_lut = [&](int tile, int lut) {
@@ -259,18 +271,18 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
         if (LUT && i + ST < ntiles)
             fill_lut(tb + i + ST, (i + ST) & 1);
 
-        const int key0 = (tb + i) * BN + warp * 16;   /* this warp's 16 keys */
-        if (key0 >= kv_hi || key0 + 16 <= kv_lo)
+        const int key0 = (tb + i) * BN + warp * KPW;   /* this warp's KPW keys */
+        if (DIAG || key0 >= kv_hi || key0 + KPW <= kv_lo)
             continue;
-        const unsigned char *ks = sKV + (size_t)(i % ST) * 2 * BN * ROWB + warp * 16 * ROWB;
+        const unsigned char *ks = sKV + (size_t)(i % ST) * 2 * BN * ROWB + warp * KPW * ROWB;
         const unsigned char *vs = ks + BN * ROWB;
 
-        /* S = Q · Kᵀ: 16 rows × 16 keys. Dims are taken in a permuted order (the sum does not
+        /* S = Q · Kᵀ: 16 rows × KPW keys. Dims are taken in a permuted order (the sum does not
          * care): in each 32-dim chunk, thread t4 holds dims t4*8 .. t4*8+7 of its row and its
          * key, which are the fragments of two k-steps in one load. */
-        float s[2][4];
+        float s[NS][4];
 #pragma unroll
-        for (int j = 0; j < 2; j++)
+        for (int j = 0; j < NS; j++)
             s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
         for (int c = 0; c < HD / 32; c++) {
@@ -281,7 +293,7 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
                 qb = *reinterpret_cast<const uint4 *>(sQ + (g8 + 8) * HD + qc);
             const uint32_t a0[4] = { qa.x, qb.x, qa.y, qb.y }, a1[4] = { qa.z, qb.z, qa.w, qb.w };
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
+            for (int j = 0; j < NS; j++) {
                 const unsigned char *kr = ks + (j * 8 + g8) * ROWB;
                 uint32_t b[4];
                 if constexpr (FP8) {
@@ -300,9 +312,9 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
         }
 
         /* scale (log2 units), soft-cap, and the mask of keys outside [kv_lo, kv_hi) */
-        const bool need_mask = key0 < kv_lo || key0 + 16 > kv_hi;
+        const bool need_mask = key0 < kv_lo || key0 + KPW > kv_hi;
 #pragma unroll
-        for (int j = 0; j < 2; j++)
+        for (int j = 0; j < NS; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float x = s[j][e];
@@ -319,7 +331,10 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
         /* online softmax of rows g8 (rr 0) and g8 + 8 (rr 1) */
 #pragma unroll
         for (int rr = 0; rr < 2; rr++) {
-            float mx = fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]));
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < NS; j++)
+                mx = fmaxf(mx, fmaxf(s[j][2 * rr], s[j][2 * rr + 1]));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             float m_new = fmaxf(m[rr], mx);
@@ -333,61 +348,71 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
                 o[j][2 * rr + 1] *= alpha;
             }
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
+            for (int j = 0; j < NS; j++) {
                 s[j][2 * rr] = exp2f(s[j][2 * rr] - m_use);
                 s[j][2 * rr + 1] = exp2f(s[j][2 * rr + 1] - m_use);
                 l[rr] += s[j][2 * rr] + s[j][2 * rr + 1];
             }
         }
 
-        /* O += P · V over the warp's 16 keys (one k-step); P's fragments are S's registers */
-        if constexpr (FP8) {
-            /* thread (g8, t4) needs V[key][dim] for keys 2t4, 2t4+1, 2t4+8, 2t4+9 and, in
-             * O-tile j, the dim g8 * NO + j (O's columns permuted the same way: column n of
-             * tile j is dim n * NO + j), so each key row gives one contiguous NO-byte load */
-            const uint32_t pa[4] = { pack_f16(s[0][0], s[0][1]), pack_f16(s[0][2], s[0][3]),
-                                     pack_f16(s[1][0], s[1][1]), pack_f16(s[1][2], s[1][3]) };
-            uint32_t v[4][NO / 4];
+        /* O += P · V, one k-step per 16 keys; P's fragments are S's registers */
 #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                const unsigned char *vr = vs + (2 * t4 + (k & 1) + (k >> 1) * 8) * ROWB + g8 * NO;
-                if constexpr (NO == 8) {
-                    uint2 x = *reinterpret_cast<const uint2 *>(vr);
-                    v[k][0] = x.x;
-                    v[k][1] = x.y;
-                } else {
+        for (int kk = 0; kk < KPW / 16; kk++) {
+            const unsigned char *vk = vs + kk * 16 * ROWB;
+            if constexpr (FP8) {
+                /* thread (g8, t4) needs V[key][dim] for keys 2t4, 2t4+1, 2t4+8, 2t4+9 and, in
+                 * O-tile j, the dim g8 * NO + j (O's columns permuted the same way: column n
+                 * of tile j is dim n * NO + j), so each key row gives one contiguous load */
+                const uint32_t pa[4] = { pack_f16(s[2 * kk][0], s[2 * kk][1]),
+                                         pack_f16(s[2 * kk][2], s[2 * kk][3]),
+                                         pack_f16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                         pack_f16(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
+                uint32_t v[4][NO / 4];
 #pragma unroll
-                    for (int w = 0; w < NO / 4; w += 4) {
-                        uint4 x = *reinterpret_cast<const uint4 *>(vr + w * 4);
-                        v[k][w] = x.x;
-                        v[k][w + 1] = x.y;
-                        v[k][w + 2] = x.z;
-                        v[k][w + 3] = x.w;
+                for (int k = 0; k < 4; k++) {
+                    const unsigned char *vr = vk + (2 * t4 + (k & 1) + (k >> 1) * 8) * ROWB + g8 * NO;
+                    if constexpr (NO == 8) {
+                        uint2 x = *reinterpret_cast<const uint2 *>(vr);
+                        v[k][0] = x.x;
+                        v[k][1] = x.y;
+                    } else {
+#pragma unroll
+                        for (int w = 0; w < NO / 4; w += 4) {
+                            uint4 x = *reinterpret_cast<const uint4 *>(vr + w * 4);
+                            v[k][w] = x.x;
+                            v[k][w + 1] = x.y;
+                            v[k][w + 2] = x.z;
+                            v[k][w + 3] = x.w;
+                        }
                     }
                 }
-            }
 #pragma unroll
-            for (int w = 0; w < NO / 4; w++) {
-                /* bytes (key 2t4, key 2t4+1) of dims 4w .. 4w+3, and of keys 2t4+8, 2t4+9 */
-                uint32_t lo01 = __byte_perm(v[0][w], v[1][w], 0x5140);
-                uint32_t hi01 = __byte_perm(v[0][w], v[1][w], 0x7362);
-                uint32_t lo89 = __byte_perm(v[2][w], v[3][w], 0x5140);
-                uint32_t hi89 = __byte_perm(v[2][w], v[3][w], 0x7362);
-                mma_f16(o[4 * w + 0], pa, fp8x2_to_f16x2_bits(lo01), fp8x2_to_f16x2_bits(lo89));
-                mma_f16(o[4 * w + 1], pa, fp8x2_to_f16x2_bits(lo01 >> 16), fp8x2_to_f16x2_bits(lo89 >> 16));
-                mma_f16(o[4 * w + 2], pa, fp8x2_to_f16x2_bits(hi01), fp8x2_to_f16x2_bits(hi89));
-                mma_f16(o[4 * w + 3], pa, fp8x2_to_f16x2_bits(hi01 >> 16), fp8x2_to_f16x2_bits(hi89 >> 16));
-            }
-        } else {
-            const uint32_t pa[4] = { pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]),
-                                     pack_bf16(s[1][0], s[1][1]), pack_bf16(s[1][2], s[1][3]) };
+                for (int w = 0; w < NO / 4; w++) {
+                    /* bytes (key 2t4, key 2t4+1) of dims 4w .. 4w+3, and of keys 2t4+8, 2t4+9 */
+                    uint32_t lo01 = __byte_perm(v[0][w], v[1][w], 0x5140);
+                    uint32_t hi01 = __byte_perm(v[0][w], v[1][w], 0x7362);
+                    uint32_t lo89 = __byte_perm(v[2][w], v[3][w], 0x5140);
+                    uint32_t hi89 = __byte_perm(v[2][w], v[3][w], 0x7362);
+                    mma_f16(o[4 * w + 0], pa, fp8x2_to_f16x2_bits(lo01), fp8x2_to_f16x2_bits(lo89));
+                    mma_f16(o[4 * w + 1], pa, fp8x2_to_f16x2_bits(lo01 >> 16),
+                            fp8x2_to_f16x2_bits(lo89 >> 16));
+                    mma_f16(o[4 * w + 2], pa, fp8x2_to_f16x2_bits(hi01), fp8x2_to_f16x2_bits(hi89));
+                    mma_f16(o[4 * w + 3], pa, fp8x2_to_f16x2_bits(hi01 >> 16),
+                            fp8x2_to_f16x2_bits(hi89 >> 16));
+                }
+            } else {
+                const uint32_t pa[4] = { pack_bf16(s[2 * kk][0], s[2 * kk][1]),
+                                         pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                         pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                         pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
 #pragma unroll
-            for (int dp = 0; dp < NO / 2; dp++) {
-                uint32_t b[4];
-                ldmatrix_x4_trans(b, vs + ((lane & 7) + ((lane >> 3) & 1) * 8) * ROWB +
-                                         (dp * 16 + (lane >> 4) * 8) * 2);
-                mma_bf16(o[2 * dp], pa, b[0], b[1]);
-                mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+                for (int dp = 0; dp < NO / 2; dp++) {
+                    uint32_t b[4];
+                    ldmatrix_x4_trans(b, vk + ((lane & 7) + ((lane >> 3) & 1) * 8) * ROWB +
+                                             (dp * 16 + (lane >> 4) * 8) * 2);
+                    mma_bf16(o[2 * dp], pa, b[0], b[1]);
+                    mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+                }
             }
         }
     }
@@ -491,70 +516,86 @@ __global__ void __launch_bounds__(DEC_REDUCE_THREADS) attn_decode_reduce_kernel(
 
 /* One instantiation: its shape, launcher, and how many of its blocks an SM holds. */
 struct dec_variant {
-    int hd, nw, st;
+    int hd, nw, kpw, st;
     bool fp8;
     int load;                  /* enum dec_load */
+    bool diag;                 /* loads only: for the benchmark, never picked by the daemon */
     size_t smem;
     int (*init)(void);
     void (*launch)(const attn_args &a, cudaStream_t s);
     int resident;              /* blocks per SM (attn_decode_init); 0 before it */
 };
 
-template <int HD, int NW, int ST, bool FP8, int LOAD>
+template <int HD, int NW, int KPW, int ST, bool FP8, int LOAD, bool DIAG>
 static int dec_init_one(void)
 {
     int n = 0;
 
-    if (!CUDA_OK(cudaFuncSetAttribute(attn_decode_kernel<HD, NW, ST, FP8, LOAD>,
+    if (!CUDA_OK(cudaFuncSetAttribute(attn_decode_kernel<HD, NW, KPW, ST, FP8, LOAD, DIAG>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)dec_smem_bytes<HD, NW, ST, FP8, LOAD>())) ||
-        !CUDA_OK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<HD, NW, ST, FP8, LOAD>,
-                                                               NW * 32, dec_smem_bytes<HD, NW, ST, FP8, LOAD>())))
+                                      (int)dec_smem_bytes<HD, NW, KPW, ST, FP8, LOAD>())) ||
+        !CUDA_OK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<HD, NW, KPW, ST, FP8, LOAD, DIAG>,
+                                                               NW * 32, dec_smem_bytes<HD, NW, KPW, ST, FP8, LOAD>())))
         return -1;
     return n;
 }
 
-template <int HD, int NW, int ST, bool FP8, int LOAD>
+template <int HD, int NW, int KPW, int ST, bool FP8, int LOAD, bool DIAG>
 static void dec_launch_one(const attn_args &a, cudaStream_t s)
 {
     dim3 grid((unsigned int)a.num_tokens, (unsigned int)a.KVH, (unsigned int)a.num_splits);
 
-    attn_decode_kernel<HD, NW, ST, FP8, LOAD><<<grid, NW * 32, dec_smem_bytes<HD, NW, ST, FP8, LOAD>(), s>>>(a);
+    attn_decode_kernel<HD, NW, KPW, ST, FP8, LOAD, DIAG><<<grid, NW * 32, dec_smem_bytes<HD, NW, KPW, ST, FP8, LOAD>(), s>>>(a);
 }
 
-#define DEC_VARIANT(HD, NW, ST, FP8, LOAD) \
-    { HD, NW, ST, FP8, LOAD, dec_smem_bytes<HD, NW, ST, FP8, LOAD>(), \
-      dec_init_one<HD, NW, ST, FP8, LOAD>, dec_launch_one<HD, NW, ST, FP8, LOAD>, 0 }
+#define DEC_VARIANT(HD, NW, KPW, ST, FP8, LOAD, DIAG) \
+    { HD, NW, KPW, ST, FP8, LOAD, DIAG, dec_smem_bytes<HD, NW, KPW, ST, FP8, LOAD>(), \
+      dec_init_one<HD, NW, KPW, ST, FP8, LOAD, DIAG>, \
+      dec_launch_one<HD, NW, KPW, ST, FP8, LOAD, DIAG>, 0 }
 
 /* The first entry of each (head_dim, dtype) is the one used; the others are there for
  * attention_decode_cuda_tune (the benchmark's comparison). */
-#define C_ DEC_LOAD_CHUNKS
+/* Shared memory per SM on sm_90 is 228 KB, 1 KB of it reserved per block: 3 blocks fit
+ * in 76,800 bytes each, 2 in 115,712. */
 #define L_ DEC_LOAD_LUT
 #define B_ DEC_LOAD_BULK
 static struct dec_variant dec_variants[] = {
-    DEC_VARIANT(64, 4, 4, false, C_),
-    DEC_VARIANT(64, 4, 6, true, C_),
-    DEC_VARIANT(128, 4, 3, false, C_),
-    DEC_VARIANT(128, 4, 4, true, C_),
-    DEC_VARIANT(256, 2, 3, false, C_),
-    DEC_VARIANT(256, 4, 3, true, C_),
-    /* alternatives: the same with the offset table, with bulk copies, then other shapes */
-    DEC_VARIANT(64, 4, 4, false, L_),
-    DEC_VARIANT(64, 4, 6, true, L_),
-    DEC_VARIANT(128, 4, 3, false, L_),
-    DEC_VARIANT(128, 4, 4, true, L_),
-    DEC_VARIANT(64, 4, 4, false, B_),
-    DEC_VARIANT(64, 4, 6, true, B_),
-    DEC_VARIANT(128, 4, 3, false, B_),
-    DEC_VARIANT(128, 4, 4, true, B_),
-    DEC_VARIANT(64, 4, 6, false, C_),
-    DEC_VARIANT(64, 2, 4, false, C_),
-    DEC_VARIANT(64, 4, 3, true, C_),
-    DEC_VARIANT(128, 4, 4, false, C_),
-    DEC_VARIANT(128, 2, 4, false, C_),
-    DEC_VARIANT(128, 4, 6, true, C_),
+    /* the defaults: the first of each head_dim and dtype */
+    DEC_VARIANT(64, 4, 16, 4, false, L_, false),
+    DEC_VARIANT(64, 4, 16, 6, true, L_, false),
+    DEC_VARIANT(128, 4, 16, 3, false, L_, false),
+    DEC_VARIANT(128, 4, 16, 4, true, L_, false),
+    DEC_VARIANT(256, 2, 16, 3, false, L_, false),
+    DEC_VARIANT(256, 4, 16, 3, true, L_, false),
+    /* alternatives for attention_decode_cuda_tune (bench.c compares them) */
+    DEC_VARIANT(64, 4, 32, 2, false, L_, false),
+    DEC_VARIANT(64, 4, 32, 3, false, L_, false),
+    DEC_VARIANT(64, 2, 32, 4, false, L_, false),
+    DEC_VARIANT(64, 8, 16, 2, false, L_, false),
+    DEC_VARIANT(64, 2, 64, 2, false, L_, false),
+    DEC_VARIANT(64, 4, 16, 4, false, B_, false),
+    DEC_VARIANT(64, 4, 32, 3, true, L_, false),
+    DEC_VARIANT(64, 4, 16, 3, true, L_, false),
+    DEC_VARIANT(64, 4, 32, 2, true, L_, false),
+    DEC_VARIANT(64, 2, 32, 4, true, L_, false),
+    DEC_VARIANT(64, 8, 16, 2, true, L_, false),
+    DEC_VARIANT(64, 2, 64, 3, true, L_, false),
+    DEC_VARIANT(128, 2, 32, 3, false, L_, false),
+    DEC_VARIANT(128, 4, 16, 2, false, L_, false),
+    DEC_VARIANT(128, 2, 32, 2, false, L_, false),
+    DEC_VARIANT(128, 2, 16, 4, false, L_, false),
+    DEC_VARIANT(128, 4, 16, 3, false, B_, false),
+    DEC_VARIANT(128, 4, 32, 2, true, L_, false),
+    DEC_VARIANT(128, 4, 16, 3, true, L_, false),
+    DEC_VARIANT(128, 4, 32, 3, true, L_, false),
+    DEC_VARIANT(128, 2, 32, 3, true, L_, false),
+    DEC_VARIANT(128, 2, 32, 4, true, L_, false),
+    /* diagnostics: the defaults' loads without the math */
+    DEC_VARIANT(64, 4, 16, 4, false, L_, true),
+    DEC_VARIANT(64, 4, 16, 6, true, L_, true),
+    DEC_VARIANT(128, 4, 16, 3, false, L_, true),
+    DEC_VARIANT(128, 4, 16, 4, true, L_, true),
 };
-#undef C_
 #undef L_
 #undef B_
 
@@ -563,33 +604,44 @@ static int dec_tune_flags;
 
 static bool dec_pdl(void)
 {
-    return dec_tune_flags & 1;
+    return !(dec_tune_flags & 1);   /* flag 1: launch the merge the plain way */
 }
 
-/* The k-th instantiation for (head_dim, dtype), or NULL. */
-static struct dec_variant *dec_find(int hd, bool fp8, int k)
+/* The k-th instantiation for (head_dim, dtype) among the real ones (diag false) or the
+ * diagnostics, or NULL. */
+static struct dec_variant *dec_find(int hd, bool fp8, int k, bool diag)
 {
     for (size_t i = 0; i < sizeof dec_variants / sizeof dec_variants[0]; i++) {
         struct dec_variant *v = &dec_variants[i];
-        if (v->hd == hd && v->fp8 == fp8 && k-- == 0)
+        if (v->hd == hd && v->fp8 == fp8 && v->diag == diag && k-- == 0)
             return v;
     }
     return NULL;
 }
 
-/* The instantiation in use: the tuned one where it exists, else the default. */
+/* The instantiation in use: the tuned one where it exists, else the default. Variants from
+ * DEC_DIAG_BASE up are the diagnostics. */
+#define DEC_DIAG_BASE 100
 static struct dec_variant *dec_pick(int hd, bool fp8)
 {
-    struct dec_variant *v = dec_tune_variant > 0 ? dec_find(hd, fp8, dec_tune_variant) : NULL;
+    struct dec_variant *v = NULL;
 
-    return v ? v : dec_find(hd, fp8, 0);
+    if (dec_tune_variant >= DEC_DIAG_BASE)
+        v = dec_find(hd, fp8, dec_tune_variant - DEC_DIAG_BASE, true);
+    else if (dec_tune_variant > 0)
+        v = dec_find(hd, fp8, dec_tune_variant, false);
+    return v ? v : dec_find(hd, fp8, 0, false);
 }
 
 int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int flags, char *name,
                                size_t name_len)
 {
-    const struct dec_variant *v = variant >= 0 ? dec_find(hd, fp8, variant) : NULL;
+    const struct dec_variant *v = NULL;
 
+    if (variant >= DEC_DIAG_BASE)
+        v = dec_find(hd, fp8, variant - DEC_DIAG_BASE, true);
+    else if (variant >= 0)
+        v = dec_find(hd, fp8, variant, false);
     if (variant > 0 && !v)
         return -ENOENT;   /* variant 0 needs no instantiation: it means "the defaults" */
     dec_tune_variant = variant;
@@ -597,11 +649,11 @@ int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int fla
     dec_tune_flags = flags;
     if (name && name_len) {
         if (v)
-            snprintf(name, name_len, "%d warps x 16 keys, %d stages%s, %d/SM, %s x%d%s", v->nw,
-                     v->st, v->load == DEC_LOAD_LUT ? ", offset table" :
+            snprintf(name, name_len, "%d warps x %d keys, %d stages%s, %d/SM, %s x%d%s%s", v->nw,
+                     v->kpw, v->st, v->load == DEC_LOAD_LUT ? ", offset table" :
                      v->load == DEC_LOAD_BULK ? ", bulk copies" : "", v->resident,
                      waves < 0 ? "no split" : "waves", MAX(waves, 1),
-                     flags & 1 ? ", PDL merge" : "");
+                     flags & 1 ? ", plain merge launch" : "", v->diag ? ", LOADS ONLY" : "");
         else
             snprintf(name, name_len, variant < 0 ? "the varlen kernel" : "defaults");
     }
@@ -644,7 +696,7 @@ int attn_decode_splits(const struct cuda_attn_batch *b, const struct cuda_attn_p
     wave = (long long)ws->num_sms * MAX(v->resident, 1) * MAX(dec_tune_waves, 1);
     if (pairs >= 2 * wave)
         return 1;
-    cap = MAX(1, (long long)b->max_seq_len / (v->nw * 16 * DEC_MIN_TILES));
+    cap = MAX(1, (long long)b->max_seq_len / (v->nw * v->kpw * DEC_MIN_TILES));
     cap = MIN(cap, DEC_MAX_SPLITS);
     per_split = (long long)b->num_tokens * p->num_heads * (p->head_dim + 2) * (long long)sizeof(float);
     cap = MIN(cap, (long long)(ws->partial_bytes > 16 ? (ws->partial_bytes - 16) / per_split : 1));

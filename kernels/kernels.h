@@ -179,8 +179,9 @@ int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_att
  * runs for head_dim hd and the cache dtype (variant 0: the default; k: the k-th compiled
  * one, -ENOENT where there is none; -1: no decode kernel, the varlen kernel takes decodes
  * too), the blocks the split heuristic aims at (0 or 1: one wave of resident blocks, n: n
- * waves, -1: never split) and flags (1: launch the merge of the splits as a programmatic
- * dependent). name gets a description. Not thread-safe; the daemon never calls it. */
+ * waves, -1: never split) and flags (1: launch the merge of the splits in plain stream
+ * order, not as a programmatic dependent). name gets a description. Not thread-safe; the
+ * daemon never calls it. */
 int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int flags, char *name,
                                size_t name_len);
 

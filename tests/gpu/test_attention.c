@@ -502,7 +502,7 @@ static void attention_decode_graph_replay_matches_cpu(struct gt *t)
         { 16, 4, 256, 16, 300, 0, 8, REQS({ 1, 8191 }, { 1, 0 }), 0, 0, 8192 },
     };
 
-    /* the merge of the splits launched in order, then as a programmatic dependent */
+    /* the merge of the splits launched as a programmatic dependent, then in plain order */
     for (int flags = 0; flags < 2; flags++) {
         attention_decode_cuda_tune(0, false, 0, 0, flags, NULL, 0);
         for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -512,7 +512,7 @@ static void attention_decode_graph_replay_matches_cpu(struct gt *t)
     }
     attention_decode_cuda_tune(0, false, 0, 0, 0, NULL, 0);
     gt_note(t, "captured at bound 32k/8k from short lengths, replayed for 5..32767 keys = eager; "
-            "merge launched plain and as a dependent");
+            "merge launched as a dependent and plain");
 }
 
 /* Every compiled instantiation of the decode kernel (the benchmark compares them) through a
