@@ -333,7 +333,8 @@ static void bench_decode_attention(struct bench *bn)
      * (those that do not exist for a shape are skipped), and the default's loads alone */
     static const int tries[][3] = { { 0, 0, 0 }, { -1, 0, 0 }, { 0, 0, 1 }, { 0, 2, 0 },
                                     { 1, 0, 0 }, { 2, 0, 0 }, { 3, 0, 0 }, { 4, 0, 0 },
-                                    { 5, 0, 0 }, { 6, 0, 0 }, { 7, 0, 0 }, { 100, 0, 0 } };
+                                    { 5, 0, 0 }, { 6, 0, 0 }, { 7, 0, 0 }, { 8, 0, 0 },
+                                    { 9, 0, 0 }, { 100, 0, 0 } };
     const char *all = getenv("OSPREY_BENCH_ALL_VARIANTS");
 
     for (size_t di = 0; di < ARRAY_LEN(dims); di++)
