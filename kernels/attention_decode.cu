@@ -328,6 +328,7 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
     };
     auto regs_compute = [&](const rtile &R, int u, float (&o)[NO][4], float (&m)[2], float (&l)[2]) {
         const int key0 = u * 16;
+        const bool two_rows = a.G > 8;
         if (key0 >= kv_hi || key0 + 16 <= kv_lo)
             return;
         float s[2][4];
@@ -365,6 +366,10 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float x = s[j][e];
+                if (e >= 2 && !two_rows) {
+                    s[j][e] = 0.0f;   /* no head in rows g8 + 8 (G <= 8): P 0 there */
+                    continue;
+                }
                 if (a.softcap > 0.0f)
                     x = a.softcap * tanhf(x * a.scale / a.softcap) * LOG2E;
                 else
@@ -376,6 +381,8 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
             }
 #pragma unroll
         for (int rr = 0; rr < 2; rr++) {
+            if (rr == 1 && !two_rows)
+                break;   /* rows g8 + 8 hold no head (G <= 8): their softmax is skipped */
             float mx = fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -514,6 +521,10 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float x = s[j][e];
+                if (e >= 2 && !two_rows) {
+                    s[j][e] = 0.0f;   /* no head in rows g8 + 8 (G <= 8): P 0 there */
+                    continue;
+                }
                 if (a.softcap > 0.0f)
                     x = a.softcap * tanhf(x * a.scale / a.softcap) * LOG2E;
                 else
@@ -524,9 +535,11 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
                 s[j][e] = x;
             }
 
-        /* online softmax of rows g8 (rr 0) and g8 + 8 (rr 1) */
+        /* online softmax of rows g8 (rr 0) and g8 + 8 (rr 1; none when G <= 8) */
 #pragma unroll
         for (int rr = 0; rr < 2; rr++) {
+            if (rr == 1 && !two_rows)
+                break;
             float mx = -INFINITY;
 #pragma unroll
             for (int j = 0; j < NS; j++)
