@@ -3,16 +3,18 @@
  * Decode attention only streams the KV cache, so the whole design is about keeping DRAM
  * busy: one thread block takes one (token, KV head, key split) and all G <= 16 query heads
  * that share the KV head (GQA-packed: each K/V byte is read once); the keys are split over
- * enough blocks to fill every SM; each block keeps ST - 1 tiles of BN keys in flight
- * (cp.async through the block table, a ring of ST stages); its NW warps take 16 keys of each
- * tile each and run flash-attention on them with mma.sync (Q·Kᵀ and P·V, online softmax in
- * registers), then merge their partial rows in shared memory; the splits are merged by a
- * second small kernel. An fp8 (e4m3) cache is fed to the math straight from the stage:
- * K's codes widen to bf16 in registers (dims permuted in Q and K alike so that one 8-byte
- * load gives a thread its fragments), V's are interleaved by byte permutes and widened to
- * f16 for an f16 P·V, exactly. The split count depends only on the padded counts and
- * max_seq_len; each block finds its keys from the device's seq_lens, so a captured graph
- * replays any batch of its size and any sequence length up to max_seq_len. */
+ * enough blocks to fill every SM once; each block keeps ST - 1 tiles of NW * KPW keys in
+ * flight (cp.async into a ring of ST stages, the block table read once per key a tile
+ * ahead); each of its NW warps runs flash-attention on KPW keys of every tile with mma.sync
+ * (Q·Kᵀ and P·V, online softmax in registers); the warps merge their rows in shared memory
+ * and a small second kernel merges the splits. An fp8 (e4m3) cache is fed to the math
+ * straight from the stage: K's codes widen to bf16 in registers (dims permuted in Q and K
+ * alike so that one 8-byte load gives a thread its fragments), V's are interleaved by byte
+ * permutes and widened to f16 for an f16 P·V, exactly. The split count depends only on the
+ * padded counts and max_seq_len; each block finds its keys from the device's seq_lens, so a
+ * captured graph replays any batch of its size and any sequence length up to max_seq_len.
+ * Several instantiations are compiled; the first of each head_dim and dtype runs, the others
+ * are there for the benchmark's comparison (attention_decode_cuda_tune). */
 #include <math.h>
 #include <stdio.h>    /* snprintf */
 
