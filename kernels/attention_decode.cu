@@ -30,8 +30,6 @@ enum dec_load {
     DEC_LOAD_CHUNKS = 0,   /* cp.async of 16-byte chunks, every thread reading the block table */
     DEC_LOAD_LUT = 1,      /* the same, the table read once per key a tile ahead (sRow) */
     DEC_LOAD_BULK = 2,     /* one cp.async.bulk per row, completing on a stage's mbarrier */
-    DEC_LOAD_REGS = 3,     /* no stages: each warp loads its 16-key tiles straight into the
-                            * registers of the mma fragments, one tile ahead (ST unused) */
 };
 
 /* Shared memory of one block: Q (16 rows, bf16, 16-byte chunks XOR-swizzled by row), the
@@ -42,7 +40,7 @@ template <int HD, int NW, int KPW, int ST, bool FP8, int LOAD>
 constexpr size_t dec_smem_bytes()
 {
     constexpr size_t q = 16 * HD * 2, row = HD * (FP8 ? 1 : 2) + 16;
-    constexpr size_t stages = LOAD == DEC_LOAD_REGS ? 0 : (size_t)ST * 2 * (NW * KPW) * row;
+    constexpr size_t stages = (size_t)ST * 2 * (NW * KPW) * row;
     constexpr size_t merge = (size_t)NW * 16 * HD * 4 + (size_t)NW * 16 * 8;
     constexpr size_t lut = LOAD == DEC_LOAD_LUT ? 2 * (NW * KPW) * 4 :
                            LOAD == DEC_LOAD_BULK ? (ST * 8 + 15) / 16 * 16 : 0;
@@ -114,8 +112,6 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
     constexpr int CH = HD * ES / 16;       /* 16-byte chunks of a row */
     constexpr int NO = HD / 8;             /* 8-dim tiles of O */
     constexpr bool LUT = LOAD == DEC_LOAD_LUT, BULK = LOAD == DEC_LOAD_BULK;
-    constexpr bool REGS = LOAD == DEC_LOAD_REGS;
-    static_assert(!REGS || KPW == 16, "register tiles are 16 keys");
     constexpr int ROW = HD * ES;           /* bytes of a cache row of one head */
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem);
@@ -240,8 +236,6 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
     }
 #pragma unroll
     for (int s = 0; s < ST - 1; s++) {
-        if (REGS)
-            break;
         if (BULK) {
             if (s < ntiles)
                 issue_bulk(tb + s, s);
@@ -254,201 +248,6 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
     /* LUT: sRow[(i + ST - 1) & 1] holds tile i + ST - 1's offsets at the top of iteration i */
     if (LUT && ST - 1 < ntiles)
         fill_lut(tb + ST - 1, (ST - 1) & 1);
-    if (REGS)
-        __syncthreads();   /* Q */
-
-    /* ---- REGS: each warp streams 16-key tiles u, u + NW, ... < uend straight from the
-     * cache into the fragments' registers, loading tile u + NW while computing tile u.
-     * K: for n-tile j and 32-dim chunk c, key u*16 + j*8 + g8, dims c*32 + t4*8 .. +7 (the
-     * permuted k order of the smem path); V: keys 2t4, 2t4+1, 2t4+8, 2t4+9 of the tile,
-     * dims g8*NO .. g8*NO + NO-1 (O's columns permuted: column n of O-tile j is dim
-     * n*NO + j), paired across keys by byte permutes. */
-    constexpr int KW = FP8 ? HD / 32 * 2 : HD / 32 * 4;     /* words of K per n-tile */
-    constexpr int VW = NO * ES / 4;                          /* words of V per key row */
-    struct rtile {
-        uint32_t k[2][KW], v[4][VW];
-    };
-    auto regs_load = [&](rtile &R, int u) {
-        const int t0 = u * 16;
-        int rowk[2], rowv[4];
-        if (a.block_size % 16 == 0) {
-            /* the 16 keys sit in one block: one table read for the tile */
-            int bi = t0 / a.block_size;
-            int blk = t0 < kv_hi && bi < a.max_blocks ? __ldg(bt + bi) : -1;
-            bool bok = blk >= 0 && blk < a.num_blocks;
-            int base = bok ? blk * a.block_size + (t0 - bi * a.block_size) : 0;
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                int t = t0 + j * 8 + g8;
-                rowk[j] = bok && t >= kv_lo && t < kv_hi ? base + j * 8 + g8 : -1;
-            }
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                int off = 2 * t4 + (k & 1) + (k >> 1) * 8, t = t0 + off;
-                rowv[k] = bok && t >= kv_lo && t < kv_hi ? base + off : -1;
-            }
-        } else {
-#pragma unroll
-            for (int j = 0; j < 2; j++)
-                rowk[j] = key_row(t0 + j * 8 + g8);
-#pragma unroll
-            for (int k = 0; k < 4; k++)
-                rowv[k] = key_row(t0 + 2 * t4 + (k & 1) + (k >> 1) * 8);
-        }
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-            const char *src = kc + ((long long)max(rowk[j], 0) * row_elems + kvh * HD) * ES;
-#pragma unroll
-            for (int c = 0; c < HD / 32; c++) {
-                if constexpr (FP8) {
-                    uint2 x = rowk[j] >= 0 ? __ldg(reinterpret_cast<const uint2 *>(src + c * 32 + t4 * 8))
-                                           : make_uint2(0, 0);
-                    R.k[j][2 * c] = x.x, R.k[j][2 * c + 1] = x.y;
-                } else {
-                    uint4 x = rowk[j] >= 0 ? __ldg(reinterpret_cast<const uint4 *>(src + (c * 32 + t4 * 8) * 2))
-                                           : make_uint4(0, 0, 0, 0);
-                    R.k[j][4 * c] = x.x, R.k[j][4 * c + 1] = x.y;
-                    R.k[j][4 * c + 2] = x.z, R.k[j][4 * c + 3] = x.w;
-                }
-            }
-        }
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            const char *src = vc + ((long long)max(rowv[k], 0) * row_elems + kvh * HD) * ES + g8 * NO * ES;
-            if constexpr (VW == 2) {
-                uint2 x = rowv[k] >= 0 ? __ldg(reinterpret_cast<const uint2 *>(src)) : make_uint2(0, 0);
-                R.v[k][0] = x.x, R.v[k][1] = x.y;
-            } else {
-#pragma unroll
-                for (int w = 0; w < VW; w += 4) {
-                    uint4 x = rowv[k] >= 0 ? __ldg(reinterpret_cast<const uint4 *>(src + w * 4))
-                                           : make_uint4(0, 0, 0, 0);
-                    R.v[k][w] = x.x, R.v[k][w + 1] = x.y, R.v[k][w + 2] = x.z, R.v[k][w + 3] = x.w;
-                }
-            }
-        }
-    };
-    auto regs_compute = [&](const rtile &R, int u, float (&o)[NO][4], float (&m)[2], float (&l)[2]) {
-        const int key0 = u * 16;
-        const bool two_rows = a.G > 8;
-        if (key0 >= kv_hi || key0 + 16 <= kv_lo)
-            return;
-        float s[2][4];
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-#pragma unroll
-        for (int c = 0; c < HD / 32; c++) {
-            const int qc = ((c * 4 + t4) ^ g8) * 8;
-            uint4 qa = *reinterpret_cast<const uint4 *>(sQ + g8 * HD + qc);
-            uint4 qb = make_uint4(0, 0, 0, 0);
-            if (a.G > 8)
-                qb = *reinterpret_cast<const uint4 *>(sQ + (g8 + 8) * HD + qc);
-            const uint32_t a0[4] = { qa.x, qb.x, qa.y, qb.y }, a1[4] = { qa.z, qb.z, qa.w, qb.w };
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                uint32_t b[4];
-                if constexpr (FP8) {
-                    uint32_t x = R.k[j][2 * c], y = R.k[j][2 * c + 1];
-                    b[0] = bf162_bits(fp8x2_to_bf162((uint16_t)x));
-                    b[1] = bf162_bits(fp8x2_to_bf162((uint16_t)(x >> 16)));
-                    b[2] = bf162_bits(fp8x2_to_bf162((uint16_t)y));
-                    b[3] = bf162_bits(fp8x2_to_bf162((uint16_t)(y >> 16)));
-                } else {
-                    b[0] = R.k[j][4 * c], b[1] = R.k[j][4 * c + 1];
-                    b[2] = R.k[j][4 * c + 2], b[3] = R.k[j][4 * c + 3];
-                }
-                mma_bf16(s[j], a0, b[0], b[1]);
-                mma_bf16(s[j], a1, b[2], b[3]);
-            }
-        }
-        const bool need_mask = key0 < kv_lo || key0 + 16 > kv_hi;
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = s[j][e];
-                if (e >= 2 && !two_rows) {
-                    s[j][e] = 0.0f;   /* no head in rows g8 + 8 (G <= 8): P 0 there */
-                    continue;
-                }
-                if (a.softcap > 0.0f)
-                    x = a.softcap * tanhf(x * a.scale / a.softcap) * LOG2E;
-                else
-                    x *= a.scale_log2;
-                int key = key0 + j * 8 + t4 * 2 + (e & 1);
-                if (need_mask && (key < kv_lo || key >= kv_hi))
-                    x = -INFINITY;
-                s[j][e] = x;
-            }
-#pragma unroll
-        for (int rr = 0; rr < 2; rr++) {
-            if (rr == 1 && !two_rows)
-                break;   /* rows g8 + 8 hold no head (G <= 8): their softmax is skipped */
-            float mx = fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float m_new = fmaxf(m[rr], mx);
-            float m_use = m_new == -INFINITY ? 0.0f : m_new;
-            float alpha = exp2f(m[rr] - m_use);
-            m[rr] = m_new;
-            l[rr] *= alpha;
-#pragma unroll
-            for (int j = 0; j < NO; j++) {
-                o[j][2 * rr] *= alpha;
-                o[j][2 * rr + 1] *= alpha;
-            }
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                s[j][2 * rr] = exp2f(s[j][2 * rr] - m_use);
-                s[j][2 * rr + 1] = exp2f(s[j][2 * rr + 1] - m_use);
-                l[rr] += s[j][2 * rr] + s[j][2 * rr + 1];
-            }
-        }
-        if constexpr (FP8) {
-            const uint32_t pa[4] = { pack_f16(s[0][0], s[0][1]), pack_f16(s[0][2], s[0][3]),
-                                     pack_f16(s[1][0], s[1][1]), pack_f16(s[1][2], s[1][3]) };
-#pragma unroll
-            for (int w = 0; w < VW; w++) {
-                uint32_t lo01 = __byte_perm(R.v[0][w], R.v[1][w], 0x5140);
-                uint32_t hi01 = __byte_perm(R.v[0][w], R.v[1][w], 0x7362);
-                uint32_t lo89 = __byte_perm(R.v[2][w], R.v[3][w], 0x5140);
-                uint32_t hi89 = __byte_perm(R.v[2][w], R.v[3][w], 0x7362);
-                mma_f16(o[4 * w + 0], pa, fp8x2_to_f16x2_bits(lo01), fp8x2_to_f16x2_bits(lo89));
-                mma_f16(o[4 * w + 1], pa, fp8x2_to_f16x2_bits(lo01 >> 16), fp8x2_to_f16x2_bits(lo89 >> 16));
-                mma_f16(o[4 * w + 2], pa, fp8x2_to_f16x2_bits(hi01), fp8x2_to_f16x2_bits(hi89));
-                mma_f16(o[4 * w + 3], pa, fp8x2_to_f16x2_bits(hi01 >> 16), fp8x2_to_f16x2_bits(hi89 >> 16));
-            }
-        } else {
-            const uint32_t pa[4] = { pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]),
-                                     pack_bf16(s[1][0], s[1][1]), pack_bf16(s[1][2], s[1][3]) };
-            /* word w of a row holds dims 2w, 2w+1 of the thread's NO: O-tiles 2w and 2w+1 */
-#pragma unroll
-            for (int w = 0; w < VW; w++) {
-                mma_bf16(o[2 * w], pa, __byte_perm(R.v[0][w], R.v[1][w], 0x5410),
-                         __byte_perm(R.v[2][w], R.v[3][w], 0x5410));
-                mma_bf16(o[2 * w + 1], pa, __byte_perm(R.v[0][w], R.v[1][w], 0x7632),
-                         __byte_perm(R.v[2][w], R.v[3][w], 0x7632));
-            }
-        }
-    };
-    auto regs_loop = [&](float (&o)[NO][4], float (&m)[2], float (&l)[2], int u, int uend) {
-        rtile A, B;
-        if (u < uend)
-            regs_load(A, u);
-        while (u < uend) {
-            if (u + NW < uend)
-                regs_load(B, u + NW);
-            regs_compute(A, u, o, m, l);
-            u += NW;
-            if (u >= uend)
-                break;
-            if (u + NW < uend)
-                regs_load(A, u + NW);
-            regs_compute(B, u, o, m, l);
-            u += NW;
-        }
-    };
 
     float o[NO][4], m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
 #pragma unroll
@@ -456,9 +255,7 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
         o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
     const bool two_rows = a.G > 8;   /* rows g8 + 8 hold heads too */
 
-    if constexpr (REGS)
-        regs_loop(o, m, l, tb * NW + warp, te * NW);
-    for (int i = 0; i < (REGS ? 0 : ntiles); i++) {
+    for (int i = 0; i < ntiles; i++) {
         if (BULK)
             mbar_wait(sBar + i % ST, (i / ST) & 1);
         else
@@ -647,7 +444,7 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
         for (int j = 0; j < NO; j++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-                int n = t4 * 2 + e, d = FP8 || REGS ? n * NO + j : j * 8 + n;
+                int n = t4 * 2 + e, d = FP8 ? n * NO + j : j * 8 + n;
                 dst[d] = o[j][2 * rr + e];
             }
     }
@@ -770,7 +567,6 @@ static void dec_launch_one(const attn_args &a, cudaStream_t s)
  * in 76,800 bytes each, 2 in 115,712. */
 #define L_ DEC_LOAD_LUT
 #define B_ DEC_LOAD_BULK
-#define R_ DEC_LOAD_REGS
 static struct dec_variant dec_variants[] = {
     /* the defaults, the first of each head_dim and dtype: the fastest of the second device
      * window (docs/BENCHMARKS.md), which fill the SMs with more warps and fewer stages */
@@ -791,14 +587,6 @@ static struct dec_variant dec_variants[] = {
     DEC_VARIANT(128, 4, 16, 3, false, B_, false),
     DEC_VARIANT(128, 4, 16, 4, true, L_, false),
     DEC_VARIANT(128, 4, 32, 2, true, L_, false),
-    DEC_VARIANT(64, 4, 16, 1, false, R_, false),
-    DEC_VARIANT(64, 8, 16, 1, false, R_, false),
-    DEC_VARIANT(64, 4, 16, 1, true, R_, false),
-    DEC_VARIANT(64, 8, 16, 1, true, R_, false),
-    DEC_VARIANT(128, 4, 16, 1, false, R_, false),
-    DEC_VARIANT(128, 8, 16, 1, false, R_, false),
-    DEC_VARIANT(128, 4, 16, 1, true, R_, false),
-    DEC_VARIANT(128, 8, 16, 1, true, R_, false),
     /* diagnostics: the defaults' loads without the math */
     DEC_VARIANT(64, 8, 16, 2, false, L_, true),
     DEC_VARIANT(64, 4, 32, 2, true, L_, true),
@@ -807,7 +595,6 @@ static struct dec_variant dec_variants[] = {
 };
 #undef L_
 #undef B_
-#undef R_
 
 static int dec_tune_variant, dec_tune_waves;   /* attention_decode_cuda_tune; 0: defaults */
 static int dec_tune_flags;
@@ -861,8 +648,7 @@ int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int fla
         if (v)
             snprintf(name, name_len, "%d warps x %d keys, %d stages%s, %d/SM, %s x%d%s%s", v->nw,
                      v->kpw, v->st, v->load == DEC_LOAD_LUT ? ", offset table" :
-                     v->load == DEC_LOAD_BULK ? ", bulk copies" :
-                     v->load == DEC_LOAD_REGS ? ", straight to registers" : "", v->resident,
+                     v->load == DEC_LOAD_BULK ? ", bulk copies" : "", v->resident,
                      waves < 0 ? "no split" : "waves", MAX(waves, 1),
                      flags & 1 ? ", plain merge launch" : "", v->diag ? ", LOADS ONLY" : "");
         else

@@ -302,14 +302,15 @@ static void attention_decode_only_matches_cpu(struct gt *t)
         { 16, 2, 256, 16, 0, 0, 6, REQS({ 1, 300 }, { 1, 9 }), 0, 0, 0 },
     };
 
-    struct attn_req many[80];
-    struct attn_case wide = { 32, 8, 128, 16, 0, 0, 6, many, 80, 0, 1, 0 };
+    struct attn_req many[160];
+    struct attn_case wide = { 32, 8, 128, 16, 0, 0, 6, many, 160, 0, 1, 0 };
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
         attn_once(t, &cases[i], NULL);
-    /* enough requests to fill the GPU without splitting */
-    for (int r = 0; r < 80; r++)
-        many[r] = (struct attn_req){ 1, r < 72 ? 1 + gt_randint(&t->rng, 3000) : 0 };
+    /* enough requests to fill the GPU twice without splitting (1,280 blocks: the decode
+     * kernel splits below two waves of its 3 blocks an SM) */
+    for (int r = 0; r < 160; r++)
+        many[r] = (struct attn_req){ 1, r < 150 ? 1 + gt_randint(&t->rng, 3000) : 0 };
     attn_once(t, &wide, NULL);
     gt_note(t, "contexts 1..3000, padding requests, GQA 4/1/8, D 128/64/24/256, split and not");
 }
