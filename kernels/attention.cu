@@ -12,97 +12,16 @@
  * k_scale is folded into the softmax scale and v_scale into the output, which is the same
  * as multiplying every element and rounds nothing more. Everything batch-dependent is read
  * on the device; grid sizes depend only on the padded counts and max_seq_len, so a
- * captured graph replays any batch of its size.
+ * captured graph replays any batch of its size. Steps of decodes only (max_query_len <= 1)
+ * go to the decode kernel of attention_decode.cu where it takes the shape.
  * CPU twin: engine/cpu/attention.c. */
 #include <math.h>
 
 #include "engine/base/util.h"   /* MIN, MAX */
-#include "kernels/common.cuh"
+#include "kernels/attention.cuh"  /* attn_args, mma and cp.async primitives, the decode path */
 #include "kernels/fp8.cuh"      /* fp8x2_to_bf162 */
 
 #define ATTN_MAX_SPLITS 64
-#define LOG2E 1.4426950408889634f
-
-/* Everything a block needs; passed by value as a __grid_constant__ parameter. */
-struct attn_args {
-    bf16 *out;                 /* [num_tokens, H * D] */
-    const bf16 *q;             /* [num_tokens, q_stride], head h at h * D */
-    const void *k_cache, *v_cache;            /* bf16, or e4m3 bytes (the FP8 kernels) */
-    const int32_t *qsl, *seq_lens, *block_table;  /* block_table: this group's rows */
-    float *part_o;             /* [splits, num_tokens, H, D] unnormalized partial outputs */
-    float2 *part_ml;           /* [splits, num_tokens, H] (running max in log2 units, sum) */
-    long long q_stride;
-    int num_reqs, num_tokens, max_blocks;
-    int H, KVH, G, D;
-    int block_size, num_blocks;
-    int window, num_splits;
-    float scale, scale_log2, softcap;         /* scale: the softmax scale times k_scale */
-    float v_scale;                            /* the output's factor: 1, or the fp8 v_scale */
-};
-
-/* ---- tensor-core and async-copy primitives (sm_80+ PTX) ---- */
-
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid)
-{
-    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
-    int bytes = valid ? 16 : 0;   /* 0: nothing is read, the 16 bytes are zero-filled */
-
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
-                 "r"(bytes));
-}
-
-/* 8 bytes (8 e4m3 codes); .ca because .cg copies 16-byte units only */
-__device__ __forceinline__ void cp_async8(void *smem, const void *gmem, bool valid)
-{
-    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
-    int bytes = valid ? 8 : 0;
-
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s), "l"(gmem),
-                 "r"(bytes));
-}
-
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::);
-}
-
-__device__ __forceinline__ void cp_async_wait_all()
-{
-    asm volatile("cp.async.wait_group 0;\n" ::);
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t *r, const void *smem)
-{
-    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
-
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, const void *smem)
-{
-    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
-
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
-
-/* c[16x8] += a[16x16] · b[16x8], bf16 in, f32 accumulate */
-__device__ __forceinline__ void mma_bf16(float *c, const uint32_t *a, uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
-{
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&h);
-}
 
 /* First tile index of request r (r == num_reqs: the rows after the last request). Tiles of
  * consecutive requests never overlap: request r owns [start(r), start(r) + ceil(rows/BM)). */
@@ -504,8 +423,8 @@ static int attn_block_m(const struct cuda_attn_batch *b)
     return b->max_query_len <= 1 ? 16 : 64;   /* decodes only: one warp per block */
 }
 
-int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_attn_params *p,
-                          const struct attn_workspace *ws)
+static int attn_varlen_splits(const struct cuda_attn_batch *b, const struct cuda_attn_params *p,
+                              const struct attn_workspace *ws)
 {
     int bm = attn_block_m(b), bn = bm == 16 || p->head_dim > 128 ? 32 : 64;
     int G = p->num_kv_heads > 0 ? p->num_heads / p->num_kv_heads : 1;
@@ -529,6 +448,14 @@ int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_att
     per_split = (long long)b->num_tokens * p->num_heads * (p->head_dim + 2) * (long long)sizeof(float);
     splits = MIN(splits, (long long)((ws->partial_bytes - 16) / per_split));  /* 16: alignment */
     return (int)MAX(splits, 1);
+}
+
+int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_attn_params *p,
+                          const struct attn_workspace *ws)
+{
+    if (attn_decode_supports(p, b))
+        return attn_decode_splits(b, p, ws);
+    return attn_varlen_splits(b, p, ws);
 }
 
 template <int HD, int WARPS, int BN>
@@ -573,7 +500,7 @@ int attention_cuda_init(void)
               attn_set_smem<64, 1, 32>() && attn_set_smem<64, 4, 64>() &&
               attn_set_smem<128, 1, 32>() && attn_set_smem<128, 4, 64>() &&
               attn_set_smem<256, 1, 32>() && attn_set_smem<256, 4, 32>();
-    return ok ? 0 : -EIO;
+    return ok && attn_decode_init() == 0 ? 0 : -EIO;
 }
 
 int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const void *k_cache,
@@ -627,6 +554,8 @@ int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const void *k_cache,
         a.part_o = ws->partial;
         a.part_ml = reinterpret_cast<float2 *>(ws->partial + (o_floats + 1) / 2 * 2);
     }
+    if (attn_decode_supports(p, b))
+        return attn_decode_launch(a, fp8, s);
     /* decodes: one-warp blocks with 32-key tiles, half the shared memory of 64-key ones, so
      * that twice as many blocks (each waiting on its own loads) fit on an SM */
     if (D <= 32)

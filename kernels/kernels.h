@@ -156,6 +156,8 @@ struct attn_workspace {
  * request's new tokens, GQA, optional window and soft-cap; rows of padding requests
  * (seq_len 0) and after the last request are zeros. head_dim: a multiple of 8, <= 256.
  * Long contexts with few requests split the keys over thread blocks and reduce after.
+ * Steps of decodes only (b->max_query_len <= 1) with head_dim 64, 128 or 256 and at most 16
+ * query heads per KV head take the decode kernel (kernels/attention_decode.cu).
  * An fp8 cache (p->cache.dtype) is read as e4m3 and widened to bf16 exactly; its scales
  * multiply the logits (k_scale) and the output (v_scale), which equals attention over the
  * dequantized K and V. */
@@ -172,6 +174,16 @@ int attention_cuda_init(void);
  * tests and benchmarks that want to know which path ran. */
 int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_attn_params *p,
                           const struct attn_workspace *ws);
+
+/* Benchmarks only (tests/gpu/bench.c): for later calls, which decode kernel instantiation
+ * runs for head_dim hd and the cache dtype (variant 0: the default; k: the k-th compiled
+ * one, -ENOENT where there is none; -1: no decode kernel, the varlen kernel takes decodes
+ * too), the blocks the split heuristic aims at (0 or 1: one wave of resident blocks, n: n
+ * waves, -1: never split) and flags (1: launch the merge of the splits in plain stream
+ * order, not as a programmatic dependent). name gets a description. Not thread-safe; the
+ * daemon never calls it. */
+int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int flags, char *name,
+                               size_t name_len);
 
 /* ---- sampling.cu ---- */
 

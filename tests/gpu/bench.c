@@ -6,13 +6,19 @@
  * 16. Timings are medians of repeated runs of many launches; nothing is asserted. The
  * memory-bound kernels (cache_update, decode attention) are timed from DRAM: before each
  * launch a write of FLUSH_BYTES (five times the 50 MB L2) evicts what the last one left, and
- * CUDA events time the launch alone. */
+ * CUDA events time the launch alone. That write leaves the L2 full of dirty lines, whose
+ * write-back the timed launch pays (~50 MB, ~12 us): decode attention's default rows are
+ * also timed after a read of the flush buffer ("clean L2"), the state a decode step finds
+ * after the weight-reading products before it. Decode attention runs at head_dim 64 and
+ * 128 (the llama-3.1-8b shape), each variant of attention_decode.cu beside the varlen
+ * kernel it replaced (OSPREY_BENCH_ALL_VARIANTS=1; OSPREY_BENCH=decode: nothing else). */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cublas_v2.h>             /* cublasSasum: the clean flush */
 #include <cuda_runtime_api.h>
 
 #include "engine/base/util.h"
@@ -31,6 +37,11 @@ struct bench {
     struct backend *be;
     double copy_gbs;           /* measured device copy bandwidth, GB/s (read + write) */
     void *flush;               /* [FLUSH_BYTES], written between launches to empty the L2 */
+    /* clean: after the write, read the flush buffer back (cublasSasum into sum), so that the
+     * L2 holds clean lines only and the timed launch pays no write-back of the flush's
+     * dirty ones; NULL blas: the figure of record, a dirty L2 */
+    cublasHandle_t blas;
+    float *sum;
 };
 
 /* Median over REPEATS of the seconds one call of fn takes, each repeat `iters` calls. */
@@ -66,6 +77,9 @@ static double time_op_dram(struct bench *bn, int iters, int (*fn)(struct bench *
         goto out;
     for (int i = 0; i < iters; i++) {
         if (cudaMemsetAsync(bn->flush, i & 0xff, FLUSH_BYTES, st) != cudaSuccess ||
+            (bn->blas && (cublasSetStream(bn->blas, st) != CUBLAS_STATUS_SUCCESS ||
+                          cublasSasum(bn->blas, (int)(FLUSH_BYTES / 4), bn->flush, 1, bn->sum) !=
+                              CUBLAS_STATUS_SUCCESS)) ||
             cudaEventRecord(e0, st) != cudaSuccess || fn(bn, arg) ||
             cudaEventRecord(e1, st) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
             cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
@@ -211,90 +225,190 @@ out:
 
 /* ---- attention: decodes over long contexts, and causal prefills ---- */
 
+/* One attention shape on a backend sized for it: reqs requests of seq tokens each, q_len new
+ * tokens each (1: decodes), h query heads and kvh KV heads of head_dim d, over a bf16 or an
+ * fp8 (e4m3, one byte an element) cache. */
 struct attn_arg {
+    struct backend *be;
     void *out, *q, *k_cache, *v_cache;
+    struct step_batch b;
     struct bk_batch dev;
     struct attn_params p;
+    int q_stride;
+    double kv_bytes;           /* the K and V bytes of the keys: what attention must read */
 };
 
 static int attn_once(struct bench *bn, void *arg)
 {
     struct attn_arg *a = arg;
 
-    return bn->be->ops->attention(bn->be, a->out, a->q, (H + 2 * KVH) * D, a->k_cache,
-                                  a->v_cache, &a->dev, 0, &a->p);
+    return a->be->ops->attention(a->be, a->out, a->q, a->q_stride, a->k_cache, a->v_cache,
+                                 &a->dev, 0, &a->p);
 }
 
-/* reqs requests of seq tokens each, q_len new tokens each (1: decodes), over a bf16 or an
- * fp8 (e4m3, one byte an element) cache. Returns seconds; *kv_bytes: the K and V bytes the
- * keys take in that cache, what attention must read. */
-static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, bool fp8,
-                              double *kv_bytes)
+static void attn_shape_free(struct attn_arg *a)
+{
+    if (a->be) {
+        a->be->ops->free(a->be, a->q);
+        a->be->ops->free(a->be, a->out);
+        a->be->ops->free(a->be, a->k_cache);
+        a->be->ops->free(a->be, a->v_cache);
+        backend_destroy(a->be);
+    }
+    batch_fini(&a->b);
+    memset(a, 0, sizeof *a);
+}
+
+static bool attn_shape(struct attn_arg *a, int reqs, int seq, int q_len, int h, int kvh, int d,
+                       bool fp8)
 {
     char err[ERR_LEN] = "";
     int mb = (seq + BS - 1) / BS, T = reqs * q_len, nb = reqs * mb;
-    struct step_batch b = { 0 };
-    struct attn_arg a = { 0 };
-    size_t es = fp8 ? 1 : 2, cache_bytes = (size_t)nb * BS * KVH * D * es;
-    double s = NAN;
+    size_t es = fp8 ? 1 : 2, cache_bytes = (size_t)nb * BS * kvh * d * es;
     struct backend_options o = { .max_tokens = T, .max_reqs = reqs, .max_blocks_per_req = mb,
                                  .num_kv_groups = 1, .vocab_size = 16 };
-    struct backend *be = NULL;
+    struct step_batch *b = &a->b;
 
+    memset(a, 0, sizeof *a);
     /* a backend sized for this batch: stage() checks the batch against its options */
-    if (backend_create(&be, "cuda", &o, err) || batch_init(&b, T, reqs, 1, mb)) {
+    if (backend_create(&a->be, "cuda", &o, err) || batch_init(b, T, reqs, 1, mb)) {
         printf("attention: %s\n", err);
-        goto out;
+        goto fail;
     }
-    b.num_reqs = b.num_reqs_padded = reqs;
-    b.num_tokens = b.num_tokens_padded = T;
-    b.max_query_len = q_len;
-    b.max_seq_len = seq;
-    b.query_start_loc[0] = 0;
+    b->num_reqs = b->num_reqs_padded = reqs;
+    b->num_tokens = b->num_tokens_padded = T;
+    b->max_query_len = q_len;
+    b->max_seq_len = seq;
+    b->query_start_loc[0] = 0;
     for (int r = 0; r < reqs; r++) {
-        b.query_start_loc[r + 1] = (r + 1) * q_len;
-        b.seq_lens[r] = seq;
+        b->query_start_loc[r + 1] = (r + 1) * q_len;
+        b->seq_lens[r] = seq;
         for (int j = 0; j < mb; j++)   /* interleaved blocks: requests' blocks are not adjacent */
-            b.block_table[0][(size_t)r * mb + j] = j * reqs + r;
+            b->block_table[0][(size_t)r * mb + j] = j * reqs + r;
     }
     for (int i = 0; i < T; i++)
-        b.slot_mapping[0][i] = KV_PADDING_SLOT;
-    a.q = be->ops->alloc(be, (size_t)T * (H + 2 * KVH) * D * 2, err);
-    a.out = be->ops->alloc(be, (size_t)T * H * D * 2, err);
-    a.k_cache = be->ops->alloc(be, cache_bytes, err);
-    a.v_cache = be->ops->alloc(be, cache_bytes, err);
-    if (!a.q || !a.out || !a.k_cache || !a.v_cache || be->ops->stage(be, &b, NULL, &a.dev)) {
+        b->slot_mapping[0][i] = KV_PADDING_SLOT;
+    a->q_stride = (h + 2 * kvh) * d;
+    a->q = a->be->ops->alloc(a->be, (size_t)T * a->q_stride * 2, err);
+    a->out = a->be->ops->alloc(a->be, (size_t)T * h * d * 2, err);
+    a->k_cache = a->be->ops->alloc(a->be, cache_bytes, err);
+    a->v_cache = a->be->ops->alloc(a->be, cache_bytes, err);
+    if (!a->q || !a->out || !a->k_cache || !a->v_cache ||
+        a->be->ops->stage(a->be, b, NULL, &a->dev)) {
         printf("attention: out of memory %s\n", err);
-        goto out;
+        goto fail;
     }
-    a.p = (struct attn_params){ H, KVH, D, 1.0f / sqrtf(D), 0.0f, 0,
-                                { nb, BS, KVH, D, fp8 ? DT_F8_E4M3 : DT_F32, 1.0f, 1.0f } };
-    {
-        struct bench local = { be, bn->copy_gbs, bn->flush };
-        s = q_len == 1 ? time_op_dram(&local, 50, attn_once, &a) : time_op(&local, 10, attn_once, &a);
-    }
-    *kv_bytes = 2.0 * reqs * seq * KVH * D * es;
-out:
-    if (be) {
-        be->ops->free(be, a.q);
-        be->ops->free(be, a.out);
-        be->ops->free(be, a.k_cache);
-        be->ops->free(be, a.v_cache);
-        backend_destroy(be);
-    }
-    batch_fini(&b);
+    /* zeros: finite in bf16 and in e4m3 alike */
+    if (cudaMemset(a->k_cache, 0, cache_bytes) != cudaSuccess ||
+        cudaMemset(a->v_cache, 0, cache_bytes) != cudaSuccess ||
+        cudaMemset(a->q, 0, (size_t)T * a->q_stride * 2) != cudaSuccess)
+        goto fail;
+    a->p = (struct attn_params){ h, kvh, d, 1.0f / sqrtf(d), 0.0f, 0,
+                                 { nb, BS, kvh, d, fp8 ? DT_F8_E4M3 : DT_F32, 1.0f, 1.0f } };
+    a->kv_bytes = 2.0 * reqs * seq * kvh * d * es;
+    return true;
+fail:
+    attn_shape_free(a);
+    return false;
+}
+
+/* Seconds one launch of the shape takes (decodes from DRAM, prefills back to back); clean:
+ * from a clean L2 (struct bench). */
+static double attn_time_l2(struct bench *bn, struct attn_arg *a, int q_len, bool clean)
+{
+    struct bench local = { a->be, bn->copy_gbs, bn->flush, clean ? bn->blas : NULL, bn->sum };
+
+    return q_len == 1 ? time_op_dram(&local, 50, attn_once, a) : time_op(&local, 10, attn_once, a);
+}
+
+static double attn_time(struct bench *bn, struct attn_arg *a, int q_len)
+{
+    struct bench local = { a->be, bn->copy_gbs, bn->flush, NULL, NULL };
+
+    return q_len == 1 ? time_op_dram(&local, 50, attn_once, a) : time_op(&local, 10, attn_once, a);
+}
+
+static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, bool fp8,
+                              double *kv_bytes)
+{
+    struct attn_arg a;
+    double s;
+
+    if (!attn_shape(&a, reqs, seq, q_len, H, KVH, D, fp8))
+        return NAN;
+    s = attn_time(bn, &a, q_len);
+    *kv_bytes = a.kv_bytes;
+    attn_shape_free(&a);
     return s;
+}
+
+/* Decode attention of each shape at head_dim 64 (bench-1.5b) and 128 (llama-3.1-8b): the
+ * decode kernel's default, its other compiled variants and split targets, and the varlen
+ * kernel it replaced, bf16 and fp8, as a share of the copy bandwidth. */
+static void bench_decode_attention(struct bench *bn)
+{
+    static const int shapes[][2] = { { 1, 32768 }, { 1, 131072 }, { 8, 8192 }, { 64, 4096 },
+                                     { 256, 1024 }, { 256, 2048 } };
+    static const int dims[] = { 64, 128 };
+    /* (variant, waves, flags) of attention_decode_cuda_tune: the default, the varlen kernel,
+     * the merge launched as a dependent, one wave less and more, the other instantiations
+     * (those that do not exist for a shape are skipped), and the default's loads alone */
+    static const int tries[][3] = { { 0, 0, 0 }, { -1, 0, 0 }, { 0, 0, 1 }, { 0, 2, 0 },
+                                    { 1, 0, 0 }, { 2, 0, 0 }, { 3, 0, 0 }, { 4, 0, 0 },
+                                    { 5, 0, 0 }, { 6, 0, 0 }, { 7, 0, 0 }, { 8, 0, 0 },
+                                    { 9, 0, 0 }, { 100, 0, 0 } };
+    const char *all = getenv("OSPREY_BENCH_ALL_VARIANTS");
+
+    for (size_t di = 0; di < ARRAY_LEN(dims); di++)
+        for (size_t si = 0; si < ARRAY_LEN(shapes); si++)
+            for (int f = 0; f < 2; f++) {
+                struct attn_arg a;
+                const int *sh = shapes[si];
+                double best = INFINITY;
+                int best_i = 0;
+
+                if (!attn_shape(&a, sh[0], sh[1], 1, H, KVH, dims[di], f))
+                    continue;
+                for (size_t ti = 0; ti < (all ? ARRAY_LEN(tries) : 2); ti++) {
+                    char name[96];
+                    double s;
+                    if (attention_decode_cuda_tune(dims[di], f, tries[ti][0], tries[ti][1],
+                                                   tries[ti][2], name, sizeof name))
+                        continue;
+                    s = attn_time(bn, &a, 1);
+                    printf("decode attention %-4s D %3d %3d x %6d: %8.1f us, %6.0f GB/s of K+V = "
+                           "%4.0f%% of copy  [%s]\n", f ? "fp8" : "bf16", dims[di], sh[0], sh[1],
+                           s * 1e6, a.kv_bytes / s / 1e9, 100.0 * a.kv_bytes / s / 1e9 / bn->copy_gbs,
+                           name);
+                    if (tries[ti][1] == 0 && tries[ti][2] == 0 && tries[ti][0] <= 0 && bn->blas) {
+                        double c = attn_time_l2(bn, &a, 1, true);
+                        printf("decode attention %-4s D %3d %3d x %6d: %8.1f us, %6.0f GB/s of K+V = "
+                               "%4.0f%% of copy  [%s, clean L2]\n", f ? "fp8" : "bf16", dims[di],
+                               sh[0], sh[1], c * 1e6, a.kv_bytes / c / 1e9,
+                               100.0 * a.kv_bytes / c / 1e9 / bn->copy_gbs, name);
+                    }
+                    if (tries[ti][0] >= 0 && tries[ti][0] < 100 && s < best)
+                        best = s, best_i = (int)ti;
+                }
+                if (all)
+                    printf("  best for %s D %d %d x %d: variant %d waves %d flags %d, %.1f us = "
+                           "%.0f%% of copy\n", f ? "fp8" : "bf16", dims[di], sh[0], sh[1],
+                           tries[best_i][0], tries[best_i][1], tries[best_i][2], best * 1e6,
+                           100.0 * a.kv_bytes / best / 1e9 / bn->copy_gbs);
+                attention_decode_cuda_tune(dims[di], f, 0, 0, 0, NULL, 0);
+                attn_shape_free(&a);
+            }
 }
 
 int gt_bench(void)
 {
-    static const int decode[][2] = { { 1, 32768 }, { 1, 131072 }, { 8, 8192 }, { 64, 4096 },
-                                     { 256, 1024 }, { 256, 2048 } };
     static const int prefill[] = { 512, 1024, 2048, 4096, 8192 };
     struct backend_options o = { .max_tokens = 1, .max_reqs = 1, .max_blocks_per_req = 1,
                                  .num_kv_groups = 1, .vocab_size = 16 };
     struct bench bn = { 0 };
     char err[ERR_LEN] = "";
+    /* OSPREY_BENCH=decode: the copy and decode attention only (the device windows) */
+    bool only_decode = getenv("OSPREY_BENCH") && !strcmp(getenv("OSPREY_BENCH"), "decode");
 
     if (backend_create(&bn.be, "cuda", &o, err)) {
         printf("bench: %s\n", err);
@@ -310,18 +424,21 @@ int gt_bench(void)
         backend_destroy(bn.be);
         return 1;
     }
-    for (int n = 1; n <= 16384; n *= 16)
-        bench_cache_update(&bn, n);
-    bench_cache_update(&bn, 8192);
-    for (size_t i = 0; i < 2 * ARRAY_LEN(decode); i++) {
-        /* bf16 then fp8 for each shape: the fp8 share counts the bytes it reads, half of bf16's */
-        bool fp8 = i % 2;
-        const int *d = decode[i / 2];
-        double bytes = 0, s = bench_attention(&bn, d[0], d[1], 1, fp8, &bytes);
-        printf("decode attention %-4s %3d x %6d: %8.1f us, %6.0f GB/s of K+V = %4.0f%% of copy\n",
-               fp8 ? "fp8" : "bf16", d[0], d[1], s * 1e6, bytes / s / 1e9,
-               100.0 * bytes / s / 1e9 / bn.copy_gbs);
+    bn.sum = bn.be->ops->alloc(bn.be, sizeof(float), err);
+    if (!bn.sum || cublasCreate(&bn.blas) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetPointerMode(bn.blas, CUBLAS_POINTER_MODE_DEVICE) != CUBLAS_STATUS_SUCCESS) {
+        printf("bench: no cuBLAS handle for the clean flush; dirty-L2 figures only\n");
+        if (bn.blas)
+            cublasDestroy(bn.blas);
+        bn.blas = NULL;
     }
+    for (int n = 1; n <= 16384 && !only_decode; n *= 16)
+        bench_cache_update(&bn, n);
+    if (!only_decode)
+        bench_cache_update(&bn, 8192);
+    bench_decode_attention(&bn);
+    if (only_decode)
+        goto done;
     for (size_t i = 0; i < ARRAY_LEN(prefill); i++) {
         int L = prefill[i];
         double bytes, s = bench_attention(&bn, 1, L, L, false, &bytes);
@@ -330,6 +447,10 @@ int gt_bench(void)
                flops / s / 1e12);
     }
     gt_bench_gemm();
+done:
+    if (bn.blas)
+        cublasDestroy(bn.blas);
+    bn.be->ops->free(bn.be, bn.sum);
     bn.be->ops->free(bn.be, bn.flush);
     backend_destroy(bn.be);
     return 0;

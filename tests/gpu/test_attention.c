@@ -30,7 +30,56 @@ struct attn_case {
     const struct attn_req *reqs;
     int num_reqs, trailing;    /* tokens after the last request */
     int want_splits;           /* 1: must not split, 2: must split, 0: either */
+    int graph_bound;           /* > 0: the GPU runs a graph captured from other lengths with
+                                * max_seq_len this bound, replayed for this batch */
 };
+
+/* The body of the graph of attn_once_kv: the attention launch alone. */
+struct attn_capture {
+    struct gt *t;
+    void *out;
+    const void *q, *k, *v;
+    int q_stride;
+    const struct bk_batch *b;
+    const struct attn_params *p;
+};
+
+static int attn_capture_cb(void *arg)
+{
+    struct attn_capture *c = arg;
+
+    return c->t->gpu->ops->attention(c->t->gpu, c->out, c->q, c->q_stride, c->k, c->v, c->b, 0, c->p);
+}
+
+/* Captures the GPU attention of batch b (already staged once: the staging buffers' addresses
+ * are fixed by its shape) from the same shape with other, shorter sequences, so nothing of
+ * this batch's lengths reaches the capture, then stages b again and replays the graph. */
+static bool attn_graph_run(struct gt *t, struct step_batch *b, struct attn_capture *c,
+                           struct bk_batch *bg)
+{
+    int *saved = malloc(b->num_reqs * sizeof *saved);
+    struct bk_batch cap;
+    bool ok = false;
+
+    if (!gt_check(t, saved != NULL, "out of host memory"))
+        return false;
+    memcpy(saved, b->seq_lens, b->num_reqs * sizeof *saved);
+    for (int r = 0; r < b->num_reqs; r++)
+        b->seq_lens[r] = MIN(saved[r], 1 + r % 3);
+    c->b = &cap;
+    if (gt_check(t, t->gpu->ops->stage(t->gpu, b, NULL, &cap) == 0, "stage for the capture") &&
+        gt_check(t, t->gpu->ops->graph_capture(t->gpu, b->num_tokens, attn_capture_cb, c) == 0,
+                 "graph_capture")) {
+        memcpy(b->seq_lens, saved, b->num_reqs * sizeof *saved);
+        ok = gt_check(t, t->gpu->ops->stage(t->gpu, b, NULL, bg) == 0, "stage for the replay") &&
+             gt_check(t, bg->query_start_loc == cap.query_start_loc && bg->seq_lens == cap.seq_lens &&
+                      bg->block_table[0] == cap.block_table[0], "staging moved between stages") &&
+             gt_check(t, t->gpu->ops->graph_replay(t->gpu, b->num_tokens) == 0, "graph_replay");
+    }
+    memcpy(b->seq_lens, saved, b->num_reqs * sizeof *saved);
+    free(saved);
+    return ok;
+}
 
 /* What attention_cuda will choose for this batch on this device. */
 static int splits_for(const struct bk_batch *b, const struct attn_params *p)
@@ -113,7 +162,7 @@ static void attn_once_kv(struct gt *t, const struct attn_case *c, int *splits_se
     b.num_tokens = b.num_tokens_padded = T;
     b.num_sample = b.num_sample_padded = 0;
     b.max_query_len = max_q;
-    b.max_seq_len = max_seq;
+    b.max_seq_len = c->graph_bound > 0 ? c->graph_bound : max_seq;   /* as the runner stages graphs */
     for (int i = 0; i < T; i++)
         b.slot_mapping[0][i] = KV_PADDING_SLOT;
 
@@ -159,17 +208,36 @@ static void attn_once_kv(struct gt *t, const struct attn_case *c, int *splits_se
                  "no split", splits_for(&bg, &pg));
     gt_check(t, t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, q_stride, kcpu, vcpu, &bc, 0, &pc) == 0,
              "cpu attention failed");
-    gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kgpu, vgpu, &bg, 0, &pg) == 0,
-             "cuda attention failed");
+    if (c->graph_bound > 0) {
+        struct attn_capture cap = { t, out.gpu, q.gpu, kgpu, vgpu, q_stride, NULL, &pg };
+        if (!attn_graph_run(t, &b, &cap, &bg))
+            goto out;
+    } else {
+        gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kgpu, vgpu, &bg, 0, &pg) == 0,
+                 "cuda attention failed");
+    }
     if (!dbuf_get(t, &out, ref, got))
         goto out;
+    if (c->graph_bound > 0) {
+        /* graph = eager: the same staged batch (same bound, so the same split count) run
+         * eagerly gives the replay's bits */
+        float *eager = malloc((size_t)T * c->H * c->D * 4);
+        if (gt_check(t, eager != NULL, "out of host memory") && dbuf_poison(t, &out) &&
+            gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kgpu, vgpu, &bg,
+                                               0, &pg) == 0, "cuda attention failed") &&
+            dbuf_get(t, &out, NULL, eager))
+            gt_check(t, !memcmp(eager, got, (size_t)T * c->H * c->D * 4),
+                     "graph replay and eager run of the same batch differ");
+        free(eager);
+    }
     {
         float mx = 0.0f;
         char what[128];
         for (size_t i = 0; i < (size_t)T * c->H * c->D; i++)
             mx = fmaxf(mx, fabsf(ref[i]));
-        snprintf(what, sizeof what, "attention%s H %d KV %d D %d block %d window %d cap %g, %d reqs",
-                 fp8 ? " fp8" : "", c->H, c->KV, c->D, c->bs, c->window, c->softcap, R);
+        snprintf(what, sizeof what, "attention%s%s H %d KV %d D %d block %d window %d cap %g, %d reqs",
+                 fp8 ? " fp8" : "", c->graph_bound ? " graph" : "", c->H, c->KV, c->D, c->bs,
+                 c->window, c->softcap, R);
         /* bf16 probabilities in P·V and a bf16 output: about 2^-8 relative. fp8 adds nothing
          * of its own: both backends read the same codes, e4m3 widens to bf16 exactly and the
          * scales multiply in f32 */
@@ -211,10 +279,10 @@ static void attn_once(struct gt *t, const struct attn_case *c, int *splits_seen)
 static void attention_prefill_only_matches_cpu(struct gt *t)
 {
     const struct attn_case cases[] = {
-        { 32, 8, 128, 16, 0, 0, 6, REQS({ 1, 1 }, { 17, 17 }, { 100, 100 }, { 300, 300 }), 0, 0 },
-        { 8, 8, 128, 16, 0, 0, 6, REQS({ 65, 65 }, { 130, 130 }), 0, 0 },
-        { 32, 4, 64, 32, 0, 0, 6, REQS({ 200, 200 }, { 3, 3 }), 0, 0 },
-        { 4, 2, 24, 16, 0, 0, 6, REQS({ 50, 50 }), 0, 0 },
+        { 32, 8, 128, 16, 0, 0, 6, REQS({ 1, 1 }, { 17, 17 }, { 100, 100 }, { 300, 300 }), 0, 0, 0 },
+        { 8, 8, 128, 16, 0, 0, 6, REQS({ 65, 65 }, { 130, 130 }), 0, 0, 0 },
+        { 32, 4, 64, 32, 0, 0, 6, REQS({ 200, 200 }, { 3, 3 }), 0, 0, 0 },
+        { 4, 2, 24, 16, 0, 0, 6, REQS({ 50, 50 }), 0, 0, 0 },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
@@ -227,21 +295,22 @@ static void attention_decode_only_matches_cpu(struct gt *t)
     /* a padded decode graph batch: real decodes, then padding requests of one token */
     const struct attn_case cases[] = {
         { 32, 8, 128, 16, 0, 0, 6,
-          REQS({ 1, 1 }, { 1, 16 }, { 1, 17 }, { 1, 100 }, { 1, 1000 }, { 1, 2047 }, { 1, 0 }, { 1, 0 }), 0, 0 },
-        { 8, 8, 128, 16, 0, 0, 6, REQS({ 1, 33 }, { 1, 500 }, { 1, 0 }), 0, 0 },
-        { 32, 4, 64, 32, 0, 0, 6, REQS({ 1, 64 }, { 1, 65 }, { 1, 1 }), 0, 0 },
-        { 4, 2, 24, 16, 0, 0, 6, REQS({ 1, 7 }, { 1, 70 }), 0, 0 },
-        { 16, 2, 256, 16, 0, 0, 6, REQS({ 1, 300 }, { 1, 9 }), 0, 0 },
+          REQS({ 1, 1 }, { 1, 16 }, { 1, 17 }, { 1, 100 }, { 1, 1000 }, { 1, 2047 }, { 1, 0 }, { 1, 0 }), 0, 0, 0 },
+        { 8, 8, 128, 16, 0, 0, 6, REQS({ 1, 33 }, { 1, 500 }, { 1, 0 }), 0, 0, 0 },
+        { 32, 4, 64, 32, 0, 0, 6, REQS({ 1, 64 }, { 1, 65 }, { 1, 1 }), 0, 0, 0 },
+        { 4, 2, 24, 16, 0, 0, 6, REQS({ 1, 7 }, { 1, 70 }), 0, 0, 0 },
+        { 16, 2, 256, 16, 0, 0, 6, REQS({ 1, 300 }, { 1, 9 }), 0, 0, 0 },
     };
 
-    struct attn_req many[80];
-    struct attn_case wide = { 32, 8, 128, 16, 0, 0, 6, many, 80, 0, 1 };
+    struct attn_req many[160];
+    struct attn_case wide = { 32, 8, 128, 16, 0, 0, 6, many, 160, 0, 1, 0 };
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
         attn_once(t, &cases[i], NULL);
-    /* enough requests to fill the GPU without splitting */
-    for (int r = 0; r < 80; r++)
-        many[r] = (struct attn_req){ 1, r < 72 ? 1 + gt_randint(&t->rng, 3000) : 0 };
+    /* enough requests to fill the GPU twice without splitting (1,280 blocks: the decode
+     * kernel splits below two waves of its 3 blocks an SM) */
+    for (int r = 0; r < 160; r++)
+        many[r] = (struct attn_req){ 1, r < 150 ? 1 + gt_randint(&t->rng, 3000) : 0 };
     attn_once(t, &wide, NULL);
     gt_note(t, "contexts 1..3000, padding requests, GQA 4/1/8, D 128/64/24/256, split and not");
 }
@@ -250,8 +319,8 @@ static void attention_mixed_batch_matches_cpu(struct gt *t)
 {
     const struct attn_case cases[] = {
         { 32, 8, 128, 16, 0, 0, 6,
-          REQS({ 1, 40 }, { 50, 250 }, { 1, 700 }, { 120, 120 }, { 1, 0 }, { 7, 77 }), 5, 0 },
-        { 32, 4, 64, 16, 0, 0, 6, REQS({ 1, 3 }, { 33, 33 }, { 16, 1000 }), 3, 0 },
+          REQS({ 1, 40 }, { 50, 250 }, { 1, 700 }, { 120, 120 }, { 1, 0 }, { 7, 77 }), 5, 0, 0 },
+        { 32, 4, 64, 16, 0, 0, 6, REQS({ 1, 3 }, { 33, 33 }, { 16, 1000 }), 3, 0, 0 },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
@@ -262,10 +331,10 @@ static void attention_mixed_batch_matches_cpu(struct gt *t)
 static void attention_long_context_splits_match_cpu(struct gt *t)
 {
     const struct attn_case cases[] = {
-        { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 8192 }, { 1, 8000 }, { 1, 4099 }, { 1, 8192 }), 0, 2 },
-        { 32, 4, 128, 16, 0, 0, 8, REQS({ 1, 8192 }), 0, 2 },
-        { 32, 8, 128, 32, 0, 0, 8, REQS({ 64, 8192 }), 0, 2 },   /* a prefill chunk at 8k */
-        { 8, 8, 64, 16, 0, 0, 8, REQS({ 1, 16384 }, { 1, 5 }), 0, 2 },
+        { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 8192 }, { 1, 8000 }, { 1, 4099 }, { 1, 8192 }), 0, 2, 0 },
+        { 32, 4, 128, 16, 0, 0, 8, REQS({ 1, 8192 }), 0, 2, 0 },
+        { 32, 8, 128, 32, 0, 0, 8, REQS({ 64, 8192 }), 0, 2, 0 },   /* a prefill chunk at 8k */
+        { 8, 8, 64, 16, 0, 0, 8, REQS({ 1, 16384 }, { 1, 5 }), 0, 2, 0 },
     };
     int splits = 0;
 
@@ -277,9 +346,9 @@ static void attention_long_context_splits_match_cpu(struct gt *t)
 static void attention_sliding_window_matches_cpu(struct gt *t)
 {
     const struct attn_case cases[] = {
-        { 32, 8, 128, 16, 64, 0, 6, REQS({ 300, 300 }, { 1, 2000 }, { 40, 1000 }), 0, 0 },
-        { 8, 2, 64, 16, 1000, 0, 6, REQS({ 1, 5000 }, { 1, 999 }, { 1, 1001 }), 0, 0 },
-        { 4, 2, 16, 16, 8, 0, 6, REQS({ 30, 30 }, { 1, 50 }), 0, 0 },
+        { 32, 8, 128, 16, 64, 0, 6, REQS({ 300, 300 }, { 1, 2000 }, { 40, 1000 }), 0, 0, 0 },
+        { 8, 2, 64, 16, 1000, 0, 6, REQS({ 1, 5000 }, { 1, 999 }, { 1, 1001 }), 0, 0, 0 },
+        { 4, 2, 16, 16, 8, 0, 6, REQS({ 30, 30 }, { 1, 50 }), 0, 0, 0 },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
@@ -290,8 +359,8 @@ static void attention_sliding_window_matches_cpu(struct gt *t)
 static void attention_softcap_matches_cpu(struct gt *t)
 {
     const struct attn_case cases[] = {
-        { 32, 8, 128, 16, 0, 30.0f, 16, REQS({ 1, 500 }, { 64, 64 }), 0, 0 },
-        { 8, 4, 64, 16, 0, 5.0f, 16, REQS({ 1, 3000 }), 0, 0 },
+        { 32, 8, 128, 16, 0, 30.0f, 16, REQS({ 1, 500 }, { 64, 64 }), 0, 0, 0 },
+        { 8, 4, 64, 16, 0, 5.0f, 16, REQS({ 1, 3000 }), 0, 0, 0 },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
@@ -302,8 +371,8 @@ static void attention_softcap_matches_cpu(struct gt *t)
 static void attention_block_sizes_1_and_32_match_cpu(struct gt *t)
 {
     const struct attn_case cases[] = {
-        { 8, 4, 128, 1, 0, 0, 6, REQS({ 1, 37 }, { 20, 20 }, { 5, 100 }), 0, 0 },
-        { 8, 4, 128, 32, 0, 0, 6, REQS({ 1, 37 }, { 20, 20 }, { 5, 100 }), 0, 0 },
+        { 8, 4, 128, 1, 0, 0, 6, REQS({ 1, 37 }, { 20, 20 }, { 5, 100 }), 0, 0, 0 },
+        { 8, 4, 128, 32, 0, 0, 6, REQS({ 1, 37 }, { 20, 20 }, { 5, 100 }), 0, 0, 0 },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
@@ -320,16 +389,16 @@ static void attention_fp8_cache_matches_cpu(struct gt *t)
     const float ks = 0.0113f, vs = 0.0071f;
     const struct attn_case cases[] = {
         { 32, 8, 128, 16, 0, 0, 6,
-          REQS({ 1, 1 }, { 1, 17 }, { 1, 1000 }, { 1, 2047 }, { 1, 0 }), 0, 0 },
-        { 32, 8, 128, 16, 0, 0, 6, REQS({ 1, 40 }, { 50, 250 }, { 120, 120 }, { 1, 0 }), 3, 0 },
-        { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 8192 }, { 1, 4099 }), 0, 2 },
-        { 32, 8, 128, 32, 0, 0, 8, REQS({ 64, 8192 }), 0, 2 },
-        { 32, 4, 64, 32, 0, 0, 6, REQS({ 200, 200 }, { 1, 65 }), 0, 0 },
-        { 8, 8, 128, 1, 0, 0, 6, REQS({ 1, 37 }, { 20, 20 }), 0, 0 },
-        { 4, 2, 24, 16, 0, 0, 6, REQS({ 1, 70 }, { 50, 50 }), 0, 0 },
-        { 16, 2, 256, 16, 0, 0, 6, REQS({ 1, 300 }, { 40, 40 }), 0, 0 },
-        { 8, 2, 64, 16, 64, 0, 6, REQS({ 1, 999 }, { 100, 100 }), 0, 0 },
-        { 8, 4, 64, 16, 0, 5.0f, 16, REQS({ 1, 3000 }, { 64, 64 }), 0, 0 },
+          REQS({ 1, 1 }, { 1, 17 }, { 1, 1000 }, { 1, 2047 }, { 1, 0 }), 0, 0, 0 },
+        { 32, 8, 128, 16, 0, 0, 6, REQS({ 1, 40 }, { 50, 250 }, { 120, 120 }, { 1, 0 }), 3, 0, 0 },
+        { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 8192 }, { 1, 4099 }), 0, 2, 0 },
+        { 32, 8, 128, 32, 0, 0, 8, REQS({ 64, 8192 }), 0, 2, 0 },
+        { 32, 4, 64, 32, 0, 0, 6, REQS({ 200, 200 }, { 1, 65 }), 0, 0, 0 },
+        { 8, 8, 128, 1, 0, 0, 6, REQS({ 1, 37 }, { 20, 20 }), 0, 0, 0 },
+        { 4, 2, 24, 16, 0, 0, 6, REQS({ 1, 70 }, { 50, 50 }), 0, 0, 0 },
+        { 16, 2, 256, 16, 0, 0, 6, REQS({ 1, 300 }, { 40, 40 }), 0, 0, 0 },
+        { 8, 2, 64, 16, 64, 0, 6, REQS({ 1, 999 }, { 100, 100 }), 0, 0, 0 },
+        { 8, 4, 64, 16, 0, 5.0f, 16, REQS({ 1, 3000 }, { 64, 64 }), 0, 0, 0 },
     };
     int splits = 0;
 
@@ -337,6 +406,139 @@ static void attention_fp8_cache_matches_cpu(struct gt *t)
         attn_once_kv(t, &cases[i], &splits, i == 5 ? 1.0f : ks, i == 5 ? 1.0f : vs);
     gt_note(t, "e4m3 K/V, scales 0.0113/0.0071 and 1: decode, prefill, mixed, window, cap, "
             "D 24-256, up to %d splits", splits);
+}
+
+/* ---- the decode kernel (attention_decode.cu): every request of the step has one query ---- */
+
+/* n decodes of about `seq` tokens each (every fourth a little shorter, so that splits end
+ * mid-tile), then `pad` padding requests */
+static struct attn_req *decode_reqs(struct gt *t, int n, int seq, int pad)
+{
+    struct attn_req *r = malloc((n + pad) * sizeof *r);
+
+    if (!gt_check(t, r != NULL, "out of host memory"))
+        return NULL;
+    for (int i = 0; i < n + pad; i++)
+        r[i] = (struct attn_req){ 1, i >= n ? 0 : i % 4 == 3 ? seq - 1 - gt_randint(&t->rng, seq / 2) : seq };
+    return r;
+}
+
+/* GQA 1, 2, 4, 8 and 16 at head_dim 64, 128 and 256; contexts of 1 to 5000 keys, ends on
+ * and off the 16-key tiles; padding requests and tokens after the last request; block sizes
+ * 1, 16 and 32. The fp8 cache through the same shapes. */
+static void attention_decode_kernel_matches_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 8, 8, 64, 16, 0, 0, 6, REQS({ 1, 100 }, { 1, 0 }, { 1, 3000 }), 2, 0, 0 },
+        { 16, 8, 128, 16, 0, 0, 6, REQS({ 1, 1 }, { 1, 64 }, { 1, 65 }, { 1, 0 }), 0, 0, 0 },
+        { 32, 8, 128, 16, 0, 0, 6,
+          REQS({ 1, 1 }, { 1, 15 }, { 1, 16 }, { 1, 17 }, { 1, 1000 }, { 1, 0 }, { 1, 2047 }), 1, 0, 0 },
+        { 64, 8, 128, 16, 0, 0, 6, REQS({ 1, 700 }, { 1, 33 }), 0, 0, 0 },
+        { 32, 2, 128, 16, 0, 0, 6, REQS({ 1, 5000 }, { 1, 9 }, { 1, 0 }), 0, 0, 0 },
+        { 16, 4, 256, 16, 0, 0, 6, REQS({ 1, 300 }, { 1, 5000 }, { 1, 0 }), 0, 0, 0 },
+        { 8, 1, 256, 16, 0, 0, 6, REQS({ 1, 129 }), 0, 0, 0 },
+        { 16, 1, 64, 16, 0, 0, 6, REQS({ 1, 77 }, { 1, 4000 }), 0, 0, 0 },
+        { 8, 4, 128, 1, 0, 0, 6, REQS({ 1, 37 }, { 1, 300 }), 0, 0, 0 },
+        { 8, 2, 64, 32, 0, 0, 6, REQS({ 1, 37 }, { 1, 1500 }, { 1, 0 }), 0, 0, 0 },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        attn_once(t, &cases[i], NULL);
+        attn_once_kv(t, &cases[i], NULL, 0.0113f, 0.0071f);
+    }
+    gt_note(t, "bf16 and fp8, GQA 1-16, D 64/128/256, blocks 1/16/32, padding rows");
+}
+
+/* The shapes of the benchmark: 1 x 32k, 1 x 128k, 8 x 8k (split) and 64 x 4k, bf16 and fp8. */
+static void attention_decode_long_contexts_match_cpu(struct gt *t)
+{
+    struct attn_req *r8 = decode_reqs(t, 8, 8192, 0), *r64 = decode_reqs(t, 64, 4096, 3);
+    struct attn_case cases[] = {
+        { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 32768 }), 0, 2, 0 },
+        { 16, 2, 64, 16, 0, 0, 8, REQS({ 1, 131072 }), 0, 2, 0 },
+        { 32, 8, 128, 16, 0, 0, 8, r8, 8, 0, 2, 0 },
+        { 8, 2, 64, 16, 0, 0, 8, r64, 67, 0, 0, 0 },
+    };
+    int splits = 0;
+
+    if (!r8 || !r64)
+        goto out;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        attn_once(t, &cases[i], &splits);
+        attn_once_kv(t, &cases[i], &splits, 0.0113f, 0.0071f);
+    }
+    gt_note(t, "1x32k, 1x128k, 8x8k, 64x4k (+3 padding), bf16 and fp8; up to %d splits", splits);
+out:
+    free(r8);
+    free(r64);
+}
+
+/* Sliding windows (blocks below the window dropped from the table) and soft-caps over long,
+ * split contexts. */
+static void attention_decode_window_softcap_match_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 32, 8, 128, 16, 1000, 0, 6, REQS({ 1, 32768 }, { 1, 500 }), 0, 0, 0 },
+        { 8, 2, 64, 16, 4096, 30.0f, 16, REQS({ 1, 20000 }, { 1, 4097 }), 0, 0, 0 },
+        { 16, 4, 256, 16, 0, 50.0f, 16, REQS({ 1, 16384 }), 0, 2, 0 },
+        { 16, 2, 128, 16, 17, 5.0f, 16, REQS({ 1, 9000 }, { 1, 3 }), 0, 0, 0 },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        attn_once(t, &cases[i], NULL);
+        attn_once_kv(t, &cases[i], NULL, 0.0113f, 0.0071f);
+    }
+    gt_note(t, "windows 1000/4096/17 and caps 30/50/5 over 3k-32k contexts, bf16 and fp8");
+}
+
+/* A graph captured with max_seq_len 32768 (as the runner stages graph batches) from short
+ * sequences, replayed for long and short ones: the split count is baked in, the keys each
+ * block takes are not. */
+static void attention_decode_graph_replay_matches_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 32768 }), 0, 2, 32768 },
+        { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 20000 }, { 1, 100 }, { 1, 0 }, { 1, 32767 }), 0, 2, 32768 },
+        { 8, 2, 64, 16, 0, 0, 8, REQS({ 1, 5 }, { 1, 0 }), 0, 0, 32768 },
+        { 16, 4, 256, 16, 300, 0, 8, REQS({ 1, 8191 }, { 1, 0 }), 0, 0, 8192 },
+    };
+
+    /* the merge of the splits launched as a programmatic dependent, then in plain order */
+    for (int flags = 0; flags < 2; flags++) {
+        attention_decode_cuda_tune(0, false, 0, 0, flags, NULL, 0);
+        for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+            attn_once(t, &cases[i], NULL);
+            attn_once_kv(t, &cases[i], NULL, 0.0113f, 0.0071f);
+        }
+    }
+    attention_decode_cuda_tune(0, false, 0, 0, 0, NULL, 0);
+    gt_note(t, "captured at bound 32k/8k from short lengths, replayed for 5..32767 keys = eager; "
+            "merge launched as a dependent and plain");
+}
+
+/* Every compiled instantiation of the decode kernel (the benchmark compares them) through a
+ * split context with a padding request, a window, and a batch that does not split. */
+static void attention_decode_variants_match_cpu(struct gt *t)
+{
+    static const int dims[] = { 64, 128, 256 };
+    int ran = 0;
+
+    for (size_t di = 0; di < ARRAY_LEN(dims); di++) {
+        int D = dims[di], H = D == 64 ? 8 : 32, KV = D == 64 ? 2 : 8;
+        const struct attn_case cases[] = {
+            { H, KV, D, 16, 0, 0, 8, REQS({ 1, 9000 }, { 1, 0 }, { 1, 33 }), 1, 0, 0 },
+            { H, KV, D, 16, 500, 0, 6, REQS({ 1, 3001 }), 0, 0, 0 },
+            { H, KV, D, 16, 0, 0, 6, REQS({ 1, 100 }, { 1, 7 }, { 1, 0 }, { 1, 1000 }), 0, 0, 0 },
+        };
+        for (int fp8 = 0; fp8 < 2; fp8++)
+            for (int k = 1; attention_decode_cuda_tune(D, fp8, k, 0, 0, NULL, 0) == 0; k++) {
+                for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+                    attn_once_kv(t, &cases[i], NULL, fp8 ? 0.0113f : 0.0f, fp8 ? 0.0071f : 0.0f);
+                ran++;
+            }
+    }
+    attention_decode_cuda_tune(0, false, 0, 0, 0, NULL, 0);
+    gt_note(t, "%d other instantiations, split/window/plain batches", ran);
 }
 
 const struct gt_case gt_cases_attention[] = {
@@ -348,6 +550,11 @@ const struct gt_case gt_cases_attention[] = {
     { "attention_softcap_matches_cpu", attention_softcap_matches_cpu },
     { "attention_block_sizes_1_and_32_match_cpu", attention_block_sizes_1_and_32_match_cpu },
     { "attention_fp8_cache_matches_cpu", attention_fp8_cache_matches_cpu },
+    { "attention_decode_kernel_matches_cpu", attention_decode_kernel_matches_cpu },
+    { "attention_decode_long_contexts_match_cpu", attention_decode_long_contexts_match_cpu },
+    { "attention_decode_window_softcap_match_cpu", attention_decode_window_softcap_match_cpu },
+    { "attention_decode_graph_replay_matches_cpu", attention_decode_graph_replay_matches_cpu },
+    { "attention_decode_variants_match_cpu", attention_decode_variants_match_cpu },
     { NULL, NULL },
 };
 #endif
