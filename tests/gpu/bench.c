@@ -330,6 +330,7 @@ int gt_bench(void)
                flops / s / 1e12);
     }
     gt_bench_gemm();
+    gt_bench_fp8_gemm();
     bn.be->ops->free(bn.be, bn.flush);
     backend_destroy(bn.be);
     return 0;

@@ -388,7 +388,172 @@ out:
     }
 }
 
+/* ---- FP8 weights: the cuda backend's scaled FP8 GEMMs against the cpu's W8A16 ---- */
+
+/* A block-wise model whose every product cuBLASLt takes with 128x128 weight blocks: q, k and
+ * v of whole 128-row blocks (head_dim 128), hidden 256, ffn 512, Qwen2's q/k/v biases. */
+static const char fp8_block_config[] =
+    "{\"architectures\": [\"Qwen2ForCausalLM\"], \"model_type\": \"qwen2\", \"hidden_size\": 256,"
+    " \"intermediate_size\": 512, \"num_hidden_layers\": 2, \"num_attention_heads\": 2,"
+    " \"num_key_value_heads\": 1, \"head_dim\": 128, \"vocab_size\": 512,"
+    " \"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-6, \"rope_theta\": 1e6,"
+    " \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\"}";
+
+/* One fp8 model: greedy tokens of the cuda eager runner against the cpu runner's (teacher
+ * forced with the cpu's choice, so one disagreement does not derail the rest), and the
+ * cuda graph runner's against the cuda eager argmax. The cuda path quantizes activations to
+ * e4m3 (about 3% of each value, test_fp8_gemm.c), the cpu does not: tokens may differ where
+ * the cpu's best two logits are closer than that error, so most, not all, must agree. */
+static void run_fp8_model(struct gt *t, const char *what, const struct gen_model_opts *gen,
+                          bool quantize_at_load, int *tokens, int *agree_cpu, int *agree_graph,
+                          long *lt, long *w8)
+{
+    static const int graph_sizes[] = { 1, 2, 4, 8 };
+    char dir[] = "/tmp/osprey-gpu-fp8-XXXXXX", cfg_path[64], err[ERR_LEN] = "";
+    struct gen_model_opts go = *gen;
+    struct model m;
+    bool opened = false, decode;
+    struct runner_options ro = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
+                                 graph_sizes, 4, true, quantize_at_load, false, DT_F32, 1, 1,
+                                 NULL, { 0 } };
+    struct runner_options eo = ro;
+    struct backend_options bo = { 0 };
+    struct runner *rc = NULL, *re = NULL, *rg = NULL;
+    struct step_batch b = { 0 };
+    struct sim_req reqs[NREQ];
+    float *lc = NULL, *le = NULL;
+    struct sample_result res[8];
+    long lt0 = 0, w0 = 0;
+    int V = 0;
+
+    if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
+        return;
+    go.out_dir = dir;
+    if (!strcmp(go.config, "fp8-block-config")) {
+        FILE *f;
+
+        snprintf(cfg_path, sizeof cfg_path, "%s.json", dir);
+        f = fopen(cfg_path, "w");
+        if (!gt_check(t, f && fputs(fp8_block_config, f) >= 0 && fclose(f) == 0, "%s", cfg_path))
+            goto out;
+        go.config = cfg_path;
+    }
+    if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model %s: %s", what, err) ||
+        !gt_check(t, model_open(&m, dir, err) == 0, "model_open %s: %s", what, err))
+        goto out;
+    opened = true;
+    V = m.cfg.vocab_size;
+    eo.enforce_eager = true;
+    if (!gt_check(t, runner_backend_options(&m.cfg, &ro, &bo) == 0, "runner_backend_options") ||
+        !gt_backends(t, &bo) ||
+        !gt_check(t, runner_create(&rc, t->cpu, &m, &eo, err) == 0, "cpu runner: %s", err) ||
+        !gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda eager runner: %s", err) ||
+        !gt_check(t, runner_create(&rg, t->gpu, &m, &ro, err) == 0, "cuda graph runner: %s", err) ||
+        !gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,
+                                runner_max_blocks_per_req(re)) == 0, "batch_init"))
+        goto out;
+    backend_cuda_fp8_counts(t->gpu, &lt0, &w0);
+    lc = malloc((size_t)8 * V * 4);
+    le = malloc((size_t)8 * V * 4);
+    if (!gt_check(t, lc && le, "out of host memory"))
+        goto out;
+    for (int r = 0; r < NREQ; r++) {
+        static const int plen[NREQ] = { 5, 17, 33, 2 };
+        reqs[r].len = plen[r];
+        reqs[r].computed = 0;
+        for (int i = 0; i < plen[r]; i++)
+            reqs[r].tokens[i] = gt_randint(&t->rng, V);
+        for (int j = 0; j <= MAXLEN / BS; j++)
+            reqs[r].blocks[j] = j * NREQ + (NREQ - 1 - r);
+    }
+    for (int s = 0; s < STEPS; s++) {
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        if (!gt_check(t, runner_logits(rc, &b, lc) == 0, "%s cpu step %d", what, s))
+            goto out;
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        if (!gt_check(t, runner_logits(re, &b, le) == 0, "%s cuda eager step %d", what, s))
+            goto out;
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        if (!gt_check(t, runner_execute(rg, &b, NULL, res) == 0, "%s cuda graph step %d", what, s))
+            goto out;
+        for (int r = 0; r < NREQ; r++) {
+            const float *xc = lc + (size_t)r * V, *xe = le + (size_t)r * V;
+            int bc = 0, be = 0;
+
+            for (int i = 1; i < V; i++) {
+                if (xc[i] > xc[bc])
+                    bc = i;
+                if (xe[i] > xe[be])
+                    be = i;
+            }
+            (*tokens)++;
+            *agree_cpu += bc == be;
+            *agree_graph += res[r].token == be;
+            reqs[r].computed = reqs[r].len;
+            if (reqs[r].len < MAXLEN)
+                reqs[r].tokens[reqs[r].len++] = bc;
+        }
+    }
+    {
+        long lt1, w1;
+        backend_cuda_fp8_counts(t->gpu, &lt1, &w1);
+        *lt += lt1 - lt0;
+        *w8 += w1 - w0;
+    }
+out:
+    runner_destroy(rg);
+    runner_destroy(re);
+    runner_destroy(rc);
+    gt_backends_free(t);
+    batch_fini(&b);
+    free(lc);
+    free(le);
+    if (opened)
+        model_close(&m);
+    {
+        char cmd[sizeof dir + 32];
+        snprintf(cmd, sizeof cmd, "rm -rf %s %s.json", dir, dir);
+        if (system(cmd) != 0)
+            gt_check(t, false, "could not remove %s", dir);
+    }
+}
+
+/* Checkpoints of osprey gen-model --quantize fp8-block and fp8-channel, and a bf16 model
+ * under --quantization fp8, on cuda against cpu: greedy tokens agree on at least 90% of the
+ * positions with the cpu, 95% between the graphs and the eager cuda runner. */
+static void fp8_models_cuda_agree_with_cpu(struct gt *t)
+{
+    static const struct { const char *what, *config, *quantize; bool at_load; } models[] = {
+        { "fp8-block qwen2 (128x128 blocks, biases)", "fp8-block-config", "fp8-block", false },
+        { "fp8-channel tiny", "tiny", "fp8-channel", false },
+        { "fp8-channel tiny-qwen2", "tiny-qwen2", "fp8-channel", false },
+        { "fp8-block tiny (W8A16 kernel)", "tiny", "fp8-block", false },
+        { "tiny-qwen3 --quantization fp8", "tiny-qwen3", NULL, true },
+    };
+    int tokens = 0, agree_cpu = 0, agree_graph = 0;
+    long lt = 0, w8 = 0;
+
+    for (size_t i = 0; i < ARRAY_LEN(models); i++) {
+        struct gen_model_opts go = { .config = models[i].config, .seed = 11,
+                                     .quantize = models[i].quantize };
+        int tk = 0, ac = 0, ag = 0;
+
+        run_fp8_model(t, models[i].what, &go, models[i].at_load, &tk, &ac, &ag, &lt, &w8);
+        gt_check(t, tk > 0 && ac * 10 >= tk * 9, "%s: %d of %d greedy tokens equal to the cpu's",
+                 models[i].what, ac, tk);
+        gt_check(t, tk > 0 && ag * 20 >= tk * 19, "%s: %d of %d graph tokens equal to the eager "
+                 "argmax", models[i].what, ag, tk);
+        tokens += tk;
+        agree_cpu += ac;
+        agree_graph += ag;
+    }
+    gt_check(t, lt > 0 && w8 > 0, "cuBLASLt ran %ld products and W8A16 %ld: both should run", lt, w8);
+    gt_note(t, "%zu fp8 models: %d/%d tokens = cpu, %d/%d graph = eager; %ld cuBLASLt, %ld W8A16 "
+            "products", ARRAY_LEN(models), agree_cpu, tokens, agree_graph, tokens, lt, w8);
+}
+
 const struct gt_case gt_cases_runner[] = {
+    { "fp8_models_cuda_agree_with_cpu", fp8_models_cuda_agree_with_cpu },
     { "runner_cuda_matches_cpu_and_graphs_match_eager", runner_cuda_matches_cpu_and_graphs_match_eager },
     { "runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager", runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager },
     { "nccl_with_one_rank_equals_the_plain_runner", nccl_with_one_rank_equals_the_plain_runner },
