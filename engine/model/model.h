@@ -147,6 +147,7 @@ struct layer_tensors {
 };
 
 struct st_set;  /* the mapped safetensors files (engine/model/safetensors.h) */
+struct model_dummy;   /* --load-format dummy's random pools (engine/model/model_dummy.c) */
 
 struct model {
     struct model_config cfg;
@@ -156,6 +157,7 @@ struct model {
     struct tensor_ref final_norm;                 /* [hidden] */
     struct tensor_ref lm_head;                    /* [vocab, hidden]; == embed when tied */
     struct layer_tensors *layers;                 /* [num_layers] */
+    struct model_dummy *dummy;                    /* --load-format dummy's pools (st NULL) */
     char prefix[32];     /* of the decoder's tensors: "model." or, inside a Gemma 3
                           * multimodal folder, "language_model.model." */
 };
@@ -170,6 +172,13 @@ int model_config_parse(struct model_config *cfg, const char *json, size_t len,
  * checked by name, dtype and shape. Returns 0, or a negative errno with a message naming
  * the file and tensor (and both shapes on a mismatch). On failure m needs no model_close. */
 int model_open(struct model *m, const char *dir, char *err);
+
+/* --load-format dummy: config.json (and generation_config.json) as model_open reads them,
+ * but no safetensors: every tensor is random (seeded; engine/model/model_dummy.c), in the
+ * config's float dtype; with fp8 (--quantization fp8) the linear layers' weights come as
+ * F8_E4M3 with one scale a row, as quantizing at load would make them. A quantized config or
+ * a MoE model is refused in one line. */
+int model_open_dummy(struct model *m, const char *dir, uint64_t seed, bool fp8, char *err);
 void model_close(struct model *m);
 
 const char *model_arch_name(enum model_arch a);
