@@ -787,6 +787,8 @@ int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stat
                          tok.config_json_len, err)))
         goto out;
     snprintf(label, sizeof label, "%s/model.safetensors", o->out_dir);
+    if (o->no_weights)
+        goto out;
     rc = write_weights(&cfg, cfg.dtype, o->seed, q, block, label, stats, err);
 out:
     free(text);

@@ -2,7 +2,7 @@
  * write's exact slots, graphs against eager runs, and (--bench) the kernel benchmarks.
  * Without a GPU it prints "skipped: no CUDA device" and exits 0; otherwise it runs every
  * case, prints one table row per case and exits 1 when any failed.
- *   osprey-gpu-tests [--bench | --bench-fp8] [--only SUBSTRING] [--list] */
+ *   osprey-gpu-tests [--bench | --bench-fp8] [--only SUBSTRING[,SUBSTRING...]] [--list] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +21,28 @@ static const struct gt_case *const all_cases[] = {
     gt_cases_fp8_gemm,
 };
 
+/* True when name contains one of the comma-separated substrings of list. */
+static bool matches(const char *name, const char *list)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        char sub[128];
+
+        if (n > 0 && n < sizeof sub) {
+            memcpy(sub, p, n);
+            sub[n] = '\0';
+            if (strstr(name, sub))
+                return true;
+        }
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
+
 static void usage(void)
 {
-    printf("usage: osprey-gpu-tests [--bench | --bench-fp8] [--only SUBSTRING] [--list]\n");
+    printf("usage: osprey-gpu-tests [--bench | --bench-fp8] [--only SUBSTRING[,SUBSTRING...]] "
+           "[--list]\n");
 }
 
 int main(int argc, char **argv)
@@ -71,7 +90,7 @@ int main(int argc, char **argv)
             struct gt t = { .name = c->name, .rng = 0x05b7e7 };
             double c0 = now_s();
 
-            if (only && !strstr(c->name, only))
+            if (only && !matches(c->name, only))
                 continue;
             for (const char *p = c->name; *p; p++)
                 t.rng = t.rng * 131 + (unsigned char)*p;   /* a fixed seed per case */

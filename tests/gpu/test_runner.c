@@ -399,14 +399,16 @@ static const char fp8_block_config[] =
     " \"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-6, \"rope_theta\": 1e6,"
     " \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\"}";
 
-/* One fp8 model: greedy tokens of the cuda eager runner against the cpu runner's (teacher
- * forced with the cpu's choice, so one disagreement does not derail the rest), and the
- * cuda graph runner's against the cuda eager argmax. The cuda path quantizes activations to
- * e4m3 (about 3% of each value, test_fp8_gemm.c), the cpu does not: tokens may differ where
- * the cpu's best two logits are closer than that error, so most, not all, must agree. */
+/* One fp8 model, teacher forced with the cpu's greedy choice: the cuda eager logits against
+ * the cpu's, and the greedy tokens of the cuda eager and graph runners. The cuda path
+ * quantizes activations to e4m3 (each value within 2^-4 of itself, test_fp8_gemm.c), the
+ * cpu does not, and the tiny random models' logits are nearly flat (top-2 gaps of a few
+ * 1e-3, test_fp8_model.c): so the logits are held to a bound (nmse <= 1e-2, each within
+ * 0.05 + 10% of the row's range) and a token may differ only on a near-tie, a gap below
+ * twice the row's measured error, as test_runner's bf16 check allows. */
 static void run_fp8_model(struct gt *t, const char *what, const struct gen_model_opts *gen,
                           bool quantize_at_load, int *tokens, int *agree_cpu, int *agree_graph,
-                          long *lt, long *w8)
+                          int *ties, long *lt, long *w8)
 {
     static const int graph_sizes[] = { 1, 2, 4, 8 };
     char dir[] = "/tmp/osprey-gpu-fp8-XXXXXX", cfg_path[64], err[ERR_LEN] = "";
@@ -476,9 +478,21 @@ static void run_fp8_model(struct gt *t, const char *what, const struct gen_model
         build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
         if (!gt_check(t, runner_execute(rg, &b, NULL, res) == 0, "%s cuda graph step %d", what, s))
             goto out;
+        {
+            float lo = lc[0], hi = lc[0];
+            char cmp[128];
+
+            for (size_t i = 0; i < (size_t)NREQ * V; i++) {
+                lo = fminf(lo, lc[i]);
+                hi = fmaxf(hi, lc[i]);
+            }
+            snprintf(cmp, sizeof cmp, "%s step %d logits", what, s);
+            gt_compare(t, cmp, le, lc, (size_t)NREQ * V, 0.05 + 0.1 * (hi - lo), 0.0, 1e-2);
+        }
         for (int r = 0; r < NREQ; r++) {
             const float *xc = lc + (size_t)r * V, *xe = le + (size_t)r * V;
-            int bc = 0, be = 0;
+            int bc = 0, be = 0, bg = res[r].token;
+            float tol = 2.0f * row_bf16_error(xe, xc, V);
 
             for (int i = 1; i < V; i++) {
                 if (xc[i] > xc[bc])
@@ -488,7 +502,17 @@ static void run_fp8_model(struct gt *t, const char *what, const struct gen_model
             }
             (*tokens)++;
             *agree_cpu += bc == be;
-            *agree_graph += res[r].token == be;
+            *agree_graph += bg == be;
+            if (bc != be) {
+                *ties += 1;
+                gt_check(t, xc[bc] - xc[be] <= tol, "%s step %d req %d: cuda %d, cpu %d, cpu gap "
+                         "%.3g above twice the row's error %.3g", what, s, r, be, bc,
+                         xc[bc] - xc[be], tol);
+            }
+            if (bg != be)
+                gt_check(t, bg >= 0 && bg < V && xe[be] - xe[bg] <= fmaxf(tol, ldexpf(fabsf(xe[be]), -8)),
+                         "%s step %d req %d: graph %d, eager %d, gap %.3g above %.3g", what, s, r,
+                         bg, be, bg >= 0 && bg < V ? xe[be] - xe[bg] : 0.0, tol);
             reqs[r].computed = reqs[r].len;
             if (reqs[r].len < MAXLEN)
                 reqs[r].tokens[reqs[r].len++] = bc;
@@ -519,37 +543,32 @@ out:
 }
 
 /* Checkpoints of osprey gen-model --quantize fp8-block and fp8-channel, and a bf16 model
- * under --quantization fp8, on cuda against cpu: greedy tokens agree on at least 90% of the
- * positions with the cpu, 95% between the graphs and the eager cuda runner. */
+ * under --quantization fp8, on cuda against cpu (run_fp8_model's bounds); both the cuBLASLt
+ * path and the W8A16 kernel must have run. */
 static void fp8_models_cuda_agree_with_cpu(struct gt *t)
 {
-    static const struct { const char *what, *config, *quantize; bool at_load; } models[] = {
-        { "fp8-block qwen2 (128x128 blocks, biases)", "fp8-block-config", "fp8-block", false },
-        { "fp8-channel tiny", "tiny", "fp8-channel", false },
-        { "fp8-channel tiny-qwen2", "tiny-qwen2", "fp8-channel", false },
-        { "fp8-block tiny (W8A16 kernel)", "tiny", "fp8-block", false },
-        { "tiny-qwen3 --quantization fp8", "tiny-qwen3", NULL, true },
+    static const struct { const char *what, *config, *quantize; int block; bool at_load; } models[] = {
+        { "fp8-block qwen2 (128x128 blocks, biases)", "fp8-block-config", "fp8-block", 0, false },
+        { "fp8-channel tiny", "tiny", "fp8-channel", 0, false },
+        { "fp8-channel tiny-qwen2", "tiny-qwen2", "fp8-channel", 0, false },
+        { "fp8-block 16 tiny (W8A16 kernel)", "tiny", "fp8-block", 16, false },
+        { "tiny-qwen3 --quantization fp8", "tiny-qwen3", NULL, 0, true },
     };
-    int tokens = 0, agree_cpu = 0, agree_graph = 0;
+    int tokens = 0, agree_cpu = 0, agree_graph = 0, ties = 0;
     long lt = 0, w8 = 0;
 
     for (size_t i = 0; i < ARRAY_LEN(models); i++) {
         struct gen_model_opts go = { .config = models[i].config, .seed = 11,
-                                     .quantize = models[i].quantize };
-        int tk = 0, ac = 0, ag = 0;
+                                     .quantize = models[i].quantize,
+                                     .quant_block = models[i].block };
 
-        run_fp8_model(t, models[i].what, &go, models[i].at_load, &tk, &ac, &ag, &lt, &w8);
-        gt_check(t, tk > 0 && ac * 10 >= tk * 9, "%s: %d of %d greedy tokens equal to the cpu's",
-                 models[i].what, ac, tk);
-        gt_check(t, tk > 0 && ag * 20 >= tk * 19, "%s: %d of %d graph tokens equal to the eager "
-                 "argmax", models[i].what, ag, tk);
-        tokens += tk;
-        agree_cpu += ac;
-        agree_graph += ag;
+        run_fp8_model(t, models[i].what, &go, models[i].at_load, &tokens, &agree_cpu,
+                      &agree_graph, &ties, &lt, &w8);
     }
     gt_check(t, lt > 0 && w8 > 0, "cuBLASLt ran %ld products and W8A16 %ld: both should run", lt, w8);
-    gt_note(t, "%zu fp8 models: %d/%d tokens = cpu, %d/%d graph = eager; %ld cuBLASLt, %ld W8A16 "
-            "products", ARRAY_LEN(models), agree_cpu, tokens, agree_graph, tokens, lt, w8);
+    gt_note(t, "%zu fp8 models: %d/%d tokens = cpu (%d near-ties), %d/%d graph = eager; %ld "
+            "cuBLASLt, %ld W8A16 products", ARRAY_LEN(models), agree_cpu, tokens, ties,
+            agree_graph, tokens, lt, w8);
 }
 
 const struct gt_case gt_cases_runner[] = {
