@@ -36,6 +36,8 @@ struct bk_weight {
     const float *scale;        /* [rows / scale_row_block, scale_cols] for F8_E4M3, else NULL */
     int scale_cols, scale_block;
     int scale_row_block;       /* rows sharing a scale row; 0 = 1 */
+    const float *input_scale;  /* cuda, F8_E4M3: the static per-tensor activation scale (one
+                                * f32 in device memory), NULL = dynamic per token */
 };
 
 /* The step batch as ops see it: counts include padding; pointers are device copies that the

@@ -134,8 +134,9 @@ int cuda__fp8_upload(struct backend_cuda *cu, struct bk_weight *out,
     int64_t cb = parts[0].scale_block[1], row0 = 0;
     int K = (int)cols, M = (int)rows, L = ceil_div(K, (int)MIN(cb, cols));
     bool rowwise = cb >= cols, block = cb == FP8_BLOCK;
-    int srows, sld, rb;
-    float *scale = NULL;
+    int srows, sld, rb, nstatic = 0;
+    float *scale = NULL, in_scale = 0.0f;
+    size_t scale_elems;
     uint8_t *dst = NULL;
     int rc = -EINVAL;
 
@@ -150,6 +151,18 @@ int cuda__fp8_upload(struct backend_cuda *cu, struct bk_weight *out,
         }
         /* 128x128 blocks survive stacking only when no part ends inside a block */
         block &= p->scale_block[0] == FP8_BLOCK && (i == nparts - 1 || p->shape[0] % FP8_BLOCK == 0);
+        /* fused parts with static activation scales share the largest (vLLM's rule: none
+         * of them saturates) */
+        if (p->input_scale) {
+            nstatic++;
+            in_scale = MAX(in_scale, model_scale_at(p->input_scale, 0));
+        }
+    }
+    if (nstatic && (nstatic != nparts || !(in_scale > 0.0f) || !rowwise)) {
+        LOG(LL_WARN, "cuda", "%s: static activation scales %s: quantizing its activations "
+            "per token instead", name, nstatic != nparts ? "on some fused parts only"
+            : !rowwise ? "with block-wise weights" : "not positive");
+        nstatic = 0;
     }
     if (rowwise) {                  /* one scale a row: channel, tensor */
         rb = 1, srows = M, sld = 1, L = 1;
@@ -158,10 +171,15 @@ int cuda__fp8_upload(struct backend_cuda *cu, struct bk_weight *out,
     } else {                        /* expanded per row, for the W8A16 kernel */
         rb = 1, srows = M, sld = L;
     }
-    if (!(scale = calloc((size_t)srows * sld, sizeof *scale))) {
+    /* the scales, then (static scheme) the activation scale at a 16-byte aligned offset */
+    scale_elems = (size_t)srows * sld;
+    scale_elems = nstatic ? (scale_elems + 3) / 4 * 4 + 4 : scale_elems;
+    if (!(scale = calloc(scale_elems, sizeof *scale))) {
         errf(err, "cuda: out of host memory for the scales of %s", name);
         return -ENOMEM;
     }
+    if (nstatic)
+        scale[scale_elems - 4] = in_scale;
     for (int i = 0; i < nparts; i++) {
         const struct tensor_ref *p = &parts[i];
         int64_t pr = p->shape[0], prb = p->scale_block[0];
@@ -180,7 +198,7 @@ int cuda__fp8_upload(struct backend_cuda *cu, struct bk_weight *out,
         row0 += pr;
     }
     if (!(dst = dev_zalloc(cu, (size_t)M * K, name, err)) ||
-        !(out->scale = dev_zalloc(cu, (size_t)srows * sld * sizeof(float), "fp8 scales", err))) {
+        !(out->scale = dev_zalloc(cu, scale_elems * sizeof(float), "fp8 scales", err))) {
         rc = cu->dead ? -EIO : -ENOMEM;
         goto fail;
     }
@@ -191,6 +209,7 @@ int cuda__fp8_upload(struct backend_cuda *cu, struct bk_weight *out,
     out->scale_cols = sld;
     out->scale_block = rowwise ? K : (int)cb;
     out->scale_row_block = rb;
+    out->input_scale = nstatic ? out->scale + scale_elems - 4 : NULL;
     row0 = 0;
     for (int i = 0; i < nparts; i++) {
         size_t bytes = (size_t)parts[i].shape[0] * K;
@@ -199,7 +218,7 @@ int cuda__fp8_upload(struct backend_cuda *cu, struct bk_weight *out,
             goto fail;
         row0 += parts[i].shape[0];
     }
-    if ((rc = h2d(cu, (void *)out->scale, scale, (size_t)srows * sld * sizeof(float))))
+    if ((rc = h2d(cu, (void *)out->scale, scale, scale_elems * sizeof(float))))
         goto fail;
     free(scale);
     scale = NULL;
@@ -215,7 +234,8 @@ int cuda__fp8_upload(struct backend_cuda *cu, struct bk_weight *out,
                 (long long)parts[0].scale_block[0], (long long)cb,
                 cu->fp8.force_w8a16 ? " (OSPREY_CUDA_FP8=w8a16)" : "");
         else
-            LOG(LL_DEBUG, "cuda", "%s: fp8 [%d, %d] on %s", name, M, K, mode_name(m));
+            LOG(LL_DEBUG, "cuda", "%s: fp8 [%d, %d] on %s%s", name, M, K, mode_name(m),
+                out->input_scale ? ", static activation scale" : "");
     }
     return 0;
 fail:
@@ -447,7 +467,8 @@ int cuda__fp8_gemm(struct backend_cuda *cu, void *out, bool out_f32, const void 
     f->num_cublaslt++;
     act = (struct cuda_fp8_act){ .q = f->act_q, .scale = f->act_scale, .n = n, .n_main = n_main,
                                  .n_pad = n_pad, .k = K,
-                                 .group = mode == FP8_BLOCK128 ? FP8_BLOCK : 0 };
+                                 .group = mode == FP8_BLOCK128 ? FP8_BLOCK : 0,
+                                 .static_scale = mode == FP8_ROWWISE ? w->input_scale : NULL };
     if ((rc = cuda__status(cu, fp8_quantize_act_cuda(&act, x, cu->stream))))
         return rc;
     if (lead && (rc = plan_run(cu, lead, out, w->data, w->scale, f->act_q, f->act_scale,

@@ -808,10 +808,10 @@ static int open_model(struct model *m, const char *dir, bool dummy, uint64_t see
             "in %d file(s), quantization %s", dir, m->cfg.arch_name, m->cfg.num_layers,
             m->cfg.hidden_size, m->cfg.num_heads, m->cfg.num_kv_heads, m->cfg.vocab_size,
             st_num_tensors(m->st), m->st->num_files, model_quant_name(m->cfg.quant));
-    if (m->st && m->cfg.quant != QUANT_NONE &&
-        st_find(m->st, "model.layers.0.self_attn.q_proj.input_scale"))
-        LOG(LL_INFO, "model", "%s: static input_scale tensors are unused: the CPU backend "
-            "computes W8A16 (FP8 weights dequantized, activations in f32)", dir);
+    if (m->cfg.quant_static_input)
+        LOG(LL_INFO, "model", "%s: static activation scales (input_scale): the cuda backend "
+            "quantizes activations with them, the cpu backend computes W8A16 and ignores them",
+            dir);
     free(cfg_text);
     free(gen_text);
     return 0;

@@ -94,6 +94,8 @@ struct model_config {
     enum dtype dtype;          /* torch_dtype / dtype: what the weights were trained in */
     enum quant_method quant;   /* QUANT_NONE without quantization_config */
     int quant_block[2];        /* QUANT_FP8_BLOCK: weight_block_size (rows, columns) */
+    bool quant_static_input;   /* activation_scheme "static" / input_activations.dynamic false:
+                                * every F8_E4M3 linear weight has a per-tensor input_scale */
     int bos_token_id;          /* -1 when absent */
     int eos_token_ids[MODEL_MAX_EOS];   /* config.json and generation_config.json, merged */
     int num_eos_token_ids;
@@ -115,6 +117,9 @@ struct tensor_ref {
      * tensor is F32, BF16 or F16 (model_scale_at reads it). */
     const struct tensor_ref *scale;
     int64_t scale_block[2];
+    /* A static activation scheme's per-tensor input_scale (one positive value), else NULL:
+     * the cuda backend quantizes the layer's activations with it; the cpu (W8A16) ignores it */
+    const struct tensor_ref *input_scale;
 };
 
 /* One expert of a MoE layer: a SwiGLU MLP of moe_intermediate_size. Published either one

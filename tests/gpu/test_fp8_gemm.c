@@ -1,6 +1,7 @@
 /* test_fp8_gemm.c — the CUDA backend's fp8 linear layers against the CPU backend's W8A16
  * reference: block-wise (128x128), per-channel and per-tensor weights, fused parts, with and
- * without a bias, 1 to 300 rows; the W8A16 fallback kernel alone; the LM head (f32 out);
+ * without a bias, 1 to 300 rows; static activation scales; the W8A16 fallback kernel alone;
+ * the LM head (f32 out);
  * graph replay bit for bit equal to the eager product; and the absmax op.
  *
  * Tolerance. Both backends multiply the same e4m3 weights by the same scales; only the CUDA
@@ -40,10 +41,12 @@ struct fp8w {
     uint8_t *data[4];
     float *scales[4];
     struct tensor_ref scale_ref[4];
+    float in_scale[4];                /* static activation scales, per part */
+    struct tensor_ref in_ref[4];
 };
 
 static bool fp8_weight(struct gt *t, struct fp8w *fw, const float *w, int cols, const int *prows,
-                       int nparts, enum scheme sc)
+                       int nparts, enum scheme sc, const float *in_scale)
 {
     struct tensor_ref parts[4];
     char err[ERR_LEN] = "";
@@ -87,6 +90,12 @@ static bool fp8_weight(struct gt *t, struct fp8w *fw, const float *w, int cols, 
         parts[p] = (struct tensor_ref){ .name = "fp8.weight", .data = fw->data[p],
                                         .dtype = DT_F8_E4M3, .ndim = 2, .shape = { pr, cols },
                                         .nbytes = (size_t)pr * cols, .scale = &fw->scale_ref[p] };
+        if (in_scale) {   /* a static activation scheme's input_scale */
+            fw->in_scale[p] = in_scale[p];
+            fw->in_ref[p] = (struct tensor_ref){ .name = "fp8.input_scale", .data = &fw->in_scale[p],
+                                                 .dtype = DT_F32, .ndim = 0, .nbytes = 4 };
+            parts[p].input_scale = &fw->in_ref[p];
+        }
         parts[p].scale_block[0] = sc == SC_TENSOR ? pr : sc == SC_CHANNEL ? 1 : blk;
         parts[p].scale_block[1] = sc == SC_BLOCK || sc == SC_BLOCK64 ? blk : cols;
         row0 += pr;
@@ -132,6 +141,8 @@ struct product {
     enum scheme sc;
     bool bias, lm_head;
     bool w8a16;                /* expect the W8A16 kernel (tighter bounds) */
+    int static_input;          /* 0 dynamic; 1 static input_scale max|x| / 448 (the largest
+                                * of the parts'); 2 half that: |x| above max|x| / 2 saturates */
 };
 
 /* One product on both backends, compared; returns false after a failure. */
@@ -142,10 +153,11 @@ static bool fp8_once(struct gt *t, const struct product *pr)
     uint16_t *bblob;
     struct fp8w fw;
     struct bk_weight cb = { 0 }, gb = { 0 };
-    struct dbuf bx = { 0 }, out = { 0 };
+    struct dbuf bx = { 0 }, bxc = { 0 }, out = { 0 };
     double sd = sqrt(cols / 9.0);   /* std of an output: U(-1,1) products summed */
     char what[128];
     bool ok = false;
+    float in_scale[4], amax = 0.0f;
 
     for (int p = 0; p < pr->nparts; p++)
         rows += pr->prows[p];
@@ -158,13 +170,28 @@ static bool fp8_once(struct gt *t, const struct product *pr)
     gt_fill(&t->rng, x, (size_t)n * cols, -1.0f, 1.0f);
     gt_fill(&t->rng, w, (size_t)rows * cols, -1.0f, 1.0f);
     gt_fill(&t->rng, b, rows, -8.0f, 8.0f);
-    if (!fp8_weight(t, &fw, w, cols, pr->prows, pr->nparts, pr->sc) ||
+    for (size_t i = 0; i < (size_t)n * cols; i++)
+        amax = fmaxf(amax, fabsf(x[i]));
+    for (int p = 0; p < 4; p++)   /* part 0's is the largest: the one the fused layer uses */
+        in_scale[p] = amax / FP8_E4M3_MAX / (pr->static_input == 2 ? 2.0f : 1.0f) / (1.0f + 0.25f * p);
+    if (!fp8_weight(t, &fw, w, cols, pr->prows, pr->nparts, pr->sc,
+                    pr->static_input ? in_scale : NULL) ||
         (pr->bias && !bias_weight(t, &cb, &gb, bblob, b, rows)) ||
         !dbuf_create(t, &bx, (size_t)n * cols, false) || !dbuf_set(t, &bx, x) ||
         !dbuf_create(t, &out, (size_t)n * rows, pr->lm_head) || !dbuf_poison(t, &out))
         goto out;
-    snprintf(what, sizeof what, "%s %s n %d [%d, %d]%s, %d parts", pr->lm_head ? "lm_head" : "matmul",
-             scheme_names[pr->sc], n, rows, cols, pr->bias ? " +bias" : "", pr->nparts);
+    if (pr->static_input == 2) {
+        /* the reference multiplies x clamped where e4m3 saturates: +-448 * the static scale */
+        float lim = in_scale[0] * FP8_E4M3_MAX;
+
+        for (size_t i = 0; i < (size_t)n * cols; i++)
+            x[i] = fmaxf(-lim, fminf(lim, x[i]));
+        if (!dbuf_create(t, &bxc, (size_t)n * cols, false) || !dbuf_set(t, &bxc, x))
+            goto out;
+    }
+    snprintf(what, sizeof what, "%s %s n %d [%d, %d]%s, %d parts%s", pr->lm_head ? "lm_head" : "matmul",
+             scheme_names[pr->sc], n, rows, cols, pr->bias ? " +bias" : "", pr->nparts,
+             pr->static_input == 2 ? ", static scale saturating" : pr->static_input ? ", static scale" : "");
     if (pr->lm_head) {
         if (!gt_check(t, t->cpu->ops->lm_head(t->cpu, out.cpu, bx.cpu, &fw.cpu, n) == 0,
                       "%s: cpu lm_head", what) ||
@@ -172,7 +199,7 @@ static bool fp8_once(struct gt *t, const struct product *pr)
                       "%s: cuda lm_head", what))
             goto out;
     } else {
-        if (!gt_check(t, t->cpu->ops->matmul(t->cpu, out.cpu, bx.cpu, &fw.cpu,
+        if (!gt_check(t, t->cpu->ops->matmul(t->cpu, out.cpu, bxc.cpu ? bxc.cpu : bx.cpu, &fw.cpu,
                                              pr->bias ? &cb : NULL, n) == 0, "%s: cpu matmul", what) ||
             !gt_check(t, t->gpu->ops->matmul(t->gpu, out.gpu, bx.gpu, &fw.gpu,
                                              pr->bias ? &gb : NULL, n) == 0, "%s: cuda matmul", what))
@@ -191,6 +218,7 @@ out:
     if (gb.data)
         t->gpu->ops->free_weight(t->gpu, &gb);
     dbuf_free(t, &bx);
+    dbuf_free(t, &bxc);
     dbuf_free(t, &out);
     free(x);
     free(w);
@@ -301,6 +329,20 @@ static void fp8_split_rows_match_cpu(struct gt *t)
     gt_note(t, "per-channel as rows of 4 + a padded tail");
 }
 
+/* Static activation scales (input_scale of a static scheme): the fused layer quantizes with
+ * the largest of its parts' scales, and saturates beyond 448 times it, as vLLM does. */
+static void fp8_static_input_scale_matches_cpu(struct gt *t)
+{
+    if (!backends(t, 512))
+        return;
+    run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
+                                  .sc = SC_CHANNEL, .static_input = 1 }, true);
+    run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
+                                  .sc = SC_TENSOR, .static_input = 2, .bias = true }, true);
+    gt_note(t, "per-tensor input_scale, max of 3 fused parts; half of it saturates like "
+            "clamping x");
+}
+
 static void fp8_lm_head_matches_cpu(struct gt *t)
 {
     if (!backends(t, 512))
@@ -356,7 +398,7 @@ static void fp8_graph_replay_equals_eager(struct gt *t)
             gt_fill(&t->rng, x, (size_t)n * cols, -1.0f, 1.0f);
             gt_fill(&t->rng, w, (size_t)rows * cols, -1.0f, 1.0f);
             gt_fill(&t->rng, b, rows, -8.0f, 8.0f);
-            if (!fp8_weight(t, &fw, w, cols, prows, 3, schemes[s]) ||
+            if (!fp8_weight(t, &fw, w, cols, prows, 3, schemes[s], NULL) ||
                 !bias_weight(t, &cb, &gb, bblob, b, rows) ||
                 !dbuf_create(t, &bx, (size_t)n * cols, false) || !dbuf_set(t, &bx, x) ||
                 !dbuf_create(t, &out, (size_t)n * rows, false) || !dbuf_poison(t, &out))
@@ -433,6 +475,7 @@ const struct gt_case gt_cases_fp8_gemm[] = {
     { "fp8_with_bias_matches_cpu", fp8_with_bias_matches_cpu },
     { "fp8_w8a16_fallback_matches_cpu", fp8_w8a16_fallback_matches_cpu },
     { "fp8_split_rows_match_cpu", fp8_split_rows_match_cpu },
+    { "fp8_static_input_scale_matches_cpu", fp8_static_input_scale_matches_cpu },
     { "fp8_lm_head_matches_cpu", fp8_lm_head_matches_cpu },
     { "fp8_graph_replay_equals_eager", fp8_graph_replay_equals_eager },
     { "absmax_matches_cpu", absmax_matches_cpu },

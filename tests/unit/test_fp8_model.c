@@ -354,6 +354,22 @@ static char *no_quant(const char *text, void *ctx)
     return s;
 }
 
+/* The compressed-tensors config with static activations (input_activations.dynamic false):
+ * every fp8 weight then needs its input_scale, which gen-model does not write. */
+static char *static_acts(const char *text, void *ctx)
+{
+    const char *p = strstr(text, "\"dynamic\":");
+    const char *t = p ? strstr(p, "true") : NULL;
+    char *s = malloc(strlen(text) + 2);
+
+    if (!t) {
+        strcpy(s, text);
+        return s;
+    }
+    snprintf(s, strlen(text) + 2, "%.*sfalse%s", (int)(t - text), text, t + 4);
+    return s;
+}
+
 static void check_broken(const char *src, const char *name, struct breakage b,
                          char *(*edit)(const char *, void *), const char *f1, const char *f2)
 {
@@ -395,6 +411,9 @@ START_TEST(broken_fp8_checkpoints_are_one_line_naming_the_tensor)
     check_broken(dir_block, "no-config", (struct breakage){ "none", DROP }, no_quant,
                  "model.layers.0.self_attn.q_proj.weight: F8_E4M3 weights",
                  "no quantization_config");
+    check_broken(dir_channel, "static-no-input-scale", (struct breakage){ "none", DROP },
+                 static_acts, "model.layers.0.self_attn.q_proj.input_scale: missing",
+                 "the config's activation scheme is static");
     check_broken(dir_block, "fp8-embed",
                  (struct breakage){ "model.embed_tokens.weight", TO_F8 }, NULL,
                  "model.embed_tokens.weight: F8_E4M3", "linear layers' weights only");
