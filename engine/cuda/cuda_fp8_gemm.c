@@ -406,19 +406,55 @@ static int run_w8a16(struct backend_cuda *cu, void *out, bool out_f32, const voi
                                                 n, cu->stream));
 }
 
+/* How one product runs: its plans (lead: rows [0, n_main) straight into out; tail: the last
+ * n - n_main rows padded to 4, through tail_out), and whether the bias needs its own pass. */
+struct fp8_route {
+    struct fp8_plan *lead, *tail;
+    int n_main, n_pad;
+    bool bias_add;
+};
+
+/* Plans for n rows, as one product (split false) or as rows of 4 plus a padded tail. Returns
+ * 0 with r->lead / r->tail set (either NULL when it has no rows), 1 when cuBLASLt has no
+ * algorithm for some part, or -EIO. The bias goes through the epilogue where an algorithm
+ * has it, else through one bias-add pass over all rows. */
+static int route(struct backend_cuda *cu, struct fp8_route *r, enum fp8_mode mode,
+                 const struct bk_weight *w, const void *bias, int n, bool out_f32, bool split)
+{
+    int M = w->rows, K = w->cols, rc = 0;
+
+    memset(r, 0, sizeof *r);
+    r->n_main = split ? n / 4 * 4 : n;
+    r->n_pad = r->n_main + (n > r->n_main ? 4 : 0);
+    for (int with_bias = bias != NULL; with_bias >= 0; with_bias--) {
+        r->lead = r->tail = NULL;
+        r->bias_add = bias && !with_bias;
+        if (r->n_main > 0 &&
+            !(r->lead = plan_get(cu, mode, M, K, r->n_main, out_f32, with_bias, w->scale,
+                                 with_bias ? bias : NULL, NULL, &rc)))
+            return rc;
+        if (r->n_pad > r->n_main &&
+            !(r->tail = plan_get(cu, mode, M, K, 4, out_f32, with_bias, w->scale,
+                                 with_bias ? bias : NULL, r->lead, &rc)))
+            return rc;
+        if ((!r->lead || r->lead->ok) && (!r->tail || r->tail->ok))
+            return 0;
+        if (!bias)
+            break;
+    }
+    return 1;
+}
+
 int cuda__fp8_gemm(struct backend_cuda *cu, void *out, bool out_f32, const void *x,
                    const struct bk_weight *w, const struct bk_weight *bias, int n)
 {
     struct cuda_fp8_state *f = &cu->fp8;
     enum fp8_mode mode = weight_mode(w);
-    int M = w->rows, K = w->cols, L = mode == FP8_BLOCK128 ? ceil_div(K, FP8_BLOCK) : 1;
+    int M = w->rows, K = w->cols, L = mode == FP8_BLOCK128 ? ceil_div(K, FP8_BLOCK) : 1, rc;
     size_t esize = out_f32 ? 4 : 2;
-    struct fp8_plan *lead = NULL, *tail = NULL;
-    bool split = mode == FP8_BLOCK128 || f->split_rows;
-    int n_main = split ? n / 4 * 4 : n, n_pad, rc;
-    struct cuda_fp8_act act;
     const void *bias_ptr = bias ? bias->data : NULL;
-    bool bias_add = false;
+    struct fp8_route r;
+    struct cuda_fp8_act act;
 
     if (cu->dead)
         return -EIO;
@@ -428,35 +464,18 @@ int cuda__fp8_gemm(struct backend_cuda *cu, void *out, bool out_f32, const void 
         return -EINVAL;
     if (n == 0)
         return 0;
-    n_pad = n_main + (n > n_main ? 4 : 0);
     if (mode == FP8_W8A16 || K % 16 || M % 4 || f->force_w8a16)
         return run_w8a16(cu, out, out_f32, x, w, bias, n);
-    /* the plans first: a shape without an algorithm falls back before anything launches */
-    if (n_main > 0) {
-        lead = plan_get(cu, mode, M, K, n_main, out_f32, bias != NULL, w->scale, bias_ptr,
-                        NULL, &rc);
-        if (lead && !lead->ok && bias) {
-            lead = plan_get(cu, mode, M, K, n_main, out_f32, false, w->scale, NULL, NULL, &rc);
-            bias_add = true;
-        }
-        if (!lead)
-            return rc;
-    }
-    if (n_pad > n_main) {
-        tail = plan_get(cu, mode, M, K, 4, out_f32, bias != NULL && !bias_add, w->scale,
-                        bias_ptr, lead, &rc);
-        if (tail && !tail->ok && bias && !bias_add) {
-            tail = plan_get(cu, mode, M, K, 4, out_f32, false, w->scale, NULL, lead, &rc);
-            bias_add = true;
-            if (tail && lead && lead->bias)   /* both without the epilogue: one bias pass after */
-                lead = plan_get(cu, mode, M, K, n_main, out_f32, false, w->scale, NULL, tail, &rc);
-        }
-        if (!tail)
-            return rc;
-    }
-    if ((lead && !lead->ok) || (tail && !tail->ok))
+    /* The plans first: a shape without an algorithm falls back before anything launches.
+     * Block scaling always runs in rows of 4 (its scale layouts want N % 4 == 0); per-row
+     * scaling runs as one product, else in rows of 4 too, else on the W8A16 kernel. */
+    rc = route(cu, &r, mode, w, bias_ptr, n, out_f32, mode == FP8_BLOCK128 || f->split_rows);
+    if (rc == 1 && mode == FP8_ROWWISE && !f->split_rows && n % 4)
+        rc = route(cu, &r, mode, w, bias_ptr, n, out_f32, true);
+    if (rc == 1)
         return run_w8a16(cu, out, out_f32, x, w, bias, n);
-
+    if (rc)
+        return rc;
     {
         enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
 
@@ -465,26 +484,26 @@ int cuda__fp8_gemm(struct backend_cuda *cu, void *out, bool out_f32, const void 
         f->captured |= cs != cudaStreamCaptureStatusNone;
     }
     f->num_cublaslt++;
-    act = (struct cuda_fp8_act){ .q = f->act_q, .scale = f->act_scale, .n = n, .n_main = n_main,
-                                 .n_pad = n_pad, .k = K,
+    act = (struct cuda_fp8_act){ .q = f->act_q, .scale = f->act_scale, .n = n,
+                                 .n_main = r.n_main, .n_pad = r.n_pad, .k = K,
                                  .group = mode == FP8_BLOCK128 ? FP8_BLOCK : 0,
                                  .static_scale = mode == FP8_ROWWISE ? w->input_scale : NULL };
     if ((rc = cuda__status(cu, fp8_quantize_act_cuda(&act, x, cu->stream))))
         return rc;
-    if (lead && (rc = plan_run(cu, lead, out, w->data, w->scale, f->act_q, f->act_scale,
-                               bias_ptr)))
+    if (r.lead && (rc = plan_run(cu, r.lead, out, w->data, w->scale, f->act_q, f->act_scale,
+                                 bias_ptr)))
         return rc;
-    if (tail) {
-        if ((rc = plan_run(cu, tail, f->tail_out, w->data, w->scale,
-                           f->act_q + (size_t)n_main * K, f->act_scale + (size_t)L * n_main,
+    if (r.tail) {
+        if ((rc = plan_run(cu, r.tail, f->tail_out, w->data, w->scale,
+                           f->act_q + (size_t)r.n_main * K, f->act_scale + (size_t)L * r.n_main,
                            bias_ptr)))
             return rc;
-        if (!CUDA_OK(cudaMemcpyAsync((char *)out + (size_t)n_main * M * esize, f->tail_out,
-                                     (size_t)(n - n_main) * M * esize, cudaMemcpyDeviceToDevice,
-                                     cu->stream)))
+        if (!CUDA_OK(cudaMemcpyAsync((char *)out + (size_t)r.n_main * M * esize, f->tail_out,
+                                     (size_t)(n - r.n_main) * M * esize,
+                                     cudaMemcpyDeviceToDevice, cu->stream)))
             return cuda__status(cu, -EIO);
     }
-    if (bias_add)
+    if (r.bias_add)
         return cuda__status(cu, bias_add_cuda(out, bias->data, n, M, cu->stream));
     return 0;
 }
