@@ -237,6 +237,8 @@ struct cuda_fp8_weight {
     const float *scale;
     int rows, cols;
     int row_block, col_block, scale_ld;
+    const float *input_scale;  /* device f32: a static activation scale (x clamped to +-448 x
+                                * it, as FP8 quantization saturates), or NULL */
 };
 
 /* out[n, rows] (bf16, or f32 when out_f32) = x[n, cols] · dequant(w)ᵀ (+ bias[rows], bf16
@@ -244,6 +246,12 @@ struct cuda_fp8_weight {
  * scaled FP8 GEMM cannot take. */
 int fp8_w8a16_gemm_cuda(void *out, bool out_f32, const bf16 *x, const struct cuda_fp8_weight *w,
                         const bf16 *bias, int n, cudaStream_t s);
+
+/* The same product for decode-sized n (any n; blocks of 8 tokens), streaming the weights
+ * 16 bytes a lane: -EINVAL (nothing launched) unless cols % 16 == 0, col_block % 16 == 0 (or
+ * >= cols), and w->w and x are 16-byte aligned. */
+int fp8_gemv_cuda(void *out, bool out_f32, const bf16 *x, const struct cuda_fp8_weight *w,
+                  const bf16 *bias, int n, cudaStream_t s);
 
 /* out[n, rows] += bias[rows], bf16. */
 int bias_add_cuda(bf16 *out, const bf16 *bias, int n, int rows, cudaStream_t s);

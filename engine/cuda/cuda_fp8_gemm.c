@@ -7,8 +7,10 @@
  *     (VEC128_32F), DeepSeek's and Qwen3-FP8's recipe;
  *   - per-channel and per-tensor weights (compressed-tensors, --quantization fp8): one scale
  *     per weight row and one per token (OUTER_VEC_32F on both).
- * Anything else (other block sizes, fused parts that split a 128-row block, a K that is not
- * a multiple of 16) runs our W8A16 kernel, said once in the log. Algorithms come from
+ * Decode-sized products (up to FP8_GEMV_MAX rows) run our W8A16 GEMV instead, which streams
+ * the e4m3 weights at close to copy bandwidth, where cuBLASLt's FP8 kernels are built for
+ * larger N. Anything else (other block sizes, fused parts that split a 128-row block, a K
+ * that is not a multiple of 16) runs our plain W8A16 kernel, said once in the log. Algorithms come from
  * cublasLtMatmulAlgoGetHeuristic once per shape and are cached with their descriptors; the
  * activation buffers are sized at upload time, so a step allocates nothing and the whole
  * product is capturable in the decode graphs. */
@@ -24,6 +26,7 @@
 #define FP8_BLOCK 128
 #define FP8_PLAN_SLOTS 512     /* cached shapes; a full table replaces its oldest probe slot */
 #define FP8_PLAN_PROBES 8
+#define FP8_GEMV_MAX 8         /* products of up to this many rows run our GEMV */
 
 enum fp8_mode {
     FP8_W8A16 = 0,             /* our kernel */
@@ -103,6 +106,8 @@ static int grow_workspace(struct backend_cuda *cu, int rows, int k, char *err)
 
     if (k <= f->max_k && rows <= f->max_rows)
         return 0;
+    k = MAX(k, f->max_k);          /* the buffers cover every weight uploaded so far */
+    rows = MAX(rows, f->max_rows);
     if (f->captured) {   /* a graph holds the old buffers' addresses */
         errf(err, "cuda: an fp8 weight [%d, %d] needs larger activation buffers, but graphs "
              "with fp8 products were captured already", rows, k);
@@ -391,17 +396,21 @@ static int plan_run(struct backend_cuda *cu, struct fp8_plan *p, void *d, const 
     return 0;
 }
 
+static struct cuda_fp8_weight kernel_weight(const struct bk_weight *w)
+{
+    return (struct cuda_fp8_weight){
+        .w = w->data, .scale = w->scale, .rows = w->rows, .cols = w->cols,
+        .row_block = MAX(w->scale_row_block, 1), .col_block = w->scale_block,
+        .scale_ld = w->scale_cols, .input_scale = w->input_scale,
+    };
+}
+
 static int run_w8a16(struct backend_cuda *cu, void *out, bool out_f32, const void *x,
                      const struct bk_weight *w, const struct bk_weight *bias, int n)
 {
-    struct cuda_fp8_weight kw = {
-        .w = w->data, .scale = w->scale, .rows = w->rows, .cols = w->cols,
-        .row_block = MAX(w->scale_row_block, 1), .col_block = w->scale_block,
-        .scale_ld = w->scale_cols,
-    };
+    struct cuda_fp8_weight kw = kernel_weight(w);
 
     cu->fp8.num_w8a16++;
-
     return cuda__status(cu, fp8_w8a16_gemm_cuda(out, out_f32, x, &kw, bias ? bias->data : NULL,
                                                 n, cu->stream));
 }
@@ -464,7 +473,20 @@ int cuda__fp8_gemm(struct backend_cuda *cu, void *out, bool out_f32, const void 
         return -EINVAL;
     if (n == 0)
         return 0;
-    if (mode == FP8_W8A16 || K % 16 || M % 4 || f->force_w8a16)
+    if (f->force_w8a16)
+        return run_w8a16(cu, out, out_f32, x, w, bias, n);
+    /* Decode-sized products stream the weights through our GEMV (half the bytes of bf16's,
+     * no activation quantization); it declines shapes it cannot vectorize. */
+    if (n <= f->gemv_max) {
+        struct cuda_fp8_weight kw = kernel_weight(w);
+
+        rc = fp8_gemv_cuda(out, out_f32, x, &kw, bias ? bias->data : NULL, n, cu->stream);
+        if (rc != -EINVAL) {
+            f->num_gemv += rc == 0;
+            return cuda__status(cu, rc);
+        }
+    }
+    if (mode == FP8_W8A16 || K % 16 || M % 4)
         return run_w8a16(cu, out, out_f32, x, w, bias, n);
     /* The plans first: a shape without an algorithm falls back before anything launches.
      * Block scaling always runs in rows of 4 (its scale layouts want N % 4 == 0); per-row
@@ -508,9 +530,10 @@ int cuda__fp8_gemm(struct backend_cuda *cu, void *out, bool out_f32, const void 
     return 0;
 }
 
-void backend_cuda_fp8_counts(struct backend *be, long *cublaslt, long *w8a16)
+void backend_cuda_fp8_counts(struct backend *be, long *cublaslt, long *gemv, long *w8a16)
 {
     *cublaslt = cuda__of(be)->fp8.num_cublaslt;
+    *gemv = cuda__of(be)->fp8.num_gemv;
     *w8a16 = cuda__of(be)->fp8.num_w8a16;
 }
 
@@ -518,8 +541,13 @@ int cuda__fp8_init(struct backend_cuda *cu, char *err)
 {
     const char *env = getenv("OSPREY_CUDA_FP8");   /* a diagnostic: which path runs */
 
+    const char *gemv = getenv("OSPREY_CUDA_FP8_GEMV_MAX");
+
     cu->fp8.force_w8a16 = env && !strcmp(env, "w8a16");
     cu->fp8.split_rows = env && !strcmp(env, "split");
+    /* cuBLASLt from gemv_max + 1 rows up; "lt" and "split" test its small-n paths */
+    cu->fp8.gemv_max = env && (!strcmp(env, "lt") || !strcmp(env, "split")) ? 0
+                     : gemv ? atoi(gemv) : FP8_GEMV_MAX;
     if (!(cu->fp8.plans = calloc(FP8_PLAN_SLOTS, sizeof *cu->fp8.plans))) {
         errf(err, "cuda: out of memory for the fp8 GEMM plans");
         return -ENOMEM;

@@ -289,11 +289,16 @@ void gt_bench_fp8_gemm(void)
         { "qkv", 6144, 4096, false }, { "o", 4096, 4096, false },
         { "gate_up", 28672, 4096, false }, { "down", 4096, 14336, false },
     };
-    static const int batches[] = { 1, 8, 64, 128, 256, 4096 };
-    static const char *const kinds[] = { "bf16", "fp8 channel", "fp8 128x128" };
+    static const int batches[] = { 1, 4, 8, 16, 64, 128, 256, 4096 };
+    /* kind: weights (0 bf16, 1 fp8 per channel, 2 fp8 128x128) and the backend (1: cuBLASLt
+     * for every n, up to 16 rows only: what the GEMV replaces) */
+    static const struct { const char *name; int w, lt; } kinds[] = {
+        { "bf16", 0, 0 }, { "fp8 channel", 1, 0 }, { "fp8 128x128", 2, 0 },
+        { "fp8 chan LT", 1, 1 }, { "fp8 blk LT", 2, 1 },
+    };
     struct backend_options o = { .max_tokens = 4096, .max_reqs = 8, .max_blocks_per_req = 8,
                                  .num_kv_groups = 1, .vocab_size = 16 };
-    struct backend *be = NULL;
+    struct backend *bes[2] = { NULL, NULL };
     size_t host_bytes = (size_t)28672 * 4096 * 2;
     uint8_t *host = malloc(host_bytes);
     float *scales = malloc((size_t)28672 * 128 * sizeof(float));
@@ -301,10 +306,14 @@ void gt_bench_fp8_gemm(void)
     int size = 1 << 20;
     uint64_t rng = 42;
 
-    if (!host || !scales || backend_create(&be, "cuda", &o, err)) {
+    if (!host || !scales || backend_create(&bes[0], "cuda", &o, err)) {
         printf("fp8 gemm bench: cannot set up: %s\n", err);
         goto out;
     }
+    setenv("OSPREY_CUDA_FP8", "lt", 1);
+    if (backend_create(&bes[1], "cuda", &o, err))
+        printf("fp8 gemm bench: no cuBLASLt-only backend: %s\n", err);
+    unsetenv("OSPREY_CUDA_FP8");
     for (size_t i = 0; i < host_bytes; i++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         host[i] = (uint8_t)((rng >> 33) % 0x78) | (uint8_t)(rng >> 56 & 0x80);
@@ -313,51 +322,58 @@ void gt_bench_fp8_gemm(void)
         scales[i] = 1.0f / 4096;
     /* the widest and the deepest fp8 weight first: the backend sizes its activation buffers
      * at upload, and may not move them once graphs use them */
-    {
+    for (int k = 0; k < 2; k++) {
         struct bk_weight w;
 
-        if (fp8_bench_weights(be, &w, 1, 28672, 4096, 1, host, scales, err) == 0)
-            be->ops->free_weight(be, &w);
-        if (fp8_bench_weights(be, &w, 1, 4096, 14336, 1, host, scales, err) == 0)
-            be->ops->free_weight(be, &w);
+        if (bes[k] && fp8_bench_weights(bes[k], &w, 1, 28672, 4096, 1, host, scales, err) == 0)
+            bes[k]->ops->free_weight(bes[k], &w);
+        if (bes[k] && fp8_bench_weights(bes[k], &w, 1, 4096, 14336, 1, host, scales, err) == 0)
+            bes[k]->ops->free_weight(bes[k], &w);
     }
     printf("fp8 vs bf16 GEMMs (llama-3.1-8b shapes, the backend's matmul op in a graph, weights "
-           "rotated through %zu MiB):\n", FP8_ROTATE_BYTES >> 20);
+           "rotated through %zu MiB; fp8 up to 8 rows = our GEMV, LT = cuBLASLt only):\n",
+           FP8_ROTATE_BYTES >> 20);
     for (size_t s = 0; s < ARRAY_LEN(shapes); s++) {
         const struct shape *sh = &shapes[s];
         double t_bf16[ARRAY_LEN(batches)] = { 0 };
 
-        for (int kind = 0; kind < 3; kind++) {
+        for (size_t kd = 0; kd < ARRAY_LEN(kinds); kd++) {
+            struct backend *be = bes[kinds[kd].lt];
+            int kind = kinds[kd].w;
             size_t wbytes = (size_t)sh->rows * sh->cols * (kind ? 1 : 2);
             int copies = (int)MAX(1, MIN(64, FP8_ROTATE_BYTES / wbytes));
             struct fp8_bench b = { .be = be, .copies = copies };
-            long lt0, w0, lt1, w1;
+            long lt0, g0, w0, lt1, g1, w1;
 
+            if (!be)
+                continue;
             b.w = calloc(copies, sizeof *b.w);
             b.x = be->ops->alloc(be, (size_t)4096 * sh->cols * 2, err);
             b.out = be->ops->alloc(be, (size_t)4096 * sh->rows * 2, err);
             if (!b.w || !b.x || !b.out ||
                 fp8_bench_weights(be, b.w, copies, sh->rows, sh->cols, kind, host, scales, err)) {
-                printf("fp8 gemm bench %s %s: %s\n", sh->name, kinds[kind], err);
+                printf("fp8 gemm bench %s %s: %s\n", sh->name, kinds[kd].name, err);
             } else {
-                backend_cuda_fp8_counts(be, &lt0, &w0);
+                backend_cuda_fp8_counts(be, &lt0, &g0, &w0);
                 for (size_t k = 0; k < ARRAY_LEN(batches); k++) {
                     int n = batches[k];
                     double t, flops = 2.0 * n * sh->rows * sh->cols;
 
+                    if (kinds[kd].lt && n > 16)
+                        break;
                     b.n = n;
                     t = fp8_bench_time(&b, size++);
                     if (kind == 0)
                         t_bf16[k] = t;
                     printf("gemm8b %-7s %5d x %5d %-11s n %4d: %8.2f us, %6.1f TFLOP/s, %6.0f GB/s"
-                           " of weights%s", sh->name, sh->rows, sh->cols, kinds[kind], n, t * 1e6,
-                           flops / t / 1e12, wbytes / t / 1e9, kind ? "" : "\n");
+                           " of weights%s", sh->name, sh->rows, sh->cols, kinds[kd].name, n,
+                           t * 1e6, flops / t / 1e12, wbytes / t / 1e9, kind ? "" : "\n");
                     if (kind)
                         printf(", %.2fx bf16\n", t_bf16[k] / t);
                 }
-                backend_cuda_fp8_counts(be, &lt1, &w1);
+                backend_cuda_fp8_counts(be, &lt1, &g1, &w1);
                 if (kind && w1 > w0)
-                    printf("  (%ld of these products ran the W8A16 kernel, not cuBLASLt)\n", w1 - w0);
+                    printf("  (%ld of these products ran the W8A16 kernel)\n", w1 - w0);
             }
             for (int c = 0; b.w && c < copies; c++)
                 if (b.w[c].data)
@@ -368,7 +384,8 @@ void gt_bench_fp8_gemm(void)
         }
     }
 out:
-    backend_destroy(be);
+    backend_destroy(bes[0]);
+    backend_destroy(bes[1]);
     free(host);
     free(scales);
 }

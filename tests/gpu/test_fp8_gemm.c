@@ -229,54 +229,71 @@ out:
     return ok;
 }
 
-static const int row_counts[] = { 1, 7, 64, 300, 4, 3, 256 };
+static const int row_counts[] = { 1, 7, 64, 300, 4, 3, 256, 8, 9 };
 
-/* The fast path: how many products cuBLASLt ran must grow by `want` per call. */
-static void run_set(struct gt *t, const struct product *base, bool expect_lt)
+#define GEMV_MAX 8   /* engine/cuda/cuda_fp8_gemm.c's FP8_GEMV_MAX */
+
+/* Which kernel a set's products must run: FAST (the GEMV up to GEMV_MAX rows, cuBLASLt
+ * above), cuBLASLt for every n (OSPREY_CUDA_FP8=lt or split), the plain W8A16 kernel, or
+ * the GEMV up to GEMV_MAX rows and the plain kernel above (shapes cuBLASLt cannot take).
+ * The W8A16 kernels (GEMV included) are held to the tight bound. */
+enum path { PATH_FAST, PATH_LT, PATH_W8A16, PATH_GEMV_W8A16 };
+
+static void run_set(struct gt *t, const struct product *base, enum path expect)
 {
-    long lt0, w0, lt1, w1;
+    long lt0, g0, w0, lt1, g1, w1, want_lt = 0, want_g = 0, want_w = 0;
 
-    backend_cuda_fp8_counts(t->gpu, &lt0, &w0);
+    backend_cuda_fp8_counts(t->gpu, &lt0, &g0, &w0);
     for (size_t i = 0; i < ARRAY_LEN(row_counts); i++) {
         struct product p = *base;
+        bool gemv = (expect == PATH_FAST || expect == PATH_GEMV_W8A16) && row_counts[i] <= GEMV_MAX;
 
         p.n = row_counts[i];
+        p.w8a16 = expect == PATH_W8A16 || expect == PATH_GEMV_W8A16 || gemv;
+        want_lt += expect == PATH_LT || (expect == PATH_FAST && !gemv);
+        want_g += gemv;
+        want_w += expect == PATH_W8A16 || (expect == PATH_GEMV_W8A16 && !gemv);
         if (!fp8_once(t, &p))
             return;
     }
-    backend_cuda_fp8_counts(t->gpu, &lt1, &w1);
-    if (expect_lt)
-        gt_check(t, lt1 - lt0 == (long)ARRAY_LEN(row_counts) && w1 == w0,
-                 "%s: %ld products on cuBLASLt, %ld on W8A16; expected all %zu on cuBLASLt "
-                 "(see the log for why)", scheme_names[base->sc], lt1 - lt0, w1 - w0,
-                 ARRAY_LEN(row_counts));
-    else
-        gt_check(t, w1 - w0 == (long)ARRAY_LEN(row_counts), "%s: %ld products on W8A16, "
-                 "expected %zu", scheme_names[base->sc], w1 - w0, ARRAY_LEN(row_counts));
+    backend_cuda_fp8_counts(t->gpu, &lt1, &g1, &w1);
+    gt_check(t, lt1 - lt0 == want_lt && g1 - g0 == want_g && w1 - w0 == want_w,
+             "%s: %ld products on cuBLASLt, %ld on the GEMV, %ld on W8A16; expected %ld, %ld, "
+             "%ld (see the log for why)", scheme_names[base->sc], lt1 - lt0, g1 - g0, w1 - w0,
+             want_lt, want_g, want_w);
+}
+
+/* The same sets with the GEMV off: cuBLASLt's small-n paths (one row, rows of 4 + a tail). */
+static void run_set_lt(struct gt *t, const struct product *base)
+{
+    setenv("OSPREY_CUDA_FP8", "lt", 1);
+    if (backends(t, 512))
+        run_set(t, base, PATH_LT);
+    unsetenv("OSPREY_CUDA_FP8");
 }
 
 static void fp8_block_matches_cpu(struct gt *t)
 {
     if (!backends(t, 512))
         return;
-    run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1024 }, .sc = SC_BLOCK }, true);
+    run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1024 }, .sc = SC_BLOCK }, PATH_FAST);
     /* q, k, v fused: 512 + 128 + 128 rows, every part whole 128-row blocks */
     run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
-                                  .sc = SC_BLOCK }, true);
+                                  .sc = SC_BLOCK }, PATH_FAST);
     /* a k that is not a multiple of 128 (the last k-block partial), rows ending mid-block */
-    run_set(t, &(struct product){ .cols = 1040, .nparts = 1, .prows = { 1008 }, .sc = SC_BLOCK }, true);
-    gt_note(t, "128x128 blocks, n 1/3/4/7/64/256/300, fused q/k/v, partial k and row blocks");
+    run_set(t, &(struct product){ .cols = 1040, .nparts = 1, .prows = { 1008 }, .sc = SC_BLOCK }, PATH_FAST);
+    gt_note(t, "128x128 blocks, n 1/3/4/7/8/9/64/256/300, fused q/k/v, partial k and row blocks");
 }
 
 static void fp8_channel_matches_cpu(struct gt *t)
 {
     if (!backends(t, 512))
         return;
-    run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1536 }, .sc = SC_CHANNEL }, true);
+    run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1536 }, .sc = SC_CHANNEL }, PATH_FAST);
     run_set(t, &(struct product){ .cols = 4096, .nparts = 2, .prows = { 1024, 1024 },
-                                  .sc = SC_CHANNEL }, true);
+                                  .sc = SC_CHANNEL }, PATH_FAST);
     run_set(t, &(struct product){ .cols = 512, .nparts = 3, .prows = { 512, 128, 128 },
-                                  .sc = SC_TENSOR }, true);
+                                  .sc = SC_TENSOR }, PATH_FAST);
     gt_note(t, "per-channel and per-tensor (3 fused parts, 3 scales), n 1..300");
 }
 
@@ -285,10 +302,34 @@ static void fp8_with_bias_matches_cpu(struct gt *t)
     if (!backends(t, 512))
         return;
     run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
-                                  .sc = SC_BLOCK, .bias = true }, true);
+                                  .sc = SC_BLOCK, .bias = true }, PATH_FAST);
     run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
-                                  .sc = SC_CHANNEL, .bias = true }, true);
+                                  .sc = SC_CHANNEL, .bias = true }, PATH_FAST);
     gt_note(t, "Qwen2-style q/k/v bias, block-wise and per-channel");
+}
+
+/* With the GEMV off, cuBLASLt runs every n: its one-product and rows-of-4 + tail paths. */
+static void fp8_cublaslt_small_n_matches_cpu(struct gt *t)
+{
+    run_set_lt(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
+                                     .sc = SC_BLOCK, .bias = true });
+    run_set_lt(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1536 }, .sc = SC_CHANNEL });
+    run_set_lt(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
+                                     .sc = SC_TENSOR, .static_input = 2, .bias = true });
+    gt_note(t, "OSPREY_CUDA_FP8=lt: block + bias, channel, static saturating scale; n 1..300");
+}
+
+/* The activation buffers are sized at upload for every fp8 weight so far: a wide weight,
+ * then a deep one, then the wide one's product again. */
+static void fp8_buffers_cover_every_weight(struct gt *t)
+{
+    if (!backends(t, 512))
+        return;
+    fp8_once(t, &(struct product){ .n = 64, .cols = 256, .nparts = 1, .prows = { 2048 }, .sc = SC_CHANNEL });
+    fp8_once(t, &(struct product){ .n = 64, .cols = 2048, .nparts = 1, .prows = { 256 }, .sc = SC_BLOCK });
+    fp8_once(t, &(struct product){ .n = 64, .cols = 256, .nparts = 1, .prows = { 2048 }, .sc = SC_CHANNEL });
+    fp8_once(t, &(struct product){ .n = 300, .cols = 2048, .nparts = 1, .prows = { 256 }, .sc = SC_BLOCK });
+    gt_note(t, "[2048, 256] after [256, 2048] and back");
 }
 
 /* Shapes cuBLASLt's FP8 GEMM cannot take run our W8A16 kernel, and so does everything
@@ -297,18 +338,18 @@ static void fp8_w8a16_fallback_matches_cpu(struct gt *t)
 {
     if (!backends(t, 512))
         return;
-    run_set(t, &(struct product){ .cols = 1024, .nparts = 1, .prows = { 512 }, .sc = SC_BLOCK64,
-                                  .w8a16 = true }, false);
-    run_set(t, &(struct product){ .cols = 1000, .nparts = 1, .prows = { 384 }, .sc = SC_CHANNEL,
-                                  .w8a16 = true }, false);   /* k % 16 != 0 */
-    run_set(t, &(struct product){ .cols = 1024, .nparts = 2, .prows = { 200, 312 }, .sc = SC_BLOCK,
-                                  .w8a16 = true }, false);   /* a part ends mid-block */
+    run_set(t, &(struct product){ .cols = 1024, .nparts = 1, .prows = { 512 }, .sc = SC_BLOCK64 },
+            PATH_GEMV_W8A16);
+    run_set(t, &(struct product){ .cols = 1000, .nparts = 1, .prows = { 384 }, .sc = SC_CHANNEL },
+            PATH_W8A16);   /* k % 16 != 0: not for the GEMV either */
+    run_set(t, &(struct product){ .cols = 1024, .nparts = 2, .prows = { 200, 312 }, .sc = SC_BLOCK },
+            PATH_GEMV_W8A16);   /* a part ends mid-block */
     setenv("OSPREY_CUDA_FP8", "w8a16", 1);
     if (backends(t, 512)) {
-        run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1024 }, .sc = SC_BLOCK,
-                                      .bias = false, .w8a16 = true }, false);
+        run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1024 }, .sc = SC_BLOCK },
+                PATH_W8A16);
         run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
-                                      .sc = SC_CHANNEL, .bias = true, .w8a16 = true }, false);
+                                      .sc = SC_CHANNEL, .bias = true }, PATH_W8A16);
     }
     unsetenv("OSPREY_CUDA_FP8");
     gt_note(t, "64x64 blocks, k 1000, a part ending mid-block, OSPREY_CUDA_FP8=w8a16");
@@ -321,9 +362,9 @@ static void fp8_split_rows_match_cpu(struct gt *t)
     setenv("OSPREY_CUDA_FP8", "split", 1);
     if (backends(t, 512)) {
         run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1536 },
-                                      .sc = SC_CHANNEL }, true);
+                                      .sc = SC_CHANNEL }, PATH_LT);
         run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
-                                      .sc = SC_CHANNEL, .bias = true }, true);
+                                      .sc = SC_CHANNEL, .bias = true }, PATH_LT);
     }
     unsetenv("OSPREY_CUDA_FP8");
     gt_note(t, "per-channel as rows of 4 + a padded tail");
@@ -336,9 +377,9 @@ static void fp8_static_input_scale_matches_cpu(struct gt *t)
     if (!backends(t, 512))
         return;
     run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
-                                  .sc = SC_CHANNEL, .static_input = 1 }, true);
+                                  .sc = SC_CHANNEL, .static_input = 1 }, PATH_FAST);
     run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
-                                  .sc = SC_TENSOR, .static_input = 2, .bias = true }, true);
+                                  .sc = SC_TENSOR, .static_input = 2, .bias = true }, PATH_FAST);
     gt_note(t, "per-tensor input_scale, max of 3 fused parts; half of it saturates like "
             "clamping x");
 }
@@ -473,6 +514,8 @@ const struct gt_case gt_cases_fp8_gemm[] = {
     { "fp8_block_matches_cpu", fp8_block_matches_cpu },
     { "fp8_channel_matches_cpu", fp8_channel_matches_cpu },
     { "fp8_with_bias_matches_cpu", fp8_with_bias_matches_cpu },
+    { "fp8_cublaslt_small_n_matches_cpu", fp8_cublaslt_small_n_matches_cpu },
+    { "fp8_buffers_cover_every_weight", fp8_buffers_cover_every_weight },
     { "fp8_w8a16_fallback_matches_cpu", fp8_w8a16_fallback_matches_cpu },
     { "fp8_split_rows_match_cpu", fp8_split_rows_match_cpu },
     { "fp8_static_input_scale_matches_cpu", fp8_static_input_scale_matches_cpu },

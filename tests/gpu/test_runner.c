@@ -408,7 +408,7 @@ static const char fp8_block_config[] =
  * twice the row's measured error, as test_runner's bf16 check allows. */
 static void run_fp8_model(struct gt *t, const char *what, const struct gen_model_opts *gen,
                           bool quantize_at_load, int *tokens, int *agree_cpu, int *agree_graph,
-                          int *ties, long *lt, long *w8)
+                          int *ties, long *lt, long *gv, long *w8)
 {
     static const int graph_sizes[] = { 1, 2, 4, 8 };
     char dir[] = "/tmp/osprey-gpu-fp8-XXXXXX", cfg_path[64], err[ERR_LEN] = "";
@@ -425,7 +425,7 @@ static void run_fp8_model(struct gt *t, const char *what, const struct gen_model
     struct sim_req reqs[NREQ];
     float *lc = NULL, *le = NULL;
     struct sample_result res[8];
-    long lt0 = 0, w0 = 0;
+    long lt0 = 0, g0 = 0, w0 = 0;
     int V = 0;
 
     if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
@@ -454,7 +454,7 @@ static void run_fp8_model(struct gt *t, const char *what, const struct gen_model
         !gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,
                                 runner_max_blocks_per_req(re)) == 0, "batch_init"))
         goto out;
-    backend_cuda_fp8_counts(t->gpu, &lt0, &w0);
+    backend_cuda_fp8_counts(t->gpu, &lt0, &g0, &w0);
     lc = malloc((size_t)8 * V * 4);
     le = malloc((size_t)8 * V * 4);
     if (!gt_check(t, lc && le, "out of host memory"))
@@ -519,9 +519,10 @@ static void run_fp8_model(struct gt *t, const char *what, const struct gen_model
         }
     }
     {
-        long lt1, w1;
-        backend_cuda_fp8_counts(t->gpu, &lt1, &w1);
+        long lt1, g1, w1;
+        backend_cuda_fp8_counts(t->gpu, &lt1, &g1, &w1);
         *lt += lt1 - lt0;
+        *gv += g1 - g0;
         *w8 += w1 - w0;
     }
 out:
@@ -543,8 +544,8 @@ out:
 }
 
 /* Checkpoints of osprey gen-model --quantize fp8-block and fp8-channel, and a bf16 model
- * under --quantization fp8, on cuda against cpu (run_fp8_model's bounds); both the cuBLASLt
- * path and the W8A16 kernel must have run. */
+ * under --quantization fp8, on cuda against cpu (run_fp8_model's bounds); cuBLASLt (prefill),
+ * the GEMV (decode) and the plain W8A16 kernel (16x16 blocks, prefill) must all have run. */
 static void fp8_models_cuda_agree_with_cpu(struct gt *t)
 {
     static const struct { const char *what, *config, *quantize; int block; bool at_load; } models[] = {
@@ -555,7 +556,7 @@ static void fp8_models_cuda_agree_with_cpu(struct gt *t)
         { "tiny-qwen3 --quantization fp8", "tiny-qwen3", NULL, 0, true },
     };
     int tokens = 0, agree_cpu = 0, agree_graph = 0, ties = 0;
-    long lt = 0, w8 = 0;
+    long lt = 0, gv = 0, w8 = 0;
 
     for (size_t i = 0; i < ARRAY_LEN(models); i++) {
         struct gen_model_opts go = { .config = models[i].config, .seed = 11,
@@ -563,12 +564,13 @@ static void fp8_models_cuda_agree_with_cpu(struct gt *t)
                                      .quant_block = models[i].block };
 
         run_fp8_model(t, models[i].what, &go, models[i].at_load, &tokens, &agree_cpu,
-                      &agree_graph, &ties, &lt, &w8);
+                      &agree_graph, &ties, &lt, &gv, &w8);
     }
-    gt_check(t, lt > 0 && w8 > 0, "cuBLASLt ran %ld products and W8A16 %ld: both should run", lt, w8);
+    gt_check(t, lt > 0 && gv > 0 && w8 > 0, "cuBLASLt ran %ld products, the GEMV %ld, W8A16 "
+             "%ld: all three should run", lt, gv, w8);
     gt_note(t, "%zu fp8 models: %d/%d tokens = cpu (%d near-ties), %d/%d graph = eager; %ld "
-            "cuBLASLt, %ld W8A16 products", ARRAY_LEN(models), agree_cpu, tokens, ties,
-            agree_graph, tokens, lt, w8);
+            "cuBLASLt, %ld GEMV, %ld W8A16 products", ARRAY_LEN(models), agree_cpu, tokens, ties,
+            agree_graph, tokens, lt, gv, w8);
 }
 
 const struct gt_case gt_cases_runner[] = {
