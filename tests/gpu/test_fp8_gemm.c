@@ -231,7 +231,7 @@ out:
 
 static const int row_counts[] = { 1, 7, 64, 300, 4, 3, 256, 8, 9 };
 
-#define GEMV_MAX 8   /* engine/cuda/cuda_fp8_gemm.c's FP8_GEMV_MAX */
+#define GEMV_MAX 1   /* engine/cuda/cuda_fp8_gemm.c: FP8_GEMV_MAX */
 
 /* Which kernel a set's products must run: FAST (the GEMV up to GEMV_MAX rows, cuBLASLt
  * above), cuBLASLt for every n (OSPREY_CUDA_FP8=lt or split), the plain W8A16 kernel, or
