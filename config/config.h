@@ -41,6 +41,7 @@ struct osprey_config {
     const char *kv_cache_dtype;    /* static: "auto", "bf16", "fp8" */
     bool calculate_kv_scales;      /* fp8 KV scales from the first prefill instead of the checkpoint's */
     const char *quantization;      /* static: "none", "fp8" (quantize float weights at load) */
+    const char *load_format;       /* static: "auto", "safetensors", "dummy" (random weights) */
     uint64_t seed;                 /* sampling seed base for requests without one; 0 = random */
 
     /* limits */

@@ -66,11 +66,15 @@ const struct config_option options_table[] = {
       .help = "cpu backend worker threads; 0 = all cores" },
     { "kv_cache_dtype", OPT_ENUM, F(kv_cache_dtype), .def = "auto",
       .choices = { "auto", "bf16", "fp8" },
-      .help = "KV-cache elements: auto (cpu f32, cuda bf16), bf16, fp8 (e4m3, per-layer scales; cpu only)" },
+      .help = "KV-cache elements: auto (cpu f32, cuda bf16), bf16, fp8 (e4m3, per-layer scales)" },
     { "calculate_kv_scales", OPT_BOOL, F(calculate_kv_scales), .def = "false",
       .help = "fp8 KV cache: scales from the first prefill (max|K|/200, max|V|/100), not the checkpoint" },
     { "quantization", OPT_ENUM, F(quantization), .def = "none", .choices = { "none", "fp8" },
-      .help = "fp8: quantize float linear weights at load (per-channel scales; cpu only)" },
+      .help = "fp8: quantize float linear weights at load (per-channel scales)" },
+    { "load_format", OPT_ENUM, F(load_format), .def = "auto",
+      .choices = { "auto", "safetensors", "dummy" },
+      .help = "auto / safetensors: the folder's weights; dummy: random weights from config.json "
+      "alone (benchmarks of shapes without a download)" },
     { "seed", OPT_U64, F(seed), .def = "0", .arg = "N", .min = 0, .max = 18446744073709551615.0,
       .help = "sampling seed base for requests that give none; 0 = random" },
 

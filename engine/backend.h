@@ -1,10 +1,11 @@
 /* backend.h — the op vtable that the layer loop (engine/forward.c) runs on, and the device
  * view of a step. Two implementations: cpu (engine/cpu/, the numerical reference: f32
  * activations, an f32, bf16 or fp8 KV cache, bf16/f32/fp8 weights) and cuda (engine/cuda/ +
- * kernels/: bf16 activations and cache, cuBLAS; no fp8 in this build). Every pointer an op takes is the backend's device memory
- * (host memory on cpu); ops are asynchronous on the backend's one stream and capturable
- * in a CUDA graph: none allocates, none synchronizes with the host. Every op returns 0 or
- * a negative errno (-EIO for a device error, which makes the engine dead).
+ * kernels/: bf16 activations, a bf16 or fp8 cache, cuBLAS; fp8 weights through cuBLASLt).
+ * Every pointer an op takes is the backend's device memory (host memory on cpu); ops are
+ * asynchronous on the backend's one stream and capturable in a CUDA graph: none allocates,
+ * none synchronizes with the host. Every op returns 0 or a negative errno (-EIO for a
+ * device error, which makes the engine dead).
  *
  * The KV cache update and the attention are separate ops: attention never writes the
  * cache, every layer calls cache_update (or the optional rope_cache_update) itself. There
@@ -24,14 +25,19 @@
 struct backend;
 
 /* A weight on the device: [rows, cols] row-major (linear layers: rows = out features).
- * F8_E4M3 weights (cpu only in this build) carry f32 scales expanded per row:
- * w[r][c] = fp8[r][c] * scale[r * scale_cols + c / scale_block]. */
+ * F8_E4M3 weights carry f32 scales: w[r][c] = fp8[r][c] *
+ * scale[(r / scale_row_block) * scale_cols + c / scale_block], where a scale_row_block of 0
+ * means 1 (the cpu backend expands every row's scales; cuda keeps 128x128 blocks as
+ * published, see engine/cuda/cuda_fp8_gemm.c). */
 struct bk_weight {
     void *data;
     enum dtype dtype;
     int rows, cols;
-    const float *scale;        /* [rows, scale_cols] for F8_E4M3, else NULL */
+    const float *scale;        /* [rows / scale_row_block, scale_cols] for F8_E4M3, else NULL */
     int scale_cols, scale_block;
+    int scale_row_block;       /* rows sharing a scale row; 0 = 1 */
+    const float *input_scale;  /* cuda, F8_E4M3: the static per-tensor activation scale (one
+                                * f32 in device memory), NULL = dynamic per token */
 };
 
 /* The step batch as ops see it: counts include padding; pointers are device copies that the

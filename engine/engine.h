@@ -43,7 +43,8 @@ struct engine_options {
     int max_waiting;                  /* submit answers -EAGAIN past this many waiting */
     uint64_t seed;                    /* base for requests without a seed; 0 = from the clock */
     const char *kv_cache_dtype;       /* NULL/"auto" (the backend's), "bf16", "fp8" (e4m3, cpu) */
-    const char *quantization;         /* NULL, or "fp8": float linear weights to fp8 at load (cpu) */
+    const char *quantization;         /* NULL, or "fp8": float linear weights to fp8 at load */
+    bool dummy_weights;               /* --load-format dummy: random weights, config.json only */
     bool calculate_kv_scales;         /* fp8 cache: scales from the first prefill (vLLM's) */
     int grammar_threads;              /* threads that fill a step's grammar masks (the engine
                                          thread counts); 0 = auto: num_threads when set, else

@@ -101,14 +101,13 @@ static const char *groups_line(char *buf, size_t size, const struct model_config
     return buf;
 }
 
-/* FP8 weights are the CPU reference's in this build: the CUDA backend has no fp8 GEMMs yet,
- * and says so here rather than failing in a kernel. The fp8 KV cache runs on both. */
-static int check_fp8_backend(const struct engine_options *o, const struct model_config *cfg,
-                             const char *backend, enum dtype kv, char *err)
+/* FP8 options that cannot run, refused in one line. FP8 weights run on both backends (the
+ * cpu as W8A16, the reference; cuda through cuBLASLt's scaled FP8 GEMMs or its W8A16
+ * kernel), and both measure K and V for --calculate-kv-scales (the absmax op). A MoE
+ * layer's experts stay as stored under --quantization fp8, and a quantized MoE checkpoint is
+ * refused at load (engine/model/quant.c), so no fp8 expert reaches either backend. */
+static int check_fp8_options(const struct engine_options *o, enum dtype kv, char *err)
 {
-    const char *what = cfg->quant != QUANT_NONE ? model_quant_name(cfg->quant)
-                     : o->quantization ? "--quantization fp8" : NULL;
-
     if (o->calculate_kv_scales && kv != DT_F8_E4M3) {
         errf(err, "--calculate-kv-scales derives the fp8 cache's scales: it needs "
              "--kv-cache-dtype fp8");
@@ -117,17 +116,6 @@ static int check_fp8_backend(const struct engine_options *o, const struct model_
     if (o->quantization && strcmp(o->quantization, "fp8")) {
         errf(err, "--quantization %.32s: expected fp8 (or none)", o->quantization);
         return -EINVAL;
-    }
-    if (strcmp(backend, "cpu") && what) {
-        errf(err, "%s: fp8 weights run on the CPU backend only in this build (the %s backend "
-             "takes --kv-cache-dtype fp8 but has no fp8 GEMMs); use --backend cpu", what, backend);
-        return -ENOTSUP;
-    }
-    /* the scales come from an absmax of the first prefill's K and V: a cpu op so far */
-    if (strcmp(backend, "cpu") && o->calculate_kv_scales) {
-        errf(err, "--calculate-kv-scales: the %s backend cannot measure K and V yet; give the "
-             "scales in the checkpoint (k_scale, v_scale) or use --backend cpu", backend);
-        return -ENOTSUP;
     }
     return 0;
 }
@@ -164,7 +152,9 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     }
 
     double t_open = now_s();
-    rc = model_open(&e->model, o->model_dir, err);
+    rc = o->dummy_weights ? model_open_dummy(&e->model, o->model_dir, 0,
+                                               o->quantization != NULL, err)
+                          : model_open(&e->model, o->model_dir, err);
     if (rc != 0)
         goto fail_model;
     LOG(LL_INFO, "engine", "opened %s in %.2f s", o->model_dir, now_s() - t_open);
@@ -184,7 +174,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     if (!backend || !strcmp(backend, "auto"))
         backend = backend_cuda_available() ? "cuda" : "cpu";
     if ((rc = kv_dtype_parse(o->kv_cache_dtype, &kv_dtype, err)) ||
-        (rc = check_fp8_backend(o, cfg, backend, kv_dtype, err)))
+        (rc = check_fp8_options(o, kv_dtype, err)))
         goto fail;
     /* Graphs only for decode batches the scheduler can build: at most max_num_seqs. */
     e->graph_sizes = calloc(o->num_graph_sizes + 1, sizeof *e->graph_sizes);
@@ -293,14 +283,16 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     e->stats.kv_cache_tokens = cache_tokens(cfg, sc.group_num_blocks, o->block_size);
     e->next_id = 1;
     LOG(LL_INFO, "engine", "%s on %s: KV blocks of %d tokens, %s (%lld tokens, KV cache %s, "
-        "%.2f GiB), one request holds up to %d tokens, max_model_len %d, weights %s%s",
+        "%.2f GiB), one request holds up to %d tokens, max_model_len %d, weights %s%s%s",
         o->model_dir, backend, o->block_size,
         groups_line(groups, sizeof groups, cfg, sc.group_num_blocks),
         (long long)e->stats.kv_cache_tokens, e->stats.kv_cache_dtype,
         kv_budget_bytes(cfg, sc.group_num_blocks, layer_block_bytes(e, kv_dtype, o)) / 1073741824.0,
         e->max_request_tokens, e->max_model_len,
-        dtype_name(cfg->dtype), cfg->quant != QUANT_NONE ? " quantized fp8 (W8A16)"
-                                : o->quantization ? " quantized to fp8 at load (W8A16)" : "");
+        dtype_name(cfg->dtype), cfg->quant != QUANT_NONE ? " quantized fp8"
+                                : o->quantization ? " quantized to fp8 at load" : "",
+        cfg->quant == QUANT_NONE && !o->quantization ? ""
+        : !strcmp(backend, "cpu") ? " (W8A16)" : " (FP8 GEMMs: cuBLASLt, activations per token)");
     *out = e;
     return 0;
 fail:

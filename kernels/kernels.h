@@ -224,6 +224,54 @@ int sample_cuda(const float *logits, int vocab, int num_rows, const struct cuda_
                 const int32_t *hist, const uint32_t *masks, float *work, int32_t *counts,
                 struct cuda_sample_result *results, cudaStream_t s);
 
+/* ---- quant.cu: FP8 linear layers ---- */
+
+/* Activations quantized for a scaled FP8 GEMM: rows [0, n) of x[n, k] (bf16) become
+ * q[n_pad, k] e4m3 = x / scale, rows [n, n_pad) zeros. group 0: one scale per row, absmax /
+ * 448 (or *static_scale, a device f32, when set); group 128: one per row and 128-wide
+ * k-block (L = ceil(k / 128) of them). The scales of rows below n_main lie at
+ * scale[b * n_main + t] (cuBLASLt's token-major layout for N = n_main), those of rows
+ * n_main.. n_pad after them as a second such block for N = n_pad - n_main: the GEMM may
+ * run as two products (a row count that is a multiple of 4, then a padded tail). */
+struct cuda_fp8_act {
+    uint8_t *q;                /* [n_pad, k] */
+    float *scale;              /* [L * n_pad] as above */
+    int n, n_main, n_pad, k;
+    int group;                 /* 0 or 128 */
+    const float *static_scale; /* group 0 only; NULL = dynamic */
+};
+int fp8_quantize_act_cuda(const struct cuda_fp8_act *a, const bf16 *x, cudaStream_t s);
+
+/* An fp8 weight [rows, cols] e4m3 with f32 scales: element [r][c] is
+ * w[r][c] * scale[(r / row_block) * scale_ld + c / col_block]. */
+struct cuda_fp8_weight {
+    const uint8_t *w;
+    const float *scale;
+    int rows, cols;
+    int row_block, col_block, scale_ld;
+    const float *input_scale;  /* device f32: a static activation scale (x clamped to +-448 x
+                                * it, as FP8 quantization saturates), or NULL */
+};
+
+/* out[n, rows] (bf16, or f32 when out_f32) = x[n, cols] · dequant(w)ᵀ (+ bias[rows], bf16
+ * out only), f32 sums: W8A16 as the CPU backend computes it; for the weights that cuBLASLt's
+ * scaled FP8 GEMM cannot take. */
+int fp8_w8a16_gemm_cuda(void *out, bool out_f32, const bf16 *x, const struct cuda_fp8_weight *w,
+                        const bf16 *bias, int n, cudaStream_t s);
+
+/* The same product for decode-sized n (any n; blocks of 8 tokens), streaming the weights
+ * 16 bytes a lane: -EINVAL (nothing launched) unless cols % 16 == 0, col_block % 16 == 0 (or
+ * >= cols), and w->w and x are 16-byte aligned. */
+int fp8_gemv_cuda(void *out, bool out_f32, const bf16 *x, const struct cuda_fp8_weight *w,
+                  const bf16 *bias, int n, cudaStream_t s);
+
+/* out[n, rows] += bias[rows], bf16. */
+int bias_add_cuda(bf16 *out, const bf16 *bias, int n, int rows, cudaStream_t s);
+
+/* *out (device f32) = max |x| over rows [rows, cols] that lie stride elements apart, NaNs
+ * skipped (0 for no elements). */
+int absmax_cuda(float *out, const bf16 *x, int stride, int rows, int cols, cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif

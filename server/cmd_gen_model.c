@@ -14,7 +14,8 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: osprey gen-model --config <preset|config.json> --out DIR [--seed N]\n"
         "                        [--tokenizer DIR] [--dtype bf16|f16|f32]\n"
-        "                        [--quantize fp8-block|fp8-channel [--quant-block N]]\n\n"
+        "                        [--quantize fp8-block|fp8-channel [--quant-block N]]\n"
+        "                        [--no-weights]\n\n"
         "Writes a random-weight Hugging Face model folder: config.json, generation_config.json,\n"
         "model.safetensors, tokenizer.json, tokenizer_config.json. The same seed gives the\n"
         "same bytes.\n\n"
@@ -27,7 +28,9 @@ static void usage(FILE *f)
         "  --quantize   write the linear weights as an FP8 checkpoint: fp8-block (quant_method\n"
         "               fp8, weight_scale_inv per N x N block) or fp8-channel\n"
         "               (compressed-tensors, weight_scale per output row)\n"
-        "  --quant-block  fp8-block's weight_block_size N (default 128)\n\n"
+        "  --quant-block  fp8-block's weight_block_size N (default 128)\n"
+        "  --no-weights write config.json and the tokenizer only, for --load-format dummy\n"
+        "               (benchmarks of shapes too large to write)\n\n"
         "presets:");
     for (int i = 0; gen_model_preset_name(i); i++)
         fprintf(f, " %s", gen_model_preset_name(i));
@@ -66,6 +69,10 @@ int cmd_gen_model(int argc, char **argv)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(argv[i], "--no-weights")) {
+            o.no_weights = true;
+            continue;
         }
         if ((v = flag_value(argc, argv, &i, "--config", &missing)))
             o.config = v;
@@ -112,6 +119,11 @@ int cmd_gen_model(int argc, char **argv)
     if (gen_model_write(&o, &st, err) != 0) {
         fprintf(stderr, "osprey gen-model: %s\n", err);
         return 1;
+    }
+    if (o.no_weights) {
+        printf("wrote %s: config.json and the tokenizer, no weights (--load-format dummy)\n",
+               o.out_dir);
+        return 0;
     }
     printf("wrote %s: %d tensors, %.2f GB of weights in %.2f s (%.2f GB/s)\n", o.out_dir,
            st.num_tensors, st.weight_bytes / 1e9, st.seconds,

@@ -30,6 +30,7 @@ void engine_opts_from_config(struct engine_options *eo, const struct osprey_conf
     eo->kv_cache_dtype = c->kv_cache_dtype;
     eo->calculate_kv_scales = c->calculate_kv_scales;
     eo->quantization = c->quantization && strcmp(c->quantization, "none") ? c->quantization : NULL;
+    eo->dummy_weights = c->load_format && !strcmp(c->load_format, "dummy");
     eo->max_waiting = c->max_waiting_requests;
     eo->seed = c->seed;
 }

@@ -1,4 +1,5 @@
-/* backend_cuda.c — the CUDA backend's vtable: device memory, weights (uploaded as bf16),
+/* backend_cuda.c — the CUDA backend's vtable: device memory, weights (uploaded as bf16, or
+ * kept e4m3 with their scales for fp8: cuda_fp8_gemm.c),
  * one stream, one cuBLAS handle with one fixed workspace (a graph capture never
  * allocates), and the ops, each a thin wrapper over a kernel launcher of kernels/ or a
  * cuBLAS product. Staging and sampling are in cuda_stage.c, graphs in cuda_graph.c. Any
@@ -112,7 +113,8 @@ static int part_shape(const struct tensor_ref *t, int64_t *rows, int64_t *cols, 
     int64_t r = t->ndim >= 1 ? t->shape[0] : 0, c = t->ndim == 2 ? t->shape[1] : 1;
 
     if (!t->data || (t->ndim != 1 && t->ndim != 2) || r <= 0 || c <= 0 || r > INT32_MAX ||
-        c > INT32_MAX || (t->dtype != DT_BF16 && t->dtype != DT_F16 && t->dtype != DT_F32) ||
+        c > INT32_MAX || (t->dtype != DT_BF16 && t->dtype != DT_F16 && t->dtype != DT_F32 &&
+                          t->dtype != DT_F8_E4M3) ||
         (size_t)(r * c) * dtype_size(t->dtype) > t->nbytes) {
         errf(err, "cuda: tensor %s: cannot upload (ndim %d, shape [%lld, %lld], %s, %zu bytes)",
              t->name ? t->name : "?", t->ndim, (long long)r, (long long)c,
@@ -148,7 +150,7 @@ static int cu_upload_weight(struct backend *be, struct bk_weight *out,
 {
     struct backend_cuda *cu = cuda__of(be);
     int64_t rows = 0, cols = 0;
-    bool convert = false;
+    bool convert = false, fp8 = false;
     uint16_t *dst, *buf = NULL;
     int rc = 0;
 
@@ -169,9 +171,12 @@ static int cu_upload_weight(struct backend *be, struct bk_weight *out,
         cols = c;
         rows += r;
         convert |= parts[i].dtype != DT_BF16;
+        fp8 |= parts[i].dtype == DT_F8_E4M3;
     }
     if (rows > INT32_MAX)
         return -EINVAL;
+    if (fp8)   /* stays e4m3 with its scales: cuda_fp8_gemm.c */
+        return cuda__fp8_upload(cu, out, parts, nparts, rows, cols, err);
     if (!(dst = cu_alloc(be, (size_t)rows * cols * 2, err)))
         return cu->dead ? -EIO : -ENOMEM;
     if (convert && !(buf = malloc(CONVERT_CHUNK * sizeof *buf))) {
@@ -198,6 +203,7 @@ static int cu_upload_weight(struct backend *be, struct bk_weight *out,
 static void cu_free_weight(struct backend *be, struct bk_weight *w)
 {
     cu_free(be, w->data);
+    cu_free(be, (void *)w->scale);   /* fp8 weights' scales; NULL otherwise */
     memset(w, 0, sizeof *w);
 }
 
@@ -244,6 +250,8 @@ static int gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, con
 
     if (cu->dead)
         return -EIO;
+    if (w && w->dtype == DT_F8_E4M3)
+        return cuda__fp8_gemm(cu, out, out_type == CUDA_R_32F, x, w, bias, n);
     if (!is_bf16(w) || n < 0 || (bias && (!is_bf16(bias) || bias->rows * bias->cols != w->rows ||
                                           out_type != CUDA_R_16BF)))
         return -EINVAL;
@@ -398,6 +406,7 @@ static void cu_destroy(struct backend *be)
         cudaStreamSynchronize(cu->stream);
     cuda__graphs_free(cu);
     cuda__stage_fini(cu);
+    cuda__fp8_fini(cu);
     cudaFree(cu->sample_work);
     cudaFree(cu->sample_counts);
     cudaFree(cu->results);
@@ -442,6 +451,7 @@ static const struct backend_ops cuda_ops = {
     .sample = cuda__sample,
     .fetch_results = cuda__fetch_results,
     .rope_cache_update = cu_rope_cache_update,
+    .absmax = cuda__absmax,
     .graph_capture = cuda__graph_capture,
     .graph_replay = cuda__graph_replay,
 };
@@ -548,7 +558,8 @@ int backend_cuda_create(struct backend **out, const struct backend_options *opt,
     cu->base.ops = &cuda_ops;
     cu->opt = *opt;
     if ((rc = init_device(cu, err)) || (rc = init_handles(cu, err)) ||
-        (rc = init_sampling(cu, err)) || (rc = cuda__stage_init(cu, err))) {
+        (rc = init_sampling(cu, err)) || (rc = cuda__stage_init(cu, err)) ||
+        (rc = cuda__fp8_init(cu, err))) {
         cu_destroy(&cu->base);
         return rc;
     }

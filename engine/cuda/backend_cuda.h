@@ -12,6 +12,11 @@ int backend_cuda_create(struct backend **out, const struct backend_options *opt,
  * so that they order with the ops and graphs capture them (engine/cuda/comm_nccl.c). */
 void *backend_cuda_stream(struct backend *be);
 
+/* How many fp8 products the backend has run on cuBLASLt's scaled FP8 GEMM, on its decode
+ * GEMV and on its plain W8A16 kernel (engine/cuda/cuda_fp8_gemm.c), counted when launched
+ * (a graph replay counts none): for tests and benchmarks. */
+void backend_cuda_fp8_counts(struct backend *be, long *cublaslt, long *gemv, long *w8a16);
+
 /* Number of usable CUDA devices; 0 when there is no driver or no device (never an error). */
 int cuda_device_count(void);
 

@@ -1,8 +1,8 @@
 /* cuda_internal.h — the CUDA backend's state, shared by its files: backend_cuda.c (vtable,
  * memory, weights, cuBLAS, ops), cuda_stage.c (the step batch and sampling rows into
  * persistent device buffers; sampling and its results), cuda_graph.c (capture and replay),
- * cuda_gemm_bias.c (products with a bias) and cuda_params.c (the kernels' parameter
- * structs). Not a public header: engine code sees only engine/cuda/backend_cuda.h. */
+ * cuda_gemm_bias.c (products with a bias), cuda_fp8_gemm.c (fp8 weights' products) and
+ * cuda_params.c (the kernels' parameter structs). Not a public header: engine code sees only engine/cuda/backend_cuda.h. */
 #ifndef OSPREY_CUDA_INTERNAL_H
 #define OSPREY_CUDA_INTERNAL_H
 
@@ -52,6 +52,24 @@ struct cuda_graph {
     cudaGraphExec_t exec;
 };
 
+/* FP8 linear layers (cuda_fp8_gemm.c): the quantized activations and their scales, sized at
+ * upload for the largest fp8 weight and max_tokens; the cached cuBLASLt plans. */
+struct fp8_plan;
+struct cuda_fp8_state {
+    uint8_t *act_q;            /* [max_tokens rounded up to 4, plus 4, max_k] e4m3 */
+    float *act_scale;          /* as many rows, ceil(max_k / 128) scales each */
+    void *tail_out;            /* [4, max_rows] f32 or bf16: a product's padded last rows */
+    int max_k, max_rows;
+    struct fp8_plan *plans;    /* hash table of cached shapes */
+    float *absmax;             /* one f32 (the absmax op's result) */
+    bool force_w8a16;          /* OSPREY_CUDA_FP8=w8a16: every fp8 product on our kernel */
+    bool split_rows;           /* OSPREY_CUDA_FP8=split: per-channel products in rows of 4 too
+                                * (=lt: cuBLASLt for every n; OSPREY_CUDA_FP8_GEMV_MAX=N) */
+    int gemv_max;              /* products of up to this many rows run the GEMV */
+    long num_cublaslt, num_gemv, num_w8a16;   /* products launched on each path */
+    bool captured;             /* a graph holds act_q / act_scale / tail_out: they stay put */
+};
+
 struct backend_cuda {
     struct backend base;
     struct backend_options opt;
@@ -64,6 +82,7 @@ struct backend_cuda {
 
     struct attn_workspace attn;
     struct cuda_stage st;
+    struct cuda_fp8_state fp8;
 
     /* sampling: per-row scratch and results (device), results' pinned mirror */
     float *sample_work;        /* [max_reqs, vocab_size] f32 */
@@ -112,6 +131,18 @@ int cuda__fetch_results(struct backend *be, struct sample_result *out, int n);
 /* cuda_gemm_bias.c: out = x · wᵀ + bias, bf16, one rounding */
 int cuda__gemm_bias(struct backend_cuda *cu, void *out, const void *x, const struct bk_weight *w,
                     const struct bk_weight *bias, int n);
+
+/* cuda_fp8_gemm.c: fp8 weights (parts already checked to stack into [rows, cols]) kept as
+ * e4m3 with device scales; out (bf16, or f32 when out_f32) = x · wᵀ (+ bias); the absmax
+ * op; the state's lifetime. */
+int cuda__fp8_upload(struct backend_cuda *cu, struct bk_weight *out,
+                     const struct tensor_ref *parts, int nparts, int64_t rows, int64_t cols,
+                     char *err);
+int cuda__fp8_gemm(struct backend_cuda *cu, void *out, bool out_f32, const void *x,
+                   const struct bk_weight *w, const struct bk_weight *bias, int n);
+int cuda__absmax(struct backend *be, float *out, const void *x, int stride, int rows, int cols);
+int cuda__fp8_init(struct backend_cuda *cu, char *err);
+void cuda__fp8_fini(struct backend_cuda *cu);
 
 /* cuda_graph.c */
 int cuda__graph_capture(struct backend *be, int size, int (*body)(void *arg), void *arg);

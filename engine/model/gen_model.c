@@ -62,6 +62,9 @@ static const struct preset presets[] = {
                                                                            0,     0,     false, 0, 0, 0, 0, 0 },
     { "llama-3.1-8b",  ARCH_LLAMA,   128256, 4096, 14336, 32, 32, 8,  128, 131072, 5e5, 1e-5, false,
                                                                            8,     0,     false, 0, 0, 0, 0, 0 },
+    /* 140 GB of bf16: a shape for --no-weights and --load-format dummy (fp8 fits one H200) */
+    { "llama-3.1-70b", ARCH_LLAMA,   128256, 8192, 28672, 80, 64, 8,  128, 131072, 5e5, 1e-5, false,
+                                                                           8,     0,     false, 0, 0, 0, 0, 0 },
     /* Gemma: window and pattern (Gemma 2 alternates from a sliding layer 0; Gemma 3 has 5
      * local layers to 1 global), soft-caps 50/30 on Gemma 2, Gemma 3's local RoPE base 1e4. */
     { "tiny-gemma2",   ARCH_GEMMA2,  512,    64,   128,   4,  4,  2,  16,  8192,   1e4, 1e-6, true,
@@ -787,6 +790,8 @@ int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stat
                          tok.config_json_len, err)))
         goto out;
     snprintf(label, sizeof label, "%s/model.safetensors", o->out_dir);
+    if (o->no_weights)
+        goto out;
     rc = write_weights(&cfg, cfg.dtype, o->seed, q, block, label, stats, err);
 out:
     free(text);

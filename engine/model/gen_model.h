@@ -5,6 +5,7 @@
 #ifndef OSPREY_GEN_MODEL_H
 #define OSPREY_GEN_MODEL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct gen_model_opts {
@@ -17,6 +18,7 @@ struct gen_model_opts {
                                   * quant_method fp8) or "fp8-channel" (weight_scale per output
                                   * row, compressed-tensors): linear weights written F8_E4M3 */
     int quant_block;             /* fp8-block: weight_block_size; 0 = 128 */
+    bool no_weights;             /* config.json and tokenizer only (for --load-format dummy) */
 };
 
 struct gen_model_stats {

@@ -591,10 +591,18 @@ int model_config_parse(struct model_config *cfg, const char *json, size_t len,
 static int bind_ref(struct binder *b, struct tensor_ref *t, const char *name, int ndim,
                     int64_t d0, int64_t d1, bool linear)
 {
-    const struct tensor_ref *r = st_find(b->st, name);
+    const struct tensor_ref *r;
     int64_t want[2] = { d0, d1 };
     char ws[64], hs[128];
 
+    if (b->dummy) {
+        if (model__dummy_bind(b->dummy, t, name, ndim, d0, d1, linear)) {
+            errf(b->err, "--load-format dummy: %s: no random weights for this shape", name);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    r = st_find(b->st, name);
     if (!r) {
         errf(b->err, "%s: %s: missing", b->where, name);
         return -EINVAL;
@@ -632,7 +640,7 @@ static int bind_linear(struct binder *b, const struct model_config *c, struct te
 {
     int rc = bind_ref(b, t, name, 2, d0, d1, true);
 
-    return rc ? rc : quant_bind_scale(b->st, c, b->where, name, t, b->err);
+    return rc || b->dummy ? rc : quant_bind_scale(b->st, c, b->where, name, t, b->err);
 }
 
 static int bind_layer(struct binder *b, const struct model_config *c, const char *prefix, int l,
@@ -649,7 +657,7 @@ static int bind_layer(struct binder *b, const struct model_config *c, const char
 #define LINEAR(field, suffix, d0, d1) do { if (rc == 0) { \
         snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
         rc = bind_linear(b, c, &lt->field, n, d0, d1); } } while (0)
-#define SCALAR(field, suffix) do { if (rc == 0) { \
+#define SCALAR(field, suffix) do { if (rc == 0 && !b->dummy) { \
         snprintf(n, sizeof n, "%slayers.%d.%s", prefix, l, suffix); \
         rc = quant_bind_scalar(b->st, n, &lt->field, b->err); } } while (0)
     BIND(input_norm, "input_layernorm.weight", 1, h, 0);
@@ -697,21 +705,25 @@ static int bind_all(struct model *m, char *err)
 {
     const struct model_config *c = &m->cfg;
     char where[4200], name[96];
-    struct binder b = { m->st, where, err };
+    struct binder b = { m->st, where, err, m->dummy };
     int rc;
 
-    const char *one = m->st->files[0].path;
-    size_t n = strlen(one);
-    bool single = n >= 18 && !strcmp(one + n - 18, "/model.safetensors");
+    if (m->dummy) {
+        snprintf(where, sizeof where, "%s (--load-format dummy)", m->dir);
+    } else {
+        const char *one = m->st->files[0].path;
+        size_t n = strlen(one);
+        bool single = n >= 18 && !strcmp(one + n - 18, "/model.safetensors");
 
-    snprintf(where, sizeof where, "%s/%s", m->dir,
-             single ? "model.safetensors" : "model.safetensors.index.json");
+        snprintf(where, sizeof where, "%s/%s", m->dir,
+                 single ? "model.safetensors" : "model.safetensors.index.json");
+    }
     /* A Gemma 3 multimodal folder keeps its language model under language_model.model. (as
      * published) or model.language_model. (as transformers 4.52+ names it in memory). */
     snprintf(m->prefix, sizeof m->prefix, "%s",
              !c->multimodal ? "model."
-             : st_find(m->st, "model.language_model.embed_tokens.weight") ? "model.language_model."
-             : "language_model.model.");
+             : m->st && st_find(m->st, "model.language_model.embed_tokens.weight")
+             ? "model.language_model." : "language_model.model.");
     snprintf(name, sizeof name, "%sembed_tokens.weight", m->prefix);
     if ((rc = bind(&b, &m->embed, name, 2, c->vocab_size, c->hidden_size)))
         return rc;
@@ -749,7 +761,9 @@ static int read_json(const char *dir, const char *name, bool optional, char **ou
     return read_file_bounded(path, MODEL_JSON_MAX, out, len, err);
 }
 
-int model_open(struct model *m, const char *dir, char *err)
+/* model_open and model_open_dummy: dummy draws the tensors instead of mapping files. */
+static int open_model(struct model *m, const char *dir, bool dummy, uint64_t seed, bool fp8,
+                      char *err)
 {
     char *cfg_text = NULL, *gen_text = NULL, path[4200], gen_path[4200];
     size_t cfg_len = 0, gen_len = 0;
@@ -766,8 +780,12 @@ int model_open(struct model *m, const char *dir, char *err)
         (rc = read_json(dir, "generation_config.json", true, &gen_text, &gen_len, gen_path,
                         sizeof gen_path, err)) ||
         (rc = config_parse(&m->cfg, cfg_text, cfg_len, gen_text, gen_len, path, err,
-                           &has_dtype)) ||
-        (rc = st_open(&m->st, dir, err)))
+                           &has_dtype)))
+        goto fail;
+    /* without torch_dtype / dtype, dummy weights are bf16 (gen-model's default) */
+    if (dummy && !has_dtype)
+        m->cfg.dtype = DT_BF16;
+    if ((rc = dummy ? model__dummy_create(&m->dummy, &m->cfg, seed, fp8, err) : st_open(&m->st, dir, err)))
         goto fail;
     if (!(m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers))) {
         errf(err, "%s: out of memory", dir);
@@ -779,13 +797,21 @@ int model_open(struct model *m, const char *dir, char *err)
     /* Without torch_dtype / dtype in config.json, the weights say what they are. */
     if (!has_dtype)
         m->cfg.dtype = m->embed.dtype;
-    LOG(LL_INFO, "model", "%s: %s, %d layers, hidden %d, heads %d/%d, vocab %d, %d tensors in "
-        "%d file(s), quantization %s", dir, m->cfg.arch_name, m->cfg.num_layers,
-        m->cfg.hidden_size, m->cfg.num_heads, m->cfg.num_kv_heads, m->cfg.vocab_size,
-        st_num_tensors(m->st), m->st->num_files, model_quant_name(m->cfg.quant));
-    if (m->cfg.quant != QUANT_NONE && st_find(m->st, "model.layers.0.self_attn.q_proj.input_scale"))
-        LOG(LL_INFO, "model", "%s: static input_scale tensors are unused: the CPU backend "
-            "computes W8A16 (FP8 weights dequantized, activations in f32)", dir);
+    if (dummy)
+        LOG(LL_INFO, "model", "%s: %s, %d layers, hidden %d, heads %d/%d, vocab %d, random %s "
+            "weights%s (--load-format dummy, seed %llu)", dir, m->cfg.arch_name,
+            m->cfg.num_layers, m->cfg.hidden_size, m->cfg.num_heads, m->cfg.num_kv_heads,
+            m->cfg.vocab_size, dtype_name(m->cfg.dtype),
+            fp8 ? ", linear layers' as F8_E4M3 with per-row scales" : "", (unsigned long long)seed);
+    else
+        LOG(LL_INFO, "model", "%s: %s, %d layers, hidden %d, heads %d/%d, vocab %d, %d tensors "
+            "in %d file(s), quantization %s", dir, m->cfg.arch_name, m->cfg.num_layers,
+            m->cfg.hidden_size, m->cfg.num_heads, m->cfg.num_kv_heads, m->cfg.vocab_size,
+            st_num_tensors(m->st), m->st->num_files, model_quant_name(m->cfg.quant));
+    if (m->cfg.quant_static_input)
+        LOG(LL_INFO, "model", "%s: static activation scales (input_scale): the cuda backend "
+            "quantizes activations with them, the cpu backend computes W8A16 and ignores them",
+            dir);
     free(cfg_text);
     free(gen_text);
     return 0;
@@ -796,9 +822,20 @@ fail:
     return rc;
 }
 
+int model_open(struct model *m, const char *dir, char *err)
+{
+    return open_model(m, dir, false, 0, false, err);
+}
+
+int model_open_dummy(struct model *m, const char *dir, uint64_t seed, bool fp8, char *err)
+{
+    return open_model(m, dir, true, seed, fp8, err);
+}
+
 void model_close(struct model *m)
 {
     st_close(m->st);
+    model__dummy_destroy(m->dummy);
     for (int l = 0; m->layers && l < m->cfg.num_layers; l++)
         free(m->layers[l].experts);
     free(m->layers);

@@ -94,6 +94,8 @@ struct model_config {
     enum dtype dtype;          /* torch_dtype / dtype: what the weights were trained in */
     enum quant_method quant;   /* QUANT_NONE without quantization_config */
     int quant_block[2];        /* QUANT_FP8_BLOCK: weight_block_size (rows, columns) */
+    bool quant_static_input;   /* activation_scheme "static" / input_activations.dynamic false:
+                                * every F8_E4M3 linear weight has a per-tensor input_scale */
     int bos_token_id;          /* -1 when absent */
     int eos_token_ids[MODEL_MAX_EOS];   /* config.json and generation_config.json, merged */
     int num_eos_token_ids;
@@ -115,6 +117,9 @@ struct tensor_ref {
      * tensor is F32, BF16 or F16 (model_scale_at reads it). */
     const struct tensor_ref *scale;
     int64_t scale_block[2];
+    /* A static activation scheme's per-tensor input_scale (one positive value), else NULL:
+     * the cuda backend quantizes the layer's activations with it; the cpu (W8A16) ignores it */
+    const struct tensor_ref *input_scale;
 };
 
 /* One expert of a MoE layer: a SwiGLU MLP of moe_intermediate_size. Published either one
@@ -147,6 +152,7 @@ struct layer_tensors {
 };
 
 struct st_set;  /* the mapped safetensors files (engine/model/safetensors.h) */
+struct model_dummy;   /* --load-format dummy's random pools (engine/model/model_dummy.c) */
 
 struct model {
     struct model_config cfg;
@@ -156,6 +162,7 @@ struct model {
     struct tensor_ref final_norm;                 /* [hidden] */
     struct tensor_ref lm_head;                    /* [vocab, hidden]; == embed when tied */
     struct layer_tensors *layers;                 /* [num_layers] */
+    struct model_dummy *dummy;                    /* --load-format dummy's pools (st NULL) */
     char prefix[32];     /* of the decoder's tensors: "model." or, inside a Gemma 3
                           * multimodal folder, "language_model.model." */
 };
@@ -170,6 +177,13 @@ int model_config_parse(struct model_config *cfg, const char *json, size_t len,
  * checked by name, dtype and shape. Returns 0, or a negative errno with a message naming
  * the file and tensor (and both shapes on a mismatch). On failure m needs no model_close. */
 int model_open(struct model *m, const char *dir, char *err);
+
+/* --load-format dummy: config.json (and generation_config.json) as model_open reads them,
+ * but no safetensors: every tensor is random (seeded; engine/model/model_dummy.c), in the
+ * config's float dtype; with fp8 (--quantization fp8) the linear layers' weights come as
+ * F8_E4M3 with one scale a row, as quantizing at load would make them. A quantized config or
+ * a MoE model is refused in one line. */
+int model_open_dummy(struct model *m, const char *dir, uint64_t seed, bool fp8, char *err);
 void model_close(struct model *m);
 
 const char *model_arch_name(enum model_arch a);

@@ -123,10 +123,13 @@ static inline const char *get_str(struct cfg_parse *p, const cJSON *obj, const c
 
 /* ---- binding tensors ---- */
 
+struct model_dummy;
+
 struct binder {
     const struct st_set *st;
     const char *where;      /* the file that lists the tensors, for "missing" messages */
     char *err;
+    struct model_dummy *dummy;   /* --load-format dummy: tensors from its pools, st is NULL */
 };
 
 /* Binds `name` into t and checks its shape against [d0] or [d0, d1] (model.c). */
@@ -140,6 +143,15 @@ int model__parse_longrope(struct cfg_parse *p, const cJSON *rs, const char *fiel
 int model__finish_longrope(struct cfg_parse *p, const cJSON *root, struct model_config *cfg);
 int model__parse_moe(struct cfg_parse *p, const cJSON *root, struct model_config *cfg);
 int model__parse_gemma(struct cfg_parse *p, const cJSON *root, struct model_config *cfg);
+
+/* model_dummy.c: --load-format dummy's pools of random weights (in cfg's float dtype; the
+ * linear layers' as e4m3 with one scale a row when fp8) and norms; _bind points t at them
+ * with the shape asked (-EINVAL past the pools' size). */
+int model__dummy_create(struct model_dummy **out, const struct model_config *c, uint64_t seed,
+                        bool fp8, char *err);
+int model__dummy_bind(struct model_dummy *d, struct tensor_ref *t, const char *name, int ndim,
+                      int64_t d0, int64_t d1, bool linear);
+void model__dummy_destroy(struct model_dummy *d);
 
 /* model_experts.c: a MoE layer's router, experts and shared expert */
 int model__bind_moe(struct binder *b, const struct model_config *c, const char *prefix, int l,

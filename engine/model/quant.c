@@ -5,9 +5,10 @@
  *   {"quant_method":"compressed-tensors","format":"float-quantized","config_groups":{"group_0":
  *     {"weights":{"type":"float","num_bits":8,"strategy":"channel"|"tensor"},...}},...}
  *     (llm-compressor FP8): F8_E4M3 weights with weight_scale [out, 1] or one value.
- * Activation scales (input_scale) may be present: osprey's CPU backend computes W8A16 (weights
- * dequantized, activations in f32), so they are accepted and unused. Other methods are
- * refused with one line. */
+ * Static activation schemes (activation_scheme "static", input_activations.dynamic false)
+ * bind each weight's input_scale too: the CUDA backend quantizes that layer's activations
+ * with it; the CPU backend computes W8A16 (weights dequantized, activations in f32) and
+ * ignores it. Other methods are refused with one line. */
 #include "engine/model/quant.h"
 
 #include <errno.h>
@@ -39,6 +40,7 @@ static int parse_fp8(const cJSON *qc, const char *path, struct model_config *cfg
              "(dynamic, static)", path, act);
         return -EINVAL;
     }
+    cfg->quant_static_input = act && !strcmp(act, "static");
     if (!bs || cJSON_IsNull(bs)) {
         cfg->quant = QUANT_FP8_TENSOR;
         return 0;
@@ -93,6 +95,12 @@ static int parse_compressed(const cJSON *qc, const char *path, struct model_conf
              "supported (osprey reads %s)", path, type, bits->valuedouble, QUANT_FORMATS);
         return -EINVAL;
     }
+    {
+        const cJSON *ia = cJSON_GetObjectItemCaseSensitive(g, "input_activations");
+        const cJSON *dyn = cJSON_GetObjectItemCaseSensitive(ia, "dynamic");
+
+        cfg->quant_static_input = cJSON_IsObject(ia) && cJSON_IsFalse(dyn);
+    }
     if (!strcmp(strategy, "channel")) {
         cfg->quant = QUANT_FP8_CHANNEL;
     } else if (!strcmp(strategy, "tensor")) {
@@ -110,6 +118,7 @@ int quant_config_parse(const cJSON *qc, const char *path, struct model_config *c
     const char *method;
 
     cfg->quant = QUANT_NONE;
+    cfg->quant_static_input = false;
     if (!qc || cJSON_IsNull(qc))
         return 0;
     if (!cJSON_IsObject(qc) || !(method = str_member(qc, "quant_method"))) {
@@ -203,6 +212,24 @@ int quant_bind_scale(const struct st_set *st, const struct model_config *cfg, co
         break;
     }
     t->scale = s;
+    if (cfg->quant_static_input) {   /* the layer's static activation scale */
+        float v;
+
+        snprintf(sname, sizeof sname, "%.*sinput_scale", (int)base, name);
+        if (!(s = st_find(st, sname))) {
+            errf(err, "%s: %s: missing (the static activation scale of %s: the config's "
+                 "activation scheme is static)", where, sname, name);
+            return -EINVAL;
+        }
+        st_shape_format(hs, sizeof hs, s->ndim, s->shape);
+        if (!scale_dtype_ok(s->dtype) || elems_of(s) != 1 ||
+            !isfinite(v = model_scale_at(s, 0)) || v <= 0) {
+            errf(err, "%s: %s: expected one positive F32 or BF16 value, file has %s %s",
+                 st_file_of(st, s), sname, dtype_name(s->dtype), hs);
+            return -EINVAL;
+        }
+        t->input_scale = s;
+    }
     return 0;
 }
 

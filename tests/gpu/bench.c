@@ -447,6 +447,7 @@ int gt_bench(void)
                flops / s / 1e12);
     }
     gt_bench_gemm();
+    gt_bench_fp8_gemm();
 done:
     if (bn.blas)
         cublasDestroy(bn.blas);

@@ -5,15 +5,20 @@
  * a CUDA graph as the decode steps run; the weights rotate through copies filling 512 MiB,
  * so that none is read from L2, as in a real step that streams 3 GB of them. Nothing is
  * asserted: it says whether cuBLAS's own choice leaves speed on the table for skinny
- * products. */
+ * products. gt_bench_fp8_gemm: the llama-3.1-8b products through the CUDA backend's matmul
+ * op, bf16 weights against fp8 ones (per-channel and 128x128 blocks; activation
+ * quantization included), decode batches 1 to 256 and a 4096-token prefill. */
 #ifdef OSPREY_CUDA
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include "engine/base/util.h"
+#include "engine/cuda/backend_cuda.h"   /* backend_cuda_stream, backend_cuda_fp8_counts */
 #include "tests/gpu/gpu_test.h"
 
 #define POOL_BYTES ((size_t)512 << 20)
@@ -203,6 +208,186 @@ out:
         cublasDestroy(g.blas);
     if (g.stream)
         cudaStreamDestroy(g.stream);
+}
+
+/* ---- fp8 against bf16 through the backend's matmul op ---- */
+
+#define FP8_ROTATE_BYTES ((size_t)256 << 20)   /* copies of a weight, so none stays in L2 */
+#define FP8_ITERS 20
+
+struct fp8_bench {
+    struct backend *be;
+    struct bk_weight *w;       /* [copies] */
+    int copies, n;
+    void *x, *out;
+};
+
+static int fp8_bench_body(void *arg)
+{
+    struct fp8_bench *b = arg;
+    int rc = 0;
+
+    for (int i = 0; i < FP8_ITERS && !rc; i++)
+        rc = b->be->ops->matmul(b->be, b->out, b->x, &b->w[i % b->copies], NULL, b->n);
+    return rc;
+}
+
+/* Seconds a product takes: FP8_ITERS of them captured in a graph, the second replay timed. */
+static double fp8_bench_time(struct fp8_bench *b, int size)
+{
+    cudaStream_t st = backend_cuda_stream(b->be);
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    float ms = -1;
+
+    if (b->be->ops->graph_capture(b->be, size, fp8_bench_body, b) ||
+        b->be->ops->graph_replay(b->be, size) || cudaEventCreate(&e0) != cudaSuccess ||
+        cudaEventCreate(&e1) != cudaSuccess || cudaEventRecord(e0, st) != cudaSuccess ||
+        b->be->ops->graph_replay(b->be, size) || cudaEventRecord(e1, st) != cudaSuccess ||
+        cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
+        ms = -1;
+    if (e0)
+        cudaEventDestroy(e0);
+    if (e1)
+        cudaEventDestroy(e1);
+    return ms > 0 ? ms * 1e-3 / FP8_ITERS : -1;
+}
+
+/* Uploads `copies` copies of a [rows, cols] weight: bf16, or fp8 with per-row scales
+ * (block 0) or 128x128 blocks. The values are random bytes (fp8: codes below 0x78, finite). */
+static int fp8_bench_weights(struct backend *be, struct bk_weight *w, int copies, int rows,
+                             int cols, int kind, void *host, float *scales, char *err)
+{
+    struct tensor_ref sref = { .name = "scale", .data = scales, .dtype = DT_F32, .ndim = 2 };
+    struct tensor_ref t = { .name = "bench.weight", .data = host, .ndim = 2,
+                            .shape = { rows, cols } };
+
+    if (kind == 0) {
+        t.dtype = DT_BF16;
+        t.nbytes = (size_t)rows * cols * 2;
+    } else {
+        t.dtype = DT_F8_E4M3;
+        t.nbytes = (size_t)rows * cols;
+        t.scale = &sref;
+        if (kind == 1) {
+            sref.shape[0] = rows, sref.shape[1] = 1;
+            t.scale_block[0] = 1, t.scale_block[1] = cols;
+        } else {
+            sref.shape[0] = (rows + 127) / 128, sref.shape[1] = (cols + 127) / 128;
+            t.scale_block[0] = 128, t.scale_block[1] = 128;
+        }
+        sref.nbytes = (size_t)sref.shape[0] * sref.shape[1] * 4;
+    }
+    for (int c = 0; c < copies; c++)
+        if (be->ops->upload_weight(be, &w[c], &t, 1, err))
+            return -1;
+    return 0;
+}
+
+void gt_bench_fp8_gemm(void)
+{
+    static const struct shape shapes[] = {   /* llama-3.1-8b */
+        { "qkv", 6144, 4096, false }, { "o", 4096, 4096, false },
+        { "gate_up", 28672, 4096, false }, { "down", 4096, 14336, false },
+    };
+    static const int batches[] = { 1, 4, 8, 16, 64, 128, 256, 4096 };
+    /* kind: weights (0 bf16, 1 fp8 per channel, 2 fp8 128x128) and the backend (1: cuBLASLt
+     * for every n, up to 16 rows only: what the GEMV replaces) */
+    static const struct { const char *name; int w, lt; } kinds[] = {
+        { "bf16", 0, 0 }, { "fp8 channel", 1, 0 }, { "fp8 128x128", 2, 0 },
+        { "fp8 chan LT", 1, 1 }, { "fp8 blk LT", 2, 1 },
+    };
+    struct backend_options o = { .max_tokens = 4096, .max_reqs = 8, .max_blocks_per_req = 8,
+                                 .num_kv_groups = 1, .vocab_size = 16 };
+    struct backend *bes[2] = { NULL, NULL };
+    size_t host_bytes = (size_t)28672 * 4096 * 2;
+    uint8_t *host = malloc(host_bytes);
+    float *scales = malloc((size_t)28672 * 128 * sizeof(float));
+    char err[ERR_LEN] = "";
+    int size = 1 << 20;
+    uint64_t rng = 42;
+
+    if (!host || !scales || backend_create(&bes[0], "cuda", &o, err)) {
+        printf("fp8 gemm bench: cannot set up: %s\n", err);
+        goto out;
+    }
+    setenv("OSPREY_CUDA_FP8", "lt", 1);
+    if (backend_create(&bes[1], "cuda", &o, err))
+        printf("fp8 gemm bench: no cuBLASLt-only backend: %s\n", err);
+    unsetenv("OSPREY_CUDA_FP8");
+    for (size_t i = 0; i < host_bytes; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        host[i] = (uint8_t)((rng >> 33) % 0x78) | (uint8_t)(rng >> 56 & 0x80);
+    }
+    for (size_t i = 0; i < (size_t)28672 * 128; i++)
+        scales[i] = 1.0f / 4096;
+    /* the widest and the deepest fp8 weight first: the backend sizes its activation buffers
+     * at upload, and may not move them once graphs use them */
+    for (int k = 0; k < 2; k++) {
+        struct bk_weight w;
+
+        if (bes[k] && fp8_bench_weights(bes[k], &w, 1, 28672, 4096, 1, host, scales, err) == 0)
+            bes[k]->ops->free_weight(bes[k], &w);
+        if (bes[k] && fp8_bench_weights(bes[k], &w, 1, 4096, 14336, 1, host, scales, err) == 0)
+            bes[k]->ops->free_weight(bes[k], &w);
+    }
+    printf("fp8 vs bf16 GEMMs (llama-3.1-8b shapes, the backend's matmul op in a graph, weights "
+           "rotated through %zu MiB; fp8 up to 8 rows = our GEMV, LT = cuBLASLt only):\n",
+           FP8_ROTATE_BYTES >> 20);
+    for (size_t s = 0; s < ARRAY_LEN(shapes); s++) {
+        const struct shape *sh = &shapes[s];
+        double t_bf16[ARRAY_LEN(batches)] = { 0 };
+
+        for (size_t kd = 0; kd < ARRAY_LEN(kinds); kd++) {
+            struct backend *be = bes[kinds[kd].lt];
+            int kind = kinds[kd].w;
+            size_t wbytes = (size_t)sh->rows * sh->cols * (kind ? 1 : 2);
+            int copies = (int)MAX(1, MIN(64, FP8_ROTATE_BYTES / wbytes));
+            struct fp8_bench b = { .be = be, .copies = copies };
+            long lt0, g0, w0, lt1, g1, w1;
+
+            if (!be)
+                continue;
+            b.w = calloc(copies, sizeof *b.w);
+            b.x = be->ops->alloc(be, (size_t)4096 * sh->cols * 2, err);
+            b.out = be->ops->alloc(be, (size_t)4096 * sh->rows * 2, err);
+            if (!b.w || !b.x || !b.out ||
+                fp8_bench_weights(be, b.w, copies, sh->rows, sh->cols, kind, host, scales, err)) {
+                printf("fp8 gemm bench %s %s: %s\n", sh->name, kinds[kd].name, err);
+            } else {
+                backend_cuda_fp8_counts(be, &lt0, &g0, &w0);
+                for (size_t k = 0; k < ARRAY_LEN(batches); k++) {
+                    int n = batches[k];
+                    double t, flops = 2.0 * n * sh->rows * sh->cols;
+
+                    if (kinds[kd].lt && n > 16)
+                        break;
+                    b.n = n;
+                    t = fp8_bench_time(&b, size++);
+                    if (kind == 0)
+                        t_bf16[k] = t;
+                    printf("gemm8b %-7s %5d x %5d %-11s n %4d: %8.2f us, %6.1f TFLOP/s, %6.0f GB/s"
+                           " of weights%s", sh->name, sh->rows, sh->cols, kinds[kd].name, n,
+                           t * 1e6, flops / t / 1e12, wbytes / t / 1e9, kind ? "" : "\n");
+                    if (kind)
+                        printf(", %.2fx bf16\n", t_bf16[k] / t);
+                }
+                backend_cuda_fp8_counts(be, &lt1, &g1, &w1);
+                if (kind && w1 > w0)
+                    printf("  (%ld of these products ran the W8A16 kernel)\n", w1 - w0);
+            }
+            for (int c = 0; b.w && c < copies; c++)
+                if (b.w[c].data)
+                    be->ops->free_weight(be, &b.w[c]);
+            free(b.w);
+            be->ops->free(be, b.x);
+            be->ops->free(be, b.out);
+        }
+    }
+out:
+    backend_destroy(bes[0]);
+    backend_destroy(bes[1]);
+    free(host);
+    free(scales);
 }
 
 #endif

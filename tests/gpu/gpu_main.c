@@ -2,7 +2,7 @@
  * write's exact slots, graphs against eager runs, and (--bench) the kernel benchmarks.
  * Without a GPU it prints "skipped: no CUDA device" and exits 0; otherwise it runs every
  * case, prints one table row per case and exits 1 when any failed.
- *   osprey-gpu-tests [--bench] [--only SUBSTRING] [--list] */
+ *   osprey-gpu-tests [--bench | --bench-fp8] [--only SUBSTRING[,SUBSTRING...]] [--list] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,23 +18,45 @@ static const struct gt_case *const all_cases[] = {
     gt_cases_cache_update, gt_cases_rope, gt_cases_rmsnorm, gt_cases_embedding,
     gt_cases_activation, gt_cases_matmul, gt_cases_attention, gt_cases_sampling,
     gt_cases_kv_groups, gt_cases_graph, gt_cases_runner, gt_cases_scale, gt_cases_fp8_cache,
+    gt_cases_fp8_gemm,
 };
+
+/* True when name contains one of the comma-separated substrings of list. */
+static bool matches(const char *name, const char *list)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        char sub[128];
+
+        if (n > 0 && n < sizeof sub) {
+            memcpy(sub, p, n);
+            sub[n] = '\0';
+            if (strstr(name, sub))
+                return true;
+        }
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
 
 static void usage(void)
 {
-    printf("usage: osprey-gpu-tests [--bench] [--only SUBSTRING] [--list]\n");
+    printf("usage: osprey-gpu-tests [--bench | --bench-fp8] [--only SUBSTRING[,SUBSTRING...]] "
+           "[--list]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *only = NULL;
-    bool bench = false, list = false;
+    bool bench = false, bench_fp8 = false, list = false;
     int ran = 0, failed = 0;
     double t0 = now_s();
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bench"))
             bench = true;
+        else if (!strcmp(argv[i], "--bench-fp8"))
+            bench_fp8 = true;
         else if (!strcmp(argv[i], "--list"))
             list = true;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
@@ -57,6 +79,10 @@ int main(int argc, char **argv)
     log_level = LL_WARN;
     if (bench)
         return gt_bench();
+    if (bench_fp8) {   /* the fp8 GEMM rows alone (they are also the end of --bench) */
+        gt_bench_fp8_gemm();
+        return 0;
+    }
 
     printf("%-44s %-5s %11s %11s  %s\n", "case", "", "max_abs", "nmse", "covers / first failure");
     for (size_t f = 0; f < ARRAY_LEN(all_cases); f++)
@@ -64,7 +90,7 @@ int main(int argc, char **argv)
             struct gt t = { .name = c->name, .rng = 0x05b7e7 };
             double c0 = now_s();
 
-            if (only && !strstr(c->name, only))
+            if (only && !matches(c->name, only))
                 continue;
             for (const char *p = c->name; *p; p++)
                 t.rng = t.rng * 131 + (unsigned char)*p;   /* a fixed seed per case */

@@ -110,7 +110,7 @@ static const char *const brief_flags[] = {
     "--kv-cache-memory", "--gpu-memory-utilization", "--block-size", "--max-num-seqs",
     "--max-num-batched-tokens", "--max-model-len", "--enable-prefix-caching", "--cuda-graph-sizes",
     "--enforce-eager", "--fused-rope-cache", "--tensor-parallel-size", "--threads", "--kv-cache-dtype",
-    "--calculate-kv-scales", "--quantization", "--seed",
+    "--calculate-kv-scales", "--quantization", "--load-format", "--seed",
     "--max-waiting-requests", "--max-connections", "--max-connections-per-client", "--max-body-bytes",
     "--max-header-bytes",
     "--max-prompt-tokens",

@@ -32,7 +32,7 @@ static void teardown(void)
 
 static struct bk_weight f32_weight(float *data, int rows, int cols)
 {
-    return (struct bk_weight){ data, DT_F32, rows, cols, NULL, 0, 0 };
+    return (struct bk_weight){ data, DT_F32, rows, cols, NULL, 0, 0, 0, NULL };
 }
 
 /* ---- cache_update ---- */
@@ -261,7 +261,7 @@ START_TEST(rmsnorm_with_a_residual_adds_into_it_then_normalizes_the_sum)
 {
     float x[4] = { 1, -1, 2, 0 }, res[4] = { 1, 3, -1, 2 }, out[4];
     uint16_t w[4] = { 0x3f80, 0x3f80, 0x4000, 0x3f80 };   /* bf16 1, 1, 2, 1 */
-    struct bk_weight wt = { w, DT_BF16, 4, 1, NULL, 0, 0 };
+    struct bk_weight wt = { w, DT_BF16, 4, 1, NULL, 0, 0, 0, NULL };
     double r = 1.0 / sqrt((4 + 4 + 1 + 4) / 4.0 + 1e-6);  /* sum = 2, 2, 1, 2 */
 
     ck_assert_int_eq(be->ops->rmsnorm(be, out, res, x, &wt, 1, 1e-6f), 0);
@@ -334,7 +334,7 @@ static void check_matmul(enum dtype dt, int n, bool with_bias)
     float *x = malloc(sizeof(float) * n * COLS), *out = malloc(sizeof(float) * n * ROWS);
     float *wf = malloc(sizeof(float) * ROWS * COLS), bias[ROWS];
     uint16_t *wb = malloc(sizeof(uint16_t) * ROWS * COLS);
-    struct bk_weight w = { dt == DT_F32 ? (void *)wf : (void *)wb, dt, ROWS, COLS, NULL, 0, 0 };
+    struct bk_weight w = { dt == DT_F32 ? (void *)wf : (void *)wb, dt, ROWS, COLS, NULL, 0, 0, 0, NULL };
     struct bk_weight bw = f32_weight(bias, ROWS, 1);
 
     for (int i = 0; i < ROWS * COLS; i++) {
@@ -381,7 +381,7 @@ END_TEST
 START_TEST(embedding_reads_table_rows_and_zeroes_ids_outside_the_table)
 {
     uint16_t table[3 * 2] = { 0x3f80, 0x4000, 0x4040, 0x4080, 0xbf80, 0x0000 };  /* 1 2 3 4 -1 0 */
-    struct bk_weight w = { table, DT_BF16, 3, 2, NULL, 0, 0 };
+    struct bk_weight w = { table, DT_BF16, 3, 2, NULL, 0, 0, 0, NULL };
     int32_t ids[3] = { 2, 0, 1 }, bad[2] = { 1, 3 };
     float x[6];
 
@@ -409,10 +409,10 @@ START_TEST(upload_weight_shares_single_tensors_and_stacks_parts_by_rows)
     float a[4] = { 1, 2, 3, 4 }, b[2] = { 5, 6 };
     uint16_t h[2] = { 0x3c00, 0xc000 };   /* f16 1, -2 */
     uint16_t bf[2] = { 0x3f80, 0x4000 };  /* bf16 1, 2 */
-    struct tensor_ref ta = { "a", a, DT_F32, 2, { 2, 2 }, sizeof a, NULL, { 0, 0 } };
-    struct tensor_ref tb = { "b", b, DT_F32, 2, { 1, 2 }, sizeof b, NULL, { 0, 0 } };
-    struct tensor_ref th = { "h", h, DT_F16, 2, { 1, 2 }, sizeof h, NULL, { 0, 0 } };
-    struct tensor_ref tbf = { "bf", bf, DT_BF16, 1, { 2 }, sizeof bf, NULL, { 0, 0 } };
+    struct tensor_ref ta = { "a", a, DT_F32, 2, { 2, 2 }, sizeof a, NULL, { 0, 0 }, NULL };
+    struct tensor_ref tb = { "b", b, DT_F32, 2, { 1, 2 }, sizeof b, NULL, { 0, 0 }, NULL };
+    struct tensor_ref th = { "h", h, DT_F16, 2, { 1, 2 }, sizeof h, NULL, { 0, 0 }, NULL };
+    struct tensor_ref tbf = { "bf", bf, DT_BF16, 1, { 2 }, sizeof bf, NULL, { 0, 0 }, NULL };
     struct tensor_ref parts[3] = { ta, tb, th };
     struct bk_weight w;
     char err[ERR_LEN];

@@ -283,9 +283,9 @@ START_TEST(block_scaled_fp8_weights_multiply_as_their_dequantized_values)
     float scales[2 * 3] = { 0.5f, 2.0f, 0.25f, 1.0f, 4.0f, 0.125f };   /* [ceil(3/2), ceil(5/2)] */
     float x[N * C], out[N * R];
     struct tensor_ref sref = { "w.weight_scale_inv", scales, DT_F32, 2, { 2, 3 }, sizeof scales,
-                               NULL, { 0, 0 } };
+                               NULL, { 0, 0 }, NULL };
     struct tensor_ref w = { "w.weight", codes, DT_F8_E4M3, 2, { R, C }, sizeof codes, &sref,
-                            { 2, 2 } };
+                            { 2, 2 }, NULL };
     struct backend_options bo = { .num_threads = 1 };
     struct backend *be;
     struct bk_weight bw;
@@ -319,14 +319,14 @@ START_TEST(fused_fp8_parts_keep_each_parts_scales_and_fp8_next_to_float_is_refus
     uint8_t a[2 * 3] = { 0x38, 0x40, 0x30, 0xb8, 0x00, 0x7e }, c[1 * 3] = { 0x38, 0x38, 0x38 };
     float sa = 0.5f, sc[1] = { 3.0f }, x[3] = { 1.0f, 1.0f, 1.0f }, out[3];
     uint16_t bf[3] = { 0x3f80, 0x3f80, 0x3f80 };
-    struct tensor_ref sar = { "a.weight_scale", &sa, DT_F32, 0, { 0 }, 4, NULL, { 0, 0 } };
-    struct tensor_ref scr = { "c.weight_scale", sc, DT_F32, 2, { 1, 1 }, 4, NULL, { 0, 0 } };
+    struct tensor_ref sar = { "a.weight_scale", &sa, DT_F32, 0, { 0 }, 4, NULL, { 0, 0 }, NULL };
+    struct tensor_ref scr = { "c.weight_scale", sc, DT_F32, 2, { 1, 1 }, 4, NULL, { 0, 0 }, NULL };
     struct tensor_ref parts[2] = {
-        { "a.weight", a, DT_F8_E4M3, 2, { 2, 3 }, sizeof a, &sar, { 2, 3 } },   /* per tensor */
-        { "c.weight", c, DT_F8_E4M3, 2, { 1, 3 }, sizeof c, &scr, { 1, 3 } },   /* per channel */
+        { "a.weight", a, DT_F8_E4M3, 2, { 2, 3 }, sizeof a, &sar, { 2, 3 }, NULL },   /* per tensor */
+        { "c.weight", c, DT_F8_E4M3, 2, { 1, 3 }, sizeof c, &scr, { 1, 3 }, NULL },   /* per channel */
     };
     struct tensor_ref mixed[2] = {
-        parts[0], { "f.weight", bf, DT_BF16, 2, { 1, 3 }, sizeof bf, NULL, { 0, 0 } } };
+        parts[0], { "f.weight", bf, DT_BF16, 2, { 1, 3 }, sizeof bf, NULL, { 0, 0 }, NULL } };
     struct backend_options bo = { .num_threads = 1 };
     struct backend *be;
     struct bk_weight bw;
@@ -356,7 +356,7 @@ START_TEST(quantizing_at_load_gives_one_scale_per_row_of_amax_over_448)
     const float w[9] = { 896.0f, -2.0f, 1.0f, 0, 0, 0, 0.875f, -0.4375f, 0.001953125f };
     const uint8_t want[9] = { 0x7e, 0xb8, 0x30, 0, 0, 0, 0x7e, 0xf6, 0x38 };
     const float want_s[3] = { 2.0f, 1.0f, 1.0f / 512 };
-    struct tensor_ref t = { "w", w, DT_F32, 2, { 3, 3 }, sizeof w, NULL, { 0, 0 } }, sref, q;
+    struct tensor_ref t = { "w", w, DT_F32, 2, { 3, 3 }, sizeof w, NULL, { 0, 0 }, NULL }, sref, q;
     uint8_t data[9];
     float scales[3];
 

@@ -4,8 +4,8 @@
  * those of the same weights dequantized by tests/unit/fp8_ref.c (independent code) into a
  * plain f32 checkpoint, and stay within a stated bound of a bf16 one; broken checkpoints
  * refused with one line naming the tensor; `osprey generate` on them; the fp8 KV cache close
- * to the bf16 one and holding twice its tokens; --quantization fp8 at load; the CUDA backend
- * and unimplemented options refused at engine creation; /metrics naming the cache; Phi-3's
+ * to the bf16 one and holding twice its tokens; --quantization fp8 at load; unimplemented
+ * options refused at engine creation, and none of the fp8 ones on the CUDA backend; /metrics naming the cache; Phi-3's
  * fused weights quantized, and quantized MoE checkpoints refused. */
 #include <check.h>
 #include <errno.h>
@@ -354,6 +354,22 @@ static char *no_quant(const char *text, void *ctx)
     return s;
 }
 
+/* The compressed-tensors config with static activations (input_activations.dynamic false):
+ * every fp8 weight then needs its input_scale, which gen-model does not write. */
+static char *static_acts(const char *text, void *ctx)
+{
+    const char *p = strstr(text, "\"dynamic\":");
+    const char *t = p ? strstr(p, "true") : NULL;
+    char *s = malloc(strlen(text) + 2);
+
+    if (!t) {
+        strcpy(s, text);
+        return s;
+    }
+    snprintf(s, strlen(text) + 2, "%.*sfalse%s", (int)(t - text), text, t + 4);
+    return s;
+}
+
 static void check_broken(const char *src, const char *name, struct breakage b,
                          char *(*edit)(const char *, void *), const char *f1, const char *f2)
 {
@@ -395,6 +411,9 @@ START_TEST(broken_fp8_checkpoints_are_one_line_naming_the_tensor)
     check_broken(dir_block, "no-config", (struct breakage){ "none", DROP }, no_quant,
                  "model.layers.0.self_attn.q_proj.weight: F8_E4M3 weights",
                  "no quantization_config");
+    check_broken(dir_channel, "static-no-input-scale", (struct breakage){ "none", DROP },
+                 static_acts, "model.layers.0.self_attn.q_proj.input_scale: missing",
+                 "the config's activation scheme is static");
     check_broken(dir_block, "fp8-embed",
                  (struct breakage){ "model.embed_tokens.weight", TO_F8 }, NULL,
                  "model.embed_tokens.weight: F8_E4M3", "linear layers' weights only");
@@ -568,18 +587,14 @@ START_TEST(fp8_cache_engine_holds_twice_the_tokens_of_bf16_in_the_same_memory)
 }
 END_TEST
 
-START_TEST(cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation)
+START_TEST(unimplemented_fp8_options_are_refused_at_engine_creation)
 {
     static const struct { const char *dir_kind, *backend, *kv, *quant; bool calc; const char *want; }
     cases[] = {
-        { "block", "cuda", NULL, NULL, false, "fp8 block-wise: fp8 weights run on the CPU "
-                                              "backend only in this build" },
-        { "block", "cuda", "fp8", NULL, false, "fp8 block-wise: fp8 weights run on the CPU" },
-        { "bf16", "cuda", NULL, "fp8", false, "--quantization fp8: fp8 weights run on the CPU" },
-        { "bf16", "cuda", "fp8", NULL, true, "--calculate-kv-scales: the cuda backend cannot "
-                                             "measure K and V yet" },
         { "bf16", "cpu", NULL, NULL, true, "--calculate-kv-scales derives the fp8 cache's "
                                            "scales: it needs --kv-cache-dtype fp8" },
+        { "bf16", "cuda", NULL, NULL, true, "--calculate-kv-scales derives the fp8 cache's "
+                                            "scales: it needs --kv-cache-dtype fp8" },
         { "bf16", "cpu", "fp16", NULL, false, "--kv-cache-dtype fp16: expected auto, bf16 or fp8" },
         { "bf16", "cpu", NULL, "int8", false, "--quantization int8: expected fp8" },
     };
@@ -603,29 +618,42 @@ START_TEST(cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation)
 }
 END_TEST
 
-/* The fp8 KV cache alone passes the fp8 checks on cuda: what stops it here, if anything, is
- * the backend (no CUDA in this build, or no device), never the cache dtype. */
-START_TEST(the_fp8_kv_cache_alone_is_not_refused_on_cuda)
+/* FP8 weights, the fp8 KV cache and --calculate-kv-scales all pass the fp8 checks on cuda
+ * (its FP8 GEMMs and absmax op: engine/cuda/cuda_fp8_gemm.c): what stops them here, if
+ * anything, is the backend (no CUDA in this build, or no device), never an fp8 option. */
+START_TEST(the_fp8_options_are_not_refused_on_cuda)
 {
-    struct engine_options o;
-    struct engine *e = NULL;
-    char err[ERR_LEN] = "";
-    int rc;
+    static const struct { bool block; const char *kv, *quant; bool calc; } cases[] = {
+        { false, "fp8", NULL, false },   /* the fp8 KV cache alone */
+        { true, NULL, NULL, false },     /* a block-wise checkpoint */
+        { false, NULL, "fp8", false },   /* --quantization fp8 */
+        { true, "fp8", NULL, true },     /* all of it and --calculate-kv-scales */
+    };
 
-    engine_options_init(&o);
-    o.model_dir = dir_bf16;
-    o.backend = "cuda";
-    o.kv_cache_dtype = "fp8";
-    o.max_model_len = 256;
-    o.kv_cache_bytes = 1 << 20;
-    rc = engine_create(&e, &o, err);
-    if (rc == 0) {
-        ck_assert_ptr_nonnull(e);
-        engine_destroy(e);
-    } else {
-        ck_assert_ptr_null(e);
-        ck_assert_msg(strstr(err, "backend cuda:") && !strstr(err, "fp8") &&
-                      !strstr(err, "kv-cache-dtype"), "refused for the cache dtype: '%s'", err);
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct engine_options o;
+        struct engine *e = NULL;
+        char err[ERR_LEN] = "";
+        int rc;
+
+        engine_options_init(&o);
+        o.model_dir = cases[i].block ? dir_block : dir_bf16;
+        o.backend = "cuda";
+        o.kv_cache_dtype = cases[i].kv;
+        o.quantization = cases[i].quant;
+        o.calculate_kv_scales = cases[i].calc;
+        o.max_model_len = 256;
+        o.kv_cache_bytes = 1 << 20;
+        rc = engine_create(&e, &o, err);
+        if (rc == 0) {
+            ck_assert_ptr_nonnull(e);
+            engine_destroy(e);
+        } else {
+            ck_assert_ptr_null(e);
+            ck_assert_msg(strstr(err, "backend cuda:") && !strstr(err, "fp8") &&
+                          !strstr(err, "kv-cache-dtype") && !strstr(err, "quantiz"),
+                          "case %zu refused for an fp8 option: '%s'", i, err);
+        }
     }
 }
 END_TEST
@@ -781,8 +809,8 @@ Suite *fp8_model_suite(void)
     tcase_add_test(tc, the_checkpoints_kv_scales_reach_the_fp8_cache);
     tcase_add_test(tc, calculated_kv_scales_come_from_the_first_prefill_and_are_used);
     tcase_add_test(tc, fp8_cache_engine_holds_twice_the_tokens_of_bf16_in_the_same_memory);
-    tcase_add_test(tc, cuda_and_unimplemented_fp8_options_are_refused_at_engine_creation);
-    tcase_add_test(tc, the_fp8_kv_cache_alone_is_not_refused_on_cuda);
+    tcase_add_test(tc, unimplemented_fp8_options_are_refused_at_engine_creation);
+    tcase_add_test(tc, the_fp8_options_are_not_refused_on_cuda);
     tcase_add_test(tc, metrics_name_the_kv_cache_dtype_and_capacity);
     tcase_add_test(tc, gen_model_writes_what_quantization_config_says_and_refuses_other_schemes);
     tcase_add_test(tc, the_fp8_options_come_from_flags_and_environment_and_bad_values_are_refused);

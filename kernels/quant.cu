@@ -1,0 +1,370 @@
+/* quant.cu — FP8 (e4m3) linear layers' device side: bf16 activations quantized per token or
+ * per 128-wide k-block for cuBLASLt's scaled FP8 GEMMs (engine/cuda/cuda_fp8_gemm.c), a
+ * plain W8A16 product for the weights cuBLASLt cannot take (the fallback, and the check of
+ * the fast path), a bias add, and the absmax reduction of --calculate-kv-scales. CPU twins:
+ * engine/cpu/matmul.c (W8A16, the reference) and engine/cpu/cache_update.c (absmax_cpu). */
+#include <float.h>
+
+#include "kernels/common.cuh"
+#include "kernels/fp8.cuh"
+
+#define FP8_MAX 448.0f
+#define FP8_GROUP 128
+
+/* The scale of row t, k-block b in the layout of struct cuda_fp8_act: rows below n_main in
+ * the first region ([L][n_main], token-major within a block), the others in the second. */
+__device__ __forceinline__ float *act_scale_at(const cuda_fp8_act &a, int L, int t, int b)
+{
+    if (t < a.n_main)
+        return a.scale + (size_t)b * a.n_main + t;
+    return a.scale + (size_t)L * a.n_main + (size_t)b * (a.n_pad - a.n_main) + (t - a.n_main);
+}
+
+/* e4m3(x / scale) without the NaN care of fp8_quantize: activations that are NaN give a NaN
+ * product anyway. */
+__device__ __forceinline__ uint8_t to_e4m3(float x)
+{
+    return (uint8_t)__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
+}
+
+/* A dynamic scale from an absmax: absmax / 448, 1 for an all-zero row (any scale quantizes
+ * zeros to zeros); never below FLT_MIN, so that x / scale stays finite. */
+__device__ __forceinline__ float dyn_scale(float amax)
+{
+    return amax > 0.0f ? fmaxf(amax / FP8_MAX, FLT_MIN) : 1.0f;
+}
+
+/* Per token: grid (n_pad), block 256; one scale per row (static when a.static_scale). */
+__global__ void quant_token_kernel(cuda_fp8_act a, const bf16 *x)
+{
+    __shared__ float red[32];
+    int t = blockIdx.x, k = a.k;
+    uint8_t *q = a.q + (size_t)t * k;
+    const bf16 *xr = x + (size_t)t * k;
+    float amax = 0.0f, s;
+
+    if (t >= a.n) {   /* padding rows: zeros, which any scale leaves zero */
+        for (int c = threadIdx.x; c < k; c += blockDim.x)
+            q[c] = 0;
+        if (threadIdx.x == 0)
+            *act_scale_at(a, 1, t, 0) = 1.0f;
+        return;
+    }
+    if (a.static_scale) {
+        s = *a.static_scale;
+    } else {
+        for (int c = threadIdx.x; c < k; c += blockDim.x)
+            amax = fmaxf(amax, fabsf(__bfloat162float(xr[c])));
+        /* block max through block_sum's pattern: max is what we want, so reduce by hand */
+        amax = warp_max(amax);
+        if ((threadIdx.x & 31) == 0)
+            red[threadIdx.x >> 5] = amax;
+        __syncthreads();
+        amax = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? red[threadIdx.x & 31] : 0.0f;
+        amax = warp_max(amax);
+        s = dyn_scale(amax);
+    }
+    for (int c = threadIdx.x; c < k; c += blockDim.x)
+        q[c] = to_e4m3(__bfloat162float(xr[c]) / s);
+    if (threadIdx.x == 0)
+        *act_scale_at(a, 1, t, 0) = s;
+}
+
+/* Per 128-wide k-block: grid (n_pad, ceil(L / 4)), block 128 = 4 warps, one k-block each,
+ * 4 elements a lane. */
+__global__ void quant_group_kernel(cuda_fp8_act a, const bf16 *x)
+{
+    int t = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, k = a.k;
+    int L = (k + FP8_GROUP - 1) / FP8_GROUP, b = blockIdx.y * 4 + warp;
+    int c0 = b * FP8_GROUP + lane * 4;
+    uint8_t *q = a.q + (size_t)t * k;
+    float v[4], amax = 0.0f, s;
+
+    if (b >= L)
+        return;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int c = c0 + j;
+        v[j] = t < a.n && c < k ? __bfloat162float(x[(size_t)t * k + c]) : 0.0f;
+        amax = fmaxf(amax, fabsf(v[j]));
+    }
+    amax = warp_max(amax);
+    s = dyn_scale(amax);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        if (c0 + j < k)
+            q[c0 + j] = to_e4m3(v[j] / s);
+    if (lane == 0)
+        *act_scale_at(a, L, t, b) = s;
+}
+
+int fp8_quantize_act_cuda(const struct cuda_fp8_act *a, const bf16 *x, cudaStream_t s)
+{
+    int L = (a->k + FP8_GROUP - 1) / FP8_GROUP;
+
+    if (a->k <= 0 || a->n < 0 || a->n_main < 0 || a->n_main > a->n_pad || a->n > a->n_pad ||
+        !a->q || !a->scale || (a->group != 0 && a->group != FP8_GROUP) ||
+        (a->group && a->static_scale))
+        return -EINVAL;
+    if (a->n_pad == 0)
+        return 0;
+    if (a->group)
+        quant_group_kernel<<<dim3(a->n_pad, ceil_div_u(L, 4)), 128, 0, s>>>(*a, x);
+    else
+        quant_token_kernel<<<a->n_pad, 256, 0, s>>>(*a, x);
+    if (!CUDA_OK(cudaGetLastError()))
+        return -EIO;
+    return 0;
+}
+
+/* ---- W8A16: out = x · (e4m3 * scale)ᵀ, f32 sums ----
+ * With a static activation scale, x is clamped to +-448 * scale first: what the scaled FP8
+ * GEMM's quantization saturates, so that a layer means the same on every path. */
+
+#define W8_ROWS 8      /* weight rows a block, one a warp */
+#define W8_TOKENS 8    /* tokens a block: every weight element read once per 8 tokens */
+
+__device__ __forceinline__ float e4m3_to_f32(uint8_t c)
+{
+    __half_raw h = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)c, __NV_E4M3);
+
+    return __half2float(__half(h));
+}
+
+/* grid (ceil(rows / W8_ROWS), ceil(n / W8_TOKENS)), block 32 * W8_ROWS */
+template <bool OUT_F32>
+__global__ void w8a16_kernel(void *out, const bf16 *x, cuda_fp8_weight w, const bf16 *bias, int n)
+{
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r = blockIdx.x * W8_ROWS + warp, t0 = blockIdx.y * W8_TOKENS;
+    int nt = min(W8_TOKENS, n - t0);
+    float acc[W8_TOKENS] = { 0 };
+    const uint8_t *wr;
+    const float *sr;
+
+    float lim = w.input_scale ? FP8_MAX * *w.input_scale : INFINITY;
+
+    if (r >= w.rows)
+        return;
+    wr = w.w + (size_t)r * w.cols;
+    sr = w.scale + (size_t)(r / w.row_block) * w.scale_ld;
+    for (int c = lane; c < w.cols; c += 32) {
+        float wv = e4m3_to_f32(wr[c]) * sr[c / w.col_block];
+
+#pragma unroll
+        for (int j = 0; j < W8_TOKENS; j++)
+            if (j < nt)
+                acc[j] += wv * fminf(lim, fmaxf(-lim, __bfloat162float(x[(size_t)(t0 + j) * w.cols + c])));
+    }
+#pragma unroll
+    for (int j = 0; j < W8_TOKENS; j++) {
+        float v = warp_sum(acc[j]);
+
+        if (lane == 0 && j < nt) {
+            size_t o = (size_t)(t0 + j) * w.rows + r;
+
+            if (bias)
+                v += __bfloat162float(bias[r]);
+            if (OUT_F32)
+                ((float *)out)[o] = v;
+            else
+                ((bf16 *)out)[o] = __float2bfloat16(v);
+        }
+    }
+}
+
+int fp8_w8a16_gemm_cuda(void *out, bool out_f32, const bf16 *x, const struct cuda_fp8_weight *w,
+                        const bf16 *bias, int n, cudaStream_t s)
+{
+    dim3 grid(ceil_div_u(w->rows, W8_ROWS), ceil_div_u(n, W8_TOKENS));
+
+    if (n < 0 || w->rows <= 0 || w->cols <= 0 || w->row_block < 1 || w->col_block < 1 ||
+        w->scale_ld < 1 || !w->w || !w->scale || (out_f32 && bias))
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    if (out_f32)
+        w8a16_kernel<true><<<grid, 32 * W8_ROWS, 0, s>>>(out, x, *w, bias, n);
+    else
+        w8a16_kernel<false><<<grid, 32 * W8_ROWS, 0, s>>>(out, x, *w, bias, n);
+    if (!CUDA_OK(cudaGetLastError()))
+        return -EIO;
+    return 0;
+}
+
+/* ---- W8A16 for decode: one warp a weight row, 16 codes a lane per load ----
+ * A few tokens (n <= 8 per block row) read every weight byte once, 16 bytes a lane, so the
+ * product streams the e4m3 weights at close to the copy bandwidth: half the bytes of the
+ * bf16 GEMV cuBLAS runs for decode, and no activation quantization. The scale of each
+ * 16-column chunk multiplies that chunk's partial sums (col_block a multiple of 16). */
+
+#define GEMV_ROWS 8    /* rows a block: one a warp */
+
+/* 16 e4m3 codes to floats, exactly (every e4m3 is a half). */
+__device__ __forceinline__ void e4m3x16_to_f32(const uint4 &raw, float *f)
+{
+    const uint16_t *p = reinterpret_cast<const uint16_t *>(&raw);
+
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        __half2 h = __half2(__nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)p[i], __NV_E4M3));
+        float2 v = __half22float2(h);
+
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
+}
+
+/* grid (ceil(rows / GEMV_ROWS), ceil(n / NT)), block 32 * GEMV_ROWS */
+template <int NT, bool OUT_F32>
+__global__ void __launch_bounds__(32 * GEMV_ROWS)
+w8_gemv_kernel(void *out, const bf16 *x, cuda_fp8_weight w, const bf16 *bias, int n)
+{
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r = blockIdx.x * GEMV_ROWS + warp, t0 = blockIdx.y * NT, K = w.cols;
+    int nt = min(NT, n - t0);
+    float acc[NT];
+    const uint8_t *wr;
+    const float *sr;
+
+    float lim = w.input_scale ? FP8_MAX * *w.input_scale : INFINITY;
+
+    if (r >= w.rows)
+        return;
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+        acc[j] = 0.0f;
+    wr = w.w + (size_t)r * K;
+    sr = w.scale + (size_t)(r / w.row_block) * w.scale_ld;
+#pragma unroll 4
+    for (int c = lane * 16; c < K; c += 32 * 16) {
+        float wf[16], s = sr[c / w.col_block];
+
+        e4m3x16_to_f32(__ldcs(reinterpret_cast<const uint4 *>(wr + c)), wf);
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            if (j < nt) {
+                const bf16 *xp = x + (size_t)(t0 + j) * K + c;
+                vec8 a = load8(xp), b = load8(xp + 8);
+                float d = 0.0f;
+
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    d += wf[i] * fminf(lim, fmaxf(-lim, a.v[i])) +
+                         wf[8 + i] * fminf(lim, fmaxf(-lim, b.v[i]));
+                acc[j] += s * d;
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        float v = warp_sum(acc[j]);
+
+        if (lane == 0 && j < nt) {
+            size_t o = (size_t)(t0 + j) * w.rows + r;
+
+            if (bias)
+                v += __bfloat162float(bias[r]);
+            if (OUT_F32)
+                ((float *)out)[o] = v;
+            else
+                ((bf16 *)out)[o] = __float2bfloat16(v);
+        }
+    }
+}
+
+template <int NT>
+static void gemv_launch(void *out, bool out_f32, const bf16 *x, const cuda_fp8_weight &w,
+                        const bf16 *bias, int n, cudaStream_t s)
+{
+    dim3 grid(ceil_div_u(w.rows, GEMV_ROWS), ceil_div_u(n, NT));
+
+    if (out_f32)
+        w8_gemv_kernel<NT, true><<<grid, 32 * GEMV_ROWS, 0, s>>>(out, x, w, bias, n);
+    else
+        w8_gemv_kernel<NT, false><<<grid, 32 * GEMV_ROWS, 0, s>>>(out, x, w, bias, n);
+}
+
+int fp8_gemv_cuda(void *out, bool out_f32, const bf16 *x, const struct cuda_fp8_weight *w,
+                  const bf16 *bias, int n, cudaStream_t s)
+{
+    if (n < 0 || w->rows <= 0 || w->cols <= 0 || w->cols % 16 || w->row_block < 1 ||
+        w->scale_ld < 1 || (w->col_block % 16 && w->col_block < w->cols) || !w->w ||
+        !w->scale || !aligned16(w->w) || !aligned16(x) || (out_f32 && bias))
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    if (n == 1)
+        gemv_launch<1>(out, out_f32, x, *w, bias, n, s);
+    else if (n == 2)
+        gemv_launch<2>(out, out_f32, x, *w, bias, n, s);
+    else if (n <= 4)
+        gemv_launch<4>(out, out_f32, x, *w, bias, n, s);
+    else
+        gemv_launch<8>(out, out_f32, x, *w, bias, n, s);
+    if (!CUDA_OK(cudaGetLastError()))
+        return -EIO;
+    return 0;
+}
+
+/* ---- out[n, rows] += bias[rows], bf16 (a product whose GEMM had no bias epilogue) ---- */
+
+__global__ void bias_add_kernel(bf16 *out, const bf16 *bias, int rows, size_t count)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+    if (i < count)
+        out[i] = __float2bfloat16(__bfloat162float(out[i]) + __bfloat162float(bias[i % rows]));
+}
+
+int bias_add_cuda(bf16 *out, const bf16 *bias, int n, int rows, cudaStream_t s)
+{
+    size_t count = (size_t)n * rows;
+
+    if (n < 0 || rows <= 0)
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    bias_add_kernel<<<ceil_div_u(count, 256), 256, 0, s>>>(out, bias, rows, count);
+    if (!CUDA_OK(cudaGetLastError()))
+        return -EIO;
+    return 0;
+}
+
+/* ---- absmax: *out = max |x| over rows [rows, cols], stride elements apart ---- */
+
+/* |x| of a non-negative float orders as its bits do, so the maximum is an atomicMax on the
+ * bits. NaNs are skipped, as fmaxf skips them in absmax_cpu. grid-stride, block 256. */
+__global__ void absmax_kernel(unsigned int *out, const bf16 *x, int stride, int rows, int cols)
+{
+    size_t count = (size_t)rows * cols;
+    float m = 0.0f;
+
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float v = fabsf(__bfloat162float(x[(i / cols) * stride + i % cols]));
+
+        if (!isnan(v))
+            m = fmaxf(m, v);
+    }
+    m = warp_max(m);
+    if ((threadIdx.x & 31) == 0)
+        atomicMax(out, __float_as_uint(m));
+}
+
+int absmax_cuda(float *out, const bf16 *x, int stride, int rows, int cols, cudaStream_t s)
+{
+    size_t count = (size_t)rows * cols;
+
+    if (rows < 0 || cols < 0 || stride < cols)
+        return -EINVAL;
+    if (!CUDA_OK(cudaMemsetAsync(out, 0, sizeof *out, s)))
+        return -EIO;
+    if (count == 0)
+        return 0;
+    absmax_kernel<<<min(ceil_div_u(count, 256), 1024u), 256, 0, s>>>((unsigned int *)out, x,
+                                                                     stride, rows, cols);
+    if (!CUDA_OK(cudaGetLastError()))
+        return -EIO;
+    return 0;
+}
