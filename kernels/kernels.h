@@ -221,8 +221,9 @@ int sample_cuda(const float *logits, int vocab, int num_rows, const struct cuda_
  * (tests run both shapes on the same data; benchmarks compare them). */
 enum cuda_moe_tile {
     CUDA_MOE_TILE_AUTO = 0,
-    CUDA_MOE_TILE_DECODE = 1,  /* 16 rows of one expert per tile: weight-bandwidth-bound steps */
-    CUDA_MOE_TILE_PREFILL = 2, /* 64 x 128 tiles: many rows per expert */
+    CUDA_MOE_TILE_DECODE = 1,  /* 16 x 32 tiles, 2 warps: weight-bandwidth-bound steps, many CTAs */
+    CUDA_MOE_TILE_DECODE_WIDE = 2, /* 16 x 64 tiles, 4 warps */
+    CUDA_MOE_TILE_PREFILL = 3, /* 64 x 128 tiles: many rows per expert */
 };
 
 struct cuda_moe_params {

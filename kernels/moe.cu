@@ -385,15 +385,17 @@ __global__ void moe_combine_kernel(bf16 *out, const bf16 *y, int k, int hidden, 
 
 /* ---- launchers ---- */
 
-/* The two tile shapes. DECODE: 16 x 64 tiles, 4 warps side by side, 64-deep stages, 4 in
- * flight: few rows per expert, so the weights' bytes are the cost; narrow tiles give enough
- * CTAs to keep every SM streaming. PREFILL: 64 x 128 tiles, 2 x 2 warps of 32 x 64. */
+/* The tile shapes. DECODE: 16 x 32 tiles, 2 warps side by side, 64-deep stages, 4 in
+ * flight: few rows per expert, so the weights' bytes are the cost, and narrow tiles give
+ * enough CTAs to keep every SM streaming (8 experts of a decode step: 384 CTAs for
+ * Qwen3-30B-A3B's gate_up). DECODE_WIDE: 16 x 64, 4 warps. PREFILL: 64 x 128 tiles, 2 x 2
+ * warps of 32 x 64. */
 #define DEC_BM 16
 #define PRE_BM 64
 
 static int tile_bm(enum cuda_moe_tile t)
 {
-    return t == CUDA_MOE_TILE_DECODE ? DEC_BM : PRE_BM;
+    return t == CUDA_MOE_TILE_PREFILL ? PRE_BM : DEC_BM;
 }
 
 /* Tiles of bm rows the routing can need at most: every expert's rows rounded up to bm adds
@@ -510,7 +512,7 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
     int P, bm, tiles, rc;
     bool vec;
 
-    if (!valid(p) || !work)
+    if (!valid(p) || !work || p->tile < CUDA_MOE_TILE_AUTO || p->tile > CUDA_MOE_TILE_PREFILL)
         return -EINVAL;
     for (int e = 0; e < p->num_experts; e++)
         if (!w->gate_up[e] || !w->down[e])
@@ -534,6 +536,8 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
     if (!CUDA_OK(cudaGetLastError()))
         return -EIO;
     if (tile == CUDA_MOE_TILE_DECODE)
+        return launch_gemms<DEC_BM, 32, 64, 1, 2, 4>(y, x, p, w, &wk, tiles, vec, s);
+    if (tile == CUDA_MOE_TILE_DECODE_WIDE)
         return launch_gemms<DEC_BM, 64, 64, 1, 4, 4>(y, x, p, w, &wk, tiles, vec, s);
     return launch_gemms<PRE_BM, 128, 32, 2, 2, 3>(y, x, p, w, &wk, tiles, vec, s);
 }
