@@ -9,19 +9,16 @@
 
 /* ---- routing: softmax and top-k, one warp per row ---- */
 
-/* grid ceil(n / 4), block 128; EPL = experts per lane (E <= 32 * EPL). Ties: the lower
- * expert id first, as engine/cpu/moe.c's route_row, which compares the probabilities. */
+/* Softmax and top-k of one row of E logits by one warp; lane 0 writes the k ids and
+ * weights. EPL = experts per lane (E <= 32 * EPL). Ties: the lower expert id first, as
+ * engine/cpu/moe.c's route_row, which compares the probabilities. */
 template <int EPL>
-__global__ void moe_topk_kernel(const float *logits, int n, int E, int k, bool renormalize,
-                                int32_t *ids, float *wts)
+__device__ __forceinline__ void topk_row(const float *logits, int E, int k, bool renormalize,
+                                         int lane, int32_t *ids, float *wts)
 {
-    int row = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     float p[EPL], m = -INFINITY, sum = 0.0f, sel_w[CUDA_MOE_MAX_TOP_K];
     int sel_e[CUDA_MOE_MAX_TOP_K];
 
-    if (row >= n)
-        return;
-    logits += (size_t)row * E;
 #pragma unroll
     for (int i = 0; i < EPL; i++) {
         int e = lane + 32 * i;
@@ -78,9 +75,21 @@ __global__ void moe_topk_kernel(const float *logits, int n, int E, int k, bool r
 #pragma unroll
     for (int j = 0; j < CUDA_MOE_MAX_TOP_K; j++)
         if (j < k) {
-            ids[(size_t)row * k + j] = sel_e[j];
-            wts[(size_t)row * k + j] = renormalize ? sel_w[j] / s : sel_w[j];
+            ids[j] = sel_e[j];
+            wts[j] = renormalize ? sel_w[j] / s : sel_w[j];
         }
+}
+
+/* grid ceil(n / 4), block 128: one warp per row */
+template <int EPL>
+__global__ void moe_topk_kernel(const float *logits, int n, int E, int k, bool renormalize,
+                                int32_t *ids, float *wts)
+{
+    int row = blockIdx.x * 4 + (threadIdx.x >> 5);
+
+    if (row < n)
+        topk_row<EPL>(logits + (size_t)row * E, E, k, renormalize, threadIdx.x & 31,
+                      ids + (size_t)row * k, wts + (size_t)row * k);
 }
 
 /* ---- grouping: the pairs sorted by expert, each expert's rows padded to bm ---- */
@@ -90,16 +99,25 @@ __global__ void moe_topk_kernel(const float *logits, int n, int E, int k, bool r
 /* One block of ALIGN_THREADS. sorted_pair[max_tiles * bm]: the pair (t * k + j) of each
  * row, -1 for padding; tile_expert[max_tiles]: the expert of each tile of bm rows, -1 past
  * the last. Within an expert, pairs keep their order (a stable sort: the layout, and so
- * any result, does not depend on scheduling). */
+ * any result, does not depend on scheduling). With logits (few rows: a decode step), the
+ * block first routes the rows itself, one warp per row, which saves a launch. */
+template <int EPL>
 __global__ void __launch_bounds__(ALIGN_THREADS)
-moe_align_kernel(const int32_t *ids, int P, int E, int bm, int max_tiles, int32_t *sorted_pair,
-                 int32_t *tile_expert)
+moe_align_kernel(const float *logits, int n, int k, bool renormalize, int32_t *ids, float *wts,
+                 int E, int bm, int max_tiles, int32_t *sorted_pair, int32_t *tile_expert)
 {
     __shared__ int cnt[CUDA_MOE_MAX_EXPERTS], base[CUDA_MOE_MAX_EXPERTS];
     __shared__ int tile_off[CUDA_MOE_MAX_EXPERTS + 1];
     __shared__ int wc[(ALIGN_THREADS / 32) * CUDA_MOE_MAX_EXPERTS];   /* [warp][expert] */
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
+    int P = n * k;
 
+    if (logits) {
+        for (int r = warp; r < n; r += nwarps)
+            topk_row<EPL>(logits + (size_t)r * E, E, k, renormalize, lane, ids + (size_t)r * k,
+                          wts + (size_t)r * k);
+        __syncthreads();   /* the block's own global writes are visible to it after this */
+    }
     for (int e = tid; e < E; e += blockDim.x)
         cnt[e] = 0;
     for (int i = tid; i < nwarps * E; i += blockDim.x)
@@ -457,20 +475,27 @@ size_t moe_experts_cuda_work_bytes(const struct cuda_moe_params *p)
     return valid(p) ? carve(p, NULL, NULL) : 0;
 }
 
-static int launch_topk(const float *logits, const struct cuda_moe_params *p, int32_t *ids,
-                       float *wts, cudaStream_t s)
+/* Up to this many rows the align kernel routes them itself (<= 4 rows a warp). */
+#define FUSED_TOPK_ROWS 128
+
+/* Routing and grouping: a top-k kernel of many blocks, then the align kernel; or for few
+ * rows the align kernel alone. */
+template <int EPL>
+static int launch_route(const float *logits, const struct cuda_moe_params *p,
+                        const struct moe_work_parts *wk, int bm, int tiles, cudaStream_t s)
 {
     int n = p->num_tokens, E = p->num_experts, k = p->top_k;
-    dim3 grid(ceil_div_u(n, 4)), block(128);
+    bool fused = n <= FUSED_TOPK_ROWS;
 
-    if (E <= 32)
-        moe_topk_kernel<1><<<grid, block, 0, s>>>(logits, n, E, k, p->renormalize, ids, wts);
-    else if (E <= 64)
-        moe_topk_kernel<2><<<grid, block, 0, s>>>(logits, n, E, k, p->renormalize, ids, wts);
-    else if (E <= 128)
-        moe_topk_kernel<4><<<grid, block, 0, s>>>(logits, n, E, k, p->renormalize, ids, wts);
-    else
-        moe_topk_kernel<8><<<grid, block, 0, s>>>(logits, n, E, k, p->renormalize, ids, wts);
+    if (!fused) {
+        moe_topk_kernel<EPL><<<ceil_div_u(n, 4), 128, 0, s>>>(logits, n, E, k, p->renormalize,
+                                                               wk->ids, wk->wts);
+        if (!CUDA_OK(cudaGetLastError()))
+            return -EIO;
+    }
+    moe_align_kernel<EPL><<<1, ALIGN_THREADS, 0, s>>>(fused ? logits : nullptr, n, k,
+                                                       p->renormalize, wk->ids, wk->wts, E, bm,
+                                                       tiles, wk->sorted_pair, wk->tile_expert);
     return CUDA_OK(cudaGetLastError()) ? 0 : -EIO;
 }
 
@@ -529,12 +554,12 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
     vec = p->hidden % 8 == 0 && p->ffn % 8 == 0 && aligned16(x) && aligned16(y) && aligned16(wk.act);
     for (int e = 0; e < p->num_experts && vec; e++)
         vec = aligned16(w->gate_up[e]) && aligned16(w->down[e]);
-    if ((rc = launch_topk(logits, p, wk.ids, wk.wts, s)))
+    rc = p->num_experts <= 32 ? launch_route<1>(logits, p, &wk, bm, tiles, s)
+       : p->num_experts <= 64 ? launch_route<2>(logits, p, &wk, bm, tiles, s)
+       : p->num_experts <= 128 ? launch_route<4>(logits, p, &wk, bm, tiles, s)
+       : launch_route<8>(logits, p, &wk, bm, tiles, s);
+    if (rc)
         return rc;
-    moe_align_kernel<<<1, ALIGN_THREADS, 0, s>>>(wk.ids, P, p->num_experts, bm, tiles,
-                                                  wk.sorted_pair, wk.tile_expert);
-    if (!CUDA_OK(cudaGetLastError()))
-        return -EIO;
     if (tile == CUDA_MOE_TILE_DECODE)
         return launch_gemms<DEC_BM, 32, 64, 1, 2, 4>(y, x, p, w, &wk, tiles, vec, s);
     if (tile == CUDA_MOE_TILE_DECODE_WIDE)
