@@ -221,9 +221,9 @@ int sample_cuda(const float *logits, int vocab, int num_rows, const struct cuda_
  * (tests run both shapes on the same data; benchmarks compare them). */
 enum cuda_moe_tile {
     CUDA_MOE_TILE_AUTO = 0,
-    CUDA_MOE_TILE_DECODE = 1,  /* 16 x 32 tiles, 2 warps: weight-bandwidth-bound steps, many CTAs */
-    CUDA_MOE_TILE_DECODE_WIDE = 2, /* 16 x 64 tiles, 4 warps */
-    CUDA_MOE_TILE_PREFILL = 3, /* 64 x 128 tiles: many rows per expert */
+    CUDA_MOE_TILE_DECODE = 1,  /* 16 x 32 tiles, 2 warps, 8 stages: weight-bandwidth-bound steps */
+    CUDA_MOE_TILE_DECODE_WIDE = 2, /* 16 x 64 tiles, 4 warps, 6 stages */
+    CUDA_MOE_TILE_PREFILL = 3, /* 64 x 128 tiles, 4 warps, 4 stages: many rows per expert */
 };
 
 struct cuda_moe_params {
@@ -240,6 +240,10 @@ struct cuda_moe_experts {
     const bf16 *gate_up[CUDA_MOE_MAX_EXPERTS];   /* [2 ffn, hidden], gate rows first */
     const bf16 *down[CUDA_MOE_MAX_EXPERTS];      /* [hidden, ffn] */
 };
+
+/* Raises the shared-memory limit of the grouped GEMM kernels; once, at backend creation
+ * (not allowed inside a graph capture). Returns 0 or -EIO. */
+int moe_cuda_init(void);
 
 /* Scratch bytes moe_experts_cuda needs for p (any tile shape): the routing, the grouping
  * padded to the worst case of p->num_tokens rows, and the [n * k, ffn] activations. */

@@ -232,6 +232,14 @@ __device__ __forceinline__ void mma_bf16(float d[4], const unsigned a[4], unsign
  * cp.async; else element by element (odd shapes of tests). GATE_UP: the tile's columns
  * are BN/2 gate rows of the weight and the matching BN/2 up rows, so the epilogue has both
  * halves of silu(gate) * up. */
+/* Dynamic shared memory of a tile shape: the pipeline's stages, reused by the epilogue. */
+template <int BM, int BN, int BK, int STAGES>
+constexpr int gemm_smem_bytes()
+{
+    return STAGES * (BM + BN) * (BK + 8) * 2 > BM * (BN + 4) * 4 ? STAGES * (BM + BN) * (BK + 8) * 2
+                                                                 : BM * (BN + 4) * 4;
+}
+
 template <int BM, int BN, int BK, int WM, int WN, int STAGES, int MODE, bool VEC>
 __global__ void __launch_bounds__(WM * WN * 32)
 moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
@@ -239,11 +247,9 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
     constexpr int THREADS = WM * WN * 32, LD = BK + 8, WTM = BM / WM, WTN = BN / WN;
     constexpr int MT = WTM / 16, NT = WTN / 8, KC = BK / 8;   /* 8-element chunks per row */
     constexpr int A_CHUNKS = BM * KC / THREADS, B_CHUNKS = BN * KC / THREADS;
-    constexpr int PIPE_BYTES = STAGES * (BM + BN) * LD * 2, EPI_BYTES = BM * (BN + 4) * 4;
-    constexpr int SMEM_BYTES = PIPE_BYTES > EPI_BYTES ? PIPE_BYTES : EPI_BYTES;
     static_assert(BM % (16 * WM) == 0 && BN % (16 * WN) == 0 && BK % 16 == 0, "tile shape");
     static_assert(BM * KC % THREADS == 0 && BN * KC % THREADS == 0, "chunks per thread");
-    __shared__ __align__(16) unsigned char smem[SMEM_BYTES];
+    extern __shared__ __align__(16) unsigned char smem[];   /* gemm_smem_bytes */
     __shared__ int rows[BM];
     bf16 *sa = reinterpret_cast<bf16 *>(smem);              /* [STAGES][BM][LD] */
     bf16 *sb = sa + STAGES * BM * LD;                       /* [STAGES][BN][LD] */
@@ -403,11 +409,16 @@ __global__ void moe_combine_kernel(bf16 *out, const bf16 *y, int k, int hidden, 
 
 /* ---- launchers ---- */
 
-/* The tile shapes. DECODE: 16 x 32 tiles, 2 warps side by side, 64-deep stages, 4 in
- * flight: few rows per expert, so the weights' bytes are the cost, and narrow tiles give
- * enough CTAs to keep every SM streaming (8 experts of a decode step: 384 CTAs for
- * Qwen3-30B-A3B's gate_up). DECODE_WIDE: 16 x 64, 4 warps. PREFILL: 64 x 128 tiles, 2 x 2
- * warps of 32 x 64. */
+/* The tile shapes, as <BM, BN, BK, WM, WN, STAGES>. DECODE: 16 x 32 tiles, 2 warps side by
+ * side, 64-deep stages, 8 of them: few rows per expert, so the weights' bytes are the cost;
+ * narrow tiles give enough CTAs (8 experts of a Qwen3-30B-A3B decode step: 384 for
+ * gate_up) and deep pipelines enough bytes in flight (7 stages of 4 KiB of weights per CTA;
+ * with 4 the H200 streamed a batch-1 step at 40% of its copy bandwidth, latency-bound).
+ * DECODE_WIDE: 16 x 64, 4 warps. PREFILL: 64 x 128 tiles, 2 x 2 warps of 32 x 64, 64-deep
+ * stages, 4 of them (110 KiB: two CTAs an SM). */
+#define DECODE_CFG DEC_BM, 32, 64, 1, 2, 8
+#define DECODE_WIDE_CFG DEC_BM, 64, 64, 1, 4, 6
+#define PREFILL_CFG PRE_BM, 128, 64, 2, 2, 4
 #define DEC_BM 16
 #define PRE_BM 64
 
@@ -515,18 +526,40 @@ static int launch_gemms(bf16 *y, const bf16 *x, const struct cuda_moe_params *p,
         pg.w[e] = e < p->num_experts ? w->gate_up[e] : nullptr;
         pd.w[e] = e < p->num_experts ? w->down[e] : nullptr;
     }
+    constexpr int SMEM = gemm_smem_bytes<BM, BN, BK, STAGES>();
     if (vec) {
-        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, true><<<grid1, WM * WN * 32, 0, s>>>(g1, pg);
+        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, true><<<grid1, WM * WN * 32, SMEM, s>>>(g1, pg);
         if (!CUDA_OK(cudaGetLastError()))
             return -EIO;
-        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, true><<<grid2, WM * WN * 32, 0, s>>>(g2, pd);
+        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, true><<<grid2, WM * WN * 32, SMEM, s>>>(g2, pd);
     } else {
-        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, false><<<grid1, WM * WN * 32, 0, s>>>(g1, pg);
+        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, false><<<grid1, WM * WN * 32, SMEM, s>>>(g1, pg);
         if (!CUDA_OK(cudaGetLastError()))
             return -EIO;
-        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, false><<<grid2, WM * WN * 32, 0, s>>>(g2, pd);
+        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, false><<<grid2, WM * WN * 32, SMEM, s>>>(g2, pd);
     }
     return CUDA_OK(cudaGetLastError()) ? 0 : -EIO;
+}
+
+/* Lets the four kernels of a tile shape take its shared memory (beyond the default 48 KiB). */
+template <int BM, int BN, int BK, int WM, int WN, int STAGES>
+static bool allow_smem()
+{
+    constexpr int SMEM = gemm_smem_bytes<BM, BN, BK, STAGES>();
+    return CUDA_OK(cudaFuncSetAttribute(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, true>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) &&
+           CUDA_OK(cudaFuncSetAttribute(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, true>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) &&
+           CUDA_OK(cudaFuncSetAttribute(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, false>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) &&
+           CUDA_OK(cudaFuncSetAttribute(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, false>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+}
+
+int moe_cuda_init(void)
+{
+    return allow_smem<DECODE_CFG>() && allow_smem<DECODE_WIDE_CFG>() && allow_smem<PREFILL_CFG>()
+               ? 0 : -EIO;
 }
 
 int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct cuda_moe_params *p,
@@ -561,10 +594,10 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
     if (rc)
         return rc;
     if (tile == CUDA_MOE_TILE_DECODE)
-        return launch_gemms<DEC_BM, 32, 64, 1, 2, 4>(y, x, p, w, &wk, tiles, vec, s);
+        return launch_gemms<DECODE_CFG>(y, x, p, w, &wk, tiles, vec, s);
     if (tile == CUDA_MOE_TILE_DECODE_WIDE)
-        return launch_gemms<DEC_BM, 64, 64, 1, 4, 4>(y, x, p, w, &wk, tiles, vec, s);
-    return launch_gemms<PRE_BM, 128, 32, 2, 2, 3>(y, x, p, w, &wk, tiles, vec, s);
+        return launch_gemms<DECODE_WIDE_CFG>(y, x, p, w, &wk, tiles, vec, s);
+    return launch_gemms<PREFILL_CFG>(y, x, p, w, &wk, tiles, vec, s);
 }
 
 int moe_combine_cuda(bf16 *out, const bf16 *y, int n, int top_k, int hidden, const bf16 *shared,

@@ -497,8 +497,8 @@ static int init_handles(struct backend_cuda *cu, char *err)
     if (!dev_alloc(&cu->blas_workspace, CUDA_BLAS_WORKSPACE_BYTES, "the cuBLAS workspace", err))
         return -ENOMEM;
     if (!CUDA_OK(cublasSetWorkspace(cu->blas, cu->blas_workspace, CUDA_BLAS_WORKSPACE_BYTES)) ||
-        attention_cuda_init()) {
-        errf(err, "cuda: cannot configure cuBLAS or the attention kernels");
+        attention_cuda_init() || moe_cuda_init()) {
+        errf(err, "cuda: cannot configure cuBLAS, the attention or the MoE kernels");
         return -EIO;
     }
     cu->attn.partial_bytes = CUDA_ATTN_PARTIAL_BYTES;

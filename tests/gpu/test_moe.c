@@ -11,9 +11,11 @@
  *
  * Tolerance: the CPU computes in f32; the GPU rounds the activation silu(gate) * up and
  * each weighted expert output to bf16 before the sum (2^-9 relative each), and the
- * output once more. An element then lies within 1.5e-2 of the output's rms plus 1e-2 of
- * itself (several bf16 steps), and the nmse stays below 1e-4 (one bf16 rounding is
- * ~1.3e-6). A row whose k-th and (k+1)-th router logits on the CPU lie within 1e-3 may pick
+ * output once more; the shared expert's dense path rounds its gate_up, activation and
+ * output too (cuBLAS writes bf16). An element then lies within 2e-2 of the output's rms
+ * plus 1e-2 of itself (a few bf16 steps; on the H200, 1.5e-2 of the rms was exceeded by 10
+ * of 522240 elements of the shared-expert case, by at most 11%), and the nmse stays below 1e-4 (one
+ * bf16 rounding is ~1.3e-6; measured <= 1.3e-5). A row whose k-th and (k+1)-th router logits on the CPU lie within 1e-3 may pick
  * another expert on the GPU (f32 sums in another order): such near-tie rows are left out
  * and counted in the note; exact ties are kept. */
 #ifdef OSPREY_CUDA
@@ -222,7 +224,7 @@ static int run_once(struct gt *t, struct moe_fx *f, int n, int zero, float *gpu_
         snprintf(what, sizeof what, "E %d k %d H %d F %d SF %d n %d", f->s.E, f->s.k, H, f->s.F,
                  f->s.SF, n);
         if (m)
-            gt_compare(t, what, got, ref, m, 1.5e-2 * sqrt(ss / m), 1e-2, 1e-4);
+            gt_compare(t, what, got, ref, m, 2e-2 * sqrt(ss / m), 1e-2, 1e-4);
     }
 out:
     if (cwork)
