@@ -224,7 +224,6 @@ enum cuda_moe_tile {
     CUDA_MOE_TILE_DECODE = 1,  /* 16 x 32 tiles, 2 warps, 8 stages: weight-bandwidth-bound steps */
     CUDA_MOE_TILE_DECODE_WIDE = 2, /* 16 x 64 tiles, 4 warps, 6 stages */
     CUDA_MOE_TILE_PREFILL = 3, /* 64 x 128 tiles, 4 warps, 4 stages: many rows per expert */
-    CUDA_MOE_TILE_PREFILL8 = 4, /* 64 x 128 tiles, 8 warps */
 };
 
 struct cuda_moe_params {

@@ -249,8 +249,6 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
     constexpr int A_CHUNKS = BM * KC / THREADS, B_CHUNKS = BN * KC / THREADS;
     static_assert(BM % (16 * WM) == 0 && BN % (16 * WN) == 0 && BK % 16 == 0, "tile shape");
     static_assert(BM * KC % THREADS == 0 && BN * KC % THREADS == 0, "chunks per thread");
-    static_assert(BK == 64 && 128 % (MODE == MOE_GATE_UP ? BN / 2 : BN) == 0,
-                  "one K order per column for every shape (see rot)");
     extern __shared__ __align__(16) unsigned char smem[];   /* gemm_smem_bytes */
     __shared__ int rows[BM];
     bf16 *sa = reinterpret_cast<bf16 *>(smem);              /* [STAGES][BM][LD] */
@@ -303,14 +301,8 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
                 dst[q] = src && k + q < g.K ? src[k + q] : __float2bfloat16(0.0f);
         }
     };
-    /* Each CTA walks K from its own starting tile, by expert and by 128-column group: CTAs
-     * in step otherwise all read the same 128 bytes of each 4 KiB weight row at once, which
-     * piles onto a few memory channels. The order of the K tiles per output column does not
-     * depend on the tile shape (all shapes have BK 64 and 128 is a multiple of their
-     * columns), so every shape gives the same bits. */
-    int KT = (g.K + BK - 1) / BK, rot = (e + n0 / 128) % KT;
     auto load_stage = [&](int stage, int kt) {
-        int k0 = (kt + rot < KT ? kt + rot : kt + rot - KT) * BK;
+        int k0 = kt * BK;
 #pragma unroll
         for (int c = 0; c < A_CHUNKS; c++) {
             int idx = tid + c * THREADS, r = idx / KC, kc = idx % KC * 8;
@@ -323,6 +315,7 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
         }
     };
 
+    int KT = (g.K + BK - 1) / BK;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < KT)
@@ -422,11 +415,10 @@ __global__ void moe_combine_kernel(bf16 *out, const bf16 *y, int k, int hidden, 
  * gate_up) and deep pipelines enough bytes in flight (7 stages of 4 KiB of weights per CTA;
  * with 4 the H200 streamed a batch-1 step at 40% of its copy bandwidth, latency-bound).
  * DECODE_WIDE: 16 x 64, 4 warps. PREFILL: 64 x 128 tiles, 2 x 2 warps of 32 x 64, 64-deep
- * stages, 4 of them (110 KiB: two CTAs an SM); PREFILL8 the same with 2 x 4 warps of 32 x 32. */
+ * stages, 4 of them (110 KiB: two CTAs an SM). */
 #define DECODE_CFG DEC_BM, 32, 64, 1, 2, 8
 #define DECODE_WIDE_CFG DEC_BM, 64, 64, 1, 4, 6
 #define PREFILL_CFG PRE_BM, 128, 64, 2, 2, 4
-#define PREFILL8_CFG PRE_BM, 128, 64, 2, 4, 4
 #define DEC_BM 16
 #define PRE_BM 64
 
@@ -566,8 +558,8 @@ static bool allow_smem()
 
 int moe_cuda_init(void)
 {
-    return allow_smem<DECODE_CFG>() && allow_smem<DECODE_WIDE_CFG>() && allow_smem<PREFILL_CFG>() &&
-           allow_smem<PREFILL8_CFG>() ? 0 : -EIO;
+    return allow_smem<DECODE_CFG>() && allow_smem<DECODE_WIDE_CFG>() && allow_smem<PREFILL_CFG>()
+               ? 0 : -EIO;
 }
 
 int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct cuda_moe_params *p,
@@ -578,7 +570,7 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
     int P, bm, tiles, rc;
     bool vec;
 
-    if (!valid(p) || !work || p->tile < CUDA_MOE_TILE_AUTO || p->tile > CUDA_MOE_TILE_PREFILL8)
+    if (!valid(p) || !work || p->tile < CUDA_MOE_TILE_AUTO || p->tile > CUDA_MOE_TILE_PREFILL)
         return -EINVAL;
     for (int e = 0; e < p->num_experts; e++)
         if (!w->gate_up[e] || !w->down[e])
@@ -605,8 +597,6 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
         return launch_gemms<DECODE_CFG>(y, x, p, w, &wk, tiles, vec, s);
     if (tile == CUDA_MOE_TILE_DECODE_WIDE)
         return launch_gemms<DECODE_WIDE_CFG>(y, x, p, w, &wk, tiles, vec, s);
-    if (tile == CUDA_MOE_TILE_PREFILL8)
-        return launch_gemms<PREFILL8_CFG>(y, x, p, w, &wk, tiles, vec, s);
     return launch_gemms<PREFILL_CFG>(y, x, p, w, &wk, tiles, vec, s);
 }
 

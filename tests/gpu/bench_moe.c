@@ -199,11 +199,11 @@ int gt_bench_moe(void)
         goto out;
     printf("moe bench: Qwen3-30B-A3B experts (hidden %d, ffn %d, %d experts, top %d), bf16; "
            "device copy %.0f GB/s\n", HID, FFN, E, K, gbs);
-    printf("%5s %7s %9s %9s %10s %10s %9s %9s %8s %9s %9s\n", "n", "experts", "16x32_us", "16x64_us",
-           "64x128_us", "64x128w8", "TFLOP/s", "GB/s", "%copy", "op_us", "dense_us");
+    printf("%5s %7s %9s %9s %10s %9s %9s %8s %9s %9s\n", "n", "experts", "16x32_us", "16x64_us",
+           "64x128_us", "TFLOP/s", "GB/s", "%copy", "op_us", "dense_us");
     for (size_t i = 0; i < ARRAY_LEN(ns); i++) {
         int n = ns[i], used;
-        double t[4], top, dense, flops = 6.0 * n * K * HID * FFN, bytes, best;
+        double t[3], top, dense, flops = 6.0 * n * K * HID * FFN, bytes, best;
 
         b.n = n;
         b.kp.num_tokens = n;
@@ -211,9 +211,9 @@ int gt_bench_moe(void)
             (used = distinct_experts(&b, n)) < 0)
             goto out;
         b.mode = 0;
-        for (int v = 0; v < 4; v++) {
-            static const enum cuda_moe_tile tiles[4] = { CUDA_MOE_TILE_DECODE,
-                CUDA_MOE_TILE_DECODE_WIDE, CUDA_MOE_TILE_PREFILL, CUDA_MOE_TILE_PREFILL8 };
+        for (int v = 0; v < 3; v++) {
+            static const enum cuda_moe_tile tiles[3] = { CUDA_MOE_TILE_DECODE,
+                CUDA_MOE_TILE_DECODE_WIDE, CUDA_MOE_TILE_PREFILL };
             b.kp.tile = tiles[v];
             t[v] = time_cold(&b);
         }
@@ -222,10 +222,10 @@ int gt_bench_moe(void)
         top = time_cold(&b);
         b.mode = 2;
         dense = time_cold(&b);
-        best = fmin(fmin(t[0], t[1]), fmin(t[2], t[3]));
+        best = fmin(fmin(t[0], t[1]), t[2]);
         bytes = (double)used * expert * 2 + (double)n * HID * 2 + (double)n * K * HID * 2;
-        printf("%5d %7d %9.1f %9.1f %10.1f %10.1f %9.1f %9.0f %7.0f%% %9.1f %9.1f\n", n, used,
-               t[0] * 1e6, t[1] * 1e6, t[2] * 1e6, t[3] * 1e6, flops / best / 1e12, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / gbs,
+        printf("%5d %7d %9.1f %9.1f %10.1f %9.1f %9.0f %7.0f%% %9.1f %9.1f\n", n, used, t[0] * 1e6,
+               t[1] * 1e6, t[2] * 1e6, flops / best / 1e12, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / gbs,
                top * 1e6, dense * 1e6);
         fflush(stdout);
     }
