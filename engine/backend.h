@@ -94,7 +94,8 @@ struct moe_params {
     int hidden, ffn;           /* ffn: one expert's intermediate size */
     int shared_ffn;            /* the shared expert's, 0 = none */
     bool renormalize;          /* norm_topk_prob (always for Mixtral) */
-    void *work;                /* scratch of moe_work_bytes(max rows) bytes, owned by the runner */
+    void *work;                /* scratch of moe_work_bytes(be, max rows, p) bytes, owned by
+                                * the runner */
 };
 
 /* One MoE layer's weights on the device. */
@@ -105,15 +106,6 @@ struct moe_weights {
                                               * shared_ffn]; NULL without a shared expert */
     const struct bk_weight *shared_gate;     /* [1, hidden] */
 };
-
-/* Scratch a backend's moe op may use for n rows: router logits, the k ids and weights per
- * row, and one expert's gathered rows, gate_up, activation and output. */
-static inline size_t moe_work_bytes(int n, const struct moe_params *p)
-{
-    int f = p->ffn > p->shared_ffn ? p->ffn : p->shared_ffn;
-
-    return (size_t)n * (p->num_experts + 2 * p->top_k + 2 * p->hidden + 3 * f + 2) * 4;
-}
 
 struct backend_ops {
     const char *name;                       /* "cpu", "cuda" */
@@ -200,6 +192,10 @@ struct backend_ops {
     /* out[n, hidden] = the MoE block of x[n, hidden] (struct moe_params, struct moe_weights) */
     int (*moe)(struct backend *be, void *out, const void *x, const struct moe_weights *w, int n,
                const struct moe_params *p);
+    /* Bytes of scratch (moe_params.work) the moe op needs for up to n rows of p's shape
+     * (p->work unused); set together with moe: each backend lays its scratch out its own way
+     * (cpu: one expert's rows at a time; cuda: every (token, expert) pair at once). */
+    size_t (*moe_work_bytes)(int n, const struct moe_params *p);
 
     /* Optional (NULL when absent): RoPE of q and k plus the cache write of k and v in one
      * pass; same contract as rope followed by cache_update. */
@@ -221,6 +217,12 @@ struct backend_ops {
 struct backend {
     const struct backend_ops *ops;
 };
+
+/* Scratch bytes be's moe op needs for n rows (0 when the backend has no moe op). */
+static inline size_t moe_work_bytes(const struct backend *be, int n, const struct moe_params *p)
+{
+    return be->ops->moe_work_bytes ? be->ops->moe_work_bytes(n, p) : 0;
+}
 
 struct backend_options {
     int num_threads;           /* cpu: worker threads for matmul and attention; 0 = all cores */

@@ -15,7 +15,8 @@
 #include "scheduler/kv_cache.h"   /* kv_cache_max_blocks */
 
 /* Activation buffers of a step of cap_tokens tokens and cap_reqs sampled rows (forward.h). */
-static size_t activation_bytes(const struct model_config *c, int cap_tokens, int cap_reqs, size_t elem)
+static size_t activation_bytes(const struct model_config *c, const struct backend *be,
+                               int cap_tokens, int cap_reqs, size_t elem)
 {
     size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
     size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
@@ -23,7 +24,7 @@ static size_t activation_bytes(const struct model_config *c, int cap_tokens, int
     struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
                              c->moe_intermediate_size, c->shared_expert_intermediate_size,
                              false, NULL };
-    size_t moe = c->num_experts ? moe_work_bytes(cap_tokens, &mp) : 0;   /* runner.c's scratch */
+    size_t moe = c->num_experts ? moe_work_bytes(be, cap_tokens, &mp) : 0;   /* runner.c's scratch */
 
     return elem * per_token * cap_tokens + moe +
            (size_t)cap_reqs * (2 * h * elem + 4 * (size_t)c->vocab_size);
@@ -141,7 +142,7 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
         }
         used = total_b - free_b;   /* the CUDA context and whoever else is on the device */
         want = (size_t)(o->gpu_memory_utilization * (double)total_b);
-        other = used + weights_bytes(c, elem) + activation_bytes(c, cap_tokens, cap_reqs, elem) + reserve;
+        other = used + weights_bytes(c, elem) + activation_bytes(c, be, cap_tokens, cap_reqs, elem) + reserve;
         if (want <= other + block) {
             errf(err, "no GPU memory is left for the KV cache: %.2f GiB allowed "
                  "(--gpu-memory-utilization %.2f of %.2f GiB), %.2f GiB in use before loading, "
@@ -149,7 +150,7 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
                  "--max-num-batched-tokens", want / 1073741824.0, o->gpu_memory_utilization,
                  total_b / 1073741824.0, used / 1073741824.0,
                  weights_bytes(c, elem) / 1073741824.0,
-                 activation_bytes(c, cap_tokens, cap_reqs, elem) / 1073741824.0);
+                 activation_bytes(c, be, cap_tokens, cap_reqs, elem) / 1073741824.0);
             return -ENOMEM;
         }
         bytes = want - other;

@@ -327,7 +327,7 @@ static int alloc_buffers(struct runner *r, char *err)
                                  c->moe_intermediate_size, c->shared_expert_intermediate_size,
                                  c->norm_topk_prob, NULL };
 
-        if (!(f->moe_work = dev_buf(r, moe_work_bytes((int)T, &mp), 1, err)))
+        if (!(f->moe_work = dev_buf(r, moe_work_bytes(r->be, (int)T, &mp), 1, err)))
             return -ENOMEM;
     }
     return 0;

@@ -271,6 +271,60 @@ int bias_add_cuda(bf16 *out, const bf16 *bias, int n, int rows, cudaStream_t s);
 /* *out (device f32) = max |x| over rows [rows, cols] that lie stride elements apart, NaNs
  * skipped (0 for no elements). */
 int absmax_cuda(float *out, const bf16 *x, int stride, int rows, int cols, cudaStream_t s);
+/* ---- moe.cu ---- */
+
+#define CUDA_MOE_MAX_EXPERTS 256
+#define CUDA_MOE_MAX_TOP_K 8
+
+/* Which tile shape the grouped GEMMs take: chosen from the rows per expert (AUTO), or forced
+ * (tests run both shapes on the same data; benchmarks compare them). */
+enum cuda_moe_tile {
+    CUDA_MOE_TILE_AUTO = 0,
+    CUDA_MOE_TILE_DECODE = 1,  /* 16 x 32 tiles, 2 warps, 8 stages: weight-bandwidth-bound steps */
+    CUDA_MOE_TILE_DECODE_WIDE = 2, /* 16 x 64 tiles, 4 warps, 6 stages */
+    CUDA_MOE_TILE_PREFILL = 3, /* 64 x 128 tiles, 4 warps, 4 stages: many rows per expert */
+};
+
+struct cuda_moe_params {
+    int num_tokens;            /* n: rows of x, padding included */
+    int num_experts, top_k;    /* E <= CUDA_MOE_MAX_EXPERTS, 1 <= k <= min(E, CUDA_MOE_MAX_TOP_K) */
+    int hidden, ffn;           /* ffn: one expert's intermediate size */
+    bool renormalize;          /* the k weights renormalized to sum 1 */
+    enum cuda_moe_tile tile;
+};
+
+/* Every expert's weights (device), passed to the GEMM kernels by value: a captured graph
+ * holds the addresses, which never move after loading. */
+struct cuda_moe_experts {
+    const bf16 *gate_up[CUDA_MOE_MAX_EXPERTS];   /* [2 ffn, hidden], gate rows first */
+    const bf16 *down[CUDA_MOE_MAX_EXPERTS];      /* [hidden, ffn] */
+};
+
+/* Raises the shared-memory limit of the grouped GEMM kernels; once, at backend creation
+ * (not allowed inside a graph capture). Returns 0 or -EIO. */
+int moe_cuda_init(void);
+
+/* Scratch bytes moe_experts_cuda needs for p (any tile shape): the routing, the grouping
+ * padded to the worst case of p->num_tokens rows, and the [n * k, ffn] activations. */
+size_t moe_experts_cuda_work_bytes(const struct cuda_moe_params *p);
+
+/* The experts' half of a MoE block. From the router's logits[n, E] (f32): softmax, the k
+ * largest (the lower expert first among equal probabilities, as engine/cpu/moe.c), weights
+ * renormalized when asked; the n * k (token, slot) pairs grouped by expert on the device
+ * (a stable counting sort, each expert's rows padded to the GEMM's M tile; grids sized for
+ * the worst case, blocks without work exit); then two grouped GEMMs: gate_up with
+ * silu(gate) * up in the epilogue (f32, one rounding), and down, times the pair's routing
+ * weight before its rounding. y[t * k + j, hidden] is token t's j-th expert's weighted
+ * output. No host sync, no allocation: capturable. Returns -EINVAL for a shape outside
+ * the limits above. */
+int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct cuda_moe_params *p,
+                     const struct cuda_moe_experts *w, void *work, cudaStream_t s);
+
+/* out[t] = Σ_j y[t * k + j] for j = 0 .. k-1 in that order, plus sigmoid(shared_gate[t]) *
+ * shared[t] when shared != NULL (Qwen2-MoE's shared expert; shared_gate f32 [n]), in f32
+ * rounded once: a fixed order, so results never depend on scheduling. Rows of hidden. */
+int moe_combine_cuda(bf16 *out, const bf16 *y, int n, int top_k, int hidden, const bf16 *shared,
+                     const float *shared_gate, cudaStream_t s);
 
 #ifdef __cplusplus
 }

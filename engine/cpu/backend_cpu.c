@@ -487,6 +487,7 @@ static const struct backend_ops cpu_ops = {
     .scale = cpu_scale,
     .softcap = cpu_softcap,
     .moe = cpu_moe,
+    .moe_work_bytes = moe_cpu_work_bytes,
     .rope_cache_update = NULL,
     .absmax = cpu_absmax,
     .graph_capture = NULL,

@@ -118,6 +118,7 @@ int gelu_tanh_mul_cpu(float *out, const float *gate_up, int n, int ffn);
 /* moe.c: a mixture-of-experts block (struct moe_params), the experts in index order */
 int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_weights *w,
             int n, const struct moe_params *p);
+size_t moe_cpu_work_bytes(int n, const struct moe_params *p);   /* its scratch (moe_params.work) */
 
 /* scale.c */
 int scale_cpu(float *x, int n, int dim, float s);

@@ -10,7 +10,7 @@
 
 #include "engine/cpu/cpu_ops.h"
 
-/* Work layout (moe_work_bytes): logits [n, E] | ids [n, k] | weights [n, k] | rows [n] |
+/* Work layout (moe_cpu_work_bytes): logits [n, E] | ids [n, k] | weights [n, k] | rows [n] |
  * row weights [n] | xs [n, hidden] | gate_up [n, 2 ffn] | act [n, ffn] | ys [n, hidden] */
 struct moe_work {
     float *logits;
@@ -36,6 +36,16 @@ static struct moe_work split(void *work, int n, const struct moe_params *p)
     w.act = f;                 f += (size_t)n * MAX(p->ffn, p->shared_ffn);
     w.ys = f;
     return w;
+}
+
+/* The scratch of up to n rows: the router's logits, the k ids and weights per row, and one
+ * expert's gathered rows, gate_up, activation and output (the larger of the experts' and the
+ * shared expert's ffn). */
+size_t moe_cpu_work_bytes(int n, const struct moe_params *p)
+{
+    int f = MAX(p->ffn, p->shared_ffn);
+
+    return (size_t)n * (p->num_experts + 2 * p->top_k + 2 * p->hidden + 3 * f + 2) * 4;
 }
 
 /* Softmax of one row of logits, then its k largest (the lower id first among equals), in

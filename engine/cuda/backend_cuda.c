@@ -243,8 +243,8 @@ static int cu_rmsnorm(struct backend *be, void *out, void *residual, const void 
 /* out[n, w.rows] (bf16 or f32) = x[n, w.cols] · wᵀ (+ bias): cuBLAS column-major, so
  * outᵀ[w.rows, n] = W[w.rows, w.cols] (stored as its transpose) · xᵀ. With a bias the
  * product goes through cuBLASLt's bias epilogue (cuda_gemm_bias.c). */
-static int gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, const void *x,
-                const struct bk_weight *w, const struct bk_weight *bias, int n)
+int cuda__gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, const void *x,
+               const struct bk_weight *w, const struct bk_weight *bias, int n)
 {
     float alpha = 1.0f, beta = 0.0f;
 
@@ -269,13 +269,13 @@ static int gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, con
 static int cu_matmul(struct backend *be, void *out, const void *x, const struct bk_weight *w,
                      const struct bk_weight *bias, int n)
 {
-    return gemm(cuda__of(be), out, CUDA_R_16BF, x, w, bias, n);
+    return cuda__gemm(cuda__of(be), out, CUDA_R_16BF, x, w, bias, n);
 }
 
 static int cu_lm_head(struct backend *be, float *logits, const void *x, const struct bk_weight *w,
                       int n)
 {
-    return gemm(cuda__of(be), logits, CUDA_R_32F, x, w, NULL, n);
+    return cuda__gemm(cuda__of(be), logits, CUDA_R_32F, x, w, NULL, n);
 }
 
 static int cu_head_rmsnorm(struct backend *be, void *x, int stride, int heads, int head_dim,
@@ -447,6 +447,8 @@ static const struct backend_ops cuda_ops = {
     .scale = cu_scale,
     .softcap = cu_softcap,
     .gather_rows = cu_gather_rows,
+    .moe = cuda__moe,
+    .moe_work_bytes = cuda__moe_work_bytes,
     .lm_head = cu_lm_head,
     .sample = cuda__sample,
     .fetch_results = cuda__fetch_results,
@@ -505,8 +507,8 @@ static int init_handles(struct backend_cuda *cu, char *err)
     if (!dev_alloc(&cu->blas_workspace, CUDA_BLAS_WORKSPACE_BYTES, "the cuBLAS workspace", err))
         return -ENOMEM;
     if (!CUDA_OK(cublasSetWorkspace(cu->blas, cu->blas_workspace, CUDA_BLAS_WORKSPACE_BYTES)) ||
-        attention_cuda_init()) {
-        errf(err, "cuda: cannot configure cuBLAS or the attention kernels");
+        attention_cuda_init() || moe_cuda_init()) {
+        errf(err, "cuda: cannot configure cuBLAS, the attention or the MoE kernels");
         return -EIO;
     }
     cu->attn.partial_bytes = CUDA_ATTN_PARTIAL_BYTES;

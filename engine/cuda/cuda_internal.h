@@ -144,6 +144,16 @@ int cuda__absmax(struct backend *be, float *out, const void *x, int stride, int 
 int cuda__fp8_init(struct backend_cuda *cu, char *err);
 void cuda__fp8_fini(struct backend_cuda *cu);
 
+/* backend_cuda.c: out[n, w.rows] (bf16 or f32 out_type) = x[n, w.cols] · wᵀ (+ bias, bf16
+ * out only), cuBLAS */
+int cuda__gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, const void *x,
+               const struct bk_weight *w, const struct bk_weight *bias, int n);
+
+/* cuda_moe.c: backend_ops.moe and its scratch size */
+int cuda__moe(struct backend *be, void *out, const void *x, const struct moe_weights *w, int n,
+              const struct moe_params *p);
+size_t cuda__moe_work_bytes(int n, const struct moe_params *p);
+
 /* cuda_graph.c */
 int cuda__graph_capture(struct backend *be, int size, int (*body)(void *arg), void *arg);
 int cuda__graph_replay(struct backend *be, int size);

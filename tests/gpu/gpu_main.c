@@ -2,7 +2,8 @@
  * write's exact slots, graphs against eager runs, and (--bench) the kernel benchmarks.
  * Without a GPU it prints "skipped: no CUDA device" and exits 0; otherwise it runs every
  * case, prints one table row per case and exits 1 when any failed.
- *   osprey-gpu-tests [--bench | --bench-fp8] [--only SUBSTRING[,SUBSTRING...]] [--list] */
+ *   osprey-gpu-tests [--bench | --bench-fp8 | --bench-moe] [--only SUBSTRING[,SUBSTRING...]]
+ *                    [--list] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ static const struct gt_case *const all_cases[] = {
     gt_cases_cache_update, gt_cases_rope, gt_cases_rmsnorm, gt_cases_embedding,
     gt_cases_activation, gt_cases_matmul, gt_cases_attention, gt_cases_sampling,
     gt_cases_kv_groups, gt_cases_graph, gt_cases_runner, gt_cases_scale, gt_cases_fp8_cache,
-    gt_cases_fp8_gemm,
+    gt_cases_fp8_gemm, gt_cases_moe,
 };
 
 /* True when name contains one of the comma-separated substrings of list. */
@@ -41,14 +42,14 @@ static bool matches(const char *name, const char *list)
 
 static void usage(void)
 {
-    printf("usage: osprey-gpu-tests [--bench | --bench-fp8] [--only SUBSTRING[,SUBSTRING...]] "
-           "[--list]\n");
+    printf("usage: osprey-gpu-tests [--bench | --bench-fp8 | --bench-moe] "
+           "[--only SUBSTRING[,SUBSTRING...]] [--list]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *only = NULL;
-    bool bench = false, bench_fp8 = false, list = false;
+    bool bench = false, bench_fp8 = false, bench_moe = false, list = false;
     int ran = 0, failed = 0;
     double t0 = now_s();
 
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
             bench = true;
         else if (!strcmp(argv[i], "--bench-fp8"))
             bench_fp8 = true;
+        else if (!strcmp(argv[i], "--bench-moe"))
+            bench_moe = true;
         else if (!strcmp(argv[i], "--list"))
             list = true;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
@@ -83,6 +86,8 @@ int main(int argc, char **argv)
         gt_bench_fp8_gemm();
         return 0;
     }
+    if (bench_moe)
+        return gt_bench_moe();
 
     printf("%-44s %-5s %11s %11s  %s\n", "case", "", "max_abs", "nmse", "covers / first failure");
     for (size_t f = 0; f < ARRAY_LEN(all_cases); f++)

@@ -99,10 +99,13 @@ double gt_median(double *v, int n);
 extern const struct gt_case gt_cases_cache_update[], gt_cases_attention[], gt_cases_rope[],
     gt_cases_rmsnorm[], gt_cases_embedding[], gt_cases_matmul[], gt_cases_activation[],
     gt_cases_sampling[], gt_cases_graph[], gt_cases_runner[], gt_cases_kv_groups[],
-    gt_cases_scale[], gt_cases_fp8_cache[], gt_cases_fp8_gemm[];
+    gt_cases_scale[], gt_cases_fp8_cache[], gt_cases_fp8_gemm[],
+    gt_cases_moe[];
 
 /* bench.c: prints the kernel benchmarks (never asserts). Returns 0. */
 int gt_bench(void);
+/* bench_moe.c: the MoE block's grouped GEMMs at Qwen3-30B-A3B's expert shapes (--bench-moe). */
+int gt_bench_moe(void);
 /* Decode-shaped cuBLAS products against cuBLASLt's other candidates (bench_gemm.c). */
 void gt_bench_gemm(void);
 /* llama-3.1-8b's products through the backend, fp8 against bf16 (bench_gemm.c). */

@@ -1,6 +1,7 @@
 /* test_runner.c — whole models through the runner (engine/runner.c) on the CUDA backend:
  * every tiny preset of gen-model (Llama, Qwen2 biases, Qwen3 q/k norm, Mistral window,
- * mixed window/full layers) runs a prompt step and decode steps; the CUDA logits must
+ * mixed window/full layers, Gemma, Phi-3, and the MoE families Mixtral, Qwen3-MoE and
+ * Qwen2-MoE with its shared expert) runs a prompt step and decode steps; the CUDA logits must
  * equal the CPU backend's within bf16 error, and the runner's CUDA-graph decode steps
  * must pick the same greedy tokens as the eager CUDA runner (a differing token is allowed
  * only on a near-tie of the eager logits, bounded by the bf16 error measured on that very
@@ -131,14 +132,10 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
         !gt_backends(t, &bo) ||
         !gt_check(t, runner_create(&rc, t->cpu, &m, &eo, err) == 0, "cpu runner: %s", err))
         goto out;
-    /* a family the CUDA backend does not run yet (MoE, Phi-3's partial rope) is refused in
-     * one line at creation, never run wrong: that refusal is what is checked for it */
-    if (runner_create(&re, t->gpu, &m, &eo, err) == -ENOTSUP) {
-        gt_check(t, strstr(err, "runs on the CPU backend only") != NULL, "%s: %s", preset, err);
-        gt_note(t, "%s refused on cuda: %s", preset, err);
-        goto out;
-    }
-    if (!gt_check(t, re != NULL, "cuda eager runner: %s", err) ||
+    /* every tiny family runs on cuda (the MoE ones through kernels/moe.cu): a refusal is a
+     * failure */
+    if (!gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda eager runner %s: %s",
+                  preset, err) ||
         !gt_check(t, runner_create(&rg, t->gpu, &m, &ro, err) == 0, "cuda graph runner: %s", err))
         goto out;
     if (!gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,

@@ -92,7 +92,8 @@ START_TEST(moe_greedy_tokens_match_the_naive_forward)
 }
 END_TEST
 
-/* A backend without the moe op (the CUDA one in this build) refuses the model in one line. */
+/* A backend without the moe op (as the CUDA one was before kernels/moe.cu) refuses the model
+ * in one line. */
 static struct backend_ops no_moe_ops;
 
 START_TEST(a_backend_without_the_moe_op_refuses_the_model_in_one_line)
