@@ -42,7 +42,7 @@ static void *cu_alloc(struct backend *be, size_t bytes, char *err)
     void *p = NULL;
     size_t free_b = 0, total_b = 0;
 
-    if (cu->dead) {
+    if (cuda__enter(cu)) {
         errf(err, "cuda: the device failed earlier; cannot allocate");
         return NULL;
     }
@@ -66,15 +66,19 @@ static void *cu_alloc(struct backend *be, size_t bytes, char *err)
 
 static void cu_free(struct backend *be, void *p)
 {
-    if (p)
-        CUDA_OK(cudaFree(p));
+    if (!p)
+        return;
+    /* bound even when dead: the memory is freed in the device's context all the same */
+    if (cudaSetDevice(cuda__of(be)->device) != cudaSuccess)
+        (void)cudaGetLastError();
+    CUDA_OK(cudaFree(p));
 }
 
 static int cu_mem_info(struct backend *be, size_t *free_bytes, size_t *total_bytes)
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!CUDA_OK(cudaMemGetInfo(free_bytes, total_bytes)))
         return cuda__status(cu, -EIO);
@@ -85,7 +89,7 @@ static int cu_mem_info(struct backend *be, size_t *free_bytes, size_t *total_byt
 static int cu_copy(struct backend_cuda *cu, void *dst, const void *src, size_t bytes,
                    enum cudaMemcpyKind kind)
 {
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (bytes == 0)
         return 0;
@@ -213,7 +217,7 @@ static int cu_embedding(struct backend *be, void *x, const int32_t *ids,
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!is_bf16(table))
         return -EINVAL;
@@ -226,7 +230,7 @@ static int cu_rmsnorm(struct backend *be, void *out, void *residual, const void 
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!is_bf16(w))
         return -EINVAL;
@@ -242,7 +246,7 @@ static int gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, con
 {
     float alpha = 1.0f, beta = 0.0f;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!is_bf16(w) || n < 0 || (bias && (!is_bf16(bias) || bias->rows * bias->cols != w->rows ||
                                           out_type != CUDA_R_16BF)))
@@ -275,7 +279,7 @@ static int cu_head_rmsnorm(struct backend *be, void *x, int stride, int heads, i
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!is_bf16(w) || w->rows * w->cols != head_dim)
         return -EINVAL;
@@ -289,7 +293,7 @@ static int cu_rope(struct backend *be, void *q, void *k, const int32_t *position
     struct backend_cuda *cu = cuda__of(be);
     struct cuda_rope_params kp = cuda__rope_params(p);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, rope_cuda(q, k, positions, n, &kp, cu->stream));
 }
@@ -301,7 +305,7 @@ static int cu_cache_update(struct backend *be, const void *k, const void *v, int
     struct backend_cuda *cu = cuda__of(be);
     struct cuda_cache_layout kl;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (cuda__cache_layout(&kl, l))
         return -EINVAL;
@@ -318,7 +322,7 @@ static int cu_rope_cache_update(struct backend *be, void *q, void *k, const void
     struct cuda_rope_params kp = cuda__rope_params(p);
     struct cuda_cache_layout kl;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (cuda__cache_layout(&kl, l))
         return -EINVAL;
@@ -334,7 +338,7 @@ static int cu_attention(struct backend *be, void *out, const void *q, int q_stri
     struct cuda_attn_params kp;
     struct cuda_attn_batch kb;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (cuda__attn_params(&kp, p) || cuda__attn_batch(&kb, b, group))
         return -EINVAL;
@@ -346,7 +350,7 @@ static int cu_silu_mul(struct backend *be, void *out, const void *gate_up, int n
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, silu_mul_cuda(out, gate_up, n, ffn, cu->stream));
 }
@@ -355,7 +359,7 @@ static int cu_gelu_tanh_mul(struct backend *be, void *out, const void *gate_up, 
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, gelu_tanh_mul_cuda(out, gate_up, n, ffn, cu->stream));
 }
@@ -364,7 +368,7 @@ static int cu_scale(struct backend *be, void *x, int n, int dim, float s)
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, scale_cuda(x, (size_t)n * dim, s, cu->stream));
 }
@@ -373,7 +377,7 @@ static int cu_softcap(struct backend *be, float *logits, int n, int vocab, float
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, softcap_cuda(logits, (size_t)n * vocab, cap, cu->stream));
 }
@@ -383,7 +387,7 @@ static int cu_gather_rows(struct backend *be, void *out, const void *x, const in
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, gather_rows_cuda(out, x, rows, n, dim, cu->stream));
 }
@@ -394,6 +398,8 @@ static void cu_destroy(struct backend *be)
 {
     struct backend_cuda *cu = cuda__of(be);
 
+    if (cudaSetDevice(cu->device) != cudaSuccess)
+        (void)cudaGetLastError();   /* a device that never opened: nothing of it to free */
     if (cu->stream)
         cudaStreamSynchronize(cu->stream);
     cuda__graphs_free(cu);
@@ -531,7 +537,7 @@ static int init_sampling(struct backend_cuda *cu, char *err)
 int backend_cuda_create(struct backend **out, const struct backend_options *opt, char *err)
 {
     struct backend_cuda *cu;
-    int rc;
+    int rc, prev = 0;
 
     *out = NULL;
     if (opt->max_tokens < 0 || opt->max_reqs < 0 || opt->vocab_size < 0 ||
@@ -547,11 +553,16 @@ int backend_cuda_create(struct backend **out, const struct backend_options *opt,
     }
     cu->base.ops = &cuda_ops;
     cu->opt = *opt;
+    cu->device = opt->device;
+    /* the caller's thread keeps its device: every entry point binds its own (cuda__enter) */
+    (void)cudaGetDevice(&prev);
     if ((rc = init_device(cu, err)) || (rc = init_handles(cu, err)) ||
         (rc = init_sampling(cu, err)) || (rc = cuda__stage_init(cu, err))) {
         cu_destroy(&cu->base);
+        (void)cudaSetDevice(prev);
         return rc;
     }
+    (void)cudaSetDevice(prev);
     *out = &cu->base;
     return 0;
 }
