@@ -101,6 +101,16 @@ static int cols_of(struct tp_shard *s, struct tensor_ref *out, const struct tens
     return 0;
 }
 
+void tp_shard_config(const struct model_config *c, int n, struct model_config *out)
+{
+    *out = *c;
+    out->num_heads = c->num_heads / n;
+    out->num_kv_heads = c->num_kv_heads >= n ? c->num_kv_heads / n : 1;
+    out->intermediate_size = c->intermediate_size / n;
+    out->moe_intermediate_size = c->moe_intermediate_size / n;
+    out->shared_expert_intermediate_size = c->shared_expert_intermediate_size / n;
+}
+
 /* A MoE layer's share: every expert's gate and up rows [r0, r0 + f) (views) and down
  * columns (copied), the shared expert's likewise; router and shared gate replicated. */
 static int shard_experts(struct tp_shard *s, struct layer_tensors *b, const struct layer_tensors *a,
@@ -160,11 +170,7 @@ int tp_shard_create(struct tp_shard *s, const struct model *m, int rank, int n, 
     if ((rc = tp_shard_check(c, n, err)))
         return rc;
     s->m = *m;
-    s->m.cfg.num_heads = h;
-    s->m.cfg.num_kv_heads = kv;
-    s->m.cfg.intermediate_size = ffn / n;
-    s->m.cfg.moe_intermediate_size = c->moe_intermediate_size / n;
-    s->m.cfg.shared_expert_intermediate_size = c->shared_expert_intermediate_size / n;
+    tp_shard_config(c, n, &s->m.cfg);
     s->m.layers = calloc(c->num_layers, sizeof *s->m.layers);
     s->copies = calloc(cap, sizeof *s->copies);
     if (!s->m.layers || !s->copies) {

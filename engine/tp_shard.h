@@ -26,6 +26,10 @@ struct tp_shard {
  * value that does not divide (or the checkpoint's fp8 weights, which are not sharded yet). */
 int tp_shard_check(const struct model_config *c, int n, char *err);
 
+/* One rank's config of a group of n (n must pass tp_shard_check): its heads, KV heads and
+ * intermediate sizes; everything else c's. */
+void tp_shard_config(const struct model_config *c, int n, struct model_config *out);
+
 /* Fills s with rank `rank` of n's share of m (m must outlive s). Returns 0, or -EINVAL /
  * -ENOMEM with a message; on failure s holds nothing. */
 int tp_shard_create(struct tp_shard *s, const struct model *m, int rank, int n, char *err);

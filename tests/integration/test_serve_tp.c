@@ -1,6 +1,6 @@
 /* test_serve_tp.c — the real daemon with tensor parallelism on the CPU backend:
  * `--tensor-parallel-size 2` (and OSPREY_TENSOR_PARALLEL_SIZE=4) serve a request end to end,
- * log each rank's share, and answer with `osprey generate`'s greedy text at TP = 1 (which
+ * log each rank's share, report each rank's KV cache in /metrics, and answer with `osprey generate`'s greedy text at TP = 1 (which
  * `osprey generate --tensor-parallel-size 2` gives too); a size
  * that does not divide the heads stops the start with one line and a non-zero exit. */
 #include <check.h>
@@ -45,6 +45,7 @@ START_TEST(tp_2_and_4_serve_the_greedy_text_of_tp_1)
     const char *const flag[] = { "--tensor-parallel-size", "2", NULL };
     const char *const env[] = { "OSPREY_TENSOR_PARALLEL_SIZE=4", NULL };
     char *off = offline(""), *on = offline("--tensor-parallel-size 2");
+    double cap0, cap1;
 
     ck_assert_str_eq(on, off);     /* generate takes the flag as serve does */
     free(on);
@@ -54,6 +55,11 @@ START_TEST(tp_2_and_4_serve_the_greedy_text_of_tp_1)
     on = served();
     ck_assert_str_eq(on, off);
     free(on);
+    /* /metrics: each rank's KV cache (its KV heads' share, the same on both) */
+    cap0 = it_metric(&d, "osprey_kv_cache_rank_capacity_bytes{rank=\"0\",device=\"0\"}");
+    cap1 = it_metric(&d, "osprey_kv_cache_rank_capacity_bytes{rank=\"1\",device=\"0\"}");
+    ck_assert_msg(cap0 > 0 && cap1 == cap0, "rank capacities %g %g", cap0, cap1);
+    ck_assert(it_metric(&d, "osprey_kv_cache_rank_usage_bytes{rank=\"1\",device=\"0\"}") >= 0);
     it_down(&d);
 
     ck_assert_int_eq(daemon_start_env(&d, NULL, env), 0);
