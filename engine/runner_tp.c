@@ -55,6 +55,9 @@ struct runner_tp {
     int (*fn)(struct tp_rank *k);   /* the current job */
     int size;                    /* the step's graph size, 0 = eager */
     bool sample;                 /* rank 0 samples in the step */
+    unsigned long steps;         /* run so far */
+    int fault_rank;              /* test-only (OSPREY_FAULT_TP_RANK, _STEP): this rank's job of */
+    unsigned long fault_step;    /* step fault_step fails as a device would; -1 / 0 = never */
 };
 
 static void *worker_main(void *arg)
@@ -112,7 +115,10 @@ static int run_job(struct runner_tp *t, int (*fn)(struct tp_rank *k), int *faile
 static int job_step(struct tp_rank *k)
 {
     struct comm *c = k->t->comm[k->rank];
-    int rc = runner__run(k->r, k->t->size, k->rank == 0 && k->t->sample);
+    /* the test fault point: the rank fails before its first collective, so that its peers
+     * are left waiting in theirs (on the device, for NCCL) and must be stopped */
+    bool fault = k->rank == k->t->fault_rank && k->t->steps == k->t->fault_step;
+    int rc = fault ? -EIO : runner__run(k->r, k->t->size, k->rank == 0 && k->t->sample);
 
     if (!rc)
         rc = comm_wait(c);
@@ -154,6 +160,7 @@ static int run_step(struct runner_tp *t, struct step_batch *b, const struct samp
             return rc;
     t->size = size;
     t->sample = sample;
+    t->steps++;
     return run_job(t, job_step, NULL);
 }
 
@@ -351,6 +358,11 @@ int runner_tp_create(struct runner_tp **out, struct backend *be, const struct mo
         t->ranks[i].rank = i;
     }
     t->ranks[0].be = be;
+    t->fault_rank = getenv("OSPREY_FAULT_TP_RANK") ? atoi(getenv("OSPREY_FAULT_TP_RANK")) : -1;
+    t->fault_step = getenv("OSPREY_FAULT_TP_STEP") ? strtoul(getenv("OSPREY_FAULT_TP_STEP"), NULL, 10) : 0;
+    if (t->fault_rank >= 0 && t->fault_step)
+        LOG(LL_WARN, "runner", "test fault point armed: tensor parallel rank %d fails step %lu",
+            t->fault_rank, t->fault_step);
     if ((rc = pick_devices(t, o, err)))
         goto fail;
     for (int i = 0; i < n; i++)

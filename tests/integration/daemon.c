@@ -163,6 +163,12 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
         env[num_env++] = (char *)*extra_env;
     env[num_env] = NULL;
     memset(d, 0, sizeof *d);
+    /* OSPREY_TEST_TP_SIZE=N runs the same suites with the model sharded over N ranks (the
+     * GPU machine with several GPUs: scripts/gpu/tp-multi.sh) */
+    if (getenv("OSPREY_TEST_TP_SIZE")) {
+        args[n++] = "--tensor-parallel-size";
+        args[n++] = getenv("OSPREY_TEST_TP_SIZE");
+    }
     for (; extra && *extra && n < 62; extra++)
         args[n++] = *extra;
     args[n] = NULL;
