@@ -199,20 +199,48 @@ void runner_tp_rank_info(const struct runner_tp *t, int rank, struct runner_rank
 
 /* ---- creation ---- */
 
+/* Test-only: OSPREY_TEST_TP_DEVICES="0,0" puts the daemon's ranks where a test wants them
+ * (every rank on the one GPU of a test machine). Returns false when unset or malformed. */
+static bool test_devices(int n, int *devices)
+{
+    const char *s = getenv("OSPREY_TEST_TP_DEVICES");
+    char *end;
+
+    for (int i = 0; s && i < n; i++) {
+        devices[i] = (int)strtol(s, &end, 10);
+        if (end == s || (*end != ',' && *end != '\0') || (i < n - 1 && *end != ','))
+            return false;
+        s = end + 1;
+    }
+    return s != NULL;
+}
+
 /* Each rank's device, checked against the host: all different (NCCL) or all one (the
  * local communicator); never more than the devices there are. */
 static int pick_devices(struct runner_tp *t, const struct runner_options *o, char *err)
 {
-    int count = 0, distinct = 0;
+    int count = 0, distinct = 0, *test = calloc(t->n, sizeof *test);
+    const int *want = o->tp_devices;
+    bool placed;
 
+    if (!test) {
+        errf(err, "runner: out of memory");
+        return -ENOMEM;
+    }
+    if (t->cuda && !want && test_devices(t->n, test)) {
+        LOG(LL_WARN, "runner", "OSPREY_TEST_TP_DEVICES (test-only) places the ranks");
+        want = test;
+    }
+    placed = want != NULL;
     for (int i = 0; i < t->n; i++)
-        t->ranks[i].device = t->cuda ? (o->tp_devices ? o->tp_devices[i] : i) : 0;
+        t->ranks[i].device = t->cuda ? (want ? want[i] : i) : 0;
+    free(test);
     if (!t->cuda)
         return 0;
 #ifdef OSPREY_CUDA
     count = cuda_device_count();
 #endif
-    if (!o->tp_devices && count < t->n) {
+    if (!placed && count < t->n) {
         errf(err, "--tensor-parallel-size %d needs %d CUDA devices; this host has %d "
              "(CUDA_VISIBLE_DEVICES may hide some)", t->n, t->n, count);
         return -ENODEV;

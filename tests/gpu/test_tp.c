@@ -4,16 +4,21 @@
  * the CUDA backend runs, its logits within bf16 error of TP = 1's, each rank's KV cache half
  * of TP = 1's; a rank whose device op fails fails the step and the next one, and never hangs
  * its peer. Where the host has two GPUs: NCCL TP = 2 against TP = 1, and its graphs against
- * its eager steps; with one GPU that case prints "skipped: needs 2 GPUs", which is no pass.
+ * its eager steps, and the time of one layer's all-reduce inside a graph (printed); with one
+ * GPU those cases print "skipped: needs 2 GPUs", which is no pass.
  * (NCCL with one rank, graphs and eager, is test_runner.c's.) */
 #ifdef OSPREY_CUDA
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <cuda_runtime_api.h>
+
+#include "engine/comm.h"
 #include "engine/cuda/backend_cuda.h"   /* cuda_device_count */
 #include "engine/model/gen_model.h"
 #include "engine/model/model.h"
@@ -418,12 +423,129 @@ out:
     }
 }
 
+/* ---- the all-reduce of one layer inside a graph (a figure, never asserted) ---- */
+
+enum { AR_COUNT = 4096, AR_PER_GRAPH = 64, AR_REPLAYS = 50 };   /* llama-3.1-8b's hidden, batch 1 */
+
+struct ar_rank {
+    struct comm *c;
+    int device;
+    cudaStream_t stream;
+    void *buf;
+    double us;                 /* per all-reduce, replayed */
+    int rc;
+};
+
+/* One rank's thread: warm up eagerly, capture AR_PER_GRAPH all-reduces into one graph (its
+ * peers capture theirs at the same time), replay it and time the replays. */
+static void *ar_main(void *arg)
+{
+    struct ar_rank *k = arg;
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    float ms = 0.0f;
+
+    k->rc = -EIO;
+    if (cudaSetDevice(k->device) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess ||
+        cudaEventCreate(&e1) != cudaSuccess)
+        goto out;
+    for (int i = 0; i < 8; i++)
+        if (comm_all_reduce(k->c, k->buf, AR_COUNT, DT_BF16) || comm_wait(k->c))
+            goto out;
+    if (cudaStreamBeginCapture(k->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
+        goto out;
+    for (int i = 0; i < AR_PER_GRAPH; i++)
+        if (comm_all_reduce(k->c, k->buf, AR_COUNT, DT_BF16))
+            break;
+    if (cudaStreamEndCapture(k->stream, &g) != cudaSuccess ||
+        cudaGraphInstantiate(&exec, g, 0) != cudaSuccess ||
+        cudaGraphLaunch(exec, k->stream) != cudaSuccess ||
+        comm_wait(k->c) || cudaEventRecord(e0, k->stream) != cudaSuccess)
+        goto out;
+    for (int r = 0; r < AR_REPLAYS; r++)
+        if (cudaGraphLaunch(exec, k->stream) != cudaSuccess)
+            goto out;
+    if (cudaEventRecord(e1, k->stream) != cudaSuccess || comm_wait(k->c) ||
+        cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
+        goto out;
+    k->us = ms * 1000.0 / (AR_REPLAYS * AR_PER_GRAPH);
+    k->rc = 0;
+out:
+    if (k->rc)
+        comm_abort(k->c);
+    if (exec)
+        cudaGraphExecDestroy(exec);
+    if (g)
+        cudaGraphDestroy(g);
+    if (e0)
+        cudaEventDestroy(e0);
+    if (e1)
+        cudaEventDestroy(e1);
+    return NULL;
+}
+
+static void nccl_all_reduce_in_a_graph_latency(struct gt *t)
+{
+    static const int devices[2] = { 0, 1 };
+    struct ar_rank k[2] = { 0 };
+    struct comm *c[2] = { NULL, NULL };
+    void *streams[2];
+    pthread_t th[2];
+    char err[ERR_LEN] = "";
+
+    if (cuda_device_count() < 2) {
+        gt_check(t, true, "skipped");
+        gt_note(t, "skipped: needs 2 GPUs (%d here)", cuda_device_count());
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        k[i].device = devices[i];
+        if (!gt_check(t, cudaSetDevice(i) == cudaSuccess &&
+                      cudaStreamCreateWithFlags(&k[i].stream, cudaStreamNonBlocking) == cudaSuccess &&
+                      cudaMalloc(&k[i].buf, AR_COUNT * 2) == cudaSuccess &&
+                      cudaMemset(k[i].buf, 0, AR_COUNT * 2) == cudaSuccess, "device %d", i))
+            goto out;
+        streams[i] = k[i].stream;
+    }
+    if (!gt_check(t, comm_nccl_create(c, 2, devices, streams, err) == 0, "nccl: %s", err))
+        goto out;
+    for (int i = 0; i < 2; i++) {
+        k[i].c = c[i];
+        k[i].rc = -EAGAIN;
+    }
+    /* both ranks or neither: a lone rank would capture and wait for a peer that never comes */
+    if (!gt_check(t, pthread_create(&th[0], NULL, ar_main, &k[0]) == 0, "pthread_create"))
+        goto out;
+    if (!gt_check(t, pthread_create(&th[1], NULL, ar_main, &k[1]) == 0, "pthread_create")) {
+        comm_abort(c[1]);
+        pthread_join(th[0], NULL);
+        goto out;
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    if (gt_check(t, k[0].rc == 0 && k[1].rc == 0, "the captured all-reduces failed"))
+        gt_note(t, "2 GPUs, %d bf16 (one layer at batch 1), in a graph: %.2f / %.2f us each",
+                AR_COUNT, k[0].us, k[1].us);
+out:
+    for (int i = 0; i < 2; i++) {
+        comm_destroy(c[i]);
+        cudaSetDevice(i);
+        if (k[i].buf)
+            cudaFree(k[i].buf);
+        if (k[i].stream)
+            cudaStreamDestroy(k[i].stream);
+    }
+    cudaSetDevice(0);
+}
+
 const struct gt_case gt_cases_tp[] = {
     { "tp2_on_one_gpu_matches_tp1", tp2_on_one_gpu_matches_tp1 },
     { "nccl_tp2_matches_tp1_and_graphs_match_eager", nccl_tp2_matches_tp1_and_graphs_match_eager },
     { "a_failing_rank_fails_the_step_and_never_hangs_its_peer",
       a_failing_rank_fails_the_step_and_never_hangs_its_peer },
     { "tp_beyond_the_devices_is_refused_in_one_line", tp_beyond_the_devices_is_refused_in_one_line },
+    { "nccl_all_reduce_in_a_graph_latency", nccl_all_reduce_in_a_graph_latency },
     { NULL, NULL },
 };
 #endif
