@@ -23,7 +23,7 @@
 #include "engine/runner_tp.h"
 #include "engine/tp_shard.h"
 #ifdef OSPREY_CUDA
-#include "engine/cuda/backend_cuda.h"   /* cuda_device_count, backend_cuda_stream */
+#include "engine/cuda/backend_cuda.h"   /* cuda_device_count, backend_cuda_stream, _graphs_free */
 #endif
 
 struct tp_rank {
@@ -444,8 +444,13 @@ void runner_tp_destroy(struct runner_tp *t)
     for (int i = 0; i < t->n; i++)
         if (t->ranks[i].started)
             pthread_join(t->ranks[i].thread, NULL);
-    /* runners (their device memory) first, then the communicators, then the backends whose
-     * streams the communicators borrowed */
+    /* graphs and runners (their device memory) first, then the communicators, then the
+     * backends whose streams the communicators borrowed */
+#ifdef OSPREY_CUDA
+    for (int i = 0; i < t->n; i++)
+        if (t->cuda && t->ranks[i].be)
+            backend_cuda_graphs_free(t->ranks[i].be);
+#endif
     for (int i = 0; i < t->n; i++)
         runner_destroy(t->ranks[i].r);
     for (int i = 0; i < t->n; i++)

@@ -21,6 +21,17 @@ void *backend_cuda_stream(struct backend *be)
     return (void *)((struct backend_cuda *)be)->stream;
 }
 
+void backend_cuda_graphs_free(struct backend *be)
+{
+    struct backend_cuda *cu = cuda__of(be);
+
+    if (cudaSetDevice(cu->device) != cudaSuccess)
+        (void)cudaGetLastError();
+    if (cu->stream)
+        (void)cudaStreamSynchronize(cu->stream);   /* no replay still running */
+    cuda__graphs_free(cu);
+}
+
 int cuda_device_count(void)
 {
     int n = 0;

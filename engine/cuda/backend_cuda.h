@@ -12,6 +12,11 @@ int backend_cuda_create(struct backend **out, const struct backend_options *opt,
  * so that they order with the ops and graphs capture them (engine/cuda/comm_nccl.c). */
 void *backend_cuda_stream(struct backend *be);
 
+/* Destroys every graph the backend captured. A graph holding NCCL collectives must go
+ * before its communicator (NCCL reclaims the graph's resources through the communicator
+ * when the graph is destroyed): runner_tp.c calls this before comm_destroy. */
+void backend_cuda_graphs_free(struct backend *be);
+
 /* Number of usable CUDA devices; 0 when there is no driver or no device (never an error). */
 int cuda_device_count(void);
 

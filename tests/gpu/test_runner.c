@@ -272,7 +272,9 @@ static void runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
 
 /* Tensor parallelism's NCCL path with one rank: the layer loop all-reduces o and down
  * through NCCL on the backend's stream (eagerly and inside the captured graphs), and must
- * give the plain runner's logits bit for bit and its graphs' greedy tokens. */
+ * give the plain runner's logits bit for bit and its graphs' greedy tokens. The NCCL
+ * runners have a backend of their own: a backend keeps one graph per size, so two graph
+ * runners on one backend would replay the same graphs. */
 static void nccl_with_one_rank_equals_the_plain_runner(struct gt *t)
 {
     static const int graph_sizes[] = { 1, 2, 4, 8 };
@@ -285,6 +287,7 @@ static void nccl_with_one_rank_equals_the_plain_runner(struct gt *t)
     struct runner_options eo = go_, en, gn;
     struct backend_options bo = { 0 };
     struct runner *re = NULL, *rn = NULL, *rg = NULL, *rgn = NULL;
+    struct backend *nb = NULL;   /* the NCCL runners' */
     struct comm *c = NULL;
     struct step_batch b = { 0 };
     struct sim_req reqs[NREQ];
@@ -303,9 +306,10 @@ static void nccl_with_one_rank_equals_the_plain_runner(struct gt *t)
     V = m.cfg.vocab_size;
     eo.enforce_eager = true;
     if (!gt_check(t, runner_backend_options(&m.cfg, &go_, &bo) == 0, "runner_backend_options") ||
-        !gt_backends(t, &bo))
+        !gt_backends(t, &bo) ||
+        !gt_check(t, backend_create(&nb, "cuda", &bo, err) == 0, "cuda backend: %s", err))
         goto out;
-    stream = backend_cuda_stream(t->gpu);
+    stream = backend_cuda_stream(nb);
     if (!gt_check(t, comm_nccl_create(&c, 1, &dev, &stream, err) == 0, "nccl: %s", err))
         goto out;
     en = eo;
@@ -314,9 +318,9 @@ static void nccl_with_one_rank_equals_the_plain_runner(struct gt *t)
     gn.comm = c;
 
     if (!gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "eager: %s", err) ||
-        !gt_check(t, runner_create(&rn, t->gpu, &m, &en, err) == 0, "eager nccl: %s", err) ||
+        !gt_check(t, runner_create(&rn, nb, &m, &en, err) == 0, "eager nccl: %s", err) ||
         !gt_check(t, runner_create(&rg, t->gpu, &m, &go_, err) == 0, "graphs: %s", err) ||
-        !gt_check(t, runner_create(&rgn, t->gpu, &m, &gn, err) == 0, "graphs nccl: %s", err) ||
+        !gt_check(t, runner_create(&rgn, nb, &m, &gn, err) == 0, "graphs nccl: %s", err) ||
         !gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,
                                 runner_max_blocks_per_req(re)) == 0, "batch_init"))
         goto out;
@@ -368,7 +372,10 @@ out:
     runner_destroy(rg);
     runner_destroy(rn);
     runner_destroy(re);
+    if (nb)
+        backend_cuda_graphs_free(nb);   /* graphs with NCCL in them go before the comm */
     comm_destroy(c);
+    backend_destroy(nb);
     gt_backends_free(t);
     batch_fini(&b);
     free(le);
