@@ -56,6 +56,7 @@ struct runner_tp {
     int size;                    /* the step's graph size, 0 = eager */
     bool sample;                 /* rank 0 samples in the step */
     unsigned long steps;         /* run so far */
+    bool failed;                 /* a step failed: the communicator is aborted for good */
     int fault_rank;              /* test-only (OSPREY_FAULT_TP_RANK, _STEP): this rank's job of */
     unsigned long fault_step;    /* step fault_step fails as a device would; -1 / 0 = never */
 };
@@ -155,13 +156,19 @@ static int run_step(struct runner_tp *t, struct step_batch *b, const struct samp
 {
     int size = sample && t->graphs ? runner__graph_size(t->ranks[0].r, b) : 0, rc;
 
+    /* after a failed step the group is aborted: NCCL freed what its graphs' collectives
+     * use, so nothing may run (or replay) on it again */
+    if (t->failed)
+        return -EIO;
     for (int i = 0; i < t->n; i++)
         if ((rc = runner__stage(t->ranks[i].r, b, size, i == 0 ? rows : NULL)))
             return rc;
     t->size = size;
     t->sample = sample;
     t->steps++;
-    return run_job(t, job_step, NULL);
+    if ((rc = run_job(t, job_step, NULL)))
+        t->failed = true;
+    return rc;
 }
 
 int runner_tp_execute(struct runner_tp *t, struct step_batch *b, const struct sample_row *rows,
