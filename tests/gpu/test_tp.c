@@ -423,6 +423,140 @@ out:
     }
 }
 
+/* ---- the local communicator itself ---- */
+
+enum { LR_RANKS = 3, LR_COUNT = 5003, LR_CALLS = 20 };
+
+struct lr_rank {
+    struct comm *c;
+    cudaStream_t stream;
+    uint16_t *buf;             /* device bf16 [LR_COUNT] */
+    int calls, rc;
+    bool fail_first;           /* this rank fails before its first call */
+};
+
+static void *lr_main(void *arg)
+{
+    struct lr_rank *k = arg;
+
+    k->rc = 0;
+    if (cudaSetDevice(0) != cudaSuccess) {
+        k->rc = -EIO;
+        comm_abort(k->c);
+        return NULL;
+    }
+    if (k->fail_first) {
+        comm_abort(k->c);
+        k->rc = -EIO;
+        return NULL;
+    }
+    for (int i = 0; i < k->calls && !k->rc; i++)
+        k->rc = comm_all_reduce(k->c, k->buf, LR_COUNT - i, DT_BF16);
+    if (!k->rc)
+        k->rc = comm_wait(k->c);
+    return NULL;
+}
+
+static void lr_run(struct lr_rank *k)
+{
+    pthread_t th[LR_RANKS];
+    int started = 0;
+
+    for (int r = 0; r < LR_RANKS; r++)
+        if (pthread_create(&th[r], NULL, lr_main, &k[r]) == 0)
+            started++;
+        else
+            comm_abort(k[r].c);
+    for (int r = 0; r < started; r++)
+        pthread_join(th[r], NULL);
+}
+
+/* Three ranks on device 0, each on its own thread and stream: every rank ends with the
+ * same bits, the sum in rank order with one bf16 rounding per add (as the host computes
+ * it here); 20 calls in a row of shrinking sizes (no rank overwrites a sum another still
+ * reads); a rank that fails before its first call wakes the others. */
+static void local_all_reduce_gives_every_rank_the_rank_order_sum(struct gt *t)
+{
+    struct lr_rank k[LR_RANKS] = { 0 };
+    struct comm *c[LR_RANKS] = { NULL };
+    void *streams[LR_RANKS];
+    uint16_t *in[LR_RANKS] = { NULL }, *got = malloc(LR_COUNT * 2);
+    float *want = malloc(LR_COUNT * sizeof *want);
+    char err[ERR_LEN] = "";
+    int bad = 0;
+
+    if (!gt_check(t, got && want, "out of host memory"))
+        goto out;
+    for (int r = 0; r < LR_RANKS; r++) {
+        if (!gt_check(t, (in[r] = malloc(LR_COUNT * 2)) != NULL, "out of host memory") ||
+            !gt_check(t, cudaSetDevice(0) == cudaSuccess &&
+                      cudaStreamCreateWithFlags(&k[r].stream, cudaStreamNonBlocking) == cudaSuccess &&
+                      cudaMalloc((void **)&k[r].buf, LR_COUNT * 2) == cudaSuccess, "rank %d", r))
+            goto out;
+        for (int i = 0; i < LR_COUNT; i++)
+            in[r][i] = f32_to_bf16(gt_randf(&t->rng, -4.0f, 4.0f));
+        streams[r] = k[r].stream;
+    }
+    if (!gt_check(t, comm_cuda_local_create(c, LR_RANKS, 0, streams, err) == 0, "%s", err))
+        goto out;
+    for (int pass = 0; pass < 2; pass++) {
+        int calls = pass ? LR_CALLS : 1;
+
+        for (int r = 0; r < LR_RANKS; r++) {
+            k[r].c = c[r];
+            k[r].calls = calls;
+            if (!gt_check(t, cudaMemcpy(k[r].buf, in[r], LR_COUNT * 2,
+                                        cudaMemcpyHostToDevice) == cudaSuccess, "upload"))
+                goto out;
+        }
+        /* the host's sum: rank order, a bf16 rounding after each add; then each later
+         * call of count - call elements sums the ranks' equal buffers again */
+        for (int i = 0; i < LR_COUNT; i++) {
+            float s = bf16_to_f32(in[0][i]);
+
+            for (int r = 1; r < LR_RANKS; r++)
+                s = bf16_to_f32(f32_to_bf16(s + bf16_to_f32(in[r][i])));
+            for (int call = 1; call < calls && i < LR_COUNT - call; call++) {
+                float s3 = bf16_to_f32(f32_to_bf16(s + s));
+
+                s = bf16_to_f32(f32_to_bf16(s3 + s));
+            }
+            want[i] = s;
+        }
+        lr_run(k);
+        for (int r = 0; r < LR_RANKS; r++) {
+            if (!gt_check(t, k[r].rc == 0, "pass %d rank %d: %d", pass, r, k[r].rc) ||
+                !gt_check(t, cudaMemcpy(got, k[r].buf, LR_COUNT * 2,
+                                        cudaMemcpyDeviceToHost) == cudaSuccess, "download"))
+                goto out;
+            for (int i = 0; i < LR_COUNT; i++)
+                bad += bf16_to_f32(got[i]) != want[i];
+        }
+        gt_check(t, bad == 0, "pass %d: %d elements differ from the rank-order sum", pass, bad);
+    }
+    /* rank 1 fails before its first call: ranks 0 and 2 return -ECANCELED, never hang */
+    for (int r = 0; r < LR_RANKS; r++) {
+        k[r].calls = 3;
+        k[r].fail_first = r == 1;
+    }
+    lr_run(k);
+    gt_check(t, k[0].rc == -ECANCELED && k[1].rc == -EIO && k[2].rc == -ECANCELED,
+             "after an abort: %d %d %d", k[0].rc, k[1].rc, k[2].rc);
+    gt_note(t, "3 ranks on device 0: %d bf16, 1 and %d calls, bitwise the rank-order sum",
+            LR_COUNT, LR_CALLS);
+out:
+    for (int r = 0; r < LR_RANKS; r++) {
+        comm_destroy(c[r]);
+        if (k[r].buf)
+            cudaFree(k[r].buf);
+        if (k[r].stream)
+            cudaStreamDestroy(k[r].stream);
+        free(in[r]);
+    }
+    free(got);
+    free(want);
+}
+
 /* ---- the all-reduce of one layer inside a graph (a figure, never asserted) ---- */
 
 enum { AR_COUNT = 4096, AR_PER_GRAPH = 64, AR_REPLAYS = 50 };   /* llama-3.1-8b's hidden, batch 1 */
@@ -546,6 +680,8 @@ const struct gt_case gt_cases_tp[] = {
       a_failing_rank_fails_the_step_and_never_hangs_its_peer },
     { "tp_beyond_the_devices_is_refused_in_one_line", tp_beyond_the_devices_is_refused_in_one_line },
     { "nccl_all_reduce_in_a_graph_latency", nccl_all_reduce_in_a_graph_latency },
+    { "local_all_reduce_gives_every_rank_the_rank_order_sum",
+      local_all_reduce_gives_every_rank_the_rank_order_sum },
     { NULL, NULL },
 };
 #endif
