@@ -22,8 +22,9 @@ struct comm_ops {
     const char *name;          /* "cpu", "nccl", "cuda_local" */
     bool capturable;           /* all_reduce may be captured inside a CUDA graph */
     /* In place: buf[count] of dtype = the sum of every rank's buf. Every rank gets the same
-     * bits (the ranks' buffers are added in rank order). On a device the call only enqueues
-     * the sum on the rank's stream. */
+     * bits: cpu and cuda_local add the ranks' buffers in rank order; NCCL reduces each chunk
+     * in an order of its own (the ring's), then hands every rank that one result. On a
+     * device the call only enqueues the sum on the rank's stream. */
     int (*all_reduce)(struct comm *c, void *buf, size_t count, enum dtype dt);
     /* Waits until everything the rank enqueued (its step and its collectives) is done,
      * without ever blocking for good: returns 0, -ECANCELED once the group is aborted
