@@ -116,7 +116,8 @@ static void cpu_destroy(struct comm *c)
     free(c);
 }
 
-static const struct comm_ops cpu_ops = { "cpu", cpu_all_reduce, cpu_abort, cpu_destroy };
+static const struct comm_ops cpu_ops = { .name = "cpu", .all_reduce = cpu_all_reduce,
+                                         .abort = cpu_abort, .destroy = cpu_destroy };
 
 int comm_cpu_create(struct comm **ranks, int n, size_t max_count, char *err)
 {

@@ -105,6 +105,7 @@ int engine_submit(struct engine *e, const struct engine_request_desc *d, uint64_
 void engine_abort(struct engine *e, uint64_t id);
 
 #define ENGINE_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine.c */
+#define ENGINE_MAX_RANKS 64      /* tensor_parallel_size's bound (config/options.c) */
 
 struct engine_stats {
     int num_running, num_waiting;
@@ -129,6 +130,12 @@ struct engine_stats {
                                                  while it moves, a long step is not a hung one */
     const char *kv_cache_dtype;               /* static: "f32", "bf16", "fp8_e4m3" */
     int64_t kv_cache_tokens;                  /* tokens the KV cache holds: blocks * block_size */
+    int num_ranks;                            /* static: tensor-parallel ranks (1 without); the
+                                                 first ENGINE_MAX_RANKS of them each: */
+    int rank_device[ENGINE_MAX_RANKS];        /* its device (cuda ordinal; cpu: 0) */
+    uint64_t rank_kv_cache_bytes[ENGINE_MAX_RANKS];   /* its KV cache: every block of its KV
+                                                 heads (the usage ratio holds on every rank:
+                                                 the ranks hold the same blocks) */
 };
 void engine_get_stats(struct engine *e, struct engine_stats *st);
 /* Asks the engine thread to show that it still turns: it sets alive_s as soon as it is

@@ -218,7 +218,9 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     if (rc != 0)
         goto fail;
     runner_watch_progress(e->runner, &e->progress);   /* the watchdog's sign of life in a step */
-    if (!strcmp(backend, "cuda") && e->be->ops->mem_info(e->be, &free1, &total) == 0) {
+    /* under tensor parallelism runner_tp.c logs each rank's device instead */
+    if (!strcmp(backend, "cuda") && o->tensor_parallel_size <= 1 &&
+        e->be->ops->mem_info(e->be, &free1, &total) == 0) {
         /* what the runner took beyond its weights and KV cache: activations, cuBLAS
          * workspace, staging, graphs */
         double gib = 1073741824.0, took = (double)(free0 - free1);
@@ -281,6 +283,14 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     e->stats.healthy = true;
     e->stats.kv_cache_dtype = kv_cache_dtype_name(runner_kv_dtype(e->be, kv_dtype));
     e->stats.kv_cache_tokens = cache_tokens(cfg, sc.group_num_blocks, o->block_size);
+    e->stats.num_ranks = runner_num_ranks(e->runner);
+    for (int i = 0; i < e->stats.num_ranks && i < ENGINE_MAX_RANKS; i++) {
+        struct runner_rank_info ri;
+
+        runner_rank_info(e->runner, i, &ri);
+        e->stats.rank_device[i] = ri.device;
+        e->stats.rank_kv_cache_bytes[i] = ri.kv_cache_bytes;
+    }
     e->next_id = 1;
     LOG(LL_INFO, "engine", "%s on %s: KV blocks of %d tokens, %s (%lld tokens, KV cache %s, "
         "%.2f GiB), one request holds up to %d tokens, max_model_len %d, weights %s%s%s",

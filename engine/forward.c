@@ -113,7 +113,10 @@ static int ffn_block(const struct forward_ctx *f, int n, int l)
                                   shared ? &lw->shared_gate_up : NULL,
                                   shared ? &lw->shared_down : NULL,
                                   shared ? &lw->shared_gate : NULL };
-        return op->moe(f->be, f->x, f->xn, &mw, n, &mp);
+        /* a rank's experts hold their slice of the intermediate size: a partial sum */
+        if ((rc = op->moe(f->be, f->x, f->xn, &mw, n, &mp)))
+            return rc;
+        return all_reduce(f, n);
     }
     if ((rc = op->matmul(f->be, f->gate_up, f->xn, &lw->gate_up, NULL, n)) ||
         (rc = c->mlp_act == MLP_GELU_TANH ? op->gelu_tanh_mul(f->be, f->act, f->gate_up, n, ffn)

@@ -10,6 +10,7 @@
 #include "engine/kv_budget.h"
 #include "engine/base/log.h"
 #include "engine/runner.h"
+#include "engine/tp_shard.h"   /* tp_shard_config: one rank's share of a GPU */
 #include "engine/base/util.h"
 #include "engine/weights.h"
 #include "scheduler/kv_cache.h"   /* kv_cache_max_blocks */
@@ -135,25 +136,38 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
 
     if (bytes == 0 && !strcmp(backend, "cuda")) {
         const size_t reserve = 512ull << 20;
-        size_t free_b = 0, total_b = 0, used, want, other;
+        size_t free_b = 0, total_b = 0, used, want, other, rank_block = block;
+        struct model_config rank = *c;
+        const struct model_config *rc = c;
+
+        /* tensor parallelism: each GPU holds one rank's weights, activations and KV heads
+         * (rank 0's device is measured: a host's GPUs alike), and each block the bytes left
+         * there hold for the rank's KV heads is a block of the whole cache */
+        if (o->tensor_parallel_size > 1) {
+            tp_shard_config(c, o->tensor_parallel_size, &rank);
+            rc = &rank;
+            rank_block = runner_kv_block_bytes(rc, be, kv_dtype, o->block_size);
+        }
         if (be->ops->mem_info(be, &free_b, &total_b) != 0) {
             errf(err, "cannot read the device's free memory");
             return -EIO;
         }
         used = total_b - free_b;   /* the CUDA context and whoever else is on the device */
         want = (size_t)(o->gpu_memory_utilization * (double)total_b);
-        other = used + weights_bytes(c, elem) + activation_bytes(c, be, cap_tokens, cap_reqs, elem) + reserve;
-        if (want <= other + block) {
+        other = used + weights_bytes(rc, elem) + activation_bytes(rc, be, cap_tokens, cap_reqs, elem) +
+                reserve;
+        if (want <= other + rank_block) {
             errf(err, "no GPU memory is left for the KV cache: %.2f GiB allowed "
                  "(--gpu-memory-utilization %.2f of %.2f GiB), %.2f GiB in use before loading, "
-                 "weights %.2f GiB, activations %.2f GiB; raise --gpu-memory-utilization or lower "
-                 "--max-num-batched-tokens", want / 1073741824.0, o->gpu_memory_utilization,
+                 "weights %.2f GiB, activations %.2f GiB%s; raise --gpu-memory-utilization or "
+                 "lower --max-num-batched-tokens", want / 1073741824.0, o->gpu_memory_utilization,
                  total_b / 1073741824.0, used / 1073741824.0,
-                 weights_bytes(c, elem) / 1073741824.0,
-                 activation_bytes(c, be, cap_tokens, cap_reqs, elem) / 1073741824.0);
+                 weights_bytes(rc, elem) / 1073741824.0,
+                 activation_bytes(rc, be, cap_tokens, cap_reqs, elem) / 1073741824.0,
+                 o->tensor_parallel_size > 1 ? " (one rank's, per GPU)" : "");
             return -ENOMEM;
         }
-        bytes = want - other;
+        bytes = (size_t)((double)(want - other) * ((double)block / (double)rank_block));
     } else if (bytes == 0) {
         /* what max_num_seqs requests of max_model_len tokens hold, window groups included */
         struct kv_cache shape;

@@ -38,6 +38,7 @@ struct runner {
     struct bk_batch dev;             /* the staged batch; graphs replay against it */
     struct step_batch pad_batch;     /* all-padding decode batch for graph capture */
     struct sample_row *greedy_rows;  /* [cap_sample] rows used when the caller gives none */
+    size_t graph_bytes;              /* device memory the graphs took, measured */
     struct runner_tp *tp;            /* tensor parallelism: the ranks run every step; the
                                       * fields above are then unused */
 };
@@ -72,6 +73,9 @@ size_t runner_kv_block_bytes(const struct model_config *cfg, const struct backen
            dtype_size(runner_kv_dtype(be, kv_cache_dtype));
 }
 
+static int capture_graphs(struct runner *r, char *err);
+static size_t kv_cache_bytes(const struct runner *r);
+
 /* ---- a step ---- */
 
 /* After the first step that ran: --calculate-kv-scales is done, the scales stay. */
@@ -94,6 +98,9 @@ static int step_body(void *arg)
     if (rc)
         return rc;
     kv_scales_done(r);
+    /* a tensor-parallel rank but 0 has no logits (forward() runs the LM head on rank 0) */
+    if (r->fwd.comm && r->fwd.comm->rank > 0)
+        return 0;
     return r->be->ops->sample(r->be, r->fwd.logits, r->m->cfg.vocab_size, &r->dev);
 }
 
@@ -118,7 +125,7 @@ static int graph_size(const struct runner *r, const struct step_batch *b)
 
 int runner_padded_size(const struct runner *r, const struct step_batch *b)
 {
-    int size = graph_size(r, b);
+    int size = r->tp ? graph_size(runner_tp_rank(r->tp, 0), b) : graph_size(r, b);
     return size ? size : b->num_tokens;
 }
 
@@ -148,25 +155,43 @@ static int stage(struct runner *r, struct step_batch *b, int size, bool graph,
     return r->be->ops->stage(r->be, &sb, rows ? rows : r->greedy_rows, &r->dev);
 }
 
-int runner__stage(struct runner *r, struct step_batch *b, const struct sample_row *rows)
+int runner__graph_size(const struct runner *r, const struct step_batch *b)
 {
-    return stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, rows);
+    return graph_size(r, b);
 }
 
-int runner__forward(struct runner *r)
+int runner__stage(struct runner *r, struct step_batch *b, int size, const struct sample_row *rows)
 {
-    int rc = forward(&r->fwd, &r->dev);
+    return size ? stage(r, b, size, true, rows)
+                : stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, rows);
+}
 
-    if (!rc)
+int runner__run(struct runner *r, int size, bool sample)
+{
+    int rc;
+
+    if (size)
+        return r->be->ops->graph_replay(r->be, size);
+    if (sample)
+        return step_body(r);
+    if (!(rc = forward(&r->fwd, &r->dev)))
         kv_scales_done(r);
     return rc;
 }
 
-int runner__sample_fetch(struct runner *r, struct sample_result *results, int n)
+int runner__fetch(struct runner *r, struct sample_result *results, int n)
 {
-    int rc = r->be->ops->sample(r->be, r->fwd.logits, r->m->cfg.vocab_size, &r->dev);
+    return r->be->ops->fetch_results(r->be, results, n);
+}
 
-    return rc ? rc : r->be->ops->fetch_results(r->be, results, n);
+int runner__capture_graphs(struct runner *r, char *err)
+{
+    return r->num_graphs ? capture_graphs(r, err) : 0;
+}
+
+int runner__num_graphs(const struct runner *r)
+{
+    return r->num_graphs;
 }
 
 int runner__download_logits(struct runner *r, float *logits, int rows)
@@ -435,9 +460,23 @@ static int capture_graphs(struct runner *r, char *err)
 {
     struct step_batch *d = &r->pad_batch;
     int largest = r->graph_sizes[r->num_graphs - 1], rc;
+    size_t free0 = 0, free1 = 0, total = 0;
+    bool measured = r->be->ops->mem_info && !r->be->ops->mem_info(r->be, &free0, &total);
 
     if ((rc = batch_init(d, largest, largest, r->m->cfg.num_kv_groups, r->max_blocks_per_req)))
         return rc;
+    /* with a communicator, one eager step of the largest padding batch first: the
+     * collectives' first use (where NCCL may connect to its peers) stays out of a capture */
+    if (r->fwd.comm) {
+        d->num_reqs = d->num_tokens = d->num_sample = 0;
+        d->decode_only = true;
+        d->query_start_loc[0] = 0;
+        if ((rc = stage(r, d, largest, true, NULL)) || (rc = forward(&r->fwd, &r->dev)) ||
+            (rc = comm_wait(r->fwd.comm))) {
+            errf(err, "runner: the warm-up step before the graphs failed (%s)", strerror(-rc));
+            return rc;
+        }
+    }
     for (int i = 0; i < r->num_graphs; i++) {
         int size = r->graph_sizes[i];
 
@@ -451,7 +490,10 @@ static int capture_graphs(struct runner *r, char *err)
             return rc;
         }
     }
-    LOG(LL_INFO, "runner", "captured %d graphs, decode batches of 1 to %d", r->num_graphs, largest);
+    if (measured && !r->be->ops->mem_info(r->be, &free1, &total))
+        r->graph_bytes = free0 > free1 ? free0 - free1 : 0;
+    LOG(LL_INFO, "runner", "captured %d graphs, decode batches of 1 to %d (%.1f MiB)",
+        r->num_graphs, largest, r->graph_bytes / 1048576.0);
     return 0;
 }
 
@@ -539,7 +581,9 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
                                                                  : 1.0f;
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     r->fwd.comm = o->comm;
-    if (r->num_graphs && (rc = capture_graphs(r, err)))
+    /* a rank of a group of several captures later, together with its peers (runner_tp.c):
+     * a graph's collectives need every rank capturing at once, in the same order */
+    if (r->num_graphs && !(o->comm && o->comm->size > 1) && (rc = capture_graphs(r, err)))
         goto fail;
     LOG(LL_INFO, "runner", "%s on %s: %d layers, KV blocks of %d tokens (%zu MiB, %s), %d KV "
         "groups; weights %.2f s, KV cache and buffers %.2f s, %d graphs %.2f s", c->arch_name,
@@ -626,4 +670,21 @@ int runner_layer_cache(const struct runner *r, int layer, void **k_cache, void *
     *k_cache = r->k_cache[layer];
     *v_cache = r->v_cache[layer];
     return 0;
+}
+
+int runner_num_ranks(const struct runner *r)
+{
+    return r->tp ? runner_tp_size(r->tp) : 1;
+}
+
+void runner_rank_info(const struct runner *r, int rank, struct runner_rank_info *out)
+{
+    if (r->tp) {
+        runner_tp_rank_info(r->tp, rank, out);
+        return;
+    }
+    memset(out, 0, sizeof *out);
+    out->kv_cache_bytes = kv_cache_bytes(r);
+    out->weights_bytes = weights_bytes(&r->m->cfg, dtype_size(r->be->ops->act_dtype));
+    out->graph_bytes = r->graph_bytes;
 }

@@ -31,14 +31,18 @@ struct runner_options {
     enum dtype kv_cache_dtype;   /* DT_F32 = auto (the backend's act_dtype); cpu: also BF16,
                                   * F8_E4M3 (scales: the checkpoint's k_scale/v_scale, else 1) */
     int tensor_parallel_size;    /* 0 or 1 = none; N > 1: N ranks, each on its own backend
-                                  * (of be's kind; cuda: devices 0..N-1) and worker thread,
-                                  * with the model sharded (engine/tp_shard.h) */
+                                  * (of be's kind; cuda: devices 0..N-1, or tp_devices) and
+                                  * worker thread, with the model sharded (engine/tp_shard.h) */
     int backend_threads;         /* num_threads of the ranks' cpu backends */
     struct comm *comm;           /* a rank of a group made by the caller (runner_tp.c, or a
                                   * test running NCCL with one rank); NULL = none */
     int group_num_blocks[KV_MAX_GROUPS];   /* instead of num_blocks, for the layers of group g
                                   * when > 0: each group's cache has its own block ids (last,
                                   * so that positional initializers stay valid) */
+    const int *tp_devices;       /* [tensor_parallel_size] the cuda device of each rank; NULL =
+                                  * 0..N-1 (NCCL). Ranks that share one device run over
+                                  * comm_cuda_local, eagerly: for tests on one GPU, not a
+                                  * flag. Borrowed for runner_create only. */
 };
 
 /* Fills the capacities a backend needs for this model and these options (max_tokens,
@@ -83,6 +87,19 @@ int runner_padded_size(const struct runner *r, const struct step_batch *b);
  * logits[b->num_sample_padded, vocab]: for tests and the HF oracle. A batch already padded
  * (b->num_tokens_padded > b->num_tokens) runs padded; otherwise it is padded to itself. */
 int runner_logits(struct runner *r, struct step_batch *b, float *logits);
+
+/* One rank's share of its device (the whole runner's without tensor parallelism): for the
+ * start-up log and /metrics. */
+struct runner_rank_info {
+    int device;                  /* cuda device ordinal; cpu: 0 */
+    size_t weights_bytes;        /* the rank's weights in the backend's activation dtype */
+    size_t kv_cache_bytes;       /* every layer's K and V cache on the rank */
+    size_t graph_bytes;          /* device memory its CUDA graphs took (measured; 0 eager) */
+};
+
+/* Ranks of the runner: tensor_parallel_size, or 1. */
+int runner_num_ranks(const struct runner *r);
+void runner_rank_info(const struct runner *r, int rank, struct runner_rank_info *out);
 
 /* Layer l's fp8 cache scales (1.0 for a cache that is not fp8). */
 void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *v_scale);

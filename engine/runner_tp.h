@@ -21,12 +21,20 @@ int runner_tp_execute(struct runner_tp *t, struct step_batch *b, const struct sa
                       struct sample_result *results);
 int runner_tp_logits(struct runner_tp *t, struct step_batch *b, float *logits);
 struct runner *runner_tp_rank(struct runner_tp *t, int rank);
+int runner_tp_size(const struct runner_tp *t);
+void runner_tp_rank_info(const struct runner_tp *t, int rank, struct runner_rank_info *out);
 
-/* runner.c's step in parts, for the ranks: stage b eagerly (padded to itself), run forward,
- * sample and fetch n results, copy `rows` rows of logits to the host. */
-int runner__stage(struct runner *r, struct step_batch *b, const struct sample_row *rows);
-int runner__forward(struct runner *r);
-int runner__sample_fetch(struct runner *r, struct sample_result *results, int n);
+/* runner.c's step in parts, for the ranks. runner__graph_size: the captured size a batch
+ * replays at (0: eager). runner__stage: b padded to `size` (0: to itself, eagerly) and
+ * staged. runner__run: the graph of `size`, or forward() eagerly (then, when `sample`, the
+ * sample op too). runner__fetch: the n results of the last sample. runner__capture_graphs:
+ * every graph size, captured now (a rank of a group defers it to here). */
+int runner__graph_size(const struct runner *r, const struct step_batch *b);
+int runner__stage(struct runner *r, struct step_batch *b, int size, const struct sample_row *rows);
+int runner__run(struct runner *r, int size, bool sample);
+int runner__fetch(struct runner *r, struct sample_result *results, int n);
 int runner__download_logits(struct runner *r, float *logits, int rows);
+int runner__capture_graphs(struct runner *r, char *err);
+int runner__num_graphs(const struct runner *r);
 
 #endif

@@ -1,9 +1,20 @@
 /* tp_shard.c — a rank's slices of a model's tensors (tp_shard.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/tp_shard.h"
+
+/* Whether some layer has a dense MLP (intermediate_size): all of them but a MoE model's
+ * sparse layers. */
+static bool has_dense_layer(const struct model_config *c)
+{
+    for (int l = 0; l < c->num_layers; l++)
+        if (!c->num_experts || !c->layer_moe[l])
+            return true;
+    return false;
+}
 
 int tp_shard_check(const struct model_config *c, int n, char *err)
 {
@@ -15,11 +26,6 @@ int tp_shard_check(const struct model_config *c, int n, char *err)
     }
     if (n == 1)
         return 0;
-    if (c->num_experts) {
-        errf(err, "--tensor-parallel-size %d: %s is a mixture-of-experts model and its experts "
-             "are not sharded yet; use --tensor-parallel-size 1", n, c->arch_name);
-        return -EINVAL;
-    }
     if (c->quant != QUANT_NONE) {
         errf(err, "--tensor-parallel-size %d: the checkpoint's fp8 weights (quantization_config) "
              "are not sharded yet; use --tensor-parallel-size 1", n);
@@ -35,9 +41,21 @@ int tp_shard_check(const struct model_config *c, int n, char *err)
              n, KV);
         return -EINVAL;
     }
-    if (c->intermediate_size % n) {
+    if (has_dense_layer(c) && c->intermediate_size % n) {
         errf(err, "--tensor-parallel-size %d does not divide the model's intermediate_size %d",
              n, c->intermediate_size);
+        return -EINVAL;
+    }
+    /* MoE: every expert is split by its intermediate size (each rank holds a slice of every
+     * expert, the router replicated), not spread over the ranks (expert parallelism) */
+    if (c->num_experts && c->moe_intermediate_size % n) {
+        errf(err, "--tensor-parallel-size %d does not divide the model's moe_intermediate_size "
+             "%d (each expert is split by it)", n, c->moe_intermediate_size);
+        return -EINVAL;
+    }
+    if (c->num_experts && c->shared_expert_intermediate_size % n) {
+        errf(err, "--tensor-parallel-size %d does not divide the model's "
+             "shared_expert_intermediate_size %d", n, c->shared_expert_intermediate_size);
         return -EINVAL;
     }
     return 0;
@@ -83,21 +101,78 @@ static int cols_of(struct tp_shard *s, struct tensor_ref *out, const struct tens
     return 0;
 }
 
+void tp_shard_config(const struct model_config *c, int n, struct model_config *out)
+{
+    *out = *c;
+    out->num_heads = c->num_heads / n;
+    out->num_kv_heads = c->num_kv_heads >= n ? c->num_kv_heads / n : 1;
+    out->intermediate_size = c->intermediate_size / n;
+    out->moe_intermediate_size = c->moe_intermediate_size / n;
+    out->shared_expert_intermediate_size = c->shared_expert_intermediate_size / n;
+}
+
+/* A MoE layer's share: every expert's gate and up rows [r0, r0 + f) (views) and down
+ * columns (copied), the shared expert's likewise; router and shared gate replicated. */
+static int shard_experts(struct tp_shard *s, struct layer_tensors *b, const struct layer_tensors *a,
+                         int rank, char *err)
+{
+    const struct model_config *c = &s->m.cfg;    /* already the rank's sizes */
+    int E = c->num_experts, f = c->moe_intermediate_size, sf = c->shared_expert_intermediate_size;
+    int rc;
+
+    if (!(b->experts = calloc(E, sizeof *b->experts))) {
+        errf(err, "tensor parallelism: out of memory");
+        return -ENOMEM;
+    }
+    for (int e = 0; e < E; e++) {
+        b->experts[e].gate = rows_of(&a->experts[e].gate, (int64_t)rank * f, f);
+        b->experts[e].up = rows_of(&a->experts[e].up, (int64_t)rank * f, f);
+        if ((rc = cols_of(s, &b->experts[e].down, &a->experts[e].down, (int64_t)rank * f, f, err)))
+            return rc;
+    }
+    if (!a->shared.down.data)
+        return 0;
+    b->shared.gate = rows_of(&a->shared.gate, (int64_t)rank * sf, sf);
+    b->shared.up = rows_of(&a->shared.up, (int64_t)rank * sf, sf);
+    return cols_of(s, &b->shared.down, &a->shared.down, (int64_t)rank * sf, sf, err);
+}
+
+/* Fused q/k/v and gate/up as published (Phi-3) become the rank's separate row views of
+ * them: its q rows, its KV heads' k and v rows, its gate and up rows. */
+static void shard_fused(struct layer_tensors *b, const struct layer_tensors *a,
+                        const struct model_config *c, int rank, int n)
+{
+    int H = c->num_heads, KV = c->num_kv_heads, D = c->head_dim, ffn = c->intermediate_size;
+    int h = H / n, kv = KV >= n ? KV / n : 1, kv0 = rank * KV / n, f = ffn / n;
+
+    if (a->qkv.data) {
+        b->q = rows_of(&a->qkv, (int64_t)rank * h * D, (int64_t)h * D);
+        b->k = rows_of(&a->qkv, (int64_t)(H + kv0) * D, (int64_t)kv * D);
+        b->v = rows_of(&a->qkv, (int64_t)(H + KV + kv0) * D, (int64_t)kv * D);
+        memset(&b->qkv, 0, sizeof b->qkv);
+    }
+    if (a->gate_up.data) {
+        b->gate = rows_of(&a->gate_up, (int64_t)rank * f, f);
+        b->up = rows_of(&a->gate_up, (int64_t)ffn + (int64_t)rank * f, f);
+        memset(&b->gate_up, 0, sizeof b->gate_up);
+    }
+}
+
 int tp_shard_create(struct tp_shard *s, const struct model *m, int rank, int n, char *err)
 {
     const struct model_config *c = &m->cfg;
     int H = c->num_heads, KV = c->num_kv_heads, D = c->head_dim, ffn = c->intermediate_size;
     int h = H / n, kv = KV >= n ? KV / n : 1, kv0 = rank * KV / n, rc;
+    /* column slices copied: o and down of every layer, every expert's down and the shared one */
+    size_t cap = (size_t)c->num_layers * (3 + (size_t)c->num_experts);
 
     memset(s, 0, sizeof *s);
     if ((rc = tp_shard_check(c, n, err)))
         return rc;
     s->m = *m;
-    s->m.cfg.num_heads = h;
-    s->m.cfg.num_kv_heads = kv;
-    s->m.cfg.intermediate_size = ffn / n;
+    tp_shard_config(c, n, &s->m.cfg);
     s->m.layers = calloc(c->num_layers, sizeof *s->m.layers);
-    s->copies = calloc(2 * (size_t)c->num_layers, sizeof *s->copies);
+    s->copies = calloc(cap, sizeof *s->copies);
     if (!s->m.layers || !s->copies) {
         tp_shard_free(s);
         errf(err, "tensor parallelism: out of memory");
@@ -107,13 +182,8 @@ int tp_shard_create(struct tp_shard *s, const struct model *m, int rank, int n, 
         const struct layer_tensors *a = &m->layers[l];
         struct layer_tensors *b = &s->m.layers[l];
 
-        if (a->qkv.data || a->gate_up.data) {
-            tp_shard_free(s);
-            errf(err, "--tensor-parallel-size %d: %s publishes fused qkv / gate_up tensors, "
-                 "which are not sharded yet; use --tensor-parallel-size 1", n, c->arch_name);
-            return -EINVAL;
-        }
         *b = *a;
+        b->experts = NULL;     /* the shard's own array, below: tp_shard_free frees it */
         b->q = rows_of(&a->q, (int64_t)rank * h * D, (int64_t)h * D);
         b->k = rows_of(&a->k, (int64_t)kv0 * D, (int64_t)kv * D);
         b->v = rows_of(&a->v, (int64_t)kv0 * D, (int64_t)kv * D);
@@ -122,8 +192,11 @@ int tp_shard_create(struct tp_shard *s, const struct model *m, int rank, int n, 
         b->v_bias = rows_of(&a->v_bias, (int64_t)kv0 * D, (int64_t)kv * D);
         b->gate = rows_of(&a->gate, (int64_t)rank * (ffn / n), ffn / n);
         b->up = rows_of(&a->up, (int64_t)rank * (ffn / n), ffn / n);
+        shard_fused(b, a, c, rank, n);
         if ((rc = cols_of(s, &b->o, &a->o, (int64_t)rank * h * D, (int64_t)h * D, err)) ||
-            (rc = cols_of(s, &b->down, &a->down, (int64_t)rank * (ffn / n), ffn / n, err))) {
+            (a->down.data &&
+             (rc = cols_of(s, &b->down, &a->down, (int64_t)rank * (ffn / n), ffn / n, err))) ||
+            (a->experts && (rc = shard_experts(s, b, a, rank, err)))) {
             tp_shard_free(s);
             return rc;
         }
@@ -133,6 +206,8 @@ int tp_shard_create(struct tp_shard *s, const struct model *m, int rank, int n, 
 
 void tp_shard_free(struct tp_shard *s)
 {
+    for (int l = 0; s->m.layers && l < s->m.cfg.num_layers; l++)
+        free(s->m.layers[l].experts);
     for (int i = 0; i < s->num_copies; i++)
         free(s->copies[i]);
     free(s->copies);

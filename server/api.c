@@ -223,6 +223,8 @@ static void metrics_route(struct http_request *r, void *app)
         .prompt_tokens = st.prompt_tokens, .generation_tokens = st.generation_tokens,
         .preemptions = st.num_preemptions, .healthy = st.healthy,
         .kv_cache_dtype = st.kv_cache_dtype, .kv_cache_tokens = (uint64_t)st.kv_cache_tokens,
+        .num_ranks = MIN(st.num_ranks, ENGINE_MAX_RANKS), .rank_device = st.rank_device,
+        .rank_kv_cache_bytes = st.rank_kv_cache_bytes,
     };
     for (int g = 0; g < st.num_kv_groups && g < 4; g++) {
         me.kv_group_window[g] = st.kv_group_window[g];

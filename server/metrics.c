@@ -166,6 +166,23 @@ char *metrics_render(struct metrics *m, const struct metrics_engine *e, size_t *
         gauge(f, "osprey_kv_cache_capacity_tokens", "Tokens the KV cache holds (blocks x block size).",
               (double)e->kv_cache_tokens);
     }
+    if (e->num_ranks > 0) {
+        /* the ranks hold the same blocks, each of its own KV heads: the usage ratio is every
+         * rank's, the bytes are each device's own */
+        head(f, "osprey_kv_cache_rank_capacity_bytes", "gauge", "KV-cache bytes of each "
+             "tensor-parallel rank on its device (labels rank, device).");
+        for (int i = 0; i < e->num_ranks; i++)
+            fprintf(f, "osprey_kv_cache_rank_capacity_bytes{rank=\"%d\",device=\"%d\"} %llu\n",
+                    i, e->rank_device[i], (unsigned long long)e->rank_kv_cache_bytes[i]);
+        head(f, "osprey_kv_cache_rank_usage_bytes", "gauge", "KV-cache bytes in use on each "
+             "tensor-parallel rank's device (labels rank, device).");
+        for (int i = 0; i < e->num_ranks; i++) {
+            fprintf(f, "osprey_kv_cache_rank_usage_bytes{rank=\"%d\",device=\"%d\"} ", i,
+                    e->rank_device[i]);
+            number(f, (double)(uint64_t)(e->kv_cache_usage * (double)e->rank_kv_cache_bytes[i]));
+            fputc('\n', f);
+        }
+    }
     counter(f, "osprey_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.",
             e->prefix_queries);
     counter(f, "osprey_prefix_cache_hits_total", "Prompt tokens found in the prefix cache.",

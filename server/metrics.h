@@ -43,6 +43,9 @@ struct metrics_engine {
     bool healthy;
     const char *kv_cache_dtype;                /* "f32", "bf16", "fp8_e4m3"; NULL: not reported */
     uint64_t kv_cache_tokens;                  /* tokens the KV cache holds */
+    int num_ranks;                             /* tensor-parallel ranks; 0: not reported */
+    const int *rank_device;                    /* [num_ranks] borrowed */
+    const uint64_t *rank_kv_cache_bytes;       /* [num_ranks] borrowed */
 };
 
 void metrics_init(struct metrics *m);

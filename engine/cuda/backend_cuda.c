@@ -22,6 +22,17 @@ void *backend_cuda_stream(struct backend *be)
     return (void *)((struct backend_cuda *)be)->stream;
 }
 
+void backend_cuda_graphs_free(struct backend *be)
+{
+    struct backend_cuda *cu = cuda__of(be);
+
+    if (cudaSetDevice(cu->device) != cudaSuccess)
+        (void)cudaGetLastError();
+    if (cu->stream)
+        (void)cudaStreamSynchronize(cu->stream);   /* no replay still running */
+    cuda__graphs_free(cu);
+}
+
 int cuda_device_count(void)
 {
     int n = 0;
@@ -43,7 +54,7 @@ static void *cu_alloc(struct backend *be, size_t bytes, char *err)
     void *p = NULL;
     size_t free_b = 0, total_b = 0;
 
-    if (cu->dead) {
+    if (cuda__enter(cu)) {
         errf(err, "cuda: the device failed earlier; cannot allocate");
         return NULL;
     }
@@ -67,15 +78,19 @@ static void *cu_alloc(struct backend *be, size_t bytes, char *err)
 
 static void cu_free(struct backend *be, void *p)
 {
-    if (p)
-        CUDA_OK(cudaFree(p));
+    if (!p)
+        return;
+    /* bound even when dead: the memory is freed in the device's context all the same */
+    if (cudaSetDevice(cuda__of(be)->device) != cudaSuccess)
+        (void)cudaGetLastError();
+    CUDA_OK(cudaFree(p));
 }
 
 static int cu_mem_info(struct backend *be, size_t *free_bytes, size_t *total_bytes)
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!CUDA_OK(cudaMemGetInfo(free_bytes, total_bytes)))
         return cuda__status(cu, -EIO);
@@ -86,7 +101,7 @@ static int cu_mem_info(struct backend *be, size_t *free_bytes, size_t *total_byt
 static int cu_copy(struct backend_cuda *cu, void *dst, const void *src, size_t bytes,
                    enum cudaMemcpyKind kind)
 {
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (bytes == 0)
         return 0;
@@ -219,7 +234,7 @@ static int cu_embedding(struct backend *be, void *x, const int32_t *ids,
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!is_bf16(table))
         return -EINVAL;
@@ -232,7 +247,7 @@ static int cu_rmsnorm(struct backend *be, void *out, void *residual, const void 
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!is_bf16(w))
         return -EINVAL;
@@ -248,7 +263,7 @@ int cuda__gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, cons
 {
     float alpha = 1.0f, beta = 0.0f;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (w && w->dtype == DT_F8_E4M3)
         return cuda__fp8_gemm(cu, out, out_type == CUDA_R_32F, x, w, bias, n);
@@ -283,7 +298,7 @@ static int cu_head_rmsnorm(struct backend *be, void *x, int stride, int heads, i
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!is_bf16(w) || w->rows * w->cols != head_dim)
         return -EINVAL;
@@ -297,7 +312,7 @@ static int cu_rope(struct backend *be, void *q, void *k, const int32_t *position
     struct backend_cuda *cu = cuda__of(be);
     struct cuda_rope_params kp = cuda__rope_params(p);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, rope_cuda(q, k, positions, n, &kp, cu->stream));
 }
@@ -309,7 +324,7 @@ static int cu_cache_update(struct backend *be, const void *k, const void *v, int
     struct backend_cuda *cu = cuda__of(be);
     struct cuda_cache_layout kl;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (cuda__cache_layout(&kl, l))
         return -EINVAL;
@@ -326,7 +341,7 @@ static int cu_rope_cache_update(struct backend *be, void *q, void *k, const void
     struct cuda_rope_params kp = cuda__rope_params(p);
     struct cuda_cache_layout kl;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (cuda__cache_layout(&kl, l))
         return -EINVAL;
@@ -342,7 +357,7 @@ static int cu_attention(struct backend *be, void *out, const void *q, int q_stri
     struct cuda_attn_params kp;
     struct cuda_attn_batch kb;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (cuda__attn_params(&kp, p) || cuda__attn_batch(&kb, b, group))
         return -EINVAL;
@@ -354,7 +369,7 @@ static int cu_silu_mul(struct backend *be, void *out, const void *gate_up, int n
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, silu_mul_cuda(out, gate_up, n, ffn, cu->stream));
 }
@@ -363,7 +378,7 @@ static int cu_gelu_tanh_mul(struct backend *be, void *out, const void *gate_up, 
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, gelu_tanh_mul_cuda(out, gate_up, n, ffn, cu->stream));
 }
@@ -372,7 +387,7 @@ static int cu_scale(struct backend *be, void *x, int n, int dim, float s)
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, scale_cuda(x, (size_t)n * dim, s, cu->stream));
 }
@@ -381,7 +396,7 @@ static int cu_softcap(struct backend *be, float *logits, int n, int vocab, float
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, softcap_cuda(logits, (size_t)n * vocab, cap, cu->stream));
 }
@@ -391,7 +406,7 @@ static int cu_gather_rows(struct backend *be, void *out, const void *x, const in
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     return cuda__status(cu, gather_rows_cuda(out, x, rows, n, dim, cu->stream));
 }
@@ -402,6 +417,8 @@ static void cu_destroy(struct backend *be)
 {
     struct backend_cuda *cu = cuda__of(be);
 
+    if (cudaSetDevice(cu->device) != cudaSuccess)
+        (void)cudaGetLastError();   /* a device that never opened: nothing of it to free */
     if (cu->stream)
         cudaStreamSynchronize(cu->stream);
     cuda__graphs_free(cu);
@@ -543,7 +560,7 @@ static int init_sampling(struct backend_cuda *cu, char *err)
 int backend_cuda_create(struct backend **out, const struct backend_options *opt, char *err)
 {
     struct backend_cuda *cu;
-    int rc;
+    int rc, prev = 0;
 
     *out = NULL;
     if (opt->max_tokens < 0 || opt->max_reqs < 0 || opt->vocab_size < 0 ||
@@ -559,12 +576,17 @@ int backend_cuda_create(struct backend **out, const struct backend_options *opt,
     }
     cu->base.ops = &cuda_ops;
     cu->opt = *opt;
+    cu->device = opt->device;
+    /* the caller's thread keeps its device: every entry point binds its own (cuda__enter) */
+    (void)cudaGetDevice(&prev);
     if ((rc = init_device(cu, err)) || (rc = init_handles(cu, err)) ||
         (rc = init_sampling(cu, err)) || (rc = cuda__stage_init(cu, err)) ||
         (rc = cuda__fp8_init(cu, err))) {
         cu_destroy(&cu->base);
+        (void)cudaSetDevice(prev);
         return rc;
     }
+    (void)cudaSetDevice(prev);
     *out = &cu->base;
     return 0;
 }

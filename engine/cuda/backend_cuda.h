@@ -17,6 +17,11 @@ void *backend_cuda_stream(struct backend *be);
  * (a graph replay counts none): for tests and benchmarks. */
 void backend_cuda_fp8_counts(struct backend *be, long *cublaslt, long *gemv, long *w8a16);
 
+/* Destroys every graph the backend captured. A graph holding NCCL collectives must go
+ * before its communicator (NCCL reclaims the graph's resources through the communicator
+ * when the graph is destroyed): runner_tp.c calls this before comm_destroy. */
+void backend_cuda_graphs_free(struct backend *be);
+
 /* Number of usable CUDA devices; 0 when there is no driver or no device (never an error). */
 int cuda_device_count(void);
 

@@ -51,7 +51,7 @@ int cuda__graph_capture(struct backend *be, int size, int (*body)(void *arg), vo
     cudaError_t end;
     int rc;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     /* thread-local mode: a forbidden call (an allocation, a sync) from this thread fails
      * the capture instead of passing silently */
@@ -88,7 +88,7 @@ int cuda__graph_replay(struct backend *be, int size)
     struct backend_cuda *cu = cuda__of(be);
     struct cuda_graph *g;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (!(g = find_graph(cu, size)) || !g->exec)
         return -ENOENT;

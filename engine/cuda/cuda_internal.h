@@ -111,6 +111,26 @@ static inline int cuda__status(struct backend_cuda *cu, int rc)
     return rc;
 }
 
+/* The way into every entry point: -EIO once the backend is dead, else the calling thread
+ * bound to the backend's device. cudaSetDevice is per thread, and under tensor parallelism
+ * one thread touches several ranks' backends (the engine thread stages every rank, rank 0
+ * runs on it too), so no op may assume the thread is already on its device. Costs one
+ * cudaGetDevice (thread-local state) when it is. */
+static inline int cuda__enter(struct backend_cuda *cu)
+{
+    int cur = -1;
+
+    if (cu->dead)
+        return -EIO;
+    if (cudaGetDevice(&cur) == cudaSuccess && cur == cu->device)
+        return 0;
+    if (cudaSetDevice(cu->device) != cudaSuccess) {
+        LOG(LL_ERR, "cuda", "cannot bind the thread to device %d", cu->device);
+        return cuda__status(cu, -EIO);
+    }
+    return 0;
+}
+
 /* cuda_params.c: the kernels' structs from the backend's. cuda__attn_batch returns -EINVAL
  * for a group the batch does not have; cuda__cache_layout and cuda__attn_params for a cache
  * dtype the kernels do not hold (bf16 and fp8 e4m3 they do). */

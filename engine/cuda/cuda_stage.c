@@ -145,7 +145,7 @@ int cuda__stage(struct backend *be, const struct step_batch *b, const struct sam
     char *h = st->host, *d = st->dev;
     struct cuda_sample_row *srows;
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (T < 0 || R < 0 || S < 0 || T > MAX(o->max_tokens, 1) || R > MAX(o->max_reqs, 1) ||
         S > MAX(o->max_reqs, 1) || b->num_sample > S || G < 1 || G > MAX(o->num_kv_groups, 1) ||
@@ -224,7 +224,7 @@ int cuda__sample(struct backend *be, const float *logits, int vocab, const struc
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (vocab > MAX(cu->opt.vocab_size, 1) || b->num_sample > cu->st.num_rows)
         return -EINVAL;
@@ -237,7 +237,7 @@ int cuda__fetch_results(struct backend *be, struct sample_result *out, int n)
 {
     struct backend_cuda *cu = cuda__of(be);
 
-    if (cu->dead)
+    if (cuda__enter(cu))
         return -EIO;
     if (n < 0 || n > cu->st.num_rows)
         return -EINVAL;

@@ -34,6 +34,10 @@ rm -rf "$OSPREY_TEST_TMP"
 echo "== model benchmarks, cold start, curl, transformers oracle"
 scripts/gpu/bench-e2e.sh ${1:-} > "$OUT/bench-e2e.log" 2>&1 || fail=1
 sed -n '/==== summary ====/,$p' "$OUT/bench-e2e.log"
+
+echo "== tensor parallelism over NCCL (needs 2 GPUs; prints skipped otherwise, which is no pass)"
+OUT="$OUT/tp" scripts/gpu/tp-multi.sh ${1:-} > "$OUT/tp-multi.log" 2>&1 || fail=1
+cat "$OUT/tp/summary.txt" 2>/dev/null
 # the device tool brings back a few files only: every log in one archive
 (cd "$OUT" && tar czf /tmp/osprey-logs.tar.gz --exclude summary.txt . &&
     find . -type f ! -name summary.txt -delete && mv /tmp/osprey-logs.tar.gz logs.tar.gz)

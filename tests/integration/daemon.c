@@ -157,12 +157,18 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
 
     /* The daemon reads OSPREY_* variables as options: keep the caller's out of the test. */
     for (char **e = environ; *e && num_env < 255; e++)
-        if (strncmp(*e, "OSPREY_", 7))
-            env[num_env++] = *e;
+        if (strncmp(*e, "OSPREY_", 7) || !strncmp(*e, "OSPREY_TEST_TP_DEVICES=", 23))
+            env[num_env++] = *e;   /* the test-only rank placement (runner_tp.c) passes */
     for (; extra_env && *extra_env && num_env < 255; extra_env++)
         env[num_env++] = (char *)*extra_env;
     env[num_env] = NULL;
     memset(d, 0, sizeof *d);
+    /* OSPREY_TEST_TP_SIZE=N runs the same suites with the model sharded over N ranks (the
+     * GPU machine with several GPUs: scripts/gpu/tp-multi.sh) */
+    if (getenv("OSPREY_TEST_TP_SIZE")) {
+        args[n++] = "--tensor-parallel-size";
+        args[n++] = getenv("OSPREY_TEST_TP_SIZE");
+    }
     for (; extra && *extra && n < 62; extra++)
         args[n++] = *extra;
     args[n] = NULL;

@@ -12,7 +12,7 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
     int bs = so->block_size, num_blocks = MAX_SEQS * (MAX_LEN / bs + 1) / 2;
     struct runner_options o = { bs, num_blocks, MAX_BATCH_TOKENS, MAX_SEQS, MAX_LEN, false,
                                 so->graph_sizes, so->num_graph_sizes, so->fused_rope_cache,
-                                false, false, DT_F32, 1, 1, NULL, { 0 } };
+                                false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
     struct backend_options bo = { .num_threads = 2 };
     char err[ERR_LEN] = "";
 

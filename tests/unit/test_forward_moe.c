@@ -99,7 +99,7 @@ static struct backend_ops no_moe_ops;
 START_TEST(a_backend_without_the_moe_op_refuses_the_model_in_one_line)
 {
     struct fixture_spec spec = mixtral_spec();
-    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 } };
+    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
     struct backend_options bo = { .num_threads = 1 };
     struct random_model fx;
     struct backend *be;

@@ -13,6 +13,8 @@ static const struct metrics_engine eng = {
     .prefix_hits = 40, .prompt_tokens = 1234, .generation_tokens = 567, .preemptions = 2,
     .healthy = true, .num_kv_groups = 2, .kv_group_window = { 0, 1024 },
     .kv_group_usage = { 0.5, 0.125 }, .kv_group_blocks = { 4096, 512 },
+    .num_ranks = 2, .rank_device = (const int[]){ 0, 1 },
+    .rank_kv_cache_bytes = (const uint64_t[]){ 1 << 20, 1 << 20 },
 };
 
 static void setup(void) { metrics_init(&m); }
@@ -53,6 +55,11 @@ START_TEST(engine_figures_are_gauges_and_counters)
     has_line(s, "osprey_kv_cache_group_usage_ratio{group=\"0\",window=\"0\"} 0.5");
     has_line(s, "osprey_kv_cache_group_usage_ratio{group=\"1\",window=\"1024\"} 0.125");
     has_line(s, "osprey_kv_cache_group_blocks{group=\"1\",window=\"1024\"} 512");
+    /* tensor parallelism: each rank's device, its KV cache and the bytes in use on it */
+    has_line(s, "# TYPE osprey_kv_cache_rank_usage_bytes gauge");
+    has_line(s, "osprey_kv_cache_rank_capacity_bytes{rank=\"1\",device=\"1\"} 1048576");
+    has_line(s, "osprey_kv_cache_rank_usage_bytes{rank=\"0\",device=\"0\"} 262144");
+    has_line(s, "osprey_kv_cache_rank_usage_bytes{rank=\"1\",device=\"1\"} 262144");
     has_line(s, "# TYPE osprey_prefix_cache_queries_total counter");
     has_line(s, "osprey_prefix_cache_queries_total 100");
     has_line(s, "osprey_prefix_cache_hits_total 40");
@@ -141,7 +148,7 @@ START_TEST(every_sample_line_is_well_formed)
         }
     }
     ck_assert_int_eq(helps, types);
-    ck_assert_int_eq(helps, 16);
+    ck_assert_int_eq(helps, 18);
     ck_assert_int_gt(samples, helps);
     free(s);
 }

@@ -2,8 +2,9 @@
  * engine/runner_tp.c): the shared-memory all-reduce against a plain sum and its abort; TP = 2
  * and 4 against the independent naive forward over mixed batches (Llama with GQA, KV heads
  * replicated at TP = 4; Qwen2 biases; Qwen3 q/k norm; Mistral's window; sliding and full
- * layers in two KV groups; Gemma 2 and 3) and the same greedy tokens as TP = 1; the
- * refusals of shapes that do not shard. */
+ * layers in two KV groups; Gemma 2 and 3; Mixtral, Qwen3-MoE and Qwen2-MoE with every expert
+ * split by its intermediate size; Phi-3's fused q/k/v and gate/up) and the same greedy
+ * tokens as TP = 1; the refusals of shapes that do not shard. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -272,6 +273,56 @@ START_TEST(gemma2_and_gemma3_at_tp_2_and_4_match_tp_1)
 }
 END_TEST
 
+/* MoE: every expert split by its intermediate size, the router replicated. The shapes of
+ * test_forward_moe.c: Mixtral (every layer sparse), Qwen3-MoE (q/k norm, a dense layer
+ * between sparse ones), Qwen2-MoE (biases, a sigmoid-gated shared expert). */
+static struct fixture_spec mixtral_spec(void)
+{
+    return (struct fixture_spec){ .arch = ARCH_MIXTRAL, .vocab = 96, .hidden = 64, .ffn = 96,
+                                  .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 16,
+                                  .dtype = DT_BF16, .experts = 8, .top_k = 2, .moe_ffn = 48,
+                                  .renormalize = true, .seed = 411 };
+}
+
+static struct fixture_spec qwen2_moe_spec(void)
+{
+    return (struct fixture_spec){ .arch = ARCH_QWEN2_MOE, .vocab = 96, .hidden = 64, .ffn = 96,
+                                  .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 16,
+                                  .bias = true, .dtype = DT_BF16, .experts = 8, .top_k = 2,
+                                  .moe_ffn = 24, .shared_ffn = 80, .seed = 711 };
+}
+
+START_TEST(moe_experts_split_by_intermediate_size_at_tp_2_and_4_match_tp_1)
+{
+    struct fixture_spec mixtral = mixtral_spec(), qwen2 = qwen2_moe_spec();
+    struct fixture_spec qwen3 = { .arch = ARCH_QWEN3_MOE, .vocab = 96, .hidden = 64, .ffn = 80,
+                                  .layers = 3, .heads = 4, .kv_heads = 2, .head_dim = 16,
+                                  .qk_norm = true, .dtype = DT_BF16, .experts = 16, .top_k = 4,
+                                  .moe_ffn = 32, .dense_layers = 1u << 1,
+                                  .rope_theta = 1000000.0, .seed = 511 };
+
+    check_tp(&mixtral, 8);
+    check_tp(&qwen3, 16);
+    check_tp(&qwen2, 8);
+}
+END_TEST
+
+/* Phi-3 publishes q/k/v and gate/up fused: each rank takes its rows of each part. */
+START_TEST(phi3_fused_qkv_and_gate_up_at_tp_2_and_4_match_tp_1)
+{
+    struct fixture_spec spec = llama_spec();
+    int windows[2] = { 7, 7 };
+
+    spec.arch = ARCH_PHI3;
+    spec.seed = 611;
+    check_tp(&spec, 8);
+    spec.rotary_dim = 12;      /* partial rotary, every layer sliding */
+    spec.windows = windows;
+    spec.seed = 612;
+    check_tp(&spec, 4);
+}
+END_TEST
+
 /* ---- a rank that fails mid-step ---- */
 
 static struct backend_ops failing_ops;
@@ -354,16 +405,12 @@ START_TEST(shapes_that_do_not_shard_are_refused_with_the_value_named)
     spec = llama_spec();
     spec.ffn = 90;
     refused(&spec, 4, "intermediate_size 90");
-    spec = llama_spec();
-    spec.arch = ARCH_MIXTRAL;
-    spec.experts = 4;
-    spec.top_k = 2;
-    spec.moe_ffn = 32;
-    spec.renormalize = true;
-    refused(&spec, 2, "mixture-of-experts");
-    spec = llama_spec();
-    spec.arch = ARCH_PHI3;
-    refused(&spec, 2, "fused qkv");
+    spec = mixtral_spec();
+    spec.moe_ffn = 30;
+    refused(&spec, 4, "moe_intermediate_size 30");
+    spec = qwen2_moe_spec();
+    spec.shared_ffn = 90;
+    refused(&spec, 4, "shared_expert_intermediate_size 90");
     ck_assert_int_eq(tp_shard_check(&(struct model_config){ .num_heads = 4, .num_kv_heads = 2,
                                                             .intermediate_size = 8 }, 0, err),
                      -EINVAL);
@@ -383,6 +430,8 @@ Suite *tensor_parallel_suite(void)
     tcase_add_test(tc, qwen3_qk_norm_at_tp_2_and_4_matches_tp_1);
     tcase_add_test(tc, mistral_window_and_a_hybrid_of_two_kv_groups_at_tp_2_and_4_match_tp_1);
     tcase_add_test(tc, gemma2_and_gemma3_at_tp_2_and_4_match_tp_1);
+    tcase_add_test(tc, moe_experts_split_by_intermediate_size_at_tp_2_and_4_match_tp_1);
+    tcase_add_test(tc, phi3_fused_qkv_and_gate_up_at_tp_2_and_4_match_tp_1);
     tcase_add_test(tc, a_rank_that_fails_mid_step_fails_the_step_and_never_hangs_its_peer);
     tcase_add_test(tc, shapes_that_do_not_shard_are_refused_with_the_value_named);
     tcase_set_timeout(tc, 120);
