@@ -39,6 +39,9 @@ struct runner {
     struct step_batch pad_batch;     /* all-padding decode batch for graph capture */
     struct sample_row *greedy_rows;  /* [cap_sample] rows used when the caller gives none */
     size_t graph_bytes;              /* device memory the graphs took, measured */
+    bool graphs_deferred;            /* --calculate-kv-scales: a graph bakes the fp8 KV scales
+                                      * into its kernels' arguments, so the graphs are
+                                      * captured after the first step measured them */
     struct runner_tp *tp;            /* tensor parallelism: the ranks run every step; the
                                       * fields above are then unused */
 };
@@ -114,7 +117,7 @@ void runner_watch_progress(struct runner *r, uint64_t *progress)
 /* The captured size for a decode-only batch, 0 when it runs eagerly. */
 static int graph_size(const struct runner *r, const struct step_batch *b)
 {
-    if (!b->decode_only || b->num_tokens <= 0)
+    if (r->graphs_deferred || !b->decode_only || b->num_tokens <= 0)
         return 0;
     for (int i = 0; i < r->num_graphs; i++)
         if (r->graph_sizes[i] >= b->num_tokens)
@@ -191,7 +194,7 @@ int runner__capture_graphs(struct runner *r, char *err)
 
 int runner__num_graphs(const struct runner *r)
 {
-    return r->num_graphs;
+    return r->graphs_deferred ? 0 : r->num_graphs;
 }
 
 int runner__download_logits(struct runner *r, float *logits, int rows)
@@ -212,9 +215,16 @@ int runner_execute(struct runner *r, struct step_batch *b, const struct sample_r
     if ((rc = stage(r, b, size ? size : b->num_tokens, size > 0, rows)))
         return rc;
     rc = size ? r->be->ops->graph_replay(r->be, size) : step_body(r);
-    if (rc)
+    if (rc || (rc = r->be->ops->fetch_results(r->be, results, b->num_sample)))
         return rc;
-    return r->be->ops->fetch_results(r->be, results, b->num_sample);
+    if (r->graphs_deferred && !r->fwd.calc_kv_scales) {   /* the scales are known now */
+        char err[256] = "";
+
+        r->graphs_deferred = false;
+        if ((rc = capture_graphs(r, err)))
+            LOG(LL_ERR, "runner", "%s", err);
+    }
+    return rc;
 }
 
 int runner_logits(struct runner *r, struct step_batch *b, float *logits)
@@ -461,8 +471,15 @@ static int capture_graphs(struct runner *r, char *err)
     struct step_batch *d = &r->pad_batch;
     int largest = r->graph_sizes[r->num_graphs - 1], rc;
     size_t free0 = 0, free1 = 0, total = 0;
-    bool measured = r->be->ops->mem_info && !r->be->ops->mem_info(r->be, &free0, &total);
+    bool measured;
 
+    if (r->fwd.calc_kv_scales) {
+        r->graphs_deferred = true;
+        LOG(LL_INFO, "runner", "--calculate-kv-scales: the decode graphs wait for the scales "
+            "of the first prefill (a graph keeps the scales it was captured with)");
+        return 0;
+    }
+    measured = r->be->ops->mem_info && !r->be->ops->mem_info(r->be, &free0, &total);
     if ((rc = batch_init(d, largest, largest, r->m->cfg.num_kv_groups, r->max_blocks_per_req)))
         return rc;
     /* with a communicator, one eager step of the largest padding batch first: the
