@@ -206,11 +206,12 @@ void runner_tp_rank_info(const struct runner_tp *t, int rank, struct runner_rank
 
 /* ---- creation ---- */
 
-/* Test-only: OSPREY_TEST_TP_DEVICES="0,0" puts the daemon's ranks where a test wants them
- * (every rank on the one GPU of a test machine). Returns false when unset or malformed. */
+/* Test-only: TEST_OSPREY_TP_DEVICES="0,0" puts the daemon's ranks where a test wants them
+ * (every rank on the one GPU of a test machine). Not an OSPREY_ name: the daemon reads
+ * those as options and warns of unknown ones. Returns false when unset or malformed. */
 static bool test_devices(int n, int *devices)
 {
-    const char *s = getenv("OSPREY_TEST_TP_DEVICES");
+    const char *s = getenv("TEST_OSPREY_TP_DEVICES");
     char *end;
 
     for (int i = 0; s && i < n; i++) {
@@ -235,7 +236,7 @@ static int pick_devices(struct runner_tp *t, const struct runner_options *o, cha
         return -ENOMEM;
     }
     if (t->cuda && !want && test_devices(t->n, test)) {
-        LOG(LL_WARN, "runner", "OSPREY_TEST_TP_DEVICES (test-only) places the ranks");
+        LOG(LL_WARN, "runner", "TEST_OSPREY_TP_DEVICES (test-only) places the ranks");
         want = test;
     }
     placed = want != NULL;

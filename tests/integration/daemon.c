@@ -157,8 +157,8 @@ int daemon_start_env(struct daemon *d, const char *const *extra, const char *con
 
     /* The daemon reads OSPREY_* variables as options: keep the caller's out of the test. */
     for (char **e = environ; *e && num_env < 255; e++)
-        if (strncmp(*e, "OSPREY_", 7) || !strncmp(*e, "OSPREY_TEST_TP_DEVICES=", 23))
-            env[num_env++] = *e;   /* the test-only rank placement (runner_tp.c) passes */
+        if (strncmp(*e, "OSPREY_", 7))
+            env[num_env++] = *e;
     for (; extra_env && *extra_env && num_env < 255; extra_env++)
         env[num_env++] = (char *)*extra_env;
     env[num_env] = NULL;
