@@ -224,7 +224,8 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
         /* what the runner took beyond its weights and KV cache: activations, cuBLAS
          * workspace, staging, graphs */
         double gib = 1073741824.0, took = (double)(free0 - free1);
-        double w = (double)weights_bytes(cfg, dtype_size(e->be->ops->act_dtype));
+        double w = (double)weights_bytes(cfg, dtype_size(e->be->ops->act_dtype),
+                                         cfg->quant != QUANT_NONE || o->quantization);
         double kv = (double)kv_budget_bytes(cfg, ro.group_num_blocks, layer_block_bytes(e, kv_dtype, o));
         LOG(LL_INFO, "engine", "GPU memory: weights %.2f GiB, KV cache %.2f GiB, everything else "
             "%.2f GiB; %.2f of %.2f GiB free", w / gib, kv / gib, (took - w - kv) / gib,

@@ -133,6 +133,7 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
     size_t layer_block = block / c->num_layers;
     int max_len = bo->max_blocks_per_req * o->block_size;   /* max_model_len, resolved */
     size_t elem = dtype_size(be->ops->act_dtype);
+    bool fp8 = c->quant != QUANT_NONE || o->quantization;   /* fp8 linear weights */
 
     if (bytes == 0 && !strcmp(backend, "cuda")) {
         const size_t reserve = 512ull << 20;
@@ -154,7 +155,7 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
         }
         used = total_b - free_b;   /* the CUDA context and whoever else is on the device */
         want = (size_t)(o->gpu_memory_utilization * (double)total_b);
-        other = used + weights_bytes(rc, elem) + activation_bytes(rc, be, cap_tokens, cap_reqs, elem) +
+        other = used + weights_bytes(rc, elem, fp8) + activation_bytes(rc, be, cap_tokens, cap_reqs, elem) +
                 reserve;
         if (want <= other + rank_block) {
             errf(err, "no GPU memory is left for the KV cache: %.2f GiB allowed "
@@ -162,7 +163,7 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
                  "weights %.2f GiB, activations %.2f GiB%s; raise --gpu-memory-utilization or "
                  "lower --max-num-batched-tokens", want / 1073741824.0, o->gpu_memory_utilization,
                  total_b / 1073741824.0, used / 1073741824.0,
-                 weights_bytes(rc, elem) / 1073741824.0,
+                 weights_bytes(rc, elem, fp8) / 1073741824.0,
                  activation_bytes(rc, be, cap_tokens, cap_reqs, elem) / 1073741824.0,
                  o->tensor_parallel_size > 1 ? " (one rank's, per GPU)" : "");
             return -ENOMEM;

@@ -272,16 +272,21 @@ void weights_free(struct weights *w, struct backend *be)
     memset(w, 0, sizeof *w);
 }
 
-size_t weights_bytes(const struct model_config *c, size_t elem)
+size_t weights_bytes(const struct model_config *c, size_t elem, bool fp8_linear)
 {
     size_t h = c->hidden_size, q = (size_t)c->num_heads * c->head_dim;
     size_t kv = (size_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
-    size_t attn = h * q + 2 * h * kv + q * h + 4 * h + q + 2 * kv;
-    size_t moe = (size_t)c->num_experts * (3 * h * c->moe_intermediate_size + h) +
-                 3 * h * (size_t)c->shared_expert_intermediate_size + h;
-    size_t head = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2), all = head + h;
+    size_t lin_elem = fp8_linear ? 1 : elem, scale = fp8_linear ? sizeof(float) : 0;
+    /* q/k/v and o, their rows' scales, then the norms and biases at elem */
+    size_t attn = lin_elem * (h * q + 2 * h * kv + q * h) + scale * (q + 2 * kv + h) +
+                  elem * (4 * h + q + 2 * kv);
+    size_t mlp = lin_elem * 3 * h * ffn + scale * (2 * ffn + h);
+    /* experts and routers stay as stored (the cuda backend holds them in bf16) */
+    size_t moe = elem * ((size_t)c->num_experts * (3 * h * c->moe_intermediate_size + h) +
+                         3 * h * (size_t)c->shared_expert_intermediate_size + h);
+    size_t all = elem * ((size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2) + h);
 
     for (int l = 0; l < c->num_layers; l++)
-        all += attn + (c->layer_moe[l] && c->num_experts ? moe : 3 * h * ffn);
-    return elem * all;
+        all += attn + (c->layer_moe[l] && c->num_experts ? moe : mlp);
+    return all;
 }

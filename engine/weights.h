@@ -63,8 +63,10 @@ int weights_quantize_fp8(const struct tensor_ref *t, uint8_t *data, float *scale
 /* Frees what weights_upload allocated; safe on a zeroed or partly filled struct. */
 void weights_free(struct weights *w, struct backend *be);
 
-/* Bytes of every weight at elem bytes per parameter (2 on cuda, which holds bf16): for
- * sizing the KV cache before the upload and for the start-up memory report. */
-size_t weights_bytes(const struct model_config *c, size_t elem);
+/* Bytes of every weight at elem bytes per parameter (2 on cuda, which holds bf16), the
+ * layers' dense linear weights at one byte plus an f32 scale a row when fp8_linear (an fp8
+ * checkpoint or --quantization fp8; finer scale blocks are fewer): for sizing the KV cache
+ * before the upload and for the start-up memory report. */
+size_t weights_bytes(const struct model_config *c, size_t elem, bool fp8_linear);
 
 #endif

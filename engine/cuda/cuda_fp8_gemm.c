@@ -579,8 +579,8 @@ int cuda__absmax(struct backend *be, float *out, const void *x, int stride, int 
     struct backend_cuda *cu = cuda__of(be);
     int rc;
 
-    if (cu->dead)
-        return -EIO;
+    if ((rc = cuda__enter(cu)))   /* -EIO when dead; binds this thread to the device */
+        return rc;
     if ((rc = cuda__status(cu, absmax_cuda(cu->fp8.absmax, x, stride, rows, cols, cu->stream))))
         return rc;
     if (!CUDA_OK(cudaMemcpyAsync(out, cu->fp8.absmax, sizeof *out, cudaMemcpyDeviceToHost,

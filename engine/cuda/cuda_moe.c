@@ -103,8 +103,8 @@ int cuda__moe(struct backend *be, void *out, const void *x, const struct moe_wei
     bool shared = p->shared_ffn > 0;
     int rc;
 
-    if (cu->dead)
-        return -EIO;
+    if ((rc = cuda__enter(cu)))   /* -EIO when dead; binds this thread to the device */
+        return rc;
     if (n < 0 || !p->work || p->num_experts < 1 || p->num_experts > CUDA_MOE_MAX_EXPERTS ||
         p->top_k < 1 || p->top_k > CUDA_MOE_MAX_TOP_K || p->top_k > p->num_experts ||
         p->hidden <= 0 || p->ffn <= 0 || p->shared_ffn < 0)

@@ -20,6 +20,7 @@
 #include "engine/model/gen_model.h"
 #include "engine/model/model.h"
 #include "engine/runner.h"
+#include "engine/weights.h"
 #include "scheduler/batch.h"
 #include "server/metrics.h"
 #include "tests/unit/fixtures.h"
@@ -762,6 +763,32 @@ START_TEST(quantizing_a_bf16_model_at_load_stays_close_to_it)
 }
 END_TEST
 
+
+/* The KV budget sizes the cache from the weights' bytes before they are uploaded: fp8
+ * linear weights take one byte and a scale a row, the rest stays at the activation dtype.
+ * Counted by hand for a small untied model: hidden 8, 2 heads and 1 KV head of 4, ffn 16,
+ * vocab 10, 2 layers. */
+START_TEST(fp8_weights_count_one_byte_a_parameter_in_the_memory_budget)
+{
+    struct model_config c = { 0 };
+    size_t lin = 8 * 8 + 2 * 8 * 4 + 8 * 8 + 3 * 8 * 16;   /* q, k+v, o, gate+up+down */
+    size_t rows = 8 + 2 * 4 + 8 + 2 * 16 + 8;              /* their output rows */
+    size_t rest = 4 * 8 + 8 + 2 * 4;                       /* 4 norms, q/k/v biases */
+    size_t outer = 2 * 10 * 8 + 8;                         /* embeddings, head, final norm */
+
+    c.hidden_size = 8;
+    c.num_heads = 2;
+    c.num_kv_heads = 1;
+    c.head_dim = 4;
+    c.intermediate_size = 16;
+    c.vocab_size = 10;
+    c.num_layers = 2;
+    ck_assert_uint_eq(weights_bytes(&c, 2, false), 2 * (outer + 2 * (lin + rest)));
+    ck_assert_uint_eq(weights_bytes(&c, 2, true),
+                      2 * outer + 2 * (lin + 4 * rows + 2 * rest));
+}
+END_TEST
+
 /* ---- the model families of the models branch ---- */
 
 START_TEST(fused_phi3_weights_quantize_and_quantized_moe_checkpoints_are_refused_in_one_line)
@@ -813,6 +840,7 @@ Suite *fp8_model_suite(void)
     tcase_add_test(tc, the_fp8_options_are_not_refused_on_cuda);
     tcase_add_test(tc, metrics_name_the_kv_cache_dtype_and_capacity);
     tcase_add_test(tc, gen_model_writes_what_quantization_config_says_and_refuses_other_schemes);
+    tcase_add_test(tc, fp8_weights_count_one_byte_a_parameter_in_the_memory_budget);
     tcase_add_test(tc, the_fp8_options_come_from_flags_and_environment_and_bad_values_are_refused);
     tcase_add_test(tc, quantizing_a_bf16_model_at_load_stays_close_to_it);
     tcase_add_test(tc, fused_phi3_weights_quantize_and_quantized_moe_checkpoints_are_refused_in_one_line);
