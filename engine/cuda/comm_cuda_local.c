@@ -27,14 +27,11 @@
 #include <cuda_runtime.h>
 
 #include "engine/comm.h"
+#include "engine/comm_group.h"
 #include "kernels/cuda_check.h"
 
 struct local_group {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int size, waiting, refs;
-    unsigned long generation;
-    bool aborted;
+    struct comm_group sync;
     int device;
     cublasHandle_t blas;       /* on streams[0]: rank 0 does the sums */
     char *one;                 /* device: bf16 1.0 at 0, f32 1.0 at 4 */
@@ -50,48 +47,11 @@ struct comm_local {
     struct local_group *g;
 };
 
-/* Returns 0 when every rank arrived, -ECANCELED once the group is aborted. */
-static int barrier(struct local_group *g)
-{
-    int rc = 0;
-
-    pthread_mutex_lock(&g->lock);
-    if (g->aborted) {
-        rc = -ECANCELED;
-    } else if (++g->waiting == g->size) {
-        g->waiting = 0;
-        g->generation++;
-        pthread_cond_broadcast(&g->cond);
-    } else {
-        unsigned long gen = g->generation;
-
-        while (gen == g->generation && !g->aborted)
-            pthread_cond_wait(&g->cond, &g->lock);
-        if (gen == g->generation)
-            rc = -ECANCELED;
-    }
-    pthread_mutex_unlock(&g->lock);
-    return rc;
-}
-
 static void local_abort(struct comm *c)
 {
     struct local_group *g = ((struct comm_local *)c)->g;
 
-    pthread_mutex_lock(&g->lock);
-    g->aborted = true;
-    pthread_cond_broadcast(&g->cond);
-    pthread_mutex_unlock(&g->lock);
-}
-
-static bool is_aborted(struct local_group *g)
-{
-    bool a;
-
-    pthread_mutex_lock(&g->lock);
-    a = g->aborted;
-    pthread_mutex_unlock(&g->lock);
-    return a;
+    comm_group_abort(&g->sync);
 }
 
 /* Rank 0's part, on its stream: the sum into its buffer, then copied to every rank's. */
@@ -102,18 +62,18 @@ static int sum_and_scatter(struct local_group *g, size_t count, enum dtype dt)
     size_t bytes = count * dtype_size(dt);
     float one = 1.0f;
 
-    for (int r = 1; r < g->size; r++)
+    for (int r = 1; r < g->sync.size; r++)
         if (!CUDA_OK(cudaStreamWaitEvent(s, g->ready[r], 0)))
             return -EIO;
     /* sum += buf[r] as a product of k = 1 (buf[r] times a device 1.0, beta 1): one f32
      * add and one rounding to t per rank, on every cuBLAS that has bf16 GEMMs */
-    for (int r = 1; r < g->size; r++)
+    for (int r = 1; r < g->sync.size; r++)
         if (!CUDA_OK(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)count, 1, 1, &one,
                                   g->bufs[r], t, (int)count, dt == DT_BF16 ? g->one : g->one + 4,
                                   t, 1, &one, g->bufs[0], t, (int)count, CUBLAS_COMPUTE_32F,
                                   CUBLAS_GEMM_DEFAULT)))
             return -EIO;
-    for (int r = 1; r < g->size; r++)
+    for (int r = 1; r < g->sync.size; r++)
         if (!CUDA_OK(cudaMemcpyAsync(g->bufs[r], g->bufs[0], bytes, cudaMemcpyDeviceToDevice, s)))
             return -EIO;
     return CUDA_OK(cudaEventRecord(g->done, s)) ? 0 : -EIO;
@@ -127,7 +87,7 @@ static int local_all_reduce(struct comm *c, void *buf, size_t count, enum dtype 
     /* checked on every rank alike, so that no rank waits for one that refused */
     if ((dt != DT_BF16 && dt != DT_F32) || count > (size_t)INT32_MAX)
         return -EINVAL;
-    if (g->size == 1 || count == 0)
+    if (g->sync.size == 1 || count == 0)
         return 0;
     if (!CUDA_OK(cudaSetDevice(g->device)) ||
         !CUDA_OK(cudaEventRecord(g->ready[c->rank], g->streams[c->rank]))) {
@@ -135,11 +95,11 @@ static int local_all_reduce(struct comm *c, void *buf, size_t count, enum dtype 
         return -EIO;
     }
     g->bufs[c->rank] = buf;
-    if ((rc = barrier(g)))
+    if ((rc = comm_group_barrier(&g->sync)))
         return rc;
     if (c->rank == 0)
         g->rc = sum_and_scatter(g, count, dt);
-    if ((rc = barrier(g)))
+    if ((rc = comm_group_barrier(&g->sync)))
         return rc;
     if ((rc = g->rc))
         return rc;             /* every rank reports rank 0's device error */
@@ -168,7 +128,7 @@ static int local_wait(struct comm *c)
             local_abort(c);
             return -EIO;
         }
-        if (is_aborted(g))
+        if (comm_group_aborted(&g->sync))
             return -ECANCELED;
         if (i < 2000)
             sched_yield();
@@ -180,7 +140,7 @@ static int local_wait(struct comm *c)
 static void group_free(struct local_group *g)
 {
     if (g->ready)
-        for (int r = 0; r < g->size; r++)
+        for (int r = 0; r < g->sync.size; r++)
             if (g->ready[r])
                 cudaEventDestroy(g->ready[r]);
     if (g->done)
@@ -188,8 +148,7 @@ static void group_free(struct local_group *g)
     if (g->blas)
         cublasDestroy(g->blas);
     cudaFree(g->one);
-    pthread_mutex_destroy(&g->lock);
-    pthread_cond_destroy(&g->cond);
+    comm_group_fini(&g->sync);
     free(g->ready);
     free(g->streams);
     free(g->bufs);
@@ -199,12 +158,7 @@ static void group_free(struct local_group *g)
 static void local_destroy(struct comm *c)
 {
     struct local_group *g = ((struct comm_local *)c)->g;
-    bool last;
-
-    pthread_mutex_lock(&g->lock);
-    last = --g->refs == 0;
-    pthread_mutex_unlock(&g->lock);
-    if (last) {
+    if (comm_group_unref(&g->sync)) {
         (void)cudaSetDevice(g->device);
         group_free(g);
     }
@@ -229,9 +183,7 @@ int comm_cuda_local_create(struct comm **ranks, int n, int device, void *const *
     memset(ranks, 0, n * sizeof *ranks);
     if (!(g = calloc(1, sizeof *g)))
         goto oom;
-    pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->cond, NULL);
-    g->size = n;
+    comm_group_init(&g->sync, n);
     g->device = device;
     if (!(g->bufs = calloc(n, sizeof *g->bufs)) || !(g->streams = calloc(n, sizeof *g->streams)) ||
         !(g->ready = calloc(n, sizeof *g->ready)))
@@ -270,14 +222,13 @@ int comm_cuda_local_create(struct comm **ranks, int n, int device, void *const *
         }
         c->base = (struct comm){ &local_ops, r, n };
         c->g = g;
-        g->refs++;
+        comm_group_ref(&g->sync);
         ranks[r] = &c->base;
     }
     return 0;
 oom:
     if (g) {
-        pthread_mutex_destroy(&g->lock);
-        pthread_cond_destroy(&g->cond);
+        comm_group_fini(&g->sync);
         free(g->bufs);
         free(g->streams);
         free(g->ready);
