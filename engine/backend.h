@@ -205,7 +205,7 @@ struct backend_ops {
                              const struct cache_layout *l);
 
     /* Optional (NULL when absent): *out (host) = max |x| over rows [rows, cols] that lie
-     * stride elements apart; synchronous. For --calculate-kv-scales (cpu only so far). */
+     * stride elements apart; synchronous. For --calculate-kv-scales. */
     int (*absmax)(struct backend *be, float *out, const void *x, int stride, int rows, int cols);
 
     /* Optional CUDA graphs (NULL on cpu): capture whatever body launches as the graph for

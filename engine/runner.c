@@ -572,7 +572,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
         goto fail;
     if (o->calculate_kv_scales && (!r->k_scale || !be->ops->absmax)) {
         errf(err, "runner: --calculate-kv-scales needs --kv-cache-dtype fp8 on a backend that "
-             "can measure K and V (cpu)");
+             "can measure K and V (the absmax op: cpu and cuda)");
         rc = -EINVAL;
         goto fail;
     }
