@@ -238,7 +238,7 @@ int cuda__fp8_upload(struct backend_cuda *cu, struct bk_weight *out,
                 "W8A16 kernel (slower): cuBLASLt's scaled FP8 GEMM takes 128x128 blocks or one "
                 "scale a row, K a multiple of 16, rows a multiple of 4%s", name, M, K,
                 (long long)parts[0].scale_block[0], (long long)cb,
-                cu->fp8.force_w8a16 ? " (OSPREY_CUDA_FP8=w8a16)" : "");
+                cu->fp8.force_w8a16 ? " (TEST_OSPREY_CUDA_FP8=w8a16)" : "");
         else
             LOG(LL_DEBUG, "cuda", "%s: fp8 [%d, %d] on %s%s", name, M, K, mode_name(m),
                 out->input_scale ? ", static activation scale" : "");
@@ -540,9 +540,10 @@ void backend_cuda_fp8_counts(struct backend *be, long *cublaslt, long *gemv, lon
 
 int cuda__fp8_init(struct backend_cuda *cu, char *err)
 {
-    const char *env = getenv("OSPREY_CUDA_FP8");   /* a diagnostic: which path runs */
-
-    const char *gemv = getenv("OSPREY_CUDA_FP8_GEMV_MAX");
+    /* diagnostics for tests and benchmarks: which path runs (not OSPREY_ options: the
+     * config loader reads that prefix as the daemon's flags) */
+    const char *env = getenv("TEST_OSPREY_CUDA_FP8");
+    const char *gemv = getenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX");
 
     cu->fp8.force_w8a16 = env && !strcmp(env, "w8a16");
     cu->fp8.split_rows = env && !strcmp(env, "split");

@@ -62,9 +62,9 @@ struct cuda_fp8_state {
     int max_k, max_rows;
     struct fp8_plan *plans;    /* hash table of cached shapes */
     float *absmax;             /* one f32 (the absmax op's result) */
-    bool force_w8a16;          /* OSPREY_CUDA_FP8=w8a16: every fp8 product on our kernel */
-    bool split_rows;           /* OSPREY_CUDA_FP8=split: per-channel products in rows of 4 too
-                                * (=lt: cuBLASLt for every n; OSPREY_CUDA_FP8_GEMV_MAX=N) */
+    bool force_w8a16;          /* TEST_OSPREY_CUDA_FP8=w8a16: every fp8 product on our kernel */
+    bool split_rows;           /* TEST_OSPREY_CUDA_FP8=split: per-channel products in rows of 4 too
+                                * (=lt: cuBLASLt for every n; TEST_OSPREY_CUDA_FP8_GEMV_MAX=N) */
     int gemv_max;              /* products of up to this many rows run the GEMV */
     long num_cublaslt, num_gemv, num_w8a16;   /* products launched on each path */
     bool captured;             /* a graph holds act_q / act_scale / tail_out: they stay put */

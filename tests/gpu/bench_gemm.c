@@ -310,10 +310,10 @@ void gt_bench_fp8_gemm(void)
         printf("fp8 gemm bench: cannot set up: %s\n", err);
         goto out;
     }
-    setenv("OSPREY_CUDA_FP8", "lt", 1);
+    setenv("TEST_OSPREY_CUDA_FP8", "lt", 1);
     if (backend_create(&bes[1], "cuda", &o, err))
         printf("fp8 gemm bench: no cuBLASLt-only backend: %s\n", err);
-    unsetenv("OSPREY_CUDA_FP8");
+    unsetenv("TEST_OSPREY_CUDA_FP8");
     for (size_t i = 0; i < host_bytes; i++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         host[i] = (uint8_t)((rng >> 33) % 0x78) | (uint8_t)(rng >> 56 & 0x80);

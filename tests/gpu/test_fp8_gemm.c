@@ -234,7 +234,7 @@ static const int row_counts[] = { 1, 7, 64, 300, 4, 3, 256, 8, 9 };
 #define GEMV_MAX 1   /* engine/cuda/cuda_fp8_gemm.c: FP8_GEMV_MAX */
 
 /* Which kernel a set's products must run: FAST (the GEMV up to GEMV_MAX rows, cuBLASLt
- * above), cuBLASLt for every n (OSPREY_CUDA_FP8=lt or split), the plain W8A16 kernel, or
+ * above), cuBLASLt for every n (TEST_OSPREY_CUDA_FP8=lt or split), the plain W8A16 kernel, or
  * the GEMV up to GEMV_MAX rows and the plain kernel above (shapes cuBLASLt cannot take).
  * The W8A16 kernels (GEMV included) are held to the tight bound. */
 enum path { PATH_FAST, PATH_LT, PATH_W8A16, PATH_GEMV_W8A16 };
@@ -266,10 +266,10 @@ static void run_set(struct gt *t, const struct product *base, enum path expect)
 /* The same sets with the GEMV off: cuBLASLt's small-n paths (one row, rows of 4 + a tail). */
 static void run_set_lt(struct gt *t, const struct product *base)
 {
-    setenv("OSPREY_CUDA_FP8", "lt", 1);
+    setenv("TEST_OSPREY_CUDA_FP8", "lt", 1);
     if (backends(t, 512))
         run_set(t, base, PATH_LT);
-    unsetenv("OSPREY_CUDA_FP8");
+    unsetenv("TEST_OSPREY_CUDA_FP8");
 }
 
 static void fp8_block_matches_cpu(struct gt *t)
@@ -316,7 +316,7 @@ static void fp8_cublaslt_small_n_matches_cpu(struct gt *t)
     run_set_lt(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1536 }, .sc = SC_CHANNEL });
     run_set_lt(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
                                      .sc = SC_TENSOR, .static_input = 2, .bias = true });
-    gt_note(t, "OSPREY_CUDA_FP8=lt: block + bias, channel, static saturating scale; n 1..300");
+    gt_note(t, "TEST_OSPREY_CUDA_FP8=lt: block + bias, channel, static saturating scale; n 1..300");
 }
 
 /* The activation buffers are sized at upload for every fp8 weight so far: a wide weight,
@@ -333,7 +333,7 @@ static void fp8_buffers_cover_every_weight(struct gt *t)
 }
 
 /* Shapes cuBLASLt's FP8 GEMM cannot take run our W8A16 kernel, and so does everything
- * under OSPREY_CUDA_FP8=w8a16. */
+ * under TEST_OSPREY_CUDA_FP8=w8a16. */
 static void fp8_w8a16_fallback_matches_cpu(struct gt *t)
 {
     if (!backends(t, 512))
@@ -344,29 +344,29 @@ static void fp8_w8a16_fallback_matches_cpu(struct gt *t)
             PATH_W8A16);   /* k % 16 != 0: not for the GEMV either */
     run_set(t, &(struct product){ .cols = 1024, .nparts = 2, .prows = { 200, 312 }, .sc = SC_BLOCK },
             PATH_GEMV_W8A16);   /* a part ends mid-block */
-    setenv("OSPREY_CUDA_FP8", "w8a16", 1);
+    setenv("TEST_OSPREY_CUDA_FP8", "w8a16", 1);
     if (backends(t, 512)) {
         run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1024 }, .sc = SC_BLOCK },
                 PATH_W8A16);
         run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
                                       .sc = SC_CHANNEL, .bias = true }, PATH_W8A16);
     }
-    unsetenv("OSPREY_CUDA_FP8");
-    gt_note(t, "64x64 blocks, k 1000, a part ending mid-block, OSPREY_CUDA_FP8=w8a16");
+    unsetenv("TEST_OSPREY_CUDA_FP8");
+    gt_note(t, "64x64 blocks, k 1000, a part ending mid-block, TEST_OSPREY_CUDA_FP8=w8a16");
 }
 
-/* Per-channel products also in rows of 4 plus a padded tail (OSPREY_CUDA_FP8=split), the
+/* Per-channel products also in rows of 4 plus a padded tail (TEST_OSPREY_CUDA_FP8=split), the
  * layout the block-wise path always uses. */
 static void fp8_split_rows_match_cpu(struct gt *t)
 {
-    setenv("OSPREY_CUDA_FP8", "split", 1);
+    setenv("TEST_OSPREY_CUDA_FP8", "split", 1);
     if (backends(t, 512)) {
         run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1536 },
                                       .sc = SC_CHANNEL }, PATH_LT);
         run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
                                       .sc = SC_CHANNEL, .bias = true }, PATH_LT);
     }
-    unsetenv("OSPREY_CUDA_FP8");
+    unsetenv("TEST_OSPREY_CUDA_FP8");
     gt_note(t, "per-channel as rows of 4 + a padded tail");
 }
 

@@ -567,7 +567,7 @@ static void fp8_models_cuda_agree_with_cpu(struct gt *t)
 
     /* the GEMV takes one row by default and these decode steps have NREQ: let it take them
      * (cuda__fp8_init reads this when each backend is made) */
-    setenv("OSPREY_CUDA_FP8_GEMV_MAX", "4", 1);
+    setenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX", "4", 1);
     static_assert(NREQ <= 4, "the GEMV must take a decode step's rows");
     for (size_t i = 0; i < ARRAY_LEN(models); i++) {
         struct gen_model_opts go = { .config = models[i].config, .seed = 11,
@@ -577,7 +577,7 @@ static void fp8_models_cuda_agree_with_cpu(struct gt *t)
         run_fp8_model(t, models[i].what, &go, models[i].at_load, models[i].kv, &tokens, &agree_cpu,
                       &agree_graph, &ties, &lt, &gv, &w8);
     }
-    unsetenv("OSPREY_CUDA_FP8_GEMV_MAX");
+    unsetenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX");
     gt_check(t, lt > 0 && gv > 0 && w8 > 0, "cuBLASLt ran %ld products, the GEMV %ld, W8A16 "
              "%ld: all three should run", lt, gv, w8);
     gt_note(t, "%zu fp8 models: %d/%d tokens = cpu (%d near-ties), %d/%d graph = eager; %ld "
