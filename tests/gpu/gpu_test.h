@@ -33,6 +33,8 @@ struct gt_case {
 /* Records a check; on failure keeps the first message. Returns cond. */
 bool gt_check(struct gt *t, bool cond, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void gt_note(struct gt *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* rm -rf of the path (a case's temporary model folder); a failure is a failed check. */
+void gt_remove(struct gt *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Compares n values: every |got - ref| <= atol + rtol * |ref| (NaN fails), and nmse =
  * Σ(got - ref)² / Σ ref² <= max_nmse. Records max abs error and nmse. Returns true on pass. */

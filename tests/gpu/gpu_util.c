@@ -34,6 +34,19 @@ void gt_note(struct gt *t, const char *fmt, ...)
     va_end(ap);
 }
 
+void gt_remove(struct gt *t, const char *fmt, ...)
+{
+    char path[512], cmd[sizeof path + 16];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(path, sizeof path, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0)
+        gt_check(t, false, "could not remove %s", path);
+}
+
 bool gt_compare(struct gt *t, const char *what, const float *got, const float *ref, size_t n,
                 double atol, double rtol, double max_nmse)
 {

@@ -227,12 +227,7 @@ out:
     free(le);
     if (opened)
         model_close(&m);
-    {
-        char cmd[sizeof dir + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0)
-            gt_check(t, false, "could not remove %s", dir);
-    }
+    gt_remove(t, "%s", dir);
 }
 
 static void all_tiny_presets(struct gt *t, enum dtype kv)
@@ -380,12 +375,7 @@ out:
     free(ln);
     if (opened)
         model_close(&m);
-    {
-        char cmd[sizeof dir + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0)
-            gt_check(t, false, "could not remove %s", dir);
-    }
+    gt_remove(t, "%s", dir);
 }
 
 /* ---- FP8 weights: the cuda backend's scaled FP8 GEMMs against the cpu's W8A16 ---- */
@@ -538,12 +528,8 @@ out:
     free(le);
     if (opened)
         model_close(&m);
-    {
-        char cmd[sizeof dir + 32];
-        snprintf(cmd, sizeof cmd, "rm -rf %s %s.json", dir, dir);
-        if (system(cmd) != 0)
-            gt_check(t, false, "could not remove %s", dir);
-    }
+    gt_remove(t, "%s", dir);
+    gt_remove(t, "%s.json", dir);
 }
 
 /* Checkpoints of osprey gen-model --quantize fp8-block and fp8-channel, and a bf16 model

@@ -235,13 +235,7 @@ out:
     free(l2);
     if (opened)
         model_close(&m);
-    {
-        char cmd[sizeof dir + 16];
-
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0)
-            gt_check(t, false, "could not remove %s", dir);
-    }
+    gt_remove(t, "%s", dir);
 }
 
 static void all_presets(struct gt *t, const int *devices, const char *what)
@@ -358,13 +352,7 @@ out:
     batch_fini(&b);
     if (opened)
         model_close(&m);
-    {
-        char cmd[sizeof dir + 16];
-
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0)
-            gt_check(t, false, "could not remove %s", dir);
-    }
+    gt_remove(t, "%s", dir);
 }
 
 /* Refusals that need no second GPU: more ranks than devices, and ranks that neither all
@@ -414,13 +402,7 @@ out:
     gt_backends_free(t);
     if (opened)
         model_close(&m);
-    {
-        char cmd[sizeof dir + 16];
-
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0)
-            gt_check(t, false, "could not remove %s", dir);
-    }
+    gt_remove(t, "%s", dir);
 }
 
 /* ---- the local communicator itself ---- */
