@@ -244,7 +244,7 @@ START_TEST(without_a_parser_auto_is_refused_and_none_served)
                    "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]," TOOLS "}", 400, "tool_choice", NULL);
     ck_assert_ptr_nonnull(strstr(msg, "--tool-call-parser"));
     j = it_post(&d, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]," TOOLS
-                ",\"tool_choice\":\"none\",\"max_tokens\":3}", &status);
+                ",\"tool_choice\":\"none\",\"max_tokens\":3,\"ignore_eos\":true}", &status);
     ck_assert_int_eq(status, 200);
     ck_assert_str_eq(it_choice_finish(j, 0), "length");
     cJSON_Delete(j);
