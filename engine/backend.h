@@ -133,9 +133,21 @@ struct backend_ops {
     void (*free_weight)(struct backend *be, struct bk_weight *w);
 
     /* Copies a host step batch and its sampling rows ([b->num_sample]) into the backend's
-     * persistent buffers (cuda: one async copy from pinned memory) and fills *dev. */
+     * persistent buffers (cuda: one async copy from pinned memory) and fills *dev. A row's
+     * mask (sample_row.allowed) that is row i of mask_rows() is not read here: it may be
+     * written until stage_masks, which hands it to the sampler. Any other mask is taken
+     * now (cuda: copied into that row). */
     int (*stage)(struct backend *be, const struct step_batch *b, const struct sample_row *rows,
                  struct bk_batch *dev);
+    /* Host memory the caller writes the step's masks into, row i (of the sampled rows) at
+     * i * backend_options.mask_words words, [max_reqs] rows: pinned on cuda (uploaded from
+     * there), the sampler's own buffer on cpu. Fixed for the backend's life; write a row
+     * only between the stage and the stage_masks of a step (or outside steps). */
+    uint32_t *(*mask_rows)(struct backend *be);
+    /* The masks of the staged step's rows are final: make them the sampler's (cuda: one
+     * async copy of the masked rows, queued after whatever was launched since stage). Every
+     * step that samples calls it between stage and sample. */
+    int (*stage_masks)(struct backend *be);
 
     /* --- the ops; n is a number of token rows --- */
     /* x[n, hidden] = table[ids[i]] */
@@ -208,8 +220,9 @@ struct backend_ops {
      * stride elements apart; synchronous. For --calculate-kv-scales. */
     int (*absmax)(struct backend *be, float *out, const void *x, int stride, int rows, int cols);
 
-    /* Optional CUDA graphs (NULL on cpu): capture whatever body launches as the graph for
-     * `size`; replay it. */
+    /* Optional CUDA graphs (NULL on cpu): capture whatever body launches as the graph of
+     * key `size`; replay it. The key is the caller's: the runner keys a decode step's graph
+     * by its batch size and the graph of its forward alone (no sampler) by minus that. */
     int (*graph_capture)(struct backend *be, int size, int (*body)(void *arg), void *arg);
     int (*graph_replay)(struct backend *be, int size);
 };
@@ -232,6 +245,9 @@ struct backend_options {
     int max_blocks_per_req;
     int num_kv_groups;
     int vocab_size;            /* for sampling buffers */
+    int mask_words;            /* words of a row of mask_rows(): at least (vocab_size + 31) /
+                                * 32, which 0 (or less) means; more when the tokenizer's
+                                * vocabulary, which grammars mask, is larger than the model's */
 };
 
 /* Creates the named backend ("cpu" or "cuda"). Returns 0, or -ENODEV ("cuda" without a

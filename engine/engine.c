@@ -222,6 +222,7 @@ static void publish_stats(struct engine *e)
     e->stats.num_steps = e->num_steps;
     e->stats.num_decode_steps = e->num_decode_steps;
     e->stats.decode_step_s = e->decode_step_s;
+    e->stats.decode_mask_s = e->decode_mask_s;
     e->stats.healthy = !e->dead;
     e->stats.alive_s = now_s();
     pthread_mutex_unlock(&e->lock);
@@ -285,12 +286,18 @@ static bool is_stop_token(const struct engine_request *r, int32_t t)
     return false;
 }
 
+/* Row i's mask in the runner's mask rows (written after runner_launch, read at finish). */
+static uint32_t *mask_row(struct engine *e, int i)
+{
+    return e->masks + (size_t)i * e->mask_words;
+}
+
 /* The grammar's mask for a row: what may continue the output, and EOS/stop ids when the
  * output may end here. A failure (out of memory, an automaton past its bounds) marks the
  * request, which ends after the step; its row then allows only the stop ids. */
-static const uint32_t *grammar_row(struct engine *e, struct engine_request *r, int i)
+static void grammar_row(struct engine *e, struct engine_request *r, int i)
 {
-    uint32_t *mask = e->masks + (size_t)i * e->mask_words;
+    uint32_t *mask = mask_row(e, i);
 
     /* fill_mask writes the grammar's words; only a tail the model's vocab adds is cleared */
     memset(mask + r->grammar_words, 0, (size_t)(e->mask_words - r->grammar_words) * sizeof *mask);
@@ -302,27 +309,24 @@ static const uint32_t *grammar_row(struct engine *e, struct engine_request *r, i
         for (int k = 0; k < r->num_banned; k++)
             if (r->banned[k] >= 0 && r->banned[k] < e->mask_words * 32)
                 mask[r->banned[k] >> 5] |= 1u << (r->banned[k] & 31);
-    return mask;
 }
 
 /* allowed_token_ids as the row's mask, ANDed into the grammar's when there is one: one
  * path for both backends (the GPU sampler knows masks, not id lists), equal in effect to
  * the sampler's allowed_ids pass (engine/sampler.h). */
-static const uint32_t *allowed_ids_row(struct engine *e, const struct engine_request *r, int i,
-                                       const uint32_t *grammar_mask)
+static void allowed_ids_row(struct engine *e, const struct engine_request *r, int i)
 {
-    uint32_t *mask = e->masks + (size_t)i * e->mask_words;
+    uint32_t *mask = mask_row(e, i);
 
-    if (!grammar_mask) {
+    if (!r->matcher) {
         sampler_ids_to_mask(r->params.allowed_token_ids, r->params.num_allowed_token_ids, mask,
                             e->mask_words);
-        return mask;
+        return;
     }
     sampler_ids_to_mask(r->params.allowed_token_ids, r->params.num_allowed_token_ids, e->ids_mask,
                         e->mask_words);
     for (int w = 0; w < e->mask_words; w++)
         mask[w] &= e->ids_mask[w];
-    return mask;
 }
 
 struct mask_args {
@@ -338,14 +342,14 @@ static void mask_task(void *arg, int i, int thread)
     struct engine_request *r = a->b->reqs[a->b->sample_req[i]]->user;
 
     if (r->matcher)
-        a->e->rows[i].allowed = grammar_row(a->e, r, i);
+        grammar_row(a->e, r, i);
 }
 
+/* The step's sampling rows, all but the masks' contents: a row with a grammar or
+ * allowed_token_ids points at its mask row, which fill_masks writes once the runner has
+ * launched the forward. */
 static void fill_rows(struct engine *e, const struct step_batch *b)
 {
-    struct mask_args ma = { e, b };
-    int num_grammars = 0;
-
     for (int i = 0; i < b->num_sample; i++) {
         struct engine_request *r = b->reqs[b->sample_req[i]]->user;
         struct sample_row *row = &e->rows[i];
@@ -372,9 +376,18 @@ static void fill_rows(struct engine *e, const struct step_batch *b)
         row->bias_ids = r->params.logit_bias_ids;
         row->bias = r->params.logit_bias;
         row->num_bias = r->params.num_logit_bias;
-        row->allowed = NULL;
-        num_grammars += r->matcher != NULL;
+        row->allowed = r->matcher || r->params.num_allowed_token_ids ? mask_row(e, i) : NULL;
     }
+}
+
+/* The masks of the rows fill_rows pointed at them, while the device runs the forward. */
+static void fill_masks(struct engine *e, const struct step_batch *b)
+{
+    struct mask_args ma = { e, b };
+    int num_grammars = 0;
+
+    for (int i = 0; i < b->num_sample; i++)
+        num_grammars += ((struct engine_request *)b->reqs[b->sample_req[i]]->user)->matcher != NULL;
     if (num_grammars > 1)
         threadpool_run(e->mask_pool, b->num_sample, mask_task, &ma);
     else if (num_grammars)
@@ -384,8 +397,21 @@ static void fill_rows(struct engine *e, const struct step_batch *b)
     for (int i = 0; i < b->num_sample; i++) {
         struct engine_request *r = b->reqs[b->sample_req[i]]->user;
         if (r->params.num_allowed_token_ids)
-            e->rows[i].allowed = allowed_ids_row(e, r, i, e->rows[i].allowed);
+            allowed_ids_row(e, r, i);
     }
+}
+
+/* The step on the runner, its masks made between launch and finish; *mask_s: their time. */
+static int run_step(struct engine *e, struct step_batch *b, double *mask_s)
+{
+    int rc = runner_launch(e->runner, b, e->rows);
+    double t0 = now_s();
+
+    if (rc)
+        return rc;
+    fill_masks(e, b);
+    *mask_s = now_s() - t0;
+    return runner_finish(e->runner, e->results);
 }
 
 /* A failed step fails the requests in it; a device error (-EIO) kills the engine. */
@@ -449,16 +475,17 @@ static bool engine_step(struct engine *e)
     fill_rows(e, b);
     e->num_steps++;
     bool decode_only = b->decode_only;
-    double t0 = now_s();
+    double t0 = now_s(), mask_s = 0;
     if (e->fault_step && (long)e->num_steps == e->fault_step && e->fault_hang_ms)
         usleep((useconds_t)e->fault_hang_ms * 1000);   /* OSPREY_FAULT_HANG_MS: test-only */
     if (e->fault_step && (long)e->num_steps == e->fault_step && !e->fault_hang_ms)
         rc = e->fault_sticky ? -EIO : -EFAULT;   /* OSPREY_FAULT_STEP: test-only */
     else
-        rc = runner_execute(e->runner, b, e->rows, e->results);
+        rc = run_step(e, b, &mask_s);
     if (decode_only) {
         e->num_decode_steps++;
-        e->decode_step_s += now_s() - t0;
+        e->decode_step_s += now_s() - t0 - mask_s;
+        e->decode_mask_s += mask_s;
     }
     if (rc != 0) {
         step_failed(e, b, rc);
@@ -679,7 +706,6 @@ void engine_destroy(struct engine *e)
     free(e->rows);
     free(e->results);
     free(e->sampled);
-    free(e->masks);
     free(e->ids_mask);
     threadpool_destroy(e->mask_pool);
     free(e->graph_sizes);

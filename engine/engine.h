@@ -120,7 +120,11 @@ struct engine_stats {
     uint64_t prompt_tokens, generation_tokens;   /* counters since start */
     uint64_t num_steps;
     uint64_t num_decode_steps;                /* decode-only steps and the seconds they took */
-    double decode_step_s;                     /* (runner_execute, the graph replay on cuda) */
+    double decode_step_s;                     /* (in the runner: its launch and finish, the
+                                                 graph replay on cuda) */
+    double decode_mask_s;                     /* of those steps: making the masks between the
+                                                 runner's launch and finish (while the device
+                                                 runs the forward, on cuda) */
     bool healthy;                             /* false once a step failed beyond recovery */
     bool ready;                               /* model loaded, graphs captured, thread running */
     double alive_s;                           /* now_s() when the engine thread last ended a

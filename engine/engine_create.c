@@ -202,6 +202,10 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     ro.backend_threads = o->num_threads;
     memset(&bo, 0, sizeof bo);
     bo.num_threads = o->num_threads;
+    /* grammar masks cover the model's ids and the tokenizer's (which may have more); the
+     * engine writes them straight into the backend's mask rows, of this width */
+    e->mask_words = (MAX(cfg->vocab_size, e->tok ? tokenizer_vocab_size(e->tok) : 0) + 31) / 32;
+    bo.mask_words = e->mask_words;
     if ((rc = runner_backend_options(cfg, &ro, &bo)) != 0) {
         errf(err, "%s: unsupported model shape", o->model_dir);
         goto fail;
@@ -263,9 +267,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     e->rows = calloc(bo.max_reqs, sizeof *e->rows);
     e->results = calloc(bo.max_reqs, sizeof *e->results);
     e->sampled = calloc(bo.max_reqs, sizeof *e->sampled);
-    /* grammar masks cover the model's ids and the tokenizer's (which may have more) */
-    e->mask_words = (MAX(e->model.cfg.vocab_size, e->tok ? tokenizer_vocab_size(e->tok) : 0) + 31) / 32;
-    e->masks = calloc((size_t)bo.max_reqs * e->mask_words, sizeof *e->masks);
+    e->masks = runner_mask_rows(e->runner);
     e->ids_mask = calloc((size_t)e->mask_words, sizeof *e->ids_mask);
     if (!e->rows || !e->results || !e->sampled || !e->masks || !e->ids_mask) {
         errf(err, "out of memory");
@@ -317,7 +319,6 @@ fail_model:
     free(e->rows);
     free(e->results);
     free(e->sampled);
-    free(e->masks);
     free(e->ids_mask);
     threadpool_destroy(e->mask_pool);
     free(e);

@@ -67,7 +67,8 @@ struct engine {
     struct sample_row *rows;         /* [cap_reqs]: backend_options.max_reqs */
     struct sample_result *results;   /* [cap_reqs] */
     int32_t *sampled;                /* [cap_reqs] */
-    uint32_t *masks;                 /* [cap_reqs * mask_words] grammar masks of a step's rows */
+    uint32_t *masks;                 /* [cap_reqs * mask_words] masks of a step's rows (grammars,
+                                      * allowed_token_ids): the runner's mask rows, borrowed */
     int mask_words;                  /* words per row: covers the model's and grammars' vocab */
     uint32_t *ids_mask;              /* [mask_words] allowed_token_ids as a mask, to AND into a grammar's */
     struct threadpool *mask_pool;    /* fills the step's grammar masks, a row per task */
@@ -75,7 +76,8 @@ struct engine {
     int num_graph_sizes;
     uv_timer_t drain_timer;          /* wakes the loop when the grace period ends */
     uint64_t num_steps, num_decode_steps;
-    double decode_step_s;
+    double decode_step_s;            /* in the runner (launch and finish) */
+    double decode_mask_s;            /* making masks between launch and finish */
     uint64_t rng;
     long fault_step;                 /* test-only fault point: fail step N (0 = off) */
     bool fault_sticky;

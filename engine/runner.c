@@ -1,8 +1,12 @@
 /* runner.c — the model runner: weights, KV cache and activation buffers on the backend, and
- * one step's life: pad → stage → graph replay or eager forward() → sample → fetch. Graphs
- * (CUDA) are captured at creation for decode batches of the configured sizes from an
- * all-padding batch; the host-dependent scalars of a graph batch (max_seq_len, max_query_len)
- * are staged as fixed bounds so that replaying it for any batch of that size is exact. */
+ * one step's life: pad → stage → graph replay or eager forward() → sample → fetch. A step
+ * whose rows have masks (grammars, allowed_token_ids) is split in two (runner_launch: stage
+ * and the forward; runner_finish: the masks handed over, sample, fetch) so that the caller
+ * makes the masks while the device runs the forward. Graphs (CUDA) are captured at creation
+ * for decode batches of the configured sizes from an all-padding batch, each twice: the
+ * whole step, and the forward alone for split steps; the host-dependent scalars of a graph
+ * batch (max_seq_len, max_query_len) are staged as fixed bounds so that replaying it for any
+ * batch of that size is exact. */
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
@@ -42,8 +46,17 @@ struct runner {
     bool graphs_deferred;            /* --calculate-kv-scales: a graph bakes the fp8 KV scales
                                       * into its kernels' arguments, so the graphs are
                                       * captured after the first step measured them */
+    bool forward_graphs;             /* the forward alone is captured too (not on a rank of
+                                      * a tensor-parallel group: runner_tp runs whole steps) */
     struct runner_tp *tp;            /* tensor parallelism: the ranks run every step; the
                                       * fields above are then unused */
+    /* the step between runner_launch and runner_finish */
+    struct {
+        bool active;
+        struct step_batch *b;        /* borrowed from the caller until runner_finish */
+        const struct sample_row *rows;
+        bool split;                  /* launched the forward alone: finish samples */
+    } launched;
 };
 
 int runner_backend_options(const struct model_config *cfg, const struct runner_options *o,
@@ -92,19 +105,40 @@ static void kv_scales_done(struct runner *r)
             r->k_scale[l], r->v_scale[l]);
 }
 
-/* forward + sample: the whole of a step that runs on the device (and in a graph) */
-static int step_body(void *arg)
+/* the forward alone: a split step's device part before the masks (and its graph) */
+static int forward_body(void *arg)
 {
     struct runner *r = arg;
     int rc = forward(&r->fwd, &r->dev);
 
+    if (!rc)
+        kv_scales_done(r);
+    return rc;
+}
+
+static int sample_op(struct runner *r)
+{
+    return r->be->ops->sample(r->be, r->fwd.logits, r->m->cfg.vocab_size, &r->dev);
+}
+
+/* forward + sample: the whole of a step that runs on the device (and in a graph) */
+static int step_body(void *arg)
+{
+    struct runner *r = arg;
+    int rc = forward_body(r);
+
     if (rc)
         return rc;
-    kv_scales_done(r);
     /* a tensor-parallel rank but 0 has no logits (forward() runs the LM head on rank 0) */
     if (r->fwd.comm && r->fwd.comm->rank > 0)
         return 0;
-    return r->be->ops->sample(r->be, r->fwd.logits, r->m->cfg.vocab_size, &r->dev);
+    return sample_op(r);
+}
+
+/* The graph key of the forward alone at decode size `size` (backend_ops.graph_capture). */
+static int forward_graph(int size)
+{
+    return -size;
 }
 
 void runner_watch_progress(struct runner *r, uint64_t *progress)
@@ -163,23 +197,20 @@ int runner__graph_size(const struct runner *r, const struct step_batch *b)
     return graph_size(r, b);
 }
 
+/* The ranks' masks are final when they are staged: handed over at once. */
 int runner__stage(struct runner *r, struct step_batch *b, int size, const struct sample_row *rows)
 {
-    return size ? stage(r, b, size, true, rows)
-                : stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, rows);
+    int rc = size ? stage(r, b, size, true, rows)
+                  : stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, rows);
+
+    return rc ? rc : r->be->ops->stage_masks(r->be);
 }
 
 int runner__run(struct runner *r, int size, bool sample)
 {
-    int rc;
-
     if (size)
         return r->be->ops->graph_replay(r->be, size);
-    if (sample)
-        return step_body(r);
-    if (!(rc = forward(&r->fwd, &r->dev)))
-        kv_scales_done(r);
-    return rc;
+    return sample ? step_body(r) : forward_body(r);
 }
 
 int runner__fetch(struct runner *r, struct sample_result *results, int n)
@@ -203,19 +234,63 @@ int runner__download_logits(struct runner *r, float *logits, int rows)
                                 (size_t)rows * r->m->cfg.vocab_size * sizeof(float));
 }
 
-int runner_execute(struct runner *r, struct step_batch *b, const struct sample_row *rows,
-                   struct sample_result *results)
+/* Whether a row of the step has a mask: the step is then split around it. */
+static bool has_masks(const struct sample_row *rows, int n)
 {
-    int size = graph_size(r, b), rc;
+    for (int i = 0; rows && i < n; i++)
+        if (rows[i].allowed)
+            return true;
+    return false;
+}
 
+int runner_launch(struct runner *r, struct step_batch *b, const struct sample_row *rows)
+{
+    int size, rc;
+
+    if (r->launched.active) {
+        LOG(LL_ERR, "runner", "runner_launch: the step before was not finished");
+        return -EINVAL;
+    }
+    r->launched.b = b;
+    r->launched.rows = rows;
+    r->launched.split = false;
+    r->launched.active = true;
+    /* tensor parallelism keeps the simple path: finish runs the whole step on the ranks */
+    if (b->num_tokens <= 0 || r->tp)
+        return 0;
+    size = graph_size(r, b);
+    r->launched.split = has_masks(rows, b->num_sample);
+    if ((rc = stage(r, b, size ? size : b->num_tokens, size > 0, rows)))
+        goto fail;
+    if (r->launched.split)
+        rc = size ? r->be->ops->graph_replay(r->be, forward_graph(size)) : forward_body(r);
+    else if (!(rc = r->be->ops->stage_masks(r->be)))   /* rows without masks: a no-op */
+        rc = size ? r->be->ops->graph_replay(r->be, size) : step_body(r);
+    if (!rc)
+        return 0;
+fail:
+    r->launched.active = false;
+    return rc;
+}
+
+int runner_finish(struct runner *r, struct sample_result *results)
+{
+    struct step_batch *b = r->launched.b;
+    int rc;
+
+    if (!r->launched.active) {
+        LOG(LL_ERR, "runner", "runner_finish without runner_launch");
+        return -EINVAL;
+    }
+    r->launched.active = false;
     if (b->num_tokens <= 0)
         return 0;
     if (r->tp)
-        return runner_tp_execute(r->tp, b, rows, results);
-    if ((rc = stage(r, b, size ? size : b->num_tokens, size > 0, rows)))
+        return runner_tp_execute(r->tp, b, r->launched.rows, results);
+    if (r->launched.split &&
+        ((rc = r->be->ops->stage_masks(r->be)) || (rc = sample_op(r))))
         return rc;
-    rc = size ? r->be->ops->graph_replay(r->be, size) : step_body(r);
-    if (rc || (rc = r->be->ops->fetch_results(r->be, results, b->num_sample)))
+    if ((rc = r->be->ops->fetch_results(r->be, results, b->num_sample)))
         return rc;
     if (r->graphs_deferred && !r->fwd.calc_kv_scales) {   /* the scales are known now */
         char err[256] = "";
@@ -227,6 +302,19 @@ int runner_execute(struct runner *r, struct step_batch *b, const struct sample_r
     return rc;
 }
 
+int runner_execute(struct runner *r, struct step_batch *b, const struct sample_row *rows,
+                   struct sample_result *results)
+{
+    int rc = runner_launch(r, b, rows);
+
+    return rc ? rc : runner_finish(r, results);
+}
+
+uint32_t *runner_mask_rows(struct runner *r)
+{
+    return r->be->ops->mask_rows(r->be);
+}
+
 int runner_logits(struct runner *r, struct step_batch *b, float *logits)
 {
     int rc;
@@ -234,9 +322,8 @@ int runner_logits(struct runner *r, struct step_batch *b, float *logits)
     if (r->tp)
         return runner_tp_logits(r->tp, b, logits);
     if ((rc = stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, NULL)) ||
-        (rc = forward(&r->fwd, &r->dev)))
+        (rc = forward_body(r)))
         return rc;
-    kv_scales_done(r);
     return r->be->ops->download(r->be, logits, r->fwd.logits,
                                 (size_t)b->num_sample_padded * r->m->cfg.vocab_size * sizeof(float));
 }
@@ -501,7 +588,9 @@ static int capture_graphs(struct runner *r, char *err)
         d->decode_only = true;
         d->query_start_loc[0] = 0;
         if ((rc = stage(r, d, size, true, NULL)) ||
-            (rc = r->be->ops->graph_capture(r->be, size, step_body, r))) {
+            (rc = r->be->ops->graph_capture(r->be, size, step_body, r)) ||
+            (r->forward_graphs &&
+             (rc = r->be->ops->graph_capture(r->be, forward_graph(size), forward_body, r)))) {
             errf(err, "runner: capturing the graph of decode batch size %d failed (%s)", size,
                  strerror(-rc));
             return rc;
@@ -509,8 +598,9 @@ static int capture_graphs(struct runner *r, char *err)
     }
     if (measured && !r->be->ops->mem_info(r->be, &free1, &total))
         r->graph_bytes = free0 > free1 ? free0 - free1 : 0;
-    LOG(LL_INFO, "runner", "captured %d graphs, decode batches of 1 to %d (%.1f MiB)",
-        r->num_graphs, largest, r->graph_bytes / 1048576.0);
+    LOG(LL_INFO, "runner", "captured %d graphs%s, decode batches of 1 to %d (%.1f MiB)",
+        r->num_graphs, r->forward_graphs ? " and their forwards alone (steps with masks)" : "",
+        largest, r->graph_bytes / 1048576.0);
     return 0;
 }
 
@@ -598,6 +688,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
                                                                  : 1.0f;
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     r->fwd.comm = o->comm;
+    r->forward_graphs = !(o->comm && o->comm->size > 1);
     /* a rank of a group of several captures later, together with its peers (runner_tp.c):
      * a graph's collectives need every rank capturing at once, in the same order */
     if (r->num_graphs && !(o->comm && o->comm->size > 1) && (rc = capture_graphs(r, err)))

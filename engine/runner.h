@@ -1,7 +1,8 @@
 /* runner.h — the model runner: owns the weights on the backend, the paged KV cache of every
  * layer, the activation buffers and (on backends that have them) the CUDA graphs of
  * decode steps. One call runs one engine step: stage the batch, run the model (replay a
- * graph or run forward() eagerly), sample, fetch the tokens. */
+ * graph or run forward() eagerly), sample, fetch the tokens; or two calls, launch and
+ * finish, between which the caller makes the step's masks while the device works. */
 #ifndef OSPREY_RUNNER_H
 #define OSPREY_RUNNER_H
 
@@ -71,9 +72,29 @@ void runner_destroy(struct runner *r);
 /* Runs one step: stage → (graph replay for a decode-only batch padded to a captured size,
  * when the backend has graphs) or eager forward → sample → fetch. b is padded in place
  * (batch_pad). rows: [b->num_sample], or NULL for greedy. results: [b->num_sample].
- * Returns 0, or a negative errno (-EIO: the device failed, the engine is dead). */
+ * Returns 0, or a negative errno (-EIO: the device failed, the engine is dead).
+ * runner_launch followed by runner_finish. */
 int runner_execute(struct runner *r, struct step_batch *b, const struct sample_row *rows,
                    struct sample_result *results);
+
+/* runner_execute in two halves, so that the caller makes the step's masks while the device
+ * runs the forward. When a row has a mask (rows[i].allowed != NULL), launch stages the
+ * batch and starts the forward alone (the graph of the forward for a decode batch, else
+ * forward() eagerly; asynchronous on cuda, done on return on cpu) and finish hands the
+ * masks to the sampler, samples and fetches. A step without masks runs whole in launch (the
+ * one graph with its sampler) and finish fetches. A mask that is row i of
+ * runner_mask_rows() may be written until finish, any other must be final at launch. b and
+ * rows are borrowed until finish; every successful launch is followed by one finish
+ * (results: [b->num_sample]). Under tensor parallelism launch only keeps b and rows, and
+ * finish runs the whole step. Both return 0 or a negative errno, as runner_execute; a
+ * failed launch needs no finish. */
+int runner_launch(struct runner *r, struct step_batch *b, const struct sample_row *rows);
+int runner_finish(struct runner *r, struct sample_result *results);
+
+/* The backend's host memory for a step's masks (backend_ops.mask_rows): row i of the
+ * sampled rows at i * backend_options.mask_words words, [max_num_seqs] rows. Writing the
+ * masks there spares the copy into the upload buffer. */
+uint32_t *runner_mask_rows(struct runner *r);
 
 /* From now on forward() bumps *progress (atomically) once per layer it runs, so that a
  * watchdog can tell a long step that moves from a hung one; NULL stops it. progress must

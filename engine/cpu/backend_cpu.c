@@ -29,6 +29,12 @@ struct backend_cpu {
     int num_rows;                     /* num_sample_padded of the staged batch */
     struct sample_result *results;    /* [opt.max_reqs] */
     float *scratch;                   /* [pool size, 2 * opt.vocab_size] */
+    /* masks: rows handed out by mask_rows; a staged row whose mask is one of them samples
+     * without it until stage_masks, as the cuda sampler would with the row not uploaded
+     * (so that a runner that forgets stage_masks fails the cpu tests too) */
+    uint32_t *masks;                  /* [opt.max_reqs, mask_words] */
+    int mask_words;
+    bool *mask_pending;               /* [opt.max_reqs] row i's mask is masks' row i */
 };
 
 static struct backend_cpu *cpu_of(struct backend *be)
@@ -311,8 +317,30 @@ static int cpu_stage(struct backend *be, const struct step_batch *b, const struc
         else
             cpu->rows[i] = (struct sample_row){ .top_p = 1.0f, .repetition_penalty = 1.0f,
                                                 .num_logprobs = -1 };
+        cpu->mask_pending[i] = cpu->rows[i].allowed &&
+                               cpu->rows[i].allowed == cpu->masks + (size_t)i * cpu->mask_words;
+        if (cpu->mask_pending[i])
+            cpu->rows[i].allowed = NULL;
     }
     cpu->num_rows = b->num_sample_padded;
+    return 0;
+}
+
+static uint32_t *cpu_mask_rows(struct backend *be)
+{
+    return cpu_of(be)->masks;
+}
+
+/* The sampler reads the rows in place: nothing to copy, only the pointers to set. */
+static int cpu_stage_masks(struct backend *be)
+{
+    struct backend_cpu *cpu = cpu_of(be);
+
+    for (int i = 0; i < cpu->num_rows; i++)
+        if (cpu->mask_pending[i]) {
+            cpu->rows[i].allowed = cpu->masks + (size_t)i * cpu->mask_words;
+            cpu->mask_pending[i] = false;
+        }
     return 0;
 }
 
@@ -455,6 +483,8 @@ static void cpu_destroy(struct backend *be)
     free(cpu->rows);
     free(cpu->results);
     free(cpu->scratch);
+    free(cpu->masks);
+    free(cpu->mask_pending);
     free(cpu);
 }
 
@@ -471,6 +501,8 @@ static const struct backend_ops cpu_ops = {
     .upload_weight = cpu_upload_weight,
     .free_weight = cpu_free_weight,
     .stage = cpu_stage,
+    .mask_rows = cpu_mask_rows,
+    .stage_masks = cpu_stage_masks,
     .embedding = cpu_embedding,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
@@ -522,7 +554,10 @@ int backend_cpu_create(struct backend **out, const struct backend_options *opt, 
     cpu->rows = calloc(MAX(opt->max_reqs, 1), sizeof *cpu->rows);
     cpu->results = calloc(MAX(opt->max_reqs, 1), sizeof *cpu->results);
     cpu->scratch = calloc((size_t)threads * 2 * MAX(opt->vocab_size, 1), sizeof *cpu->scratch);
-    if (!cpu->rows || !cpu->results || !cpu->scratch) {
+    cpu->mask_words = MAX(opt->mask_words, (MAX(opt->vocab_size, 1) + 31) / 32);
+    cpu->masks = calloc((size_t)MAX(opt->max_reqs, 1) * cpu->mask_words, sizeof *cpu->masks);
+    cpu->mask_pending = calloc(MAX(opt->max_reqs, 1), sizeof *cpu->mask_pending);
+    if (!cpu->rows || !cpu->results || !cpu->scratch || !cpu->masks || !cpu->mask_pending) {
         cpu_destroy(&cpu->base);
         errf(err, "cpu: out of memory for sampling buffers (vocab %d, %d rows)",
              opt->vocab_size, opt->max_reqs);

@@ -41,10 +41,14 @@ struct cuda_stage {
     const struct cuda_sample_row *rows;
     const int32_t *hist;
     int num_rows;
-    /* grammar masks: a fixed buffer (graphs bake its address), row i at i * mask_words */
+    /* masks: a fixed buffer (graphs bake its address), row i at i * mask_words; the
+     * engine writes mask_host itself (backend_ops.mask_rows) */
     uint32_t *mask_host;       /* pinned, [max_reqs * mask_words] */
     uint32_t *mask_dev;        /* device twin */
-    int mask_words;            /* (vocab_size + 31) / 32 */
+    int mask_words;            /* words a row: backend_options.mask_words, at least vocab_words */
+    int vocab_words;           /* (vocab_size + 31) / 32: what the sampler reads of a row */
+    int masked;                /* rows of the staged step up to the last masked one: what
+                                * stage_masks uploads */
 };
 
 struct cuda_graph {
@@ -145,6 +149,8 @@ int cuda__stage_init(struct backend_cuda *cu, char *err);
 void cuda__stage_fini(struct backend_cuda *cu);
 int cuda__stage(struct backend *be, const struct step_batch *b, const struct sample_row *rows,
                 struct bk_batch *dev);
+uint32_t *cuda__mask_rows(struct backend *be);
+int cuda__stage_masks(struct backend *be);
 int cuda__sample(struct backend *be, const float *logits, int vocab, const struct bk_batch *b);
 int cuda__fetch_results(struct backend *be, struct sample_result *out, int n);
 

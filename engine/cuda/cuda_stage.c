@@ -2,8 +2,9 @@
  * into one pinned host buffer in a layout that depends only on the padded counts (so a
  * graph captured for a size finds every array where it left it), uploaded by one async
  * copy to a device buffer of the same layout, and handed to the ops as struct bk_batch.
- * Also the sample op over the staged rows and fetch_results, the one place a step waits
- * for the device. */
+ * The masks have a pinned buffer of their own, which the engine writes in place
+ * (mask_rows) while the forward runs, uploaded by stage_masks. Also the sample op over the
+ * staged rows and fetch_results, the one place a step waits for the device. */
 #include <errno.h>
 #include <string.h>
 
@@ -60,7 +61,8 @@ int cuda__stage_init(struct backend_cuda *cu, char *err)
     l = layout_of(MAX(o->max_tokens, 1), MAX(o->max_reqs, 1), MAX(o->max_reqs, 1),
                   MAX(o->max_blocks_per_req, 1), MAX(o->num_kv_groups, 1), st->hist_cap);
     st->cap_bytes = l.end;
-    st->mask_words = (MAX(o->vocab_size, 1) + 31) / 32;
+    st->vocab_words = (MAX(o->vocab_size, 1) + 31) / 32;
+    st->mask_words = MAX(o->mask_words, st->vocab_words);
     if (!CUDA_OK(cudaMallocHost(&st->host, st->cap_bytes)) ||
         !CUDA_OK(cudaMalloc(&st->dev, st->cap_bytes)) ||
         !CUDA_OK(cudaMallocHost((void **)&st->mask_host, (size_t)MAX(o->max_reqs, 1) * st->mask_words * 4)) ||
@@ -182,20 +184,22 @@ int cuda__stage(struct backend *be, const struct step_batch *b, const struct sam
             return rc;
         }
         if (r->allowed) {
-            /* the row's grammar mask: the engine's rows cover at least the model's vocab */
-            memcpy(st->mask_host + (size_t)i * st->mask_words, r->allowed, (size_t)st->mask_words * 4);
+            uint32_t *row = st->mask_host + (size_t)i * st->mask_words;
+
+            /* the engine's rows are written in place (read at stage_masks); a mask of the
+             * caller's own covers at least the model's vocab and is taken now */
+            if (r->allowed != row)
+                memcpy(row, r->allowed, (size_t)st->vocab_words * 4);
             srows[i].mask_off = i * st->mask_words;
             masked = i + 1;
         }
     }
     if (!CUDA_OK(cudaMemcpyAsync(d, h, l.hist + (size_t)used * 4, cudaMemcpyHostToDevice,
                                  cu->stream)) ||
-        (masked && !CUDA_OK(cudaMemcpyAsync(st->mask_dev, st->mask_host,
-                                            (size_t)masked * st->mask_words * 4,
-                                            cudaMemcpyHostToDevice, cu->stream))) ||
         !CUDA_OK(cudaEventRecord(st->copied, cu->stream)))
         return cuda__status(cu, -EIO);
     st->pending = true;
+    st->masked = masked;
 
     memset(dev, 0, sizeof *dev);
     dev->num_reqs = R;
@@ -217,6 +221,33 @@ int cuda__stage(struct backend *be, const struct step_batch *b, const struct sam
     st->rows = (const struct cuda_sample_row *)(d + l.rows);
     st->hist = (const int32_t *)(d + l.hist);
     st->num_rows = S;
+    return 0;
+}
+
+uint32_t *cuda__mask_rows(struct backend *be)
+{
+    return cuda__of(be)->st.mask_host;
+}
+
+/* Queued behind whatever ran since stage (a split step's forward): the copy starts when
+ * the forward ends, 16 KB a row of a 128k vocabulary. The event guards mask_host as it
+ * guards the staging buffer: a caller's masks copied in at the next stage wait for it. */
+int cuda__stage_masks(struct backend *be)
+{
+    struct backend_cuda *cu = cuda__of(be);
+    struct cuda_stage *st = &cu->st;
+
+    if (cuda__enter(cu))
+        return -EIO;
+    if (!st->masked)
+        return 0;
+    if (!CUDA_OK(cudaMemcpyAsync(st->mask_dev, st->mask_host,
+                                 (size_t)st->masked * st->mask_words * 4,
+                                 cudaMemcpyHostToDevice, cu->stream)) ||
+        !CUDA_OK(cudaEventRecord(st->copied, cu->stream)))
+        return cuda__status(cu, -EIO);
+    st->pending = true;
+    st->masked = 0;
     return 0;
 }
 

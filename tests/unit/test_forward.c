@@ -4,8 +4,8 @@
  * slots, double accumulation). Random small models of every supported shape run
  * mixed batches (prefill chunks of prompts split over steps, decodes, padding) over shuffled
  * block ids at several block sizes; greedy tokens must not depend on the batch; the graph
- * path of the runner (with a fake graph backend that replays by calling the body again)
- * must equal the eager path. */
+ * path of the runner (with a fake graph backend that replays by calling the body again:
+ * fake_graphs.c) must equal the eager path. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -19,6 +19,7 @@
 #include "tests/unit/forward_sim.h"
 #include "tests/unit/random_model.h"
 #include "tests/unit/naive_forward.h"
+#include "tests/unit/fake_graphs.h"
 #include "tests/unit/fixtures.h"   /* fixture_quiet, fixture_loud */
 
 /* |logit - reference|: f32 against double, logits of order 1 to 5; seen: 5e-6 */
@@ -189,71 +190,23 @@ START_TEST(a_request_gives_the_same_greedy_tokens_alone_and_in_a_batch)
 }
 END_TEST
 
-/* A fake graph backend: the cpu backend whose "graphs" remember the body and replay it by
- * calling it again against the restaged batch — what a CUDA graph does with fixed buffers. */
-static struct backend_ops patched_ops;
-static const struct backend_ops *cpu_ops;
-static int (*graph_body[MAX_SEQS + 1])(void *);
-static void *graph_arg[MAX_SEQS + 1];
-static struct bk_batch last_staged, graph_staged[MAX_SEQS + 1];
-static int captures, replays, exact_replays, fused_calls;
-
-static int fake_stage(struct backend *be, const struct step_batch *b, const struct sample_row *rows,
-                      struct bk_batch *dev)
-{
-    int rc = cpu_ops->stage(be, b, rows, dev);
-
-    last_staged = *dev;
-    return rc;
-}
-
-static int fake_capture(struct backend *be, int size, int (*body)(void *), void *arg)
-{
-    if (size > MAX_SEQS)
-        return -EINVAL;
-    graph_body[size] = body;
-    graph_arg[size] = arg;
-    graph_staged[size] = last_staged;
-    captures++;
-    return 0;
-}
-
-/* A real graph replays the scalars it was captured with: the staged batch must carry
- * exactly those, whatever the batch (only the arrays behind the pointers change). */
-static int fake_replay(struct backend *be, int size)
-{
-    const struct bk_batch *c = &graph_staged[size], *n = &last_staged;
-
-    if (c->num_tokens != size || n->num_tokens != size || n->num_reqs != c->num_reqs ||
-        n->num_sample != c->num_sample || n->max_query_len != c->max_query_len ||
-        n->max_seq_len != c->max_seq_len || n->max_blocks_per_req != c->max_blocks_per_req ||
-        n->num_kv_groups != c->num_kv_groups)
-        return -EINVAL;
-    replays++;
-    exact_replays += graph_body[size] != NULL && n->seq_lens[n->num_reqs - 1] > 0;
-    return graph_body[size](graph_arg[size]);
-}
+static int fused_calls;
 
 static int fake_rope_cache_update(struct backend *be, void *q, void *k, const void *v,
                                   const int32_t *positions, const int64_t *slot_mapping, int n,
                                   const struct rope_params *p, void *k_cache, void *v_cache,
                                   const struct cache_layout *l)
 {
-    int rc = cpu_ops->rope(be, q, k, positions, n, p);
+    int rc = fake_graphs_base->rope(be, q, k, positions, n, p);
 
     fused_calls++;
-    return rc ? rc : cpu_ops->cache_update(be, k, v, p->stride, slot_mapping, n, k_cache, v_cache, l);
+    return rc ? rc : fake_graphs_base->cache_update(be, k, v, p->stride, slot_mapping, n,
+                                                    k_cache, v_cache, l);
 }
 
 static void patch_ops(struct backend *be)
 {
-    cpu_ops = be->ops;
-    patched_ops = *be->ops;
-    patched_ops.stage = fake_stage;
-    patched_ops.graph_capture = fake_capture;
-    patched_ops.graph_replay = fake_replay;
-    patched_ops.rope_cache_update = fake_rope_cache_update;
-    be->ops = &patched_ops;
+    fake_graphs_patch(be)->rope_cache_update = fake_rope_cache_update;
 }
 
 START_TEST(graph_replay_of_padded_decode_batches_gives_the_eager_tokens)
@@ -267,19 +220,21 @@ START_TEST(graph_replay_of_padded_decode_batches_gives_the_eager_tokens)
     struct sim_req re[3], rg[3];
 
     spec.seed = 101;
-    captures = replays = exact_replays = 0;
     sim_create(&eager, &spec, &eager_so);
     sim_create(&graph, &spec, &graph_so);
-    ck_assert_int_eq(captures, 4);
+    /* each size twice: the whole step, and the forward alone (for steps with masks) */
+    ck_assert_int_eq(fake_graphs.captures, 8);
+    ck_assert_int_eq(fake_graphs.forward_captures, 4);
     for (int i = 0; i < 3; i++) {
         sim_req_init(&eager, &re[i], 3 + 2 * i, 3 + 2 * i + 9, false);
         rg[i] = re[i];
     }
     sim_run_greedy(&eager, re, 3);
     sim_run_greedy(&graph, rg, 3);
-    ck_assert_int_gt(replays, 3);
+    ck_assert_int_gt(fake_graphs.replays, 3);
+    ck_assert_int_eq(fake_graphs.forward_replays, 0);   /* no masks: whole-step graphs only */
     ck_assert_int_gt(graph.padded_replays, 0);
-    ck_assert_int_gt(exact_replays, 0);        /* a batch of exactly a graph size, unpadded */
+    ck_assert_int_gt(fake_graphs.exact_replays, 0);   /* a batch of exactly a graph size, unpadded */
     ck_assert_int_eq(eager.padded_replays, 0);
     for (int i = 0; i < 3; i++)
         ck_assert_mem_eq(re[i].tokens, rg[i].tokens, sizeof(int32_t) * re[i].len);

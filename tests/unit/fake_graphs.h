@@ -1,0 +1,28 @@
+/* fake_graphs.h — a fake graph backend for the runner suites (test_forward.c,
+ * test_runner_masks.c): the cpu backend whose "graphs" remember the body they were captured
+ * with and replay by calling it again against the restaged batch — what a CUDA graph does
+ * with fixed buffers. Keys are the runner's: a decode size for the whole step, minus it for
+ * the forward alone (backend_ops.graph_capture). */
+#ifndef OSPREY_TEST_FAKE_GRAPHS_H
+#define OSPREY_TEST_FAKE_GRAPHS_H
+
+#include "engine/backend.h"
+
+#define FAKE_GRAPHS_MAX_SIZE 16   /* the largest decode size a test captures */
+
+struct fake_graph_counts {
+    int captures;              /* graphs captured, of either kind */
+    int forward_captures;      /* of those, the forward alone (negative keys) */
+    int replays;               /* graphs replayed, of either kind */
+    int forward_replays;       /* of those, the forward alone */
+    int exact_replays;         /* replays of a batch exactly the graph's size (unpadded) */
+};
+
+extern struct fake_graph_counts fake_graphs;        /* zeroed by fake_graphs_patch */
+extern const struct backend_ops *fake_graphs_base;  /* the cpu ops the fake wraps */
+
+/* Points be at a copy of its ops with stage, graph_capture and graph_replay faked and
+ * returns that copy, for a caller that fakes more ops. One backend at a time. */
+struct backend_ops *fake_graphs_patch(struct backend *be);
+
+#endif
