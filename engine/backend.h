@@ -136,7 +136,7 @@ struct backend_ops {
      * persistent buffers (cuda: one async copy from pinned memory) and fills *dev. A row's
      * mask (sample_row.allowed) that is row i of mask_rows() is not read here: it may be
      * written until stage_masks, which hands it to the sampler. Any other mask is taken
-     * now (cuda: copied into that row). */
+     * now (cuda: copied into that row and uploaded with the batch). */
     int (*stage)(struct backend *be, const struct step_batch *b, const struct sample_row *rows,
                  struct bk_batch *dev);
     /* Host memory the caller writes the step's masks into, row i (of the sampled rows) at
@@ -144,9 +144,10 @@ struct backend_ops {
      * there), the sampler's own buffer on cpu. Fixed for the backend's life; write a row
      * only between the stage and the stage_masks of a step (or outside steps). */
     uint32_t *(*mask_rows)(struct backend *be);
-    /* The masks of the staged step's rows are final: make them the sampler's (cuda: one
-     * async copy of the masked rows, queued after whatever was launched since stage). Every
-     * step that samples calls it between stage and sample. */
+    /* The masks written in the staged step's mask rows are final: make them the sampler's
+     * (cuda: one async copy of the masked rows, queued after whatever was launched since
+     * stage). A step whose rows point into mask_rows() calls it between stage and sample;
+     * without such rows it does nothing. */
     int (*stage_masks)(struct backend *be);
 
     /* --- the ops; n is a number of token rows --- */
@@ -219,6 +220,12 @@ struct backend_ops {
     /* Optional (NULL when absent): *out (host) = max |x| over rows [rows, cols] that lie
      * stride elements apart; synchronous. For --calculate-kv-scales. */
     int (*absmax)(struct backend *be, float *out, const void *x, int stride, int rows, int cols);
+
+    /* Optional (NULL where every op has finished when it returns, as on cpu): whether work
+     * queued on the stream is still running, without waiting (cudaStreamQuery). For the
+     * figures of what a step's masks hid behind its forward; an error reads as false and
+     * is left to the next op that waits. */
+    bool (*busy)(struct backend *be);
 
     /* Optional CUDA graphs (NULL on cpu): capture whatever body launches as the graph of
      * key `size`; replay it. The key is the caller's: the runner keys a decode step's graph

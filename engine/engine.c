@@ -223,6 +223,7 @@ static void publish_stats(struct engine *e)
     e->stats.num_decode_steps = e->num_decode_steps;
     e->stats.decode_step_s = e->decode_step_s;
     e->stats.decode_mask_s = e->decode_mask_s;
+    e->stats.decode_mask_hidden_s = e->decode_mask_hidden_s;
     e->stats.healthy = !e->dead;
     e->stats.alive_s = now_s();
     pthread_mutex_unlock(&e->lock);
@@ -401,16 +402,19 @@ static void fill_masks(struct engine *e, const struct step_batch *b)
     }
 }
 
-/* The step on the runner, its masks made between launch and finish; *mask_s: their time. */
-static int run_step(struct engine *e, struct step_batch *b, double *mask_s)
+/* The step on the runner, its masks made between launch and finish; *mask_s: their time,
+ * *hidden: whether the device still ran the forward when they were done. */
+static int run_step(struct engine *e, struct step_batch *b, double *mask_s, bool *hidden)
 {
     int rc = runner_launch(e->runner, b, e->rows);
-    double t0 = now_s();
+    double t0;
 
     if (rc)
         return rc;
+    t0 = now_s();
     fill_masks(e, b);
     *mask_s = now_s() - t0;
+    *hidden = runner_busy(e->runner);
     return runner_finish(e->runner, e->results);
 }
 
@@ -476,16 +480,18 @@ static bool engine_step(struct engine *e)
     e->num_steps++;
     bool decode_only = b->decode_only;
     double t0 = now_s(), mask_s = 0;
+    bool hidden = false;
     if (e->fault_step && (long)e->num_steps == e->fault_step && e->fault_hang_ms)
         usleep((useconds_t)e->fault_hang_ms * 1000);   /* OSPREY_FAULT_HANG_MS: test-only */
     if (e->fault_step && (long)e->num_steps == e->fault_step && !e->fault_hang_ms)
         rc = e->fault_sticky ? -EIO : -EFAULT;   /* OSPREY_FAULT_STEP: test-only */
     else
-        rc = run_step(e, b, &mask_s);
+        rc = run_step(e, b, &mask_s, &hidden);
     if (decode_only) {
         e->num_decode_steps++;
         e->decode_step_s += now_s() - t0 - mask_s;
         e->decode_mask_s += mask_s;
+        e->decode_mask_hidden_s += hidden ? mask_s : 0;
     }
     if (rc != 0) {
         step_failed(e, b, rc);

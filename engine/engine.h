@@ -125,6 +125,10 @@ struct engine_stats {
     double decode_mask_s;                     /* of those steps: making the masks between the
                                                  runner's launch and finish (while the device
                                                  runs the forward, on cuda) */
+    double decode_mask_hidden_s;              /* of decode_mask_s, the steps whose forward was
+                                                 still running when their masks were done:
+                                                 wholly hidden (0 on cpu, whose forward is
+                                                 done when launch returns) */
     bool healthy;                             /* false once a step failed beyond recovery */
     bool ready;                               /* model loaded, graphs captured, thread running */
     double alive_s;                           /* now_s() when the engine thread last ended a

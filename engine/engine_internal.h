@@ -78,6 +78,7 @@ struct engine {
     uint64_t num_steps, num_decode_steps;
     double decode_step_s;            /* in the runner (launch and finish) */
     double decode_mask_s;            /* making masks between launch and finish */
+    double decode_mask_hidden_s;     /* of it, in steps whose forward still ran after them */
     uint64_t rng;
     long fault_step;                 /* test-only fault point: fail step N (0 = off) */
     bool fault_sticky;

@@ -310,6 +310,11 @@ int runner_execute(struct runner *r, struct step_batch *b, const struct sample_r
     return rc ? rc : runner_finish(r, results);
 }
 
+bool runner_busy(struct runner *r)
+{
+    return !r->tp && r->be->ops->busy && r->be->ops->busy(r->be);
+}
+
 uint32_t *runner_mask_rows(struct runner *r)
 {
     return r->be->ops->mask_rows(r->be);

@@ -91,6 +91,11 @@ int runner_execute(struct runner *r, struct step_batch *b, const struct sample_r
 int runner_launch(struct runner *r, struct step_batch *b, const struct sample_row *rows);
 int runner_finish(struct runner *r, struct sample_result *results);
 
+/* Between runner_launch and runner_finish: whether the device still runs what launch
+ * started (false on cpu, whose launch returns with the forward done, and under tensor
+ * parallelism, whose launch starts nothing). For the figures of the masks' overlap. */
+bool runner_busy(struct runner *r);
+
 /* The backend's host memory for a step's masks (backend_ops.mask_rows): row i of the
  * sampled rows at i * backend_options.mask_words words, [max_num_seqs] rows. Writing the
  * masks there spares the copy into the upload buffer. */

@@ -1,6 +1,7 @@
 /* backend_cpu.c — the portable C backend: the op vtable over engine/cpu/<op>.c, host memory
- * as "device" memory, zero-copy weights, staging (the step batch is used in place) and the
- * CPU sampler run over the sampled rows. Activations are f32, the KV cache f32 unless the
+ * as "device" memory, zero-copy weights, staging (the step batch is used in place; the
+ * masks are read where the engine wrote them, in the backend's mask rows) and the CPU
+ * sampler run over the sampled rows. Activations are f32, the KV cache f32 unless the
  * runner asks for bf16 or fp8; weights stay bf16, f32 or F8_E4M3 as stored (f16 widens to
  * f32; F8_E4M3 gets a per-row f32 scale table). Parallel ops share one persistent thread pool.
  * This backend is the numerical reference the CUDA backend is tested against. */
@@ -522,6 +523,7 @@ static const struct backend_ops cpu_ops = {
     .moe_work_bytes = moe_cpu_work_bytes,
     .rope_cache_update = NULL,
     .absmax = cpu_absmax,
+    .busy = NULL,
     .graph_capture = NULL,
     .graph_replay = NULL,
 };

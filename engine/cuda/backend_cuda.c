@@ -454,6 +454,7 @@ static const struct backend_ops cuda_ops = {
     .stage = cuda__stage,
     .mask_rows = cuda__mask_rows,
     .stage_masks = cuda__stage_masks,
+    .busy = cuda__busy,
     .embedding = cu_embedding,
     .rmsnorm = cu_rmsnorm,
     .matmul = cu_matmul,

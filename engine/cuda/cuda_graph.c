@@ -1,6 +1,7 @@
-/* cuda_graph.c — CUDA graphs of whole decode steps: graph_capture runs the caller's body
- * (the runner's forward + sample) with the backend's stream in capture mode and keeps the
- * instantiated graph for that batch size; graph_replay launches it. The ops read every
+/* cuda_graph.c — CUDA graphs of decode steps: graph_capture runs the caller's body (the
+ * runner's forward + sample, or its forward alone for a step with masks) with the backend's
+ * stream in capture mode and keeps the instantiated graph under the caller's key (the batch
+ * size, minus it for the forward alone); graph_replay launches it. The ops read every
  * batch-dependent value from the staging buffers at fixed addresses, so a replay after a
  * new stage() computes the new batch. Nothing inside a capture allocates or waits. */
 #include <errno.h>

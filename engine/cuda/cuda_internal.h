@@ -47,8 +47,9 @@ struct cuda_stage {
     uint32_t *mask_dev;        /* device twin */
     int mask_words;            /* words a row: backend_options.mask_words, at least vocab_words */
     int vocab_words;           /* (vocab_size + 31) / 32: what the sampler reads of a row */
-    int masked;                /* rows of the staged step up to the last masked one: what
-                                * stage_masks uploads */
+    int masked;                /* rows of the staged step up to the last masked one, when
+                                * a row's mask is written in place: what stage_masks
+                                * uploads (0: nothing) */
 };
 
 struct cuda_graph {
@@ -153,6 +154,7 @@ uint32_t *cuda__mask_rows(struct backend *be);
 int cuda__stage_masks(struct backend *be);
 int cuda__sample(struct backend *be, const float *logits, int vocab, const struct bk_batch *b);
 int cuda__fetch_results(struct backend *be, struct sample_result *out, int n);
+bool cuda__busy(struct backend *be);
 
 /* cuda_gemm_bias.c: out = x · wᵀ + bias, bf16, one rounding */
 int cuda__gemm_bias(struct backend_cuda *cu, void *out, const void *x, const struct bk_weight *w,

@@ -142,7 +142,8 @@ int cuda__stage(struct backend *be, const struct step_batch *b, const struct sam
     const struct backend_options *o = &cu->opt;
     struct cuda_stage *st = &cu->st;
     int T = b->num_tokens_padded, R = b->num_reqs_padded, S = b->num_sample_padded;
-    int MB = b->max_blocks_per_req, G = b->num_kv_groups, used = 0, rc, masked = 0;
+    int MB = b->max_blocks_per_req, G = b->num_kv_groups, used = 0, rc, masked = 0, taken = 0;
+    bool in_place = false;
     struct stage_layout l;
     char *h = st->host, *d = st->dev;
     struct cuda_sample_row *srows;
@@ -186,20 +187,27 @@ int cuda__stage(struct backend *be, const struct step_batch *b, const struct sam
         if (r->allowed) {
             uint32_t *row = st->mask_host + (size_t)i * st->mask_words;
 
-            /* the engine's rows are written in place (read at stage_masks); a mask of the
-             * caller's own covers at least the model's vocab and is taken now */
-            if (r->allowed != row)
+            /* the engine's rows are written in place (uploaded by stage_masks); a mask of
+             * the caller's own covers at least the model's vocab and is taken now */
+            if (r->allowed != row) {
                 memcpy(row, r->allowed, (size_t)st->vocab_words * 4);
+                taken = i + 1;
+            } else {
+                in_place = true;
+            }
             srows[i].mask_off = i * st->mask_words;
             masked = i + 1;
         }
     }
     if (!CUDA_OK(cudaMemcpyAsync(d, h, l.hist + (size_t)used * 4, cudaMemcpyHostToDevice,
                                  cu->stream)) ||
+        (taken && !CUDA_OK(cudaMemcpyAsync(st->mask_dev, st->mask_host,
+                                           (size_t)taken * st->mask_words * 4,
+                                           cudaMemcpyHostToDevice, cu->stream))) ||
         !CUDA_OK(cudaEventRecord(st->copied, cu->stream)))
         return cuda__status(cu, -EIO);
     st->pending = true;
-    st->masked = masked;
+    st->masked = in_place ? masked : 0;
 
     memset(dev, 0, sizeof *dev);
     dev->num_reqs = R;
@@ -229,9 +237,11 @@ uint32_t *cuda__mask_rows(struct backend *be)
     return cuda__of(be)->st.mask_host;
 }
 
-/* Queued behind whatever ran since stage (a split step's forward): the copy starts when
- * the forward ends, 16 KB a row of a 128k vocabulary. The event guards mask_host as it
- * guards the staging buffer: a caller's masks copied in at the next stage wait for it. */
+/* The rows up to the last one written in place (a caller's own masks among them were
+ * uploaded at stage already; again is harmless). Queued behind whatever ran since stage (a
+ * split step's forward): the copy starts when the forward ends, 16 KB a row of a 128k
+ * vocabulary. The event guards mask_host as it guards the staging buffer: a caller's masks
+ * copied in at the next stage wait for it. */
 int cuda__stage_masks(struct backend *be)
 {
     struct backend_cuda *cu = cuda__of(be);
@@ -262,6 +272,20 @@ int cuda__sample(struct backend *be, const float *logits, int vocab, const struc
     return cuda__status(cu, sample_cuda(logits, vocab, b->num_sample, cu->st.rows, cu->st.hist,
                                         cu->st.mask_dev, cu->sample_work, cu->sample_counts,
                                         cu->results, cu->stream));
+}
+
+bool cuda__busy(struct backend *be)
+{
+    struct backend_cuda *cu = cuda__of(be);
+    cudaError_t e;
+
+    if (cuda__enter(cu))
+        return false;
+    e = cudaStreamQuery(cu->stream);
+    if (e != cudaSuccess && e != cudaErrorNotReady)
+        (void)cudaGetLastError();   /* not this query's: a sticky one shows again at the
+                                     * next op that waits */
+    return e == cudaErrorNotReady;
 }
 
 int cuda__fetch_results(struct backend *be, struct sample_result *out, int n)

@@ -8,9 +8,12 @@
  *   warm  the same B grammars again with new seeds: most masks come from the grammars'
  *         caches, as for an application that sends the same schemas again.
  * For each: the step period (between two deliveries of the batch's tokens, over the steps
- * where all B requests run), the runner's part of it (engine stats: staging, mask upload,
- * forward, sampling with the mask applied) and the rest, the engine thread (masks filled
- * before the step, automata advanced after it). Then the cold and warm batches' tokens are
+ * where all B requests run), the runner's part of it (engine stats: runner_launch and
+ * runner_finish: staging, forward, mask upload, sampling with the mask applied, the wait
+ * for the device), the masks the engine thread made between launch and finish (while the
+ * device ran the forward, on cuda), the part of those made in steps whose forward was still
+ * running when they were done (wholly hidden behind it), and the rest of the period (the
+ * automata advanced after the step, deliveries). Then the cold and warm batches' tokens are
  * replayed through fresh matchers, as the engine thread runs them, to time the masks alone.
  *   make build/bench-grammar-batch
  *   build/bench-grammar-batch --model DIR [--batch 64] [--steps 64] [engine options]
@@ -213,7 +216,10 @@ static void output_cb(void *user, const struct engine_output *o)
 
 struct figures {
     double period_mean, period_p50;    /* s per step, over the steps where all requests ran */
-    double runner;                     /* s per decode step, runner_execute (engine stats) */
+    double runner;                     /* s per decode step, runner launch + finish (engine stats) */
+    double masks;                      /* s per decode step, masks made between launch and finish */
+    double hidden;                     /* s per decode step, of masks: in steps whose forward was
+                                        * still running when they were done */
     int steps_measured;                /* steps in the period figures */
     int ended_early;                   /* requests whose grammar completed before --steps */
     int failed;
@@ -293,8 +299,13 @@ static int run_batch(struct engine *e, int B, int steps, int input_len, const in
         qsort(period, (size_t)f->steps_measured, sizeof *period, cmp_d);
         f->period_p50 = period[f->steps_measured / 2];
     }
-    if (s1.num_decode_steps > s0.num_decode_steps)
-        f->runner = (s1.decode_step_s - s0.decode_step_s) / (double)(s1.num_decode_steps - s0.num_decode_steps);
+    if (s1.num_decode_steps > s0.num_decode_steps) {
+        double n = (double)(s1.num_decode_steps - s0.num_decode_steps);
+
+        f->runner = (s1.decode_step_s - s0.decode_step_s) / n;
+        f->masks = (s1.decode_mask_s - s0.decode_mask_s) / n;
+        f->hidden = (s1.decode_mask_hidden_s - s0.decode_mask_hidden_s) / n;
+    }
     rc = 0;
 out:
     free(ctxs);
@@ -383,7 +394,7 @@ static int compile_all(struct grammar **g, char *const *schemas, int B,
 /* The median of rounds' figures of one kind (k: 0 free, 1 cold, 2 warm), field by field. */
 static void median_of(const struct figures *fig, int rounds, int k, struct figures *out)
 {
-    double v[3][64];
+    double v[5][64];
     int n = MIN(rounds, 64);
 
     *out = fig[k];
@@ -391,21 +402,25 @@ static void median_of(const struct figures *fig, int rounds, int k, struct figur
         v[0][r] = fig[3 * r + k].period_mean;
         v[1][r] = fig[3 * r + k].period_p50;
         v[2][r] = fig[3 * r + k].runner;
+        v[3][r] = fig[3 * r + k].masks;
+        v[4][r] = fig[3 * r + k].hidden;
         out->ended_early = MAX(out->ended_early, fig[3 * r + k].ended_early);
         out->failed = MAX(out->failed, fig[3 * r + k].failed);
     }
-    for (int j = 0; j < 3; j++)
+    for (int j = 0; j < 5; j++)
         qsort(v[j], (size_t)n, sizeof(double), cmp_d);
     out->period_mean = v[0][n / 2];
     out->period_p50 = v[1][n / 2];
     out->runner = v[2][n / 2];
+    out->masks = v[3][n / 2];
+    out->hidden = v[4][n / 2];
 }
 
 static void print_row(const char *name, const struct figures *f, const struct figures *free_run)
 {
-    printf("%-5s %9.3f %9.3f %10.3f %12.3f %+9.1f%% %+9.1f%%   %d/%d/%d\n", name,
-           1e3 * f->period_mean, 1e3 * f->period_p50, 1e3 * f->runner,
-           1e3 * (f->period_mean - f->runner),
+    printf("%-5s %9.3f %9.3f %10.3f %9.3f %9.3f %10.3f %+9.1f%% %+9.1f%%   %d/%d/%d\n", name,
+           1e3 * f->period_mean, 1e3 * f->period_p50, 1e3 * f->runner, 1e3 * f->masks,
+           1e3 * f->hidden, 1e3 * (f->period_mean - f->runner - f->masks),
            free_run ? 100.0 * (f->period_mean / free_run->period_mean - 1.0) : 0.0,
            free_run ? 100.0 * (f->period_p50 / free_run->period_p50 - 1.0) : 0.0,
            f->steps_measured, f->ended_early, f->failed);
@@ -548,13 +563,16 @@ int main(int argc, char **argv)
     free(fig);
 
     printf("\nmedians of %d rounds\n", repeat);
-    printf("run   step mean  step p50  runner/step  rest/step  vs free (mean, p50)  steps/early/failed\n");
-    printf("      (ms)       (ms)      (ms)         (ms)\n");
+    printf("run   step mean  step p50  runner/step masks/step hidden/step rest/step  vs free (mean, p50)  steps/early/failed\n");
+    printf("      (ms)       (ms)      (ms)        (ms)      (ms)       (ms)\n");
     print_row("free", &ff, NULL);
     print_row("cold", &fc, &ff);
     print_row("warm", &fw, &ff);
-    printf("runner/step: engine stats (staging, upload, forward, sampling) over all decode steps;\n"
-           "rest: the engine thread (masks before the step, automata after it, deliveries).\n");
+    printf("runner/step: engine stats (runner_launch + runner_finish: staging, forward, mask upload,\n"
+           "sampling, the wait for the device) over all decode steps; masks/step: the engine thread\n"
+           "making masks between launch and finish (while the forward runs, on cuda); hidden/step: of\n"
+           "those, the masks of steps whose forward still ran when they were done (wholly hidden; 0 on\n"
+           "cpu, whose launch runs the forward); rest: automata after the step, deliveries.\n");
 
     /* the masks alone: cold replays the cold batch on newly compiled grammars (empty caches);
      * warm replays the warm batch on the grammars that ran both batches */
