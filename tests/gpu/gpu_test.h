@@ -94,6 +94,13 @@ void dweight_free(struct gt *t, struct dweight *w);
 bool gt_stage(struct gt *t, const struct step_batch *b, const struct sample_row *rows,
               struct bk_batch *cpu, struct bk_batch *gpu);
 
+/* A random-weight model of go (out_dir set here) written into a new folder made from the
+ * mkdtemp template dir, and opened into m. False (a failed check, the folder removed again)
+ * when any of it fails; else the caller closes m and removes dir (gt_remove). */
+struct model;
+struct gen_model_opts;
+bool gt_gen_model(struct gt *t, char *dir, struct gen_model_opts *go, struct model *m);
+
 /* The median of v[n] (sorts v). */
 double gt_median(double *v, int n);
 

@@ -8,6 +8,8 @@
 
 #include "engine/base/rng.h"
 #include "engine/base/util.h"
+#include "engine/model/gen_model.h"   /* gt_gen_model */
+#include "engine/model/model.h"
 #include "tests/gpu/gpu_test.h"
 
 bool gt_check(struct gt *t, bool cond, const char *fmt, ...)
@@ -276,6 +278,20 @@ bool gt_stage(struct gt *t, const struct step_batch *b, const struct sample_row 
     int rc2 = t->gpu->ops->stage(t->gpu, b, rows, gpu);
 
     return gt_check(t, rc1 == 0 && rc2 == 0, "stage: cpu %d, cuda %d", rc1, rc2);
+}
+
+bool gt_gen_model(struct gt *t, char *dir, struct gen_model_opts *go, struct model *m)
+{
+    char err[ERR_LEN] = "";
+
+    if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
+        return false;
+    go->out_dir = dir;
+    if (gt_check(t, gen_model_write(go, NULL, err) == 0, "gen-model %s: %s", go->config, err) &&
+        gt_check(t, model_open(m, dir, err) == 0, "model_open %s: %s", go->config, err))
+        return true;
+    gt_remove(t, "%s", dir);
+    return false;
 }
 
 static int cmp_double(const void *a, const void *b)

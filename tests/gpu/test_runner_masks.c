@@ -140,17 +140,11 @@ static void split_steps_with_masks_equal_eager_logits_and_cpu(struct gt *t)
     const uint32_t *mask_of[NREQ];         /* masks[r], or NULL for a free row */
     float *lc = NULL, *le = NULL;
     struct model m;
-    bool opened = false;
     int V, words, masked = 0, split_graph_steps = 0, ties = 0;
 
     eo.enforce_eager = true;
-    if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
+    if (!gt_gen_model(t, dir, &go, &m))
         return;
-    go.out_dir = dir;
-    if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model: %s", err) ||
-        !gt_check(t, model_open(&m, dir, err) == 0, "model_open: %s", err))
-        goto out;
-    opened = true;
     V = m.cfg.vocab_size;
     words = (V + 31) / 32;
     if (!gt_check(t, words <= 64, "tiny's vocabulary %d is beyond the test's masks", V) ||
@@ -166,9 +160,8 @@ static void split_steps_with_masks_equal_eager_logits_and_cpu(struct gt *t)
     le = malloc((size_t)4 * V * sizeof *le);
     if (!gt_check(t, lc && le, "out of host memory"))
         goto out;
-    for (int r = 0; r < NREQ; r++) {
-        reqs[r].len = 4 + 7 * r;
-        reqs[r].computed = 0;
+    for (int r = 0; r < NREQ; r++) {   /* prompts of 4, 11 and 18 random ids */
+        reqs[r] = (struct req){ .len = 4 + 7 * r };
         for (int i = 0; i < reqs[r].len; i++)
             reqs[r].tokens[i] = gt_randint(&t->rng, V);
     }
@@ -231,8 +224,7 @@ out:
     batch_fini(&b);
     free(lc);
     free(le);
-    if (opened)
-        model_close(&m);
+    model_close(&m);
     gt_remove(t, "%s", dir);
 }
 
