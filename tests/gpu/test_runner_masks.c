@@ -10,13 +10,7 @@
  * its mask. Every masked token must lie in its mask and be the masked argmax of the eager
  * logits (a near-tie aside, bounded as in test_runner.c); the cpu's masked argmax the
  * same. */
-#if defined(OSPREY_CUDA) && defined(__has_include)
-#if __has_include("engine/runner.h") && __has_include("engine/model/gen_model.h")
-#define HAVE_RUNNER 1
-#endif
-#endif
-
-#ifdef HAVE_RUNNER
+#ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,11 +227,4 @@ const struct gt_case gt_cases_runner_masks[] = {
       split_steps_with_masks_equal_eager_logits_and_cpu },
     { NULL, NULL },
 };
-
-#elif defined(OSPREY_CUDA)
-#include <stddef.h>
-
-#include "tests/gpu/gpu_test.h"
-
-const struct gt_case gt_cases_runner_masks[] = { { NULL, NULL } };
 #endif
