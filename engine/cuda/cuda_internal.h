@@ -50,6 +50,11 @@ struct cuda_stage {
     int masked;                /* rows of the staged step up to the last masked one, when
                                 * a row's mask is written in place: what stage_masks
                                 * uploads (0: nothing) */
+    cudaStream_t mask_stream;  /* stage_masks' copies: they run beside the forward, and the
+                                * backend's stream waits for them (masks_copied) before
+                                * sampling */
+    cudaEvent_t masks_copied;  /* recorded after each such copy */
+    bool masks_pending;        /* one was recorded and not yet waited for on the host */
 };
 
 struct cuda_graph {

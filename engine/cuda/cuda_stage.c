@@ -67,7 +67,9 @@ int cuda__stage_init(struct backend_cuda *cu, char *err)
         !CUDA_OK(cudaMalloc(&st->dev, st->cap_bytes)) ||
         !CUDA_OK(cudaMallocHost((void **)&st->mask_host, (size_t)MAX(o->max_reqs, 1) * st->mask_words * 4)) ||
         !CUDA_OK(cudaMalloc((void **)&st->mask_dev, (size_t)MAX(o->max_reqs, 1) * st->mask_words * 4)) ||
-        !CUDA_OK(cudaEventCreateWithFlags(&st->copied, cudaEventDisableTiming))) {
+        !CUDA_OK(cudaEventCreateWithFlags(&st->copied, cudaEventDisableTiming)) ||
+        !CUDA_OK(cudaStreamCreateWithFlags(&st->mask_stream, cudaStreamNonBlocking)) ||
+        !CUDA_OK(cudaEventCreateWithFlags(&st->masks_copied, cudaEventDisableTiming))) {
         (void)cudaGetLastError();
         errf(err, "cuda: cannot allocate the staging buffers (%zu MiB pinned and on the device)",
              (st->cap_bytes + (size_t)MAX(o->max_reqs, 1) * st->mask_words * 4) >> 20);
@@ -81,6 +83,12 @@ void cuda__stage_fini(struct backend_cuda *cu)
 {
     struct cuda_stage *st = &cu->st;
 
+    if (st->mask_stream) {   /* its last copy may still read mask_host */
+        cudaStreamSynchronize(st->mask_stream);
+        cudaStreamDestroy(st->mask_stream);
+    }
+    if (st->masks_copied)
+        cudaEventDestroy(st->masks_copied);
     cudaFreeHost(st->host);
     cudaFree(st->dev);
     cudaFreeHost(st->mask_host);
@@ -158,10 +166,11 @@ int cuda__stage(struct backend *be, const struct step_batch *b, const struct sam
             o->max_reqs, S, o->max_reqs, G, o->num_kv_groups, MB, o->max_blocks_per_req);
         return -EINVAL;
     }
-    /* the previous upload must have left the pinned buffer before it is rewritten */
-    if (st->pending && !CUDA_OK(cudaEventSynchronize(st->copied)))
+    /* the previous uploads must have left the pinned buffers before they are rewritten */
+    if ((st->pending && !CUDA_OK(cudaEventSynchronize(st->copied))) ||
+        (st->masks_pending && !CUDA_OK(cudaEventSynchronize(st->masks_copied))))
         return cuda__status(cu, -EIO);
-    st->pending = false;
+    st->pending = st->masks_pending = false;
     l = layout_of(T, R, S, MB, G, 0);
 
     memcpy(h + l.input_ids, b->input_ids, (size_t)T * 4);
@@ -238,10 +247,12 @@ uint32_t *cuda__mask_rows(struct backend *be)
 }
 
 /* The rows up to the last one written in place (a caller's own masks among them were
- * uploaded at stage already; again is harmless). Queued behind whatever ran since stage (a
- * split step's forward): the copy starts when the forward ends, 16 KB a row of a 128k
- * vocabulary. The event guards mask_host as it guards the staging buffer: a caller's masks
- * copied in at the next stage wait for it. */
+ * uploaded at stage already; again is harmless), 16 KB a row of a 128k vocabulary. On a
+ * stream of its own, so that the copy runs while the forward still does (when the masks
+ * were done before it); the backend's stream waits for it, so the sampler, queued next,
+ * reads the new masks. mask_dev is free: the previous step's sampler ended before its
+ * fetch returned. masks_copied guards mask_host: a caller's masks copied in at the next
+ * stage wait for it. */
 int cuda__stage_masks(struct backend *be)
 {
     struct backend_cuda *cu = cuda__of(be);
@@ -251,12 +262,16 @@ int cuda__stage_masks(struct backend *be)
         return -EIO;
     if (!st->masked)
         return 0;
-    if (!CUDA_OK(cudaMemcpyAsync(st->mask_dev, st->mask_host,
+    /* after the stage's copies (a caller's own masks go to the same rows of mask_dev), not
+     * after the forward queued behind them */
+    if (!CUDA_OK(cudaStreamWaitEvent(st->mask_stream, st->copied, 0)) ||
+        !CUDA_OK(cudaMemcpyAsync(st->mask_dev, st->mask_host,
                                  (size_t)st->masked * st->mask_words * 4,
-                                 cudaMemcpyHostToDevice, cu->stream)) ||
-        !CUDA_OK(cudaEventRecord(st->copied, cu->stream)))
+                                 cudaMemcpyHostToDevice, st->mask_stream)) ||
+        !CUDA_OK(cudaEventRecord(st->masks_copied, st->mask_stream)) ||
+        !CUDA_OK(cudaStreamWaitEvent(cu->stream, st->masks_copied, 0)))
         return cuda__status(cu, -EIO);
-    st->pending = true;
+    st->masks_pending = true;
     st->masked = 0;
     return 0;
 }
