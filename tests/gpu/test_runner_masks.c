@@ -1,15 +1,16 @@
 /* test_runner_masks.c — steps with masks (grammar rows) split by the runner on the CUDA
  * backend: runner_launch stages and starts the forward (the graph of the forward alone for a
  * decode batch), the masks are written into runner_mask_rows() (pinned) after it, and
- * runner_finish uploads them, samples and fetches. A tiny model, three requests (a decode
- * batch of 3 replays the graph of 4: one padding row), greedy rows: row 0 free, rows 1 and 2
- * each under a mask of 12 random ids; every third step has no mask at all (the whole-step
- * graph). Each step runs on the cpu runner (logits), the eager cuda runner (logits, then
- * the same step split) and the graph cuda runner (split); the mask rows are poisoned (every
- * id allowed) before each launch, so a sampler that read them before finish would leave
- * its mask. Every masked token must lie in its mask and be the masked argmax of the eager
- * logits (a near-tie aside, bounded as in test_runner.c); the cpu's masked argmax the
- * same. */
+ * runner_finish uploads them, samples and fetches (under tensor parallelism finish runs the
+ * whole step, the masks already written: 2 ranks on device 0 here). A tiny model, three
+ * requests (a decode batch of 3 replays the graph of 4: one padding row), greedy rows: row 0
+ * free, rows 1 and 2 each under a mask of 12 random ids; every third step has no mask at all
+ * (the whole-step graph). Each step runs on the cpu runner (logits), the eager cuda runner
+ * (logits, then the same step split), the graph cuda runner and the eager TP = 2 runner
+ * (split); the mask rows are poisoned (every id allowed) before each launch, so a sampler
+ * that read them before finish would leave its mask. Every masked token must lie in its mask
+ * and be the masked argmax of the eager logits (a near-tie aside, bounded as in
+ * test_runner.c); the cpu's masked argmax the same. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdlib.h>
@@ -115,7 +116,7 @@ static bool split_step(struct gt *t, struct runner *r, struct step_batch *b,
 
 static void split_steps_with_masks_equal_eager_logits_and_cpu(struct gt *t)
 {
-    static const int graph_sizes[] = { 1, 2, 4 };
+    static const int graph_sizes[] = { 1, 2, 4 }, one_gpu[2] = { 0, 0 };
     char dir[] = "/tmp/osprey-gpu-model-XXXXXX", err[ERR_LEN] = "";
     struct gen_model_opts go = { .config = "tiny", .seed = 13 };
     struct runner_options ro = { .block_size = BS, .num_blocks = NREQ * PER_REQ + 4,
@@ -123,13 +124,13 @@ static void split_steps_with_masks_equal_eager_logits_and_cpu(struct gt *t)
                                  .max_model_len = MAXLEN, .graph_sizes = graph_sizes,
                                  .num_graph_sizes = 3, .kv_cache_dtype = DT_F32,
                                  .tensor_parallel_size = 1, .backend_threads = 1 };
-    struct runner_options eo = ro;
+    struct runner_options eo = ro, to;
     struct backend_options bo = { 0 };
-    struct runner *rc = NULL, *rl = NULL, *re = NULL, *rg = NULL;
+    struct runner *rc = NULL, *rl = NULL, *re = NULL, *rg = NULL, *rt = NULL;
     struct step_batch b = { 0 };
     struct req reqs[NREQ];
     struct sample_row rows[NREQ];
-    struct sample_result res_e[4], res_g[4];
+    struct sample_result res_e[4], res_g[4], res_t[4];
     uint32_t masks[NREQ][64];
     const uint32_t *mask_of[NREQ];         /* masks[r], or NULL for a free row */
     float *lc = NULL, *le = NULL;
@@ -137,6 +138,9 @@ static void split_steps_with_masks_equal_eager_logits_and_cpu(struct gt *t)
     int V, words, masked = 0, split_graph_steps = 0, ties = 0;
 
     eo.enforce_eager = true;
+    to = eo;
+    to.tensor_parallel_size = 2;
+    to.tp_devices = one_gpu;
     if (!gt_gen_model(t, dir, &go, &m))
         return;
     V = m.cfg.vocab_size;
@@ -148,6 +152,7 @@ static void split_steps_with_masks_equal_eager_logits_and_cpu(struct gt *t)
         !gt_check(t, runner_create(&rl, t->gpu, &m, &eo, err) == 0, "cuda logits: %s", err) ||
         !gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda eager: %s", err) ||
         !gt_check(t, runner_create(&rg, t->gpu, &m, &ro, err) == 0, "cuda graphs: %s", err) ||
+        !gt_check(t, runner_create(&rt, t->gpu, &m, &to, err) == 0, "cuda TP = 2: %s", err) ||
         !gt_check(t, batch_init(&b, 256, 4, 1, runner_max_blocks_per_req(re)) == 0, "batch_init"))
         goto out;
     lc = malloc((size_t)4 * V * sizeof *lc);
@@ -189,6 +194,9 @@ static void split_steps_with_masks_equal_eager_logits_and_cpu(struct gt *t)
         split_graph_steps += b.decode_only && s % 3 != 2 && runner_padded_size(rg, &b) == 4;
         if (!split_step(t, rg, &b, rows, mask_of, words, res_g))
             goto out;
+        build_step(&b, reqs, mb);
+        if (!split_step(t, rt, &b, rows, mask_of, words, res_t))
+            goto out;
         for (int r = 0; r < NREQ; r++) {
             const uint32_t *mask = mask_of[r];
             const float *xe = le + (size_t)r * V, *xc = lc + (size_t)r * V;
@@ -200,6 +208,7 @@ static void split_steps_with_masks_equal_eager_logits_and_cpu(struct gt *t)
             tol = fmaxf(2.0f * err_row, ldexpf(fabsf(xe[want]), -8));
             check_token(t, "eager split", s, r, res_e[r].token, want, xe, V, mask, tol, &ties);
             check_token(t, "graph split", s, r, res_g[r].token, want, xe, V, mask, tol, &ties);
+            check_token(t, "TP = 2 split", s, r, res_t[r].token, want, xe, V, mask, tol, &ties);
             check_token(t, "cpu", s, r, masked_argmax(xc, V, mask), want, xe, V, mask, tol, &ties);
             reqs[r].computed = reqs[r].len;
             if (reqs[r].len < MAXLEN)
@@ -210,6 +219,7 @@ static void split_steps_with_masks_equal_eager_logits_and_cpu(struct gt *t)
     gt_note(t, "%d steps, %d masked rows, %d split steps on the padded graph, %d near-ties",
             STEPS, masked, split_graph_steps, ties);
 out:
+    runner_destroy(rt);
     runner_destroy(rg);
     runner_destroy(re);
     runner_destroy(rl);
