@@ -297,9 +297,11 @@ bool cuda__busy(struct backend *be)
     if (cuda__enter(cu))
         return false;
     e = cudaStreamQuery(cu->stream);
-    if (e != cudaSuccess && e != cudaErrorNotReady)
-        (void)cudaGetLastError();   /* not this query's: a sticky one shows again at the
-                                     * next op that waits */
+    /* cleared whatever it is: "not ready" must not be taken by the next launch's check
+     * for an error of its own (PyTorch clears it too), and a sticky error shows again at
+     * the next op that waits */
+    if (e != cudaSuccess)
+        (void)cudaGetLastError();
     return e == cudaErrorNotReady;
 }
 
