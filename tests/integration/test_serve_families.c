@@ -1,5 +1,5 @@
 /* test_serve_families.c — the real daemon on a tiny generated model of each family added for
- * issue 11 (Gemma 2, Gemma 3, Mixtral, Qwen2-MoE, Qwen3-MoE, Phi-3): it starts, answers a
+ * issue 11 (Gemma 2, Gemma 3, Mixtral, Qwen2-MoE, Qwen3-MoE, Phi-3, gpt-oss): it starts, answers a
  * completion whose prompt is longer than the sliding windows (32 tokens) with exactly the
  * text `osprey generate` gives offline, answers a chat completion, and stops cleanly. On the
  * GPU machine (OSPREY_TEST_BACKEND=cuda) a family the CUDA backend does not run yet must
@@ -20,6 +20,7 @@ static const struct {
 } families[] = {
     { "tiny-gemma2", true }, { "tiny-gemma3", true }, { "tiny-phi3", true },
     { "tiny-mixtral", false }, { "tiny-qwen2-moe", false }, { "tiny-qwen3-moe", false },
+    { "tiny-gpt-oss", false },   /* cuda has no attention sinks nor gpt-oss's MoE */
 };
 
 #define PROMPT "The quick brown fox jumps over the lazy dog while seven wizards quietly " \
