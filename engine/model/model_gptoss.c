@@ -80,8 +80,10 @@ int model__parse_yarn(struct cfg_parse *p, const cJSON *rs, const char *field,
     if ((rc = get_int(p, rs, "original_max_position_embeddings", f, false, 1, INT32_MAX, &omp)))
         return rc;
     snprintf(f, sizeof f, "%s.truncate", field);
-    if ((rc = get_bool(p, rs, "truncate", &r->truncate)))
-        return rc;
+    if (member(rs, "truncate") && !cJSON_IsBool(member(rs, "truncate")))
+        return bad(p, f, "expected true or false, got %s", json_type(member(rs, "truncate")));
+    if (member(rs, "truncate"))
+        r->truncate = cJSON_IsTrue(member(rs, "truncate"));
     snprintf(f, sizeof f, "%s.attention_factor", field);
     if ((rc = get_pos(p, rs, "attention_factor", f, false, false, &r->attention_factor)))
         return rc;
