@@ -22,20 +22,22 @@ static struct tensor_ref expert_slice(const struct tensor_ref *t, int e, int64_t
     return s;
 }
 
-/* A fused [E, d1, d2] expert tensor, checked like bind() checks 2-D ones. */
+/* A fused [E, d1, d2] expert tensor (d2 0: a fused [E, d1] bias), checked like bind()
+ * checks 2-D ones. */
 static int bind_fused(struct binder *b, const struct tensor_ref **out, const char *name,
                       int64_t e, int64_t d1, int64_t d2)
 {
     const struct tensor_ref *r = st_find(b->st, name);
     int64_t want[3] = { e, d1, d2 };
+    int ndim = d2 ? 3 : 2;
     char ws[64], hs[128];
 
     if (!r) {
         errf(b->err, "%s: %s: missing", b->where, name);
         return -EINVAL;
     }
-    if (r->ndim != 3 || r->shape[0] != e || r->shape[1] != d1 || r->shape[2] != d2) {
-        st_shape_format(ws, sizeof ws, 3, want);
+    if (r->ndim != ndim || r->shape[0] != e || r->shape[1] != d1 || (d2 && r->shape[2] != d2)) {
+        st_shape_format(ws, sizeof ws, ndim, want);
         st_shape_format(hs, sizeof hs, r->ndim, r->shape);
         errf(b->err, "%s: %s: expected %s, file has %s", st_file_of(b->st, r), name, ws, hs);
         return -EINVAL;
@@ -81,28 +83,6 @@ static struct tensor_ref row_slice(const struct tensor_ref *t, int e)
     return s;
 }
 
-/* A fused [E, n] bias, checked as bind() checks its tensors. */
-static int bind_fused_bias(struct binder *b, const struct tensor_ref **out, const char *name,
-                           int64_t e, int64_t n)
-{
-    const struct tensor_ref *r = st_find(b->st, name);
-    int64_t want[2] = { e, n };
-    char ws[64], hs[128];
-
-    if (!r) {
-        errf(b->err, "%s: %s: missing", b->where, name);
-        return -EINVAL;
-    }
-    if (r->ndim != 2 || r->shape[0] != e || r->shape[1] != n) {
-        st_shape_format(ws, sizeof ws, 2, want);
-        st_shape_format(hs, sizeof hs, r->ndim, r->shape);
-        errf(b->err, "%s: %s: expected %s, file has %s", st_file_of(b->st, r), name, ws, hs);
-        return -EINVAL;
-    }
-    *out = r;
-    return 0;
-}
-
 /* gpt-oss's MoE block as published in bf16/f32: mlp.router.weight/bias and the fused
  * mlp.experts.gate_up_proj [E, hidden, 2 ffn] (gate and up interleaved), gate_up_proj_bias
  * [E, 2 ffn], down_proj [E, ffn, hidden], down_proj_bias [E, hidden], each expert bound as
@@ -132,13 +112,13 @@ static int bind_gpt_oss(struct binder *b, const struct model_config *c, const ch
     if ((rc = bind_fused(b, &gu, n, E, h, 2 * f)))
         return rc;
     snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj_bias", prefix, l);
-    if ((rc = bind_fused_bias(b, &gub, n, E, 2 * f)))
+    if ((rc = bind_fused(b, &gub, n, E, 2 * f, 0)))
         return rc;
     snprintf(n, sizeof n, "%slayers.%d.mlp.experts.down_proj", prefix, l);
     if ((rc = bind_fused(b, &dn, n, E, f, h)))
         return rc;
     snprintf(n, sizeof n, "%slayers.%d.mlp.experts.down_proj_bias", prefix, l);
-    if ((rc = bind_fused_bias(b, &dnb, n, E, h)))
+    if ((rc = bind_fused(b, &dnb, n, E, h, 0)))
         return rc;
     for (int e = 0; e < E; e++) {
         lt->experts[e].gate_up_t = expert_slice(gu, e, 0, h);

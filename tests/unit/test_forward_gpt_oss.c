@@ -165,41 +165,28 @@ END_TEST
 
 /* A backend without attention sinks or gpt-oss's MoE (the CUDA backend of this build) refuses
  * the model at runner_create in one line instead of serving wrong logits. */
-static struct backend_ops patched;
-
-static void expect_refusal(bool sinks, bool moe_oai, const char *line)
+static void no_sinks(struct backend_ops *ops)
 {
-    struct fixture_spec spec = gpt_oss_spec();
-    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
-    struct backend_options bo = { .num_threads = 1 };
-    struct random_model fx;
-    struct backend *be;
-    struct runner *r = NULL;
-    const struct backend_ops *cpu;
-    char err[ERR_LEN] = "";
+    ops->attn_sinks = false;
+}
 
-    ck_assert_int_eq(random_model_create(&fx, &spec), 0);
-    ck_assert_int_eq(runner_backend_options(&fx.m.cfg, &o, &bo), 0);
-    ck_assert_int_eq(backend_create(&be, "cpu", &bo, err), 0);
-    cpu = be->ops;
-    patched = *cpu;
-    patched.attn_sinks = sinks;
-    patched.moe_oai = moe_oai;
-    be->ops = &patched;
-    ck_assert_int_eq(runner_create(&r, be, &fx.m, &o, err), -ENOTSUP);
-    ck_assert_str_eq(err, line);
-    be->ops = cpu;
-    backend_destroy(be);
-    random_model_destroy(&fx);
+static void no_oai_moe(struct backend_ops *ops)
+{
+    ops->moe_oai = false;
 }
 
 START_TEST(a_backend_without_sinks_or_the_gpt_oss_moe_refuses_it_in_one_line)
 {
-    expect_refusal(false, true, "GptOssForCausalLM: attention with sinks runs on the CPU backend "
-                   "only in this build (the cpu backend has no attention-sinks op)");
-    expect_refusal(true, false, "GptOssForCausalLM: the MoE block with router and expert biases "
-                   "and the clamped SwiGLU runs on the CPU backend only in this build (the cpu "
-                   "backend has no gpt-oss moe op)");
+    struct fixture_spec spec = gpt_oss_spec();
+    char err[ERR_LEN] = "";
+
+    ck_assert_int_eq(sim_runner_create_patched(&spec, no_sinks, err), -ENOTSUP);
+    ck_assert_str_eq(err, "GptOssForCausalLM: attention with sinks runs on the CPU backend only "
+                          "in this build (the cpu backend has no attention-sinks op)");
+    ck_assert_int_eq(sim_runner_create_patched(&spec, no_oai_moe, err), -ENOTSUP);
+    ck_assert_str_eq(err, "GptOssForCausalLM: the MoE block with router and expert biases and the "
+                          "clamped SwiGLU runs on the CPU backend only in this build (the cpu "
+                          "backend has no gpt-oss moe op)");
 }
 END_TEST
 

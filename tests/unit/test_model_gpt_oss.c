@@ -257,7 +257,7 @@ END_TEST
 START_TEST(mxfp4_expert_tensors_without_a_quantization_config_are_refused_by_name)
 {
     struct model m;
-    char dir[FIXTURE_PATH], err[ERR_LEN] = "", tmp[FIXTURE_PATH + 64], path[FIXTURE_PATH + 64];
+    char dir[FIXTURE_PATH], err[ERR_LEN] = "";
     struct st_set *set;
     struct st_write_tensor *w;
     int n;
@@ -266,22 +266,11 @@ START_TEST(mxfp4_expert_tensors_without_a_quantization_config_are_refused_by_nam
     ck_assert_int_eq(fixture_gen(dir, "tiny-gpt-oss", 2), 0);
     ck_assert_int_eq(st_open(&set, dir, err), 0);
     n = st_num_tensors(set);
-    w = calloc((size_t)n, sizeof *w);
-    for (int i = 0; i < n; i++) {
-        const struct tensor_ref *t = st_tensor(set, i);
-
-        w[i] = (struct st_write_tensor){ .name = t->name, .dtype = t->dtype, .ndim = t->ndim,
-                                         .data = t->data };
-        if (!strcmp(t->name, "model.layers.0.mlp.experts.gate_up_proj"))
+    w = fixture_write_list(set);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(w[i].name, "model.layers.0.mlp.experts.gate_up_proj"))
             w[i].name = "model.layers.0.mlp.experts.gate_up_proj_blocks";
-        memcpy(w[i].shape, t->shape, sizeof t->shape);
-    }
-    snprintf(tmp, sizeof tmp, "%s/rewrite.tmp", dir);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    ck_assert_msg(st_write(tmp, w, n, err) == 0, "%s", err);
-    st_close(set);
-    free(w);
-    ck_assert_int_eq(rename(tmp, path), 0);
+    fixture_replace_weights(dir, set, w, n);
     ck_assert_int_eq(model_open(&m, dir, err), -ENOTSUP);
     ck_assert_msg(strstr(err, "model.layers.0.mlp.experts.gate_up_proj_blocks: MXFP4 experts "
                               "(*_blocks, *_scales) are not supported; osprey reads gpt-oss "
