@@ -102,6 +102,14 @@ static const struct preset presets[] = {
     { "tiny-gpt-oss",  ARCH_GPT_OSS, 512,    64,   64,    4,  4,  2,  16,  4096,   1.5e5, 1e-5, false,
                                                                            0,     32,    false, 0,
                                                                            0,     4, 2, 64 },
+    /* gpt-oss-20b's shape in bf16 (41 GB), and a CPU benchmark's scaled-down one (0.63 GB:
+     * docs/BENCHMARKS.md) with its heads, window, experts and top-k */
+    { "gpt-oss-20b",   ARCH_GPT_OSS, 201088, 2880, 2880,  24, 64, 8,  64,  131072, 1.5e5, 1e-5, false,
+                                                                           0,     128,   false, 0,
+                                                                           0,     32, 4, 2880 },
+    { "bench-gpt-oss", ARCH_GPT_OSS, 4096,   720,  720,   6,  16, 4,  64,  131072, 1.5e5, 1e-5, false,
+                                                                           0,     128,   false, 0,
+                                                                           0,     32, 4, 720 },
 };
 
 const char *gen_model_preset_name(int i)
