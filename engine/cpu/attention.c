@@ -124,7 +124,6 @@ static void attention_task(void *arg, int task, int thread)
         /* the new tokens are the last qe - qs of the seq tokens in context */
         int pos = seq - (qe - i);
         int lo = p->window > 0 ? MAX(0, pos - p->window + 1) : 0;
-
         float sink = p->sinks ? p->sinks[h] : -INFINITY;
 
         if (seq <= 0 || pos < 0 || attend_one(o, a->q + (size_t)i * a->q_stride + (size_t)h * D,
