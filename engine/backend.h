@@ -73,7 +73,8 @@ struct rope_params {
     int rotary_dim;            /* the first rotary_dim dims of a head turn (pairs i, i +
                                 * rotary_dim/2), the rest pass; == head_dim but for Phi-3's
                                 * partial_rotary_factor. Needs backend_ops.rope_ext when less. */
-    float mscale;              /* cos and sin times this (longrope's attention_factor); 1 = none.
+    float mscale;              /* cos and sin times this (longrope's or yarn's attention_factor);
+                                * 1 = none.
                                 * Needs backend_ops.rope_ext when not 1. */
 };
 
@@ -83,19 +84,26 @@ struct attn_params {
     float softcap;             /* tanh soft-cap of the logits; 0 = off */
     int window;                /* sliding window in tokens; 0 = full causal */
     struct cache_layout cache;
+    const float *sinks;        /* [num_heads] f32 device, or NULL: head h's softmax has one more
+                                * logit, sinks[h], in its denominator and nothing in its sum of
+                                * values (gpt-oss). Needs backend_ops.attn_sinks. */
 };
 
-/* A mixture-of-experts block (Mixtral, Qwen2-MoE, Qwen3-MoE): softmax over the router's
- * logits (f32), the top_k largest, renormalized to sum 1 when `renormalize`, then the sum of
- * those experts' SwiGLU MLPs weighted by them; plus, for Qwen2-MoE, a shared expert's MLP
- * times sigmoid(x · shared_gate). */
+/* A mixture-of-experts block (Mixtral, Qwen2-MoE, Qwen3-MoE, gpt-oss): softmax over the
+ * router's logits (f32; plus its bias when given), the top_k largest, renormalized to sum 1
+ * when `renormalize`, then the sum of those experts' gated MLPs (plus their biases when
+ * given) weighted by them; plus, for Qwen2-MoE, a shared expert's MLP times
+ * sigmoid(x · shared_gate). gpt-oss's softmax over its top-k logits is the renormalized case. */
 struct moe_params {
     int num_experts, top_k;
     int hidden, ffn;           /* ffn: one expert's intermediate size */
     int shared_ffn;            /* the shared expert's, 0 = none */
-    bool renormalize;          /* norm_topk_prob (always for Mixtral) */
+    bool renormalize;          /* norm_topk_prob (always for Mixtral and gpt-oss) */
     void *work;                /* scratch of moe_work_bytes(be, max rows, p) bytes, owned by
                                 * the runner */
+    enum moe_act act;          /* MOE_ACT_SILU, or gpt-oss's clamped SwiGLU (needs
+                                * backend_ops.moe_oai, as the biases below do) */
+    float swiglu_alpha, swiglu_limit;   /* MOE_ACT_SWIGLU_OAI */
 };
 
 /* One MoE layer's weights on the device. */
@@ -105,6 +113,9 @@ struct moe_weights {
     const struct bk_weight *shared_gate_up, *shared_down; /* [2 shared_ffn, hidden], [hidden,
                                               * shared_ffn]; NULL without a shared expert */
     const struct bk_weight *shared_gate;     /* [1, hidden] */
+    /* gpt-oss's biases, NULL where the family has none */
+    const struct bk_weight *router_bias;     /* [E] */
+    const struct bk_weight *gate_up_bias, *down_bias;  /* [E] each [2 ffn] (gate first), [hidden] */
 };
 
 struct backend_ops {
@@ -114,6 +125,11 @@ struct backend_ops {
     bool rope_ext;                          /* rope honours rope_params.rotary_dim < head_dim
                                              * and mscale != 1 (Phi-3); else runner_create
                                              * refuses such a model */
+    bool attn_sinks;                        /* attention honours attn_params.sinks */
+    bool moe_oai;                           /* moe honours moe_params.act MOE_ACT_SWIGLU_OAI and
+                                             * the router and expert biases of moe_weights
+                                             * (gpt-oss); without these two runner_create
+                                             * refuses gpt-oss */
 
     void (*destroy)(struct backend *be);
 

@@ -6,7 +6,8 @@
  * then the sampled rows go through the final norm and the LM head. Families differ by small
  * per-layer choices read from the config: Gemma scales the embeddings, normalizes the
  * attention and MLP outputs too (sandwich norms), soft-caps attention and final logits,
- * and gives Gemma 3's sliding layers their own RoPE frequencies. Under tensor parallelism
+ * and gives Gemma 3's sliding layers their own RoPE frequencies; gpt-oss adds an o_proj bias
+ * and attention sinks, and its MoE's biases and clamped SwiGLU. Under tensor parallelism
  * (f->comm) every rank runs this loop over its shard and sums the two row-parallel
  * products of each layer with the other ranks'. */
 #include <errno.h>
@@ -77,7 +78,7 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
         cl.v_scale = f->v_scale[l];
     }
     ap = (struct attn_params){ H, KV, D, (float)(1.0 / sqrt(scale_of)), (float)c->attn_softcap,
-                               c->layer_window[l], cl };
+                               c->layer_window[l], cl, lw->sinks.data };
     if (calc)
         rc = op->cache_update(f->be, k, v, stride, b->slot_mapping[g], n, f->k_cache[l],
                               f->v_cache[l], &cl);
@@ -91,12 +92,12 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
         return rc;
     if ((rc = op->attention(f->be, f->attn, q, stride, f->k_cache[l], f->v_cache[l], b, g, &ap)))
         return rc;
-    if ((rc = op->matmul(f->be, f->x, f->attn, &lw->o, NULL, n)))
+    if ((rc = op->matmul(f->be, f->x, f->attn, &lw->o, lw->o_bias.data ? &lw->o_bias : NULL, n)))
         return rc;
     return all_reduce(f, n);
 }
 
-/* x = the MLP of xn: a MoE block (Mixtral, Qwen3-MoE) or a dense gated MLP. */
+/* x = the MLP of xn: a MoE block (Mixtral, Qwen3-MoE, gpt-oss) or a dense gated MLP. */
 static int ffn_block(const struct forward_ctx *f, int n, int l)
 {
     const struct backend_ops *op = f->be->ops;
@@ -108,11 +109,14 @@ static int ffn_block(const struct forward_ctx *f, int n, int l)
         bool shared = lw->shared_gate.data != NULL;
         struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
                                  c->moe_intermediate_size, c->shared_expert_intermediate_size,
-                                 c->norm_topk_prob, f->moe_work };
+                                 c->norm_topk_prob, f->moe_work, c->moe_act,
+                                 (float)c->swiglu_alpha, (float)c->swiglu_limit };
         struct moe_weights mw = { &lw->router, lw->expert_gate_up, lw->expert_down,
                                   shared ? &lw->shared_gate_up : NULL,
                                   shared ? &lw->shared_down : NULL,
-                                  shared ? &lw->shared_gate : NULL };
+                                  shared ? &lw->shared_gate : NULL,
+                                  lw->router_bias.data ? &lw->router_bias : NULL,
+                                  lw->expert_gate_up_bias, lw->expert_down_bias };
         /* a rank's experts hold their slice of the intermediate size: a partial sum */
         if ((rc = op->moe(f->be, f->x, f->xn, &mw, n, &mp)))
             return rc;

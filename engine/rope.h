@@ -14,6 +14,10 @@
  *           original_max_position_embeddings / low_freq_factor are divided by factor, shorter
  *           than original_max_position_embeddings / high_freq_factor kept, and those between
  *           interpolated smoothly.
+ *   yarn: HF's _compute_yarn_parameters — a linear ramp over the dims between those turning
+ *           beta_fast and beta_slow times within original_max_position_embeddings (whole dims
+ *           when truncate) blends theta^(-2i/d) (below the ramp) into it / factor (above);
+ *           the caller applies attention_factor to cos and sin.
  * Returns 0, or -EINVAL with a message for an odd head_dim or bad scaling parameters. */
 int rope_inv_freq(float *inv_freq, int head_dim, double theta, const struct rope_scaling *s,
                   char *err);

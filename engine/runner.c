@@ -452,7 +452,7 @@ static int alloc_buffers(struct runner *r, char *err)
     if (c->num_experts) {
         struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
                                  c->moe_intermediate_size, c->shared_expert_intermediate_size,
-                                 c->norm_topk_prob, NULL };
+                                 c->norm_topk_prob, NULL, c->moe_act, 0.0f, 0.0f };
 
         if (!(f->moe_work = dev_buf(r, moe_work_bytes(r->be, (int)T, &mp), 1, err)))
             return -ENOMEM;
@@ -512,9 +512,17 @@ static int check_ops(const struct model_config *c, const struct backend *be, cha
         what = "the mixture-of-experts block", name = "moe";
     else if (!op->rope_ext && c->rotary_dim && c->rotary_dim != c->head_dim)
         what = "the partial rotary embedding (partial_rotary_factor)", name = "partial rope";
-    else if (!op->rope_ext && c->rope_scaling.type == ROPE_LONGROPE &&
+    else if (!op->rope_ext && (c->rope_scaling.type == ROPE_LONGROPE ||
+                               c->rope_scaling.type == ROPE_YARN) &&
              c->rope_scaling.attention_factor != 1.0)
-        what = "longrope's attention_factor", name = "scaled rope";
+        what = c->rope_scaling.type == ROPE_YARN ? "yarn's attention_factor"
+                                                 : "longrope's attention_factor",
+        name = "scaled rope";
+    else if (c->attn_sinks && !op->attn_sinks)
+        what = "attention with sinks", name = "attention-sinks";
+    else if (c->moe_act == MOE_ACT_SWIGLU_OAI && !op->moe_oai)
+        what = "the MoE block with router and expert biases and the clamped SwiGLU",
+        name = "gpt-oss moe";
     if (!what)
         return 0;
     errf(err, "%s: %s runs on the CPU backend only in this build (the %s backend has no %s op)",
@@ -689,8 +697,8 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.inv_freq = r->inv_freq;
     r->fwd.inv_freq_local = r->inv_freq_local;
     r->fwd.embed_scale = embed_scale(c);
-    r->fwd.rope_mscale = c->rope_scaling.type == ROPE_LONGROPE ? (float)c->rope_scaling.attention_factor
-                                                                 : 1.0f;
+    r->fwd.rope_mscale = c->rope_scaling.type == ROPE_LONGROPE || c->rope_scaling.type == ROPE_YARN
+                         ? (float)c->rope_scaling.attention_factor : 1.0f;
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     r->fwd.comm = o->comm;
     r->forward_graphs = !(o->comm && o->comm->size > 1);

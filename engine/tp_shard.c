@@ -31,6 +31,13 @@ int tp_shard_check(const struct model_config *c, int n, char *err)
              "are not sharded yet; use --tensor-parallel-size 1", n);
         return -EINVAL;
     }
+    /* the shards would need gpt-oss's sinks split by head, its o and down biases added once
+     * and its interleaved experts split by pairs: not written */
+    if (c->attn_sinks || c->moe_act != MOE_ACT_SILU) {
+        errf(err, "--tensor-parallel-size %d: %s is not sharded yet; use --tensor-parallel-size 1",
+             n, c->arch_name);
+        return -ENOTSUP;
+    }
     if (H % n) {
         errf(err, "--tensor-parallel-size %d does not divide the model's %d attention heads", n, H);
         return -EINVAL;

@@ -1,7 +1,8 @@
 /* weights.c — uploads a struct model to a backend: fuses q/k/v (and biases) and gate/up by
  * stacking rows, shares the embedding with the LM head when tied, turns Gemma's (1 + w)
- * norm weights into plain ones, and for --quantization fp8 turns float linear weights into
- * F8_E4M3 with per-channel scales on the way (MoE experts and routers stay as stored). */
+ * norm weights into plain ones, lays gpt-oss's experts out as the other families', and for
+ * --quantization fp8 turns float linear weights into F8_E4M3 with per-channel scales on the
+ * way (MoE experts and routers stay as stored). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -111,34 +112,122 @@ static int upload_linear(struct weights *w, struct backend *be, struct bk_weight
     return upload(be, out, q, nparts, err);
 }
 
-/* A norm weight: as stored, or (norm_plus_one) 1 + w in f32, which is exactly what
- * transformers' GemmaRMSNorm multiplies by (it widens w to f32 before adding 1). */
-static int upload_norm(struct weights *w, struct backend *be, struct bk_weight *out,
-                       const struct tensor_ref *t, bool plus_one, char *err)
+/* A host buffer of `bytes` that lives until weights_free (w->host), or NULL (message in err). */
+static void *host_buf(struct weights *w, size_t bytes, const char *name, char *err)
+{
+    void **host = realloc(w->host, (w->num_host + 1) * sizeof *host), *v = NULL;
+
+    if (host) {
+        w->host = host;
+        v = malloc(bytes);
+    }
+    if (!v) {
+        errf(err, "weights: out of memory for %s", name ? name : "?");
+        return NULL;
+    }
+    w->host[w->num_host++] = v;
+    return v;
+}
+
+/* A 1-D float weight as f32 plus `add`, converted on the host: Gemma's 1 + w norms (exactly
+ * what GemmaRMSNorm multiplies by: it widens w to f32 before adding 1), gpt-oss's sinks. */
+static int upload_f32(struct weights *w, struct backend *be, struct bk_weight *out,
+                      const struct tensor_ref *t, float add, char *err)
 {
     struct tensor_ref one = *t;
     size_t n = (size_t)t->shape[0];
-    float **host, *v;
+    float *v;
 
-    if (!plus_one || !t->data)
+    if (!t->data)
         return upload(be, out, t, 1, err);
-    host = realloc(w->host, (w->num_host + 1) * sizeof *host);
-    if (!host || !(v = malloc(n * sizeof *v))) {
-        if (host)
-            w->host = host;
-        errf(err, "weights: out of memory for norm %s", t->name ? t->name : "?");
+    if (!(v = host_buf(w, n * sizeof *v, t->name, err)))
         return -ENOMEM;
-    }
-    w->host = host;
-    w->host[w->num_host++] = v;
     for (size_t i = 0; i < n; i++)
-        v[i] = 1.0f + (t->dtype == DT_F32 ? ((const float *)t->data)[i]
-                       : t->dtype == DT_F16 ? f16_to_f32(((const uint16_t *)t->data)[i])
-                       : bf16_to_f32(((const uint16_t *)t->data)[i]));
+        v[i] = add + (t->dtype == DT_F32 ? ((const float *)t->data)[i]
+                      : t->dtype == DT_F16 ? f16_to_f32(((const uint16_t *)t->data)[i])
+                      : bf16_to_f32(((const uint16_t *)t->data)[i]));
     one.data = v;
     one.dtype = DT_F32;
     one.nbytes = n * sizeof *v;
     return upload(be, out, &one, 1, err);
+}
+
+/* A norm weight: as stored, or (norm_plus_one) 1 + w in f32. */
+static int upload_norm(struct weights *w, struct backend *be, struct bk_weight *out,
+                       const struct tensor_ref *t, bool plus_one, char *err)
+{
+    return plus_one ? upload_f32(w, be, out, t, 1.0f, err) : upload(be, out, t, 1, err);
+}
+
+/* dst[r][c] = src[c][col(r)] for r < rows, c < cols (src has src_cols columns): a transpose,
+ * with col(r) gathering gpt-oss's interleaved gate (even) and up (odd) columns into gate rows
+ * first when `deinterleave` (rows even), else col(r) = r. Elements of es bytes (2 or 4), in
+ * tiles of 32 x 32 so that both sides stay in cache (a third faster than row by row on the
+ * 0.6 GB of experts measured in docs/BENCHMARKS.md; gpt-oss-20b's are 38 GB). */
+static void transpose_rows(void *dst, const void *src, int64_t rows, int64_t cols,
+                           int64_t src_cols, size_t es, bool deinterleave)
+{
+    enum { TILE = 32 };
+    int64_t half = rows / 2;
+
+    for (int64_t r0 = 0; r0 < rows; r0 += TILE)
+        for (int64_t c0 = 0; c0 < cols; c0 += TILE)
+            for (int64_t r = r0; r < MIN(r0 + TILE, rows); r++) {
+                int64_t col = !deinterleave ? r : r < half ? 2 * r : 2 * (r - half) + 1;
+                int64_t c1 = MIN(c0 + TILE, cols);
+
+                if (es == 2)
+                    for (int64_t c = c0; c < c1; c++)
+                        ((uint16_t *)dst)[r * cols + c] = ((const uint16_t *)src)[c * src_cols + col];
+                else
+                    for (int64_t c = c0; c < c1; c++)
+                        ((uint32_t *)dst)[r * cols + c] = ((const uint32_t *)src)[c * src_cols + col];
+            }
+}
+
+/* A copy of t's data laid out by transpose_rows as [rows, cols] (cols 0: 1-D), in t's dtype. */
+static int relayout(struct weights *w, struct tensor_ref *out, const struct tensor_ref *t,
+                    int64_t rows, int64_t cols, bool deinterleave, char *err)
+{
+    size_t es = dtype_size(t->dtype), n = (size_t)rows * (size_t)(cols ? cols : 1);
+    void *v;
+
+    if (t->dtype != DT_F32 && t->dtype != DT_BF16 && t->dtype != DT_F16) {
+        errf(err, "weights: %s: %s experts are not read (bf16, f16 or f32)",
+             t->name ? t->name : "?", dtype_name(t->dtype));
+        return -EINVAL;
+    }
+    if (!(v = host_buf(w, n * es, t->name, err)))
+        return -ENOMEM;
+    transpose_rows(v, t->data, rows, cols ? cols : 1, cols ? rows : 0, es, deinterleave);
+    *out = *t;
+    out->data = v;
+    out->ndim = cols ? 2 : 1;
+    out->shape[0] = rows;
+    out->shape[1] = cols;
+    out->nbytes = n * es;
+    return 0;
+}
+
+/* gpt-oss's expert (input-major gate_up_t [hidden, 2 ffn] interleaved, down_t [ffn, hidden])
+ * uploaded as the other families' [gate; up] [2 ffn, hidden] and [hidden, ffn], with its
+ * biases (the gate_up one de-interleaved the same way). */
+static int upload_oai_expert(struct weights *w, struct backend *be, struct layer_weights *lw,
+                             int e, const struct expert_tensors *x, char *err)
+{
+    int64_t h = x->gate_up_t.shape[0], f2 = x->gate_up_t.shape[1];
+    struct tensor_ref gu, dn, gub;
+    int rc;
+
+    if ((rc = relayout(w, &gu, &x->gate_up_t, f2, h, true, err)) ||
+        (rc = relayout(w, &dn, &x->down_t, h, f2 / 2, false, err)) ||
+        (rc = relayout(w, &gub, &x->gate_up_bias, f2, 0, true, err)))
+        return rc;
+    if ((rc = upload(be, &lw->expert_gate_up[e], &gu, 1, err)) ||
+        (rc = upload(be, &lw->expert_down[e], &dn, 1, err)) ||
+        (rc = upload(be, &lw->expert_gate_up_bias[e], &gub, 1, err)))
+        return rc;
+    return upload(be, &lw->expert_down_bias[e], &x->down_bias, 1, err);
 }
 
 static int upload_layer(struct weights *w, struct backend *be, struct layer_weights *lw,
@@ -151,9 +240,16 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
     int rc;
 
     if (t->experts) {   /* a MoE layer: the router and every expert */
+        bool oai = t->experts[0].gate_up_t.data != NULL;
+
         lw->expert_gate_up = calloc(num_experts, sizeof *lw->expert_gate_up);
         lw->expert_down = calloc(num_experts, sizeof *lw->expert_down);
-        if (!lw->expert_gate_up || !lw->expert_down) {
+        if (oai) {
+            lw->expert_gate_up_bias = calloc(num_experts, sizeof *lw->expert_gate_up_bias);
+            lw->expert_down_bias = calloc(num_experts, sizeof *lw->expert_down_bias);
+        }
+        if (!lw->expert_gate_up || !lw->expert_down ||
+            (oai && (!lw->expert_gate_up_bias || !lw->expert_down_bias))) {
             errf(err, "weights: out of memory");
             return -ENOMEM;
         }
@@ -161,6 +257,7 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
         const struct tensor_ref sgu[2] = { t->shared.gate, t->shared.up };
 
         if ((rc = upload(be, &lw->router, &t->router, 1, err)) ||
+            (rc = upload(be, &lw->router_bias, &t->router_bias, 1, err)) ||
             (rc = upload(be, &lw->shared_gate_up, sgu, 2, err)) ||
             (rc = upload(be, &lw->shared_down, &t->shared.down, 1, err)) ||
             (rc = upload(be, &lw->shared_gate, &t->shared_gate, 1, err)))
@@ -168,6 +265,10 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
         for (int e = 0; e < num_experts; e++) {
             const struct tensor_ref eg[2] = { t->experts[e].gate, t->experts[e].up };
 
+            if (oai && (rc = upload_oai_expert(w, be, lw, e, &t->experts[e], err)))
+                return rc;
+            if (oai)
+                continue;
             if ((rc = upload(be, &lw->expert_gate_up[e], eg, 2, err)) ||
                 (rc = upload(be, &lw->expert_down[e], &t->experts[e].down, 1, err)))
                 return rc;
@@ -180,6 +281,8 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
         (rc = upload_norm(w, be, &lw->q_norm, &t->q_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->k_norm, &t->k_norm, plus_one, err)) ||
         (rc = upload_linear(w, be, &lw->o, &t->o, 1, quantize, err)) ||
+        (rc = upload(be, &lw->o_bias, &t->o_bias, 1, err)) ||
+        (rc = upload_f32(w, be, &lw->sinks, &t->sinks, 0.0f, err)) ||
         (rc = upload_norm(w, be, &lw->post_norm, &t->post_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->pre_ff_norm, &t->pre_ff_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->post_ff_norm, &t->post_ff_norm, plus_one, err)) ||
@@ -227,6 +330,8 @@ void weights_free(struct weights *w, struct backend *be)
         struct bk_weight *all[] = { &w->layers[l].input_norm, &w->layers[l].qkv,
                                     &w->layers[l].qkv_bias, &w->layers[l].q_norm,
                                     &w->layers[l].k_norm, &w->layers[l].o,
+                                    &w->layers[l].o_bias, &w->layers[l].sinks,
+                                    &w->layers[l].router_bias,
                                     &w->layers[l].post_norm, &w->layers[l].pre_ff_norm,
                                     &w->layers[l].post_ff_norm, &w->layers[l].gate_up,
                                     &w->layers[l].down };
@@ -248,9 +353,15 @@ void weights_free(struct weights *w, struct backend *be)
                 be->ops->free_weight(be, &lw->expert_gate_up[e]);
             if (lw->expert_down && lw->expert_down[e].data)
                 be->ops->free_weight(be, &lw->expert_down[e]);
+            if (lw->expert_gate_up_bias && lw->expert_gate_up_bias[e].data)
+                be->ops->free_weight(be, &lw->expert_gate_up_bias[e]);
+            if (lw->expert_down_bias && lw->expert_down_bias[e].data)
+                be->ops->free_weight(be, &lw->expert_down_bias[e]);
         }
         free(lw->expert_gate_up);
         free(lw->expert_down);
+        free(lw->expert_gate_up_bias);
+        free(lw->expert_down_bias);
     }
     free(w->layers);
     if (w->embed.data)
@@ -285,6 +396,11 @@ size_t weights_bytes(const struct model_config *c, size_t elem, bool fp8_linear)
     size_t moe = elem * ((size_t)c->num_experts * (3 * h * c->moe_intermediate_size + h) +
                          3 * h * (size_t)c->shared_expert_intermediate_size + h);
     size_t all = elem * ((size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2) + h);
+
+    if (c->moe_act == MOE_ACT_SWIGLU_OAI)   /* gpt-oss: router and expert biases */
+        moe += elem * (size_t)c->num_experts * (2 * (size_t)c->moe_intermediate_size + h + 1);
+    if (c->attn_sinks)                      /* gpt-oss: o bias, f32 sinks */
+        attn += elem * h + sizeof(float) * c->num_heads;
 
     for (int l = 0; l < c->num_layers; l++)
         all += attn + (c->layer_moe[l] && c->num_experts ? moe : mlp);

@@ -2,7 +2,9 @@
  * v fused into one [q; k; v] projection (and their biases), gate and up into [gate; up].
  * The backend picks the dtype and whether it copies (engine/backend.h upload_weight).
  * Gemma's (1 + w) RMSNorm weights are uploaded as 1 + w in f32, computed here once, so that
- * every backend's plain rmsnorm (out = x / rms · w) serves both norm kinds.
+ * every backend's plain rmsnorm (out = x / rms · w) serves both norm kinds. gpt-oss's experts
+ * (published input-major, gate and up interleaved) are copied once into the [gate; up] rows
+ * and [hidden, ffn] layout of the other MoE families, in their dtype.
  * With quantize_fp8 (--quantization fp8) float linear weights become F8_E4M3 with one scale
  * per output channel before they are uploaded. */
 #ifndef OSPREY_WEIGHTS_H
@@ -20,6 +22,8 @@ struct layer_weights {
     struct bk_weight qkv_bias;     /* [(H + 2 KV) * D] or none (Qwen2) */
     struct bk_weight q_norm, k_norm; /* [D] or none (Qwen3) */
     struct bk_weight o;            /* [hidden, H * D] */
+    struct bk_weight o_bias;       /* [hidden] or none (gpt-oss) */
+    struct bk_weight sinks;        /* [H] f32 attention sinks or none (gpt-oss) */
     struct bk_weight post_norm;    /* [hidden] before the MLP; Gemma: after attention */
     struct bk_weight pre_ff_norm, post_ff_norm; /* [hidden] or none (Gemma's sandwich norms) */
     struct bk_weight gate_up;      /* [2 * ffn, hidden]: rows of gate, then up; dense layers */
@@ -29,6 +33,9 @@ struct layer_weights {
     struct bk_weight router;       /* [num_experts, hidden] */
     struct bk_weight *expert_gate_up; /* [num_experts] each [2 * moe_ffn, hidden] */
     struct bk_weight *expert_down; /* [num_experts] each [hidden, moe_ffn] */
+    struct bk_weight router_bias;  /* [num_experts] or none; gpt-oss: */
+    struct bk_weight *expert_gate_up_bias; /* [num_experts] each [2 * moe_ffn] (gate first) */
+    struct bk_weight *expert_down_bias;    /* [num_experts] each [hidden]; both NULL elsewhere */
     struct bk_weight shared_gate_up, shared_down, shared_gate; /* Qwen2-MoE's shared expert
                                     * [2 shared_ffn, hidden], [hidden, shared_ffn], [1, hidden] */
 };
@@ -42,8 +49,9 @@ struct weights {
     bool tied;                     /* lm_head shares embed's memory: freed once */
     struct layer_weights *layers;  /* [num_layers] */
     int num_layers;
-    float **host;                  /* [num_host] the 1 + w norm weights, freed by weights_free
-                                    * (the cpu backend uses them in place) */
+    void **host;                   /* [num_host] copies made on the host, freed by weights_free
+                                    * (the cpu backend uses them in place): the 1 + w norm
+                                    * weights, f32 sinks, gpt-oss's experts laid out anew */
     int num_host;
     struct weights_fp8 *fp8;       /* quantized at load; lives as long as the upload */
 };

@@ -1,6 +1,7 @@
 /* activation.c — the gated MLP's activations, CPU reference: SwiGLU's out = silu(gate) * up
- * (Llama) and GeGLU's out = gelu_tanh(gate) * up (Gemma). The gate_up rows hold [gate | up]
- * (engine/weights.c fuses the two projections in that order). */
+ * (Llama), GeGLU's out = gelu_tanh(gate) * up (Gemma) and gpt-oss's clamped SwiGLU. The
+ * gate_up rows hold [gate | up] (engine/weights.c fuses the two projections in that order,
+ * and de-interleaves gpt-oss's). */
 #include <math.h>
 
 #include "engine/cpu/cpu_ops.h"
@@ -31,6 +32,23 @@ int gelu_tanh_mul_cpu(float *out, const float *gate_up, int n, int ffn)
         for (int i = 0; i < ffn; i++) {
             float x = g[i];
             o[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
+        }
+    }
+    return 0;
+}
+
+/* gpt-oss's experts: g = min(gate, limit), u = clamp(up, -limit, limit),
+ * out = (u + 1) * g * sigmoid(alpha * g), over out[n, ffn] from gate_up[n, 2 ffn]. */
+int swiglu_oai_mul_cpu(float *out, const float *gate_up, int n, int ffn, float alpha, float limit)
+{
+    for (int t = 0; t < n; t++) {
+        const float *g = gate_up + (size_t)t * 2 * ffn, *u = g + ffn;
+        float *o = out + (size_t)t * ffn;
+
+        for (int i = 0; i < ffn; i++) {
+            float x = fminf(g[i], limit), y = fmaxf(fminf(u[i], limit), -limit);
+
+            o[i] = (y + 1.0f) * x / (1.0f + expf(-alpha * x));
         }
     }
     return 0;

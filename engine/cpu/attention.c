@@ -1,8 +1,9 @@
 /* attention.c — kernel 2 of an attention layer, CPU reference: paged, varlen attention of
  * the step's queries over the KV cache. Keys and values are read only from the cache (the
  * step's own tokens were written there by cache_update), through the block table of the
- * layer's KV group. Causal within each request's new tokens, GQA, optional sliding window
- * and tanh soft-cap; online softmax over chunks of keys, f32. One task per (request, head).
+ * layer's KV group. Causal within each request's new tokens, GQA, optional sliding window,
+ * tanh soft-cap and attention sinks (gpt-oss: a per-head logit that only adds to the softmax's
+ * denominator); online softmax over chunks of keys, f32. One task per (request, head).
  * A bf16 or fp8 cache is widened to f32 row by row as it is read (fp8: code * layer scale). */
 #include <errno.h>
 #include <math.h>
@@ -58,9 +59,10 @@ static const float *row_f32(const void *row, float *buf, int D, const struct cac
     return row;
 }
 
-/* One query vector at absolute position `pos` over keys [lo, pos]. Returns 0 or -EINVAL. */
-static int attend_one(float *o, const float *qv, int pos, int lo, const struct attn_args *a,
-                      const int32_t *blocks, int kvh)
+/* One query vector at absolute position `pos` over keys [lo, pos]; `sink` is one more logit
+ * in the softmax with no value (gpt-oss), -INFINITY for none. Returns 0 or -EINVAL. */
+static int attend_one(float *o, const float *qv, int pos, int lo, float sink,
+                      const struct attn_args *a, const int32_t *blocks, int kvh)
 {
     const struct attn_params *p = a->p;
     const struct cache_layout *l = &p->cache;
@@ -68,7 +70,8 @@ static int attend_one(float *o, const float *qv, int pos, int lo, const struct a
     float acc[ATTN_MAX_HEAD_DIM] = { 0 }, s[ATTN_CHUNK], kbuf[ATTN_MAX_HEAD_DIM];
     float vbuf[ATTN_MAX_HEAD_DIM];
     const void *vrow[ATTN_CHUNK];
-    float m = -INFINITY, sum = 0.0f;
+    /* the running softmax starts from the sink's logit: e^(sink - m) = 1 in the denominator */
+    float m = sink, sum = sink == -INFINITY ? 0.0f : 1.0f;
 
     for (int t0 = lo; t0 <= pos; t0 += ATTN_CHUNK) {
         int nk = MIN(ATTN_CHUNK, pos + 1 - t0);
@@ -121,9 +124,10 @@ static void attention_task(void *arg, int task, int thread)
         /* the new tokens are the last qe - qs of the seq tokens in context */
         int pos = seq - (qe - i);
         int lo = p->window > 0 ? MAX(0, pos - p->window + 1) : 0;
+        float sink = p->sinks ? p->sinks[h] : -INFINITY;
 
         if (seq <= 0 || pos < 0 || attend_one(o, a->q + (size_t)i * a->q_stride + (size_t)h * D,
-                                               pos, lo, a, blocks, kvh)) {
+                                               pos, lo, sink, a, blocks, kvh)) {
             memset(o, 0, (size_t)D * sizeof *o);
             if (seq > 0)
                 atomic_store(&a->bad, 1);

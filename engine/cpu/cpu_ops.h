@@ -114,6 +114,7 @@ int attention_cpu(struct threadpool *tp, float *out, const float *q, int q_strid
 /* activation.c */
 int silu_mul_cpu(float *out, const float *gate_up, int n, int ffn);
 int gelu_tanh_mul_cpu(float *out, const float *gate_up, int n, int ffn);
+int swiglu_oai_mul_cpu(float *out, const float *gate_up, int n, int ffn, float alpha, float limit);
 
 /* moe.c: a mixture-of-experts block (struct moe_params), the experts in index order */
 int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_weights *w,

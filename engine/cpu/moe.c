@@ -1,10 +1,11 @@
-/* moe.c — a mixture-of-experts block, CPU reference (Mixtral, Qwen2-MoE, Qwen3-MoE as
- * transformers computes them): router logits → softmax in f32 → the top-k experts of each
- * row (their weights renormalized to sum 1 when asked) → for each expert in index order, its
- * rows gathered, its SwiGLU MLP run on them with the threaded matmul, and the weighted result
- * added back to each row; then Qwen2-MoE's shared expert on every row, times
- * sigmoid(x · shared_gate). The loop over experts is the reference a grouped GEMM on the GPU
- * is checked against. */
+/* moe.c — a mixture-of-experts block, CPU reference (Mixtral, Qwen2-MoE, Qwen3-MoE, gpt-oss
+ * as transformers computes them): router logits (+ gpt-oss's bias) → softmax in f32 → the
+ * top-k experts of each row (their weights renormalized to sum 1 when asked: gpt-oss's
+ * softmax over its top-k logits) → for each expert in index order, its rows gathered, its
+ * gated MLP (SwiGLU, or gpt-oss's clamped one with biases) run on them with the threaded
+ * matmul, and the weighted result added back to each row; then Qwen2-MoE's shared expert on
+ * every row, times sigmoid(x · shared_gate). The loop over experts is the reference a grouped
+ * GEMM on the GPU is checked against. */
 #include <errno.h>
 #include <math.h>
 
@@ -112,7 +113,10 @@ int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_
 
     if (E < 1 || E > 4096 || k < 1 || k > E || router->rows != E || router->cols != H)
         return -EINVAL;
-    if ((rc = matmul_cpu(tp, w.logits, x, router, NULL, n)))
+    if ((mw->gate_up_bias == NULL) != (mw->down_bias == NULL) ||
+        (p->act != MOE_ACT_SILU && p->act != MOE_ACT_SWIGLU_OAI))
+        return -EINVAL;
+    if ((rc = matmul_cpu(tp, w.logits, x, router, mw->router_bias, n)))
         return rc;
     for (int t = 0; t < n; t++)
         route_row(w.logits + (size_t)t * E, E, k, p->renormalize, w.ids + (size_t)t * k,
@@ -131,9 +135,13 @@ int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_
             continue;
         for (int i = 0; i < m; i++)
             memcpy(w.xs + (size_t)i * H, x + (size_t)w.rows[i] * H, (size_t)H * sizeof *x);
-        if ((rc = matmul_cpu(tp, w.gu, w.xs, &gate_up[e], NULL, m)) ||
-            (rc = silu_mul_cpu(w.act, w.gu, m, p->ffn)) ||
-            (rc = matmul_cpu(tp, w.ys, w.act, &down[e], NULL, m)))
+        if ((rc = matmul_cpu(tp, w.gu, w.xs, &gate_up[e],
+                             mw->gate_up_bias ? &mw->gate_up_bias[e] : NULL, m)) ||
+            (rc = p->act == MOE_ACT_SWIGLU_OAI
+                  ? swiglu_oai_mul_cpu(w.act, w.gu, m, p->ffn, p->swiglu_alpha, p->swiglu_limit)
+                  : silu_mul_cpu(w.act, w.gu, m, p->ffn)) ||
+            (rc = matmul_cpu(tp, w.ys, w.act, &down[e], mw->down_bias ? &mw->down_bias[e] : NULL,
+                             m)))
             return rc;
         for (int i = 0; i < m; i++) {
             float *o = out + (size_t)w.rows[i] * H;

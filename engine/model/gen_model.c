@@ -96,6 +96,20 @@ static const struct preset presets[] = {
     { "tiny-phi3",     ARCH_PHI3,    512,    64,   128,   2,  4,  2,  16,  131072, 1e4, 1e-5, false,
                                                                            0,     0,     false, 0,
                                                                            0,     0, 0, 0 },
+    /* gpt-oss: layers alternate sliding (from layer 0) and full, YaRN factor 32 over an
+     * original max_pos / 32, biases, sinks, experts fused input-major as published in bf16
+     * (gpt_oss_config writes its keys) */
+    { "tiny-gpt-oss",  ARCH_GPT_OSS, 512,    64,   64,    4,  4,  2,  16,  4096,   1.5e5, 1e-5, false,
+                                                                           0,     32,    false, 0,
+                                                                           0,     4, 2, 64 },
+    /* gpt-oss-20b's shape in bf16 (41 GB), and a CPU benchmark's scaled-down one (0.63 GB:
+     * docs/BENCHMARKS.md) with its heads, window, experts and top-k */
+    { "gpt-oss-20b",   ARCH_GPT_OSS, 201088, 2880, 2880,  24, 64, 8,  64,  131072, 1.5e5, 1e-5, false,
+                                                                           0,     128,   false, 0,
+                                                                           0,     32, 4, 2880 },
+    { "bench-gpt-oss", ARCH_GPT_OSS, 4096,   720,  720,   6,  16, 4,  64,  131072, 1.5e5, 1e-5, false,
+                                                                           0,     128,   false, 0,
+                                                                           0,     32, 4, 720 },
 };
 
 const char *gen_model_preset_name(int i)
@@ -110,7 +124,8 @@ static const char *model_type(enum model_arch a)
     return a == ARCH_QWEN2 ? "qwen2" : a == ARCH_QWEN3 ? "qwen3" : a == ARCH_MISTRAL ? "mistral"
          : a == ARCH_GEMMA2 ? "gemma2" : a == ARCH_GEMMA3 ? "gemma3_text"
          : a == ARCH_MIXTRAL ? "mixtral" : a == ARCH_QWEN3_MOE ? "qwen3_moe"
-         : a == ARCH_PHI3 ? "phi3" : a == ARCH_QWEN2_MOE ? "qwen2_moe" : "llama";
+         : a == ARCH_PHI3 ? "phi3" : a == ARCH_QWEN2_MOE ? "qwen2_moe"
+         : a == ARCH_GPT_OSS ? "gpt_oss" : "llama";
 }
 
 /* Gemma's own keys, as Gemma2Config / Gemma3TextConfig write them. */
@@ -159,10 +174,10 @@ static void sort_keys(cJSON *obj)
     obj->child = kids[0];
 }
 
-/* MixtralConfig's / Qwen3MoeConfig's expert keys. */
+/* MixtralConfig's / Qwen3MoeConfig's / GptOssConfig's expert keys. */
 static void moe_config(cJSON *c, const struct preset *p)
 {
-    if (p->arch == ARCH_MIXTRAL) {
+    if (p->arch == ARCH_MIXTRAL || p->arch == ARCH_GPT_OSS) {
         cJSON_AddNumberToObject(c, "num_local_experts", p->experts);
     } else {
         cJSON_AddNumberToObject(c, "decoder_sparse_step", 1);
@@ -197,6 +212,25 @@ static void phi3_config(cJSON *c, const struct preset *p)
     cJSON_AddNumberToObject(c, "partial_rotary_factor", 0.75);
 }
 
+/* GptOssConfig's keys: layer_types from a sliding layer 0, YaRN with the published
+ * parameters over an original context of max_pos / 32 (so that max_pos / original is the
+ * factor, as in gpt-oss's own config), the SwiGLU clamp. */
+static void gpt_oss_config(cJSON *c, const struct preset *p)
+{
+    cJSON *lt = cJSON_AddArrayToObject(c, "layer_types");
+    cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
+
+    for (int l = 0; l < p->layers; l++)
+        cJSON_AddItemToArray(lt, cJSON_CreateString(l % 2 ? "full_attention" : "sliding_attention"));
+    cJSON_AddNumberToObject(rs, "beta_fast", 32.0);
+    cJSON_AddNumberToObject(rs, "beta_slow", 1.0);
+    cJSON_AddNumberToObject(rs, "factor", 32.0);
+    cJSON_AddNumberToObject(rs, "original_max_position_embeddings", p->max_pos / 32);
+    cJSON_AddStringToObject(rs, "rope_type", "yarn");
+    cJSON_AddBoolToObject(rs, "truncate", false);
+    cJSON_AddNumberToObject(c, "swiglu_limit", 7.0);
+}
+
 /* The preset as transformers writes a config.json: keys sorted, torch_dtype style. */
 static cJSON *preset_config(const struct preset *p)
 {
@@ -208,8 +242,9 @@ static cJSON *preset_config(const struct preset *p)
                          cJSON_CreateString(model_arch_name(p->arch)));
     if (p->experts)
         moe_config(c, p);
-    if (p->arch == ARCH_LLAMA || p->arch == ARCH_QWEN3 || p->arch == ARCH_QWEN3_MOE)
-        cJSON_AddBoolToObject(c, "attention_bias", false);
+    if (p->arch == ARCH_LLAMA || p->arch == ARCH_QWEN3 || p->arch == ARCH_QWEN3_MOE ||
+        p->arch == ARCH_GPT_OSS)
+        cJSON_AddBoolToObject(c, "attention_bias", p->arch == ARCH_GPT_OSS);
     cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
     cJSON_AddNumberToObject(c, "head_dim", p->head_dim);
     if (p->pattern)
@@ -237,6 +272,8 @@ static cJSON *preset_config(const struct preset *p)
     cJSON_AddNumberToObject(c, "rms_norm_eps", p->rms_norm_eps);
     if (p->arch == ARCH_PHI3) {
         phi3_config(c, p);
+    } else if (p->arch == ARCH_GPT_OSS) {
+        gpt_oss_config(c, p);
     } else if (p->llama3_factor > 0) {
         rs = cJSON_AddObjectToObject(c, "rope_scaling");
         cJSON_AddNumberToObject(rs, "factor", p->llama3_factor);
@@ -437,15 +474,17 @@ static int fill_cb(void *ctx, const struct st_write_tensor *t, void *buf, size_t
     return 0;
 }
 
+/* A tensor of [d0], [d0, d1] or [d0, d1, d2] (gpt-oss's fused experts): trailing 0s drop. */
 static void add_tensor(struct gen_tensor *v, int *n, const char *name, int64_t d0, int64_t d1,
-                       bool norm, const struct model_config *c)
+                       int64_t d2, bool norm, const struct model_config *c)
 {
     struct gen_tensor *t = &v[(*n)++];
 
     snprintf(t->name, sizeof t->name, "%s", name);
-    t->w.ndim = d1 ? 2 : 1;
+    t->w.ndim = d2 ? 3 : d1 ? 2 : 1;
     t->w.shape[0] = d0;
     t->w.shape[1] = d1;
+    t->w.shape[2] = d2;
     t->fill.norm = norm;
     t->fill.norm_value = c->norm_plus_one ? 0.0f : 1.0f;
 }
@@ -458,14 +497,15 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
     char name[96];
     int n = 0;
 
-    add_tensor(v, &n, "model.embed_tokens.weight", c->vocab_size, h, false, c);
-    add_tensor(v, &n, "model.norm.weight", h, 0, true, c);
+    add_tensor(v, &n, "model.embed_tokens.weight", c->vocab_size, h, 0, false, c);
+    add_tensor(v, &n, "model.norm.weight", h, 0, 0, true, c);
     if (!c->tie_word_embeddings)
-        add_tensor(v, &n, "lm_head.weight", c->vocab_size, h, false, c);
+        add_tensor(v, &n, "lm_head.weight", c->vocab_size, h, 0, false, c);
     for (int l = 0; l < c->num_layers; l++) {
-#define LAYER(suffix, d0, d1, ones) do { \
+#define LAYER3(suffix, d0, d1, d2, ones) do { \
         snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix); \
-        add_tensor(v, &n, name, d0, d1, ones, c); } while (0)
+        add_tensor(v, &n, name, d0, d1, d2, ones, c); } while (0)
+#define LAYER(suffix, d0, d1, ones) LAYER3(suffix, d0, d1, 0, ones)
         LAYER("input_layernorm.weight", h, 0, true);
         if (c->arch == ARCH_PHI3) {
             LAYER("self_attn.qkv_proj.weight", qd + 2 * kvd, h, false);
@@ -475,6 +515,10 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
             LAYER("self_attn.v_proj.weight", kvd, h, false);
         }
         LAYER("self_attn.o_proj.weight", h, qd, false);
+        if (c->attn_sinks) {   /* gpt-oss */
+            LAYER("self_attn.o_proj.bias", h, 0, false);
+            LAYER("self_attn.sinks", c->num_heads, 0, false);
+        }
         if (c->attention_bias) {
             LAYER("self_attn.q_proj.bias", qd, 0, false);
             LAYER("self_attn.k_proj.bias", kvd, 0, false);
@@ -488,6 +532,18 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
         if (c->sandwich_norms) {
             LAYER("pre_feedforward_layernorm.weight", h, 0, true);
             LAYER("post_feedforward_layernorm.weight", h, 0, true);
+        }
+        if (c->num_experts && c->layer_moe[l] && c->moe_act == MOE_ACT_SWIGLU_OAI) {
+            /* gpt-oss in bf16: a biased router, experts fused input-major (gate/up interleaved) */
+            int64_t E = c->num_experts, f = c->moe_intermediate_size;
+
+            LAYER("mlp.router.weight", E, h, false);
+            LAYER("mlp.router.bias", E, 0, false);
+            LAYER3("mlp.experts.gate_up_proj", E, h, 2 * f, false);
+            LAYER("mlp.experts.gate_up_proj_bias", E, 2 * f, false);
+            LAYER3("mlp.experts.down_proj", E, f, h, false);
+            LAYER("mlp.experts.down_proj_bias", E, h, false);
+            continue;
         }
         if (c->num_experts && c->layer_moe[l]) {
             /* as published: Mixtral's block_sparse_moe with w1/w3/w2, Qwen3-MoE's mlp */
@@ -524,6 +580,7 @@ static int list_tensors(const struct model_config *c, struct gen_tensor *v)
         }
         LAYER("mlp.down_proj.weight", h, ffn, false);
 #undef LAYER
+#undef LAYER3
     }
     return n;
 }
@@ -604,14 +661,17 @@ static int write_weights(const struct model_config *c, enum dtype dt, uint64_t s
     qsort(v, (size_t)n, sizeof *v, cmp_tensor);
     stats->weight_bytes = 0;
     for (int i = 0; i < n; i++) {
+        uint64_t elems = 1;
+
         v[i].fill.key = XXH64(v[i].name, strlen(v[i].name), seed);
         w[i] = v[i].w;
         w[i].name = v[i].name;
         w[i].dtype = v[i].scale ? DT_F32 : v[i].fill.scales ? DT_F8_E4M3 : dt;
         w[i].fill = v[i].scale ? NULL : fill_cb;
         w[i].ctx = &v[i].fill;
-        stats->weight_bytes += (uint64_t)w[i].shape[0] * (uint64_t)(w[i].ndim == 2 ? w[i].shape[1] : 1)
-                             * dtype_size(w[i].dtype);
+        for (int d = 0; d < w[i].ndim; d++)
+            elems *= (uint64_t)w[i].shape[d];
+        stats->weight_bytes += elems * dtype_size(w[i].dtype);
     }
     rc = st_write(path, w, n, err);
     stats->num_tensors = n;

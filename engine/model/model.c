@@ -19,7 +19,8 @@
 
 #define SUPPORTED_ARCHS "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, " \
     "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text only), " \
-    "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM"
+    "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, " \
+    "GptOssForCausalLM"
 
 static const struct {
     const char *name, *model_type;
@@ -36,6 +37,7 @@ static const struct {
     { "Qwen3MoeForCausalLM", "qwen3_moe", ARCH_QWEN3_MOE, 32768 },
     { "Phi3ForCausalLM",    "phi3",    ARCH_PHI3,    4096 },
     { "Qwen2MoeForCausalLM", "qwen2_moe", ARCH_QWEN2_MOE, 32768 },
+    { "GptOssForCausalLM",  "gpt_oss", ARCH_GPT_OSS, 131072 },
 };
 
 const char *model_arch_name(enum model_arch a)
@@ -128,9 +130,12 @@ static int parse_sizes(struct cfg_parse *p, const cJSON *root, struct model_conf
              p->path, cfg->num_heads, cfg->num_kv_heads);
         return -EINVAL;
     }
-    /* Qwen3's config class defaults head_dim to 128, Gemma's to 256; the others derive it. */
+    /* Qwen3's config class defaults head_dim to 128, Gemma's to 256, gpt-oss's to 64; the
+     * others derive it. */
     if (cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE)
         cfg->head_dim = 128;
+    else if (cfg->arch == ARCH_GPT_OSS)
+        cfg->head_dim = 64;
     else if (is_gemma(cfg->arch))
         cfg->head_dim = 256;
     else if (cfg->hidden_size % cfg->num_heads == 0)
@@ -182,16 +187,20 @@ static int parse_rope(struct cfg_parse *p, const cJSON *rs, const char *field,
     } else if (cfg->arch == ARCH_PHI3 &&
                (!strcmp(type->valuestring, "longrope") || !strcmp(type->valuestring, "su"))) {
         r->type = ROPE_LONGROPE;
+    } else if (cfg->arch == ARCH_GPT_OSS && !strcmp(type->valuestring, "yarn")) {
+        r->type = ROPE_YARN;
     } else {
         snprintf(f, sizeof f, "%s.rope_type", field);
         errf(p->err, "%s: %s: '%.32s' is not supported (supported: default, linear, llama3; "
-             "longrope for Phi-3)", p->path, f, type->valuestring);
+             "longrope for Phi-3, yarn for gpt-oss)", p->path, f, type->valuestring);
         return -EINVAL;
     }
     if (r->type == ROPE_DEFAULT)
         return 0;
     if (r->type == ROPE_LONGROPE)
         return model__parse_longrope(p, rs, field, cfg);
+    if (r->type == ROPE_YARN)
+        return model__parse_yarn(p, rs, field, cfg);
     snprintf(f, sizeof f, "%s.factor", field);
     if ((rc = get_pos(p, rs, "factor", f, true, false, &r->factor)))
         return rc;
@@ -242,8 +251,9 @@ static int parse_dtype(struct cfg_parse *p, const cJSON *root, struct model_conf
 
 /* Sliding windows per layer. Mistral slides every layer by sliding_window (default 4096,
  * null = none). Qwen2/3 slide only with use_sliding_window, and then layers >=
- * max_window_layers. Llama has no window of its own. A layer_types list overrides the
- * per-architecture pattern; a sliding_attention layer gets sliding_window. */
+ * max_window_layers. Llama has no window of its own; Gemma and gpt-oss (default window 128)
+ * interleave sliding and full layers. A layer_types list overrides the per-architecture
+ * pattern; a sliding_attention layer gets sliding_window. */
 static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_config *cfg)
 {
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
@@ -254,7 +264,7 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
     bool use = false;
     /* MixtralConfig's and Phi3Config's sliding_window default to None, MistralConfig's to 4096 */
     int window = sw || cfg->arch == ARCH_LLAMA || cfg->arch == ARCH_MIXTRAL ||
-                 cfg->arch == ARCH_PHI3 ? 0 : 4096;
+                 cfg->arch == ARCH_PHI3 ? 0 : cfg->arch == ARCH_GPT_OSS ? 128 : 4096;
     int max_window_layers = 28, rc, i = 0;
     char f[64];
 
@@ -266,16 +276,18 @@ static int parse_windows(struct cfg_parse *p, const cJSON *root, struct model_co
         return rc;
     if (qwen && !use)
         window = 0;   /* transformers drops sliding_window when use_sliding_window is false */
-    if (!types && is_gemma(cfg->arch)) {
-        /* Gemma 2 alternates sliding (even layers) and full; Gemma 3 has every
+    if (!types && (is_gemma(cfg->arch) || cfg->arch == ARCH_GPT_OSS)) {
+        /* Gemma 2 and gpt-oss alternate sliding (even layers) and full; Gemma 3 has every
          * sliding_window_pattern-th layer full (transformers' default layer_types) */
-        int pattern = cfg->arch == ARCH_GEMMA2 ? 2 : 6;
+        int pattern = cfg->arch == ARCH_GEMMA3 ? 6 : 2;
 
-        if ((rc = get_int(p, root, "sliding_window_pattern", "sliding_window_pattern", false, 1,
+        if (is_gemma(cfg->arch) &&
+            (rc = get_int(p, root, "sliding_window_pattern", "sliding_window_pattern", false, 1,
                           MODEL_MAX_LAYERS, &pattern)))
             return rc;
         if (!window)
-            return bad(p, "sliding_window", "%s", "null, but Gemma has sliding-window layers");
+            return bad(p, "sliding_window", "null, but %s has sliding-window layers",
+                       cfg->arch_name);
         for (int l = 0; l < cfg->num_layers; l++)
             cfg->layer_window[l] = (l + 1) % pattern ? window : 0;
         return 0;
@@ -395,7 +407,8 @@ static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct mode
         return bad(p, "mlp_bias", "%s", "true is not supported");
     /* Qwen2 always has q/k/v biases; elsewhere attention_bias also adds an o_proj bias,
      * which osprey's layer does not have. */
-    if (attention_bias && cfg->arch != ARCH_QWEN2 && cfg->arch != ARCH_QWEN2_MOE)
+    if (attention_bias && cfg->arch != ARCH_QWEN2 && cfg->arch != ARCH_QWEN2_MOE &&
+        cfg->arch != ARCH_GPT_OSS)
         return bad(p, "attention_bias", "true is not supported for %s (o_proj bias)",
                    cfg->arch_name);
     /* Qwen2 and Qwen2-MoE have q/k/v biases (and no o_proj bias); newer Qwen2MoeConfig
@@ -404,6 +417,9 @@ static int check_unsupported(struct cfg_parse *p, const cJSON *root, struct mode
     if (cfg->arch == ARCH_QWEN2_MOE && (rc = get_bool(p, root, "qkv_bias", &cfg->attention_bias)))
         return rc;
     cfg->qk_norm = cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE || cfg->arch == ARCH_GEMMA3;
+    /* gpt-oss's q/k/v/o biases (GptOssConfig: attention_bias true unless told otherwise) */
+    if (cfg->arch == ARCH_GPT_OSS)
+        cfg->attention_bias = !member(root, "attention_bias") || attention_bias;
     return 0;
 }
 
@@ -488,11 +504,14 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
     cfg->tie_word_embeddings = is_gemma(cfg->arch);
     if (cfg->arch == ARCH_GEMMA3)
         theta = 1000000.0;
+    if (cfg->arch == ARCH_GPT_OSS)   /* GptOssConfig's default_theta and rms_norm_eps */
+        theta = 150000.0, eps = 1e-5;
     if ((rc = parse_sizes(p, root, cfg)) ||
         (rc = check_unsupported(p, root, cfg)) ||
         (is_gemma(cfg->arch) && (rc = model__parse_gemma(p, root, cfg))) ||
         ((cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_QWEN3_MOE || cfg->arch == ARCH_QWEN2_MOE) &&
          (rc = model__parse_moe(p, root, cfg))) ||
+        (cfg->arch == ARCH_GPT_OSS && (rc = model__parse_gpt_oss(p, root, cfg))) ||
         (rc = get_int(p, root, "max_position_embeddings", "max_position_embeddings", false, 1,
                       INT32_MAX, &cfg->max_position_embeddings)) ||
         (rc = get_pos(p, root, "rms_norm_eps", "rms_norm_eps", false, false, &eps)) ||
@@ -669,6 +688,10 @@ static int bind_layer(struct binder *b, const struct model_config *c, const char
         LINEAR(v, "self_attn.v_proj.weight", kvd, h);
     }
     LINEAR(o, "self_attn.o_proj.weight", h, qd);
+    if (c->arch == ARCH_GPT_OSS && c->attention_bias)
+        BIND(o_bias, "self_attn.o_proj.bias", 1, h, 0);
+    if (c->attn_sinks)
+        BIND(sinks, "self_attn.sinks", 1, c->num_heads, 0);
     SCALAR(k_scale, "self_attn.k_scale");
     SCALAR(v_scale, "self_attn.v_scale");
     if (c->attention_bias) {

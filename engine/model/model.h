@@ -15,10 +15,13 @@
 #define MODEL_MAX_KV_GROUPS 4   /* == KV_MAX_GROUPS (scheduler/batch.h), checked in engine/runner.c */
 
 enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL, ARCH_GEMMA2, ARCH_GEMMA3,
-                  ARCH_MIXTRAL, ARCH_QWEN3_MOE, ARCH_PHI3, ARCH_QWEN2_MOE };
+                  ARCH_MIXTRAL, ARCH_QWEN3_MOE, ARCH_PHI3, ARCH_QWEN2_MOE, ARCH_GPT_OSS };
 /* the gate's activation of the gated MLP: SwiGLU (Llama) or GeGLU with tanh GELU (Gemma) */
 enum mlp_act { MLP_SILU, MLP_GELU_TANH };
-enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE };
+enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE, ROPE_YARN };
+/* the experts' activation: SwiGLU (Mixtral, Qwen), or gpt-oss's clamped one:
+ * gate = min(gate, limit), up = clamp(up, ±limit), (up + 1) * gate * sigmoid(alpha * gate) */
+enum moe_act { MOE_ACT_SILU, MOE_ACT_SWIGLU_OAI };
 
 #define ROPE_MAX_FACTORS 256   /* longrope factors: rotary_dim / 2 of them */
 
@@ -35,14 +38,20 @@ enum quant_method {
 
 struct rope_scaling {
     enum rope_type type;
-    double factor;                        /* linear and llama3; longrope: max_pos / original */
+    double factor;                        /* linear, llama3, yarn; longrope: max_pos / original */
     double low_freq_factor, high_freq_factor;  /* llama3 */
-    int original_max_position_embeddings; /* llama3, longrope */
+    int original_max_position_embeddings; /* llama3, longrope, yarn */
+    /* yarn (gpt-oss): frequencies blended between interpolated (/ factor) and kept along a
+     * linear ramp over the dims whose rotations within original_max_position_embeddings fall
+     * between beta_fast and beta_slow; truncate rounds the ramp's ends to whole dims
+     * (transformers' default when the key is absent). cos and sin times attention_factor. */
+    double beta_fast, beta_slow;
+    bool truncate;
     /* longrope (Phi-3's "longrope" / "su"): per-frequency divisors, short ones within
      * original_max_position_embeddings, long ones beyond; cos and sin times attention_factor */
     float short_factor[ROPE_MAX_FACTORS], long_factor[ROPE_MAX_FACTORS];
     int num_factors;
-    double attention_factor;
+    double attention_factor;              /* longrope, yarn (0.1 ln(factor) + 1 unless given) */
     bool use_long_factor;                 /* set by the runner: the engine serves contexts
                                            * beyond original_max_position_embeddings */
 };
@@ -86,6 +95,10 @@ struct model_config {
     int shared_expert_intermediate_size; /* Qwen2-MoE's shared expert (sigmoid-gated); 0 = none */
     bool layer_moe[MODEL_MAX_LAYERS]; /* the layer's MLP is a MoE block (decoder_sparse_step,
                                        * mlp_only_layers); else dense with intermediate_size */
+    /* gpt-oss: router and expert biases, the clamped SwiGLU, o_proj bias, attention sinks */
+    enum moe_act moe_act;
+    double swiglu_alpha, swiglu_limit; /* MOE_ACT_SWIGLU_OAI: 1.702 and 7.0 by default */
+    bool attn_sinks;           /* self_attn.sinks [num_heads]: one more logit per head */
     /* KV-cache groups (model_kv_groups), derived from layer_window once, when the config is
      * read: the engine, the runner, the backend's staging and the scheduler all read these. */
     int num_kv_groups;
@@ -128,6 +141,11 @@ struct tensor_ref {
  * [E, hidden, ffn]); either way each expert's slices are bound as 2-D tensors. */
 struct expert_tensors {
     struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn] */
+    /* gpt-oss publishes its experts input-major with gate and up interleaved:
+     * gate_up_t [hidden, 2 ffn] (column 2i is gate i, 2i + 1 is up i) and down_t [ffn, hidden];
+     * then gate, up and down are empty and engine/weights.c lays them out as the others' at
+     * upload. Its biases: gate_up_bias [2 ffn] (interleaved the same way), down_bias [hidden]. */
+    struct tensor_ref gate_up_t, down_t, gate_up_bias, down_bias;
 };
 
 /* Tensors of one decoder layer. Optional ones have data == NULL (biases without
@@ -144,7 +162,10 @@ struct layer_tensors {
     struct tensor_ref gate, up, down;             /* [ffn, hidden] x2, [hidden, ffn]; dense layers */
     struct tensor_ref gate_up;                    /* [2 ffn, hidden] fused as published (Phi-3),
                                                    * then gate and up are empty */
+    struct tensor_ref o_bias;                     /* [hidden] (gpt-oss) */
+    struct tensor_ref sinks;                      /* [H] attention sinks (gpt-oss) */
     struct tensor_ref router;                     /* [num_experts, hidden]; MoE layers */
+    struct tensor_ref router_bias;                /* [num_experts] (gpt-oss) */
     struct expert_tensors *experts;               /* [num_experts] or NULL (dense); owned */
     struct expert_tensors shared;                 /* Qwen2-MoE: [shared_ffn, hidden] x2, [hidden, shared_ffn] */
     struct tensor_ref shared_gate;                /* Qwen2-MoE: [1, hidden] */

@@ -1,6 +1,7 @@
 /* model_experts.c — binds a mixture-of-experts layer's tensors: the router, every expert
- * (one tensor each as published, or slices of transformers 5's fused 3-D tensors) and
- * Qwen2-MoE's shared expert with its gate. Called by model.c's bind_layer. */
+ * (one tensor each as published, or slices of transformers 5's fused 3-D tensors; gpt-oss's
+ * input-major interleaved ones with their biases) and Qwen2-MoE's shared expert with its
+ * gate. Called by model.c's bind_layer. */
 #include <stdlib.h>
 
 #include "engine/model/model_internal.h"
@@ -21,20 +22,22 @@ static struct tensor_ref expert_slice(const struct tensor_ref *t, int e, int64_t
     return s;
 }
 
-/* A fused [E, d1, d2] expert tensor, checked like bind() checks 2-D ones. */
+/* A fused [E, d1, d2] expert tensor (d2 0: a fused [E, d1] bias), checked like bind()
+ * checks 2-D ones. */
 static int bind_fused(struct binder *b, const struct tensor_ref **out, const char *name,
                       int64_t e, int64_t d1, int64_t d2)
 {
     const struct tensor_ref *r = st_find(b->st, name);
     int64_t want[3] = { e, d1, d2 };
+    int ndim = d2 ? 3 : 2;
     char ws[64], hs[128];
 
     if (!r) {
         errf(b->err, "%s: %s: missing", b->where, name);
         return -EINVAL;
     }
-    if (r->ndim != 3 || r->shape[0] != e || r->shape[1] != d1 || r->shape[2] != d2) {
-        st_shape_format(ws, sizeof ws, 3, want);
+    if (r->ndim != ndim || r->shape[0] != e || r->shape[1] != d1 || (d2 && r->shape[2] != d2)) {
+        st_shape_format(ws, sizeof ws, ndim, want);
         st_shape_format(hs, sizeof hs, r->ndim, r->shape);
         errf(b->err, "%s: %s: expected %s, file has %s", st_file_of(b->st, r), name, ws, hs);
         return -EINVAL;
@@ -66,6 +69,66 @@ static int bind_shared(struct binder *b, const struct model_config *c, const cha
     return model__bind(b, &lt->shared_gate, n, 2, 1, h);
 }
 
+/* Row e of a 2-D [E, n] tensor (a fused bias) as a 1-D [n] tensor. */
+static struct tensor_ref row_slice(const struct tensor_ref *t, int e)
+{
+    struct tensor_ref s = *t;
+    size_t es = dtype_size(t->dtype);
+
+    s.ndim = 1;
+    s.shape[0] = t->shape[1];
+    s.shape[1] = 0;
+    s.data = (const char *)t->data + (size_t)e * t->shape[1] * es;
+    s.nbytes = (size_t)t->shape[1] * es;
+    return s;
+}
+
+/* gpt-oss's MoE block as published in bf16/f32: mlp.router.weight/bias and the fused
+ * mlp.experts.gate_up_proj [E, hidden, 2 ffn] (gate and up interleaved), gate_up_proj_bias
+ * [E, 2 ffn], down_proj [E, ffn, hidden], down_proj_bias [E, hidden], each expert bound as
+ * its slices (expert_tensors' *_t fields, input-major). An MXFP4 folder (*_blocks, *_scales)
+ * that lost its quantization_config is refused by name. */
+static int bind_gpt_oss(struct binder *b, const struct model_config *c, const char *prefix, int l,
+                        struct layer_tensors *lt)
+{
+    int64_t h = c->hidden_size, f = c->moe_intermediate_size, E = c->num_experts;
+    const struct tensor_ref *gu, *gub, *dn, *dnb;
+    char n[192];
+    int rc;
+
+    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj_blocks", prefix, l);
+    if (st_find(b->st, n)) {
+        errf(b->err, "%s: %s: MXFP4 experts (*_blocks, *_scales) are not supported; osprey reads "
+             "gpt-oss checkpoints in bf16 or f32 (a dequantized upload)", b->where, n);
+        return -ENOTSUP;
+    }
+    snprintf(n, sizeof n, "%slayers.%d.mlp.router.weight", prefix, l);
+    if ((rc = model__bind(b, &lt->router, n, 2, E, h)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.router.bias", prefix, l);
+    if ((rc = model__bind(b, &lt->router_bias, n, 1, E, 0)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj", prefix, l);
+    if ((rc = bind_fused(b, &gu, n, E, h, 2 * f)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj_bias", prefix, l);
+    if ((rc = bind_fused(b, &gub, n, E, 2 * f, 0)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.down_proj", prefix, l);
+    if ((rc = bind_fused(b, &dn, n, E, f, h)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.down_proj_bias", prefix, l);
+    if ((rc = bind_fused(b, &dnb, n, E, h, 0)))
+        return rc;
+    for (int e = 0; e < E; e++) {
+        lt->experts[e].gate_up_t = expert_slice(gu, e, 0, h);
+        lt->experts[e].down_t = expert_slice(dn, e, 0, f);
+        lt->experts[e].gate_up_bias = row_slice(gub, e);
+        lt->experts[e].down_bias = row_slice(dnb, e);
+    }
+    return 0;
+}
+
 /* A MoE layer's router and experts: per-expert tensors as published, or transformers 5's
  * fused experts.gate_up_proj / experts.down_proj (gate rows first, as its chunk(2) reads). */
 int model__bind_moe(struct binder *b, const struct model_config *c, const char *prefix, int l,
@@ -88,6 +151,8 @@ int model__bind_moe(struct binder *b, const struct model_config *c, const char *
         errf(b->err, "%s: out of memory", b->where);
         return -ENOMEM;
     }
+    if (c->arch == ARCH_GPT_OSS)
+        return bind_gpt_oss(b, c, prefix, l, lt);
     snprintf(n, sizeof n, "%slayers.%d.%sgate.weight", prefix, l, blk);
     if ((rc = model__bind(b, &lt->router, n, 2, E, h)))
         return rc;

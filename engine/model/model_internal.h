@@ -1,6 +1,6 @@
 /* model_internal.h — what engine/model/model.c shares with the parsers of its model families
  * (model_families.c: Gemma, MoE, Phi-3's rotary) and the MoE expert binding
- * (model_experts.c): the typed JSON field readers with "<path>: <field>: <problem>"
+ * (model_experts.c) and gpt-oss's section (model_gptoss.c): the typed JSON field readers with "<path>: <field>: <problem>"
  * messages, the tensor binder, and their entry points. Private to engine/model/. The field
  * readers are static inline so that each parser file has them without an extern symbol. */
 #ifndef OSPREY_MODEL_INTERNAL_H
@@ -143,6 +143,11 @@ int model__parse_longrope(struct cfg_parse *p, const cJSON *rs, const char *fiel
 int model__finish_longrope(struct cfg_parse *p, const cJSON *root, struct model_config *cfg);
 int model__parse_moe(struct cfg_parse *p, const cJSON *root, struct model_config *cfg);
 int model__parse_gemma(struct cfg_parse *p, const cJSON *root, struct model_config *cfg);
+
+/* model_gptoss.c */
+int model__parse_gpt_oss(struct cfg_parse *p, const cJSON *root, struct model_config *cfg);
+int model__parse_yarn(struct cfg_parse *p, const cJSON *rs, const char *field,
+                      struct model_config *cfg);
 
 /* model_dummy.c: --load-format dummy's pools of random weights (in cfg's float dtype; the
  * linear layers' as e4m3 with one scale a row when fp8) and norms; _bind points t at them

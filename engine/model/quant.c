@@ -129,6 +129,13 @@ int quant_config_parse(const cJSON *qc, const char *path, struct model_config *c
         return parse_fp8(qc, path, cfg, err);
     if (!strcmp(method, "compressed-tensors"))
         return parse_compressed(qc, path, cfg, err);
+    /* gpt-oss as OpenAI publishes it: 4-bit experts (*_blocks, *_scales) that no op reads */
+    if (!strcmp(method, "mxfp4")) {
+        errf(err, "%s: quantization_config: quant_method 'mxfp4' (MXFP4 experts: *_blocks and "
+             "*_scales tensors) is not supported; osprey reads gpt-oss checkpoints in bf16 or f32 "
+             "(a dequantized upload, e.g. a -BF16 one)", path);
+        return -ENOTSUP;
+    }
     errf(err, "%s: quantization_config: quant_method '%.32s' is not supported (osprey reads %s)",
          path, method, QUANT_FORMATS);
     return -EINVAL;

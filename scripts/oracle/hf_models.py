@@ -25,9 +25,9 @@ import sys
 
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, LlamaConfig,
-                          MistralConfig, MixtralConfig, Phi3Config, Qwen2Config, Qwen2MoeConfig,
-                          Qwen3Config, Qwen3MoeConfig)
+from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, GptOssConfig,
+                          LlamaConfig, MistralConfig, MixtralConfig, Phi3Config, Qwen2Config,
+                          Qwen2MoeConfig, Qwen3Config, Qwen3MoeConfig)
 
 VOCAB = 384
 PROMPT_LEN = 21
@@ -151,6 +151,21 @@ def configs():
                 "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5],
                 "long_factor": [2.0, 3.0, 5.0, 8.0, 13.0, 21.0],
                 **({"original_max_position_embeddings": 128} if v5() else {})})),
+        # gpt-oss: layers alternate sliding (window 8, shorter than the prompt) and full from
+        # a sliding layer 0 (GptOssConfig's default layer_types); 4 experts of 64, top 2, with
+        # the biased router and the clamped SwiGLU (limit 7, which build() makes bite by
+        # scaling the experts up); q/k/v/o biases; attention sinks (zero-initialized by
+        # transformers 5: build() randomizes them); YaRN factor 4 over an original 1024 of
+        # 4096 positions (max_position_embeddings = factor * original, so that transformers
+        # versions that derive the factor from their ratio agree), truncate false: its ramp
+        # crosses frequencies 2 and 3 of the 8.
+        "gpt-oss": GptOssConfig(**common(
+            num_hidden_layers=4, head_dim=16, intermediate_size=64, num_local_experts=4,
+            num_experts_per_tok=2, sliding_window=8, max_position_embeddings=4096,
+            swiglu_limit=7.0, attention_bias=True, tie_word_embeddings=False,
+            rope_theta=150000.0, rope_scaling={
+                "rope_type": "yarn", "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                "original_max_position_embeddings": 1024, "truncate": False})),
     }
 
 
@@ -165,6 +180,13 @@ def build(name, cfg, out_root, seed):
         for pname, p in model.named_parameters():
             if "norm" in pname:
                 p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif pname.endswith(".sinks"):
+                # gpt-oss: of the size of the attention logits, so that one ignored (or a
+                # sink put in the numerator) moves every row of the softmax
+                p.copy_(1.5 * torch.randn_like(p))
+            elif pname.endswith("experts.gate_up_proj"):
+                # gpt-oss: large enough that the SwiGLU's clamp at 7 bites on some entries
+                p.copy_(0.6 * torch.randn_like(p))
             elif pname.endswith(".bias"):
                 p.copy_(0.1 * torch.randn_like(p))
             else:

@@ -34,6 +34,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (cfg.quant_block[0] < 1 || cfg.quant_block[1] < 1 || cfg.quant_block[0] > 65536 ||
          cfg.quant_block[1] > 65536))
         abort();
+    /* yarn (gpt-oss) has what engine/rope.c divides by and takes logs of; experts top-k fit */
+    if (cfg.rope_scaling.type == ROPE_YARN &&
+        !(cfg.rope_scaling.factor > 0 && cfg.rope_scaling.original_max_position_embeddings > 0 &&
+          cfg.rope_scaling.beta_fast > 0 && cfg.rope_scaling.beta_slow > 0 &&
+          cfg.rope_scaling.attention_factor > 0))
+        abort();
+    if (cfg.num_experts && (cfg.num_experts_per_tok < 1 ||
+                            cfg.num_experts_per_tok > cfg.num_experts))
+        abort();
     model_kv_groups(&cfg, group_window, layer_group, 4);
     return 0;
 }

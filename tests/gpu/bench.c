@@ -304,7 +304,7 @@ static bool attn_shape(struct attn_arg *a, int reqs, int seq, int q_len, int h, 
         cudaMemset(a->q, 0, (size_t)T * a->q_stride * 2) != cudaSuccess)
         goto fail;
     a->p = (struct attn_params){ h, kvh, d, 1.0f / sqrtf(d), 0.0f, 0,
-                                 { nb, BS, kvh, d, fp8 ? DT_F8_E4M3 : DT_F32, 1.0f, 1.0f } };
+                                 { nb, BS, kvh, d, fp8 ? DT_F8_E4M3 : DT_F32, 1.0f, 1.0f }, NULL };
     a->kv_bytes = 2.0 * reqs * seq * kvh * d * es;
     return true;
 fail:

@@ -198,7 +198,7 @@ static void attn_once_kv(struct gt *t, const struct attn_case *c, int *splits_se
 
     pc = (struct attn_params){ c->H, c->KV, c->D, 1.0f / sqrtf((float)c->D), c->softcap, c->window,
                                { num_blocks, c->bs, c->KV, c->D, fp8 ? DT_F8_E4M3 : DT_F32,
-                                 k_scale, v_scale } };
+                                 k_scale, v_scale }, NULL };
     pg = pc;
     if (splits_seen)
         *splits_seen = MAX(*splits_seen, splits_for(&bg, &pg));

@@ -50,7 +50,8 @@ static int toy_body(void *arg)
     int n = b->num_tokens, rc;
     void *q = P(y->qkvb), *k = at(r, q, NH * HD), *v = at(r, q, (NH + NKV) * HD);
     struct rope_params rp = { NH, NKV, HD, QKV, P(y->inv_freq), HD, 1.0f };
-    struct attn_params ap = { NH, NKV, HD, 1.0f / sqrtf(HD), 0.0f, 0, { NBLK, BS, NKV, HD, DT_F32, 0, 0 } };
+    struct attn_params ap = { NH, NKV, HD, 1.0f / sqrtf(HD), 0.0f, 0, { NBLK, BS, NKV, HD, DT_F32, 0, 0 },
+                              NULL };
 
     if ((rc = op->embedding(be, P(y->x), b->input_ids, W(y->embed), n)) ||
         (rc = op->rmsnorm(be, P(y->xn), NULL, P(y->x), W(y->norm), n, 1e-5f)) ||

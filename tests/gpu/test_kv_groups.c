@@ -160,7 +160,7 @@ static void kv_groups_keep_their_own_tables_and_slots(struct gt *t)
 
     for (int g = 0; g < G; g++) {
         struct cache_layout l = { num_blocks[g], BS, KVH, D, DT_F32, 0, 0 };
-        struct attn_params p = { H, KVH, D, 1.0f / sqrtf((float)D), 0.0f, windows[g], l };
+        struct attn_params p = { H, KVH, D, 1.0f / sqrtf((float)D), 0.0f, windows[g], l, NULL };
         size_t esz[2] = { 4, 2 };   /* cpu f32, cuda bf16 */
         char what[96];
         float mx = 0.0f;

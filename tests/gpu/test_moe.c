@@ -114,10 +114,12 @@ static bool fx_create(struct gt *t, struct moe_fx *f, struct moe_shape s, bool z
                  !rand_weight(t, &f->sg, 1, s.H, 3.0f / sqrtf(s.H))))
         return false;
     f->cw = (struct moe_weights){ &f->router.cpu, f->cgu, f->cdn, s.SF ? &f->sgu.cpu : NULL,
-                                  s.SF ? &f->sdn.cpu : NULL, s.SF ? &f->sg.cpu : NULL };
+                                  s.SF ? &f->sdn.cpu : NULL, s.SF ? &f->sg.cpu : NULL,
+                                  NULL, NULL, NULL };
     f->gw = (struct moe_weights){ &f->router.gpu, f->ggu, f->gdn, s.SF ? &f->sgu.gpu : NULL,
-                                  s.SF ? &f->sdn.gpu : NULL, s.SF ? &f->sg.gpu : NULL };
-    f->p = (struct moe_params){ E, s.k, s.H, s.F, s.SF, s.renorm, NULL };
+                                  s.SF ? &f->sdn.gpu : NULL, s.SF ? &f->sg.gpu : NULL,
+                                  NULL, NULL, NULL };
+    f->p = (struct moe_params){ E, s.k, s.H, s.F, s.SF, s.renorm, NULL, MOE_ACT_SILU, 0.0f, 0.0f };
     return true;
 }
 

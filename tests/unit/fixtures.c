@@ -18,6 +18,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/model/gen_model.h"
 #include "engine/model/model.h"   /* model_config_parse */
+#include "engine/model/safetensors.h"   /* st_write, st_tensor */
 #include "engine/base/util.h"
 
 int fixture_tmpdir(char *path)
@@ -180,4 +181,34 @@ struct engine *fixture_engine_start(const char *model_dir, const struct tokenize
     ck_assert_msg(engine_create(&e, &o, err) == 0, "engine_create: %s", err);
     ck_assert_msg(engine_start(e, err) == 0, "engine_start: %s", err);
     return e;
+}
+
+/* Every tensor of set as a write descriptor pointing at its mapped data; room for one more. */
+struct st_write_tensor *fixture_write_list(const struct st_set *set)
+{
+    int n = st_num_tensors(set);
+    struct st_write_tensor *w = calloc((size_t)n + 1, sizeof *w);
+
+    ck_assert_ptr_nonnull(w);
+    for (int i = 0; i < n; i++) {
+        const struct tensor_ref *t = st_tensor(set, i);
+
+        w[i] = (struct st_write_tensor){ .name = t->name, .dtype = t->dtype, .ndim = t->ndim,
+                                         .data = t->data };
+        memcpy(w[i].shape, t->shape, sizeof t->shape);
+    }
+    return w;
+}
+
+/* Replaces dir/model.safetensors by the n tensors of w, then closes set (w points into it). */
+void fixture_replace_weights(const char *dir, struct st_set *set, struct st_write_tensor *w, int n)
+{
+    char err[ERR_LEN] = "", tmp[FIXTURE_PATH + 64], path[FIXTURE_PATH + 64];
+
+    snprintf(tmp, sizeof tmp, "%s/rewrite.tmp", dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_msg(st_write(tmp, w, n, err) == 0, "%s", err);
+    st_close(set);
+    free(w);
+    ck_assert_int_eq(rename(tmp, path), 0);
 }

@@ -24,6 +24,13 @@ int fixture_write(const char *dir, const char *name, const void *data, size_t le
 int fixture_gen(const char *dir, const char *preset, uint64_t seed);
 /* XXH64 of a whole file; 0 when it cannot be read. */
 uint64_t fixture_hash(const char *dir, const char *name);
+/* Rewriting a folder's weights: every tensor of set as a write descriptor pointing at its
+ * mapped data, with room for one more (freed by fixture_replace_weights); then
+ * dir/model.safetensors replaced by the n tensors of w, set closed and w freed. */
+struct st_set;
+struct st_write_tensor;
+struct st_write_tensor *fixture_write_list(const struct st_set *set);
+void fixture_replace_weights(const char *dir, struct st_set *set, struct st_write_tensor *w, int n);
 
 /* Config parsing for the model-family suites (gemma, moe, phi3): json parsed as the
  * config.json of a folder named "m" (FIXTURE_CONFIG_PATH, which errors name). */

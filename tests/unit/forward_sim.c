@@ -339,3 +339,31 @@ int sim_greedy_matches_naive(const struct fixture_spec *spec, int prompt_len, in
     sim_destroy(&s);
     return checked;
 }
+
+int sim_runner_create_patched(const struct fixture_spec *spec,
+                              void (*patch)(struct backend_ops *ops), char *err)
+{
+    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
+    struct backend_options bo = { .num_threads = 1 };
+    struct backend_ops patched;
+    const struct backend_ops *cpu;
+    struct random_model fx;
+    struct backend *be;
+    struct runner *r = NULL;
+    int rc;
+
+    ck_assert_int_eq(random_model_create(&fx, spec), 0);
+    ck_assert_int_eq(runner_backend_options(&fx.m.cfg, &o, &bo), 0);
+    ck_assert_int_eq(backend_create(&be, "cpu", &bo, err), 0);
+    cpu = be->ops;
+    patched = *cpu;
+    patch(&patched);
+    be->ops = &patched;
+    rc = runner_create(&r, be, &fx.m, &o, err);
+    if (rc == 0)
+        runner_destroy(r);
+    be->ops = cpu;
+    backend_destroy(be);
+    random_model_destroy(&fx);
+    return rc;
+}

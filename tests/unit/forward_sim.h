@@ -87,4 +87,9 @@ void sim_run_greedy(struct sim *s, struct sim_req *reqs, int nreq);
  * where its top two logits are more than 1e-3 apart. Returns how many tokens were checked. */
 int sim_greedy_matches_naive(const struct fixture_spec *spec, int prompt_len, int gen_len);
 
+/* runner_create of spec's random model on a cpu backend whose ops `patch` changed (a copy of
+ * them: a backend that lacks an op or a feature): its return value, its message in err. */
+int sim_runner_create_patched(const struct fixture_spec *spec,
+                              void (*patch)(struct backend_ops *ops), char *err);
+
 #endif

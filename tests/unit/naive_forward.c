@@ -57,6 +57,24 @@ static void ref_inv_freq(const struct model_config *c, double *inv, bool local)
         }
         if (s->type == ROPE_LINEAR) {
             f /= s->factor;
+        } else if (s->type == ROPE_YARN) {
+            /* YaRN: the dim index at which a frequency turns `rot` times within the original
+             * context is log_theta(omp / (2 pi rot)) * rd / 2; below beta_fast's index the
+             * frequency stays, above beta_slow's it is divided by factor, linear between */
+            double omp = s->original_max_position_embeddings;
+            double lo = rd / 2.0 * log(omp / (2 * M_PI * s->beta_fast)) / log(c->rope_theta);
+            double hi = rd / 2.0 * log(omp / (2 * M_PI * s->beta_slow)) / log(c->rope_theta);
+            double t;
+
+            if (s->truncate) {
+                lo = floor(lo);
+                hi = ceil(hi);
+            }
+            lo = lo < 0 ? 0 : lo;
+            hi = hi > rd - 1 ? rd - 1 : hi;
+            t = hi == lo ? (i - lo) / 0.001 : (i - lo) / (hi - lo);
+            t = t < 0 ? 0 : t > 1 ? 1 : t;
+            f = (1 - t) * f + t * f / s->factor;
         } else if (s->type == ROPE_LLAMA3) {
             double old = s->original_max_position_embeddings, wavelen = 2 * M_PI / f;
             if (wavelen > old / s->low_freq_factor) {
@@ -108,6 +126,58 @@ static double ref_embed_scale(const struct model_config *c)
 static double ref_gelu_tanh(double x)
 {
     return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+/* out[h] = gpt-oss's MLP of xn, as transformers' GptOssMLP computes it, reading the experts
+ * as published (input-major, gate and up interleaved): the biased router's top_k logits,
+ * softmaxed; each chosen expert's gate_up = xn · gate_up_t + bias, gate (even columns)
+ * clamped above at limit, up (odd) to ±limit, (up + 1) gate sigmoid(alpha gate), then
+ * · down_t + bias, weighted. */
+static void ref_moe_oai(double *out, const struct model_config *c, const struct layer_tensors *lt,
+                        const double *xn)
+{
+    int E = c->num_experts, h = c->hidden_size, F = c->moe_intermediate_size, k = c->num_experts_per_tok;
+    double *lg = malloc(sizeof(double) * E), *a = malloc(sizeof(double) * F), z = 0;
+    int *top = malloc(sizeof(int) * k);
+
+    ref_linear(lg, &lt->router, &lt->router_bias, xn, E, h);
+    for (int j = 0; j < k; j++) {   /* top-k logits, the lower index first among equals */
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            bool used = false;
+            for (int i = 0; i < j; i++)
+                used |= top[i] == e;
+            if (!used && (best < 0 || lg[e] > lg[best]))
+                best = e;
+        }
+        top[j] = best;
+    }
+    for (int j = 0; j < k; j++)
+        z += exp(lg[top[j]] - lg[top[0]]);
+    for (int i = 0; i < h; i++)
+        out[i] = 0;
+    for (int j = 0; j < k; j++) {
+        const struct expert_tensors *x = &lt->experts[top[j]];
+        double w = exp(lg[top[j]] - lg[top[0]]) / z, L = c->swiglu_limit;
+
+        for (int i = 0; i < F; i++) {
+            double g = tv(&x->gate_up_bias, 2 * i), u = tv(&x->gate_up_bias, 2 * i + 1);
+            for (int d = 0; d < h; d++) {
+                g += xn[d] * tv(&x->gate_up_t, (size_t)d * 2 * F + 2 * i);
+                u += xn[d] * tv(&x->gate_up_t, (size_t)d * 2 * F + 2 * i + 1);
+            }
+            g = g > L ? L : g;
+            u = u > L ? L : u < -L ? -L : u;
+            a[i] = (u + 1) * g / (1 + exp(-c->swiglu_alpha * g));
+        }
+        for (int d = 0; d < h; d++) {
+            double y = tv(&x->down_bias, d);
+            for (int i = 0; i < F; i++)
+                y += a[i] * tv(&x->down_t, (size_t)i * h + d);
+            out[d] += w * y;
+        }
+    }
+    free(lg); free(a); free(top);
 }
 
 /* out[h] = the MoE block of xn, as transformers' MixtralSparseMoeBlock,
@@ -190,7 +260,8 @@ void naive_forward(const struct model *m, const int32_t *tokens, int len, double
     double emb = c->scale_embeddings ? ref_embed_scale(c) : 1.0;
     double scale = 1.0 / sqrt(c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : D);
     int rd = c->rotary_dim ? c->rotary_dim : D;
-    double ms = c->rope_scaling.type == ROPE_LONGROPE ? c->rope_scaling.attention_factor : 1.0;
+    double ms = c->rope_scaling.type == ROPE_LONGROPE || c->rope_scaling.type == ROPE_YARN
+                ? c->rope_scaling.attention_factor : 1.0;
 
     ref_inv_freq(c, inv_global, false);
     if (c->rope_local_theta > 0)
@@ -232,7 +303,9 @@ void naive_forward(const struct model *m, const int32_t *tokens, int len, double
             for (int hd = 0; hd < H; hd++) {
                 const double *qh = q + hd * D;
                 int kvh = hd / group;
-                double mx = -INFINITY, z = 0.0;
+                /* gpt-oss's sink: one more logit, in the max and the denominator only */
+                double sink = lt->sinks.data ? tv(&lt->sinks, hd) : -INFINITY;
+                double mx = sink, z = 0.0;
 
                 for (int t = lo; t <= pos; t++) {
                     const double *kt = kc + ((size_t)l * len + t) * KV * D + kvh * D;
@@ -244,6 +317,8 @@ void naive_forward(const struct model *m, const int32_t *tokens, int len, double
                         sc[t] = c->attn_softcap * tanh(sc[t] / c->attn_softcap);
                     mx = MAX(mx, sc[t]);
                 }
+                if (lt->sinks.data)
+                    z = exp(sink - mx);
                 for (int j = 0; j < D; j++)
                     att[hd * D + j] = 0.0;
                 for (int t = lo; t <= pos; t++) {
@@ -256,13 +331,15 @@ void naive_forward(const struct model *m, const int32_t *tokens, int len, double
                 for (int j = 0; j < D; j++)
                     att[hd * D + j] /= z;
             }
-            ref_linear(tmp, &lt->o, NULL, att, h, H * D);
+            ref_linear(tmp, &lt->o, &lt->o_bias, att, h, H * D);
             if (c->sandwich_norms)   /* Gemma: the attention's output is normalized first */
                 ref_norm(tmp, tmp, &lt->post_norm, h, eps, p1);
             for (int i = 0; i < h; i++)
                 x[i] += tmp[i];
             ref_norm(xn, x, c->sandwich_norms ? &lt->pre_ff_norm : &lt->post_norm, h, eps, p1);
-            if (lt->experts) {
+            if (lt->experts && c->moe_act == MOE_ACT_SWIGLU_OAI) {
+                ref_moe_oai(tmp, c, lt, xn);
+            } else if (lt->experts) {
                 ref_moe(tmp, c, lt, xn);
             } else {
                 ref_linear(g, &wg, NULL, xn, F, h);

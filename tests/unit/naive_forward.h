@@ -2,7 +2,8 @@
  * style, double precision): every Llama-family feature the runner supports (GQA, biases,
  * q/k norm, rope scaling, sliding windows, tied embeddings) and Gemma 2/3's ((1 + w) and
  * sandwich norms, scaled embeddings, GeGLU, query_pre_attn_scalar, soft-caps, local RoPE),
- * written from the math of transformers' modeling files. */
+ * and gpt-oss's (sinks, o bias, YaRN, the biased router's top-k softmax, interleaved experts
+ * with the clamped SwiGLU), written from the math of transformers' modeling files. */
 #ifndef OSPREY_TEST_NAIVE_FORWARD_H
 #define OSPREY_TEST_NAIVE_FORWARD_H
 

@@ -91,6 +91,7 @@ static const char *arch_names[] = {
     [ARCH_GEMMA2] = "Gemma2ForCausalLM", [ARCH_GEMMA3] = "Gemma3ForCausalLM",
     [ARCH_MIXTRAL] = "MixtralForCausalLM", [ARCH_QWEN3_MOE] = "Qwen3MoeForCausalLM",
     [ARCH_PHI3] = "Phi3ForCausalLM", [ARCH_QWEN2_MOE] = "Qwen2MoeForCausalLM",
+    [ARCH_GPT_OSS] = "GptOssForCausalLM",
 };
 
 static bool gemma(const struct fixture_spec *s)
@@ -110,6 +111,20 @@ static int make_experts(struct random_model *fx, struct layer_tensors *t,
         make_tensor(fx, &t->router, "gate", s->experts, h, 0.0f, 6.0f / sqrtf((float)h),
                     s->dtype, rng))
         return -ENOMEM;
+    if (s->arch == ARCH_GPT_OSS) {   /* input-major, [gate0 up0 gate1 up1 ...], biased */
+        if (make_tensor(fx, &t->router_bias, "router.bias", s->experts, 0, 0.0f, 1.0f, s->dtype, rng))
+            return -ENOMEM;
+        for (int e = 0; e < s->experts; e++)
+            if (make_tensor(fx, &t->experts[e].gate_up_t, "gate_up_proj", h, 2 * f, 0.0f, ah,
+                            s->dtype, rng) ||
+                make_tensor(fx, &t->experts[e].gate_up_bias, "gate_up_proj_bias", 2 * f, 0,
+                            0.0f, 0.5f, s->dtype, rng) ||
+                make_tensor(fx, &t->experts[e].down_t, "down_proj", f, h, 0.0f, af, s->dtype, rng) ||
+                make_tensor(fx, &t->experts[e].down_bias, "down_proj_bias", h, 0, 0.0f, 0.3f,
+                            s->dtype, rng))
+                return -ENOMEM;
+        return 0;
+    }
     for (int e = 0; e < s->experts; e++)
         if (make_tensor(fx, &t->experts[e].gate, "w1", f, h, 0.0f, ah, s->dtype, rng) ||
             make_tensor(fx, &t->experts[e].up, "w3", f, h, 0.0f, ah, s->dtype, rng) ||
@@ -157,7 +172,12 @@ static int make_layer(struct random_model *fx, struct layer_tensors *t, const st
          make_tensor(fx, &t->up, "up_proj", f, h, 0.0f, ah, d, rng) ||
          make_tensor(fx, &t->down, "down_proj", h, f, 0.0f, af, d, rng)))
         return -ENOMEM;
-    if (s->bias &&
+    /* gpt-oss: an o_proj bias and sinks of either sign around the logits' size */
+    if (s->arch == ARCH_GPT_OSS &&
+        (make_tensor(fx, &t->o_bias, "o_proj.bias", h, 0, 0.0f, 0.3f, d, rng) ||
+         make_tensor(fx, &t->sinks, "sinks", s->heads, 0, 0.0f, 2.0f, d, rng)))
+        return -ENOMEM;
+    if ((s->bias || s->arch == ARCH_GPT_OSS) &&
         (make_tensor(fx, &t->q_bias, "q_proj.bias", H, 0, 0.0f, 0.3f, d, rng) ||
          make_tensor(fx, &t->k_bias, "k_proj.bias", KV, 0, 0.0f, 0.3f, d, rng) ||
          make_tensor(fx, &t->v_bias, "v_proj.bias", KV, 0, 0.0f, 0.3f, d, rng)))
@@ -194,7 +214,7 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
     c->rope_theta = s->rope_theta > 0 ? s->rope_theta : 10000.0;
     c->rope_scaling = s->rope;
     c->tie_word_embeddings = s->tied;
-    c->attention_bias = s->bias;
+    c->attention_bias = s->bias || s->arch == ARCH_GPT_OSS;
     c->qk_norm = s->qk_norm || s->arch == ARCH_GEMMA3;
     if (s->experts) {
         c->num_experts = s->experts;
@@ -204,6 +224,12 @@ int random_model_create(struct random_model *fx, const struct fixture_spec *s)
         c->shared_expert_intermediate_size = s->shared_ffn;
         for (int l = 0; l < s->layers; l++)
             c->layer_moe[l] = !(s->dense_layers >> l & 1);
+    }
+    if (s->arch == ARCH_GPT_OSS) {
+        c->moe_act = MOE_ACT_SWIGLU_OAI;
+        c->swiglu_alpha = 1.702;
+        c->swiglu_limit = s->swiglu_limit > 0 ? s->swiglu_limit : 7.0;
+        c->attn_sinks = true;
     }
     if (gemma(s)) {
         c->mlp_act = MLP_GELU_TANH;

@@ -1,7 +1,8 @@
 /* random_model.h — random small models built in memory for the engine's tests: a struct
  * model as model_open() would give, for any shape the runner supports (GQA, tied
  * embeddings, head_dim != hidden / heads, Qwen2 biases, Qwen3 q/k norm, sliding-window
- * layers, rope scaling, Gemma 2/3's norms, GeGLU, soft-caps and local RoPE, MoE layers) with
+ * layers, rope scaling, Gemma 2/3's norms, GeGLU, soft-caps and local RoPE, MoE layers,
+ * gpt-oss's sinks, biases and interleaved experts) with
  * bf16, f16 or
  * f32 weights. Also the tests' seeded random numbers. */
 #ifndef OSPREY_TEST_MODEL_FIXTURE_H
@@ -33,6 +34,10 @@ struct fixture_spec {
     /* Phi-3 (arch ARCH_PHI3): q/k/v and gate/up stored fused as published; rotary_dim < head_dim
      * for a partial rotary factor (0 = head_dim); rope may be ROPE_LONGROPE */
     int rotary_dim;
+    /* gpt-oss (arch ARCH_GPT_OSS): q/k/v/o biases, sinks, router and expert biases and the
+     * experts input-major with gate and up interleaved, always; rope may be ROPE_YARN. The
+     * clamp of its SwiGLU (0 = GptOssConfig's 7): small values make the clamp bite. */
+    double swiglu_limit;
     uint64_t seed;
 };
 

@@ -106,7 +106,7 @@ static void attn_case_init(struct attn_case *c, uint64_t *rng)
     c->b = (struct bk_batch){ .num_kv_groups = 1, .max_blocks_per_req = AMAXB,
                               .query_start_loc = c->qsl, .seq_lens = c->seq };
     c->b.block_table[0] = c->table;
-    c->p = (struct attn_params){ AH, AKV, AD, 1.0f / sqrtf(AD), 0.0f, 0, { AB, ABS, AKV, AD, DT_F32, 0, 0 } };
+    c->p = (struct attn_params){ AH, AKV, AD, 1.0f / sqrtf(AD), 0.0f, 0, { AB, ABS, AKV, AD, DT_F32, 0, 0 }, NULL };
 }
 
 /* The reference: query row i of request r at position pos, keys (pos - window, pos] read

@@ -94,32 +94,19 @@ END_TEST
 
 /* A backend without the moe op (as the CUDA one was before kernels/moe.cu) refuses the model
  * in one line. */
-static struct backend_ops no_moe_ops;
+static void no_moe(struct backend_ops *ops)
+{
+    ops->moe = NULL;
+}
 
 START_TEST(a_backend_without_the_moe_op_refuses_the_model_in_one_line)
 {
     struct fixture_spec spec = mixtral_spec();
-    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
-    struct backend_options bo = { .num_threads = 1 };
-    struct random_model fx;
-    struct backend *be;
-    struct runner *r = NULL;
-    const struct backend_ops *cpu;
     char err[ERR_LEN] = "";
 
-    ck_assert_int_eq(random_model_create(&fx, &spec), 0);
-    ck_assert_int_eq(runner_backend_options(&fx.m.cfg, &o, &bo), 0);
-    ck_assert_int_eq(backend_create(&be, "cpu", &bo, err), 0);
-    cpu = be->ops;
-    no_moe_ops = *cpu;
-    no_moe_ops.moe = NULL;
-    be->ops = &no_moe_ops;
-    ck_assert_int_eq(runner_create(&r, be, &fx.m, &o, err), -ENOTSUP);
+    ck_assert_int_eq(sim_runner_create_patched(&spec, no_moe, err), -ENOTSUP);
     ck_assert_str_eq(err, "MixtralForCausalLM: the mixture-of-experts block runs on the CPU backend "
                           "only in this build (the cpu backend has no moe op)");
-    be->ops = cpu;
-    backend_destroy(be);
-    random_model_destroy(&fx);
 }
 END_TEST
 

@@ -215,7 +215,7 @@ static void attention_reads_what_was_written(enum dtype dt)
     int32_t qsl[2] = { 0, T }, seq[1] = { T }, table[NB] = { 3, 0, 5, KV_NO_BLOCK, -1, -1 };
     struct bk_batch b = { .num_reqs = 1, .num_tokens = T, .num_kv_groups = 1,
                           .max_blocks_per_req = NB, .query_start_loc = qsl, .seq_lens = seq };
-    struct attn_params p = { H, KV, D, 1.0f / sqrtf(D), 0.0f, 0, l };
+    struct attn_params p = { H, KV, D, 1.0f / sqrtf(D), 0.0f, 0, l, NULL };
     struct threadpool *tp;
     uint64_t rng = 7;
 

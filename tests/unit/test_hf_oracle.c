@@ -7,9 +7,10 @@
  * sliding layers (two KV-cache groups), all in transformers 5's config style; and Gemma 2
  * (soft-caps, GeGLU, sandwich norms, alternating windows) and Gemma 3 (q/k norm, local RoPE
  * base, linear scaling of global layers), Mixtral and Qwen3-MoE (top-k routing, a dense
- * layer among MoE ones), Qwen2-MoE (shared expert) and Phi-3 (fused projections, partial rotary, LongRoPE) once their
- * folders exist: hf_models.py makes them
- * on the GPU machine, and until they are committed these cases say so and check the rest. */
+ * layer among MoE ones), Qwen2-MoE (shared expert) and Phi-3 (fused projections, partial
+ * rotary, LongRoPE); and gpt-oss (sinks, biases, YaRN, the biased router and clamped SwiGLU)
+ * once its folder exists: hf_models.py makes it on the GPU machine, and until it is
+ * committed its cases say so and check the rest. */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -25,8 +26,29 @@
 
 static const char *const models[] = {
     "llama3-tied", "llama2", "qwen2", "qwen3", "mistral-window", "qwen3-mixed",
-    "gemma2", "gemma3", "mixtral", "qwen3-moe", "phi3", "qwen2-moe",
+    "gemma2", "gemma3", "mixtral", "qwen3-moe", "phi3", "qwen2-moe", "gpt-oss",
 };
+
+/* Models whose folders the oracle script makes but that are not committed yet (made on the
+ * GPU machine by the next session that has one): until then their cases say so and the
+ * others are checked. Every other model's folder is required. */
+static bool pending(const char *name)
+{
+    static const char *const added[] = { "gpt-oss" };
+    char path[256];
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(added) && strcmp(name, added[i]); i++)
+        ;
+    if (i == ARRAY_LEN(added))
+        return false;
+    snprintf(path, sizeof path, "tests/data/hf/%s/expected.json", name);
+    if (access(path, F_OK) == 0)
+        return false;
+    fprintf(stderr, "hf_oracle: %s missing (python3 scripts/oracle/hf_models.py tests/data/hf "
+            "%s, on the GPU machine): not checked\n", path, name);
+    return true;
+}
 
 struct expected {
     int32_t prompt[64], greedy[64];
@@ -214,6 +236,8 @@ START_TEST(logits_match_transformers_in_one_prefill)
         char dir[256];
         struct expected x;
 
+        if (pending(models[i]))
+            continue;
         snprintf(dir, sizeof dir, "tests/data/hf/%s", models[i]);
         load_expected(dir, &x);
         free(x.logits);
@@ -227,14 +251,16 @@ END_TEST
 START_TEST(logits_match_transformers_in_chunks_and_decodes)
 {
     for (size_t i = 0; i < ARRAY_LEN(models); i++)
-        check_model(models[i], 4, 5, 5);
+        if (!pending(models[i]))
+            check_model(models[i], 4, 5, 5);
 }
 END_TEST
 
 START_TEST(logits_match_transformers_token_by_token)
 {
     for (size_t i = 0; i < ARRAY_LEN(models); i++)
-        check_model(models[i], 1, 1, 1);
+        if (!pending(models[i]))
+            check_model(models[i], 1, 1, 1);
 }
 END_TEST
 

@@ -191,36 +191,6 @@ START_TEST(generated_weights_look_like_transformers_init)
 }
 END_TEST
 
-/* Every tensor of set as a write descriptor pointing at its mapped data; room for one more. */
-static struct st_write_tensor *write_list(const struct st_set *set)
-{
-    int n = st_num_tensors(set);
-    struct st_write_tensor *w = calloc((size_t)n + 1, sizeof *w);
-
-    ck_assert_ptr_nonnull(w);
-    for (int i = 0; i < n; i++) {
-        const struct tensor_ref *t = st_tensor(set, i);
-
-        w[i] = (struct st_write_tensor){ .name = t->name, .dtype = t->dtype, .ndim = t->ndim,
-                                         .data = t->data };
-        memcpy(w[i].shape, t->shape, sizeof t->shape);
-    }
-    return w;
-}
-
-/* Replaces dir/model.safetensors by the n tensors of w, then closes set (w points into it). */
-static void replace_weights(const char *dir, struct st_set *set, struct st_write_tensor *w, int n)
-{
-    char err[ERR_LEN] = "", tmp[FIXTURE_PATH + 64], path[FIXTURE_PATH + 64];
-
-    snprintf(tmp, sizeof tmp, "%s/rewrite.tmp", dir);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    ck_assert_msg(st_write(tmp, w, n, err) == 0, "%s", err);
-    st_close(set);
-    free(w);
-    ck_assert_int_eq(rename(tmp, path), 0);
-}
-
 /* Rewrites dir/model.safetensors without `drop`, and with `reshape` as [d0, d1] zeros. */
 static void rewrite_weights(const char *dir, const char *drop, const char *reshape, int64_t d0,
                             int64_t d1)
@@ -232,7 +202,7 @@ static void rewrite_weights(const char *dir, const char *drop, const char *resha
     int n = 0;
 
     ck_assert_int_eq(st_open(&set, dir, err), 0);
-    w = write_list(set);
+    w = fixture_write_list(set);
     for (int i = 0; i < st_num_tensors(set); i++) {
         if (drop && !strcmp(w[i].name, drop))
             continue;
@@ -245,7 +215,7 @@ static void rewrite_weights(const char *dir, const char *drop, const char *resha
         }
         n++;
     }
-    replace_weights(dir, set, w, n);
+    fixture_replace_weights(dir, set, w, n);
     free(zeros);
 }
 
@@ -301,10 +271,10 @@ START_TEST(tied_model_that_ships_lm_head_is_accepted)
     ck_assert_int_eq(fixture_gen(dir, "tiny-qwen2", 3), 0);
     ck_assert_int_eq(st_open(&set, dir, err), 0);
     n = st_num_tensors(set);
-    w = write_list(set);
+    w = fixture_write_list(set);
     w[n] = (struct st_write_tensor){ .name = "lm_head.weight", .dtype = DT_BF16, .ndim = 2,
                                      .shape = { 512, 64 }, .data = extra };
-    replace_weights(dir, set, w, n + 1);
+    fixture_replace_weights(dir, set, w, n + 1);
     ck_assert_msg(model_open(&m, dir, err) == 0, "%s", err);
     ck_assert_ptr_eq(m.lm_head.data, m.embed.data);
     model_close(&m);
@@ -325,7 +295,7 @@ START_TEST(sharded_model_opens_through_its_index)
     ck_assert_int_eq(fixture_tmpdir(dir), 0);
     ck_assert_int_eq(fixture_gen(dir, "tiny", 5), 0);
     ck_assert_int_eq(st_open(&set, dir, err), 0);
-    all = write_list(set);
+    all = fixture_write_list(set);
     w[0] = calloc((size_t)st_num_tensors(set), sizeof *w[0]);
     w[1] = calloc((size_t)st_num_tensors(set), sizeof *w[1]);
     len = (size_t)snprintf(index, 16384, "{\"metadata\":{},\"weight_map\":{");

@@ -354,7 +354,7 @@ START_TEST(every_bad_field_is_refused_with_file_field_and_problem)
     REFUSED("\"rms_norm_eps\":-1", PATH ": rms_norm_eps: ", "must be > 0");
     REFUSED("\"rope_theta\":0", PATH ": rope_theta: ", "must be > 0");
     REFUSED("\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0}", PATH ": rope_scaling.rope_type: ",
-            "'yarn' is not supported (supported: default, linear, llama3; longrope for Phi-3)");
+            "'yarn' is not supported (supported: default, linear, llama3; longrope for Phi-3, yarn for gpt-oss)");
     REFUSED("\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2.0}", PATH ": rope_scaling.rope_type: ",
             "'dynamic'");
     REFUSED("\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,\"high_freq_factor\":4.0,"

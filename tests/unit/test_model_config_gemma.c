@@ -200,7 +200,7 @@ START_TEST(gemma_features_osprey_lacks_are_refused_with_file_and_field)
     REFUSED("\"hidden_activation\":\"gelu\"",
             PATH ": hidden_activation: 'gelu' is not supported for Gemma (gelu_pytorch_tanh)");
     REFUSED("\"use_bidirectional_attention\":true", PATH ": use_bidirectional_attention: true");
-    REFUSED("\"sliding_window\":null", PATH ": sliding_window: null, but Gemma has");
+    REFUSED("\"sliding_window\":null", PATH ": sliding_window: null, but Gemma3ForCausalLM has sliding-window layers");
     REFUSED("\"query_pre_attn_scalar\":0", PATH ": query_pre_attn_scalar: must be > 0");
     REFUSED("\"attn_logit_softcapping\":-1", PATH ": attn_logit_softcapping: must be >= 0");
     REFUSED("\"rope_local_base_freq\":\"x\"", PATH ": rope_local_base_freq: expected a number");

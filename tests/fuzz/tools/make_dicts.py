@@ -46,7 +46,9 @@ def write(name, words, quote_json=False):
 
 
 write('safetensors', JSON + literals(['engine/model/safetensors.c', 'engine/base/util.c']), True)
-write('model_config', JSON + literals(['engine/model/model.c', 'engine/base/util.c']), True)
+write('model_config', JSON + literals(['engine/model/model.c', 'engine/model/model_families.c',
+                                         'engine/model/model_gptoss.c', 'engine/model/quant.c',
+                                         'engine/base/util.c']), True)
 write('tokenizer', JSON + literals(['engine/tokenizer/*.c']), True)
 write('jinja', JINJA + literals(['engine/chat_template/jinja*.c']))
 added = set()
