@@ -86,7 +86,8 @@ struct grammar {
     struct gr_rep_mark *marks;           /* [num_marks] */
     int num_marks, cap_marks;
     int32_t *mark_of;                    /* [num_el] index into marks or -1; NULL: no marks */
-    struct gr_units *units;              /* repeat.c's unit tables, under lock; NULL until used */
+    struct gr_units *units;              /* repeat.c's state per unit rule, under lock; NULL until used */
+    int32_t *el_rule;                    /* [num_el] rule of each element (repeat.c), or NULL */
     bool plain_masks;                    /* tests: every mask by the trie walk (no repeat.c) */
     atomic_long repeat_masks;            /* masks repeat.c made (tests, figures) */
 };
@@ -111,6 +112,10 @@ struct grammar_vocab {
     int32_t *order;        /* [num_usable] */
     int num_usable;
     int max_len;           /* bytes of the longest token */
+    /* repeat.c's unit tables, shared by every grammar of this vocabulary (a table depends
+     * only on the unit's rules and the vocabulary): the one mutable part, under its lock. */
+    pthread_mutex_t runs_lock;
+    struct gr_shared_runs *runs;
 };
 
 /* A set of stacks (positions, bottom first); an empty stack is recorded as `accept`. */
@@ -248,5 +253,7 @@ int gr__repeat_fill(struct grammar *g, const struct gr_stacks *cur, uint8_t *cov
                     uint32_t *mask, struct gr_stacks *q, struct gr_stacks *a, struct gr_stacks *b,
                     struct gr_scratch *sc);
 void gr__repeat_free(struct grammar *g);
+/* The shared tables of v (grammar_vocab_destroy). */
+void gr__repeat_vocab_free(struct grammar_vocab *v);
 
 #endif

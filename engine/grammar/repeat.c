@@ -5,8 +5,10 @@
  *   {tokens that stay inside the repetition, starting at most n - k more units}
  *   ∪ {tokens that end the current unit and j more (m - k <= j <= n - k), then leave it
  *      with bytes that what follows the repetition takes}.
- * Both sets come from a table made once per (unit rule, state inside the current unit) by
- * one walk of the vocabulary trie that counts units instead of stopping at n: the first set
+ * Both sets come from a table made once per (unit, state inside the current unit) by one
+ * walk of the vocabulary trie that counts units instead of stopping at n, and shared by
+ * every grammar of the vocabulary (the unit's rules in canonical form are its key: the same
+ * JSON string in 64 schemas makes one table, not 64). The first set
  * is a prefix of the tokens sorted by the units they start (cumulative bitmaps for small
  * counts), the second the tokens whose walk leaves the repetition at a unit boundary, with
  * the count and the split point. The latter are checked against what follows once per
@@ -26,6 +28,7 @@
 #define GR_RUN_DENSE 16          /* counts 0..15 get cumulative bitmaps in a dense table */
 #define GR_UNIT_MAX_QSETS 256    /* states inside one unit that get tables */
 #define GR_MAX_AFTERS 4096       /* contexts kept per grammar */
+#define GR_SHARED_RUN_BYTES (64u << 20)   /* tables kept per vocabulary */
 
 struct gr_exit {
     int32_t id;
@@ -49,7 +52,21 @@ struct gr_run {
 struct gr_qset {
     uint64_t hash;
     struct gr_stacks set;        /* the frames above the count frame, per stack */
-    struct gr_run *run;          /* NULL: no table (bounds) */
+    const struct gr_run *run;    /* borrowed from the vocabulary's tables; NULL: none (bounds) */
+};
+
+/* A table in the vocabulary's cache, by the canonical form of its unit and state. */
+struct gr_shared {
+    uint64_t hash;
+    int32_t *key;                /* [key_len] see canon_key */
+    int key_len;
+    struct gr_run *run;          /* owned */
+};
+
+struct gr_shared_runs {
+    struct gr_shared *e;
+    int n, cap;
+    size_t bytes;
 };
 
 struct gr_unit {
@@ -307,33 +324,207 @@ static struct gr_unit *unit_find(struct grammar *g, int rule, struct gr_scratch 
     return u;
 }
 
-/* The table for state q of unit u, made on first use; NULL when none can be had. */
+/* ---- tables shared by the grammars of a vocabulary ---- */
+
+struct keybuf {
+    int32_t *p;
+    int n, cap;
+    int32_t *canon;              /* [num_rules] canonical number of a rule, -1: none yet */
+    int32_t *queue;              /* [num_rules] rules by canonical number */
+    int num;
+    bool oom;
+};
+
+static void put(struct keybuf *k, int32_t x)
+{
+    if (k->n == k->cap && gr__grow((void **)&k->p, &k->cap, k->n + 1, sizeof *k->p)) {
+        k->oom = true;
+        return;
+    }
+    k->p[k->n++] = x;
+}
+
+static int32_t canon_rule(struct keybuf *k, int rule)
+{
+    if (k->canon[rule] < 0) {
+        k->canon[rule] = k->num;
+        k->queue[k->num++] = rule;
+    }
+    return k->canon[rule];
+}
+
+/* The rule of every element, for canon_key (made once per grammar). */
+static int el_rules(struct grammar *g)
+{
+    if (g->el_rule)
+        return 0;
+    if (!(g->el_rule = malloc(((size_t)g->num_el + 1) * sizeof *g->el_rule)))
+        return -ENOMEM;
+    for (int r = 0; r < g->num_rules; r++)
+        for (int a = 0; a < g->rules[r].num_alts; a++)
+            for (int e = g->rules[r].alts[a];; e++) {
+                g->el_rule[e] = r;
+                if (g->el[e].kind == GR_END)
+                    break;
+            }
+    return 0;
+}
+
+/* A table depends on the unit's rules and the state q, not on where they sit in the
+ * grammar: the key is q's frames as (rule, alternative, offset) and every rule they reach,
+ * numbered in the order met, so that the same JSON string in 64 schemas (their rule ids
+ * differ) meets one table. Returns 0 or -ENOMEM; k->p[k->n] is the key. */
+static int canon_key(struct grammar *g, int unit, const struct gr_stacks *q, struct keybuf *k)
+{
+    if (el_rules(g) || !(k->canon = malloc((size_t)g->num_rules * sizeof *k->canon)) ||
+        !(k->queue = malloc((size_t)g->num_rules * sizeof *k->queue)))
+        return -ENOMEM;
+    memset(k->canon, 0xff, (size_t)g->num_rules * sizeof *k->canon);
+    canon_rule(k, unit);
+    put(k, q->n);
+    for (int i = 0; i < q->n; i++) {
+        put(k, q->off[i + 1] - q->off[i]);
+        for (int f = q->off[i]; f < q->off[i + 1]; f++) {
+            int32_t pos = q->pos[f], r = g->el_rule[pos];
+            const struct gr_rule *rule = &g->rules[r];
+            int a = rule->num_alts - 1;
+
+            while (a > 0 && rule->alts[a] > pos)
+                a--;
+            put(k, canon_rule(k, r));
+            put(k, a);
+            put(k, pos - rule->alts[a]);
+        }
+    }
+    for (int i = 0; i < k->num; i++) {
+        const struct gr_rule *rule = &g->rules[k->queue[i]];
+
+        put(k, -1);
+        put(k, rule->num_alts);
+        for (int a = 0; a < rule->num_alts; a++)
+            for (const struct gr_elem *e = g->el + rule->alts[a];; e++) {
+                put(k, e->kind);
+                if (e->kind == GR_END)
+                    break;
+                if (e->kind == GR_BYTE)
+                    put(k, e->arg);
+                else if (e->kind == GR_RULE)
+                    put(k, canon_rule(k, e->arg));
+                else
+                    for (int w = 0; w < 8; w++)
+                        put(k, (int32_t)g->sets[e->arg][w]);
+            }
+    }
+    return k->oom ? -ENOMEM : 0;
+}
+
+static uint64_t hash_ints(uint64_t h, const int32_t *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        h ^= (uint32_t)p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Under v->runs_lock: the shared table of key k, or NULL. */
+static struct gr_run *shared_find(const struct grammar_vocab *v, const struct keybuf *k, uint64_t h)
+{
+    const struct gr_shared_runs *sr = v->runs;
+
+    for (int i = 0; sr && i < sr->n; i++)
+        if (sr->e[i].hash == h && sr->e[i].key_len == k->n &&
+            !memcmp(sr->e[i].key, k->p, (size_t)k->n * sizeof *k->p))
+            return sr->e[i].run;
+    return NULL;
+}
+
+/* The shared table of key k, made here (outside the vocabulary's lock: a walk takes a
+ * millisecond or more, and other grammars' masks go on meanwhile) when no grammar has made
+ * it yet. NULL without memory or past the cache's bound. Under g->lock. */
+static struct gr_run *shared_run(struct grammar *g, int unit, const struct gr_stacks *q, struct keybuf *k)
+{
+    struct grammar_vocab *v = (struct grammar_vocab *)g->vocab;   /* its runs cache only */
+    uint64_t h = hash_ints(0xcbf29ce484222325ull, k->p, k->n);
+    struct gr_run *r, *made;
+    struct gr_shared_runs *sr;
+    bool full;
+
+    pthread_mutex_lock(&v->runs_lock);
+    r = shared_find(v, k, h);
+    full = v->runs && v->runs->bytes >= GR_SHARED_RUN_BYTES;
+    pthread_mutex_unlock(&v->runs_lock);
+    if (r || full)
+        return r;
+    if (!(made = run_make(g, unit, q)))
+        return NULL;
+    pthread_mutex_lock(&v->runs_lock);
+    if ((r = shared_find(v, k, h))) {           /* another grammar made it meanwhile */
+        pthread_mutex_unlock(&v->runs_lock);
+        run_free(made);
+        return r;
+    }
+    if (!v->runs)
+        v->runs = calloc(1, sizeof *v->runs);
+    sr = v->runs;
+    if (!sr || gr__grow((void **)&sr->e, &sr->cap, sr->n + 1, sizeof *sr->e)) {
+        pthread_mutex_unlock(&v->runs_lock);
+        run_free(made);
+        return NULL;
+    }
+    sr->e[sr->n++] = (struct gr_shared){ .hash = h, .key = k->p, .key_len = k->n, .run = made };
+    k->p = NULL;                                  /* the cache keeps the key */
+    sr->bytes += run_bytes(made, v->words) + (size_t)k->n * sizeof *k->p;
+    pthread_mutex_unlock(&v->runs_lock);
+    return made;
+}
+
+void gr__repeat_vocab_free(struct grammar_vocab *v)
+{
+    struct gr_shared_runs *sr = v->runs;
+
+    if (!sr)
+        return;
+    for (int i = 0; i < sr->n; i++) {
+        free(sr->e[i].key);
+        run_free(sr->e[i].run);
+    }
+    free(sr->e);
+    free(sr);
+    v->runs = NULL;
+}
+
+/* The table for state q of unit u, found on first use; NULL when none can be had. */
 static const struct gr_run *run_for(struct grammar *g, struct gr_unit *u, const struct gr_stacks *q)
 {
     uint64_t h = gr__stacks_hash(q);
+    struct keybuf k = { 0 };
     struct gr_qset *e;
+    int rc;
 
     for (int i = 0; i < u->num_q; i++)
         if (u->q[i].hash == h && gr__stacks_equal(&u->q[i].set, q))
             return u->q[i].run && u->q[i].run->usable ? u->q[i].run : NULL;
-    if (u->num_q >= GR_UNIT_MAX_QSETS || g->mask_bytes > GR_MASK_BYTES ||
-        gr__grow((void **)&u->q, &u->cap_q, u->num_q + 1, sizeof *u->q))
+    if (u->num_q >= GR_UNIT_MAX_QSETS || gr__grow((void **)&u->q, &u->cap_q, u->num_q + 1, sizeof *u->q))
         return NULL;
     e = &u->q[u->num_q];
     memset(e, 0, sizeof *e);
-    if (gr__stacks_copy(&e->set, q)) {
-        gr__stacks_free(&e->set);
+    /* without a table (no memory, or the vocabulary's cache is full) the state is
+     * remembered as such: its masks come from mask.c */
+    rc = canon_key(g, u->rule, q, &k);
+    if (!rc)
+        e->run = shared_run(g, u->rule, q, &k);
+    free(k.p);
+    free(k.canon);
+    free(k.queue);
+    if (rc || gr__stacks_copy(&e->set, q)) {
+        gr__stacks_free(&e->set);    /* not remembered: tried again later */
         return NULL;
     }
     e->hash = h;
-    e->run = run_make(g, u->rule, q);
-    if (!e->run) {
-        gr__stacks_free(&e->set);    /* out of memory: not remembered, tried again later */
-        return NULL;
-    }
-    g->mask_bytes += run_bytes(e->run, g->vocab->words);
+    g->mask_bytes += sizeof *e + ((size_t)q->n + 1 + (size_t)q->len) * 4;
     u->num_q++;
-    return e->run->usable ? e->run : NULL;
+    return e->run && e->run->usable ? e->run : NULL;
 }
 
 static void after_free(struct gr_after *a)
@@ -403,13 +594,9 @@ static const struct gr_after *after_for(struct grammar *g, const struct gr_unit 
                                         struct gr_stacks *a, struct gr_stacks *b, struct gr_scratch *sc)
 {
     struct gr_units *us = g->units;
-    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)(uintptr_t)r;
+    uint64_t h = hash_ints(0xcbf29ce484222325ull ^ (uint64_t)(uintptr_t)r, ctx, len);
     struct gr_after *af;
 
-    for (int i = 0; i < len; i++) {
-        h ^= (uint32_t)ctx[i];
-        h *= 0x100000001b3ull;
-    }
     for (int i = 0; i < us->num_after; i++) {
         af = us->after[i];
         if (af->hash == h && af->run == r && af->ctx_len == len &&
@@ -508,12 +695,13 @@ void gr__repeat_free(struct grammar *g)
 {
     struct gr_units *us = g->units;
 
+    free(g->el_rule);
+    g->el_rule = NULL;
     if (!us)
         return;
     for (int i = 0; i < us->num_unit; i++) {
         for (int k = 0; k < us->unit[i].num_q; k++) {
             gr__stacks_free(&us->unit[i].q[k].set);
-            run_free(us->unit[i].q[k].run);
         }
         free(us->unit[i].q);
     }
