@@ -399,29 +399,22 @@ static int repeat_chain(struct parser *ps, struct seq *q, struct gr_elem x, long
     return seq_push(ps, q, (struct gr_elem){ .kind = GR_RULE, .arg = next });
 }
 
-/* x{min,max} (max < 0: unbounded) appended to q, x one element. Short forms (x?, x*, x+,
- * a fixed count) are plain sequences and right recursion. A longer range is a chain of
- * rules U_k, "k units done" (repeat_chain): the same units and sentences, but the frame a
- * unit returns to names the count, so masks inside it can come from per-unit token tables
- * (repeat.c) instead of a trie walk per count. */
+/* x{min,max} (max < 0: unbounded) appended to q, x one element. x? and a fixed count are
+ * plain sequences. A range or an unbounded repetition is a chain of rules U_k, "k units
+ * done" (repeat_chain): the same units and sentences, but the frame a unit returns to names
+ * the count, so masks inside it can come from per-unit token tables (repeat.c) shared by
+ * every grammar, instead of a trie walk per count (and per grammar). */
 static int repeat(struct parser *ps, struct seq *q, struct gr_elem x, long min, long max)
 {
     struct gr_elem tail = { .kind = GR_END };
 
-    if ((max < 0 && min >= 2) || (max >= 2 && max > min))
+    if (max < 0 || (max >= 2 && max > min))
         return repeat_chain(ps, q, x, min, max);
     for (long i = 0; i < min; i++)
         if (seq_push(ps, q, x))
             return ps->rc;
     if (max == min)
         return 0;
-    if (max < 0) {                    /* R ::= x R | ε */
-        int r = gr__rule(ps->g, NULL);
-        struct gr_elem two[2] = { x, { .kind = GR_RULE, .arg = r } };
-        if (r < 0 || gr__add_alt(ps->g, r, two, 2) || gr__add_alt(ps->g, r, NULL, 0))
-            return oom(ps);
-        return seq_push(ps, q, two[1]);
-    }
     /* O1 ::= x | ε ; Ok ::= x O(k-1) | ε */
     for (long k = 1; k <= max - min; k++) {
         int r = gr__rule(ps->g, NULL);

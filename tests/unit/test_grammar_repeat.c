@@ -163,7 +163,8 @@ START_TEST(masks_inside_bounded_repetitions_equal_the_trie_walk_bit_for_bit)
     static const char *const REGEX[] = {
         "[a-c]{2,6}", "(ab|c){1,4}x", "[^x]{0,5}", "\xc3\xa9{1,3}[0-9]{2,4}", ".{1,8}",
         "([a-z]{1,3}-){2,4}", "a{3,}b", "[a-z]{0,2}[a-z0-9]{1,3}", "[\xe4\xb8\xad\xc3\xa9" "a]{2,7}!?",
-        "\"[a-c ]{0,9}\"", "(x|xy){1,3}z", "[0-9]{1,3}(,[0-9]{3}){0,2}",
+        "\"[a-c ]{0,9}\"", "(x|xy){1,3}z", "[0-9]{1,3}(,[0-9]{3}){0,2}", "[a-c]*\"", "(ab|c)+x?",
+        "[^\"\\\\]+\"[0-9]*",
     };
     static const char *const GBNF[] = {
         "root ::= \"\\\"\" [^\"\\\\]{0,6} \"\\\"\" [,}]\n",
@@ -180,6 +181,7 @@ START_TEST(masks_inside_bounded_repetitions_equal_the_trie_walk_bit_for_bit)
         used += compare_walks(GRAMMAR_REGEX, REGEX[i], vb.v, 12, 20);
     for (size_t i = 0; i < ARRAY_LEN(GBNF); i++)
         used += compare_walks(GRAMMAR_GBNF, GBNF[i], vb.v, 12, 20);
+    used += compare_walks(GRAMMAR_JSON_OBJECT, "", vb.v, 12, 40);
     for (int i = 0; i < 40; i++) {
         char schema[2048];
         random_schema(schema, sizeof schema);
