@@ -1,20 +1,20 @@
-/* repeat.c — masks inside a range repetition (x{m,n}: a JSON string with minLength/maxLength,
- * a regex's {m,n}) without a trie walk per count. gbnf.c compiles a range as a chain of
- * count rules, so the frame a unit returns to names the count k of units done once the
- * current one ends; the automaton inside a unit is the same at every k. A mask there is
+/* repeat.c — masks inside a repetition (x{m,n}: a JSON string with minLength/maxLength, a
+ * regex's {m,n}; also x* and x+) without a trie walk per count. gbnf.c compiles these as a
+ * chain of count rules, so the frame a unit returns to names the count k of units done once
+ * the current one ends; the automaton inside a unit is the same at every k. A mask there is
  *   {tokens that stay inside the repetition, starting at most n - k more units}
  *   ∪ {tokens that end the current unit and j more (m - k <= j <= n - k), then leave it
  *      with bytes that what follows the repetition takes}.
  * Both sets come from a table made once per (unit, state inside the current unit) by one
  * walk of the vocabulary trie that counts units instead of stopping at n, and shared by
  * every grammar of the vocabulary (the unit's rules in canonical form are its key: the same
- * JSON string in 64 schemas makes one table, not 64). The first set
- * is a prefix of the tokens sorted by the units they start (cumulative bitmaps for small
- * counts), the second the tokens whose walk leaves the repetition at a unit boundary, with
- * the count and the split point. The latter are checked against what follows once per
- * context (in JSON, the string's closing `"` and the few bytes after it) and kept. So a mask
- * at any count costs an OR of one bitmap plus a pass over a few hundred ids, where the walk
- * cost a millisecond (cf. XGrammar's adaptive masks; here the count is abstracted instead).
+ * JSON string in 64 schemas makes one table, not 64). The first set is a prefix of the
+ * tokens sorted by the units they start (cumulative bitmaps for small counts), the second
+ * the tokens whose walk leaves the repetition at a unit boundary, with the count and the
+ * split point; those are checked against what follows once per context (in JSON, the
+ * string's closing `"` and the few bytes after it) and kept. So a mask at any count costs
+ * an OR of one bitmap plus a pass over a few hundred ids, where the walk cost a millisecond
+ * at 128k ids (cf. XGrammar's adaptive masks; here the count is abstracted instead).
  *
  * The split is exact only when a unit boundary is unambiguous (no unit is a proper prefix
  * of another: the units' automaton never accepts and goes on) and what follows cannot begin
@@ -25,10 +25,14 @@
 
 #include "engine/grammar/grammar_internal.h"
 
-#define GR_RUN_DENSE 16          /* counts 0..15 get cumulative bitmaps in a dense table */
+#define GR_RUN_DENSE 16          /* counts 0..15 get cumulative bitmaps in a dense table: with
+                                    more room only the few tokens of 17+ units are left out,
+                                    and those are listed by id (16 x 16 KB at 128k ids) */
 #define GR_UNIT_MAX_QSETS 256    /* states inside one unit that get tables */
 #define GR_MAX_AFTERS 4096       /* contexts kept per grammar */
 #define GR_SHARED_RUN_BYTES (64u << 20)   /* tables kept per vocabulary */
+#define GR_REPEAT_MAX_STACKS 64  /* past this many stacks (an ambiguous grammar), grouping them
+                                    costs more than it saves: mask.c does it all */
 
 struct gr_exit {
     int32_t id;
@@ -647,7 +651,7 @@ int gr__repeat_fill(struct grammar *g, const struct gr_stacks *cur, uint8_t *cov
                     uint32_t *mask, struct gr_stacks *q, struct gr_stacks *a, struct gr_stacks *b,
                     struct gr_scratch *sc)
 {
-    if (!g->mark_of || g->plain_masks || !g->vocab)
+    if (!g->mark_of || g->plain_masks || !g->vocab || cur->n > GR_REPEAT_MAX_STACKS)
         return 0;
     for (int i = 0; i < cur->n; i++) {
         const int32_t *s = cur->pos + cur->off[i];
