@@ -498,6 +498,16 @@ void gr__repeat_vocab_free(struct grammar_vocab *v)
     v->runs = NULL;
 }
 
+void grammar_vocab_stats(const struct grammar_vocab *v, int *num_tables, size_t *bytes)
+{
+    struct grammar_vocab *mv = (struct grammar_vocab *)v;   /* its lock only */
+
+    pthread_mutex_lock(&mv->runs_lock);
+    *num_tables = v->runs ? v->runs->n : 0;
+    *bytes = v->runs ? v->runs->bytes : 0;
+    pthread_mutex_unlock(&mv->runs_lock);
+}
+
 /* The table for state q of unit u, found on first use; NULL when none can be had. */
 static const struct gr_run *run_for(struct grammar *g, struct gr_unit *u, const struct gr_stacks *q)
 {

@@ -211,6 +211,44 @@ START_TEST(bounded_string_masks_over_a_real_vocabulary_equal_the_trie_walk)
 }
 END_TEST
 
+START_TEST(the_same_string_in_two_schemas_shares_one_table)
+{
+    static const char *const SCHEMA[2] = {
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":5}},"
+        "\"required\":[\"a\"]}",
+        "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"},\"zz\":{\"type\":"
+        "\"string\",\"minLength\":2,\"maxLength\":9}},\"required\":[\"n\",\"zz\"]}",
+    };
+    static const char *const PREFIX[2] = { "{\"a\":\"", "{\"n\":1,\"zz\":\"" };
+    struct vocab vb;
+    int tables[2];
+    size_t bytes;
+
+    rng_state = 99;
+    vocab_make(&vb);
+    for (int i = 0; i < 2; i++) {
+        struct grammar *g;
+        struct grammar_matcher *m;
+        char err[ERR_LEN];
+        uint32_t mask[(NTOK + 31) / 32];
+
+        ck_assert_msg(grammar_compile(&g, GRAMMAR_JSON_SCHEMA, SCHEMA[i], strlen(SCHEMA[i]), vb.v, err) == 0,
+                      "%s", err);
+        ck_assert_int_eq(grammar_matcher_create(&m, g), 0);
+        ck_assert_int_eq(grammar_matcher_accept_bytes(m, PREFIX[i], strlen(PREFIX[i])), 0);
+        ck_assert_int_eq(grammar_matcher_fill_mask(m, mask), 0);
+        ck_assert_int_gt(atomic_load(&g->repeat_masks), 0);
+        grammar_vocab_stats(vb.v, &tables[i], &bytes);
+        grammar_matcher_destroy(m);
+        grammar_unref(g);
+    }
+    ck_assert_int_gt(tables[0], 0);
+    ck_assert_int_eq(tables[1], tables[0]);   /* other rule ids, other bounds: the same table */
+    ck_assert_uint_gt(bytes, 0);
+    vocab_free(&vb);
+}
+END_TEST
+
 Suite *grammar_repeat_suite(void)
 {
     Suite *s = suite_create("grammar_repeat");
@@ -219,6 +257,7 @@ Suite *grammar_repeat_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, masks_inside_bounded_repetitions_equal_the_trie_walk_bit_for_bit);
     tcase_add_test(tc, bounded_string_masks_over_a_real_vocabulary_equal_the_trie_walk);
+    tcase_add_test(tc, the_same_string_in_two_schemas_shares_one_table);
     suite_add_tcase(s, tc);
     return s;
 }
