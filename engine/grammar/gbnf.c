@@ -363,23 +363,58 @@ static int parse_count(struct parser *ps, long *v)
     return 0;
 }
 
-/* x{min,max} (max < 0: unbounded) appended to q, x one element. */
+/* x{min,max} as U_0 where U_k ::= unit U_(k+1) [| ε when k >= min], U_max ::= ε, and for an
+ * unbounded max U_min ::= unit U_min | ε. The unit is x, wrapped in a rule of its own when it
+ * is a byte or a set, so that every unit in progress sits on a return frame: the U_(k+1)
+ * reference in U_k's first alternative, recorded with gr__rep_mark as "k+1 units done once
+ * this one ends". */
+static int repeat_chain(struct parser *ps, struct seq *q, struct gr_elem x, long min, long max)
+{
+    long last = max < 0 ? min : max;
+    int unit = x.arg, rep, next = -1;
+
+    if (x.kind != GR_RULE) {
+        if ((unit = gr__rule(ps->g, NULL)) < 0 || gr__add_alt(ps->g, unit, &x, 1))
+            return oom(ps);
+    }
+    if ((rep = gr__add_rep(ps->g, unit, (int)min, (int)max)) < 0)
+        return oom(ps);
+    for (long k = last; k >= 0; k--) {
+        int r = gr__rule(ps->g, NULL);
+        struct gr_elem two[2] = { { .kind = GR_RULE, .arg = unit }, { .kind = GR_RULE, .arg = r } };
+
+        if (r < 0)
+            return oom(ps);
+        if (k < last || max < 0) {
+            if (k < last)
+                two[1].arg = next;
+            if (gr__add_alt(ps->g, r, two, 2) ||
+                gr__rep_mark(ps->g, ps->g->rules[r].alts[0] + 1, rep, (int)(k < last ? k + 1 : k)))
+                return oom(ps);
+        }
+        if (k >= min && gr__add_alt(ps->g, r, NULL, 0))
+            return oom(ps);
+        next = r;
+    }
+    return seq_push(ps, q, (struct gr_elem){ .kind = GR_RULE, .arg = next });
+}
+
+/* x{min,max} (max < 0: unbounded) appended to q, x one element. x? and a fixed count are
+ * plain sequences. A range or an unbounded repetition is a chain of rules U_k, "k units
+ * done" (repeat_chain): the same units and sentences, but the frame a unit returns to names
+ * the count, so masks inside it can come from per-unit token tables (repeat.c) shared by
+ * every grammar, instead of a trie walk per count (and per grammar). */
 static int repeat(struct parser *ps, struct seq *q, struct gr_elem x, long min, long max)
 {
     struct gr_elem tail = { .kind = GR_END };
 
+    if (max < 0 || (max >= 2 && max > min))
+        return repeat_chain(ps, q, x, min, max);
     for (long i = 0; i < min; i++)
         if (seq_push(ps, q, x))
             return ps->rc;
     if (max == min)
         return 0;
-    if (max < 0) {                    /* R ::= x R | ε */
-        int r = gr__rule(ps->g, NULL);
-        struct gr_elem two[2] = { x, { .kind = GR_RULE, .arg = r } };
-        if (r < 0 || gr__add_alt(ps->g, r, two, 2) || gr__add_alt(ps->g, r, NULL, 0))
-            return oom(ps);
-        return seq_push(ps, q, two[1]);
-    }
     /* O1 ::= x | ε ; Ok ::= x O(k-1) | ε */
     for (long k = 1; k <= max - min; k++) {
         int r = gr__rule(ps->g, NULL);

@@ -76,5 +76,8 @@ int grammar_mask_words(const struct grammar *g);
 
 /* Figures for tests and benchmarks: masks cached so far, rules and elements compiled. */
 void grammar_stats(const struct grammar *g, int *num_masks, int *num_rules, int *num_elems);
+/* The same for the tables of repetition masks that v's grammars share: how many, their
+ * bytes. Thread-safe. */
+void grammar_vocab_stats(const struct grammar_vocab *v, int *num_tables, size_t *bytes);
 
 #endif

@@ -18,6 +18,7 @@ struct grammar *gr__new(void)
     if (!g)
         return NULL;
     atomic_init(&g->refs, 1);
+    atomic_init(&g->repeat_masks, 0);
     g->root = -1;
     pthread_mutex_init(&g->lock, NULL);
     return g;
@@ -34,12 +35,15 @@ void gr__free(struct grammar *g)
     }
     free(g->rules);
     free(g->el);
+    free(g->reps);
+    free(g->marks);
+    free(g->mark_of);
     free(g->sets);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }
 
-static int grow(void **p, int *cap, int need, size_t size)
+int gr__grow(void **p, int *cap, int need, size_t size)
 {
     void *q;
     int c = *cap ? *cap : 16;
@@ -70,7 +74,7 @@ int gr__rule(struct grammar *g, const char *name)
 
     if (name && (id = gr__find_rule(g, name)) >= 0)
         return id;
-    if (grow((void **)&g->rules, &g->cap_rules, g->num_rules + 1,
+    if (gr__grow((void **)&g->rules, &g->cap_rules, g->num_rules + 1,
              sizeof *g->rules))
         return -ENOMEM;
     r = &g->rules[g->num_rules];
@@ -84,8 +88,8 @@ int gr__add_alt(struct grammar *g, int rule, const struct gr_elem *elems, int n)
 {
     struct gr_rule *r = &g->rules[rule];
 
-    if (grow((void **)&g->el, &g->cap_el, g->num_el + n + 1, sizeof *g->el) ||
-        grow((void **)&r->alts, &r->cap_alts, r->num_alts + 1, sizeof *r->alts))
+    if (gr__grow((void **)&g->el, &g->cap_el, g->num_el + n + 1, sizeof *g->el) ||
+        gr__grow((void **)&r->alts, &r->cap_alts, r->num_alts + 1, sizeof *r->alts))
         return -ENOMEM;
     r->alts[r->num_alts++] = g->num_el;
     if (n)
@@ -101,10 +105,26 @@ int gr__add_set(struct grammar *g, const uint32_t set[8])
     for (int i = 0; i < g->num_sets; i++)
         if (!memcmp(g->sets[i], set, sizeof g->sets[i]))
             return i;
-    if (grow((void **)&g->sets, &g->cap_sets, g->num_sets + 1, sizeof *g->sets))
+    if (gr__grow((void **)&g->sets, &g->cap_sets, g->num_sets + 1, sizeof *g->sets))
         return -ENOMEM;
     memcpy(g->sets[g->num_sets], set, sizeof g->sets[0]);
     return g->num_sets++;
+}
+
+int gr__add_rep(struct grammar *g, int unit, int min, int max)
+{
+    if (gr__grow((void **)&g->reps, &g->cap_reps, g->num_reps + 1, sizeof *g->reps))
+        return -ENOMEM;
+    g->reps[g->num_reps] = (struct gr_rep){ .unit = unit, .min = min, .max = max };
+    return g->num_reps++;
+}
+
+int gr__rep_mark(struct grammar *g, int el, int rep, int done)
+{
+    if (gr__grow((void **)&g->marks, &g->cap_marks, g->num_marks + 1, sizeof *g->marks))
+        return -ENOMEM;
+    g->marks[g->num_marks++] = (struct gr_rep_mark){ .el = el, .rep = rep, .done = done };
+    return 0;
 }
 
 static int range_set(struct grammar *g, int lo, int hi)
@@ -229,6 +249,14 @@ int gr__finish(struct grammar *g, const char *root, char *err)
     if ((g->root = gr__find_rule(g, root)) < 0) {
         errf(err, "grammar: no rule '%s' (the start rule)", root);
         return -EINVAL;
+    }
+    if (g->num_marks) {
+        /* by element, for the mask code's scan of a stack */
+        if (!(g->mark_of = malloc((size_t)g->num_el * sizeof *g->mark_of)))
+            return -ENOMEM;
+        memset(g->mark_of, 0xff, (size_t)g->num_el * sizeof *g->mark_of);
+        for (int i = 0; i < g->num_marks; i++)
+            g->mark_of[g->marks[i].el] = i;
     }
     nullable = calloc((size_t)g->num_rules + 1, sizeof *nullable);
     state = calloc((size_t)g->num_rules + 1, sizeof *state);

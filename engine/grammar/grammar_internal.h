@@ -44,6 +44,20 @@ struct gr_mask {
     int num_uncertain;
 };
 
+/* A range repetition compiled as a chain of count rules (gbnf.c repeat_chain). */
+struct gr_rep {
+    int32_t unit;          /* rule id of one unit */
+    int32_t min, max;      /* units; max < 0: unbounded */
+};
+
+/* A return frame inside a repetition's chain: the unit on top of it is the one that makes
+ * `done` units once it ends. */
+struct gr_rep_mark {
+    int32_t el;            /* the element (a U_(k+1) reference) */
+    int32_t rep;           /* index into reps */
+    int32_t done;
+};
+
 struct gr_mask_slot {
     uint64_t hash;
     int32_t key[GR_MASK_FRAMES + 1];   /* frame count (negative: the whole stack), positions */
@@ -66,6 +80,16 @@ struct grammar {
     int num_masks, cap_slots;
     size_t mask_bytes;                   /* held by the cached masks */
     struct gr_walk *walk;                /* scratch of the trie walk, under lock */
+
+    struct gr_rep *reps;                 /* [num_reps] range repetitions */
+    int num_reps, cap_reps;
+    struct gr_rep_mark *marks;           /* [num_marks] */
+    int num_marks, cap_marks;
+    int32_t *mark_of;                    /* [num_el] index into marks or -1; NULL: no marks */
+    struct gr_units *units;              /* repeat.c's state per unit rule, under lock; NULL until used */
+    int32_t *el_rule;                    /* [num_el] rule of each element (repeat.c), or NULL */
+    bool plain_masks;                    /* tests: every mask by the trie walk (no repeat.c) */
+    atomic_long repeat_masks;            /* masks repeat.c made (tests, figures) */
 };
 
 /* The vocabulary: token bytes, and a trie in preorder whose subtrees hold contiguous runs
@@ -88,6 +112,10 @@ struct grammar_vocab {
     int32_t *order;        /* [num_usable] */
     int num_usable;
     int max_len;           /* bytes of the longest token */
+    /* repeat.c's unit tables, shared by every grammar of this vocabulary (a table depends
+     * only on the unit's rules and the vocabulary): the one mutable part, under its lock. */
+    pthread_mutex_t runs_lock;
+    struct gr_shared_runs *runs;
 };
 
 /* A set of stacks (positions, bottom first); an empty stack is recorded as `accept`. */
@@ -106,6 +134,8 @@ struct gr_scratch {
 };
 
 /* ---- building (grammar_build.c) ---- */
+/* Grows array *p of *cap elements of size bytes to hold need. Returns 0 or -ENOMEM. */
+int gr__grow(void **p, int *cap, int need, size_t size);
 struct grammar *gr__new(void);
 void gr__free(struct grammar *g);
 /* The rule named `name` (created undefined when new), or a fresh anonymous rule when
@@ -116,6 +146,10 @@ int gr__find_rule(const struct grammar *g, const char *name);
 /* Appends one alternative of rule made of elems[n] (GR_END added). */
 int gr__add_alt(struct grammar *g, int rule, const struct gr_elem *elems, int n);
 int gr__add_set(struct grammar *g, const uint32_t set[8]);
+/* Records a range repetition of rule `unit`; returns its index or -ENOMEM. */
+int gr__add_rep(struct grammar *g, int unit, int min, int max);
+/* Marks element el as the return frame after which `done` units of rep are complete. */
+int gr__rep_mark(struct grammar *g, int el, int rep, int done);
 /* A rule matching one valid UTF-8 character of 2 to 4 bytes (shared, made once). */
 int gr__utf8_multibyte_rule(struct grammar *g);
 /* Checks the finished grammar: every referenced rule defined, no left recursion; sets root.
@@ -160,6 +194,8 @@ int gr__push_expanded(const struct grammar *g, struct gr_stacks *out, struct gr_
 /* out = stacks of in after byte b. Returns 0 or -ENOMEM; out->overflow on bounds. */
 int gr__advance(const struct grammar *g, const struct gr_stacks *in, uint8_t b,
                 struct gr_stacks *out, struct gr_scratch *sc);
+/* Adds stack s[len] (top a byte or set) to out unless it is there already. */
+int gr__stacks_add(struct gr_stacks *out, const int32_t *s, int len);
 /* Whether bytes[n] can follow stack s[len] (whole-stack check). */
 bool gr__accepts_from(const struct grammar *g, const int32_t *s, int len, const char *bytes,
                       size_t n, struct gr_stacks *a, struct gr_stacks *b, struct gr_scratch *sc);
@@ -168,10 +204,56 @@ bool gr__accepts_from(const struct grammar *g, const int32_t *s, int len, const 
 bool gr__matcher_overflowed(const struct grammar_matcher *m);
 
 /* ---- masks (mask.c) ---- */
+/* The walk's automaton states: each distinct stack set met in a walk is interned once and
+ * its transitions by byte are memoized, so that the walk over a trie of a million nodes
+ * costs a table lookup per node once the few states of, say, a JSON string are known. */
+#define GR_WALK_MAX_STATES (1 << 14)   /* 16 MiB of transitions at most */
+#define GR_DEAD (-1)                  /* no stack left and nothing accepted */
+#define GR_UNKNOWN (-2)
+
+struct gr_walk {
+    struct gr_stacks *state;   /* [num_states] interned stack sets */
+    uint64_t *hash;            /* [num_states] */
+    int32_t *trans;            /* [cap_states * 256] next state by byte, or GR_DEAD/GR_UNKNOWN */
+    int num_states, cap_states;
+    int32_t *table;            /* [table_cap] open addressing over state hashes, -1 empty */
+    int table_cap;
+    struct gr_stacks tmp;
+    struct gr_scratch sc;
+    int32_t *acc, *unc;        /* accepted and uncertain tokens of the walk */
+    int num_acc, cap_acc, num_unc, cap_unc;
+    bool whole;                /* the frames are the whole stack: leaving them is a reject */
+    bool failed;
+};
+
+uint64_t gr__stacks_hash(const struct gr_stacks *t);
+bool gr__stacks_equal(const struct gr_stacks *a, const struct gr_stacks *b);
+/* Forgets the walk's states (its memory is kept). */
+void gr__walk_reset(struct gr_walk *w);
+/* The id of the state holding set t (a copy is kept), or -1 when out of memory or states. */
+int gr__walk_intern(struct gr_walk *w, const struct gr_stacks *t);
+/* The state after byte b from state sid (memoized), or GR_DEAD; w->failed on errors. */
+int gr__walk_next(const struct grammar *g, struct gr_walk *w, int sid, uint8_t b);
+/* The grammar's walk scratch (made on first use), under g->lock; NULL without memory. */
+struct gr_walk *gr__walk_get(struct grammar *g);
+/* After a walk: a rare wide one does not keep its scratch. */
+void gr__walk_trim(struct gr_walk *w);
+
 /* The cached mask for stack s[len] (computed on first use). NULL when out of memory. When
  * *owned is set the caller frees it (the cache was full). */
 struct gr_mask *gr__mask_for(struct grammar *g, const int32_t *s, int len, bool *owned);
 void gr__mask_free(struct gr_mask *m);
 void gr__mask_cache_free(struct grammar *g);
+
+/* ---- masks inside range repetitions (repeat.c) ---- */
+/* ORs into mask the tokens that may follow those stacks of cur that sit inside a range
+ * repetition with a usable unit table, and sets covered[i] for each of them; the others
+ * are left to gr__mask_for. q, a, b, sc are the caller's scratch. Returns 0 or -ENOMEM. */
+int gr__repeat_fill(struct grammar *g, const struct gr_stacks *cur, uint8_t *covered,
+                    uint32_t *mask, struct gr_stacks *q, struct gr_stacks *a, struct gr_stacks *b,
+                    struct gr_scratch *sc);
+void gr__repeat_free(struct grammar *g);
+/* The shared tables of v (grammar_vocab_destroy). */
+void gr__repeat_vocab_free(struct grammar_vocab *v);
 
 #endif

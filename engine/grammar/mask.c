@@ -13,28 +13,7 @@
 
 #include "engine/grammar/grammar_internal.h"
 
-/* The walk's automaton states: each distinct stack set met in a walk is interned once and
- * its transitions by byte are memoized, so that the walk over a trie of a million nodes
- * costs a table lookup per node once the few states of, say, a JSON string are known. */
-#define GR_WALK_MAX_STATES (1 << 14)   /* 16 MiB of transitions at most */
 #define GR_WALK_KEEP_STATES 1024          /* scratch kept between walks (1 MiB) */
-#define GR_DEAD (-1)                  /* no stack left and nothing accepted */
-#define GR_UNKNOWN (-2)
-
-struct gr_walk {
-    struct gr_stacks *state;   /* [num_states] interned stack sets */
-    uint64_t *hash;            /* [num_states] */
-    int32_t *trans;            /* [cap_states * 256] next state by byte, or GR_DEAD/GR_UNKNOWN */
-    int num_states, cap_states;
-    int32_t *table;            /* [table_cap] open addressing over state hashes, -1 empty */
-    int table_cap;
-    struct gr_stacks tmp;
-    struct gr_scratch sc;
-    int32_t *acc, *unc;        /* accepted and uncertain tokens of the walk */
-    int num_acc, cap_acc, num_unc, cap_unc;
-    bool whole;                /* the frames are the whole stack: leaving them is a reject */
-    bool failed;
-};
 
 static int push_id(int32_t **p, int *n, int *cap, int32_t id)
 {
@@ -50,7 +29,7 @@ static int push_id(int32_t **p, int *n, int *cap, int32_t id)
     return 0;
 }
 
-static uint64_t hash_set(const struct gr_stacks *t)
+uint64_t gr__stacks_hash(const struct gr_stacks *t)
 {
     uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)(t->accept | t->overflow << 1);
 
@@ -65,14 +44,14 @@ static uint64_t hash_set(const struct gr_stacks *t)
     return h;
 }
 
-static bool same_set(const struct gr_stacks *a, const struct gr_stacks *b)
+bool gr__stacks_equal(const struct gr_stacks *a, const struct gr_stacks *b)
 {
     return a->n == b->n && a->len == b->len && a->accept == b->accept && a->overflow == b->overflow &&
            (!a->n || !memcmp(a->off, b->off, ((size_t)a->n + 1) * sizeof *a->off)) &&
            (!a->len || !memcmp(a->pos, b->pos, (size_t)a->len * sizeof *a->pos));
 }
 
-static void walk_reset(struct gr_walk *w)
+void gr__walk_reset(struct gr_walk *w)
 {
     for (int i = 0; i < w->num_states; i++)
         gr__stacks_free(&w->state[i]);
@@ -81,15 +60,14 @@ static void walk_reset(struct gr_walk *w)
         memset(w->table, 0xff, (size_t)w->table_cap * sizeof *w->table);
 }
 
-/* The id of the state holding set t (a copy is kept), or -1 when out of memory or states. */
-static int intern(struct gr_walk *w, const struct gr_stacks *t)
+int gr__walk_intern(struct gr_walk *w, const struct gr_stacks *t)
 {
-    uint64_t h = hash_set(t);
+    uint64_t h = gr__stacks_hash(t);
     int j, id;
 
     if (w->table_cap) {
         for (j = (int)(h & (uint64_t)(w->table_cap - 1)); w->table[j] >= 0; j = (j + 1) & (w->table_cap - 1))
-            if (w->hash[w->table[j]] == h && same_set(&w->state[w->table[j]], t))
+            if (w->hash[w->table[j]] == h && gr__stacks_equal(&w->state[w->table[j]], t))
                 return w->table[j];
     }
     if (w->num_states == GR_WALK_MAX_STATES)
@@ -139,7 +117,7 @@ static int intern(struct gr_walk *w, const struct gr_stacks *t)
     return id;
 }
 
-static int next_state(const struct grammar *g, struct gr_walk *w, int sid, uint8_t b)
+int gr__walk_next(const struct grammar *g, struct gr_walk *w, int sid, uint8_t b)
 {
     int32_t *t = &w->trans[(size_t)sid * 256 + b];
     int id;
@@ -152,7 +130,7 @@ static int next_state(const struct grammar *g, struct gr_walk *w, int sid, uint8
     }
     if (w->tmp.n == 0 && !w->tmp.accept && !w->tmp.overflow)
         id = GR_DEAD;
-    else if ((id = intern(w, &w->tmp)) < 0) {
+    else if ((id = gr__walk_intern(w, &w->tmp)) < 0) {
         w->failed = true;
         return GR_DEAD;
     }
@@ -187,7 +165,7 @@ static void visit(const struct grammar *g, struct gr_walk *w, int node, int sid,
         return;
     }
     for (int c = node + 1; c < nd->end && !w->failed; c = v->node[c].end) {
-        int next = next_state(g, w, sid, v->node[c].byte);
+        int next = gr__walk_next(g, w, sid, v->node[c].byte);
 
         if (next == GR_DEAD) {
             if (esc && !w->failed)      /* the frames refuse the byte, the context may not */
@@ -202,7 +180,7 @@ static void visit(const struct grammar *g, struct gr_walk *w, int node, int sid,
 
 static void walk_shrink(struct gr_walk *w)
 {
-    walk_reset(w);
+    gr__walk_reset(w);
     free(w->state);
     free(w->hash);
     free(w->trans);
@@ -212,6 +190,19 @@ static void walk_shrink(struct gr_walk *w)
     w->trans = NULL;
     w->table = NULL;
     w->cap_states = w->table_cap = 0;
+}
+
+struct gr_walk *gr__walk_get(struct grammar *g)
+{
+    if (!g->walk)
+        g->walk = calloc(1, sizeof *g->walk);
+    return g->walk;
+}
+
+void gr__walk_trim(struct gr_walk *w)
+{
+    if (w->cap_states > GR_WALK_KEEP_STATES)
+        walk_shrink(w);
 }
 
 static struct gr_mask *make_mask(struct grammar *g, struct gr_walk *w, const int32_t *s, int len,
@@ -226,13 +217,13 @@ static struct gr_mask *make_mask(struct grammar *g, struct gr_walk *w, const int
     w->num_acc = w->num_unc = 0;
     w->whole = whole;
     w->failed = false;
-    walk_reset(w);
+    gr__walk_reset(w);
     /* the frames as a stack of their own: s is already expanded (its top a byte or set) */
     gr__stacks_clear(&w->tmp);
     if (gr__push_expanded(g, &w->tmp, &w->sc, s, len))
         goto fail;
     w->tmp.accept = false;
-    if ((start = intern(w, &w->tmp)) < 0)
+    if ((start = gr__walk_intern(w, &w->tmp)) < 0)
         goto fail;
     visit(g, w, 0, start, false);
     if (w->failed)
@@ -317,7 +308,7 @@ struct gr_mask *gr__mask_for(struct grammar *g, const int32_t *s, int len, bool 
     memcpy(key + 1, s + len - frames, (size_t)frames * sizeof *key);
     h = hash_key(key, n);
     pthread_mutex_lock(&g->lock);
-    if (!g->walk && !(g->walk = calloc(1, sizeof *g->walk)))
+    if (!gr__walk_get(g))
         goto out;
     if (g->cap_slots) {
         for (j = (int)(h & (uint64_t)(g->cap_slots - 1)); g->slots[j].mask; j = (j + 1) & (g->cap_slots - 1))
@@ -327,8 +318,7 @@ struct gr_mask *gr__mask_for(struct grammar *g, const int32_t *s, int len, bool 
             }
     }
     m = make_mask(g, g->walk, key + 1, frames, whole);
-    if (g->walk->cap_states > GR_WALK_KEEP_STATES)
-        walk_shrink(g->walk);         /* a rare wide walk does not keep its scratch */
+    gr__walk_trim(g->walk);
     if (!m)
         goto out;
     {
@@ -359,6 +349,7 @@ void gr__mask_cache_free(struct grammar *g)
 {
     struct gr_walk *w = g->walk;
 
+    gr__repeat_free(g);
     for (int i = 0; i < g->cap_slots; i++)
         gr__mask_free(g->slots[i].mask);
     free(g->slots);

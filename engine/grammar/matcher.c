@@ -21,6 +21,9 @@ struct grammar_matcher {
     struct gr_stacks last;
     uint32_t *last_mask;       /* [vocab words], or NULL */
     bool last_valid;
+    struct gr_stacks q;        /* repeat.c's scratch */
+    uint8_t *covered;          /* [cap_covered] stacks of cur whose mask repeat.c made */
+    int cap_covered;
 };
 
 void gr__stacks_clear(struct gr_stacks *s)
@@ -68,8 +71,7 @@ int gr__stacks_copy(struct gr_stacks *dst, const struct gr_stacks *src)
     return 0;
 }
 
-/* Adds s[len] (top a byte or set) unless it is there already. */
-static int stacks_add(struct gr_stacks *out, const int32_t *s, int len)
+int gr__stacks_add(struct gr_stacks *out, const int32_t *s, int len)
 {
     for (int i = 0; i < out->n; i++) {
         int lo = out->off[i], n = out->off[i + 1] - lo;
@@ -114,7 +116,7 @@ static int expand(const struct grammar *g, struct gr_stacks *out, struct gr_scra
             continue;
         }
         if (e->kind != GR_RULE)
-            return stacks_add(out, sc->buf + base, len);
+            return gr__stacks_add(out, sc->buf + base, len);
         {
             const struct gr_rule *r = &g->rules[e->arg];
             int keep = len, nb = base + len;
@@ -196,10 +198,12 @@ bool gr__accepts_from(const struct grammar *g, const int32_t *s, int len, const 
     struct gr_stacks *x = a, *y = b, *t;
 
     gr__stacks_clear(x);
-    if (stacks_add(x, s, len))
+    if (gr__stacks_add(x, s, len))
         return false;
     for (size_t i = 0; i < n; i++) {
-        if (gr__advance(g, x, (uint8_t)bytes[i], y, sc) || y->overflow || y->n == 0)
+        /* as accept_bytes: the last byte may end the sentence */
+        if (gr__advance(g, x, (uint8_t)bytes[i], y, sc) || y->overflow ||
+            (y->n == 0 && !(y->accept && i + 1 == n)))
             return false;
         t = x;
         x = y;
@@ -240,6 +244,8 @@ void grammar_matcher_destroy(struct grammar_matcher *m)
     gr__stacks_free(&m->a);
     gr__stacks_free(&m->b);
     gr__stacks_free(&m->last);
+    gr__stacks_free(&m->q);
+    free(m->covered);
     free(m->last_mask);
     free(m->sc.buf);
     grammar_unref(m->g);
@@ -338,12 +344,30 @@ static int fill_mask(struct grammar_matcher *m, uint32_t *mask)
     struct grammar *g = m->g;
     const struct grammar_vocab *v = g->vocab;
 
+    int rc;
+
     memset(mask, 0, (size_t)v->words * sizeof *mask);
+    if (m->cur.n > m->cap_covered) {
+        uint8_t *c = realloc(m->covered, (size_t)m->cur.n);
+        if (!c)
+            return -ENOMEM;
+        m->covered = c;
+        m->cap_covered = m->cur.n;
+    }
+    if (m->cur.n)
+        memset(m->covered, 0, (size_t)m->cur.n);
+    /* stacks inside a range repetition first: a table lookup instead of a walk per count */
+    if ((rc = gr__repeat_fill(g, &m->cur, m->covered, mask, &m->q, &m->a, &m->b, &m->sc)))
+        return rc;
     for (int i = 0; i < m->cur.n; i++) {
         const int32_t *s = m->cur.pos + m->cur.off[i];
         int len = m->cur.off[i + 1] - m->cur.off[i];
         bool owned = false;
-        struct gr_mask *mk = gr__mask_for(g, s, len, &owned);
+        struct gr_mask *mk;
+
+        if (m->covered[i] == 1)
+            continue;
+        mk = gr__mask_for(g, s, len, &owned);
 
         if (!mk)
             return -ENOMEM;

@@ -96,6 +96,8 @@ static int vocab_new(struct grammar_vocab **out, int n, char *err)
     struct grammar_vocab *v = calloc(1, sizeof *v);
 
     *out = v;
+    if (v)
+        pthread_mutex_init(&v->runs_lock, NULL);
     if (!v || !(v->off = calloc((size_t)n + 1, sizeof *v->off)) ||
         !(v->usable = calloc((size_t)n + 1, sizeof *v->usable))) {
         errf(err, "grammar: out of memory for a vocabulary of %d tokens", n);
@@ -186,6 +188,8 @@ void grammar_vocab_destroy(struct grammar_vocab *v)
 {
     if (!v)
         return;
+    gr__repeat_vocab_free(v);
+    pthread_mutex_destroy(&v->runs_lock);
     free(v->off);
     free(v->bytes);
     free(v->usable);

@@ -145,7 +145,13 @@ int main(int argc, char **argv)
         if (decode(g, ids, n, mask, step, mk))
             return 1;
         grammar_stats(g, &masks, &rules, &elems);
-        printf("  instance: %d tokens, %zu bytes; %d masks cached after the first request\n", n, strlen(inst), masks);
+        {
+            int nt;
+            size_t tb;
+            grammar_vocab_stats(v, &nt, &tb);
+            printf("  instance: %d tokens, %zu bytes; %d masks cached after the first request, "
+                   "%d repetition tables (%.2f MB)\n", n, strlen(inst), masks, nt, tb / 1e6);
+        }
         report("automaton step, cold", step, n);
         report("mask, cold (walks the trie)", mk, n);
         if (decode(g, ids, n, mask, step, mk))

@@ -596,6 +596,12 @@ int main(int argc, char **argv)
         ne += el;
     }
     printf("  grammars: %d rules, %d elements, %d masks cached after both batches\n", nr, ne, nm);
+    {
+        int nt;
+        size_t tb;
+        grammar_vocab_stats(vocab, &nt, &tb);
+        printf("  repetition tables shared by the grammars: %d, %.2f MB\n", nt, tb / 1e6);
+    }
     rc = 0;
 out:
     if (rc)

@@ -327,6 +327,33 @@ START_TEST(masks_are_cached_per_stack_top_and_reused)
 }
 END_TEST
 
+START_TEST(a_token_that_leaves_the_cached_frames_and_ends_the_sentence_is_allowed)
+{
+    /* five frames deep: the cached mask sees four, so "x>}])" leaves them with ")" to spare
+     * and is checked against the whole stack, where that last byte ends the sentence */
+    static const char *const T[] = { "(", "[", "{", "<", "x", "x>}])", "x>}]", "x>}])!" };
+    size_t lens[ARRAY_LEN(T)];
+    struct grammar_vocab *v;
+    struct grammar *g;
+    struct grammar_matcher *m;
+    char err[ERR_LEN];
+    uint32_t mask[1];
+
+    for (size_t i = 0; i < ARRAY_LEN(T); i++)
+        lens[i] = strlen(T[i]);
+    ck_assert_int_eq(grammar_vocab_create_from(&v, T, lens, (int)ARRAY_LEN(T), err), 0);
+    g = compile(GRAMMAR_GBNF, "root ::= \"(\" a \")\"\na ::= \"[\" b \"]\"\nb ::= \"{\" c \"}\"\n"
+                "c ::= \"<\" d \">\"\nd ::= \"x\"\n", v);
+    ck_assert_int_eq(grammar_matcher_create(&m, g), 0);
+    ck_assert_int_eq(grammar_matcher_accept_bytes(m, "([{<", 4), 0);
+    ck_assert_int_eq(grammar_matcher_fill_mask(m, mask), 0);
+    ck_assert_uint_eq(mask[0], 1u << 4 | 1u << 5 | 1u << 6);
+    grammar_matcher_destroy(m);
+    grammar_unref(g);
+    grammar_vocab_destroy(v);
+}
+END_TEST
+
 /* ---- real tokenizers ---- */
 
 START_TEST(token_bytes_of_byte_level_and_metaspace_tokenizers_are_raw_bytes)
@@ -413,6 +440,7 @@ Suite *grammar_suite(void)
     tcase_add_test(tc, classes_with_non_ascii_ranges_take_exactly_their_code_points);
     tcase_add_test(tc, masks_equal_a_brute_force_check_of_every_token_on_random_walks);
     tcase_add_test(tc, masks_are_cached_per_stack_top_and_reused);
+    tcase_add_test(tc, a_token_that_leaves_the_cached_frames_and_ends_the_sentence_is_allowed);
     tcase_add_test(tc, token_bytes_of_byte_level_and_metaspace_tokenizers_are_raw_bytes);
     tcase_add_test(tc, a_json_mask_over_a_real_vocabulary_allows_only_tokens_that_fit);
     suite_add_tcase(s, tc);
