@@ -129,6 +129,10 @@ struct engine_stats {
                                                  still running when their masks were done:
                                                  wholly hidden (0 on cpu, whose forward is
                                                  done when launch returns) */
+    double decode_host_s;                     /* of those steps: the engine thread's own work
+                                                 (scheduling, the rows, the scheduler's update,
+                                                 deliveries), outside the runner and the masks:
+                                                 time the device idles unless it is overlapped */
     bool healthy;                             /* false once a step failed beyond recovery */
     bool ready;                               /* model loaded, graphs captured, thread running */
     double alive_s;                           /* now_s() when the engine thread last ended a

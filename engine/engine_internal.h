@@ -79,6 +79,7 @@ struct engine {
     double decode_step_s;            /* in the runner (launch and finish) */
     double decode_mask_s;            /* making masks between launch and finish */
     double decode_mask_hidden_s;     /* of it, in steps whose forward still ran after them */
+    double decode_host_s;            /* the rest of those steps: the engine thread's own work */
     uint64_t rng;
     long fault_step;                 /* test-only fault point: fail step N (0 = off) */
     bool fault_sticky;

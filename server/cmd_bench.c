@@ -202,6 +202,7 @@ wait:
     qsort(tpot, n_tpot, sizeof *tpot, cmp_double);
     uint64_t dsteps = st1.num_decode_steps - st0.num_decode_steps;
     double dsec = st1.decode_step_s - st0.decode_step_s;
+    double dmask = st1.decode_mask_s - st0.decode_mask_s, dhost = st1.decode_host_s - st0.decode_host_s;
 
     printf("osprey bench: %s, %d prompts, input %d..%d, output %d..%d tokens, %s%s\n", c.model,
            num_prompts, in_len, in_max, out_len, out_max, c.enforce_eager ? "eager" : "graphs where captured",
@@ -217,6 +218,11 @@ wait:
            1e3 * pct(tpot, n_tpot, 90), 1e3 * pct(tpot, n_tpot, 99));
     printf("decode steps:      %llu, mean %.3f ms\n", (unsigned long long)dsteps,
            dsteps ? 1e3 * dsec / dsteps : 0.0);
+    /* the engine thread's own work in those steps: the device idles through it (issue 13's
+     * "host time per step", which async scheduling would hide) */
+    printf("decode host:       mean %.3f ms a step, %.1f%% of the step\n",
+           dsteps ? 1e3 * dhost / dsteps : 0.0,
+           dsec + dmask + dhost > 0 ? 100.0 * dhost / (dsec + dmask + dhost) : 0.0);
     printf("steps:             %llu, preemptions %llu\n",
            (unsigned long long)(st1.num_steps - st0.num_steps),
            (unsigned long long)(st1.num_preemptions - st0.num_preemptions));

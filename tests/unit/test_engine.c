@@ -192,6 +192,9 @@ static void check_batch_equals_solo(int kv_blocks, bool prefix_caching, bool sam
         ck_assert_int_eq(st.prefix_hits, 0);
     ck_assert_int_eq(st.num_running, 0);
     ck_assert_int_eq(st.num_waiting, 0);
+    /* the engine thread's own share of the decode steps is counted (osprey bench prints it) */
+    ck_assert_uint_gt(st.num_decode_steps, 0);
+    ck_assert_msg(st.decode_host_s > 0 && st.decode_host_s < 60, "decode host %g s", st.decode_host_s);
     engine_destroy(e);
     for (int j = 0; j < N; j++) {
         ck_assert_int_eq(batch[j].out.calls_after_final, 0);
