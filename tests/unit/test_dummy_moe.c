@@ -1,7 +1,7 @@
 /* test_dummy_moe.c — --load-format dummy for mixture-of-experts models (engine/model/
  * model_dummy.c, model_experts.c): a dummy Mixtral, Qwen3-MoE, Qwen2-MoE (shared expert) and
  * gpt-oss (fused interleaved experts, biases, sinks, router bias) generate on the cpu backend,
- * the same tokens for the same seed and others for another; a batch routes to more experts
+ * the same tokens for the same seed (at TP = 2 too) and others for another; a batch routes to more experts
  * than one token's top-k (a random router spreads tokens); every expert reads its own window
  * of the shared pool; the pools stay a small part of the bytes the tensors describe (the
  * 30B-A3B, 8x7B and gpt-oss-20b shapes: printed); a quantized MoE config stays refused. */
@@ -99,11 +99,12 @@ static void count_routes(struct backend *be)
 }
 
 /* Greedy tokens of NREQ requests (the same prompts whatever the weights' seed: the sim's
- * own seed draws them) on dir's dummy model drawn with `seed`. */
-static void generate(const char *dir, uint64_t seed, int32_t tokens[NREQ][MAX_LEN])
+ * own seed draws them) on dir's dummy model drawn with `seed`, over tp ranks. */
+static void generate(const char *dir, uint64_t seed, int tp, int32_t tokens[NREQ][MAX_LEN])
 {
     struct fixture_spec spec = { .seed = 5 };
-    struct sim_options so = { .block_size = 8, .patch = count_routes };
+    struct sim_options so = { .block_size = 8, .patch = count_routes,
+                              .tensor_parallel_size = tp };
     struct sim_req q[NREQ];
     struct model m;
     struct sim s;
@@ -128,15 +129,17 @@ START_TEST(each_moe_family_generates_from_dummy_weights_by_its_seed)
     static const char *const presets[] = { "tiny-mixtral", "tiny-qwen3-moe", "tiny-qwen2-moe",
                                            "tiny-gpt-oss" };
     const char *preset = presets[_i];
-    int32_t a[NREQ][MAX_LEN], b[NREQ][MAX_LEN], c[NREQ][MAX_LEN];
+    int32_t a[NREQ][MAX_LEN], b[NREQ][MAX_LEN], c[NREQ][MAX_LEN], d[NREQ][MAX_LEN];
     char dir[FIXTURE_PATH + 32];
 
     no_weights(dir, sizeof dir, preset);
     most_experts = 0;
-    generate(dir, 7, a);
-    generate(dir, 7, b);
-    generate(dir, 8, c);
+    generate(dir, 7, 1, a);
+    generate(dir, 7, 1, b);
+    generate(dir, 8, 1, c);
     ck_assert_msg(!memcmp(a, b, sizeof a), "%s: the same seed generated other tokens", preset);
+    generate(dir, 7, 2, d);    /* the dummy model shards like a checkpoint */
+    ck_assert_msg(!memcmp(a, d, sizeof a), "%s: TP = 2 generated other tokens", preset);
     ck_assert_msg(memcmp(a, c, sizeof a), "%s: another seed generated the same tokens", preset);
     /* more experts than one token's top-k: tokens went to different experts */
     printf("dummy_moe %s: a batch routed to %d distinct experts (top-%d)\n", preset,
