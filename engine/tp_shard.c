@@ -31,13 +31,6 @@ int tp_shard_check(const struct model_config *c, int n, char *err)
              "are not sharded yet; use --tensor-parallel-size 1", n);
         return -EINVAL;
     }
-    /* the shards would need gpt-oss's sinks split by head, its o and down biases added once
-     * and its interleaved experts split by pairs: not written */
-    if (c->attn_sinks || c->moe_act != MOE_ACT_SILU) {
-        errf(err, "--tensor-parallel-size %d: %s is not sharded yet; use --tensor-parallel-size 1",
-             n, c->arch_name);
-        return -ENOTSUP;
-    }
     if (H % n) {
         errf(err, "--tensor-parallel-size %d does not divide the model's %d attention heads", n, H);
         return -EINVAL;
@@ -118,6 +111,47 @@ void tp_shard_config(const struct model_config *c, int n, struct model_config *o
     out->shared_expert_intermediate_size = c->shared_expert_intermediate_size / n;
 }
 
+/* A zero vector in place of a bias that rank 0 alone adds (see tp_shard_create): the moe
+ * op takes every expert's biases or none. One buffer of the shard serves every layer. */
+static int zero_bias(struct tp_shard *s, struct tensor_ref *out, const struct tensor_ref *t,
+                     char *err)
+{
+    if (!t->data)
+        return 0;
+    if (!s->zeros) {
+        if (!(s->zeros = calloc((size_t)s->m.cfg.hidden_size, sizeof(float)))) {
+            errf(err, "tensor parallelism: out of memory");
+            return -ENOMEM;
+        }
+    }
+    if (t->ndim != 1 || t->shape[0] > s->m.cfg.hidden_size) {
+        errf(err, "tensor parallelism: %s is not a bias of the hidden size", t->name);
+        return -EINVAL;
+    }
+    *out = *t;
+    out->data = s->zeros;
+    return 0;
+}
+
+/* A gpt-oss expert as published, input-major with gate and up interleaved (gate_up_t
+ * [hidden, 2 ffn], column 2i gate i, 2i + 1 up i): the rank's ffn slice [r f, (r + 1) f) is
+ * the contiguous columns [2 r f, 2 (r + 1) f) of gate_up_t (copied) and of its bias (a view),
+ * and rows [r f, (r + 1) f) of down_t (a view). down's bias is rank 0's alone: the ranks'
+ * partial sums are all-reduced, so a bias on each would be added n times. */
+static int shard_oai_expert(struct tp_shard *s, struct expert_tensors *y,
+                            const struct expert_tensors *x, int rank, int f, char *err)
+{
+    int rc;
+
+    y->gate_up_bias = rows_of(&x->gate_up_bias, 2 * (int64_t)rank * f, 2 * (int64_t)f);
+    y->down_t = rows_of(&x->down_t, (int64_t)rank * f, f);
+    if ((rc = cols_of(s, &y->gate_up_t, &x->gate_up_t, 2 * (int64_t)rank * f, 2 * (int64_t)f,
+                      err)))
+        return rc;
+    y->down_bias = x->down_bias;
+    return rank == 0 ? 0 : zero_bias(s, &y->down_bias, &x->down_bias, err);
+}
+
 /* A MoE layer's share: every expert's gate and up rows [r0, r0 + f) (views) and down
  * columns (copied), the shared expert's likewise; router and shared gate replicated. */
 static int shard_experts(struct tp_shard *s, struct layer_tensors *b, const struct layer_tensors *a,
@@ -132,9 +166,17 @@ static int shard_experts(struct tp_shard *s, struct layer_tensors *b, const stru
         return -ENOMEM;
     }
     for (int e = 0; e < E; e++) {
-        b->experts[e].gate = rows_of(&a->experts[e].gate, (int64_t)rank * f, f);
-        b->experts[e].up = rows_of(&a->experts[e].up, (int64_t)rank * f, f);
-        if ((rc = cols_of(s, &b->experts[e].down, &a->experts[e].down, (int64_t)rank * f, f, err)))
+        const struct expert_tensors *x = &a->experts[e];
+        struct expert_tensors *y = &b->experts[e];
+
+        if (x->gate_up_t.data) {
+            if ((rc = shard_oai_expert(s, y, x, rank, f, err)))
+                return rc;
+            continue;
+        }
+        y->gate = rows_of(&x->gate, (int64_t)rank * f, f);
+        y->up = rows_of(&x->up, (int64_t)rank * f, f);
+        if ((rc = cols_of(s, &y->down, &x->down, (int64_t)rank * f, f, err)))
             return rc;
     }
     if (!a->shared.down.data)
@@ -194,6 +236,10 @@ int tp_shard_create(struct tp_shard *s, const struct model *m, int rank, int n, 
         b->q = rows_of(&a->q, (int64_t)rank * h * D, (int64_t)h * D);
         b->k = rows_of(&a->k, (int64_t)kv0 * D, (int64_t)kv * D);
         b->v = rows_of(&a->v, (int64_t)kv0 * D, (int64_t)kv * D);
+        b->sinks = rows_of(&a->sinks, (int64_t)rank * h, h);   /* gpt-oss: one a head */
+        /* gpt-oss's o_proj bias: rank 0's alone (o is row-parallel, its outputs summed) */
+        if (rank > 0)
+            memset(&b->o_bias, 0, sizeof b->o_bias);
         b->q_bias = rows_of(&a->q_bias, (int64_t)rank * h * D, (int64_t)h * D);
         b->k_bias = rows_of(&a->k_bias, (int64_t)kv0 * D, (int64_t)kv * D);
         b->v_bias = rows_of(&a->v_bias, (int64_t)kv0 * D, (int64_t)kv * D);
@@ -217,6 +263,7 @@ void tp_shard_free(struct tp_shard *s)
         free(s->m.layers[l].experts);
     for (int i = 0; i < s->num_copies; i++)
         free(s->copies[i]);
+    free(s->zeros);
     free(s->copies);
     free(s->m.layers);
     memset(s, 0, sizeof *s);

@@ -5,7 +5,10 @@
  * become the rank's separate q, k, v, gate and up rows. A MoE layer splits every expert by
  * its intermediate size (gate/up rows, down columns; the shared expert too) and replicates
  * the router, so that every rank routes alike and the block's output is a partial sum,
- * all-reduced like down's. The KV heads are split too; when the group has
+ * all-reduced like down's. gpt-oss: the sinks split with their heads, the interleaved
+ * experts by (gate, up) column pairs with the gate_up bias, and the biases of o and of the
+ * experts' down added by rank 0 alone (zeros elsewhere), once before the all-reduce. The
+ * KV heads are split too; when the group has
  * more ranks than KV heads each KV head is replicated on N / KV ranks (vLLM's rule). The
  * shard is a struct model whose config says the rank's heads, KV heads and intermediate
  * size, so that the runner, the weights upload and the KV cache sizing work on it as on a
@@ -20,6 +23,7 @@ struct tp_shard {
     struct model m;            /* the rank's model: cfg sharded, layers[] of slices */
     void **copies;             /* [num_copies] the column slices' bytes */
     int num_copies;
+    void *zeros;               /* gpt-oss, ranks > 0: the experts' down bias (rank 0 adds it) */
 };
 
 /* Returns 0 when a group of n ranks can shard c, else -EINVAL with a message naming the

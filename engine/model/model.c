@@ -822,10 +822,11 @@ static int open_model(struct model *m, const char *dir, bool dummy, uint64_t see
         m->cfg.dtype = m->embed.dtype;
     if (dummy)
         LOG(LL_INFO, "model", "%s: %s, %d layers, hidden %d, heads %d/%d, vocab %d, random %s "
-            "weights%s (--load-format dummy, seed %llu)", dir, m->cfg.arch_name,
-            m->cfg.num_layers, m->cfg.hidden_size, m->cfg.num_heads, m->cfg.num_kv_heads,
-            m->cfg.vocab_size, dtype_name(m->cfg.dtype),
-            fp8 ? ", linear layers' as F8_E4M3 with per-row scales" : "", (unsigned long long)seed);
+            "weights%s (--load-format dummy, seed %llu), sharing %zu MiB of host memory",
+            dir, m->cfg.arch_name, m->cfg.num_layers, m->cfg.hidden_size, m->cfg.num_heads,
+            m->cfg.num_kv_heads, m->cfg.vocab_size, dtype_name(m->cfg.dtype),
+            fp8 ? ", linear layers' as F8_E4M3 with per-row scales" : "", (unsigned long long)seed,
+            model__dummy_bytes(m->dummy) >> 20);
     else
         LOG(LL_INFO, "model", "%s: %s, %d layers, hidden %d, heads %d/%d, vocab %d, %d tensors "
             "in %d file(s), quantization %s", dir, m->cfg.arch_name, m->cfg.num_layers,
@@ -853,6 +854,11 @@ int model_open(struct model *m, const char *dir, char *err)
 int model_open_dummy(struct model *m, const char *dir, uint64_t seed, bool fp8, char *err)
 {
     return open_model(m, dir, true, seed, fp8, err);
+}
+
+size_t model_dummy_bytes(const struct model *m)
+{
+    return m->dummy ? model__dummy_bytes(m->dummy) : 0;
 }
 
 void model_close(struct model *m)

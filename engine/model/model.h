@@ -202,9 +202,12 @@ int model_open(struct model *m, const char *dir, char *err);
 /* --load-format dummy: config.json (and generation_config.json) as model_open reads them,
  * but no safetensors: every tensor is random (seeded; engine/model/model_dummy.c), in the
  * config's float dtype; with fp8 (--quantization fp8) the linear layers' weights come as
- * F8_E4M3 with one scale a row, as quantizing at load would make them. A quantized config or
- * a MoE model is refused in one line. */
+ * F8_E4M3 with one scale a row, as quantizing at load would make them (MoE experts and
+ * routers stay float). Tensors share the pools' bytes on the host (model_dummy_bytes); a
+ * quantized config is refused in one line. */
 int model_open_dummy(struct model *m, const char *dir, uint64_t seed, bool fp8, char *err);
+/* Host bytes of a dummy model's random pools (0 for a model read from files). */
+size_t model_dummy_bytes(const struct model *m);
 void model_close(struct model *m);
 
 const char *model_arch_name(enum model_arch a);

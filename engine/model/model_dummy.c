@@ -1,12 +1,18 @@
 /* model_dummy.c — --load-format dummy (vLLM's name): a model folder with config.json and a
- * tokenizer but no weights gets random ones, so that benchmarks of 8B or 70B shapes need no
- * download. Every tensor the binder asks for points into one of two shared pools in the
+ * tokenizer but no weights gets random ones, so that benchmarks of 8B, 70B or 30B-A3B shapes
+ * need no download. Every tensor the binder asks for points into one of two shared pools in the
  * config's dtype: the weights' (seeded, transformers' N(0, 0.02) as osprey gen-model draws
- * it, sized for the largest tensor; every tensor reads a prefix of it) and the norms' (their
- * neutral value, 1, or 0 for Gemma's 1 + w). Tensors share bytes: this is a shape, not a
- * model. Under --quantization fp8 the linear layers' weights come as F8_E4M3 already, codes
- * of the same draw with one scale a row, as the quantizer at load would make them: drawing
- * 8 billion floats and quantizing them on the host would take a minute for nothing. */
+ * it, sized for the largest tensor plus a little slack; every tensor reads its own window of
+ * it, at an offset hashed from its name, so that layers and experts differ) and the norms'
+ * (their neutral value, 1, or 0 for Gemma's 1 + w). Biases and gpt-oss's sinks are drawn like
+ * weights. Tensors share bytes on the host: a MoE model's hundreds of experts cost nothing
+ * more there, but every expert is uploaded and read as its own copy (engine/weights.c), so
+ * bandwidth figures are those of the real model; and a random router spreads tokens over the
+ * experts, as a trained one with its load-balancing loss roughly does. Under --quantization
+ * fp8 the linear layers' weights come as F8_E4M3 already, codes of the same draw with one
+ * scale a row, as the quantizer at load would make them (experts and routers stay float, as
+ * they do for a real checkpoint): drawing 8 billion floats and quantizing them on the host
+ * would take a minute for nothing. */
 #include "engine/base/fp8.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -17,6 +23,12 @@
 #include "engine/model/model_internal.h"
 
 #define DUMMY_STD 0.02    /* transformers' initializer_range, as gen_model.c */
+/* A tensor starts at one of DUMMY_SLOTS offsets DUMMY_STRIDE elements apart (64 bytes in
+ * bf16: rows stay as aligned as malloc's), so the pools are that much longer than the
+ * largest tensor. 4096 slots: 128 experts of a layer rarely share one. */
+#define DUMMY_SLOTS 4096
+#define DUMMY_STRIDE 32
+#define DUMMY_SLACK ((size_t)DUMMY_SLOTS * DUMMY_STRIDE)
 
 struct model_dummy {
     enum dtype dtype;
@@ -48,12 +60,27 @@ static void store(void *pool, enum dtype dt, size_t i, float v)
         ((float *)pool)[i] = v;
 }
 
+/* Elements of the largest 2-D tensor the binder asks for in c: the embedding, fused q/k/v,
+ * gate/up and down of the dense layers, and of a MoE layer the router, one expert (gpt-oss's
+ * input-major gate_up [hidden, 2 ffn]) and the shared expert. */
+static size_t largest_tensor(const struct model_config *c)
+{
+    int64_t h = c->hidden_size, qd = (int64_t)c->num_heads * c->head_dim;
+    int64_t kvd = (int64_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
+    int64_t n = MAX((int64_t)c->vocab_size * h, MAX(qd + 2 * kvd, 2 * ffn) * h);
+
+    n = MAX(n, h * MAX(qd, ffn));
+    if (c->num_experts)
+        n = MAX(n, h * MAX((int64_t)c->num_experts, 2 * (int64_t)c->moe_intermediate_size));
+    return (size_t)MAX(n, h * (int64_t)c->shared_expert_intermediate_size);
+}
+
 int model__dummy_create(struct model_dummy **out, const struct model_config *c, uint64_t seed,
                         bool fp8, char *err)
 {
     int64_t h = c->hidden_size, qd = (int64_t)c->num_heads * c->head_dim;
     int64_t kvd = (int64_t)c->num_kv_heads * c->head_dim, ffn = c->intermediate_size;
-    int64_t big = (int64_t)c->vocab_size * h, wide = MAX(qd + 2 * kvd, 2 * ffn) * h;
+    int64_t wide = MAX(qd + 2 * kvd, 2 * ffn) * h;
     struct model_dummy *d;
     size_t es;
 
@@ -69,25 +96,20 @@ int model__dummy_create(struct model_dummy **out, const struct model_config *c, 
              "weights)", model_quant_name(c->quant));
         return -EINVAL;
     }
-    if (c->num_experts) {
-        errf(err, "--load-format dummy: %s is a mixture-of-experts model; dummy weights are "
-             "drawn for dense models only in this build", c->arch_name);
-        return -ENOTSUP;
-    }
     if (!(d = calloc(1, sizeof *d))) {
         errf(err, "--load-format dummy: out of memory");
         return -ENOMEM;
     }
     d->dtype = c->dtype;
     es = dtype_size(c->dtype);
-    d->pool_elems = (size_t)MAX(big, MAX(wide, h * MAX(qd, ffn)));
+    d->pool_elems = largest_tensor(c) + DUMMY_SLACK;
     d->norm_elems = (size_t)MAX(h, MAX(qd + 2 * kvd, c->head_dim));
     d->weights = malloc(d->pool_elems * es);
     d->norms = malloc(d->norm_elems * es);
     if (fp8) {
         size_t rows = (size_t)MAX(MAX(qd + 2 * kvd, 2 * ffn), h);
 
-        d->linear_elems = (size_t)MAX(wide, h * MAX(qd, ffn));
+        d->linear_elems = (size_t)MAX(wide, h * MAX(qd, ffn)) + DUMMY_SLACK;
         d->codes = malloc(d->linear_elems);
         d->scales = malloc(rows * sizeof *d->scales);
         d->scale_ref = (struct tensor_ref){ .name = "(dummy weight_scale)", .data = d->scales,
@@ -126,25 +148,54 @@ void model__dummy_destroy(struct model_dummy *d)
     free(d);
 }
 
+size_t model__dummy_bytes(const struct model_dummy *d)
+{
+    size_t rows = d->scales ? (size_t)d->scale_ref.shape[0] : 0;
+
+    return (d->pool_elems + d->norm_elems) * dtype_size(d->dtype) + d->linear_elems +
+           rows * sizeof *d->scales;
+}
+
+/* Whether a 1-D tensor is drawn like a weight (biases, gpt-oss's sinks) rather than set to
+ * a norm's neutral value. */
+static bool drawn_1d(const char *name)
+{
+    size_t n = strlen(name);
+
+    return (n >= 4 && !strcmp(name + n - 4, "bias")) || (n >= 5 && !strcmp(name + n - 5, "sinks"));
+}
+
+/* The window of a pool where `name` starts: a hash of the name, FNV-1a. */
+static size_t offset_of(const char *name)
+{
+    uint64_t x = 0xcbf29ce484222325ull;
+
+    for (const char *p = name; *p; p++)
+        x = (x ^ (uint8_t)*p) * 0x100000001b3ull;
+    return (size_t)(rng_mix(x) % DUMMY_SLOTS) * DUMMY_STRIDE;
+}
+
 int model__dummy_bind(struct model_dummy *d, struct tensor_ref *t, const char *name, int ndim,
                       int64_t d0, int64_t d1, bool linear)
 {
-    size_t n = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
-    bool norm = ndim == 1;
+    size_t n = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1), off = offset_of(name);
+    bool norm = ndim == 1 && !drawn_1d(name);
 
     if (linear && d->codes) {
-        if (ndim != 2 || n > d->linear_elems || (size_t)d0 > (size_t)d->scale_ref.shape[0])
+        if (ndim != 2 || n + off > d->linear_elems || (size_t)d0 > (size_t)d->scale_ref.shape[0])
             return -EINVAL;
-        *t = (struct tensor_ref){ .name = "(dummy weight)", .data = d->codes,
+        *t = (struct tensor_ref){ .name = "(dummy weight)", .data = d->codes + off,
                                   .dtype = DT_F8_E4M3, .ndim = 2, .shape = { d0, d1 },
                                   .nbytes = n, .scale = &d->scale_ref,
                                   .scale_block = { 1, d1 } };
         return 0;
     }
-    if (n > (norm ? d->norm_elems : d->pool_elems))
+    if (norm ? n > d->norm_elems : n + off > d->pool_elems)
         return -EINVAL;   /* a shape the pools were not sized for: our bug, said by the caller */
-    (void)name;   /* the caller's buffer: not kept */
-    *t = (struct tensor_ref){ .name = "(dummy weight)", .data = norm ? d->norms : d->weights,
+    /* the caller's name buffer is not kept */
+    *t = (struct tensor_ref){ .name = "(dummy weight)",
+                              .data = norm ? d->norms
+                                           : (char *)d->weights + off * dtype_size(d->dtype),
                               .dtype = d->dtype, .ndim = ndim, .shape = { d0, ndim == 2 ? d1 : 0 },
                               .nbytes = n * dtype_size(d->dtype) };
     return 0;

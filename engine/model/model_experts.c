@@ -1,7 +1,8 @@
 /* model_experts.c — binds a mixture-of-experts layer's tensors: the router, every expert
  * (one tensor each as published, or slices of transformers 5's fused 3-D tensors; gpt-oss's
  * input-major interleaved ones with their biases) and Qwen2-MoE's shared expert with its
- * gate. Called by model.c's bind_layer. */
+ * gate. Called by model.c's bind_layer; under --load-format dummy every expert is bound one
+ * by one (model_dummy.c's windows) whichever layout the family publishes. */
 #include <stdlib.h>
 
 #include "engine/model/model_internal.h"
@@ -83,6 +84,35 @@ static struct tensor_ref row_slice(const struct tensor_ref *t, int e)
     return s;
 }
 
+/* --load-format dummy: gpt-oss's experts one by one in the published input-major layout
+ * (gate_up_t [hidden, 2 ffn], down_t [ffn, hidden], their biases), each a window of the
+ * pool, so that the upload and the tensor-parallel shards treat them as a checkpoint's. */
+static int bind_gpt_oss_dummy(struct binder *b, const struct model_config *c, const char *prefix,
+                              int l, struct layer_tensors *lt)
+{
+    int64_t h = c->hidden_size, f = c->moe_intermediate_size;
+    const char *base = "%slayers.%d.mlp.experts.%d.%s";
+    char n[192];
+    int rc = 0;
+
+    for (int e = 0; e < c->num_experts && rc == 0; e++) {
+        struct expert_tensors *x = &lt->experts[e];
+
+        snprintf(n, sizeof n, base, prefix, l, e, "gate_up_proj");
+        if ((rc = model__bind(b, &x->gate_up_t, n, 2, h, 2 * f)))
+            break;
+        snprintf(n, sizeof n, base, prefix, l, e, "down_proj");
+        if ((rc = model__bind(b, &x->down_t, n, 2, f, h)))
+            break;
+        snprintf(n, sizeof n, base, prefix, l, e, "gate_up_proj_bias");
+        if ((rc = model__bind(b, &x->gate_up_bias, n, 1, 2 * f, 0)))
+            break;
+        snprintf(n, sizeof n, base, prefix, l, e, "down_proj_bias");
+        rc = model__bind(b, &x->down_bias, n, 1, h, 0);
+    }
+    return rc;
+}
+
 /* gpt-oss's MoE block as published in bf16/f32: mlp.router.weight/bias and the fused
  * mlp.experts.gate_up_proj [E, hidden, 2 ffn] (gate and up interleaved), gate_up_proj_bias
  * [E, 2 ffn], down_proj [E, ffn, hidden], down_proj_bias [E, hidden], each expert bound as
@@ -97,7 +127,7 @@ static int bind_gpt_oss(struct binder *b, const struct model_config *c, const ch
     int rc;
 
     snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj_blocks", prefix, l);
-    if (st_find(b->st, n)) {
+    if (b->st && st_find(b->st, n)) {
         errf(b->err, "%s: %s: MXFP4 experts (*_blocks, *_scales) are not supported; osprey reads "
              "gpt-oss checkpoints in bf16 or f32 (a dequantized upload)", b->where, n);
         return -ENOTSUP;
@@ -108,6 +138,8 @@ static int bind_gpt_oss(struct binder *b, const struct model_config *c, const ch
     snprintf(n, sizeof n, "%slayers.%d.mlp.router.bias", prefix, l);
     if ((rc = model__bind(b, &lt->router_bias, n, 1, E, 0)))
         return rc;
+    if (b->dummy)
+        return bind_gpt_oss_dummy(b, c, prefix, l, lt);
     snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj", prefix, l);
     if ((rc = bind_fused(b, &gu, n, E, h, 2 * f)))
         return rc;
@@ -145,7 +177,7 @@ int model__bind_moe(struct binder *b, const struct model_config *c, const char *
 
     /* Mixtral as published names the block block_sparse_moe; transformers 5 calls it mlp */
     snprintf(n, sizeof n, "%slayers.%d.block_sparse_moe.gate.weight", prefix, l);
-    if (c->arch == ARCH_MIXTRAL && st_find(b->st, n))
+    if (c->arch == ARCH_MIXTRAL && b->st && st_find(b->st, n))
         blk = "block_sparse_moe.";
     if (!(lt->experts = calloc((size_t)E, sizeof *lt->experts))) {
         errf(b->err, "%s: out of memory", b->where);
@@ -156,8 +188,9 @@ int model__bind_moe(struct binder *b, const struct model_config *c, const char *
     snprintf(n, sizeof n, "%slayers.%d.%sgate.weight", prefix, l, blk);
     if ((rc = model__bind(b, &lt->router, n, 2, E, h)))
         return rc;
+    /* dummy weights bind per expert: windows of one pool instead of a fused tensor's bytes */
     snprintf(n, sizeof n, "%slayers.%d.%sexperts.gate_up_proj", prefix, l, blk);
-    if (st_find(b->st, n)) {
+    if (b->st && st_find(b->st, n)) {
         if ((rc = bind_fused(b, &gu, n, E, 2 * f, h)))
             return rc;
         snprintf(n, sizeof n, "%slayers.%d.%sexperts.down_proj", prefix, l, blk);

@@ -151,11 +151,13 @@ int model__parse_yarn(struct cfg_parse *p, const cJSON *rs, const char *field,
 
 /* model_dummy.c: --load-format dummy's pools of random weights (in cfg's float dtype; the
  * linear layers' as e4m3 with one scale a row when fp8) and norms; _bind points t at them
- * with the shape asked (-EINVAL past the pools' size). */
+ * with the shape asked, at a window of the pool hashed from its name (-EINVAL past the pools'
+ * size); _bytes is what the pools hold on the host. */
 int model__dummy_create(struct model_dummy **out, const struct model_config *c, uint64_t seed,
                         bool fp8, char *err);
 int model__dummy_bind(struct model_dummy *d, struct tensor_ref *t, const char *name, int ndim,
                       int64_t d0, int64_t d1, bool linear);
+size_t model__dummy_bytes(const struct model_dummy *d);
 void model__dummy_destroy(struct model_dummy *d);
 
 /* model_experts.c: a MoE layer's router, experts and shared expert */

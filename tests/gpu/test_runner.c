@@ -9,7 +9,8 @@
  * its own block ids, in its own order, as the scheduler's shared pool gives them. The same
  * with the fp8 (e4m3) KV cache on both backends: the logits within the bf16 bound plus the
  * CPU backend's own fp8-vs-bf16 bound (5% of the logits' range, test_fp8_model.c), graphs
- * against eager as for bf16. Needs
+ * against eager as for bf16. The MoE presets again from --load-format dummy's random
+ * weights (no files). Needs
  * engine/runner.h and engine/model/gen_model.h; without them the case list is empty. */
 #if defined(OSPREY_CUDA) && defined(__has_include)
 #if __has_include("engine/runner.h") && __has_include("engine/model/gen_model.h")
@@ -101,8 +102,10 @@ static float row_bf16_error(const float *le, const float *lc, int V)
     return e;
 }
 
-static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype kv, int *steps,
-                       int *replays, int *near_ties, int *tokens, int *agreed_before_tie)
+/* dummy: the preset's folder without weights, opened with --load-format dummy's random ones */
+static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype kv, bool dummy,
+                       int *steps, int *replays, int *near_ties, int *tokens,
+                       int *agreed_before_tie)
 {
     static const int graph_sizes[] = { 1, 2, 4, 8 };
     char dir[] = "/tmp/osprey-gpu-model-XXXXXX", err[ERR_LEN] = "";
@@ -123,8 +126,10 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
     if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
         return;
     go.out_dir = dir;
+    go.no_weights = dummy;
     if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model %s: %s", preset, err) ||
-        !gt_check(t, model_open(&m, dir, err) == 0, "model_open %s: %s", preset, err))
+        !gt_check(t, (dummy ? model_open_dummy(&m, dir, 5, false, err) : model_open(&m, dir, err))
+                     == 0, "model_open %s: %s", preset, err))
         goto out;
     opened = true;
     V = m.cfg.vocab_size;
@@ -248,7 +253,7 @@ static void all_tiny_presets(struct gt *t, enum dtype kv)
         const char *p = gen_model_preset_name(i);
         if (strncmp(p, "tiny", 4))
             continue;
-        run_preset(t, p, i % 2 == 1, kv, &steps, &replays, &ties, &tokens, &agreed);
+        run_preset(t, p, i % 2 == 1, kv, false, &steps, &replays, &ties, &tokens, &agreed);
         n++;
     }
     gt_check(t, n > 0 && replays > 0, "no tiny preset ran a graph step");
@@ -271,6 +276,23 @@ static void runner_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
 static void runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
 {
     all_tiny_presets(t, DT_F8_E4M3);
+}
+
+/* --load-format dummy's MoE models (every expert a window of one shared host pool, uploaded
+ * as its own copy) on cuda: the cpu's logits and the graphs' tokens, as for the presets'
+ * files; gpt-oss is refused in one line as above. */
+static void dummy_moe_models_cuda_match_cpu(struct gt *t)
+{
+    static const char *const presets[] = { "tiny-mixtral", "tiny-qwen3-moe", "tiny-qwen2-moe",
+                                           "tiny-gpt-oss" };
+    int steps = 0, replays = 0, ties = 0, tokens = 0, agreed = 0;
+
+    for (size_t i = 0; i < ARRAY_LEN(presets); i++)
+        run_preset(t, presets[i], i % 2 == 1, DT_F32, true, &steps, &replays, &ties, &tokens,
+                   &agreed);
+    gt_check(t, replays > 0, "no dummy MoE model ran a graph step");
+    gt_note(t, "dummy MoE models: %d steps, %d graph replays, %d of %d greedy tokens equal "
+            "(%d near-ties)", steps, replays, tokens - ties, tokens, ties);
 }
 
 /* Tensor parallelism's NCCL path with one rank: the layer loop all-reduces o and down
@@ -586,6 +608,7 @@ const struct gt_case gt_cases_runner[] = {
     { "runner_cuda_matches_cpu_and_graphs_match_eager", runner_cuda_matches_cpu_and_graphs_match_eager },
     { "runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager", runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager },
     { "nccl_with_one_rank_equals_the_plain_runner", nccl_with_one_rank_equals_the_plain_runner },
+    { "dummy_moe_models_cuda_match_cpu", dummy_moe_models_cuda_match_cpu },
     { NULL, NULL },
 };
 

@@ -22,8 +22,8 @@ static const struct {
     { "tiny-gemma2", true, true }, { "tiny-gemma3", true, true }, { "tiny-phi3", true, true },
     { "tiny-mixtral", false, true }, { "tiny-qwen2-moe", false, true },
     { "tiny-qwen3-moe", false, true },
-    /* cuda has no attention sinks nor gpt-oss's MoE; its shards are not written */
-    { "tiny-gpt-oss", false, false },
+    /* cuda has no attention sinks nor gpt-oss's MoE */
+    { "tiny-gpt-oss", false, true },
 };
 
 #define PROMPT "The quick brown fox jumps over the lazy dog while seven wizards quietly " \

@@ -22,7 +22,11 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
     ck_assert_int_le(num_blocks + WINDOW_EXTRA_BLOCKS, MAX_FREE);
     s->rng = spec->seed * 7919 + bs;
     s->block_size = bs;
-    ck_assert_int_eq(random_model_create(&s->fx, spec), 0);
+    s->borrowed = so->model != NULL;
+    if (so->model)
+        s->fx.m = *so->model;
+    else
+        ck_assert_int_eq(random_model_create(&s->fx, spec), 0);
     /* Each group's layers hold that group's blocks only. Window groups get more ids than
      * full layers have storage for: a layer sized for another group's pool would be handed
      * slots beyond its cache (cache_update refuses them). */
@@ -56,7 +60,8 @@ void sim_destroy(struct sim *s)
     batch_fini(&s->b);
     runner_destroy(s->r);
     backend_destroy(s->be);
-    random_model_destroy(&s->fx);
+    if (!s->borrowed)
+        random_model_destroy(&s->fx);
 }
 
 /* A request of random tokens; with_ref: the naive forward's logits of every position. */

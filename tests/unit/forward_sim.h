@@ -48,6 +48,7 @@ struct sim {
     int freed_blocks;          /* window blocks freed and poisoned (free_out_of_window) */
     int reused_blocks;         /* allocations that took a freed, poisoned block */
     bool free_out_of_window;
+    bool borrowed;             /* fx.m is the caller's model (sim_options.model): not freed */
     bool poisoned[KV_MAX_GROUPS][MAX_FREE];
 };
 
@@ -58,6 +59,8 @@ struct sim_options {
     bool fused_rope_cache;
     void (*patch)(struct backend *be);   /* swaps ops before the runner exists */
     int tensor_parallel_size;  /* the runner's ranks (engine/runner_tp.h); 0 = 1 */
+    const struct model *model; /* borrowed: run this model (a dummy one, say) instead of the
+                                * spec's random one; the spec then gives the seed only */
     double *max_err;           /* or NULL: sim_run_mixed leaves its max |logit - reference| here */
     bool free_out_of_window;   /* a window group's blocks that left every query's window go
                                 * back to the pool, NaN-poisoned in every layer of the group,

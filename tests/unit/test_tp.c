@@ -3,7 +3,8 @@
  * and 4 against the independent naive forward over mixed batches (Llama with GQA, KV heads
  * replicated at TP = 4; Qwen2 biases; Qwen3 q/k norm; Mistral's window; sliding and full
  * layers in two KV groups; Gemma 2 and 3; Mixtral, Qwen3-MoE and Qwen2-MoE with every expert
- * split by its intermediate size; Phi-3's fused q/k/v and gate/up) and the same greedy
+ * split by its intermediate size; Phi-3's fused q/k/v and gate/up; gpt-oss's sinks, biases
+ * and interleaved experts) and the same greedy
  * tokens as TP = 1; the refusals of shapes that do not shard. */
 #include <check.h>
 #include <errno.h>
@@ -307,6 +308,32 @@ START_TEST(moe_experts_split_by_intermediate_size_at_tp_2_and_4_match_tp_1)
 }
 END_TEST
 
+/* gpt-oss: sinks split with their heads, q/k/v biases with their rows, o's bias and every
+ * expert's down bias added once (rank 0), the interleaved experts split by (gate, up) column
+ * pairs with their gate_up bias, the biased router replicated; sliding and full layers. The
+ * shape of test_forward_gpt_oss.c, with biases and sinks large enough that adding one twice
+ * or dropping one moves the logits far past TOL. */
+START_TEST(gpt_oss_sinks_biases_and_interleaved_experts_at_tp_2_and_4_match_tp_1)
+{
+    static const int windows[4] = { 6, 0, 6, 0 };
+    struct fixture_spec spec = { .arch = ARCH_GPT_OSS, .vocab = 96, .hidden = 64, .ffn = 64,
+                                 .layers = 4, .heads = 4, .kv_heads = 2, .head_dim = 16,
+                                 .dtype = DT_BF16, .windows = windows, .experts = 4,
+                                 .top_k = 2, .moe_ffn = 32, .renormalize = true,
+                                 .rope_theta = 10000.0,
+                                 .rope = { .type = ROPE_YARN, .factor = 8.0, .beta_fast = 32.0,
+                                           .beta_slow = 1.0,
+                                           .original_max_position_embeddings = 256,
+                                           .attention_factor = 1.2079441541679836 },
+                                 .swiglu_limit = 1.0, .seed = 1901 };
+
+    check_tp(&spec, 4);
+    spec.dtype = DT_F32;
+    spec.seed = 1902;
+    check_tp(&spec, 8);
+}
+END_TEST
+
 /* Phi-3 publishes q/k/v and gate/up fused: each rank takes its rows of each part. */
 START_TEST(phi3_fused_qkv_and_gate_up_at_tp_2_and_4_match_tp_1)
 {
@@ -432,6 +459,7 @@ Suite *tensor_parallel_suite(void)
     tcase_add_test(tc, gemma2_and_gemma3_at_tp_2_and_4_match_tp_1);
     tcase_add_test(tc, moe_experts_split_by_intermediate_size_at_tp_2_and_4_match_tp_1);
     tcase_add_test(tc, phi3_fused_qkv_and_gate_up_at_tp_2_and_4_match_tp_1);
+    tcase_add_test(tc, gpt_oss_sinks_biases_and_interleaved_experts_at_tp_2_and_4_match_tp_1);
     tcase_add_test(tc, a_rank_that_fails_mid_step_fails_the_step_and_never_hangs_its_peer);
     tcase_add_test(tc, shapes_that_do_not_shard_are_refused_with_the_value_named);
     tcase_set_timeout(tc, 120);
