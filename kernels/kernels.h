@@ -58,6 +58,8 @@ struct cuda_attn_params {
     float softcap;             /* tanh soft-cap of the logits; 0 = off */
     int window;                /* sliding window in tokens; 0 = full causal */
     struct cuda_cache_layout cache;
+    const float *sinks;        /* [num_heads] f32 device, or NULL: head h's softmax has one more
+                                * logit, sinks[h] (not scaled), in its denominator only (gpt-oss) */
 };
 
 /* What attention reads of the step batch for one KV-cache group (device pointers, counts
@@ -153,7 +155,7 @@ struct attn_workspace {
 /* Kernel 2: out[b->num_tokens, num_heads * head_dim] = paged attention of q (rows q_stride
  * apart, head h at h * head_dim) over the cache through b->block_table, for
  * any mix of prefill chunks and decodes (query_start_loc, seq_lens), causal within each
- * request's new tokens, GQA, optional window and soft-cap; rows of padding requests
+ * request's new tokens, GQA, optional window, soft-cap and sinks; rows of padding requests
  * (seq_len 0) and after the last request are zeros. head_dim: a multiple of 8, <= 256.
  * Long contexts with few requests split the keys over thread blocks and reduce after.
  * Steps of decodes only (b->max_query_len <= 1) with head_dim 64, 128 or 256 and at most 16
