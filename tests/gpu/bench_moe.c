@@ -176,7 +176,8 @@ int gt_bench_moe(void)
     }
     b.w = (struct moe_weights){ &b.router, b.gu, b.dn, NULL, NULL, NULL, NULL, NULL, NULL };
     b.p = (struct moe_params){ E, K, HID, FFN, 0, true, NULL, MOE_ACT_SILU, 0.0f, 0.0f };
-    b.kp = (struct cuda_moe_params){ MAXN, E, K, HID, FFN, true, CUDA_MOE_TILE_AUTO };
+    b.kp = (struct cuda_moe_params){ MAXN, E, K, HID, FFN, true, CUDA_MOE_TILE_AUTO,
+                                     CUDA_MOE_ACT_SILU, 0.0f, 0.0f };
     if (!(b.flush = b.be->ops->alloc(b.be, FLUSH_BYTES, err)) ||
         !(b.x = b.be->ops->alloc(b.be, (size_t)MAXN * HID * 2, err)) ||
         !(b.out = b.be->ops->alloc(b.be, (size_t)MAXN * HID * 2, err)) ||

@@ -7,7 +7,10 @@
  * should not shows. Also: shapes off the 16-byte path and at the limits (256 experts, top
  * 8), exact ties (a zero router: the lower expert wins, as on the CPU), both tile shapes
  * of the grouped GEMM on the same data, repeated runs bit for bit, and graph replays bit
- * for bit equal to eager runs on new data.
+ * for bit equal to eager runs on new data. gpt-oss's block (the router's bias, the experts'
+ * gate_up and down biases, the clamped SwiGLU with alpha 1.702 and limit 7, biases large
+ * enough that both clamps bite) at its two models' expert counts, decode and prefill batches,
+ * off the 16-byte path, and in graphs.
  *
  * Tolerance: the CPU computes in f32; the GPU rounds the activation silu(gate) * up and
  * each weighted expert output to bf16 before the sum (2^-9 relative each), and the
@@ -38,6 +41,10 @@ struct moe_fx {
     struct moe_shape s;
     struct dweight router, *gu, *dn, sgu, sdn, sg;
     struct bk_weight *cgu, *cdn, *ggu, *gdn;   /* the experts' arrays, per backend */
+    /* gpt-oss: the router's bias (also on the host, for near_ties) and the experts' biases */
+    struct dweight rb, *gub, *dnb;
+    struct bk_weight *cgub, *cdnb, *ggub, *gdnb;
+    float *rb_host;
     struct moe_weights cw, gw;
     struct moe_params p;
 };
@@ -49,8 +56,10 @@ static bool backends(struct gt *t, int max_tokens)
     return gt_backends(t, &o);
 }
 
-/* A random [rows, cols] weight in U(-a, a) on both backends. */
-static bool rand_weight(struct gt *t, struct dweight *w, int rows, int cols, float a)
+/* A random [rows, cols] weight in U(-a, a) on both backends; its values also into keep
+ * (host, rows * cols floats) when not NULL. */
+static bool rand_weight_keep(struct gt *t, struct dweight *w, int rows, int cols, float a,
+                             float *keep)
 {
     float *h = malloc((size_t)rows * cols * 4);
     bool ok;
@@ -59,8 +68,15 @@ static bool rand_weight(struct gt *t, struct dweight *w, int rows, int cols, flo
         return false;
     gt_fill(&t->rng, h, (size_t)rows * cols, -a, a);
     ok = dweight_create(t, w, h, rows, cols, DT_BF16);
+    if (keep)
+        memcpy(keep, h, (size_t)rows * cols * 4);
     free(h);
     return ok;
+}
+
+static bool rand_weight(struct gt *t, struct dweight *w, int rows, int cols, float a)
+{
+    return rand_weight_keep(t, w, rows, cols, a, NULL);
 }
 
 static void fx_free(struct gt *t, struct moe_fx *f)
@@ -70,6 +86,18 @@ static void fx_free(struct gt *t, struct moe_fx *f)
         dweight_free(t, &f->gu[e]);
         dweight_free(t, &f->dn[e]);
     }
+    for (int e = 0; f->gub && e < f->s.E; e++) {
+        dweight_free(t, &f->gub[e]);
+        dweight_free(t, &f->dnb[e]);
+    }
+    dweight_free(t, &f->rb);
+    free(f->gub);
+    free(f->dnb);
+    free(f->cgub);
+    free(f->cdnb);
+    free(f->ggub);
+    free(f->gdnb);
+    free(f->rb_host);
     dweight_free(t, &f->sgu);
     dweight_free(t, &f->sdn);
     dweight_free(t, &f->sg);
@@ -80,6 +108,46 @@ static void fx_free(struct gt *t, struct moe_fx *f)
     free(f->ggu);
     free(f->gdn);
     memset(f, 0, sizeof *f);
+}
+
+/* gpt-oss's biases on top of f's weights, and its activation: the router's bias in
+ * U(-1, 1) (moves the top-k), the experts' gate_up biases in U(-8, 8) (so that gate passes
+ * the limit 7 and up both -7 and 7 on some rows: outputs near 1 before them), down's in
+ * U(-1, 1). */
+static bool fx_add_oai(struct gt *t, struct moe_fx *f)
+{
+    int E = f->s.E;
+
+    f->gub = calloc(E, sizeof *f->gub);
+    f->dnb = calloc(E, sizeof *f->dnb);
+    f->cgub = calloc(E, sizeof *f->cgub);
+    f->cdnb = calloc(E, sizeof *f->cdnb);
+    f->ggub = calloc(E, sizeof *f->ggub);
+    f->gdnb = calloc(E, sizeof *f->gdnb);
+    f->rb_host = calloc(E, sizeof *f->rb_host);
+    if (!gt_check(t, f->gub && f->dnb && f->cgub && f->cdnb && f->ggub && f->gdnb && f->rb_host,
+                  "out of host memory") ||
+        !rand_weight_keep(t, &f->rb, E, 1, 1.0f, f->rb_host))
+        return false;
+    for (int e = 0; e < E; e++) {
+        if (!rand_weight(t, &f->gub[e], 2 * f->s.F, 1, 8.0f) ||
+            !rand_weight(t, &f->dnb[e], f->s.H, 1, 1.0f))
+            return false;
+        f->cgub[e] = f->gub[e].cpu;
+        f->cdnb[e] = f->dnb[e].cpu;
+        f->ggub[e] = f->gub[e].gpu;
+        f->gdnb[e] = f->dnb[e].gpu;
+    }
+    f->cw.router_bias = &f->rb.cpu;
+    f->cw.gate_up_bias = f->cgub;
+    f->cw.down_bias = f->cdnb;
+    f->gw.router_bias = &f->rb.gpu;
+    f->gw.gate_up_bias = f->ggub;
+    f->gw.down_bias = f->gdnb;
+    f->p.act = MOE_ACT_SWIGLU_OAI;
+    f->p.swiglu_alpha = 1.702f;
+    f->p.swiglu_limit = 7.0f;
+    return true;
 }
 
 /* Weights scaled so that the router's logits have a standard deviation near 2 and each
@@ -157,6 +225,8 @@ static int near_ties(struct gt *t, struct moe_fx *f, const struct dbuf *x, int n
     for (int r = 0; r < n && k < E; r++) {
         float kth = -INFINITY, next = -INFINITY;
         memcpy(row, l + (size_t)r * E, E * 4);
+        for (int e = 0; f->rb_host && e < E; e++)   /* gpt-oss: the biased logits route */
+            row[e] += f->rb_host[e];
         for (int j = 0; j <= k; j++) {   /* the k-th and (k+1)-th largest, by selection */
             int b = 0;
             for (int e = 1; e < E; e++)
@@ -223,8 +293,8 @@ static int run_once(struct gt *t, struct moe_fx *f, int n, int zero, float *gpu_
                 got[m++] = got[(size_t)r * H + d];
             }
         }
-        snprintf(what, sizeof what, "E %d k %d H %d F %d SF %d n %d", f->s.E, f->s.k, H, f->s.F,
-                 f->s.SF, n);
+        snprintf(what, sizeof what, "E %d k %d H %d F %d SF %d n %d%s", f->s.E, f->s.k, H,
+                 f->s.F, f->s.SF, n, f->rb_host ? " gpt-oss" : "");
         if (m)
             gt_compare(t, what, got, ref, m, 2e-2 * sqrt(ss / m), 1e-2, 1e-4);
     }
@@ -242,7 +312,7 @@ out:
     return skipped;
 }
 
-static void family(struct gt *t, struct moe_shape s, const char *name)
+static void family_act(struct gt *t, struct moe_shape s, const char *name, bool oai)
 {
     static const int ns[] = { 1, 3, 64, 300, 2048 };
     struct moe_fx f;
@@ -250,12 +320,17 @@ static void family(struct gt *t, struct moe_shape s, const char *name)
 
     if (!backends(t, 2048))
         return;
-    if (fx_create(t, &f, s, false))
+    if (fx_create(t, &f, s, false) && (!oai || fx_add_oai(t, &f)))
         for (size_t i = 0; i < ARRAY_LEN(ns); i++)
             skipped += run_once(t, &f, ns[i], ns[i] >= 64 ? 5 : 0, NULL);
     fx_free(t, &f);
     gt_note(t, "%s: E %d top %d H %d F %d%s, n 1/3/64/300/2048; %d near-tie rows left out",
             name, s.E, s.k, s.H, s.F, s.SF ? " + shared" : "", skipped);
+}
+
+static void family(struct gt *t, struct moe_shape s, const char *name)
+{
+    family_act(t, s, name, false);
 }
 
 static void moe_mixtral_matches_cpu(struct gt *t)
@@ -271,6 +346,40 @@ static void moe_qwen3_matches_cpu(struct gt *t)
 static void moe_qwen2_shared_expert_matches_cpu(struct gt *t)
 {
     family(t, (struct moe_shape){ 60, 4, 256, 64, 256, false }, "Qwen2-MoE");
+}
+
+/* gpt-oss-20b's 32 experts top 4 and gpt-oss-120b's 128 top 4 (softmax over the top-k
+ * logits: the renormalized case), at small hidden and ffn. */
+static void moe_gpt_oss_matches_cpu(struct gt *t)
+{
+    family_act(t, (struct moe_shape){ 32, 4, 256, 128, 0, true }, "gpt-oss-20b experts", true);
+}
+
+static void moe_gpt_oss_120b_experts_match_cpu(struct gt *t)
+{
+    family_act(t, (struct moe_shape){ 128, 4, 192, 96, 0, true }, "gpt-oss-120b experts", true);
+}
+
+/* gpt-oss's block off the 16-byte path (element loads), and with one expert. */
+static void moe_gpt_oss_odd_shapes_match_cpu(struct gt *t)
+{
+    static const struct { struct moe_shape s; int n; } cases[] = {
+        { { 5, 3, 100, 36, 0, true }, 37 },
+        { { 1, 1, 64, 24, 0, true }, 5 },
+        { { 32, 4, 2880 / 16, 2880 / 16, 0, true }, 300 },
+    };
+    int skipped = 0;
+
+    if (!backends(t, 512))
+        return;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct moe_fx f;
+        if (fx_create(t, &f, cases[i].s, false) && fx_add_oai(t, &f))
+            skipped += run_once(t, &f, cases[i].n, 1, NULL);
+        fx_free(t, &f);
+    }
+    gt_note(t, "gpt-oss: H 100/F 36 (no 16-byte loads), E 1, H 180; %d near-tie rows left out",
+            skipped);
 }
 
 /* Off the 16-byte path (hidden 100, ffn 36: element loads), one expert, and the limits. */
@@ -325,7 +434,8 @@ static void moe_tile_shapes_agree(struct gt *t)
         goto out;
     for (size_t i = 0; i < ARRAY_LEN(ns); i++) {
         int n = ns[i], P = n * s.k;
-        struct cuda_moe_params kp = { n, s.E, s.k, s.H, s.F, s.renorm, CUDA_MOE_TILE_DECODE };
+        struct cuda_moe_params kp = { n, s.E, s.k, s.H, s.F, s.renorm, CUDA_MOE_TILE_DECODE,
+                                      CUDA_MOE_ACT_SILU, 0.0f, 0.0f };
         struct cuda_moe_experts ex;
         struct dbuf x = { 0 }, logits = { 0 }, y = { 0 }, out = { 0 };
         size_t wb = moe_experts_cuda_work_bytes(&kp);
@@ -398,11 +508,14 @@ static int graph_body(void *arg)
  * and eager runs equal each other (no float atomics, a stable grouping). */
 static void moe_graph_replay_equals_eager(struct gt *t)
 {
-    static const struct { struct moe_shape s; int n; } cases[] = {
-        { { 128, 8, 256, 128, 0, true }, 1 },
-        { { 128, 8, 256, 128, 0, true }, 64 },
-        { { 60, 4, 256, 64, 256, false }, 8 },
-        { { 8, 2, 512, 256, 0, true }, 300 },
+    static const struct { struct moe_shape s; int n; bool oai; } cases[] = {
+        { { 128, 8, 256, 128, 0, true }, 1, false },
+        { { 128, 8, 256, 128, 0, true }, 64, false },
+        { { 60, 4, 256, 64, 256, false }, 8, false },
+        { { 8, 2, 512, 256, 0, true }, 300, false },
+        { { 32, 4, 256, 128, 0, true }, 1, true },    /* gpt-oss: decode and prefill batches */
+        { { 32, 4, 256, 128, 0, true }, 64, true },
+        { { 32, 4, 256, 128, 0, true }, 300, true },
     };
     int replays = 0;
 
@@ -418,7 +531,8 @@ static void moe_graph_replay_equals_eager(struct gt *t)
         void *work = NULL;
         struct graph_arg ga;
 
-        if (!fx_create(t, &f, cases[i].s, false) || !gt_check(t, xh && e1 && e2 && g, "memory") ||
+        if (!fx_create(t, &f, cases[i].s, false) || (cases[i].oai && !fx_add_oai(t, &f)) ||
+            !gt_check(t, xh && e1 && e2 && g, "memory") ||
             !(work = gpu_work(t, &f, n, &wb)) || !dbuf_create(t, &x, (size_t)n * H, false) ||
             !dbuf_create(t, &out, (size_t)n * H, false))
             goto next;
@@ -459,7 +573,8 @@ next:
         free(e2);
         free(g);
     }
-    gt_note(t, "n 1/64 Qwen3, 8 Qwen2 shared, 300 Mixtral: %d replays bit for bit = eager", replays);
+    gt_note(t, "n 1/64 Qwen3, 8 Qwen2 shared, 300 Mixtral, 1/64/300 gpt-oss: %d replays bit for "
+            "bit = eager", replays);
 }
 
 const struct gt_case gt_cases_moe[] = {
@@ -470,6 +585,9 @@ const struct gt_case gt_cases_moe[] = {
     { "moe_ties_pick_the_lower_expert", moe_ties_pick_the_lower_expert },
     { "moe_tile_shapes_agree", moe_tile_shapes_agree },
     { "moe_graph_replay_equals_eager", moe_graph_replay_equals_eager },
+    { "moe_gpt_oss_matches_cpu", moe_gpt_oss_matches_cpu },
+    { "moe_gpt_oss_120b_experts_match_cpu", moe_gpt_oss_120b_experts_match_cpu },
+    { "moe_gpt_oss_odd_shapes_match_cpu", moe_gpt_oss_odd_shapes_match_cpu },
     { NULL, NULL },
 };
 
