@@ -37,13 +37,20 @@ struct moe_shape {
     bool renorm;
 };
 
+/* Two tensors of every expert (gate_up and down, or their biases): each on both backends,
+ * and the per-backend arrays the moe op takes. */
+struct expert_pair {
+    struct dweight *gu, *dn;
+    struct bk_weight *cgu, *cdn, *ggu, *gdn;
+};
+
 struct moe_fx {
     struct moe_shape s;
-    struct dweight router, *gu, *dn, sgu, sdn, sg;
-    struct bk_weight *cgu, *cdn, *ggu, *gdn;   /* the experts' arrays, per backend */
+    struct dweight router, sgu, sdn, sg;
+    struct expert_pair ex;          /* the experts' weights */
     /* gpt-oss: the router's bias (also on the host, for near_ties) and the experts' biases */
-    struct dweight rb, *gub, *dnb;
-    struct bk_weight *cgub, *cdnb, *ggub, *gdnb;
+    struct dweight rb;
+    struct expert_pair bias;
     float *rb_host;
     struct moe_weights cw, gw;
     struct moe_params p;
@@ -79,34 +86,55 @@ static bool rand_weight(struct gt *t, struct dweight *w, int rows, int cols, flo
     return rand_weight_keep(t, w, rows, cols, a, NULL);
 }
 
+/* E experts' pair: gate_up-like [gu_rows, gu_cols] in U(-gu_a, gu_a), down-like [dn_rows,
+ * dn_cols] in U(-dn_a, dn_a). */
+static bool pair_create(struct gt *t, struct expert_pair *x, int E, int gu_rows, int gu_cols,
+                        float gu_a, int dn_rows, int dn_cols, float dn_a)
+{
+    x->gu = calloc(E, sizeof *x->gu);
+    x->dn = calloc(E, sizeof *x->dn);
+    x->cgu = calloc(E, sizeof *x->cgu);
+    x->cdn = calloc(E, sizeof *x->cdn);
+    x->ggu = calloc(E, sizeof *x->ggu);
+    x->gdn = calloc(E, sizeof *x->gdn);
+    if (!gt_check(t, x->gu && x->dn && x->cgu && x->cdn && x->ggu && x->gdn, "out of host memory"))
+        return false;
+    for (int e = 0; e < E; e++) {
+        if (!rand_weight(t, &x->gu[e], gu_rows, gu_cols, gu_a) ||
+            !rand_weight(t, &x->dn[e], dn_rows, dn_cols, dn_a))
+            return false;
+        x->cgu[e] = x->gu[e].cpu;
+        x->cdn[e] = x->dn[e].cpu;
+        x->ggu[e] = x->gu[e].gpu;
+        x->gdn[e] = x->dn[e].gpu;
+    }
+    return true;
+}
+
+static void pair_free(struct gt *t, struct expert_pair *x, int E)
+{
+    for (int e = 0; x->gu && x->dn && e < E; e++) {
+        dweight_free(t, &x->gu[e]);
+        dweight_free(t, &x->dn[e]);
+    }
+    free(x->gu);
+    free(x->dn);
+    free(x->cgu);
+    free(x->cdn);
+    free(x->ggu);
+    free(x->gdn);
+}
+
 static void fx_free(struct gt *t, struct moe_fx *f)
 {
     dweight_free(t, &f->router);
-    for (int e = 0; f->gu && e < f->s.E; e++) {
-        dweight_free(t, &f->gu[e]);
-        dweight_free(t, &f->dn[e]);
-    }
-    for (int e = 0; f->gub && e < f->s.E; e++) {
-        dweight_free(t, &f->gub[e]);
-        dweight_free(t, &f->dnb[e]);
-    }
+    pair_free(t, &f->ex, f->s.E);
+    pair_free(t, &f->bias, f->s.E);
     dweight_free(t, &f->rb);
-    free(f->gub);
-    free(f->dnb);
-    free(f->cgub);
-    free(f->cdnb);
-    free(f->ggub);
-    free(f->gdnb);
     free(f->rb_host);
     dweight_free(t, &f->sgu);
     dweight_free(t, &f->sdn);
     dweight_free(t, &f->sg);
-    free(f->gu);
-    free(f->dn);
-    free(f->cgu);
-    free(f->cdn);
-    free(f->ggu);
-    free(f->gdn);
     memset(f, 0, sizeof *f);
 }
 
@@ -118,32 +146,17 @@ static bool fx_add_oai(struct gt *t, struct moe_fx *f)
 {
     int E = f->s.E;
 
-    f->gub = calloc(E, sizeof *f->gub);
-    f->dnb = calloc(E, sizeof *f->dnb);
-    f->cgub = calloc(E, sizeof *f->cgub);
-    f->cdnb = calloc(E, sizeof *f->cdnb);
-    f->ggub = calloc(E, sizeof *f->ggub);
-    f->gdnb = calloc(E, sizeof *f->gdnb);
     f->rb_host = calloc(E, sizeof *f->rb_host);
-    if (!gt_check(t, f->gub && f->dnb && f->cgub && f->cdnb && f->ggub && f->gdnb && f->rb_host,
-                  "out of host memory") ||
-        !rand_weight_keep(t, &f->rb, E, 1, 1.0f, f->rb_host))
+    if (!gt_check(t, f->rb_host != NULL, "out of host memory") ||
+        !rand_weight_keep(t, &f->rb, E, 1, 1.0f, f->rb_host) ||
+        !pair_create(t, &f->bias, E, 2 * f->s.F, 1, 8.0f, f->s.H, 1, 1.0f))
         return false;
-    for (int e = 0; e < E; e++) {
-        if (!rand_weight(t, &f->gub[e], 2 * f->s.F, 1, 8.0f) ||
-            !rand_weight(t, &f->dnb[e], f->s.H, 1, 1.0f))
-            return false;
-        f->cgub[e] = f->gub[e].cpu;
-        f->cdnb[e] = f->dnb[e].cpu;
-        f->ggub[e] = f->gub[e].gpu;
-        f->gdnb[e] = f->dnb[e].gpu;
-    }
     f->cw.router_bias = &f->rb.cpu;
-    f->cw.gate_up_bias = f->cgub;
-    f->cw.down_bias = f->cdnb;
+    f->cw.gate_up_bias = f->bias.cgu;
+    f->cw.down_bias = f->bias.cdn;
     f->gw.router_bias = &f->rb.gpu;
-    f->gw.gate_up_bias = f->ggub;
-    f->gw.down_bias = f->gdnb;
+    f->gw.gate_up_bias = f->bias.ggu;
+    f->gw.down_bias = f->bias.gdn;
     f->p.act = MOE_ACT_SWIGLU_OAI;
     f->p.swiglu_alpha = 1.702f;
     f->p.swiglu_limit = 7.0f;
@@ -159,32 +172,17 @@ static bool fx_create(struct gt *t, struct moe_fx *f, struct moe_shape s, bool z
 
     memset(f, 0, sizeof *f);
     f->s = s;
-    f->gu = calloc(E, sizeof *f->gu);
-    f->dn = calloc(E, sizeof *f->dn);
-    f->cgu = calloc(E, sizeof *f->cgu);
-    f->cdn = calloc(E, sizeof *f->cdn);
-    f->ggu = calloc(E, sizeof *f->ggu);
-    f->gdn = calloc(E, sizeof *f->gdn);
-    if (!gt_check(t, f->gu && f->dn && f->cgu && f->cdn && f->ggu && f->gdn, "out of host memory") ||
-        !rand_weight(t, &f->router, E, s.H, ra))
+    if (!rand_weight(t, &f->router, E, s.H, ra) ||
+        !pair_create(t, &f->ex, E, 2 * s.F, s.H, 3.0f / sqrtf(s.H), s.H, s.F, 3.0f / sqrtf(s.F)))
         return false;
-    for (int e = 0; e < E; e++) {
-        if (!rand_weight(t, &f->gu[e], 2 * s.F, s.H, 3.0f / sqrtf(s.H)) ||
-            !rand_weight(t, &f->dn[e], s.H, s.F, 3.0f / sqrtf(s.F)))
-            return false;
-        f->cgu[e] = f->gu[e].cpu;
-        f->cdn[e] = f->dn[e].cpu;
-        f->ggu[e] = f->gu[e].gpu;
-        f->gdn[e] = f->dn[e].gpu;
-    }
     if (s.SF && (!rand_weight(t, &f->sgu, 2 * s.SF, s.H, 3.0f / sqrtf(s.H)) ||
                  !rand_weight(t, &f->sdn, s.H, s.SF, 3.0f / sqrtf(s.SF)) ||
                  !rand_weight(t, &f->sg, 1, s.H, 3.0f / sqrtf(s.H))))
         return false;
-    f->cw = (struct moe_weights){ &f->router.cpu, f->cgu, f->cdn, s.SF ? &f->sgu.cpu : NULL,
+    f->cw = (struct moe_weights){ &f->router.cpu, f->ex.cgu, f->ex.cdn, s.SF ? &f->sgu.cpu : NULL,
                                   s.SF ? &f->sdn.cpu : NULL, s.SF ? &f->sg.cpu : NULL,
                                   NULL, NULL, NULL };
-    f->gw = (struct moe_weights){ &f->router.gpu, f->ggu, f->gdn, s.SF ? &f->sgu.gpu : NULL,
+    f->gw = (struct moe_weights){ &f->router.gpu, f->ex.ggu, f->ex.gdn, s.SF ? &f->sgu.gpu : NULL,
                                   s.SF ? &f->sdn.gpu : NULL, s.SF ? &f->sg.gpu : NULL,
                                   NULL, NULL, NULL };
     f->p = (struct moe_params){ E, s.k, s.H, s.F, s.SF, s.renorm, NULL, MOE_ACT_SILU, 0.0f, 0.0f };
@@ -446,8 +444,8 @@ static void moe_tile_shapes_agree(struct gt *t)
 
         memset(&ex, 0, sizeof ex);
         for (int e = 0; e < s.E; e++) {
-            ex.gate_up[e] = f.ggu[e].data;
-            ex.down[e] = f.gdn[e].data;
+            ex.gate_up[e] = f.ex.ggu[e].data;
+            ex.down[e] = f.ex.gdn[e].data;
         }
         if (gt_check(t, work && xh && o[0] && o[1], "out of memory: %s", err) &&
             dbuf_create(t, &x, (size_t)n * s.H, false) &&
