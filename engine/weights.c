@@ -129,8 +129,24 @@ static void *host_buf(struct weights *w, size_t bytes, const char *name, char *e
     return v;
 }
 
+/* A 1-D float tensor as f32 plus `add` in a host buffer of w's (NULL: message in err). */
+static float *host_f32(struct weights *w, const struct tensor_ref *t, float add, char *err)
+{
+    size_t n = (size_t)t->shape[0];
+    float *v;
+
+    if (!(v = host_buf(w, n * sizeof *v, t->name, err)))
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        v[i] = add + (t->dtype == DT_F32 ? ((const float *)t->data)[i]
+                      : t->dtype == DT_F16 ? f16_to_f32(((const uint16_t *)t->data)[i])
+                      : bf16_to_f32(((const uint16_t *)t->data)[i]));
+    return v;
+}
+
 /* A 1-D float weight as f32 plus `add`, converted on the host: Gemma's 1 + w norms (exactly
- * what GemmaRMSNorm multiplies by: it widens w to f32 before adding 1), gpt-oss's sinks. */
+ * what GemmaRMSNorm multiplies by: it widens w to f32 before adding 1). The backend then
+ * stores it in its own dtype (cuda: bf16). */
 static int upload_f32(struct weights *w, struct backend *be, struct bk_weight *out,
                       const struct tensor_ref *t, float add, char *err)
 {
@@ -140,16 +156,38 @@ static int upload_f32(struct weights *w, struct backend *be, struct bk_weight *o
 
     if (!t->data)
         return upload(be, out, t, 1, err);
-    if (!(v = host_buf(w, n * sizeof *v, t->name, err)))
+    if (!(v = host_f32(w, t, add, err)))
         return -ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        v[i] = add + (t->dtype == DT_F32 ? ((const float *)t->data)[i]
-                      : t->dtype == DT_F16 ? f16_to_f32(((const uint16_t *)t->data)[i])
-                      : bf16_to_f32(((const uint16_t *)t->data)[i]));
     one.data = v;
     one.dtype = DT_F32;
     one.nbytes = n * sizeof *v;
     return upload(be, out, &one, 1, err);
+}
+
+/* gpt-oss's sinks: f32 device memory on every backend, as attn_params.sinks reads them,
+ * which upload_weight does not promise (cuda makes every float weight bf16): allocated and
+ * copied as plain memory, freed with ops->free (weights_free). */
+static int upload_sinks(struct weights *w, struct backend *be, struct bk_weight *out,
+                        const struct tensor_ref *t, char *err)
+{
+    size_t n = (size_t)t->shape[0];
+    float *v;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (!t->data)
+        return 0;
+    if (!(v = host_f32(w, t, 0.0f, err)))   /* bound 1-D [num_heads] (model.c) */
+        return -ENOMEM;
+    if (!(out->data = be->ops->alloc(be, n * sizeof *v, err)))
+        return -ENOMEM;
+    *out = (struct bk_weight){ .data = out->data, .dtype = DT_F32, .rows = (int)n, .cols = 1 };
+    if ((rc = be->ops->upload(be, out->data, v, n * sizeof *v))) {
+        errf(err, "weights: uploading %s failed", t->name ? t->name : "?");
+        be->ops->free(be, out->data);
+        memset(out, 0, sizeof *out);
+    }
+    return rc;
 }
 
 /* A norm weight: as stored, or (norm_plus_one) 1 + w in f32. */
@@ -282,7 +320,7 @@ static int upload_layer(struct weights *w, struct backend *be, struct layer_weig
         (rc = upload_norm(w, be, &lw->k_norm, &t->k_norm, plus_one, err)) ||
         (rc = upload_linear(w, be, &lw->o, &t->o, 1, quantize, err)) ||
         (rc = upload(be, &lw->o_bias, &t->o_bias, 1, err)) ||
-        (rc = upload_f32(w, be, &lw->sinks, &t->sinks, 0.0f, err)) ||
+        (rc = upload_sinks(w, be, &lw->sinks, &t->sinks, err)) ||
         (rc = upload_norm(w, be, &lw->post_norm, &t->post_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->pre_ff_norm, &t->pre_ff_norm, plus_one, err)) ||
         (rc = upload_norm(w, be, &lw->post_ff_norm, &t->post_ff_norm, plus_one, err)) ||
@@ -330,8 +368,7 @@ void weights_free(struct weights *w, struct backend *be)
         struct bk_weight *all[] = { &w->layers[l].input_norm, &w->layers[l].qkv,
                                     &w->layers[l].qkv_bias, &w->layers[l].q_norm,
                                     &w->layers[l].k_norm, &w->layers[l].o,
-                                    &w->layers[l].o_bias, &w->layers[l].sinks,
-                                    &w->layers[l].router_bias,
+                                    &w->layers[l].o_bias, &w->layers[l].router_bias,
                                     &w->layers[l].post_norm, &w->layers[l].pre_ff_norm,
                                     &w->layers[l].post_ff_norm, &w->layers[l].gate_up,
                                     &w->layers[l].down };
@@ -340,6 +377,7 @@ void weights_free(struct weights *w, struct backend *be)
         for (size_t i = 0; i < ARRAY_LEN(all); i++)
             if (all[i]->data)
                 be->ops->free_weight(be, all[i]);
+        be->ops->free(be, lw->sinks.data);   /* plain memory (upload_sinks); NULL-safe */
         if (lw->router.data)
             be->ops->free_weight(be, &lw->router);
         if (lw->shared_gate_up.data)

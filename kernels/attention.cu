@@ -13,7 +13,9 @@
  * as multiplying every element and rounds nothing more. Everything batch-dependent is read
  * on the device; grid sizes depend only on the padded counts and max_seq_len, so a
  * captured graph replays any batch of its size. Steps of decodes only (max_query_len <= 1)
- * go to the decode kernel of attention_decode.cu where it takes the shape.
+ * go to the decode kernel of attention_decode.cu where it takes the shape. gpt-oss's
+ * attention sinks touch no key loop: a row's sink joins its softmax denominator once the
+ * row is complete, in the epilogue, or in the merge of the splits (attn_fold_sink).
  * CPU twin: engine/cpu/attention.c. */
 #include <math.h>
 
@@ -335,7 +337,9 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
             continue;
         int tok = qs + (int)(rho / a.G), head = kvh * a.G + (int)(rho % a.G);
         if (a.num_splits == 1) {
-            float inv = l[rr] > 0.0f ? a.v_scale / l[rr] : 0.0f;
+            /* the sink joins the denominator here, once (a split kernel's merge does it) */
+            float c = a.sinks ? attn_fold_sink(m[rr], l[rr], a.sinks[head]) : 1.0f;
+            float inv = l[rr] > 0.0f ? c * a.v_scale / l[rr] : 0.0f;
             bf16 *dst = a.out + (size_t)tok * a.H * a.D + (size_t)head * a.D;
 #pragma unroll
             for (int j = 0; j < NO; j++) {
@@ -363,7 +367,8 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
 }
 
 /* grid num_tokens * H, block ATTN_REDUCE_THREADS: one block merges the splits of one
- * (token, head): out = Σ o_z 2^(m_z - M) / Σ l_z 2^(m_z - M). Splits that saw no key (l 0;
+ * (token, head): out = Σ o_z 2^(m_z - M) / (Σ l_z 2^(m_z - M) + 2^(sink - M)), the sink's
+ * term only with sinks (M then counts it too). Splits that saw no key (l 0;
  * their o was never written) weigh nothing; a row no split saw is zeros. The weights come
  * first (one pass over the splits' (m, l)), then the threads split the (split, dim) grid
  * between them so that no thread walks all splits one dependent load after another. */
@@ -387,6 +392,10 @@ __global__ void __launch_bounds__(ATTN_REDUCE_THREADS) attn_reduce_kernel(const 
                 mmax = fmaxf(mmax, ml.x);
         }
         mmax = warp_max(mmax);
+        /* gpt-oss's sink: once here, as one more split with logit sink and no output (each
+         * split's partial softmax left it out, or it would count num_splits times) */
+        float sink2 = a.sinks ? a.sinks[idx % a.H] * LOG2E : -INFINITY;
+        mmax = fmaxf(mmax, sink2);
 #pragma unroll
         for (int i = 0; i < ATTN_MAX_SPLITS / 32; i++) {
             float w = lz[i] > 0.0f ? exp2f(mz[i] - mmax) : 0.0f;
@@ -394,6 +403,8 @@ __global__ void __launch_bounds__(ATTN_REDUCE_THREADS) attn_reduce_kernel(const 
             sum += lz[i] * w;
         }
         sum = warp_sum(sum);
+        if (a.sinks)
+            sum += exp2f(sink2 - mmax);
         if (t == 0)
             s_inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     }
@@ -548,6 +559,7 @@ int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const void *k_cache,
     a.scale_log2 = a.scale * LOG2E;
     a.v_scale = fp8 ? l->v_scale : 1.0f;
     a.softcap = p->softcap;
+    a.sinks = p->sinks;
     a.num_splits = attention_cuda_splits(b, p, ws);
     if (a.num_splits > 1) {
         size_t o_floats = (size_t)a.num_splits * a.num_tokens * a.H * D;

@@ -26,7 +26,24 @@ struct attn_args {
     int window, num_splits;
     float scale, scale_log2, softcap;         /* scale: the softmax scale times k_scale */
     float v_scale;                            /* the output's factor: 1, or the fp8 v_scale */
+    const float *sinks;        /* [H] f32 logits (natural units), or NULL: gpt-oss's sinks */
 };
+
+/* gpt-oss's attention sink: one more logit, `sink` (natural units, not scaled), in a row's
+ * softmax denominator with no value. Folds e^sink into the row's final state (m: the running
+ * max in log2 units, l: the sum of 2^(s - m)) and returns the factor the row's accumulated
+ * output takes to stay relative to the new max. Called only once a row's state is complete
+ * (the last split's merge, or the epilogue of an unsplit kernel), never inside the key loops:
+ * every partial state of a split softmax would otherwise count the sink once more. A row with
+ * no key (m = -inf, l = 0) ends with l = 1 and factor 0, so its output stays zeros. */
+__device__ __forceinline__ float attn_fold_sink(float &m, float &l, float sink)
+{
+    float s2 = sink * LOG2E, mn = fmaxf(m, s2), c = exp2f(m - mn);
+
+    l = l * c + exp2f(s2 - mn);
+    m = mn;
+    return c;
+}
 
 /* ---- tensor-core and async-copy primitives (sm_80+ PTX) ---- */
 

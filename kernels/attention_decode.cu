@@ -13,6 +13,8 @@
  * permutes and widened to f16 for an f16 P·V, exactly. The split count depends only on the
  * padded counts and max_seq_len; each block finds its keys from the device's seq_lens, so a
  * captured graph replays any batch of its size and any sequence length up to max_seq_len.
+ * gpt-oss's sinks join each row's denominator after the warps' merge, or in the merge of the
+ * splits, never inside the key loop.
  * Several instantiations are compiled; the first of each head_dim and dtype runs, the others
  * are there for the benchmark's comparison (attention_decode_cuda_tune). */
 #include <math.h>
@@ -466,6 +468,9 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
             }
         }
         if (a.num_splits == 1) {
+            /* the sink joins the denominator here, once (split blocks leave it to the merge) */
+            if (a.sinks)
+                acc *= attn_fold_sink(mmax, sum, a.sinks[head]);
             a.out[(size_t)tok * a.H * HD + (size_t)head * HD + d] =
                 __float2bfloat16(sum > 0.0f ? acc * a.v_scale / sum : 0.0f);
         } else {
@@ -479,7 +484,8 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
 }
 
 /* grid num_tokens * H, block DEC_REDUCE_THREADS: merges the splits of one (token, head):
- * out = Σ o_z 2^(m_z - M) / Σ l_z 2^(m_z - M). Splits that saw no key (l 0, o never
+ * out = Σ o_z 2^(m_z - M) / (Σ l_z 2^(m_z - M) + 2^(sink - M)), the sink's term only with
+ * sinks (M then counts it too). Splits that saw no key (l 0, o never
  * written) weigh nothing; a row no split saw is zeros. */
 __global__ void __launch_bounds__(DEC_REDUCE_THREADS) attn_decode_reduce_kernel(const __grid_constant__ attn_args a)
 {
@@ -499,6 +505,10 @@ __global__ void __launch_bounds__(DEC_REDUCE_THREADS) attn_decode_reduce_kernel(
                 mmax = fmaxf(mmax, ml.x);
         }
         mmax = warp_max(mmax);
+        /* gpt-oss's sink: once here, as one more split with logit sink and no output (each
+         * split's partial softmax left it out, or it would count num_splits times) */
+        float sink2 = a.sinks ? a.sinks[idx % a.H] * LOG2E : -INFINITY;
+        mmax = fmaxf(mmax, sink2);
         for (int z = t; z < a.num_splits; z += 32) {
             float2 ml = a.part_ml[z * rows + idx];
             float w = ml.y > 0.0f ? exp2f(ml.x - mmax) : 0.0f;
@@ -506,6 +516,8 @@ __global__ void __launch_bounds__(DEC_REDUCE_THREADS) attn_decode_reduce_kernel(
             sum += ml.y * w;
         }
         sum = warp_sum(sum);
+        if (a.sinks)
+            sum += exp2f(sink2 - mmax);
         if (t == 0)
             s_inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     }

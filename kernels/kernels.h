@@ -58,6 +58,8 @@ struct cuda_attn_params {
     float softcap;             /* tanh soft-cap of the logits; 0 = off */
     int window;                /* sliding window in tokens; 0 = full causal */
     struct cuda_cache_layout cache;
+    const float *sinks;        /* [num_heads] f32 device, or NULL: head h's softmax has one more
+                                * logit, sinks[h] (not scaled), in its denominator only (gpt-oss) */
 };
 
 /* What attention reads of the step batch for one KV-cache group (device pointers, counts
@@ -153,7 +155,7 @@ struct attn_workspace {
 /* Kernel 2: out[b->num_tokens, num_heads * head_dim] = paged attention of q (rows q_stride
  * apart, head h at h * head_dim) over the cache through b->block_table, for
  * any mix of prefill chunks and decodes (query_start_loc, seq_lens), causal within each
- * request's new tokens, GQA, optional window and soft-cap; rows of padding requests
+ * request's new tokens, GQA, optional window, soft-cap and sinks; rows of padding requests
  * (seq_len 0) and after the last request are zeros. head_dim: a multiple of 8, <= 256.
  * Long contexts with few requests split the keys over thread blocks and reduce after.
  * Steps of decodes only (b->max_query_len <= 1) with head_dim 64, 128 or 256 and at most 16
@@ -285,19 +287,32 @@ enum cuda_moe_tile {
     CUDA_MOE_TILE_PREFILL = 3, /* 64 x 128 tiles, 4 warps, 4 stages: many rows per expert */
 };
 
+/* The experts' activation of gate and up (f32, before the one rounding of the product). */
+enum cuda_moe_act {
+    CUDA_MOE_ACT_SILU = 0,     /* silu(gate) * up */
+    CUDA_MOE_ACT_SWIGLU_OAI = 1, /* gpt-oss: g = min(gate, limit), u = clamp(up, -limit,
+                                * limit), (u + 1) * g * sigmoid(alpha * g) */
+};
+
 struct cuda_moe_params {
     int num_tokens;            /* n: rows of x, padding included */
     int num_experts, top_k;    /* E <= CUDA_MOE_MAX_EXPERTS, 1 <= k <= min(E, CUDA_MOE_MAX_TOP_K) */
     int hidden, ffn;           /* ffn: one expert's intermediate size */
     bool renormalize;          /* the k weights renormalized to sum 1 */
     enum cuda_moe_tile tile;
+    enum cuda_moe_act act;     /* zero (the fields left out of an initializer): SiLU */
+    float swiglu_alpha, swiglu_limit;   /* CUDA_MOE_ACT_SWIGLU_OAI only */
 };
 
 /* Every expert's weights (device), passed to the GEMM kernels by value: a captured graph
- * holds the addresses, which never move after loading. */
+ * holds the addresses, which never move after loading. The biases (gpt-oss) are NULL where
+ * the family has none; all of an expert's or none. */
 struct cuda_moe_experts {
     const bf16 *gate_up[CUDA_MOE_MAX_EXPERTS];   /* [2 ffn, hidden], gate rows first */
     const bf16 *down[CUDA_MOE_MAX_EXPERTS];      /* [hidden, ffn] */
+    const bf16 *gate_up_bias[CUDA_MOE_MAX_EXPERTS];   /* [2 ffn] (gate first), or NULL */
+    const bf16 *down_bias[CUDA_MOE_MAX_EXPERTS];      /* [hidden], or NULL */
+    const bf16 *router_bias;                     /* [E], added to the logits, or NULL */
 };
 
 /* Raises the shared-memory limit of the grouped GEMM kernels; once, at backend creation
@@ -308,13 +323,14 @@ int moe_cuda_init(void);
  * padded to the worst case of p->num_tokens rows, and the [n * k, ffn] activations. */
 size_t moe_experts_cuda_work_bytes(const struct cuda_moe_params *p);
 
-/* The experts' half of a MoE block. From the router's logits[n, E] (f32): softmax, the k
- * largest (the lower expert first among equal probabilities, as engine/cpu/moe.c), weights
- * renormalized when asked; the n * k (token, slot) pairs grouped by expert on the device
- * (a stable counting sort, each expert's rows padded to the GEMM's M tile; grids sized for
- * the worst case, blocks without work exit); then two grouped GEMMs: gate_up with
- * silu(gate) * up in the epilogue (f32, one rounding), and down, times the pair's routing
- * weight before its rounding. y[t * k + j, hidden] is token t's j-th expert's weighted
+/* The experts' half of a MoE block. From the router's logits[n, E] (f32, plus
+ * w->router_bias when set): softmax, the k largest (the lower expert first among equal
+ * probabilities, as engine/cpu/moe.c), weights renormalized when asked; the n * k (token,
+ * slot) pairs grouped by expert on the device (a stable counting sort, each expert's rows
+ * padded to the GEMM's M tile; grids sized for the worst case, blocks without work exit);
+ * then two grouped GEMMs: gate_up (plus its bias) with p->act of gate and up in the
+ * epilogue (f32, one rounding), and down (plus its bias), times the pair's routing weight
+ * before its rounding. y[t * k + j, hidden] is token t's j-th expert's weighted
  * output. No host sync, no allocation: capturable. Returns -EINVAL for a shape outside
  * the limits above. */
 int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct cuda_moe_params *p,

@@ -1,20 +1,22 @@
 /* moe.cu — the mixture-of-experts block's kernels: top-k routing from the router's f32
- * logits, the (token, slot) pairs grouped by expert (a stable counting sort, each expert's
- * rows padded to the GEMM's M tile, after vLLM's moe_align_block_size), the grouped GEMMs
- * on bf16 mma.sync tensor cores (gate_up with SiLU·mul in the epilogue, then down times the
- * routing weight), and each token's sum of its k outputs in a fixed order. The router's
- * product and Qwen2-MoE's shared expert are cuBLAS products (engine/cuda/cuda_moe.c).
- * CPU twin: engine/cpu/moe.c; test: tests/gpu/test_moe.c. */
+ * logits (plus gpt-oss's router bias), the (token, slot) pairs grouped by expert (a stable
+ * counting sort, each expert's rows padded to the GEMM's M tile, after vLLM's
+ * moe_align_block_size), the grouped GEMMs on bf16 mma.sync tensor cores (gate_up with
+ * SiLU·mul, or gpt-oss's biases and clamped SwiGLU, in the epilogue, then down (plus its
+ * bias) times the routing weight), and each token's sum of its k outputs in a fixed order.
+ * The router's product and Qwen2-MoE's shared expert are cuBLAS products
+ * (engine/cuda/cuda_moe.c). CPU twin: engine/cpu/moe.c; test: tests/gpu/test_moe.c. */
 #include "kernels/common.cuh"
 
 /* ---- routing: softmax and top-k, one warp per row ---- */
 
-/* Softmax and top-k of one row of E logits by one warp; lane 0 writes the k ids and
- * weights. EPL = experts per lane (E <= 32 * EPL). Ties: the lower expert id first, as
- * engine/cpu/moe.c's route_row, which compares the probabilities. */
+/* Softmax and top-k of one row of E logits (plus bias[E] when not NULL, in f32 as the CPU's
+ * biased router product) by one warp; lane 0 writes the k ids and weights. EPL = experts per
+ * lane (E <= 32 * EPL). Ties: the lower expert id first, as engine/cpu/moe.c's route_row,
+ * which compares the probabilities. */
 template <int EPL>
-__device__ __forceinline__ void topk_row(const float *logits, int E, int k, bool renormalize,
-                                         int lane, int32_t *ids, float *wts)
+__device__ __forceinline__ void topk_row(const float *logits, const bf16 *bias, int E, int k,
+                                         bool renormalize, int lane, int32_t *ids, float *wts)
 {
     float p[EPL], m = -INFINITY, sum = 0.0f, sel_w[CUDA_MOE_MAX_TOP_K];
     int sel_e[CUDA_MOE_MAX_TOP_K];
@@ -22,7 +24,7 @@ __device__ __forceinline__ void topk_row(const float *logits, int E, int k, bool
 #pragma unroll
     for (int i = 0; i < EPL; i++) {
         int e = lane + 32 * i;
-        p[i] = e < E ? logits[e] : -INFINITY;
+        p[i] = e < E ? logits[e] + (bias ? __bfloat162float(bias[e]) : 0.0f) : -INFINITY;
         m = fmaxf(m, p[i]);
     }
     m = warp_max(m);
@@ -82,13 +84,13 @@ __device__ __forceinline__ void topk_row(const float *logits, int E, int k, bool
 
 /* grid ceil(n / 4), block 128: one warp per row */
 template <int EPL>
-__global__ void moe_topk_kernel(const float *logits, int n, int E, int k, bool renormalize,
-                                int32_t *ids, float *wts)
+__global__ void moe_topk_kernel(const float *logits, const bf16 *bias, int n, int E, int k,
+                                bool renormalize, int32_t *ids, float *wts)
 {
     int row = blockIdx.x * 4 + (threadIdx.x >> 5);
 
     if (row < n)
-        topk_row<EPL>(logits + (size_t)row * E, E, k, renormalize, threadIdx.x & 31,
+        topk_row<EPL>(logits + (size_t)row * E, bias, E, k, renormalize, threadIdx.x & 31,
                       ids + (size_t)row * k, wts + (size_t)row * k);
 }
 
@@ -103,8 +105,9 @@ __global__ void moe_topk_kernel(const float *logits, int n, int E, int k, bool r
  * block first routes the rows itself, one warp per row, which saves a launch. */
 template <int EPL>
 __global__ void __launch_bounds__(ALIGN_THREADS)
-moe_align_kernel(const float *logits, int n, int k, bool renormalize, int32_t *ids, float *wts,
-                 int E, int bm, int max_tiles, int32_t *sorted_pair, int32_t *tile_expert)
+moe_align_kernel(const float *logits, const bf16 *bias, int n, int k, bool renormalize,
+                 int32_t *ids, float *wts, int E, int bm, int max_tiles, int32_t *sorted_pair,
+                 int32_t *tile_expert)
 {
     __shared__ int cnt[CUDA_MOE_MAX_EXPERTS], base[CUDA_MOE_MAX_EXPERTS];
     __shared__ int tile_off[CUDA_MOE_MAX_EXPERTS + 1];
@@ -114,8 +117,8 @@ moe_align_kernel(const float *logits, int n, int k, bool renormalize, int32_t *i
 
     if (logits) {
         for (int r = warp; r < n; r += nwarps)
-            topk_row<EPL>(logits + (size_t)r * E, E, k, renormalize, lane, ids + (size_t)r * k,
-                          wts + (size_t)r * k);
+            topk_row<EPL>(logits + (size_t)r * E, bias, E, k, renormalize, lane,
+                          ids + (size_t)r * k, wts + (size_t)r * k);
         __syncthreads();   /* the block's own global writes are visible to it after this */
     }
     for (int e = tid; e < E; e += blockDim.x)
@@ -185,11 +188,28 @@ struct moe_gemm_args {
     const float *wts;          /* [P] routing weights (DOWN) */
     bf16 *out;                 /* GATE_UP: act [P, N]; DOWN: y [P, N] */
     int K, N, top_k;           /* GATE_UP: the weight has 2N rows, gate then up */
+    int act;                   /* GATE_UP: enum cuda_moe_act */
+    float alpha, limit;        /* CUDA_MOE_ACT_SWIGLU_OAI */
 };
 
+/* Each expert's weight and bias (GATE_UP [2N], DOWN [N]; NULL: none). Two pointer tables of
+ * 2 KiB each: over the classic 4 KiB of kernel parameters, within sm_70+'s 32 KiB (CUDA 12.1+). */
 struct moe_expert_ptrs {
     const bf16 *w[CUDA_MOE_MAX_EXPERTS];
+    const bf16 *b[CUDA_MOE_MAX_EXPERTS];
 };
+
+/* The experts' activation of one (gate, up) pair in f32 (enum cuda_moe_act): SiLU as
+ * activation.cu's, or gpt-oss's clamped SwiGLU as engine/cpu/activation.c's
+ * swiglu_oai_mul_cpu (gate clamped above only, up on both sides, up + 1). */
+__device__ __forceinline__ float moe_act(float gt, float up, const struct moe_gemm_args &g)
+{
+    if (g.act == CUDA_MOE_ACT_SWIGLU_OAI) {
+        float x = fminf(gt, g.limit), y = fmaxf(fminf(up, g.limit), -g.limit);
+        return (y + 1.0f) * x / (1.0f + expf(-g.alpha * x));
+    }
+    return gt / (1.0f + expf(-gt)) * up;
+}
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid)
 {
@@ -257,7 +277,7 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
     int wm = warp / WN, wn = warp % WN;
     int e = g.tile_expert[tile];
     int n0 = MODE == MOE_GATE_UP ? blockIdx.y * (BN / 2) : blockIdx.y * BN;
-    const bf16 *W = ptrs.w[e < 0 ? 0 : e];
+    const bf16 *W = ptrs.w[e < 0 ? 0 : e], *bias = ptrs.b[e < 0 ? 0 : e];
     const bf16 *arow[A_CHUNKS], *brow[B_CHUNKS];
     float acc[MT][NT][4];
 
@@ -377,11 +397,16 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
 
         if (pair < 0 || col >= g.N)
             continue;
+        /* the biases join the f32 sums before anything else, as the CPU's biased products */
         if (MODE == MOE_GATE_UP) {
             float gt = C[r * LC + c], up = C[r * LC + BN / 2 + c];
-            v = gt / (1.0f + expf(-gt)) * up;   /* activation.cu's silu, in f32 */
+            if (bias) {
+                gt += __bfloat162float(bias[col]);
+                up += __bfloat162float(bias[g.N + col]);
+            }
+            v = moe_act(gt, up, g);
         } else {
-            v = C[r * LC + c] * g.wts[pair];
+            v = (C[r * LC + c] + (bias ? __bfloat162float(bias[col]) : 0.0f)) * g.wts[pair];
         }
         g.out[(size_t)pair * g.N + col] = __float2bfloat16(v);
     }
@@ -492,19 +517,19 @@ size_t moe_experts_cuda_work_bytes(const struct cuda_moe_params *p)
 /* Routing and grouping: a top-k kernel of many blocks, then the align kernel; or for few
  * rows the align kernel alone. */
 template <int EPL>
-static int launch_route(const float *logits, const struct cuda_moe_params *p,
+static int launch_route(const float *logits, const bf16 *bias, const struct cuda_moe_params *p,
                         const struct moe_work_parts *wk, int bm, int tiles, cudaStream_t s)
 {
     int n = p->num_tokens, E = p->num_experts, k = p->top_k;
     bool fused = n <= FUSED_TOPK_ROWS;
 
     if (!fused) {
-        moe_topk_kernel<EPL><<<ceil_div_u(n, 4), 128, 0, s>>>(logits, n, E, k, p->renormalize,
-                                                               wk->ids, wk->wts);
+        moe_topk_kernel<EPL><<<ceil_div_u(n, 4), 128, 0, s>>>(logits, bias, n, E, k,
+                                                               p->renormalize, wk->ids, wk->wts);
         if (!CUDA_OK(cudaGetLastError()))
             return -EIO;
     }
-    moe_align_kernel<EPL><<<1, ALIGN_THREADS, 0, s>>>(fused ? logits : nullptr, n, k,
+    moe_align_kernel<EPL><<<1, ALIGN_THREADS, 0, s>>>(fused ? logits : nullptr, bias, n, k,
                                                        p->renormalize, wk->ids, wk->wts, E, bm,
                                                        tiles, wk->sorted_pair, wk->tile_expert);
     return CUDA_OK(cudaGetLastError()) ? 0 : -EIO;
@@ -516,15 +541,19 @@ static int launch_gemms(bf16 *y, const bf16 *x, const struct cuda_moe_params *p,
                         int tiles, bool vec, cudaStream_t s)
 {
     struct moe_gemm_args g1 = { x, wk->sorted_pair, wk->tile_expert, wk->wts, wk->act,
-                                p->hidden, p->ffn, p->top_k };
+                                p->hidden, p->ffn, p->top_k, (int)p->act, p->swiglu_alpha,
+                                p->swiglu_limit };
     struct moe_gemm_args g2 = { wk->act, wk->sorted_pair, wk->tile_expert, wk->wts, y,
-                                p->ffn, p->hidden, p->top_k };
+                                p->ffn, p->hidden, p->top_k, (int)p->act, p->swiglu_alpha,
+                                p->swiglu_limit };
     struct moe_expert_ptrs pg, pd;
     dim3 grid1(tiles, ceil_div_u(p->ffn, BN / 2)), grid2(tiles, ceil_div_u(p->hidden, BN));
 
     for (int e = 0; e < CUDA_MOE_MAX_EXPERTS; e++) {
         pg.w[e] = e < p->num_experts ? w->gate_up[e] : nullptr;
         pd.w[e] = e < p->num_experts ? w->down[e] : nullptr;
+        pg.b[e] = e < p->num_experts ? w->gate_up_bias[e] : nullptr;
+        pd.b[e] = e < p->num_experts ? w->down_bias[e] : nullptr;
     }
     constexpr int SMEM = gemm_smem_bytes<BM, BN, BK, STAGES>();
     if (vec) {
@@ -570,10 +599,11 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
     int P, bm, tiles, rc;
     bool vec;
 
-    if (!valid(p) || !work || p->tile < CUDA_MOE_TILE_AUTO || p->tile > CUDA_MOE_TILE_PREFILL)
+    if (!valid(p) || !work || p->tile < CUDA_MOE_TILE_AUTO || p->tile > CUDA_MOE_TILE_PREFILL ||
+        (p->act != CUDA_MOE_ACT_SILU && p->act != CUDA_MOE_ACT_SWIGLU_OAI))
         return -EINVAL;
     for (int e = 0; e < p->num_experts; e++)
-        if (!w->gate_up[e] || !w->down[e])
+        if (!w->gate_up[e] || !w->down[e] || !w->gate_up_bias[e] != !w->down_bias[e])
             return -EINVAL;
     if (p->num_tokens == 0)
         return 0;
@@ -587,10 +617,10 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
     vec = p->hidden % 8 == 0 && p->ffn % 8 == 0 && aligned16(x) && aligned16(y) && aligned16(wk.act);
     for (int e = 0; e < p->num_experts && vec; e++)
         vec = aligned16(w->gate_up[e]) && aligned16(w->down[e]);
-    rc = p->num_experts <= 32 ? launch_route<1>(logits, p, &wk, bm, tiles, s)
-       : p->num_experts <= 64 ? launch_route<2>(logits, p, &wk, bm, tiles, s)
-       : p->num_experts <= 128 ? launch_route<4>(logits, p, &wk, bm, tiles, s)
-       : launch_route<8>(logits, p, &wk, bm, tiles, s);
+    rc = p->num_experts <= 32 ? launch_route<1>(logits, w->router_bias, p, &wk, bm, tiles, s)
+       : p->num_experts <= 64 ? launch_route<2>(logits, w->router_bias, p, &wk, bm, tiles, s)
+       : p->num_experts <= 128 ? launch_route<4>(logits, w->router_bias, p, &wk, bm, tiles, s)
+       : launch_route<8>(logits, w->router_bias, p, &wk, bm, tiles, s);
     if (rc)
         return rc;
     if (tile == CUDA_MOE_TILE_DECODE)

@@ -1,6 +1,7 @@
 /* cuda_moe.c — the CUDA backend's mixture-of-experts op (backend_ops.moe): the router's
- * logits by cuBLAS (f32 out), then kernels/moe.cu's routing, grouping by expert and grouped
- * GEMMs, Qwen2-MoE's shared expert through the dense products and activation, and the
+ * logits by cuBLAS (f32 out), then kernels/moe.cu's routing (with gpt-oss's router bias),
+ * grouping by expert and grouped GEMMs (with gpt-oss's expert biases and clamped SwiGLU in
+ * their epilogues), Qwen2-MoE's shared expert through the dense products and activation, and the
  * per-token sum. Capturable: nothing here allocates or waits for the device; the scratch
  * (cuda__moe_work_bytes) belongs to the runner. Expert weights are bf16 only: an fp8
  * checkpoint's experts are refused here (the dense fp8 products do not cover them). */
@@ -30,7 +31,11 @@ static struct cuda_moe_params kernel_params(int n, const struct moe_params *p)
 {
     return (struct cuda_moe_params){ .num_tokens = n, .num_experts = p->num_experts,
                                      .top_k = p->top_k, .hidden = p->hidden, .ffn = p->ffn,
-                                     .renormalize = p->renormalize, .tile = CUDA_MOE_TILE_AUTO };
+                                     .renormalize = p->renormalize, .tile = CUDA_MOE_TILE_AUTO,
+                                     .act = p->act == MOE_ACT_SWIGLU_OAI ? CUDA_MOE_ACT_SWIGLU_OAI
+                                                                         : CUDA_MOE_ACT_SILU,
+                                     .swiglu_alpha = p->swiglu_alpha,
+                                     .swiglu_limit = p->swiglu_limit };
 }
 
 /* Lays the scratch out from base (NULL: only sizes it); returns its bytes. */
@@ -76,6 +81,14 @@ static int check_weight(const struct bk_weight *w, int rows, int cols, const cha
     return w->rows == rows && w->cols == cols ? 0 : -EINVAL;
 }
 
+/* A bias of len elements in bf16, whatever its [rows, cols] (a 1-D tensor uploads as [len, 1]). */
+static int check_vector(const struct bk_weight *w, int len, const char *what)
+{
+    int rc = w ? check_weight(w, w->rows, w->cols, what) : -EINVAL;
+
+    return rc ? rc : w->rows * w->cols == len ? 0 : -EINVAL;
+}
+
 static int check_weights(const struct moe_weights *w, const struct moe_params *p)
 {
     int E = p->num_experts, H = p->hidden, F = p->ffn, SF = p->shared_ffn, rc;
@@ -85,6 +98,15 @@ static int check_weights(const struct moe_weights *w, const struct moe_params *p
     for (int e = 0; e < E; e++)
         if ((rc = check_weight(&w->gate_up[e], 2 * F, H, "an expert's gate_up")) ||
             (rc = check_weight(&w->down[e], H, F, "an expert's down")))
+            return rc;
+    /* gpt-oss's biases: all of them or none */
+    if (w->router_bias && (rc = check_vector(w->router_bias, E, "the router's bias")))
+        return rc;
+    if ((w->gate_up_bias == NULL) != (w->down_bias == NULL))
+        return -EINVAL;
+    for (int e = 0; w->gate_up_bias && e < E; e++)
+        if ((rc = check_vector(&w->gate_up_bias[e], 2 * F, "an expert's gate_up bias")) ||
+            (rc = check_vector(&w->down_bias[e], H, "an expert's down bias")))
             return rc;
     if (SF && ((rc = check_weight(w->shared_gate_up, 2 * SF, H, "the shared expert's gate_up")) ||
                (rc = check_weight(w->shared_down, H, SF, "the shared expert's down")) ||
@@ -107,7 +129,8 @@ int cuda__moe(struct backend *be, void *out, const void *x, const struct moe_wei
         return rc;
     if (n < 0 || !p->work || p->num_experts < 1 || p->num_experts > CUDA_MOE_MAX_EXPERTS ||
         p->top_k < 1 || p->top_k > CUDA_MOE_MAX_TOP_K || p->top_k > p->num_experts ||
-        p->hidden <= 0 || p->ffn <= 0 || p->shared_ffn < 0)
+        p->hidden <= 0 || p->ffn <= 0 || p->shared_ffn < 0 ||
+        (p->act != MOE_ACT_SILU && p->act != MOE_ACT_SWIGLU_OAI))
         return -EINVAL;
     if ((rc = check_weights(w, p)))
         return rc;
@@ -118,7 +141,10 @@ int cuda__moe(struct backend *be, void *out, const void *x, const struct moe_wei
     for (int e = 0; e < p->num_experts; e++) {
         ex.gate_up[e] = w->gate_up[e].data;
         ex.down[e] = w->down[e].data;
+        ex.gate_up_bias[e] = w->gate_up_bias ? w->gate_up_bias[e].data : NULL;
+        ex.down_bias[e] = w->down_bias ? w->down_bias[e].data : NULL;
     }
+    ex.router_bias = w->router_bias ? w->router_bias->data : NULL;
     if ((rc = cuda__gemm(cu, s.logits, CUDA_R_32F, x, w->router, NULL, n)) ||
         (rc = cuda__status(cu, moe_experts_cuda(s.y, x, s.logits, &kp, &ex, s.kernels, cu->stream))))
         return rc;

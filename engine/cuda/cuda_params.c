@@ -38,7 +38,7 @@ int cuda__attn_params(struct cuda_attn_params *out, const struct attn_params *p)
 {
     *out = (struct cuda_attn_params){
         .num_heads = p->num_heads, .num_kv_heads = p->num_kv_heads, .head_dim = p->head_dim,
-        .scale = p->scale, .softcap = p->softcap, .window = p->window,
+        .scale = p->scale, .softcap = p->softcap, .window = p->window, .sinks = p->sinks,
     };
     return cuda__cache_layout(&out->cache, &p->cache);
 }

@@ -62,7 +62,8 @@ done
 #    at batch 256 (issue 13).
 $B gen-model --config qwen3-30b-a3b --no-weights --out /tmp/q3moe > "$OUT/gen.log" 2>&1
 $B gen-model --config mixtral-8x7b --no-weights --out /tmp/mixtral >> "$OUT/gen.log" 2>&1
-for m in q3moe mixtral; do
+$B gen-model --config gpt-oss-20b --no-weights --out /tmp/gptoss >> "$OUT/gen.log" 2>&1
+for m in q3moe mixtral gptoss; do
     bench $m-b1 --model /tmp/$m --load-format dummy --max-model-len 512 --temperature 0 \
         --num-prompts 1 --max-num-seqs 1 --cuda-graph-sizes 1
     bench $m-b64 --model /tmp/$m --load-format dummy --max-model-len 512 --num-prompts 64 \

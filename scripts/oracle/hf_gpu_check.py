@@ -130,8 +130,8 @@ def max_model_len(model_dir):
 
 
 class Refused(RuntimeError):
-    """osprey refused the model on this backend by design, in its one line (gpt-oss on cuda:
-    no attention sinks nor gpt-oss's MoE there yet)."""
+    """osprey refused the model on this backend by design, in its one line (a family whose op
+    the backend lacks: backend_ops' flags, engine/runner.c check_ops)."""
 
 
 def osprey_greedy(binary, model_dir, prompt, backend):

@@ -400,6 +400,38 @@ static void bench_decode_attention(struct bench *bn)
             }
 }
 
+/* gpt-oss's attention sinks at its attention shape (64 heads, 8 KV heads, head_dim 64): the
+ * same launches with and without sinks, decodes (split and not) and a prefill; the sinks
+ * only touch the epilogues and merges, so the two should time the same. */
+static void bench_sinks_attention(struct bench *bn)
+{
+    static const int shapes[][2] = { { 1, 32768 }, { 64, 4096 }, { 256, 1024 }, { 1, 4096 } };
+
+    for (size_t si = 0; si < ARRAY_LEN(shapes); si++) {
+        int reqs = shapes[si][0], seq = shapes[si][1], q_len = si == 3 ? seq : 1;
+        char err[ERR_LEN] = "";
+        struct attn_arg a;
+        double s[2];
+        float *sinks;
+
+        if (!attn_shape(&a, reqs, seq, q_len, 64, 8, 64, false))
+            continue;
+        if (!(sinks = a.be->ops->alloc(a.be, 64 * sizeof *sinks, err))) {   /* zeros */
+            printf("sinks attention: %s\n", err);
+            attn_shape_free(&a);
+            continue;
+        }
+        s[0] = attn_time(bn, &a, q_len);
+        a.p.sinks = sinks;
+        s[1] = attn_time(bn, &a, q_len);
+        printf("gpt-oss attention H 64/8 D 64 %3d x %5d %s: %8.1f us without sinks, %8.1f us "
+               "with (%+.1f%%)\n", reqs, seq, q_len == 1 ? "decode " : "prefill", s[0] * 1e6,
+               s[1] * 1e6, 100.0 * (s[1] - s[0]) / s[0]);
+        a.be->ops->free(a.be, sinks);
+        attn_shape_free(&a);
+    }
+}
+
 int gt_bench(void)
 {
     static const int prefill[] = { 512, 1024, 2048, 4096, 8192 };
@@ -437,6 +469,7 @@ int gt_bench(void)
     if (!only_decode)
         bench_cache_update(&bn, 8192);
     bench_decode_attention(&bn);
+    bench_sinks_attention(&bn);
     if (only_decode)
         goto done;
     for (size_t i = 0; i < ARRAY_LEN(prefill); i++) {

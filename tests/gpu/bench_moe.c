@@ -4,7 +4,9 @@
  * included) with each tile shape, in TFLOP/s and as GB/s of the distinct experts' weights
  * they must read against the measured device copy bandwidth (the weight-read floor of a
  * decode step); the whole op (router, experts, sum); and cuBLAS on one dense product of
- * the same work ([n k, hidden] · [2 ffn, hidden]ᵀ, then · [hidden, ffn]ᵀ). The L2 (50 MB)
+ * the same work ([n k, hidden] · [2 ffn, hidden]ᵀ, then · [hidden, ffn]ᵀ); and the grouped
+ * GEMMs again at the fastest tile with gpt-oss's router and expert biases and clamped SwiGLU
+ * in their epilogues (the same main loops: they should cost the same). The L2 (50 MB)
  * is flushed before each timed launch; medians of ITERS launches. Prints, never asserts. */
 #ifdef OSPREY_CUDA
 #include <math.h>
@@ -36,6 +38,7 @@ struct mb {
     struct moe_weights w;
     struct moe_params p;
     void *x, *out, *logits, *y, *kwork, *work, *big_x, *big_gu, *big_act;
+    void *bias;                /* zeros: every expert's and the router's gpt-oss biases */
     struct cuda_moe_params kp;
     int n, mode;               /* mode: 0 experts only, 1 whole op, 2 dense cuBLAS */
 };
@@ -140,6 +143,28 @@ static int distinct_experts(struct mb *b, int n)
     return count;
 }
 
+/* The grouped GEMMs (mode 0) at `tile` with gpt-oss's biases (zeros) and clamped SwiGLU;
+ * b's experts and parameters as they were afterwards. */
+static double time_oai(struct mb *b, enum cuda_moe_tile tile)
+{
+    struct cuda_moe_params kp = b->kp;
+    double s;
+
+    for (int e = 0; e < E; e++)
+        b->ex.gate_up_bias[e] = b->ex.down_bias[e] = b->bias;
+    b->ex.router_bias = b->bias;
+    b->kp.tile = tile;
+    b->kp.act = CUDA_MOE_ACT_SWIGLU_OAI;
+    b->kp.swiglu_alpha = 1.702f;
+    b->kp.swiglu_limit = 7.0f;
+    s = time_cold(b);
+    for (int e = 0; e < E; e++)
+        b->ex.gate_up_bias[e] = b->ex.down_bias[e] = NULL;
+    b->ex.router_bias = NULL;
+    b->kp = kp;
+    return s;
+}
+
 int gt_bench_moe(void)
 {
     static const int ns[] = { 1, 16, 64, 256, 2048 };
@@ -176,7 +201,8 @@ int gt_bench_moe(void)
     }
     b.w = (struct moe_weights){ &b.router, b.gu, b.dn, NULL, NULL, NULL, NULL, NULL, NULL };
     b.p = (struct moe_params){ E, K, HID, FFN, 0, true, NULL, MOE_ACT_SILU, 0.0f, 0.0f };
-    b.kp = (struct cuda_moe_params){ MAXN, E, K, HID, FFN, true, CUDA_MOE_TILE_AUTO };
+    b.kp = (struct cuda_moe_params){ MAXN, E, K, HID, FFN, true, CUDA_MOE_TILE_AUTO,
+                                     CUDA_MOE_ACT_SILU, 0.0f, 0.0f };
     if (!(b.flush = b.be->ops->alloc(b.be, FLUSH_BYTES, err)) ||
         !(b.x = b.be->ops->alloc(b.be, (size_t)MAXN * HID * 2, err)) ||
         !(b.out = b.be->ops->alloc(b.be, (size_t)MAXN * HID * 2, err)) ||
@@ -186,7 +212,8 @@ int gt_bench_moe(void)
         !(b.work = b.be->ops->alloc(b.be, b.be->ops->moe_work_bytes(MAXN, &b.p), err)) ||
         !(b.big_x = b.be->ops->alloc(b.be, (size_t)MAXN * K * HID * 2, err)) ||
         !(b.big_gu = b.be->ops->alloc(b.be, big * 2, err)) ||
-        !(b.big_act = b.be->ops->alloc(b.be, big, err))) {
+        !(b.big_act = b.be->ops->alloc(b.be, big, err)) ||
+        !(b.bias = b.be->ops->alloc(b.be, (size_t)MAX(2 * FFN, MAX(HID, E)) * 2, err))) {
         printf("bench-moe: %s\n", err);
         goto out;
     }
@@ -199,11 +226,13 @@ int gt_bench_moe(void)
         goto out;
     printf("moe bench: Qwen3-30B-A3B experts (hidden %d, ffn %d, %d experts, top %d), bf16; "
            "device copy %.0f GB/s\n", HID, FFN, E, K, gbs);
-    printf("%5s %7s %9s %9s %10s %9s %9s %8s %9s %9s\n", "n", "experts", "16x32_us", "16x64_us",
-           "64x128_us", "TFLOP/s", "GB/s", "%copy", "op_us", "dense_us");
+    printf("%5s %7s %9s %9s %10s %9s %9s %8s %9s %9s %9s\n", "n", "experts", "16x32_us", "16x64_us",
+           "64x128_us", "TFLOP/s", "GB/s", "%copy", "op_us", "dense_us", "oai_us");
     for (size_t i = 0; i < ARRAY_LEN(ns); i++) {
         int n = ns[i], used;
-        double t[3], top, dense, flops = 6.0 * n * K * HID * FFN, bytes, best;
+        double t[3], top, dense, oai, flops = 6.0 * n * K * HID * FFN, bytes, best;
+        static const enum cuda_moe_tile tiles[3] = { CUDA_MOE_TILE_DECODE,
+            CUDA_MOE_TILE_DECODE_WIDE, CUDA_MOE_TILE_PREFILL };
 
         b.n = n;
         b.kp.num_tokens = n;
@@ -212,11 +241,10 @@ int gt_bench_moe(void)
             goto out;
         b.mode = 0;
         for (int v = 0; v < 3; v++) {
-            static const enum cuda_moe_tile tiles[3] = { CUDA_MOE_TILE_DECODE,
-                CUDA_MOE_TILE_DECODE_WIDE, CUDA_MOE_TILE_PREFILL };
             b.kp.tile = tiles[v];
             t[v] = time_cold(&b);
         }
+        oai = time_oai(&b, tiles[t[0] <= t[1] && t[0] <= t[2] ? 0 : t[1] <= t[2] ? 1 : 2]);
         b.kp.tile = CUDA_MOE_TILE_AUTO;
         b.mode = 1;
         top = time_cold(&b);
@@ -224,17 +252,19 @@ int gt_bench_moe(void)
         dense = time_cold(&b);
         best = fmin(fmin(t[0], t[1]), t[2]);
         bytes = (double)used * expert * 2 + (double)n * HID * 2 + (double)n * K * HID * 2;
-        printf("%5d %7d %9.1f %9.1f %10.1f %9.1f %9.0f %7.0f%% %9.1f %9.1f\n", n, used, t[0] * 1e6,
+        printf("%5d %7d %9.1f %9.1f %10.1f %9.1f %9.0f %7.0f%% %9.1f %9.1f %9.1f\n", n, used, t[0] * 1e6,
                t[1] * 1e6, t[2] * 1e6, flops / best / 1e12, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / gbs,
-               top * 1e6, dense * 1e6);
+               top * 1e6, dense * 1e6, oai * 1e6);
         fflush(stdout);
     }
     printf("experts: the grouped GEMMs with routing and grouping, per tile shape; TFLOP/s and GB/s (distinct experts' weights + x + y) of the faster; op: the "
-           "whole moe op (router, auto tiles, sum); dense: cuBLAS on [n*%d, %d] of the same work\n", K, HID);
+           "whole moe op (router, auto tiles, sum); dense: cuBLAS on [n*%d, %d] of the same work; oai: the experts at the "
+           "fastest tile with gpt-oss's biases and clamped SwiGLU\n", K, HID);
     rc = 0;
 out:
     if (b.be) {
-        void *bufs[] = { b.flush, b.x, b.out, b.logits, b.y, b.kwork, b.work, b.big_x, b.big_gu, b.big_act };
+        void *bufs[] = { b.flush, b.x, b.out, b.logits, b.y, b.kwork, b.work, b.big_x, b.big_gu, b.big_act,
+                         b.bias };
         for (size_t i = 0; i < ARRAY_LEN(bufs); i++)
             if (bufs[i])
                 b.be->ops->free(b.be, bufs[i]);

@@ -5,7 +5,11 @@
  * block, sliding windows (with the out-of-window blocks dropped from the table), soft-cap,
  * and 8k contexts through the split-K path (checked to be taken). Outputs are poisoned
  * first; rows of padding must come out exactly zero. The fp8 (e4m3) cache: the same bytes
- * and scales on both backends, through the same shapes, decode, prefill and split. */
+ * and scales on both backends, through the same shapes, decode, prefill and split.
+ * gpt-oss's attention sinks (a per-head logit in the denominator only) through every path:
+ * prefill, mixed, the decode kernel and the varlen kernel's decodes, split and not, windows,
+ * bf16 and fp8, graph replays; a sink far above every logit (output near zero) and one far
+ * below (no effect) among them. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdio.h>
@@ -104,9 +108,10 @@ static bool attn_backends(struct gt *t, int T, int R, int MB)
     return gt_backends(t, &o);
 }
 
-/* k_scale > 0: an fp8 e4m3 cache with these scales; 0: bf16 */
-static void attn_once_kv(struct gt *t, const struct attn_case *c, int *splits_seen, float k_scale,
-                         float v_scale)
+/* k_scale > 0: an fp8 e4m3 cache with these scales; 0: bf16. sinks: gpt-oss's per-head
+ * sinks, head 0's 40 (above every logit), head 1's -40 (no weight), the others U(-2, 6). */
+static void attn_run(struct gt *t, const struct attn_case *c, int *splits_seen, float k_scale,
+                     float v_scale, bool sinks)
 {
     int R = c->num_reqs, T = c->trailing, MB = 1, num_blocks = 5, max_q = 0, max_seq = 0;
     int q_stride = (c->H + 2 * c->KV) * c->D, row = c->KV * c->D, next = 0, *perm = NULL;
@@ -114,7 +119,7 @@ static void attn_once_kv(struct gt *t, const struct attn_case *c, int *splits_se
     float *host = NULL, *ref = NULL, *got = NULL;
     struct step_batch b = { 0 };
     struct bk_batch bc, bg;
-    struct dbuf q = { 0 }, kc = { 0 }, vc = { 0 }, out = { 0 };
+    struct dbuf q = { 0 }, kc = { 0 }, vc = { 0 }, out = { 0 }, sk = { 0 };
     struct rbuf kc8 = { 0 }, vc8 = { 0 };
     struct attn_params pc, pg;
     bool fp8 = k_scale > 0.0f;
@@ -200,6 +205,14 @@ static void attn_once_kv(struct gt *t, const struct attn_case *c, int *splits_se
                                { num_blocks, c->bs, c->KV, c->D, fp8 ? DT_F8_E4M3 : DT_F32,
                                  k_scale, v_scale }, NULL };
     pg = pc;
+    if (sinks) {
+        for (int h = 0; h < c->H; h++)
+            host[h] = h == 0 ? 40.0f : h == 1 ? -40.0f : gt_randf(&t->rng, -2.0f, 6.0f);
+        if (!dbuf_create(t, &sk, c->H, true) || !dbuf_set(t, &sk, host))
+            goto out;
+        pc.sinks = sk.cpu;
+        pg.sinks = sk.gpu;
+    }
     if (splits_seen)
         *splits_seen = MAX(*splits_seen, splits_for(&bg, &pg));
     if (c->want_splits)
@@ -235,8 +248,9 @@ static void attn_once_kv(struct gt *t, const struct attn_case *c, int *splits_se
         char what[128];
         for (size_t i = 0; i < (size_t)T * c->H * c->D; i++)
             mx = fmaxf(mx, fabsf(ref[i]));
-        snprintf(what, sizeof what, "attention%s%s H %d KV %d D %d block %d window %d cap %g, %d reqs",
-                 fp8 ? " fp8" : "", c->graph_bound ? " graph" : "", c->H, c->KV, c->D, c->bs,
+        snprintf(what, sizeof what, "attention%s%s%s H %d KV %d D %d block %d window %d cap %g, %d reqs",
+                 fp8 ? " fp8" : "", c->graph_bound ? " graph" : "", sinks ? " sinks" : "",
+                 c->H, c->KV, c->D, c->bs,
                  c->window, c->softcap, R);
         /* bf16 probabilities in P·V and a bf16 output: about 2^-8 relative. fp8 adds nothing
          * of its own: both backends read the same codes, e4m3 widens to bf16 exactly and the
@@ -261,11 +275,18 @@ out:
     rbuf_free(t, &kc8);
     rbuf_free(t, &vc8);
     dbuf_free(t, &out);
+    dbuf_free(t, &sk);
     batch_fini(&b);
     free(host);
     free(ref);
     free(got);
     free(perm);
+}
+
+static void attn_once_kv(struct gt *t, const struct attn_case *c, int *splits_seen, float k_scale,
+                         float v_scale)
+{
+    attn_run(t, c, splits_seen, k_scale, v_scale, false);
 }
 
 static void attn_once(struct gt *t, const struct attn_case *c, int *splits_seen)
@@ -541,6 +562,59 @@ static void attention_decode_variants_match_cpu(struct gt *t)
     gt_note(t, "%d other instantiations, split/window/plain batches", ran);
 }
 
+/* ---- gpt-oss's attention sinks ---- */
+
+/* The sink is one more logit in the denominator, once per row: the unsplit kernels fold it
+ * in their epilogue, the split ones in the merge only. Cases at gpt-oss's shape (64 heads, 8
+ * KV heads, D 64, window 128) and others; splits asked for where they matter (a sink counted
+ * per split shows there, as one left out does everywhere). */
+static const struct attn_case sink_cases[] = {
+    /* prefill, and a mixed batch with padding and trailing tokens (varlen kernel) */
+    { 64, 8, 64, 16, 0, 0, 6, REQS({ 1, 1 }, { 17, 17 }, { 200, 200 }), 0, 0, 0 },
+    { 64, 8, 64, 16, 128, 0, 6, REQS({ 300, 300 }, { 40, 1000 }, { 1, 0 }), 0, 0, 0 },
+    { 32, 8, 128, 16, 0, 0, 6,
+      REQS({ 1, 40 }, { 50, 250 }, { 1, 700 }, { 120, 120 }, { 1, 0 }, { 7, 77 }), 5, 0, 0 },
+    /* decodes (the decode kernel), unsplit and split, window and not */
+    { 64, 8, 64, 16, 0, 0, 6, REQS({ 1, 1 }, { 1, 100 }, { 1, 2047 }, { 1, 0 }), 0, 0, 0 },
+    { 64, 8, 64, 16, 128, 0, 6, REQS({ 1, 129 }, { 1, 5000 }, { 1, 0 }), 0, 0, 0 },
+    { 64, 8, 64, 16, 0, 0, 8, REQS({ 1, 32768 }), 0, 2, 0 },
+    { 32, 8, 128, 16, 0, 0, 8, REQS({ 1, 8192 }, { 1, 4099 }), 0, 2, 0 },
+    /* the varlen kernel split: a prefill chunk at 8k, and decodes of a head_dim the decode
+     * kernel does not take */
+    { 64, 8, 64, 32, 0, 0, 8, REQS({ 64, 8192 }), 0, 2, 0 },
+    { 8, 2, 24, 16, 0, 0, 8, REQS({ 1, 16384 }, { 1, 5 }), 0, 2, 0 },
+    /* a soft-cap with sinks (no family has both; the paths must still compose) */
+    { 8, 4, 64, 16, 0, 5.0f, 16, REQS({ 1, 3000 }, { 64, 64 }), 0, 0, 0 },
+    /* graph replays of decode batches, split and not */
+    { 64, 8, 64, 16, 0, 0, 8, REQS({ 1, 20000 }, { 1, 100 }, { 1, 0 }, { 1, 32767 }), 0, 2, 32768 },
+    { 64, 8, 64, 16, 128, 0, 8, REQS({ 1, 5 }, { 1, 3000 }, { 1, 0 }), 0, 0, 32768 },
+};
+
+static void attention_sinks_match_cpu(struct gt *t)
+{
+    int splits = 0;
+
+    for (size_t i = 0; i < ARRAY_LEN(sink_cases); i++) {
+        attn_run(t, &sink_cases[i], &splits, 0.0f, 0.0f, true);
+        attn_run(t, &sink_cases[i], &splits, 0.0113f, 0.0071f, true);
+    }
+    gt_note(t, "sinks 40/-40/U(-2,6): prefill, mixed, decode, windows, graphs, bf16 and fp8; "
+            "up to %d splits", splits);
+}
+
+/* The varlen kernel takes the decodes too (attention_decode_cuda_tune -1), so its one-warp
+ * decode blocks and their split merge see sinks as well. */
+static void attention_sinks_varlen_decodes_match_cpu(struct gt *t)
+{
+    for (size_t i = 3; i < 7; i++) {
+        attention_decode_cuda_tune(0, false, -1, 0, 0, NULL, 0);
+        attn_run(t, &sink_cases[i], NULL, 0.0f, 0.0f, true);
+        attn_run(t, &sink_cases[i], NULL, 0.0113f, 0.0071f, true);
+    }
+    attention_decode_cuda_tune(0, false, 0, 0, 0, NULL, 0);
+    gt_note(t, "the decode cases of attention_sinks_match_cpu through the varlen kernel");
+}
+
 const struct gt_case gt_cases_attention[] = {
     { "attention_prefill_only_matches_cpu", attention_prefill_only_matches_cpu },
     { "attention_decode_only_matches_cpu", attention_decode_only_matches_cpu },
@@ -555,6 +629,8 @@ const struct gt_case gt_cases_attention[] = {
     { "attention_decode_window_softcap_match_cpu", attention_decode_window_softcap_match_cpu },
     { "attention_decode_graph_replay_matches_cpu", attention_decode_graph_replay_matches_cpu },
     { "attention_decode_variants_match_cpu", attention_decode_variants_match_cpu },
+    { "attention_sinks_match_cpu", attention_sinks_match_cpu },
+    { "attention_sinks_varlen_decodes_match_cpu", attention_sinks_varlen_decodes_match_cpu },
     { NULL, NULL },
 };
 #endif

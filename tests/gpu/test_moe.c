@@ -7,7 +7,10 @@
  * should not shows. Also: shapes off the 16-byte path and at the limits (256 experts, top
  * 8), exact ties (a zero router: the lower expert wins, as on the CPU), both tile shapes
  * of the grouped GEMM on the same data, repeated runs bit for bit, and graph replays bit
- * for bit equal to eager runs on new data.
+ * for bit equal to eager runs on new data. gpt-oss's block (the router's bias, the experts'
+ * gate_up and down biases, the clamped SwiGLU with alpha 1.702 and limit 7, biases large
+ * enough that both clamps bite) at its two models' expert counts, decode and prefill batches,
+ * off the 16-byte path, and in graphs.
  *
  * Tolerance: the CPU computes in f32; the GPU rounds the activation silu(gate) * up and
  * each weighted expert output to bf16 before the sum (2^-9 relative each), and the
@@ -34,10 +37,21 @@ struct moe_shape {
     bool renorm;
 };
 
+/* Two tensors of every expert (gate_up and down, or their biases): each on both backends,
+ * and the per-backend arrays the moe op takes. */
+struct expert_pair {
+    struct dweight *gu, *dn;
+    struct bk_weight *cgu, *cdn, *ggu, *gdn;
+};
+
 struct moe_fx {
     struct moe_shape s;
-    struct dweight router, *gu, *dn, sgu, sdn, sg;
-    struct bk_weight *cgu, *cdn, *ggu, *gdn;   /* the experts' arrays, per backend */
+    struct dweight router, sgu, sdn, sg;
+    struct expert_pair ex;          /* the experts' weights */
+    /* gpt-oss: the router's bias (also on the host, for near_ties) and the experts' biases */
+    struct dweight rb;
+    struct expert_pair bias;
+    float *rb_host;
     struct moe_weights cw, gw;
     struct moe_params p;
 };
@@ -49,8 +63,10 @@ static bool backends(struct gt *t, int max_tokens)
     return gt_backends(t, &o);
 }
 
-/* A random [rows, cols] weight in U(-a, a) on both backends. */
-static bool rand_weight(struct gt *t, struct dweight *w, int rows, int cols, float a)
+/* A random [rows, cols] weight in U(-a, a) on both backends; its values also into keep
+ * (host, rows * cols floats) when not NULL. */
+static bool rand_weight_keep(struct gt *t, struct dweight *w, int rows, int cols, float a,
+                             float *keep)
 {
     float *h = malloc((size_t)rows * cols * 4);
     bool ok;
@@ -59,27 +75,92 @@ static bool rand_weight(struct gt *t, struct dweight *w, int rows, int cols, flo
         return false;
     gt_fill(&t->rng, h, (size_t)rows * cols, -a, a);
     ok = dweight_create(t, w, h, rows, cols, DT_BF16);
+    if (keep)
+        memcpy(keep, h, (size_t)rows * cols * 4);
     free(h);
     return ok;
+}
+
+static bool rand_weight(struct gt *t, struct dweight *w, int rows, int cols, float a)
+{
+    return rand_weight_keep(t, w, rows, cols, a, NULL);
+}
+
+/* E experts' pair: gate_up-like [gu_rows, gu_cols] in U(-gu_a, gu_a), down-like [dn_rows,
+ * dn_cols] in U(-dn_a, dn_a). */
+static bool pair_create(struct gt *t, struct expert_pair *x, int E, int gu_rows, int gu_cols,
+                        float gu_a, int dn_rows, int dn_cols, float dn_a)
+{
+    x->gu = calloc(E, sizeof *x->gu);
+    x->dn = calloc(E, sizeof *x->dn);
+    x->cgu = calloc(E, sizeof *x->cgu);
+    x->cdn = calloc(E, sizeof *x->cdn);
+    x->ggu = calloc(E, sizeof *x->ggu);
+    x->gdn = calloc(E, sizeof *x->gdn);
+    if (!gt_check(t, x->gu && x->dn && x->cgu && x->cdn && x->ggu && x->gdn, "out of host memory"))
+        return false;
+    for (int e = 0; e < E; e++) {
+        if (!rand_weight(t, &x->gu[e], gu_rows, gu_cols, gu_a) ||
+            !rand_weight(t, &x->dn[e], dn_rows, dn_cols, dn_a))
+            return false;
+        x->cgu[e] = x->gu[e].cpu;
+        x->cdn[e] = x->dn[e].cpu;
+        x->ggu[e] = x->gu[e].gpu;
+        x->gdn[e] = x->dn[e].gpu;
+    }
+    return true;
+}
+
+static void pair_free(struct gt *t, struct expert_pair *x, int E)
+{
+    for (int e = 0; x->gu && x->dn && e < E; e++) {
+        dweight_free(t, &x->gu[e]);
+        dweight_free(t, &x->dn[e]);
+    }
+    free(x->gu);
+    free(x->dn);
+    free(x->cgu);
+    free(x->cdn);
+    free(x->ggu);
+    free(x->gdn);
 }
 
 static void fx_free(struct gt *t, struct moe_fx *f)
 {
     dweight_free(t, &f->router);
-    for (int e = 0; f->gu && e < f->s.E; e++) {
-        dweight_free(t, &f->gu[e]);
-        dweight_free(t, &f->dn[e]);
-    }
+    pair_free(t, &f->ex, f->s.E);
+    pair_free(t, &f->bias, f->s.E);
+    dweight_free(t, &f->rb);
+    free(f->rb_host);
     dweight_free(t, &f->sgu);
     dweight_free(t, &f->sdn);
     dweight_free(t, &f->sg);
-    free(f->gu);
-    free(f->dn);
-    free(f->cgu);
-    free(f->cdn);
-    free(f->ggu);
-    free(f->gdn);
     memset(f, 0, sizeof *f);
+}
+
+/* gpt-oss's biases on top of f's weights, and its activation: the router's bias in
+ * U(-1, 1) (moves the top-k), the experts' gate_up biases in U(-8, 8) (so that gate passes
+ * the limit 7 and up both -7 and 7 on some rows: outputs near 1 before them), down's in
+ * U(-1, 1). */
+static bool fx_add_oai(struct gt *t, struct moe_fx *f)
+{
+    int E = f->s.E;
+
+    f->rb_host = calloc(E, sizeof *f->rb_host);
+    if (!gt_check(t, f->rb_host != NULL, "out of host memory") ||
+        !rand_weight_keep(t, &f->rb, E, 1, 1.0f, f->rb_host) ||
+        !pair_create(t, &f->bias, E, 2 * f->s.F, 1, 8.0f, f->s.H, 1, 1.0f))
+        return false;
+    f->cw.router_bias = &f->rb.cpu;
+    f->cw.gate_up_bias = f->bias.cgu;
+    f->cw.down_bias = f->bias.cdn;
+    f->gw.router_bias = &f->rb.gpu;
+    f->gw.gate_up_bias = f->bias.ggu;
+    f->gw.down_bias = f->bias.gdn;
+    f->p.act = MOE_ACT_SWIGLU_OAI;
+    f->p.swiglu_alpha = 1.702f;
+    f->p.swiglu_limit = 7.0f;
+    return true;
 }
 
 /* Weights scaled so that the router's logits have a standard deviation near 2 and each
@@ -91,32 +172,17 @@ static bool fx_create(struct gt *t, struct moe_fx *f, struct moe_shape s, bool z
 
     memset(f, 0, sizeof *f);
     f->s = s;
-    f->gu = calloc(E, sizeof *f->gu);
-    f->dn = calloc(E, sizeof *f->dn);
-    f->cgu = calloc(E, sizeof *f->cgu);
-    f->cdn = calloc(E, sizeof *f->cdn);
-    f->ggu = calloc(E, sizeof *f->ggu);
-    f->gdn = calloc(E, sizeof *f->gdn);
-    if (!gt_check(t, f->gu && f->dn && f->cgu && f->cdn && f->ggu && f->gdn, "out of host memory") ||
-        !rand_weight(t, &f->router, E, s.H, ra))
+    if (!rand_weight(t, &f->router, E, s.H, ra) ||
+        !pair_create(t, &f->ex, E, 2 * s.F, s.H, 3.0f / sqrtf(s.H), s.H, s.F, 3.0f / sqrtf(s.F)))
         return false;
-    for (int e = 0; e < E; e++) {
-        if (!rand_weight(t, &f->gu[e], 2 * s.F, s.H, 3.0f / sqrtf(s.H)) ||
-            !rand_weight(t, &f->dn[e], s.H, s.F, 3.0f / sqrtf(s.F)))
-            return false;
-        f->cgu[e] = f->gu[e].cpu;
-        f->cdn[e] = f->dn[e].cpu;
-        f->ggu[e] = f->gu[e].gpu;
-        f->gdn[e] = f->dn[e].gpu;
-    }
     if (s.SF && (!rand_weight(t, &f->sgu, 2 * s.SF, s.H, 3.0f / sqrtf(s.H)) ||
                  !rand_weight(t, &f->sdn, s.H, s.SF, 3.0f / sqrtf(s.SF)) ||
                  !rand_weight(t, &f->sg, 1, s.H, 3.0f / sqrtf(s.H))))
         return false;
-    f->cw = (struct moe_weights){ &f->router.cpu, f->cgu, f->cdn, s.SF ? &f->sgu.cpu : NULL,
+    f->cw = (struct moe_weights){ &f->router.cpu, f->ex.cgu, f->ex.cdn, s.SF ? &f->sgu.cpu : NULL,
                                   s.SF ? &f->sdn.cpu : NULL, s.SF ? &f->sg.cpu : NULL,
                                   NULL, NULL, NULL };
-    f->gw = (struct moe_weights){ &f->router.gpu, f->ggu, f->gdn, s.SF ? &f->sgu.gpu : NULL,
+    f->gw = (struct moe_weights){ &f->router.gpu, f->ex.ggu, f->ex.gdn, s.SF ? &f->sgu.gpu : NULL,
                                   s.SF ? &f->sdn.gpu : NULL, s.SF ? &f->sg.gpu : NULL,
                                   NULL, NULL, NULL };
     f->p = (struct moe_params){ E, s.k, s.H, s.F, s.SF, s.renorm, NULL, MOE_ACT_SILU, 0.0f, 0.0f };
@@ -157,6 +223,8 @@ static int near_ties(struct gt *t, struct moe_fx *f, const struct dbuf *x, int n
     for (int r = 0; r < n && k < E; r++) {
         float kth = -INFINITY, next = -INFINITY;
         memcpy(row, l + (size_t)r * E, E * 4);
+        for (int e = 0; f->rb_host && e < E; e++)   /* gpt-oss: the biased logits route */
+            row[e] += f->rb_host[e];
         for (int j = 0; j <= k; j++) {   /* the k-th and (k+1)-th largest, by selection */
             int b = 0;
             for (int e = 1; e < E; e++)
@@ -223,8 +291,8 @@ static int run_once(struct gt *t, struct moe_fx *f, int n, int zero, float *gpu_
                 got[m++] = got[(size_t)r * H + d];
             }
         }
-        snprintf(what, sizeof what, "E %d k %d H %d F %d SF %d n %d", f->s.E, f->s.k, H, f->s.F,
-                 f->s.SF, n);
+        snprintf(what, sizeof what, "E %d k %d H %d F %d SF %d n %d%s", f->s.E, f->s.k, H,
+                 f->s.F, f->s.SF, n, f->rb_host ? " gpt-oss" : "");
         if (m)
             gt_compare(t, what, got, ref, m, 2e-2 * sqrt(ss / m), 1e-2, 1e-4);
     }
@@ -242,7 +310,7 @@ out:
     return skipped;
 }
 
-static void family(struct gt *t, struct moe_shape s, const char *name)
+static void family_act(struct gt *t, struct moe_shape s, const char *name, bool oai)
 {
     static const int ns[] = { 1, 3, 64, 300, 2048 };
     struct moe_fx f;
@@ -250,12 +318,17 @@ static void family(struct gt *t, struct moe_shape s, const char *name)
 
     if (!backends(t, 2048))
         return;
-    if (fx_create(t, &f, s, false))
+    if (fx_create(t, &f, s, false) && (!oai || fx_add_oai(t, &f)))
         for (size_t i = 0; i < ARRAY_LEN(ns); i++)
             skipped += run_once(t, &f, ns[i], ns[i] >= 64 ? 5 : 0, NULL);
     fx_free(t, &f);
     gt_note(t, "%s: E %d top %d H %d F %d%s, n 1/3/64/300/2048; %d near-tie rows left out",
             name, s.E, s.k, s.H, s.F, s.SF ? " + shared" : "", skipped);
+}
+
+static void family(struct gt *t, struct moe_shape s, const char *name)
+{
+    family_act(t, s, name, false);
 }
 
 static void moe_mixtral_matches_cpu(struct gt *t)
@@ -271,6 +344,40 @@ static void moe_qwen3_matches_cpu(struct gt *t)
 static void moe_qwen2_shared_expert_matches_cpu(struct gt *t)
 {
     family(t, (struct moe_shape){ 60, 4, 256, 64, 256, false }, "Qwen2-MoE");
+}
+
+/* gpt-oss-20b's 32 experts top 4 and gpt-oss-120b's 128 top 4 (softmax over the top-k
+ * logits: the renormalized case), at small hidden and ffn. */
+static void moe_gpt_oss_matches_cpu(struct gt *t)
+{
+    family_act(t, (struct moe_shape){ 32, 4, 256, 128, 0, true }, "gpt-oss-20b experts", true);
+}
+
+static void moe_gpt_oss_120b_experts_match_cpu(struct gt *t)
+{
+    family_act(t, (struct moe_shape){ 128, 4, 192, 96, 0, true }, "gpt-oss-120b experts", true);
+}
+
+/* gpt-oss's block off the 16-byte path (element loads), and with one expert. */
+static void moe_gpt_oss_odd_shapes_match_cpu(struct gt *t)
+{
+    static const struct { struct moe_shape s; int n; } cases[] = {
+        { { 5, 3, 100, 36, 0, true }, 37 },
+        { { 1, 1, 64, 24, 0, true }, 5 },
+        { { 32, 4, 2880 / 16, 2880 / 16, 0, true }, 300 },
+    };
+    int skipped = 0;
+
+    if (!backends(t, 512))
+        return;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct moe_fx f;
+        if (fx_create(t, &f, cases[i].s, false) && fx_add_oai(t, &f))
+            skipped += run_once(t, &f, cases[i].n, 1, NULL);
+        fx_free(t, &f);
+    }
+    gt_note(t, "gpt-oss: H 100/F 36 (no 16-byte loads), E 1, H 180; %d near-tie rows left out",
+            skipped);
 }
 
 /* Off the 16-byte path (hidden 100, ffn 36: element loads), one expert, and the limits. */
@@ -325,7 +432,8 @@ static void moe_tile_shapes_agree(struct gt *t)
         goto out;
     for (size_t i = 0; i < ARRAY_LEN(ns); i++) {
         int n = ns[i], P = n * s.k;
-        struct cuda_moe_params kp = { n, s.E, s.k, s.H, s.F, s.renorm, CUDA_MOE_TILE_DECODE };
+        struct cuda_moe_params kp = { n, s.E, s.k, s.H, s.F, s.renorm, CUDA_MOE_TILE_DECODE,
+                                      CUDA_MOE_ACT_SILU, 0.0f, 0.0f };
         struct cuda_moe_experts ex;
         struct dbuf x = { 0 }, logits = { 0 }, y = { 0 }, out = { 0 };
         size_t wb = moe_experts_cuda_work_bytes(&kp);
@@ -336,8 +444,8 @@ static void moe_tile_shapes_agree(struct gt *t)
 
         memset(&ex, 0, sizeof ex);
         for (int e = 0; e < s.E; e++) {
-            ex.gate_up[e] = f.ggu[e].data;
-            ex.down[e] = f.gdn[e].data;
+            ex.gate_up[e] = f.ex.ggu[e].data;
+            ex.down[e] = f.ex.gdn[e].data;
         }
         if (gt_check(t, work && xh && o[0] && o[1], "out of memory: %s", err) &&
             dbuf_create(t, &x, (size_t)n * s.H, false) &&
@@ -398,11 +506,14 @@ static int graph_body(void *arg)
  * and eager runs equal each other (no float atomics, a stable grouping). */
 static void moe_graph_replay_equals_eager(struct gt *t)
 {
-    static const struct { struct moe_shape s; int n; } cases[] = {
-        { { 128, 8, 256, 128, 0, true }, 1 },
-        { { 128, 8, 256, 128, 0, true }, 64 },
-        { { 60, 4, 256, 64, 256, false }, 8 },
-        { { 8, 2, 512, 256, 0, true }, 300 },
+    static const struct { struct moe_shape s; int n; bool oai; } cases[] = {
+        { { 128, 8, 256, 128, 0, true }, 1, false },
+        { { 128, 8, 256, 128, 0, true }, 64, false },
+        { { 60, 4, 256, 64, 256, false }, 8, false },
+        { { 8, 2, 512, 256, 0, true }, 300, false },
+        { { 32, 4, 256, 128, 0, true }, 1, true },    /* gpt-oss: decode and prefill batches */
+        { { 32, 4, 256, 128, 0, true }, 64, true },
+        { { 32, 4, 256, 128, 0, true }, 300, true },
     };
     int replays = 0;
 
@@ -418,7 +529,8 @@ static void moe_graph_replay_equals_eager(struct gt *t)
         void *work = NULL;
         struct graph_arg ga;
 
-        if (!fx_create(t, &f, cases[i].s, false) || !gt_check(t, xh && e1 && e2 && g, "memory") ||
+        if (!fx_create(t, &f, cases[i].s, false) || (cases[i].oai && !fx_add_oai(t, &f)) ||
+            !gt_check(t, xh && e1 && e2 && g, "memory") ||
             !(work = gpu_work(t, &f, n, &wb)) || !dbuf_create(t, &x, (size_t)n * H, false) ||
             !dbuf_create(t, &out, (size_t)n * H, false))
             goto next;
@@ -459,7 +571,8 @@ next:
         free(e2);
         free(g);
     }
-    gt_note(t, "n 1/64 Qwen3, 8 Qwen2 shared, 300 Mixtral: %d replays bit for bit = eager", replays);
+    gt_note(t, "n 1/64 Qwen3, 8 Qwen2 shared, 300 Mixtral, 1/64/300 gpt-oss: %d replays bit for "
+            "bit = eager", replays);
 }
 
 const struct gt_case gt_cases_moe[] = {
@@ -470,6 +583,9 @@ const struct gt_case gt_cases_moe[] = {
     { "moe_ties_pick_the_lower_expert", moe_ties_pick_the_lower_expert },
     { "moe_tile_shapes_agree", moe_tile_shapes_agree },
     { "moe_graph_replay_equals_eager", moe_graph_replay_equals_eager },
+    { "moe_gpt_oss_matches_cpu", moe_gpt_oss_matches_cpu },
+    { "moe_gpt_oss_120b_experts_match_cpu", moe_gpt_oss_120b_experts_match_cpu },
+    { "moe_gpt_oss_odd_shapes_match_cpu", moe_gpt_oss_odd_shapes_match_cpu },
     { NULL, NULL },
 };
 

@@ -1,7 +1,8 @@
 /* test_runner.c — whole models through the runner (engine/runner.c) on the CUDA backend:
  * every tiny preset of gen-model (Llama, Qwen2 biases, Qwen3 q/k norm, Mistral window,
- * mixed window/full layers, Gemma, Phi-3, and the MoE families Mixtral, Qwen3-MoE and
- * Qwen2-MoE with its shared expert) runs a prompt step and decode steps; the CUDA logits must
+ * mixed window/full layers, Gemma, Phi-3, the MoE families Mixtral, Qwen3-MoE and
+ * Qwen2-MoE with its shared expert, and gpt-oss with its sinks, biases, YaRN and clamped
+ * SwiGLU experts) runs a prompt step and decode steps; the CUDA logits must
  * equal the CPU backend's within bf16 error, and the runner's CUDA-graph decode steps
  * must pick the same greedy tokens as the eager CUDA runner (a differing token is allowed
  * only on a near-tie of the eager logits, bounded by the bf16 error measured on that very
@@ -138,18 +139,8 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
         !gt_backends(t, &bo) ||
         !gt_check(t, runner_create(&rc, t->cpu, &m, &eo, err) == 0, "cpu runner: %s", err))
         goto out;
-    /* gpt-oss needs attention sinks and its own MoE, which cuda lacks in this build: it must
-     * be refused at runner_create in one line, never run with wrong logits */
-    if (m.cfg.attn_sinks) {
-        int rc = runner_create(&re, t->gpu, &m, &eo, err);
-
-        if (gt_check(t, rc == -ENOTSUP && strstr(err, "runs on the CPU backend only in this build"),
-                     "cuda %s: not refused in one line (rc %d: %s)", preset, rc, err))
-            gt_note(t, "%s refused on cuda by design: %s", preset, err);
-        goto out;
-    }
-    /* every other tiny family runs on cuda (the MoE ones through kernels/moe.cu): a refusal
-     * is a failure */
+    /* every tiny family runs on cuda (the MoE ones through kernels/moe.cu, gpt-oss with its
+     * sinks in the attention kernels): a refusal is a failure */
     if (!gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda eager runner %s: %s",
                   preset, err) ||
         !gt_check(t, runner_create(&rg, t->gpu, &m, &ro, err) == 0, "cuda graph runner: %s", err))
@@ -280,7 +271,7 @@ static void runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
 
 /* --load-format dummy's MoE models (every expert a window of one shared host pool, uploaded
  * as its own copy) on cuda: the cpu's logits and the graphs' tokens, as for the presets'
- * files; gpt-oss is refused in one line as above. */
+ * files. */
 static void dummy_moe_models_cuda_match_cpu(struct gt *t)
 {
     static const char *const presets[] = { "tiny-mixtral", "tiny-qwen3-moe", "tiny-qwen2-moe",
@@ -293,6 +284,23 @@ static void dummy_moe_models_cuda_match_cpu(struct gt *t)
     gt_check(t, replays > 0, "no dummy MoE model ran a graph step");
     gt_note(t, "dummy MoE models: %d steps, %d graph replays, %d of %d greedy tokens equal "
             "(%d near-ties)", steps, replays, tokens - ties, tokens, ties);
+}
+
+/* gpt-oss on its own (all_tiny_presets runs it once among the others): its four layers
+ * alternate a 32-token window and full attention, prompts and decodes pass the window, head
+ * dim 16 takes the varlen attention kernel for decodes too (test_attention.c covers the
+ * decode kernel's sinks at gpt-oss's head dim 64); fused and unfused cache writes, bf16 and
+ * fp8 caches. CPU logits within the bf16 bound every step, graph tokens = eager argmax. */
+static void runner_gpt_oss_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
+{
+    int steps = 0, replays = 0, ties = 0, tokens = 0, agreed = 0;
+
+    for (int v = 0; v < 4; v++)
+        run_preset(t, "tiny-gpt-oss", v & 1, v & 2 ? DT_F8_E4M3 : DT_F32, false, &steps, &replays,
+                   &ties, &tokens, &agreed);
+    gt_check(t, replays > 0, "tiny-gpt-oss ran no graph step");
+    gt_note(t, "tiny-gpt-oss, fused/unfused x bf16/fp8 kv: %d steps, %d graph replays, %d of %d "
+            "greedy tokens equal (%d near ties)", steps, replays, tokens - ties, tokens, ties);
 }
 
 /* Tensor parallelism's NCCL path with one rank: the layer loop all-reduces o and down
@@ -607,6 +615,7 @@ const struct gt_case gt_cases_runner[] = {
     { "fp8_models_cuda_agree_with_cpu", fp8_models_cuda_agree_with_cpu },
     { "runner_cuda_matches_cpu_and_graphs_match_eager", runner_cuda_matches_cpu_and_graphs_match_eager },
     { "runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager", runner_fp8_kv_cuda_matches_cpu_and_graphs_match_eager },
+    { "runner_gpt_oss_cuda_matches_cpu_and_graphs_match_eager", runner_gpt_oss_cuda_matches_cpu_and_graphs_match_eager },
     { "nccl_with_one_rank_equals_the_plain_runner", nccl_with_one_rank_equals_the_plain_runner },
     { "dummy_moe_models_cuda_match_cpu", dummy_moe_models_cuda_match_cpu },
     { NULL, NULL },

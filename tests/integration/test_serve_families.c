@@ -20,10 +20,9 @@ static const struct {
     bool tp;                   /* tensor parallelism (OSPREY_TEST_TP_SIZE > 1) shards it */
 } families[] = {
     { "tiny-gemma2", true, true }, { "tiny-gemma3", true, true }, { "tiny-phi3", true, true },
-    { "tiny-mixtral", false, true }, { "tiny-qwen2-moe", false, true },
-    { "tiny-qwen3-moe", false, true },
-    /* cuda has no attention sinks nor gpt-oss's MoE */
-    { "tiny-gpt-oss", false, true },
+    /* the MoE families run on cuda since its moe op, gpt-oss since its sinks and MoE */
+    { "tiny-mixtral", true, true }, { "tiny-qwen2-moe", true, true },
+    { "tiny-qwen3-moe", true, true }, { "tiny-gpt-oss", true, true },
 };
 
 #define PROMPT "The quick brown fox jumps over the lazy dog while seven wizards quietly " \

@@ -166,7 +166,7 @@ START_TEST(gpt_oss_greedy_tokens_match_the_naive_forward)
 }
 END_TEST
 
-/* A backend without attention sinks or gpt-oss's MoE (the CUDA backend of this build) refuses
+/* A backend without attention sinks or gpt-oss's MoE (cuda before issue 11's port) refuses
  * the model at runner_create in one line instead of serving wrong logits. */
 static void no_sinks(struct backend_ops *ops)
 {
