@@ -183,7 +183,10 @@ int openai_parse_tool_list(struct oai_request *r, struct oai_error *e);
  * sends it) become the object Hugging Face templates expect. A "tool" message needs a
  * string tool_call_id. msg is message i of the request. */
 int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e);
-/* Whether the request's outputs are read for tool calls. */
+/* Whether the request's outputs are read for tool calls by tool_parser.c's parsers (not
+ * harmony: openai_harmony_active). */
 bool openai_tools_active(const struct oai_request *r);
+/* The most calls an output may make: 1 under parallel_tool_calls false, else 0 (any). */
+int openai_tools_max_calls(const struct oai_request *r);
 
 #endif

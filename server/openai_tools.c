@@ -211,10 +211,26 @@ int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct
         return openai_error(e, 400, "invalid_value", "tool_choice",
                             "Invalid 'tool_choice': '%s' needs a tool-call parser, and the model's "
                             "chat template shows no tool-call syntax osprey knows; start osprey with "
-                            "--tool-call-parser (llama3_json, hermes or mistral), or send "
+                            "--tool-call-parser (llama3_json, hermes, mistral or openai), or send "
                             "tool_choice 'none'.",
                             r->tool_choice == OAI_TOOLS_AUTO ? "auto"
                             : r->tool_choice == OAI_TOOLS_REQUIRED ? "required" : "function");
+    /* gpt-oss: every answer is harmony (its channels are special tokens), so the text is
+     * read with them kept, tools or not (server/harmony.c). */
+    if (r->tool_parser == TOOL_PARSER_OPENAI)
+        r->params.skip_special_tokens = false;
+    if (r->tool_parser == TOOL_PARSER_OPENAI &&
+        (r->tool_choice == OAI_TOOLS_REQUIRED || r->tool_choice == OAI_TOOLS_NAMED ||
+         (r->tool_choice == OAI_TOOLS_AUTO && any_strict(r->tools))))
+        return openai_error(e, 400, "invalid_value", r->tool_choice == OAI_TOOLS_AUTO ? "tools" : "tool_choice",
+                            "Invalid '%s': %s needs the output held to calls by a grammar, and "
+                            "gpt-oss's calls are harmony messages (<|start|>, <|channel|>, "
+                            "<|message|>, <|call|>: special tokens) that osprey's grammars cannot "
+                            "write; send tool_choice 'auto' with non-strict tools.",
+                            r->tool_choice == OAI_TOOLS_AUTO ? "tools" : "tool_choice",
+                            r->tool_choice == OAI_TOOLS_AUTO ? "a strict tool"
+                            : r->tool_choice == OAI_TOOLS_REQUIRED ? "tool_choice 'required'"
+                            : "a named tool_choice");
     /* A strict tool's arguments must follow its schema: under "auto" the grammar lets the
      * model answer in text, or call (every tool then held to its schema). */
     if ((r->tool_choice == OAI_TOOLS_REQUIRED || r->tool_choice == OAI_TOOLS_NAMED ||
@@ -292,10 +308,12 @@ int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e)
 
 bool openai_tools_active(const struct oai_request *r)
 {
-    return r->kind == OAI_CHAT && r->tool_choice != OAI_TOOLS_NONE && r->tool_parser != TOOL_PARSER_NONE;
+    /* harmony's calls are read with the rest of its output (openai_harmony.c) */
+    return r->kind == OAI_CHAT && r->tool_choice != OAI_TOOLS_NONE && r->tool_parser != TOOL_PARSER_NONE &&
+           r->tool_parser != TOOL_PARSER_OPENAI;
 }
 
-static int max_calls(const struct oai_request *r)
+int openai_tools_max_calls(const struct oai_request *r)
 {
     return r->parallel_tool_calls ? 0 : 1;
 }
@@ -315,7 +333,7 @@ int openai_tools_apply(const struct oai_request *r, struct oai_choice *oc, struc
     if (oc->text_len)
         memcpy(s + oc->prefix_len, oc->text, oc->text_len);
     s[len] = '\0';
-    if (tool_parser_parse(r->tool_parser, s, len, max_calls(r), tp)) {
+    if (tool_parser_parse(r->tool_parser, s, len, openai_tools_max_calls(r), tp)) {
         free(s);
         return -ENOMEM;
     }
@@ -371,7 +389,7 @@ int tool_stream_finish(struct tool_stream *ts, const struct oai_request *r, stru
     const struct buf *t = &ts->text;
     size_t end;
 
-    if (tool_parser_parse(r->tool_parser, t->p ? t->p : "", t->len, max_calls(r), tp))
+    if (tool_parser_parse(r->tool_parser, t->p ? t->p : "", t->len, openai_tools_max_calls(r), tp))
         return -ENOMEM;
     end = tp->num_calls ? tp->content_len : t->len;
     *out = t->p ? t->p + ts->sent : "";

@@ -456,6 +456,23 @@ static void call_item(struct json_out *o, const struct tool_call *t, const char 
     LIT(o, "}");
 }
 
+/* gpt-oss's analysis as OpenAI's reasoning item: its text as one reasoning_text part. */
+static void reasoning_item(struct json_out *o, const char *id, const char *status, const char *text,
+                           size_t len, bool with_part)
+{
+    LIT(o, "{\"id\":");
+    str0(o, id);
+    LIT(o, ",\"type\":\"reasoning\",\"summary\":[],\"content\":[");
+    if (with_part) {
+        LIT(o, "{\"type\":\"reasoning_text\",\"text\":");
+        json_out_str(o, text ? text : "", len);
+        LIT(o, "}");
+    }
+    LIT(o, "],\"status\":");
+    str0(o, status);
+    LIT(o, "}");
+}
+
 static void usage_object(struct json_out *o, const struct oai_usage *u)
 {
     LIT(o, "{\"input_tokens\":");
@@ -471,9 +488,11 @@ static void usage_object(struct json_out *o, const struct oai_usage *u)
 
 /* The response object; out NULL: in progress, no output yet. msg_id names the message item,
  * which the output holds when there is text or no call, or always with always_msg (a
- * stream's final object: the stream opened the message). */
+ * stream's final object: the stream opened the message). The reasoning item (rs_id) comes
+ * first, as OpenAI's does, except in a stream's final object: there the message was opened
+ * before any reasoning was known, so the reasoning item follows the calls, as its events did. */
 static void response_object(struct json_out *o, const struct resp_head *h, const struct resp_output *out,
-                            const struct oai_usage *u, const char *msg_id, bool always_msg)
+                            const struct oai_usage *u, const char *msg_id, const char *rs_id, bool always_msg)
 {
     const struct oai_request *q = h->req;
     const cJSON *root = q->resp_root;
@@ -496,11 +515,19 @@ static void response_object(struct json_out *o, const struct resp_head *h, const
     LIT(o, ",\"model\":");
     str0(o, h->model);
     LIT(o, ",\"output\":[");
+    if (out && out->reasoning_len && !always_msg) {
+        reasoning_item(o, rs_id, "completed", out->reasoning, out->reasoning_len, true);
+        first = false;
+    }
     if (out) {
         if (out->text_len || !out->num_calls) {
+            if (!first)
+                LIT(o, ",");
             message_item(o, msg_id, incomplete ? "incomplete" : "completed", out->text, out->text_len, true);
             first = false;
         } else if (always_msg) {
+            if (!first)
+                LIT(o, ",");
             message_item(o, msg_id, "completed", out->text, out->text_len, true);
             first = false;
         }
@@ -512,6 +539,10 @@ static void response_object(struct json_out *o, const struct resp_head *h, const
                 LIT(o, ",");
             first = false;
             call_item(o, &out->calls[i], id, "completed", true);
+        }
+        if (out->reasoning_len && always_msg) {
+            LIT(o, ",");
+            reasoning_item(o, rs_id, "completed", out->reasoning, out->reasoning_len, true);
         }
     }
     LIT(o, "],\"parallel_tool_calls\":");
@@ -539,12 +570,13 @@ int responses_render(const struct resp_head *h, const struct resp_output *out, c
                      size_t max_bytes, char **json, size_t *len)
 {
     struct json_out o;
-    char msg_id[40] = "msg_";
+    char msg_id[40] = "msg_", rs_id[40] = "rs_";
     int rc;
 
     rand_hex(msg_id + 4, 16);
+    rand_hex(rs_id + 3, 16);
     json_out_init(&o, max_bytes);
-    response_object(&o, h, out, u, msg_id, false);
+    response_object(&o, h, out, u, msg_id, rs_id, false);
     *json = json_out_take(&o, len, &rc);
     return rc;
 }
@@ -658,11 +690,11 @@ int resp_stream_open(struct resp_stream *s, const struct resp_head *h, char ***e
 
     ev_begin(&o, "response.created");
     LIT(&o, ",\"response\":");
-    response_object(&o, h, NULL, NULL, s->msg_id, false);
+    response_object(&o, h, NULL, NULL, s->msg_id, NULL, false);
     ev_end(&l, s, &o);
     ev_begin(&o, "response.in_progress");
     LIT(&o, ",\"response\":");
-    response_object(&o, h, NULL, NULL, s->msg_id, false);
+    response_object(&o, h, NULL, NULL, s->msg_id, NULL, false);
     ev_end(&l, s, &o);
     ev_begin(&o, "response.output_item.added");
     output_index(&o, 0);
@@ -703,6 +735,7 @@ int resp_stream_close(struct resp_stream *s, const struct resp_head *h, const st
     struct json_out o;
     bool incomplete = out->finish_reason && !strcmp(out->finish_reason, "length");
     struct resp_output whole = *out;
+    char rs_id[40] = "rs_";
 
     ev_begin(&o, "response.output_text.done");
     part_ref(&o, s);
@@ -750,12 +783,38 @@ int resp_stream_close(struct resp_stream *s, const struct resp_head *h, const st
         call_item(&o, t, id, "completed", true);
         ev_end(&l, s, &o);
     }
+    if (out->reasoning_len) {
+        /* the reasoning, whole: harmony's analysis was read as it came, but the message
+         * item had been opened first */
+        int at = out->num_calls + 1;
+
+        rand_hex(rs_id + 3, 16);
+        ev_begin(&o, "response.output_item.added");
+        output_index(&o, at);
+        LIT(&o, ",\"item\":");
+        reasoning_item(&o, rs_id, "in_progress", NULL, 0, false);
+        ev_end(&l, s, &o);
+        for (int k = 0; k < 2; k++) {
+            ev_begin(&o, k ? "response.reasoning_text.done" : "response.reasoning_text.delta");
+            LIT(&o, ",\"item_id\":");
+            str0(&o, rs_id);
+            output_index(&o, at);
+            LIT(&o, k ? ",\"content_index\":0,\"text\":" : ",\"content_index\":0,\"delta\":");
+            json_out_str(&o, out->reasoning, out->reasoning_len);
+            ev_end(&l, s, &o);
+        }
+        ev_begin(&o, "response.output_item.done");
+        output_index(&o, at);
+        LIT(&o, ",\"item\":");
+        reasoning_item(&o, rs_id, "completed", out->reasoning, out->reasoning_len, true);
+        ev_end(&l, s, &o);
+    }
     /* The final object always carries the message item the stream opened. */
     whole.text = s->text.p;
     whole.text_len = s->text.len;
     ev_begin(&o, incomplete ? "response.incomplete" : "response.completed");
     LIT(&o, ",\"response\":");
-    response_object(&o, h, &whole, u, s->msg_id, true);
+    response_object(&o, h, &whole, u, s->msg_id, rs_id, true);
     ev_end(&l, s, &o);
     return finish_list(&l, events, lens, num);
 }

@@ -41,6 +41,8 @@ struct resp_output {
     const struct tool_call *calls;   /* [num_calls] function_call items */
     int num_calls;
     const char *finish_reason; /* NULL: in progress; "length" makes the response incomplete */
+    const char *reasoning;     /* gpt-oss's analysis: a reasoning item before the message */
+    size_t reasoning_len;      /* 0: none */
 };
 
 /* The response object (status completed or incomplete; in_progress with out NULL), written

@@ -169,7 +169,7 @@ START_TEST(calls_render_as_function_call_items)
     struct tool_call calls[] = { { "chatcmpl-tool-1", "get_weather", "{\"city\":\"Paris\"}" } };
     struct oai_usage u = { 10, 3, 0 };
     struct resp_head h = { "resp_x", 5, "tiny", &req };
-    struct resp_output out = { "", 0, calls, 1, "tool_calls" };
+    struct resp_output out = { "", 0, calls, 1, "tool_calls", NULL, 0 };
     size_t len;
     char *s;
     cJSON *o, *item;
@@ -192,7 +192,7 @@ START_TEST(calls_render_as_function_call_items)
     free(s);
 
     /* cut by max_output_tokens: incomplete, with the reason */
-    out = (struct resp_output){ "Hel", 3, NULL, 0, "length" };
+    out = (struct resp_output){ "Hel", 3, NULL, 0, "length", NULL, 0 };
     ck_assert_int_eq(responses_render(&h, &out, &u, 0, &s, &len), 0);
     o = cJSON_Parse(s);
     ck_assert_str_eq(str(o, "status"), "incomplete");
@@ -215,7 +215,7 @@ START_TEST(the_stream_sends_the_calls_after_the_message_then_completed)
     struct tool_call calls[] = { { "chatcmpl-tool-1", "f", "{\"a\":1}" } };
     struct oai_usage u = { 4, 2, 0 };
     struct resp_head h = { "resp_y", 5, "tiny", &req };
-    struct resp_output out = { NULL, 0, calls, 1, "tool_calls" };
+    struct resp_output out = { NULL, 0, calls, 1, "tool_calls", NULL, 0 };
     struct resp_stream rs;
     char **ev;
     size_t *lens;
