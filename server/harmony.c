@@ -50,12 +50,9 @@ void harmony_stream_fini(struct harmony_stream *hs)
 /* Where needle first occurs in s[from..len), or len. */
 static size_t find(const char *s, size_t from, size_t len, const char *needle)
 {
-    size_t n = strlen(needle);
+    const char *p = from < len ? memmem(s + from, len - from, needle, strlen(needle)) : NULL;
 
-    for (size_t i = from; i + n <= len; i++)
-        if (!memcmp(s + i, needle, n))
-            return i;
-    return len;
+    return p ? (size_t)(p - s) : len;
 }
 
 /* Whether s[0..n) begins word (1), could still grow into it (-1: n < its length), or

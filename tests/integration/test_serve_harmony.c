@@ -121,19 +121,6 @@ START_TEST(the_harmony_tokenizer_matches_gpt_tokenizer)
 }
 END_TEST
 
-static cJSON *message_of(const cJSON *resp)
-{
-    return cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "choices"), 0), "message");
-}
-
-static const char *str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* A regex of harmony text: '|' in [|] and '.' in [.] spare the escapes. */
 #define A_AND_F "<[|]channel[|]>analysis<[|]message[|]>Greet[.]<[|]end[|]><[|]start[|]>assistant" \
                 "<[|]channel[|]>final<[|]message[|]>Hello!"
@@ -168,18 +155,18 @@ static void stream(const char *body, struct streamed *out)
         const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "choices"), 0);
         const cJSON *delta = cJSON_GetObjectItemCaseSensitive(c, "delta"), *tc;
 
-        if (str(c, "finish_reason"))
-            snprintf(out->finish, sizeof out->finish, "%s", str(c, "finish_reason"));
+        if (it_str(c, "finish_reason"))
+            snprintf(out->finish, sizeof out->finish, "%s", it_str(c, "finish_reason"));
         /* both names carry the same text, as vLLM's two generations of clients read it */
-        if (str(delta, "reasoning"))
-            ck_assert_str_eq(str(delta, "reasoning"), str(delta, "reasoning_content"));
-        cat(out->reasoning, sizeof out->reasoning, str(delta, "reasoning"));
-        cat(out->content, sizeof out->content, str(delta, "content"));
+        if (it_str(delta, "reasoning"))
+            ck_assert_str_eq(it_str(delta, "reasoning"), it_str(delta, "reasoning_content"));
+        cat(out->reasoning, sizeof out->reasoning, it_str(delta, "reasoning"));
+        cat(out->content, sizeof out->content, it_str(delta, "content"));
         cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(delta, "tool_calls")) {
             const cJSON *f = cJSON_GetObjectItemCaseSensitive(tc, "function");
 
-            cat(out->name, sizeof out->name, str(f, "name"));
-            cat(out->arguments, sizeof out->arguments, str(f, "arguments"));
+            cat(out->name, sizeof out->name, it_str(f, "name"));
+            cat(out->arguments, sizeof out->arguments, it_str(f, "arguments"));
             out->call_deltas++;
         }
     }
@@ -210,10 +197,10 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
     /* analysis then final: reasoning and content, whole and streamed */
     j = it_post(&d, "/v1/chat/completions", BODY(A_AND_F, ""), &status);
     ck_assert_msg(status == 200 && j, "status %d: %s", status, j ? cJSON_PrintUnformatted(j) : "");
-    msg = message_of(j);
-    ck_assert_str_eq(str(msg, "reasoning"), "Greet.");
-    ck_assert_str_eq(str(msg, "reasoning_content"), "Greet.");
-    ck_assert_str_eq(str(msg, "content"), "Hello!");
+    msg = it_message(j, 0);
+    ck_assert_str_eq(it_str(msg, "reasoning"), "Greet.");
+    ck_assert_str_eq(it_str(msg, "reasoning_content"), "Greet.");
+    ck_assert_str_eq(it_str(msg, "content"), "Hello!");
     ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"));
     ck_assert_str_eq(it_choice_finish(j, 0), "stop");
     cJSON_Delete(j);
@@ -225,14 +212,14 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
     /* a call: tool_calls, finish_reason tool_calls, no content */
     j = it_post(&d, "/v1/chat/completions", BODY(A_AND_CALL, "," TOOLS), &status);
     ck_assert_msg(status == 200 && j, "status %d: %s", status, j ? cJSON_PrintUnformatted(j) : "");
-    msg = message_of(j);
-    ck_assert_str_eq(str(msg, "reasoning"), "Need weather.");
+    msg = it_message(j, 0);
+    ck_assert_str_eq(it_str(msg, "reasoning"), "Need weather.");
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(msg, "content")));
     call = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"), 0);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(msg, "tool_calls")), 1);
-    ck_assert_int_eq(strncmp(str(call, "id"), "chatcmpl-tool-", 14), 0);
-    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(call, "function"), "name"), "get_weather");
-    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(call, "function"), "arguments"), "{\"city\":\"Paris\"}");
+    ck_assert_int_eq(strncmp(it_str(call, "id"), "chatcmpl-tool-", 14), 0);
+    ck_assert_str_eq(it_str(cJSON_GetObjectItemCaseSensitive(call, "function"), "name"), "get_weather");
+    ck_assert_str_eq(it_str(cJSON_GetObjectItemCaseSensitive(call, "function"), "arguments"), "{\"city\":\"Paris\"}");
     ck_assert_str_eq(it_choice_finish(j, 0), "tool_calls");
     cJSON_Delete(j);
     stream(BODY(A_AND_CALL, "," TOOLS ",\"stream\":true"), &s);
@@ -246,7 +233,7 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
     /* without tools the same output is no call: its arguments are content */
     j = it_post(&d, "/v1/chat/completions", BODY(A_AND_CALL, ""), &status);
     ck_assert_int_eq(status, 200);
-    ck_assert_str_eq(str(message_of(j), "content"), "{\"city\": \"Paris\"}");
+    ck_assert_str_eq(it_str(it_message(j, 0), "content"), "{\"city\": \"Paris\"}");
     ck_assert_str_ne(it_choice_finish(j, 0), "tool_calls");
     cJSON_Delete(j);
 
