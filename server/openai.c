@@ -468,7 +468,7 @@ static bool stream_open(struct job *j)
         size_t *lens = NULL;
         int n = 0, rc;
 
-        resp_stream_init(&j->rs);
+        resp_stream_init(&j->rs, openai_harmony_active(&j->req));
         rc = resp_stream_open(&j->rs, &rh, &ev, &lens, &n);
         return queue_resp_events(j, rc, ev, lens, n);
     }
@@ -596,8 +596,13 @@ static bool stream_responses(struct job *j, struct choice *c, const struct sse_p
     if (openai_harmony_active(&j->req)) {
         struct harmony_delta d;
 
-        /* the reasoning and the calls go out at the end, as items of their own */
+        /* the reasoning as it comes (an item before the message); calls at the end */
         rc = harmony_stream_feed(&c->harmony, got->text, got->text_len, finished, &d);
+        if (rc == 0) {
+            rc = resp_stream_reasoning(&j->rs, d.reasoning, d.reasoning_len, &ev, &lens, &n);
+            if (!queue_resp_events(j, rc, ev, lens, n))
+                return false;
+        }
         text = d.content;
         text_len = d.content_len;
     } else if (openai_tools_active(&j->req)) {
@@ -619,8 +624,7 @@ static bool stream_responses(struct job *j, struct choice *c, const struct sse_p
         bool harmony = openai_harmony_active(&j->req);
         const struct tool_parse *calls = harmony ? &hs->parse : &tp;
         struct resp_output ro = { NULL, 0, calls->calls, calls->num_calls,
-                                  finish_reason_name(calls->num_calls ? FINISH_TOOL_CALLS : reason),
-                                  harmony ? hs->reasoning.p : NULL, harmony ? hs->reasoning.len : 0 };
+                                  finish_reason_name(calls->num_calls ? FINISH_TOOL_CALLS : reason), NULL, 0 };
         struct oai_usage u;
 
         usage_of(j, &u);

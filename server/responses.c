@@ -488,9 +488,8 @@ static void usage_object(struct json_out *o, const struct oai_usage *u)
 
 /* The response object; out NULL: in progress, no output yet. msg_id names the message item,
  * which the output holds when there is text or no call, or always with always_msg (a
- * stream's final object: the stream opened the message). The reasoning item (rs_id) comes
- * first, as OpenAI's does, except in a stream's final object: there the message was opened
- * before any reasoning was known, so the reasoning item follows the calls, as its events did. */
+ * stream's final object: the stream opened the message). The reasoning item (rs_id), when
+ * there is reasoning, comes first, as OpenAI's does. */
 static void response_object(struct json_out *o, const struct resp_head *h, const struct resp_output *out,
                             const struct oai_usage *u, const char *msg_id, const char *rs_id, bool always_msg)
 {
@@ -515,7 +514,7 @@ static void response_object(struct json_out *o, const struct resp_head *h, const
     LIT(o, ",\"model\":");
     str0(o, h->model);
     LIT(o, ",\"output\":[");
-    if (out && out->reasoning_len && !always_msg) {
+    if (out && out->reasoning_len) {
         reasoning_item(o, rs_id, "completed", out->reasoning, out->reasoning_len, true);
         first = false;
     }
@@ -539,10 +538,6 @@ static void response_object(struct json_out *o, const struct resp_head *h, const
                 LIT(o, ",");
             first = false;
             call_item(o, &out->calls[i], id, "completed", true);
-        }
-        if (out->reasoning_len && always_msg) {
-            LIT(o, ",");
-            reasoning_item(o, rs_id, "completed", out->reasoning, out->reasoning_len, true);
         }
     }
     LIT(o, "],\"parallel_tool_calls\":");
@@ -581,16 +576,21 @@ int responses_render(const struct resp_head *h, const struct resp_output *out, c
     return rc;
 }
 
-void resp_stream_init(struct resp_stream *s)
+void resp_stream_init(struct resp_stream *s, bool reasoning)
 {
     memset(s, 0, sizeof *s);
     snprintf(s->msg_id, sizeof s->msg_id, "msg_");
     rand_hex(s->msg_id + 4, 16);
+    snprintf(s->rs_id, sizeof s->rs_id, "rs_");
+    rand_hex(s->rs_id + 3, 16);
+    s->defer = reasoning;
+    s->msg_index = s->rs_index = -1;
 }
 
 void resp_stream_fini(struct resp_stream *s)
 {
     buf_fini(&s->text);
+    buf_fini(&s->reasoning);
     memset(s, 0, sizeof *s);
 }
 
@@ -669,17 +669,58 @@ static int finish_list(struct evlist *l, char ***events, size_t **lens, int *num
 }
 
 /* ,"item_id","output_index","content_index" of the message's text part. */
-static void part_ref(struct json_out *o, const struct resp_stream *s)
-{
-    LIT(o, ",\"item_id\":");
-    str0(o, s->msg_id);
-    LIT(o, ",\"output_index\":0,\"content_index\":0");
-}
-
 static void output_index(struct json_out *o, int i)
 {
     LIT(o, ",\"output_index\":");
     json_out_int(o, i);
+}
+
+/* item_id, output_index, content_index of the message's text, or of the reasoning's. */
+static void part_ref(struct json_out *o, const struct resp_stream *s, bool reasoning)
+{
+    LIT(o, ",\"item_id\":");
+    str0(o, reasoning ? s->rs_id : s->msg_id);
+    output_index(o, reasoning ? s->rs_index : s->msg_index);
+    LIT(o, ",\"content_index\":0");
+}
+
+/* The message item opens: output_item.added and content_part.added. */
+static void open_message(struct evlist *l, struct resp_stream *s)
+{
+    struct json_out o;
+
+    s->msg_index = s->next_index++;
+    ev_begin(&o, "response.output_item.added");
+    output_index(&o, s->msg_index);
+    LIT(&o, ",\"item\":");
+    message_item(&o, s->msg_id, "in_progress", NULL, 0, false);
+    ev_end(l, s, &o);
+    ev_begin(&o, "response.content_part.added");
+    part_ref(&o, s, false);
+    LIT(&o, ",\"part\":");
+    text_part(&o, "", 0);
+    ev_end(l, s, &o);
+}
+
+/* The reasoning item closes, once the message or the end comes: reasoning_text.done and
+ * output_item.done with the whole text. */
+static void close_reasoning(struct evlist *l, struct resp_stream *s)
+{
+    struct json_out o;
+
+    if (s->rs_index < 0 || s->rs_closed)
+        return;
+    s->rs_closed = true;
+    ev_begin(&o, "response.reasoning_text.done");
+    part_ref(&o, s, true);
+    LIT(&o, ",\"text\":");
+    json_out_str(&o, s->reasoning.p ? s->reasoning.p : "", s->reasoning.len);
+    ev_end(l, s, &o);
+    ev_begin(&o, "response.output_item.done");
+    output_index(&o, s->rs_index);
+    LIT(&o, ",\"item\":");
+    reasoning_item(&o, s->rs_id, "completed", s->reasoning.p, s->reasoning.len, true);
+    ev_end(l, s, &o);
 }
 
 int resp_stream_open(struct resp_stream *s, const struct resp_head *h, char ***events, size_t **lens,
@@ -696,16 +737,34 @@ int resp_stream_open(struct resp_stream *s, const struct resp_head *h, char ***e
     LIT(&o, ",\"response\":");
     response_object(&o, h, NULL, NULL, s->msg_id, NULL, false);
     ev_end(&l, s, &o);
-    ev_begin(&o, "response.output_item.added");
-    output_index(&o, 0);
-    LIT(&o, ",\"item\":");
-    message_item(&o, s->msg_id, "in_progress", NULL, 0, false);
-    ev_end(&l, s, &o);
-    ev_begin(&o, "response.content_part.added");
-    part_ref(&o, s);
-    LIT(&o, ",\"part\":");
-    text_part(&o, "", 0);
-    ev_end(&l, s, &o);
+    if (!s->defer)
+        open_message(&l, s);
+    return finish_list(&l, events, lens, num);
+}
+
+int resp_stream_reasoning(struct resp_stream *s, const char *text, size_t len, char ***events,
+                          size_t **lens, int *num)
+{
+    struct evlist l = { 0 };
+    struct json_out o;
+
+    if (len && !s->rs_closed) {
+        if (buf_put(&s->reasoning, text, len))
+            return -ENOMEM;
+        if (s->rs_index < 0) {
+            s->rs_index = s->next_index++;
+            ev_begin(&o, "response.output_item.added");
+            output_index(&o, s->rs_index);
+            LIT(&o, ",\"item\":");
+            reasoning_item(&o, s->rs_id, "in_progress", NULL, 0, false);
+            ev_end(&l, s, &o);
+        }
+        ev_begin(&o, "response.reasoning_text.delta");
+        part_ref(&o, s, true);
+        LIT(&o, ",\"delta\":");
+        json_out_str(&o, text, len);
+        ev_end(&l, s, &o);
+    }
     return finish_list(&l, events, lens, num);
 }
 
@@ -718,8 +777,12 @@ int resp_stream_delta(struct resp_stream *s, const char *text, size_t len, char 
     if (len) {
         if (buf_put(&s->text, text, len))
             return -ENOMEM;
+        if (s->msg_index < 0) {
+            close_reasoning(&l, s);
+            open_message(&l, s);
+        }
         ev_begin(&o, "response.output_text.delta");
-        part_ref(&o, s);
+        part_ref(&o, s, false);
         LIT(&o, ",\"delta\":");
         json_out_str(&o, text, len);
         LIT(&o, ",\"logprobs\":[]");
@@ -735,86 +798,68 @@ int resp_stream_close(struct resp_stream *s, const struct resp_head *h, const st
     struct json_out o;
     bool incomplete = out->finish_reason && !strcmp(out->finish_reason, "length");
     struct resp_output whole = *out;
-    char rs_id[40] = "rs_";
 
-    ev_begin(&o, "response.output_text.done");
-    part_ref(&o, s);
-    LIT(&o, ",\"text\":");
-    json_out_str(&o, s->text.p ? s->text.p : "", s->text.len);
-    LIT(&o, ",\"logprobs\":[]");
-    ev_end(&l, s, &o);
-    ev_begin(&o, "response.content_part.done");
-    part_ref(&o, s);
-    LIT(&o, ",\"part\":");
-    text_part(&o, s->text.p, s->text.len);
-    ev_end(&l, s, &o);
-    ev_begin(&o, "response.output_item.done");
-    output_index(&o, 0);
-    LIT(&o, ",\"item\":");
-    message_item(&o, s->msg_id, incomplete ? "incomplete" : "completed", s->text.p, s->text.len, true);
-    ev_end(&l, s, &o);
+    close_reasoning(&l, s);
+    /* a deferred message opens only for text, or when there is nothing else to say */
+    if (s->msg_index < 0 && (!out->num_calls || s->text.len))
+        open_message(&l, s);
+    if (s->msg_index >= 0) {
+        ev_begin(&o, "response.output_text.done");
+        part_ref(&o, s, false);
+        LIT(&o, ",\"text\":");
+        json_out_str(&o, s->text.p ? s->text.p : "", s->text.len);
+        LIT(&o, ",\"logprobs\":[]");
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.content_part.done");
+        part_ref(&o, s, false);
+        LIT(&o, ",\"part\":");
+        text_part(&o, s->text.p, s->text.len);
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.output_item.done");
+        output_index(&o, s->msg_index);
+        LIT(&o, ",\"item\":");
+        message_item(&o, s->msg_id, incomplete ? "incomplete" : "completed", s->text.p, s->text.len, true);
+        ev_end(&l, s, &o);
+    }
     for (int i = 0; i < out->num_calls; i++) {
         const struct tool_call *t = &out->calls[i];
         char id[40] = "fc_";
+        int at = s->next_index++;
 
         rand_hex(id + 3, 16);
         ev_begin(&o, "response.output_item.added");
-        output_index(&o, i + 1);
+        output_index(&o, at);
         LIT(&o, ",\"item\":");
         call_item(&o, t, id, "in_progress", false);
         ev_end(&l, s, &o);
         ev_begin(&o, "response.function_call_arguments.delta");
         LIT(&o, ",\"item_id\":");
         str0(&o, id);
-        output_index(&o, i + 1);
+        output_index(&o, at);
         LIT(&o, ",\"delta\":");
         str0(&o, t->arguments);
         ev_end(&l, s, &o);
         ev_begin(&o, "response.function_call_arguments.done");
         LIT(&o, ",\"item_id\":");
         str0(&o, id);
-        output_index(&o, i + 1);
+        output_index(&o, at);
         LIT(&o, ",\"arguments\":");
         str0(&o, t->arguments);
         ev_end(&l, s, &o);
         ev_begin(&o, "response.output_item.done");
-        output_index(&o, i + 1);
+        output_index(&o, at);
         LIT(&o, ",\"item\":");
         call_item(&o, t, id, "completed", true);
         ev_end(&l, s, &o);
     }
-    if (out->reasoning_len) {
-        /* the reasoning, whole: harmony's analysis was read as it came, but the message
-         * item had been opened first */
-        int at = out->num_calls + 1;
-
-        rand_hex(rs_id + 3, 16);
-        ev_begin(&o, "response.output_item.added");
-        output_index(&o, at);
-        LIT(&o, ",\"item\":");
-        reasoning_item(&o, rs_id, "in_progress", NULL, 0, false);
-        ev_end(&l, s, &o);
-        for (int k = 0; k < 2; k++) {
-            ev_begin(&o, k ? "response.reasoning_text.done" : "response.reasoning_text.delta");
-            LIT(&o, ",\"item_id\":");
-            str0(&o, rs_id);
-            output_index(&o, at);
-            LIT(&o, k ? ",\"content_index\":0,\"text\":" : ",\"content_index\":0,\"delta\":");
-            json_out_str(&o, out->reasoning, out->reasoning_len);
-            ev_end(&l, s, &o);
-        }
-        ev_begin(&o, "response.output_item.done");
-        output_index(&o, at);
-        LIT(&o, ",\"item\":");
-        reasoning_item(&o, rs_id, "completed", out->reasoning, out->reasoning_len, true);
-        ev_end(&l, s, &o);
-    }
-    /* The final object always carries the message item the stream opened. */
+    /* The final object carries the items the stream sent: the message when it opened. */
     whole.text = s->text.p;
     whole.text_len = s->text.len;
+    whole.reasoning = s->reasoning.p;
+    whole.reasoning_len = s->reasoning.len;
     ev_begin(&o, incomplete ? "response.incomplete" : "response.completed");
     LIT(&o, ",\"response\":");
-    response_object(&o, h, &whole, u, s->msg_id, rs_id, true);
+    response_object(&o, h, &whole, u, s->msg_id, s->rs_id, s->msg_index >= 0);
     ev_end(&l, s, &o);
     return finish_list(&l, events, lens, num);
 }

@@ -223,7 +223,7 @@ START_TEST(the_stream_sends_the_calls_after_the_message_then_completed)
     cJSON *last = NULL;
 
     ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}"), 0);
-    resp_stream_init(&rs);
+    resp_stream_init(&rs, false);
     for (int step = 0; step < 3; step++) {
         int rc = step == 0 ? resp_stream_open(&rs, &h, &ev, &lens, &n)
                : step == 1 ? resp_stream_delta(&rs, "Let me", 6, &ev, &lens, &n)
@@ -269,6 +269,110 @@ static void teardown(void)
     openai_request_fini(&req);
 }
 
+/* Renders a whole stream from the steps given (reasoning deltas 'r', text deltas 't', then
+ * the close with out), checking the event types against want. Returns the last event. */
+static cJSON *run_stream(struct resp_stream *rs, const struct resp_head *h, const char *steps,
+                         const struct resp_output *out, const char *const *want, int num_want)
+{
+    struct oai_usage u = { 4, 2, 0 };
+    cJSON *last = NULL;
+    char **ev;
+    size_t *lens;
+    int n, k = 0;
+
+    for (size_t step = 0; step <= strlen(steps) + 1; step++) {
+        int rc = step == 0 ? resp_stream_open(rs, h, &ev, &lens, &n)
+               : step > strlen(steps) ? resp_stream_close(rs, h, out, &u, &ev, &lens, &n)
+               : steps[step - 1] == 'r' ? resp_stream_reasoning(rs, "Hm. ", 4, &ev, &lens, &n)
+                                        : resp_stream_delta(rs, "Hi", 2, &ev, &lens, &n);
+
+        ck_assert_int_eq(rc, 0);
+        for (int i = 0; i < n; i++) {
+            cJSON *o = cJSON_ParseWithLength(ev[i], lens[i]);
+
+            ck_assert_ptr_nonnull(o);
+            ck_assert_int_lt(k, num_want);
+            ck_assert_msg(!strcmp(str(o, "type"), want[k]), "event %d: %s, not %s", k, str(o, "type"), want[k]);
+            k++;
+            cJSON_Delete(last);
+            last = o;
+        }
+        resp_events_free(ev, lens, n);
+    }
+    ck_assert_int_eq(k, num_want);
+    return last;
+}
+
+START_TEST(reasoning_comes_as_an_item_before_the_message)
+{
+    static const char *const want[] = {
+        "response.created", "response.in_progress",
+        "response.output_item.added", "response.reasoning_text.delta", "response.reasoning_text.delta",
+        "response.reasoning_text.done", "response.output_item.done",
+        "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    };
+    static const char *const calls_only[] = {
+        "response.created", "response.in_progress",
+        "response.output_item.added", "response.reasoning_text.delta", "response.reasoning_text.done",
+        "response.output_item.done", "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    };
+    struct tool_call calls[] = { { "chatcmpl-tool-1", "f", "{\"a\":1}" } };
+    struct oai_usage u = { 4, 2, 0 };
+    struct resp_head h = { "resp_z", 5, "tiny", &req };
+    struct resp_output out = { "Hi", 2, calls, 1, "tool_calls", "Hm. Hm. ", 8 };
+    struct resp_stream rs;
+    const cJSON *output, *item, *part;
+    cJSON *o;
+    size_t len;
+    char *s;
+
+    ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}"), 0);
+    /* whole: reasoning, message, call */
+    ck_assert_int_eq(responses_render(&h, &out, &u, 0, &s, &len), 0);
+    o = cJSON_Parse(s);
+    output = cJSON_GetObjectItemCaseSensitive(o, "output");
+    ck_assert_int_eq(cJSON_GetArraySize(output), 3);
+    item = cJSON_GetArrayItem(output, 0);
+    part = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(item, "content"), 0);
+    ck_assert_str_eq(str(item, "type"), "reasoning");
+    ck_assert_int_eq(strncmp(str(item, "id"), "rs_", 3), 0);
+    ck_assert_str_eq(str(part, "type"), "reasoning_text");
+    ck_assert_str_eq(str(part, "text"), "Hm. Hm. ");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "message");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 2), "type"), "function_call");
+    cJSON_Delete(o);
+    free(s);
+
+    /* streamed: the reasoning item (index 0) opens and closes before the message (1), the
+     * call last (2); the final object lists them in that order, the reasoning as sent */
+    resp_stream_init(&rs, true);
+    o = run_stream(&rs, &h, "rrt", &out, want, (int)ARRAY_LEN(want));
+    output = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "response"), "output");
+    ck_assert_int_eq(cJSON_GetArraySize(output), 3);
+    item = cJSON_GetArrayItem(output, 0);
+    ck_assert_str_eq(str(item, "id"), rs.rs_id);
+    ck_assert_str_eq(str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(item, "content"), 0), "text"), "Hm. Hm. ");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "id"), rs.msg_id);
+    ck_assert_int_eq(rs.msg_index, 1);
+    cJSON_Delete(o);
+    resp_stream_fini(&rs);
+
+    /* reasoning, then only a call: no empty message item */
+    resp_stream_init(&rs, true);
+    o = run_stream(&rs, &h, "r", &out, calls_only, (int)ARRAY_LEN(calls_only));
+    output = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "response"), "output");
+    ck_assert_int_eq(cJSON_GetArraySize(output), 2);
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 0), "type"), "reasoning");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "function_call");
+    cJSON_Delete(o);
+    resp_stream_fini(&rs);
+}
+END_TEST
+
 Suite *responses_suite(void)
 {
     Suite *s = suite_create("responses");
@@ -280,6 +384,7 @@ Suite *responses_suite(void)
     tcase_add_test(tc, text_format_becomes_the_grammar);
     tcase_add_test(tc, calls_render_as_function_call_items);
     tcase_add_test(tc, the_stream_sends_the_calls_after_the_message_then_completed);
+    tcase_add_test(tc, reasoning_comes_as_an_item_before_the_message);
     suite_add_tcase(s, tc);
     return s;
 }
