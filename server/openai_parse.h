@@ -90,6 +90,7 @@ struct oai_request {
     int num_prompts;
     const cJSON *messages;     /* chat and /tokenize: text parts joined into one string each */
     const cJSON *template_kwargs;  /* chat_template_kwargs (an object) or NULL */
+    const cJSON *reasoning_effort; /* gpt-oss: "low", "medium" or "high" for the template, or NULL */
     bool add_generation_prompt;    /* chat: true unless the request says otherwise */
     bool add_special_tokens;   /* completions and /tokenize of a prompt: true; chat: false */
     struct gen_params params;  /* stop strings and stop ids in the arena */

@@ -54,7 +54,7 @@ static int check_refused(const cJSON *root, struct oai_error *e)
             return openai_error(e, 400, "unsupported_parameter", "text.verbosity",
                                 "Unsupported parameter: 'text.verbosity' is not supported by osprey.");
     }
-    static const char *const refused[] = { "reasoning", "include", "top_logprobs", "max_tool_calls",
+    static const char *const refused[] = { "include", "top_logprobs", "max_tool_calls",
                                            "prompt", "truncation" };
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         v = openai__field(root, refused[i]);
@@ -210,6 +210,25 @@ static int tools_of(const cJSON *root, cJSON *chat, struct oai_error *e)
     return 0;
 }
 
+/* reasoning: {"effort"} becomes chat's reasoning_effort (which only a harmony model takes);
+ * a summary osprey cannot write. */
+static int reasoning_of(const cJSON *root, cJSON *chat, struct oai_error *e)
+{
+    const cJSON *r = openai__field(root, "reasoning"), *k;
+
+    if (!r)
+        return 0;
+    if (!cJSON_IsObject(r))
+        return openai_error(e, 400, "invalid_type", "reasoning",
+                            "Invalid type for 'reasoning': expected an object, but got %s instead.",
+                            openai__json_type(r));
+    for (k = r->child; k; k = k->next)
+        if (strcmp(k->string, "effort") && !cJSON_IsNull(k))
+            return openai_error(e, 400, "unsupported_parameter", "reasoning",
+                                "Unsupported parameter: 'reasoning.%s' is not supported by osprey.", k->string);
+    return copy(chat, r, "effort", "reasoning_effort") ? 0 : openai__no_memory(e);
+}
+
 static int tool_choice_of(const cJSON *root, cJSON *chat, struct oai_error *e)
 {
     const cJSON *tc = openai__field(root, "tool_choice"), *name;
@@ -332,7 +351,7 @@ static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
         !copy(chat, root, "user", NULL))
         return openai__no_memory(e);
     if ((rc = tools_of(root, chat, e)) || (rc = tool_choice_of(root, chat, e)) ||
-        (rc = format_of(root, chat, e)))
+        (rc = format_of(root, chat, e)) || (rc = reasoning_of(root, chat, e)))
         return rc;
     return 0;
 }
@@ -362,6 +381,8 @@ int responses_parse(struct oai_request *r, const char *body, size_t len, const s
         /* a schema the grammar refuses is named by the field this request sent */
         if (r->has_grammar && !strncmp(r->grammar_param, "response_format", 15))
             r->grammar_param = "text.format.schema";
+        if (rc && !strcmp(e->param, "reasoning_effort"))
+            snprintf(e->param, sizeof e->param, "reasoning.effort");
     }
     r->responses = true;
     cJSON_Delete(chat);

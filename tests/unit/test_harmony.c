@@ -3,8 +3,8 @@
  * functions.NAME with <|constrain|>json, <|call|> and <|return|>): whole, and streamed in
  * every split into two pieces, byte by byte and in random pieces, which must all give
  * what the whole output gives. Malformed and truncated outputs come back as text. Also the
- * request side: the "openai" parser's name, its template detection, and the 400 for what
- * a grammar cannot write in harmony. */
+ * request side: the "openai" parser's name, its template detection, the 400 for what a
+ * grammar cannot write in harmony, and reasoning_effort into the harmony template. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,8 @@
 
 #include "engine/base/buf.h"
 #include "engine/base/util.h"
+#include "engine/chat_template/chat_template.h"
+#include "server/chat_prompt.h"
 #include "server/harmony.h"
 #include "server/openai_parse.h"
 #include "server/tool_parser.h"
@@ -338,6 +340,61 @@ START_TEST(what_a_grammar_cannot_write_in_harmony_is_refused)
 }
 END_TEST
 
+/* The prompt gpt-oss's template renders for a chat body (config's parser), or NULL with
+ * *status set when the body is refused. */
+static char *prompt_of(const char *body, int *status, char *param)
+{
+    struct chat_template *t = NULL;
+    struct oai_request r;
+    struct oai_error e = { 0 };
+    char *src, *text = NULL, err[ERR_LEN];
+    size_t len;
+
+    openai_request_init(&r);
+    *status = openai_parse_chat(&r, body, strlen(body), &config, &e) ? e.status : 0;
+    snprintf(param, 64, "%s", e.param);
+    if (!*status) {
+        ck_assert_int_eq(read_file("tests/data/chat_template/templates/gpt_oss.jinja", &src, &len, err), 0);
+        ck_assert_int_eq(chat_template_create(&t, src, "<|startoftext|>", "<|return|>", err), 0);
+        ck_assert_msg(chat_prompt_render(t, &r, &text, &len, err) == 0, "%s", err);
+        chat_template_destroy(t);
+        free(src);
+    }
+    openai_request_fini(&r);
+    return text;
+}
+
+START_TEST(reasoning_effort_reaches_the_harmony_template)
+{
+    char *p, param[64];
+    int status;
+
+    p = prompt_of("{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}]}", &status, param);
+    ck_assert_ptr_nonnull(strstr(p, "Reasoning: medium"));   /* the template's default */
+    free(p);
+    p = prompt_of("{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],\"reasoning_effort\":\"high\"}",
+                  &status, param);
+    ck_assert_ptr_nonnull(strstr(p, "Reasoning: high"));
+    free(p);
+    /* the request's field wins over chat_template_kwargs, as vLLM's fields do */
+    p = prompt_of("{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],\"reasoning_effort\":\"low\","
+                  "\"chat_template_kwargs\":{\"reasoning_effort\":\"high\"}}", &status, param);
+    ck_assert_ptr_nonnull(strstr(p, "Reasoning: low"));
+    free(p);
+    ck_assert_ptr_null(prompt_of("{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],"
+                                 "\"reasoning_effort\":\"max\"}", &status, param));
+    ck_assert_int_eq(status, 400);
+    ck_assert_str_eq(param, "reasoning_effort");
+    /* a model without harmony has no such setting */
+    config.tool_parser = TOOL_PARSER_HERMES;
+    ck_assert_ptr_null(prompt_of("{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],"
+                                 "\"reasoning_effort\":\"low\"}", &status, param));
+    config.tool_parser = TOOL_PARSER_OPENAI;
+    ck_assert_int_eq(status, 400);
+    ck_assert_str_eq(param, "reasoning_effort");
+}
+END_TEST
+
 Suite *harmony_suite(void)
 {
     Suite *s = suite_create("harmony");
@@ -349,6 +406,7 @@ Suite *harmony_suite(void)
     tcase_add_test(tc, malformed_and_plain_outputs_are_content_not_a_crash);
     tcase_add_test(tc, the_openai_parser_is_named_and_found_in_the_harmony_template);
     tcase_add_test(tc, what_a_grammar_cannot_write_in_harmony_is_refused);
+    tcase_add_test(tc, reasoning_effort_reaches_the_harmony_template);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -140,7 +140,10 @@ START_TEST(what_needs_state_or_a_schema_is_refused_by_name)
         { "{\"input\":\"a\",\"background\":true}", "background", 400 },
         { "{\"input\":\"a\",\"conversation\":\"c\"}", "conversation", 400 },
         { "{\"input\":\"a\",\"text\":{\"verbosity\":\"low\"}}", "text.verbosity", 400 },
-        { "{\"input\":\"a\",\"reasoning\":{\"effort\":\"low\"}}", "reasoning", 400 },
+        /* reasoning.effort is chat's reasoning_effort, which only gpt-oss's template takes */
+        { "{\"input\":\"a\",\"reasoning\":{\"effort\":\"low\"}}", "reasoning.effort", 400 },
+        { "{\"input\":\"a\",\"reasoning\":{\"summary\":\"auto\"}}", "reasoning", 400 },
+        { "{\"input\":\"a\",\"reasoning\":\"low\"}", "reasoning", 400 },
         { "{\"input\":\"a\",\"include\":[\"x\"]}", "include", 400 },
         { "{\"input\":\"a\",\"truncation\":\"auto\"}", "truncation", 400 },
         { "{\"input\":\"a\",\"tools\":[{\"type\":\"file_search\"}]}", "tools", 400 },
