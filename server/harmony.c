@@ -149,7 +149,7 @@ static int end_call(struct harmony_stream *hs, const char *body, size_t len)
  * -ENOMEM. */
 static int step(struct harmony_stream *hs, bool finished)
 {
-    const char *s = hs->text.p;
+    const char *s = hs->text.p ? hs->text.p : "";   /* nothing fed yet */
     size_t len = hs->text.len, at = hs->at, rest = len - at;
     int o;
 
@@ -257,7 +257,7 @@ int harmony_stream_feed(struct harmony_stream *hs, const char *s, size_t n, bool
     d->reasoning_len = hs->reasoning.len - hs->reasoning_sent;
     d->content = hs->content.p ? hs->content.p + hs->content_sent : "";
     d->content_len = hs->content.len - hs->content_sent;
-    d->calls = hs->parse.calls + hs->calls_sent;
+    d->calls = hs->parse.calls ? hs->parse.calls + hs->calls_sent : NULL;
     d->first_call = (int)hs->calls_sent;
     d->num_calls = hs->parse.num_calls - (int)hs->calls_sent;
     hs->reasoning_sent = hs->reasoning.len;
