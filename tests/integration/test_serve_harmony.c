@@ -4,7 +4,8 @@
  * by harmony_expected.mjs) and the harmony chat template. The tokenizer is first checked
  * against gpt-tokenizer's ids. A random model writes no harmony, so a regex
  * (structured_outputs) makes it write the messages; the daemon, picking the "openai" parser
- * from the template, must answer with reasoning, content and tool calls, streamed or not. */
+ * from the template, must answer with reasoning, content and tool calls, streamed or not,
+ * to this test and to the official openai npm client (openai_client_harmony.mjs). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +243,17 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
                                           "{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}]," TOOLS
                                           ",\"tool_choice\":\"required\"}", 400, "tool_choice", "invalid_value"),
                                  "harmony"));
+    it_assert_idle(&d);
+
+    /* the official openai npm client reads the same answers (tests/node_modules) */
+    {
+        char cmd[600], *out = NULL;
+
+        snprintf(cmd, sizeof cmd, "node tests/integration/openai_client_harmony.mjs %s", d.url);
+        status = it_run(cmd, &out);
+        ck_assert_msg(status == 0 && strstr(out, "checks passed"), "%s: %s", cmd, out);
+        free(out);
+    }
     it_assert_idle(&d);
     it_down(&d);
     fixture_rmtree(root);
