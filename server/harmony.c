@@ -12,6 +12,7 @@
 
 static const char START[] = "<|start|>", CHANNEL[] = "<|channel|>", MESSAGE[] = "<|message|>";
 static const char END[] = "<|end|>", RETURN[] = "<|return|>", CALL[] = "<|call|>";
+static const char EOT[] = "<|endoftext|>";
 static const char FUNCTIONS[] = "functions.";
 
 enum hstate {
@@ -23,8 +24,12 @@ enum hstate {
     H_DONE,      /* after <|return|>: the model is done */
 };
 
-/* A body ends at one of these; <|start|> without an <|end|> before it is taken as both. */
-static const char *const body_ends[] = { END, RETURN, CALL, START };
+/* A body ends at one of these; <|start|> without an <|end|> before it is taken as both.
+ * <|endoftext|> is no harmony, but gpt-oss's generation_config stops on it as on <|return|>
+ * and <|call|>, and the stop token's text stays in the output (special tokens are kept). */
+static const char *const body_ends[] = { END, RETURN, CALL, START, EOT };
+/* The stop tokens: where a message could start, they end the output instead. */
+static const char *const stops[] = { RETURN, CALL, EOT };
 
 void harmony_stream_init(struct harmony_stream *hs, bool calls, int max_calls)
 {
@@ -172,6 +177,17 @@ static int step(struct harmony_stream *hs, bool finished)
             if (c == -1 || t == -1)
                 o = -1;
         }
+        for (size_t k = 0; k < ARRAY_LEN(stops); k++) {
+            int e = opens(s + at, rest, stops[k]);
+
+            if (e == 1) {
+                hs->at = len;
+                hs->state = H_DONE;
+                return 1;
+            }
+            if (e == -1)
+                o = -1;
+        }
         if (!rest || (o == -1 && !finished))
             return 0;
         hs->state = H_PLAIN;
@@ -227,7 +243,7 @@ static int step(struct harmony_stream *hs, bool finished)
                                       : put(hs, hs->route, s + at, end - at, false))
             return -ENOMEM;
         hs->at = end + (body_ends[which] == START ? 0 : strlen(body_ends[which]));
-        hs->state = body_ends[which] == RETURN ? H_DONE : H_NEXT;
+        hs->state = body_ends[which] == RETURN || body_ends[which] == EOT ? H_DONE : H_NEXT;
         return 1;
     }
     case H_PLAIN:

@@ -231,6 +231,21 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
     ck_assert_int_eq(s.call_deltas, 2);          /* the head, then the arguments */
     ck_assert_str_eq(s.finish, "tool_calls");
 
+    /* <|call|> and <|return|> end generation (generation_config's eos ids): a bias that
+     * makes the first token one of them ends the answer there; its text, kept with the
+     * special tokens, is no content */
+    for (int k = 0; k < 2; k++) {
+        j = it_post(&d, "/v1/chat/completions", k ? "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
+                    "\"max_tokens\":8,\"logit_bias\":{\"200012\":100}}"
+                    : "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":8,"
+                    "\"logit_bias\":{\"200002\":100}}", &status);
+        ck_assert_int_eq(status, 200);
+        ck_assert_str_eq(it_choice_finish(j, 0), "stop");
+        ck_assert_str_eq(it_str(it_message(j, 0), "content"), "");
+        ck_assert_int_eq(it_usage(j, "completion_tokens"), 1);
+        cJSON_Delete(j);
+    }
+
     /* without tools the same output is no call: its arguments are content */
     j = it_post(&d, "/v1/chat/completions", BODY(A_AND_CALL, ""), &status);
     ck_assert_int_eq(status, 200);

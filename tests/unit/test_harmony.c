@@ -259,6 +259,23 @@ START_TEST(malformed_and_plain_outputs_are_content_not_a_crash)
     read_all(long_header, true, 0, &g);
     is(&g, "", long_header, 0);
     got_fini(&g);
+    /* the stop tokens' text (kept with the special tokens) where a message could start,
+     * and <|endoftext|> (also a stop token of gpt-oss) ending a body */
+    read_all("<|return|>", true, 0, &g);
+    is(&g, "", "", 0);
+    got_fini(&g);
+    read_all(ANALYSIS "r<|end|><|call|>", true, 0, &g);
+    is(&g, "r", "", 0);
+    got_fini(&g);
+    read_all(ANALYSIS "r" NEXT "<|channel|>final<|message|>ok<|endoftext|>", true, 0, &g);
+    is(&g, "r", "ok", 0);
+    got_fini(&g);
+    read_all("<|endoftext|>", true, 0, &g);
+    is(&g, "", "", 0);
+    got_fini(&g);
+    read_all("<|ret", true, 0, &g);   /* cut short, it is text */
+    is(&g, "", "<|ret", 0);
+    got_fini(&g);
     /* a body cut by <|start|> without <|end|>, and an empty message */
     read_all(ANALYSIS "a<|start|>assistant<|channel|>final<|message|><|end|>", true, 0, &g);
     is(&g, "a", "", 0);
