@@ -186,6 +186,35 @@ int openai_parse_tool_list(struct oai_request *r, struct oai_error *e)
     return 0;
 }
 
+/* gpt-oss's template reads an assistant turn's analysis from "thinking" and tests its
+ * content as a string; OpenAI clients send back a call with content null and vLLM's
+ * clients its analysis as "reasoning" (or "reasoning_content"). Each assistant message is
+ * shaped so: no null content, the reasoning as thinking (unless it has one). */
+static int harmony_messages(struct oai_request *r, struct oai_error *e)
+{
+    cJSON *msg;
+
+    cJSON_ArrayForEach(msg, (cJSON *)r->messages) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(msg, "reasoning");
+        cJSON *t;
+
+        if (!cJSON_IsString(role) || strcmp(role->valuestring, "assistant"))
+            continue;
+        if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(msg, "content")))
+            cJSON_DeleteItemFromObjectCaseSensitive(msg, "content");
+        if (!cJSON_IsString(why))
+            why = cJSON_GetObjectItemCaseSensitive(msg, "reasoning_content");
+        if (!cJSON_IsString(why) || !why->valuestring[0] || cJSON_GetObjectItemCaseSensitive(msg, "thinking"))
+            continue;
+        if (!(t = cJSON_CreateString(why->valuestring)) || !cJSON_AddItemToObject(msg, "thinking", t)) {
+            cJSON_Delete(t);
+            return openai_error(e, 500, "internal_error", NULL, "out of memory");
+        }
+    }
+    return 0;
+}
+
 int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
     const cJSON *tc = openai__field(r->root, "tool_choice");
@@ -217,8 +246,11 @@ int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct
                             : r->tool_choice == OAI_TOOLS_REQUIRED ? "required" : "function");
     /* gpt-oss: every answer is harmony (its channels are special tokens), so the text is
      * read with them kept, tools or not (server/harmony.c). */
-    if (r->tool_parser == TOOL_PARSER_OPENAI)
+    if (r->tool_parser == TOOL_PARSER_OPENAI) {
         r->params.skip_special_tokens = false;
+        if ((rc = harmony_messages(r, e)))
+            return rc;
+    }
     if (r->tool_parser == TOOL_PARSER_OPENAI &&
         (r->tool_choice == OAI_TOOLS_REQUIRED || r->tool_choice == OAI_TOOLS_NAMED ||
          (r->tool_choice == OAI_TOOLS_AUTO && any_strict(r->tools))))

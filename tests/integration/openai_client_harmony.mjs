@@ -1,7 +1,8 @@
 // openai_client_harmony.mjs — the official `openai` npm client against osprey serving a
 // gpt-oss model (test_serve_harmony.c starts it): chat answers read from harmony as
 // `reasoning` (and `reasoning_content`), content and tool calls, plain and streamed (the
-// client's own stream helper reassembles the call), and the Responses API's reasoning
+// client's own stream helper reassembles the call), a manual tool loop back through the
+// harmony template, and the Responses API's reasoning
 // item, plain and streamed. The model is random: a regex (vLLM's structured_outputs, sent
 // through the client as an extra body field) makes it write harmony. Prints each check;
 // exits non-zero on the first failure. Usage: node openai_client_harmony.mjs BASE_URL
@@ -63,6 +64,15 @@ assert.equal(call.type, "function");
 assert.equal(call.function.name, "get_weather");
 assert.deepEqual(JSON.parse(call.function.arguments), { city: "Paris" });
 ok("chat.completions.create() with tools: the commentary call as tool_calls, finish_reason tool_calls");
+
+// the tool loop: the assistant message as the client got it (content null, its reasoning)
+// and the tool's answer go back through the harmony template
+const loop = await client.chat.completions.create(ask(ANSWER, { tools, messages: [
+  { role: "user", content: "Hi" }, called.choices[0].message,
+  { role: "tool", tool_call_id: call.id, content: "21 C" }] }));
+assert.equal(loop.choices[0].message.content, "Hello!");
+assert.ok(loop.usage.prompt_tokens > called.usage.prompt_tokens + 10, "the call and its answer are in the prompt");
+ok("a manual tool loop: the call (content null, reasoning) and the tool's answer render, the model answers");
 
 const runner = client.chat.completions.stream(ask(CALL, { tools }));
 const whole = await runner.finalChatCompletion();

@@ -4,7 +4,8 @@
  * every split into two pieces, byte by byte and in random pieces, which must all give
  * what the whole output gives. Malformed and truncated outputs come back as text. Also the
  * request side: the "openai" parser's name, its template detection, the 400 for what a
- * grammar cannot write in harmony, and reasoning_effort into the harmony template. */
+ * grammar cannot write in harmony, reasoning_effort into the harmony template, and a
+ * client's tool loop (content null, vLLM's reasoning field) through it. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,7 +306,7 @@ static struct oai_config config = {
     .default_temperature = -1, .default_top_p = -1, .tool_parser = TOOL_PARSER_OPENAI,
 };
 
-#define TOOL "{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\"}%s}}"
+#define TOOL "{\"type\":\"function\",\"function\":{\"name\":\"f\",\"description\":\"d\",\"parameters\":{\"type\":\"object\"}%s}}"
 
 /* A chat body's parse: its status (0 when accepted) and, when refused, the param named. */
 static int chat(const char *body, char *param, struct oai_request *keep)
@@ -412,6 +413,36 @@ START_TEST(reasoning_effort_reaches_the_harmony_template)
 }
 END_TEST
 
+/* A client's tool loop with gpt-oss, as vLLM takes it: the assistant's call sent back with
+ * content null and its reasoning (vLLM's field), then the tool's answer. */
+START_TEST(a_tool_loop_renders_through_the_harmony_template)
+{
+    static const char want[] =
+        "<|start|>user<|message|>Weather in Paris?<|end|>"
+        "<|start|>assistant<|channel|>analysis<|message|>Need weather.<|end|>"
+        "<|start|>assistant to=functions.f<|channel|>commentary json<|message|>{\"city\": \"Paris\"}<|call|>"
+        "<|start|>functions.f to=assistant<|channel|>commentary<|message|>\"21 C\"<|end|>"
+        "<|start|>assistant";
+    static const char *const field[] = { "reasoning", "reasoning_content" };
+    char body[2048], *p, param[64];
+    int status;
+
+    for (int k = 0; k < 2; k++) {
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Paris?\"},"
+                 "{\"role\":\"assistant\",\"content\":null,\"%s\":\"Need weather.\",\"tool_calls\":"
+                 "[{\"id\":\"chatcmpl-tool-1\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+                 "\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},"
+                 "{\"role\":\"tool\",\"tool_call_id\":\"chatcmpl-tool-1\",\"content\":\"21 C\"}],"
+                 "\"tools\":[" TOOL "]}", field[k], "");
+        p = prompt_of(body, &status, param);
+        ck_assert_msg(p, "%s: refused: %d %s", field[k], status, param);
+        ck_assert_msg(strlen(p) > strlen(want) && !strcmp(p + strlen(p) - strlen(want), want),
+                      "%s: the prompt ends\n%s", field[k], p);
+        free(p);
+    }
+}
+END_TEST
+
 Suite *harmony_suite(void)
 {
     Suite *s = suite_create("harmony");
@@ -424,6 +455,7 @@ Suite *harmony_suite(void)
     tcase_add_test(tc, the_openai_parser_is_named_and_found_in_the_harmony_template);
     tcase_add_test(tc, what_a_grammar_cannot_write_in_harmony_is_refused);
     tcase_add_test(tc, reasoning_effort_reaches_the_harmony_template);
+    tcase_add_test(tc, a_tool_loop_renders_through_the_harmony_template);
     suite_add_tcase(s, tc);
     return s;
 }
