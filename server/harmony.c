@@ -139,13 +139,11 @@ static void read_header(struct harmony_stream *hs, const char *h, size_t len)
 /* A call's body is complete: a call when it is a JSON object, else content as written. */
 static int end_call(struct harmony_stream *hs, const char *body, size_t len)
 {
-    int rc = 0;
+    int rc;
 
-    if (hs->max_calls <= 0 || hs->parse.num_calls < hs->max_calls)
-        rc = tool_parse_add_call(&hs->parse, TOOL_PARSER_OPENAI, hs->name, body, len);
-    else
+    if (hs->max_calls > 0 && hs->parse.num_calls >= hs->max_calls)
         return 0;   /* past parallel_tool_calls' one call: dropped, as tool_parser_parse does */
-    if (rc < 0)
+    if ((rc = tool_parse_add_call(&hs->parse, TOOL_PARSER_OPENAI, hs->name, body, len)) < 0)
         return rc;
     return rc ? 0 : put(hs, HARMONY_CONTENT, body, len, true);
 }

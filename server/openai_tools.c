@@ -247,6 +247,11 @@ int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct
     /* gpt-oss: every answer is harmony (its channels are special tokens), so the text is
      * read with them kept, tools or not (server/harmony.c). */
     if (r->tool_parser == TOOL_PARSER_OPENAI) {
+        /* a stream's chunks carry reasoning, content or calls, not the tokens they came from */
+        if (r->stream && r->logprobs)
+            return openai_error(e, 400, "unsupported_parameter", "logprobs",
+                                "Unsupported parameter: 'logprobs' in a stream from a harmony model "
+                                "(gpt-oss) is not supported by osprey.");
         r->params.skip_special_tokens = false;
         if ((rc = harmony_messages(r, e)))
             return rc;

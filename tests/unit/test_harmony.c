@@ -320,7 +320,7 @@ static int chat(const char *body, char *param, struct oai_request *keep)
     if (param)
         snprintf(param, 64, "%s", rc ? e.param : "");
     if (rc)
-        ck_assert_msg(strstr(e.message, "harmony"), "%s", e.message);
+        ck_assert_msg(strstr(e.message, "harmony"), "%s", e.message);   /* each refusal says why */
     if (keep)
         *keep = r;
     else
@@ -342,6 +342,12 @@ START_TEST(what_a_grammar_cannot_write_in_harmony_is_refused)
     ck_assert_int_eq(chat("{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}]}", param, &r), 0);
     ck_assert(!r.params.skip_special_tokens);
     openai_request_fini(&r);
+    /* a stream's logprobs would belong to no chunk */
+    ck_assert_int_eq(chat("{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],\"stream\":true,"
+                          "\"logprobs\":true}", param, NULL), 400);
+    ck_assert_str_eq(param, "logprobs");
+    ck_assert_int_eq(chat("{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],\"logprobs\":true}",
+                          param, NULL), 0);
     /* required, named and strict tools need a grammar of harmony's special tokens */
     snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],\"tools\":[" TOOL "],"
              "\"tool_choice\":\"required\"}", "");
