@@ -203,6 +203,10 @@ static int harmony_messages(struct oai_request *r, struct oai_error *e)
             continue;
         if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(msg, "content")))
             cJSON_DeleteItemFromObjectCaseSensitive(msg, "content");
+        /* a turn of reasoning alone (a Responses reasoning item) is an empty answer */
+        if (!cJSON_GetObjectItemCaseSensitive(msg, "content") && !cJSON_GetObjectItemCaseSensitive(msg, "tool_calls") &&
+            !cJSON_AddStringToObject(msg, "content", ""))
+            return openai_error(e, 500, "internal_error", NULL, "out of memory");
         if (!cJSON_IsString(why))
             why = cJSON_GetObjectItemCaseSensitive(msg, "reasoning_content");
         if (!cJSON_IsString(why) || !why->valuestring[0] || cJSON_GetObjectItemCaseSensitive(msg, "thinking"))

@@ -106,9 +106,45 @@ static int content_of(const cJSON *item, int i, cJSON **out, struct oai_error *e
     return 0;
 }
 
+/* The text of a reasoning item: its reasoning_text parts, else its summary's, joined. */
+static char *reasoning_text(const cJSON *item)
+{
+    const char *keys[] = { "content", "summary" };
+    struct buf b = BUF_INIT;
+
+    for (int k = 0; k < 2 && !b.len; k++) {
+        const cJSON *part;
+
+        cJSON_ArrayForEach(part, openai__field(item, keys[k])) {
+            const cJSON *t = openai__field(part, "text");
+
+            if (cJSON_IsString(t) && buf_put(&b, t->valuestring, strlen(t->valuestring))) {
+                buf_fini(&b);
+                return NULL;
+            }
+        }
+    }
+    return b.p ? b.p : strdup("");
+}
+
+/* An assistant message that holds only reasoning so far (a reasoning item's), which the
+ * message or calls that follow it complete. */
+static bool reasoning_only(const cJSON *m)
+{
+    const cJSON *role = openai__field(m, "role");
+
+    return cJSON_IsString(role) && !strcmp(role->valuestring, "assistant") &&
+           cJSON_GetObjectItemCaseSensitive(m, "reasoning") &&
+           cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(m, "content")) &&
+           !cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+}
+
 /* One input item as chat messages appended to msgs: a message, a function_call (merged
- * into the assistant message of the calls before it) or a function_call_output. */
-static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
+ * into the assistant message of the calls before it) or a function_call_output. A
+ * reasoning item (a previous output's, sent back) is, for a harmony model (gpt-oss), an
+ * assistant message's reasoning that the message or calls after it complete; other models
+ * have nothing to do with it, and it is left out. */
+static int add_item(cJSON *msgs, const cJSON *item, int i, bool harmony, struct oai_error *e)
 {
     const cJSON *type = openai__field(item, "type"), *role = openai__field(item, "role");
     const char *t = cJSON_IsString(type) ? type->valuestring : "message";
@@ -126,6 +162,14 @@ static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
                                 "Invalid 'input[%d].role': expected user, assistant, system or developer.", i);
         if ((rc = content_of(item, i, &content, e)))
             return rc;
+        m = cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1);
+        if (!strcmp(r, "assistant") && reasoning_only(m)) {
+            if (!cJSON_ReplaceItemInObjectCaseSensitive(m, "content", content)) {
+                cJSON_Delete(content);
+                return openai__no_memory(e);
+            }
+            return 0;
+        }
         if (!(m = cJSON_CreateObject()) ||
             !cJSON_AddStringToObject(m, "role", strcmp(r, "developer") ? r : "system") ||
             !cJSON_AddItemToObject(m, "content", content))
@@ -138,6 +182,8 @@ static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
             return openai_error(e, 400, "invalid_value", "input",
                                 "Invalid 'input[%d]': a function_call needs call_id, name and arguments (strings).", i);
         calls = cJSON_GetObjectItemCaseSensitive(last, "tool_calls");
+        if (reasoning_only(last) && !(calls = cJSON_AddArrayToObject(last, "tool_calls")))
+            return openai__no_memory(e);
         if (!calls || !cJSON_IsArray(calls)) {
             if (!(m = cJSON_CreateObject()) || !cJSON_AddStringToObject(m, "role", "assistant") ||
                 !cJSON_AddNullToObject(m, "content") || !(calls = cJSON_AddArrayToObject(m, "tool_calls")))
@@ -162,10 +208,23 @@ static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
             !cJSON_AddStringToObject(m, "tool_call_id", id->valuestring) ||
             !cJSON_AddStringToObject(m, "content", out->valuestring))
             goto nomem;
+    } else if (!strcmp(t, "reasoning")) {
+        char *text;
+
+        if (!harmony)
+            return 0;
+        if (!(text = reasoning_text(item)))
+            return openai__no_memory(e);
+        if (!(m = cJSON_CreateObject()) || !cJSON_AddStringToObject(m, "role", "assistant") ||
+            !cJSON_AddNullToObject(m, "content") || !cJSON_AddStringToObject(m, "reasoning", text)) {
+            free(text);
+            goto nomem;
+        }
+        free(text);
     } else {
         return openai_error(e, 400, "unsupported_parameter", "input",
                             "Unsupported input item 'input[%d]' of type '%.40s': osprey takes message, "
-                            "function_call and function_call_output items.", i, t);
+                            "function_call, function_call_output and reasoning items.", i, t);
     }
     if (!cJSON_AddItemToArray(msgs, m))
         goto nomem;
@@ -308,7 +367,7 @@ static int format_of(const cJSON *root, cJSON *chat, struct oai_error *e)
     return 0;
 }
 
-static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
+static int translate(const cJSON *root, cJSON *chat, bool harmony, struct oai_error *e)
 {
     const cJSON *input = openai__field(root, "input"), *ins = openai__field(root, "instructions"), *mot = openai__field(root, "max_output_tokens"), *it;
     cJSON *msgs = cJSON_AddArrayToObject(chat, "messages"), *m;
@@ -330,7 +389,7 @@ static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
             return openai__no_memory(e);
     } else if (cJSON_IsArray(input) && input->child) {
         cJSON_ArrayForEach(it, input)
-            if ((rc = add_item(msgs, it, i++, e)))
+            if ((rc = add_item(msgs, it, i++, harmony, e)))
                 return rc;
     } else {
         return openai_error(e, 400, cJSON_IsArray(input) ? "invalid_value" : "invalid_type", "input",
@@ -373,7 +432,7 @@ int responses_parse(struct oai_request *r, const char *body, size_t len, const s
         return rc;
     if (!(chat = cJSON_CreateObject()))
         return openai__no_memory(e);
-    if (!(rc = translate(r->resp_root, chat, e))) {
+    if (!(rc = translate(r->resp_root, chat, c->tool_parser == TOOL_PARSER_OPENAI, e))) {
         if (!(text = cJSON_PrintUnformatted(chat)))
             rc = openai__no_memory(e);
         else

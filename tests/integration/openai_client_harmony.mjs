@@ -2,8 +2,8 @@
 // gpt-oss model (test_serve_harmony.c starts it): chat answers read from harmony as
 // `reasoning` (and `reasoning_content`), content and tool calls, plain and streamed (the
 // client's own stream helper reassembles the call), a manual tool loop back through the
-// harmony template, and the Responses API's reasoning
-// item, plain and streamed. The model is random: a regex (vLLM's structured_outputs, sent
+// harmony template, and the Responses API's reasoning item, plain and streamed, and taken
+// back in a tool loop. The model is random: a regex (vLLM's structured_outputs, sent
 // through the client as an extra body field) makes it write harmony. Prints each check;
 // exits non-zero on the first failure. Usage: node openai_client_harmony.mjs BASE_URL
 import assert from "node:assert/strict";
@@ -104,5 +104,18 @@ assert.equal(rs ? rs.content[0].text : "", thought);
 assert.equal(done.output_text ?? done.output.filter((i) => i.type === "message")
   .map((i) => i.content.map((p) => p.text).join("")).join(""), text);
 ok("responses.create({stream: true}): the reasoning and text deltas add up to the final items");
+
+// a Responses tool loop: the previous output (its reasoning item and call) sent back with
+// the call's output renders through the harmony template
+const base_in = [{ role: "user", content: "Weather in Paris?" }];
+const rtools = [{ type: "function", name: "get_weather", description: "Weather now",
+                  parameters: { type: "object", properties: { city: { type: "string" } } } }];
+const first = await client.responses.create({ model, input: base_in, tools: rtools, max_output_tokens: 4 });
+const looped = await client.responses.create({ model, tools: rtools, max_output_tokens: 4, input: [...base_in,
+  { type: "reasoning", id: "rs_1", summary: [], content: [{ type: "reasoning_text", text: "Need weather." }] },
+  { type: "function_call", call_id: "call_1", name: "get_weather", arguments: '{"city":"Paris"}' },
+  { type: "function_call_output", call_id: "call_1", output: "21 C" }] });
+assert.ok(looped.usage.input_tokens > first.usage.input_tokens + 10, "the turn and its output are in the prompt");
+ok("responses.create() with a reasoning item, a function_call and its output sent back");
 
 console.log(`${checks} checks passed`);

@@ -19,12 +19,21 @@ static const struct oai_config config = {
 static struct oai_request req;
 static struct oai_error err;
 
-static int parse(const char *body)
+/* A body parsed as a daemon with this tool-call parser would. */
+static int parse_as(const char *body, enum tool_parser_kind k)
 {
+    struct oai_config c = config;
+
+    c.tool_parser = k;
     openai_request_fini(&req);
     openai_request_init(&req);
     memset(&err, 0, sizeof err);
-    return responses_parse(&req, body, strlen(body), &config, &err);
+    return responses_parse(&req, body, strlen(body), &c, &err);
+}
+
+static int parse(const char *body)
+{
+    return parse_as(body, config.tool_parser);
 }
 
 static const char *str(const cJSON *o, const char *key)
@@ -376,6 +385,41 @@ START_TEST(reasoning_comes_as_an_item_before_the_message)
 }
 END_TEST
 
+/* A previous output sent back whole (input: [...input, ...response.output, outputs]) as the
+ * SDKs' tool loops do: for gpt-oss its reasoning item is the analysis of the assistant turn
+ * it opens (the template's thinking), with the calls or the message after it. */
+START_TEST(reasoning_items_sent_back_join_their_turn)
+{
+    static const char loop[] =
+        "{\"input\":[{\"role\":\"user\",\"content\":\"w?\"},"
+        "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[],\"content\":[{\"type\":\"reasoning_text\","
+        "\"text\":\"Need weather.\"}]},"
+        "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{}\"},"
+        "{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"21 C\"},"
+        "{\"type\":\"reasoning\",\"summary\":[{\"type\":\"summary_text\",\"text\":\"Say it.\"}]},"
+        "{\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":\"21 C.\"}]},"
+        "{\"role\":\"user\",\"content\":\"thanks\"}],"
+        "\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"description\":\"d\"}]}";
+
+    ck_assert_msg(parse_as(loop, TOOL_PARSER_OPENAI) == 0, "%s", err.message);
+    ck_assert_int_eq(cJSON_GetArraySize(req.messages), 5);
+    ck_assert_str_eq(str(msg(1), "role"), "assistant");
+    ck_assert_str_eq(str(msg(1), "thinking"), "Need weather.");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(msg(1), "tool_calls")), 1);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(msg(1), "content"));   /* not null: gone */
+    ck_assert_str_eq(str(msg(2), "role"), "tool");
+    ck_assert_str_eq(str(msg(3), "thinking"), "Say it.");                       /* the summary's text */
+    ck_assert_str_eq(str(msg(3), "content"), "21 C.");
+    ck_assert_str_eq(str(msg(4), "content"), "thanks");
+    /* another model has no use for them: left out */
+    ck_assert_msg(parse_as(loop, TOOL_PARSER_HERMES) == 0, "%s", err.message);
+    ck_assert_int_eq(cJSON_GetArraySize(req.messages), 5);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(msg(1), "reasoning"));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(msg(1), "tool_calls")), 1);
+    ck_assert_str_eq(str(msg(3), "content"), "21 C.");
+}
+END_TEST
+
 Suite *responses_suite(void)
 {
     Suite *s = suite_create("responses");
@@ -388,6 +432,7 @@ Suite *responses_suite(void)
     tcase_add_test(tc, calls_render_as_function_call_items);
     tcase_add_test(tc, the_stream_sends_the_calls_after_the_message_then_completed);
     tcase_add_test(tc, reasoning_comes_as_an_item_before_the_message);
+    tcase_add_test(tc, reasoning_items_sent_back_join_their_turn);
     suite_add_tcase(s, tc);
     return s;
 }
