@@ -388,9 +388,15 @@ static int translate(const cJSON *root, cJSON *chat, bool harmony, struct oai_er
             !cJSON_AddStringToObject(m, "role", "user") || !cJSON_AddStringToObject(m, "content", input->valuestring))
             return openai__no_memory(e);
     } else if (cJSON_IsArray(input) && input->child) {
+        int before = cJSON_GetArraySize(msgs);
+
         cJSON_ArrayForEach(it, input)
             if ((rc = add_item(msgs, it, i++, harmony, e)))
                 return rc;
+        if (cJSON_GetArraySize(msgs) == before)
+            return openai_error(e, 400, "invalid_value", "input",
+                                "Invalid 'input': no message, function_call or function_call_output among "
+                                "its items (reasoning items are left out for this model).");
     } else {
         return openai_error(e, 400, cJSON_IsArray(input) ? "invalid_value" : "invalid_type", "input",
                             "Invalid 'input': expected a string or a non-empty array of items, but got %s.",

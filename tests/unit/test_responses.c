@@ -417,6 +417,9 @@ START_TEST(reasoning_items_sent_back_join_their_turn)
     ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(msg(1), "reasoning"));
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(msg(1), "tool_calls")), 1);
     ck_assert_str_eq(str(msg(3), "content"), "21 C.");
+    /* reasoning alone says nothing to such a model */
+    ck_assert_int_ne(parse_as("{\"input\":[{\"type\":\"reasoning\",\"summary\":[]}]}", TOOL_PARSER_HERMES), 0);
+    ck_assert_str_eq(err.param, "input");
 }
 END_TEST
 
