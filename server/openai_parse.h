@@ -184,6 +184,10 @@ int openai_parse_tool_list(struct oai_request *r, struct oai_error *e);
  * sends it) become the object Hugging Face templates expect. A "tool" message needs a
  * string tool_call_id. msg is message i of the request. */
 int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e);
+/* A harmony model (gpt-oss): each assistant message shaped for its template: content null
+ * dropped (an empty string when nothing else is left), reasoning or reasoning_content as
+ * "thinking" unless it has one. Chat and /tokenize of messages. 0 or 500 (memory). */
+int openai_harmony_messages(struct oai_request *r, struct oai_error *e);
 /* Whether the request's outputs are read for tool calls by tool_parser.c's parsers (not
  * harmony: openai_harmony_active). */
 bool openai_tools_active(const struct oai_request *r);

@@ -188,9 +188,8 @@ int openai_parse_tool_list(struct oai_request *r, struct oai_error *e)
 
 /* gpt-oss's template reads an assistant turn's analysis from "thinking" and tests its
  * content as a string; OpenAI clients send back a call with content null and vLLM's
- * clients its analysis as "reasoning" (or "reasoning_content"). Each assistant message is
- * shaped so: no null content, the reasoning as thinking (unless it has one). */
-static int harmony_messages(struct oai_request *r, struct oai_error *e)
+ * clients its analysis as "reasoning" (or "reasoning_content"). */
+int openai_harmony_messages(struct oai_request *r, struct oai_error *e)
 {
     cJSON *msg;
 
@@ -257,7 +256,7 @@ int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct
                                 "Unsupported parameter: 'logprobs' in a stream from a harmony model "
                                 "(gpt-oss) is not supported by osprey.");
         r->params.skip_special_tokens = false;
-        if ((rc = harmony_messages(r, e)))
+        if ((rc = openai_harmony_messages(r, e)))
             return rc;
     }
     if (r->tool_parser == TOOL_PARSER_OPENAI &&

@@ -246,6 +246,15 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
         cJSON_Delete(j);
     }
 
+    /* /tokenize renders a tool loop as chat does: the call sent back with content null */
+    j = it_post(&d, "/tokenize", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":"
+                "\"assistant\",\"content\":null,\"reasoning\":\"Need weather.\",\"tool_calls\":[{\"id\":\"c1\","
+                "\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{}\"}}]},"
+                "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"21 C\"}]," TOOLS "}", &status);
+    ck_assert_msg(status == 200, "status %d: %s", status, j ? cJSON_PrintUnformatted(j) : "");
+    ck_assert_int_gt(cJSON_GetObjectItemCaseSensitive(j, "count")->valueint, 60);
+    cJSON_Delete(j);
+
     /* without tools the same output is no call: its arguments are content */
     j = it_post(&d, "/v1/chat/completions", BODY(A_AND_CALL, ""), &status);
     ck_assert_int_eq(status, 200);
