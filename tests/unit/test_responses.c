@@ -216,73 +216,9 @@ START_TEST(calls_render_as_function_call_items)
 }
 END_TEST
 
-START_TEST(the_stream_sends_the_calls_after_the_message_then_completed)
-{
-    static const char *const want[] = {
-        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
-        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
-        "response.output_item.done", "response.output_item.added", "response.function_call_arguments.delta",
-        "response.function_call_arguments.done", "response.output_item.done", "response.completed",
-    };
-    struct tool_call calls[] = { { "chatcmpl-tool-1", "f", "{\"a\":1}" } };
-    struct oai_usage u = { 4, 2, 0 };
-    struct resp_head h = { "resp_y", 5, "tiny", &req };
-    struct resp_output out = { NULL, 0, calls, 1, "tool_calls", NULL, 0 };
-    struct resp_stream rs;
-    char **ev;
-    size_t *lens;
-    int n, k = 0;
-    cJSON *last = NULL;
-
-    ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}"), 0);
-    resp_stream_init(&rs, false);
-    for (int step = 0; step < 3; step++) {
-        int rc = step == 0 ? resp_stream_open(&rs, &h, &ev, &lens, &n)
-               : step == 1 ? resp_stream_delta(&rs, "Let me", 6, &ev, &lens, &n)
-                           : resp_stream_close(&rs, &h, &out, &u, &ev, &lens, &n);
-
-        ck_assert_int_eq(rc, 0);
-        for (int i = 0; i < n; i++) {
-            cJSON *o = cJSON_ParseWithLength(ev[i], lens[i]);
-
-            ck_assert_ptr_nonnull(o);
-            ck_assert_int_lt(k, (int)ARRAY_LEN(want));
-            ck_assert_str_eq(str(o, "type"), want[k]);
-            ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(o, "sequence_number")->valueint, k);
-            if (!strcmp(want[k], "response.function_call_arguments.done"))
-                ck_assert_str_eq(str(o, "arguments"), "{\"a\":1}");
-            k++;
-            cJSON_Delete(last);
-            last = o;
-        }
-        resp_events_free(ev, lens, n);
-    }
-    ck_assert_int_eq(k, (int)ARRAY_LEN(want));
-    /* the final object: the message that was streamed, then the call */
-    {
-        const cJSON *output = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(last, "response"), "output");
-
-        ck_assert_int_eq(cJSON_GetArraySize(output), 2);
-        ck_assert_str_eq(str(cJSON_GetArrayItem(output, 0), "id"), rs.msg_id);
-        ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "function_call");
-    }
-    cJSON_Delete(last);
-    resp_stream_fini(&rs);
-}
-END_TEST
-
-static void setup(void)
-{
-    openai_request_init(&req);
-}
-
-static void teardown(void)
-{
-    openai_request_fini(&req);
-}
-
 /* Renders a whole stream from the steps given (reasoning deltas 'r', text deltas 't', then
- * the close with out), checking the event types against want. Returns the last event. */
+ * the close with out), checking the event types against want, the sequence numbers and the
+ * call's arguments. Returns the last event (the final object). */
 static cJSON *run_stream(struct resp_stream *rs, const struct resp_head *h, const char *steps,
                          const struct resp_output *out, const char *const *want, int num_want)
 {
@@ -305,6 +241,9 @@ static cJSON *run_stream(struct resp_stream *rs, const struct resp_head *h, cons
             ck_assert_ptr_nonnull(o);
             ck_assert_int_lt(k, num_want);
             ck_assert_msg(!strcmp(str(o, "type"), want[k]), "event %d: %s, not %s", k, str(o, "type"), want[k]);
+            ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(o, "sequence_number")->valueint, k);
+            if (!strcmp(want[k], "response.function_call_arguments.done"))
+                ck_assert_str_eq(str(o, "arguments"), out->calls[0].arguments);
             k++;
             cJSON_Delete(last);
             last = o;
@@ -313,6 +252,44 @@ static cJSON *run_stream(struct resp_stream *rs, const struct resp_head *h, cons
     }
     ck_assert_int_eq(k, num_want);
     return last;
+}
+
+START_TEST(the_stream_sends_the_calls_after_the_message_then_completed)
+{
+    static const char *const want[] = {
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    };
+    struct tool_call calls[] = { { "chatcmpl-tool-1", "f", "{\"a\":1}" } };
+    struct resp_head h = { "resp_y", 5, "tiny", &req };
+    struct resp_output out = { NULL, 0, calls, 1, "tool_calls", NULL, 0 };
+    struct resp_stream rs;
+    const cJSON *output;
+    cJSON *last;
+
+    ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}"), 0);
+    resp_stream_init(&rs, false);
+    last = run_stream(&rs, &h, "t", &out, want, (int)ARRAY_LEN(want));
+    /* the final object: the message that was streamed, then the call */
+    output = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(last, "response"), "output");
+    ck_assert_int_eq(cJSON_GetArraySize(output), 2);
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 0), "id"), rs.msg_id);
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "function_call");
+    cJSON_Delete(last);
+    resp_stream_fini(&rs);
+}
+END_TEST
+
+static void setup(void)
+{
+    openai_request_init(&req);
+}
+
+static void teardown(void)
+{
+    openai_request_fini(&req);
 }
 
 START_TEST(reasoning_comes_as_an_item_before_the_message)
