@@ -164,6 +164,7 @@ FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_tem
                  engine/sampler.c engine/gen_params.c \
                  server/openai_parse.c server/openai_grammar.c server/json_text.c server/openai_render.c \
                  server/json_out.c server/openai_fields.c server/openai_tools.c server/tool_parser.c server/tool_grammar.c \
+                 server/harmony.c \
                  server/responses.c server/chat_prompt.c server/sse.c server/auth.c $(wildcard server/http*.c) \
                  server/metrics.c \
                  config/config.c config/options.c

@@ -105,7 +105,7 @@ const struct config_option options_table[] = {
     { "max_logprobs", OPT_INT, F(max_logprobs), .def = "20", .arg = "N", .min = 0, .max = 1024,
       .help = "most top_logprobs per token" },
     { "tool_call_parser", OPT_ENUM, F(tool_call_parser), .def = "auto",
-      .choices = { "auto", "none", "llama3_json", "hermes", "mistral" },
+      .choices = { "auto", "none", "llama3_json", "hermes", "mistral", "openai" },
       .help = "how tool calls are read from outputs (tool_choice auto); auto = from the chat template" },
     { "scheduling_policy", OPT_ENUM, F(scheduling_policy), .def = "fcfs", .choices = { "fcfs", "priority" },
       .help = "fcfs, or priority: requests' \"priority\" field orders the queue (lower first)" },

@@ -11,7 +11,7 @@
 #include "engine/chat_template/chat_template.h"
 #include "engine/base/util.h"
 
-/* chat_template_kwargs plus tools and documents, as references into the request (NULL when
+/* chat_template_kwargs plus tools, documents and reasoning_effort, as references into the request (NULL when
  * there is nothing to add: the kwargs themselves, or none). *made tells the caller to
  * delete the object (references only: the request keeps its items). */
 static int extras_of(const struct oai_request *r, const cJSON **out, cJSON **made, char *err)
@@ -21,7 +21,7 @@ static int extras_of(const struct oai_request *r, const cJSON **out, cJSON **mad
 
     *made = NULL;
     *out = r->template_kwargs;
-    if (!r->tools && !cJSON_IsArray(docs))
+    if (!r->tools && !cJSON_IsArray(docs) && !r->reasoning_effort)
         return 0;
     if (!(x = cJSON_CreateObject()))
         goto nomem;
@@ -37,6 +37,11 @@ static int extras_of(const struct oai_request *r, const cJSON **out, cJSON **mad
     if (cJSON_IsArray(docs)) {
         cJSON_DeleteItemFromObjectCaseSensitive(x, "documents");
         if (!cJSON_AddItemReferenceToObject(x, "documents", (cJSON *)docs))
+            goto nomem;
+    }
+    if (r->reasoning_effort) {
+        cJSON_DeleteItemFromObjectCaseSensitive(x, "reasoning_effort");
+        if (!cJSON_AddItemReferenceToObject(x, "reasoning_effort", (cJSON *)r->reasoning_effort))
             goto nomem;
     }
     *out = *made = x;

@@ -45,6 +45,7 @@ struct choice {
     size_t text_sent;                /* bytes of generated text sent so far */
     bool final_sent;
     struct tool_stream tools;        /* chat with tool_choice auto: the output read for calls */
+    struct harmony_stream harmony;   /* gpt-oss: the output read for reasoning, content, calls */
 };
 
 struct job {
@@ -123,6 +124,7 @@ static void job_free(void *p)
         sse_pending_fini(&j->choices[i].out);
         sse_pending_fini(&j->choices[i].held);
         tool_stream_fini(&j->choices[i].tools);
+        harmony_stream_fini(&j->choices[i].harmony);
     }
     free(j->choices);
     sse_buf_fini(&j->out);
@@ -346,7 +348,7 @@ static void job_resume(void *p, struct http_request *r)
     char *body = NULL;
     size_t len = 0;
     int open, rc;
-    bool tools = openai_tools_active(&j->req), nomem = false;
+    bool tools = openai_tools_active(&j->req), harmony = openai_harmony_active(&j->req), nomem = false;
 
     pthread_mutex_lock(&j->lock);
     open = j->num_open;
@@ -396,13 +398,17 @@ static void job_resume(void *p, struct http_request *r)
         }
         if (tools && openai_tools_apply(&j->req, &cs[i], &tps[i], &joined[i]))
             nomem = true;
+        /* the choice's own stream, unused when not streaming (init'ed with the job) */
+        harmony_stream_fini(&j->choices[i].harmony);
+        if (harmony && openai_harmony_apply(&j->req, &cs[i], &j->choices[i].harmony))
+            nomem = true;
     }
     head_of(j, &h);
     rc = nomem ? -ENOMEM : 0;
     if (!rc && j->req.responses) {
         struct resp_head rh = { j->id, j->created, model_of(j), &j->req };
         struct resp_output ro = { cs[0].text, cs[0].text_len, cs[0].tool_calls, cs[0].num_tool_calls,
-                                  cs[0].finish_reason };
+                                  cs[0].finish_reason, cs[0].reasoning, cs[0].reasoning_len };
 
         rc = responses_render(&rh, &ro, &u, j->api->max_response_bytes, &body, &len);
     } else if (!rc) {
@@ -462,7 +468,7 @@ static bool stream_open(struct job *j)
         size_t *lens = NULL;
         int n = 0, rc;
 
-        resp_stream_init(&j->rs);
+        resp_stream_init(&j->rs, openai_harmony_active(&j->req));
         rc = resp_stream_open(&j->rs, &rh, &ev, &lens, &n);
         return queue_resp_events(j, rc, ev, lens, n);
     }
@@ -489,6 +495,56 @@ static bool stream_open(struct job *j)
     return true;
 }
 
+/* Each call as OpenAI streams it: its head (index, id, type, name) in one delta, then its
+ * arguments; calls[k] is the message's call first + k. */
+static bool queue_calls(struct job *j, const struct oai_head *h, int index, const struct tool_call *calls,
+                        int first, int n)
+{
+    bool ok = true;
+    size_t len;
+
+    for (int k = 0; ok && k < n; k++) {
+        struct oai_choice call = { .index = index, .tool_calls = &calls[k], .num_tool_calls = 1,
+                                   .tool_call_index = first + k, .tool_delta = OAI_TOOL_DELTA_HEAD };
+
+        ok = queue_event(j, openai_render_chunk(h, &call, false, 0, j->req.include_usage, NULL, &len), &len);
+        call.tool_delta = OAI_TOOL_DELTA_ARGUMENTS;
+        ok = ok && queue_event(j, openai_render_chunk(h, &call, false, 0, j->req.include_usage, NULL, &len), &len);
+    }
+    return ok;
+}
+
+/* gpt-oss: reasoning and content deltas in chunks of their own (within one delivery the
+ * reasoning first: an analysis message precedes the answer), each call once complete, and
+ * the finish ("tool_calls" after calls). */
+static bool stream_harmony(struct job *j, struct choice *c, const struct oai_head *h,
+                           const struct sse_pending *got, bool finished, enum finish_reason reason)
+{
+    struct harmony_delta d;
+    bool ok;
+    size_t len;
+
+    ok = harmony_stream_feed(&c->harmony, got->text, got->text_len, finished, &d) == 0;
+    if (ok && d.reasoning_len) {
+        struct oai_choice oc = { .index = c->index, .reasoning = d.reasoning, .reasoning_len = d.reasoning_len };
+
+        ok = queue_event(j, openai_render_chunk(h, &oc, false, 0, j->req.include_usage, NULL, &len), &len);
+    }
+    if (ok && d.content_len) {
+        struct oai_choice oc = { .index = c->index, .text = d.content, .text_len = d.content_len };
+
+        ok = queue_event(j, openai_render_chunk(h, &oc, false, 0, j->req.include_usage, NULL, &len), &len);
+    }
+    ok = ok && queue_calls(j, h, c->index, d.calls, d.first_call, d.num_calls);
+    if (ok && finished) {
+        struct oai_choice end = { .index = c->index, .finish_reason = finish_reason_name(
+                                      c->harmony.parse.num_calls ? FINISH_TOOL_CALLS : reason) };
+
+        ok = queue_event(j, openai_render_chunk(h, &end, false, 0, j->req.include_usage, NULL, &len), &len);
+    }
+    return ok;
+}
+
 /* A chat choice read for tool calls: content goes out once it cannot start a call; at the
  * end, the rest of the content, each call (its head, then its arguments) and the finish
  * reason ("tool_calls" when there are calls) in a chunk of its own. */
@@ -512,14 +568,7 @@ static bool stream_tools(struct job *j, struct choice *c, const struct oai_head 
     }
     if (ok && oc.text_len)
         ok = queue_event(j, openai_render_chunk(h, &oc, false, 0, j->req.include_usage, NULL, &len), &len);
-    for (int k = 0; ok && k < tp.num_calls; k++) {
-        struct oai_choice call = { .index = c->index, .tool_calls = &tp.calls[k], .num_tool_calls = 1,
-                                   .tool_call_index = k, .tool_delta = OAI_TOOL_DELTA_HEAD };
-
-        ok = queue_event(j, openai_render_chunk(h, &call, false, 0, j->req.include_usage, NULL, &len), &len);
-        call.tool_delta = OAI_TOOL_DELTA_ARGUMENTS;
-        ok = ok && queue_event(j, openai_render_chunk(h, &call, false, 0, j->req.include_usage, NULL, &len), &len);
-    }
+    ok = ok && queue_calls(j, h, c->index, tp.calls, 0, tp.num_calls);
     if (ok && finished) {
         struct oai_choice end = { .index = c->index,
                                   .finish_reason = finish_reason_name(tp.num_calls ? FINISH_TOOL_CALLS : reason) };
@@ -544,7 +593,19 @@ static bool stream_responses(struct job *j, struct choice *c, const struct sse_p
     int n = 0, rc = 0;
     bool ok;
 
-    if (openai_tools_active(&j->req)) {
+    if (openai_harmony_active(&j->req)) {
+        struct harmony_delta d;
+
+        /* the reasoning as it comes (an item before the message); calls at the end */
+        rc = harmony_stream_feed(&c->harmony, got->text, got->text_len, finished, &d);
+        if (rc == 0) {
+            rc = resp_stream_reasoning(&j->rs, d.reasoning, d.reasoning_len, &ev, &lens, &n);
+            if (!queue_resp_events(j, rc, ev, lens, n))
+                return false;
+        }
+        text = d.content;
+        text_len = d.content_len;
+    } else if (openai_tools_active(&j->req)) {
         rc = tool_stream_feed(&c->tools, j->req.tool_parser, got->text, got->text_len, &text, &text_len);
         if (!rc && finished) {
             const char *rest;
@@ -559,8 +620,11 @@ static bool stream_responses(struct job *j, struct choice *c, const struct sse_p
         rc = resp_stream_delta(&j->rs, text, text_len, &ev, &lens, &n);
     ok = queue_resp_events(j, rc, ev, lens, n);
     if (ok && finished) {
-        struct resp_output ro = { NULL, 0, tp.calls, tp.num_calls,
-                                  finish_reason_name(tp.num_calls ? FINISH_TOOL_CALLS : reason) };
+        const struct harmony_stream *hs = &c->harmony;
+        bool harmony = openai_harmony_active(&j->req);
+        const struct tool_parse *calls = harmony ? &hs->parse : &tp;
+        struct resp_output ro = { NULL, 0, calls->calls, calls->num_calls,
+                                  finish_reason_name(calls->num_calls ? FINISH_TOOL_CALLS : reason), NULL, 0 };
         struct oai_usage u;
 
         usage_of(j, &u);
@@ -608,6 +672,8 @@ static bool stream_fill(struct job *j)
             ok = stream_responses(j, c, &got, finished, reason);
         } else if (openai_tools_active(&j->req)) {
             ok = stream_tools(j, c, &h, &got, finished, reason);
+        } else if (openai_harmony_active(&j->req)) {
+            ok = stream_harmony(j, c, &h, &got, finished, reason);
         } else if (sse_pending_append(&c->held, got.text, got.text_len, got.ids, got.samples,
                                       got.offsets, got.num_tokens)) {
             ok = false;
@@ -893,6 +959,7 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind, bo
         j->choices[i].index = i;
         j->choices[i].prompt = i / q->n;
         sse_pending_init(&j->choices[i].out);
+        openai_harmony_init(q, &j->choices[i].harmony);
     }
     http_attach(r, &job_ops, j);             /* from here on the request owns the job */
     if (submit_all(j, max_tokens, &e)) {

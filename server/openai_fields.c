@@ -65,7 +65,7 @@ static int check_refused(const cJSON *root, enum oai_kind kind, struct oai_error
                             "Unsupported parameter: 'stream_options.continuous_usage_stats' is not "
                             "supported by osprey (include_usage is).");
     if (kind == OAI_CHAT) {
-        static const char *const chat_only[] = { "reasoning_effort", "prediction", "audio",
+        static const char *const chat_only[] = { "prediction", "audio",
                                                  "web_search_options", "verbosity" };
 
         for (size_t i = 0; i < sizeof chat_only / sizeof *chat_only; i++)
@@ -146,13 +146,33 @@ static int parse_allowed(struct oai_request *r, const struct oai_config *c, stru
     return 0;
 }
 
+/* Chat's reasoning_effort reaches a harmony template (gpt-oss's "Reasoning: low|medium|high"
+ * line), as vLLM passes it; other models have no such setting to honour. */
+static int parse_reasoning_effort(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
+{
+    const cJSON *v = openai__field(r->root, "reasoning_effort");
+
+    if (!v || r->kind != OAI_CHAT)
+        return 0;
+    if (c->tool_parser != TOOL_PARSER_OPENAI)
+        return openai_error(e, 400, "unsupported_parameter", "reasoning_effort",
+                            "Unsupported parameter: 'reasoning_effort' is not supported by osprey for "
+                            "this model: only a harmony chat template (gpt-oss) takes a reasoning effort.");
+    if (!cJSON_IsString(v) || (strcmp(v->valuestring, "low") && strcmp(v->valuestring, "medium") &&
+                               strcmp(v->valuestring, "high")))
+        return openai_error(e, 400, "invalid_value", "reasoning_effort",
+                            "Invalid 'reasoning_effort': expected 'low', 'medium' or 'high'.");
+    r->reasoning_effort = v;
+    return 0;
+}
+
 int openai_parse_fields(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
     const cJSON *v;
     int rc;
 
     if ((rc = check_refused(r->root, r->kind, e)) || (rc = parse_logit_bias(r, c, e)) ||
-        (rc = parse_allowed(r, c, e)) ||
+        (rc = parse_allowed(r, c, e)) || (rc = parse_reasoning_effort(r, c, e)) ||
         (rc = get_bool(r->root, "include_stop_str_in_output", &r->params.include_stop_str_in_output, e)) < 0)
         return rc;
     if ((v = openai__field(r->root, "priority"))) {

@@ -723,7 +723,8 @@ int openai_parse_tokenize(struct oai_request *r, const char *body, size_t len,
         return rc;
     if (openai__field(r->root, "messages")) {
         r->add_special_tokens = false;
-        if ((rc = parse_messages(r, e)) || (rc = openai_parse_tool_list(r, e)))   /* as chat renders them */
+        if ((rc = parse_messages(r, e)) || (rc = openai_parse_tool_list(r, e)) ||   /* as chat renders them */
+            (c->tool_parser == TOOL_PARSER_OPENAI && (rc = openai_harmony_messages(r, e))))
             return rc;
     } else {
         r->add_special_tokens = true;

@@ -90,6 +90,7 @@ struct oai_request {
     int num_prompts;
     const cJSON *messages;     /* chat and /tokenize: text parts joined into one string each */
     const cJSON *template_kwargs;  /* chat_template_kwargs (an object) or NULL */
+    const cJSON *reasoning_effort; /* gpt-oss: "low", "medium" or "high" for the template, or NULL */
     bool add_generation_prompt;    /* chat: true unless the request says otherwise */
     bool add_special_tokens;   /* completions and /tokenize of a prompt: true; chat: false */
     struct gen_params params;  /* stop strings and stop ids in the arena */
@@ -183,7 +184,14 @@ int openai_parse_tool_list(struct oai_request *r, struct oai_error *e);
  * sends it) become the object Hugging Face templates expect. A "tool" message needs a
  * string tool_call_id. msg is message i of the request. */
 int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e);
-/* Whether the request's outputs are read for tool calls. */
+/* A harmony model (gpt-oss): each assistant message shaped for its template: content null
+ * dropped (an empty string when nothing else is left), reasoning or reasoning_content as
+ * "thinking" unless it has one. Chat and /tokenize of messages. 0 or 500 (memory). */
+int openai_harmony_messages(struct oai_request *r, struct oai_error *e);
+/* Whether the request's outputs are read for tool calls by tool_parser.c's parsers (not
+ * harmony: openai_harmony_active). */
 bool openai_tools_active(const struct oai_request *r);
+/* The most calls an output may make: 1 under parallel_tool_calls false, else 0 (any). */
+int openai_tools_max_calls(const struct oai_request *r);
 
 #endif

@@ -306,8 +306,18 @@ static void choice(struct json_out *o, enum oai_kind kind, const struct oai_choi
                 LIT(o, "\"");
             }
         }
-        if (c->num_tool_calls) {
+        if (c->reasoning_len) {
+            /* vLLM's field, and the one it had until 2026 that many clients still read */
             if (!chunk || c->role || c->text_len || c->prefix_len)
+                LIT(o, ",");
+            LIT(o, "\"reasoning\":\"");
+            json_out_str_part(o, c->reasoning, c->reasoning_len);
+            LIT(o, "\",\"reasoning_content\":\"");
+            json_out_str_part(o, c->reasoning, c->reasoning_len);
+            LIT(o, "\"");
+        }
+        if (c->num_tool_calls) {
+            if (!chunk || c->role || c->text_len || c->prefix_len || c->reasoning_len)
                 LIT(o, ",");
             LIT(o, "\"tool_calls\":");
             tool_calls(o, c, chunk);

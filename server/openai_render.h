@@ -11,6 +11,7 @@
 
 #include "engine/base/buf.h"        /* struct buf */
 #include "engine/sampler.h"         /* struct sample_result */
+#include "server/harmony.h"         /* struct harmony_stream */
 #include "server/openai_parse.h"    /* enum oai_kind, struct oai_error */
 
 /* Text of one token for logprobs: malloc'd and NUL-terminated, *len bytes; NULL when out of
@@ -44,6 +45,8 @@ struct oai_choice {
     size_t prefix_len;
     const char *text;          /* UTF-8; may be NULL when text_len is 0 */
     size_t text_len;
+    const char *reasoning;     /* chat: the model's reasoning (gpt-oss's analysis channel), */
+    size_t reasoning_len;      /* as vLLM's "reasoning" (and "reasoning_content"); 0: none */
     const int32_t *ids;        /* [num_tokens] */
     const struct sample_result *samples;   /* [num_tokens], or NULL: no logprobs */
     const size_t *offsets;     /* [num_tokens] with samples (completions): bytes into the
@@ -107,5 +110,18 @@ int tool_stream_feed(struct tool_stream *ts, enum tool_parser_kind k, const char
  * not yet sent (before the calls, or all the rest when there are none). 0 or -ENOMEM. */
 int tool_stream_finish(struct tool_stream *ts, const struct oai_request *r, struct tool_parse *tp,
                        const char **out, size_t *out_len);
+
+/* ---- gpt-oss's harmony output (openai_harmony.c) ---- */
+
+/* Whether the request's outputs are harmony (a chat request, the parser "openai"): read
+ * into reasoning, content and calls by server/harmony.c, tools or not. */
+bool openai_harmony_active(const struct oai_request *r);
+/* A stream of one choice's output, reading calls when the request has tools. */
+void openai_harmony_init(const struct oai_request *r, struct harmony_stream *hs);
+/* A finished choice (non-streamed): oc's text becomes the final content, oc->reasoning the
+ * analysis, oc->tool_calls the calls, finish_reason "tool_calls" when there are some (all
+ * pointing into hs: harmony_stream_fini it after rendering). The echoed prefix stays
+ * content, before the output's. Returns 0 or -ENOMEM. */
+int openai_harmony_apply(const struct oai_request *r, struct oai_choice *oc, struct harmony_stream *hs);
 
 #endif

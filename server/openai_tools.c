@@ -186,6 +186,38 @@ int openai_parse_tool_list(struct oai_request *r, struct oai_error *e)
     return 0;
 }
 
+/* gpt-oss's template reads an assistant turn's analysis from "thinking" and tests its
+ * content as a string; OpenAI clients send back a call with content null and vLLM's
+ * clients its analysis as "reasoning" (or "reasoning_content"). */
+int openai_harmony_messages(struct oai_request *r, struct oai_error *e)
+{
+    cJSON *msg;
+
+    cJSON_ArrayForEach(msg, (cJSON *)r->messages) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(msg, "reasoning");
+        cJSON *t;
+
+        if (!cJSON_IsString(role) || strcmp(role->valuestring, "assistant"))
+            continue;
+        if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(msg, "content")))
+            cJSON_DeleteItemFromObjectCaseSensitive(msg, "content");
+        /* a turn of reasoning alone (a Responses reasoning item) is an empty answer */
+        if (!cJSON_GetObjectItemCaseSensitive(msg, "content") && !cJSON_GetObjectItemCaseSensitive(msg, "tool_calls") &&
+            !cJSON_AddStringToObject(msg, "content", ""))
+            return openai_error(e, 500, "internal_error", NULL, "out of memory");
+        if (!cJSON_IsString(why))
+            why = cJSON_GetObjectItemCaseSensitive(msg, "reasoning_content");
+        if (!cJSON_IsString(why) || !why->valuestring[0] || cJSON_GetObjectItemCaseSensitive(msg, "thinking"))
+            continue;
+        if (!(t = cJSON_CreateString(why->valuestring)) || !cJSON_AddItemToObject(msg, "thinking", t)) {
+            cJSON_Delete(t);
+            return openai_error(e, 500, "internal_error", NULL, "out of memory");
+        }
+    }
+    return 0;
+}
+
 int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct oai_error *e)
 {
     const cJSON *tc = openai__field(r->root, "tool_choice");
@@ -211,10 +243,34 @@ int openai_parse_tools(struct oai_request *r, const struct oai_config *c, struct
         return openai_error(e, 400, "invalid_value", "tool_choice",
                             "Invalid 'tool_choice': '%s' needs a tool-call parser, and the model's "
                             "chat template shows no tool-call syntax osprey knows; start osprey with "
-                            "--tool-call-parser (llama3_json, hermes or mistral), or send "
+                            "--tool-call-parser (llama3_json, hermes, mistral or openai), or send "
                             "tool_choice 'none'.",
                             r->tool_choice == OAI_TOOLS_AUTO ? "auto"
                             : r->tool_choice == OAI_TOOLS_REQUIRED ? "required" : "function");
+    /* gpt-oss: every answer is harmony (its channels are special tokens), so the text is
+     * read with them kept, tools or not (server/harmony.c). */
+    if (r->tool_parser == TOOL_PARSER_OPENAI) {
+        /* a stream's chunks carry reasoning, content or calls, not the tokens they came from */
+        if (r->stream && r->logprobs)
+            return openai_error(e, 400, "unsupported_parameter", "logprobs",
+                                "Unsupported parameter: 'logprobs' in a stream from a harmony model "
+                                "(gpt-oss) is not supported by osprey.");
+        r->params.skip_special_tokens = false;
+        if ((rc = openai_harmony_messages(r, e)))
+            return rc;
+    }
+    if (r->tool_parser == TOOL_PARSER_OPENAI &&
+        (r->tool_choice == OAI_TOOLS_REQUIRED || r->tool_choice == OAI_TOOLS_NAMED ||
+         (r->tool_choice == OAI_TOOLS_AUTO && any_strict(r->tools))))
+        return openai_error(e, 400, "invalid_value", r->tool_choice == OAI_TOOLS_AUTO ? "tools" : "tool_choice",
+                            "Invalid '%s': %s needs the output held to calls by a grammar, and "
+                            "gpt-oss's calls are harmony messages (<|start|>, <|channel|>, "
+                            "<|message|>, <|call|>: special tokens) that osprey's grammars cannot "
+                            "write; send tool_choice 'auto' with non-strict tools.",
+                            r->tool_choice == OAI_TOOLS_AUTO ? "tools" : "tool_choice",
+                            r->tool_choice == OAI_TOOLS_AUTO ? "a strict tool"
+                            : r->tool_choice == OAI_TOOLS_REQUIRED ? "tool_choice 'required'"
+                            : "a named tool_choice");
     /* A strict tool's arguments must follow its schema: under "auto" the grammar lets the
      * model answer in text, or call (every tool then held to its schema). */
     if ((r->tool_choice == OAI_TOOLS_REQUIRED || r->tool_choice == OAI_TOOLS_NAMED ||
@@ -292,10 +348,12 @@ int openai_tools_check_message(cJSON *msg, int i, struct oai_error *e)
 
 bool openai_tools_active(const struct oai_request *r)
 {
-    return r->kind == OAI_CHAT && r->tool_choice != OAI_TOOLS_NONE && r->tool_parser != TOOL_PARSER_NONE;
+    /* harmony's calls are read with the rest of its output (openai_harmony.c) */
+    return r->kind == OAI_CHAT && r->tool_choice != OAI_TOOLS_NONE && r->tool_parser != TOOL_PARSER_NONE &&
+           r->tool_parser != TOOL_PARSER_OPENAI;
 }
 
-static int max_calls(const struct oai_request *r)
+int openai_tools_max_calls(const struct oai_request *r)
 {
     return r->parallel_tool_calls ? 0 : 1;
 }
@@ -315,7 +373,7 @@ int openai_tools_apply(const struct oai_request *r, struct oai_choice *oc, struc
     if (oc->text_len)
         memcpy(s + oc->prefix_len, oc->text, oc->text_len);
     s[len] = '\0';
-    if (tool_parser_parse(r->tool_parser, s, len, max_calls(r), tp)) {
+    if (tool_parser_parse(r->tool_parser, s, len, openai_tools_max_calls(r), tp)) {
         free(s);
         return -ENOMEM;
     }
@@ -371,7 +429,7 @@ int tool_stream_finish(struct tool_stream *ts, const struct oai_request *r, stru
     const struct buf *t = &ts->text;
     size_t end;
 
-    if (tool_parser_parse(r->tool_parser, t->p ? t->p : "", t->len, max_calls(r), tp))
+    if (tool_parser_parse(r->tool_parser, t->p ? t->p : "", t->len, openai_tools_max_calls(r), tp))
         return -ENOMEM;
     end = tp->num_calls ? tp->content_len : t->len;
     *out = t->p ? t->p + ts->sent : "";

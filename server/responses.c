@@ -54,7 +54,7 @@ static int check_refused(const cJSON *root, struct oai_error *e)
             return openai_error(e, 400, "unsupported_parameter", "text.verbosity",
                                 "Unsupported parameter: 'text.verbosity' is not supported by osprey.");
     }
-    static const char *const refused[] = { "reasoning", "include", "top_logprobs", "max_tool_calls",
+    static const char *const refused[] = { "include", "top_logprobs", "max_tool_calls",
                                            "prompt", "truncation" };
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         v = openai__field(root, refused[i]);
@@ -106,9 +106,45 @@ static int content_of(const cJSON *item, int i, cJSON **out, struct oai_error *e
     return 0;
 }
 
+/* The text of a reasoning item: its reasoning_text parts, else its summary's, joined. */
+static char *reasoning_text(const cJSON *item)
+{
+    const char *keys[] = { "content", "summary" };
+    struct buf b = BUF_INIT;
+
+    for (int k = 0; k < 2 && !b.len; k++) {
+        const cJSON *part;
+
+        cJSON_ArrayForEach(part, openai__field(item, keys[k])) {
+            const cJSON *t = openai__field(part, "text");
+
+            if (cJSON_IsString(t) && buf_put(&b, t->valuestring, strlen(t->valuestring))) {
+                buf_fini(&b);
+                return NULL;
+            }
+        }
+    }
+    return b.p ? b.p : strdup("");
+}
+
+/* An assistant message that holds only reasoning so far (a reasoning item's), which the
+ * message or calls that follow it complete. */
+static bool reasoning_only(const cJSON *m)
+{
+    const cJSON *role = openai__field(m, "role");
+
+    return cJSON_IsString(role) && !strcmp(role->valuestring, "assistant") &&
+           cJSON_GetObjectItemCaseSensitive(m, "reasoning") &&
+           cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(m, "content")) &&
+           !cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+}
+
 /* One input item as chat messages appended to msgs: a message, a function_call (merged
- * into the assistant message of the calls before it) or a function_call_output. */
-static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
+ * into the assistant message of the calls before it) or a function_call_output. A
+ * reasoning item (a previous output's, sent back) is, for a harmony model (gpt-oss), an
+ * assistant message's reasoning that the message or calls after it complete; other models
+ * have nothing to do with it, and it is left out. */
+static int add_item(cJSON *msgs, const cJSON *item, int i, bool harmony, struct oai_error *e)
 {
     const cJSON *type = openai__field(item, "type"), *role = openai__field(item, "role");
     const char *t = cJSON_IsString(type) ? type->valuestring : "message";
@@ -126,6 +162,14 @@ static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
                                 "Invalid 'input[%d].role': expected user, assistant, system or developer.", i);
         if ((rc = content_of(item, i, &content, e)))
             return rc;
+        m = cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1);
+        if (!strcmp(r, "assistant") && reasoning_only(m)) {
+            if (!cJSON_ReplaceItemInObjectCaseSensitive(m, "content", content)) {
+                cJSON_Delete(content);
+                return openai__no_memory(e);
+            }
+            return 0;
+        }
         if (!(m = cJSON_CreateObject()) ||
             !cJSON_AddStringToObject(m, "role", strcmp(r, "developer") ? r : "system") ||
             !cJSON_AddItemToObject(m, "content", content))
@@ -138,6 +182,8 @@ static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
             return openai_error(e, 400, "invalid_value", "input",
                                 "Invalid 'input[%d]': a function_call needs call_id, name and arguments (strings).", i);
         calls = cJSON_GetObjectItemCaseSensitive(last, "tool_calls");
+        if (reasoning_only(last) && !(calls = cJSON_AddArrayToObject(last, "tool_calls")))
+            return openai__no_memory(e);
         if (!calls || !cJSON_IsArray(calls)) {
             if (!(m = cJSON_CreateObject()) || !cJSON_AddStringToObject(m, "role", "assistant") ||
                 !cJSON_AddNullToObject(m, "content") || !(calls = cJSON_AddArrayToObject(m, "tool_calls")))
@@ -162,10 +208,23 @@ static int add_item(cJSON *msgs, const cJSON *item, int i, struct oai_error *e)
             !cJSON_AddStringToObject(m, "tool_call_id", id->valuestring) ||
             !cJSON_AddStringToObject(m, "content", out->valuestring))
             goto nomem;
+    } else if (!strcmp(t, "reasoning")) {
+        char *text;
+
+        if (!harmony)
+            return 0;
+        if (!(text = reasoning_text(item)))
+            return openai__no_memory(e);
+        if (!(m = cJSON_CreateObject()) || !cJSON_AddStringToObject(m, "role", "assistant") ||
+            !cJSON_AddNullToObject(m, "content") || !cJSON_AddStringToObject(m, "reasoning", text)) {
+            free(text);
+            goto nomem;
+        }
+        free(text);
     } else {
         return openai_error(e, 400, "unsupported_parameter", "input",
                             "Unsupported input item 'input[%d]' of type '%.40s': osprey takes message, "
-                            "function_call and function_call_output items.", i, t);
+                            "function_call, function_call_output and reasoning items.", i, t);
     }
     if (!cJSON_AddItemToArray(msgs, m))
         goto nomem;
@@ -208,6 +267,25 @@ static int tools_of(const cJSON *root, cJSON *chat, struct oai_error *e)
         i++;
     }
     return 0;
+}
+
+/* reasoning: {"effort"} becomes chat's reasoning_effort (which only a harmony model takes);
+ * a summary osprey cannot write. */
+static int reasoning_of(const cJSON *root, cJSON *chat, struct oai_error *e)
+{
+    const cJSON *r = openai__field(root, "reasoning"), *k;
+
+    if (!r)
+        return 0;
+    if (!cJSON_IsObject(r))
+        return openai_error(e, 400, "invalid_type", "reasoning",
+                            "Invalid type for 'reasoning': expected an object, but got %s instead.",
+                            openai__json_type(r));
+    for (k = r->child; k; k = k->next)
+        if (strcmp(k->string, "effort") && !cJSON_IsNull(k))
+            return openai_error(e, 400, "unsupported_parameter", "reasoning",
+                                "Unsupported parameter: 'reasoning.%s' is not supported by osprey.", k->string);
+    return copy(chat, r, "effort", "reasoning_effort") ? 0 : openai__no_memory(e);
 }
 
 static int tool_choice_of(const cJSON *root, cJSON *chat, struct oai_error *e)
@@ -289,7 +367,7 @@ static int format_of(const cJSON *root, cJSON *chat, struct oai_error *e)
     return 0;
 }
 
-static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
+static int translate(const cJSON *root, cJSON *chat, bool harmony, struct oai_error *e)
 {
     const cJSON *input = openai__field(root, "input"), *ins = openai__field(root, "instructions"), *mot = openai__field(root, "max_output_tokens"), *it;
     cJSON *msgs = cJSON_AddArrayToObject(chat, "messages"), *m;
@@ -310,9 +388,15 @@ static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
             !cJSON_AddStringToObject(m, "role", "user") || !cJSON_AddStringToObject(m, "content", input->valuestring))
             return openai__no_memory(e);
     } else if (cJSON_IsArray(input) && input->child) {
+        int before = cJSON_GetArraySize(msgs);
+
         cJSON_ArrayForEach(it, input)
-            if ((rc = add_item(msgs, it, i++, e)))
+            if ((rc = add_item(msgs, it, i++, harmony, e)))
                 return rc;
+        if (cJSON_GetArraySize(msgs) == before)
+            return openai_error(e, 400, "invalid_value", "input",
+                                "Invalid 'input': no message, function_call or function_call_output among "
+                                "its items (reasoning items are left out for this model).");
     } else {
         return openai_error(e, 400, cJSON_IsArray(input) ? "invalid_value" : "invalid_type", "input",
                             "Invalid 'input': expected a string or a non-empty array of items, but got %s.",
@@ -332,7 +416,7 @@ static int translate(const cJSON *root, cJSON *chat, struct oai_error *e)
         !copy(chat, root, "user", NULL))
         return openai__no_memory(e);
     if ((rc = tools_of(root, chat, e)) || (rc = tool_choice_of(root, chat, e)) ||
-        (rc = format_of(root, chat, e)))
+        (rc = format_of(root, chat, e)) || (rc = reasoning_of(root, chat, e)))
         return rc;
     return 0;
 }
@@ -354,7 +438,7 @@ int responses_parse(struct oai_request *r, const char *body, size_t len, const s
         return rc;
     if (!(chat = cJSON_CreateObject()))
         return openai__no_memory(e);
-    if (!(rc = translate(r->resp_root, chat, e))) {
+    if (!(rc = translate(r->resp_root, chat, c->tool_parser == TOOL_PARSER_OPENAI, e))) {
         if (!(text = cJSON_PrintUnformatted(chat)))
             rc = openai__no_memory(e);
         else
@@ -362,6 +446,8 @@ int responses_parse(struct oai_request *r, const char *body, size_t len, const s
         /* a schema the grammar refuses is named by the field this request sent */
         if (r->has_grammar && !strncmp(r->grammar_param, "response_format", 15))
             r->grammar_param = "text.format.schema";
+        if (rc && !strcmp(e->param, "reasoning_effort"))
+            snprintf(e->param, sizeof e->param, "reasoning.effort");
     }
     r->responses = true;
     cJSON_Delete(chat);
@@ -456,6 +542,23 @@ static void call_item(struct json_out *o, const struct tool_call *t, const char 
     LIT(o, "}");
 }
 
+/* gpt-oss's analysis as OpenAI's reasoning item: its text as one reasoning_text part. */
+static void reasoning_item(struct json_out *o, const char *id, const char *status, const char *text,
+                           size_t len, bool with_part)
+{
+    LIT(o, "{\"id\":");
+    str0(o, id);
+    LIT(o, ",\"type\":\"reasoning\",\"summary\":[],\"content\":[");
+    if (with_part) {
+        LIT(o, "{\"type\":\"reasoning_text\",\"text\":");
+        json_out_str(o, text ? text : "", len);
+        LIT(o, "}");
+    }
+    LIT(o, "],\"status\":");
+    str0(o, status);
+    LIT(o, "}");
+}
+
 static void usage_object(struct json_out *o, const struct oai_usage *u)
 {
     LIT(o, "{\"input_tokens\":");
@@ -471,9 +574,10 @@ static void usage_object(struct json_out *o, const struct oai_usage *u)
 
 /* The response object; out NULL: in progress, no output yet. msg_id names the message item,
  * which the output holds when there is text or no call, or always with always_msg (a
- * stream's final object: the stream opened the message). */
+ * stream's final object: the stream opened the message). The reasoning item (rs_id), when
+ * there is reasoning, comes first, as OpenAI's does. */
 static void response_object(struct json_out *o, const struct resp_head *h, const struct resp_output *out,
-                            const struct oai_usage *u, const char *msg_id, bool always_msg)
+                            const struct oai_usage *u, const char *msg_id, const char *rs_id, bool always_msg)
 {
     const struct oai_request *q = h->req;
     const cJSON *root = q->resp_root;
@@ -496,11 +600,19 @@ static void response_object(struct json_out *o, const struct resp_head *h, const
     LIT(o, ",\"model\":");
     str0(o, h->model);
     LIT(o, ",\"output\":[");
+    if (out && out->reasoning_len) {
+        reasoning_item(o, rs_id, "completed", out->reasoning, out->reasoning_len, true);
+        first = false;
+    }
     if (out) {
         if (out->text_len || !out->num_calls) {
+            if (!first)
+                LIT(o, ",");
             message_item(o, msg_id, incomplete ? "incomplete" : "completed", out->text, out->text_len, true);
             first = false;
         } else if (always_msg) {
+            if (!first)
+                LIT(o, ",");
             message_item(o, msg_id, "completed", out->text, out->text_len, true);
             first = false;
         }
@@ -539,26 +651,32 @@ int responses_render(const struct resp_head *h, const struct resp_output *out, c
                      size_t max_bytes, char **json, size_t *len)
 {
     struct json_out o;
-    char msg_id[40] = "msg_";
+    char msg_id[40] = "msg_", rs_id[40] = "rs_";
     int rc;
 
     rand_hex(msg_id + 4, 16);
+    rand_hex(rs_id + 3, 16);
     json_out_init(&o, max_bytes);
-    response_object(&o, h, out, u, msg_id, false);
+    response_object(&o, h, out, u, msg_id, rs_id, false);
     *json = json_out_take(&o, len, &rc);
     return rc;
 }
 
-void resp_stream_init(struct resp_stream *s)
+void resp_stream_init(struct resp_stream *s, bool reasoning)
 {
     memset(s, 0, sizeof *s);
     snprintf(s->msg_id, sizeof s->msg_id, "msg_");
     rand_hex(s->msg_id + 4, 16);
+    snprintf(s->rs_id, sizeof s->rs_id, "rs_");
+    rand_hex(s->rs_id + 3, 16);
+    s->defer = reasoning;
+    s->msg_index = s->rs_index = -1;
 }
 
 void resp_stream_fini(struct resp_stream *s)
 {
     buf_fini(&s->text);
+    buf_fini(&s->reasoning);
     memset(s, 0, sizeof *s);
 }
 
@@ -637,17 +755,58 @@ static int finish_list(struct evlist *l, char ***events, size_t **lens, int *num
 }
 
 /* ,"item_id","output_index","content_index" of the message's text part. */
-static void part_ref(struct json_out *o, const struct resp_stream *s)
-{
-    LIT(o, ",\"item_id\":");
-    str0(o, s->msg_id);
-    LIT(o, ",\"output_index\":0,\"content_index\":0");
-}
-
 static void output_index(struct json_out *o, int i)
 {
     LIT(o, ",\"output_index\":");
     json_out_int(o, i);
+}
+
+/* item_id, output_index, content_index of the message's text, or of the reasoning's. */
+static void part_ref(struct json_out *o, const struct resp_stream *s, bool reasoning)
+{
+    LIT(o, ",\"item_id\":");
+    str0(o, reasoning ? s->rs_id : s->msg_id);
+    output_index(o, reasoning ? s->rs_index : s->msg_index);
+    LIT(o, ",\"content_index\":0");
+}
+
+/* The message item opens: output_item.added and content_part.added. */
+static void open_message(struct evlist *l, struct resp_stream *s)
+{
+    struct json_out o;
+
+    s->msg_index = s->next_index++;
+    ev_begin(&o, "response.output_item.added");
+    output_index(&o, s->msg_index);
+    LIT(&o, ",\"item\":");
+    message_item(&o, s->msg_id, "in_progress", NULL, 0, false);
+    ev_end(l, s, &o);
+    ev_begin(&o, "response.content_part.added");
+    part_ref(&o, s, false);
+    LIT(&o, ",\"part\":");
+    text_part(&o, "", 0);
+    ev_end(l, s, &o);
+}
+
+/* The reasoning item closes, once the message or the end comes: reasoning_text.done and
+ * output_item.done with the whole text. */
+static void close_reasoning(struct evlist *l, struct resp_stream *s)
+{
+    struct json_out o;
+
+    if (s->rs_index < 0 || s->rs_closed)
+        return;
+    s->rs_closed = true;
+    ev_begin(&o, "response.reasoning_text.done");
+    part_ref(&o, s, true);
+    LIT(&o, ",\"text\":");
+    json_out_str(&o, s->reasoning.p ? s->reasoning.p : "", s->reasoning.len);
+    ev_end(l, s, &o);
+    ev_begin(&o, "response.output_item.done");
+    output_index(&o, s->rs_index);
+    LIT(&o, ",\"item\":");
+    reasoning_item(&o, s->rs_id, "completed", s->reasoning.p, s->reasoning.len, true);
+    ev_end(l, s, &o);
 }
 
 int resp_stream_open(struct resp_stream *s, const struct resp_head *h, char ***events, size_t **lens,
@@ -658,22 +817,40 @@ int resp_stream_open(struct resp_stream *s, const struct resp_head *h, char ***e
 
     ev_begin(&o, "response.created");
     LIT(&o, ",\"response\":");
-    response_object(&o, h, NULL, NULL, s->msg_id, false);
+    response_object(&o, h, NULL, NULL, s->msg_id, NULL, false);
     ev_end(&l, s, &o);
     ev_begin(&o, "response.in_progress");
     LIT(&o, ",\"response\":");
-    response_object(&o, h, NULL, NULL, s->msg_id, false);
+    response_object(&o, h, NULL, NULL, s->msg_id, NULL, false);
     ev_end(&l, s, &o);
-    ev_begin(&o, "response.output_item.added");
-    output_index(&o, 0);
-    LIT(&o, ",\"item\":");
-    message_item(&o, s->msg_id, "in_progress", NULL, 0, false);
-    ev_end(&l, s, &o);
-    ev_begin(&o, "response.content_part.added");
-    part_ref(&o, s);
-    LIT(&o, ",\"part\":");
-    text_part(&o, "", 0);
-    ev_end(&l, s, &o);
+    if (!s->defer)
+        open_message(&l, s);
+    return finish_list(&l, events, lens, num);
+}
+
+int resp_stream_reasoning(struct resp_stream *s, const char *text, size_t len, char ***events,
+                          size_t **lens, int *num)
+{
+    struct evlist l = { 0 };
+    struct json_out o;
+
+    if (len && !s->rs_closed) {
+        if (buf_put(&s->reasoning, text, len))
+            return -ENOMEM;
+        if (s->rs_index < 0) {
+            s->rs_index = s->next_index++;
+            ev_begin(&o, "response.output_item.added");
+            output_index(&o, s->rs_index);
+            LIT(&o, ",\"item\":");
+            reasoning_item(&o, s->rs_id, "in_progress", NULL, 0, false);
+            ev_end(&l, s, &o);
+        }
+        ev_begin(&o, "response.reasoning_text.delta");
+        part_ref(&o, s, true);
+        LIT(&o, ",\"delta\":");
+        json_out_str(&o, text, len);
+        ev_end(&l, s, &o);
+    }
     return finish_list(&l, events, lens, num);
 }
 
@@ -686,8 +863,12 @@ int resp_stream_delta(struct resp_stream *s, const char *text, size_t len, char 
     if (len) {
         if (buf_put(&s->text, text, len))
             return -ENOMEM;
+        if (s->msg_index < 0) {
+            close_reasoning(&l, s);
+            open_message(&l, s);
+        }
         ev_begin(&o, "response.output_text.delta");
-        part_ref(&o, s);
+        part_ref(&o, s, false);
         LIT(&o, ",\"delta\":");
         json_out_str(&o, text, len);
         LIT(&o, ",\"logprobs\":[]");
@@ -704,58 +885,67 @@ int resp_stream_close(struct resp_stream *s, const struct resp_head *h, const st
     bool incomplete = out->finish_reason && !strcmp(out->finish_reason, "length");
     struct resp_output whole = *out;
 
-    ev_begin(&o, "response.output_text.done");
-    part_ref(&o, s);
-    LIT(&o, ",\"text\":");
-    json_out_str(&o, s->text.p ? s->text.p : "", s->text.len);
-    LIT(&o, ",\"logprobs\":[]");
-    ev_end(&l, s, &o);
-    ev_begin(&o, "response.content_part.done");
-    part_ref(&o, s);
-    LIT(&o, ",\"part\":");
-    text_part(&o, s->text.p, s->text.len);
-    ev_end(&l, s, &o);
-    ev_begin(&o, "response.output_item.done");
-    output_index(&o, 0);
-    LIT(&o, ",\"item\":");
-    message_item(&o, s->msg_id, incomplete ? "incomplete" : "completed", s->text.p, s->text.len, true);
-    ev_end(&l, s, &o);
+    close_reasoning(&l, s);
+    /* a deferred message opens only for text, or when there is nothing else to say */
+    if (s->msg_index < 0 && (!out->num_calls || s->text.len))
+        open_message(&l, s);
+    if (s->msg_index >= 0) {
+        ev_begin(&o, "response.output_text.done");
+        part_ref(&o, s, false);
+        LIT(&o, ",\"text\":");
+        json_out_str(&o, s->text.p ? s->text.p : "", s->text.len);
+        LIT(&o, ",\"logprobs\":[]");
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.content_part.done");
+        part_ref(&o, s, false);
+        LIT(&o, ",\"part\":");
+        text_part(&o, s->text.p, s->text.len);
+        ev_end(&l, s, &o);
+        ev_begin(&o, "response.output_item.done");
+        output_index(&o, s->msg_index);
+        LIT(&o, ",\"item\":");
+        message_item(&o, s->msg_id, incomplete ? "incomplete" : "completed", s->text.p, s->text.len, true);
+        ev_end(&l, s, &o);
+    }
     for (int i = 0; i < out->num_calls; i++) {
         const struct tool_call *t = &out->calls[i];
         char id[40] = "fc_";
+        int at = s->next_index++;
 
         rand_hex(id + 3, 16);
         ev_begin(&o, "response.output_item.added");
-        output_index(&o, i + 1);
+        output_index(&o, at);
         LIT(&o, ",\"item\":");
         call_item(&o, t, id, "in_progress", false);
         ev_end(&l, s, &o);
         ev_begin(&o, "response.function_call_arguments.delta");
         LIT(&o, ",\"item_id\":");
         str0(&o, id);
-        output_index(&o, i + 1);
+        output_index(&o, at);
         LIT(&o, ",\"delta\":");
         str0(&o, t->arguments);
         ev_end(&l, s, &o);
         ev_begin(&o, "response.function_call_arguments.done");
         LIT(&o, ",\"item_id\":");
         str0(&o, id);
-        output_index(&o, i + 1);
+        output_index(&o, at);
         LIT(&o, ",\"arguments\":");
         str0(&o, t->arguments);
         ev_end(&l, s, &o);
         ev_begin(&o, "response.output_item.done");
-        output_index(&o, i + 1);
+        output_index(&o, at);
         LIT(&o, ",\"item\":");
         call_item(&o, t, id, "completed", true);
         ev_end(&l, s, &o);
     }
-    /* The final object always carries the message item the stream opened. */
+    /* The final object carries the items the stream sent: the message when it opened. */
     whole.text = s->text.p;
     whole.text_len = s->text.len;
+    whole.reasoning = s->reasoning.p;
+    whole.reasoning_len = s->reasoning.len;
     ev_begin(&o, incomplete ? "response.incomplete" : "response.completed");
     LIT(&o, ",\"response\":");
-    response_object(&o, h, &whole, u, s->msg_id, true);
+    response_object(&o, h, &whole, u, s->msg_id, s->rs_id, s->msg_index >= 0);
     ev_end(&l, s, &o);
     return finish_list(&l, events, lens, num);
 }

@@ -41,6 +41,8 @@ struct resp_output {
     const struct tool_call *calls;   /* [num_calls] function_call items */
     int num_calls;
     const char *finish_reason; /* NULL: in progress; "length" makes the response incomplete */
+    const char *reasoning;     /* gpt-oss's analysis: a reasoning item before the message */
+    size_t reasoning_len;      /* (responses_render; a stream sends what it was given) 0: none */
 };
 
 /* The response object (status completed or incomplete; in_progress with out NULL), written
@@ -55,18 +57,32 @@ int responses_render(const struct resp_head *h, const struct resp_output *out, c
 struct resp_stream {
     int seq;                   /* the next event's sequence_number */
     char msg_id[40];           /* "msg_…" of the message item */
+    char rs_id[40];            /* "rs_…" of the reasoning item */
     struct buf text;           /* all text sent so far (output_text.done repeats it) */
+    struct buf reasoning;      /* all reasoning sent so far */
+    bool defer;                /* the message item opens with its first text, not at once */
+    bool rs_closed;            /* the reasoning item is done (the message began) */
+    int msg_index, rs_index;   /* the items' output_index; -1 until they open */
+    int next_index;            /* the next item's output_index */
 };
-void resp_stream_init(struct resp_stream *s);   /* draws the message item's id */
+/* Draws the items' ids. reasoning: the output may reason first (gpt-oss), so the message
+ * item waits for its first text, and a reasoning item may come before it. */
+void resp_stream_init(struct resp_stream *s, bool reasoning);
 void resp_stream_fini(struct resp_stream *s);
-/* response.created, response.in_progress, response.output_item.added (the message) and
- * response.content_part.added. */
+/* response.created, response.in_progress, and unless deferred response.output_item.added
+ * (the message) and response.content_part.added. */
 int resp_stream_open(struct resp_stream *s, const struct resp_head *h, char ***events, size_t **lens,
                      int *num);
-/* One response.output_text.delta (nothing when len is 0). */
+/* Reasoning text: the reasoning item's output_item.added the first time, then one
+ * response.reasoning_text.delta (nothing when len is 0). */
+int resp_stream_reasoning(struct resp_stream *s, const char *text, size_t len, char ***events,
+                          size_t **lens, int *num);
+/* One response.output_text.delta (nothing when len is 0); a deferred message opens first,
+ * closing the reasoning item (reasoning_text.done, output_item.done). */
 int resp_stream_delta(struct resp_stream *s, const char *text, size_t len, char ***events,
                       size_t **lens, int *num);
-/* The end: output_text.done, content_part.done, output_item.done for the message, then
+/* The end: the reasoning item's close if still open; output_text.done, content_part.done,
+ * output_item.done for the message (a deferred one opened if there is text or no call), then
  * each call's output_item.added / function_call_arguments.delta / .done / output_item.done,
  * then response.completed (or response.incomplete when cut by max_output_tokens). */
 int resp_stream_close(struct resp_stream *s, const struct resp_head *h, const struct resp_output *out,

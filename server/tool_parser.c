@@ -1,4 +1,5 @@
-/* tool_parser.c — the three tool-call syntaxes of tool_parser.h, read with cJSON. Each
+/* tool_parser.c — the three JSON tool-call syntaxes of tool_parser.h (harmony's is
+ * server/harmony.c, which adds its calls through tool_parse_add_call), read with cJSON. Each
  * parser finds where calls start (its opening marker, or for Llama 3.x a JSON object as the
  * whole output), decodes every call's JSON and rewrites its arguments as compact JSON text.
  * A malformed call leaves the output as plain content, as vLLM's parsers do. */
@@ -18,6 +19,7 @@
 static const char HERMES_OPEN[] = "<tool_call>", HERMES_CLOSE[] = "</tool_call>";
 static const char MISTRAL_OPEN[] = "[TOOL_CALLS]";
 static const char PYTHON_TAG[] = "<|python_tag|>";
+static const char HARMONY_CHANNEL[] = "<|channel|>";
 
 static const struct { const char *name; enum tool_parser_kind kind; } names[] = {
     { "none", TOOL_PARSER_NONE },
@@ -25,6 +27,7 @@ static const struct { const char *name; enum tool_parser_kind kind; } names[] = 
     { "llama4_json", TOOL_PARSER_LLAMA3_JSON },
     { "hermes", TOOL_PARSER_HERMES }, { "qwen3", TOOL_PARSER_HERMES }, { "qwen25", TOOL_PARSER_HERMES },
     { "mistral", TOOL_PARSER_MISTRAL },
+    { "openai", TOOL_PARSER_OPENAI }, { "harmony", TOOL_PARSER_OPENAI },
 };
 
 int tool_parser_from_name(const char *name, enum tool_parser_kind *out)
@@ -43,6 +46,7 @@ const char *tool_parser_name(enum tool_parser_kind k)
     case TOOL_PARSER_LLAMA3_JSON: return "llama3_json";
     case TOOL_PARSER_HERMES: return "hermes";
     case TOOL_PARSER_MISTRAL: return "mistral";
+    case TOOL_PARSER_OPENAI: return "openai";
     default: return "none";
     }
 }
@@ -51,6 +55,9 @@ enum tool_parser_kind tool_parser_for_template(const char *source)
 {
     if (!source)
         return TOOL_PARSER_NONE;
+    /* gpt-oss: every assistant turn goes through a channel, calls or not */
+    if (strstr(source, HARMONY_CHANNEL))
+        return TOOL_PARSER_OPENAI;
     if (strstr(source, HERMES_OPEN))
         return TOOL_PARSER_HERMES;
     if (strstr(source, MISTRAL_OPEN))
@@ -63,7 +70,7 @@ enum tool_parser_kind tool_parser_for_template(const char *source)
 
 bool tool_parser_needs_special_tokens(enum tool_parser_kind k)
 {
-    return k == TOOL_PARSER_MISTRAL;
+    return k == TOOL_PARSER_MISTRAL || k == TOOL_PARSER_OPENAI;
 }
 
 void tool_parse_fini(struct tool_parse *p)
@@ -108,6 +115,23 @@ static char *new_id(enum tool_parser_kind k)
     return strdup(buf);
 }
 
+/* Appends a call to name with args (an object, or NULL/null: "{}"); 1 or -ENOMEM. */
+static int push_call(struct tool_parse *p, enum tool_parser_kind k, const char *name, const cJSON *args)
+{
+    struct tool_call *calls, *c;
+
+    if (!(calls = realloc(p->calls, (size_t)(p->num_calls + 1) * sizeof *calls)))
+        return -ENOMEM;
+    p->calls = calls;
+    c = &calls[p->num_calls];
+    memset(c, 0, sizeof *c);
+    p->num_calls++;
+    c->id = new_id(k);
+    c->name = strdup(name);
+    c->arguments = cJSON_IsObject(args) ? cJSON_PrintUnformatted(args) : strdup("{}");
+    return c->id && c->name && c->arguments ? 1 : -ENOMEM;
+}
+
 /* Appends the call that obj describes: a string "name" and an object of arguments under
  * args_key (or the other accepted key). Returns 1 when added, 0 when obj is not a call,
  * -ENOMEM. */
@@ -116,23 +140,13 @@ static int add_call(struct tool_parse *p, enum tool_parser_kind k, const cJSON *
 {
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "name");
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(obj, args_key);
-    struct tool_call *calls, *c;
 
     if (!args)
         args = cJSON_GetObjectItemCaseSensitive(obj, alt_key);
     if (!cJSON_IsObject(obj) || !cJSON_IsString(name) || !name->valuestring[0] ||
         (args && !cJSON_IsNull(args) && !cJSON_IsObject(args)))
         return 0;
-    if (!(calls = realloc(p->calls, (size_t)(p->num_calls + 1) * sizeof *calls)))
-        return -ENOMEM;
-    p->calls = calls;
-    c = &calls[p->num_calls];
-    memset(c, 0, sizeof *c);
-    p->num_calls++;
-    c->id = new_id(k);
-    c->name = strdup(name->valuestring);
-    c->arguments = cJSON_IsObject(args) ? cJSON_PrintUnformatted(args) : strdup("{}");
-    return c->id && c->name && c->arguments ? 1 : -ENOMEM;
+    return push_call(p, k, name->valuestring, args);
 }
 
 static size_t skip_space(const char *s, size_t at, size_t len)
@@ -241,6 +255,19 @@ static int parse_mistral(const char *s, size_t len, struct tool_parse *p)
     } else {
         rc = add_call(p, TOOL_PARSER_MISTRAL, v, "arguments", "parameters");
     }
+    cJSON_Delete(v);
+    return rc;
+}
+
+int tool_parse_add_call(struct tool_parse *p, enum tool_parser_kind k, const char *name,
+                        const char *args, size_t len)
+{
+    size_t end = 0;
+    cJSON *v = name[0] ? parse_json(args, 0, len, &end) : NULL;
+    int rc = 0;
+
+    if (cJSON_IsObject(v) && skip_space(args, end, len) == len)
+        rc = push_call(p, k, name, v);
     cJSON_Delete(v);
     return rc;
 }

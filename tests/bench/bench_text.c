@@ -1,6 +1,8 @@
 /* bench_text.c — figures for the text side of a request, printed, never asserted: encoding
  * ~48 KB of the tokenizer test strings with Llama 3, Qwen3 and Llama 2 and decoding the ids
- * back, then parsing and rendering every chat template case of tests/data/chat_template.
+ * back, then parsing and rendering every chat template case of tests/data/chat_template, and
+ * reading a gpt-oss (harmony) output of ~96 KB back into reasoning and content, whole and
+ * streamed 4 bytes (about a token) at a time, beside the Hermes tool-call hold-back.
  * Each figure is the best of N runs (default 50), so a busy machine moves it little.
  *   make build/bench-text && build/bench-text [N]      (from the repository root) */
 #include <cjson/cJSON.h>
@@ -11,6 +13,8 @@
 #include "engine/base/util.h"
 #include "engine/chat_template/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/harmony.h"
+#include "server/openai_render.h"
 
 static cJSON *read_json(const char *path)
 {
@@ -156,6 +160,62 @@ static int bench_templates(int runs)
     return 0;
 }
 
+/* The output in pieces of step bytes through a harmony reader (hermes false) or the Hermes
+ * hold-back; the best time of runs. */
+static double read_output(const char *out, size_t len, size_t step, bool hermes, int runs)
+{
+    double best = 1e9;
+
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_s();
+        struct harmony_stream hs;
+        struct harmony_delta d;
+        struct tool_stream ts;
+        const char *piece;
+        size_t n;
+
+        harmony_stream_init(&hs, true, 0);
+        tool_stream_init(&ts);
+        for (size_t at = 0; at < len; at += step) {
+            if (hermes ? tool_stream_feed(&ts, TOOL_PARSER_HERMES, out + at, MIN(step, len - at), &piece, &n)
+                       : harmony_stream_feed(&hs, out + at, MIN(step, len - at), false, &d))
+                return -1;
+        }
+        if (!hermes && harmony_stream_feed(&hs, NULL, 0, true, &d))
+            return -1;
+        best = MIN(best, now_s() - t0);
+        harmony_stream_fini(&hs);
+        tool_stream_fini(&ts);
+    }
+    return best;
+}
+
+static int bench_outputs(int runs)
+{
+    static const char A[] = "<|channel|>analysis<|message|>";
+    static const char F[] = "<|end|><|start|>assistant<|channel|>final<|message|>";
+    cJSON *expected = read_json("tests/data/tokenizer/expected_llama3.json");
+    size_t tlen = 0, len;
+    char *text = expected ? long_text(expected, &tlen) : NULL, *out;
+    double whole, tok, hermes;
+
+    if (!text || !(out = malloc(2 * tlen + sizeof A + sizeof F + 16)))
+        return -1;
+    len = (size_t)sprintf(out, "%s%s%s%s<|return|>", A, text, F, text);
+    whole = read_output(out, len, len, false, runs);
+    tok = read_output(out, len, 4, false, runs);
+    hermes = read_output(out, len, 4, true, runs);
+    if (whole < 0 || tok < 0 || hermes < 0)
+        return -1;
+    printf("  harmony output %zu bytes: whole %.3f ms (%.0f MB/s), in 4-byte pieces %.3f ms "
+           "(%.0f ns a piece); hermes hold-back in 4-byte pieces %.3f ms\n", len, whole * 1e3,
+           len / whole / 1e6, tok * 1e3, tok / (double)(len / 4) * 1e9, hermes * 1e3);
+    free(out);
+    free(text);
+    cJSON_Delete(expected);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int runs = argc > 1 ? atoi(argv[1]) : 50;
@@ -164,7 +224,7 @@ int main(int argc, char **argv)
         runs = 1;
     printf("bench-text: best of %d runs\n", runs);
     if (bench_tokenizer("llama3", runs) || bench_tokenizer("qwen3", runs) ||
-        bench_tokenizer("llama2", runs) || bench_templates(runs))
+        bench_tokenizer("llama2", runs) || bench_templates(runs) || bench_outputs(runs))
         return 1;
     return 0;
 }

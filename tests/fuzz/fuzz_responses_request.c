@@ -56,7 +56,7 @@ static void render_all(const struct oai_request *r)
 {
     struct tool_call call = { "chatcmpl-tool-0", "f", "{\"a\":1}" };
     struct resp_head h = { "resp_0", 1, cfg.served_model, r };
-    struct resp_output out = { "Hi \xc3\xa9", 4, &call, 1, "tool_calls" };
+    struct resp_output out = { "Hi \xc3\xa9", 4, &call, 1, "tool_calls", "Think", 5 };
     struct oai_usage u = { 3, 2, 0 };
     struct resp_stream s;
     char *json, **ev;
@@ -66,10 +66,21 @@ static void render_all(const struct oai_request *r)
     CHECK(responses_render(&h, &out, &u, 0, &json, &len) == 0);
     check_json(json, len, "output");
     free(json);
-    resp_stream_init(&s);
+    resp_stream_init(&s, false);
     CHECK(resp_stream_open(&s, &h, &ev, &lens, &n) == 0 && n == 4);
     check_events(ev, lens, n);
     CHECK(resp_stream_delta(&s, "Hi", 2, &ev, &lens, &n) == 0 && n == 1);
+    check_events(ev, lens, n);
+    CHECK(resp_stream_close(&s, &h, &out, &u, &ev, &lens, &n) == 0 && n == 8);
+    check_events(ev, lens, n);
+    resp_stream_fini(&s);
+    /* gpt-oss: reasoning first (its item: added, delta, then done when the message opens) */
+    resp_stream_init(&s, true);
+    CHECK(resp_stream_open(&s, &h, &ev, &lens, &n) == 0 && n == 2);
+    check_events(ev, lens, n);
+    CHECK(resp_stream_reasoning(&s, "Think", 5, &ev, &lens, &n) == 0 && n == 2);
+    check_events(ev, lens, n);
+    CHECK(resp_stream_delta(&s, "Hi", 2, &ev, &lens, &n) == 0 && n == 5);
     check_events(ev, lens, n);
     CHECK(resp_stream_close(&s, &h, &out, &u, &ev, &lens, &n) == 0 && n == 8);
     check_events(ev, lens, n);

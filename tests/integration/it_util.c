@@ -149,6 +149,18 @@ const char *it_choice_finish(const cJSON *resp, int i)
     return cJSON_IsString(f) ? f->valuestring : NULL;
 }
 
+cJSON *it_message(const cJSON *resp, int i)
+{
+    return cJSON_GetObjectItemCaseSensitive(choice(resp, i), "message");
+}
+
+const char *it_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
 int it_usage(const cJSON *resp, const char *field)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(resp, "usage"), field);

@@ -39,6 +39,8 @@ void it_stream_fini(struct it_stream *s);
 /* Non-streamed answer helpers: choice i's text (completions) or message content (chat). */
 const char *it_choice_text(const cJSON *resp, int i);
 const char *it_choice_finish(const cJSON *resp, int i);
+cJSON *it_message(const cJSON *resp, int i);           /* chat: choice i's message, or NULL */
+const char *it_str(const cJSON *o, const char *key);  /* o[key] when a string, else NULL */
 int it_usage(const cJSON *resp, const char *field);   /* usage.<field>, -1 when absent */
 
 /* Sends method path (headers and body as hc_request's) and fails the test unless the answer

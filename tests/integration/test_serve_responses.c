@@ -13,21 +13,14 @@
 
 static struct daemon d;
 
-static const char *str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* The text of a response's message item. */
 static const char *output_text(const cJSON *resp)
 {
     const cJSON *item;
 
     cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(resp, "output"))
-        if (!strcmp(str(item, "type"), "message"))
-            return str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(item, "content"), 0), "text");
+        if (!strcmp(it_str(item, "type"), "message"))
+            return it_str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(item, "content"), 0), "text");
     return NULL;
 }
 
@@ -45,12 +38,12 @@ START_TEST(a_response_says_what_the_chat_completion_says)
     resp = it_post(&d, "/v1/responses", "{\"model\":\"tiny\",\"instructions\":\"Be brief.\",\"input\":\"Hello\","
                    "\"max_output_tokens\":6,\"temperature\":0}", &status);
     ck_assert_int_eq(status, 200);
-    ck_assert_str_eq(str(resp, "object"), "response");
-    ck_assert_int_eq(strncmp(str(resp, "id"), "resp_", 5), 0);
-    ck_assert_str_eq(str(resp, "model"), "tiny");
-    ck_assert_str_eq(str(resp, "instructions"), "Be brief.");
+    ck_assert_str_eq(it_str(resp, "object"), "response");
+    ck_assert_int_eq(strncmp(it_str(resp, "id"), "resp_", 5), 0);
+    ck_assert_str_eq(it_str(resp, "model"), "tiny");
+    ck_assert_str_eq(it_str(resp, "instructions"), "Be brief.");
     ck_assert_str_eq(output_text(resp), want);
-    ck_assert_str_eq(str(resp, "status"), !strcmp(it_choice_finish(chat, 0), "length") ? "incomplete" : "completed");
+    ck_assert_str_eq(it_str(resp, "status"), !strcmp(it_choice_finish(chat, 0), "length") ? "incomplete" : "completed");
     usage = cJSON_GetObjectItemCaseSensitive(resp, "usage");
     ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(usage, "input_tokens")->valueint, it_usage(chat, "prompt_tokens"));
     ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(usage, "output_tokens")->valueint, it_usage(chat, "completion_tokens"));
@@ -89,11 +82,11 @@ START_TEST(a_streamed_response_is_the_typed_event_sequence)
     ck_assert(s.clean);
     ck_assert(!s.done);                  /* Responses streams end without [DONE] */
     cJSON_ArrayForEach(ev, s.events) {
-        const char *type = str(ev, "type");
+        const char *type = it_str(ev, "type");
 
         ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(ev, "sequence_number")->valueint, seq++);
         if (!strcmp(type, "response.output_text.delta"))
-            strncat(text, str(ev, "delta"), sizeof text - strlen(text) - 1);
+            strncat(text, it_str(ev, "delta"), sizeof text - strlen(text) - 1);
         last = (cJSON *)ev;
         /* a run of deltas counts once */
         if (k > 0 && !strcmp(type, "response.output_text.delta") && !strcmp(order[k - 1], type))
@@ -106,7 +99,7 @@ START_TEST(a_streamed_response_is_the_typed_event_sequence)
     ck_assert_int_eq(k, (int)ARRAY_LEN(order));
     ck_assert_str_eq(text, output_text(resp));
     /* the end: completed, or incomplete when max_output_tokens cut it, as the plain answer */
-    ck_assert_str_eq(str(last, "type"), !strcmp(str(resp, "status"), "completed") ? "response.completed"
+    ck_assert_str_eq(it_str(last, "type"), !strcmp(it_str(resp, "status"), "completed") ? "response.completed"
                                                                                 : "response.incomplete");
     ck_assert_str_eq(output_text(cJSON_GetObjectItemCaseSensitive(last, "response")), text);
     it_stream_fini(&s);
@@ -162,11 +155,11 @@ START_TEST(text_format_and_required_tools_hold_the_output)
                  seed, SCHEMA);
         resp = it_post(&d, "/v1/responses", body, &status);
         ck_assert_int_eq(status, 200);
-        ck_assert_str_eq(str(resp, "status"), "completed");
+        ck_assert_str_eq(it_str(resp, "status"), "completed");
         v = cJSON_Parse(output_text(resp));
         ck_assert_msg(v && schema_check_valid(schema, v), "'%s'", output_text(resp));
         fmt = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(resp, "text"), "format");
-        ck_assert_str_eq(str(fmt, "type"), "json_schema");           /* echoed as sent */
+        ck_assert_str_eq(it_str(fmt, "type"), "json_schema");           /* echoed as sent */
         cJSON_Delete(v);
         cJSON_Delete(resp);
 
@@ -174,7 +167,7 @@ START_TEST(text_format_and_required_tools_hold_the_output)
                  "\"max_output_tokens\":300,\"text\":{\"format\":{\"type\":\"json_object\"}}}", seed);
         resp = it_post(&d, "/v1/responses", body, &status);
         ck_assert_int_eq(status, 200);
-        if (!strcmp(str(resp, "status"), "completed")) {   /* any object may run past 300 tokens */
+        if (!strcmp(it_str(resp, "status"), "completed")) {   /* any object may run past 300 tokens */
             v = cJSON_Parse(output_text(resp));
             ck_assert_msg(cJSON_IsObject(v), "'%s'", output_text(resp));
             cJSON_Delete(v);
@@ -187,11 +180,11 @@ START_TEST(text_format_and_required_tools_hold_the_output)
         resp = it_post(&d, "/v1/responses", body, &status);
         ck_assert_int_eq(status, 200);
         item = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "output"), 0);
-        ck_assert_str_eq(str(item, "type"), "function_call");
-        ck_assert_str_eq(str(item, "name"), "count");
-        v = cJSON_Parse(str(item, "arguments"));
-        ck_assert_msg(v && schema_check_valid(schema, v), "'%s'", str(item, "arguments"));
-        ck_assert_str_eq(str(resp, "tool_choice"), "required");
+        ck_assert_str_eq(it_str(item, "type"), "function_call");
+        ck_assert_str_eq(it_str(item, "name"), "count");
+        v = cJSON_Parse(it_str(item, "arguments"));
+        ck_assert_msg(v && schema_check_valid(schema, v), "'%s'", it_str(item, "arguments"));
+        ck_assert_str_eq(it_str(resp, "tool_choice"), "required");
         cJSON_Delete(v);
         cJSON_Delete(resp);
         cJSON_Delete(schema);
@@ -210,8 +203,8 @@ START_TEST(models_by_id_version_ping_and_several_names)
     it_up(&d, args);
     j = it_post(&d, "/v1/models/org/tiny-alias", NULL, &status);
     ck_assert_int_eq(status, 200);
-    ck_assert_str_eq(str(j, "id"), "org/tiny-alias");
-    ck_assert_str_eq(str(j, "object"), "model");
+    ck_assert_str_eq(it_str(j, "id"), "org/tiny-alias");
+    ck_assert_str_eq(it_str(j, "object"), "model");
     cJSON_Delete(j);
     j = it_post(&d, "/v1/models", NULL, &status);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "data")), 2);
@@ -219,11 +212,11 @@ START_TEST(models_by_id_version_ping_and_several_names)
     it_fails(&d, "GET", "/v1/models/gpt-4o", NULL, NULL, 404, "model", "model_not_found");
     j = it_post(&d, "/v1/completions", "{\"model\":\"org/tiny-alias\",\"prompt\":\"a\",\"max_tokens\":1}", &status);
     ck_assert_int_eq(status, 200);
-    ck_assert_str_eq(str(j, "model"), "org/tiny-alias");
+    ck_assert_str_eq(it_str(j, "model"), "org/tiny-alias");
     cJSON_Delete(j);
     j = it_post(&d, "/version", NULL, &status);
     ck_assert_int_eq(status, 200);
-    ck_assert_ptr_nonnull(str(j, "version"));
+    ck_assert_ptr_nonnull(it_str(j, "version"));
     cJSON_Delete(j);
     j = it_post(&d, "/ping", NULL, &status);
     ck_assert_int_eq(status, 200);

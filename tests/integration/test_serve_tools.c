@@ -26,19 +26,6 @@ static struct daemon d;
     "\"add_generation_prompt\":false,\"continue_final_message\":true,\"echo\":true," \
     "\"max_tokens\":2,\"temperature\":0" extra "}"
 
-static cJSON *message_of(const cJSON *resp)
-{
-    return cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "choices"), 0), "message");
-}
-
-static const char *str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 START_TEST(a_tool_call_in_the_output_comes_back_as_tool_calls)
 {
     const char *args[] = { "--tool-call-parser", "hermes", NULL };
@@ -52,15 +39,15 @@ START_TEST(a_tool_call_in_the_output_comes_back_as_tool_calls)
     it_up(&d, args);
     j = it_post(&d, "/v1/chat/completions", CALL_BODY(""), &status);
     ck_assert_msg(status == 200 && j, "status %d", status);
-    msg = message_of(j);
+    msg = it_message(j, 0);
     ck_assert_str_eq(it_choice_finish(j, 0), "tool_calls");
-    ck_assert_str_eq(str(msg, "content"), "Let me check. ");
+    ck_assert_str_eq(it_str(msg, "content"), "Let me check. ");
     call = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"), 0);
     fn = cJSON_GetObjectItemCaseSensitive(call, "function");
-    ck_assert_str_eq(str(call, "type"), "function");
-    ck_assert_int_eq(strncmp(str(call, "id"), "chatcmpl-tool-", 14), 0);
-    ck_assert_str_eq(str(fn, "name"), "get_weather");
-    ck_assert_str_eq(str(fn, "arguments"), "{\"city\":\"Paris\"}");
+    ck_assert_str_eq(it_str(call, "type"), "function");
+    ck_assert_int_eq(strncmp(it_str(call, "id"), "chatcmpl-tool-", 14), 0);
+    ck_assert_str_eq(it_str(fn, "name"), "get_weather");
+    ck_assert_str_eq(it_str(fn, "arguments"), "{\"city\":\"Paris\"}");
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(msg, "tool_calls")), 1);
 
     /* streamed: the content before the call, then the call as deltas, then the finish */
@@ -71,31 +58,31 @@ START_TEST(a_tool_call_in_the_output_comes_back_as_tool_calls)
         const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "choices"), 0);
         const cJSON *delta = cJSON_GetObjectItemCaseSensitive(c, "delta"), *tc;
 
-        if (str(c, "finish_reason"))
-            finish = str(c, "finish_reason");
-        if (str(delta, "content"))
-            strncat(content, str(delta, "content"), sizeof content - strlen(content) - 1);
+        if (it_str(c, "finish_reason"))
+            finish = it_str(c, "finish_reason");
+        if (it_str(delta, "content"))
+            strncat(content, it_str(delta, "content"), sizeof content - strlen(content) - 1);
         cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(delta, "tool_calls")) {
             const cJSON *f = cJSON_GetObjectItemCaseSensitive(tc, "function");
 
             ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(tc, "index")->valueint, 0);
             /* as OpenAI: the head (id, type, name, arguments "") first, then the arguments */
-            ck_assert_int_eq(str(tc, "id") != NULL, deltas == 0);
-            ck_assert_int_eq(str(f, "name") != NULL, deltas == 0);
-            ck_assert_int_eq(strlen(str(f, "arguments")) > 0, deltas == 1);
+            ck_assert_int_eq(it_str(tc, "id") != NULL, deltas == 0);
+            ck_assert_int_eq(it_str(f, "name") != NULL, deltas == 0);
+            ck_assert_int_eq(strlen(it_str(f, "arguments")) > 0, deltas == 1);
             deltas++;
-            if (str(tc, "id"))
-                snprintf(id, sizeof id, "%s", str(tc, "id"));
-            if (str(f, "name"))
-                strncat(name, str(f, "name"), sizeof name - strlen(name) - 1);
-            if (str(f, "arguments"))
-                strncat(arguments, str(f, "arguments"), sizeof arguments - strlen(arguments) - 1);
+            if (it_str(tc, "id"))
+                snprintf(id, sizeof id, "%s", it_str(tc, "id"));
+            if (it_str(f, "name"))
+                strncat(name, it_str(f, "name"), sizeof name - strlen(name) - 1);
+            if (it_str(f, "arguments"))
+                strncat(arguments, it_str(f, "arguments"), sizeof arguments - strlen(arguments) - 1);
         }
     }
     ck_assert_str_eq(content, "Let me check. ");
     ck_assert_int_eq(deltas, 2);
     ck_assert_str_eq(name, "get_weather");
-    ck_assert_str_eq(arguments, str(fn, "arguments"));
+    ck_assert_str_eq(arguments, it_str(fn, "arguments"));
     ck_assert_int_eq(strncmp(id, "chatcmpl-tool-", 14), 0);
     ck_assert_str_eq(finish, "tool_calls");
     it_stream_fini(&s);
@@ -104,8 +91,8 @@ START_TEST(a_tool_call_in_the_output_comes_back_as_tool_calls)
     /* tool_choice none: the same output is plain content */
     j = it_post(&d, "/v1/chat/completions", CALL_BODY(",\"tool_choice\":\"none\""), &status);
     ck_assert_int_eq(status, 200);
-    ck_assert_ptr_nonnull(strstr(str(message_of(j), "content"), "<tool_call>"));
-    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(message_of(j), "tool_calls"));
+    ck_assert_ptr_nonnull(strstr(it_str(it_message(j, 0), "content"), "<tool_call>"));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(it_message(j, 0), "tool_calls"));
     ck_assert_str_ne(it_choice_finish(j, 0), "tool_calls");
     cJSON_Delete(j);
 
@@ -134,25 +121,25 @@ END_TEST
  * arguments that validate; returns the arguments' text (the caller frees). */
 static char *the_call(const cJSON *j, const char *want)
 {
-    const cJSON *msg = message_of(j), *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"), *fn;
+    const cJSON *msg = it_message(j, 0), *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"), *fn;
     cJSON *schema, *args;
     const char *name;
     char *text;
 
     ck_assert_msg(cJSON_GetArraySize(calls) == 1, "%d calls; content '%s'", cJSON_GetArraySize(calls),
-                  str(msg, "content"));
+                  it_str(msg, "content"));
     ck_assert_str_eq(it_choice_finish(j, 0), "tool_calls");
-    ck_assert(!str(msg, "content") || !str(msg, "content")[0]);
+    ck_assert(!it_str(msg, "content") || !it_str(msg, "content")[0]);
     fn = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(calls, 0), "function");
-    name = str(fn, "name");
+    name = it_str(fn, "name");
     ck_assert_ptr_nonnull(name);
     ck_assert(!strcmp(name, "get_weather") || !strcmp(name, "get_time"));
     if (want)
         ck_assert_str_eq(name, want);
     schema = cJSON_Parse(!strcmp(name, "get_weather") ? SCHEMA_W : SCHEMA_T);
-    args = cJSON_Parse(str(fn, "arguments"));
-    ck_assert_msg(args && schema_check_valid(schema, args), "%s: arguments %s", name, str(fn, "arguments"));
-    text = strdup(str(fn, "arguments"));
+    args = cJSON_Parse(it_str(fn, "arguments"));
+    ck_assert_msg(args && schema_check_valid(schema, args), "%s: arguments %s", name, it_str(fn, "arguments"));
+    text = strdup(it_str(fn, "arguments"));
     cJSON_Delete(schema);
     cJSON_Delete(args);
     return text;
@@ -193,7 +180,7 @@ START_TEST(required_and_named_choices_always_give_calls_that_validate)
 
             cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "delta"),
                                                                     "tool_calls")) {
-                const char *a = str(cJSON_GetObjectItemCaseSensitive(tc, "function"), "arguments");
+                const char *a = it_str(cJSON_GetObjectItemCaseSensitive(tc, "function"), "arguments");
                 if (a)
                     strncat(streamed, a, sizeof streamed - strlen(streamed) - 1);
             }
@@ -212,16 +199,16 @@ START_TEST(required_and_named_choices_always_give_calls_that_validate)
                  ",\"temperature\":1,\"seed\":%d,\"max_tokens\":40}", seed);
         j = it_post(&d, "/v1/chat/completions", body, &status);
         ck_assert_msg(status == 200 && j, "status %d", status);
-        msg = message_of(j);
+        msg = it_message(j, 0);
         calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
-        ck_assert_msg(!str(msg, "content") || !strstr(str(msg, "content"), "<tool_call>"), "'%s'",
-                      str(msg, "content"));
+        ck_assert_msg(!it_str(msg, "content") || !strstr(it_str(msg, "content"), "<tool_call>"), "'%s'",
+                      it_str(msg, "content"));
         for (const cJSON *c = calls ? calls->child : NULL; c; c = c->next) {
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
-            cJSON *schema = cJSON_Parse(!strcmp(str(fn, "name"), "get_weather") ? SCHEMA_W : SCHEMA_T);
-            cJSON *args = cJSON_Parse(str(fn, "arguments"));
+            cJSON *schema = cJSON_Parse(!strcmp(it_str(fn, "name"), "get_weather") ? SCHEMA_W : SCHEMA_T);
+            cJSON *args = cJSON_Parse(it_str(fn, "arguments"));
 
-            ck_assert_msg(args && schema_check_valid(schema, args), "%s(%s)", str(fn, "name"), str(fn, "arguments"));
+            ck_assert_msg(args && schema_check_valid(schema, args), "%s(%s)", it_str(fn, "name"), it_str(fn, "arguments"));
             cJSON_Delete(schema);
             cJSON_Delete(args);
         }
@@ -302,7 +289,7 @@ START_TEST(vllm_fields_work_end_to_end)
      * time; the text is that id's, as /detokenize spells it */
     j = it_post(&d, "/detokenize", "{\"tokens\":[100,100,100,100]}", &status);
     ck_assert_int_eq(status, 200);
-    text = strdup(str(j, "prompt"));
+    text = strdup(it_str(j, "prompt"));
     cJSON_Delete(j);
     j = it_post(&d, "/v1/completions", "{\"prompt\":\"Hello\",\"max_tokens\":4,\"ignore_eos\":true,"
                 "\"allowed_token_ids\":[100]}", &status);
@@ -328,7 +315,7 @@ START_TEST(vllm_fields_work_end_to_end)
                 "{\"role\":\"assistant\",\"content\":\"The sky is\"}],\"echo\":true,\"continue_final_message\":true,"
                 "\"add_generation_prompt\":false,\"max_tokens\":3,\"ignore_eos\":true}", &status);
     ck_assert_int_eq(status, 200);
-    ck_assert_int_eq(strncmp(str(message_of(j), "content"), "The sky is", 10), 0);
+    ck_assert_int_eq(strncmp(it_str(it_message(j, 0), "content"), "The sky is", 10), 0);
     cJSON_Delete(j);
 
     it_fails(&d, "POST", "/v1/completions", NULL, "{\"prompt\":\"a\",\"bad_words\":[\"x\"]}", 400,
@@ -372,8 +359,8 @@ START_TEST(a_qwen3_template_brings_its_parser_and_renders_the_tools)
     ck_assert_int_eq(status, 200);
     ck_assert_int_eq(it_usage(j, "prompt_tokens") > with, 1);
     ck_assert_str_eq(it_choice_finish(j, 0), "tool_calls");
-    call = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(message_of(j), "tool_calls"), 0);
-    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(call, "function"), "arguments"), "{\"city\":\"Paris\"}");
+    call = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(it_message(j, 0), "tool_calls"), 0);
+    ck_assert_str_eq(it_str(cJSON_GetObjectItemCaseSensitive(call, "function"), "arguments"), "{\"city\":\"Paris\"}");
     cJSON_Delete(j);
     it_down(&d);
     fixture_rmtree(root);

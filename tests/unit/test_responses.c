@@ -19,12 +19,21 @@ static const struct oai_config config = {
 static struct oai_request req;
 static struct oai_error err;
 
-static int parse(const char *body)
+/* A body parsed as a daemon with this tool-call parser would. */
+static int parse_as(const char *body, enum tool_parser_kind k)
 {
+    struct oai_config c = config;
+
+    c.tool_parser = k;
     openai_request_fini(&req);
     openai_request_init(&req);
     memset(&err, 0, sizeof err);
-    return responses_parse(&req, body, strlen(body), &config, &err);
+    return responses_parse(&req, body, strlen(body), &c, &err);
+}
+
+static int parse(const char *body)
+{
+    return parse_as(body, config.tool_parser);
 }
 
 static const char *str(const cJSON *o, const char *key)
@@ -140,7 +149,10 @@ START_TEST(what_needs_state_or_a_schema_is_refused_by_name)
         { "{\"input\":\"a\",\"background\":true}", "background", 400 },
         { "{\"input\":\"a\",\"conversation\":\"c\"}", "conversation", 400 },
         { "{\"input\":\"a\",\"text\":{\"verbosity\":\"low\"}}", "text.verbosity", 400 },
-        { "{\"input\":\"a\",\"reasoning\":{\"effort\":\"low\"}}", "reasoning", 400 },
+        /* reasoning.effort is chat's reasoning_effort, which only gpt-oss's template takes */
+        { "{\"input\":\"a\",\"reasoning\":{\"effort\":\"low\"}}", "reasoning.effort", 400 },
+        { "{\"input\":\"a\",\"reasoning\":{\"summary\":\"auto\"}}", "reasoning", 400 },
+        { "{\"input\":\"a\",\"reasoning\":\"low\"}", "reasoning", 400 },
         { "{\"input\":\"a\",\"include\":[\"x\"]}", "include", 400 },
         { "{\"input\":\"a\",\"truncation\":\"auto\"}", "truncation", 400 },
         { "{\"input\":\"a\",\"tools\":[{\"type\":\"file_search\"}]}", "tools", 400 },
@@ -169,7 +181,7 @@ START_TEST(calls_render_as_function_call_items)
     struct tool_call calls[] = { { "chatcmpl-tool-1", "get_weather", "{\"city\":\"Paris\"}" } };
     struct oai_usage u = { 10, 3, 0 };
     struct resp_head h = { "resp_x", 5, "tiny", &req };
-    struct resp_output out = { "", 0, calls, 1, "tool_calls" };
+    struct resp_output out = { "", 0, calls, 1, "tool_calls", NULL, 0 };
     size_t len;
     char *s;
     cJSON *o, *item;
@@ -192,7 +204,7 @@ START_TEST(calls_render_as_function_call_items)
     free(s);
 
     /* cut by max_output_tokens: incomplete, with the reason */
-    out = (struct resp_output){ "Hel", 3, NULL, 0, "length" };
+    out = (struct resp_output){ "Hel", 3, NULL, 0, "length", NULL, 0 };
     ck_assert_int_eq(responses_render(&h, &out, &u, 0, &s, &len), 0);
     o = cJSON_Parse(s);
     ck_assert_str_eq(str(o, "status"), "incomplete");
@@ -204,6 +216,44 @@ START_TEST(calls_render_as_function_call_items)
 }
 END_TEST
 
+/* Renders a whole stream from the steps given (reasoning deltas 'r', text deltas 't', then
+ * the close with out), checking the event types against want, the sequence numbers and the
+ * call's arguments. Returns the last event (the final object). */
+static cJSON *run_stream(struct resp_stream *rs, const struct resp_head *h, const char *steps,
+                         const struct resp_output *out, const char *const *want, int num_want)
+{
+    struct oai_usage u = { 4, 2, 0 };
+    cJSON *last = NULL;
+    char **ev;
+    size_t *lens;
+    int n, k = 0;
+
+    for (size_t step = 0; step <= strlen(steps) + 1; step++) {
+        int rc = step == 0 ? resp_stream_open(rs, h, &ev, &lens, &n)
+               : step > strlen(steps) ? resp_stream_close(rs, h, out, &u, &ev, &lens, &n)
+               : steps[step - 1] == 'r' ? resp_stream_reasoning(rs, "Hm. ", 4, &ev, &lens, &n)
+                                        : resp_stream_delta(rs, "Hi", 2, &ev, &lens, &n);
+
+        ck_assert_int_eq(rc, 0);
+        for (int i = 0; i < n; i++) {
+            cJSON *o = cJSON_ParseWithLength(ev[i], lens[i]);
+
+            ck_assert_ptr_nonnull(o);
+            ck_assert_int_lt(k, num_want);
+            ck_assert_msg(!strcmp(str(o, "type"), want[k]), "event %d: %s, not %s", k, str(o, "type"), want[k]);
+            ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(o, "sequence_number")->valueint, k);
+            if (!strcmp(want[k], "response.function_call_arguments.done"))
+                ck_assert_str_eq(str(o, "arguments"), out->calls[0].arguments);
+            k++;
+            cJSON_Delete(last);
+            last = o;
+        }
+        resp_events_free(ev, lens, n);
+    }
+    ck_assert_int_eq(k, num_want);
+    return last;
+}
+
 START_TEST(the_stream_sends_the_calls_after_the_message_then_completed)
 {
     static const char *const want[] = {
@@ -213,47 +263,20 @@ START_TEST(the_stream_sends_the_calls_after_the_message_then_completed)
         "response.function_call_arguments.done", "response.output_item.done", "response.completed",
     };
     struct tool_call calls[] = { { "chatcmpl-tool-1", "f", "{\"a\":1}" } };
-    struct oai_usage u = { 4, 2, 0 };
     struct resp_head h = { "resp_y", 5, "tiny", &req };
-    struct resp_output out = { NULL, 0, calls, 1, "tool_calls" };
+    struct resp_output out = { NULL, 0, calls, 1, "tool_calls", NULL, 0 };
     struct resp_stream rs;
-    char **ev;
-    size_t *lens;
-    int n, k = 0;
-    cJSON *last = NULL;
+    const cJSON *output;
+    cJSON *last;
 
     ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}"), 0);
-    resp_stream_init(&rs);
-    for (int step = 0; step < 3; step++) {
-        int rc = step == 0 ? resp_stream_open(&rs, &h, &ev, &lens, &n)
-               : step == 1 ? resp_stream_delta(&rs, "Let me", 6, &ev, &lens, &n)
-                           : resp_stream_close(&rs, &h, &out, &u, &ev, &lens, &n);
-
-        ck_assert_int_eq(rc, 0);
-        for (int i = 0; i < n; i++) {
-            cJSON *o = cJSON_ParseWithLength(ev[i], lens[i]);
-
-            ck_assert_ptr_nonnull(o);
-            ck_assert_int_lt(k, (int)ARRAY_LEN(want));
-            ck_assert_str_eq(str(o, "type"), want[k]);
-            ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(o, "sequence_number")->valueint, k);
-            if (!strcmp(want[k], "response.function_call_arguments.done"))
-                ck_assert_str_eq(str(o, "arguments"), "{\"a\":1}");
-            k++;
-            cJSON_Delete(last);
-            last = o;
-        }
-        resp_events_free(ev, lens, n);
-    }
-    ck_assert_int_eq(k, (int)ARRAY_LEN(want));
+    resp_stream_init(&rs, false);
+    last = run_stream(&rs, &h, "t", &out, want, (int)ARRAY_LEN(want));
     /* the final object: the message that was streamed, then the call */
-    {
-        const cJSON *output = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(last, "response"), "output");
-
-        ck_assert_int_eq(cJSON_GetArraySize(output), 2);
-        ck_assert_str_eq(str(cJSON_GetArrayItem(output, 0), "id"), rs.msg_id);
-        ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "function_call");
-    }
+    output = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(last, "response"), "output");
+    ck_assert_int_eq(cJSON_GetArraySize(output), 2);
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 0), "id"), rs.msg_id);
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "function_call");
     cJSON_Delete(last);
     resp_stream_fini(&rs);
 }
@@ -269,6 +292,114 @@ static void teardown(void)
     openai_request_fini(&req);
 }
 
+START_TEST(reasoning_comes_as_an_item_before_the_message)
+{
+    static const char *const want[] = {
+        "response.created", "response.in_progress",
+        "response.output_item.added", "response.reasoning_text.delta", "response.reasoning_text.delta",
+        "response.reasoning_text.done", "response.output_item.done",
+        "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    };
+    static const char *const calls_only[] = {
+        "response.created", "response.in_progress",
+        "response.output_item.added", "response.reasoning_text.delta", "response.reasoning_text.done",
+        "response.output_item.done", "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    };
+    struct tool_call calls[] = { { "chatcmpl-tool-1", "f", "{\"a\":1}" } };
+    struct oai_usage u = { 4, 2, 0 };
+    struct resp_head h = { "resp_z", 5, "tiny", &req };
+    struct resp_output out = { "Hi", 2, calls, 1, "tool_calls", "Hm. Hm. ", 8 };
+    struct resp_stream rs;
+    const cJSON *output, *item, *part;
+    cJSON *o;
+    size_t len;
+    char *s;
+
+    ck_assert_int_eq(parse("{\"input\":\"w?\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}"), 0);
+    /* whole: reasoning, message, call */
+    ck_assert_int_eq(responses_render(&h, &out, &u, 0, &s, &len), 0);
+    o = cJSON_Parse(s);
+    output = cJSON_GetObjectItemCaseSensitive(o, "output");
+    ck_assert_int_eq(cJSON_GetArraySize(output), 3);
+    item = cJSON_GetArrayItem(output, 0);
+    part = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(item, "content"), 0);
+    ck_assert_str_eq(str(item, "type"), "reasoning");
+    ck_assert_int_eq(strncmp(str(item, "id"), "rs_", 3), 0);
+    ck_assert_str_eq(str(part, "type"), "reasoning_text");
+    ck_assert_str_eq(str(part, "text"), "Hm. Hm. ");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "message");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 2), "type"), "function_call");
+    cJSON_Delete(o);
+    free(s);
+
+    /* streamed: the reasoning item (index 0) opens and closes before the message (1), the
+     * call last (2); the final object lists them in that order, the reasoning as sent */
+    resp_stream_init(&rs, true);
+    o = run_stream(&rs, &h, "rrt", &out, want, (int)ARRAY_LEN(want));
+    output = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "response"), "output");
+    ck_assert_int_eq(cJSON_GetArraySize(output), 3);
+    item = cJSON_GetArrayItem(output, 0);
+    ck_assert_str_eq(str(item, "id"), rs.rs_id);
+    ck_assert_str_eq(str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(item, "content"), 0), "text"), "Hm. Hm. ");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "id"), rs.msg_id);
+    ck_assert_int_eq(rs.msg_index, 1);
+    cJSON_Delete(o);
+    resp_stream_fini(&rs);
+
+    /* reasoning, then only a call: no empty message item */
+    resp_stream_init(&rs, true);
+    o = run_stream(&rs, &h, "r", &out, calls_only, (int)ARRAY_LEN(calls_only));
+    output = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "response"), "output");
+    ck_assert_int_eq(cJSON_GetArraySize(output), 2);
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 0), "type"), "reasoning");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(output, 1), "type"), "function_call");
+    cJSON_Delete(o);
+    resp_stream_fini(&rs);
+}
+END_TEST
+
+/* A previous output sent back whole (input: [...input, ...response.output, outputs]) as the
+ * SDKs' tool loops do: for gpt-oss its reasoning item is the analysis of the assistant turn
+ * it opens (the template's thinking), with the calls or the message after it. */
+START_TEST(reasoning_items_sent_back_join_their_turn)
+{
+    static const char loop[] =
+        "{\"input\":[{\"role\":\"user\",\"content\":\"w?\"},"
+        "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[],\"content\":[{\"type\":\"reasoning_text\","
+        "\"text\":\"Need weather.\"}]},"
+        "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{}\"},"
+        "{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"21 C\"},"
+        "{\"type\":\"reasoning\",\"summary\":[{\"type\":\"summary_text\",\"text\":\"Say it.\"}]},"
+        "{\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":\"21 C.\"}]},"
+        "{\"role\":\"user\",\"content\":\"thanks\"}],"
+        "\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"description\":\"d\"}]}";
+
+    ck_assert_msg(parse_as(loop, TOOL_PARSER_OPENAI) == 0, "%s", err.message);
+    ck_assert_int_eq(cJSON_GetArraySize(req.messages), 5);
+    ck_assert_str_eq(str(msg(1), "role"), "assistant");
+    ck_assert_str_eq(str(msg(1), "thinking"), "Need weather.");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(msg(1), "tool_calls")), 1);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(msg(1), "content"));   /* not null: gone */
+    ck_assert_str_eq(str(msg(2), "role"), "tool");
+    ck_assert_str_eq(str(msg(3), "thinking"), "Say it.");                       /* the summary's text */
+    ck_assert_str_eq(str(msg(3), "content"), "21 C.");
+    ck_assert_str_eq(str(msg(4), "content"), "thanks");
+    /* another model has no use for them: left out */
+    ck_assert_msg(parse_as(loop, TOOL_PARSER_HERMES) == 0, "%s", err.message);
+    ck_assert_int_eq(cJSON_GetArraySize(req.messages), 5);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(msg(1), "reasoning"));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(msg(1), "tool_calls")), 1);
+    ck_assert_str_eq(str(msg(3), "content"), "21 C.");
+    /* reasoning alone says nothing to such a model */
+    ck_assert_int_ne(parse_as("{\"input\":[{\"type\":\"reasoning\",\"summary\":[]}]}", TOOL_PARSER_HERMES), 0);
+    ck_assert_str_eq(err.param, "input");
+}
+END_TEST
+
 Suite *responses_suite(void)
 {
     Suite *s = suite_create("responses");
@@ -280,6 +411,8 @@ Suite *responses_suite(void)
     tcase_add_test(tc, text_format_becomes_the_grammar);
     tcase_add_test(tc, calls_render_as_function_call_items);
     tcase_add_test(tc, the_stream_sends_the_calls_after_the_message_then_completed);
+    tcase_add_test(tc, reasoning_comes_as_an_item_before_the_message);
+    tcase_add_test(tc, reasoning_items_sent_back_join_their_turn);
     suite_add_tcase(s, tc);
     return s;
 }

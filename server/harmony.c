@@ -1,0 +1,281 @@
+/* harmony.c — the reader of harmony.h: a small state machine over the output text. Each
+ * step looks only at the undecided tail (from hs->at) and waits while a marker could still
+ * be completing, so that no byte handed out is ever taken back. */
+#include "server/harmony.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "engine/base/util.h"   /* ARRAY_LEN, MIN */
+
+#define HEADER_MAX 256   /* bytes from a message's start to its <|message|>: past this it is text */
+
+static const char START[] = "<|start|>", CHANNEL[] = "<|channel|>", MESSAGE[] = "<|message|>";
+static const char END[] = "<|end|>", RETURN[] = "<|return|>", CALL[] = "<|call|>";
+static const char EOT[] = "<|endoftext|>";
+static const char FUNCTIONS[] = "functions.";
+
+enum hstate {
+    H_FIRST,     /* the output's start: a header without <|start|> (the prompt wrote it) */
+    H_NEXT,      /* after <|end|> or <|call|>: <|start|> or text */
+    H_HEADER,    /* role, channel, recipient… up to <|message|> */
+    H_BODY,      /* a message's body, up to its end marker */
+    H_PLAIN,     /* not harmony (any more): the rest is content */
+    H_DONE,      /* after <|return|>: the model is done */
+};
+
+/* A body ends at one of these; <|start|> without an <|end|> before it is taken as both.
+ * <|endoftext|> is no harmony, but gpt-oss's generation_config stops on it as on <|return|>
+ * and <|call|>, and the stop token's text stays in the output (special tokens are kept). */
+static const char *const body_ends[] = { END, RETURN, CALL, START, EOT };
+/* The stop tokens: where a message could start, they end the output instead. */
+static const char *const stops[] = { RETURN, CALL, EOT };
+
+void harmony_stream_init(struct harmony_stream *hs, bool calls, int max_calls)
+{
+    memset(hs, 0, sizeof *hs);
+    buf_init(&hs->text);
+    buf_init(&hs->reasoning);
+    buf_init(&hs->content);
+    hs->state = H_FIRST;
+    hs->calls = calls;
+    hs->max_calls = max_calls;
+}
+
+void harmony_stream_fini(struct harmony_stream *hs)
+{
+    if (!hs)
+        return;
+    buf_fini(&hs->text);
+    buf_fini(&hs->reasoning);
+    buf_fini(&hs->content);
+    tool_parse_fini(&hs->parse);
+}
+
+/* Where needle first occurs in s[from..len), or len. */
+static size_t find(const char *s, size_t from, size_t len, const char *needle)
+{
+    const char *p = from < len ? memmem(s + from, len - from, needle, strlen(needle)) : NULL;
+
+    return p ? (size_t)(p - s) : len;
+}
+
+/* Whether s[0..n) begins word (1), could still grow into it (-1: n < its length), or
+ * neither (0). */
+static int opens(const char *s, size_t n, const char *word)
+{
+    size_t w = strlen(word);
+
+    if (memcmp(s, word, MIN(n, w)))
+        return 0;
+    return n >= w ? 1 : -1;
+}
+
+/* Bytes at the end of s[0..len) that could be the start of one of the body's end markers. */
+static size_t partial_end(const char *s, size_t len)
+{
+    size_t hold = 0;
+
+    for (size_t m = 0; m < ARRAY_LEN(body_ends); m++) {
+        size_t w = strlen(body_ends[m]);
+
+        for (size_t n = MIN(len, w - 1); n > hold; n--)
+            if (!memcmp(s + len - n, body_ends[m], n)) {
+                hold = n;
+                break;
+            }
+    }
+    return hold;
+}
+
+/* Appends text to one part; a part's second message opens with a newline. */
+static int put(struct harmony_stream *hs, enum harmony_route part, const char *s, size_t n, bool first)
+{
+    struct buf *b = part == HARMONY_REASONING ? &hs->reasoning : &hs->content;
+
+    if (first && hs->started[part] && buf_put(b, "\n", 1))
+        return -ENOMEM;
+    hs->started[part] = true;
+    return n ? buf_put(b, s, n) : 0;
+}
+
+/* A word of the header: the bytes after key up to a blank or a marker; *len 0 when absent. */
+static const char *header_word(const char *h, size_t len, const char *key, size_t *wlen)
+{
+    size_t at = find(h, 0, len, key), end;
+
+    *wlen = 0;
+    if (at == len)
+        return NULL;
+    at += strlen(key);
+    for (end = at; end < len && !strchr(" \t\n<", h[end]); end++)
+        ;
+    *wlen = end - at;
+    return h + at;
+}
+
+/* Reads the header h[0..len) (role, <|channel|>, to=…, <|constrain|>, in any order). */
+static void read_header(struct harmony_stream *hs, const char *h, size_t len)
+{
+    size_t clen, rlen, f = strlen(FUNCTIONS);
+    const char *channel = header_word(h, len, CHANNEL, &clen);
+    const char *to = header_word(h, len, "to=", &rlen);
+
+    if (to) {
+        /* A call to one of the request's functions, or to a built-in tool (browser,
+         * python): the latter is the model's own work, so reasoning. */
+        if (rlen > f && rlen - f < sizeof hs->name && !memcmp(to, FUNCTIONS, f)) {
+            hs->route = hs->calls ? HARMONY_CALL : HARMONY_CONTENT;
+            memcpy(hs->name, to + f, rlen - f);
+            hs->name[rlen - f] = '\0';
+        } else {
+            hs->route = HARMONY_REASONING;
+        }
+        return;
+    }
+    hs->route = channel && clen == 8 && !memcmp(channel, "analysis", 8) ? HARMONY_REASONING : HARMONY_CONTENT;
+}
+
+/* A call's body is complete: a call when it is a JSON object, else content as written. */
+static int end_call(struct harmony_stream *hs, const char *body, size_t len)
+{
+    int rc;
+
+    if (hs->max_calls > 0 && hs->parse.num_calls >= hs->max_calls)
+        return 0;   /* past parallel_tool_calls' one call: dropped, as tool_parser_parse does */
+    if ((rc = tool_parse_add_call(&hs->parse, TOOL_PARSER_OPENAI, hs->name, body, len)) < 0)
+        return rc;
+    return rc ? 0 : put(hs, HARMONY_CONTENT, body, len, true);
+}
+
+/* One step from hs->at; returns 1 when it moved on, 0 when it must wait for more text,
+ * -ENOMEM. */
+static int step(struct harmony_stream *hs, bool finished)
+{
+    const char *s = hs->text.p ? hs->text.p : "";   /* nothing fed yet */
+    size_t len = hs->text.len, at = hs->at, rest = len - at;
+    int o;
+
+    switch (hs->state) {
+    case H_FIRST:
+    case H_NEXT:
+        hs->msg = at;
+        if ((o = opens(s + at, rest, START)) == 1) {
+            hs->at = at + strlen(START);
+            hs->state = H_HEADER;
+            return 1;
+        }
+        if (hs->state == H_FIRST) {
+            int c = opens(s + at, rest, CHANNEL), t = opens(s + at, rest, " to=");
+
+            if (c == 1 || t == 1) {
+                hs->state = H_HEADER;
+                return 1;
+            }
+            if (c == -1 || t == -1)
+                o = -1;
+        }
+        for (size_t k = 0; k < ARRAY_LEN(stops); k++) {
+            int e = opens(s + at, rest, stops[k]);
+
+            if (e == 1) {
+                hs->at = len;
+                hs->state = H_DONE;
+                return 1;
+            }
+            if (e == -1)
+                o = -1;
+        }
+        if (!rest || (o == -1 && !finished))
+            return 0;
+        hs->state = H_PLAIN;
+        return 1;
+    case H_HEADER: {
+        size_t m = find(s, at, len, MESSAGE), bad = len;
+
+        for (size_t k = 0; k < ARRAY_LEN(body_ends); k++)
+            bad = MIN(bad, find(s, at, m, body_ends[k]));
+        if (m < len && bad == m && m - hs->msg <= HEADER_MAX) {
+            read_header(hs, s + at, m - at);
+            hs->at = m + strlen(MESSAGE);
+            hs->state = H_BODY;
+            if (hs->route != HARMONY_CALL)
+                return put(hs, hs->route, NULL, 0, true) ? -ENOMEM : 1;
+            return 1;
+        }
+        if (bad == len && len - hs->msg < HEADER_MAX + strlen(MESSAGE) && !finished)
+            return 0;
+        /* no header after all: its text is content, and so is all that follows */
+        hs->at = hs->msg;
+        hs->state = H_PLAIN;
+        return 1;
+    }
+    case H_BODY: {
+        size_t end = len, which = 0;
+
+        for (size_t k = 0; k < ARRAY_LEN(body_ends); k++) {
+            size_t e = find(s, at, end, body_ends[k]);
+
+            if (e < end) {
+                end = e;
+                which = k;
+            }
+        }
+        if (end == len) {
+            /* no end yet: hand out what cannot be a marker's start; a call waits whole */
+            size_t safe = finished ? len : len - partial_end(s + at, rest);
+
+            if (hs->route == HARMONY_CALL) {
+                if (!finished)
+                    return 0;
+                hs->at = len;
+                hs->state = H_DONE;
+                return end_call(hs, s + at, rest) ? -ENOMEM : 1;
+            }
+            if (safe == at)
+                return 0;
+            hs->at = safe;
+            return put(hs, hs->route, s + at, safe - at, false) ? -ENOMEM : 1;
+        }
+        if (hs->route == HARMONY_CALL ? end_call(hs, s + at, end - at)
+                                      : put(hs, hs->route, s + at, end - at, false))
+            return -ENOMEM;
+        hs->at = end + (body_ends[which] == START ? 0 : strlen(body_ends[which]));
+        hs->state = body_ends[which] == RETURN || body_ends[which] == EOT ? H_DONE : H_NEXT;
+        return 1;
+    }
+    case H_PLAIN:
+        if (!rest)
+            return 0;
+        hs->at = len;
+        return put(hs, HARMONY_CONTENT, s + at, rest, false) ? -ENOMEM : 1;
+    default:
+        hs->at = len;   /* after <|return|> nothing is the model's answer */
+        return 0;
+    }
+}
+
+int harmony_stream_feed(struct harmony_stream *hs, const char *s, size_t n, bool finished,
+                        struct harmony_delta *d)
+{
+    int rc;
+
+    memset(d, 0, sizeof *d);
+    if (n && buf_put(&hs->text, s, n))
+        return -ENOMEM;
+    while ((rc = step(hs, finished)) > 0)
+        ;
+    if (rc < 0)
+        return rc;
+    d->reasoning = hs->reasoning.p ? hs->reasoning.p + hs->reasoning_sent : "";
+    d->reasoning_len = hs->reasoning.len - hs->reasoning_sent;
+    d->content = hs->content.p ? hs->content.p + hs->content_sent : "";
+    d->content_len = hs->content.len - hs->content_sent;
+    d->calls = hs->parse.calls ? hs->parse.calls + hs->calls_sent : NULL;
+    d->first_call = (int)hs->calls_sent;
+    d->num_calls = hs->parse.num_calls - (int)hs->calls_sent;
+    hs->reasoning_sent = hs->reasoning.len;
+    hs->content_sent = hs->content.len;
+    hs->calls_sent = (size_t)hs->parse.num_calls;
+    return 0;
+}

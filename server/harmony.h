@@ -1,0 +1,55 @@
+/* harmony.h — gpt-oss's "harmony" output read back into reasoning, content and tool calls.
+ * The model writes messages: <|channel|>analysis<|message|>…<|end|> (its reasoning), then
+ * <|start|>assistant<|channel|>final<|message|>…<|return|> (the answer), or a call:
+ * <|start|>assistant<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{…}<|call|>.
+ * One incremental reader serves a whole output and a stream alike (a whole output is one
+ * feed), so a stream cut anywhere yields what the whole output does. It reads text (the
+ * special tokens kept in it), as osprey's other tool-call parsers do (server/tool_parser.c). */
+#ifndef OSPREY_HARMONY_H
+#define OSPREY_HARMONY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/base/buf.h"
+#include "server/tool_parser.h"
+
+/* Where a message's body goes: the analysis channel (and messages to built-in tools) is
+ * reasoning, final and commentary are content, a message to functions.NAME is a call. */
+enum harmony_route { HARMONY_REASONING, HARMONY_CONTENT, HARMONY_CALL };
+
+struct harmony_stream {
+    struct buf text;           /* the output so far */
+    size_t at;                 /* text[0..at) is decided */
+    size_t msg;                /* where the current message began (its <|start|>, if any) */
+    int state;                 /* harmony.c's enum hstate */
+    enum harmony_route route;  /* the current message's */
+    char name[72];             /* a call's function name */
+    bool calls;                /* tools are on: read calls (else their bodies are content) */
+    int max_calls;             /* > 0: keep the first max_calls calls */
+    bool started[2];           /* a message of that part began: the next one opens with "\n" */
+    struct buf reasoning, content;      /* all of it so far */
+    size_t reasoning_sent, content_sent, calls_sent;
+    struct tool_parse parse;   /* every call so far (content_len unused) */
+};
+
+/* What one feed adds: text since the previous feed and the calls completed by it. The
+ * pointers live until the next feed. */
+struct harmony_delta {
+    const char *reasoning, *content;
+    size_t reasoning_len, content_len;
+    const struct tool_call *calls;   /* [num_calls], the message's calls first..first+num */
+    int first_call, num_calls;
+};
+
+void harmony_stream_init(struct harmony_stream *hs, bool calls, int max_calls);
+void harmony_stream_fini(struct harmony_stream *hs);   /* NULL-safe */
+/* Appends s[0..n) and reads as far as it can be sure of; finished: the output is complete
+ * (a truncated message is then read as it stands: an unclosed header as content, an
+ * unclosed body in its channel, an unclosed call as a call if its arguments are a whole
+ * JSON object). Text that is not harmony (no header where one must start, a header that
+ * never reaches <|message|>) is content from there on. 0 or -ENOMEM. */
+int harmony_stream_feed(struct harmony_stream *hs, const char *s, size_t n, bool finished,
+                        struct harmony_delta *d);
+
+#endif
