@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/backend.h"
 #include "engine/comm.h"
@@ -44,6 +45,10 @@ struct runner_options {
                                   * 0..N-1 (NCCL). Ranks that share one device run over
                                   * comm_cuda_local, eagerly: for tests on one GPU, not a
                                   * flag. Borrowed for runner_create only. */
+    const int *piece_sizes;      /* [num_piece_sizes] token counts of the piecewise graphs of
+                                  * mixed and prefill steps (engine/runner_pieces.h); those
+                                  * above max_num_batched_tokens are dropped; borrowed */
+    int num_piece_sizes;
 };
 
 /* Fills the capacities a backend needs for this model and these options (max_tokens,
@@ -126,6 +131,9 @@ struct runner_rank_info {
 /* Ranks of the runner: tensor_parallel_size, or 1. */
 int runner_num_ranks(const struct runner *r);
 void runner_rank_info(const struct runner *r, int rank, struct runner_rank_info *out);
+
+/* Steps that ran through the piecewise graphs (0 under tensor parallelism). */
+uint64_t runner_piece_steps(const struct runner *r);
 
 /* Layer l's fp8 cache scales (1.0 for a cache that is not fp8). */
 void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *v_scale);
