@@ -39,6 +39,9 @@ struct engine_options {
     bool enforce_eager;               /* no CUDA graphs */
     const int *graph_sizes;           /* decode batch sizes to capture (borrowed) */
     int num_graph_sizes;
+    const int *piece_sizes;           /* token counts of the piecewise graphs of mixed and
+                                       * prefill steps (engine/runner_pieces.h; borrowed) */
+    int num_piece_sizes;
     bool fused_rope_cache;
     int max_waiting;                  /* submit answers -EAGAIN past this many waiting */
     uint64_t seed;                    /* base for requests without a seed; 0 = from the clock */
