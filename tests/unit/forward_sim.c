@@ -20,6 +20,8 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
     o.backend_threads = 1;
     o.piece_sizes = so->piece_sizes;
     o.num_piece_sizes = so->num_piece_sizes;
+    o.kv_cache_dtype = so->kv_cache_dtype;
+    o.calculate_kv_scales = so->calculate_kv_scales;
     memset(s, 0, sizeof *s);
     ck_assert_int_le(num_blocks + WINDOW_EXTRA_BLOCKS, MAX_FREE);
     s->rng = spec->seed * 7919 + bs;
@@ -39,6 +41,7 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
     if (so->patch)
         so->patch(s->be);
     ck_assert_msg(runner_create(&s->r, s->be, &s->fx.m, &o, err) == 0, "%s", err);
+    s->kv_elem = dtype_size(runner_kv_dtype(s->be, o.kv_cache_dtype));
     s->free_out_of_window = so->free_out_of_window;
     s->num_groups = s->fx.m.cfg.num_kv_groups;
     for (int g = 0; g < s->num_groups; g++) {

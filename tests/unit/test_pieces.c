@@ -9,6 +9,7 @@
  * bytes must be equal bit for bit, and the pieces runner's step may change no cache row
  * but the real tokens' slots. */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +30,11 @@ struct tally {
 };
 
 /* Every layer's K and V cache of s, copied. */
-static float **cache_copy(struct sim *s)
+static char **cache_copy(struct sim *s)
 {
     const struct model_config *c = &s->fx.m.cfg;
-    size_t row = (size_t)c->num_kv_heads * c->head_dim;
-    float **out = calloc(2 * c->num_layers, sizeof *out);
+    size_t row = (size_t)c->num_kv_heads * c->head_dim * s->kv_elem;
+    char **out = calloc(2 * c->num_layers, sizeof *out);
 
     ck_assert_ptr_nonnull(out);
     for (int l = 0; l < c->num_layers; l++) {
@@ -41,16 +42,16 @@ static float **cache_copy(struct sim *s)
         void *kc, *vc;
 
         ck_assert_int_eq(runner_layer_cache(s->r, l, &kc, &vc), 0);
-        out[2 * l] = malloc(n * sizeof(float));
-        out[2 * l + 1] = malloc(n * sizeof(float));
+        out[2 * l] = malloc(n);
+        out[2 * l + 1] = malloc(n);
         ck_assert(out[2 * l] && out[2 * l + 1]);
-        memcpy(out[2 * l], kc, n * sizeof(float));
-        memcpy(out[2 * l + 1], vc, n * sizeof(float));
+        memcpy(out[2 * l], kc, n);
+        memcpy(out[2 * l + 1], vc, n);
     }
     return out;
 }
 
-static void cache_free(struct sim *s, float **c)
+static void cache_free(struct sim *s, char **c)
 {
     for (int i = 0; i < 2 * s->fx.m.cfg.num_layers; i++)
         free(c[i]);
@@ -67,10 +68,10 @@ static bool real_slot(const struct step_batch *b, int g, int64_t slot)
 
 /* The step of s changed no row of before but the real tokens' slots; and s's cache now
  * equals the eager runner's, byte for byte. */
-static void check_caches(struct sim *s, float **before, struct sim *eager)
+static void check_caches(struct sim *s, char **before, struct sim *eager)
 {
     const struct model_config *c = &s->fx.m.cfg;
-    size_t row = (size_t)c->num_kv_heads * c->head_dim;
+    size_t row = (size_t)c->num_kv_heads * c->head_dim * s->kv_elem;
 
     for (int l = 0; l < c->num_layers; l++) {
         int g = c->layer_kv_group[l];
@@ -81,11 +82,10 @@ static void check_caches(struct sim *s, float **before, struct sim *eager)
         ck_assert_int_eq(runner_layer_cache(eager->r, l, &ec[0], &ec[1]), 0);
         for (int kv = 0; kv < 2; kv++) {
             for (size_t slot = 0; slot < slots; slot++)
-                if (memcmp((float *)kc[kv] + slot * row, before[2 * l + kv] + slot * row,
-                           row * sizeof(float)))
+                if (memcmp((char *)kc[kv] + slot * row, before[2 * l + kv] + slot * row, row))
                     ck_assert_msg(real_slot(&s->b, g, (int64_t)slot),
                                   "layer %d: slot %zu changed, no real token has it", l, slot);
-            ck_assert_msg(!memcmp(kc[kv], ec[kv], slots * row * sizeof(float)),
+            ck_assert_msg(!memcmp(kc[kv], ec[kv], slots * row),
                           "layer %d: the %s cache differs from the eager runner's", l,
                           kv ? "V" : "K");
         }
@@ -118,8 +118,10 @@ static void lockstep_step(struct sim *e, struct sim *p, int step, struct tally *
     bool masked = step % 3 == 1;
     const struct sample_row *r = masked ? masked_rows(rows, mask, p->b.num_sample, V, step) : NULL;
     float *le = malloc(sizeof(float) * MAX_SEQS * V), *lp = malloc(sizeof(float) * MAX_SEQS * V);
-    float **before = cache_copy(p);
+    char **before = cache_copy(p);
     uint64_t pieces0 = runner_piece_steps(p->r);
+    bool captured = fake_graphs.piece_captures > 0;   /* --calculate-kv-scales: not before
+                                                       * the first step */
 
     ck_assert(le && lp && V <= 8 * 32);
     ck_assert_int_eq(runner_execute(e->r, &e->b, r, res), 0);
@@ -141,7 +143,7 @@ static void lockstep_step(struct sim *e, struct sim *p, int step, struct tally *
     if (n > LARGEST_BUCKET) {
         ck_assert_int_eq(runner_piece_steps(p->r), pieces0);   /* eager */
         t->eager_big++;
-    } else if (!e->b.decode_only || n > decode_sizes[1]) {
+    } else if (captured && (!e->b.decode_only || n > decode_sizes[1])) {
         ck_assert_msg(runner_piece_steps(p->r) == pieces0 + 1,
                       "step %d of %d tokens did not run through the pieces", step, n);
     }
@@ -201,13 +203,16 @@ static void patch_graphs(struct backend *be)
 
 /* The whole comparison for one model: five requests, then three that share the prompts'
  * first blocks of the first ones. */
-static void pieces_match_eager(const struct fixture_spec *spec, int block_size)
+static void pieces_match_eager(const struct fixture_spec *spec, int block_size, enum dtype kv,
+                               bool calc)
 {
-    struct sim_options eo = { .block_size = block_size };
+    struct sim_options eo = { .block_size = block_size, .kv_cache_dtype = kv,
+                              .calculate_kv_scales = calc };
     struct sim_options po = { .block_size = block_size, .graph_sizes = decode_sizes,
                               .num_graph_sizes = 2, .piece_sizes = buckets,
                               .num_piece_sizes = (int)ARRAY_LEN(buckets),
-                              .patch = patch_graphs };
+                              .patch = patch_graphs, .kv_cache_dtype = kv,
+                              .calculate_kv_scales = calc };
     struct sim e, p;
     struct sim_req qe[5], qp[5], se[3], sp[3];
     struct tally t = { 0 };
@@ -216,9 +221,10 @@ static void pieces_match_eager(const struct fixture_spec *spec, int block_size)
 
     sim_create(&e, spec, &eo);
     sim_create(&p, spec, &po);
-    /* three buckets (4 8 16), each in L + 1 pieces, beside the two decode graphs' four */
-    ck_assert_int_eq(fake_graphs.piece_captures, 3 * (L + 1));
-    ck_assert_int_eq(fake_graphs.captures, 4);
+    /* three buckets (4 8 16), each in L + 1 pieces, beside the two decode graphs' four;
+     * with --calculate-kv-scales, after the first step (whose K and V give the scales) */
+    ck_assert_int_eq(fake_graphs.piece_captures, calc ? 0 : 3 * (L + 1));
+    ck_assert_int_eq(fake_graphs.captures, calc ? 0 : 4);
     for (int i = 0; i < 5; i++) {
         int prompt = 16 + test_randint(&rng, 32), len = prompt + 2 + test_randint(&rng, 8);
 
@@ -227,6 +233,7 @@ static void pieces_match_eager(const struct fixture_spec *spec, int block_size)
         ck_assert_mem_eq(qe[i].tokens, qp[i].tokens, sizeof qe[i].tokens);
     }
     lockstep(&e, &p, qe, qp, 5, &t);
+    ck_assert_int_eq(fake_graphs.piece_captures, 3 * (L + 1));
     for (int i = 0; i < 3; i++) {
         int len = qe[i].prompt_len + 6;
 
@@ -259,7 +266,7 @@ START_TEST(llama_mixed_steps_through_pieces_equal_the_eager_ones_bit_for_bit)
 {
     struct fixture_spec spec = llama_spec();
 
-    pieces_match_eager(&spec, 4);
+    pieces_match_eager(&spec, 4, DT_F32, false);
 }
 END_TEST
 
@@ -273,7 +280,7 @@ START_TEST(gemma3_sliding_window_groups_through_pieces_equal_the_eager_ones)
                                  .query_pre_attn_scalar = 16, .rope_theta = 1000000.0,
                                  .rope_local_theta = 10000.0, .seed = 1302 };
 
-    pieces_match_eager(&spec, 4);
+    pieces_match_eager(&spec, 4, DT_F32, false);
 }
 END_TEST
 
@@ -285,7 +292,7 @@ START_TEST(qwen3_moe_through_pieces_equals_the_eager_one)
                                  .moe_ffn = 32, .dense_layers = 1u << 1,
                                  .rope_theta = 1000000.0, .seed = 1303 };
 
-    pieces_match_eager(&spec, 8);
+    pieces_match_eager(&spec, 8, DT_F32, false);
 }
 END_TEST
 
@@ -299,23 +306,56 @@ START_TEST(gpt_oss_through_pieces_equals_the_eager_one)
                                  .top_k = 2, .moe_ffn = 32, .renormalize = true,
                                  .rope_theta = 10000.0, .swiglu_limit = 1.0, .seed = 1304 };
 
-    pieces_match_eager(&spec, 4);
+    pieces_match_eager(&spec, 4, DT_F32, false);
 }
 END_TEST
 
-/* Buckets above max_num_batched_tokens (64 in forward_sim... 256 here) are dropped, and a
- * bucket must be positive. */
-START_TEST(the_runner_drops_buckets_it_cannot_use_and_refuses_bad_ones)
+/* --calculate-kv-scales with an fp8 cache: the pieces (a graph keeps the scales it was
+ * captured with) wait for the first step's scales, then replay them */
+START_TEST(fp8_cache_with_calculated_scales_captures_the_pieces_after_the_first_step)
 {
     struct fixture_spec spec = llama_spec();
-    static const int big[] = { 8, MAX_BATCH_TOKENS + 1, MAX_BATCH_TOKENS };
-    struct sim_options po = { .block_size = 4, .piece_sizes = big, .num_piece_sizes = 3,
+
+    spec.seed = 1305;
+    pieces_match_eager(&spec, 4, DT_F8_E4M3, true);
+}
+END_TEST
+
+/* Buckets above max_num_batched_tokens are dropped (the runner captures only the others),
+ * duplicates too; a bucket must be positive; a step takes the smallest bucket that holds it,
+ * none beyond the largest or beyond the batch's capacity. */
+START_TEST(buckets_are_sorted_capped_and_chosen_smallest_first)
+{
+    struct fixture_spec spec = llama_spec();
+    static const int big[] = { 8, MAX_BATCH_TOKENS + 1, MAX_BATCH_TOKENS, 8 }, bad[] = { 4, 0 };
+    struct sim_options po = { .block_size = 4, .piece_sizes = big, .num_piece_sizes = 4,
                               .patch = patch_graphs };
+    struct model_config c = { .num_layers = 2 };
+    struct forward_ctx f = { .cfg = &c };
+    struct bk_batch dev = { 0 };
+    struct runner_pieces pc;
     struct sim p;
 
     sim_create(&p, &spec, &po);
     ck_assert_int_eq(fake_graphs.piece_captures, 2 * (spec.layers + 1));
     sim_destroy(&p);
+
+    ck_assert_int_eq(pieces_init(&pc, bad, 2, 64, &f, &dev), -EINVAL);
+    pieces_fini(&pc);
+    ck_assert_int_eq(pieces_init(&pc, big, 4, MAX_BATCH_TOKENS, &f, &dev), 0);
+    ck_assert_int_eq(pc.num, 2);
+    ck_assert_int_eq(pc.sizes[0], 8);
+    ck_assert_int_eq(pc.sizes[1], MAX_BATCH_TOKENS);
+    ck_assert_int_eq(pieces_bucket(&pc, 0, 1024), -1);
+    ck_assert_int_eq(pieces_bucket(&pc, 1, 1024), 0);
+    ck_assert_int_eq(pieces_bucket(&pc, 8, 1024), 0);
+    ck_assert_int_eq(pieces_bucket(&pc, 9, 1024), 1);
+    ck_assert_int_eq(pieces_bucket(&pc, 9, MAX_BATCH_TOKENS - 1), -1);   /* the batch's room */
+    ck_assert_int_eq(pieces_bucket(&pc, MAX_BATCH_TOKENS + 1, 1024), -1);
+    pieces_fini(&pc);
+    ck_assert_int_eq(pieces_init(&pc, NULL, 0, 64, &f, &dev), 0);
+    ck_assert_int_eq(pieces_bucket(&pc, 1, 64), -1);
+    pieces_fini(&pc);
 }
 END_TEST
 
@@ -330,7 +370,8 @@ Suite *pieces_suite(void)
     tcase_add_test(tc, gemma3_sliding_window_groups_through_pieces_equal_the_eager_ones);
     tcase_add_test(tc, qwen3_moe_through_pieces_equals_the_eager_one);
     tcase_add_test(tc, gpt_oss_through_pieces_equals_the_eager_one);
-    tcase_add_test(tc, the_runner_drops_buckets_it_cannot_use_and_refuses_bad_ones);
+    tcase_add_test(tc, fp8_cache_with_calculated_scales_captures_the_pieces_after_the_first_step);
+    tcase_add_test(tc, buckets_are_sorted_capped_and_chosen_smallest_first);
     suite_add_tcase(s, tc);
     return s;
 }
