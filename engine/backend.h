@@ -245,7 +245,9 @@ struct backend_ops {
 
     /* Optional CUDA graphs (NULL on cpu): capture whatever body launches as the graph of
      * key `size`; replay it. The key is the caller's: the runner keys a decode step's graph
-     * by its batch size and the graph of its forward alone (no sampler) by minus that. */
+     * by its batch size and the graph of its forward alone (no sampler) by minus that, and
+     * the piecewise graphs of mixed and prefill steps from PIECES_KEY_BASE up
+     * (engine/runner_pieces.h). */
     int (*graph_capture)(struct backend *be, int size, int (*body)(void *arg), void *arg);
     int (*graph_replay)(struct backend *be, int size);
 };

@@ -6,7 +6,8 @@
  * for decode batches of the configured sizes from an all-padding batch, each twice: the
  * whole step, and the forward alone for split steps; the host-dependent scalars of a graph
  * batch (max_seq_len, max_query_len) are staged as fixed bounds so that replaying it for any
- * batch of that size is exact. */
+ * batch of that size is exact. Other steps up to the largest piecewise bucket pad their
+ * tokens to a bucket and replay its pieces with eager attention (runner_pieces.c). */
 #include <assert.h>
 #include <errno.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* runner.h — the model runner: owns the weights on the backend, the paged KV cache of every
  * layer, the activation buffers and (on backends that have them) the CUDA graphs of
- * decode steps. One call runs one engine step: stage the batch, run the model (replay a
+ * decode steps and the piecewise graphs of mixed and prefill steps (runner_pieces.h). One call runs one engine step: stage the batch, run the model (replay a
  * graph or run forward() eagerly), sample, fetch the tokens; or two calls, launch and
  * finish, between which the caller makes the step's masks while the device works. */
 #ifndef OSPREY_RUNNER_H
