@@ -18,6 +18,7 @@
 #include "engine/sampler.h"     /* struct sample_result */
 #include "engine/base/finish_reason.h"   /* enum finish_reason */
 
+struct backend;
 struct engine;
 struct tokenizer;
 struct model_config;
@@ -52,6 +53,9 @@ struct engine_options {
     int grammar_threads;              /* threads that fill a step's grammar masks (the engine
                                          thread counts); 0 = auto: num_threads when set, else
                                          the online CPUs, at most 8 */
+    void (*patch_backend)(struct backend *be);   /* tests: swaps the backend's ops (a fake
+                                      * graph backend on cpu) before the runner exists;
+                                      * NULL, not a flag */
 };
 
 /* Defaults: cpu/auto backend, block 16, 256 seqs, 8192 tokens, prefix caching on, graphs on,

@@ -215,6 +215,8 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = backend_create(&e->be, backend, &bo, err);
     if (rc != 0)
         goto fail;
+    if (o->patch_backend)
+        o->patch_backend(e->be);
     if ((rc = kv_budget_blocks(cfg, o, e->be, backend, kv_dtype, &bo, ro.group_num_blocks, err)))
         goto fail;
     ro.num_blocks = ro.group_num_blocks[0];
