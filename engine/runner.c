@@ -646,7 +646,7 @@ static int capture_graphs(struct runner *r, char *err)
     int largest = r->num_graphs ? r->graph_sizes[r->num_graphs - 1] : 0, rc;
     int largest_bucket = r->pieces.num ? r->pieces.sizes[r->pieces.num - 1] : 0;
     size_t free0 = 0, free1 = 0, total = 0;
-    char buckets[PIECES_MAX_BUCKETS * 8];
+    char buckets[PIECES_MAX_BUCKETS * 10];
     bool measured;
 
     if (r->fwd.calc_kv_scales) {
@@ -666,8 +666,9 @@ static int capture_graphs(struct runner *r, char *err)
         d->num_reqs = d->num_tokens = d->num_sample = 0;
         d->decode_only = largest > 0;
         d->query_start_loc[0] = 0;
-        if ((rc = stage(r, d, MAX(largest, largest_bucket), largest ? STAGE_GRAPH : STAGE_PIECES,
-                        NULL)) || (rc = forward(&r->fwd, &r->dev)) ||
+        if ((rc = largest ? stage(r, d, largest, STAGE_GRAPH, NULL)
+                          : stage(r, d, largest_bucket, STAGE_PIECES, NULL)) ||
+            (rc = forward(&r->fwd, &r->dev)) ||
             (rc = comm_wait(r->fwd.comm))) {
             errf(err, "runner: the warm-up step before the graphs failed (%s)", strerror(-rc));
             return rc;
@@ -710,6 +711,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
                   const struct runner_options *o, char *err)
 {
     const struct model_config *c = &m->cfg;
+    bool graphs = be->ops->graph_capture && be->ops->graph_replay && !o->enforce_eager;
     struct runner *r;
     int rc;
 
@@ -731,7 +733,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
         return 0;
     }
     /* graphs only where the backend has them; sizes sorted, duplicates dropped */
-    if (be->ops->graph_capture && be->ops->graph_replay && !o->enforce_eager && o->num_graph_sizes) {
+    if (graphs && o->num_graph_sizes) {
         if (!(r->graph_sizes = malloc(o->num_graph_sizes * sizeof *r->graph_sizes))) {
             rc = -ENOMEM;
             goto fail;
@@ -791,16 +793,17 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     r->fwd.comm = o->comm;
     r->forward_graphs = !(o->comm && o->comm->size > 1);
-    /* a rank of a group of several captures later, together with its peers (runner_tp.c):
-     * a graph's collectives need every rank capturing at once, in the same order */
     /* piecewise graphs: not on a rank of a group of several, whose steps stay eager but for
-     * the decode graphs (runner_tp.c) */
-    if (be->ops->graph_capture && be->ops->graph_replay && !o->enforce_eager && r->forward_graphs &&
+     * the decode graphs (runner_tp.c runs one graph or one forward a step) */
+    if (graphs && r->forward_graphs &&
         (rc = pieces_init(&r->pieces, o->piece_sizes, o->num_piece_sizes,
                           o->max_num_batched_tokens, &r->fwd, &r->dev))) {
-        errf(err, "runner: piecewise graph sizes must be positive");
+        if (rc == -EINVAL)
+            errf(err, "runner: piecewise graph sizes must be positive");
         goto fail;
     }
+    /* a rank of a group of several captures later, together with its peers (runner_tp.c):
+     * a graph's collectives need every rank capturing at once, in the same order */
     if ((r->num_graphs || r->pieces.num) && !(o->comm && o->comm->size > 1) &&
         (rc = capture_graphs(r, err)))
         goto fail;
