@@ -75,7 +75,8 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
 void runner_destroy(struct runner *r);
 
 /* Runs one step: stage → (graph replay for a decode-only batch padded to a captured size,
- * when the backend has graphs) or eager forward → sample → fetch. b is padded in place
+ * when the backend has graphs; else the piecewise graphs for a step of at most the largest
+ * bucket's tokens, padded to its bucket) or eager forward → sample → fetch. b is padded in place
  * (batch_pad). rows: [b->num_sample], or NULL for greedy. results: [b->num_sample].
  * Returns 0, or a negative errno (-EIO: the device failed, the engine is dead).
  * runner_launch followed by runner_finish. */
@@ -85,7 +86,7 @@ int runner_execute(struct runner *r, struct step_batch *b, const struct sample_r
 /* runner_execute in two halves, so that the caller makes the step's masks while the device
  * runs the forward. When a row has a mask (rows[i].allowed != NULL), launch stages the
  * batch and starts the forward alone (the graph of the forward for a decode batch, else
- * forward() eagerly; asynchronous on cuda, done on return on cpu) and finish hands the
+ * the piecewise graphs or forward() eagerly; asynchronous on cuda, done on return on cpu) and finish hands the
  * masks to the sampler, samples and fetches. A step without masks runs whole in launch (the
  * one graph with its sampler) and finish fetches. A mask that is row i of
  * runner_mask_rows() may be written until finish, any other must be final at launch. b and
