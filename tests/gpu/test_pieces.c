@@ -149,7 +149,10 @@ static void run_preset(struct gt *t, const char *preset, int *steps, int *ties, 
                 if (x[v] > x[best])
                     best = v;
             if (got != best) {
-                bool tie = got >= 0 && got < V && x[best] - x[got] <= ldexpf(fabsf(x[best]), -8) + 2e-2f;
+                /* two bf16 evaluations of one step (other GEMM shapes at the bucket's rows):
+                 * a gap within two bf16 steps of the best logit, or 1e-2, is a tie */
+                bool tie = got >= 0 && got < V &&
+                           x[best] - x[got] <= fmaxf(ldexpf(fabsf(x[best]), -7), 1e-2f);
                 *ties += tie;
                 gt_check(t, tie, "%s step %d row %d: pieces %d, eager argmax %d", preset, s, i,
                          got, best);
