@@ -431,11 +431,6 @@ static int check_config(const struct model_config *c, const struct runner_option
     return 0;
 }
 
-static int cmp_int(const void *a, const void *b)
-{
-    return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
-}
-
 /* A zeroed device buffer of n elements of `size` bytes. */
 static void *dev_buf(struct runner *r, size_t n, size_t size, char *err)
 {
@@ -739,10 +734,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
             goto fail;
         }
         memcpy(r->graph_sizes, o->graph_sizes, o->num_graph_sizes * sizeof *r->graph_sizes);
-        qsort(r->graph_sizes, o->num_graph_sizes, sizeof *r->graph_sizes, cmp_int);
-        for (int i = 0; i < o->num_graph_sizes; i++)
-            if (i == 0 || r->graph_sizes[i] != r->graph_sizes[r->num_graphs - 1])
-                r->graph_sizes[r->num_graphs++] = r->graph_sizes[i];
+        r->num_graphs = graph_sizes_sort(r->graph_sizes, o->num_graph_sizes, INT32_MAX);
     }
     r->opt.graph_sizes = r->graph_sizes;
     r->opt.num_graph_sizes = r->num_graphs;

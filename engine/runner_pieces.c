@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/util.h"   /* MIN */
 #include "engine/runner_pieces.h"
 
 struct piece_arg {
@@ -20,6 +21,17 @@ struct piece_arg {
 static int cmp_int(const void *a, const void *b)
 {
     return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+int graph_sizes_sort(int *sizes, int n, int max)
+{
+    int kept = 0;
+
+    qsort(sizes, n, sizeof *sizes, cmp_int);
+    for (int i = 0; i < n; i++)
+        if (sizes[i] <= max && (kept == 0 || sizes[i] != sizes[kept - 1]))
+            sizes[kept++] = sizes[i];
+    return kept;
 }
 
 int pieces_init(struct runner_pieces *pc, const int *sizes, int n, int max_tokens,
@@ -42,10 +54,7 @@ int pieces_init(struct runner_pieces *pc, const int *sizes, int n, int max_token
         return -ENOMEM;
     }
     memcpy(pc->sizes, sizes, n * sizeof *pc->sizes);
-    qsort(pc->sizes, n, sizeof *pc->sizes, cmp_int);
-    for (int i = 0; i < n && pc->num < PIECES_MAX_BUCKETS; i++)
-        if (pc->sizes[i] <= max_tokens && (pc->num == 0 || pc->sizes[i] != pc->sizes[pc->num - 1]))
-            pc->sizes[pc->num++] = pc->sizes[i];
+    pc->num = MIN(graph_sizes_sort(pc->sizes, n, max_tokens), PIECES_MAX_BUCKETS);
     for (int p = 0; p <= L; p++)
         pc->args[p] = (struct piece_arg){ pc, p };
     return 0;

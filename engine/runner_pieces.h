@@ -30,6 +30,10 @@ struct runner_pieces {
     uint64_t steps;                  /* steps run through the pieces */
 };
 
+/* Sorts sizes[0..n) ascending and keeps each value at most max once, at the front; returns
+ * how many (the decode graphs' sizes take it too). */
+int graph_sizes_sort(int *sizes, int n, int max);
+
 /* Keeps the sizes (any order, duplicates allowed) that are at most max_tokens, sorted, at
  * most PIECES_MAX_BUCKETS of them (the smallest). n == 0 leaves pc empty. Returns 0,
  * -EINVAL for a size below 1, or -ENOMEM. */
