@@ -34,6 +34,9 @@ struct osprey_config {
     bool enable_prefix_caching;
     int *cuda_graph_sizes;         /* [num_cuda_graph_sizes] decode batch sizes to capture, ascending, unique */
     int num_cuda_graph_sizes;
+    int *piecewise_graph_sizes;    /* [num_piecewise_graph_sizes] token counts of the piecewise
+                                    * graphs of mixed and prefill steps; none = eager */
+    int num_piecewise_graph_sizes;
     bool enforce_eager;            /* no CUDA graphs */
     bool fused_rope_cache;         /* RoPE fused with the KV-cache write (CUDA) */
     int tensor_parallel_size;      /* ranks the model is sharded over (engine/runner_tp.h) */

@@ -55,6 +55,10 @@ const struct config_option options_table[] = {
     { "cuda_graph_sizes", OPT_INT_LIST, F(cuda_graph_sizes), F(num_cuda_graph_sizes),
       .def = "1,2,4,8,16,24,32,48,64,96,128,160,192,224,256,320,384,448,512", .arg = "LIST",
       .min = 1, .max = 65536, .help = "decode batch sizes captured as CUDA graphs (capped at --max-num-seqs)" },
+    { "piecewise_graph_sizes", OPT_INT_LIST, F(piecewise_graph_sizes),
+      F(num_piecewise_graph_sizes), .def = "16,32,64,128,256,512,1024,2048", .arg = "LIST",
+      .min = 1, .max = 16777215, .help = "token counts of mixed and prefill steps captured as "
+      "piecewise CUDA graphs, all but attention (capped at --max-num-batched-tokens; \"\" = none)" },
     { "enforce_eager", OPT_BOOL, F(enforce_eager), .def = "false",
       .help = "never use CUDA graphs (slower decode, quicker start)" },
     { "fused_rope_cache", OPT_BOOL, F(fused_rope_cache), .def = "true",

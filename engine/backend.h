@@ -41,7 +41,10 @@ struct bk_weight {
 };
 
 /* The step batch as ops see it: counts include padding; pointers are device copies that the
- * backend keeps at fixed addresses (graphs replay against them). */
+ * backend keeps at fixed addresses (graphs replay against them): addresses that depend on
+ * the padded counts alone, and those of input_ids, positions and slot_mapping on
+ * num_tokens (and num_kv_groups) alone, since a piecewise graph reads only these while the
+ * requests and sampled rows of the steps it serves vary. */
 struct bk_batch {
     int num_reqs, num_tokens, num_sample;   /* padded counts */
     int max_query_len, max_seq_len;         /* upper bounds for dispatch */
@@ -245,7 +248,9 @@ struct backend_ops {
 
     /* Optional CUDA graphs (NULL on cpu): capture whatever body launches as the graph of
      * key `size`; replay it. The key is the caller's: the runner keys a decode step's graph
-     * by its batch size and the graph of its forward alone (no sampler) by minus that. */
+     * by its batch size and the graph of its forward alone (no sampler) by minus that, and
+     * the piecewise graphs of mixed and prefill steps from PIECES_KEY_BASE up
+     * (engine/runner_pieces.h). */
     int (*graph_capture)(struct backend *be, int size, int (*body)(void *arg), void *arg);
     int (*graph_replay)(struct backend *be, int size);
 };

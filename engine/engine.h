@@ -18,6 +18,7 @@
 #include "engine/sampler.h"     /* struct sample_result */
 #include "engine/base/finish_reason.h"   /* enum finish_reason */
 
+struct backend;
 struct engine;
 struct tokenizer;
 struct model_config;
@@ -39,6 +40,9 @@ struct engine_options {
     bool enforce_eager;               /* no CUDA graphs */
     const int *graph_sizes;           /* decode batch sizes to capture (borrowed) */
     int num_graph_sizes;
+    const int *piece_sizes;           /* token counts of the piecewise graphs of mixed and
+                                       * prefill steps (engine/runner_pieces.h; borrowed) */
+    int num_piece_sizes;
     bool fused_rope_cache;
     int max_waiting;                  /* submit answers -EAGAIN past this many waiting */
     uint64_t seed;                    /* base for requests without a seed; 0 = from the clock */
@@ -49,6 +53,9 @@ struct engine_options {
     int grammar_threads;              /* threads that fill a step's grammar masks (the engine
                                          thread counts); 0 = auto: num_threads when set, else
                                          the online CPUs, at most 8 */
+    void (*patch_backend)(struct backend *be);   /* tests: swaps the backend's ops (a fake
+                                      * graph backend on cpu) before the runner exists;
+                                      * NULL, not a flag */
 };
 
 /* Defaults: cpu/auto backend, block 16, 256 seqs, 8192 tokens, prefix caching on, graphs on,

@@ -194,6 +194,8 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     ro.enforce_eager = o->enforce_eager;
     ro.graph_sizes = e->graph_sizes;
     ro.num_graph_sizes = e->num_graph_sizes;
+    ro.piece_sizes = o->piece_sizes;   /* the runner drops those above max_num_batched_tokens */
+    ro.num_piece_sizes = o->num_piece_sizes;
     ro.fused_rope_cache = o->fused_rope_cache;
     ro.kv_cache_dtype = kv_dtype;
     ro.quantize_fp8 = o->quantization != NULL;
@@ -213,6 +215,8 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
     rc = backend_create(&e->be, backend, &bo, err);
     if (rc != 0)
         goto fail;
+    if (o->patch_backend)
+        o->patch_backend(e->be);
     if ((rc = kv_budget_blocks(cfg, o, e->be, backend, kv_dtype, &bo, ro.group_num_blocks, err)))
         goto fail;
     ro.num_blocks = ro.group_num_blocks[0];

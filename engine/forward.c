@@ -3,7 +3,10 @@
  *   rope → cache_update (kernel 1) → attention over the cache (kernel 2) → x = attn·Woᵀ →
  *   xn = rmsnorm(residual += x) → gate_up → silu·mul (GeGLU for Gemma) → x = act·Wdownᵀ
  *   (or, in a MoE layer, x = the top-k experts' MLPs of xn weighted by the router)
- * then the sampled rows go through the final norm and the LM head. Families differ by small
+ * then the sampled rows go through the final norm and the LM head. The loop is written as
+ * its pieces around attention (forward.h: forward_piece, forward_attention, forward_head)
+ * so that the runner can replay the pieces as CUDA graphs per token count and run only the
+ * attention, which reads the batch's requests, eagerly. Families differ by small
  * per-layer choices read from the config: Gemma scales the embeddings, normalizes the
  * attention and MLP outputs too (sandwich norms), soft-caps attention and final logits,
  * and gives Gemma 3's sliding layers their own RoPE frequencies; gpt-oss adds an o_proj bias
@@ -45,7 +48,26 @@ static int all_reduce(const struct forward_ctx *f, int n)
                                      f->be->ops->act_dtype) : 0;
 }
 
-static int attention_block(const struct forward_ctx *f, const struct bk_batch *b, int l)
+/* Layer l's cache layout (its group's blocks, its fp8 scales) and attention parameters. */
+static struct attn_params layer_attn(const struct forward_ctx *f, int l)
+{
+    const struct model_config *c = f->cfg;
+    double scale_of = c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : c->head_dim;
+    struct cache_layout cl = f->cache;   /* a layer's storage holds its group's blocks only */
+
+    cl.num_blocks = f->group_blocks[f->layer_group[l]];
+    if (f->k_scale) {
+        cl.k_scale = f->k_scale[l];
+        cl.v_scale = f->v_scale[l];
+    }
+    return (struct attn_params){ c->num_heads, c->num_kv_heads, c->head_dim,
+                                 (float)(1.0 / sqrt(scale_of)), (float)c->attn_softcap,
+                                 c->layer_window[l], cl, f->w->layers[l].sinks.data };
+}
+
+/* Layer l up to its cache write: the input norm (with the residual add of the layer
+ * before), qkv, the q/k norms, RoPE, and K and V into the cache. Leaves q in f->qkv. */
+static int pre_attention(const struct forward_ctx *f, const struct bk_batch *b, int l)
 {
     const struct backend_ops *op = f->be->ops;
     const struct model_config *c = f->cfg;
@@ -56,14 +78,13 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
     bool local = c->layer_window[l] > 0 && f->inv_freq_local;
     struct rope_params rp = { H, KV, D, stride, local ? f->inv_freq_local : f->inv_freq,
                               c->rotary_dim ? c->rotary_dim : D, f->rope_mscale };
-    double scale_of = c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : D;
-    struct cache_layout cl = f->cache;   /* a layer's storage holds its group's blocks only */
     struct attn_params ap;
     bool calc = f->calc_kv_scales && f->k_scale;
 
-    cl.num_blocks = f->group_blocks[g];
-
-    if ((rc = op->matmul(f->be, f->qkv, f->xn, &lw->qkv, lw->qkv_bias.data ? &lw->qkv_bias : NULL, n)))
+    rc = l == 0 ? op->rmsnorm(f->be, f->xn, NULL, f->residual, &lw->input_norm, n, c->rms_norm_eps)
+                : op->rmsnorm(f->be, f->xn, f->residual, f->x, &lw->input_norm, n, c->rms_norm_eps);
+    if (rc || (rc = op->matmul(f->be, f->qkv, f->xn, &lw->qkv,
+                               lw->qkv_bias.data ? &lw->qkv_bias : NULL, n)))
         return rc;
     if (lw->q_norm.data &&
         ((rc = op->head_rmsnorm(f->be, q, stride, H, D, &lw->q_norm, n, c->rms_norm_eps)) ||
@@ -73,28 +94,30 @@ static int attention_block(const struct forward_ctx *f, const struct bk_batch *b
     if (calc && ((rc = op->rope(f->be, q, k, b->positions, n, &rp)) ||
          (rc = calc_kv_scales(f, k, v, stride, n, l))))
         return rc;
-    if (f->k_scale) {
-        cl.k_scale = f->k_scale[l];
-        cl.v_scale = f->v_scale[l];
-    }
-    ap = (struct attn_params){ H, KV, D, (float)(1.0 / sqrt(scale_of)), (float)c->attn_softcap,
-                               c->layer_window[l], cl, lw->sinks.data };
+    ap = layer_attn(f, l);
     if (calc)
-        rc = op->cache_update(f->be, k, v, stride, b->slot_mapping[g], n, f->k_cache[l],
-                              f->v_cache[l], &cl);
-    else if (f->fused_rope_cache && op->rope_cache_update)
-        rc = op->rope_cache_update(f->be, q, k, v, b->positions, b->slot_mapping[g], n, &rp,
-                                   f->k_cache[l], f->v_cache[l], &cl);
-    else if (!(rc = op->rope(f->be, q, k, b->positions, n, &rp)))
-        rc = op->cache_update(f->be, k, v, stride, b->slot_mapping[g], n, f->k_cache[l],
-                              f->v_cache[l], &cl);
-    if (rc)
+        return op->cache_update(f->be, k, v, stride, b->slot_mapping[g], n, f->k_cache[l],
+                                f->v_cache[l], &ap.cache);
+    if (f->fused_rope_cache && op->rope_cache_update)
+        return op->rope_cache_update(f->be, q, k, v, b->positions, b->slot_mapping[g], n, &rp,
+                                     f->k_cache[l], f->v_cache[l], &ap.cache);
+    if ((rc = op->rope(f->be, q, k, b->positions, n, &rp)))
         return rc;
-    if ((rc = op->attention(f->be, f->attn, q, stride, f->k_cache[l], f->v_cache[l], b, g, &ap)))
-        return rc;
-    if ((rc = op->matmul(f->be, f->x, f->attn, &lw->o, lw->o_bias.data ? &lw->o_bias : NULL, n)))
-        return rc;
-    return all_reduce(f, n);
+    return op->cache_update(f->be, k, v, stride, b->slot_mapping[g], n, f->k_cache[l],
+                            f->v_cache[l], &ap.cache);
+}
+
+int forward_attention(const struct forward_ctx *f, const struct bk_batch *b, int l)
+{
+    const struct model_config *c = f->cfg;
+    struct attn_params ap = layer_attn(f, l);
+    int rc = f->be->ops->attention(f->be, f->attn, f->qkv, (c->num_heads + 2 * c->num_kv_heads) *
+                                   c->head_dim, f->k_cache[l], f->v_cache[l], b,
+                                   f->layer_group[l], &ap);
+
+    if (!rc && f->progress)
+        __atomic_fetch_add(f->progress, 1, __ATOMIC_RELAXED);
+    return rc;
 }
 
 /* x = the MLP of xn: a MoE block (Mixtral, Qwen3-MoE, gpt-oss) or a dense gated MLP. */
@@ -150,26 +173,43 @@ static int mlp_block(const struct forward_ctx *f, int n, int l)
     return c->sandwich_norms ? op->rmsnorm(f->be, f->x, NULL, f->x, &lw->post_ff_norm, n, eps) : 0;
 }
 
-int forward(const struct forward_ctx *f, const struct bk_batch *b)
+/* Layer l after its attention: o_proj (+ bias, + the all-reduce), then the MLP block. */
+static int post_attention(const struct forward_ctx *f, int n, int l)
+{
+    const struct layer_weights *lw = &f->w->layers[l];
+    int rc = f->be->ops->matmul(f->be, f->x, f->attn, &lw->o, lw->o_bias.data ? &lw->o_bias : NULL, n);
+
+    if (rc || (rc = all_reduce(f, n)))
+        return rc;
+    return mlp_block(f, n, l);
+}
+
+int forward_piece(const struct forward_ctx *f, const struct bk_batch *b, int p)
 {
     const struct backend_ops *op = f->be->ops;
     const struct model_config *c = f->cfg;
     int n = b->num_tokens, rc;
 
-    /* the residual stream starts as the embeddings; layer 0 has nothing to add to it */
-    if ((rc = op->embedding(f->be, f->residual, b->input_ids, &f->w->embed, n)) ||
-        (f->embed_scale && (rc = op->scale(f->be, f->residual, n, c->hidden_size, f->embed_scale))))
-        return rc;
-    for (int l = 0; l < c->num_layers; l++) {
-        const struct bk_weight *norm = &f->w->layers[l].input_norm;
-
-        rc = l == 0 ? op->rmsnorm(f->be, f->xn, NULL, f->residual, norm, n, c->rms_norm_eps)
-                    : op->rmsnorm(f->be, f->xn, f->residual, f->x, norm, n, c->rms_norm_eps);
-        if (rc || (rc = attention_block(f, b, l)) || (rc = mlp_block(f, n, l)))
+    if (p < 0 || p > c->num_layers)
+        return -EINVAL;
+    if (p == 0) {
+        /* the residual stream starts as the embeddings; layer 0 has nothing to add to it */
+        if ((rc = op->embedding(f->be, f->residual, b->input_ids, &f->w->embed, n)) ||
+            (f->embed_scale &&
+             (rc = op->scale(f->be, f->residual, n, c->hidden_size, f->embed_scale))))
             return rc;
-        if (f->progress)
-            __atomic_fetch_add(f->progress, 1, __ATOMIC_RELAXED);
+    } else if ((rc = post_attention(f, n, p - 1))) {
+        return rc;
     }
+    return p < c->num_layers ? pre_attention(f, b, p) : 0;
+}
+
+int forward_head(const struct forward_ctx *f, const struct bk_batch *b)
+{
+    const struct backend_ops *op = f->be->ops;
+    const struct model_config *c = f->cfg;
+    int rc;
+
     /* only the sampled rows need the last residual add, the final norm and the LM head */
     if (b->num_sample == 0 || (f->comm && f->comm->rank > 0))
         return 0;
@@ -184,4 +224,14 @@ int forward(const struct forward_ctx *f, const struct bk_batch *b)
         return rc;
     return c->final_softcap > 0 ? op->softcap(f->be, f->logits, b->num_sample, c->vocab_size,
                                               (float)c->final_softcap) : 0;
+}
+
+int forward(const struct forward_ctx *f, const struct bk_batch *b)
+{
+    int L = f->cfg->num_layers, rc;
+
+    for (int p = 0; p <= L; p++)
+        if ((rc = forward_piece(f, b, p)) || (p < L && (rc = forward_attention(f, b, p))))
+            return rc;
+    return forward_head(f, b);
 }

@@ -37,9 +37,9 @@ struct forward_ctx {
                                     * cfg then is the rank's shard (heads, KV heads, ffn / N);
                                     * o and down are row-parallel, their outputs all-reduced;
                                     * the LM head is replicated and only rank 0 runs it */
-    uint64_t *progress;            /* or NULL: bumped (atomically) after each layer's ops are
-                                      issued, so that a watchdog can tell a long step that moves
-                                      from a hung one */
+    uint64_t *progress;            /* or NULL: bumped (atomically) after each layer's attention
+                                      is issued, so that a watchdog can tell a long step that
+                                      moves from a hung one */
 
     void *residual;                /* [max_tokens, hidden] the residual stream */
     void *x;                       /* [max_tokens, hidden] a sublayer's output */
@@ -63,5 +63,27 @@ struct forward_ctx {
  * (logits_indices) in f->logits. Attention never writes the cache: each layer calls
  * cache_update (or rope_cache_update) first. Returns 0 or the first op's error. */
 int forward(const struct forward_ctx *f, const struct bk_batch *b);
+
+/* forward() in pieces around attention, for piecewise CUDA graphs (vLLM's): the parts that
+ * depend on the batch only through num_tokens and device arrays (capturable once per token
+ * count), and the attention and the head, which read the batch's requests and run eagerly.
+ * forward() is, in order: piece 0, attention 0, piece 1, attention 1, …, piece L, head.
+ *   piece 0: the embeddings, then layer 0 up to and including its cache write;
+ *   piece p (0 < p < L): layer p-1's o_proj (+ all-reduce) and MLP, then layer p up to its
+ *            cache write;
+ *   piece L: the last layer's o_proj and MLP.
+ * A piece runs over b->num_tokens rows (a padded count: padding tokens have slot
+ * KV_PADDING_SLOT and write no cache); its rows are independent of each other. Returns 0,
+ * -EINVAL for p outside 0..num_layers, or the first op's error. */
+int forward_piece(const struct forward_ctx *f, const struct bk_batch *b, int p);
+
+/* Layer l's attention over the cache into f->attn (q from f->qkv), for the requests of b:
+ * b may be the real batch while the pieces ran padded; rows beyond its tokens are left as
+ * they were. Bumps *f->progress. */
+int forward_attention(const struct forward_ctx *f, const struct bk_batch *b, int l);
+
+/* The sampled rows (logits_indices): last residual add, final norm, LM head, soft-cap, into
+ * f->logits. Nothing on a tensor-parallel rank but 0. */
+int forward_head(const struct forward_ctx *f, const struct bk_batch *b);
 
 #endif

@@ -6,10 +6,12 @@
  * for decode batches of the configured sizes from an all-padding batch, each twice: the
  * whole step, and the forward alone for split steps; the host-dependent scalars of a graph
  * batch (max_seq_len, max_query_len) are staged as fixed bounds so that replaying it for any
- * batch of that size is exact. */
+ * batch of that size is exact. Other steps up to the largest piecewise bucket pad their
+ * tokens to a bucket and replay its pieces with eager attention (runner_pieces.c). */
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "engine/base/log.h"
 #include "engine/rope.h"
 #include "engine/runner.h"
+#include "engine/runner_pieces.h"
 #include "engine/runner_tp.h"
 #include "engine/weights.h"
 
@@ -42,6 +45,8 @@ struct runner {
     struct bk_batch dev;             /* the staged batch; graphs replay against it */
     struct step_batch pad_batch;     /* all-padding decode batch for graph capture */
     struct sample_row *greedy_rows;  /* [cap_sample] rows used when the caller gives none */
+    struct runner_pieces pieces;     /* piecewise graphs of mixed and prefill steps (none on
+                                      * a rank of a tensor-parallel group: eager there) */
     size_t graph_bytes;              /* device memory the graphs took, measured */
     bool graphs_deferred;            /* --calculate-kv-scales: a graph bakes the fp8 KV scales
                                       * into its kernels' arguments, so the graphs are
@@ -166,13 +171,21 @@ int runner_padded_size(const struct runner *r, const struct step_batch *b)
     return size ? size : b->num_tokens;
 }
 
-/* Pads b to `size`, checks it fits our buffers and stages it. A graph step (capture or
- * replay) stages fixed bounds for the scalars a graph bakes in. */
-static int stage(struct runner *r, struct step_batch *b, int size, bool graph,
+/* How a step's batch is padded and staged. */
+enum stage_kind {
+    STAGE_EAGER,        /* to itself (or as the caller padded it) */
+    STAGE_GRAPH,        /* a decode graph: padding requests, fixed bounds for its scalars */
+    STAGE_PIECES,       /* piecewise graphs: padding tokens only, the real scalars (the
+                         * eager attention reads them) */
+};
+
+/* Pads b to `size`, checks it fits our buffers and stages it. A decode graph step (capture
+ * or replay) stages fixed bounds for the scalars a graph bakes in. */
+static int stage(struct runner *r, struct step_batch *b, int size, enum stage_kind kind,
                  const struct sample_row *rows)
 {
     struct step_batch sb;
-    int rc = batch_pad(b, size);
+    int rc = kind == STAGE_PIECES ? batch_pad_tokens(b, size) : batch_pad(b, size);
 
     if (rc)
         return rc;
@@ -185,7 +198,7 @@ static int stage(struct runner *r, struct step_batch *b, int size, bool graph,
         return -EINVAL;
     }
     sb = *b;
-    if (graph) {
+    if (kind == STAGE_GRAPH) {
         sb.max_query_len = 1;
         sb.max_seq_len = r->opt.max_model_len;
     }
@@ -200,8 +213,8 @@ int runner__graph_size(const struct runner *r, const struct step_batch *b)
 /* The ranks' masks are final when they are staged: handed over at once. */
 int runner__stage(struct runner *r, struct step_batch *b, int size, const struct sample_row *rows)
 {
-    int rc = size ? stage(r, b, size, true, rows)
-                  : stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, rows);
+    int rc = size ? stage(r, b, size, STAGE_GRAPH, rows)
+                  : stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), STAGE_EAGER, rows);
 
     return rc ? rc : r->be->ops->stage_masks(r->be);
 }
@@ -220,7 +233,7 @@ int runner__fetch(struct runner *r, struct sample_result *results, int n)
 
 int runner__capture_graphs(struct runner *r, char *err)
 {
-    return r->num_graphs ? capture_graphs(r, err) : 0;
+    return r->num_graphs || r->pieces.num ? capture_graphs(r, err) : 0;
 }
 
 int runner__num_graphs(const struct runner *r)
@@ -243,9 +256,31 @@ static bool has_masks(const struct sample_row *rows, int n)
     return false;
 }
 
+/* The piecewise bucket (index) of a step no decode graph covers, -1 when it runs eagerly. */
+static int piece_bucket(const struct runner *r, const struct step_batch *b)
+{
+    return r->graphs_deferred ? -1 : pieces_bucket(&r->pieces, b->num_tokens, b->cap_tokens);
+}
+
+/* The forward of the staged step: the piecewise graphs of bucket `bucket`, or (-1) eagerly. */
+static int run_forward(struct runner *r, const struct step_batch *b, int bucket)
+{
+    return bucket >= 0 ? pieces_run(&r->pieces, r->be, bucket, b->num_tokens) : forward_body(r);
+}
+
+/* The whole staged step (forward and sample) outside the decode graphs. */
+static int run_step(struct runner *r, const struct step_batch *b, int bucket)
+{
+    int rc;
+
+    if (bucket < 0)
+        return step_body(r);
+    return (rc = run_forward(r, b, bucket)) ? rc : sample_op(r);
+}
+
 int runner_launch(struct runner *r, struct step_batch *b, const struct sample_row *rows)
 {
-    int size, rc;
+    int size, bucket, rc;
 
     if (r->launched.active) {
         LOG(LL_ERR, "runner", "runner_launch: the step before was not finished");
@@ -259,13 +294,17 @@ int runner_launch(struct runner *r, struct step_batch *b, const struct sample_ro
     if (b->num_tokens <= 0 || r->tp)
         return 0;
     size = graph_size(r, b);
+    bucket = size ? -1 : piece_bucket(r, b);
     r->launched.split = has_masks(rows, b->num_sample);
-    if ((rc = stage(r, b, size ? size : b->num_tokens, size > 0, rows)))
+    if ((rc = size ? stage(r, b, size, STAGE_GRAPH, rows)
+                   : bucket >= 0 ? stage(r, b, r->pieces.sizes[bucket], STAGE_PIECES, rows)
+                                 : stage(r, b, b->num_tokens, STAGE_EAGER, rows)))
         goto fail;
     if (r->launched.split)
-        rc = size ? r->be->ops->graph_replay(r->be, forward_graph(size)) : forward_body(r);
+        rc = size ? r->be->ops->graph_replay(r->be, forward_graph(size))
+                  : run_forward(r, b, bucket);
     else if (!(rc = r->be->ops->stage_masks(r->be)))   /* rows without masks: a no-op */
-        rc = size ? r->be->ops->graph_replay(r->be, size) : step_body(r);
+        rc = size ? r->be->ops->graph_replay(r->be, size) : run_step(r, b, bucket);
     if (!rc)
         return 0;
 fail:
@@ -326,7 +365,7 @@ int runner_logits(struct runner *r, struct step_batch *b, float *logits)
 
     if (r->tp)
         return runner_tp_logits(r->tp, b, logits);
-    if ((rc = stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), false, NULL)) ||
+    if ((rc = stage(r, b, MAX(b->num_tokens, b->num_tokens_padded), STAGE_EAGER, NULL)) ||
         (rc = forward_body(r)))
         return rc;
     return r->be->ops->download(r->be, logits, r->fwd.logits,
@@ -365,7 +404,8 @@ static int check_config(const struct model_config *c, const struct runner_option
             return -EINVAL;
         }
     if (o->block_size < 1 || o->num_blocks < 1 || o->max_num_batched_tokens < 1 ||
-        o->max_num_seqs < 1 || o->max_model_len < 1 || o->num_graph_sizes < 0) {
+        o->max_num_seqs < 1 || o->max_model_len < 1 || o->num_graph_sizes < 0 ||
+        o->num_piece_sizes < 0) {
         errf(err, "runner: block_size %d, num_blocks %d, max_num_batched_tokens %d, "
              "max_num_seqs %d and max_model_len %d must be positive", o->block_size,
              o->num_blocks, o->max_num_batched_tokens, o->max_num_seqs, o->max_model_len);
@@ -377,8 +417,9 @@ static int check_config(const struct model_config *c, const struct runner_option
             return -EINVAL;
         }
     for (int i = 0; i < o->num_graph_sizes; i++)
-        if (o->graph_sizes[i] < 1) {
-            errf(err, "runner: graph size %d must be positive", o->graph_sizes[i]);
+        if (o->graph_sizes[i] < 1 || o->graph_sizes[i] >= PIECES_KEY_BASE) {
+            errf(err, "runner: graph size %d must be 1 to %d", o->graph_sizes[i],
+                 PIECES_KEY_BASE - 1);
             return -EINVAL;
         }
     for (int g = 0; g < c->num_kv_groups; g++)
@@ -388,11 +429,6 @@ static int check_config(const struct model_config *c, const struct runner_option
             return -EINVAL;
         }
     return 0;
-}
-
-static int cmp_int(const void *a, const void *b)
-{
-    return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
 }
 
 /* A zeroed device buffer of n elements of `size` bytes. */
@@ -565,30 +601,69 @@ static int kv_scales(struct runner *r, char *err)
     return 0;
 }
 
-/* One graph per size, each captured from an all-padding decode batch of that size. */
+/* The piecewise graphs' buckets, for the start-up log: "16 32 64". */
+static void bucket_list(const struct runner_pieces *pc, char *out, size_t cap)
+{
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (int i = 0; i < pc->num && len < cap; i++)
+        len += snprintf(out + len, cap - len, "%s%d", i ? " " : "", pc->sizes[i]);
+}
+
+/* The piecewise graphs of every bucket, each captured from an all-padding batch of that many
+ * tokens that belong to no request. */
+static int capture_pieces(struct runner *r, char *err)
+{
+    struct step_batch *d = &r->pad_batch;
+    int rc;
+
+    for (int i = 0; i < r->pieces.num; i++) {
+        d->num_reqs = d->num_tokens = d->num_sample = 0;
+        d->max_query_len = d->max_seq_len = 0;
+        d->decode_only = false;
+        d->query_start_loc[0] = 0;
+        if ((rc = stage(r, d, r->pieces.sizes[i], STAGE_PIECES, NULL)) ||
+            (rc = pieces_capture(&r->pieces, r->be, i))) {
+            errf(err, "runner: capturing the piecewise graphs of %d tokens failed (%s)",
+                 r->pieces.sizes[i], strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* One decode graph per size, each captured from an all-padding decode batch of that size;
+ * then the piecewise graphs of mixed and prefill steps per token-count bucket. */
 static int capture_graphs(struct runner *r, char *err)
 {
     struct step_batch *d = &r->pad_batch;
-    int largest = r->graph_sizes[r->num_graphs - 1], rc;
+    int largest = r->num_graphs ? r->graph_sizes[r->num_graphs - 1] : 0, rc;
+    int largest_bucket = r->pieces.num ? r->pieces.sizes[r->pieces.num - 1] : 0;
     size_t free0 = 0, free1 = 0, total = 0;
+    char buckets[PIECES_MAX_BUCKETS * 10];
     bool measured;
 
     if (r->fwd.calc_kv_scales) {
         r->graphs_deferred = true;
-        LOG(LL_INFO, "runner", "--calculate-kv-scales: the decode graphs wait for the scales "
-            "of the first prefill (a graph keeps the scales it was captured with)");
+        LOG(LL_INFO, "runner", "--calculate-kv-scales: the graphs wait for the scales of the "
+            "first prefill (a graph keeps the scales it was captured with)");
         return 0;
     }
     measured = r->be->ops->mem_info && !r->be->ops->mem_info(r->be, &free0, &total);
-    if ((rc = batch_init(d, largest, largest, r->m->cfg.num_kv_groups, r->max_blocks_per_req)))
+    if (!d->cap_tokens &&
+        (rc = batch_init(d, MAX(largest, largest_bucket), MAX(largest, 1), r->m->cfg.num_kv_groups,
+                         r->max_blocks_per_req)))
         return rc;
     /* with a communicator, one eager step of the largest padding batch first: the
      * collectives' first use (where NCCL may connect to its peers) stays out of a capture */
     if (r->fwd.comm) {
         d->num_reqs = d->num_tokens = d->num_sample = 0;
-        d->decode_only = true;
+        d->decode_only = largest > 0;
         d->query_start_loc[0] = 0;
-        if ((rc = stage(r, d, largest, true, NULL)) || (rc = forward(&r->fwd, &r->dev)) ||
+        if ((rc = largest ? stage(r, d, largest, STAGE_GRAPH, NULL)
+                          : stage(r, d, largest_bucket, STAGE_PIECES, NULL)) ||
+            (rc = forward(&r->fwd, &r->dev)) ||
             (rc = comm_wait(r->fwd.comm))) {
             errf(err, "runner: the warm-up step before the graphs failed (%s)", strerror(-rc));
             return rc;
@@ -600,7 +675,7 @@ static int capture_graphs(struct runner *r, char *err)
         d->num_reqs = d->num_tokens = d->num_sample = 0;
         d->decode_only = true;
         d->query_start_loc[0] = 0;
-        if ((rc = stage(r, d, size, true, NULL)) ||
+        if ((rc = stage(r, d, size, STAGE_GRAPH, NULL)) ||
             (rc = r->be->ops->graph_capture(r->be, size, step_body, r)) ||
             (r->forward_graphs &&
              (rc = r->be->ops->graph_capture(r->be, forward_graph(size), forward_body, r)))) {
@@ -609,11 +684,21 @@ static int capture_graphs(struct runner *r, char *err)
             return rc;
         }
     }
+    if ((rc = capture_pieces(r, err)))
+        return rc;
     if (measured && !r->be->ops->mem_info(r->be, &free1, &total))
         r->graph_bytes = free0 > free1 ? free0 - free1 : 0;
-    LOG(LL_INFO, "runner", "captured %d graphs%s, decode batches of 1 to %d (%.1f MiB)",
-        r->num_graphs, r->forward_graphs ? " and their forwards alone (steps with masks)" : "",
-        largest, r->graph_bytes / 1048576.0);
+    if (r->num_graphs)
+        LOG(LL_INFO, "runner", "captured %d graphs%s, decode batches of 1 to %d",
+            r->num_graphs, r->forward_graphs ? " and their forwards alone (steps with masks)" : "",
+            largest);
+    bucket_list(&r->pieces, buckets, sizeof buckets);
+    if (r->pieces.num)
+        LOG(LL_INFO, "runner", "captured %d piecewise graphs (%d pieces for each of %d buckets) "
+            "for mixed and prefill steps of up to %d tokens: %s", r->pieces.num *
+            (r->m->cfg.num_layers + 1), r->m->cfg.num_layers + 1, r->pieces.num, largest_bucket,
+            buckets);
+    LOG(LL_INFO, "runner", "the graphs took %.1f MiB", r->graph_bytes / 1048576.0);
     return 0;
 }
 
@@ -621,6 +706,7 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
                   const struct runner_options *o, char *err)
 {
     const struct model_config *c = &m->cfg;
+    bool graphs = be->ops->graph_capture && be->ops->graph_replay && !o->enforce_eager;
     struct runner *r;
     int rc;
 
@@ -642,16 +728,13 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
         return 0;
     }
     /* graphs only where the backend has them; sizes sorted, duplicates dropped */
-    if (be->ops->graph_capture && be->ops->graph_replay && !o->enforce_eager && o->num_graph_sizes) {
+    if (graphs && o->num_graph_sizes) {
         if (!(r->graph_sizes = malloc(o->num_graph_sizes * sizeof *r->graph_sizes))) {
             rc = -ENOMEM;
             goto fail;
         }
         memcpy(r->graph_sizes, o->graph_sizes, o->num_graph_sizes * sizeof *r->graph_sizes);
-        qsort(r->graph_sizes, o->num_graph_sizes, sizeof *r->graph_sizes, cmp_int);
-        for (int i = 0; i < o->num_graph_sizes; i++)
-            if (i == 0 || r->graph_sizes[i] != r->graph_sizes[r->num_graphs - 1])
-                r->graph_sizes[r->num_graphs++] = r->graph_sizes[i];
+        r->num_graphs = graph_sizes_sort(r->graph_sizes, o->num_graph_sizes, INT32_MAX);
     }
     r->opt.graph_sizes = r->graph_sizes;
     r->opt.num_graph_sizes = r->num_graphs;
@@ -702,15 +785,26 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
     r->fwd.fused_rope_cache = o->fused_rope_cache;
     r->fwd.comm = o->comm;
     r->forward_graphs = !(o->comm && o->comm->size > 1);
+    /* piecewise graphs: not on a rank of a group of several, whose steps stay eager but for
+     * the decode graphs (runner_tp.c runs one graph or one forward a step) */
+    if (graphs && r->forward_graphs &&
+        (rc = pieces_init(&r->pieces, o->piece_sizes, o->num_piece_sizes,
+                          o->max_num_batched_tokens, &r->fwd, &r->dev))) {
+        if (rc == -EINVAL)
+            errf(err, "runner: piecewise graph sizes must be positive");
+        goto fail;
+    }
     /* a rank of a group of several captures later, together with its peers (runner_tp.c):
      * a graph's collectives need every rank capturing at once, in the same order */
-    if (r->num_graphs && !(o->comm && o->comm->size > 1) && (rc = capture_graphs(r, err)))
+    if ((r->num_graphs || r->pieces.num) && !(o->comm && o->comm->size > 1) &&
+        (rc = capture_graphs(r, err)))
         goto fail;
     LOG(LL_INFO, "runner", "%s on %s: %d layers, KV blocks of %d tokens (%zu MiB, %s), %d KV "
-        "groups; weights %.2f s, KV cache and buffers %.2f s, %d graphs %.2f s", c->arch_name,
+        "groups; weights %.2f s, KV cache and buffers %.2f s, %d decode graphs and %d "
+        "piecewise buckets %.2f s", c->arch_name,
         be->ops->name, c->num_layers, o->block_size, kv_cache_bytes(r) >> 20,
         dtype_name(runner_kv_dtype(be, o->kv_cache_dtype)), r->m->cfg.num_kv_groups,
-        t_weights - t0, t_buffers - t_weights, r->num_graphs, now_s() - t_buffers);
+        t_weights - t0, t_buffers - t_weights, r->num_graphs, r->pieces.num, now_s() - t_buffers);
     *out = r;
     return 0;
 fail:
@@ -758,6 +852,7 @@ void runner_destroy(struct runner *r)
             be->ops->free(be, bufs[i]);
     weights_free(&r->w, be);
     batch_fini(&r->pad_batch);
+    pieces_fini(&r->pieces);
     free(r->greedy_rows);
     free(r->graph_sizes);
     free(r);
@@ -775,6 +870,11 @@ void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *
 
     *k_scale = ok ? r->k_scale[layer] : 1.0f;
     *v_scale = ok ? r->v_scale[layer] : 1.0f;
+}
+
+uint64_t runner_piece_steps(const struct runner *r)
+{
+    return r->tp ? 0 : r->pieces.steps;
 }
 
 int runner_max_blocks_per_req(const struct runner *r)

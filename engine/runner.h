@@ -1,6 +1,6 @@
 /* runner.h — the model runner: owns the weights on the backend, the paged KV cache of every
  * layer, the activation buffers and (on backends that have them) the CUDA graphs of
- * decode steps. One call runs one engine step: stage the batch, run the model (replay a
+ * decode steps and the piecewise graphs of mixed and prefill steps (runner_pieces.h). One call runs one engine step: stage the batch, run the model (replay a
  * graph or run forward() eagerly), sample, fetch the tokens; or two calls, launch and
  * finish, between which the caller makes the step's masks while the device works. */
 #ifndef OSPREY_RUNNER_H
@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/backend.h"
 #include "engine/comm.h"
@@ -44,6 +45,10 @@ struct runner_options {
                                   * 0..N-1 (NCCL). Ranks that share one device run over
                                   * comm_cuda_local, eagerly: for tests on one GPU, not a
                                   * flag. Borrowed for runner_create only. */
+    const int *piece_sizes;      /* [num_piece_sizes] token counts of the piecewise graphs of
+                                  * mixed and prefill steps (engine/runner_pieces.h); those
+                                  * above max_num_batched_tokens are dropped; borrowed */
+    int num_piece_sizes;
 };
 
 /* Fills the capacities a backend needs for this model and these options (max_tokens,
@@ -70,7 +75,8 @@ int runner_create(struct runner **out, struct backend *be, const struct model *m
 void runner_destroy(struct runner *r);
 
 /* Runs one step: stage → (graph replay for a decode-only batch padded to a captured size,
- * when the backend has graphs) or eager forward → sample → fetch. b is padded in place
+ * when the backend has graphs; else the piecewise graphs for a step of at most the largest
+ * bucket's tokens, padded to its bucket) or eager forward → sample → fetch. b is padded in place
  * (batch_pad). rows: [b->num_sample], or NULL for greedy. results: [b->num_sample].
  * Returns 0, or a negative errno (-EIO: the device failed, the engine is dead).
  * runner_launch followed by runner_finish. */
@@ -80,7 +86,7 @@ int runner_execute(struct runner *r, struct step_batch *b, const struct sample_r
 /* runner_execute in two halves, so that the caller makes the step's masks while the device
  * runs the forward. When a row has a mask (rows[i].allowed != NULL), launch stages the
  * batch and starts the forward alone (the graph of the forward for a decode batch, else
- * forward() eagerly; asynchronous on cuda, done on return on cpu) and finish hands the
+ * the piecewise graphs or forward() eagerly; asynchronous on cuda, done on return on cpu) and finish hands the
  * masks to the sampler, samples and fetches. A step without masks runs whole in launch (the
  * one graph with its sampler) and finish fetches. A mask that is row i of
  * runner_mask_rows() may be written until finish, any other must be final at launch. b and
@@ -126,6 +132,9 @@ struct runner_rank_info {
 /* Ranks of the runner: tensor_parallel_size, or 1. */
 int runner_num_ranks(const struct runner *r);
 void runner_rank_info(const struct runner *r, int rank, struct runner_rank_info *out);
+
+/* Steps that ran through the piecewise graphs (0 under tensor parallelism). */
+uint64_t runner_piece_steps(const struct runner *r);
 
 /* Layer l's fp8 cache scales (1.0 for a cache that is not fp8). */
 void runner_kv_scales(const struct runner *r, int layer, float *k_scale, float *v_scale);

@@ -55,9 +55,9 @@ void batch_fini(struct step_batch *b)
     memset(b, 0, sizeof *b);
 }
 
-int batch_pad(struct step_batch *b, int n)
+int batch_pad_tokens(struct step_batch *b, int n)
 {
-    if (n < b->num_tokens || n > b->cap_tokens || (b->decode_only && n > b->cap_reqs))
+    if (n < b->num_tokens || n > b->cap_tokens)
         return -EINVAL;
     for (int i = b->num_tokens; i < n; i++) {
         b->input_ids[i] = 0;
@@ -68,8 +68,17 @@ int batch_pad(struct step_batch *b, int n)
     b->num_tokens_padded = n;
     b->num_reqs_padded = b->num_reqs;
     b->num_sample_padded = b->num_sample;
-    if (!b->decode_only)
-        return 0;
+    return 0;
+}
+
+int batch_pad(struct step_batch *b, int n)
+{
+    int rc;
+
+    if (b->decode_only && n > b->cap_reqs)
+        return -EINVAL;
+    if ((rc = batch_pad_tokens(b, n)) || !b->decode_only)
+        return rc;
     /* One padding request per padding token: one new token, nothing in context, no blocks;
      * it samples its own row so that the graph's sampling covers a fixed number of rows. */
     for (int r = b->num_reqs; r < n; r++) {

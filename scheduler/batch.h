@@ -62,4 +62,10 @@ void batch_fini(struct step_batch *b);
  * num_tokens or beyond the batch's capacity. */
 int batch_pad(struct step_batch *b, int num_tokens_padded);
 
+/* The token part of batch_pad alone, whatever the batch's kind: padding tokens that belong
+ * to no request (input_ids/positions 0, KV_PADDING_SLOT), no padding requests or sampled
+ * rows. For piecewise graphs, whose padding only the graphed pieces see (the attention runs
+ * over the real requests). Returns 0 or -EINVAL as batch_pad. */
+int batch_pad_tokens(struct step_batch *b, int num_tokens_padded);
+
 #endif

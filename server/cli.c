@@ -16,7 +16,7 @@
 const char *const cli_engine_keys[] = {
     "model", "backend", "kv_cache_memory", "gpu_memory_utilization", "block_size", "max_num_seqs",
     "max_num_batched_tokens", "max_model_len", "enable_prefix_caching", "cuda_graph_sizes",
-    "enforce_eager", "fused_rope_cache", "tensor_parallel_size", "threads", "kv_cache_dtype", "calculate_kv_scales",
+    "piecewise_graph_sizes", "enforce_eager", "fused_rope_cache", "tensor_parallel_size", "threads", "kv_cache_dtype", "calculate_kv_scales",
     "quantization", "load_format",
 };
 const int cli_num_engine_keys = (int)ARRAY_LEN(cli_engine_keys);

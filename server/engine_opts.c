@@ -26,6 +26,8 @@ void engine_opts_from_config(struct engine_options *eo, const struct osprey_conf
     eo->enforce_eager = c->enforce_eager;
     eo->graph_sizes = c->cuda_graph_sizes;
     eo->num_graph_sizes = c->num_cuda_graph_sizes;
+    eo->piece_sizes = c->piecewise_graph_sizes;
+    eo->num_piece_sizes = c->num_piecewise_graph_sizes;
     eo->fused_rope_cache = c->fused_rope_cache;
     eo->kv_cache_dtype = c->kv_cache_dtype;
     eo->calculate_kv_scales = c->calculate_kv_scales;

@@ -1,7 +1,8 @@
-/* cuda_graph.c — CUDA graphs of decode steps: graph_capture runs the caller's body (the
- * runner's forward + sample, or its forward alone for a step with masks) with the backend's
- * stream in capture mode and keeps the instantiated graph under the caller's key (the batch
- * size, minus it for the forward alone); graph_replay launches it. The ops read every
+/* cuda_graph.c — CUDA graphs of the runner's steps: graph_capture runs the caller's body (the
+ * runner's forward + sample, or its forward alone for a step with masks, or one piece of
+ * the forward between attentions: engine/runner_pieces.h) with the backend's stream in
+ * capture mode and keeps the instantiated graph under the caller's key (the batch size,
+ * minus it for the forward alone, PIECES_KEY_BASE up for pieces); graph_replay launches it. The ops read every
  * batch-dependent value from the staging buffers at fixed addresses, so a replay after a
  * new stage() computes the new batch. Nothing inside a capture allocates or waits. */
 #include <errno.h>

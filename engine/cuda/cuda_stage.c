@@ -1,6 +1,7 @@
 /* cuda_stage.c — the step batch and its sampling rows on their way to the device: packed
  * into one pinned host buffer in a layout that depends only on the padded counts (so a
- * graph captured for a size finds every array where it left it), uploaded by one async
+ * graph captured for a size finds every array where it left it; the token arrays' on the
+ * token count alone, for the piecewise graphs), uploaded by one async
  * copy to a device buffer of the same layout, and handed to the ops as struct bk_batch.
  * The masks have a pinned buffer of their own, which the engine writes in place
  * (mask_rows) while the forward runs, uploaded by stage_masks. Also the sample op over the
@@ -26,7 +27,9 @@ static size_t align_up(size_t x, size_t a)
 }
 
 /* The layout for T tokens, R requests, S sampled rows, MB blocks per request, G groups
- * and H history tokens. Every array starts on a 16-byte boundary. */
+ * and H history tokens. Every array starts on a 16-byte boundary. The token arrays come
+ * first, at offsets that depend on T (and G) alone: a piecewise graph (runner_pieces.c),
+ * captured once per token count, reads them while the requests and sampled rows vary. */
 static struct stage_layout layout_of(int T, int R, int S, int MB, int G, int H)
 {
     struct stage_layout l = { 0 };
@@ -35,13 +38,13 @@ static struct stage_layout layout_of(int T, int R, int S, int MB, int G, int H)
 #define TAKE(field, bytes) (l.field = off, off = align_up(off + (bytes), 16))
     TAKE(input_ids, (size_t)T * 4);
     TAKE(positions, (size_t)T * 4);
+    for (int g = 0; g < G; g++)
+        TAKE(slot_mapping[g], (size_t)T * 8);
     TAKE(query_start_loc, (size_t)(R + 1) * 4);
     TAKE(seq_lens, (size_t)R * 4);
     TAKE(logits_indices, (size_t)S * 4);
     for (int g = 0; g < G; g++)
         TAKE(block_table[g], (size_t)R * MB * 4);
-    for (int g = 0; g < G; g++)
-        TAKE(slot_mapping[g], (size_t)T * 8);
     TAKE(rows, (size_t)S * sizeof(struct cuda_sample_row));
     TAKE(hist, (size_t)H * 4);
 #undef TAKE

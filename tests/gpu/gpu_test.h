@@ -109,7 +109,7 @@ extern const struct gt_case gt_cases_cache_update[], gt_cases_attention[], gt_ca
     gt_cases_rmsnorm[], gt_cases_embedding[], gt_cases_matmul[], gt_cases_activation[],
     gt_cases_sampling[], gt_cases_graph[], gt_cases_runner[], gt_cases_kv_groups[],
     gt_cases_scale[], gt_cases_fp8_cache[], gt_cases_fp8_gemm[],
-    gt_cases_moe[], gt_cases_tp[], gt_cases_runner_masks[];
+    gt_cases_moe[], gt_cases_tp[], gt_cases_runner_masks[], gt_cases_pieces[];
 
 /* bench.c: prints the kernel benchmarks (never asserts). Returns 0. */
 int gt_bench(void);

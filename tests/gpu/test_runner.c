@@ -114,7 +114,7 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
     struct model m;
     bool opened = false, decode;
     struct runner_options ro = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
-                                 graph_sizes, 4, fused, false, false, kv, 1, 1, NULL, { 0 }, NULL };
+                                 graph_sizes, 4, fused, false, false, kv, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
     struct runner_options eo = ro;
     struct backend_options bo = { 0 };
     struct runner *rc = NULL, *re = NULL, *rg = NULL;
@@ -316,7 +316,7 @@ static void nccl_with_one_rank_equals_the_plain_runner(struct gt *t)
     struct model m;
     bool opened = false, decode;
     struct runner_options go_ = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
-                                  graph_sizes, 4, true, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
+                                  graph_sizes, 4, true, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
     struct runner_options eo = go_, en, gn;
     struct backend_options bo = { 0 };
     struct runner *re = NULL, *rn = NULL, *rg = NULL, *rgn = NULL;
@@ -447,7 +447,7 @@ static void run_fp8_model(struct gt *t, const char *what, const struct gen_model
     bool opened = false, decode;
     struct runner_options ro = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
                                  graph_sizes, 4, true, quantize_at_load, false,
-                                 fp8_kv ? DT_F8_E4M3 : DT_F32, 1, 1, NULL, { 0 }, NULL };
+                                 fp8_kv ? DT_F8_E4M3 : DT_F32, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
     struct runner_options eo = ro;
     struct backend_options bo = { 0 };
     struct runner *rc = NULL, *re = NULL, *rg = NULL;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "engine/runner_pieces.h"
 #include "tests/unit/fake_graphs.h"
 
 struct fake_graph {
@@ -16,11 +17,27 @@ struct fake_graph_counts fake_graphs;
 const struct backend_ops *fake_graphs_base;
 static struct backend_ops patched;
 static struct fake_graph whole[FAKE_GRAPHS_MAX_SIZE + 1], forward_only[FAKE_GRAPHS_MAX_SIZE + 1];
+static struct fake_graph pieces[FAKE_GRAPHS_MAX_BUCKETS][FAKE_GRAPHS_MAX_PIECES];
 static struct bk_batch last_staged;
+
+/* A piecewise key's bucket index and piece (runner_pieces.h), false for a decode key. */
+static bool piece_of(int key, int *bucket, int *piece)
+{
+    if (key < PIECES_KEY_BASE)
+        return false;
+    *bucket = (key - PIECES_KEY_BASE) / (MODEL_MAX_LAYERS + 1);
+    *piece = (key - PIECES_KEY_BASE) % (MODEL_MAX_LAYERS + 1);
+    return true;
+}
 
 /* The graph of key `key`, NULL beyond the sizes a test may capture. */
 static struct fake_graph *graph_of(int key)
 {
+    int bucket, piece;
+
+    if (piece_of(key, &bucket, &piece))
+        return bucket < FAKE_GRAPHS_MAX_BUCKETS && piece < FAKE_GRAPHS_MAX_PIECES
+               ? &pieces[bucket][piece] : NULL;
     if (key == 0 || key > FAKE_GRAPHS_MAX_SIZE || key < -FAKE_GRAPHS_MAX_SIZE)
         return NULL;
     return key > 0 ? &whole[key] : &forward_only[-key];
@@ -43,6 +60,10 @@ static int fake_capture(struct backend *be, int key, int (*body)(void *), void *
     if (!g)
         return -EINVAL;
     *g = (struct fake_graph){ body, arg, last_staged };
+    if (key >= PIECES_KEY_BASE) {
+        fake_graphs.piece_captures++;
+        return 0;
+    }
     fake_graphs.captures++;
     fake_graphs.forward_captures += key < 0;
     return 0;
@@ -58,6 +79,14 @@ static int fake_replay(struct backend *be, int key)
     if (!g || !g->body)
         return -ENOENT;
     c = &g->staged;
+    /* a piece bakes in its token count and nothing else of the batch (forward.h) */
+    if (key >= PIECES_KEY_BASE) {
+        if (n->num_tokens != c->num_tokens || n->num_kv_groups != c->num_kv_groups ||
+            n->max_blocks_per_req != c->max_blocks_per_req)
+            return -EINVAL;
+        fake_graphs.piece_replays++;
+        return g->body(g->arg);
+    }
     if (c->num_tokens != size || n->num_tokens != size || n->num_reqs != c->num_reqs ||
         n->num_sample != c->num_sample || n->max_query_len != c->max_query_len ||
         n->max_seq_len != c->max_seq_len || n->max_blocks_per_req != c->max_blocks_per_req ||
@@ -74,6 +103,7 @@ struct backend_ops *fake_graphs_patch(struct backend *be)
     memset(&fake_graphs, 0, sizeof fake_graphs);
     memset(whole, 0, sizeof whole);
     memset(forward_only, 0, sizeof forward_only);
+    memset(pieces, 0, sizeof pieces);
     fake_graphs_base = be->ops;
     patched = *be->ops;
     patched.stage = fake_stage;

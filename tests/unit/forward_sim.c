@@ -12,12 +12,16 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
     int bs = so->block_size, num_blocks = MAX_SEQS * (MAX_LEN / bs + 1) / 2;
     struct runner_options o = { bs, num_blocks, MAX_BATCH_TOKENS, MAX_SEQS, MAX_LEN, false,
                                 so->graph_sizes, so->num_graph_sizes, so->fused_rope_cache,
-                                false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
+                                false, false, DT_F32, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
     struct backend_options bo = { .num_threads = 2 };
     char err[ERR_LEN] = "";
 
     o.tensor_parallel_size = so->tensor_parallel_size;
     o.backend_threads = 1;
+    o.piece_sizes = so->piece_sizes;
+    o.num_piece_sizes = so->num_piece_sizes;
+    o.kv_cache_dtype = so->kv_cache_dtype;
+    o.calculate_kv_scales = so->calculate_kv_scales;
     memset(s, 0, sizeof *s);
     ck_assert_int_le(num_blocks + WINDOW_EXTRA_BLOCKS, MAX_FREE);
     s->rng = spec->seed * 7919 + bs;
@@ -37,6 +41,7 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
     if (so->patch)
         so->patch(s->be);
     ck_assert_msg(runner_create(&s->r, s->be, &s->fx.m, &o, err) == 0, "%s", err);
+    s->kv_elem = dtype_size(runner_kv_dtype(s->be, o.kv_cache_dtype));
     s->free_out_of_window = so->free_out_of_window;
     s->num_groups = s->fx.m.cfg.num_kv_groups;
     for (int g = 0; g < s->num_groups; g++) {
@@ -50,6 +55,7 @@ void sim_create(struct sim *s, const struct fixture_spec *spec, const struct sim
             s->free_ids[g][j] = t;
         }
         s->num_free[g] = o.group_num_blocks[g];
+        s->group_blocks[g] = o.group_num_blocks[g];
     }
     ck_assert_int_eq(batch_init(&s->b, MAX_BATCH_TOKENS, MAX_SEQS, s->num_groups,
                                 runner_max_blocks_per_req(s->r)), 0);
@@ -348,7 +354,7 @@ int sim_greedy_matches_naive(const struct fixture_spec *spec, int prompt_len, in
 int sim_runner_create_patched(const struct fixture_spec *spec,
                               void (*patch)(struct backend_ops *ops), char *err)
 {
-    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
+    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
     struct backend_options bo = { .num_threads = 1 };
     struct backend_ops patched;
     const struct backend_ops *cpu;

@@ -36,6 +36,8 @@ struct sim {
     struct runner *r;
     struct step_batch b;
     int block_size, num_groups, windows[KV_MAX_GROUPS];
+    int group_blocks[KV_MAX_GROUPS];   /* blocks of each group's cache (its layers' storage) */
+    size_t kv_elem;            /* bytes of a cache element */
     int free_ids[KV_MAX_GROUPS][MAX_FREE], num_free[KV_MAX_GROUPS];
     uint64_t rng;
     int n_new[MAX_SEQS];       /* of the step being built */
@@ -56,6 +58,10 @@ struct sim_options {
     int block_size;
     const int *graph_sizes;
     int num_graph_sizes;
+    const int *piece_sizes;    /* token-count buckets of the piecewise graphs */
+    int num_piece_sizes;
+    enum dtype kv_cache_dtype; /* runner_options' (0 = DT_F32 = auto) */
+    bool calculate_kv_scales;
     bool fused_rope_cache;
     void (*patch)(struct backend *be);   /* swaps ops before the runner exists */
     int tensor_parallel_size;  /* the runner's ranks (engine/runner_tp.h); 0 = 1 */

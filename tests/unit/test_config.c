@@ -109,7 +109,7 @@ static const char *const brief_flags[] = {
     "--model", "--served-model-name", "--host", "--port", "--backend", "--config",
     "--kv-cache-memory", "--gpu-memory-utilization", "--block-size", "--max-num-seqs",
     "--max-num-batched-tokens", "--max-model-len", "--enable-prefix-caching", "--cuda-graph-sizes",
-    "--enforce-eager", "--fused-rope-cache", "--tensor-parallel-size", "--threads", "--kv-cache-dtype",
+    "--piecewise-graph-sizes", "--enforce-eager", "--fused-rope-cache", "--tensor-parallel-size", "--threads", "--kv-cache-dtype",
     "--calculate-kv-scales", "--quantization", "--load-format", "--seed",
     "--max-waiting-requests", "--max-connections", "--max-connections-per-client", "--max-body-bytes",
     "--max-header-bytes",

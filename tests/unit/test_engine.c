@@ -1,6 +1,7 @@
 /* test_engine.c — the engine loop on the CPU backend with a generated tiny model: many
  * concurrent requests each give exactly the tokens they give alone (greedy and seeded),
- * with prefix caching on and off and under preemption; abort, shutdown and the fault point
+ * with prefix caching on and off and under preemption, and through the (fake) decode and
+ * piecewise graphs as eagerly; abort, shutdown and the fault point
  * end requests cleanly and give every block back. */
 #include <check.h>
 #include <errno.h>
@@ -8,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/backend.h"
 #include "engine/engine.h"
 #include "engine/model/gen_model.h"
 #include "engine/model/model.h"
+#include "tests/unit/fake_graphs.h"
 #include "tests/unit/fixtures.h"
 
 #define MAX_OUT 64
@@ -90,7 +93,9 @@ static size_t kv_bytes_for(int blocks)
     return per_block * blocks;
 }
 
-static struct engine *start_engine(int kv_blocks, bool prefix_caching, int budget)
+/* start_engine with `tweak` changing the options last (NULL: none). */
+static struct engine *start_engine_with(int kv_blocks, bool prefix_caching, int budget,
+                                        void (*tweak)(struct engine_options *o))
 {
     struct engine_options o;
     struct engine *e = NULL;
@@ -106,9 +111,16 @@ static struct engine *start_engine(int kv_blocks, bool prefix_caching, int budge
     o.max_model_len = 256;
     o.enable_prefix_caching = prefix_caching;
     o.seed = 1;
+    if (tweak)
+        tweak(&o);
     ck_assert_msg(engine_create(&e, &o, err) == 0, "engine_create: %s", err);
     ck_assert_msg(engine_start(e, err) == 0, "engine_start: %s", err);
     return e;
+}
+
+static struct engine *start_engine(int kv_blocks, bool prefix_caching, int budget)
+{
+    return start_engine_with(kv_blocks, prefix_caching, budget, NULL);
 }
 
 struct job {
@@ -224,6 +236,64 @@ END_TEST
 START_TEST(seeded_sampling_gives_the_same_tokens_in_a_batch_and_under_preemption)
 {
     check_batch_equals_solo(12, false, true, true);
+}
+END_TEST
+
+static void patch_graphs(struct backend *be)
+{
+    fake_graphs_patch(be);
+}
+
+/* the fake graph backend (fake_graphs.c): decode graphs of 1 to 8, piecewise graphs of
+ * 8 to 64 tokens */
+static void with_fake_graphs(struct engine_options *o)
+{
+    static const int decode[] = { 1, 2, 4, 8 }, pieces[] = { 8, 16, 32, 64 };
+
+    o->graph_sizes = decode;
+    o->num_graph_sizes = 4;
+    o->piece_sizes = pieces;
+    o->num_piece_sizes = 4;
+    o->patch_backend = patch_graphs;
+}
+
+/* The scheduler's own batches (chunked prefills, decodes, prefix-cache hits) through the
+ * decode and piecewise graphs give the eager engine's greedy tokens. */
+START_TEST(graphs_and_pieces_give_the_eager_engine_s_greedy_tokens)
+{
+    enum { N = 24 };
+    static struct job eager[N], graphs[N];
+    struct engine_stats st;
+    struct engine *e;
+
+    make_jobs(eager, N, 43, false);
+    memcpy(graphs, eager, sizeof eager);
+    e = start_engine(256, true, 64);
+    for (int j = 0; j < N; j++)
+        submit(e, &eager[j]);
+    for (int j = 0; j < N; j++)
+        collect_wait(&eager[j].out);
+    engine_destroy(e);
+
+    e = start_engine_with(256, true, 64, with_fake_graphs);
+    ck_assert_int_eq(fake_graphs.piece_captures, 4 * (2 + 1));   /* the tiny preset: 2 layers */
+    for (int j = 0; j < N; j++)
+        submit(e, &graphs[j]);
+    for (int j = 0; j < N; j++) {
+        collect_wait(&graphs[j].out);
+        ck_assert_int_eq(graphs[j].out.n, eager[j].out.n);
+        ck_assert_mem_eq(graphs[j].out.tokens, eager[j].out.tokens,
+                         sizeof(int32_t) * eager[j].out.n);
+    }
+    engine_get_stats(e, &st);
+    ck_assert_msg(st.prefix_hits > 0, "shared prefixes should hit the prefix cache");
+    ck_assert_int_gt(fake_graphs.piece_replays, 0);
+    ck_assert_int_gt(fake_graphs.replays, 0);
+    engine_destroy(e);
+    for (int j = 0; j < N; j++) {
+        collect_fini(&eager[j].out);
+        collect_fini(&graphs[j].out);
+    }
 }
 END_TEST
 
@@ -388,6 +458,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, concurrent_greedy_requests_match_solo_runs_without_prefix_cache);
     tcase_add_test(tc, concurrent_greedy_requests_match_solo_runs_under_preemption);
     tcase_add_test(tc, seeded_sampling_gives_the_same_tokens_in_a_batch_and_under_preemption);
+    tcase_add_test(tc, graphs_and_pieces_give_the_eager_engine_s_greedy_tokens);
     tcase_add_test(tc, abort_ends_requests_and_frees_every_block);
     tcase_add_test(tc, admission_refuses_what_can_never_fit);
     tcase_add_test(tc, shutdown_finishes_within_grace_then_refuses);

@@ -290,7 +290,7 @@ START_TEST(the_runner_refuses_bad_options_and_batches_it_cannot_run)
     struct backend *be;
     struct runner *r = NULL;
     struct backend_options bo = { .num_threads = 1 };
-    struct runner_options o = { 16, 8, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
+    struct runner_options o = { 16, 8, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
     struct step_batch b;
     struct sample_result res[4];
     char err[ERR_LEN] = "";

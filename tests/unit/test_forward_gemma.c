@@ -126,7 +126,7 @@ static struct backend_ops no_gelu_ops, no_softcap_ops;
 START_TEST(a_backend_without_gemma_ops_refuses_the_model_in_one_line)
 {
     struct fixture_spec spec = gemma2_spec();
-    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
+    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
     struct backend_options bo = { .num_threads = 1 };
     const struct backend_ops *cpu;
     struct random_model fx;

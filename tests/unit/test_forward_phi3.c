@@ -74,7 +74,7 @@ static struct backend_ops no_ext_ops;
 START_TEST(a_backend_without_partial_rope_refuses_phi3_in_one_line)
 {
     struct fixture_spec spec = phi3_spec();
-    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL };
+    struct runner_options o = { 4, 64, 64, 4, 64, false, NULL, 0, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
     struct backend_options bo = { .num_threads = 1 };
     struct random_model fx;
     struct backend *be;
