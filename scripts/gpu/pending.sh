@@ -83,15 +83,15 @@ fi
 
 if [ "$part" = pieces ]; then
 # 5. Piecewise graphs of mixed and prefill steps (issue 13): their GPU case, then nano-vllm's
-#    workload on Llama 3.2 1B (dummy weights) with the pieces and without ("" = none; the
-#    decode graphs stay), the start-up log's capture line kept.
+#    workload on Llama 3.2 1B (dummy weights) with the pieces and without (the default
+#    until they have run here; the decode graphs stay), the start-up log's capture line kept.
 timeout 120 build/osprey-gpu-tests --only pieces > "$OUT/gpu-pieces.log" 2>&1 || fail=1
 note "gpu pieces: $(grep -E 'pieces_match|cases' "$OUT/gpu-pieces.log" | tail -2 | tr '\n' ' ')"
 $B gen-model --config llama-3.2-1b --no-weights --out /tmp/l1b > "$OUT/gen.log" 2>&1
 nano="--model /tmp/l1b --load-format dummy --num-prompts 256 --input-len 100 --input-len-max 1024
       --output-len 100 --output-len-max 1024 --max-model-len 2048"
-bench nano-pieces $nano
-bench nano-no-pieces $nano --piecewise-graph-sizes ""
+bench nano-pieces $nano --piecewise-graph-sizes 16,32,64,128,256,512,1024,2048
+bench nano-no-pieces $nano
 grep -h -m1 'piecewise graphs' "$OUT/bench-nano-pieces.log" | tee -a "$summary"
 fi
 
