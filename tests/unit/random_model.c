@@ -281,3 +281,20 @@ void random_model_destroy(struct random_model *fx)
     free(fx->m.layers);
     memset(fx, 0, sizeof *fx);
 }
+
+struct fixture_spec fixture_gpt_oss_spec(uint64_t seed)
+{
+    static const int windows[4] = { 6, 0, 6, 0 };
+
+    return (struct fixture_spec){ .arch = ARCH_GPT_OSS, .vocab = 96, .hidden = 64, .ffn = 64,
+                                  .layers = 4, .heads = 4, .kv_heads = 2, .head_dim = 16,
+                                  .dtype = DT_BF16, .windows = windows, .experts = 4,
+                                  .top_k = 2, .moe_ffn = 32, .renormalize = true,
+                                  .rope_theta = 10000.0,
+                                  /* attention_factor = 0.1 ln(8) + 1 */
+                                  .rope = { .type = ROPE_YARN, .factor = 8.0, .beta_fast = 32.0,
+                                            .beta_slow = 1.0,
+                                            .original_max_position_embeddings = 256,
+                                            .attention_factor = 1.2079441541679836 },
+                                  .swiglu_limit = 1.0, .seed = seed };
+}

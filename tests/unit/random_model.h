@@ -49,6 +49,11 @@ struct random_model {
 
 /* Returns 0 or -ENOMEM. */
 int random_model_create(struct random_model *fx, const struct fixture_spec *s);
+
+/* The tests' small gpt-oss: 4 layers alternating a 6-token window and full attention, 4
+ * heads of 16 over 2 KV heads, 4 experts top-2 of ffn 32, YaRN factor 8 over 256 positions,
+ * a SwiGLU clamp of 1 (so that it bites), bf16. */
+struct fixture_spec fixture_gpt_oss_spec(uint64_t seed);
 void random_model_destroy(struct random_model *fx);
 
 /* Element i of a tensor as a double (bf16, f16 or f32), decoded here independently. */

@@ -29,18 +29,7 @@
  * frequencies (beta_fast 32 at dim 0.2, beta_slow 1 at dim 3.2 over 256 original positions). */
 static struct fixture_spec gpt_oss_spec(void)
 {
-    static const int windows[4] = { 6, 0, 6, 0 };
-
-    return (struct fixture_spec){ .arch = ARCH_GPT_OSS, .vocab = 96, .hidden = 64, .ffn = 64,
-                                  .layers = 4, .heads = 4, .kv_heads = 2, .head_dim = 16,
-                                  .dtype = DT_BF16, .windows = windows, .experts = 4,
-                                  .top_k = 2, .moe_ffn = 32, .renormalize = true,
-                                  .rope_theta = 10000.0,
-                                  .rope = { .type = ROPE_YARN, .factor = 8.0, .beta_fast = 32.0,
-                                            .beta_slow = 1.0,
-                                            .original_max_position_embeddings = 256,
-                                            .attention_factor = 1.2079441541679836 },
-                                  .swiglu_limit = 1.0, .seed = 1101 };
+    return fixture_gpt_oss_spec(1101);
 }
 
 /* ---- the pieces, by hand ---- */

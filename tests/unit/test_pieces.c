@@ -299,12 +299,7 @@ END_TEST
 /* gpt-oss: sinks, o_proj biases, its MoE, sliding and full layers alternating */
 START_TEST(gpt_oss_through_pieces_equals_the_eager_one)
 {
-    static const int windows[4] = { 6, 0, 6, 0 };
-    struct fixture_spec spec = { .arch = ARCH_GPT_OSS, .vocab = 96, .hidden = 64, .ffn = 64,
-                                 .layers = 4, .heads = 4, .kv_heads = 2, .head_dim = 16,
-                                 .dtype = DT_BF16, .windows = windows, .experts = 4,
-                                 .top_k = 2, .moe_ffn = 32, .renormalize = true,
-                                 .rope_theta = 10000.0, .swiglu_limit = 1.0, .seed = 1304 };
+    struct fixture_spec spec = fixture_gpt_oss_spec(1304);   /* with YaRN too */
 
     pieces_match_eager(&spec, 4, DT_F32, false);
 }

@@ -315,17 +315,7 @@ END_TEST
  * or dropping one moves the logits far past TOL. */
 START_TEST(gpt_oss_sinks_biases_and_interleaved_experts_at_tp_2_and_4_match_tp_1)
 {
-    static const int windows[4] = { 6, 0, 6, 0 };
-    struct fixture_spec spec = { .arch = ARCH_GPT_OSS, .vocab = 96, .hidden = 64, .ffn = 64,
-                                 .layers = 4, .heads = 4, .kv_heads = 2, .head_dim = 16,
-                                 .dtype = DT_BF16, .windows = windows, .experts = 4,
-                                 .top_k = 2, .moe_ffn = 32, .renormalize = true,
-                                 .rope_theta = 10000.0,
-                                 .rope = { .type = ROPE_YARN, .factor = 8.0, .beta_fast = 32.0,
-                                           .beta_slow = 1.0,
-                                           .original_max_position_embeddings = 256,
-                                           .attention_factor = 1.2079441541679836 },
-                                 .swiglu_limit = 1.0, .seed = 1901 };
+    struct fixture_spec spec = fixture_gpt_oss_spec(1901);
 
     check_tp(&spec, 4);
     spec.dtype = DT_F32;
