@@ -449,6 +449,25 @@ static size_t kv_cache_bytes(const struct runner *r)
     return bytes;
 }
 
+/* The attention output starts as zeros: a piecewise step's padding tokens belong to no
+ * request, so attention never writes their rows, and the o_proj piece reads whatever is
+ * there. Rows once written hold a finite output of an earlier step; a fresh device buffer
+ * could hold any bits, NaN among them, and a NaN row would reach a MoE router's top-k. */
+static int zero_attn(struct runner *r, size_t bytes, char *err)
+{
+    void *zeros = calloc(1, bytes);
+    int rc;
+
+    if (!zeros) {
+        errf(err, "runner: out of host memory (%zu MiB of zeros)", bytes >> 20);
+        return -ENOMEM;
+    }
+    if ((rc = r->be->ops->upload(r->be, r->fwd.attn, zeros, bytes)))
+        errf(err, "runner: zeroing the attention buffer failed");
+    free(zeros);
+    return rc;
+}
+
 static int alloc_buffers(struct runner *r, char *err)
 {
     const struct model_config *c = &r->m->cfg;
@@ -493,7 +512,7 @@ static int alloc_buffers(struct runner *r, char *err)
         if (!(f->moe_work = dev_buf(r, moe_work_bytes(r->be, (int)T, &mp), 1, err)))
             return -ENOMEM;
     }
-    return 0;
+    return zero_attn(r, T * c->num_heads * c->head_dim * e, err);
 }
 
 /* The global inverse frequencies (rope_theta, scaled) and, for Gemma 3, the local ones of

@@ -98,6 +98,28 @@ static int fake_replay(struct backend *be, int key)
     return g->body(g->arg);
 }
 
+/* cudaMalloc's memory holds whatever it held: here NaN bytes, so that a buffer read before
+ * anything wrote it (a piecewise step's padding rows) shows on the CPU too. */
+static struct backend_ops poisoned;
+static void *(*plain_alloc)(struct backend *be, size_t bytes, char *err);
+
+static void *poison_alloc(struct backend *be, size_t bytes, char *err)
+{
+    void *p = plain_alloc(be, bytes, err);
+
+    if (p)
+        memset(p, 0xff, bytes);
+    return p;
+}
+
+void fake_graphs_poison_alloc(struct backend *be)
+{
+    plain_alloc = be->ops->alloc;
+    poisoned = *be->ops;
+    poisoned.alloc = poison_alloc;
+    be->ops = &poisoned;
+}
+
 struct backend_ops *fake_graphs_patch(struct backend *be)
 {
     memset(&fake_graphs, 0, sizeof fake_graphs);
@@ -107,6 +129,8 @@ struct backend_ops *fake_graphs_patch(struct backend *be)
     fake_graphs_base = be->ops;
     patched = *be->ops;
     patched.stage = fake_stage;
+    plain_alloc = be->ops->alloc;
+    patched.alloc = poison_alloc;
     patched.graph_capture = fake_capture;
     patched.graph_replay = fake_replay;
     be->ops = &patched;

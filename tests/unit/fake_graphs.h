@@ -30,4 +30,9 @@ extern const struct backend_ops *fake_graphs_base;  /* the cpu ops the fake wrap
  * returns that copy, for a caller that fakes more ops. One backend at a time. */
 struct backend_ops *fake_graphs_patch(struct backend *be);
 
+/* Only the allocations faked, as fake_graphs_patch fakes them too: filled with NaN bytes,
+ * as cudaMalloc's memory may hold anything (for the eager runner a faked one is compared
+ * with, so that both start from the same bytes). */
+void fake_graphs_poison_alloc(struct backend *be);
+
 #endif

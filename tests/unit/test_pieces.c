@@ -207,7 +207,7 @@ static void pieces_match_eager(const struct fixture_spec *spec, int block_size, 
                                bool calc)
 {
     struct sim_options eo = { .block_size = block_size, .kv_cache_dtype = kv,
-                              .calculate_kv_scales = calc };
+                              .calculate_kv_scales = calc, .patch = fake_graphs_poison_alloc };
     struct sim_options po = { .block_size = block_size, .graph_sizes = decode_sizes,
                               .num_graph_sizes = 2, .piece_sizes = buckets,
                               .num_piece_sizes = (int)ARRAY_LEN(buckets),
