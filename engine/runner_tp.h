@@ -28,7 +28,8 @@ void runner_tp_rank_info(const struct runner_tp *t, int rank, struct runner_rank
  * replays at (0: eager). runner__stage: b padded to `size` (0: to itself, eagerly) and
  * staged. runner__run: the graph of `size`, or forward() eagerly (then, when `sample`, the
  * sample op too). runner__fetch: the n results of the last sample. runner__capture_graphs:
- * every graph size, captured now (a rank of a group defers it to here). */
+ * every graph size, captured now (a rank of a group defers it to here); it and
+ * runner__num_graphs are runner_graphs.c's. */
 int runner__graph_size(const struct runner *r, const struct step_batch *b);
 int runner__stage(struct runner *r, struct step_batch *b, int size, const struct sample_row *rows);
 int runner__run(struct runner *r, int size, bool sample);
