@@ -213,7 +213,7 @@ struct backend_ops {
     int (*fetch_results)(struct backend *be, struct sample_result *out, int n);
 
     /* --- ops of some model families; NULL where the backend lacks them, and then
-     * runner_create refuses a model that needs one, naming it (engine/runner.c) --- */
+     * runner_create refuses a model that needs one, naming it (engine/runner_create.c) --- */
     /* Gemma's GeGLU: out[n, ffn] = gelu_tanh(gate_up[:, :ffn]) * gate_up[:, ffn:], with
      * gelu_tanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x³))) */
     int (*gelu_tanh_mul)(struct backend *be, void *out, const void *gate_up, int n, int ffn);
