@@ -13,7 +13,9 @@
 
 static const char START[] = "<|start|>", CHANNEL[] = "<|channel|>", MESSAGE[] = "<|message|>";
 static const char END[] = "<|end|>", RETURN[] = "<|return|>", CALL[] = "<|call|>";
-static const char EOT[] = "<|endoftext|>";
+static const char EOT[] = "<|endoftext|>", CONSTRAIN[] = "<|constrain|>";
+const char *const harmony_markers[HARMONY_NUM_MARKERS] = { START, CHANNEL, MESSAGE, END, RETURN, CALL, EOT,
+                                                           CONSTRAIN };
 static const char FUNCTIONS[] = "functions.";
 
 enum hstate {
@@ -57,11 +59,19 @@ void harmony_stream_fini(struct harmony_stream *hs)
     tool_parse_fini(&hs->parse);
 }
 
-void harmony_stream_use_ids(struct harmony_stream *hs, bool (*is_special)(const void *ctx, int32_t id),
-                            const void *ctx)
+void harmony_stream_use_ids(struct harmony_stream *hs, const int32_t ids[HARMONY_NUM_MARKERS])
 {
-    hs->is_special = is_special;
-    hs->special_ctx = ctx;
+    hs->by_ids = true;
+    memcpy(hs->marker_ids, ids, sizeof hs->marker_ids);
+}
+
+/* Whether id is one of the markers' tokens. */
+static bool is_marker(const struct harmony_stream *hs, int32_t id)
+{
+    for (int m = 0; m < HARMONY_NUM_MARKERS; m++)
+        if (id == hs->marker_ids[m] && id >= 0)
+            return true;
+    return false;
 }
 
 int harmony_stream_tokens(struct harmony_stream *hs, const int32_t *ids, const size_t *offsets, int n)
@@ -71,7 +81,7 @@ int harmony_stream_tokens(struct harmony_stream *hs, const int32_t *ids, const s
     for (int i = 0; i < n; i++) {
         if (buf_put(&hs->toks, &offsets[i], sizeof offsets[i]))
             return -ENOMEM;
-        if (hs->is_special && hs->is_special(hs->special_ctx, ids[i]) &&
+        if (hs->by_ids && is_marker(hs, ids[i]) &&
             buf_put(&hs->marks, &offsets[i], sizeof offsets[i]))
             return -ENOMEM;
     }
@@ -86,10 +96,11 @@ static int cmp_offset(const void *a, const void *b)
 }
 
 /* Whether a marker's spelling at byte `at` of the text is one: read by ids, only where a
- * special token's text starts (the marks are in order: the tokens are). */
+ * marker's token's text starts (no marker's text begins another's, so the token there is
+ * the one spelled; the marks are in order: the tokens are). */
 static bool marked(const struct harmony_stream *hs, size_t at)
 {
-    if (!hs->is_special)
+    if (!hs->by_ids)
         return true;
     return hs->marks.len &&
            bsearch(&at, hs->marks.p, hs->marks.len / sizeof at, sizeof at, cmp_offset) != NULL;

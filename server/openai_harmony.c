@@ -16,16 +16,17 @@ bool openai_harmony_active(const struct oai_request *r)
     return r->kind == OAI_CHAT && r->tool_parser == TOOL_PARSER_OPENAI;
 }
 
-static bool is_special(const void *tok, int32_t id)
-{
-    return tokenizer_is_special(tok, id);
-}
-
 void openai_harmony_init(const struct oai_request *r, const struct tokenizer *tok, struct harmony_stream *hs)
 {
     harmony_stream_init(hs, r->tool_choice != OAI_TOOLS_NONE && r->tools, openai_tools_max_calls(r));
-    if (tok)
-        harmony_stream_use_ids(hs, is_special, tok);
+    if (tok) {
+        int32_t ids[HARMONY_NUM_MARKERS];
+
+        /* the markers' own tokens (gpt-oss's special tokens): only they are structure */
+        for (int m = 0; m < HARMONY_NUM_MARKERS; m++)
+            ids[m] = tokenizer_token_to_id(tok, harmony_markers[m]);
+        harmony_stream_use_ids(hs, ids);
+    }
 }
 
 int openai_harmony_feed(struct harmony_stream *hs, const char *text, size_t len, const int32_t *ids,

@@ -294,11 +294,8 @@ struct tk {
 #define SP(s) { s, true }
 #define TX(s) { s, false }
 
-static bool test_special(const void *ctx, int32_t id)
-{
-    (void)ctx;
-    return id >= 1000;   /* the tokens below: their index, 1000 + it when special */
-}
+
+static const int32_t marker_ids[HARMONY_NUM_MARKERS] = { 0, 1, 2, 3, 4, 5, 6, 7 };
 
 /* Reads the tokens' text by ids, in pieces cut at cuts[0..n) (bytes); each piece comes
  * with the tokens whose text starts in it (or before), as the engine delivers them. */
@@ -314,13 +311,16 @@ static int read_ids_cut(const struct tk *t, const size_t *cuts, int n, struct go
     buf_init(&text);
     for (; t[num].text; num++) {
         ck_assert_int_lt(num, 64);
-        ids[num] = num + (t[num].special ? 1000 : 0);
+        ids[num] = num + 1000;   /* an ordinary token: its index past the markers' */
+        for (int m = 0; m < HARMONY_NUM_MARKERS && t[num].special; m++)
+            if (!strcmp(t[num].text, harmony_markers[m]))
+                ids[num] = m;     /* a special token: harmony_markers[m]'s id, m */
         offsets[num] = text.len;
         ck_assert_int_eq(buf_put(&text, t[num].text, strlen(t[num].text)), 0);
     }
     memset(g, 0, sizeof *g);
     harmony_stream_init(&hs, true, 0);
-    harmony_stream_use_ids(&hs, test_special, NULL);
+    harmony_stream_use_ids(&hs, marker_ids);
     for (int i = 0; i <= n; i++) {
         size_t end = i < n ? cuts[i] : text.len;
         int k = fed;
