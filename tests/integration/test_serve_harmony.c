@@ -357,6 +357,38 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
         cJSON_Delete(j);
     }
 
+    /* Responses counts as chat does (the same reader): output_tokens_details.reasoning_tokens,
+     * the same in the plain answer and the stream's final object, a reasoning item with it */
+    {
+        static const char resp[] = "{\"input\":\"Hi\",\"max_output_tokens\":24,\"temperature\":0%s}";
+        char b[128];
+        struct it_stream st;
+        const cJSON *item, *ev, *done = NULL;
+        int rt;
+        bool rs = false;
+
+        snprintf(b, sizeof b, resp, "");
+        j = it_post(&d, "/v1/responses", b, &status);
+        ck_assert_int_eq(status, 200);
+        rt = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+            j, "usage"), "output_tokens_details"), "reasoning_tokens")->valueint;
+        ck_assert_int_ge(rt, 0);
+        ck_assert_int_le(rt, it_usage(j, "output_tokens"));
+        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(j, "output"))
+            rs = rs || !strcmp(it_str(item, "type"), "reasoning");
+        ck_assert(rt == 0 || rs);
+        cJSON_Delete(j);
+        snprintf(b, sizeof b, resp, ",\"stream\":true");
+        ck_assert_int_eq(it_stream(&d, "/v1/responses", b, &st), 0);
+        cJSON_ArrayForEach(ev, st.events)
+            if (!strcmp(it_str(ev, "type"), "response.completed") || !strcmp(it_str(ev, "type"), "response.incomplete"))
+                done = cJSON_GetObjectItemCaseSensitive(ev, "response");
+        ck_assert_ptr_nonnull(done);
+        ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+            done, "usage"), "output_tokens_details"), "reasoning_tokens")->valueint, rt);
+        it_stream_fini(&st);
+    }
+
     /* /tokenize renders a tool loop as chat does: the call sent back with content null */
     j = it_post(&d, "/tokenize", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":"
                 "\"assistant\",\"content\":null,\"reasoning\":\"Need weather.\",\"tool_calls\":[{\"id\":\"c1\","

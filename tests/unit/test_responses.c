@@ -179,7 +179,7 @@ END_TEST
 START_TEST(calls_render_as_function_call_items)
 {
     struct tool_call calls[] = { { "chatcmpl-tool-1", "get_weather", "{\"city\":\"Paris\"}" } };
-    struct oai_usage u = { 10, 3, 0, 0 };
+    struct oai_usage u = { 10, 3, 0, 2 };   /* 2 of the 3 output tokens reasoned */
     struct resp_head h = { "resp_x", 5, "tiny", &req };
     struct resp_output out = { "", 0, calls, 1, "tool_calls", NULL, 0 };
     size_t len;
@@ -200,6 +200,8 @@ START_TEST(calls_render_as_function_call_items)
     ck_assert_int_eq(strncmp(str(item, "id"), "fc_", 3), 0);
     ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(o, "metadata"), "k"), "v");
     ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "usage"), "total_tokens")->valueint, 13);
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+        o, "usage"), "output_tokens_details"), "reasoning_tokens")->valueint, 2);
     cJSON_Delete(o);
     free(s);
 
