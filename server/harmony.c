@@ -4,6 +4,7 @@
 #include "server/harmony.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/base/util.h"   /* ARRAY_LEN, MIN */
@@ -12,7 +13,9 @@
 
 static const char START[] = "<|start|>", CHANNEL[] = "<|channel|>", MESSAGE[] = "<|message|>";
 static const char END[] = "<|end|>", RETURN[] = "<|return|>", CALL[] = "<|call|>";
-static const char EOT[] = "<|endoftext|>";
+static const char EOT[] = "<|endoftext|>", CONSTRAIN[] = "<|constrain|>";
+const char *const harmony_markers[HARMONY_NUM_MARKERS] = { START, CHANNEL, MESSAGE, END, RETURN, CALL, EOT,
+                                                           CONSTRAIN };
 static const char FUNCTIONS[] = "functions.";
 
 enum hstate {
@@ -37,6 +40,8 @@ void harmony_stream_init(struct harmony_stream *hs, bool calls, int max_calls)
     buf_init(&hs->text);
     buf_init(&hs->reasoning);
     buf_init(&hs->content);
+    buf_init(&hs->marks);
+    buf_init(&hs->toks);
     hs->state = H_FIRST;
     hs->calls = calls;
     hs->max_calls = max_calls;
@@ -49,7 +54,56 @@ void harmony_stream_fini(struct harmony_stream *hs)
     buf_fini(&hs->text);
     buf_fini(&hs->reasoning);
     buf_fini(&hs->content);
+    buf_fini(&hs->marks);
+    buf_fini(&hs->toks);
     tool_parse_fini(&hs->parse);
+}
+
+void harmony_stream_use_ids(struct harmony_stream *hs, const int32_t ids[HARMONY_NUM_MARKERS])
+{
+    hs->by_ids = true;
+    memcpy(hs->marker_ids, ids, sizeof hs->marker_ids);
+}
+
+/* Whether id is one of the markers' tokens. */
+static bool is_marker(const struct harmony_stream *hs, int32_t id)
+{
+    for (int m = 0; m < HARMONY_NUM_MARKERS; m++)
+        if (id == hs->marker_ids[m] && id >= 0)
+            return true;
+    return false;
+}
+
+int harmony_stream_tokens(struct harmony_stream *hs, const int32_t *ids, const size_t *offsets, int n)
+{
+    if (!offsets)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        if (buf_put(&hs->toks, &offsets[i], sizeof offsets[i]))
+            return -ENOMEM;
+        if (hs->by_ids && is_marker(hs, ids[i]) &&
+            buf_put(&hs->marks, &offsets[i], sizeof offsets[i]))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static int cmp_offset(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Whether a marker's spelling at byte `at` of the text is one: read by ids, only where a
+ * marker's token's text starts (no marker's text begins another's, so the token there is
+ * the one spelled; the marks are in order: the tokens are). */
+static bool marked(const struct harmony_stream *hs, size_t at)
+{
+    if (!hs->by_ids)
+        return true;
+    return hs->marks.len &&
+           bsearch(&at, hs->marks.p, hs->marks.len / sizeof at, sizeof at, cmp_offset) != NULL;
 }
 
 /* Where needle first occurs in s[from..len), or len. */
@@ -58,6 +112,16 @@ static size_t find(const char *s, size_t from, size_t len, const char *needle)
     const char *p = from < len ? memmem(s + from, len - from, needle, strlen(needle)) : NULL;
 
     return p ? (size_t)(p - s) : len;
+}
+
+/* Where the marker first occurs in the text's [from..len) as a marker (marked), or len. */
+static size_t find_marker(const struct harmony_stream *hs, size_t from, size_t len, const char *marker)
+{
+    size_t at;
+
+    while ((at = find(hs->text.p, from, len, marker)) < len && !marked(hs, at))
+        from = at + 1;
+    return at;
 }
 
 /* Whether s[0..n) begins word (1), could still grow into it (-1: n < its length), or
@@ -71,16 +135,27 @@ static int opens(const char *s, size_t n, const char *word)
     return n >= w ? 1 : -1;
 }
 
-/* Bytes at the end of s[0..len) that could be the start of one of the body's end markers. */
-static size_t partial_end(const char *s, size_t len)
+/* opens for a marker at the text's byte at: 0 where the spelling is not a marker. */
+static int opens_marker(const struct harmony_stream *hs, size_t at, const char *marker)
+{
+    int o = opens(hs->text.p ? hs->text.p + at : "", hs->text.len - at, marker);
+
+    return o && marked(hs, at) ? o : 0;
+}
+
+/* Bytes at the end of the text's [from..len) that could be the start of one of the body's
+ * end markers. */
+static size_t partial_end(const struct harmony_stream *hs, size_t from, size_t len)
 {
     size_t hold = 0;
 
     for (size_t m = 0; m < ARRAY_LEN(body_ends); m++) {
         size_t w = strlen(body_ends[m]);
 
-        for (size_t n = MIN(len, w - 1); n > hold; n--)
-            if (!memcmp(s + len - n, body_ends[m], n)) {
+        for (size_t n = MIN(len - from, w - 1); n > hold; n--)
+            /* every marker opens with '<': the byte test spares most memcmp calls */
+            if (hs->text.p[len - n] == '<' && !memcmp(hs->text.p + len - n, body_ends[m], n) &&
+                marked(hs, len - n)) {
                 hold = n;
                 break;
             }
@@ -88,21 +163,38 @@ static size_t partial_end(const char *s, size_t len)
     return hold;
 }
 
-/* Appends text to one part; a part's second message opens with a newline. */
+/* Counts the tokens whose text starts in the text's [from..to) when that is reasoning;
+ * passes them either way (the reader hands bytes out in order). */
+static void count_tokens(struct harmony_stream *hs, enum harmony_route part, size_t from, size_t to)
+{
+    const size_t *t = (const size_t *)hs->toks.p;
+    size_t n = hs->toks.len / sizeof *t;
+
+    for (; hs->tok_next < n && t[hs->tok_next] < to; hs->tok_next++)
+        hs->reasoning_tokens += part == HARMONY_REASONING && t[hs->tok_next] >= from;
+}
+
+/* Appends text (s within hs->text, or NULL when n is 0) to one part; a part's second
+ * message opens with a newline. */
 static int put(struct harmony_stream *hs, enum harmony_route part, const char *s, size_t n, bool first)
 {
     struct buf *b = part == HARMONY_REASONING ? &hs->reasoning : &hs->content;
 
+    if (n)
+        count_tokens(hs, part, (size_t)(s - hs->text.p), (size_t)(s - hs->text.p) + n);
     if (first && hs->started[part] && buf_put(b, "\n", 1))
         return -ENOMEM;
     hs->started[part] = true;
     return n ? buf_put(b, s, n) : 0;
 }
 
-/* A word of the header: the bytes after key up to a blank or a marker; *len 0 when absent. */
-static const char *header_word(const char *h, size_t len, const char *key, size_t *wlen)
+/* A word of the header: the bytes after key (found at the text's `at`, len when absent)
+ * up to a blank or a marker; *wlen 0 when absent. */
+static const char *header_word(const struct harmony_stream *hs, size_t at, size_t len, const char *key,
+                               size_t *wlen)
 {
-    size_t at = find(h, 0, len, key), end;
+    const char *h = hs->text.p;
+    size_t end;
 
     *wlen = 0;
     if (at == len)
@@ -114,12 +206,13 @@ static const char *header_word(const char *h, size_t len, const char *key, size_
     return h + at;
 }
 
-/* Reads the header h[0..len) (role, <|channel|>, to=…, <|constrain|>, in any order). */
-static void read_header(struct harmony_stream *hs, const char *h, size_t len)
+/* Reads the header, the text's [from..len) (role, <|channel|>, to=…, <|constrain|>, in any
+ * order). */
+static void read_header(struct harmony_stream *hs, size_t from, size_t len)
 {
     size_t clen, rlen, f = strlen(FUNCTIONS);
-    const char *channel = header_word(h, len, CHANNEL, &clen);
-    const char *to = header_word(h, len, "to=", &rlen);
+    const char *channel = header_word(hs, find_marker(hs, from, len, CHANNEL), len, CHANNEL, &clen);
+    const char *to = header_word(hs, find(hs->text.p, from, len, "to="), len, "to=", &rlen);
 
     if (to) {
         /* A call to one of the request's functions, or to a built-in tool (browser,
@@ -160,13 +253,13 @@ static int step(struct harmony_stream *hs, bool finished)
     case H_FIRST:
     case H_NEXT:
         hs->msg = at;
-        if ((o = opens(s + at, rest, START)) == 1) {
+        if ((o = opens_marker(hs, at, START)) == 1) {
             hs->at = at + strlen(START);
             hs->state = H_HEADER;
             return 1;
         }
         if (hs->state == H_FIRST) {
-            int c = opens(s + at, rest, CHANNEL), t = opens(s + at, rest, " to=");
+            int c = opens_marker(hs, at, CHANNEL), t = opens(s + at, rest, " to=");
 
             if (c == 1 || t == 1) {
                 hs->state = H_HEADER;
@@ -176,7 +269,7 @@ static int step(struct harmony_stream *hs, bool finished)
                 o = -1;
         }
         for (size_t k = 0; k < ARRAY_LEN(stops); k++) {
-            int e = opens(s + at, rest, stops[k]);
+            int e = opens_marker(hs, at, stops[k]);
 
             if (e == 1) {
                 hs->at = len;
@@ -191,12 +284,12 @@ static int step(struct harmony_stream *hs, bool finished)
         hs->state = H_PLAIN;
         return 1;
     case H_HEADER: {
-        size_t m = find(s, at, len, MESSAGE), bad = len;
+        size_t m = find_marker(hs, at, len, MESSAGE), bad = len;
 
         for (size_t k = 0; k < ARRAY_LEN(body_ends); k++)
-            bad = MIN(bad, find(s, at, m, body_ends[k]));
+            bad = MIN(bad, find_marker(hs, at, m, body_ends[k]));
         if (m < len && bad == m && m - hs->msg <= HEADER_MAX) {
-            read_header(hs, s + at, m - at);
+            read_header(hs, at, m);
             hs->at = m + strlen(MESSAGE);
             hs->state = H_BODY;
             if (hs->route != HARMONY_CALL)
@@ -214,7 +307,7 @@ static int step(struct harmony_stream *hs, bool finished)
         size_t end = len, which = 0;
 
         for (size_t k = 0; k < ARRAY_LEN(body_ends); k++) {
-            size_t e = find(s, at, end, body_ends[k]);
+            size_t e = find_marker(hs, at, end, body_ends[k]);
 
             if (e < end) {
                 end = e;
@@ -223,7 +316,7 @@ static int step(struct harmony_stream *hs, bool finished)
         }
         if (end == len) {
             /* no end yet: hand out what cannot be a marker's start; a call waits whole */
-            size_t safe = finished ? len : len - partial_end(s + at, rest);
+            size_t safe = finished ? len : len - partial_end(hs, at, len);
 
             if (hs->route == HARMONY_CALL) {
                 if (!finished)

@@ -176,6 +176,7 @@ static void usage_of(const struct job *j, struct oai_usage *u)
             u->cached_tokens += c->num_cached_tokens;
         }
         u->completion_tokens += c->num_output_tokens;
+        u->reasoning_tokens += c->harmony.reasoning_tokens;   /* 0 unless read as harmony */
     }
 }
 
@@ -400,9 +401,10 @@ static void job_resume(void *p, struct http_request *r)
             nomem = true;
         /* the choice's own stream, unused when not streaming (init'ed with the job) */
         harmony_stream_fini(&j->choices[i].harmony);
-        if (harmony && openai_harmony_apply(&j->req, &cs[i], &j->choices[i].harmony))
+        if (harmony && openai_harmony_apply(&j->req, j->api->tok, &cs[i], &j->choices[i].harmony))
             nomem = true;
     }
+    usage_of(j, &u);   /* again: the harmony reads counted the reasoning tokens */
     head_of(j, &h);
     rc = nomem ? -ENOMEM : 0;
     if (!rc && j->req.responses) {
@@ -524,7 +526,8 @@ static bool stream_harmony(struct job *j, struct choice *c, const struct oai_hea
     bool ok;
     size_t len;
 
-    ok = harmony_stream_feed(&c->harmony, got->text, got->text_len, finished, &d) == 0;
+    ok = openai_harmony_feed(&c->harmony, got->text, got->text_len, got->ids, got->offsets, got->num_tokens,
+                             finished, &d) == 0;
     if (ok && d.reasoning_len) {
         struct oai_choice oc = { .index = c->index, .reasoning = d.reasoning, .reasoning_len = d.reasoning_len };
 
@@ -597,7 +600,8 @@ static bool stream_responses(struct job *j, struct choice *c, const struct sse_p
         struct harmony_delta d;
 
         /* the reasoning as it comes (an item before the message); calls at the end */
-        rc = harmony_stream_feed(&c->harmony, got->text, got->text_len, finished, &d);
+        rc = openai_harmony_feed(&c->harmony, got->text, got->text_len, got->ids, got->offsets,
+                                 got->num_tokens, finished, &d);
         if (rc == 0) {
             rc = resp_stream_reasoning(&j->rs, d.reasoning, d.reasoning_len, &ev, &lens, &n);
             if (!queue_resp_events(j, rc, ev, lens, n))
@@ -959,7 +963,7 @@ static void handle(struct http_request *r, struct api *a, enum oai_kind kind, bo
         j->choices[i].index = i;
         j->choices[i].prompt = i / q->n;
         sse_pending_init(&j->choices[i].out);
-        openai_harmony_init(q, &j->choices[i].harmony);
+        openai_harmony_init(q, a->tok, &j->choices[i].harmony);
     }
     http_attach(r, &job_ops, j);             /* from here on the request owns the job */
     if (submit_all(j, max_tokens, &e)) {

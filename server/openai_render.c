@@ -85,6 +85,9 @@ static void usage(struct json_out *o, const struct oai_usage *u)
     json_out_int(o, (long long)u->prompt_tokens + u->completion_tokens);
     LIT(o, ",\"prompt_tokens_details\":{\"cached_tokens\":");
     json_out_int(o, u->cached_tokens);
+    /* as OpenAI's: the reasoning's share of completion_tokens (gpt-oss's analysis) */
+    LIT(o, "},\"completion_tokens_details\":{\"reasoning_tokens\":");
+    json_out_int(o, u->reasoning_tokens);
     LIT(o, "}}");
 }
 

@@ -14,6 +14,8 @@
 #include "server/harmony.h"         /* struct harmony_stream */
 #include "server/openai_parse.h"    /* enum oai_kind, struct oai_error */
 
+struct tokenizer;
+
 /* Text of one token for logprobs: malloc'd and NUL-terminated, *len bytes; NULL when out of
  * memory. */
 struct oai_vocab {
@@ -32,6 +34,7 @@ struct oai_head {
 
 struct oai_usage {
     int prompt_tokens, completion_tokens, cached_tokens;
+    int reasoning_tokens;      /* of completion_tokens: gpt-oss's analysis (0 for others) */
 };
 
 /* A streamed call goes out as OpenAI sends it: its head (index, id, type, name, arguments
@@ -116,12 +119,19 @@ int tool_stream_finish(struct tool_stream *ts, const struct oai_request *r, stru
 /* Whether the request's outputs are harmony (a chat request, the parser "openai"): read
  * into reasoning, content and calls by server/harmony.c, tools or not. */
 bool openai_harmony_active(const struct oai_request *r);
-/* A stream of one choice's output, reading calls when the request has tools. */
-void openai_harmony_init(const struct oai_request *r, struct harmony_stream *hs);
+/* A stream of one choice's output, reading calls when the request has tools; with tok
+ * (NULL: the text alone), a marker is one only where a special token wrote it. Feed it
+ * each delivery's tokens (openai_harmony_feed). */
+void openai_harmony_init(const struct oai_request *r, const struct tokenizer *tok, struct harmony_stream *hs);
+/* One delivery: its tokens (ids and text offsets, as struct sse_pending holds them), then
+ * its text. 0 or -ENOMEM. */
+int openai_harmony_feed(struct harmony_stream *hs, const char *text, size_t len, const int32_t *ids,
+                        const size_t *offsets, int num_tokens, bool finished, struct harmony_delta *d);
 /* A finished choice (non-streamed): oc's text becomes the final content, oc->reasoning the
  * analysis, oc->tool_calls the calls, finish_reason "tool_calls" when there are some (all
  * pointing into hs: harmony_stream_fini it after rendering). The echoed prefix stays
  * content, before the output's. Returns 0 or -ENOMEM. */
-int openai_harmony_apply(const struct oai_request *r, struct oai_choice *oc, struct harmony_stream *hs);
+int openai_harmony_apply(const struct oai_request *r, const struct tokenizer *tok, struct oai_choice *oc,
+                         struct harmony_stream *hs);
 
 #endif

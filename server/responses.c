@@ -567,7 +567,9 @@ static void usage_object(struct json_out *o, const struct oai_usage *u)
     json_out_int(o, u->cached_tokens);
     LIT(o, "},\"output_tokens\":");
     json_out_int(o, u->completion_tokens);
-    LIT(o, ",\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":");
+    LIT(o, ",\"output_tokens_details\":{\"reasoning_tokens\":");
+    json_out_int(o, u->reasoning_tokens);
+    LIT(o, "},\"total_tokens\":");
     json_out_int(o, (long long)u->prompt_tokens + u->completion_tokens);
     LIT(o, "}");
 }

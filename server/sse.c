@@ -57,12 +57,14 @@ int sse_pending_append(struct sse_pending *p, const char *text, size_t len, cons
         if (samples || p->samples) {
             struct sample_result *s = realloc(p->samples, (size_t)cap * sizeof *s);
 
-            size_t *o;
-
             if (!s)
                 return -ENOMEM;   /* ids grew, nothing appended yet: still consistent */
             p->samples = s;
-            if (!(o = realloc(p->offsets, (size_t)cap * sizeof *o)))
+        }
+        if (samples || offsets || p->offsets) {
+            size_t *o = realloc(p->offsets, (size_t)cap * sizeof *o);
+
+            if (!o)
                 return -ENOMEM;
             p->offsets = o;
         }
@@ -75,13 +77,12 @@ int sse_pending_append(struct sse_pending *p, const char *text, size_t len, cons
     }
     if (n > 0) {
         memcpy(p->ids + p->num_tokens, ids, (size_t)n * sizeof *ids);
-        if (samples && p->samples) {
+        if (samples && p->samples)
             memcpy(p->samples + p->num_tokens, samples, (size_t)n * sizeof *samples);
-            if (offsets)
-                memcpy(p->offsets + p->num_tokens, offsets, (size_t)n * sizeof *offsets);
-            else
-                memset(p->offsets + p->num_tokens, 0, (size_t)n * sizeof *offsets);
-        }
+        if (offsets && p->offsets)
+            memcpy(p->offsets + p->num_tokens, offsets, (size_t)n * sizeof *offsets);
+        else if (p->offsets)
+            memset(p->offsets + p->num_tokens, 0, (size_t)n * sizeof *offsets);
         p->num_tokens += n;
     }
     return 0;
@@ -90,7 +91,7 @@ int sse_pending_append(struct sse_pending *p, const char *text, size_t len, cons
 size_t sse_pending_bytes(const struct sse_pending *p)
 {
     return p->text_len + (size_t)p->num_tokens *
-           (sizeof *p->ids + (p->samples ? sizeof *p->samples + sizeof *p->offsets : 0));
+           (sizeof *p->ids + (p->samples ? sizeof *p->samples : 0) + (p->offsets ? sizeof *p->offsets : 0));
 }
 
 void sse_pending_drop(struct sse_pending *p, int num_tokens)
@@ -103,10 +104,10 @@ void sse_pending_drop(struct sse_pending *p, int num_tokens)
     if (num_tokens <= 0)
         return;
     memmove(p->ids, p->ids + num_tokens, (size_t)left * sizeof *p->ids);
-    if (p->samples) {
+    if (p->samples)
         memmove(p->samples, p->samples + num_tokens, (size_t)left * sizeof *p->samples);
+    if (p->offsets)
         memmove(p->offsets, p->offsets + num_tokens, (size_t)left * sizeof *p->offsets);
-    }
     p->num_tokens = left;
 }
 

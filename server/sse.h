@@ -18,15 +18,17 @@ struct sse_pending {
     size_t text_len, text_cap;        /* bytes */
     int32_t *ids;                     /* [num_tokens] */
     struct sample_result *samples;    /* [num_tokens] when logprobs are kept, else NULL */
-    size_t *offsets;                  /* [num_tokens] with samples: bytes into the choice's
-                                         whole text where each token's text starts */
+    size_t *offsets;                  /* [num_tokens] when given (the engine gives them; 0s
+                                         when a call gave none): bytes into the choice's whole
+                                         text where each token's text starts (harmony reads
+                                         its special tokens' places by them) */
     int num_tokens, cap_tokens;
 };
 
 void sse_pending_init(struct sse_pending *p);
 void sse_pending_fini(struct sse_pending *p);
-/* Appends text (len bytes) and n tokens; samples (with their text offsets) are NULL on
- * every call (no logprobs kept) or on none.
+/* Appends text (len bytes) and n tokens; samples are NULL on every call (no logprobs kept)
+ * or on none; offsets (each token's text offset) NULL or not.
  * Returns 0 or -ENOMEM (nothing appended). */
 int sse_pending_append(struct sse_pending *p, const char *text, size_t len, const int32_t *ids,
                        const struct sample_result *samples, const size_t *offsets, int n);

@@ -5,13 +5,16 @@
 // harmony template, and the Responses API's reasoning item, plain and streamed, and taken
 // back in a tool loop. The model is random: a regex (vLLM's structured_outputs, sent
 // through the client as an extra body field) makes it write harmony. Prints each check;
-// exits non-zero on the first failure. Usage: node openai_client_harmony.mjs BASE_URL
+// exits non-zero on the first failure. Usage: node openai_client_harmony.mjs BASE_URL BIAS_JSON
+// (BIAS_JSON: the logit bias test_serve_harmony.c wrote, which makes the regex's markers
+// the markers' own tokens: only they are harmony's structure).
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import OpenAI from "openai";
 
-const [base] = process.argv.slice(2);
-if (!base) {
-  console.error("usage: node openai_client_harmony.mjs BASE_URL");
+const [base, biasPath] = process.argv.slice(2);
+if (!base || !biasPath) {
+  console.error("usage: node openai_client_harmony.mjs BASE_URL BIAS_JSON");
   process.exit(2);
 }
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60000 });
@@ -31,7 +34,8 @@ const tools = [{
 }];
 const ask = (text, extra = {}) => ({
   model, messages: [{ role: "user", content: "Hi" }], temperature: 0, max_tokens: 120,
-  structured_outputs: { regex: regex(text) }, ...extra,
+  structured_outputs: { regex: regex(text) },
+  logit_bias: JSON.parse(readFileSync(biasPath, "utf8")), ...extra,
 });
 
 // chat: reasoning and content

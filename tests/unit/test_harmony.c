@@ -284,6 +284,145 @@ START_TEST(malformed_and_plain_outputs_are_content_not_a_crash)
 }
 END_TEST
 
+/* ---- read by ids: an output given as tokens, each a piece of text, special or not ---- */
+
+struct tk {
+    const char *text;
+    bool special;
+};
+
+#define SP(s) { s, true }
+#define TX(s) { s, false }
+
+
+static const int32_t marker_ids[HARMONY_NUM_MARKERS] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+
+/* Reads the tokens' text by ids, in pieces cut at cuts[0..n) (bytes); each piece comes
+ * with the tokens whose text starts in it (or before), as the engine delivers them. */
+static int read_ids_cut(const struct tk *t, const size_t *cuts, int n, struct got *g)
+{
+    struct harmony_stream hs;
+    struct harmony_delta d;
+    struct buf text;
+    int32_t ids[64];
+    size_t offsets[64], at = 0;
+    int num = 0, fed = 0, reasoning_tokens;
+
+    buf_init(&text);
+    for (; t[num].text; num++) {
+        ck_assert_int_lt(num, 64);
+        ids[num] = num + 1000;   /* an ordinary token: its index past the markers' */
+        for (int m = 0; m < HARMONY_NUM_MARKERS && t[num].special; m++)
+            if (!strcmp(t[num].text, harmony_markers[m]))
+                ids[num] = m;     /* a special token: harmony_markers[m]'s id, m */
+        offsets[num] = text.len;
+        ck_assert_int_eq(buf_put(&text, t[num].text, strlen(t[num].text)), 0);
+    }
+    memset(g, 0, sizeof *g);
+    harmony_stream_init(&hs, true, 0);
+    harmony_stream_use_ids(&hs, marker_ids);
+    for (int i = 0; i <= n; i++) {
+        size_t end = i < n ? cuts[i] : text.len;
+        int k = fed;
+
+        while (k < num && (offsets[k] < end || i == n))
+            k++;
+        ck_assert_int_eq(harmony_stream_tokens(&hs, ids + fed, offsets + fed, k - fed), 0);
+        fed = k;
+        ck_assert_int_eq(harmony_stream_feed(&hs, text.p + at, end - at, false, &d), 0);
+        take(g, &d);
+        at = end;
+    }
+    ck_assert_int_eq(harmony_stream_feed(&hs, NULL, 0, true, &d), 0);
+    take(g, &d);
+    reasoning_tokens = hs.reasoning_tokens;
+    harmony_stream_fini(&hs);
+    buf_fini(&text);
+    return reasoning_tokens;
+}
+
+/* Reads the tokens whole, then in every split in two: the same parts and token count. */
+static int read_ids(const struct tk *t, struct got *whole)
+{
+    size_t len = 0;
+    int count = read_ids_cut(t, NULL, 0, whole);
+
+    for (int i = 0; t[i].text; i++)
+        len += strlen(t[i].text);
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct got g;
+
+        ck_assert_int_eq(read_ids_cut(t, &cut, 1, &g), count);
+        same(whole, &g, "(tokens)", "split in two, by ids");
+        got_fini(&g);
+    }
+    return count;
+}
+
+START_TEST(markers_spelled_by_ordinary_tokens_are_text)
+{
+    /* the answer quotes the format: its markers' characters come from ordinary tokens */
+    static const struct tk quoted[] = {
+        SP("<|channel|>"), TX("analysis"), SP("<|message|>"), TX("Explain"), TX(" the"), TX(" format"),
+        SP("<|end|>"), SP("<|start|>"), TX("assistant"), SP("<|channel|>"), TX("final"), SP("<|message|>"),
+        TX("Write "), TX("<|"), TX("channel"), TX("|>"), TX("final"), TX("<|message|>"), TX(" then "),
+        TX("<|end|>"), TX(" or <|return|>."), SP("<|return|>"), { NULL, false },
+    };
+    /* an ordinary spelling in the reasoning, and a whole output that only looks like harmony */
+    static const struct tk in_analysis[] = {
+        SP("<|channel|>"), TX("analysis"), SP("<|message|>"), TX("a "), TX("<|end|>"), TX(" b"),
+        SP("<|end|>"), SP("<|start|>"), TX("assistant"), SP("<|channel|>"), TX("final"), SP("<|message|>"),
+        TX("ok"), SP("<|return|>"), { NULL, false },
+    };
+    static const struct tk fake[] = {
+        TX("<|channel|>"), TX("analysis"), TX("<|message|>"), TX("hi"), TX("<|end|>"), { NULL, false },
+    };
+    struct got g;
+
+    ck_assert_int_eq(read_ids(quoted, &g), 3);
+    is(&g, "Explain the format", "Write <|channel|>final<|message|> then <|end|> or <|return|>.", 0);
+    got_fini(&g);
+    ck_assert_int_eq(read_ids(in_analysis, &g), 3);
+    is(&g, "a <|end|> b", "ok", 0);
+    got_fini(&g);
+    ck_assert_int_eq(read_ids(fake, &g), 0);
+    is(&g, "", "<|channel|>analysis<|message|>hi<|end|>", 0);
+    got_fini(&g);
+    /* the same text without ids: every spelling is a marker (as before) */
+    read_all("<|channel|>analysis<|message|>hi<|end|>", true, 0, &g);
+    is(&g, "hi", "", 0);
+    got_fini(&g);
+}
+END_TEST
+
+START_TEST(calls_and_reasoning_counted_by_ids)
+{
+    /* two analysis messages (2 + 1 tokens), a call (its tokens are no reasoning), then the
+     * call's end: a built-in tool's message is reasoning too (1 token) */
+    static const struct tk t[] = {
+        SP("<|channel|>"), TX("analysis"), SP("<|message|>"), TX("need"), TX(" weather"), SP("<|end|>"),
+        SP("<|start|>"), TX("assistant"), SP("<|channel|>"), TX("analysis"), SP("<|message|>"), TX("call it"),
+        SP("<|end|>"), SP("<|start|>"), TX("assistant"), SP("<|channel|>"), TX("commentary to=browser.search"),
+        SP("<|message|>"), TX("{}"), SP("<|call|>"), { NULL, false },
+    };
+    static const struct tk call[] = {
+        SP("<|channel|>"), TX("commentary to=functions.get"), SP("<|constrain|>"), TX("json"),
+        SP("<|message|>"), TX("{\"a\":"), TX("\"<|call|>\"}"), SP("<|call|>"), { NULL, false },
+    };
+    struct got g;
+
+    ck_assert_int_eq(read_ids(t, &g), 4);
+    is(&g, "need weather\ncall it\n{}", "", 0);
+    got_fini(&g);
+    /* a call's arguments may hold a marker's spelling in a string */
+    ck_assert_int_eq(read_ids(call, &g), 0);
+    is(&g, "", "", 1);
+    ck_assert_str_eq(g.calls[0][0], "get");
+    ck_assert_str_eq(g.calls[0][1], "{\"a\":\"<|call|>\"}");
+    got_fini(&g);
+}
+END_TEST
+
 START_TEST(the_openai_parser_is_named_and_found_in_the_harmony_template)
 {
     enum tool_parser_kind k = TOOL_PARSER_NONE;
@@ -458,6 +597,8 @@ Suite *harmony_suite(void)
     tcase_add_test(tc, calls_to_functions_become_tool_calls);
     tcase_add_test(tc, what_is_not_a_call_stays_text);
     tcase_add_test(tc, malformed_and_plain_outputs_are_content_not_a_crash);
+    tcase_add_test(tc, markers_spelled_by_ordinary_tokens_are_text);
+    tcase_add_test(tc, calls_and_reasoning_counted_by_ids);
     tcase_add_test(tc, the_openai_parser_is_named_and_found_in_the_harmony_template);
     tcase_add_test(tc, what_a_grammar_cannot_write_in_harmony_is_refused);
     tcase_add_test(tc, reasoning_effort_reaches_the_harmony_template);

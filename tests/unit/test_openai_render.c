@@ -30,10 +30,11 @@ static char *byte_piece(void *ctx, int32_t id, size_t *len)
 
 static const struct oai_head compl_head = { OAI_COMPLETION, "cmpl-1", 1700000000, "tiny", NULL };
 static const struct oai_head chat_head = { OAI_CHAT, "chatcmpl-1", 1700000000, "tiny", NULL };
-static const struct oai_usage usage = { 3, 2, 1 };
+static const struct oai_usage usage = { 3, 2, 1, 0 };
 
 #define USAGE "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5," \
-              "\"prompt_tokens_details\":{\"cached_tokens\":1}}"
+              "\"prompt_tokens_details\":{\"cached_tokens\":1}," \
+              "\"completion_tokens_details\":{\"reasoning_tokens\":0}}"
 
 static void expect(char *got, const size_t *len, const char *want)
 {

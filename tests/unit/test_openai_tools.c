@@ -488,7 +488,7 @@ START_TEST(a_message_of_calls_renders_in_openais_shape)
     struct tool_call calls[] = { { "call_1", "get_weather", "{\"city\":\"Paris\"}" } };
     struct oai_head h = { OAI_CHAT, "chatcmpl-x", 1, "tiny", NULL };
     struct oai_choice c = { .index = 0, .finish_reason = "tool_calls", .tool_calls = calls, .num_tool_calls = 1 };
-    struct oai_usage u = { 1, 2, 0 };
+    struct oai_usage u = { 1, 2, 0, 0 };
     size_t len;
     char *s = NULL;
     cJSON *o, *msg, *tc;
@@ -537,7 +537,7 @@ START_TEST(two_calls_and_content_render_as_exact_json)
     struct oai_head h = { OAI_CHAT, "chatcmpl-x", 1, "tiny", NULL };
     struct oai_choice c = { .index = 0, .text = "Hi", .text_len = 2, .finish_reason = "tool_calls",
                             .tool_calls = calls, .num_tool_calls = 2 };
-    struct oai_usage u = { 1, 2, 0 };
+    struct oai_usage u = { 1, 2, 0, 0 };
     size_t len;
     char *s = NULL;
     cJSON *o;

@@ -179,7 +179,7 @@ END_TEST
 START_TEST(calls_render_as_function_call_items)
 {
     struct tool_call calls[] = { { "chatcmpl-tool-1", "get_weather", "{\"city\":\"Paris\"}" } };
-    struct oai_usage u = { 10, 3, 0 };
+    struct oai_usage u = { 10, 3, 0, 2 };   /* 2 of the 3 output tokens reasoned */
     struct resp_head h = { "resp_x", 5, "tiny", &req };
     struct resp_output out = { "", 0, calls, 1, "tool_calls", NULL, 0 };
     size_t len;
@@ -200,6 +200,8 @@ START_TEST(calls_render_as_function_call_items)
     ck_assert_int_eq(strncmp(str(item, "id"), "fc_", 3), 0);
     ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(o, "metadata"), "k"), "v");
     ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "usage"), "total_tokens")->valueint, 13);
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+        o, "usage"), "output_tokens_details"), "reasoning_tokens")->valueint, 2);
     cJSON_Delete(o);
     free(s);
 
@@ -222,7 +224,7 @@ END_TEST
 static cJSON *run_stream(struct resp_stream *rs, const struct resp_head *h, const char *steps,
                          const struct resp_output *out, const char *const *want, int num_want)
 {
-    struct oai_usage u = { 4, 2, 0 };
+    struct oai_usage u = { 4, 2, 0, 0 };
     cJSON *last = NULL;
     char **ev;
     size_t *lens;
@@ -310,7 +312,7 @@ START_TEST(reasoning_comes_as_an_item_before_the_message)
         "response.function_call_arguments.done", "response.output_item.done", "response.completed",
     };
     struct tool_call calls[] = { { "chatcmpl-tool-1", "f", "{\"a\":1}" } };
-    struct oai_usage u = { 4, 2, 0 };
+    struct oai_usage u = { 4, 2, 0, 0 };
     struct resp_head h = { "resp_z", 5, "tiny", &req };
     struct resp_output out = { "Hi", 2, calls, 1, "tool_calls", "Hm. Hm. ", 8 };
     struct resp_stream rs;
