@@ -60,7 +60,8 @@ struct weights {
                                     * (the cpu backend uses them in place): the 1 + w norm
                                     * weights, f32 sinks, gpt-oss's experts laid out anew */
     int num_host;
-    size_t host_bytes;             /* their size, for the tests and the memory report */
+    size_t host_bytes;             /* their size (tests check that the cpu backend keeps no
+                                    * copy of gpt-oss's experts) */
     struct weights_fp8 *fp8;       /* quantized at load; lives as long as the upload */
 };
 
