@@ -58,7 +58,9 @@ struct weights {
     int num_layers;
     void **host;                   /* [num_host] copies made on the host, freed by weights_free
                                     * (the cpu backend uses them in place): the 1 + w norm
-                                    * weights, f32 sinks, gpt-oss's experts laid out anew */
+                                    * weights, f32 sinks, gpt-oss's experts laid out anew for a
+                                    * backend that reads its parts in place but not
+                                    * gpt-oss's layout */
     int num_host;
     size_t host_bytes;             /* their size (tests check that the cpu backend keeps no
                                     * copy of gpt-oss's experts) */

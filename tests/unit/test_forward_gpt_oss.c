@@ -210,6 +210,8 @@ static void relay_experts_kept(struct backend_ops *ops)
     ops->moe_oai_published = false;
 }
 
+/* As if upload_weight copied (cuda): the cpu one still shares the freed copy, but nothing
+ * reads those weights before weights_free, which frees none of them (not the backend's own). */
 static void relay_experts_copied(struct backend_ops *ops)
 {
     ops->moe_oai_published = false;
