@@ -119,6 +119,11 @@ struct moe_weights {
     /* gpt-oss's biases, NULL where the family has none */
     const struct bk_weight *router_bias;     /* [E] */
     const struct bk_weight *gate_up_bias, *down_bias;  /* [E] each [2 ffn] (gate first), [hidden] */
+    /* gpt-oss's experts as published, read in place (needs backend_ops.moe_oai_published):
+     * gate_up [E] each [hidden, 2 ffn] input-major with gate i in column 2i and up i in
+     * 2i + 1, its bias [2 ffn] interleaved the same way, down [E] each [ffn, hidden]
+     * input-major. false: the layouts above. */
+    bool oai_published;
 };
 
 struct backend_ops {
@@ -133,6 +138,13 @@ struct backend_ops {
                                              * the router and expert biases of moe_weights
                                              * (gpt-oss); without these two runner_create
                                              * refuses gpt-oss */
+    bool moe_oai_published;                 /* moe reads gpt-oss's experts as published
+                                             * (moe_weights.oai_published): weights.c binds
+                                             * them without laying them out anew */
+    bool weights_in_place;                  /* upload_weight may keep pointers into its parts'
+                                             * host data (cpu), which must then outlive the
+                                             * weight; false: it copies, and the parts may be
+                                             * freed as soon as it returns */
 
     void (*destroy)(struct backend *be);
 
@@ -146,7 +158,8 @@ struct backend_ops {
 
     /* Uploads a weight made of `nparts` tensors stacked by rows (q,k,v → qkv; gate,up →
      * gate_up); every part has the same cols (1-D tensors: cols 1, stacked). The backend
-     * picks the device dtype (cpu: bf16 or f32 as stored, f16 → f32; cuda: bf16). */
+     * picks the device dtype (cpu: bf16 or f32 as stored, f16 → f32; cuda: bf16). Whether
+     * the parts' memory must outlive the weight: weights_in_place. */
     int (*upload_weight)(struct backend *be, struct bk_weight *out,
                          const struct tensor_ref *parts, int nparts, char *err);
     void (*free_weight)(struct backend *be, struct bk_weight *w);

@@ -139,7 +139,8 @@ static int ffn_block(const struct forward_ctx *f, int n, int l)
                                   shared ? &lw->shared_down : NULL,
                                   shared ? &lw->shared_gate : NULL,
                                   lw->router_bias.data ? &lw->router_bias : NULL,
-                                  lw->expert_gate_up_bias, lw->expert_down_bias };
+                                  lw->expert_gate_up_bias, lw->expert_down_bias,
+                                  lw->experts_oai_published };
         /* a rank's experts hold their slice of the intermediate size: a partial sum */
         if ((rc = op->moe(f->be, f->x, f->xn, &mw, n, &mp)))
             return rc;

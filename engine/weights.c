@@ -1,8 +1,8 @@
 /* weights.c — uploads a struct model to a backend: fuses q/k/v (and biases) and gate/up by
  * stacking rows, shares the embedding with the LM head when tied, turns Gemma's (1 + w)
- * norm weights into plain ones, lays gpt-oss's experts out as the other families', and for
- * --quantization fp8 turns float linear weights into F8_E4M3 with per-channel scales on the
- * way (MoE experts and routers stay as stored). */
+ * norm weights into plain ones, binds gpt-oss's experts as published or lays them out as the
+ * other families' (upload_oai_expert), and for --quantization fp8 turns float linear weights
+ * into F8_E4M3 with per-channel scales on the way (MoE experts and routers stay as stored). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -126,6 +126,7 @@ static void *host_buf(struct weights *w, size_t bytes, const char *name, char *e
         return NULL;
     }
     w->host[w->num_host++] = v;
+    w->host_bytes += bytes;
     return v;
 }
 
@@ -223,47 +224,61 @@ static void transpose_rows(void *dst, const void *src, int64_t rows, int64_t col
             }
 }
 
-/* A copy of t's data laid out by transpose_rows as [rows, cols] (cols 0: 1-D), in t's dtype. */
-static int relayout(struct weights *w, struct tensor_ref *out, const struct tensor_ref *t,
-                    int64_t rows, int64_t cols, bool deinterleave, char *err)
+/* t's data laid out anew by transpose_rows as [rows, cols] (cols 0: 1-D), in t's dtype, and
+ * uploaded into *dst. The copy lives until weights_free where the backend reads it in place
+ * (weights_in_place); a backend that copies has it freed at once, so that the host holds one
+ * tensor's copy at a time however many experts the model has. */
+static int upload_relaid(struct weights *w, struct backend *be, struct bk_weight *dst,
+                         const struct tensor_ref *t, int64_t rows, int64_t cols,
+                         bool deinterleave, char *err)
 {
+    bool keep = be->ops->weights_in_place;
     size_t es = dtype_size(t->dtype), n = (size_t)rows * (size_t)(cols ? cols : 1);
+    struct tensor_ref r = *t;
     void *v;
+    int rc;
 
     if (t->dtype != DT_F32 && t->dtype != DT_BF16 && t->dtype != DT_F16) {
         errf(err, "weights: %s: %s experts are not read (bf16, f16 or f32)",
              t->name ? t->name : "?", dtype_name(t->dtype));
         return -EINVAL;
     }
-    if (!(v = host_buf(w, n * es, t->name, err)))
+    if (!(v = keep ? host_buf(w, n * es, t->name, err) : malloc(n * es))) {
+        if (!keep)
+            errf(err, "weights: out of memory for %s", t->name ? t->name : "?");
         return -ENOMEM;
+    }
     transpose_rows(v, t->data, rows, cols ? cols : 1, cols ? rows : 0, es, deinterleave);
-    *out = *t;
-    out->data = v;
-    out->ndim = cols ? 2 : 1;
-    out->shape[0] = rows;
-    out->shape[1] = cols;
-    out->nbytes = n * es;
-    return 0;
+    r.data = v;
+    r.ndim = cols ? 2 : 1;
+    r.shape[0] = rows;
+    r.shape[1] = cols;
+    r.nbytes = n * es;
+    rc = upload(be, dst, &r, 1, err);
+    if (!keep)
+        free(v);
+    return rc;
 }
 
 /* gpt-oss's expert (input-major gate_up_t [hidden, 2 ffn] interleaved, down_t [ffn, hidden])
- * uploaded as the other families' [gate; up] [2 ffn, hidden] and [hidden, ffn], with its
- * biases (the gate_up one de-interleaved the same way). */
+ * with its biases: bound as published where the backend's moe reads that layout (no copy on
+ * cpu), else uploaded as the other families' [gate; up] [2 ffn, hidden] and [hidden, ffn],
+ * the gate_up bias de-interleaved the same way. */
 static int upload_oai_expert(struct weights *w, struct backend *be, struct layer_weights *lw,
                              int e, const struct expert_tensors *x, char *err)
 {
     int64_t h = x->gate_up_t.shape[0], f2 = x->gate_up_t.shape[1];
-    struct tensor_ref gu, dn, gub;
     int rc;
 
-    if ((rc = relayout(w, &gu, &x->gate_up_t, f2, h, true, err)) ||
-        (rc = relayout(w, &dn, &x->down_t, h, f2 / 2, false, err)) ||
-        (rc = relayout(w, &gub, &x->gate_up_bias, f2, 0, true, err)))
-        return rc;
-    if ((rc = upload(be, &lw->expert_gate_up[e], &gu, 1, err)) ||
-        (rc = upload(be, &lw->expert_down[e], &dn, 1, err)) ||
-        (rc = upload(be, &lw->expert_gate_up_bias[e], &gub, 1, err)))
+    lw->experts_oai_published = be->ops->moe_oai_published;
+    if (be->ops->moe_oai_published
+        ? (rc = upload(be, &lw->expert_gate_up[e], &x->gate_up_t, 1, err)) ||
+          (rc = upload(be, &lw->expert_down[e], &x->down_t, 1, err)) ||
+          (rc = upload(be, &lw->expert_gate_up_bias[e], &x->gate_up_bias, 1, err))
+        : (rc = upload_relaid(w, be, &lw->expert_gate_up[e], &x->gate_up_t, f2, h, true, err)) ||
+          (rc = upload_relaid(w, be, &lw->expert_down[e], &x->down_t, h, f2 / 2, false, err)) ||
+          (rc = upload_relaid(w, be, &lw->expert_gate_up_bias[e], &x->gate_up_bias, f2, 0, true,
+                              err)))
         return rc;
     return upload(be, &lw->expert_down_bias[e], &x->down_bias, 1, err);
 }

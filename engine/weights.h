@@ -3,8 +3,11 @@
  * The backend picks the dtype and whether it copies (engine/backend.h upload_weight).
  * Gemma's (1 + w) RMSNorm weights are uploaded as 1 + w in f32, computed here once, so that
  * every backend's plain rmsnorm (out = x / rms · w) serves both norm kinds. gpt-oss's experts
- * (published input-major, gate and up interleaved) are copied once into the [gate; up] rows
- * and [hidden, ffn] layout of the other MoE families, in their dtype.
+ * (published input-major, gate and up interleaved) are bound as published where the backend's
+ * moe reads them so (cpu: no copy at all); elsewhere each is copied into the [gate; up] rows
+ * and [hidden, ffn] layout of the other MoE families, in its dtype, and that copy is freed
+ * as soon as it is uploaded when the backend copies weights (cuda), so that the host holds
+ * one expert's copy at a time, not all of them.
  * With quantize_fp8 (--quantization fp8) float linear weights become F8_E4M3 with one scale
  * per output channel before they are uploaded. */
 #ifndef OSPREY_WEIGHTS_H
@@ -36,6 +39,10 @@ struct layer_weights {
     struct bk_weight router_bias;  /* [num_experts] or none; gpt-oss: */
     struct bk_weight *expert_gate_up_bias; /* [num_experts] each [2 * moe_ffn] (gate first) */
     struct bk_weight *expert_down_bias;    /* [num_experts] each [hidden]; both NULL elsewhere */
+    bool experts_oai_published;    /* gpt-oss's experts bound as published, the model's own
+                                    * memory (backend_ops.moe_oai_published; moe_weights
+                                    * .oai_published): gate_up [hidden, 2 moe_ffn] and its bias
+                                    * interleaved, down [moe_ffn, hidden] */
     struct bk_weight shared_gate_up, shared_down, shared_gate; /* Qwen2-MoE's shared expert
                                     * [2 shared_ffn, hidden], [hidden, shared_ffn], [1, hidden] */
 };
@@ -51,8 +58,12 @@ struct weights {
     int num_layers;
     void **host;                   /* [num_host] copies made on the host, freed by weights_free
                                     * (the cpu backend uses them in place): the 1 + w norm
-                                    * weights, f32 sinks, gpt-oss's experts laid out anew */
+                                    * weights, f32 sinks, gpt-oss's experts laid out anew for a
+                                    * backend that reads its parts in place but not
+                                    * gpt-oss's layout */
     int num_host;
+    size_t host_bytes;             /* their size (tests check that the cpu backend keeps no
+                                    * copy of gpt-oss's experts) */
     struct weights_fp8 *fp8;       /* quantized at load; lives as long as the upload */
 };
 

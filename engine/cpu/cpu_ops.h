@@ -96,6 +96,12 @@ int head_rmsnorm_cpu(float *x, int stride, int heads, int head_dim, const struct
 int matmul_cpu(struct threadpool *tp, float *out, const float *x, const struct bk_weight *w,
                const struct bk_weight *bias, int n);
 
+/* matmul_t.c: out[n, w.cols] = x[n, w.rows] · w (+ bias) for an input-major w, f32 or bf16,
+ * threaded over output columns; with deinterleave (w.cols even), out's column j < cols / 2
+ * is w's (and bias's) column 2j and column cols / 2 + j is 2j + 1 (gpt-oss's gate and up) */
+int matmul_t_cpu(struct threadpool *tp, float *out, const float *x, const struct bk_weight *w,
+                 const struct bk_weight *bias, int n, bool deinterleave);
+
 /* rope.c */
 int rope_cpu(float *q, float *k, const int32_t *positions, int n, const struct rope_params *p);
 

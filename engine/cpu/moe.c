@@ -3,7 +3,8 @@
  * top-k experts of each row (their weights renormalized to sum 1 when asked: gpt-oss's
  * softmax over its top-k logits) → for each expert in index order, its rows gathered, its
  * gated MLP (SwiGLU, or gpt-oss's clamped one with biases) run on them with the threaded
- * matmul, and the weighted result added back to each row; then Qwen2-MoE's shared expert on
+ * matmul (gpt-oss's experts read as published, input-major: matmul_t.c), and the weighted
+ * result added back to each row; then Qwen2-MoE's shared expert on
  * every row, times sigmoid(x · shared_gate). The loop over experts is the reference a grouped
  * GEMM on the GPU is checked against. */
 #include <errno.h>
@@ -104,17 +105,55 @@ static int shared_expert(struct threadpool *tp, float *out, const float *x,
     return 0;
 }
 
+/* Expert e's gated MLP of the m rows gathered in w->xs, into w->ys: its weights as the other
+ * families publish them (matmul_cpu), or gpt-oss's as published (matmul_t_cpu, which hands
+ * the activation [gate; up] rows the same way). */
+static int expert_mlp(struct threadpool *tp, struct moe_work *w, const struct moe_weights *mw,
+                      int e, int m, const struct moe_params *p)
+{
+    const struct bk_weight *gu_b = mw->gate_up_bias ? &mw->gate_up_bias[e] : NULL;
+    const struct bk_weight *dn_b = mw->down_bias ? &mw->down_bias[e] : NULL;
+    int rc;
+
+    if ((rc = mw->oai_published ? matmul_t_cpu(tp, w->gu, w->xs, &mw->gate_up[e], gu_b, m, true)
+                                : matmul_cpu(tp, w->gu, w->xs, &mw->gate_up[e], gu_b, m)) ||
+        (rc = p->act == MOE_ACT_SWIGLU_OAI
+              ? swiglu_oai_mul_cpu(w->act, w->gu, m, p->ffn, p->swiglu_alpha, p->swiglu_limit)
+              : silu_mul_cpu(w->act, w->gu, m, p->ffn)))
+        return rc;
+    return mw->oai_published ? matmul_t_cpu(tp, w->ys, w->act, &mw->down[e], dn_b, m, false)
+                             : matmul_cpu(tp, w->ys, w->act, &mw->down[e], dn_b, m);
+}
+
+/* The experts' shapes: [2 ffn, hidden] and [hidden, ffn], or transposed as gpt-oss publishes
+ * them. A wrong one is -EINVAL, not a read out of bounds. */
+static bool experts_fit(const struct moe_weights *mw, const struct moe_params *p)
+{
+    int H = p->hidden, F = p->ffn;
+
+    for (int e = 0; e < p->num_experts; e++) {
+        const struct bk_weight *gu = &mw->gate_up[e], *dn = &mw->down[e];
+        bool ok = mw->oai_published
+                  ? gu->rows == H && gu->cols == 2 * F && dn->rows == F && dn->cols == H
+                  : gu->rows == 2 * F && gu->cols == H && dn->rows == H && dn->cols == F;
+
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_weights *mw,
             int n, const struct moe_params *p)
 {
     struct moe_work w = split(p->work, n, p);
-    const struct bk_weight *router = mw->router, *gate_up = mw->gate_up, *down = mw->down;
+    const struct bk_weight *router = mw->router;
     int E = p->num_experts, k = p->top_k, H = p->hidden, rc;
 
     if (E < 1 || E > 4096 || k < 1 || k > E || router->rows != E || router->cols != H)
         return -EINVAL;
     if ((mw->gate_up_bias == NULL) != (mw->down_bias == NULL) ||
-        (p->act != MOE_ACT_SILU && p->act != MOE_ACT_SWIGLU_OAI))
+        (p->act != MOE_ACT_SILU && p->act != MOE_ACT_SWIGLU_OAI) || !experts_fit(mw, p))
         return -EINVAL;
     if ((rc = matmul_cpu(tp, w.logits, x, router, mw->router_bias, n)))
         return rc;
@@ -135,13 +174,7 @@ int moe_cpu(struct threadpool *tp, float *out, const float *x, const struct moe_
             continue;
         for (int i = 0; i < m; i++)
             memcpy(w.xs + (size_t)i * H, x + (size_t)w.rows[i] * H, (size_t)H * sizeof *x);
-        if ((rc = matmul_cpu(tp, w.gu, w.xs, &gate_up[e],
-                             mw->gate_up_bias ? &mw->gate_up_bias[e] : NULL, m)) ||
-            (rc = p->act == MOE_ACT_SWIGLU_OAI
-                  ? swiglu_oai_mul_cpu(w.act, w.gu, m, p->ffn, p->swiglu_alpha, p->swiglu_limit)
-                  : silu_mul_cpu(w.act, w.gu, m, p->ffn)) ||
-            (rc = matmul_cpu(tp, w.ys, w.act, &down[e], mw->down_bias ? &mw->down_bias[e] : NULL,
-                             m)))
+        if ((rc = expert_mlp(tp, &w, mw, e, m, p)))
             return rc;
         for (int i = 0; i < m; i++) {
             float *o = out + (size_t)w.rows[i] * H;

@@ -93,6 +93,8 @@ static int check_weights(const struct moe_weights *w, const struct moe_params *p
 {
     int E = p->num_experts, H = p->hidden, F = p->ffn, SF = p->shared_ffn, rc;
 
+    if (w->oai_published)   /* the cpu backend's layout: weights.c hands this one [gate; up] */
+        return -EINVAL;
     if ((rc = check_weight(w->router, E, H, "the router")))
         return rc;
     for (int e = 0; e < E; e++)

@@ -199,7 +199,7 @@ int gt_bench_moe(void)
         b.ex.gate_up[e] = b.gu[e].data;
         b.ex.down[e] = b.dn[e].data;
     }
-    b.w = (struct moe_weights){ &b.router, b.gu, b.dn, NULL, NULL, NULL, NULL, NULL, NULL };
+    b.w = (struct moe_weights){ &b.router, b.gu, b.dn, NULL, NULL, NULL, NULL, NULL, NULL, false };
     b.p = (struct moe_params){ E, K, HID, FFN, 0, true, NULL, MOE_ACT_SILU, 0.0f, 0.0f };
     b.kp = (struct cuda_moe_params){ MAXN, E, K, HID, FFN, true, CUDA_MOE_TILE_AUTO,
                                      CUDA_MOE_ACT_SILU, 0.0f, 0.0f };

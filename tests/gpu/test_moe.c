@@ -181,10 +181,10 @@ static bool fx_create(struct gt *t, struct moe_fx *f, struct moe_shape s, bool z
         return false;
     f->cw = (struct moe_weights){ &f->router.cpu, f->ex.cgu, f->ex.cdn, s.SF ? &f->sgu.cpu : NULL,
                                   s.SF ? &f->sdn.cpu : NULL, s.SF ? &f->sg.cpu : NULL,
-                                  NULL, NULL, NULL };
+                                  NULL, NULL, NULL, false };
     f->gw = (struct moe_weights){ &f->router.gpu, f->ex.ggu, f->ex.gdn, s.SF ? &f->sgu.gpu : NULL,
                                   s.SF ? &f->sdn.gpu : NULL, s.SF ? &f->sg.gpu : NULL,
-                                  NULL, NULL, NULL };
+                                  NULL, NULL, NULL, false };
     f->p = (struct moe_params){ E, s.k, s.H, s.F, s.SF, s.renorm, NULL, MOE_ACT_SILU, 0.0f, 0.0f };
     return true;
 }
