@@ -25,7 +25,8 @@ static size_t activation_bytes(const struct model_config *c, const struct backen
     struct moe_params mp = { c->num_experts, c->num_experts_per_tok, c->hidden_size,
                              c->moe_intermediate_size, c->shared_expert_intermediate_size,
                              false, NULL, c->moe_act, 0.0f, 0.0f };
-    size_t moe = c->num_experts ? moe_work_bytes(be, cap_tokens, &mp) : 0;   /* the runner's scratch (runner_create.c) */
+    /* the runner's MoE scratch (runner_create.c) */
+    size_t moe = c->num_experts ? moe_work_bytes(be, cap_tokens, &mp) : 0;
 
     return elem * per_token * cap_tokens + moe +
            (size_t)cap_reqs * (2 * h * elem + 4 * (size_t)c->vocab_size);
