@@ -148,7 +148,11 @@ START_TEST(sigterm_lets_the_stream_in_flight_finish_and_refuses_new_requests)
     fd = open_request("/v1/completions", "{\"prompt\":\"drain\",\"max_tokens\":400,\"ignore_eos\":true,\"stream\":true}", 0);
     ck_assert(hc_read_until(fd, "data: {", 10));
     kill(d.pid, SIGTERM);
-    usleep(100000);
+    /* the daemon logs this once its listener drains: a fixed sleep was too short under
+     * valgrind, whose daemon took the signal later than the late request */
+    for (int i = 0; i < 3000 && !daemon_log_has(&d, "SIGTERM: draining"); i++)
+        usleep(10000);
+    ck_assert(daemon_log_has(&d, "SIGTERM: draining"));
     hc_request(d.port, "POST", "/v1/completions", NULL, "{\"prompt\":\"late\",\"max_tokens\":2}", &r, 10);
     ck_assert_msg(r.status == 503 || r.status == 0, "a new request during the drain got %d", r.status);
     if (r.status)
