@@ -53,6 +53,22 @@ static int32_t group_block(const struct sim_req *q, int g, int j)
 }
 
 /* The next step of every request: its whole prompt first, then one token at a time. */
+/* The runner cases' requests: prompts of 5, 17, 33 and 2 random tokens over interleaved
+ * blocks, nothing computed yet. */
+static void make_requests(struct gt *t, struct sim_req *reqs, int V)
+{
+    static const int plen[NREQ] = { 5, 17, 33, 2 };
+
+    for (int r = 0; r < NREQ; r++) {
+        reqs[r].len = plen[r];
+        reqs[r].computed = 0;
+        for (int i = 0; i < plen[r]; i++)
+            reqs[r].tokens[i] = gt_randint(&t->rng, V);
+        for (int j = 0; j <= MAXLEN / BS; j++)
+            reqs[r].blocks[j] = j * NREQ + (NREQ - 1 - r);
+    }
+}
+
 static void build_step(struct step_batch *b, struct sim_req *reqs, int groups, int max_blocks,
                        bool *decode)
 {
@@ -152,16 +168,7 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
     le = malloc((size_t)8 * V * 4);
     if (!gt_check(t, lc && le, "out of host memory"))
         goto out;
-    /* prompts of 5, 17, 33 and 2 tokens over interleaved blocks */
-    for (int r = 0; r < NREQ; r++) {
-        static const int plen[NREQ] = { 5, 17, 33, 2 };
-        reqs[r].len = plen[r];
-        reqs[r].computed = 0;
-        for (int i = 0; i < plen[r]; i++)
-            reqs[r].tokens[i] = gt_randint(&t->rng, V);
-        for (int j = 0; j <= MAXLEN / BS; j++)
-            reqs[r].blocks[j] = j * NREQ + (NREQ - 1 - r);
-    }
+    make_requests(t, reqs, V);
     for (int s = 0; s < STEPS; s++) {
         build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
         /* the same step for the three runners, rebuilt after each pads it in place */
@@ -489,15 +496,7 @@ static void run_fp8_model(struct gt *t, const char *what, const struct gen_model
     le = malloc((size_t)8 * V * 4);
     if (!gt_check(t, lc && le, "out of host memory"))
         goto out;
-    for (int r = 0; r < NREQ; r++) {
-        static const int plen[NREQ] = { 5, 17, 33, 2 };
-        reqs[r].len = plen[r];
-        reqs[r].computed = 0;
-        for (int i = 0; i < plen[r]; i++)
-            reqs[r].tokens[i] = gt_randint(&t->rng, V);
-        for (int j = 0; j <= MAXLEN / BS; j++)
-            reqs[r].blocks[j] = j * NREQ + (NREQ - 1 - r);
-    }
+    make_requests(t, reqs, V);
     for (int s = 0; s < STEPS; s++) {
         build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
         if (!gt_check(t, runner_logits(rc, &b, lc) == 0, "%s cpu step %d", what, s))
