@@ -404,9 +404,10 @@ __device__ void apply_penalties(const float *x, float *work, int32_t *cnt, int v
 }
 
 /* Temperature, min_p, top_k, top_p and the exponential race over what is kept
- * (engine/sampler.c sample_random). l is x or work; p is materialized into work when a
- * threshold needs several passes over it. */
-__device__ int sample_random(const float *l, float *work, int vocab, const cuda_sample_row &row,
+ * (engine/sampler.c sample_random). l(i) reads the row's logit i (x, work, or x through the
+ * row's mask); p is materialized into work when a threshold needs several passes over it. */
+template <class L>
+__device__ int sample_random(L l, float *work, int vocab, const cuda_sample_row &row,
                              sample_shared &sh)
 {
     float lmax = -INFINITY, inv_t = 1.0f / row.temperature, thr = row.min_p, vstar = 0.0f;
@@ -414,16 +415,16 @@ __device__ int sample_random(const float *l, float *work, int vocab, const cuda_
     uint32_t id_cut = 0xffffffffu;
 
     for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS)
-        lmax = fmaxf(lmax, l[i]);
+        lmax = fmaxf(lmax, l(i));
     lmax = block_max(lmax, sh);
     if (lmax == -INFINITY)   /* everything banned: nothing to draw from */
-        return row_argmax(vocab, [&](int i) { return l[i]; }, sh);
+        return row_argmax(vocab, l, sh);
     if (need_p) {
         for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS)
-            work[i] = expf((l[i] - lmax) * inv_t);
+            work[i] = expf((l(i) - lmax) * inv_t);
         __syncthreads();
     }
-    auto p_of = [&](int i) { return need_p ? work[i] : expf((l[i] - lmax) * inv_t); };
+    auto p_of = [&](int i) { return need_p ? work[i] : expf((l(i) - lmax) * inv_t); };
 
     if (row.top_k > 0) {
         int survivors = 0, above;
@@ -514,15 +515,22 @@ sample_kernel(const float *logits, int vocab, const cuda_sample_row *rows, const
                row.num_prompt + row.num_output > 0;
     bool freq = (row.frequency_penalty != 0.0f || row.presence_penalty != 0.0f) &&
                 row.num_output > 0;
-    if (rep || freq || row.num_banned > 0 || row.num_bias > 0 || (row.mask_off >= 0 && masks)) {
+    bool masked = row.mask_off >= 0 && masks;
+    if (rep || freq || row.num_banned > 0 || row.num_bias > 0) {
         apply_penalties(x, work, cnt, vocab, row, hist, masks, rep, freq);
         l = work;
     }
-
-    if (row.greedy)
-        token = row_argmax(vocab, [&](int i) { return l[i]; }, sh);
-    else
-        token = sample_random(l, work, vocab, row, sh);
+    if (masked && l == x) {
+        /* A mask alone (a grammar's, allowed_token_ids'): applied where the logits are read,
+         * in the sampler's first pass, instead of a copy of the row and a pass over it; a
+         * structured-output batch is mostly such rows. Same values as the copy would hold. */
+        const uint32_t *m = masks + row.mask_off;
+        auto lm = [&](int i) { return m[i >> 5] >> (i & 31) & 1u ? x[i] : -INFINITY; };
+        token = row.greedy ? row_argmax(vocab, lm, sh) : sample_random(lm, work, vocab, row, sh);
+    } else {
+        auto lw = [&](int i) { return l[i]; };
+        token = row.greedy ? row_argmax(vocab, lw, sh) : sample_random(lw, work, vocab, row, sh);
+    }
 
     if (threadIdx.x == 0) {
         cuda_sample_result *out = &results[blockIdx.x];

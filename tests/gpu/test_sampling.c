@@ -434,7 +434,8 @@ out:
 
 /* Grammar masks (sample_row.allowed): rows with a few allowed tokens among model-like
  * logits, one allowed token, a mask that allows the argmax and one that does not, rows
- * without a mask between them, a vocab that ends inside a mask word; greedy and seeded. */
+ * without a mask between them, a vocab that ends inside a mask word; greedy and seeded (some
+ * with top_k or top_p). A row with a mask alone is read through it in place (no copy). */
 static void grammar_masks_leave_out_what_the_cpu_leaves_out(struct gt *t)
 {
     enum { N = 48, V = 50021 };
@@ -458,6 +459,11 @@ static void grammar_masks_leave_out_what_the_cpu_leaves_out(struct gt *t)
             rows[r].temperature = 1.0f;
             rows[r].seed = gt_rand_u64(&t->rng);
             rows[r].counter = (uint32_t)r;
+            /* the thresholds' passes read the row through its mask too */
+            if (r % 9 == 2)
+                rows[r].top_k = 5;
+            else if (r % 9 == 5)
+                rows[r].top_p = 0.8f;
         }
         if (r % 6 == 5)
             continue;                  /* no mask: everything allowed */
