@@ -7,7 +7,8 @@
 #   OUT=/tmp/out scripts/gpu/pending.sh checks    (GPU tests, oracle, grammar bench: ~6 min)
 #   OUT=/tmp/out scripts/gpu/pending.sh benches   (whole-model benches: ~8 min)
 #   OUT=/tmp/out scripts/gpu/pending.sh pieces    (piecewise graphs, nano-vllm workload: ~5 min)
-# (three calls: together they pass the device tool's 10 minutes a command)
+#   OUT=/tmp/out scripts/gpu/pending.sh fp8       (8B bf16 vs fp8, and the 70B shape in fp8: ~7 min)
+# (four calls: together they pass the device tool's 10 minutes a command)
 # Logs under $OUT, the short version in $OUT/summary.txt, everything else in one archive
 # (the device tool brings back a few files only). Exits non-zero when a correctness check
 # failed; figures are printed, never asserted.
@@ -93,6 +94,25 @@ nano="--model /tmp/l1b --load-format dummy --num-prompts 256 --input-len 100 --i
 bench nano-pieces $nano --piecewise-graph-sizes 16,32,64,128,256,512,1024,2048
 bench nano-no-pieces $nano
 grep -h -m1 'piecewise graphs' "$OUT/bench-nano-pieces.log" | tee -a "$summary"
+fi
+
+if [ "$part" = fp8 ]; then
+# 6. FP8 (issue 10): the 8B shape in bf16 and fp8 side by side (the GEMV at one row only since
+#    the last run), then the largest model that fits one H200 in fp8, a Llama-3.1-70B shape
+#    (dummy weights: 70 GB would not fit the machine's disk).
+$B gen-model --config llama-3.1-8b --no-weights --out /tmp/m8 > "$OUT/gen.log" 2>&1
+$B gen-model --config llama-3.1-70b --no-weights --out /tmp/m70 >> "$OUT/gen.log" 2>&1
+b1="--num-prompts 1 --max-num-seqs 1 --cuda-graph-sizes 1"
+b64="--num-prompts 64 --max-num-seqs 64 --cuda-graph-sizes 1,2,4,8,16,32,64"
+common="--load-format dummy --max-model-len 512 --temperature 0 --seed 1"
+bench 8b-bf16-b1 --model /tmp/m8 $common $b1
+bench 8b-fp8-b1 --model /tmp/m8 $common $b1 --quantization fp8 --kv-cache-dtype fp8
+bench 8b-bf16-b64 --model /tmp/m8 $common $b64
+bench 8b-fp8-b64 --model /tmp/m8 $common $b64 --quantization fp8 --kv-cache-dtype fp8
+grep -h -m1 -i 'kv cache.*tokens' "$OUT/bench-8b-bf16-b1.log" "$OUT/bench-8b-fp8-b1.log" | tee -a "$summary"
+bench 70b-fp8-b1 --model /tmp/m70 $common $b1 --quantization fp8 --kv-cache-dtype fp8
+bench 70b-fp8-b64 --model /tmp/m70 $common $b64 --quantization fp8 --kv-cache-dtype fp8
+grep -h -m2 -i 'weights\|kv cache' "$OUT/bench-70b-fp8-b1.log" | tee -a "$summary"
 fi
 
 (cd "$OUT" && tar czf /tmp/pending-logs.tar.gz --exclude summary.txt --exclude 'hf-*.tar.gz' . &&

@@ -28,6 +28,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine/model/gen_model.h"
 #include "engine/model/model.h"
 #include "engine/comm.h"
@@ -308,6 +310,165 @@ static void runner_gpt_oss_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
     gt_check(t, replays > 0, "tiny-gpt-oss ran no graph step");
     gt_note(t, "tiny-gpt-oss, fused/unfused x bf16/fp8 kv: %d steps, %d graph replays, %d of %d "
             "greedy tokens equal (%d near ties)", steps, replays, tokens - ties, tokens, ties);
+}
+
+/* config.json of dir with each member of the JSON object patch replacing (or adding) its
+ * key: the gpt-oss parts case's variants of one preset, with the same weights. */
+static bool patch_config(struct gt *t, const char *dir, const char *patch)
+{
+    char path[512], err[ERR_LEN] = "";
+    char *text = NULL, *out = NULL;
+    size_t len;
+    cJSON *cfg = NULL, *p = cJSON_Parse(patch), *it;
+    bool ok = false;
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!gt_check(t, p != NULL, "bad patch %s", patch) ||
+        !gt_check(t, read_file(path, &text, &len, err) == 0, "%s: %s", path, err) ||
+        !gt_check(t, (cfg = cJSON_Parse(text)) != NULL, "%s: not JSON", path))
+        goto out;
+    cJSON_ArrayForEach(it, p) {
+        cJSON_DeleteItemFromObject(cfg, it->string);
+        cJSON_AddItemToObject(cfg, it->string, cJSON_Duplicate(it, true));
+    }
+    out = cJSON_Print(cfg);
+    f = fopen(path, "w");
+    ok = gt_check(t, out && f && fputs(out, f) >= 0 && fclose(f) == 0, "write %s", path);
+    if (!ok && f)
+        fclose(f);
+out:
+    cJSON_Delete(p);
+    cJSON_Delete(cfg);
+    free(text);
+    free(out);
+    return ok;
+}
+
+/* The cpu and eager cuda runners of preset (config patched) over the requests' steps, the
+ * cpu's greedy tokens fed to both: the largest |cuda - cpu| logit and the nmse over all
+ * steps. */
+static bool parts_error(struct gt *t, const char *preset, const char *patch, float *maxd,
+                        double *nmse)
+{
+    char dir[] = "/tmp/osprey-gpu-model-XXXXXX", err[ERR_LEN] = "";
+    struct gen_model_opts go = { .config = preset, .seed = 5 };
+    static const int graph_sizes[] = { 1, 2, 4, 8 };   /* as run_preset's, never captured */
+    struct runner_options eo = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, true,
+                                 graph_sizes, 4, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
+    struct backend_options bo = { 0 };
+    struct runner *rc = NULL, *re = NULL;
+    int e;
+    struct step_batch b = { 0 };
+    struct sim_req reqs[NREQ];
+    struct model m;
+    bool opened = false, decode, ok = false;
+    float *lc = NULL, *le = NULL;
+    double num = 0, den = 0;
+    int V;
+
+    *maxd = 0;
+    if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
+        return false;
+    go.out_dir = dir;
+    if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model %s: %s", preset, err) ||
+        (patch && !patch_config(t, dir, patch)) ||
+        !gt_check(t, model_open(&m, dir, err) == 0, "model_open %s %s: %s", preset,
+                  patch ? patch : "", err))
+        goto out;
+    opened = true;
+    V = m.cfg.vocab_size;
+    if (!gt_check(t, runner_backend_options(&m.cfg, &eo, &bo) == 0, "runner_backend_options") ||
+        !gt_backends(t, &bo) ||
+        !gt_check(t, runner_create(&rc, t->cpu, &m, &eo, err) == 0, "cpu runner: %s", err) ||
+        !gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda runner: %s", err) ||
+        !gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,
+                                runner_max_blocks_per_req(re)) == 0, "batch_init"))
+        goto out;
+    lc = malloc((size_t)8 * V * 4);   /* a runner may pad the step's rows to 8 */
+    le = malloc((size_t)8 * V * 4);
+    if (!gt_check(t, lc && le, "out of host memory"))
+        goto out;
+    make_requests(t, reqs, V);
+    for (int s = 0; s < STEPS; s++) {
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        e = runner_logits(rc, &b, lc);
+        if (!gt_check(t, e == 0, "cpu step %d: %d", s, e))
+            goto out;
+        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        e = runner_logits(re, &b, le);
+        if (!gt_check(t, e == 0, "cuda step %d: %d (%s)", s, e,
+                      patch ? patch : "as is"))
+            goto out;
+        for (int r = 0; r < NREQ; r++) {
+            const float *x = lc + (size_t)r * V;
+            int best = 0;
+            for (int i = 0; i < V; i++) {
+                float d = le[(size_t)r * V + i] - x[i];
+                *maxd = fmaxf(*maxd, fabsf(d));
+                num += (double)d * d;
+                den += (double)x[i] * x[i];
+                best = x[i] > x[best] ? i : best;
+            }
+            reqs[r].computed = reqs[r].len;
+            if (reqs[r].len < MAXLEN)
+                reqs[r].tokens[reqs[r].len++] = best;
+        }
+    }
+    *nmse = den > 0 ? num / den : 0;
+    ok = true;
+out:
+    runner_destroy(re);
+    runner_destroy(rc);
+    gt_backends_free(t);
+    batch_fini(&b);
+    free(lc);
+    free(le);
+    if (opened)
+        model_close(&m);
+    gt_remove(t, "%s", dir);
+    return ok;
+}
+
+/* gpt-oss's parts taken out of play one after another, to tell a bf16 routing near-tie
+ * (top 2 of 4 experts picked on bf16 router logits: a flipped pick moves a row far) from an
+ * error in a part: with every expert routed (top-k = E) nothing is picked, and cuda must be
+ * within the other families' bound (nmse 2e-3); the note gives each variant's error. */
+static void gpt_oss_parts_cuda_match_cpu(struct gt *t)
+{
+    static const char *const all = "\"num_experts_per_tok\": 4";
+    static const char *const norope = "\"rope_parameters\": {\"rope_type\": \"default\", "
+                                      "\"rope_theta\": 150000.0}";
+    char patch[4][320];
+    const char *variants[7];
+    const char *names[7] = { "as is", "all experts", "+ no yarn", "+ no window",
+                             "+ no clamp", "tiny-qwen3-moe as is", "all 16 experts" };
+    char line[1024] = "";
+    size_t at = 0;
+
+    snprintf(patch[0], sizeof patch[0], "{%s}", all);
+    snprintf(patch[1], sizeof patch[1], "{%s, %s}", all, norope);
+    snprintf(patch[2], sizeof patch[2], "{%s, %s, \"sliding_window\": 4096}", all, norope);
+    snprintf(patch[3], sizeof patch[3], "{%s, %s, \"sliding_window\": 4096, "
+             "\"swiglu_limit\": 1e6}", all, norope);
+    variants[0] = NULL;
+    for (int i = 0; i < 4; i++)
+        variants[i + 1] = patch[i];
+    variants[5] = NULL;
+    variants[6] = "{\"num_experts_per_tok\": 16}";
+    for (int v = 0; v < 7; v++) {
+        float maxd;
+        double nmse;
+        if (!parts_error(t, v >= 5 ? "tiny-qwen3-moe" : "tiny-gpt-oss", variants[v], &maxd,
+                         &nmse))
+            return;
+        at += (size_t)snprintf(line + at, sizeof line - at, "%s%s: max %.3g nmse %.2g",
+                               v ? "; " : "", names[v], maxd, nmse);
+        if (v == 1)
+            gt_check(t, nmse <= 2e-3, "tiny-gpt-oss with every expert routed: nmse %.3g > 2e-3",
+                     nmse);
+    }
+    gt_note(t, "%s", line);
 }
 
 /* Tensor parallelism's NCCL path with one rank: the layer loop all-reduces o and down
@@ -617,6 +778,7 @@ const struct gt_case gt_cases_runner[] = {
     { "runner_gpt_oss_cuda_matches_cpu_and_graphs_match_eager", runner_gpt_oss_cuda_matches_cpu_and_graphs_match_eager },
     { "nccl_with_one_rank_equals_the_plain_runner", nccl_with_one_rank_equals_the_plain_runner },
     { "dummy_moe_models_cuda_match_cpu", dummy_moe_models_cuda_match_cpu },
+    { "gpt_oss_parts_cuda_match_cpu", gpt_oss_parts_cuda_match_cpu },
     { NULL, NULL },
 };
 
