@@ -3,7 +3,9 @@
  * counting sort, each expert's rows padded to the GEMM's M tile, after vLLM's
  * moe_align_block_size), the grouped GEMMs on bf16 mma.sync tensor cores (gate_up with
  * SiLU·mul, or gpt-oss's biases and clamped SwiGLU, in the epilogue, then down (plus its
- * bias) times the routing weight), and each token's sum of its k outputs in a fixed order.
+ * bias) times the routing weight; for the fewest rows optionally split along K, the
+ * slices' f32 sums reduced in a fixed order before those epilogues), and each token's sum
+ * of its k outputs in a fixed order.
  * The router's product and Qwen2-MoE's shared expert are cuBLAS products
  * (engine/cuda/cuda_moe.c). CPU twin: engine/cpu/moe.c; test: tests/gpu/test_moe.c. */
 #include "kernels/common.cuh"
