@@ -294,7 +294,8 @@ void gt_bench_fp8_gemm(void)
     static const int batches[] = { 1, 2, 4, 8, 16, 64, 128, 256, 4096 };
     /* kind: weights (0 bf16, 1 fp8 per channel, 2 fp8 128x128), the backend (0: as it runs
      * by default; 1: cuBLASLt for every n, up to 16 rows only: what the GEMV replaces; 2, 3:
-     * the GEMV's warp and tile kernels for up to 8 rows) and whether it is a GEMV row */
+     * the GEMV's warp and tile kernels for up to 8 rows), its largest n, and whether
+     * TEST_OSPREY_BENCH_FP8=gemv times it */
     static const struct { const char *name; int w, be, max_n; bool gemv; } kinds[] = {
         { "bf16", 0, 0, 4096, true }, { "fp8 channel", 1, 0, 4096, false },
         { "fp8 128x128", 2, 0, 4096, false }, { "fp8 chan LT", 1, 1, 16, false },
@@ -386,7 +387,7 @@ void gt_bench_fp8_gemm(void)
                     t = fp8_bench_time(&b, size++);
                     if (kind == 0)
                         t_bf16[k] = t;
-                    printf("gemm8b %-7s %5d x %5d %-11s n %4d: %8.2f us, %6.1f TFLOP/s, %6.0f GB/s"
+                    printf("gemm8b %-7s %5d x %5d %-13s n %4d: %8.2f us, %6.1f TFLOP/s, %6.0f GB/s"
                            " of weights%s", sh->name, sh->rows, sh->cols, kinds[kd].name, n,
                            t * 1e6, flops / t / 1e12, wbytes / t / 1e9, kind ? "" : "\n");
                     if (kind)

@@ -1,7 +1,7 @@
 /* test_fp8_gemm.c — the CUDA backend's fp8 linear layers against the CPU backend's W8A16
  * reference: block-wise (128x128), per-channel and per-tensor weights, fused parts, with and
  * without a bias, 1 to 300 rows; static activation scales; the W8A16 fallback kernel alone;
- * the LM head (f32 out);
+ * the LM head (f32 out); each of the decode GEMV's kernels (warp, tile) up to 8 rows;
  * graph replay bit for bit equal to the eager product; and the absmax op.
  *
  * Tolerance. Both backends multiply the same e4m3 weights by the same scales; only the CUDA
@@ -237,9 +237,10 @@ static const int gemv_row_counts[] = { 1, 2, 3, 4, 5, 8, 9, 64 };
 
 #define GEMV_MAX 1   /* engine/cuda/cuda_fp8_gemm.c: FP8_GEMV_MAX */
 
-/* Which kernel a set's products must run: FAST (the GEMV up to GEMV_MAX rows, cuBLASLt
- * above), cuBLASLt for every n (TEST_OSPREY_CUDA_FP8=lt or split), the plain W8A16 kernel, or
- * the GEMV up to GEMV_MAX rows and the plain kernel above (shapes cuBLASLt cannot take).
+/* Which kernel a set's products must run: FAST (the GEMV up to GEMV_MAX rows, or the set's
+ * gemv_max, cuBLASLt above), cuBLASLt for every n (TEST_OSPREY_CUDA_FP8=lt or split), the
+ * plain W8A16 kernel, or the GEMV up to that limit and the plain kernel above (shapes
+ * cuBLASLt cannot take).
  * The W8A16 kernels (GEMV included) are held to the tight bound. */
 enum path { PATH_FAST, PATH_LT, PATH_W8A16, PATH_GEMV_W8A16 };
 
