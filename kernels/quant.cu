@@ -1,7 +1,8 @@
 /* quant.cu — FP8 (e4m3) linear layers' device side: bf16 activations quantized per token or
  * per 128-wide k-block for cuBLASLt's scaled FP8 GEMMs (engine/cuda/cuda_fp8_gemm.c), a
  * plain W8A16 product for the weights cuBLASLt cannot take (the fallback, and the check of
- * the fast path), a bias add, and the absmax reduction of --calculate-kv-scales. CPU twins:
+ * the fast path), the W8A16 decode GEMV (two kernels: a warp a row, a block a row tile), a
+ * bias add, and the absmax reduction of --calculate-kv-scales. CPU twins:
  * engine/cpu/matmul.c (W8A16, the reference) and engine/cpu/cache_update.c (absmax_cpu). */
 #include <float.h>
 
