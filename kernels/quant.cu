@@ -1,7 +1,8 @@
 /* quant.cu — FP8 (e4m3) linear layers' device side: bf16 activations quantized per token or
  * per 128-wide k-block for cuBLASLt's scaled FP8 GEMMs (engine/cuda/cuda_fp8_gemm.c), a
  * plain W8A16 product for the weights cuBLASLt cannot take (the fallback, and the check of
- * the fast path), a bias add, and the absmax reduction of --calculate-kv-scales. CPU twins:
+ * the fast path), the W8A16 decode GEMV (two kernels: a warp a row, a block a row tile), a
+ * bias add, and the absmax reduction of --calculate-kv-scales. CPU twins:
  * engine/cpu/matmul.c (W8A16, the reference) and engine/cpu/cache_update.c (absmax_cpu). */
 #include <float.h>
 
@@ -285,23 +286,230 @@ static void gemv_launch(void *out, bool out_f32, const bf16 *x, const cuda_fp8_w
         w8_gemv_kernel<NT, false><<<grid, 32 * GEMV_ROWS, 0, s>>>(out, x, w, bias, n);
 }
 
+/* ---- W8A16 for decode, row tiles: a block of TILE_THREADS streams TILE_ROWS whole rows ----
+ * Each thread takes the 16-column chunks tid, tid + TILE_THREADS, ... of all the tile's rows:
+ * its x chunk (16 bf16 per token) is loaded once, through L1, for the TILE_ROWS rows, and it
+ * issues TILE_ROWS * unroll independent 16-byte weight loads, which bypass L1 (each weight
+ * byte is read once) before it uses the first. The codes become floats with integer
+ * operations (no conversion unit on the way: at 16 conversions a clock an SM, f16 → f32
+ * alone would cap the stream near 4.2 TB/s), the partial sums meet in shared memory, and a
+ * per-row scale multiplies once per row, a 128x128 block's once per 16-column chunk. */
+
+/* 64 threads: at the NT = 1 kernel's 72 registers an SM holds 14 such blocks, so the
+ * 1024 tiles of a 4096-row product (o, down) are all resident at once, a single wave with
+ * no tail of late blocks; 8 loads in flight a thread, ~60 KB an SM. */
+#define TILE_THREADS 64
+#define TILE_ROWS 4
+#define TILE_STRIDE (TILE_THREADS * 16)   /* columns between one thread's chunks */
+
+/* 16 weight bytes, read once: not allocated in L1, which keeps x. */
+__device__ __forceinline__ uint4 ld_weights(const uint8_t *p)
+{
+    uint4 r;
+
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+
+/* Four e4m3 codes (code i in byte i) as floats times 2^-120, exactly: each code's sign and
+ * its 7 exponent-and-mantissa bits are moved to where a bf16's sign and low bits lie (eeee
+ * to the exponent's low 4 bits, mmm to the mantissa's top 3), which reads as the code's
+ * value times 2^(7 - 127), subnormals included (a bf16 subnormal for exponent 0); bf16 → f32
+ * is then a shift. The bytes at bits 8..15 and 24..31 are already at the top of a 16-bit
+ * half; the others are shifted there. e4m3fn's NaN (0x7f) reads as 480: checkpoints hold
+ * none (quantizers saturate). */
+__device__ __forceinline__ void e4m3x4_to_f32_scaled(uint32_t q, float *f)
+{
+    uint32_t odd = (q & 0x80008000u) | ((q >> 4) & 0x07f007f0u);          /* codes 1, 3 */
+    uint32_t even = ((q << 8) & 0x80008000u) | ((q << 4) & 0x07f007f0u);  /* codes 0, 2 */
+
+    f[0] = __uint_as_float(even << 16);
+    f[1] = __uint_as_float(odd << 16);
+    f[2] = __uint_as_float(even & 0xffff0000u);
+    f[3] = __uint_as_float(odd & 0xffff0000u);
+}
+
+/* bf16 number e (0..15) of a chunk held as 8 words of two each. */
+__device__ __forceinline__ float bf16_word_at(const uint32_t *xw, int e)
+{
+    return __uint_as_float(e & 1 ? xw[e >> 1] & 0xffff0000u : xw[e >> 1] << 16);
+}
+
+/* x[t][c .. c + 16) as 8 words of two bf16, clamped to +-lim when lim is finite (the
+ * clamped value rounded to bf16: what the CPU reference multiplies, x clamped then stored). */
+__device__ __forceinline__ void load_x_chunk(uint32_t *xw, const bf16 *p, float lim)
+{
+    uint4 a = __ldg(reinterpret_cast<const uint4 *>(p));
+    uint4 b = __ldg(reinterpret_cast<const uint4 *>(p + 8));
+
+    xw[0] = a.x, xw[1] = a.y, xw[2] = a.z, xw[3] = a.w;
+    xw[4] = b.x, xw[5] = b.y, xw[6] = b.z, xw[7] = b.w;
+    if (lim < INFINITY) {   /* a static activation scale: uniform across the grid */
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            __nv_bfloat162 h = __floats2bfloat162_rn(fminf(lim, fmaxf(-lim, bf16_word_at(xw, 2 * i))),
+                                                     fminf(lim, fmaxf(-lim, bf16_word_at(xw, 2 * i + 1))));
+
+            xw[i] = *reinterpret_cast<uint32_t *>(&h);
+        }
+    }
+}
+
+/* grid (ceil(rows / TILE_ROWS), ceil(n / NT)), block TILE_THREADS. ROW_SCALE: one scale a
+ * row (col_block >= cols), applied to the row's sum; else one a 16-column chunk. Sums are
+ * kept in units of 2^-120 (the codes' floats) for ROW_SCALE, in the product's own units
+ * otherwise (the chunk's sum is scaled back first, so that scale * sum stays clear of f32's
+ * subnormals); either way f32's range holds them (a product term below 2^-126, i.e. x times
+ * the code's value below 2^-6, is rounded to 2^-149, an error of 2^-29 of a code unit). */
+template <int NT, int U, bool ROW_SCALE, bool OUT_F32>
+__global__ void __launch_bounds__(TILE_THREADS)
+w8_gemv_tile_kernel(void *out, const bf16 *x, cuda_fp8_weight w, const bf16 *bias, int n)
+{
+    __shared__ float part[TILE_THREADS / 32][NT * TILE_ROWS];
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, K = w.cols;
+    int r0 = blockIdx.x * TILE_ROWS, t0 = blockIdx.y * NT;
+    int nr = min(TILE_ROWS, w.rows - r0), nt = min(NT, n - t0);
+    float lim = w.input_scale ? FP8_MAX * *w.input_scale : INFINITY;
+    const uint8_t *wr[TILE_ROWS];
+    const float *sr[TILE_ROWS];
+    float acc[NT][TILE_ROWS];
+
+#pragma unroll
+    for (int r = 0; r < TILE_ROWS; r++) {
+        int row = r0 + min(r, nr - 1);   /* past the last row: re-read it (in bounds), dropped */
+
+        wr[r] = w.w + (size_t)row * K;
+        sr[r] = w.scale + (size_t)(row / w.row_block) * w.scale_ld;
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+            acc[j][r] = 0.0f;
+    }
+    for (int c0 = tid * 16; c0 < K; c0 += U * TILE_STRIDE) {
+        uint4 q[U][TILE_ROWS];
+
+        /* every load of the step first: U * TILE_ROWS of them in flight */
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int r = 0; r < TILE_ROWS; r++)
+                q[u][r] = c0 + u * TILE_STRIDE < K ? ld_weights(wr[r] + c0 + u * TILE_STRIDE)
+                                                   : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            int c = c0 + u * TILE_STRIDE;
+            uint32_t xw[NT][8];
+            float cs[TILE_ROWS];
+
+            if (c >= K)
+                break;
+#pragma unroll
+            for (int j = 0; j < NT; j++)
+                if (j < nt)
+                    load_x_chunk(xw[j], x + (size_t)(t0 + j) * K + c, lim);
+#pragma unroll
+            for (int r = 0; r < TILE_ROWS; r++)
+                cs[r] = ROW_SCALE ? 1.0f : sr[r][c / w.col_block];
+#pragma unroll
+            for (int r = 0; r < TILE_ROWS; r++) {
+                const uint32_t *qw = reinterpret_cast<const uint32_t *>(&q[u][r]);
+                float wf[16];
+
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    e4m3x4_to_f32_scaled(qw[i], wf + 4 * i);
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    float d = 0.0f;
+
+                    if (j >= nt)
+                        continue;
+#pragma unroll
+                    for (int e = 0; e < 16; e++)
+                        d = fmaf(wf[e], bf16_word_at(xw[j], e), d);
+                    acc[j][r] = ROW_SCALE ? acc[j][r] + d : fmaf(cs[r], d * 0x1p120f, acc[j][r]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int r = 0; r < TILE_ROWS; r++) {
+            float v = warp_sum(acc[j][r]);
+
+            if (lane == 0)
+                part[warp][j * TILE_ROWS + r] = v;
+        }
+    __syncthreads();
+    if (tid < NT * TILE_ROWS) {
+        int j = tid / TILE_ROWS, r = tid % TILE_ROWS, row = r0 + r;
+        float v = 0.0f;
+
+        if (j >= nt || r >= nr)
+            return;
+#pragma unroll
+        for (int k = 0; k < TILE_THREADS / 32; k++)
+            v += part[k][tid];
+        if (ROW_SCALE)
+            v = v * 0x1p120f * w.scale[(size_t)(row / w.row_block) * w.scale_ld];
+        if (bias)
+            v += __bfloat162float(bias[row]);
+        if (OUT_F32)
+            ((float *)out)[(size_t)(t0 + j) * w.rows + row] = v;
+        else
+            ((bf16 *)out)[(size_t)(t0 + j) * w.rows + row] = __float2bfloat16(v);
+    }
+}
+
+/* NT tokens a block, U chunks a thread a step: 2 for one or two tokens (8 loads in flight a
+ * thread), 1 from 4 tokens up, whose x words take the registers. */
+template <int NT>
+static void tile_launch(void *out, bool out_f32, const bf16 *x, const cuda_fp8_weight &w,
+                        const bf16 *bias, int n, cudaStream_t s)
+{
+    constexpr int U = NT <= 2 ? 2 : 1;
+    dim3 grid(ceil_div_u(w.rows, TILE_ROWS), ceil_div_u(n, NT));
+    bool row_scale = w.col_block >= w.cols;
+
+    if (row_scale && out_f32)
+        w8_gemv_tile_kernel<NT, U, true, true><<<grid, TILE_THREADS, 0, s>>>(out, x, w, bias, n);
+    else if (row_scale)
+        w8_gemv_tile_kernel<NT, U, true, false><<<grid, TILE_THREADS, 0, s>>>(out, x, w, bias, n);
+    else if (out_f32)
+        w8_gemv_tile_kernel<NT, U, false, true><<<grid, TILE_THREADS, 0, s>>>(out, x, w, bias, n);
+    else
+        w8_gemv_tile_kernel<NT, U, false, false><<<grid, TILE_THREADS, 0, s>>>(out, x, w, bias, n);
+}
+
 int fp8_gemv_cuda(void *out, bool out_f32, const bf16 *x, const struct cuda_fp8_weight *w,
-                  const bf16 *bias, int n, cudaStream_t s)
+                  const bf16 *bias, int n, int kind, cudaStream_t s)
 {
     if (n < 0 || w->rows <= 0 || w->cols <= 0 || w->cols % 16 || w->row_block < 1 ||
         w->scale_ld < 1 || (w->col_block % 16 && w->col_block < w->cols) || !w->w ||
-        !w->scale || !aligned16(w->w) || !aligned16(x) || (out_f32 && bias))
+        !w->scale || !aligned16(w->w) || !aligned16(x) || (out_f32 && bias) ||
+        (kind != FP8_GEMV_WARP && kind != FP8_GEMV_TILE))
         return -EINVAL;
     if (n == 0)
         return 0;
-    if (n == 1)
+    if (kind == FP8_GEMV_TILE) {
+        if (n == 1)
+            tile_launch<1>(out, out_f32, x, *w, bias, n, s);
+        else if (n == 2)
+            tile_launch<2>(out, out_f32, x, *w, bias, n, s);
+        else if (n <= 4)
+            tile_launch<4>(out, out_f32, x, *w, bias, n, s);
+        else
+            tile_launch<8>(out, out_f32, x, *w, bias, n, s);
+    } else if (n == 1) {
         gemv_launch<1>(out, out_f32, x, *w, bias, n, s);
-    else if (n == 2)
+    } else if (n == 2) {
         gemv_launch<2>(out, out_f32, x, *w, bias, n, s);
-    else if (n <= 4)
+    } else if (n <= 4) {
         gemv_launch<4>(out, out_f32, x, *w, bias, n, s);
-    else
+    } else {
         gemv_launch<8>(out, out_f32, x, *w, bias, n, s);
+    }
     if (!CUDA_OK(cudaGetLastError()))
         return -EIO;
     return 0;

@@ -28,6 +28,8 @@
 #define FP8_PLAN_PROBES 8
 #define FP8_GEMV_MAX 1         /* products of up to this many rows run our GEMV (H200: a win at
                                 * n = 1 only, 1.2-1.5x bf16; 0.5x at 4, 0.3x at 8) */
+#define FP8_GEMV_KIND FP8_GEMV_WARP   /* the GEMV's kernel; TEST_OSPREY_CUDA_FP8_GEMV=tile|warp
+                                       * picks one for tests and benchmarks */
 
 enum fp8_mode {
     FP8_W8A16 = 0,             /* our kernel */
@@ -481,7 +483,8 @@ int cuda__fp8_gemm(struct backend_cuda *cu, void *out, bool out_f32, const void 
     if (n <= f->gemv_max) {
         struct cuda_fp8_weight kw = kernel_weight(w);
 
-        rc = fp8_gemv_cuda(out, out_f32, x, &kw, bias ? bias->data : NULL, n, cu->stream);
+        rc = fp8_gemv_cuda(out, out_f32, x, &kw, bias ? bias->data : NULL, n, f->gemv_kind,
+                           cu->stream);
         if (rc != -EINVAL) {
             f->num_gemv += rc == 0;
             return cuda__status(cu, rc);
@@ -544,12 +547,15 @@ int cuda__fp8_init(struct backend_cuda *cu, char *err)
      * config loader reads that prefix as the daemon's flags) */
     const char *env = getenv("TEST_OSPREY_CUDA_FP8");
     const char *gemv = getenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX");
+    const char *kind = getenv("TEST_OSPREY_CUDA_FP8_GEMV");
 
     cu->fp8.force_w8a16 = env && !strcmp(env, "w8a16");
     cu->fp8.split_rows = env && !strcmp(env, "split");
     /* cuBLASLt from gemv_max + 1 rows up; "lt" and "split" test its small-n paths */
     cu->fp8.gemv_max = env && (!strcmp(env, "lt") || !strcmp(env, "split")) ? 0
                      : gemv ? atoi(gemv) : FP8_GEMV_MAX;
+    cu->fp8.gemv_kind = kind && !strcmp(kind, "tile") ? FP8_GEMV_TILE
+                      : kind && !strcmp(kind, "warp") ? FP8_GEMV_WARP : FP8_GEMV_KIND;
     if (!(cu->fp8.plans = calloc(FP8_PLAN_SLOTS, sizeof *cu->fp8.plans))) {
         errf(err, "cuda: out of memory for the fp8 GEMM plans");
         return -ENOMEM;

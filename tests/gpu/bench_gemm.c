@@ -7,7 +7,9 @@
  * asserted: it says whether cuBLAS's own choice leaves speed on the table for skinny
  * products. gt_bench_fp8_gemm: the llama-3.1-8b products through the CUDA backend's matmul
  * op, bf16 weights against fp8 ones (per-channel and 128x128 blocks; activation
- * quantization included), decode batches 1 to 256 and a 4096-token prefill. */
+ * quantization included), decode batches 1 to 256 and a 4096-token prefill, and each of the
+ * decode GEMV's kernels (warp, tile) up to 8 rows side by side;
+ * TEST_OSPREY_BENCH_FP8=gemv times only bf16 and the GEMV kernels, up to 8 rows. */
 #ifdef OSPREY_CUDA
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,16 +291,26 @@ void gt_bench_fp8_gemm(void)
         { "qkv", 6144, 4096, false }, { "o", 4096, 4096, false },
         { "gate_up", 28672, 4096, false }, { "down", 4096, 14336, false },
     };
-    static const int batches[] = { 1, 4, 8, 16, 64, 128, 256, 4096 };
-    /* kind: weights (0 bf16, 1 fp8 per channel, 2 fp8 128x128) and the backend (1: cuBLASLt
-     * for every n, up to 16 rows only: what the GEMV replaces) */
-    static const struct { const char *name; int w, lt; } kinds[] = {
-        { "bf16", 0, 0 }, { "fp8 channel", 1, 0 }, { "fp8 128x128", 2, 0 },
-        { "fp8 chan LT", 1, 1 }, { "fp8 blk LT", 2, 1 },
+    static const int batches[] = { 1, 2, 4, 8, 16, 64, 128, 256, 4096 };
+    /* kind: weights (0 bf16, 1 fp8 per channel, 2 fp8 128x128), the backend (0: as it runs
+     * by default; 1: cuBLASLt for every n, up to 16 rows only: what the GEMV replaces; 2, 3:
+     * the GEMV's warp and tile kernels for up to 8 rows), its largest n, and whether
+     * TEST_OSPREY_BENCH_FP8=gemv times it */
+    static const struct { const char *name; int w, be, max_n; bool gemv; } kinds[] = {
+        { "bf16", 0, 0, 4096, true }, { "fp8 channel", 1, 0, 4096, false },
+        { "fp8 128x128", 2, 0, 4096, false }, { "fp8 chan LT", 1, 1, 16, false },
+        { "fp8 blk LT", 2, 1, 16, false }, { "fp8 chan warp", 1, 2, 8, true },
+        { "fp8 chan tile", 1, 3, 8, true }, { "fp8 blk warp", 2, 2, 8, true },
+        { "fp8 blk tile", 2, 3, 8, true },
     };
+    static const char *const be_env[][2] = {   /* TEST_OSPREY_CUDA_FP8, _GEMV per backend */
+        { NULL, NULL }, { "lt", NULL }, { NULL, "warp" }, { NULL, "tile" },
+    };
+    const char *only = getenv("TEST_OSPREY_BENCH_FP8");
+    bool gemv_only = only && !strcmp(only, "gemv");
     struct backend_options o = { .max_tokens = 4096, .max_reqs = 8, .max_blocks_per_req = 8,
                                  .num_kv_groups = 1, .vocab_size = 16 };
-    struct backend *bes[2] = { NULL, NULL };
+    struct backend *bes[4] = { NULL, NULL, NULL, NULL };
     size_t host_bytes = (size_t)28672 * 4096 * 2;
     uint8_t *host = malloc(host_bytes);
     float *scales = malloc((size_t)28672 * 128 * sizeof(float));
@@ -310,10 +322,19 @@ void gt_bench_fp8_gemm(void)
         printf("fp8 gemm bench: cannot set up: %s\n", err);
         goto out;
     }
-    setenv("TEST_OSPREY_CUDA_FP8", "lt", 1);
-    if (backend_create(&bes[1], "cuda", &o, err))
-        printf("fp8 gemm bench: no cuBLASLt-only backend: %s\n", err);
-    unsetenv("TEST_OSPREY_CUDA_FP8");
+    for (size_t k = 1; k < ARRAY_LEN(bes); k++) {
+        if (be_env[k][0])
+            setenv("TEST_OSPREY_CUDA_FP8", be_env[k][0], 1);
+        if (be_env[k][1]) {
+            setenv("TEST_OSPREY_CUDA_FP8_GEMV", be_env[k][1], 1);
+            setenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX", "8", 1);
+        }
+        if (backend_create(&bes[k], "cuda", &o, err))
+            printf("fp8 gemm bench: no backend %zu: %s\n", k, err);
+        unsetenv("TEST_OSPREY_CUDA_FP8");
+        unsetenv("TEST_OSPREY_CUDA_FP8_GEMV");
+        unsetenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX");
+    }
     for (size_t i = 0; i < host_bytes; i++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         host[i] = (uint8_t)((rng >> 33) % 0x78) | (uint8_t)(rng >> 56 & 0x80);
@@ -322,7 +343,7 @@ void gt_bench_fp8_gemm(void)
         scales[i] = 1.0f / 4096;
     /* the widest and the deepest fp8 weight first: the backend sizes its activation buffers
      * at upload, and may not move them once graphs use them */
-    for (int k = 0; k < 2; k++) {
+    for (size_t k = 0; k < ARRAY_LEN(bes); k++) {
         struct bk_weight w;
 
         if (bes[k] && fp8_bench_weights(bes[k], &w, 1, 28672, 4096, 1, host, scales, err) == 0)
@@ -331,21 +352,22 @@ void gt_bench_fp8_gemm(void)
             bes[k]->ops->free_weight(bes[k], &w);
     }
     printf("fp8 vs bf16 GEMMs (llama-3.1-8b shapes, the backend's matmul op in a graph, weights "
-           "rotated through %zu MiB; fp8 up to 8 rows = our GEMV, LT = cuBLASLt only):\n",
+           "rotated through %zu MiB; fp8 = as by default, LT = cuBLASLt only, warp / tile = "
+           "that GEMV kernel up to 8 rows):\n",
            FP8_ROTATE_BYTES >> 20);
     for (size_t s = 0; s < ARRAY_LEN(shapes); s++) {
         const struct shape *sh = &shapes[s];
         double t_bf16[ARRAY_LEN(batches)] = { 0 };
 
         for (size_t kd = 0; kd < ARRAY_LEN(kinds); kd++) {
-            struct backend *be = bes[kinds[kd].lt];
+            struct backend *be = bes[kinds[kd].be];
             int kind = kinds[kd].w;
             size_t wbytes = (size_t)sh->rows * sh->cols * (kind ? 1 : 2);
             int copies = (int)MAX(1, MIN(64, FP8_ROTATE_BYTES / wbytes));
             struct fp8_bench b = { .be = be, .copies = copies };
             long lt0, g0, w0, lt1, g1, w1;
 
-            if (!be)
+            if (!be || (gemv_only && !kinds[kd].gemv))
                 continue;
             b.w = calloc(copies, sizeof *b.w);
             b.x = be->ops->alloc(be, (size_t)4096 * sh->cols * 2, err);
@@ -359,13 +381,13 @@ void gt_bench_fp8_gemm(void)
                     int n = batches[k];
                     double t, flops = 2.0 * n * sh->rows * sh->cols;
 
-                    if (kinds[kd].lt && n > 16)
+                    if (n > kinds[kd].max_n || (gemv_only && n > 8))
                         break;
                     b.n = n;
                     t = fp8_bench_time(&b, size++);
                     if (kind == 0)
                         t_bf16[k] = t;
-                    printf("gemm8b %-7s %5d x %5d %-11s n %4d: %8.2f us, %6.1f TFLOP/s, %6.0f GB/s"
+                    printf("gemm8b %-7s %5d x %5d %-13s n %4d: %8.2f us, %6.1f TFLOP/s, %6.0f GB/s"
                            " of weights%s", sh->name, sh->rows, sh->cols, kinds[kd].name, n,
                            t * 1e6, flops / t / 1e12, wbytes / t / 1e9, kind ? "" : "\n");
                     if (kind)

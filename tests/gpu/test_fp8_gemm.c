@@ -1,7 +1,7 @@
 /* test_fp8_gemm.c — the CUDA backend's fp8 linear layers against the CPU backend's W8A16
  * reference: block-wise (128x128), per-channel and per-tensor weights, fused parts, with and
  * without a bias, 1 to 300 rows; static activation scales; the W8A16 fallback kernel alone;
- * the LM head (f32 out);
+ * the LM head (f32 out); each of the decode GEMV's kernels (warp, tile) up to 8 rows;
  * graph replay bit for bit equal to the eager product; and the absmax op.
  *
  * Tolerance. Both backends multiply the same e4m3 weights by the same scales; only the CUDA
@@ -143,6 +143,8 @@ struct product {
     bool w8a16;                /* expect the W8A16 kernel (tighter bounds) */
     int static_input;          /* 0 dynamic; 1 static input_scale max|x| / 448 (the largest
                                 * of the parts'); 2 half that: |x| above max|x| / 2 saturates */
+    int gemv_max;              /* run_set: the backend's TEST_OSPREY_CUDA_FP8_GEMV_MAX, and
+                                * gemv_row_counts; 0: FP8_GEMV_MAX and row_counts */
 };
 
 /* One product on both backends, compared; returns false after a failure. */
@@ -230,25 +232,31 @@ out:
 }
 
 static const int row_counts[] = { 1, 7, 64, 300, 4, 3, 256, 8, 9 };
+/* every token-block size of the GEMVs (1, 2, 4, 8), full and partial, and past it */
+static const int gemv_row_counts[] = { 1, 2, 3, 4, 5, 8, 9, 64 };
 
 #define GEMV_MAX 1   /* engine/cuda/cuda_fp8_gemm.c: FP8_GEMV_MAX */
 
-/* Which kernel a set's products must run: FAST (the GEMV up to GEMV_MAX rows, cuBLASLt
- * above), cuBLASLt for every n (TEST_OSPREY_CUDA_FP8=lt or split), the plain W8A16 kernel, or
- * the GEMV up to GEMV_MAX rows and the plain kernel above (shapes cuBLASLt cannot take).
+/* Which kernel a set's products must run: FAST (the GEMV up to GEMV_MAX rows, or the set's
+ * gemv_max, cuBLASLt above), cuBLASLt for every n (TEST_OSPREY_CUDA_FP8=lt or split), the
+ * plain W8A16 kernel, or the GEMV up to that limit and the plain kernel above (shapes
+ * cuBLASLt cannot take).
  * The W8A16 kernels (GEMV included) are held to the tight bound. */
 enum path { PATH_FAST, PATH_LT, PATH_W8A16, PATH_GEMV_W8A16 };
 
 static void run_set(struct gt *t, const struct product *base, enum path expect)
 {
     long lt0, g0, w0, lt1, g1, w1, want_lt = 0, want_g = 0, want_w = 0;
+    const int *ns = base->gemv_max ? gemv_row_counts : row_counts;
+    size_t num = base->gemv_max ? ARRAY_LEN(gemv_row_counts) : ARRAY_LEN(row_counts);
+    int gemv_max = base->gemv_max ? base->gemv_max : GEMV_MAX;
 
     backend_cuda_fp8_counts(t->gpu, &lt0, &g0, &w0);
-    for (size_t i = 0; i < ARRAY_LEN(row_counts); i++) {
+    for (size_t i = 0; i < num; i++) {
         struct product p = *base;
-        bool gemv = (expect == PATH_FAST || expect == PATH_GEMV_W8A16) && row_counts[i] <= GEMV_MAX;
+        bool gemv = (expect == PATH_FAST || expect == PATH_GEMV_W8A16) && ns[i] <= gemv_max;
 
-        p.n = row_counts[i];
+        p.n = ns[i];
         p.w8a16 = expect == PATH_W8A16 || expect == PATH_GEMV_W8A16 || gemv;
         want_lt += expect == PATH_LT || (expect == PATH_FAST && !gemv);
         want_g += gemv;
@@ -397,6 +405,71 @@ static void fp8_lm_head_matches_cpu(struct gt *t)
     gt_note(t, "f32 logits: vocab 32000 per-channel and block-wise, W8A16");
 }
 
+/* ---- the decode GEMV's kernels ---- */
+
+static const char *const gemv_kinds[] = { "warp", "tile" };   /* enum fp8_gemv_kind */
+
+/* Backends whose GEMV is kernel `kind` (TEST_OSPREY_CUDA_FP8_GEMV) and takes up to
+ * gemv_max rows (0: FP8_GEMV_MAX); the variables are unset again. */
+static bool gemv_backends(struct gt *t, const char *kind, int gemv_max)
+{
+    char max[16];
+    bool ok;
+
+    snprintf(max, sizeof max, "%d", gemv_max);
+    setenv("TEST_OSPREY_CUDA_FP8_GEMV", kind, 1);
+    if (gemv_max)
+        setenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX", max, 1);
+    ok = backends(t, 512);
+    unsetenv("TEST_OSPREY_CUDA_FP8_GEMV");
+    unsetenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX");
+    return ok;
+}
+
+/* Each GEMV kernel up to 8 rows (tokens blocks of 1, 2, 4 and 8, full and partial), cuBLASLt
+ * or the W8A16 kernel above: 128x128 blocks (whole, and partial in k and rows), 64x64
+ * blocks (a scale every 64 columns), per-channel (K 4096: two chunks a thread; K 14336:
+ * seven, the last step half out of range; 258 rows: the last row tile half full),
+ * per-tensor fused with a bias and a saturating static scale, K 1040 (threads with no
+ * chunk), K 1000 (declined: the W8A16 kernel), parts ending mid-block (scales per row), the
+ * f32 LM head. Held to the W8A16 bound (f32 sums of the exact weights). */
+static void fp8_gemv_kinds_match_cpu(struct gt *t)
+{
+    for (size_t k = 0; k < ARRAY_LEN(gemv_kinds); k++) {
+        int g = 8;
+
+        if (!gemv_backends(t, gemv_kinds[k], g))
+            return;
+        run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1024 }, .sc = SC_BLOCK,
+                                      .gemv_max = g }, PATH_FAST);
+        run_set(t, &(struct product){ .cols = 1040, .nparts = 1, .prows = { 1008 }, .sc = SC_BLOCK,
+                                      .gemv_max = g }, PATH_FAST);
+        run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
+                                      .sc = SC_BLOCK, .bias = true, .gemv_max = g }, PATH_FAST);
+        run_set(t, &(struct product){ .cols = 1024, .nparts = 1, .prows = { 512 }, .sc = SC_BLOCK64,
+                                      .gemv_max = g }, PATH_GEMV_W8A16);
+        run_set(t, &(struct product){ .cols = 4096, .nparts = 2, .prows = { 1024, 1024 },
+                                      .sc = SC_CHANNEL, .gemv_max = g }, PATH_FAST);
+        run_set(t, &(struct product){ .cols = 14336, .nparts = 1, .prows = { 258 }, .sc = SC_CHANNEL,
+                                      .gemv_max = g }, PATH_GEMV_W8A16);   /* rows % 4: not LT */
+        run_set(t, &(struct product){ .cols = 512, .nparts = 3, .prows = { 512, 128, 128 },
+                                      .sc = SC_TENSOR, .static_input = 2, .bias = true,
+                                      .gemv_max = g }, PATH_FAST);
+        run_set(t, &(struct product){ .cols = 1000, .nparts = 1, .prows = { 384 }, .sc = SC_CHANNEL,
+                                      .gemv_max = g }, PATH_W8A16);
+        run_set(t, &(struct product){ .cols = 1024, .nparts = 2, .prows = { 200, 312 }, .sc = SC_BLOCK,
+                                      .gemv_max = g }, PATH_GEMV_W8A16);
+        fp8_once(t, &(struct product){ .n = 1, .cols = 1024, .nparts = 1, .prows = { 32000 },
+                                       .sc = SC_CHANNEL, .lm_head = true, .w8a16 = true });
+        fp8_once(t, &(struct product){ .n = 5, .cols = 1024, .nparts = 1, .prows = { 32000 },
+                                       .sc = SC_BLOCK, .lm_head = true, .w8a16 = true });
+        if (t->failures)
+            break;
+    }
+    gt_note(t, "TEST_OSPREY_CUDA_FP8_GEMV=warp and tile, GEMV_MAX 8: block/block64/channel/"
+            "tensor, bias, static scale, K 512..14336, partial tiles, f32 LM head");
+}
+
 /* ---- graph replay ---- */
 
 struct fp8_graph_arg {
@@ -414,15 +487,15 @@ static int fp8_body(void *arg)
     return a->be->ops->matmul(a->be, a->out, a->x, a->w, a->bias, a->n);
 }
 
-static void fp8_graph_replay_equals_eager(struct gt *t)
+/* The replays of one backend pair's products: 1 and 9 rows (cuBLASLt: a tail alone, and
+ * rows of 4 + a tail), 5 (the GEMV when it takes up to 8 rows). */
+static void graph_replay_cases(struct gt *t)
 {
     static const enum scheme schemes[] = { SC_BLOCK, SC_CHANNEL, SC_BLOCK64 };
     int cols = 1024, prows[3] = { 512, 128, 128 }, rows = 768;
 
-    if (!backends(t, 512))
-        return;
     for (size_t s = 0; s < ARRAY_LEN(schemes); s++)
-        for (int n = 1; n <= 9; n += 8) {   /* 1 and 9: a tail alone and rows of 4 + a tail */
+        for (int n = 1; n <= 9; n += 4) {
             float *x = malloc((size_t)n * cols * 4), *w = malloc((size_t)rows * cols * 4);
             float *b = malloc((size_t)rows * 4), *eager = malloc((size_t)n * rows * 4);
             float *replay = malloc((size_t)n * rows * 4);
@@ -479,7 +552,18 @@ next:
             free(replay);
             free(bblob);
         }
-    gt_note(t, "block, channel, W8A16 with bias; n 1 and 9; new inputs replayed");
+}
+
+/* Once as the backend runs by default, then with each GEMV kernel taking up to 8 rows. */
+static void fp8_graph_replay_equals_eager(struct gt *t)
+{
+    if (backends(t, 512))
+        graph_replay_cases(t);
+    for (size_t k = 0; k < ARRAY_LEN(gemv_kinds) && !t->failures; k++)
+        if (gemv_backends(t, gemv_kinds[k], 8))
+            graph_replay_cases(t);
+    gt_note(t, "block, channel, W8A16 with bias; n 1, 5 and 9; default, then each GEMV "
+            "kernel up to 8 rows; new inputs replayed");
 }
 
 /* absmax: the cuda op against the cpu one on the same (bf16) values, strided rows. */
@@ -520,6 +604,7 @@ const struct gt_case gt_cases_fp8_gemm[] = {
     { "fp8_split_rows_match_cpu", fp8_split_rows_match_cpu },
     { "fp8_static_input_scale_matches_cpu", fp8_static_input_scale_matches_cpu },
     { "fp8_lm_head_matches_cpu", fp8_lm_head_matches_cpu },
+    { "fp8_gemv_kinds_match_cpu", fp8_gemv_kinds_match_cpu },
     { "fp8_graph_replay_equals_eager", fp8_graph_replay_equals_eager },
     { "absmax_matches_cpu", absmax_matches_cpu },
     { NULL, NULL },
