@@ -308,22 +308,28 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
         }
 
         /* scale (log2 units), soft-cap; the causal and window mask only in tiles that cross
-         * an end of some row's key range (the block's rows, or the prefill variant's warp's) */
+         * an end of some row's key range (the block's rows, or the prefill variant's warp's).
+         * Without a soft-cap the prefill variant leaves the scores unscaled: sc, the factor
+         * still owed, is applied to the row max and inside p = 2^(s sc - max), one fma (a
+         * factor of 1 compiles to the plain subtraction). */
         const bool need_mask = PREFILL ? !(key0 >= w_lo_max && key0 + BN - 1 <= w_first)
                                        : !(key0 >= max_lo && key0 + BN - 1 <= pos_first);
+        const float sc = PREFILL && !(a.softcap > 0.0f) ? a.scale_log2 : 1.0f;
+        if (!PREFILL || a.softcap > 0.0f) {
 #pragma unroll
-        for (int mg = 0; mg < MG; mg++)
+            for (int mg = 0; mg < MG; mg++)
 #pragma unroll
-            for (int j = 0; j < NS; j++)
+                for (int j = 0; j < NS; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float x = s[mg][j][e];
-                    if (a.softcap > 0.0f)
-                        x = a.softcap * tanhf(x * a.scale / a.softcap) * LOG2E;
-                    else
-                        x *= a.scale_log2;
-                    s[mg][j][e] = x;
-                }
+                    for (int e = 0; e < 4; e++) {
+                        float x = s[mg][j][e];
+                        if (a.softcap > 0.0f)
+                            x = a.softcap * tanhf(x * a.scale / a.softcap) * LOG2E;
+                        else
+                            x *= a.scale_log2;
+                        s[mg][j][e] = x;
+                    }
+        }
         if (need_mask) {
 #pragma unroll
             for (int mg = 0; mg < MG; mg++)
@@ -352,7 +358,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
                     mx = fmaxf(mx, fmaxf(s[mg][j][2 * rr], s[mg][j][2 * rr + 1]));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                float m_new = fmaxf(m[mg][rr], mx);
+                float m_new = fmaxf(m[mg][rr], mx * sc);   /* sc > 0: the max of the scaled */
                 float m_use = m_new == -INFINITY ? 0.0f : m_new;   /* a row with no key yet */
                 float alpha = exp2f(m[mg][rr] - m_use);
                 m[mg][rr] = m_new;
@@ -364,8 +370,8 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
                 }
 #pragma unroll
                 for (int j = 0; j < NS; j++) {
-                    s[mg][j][2 * rr] = exp2f(s[mg][j][2 * rr] - m_use);
-                    s[mg][j][2 * rr + 1] = exp2f(s[mg][j][2 * rr + 1] - m_use);
+                    s[mg][j][2 * rr] = exp2f(fmaf(s[mg][j][2 * rr], sc, -m_use));
+                    s[mg][j][2 * rr + 1] = exp2f(fmaf(s[mg][j][2 * rr + 1], sc, -m_use));
                     l[mg][rr] += s[mg][j][2 * rr] + s[mg][j][2 * rr + 1];
                 }
             }
