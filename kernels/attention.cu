@@ -526,10 +526,12 @@ static int attn_pf_tune = -1;            /* -1: by shape */
 
 static int attn_prefill_variant(const struct cuda_attn_batch *b, const struct cuda_attn_params *p)
 {
-    int v = attn_pf_tune >= 0                         ? attn_pf_tune
-            : b->max_query_len >= ATTN_PF_MIN_QUERY ? ATTN_PF_DEFAULT
-                                                      : ATTN_PF_ROWS16;
+    int v = ATTN_PF_ROWS16;
 
+    if (attn_pf_tune >= 0)
+        v = attn_pf_tune;
+    else if (b->max_query_len >= ATTN_PF_MIN_QUERY)
+        v = ATTN_PF_DEFAULT;
     return p->head_dim > 128 ? ATTN_PF_ROWS16 : v;
 }
 
