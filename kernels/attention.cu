@@ -113,11 +113,20 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
 
     const long long wrow0 = row0 + warp * RPW;
     /* the position of this thread's row rr (g8 or g8 + 8) of row group mg (-1: past the
-     * request's rows), found again in each masked tile rather than held in registers */
+     * request's rows): the prefill variant finds it again in each masked tile rather than
+     * hold it in registers it lacks */
     auto row_pos = [&](int mg, int rr) {
         long long rho = wrow0 + mg * 16 + g8 + rr * 8;
         return rho < nrows ? seq - qlen + (int)(rho / a.G) : -1;
     };
+    /* the 16-row shape holds them (two registers: without them ptxas takes 128 registers
+     * and spills for its fp8 HD 64 instantiation) */
+    int pos_held[PREFILL ? 1 : MG][2];
+#pragma unroll
+    for (int mg = 0; mg < (PREFILL ? 1 : MG); mg++)
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++)
+            pos_held[mg][rr] = row_pos(mg, rr);
     const bool warp_active = wrow0 < nrows;
     /* the prefill variant's per-warp key range: the positions of the warp's first and last
      * real rows, and the window's lowest key of its first and of its last row */
@@ -335,7 +344,8 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
             for (int mg = 0; mg < MG; mg++)
 #pragma unroll
                 for (int rr = 0; rr < 2; rr++) {
-                    int pos = row_pos(mg, rr), lo = a.window > 0 ? max(pos - a.window + 1, 0) : 0;
+                    int pos = PREFILL ? row_pos(mg, rr) : pos_held[PREFILL ? 0 : mg][rr];
+                    int lo = a.window > 0 ? max(pos - a.window + 1, 0) : 0;
 #pragma unroll
                     for (int j = 0; j < NS; j++)
 #pragma unroll
