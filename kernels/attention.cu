@@ -18,6 +18,7 @@
  * row is complete, in the epilogue, or in the merge of the splits (attn_fold_sink).
  * CPU twin: engine/cpu/attention.c. */
 #include <math.h>
+#include <stdio.h>    /* snprintf */
 
 #include "engine/base/util.h"   /* MIN, MAX */
 #include "kernels/attention.cuh"  /* attn_args, mma and cp.async primitives, the decode path */
@@ -33,42 +34,54 @@ __device__ __forceinline__ long long tile_start(const attn_args &a, int r)
     return (long long)a.qsl[r] * a.G / BM + r;
 }
 
-/* bf16: Q, then K and V tiles in two stages each. FP8: Q, one bf16 K and V tile (widened
- * from the e4m3 stage in use, so one is enough), then the e4m3 K and V tiles in two stages. */
-template <int HD, int WARPS, int BN, bool FP8>
+/* bf16: Q, then K and V tiles in ST stages each. FP8: Q, one bf16 K and V tile (widened
+ * from the e4m3 stage in use, so one is enough), then the e4m3 K and V tiles in ST stages. */
+template <int HD, int WARPS, int BN, bool FP8, int RPW, int ST>
 constexpr size_t attn_smem_bytes()
 {
-    return (size_t)(WARPS * 16 + (FP8 ? 2 : 4) * BN) * (HD + 8) * sizeof(bf16) +
-           (FP8 ? (size_t)4 * BN * HD : 0);
+    return (size_t)(WARPS * RPW + (FP8 ? 2 : 2 * ST) * BN) * (HD + 8) * sizeof(bf16) +
+           (FP8 ? (size_t)2 * ST * BN * HD : 0);
 }
 
 /* grid (ceil(num_tokens * G / BM) + num_reqs + 1, KVH, num_splits), block WARPS * 32.
  * HD: head_dim rounded up to a power of two >= 32 (the extra dims are zero-filled).
- * FP8: the cache holds e4m3 codes (one byte an element). */
-template <int HD, int WARPS, int BN, bool FP8>
+ * FP8: the cache holds e4m3 codes (one byte an element).
+ * RPW: query rows per warp, BM = WARPS * RPW. 16: one m16 row group, each K and V fragment
+ * read from shared memory feeds one mma, so shared-memory bandwidth bounds the prefill. 32
+ * (the prefill variant): two row groups share every K and V fragment, twice the mma per
+ * ldmatrix; Q stays in shared memory where its fragments would not fit in registers beside
+ * two groups' accumulators (HD 128), and the variant also skips, per warp, key tiles none
+ * of its rows sees, masks only tiles that cross one of its rows' ends, and takes the tiles
+ * of a request last-first (the longest causal rows start first, the short ones fill the
+ * tail). ST: K/V pipeline stages (ST - 1 tiles in flight while one is computed). */
+template <int HD, int WARPS, int BN, bool FP8, int RPW = 16, int ST = 2>
 __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant__ attn_args a)
 {
-    constexpr int BM = WARPS * 16, NT = WARPS * 32, LDS = HD + 8;  /* padded rows: no bank conflicts */
+    constexpr int BM = WARPS * RPW, NT = WARPS * 32, LDS = HD + 8;  /* padded rows: no bank conflicts */
+    constexpr int MG = RPW / 16;          /* m16 row groups per warp */
     constexpr int CPR = HD / 8;           /* 16-byte chunks per row */
     constexpr int KT = HD / 16;           /* k-steps of Q·Kᵀ */
     constexpr int NS = BN / 8;            /* 8-key tiles of S */
     constexpr int NO = HD / 8;            /* 8-dim tiles of O */
-    constexpr bool Q_IN_REGS = HD <= 128;
+    constexpr bool Q_IN_REGS = RPW * HD <= 2048;
+    constexpr bool PREFILL = RPW > 16;    /* the prefill variant's per-warp tile skipping */
+    static_assert(RPW % 16 == 0 && ST >= 2, "row groups of 16, at least two stages");
     extern __shared__ __align__(16) unsigned char smem[];
-    __shared__ long long s_off[2][BN];    /* cache element offset of each key row, -1 = none */
-    constexpr int KST = FP8 ? 1 : 2;      /* bf16 K/V stages */
+    __shared__ long long s_off[ST][BN];   /* cache element offset of each key row, -1 = none */
+    constexpr int KST = FP8 ? 1 : ST;     /* bf16 K/V stages */
     bf16 *sQ = reinterpret_cast<bf16 *>(smem), *sK = sQ + BM * LDS, *sV = sK + KST * BN * LDS;
-    uint8_t *rK = reinterpret_cast<uint8_t *>(sV + KST * BN * LDS), *rV = rK + 2 * BN * HD;
+    uint8_t *rK = reinterpret_cast<uint8_t *>(sV + KST * BN * LDS), *rV = rK + ST * BN * HD;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g8 = lane >> 2, t4 = lane & 3;
     const int kvh = blockIdx.y, split = blockIdx.z;
+    const long long bx = PREFILL ? (long long)gridDim.x - 1 - blockIdx.x : blockIdx.x;
 
-    /* ---- the request of this tile: the last r with tile_start(r) <= blockIdx.x ---- */
+    /* ---- the request of this tile: the last r with tile_start(r) <= bx ---- */
     int rlo = 0, rhi = a.num_reqs;
     while (rlo < rhi) {
         int mid = (rlo + rhi + 1) >> 1;
-        if (tile_start<BM>(a, mid) <= blockIdx.x)
+        if (tile_start<BM>(a, mid) <= bx)
             rlo = mid;
         else
             rhi = mid - 1;
@@ -80,7 +93,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
     qe = min(max(qe, qs), a.num_tokens);
     const int qlen = qe - qs;
     const long long nrows = (long long)qlen * a.G;
-    const long long row0 = ((long long)blockIdx.x - tile_start<BM>(a, r)) * BM;
+    const long long row0 = (bx - tile_start<BM>(a, r)) * BM;
     if (row0 >= nrows)
         return;   /* a gap between two requests' tiles */
 
@@ -98,20 +111,39 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
         tb = min(b, te);
     }
 
-    /* this thread's two rows (g8 and g8 + 8 of its warp): position and lowest key */
-    int pos[2], lo[2];
+    const long long wrow0 = row0 + warp * RPW;
+    /* the position of this thread's row rr (g8 or g8 + 8) of row group mg (-1: past the
+     * request's rows): the prefill variant finds it again in each masked tile rather than
+     * hold it in registers it lacks */
+    auto row_pos = [&](int mg, int rr) {
+        long long rho = wrow0 + mg * 16 + g8 + rr * 8;
+        return rho < nrows ? seq - qlen + (int)(rho / a.G) : -1;
+    };
+    /* the 16-row shape holds them (two registers: without them ptxas takes 128 registers
+     * and spills for its fp8 HD 64 instantiation) */
+    int pos_held[PREFILL ? 1 : MG][2];
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-        long long rho = row0 + warp * 16 + g8 + rr * 8;
-        pos[rr] = rho < nrows ? seq - qlen + (int)(rho / a.G) : -1;
-        lo[rr] = a.window > 0 ? max(pos[rr] - a.window + 1, 0) : 0;
-    }
-    const bool warp_active = row0 + warp * 16 < nrows;
+    for (int mg = 0; mg < (PREFILL ? 1 : MG); mg++)
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++)
+            pos_held[mg][rr] = row_pos(mg, rr);
+    const bool warp_active = wrow0 < nrows;
+    /* the prefill variant's per-warp key range: the positions of the warp's first and last
+     * real rows, and the window's lowest key of its first and of its last row */
+    const int w_first = seq - qlen + (int)(min(wrow0, nrows - 1) / a.G);
+    const int w_last = seq - qlen + (int)((min(wrow0 + RPW, nrows) - 1) / a.G);
+    const int w_lo_min = a.window > 0 ? max(w_first - a.window + 1, 0) : 0;
+    const int w_lo_max = a.window > 0 ? max(w_last - a.window + 1, 0) : 0;
 
-    float o[NO][4], m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
+    float o[MG][NO][4], m[MG][2], l[MG][2];
 #pragma unroll
-    for (int j = 0; j < NO; j++)
-        o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    for (int mg = 0; mg < MG; mg++) {
+        m[mg][0] = m[mg][1] = -INFINITY;
+        l[mg][0] = l[mg][1] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+            o[mg][j][0] = o[mg][j][1] = o[mg][j][2] = o[mg][j][3] = 0.0f;
+    }
 
     const int row_elems = a.KVH * a.D;
     const int32_t *bt = a.block_table + (size_t)r * a.max_blocks;
@@ -191,7 +223,8 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
     };
 
     if (tb < te) {
-        /* prologue: Q and the first key tile */
+        /* prologue: Q and the first ST - 1 key tiles, one commit group each (Q in the
+         * first); empty groups past te keep the count that cp_async_wait<ST - 2> relies on */
         for (int idx = tid; idx < BM * CPR; idx += NT) {
             int mrow = idx / CPR, c = idx % CPR;
             long long rho = row0 + mrow;
@@ -202,25 +235,32 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
                       (size_t)(kvh * a.G + (int)(rho % a.G)) * a.D + c * 8;
             cp_async16(sQ + mrow * LDS + c * 8, src, ok);
         }
-        key_offsets(tb, 0);
+#pragma unroll
+        for (int i = 0; i < ST - 1; i++)
+            if (tb + i < te)
+                key_offsets(tb + i, i);
         __syncthreads();
-        load_kv(0);
-        cp_async_commit();
-    }
-
-    uint32_t qf[Q_IN_REGS ? KT : 1][4];
-    for (int tile = tb; tile < te; tile++) {
-        const int st = (tile - tb) & 1;
-        const bool has_next = tile + 1 < te;
-
-        if (has_next)
-            key_offsets(tile + 1, st ^ 1);
-        cp_async_wait_all();
-        __syncthreads();        /* tile landed for all; stage st^1 free; offsets visible */
-        if (has_next) {
-            load_kv(st ^ 1);
+#pragma unroll
+        for (int i = 0; i < ST - 1; i++) {
+            if (tb + i < te)
+                load_kv(i);
             cp_async_commit();
         }
+    }
+
+    uint32_t qf[Q_IN_REGS ? MG : 1][Q_IN_REGS ? KT : 1][4];
+    for (int tile = tb; tile < te; tile++) {
+        const int st = (tile - tb) % ST, nst = (tile - tb + ST - 1) % ST;
+        const bool has_next = tile + ST - 1 < te;
+
+        if (has_next)
+            key_offsets(tile + ST - 1, nst);
+        cp_async_wait<ST - 2>();   /* this tile's group (and Q's) has landed */
+        __syncthreads();        /* ... for all; stage nst free; offsets visible */
+        if (has_next)
+            load_kv(nst);
+        if (has_next || ST > 2)
+            cp_async_commit();  /* two stages wait for all; more count groups, empty or not */
         if (FP8) {
             /* sK/sV's last readers (the previous tile's mma) passed the barrier above */
             widen_kv(st);
@@ -228,142 +268,194 @@ __global__ void __launch_bounds__(WARPS * 32) attn_kernel(const __grid_constant_
         }
         if (Q_IN_REGS && tile == tb) {
 #pragma unroll
-            for (int kt = 0; kt < (Q_IN_REGS ? KT : 1); kt++)
-                ldmatrix_x4(qf[kt], sQ + (warp * 16 + (lane & 15)) * LDS + kt * 16 + (lane >> 4) * 8);
+            for (int mg = 0; mg < (Q_IN_REGS ? MG : 1); mg++)
+#pragma unroll
+                for (int kt = 0; kt < (Q_IN_REGS ? KT : 1); kt++)
+                    ldmatrix_x4(qf[mg][kt], sQ + (warp * RPW + mg * 16 + (lane & 15)) * LDS +
+                                                kt * 16 + (lane >> 4) * 8);
         }
         if (!warp_active)
             continue;
 
+        const int key0 = tile * BN;
+        if (PREFILL && (key0 > w_last || key0 + BN - 1 < w_lo_min))
+            continue;   /* no row of this warp sees a key of the tile: it would add zeros */
         const bf16 *k_st = sK + (FP8 ? 0 : st) * BN * LDS, *v_st = sV + (FP8 ? 0 : st) * BN * LDS;
 
-        /* S = Q · Kᵀ for this warp's 16 rows and BN keys */
-        float s[NS][4];
+        /* S = Q · Kᵀ for this warp's rows and BN keys: each K fragment feeds every row group */
+        float s[MG][NS][4];
 #pragma unroll
-        for (int j = 0; j < NS; j++)
-            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        for (int mg = 0; mg < MG; mg++)
+#pragma unroll
+            for (int j = 0; j < NS; j++)
+                s[mg][j][0] = s[mg][j][1] = s[mg][j][2] = s[mg][j][3] = 0.0f;
 #pragma unroll
         for (int kt = 0; kt < KT; kt++) {
-            uint32_t af[4];
-            if (Q_IN_REGS) {
+            uint32_t af[MG][4];
 #pragma unroll
-                for (int i = 0; i < 4; i++)
-                    af[i] = qf[Q_IN_REGS ? kt : 0][i];
-            } else {
-                ldmatrix_x4(af, sQ + (warp * 16 + (lane & 15)) * LDS + kt * 16 + (lane >> 4) * 8);
+            for (int mg = 0; mg < MG; mg++) {
+                if (Q_IN_REGS) {
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        af[mg][i] = qf[Q_IN_REGS ? mg : 0][Q_IN_REGS ? kt : 0][i];
+                } else {
+                    ldmatrix_x4(af[mg], sQ + (warp * RPW + mg * 16 + (lane & 15)) * LDS + kt * 16 +
+                                            (lane >> 4) * 8);
+                }
             }
 #pragma unroll
             for (int np = 0; np < NS / 2; np++) {
                 uint32_t b[4];
                 ldmatrix_x4(b, k_st + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS +
                                    kt * 16 + ((lane >> 3) & 1) * 8);
-                mma_bf16(s[2 * np], af, b[0], b[1]);
-                mma_bf16(s[2 * np + 1], af, b[2], b[3]);
+#pragma unroll
+                for (int mg = 0; mg < MG; mg++) {
+                    mma_bf16(s[mg][2 * np], af[mg], b[0], b[1]);
+                    mma_bf16(s[mg][2 * np + 1], af[mg], b[2], b[3]);
+                }
             }
         }
 
-        /* scale (log2 units), soft-cap, causal and window mask */
-        const int key0 = tile * BN;
-        const bool need_mask = !(key0 >= max_lo && key0 + BN - 1 <= pos_first);
+        /* scale (log2 units), soft-cap; the causal and window mask only in tiles that cross
+         * an end of some row's key range (the block's rows, or the prefill variant's warp's).
+         * Without a soft-cap the prefill variant leaves the scores unscaled: sc, the factor
+         * still owed, is applied to the row max and inside p = 2^(s sc - max), one fma (a
+         * factor of 1 compiles to the plain subtraction). */
+        const bool need_mask = PREFILL ? !(key0 >= w_lo_max && key0 + BN - 1 <= w_first)
+                                       : !(key0 >= max_lo && key0 + BN - 1 <= pos_first);
+        const float sc = PREFILL && !(a.softcap > 0.0f) ? a.scale_log2 : 1.0f;
+        if (!PREFILL || a.softcap > 0.0f) {
 #pragma unroll
-        for (int j = 0; j < NS; j++)
+            for (int mg = 0; mg < MG; mg++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = s[j][e];
-                if (a.softcap > 0.0f)
-                    x = a.softcap * tanhf(x * a.scale / a.softcap) * LOG2E;
-                else
-                    x *= a.scale_log2;
-                int key = key0 + j * 8 + t4 * 2 + (e & 1), rr = e >> 1;
-                if (need_mask && (key < lo[rr] || key > pos[rr]))
-                    x = -INFINITY;
-                s[j][e] = x;
-            }
+                for (int j = 0; j < NS; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float x = s[mg][j][e];
+                        if (a.softcap > 0.0f)
+                            x = a.softcap * tanhf(x * a.scale / a.softcap) * LOG2E;
+                        else
+                            x *= a.scale_log2;
+                        s[mg][j][e] = x;
+                    }
+        }
+        if (need_mask) {
+#pragma unroll
+            for (int mg = 0; mg < MG; mg++)
+#pragma unroll
+                for (int rr = 0; rr < 2; rr++) {
+                    int pos = PREFILL ? row_pos(mg, rr) : pos_held[PREFILL ? 0 : mg][rr];
+                    int lo = a.window > 0 ? max(pos - a.window + 1, 0) : 0;
+#pragma unroll
+                    for (int j = 0; j < NS; j++)
+#pragma unroll
+                        for (int e = 2 * rr; e < 2 * rr + 2; e++) {
+                            int key = key0 + j * 8 + t4 * 2 + (e & 1);
+                            if (key < lo || key > pos)
+                                s[mg][j][e] = -INFINITY;
+                        }
+                }
+        }
 
         /* online softmax: new running max, rescale what was summed, p = 2^(s - max) */
 #pragma unroll
-        for (int rr = 0; rr < 2; rr++) {
-            float mx = -INFINITY;
+        for (int mg = 0; mg < MG; mg++)
 #pragma unroll
-            for (int j = 0; j < NS; j++)
-                mx = fmaxf(mx, fmaxf(s[j][2 * rr], s[j][2 * rr + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float m_new = fmaxf(m[rr], mx);
-            float m_use = m_new == -INFINITY ? 0.0f : m_new;   /* a row with no key yet */
-            float alpha = exp2f(m[rr] - m_use);
-            m[rr] = m_new;
-            l[rr] *= alpha;
+            for (int rr = 0; rr < 2; rr++) {
+                float mx = -INFINITY;
 #pragma unroll
-            for (int j = 0; j < NO; j++) {
-                o[j][2 * rr] *= alpha;
-                o[j][2 * rr + 1] *= alpha;
+                for (int j = 0; j < NS; j++)
+                    mx = fmaxf(mx, fmaxf(s[mg][j][2 * rr], s[mg][j][2 * rr + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                float m_new = fmaxf(m[mg][rr], mx * sc);   /* sc > 0: the max of the scaled */
+                float m_use = m_new == -INFINITY ? 0.0f : m_new;   /* a row with no key yet */
+                float alpha = exp2f(m[mg][rr] - m_use);
+                m[mg][rr] = m_new;
+                l[mg][rr] *= alpha;
+#pragma unroll
+                for (int j = 0; j < NO; j++) {
+                    o[mg][j][2 * rr] *= alpha;
+                    o[mg][j][2 * rr + 1] *= alpha;
+                }
+#pragma unroll
+                for (int j = 0; j < NS; j++) {
+                    s[mg][j][2 * rr] = exp2f(fmaf(s[mg][j][2 * rr], sc, -m_use));
+                    s[mg][j][2 * rr + 1] = exp2f(fmaf(s[mg][j][2 * rr + 1], sc, -m_use));
+                    l[mg][rr] += s[mg][j][2 * rr] + s[mg][j][2 * rr + 1];
+                }
             }
-#pragma unroll
-            for (int j = 0; j < NS; j++) {
-                s[j][2 * rr] = exp2f(s[j][2 * rr] - m_use);
-                s[j][2 * rr + 1] = exp2f(s[j][2 * rr + 1] - m_use);
-                l[rr] += s[j][2 * rr] + s[j][2 * rr + 1];
-            }
-        }
 
-        /* O += P · V, P from the S accumulators (their layout is the A fragment's) */
+        /* O += P · V, P from the S accumulators (their layout is the A fragment's); each V
+         * fragment feeds every row group */
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
-            uint32_t pa[4] = { pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                               pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                               pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                               pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
+            uint32_t pa[MG][4];
+#pragma unroll
+            for (int mg = 0; mg < MG; mg++) {
+                pa[mg][0] = pack_bf16(s[mg][2 * kk][0], s[mg][2 * kk][1]);
+                pa[mg][1] = pack_bf16(s[mg][2 * kk][2], s[mg][2 * kk][3]);
+                pa[mg][2] = pack_bf16(s[mg][2 * kk + 1][0], s[mg][2 * kk + 1][1]);
+                pa[mg][3] = pack_bf16(s[mg][2 * kk + 1][2], s[mg][2 * kk + 1][3]);
+            }
 #pragma unroll
             for (int dp = 0; dp < NO / 2; dp++) {
                 uint32_t b[4];
                 ldmatrix_x4_trans(b, v_st + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS +
                                          dp * 16 + (lane >> 4) * 8);
-                mma_bf16(o[2 * dp], pa, b[0], b[1]);
-                mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+#pragma unroll
+                for (int mg = 0; mg < MG; mg++) {
+                    mma_bf16(o[mg][2 * dp], pa[mg], b[0], b[1]);
+                    mma_bf16(o[mg][2 * dp + 1], pa[mg], b[2], b[3]);
+                }
             }
         }
     }
 
     /* ---- epilogue: the full sums of the rows, then the output or the split's partials ---- */
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-        l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 1);
-        l[rr] += __shfl_xor_sync(0xffffffffu, l[rr], 2);
-    }
+    for (int mg = 0; mg < MG; mg++)
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-        long long rho = row0 + warp * 16 + g8 + rr * 8;
-        if (rho >= nrows)
-            continue;
-        int tok = qs + (int)(rho / a.G), head = kvh * a.G + (int)(rho % a.G);
-        if (a.num_splits == 1) {
-            /* the sink joins the denominator here, once (a split kernel's merge does it) */
-            float c = a.sinks ? attn_fold_sink(m[rr], l[rr], a.sinks[head]) : 1.0f;
-            float inv = l[rr] > 0.0f ? c * a.v_scale / l[rr] : 0.0f;
-            bf16 *dst = a.out + (size_t)tok * a.H * a.D + (size_t)head * a.D;
+        for (int rr = 0; rr < 2; rr++) {
+            l[mg][rr] += __shfl_xor_sync(0xffffffffu, l[mg][rr], 1);
+            l[mg][rr] += __shfl_xor_sync(0xffffffffu, l[mg][rr], 2);
+        }
 #pragma unroll
-            for (int j = 0; j < NO; j++) {
-                int d = j * 8 + t4 * 2;
-                if (d < a.D)
-                    *reinterpret_cast<__nv_bfloat162 *>(dst + d) =
-                        __floats2bfloat162_rn(o[j][2 * rr] * inv, o[j][2 * rr + 1] * inv);
-            }
-        } else {
-            size_t idx = ((size_t)split * a.num_tokens + tok) * a.H + head;
-            if (t4 == 0)
-                a.part_ml[idx] = make_float2(m[rr], l[rr]);
-            if (l[rr] > 0.0f) {
-                float *dst = a.part_o + idx * a.D;
+    for (int mg = 0; mg < MG; mg++)
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            long long rho = wrow0 + mg * 16 + g8 + rr * 8;
+            if (rho >= nrows)
+                continue;
+            int tok = qs + (int)(rho / a.G), head = kvh * a.G + (int)(rho % a.G);
+            if (a.num_splits == 1) {
+                /* the sink joins the denominator here, once (a split kernel's merge does it) */
+                float c = a.sinks ? attn_fold_sink(m[mg][rr], l[mg][rr], a.sinks[head]) : 1.0f;
+                float inv = l[mg][rr] > 0.0f ? c * a.v_scale / l[mg][rr] : 0.0f;
+                bf16 *dst = a.out + (size_t)tok * a.H * a.D + (size_t)head * a.D;
 #pragma unroll
                 for (int j = 0; j < NO; j++) {
                     int d = j * 8 + t4 * 2;
                     if (d < a.D)
-                        *reinterpret_cast<float2 *>(dst + d) =
-                            make_float2(o[j][2 * rr] * a.v_scale, o[j][2 * rr + 1] * a.v_scale);
+                        *reinterpret_cast<__nv_bfloat162 *>(dst + d) = __floats2bfloat162_rn(
+                            o[mg][j][2 * rr] * inv, o[mg][j][2 * rr + 1] * inv);
+                }
+            } else {
+                size_t idx = ((size_t)split * a.num_tokens + tok) * a.H + head;
+                if (t4 == 0)
+                    a.part_ml[idx] = make_float2(m[mg][rr], l[mg][rr]);
+                if (l[mg][rr] > 0.0f) {
+                    float *dst = a.part_o + idx * a.D;
+#pragma unroll
+                    for (int j = 0; j < NO; j++) {
+                        int d = j * 8 + t4 * 2;
+                        if (d < a.D)
+                            *reinterpret_cast<float2 *>(dst + d) = make_float2(
+                                o[mg][j][2 * rr] * a.v_scale, o[mg][j][2 * rr + 1] * a.v_scale);
+                    }
                 }
             }
         }
-    }
 }
 
 /* grid num_tokens * H, block ATTN_REDUCE_THREADS: one block merges the splits of one
@@ -429,15 +521,59 @@ __global__ void __launch_bounds__(ATTN_REDUCE_THREADS) attn_reduce_kernel(const 
 
 /* ---- host side ---- */
 
-static int attn_block_m(const struct cuda_attn_batch *b)
+/* The varlen kernel's shapes for batches with a prefill: four warps of 16 rows, 64-key
+ * tiles in two stages (the default), or the prefill variant, four warps of 32 rows (two
+ * row groups sharing each K and V fragment) with 64-key tiles in two or three stages, or
+ * 32-key tiles in three (at HD 128 two groups' accumulators and 64-key scores fill the 255
+ * registers: ptxas spills a little; 32-key scores free 32 of them). The prefill variant
+ * takes head dims up to 128 (at 256 the accumulators alone would not fit) and batches whose
+ * longest query is ATTN_PF_MIN_QUERY tokens or more (a 128-row tile of a short chunk is
+ * mostly padding); attention_prefill_cuda_tune forces one for tests and benchmarks. */
+enum { ATTN_PF_ROWS16, ATTN_PF_R32_K64_S2, ATTN_PF_R32_K64_S3, ATTN_PF_R32_K32_S3, ATTN_PF_COUNT };
+#define ATTN_PF_DEFAULT ATTN_PF_ROWS16   /* for max_query_len >= ATTN_PF_MIN_QUERY */
+#define ATTN_PF_MIN_QUERY 64
+static int attn_pf_tune = -1;            /* -1: by shape */
+
+static int attn_prefill_variant(const struct cuda_attn_batch *b, const struct cuda_attn_params *p)
 {
-    return b->max_query_len <= 1 ? 16 : 64;   /* decodes only: one warp per block */
+    int v = ATTN_PF_ROWS16;
+
+    if (attn_pf_tune >= 0)
+        v = attn_pf_tune;
+    else if (b->max_query_len >= ATTN_PF_MIN_QUERY)
+        v = ATTN_PF_DEFAULT;
+    return p->head_dim > 128 ? ATTN_PF_ROWS16 : v;
+}
+
+int attention_prefill_cuda_tune(int variant, char *name, size_t name_len)
+{
+    static const char *const names[ATTN_PF_COUNT] = {
+        "4 warps x 16 rows, 64 keys x 2 stages", "4 warps x 32 rows, 64 keys x 2 stages",
+        "4 warps x 32 rows, 64 keys x 3 stages", "4 warps x 32 rows, 32 keys x 3 stages" };
+
+    if (variant < -1 || variant >= ATTN_PF_COUNT)
+        return -ENOENT;
+    attn_pf_tune = variant;
+    if (name && name_len)
+        snprintf(name, name_len, "%s%s", variant < 0 ? "default: " : "",
+                 names[variant < 0 ? ATTN_PF_DEFAULT : variant]);
+    return 0;
+}
+
+/* Rows per block: decodes only, one warp; else the prefill variant's tile. */
+static int attn_block_m(const struct cuda_attn_batch *b, const struct cuda_attn_params *p)
+{
+    if (b->max_query_len <= 1)
+        return 16;
+    return attn_prefill_variant(b, p) == ATTN_PF_ROWS16 ? 64 : 128;
 }
 
 static int attn_varlen_splits(const struct cuda_attn_batch *b, const struct cuda_attn_params *p,
                               const struct attn_workspace *ws)
 {
-    int bm = attn_block_m(b), bn = bm == 16 || p->head_dim > 128 ? 32 : 64;
+    int bm = attn_block_m(b, p);
+    int bn = bm == 16 || p->head_dim > 128 ||
+                     (bm > 64 && attn_prefill_variant(b, p) == ATTN_PF_R32_K32_S3) ? 32 : 64;
     int G = p->num_kv_heads > 0 ? p->num_heads / p->num_kv_heads : 1;
     long long tiles = MAX((long long)b->num_reqs, ((long long)b->num_tokens * G + bm - 1) / bm);
     long long blocks = tiles * p->num_kv_heads, per_split;
@@ -469,19 +605,19 @@ int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_att
     return attn_varlen_splits(b, p, ws);
 }
 
-template <int HD, int WARPS, int BN>
+template <int HD, int WARPS, int BN, int RPW = 16, int ST = 2>
 static int attn_launch(const attn_args &a, bool fp8, cudaStream_t s)
 {
-    constexpr int BM = WARPS * 16;
+    constexpr int BM = WARPS * RPW;
     dim3 grid((unsigned int)(((long long)a.num_tokens * a.G + BM - 1) / BM + a.num_reqs + 1),
               a.KVH, a.num_splits);
 
     if (fp8)
-        attn_kernel<HD, WARPS, BN, true>
-            <<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, true>(), s>>>(a);
+        attn_kernel<HD, WARPS, BN, true, RPW, ST>
+            <<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, true, RPW, ST>(), s>>>(a);
     else
-        attn_kernel<HD, WARPS, BN, false>
-            <<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, false>(), s>>>(a);
+        attn_kernel<HD, WARPS, BN, false, RPW, ST>
+            <<<grid, WARPS * 32, attn_smem_bytes<HD, WARPS, BN, false, RPW, ST>(), s>>>(a);
     if (!CUDA_OK(cudaGetLastError()))
         return -EIO;
     if (a.num_splits > 1) {
@@ -492,15 +628,36 @@ static int attn_launch(const attn_args &a, bool fp8, cudaStream_t s)
     return 0;
 }
 
-template <int HD, int WARPS, int BN>
+template <int HD, int WARPS, int BN, int RPW = 16, int ST = 2>
 static bool attn_set_smem(void)
 {
-    return CUDA_OK(cudaFuncSetAttribute(attn_kernel<HD, WARPS, BN, false>,
+    return CUDA_OK(cudaFuncSetAttribute(attn_kernel<HD, WARPS, BN, false, RPW, ST>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)attn_smem_bytes<HD, WARPS, BN, false>())) &&
-           CUDA_OK(cudaFuncSetAttribute(attn_kernel<HD, WARPS, BN, true>,
+                                        (int)attn_smem_bytes<HD, WARPS, BN, false, RPW, ST>())) &&
+           CUDA_OK(cudaFuncSetAttribute(attn_kernel<HD, WARPS, BN, true, RPW, ST>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)attn_smem_bytes<HD, WARPS, BN, true>()));
+                                        (int)attn_smem_bytes<HD, WARPS, BN, true, RPW, ST>()));
+}
+
+/* Shared memory of the prefill variant at HD 128, bf16 (padded rows of 272 bytes): 128 Q
+ * rows and two stages of 64-key K and V tiles, 384 rows = 104,448 bytes (two blocks an SM,
+ * as the registers allow); three stages, 512 rows = 139,264 (one); three stages of 32-key
+ * tiles, 320 rows = 87,040 (two). At HD 64 (144-byte rows): 55,296, 73,728 and 46,080. */
+static_assert(attn_smem_bytes<128, 4, 64, false, 32, 2>() == 104448, "two prefill blocks an SM");
+static_assert(attn_smem_bytes<128, 4, 64, false, 32, 3>() <= 227 * 1024, "the opt-in limit");
+static_assert(attn_smem_bytes<128, 4, 32, false, 32, 3>() == 87040, "two prefill blocks an SM");
+
+/* The head_dim HD instantiation for a batch with prefills (attn_prefill_variant). */
+template <int HD>
+static int attn_launch_prefill(const attn_args &a, bool fp8, int variant, cudaStream_t s)
+{
+    if (variant == ATTN_PF_R32_K64_S2)
+        return attn_launch<HD, 4, 64, 32, 2>(a, fp8, s);
+    if (variant == ATTN_PF_R32_K64_S3)
+        return attn_launch<HD, 4, 64, 32, 3>(a, fp8, s);
+    if (variant == ATTN_PF_R32_K32_S3)
+        return attn_launch<HD, 4, 32, 32, 3>(a, fp8, s);
+    return attn_launch<HD, 4, 64>(a, fp8, s);
 }
 
 /* Raises the shared-memory limit of every instantiation once, at backend creation (never
@@ -510,7 +667,12 @@ int attention_cuda_init(void)
     bool ok = attn_set_smem<32, 1, 32>() && attn_set_smem<32, 4, 64>() &&
               attn_set_smem<64, 1, 32>() && attn_set_smem<64, 4, 64>() &&
               attn_set_smem<128, 1, 32>() && attn_set_smem<128, 4, 64>() &&
-              attn_set_smem<256, 1, 32>() && attn_set_smem<256, 4, 32>();
+              attn_set_smem<256, 1, 32>() && attn_set_smem<256, 4, 32>() &&
+              attn_set_smem<32, 4, 64, 32, 2>() && attn_set_smem<32, 4, 64, 32, 3>() &&
+              attn_set_smem<32, 4, 32, 32, 3>() && attn_set_smem<64, 4, 64, 32, 2>() &&
+              attn_set_smem<64, 4, 64, 32, 3>() && attn_set_smem<64, 4, 32, 32, 3>() &&
+              attn_set_smem<128, 4, 64, 32, 2>() && attn_set_smem<128, 4, 64, 32, 3>() &&
+              attn_set_smem<128, 4, 32, 32, 3>();
     return ok && attn_decode_init() == 0 ? 0 : -EIO;
 }
 
@@ -520,8 +682,8 @@ int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const void *k_cache,
                    cudaStream_t s)
 {
     const struct cuda_cache_layout *l = &p->cache;
-    int D = p->head_dim;
-    bool decode = attn_block_m(b) == 16, fp8 = l->dtype == CUDA_KV_FP8_E4M3;
+    int D = p->head_dim, pv;
+    bool decode = attn_block_m(b, p) == 16, fp8 = l->dtype == CUDA_KV_FP8_E4M3;
     attn_args a = {};
 
     if (D <= 0 || D % 8 || D > 256 || p->num_kv_heads <= 0 || p->num_heads % p->num_kv_heads ||
@@ -570,11 +732,12 @@ int attention_cuda(bf16 *out, const bf16 *q, int q_stride, const void *k_cache,
         return attn_decode_launch(a, fp8, s);
     /* decodes: one-warp blocks with 32-key tiles, half the shared memory of 64-key ones, so
      * that twice as many blocks (each waiting on its own loads) fit on an SM */
+    pv = attn_prefill_variant(b, p);
     if (D <= 32)
-        return decode ? attn_launch<32, 1, 32>(a, fp8, s) : attn_launch<32, 4, 64>(a, fp8, s);
+        return decode ? attn_launch<32, 1, 32>(a, fp8, s) : attn_launch_prefill<32>(a, fp8, pv, s);
     if (D <= 64)
-        return decode ? attn_launch<64, 1, 32>(a, fp8, s) : attn_launch<64, 4, 64>(a, fp8, s);
+        return decode ? attn_launch<64, 1, 32>(a, fp8, s) : attn_launch_prefill<64>(a, fp8, pv, s);
     if (D <= 128)
-        return decode ? attn_launch<128, 1, 32>(a, fp8, s) : attn_launch<128, 4, 64>(a, fp8, s);
+        return decode ? attn_launch<128, 1, 32>(a, fp8, s) : attn_launch_prefill<128>(a, fp8, pv, s);
     return decode ? attn_launch<256, 1, 32>(a, fp8, s) : attn_launch<256, 4, 32>(a, fp8, s);
 }

@@ -187,6 +187,13 @@ int attention_cuda_splits(const struct cuda_attn_batch *b, const struct cuda_att
 int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int flags, char *name,
                                size_t name_len);
 
+/* Tests and benchmarks only: for later calls, which varlen kernel shape takes batches with
+ * prefills (-1: chosen by shape, the default; 0: four warps of 16 rows, 64-key tiles in two
+ * stages; 1, 2, 3: the prefill variant, four warps of 32 rows, with 64-key tiles in two or
+ * three stages, or 32-key tiles in three; head dims above 128 always take 0). -ENOENT for
+ * another variant. name gets a description. Not thread-safe; the daemon never calls it. */
+int attention_prefill_cuda_tune(int variant, char *name, size_t name_len);
+
 /* ---- sampling.cu ---- */
 
 #define CUDA_SAMPLE_MAX_LOGPROBS 20   /* == SAMPLE_MAX_LOGPROBS, checked in engine/cuda */

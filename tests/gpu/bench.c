@@ -11,7 +11,9 @@
  * also timed after a read of the flush buffer ("clean L2"), the state a decode step finds
  * after the weight-reading products before it. Decode attention runs at head_dim 64 and
  * 128 (the llama-3.1-8b shape), each variant of attention_decode.cu beside the varlen
- * kernel it replaced (OSPREY_BENCH_ALL_VARIANTS=1; OSPREY_BENCH=decode: nothing else). */
+ * kernel it replaced (OSPREY_BENCH_ALL_VARIANTS=1; OSPREY_BENCH=decode: nothing else).
+ * Prefill attention runs at head_dim 128 and 64, every shape of the varlen kernel for
+ * prefills side by side (OSPREY_BENCH=prefill: nothing else). */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdio.h>
@@ -328,20 +330,6 @@ static double attn_time(struct bench *bn, struct attn_arg *a, int q_len)
     return q_len == 1 ? time_op_dram(&local, 50, attn_once, a) : time_op(&local, 10, attn_once, a);
 }
 
-static double bench_attention(struct bench *bn, int reqs, int seq, int q_len, bool fp8,
-                              double *kv_bytes)
-{
-    struct attn_arg a;
-    double s;
-
-    if (!attn_shape(&a, reqs, seq, q_len, H, KVH, D, fp8))
-        return NAN;
-    s = attn_time(bn, &a, q_len);
-    *kv_bytes = a.kv_bytes;
-    attn_shape_free(&a);
-    return s;
-}
-
 /* Decode attention of each shape at head_dim 64 (bench-1.5b) and 128 (llama-3.1-8b): the
  * decode kernel's default, its other compiled variants and split targets, and the varlen
  * kernel it replaced, bf16 and fp8, as a share of the copy bandwidth. */
@@ -432,15 +420,45 @@ static void bench_sinks_attention(struct bench *bn)
     }
 }
 
+/* Prefill attention, one causal request of L tokens (32 query heads, 8 KV heads, bf16), at
+ * head_dim 128 (llama-3.1-8b) and 64 (bench-1.5b): every shape of the varlen kernel for
+ * batches with a prefill (attention_prefill_cuda_tune: the default and the prefill
+ * variants), side by side in TFLOP/s, back to back from L2 as SDPA is timed. The first row
+ * of each L is the default's. */
+static void bench_prefill_attention(struct bench *bn)
+{
+    static const int lens[] = { 512, 1024, 2048, 4096, 8192 };
+    static const int dims[] = { 128, 64 };
+
+    for (size_t di = 0; di < ARRAY_LEN(dims); di++)
+        for (size_t li = 0; li < ARRAY_LEN(lens); li++) {
+            int L = lens[li], d = dims[di];
+            double flops = 4.0 * H * d * ((double)L * (L + 1) / 2);   /* causal: QKᵀ and PV */
+            struct attn_arg a;
+            char name[64];
+
+            if (!attn_shape(&a, 1, L, L, H, KVH, d, false))
+                continue;
+            for (int v = -1; attention_prefill_cuda_tune(v, name, sizeof name) == 0; v++) {
+                double s = attn_time(bn, &a, L);
+                printf("prefill attention D %3d 1 x %5d causal: %8.1f us, %6.1f TFLOP/s  [%s]\n",
+                       d, L, s * 1e6, flops / s / 1e12, name);
+            }
+            attention_prefill_cuda_tune(-1, NULL, 0);
+            attn_shape_free(&a);
+        }
+}
+
 int gt_bench(void)
 {
-    static const int prefill[] = { 512, 1024, 2048, 4096, 8192 };
     struct backend_options o = { .max_tokens = 1, .max_reqs = 1, .max_blocks_per_req = 1,
                                  .num_kv_groups = 1, .vocab_size = 16 };
     struct bench bn = { 0 };
     char err[ERR_LEN] = "";
-    /* OSPREY_BENCH=decode: the copy and decode attention only (the device windows) */
-    bool only_decode = getenv("OSPREY_BENCH") && !strcmp(getenv("OSPREY_BENCH"), "decode");
+    /* OSPREY_BENCH=decode: the copy and decode attention only (the device windows);
+     * OSPREY_BENCH=prefill: the copy and prefill attention only */
+    const char *only = getenv("OSPREY_BENCH");
+    bool only_decode = only && !strcmp(only, "decode"), only_prefill = only && !strcmp(only, "prefill");
 
     if (backend_create(&bn.be, "cuda", &o, err)) {
         printf("bench: %s\n", err);
@@ -464,6 +482,10 @@ int gt_bench(void)
             cublasDestroy(bn.blas);
         bn.blas = NULL;
     }
+    if (only_prefill) {
+        bench_prefill_attention(&bn);
+        goto done;
+    }
     for (int n = 1; n <= 16384 && !only_decode; n *= 16)
         bench_cache_update(&bn, n);
     if (!only_decode)
@@ -472,13 +494,7 @@ int gt_bench(void)
     bench_sinks_attention(&bn);
     if (only_decode)
         goto done;
-    for (size_t i = 0; i < ARRAY_LEN(prefill); i++) {
-        int L = prefill[i];
-        double bytes, s = bench_attention(&bn, 1, L, L, false, &bytes);
-        double flops = 4.0 * H * D * ((double)L * (L + 1) / 2);   /* causal: QKᵀ and PV */
-        printf("prefill attention 1 x %5d causal: %8.1f us, %6.1f TFLOP/s\n", L, s * 1e6,
-               flops / s / 1e12);
-    }
+    bench_prefill_attention(&bn);
     gt_bench_gemm();
     gt_bench_fp8_gemm();
 done:

@@ -9,7 +9,10 @@
  * gpt-oss's attention sinks (a per-head logit in the denominator only) through every path:
  * prefill, mixed, the decode kernel and the varlen kernel's decodes, split and not, windows,
  * bf16 and fp8, graph replays; a sink far above every logit (output near zero) and one far
- * below (no effect) among them. */
+ * below (no effect) among them. Every batch with a prefill runs under each shape of the
+ * varlen kernel (attention_prefill_cuda_tune: 16 rows a warp, and the prefill variant's 32
+ * rows a warp with 2 or 3 stages of 64-key tiles or 3 of 32-key ones), each against the
+ * same CPU result; the failure message names the shape. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdio.h>
@@ -213,62 +216,74 @@ static void attn_run(struct gt *t, const struct attn_case *c, int *splits_seen, 
         pc.sinks = sk.cpu;
         pg.sinks = sk.gpu;
     }
-    if (splits_seen)
-        *splits_seen = MAX(*splits_seen, splits_for(&bg, &pg));
-    if (c->want_splits)
-        gt_check(t, (splits_for(&bg, &pg) > 1) == (c->want_splits == 2),
-                 "expected %s, attention_cuda_splits says %d", c->want_splits == 2 ? "a split" :
-                 "no split", splits_for(&bg, &pg));
     gt_check(t, t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, q_stride, kcpu, vcpu, &bc, 0, &pc) == 0,
              "cpu attention failed");
-    if (c->graph_bound > 0) {
-        struct attn_capture cap = { t, out.gpu, q.gpu, kgpu, vgpu, q_stride, NULL, &pg };
-        if (!attn_graph_run(t, &b, &cap, &bg))
+    /* a batch with a prefill runs under every shape of the varlen kernel (the default and the
+     * prefill variants: attention_prefill_cuda_tune), each against the one CPU result; a
+     * decode-only batch once */
+    for (int v = 0; v == 0 || max_q > 1; v++) {
+        char vname[64] = "";
+        if (max_q > 1 && attention_prefill_cuda_tune(v, vname, sizeof vname) != 0)
+            break;
+        if (v > 0 && !dbuf_poison(t, &out))
             goto out;
-    } else {
-        gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kgpu, vgpu, &bg, 0, &pg) == 0,
-                 "cuda attention failed");
-    }
-    if (!dbuf_get(t, &out, ref, got))
-        goto out;
-    if (c->graph_bound > 0) {
-        /* graph = eager: the same staged batch (same bound, so the same split count) run
-         * eagerly gives the replay's bits */
-        float *eager = malloc((size_t)T * c->H * c->D * 4);
-        if (gt_check(t, eager != NULL, "out of host memory") && dbuf_poison(t, &out) &&
-            gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kgpu, vgpu, &bg,
-                                               0, &pg) == 0, "cuda attention failed") &&
-            dbuf_get(t, &out, NULL, eager))
-            gt_check(t, !memcmp(eager, got, (size_t)T * c->H * c->D * 4),
-                     "graph replay and eager run of the same batch differ");
-        free(eager);
-    }
-    {
-        float mx = 0.0f;
-        char what[128];
-        for (size_t i = 0; i < (size_t)T * c->H * c->D; i++)
-            mx = fmaxf(mx, fabsf(ref[i]));
-        snprintf(what, sizeof what, "attention%s%s%s H %d KV %d D %d block %d window %d cap %g, %d reqs",
-                 fp8 ? " fp8" : "", c->graph_bound ? " graph" : "", sinks ? " sinks" : "",
-                 c->H, c->KV, c->D, c->bs,
-                 c->window, c->softcap, R);
-        /* bf16 probabilities in P·V and a bf16 output: about 2^-8 relative. fp8 adds nothing
-         * of its own: both backends read the same codes, e4m3 widens to bf16 exactly and the
-         * scales multiply in f32 */
-        gt_compare(t, what, got, ref, (size_t)T * c->H * c->D, 4e-3 * mx + 1e-6, 2e-2, 1e-4);
-    }
-    /* padding requests and the tokens after the last request: exact zeros */
-    for (int r = 0; r <= R; r++) {
-        int s = r < R ? b.query_start_loc[r] : b.query_start_loc[R];
-        int e = r < R ? b.query_start_loc[r + 1] : T;
-        if (r < R && c->reqs[r].seq_len > 0)
-            continue;
-        for (size_t i = (size_t)s * c->H * c->D; i < (size_t)e * c->H * c->D; i++)
-            if (!gt_check(t, got[i] == 0.0f, "padding row %zu: %g, expected 0",
-                          i / (c->H * c->D), got[i]))
-                break;
+        if (splits_seen)
+            *splits_seen = MAX(*splits_seen, splits_for(&bg, &pg));
+        if (c->want_splits)
+            gt_check(t, (splits_for(&bg, &pg) > 1) == (c->want_splits == 2),
+                     "expected %s, attention_cuda_splits says %d [%s]", c->want_splits == 2 ? "a split" :
+                     "no split", splits_for(&bg, &pg), vname);
+        if (c->graph_bound > 0) {
+            struct attn_capture cap = { t, out.gpu, q.gpu, kgpu, vgpu, q_stride, NULL, &pg };
+            if (!attn_graph_run(t, &b, &cap, &bg))
+                goto out;
+        } else {
+            gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kgpu, vgpu, &bg, 0, &pg) == 0,
+                     "cuda attention failed");
+        }
+        /* the CPU result once: a poison overwrites both copies */
+        if (!dbuf_get(t, &out, v == 0 ? ref : NULL, got))
+            goto out;
+        if (c->graph_bound > 0) {
+            /* graph = eager: the same staged batch (same bound, so the same split count) run
+             * eagerly gives the replay's bits */
+            float *eager = malloc((size_t)T * c->H * c->D * 4);
+            if (gt_check(t, eager != NULL, "out of host memory") && dbuf_poison(t, &out) &&
+                gt_check(t, t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, q_stride, kgpu, vgpu, &bg,
+                                                   0, &pg) == 0, "cuda attention failed") &&
+                dbuf_get(t, &out, NULL, eager))
+                gt_check(t, !memcmp(eager, got, (size_t)T * c->H * c->D * 4),
+                         "graph replay and eager run of the same batch differ");
+            free(eager);
+        }
+        {
+            float mx = 0.0f;
+            char what[192];
+            for (size_t i = 0; i < (size_t)T * c->H * c->D; i++)
+                mx = fmaxf(mx, fabsf(ref[i]));
+            snprintf(what, sizeof what, "attention%s%s%s H %d KV %d D %d block %d window %d cap %g, %d reqs%s%s",
+                     fp8 ? " fp8" : "", c->graph_bound ? " graph" : "", sinks ? " sinks" : "",
+                     c->H, c->KV, c->D, c->bs,
+                     c->window, c->softcap, R, vname[0] ? ", " : "", vname);
+            /* bf16 probabilities in P·V and a bf16 output: about 2^-8 relative. fp8 adds nothing
+             * of its own: both backends read the same codes, e4m3 widens to bf16 exactly and the
+             * scales multiply in f32 */
+            gt_compare(t, what, got, ref, (size_t)T * c->H * c->D, 4e-3 * mx + 1e-6, 2e-2, 1e-4);
+        }
+        /* padding requests and the tokens after the last request: exact zeros */
+        for (int r = 0; r <= R; r++) {
+            int s = r < R ? b.query_start_loc[r] : b.query_start_loc[R];
+            int e = r < R ? b.query_start_loc[r + 1] : T;
+            if (r < R && c->reqs[r].seq_len > 0)
+                continue;
+            for (size_t i = (size_t)s * c->H * c->D; i < (size_t)e * c->H * c->D; i++)
+                if (!gt_check(t, got[i] == 0.0f, "padding row %zu: %g, expected 0",
+                              i / (c->H * c->D), got[i]))
+                    break;
+        }
     }
 out:
+    attention_prefill_cuda_tune(-1, NULL, 0);
     dbuf_free(t, &q);
     dbuf_free(t, &kc);
     dbuf_free(t, &vc);
@@ -309,6 +324,29 @@ static void attention_prefill_only_matches_cpu(struct gt *t)
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
         attn_once(t, &cases[i], NULL);
     gt_note(t, "fresh prompts 1..300 tokens, GQA 4/1/8, D 128/64/24");
+}
+
+/* The prefill variants' own edges (attn_run runs every prefill batch under each shape):
+ * prompts of several 128-row tiles whose warps skip key tiles above their rows and mask only
+ * the tiles crossing their diagonal, GQA 1 (a tile of 128 tokens) and 4 (32), a chunk over a
+ * cached prefix, windows whose lower edge makes warps skip tiles below them, requests of
+ * 1..129 tokens around the 32-row warp and 128-row tile edges, and a soft-cap; bf16 and fp8. */
+static void attention_prefill_variants_match_cpu(struct gt *t)
+{
+    const struct attn_case cases[] = {
+        { 8, 8, 128, 16, 0, 0, 6, REQS({ 1000, 1000 }, { 129, 129 }, { 257, 300 }), 0, 0, 0 },
+        { 32, 8, 128, 16, 0, 0, 6, REQS({ 700, 700 }, { 31, 31 }, { 33, 33 }, { 1, 1 }), 2, 0, 0 },
+        { 16, 16, 64, 16, 100, 0, 6, REQS({ 900, 900 }, { 128, 500 }, { 1, 0 }), 0, 0, 0 },
+        { 32, 4, 64, 32, 200, 0, 6, REQS({ 64, 64 }, { 511, 1200 }), 0, 0, 0 },
+        { 8, 2, 24, 16, 0, 20.0f, 16, REQS({ 257, 257 }, { 96, 96 }), 0, 0, 0 },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        attn_once(t, &cases[i], NULL);
+        attn_once_kv(t, &cases[i], NULL, 0.0113f, 0.0071f);
+    }
+    gt_note(t, "prompts and chunks of 1..1000 tokens, GQA 1/4/8, windows 100/200, cap 20, "
+            "bf16 and fp8, every prefill shape");
 }
 
 static void attention_decode_only_matches_cpu(struct gt *t)
@@ -617,6 +655,7 @@ static void attention_sinks_varlen_decodes_match_cpu(struct gt *t)
 
 const struct gt_case gt_cases_attention[] = {
     { "attention_prefill_only_matches_cpu", attention_prefill_only_matches_cpu },
+    { "attention_prefill_variants_match_cpu", attention_prefill_variants_match_cpu },
     { "attention_decode_only_matches_cpu", attention_decode_only_matches_cpu },
     { "attention_mixed_batch_matches_cpu", attention_mixed_batch_matches_cpu },
     { "attention_long_context_splits_match_cpu", attention_long_context_splits_match_cpu },
