@@ -331,23 +331,8 @@ struct cuda_moe_experts {
  * (not allowed inside a graph capture). Returns 0 or -EIO. */
 int moe_cuda_init(void);
 
-/* Split-K of the decode tiles: for n <= max_tokens rows (0: never), each grouped GEMM's
- * CTAs take a slice of K, their f32 partial sums go to the scratch, and a small kernel sums
- * them in a fixed order (bit for bit the same on every run and graph replay) before the
- * epilogue (biases, activation, routing weight). splits: the slices, forced (0: enough to
- * fill two waves of the device, at most 8). Process-wide, read at each launch (a graph
- * keeps what it captured); tests and benchmarks flip it, the default is
- * CUDA_MOE_SPLITK_DEFAULT_TOKENS. */
-#define CUDA_MOE_SPLITK_DEFAULT_TOKENS 0
-void moe_cuda_tune_splitk(int max_tokens, int splits);
-
-/* The K slices moe_experts_cuda takes now for p's gate_up and down (1: unsplit). Returns 0 or
- * -EINVAL. */
-int moe_experts_cuda_splits(const struct cuda_moe_params *p, int *gate_up, int *down);
-
 /* Scratch bytes moe_experts_cuda needs for p (any tile shape): the routing, the grouping
- * padded to the worst case of p->num_tokens rows, the [n * k, ffn] activations and the
- * split-K partial sums. */
+ * padded to the worst case of p->num_tokens rows, and the [n * k, ffn] activations. */
 size_t moe_experts_cuda_work_bytes(const struct cuda_moe_params *p);
 
 /* The experts' half of a MoE block. From the router's logits[n, E] (f32, plus

@@ -3,9 +3,7 @@
  * counting sort, each expert's rows padded to the GEMM's M tile, after vLLM's
  * moe_align_block_size), the grouped GEMMs on bf16 mma.sync tensor cores (gate_up with
  * SiLU·mul, or gpt-oss's biases and clamped SwiGLU, in the epilogue, then down (plus its
- * bias) times the routing weight; for the fewest rows optionally split along K, the
- * slices' f32 sums reduced in a fixed order before those epilogues), and each token's sum
- * of its k outputs in a fixed order.
+ * bias) times the routing weight), and each token's sum of its k outputs in a fixed order.
  * The router's product and Qwen2-MoE's shared expert are cuBLAS products
  * (engine/cuda/cuda_moe.c). CPU twin: engine/cpu/moe.c; test: tests/gpu/test_moe.c. */
 #include "kernels/common.cuh"
@@ -192,11 +190,6 @@ struct moe_gemm_args {
     int K, N, top_k;           /* GATE_UP: the weight has 2N rows, gate then up */
     int act;                   /* GATE_UP: enum cuda_moe_act */
     float alpha, limit;        /* CUDA_MOE_ACT_SWIGLU_OAI */
-    /* split-K (SPLIT kernels, the reduction): part[splits][P][ld] f32 raw sums, ld = 2N
-     * (gate columns, then up) for GATE_UP, N for DOWN; split z takes K tiles
-     * [z * kt_split, (z + 1) * kt_split) */
-    float *part;
-    int pairs, splits, kt_split;
 };
 
 /* Each expert's weight and bias (GATE_UP [2N], DOWN [N]; NULL: none). Two pointer tables of
@@ -258,8 +251,7 @@ __device__ __forceinline__ void mma_bf16(float d[4], const unsigned a[4], unsign
  * 16-byte rows fall in distinct banks. VEC: K % 8 == 0 and 16-byte aligned rows, loaded by
  * cp.async; else element by element (odd shapes of tests). GATE_UP: the tile's columns
  * are BN/2 gate rows of the weight and the matching BN/2 up rows, so the epilogue has both
- * halves of silu(gate) * up. SPLIT: blockIdx.z's slice of K only, and the raw f32 sums
- * go to g.part for moe_splitk_reduce_kernel (the activation needs the whole sum). */
+ * halves of silu(gate) * up. */
 /* Dynamic shared memory of a tile shape: the pipeline's stages, reused by the epilogue. */
 template <int BM, int BN, int BK, int STAGES>
 constexpr int gemm_smem_bytes()
@@ -268,7 +260,7 @@ constexpr int gemm_smem_bytes()
                                                                  : BM * (BN + 4) * 4;
 }
 
-template <int BM, int BN, int BK, int WM, int WN, int STAGES, int MODE, bool VEC, bool SPLIT>
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, int MODE, bool VEC>
 __global__ void __launch_bounds__(WM * WN * 32)
 moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
 {
@@ -343,16 +335,11 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
         }
     };
 
-    /* K tiles [kt0, kt0 + KT): all of them, or this CTA's slice (split-K) */
-    int KT = (g.K + BK - 1) / BK, kt0 = 0;
-    if (SPLIT) {
-        kt0 = blockIdx.z * g.kt_split;
-        KT = min(KT - kt0, g.kt_split);   /* <= 0: an empty slice writes zeros */
-    }
+    int KT = (g.K + BK - 1) / BK;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < KT)
-            load_stage(s, kt0 + s);
+            load_stage(s, s);
         cp_async_commit();
     }
     for (int kt = 0; kt < KT; kt++) {
@@ -360,7 +347,7 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
         __syncthreads();   /* stage kt has landed; stage kt - 1 is free for the prefetch */
         int nk = kt + STAGES - 1;
         if (nk < KT)
-            load_stage(nk % STAGES, kt0 + nk);
+            load_stage(nk % STAGES, nk);
         cp_async_commit();
         const bf16 *a_s = sa + (kt % STAGES) * BM * LD, *b_s = sb + (kt % STAGES) * BN * LD;
 #pragma unroll
@@ -403,22 +390,6 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
             C[(r + 8) * LC + c + 1] = acc[i][j][3];
         }
     __syncthreads();
-    if (SPLIT) {
-        /* the raw sums, both halves of a GATE_UP tile: bias and activation wait for the rest */
-        size_t ld = MODE == MOE_GATE_UP ? 2 * (size_t)g.N : (size_t)g.N;
-        float *part = g.part + blockIdx.z * (size_t)g.pairs * ld;
-        for (int idx = tid; idx < BM * BN; idx += THREADS) {
-            int r = idx / BN, c = idx % BN, pair = rows[r], half = 0, col = n0 + c;
-
-            if (MODE == MOE_GATE_UP && c >= BN / 2) {
-                half = g.N;
-                col -= BN / 2;
-            }
-            if (pair >= 0 && col < g.N)
-                part[(size_t)pair * ld + half + col] = C[r * LC + c];
-        }
-        return;
-    }
     constexpr int OUT_COLS = MODE == MOE_GATE_UP ? BN / 2 : BN;
     for (int idx = tid; idx < BM * OUT_COLS; idx += THREADS) {
         int r = idx / OUT_COLS, c = idx % OUT_COLS, pair = rows[r], col = n0 + c;
@@ -439,41 +410,6 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
         }
         g.out[(size_t)pair * g.N + col] = __float2bfloat16(v);
     }
-}
-
-/* ---- split-K: the partial sums reduced, then the epilogue ---- */
-
-/* grid (P, ceil(N / 256)), block 256. Pair p's column sums over the g.splits slices in order
- * (a fixed order: replays equal eager runs), then what moe_gemm_kernel's own epilogue does
- * (the same f32 operations on the whole sum): GATE_UP the biases and p->act; DOWN the
- * bias, times the routing weight. ids[P]: each pair's expert (its biases). */
-template <int MODE>
-__global__ void moe_splitk_reduce_kernel(const struct moe_gemm_args g, const int32_t *ids,
-                                         const struct moe_expert_ptrs ptrs)
-{
-    int pair = blockIdx.x, col = blockIdx.y * blockDim.x + threadIdx.x;
-    size_t ld = MODE == MOE_GATE_UP ? 2 * (size_t)g.N : (size_t)g.N, split = (size_t)g.pairs * ld;
-    const float *p = g.part + (size_t)pair * ld + col;
-    const bf16 *bias = ptrs.b[ids[pair]];
-    float a = 0.0f, up = 0.0f, v;
-
-    if (col >= g.N)
-        return;
-    for (int z = 0; z < g.splits; z++) {
-        a += p[z * split];
-        if (MODE == MOE_GATE_UP)
-            up += p[z * split + g.N];
-    }
-    if (MODE == MOE_GATE_UP) {
-        if (bias) {
-            a += __bfloat162float(bias[col]);
-            up += __bfloat162float(bias[g.N + col]);
-        }
-        v = moe_act(a, up, g);
-    } else {
-        v = (a + (bias ? __bfloat162float(bias[col]) : 0.0f)) * g.wts[pair];
-    }
-    g.out[(size_t)pair * g.N + col] = __float2bfloat16(v);
 }
 
 /* ---- the per-token sum ---- */
@@ -505,12 +441,10 @@ __global__ void moe_combine_kernel(bf16 *out, const bf16 *y, int k, int hidden, 
  * with 4 the H200 streamed a batch-1 step at 40% of its copy bandwidth, latency-bound).
  * DECODE_WIDE: 16 x 64, 4 warps. PREFILL: 64 x 128 tiles, 2 x 2 warps of 32 x 64, 64-deep
  * stages, 4 of them (110 KiB: two CTAs an SM). */
-#define DECODE_CFG DEC_BM, DEC_BN, DEC_BK, 1, 2, 8
+#define DECODE_CFG DEC_BM, 32, 64, 1, 2, 8
 #define DECODE_WIDE_CFG DEC_BM, 64, 64, 1, 4, 6
 #define PREFILL_CFG PRE_BM, 128, 64, 2, 2, 4
 #define DEC_BM 16
-#define DEC_BN 32
-#define DEC_BK 64
 #define PRE_BM 64
 
 static int tile_bm(enum cuda_moe_tile t)
@@ -525,25 +459,12 @@ static int max_tiles(int P, int E, int bm)
     return (P + bm - 1) / bm + (E < P ? E : P);
 }
 
-/* Split-K of the decode tiles (few rows: few CTAs, each walking all of K). The partial
- * sums take at most SPLITK_ROWS rows of max(2 ffn, hidden) f32 (splits * P <= it), at most
- * SPLITK_MAX splits; the count fills SPLITK_WAVES waves of the device's resident CTAs. */
-#define SPLITK_MAX 8
-#define SPLITK_ROWS 128
-#define SPLITK_WAVES 2
-
-/* moe_cuda_tune_splitk's settings, and the device's figures (moe_cuda_init). The default
- * keeps split-K off until a GPU run shows it correct and faster. */
-static int splitk_max_tokens = CUDA_MOE_SPLITK_DEFAULT_TOKENS, splitk_forced;
-static int num_sms = 132, decode_ctas_per_sm = 4;
-
 struct moe_work_parts {
     int32_t *ids;              /* [P] */
     float *wts;                /* [P] */
     int32_t *sorted_pair;      /* [max_tiles(DEC_BM) * DEC_BM] (the larger of the two) */
     int32_t *tile_expert;      /* [max_tiles(DEC_BM)] */
     bf16 *act;                 /* [P, ffn] */
-    float *part;               /* split-K: [splitk_rows(P), max(2 ffn, hidden)] */
 };
 
 static size_t round256(size_t b)
@@ -551,16 +472,10 @@ static size_t round256(size_t b)
     return (b + 255) & ~(size_t)255;
 }
 
-static size_t splitk_rows(size_t P)
-{
-    return P * SPLITK_MAX < SPLITK_ROWS ? P * SPLITK_MAX : SPLITK_ROWS;
-}
-
 static size_t carve(const struct cuda_moe_params *p, void *work, struct moe_work_parts *w)
 {
     size_t P = (size_t)p->num_tokens * p->top_k, off = 0;
     size_t rows = 0, tiles = 0;
-    size_t part = splitk_rows(P) * (2 * p->ffn > p->hidden ? 2 * p->ffn : p->hidden) * 4;
     char *b = (char *)work;
 
     for (int bm = DEC_BM; bm <= PRE_BM; bm *= 4) {
@@ -574,11 +489,10 @@ static size_t carve(const struct cuda_moe_params *p, void *work, struct moe_work
         w->sorted_pair = (int32_t *)(b + (off += round256(P * 4)));
         w->tile_expert = (int32_t *)(b + (off += round256(rows * 4)));
         w->act = (bf16 *)(b + (off += round256(tiles * 4)));
-        w->part = (float *)(b + (off += round256(P * p->ffn * 2)));
-        off += round256(part);
+        off += round256(P * p->ffn * 2);
     } else {
         off = 2 * round256(P * 4) + round256(rows * 4) + round256(tiles * 4) +
-              round256(P * p->ffn * 2) + round256(part);
+              round256(P * p->ffn * 2);
     }
     return off;
 }
@@ -621,54 +535,17 @@ static int launch_route(const float *logits, const bf16 *bias, const struct cuda
     return CUDA_OK(cudaGetLastError()) ? 0 : -EIO;
 }
 
-/* One product's kernel at a tile shape, 16-byte loads or not. */
-template <int BM, int BN, int BK, int WM, int WN, int STAGES, int MODE, bool SPLIT>
-static int launch_gemm(const struct moe_gemm_args &g, const struct moe_expert_ptrs &ptrs,
-                       dim3 grid, bool vec, cudaStream_t s)
-{
-    constexpr int SMEM = gemm_smem_bytes<BM, BN, BK, STAGES>();
-
-    if (vec)
-        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MODE, true, SPLIT><<<grid, WM * WN * 32, SMEM, s>>>(g, ptrs);
-    else
-        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MODE, false, SPLIT><<<grid, WM * WN * 32, SMEM, s>>>(g, ptrs);
-    return CUDA_OK(cudaGetLastError()) ? 0 : -EIO;
-}
-
-/* One product: whole, or (SPLIT_OK and splits > 1) in K slices then the reduction. */
-template <int BM, int BN, int BK, int WM, int WN, int STAGES, int MODE, bool SPLIT_OK>
-static int launch_product(struct moe_gemm_args g, const struct moe_expert_ptrs &ptrs, dim3 grid,
-                          int splits, const int32_t *ids, bool vec, cudaStream_t s)
-{
-    if constexpr (SPLIT_OK) {
-        if (splits > 1) {
-            int rc;
-
-            g.splits = splits;
-            g.kt_split = ceil_div_u(ceil_div_u(g.K, BK), splits);
-            grid.z = splits;
-            if ((rc = launch_gemm<BM, BN, BK, WM, WN, STAGES, MODE, true>(g, ptrs, grid, vec, s)))
-                return rc;
-            moe_splitk_reduce_kernel<MODE><<<dim3(g.pairs, ceil_div_u(g.N, 256)), 256, 0, s>>>(g, ids, ptrs);
-            return CUDA_OK(cudaGetLastError()) ? 0 : -EIO;
-        }
-    }
-    return launch_gemm<BM, BN, BK, WM, WN, STAGES, MODE, false>(g, ptrs, grid, vec, s);
-}
-
-/* split[0], split[1]: gate_up's and down's K slices (1: whole; > 1 only with SPLIT_OK). */
-template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT_OK>
+template <int BM, int BN, int BK, int WM, int WN, int STAGES>
 static int launch_gemms(bf16 *y, const bf16 *x, const struct cuda_moe_params *p,
                         const struct cuda_moe_experts *w, const struct moe_work_parts *wk,
-                        int tiles, const int split[2], bool vec, cudaStream_t s)
+                        int tiles, bool vec, cudaStream_t s)
 {
-    int P = p->num_tokens * p->top_k, rc;
     struct moe_gemm_args g1 = { x, wk->sorted_pair, wk->tile_expert, wk->wts, wk->act,
                                 p->hidden, p->ffn, p->top_k, (int)p->act, p->swiglu_alpha,
-                                p->swiglu_limit, wk->part, P, 1, 0 };
+                                p->swiglu_limit };
     struct moe_gemm_args g2 = { wk->act, wk->sorted_pair, wk->tile_expert, wk->wts, y,
                                 p->ffn, p->hidden, p->top_k, (int)p->act, p->swiglu_alpha,
-                                p->swiglu_limit, wk->part, P, 1, 0 };
+                                p->swiglu_limit };
     struct moe_expert_ptrs pg, pd;
     dim3 grid1(tiles, ceil_div_u(p->ffn, BN / 2)), grid2(tiles, ceil_div_u(p->hidden, BN));
 
@@ -678,118 +555,48 @@ static int launch_gemms(bf16 *y, const bf16 *x, const struct cuda_moe_params *p,
         pg.b[e] = e < p->num_experts ? w->gate_up_bias[e] : nullptr;
         pd.b[e] = e < p->num_experts ? w->down_bias[e] : nullptr;
     }
-    if ((rc = launch_product<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, SPLIT_OK>(g1, pg, grid1, split[0],
-                                                                               wk->ids, vec, s)))
-        return rc;
-    return launch_product<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, SPLIT_OK>(g2, pd, grid2, split[1],
-                                                                         wk->ids, vec, s);
+    constexpr int SMEM = gemm_smem_bytes<BM, BN, BK, STAGES>();
+    if (vec) {
+        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, true><<<grid1, WM * WN * 32, SMEM, s>>>(g1, pg);
+        if (!CUDA_OK(cudaGetLastError()))
+            return -EIO;
+        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, true><<<grid2, WM * WN * 32, SMEM, s>>>(g2, pd);
+    } else {
+        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, false><<<grid1, WM * WN * 32, SMEM, s>>>(g1, pg);
+        if (!CUDA_OK(cudaGetLastError()))
+            return -EIO;
+        moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, false><<<grid2, WM * WN * 32, SMEM, s>>>(g2, pd);
+    }
+    return CUDA_OK(cudaGetLastError()) ? 0 : -EIO;
 }
 
-/* Lets a kernel take SMEM bytes of shared memory (beyond the default 48 KiB). */
-template <typename F>
-static bool allow(F *kernel, int smem)
-{
-    return CUDA_OK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-}
-
-/* The four kernels of a tile shape (two modes, 16-byte loads or not); SPLIT: its split-K ones. */
-template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool SPLIT = false>
+/* Lets the four kernels of a tile shape take its shared memory (beyond the default 48 KiB). */
+template <int BM, int BN, int BK, int WM, int WN, int STAGES>
 static bool allow_smem()
 {
     constexpr int SMEM = gemm_smem_bytes<BM, BN, BK, STAGES>();
-    return allow(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, true, SPLIT>, SMEM) &&
-           allow(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, true, SPLIT>, SMEM) &&
-           allow(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, false, SPLIT>, SMEM) &&
-           allow(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, false, SPLIT>, SMEM);
-}
-
-/* The device's SMs and how many split decode CTAs each holds: what one wave is. */
-template <int BM, int BN, int BK, int WM, int WN, int STAGES>
-static bool measure_waves()
-{
-    constexpr int SMEM = gemm_smem_bytes<BM, BN, BK, STAGES>();
-    int dev, sms, per_sm;
-
-    if (!CUDA_OK(cudaGetDevice(&dev)) ||
-        !CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) ||
-        !CUDA_OK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-            &per_sm, moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, true, true>,
-            WM * WN * 32, SMEM)))
-        return false;
-    num_sms = sms > 0 ? sms : 1;
-    decode_ctas_per_sm = per_sm > 0 ? per_sm : 1;
-    return true;
+    return CUDA_OK(cudaFuncSetAttribute(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, true>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) &&
+           CUDA_OK(cudaFuncSetAttribute(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, true>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) &&
+           CUDA_OK(cudaFuncSetAttribute(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, false>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) &&
+           CUDA_OK(cudaFuncSetAttribute(moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_DOWN, false>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
 }
 
 int moe_cuda_init(void)
 {
-    return allow_smem<DECODE_CFG>() && allow_smem<DECODE_CFG, true>() &&
-           allow_smem<DECODE_WIDE_CFG>() && allow_smem<PREFILL_CFG>() && measure_waves<DECODE_CFG>()
+    return allow_smem<DECODE_CFG>() && allow_smem<DECODE_WIDE_CFG>() && allow_smem<PREFILL_CFG>()
                ? 0 : -EIO;
-}
-
-void moe_cuda_tune_splitk(int max_tokens, int splits)
-{
-    splitk_max_tokens = max_tokens;
-    splitk_forced = splits;
-}
-
-/* K slices of one decode-tile product of P pairs: K tiles of DEC_BK, cols output columns
- * a CTA (BN, or BN / 2 for gate_up). The CTAs with work are at most min(E, P) experts'
- * column tiles (never the routing's actual experts: a captured graph's grid is fixed).
- * Rounded so that no slice is empty. */
-static int splitk_count(const struct cuda_moe_params *p, int K, int N, int cols)
-{
-    int P = p->num_tokens * p->top_k, KT = ceil_div_u(K, DEC_BK);
-    int active = (p->num_experts < P ? p->num_experts : P) * (int)ceil_div_u(N, cols);
-    int n = splitk_forced > 0 ? splitk_forced
-                              : (int)ceil_div_u(SPLITK_WAVES * num_sms * decode_ctas_per_sm, active);
-
-    n = n < SPLITK_MAX ? n : SPLITK_MAX;
-    n = n < KT ? n : KT;
-    n = n < (int)(SPLITK_ROWS / P) ? n : (int)(SPLITK_ROWS / P);
-    if (n <= 1)
-        return 1;
-    return ceil_div_u(KT, ceil_div_u(KT, n));
-}
-
-/* The K slices of gate_up and down that moe_experts_cuda takes for p now (1: split-K off). */
-static void splitk_plan(const struct cuda_moe_params *p, enum cuda_moe_tile tile, int split[2])
-{
-    split[0] = split[1] = 1;
-    if (tile != CUDA_MOE_TILE_DECODE || p->num_tokens > splitk_max_tokens)
-        return;
-    split[0] = splitk_count(p, p->hidden, p->ffn, DEC_BN / 2);
-    split[1] = splitk_count(p, p->ffn, p->hidden, DEC_BN);
-}
-
-/* Decode tiles while an expert gets fewer than ~24 rows on average. */
-static enum cuda_moe_tile resolve_tile(const struct cuda_moe_params *p)
-{
-    if (p->tile != CUDA_MOE_TILE_AUTO)
-        return p->tile;
-    return p->num_tokens * p->top_k < 24 * p->num_experts ? CUDA_MOE_TILE_DECODE
-                                                          : CUDA_MOE_TILE_PREFILL;
-}
-
-int moe_experts_cuda_splits(const struct cuda_moe_params *p, int *gate_up, int *down)
-{
-    int split[2];
-
-    if (!valid(p) || p->num_tokens == 0)
-        return -EINVAL;
-    splitk_plan(p, resolve_tile(p), split);
-    *gate_up = split[0];
-    *down = split[1];
-    return 0;
 }
 
 int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct cuda_moe_params *p,
                      const struct cuda_moe_experts *w, void *work, cudaStream_t s)
 {
     struct moe_work_parts wk;
-    enum cuda_moe_tile tile;
-    int P, bm, tiles, rc, split[2];
+    enum cuda_moe_tile tile = p->tile;
+    int P, bm, tiles, rc;
     bool vec;
 
     if (!valid(p) || !work || p->tile < CUDA_MOE_TILE_AUTO || p->tile > CUDA_MOE_TILE_PREFILL ||
@@ -802,7 +609,9 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
         return 0;
     P = p->num_tokens * p->top_k;
     carve(p, work, &wk);
-    tile = resolve_tile(p);
+    /* decode tiles while an expert gets fewer than ~24 rows on average */
+    if (tile == CUDA_MOE_TILE_AUTO)
+        tile = P < 24 * p->num_experts ? CUDA_MOE_TILE_DECODE : CUDA_MOE_TILE_PREFILL;
     bm = tile_bm(tile);
     tiles = max_tiles(P, p->num_experts, bm);
     vec = p->hidden % 8 == 0 && p->ffn % 8 == 0 && aligned16(x) && aligned16(y) && aligned16(wk.act);
@@ -814,12 +623,11 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
        : launch_route<8>(logits, w->router_bias, p, &wk, bm, tiles, s);
     if (rc)
         return rc;
-    splitk_plan(p, tile, split);
     if (tile == CUDA_MOE_TILE_DECODE)
-        return launch_gemms<DECODE_CFG, true>(y, x, p, w, &wk, tiles, split, vec, s);
+        return launch_gemms<DECODE_CFG>(y, x, p, w, &wk, tiles, vec, s);
     if (tile == CUDA_MOE_TILE_DECODE_WIDE)
-        return launch_gemms<DECODE_WIDE_CFG, false>(y, x, p, w, &wk, tiles, split, vec, s);
-    return launch_gemms<PREFILL_CFG, false>(y, x, p, w, &wk, tiles, split, vec, s);
+        return launch_gemms<DECODE_WIDE_CFG>(y, x, p, w, &wk, tiles, vec, s);
+    return launch_gemms<PREFILL_CFG>(y, x, p, w, &wk, tiles, vec, s);
 }
 
 int moe_combine_cuda(bf16 *out, const bf16 *y, int n, int top_k, int hidden, const bf16 *shared,

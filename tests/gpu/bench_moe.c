@@ -6,10 +6,8 @@
  * decode step); the whole op (router, experts, sum); and cuBLAS on one dense product of
  * the same work ([n k, hidden] · [2 ffn, hidden]ᵀ, then · [hidden, ffn]ᵀ); and the grouped
  * GEMMs again at the fastest tile with gpt-oss's router and expert biases and clamped SwiGLU
- * in their epilogues (the same main loops: they should cost the same). Then the decode rows
- * (n = 1 .. 16) at the 16x32 tiles unsplit and through split-K (moe_cuda_tune_splitk: its
- * own slice count, and 2, 4, 8 forced), and the whole op both ways. The L2 (50 MB) is
- * flushed before each timed launch; medians of ITERS launches. Prints, never asserts. */
+ * in their epilogues (the same main loops: they should cost the same). The L2 (50 MB)
+ * is flushed before each timed launch; medians of ITERS launches. Prints, never asserts. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdio.h>
@@ -145,80 +143,6 @@ static int distinct_experts(struct mb *b, int n)
     return count;
 }
 
-/* Bytes a step of n rows must move at least: the distinct experts' weights, x and y. */
-static double step_bytes(int used, int n)
-{
-    return (double)used * 3 * FFN * HID * 2 + (double)n * HID * 2 + (double)n * K * HID * 2;
-}
-
-/* Routes n rows (the router's logits into b->logits); returns the distinct experts, or -1. */
-static int route(struct mb *b, int n)
-{
-    b->n = n;
-    b->kp.num_tokens = n;
-    if (b->be->ops->lm_head(b->be, b->logits, b->x, &b->router, n))
-        return -1;
-    return distinct_experts(b, n);
-}
-
-/* Seconds of b's mode with split-K for n <= max_tokens rows, `splits` slices (0: its own). */
-static double time_split(struct mb *b, int max_tokens, int splits)
-{
-    double t;
-
-    moe_cuda_tune_splitk(max_tokens, splits);
-    t = time_cold(b);
-    moe_cuda_tune_splitk(CUDA_MOE_SPLITK_DEFAULT_TOKENS, 0);
-    return t;
-}
-
-/* The decode rows: the 16x32 tiles' grouped GEMMs unsplit and split, and the whole op. */
-static int bench_splitk(struct mb *b, double gbs)
-{
-    static const int ns[] = { 1, 2, 4, 8, 16 }, forced[] = { 2, 4, 8 };
-
-    printf("\nsplit-K at the decode rows (16x32 tiles; %% of copy bandwidth in brackets)\n");
-    printf("%5s %7s %15s %15s %6s %15s %15s %15s %9s %9s\n", "n", "experts", "unsplit_us",
-           "split_us", "slices", "split2_us", "split4_us", "split8_us", "op_us", "op_split");
-    for (size_t i = 0; i < ARRAY_LEN(ns); i++) {
-        int n = ns[i], used = route(b, n), sg = 1, sd = 1;
-        double t[5], op[2], bytes;
-
-        if (used < 0)
-            return -1;
-        bytes = step_bytes(used, n);
-        b->mode = 0;
-        b->kp.tile = CUDA_MOE_TILE_DECODE;
-        t[0] = time_split(b, 0, 0);
-        t[1] = time_split(b, MAXN, 0);
-        moe_cuda_tune_splitk(MAXN, 0);
-        moe_experts_cuda_splits(&b->kp, &sg, &sd);
-        moe_cuda_tune_splitk(CUDA_MOE_SPLITK_DEFAULT_TOKENS, 0);
-        for (size_t f = 0; f < ARRAY_LEN(forced); f++)
-            t[2 + f] = time_split(b, MAXN, forced[f]);
-        b->kp.tile = CUDA_MOE_TILE_AUTO;
-        b->mode = 1;
-        op[0] = time_split(b, 0, 0);
-        op[1] = time_split(b, MAXN, 0);
-        printf("%5d %7d", n, used);
-        for (int v = 0; v < 5; v++) {
-            char cell[32];
-            snprintf(cell, sizeof cell, "%.1f (%.0f%%)", t[v] * 1e6, 100.0 * bytes / t[v] / 1e9 / gbs);
-            printf(" %15s", cell);
-            if (v == 1) {
-                snprintf(cell, sizeof cell, "%d/%d", sg, sd);
-                printf(" %6s", cell);
-            }
-        }
-        printf(" %9.1f %9.1f\n", op[0] * 1e6, op[1] * 1e6);
-        fflush(stdout);
-    }
-    printf("split: its own slice count (slices: gate_up/down); split2/4/8: forced, at most 128 / "
-           "(n * %d) slices and one per 64-deep K tile; op: the whole moe op (router, auto tiles, "
-           "sum) unsplit and split\n", K);
-    return 0;
-}
-
 /* The grouped GEMMs (mode 0) at `tile` with gpt-oss's biases (zeros) and clamped SwiGLU;
  * b's experts and parameters as they were afterwards. */
 static double time_oai(struct mb *b, enum cuda_moe_tile tile)
@@ -310,7 +234,10 @@ int gt_bench_moe(void)
         static const enum cuda_moe_tile tiles[3] = { CUDA_MOE_TILE_DECODE,
             CUDA_MOE_TILE_DECODE_WIDE, CUDA_MOE_TILE_PREFILL };
 
-        if ((used = route(&b, n)) < 0)
+        b.n = n;
+        b.kp.num_tokens = n;
+        if (b.be->ops->lm_head(b.be, b.logits, b.x, &b.router, n) ||
+            (used = distinct_experts(&b, n)) < 0)
             goto out;
         b.mode = 0;
         for (int v = 0; v < 3; v++) {
@@ -324,7 +251,7 @@ int gt_bench_moe(void)
         b.mode = 2;
         dense = time_cold(&b);
         best = fmin(fmin(t[0], t[1]), t[2]);
-        bytes = step_bytes(used, n);
+        bytes = (double)used * expert * 2 + (double)n * HID * 2 + (double)n * K * HID * 2;
         printf("%5d %7d %9.1f %9.1f %10.1f %9.1f %9.0f %7.0f%% %9.1f %9.1f %9.1f\n", n, used, t[0] * 1e6,
                t[1] * 1e6, t[2] * 1e6, flops / best / 1e12, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / gbs,
                top * 1e6, dense * 1e6, oai * 1e6);
@@ -333,8 +260,6 @@ int gt_bench_moe(void)
     printf("experts: the grouped GEMMs with routing and grouping, per tile shape; TFLOP/s and GB/s (distinct experts' weights + x + y) of the faster; op: the "
            "whole moe op (router, auto tiles, sum); dense: cuBLAS on [n*%d, %d] of the same work; oai: the experts at the "
            "fastest tile with gpt-oss's biases and clamped SwiGLU\n", K, HID);
-    if (bench_splitk(&b, gbs))
-        goto out;
     rc = 0;
 out:
     if (b.be) {

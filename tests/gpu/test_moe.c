@@ -10,8 +10,7 @@
  * for bit equal to eager runs on new data. gpt-oss's block (the router's bias, the experts'
  * gate_up and down biases, the clamped SwiGLU with alpha 1.702 and limit 7, biases large
  * enough that both clamps bite) at its two models' expert counts, decode and prefill batches,
- * off the 16-byte path, and in graphs. The decode rows (n = 1, 3, 8) of each family, the odd
- * shapes and some graphs again through split-K (moe_cuda_tune_splitk), whatever its default.
+ * off the 16-byte path, and in graphs.
  *
  * Tolerance: the CPU computes in f32; the GPU rounds the activation silu(gate) * up and
  * each weighted expert output to bf16 before the sum (2^-9 relative each), and the
@@ -257,10 +256,7 @@ static int run_once(struct gt *t, struct moe_fx *f, int n, int zero, float *gpu_
     float *got = malloc((size_t)n * H * 4);
     bool *skip = malloc(n);
     struct dbuf x = { 0 }, out = { 0 };
-    char err[ERR_LEN] = "", what[128];
-    struct cuda_moe_params kp = { n, f->s.E, f->s.k, H, f->s.F, f->s.renorm, CUDA_MOE_TILE_AUTO,
-                                  CUDA_MOE_ACT_SILU, 0.0f, 0.0f };
-    int split_gu = 0, split_dn = 0;
+    char err[ERR_LEN] = "", what[96];
     void *cwork = NULL, *gwork = NULL;
     struct moe_params cp = f->p, gp = f->p;
 
@@ -295,9 +291,8 @@ static int run_once(struct gt *t, struct moe_fx *f, int n, int zero, float *gpu_
                 got[m++] = got[(size_t)r * H + d];
             }
         }
-        moe_experts_cuda_splits(&kp, &split_gu, &split_dn);   /* the K slices it took */
-        snprintf(what, sizeof what, "E %d k %d H %d F %d SF %d n %d%s, K slices %d/%d", f->s.E,
-                 f->s.k, H, f->s.F, f->s.SF, n, f->rb_host ? " gpt-oss" : "", split_gu, split_dn);
+        snprintf(what, sizeof what, "E %d k %d H %d F %d SF %d n %d%s", f->s.E, f->s.k, H,
+                 f->s.F, f->s.SF, n, f->rb_host ? " gpt-oss" : "");
         if (m)
             gt_compare(t, what, got, ref, m, 2e-2 * sqrt(ss / m), 1e-2, 1e-4);
     }
@@ -315,49 +310,20 @@ out:
     return skipped;
 }
 
-/* The split-K settings of the decode rows' runs (moe_cuda_tune_splitk): its own count
- * (fills the device), and 3 slices (uneven where K's tiles are not a multiple of 3; 1 where
- * a product has too few K tiles: a split and an unsplit product in one op). */
-static const struct { int max_tokens, splits; } split_modes[] = { { 8, 0 }, { 8, 3 } };
-
-/* A family's block against the CPU at n = 1 .. 2048 unsplit, and at the decode rows n = 1,
- * 3, 8 through split-K (its own count and 3 slices). Catches a reduction that drops or
- * repeats a slice, K slices that overlap or leave a gap, and an epilogue (biases,
- * activation, routing weight) applied per slice instead of once to the sum. */
 static void family_act(struct gt *t, struct moe_shape s, const char *name, bool oai)
 {
-    static const int ns[] = { 1, 3, 64, 300, 2048 }, split_ns[] = { 1, 3, 8 };
+    static const int ns[] = { 1, 3, 64, 300, 2048 };
     struct moe_fx f;
     int skipped = 0;
 
     if (!backends(t, 2048))
         return;
-    if (fx_create(t, &f, s, false) && (!oai || fx_add_oai(t, &f))) {
-        moe_cuda_tune_splitk(0, 0);
+    if (fx_create(t, &f, s, false) && (!oai || fx_add_oai(t, &f)))
         for (size_t i = 0; i < ARRAY_LEN(ns); i++)
             skipped += run_once(t, &f, ns[i], ns[i] >= 64 ? 5 : 0, NULL);
-        for (size_t m = 0; m < ARRAY_LEN(split_modes); m++) {
-            moe_cuda_tune_splitk(split_modes[m].max_tokens, split_modes[m].splits);
-            for (size_t i = 0; i < ARRAY_LEN(split_ns); i++)
-                skipped += run_once(t, &f, split_ns[i], 0, NULL);
-        }
-        moe_cuda_tune_splitk(CUDA_MOE_SPLITK_DEFAULT_TOKENS, 0);
-    }
     fx_free(t, &f);
-    gt_note(t, "%s: E %d top %d H %d F %d%s, n 1/3/64/300/2048, split-K (own count, 3) n 1/3/8; "
-            "%d near-tie rows left out", name, s.E, s.k, s.H, s.F, s.SF ? " + shared" : "", skipped);
-}
-
-/* run_once at min(n, 4) rows through split-K at its own count (the odd shapes' K tails and
- * element loads in the slices). */
-static int run_split(struct gt *t, struct moe_fx *f, int n)
-{
-    int skipped;
-
-    moe_cuda_tune_splitk(8, 0);
-    skipped = run_once(t, f, n < 4 ? n : 4, 0, NULL);
-    moe_cuda_tune_splitk(CUDA_MOE_SPLITK_DEFAULT_TOKENS, 0);
-    return skipped;
+    gt_note(t, "%s: E %d top %d H %d F %d%s, n 1/3/64/300/2048; %d near-tie rows left out",
+            name, s.E, s.k, s.H, s.F, s.SF ? " + shared" : "", skipped);
 }
 
 static void family(struct gt *t, struct moe_shape s, const char *name)
@@ -406,15 +372,12 @@ static void moe_gpt_oss_odd_shapes_match_cpu(struct gt *t)
         return;
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         struct moe_fx f;
-        if (fx_create(t, &f, cases[i].s, false) && fx_add_oai(t, &f)) {
-            moe_cuda_tune_splitk(0, 0);
+        if (fx_create(t, &f, cases[i].s, false) && fx_add_oai(t, &f))
             skipped += run_once(t, &f, cases[i].n, 1, NULL);
-            skipped += run_split(t, &f, cases[i].n);
-        }
         fx_free(t, &f);
     }
-    gt_note(t, "gpt-oss: H 100/F 36 (no 16-byte loads), E 1, H 180, unsplit and split-K; %d "
-            "near-tie rows left out", skipped);
+    gt_note(t, "gpt-oss: H 100/F 36 (no 16-byte loads), E 1, H 180; %d near-tie rows left out",
+            skipped);
 }
 
 /* Off the 16-byte path (hidden 100, ffn 36: element loads), one expert, and the limits. */
@@ -433,15 +396,12 @@ static void moe_odd_shapes_and_limits_match_cpu(struct gt *t)
         return;
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         struct moe_fx f;
-        if (fx_create(t, &f, cases[i].s, false)) {
-            moe_cuda_tune_splitk(0, 0);
+        if (fx_create(t, &f, cases[i].s, false))
             skipped += run_once(t, &f, cases[i].n, 1, NULL);
-            skipped += run_split(t, &f, cases[i].n);
-        }
         fx_free(t, &f);
     }
-    gt_note(t, "H 100/F 36 (no 16-byte loads), E 1, E 256 top 8, hf qwen2-moe shape, unsplit and "
-            "split-K; %d near-tie rows left out", skipped);
+    gt_note(t, "H 100/F 36 (no 16-byte loads), E 1, E 256 top 8, hf qwen2-moe shape; %d near-tie "
+            "rows left out", skipped);
 }
 
 /* A zero router: every probability equal, the experts 0 .. k-1 win on both backends. */
@@ -543,22 +503,17 @@ static int graph_body(void *arg)
 }
 
 /* Captured once, replayed on new inputs: equal to an eager run of those inputs bit for bit,
- * and eager runs equal each other (no float atomics, a stable grouping; split-K's partial
- * sums reduced in a fixed order: f32 atomics in their place would, most runs, differ here). */
+ * and eager runs equal each other (no float atomics, a stable grouping). */
 static void moe_graph_replay_equals_eager(struct gt *t)
 {
-    static const struct { struct moe_shape s; int n; bool oai, split; } cases[] = {
-        { { 128, 8, 256, 128, 0, true }, 1, false, false },
-        { { 128, 8, 256, 128, 0, true }, 64, false, false },
-        { { 60, 4, 256, 64, 256, false }, 8, false, false },
-        { { 8, 2, 512, 256, 0, true }, 300, false, false },
-        { { 32, 4, 256, 128, 0, true }, 1, true, false },    /* gpt-oss: decode and prefill */
-        { { 32, 4, 256, 128, 0, true }, 64, true, false },
-        { { 32, 4, 256, 128, 0, true }, 300, true, false },
-        { { 128, 8, 256, 128, 0, true }, 1, false, true },   /* split-K: captured and eager */
-        { { 60, 4, 256, 64, 256, false }, 8, false, true },
-        { { 8, 2, 512, 256, 0, true }, 3, false, true },
-        { { 32, 4, 256, 128, 0, true }, 1, true, true },
+    static const struct { struct moe_shape s; int n; bool oai; } cases[] = {
+        { { 128, 8, 256, 128, 0, true }, 1, false },
+        { { 128, 8, 256, 128, 0, true }, 64, false },
+        { { 60, 4, 256, 64, 256, false }, 8, false },
+        { { 8, 2, 512, 256, 0, true }, 300, false },
+        { { 32, 4, 256, 128, 0, true }, 1, true },    /* gpt-oss: decode and prefill batches */
+        { { 32, 4, 256, 128, 0, true }, 64, true },
+        { { 32, 4, 256, 128, 0, true }, 300, true },
     };
     int replays = 0;
 
@@ -581,7 +536,6 @@ static void moe_graph_replay_equals_eager(struct gt *t)
             goto next;
         f.p.work = work;
         ga = (struct graph_arg){ t, &f, out.gpu, x.gpu, n };
-        moe_cuda_tune_splitk(cases[i].split ? 8 : 0, 0);   /* the capture and the eager runs */
         gt_fill(&t->rng, xh, (size_t)n * H, -1.0f, 1.0f);
         dbuf_set(t, &x, xh);
         if (!gt_check(t, t->gpu->ops->graph_capture(t->gpu, 1000 + (int)i, graph_body, &ga) == 0,
@@ -607,7 +561,6 @@ static void moe_graph_replay_equals_eager(struct gt *t)
             replays++;
         }
 next:
-        moe_cuda_tune_splitk(CUDA_MOE_SPLITK_DEFAULT_TOKENS, 0);
         if (work)
             t->gpu->ops->free(t->gpu, work);
         dbuf_free(t, &x);
@@ -618,8 +571,8 @@ next:
         free(e2);
         free(g);
     }
-    gt_note(t, "n 1/64 Qwen3, 8 Qwen2 shared, 300 Mixtral, 1/64/300 gpt-oss; split-K n 1 Qwen3, 8 "
-            "Qwen2 shared, 3 Mixtral, 1 gpt-oss: %d replays bit for bit = eager", replays);
+    gt_note(t, "n 1/64 Qwen3, 8 Qwen2 shared, 300 Mixtral, 1/64/300 gpt-oss: %d replays bit for "
+            "bit = eager", replays);
 }
 
 const struct gt_case gt_cases_moe[] = {
