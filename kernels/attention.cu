@@ -521,17 +521,19 @@ __global__ void __launch_bounds__(ATTN_REDUCE_THREADS) attn_reduce_kernel(const 
 
 /* ---- host side ---- */
 
-/* The varlen kernel's shapes for batches with a prefill: four warps of 16 rows, 64-key
- * tiles in two stages (the default), or the prefill variant, four warps of 32 rows (two
- * row groups sharing each K and V fragment) with 64-key tiles in two or three stages, or
- * 32-key tiles in three (at HD 128 two groups' accumulators and 64-key scores fill the 255
- * registers: ptxas spills a little; 32-key scores free 32 of them). The prefill variant
- * takes head dims up to 128 (at 256 the accumulators alone would not fit) and batches whose
- * longest query is ATTN_PF_MIN_QUERY tokens or more (a 128-row tile of a short chunk is
- * mostly padding); attention_prefill_cuda_tune forces one for tests and benchmarks. */
-enum { ATTN_PF_ROWS16, ATTN_PF_R32_K64_S2, ATTN_PF_R32_K64_S3, ATTN_PF_R32_K32_S3, ATTN_PF_COUNT };
-#define ATTN_PF_DEFAULT ATTN_PF_ROWS16   /* for max_query_len >= ATTN_PF_MIN_QUERY */
-#define ATTN_PF_MIN_QUERY 64
+/* The varlen kernel's shapes for batches with a prefill: four warps of 16 rows (as decodes
+ * and short chunks use) or the prefill variant, four warps of 32 rows (two row groups
+ * sharing each K and V fragment), both with 64-key tiles in two stages. On the H200 the
+ * prefill variant runs one causal request of 8k tokens at 272 TFLOP/s against 135 for 16
+ * rows a warp (4k: 216 vs 123; 1k: 115 vs 73), but a 512-token one at 30 against 54: its
+ * 128-row tiles give a short prompt too few blocks to fill the GPU. Three stages, or 32-key
+ * tiles (which spare the 64-key shape's few spilled registers at head_dim 128), were slower
+ * in the same run (8k: 181 and 240). It takes head dims up to 128 (at 256 the accumulators
+ * alone would not fit) and batches whose longest query is ATTN_PF_MIN_QUERY tokens or more;
+ * attention_prefill_cuda_tune forces a shape for tests and benchmarks. */
+enum { ATTN_PF_ROWS16, ATTN_PF_ROWS32, ATTN_PF_COUNT };
+#define ATTN_PF_DEFAULT ATTN_PF_ROWS32   /* for max_query_len >= ATTN_PF_MIN_QUERY */
+#define ATTN_PF_MIN_QUERY 1024
 static int attn_pf_tune = -1;            /* -1: by shape */
 
 static int attn_prefill_variant(const struct cuda_attn_batch *b, const struct cuda_attn_params *p)
@@ -548,8 +550,7 @@ static int attn_prefill_variant(const struct cuda_attn_batch *b, const struct cu
 int attention_prefill_cuda_tune(int variant, char *name, size_t name_len)
 {
     static const char *const names[ATTN_PF_COUNT] = {
-        "4 warps x 16 rows, 64 keys x 2 stages", "4 warps x 32 rows, 64 keys x 2 stages",
-        "4 warps x 32 rows, 64 keys x 3 stages", "4 warps x 32 rows, 32 keys x 3 stages" };
+        "4 warps x 16 rows, 64 keys x 2 stages", "4 warps x 32 rows, 64 keys x 2 stages" };
 
     if (variant < -1 || variant >= ATTN_PF_COUNT)
         return -ENOENT;
@@ -572,8 +573,7 @@ static int attn_varlen_splits(const struct cuda_attn_batch *b, const struct cuda
                               const struct attn_workspace *ws)
 {
     int bm = attn_block_m(b, p);
-    int bn = bm == 16 || p->head_dim > 128 ||
-                     (bm > 64 && attn_prefill_variant(b, p) == ATTN_PF_R32_K32_S3) ? 32 : 64;
+    int bn = bm == 16 || p->head_dim > 128 ? 32 : 64;
     int G = p->num_kv_heads > 0 ? p->num_heads / p->num_kv_heads : 1;
     long long tiles = MAX((long long)b->num_reqs, ((long long)b->num_tokens * G + bm - 1) / bm);
     long long blocks = tiles * p->num_kv_heads, per_split;
@@ -641,22 +641,15 @@ static bool attn_set_smem(void)
 
 /* Shared memory of the prefill variant at HD 128, bf16 (padded rows of 272 bytes): 128 Q
  * rows and two stages of 64-key K and V tiles, 384 rows = 104,448 bytes (two blocks an SM,
- * as the registers allow); three stages, 512 rows = 139,264 (one); three stages of 32-key
- * tiles, 320 rows = 87,040 (two). At HD 64 (144-byte rows): 55,296, 73,728 and 46,080. */
+ * as the registers allow). At HD 64 (144-byte rows): 55,296. */
 static_assert(attn_smem_bytes<128, 4, 64, false, 32, 2>() == 104448, "two prefill blocks an SM");
-static_assert(attn_smem_bytes<128, 4, 64, false, 32, 3>() <= 227 * 1024, "the opt-in limit");
-static_assert(attn_smem_bytes<128, 4, 32, false, 32, 3>() == 87040, "two prefill blocks an SM");
 
 /* The head_dim HD instantiation for a batch with prefills (attn_prefill_variant). */
 template <int HD>
 static int attn_launch_prefill(const attn_args &a, bool fp8, int variant, cudaStream_t s)
 {
-    if (variant == ATTN_PF_R32_K64_S2)
+    if (variant == ATTN_PF_ROWS32)
         return attn_launch<HD, 4, 64, 32, 2>(a, fp8, s);
-    if (variant == ATTN_PF_R32_K64_S3)
-        return attn_launch<HD, 4, 64, 32, 3>(a, fp8, s);
-    if (variant == ATTN_PF_R32_K32_S3)
-        return attn_launch<HD, 4, 32, 32, 3>(a, fp8, s);
     return attn_launch<HD, 4, 64>(a, fp8, s);
 }
 
@@ -668,11 +661,8 @@ int attention_cuda_init(void)
               attn_set_smem<64, 1, 32>() && attn_set_smem<64, 4, 64>() &&
               attn_set_smem<128, 1, 32>() && attn_set_smem<128, 4, 64>() &&
               attn_set_smem<256, 1, 32>() && attn_set_smem<256, 4, 32>() &&
-              attn_set_smem<32, 4, 64, 32, 2>() && attn_set_smem<32, 4, 64, 32, 3>() &&
-              attn_set_smem<32, 4, 32, 32, 3>() && attn_set_smem<64, 4, 64, 32, 2>() &&
-              attn_set_smem<64, 4, 64, 32, 3>() && attn_set_smem<64, 4, 32, 32, 3>() &&
-              attn_set_smem<128, 4, 64, 32, 2>() && attn_set_smem<128, 4, 64, 32, 3>() &&
-              attn_set_smem<128, 4, 32, 32, 3>();
+              attn_set_smem<32, 4, 64, 32, 2>() && attn_set_smem<64, 4, 64, 32, 2>() &&
+              attn_set_smem<128, 4, 64, 32, 2>();
     return ok && attn_decode_init() == 0 ? 0 : -EIO;
 }
 

@@ -188,9 +188,9 @@ int attention_decode_cuda_tune(int hd, bool fp8, int variant, int waves, int fla
                                size_t name_len);
 
 /* Tests and benchmarks only: for later calls, which varlen kernel shape takes batches with
- * prefills (-1: chosen by shape, the default; 0: four warps of 16 rows, 64-key tiles in two
- * stages; 1, 2, 3: the prefill variant, four warps of 32 rows, with 64-key tiles in two or
- * three stages, or 32-key tiles in three; head dims above 128 always take 0). -ENOENT for
+ * prefills (-1: chosen by shape, the default; 0: four warps of 16 rows; 1: the prefill
+ * variant, four warps of 32 rows; both 64-key tiles in two stages; head dims above 128
+ * always take 0). -ENOENT for
  * another variant. name gets a description. Not thread-safe; the daemon never calls it. */
 int attention_prefill_cuda_tune(int variant, char *name, size_t name_len);
 

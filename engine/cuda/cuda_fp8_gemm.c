@@ -26,10 +26,12 @@
 #define FP8_BLOCK 128
 #define FP8_PLAN_SLOTS 512     /* cached shapes; a full table replaces its oldest probe slot */
 #define FP8_PLAN_PROBES 8
-#define FP8_GEMV_MAX 1         /* products of up to this many rows run our GEMV (H200: a win at
-                                * n = 1 only, 1.2-1.5x bf16; 0.5x at 4, 0.3x at 8) */
-#define FP8_GEMV_KIND FP8_GEMV_WARP   /* the GEMV's kernel; TEST_OSPREY_CUDA_FP8_GEMV=tile|warp
-                                       * picks one for tests and benchmarks */
+#define FP8_GEMV_MAX 1         /* products of up to this many rows run our GEMV (H200: the tile
+                                * kernel 1.5-1.8x bf16 at n = 1, 1.0-1.3x at 2, 0.8-0.9x at 4) */
+#define FP8_GEMV_KIND FP8_GEMV_TILE   /* the GEMV's kernel (H200, 8B products at n = 1: tile
+                                       * 2.7-3.8 TB/s of weights, warp 2.1-2.8);
+                                       * TEST_OSPREY_CUDA_FP8_GEMV=tile|warp picks one for tests
+                                       * and benchmarks */
 
 enum fp8_mode {
     FP8_W8A16 = 0,             /* our kernel */

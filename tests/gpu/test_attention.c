@@ -11,8 +11,7 @@
  * bf16 and fp8, graph replays; a sink far above every logit (output near zero) and one far
  * below (no effect) among them. Every batch with a prefill runs under each shape of the
  * varlen kernel (attention_prefill_cuda_tune: 16 rows a warp, and the prefill variant's 32
- * rows a warp with 2 or 3 stages of 64-key tiles or 3 of 32-key ones), each against the
- * same CPU result; the failure message names the shape. */
+ * rows a warp), each against the same CPU result; the failure message names the shape. */
 #ifdef OSPREY_CUDA
 #include <math.h>
 #include <stdio.h>

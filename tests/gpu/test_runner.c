@@ -40,6 +40,10 @@
 
 enum { NREQ = 4, MAXLEN = 96, BS = 16, STEPS = 12, PER_GROUP = NREQ * (MAXLEN / BS + 1) };
 
+/* tiny-gpt-oss with all of its 4 experts routed (run_preset, gpt_oss_parts_cuda_match_cpu) */
+#define GPT_OSS_ALL_EXPERTS "{\"num_experts_per_tok\": 4}"
+#define NO_YARN "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 150000.0}"
+
 struct sim_req {
     int32_t tokens[MAXLEN];
     int len, computed;
@@ -121,6 +125,39 @@ static float row_bf16_error(const float *le, const float *lc, int V)
     return e;
 }
 
+/* config.json of dir with each member of the JSON object patch replacing (or adding) its
+ * key: the gpt-oss parts case's variants of one preset, with the same weights. */
+static bool patch_config(struct gt *t, const char *dir, const char *patch)
+{
+    char path[512], err[ERR_LEN] = "";
+    char *text = NULL, *out = NULL;
+    size_t len;
+    cJSON *cfg = NULL, *p = cJSON_Parse(patch), *it;
+    bool ok = false;
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!gt_check(t, p != NULL, "bad patch %s", patch) ||
+        !gt_check(t, read_file(path, &text, &len, err) == 0, "%s: %s", path, err) ||
+        !gt_check(t, (cfg = cJSON_Parse(text)) != NULL, "%s: not JSON", path))
+        goto out;
+    cJSON_ArrayForEach(it, p) {
+        cJSON_DeleteItemFromObject(cfg, it->string);
+        cJSON_AddItemToObject(cfg, it->string, cJSON_Duplicate(it, true));
+    }
+    out = cJSON_Print(cfg);
+    f = fopen(path, "w");
+    ok = gt_check(t, out && f && fputs(out, f) >= 0 && fclose(f) == 0, "write %s", path);
+    if (!ok && f)
+        fclose(f);
+out:
+    cJSON_Delete(p);
+    cJSON_Delete(cfg);
+    free(text);
+    free(out);
+    return ok;
+}
+
 /* dummy: the preset's folder without weights, opened with --load-format dummy's random ones */
 static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype kv, bool dummy,
                        int *steps, int *replays, int *near_ties, int *tokens,
@@ -146,7 +183,13 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
         return;
     go.out_dir = dir;
     go.no_weights = dummy;
+    /* gpt-oss picks 2 of its 4 experts from bf16 router logits on cuda and from f32 ones on
+     * the cpu: a near-tie flips a pick and moves that row's logits far past the bf16 bound
+     * (nmse 1e-2 on the H200: gpt_oss_parts_cuda_match_cpu). With every expert routed nothing
+     * is picked; the picks themselves are checked, near-ties left out, by test_moe.c and by
+     * transformers' oracle (scripts/oracle/hf_gpu_check.py). */
     if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model %s: %s", preset, err) ||
+        (!strcmp(preset, "tiny-gpt-oss") && !patch_config(t, dir, GPT_OSS_ALL_EXPERTS)) ||
         !gt_check(t, (dummy ? model_open_dummy(&m, dir, 5, false, err) : model_open(&m, dir, err))
                      == 0, "model_open %s: %s", preset, err))
         goto out;
@@ -312,39 +355,6 @@ static void runner_gpt_oss_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
             "greedy tokens equal (%d near ties)", steps, replays, tokens - ties, tokens, ties);
 }
 
-/* config.json of dir with each member of the JSON object patch replacing (or adding) its
- * key: the gpt-oss parts case's variants of one preset, with the same weights. */
-static bool patch_config(struct gt *t, const char *dir, const char *patch)
-{
-    char path[512], err[ERR_LEN] = "";
-    char *text = NULL, *out = NULL;
-    size_t len;
-    cJSON *cfg = NULL, *p = cJSON_Parse(patch), *it;
-    bool ok = false;
-    FILE *f;
-
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!gt_check(t, p != NULL, "bad patch %s", patch) ||
-        !gt_check(t, read_file(path, &text, &len, err) == 0, "%s: %s", path, err) ||
-        !gt_check(t, (cfg = cJSON_Parse(text)) != NULL, "%s: not JSON", path))
-        goto out;
-    cJSON_ArrayForEach(it, p) {
-        cJSON_DeleteItemFromObject(cfg, it->string);
-        cJSON_AddItemToObject(cfg, it->string, cJSON_Duplicate(it, true));
-    }
-    out = cJSON_Print(cfg);
-    f = fopen(path, "w");
-    ok = gt_check(t, out && f && fputs(out, f) >= 0 && fclose(f) == 0, "write %s", path);
-    if (!ok && f)
-        fclose(f);
-out:
-    cJSON_Delete(p);
-    cJSON_Delete(cfg);
-    free(text);
-    free(out);
-    return ok;
-}
-
 /* The cpu and eager cuda runners of preset (config patched) over the requests' steps, the
  * cpu's greedy tokens fed to both: the largest |cuda - cpu| logit and the nmse over all
  * steps. */
@@ -433,40 +443,33 @@ out:
 /* gpt-oss's parts taken out of play one after another, to tell a bf16 routing near-tie
  * (top 2 of 4 experts picked on bf16 router logits: a flipped pick moves a row far) from an
  * error in a part: with every expert routed (top-k = E) nothing is picked, and cuda must be
- * within the other families' bound (nmse 2e-3); the note gives each variant's error. */
+ * within the other families' bound (nmse 2e-3); the note gives each variant's error, and
+ * tiny-qwen3-moe's as it is for scale. The H200 run of 2026-12-03 that added this case
+ * showed the runner cases' gpt-oss failures were routing: run_preset routes every expert. */
 static void gpt_oss_parts_cuda_match_cpu(struct gt *t)
 {
-    static const char *const all = "\"num_experts_per_tok\": 4";
-    static const char *const norope = "\"rope_parameters\": {\"rope_type\": \"default\", "
-                                      "\"rope_theta\": 150000.0}";
-    char patch[4][320];
-    const char *variants[7];
-    const char *names[7] = { "as is", "all experts", "+ no yarn", "+ no window",
-                             "+ no clamp", "tiny-qwen3-moe as is", "all 16 experts" };
+    static const char *const variants[] = {
+        NULL, GPT_OSS_ALL_EXPERTS,
+        "{\"num_experts_per_tok\": 4, " NO_YARN "}",
+        "{\"num_experts_per_tok\": 4, " NO_YARN ", \"sliding_window\": 4096}",
+        "{\"num_experts_per_tok\": 4, " NO_YARN ", \"sliding_window\": 4096, "
+        "\"swiglu_limit\": 1e6}",
+        NULL };
+    static const char *const names[] = { "as is", "all experts", "+ no yarn", "+ no window",
+                                          "+ no clamp", "tiny-qwen3-moe as is" };
     char line[1024] = "";
     size_t at = 0;
 
-    snprintf(patch[0], sizeof patch[0], "{%s}", all);
-    snprintf(patch[1], sizeof patch[1], "{%s, %s}", all, norope);
-    snprintf(patch[2], sizeof patch[2], "{%s, %s, \"sliding_window\": 4096}", all, norope);
-    snprintf(patch[3], sizeof patch[3], "{%s, %s, \"sliding_window\": 4096, "
-             "\"swiglu_limit\": 1e6}", all, norope);
-    variants[0] = NULL;
-    for (int i = 0; i < 4; i++)
-        variants[i + 1] = patch[i];
-    variants[5] = NULL;
-    variants[6] = "{\"num_experts_per_tok\": 16}";
-    for (int v = 0; v < 7; v++) {
+    for (size_t v = 0; v < ARRAY_LEN(variants); v++) {
         float maxd;
         double nmse;
-        if (!parts_error(t, v >= 5 ? "tiny-qwen3-moe" : "tiny-gpt-oss", variants[v], &maxd,
+        if (!parts_error(t, v == 5 ? "tiny-qwen3-moe" : "tiny-gpt-oss", variants[v], &maxd,
                          &nmse))
             return;
         at += (size_t)snprintf(line + at, sizeof line - at, "%s%s: max %.3g nmse %.2g",
                                v ? "; " : "", names[v], maxd, nmse);
-        if (v == 1)
-            gt_check(t, nmse <= 2e-3, "tiny-gpt-oss with every expert routed: nmse %.3g > 2e-3",
-                     nmse);
+        if (v >= 1 && v <= 4)
+            gt_check(t, nmse <= 2e-3, "tiny-gpt-oss %s: nmse %.3g > 2e-3", names[v], nmse);
     }
     gt_note(t, "%s", line);
 }
