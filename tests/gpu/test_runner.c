@@ -158,67 +158,109 @@ out:
     return ok;
 }
 
+/* A preset's model on both backends: its folder (patched), the cpu runner and an eager cuda
+ * runner (graph runner too when graphs), a step batch and logit rows for 8 requests. */
+struct fixture {
+    char dir[32];
+    struct model m;
+    bool opened;
+    struct runner *rc, *re, *rg;
+    struct step_batch b;
+    float *lc, *le;
+    int V;
+};
+
+/* Opens f for preset with runner options ro (the graph runner's; the others run eagerly);
+ * dummy: --load-format dummy's random weights instead of the folder's. False (and a failed
+ * check) on any error; fixture_close frees what was made either way. */
+static bool fixture_open(struct gt *t, struct fixture *f, const char *preset, const char *patch,
+                         bool dummy, const struct runner_options *ro, bool graphs)
+{
+    struct gen_model_opts go = { .config = preset, .seed = 5, .no_weights = dummy };
+    struct runner_options eo = *ro;
+    struct backend_options bo = { 0 };
+    char err[ERR_LEN] = "";
+
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/osprey-gpu-model-XXXXXX");
+    if (!gt_check(t, mkdtemp(f->dir) != NULL, "mkdtemp")) {
+        f->dir[0] = '\0';
+        return false;
+    }
+    go.out_dir = f->dir;
+    if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model %s: %s", preset, err) ||
+        (patch && !patch_config(t, f->dir, patch)) ||
+        !gt_check(t, (dummy ? model_open_dummy(&f->m, f->dir, 5, false, err)
+                            : model_open(&f->m, f->dir, err)) == 0,
+                  "model_open %s %s: %s", preset, patch ? patch : "", err))
+        return false;
+    f->opened = true;
+    f->V = f->m.cfg.vocab_size;
+    eo.enforce_eager = true;
+    /* every tiny family runs on cuda (the MoE ones through kernels/moe.cu, gpt-oss with its
+     * sinks in the attention kernels): a refusal is a failure */
+    if (!gt_check(t, runner_backend_options(&f->m.cfg, ro, &bo) == 0, "runner_backend_options") ||
+        !gt_backends(t, &bo) ||
+        !gt_check(t, runner_create(&f->rc, t->cpu, &f->m, &eo, err) == 0, "cpu runner: %s", err) ||
+        !gt_check(t, runner_create(&f->re, t->gpu, &f->m, &eo, err) == 0,
+                  "cuda eager runner %s: %s", preset, err) ||
+        (graphs && !gt_check(t, runner_create(&f->rg, t->gpu, &f->m, ro, err) == 0,
+                             "cuda graph runner: %s", err)) ||
+        !gt_check(t, batch_init(&f->b, 256, 8, f->m.cfg.num_kv_groups,
+                                runner_max_blocks_per_req(f->re)) == 0, "batch_init"))
+        return false;
+    f->lc = malloc((size_t)8 * f->V * 4);   /* a runner may pad the step's rows to 8 */
+    f->le = malloc((size_t)8 * f->V * 4);
+    return gt_check(t, f->lc && f->le, "out of host memory");
+}
+
+static void fixture_close(struct gt *t, struct fixture *f)
+{
+    runner_destroy(f->rg);
+    runner_destroy(f->re);
+    runner_destroy(f->rc);
+    gt_backends_free(t);
+    batch_fini(&f->b);
+    free(f->lc);
+    free(f->le);
+    if (f->opened)
+        model_close(&f->m);
+    if (f->dir[0])
+        gt_remove(t, "%s", f->dir);
+}
+
 /* dummy: the preset's folder without weights, opened with --load-format dummy's random ones */
 static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype kv, bool dummy,
                        int *steps, int *replays, int *near_ties, int *tokens,
                        int *agreed_before_tie)
 {
     static const int graph_sizes[] = { 1, 2, 4, 8 };
-    char dir[] = "/tmp/osprey-gpu-model-XXXXXX", err[ERR_LEN] = "";
-    struct gen_model_opts go = { .config = preset, .seed = 5 };
-    struct model m;
-    bool opened = false, decode;
     struct runner_options ro = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
                                  graph_sizes, 4, fused, false, false, kv, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
-    struct runner_options eo = ro;
-    struct backend_options bo = { 0 };
-    struct runner *rc = NULL, *re = NULL, *rg = NULL;
-    struct step_batch b = { 0 };
+    struct fixture f;
     struct sim_req reqs[NREQ];
-    float *lc = NULL, *le = NULL;
     struct sample_result res[8];
-    int V = 0;
+    float *lc, *le;
+    bool decode;
+    int V;
 
-    if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
-        return;
-    go.out_dir = dir;
-    go.no_weights = dummy;
     /* gpt-oss picks 2 of its 4 experts from bf16 router logits on cuda and from f32 ones on
      * the cpu: a near-tie flips a pick and moves that row's logits far past the bf16 bound
      * (nmse 1e-2 on the H200: gpt_oss_parts_cuda_match_cpu). With every expert routed nothing
      * is picked; the picks themselves are checked, near-ties left out, by test_moe.c and by
      * transformers' oracle (scripts/oracle/hf_gpu_check.py). */
-    if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model %s: %s", preset, err) ||
-        (!strcmp(preset, "tiny-gpt-oss") && !patch_config(t, dir, GPT_OSS_ALL_EXPERTS)) ||
-        !gt_check(t, (dummy ? model_open_dummy(&m, dir, 5, false, err) : model_open(&m, dir, err))
-                     == 0, "model_open %s: %s", preset, err))
+    if (!fixture_open(t, &f, preset, strcmp(preset, "tiny-gpt-oss") ? NULL : GPT_OSS_ALL_EXPERTS,
+                      dummy, &ro, true))
         goto out;
-    opened = true;
-    V = m.cfg.vocab_size;
-    eo.enforce_eager = true;
-    if (!gt_check(t, runner_backend_options(&m.cfg, &ro, &bo) == 0, "runner_backend_options") ||
-        !gt_backends(t, &bo) ||
-        !gt_check(t, runner_create(&rc, t->cpu, &m, &eo, err) == 0, "cpu runner: %s", err))
-        goto out;
-    /* every tiny family runs on cuda (the MoE ones through kernels/moe.cu, gpt-oss with its
-     * sinks in the attention kernels): a refusal is a failure */
-    if (!gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda eager runner %s: %s",
-                  preset, err) ||
-        !gt_check(t, runner_create(&rg, t->gpu, &m, &ro, err) == 0, "cuda graph runner: %s", err))
-        goto out;
-    if (!gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,
-                                runner_max_blocks_per_req(re)) == 0, "batch_init"))
-        goto out;
-    lc = malloc((size_t)8 * V * 4);
-    le = malloc((size_t)8 * V * 4);
-    if (!gt_check(t, lc && le, "out of host memory"))
-        goto out;
+    V = f.V;
+    lc = f.lc;
+    le = f.le;
     make_requests(t, reqs, V);
     for (int s = 0; s < STEPS; s++) {
-        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
+        build_step(&f.b, reqs, f.m.cfg.num_kv_groups, runner_max_blocks_per_req(f.re), &decode);
         /* the same step for the three runners, rebuilt after each pads it in place */
-        if (!gt_check(t, runner_logits(rc, &b, lc) == 0, "cpu step %d", s) ||
-            !gt_check(t, runner_logits(re, &b, le) == 0, "cuda eager step %d", s))
+        if (!gt_check(t, runner_logits(f.rc, &f.b, lc) == 0, "cpu step %d", s) ||
+            !gt_check(t, runner_logits(f.re, &f.b, le) == 0, "cuda eager step %d", s))
             goto out;
         if (kv == DT_F8_E4M3) {
             /* f32 K and V on the CPU, bf16 on the GPU: an element near a rounding boundary of
@@ -236,8 +278,8 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
         } else {
             gt_compare(t, preset, le, lc, (size_t)NREQ * V, 0.05, 0.05, 2e-3);
         }
-        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
-        if (!gt_check(t, runner_execute(rg, &b, NULL, res) == 0, "cuda graph runner step %d", s))
+        build_step(&f.b, reqs, f.m.cfg.num_kv_groups, runner_max_blocks_per_req(f.re), &decode);
+        if (!gt_check(t, runner_execute(f.rg, &f.b, NULL, res) == 0, "cuda graph runner step %d", s))
             goto out;
         *replays += decode;
         for (int r = 0; r < NREQ; r++) {
@@ -276,16 +318,7 @@ static void run_preset(struct gt *t, const char *preset, bool fused, enum dtype 
         (*steps)++;
     }
 out:
-    runner_destroy(rg);
-    runner_destroy(re);
-    runner_destroy(rc);
-    gt_backends_free(t);
-    batch_fini(&b);
-    free(lc);
-    free(le);
-    if (opened)
-        model_close(&m);
-    gt_remove(t, "%s", dir);
+    fixture_close(t, &f);
 }
 
 static void all_tiny_presets(struct gt *t, enum dtype kv)
@@ -361,60 +394,33 @@ static void runner_gpt_oss_cuda_matches_cpu_and_graphs_match_eager(struct gt *t)
 static bool parts_error(struct gt *t, const char *preset, const char *patch, float *maxd,
                         double *nmse)
 {
-    char dir[] = "/tmp/osprey-gpu-model-XXXXXX", err[ERR_LEN] = "";
-    struct gen_model_opts go = { .config = preset, .seed = 5 };
     static const int graph_sizes[] = { 1, 2, 4, 8 };   /* as run_preset's, never captured */
-    struct runner_options eo = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, true,
+    struct runner_options ro = { BS, KV_MAX_GROUPS * PER_GROUP + 4, 256, 8, MAXLEN, false,
                                  graph_sizes, 4, false, false, false, DT_F32, 1, 1, NULL, { 0 }, NULL, NULL, 0 };
-    struct backend_options bo = { 0 };
-    struct runner *rc = NULL, *re = NULL;
-    int e;
-    struct step_batch b = { 0 };
+    struct fixture f;
     struct sim_req reqs[NREQ];
-    struct model m;
-    bool opened = false, decode, ok = false;
-    float *lc = NULL, *le = NULL;
+    bool decode, ok = false;
     double num = 0, den = 0;
-    int V;
+    int e;
 
     *maxd = 0;
-    if (!gt_check(t, mkdtemp(dir) != NULL, "mkdtemp"))
-        return false;
-    go.out_dir = dir;
-    if (!gt_check(t, gen_model_write(&go, NULL, err) == 0, "gen-model %s: %s", preset, err) ||
-        (patch && !patch_config(t, dir, patch)) ||
-        !gt_check(t, model_open(&m, dir, err) == 0, "model_open %s %s: %s", preset,
-                  patch ? patch : "", err))
+    if (!fixture_open(t, &f, preset, patch, false, &ro, false))
         goto out;
-    opened = true;
-    V = m.cfg.vocab_size;
-    if (!gt_check(t, runner_backend_options(&m.cfg, &eo, &bo) == 0, "runner_backend_options") ||
-        !gt_backends(t, &bo) ||
-        !gt_check(t, runner_create(&rc, t->cpu, &m, &eo, err) == 0, "cpu runner: %s", err) ||
-        !gt_check(t, runner_create(&re, t->gpu, &m, &eo, err) == 0, "cuda runner: %s", err) ||
-        !gt_check(t, batch_init(&b, 256, 8, m.cfg.num_kv_groups,
-                                runner_max_blocks_per_req(re)) == 0, "batch_init"))
-        goto out;
-    lc = malloc((size_t)8 * V * 4);   /* a runner may pad the step's rows to 8 */
-    le = malloc((size_t)8 * V * 4);
-    if (!gt_check(t, lc && le, "out of host memory"))
-        goto out;
-    make_requests(t, reqs, V);
+    make_requests(t, reqs, f.V);
     for (int s = 0; s < STEPS; s++) {
-        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
-        e = runner_logits(rc, &b, lc);
+        build_step(&f.b, reqs, f.m.cfg.num_kv_groups, runner_max_blocks_per_req(f.re), &decode);
+        e = runner_logits(f.rc, &f.b, f.lc);
         if (!gt_check(t, e == 0, "cpu step %d: %d", s, e))
             goto out;
-        build_step(&b, reqs, m.cfg.num_kv_groups, runner_max_blocks_per_req(re), &decode);
-        e = runner_logits(re, &b, le);
-        if (!gt_check(t, e == 0, "cuda step %d: %d (%s)", s, e,
-                      patch ? patch : "as is"))
+        build_step(&f.b, reqs, f.m.cfg.num_kv_groups, runner_max_blocks_per_req(f.re), &decode);
+        e = runner_logits(f.re, &f.b, f.le);
+        if (!gt_check(t, e == 0, "cuda step %d: %d (%s)", s, e, patch ? patch : "as is"))
             goto out;
         for (int r = 0; r < NREQ; r++) {
-            const float *x = lc + (size_t)r * V;
+            const float *x = f.lc + (size_t)r * f.V, *y = f.le + (size_t)r * f.V;
             int best = 0;
-            for (int i = 0; i < V; i++) {
-                float d = le[(size_t)r * V + i] - x[i];
+            for (int i = 0; i < f.V; i++) {
+                float d = y[i] - x[i];
                 *maxd = fmaxf(*maxd, fabsf(d));
                 num += (double)d * d;
                 den += (double)x[i] * x[i];
@@ -428,15 +434,7 @@ static bool parts_error(struct gt *t, const char *preset, const char *patch, flo
     *nmse = den > 0 ? num / den : 0;
     ok = true;
 out:
-    runner_destroy(re);
-    runner_destroy(rc);
-    gt_backends_free(t);
-    batch_fini(&b);
-    free(lc);
-    free(le);
-    if (opened)
-        model_close(&m);
-    gt_remove(t, "%s", dir);
+    fixture_close(t, &f);
     return ok;
 }
 
