@@ -382,8 +382,25 @@ static void fill_rows(struct engine *e, const struct step_batch *b)
     }
 }
 
-/* The masks of the rows fill_rows pointed at them, while the device runs the forward. */
-static void fill_masks(struct engine *e, const struct step_batch *b)
+/* Row i's grammar over its sampled token, on a mask_pool thread (only the request's own
+ * matcher is written): the result waits in accept_rc for the deliveries (grammar_step).
+ * EOS and stop ids, and requests the scheduler has ended, advance nothing. */
+static void advance_task(void *arg, int i, int thread)
+{
+    const struct mask_args *a = arg;
+    struct engine_request *r = a->b->reqs[a->b->sample_req[i]]->user;
+    int32_t tok = a->e->sampled[i];
+
+    r->accept_rc = 0;
+    if (r->matcher && r->sr.status != SCHED_FINISHED && !r->grammar_failed &&
+        !is_stop_token(r, tok))
+        r->accept_rc = grammar_matcher_accept_token(r->matcher, tok);
+}
+
+/* fn for every sampling row of b: on the mask pool when two or more rows have a grammar
+ * (a batch of structured requests: each row's work is its own), else on this thread. */
+static void grammar_rows(struct engine *e, const struct step_batch *b,
+                         void (*fn)(void *arg, int i, int thread))
 {
     struct mask_args ma = { e, b };
     int num_grammars = 0;
@@ -391,10 +408,16 @@ static void fill_masks(struct engine *e, const struct step_batch *b)
     for (int i = 0; i < b->num_sample; i++)
         num_grammars += ((struct engine_request *)b->reqs[b->sample_req[i]]->user)->matcher != NULL;
     if (num_grammars > 1)
-        threadpool_run(e->mask_pool, b->num_sample, mask_task, &ma);
+        threadpool_run(e->mask_pool, b->num_sample, fn, &ma);
     else if (num_grammars)
         for (int i = 0; i < b->num_sample; i++)
-            mask_task(&ma, i, 0);
+            fn(&ma, i, 0);
+}
+
+/* The masks of the rows fill_rows pointed at them, while the device runs the forward. */
+static void fill_masks(struct engine *e, const struct step_batch *b)
+{
+    grammar_rows(e, b, mask_task);
     /* after the masks: allowed_ids_row shares one scratch row (e->ids_mask) */
     for (int i = 0; i < b->num_sample; i++) {
         struct engine_request *r = b->reqs[b->sample_req[i]]->user;
@@ -441,16 +464,15 @@ static void step_failed(struct engine *e, struct step_batch *b, int rc)
             finish_live(e, e->live, FINISH_ERROR, msg);
 }
 
-/* Advances r's grammar over its new token: the request ends with "stop" once the grammar is
- * complete and nothing may follow, and with an error when the token does not fit (only when
- * the grammar allowed nothing the vocabulary has) or its mask failed. Returns that error. */
-static const char *grammar_step(struct engine *e, struct engine_request *r, int32_t tok)
+/* r's grammar after its new token (advanced by advance_task): the request ends with "stop"
+ * once the grammar is complete and nothing may follow, and with an error when the token did
+ * not fit (only when the grammar allowed nothing the vocabulary has) or its mask failed.
+ * Returns that error. */
+static const char *grammar_step(struct engine *e, struct engine_request *r)
 {
     const char *error = NULL;
-    int rc = 0;
+    int rc = r->accept_rc;
 
-    if (!r->grammar_failed && !is_stop_token(r, tok))
-        rc = grammar_matcher_accept_token(r->matcher, tok);
     if (r->grammar_failed || rc == -E2BIG)
         error = "grammar: the automaton went past its bounds (nested too deep or too ambiguous)";
     else if (rc)
@@ -546,7 +568,9 @@ static bool engine_step(struct engine *e)
 
     /* Deliver every sampled token; the scheduler has appended it already. A stop string or
      * a complete grammar ends the request here; EOS, stop ids and length ended it in
-     * sched_update. */
+     * sched_update. The grammars advance first, on the mask pool (a request a stop string
+     * ends below has advanced for nothing, and is freed). */
+    grammar_rows(e, b, advance_task);
     for (int i = 0; i < b->num_sample; i++) {
         struct engine_request *r = b->reqs[b->sample_req[i]]->user;
         int32_t tok = e->sampled[i];
@@ -558,7 +582,7 @@ static bool engine_step(struct engine *e)
         if (r->text.stopped && r->sr.status != SCHED_FINISHED)
             sched_finish(e->sched, &r->sr, FINISH_STOP);
         if (r->matcher && r->sr.status != SCHED_FINISHED)
-            error = grammar_step(e, r, tok);
+            error = grammar_step(e, r);
         final = r->sr.status == SCHED_FINISHED;
         deliver(e, r, &tok, &e->results[i], 1, final,
                 error ? FINISH_ERROR : r->text.stopped ? FINISH_STOP : r->sr.finish_reason, error);

@@ -24,6 +24,7 @@ struct engine_request {
     int num_banned;
     struct grammar_matcher *matcher; /* the grammar's state, or NULL: unconstrained */
     bool grammar_failed;             /* its mask could not be made: the request ends */
+    int accept_rc;                   /* the step's advance over its sampled token (0 = fits) */
     int grammar_words;               /* words of its mask the grammar fills (<= mask_words) */
     uint64_t seed;
     engine_output_cb cb;
