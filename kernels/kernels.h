@@ -297,6 +297,9 @@ enum cuda_moe_tile {
     CUDA_MOE_TILE_DECODE = 1,  /* 16 x 32 tiles, 2 warps, 8 stages: weight-bandwidth-bound steps */
     CUDA_MOE_TILE_DECODE_WIDE = 2, /* 16 x 64 tiles, 4 warps, 6 stages */
     CUDA_MOE_TILE_PREFILL = 3, /* 64 x 128 tiles, 4 warps, 4 stages: many rows per expert */
+    CUDA_MOE_TILE_GEMV = 4,    /* no tiles: a matrix-vector product a (token, slot) pair, for
+                                * decode steps of a few tokens; needs hidden and ffn % 8 == 0
+                                * and 16-byte aligned rows, else the decode tiles serve */
 };
 
 /* The experts' activation of gate and up (f32, before the one rounding of the product). */
@@ -342,11 +345,17 @@ size_t moe_experts_cuda_work_bytes(const struct cuda_moe_params *p);
  * padded to the GEMM's M tile; grids sized for the worst case, blocks without work exit);
  * then two grouped GEMMs: gate_up (plus its bias) with p->act of gate and up in the
  * epilogue (f32, one rounding), and down (plus its bias), times the pair's routing weight
- * before its rounding. y[t * k + j, hidden] is token t's j-th expert's weighted
+ * before its rounding. CUDA_MOE_TILE_GEMV (AUTO's choice for steps of few tokens): no
+ * grouping, the same two products and epilogues as matrix-vector ones, a pair each. y[t * k + j, hidden] is token t's j-th expert's weighted
  * output. No host sync, no allocation: capturable. Returns -EINVAL for a shape outside
  * the limits above. */
 int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct cuda_moe_params *p,
                      const struct cuda_moe_experts *w, void *work, cudaStream_t s);
+
+/* CUDA_MOE_TILE_AUTO takes the GEMV path for steps of at most n tokens (default 4; 0: never;
+ * negative: the default again). A tuning hook for tests and benchmarks, read on the host at
+ * launch (a captured graph keeps the path it was captured with); not thread-safe. */
+void moe_cuda_set_gemv_max(int n);
 
 /* out[t] = Σ_j y[t * k + j] for j = 0 .. k-1 in that order, plus sigmoid(shared_gate[t]) *
  * shared[t] when shared != NULL (Qwen2-MoE's shared expert; shared_gate f32 [n]), in f32

@@ -3,7 +3,9 @@
  * counting sort, each expert's rows padded to the GEMM's M tile, after vLLM's
  * moe_align_block_size), the grouped GEMMs on bf16 mma.sync tensor cores (gate_up with
  * SiLU·mul, or gpt-oss's biases and clamped SwiGLU, in the epilogue, then down (plus its
- * bias) times the routing weight), and each token's sum of its k outputs in a fixed order.
+ * bias) times the routing weight), or for steps of a few tokens the same two products as
+ * GEMVs, one (token, slot) pair a grid row, and each token's sum of its k outputs in a
+ * fixed order.
  * The router's product and Qwen2-MoE's shared expert are cuBLAS products
  * (engine/cuda/cuda_moe.c). CPU twin: engine/cpu/moe.c; test: tests/gpu/test_moe.c. */
 #include "kernels/common.cuh"
@@ -412,6 +414,118 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
     }
 }
 
+/* ---- the GEMV path: decode steps of a few tokens ----
+ * At one to four tokens the grouped GEMM's 16-row tiles are almost all padding and the
+ * experts' weights are the whole cost, so each (token, slot) pair gets its own products as
+ * matrix-vector ones, in the manner of quant.cu's fp8 tile GEMV: a warp takes GEMV_ROWS
+ * weight rows whole, each lane the 16-byte chunks lane, lane + 32, ... of every row; its
+ * x chunk (eight bf16) is loaded once for the rows, and GEMV_ROWS * GEMV_U independent
+ * weight loads, which bypass L1 (each weight byte is read once a pair), are in flight
+ * before the first is used. The warp's sums meet by shuffles; no shared memory, no
+ * barrier. The grid is (row groups of one expert's product) x (n * k pairs), whatever the
+ * routing: each block reads its pair's expert from the routing arrays on the device, so a
+ * decode graph captured once replays for any routing. Pairs of one expert re-read its
+ * weights (from L2 when close in time). The rounding points are the GEMM's: the activation
+ * to bf16, then each weighted expert output; moe_combine_kernel sums as on the GEMM path. */
+
+#define GEMV_WARPS 4
+#define GEMV_ROWS 4   /* weight rows a warp: gate_up's 2 gate rows and their 2 up rows; down's 4 */
+#define GEMV_U 4      /* chunks a row a lane per step: 16 loads of 16 bytes in flight a lane */
+#define GEMV_STRIDE (32 * 8)   /* columns between one lane's chunks */
+
+/* 16 weight bytes, read once: not allocated in L1, which keeps x. */
+__device__ __forceinline__ uint4 ld_stream16(const bf16 *p)
+{
+    uint4 r;
+
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+
+/* grid (ceil(N / (GEMV_WARPS * OUTS)), P), block GEMV_WARPS * 32; needs K % 8 == 0 and
+ * 16-byte aligned rows (the launcher's vec). OUTS outputs a warp: GATE_UP 2 (columns o0,
+ * o0 + 1 of act: gate rows o0, o0 + 1 and up rows N + o0, N + o0 + 1 of the [2N, K]
+ * weight), DOWN 4 (columns o0 .. o0 + 3 of y). A warp past the last output re-reads the
+ * last row (in bounds) and drops it. */
+template <int MODE>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+moe_gemv_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs, const int32_t *ids)
+{
+    constexpr int OUTS = MODE == MOE_GATE_UP ? GEMV_ROWS / 2 : GEMV_ROWS;
+    int pair = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int o0 = (blockIdx.x * GEMV_WARPS + warp) * OUTS, e = ids[pair];
+    const bf16 *W = ptrs.w[e], *bias = ptrs.b[e];
+    const bf16 *a = g.a + (size_t)(MODE == MOE_GATE_UP ? pair / g.top_k : pair) * g.K;
+    const bf16 *wr[GEMV_ROWS];
+    float acc[GEMV_ROWS];
+
+    if (o0 >= g.N)
+        return;   /* the whole warp: nothing below waits for the others */
+#pragma unroll
+    for (int r = 0; r < GEMV_ROWS; r++) {
+        int o = min(o0 + r % OUTS, g.N - 1);
+        int row = MODE == MOE_GATE_UP && r >= OUTS ? g.N + o : o;
+
+        wr[r] = W + (size_t)row * g.K;
+        acc[r] = 0.0f;
+    }
+    for (int c0 = lane * 8; c0 < g.K; c0 += GEMV_U * GEMV_STRIDE) {
+        uint4 q[GEMV_U][GEMV_ROWS];
+
+        /* every load of the step first */
+#pragma unroll
+        for (int u = 0; u < GEMV_U; u++)
+#pragma unroll
+            for (int r = 0; r < GEMV_ROWS; r++)
+                q[u][r] = c0 + u * GEMV_STRIDE < g.K ? ld_stream16(wr[r] + c0 + u * GEMV_STRIDE)
+                                                     : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int u = 0; u < GEMV_U; u++) {
+            int c = c0 + u * GEMV_STRIDE;
+
+            if (c >= g.K)
+                break;
+            vec8 xv = load8(a + c);
+#pragma unroll
+            for (int r = 0; r < GEMV_ROWS; r++) {
+                const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&q[u][r]);
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    float2 f = __bfloat1622float2(h[i]);
+                    acc[r] = fmaf(f.x, xv.v[2 * i], acc[r]);
+                    acc[r] = fmaf(f.y, xv.v[2 * i + 1], acc[r]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < GEMV_ROWS; r++)
+        acc[r] = warp_sum(acc[r]);
+    if (lane != 0)
+        return;
+    /* the biases join the f32 sums before anything else, as in moe_gemm_kernel's epilogue */
+#pragma unroll
+    for (int j = 0; j < OUTS; j++) {
+        int o = o0 + j;
+        float v;
+
+        if (o >= g.N)
+            break;
+        if (MODE == MOE_GATE_UP) {
+            float gt = acc[j], up = acc[OUTS + j];
+            if (bias) {
+                gt += __bfloat162float(bias[o]);
+                up += __bfloat162float(bias[g.N + o]);
+            }
+            v = moe_act(gt, up, g);
+        } else {
+            v = (acc[j] + (bias ? __bfloat162float(bias[o]) : 0.0f)) * g.wts[pair];
+        }
+        g.out[(size_t)pair * g.N + o] = __float2bfloat16(v);
+    }
+}
+
 /* ---- the per-token sum ---- */
 
 /* grid (n, ceil(hidden / 256)), block 256 */
@@ -515,23 +629,71 @@ size_t moe_experts_cuda_work_bytes(const struct cuda_moe_params *p)
 #define FUSED_TOPK_ROWS 128
 
 /* Routing and grouping: a top-k kernel of many blocks, then the align kernel; or for few
- * rows the align kernel alone. */
+ * rows the align kernel alone. Without group (the GEMV path), the top-k kernel alone. */
 template <int EPL>
 static int launch_route(const float *logits, const bf16 *bias, const struct cuda_moe_params *p,
-                        const struct moe_work_parts *wk, int bm, int tiles, cudaStream_t s)
+                        const struct moe_work_parts *wk, int bm, int tiles, bool group,
+                        cudaStream_t s)
 {
     int n = p->num_tokens, E = p->num_experts, k = p->top_k;
-    bool fused = n <= FUSED_TOPK_ROWS;
+    bool fused = group && n <= FUSED_TOPK_ROWS;
 
     if (!fused) {
         moe_topk_kernel<EPL><<<ceil_div_u(n, 4), 128, 0, s>>>(logits, bias, n, E, k,
                                                                p->renormalize, wk->ids, wk->wts);
         if (!CUDA_OK(cudaGetLastError()))
             return -EIO;
+        if (!group)
+            return 0;
     }
     moe_align_kernel<EPL><<<1, ALIGN_THREADS, 0, s>>>(fused ? logits : nullptr, bias, n, k,
                                                        p->renormalize, wk->ids, wk->wts, E, bm,
                                                        tiles, wk->sorted_pair, wk->tile_expert);
+    return CUDA_OK(cudaGetLastError()) ? 0 : -EIO;
+}
+
+/* The experts' weights and biases as the kernels' pointer tables: pg for gate_up, pd for down. */
+static void expert_tables(const struct cuda_moe_params *p, const struct cuda_moe_experts *w,
+                          struct moe_expert_ptrs *pg, struct moe_expert_ptrs *pd)
+{
+    for (int e = 0; e < CUDA_MOE_MAX_EXPERTS; e++) {
+        pg->w[e] = e < p->num_experts ? w->gate_up[e] : nullptr;
+        pd->w[e] = e < p->num_experts ? w->down[e] : nullptr;
+        pg->b[e] = e < p->num_experts ? w->gate_up_bias[e] : nullptr;
+        pd->b[e] = e < p->num_experts ? w->down_bias[e] : nullptr;
+    }
+}
+
+/* The two products of moe_gemm_args for p: gate_up (x → act) and down (act → y). */
+static void gemm_args(bf16 *y, const bf16 *x, const struct cuda_moe_params *p,
+                      const struct moe_work_parts *wk, struct moe_gemm_args *g1,
+                      struct moe_gemm_args *g2)
+{
+    *g1 = (struct moe_gemm_args){ x, wk->sorted_pair, wk->tile_expert, wk->wts, wk->act,
+                                  p->hidden, p->ffn, p->top_k, (int)p->act, p->swiglu_alpha,
+                                  p->swiglu_limit };
+    *g2 = (struct moe_gemm_args){ wk->act, wk->sorted_pair, wk->tile_expert, wk->wts, y,
+                                  p->ffn, p->hidden, p->top_k, (int)p->act, p->swiglu_alpha,
+                                  p->swiglu_limit };
+}
+
+/* The GEMV path's two launches (routing done: wk->ids and wk->wts on the device). */
+static int launch_gemv(bf16 *y, const bf16 *x, const struct cuda_moe_params *p,
+                       const struct cuda_moe_experts *w, const struct moe_work_parts *wk,
+                       cudaStream_t s)
+{
+    struct moe_gemm_args g1, g2;
+    struct moe_expert_ptrs pg, pd;
+    unsigned P = (unsigned)(p->num_tokens * p->top_k);
+    dim3 grid1(ceil_div_u(p->ffn, GEMV_WARPS * GEMV_ROWS / 2), P);
+    dim3 grid2(ceil_div_u(p->hidden, GEMV_WARPS * GEMV_ROWS), P);
+
+    gemm_args(y, x, p, wk, &g1, &g2);
+    expert_tables(p, w, &pg, &pd);
+    moe_gemv_kernel<MOE_GATE_UP><<<grid1, GEMV_WARPS * 32, 0, s>>>(g1, pg, wk->ids);
+    if (!CUDA_OK(cudaGetLastError()))
+        return -EIO;
+    moe_gemv_kernel<MOE_DOWN><<<grid2, GEMV_WARPS * 32, 0, s>>>(g2, pd, wk->ids);
     return CUDA_OK(cudaGetLastError()) ? 0 : -EIO;
 }
 
@@ -540,21 +702,12 @@ static int launch_gemms(bf16 *y, const bf16 *x, const struct cuda_moe_params *p,
                         const struct cuda_moe_experts *w, const struct moe_work_parts *wk,
                         int tiles, bool vec, cudaStream_t s)
 {
-    struct moe_gemm_args g1 = { x, wk->sorted_pair, wk->tile_expert, wk->wts, wk->act,
-                                p->hidden, p->ffn, p->top_k, (int)p->act, p->swiglu_alpha,
-                                p->swiglu_limit };
-    struct moe_gemm_args g2 = { wk->act, wk->sorted_pair, wk->tile_expert, wk->wts, y,
-                                p->ffn, p->hidden, p->top_k, (int)p->act, p->swiglu_alpha,
-                                p->swiglu_limit };
+    struct moe_gemm_args g1, g2;
     struct moe_expert_ptrs pg, pd;
     dim3 grid1(tiles, ceil_div_u(p->ffn, BN / 2)), grid2(tiles, ceil_div_u(p->hidden, BN));
 
-    for (int e = 0; e < CUDA_MOE_MAX_EXPERTS; e++) {
-        pg.w[e] = e < p->num_experts ? w->gate_up[e] : nullptr;
-        pd.w[e] = e < p->num_experts ? w->down[e] : nullptr;
-        pg.b[e] = e < p->num_experts ? w->gate_up_bias[e] : nullptr;
-        pd.b[e] = e < p->num_experts ? w->down_bias[e] : nullptr;
-    }
+    gemm_args(y, x, p, wk, &g1, &g2);
+    expert_tables(p, w, &pg, &pd);
     constexpr int SMEM = gemm_smem_bytes<BM, BN, BK, STAGES>();
     if (vec) {
         moe_gemm_kernel<BM, BN, BK, WM, WN, STAGES, MOE_GATE_UP, true><<<grid1, WM * WN * 32, SMEM, s>>>(g1, pg);
@@ -591,6 +744,18 @@ int moe_cuda_init(void)
                ? 0 : -EIO;
 }
 
+/* Steps of up to this many tokens take the GEMV path (moe_cuda_set_gemv_max). */
+#define MOE_GEMV_MAX 4
+/* The GEMV path's grid has a row a pair: gridDim.y's limit. */
+#define GEMV_MAX_PAIRS 65535
+
+static int gemv_max = MOE_GEMV_MAX;
+
+void moe_cuda_set_gemv_max(int n)
+{
+    gemv_max = n < 0 ? MOE_GEMV_MAX : n;
+}
+
 int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct cuda_moe_params *p,
                      const struct cuda_moe_experts *w, void *work, cudaStream_t s)
 {
@@ -599,7 +764,7 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
     int P, bm, tiles, rc;
     bool vec;
 
-    if (!valid(p) || !work || p->tile < CUDA_MOE_TILE_AUTO || p->tile > CUDA_MOE_TILE_PREFILL ||
+    if (!valid(p) || !work || p->tile < CUDA_MOE_TILE_AUTO || p->tile > CUDA_MOE_TILE_GEMV ||
         (p->act != CUDA_MOE_ACT_SILU && p->act != CUDA_MOE_ACT_SWIGLU_OAI))
         return -EINVAL;
     for (int e = 0; e < p->num_experts; e++)
@@ -609,20 +774,29 @@ int moe_experts_cuda(bf16 *y, const bf16 *x, const float *logits, const struct c
         return 0;
     P = p->num_tokens * p->top_k;
     carve(p, work, &wk);
-    /* decode tiles while an expert gets fewer than ~24 rows on average */
-    if (tile == CUDA_MOE_TILE_AUTO)
-        tile = P < 24 * p->num_experts ? CUDA_MOE_TILE_DECODE : CUDA_MOE_TILE_PREFILL;
-    bm = tile_bm(tile);
-    tiles = max_tiles(P, p->num_experts, bm);
     vec = p->hidden % 8 == 0 && p->ffn % 8 == 0 && aligned16(x) && aligned16(y) && aligned16(wk.act);
     for (int e = 0; e < p->num_experts && vec; e++)
         vec = aligned16(w->gate_up[e]) && aligned16(w->down[e]);
-    rc = p->num_experts <= 32 ? launch_route<1>(logits, w->router_bias, p, &wk, bm, tiles, s)
-       : p->num_experts <= 64 ? launch_route<2>(logits, w->router_bias, p, &wk, bm, tiles, s)
-       : p->num_experts <= 128 ? launch_route<4>(logits, w->router_bias, p, &wk, bm, tiles, s)
-       : launch_route<8>(logits, w->router_bias, p, &wk, bm, tiles, s);
+    /* GEMV for the few tokens of a decode step; decode tiles while an expert gets fewer
+     * than ~24 rows on average. The GEMV path needs 16-byte rows: odd shapes (and too many
+     * pairs for its grid), even when it is forced, take the decode tiles. */
+    if (tile == CUDA_MOE_TILE_AUTO && p->num_tokens <= gemv_max)
+        tile = CUDA_MOE_TILE_GEMV;
+    if (tile == CUDA_MOE_TILE_GEMV && (!vec || P > GEMV_MAX_PAIRS))
+        tile = CUDA_MOE_TILE_DECODE;
+    if (tile == CUDA_MOE_TILE_AUTO)
+        tile = P < 24 * p->num_experts ? CUDA_MOE_TILE_DECODE : CUDA_MOE_TILE_PREFILL;
+    bool group = tile != CUDA_MOE_TILE_GEMV;
+    bm = tile_bm(tile);
+    tiles = max_tiles(P, p->num_experts, bm);
+    rc = p->num_experts <= 32 ? launch_route<1>(logits, w->router_bias, p, &wk, bm, tiles, group, s)
+       : p->num_experts <= 64 ? launch_route<2>(logits, w->router_bias, p, &wk, bm, tiles, group, s)
+       : p->num_experts <= 128 ? launch_route<4>(logits, w->router_bias, p, &wk, bm, tiles, group, s)
+       : launch_route<8>(logits, w->router_bias, p, &wk, bm, tiles, group, s);
     if (rc)
         return rc;
+    if (!group)
+        return launch_gemv(y, x, p, w, &wk, s);
     if (tile == CUDA_MOE_TILE_DECODE)
         return launch_gemms<DECODE_CFG>(y, x, p, w, &wk, tiles, vec, s);
     if (tile == CUDA_MOE_TILE_DECODE_WIDE)

@@ -1,7 +1,7 @@
 /* cuda_moe.c — the CUDA backend's mixture-of-experts op (backend_ops.moe): the router's
  * logits by cuBLAS (f32 out), then kernels/moe.cu's routing (with gpt-oss's router bias),
  * grouping by expert and grouped GEMMs (with gpt-oss's expert biases and clamped SwiGLU in
- * their epilogues), Qwen2-MoE's shared expert through the dense products and activation, and the
+ * their epilogues; per-pair GEMVs instead for steps of up to 4 tokens), Qwen2-MoE's shared expert through the dense products and activation, and the
  * per-token sum. Capturable: nothing here allocates or waits for the device; the scratch
  * (cuda__moe_work_bytes) belongs to the runner. Expert weights are bf16 only: an fp8
  * checkpoint's experts are refused here (the dense fp8 products do not cover them). */

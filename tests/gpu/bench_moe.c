@@ -1,12 +1,14 @@
 /* bench_moe.c — `osprey-gpu-tests --bench-moe`: the MoE block on Qwen3-30B-A3B's expert
  * shapes (hidden 2048, expert ffn 768, 128 experts, top 8; 1.2 GB of bf16 experts per
- * layer) at n = 1 .. 2048 tokens. For each n: the grouped GEMMs (routing and grouping
+ * layer) at n = 1, 2, 4, 8 .. 2048 tokens. For each n: the grouped GEMMs (routing and grouping
  * included) with each tile shape, in TFLOP/s and as GB/s of the distinct experts' weights
  * they must read against the measured device copy bandwidth (the weight-read floor of a
  * decode step); the whole op (router, experts, sum); and cuBLAS on one dense product of
  * the same work ([n k, hidden] · [2 ffn, hidden]ᵀ, then · [hidden, ffn]ᵀ); and the grouped
  * GEMMs again at the fastest tile with gpt-oss's router and expert biases and clamped SwiGLU
- * in their epilogues (the same main loops: they should cost the same). The L2 (50 MB)
+ * in their epilogues (the same main loops: they should cost the same). Up to n = 8, the
+ * GEMV path too (forced, and with gpt-oss's epilogue), and the whole op with it off, so
+ * that one run decides between the paths. The L2 (50 MB)
  * is flushed before each timed launch; medians of ITERS launches. Prints, never asserts. */
 #ifdef OSPREY_CUDA
 #include <math.h>
@@ -27,6 +29,7 @@
 #define FFN 768
 #define MAXN 2048
 #define ITERS 15
+#define GEMV_BENCH_MAX 8   /* the GEMV path is timed up to this n */
 #define FLUSH_BYTES ((size_t)256 << 20)
 
 struct mb {
@@ -167,7 +170,7 @@ static double time_oai(struct mb *b, enum cuda_moe_tile tile)
 
 int gt_bench_moe(void)
 {
-    static const int ns[] = { 1, 16, 64, 256, 2048 };
+    static const int ns[] = { 1, 2, 4, 8, 16, 64, 256, 2048 };
     struct backend_options o = { .max_tokens = MAXN, .max_reqs = 1, .max_blocks_per_req = 1,
                                  .num_kv_groups = 1, .vocab_size = 16 };
     struct mb b = { 0 };
@@ -226,11 +229,13 @@ int gt_bench_moe(void)
         goto out;
     printf("moe bench: Qwen3-30B-A3B experts (hidden %d, ffn %d, %d experts, top %d), bf16; "
            "device copy %.0f GB/s\n", HID, FFN, E, K, gbs);
-    printf("%5s %7s %9s %9s %10s %9s %9s %8s %9s %9s %9s\n", "n", "experts", "16x32_us", "16x64_us",
-           "64x128_us", "TFLOP/s", "GB/s", "%copy", "op_us", "dense_us", "oai_us");
+    printf("%5s %7s %9s %9s %10s %9s %9s %8s %9s %9s %9s %8s %9s %9s %11s\n", "n", "experts",
+           "16x32_us", "16x64_us", "64x128_us", "TFLOP/s", "GB/s", "%copy", "op_us", "dense_us",
+           "oai_us", "gemv_us", "gemv%copy", "op_old_us", "oai_gemv_us");
     for (size_t i = 0; i < ARRAY_LEN(ns); i++) {
         int n = ns[i], used;
         double t[3], top, dense, oai, flops = 6.0 * n * K * HID * FFN, bytes, best;
+        double gemv = NAN, top_old = NAN, oai_gemv = NAN;
         static const enum cuda_moe_tile tiles[3] = { CUDA_MOE_TILE_DECODE,
             CUDA_MOE_TILE_DECODE_WIDE, CUDA_MOE_TILE_PREFILL };
 
@@ -245,6 +250,15 @@ int gt_bench_moe(void)
             t[v] = time_cold(&b);
         }
         oai = time_oai(&b, tiles[t[0] <= t[1] && t[0] <= t[2] ? 0 : t[1] <= t[2] ? 1 : 2]);
+        if (n <= GEMV_BENCH_MAX) {   /* the GEMV path forced, and the op without it */
+            b.kp.tile = CUDA_MOE_TILE_GEMV;
+            gemv = time_cold(&b);
+            oai_gemv = time_oai(&b, CUDA_MOE_TILE_GEMV);
+            moe_cuda_set_gemv_max(0);
+            b.mode = 1;
+            top_old = time_cold(&b);
+            moe_cuda_set_gemv_max(-1);
+        }
         b.kp.tile = CUDA_MOE_TILE_AUTO;
         b.mode = 1;
         top = time_cold(&b);
@@ -252,14 +266,17 @@ int gt_bench_moe(void)
         dense = time_cold(&b);
         best = fmin(fmin(t[0], t[1]), t[2]);
         bytes = (double)used * expert * 2 + (double)n * HID * 2 + (double)n * K * HID * 2;
-        printf("%5d %7d %9.1f %9.1f %10.1f %9.1f %9.0f %7.0f%% %9.1f %9.1f %9.1f\n", n, used, t[0] * 1e6,
-               t[1] * 1e6, t[2] * 1e6, flops / best / 1e12, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / gbs,
-               top * 1e6, dense * 1e6, oai * 1e6);
+        printf("%5d %7d %9.1f %9.1f %10.1f %9.1f %9.0f %7.0f%% %9.1f %9.1f %9.1f %8.1f %8.0f%% %9.1f "
+               "%11.1f\n", n, used, t[0] * 1e6, t[1] * 1e6, t[2] * 1e6, flops / best / 1e12,
+               bytes / best / 1e9, 100.0 * bytes / best / 1e9 / gbs, top * 1e6, dense * 1e6,
+               oai * 1e6, gemv * 1e6, 100.0 * bytes / gemv / 1e9 / gbs, top_old * 1e6,
+               oai_gemv * 1e6);
         fflush(stdout);
     }
     printf("experts: the grouped GEMMs with routing and grouping, per tile shape; TFLOP/s and GB/s (distinct experts' weights + x + y) of the faster; op: the "
-           "whole moe op (router, auto tiles, sum); dense: cuBLAS on [n*%d, %d] of the same work; oai: the experts at the "
-           "fastest tile with gpt-oss's biases and clamped SwiGLU\n", K, HID);
+           "whole moe op (router, auto path: GEMV for n <= 4 by default, sum); dense: cuBLAS on [n*%d, %d] of the same work; oai: the experts at the "
+           "fastest tile with gpt-oss's biases and clamped SwiGLU; gemv: the GEMV path forced (routing included), %%copy of the same bytes; "
+           "op_old: the whole op with the GEMV path off; oai_gemv: the GEMV path with gpt-oss's biases and SwiGLU\n", K, HID);
     rc = 0;
 out:
     if (b.be) {
