@@ -1,7 +1,7 @@
 /* test_matmul.c — the bf16 products against the CPU backend: linear layers (bf16 out)
  * with and without a bias (added before the one rounding), weights stacked from several
  * parts of mixed dtypes (upload_weight converts F32 and F16 to bf16), 1 to 256 rows; and
- * the LM head with f32 logits. Products of one row run the backend's GEMV by default
+ * the LM head with f32 logits; a guard row past each output must stay untouched. Products of one row run the backend's GEMV by default
  * (kernels/gemv.cu), larger ones cuBLAS; the gemv_ cases run both paths on the decode
  * products of the models we serve, count which one ran, and replay the GEMV in a graph. */
 #ifdef OSPREY_CUDA
@@ -70,14 +70,16 @@ static void matmul_once(struct gt *t, int n, int rows, int cols, int nparts, boo
 {
     static const enum dtype mixed[4] = { DT_BF16, DT_F32, DT_F16, DT_BF16 };
     float *x = malloc((size_t)n * cols * 4), *w = malloc((size_t)rows * cols * 4);
-    float *b = malloc((size_t)rows * 4), *ref = malloc((size_t)n * rows * 4);
-    float *got = malloc((size_t)n * rows * 4);
+    /* the output with a guard row past its n, left NaN: a write past the product fails */
+    float *b = malloc((size_t)rows * 4), *ref = malloc((size_t)(n + 1) * rows * 4);
+    float *got = malloc((size_t)(n + 1) * rows * 4);
     void *blobs[4] = { 0 }, *bblob[1] = { 0 };
     struct bk_weight cw = { 0 }, gw = { 0 }, cb = { 0 }, gb = { 0 };
     struct dbuf bx = { 0 }, out = { 0 };
     double sd = sqrt(cols / 9.0);   /* std of an output: U(-1,1) products summed */
     char what[96];
     enum dtype bf = DT_BF16;
+    size_t past = 0;
 
     if (!gt_check(t, x && w && b && ref && got, "out of host memory"))
         goto out;
@@ -87,7 +89,7 @@ static void matmul_once(struct gt *t, int n, int rows, int cols, int nparts, boo
     if (!stacked_weight(t, &cw, &gw, blobs, w, rows, cols, nparts, mixed) ||
         (bias && !stacked_weight(t, &cb, &gb, bblob, b, rows, 1, 1, &bf)) ||
         !dbuf_create(t, &bx, (size_t)n * cols, false) || !dbuf_set(t, &bx, x) ||
-        !dbuf_create(t, &out, (size_t)n * rows, lm_head) || !dbuf_poison(t, &out))
+        !dbuf_create(t, &out, (size_t)(n + 1) * rows, lm_head) || !dbuf_poison(t, &out))
         goto out;
     if (lm_head) {
         gt_check(t, t->cpu->ops->lm_head(t->cpu, out.cpu, bx.cpu, &cw, n) == 0, "cpu lm_head");
@@ -105,6 +107,9 @@ static void matmul_once(struct gt *t, int n, int rows, int cols, int nparts, boo
             gt_compare(t, what, got, ref, (size_t)n * rows, 1e-5 * sd, 1e-4, 1e-9);
         else           /* bf16 out: one rounding */
             gt_compare(t, what, got, ref, (size_t)n * rows, 1e-3 * sd, 8e-3, 2e-5);
+        for (int r = 0; r < rows; r++)
+            past += !isnan(got[(size_t)n * rows + r]);
+        gt_check(t, past == 0, "%s: %zu values written past the output", what, past);
     }
 out:
     free_weights(t, &cw, &gw);
@@ -216,12 +221,14 @@ static void gemv_model_products_match_cpu(struct gt *t)
     gt_note(t, "bench-1.5b, llama-3.2-1b, llama-3.1-8b products, n 1 and 2 on the GEMV");
 }
 
-/* Shapes at the GEMV's edges. Catches: a tile past the last row not dropped or a short tile
- * reading out of bounds (rows 1, 3, 1001: not multiples of 4), the token pair's missing
- * second token written or read past x (n 3, 5), a column tail (cols % 8 != 0: declined, so
- * cuBLAS runs it; a GEMV that took it would read rows misaligned), a row shorter than one
- * thread's stride (64 columns: most threads idle), and blocks of tokens past the first
- * (n 9: grid.y 5). */
+/* Shapes at the GEMV's edges. Catches: a short tile's rows past the last not dropped (rows
+ * 1, 3, 1001, 4095: not multiples of 4; their sums land in the next token's first rows or
+ * in matmul_once's guard row past the output), the token pair's missing second token
+ * written (n 3, 5, 9: the guard row), a column tail (cols % 8 != 0 must be declined, so
+ * cuBLAS runs it: the launch count), a row shorter than one thread's stride (8 and 64
+ * columns: most threads idle), a row ending mid-step (4104, 8960 columns), and blocks of
+ * tokens past the first (n 9: grid.y 5). Reads past w or x (the re-read last row or token
+ * clamped away) show only under compute-sanitizer. */
 static void gemv_edge_shapes_match_cpu(struct gt *t)
 {
     if (!backends(t))
