@@ -274,9 +274,10 @@ static int cu_rmsnorm(struct backend *be, void *out, void *residual, const void 
                                          cu->stream));
 }
 
-/* out[n, w.rows] (bf16 or f32) = x[n, w.cols] · wᵀ (+ bias): cuBLAS column-major, so
- * outᵀ[w.rows, n] = W[w.rows, w.cols] (stored as its transpose) · xᵀ. With a bias the
- * product goes through cuBLASLt's bias epilogue (cuda_gemm_bias.c). */
+/* out[n, w.rows] (bf16 or f32) = x[n, w.cols] · wᵀ (+ bias): up to gemv_max rows on our
+ * GEMV, else cuBLAS column-major, so outᵀ[w.rows, n] = W[w.rows, w.cols] (stored as its
+ * transpose) · xᵀ. With a bias the cuBLAS product goes through cuBLASLt's bias epilogue
+ * (cuda_gemm_bias.c). */
 int cuda__gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, const void *x,
                const struct bk_weight *w, const struct bk_weight *bias, int n)
 {
