@@ -285,6 +285,16 @@ int bias_add_cuda(bf16 *out, const bf16 *bias, int n, int rows, cudaStream_t s);
 /* *out (device f32) = max |x| over rows [rows, cols] that lie stride elements apart, NaNs
  * skipped (0 for no elements). */
 int absmax_cuda(float *out, const bf16 *x, int stride, int rows, int cols, cudaStream_t s);
+/* ---- gemv.cu: the bf16 decode GEMV ---- */
+
+/* out[n, rows] (bf16, or f32 when out_f32) = x[n, cols] · wᵀ (+ bias[rows], bf16 out only,
+ * added to the f32 sum before the one rounding), w [rows, cols] bf16 row-major, f32 sums;
+ * for decode-sized n (any n: one token a block at n = 1, pairs above). -EINVAL (nothing
+ * launched) unless cols % 8 == 0 and w and x are 16-byte aligned: the caller's cue to run
+ * cuBLAS instead. */
+int bf16_gemv_cuda(void *out, bool out_f32, const bf16 *x, const bf16 *w, const bf16 *bias,
+                   int rows, int cols, int n, cudaStream_t s);
+
 /* ---- moe.cu ---- */
 
 #define CUDA_MOE_MAX_EXPERTS 256

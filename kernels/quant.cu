@@ -8,6 +8,7 @@
 
 #include "kernels/common.cuh"
 #include "kernels/fp8.cuh"
+#include "kernels/gemv.cuh"   /* the tile kernel's loads and sums, bf16_word_at */
 
 #define FP8_MAX 448.0f
 #define FP8_GROUP 128
@@ -302,16 +303,6 @@ static void gemv_launch(void *out, bool out_f32, const bf16 *x, const cuda_fp8_w
 #define TILE_ROWS 4
 #define TILE_STRIDE (TILE_THREADS * 16)   /* columns between one thread's chunks */
 
-/* 16 weight bytes, read once: not allocated in L1, which keeps x. */
-__device__ __forceinline__ uint4 ld_weights(const uint8_t *p)
-{
-    uint4 r;
-
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
-    return r;
-}
-
 /* Four e4m3 codes (code i in byte i) as floats times 2^-120, exactly: each code's sign and
  * its 7 exponent-and-mantissa bits are moved to where a bf16's sign and low bits lie (eeee
  * to the exponent's low 4 bits, mmm to the mantissa's top 3), which reads as the code's
@@ -328,12 +319,6 @@ __device__ __forceinline__ void e4m3x4_to_f32_scaled(uint32_t q, float *f)
     f[1] = __uint_as_float(odd << 16);
     f[2] = __uint_as_float(even & 0xffff0000u);
     f[3] = __uint_as_float(odd & 0xffff0000u);
-}
-
-/* bf16 number e (0..15) of a chunk held as 8 words of two each. */
-__device__ __forceinline__ float bf16_word_at(const uint32_t *xw, int e)
-{
-    return __uint_as_float(e & 1 ? xw[e >> 1] & 0xffff0000u : xw[e >> 1] << 16);
 }
 
 /* x[t][c .. c + 16) as 8 words of two bf16, clamped to +-lim when lim is finite (the
@@ -367,7 +352,7 @@ __global__ void __launch_bounds__(TILE_THREADS)
 w8_gemv_tile_kernel(void *out, const bf16 *x, cuda_fp8_weight w, const bf16 *bias, int n)
 {
     __shared__ float part[TILE_THREADS / 32][NT * TILE_ROWS];
-    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, K = w.cols;
+    int tid = threadIdx.x, K = w.cols;
     int r0 = blockIdx.x * TILE_ROWS, t0 = blockIdx.y * NT;
     int nr = min(TILE_ROWS, w.rows - r0), nt = min(NT, n - t0);
     float lim = w.input_scale ? FP8_MAX * *w.input_scale : INFINITY;
@@ -388,13 +373,7 @@ w8_gemv_tile_kernel(void *out, const bf16 *x, cuda_fp8_weight w, const bf16 *bia
     for (int c0 = tid * 16; c0 < K; c0 += U * TILE_STRIDE) {
         uint4 q[U][TILE_ROWS];
 
-        /* every load of the step first: U * TILE_ROWS of them in flight */
-#pragma unroll
-        for (int u = 0; u < U; u++)
-#pragma unroll
-            for (int r = 0; r < TILE_ROWS; r++)
-                q[u][r] = c0 + u * TILE_STRIDE < K ? ld_weights(wr[r] + c0 + u * TILE_STRIDE)
-                                                   : make_uint4(0, 0, 0, 0);
+        tile_load_step<U, TILE_ROWS, TILE_STRIDE>(q, wr, c0, K);
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int c = c0 + u * TILE_STRIDE;
@@ -432,25 +411,14 @@ w8_gemv_tile_kernel(void *out, const bf16 *x, cuda_fp8_weight w, const bf16 *bia
             }
         }
     }
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int r = 0; r < TILE_ROWS; r++) {
-            float v = warp_sum(acc[j][r]);
-
-            if (lane == 0)
-                part[warp][j * TILE_ROWS + r] = v;
-        }
-    __syncthreads();
+    tile_partials(part, acc);
     if (tid < NT * TILE_ROWS) {
         int j = tid / TILE_ROWS, r = tid % TILE_ROWS, row = r0 + r;
-        float v = 0.0f;
+        float v;
 
         if (j >= nt || r >= nr)
             return;
-#pragma unroll
-        for (int k = 0; k < TILE_THREADS / 32; k++)
-            v += part[k][tid];
+        v = tile_total(part, tid);
         if (ROW_SCALE)
             v = v * 0x1p120f * w.scale[(size_t)(row / w.row_block) * w.scale_ld];
         if (bias)

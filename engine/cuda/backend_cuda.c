@@ -16,10 +16,29 @@
 #include "engine/base/util.h"
 
 #define CONVERT_CHUNK ((size_t)1 << 22)   /* elements converted to bf16 per host pass */
+/* bf16 products of up to this many rows run our GEMV (kernels/gemv.cu), not cuBLAS: decode
+ * steps of one token, whose small products cuBLAS's GEMV reads at well below the copy
+ * bandwidth (issue 13). backend_cuda_set_gemv_max changes it for tests and benchmarks. */
+#define BF16_GEMV_MAX 1
 
 void *backend_cuda_stream(struct backend *be)
 {
     return (void *)((struct backend_cuda *)be)->stream;
+}
+
+int backend_cuda_set_gemv_max(struct backend *be, int max_n)
+{
+    struct backend_cuda *cu = cuda__of(be);
+    int prev = cu->gemv_max;
+
+    if (max_n >= 0)
+        cu->gemv_max = max_n;
+    return prev;
+}
+
+long backend_cuda_gemv_count(struct backend *be)
+{
+    return cuda__of(be)->num_gemv;
 }
 
 void backend_cuda_graphs_free(struct backend *be)
@@ -255,9 +274,10 @@ static int cu_rmsnorm(struct backend *be, void *out, void *residual, const void 
                                          cu->stream));
 }
 
-/* out[n, w.rows] (bf16 or f32) = x[n, w.cols] · wᵀ (+ bias): cuBLAS column-major, so
- * outᵀ[w.rows, n] = W[w.rows, w.cols] (stored as its transpose) · xᵀ. With a bias the
- * product goes through cuBLASLt's bias epilogue (cuda_gemm_bias.c). */
+/* out[n, w.rows] (bf16 or f32) = x[n, w.cols] · wᵀ (+ bias): up to gemv_max rows on our
+ * GEMV, else cuBLAS column-major, so outᵀ[w.rows, n] = W[w.rows, w.cols] (stored as its
+ * transpose) · xᵀ. With a bias the cuBLAS product goes through cuBLASLt's bias epilogue
+ * (cuda_gemm_bias.c). */
 int cuda__gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, const void *x,
                const struct bk_weight *w, const struct bk_weight *bias, int n)
 {
@@ -272,6 +292,17 @@ int cuda__gemm(struct backend_cuda *cu, void *out, cudaDataType_t out_type, cons
         return -EINVAL;
     if (n == 0)
         return 0;
+    /* Decode-sized products on our GEMV (bias included); it declines the shapes it cannot
+     * stream 16 bytes at a time (cols % 8, unaligned x), which cuBLAS takes. */
+    if (n <= cu->gemv_max) {
+        int rc = bf16_gemv_cuda(out, out_type == CUDA_R_32F, x, w->data, bias ? bias->data : NULL,
+                                w->rows, w->cols, n, cu->stream);
+
+        if (rc != -EINVAL) {
+            cu->num_gemv += rc == 0;
+            return cuda__status(cu, rc);
+        }
+    }
     if (bias)
         return cuda__gemm_bias(cu, out, x, w, bias, n);
     if (!CUDA_OK(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, n, w->cols, &alpha,
@@ -582,6 +613,7 @@ int backend_cuda_create(struct backend **out, const struct backend_options *opt,
     cu->base.ops = &cuda_ops;
     cu->opt = *opt;
     cu->device = opt->device;
+    cu->gemv_max = BF16_GEMV_MAX;
     /* the caller's thread keeps its device: every entry point binds its own (cuda__enter) */
     (void)cudaGetDevice(&prev);
     if ((rc = init_device(cu, err)) || (rc = init_handles(cu, err)) ||

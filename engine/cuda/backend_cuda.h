@@ -17,6 +17,16 @@ void *backend_cuda_stream(struct backend *be);
  * (a graph replay counts none): for tests and benchmarks. */
 void backend_cuda_fp8_counts(struct backend *be, long *cublaslt, long *gemv, long *w8a16);
 
+/* Decode-sized bf16 products (n up to max_n rows; 0: none) run the backend's GEMV, larger
+ * ones cuBLAS; the default is BF16_GEMV_MAX of backend_cuda.c. A product captured in a
+ * graph keeps the path it was captured with. Returns the previous limit; a negative max_n
+ * leaves it as it is (a read). For tests and benchmarks, which run both paths. */
+int backend_cuda_set_gemv_max(struct backend *be, int max_n);
+
+/* How many bf16 products the backend has run on that GEMV, counted when launched (a graph
+ * replay counts none). */
+long backend_cuda_gemv_count(struct backend *be);
+
 /* Destroys every graph the backend captured. A graph holding NCCL collectives must go
  * before its communicator (NCCL reclaims the graph's resources through the communicator
  * when the graph is destroyed): runner_tp.c calls this before comm_destroy. */

@@ -94,6 +94,9 @@ struct backend_cuda {
     struct attn_workspace attn;
     struct cuda_stage st;
     struct cuda_fp8_state fp8;
+    int gemv_max;              /* bf16 products of up to this many rows run our GEMV (kernels/
+                                * gemv.cu), larger ones cuBLAS; backend_cuda_set_gemv_max */
+    long num_gemv;             /* bf16 products launched on it */
 
     /* sampling: per-row scratch and results (device), results' pinned mirror */
     float *sample_work;        /* [max_reqs, vocab_size] f32 */

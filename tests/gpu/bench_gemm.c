@@ -9,7 +9,10 @@
  * op, bf16 weights against fp8 ones (per-channel and 128x128 blocks; activation
  * quantization included), decode batches 1 to 256 and a 4096-token prefill, and each of the
  * decode GEMV's kernels (warp, tile) up to 8 rows side by side;
- * TEST_OSPREY_BENCH_FP8=gemv times only bf16 and the GEMV kernels, up to 8 rows. */
+ * TEST_OSPREY_BENCH_FP8=gemv times only bf16 and the GEMV kernels, up to 8 rows (bf16 there
+ * is cuBLAS: the backend's bf16 GEMV off). gt_bench_gemv (--bench-gemv): the bf16 decode
+ * products of bench-1.5b, llama-3.2-1b and llama-3.1-8b through the matmul / lm_head ops at
+ * n = 1 and 2, cuBLAS against the backend's bf16 GEMV (kernels/gemv.cu), weights from DRAM. */
 #ifdef OSPREY_CUDA
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +224,8 @@ struct fp8_bench {
     struct backend *be;
     struct bk_weight *w;       /* [copies] */
     int copies, n;
+    int iters;                 /* products a graph: FP8_ITERS when 0 */
+    bool lm_head;              /* through the lm_head op (f32 out), else matmul */
     void *x, *out;
 };
 
@@ -229,12 +234,14 @@ static int fp8_bench_body(void *arg)
     struct fp8_bench *b = arg;
     int rc = 0;
 
-    for (int i = 0; i < FP8_ITERS && !rc; i++)
-        rc = b->be->ops->matmul(b->be, b->out, b->x, &b->w[i % b->copies], NULL, b->n);
+    for (int i = 0; i < (b->iters ? b->iters : FP8_ITERS) && !rc; i++)
+        rc = b->lm_head ? b->be->ops->lm_head(b->be, b->out, b->x, &b->w[i % b->copies], b->n)
+                        : b->be->ops->matmul(b->be, b->out, b->x, &b->w[i % b->copies], NULL, b->n);
     return rc;
 }
 
-/* Seconds a product takes: FP8_ITERS of them captured in a graph, the second replay timed. */
+/* Seconds a product takes: b->iters (FP8_ITERS) of them captured in a graph, the second
+ * replay timed. */
 static double fp8_bench_time(struct fp8_bench *b, int size)
 {
     cudaStream_t st = backend_cuda_stream(b->be);
@@ -251,7 +258,7 @@ static double fp8_bench_time(struct fp8_bench *b, int size)
         cudaEventDestroy(e0);
     if (e1)
         cudaEventDestroy(e1);
-    return ms > 0 ? ms * 1e-3 / FP8_ITERS : -1;
+    return ms > 0 ? ms * 1e-3 / (b->iters ? b->iters : FP8_ITERS) : -1;
 }
 
 /* Uploads `copies` copies of a [rows, cols] weight: bf16, or fp8 with per-row scales
@@ -322,6 +329,7 @@ void gt_bench_fp8_gemm(void)
         printf("fp8 gemm bench: cannot set up: %s\n", err);
         goto out;
     }
+    backend_cuda_set_gemv_max(bes[0], 0);   /* bf16 on cuBLAS, as these rows always compared */
     for (size_t k = 1; k < ARRAY_LEN(bes); k++) {
         if (be_env[k][0])
             setenv("TEST_OSPREY_CUDA_FP8", be_env[k][0], 1);
@@ -406,10 +414,93 @@ void gt_bench_fp8_gemm(void)
         }
     }
 out:
-    backend_destroy(bes[0]);
-    backend_destroy(bes[1]);
+    for (size_t k = 0; k < ARRAY_LEN(bes); k++)
+        backend_destroy(bes[k]);
     free(host);
     free(scales);
+}
+
+/* ---- the bf16 decode GEMV against cuBLAS ---- */
+
+void gt_bench_gemv(void)
+{
+    static const struct { const char *model, *name; int rows, cols; bool lm_head; } shapes[] = {
+        { "1.5b", "qkv", 2048, 1536, false }, { "1.5b", "o", 1536, 1536, false },
+        { "1.5b", "gate_up", 17920, 1536, false }, { "1.5b", "down", 1536, 8960, false },
+        { "1.5b", "lm_head", 151936, 1536, true },
+        { "1b", "qkv", 3072, 2048, false }, { "1b", "o", 2048, 2048, false },
+        { "1b", "gate_up", 16384, 2048, false }, { "1b", "down", 2048, 8192, false },
+        { "1b", "lm_head", 128256, 2048, true },
+        { "8b", "qkv", 6144, 4096, false }, { "8b", "o", 4096, 4096, false },
+        { "8b", "gate_up", 28672, 4096, false }, { "8b", "down", 4096, 14336, false },
+        { "8b", "lm_head", 128256, 4096, true },
+    };
+    struct backend_options o = { .max_tokens = 16, .max_reqs = 8, .max_blocks_per_req = 8,
+                                 .num_kv_groups = 1, .vocab_size = 16 };
+    struct backend *be = NULL;
+    size_t host_bytes = (size_t)128256 * 4096 * 2;   /* the largest weight: 8b's LM head */
+    uint16_t *host = NULL;
+    char err[ERR_LEN] = "";
+    int size = 1 << 20;
+    uint64_t rng = 7;
+
+    if (!(host = malloc(host_bytes)) || backend_create(&be, "cuda", &o, err)) {
+        printf("gemv bench: cannot set up: %s\n", err);
+        goto out;
+    }
+    /* bf16 values in +-[2^-8, 2): finite, no subnormals */
+    for (size_t i = 0; i < host_bytes / 2; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        host[i] = (uint16_t)(0x3b80 + (rng >> 33) % 0x480) | (uint16_t)(rng >> 48 & 0x8000);
+    }
+    printf("bf16 decode GEMV vs cuBLAS (the backend's matmul / lm_head op in a graph, weights "
+           "rotated through %zu MiB; gemv = kernels/gemv.cu):\n", FP8_ROTATE_BYTES >> 20);
+    for (size_t s = 0; s < ARRAY_LEN(shapes); s++) {
+        size_t wbytes = (size_t)shapes[s].rows * shapes[s].cols * 2;
+        int copies = (int)MAX(1, MIN(64, FP8_ROTATE_BYTES / wbytes));
+        /* every copy once a graph: 20 of the smallest weights are ~100 MB, L2 holds 50 */
+        struct fp8_bench b = { .be = be, .copies = copies, .iters = MAX(copies, FP8_ITERS),
+                               .lm_head = shapes[s].lm_head };
+        struct tensor_ref t = { .name = "bench.weight", .data = host, .dtype = DT_BF16, .ndim = 2,
+                                .shape = { shapes[s].rows, shapes[s].cols }, .nbytes = wbytes };
+        bool ok = (b.w = calloc(copies, sizeof *b.w)) &&
+                  (b.x = be->ops->alloc(be, (size_t)2 * shapes[s].cols * 2, err)) &&
+                  (b.out = be->ops->alloc(be, (size_t)2 * shapes[s].rows * 4, err));
+
+        for (int c = 0; ok && c < copies; c++)
+            ok = be->ops->upload_weight(be, &b.w[c], &t, 1, err) == 0;
+        if (ok)
+            ok = be->ops->upload(be, b.x, host, (size_t)2 * shapes[s].cols * 2) == 0;
+        for (int n = 1; ok && n <= 2; n++) {
+            double tb, tg;
+            long g0, g1;
+
+            b.n = n;
+            backend_cuda_set_gemv_max(be, 0);
+            tb = fp8_bench_time(&b, size++);
+            backend_cuda_set_gemv_max(be, 2);
+            g0 = backend_cuda_gemv_count(be);
+            tg = fp8_bench_time(&b, size++);
+            g1 = backend_cuda_gemv_count(be);
+            printf("gemv %-4s %-7s %6d x %5d n %d: cublas %7.2f us %5.2f TB/s, gemv %7.2f us "
+                   "%5.2f TB/s, %.2fx%s\n", shapes[s].model, shapes[s].name, shapes[s].rows,
+                   shapes[s].cols, n, tb * 1e6, wbytes / tb / 1e12, tg * 1e6, wbytes / tg / 1e12,
+                   tb / tg, g1 - g0 == b.iters ? "" : " (the GEMV did not run)");
+        }
+        if (!ok)
+            printf("gemv bench %s %s: %s\n", shapes[s].model, shapes[s].name, err);
+        for (int c = 0; b.w && c < copies; c++)
+            if (b.w[c].data)
+                be->ops->free_weight(be, &b.w[c]);
+        free(b.w);
+        if (b.x)
+            be->ops->free(be, b.x);
+        if (b.out)
+            be->ops->free(be, b.out);
+    }
+out:
+    backend_destroy(be);
+    free(host);
 }
 
 #endif

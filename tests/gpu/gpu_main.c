@@ -2,7 +2,8 @@
  * write's exact slots, graphs against eager runs, and (--bench) the kernel benchmarks.
  * Without a GPU it prints "skipped: no CUDA device" and exits 0; otherwise it runs every
  * case, prints one table row per case and exits 1 when any failed.
- *   osprey-gpu-tests [--bench | --bench-fp8 | --bench-moe] [--only SUBSTRING[,SUBSTRING...]]
+ *   osprey-gpu-tests [--bench | --bench-fp8 | --bench-gemv | --bench-moe]
+ *                    [--only SUBSTRING[,SUBSTRING...]]
  *                    [--list] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,14 +44,14 @@ static bool matches(const char *name, const char *list)
 
 static void usage(void)
 {
-    printf("usage: osprey-gpu-tests [--bench | --bench-fp8 | --bench-moe] "
+    printf("usage: osprey-gpu-tests [--bench | --bench-fp8 | --bench-gemv | --bench-moe] "
            "[--only SUBSTRING[,SUBSTRING...]] [--list]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *only = NULL;
-    bool bench = false, bench_fp8 = false, bench_moe = false, list = false;
+    bool bench = false, bench_fp8 = false, bench_gemv = false, bench_moe = false, list = false;
     int ran = 0, failed = 0;
     double t0 = now_s();
 
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
             bench = true;
         else if (!strcmp(argv[i], "--bench-fp8"))
             bench_fp8 = true;
+        else if (!strcmp(argv[i], "--bench-gemv"))
+            bench_gemv = true;
         else if (!strcmp(argv[i], "--bench-moe"))
             bench_moe = true;
         else if (!strcmp(argv[i], "--list"))
@@ -85,6 +88,10 @@ int main(int argc, char **argv)
         return gt_bench();
     if (bench_fp8) {   /* the fp8 GEMM rows alone (they are also the end of --bench) */
         gt_bench_fp8_gemm();
+        return 0;
+    }
+    if (bench_gemv) {   /* the bf16 decode GEMV against cuBLAS */
+        gt_bench_gemv();
         return 0;
     }
     if (bench_moe)

@@ -119,5 +119,7 @@ int gt_bench_moe(void);
 void gt_bench_gemm(void);
 /* llama-3.1-8b's products through the backend, fp8 against bf16 (bench_gemm.c). */
 void gt_bench_fp8_gemm(void);
+/* The bf16 decode products of three models, cuBLAS against the backend's GEMV (--bench-gemv). */
+void gt_bench_gemv(void);
 
 #endif
