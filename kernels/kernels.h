@@ -268,16 +268,12 @@ struct cuda_fp8_weight {
 int fp8_w8a16_gemm_cuda(void *out, bool out_f32, const bf16 *x, const struct cuda_fp8_weight *w,
                         const bf16 *bias, int n, cudaStream_t s);
 
-/* Which kernel fp8_gemv_cuda runs: WARP, one warp a weight row (x re-read from memory for
- * every row); TILE, a block a tile of 4 rows, each thread's x chunk read once for the 4 and
- * more weight loads in flight a thread. */
-enum fp8_gemv_kind { FP8_GEMV_WARP = 0, FP8_GEMV_TILE = 1 };
-
-/* The same product for decode-sized n (any n; blocks of up to 8 tokens), streaming the
- * weights 16 bytes a thread: -EINVAL (nothing launched) unless cols % 16 == 0, col_block %
- * 16 == 0 (or >= cols), w->w and x are 16-byte aligned and kind is one of the above. */
+/* The same product for decode-sized n (any n; blocks of up to 8 tokens), a block a tile of
+ * 4 weight rows, each thread's x chunk read once for the 4, weights streamed 16 bytes a
+ * load: -EINVAL (nothing launched) unless cols % 16 == 0, col_block % 16 == 0 (or >= cols),
+ * and w->w and x are 16-byte aligned. */
 int fp8_gemv_cuda(void *out, bool out_f32, const bf16 *x, const struct cuda_fp8_weight *w,
-                  const bf16 *bias, int n, int kind, cudaStream_t s);
+                  const bf16 *bias, int n, cudaStream_t s);
 
 /* out[n, rows] += bias[rows], bf16. */
 int bias_add_cuda(bf16 *out, const bf16 *bias, int n, int rows, cudaStream_t s);

@@ -26,12 +26,9 @@
 #define FP8_BLOCK 128
 #define FP8_PLAN_SLOTS 512     /* cached shapes; a full table replaces its oldest probe slot */
 #define FP8_PLAN_PROBES 8
-#define FP8_GEMV_MAX 1         /* products of up to this many rows run our GEMV (H200: the tile
-                                * kernel 1.5-1.8x bf16 at n = 1, 1.0-1.3x at 2, 0.8-0.9x at 4) */
-#define FP8_GEMV_KIND FP8_GEMV_TILE   /* the GEMV's kernel (H200, 8B products at n = 1: tile
-                                       * 2.7-3.8 TB/s of weights, warp 2.1-2.8);
-                                       * TEST_OSPREY_CUDA_FP8_GEMV=tile|warp picks one for tests
-                                       * and benchmarks */
+#define FP8_GEMV_MAX 1         /* products of up to this many rows run our GEMV (H200, 8B
+                                * products: 1.6-1.8x bf16 at n = 1, 2.2-3.8 TB/s of weights;
+                                * 1.2-1.4x at 2, 0.8-1.1x at 4) */
 
 enum fp8_mode {
     FP8_W8A16 = 0,             /* our kernel */
@@ -485,8 +482,7 @@ int cuda__fp8_gemm(struct backend_cuda *cu, void *out, bool out_f32, const void 
     if (n <= f->gemv_max) {
         struct cuda_fp8_weight kw = kernel_weight(w);
 
-        rc = fp8_gemv_cuda(out, out_f32, x, &kw, bias ? bias->data : NULL, n, f->gemv_kind,
-                           cu->stream);
+        rc = fp8_gemv_cuda(out, out_f32, x, &kw, bias ? bias->data : NULL, n, cu->stream);
         if (rc != -EINVAL) {
             f->num_gemv += rc == 0;
             return cuda__status(cu, rc);
@@ -549,15 +545,12 @@ int cuda__fp8_init(struct backend_cuda *cu, char *err)
      * config loader reads that prefix as the daemon's flags) */
     const char *env = getenv("TEST_OSPREY_CUDA_FP8");
     const char *gemv = getenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX");
-    const char *kind = getenv("TEST_OSPREY_CUDA_FP8_GEMV");
 
     cu->fp8.force_w8a16 = env && !strcmp(env, "w8a16");
     cu->fp8.split_rows = env && !strcmp(env, "split");
     /* cuBLASLt from gemv_max + 1 rows up; "lt" and "split" test its small-n paths */
     cu->fp8.gemv_max = env && (!strcmp(env, "lt") || !strcmp(env, "split")) ? 0
                      : gemv ? atoi(gemv) : FP8_GEMV_MAX;
-    cu->fp8.gemv_kind = kind && !strcmp(kind, "tile") ? FP8_GEMV_TILE
-                      : kind && !strcmp(kind, "warp") ? FP8_GEMV_WARP : FP8_GEMV_KIND;
     if (!(cu->fp8.plans = calloc(FP8_PLAN_SLOTS, sizeof *cu->fp8.plans))) {
         errf(err, "cuda: out of memory for the fp8 GEMM plans");
         return -ENOMEM;

@@ -76,7 +76,6 @@ struct cuda_fp8_state {
     bool split_rows;           /* TEST_OSPREY_CUDA_FP8=split: per-channel products in rows of 4 too
                                 * (=lt: cuBLASLt for every n; TEST_OSPREY_CUDA_FP8_GEMV_MAX=N) */
     int gemv_max;              /* products of up to this many rows run the GEMV */
-    int gemv_kind;             /* its kernel, enum fp8_gemv_kind (TEST_OSPREY_CUDA_FP8_GEMV) */
     long num_cublaslt, num_gemv, num_w8a16;   /* products launched on each path */
     bool captured;             /* a graph holds act_q / act_scale / tail_out: they stay put */
 };

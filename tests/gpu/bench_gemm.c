@@ -7,9 +7,9 @@
  * asserted: it says whether cuBLAS's own choice leaves speed on the table for skinny
  * products. gt_bench_fp8_gemm: the llama-3.1-8b products through the CUDA backend's matmul
  * op, bf16 weights against fp8 ones (per-channel and 128x128 blocks; activation
- * quantization included), decode batches 1 to 256 and a 4096-token prefill, and each of the
- * decode GEMV's kernels (warp, tile) up to 8 rows side by side;
- * TEST_OSPREY_BENCH_FP8=gemv times only bf16 and the GEMV kernels, up to 8 rows (bf16 there
+ * quantization included), decode batches 1 to 256 and a 4096-token prefill, and the
+ * decode GEMV up to 8 rows side by side;
+ * TEST_OSPREY_BENCH_FP8=gemv times only bf16 and the GEMV, up to 8 rows (bf16 there
  * is cuBLAS: the backend's bf16 GEMV off). gt_bench_gemv (--bench-gemv): the bf16 decode
  * products of bench-1.5b, llama-3.2-1b and llama-3.1-8b through the matmul / lm_head ops at
  * n = 1 and 2, cuBLAS against the backend's bf16 GEMV (kernels/gemv.cu), weights from DRAM. */
@@ -300,24 +300,23 @@ void gt_bench_fp8_gemm(void)
     };
     static const int batches[] = { 1, 2, 4, 8, 16, 64, 128, 256, 4096 };
     /* kind: weights (0 bf16, 1 fp8 per channel, 2 fp8 128x128), the backend (0: as it runs
-     * by default; 1: cuBLASLt for every n, up to 16 rows only: what the GEMV replaces; 2, 3:
-     * the GEMV's warp and tile kernels for up to 8 rows), its largest n, and whether
-     * TEST_OSPREY_BENCH_FP8=gemv times it */
+     * by default; 1: cuBLASLt for every n, up to 16 rows only: what the GEMV replaces; 2:
+     * the GEMV for up to 8 rows), its largest n, and whether TEST_OSPREY_BENCH_FP8=gemv
+     * times it */
     static const struct { const char *name; int w, be, max_n; bool gemv; } kinds[] = {
         { "bf16", 0, 0, 4096, true }, { "fp8 channel", 1, 0, 4096, false },
         { "fp8 128x128", 2, 0, 4096, false }, { "fp8 chan LT", 1, 1, 16, false },
-        { "fp8 blk LT", 2, 1, 16, false }, { "fp8 chan warp", 1, 2, 8, true },
-        { "fp8 chan tile", 1, 3, 8, true }, { "fp8 blk warp", 2, 2, 8, true },
-        { "fp8 blk tile", 2, 3, 8, true },
+        { "fp8 blk LT", 2, 1, 16, false }, { "fp8 chan GEMV", 1, 2, 8, true },
+        { "fp8 blk GEMV", 2, 2, 8, true },
     };
-    static const char *const be_env[][2] = {   /* TEST_OSPREY_CUDA_FP8, _GEMV per backend */
-        { NULL, NULL }, { "lt", NULL }, { NULL, "warp" }, { NULL, "tile" },
+    static const char *const be_env[][2] = {   /* TEST_OSPREY_CUDA_FP8, _GEMV_MAX per backend */
+        { NULL, NULL }, { "lt", NULL }, { NULL, "8" },
     };
     const char *only = getenv("TEST_OSPREY_BENCH_FP8");
     bool gemv_only = only && !strcmp(only, "gemv");
     struct backend_options o = { .max_tokens = 4096, .max_reqs = 8, .max_blocks_per_req = 8,
                                  .num_kv_groups = 1, .vocab_size = 16 };
-    struct backend *bes[4] = { NULL, NULL, NULL, NULL };
+    struct backend *bes[3] = { NULL, NULL, NULL };
     size_t host_bytes = (size_t)28672 * 4096 * 2;
     uint8_t *host = malloc(host_bytes);
     float *scales = malloc((size_t)28672 * 128 * sizeof(float));
@@ -333,14 +332,11 @@ void gt_bench_fp8_gemm(void)
     for (size_t k = 1; k < ARRAY_LEN(bes); k++) {
         if (be_env[k][0])
             setenv("TEST_OSPREY_CUDA_FP8", be_env[k][0], 1);
-        if (be_env[k][1]) {
-            setenv("TEST_OSPREY_CUDA_FP8_GEMV", be_env[k][1], 1);
-            setenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX", "8", 1);
-        }
+        if (be_env[k][1])
+            setenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX", be_env[k][1], 1);
         if (backend_create(&bes[k], "cuda", &o, err))
             printf("fp8 gemm bench: no backend %zu: %s\n", k, err);
         unsetenv("TEST_OSPREY_CUDA_FP8");
-        unsetenv("TEST_OSPREY_CUDA_FP8_GEMV");
         unsetenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX");
     }
     for (size_t i = 0; i < host_bytes; i++) {
@@ -360,8 +356,8 @@ void gt_bench_fp8_gemm(void)
             bes[k]->ops->free_weight(bes[k], &w);
     }
     printf("fp8 vs bf16 GEMMs (llama-3.1-8b shapes, the backend's matmul op in a graph, weights "
-           "rotated through %zu MiB; fp8 = as by default, LT = cuBLASLt only, warp / tile = "
-           "that GEMV kernel up to 8 rows):\n",
+           "rotated through %zu MiB; fp8 = as by default, LT = cuBLASLt only, GEMV = the "
+           "GEMV up to 8 rows):\n",
            FP8_ROTATE_BYTES >> 20);
     for (size_t s = 0; s < ARRAY_LEN(shapes); s++) {
         const struct shape *sh = &shapes[s];

@@ -405,68 +405,60 @@ static void fp8_lm_head_matches_cpu(struct gt *t)
     gt_note(t, "f32 logits: vocab 32000 per-channel and block-wise, W8A16");
 }
 
-/* ---- the decode GEMV's kernels ---- */
+/* ---- the decode GEMV ---- */
 
-static const char *const gemv_kinds[] = { "warp", "tile" };   /* enum fp8_gemv_kind */
-
-/* Backends whose GEMV is kernel `kind` (TEST_OSPREY_CUDA_FP8_GEMV) and takes up to
- * gemv_max rows (0: FP8_GEMV_MAX); the variables are unset again. */
-static bool gemv_backends(struct gt *t, const char *kind, int gemv_max)
+/* Backends whose GEMV takes up to gemv_max rows (TEST_OSPREY_CUDA_FP8_GEMV_MAX; 0:
+ * FP8_GEMV_MAX); the variable is unset again. */
+static bool gemv_backends(struct gt *t, int gemv_max)
 {
     char max[16];
     bool ok;
 
     snprintf(max, sizeof max, "%d", gemv_max);
-    setenv("TEST_OSPREY_CUDA_FP8_GEMV", kind, 1);
     if (gemv_max)
         setenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX", max, 1);
     ok = backends(t, 512);
-    unsetenv("TEST_OSPREY_CUDA_FP8_GEMV");
     unsetenv("TEST_OSPREY_CUDA_FP8_GEMV_MAX");
     return ok;
 }
 
-/* Each GEMV kernel up to 8 rows (tokens blocks of 1, 2, 4 and 8, full and partial), cuBLASLt
+/* The GEMV up to 8 rows (tokens blocks of 1, 2, 4 and 8, full and partial), cuBLASLt
  * or the W8A16 kernel above: 128x128 blocks (whole, and partial in k and rows), 64x64
  * blocks (a scale every 64 columns), per-channel (K 4096: two chunks a thread; K 14336:
  * seven, the last step half out of range; 258 rows: the last row tile half full),
  * per-tensor fused with a bias and a saturating static scale, K 1040 (threads with no
  * chunk), K 1000 (declined: the W8A16 kernel), parts ending mid-block (scales per row), the
  * f32 LM head. Held to the W8A16 bound (f32 sums of the exact weights). */
-static void fp8_gemv_kinds_match_cpu(struct gt *t)
+static void fp8_gemv_matches_cpu(struct gt *t)
 {
-    for (size_t k = 0; k < ARRAY_LEN(gemv_kinds); k++) {
-        int g = 8;
+    const int g = 8;
 
-        if (!gemv_backends(t, gemv_kinds[k], g))
-            return;
-        run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1024 }, .sc = SC_BLOCK,
-                                      .gemv_max = g }, PATH_FAST);
-        run_set(t, &(struct product){ .cols = 1040, .nparts = 1, .prows = { 1008 }, .sc = SC_BLOCK,
-                                      .gemv_max = g }, PATH_FAST);
-        run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
-                                      .sc = SC_BLOCK, .bias = true, .gemv_max = g }, PATH_FAST);
-        run_set(t, &(struct product){ .cols = 1024, .nparts = 1, .prows = { 512 }, .sc = SC_BLOCK64,
-                                      .gemv_max = g }, PATH_GEMV_W8A16);
-        run_set(t, &(struct product){ .cols = 4096, .nparts = 2, .prows = { 1024, 1024 },
-                                      .sc = SC_CHANNEL, .gemv_max = g }, PATH_FAST);
-        run_set(t, &(struct product){ .cols = 14336, .nparts = 1, .prows = { 258 }, .sc = SC_CHANNEL,
-                                      .gemv_max = g }, PATH_GEMV_W8A16);   /* rows % 4: not LT */
-        run_set(t, &(struct product){ .cols = 512, .nparts = 3, .prows = { 512, 128, 128 },
-                                      .sc = SC_TENSOR, .static_input = 2, .bias = true,
-                                      .gemv_max = g }, PATH_FAST);
-        run_set(t, &(struct product){ .cols = 1000, .nparts = 1, .prows = { 384 }, .sc = SC_CHANNEL,
-                                      .gemv_max = g }, PATH_W8A16);
-        run_set(t, &(struct product){ .cols = 1024, .nparts = 2, .prows = { 200, 312 }, .sc = SC_BLOCK,
-                                      .gemv_max = g }, PATH_GEMV_W8A16);
-        fp8_once(t, &(struct product){ .n = 1, .cols = 1024, .nparts = 1, .prows = { 32000 },
-                                       .sc = SC_CHANNEL, .lm_head = true, .w8a16 = true });
-        fp8_once(t, &(struct product){ .n = 5, .cols = 1024, .nparts = 1, .prows = { 32000 },
-                                       .sc = SC_BLOCK, .lm_head = true, .w8a16 = true });
-        if (t->failures)
-            break;
-    }
-    gt_note(t, "TEST_OSPREY_CUDA_FP8_GEMV=warp and tile, GEMV_MAX 8: block/block64/channel/"
+    if (!gemv_backends(t, g))
+        return;
+    run_set(t, &(struct product){ .cols = 2048, .nparts = 1, .prows = { 1024 }, .sc = SC_BLOCK,
+                                  .gemv_max = g }, PATH_FAST);
+    run_set(t, &(struct product){ .cols = 1040, .nparts = 1, .prows = { 1008 }, .sc = SC_BLOCK,
+                                  .gemv_max = g }, PATH_FAST);
+    run_set(t, &(struct product){ .cols = 1024, .nparts = 3, .prows = { 512, 128, 128 },
+                                  .sc = SC_BLOCK, .bias = true, .gemv_max = g }, PATH_FAST);
+    run_set(t, &(struct product){ .cols = 1024, .nparts = 1, .prows = { 512 }, .sc = SC_BLOCK64,
+                                  .gemv_max = g }, PATH_GEMV_W8A16);
+    run_set(t, &(struct product){ .cols = 4096, .nparts = 2, .prows = { 1024, 1024 },
+                                  .sc = SC_CHANNEL, .gemv_max = g }, PATH_FAST);
+    run_set(t, &(struct product){ .cols = 14336, .nparts = 1, .prows = { 258 }, .sc = SC_CHANNEL,
+                                  .gemv_max = g }, PATH_GEMV_W8A16);   /* rows % 4: not LT */
+    run_set(t, &(struct product){ .cols = 512, .nparts = 3, .prows = { 512, 128, 128 },
+                                  .sc = SC_TENSOR, .static_input = 2, .bias = true,
+                                  .gemv_max = g }, PATH_FAST);
+    run_set(t, &(struct product){ .cols = 1000, .nparts = 1, .prows = { 384 }, .sc = SC_CHANNEL,
+                                  .gemv_max = g }, PATH_W8A16);
+    run_set(t, &(struct product){ .cols = 1024, .nparts = 2, .prows = { 200, 312 }, .sc = SC_BLOCK,
+                                  .gemv_max = g }, PATH_GEMV_W8A16);
+    fp8_once(t, &(struct product){ .n = 1, .cols = 1024, .nparts = 1, .prows = { 32000 },
+                                   .sc = SC_CHANNEL, .lm_head = true, .w8a16 = true });
+    fp8_once(t, &(struct product){ .n = 5, .cols = 1024, .nparts = 1, .prows = { 32000 },
+                                   .sc = SC_BLOCK, .lm_head = true, .w8a16 = true });
+    gt_note(t, "GEMV_MAX 8: block/block64/channel/"
             "tensor, bias, static scale, K 512..14336, partial tiles, f32 LM head");
 }
 
@@ -554,16 +546,15 @@ next:
         }
 }
 
-/* Once as the backend runs by default, then with each GEMV kernel taking up to 8 rows. */
+/* Once as the backend runs by default, then with the GEMV taking up to 8 rows. */
 static void fp8_graph_replay_equals_eager(struct gt *t)
 {
     if (backends(t, 512))
         graph_replay_cases(t);
-    for (size_t k = 0; k < ARRAY_LEN(gemv_kinds) && !t->failures; k++)
-        if (gemv_backends(t, gemv_kinds[k], 8))
-            graph_replay_cases(t);
-    gt_note(t, "block, channel, W8A16 with bias; n 1, 5 and 9; default, then each GEMV "
-            "kernel up to 8 rows; new inputs replayed");
+    if (!t->failures && gemv_backends(t, 8))
+        graph_replay_cases(t);
+    gt_note(t, "block, channel, W8A16 with bias; n 1, 5 and 9; default, then the GEMV up to "
+            "8 rows; new inputs replayed");
 }
 
 /* absmax: the cuda op against the cpu one on the same (bf16) values, strided rows. */
@@ -604,7 +595,7 @@ const struct gt_case gt_cases_fp8_gemm[] = {
     { "fp8_split_rows_match_cpu", fp8_split_rows_match_cpu },
     { "fp8_static_input_scale_matches_cpu", fp8_static_input_scale_matches_cpu },
     { "fp8_lm_head_matches_cpu", fp8_lm_head_matches_cpu },
-    { "fp8_gemv_kinds_match_cpu", fp8_gemv_kinds_match_cpu },
+    { "fp8_gemv_matches_cpu", fp8_gemv_matches_cpu },
     { "fp8_graph_replay_equals_eager", fp8_graph_replay_equals_eager },
     { "absmax_matches_cpu", absmax_matches_cpu },
     { NULL, NULL },
