@@ -174,8 +174,10 @@ static int int_bound(struct js *j, const cJSON *s, const char *key, int adjust, 
 
     if (!x)
         return 0;
-    if (!cJSON_IsNumber(x) || x->valuedouble != (double)(long long)x->valuedouble ||
-        x->valuedouble > (double)JS_INT_MAX || x->valuedouble < -(double)JS_INT_MAX)
+    /* the range first: converting a double beyond long long's range is undefined */
+    if (!cJSON_IsNumber(x) || !(x->valuedouble <= (double)JS_INT_MAX &&
+                                x->valuedouble >= -(double)JS_INT_MAX) ||
+        x->valuedouble != (double)(long long)x->valuedouble)
         return js_fail(j, path, "'%s' must be an integer of at most 18 digits", key);
     *v = (long long)x->valuedouble + adjust;
     return 1;

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -260,6 +261,14 @@ int gen_tokenizer_build(struct gen_tokenizer *t, int vocab_size, int model_max_l
 
 /* ---- copying an existing tokenizer ---- */
 
+/* A JSON token id as an int, -1 when it is none (converting a double beyond int's range
+ * would be undefined). */
+static int json_id(const cJSON *id)
+{
+    return cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble <= INT_MAX
+               ? (int)id->valuedouble : -1;
+}
+
 /* The id of token `content`: an added token, else a vocab entry; -1 when absent. */
 static int token_id(const cJSON *tok, const char *content)
 {
@@ -273,10 +282,10 @@ static int token_id(const cJSON *tok, const char *content)
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
 
         if (cJSON_IsString(c) && cJSON_IsNumber(id) && !strcmp(c->valuestring, content))
-            return (int)id->valuedouble;
+            return json_id(id);
     }
     v = cJSON_IsObject(vocab) ? cJSON_GetObjectItemCaseSensitive(vocab, content) : NULL;
-    return cJSON_IsNumber(v) ? (int)v->valuedouble : -1;
+    return json_id(v);
 }
 
 /* tokenizer_config's bos_token / eos_token: a string or {"content": ...}. */

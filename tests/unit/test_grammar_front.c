@@ -263,6 +263,9 @@ START_TEST(schema_keywords_we_do_not_support_are_refused_by_name_and_path)
     schema_refused("{\"type\":\"number\",\"exclusiveMinimum\":1}", "exclusiveMinimum/exclusiveMaximum on a number is not supported");
     schema_refused("{\"type\":\"number\",\"minimum\":0.5}", "'minimum' must be an integer");
     schema_refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "no integer lies between");
+    /* beyond long long (found by fuzz_openai_request): refused, never converted */
+    schema_refused("{\"type\":\"integer\",\"maximum\":7.2e78}", "'maximum' must be an integer of at most 18 digits");
+    schema_refused("{\"type\":\"integer\",\"minimum\":-1e300}", "'minimum' must be an integer of at most 18 digits");
     schema_refused("{\"type\":\"tuple\"}", "type 'tuple' is not supported");
     schema_refused("{\"$ref\":\"#/nowhere\"}", "$ref '#/nowhere' does not point into this document");
     schema_refused("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "backreferences are not supported");
