@@ -549,6 +549,33 @@ static int init_device(struct backend_cuda *cu, char *err)
     return 0;
 }
 
+/* One small bf16 product through cuBLAS at creation. cuBLAS loads its kernels at their first
+ * use, ~0.1 s on the H200; decode graphs of one row run the GEMV (cuda__gemm) and never call
+ * it, so without this the first prefill (a request's time to first token) would pay it. */
+static int warm_blas(struct backend_cuda *cu, char *err)
+{
+    enum { W = 128 };
+    const float alpha = 1.0f, beta = 0.0f;
+    size_t bytes = (size_t)3 * W * W * 2;
+    char *buf = NULL;
+    bool ok;
+
+    if (!dev_alloc((void **)&buf, bytes, "a warm-up product", err))
+        return -ENOMEM;
+    ok = CUDA_OK(cudaMemsetAsync(buf, 0, bytes, cu->stream)) &&
+         CUDA_OK(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, W, W, W, &alpha, buf,
+                              CUDA_R_16BF, W, buf + (size_t)W * W * 2, CUDA_R_16BF, W, &beta,
+                              buf + (size_t)2 * W * W * 2, CUDA_R_16BF, W, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT)) &&
+         CUDA_OK(cudaStreamSynchronize(cu->stream));
+    ok = CUDA_OK(cudaFree(buf)) && ok;
+    if (!ok) {
+        errf(err, "cuda: cuBLAS's warm-up product failed");
+        return -EIO;
+    }
+    return 0;
+}
+
 static int init_handles(struct backend_cuda *cu, char *err)
 {
     if (!CUDA_OK(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking)) ||
@@ -564,6 +591,8 @@ static int init_handles(struct backend_cuda *cu, char *err)
         errf(err, "cuda: cannot configure cuBLAS, the attention or the MoE kernels");
         return -EIO;
     }
+    if (warm_blas(cu, err))
+        return -EIO;
     cu->attn.partial_bytes = CUDA_ATTN_PARTIAL_BYTES;
     if (!dev_alloc((void **)&cu->attn.partial, cu->attn.partial_bytes,
                    "attention's split-K partials", err))
