@@ -555,9 +555,11 @@ int attention_prefill_cuda_tune(int variant, char *name, size_t name_len)
     if (variant < -1 || variant >= ATTN_PF_COUNT)
         return -ENOENT;
     attn_pf_tune = variant;
-    if (name && name_len)
-        snprintf(name, name_len, "%s%s", variant < 0 ? "default: " : "",
-                 names[variant < 0 ? ATTN_PF_DEFAULT : variant]);
+    if (name && name_len && variant < 0)
+        snprintf(name, name_len, "default from %d query tokens: %s", ATTN_PF_MIN_QUERY,
+                 names[ATTN_PF_DEFAULT]);
+    else if (name && name_len)
+        snprintf(name, name_len, "%s", names[variant]);
     return 0;
 }
 
