@@ -1,7 +1,7 @@
 /* gemv.cuh — what the decode GEMVs' row-tile kernels share (kernels/quant.cu: fp8 weights,
  * kernels/gemv.cu: bf16 weights): the weight stream's 16-byte loads, a step of them, the bf16
  * words of a chunk widened to f32, and the meeting of the threads' sums in shared memory.
- * Included by those two .cu files only. */
+ * kernels/moe.cu's expert GEMV takes its loads too. */
 #ifndef OSPREY_KERNELS_GEMV_CUH
 #define OSPREY_KERNELS_GEMV_CUH
 

@@ -9,6 +9,7 @@
  * The router's product and Qwen2-MoE's shared expert are cuBLAS products
  * (engine/cuda/cuda_moe.c). CPU twin: engine/cpu/moe.c; test: tests/gpu/test_moe.c. */
 #include "kernels/common.cuh"
+#include "kernels/gemv.cuh"   /* ld_weights: the GEMVs' streaming load */
 
 /* ---- routing: softmax and top-k, one warp per row ---- */
 
@@ -433,16 +434,6 @@ moe_gemm_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs)
 #define GEMV_U 4      /* chunks a row a lane per step: 16 loads of 16 bytes in flight a lane */
 #define GEMV_STRIDE (32 * 8)   /* columns between one lane's chunks */
 
-/* 16 weight bytes, read once: not allocated in L1, which keeps x. */
-__device__ __forceinline__ uint4 ld_stream16(const bf16 *p)
-{
-    uint4 r;
-
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
-    return r;
-}
-
 /* grid (ceil(N / (GEMV_WARPS * OUTS)), P), block GEMV_WARPS * 32; needs K % 8 == 0 and
  * 16-byte aligned rows (the launcher's vec). OUTS outputs a warp: GATE_UP 2 (columns o0,
  * o0 + 1 of act: gate rows o0, o0 + 1 and up rows N + o0, N + o0 + 1 of the [2N, K]
@@ -478,7 +469,7 @@ moe_gemv_kernel(const struct moe_gemm_args g, const struct moe_expert_ptrs ptrs,
         for (int u = 0; u < GEMV_U; u++)
 #pragma unroll
             for (int r = 0; r < GEMV_ROWS; r++)
-                q[u][r] = c0 + u * GEMV_STRIDE < g.K ? ld_stream16(wr[r] + c0 + u * GEMV_STRIDE)
+                q[u][r] = c0 + u * GEMV_STRIDE < g.K ? ld_weights(wr[r] + c0 + u * GEMV_STRIDE)
                                                      : make_uint4(0, 0, 0, 0);
 #pragma unroll
         for (int u = 0; u < GEMV_U; u++) {
