@@ -159,7 +159,7 @@ FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-un
 FUZZ_LIB_SRCS := $(wildcard engine/base/*.c engine/tokenizer/*.c engine/chat_template/*.c engine/grammar/*.c) \
                  engine/model/safetensors.c engine/model/model.c engine/model/model_families.c \
                  engine/model/model_experts.c engine/model/model_gptoss.c engine/model/model_dummy.c \
-                 engine/model/quant.c \
+                 engine/model/quant.c engine/model/mxfp4.c \
                  engine/model/kv_groups.c \
                  engine/sampler.c engine/gen_params.c \
                  server/openai_parse.c server/openai_grammar.c server/json_text.c server/openai_render.c \

@@ -233,7 +233,7 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
          * workspace, staging, graphs */
         double gib = 1073741824.0, took = (double)(free0 - free1);
         double w = (double)weights_bytes(cfg, dtype_size(e->be->ops->act_dtype),
-                                         cfg->quant != QUANT_NONE || o->quantization);
+                                         model_fp8_weights(cfg) || o->quantization);
         double kv = (double)kv_budget_bytes(cfg, ro.group_num_blocks, layer_block_bytes(e, kv_dtype, o));
         LOG(LL_INFO, "engine", "GPU memory: weights %.2f GiB, KV cache %.2f GiB, everything else "
             "%.2f GiB; %.2f of %.2f GiB free", w / gib, kv / gib, (took - w - kv) / gib,
@@ -306,9 +306,9 @@ int engine_create(struct engine **out, const struct engine_options *o, char *err
         (long long)e->stats.kv_cache_tokens, e->stats.kv_cache_dtype,
         kv_budget_bytes(cfg, sc.group_num_blocks, layer_block_bytes(e, kv_dtype, o)) / 1073741824.0,
         e->max_request_tokens, e->max_model_len,
-        dtype_name(cfg->dtype), cfg->quant != QUANT_NONE ? " quantized fp8"
+        dtype_name(cfg->dtype), model_fp8_weights(cfg) ? " quantized fp8"
                                 : o->quantization ? " quantized to fp8 at load" : "",
-        cfg->quant == QUANT_NONE && !o->quantization ? ""
+        !model_fp8_weights(cfg) && !o->quantization ? ""
         : !strcmp(backend, "cpu") ? " (W8A16)" : " (FP8 GEMMs: cuBLASLt, activations per token)");
     *out = e;
     return 0;

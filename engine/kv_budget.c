@@ -134,7 +134,7 @@ int kv_budget_blocks(const struct model_config *c, const struct engine_options *
     size_t layer_block = block / c->num_layers;
     int max_len = bo->max_blocks_per_req * o->block_size;   /* max_model_len, resolved */
     size_t elem = dtype_size(be->ops->act_dtype);
-    bool fp8 = c->quant != QUANT_NONE || o->quantization;   /* fp8 linear weights */
+    bool fp8 = model_fp8_weights(c) || o->quantization;   /* fp8 linear weights */
 
     if (bytes == 0 && !strcmp(backend, "cuda")) {
         const size_t reserve = 512ull << 20;

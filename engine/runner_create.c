@@ -494,6 +494,6 @@ void runner_rank_info(const struct runner *r, int rank, struct runner_rank_info 
     memset(out, 0, sizeof *out);
     out->kv_cache_bytes = kv_cache_bytes(r);
     out->weights_bytes = weights_bytes(&r->m->cfg, dtype_size(r->be->ops->act_dtype),
-                                      r->m->cfg.quant != QUANT_NONE || r->opt.quantize_fp8);
+                                      model_fp8_weights(&r->m->cfg) || r->opt.quantize_fp8);
     out->graph_bytes = r->graph_bytes;
 }

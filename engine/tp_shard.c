@@ -26,7 +26,7 @@ int tp_shard_check(const struct model_config *c, int n, char *err)
     }
     if (n == 1)
         return 0;
-    if (c->quant != QUANT_NONE) {
+    if (model_fp8_weights(c)) {
         errf(err, "--tensor-parallel-size %d: the checkpoint's fp8 weights (quantization_config) "
              "are not sharded yet; use --tensor-parallel-size 1", n);
         return -EINVAL;

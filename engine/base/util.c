@@ -34,7 +34,7 @@ void assert_fail_(const char *expr, const char *file, int line)
 
 size_t dtype_size(enum dtype t)
 {
-    return t == DT_F32 ? 4 : t == DT_F8_E4M3 ? 1 : 2;
+    return t == DT_F32 ? 4 : t == DT_F8_E4M3 || t == DT_U8 ? 1 : 2;
 }
 
 const char *dtype_name(enum dtype t)
@@ -44,6 +44,7 @@ const char *dtype_name(enum dtype t)
     case DT_F16: return "F16";
     case DT_BF16: return "BF16";
     case DT_F8_E4M3: return "F8_E4M3";
+    case DT_U8: return "U8";
     }
     return "?";
 }
@@ -54,6 +55,7 @@ int dtype_parse(const char *s, enum dtype *out)
     else if (!strcmp(s, "F16")) *out = DT_F16;
     else if (!strcmp(s, "BF16")) *out = DT_BF16;
     else if (!strcmp(s, "F8_E4M3")) *out = DT_F8_E4M3;
+    else if (!strcmp(s, "U8")) *out = DT_U8;
     else return -EINVAL;
     return 0;
 }

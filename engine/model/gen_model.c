@@ -6,7 +6,9 @@
  * from a counter-based generator keyed by (seed, tensor name, element index) and streamed
  * into the file. --quantize writes the linear weights as FP8 checkpoints are published: the
  * bf16 weight divided by its scale (amax / 448 of its block or row) in F8_E4M3, the scale
- * beside it in f32, and the matching quantization_config (dense models only). */
+ * beside it in f32, and the matching quantization_config (dense models only); --quantize
+ * mxfp4 writes gpt-oss's experts as OpenAI publishes them (engine/model/mxfp4.h), quantized
+ * from the bf16 values the same seed writes unquantized. */
 #include "engine/model/gen_model.h"
 
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include "engine/base/log.h"
 #include "engine/base/rng.h"
 #include "engine/model/gen_model_internal.h"
+#include "engine/model/mxfp4.h"
 #include "engine/model/safetensors.h"
 
 /* ---- weights ---- */
@@ -32,13 +35,18 @@ struct gen_fill {
     /* F8_E4M3 weights: [rows / sb0 rounded up, sc] scales, sc = ceil(cols / sb1) */
     const float *scales;
     int64_t cols, sb0, sb1, sc;
+    /* MXFP4 *_blocks of an input-major [E, in, out] weight: one e8m0 byte per block of 32
+     * along `in`, [E, out, in / 32] */
+    const uint8_t *mx_scales;
+    int64_t mx_in, mx_out;
 };
 
 struct gen_tensor {
     char name[96];
     struct st_write_tensor w;
     struct gen_fill fill;
-    bool scale;               /* an f32 scale tensor of --quantize, data in w.data */
+    bool scale;               /* a scale tensor of --quantize, data in w.data */
+    bool u8;                  /* MXFP4's blocks and scales */
 };
 
 /* Element i of a tensor: the sum of four 16-bit uniforms of one hash, centred and scaled to
@@ -66,7 +74,19 @@ static int fill_cb(void *ctx, const struct st_write_tensor *t, void *buf, size_t
     size_t es = dtype_size(t->dtype), n = n_bytes / es;
     uint64_t first = offset_bytes / es;
 
-    if (t->dtype == DT_F8_E4M3)
+    if (t->dtype == DT_U8)
+        for (size_t i = 0; i < n_bytes; i++) {
+            /* byte j of block (e, r, g): elements 2j (low nibble) and 2j + 1 along `in` */
+            uint64_t blk = (first + i) / MXFP4_BLOCK_BYTES, j = (first + i) % MXFP4_BLOCK_BYTES;
+            uint64_t groups = (uint64_t)(f->mx_in / MXFP4_BLOCK), g = blk % groups;
+            uint64_t r = blk / groups % (uint64_t)f->mx_out, e = blk / groups / (uint64_t)f->mx_out;
+            uint64_t k = g * MXFP4_BLOCK + 2 * j, at = (e * f->mx_in + k) * f->mx_out + r;
+            float s = mxfp4_scale(f->mx_scales[blk]);
+
+            ((uint8_t *)buf)[i] = (uint8_t)(mxfp4_e2m1_from(bf16_value(f, at) / s) |
+                                            mxfp4_e2m1_from(bf16_value(f, at + f->mx_out) / s) << 4);
+        }
+    else if (t->dtype == DT_F8_E4M3)
         for (size_t i = 0; i < n; i++) {
             uint64_t r = (first + i) / f->cols, c = (first + i) % f->cols;
             float s = f->scales[(r / f->sb0) * f->sc + c / f->sb1];
@@ -240,6 +260,57 @@ static int add_scales(struct gen_tensor *v, int n, enum gen_quant q, int block, 
     return total;
 }
 
+/* --quantize mxfp4: gpt-oss's fused experts (gate_up_proj [E, hidden, 2 ffn], down_proj
+ * [E, ffn, hidden]) become name_blocks [E, out, in / 32, 16] quantized from the bf16 values
+ * the unquantized tensor holds (same key), and name_scales [E, out, in / 32] appended after
+ * v[n). Returns the new count, or -ENOMEM. */
+static int add_mxfp4(struct gen_tensor *v, int n, uint64_t seed)
+{
+    int total = n;
+
+    for (int i = 0; i < n; i++) {
+        struct gen_fill *f = &v[i].fill;
+        size_t len = strlen(v[i].name);
+        int64_t E = v[i].w.shape[0], in = v[i].w.shape[1], out = v[i].w.shape[2];
+        int64_t groups = in / MXFP4_BLOCK;
+        struct gen_tensor *s;
+        uint8_t *sv;
+
+        if (v[i].w.ndim != 3)
+            continue;
+        f->key = XXH64(v[i].name, len, seed);
+        f->mx_in = in;
+        f->mx_out = out;
+        if (!(sv = malloc((size_t)(E * out * groups))))
+            return -ENOMEM;
+        for (int64_t e = 0; e < E; e++)
+            for (int64_t r = 0; r < out; r++)
+                for (int64_t g = 0; g < groups; g++) {
+                    float amax = 0;
+
+                    for (int64_t k = g * MXFP4_BLOCK; k < (g + 1) * MXFP4_BLOCK; k++)
+                        amax = fmaxf(amax, fabsf(bf16_value(f, (uint64_t)((e * in + k) * out + r))));
+                    sv[(e * out + r) * groups + g] = mxfp4_scale_for(amax);
+                }
+        f->mx_scales = sv;
+        s = &v[total++];
+        snprintf(s->name, sizeof s->name, "%s_scales", v[i].name);
+        s->w.ndim = 3;
+        s->w.shape[0] = E;
+        s->w.shape[1] = out;
+        s->w.shape[2] = groups;
+        s->w.data = sv;
+        s->scale = s->u8 = true;
+        snprintf(v[i].name + len, sizeof v[i].name - len, "_blocks");
+        v[i].w.ndim = 4;
+        v[i].w.shape[1] = out;
+        v[i].w.shape[2] = groups;
+        v[i].w.shape[3] = MXFP4_BLOCK_BYTES;
+        v[i].u8 = true;
+    }
+    return total;
+}
+
 static int cmp_tensor(const void *a, const void *b)
 {
     return strcmp(((const struct gen_tensor *)a)->name, ((const struct gen_tensor *)b)->name);
@@ -263,7 +334,8 @@ static int write_weights(const struct model_config *c, enum dtype dt, uint64_t s
         return -ENOMEM;
     }
     n = list_tensors(c, v);
-    if (q != GEN_QUANT_NONE && (n = add_scales(v, n, q, block, seed)) < 0) {
+    if (q != GEN_QUANT_NONE &&
+        (n = q == GEN_QUANT_MXFP4 ? add_mxfp4(v, n, seed) : add_scales(v, n, q, block, seed)) < 0) {
         rc = n;
         n = max;
         errf(err, "out of memory");
@@ -274,10 +346,11 @@ static int write_weights(const struct model_config *c, enum dtype dt, uint64_t s
     for (int i = 0; i < n; i++) {
         uint64_t elems = 1;
 
-        v[i].fill.key = XXH64(v[i].name, strlen(v[i].name), seed);
+        if (!v[i].fill.mx_scales)   /* MXFP4 blocks keep their bf16 tensor's key */
+            v[i].fill.key = XXH64(v[i].name, strlen(v[i].name), seed);
         w[i] = v[i].w;
         w[i].name = v[i].name;
-        w[i].dtype = v[i].scale ? DT_F32 : v[i].fill.scales ? DT_F8_E4M3 : dt;
+        w[i].dtype = v[i].u8 ? DT_U8 : v[i].scale ? DT_F32 : v[i].fill.scales ? DT_F8_E4M3 : dt;
         w[i].fill = v[i].scale ? NULL : fill_cb;
         w[i].ctx = &v[i].fill;
         for (int d = 0; d < w[i].ndim; d++)
@@ -362,8 +435,10 @@ int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stat
         q = GEN_QUANT_BLOCK;
     else if (o->quantize && !strcmp(o->quantize, "fp8-channel"))
         q = GEN_QUANT_CHANNEL;
+    else if (o->quantize && !strcmp(o->quantize, "mxfp4"))
+        q = GEN_QUANT_MXFP4;
     else if (o->quantize) {
-        errf(err, "--quantize %.32s: expected fp8-block or fp8-channel", o->quantize);
+        errf(err, "--quantize %.32s: expected fp8-block, fp8-channel or mxfp4", o->quantize);
         return -EINVAL;
     }
     if (block < 1 || block > 65536) {
@@ -377,6 +452,13 @@ int gen_model_write(const struct gen_model_opts *o, struct gen_model_stats *stat
     if ((o->dtype && (rc = gen_config_set_dtype(c, o->dtype, err))) ||
         (rc = gen_config_parse(c, label, &cfg, err)))
         goto out;
+    if (q == GEN_QUANT_MXFP4 && (cfg.arch != ARCH_GPT_OSS || cfg.hidden_size % MXFP4_BLOCK ||
+                                 cfg.moe_intermediate_size % MXFP4_BLOCK)) {
+        errf(err, "--quantize mxfp4: %s: gpt-oss configs only, with hidden_size and "
+             "intermediate_size multiples of %d (MXFP4 blocks)", label, MXFP4_BLOCK);
+        rc = -EINVAL;
+        goto out;
+    }
     rc = o->tokenizer_dir ? gen_tokenizer_copy(&tok, o->tokenizer_dir, err)
                           : gen_tokenizer_build(&tok, cfg.vocab_size, cfg.max_position_embeddings,
                                                 o->seed, err);

@@ -16,7 +16,9 @@ struct gen_model_opts {
     const char *dtype;           /* "bf16", "f16", "f32"; NULL = the config's (bf16 default) */
     const char *quantize;        /* NULL, "fp8-block" (weight_scale_inv per quant_block^2 block,
                                   * quant_method fp8) or "fp8-channel" (weight_scale per output
-                                  * row, compressed-tensors): linear weights written F8_E4M3 */
+                                  * row, compressed-tensors): linear weights written F8_E4M3;
+                                  * "mxfp4" (gpt-oss only): experts as *_blocks / *_scales
+                                  * (engine/model/mxfp4.h), quant_method mxfp4 */
     int quant_block;             /* fp8-block: weight_block_size; 0 = 128 */
     bool no_weights;             /* config.json and tokenizer only (for --load-format dummy) */
 };

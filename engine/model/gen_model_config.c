@@ -324,14 +324,22 @@ int gen_config_fit_tokenizer(cJSON *c, const struct gen_tokenizer *t, bool from_
     return 0;
 }
 
-/* --quantize into quantization_config, in the two styles osprey reads (engine/model/quant.c). */
+/* --quantize into quantization_config, in the styles osprey reads (engine/model/quant.c). */
 int gen_config_set_quant(cJSON *c, enum gen_quant q, int block)
 {
     cJSON *qc = cJSON_CreateObject(), *g, *grp, *w, *act, *bs;
 
     if (!qc)
         return -ENOMEM;
-    if (q == GEN_QUANT_BLOCK) {
+    if (q == GEN_QUANT_MXFP4) {   /* as openai/gpt-oss-20b's config.json has it */
+        static const char *const keep[] = { "model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                            "model.embed_tokens", "lm_head" };
+        cJSON *m = cJSON_AddArrayToObject(qc, "modules_to_not_convert");
+
+        for (size_t i = 0; m && i < sizeof keep / sizeof *keep; i++)
+            cJSON_AddItemToArray(m, cJSON_CreateString(keep[i]));
+        cJSON_AddStringToObject(qc, "quant_method", "mxfp4");
+    } else if (q == GEN_QUANT_BLOCK) {
         cJSON_AddStringToObject(qc, "quant_method", "fp8");
         cJSON_AddStringToObject(qc, "fmt", "e4m3");
         cJSON_AddStringToObject(qc, "activation_scheme", "dynamic");

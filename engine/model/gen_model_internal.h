@@ -29,7 +29,7 @@ struct preset {
     int experts, top_k, moe_ffn; /* Mixtral / Qwen3-MoE: every layer a MoE block; 0 = dense */
 };
 
-enum gen_quant { GEN_QUANT_NONE, GEN_QUANT_BLOCK, GEN_QUANT_CHANNEL };
+enum gen_quant { GEN_QUANT_NONE, GEN_QUANT_BLOCK, GEN_QUANT_CHANNEL, GEN_QUANT_MXFP4 };
 
 /* gen_model_presets.c: the preset called name, or NULL. */
 const struct preset *gen_preset_find(const char *name);

@@ -55,6 +55,7 @@ const char *model_quant_name(enum quant_method q)
     case QUANT_FP8_BLOCK: return "fp8 block-wise";
     case QUANT_FP8_TENSOR: return "fp8 per-tensor";
     case QUANT_FP8_CHANNEL: return "fp8 per-channel";
+    case QUANT_MXFP4: return "mxfp4 experts";
     }
     return "?";
 }
@@ -519,7 +520,7 @@ static int parse_config(struct cfg_parse *p, const cJSON *root, struct model_con
         (rc = parse_dtype(p, root, cfg)) ||
         (rc = parse_windows(p, root, cfg)))
         return rc;
-    if (cfg->num_experts && cfg->quant != QUANT_NONE) {
+    if (cfg->num_experts && cfg->quant != QUANT_NONE && cfg->quant != QUANT_MXFP4) {
         errf(p->err, "%s: quantization_config: %s checkpoints of %s are not supported "
              "(fp8 mixture-of-experts weights are not implemented)", p->path,
              model_quant_name(cfg->quant), cfg->arch_name);
@@ -626,6 +627,11 @@ static int bind_ref(struct binder *b, struct tensor_ref *t, const char *name, in
         errf(b->err, "%s: %s: missing", b->where, name);
         return -EINVAL;
     }
+    if (r->dtype == DT_U8) {
+        errf(b->err, "%s: %s: U8 is read for MXFP4 experts' *_blocks and *_scales only",
+             st_file_of(b->st, r), name);
+        return -EINVAL;
+    }
     if (r->ndim != ndim || r->shape[0] != d0 || (ndim == 2 && r->shape[1] != d1)) {
         st_shape_format(ws, sizeof ws, ndim, want);
         st_shape_format(hs, sizeof hs, r->ndim, r->shape);
@@ -728,7 +734,7 @@ static int bind_all(struct model *m, char *err)
 {
     const struct model_config *c = &m->cfg;
     char where[4200], name[96];
-    struct binder b = { m->st, where, err, m->dummy };
+    struct binder b = { .st = m->st, .where = where, .err = err, .dummy = m->dummy };
     int rc;
 
     if (m->dummy) {
@@ -763,6 +769,10 @@ static int bind_all(struct model *m, char *err)
     for (int l = 0; l < c->num_layers; l++)
         if ((rc = bind_layer(&b, c, m->prefix, l, &m->layers[l])))
             return rc;
+    if (b.mxfp4_bytes)
+        LOG(LL_INFO, "model", "%s: MXFP4 experts dequantized to %s, %.2f GiB, %.2f seconds",
+            m->dir, dtype_name(b.mxfp4_dtype),
+            (double)b.mxfp4_bytes / (1 << 30), b.mxfp4_seconds);
     return 0;
 }
 
@@ -865,8 +875,10 @@ void model_close(struct model *m)
 {
     st_close(m->st);
     model__dummy_destroy(m->dummy);
-    for (int l = 0; m->layers && l < m->cfg.num_layers; l++)
+    for (int l = 0; m->layers && l < m->cfg.num_layers; l++) {
         free(m->layers[l].experts);
+        free(m->layers[l].mxfp4_experts);
+    }
     free(m->layers);
     memset(m, 0, sizeof *m);
 }

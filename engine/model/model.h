@@ -34,6 +34,8 @@ enum quant_method {
     QUANT_FP8_BLOCK,    /* "fp8" + weight_block_size [b0, b1]: weight_scale_inv [ceil(out/b0), ceil(in/b1)] */
     QUANT_FP8_TENSOR,   /* "fp8" without a block size, or compressed-tensors "tensor": one weight_scale */
     QUANT_FP8_CHANNEL,  /* compressed-tensors "channel": weight_scale [out, 1] */
+    QUANT_MXFP4,        /* "mxfp4" (gpt-oss): experts' *_blocks / *_scales, dequantized at load
+                         * (engine/model/mxfp4.h); every other weight float */
 };
 
 struct rope_scaling {
@@ -170,6 +172,8 @@ struct layer_tensors {
     struct expert_tensors shared;                 /* Qwen2-MoE: [shared_ffn, hidden] x2, [hidden, shared_ffn] */
     struct tensor_ref shared_gate;                /* Qwen2-MoE: [1, hidden] */
     struct tensor_ref k_scale, v_scale;           /* fp8 KV-cache scales, one value each, optional */
+    void *mxfp4_experts;   /* MXFP4 checkpoints: the layer's experts dequantized (gate_up then
+                            * down, published bf16 layout), what experts[] point into; owned */
 };
 
 struct st_set;  /* the mapped safetensors files (engine/model/safetensors.h) */
@@ -213,6 +217,13 @@ void model_close(struct model *m);
 const char *model_arch_name(enum model_arch a);
 /* "none", "fp8 block-wise", "fp8 per-tensor", "fp8 per-channel" */
 const char *model_quant_name(enum quant_method q);
+
+/* The checkpoint's linear weights are F8_E4M3 (its quantization_config is an fp8 one):
+ * MXFP4's experts are float once loaded, so an mxfp4 config is not. */
+static inline bool model_fp8_weights(const struct model_config *c)
+{
+    return c->quant != QUANT_NONE && c->quant != QUANT_MXFP4;
+}
 
 /* Element i of a scale tensor (F32, BF16 or F16) as f32. */
 float model_scale_at(const struct tensor_ref *scale, size_t i);

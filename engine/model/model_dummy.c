@@ -90,7 +90,8 @@ int model__dummy_create(struct model_dummy **out, const struct model_config *c, 
              "weights in", dtype_name(c->dtype));
         return -EINVAL;
     }
-    if (c->quant != QUANT_NONE) {
+    /* an MXFP4 config's experts are float once loaded: drawn as such */
+    if (c->quant != QUANT_NONE && c->quant != QUANT_MXFP4) {
         errf(err, "--load-format dummy: config.json declares a %s quantization_config; dummy "
              "weights are drawn in the config's float dtype (use --quantization fp8 for fp8 "
              "weights)", model_quant_name(c->quant));

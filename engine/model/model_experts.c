@@ -2,10 +2,12 @@
  * (one tensor each as published, or slices of transformers 5's fused 3-D tensors; gpt-oss's
  * input-major interleaved ones with their biases) and Qwen2-MoE's shared expert with its
  * gate. Called by model.c's bind_layer; under --load-format dummy every expert is bound one
- * by one (model_dummy.c's windows) whichever layout the family publishes. */
+ * by one (model_dummy.c's windows) whichever layout the family publishes. gpt-oss's MXFP4
+ * experts are dequantized here, a layer at a time, into a buffer the layer owns. */
 #include <stdlib.h>
 
 #include "engine/model/model_internal.h"
+#include "engine/model/mxfp4.h"
 #include "engine/model/safetensors.h"   /* st_find, st_shape_format, st_file_of */
 
 /* Expert e's [rows, cols] slice at row r0 of a fused [E, R, cols] tensor. */
@@ -113,25 +115,123 @@ static int bind_gpt_oss_dummy(struct binder *b, const struct model_config *c, co
     return rc;
 }
 
+/* An MXFP4 weight's two U8 tensors, `base`_blocks [E, out, in / 32, 16] and `base`_scales
+ * [E, out, in / 32], checked; a wrong one is one line naming it. */
+static int bind_mxfp4_pair(struct binder *b, const char *base, int64_t E, int64_t out, int64_t in,
+                           const struct tensor_ref **blocks, const struct tensor_ref **scales)
+{
+    int64_t want[4] = { E, out, in / MXFP4_BLOCK, MXFP4_BLOCK_BYTES };
+    char n[200], ws[96], hs[128];
+
+    for (int k = 0; k < 2; k++) {
+        const struct tensor_ref *r;
+        int nd = k ? 3 : 4;
+
+        snprintf(n, sizeof n, "%s_%s", base, k ? "scales" : "blocks");
+        if (!(r = st_find(b->st, n))) {
+            errf(b->err, "%s: %s: missing (MXFP4 experts: quantization_config is mxfp4)",
+                 b->where, n);
+            return -EINVAL;
+        }
+        if (r->dtype != DT_U8) {
+            errf(b->err, "%s: %s: dtype %s, expected U8 (MXFP4 %s)", st_file_of(b->st, r), n,
+                 dtype_name(r->dtype), k ? "e8m0 scales" : "packed e2m1 blocks");
+            return -EINVAL;
+        }
+        if (r->ndim != nd || memcmp(r->shape, want, (size_t)nd * sizeof *want)) {
+            st_shape_format(ws, sizeof ws, nd, want);
+            st_shape_format(hs, sizeof hs, r->ndim, r->shape);
+            errf(b->err, "%s: %s: expected %s, file has %s", st_file_of(b->st, r), n, ws, hs);
+            return -EINVAL;
+        }
+        *(k ? scales : blocks) = r;
+    }
+    return 0;
+}
+
+/* gpt-oss's MXFP4 experts of layer l dequantized into lt->mxfp4_experts as the bf16
+ * checkpoints publish them (gu [E, hidden, 2 ffn], dn [E, ffn, hidden]), in `dt`, the dtype
+ * of the experts' biases: the model's float dtype as published. */
+static int dequantize_gpt_oss(struct binder *b, const struct model_config *c, const char *prefix,
+                              int l, enum dtype dt, struct layer_tensors *lt,
+                              struct tensor_ref *gu, struct tensor_ref *dn)
+{
+    int64_t h = c->hidden_size, f = c->moe_intermediate_size, E = c->num_experts;
+    const struct tensor_ref *gb, *gs, *db, *ds;
+    size_t es = dtype_size(dt), gu_elems = (size_t)(E * h * 2 * f), all;
+    char n[192];
+    double t0 = now_s();
+    int rc;
+
+    if (h % MXFP4_BLOCK || f % MXFP4_BLOCK) {
+        errf(b->err, "%s: hidden_size %lld and intermediate_size %lld must be multiples of %d "
+             "for MXFP4 experts", b->where, (long long)h, (long long)f, MXFP4_BLOCK);
+        return -EINVAL;
+    }
+    if (dt != DT_F32 && dt != DT_BF16 && dt != DT_F16) {
+        errf(b->err, "%s: layer %d: experts' biases are %s; MXFP4 experts are dequantized to "
+             "their float dtype (F32, BF16 or F16)", b->where, l, dtype_name(dt));
+        return -EINVAL;
+    }
+    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj", prefix, l);
+    if ((rc = bind_mxfp4_pair(b, n, E, 2 * f, h, &gb, &gs)))
+        return rc;
+    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.down_proj", prefix, l);
+    if ((rc = bind_mxfp4_pair(b, n, E, h, f, &db, &ds)))
+        return rc;
+    all = gu_elems + (size_t)(E * f * h);
+    if (!(lt->mxfp4_experts = malloc(all * es))) {
+        errf(b->err, "%s: out of memory for layer %d's dequantized MXFP4 experts (%zu MiB)",
+             b->where, l, (all * es) >> 20);
+        return -ENOMEM;
+    }
+    for (int64_t e = 0; e < E; e++) {
+        size_t gg = (size_t)(2 * f * (h / MXFP4_BLOCK)), dg = (size_t)(h * (f / MXFP4_BLOCK));
+
+        mxfp4_dequantize((char *)lt->mxfp4_experts + (size_t)e * h * 2 * f * es, dt,
+                         (const uint8_t *)gb->data + e * gg * MXFP4_BLOCK_BYTES,
+                         (const uint8_t *)gs->data + e * gg, 2 * f, h);
+        mxfp4_dequantize((char *)lt->mxfp4_experts + (gu_elems + (size_t)e * f * h) * es, dt,
+                         (const uint8_t *)db->data + e * dg * MXFP4_BLOCK_BYTES,
+                         (const uint8_t *)ds->data + e * dg, h, f);
+    }
+    *gu = (struct tensor_ref){ .name = gb->name, .data = lt->mxfp4_experts, .dtype = dt,
+                               .ndim = 3, .shape = { E, h, 2 * f }, .nbytes = gu_elems * es };
+    *dn = (struct tensor_ref){ .name = db->name, .dtype = dt, .ndim = 3, .shape = { E, f, h },
+                               .data = (char *)lt->mxfp4_experts + gu_elems * es,
+                               .nbytes = (size_t)(E * f * h) * es };
+    b->mxfp4_bytes += all * es;
+    b->mxfp4_dtype = dt;
+    b->mxfp4_seconds += now_s() - t0;
+    return 0;
+}
+
 /* gpt-oss's MoE block as published in bf16/f32: mlp.router.weight/bias and the fused
  * mlp.experts.gate_up_proj [E, hidden, 2 ffn] (gate and up interleaved), gate_up_proj_bias
  * [E, 2 ffn], down_proj [E, ffn, hidden], down_proj_bias [E, hidden], each expert bound as
- * its slices (expert_tensors' *_t fields, input-major). An MXFP4 folder (*_blocks, *_scales)
- * that lost its quantization_config is refused by name. */
+ * its slices (expert_tensors' *_t fields, input-major). With quantization_config mxfp4 the two
+ * weights come as *_blocks / *_scales and are dequantized (dequantize_gpt_oss); an MXFP4
+ * folder that lost its quantization_config is refused by name. */
 static int bind_gpt_oss(struct binder *b, const struct model_config *c, const char *prefix, int l,
                         struct layer_tensors *lt)
 {
     int64_t h = c->hidden_size, f = c->moe_intermediate_size, E = c->num_experts;
     const struct tensor_ref *gu, *gub, *dn, *dnb;
+    struct tensor_ref mx_gu, mx_dn;
     char n[192];
+    bool mxfp4;
     int rc;
 
     snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj_blocks", prefix, l);
-    if (b->st && st_find(b->st, n)) {
-        errf(b->err, "%s: %s: MXFP4 experts (*_blocks, *_scales) are not supported; osprey reads "
-             "gpt-oss checkpoints in bf16 or f32 (a dequantized upload)", b->where, n);
+    mxfp4 = b->st && st_find(b->st, n);
+    if (mxfp4 && c->quant != QUANT_MXFP4) {
+        errf(b->err, "%s: %s: MXFP4 experts (*_blocks, *_scales), but config.json has no "
+             "quantization_config with quant_method mxfp4", b->where, n);
         return -ENOTSUP;
     }
+    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj", prefix, l);
+    /* an mxfp4 config whose folder holds the float experts reads those */
+    mxfp4 = c->quant == QUANT_MXFP4 && b->st && !st_find(b->st, n);
     snprintf(n, sizeof n, "%slayers.%d.mlp.router.weight", prefix, l);
     if ((rc = model__bind(b, &lt->router, n, 2, E, h)))
         return rc;
@@ -140,18 +240,25 @@ static int bind_gpt_oss(struct binder *b, const struct model_config *c, const ch
         return rc;
     if (b->dummy)
         return bind_gpt_oss_dummy(b, c, prefix, l, lt);
-    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj", prefix, l);
-    if ((rc = bind_fused(b, &gu, n, E, h, 2 * f)))
-        return rc;
     snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj_bias", prefix, l);
     if ((rc = bind_fused(b, &gub, n, E, 2 * f, 0)))
-        return rc;
-    snprintf(n, sizeof n, "%slayers.%d.mlp.experts.down_proj", prefix, l);
-    if ((rc = bind_fused(b, &dn, n, E, f, h)))
         return rc;
     snprintf(n, sizeof n, "%slayers.%d.mlp.experts.down_proj_bias", prefix, l);
     if ((rc = bind_fused(b, &dnb, n, E, h, 0)))
         return rc;
+    if (mxfp4) {
+        if ((rc = dequantize_gpt_oss(b, c, prefix, l, gub->dtype, lt, &mx_gu, &mx_dn)))
+            return rc;
+        gu = &mx_gu;
+        dn = &mx_dn;
+    } else {
+        snprintf(n, sizeof n, "%slayers.%d.mlp.experts.gate_up_proj", prefix, l);
+        if ((rc = bind_fused(b, &gu, n, E, h, 2 * f)))
+            return rc;
+        snprintf(n, sizeof n, "%slayers.%d.mlp.experts.down_proj", prefix, l);
+        if ((rc = bind_fused(b, &dn, n, E, f, h)))
+            return rc;
+    }
     for (int e = 0; e < E; e++) {
         lt->experts[e].gate_up_t = expert_slice(gu, e, 0, h);
         lt->experts[e].down_t = expert_slice(dn, e, 0, f);

@@ -130,6 +130,9 @@ struct binder {
     const char *where;      /* the file that lists the tensors, for "missing" messages */
     char *err;
     struct model_dummy *dummy;   /* --load-format dummy: tensors from its pools, st is NULL */
+    size_t mxfp4_bytes;          /* MXFP4 experts dequantized so far (model_experts.c), */
+    enum dtype mxfp4_dtype;      /* into this dtype, */
+    double mxfp4_seconds;
 };
 
 /* Binds `name` into t and checks its shape against [d0] or [d0, d1] (model.c). */

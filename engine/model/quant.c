@@ -8,7 +8,8 @@
  * Static activation schemes (activation_scheme "static", input_activations.dynamic false)
  * bind each weight's input_scale too: the CUDA backend quantizes that layer's activations
  * with it; the CPU backend computes W8A16 (weights dequantized, activations in f32) and
- * ignores it. Other methods are refused with one line. */
+ * ignores it. gpt-oss's "mxfp4" (experts only) is accepted here and read by
+ * model_experts.c. Other methods are refused with one line. */
 #include "engine/model/quant.h"
 
 #include <errno.h>
@@ -129,11 +130,16 @@ int quant_config_parse(const cJSON *qc, const char *path, struct model_config *c
         return parse_fp8(qc, path, cfg, err);
     if (!strcmp(method, "compressed-tensors"))
         return parse_compressed(qc, path, cfg, err);
-    /* gpt-oss as OpenAI publishes it: 4-bit experts (*_blocks, *_scales) that no op reads */
+    /* gpt-oss as OpenAI publishes it: 4-bit experts (*_blocks, *_scales), dequantized at
+     * load (engine/model/model_experts.c); no other family publishes them */
     if (!strcmp(method, "mxfp4")) {
+        if (cfg->arch == ARCH_GPT_OSS) {
+            cfg->quant = QUANT_MXFP4;
+            return 0;
+        }
         errf(err, "%s: quantization_config: quant_method 'mxfp4' (MXFP4 experts: *_blocks and "
-             "*_scales tensors) is not supported; osprey reads gpt-oss checkpoints in bf16 or f32 "
-             "(a dequantized upload, e.g. a -BF16 one)", path);
+             "*_scales tensors) is read for gpt-oss (GptOssForCausalLM) only, not %s", path,
+             cfg->arch_name[0] ? cfg->arch_name : model_arch_name(cfg->arch));
         return -ENOTSUP;
     }
     errf(err, "%s: quantization_config: quant_method '%.32s' is not supported (osprey reads %s)",
@@ -170,6 +176,11 @@ int quant_bind_scale(const struct st_set *st, const struct model_config *cfg, co
     if (cfg->quant == QUANT_NONE) {
         errf(err, "%s: %s: F8_E4M3 weights, but config.json has no quantization_config",
              st_file_of(st, st_find(st, name)), name);
+        return -EINVAL;
+    }
+    if (cfg->quant == QUANT_MXFP4) {
+        errf(err, "%s: %s: F8_E4M3 weights, but config.json's quantization_config is mxfp4 "
+             "(MXFP4 experts, every other weight float)", st_file_of(st, st_find(st, name)), name);
         return -EINVAL;
     }
     snprintf(sname, sizeof sname, "%.*s%s", (int)base, name, kind);

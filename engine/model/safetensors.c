@@ -80,7 +80,7 @@ static int parse_entry(const cJSON *e, const char *path, const uint8_t *file, si
         return -EINVAL;
     }
     if (dtype_parse(dt->valuestring, &t->dtype) != 0) {
-        errf(err, "%s: %s: %s dtype %s (supported: BF16, F16, F32, F8_E4M3)", path, name,
+        errf(err, "%s: %s: %s dtype %s (supported: BF16, F16, F32, F8_E4M3, U8)", path, name,
              dtype_is_known(dt->valuestring) ? "unsupported" : "unknown", dt->valuestring);
         return -EINVAL;
     }

@@ -33,7 +33,7 @@ struct ckpt {
 
 static size_t elem_size(enum dtype d)
 {
-    return d == DT_F32 ? 4 : d == DT_F8_E4M3 ? 1 : 2;
+    return dtype_size(d);
 }
 
 static int ckpt_read(const char *dir, struct ckpt *c)
@@ -65,7 +65,7 @@ static int ckpt_read(const char *dir, struct ckpt *c)
             continue;
         dt = cJSON_GetObjectItem(e, "dtype")->valuestring;
         t->dtype = !strcmp(dt, "F32") ? DT_F32 : !strcmp(dt, "BF16") ? DT_BF16
-                 : !strcmp(dt, "F16") ? DT_F16 : DT_F8_E4M3;
+                 : !strcmp(dt, "F16") ? DT_F16 : !strcmp(dt, "U8") ? DT_U8 : DT_F8_E4M3;
         snprintf(t->name, sizeof t->name, "%s", e->string);
         cJSON_ArrayForEach(d, cJSON_GetObjectItem(e, "shape"))
             t->shape[t->ndim++] = (int64_t)d->valuedouble;

@@ -25,8 +25,9 @@
 #include "server/metrics.h"
 #include "tests/unit/fixtures.h"
 #include "tests/unit/fp8_ref.h"
+#include "tests/unit/prompt_logits.h"
 
-#define PROMPT 40   /* tokens of the prompt whose logits are compared: three KV blocks */
+#define PROMPT PROMPT_TOKENS
 /* Greedy agreement asked of the approximate comparisons, teacher-forced over PROMPT positions.
  * The tiny random model's logits are nearly flat (range ~0.65 over 512 ids, top-2 gaps of a
  * few 1e-3), so a small error flips some argmaxes: the logit bound is the real measure. */
@@ -71,61 +72,6 @@ static char *sub(const char *name)
     return p;
 }
 
-/* ---- logits of one prompt through the runner on the cpu backend ---- */
-
-struct run_opts {
-    enum dtype kv;
-    bool quantize;
-    bool calc;                 /* --calculate-kv-scales */
-    float *scales;             /* when not NULL: [layers][2] k, v scales after the prefill */
-};
-
-/* logits[PROMPT, vocab] of a fixed prompt, every position sampled, in one prefill. */
-static float *prompt_logits(const char *dir, struct run_opts ro, int *vocab)
-{
-    struct model m;
-    struct backend *be;
-    struct runner *r;
-    struct runner_options o = { .block_size = 16, .num_blocks = 8, .max_num_batched_tokens = 64,
-                                .max_num_seqs = PROMPT, .max_model_len = 64,
-                                .kv_cache_dtype = ro.kv, .quantize_fp8 = ro.quantize,
-                                .calculate_kv_scales = ro.calc };
-    struct backend_options bo = { .num_threads = 2 };
-    struct step_batch b;
-    char err[ERR_LEN] = "";
-    float *logits;
-
-    ck_assert_msg(model_open(&m, dir, err) == 0, "%s", err);
-    ck_assert_int_eq(runner_backend_options(&m.cfg, &o, &bo), 0);
-    ck_assert_int_eq(backend_create(&be, "cpu", &bo, err), 0);
-    ck_assert_msg(runner_create(&r, be, &m, &o, err) == 0, "%s", err);
-    ck_assert_int_eq(batch_init(&b, 64, PROMPT, 1, runner_max_blocks_per_req(r)), 0);
-    b.num_reqs = 1;
-    b.num_tokens = b.num_sample = PROMPT;
-    b.query_start_loc[0] = 0;
-    b.query_start_loc[1] = PROMPT;
-    b.seq_lens[0] = PROMPT;
-    b.max_query_len = b.max_seq_len = PROMPT;
-    for (int i = 0; i < runner_max_blocks_per_req(r); i++)
-        b.block_table[0][i] = 7 - i;          /* blocks far from contiguous */
-    for (int i = 0; i < PROMPT; i++) {
-        b.input_ids[i] = (i * 37 + 11) % m.cfg.vocab_size;
-        b.positions[i] = i;
-        b.slot_mapping[0][i] = (int64_t)(7 - i / 16) * 16 + i % 16;
-        b.logits_indices[i] = i;
-    }
-    *vocab = m.cfg.vocab_size;
-    logits = malloc(sizeof *logits * PROMPT * *vocab);
-    ck_assert_int_eq(runner_logits(r, &b, logits), 0);
-    for (int l = 0; ro.scales && l < m.cfg.num_layers; l++)
-        runner_kv_scales(r, l, &ro.scales[2 * l], &ro.scales[2 * l + 1]);
-    batch_fini(&b);
-    runner_destroy(r);
-    backend_destroy(be);
-    model_close(&m);
-    return logits;
-}
-
 struct diff {
     double max_abs;     /* max |a - b| over all logits */
     double range;       /* max |b| */
@@ -152,8 +98,8 @@ static struct diff compare(const float *a, const float *b, int vocab)
     return d;
 }
 
-static struct diff compare_dirs(const char *a, struct run_opts ra, const char *b,
-                                struct run_opts rb)
+static struct diff compare_dirs(const char *a, struct prompt_opts ra, const char *b,
+                                struct prompt_opts rb)
 {
     int va, vb;
     float *la = prompt_logits(a, ra, &va), *lb = prompt_logits(b, rb, &vb);
@@ -166,7 +112,7 @@ static struct diff compare_dirs(const char *a, struct run_opts ra, const char *b
     return d;
 }
 
-static const struct run_opts plain = { DT_F32, false, false, NULL };
+static const struct prompt_opts plain = { DT_F32, false, false, NULL };
 
 /* ---- quantization_config ---- */
 
@@ -460,7 +406,7 @@ END_TEST
 
 START_TEST(fp8_kv_cache_logits_stay_close_to_the_bf16_cache)
 {
-    struct run_opts bf = { DT_BF16, false, false, NULL }, f8 = { DT_F8_E4M3, false, false, NULL };
+    struct prompt_opts bf = { DT_BF16, false, false, NULL }, f8 = { DT_F8_E4M3, false, false, NULL };
     struct diff d = compare_dirs(dir_bf16, f8, dir_bf16, bf);
 
     /* K/V rounded to 3 mantissa bits instead of 8 (scale 1.0): over a 40-token prompt the
@@ -499,9 +445,9 @@ static void with_kv_scales(const char *dst, const float *scale)
 START_TEST(calculated_kv_scales_come_from_the_first_prefill_and_are_used)
 {
     float scales[4], again[4];
-    struct run_opts calc = { DT_F8_E4M3, false, true, scales };
-    struct run_opts fixed = { DT_F8_E4M3, false, false, again };
-    struct run_opts bf = { DT_BF16, false, false, NULL };
+    struct prompt_opts calc = { DT_F8_E4M3, false, true, scales };
+    struct prompt_opts fixed = { DT_F8_E4M3, false, false, again };
+    struct prompt_opts bf = { DT_BF16, false, false, NULL };
     char *dir = sub("kv-calculated");
     struct diff same, near;
     int vocab;
@@ -530,7 +476,7 @@ END_TEST
 START_TEST(the_checkpoints_kv_scales_reach_the_fp8_cache)
 {
     static const float tiny_scale = 1e-4f, eighth = 0.125f, negative = -1.0f;
-    struct run_opts bf = { DT_BF16, false, false, NULL }, f8 = { DT_F8_E4M3, false, false, NULL };
+    struct prompt_opts bf = { DT_BF16, false, false, NULL }, f8 = { DT_F8_E4M3, false, false, NULL };
     char *d_tiny = sub("kv-tiny"), *d_eighth = sub("kv-eighth"), *d_neg = sub("kv-neg");
     char err[ERR_LEN] = "";
     struct diff one, small, sat;
@@ -704,7 +650,7 @@ START_TEST(gen_model_writes_what_quantization_config_says_and_refuses_other_sche
     struct model m;
 
     ck_assert_int_eq(gen_model_write(&o, NULL, err), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "--quantize int4: expected fp8-block or fp8-channel"));
+    ck_assert_ptr_nonnull(strstr(err, "--quantize int4: expected fp8-block, fp8-channel or mxfp4"));
     o.quantize = "fp8-block";
     o.quant_block = 0x7fffffff;
     ck_assert_int_eq(gen_model_write(&o, NULL, err), -EINVAL);
@@ -750,7 +696,7 @@ END_TEST
 
 START_TEST(quantizing_a_bf16_model_at_load_stays_close_to_it)
 {
-    struct run_opts q = { DT_F32, true, false, NULL };
+    struct prompt_opts q = { DT_F32, true, false, NULL };
     struct diff d = compare_dirs(dir_bf16, q, dir_bf16, plain);
 
     /* per-channel e4m3 weights: 3 mantissa bits per weight; bound 5% of the largest logit

@@ -1,5 +1,5 @@
 /* test_model_gpt_oss.c — gpt-oss folders: gpt-oss-20b's config.json as OpenAI published it
- * (refused for its MXFP4 experts, in one line) and as a bf16 upload without the
+ * (quant_method mxfp4: its experts are read by the mxfp4 suite) and as a bf16 upload without the
  * quantization_config, transformers 5's rope_parameters spelling, GptOssConfig's defaults,
  * what is refused; gen-model's tiny-gpt-oss binds every tensor with each expert's slices
  * pointing into the fused tensors as published, and a folder with MXFP4 expert tensors but no
@@ -83,16 +83,16 @@ static void check_gpt_oss_shape(const struct model_config *c, int layers, int ex
     ck_assert_int_eq(c->num_kv_groups, 2);
 }
 
-START_TEST(gpt_oss_20b_as_published_is_refused_for_its_mxfp4_experts_in_one_line)
+START_TEST(gpt_oss_20b_as_published_parses_with_its_mxfp4_experts)
 {
     struct model_config c;
-    char json[4096], err[ERR_LEN] = "";
+    char json[4096];
 
     gpt_oss_20b(json, sizeof json, true);
-    ck_assert_int_eq(fixture_config_parse(&c, json, err), -ENOTSUP);
-    ck_assert_str_eq(err, PATH ": quantization_config: quant_method 'mxfp4' (MXFP4 experts: "
-                     "*_blocks and *_scales tensors) is not supported; osprey reads gpt-oss "
-                     "checkpoints in bf16 or f32 (a dequantized upload, e.g. a -BF16 one)");
+    fixture_config_ok(&c, json);
+    check_gpt_oss_shape(&c, 24, 32);
+    ck_assert_int_eq(c.quant, QUANT_MXFP4);
+    ck_assert(!model_fp8_weights(&c));   /* the experts are float once loaded */
 }
 END_TEST
 
@@ -273,8 +273,8 @@ START_TEST(mxfp4_expert_tensors_without_a_quantization_config_are_refused_by_nam
     fixture_replace_weights(dir, set, w, n);
     ck_assert_int_eq(model_open(&m, dir, err), -ENOTSUP);
     ck_assert_msg(strstr(err, "model.layers.0.mlp.experts.gate_up_proj_blocks: MXFP4 experts "
-                              "(*_blocks, *_scales) are not supported; osprey reads gpt-oss "
-                              "checkpoints in bf16 or f32"), "%s", err);
+                              "(*_blocks, *_scales), but config.json has no quantization_config "
+                              "with quant_method mxfp4"), "%s", err);
     fixture_rmtree(dir);
 }
 END_TEST
@@ -285,7 +285,7 @@ Suite *model_gpt_oss_suite(void)
     TCase *tc = tcase_create("model_gpt_oss");
 
     tcase_add_unchecked_fixture(tc, fixture_quiet, fixture_loud);
-    tcase_add_test(tc, gpt_oss_20b_as_published_is_refused_for_its_mxfp4_experts_in_one_line);
+    tcase_add_test(tc, gpt_oss_20b_as_published_parses_with_its_mxfp4_experts);
     tcase_add_test(tc, gpt_oss_20b_in_bf16_gives_its_shape);
     tcase_add_test(tc, transformers_5_rope_parameters_read_the_same);
     tcase_add_test(tc, gpt_oss_config_class_defaults_fill_what_config_json_leaves_out);

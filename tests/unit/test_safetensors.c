@@ -182,8 +182,8 @@ START_TEST(unsupported_and_unknown_dtypes_are_named)
                    "q.weight", "unsupported dtype I8");
     ck_parse_fails("{\"q.weight\":{\"dtype\":\"F8_E5M2\",\"shape\":[4],\"data_offsets\":[0,4]}}",
                    "q.weight", "unsupported dtype F8_E5M2");
-    ck_parse_fails("{\"q.weight\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}",
-                   "unsupported dtype U8");
+    ck_parse_fails("{\"q.weight\":{\"dtype\":\"U16\",\"shape\":[4],\"data_offsets\":[0,8]}}",
+                   "unsupported dtype U16");
     ck_parse_fails("{\"q.weight\":{\"dtype\":\"Q4_K\",\"shape\":[4],\"data_offsets\":[0,4]}}",
                    "q.weight", "unknown dtype Q4_K");
     ck_parse_fails("{\"q.weight\":{\"dtype\":7,\"shape\":[4],\"data_offsets\":[0,4]}}",
