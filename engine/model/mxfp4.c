@@ -18,35 +18,51 @@ float mxfp4_scale(uint8_t s)
     return ldexpf(1.0f, (int)s - 127);
 }
 
-static void store(void *dst, enum dtype dt, size_t i, float v)
-{
-    if (dt == DT_F32)
-        ((float *)dst)[i] = v;
-    else if (dt == DT_BF16)
-        ((uint16_t *)dst)[i] = f32_to_bf16(v);
-    else
-        ((uint16_t *)dst)[i] = f32_to_f16(v);
-}
+/* Rows of `out` taken together: each block's 32 values are written along dst's rows
+ * (contiguous in r) rather than down its columns, while the tile's bytes of one group stay
+ * in L1 (64 rows of 16 bytes); each row's 16 values at its block's scale are converted to dt
+ * once, so the inner loop is a table look-up. */
+#define ROW_TILE 64
 
 void mxfp4_dequantize(void *dst, enum dtype dt, const uint8_t *blocks, const uint8_t *scales,
                       int64_t out, int64_t in)
 {
     int64_t groups = in / MXFP4_BLOCK;
     float lut[16];
+    union { float f[ROW_TILE][16]; uint16_t h[ROW_TILE][16]; } t;
 
     for (unsigned c = 0; c < 16; c++)
         lut[c] = mxfp4_e2m1(c);
-    for (int64_t r = 0; r < out; r++)
-        for (int64_t g = 0; g < groups; g++) {
-            const uint8_t *b = blocks + (size_t)(r * groups + g) * MXFP4_BLOCK_BYTES;
-            float s = mxfp4_scale(scales[r * groups + g]);
-            int64_t k0 = g * MXFP4_BLOCK;
+    for (int64_t r0 = 0; r0 < out; r0 += ROW_TILE) {
+        int64_t nr = out - r0 < ROW_TILE ? out - r0 : ROW_TILE;
 
-            for (int j = 0; j < MXFP4_BLOCK_BYTES; j++) {
-                store(dst, dt, (size_t)(k0 + 2 * j) * out + r, lut[b[j] & 15] * s);
-                store(dst, dt, (size_t)(k0 + 2 * j + 1) * out + r, lut[b[j] >> 4] * s);
+        for (int64_t g = 0; g < groups; g++) {
+            for (int64_t i = 0; i < nr; i++) {
+                float s = mxfp4_scale(scales[(r0 + i) * groups + g]);
+
+                for (int c = 0; c < 16; c++) {
+                    if (dt == DT_F32)
+                        t.f[i][c] = lut[c] * s;
+                    else
+                        t.h[i][c] = dt == DT_BF16 ? f32_to_bf16(lut[c] * s) : f32_to_f16(lut[c] * s);
+                }
+            }
+            for (int k = 0; k < MXFP4_BLOCK; k++) {
+                /* element k of the block: byte k / 2, the low nibble for even k */
+                const uint8_t *b = blocks + (r0 * groups + g) * MXFP4_BLOCK_BYTES + k / 2;
+                size_t row = (size_t)(g * MXFP4_BLOCK + k) * out + r0;
+                size_t stride = (size_t)groups * MXFP4_BLOCK_BYTES;
+                int shift = k & 1 ? 4 : 0;
+
+                if (dt == DT_F32)
+                    for (int64_t i = 0; i < nr; i++)
+                        ((float *)dst)[row + i] = t.f[i][b[i * stride] >> shift & 15];
+                else
+                    for (int64_t i = 0; i < nr; i++)
+                        ((uint16_t *)dst)[row + i] = t.h[i][b[i * stride] >> shift & 15];
             }
         }
+    }
 }
 
 uint8_t mxfp4_scale_for(float amax)

@@ -49,7 +49,7 @@ START_TEST(low_nibble_first_every_code_and_the_transposed_layout)
 {
     uint8_t blocks[2][16], scales[2] = { 128, 125 };   /* x2, x1/4 */
     float f32[32][2];
-    uint16_t bf16[32][2];
+    uint16_t bf16[32][2], f16[32][2];
 
     for (int j = 0; j < 16; j++) {
         blocks[0][j] = (uint8_t)((2 * j) % 16 | ((2 * j + 1) % 16) << 4);
@@ -57,6 +57,7 @@ START_TEST(low_nibble_first_every_code_and_the_transposed_layout)
     }
     mxfp4_dequantize(f32, DT_F32, &blocks[0][0], scales, 2, 32);
     mxfp4_dequantize(bf16, DT_BF16, &blocks[0][0], scales, 2, 32);
+    mxfp4_dequantize(f16, DT_F16, &blocks[0][0], scales, 2, 32);
     for (int k = 0; k < 32; k++) {
         float want0 = E2M1[k % 16] * 2.0f, want1 = E2M1[15 - k % 16] * 0.25f;
 
@@ -64,6 +65,8 @@ START_TEST(low_nibble_first_every_code_and_the_transposed_layout)
         ck_assert_msg(f32[k][1] == want1, "row 1 element %d: %g, expected %g", k, f32[k][1], want1);
         ck_assert(bf16_to_f32(bf16[k][0]) == want0);   /* exact in bf16 */
         ck_assert(bf16_to_f32(bf16[k][1]) == want1);
+        ck_assert(f16_to_f32(f16[k][0]) == want0);     /* and in f16 */
+        ck_assert(f16_to_f32(f16[k][1]) == want1);
     }
 }
 END_TEST
