@@ -2,12 +2,14 @@
 #include "tests/unit/prompt_logits.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "engine/backend.h"
 #include "engine/model/model.h"
 #include "engine/runner.h"
 #include "scheduler/batch.h"
+#include "tests/unit/fixtures.h"
 
 /* logits[PROMPT_TOKENS, vocab] of a fixed prompt, every position sampled, in one prefill. */
 float *prompt_logits(const char *dir, struct prompt_opts ro, int *vocab)
@@ -60,3 +62,19 @@ float *prompt_logits(const char *dir, struct prompt_opts ro, int *vocab)
     return logits;
 }
 
+/* `osprey generate` (OSPREY_BIN) on a fixed prompt, 24 greedy tokens: its ids. */
+void osprey_generate_ids(const char *dir, const char *extra, char *out, size_t len)
+{
+    const char *bin = getenv("OSPREY_BIN") ? getenv("OSPREY_BIN") : "build/osprey";
+    char cmd[3 * FIXTURE_PATH];
+    FILE *p;
+    size_t n;
+
+    snprintf(cmd, sizeof cmd, "%s generate --model %s --prompt-ids '[1, 5, 9, 200, 31, 7]' --ids "
+             "--max-tokens 24 --ignore-eos --threads 2 %s 2>/dev/null", bin, dir, extra);
+    ck_assert_ptr_nonnull(p = popen(cmd, "r"));
+    n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    ck_assert_msg(pclose(p) == 0, "%s failed: %s", cmd, out);
+    ck_assert_msg(out[0] == '[', "%s: %s", cmd, out);
+}

@@ -2,7 +2,8 @@
  * scales against the format's definition worked out here by hand, the nibble order and the
  * transposition to the published bf16 layout, the quantizer's choices; a gen-model
  * --quantize mxfp4 tiny-gpt-oss whose logits on the cpu backend equal, bit for bit, those of
- * a bf16 twin written from the blocks by this file's own dequantization; broken checkpoints
+ * a bf16 twin written from the blocks by this file's own dequantization, and its tokens under
+ * tensor parallelism the twin's; broken checkpoints
  * refused in one line naming the tensor; mxfp4 on another family refused. */
 #include <check.h>
 #include <errno.h>
@@ -215,6 +216,18 @@ START_TEST(mxfp4_logits_equal_their_independently_dequantized_bf16_twin_bit_for_
 }
 END_TEST
 
+/* Tensor parallelism shards the dequantized experts as a bf16 checkpoint's: the MXFP4 model
+ * at --tensor-parallel-size 2 gives the twin's tokens at 2 (the same sums in the same order). */
+START_TEST(mxfp4_experts_shard_like_the_twin_s_under_tensor_parallelism)
+{
+    char q[512], twin[512];
+
+    osprey_generate_ids(dir_q, "--tensor-parallel-size 2", q, sizeof q);
+    osprey_generate_ids(dir_twin, "--tensor-parallel-size 2", twin, sizeof twin);
+    ck_assert_str_eq(q, twin);
+}
+END_TEST
+
 /* The loaded experts are the bf16 weights the same seed writes unquantized, each within the
  * largest half-gap of e2m1 (1) times its block's scale, the scale a power of two in
  * [amax / 6, amax / 3): gen-model quantizes what it would write, as the reference does. */
@@ -369,6 +382,7 @@ Suite *mxfp4_suite(void)
     tcase_add_checked_fixture(tm, setup, teardown);
     tcase_set_timeout(tm, 60);
     tcase_add_test(tm, mxfp4_logits_equal_their_independently_dequantized_bf16_twin_bit_for_bit);
+    tcase_add_test(tm, mxfp4_experts_shard_like_the_twin_s_under_tensor_parallelism);
     tcase_add_test(tm, loaded_experts_are_the_seed_s_bf16_weights_quantized);
     tcase_add_test(tm, broken_mxfp4_checkpoints_are_one_line_naming_the_tensor);
     tcase_add_test(tm, mxfp4_is_for_gpt_oss_only);
