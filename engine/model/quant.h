@@ -1,6 +1,7 @@
 /* quant.h — FP8 checkpoints: config.json's quantization_config into struct model_config, and
- * each F8_E4M3 weight's scale tensor found and checked (engine/model/quant.c). Used by
- * model.c only; the formats are described in model.h (enum quant_method). */
+ * each F8_E4M3 weight's scale tensor found and checked (engine/model/quant.c); gpt-oss's
+ * "mxfp4" is accepted here and its experts read by model_experts.c. Used by model.c only; the
+ * formats are described in model.h (enum quant_method). */
 #ifndef OSPREY_QUANT_H
 #define OSPREY_QUANT_H
 
@@ -14,7 +15,8 @@ struct st_set;
                       "float-quantized FP8 (strategy channel or tensor)"
 
 /* Reads quantization_config (qc, a member of config.json `path`) into cfg->quant and
- * cfg->quant_block. Anything but the formats osprey reads is -EINVAL with one line naming the
+ * cfg->quant_block; cfg->arch must be known (mxfp4 is read for gpt-oss only: -ENOTSUP for
+ * another family). Anything but the formats osprey reads is -EINVAL with one line naming the
  * quant_method and QUANT_FORMATS. */
 int quant_config_parse(const cJSON *qc, const char *path, struct model_config *cfg, char *err);
 
