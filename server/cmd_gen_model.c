@@ -14,7 +14,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: osprey gen-model --config <preset|config.json> --out DIR [--seed N]\n"
         "                        [--tokenizer DIR] [--dtype bf16|f16|f32]\n"
-        "                        [--quantize fp8-block|fp8-channel [--quant-block N]]\n"
+        "                        [--quantize fp8-block|fp8-channel|mxfp4 [--quant-block N]]\n"
         "                        [--no-weights]\n\n"
         "Writes a random-weight Hugging Face model folder: config.json, generation_config.json,\n"
         "model.safetensors, tokenizer.json, tokenizer_config.json. The same seed gives the\n"
@@ -27,7 +27,8 @@ static void usage(FILE *f)
         "  --dtype      weight dtype (default: the config's torch_dtype, else bf16)\n"
         "  --quantize   write the linear weights as an FP8 checkpoint: fp8-block (quant_method\n"
         "               fp8, weight_scale_inv per N x N block) or fp8-channel\n"
-        "               (compressed-tensors, weight_scale per output row)\n"
+        "               (compressed-tensors, weight_scale per output row); mxfp4 writes a\n"
+        "               gpt-oss model's experts as OpenAI publishes them (*_blocks, *_scales)\n"
         "  --quant-block  fp8-block's weight_block_size N (default 128)\n"
         "  --no-weights write config.json and the tokenizer only, for --load-format dummy\n"
         "               (benchmarks of shapes too large to write)\n\n"

@@ -27,8 +27,8 @@ void assert_fail_(const char *expr, const char *file, int line) __attribute__((n
 #endif
 
 /* Element types of weights, activations and caches. F8_E4M3 is float8_e4m3fn (fp8.h): FP8
- * checkpoints' weights and the fp8 KV cache, always with a scale beside it. */
-/* DT_U8: raw bytes, read only as MXFP4 experts' packed blocks and e8m0 scales (engine/model/mxfp4.h) */
+ * checkpoints' weights and the fp8 KV cache, always with a scale beside it. U8: raw bytes,
+ * read only as MXFP4 experts' packed blocks and e8m0 scales (engine/model/mxfp4.h). */
 enum dtype { DT_F32, DT_F16, DT_BF16, DT_F8_E4M3, DT_U8 };
 size_t dtype_size(enum dtype t);
 const char *dtype_name(enum dtype t);  /* "F32", "F16", "BF16", "F8_E4M3", "U8" (safetensors spelling) */
