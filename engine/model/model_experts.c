@@ -4,7 +4,9 @@
  * gate. Called by model.c's bind_layer; under --load-format dummy every expert is bound one
  * by one (model_dummy.c's windows) whichever layout the family publishes. gpt-oss's MXFP4
  * experts are dequantized here, a layer at a time, into a buffer the layer owns. */
+#include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "engine/model/model_internal.h"
 #include "engine/model/mxfp4.h"
@@ -149,6 +151,57 @@ static int bind_mxfp4_pair(struct binder *b, const char *base, int64_t E, int64_
     return 0;
 }
 
+/* One layer's MXFP4 experts to dequantize: expert e's gate_up and down, for the e of one
+ * worker's share (first, first + step, ...). */
+struct dequant_share {
+    void *out;
+    enum dtype dt;
+    const uint8_t *gb, *gs, *db, *ds;
+    int64_t h, f, E, first, step;
+};
+
+static void *dequant_experts(void *arg)
+{
+    const struct dequant_share *d = arg;
+    size_t es = dtype_size(d->dt), gu_elems = (size_t)(d->E * d->h * 2 * d->f);
+    size_t gg = (size_t)(2 * d->f * (d->h / MXFP4_BLOCK)), dg = (size_t)(d->h * (d->f / MXFP4_BLOCK));
+
+    for (int64_t e = d->first; e < d->E; e += d->step) {
+        mxfp4_dequantize((char *)d->out + (size_t)e * d->h * 2 * d->f * es, d->dt,
+                         d->gb + e * gg * MXFP4_BLOCK_BYTES, d->gs + e * gg, 2 * d->f, d->h);
+        mxfp4_dequantize((char *)d->out + (gu_elems + (size_t)e * d->f * d->h) * es, d->dt,
+                         d->db + e * dg * MXFP4_BLOCK_BYTES, d->ds + e * dg, d->h, d->f);
+    }
+    return NULL;
+}
+
+/* The layer's experts spread over the host's cores, an expert at a time (gpt-oss-20b's 24
+ * layers of 32 experts take ~45 s on one thread); a worker that cannot start leaves its share
+ * to this thread. Every expert is written by exactly one worker, so the bytes are those of
+ * one thread's pass. */
+static void dequant_layer(const struct dequant_share *layer)
+{
+    enum { MAX_WORKERS = 32 };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = (int)MIN(MIN((int64_t)MAX_WORKERS, layer->E), cpus > 0 ? (int64_t)cpus : 1);
+    struct dequant_share share[MAX_WORKERS];
+    pthread_t tid[MAX_WORKERS];
+    bool started[MAX_WORKERS] = { false };
+
+    for (int t = 0; t < n; t++) {
+        share[t] = *layer;
+        share[t].first = t;
+        share[t].step = n;
+        started[t] = t > 0 && pthread_create(&tid[t], NULL, dequant_experts, &share[t]) == 0;
+    }
+    for (int t = 0; t < n; t++)
+        if (!started[t])
+            dequant_experts(&share[t]);
+    for (int t = 1; t < n; t++)
+        if (started[t])
+            pthread_join(tid[t], NULL);
+}
+
 /* gpt-oss's MXFP4 experts of layer l dequantized into lt->mxfp4_experts as the bf16
  * checkpoints publish them (gu [E, hidden, 2 ffn], dn [E, ffn, hidden]), in `dt`, the dtype
  * of the experts' biases: the model's float dtype as published. */
@@ -185,16 +238,8 @@ static int dequantize_gpt_oss(struct binder *b, const struct model_config *c, co
              b->where, l, (all * es) >> 20);
         return -ENOMEM;
     }
-    for (int64_t e = 0; e < E; e++) {
-        size_t gg = (size_t)(2 * f * (h / MXFP4_BLOCK)), dg = (size_t)(h * (f / MXFP4_BLOCK));
-
-        mxfp4_dequantize((char *)lt->mxfp4_experts + (size_t)e * h * 2 * f * es, dt,
-                         (const uint8_t *)gb->data + e * gg * MXFP4_BLOCK_BYTES,
-                         (const uint8_t *)gs->data + e * gg, 2 * f, h);
-        mxfp4_dequantize((char *)lt->mxfp4_experts + (gu_elems + (size_t)e * f * h) * es, dt,
-                         (const uint8_t *)db->data + e * dg * MXFP4_BLOCK_BYTES,
-                         (const uint8_t *)ds->data + e * dg, h, f);
-    }
+    dequant_layer(&(struct dequant_share){ lt->mxfp4_experts, dt, gb->data, gs->data, db->data,
+                                           ds->data, h, f, E, 0, 1 });
     *gu = (struct tensor_ref){ .name = gb->name, .data = lt->mxfp4_experts, .dtype = dt,
                                .ndim = 3, .shape = { E, h, 2 * f }, .nbytes = gu_elems * es };
     *dn = (struct tensor_ref){ .name = db->name, .dtype = dt, .ndim = 3, .shape = { E, f, h },
